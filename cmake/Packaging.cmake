@@ -1,0 +1,12 @@
+# `cpack -G DEB` in a build directory makes a .deb with binaries, man pages and completions.
+set(CPACK_PACKAGE_NAME kvc)
+set(CPACK_PACKAGE_VENDOR "kvc developers")
+set(CPACK_PACKAGE_CONTACT "kvc developers <kvc@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_GENERATOR DEB)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SECTION database)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+include(CPack)

@@ -1,0 +1,20 @@
+# Warning flags and sanitizers for kvc's own targets (not for third-party code).
+add_library(kvc_warnings INTERFACE)
+# Designated initializers that rely on member defaults are idiomatic here; GCC warns on them.
+target_compile_options(kvc_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+                                             -Wno-missing-field-initializers)
+if(KVC_WERROR)
+  target_compile_options(kvc_warnings INTERFACE -Werror)
+endif()
+
+if(KVC_SANITIZE)
+  string(REPLACE "," ";" _kvc_sans "${KVC_SANITIZE}")
+  foreach(_san ${_kvc_sans})
+    if(NOT _san MATCHES "^(address|undefined|thread|leak)$")
+      message(FATAL_ERROR "KVC_SANITIZE: unknown sanitizer '${_san}'")
+    endif()
+  endforeach()
+  add_compile_options(-fsanitize=${KVC_SANITIZE} -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=${KVC_SANITIZE})
+endif()
