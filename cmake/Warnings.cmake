@@ -18,3 +18,12 @@ if(KVC_SANITIZE)
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=${KVC_SANITIZE})
 endif()
+
+if(KVC_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "KVC_FUZZ needs clang: CC=clang CXX=clang++ cmake -DKVC_FUZZ=ON ...")
+  endif()
+  # Instrument the library for coverage; fuzz binaries add the libFuzzer main themselves.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
