@@ -1,0 +1,164 @@
+#include "kvc/storage/data_dir.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include "kvc/common/crc32c.h"
+
+namespace kvc::storage {
+namespace {
+
+constexpr const char* kHeader = "# kvc member identity: which member of which cluster this is.\n"
+                                "# Written by kvc-node; do not edit (a checksum guards it).\n";
+
+bool valid_text_field(const std::string& s) {
+  return s.find_first_of("\n\r=") == std::string::npos;
+}
+
+std::string hex64(std::uint64_t v) {
+  char buf[19];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+Result<std::uint64_t> parse_hex(const std::string& s, const std::string& what,
+                                const std::string& path) {
+  if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Status::corruption(path + ": bad " + what + " '" + s + "'");
+  }
+  return std::stoull(s, nullptr, 16);
+}
+
+}  // namespace
+
+std::string encode_identity(const Identity& id) {
+  KVC_CHECK(valid_text_field(id.name) && valid_text_field(id.cluster_token),
+            "identity fields must not contain newlines or '='");
+  std::string body = kHeader;
+  body += "format_version=" + std::to_string(id.format_version) + "\n";
+  body += "name=" + id.name + "\n";
+  body += "member_id=" + hex64(id.member_id) + "\n";
+  body += "cluster_id=" + hex64(id.cluster_id) + "\n";
+  body += "cluster_token=" + id.cluster_token + "\n";
+  char crc[9];
+  std::snprintf(crc, sizeof crc, "%08x", crc32c::value(body));
+  return body + "crc32c=" + crc + "\n";
+}
+
+Result<Identity> decode_identity(std::string_view text, const std::string& path) {
+  const std::size_t crc_pos = text.rfind("crc32c=");
+  if (crc_pos == std::string_view::npos || (crc_pos != 0 && text[crc_pos - 1] != '\n')) {
+    return Status::corruption(path + ": no crc32c line (truncated or not an identity file)");
+  }
+  const std::string_view body = text.substr(0, crc_pos);
+  std::string crc_text(text.substr(crc_pos + 7));
+  if (!crc_text.empty() && crc_text.back() == '\n') crc_text.pop_back();
+  Result<std::uint64_t> want = parse_hex(crc_text, "crc32c", path);
+  if (!want.ok()) return want.status();
+  if (crc32c::value(body) != *want) {
+    return Status::corruption(path + ": checksum mismatch (the file was edited or damaged)");
+  }
+  std::map<std::string, std::string> kv;
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    std::size_t eol = body.find('\n', pos);
+    if (eol == std::string_view::npos) eol = body.size();
+    const std::string_view line = body.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line.empty() || line[0] == '#') continue;
+    const std::size_t eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      return Status::corruption(path + ": malformed line '" + std::string(line) + "'");
+    }
+    kv[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+  }
+  for (const char* field : {"format_version", "name", "member_id", "cluster_id", "cluster_token"}) {
+    if (kv.find(field) == kv.end()) return Status::corruption(path + ": missing " + field);
+  }
+  Identity id;
+  const std::string& v = kv["format_version"];
+  if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) {
+    return Status::corruption(path + ": bad format_version '" + v + "'");
+  }
+  id.format_version = static_cast<std::uint32_t>(std::stoul(v));
+  if (id.format_version != kDataDirFormatVersion) {
+    return Status::failed_precondition(path + ": data directory format version " + v +
+                                       " is not supported by this kvc (supports " +
+                                       std::to_string(kDataDirFormatVersion) + ")");
+  }
+  id.name = kv["name"];
+  id.cluster_token = kv["cluster_token"];
+  Result<std::uint64_t> member = parse_hex(kv["member_id"], "member_id", path);
+  if (!member.ok()) return member.status();
+  Result<std::uint64_t> cluster = parse_hex(kv["cluster_id"], "cluster_id", path);
+  if (!cluster.ok()) return cluster.status();
+  id.member_id = *member;
+  id.cluster_id = *cluster;
+  return id;
+}
+
+Result<DataDir> DataDir::open(const std::string& path, Mode mode) {
+  if (path.empty()) return Status::invalid_argument("empty data directory path");
+  if (mode == Mode::kReadOnly) {
+    if (!path_exists(path)) return Status::not_found("data directory " + path + " does not exist");
+    return DataDir(path, UniqueFd());
+  }
+  KVC_RETURN_IF_ERROR(make_dirs(path, 0700));
+  const std::string lock_path = path + "/lock";
+  Result<UniqueFd> fd = open_file(lock_path, O_RDWR | O_CREAT, 0600);
+  if (!fd.ok()) return fd.status();
+  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK) return Status::from_errno("lock " + lock_path, err);
+    Result<std::string> holder = read_file(lock_path);
+    std::string pid = holder.ok() ? *holder : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return Status::failed_precondition("data directory " + path + " is in use by another process" +
+                                       (pid.empty() ? "" : " (pid " + pid + ")"));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd->get(), 0) != 0) return Status::from_errno("truncate " + lock_path, errno);
+  KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), pid, 0, lock_path));
+  for (const char* sub : {"/wal", "/snap", "/state"}) {
+    KVC_RETURN_IF_ERROR(make_dirs(path + sub, 0700));
+  }
+  KVC_RETURN_IF_ERROR(fsync_dir(path));
+  return DataDir(path, std::move(*fd));
+}
+
+bool DataDir::has_identity() const { return path_exists(identity_path()); }
+
+Result<Identity> DataDir::read_identity() const {
+  Result<std::string> text = read_file(identity_path());
+  if (!text.ok()) return text.status();
+  return decode_identity(*text, identity_path());
+}
+
+Status DataDir::write_identity(const Identity& id) {
+  if (read_only()) return Status::failed_precondition("data directory opened read-only");
+  if (!valid_text_field(id.name) || !valid_text_field(id.cluster_token)) {
+    return Status::invalid_argument("member name and cluster token must not contain newlines or '='");
+  }
+  return write_file_atomic(identity_path(), encode_identity(id));
+}
+
+bool DataDir::is_empty() const {
+  Result<std::vector<std::string>> names = list_dir(path_);
+  if (!names.ok()) return false;
+  for (const std::string& n : *names) {
+    if (n == "lock") continue;
+    if (n == "wal" || n == "snap" || n == "state") {
+      Result<std::vector<std::string>> inner = list_dir(path_ + "/" + n);
+      if (inner.ok() && inner->empty()) continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+}  // namespace kvc::storage
