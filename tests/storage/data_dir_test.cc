@@ -44,6 +44,16 @@ TEST(IdentityTest, TruncationIsDetected) {
   }
 }
 
+TEST(IdentityTest, DerivedIdsAreStableAndDistinct) {
+  EXPECT_EQ(derive_member_id("tok", "m1"), derive_member_id("tok", "m1"));
+  EXPECT_NE(derive_member_id("tok", "m1"), derive_member_id("tok", "m2"));
+  EXPECT_NE(derive_member_id("tok", "m1"), derive_member_id("other", "m1"));
+  // The separator keeps ("ab", "c") and ("a", "bc") apart.
+  EXPECT_NE(derive_member_id("ab", "c"), derive_member_id("a", "bc"));
+  EXPECT_NE(derive_cluster_id("tok", "m1=a:1,m2=b:2"), derive_cluster_id("tok", "m1=a:1"));
+  EXPECT_NE(derive_member_id("", ""), 0u);
+}
+
 TEST(DataDirTest, CreatesLayoutAndPersistsIdentity) {
   const std::string dir = fresh_dir("layout");
   {

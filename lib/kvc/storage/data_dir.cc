@@ -34,7 +34,30 @@ Result<std::uint64_t> parse_hex(const std::string& s, const std::string& what,
   return std::stoull(s, nullptr, 16);
 }
 
+std::uint64_t fnv1a(std::string_view a, std::string_view b) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](std::string_view s) {
+    for (const char c : s) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 0x100000001b3ull;
+    }
+  };
+  mix(a);
+  mix(std::string_view("\0", 1));
+  mix(b);
+  return h == 0 ? 1 : h;
+}
+
 }  // namespace
+
+std::uint64_t derive_member_id(std::string_view cluster_token, std::string_view name) {
+  return fnv1a(cluster_token, name);
+}
+
+std::uint64_t derive_cluster_id(std::string_view cluster_token,
+                                std::string_view sorted_initial_cluster) {
+  return fnv1a(cluster_token, sorted_initial_cluster);
+}
 
 std::string encode_identity(const Identity& id) {
   KVC_CHECK(valid_text_field(id.name) && valid_text_field(id.cluster_token),

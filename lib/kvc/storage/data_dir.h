@@ -32,6 +32,15 @@ struct Identity {
   friend bool operator==(const Identity&, const Identity&) = default;
 };
 
+// Ids every member computes the same way from the bootstrap flags, so the members of a new
+// cluster agree on them without talking: FNV-1a 64 of the inputs, never 0.
+//   member id:  cluster_token, '\0', name
+//   cluster id: cluster_token, '\0', then each "name=peer_address" of --initial-cluster, sorted,
+//               joined by ','
+std::uint64_t derive_member_id(std::string_view cluster_token, std::string_view name);
+std::uint64_t derive_cluster_id(std::string_view cluster_token,
+                                std::string_view sorted_initial_cluster);
+
 // The identity file's bytes, and back. Parsing checks the trailing crc32c line, the format
 // version and that every field is present; it names the problem on failure.
 std::string encode_identity(const Identity& id);

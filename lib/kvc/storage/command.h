@@ -1,0 +1,56 @@
+// The state-machine commands carried in the data of normal Raft entries, and their binary
+// encoding. This is an on-disk format (the WAL stores these bytes; see kvc-wal(5), "COMMANDS"):
+// change it only by adding a new version. Plain values and pure functions; thread-safe.
+//
+// Encoding (all integers unsigned LEB128 varints, strings as varint length + bytes):
+//   u8 version (= 1) | u8 op | varint request_id | op fields
+//   op 1 put           key, value
+//   op 2 delete        key
+//   op 3 delete_prefix prefix                     (an empty prefix deletes every key)
+//   op 4 cas           key, varint expect_revision, value   (expect 0: key must not exist)
+// Nothing may follow the last field. An entry with empty data is the leader's no-op.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "kvc/common/status.h"
+
+namespace kvc::storage {
+
+inline constexpr std::uint8_t kCommandVersion = 1;
+
+enum class CommandOp : std::uint8_t {
+  kPut = 1,
+  kDelete = 2,
+  kDeletePrefix = 3,
+  kCas = 4,
+};
+
+struct Command {
+  CommandOp op = CommandOp::kPut;
+  // Chosen by the proposing member so it can match the applied entry to the waiting request.
+  // Not interpreted by the state machine.
+  std::uint64_t request_id = 0;
+  std::string key;  // the prefix for kDeletePrefix
+  std::string value;
+  std::uint64_t expect_revision = 0;
+
+  friend bool operator==(const Command&, const Command&) = default;
+};
+
+std::string encode_command(const Command& c);
+// Fails with kCorruption on truncated, oversized or unknown input; never crashes.
+Result<Command> decode_command(std::string_view data);
+
+// "put key=... value=..." for logs and dumps; bytes that are not printable are escaped.
+std::string describe_command(const Command& c);
+std::string_view command_op_name(CommandOp op);
+
+// Appends / reads an unsigned LEB128 varint (shared by the storage formats).
+void put_varint(std::string& out, std::uint64_t v);
+// Reads a varint from the front of `in` and advances it; false on truncation or overflow.
+bool get_varint(std::string_view& in, std::uint64_t& v);
+
+}  // namespace kvc::storage

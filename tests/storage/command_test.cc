@@ -1,0 +1,81 @@
+#include "kvc/storage/command.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace kvc::storage {
+namespace {
+
+TEST(CommandTest, EveryOpRoundTrips) {
+  const Command cases[] = {
+      {.op = CommandOp::kPut, .request_id = 7, .key = "a", .value = std::string("v\0\xff", 3)},
+      {.op = CommandOp::kDelete, .request_id = 0, .key = "k"},
+      {.op = CommandOp::kDeletePrefix, .request_id = 1u << 30, .key = ""},
+      {.op = CommandOp::kCas,
+       .request_id = std::numeric_limits<std::uint64_t>::max(),
+       .key = std::string(300, 'k'),
+       .value = "",
+       .expect_revision = 123456789012},
+  };
+  for (const Command& c : cases) {
+    SCOPED_TRACE(describe_command(c));
+    Result<Command> back = decode_command(encode_command(c));
+    ASSERT_TRUE(back.ok()) << back.status().to_string();
+    EXPECT_EQ(*back, c);
+  }
+}
+
+TEST(CommandTest, EveryTruncationIsCorruption) {
+  const std::string full = encode_command(
+      {.op = CommandOp::kCas, .request_id = 300, .key = "key", .value = "val",
+       .expect_revision = 99});
+  for (std::size_t n = 0; n < full.size(); ++n) {
+    EXPECT_EQ(decode_command(full.substr(0, n)).status().code(), Code::kCorruption) << n;
+  }
+  EXPECT_EQ(decode_command(full + "x").status().code(), Code::kCorruption);
+}
+
+TEST(CommandTest, UnknownVersionAndOpAreCorruption) {
+  std::string c = encode_command({.op = CommandOp::kDelete, .key = "k"});
+  std::string bad_version = c;
+  bad_version[0] = 2;
+  EXPECT_EQ(decode_command(bad_version).status().code(), Code::kCorruption);
+  std::string bad_op = c;
+  bad_op[1] = 9;
+  EXPECT_EQ(decode_command(bad_op).status().code(), Code::kCorruption);
+}
+
+TEST(CommandTest, HugeLengthDoesNotAllocate) {
+  std::string c;
+  c += static_cast<char>(kCommandVersion);
+  c += static_cast<char>(CommandOp::kPut);
+  put_varint(c, 1);
+  put_varint(c, std::numeric_limits<std::uint64_t>::max());  // key length far past the end
+  EXPECT_EQ(decode_command(c).status().code(), Code::kCorruption);
+}
+
+TEST(VarintTest, RoundTripsAndRejectsOverflow) {
+  for (std::uint64_t v : {0ull, 1ull, 127ull, 128ull, 16383ull, 16384ull, ~0ull}) {
+    std::string s;
+    put_varint(s, v);
+    std::string_view in = s;
+    std::uint64_t got = 1;
+    ASSERT_TRUE(get_varint(in, got));
+    EXPECT_EQ(got, v);
+    EXPECT_TRUE(in.empty());
+  }
+  std::string eleven(11, '\xff');
+  std::string_view in = eleven;
+  std::uint64_t v;
+  EXPECT_FALSE(get_varint(in, v));
+}
+
+TEST(CommandTest, DescribeEscapesBinary) {
+  EXPECT_EQ(describe_command({.op = CommandOp::kPut, .request_id = 3, .key = "a\n",
+                              .value = "ok"}),
+            "put key=a\\x0a value=ok request_id=3");
+}
+
+}  // namespace
+}  // namespace kvc::storage
