@@ -1,0 +1,198 @@
+// The messages of kvc's wire protocol other than Raft's own (raft_codec.h): the handshake that
+// opens every connection, and the client protocol (requests, responses, watch events). Every
+// frame's payload is a msgpack array [kind, body]; bodies are msgpack maps from small integer
+// field ids to values, so fields can be added without breaking older peers (unknown ids are
+// skipped). The field tables are in kvc-node(1), "WIRE PROTOCOL". Keys and values travel as
+// msgpack bin (binary safe). Plain values; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvc/common/status.h"
+#include "kvc/wire/msgpack_io.h"
+
+namespace kvc::wire {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+enum class FrameKind : std::uint8_t {
+  kHello = 1,       // first frame from the side that connects
+  kHelloReply = 2,  // the answer: accepted, or refused with a reason (then the link closes)
+  kRaft = 3,        // a Raft message between members (raft_codec.h)
+  kRequest = 4,     // client -> member
+  kResponse = 5,    // member -> client (also each watch event batch and snapshot chunk)
+};
+
+enum class Role : std::uint8_t { kPeer = 1, kClient = 2 };
+
+struct Hello {
+  std::uint32_t protocol_version = kProtocolVersion;
+  Role role = Role::kClient;
+  std::uint64_t cluster_id = 0;  // 0 from a client that does not know it yet: the member says
+  std::uint64_t member_id = 0;   // the connecting member (peers only)
+  std::string name;              // the connecting member's name, or a client's label
+  std::string software_version;
+  std::string nonce;             // challenge for the other side (shared-secret auth)
+  std::string proof;             // answer to the other side's challenge
+
+  friend bool operator==(const Hello&, const Hello&) = default;
+};
+
+struct HelloReply {
+  Code code = Code::kOk;  // not ok: refused, `message` says why
+  std::string message;
+  std::uint64_t cluster_id = 0;
+  std::uint64_t member_id = 0;
+  std::string name;
+  std::string software_version;
+  std::string nonce;
+  std::string proof;
+
+  friend bool operator==(const HelloReply&, const HelloReply&) = default;
+};
+
+enum class Op : std::uint8_t {
+  kGet = 1,             // key -> kv
+  kRange = 2,           // key = start (or prefix when `prefix`), limit -> kvs, more
+  kPut = 3,             // key, value -> revision
+  kDelete = 4,          // key (or every key under it when `prefix`) -> found/count, revision
+  kCas = 5,             // key, value, expect_revision -> revision, or kCompareFailed
+  kWatch = 6,           // key (prefix when `prefix`), start_revision -> stream of events
+  kWatchCancel = 7,     // watch_id
+  kLeader = 8,          // -> leader fields
+  kWatchLeader = 9,     // -> a response each time the leader changes
+  kMemberList = 10,     // -> members
+  kMemberAdd = 11,      // name, peer_addr, learner -> members (with the new id)
+  kMemberPromote = 12,  // member_id
+  kMemberRemove = 13,   // member_id, force
+  kTransferLeader = 14, // member_id
+  kStatus = 15,         // -> status
+  kHealth = 16,         // a linearizable read through a quorum -> ok or an error
+  kSnapshotSave = 17,   // -> stream of responses with data chunks, the last with `done`
+  kHash = 18,           // -> hash and revision of this member's state at a committed index
+};
+std::string_view op_name(Op op);
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  std::uint64_t create_revision = 0;
+  std::uint64_t mod_revision = 0;
+  std::uint64_t version = 0;
+
+  friend bool operator==(const KeyValue&, const KeyValue&) = default;
+};
+
+enum class EventType : std::uint8_t { kPut = 1, kDelete = 2 };
+
+struct Event {
+  EventType type = EventType::kPut;
+  KeyValue kv;  // for a delete: key and mod_revision (the delete's revision) only
+
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
+struct MemberInfo {
+  std::uint64_t id = 0;
+  std::string name;
+  std::string peer_addr;
+  std::string client_addr;
+  bool learner = false;
+  bool is_leader = false;
+
+  friend bool operator==(const MemberInfo&, const MemberInfo&) = default;
+};
+
+struct StatusInfo {
+  std::uint64_t member_id = 0;
+  std::string name;
+  std::string version;
+  std::uint64_t cluster_id = 0;
+  std::uint64_t leader_id = 0;
+  std::uint64_t term = 0;
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t durable_index = 0;  // applied and flushed to the state database
+  std::uint64_t wal_bytes = 0;
+  std::uint64_t state_bytes = 0;
+  bool learner = false;
+  std::string role;  // leader, follower, candidate, pre-candidate, learner
+  std::vector<std::string> errors;
+
+  friend bool operator==(const StatusInfo&, const StatusInfo&) = default;
+};
+
+struct Request {
+  std::uint64_t id = 0;  // chosen by the client, echoed in responses; unique per connection
+  Op op = Op::kGet;
+  std::string key;
+  std::string value;
+  bool prefix = false;
+  std::uint64_t limit = 0;  // 0: no limit (the member still pages large answers)
+  std::uint64_t expect_revision = 0;
+  bool serializable = false;  // read this member's state without a ReadIndex round
+  bool keys_only = false;
+  bool count_only = false;
+  std::uint64_t start_revision = 0;  // watch: replay from this revision (0: from now)
+  std::uint64_t watch_id = 0;
+  std::uint64_t member_id = 0;
+  std::string name;
+  std::string peer_addr;
+  std::string client_addr;
+  bool learner = false;
+  bool force = false;
+  std::uint64_t timeout_ms = 0;  // the client's deadline; the member gives up after it
+
+  friend bool operator==(const Request&, const Request&) = default;
+};
+
+struct Response {
+  std::uint64_t id = 0;
+  Code code = Code::kOk;
+  std::string message;
+  // Who the member thinks leads (always filled when known; with kNotLeader, where to go).
+  std::uint64_t leader_id = 0;
+  std::string leader_name;
+  std::string leader_client_addr;
+  std::uint64_t revision = 0;  // the store's revision when the answer was made
+  std::vector<KeyValue> kvs;
+  bool more = false;  // range: more keys after the last one returned
+  std::uint64_t count = 0;
+  bool found = false;
+  std::vector<MemberInfo> members;
+  bool has_status = false;
+  StatusInfo status;
+  std::uint64_t watch_id = 0;
+  std::vector<Event> events;
+  std::uint64_t compact_revision = 0;  // watch: the oldest revision still available
+  std::string data;                    // snapshot chunk
+  bool done = false;                   // last response of a stream
+  std::uint64_t hash = 0;
+  std::uint64_t member_id = 0;  // the answering member
+
+  friend bool operator==(const Response&, const Response&) = default;
+};
+
+// Append one complete frame to `out`.
+void append_hello(std::string& out, const Hello& m);
+void append_hello_reply(std::string& out, const HelloReply& m);
+void append_request(std::string& out, const Request& m);
+void append_response(std::string& out, const Response& m);
+
+// A frame payload split into its kind and body. The body points into `parsed`.
+struct Envelope {
+  FrameKind kind = FrameKind::kHello;
+  Parsed parsed;
+  const msgpack::object* body = nullptr;
+};
+Result<Envelope> open_envelope(std::string_view payload);
+
+Result<Hello> decode_hello(const msgpack::object& body);
+Result<HelloReply> decode_hello_reply(const msgpack::object& body);
+Result<Request> decode_request(const msgpack::object& body);
+Result<Response> decode_response(const msgpack::object& body);
+
+}  // namespace kvc::wire

@@ -1,0 +1,200 @@
+#include "kvc/wire/messages.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "kvc/wire/frame.h"
+
+namespace kvc::wire {
+namespace {
+
+// The payload of the single frame in `framed`.
+std::string_view payload_of(const std::string& framed) {
+  EXPECT_GE(framed.size(), kFrameHeaderBytes);
+  return std::string_view(framed).substr(kFrameHeaderBytes);
+}
+
+Request full_request() {
+  return {.id = 77, .op = Op::kCas, .key = std::string("k\0\xff", 3), .value = "v",
+          .prefix = true, .limit = 10, .expect_revision = 99, .serializable = true,
+          .keys_only = true, .count_only = true, .start_revision = 5, .watch_id = 6,
+          .member_id = 7, .name = "m4", .peer_addr = "127.0.0.1:1", .client_addr = "127.0.0.1:2",
+          .learner = true, .force = true, .timeout_ms = 5000};
+}
+
+Response full_response() {
+  Response r{.id = 9, .code = Code::kNotLeader, .message = "not leader", .leader_id = 3,
+             .leader_name = "m3", .leader_client_addr = "127.0.0.1:2379", .revision = 1234};
+  r.kvs = {{"a", "1", 2, 3, 4}, {std::string("\x80\x81", 2), "", 5, 6, 1}};
+  r.more = true;
+  r.count = 2;
+  r.found = true;
+  r.members = {{1, "m1", "127.0.0.1:1", "127.0.0.1:2", false, true},
+               {2, "m2", "127.0.0.1:3", "", true, false}};
+  r.has_status = true;
+  r.status = {.member_id = 1, .name = "m1", .version = "0.1", .cluster_id = 8, .leader_id = 1,
+              .term = 4, .commit_index = 10, .applied_index = 9, .durable_index = 8,
+              .wal_bytes = 100, .state_bytes = 200, .learner = false, .role = "leader",
+              .errors = {"disk slow", "peer m2 unreachable"}};
+  r.watch_id = 11;
+  r.events = {{EventType::kPut, {"a", "1", 2, 3, 1}}, {EventType::kDelete, {"b", "", 0, 4, 0}}};
+  r.compact_revision = 2;
+  r.data = std::string(100, '\0');
+  r.done = true;
+  r.hash = 0xdeadbeefcafe;
+  r.member_id = 1;
+  return r;
+}
+
+TEST(MessagesTest, RequestRoundTrips) {
+  for (const Request& want : {Request{}, Request{.id = 1, .op = Op::kPut, .key = "a"},
+                              full_request()}) {
+    std::string f;
+    append_request(f, want);
+    Result<Envelope> env = open_envelope(payload_of(f));
+    ASSERT_TRUE(env.ok()) << env.status().to_string();
+    ASSERT_EQ(env->kind, FrameKind::kRequest);
+    Result<Request> got = decode_request(*env->body);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(*got, want);
+  }
+}
+
+TEST(MessagesTest, ResponseRoundTrips) {
+  for (const Response& want : {Response{}, full_response()}) {
+    std::string f;
+    append_response(f, want);
+    Result<Envelope> env = open_envelope(payload_of(f));
+    ASSERT_TRUE(env.ok());
+    ASSERT_EQ(env->kind, FrameKind::kResponse);
+    Result<Response> got = decode_response(*env->body);
+    ASSERT_TRUE(got.ok()) << got.status().to_string();
+    EXPECT_EQ(*got, want);
+  }
+}
+
+TEST(MessagesTest, HandshakeRoundTrips) {
+  Hello h{.role = Role::kPeer, .cluster_id = 5, .member_id = 6, .name = "m1",
+          .software_version = "0.1", .nonce = "n", .proof = "p"};
+  std::string f;
+  append_hello(f, h);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  ASSERT_TRUE(env.ok());
+  Result<Hello> got = decode_hello(*env->body);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, h);
+
+  HelloReply r{.code = Code::kFailedPrecondition, .message = "wrong cluster", .cluster_id = 1};
+  std::string g;
+  append_hello_reply(g, r);
+  Result<Envelope> env2 = open_envelope(payload_of(g));
+  ASSERT_TRUE(env2.ok());
+  Result<HelloReply> got2 = decode_hello_reply(*env2->body);
+  ASSERT_TRUE(got2.ok());
+  EXPECT_EQ(*got2, r);
+}
+
+TEST(MessagesTest, EveryTruncationFailsCleanly) {
+  std::string f;
+  append_response(f, full_response());
+  const std::string_view p = payload_of(f);
+  for (std::size_t n = 0; n < p.size(); ++n) {
+    Result<Envelope> env = open_envelope(p.substr(0, n));
+    if (env.ok()) {
+      // A prefix can only parse if it is itself a complete value; it must not decode as ours.
+      EXPECT_FALSE(decode_response(*env->body).ok()) << "prefix " << n;
+    }
+  }
+}
+
+TEST(MessagesTest, UnknownFieldsAreSkipped) {
+  // A newer client sends field 200: this member ignores it.
+  std::string f;
+  const std::size_t at = begin_frame(f);
+  Writer w(f);
+  w.array(2);
+  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
+  MapWriter m(f);
+  m.uint(1, 5);
+  m.field(2).uint(static_cast<std::uint8_t>(Op::kGet));
+  m.field(200).str("from the future");
+  m.finish();
+  finish_frame(f, at);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  ASSERT_TRUE(env.ok());
+  Result<Request> r = decode_request(*env->body);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->id, 5u);
+}
+
+TEST(MessagesTest, MalformedInputIsRejected) {
+  const struct {
+    const char* name;
+    std::string bytes;
+  } cases[] = {
+      {"empty", ""},
+      {"not an array", "\x01"},
+      {"wrong arity", "\x91\x04"},
+      {"unknown kind", "\x92\x63\x80"},
+      {"huge declared array", std::string("\xdd\xff\xff\xff\xff", 5)},
+      {"huge declared string", std::string("\x92\x04\xdb\xff\xff\xff\xff", 7)},
+      {"trailing bytes", std::string("\x92\x04\x80\x00", 4)},
+      {"deep nesting", std::string(64, '\x91') + "\x00"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Result<Envelope> env = open_envelope(c.bytes);
+    EXPECT_FALSE(env.ok());
+  }
+}
+
+TEST(MessagesTest, WrongFieldTypesAreRejected) {
+  std::string f;
+  const std::size_t at = begin_frame(f);
+  Writer w(f);
+  w.array(2);
+  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
+  MapWriter m(f);
+  m.field(1).str("not a number");
+  m.finish();
+  finish_frame(f, at);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  ASSERT_TRUE(env.ok());
+  Result<Request> r = decode_request(*env->body);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("request.id"), std::string::npos);
+}
+
+TEST(MessagesTest, UnknownOpIsInvalidArgument) {
+  std::string f;
+  const std::size_t at = begin_frame(f);
+  Writer w(f);
+  w.array(2);
+  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
+  MapWriter m(f);
+  m.field(2).uint(250);
+  m.finish();
+  finish_frame(f, at);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(decode_request(*env->body).status().code(), Code::kInvalidArgument);
+}
+
+TEST(MessagesTest, RandomBytesNeverCrash) {
+  std::mt19937 rng(20261125);
+  for (int i = 0; i < 20000; ++i) {
+    std::string b(rng() % 64, '\0');
+    for (auto& c : b) c = static_cast<char>(rng());
+    if (!b.empty()) b[0] = static_cast<char>(0x92);  // mostly a 2-element array
+    Result<Envelope> env = open_envelope(b);
+    if (!env.ok()) continue;
+    (void)decode_request(*env->body);
+    (void)decode_response(*env->body);
+    (void)decode_hello(*env->body);
+    (void)decode_hello_reply(*env->body);
+  }
+}
+
+}  // namespace
+}  // namespace kvc::wire
