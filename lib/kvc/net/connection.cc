@@ -1,0 +1,334 @@
+#include "kvc/net/connection.h"
+
+#include <utility>
+
+namespace kvc::net {
+namespace {
+
+constexpr std::size_t kReadChunk = 64u << 10;
+
+Status uv_status(const std::string& what, int err) {
+  return Status::unavailable(what + ": " + uv_strerror(err));
+}
+
+std::string peer_name(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  return sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss));
+}
+
+}  // namespace
+
+Connection::Connection(uv_loop_t* loop, ConnectionOptions options)
+    : options_(options), decoder_(options.max_frame_bytes) {
+  uv_tcp_init(loop, &tcp_);
+  tcp_.data = this;
+}
+
+Connection::~Connection() { KVC_CHECK(!self_, "connection destroyed while its handle is open"); }
+
+std::shared_ptr<Connection> Connection::make(uv_loop_t* loop, const ConnectionOptions& options) {
+  std::shared_ptr<Connection> c(new Connection(loop, options));
+  c->self_ = c;
+  return c;
+}
+
+void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
+  KVC_CHECK(!started_, "connection started twice");
+  started_ = true;
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  if (peer_.empty()) peer_ = peer_name(&tcp_);
+  uv_tcp_nodelay(&tcp_, 1);
+  if (closing_) return;
+  update_reading();
+  flush();
+}
+
+void Connection::update_reading() {
+  const bool want = started_ && !closing_ && !close_after_flush_ && !paused_by_user_ &&
+                    !paused_by_output_;
+  if (want == reading_) return;
+  reading_ = want;
+  if (!want) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+    return;
+  }
+  const int rc = uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp_),
+      [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+        auto* c = static_cast<Connection*>(h->data);
+        c->read_buf_.resize(kReadChunk);
+        *buf = uv_buf_init(c->read_buf_.data(), static_cast<unsigned>(c->read_buf_.size()));
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+        static_cast<Connection*>(s->data)->on_read(n, buf);
+      });
+  if (rc != 0) close(uv_status("read from " + peer_, rc));
+}
+
+void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
+  if (n == UV_EOF) {
+    close(Status::unavailable("connection closed by " + peer_));
+    return;
+  }
+  if (n < 0) {
+    close(uv_status("read from " + peer_, static_cast<int>(n)));
+    return;
+  }
+  if (n == 0) return;
+  decoder_.feed(buf->base, static_cast<std::size_t>(n));
+  // The handler may close or pause us, or even drop its last reference: hold one.
+  std::shared_ptr<Connection> hold = shared_from_this();
+  while (!closing_ && !paused_by_user_) {
+    std::string_view payload;
+    bool has = false;
+    Status s = decoder_.next(&payload, &has);
+    if (!s.ok()) {
+      close(s.with_context("bad frame from " + peer_));
+      return;
+    }
+    if (!has) return;
+    on_frame_(*this, payload);
+  }
+}
+
+void Connection::send(std::string_view framed) {
+  if (closing_ || close_after_flush_) return;
+  pending_.append(framed);
+  if (output_bytes() > options_.close_above) {
+    close(Status::resource_exhausted("peer " + peer_ + " is not reading: " +
+                                     std::to_string(output_bytes()) + " bytes queued"));
+    return;
+  }
+  if (!paused_by_output_ && output_bytes() > options_.pause_reading_above) {
+    paused_by_output_ = true;
+    update_reading();
+  }
+  flush();
+}
+
+void Connection::flush() {
+  if (writing_ || pending_.empty() || closing_ || !started_) return;
+  inflight_.swap(pending_);
+  pending_.clear();
+  inflight_bytes_ = inflight_.size();
+  uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+  write_req_.data = this;
+  writing_ = true;
+  const int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+                          [](uv_write_t* req, int status) {
+                            static_cast<Connection*>(req->data)->on_written(status);
+                          });
+  if (rc != 0) {
+    writing_ = false;
+    close(uv_status("write to " + peer_, rc));
+  }
+}
+
+void Connection::on_written(int status) {
+  writing_ = false;
+  inflight_.clear();
+  inflight_bytes_ = 0;
+  if (closing_) return;
+  if (status != 0) {
+    close(uv_status("write to " + peer_, status));
+    return;
+  }
+  if (close_after_flush_ && pending_.empty()) {
+    close(close_reason_);
+    return;
+  }
+  if (paused_by_output_ && output_bytes() < options_.pause_reading_above / 2) {
+    paused_by_output_ = false;
+    update_reading();
+  }
+  flush();
+}
+
+void Connection::pause_reading() {
+  paused_by_user_ = true;
+  update_reading();
+}
+
+void Connection::resume_reading() {
+  if (!paused_by_user_) return;
+  paused_by_user_ = false;
+  update_reading();
+  // Frames already buffered are delivered now rather than at the next read.
+  if (!closing_ && reading_ && decoder_.buffered_bytes() > 0) {
+    std::shared_ptr<Connection> hold = shared_from_this();
+    while (!closing_ && !paused_by_user_) {
+      std::string_view payload;
+      bool has = false;
+      Status s = decoder_.next(&payload, &has);
+      if (!s.ok()) {
+        close(s.with_context("bad frame from " + peer_));
+        return;
+      }
+      if (!has) return;
+      on_frame_(*this, payload);
+    }
+  }
+}
+
+void Connection::close_after_flush(const Status& reason) {
+  if (closing_) return;
+  if (pending_.empty() && !writing_) {
+    close(reason);
+    return;
+  }
+  close_after_flush_ = true;
+  close_reason_ = reason;
+  update_reading();
+  flush();
+}
+
+void Connection::close(const Status& reason) {
+  if (closing_) return;
+  closing_ = true;
+  close_reason_ = reason;
+  pending_.clear();
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    std::shared_ptr<Connection> last = std::move(c->self_);
+    if (c->on_close_) {
+      CloseHandler handler = std::move(c->on_close_);
+      c->on_frame_ = nullptr;
+      handler(*c, c->close_reason_);
+    }
+  });
+}
+
+struct Listener::Handle {
+  uv_tcp_t tcp{};
+  Listener* owner = nullptr;
+  AcceptHandler on_accept;
+};
+
+Listener::~Listener() { close(); }
+
+Status Listener::listen(const Address& address, AcceptHandler on_accept) {
+  KVC_CHECK(handle_ == nullptr, "listen called twice");
+  sockaddr_storage ss{};
+  KVC_RETURN_IF_ERROR(to_sockaddr(address, &ss));
+  handle_ = new Handle();  // freed in the close callback: libuv owns it until then
+  handle_->owner = this;
+  handle_->on_accept = std::move(on_accept);
+  uv_tcp_init(loop_, &handle_->tcp);
+  handle_->tcp.data = handle_;
+  auto fail = [this, &address](int rc) {
+    close();
+    return Status::unavailable("listen on " + address.to_string() + ": " + uv_strerror(rc));
+  };
+  if (int rc = uv_tcp_bind(&handle_->tcp, reinterpret_cast<sockaddr*>(&ss), 0); rc != 0) {
+    return fail(rc);
+  }
+  const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handle_->tcp), 511,
+                           [](uv_stream_t* server, int status) {
+                             auto* h = static_cast<Handle*>(server->data);
+                             if (status != 0 || h->owner == nullptr) return;
+                             Listener* self = h->owner;
+                             std::shared_ptr<Connection> c =
+                                 Connection::make(self->loop_, self->options_);
+                             if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
+                               c->close(Status::unavailable("accept failed"));
+                               return;
+                             }
+                             h->on_accept(std::move(c));
+                           });
+  if (rc != 0) return fail(rc);
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&handle_->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
+  Result<Address> b = parse_address(sockaddr_to_string(reinterpret_cast<sockaddr*>(&bound)));
+  bound_ = b.ok() ? *b : address;
+  return Status();
+}
+
+void Listener::close() {
+  if (handle_ == nullptr) return;
+  handle_->owner = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&handle_->tcp),
+           [](uv_handle_t* h) { delete static_cast<Handle*>(h->data); });
+  handle_ = nullptr;
+}
+
+namespace {
+
+struct ConnectAttempt {
+  std::shared_ptr<Connection> conn;
+  uv_connect_t req{};
+  uv_timer_t timer{};
+  bool done = false;
+  int open_handles = 1;  // the timer
+  std::function<void(Result<std::shared_ptr<Connection>>)> on_done;
+  std::string target;
+
+  void finish(Result<std::shared_ptr<Connection>> r) {
+    if (done) return;
+    done = true;
+    uv_timer_stop(&timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), [](uv_handle_t* h) {
+      auto* a = static_cast<ConnectAttempt*>(h->data);
+      if (--a->open_handles == 0 && a->req.data == nullptr) delete a;
+    });
+    auto cb = std::move(on_done);
+    cb(std::move(r));
+  }
+};
+
+}  // namespace
+
+void connect(uv_loop_t* loop, const Address& address, const ConnectionOptions& options,
+             std::uint64_t timeout_ms,
+             std::function<void(Result<std::shared_ptr<Connection>>)> on_done) {
+  sockaddr_storage ss{};
+  if (Status s = to_sockaddr(address, &ss); !s.ok()) {
+    on_done(s);
+    return;
+  }
+  auto* a = new ConnectAttempt();  // freed when both the request and the timer are finished
+  a->conn = Connection::make(loop, options);
+  a->conn->peer_ = address.to_string();
+  a->on_done = std::move(on_done);
+  a->target = address.to_string();
+  uv_timer_init(loop, &a->timer);
+  a->timer.data = a;
+  a->req.data = a;
+  const int rc = uv_tcp_connect(&a->req, &a->conn->tcp_, reinterpret_cast<sockaddr*>(&ss),
+                                [](uv_connect_t* req, int status) {
+                                  auto* at = static_cast<ConnectAttempt*>(req->data);
+                                  req->data = nullptr;
+                                  std::shared_ptr<Connection> c = std::move(at->conn);
+                                  if (status != 0) {
+                                    c->close(uv_status("connect to " + at->target, status));
+                                    at->finish(uv_status("connect to " + at->target, status));
+                                  } else if (at->done) {
+                                    c->close(Status::timeout("connect: gave up"));
+                                  } else {
+                                    at->finish(std::move(c));
+                                  }
+                                  if (at->done && at->open_handles == 0) delete at;
+                                });
+  if (rc != 0) {
+    a->req.data = nullptr;
+    std::shared_ptr<Connection> c = std::move(a->conn);
+    c->close(uv_status("connect to " + a->target, rc));
+    a->finish(uv_status("connect to " + a->target, rc));
+    return;
+  }
+  uv_timer_start(
+      &a->timer,
+      [](uv_timer_t* t) {
+        auto* at = static_cast<ConnectAttempt*>(t->data);
+        // Closing the socket cancels the request; its callback then sees done and cleans up.
+        if (at->conn) at->conn->close(Status::unavailable("connect to " + at->target + ": timed out"));
+        at->finish(Status::unavailable("connect to " + at->target + ": no answer within timeout"));
+      },
+      timeout_ms, 0);
+}
+
+}  // namespace kvc::net

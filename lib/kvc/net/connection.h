@@ -1,0 +1,132 @@
+// TCP connections carrying kvc frames, on a libuv loop that the caller owns and runs (net/ never
+// creates or runs a loop, and never starts a thread). A Connection reads frames and hands each
+// payload to its handler; send() queues framed bytes and coalesces them into few writes.
+//
+// Back-pressure: when a connection's unsent output passes `pause_reading_above`, it stops
+// reading from that peer until the output drains below half of it, so a client that does not
+// read its answers cannot make the member buffer without bound; past `close_above` the
+// connection is closed as too slow. Bad input (oversized or empty frames) closes the
+// connection with a reason; the handler sees only whole frames.
+//
+// Thread-safety: every method must be called on the loop's thread. Lifetime: the libuv handle
+// keeps the Connection alive until its close completes, after which the close handler runs
+// exactly once.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kvc/common/status.h"
+#include "kvc/net/address.h"
+#include "kvc/wire/frame.h"
+
+namespace kvc::net {
+
+struct ConnectionOptions {
+  std::size_t max_frame_bytes = wire::kDefaultMaxFrameBytes;
+  std::size_t pause_reading_above = 8u << 20;
+  std::size_t close_above = 64u << 20;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using FrameHandler = std::function<void(Connection&, std::string_view payload)>;
+  using CloseHandler = std::function<void(Connection&, const Status& reason)>;
+
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts reading. Handlers are called on the loop thread.
+  void start(FrameHandler on_frame, CloseHandler on_close);
+
+  // Queues already framed bytes. A closed connection drops them.
+  void send(std::string_view framed);
+  // Unsent output, in bytes.
+  std::size_t output_bytes() const { return pending_.size() + inflight_bytes_; }
+
+  // Stops / resumes reading on the caller's behalf (e.g. too many requests in flight).
+  void pause_reading();
+  void resume_reading();
+
+  // Closes the connection; the close handler runs later with `reason`. Idempotent: the first
+  // reason wins. Queued output is dropped.
+  void close(const Status& reason);
+  // Sends what is queued, then closes (used to deliver a refusal before hanging up).
+  void close_after_flush(const Status& reason);
+  bool closed() const { return closing_; }
+
+  const std::string& peer() const { return peer_; }
+  // Free for the owner: which member or client this is.
+  std::uint64_t tag = 0;
+
+ private:
+  friend class Listener;
+  friend void connect(uv_loop_t*, const Address&, const ConnectionOptions&, std::uint64_t,
+                      std::function<void(Result<std::shared_ptr<Connection>>)>);
+
+  Connection(uv_loop_t* loop, ConnectionOptions options);
+  static std::shared_ptr<Connection> make(uv_loop_t* loop, const ConnectionOptions& options);
+  void update_reading();
+  void flush();
+  void on_read(ssize_t n, const uv_buf_t* buf);
+  void on_written(int status);
+
+  uv_tcp_t tcp_{};
+  ConnectionOptions options_;
+  wire::FrameDecoder decoder_;
+  FrameHandler on_frame_;
+  CloseHandler on_close_;
+  std::string peer_;
+  std::string read_buf_;
+  std::string pending_;   // queued, not yet handed to libuv
+  std::string inflight_;  // handed to libuv, not yet written
+  std::size_t inflight_bytes_ = 0;
+  uv_write_t write_req_{};
+  bool writing_ = false;
+  bool started_ = false;
+  bool reading_ = false;
+  bool paused_by_user_ = false;
+  bool paused_by_output_ = false;
+  bool closing_ = false;
+  bool close_after_flush_ = false;
+  Status close_reason_;
+  std::shared_ptr<Connection> self_;  // held while the libuv handle is open
+};
+
+class Listener {
+ public:
+  using AcceptHandler = std::function<void(std::shared_ptr<Connection>)>;
+
+  Listener(uv_loop_t* loop, ConnectionOptions options) : loop_(loop), options_(options) {}
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Binds and listens. Port 0 picks a free port; bound() tells which.
+  Status listen(const Address& address, AcceptHandler on_accept);
+  const Address& bound() const { return bound_; }
+  // Stops accepting. Existing connections are not affected.
+  void close();
+
+ private:
+  struct Handle;
+  uv_loop_t* loop_;
+  ConnectionOptions options_;
+  Address bound_;
+  Handle* handle_ = nullptr;  // owned by libuv until its close callback
+};
+
+// Connects to `address`. `on_done` runs on the loop thread, once, with the connection (not yet
+// started: call start()) or an error (kUnavailable: refused, unreachable, or no answer within
+// `timeout_ms`).
+void connect(uv_loop_t* loop, const Address& address, const ConnectionOptions& options,
+             std::uint64_t timeout_ms,
+             std::function<void(Result<std::shared_ptr<Connection>>)> on_done);
+
+}  // namespace kvc::net
