@@ -1,11 +1,528 @@
-// kvc-ctl: admin and data commands against a running kvc cluster.
+// kvc-ctl: admin and data commands against a running kvc cluster. Parses flags and prints;
+// the work is done by the client library (lib/kvc/client).
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <future>
+#include <thread>
+
 #include "cli.h"
+#include "kvc/client/client.h"
+#include "kvc/common/text.h"
+#include "output.h"
+
+namespace kvc::ctl {
+namespace {
+
+constexpr const char* kDefaultEndpoint = "127.0.0.1:2379";
+
+struct Globals {
+  std::string endpoints;
+  std::string output = "simple";
+  std::string timeout = "5s";
+  LogOptions log;
+  Format format = Format::kSimple;
+  std::uint64_t timeout_ms = 5000;
+};
+
+Globals g;
+
+int fail(const Status& s) { return cli::fail("kvc-ctl", s); }
+
+// Reports a response's failure on stderr and returns its exit code (0 when ok).
+int check(const wire::Response& r) {
+  if (r.code == Code::kOk) return kExitOk;
+  std::string msg = r.message;
+  if (r.code == Code::kNotLeader && !r.leader_client_addr.empty()) {
+    msg += " (leader: " + r.leader_client_addr + ")";
+  }
+  return fail(Status(r.code, msg));
+}
+
+Result<std::unique_ptr<client::Client>> connect() {
+  std::string eps = g.endpoints;
+  if (eps.empty()) eps = kDefaultEndpoint;
+  Result<std::vector<net::Address>> list = net::parse_address_list(eps);
+  if (!list.ok()) return list.status().with_context("--endpoints");
+  client::ClientOptions o;
+  o.endpoints = std::move(*list);
+  o.timeout_ms = g.timeout_ms;
+  o.connect_timeout_ms = std::min<std::uint64_t>(g.timeout_ms, 2000);
+  o.name = "kvc-ctl";
+  return client::Client::open(std::move(o));
+}
+
+Result<std::string> read_stdin() {
+  std::string data((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  if (std::cin.bad()) return Status::io_error("reading the value from standard input failed");
+  return data;
+}
+
+void print_kvs(const std::vector<wire::KeyValue>& kvs, bool keys_only, Table* table) {
+  for (const wire::KeyValue& kv : kvs) {
+    switch (g.format) {
+      case Format::kSimple:
+        write_raw(kv.key);
+        std::fputc('\n', stdout);
+        if (!keys_only) {
+          write_raw(kv.value);
+          std::fputc('\n', stdout);
+        }
+        break;
+      case Format::kJson: std::printf("%s\n", kv_json(kv, keys_only).c_str()); break;
+      case Format::kTable:
+        table->add({printable(kv.key), keys_only ? "" : printable(kv.value),
+                    std::to_string(kv.create_revision), std::to_string(kv.mod_revision),
+                    std::to_string(kv.version)});
+        break;
+    }
+  }
+}
+
+Table kv_table(bool keys_only) {
+  return Table({"KEY", keys_only ? "" : "VALUE", "CREATE_REV", "MOD_REV", "VERSION"});
+}
+
+// --- put ---------------------------------------------------------------------------------
+struct PutArgs {
+  std::string key, value;
+};
+int run_put(const PutArgs& a) {
+  std::string value = a.value;
+  if (value == "-") {
+    Result<std::string> in = read_stdin();
+    if (!in.ok()) return fail(in.status());
+    value = std::move(*in);
+  }
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->put(a.key, value);
+  if (int rc = check(r); rc != 0) return rc;
+  switch (g.format) {
+    case Format::kSimple: std::printf("OK\n"); break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_uint(o, "revision", r.revision);
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable:
+      Table t({"REVISION"});
+      t.add({std::to_string(r.revision)});
+      t.print();
+      break;
+  }
+  return kExitOk;
+}
+
+// --- get / list ----------------------------------------------------------------------------
+struct GetArgs {
+  std::string key;
+  bool prefix = false;
+  std::uint64_t limit = 0;
+  bool keys_only = false;
+  bool serializable = false;
+};
+
+// Pages through a prefix with range requests, printing as it goes.
+int range_all(client::Client& c, const std::string& prefix, std::uint64_t limit, bool keys_only,
+              bool serializable) {
+  constexpr std::uint64_t kPage = 1000;
+  Table table = kv_table(keys_only);
+  std::string start = prefix;
+  std::uint64_t printed = 0;
+  std::uint64_t revision = 0;
+  for (;;) {
+    std::uint64_t want = kPage;
+    if (limit != 0) want = std::min(want, limit - printed);
+    wire::Request q{.op = wire::Op::kRange, .key = start, .value = prefix, .prefix = true,
+                    .limit = want, .serializable = serializable, .keys_only = keys_only,
+                    .start_revision = revision};
+    wire::Response r = c.call_sync(q);
+    if (int rc = check(r); rc != 0) return rc;
+    if (revision == 0) revision = r.revision;  // later pages read the same revision
+    print_kvs(r.kvs, keys_only, &table);
+    printed += r.kvs.size();
+    if (!r.more || r.kvs.empty() || (limit != 0 && printed >= limit)) break;
+    start = r.kvs.back().key;
+    start.push_back('\0');  // the smallest key after the last one
+  }
+  if (g.format == Format::kTable) table.print();
+  return kExitOk;
+}
+
+int run_get(const GetArgs& a) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  if (a.prefix) return range_all(**c, a.key, a.limit, a.keys_only, a.serializable);
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kGet, .key = a.key,
+                                      .serializable = a.serializable, .keys_only = a.keys_only});
+  if (int rc = check(r); rc != 0) return rc;
+  if (!r.found || r.kvs.empty()) return fail(Status::not_found("key not found: " + printable(a.key)));
+  const wire::KeyValue& kv = r.kvs.front();
+  switch (g.format) {
+    case Format::kSimple:
+      if (a.keys_only) {
+        write_raw(kv.key);
+        std::fputc('\n', stdout);
+      } else {
+        write_raw(kv.value);
+        end_raw_value();
+      }
+      break;
+    case Format::kJson: std::printf("%s\n", kv_json(kv, a.keys_only).c_str()); break;
+    case Format::kTable: {
+      Table t = kv_table(a.keys_only);
+      print_kvs({kv}, a.keys_only, &t);
+      t.print();
+      break;
+    }
+  }
+  return kExitOk;
+}
+
+struct ListArgs {
+  std::string prefix;
+  std::uint64_t limit = 0;
+  bool keys_only = false;
+  bool serializable = false;
+};
+int run_list(const ListArgs& a) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  return range_all(**c, a.prefix, a.limit, a.keys_only, a.serializable);
+}
+
+// --- del / exists / cas ------------------------------------------------------------------
+struct DelArgs {
+  std::string key;
+  bool prefix = false;
+};
+int run_del(const DelArgs& a) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kDelete, .key = a.key, .prefix = a.prefix});
+  if (int rc = check(r); rc != 0) return rc;
+  const std::uint64_t n = a.prefix ? r.count : (r.found ? 1 : 0);
+  if (n == 0 && !a.prefix) return fail(Status::not_found("key not found: " + printable(a.key)));
+  switch (g.format) {
+    case Format::kSimple: std::printf("%llu\n", static_cast<unsigned long long>(n)); break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_uint(o, "deleted", n);
+      json_uint(o, "revision", r.revision);
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable: {
+      Table t({"DELETED", "REVISION"});
+      t.add({std::to_string(n), std::to_string(r.revision)});
+      t.print();
+      break;
+    }
+  }
+  return kExitOk;
+}
+
+struct ExistsArgs {
+  std::string key;
+  bool serializable = false;
+};
+int run_exists(const ExistsArgs& a) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->call_sync(
+      {.op = wire::Op::kGet, .key = a.key, .serializable = a.serializable, .keys_only = true});
+  if (int rc = check(r); rc != 0) return rc;
+  switch (g.format) {
+    case Format::kSimple: std::printf("%s\n", r.found ? "true" : "false"); break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_bool(o, "exists", r.found);
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable: {
+      Table t({"KEY", "EXISTS"});
+      t.add({printable(a.key), r.found ? "true" : "false"});
+      t.print();
+      break;
+    }
+  }
+  return r.found ? kExitOk : kExitNotFound;
+}
+
+struct CasArgs {
+  std::string key, value;
+  std::uint64_t expect = 0;
+};
+int run_cas(const CasArgs& a) {
+  std::string value = a.value;
+  if (value == "-") {
+    Result<std::string> in = read_stdin();
+    if (!in.ok()) return fail(in.status());
+    value = std::move(*in);
+  }
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->cas(a.key, value, a.expect);
+  if (r.code == Code::kCompareFailed) {
+    std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
+    if (g.format == Format::kJson) {
+      std::string o = "{";
+      json_bool(o, "succeeded", false);
+      json_uint(o, "mod_revision", r.revision);
+      std::printf("%s}\n", o.c_str());
+    }
+    return kExitCompareFailed;
+  }
+  if (int rc = check(r); rc != 0) return rc;
+  switch (g.format) {
+    case Format::kSimple: std::printf("OK\n"); break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_bool(o, "succeeded", true);
+      json_uint(o, "revision", r.revision);
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable: {
+      Table t({"REVISION"});
+      t.add({std::to_string(r.revision)});
+      t.print();
+      break;
+    }
+  }
+  return kExitOk;
+}
+
+// --- watch ---------------------------------------------------------------------------------
+struct WatchArgs {
+  std::string key;
+  bool prefix = false;
+  std::uint64_t rev = 0;
+  std::uint64_t count = 0;
+};
+
+void print_event(const wire::Event& e) {
+  const char* type = e.type == wire::EventType::kPut ? "PUT" : "DELETE";
+  switch (g.format) {
+    case Format::kSimple:
+      std::printf("%s\n", type);
+      write_raw(e.kv.key);
+      std::fputc('\n', stdout);
+      if (e.type == wire::EventType::kPut) {
+        write_raw(e.kv.value);
+        std::fputc('\n', stdout);
+      }
+      break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_string(o, "type", e.type == wire::EventType::kPut ? "put" : "delete");
+      json_bytes(o, "key", e.kv.key);
+      if (e.type == wire::EventType::kPut) json_bytes(o, "value", e.kv.value);
+      json_uint(o, "mod_revision", e.kv.mod_revision);
+      if (e.type == wire::EventType::kPut) {
+        json_uint(o, "create_revision", e.kv.create_revision);
+        json_uint(o, "version", e.kv.version);
+      }
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable:
+      std::printf("%-7s %-10llu %s %s\n", type,
+                  static_cast<unsigned long long>(e.kv.mod_revision), printable(e.kv.key).c_str(),
+                  e.type == wire::EventType::kPut ? printable(e.kv.value).c_str() : "");
+      break;
+  }
+  std::fflush(stdout);
+}
+
+int run_watch(const WatchArgs& a) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  std::uint64_t next_rev = a.rev;
+  std::uint64_t seen = 0;
+  // A broken stream resumes from the revision after the last event printed, so no event is
+  // lost or repeated; it gives up when no member answers within --timeout.
+  for (;;) {
+    std::promise<wire::Response> end;
+    std::atomic<bool> finished{false};
+    wire::Request q{.op = wire::Op::kWatch, .key = a.key, .prefix = a.prefix,
+                    .start_revision = next_rev};
+    (*c)->stream(q, [&](const wire::Response& r) {
+      if (r.code == Code::kOk) {
+        for (const wire::Event& e : r.events) {
+          if (a.count != 0 && seen >= a.count) break;
+          print_event(e);
+          ++seen;
+          next_rev = e.kv.mod_revision + 1;
+        }
+        if (next_rev == 0 && r.revision != 0) next_rev = r.revision + 1;
+      }
+      const bool stop = (a.count != 0 && seen >= a.count) || r.done || r.code != Code::kOk;
+      if (stop && !finished.exchange(true)) end.set_value(r);
+      return !stop;
+    });
+    wire::Response last = end.get_future().get();
+    if (a.count != 0 && seen >= a.count) return kExitOk;
+    if (last.code == Code::kOk) return kExitOk;
+    if (last.code != Code::kUnavailable && last.code != Code::kShuttingDown) return check(last);
+    std::fprintf(stderr, "kvc-ctl: watch interrupted (%s); resuming from revision %llu\n",
+                 last.message.c_str(), static_cast<unsigned long long>(next_rev));
+  }
+}
+
+// --- leader --------------------------------------------------------------------------------
+int run_leader() {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kLeader});
+  if (int rc = check(r); rc != 0) return rc;
+  if (r.leader_id == 0) return fail(Status::unavailable("the cluster has no leader right now"));
+  switch (g.format) {
+    case Format::kSimple:
+      std::printf("%s %016llx %s\n", r.leader_name.c_str(),
+                  static_cast<unsigned long long>(r.leader_id), r.leader_client_addr.c_str());
+      break;
+    case Format::kJson: {
+      std::string o = "{";
+      json_string(o, "name", r.leader_name);
+      char id[17];
+      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.leader_id));
+      json_string(o, "id", id);
+      json_string(o, "client_addr", r.leader_client_addr);
+      std::printf("%s}\n", o.c_str());
+      break;
+    }
+    case Format::kTable: {
+      Table t({"NAME", "ID", "CLIENT_ADDR"});
+      char id[17];
+      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.leader_id));
+      t.add({r.leader_name, id, r.leader_client_addr});
+      t.print();
+      break;
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace kvc::ctl
 
 int main(int argc, char** argv) {
+  using namespace kvc::ctl;
+  using kvc::kExitUsage;
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app("kvc-ctl: admin and data commands against a running kvc cluster.", "kvc-ctl");
-  kvc::LogOptions log;
-  kvc::cli::add_common_flags(app, log);
-  app.footer(kvc::cli::exit_code_footer("  kvc-ctl --version"));
-  if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
-  return kvc::cli::fail("kvc-ctl", kvc::Status::failed_precondition("not built yet; see the open issues"));
+  kvc::cli::add_common_flags(app, g.log);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--endpoints", g.endpoints,
+                 "Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)")
+      ->envname("KVC_ENDPOINTS");
+  app.add_option("-o,--output", g.output, "Output format: simple, json or table")
+      ->check(CLI::IsMember({"simple", "json", "table"}))
+      ->capture_default_str();
+  app.add_option("--timeout", g.timeout, "Give up after this long, e.g. 500ms, 5s, 1m")
+      ->capture_default_str();
+  app.footer(kvc::cli::exit_code_footer(
+      "  kvc-ctl --endpoints 127.0.0.1:2379 put /config/a 1\n"
+      "  kvc-ctl get /config/a",
+      "  3  key not found\n"
+      "  4  compare failed (cas)\n"
+      "  5  cluster unavailable, nothing applied\n"
+      "  6  timed out, outcome unknown\n"));
+
+  int rc = kExitUsage;
+  auto example = [](const char* text) { return std::string("Example:\n  ") + text; };
+
+  PutArgs put;
+  auto* put_cmd = app.add_subcommand("put", "Write a key; VALUE '-' reads standard input");
+  put_cmd->add_option("key", put.key, "The key")->required();
+  put_cmd->add_option("value", put.value, "The value, or - to read it from standard input")
+      ->required();
+  put_cmd->footer(example("kvc-ctl put /clusters/c1/shard/0 '{\"primary\":\"10.0.0.1:6666\"}'"));
+
+  GetArgs get;
+  auto* get_cmd = app.add_subcommand("get", "Read a key (or every key under a prefix)");
+  get_cmd->add_option("key", get.key, "The key, or the prefix with --prefix")->required();
+  get_cmd->add_flag("--prefix", get.prefix, "Read every key that starts with KEY");
+  get_cmd->add_option("--limit", get.limit, "With --prefix: at most this many keys");
+  get_cmd->add_flag("--keys-only", get.keys_only, "Print keys without values");
+  get_cmd->add_flag("--serializable", get.serializable,
+                    "Read the answering member's state without a quorum round (may be stale)");
+  get_cmd->footer(example("kvc-ctl get /config/a > value.bin"));
+
+  DelArgs del;
+  auto* del_cmd = app.add_subcommand("del", "Delete a key (or every key under a prefix)");
+  del_cmd->add_option("key", del.key, "The key, or the prefix with --prefix")->required();
+  del_cmd->add_flag("--prefix", del.prefix, "Delete every key that starts with KEY");
+  del_cmd->footer(example("kvc-ctl del --prefix /tmp/"));
+
+  ExistsArgs exists;
+  auto* exists_cmd = app.add_subcommand("exists", "Exit 0 if the key exists, 3 if not");
+  exists_cmd->add_option("key", exists.key, "The key")->required();
+  exists_cmd->add_flag("--serializable", exists.serializable,
+                       "Ask the answering member's state without a quorum round");
+  exists_cmd->footer(example("kvc-ctl exists /lock && echo taken"));
+
+  ListArgs list;
+  auto* list_cmd = app.add_subcommand("list", "List every key under a prefix, paging underneath");
+  list_cmd->add_option("prefix", list.prefix, "The prefix ('' lists everything)")->required();
+  list_cmd->add_option("--limit", list.limit, "At most this many keys");
+  list_cmd->add_flag("--keys-only", list.keys_only, "Print keys without values");
+  list_cmd->add_flag("--serializable", list.serializable,
+                     "Read the answering member's state without a quorum round");
+  list_cmd->footer(example("kvc-ctl list /clusters/ --keys-only"));
+
+  CasArgs cas;
+  auto* cas_cmd = app.add_subcommand("cas", "Write a key only if its revision is as expected");
+  cas_cmd->add_option("key", cas.key, "The key")->required();
+  cas_cmd->add_option("value", cas.value, "The value, or - to read it from standard input")
+      ->required();
+  cas_cmd->add_option("--expect-revision", cas.expect,
+                      "The key's current mod revision; 0 means the key must not exist")
+      ->required();
+  cas_cmd->footer(example("kvc-ctl cas /leader-lease me --expect-revision 0"));
+
+  WatchArgs watch;
+  auto* watch_cmd = app.add_subcommand("watch", "Print changes to a key (or prefix) as they happen");
+  watch_cmd->add_option("key", watch.key, "The key, or the prefix with --prefix")->required();
+  watch_cmd->add_flag("--prefix", watch.prefix, "Watch every key that starts with KEY");
+  watch_cmd->add_option("--rev", watch.rev, "Replay changes from this revision first");
+  watch_cmd->add_option("--count", watch.count, "Exit after this many events");
+  watch_cmd->footer(example("kvc-ctl watch --prefix /clusters/ --count 1"));
+
+  auto* leader_cmd = app.add_subcommand("leader", "Print the current leader: name, id, client address");
+  leader_cmd->footer(example("kvc-ctl leader -o json"));
+
+  if (auto early = kvc::cli::parse(app, argc, argv)) return *early;
+  kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(g.timeout);
+  if (!t.ok()) {
+    std::fprintf(stderr, "kvc-ctl: --timeout: %s\n", t.status().message().c_str());
+    return kExitUsage;
+  }
+  g.timeout_ms = *t;
+  g.format = g.output == "json" ? Format::kJson
+             : g.output == "table" ? Format::kTable
+                                   : Format::kSimple;
+  if (kvc::Status s = kvc::setup_logging(g.log); !s.ok()) {
+    std::fprintf(stderr, "kvc-ctl: %s\n", s.message().c_str());
+    return kExitUsage;
+  }
+  if (put_cmd->parsed()) rc = run_put(put);
+  if (get_cmd->parsed()) rc = run_get(get);
+  if (del_cmd->parsed()) rc = run_del(del);
+  if (exists_cmd->parsed()) rc = run_exists(exists);
+  if (list_cmd->parsed()) rc = run_list(list);
+  if (cas_cmd->parsed()) rc = run_cas(cas);
+  if (watch_cmd->parsed()) rc = run_watch(watch);
+  if (leader_cmd->parsed()) rc = run_leader();
+  std::fflush(stdout);
+  return rc;
 }
