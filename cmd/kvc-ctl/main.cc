@@ -135,16 +135,13 @@ int range_all(client::Client& c, const std::string& prefix, std::uint64_t limit,
   Table table = kv_table(keys_only);
   std::string start = prefix;
   std::uint64_t printed = 0;
-  std::uint64_t revision = 0;
   for (;;) {
     std::uint64_t want = kPage;
     if (limit != 0) want = std::min(want, limit - printed);
     wire::Request q{.op = wire::Op::kRange, .key = start, .value = prefix, .prefix = true,
-                    .limit = want, .serializable = serializable, .keys_only = keys_only,
-                    .start_revision = revision};
+                    .limit = want, .serializable = serializable, .keys_only = keys_only};
     wire::Response r = c.call_sync(q);
     if (int rc = check(r); rc != 0) return rc;
-    if (revision == 0) revision = r.revision;  // later pages read the same revision
     print_kvs(r.kvs, keys_only, &table);
     printed += r.kvs.size();
     if (!r.more || r.kvs.empty() || (limit != 0 && printed >= limit)) break;

@@ -4,14 +4,69 @@ function __kvc_ctl_path
     set -l path ''
     for w in (commandline -opc)[2..-1]
         switch "$path|$w"
+            case '|put'
+                set path 'put'
+            case '|get'
+                set path 'get'
+            case '|del'
+                set path 'del'
+            case '|exists'
+                set path 'exists'
+            case '|list'
+                set path 'list'
+            case '|cas'
+                set path 'cas'
+            case '|watch'
+                set path 'watch'
+            case '|leader'
+                set path 'leader'
         end
     end
     echo "$path"
 end
 complete -c kvc-ctl -f
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a put -d 'Write a key; VALUE \'-\' reads standard input'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a get -d 'Read a key (or every key under a prefix)'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a del -d 'Delete a key (or every key under a prefix)'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a exists -d 'Exit 0 if the key exists, 3 if not'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a list -d 'List every key under a prefix, paging underneath'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a cas -d 'Write a key only if its revision is as expected'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a watch -d 'Print changes to a key (or prefix) as they happen'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a leader -d 'Print the current leader: name, id, client address'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l output -s o -r -a 'simple json table' -d 'Output format: simple, json or table'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l timeout -r -F -d 'Give up after this long, e.g. 500ms, 5s, 1m'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l log-file -r -F -d 'Write logs to this file instead of stderr'
-complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'put'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'put'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -l prefix -d 'Read every key that starts with KEY'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -l limit -r -F -d 'With --prefix: at most this many keys'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -l keys-only -d 'Print keys without values'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -l serializable -d 'Read the answering member\'s state without a quorum round (may be stale)'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'get'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'del'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'del'" -l prefix -d 'Delete every key that starts with KEY'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'del'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'exists'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'exists'" -l serializable -d 'Ask the answering member\'s state without a quorum round'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'exists'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'list'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'list'" -l limit -r -F -d 'At most this many keys'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'list'" -l keys-only -d 'Print keys without values'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'list'" -l serializable -d 'Read the answering member\'s state without a quorum round'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'list'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'cas'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'cas'" -l expect-revision -r -F -d 'The key\'s current mod revision; 0 means the key must not exist'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'cas'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l prefix -d 'Watch every key that starts with KEY'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l rev -r -F -d 'Replay changes from this revision first'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l count -r -F -d 'Exit after this many events'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -F

@@ -56,7 +56,8 @@ struct HelloReply {
 
 enum class Op : std::uint8_t {
   kGet = 1,             // key -> kv
-  kRange = 2,           // key = start (or prefix when `prefix`), limit -> kvs, more
+  kRange = 2,           // keys >= `key` that start with `value` (the prefix), in order, at
+                        // most `limit` -> kvs, more (count only with count_only)
   kPut = 3,             // key, value -> revision
   kDelete = 4,          // key (or every key under it when `prefix`) -> found/count, revision
   kCas = 5,             // key, value, expect_revision -> revision, or kCompareFailed
