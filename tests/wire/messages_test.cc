@@ -76,7 +76,8 @@ TEST(MessagesTest, ResponseRoundTrips) {
 
 TEST(MessagesTest, HandshakeRoundTrips) {
   Hello h{.role = Role::kPeer, .cluster_id = 5, .member_id = 6, .name = "m1",
-          .software_version = "0.1", .nonce = "n", .proof = "p"};
+          .software_version = "0.1", .nonce = "n", .proof = "p", .peer_addr = "127.0.0.1:2380",
+          .client_addr = "127.0.0.1:2379"};
   std::string f;
   append_hello(f, h);
   Result<Envelope> env = open_envelope(payload_of(f));
@@ -85,7 +86,8 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, h);
 
-  HelloReply r{.code = Code::kFailedPrecondition, .message = "wrong cluster", .cluster_id = 1};
+  HelloReply r{.code = Code::kFailedPrecondition, .message = "wrong cluster", .cluster_id = 1,
+               .client_addr = "127.0.0.1:2379"};
   std::string g;
   append_hello_reply(g, r);
   Result<Envelope> env2 = open_envelope(payload_of(g));

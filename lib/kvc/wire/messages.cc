@@ -7,10 +7,15 @@ namespace {
 
 // Field ids. Never renumber; add new ids at the end. Documented in kvc-node(1).
 namespace hello_f {
-enum : std::uint32_t { kVersion = 1, kRole, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof };
+enum : std::uint32_t {
+  kVersion = 1, kRole, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kPeerAddr,
+  kClientAddr
+};
 }
 namespace reply_f {
-enum : std::uint32_t { kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof };
+enum : std::uint32_t {
+  kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr
+};
 }
 namespace req_f {
 enum : std::uint32_t {
@@ -181,6 +186,8 @@ void append_hello(std::string& out, const Hello& m) {
   w.str(hello_f::kSoftware, m.software_version);
   w.bin(hello_f::kNonce, m.nonce);
   w.bin(hello_f::kProof, m.proof);
+  w.str(hello_f::kPeerAddr, m.peer_addr);
+  w.str(hello_f::kClientAddr, m.client_addr);
   w.finish();
   finish_frame(out, at);
 }
@@ -196,6 +203,7 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   w.str(reply_f::kSoftware, m.software_version);
   w.bin(reply_f::kNonce, m.nonce);
   w.bin(reply_f::kProof, m.proof);
+  w.str(reply_f::kClientAddr, m.client_addr);
   w.finish();
   finish_frame(out, at);
 }
@@ -313,6 +321,8 @@ Result<Hello> decode_hello(const msgpack::object& body) {
       case hello_f::kSoftware: return get_bytes(v, &m.software_version, "hello.software");
       case hello_f::kNonce: return get_bytes(v, &m.nonce, "hello.nonce");
       case hello_f::kProof: return get_bytes(v, &m.proof, "hello.proof");
+      case hello_f::kPeerAddr: return get_bytes(v, &m.peer_addr, "hello.peer_addr");
+      case hello_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello.client_addr");
       default: return Status();
     }
   });
@@ -337,6 +347,7 @@ Result<HelloReply> decode_hello_reply(const msgpack::object& body) {
       case reply_f::kSoftware: return get_bytes(v, &m.software_version, "hello_reply.software");
       case reply_f::kNonce: return get_bytes(v, &m.nonce, "hello_reply.nonce");
       case reply_f::kProof: return get_bytes(v, &m.proof, "hello_reply.proof");
+      case reply_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello_reply.client_addr");
       default: return Status();
     }
   });

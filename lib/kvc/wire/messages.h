@@ -37,6 +37,8 @@ struct Hello {
   std::string software_version;
   std::string nonce;             // challenge for the other side (shared-secret auth)
   std::string proof;             // answer to the other side's challenge
+  std::string peer_addr;         // peers: where the sender listens for peers
+  std::string client_addr;       // peers: where the sender listens for clients
 
   friend bool operator==(const Hello&, const Hello&) = default;
 };
@@ -50,6 +52,7 @@ struct HelloReply {
   std::string software_version;
   std::string nonce;
   std::string proof;
+  std::string client_addr;  // where the answering member listens for clients
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
