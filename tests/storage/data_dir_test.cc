@@ -16,7 +16,8 @@ std::string fresh_dir(const std::string& name) {
 }
 
 Identity sample() {
-  return {.name = "m1", .member_id = 0x1234abcd5678ef01, .cluster_id = 42, .cluster_token = "tok"};
+  return {.name = "m1", .member_id = 0x1234abcd5678ef01, .cluster_id = 42, .cluster_token = "tok",
+          .initial_cluster = "m1=127.0.0.1:2380,m2=127.0.0.1:2382"};
 }
 
 TEST(IdentityTest, RoundTrips) {

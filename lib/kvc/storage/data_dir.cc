@@ -60,7 +60,8 @@ std::uint64_t derive_cluster_id(std::string_view cluster_token,
 }
 
 std::string encode_identity(const Identity& id) {
-  KVC_CHECK(valid_text_field(id.name) && valid_text_field(id.cluster_token),
+  KVC_CHECK(valid_text_field(id.name) && valid_text_field(id.cluster_token) &&
+                id.initial_cluster.find_first_of("\n\r") == std::string::npos,
             "identity fields must not contain newlines or '='");
   std::string body = kHeader;
   body += "format_version=" + std::to_string(id.format_version) + "\n";
@@ -68,6 +69,7 @@ std::string encode_identity(const Identity& id) {
   body += "member_id=" + hex64(id.member_id) + "\n";
   body += "cluster_id=" + hex64(id.cluster_id) + "\n";
   body += "cluster_token=" + id.cluster_token + "\n";
+  body += "initial_cluster=" + id.initial_cluster + "\n";
   char crc[9];
   std::snprintf(crc, sizeof crc, "%08x", crc32c::value(body));
   return body + "crc32c=" + crc + "\n";
@@ -98,7 +100,7 @@ Result<Identity> decode_identity(std::string_view text, const std::string& path)
     if (eq == std::string_view::npos) {
       return Status::corruption(path + ": malformed line '" + std::string(line) + "'");
     }
-    kv[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
+    kv[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));  // values may hold '='
   }
   for (const char* field : {"format_version", "name", "member_id", "cluster_id", "cluster_token"}) {
     if (kv.find(field) == kv.end()) return Status::corruption(path + ": missing " + field);
@@ -116,6 +118,7 @@ Result<Identity> decode_identity(std::string_view text, const std::string& path)
   }
   id.name = kv["name"];
   id.cluster_token = kv["cluster_token"];
+  id.initial_cluster = kv["initial_cluster"];  // optional
   Result<std::uint64_t> member = parse_hex(kv["member_id"], "member_id", path);
   if (!member.ok()) return member.status();
   Result<std::uint64_t> cluster = parse_hex(kv["cluster_id"], "cluster_id", path);

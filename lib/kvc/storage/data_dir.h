@@ -28,6 +28,10 @@ struct Identity {
   std::uint64_t member_id = 0;
   std::uint64_t cluster_id = 0;
   std::string cluster_token;  // --cluster-token the cluster was created with
+  // The bootstrap membership ("name=peer_addr,..." sorted) for a member of a new cluster, so a
+  // restart does not depend on the flags; empty for a member that joined or was restored (its
+  // membership is in the state machine).
+  std::string initial_cluster;
 
   friend bool operator==(const Identity&, const Identity&) = default;
 };

@@ -1,0 +1,324 @@
+#include "kvc/server/peer_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "kvc/common/version.h"
+#include "kvc/wire/messages.h"
+#include "kvc/wire/raft_codec.h"
+
+namespace kvc::server {
+namespace {
+
+constexpr std::uint64_t kMinBackoffMs = 50;
+constexpr std::uint64_t kMaxBackoffMs = 2000;
+
+std::string hex(std::uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+}  // namespace
+
+PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
+                             MessageHandler on_message, UnreachableHandler on_unreachable,
+                             PeerInfoHandler on_peer_info)
+    : loop_(loop),
+      options_(std::move(options)),
+      on_message_(std::move(on_message)),
+      on_unreachable_(std::move(on_unreachable)),
+      on_peer_info_(std::move(on_peer_info)),
+      listener_(loop, {.max_frame_bytes = options_.max_frame_bytes,
+                       .pause_reading_above = options_.max_queued_bytes,
+                       .close_above = options_.max_queued_bytes * 4}) {}
+
+PeerTransport::~PeerTransport() { close(); }
+
+Status PeerTransport::listen(const net::Address& address) {
+  return listener_.listen(address, [this](std::shared_ptr<net::Connection> c) {
+    on_incoming(std::move(c));
+  });
+}
+
+void PeerTransport::close() {
+  if (closed_) return;
+  closed_ = true;
+  listener_.close();
+  for (auto& [id, link] : links_) {
+    if (link.retry != nullptr) {
+      uv_timer_stop(link.retry);
+      uv_close(reinterpret_cast<uv_handle_t*>(link.retry),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      link.retry = nullptr;
+    }
+    if (link.conn) link.conn->close(Status::shutting_down("member stopping"));
+  }
+  links_.clear();
+  auto incoming = std::move(incoming_);
+  for (auto& [ptr, conn] : incoming) conn->close(Status::shutting_down("member stopping"));
+  incoming_peer_.clear();
+}
+
+std::size_t PeerTransport::connected_peers() const {
+  return static_cast<std::size_t>(std::count_if(links_.begin(), links_.end(), [](const auto& kv) {
+    return kv.second.conn && !kv.second.conn->closed();
+  }));
+}
+
+void PeerTransport::set_peers(const std::map<std::uint64_t, std::string>& peers) {
+  if (closed_) return;
+  for (auto it = links_.begin(); it != links_.end();) {
+    auto want = peers.find(it->first);
+    if (want == peers.end() || want->second != it->second.address) {
+      if (it->second.retry != nullptr) {
+        uv_timer_stop(it->second.retry);
+        uv_close(reinterpret_cast<uv_handle_t*>(it->second.retry),
+                 [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+      }
+      if (it->second.conn) it->second.conn->close(Status::shutting_down("peer removed"));
+      it = links_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [id, addr] : peers) {
+    if (id == options_.self_id || links_.count(id) != 0) continue;
+    Link& link = links_[id];
+    link.id = id;
+    link.address = addr;
+    dial(link);
+  }
+}
+
+void PeerTransport::dial(Link& link) {
+  if (closed_ || link.connecting || (link.conn && !link.conn->closed())) return;
+  Result<net::Address> addr = net::parse_address(link.address);
+  if (!addr.ok()) {
+    spdlog::error("bad peer address peer={} address={} error={}", hex(link.id), link.address,
+                  addr.status().message());
+    return;
+  }
+  link.connecting = true;
+  const std::uint64_t id = link.id;
+  net::connect(loop_, *addr,
+               {.max_frame_bytes = options_.max_frame_bytes,
+                .pause_reading_above = options_.max_queued_bytes,
+                .close_above = options_.max_queued_bytes * 4},
+               options_.connect_timeout_ms,
+               [this, id](Result<std::shared_ptr<net::Connection>> r) {
+                 auto it = links_.find(id);
+                 if (closed_ || it == links_.end()) {
+                   if (r.ok()) (*r)->close(Status::shutting_down("peer no longer wanted"));
+                   return;
+                 }
+                 Link& l = it->second;
+                 l.connecting = false;
+                 if (!r.ok()) {
+                   if (!l.reported_down) {
+                     spdlog::warn("cannot reach peer peer={} address={} error={}", hex(id),
+                                  l.address, r.status().message());
+                     l.reported_down = true;
+                   }
+                   schedule_redial(id);
+                   return;
+                 }
+                 l.conn = std::move(*r);
+                 l.conn->tag = id;
+                 l.conn->start(
+                     [this, id](net::Connection& c, std::string_view p) {
+                       on_outgoing_frame(id, c, p);
+                     },
+                     [this, id](net::Connection& c, const Status& why) {
+                       auto lt = links_.find(id);
+                       if (closed_ || lt == links_.end() || lt->second.conn.get() != &c) return;
+                       lt->second.conn.reset();
+                       if (!lt->second.reported_down) {
+                         spdlog::warn("lost link to peer peer={} reason={}", hex(id),
+                                      why.message());
+                         lt->second.reported_down = true;
+                       }
+                       schedule_redial(id);
+                     });
+                 std::string hello;
+                 wire::append_hello(hello, {.role = wire::Role::kPeer,
+                                            .cluster_id = options_.cluster_id,
+                                            .member_id = options_.self_id,
+                                            .name = options_.name,
+                                            .software_version = kvc::version(),
+                                            .peer_addr = options_.peer_addr,
+                                            .client_addr = options_.client_addr});
+                 l.conn->send(hello);
+               });
+}
+
+void PeerTransport::schedule_redial(std::uint64_t id) {
+  auto it = links_.find(id);
+  if (closed_ || it == links_.end()) return;
+  Link& l = it->second;
+  l.backoff_ms = l.backoff_ms == 0 ? kMinBackoffMs : std::min(l.backoff_ms * 2, kMaxBackoffMs);
+  if (l.retry == nullptr) {
+    l.retry = new uv_timer_t();  // closed and freed in close()/set_peers() or after firing
+    uv_timer_init(loop_, l.retry);
+    l.retry->data = this;
+  }
+  // The timer's data is the transport; which link it serves is looked up by scanning, which
+  // is cheap for the handful of members a cluster has.
+  uv_timer_start(
+      l.retry,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<PeerTransport*>(t->data);
+        for (auto& [lid, link] : self->links_) {
+          if (link.retry == t) {
+            self->dial(link);
+            return;
+          }
+        }
+      },
+      l.backoff_ms, 0);
+}
+
+void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
+                                      std::string_view payload) {
+  Result<wire::Envelope> env = wire::open_envelope(payload);
+  if (!env.ok() || env->kind != wire::FrameKind::kHelloReply) {
+    conn.close(Status::corruption("peer " + hex(id) + " sent an unexpected frame"));
+    return;
+  }
+  Result<wire::HelloReply> reply = wire::decode_hello_reply(*env->body);
+  if (!reply.ok()) {
+    conn.close(reply.status());
+    return;
+  }
+  auto it = links_.find(id);
+  if (reply->code != Code::kOk) {
+    spdlog::error("peer refused our link peer={} reason={}", hex(id), reply->message);
+    conn.close(Status(reply->code, reply->message));
+    return;
+  }
+  if (reply->member_id != id) {
+    spdlog::error("peer answered with another member id expected={} got={} address={}", hex(id),
+                  hex(reply->member_id), it != links_.end() ? it->second.address : "?");
+    conn.close(Status::failed_precondition("wrong member at peer address"));
+    return;
+  }
+  if (it != links_.end()) {
+    if (it->second.reported_down) spdlog::info("link to peer up peer={} name={}", hex(id), reply->name);
+    it->second.reported_down = false;
+    it->second.backoff_ms = 0;
+  }
+  on_peer_info_({.id = id, .name = reply->name, .client_addr = reply->client_addr});
+}
+
+void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
+  if (closed_) {
+    conn->close(Status::shutting_down("member stopping"));
+    return;
+  }
+  net::Connection* key = conn.get();
+  incoming_[key] = conn;
+  conn->start(
+      [this](net::Connection& c, std::string_view p) { on_incoming_frame(c, p); },
+      [this](net::Connection& c, const Status& why) {
+        auto peer = incoming_peer_.find(&c);
+        if (peer != incoming_peer_.end()) {
+          spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
+          incoming_peer_.erase(peer);
+        } else if (why.code() != Code::kUnavailable) {
+          spdlog::warn("peer connection closed before handshake from={} reason={}", c.peer(),
+                       why.message());
+        }
+        incoming_.erase(&c);
+      });
+}
+
+void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view payload) {
+  Result<wire::Envelope> env = wire::open_envelope(payload);
+  if (!env.ok()) {
+    spdlog::warn("closing peer connection from={} reason={}", conn.peer(), env.status().message());
+    conn.close(env.status());
+    return;
+  }
+  auto peer = incoming_peer_.find(&conn);
+  if (peer == incoming_peer_.end()) {
+    if (env->kind != wire::FrameKind::kHello) {
+      conn.close(Status::failed_precondition("first frame must be a hello"));
+      return;
+    }
+    Result<wire::Hello> hello = wire::decode_hello(*env->body);
+    wire::HelloReply reply{.cluster_id = options_.cluster_id, .member_id = options_.self_id,
+                           .name = options_.name, .software_version = kvc::version(),
+                           .client_addr = options_.client_addr};
+    Status refuse;
+    if (!hello.ok()) {
+      refuse = hello.status();
+    } else if (hello->protocol_version != wire::kProtocolVersion) {
+      refuse = Status::failed_precondition("protocol version " +
+                                           std::to_string(hello->protocol_version) +
+                                           " is not supported (this member speaks " +
+                                           std::to_string(wire::kProtocolVersion) + ")");
+    } else if (hello->role != wire::Role::kPeer) {
+      refuse = Status::failed_precondition("this is the peer port; clients use the client port");
+    } else if (hello->cluster_id != options_.cluster_id) {
+      refuse = Status::failed_precondition(
+          "cluster id mismatch: this member belongs to cluster " + hex(options_.cluster_id) +
+          ", the peer to " + hex(hello->cluster_id) + " (check --cluster-token and --initial-cluster)");
+    } else if (hello->member_id == 0 || hello->member_id == options_.self_id) {
+      refuse = Status::failed_precondition("bad member id " + hex(hello->member_id));
+    }
+    if (!refuse.ok()) {
+      spdlog::warn("refusing peer from={} reason={}", conn.peer(), refuse.message());
+      reply.code = refuse.code();
+      reply.message = refuse.message();
+      std::string out;
+      wire::append_hello_reply(out, reply);
+      conn.send(out);
+      conn.close_after_flush(refuse);
+      return;
+    }
+    incoming_peer_[&conn] = hello->member_id;
+    std::string out;
+    wire::append_hello_reply(out, reply);
+    conn.send(out);
+    on_peer_info_({.id = hello->member_id, .name = hello->name, .peer_addr = hello->peer_addr,
+                   .client_addr = hello->client_addr});
+    return;
+  }
+  if (env->kind != wire::FrameKind::kRaft) {
+    conn.close(Status::corruption("unexpected frame kind on a peer link"));
+    return;
+  }
+  Result<raft::Message> m = wire::decode_raft_message(*env->body);
+  if (!m.ok()) {
+    spdlog::warn("closing peer link peer={} reason={}", hex(peer->second), m.status().message());
+    conn.close(m.status());
+    return;
+  }
+  if (m->from != peer->second || m->to != options_.self_id) {
+    spdlog::warn("closing peer link peer={} reason=message from {} to {} on this link",
+                 hex(peer->second), hex(m->from), hex(m->to));
+    conn.close(Status::corruption("message addressed wrongly"));
+    return;
+  }
+  on_message_(std::move(*m));
+}
+
+void PeerTransport::send(const raft::Message& m) {
+  auto it = links_.find(m.to);
+  const bool snapshot = m.type == raft::MessageType::kSnapshot;
+  if (closed_ || it == links_.end() || !it->second.conn || it->second.conn->closed()) {
+    if (!closed_) on_unreachable_(m.to, snapshot);
+    return;
+  }
+  Link& l = it->second;
+  if (l.conn->output_bytes() > options_.max_queued_bytes) {
+    on_unreachable_(m.to, snapshot);  // the link is backed up: let Raft slow down and resend
+    return;
+  }
+  scratch_.clear();
+  wire::append_raft_message(scratch_, m);
+  l.conn->send(scratch_);
+}
+
+}  // namespace kvc::server

@@ -1,0 +1,90 @@
+// Links between members: each member dials every other member once and sends its Raft
+// messages on that outgoing connection; it receives on the connections the others dial. Every
+// connection opens with a handshake naming the protocol version, cluster id and member id; a
+// peer of another cluster, or an unknown message, closes the link with a logged reason. Lost
+// links are redialled with back-off; messages to an unreachable peer are dropped (Raft resends)
+// and reported so the leader stops pipelining to it. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "kvc/net/connection.h"
+#include "kvc/raft/message.h"
+
+namespace kvc::server {
+
+struct PeerInfo {
+  std::uint64_t id = 0;
+  std::string name;
+  std::string peer_addr;
+  std::string client_addr;
+};
+
+struct PeerTransportOptions {
+  std::uint64_t self_id = 0;
+  std::uint64_t cluster_id = 0;
+  std::string name;
+  std::string peer_addr;    // advertised
+  std::string client_addr;  // advertised
+  std::size_t max_frame_bytes = 16u << 20;
+  std::size_t max_queued_bytes = 32u << 20;  // per link; beyond this messages are dropped
+  std::uint64_t connect_timeout_ms = 1000;
+};
+
+class PeerTransport {
+ public:
+  using MessageHandler = std::function<void(raft::Message)>;
+  using UnreachableHandler = std::function<void(std::uint64_t id, bool snapshot)>;
+  using PeerInfoHandler = std::function<void(const PeerInfo&)>;
+
+  PeerTransport(uv_loop_t* loop, PeerTransportOptions options, MessageHandler on_message,
+                UnreachableHandler on_unreachable, PeerInfoHandler on_peer_info);
+  ~PeerTransport();
+
+  Status listen(const net::Address& address);
+  const net::Address& bound() const { return listener_.bound(); }
+
+  // The members to keep links to (this member excluded): id -> peer address.
+  void set_peers(const std::map<std::uint64_t, std::string>& peers);
+  // Sends a message (m.to names the peer). Never blocks; may drop.
+  void send(const raft::Message& m);
+  // Closes every link and stops dialling.
+  void close();
+
+  std::size_t connected_peers() const;
+
+ private:
+  struct Link {
+    std::uint64_t id = 0;
+    std::string address;
+    std::shared_ptr<net::Connection> conn;
+    bool connecting = false;
+    std::uint64_t backoff_ms = 0;
+    uv_timer_t* retry = nullptr;  // pending redial
+    bool reported_down = false;
+  };
+
+  void dial(Link& link);
+  void schedule_redial(std::uint64_t id);
+  void on_incoming(std::shared_ptr<net::Connection> conn);
+  void on_incoming_frame(net::Connection& conn, std::string_view payload);
+  void on_outgoing_frame(std::uint64_t id, net::Connection& conn, std::string_view payload);
+
+  uv_loop_t* loop_;
+  PeerTransportOptions options_;
+  MessageHandler on_message_;
+  UnreachableHandler on_unreachable_;
+  PeerInfoHandler on_peer_info_;
+  net::Listener listener_;
+  std::map<std::uint64_t, Link> links_;
+  std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;
+  std::map<net::Connection*, std::uint64_t> incoming_peer_;  // handshake done: who it is
+  bool closed_ = false;
+  std::string scratch_;
+};
+
+}  // namespace kvc::server
