@@ -18,7 +18,7 @@ constexpr int kExitCaughtNothing = 1;
 
 struct Totals {
   std::uint64_t seeds = 0, failed = 0, steps = 0, ticks = 0, messages = 0, operations = 0,
-                operations_ok = 0, checked = 0, commits = 0, crashes = 0, partitions = 0,
+                operations_ok = 0, unknown = 0, checked = 0, commits = 0, crashes = 0, partitions = 0,
                 conf_changes = 0, transfers = 0, snapshots = 0, elections = 0;
 };
 
@@ -30,6 +30,7 @@ void add(Totals& t, const kvc::sim::SimResult& r) {
   t.messages += r.stats.messages;
   t.operations += r.stats.operations;
   t.operations_ok += r.stats.operations_ok;
+  t.unknown += r.stats.operations_unknown;
   t.checked += r.stats.checked_operations;
   t.commits += r.stats.committed;
   t.crashes += r.stats.crashes;
@@ -181,13 +182,14 @@ int main(int argc, char** argv) {
   if (output == "json") {
     std::printf(
         "{\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\",\"caught_at_seed_index\":%lld,"
-        "\"operations\":%llu,\"operations_ok\":%llu,\"linearizability_checked\":%s,"
+        "\"operations\":%llu,\"operations_ok\":%llu,\"operations_unknown\":%llu,\"linearizability_checked\":%s,"
         "\"checked_operations\":%llu,\"steps\":%llu,\"ticks\":%llu,\"messages\":%llu,"
         "\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,\"partitions\":%llu,"
         "\"conf_changes\":%llu,\"transfers\":%llu,\"snapshots_sent\":%llu,\"seconds\":%.3f}\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed, mutation.c_str(),
         caught ? (long long)totals.seeds : -1LL, (unsigned long long)totals.operations,
-        (unsigned long long)totals.operations_ok, lin ? "true" : "false",
+        (unsigned long long)totals.operations_ok, (unsigned long long)totals.unknown,
+        lin ? "true" : "false",
         (unsigned long long)totals.checked, (unsigned long long)totals.steps,
         (unsigned long long)totals.ticks, (unsigned long long)totals.messages,
         (unsigned long long)totals.commits, (unsigned long long)totals.elections,
@@ -196,12 +198,12 @@ int main(int argc, char** argv) {
         (unsigned long long)totals.snapshots, secs);
   } else {
     std::printf(
-        "seeds=%llu failed=%llu operations=%llu ok=%llu linearizability=%s checked=%llu "
+        "seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu linearizability=%s checked=%llu "
         "committed=%llu elections=%llu crashes=%llu partitions=%llu conf_changes=%llu "
         "transfers=%llu snapshots=%llu messages=%llu seconds=%.1f\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed,
         (unsigned long long)totals.operations, (unsigned long long)totals.operations_ok,
-        lin ? "on" : "not-built", (unsigned long long)totals.checked,
+        (unsigned long long)totals.unknown, lin ? "on" : "not-built", (unsigned long long)totals.checked,
         (unsigned long long)totals.commits, (unsigned long long)totals.elections,
         (unsigned long long)totals.crashes, (unsigned long long)totals.partitions,
         (unsigned long long)totals.conf_changes, (unsigned long long)totals.transfers,

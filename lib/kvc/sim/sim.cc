@@ -219,17 +219,18 @@ class Cluster {
   std::string describe_cluster();
 
   void trace(const std::string& line) {
-    if (opt_.trace && opt_.trace_sink) {
+    // The trace ends with the violation: what follows in the same step is noise.
+    if (opt_.trace && opt_.trace_sink && !failed_) {
       opt_.trace_sink("[" + std::to_string(now_) + "] " + line);
     }
   }
   // Records the first violation; the run stops at the end of the current step.
   void violate(const std::string& what) {
     if (failed_) return;
-    failed_ = true;
     result_.ok = false;
     result_.violation = what;
     trace("VIOLATION: " + what);
+    failed_ = true;
   }
   bool chance(std::uint64_t one_in) { return rng_.uniform(one_in) == 0; }
 
@@ -825,6 +826,7 @@ void Cluster::respond(Client& c, check::Outcome outcome) {
   op.outcome = outcome;
   op.response_time = outcome == check::Outcome::kUnknown ? check::kNever : ++clock_;
   if (outcome == check::Outcome::kOk) ++result_.stats.operations_ok;
+  if (outcome == check::Outcome::kUnknown) ++result_.stats.operations_unknown;
   if (!c.is_read) pending_writes_.erase({c.member, c.op_id});
   if (opt_.trace) {
     trace("client " + std::to_string(c.id) + " op " + std::to_string(c.op_id) + " -> " +

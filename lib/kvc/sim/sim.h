@@ -52,6 +52,7 @@ struct SimStats {
   std::uint64_t committed = 0;  // highest commit index reached
   std::uint64_t operations = 0;  // client operations recorded
   std::uint64_t operations_ok = 0;
+  std::uint64_t operations_unknown = 0;  // the rest of the non-ok ones definitely failed
   std::uint64_t checked_operations = 0;  // operations the linearizability checker examined
   std::uint64_t crashes = 0;
   std::uint64_t partitions = 0;
