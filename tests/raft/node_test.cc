@@ -345,8 +345,10 @@ TEST(NodeTest, PipelineStopsAtTheInflightLimit) {
   c.queue().clear();
   c.isolate(2);
   c.isolate(3);
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(c.n(1).propose("p" + std::to_string(i)).ok());
-  c.process();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(c.n(1).propose("p" + std::to_string(i)).ok());
+    c.process();  // each Ready cycle sends what was proposed since the last
+  }
   int appends_to_2 = 0;
   for (const Message& m : c.queue()) {
     if (m.type == MessageType::kAppend && m.to == 2) ++appends_to_2;
@@ -357,6 +359,22 @@ TEST(NodeTest, PipelineStopsAtTheInflightLimit) {
       EXPECT_EQ(p.inflight_msgs, 8);
     }
   }
+}
+
+TEST(NodeTest, ProposalsBetweenReadiesLeaveInOneBatchUnderTheByteCap) {
+  TestCluster c(3);
+  c.elect(1);
+  c.queue().clear();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("p" + std::to_string(i)).ok());
+  c.process();
+  int appends_to_2 = 0;
+  for (const Message& m : c.queue()) {
+    if (m.type == MessageType::kAppend && m.to == 2) {
+      ++appends_to_2;
+      EXPECT_EQ(m.entries.size(), 5u);
+    }
+  }
+  EXPECT_EQ(appends_to_2, 1);
 }
 
 TEST(NodeTest, UncommittedDataIsCapped) {

@@ -50,6 +50,7 @@ TEST(SimulatorTest, ExplicitChoicesReplayAMixedRun) {
 TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
   for (FaultMix mix : {FaultMix::kNone, FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash,
                        FaultMix::kMembership, FaultMix::kAll}) {
+    std::uint64_t ok_ops = 0;
     for (int members : {3, 5}) {
       for (std::uint64_t seed = 1; seed <= 5; ++seed) {
         SimOptions opt;
@@ -58,9 +59,10 @@ TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
         opt.faults = mix;
         SimResult r = run_simulation(opt);
         EXPECT_TRUE(r.ok) << replay_command(opt, r) << ": " << r.violation;
-        EXPECT_GT(r.stats.operations_ok, 0u) << replay_command(opt, r);
+        ok_ops += r.stats.operations_ok;
       }
     }
+    EXPECT_GT(ok_ops, 100u) << fault_mix_name(mix);
   }
 }
 

@@ -1095,7 +1095,8 @@ Result<std::uint64_t> Node::propose(std::string data) {
   e.term = term_;
   e.data = std::move(data);
   append_local({std::move(e)});
-  bcast_append();
+  // Batching: proposals made before the next ready() leave together, one append per follower.
+  bcast_pending_ = true;
   maybe_commit();
   return log_.last_index();
 }
@@ -1243,6 +1244,7 @@ void Node::send(Message m) {
 
 bool Node::has_ready() const {
   if (ready_outstanding_) return false;
+  if (bcast_pending_ && role_ == Role::kLeader) return true;
   if (!msgs_.empty() || !msgs_after_.empty() || !read_states_.empty() || !chunks_.empty()) {
     return true;
   }
@@ -1256,6 +1258,8 @@ bool Node::has_ready() const {
 
 Ready Node::ready() {
   KVC_CHECK(!ready_outstanding_, "ready() called again before advance()");
+  if (bcast_pending_ && role_ == Role::kLeader) bcast_append();
+  bcast_pending_ = false;
   Ready rd;
   const SoftState ss{role_, leader_, term_};
   if (!(ss == prev_soft_state_)) {

@@ -392,6 +392,7 @@ class Node {
   SoftState prev_soft_state_;
   ConfState prev_conf_;
   bool ready_outstanding_ = false;
+  bool bcast_pending_ = false;  // proposals appended since the last broadcast
 };
 
 }  // namespace kvc::raft

@@ -950,7 +950,7 @@ void Cluster::check_step() {
       }
       if (m.led_terms.insert(n.term()).second) {
         ++result_.stats.elections;
-        if (crashes_ && !healed_ && chance(4)) churn_crash_at_[id] = now_ + 1 + rng_.uniform(40);
+        if (crashes_ && !healed_ && chance(2)) churn_crash_at_[id] = now_ + 1 + rng_.uniform(40);
         // Leader completeness: every entry committed in an earlier term is in the new
         // leader's log.
         const raft::RaftLog& log = n.log();
