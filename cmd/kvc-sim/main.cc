@@ -18,8 +18,8 @@ constexpr int kExitCaughtNothing = 1;
 
 struct Totals {
   std::uint64_t seeds = 0, failed = 0, steps = 0, ticks = 0, messages = 0, operations = 0,
-                operations_ok = 0, unknown = 0, checked = 0, commits = 0, crashes = 0, partitions = 0,
-                conf_changes = 0, transfers = 0, snapshots = 0, elections = 0;
+                operations_ok = 0, unknown = 0, checked = 0, commits = 0, crashes = 0,
+                partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, elections = 0;
 };
 
 void add(Totals& t, const kvc::sim::SimResult& r) {
@@ -79,30 +79,40 @@ int main(int argc, char** argv) {
   std::string output = "simple";
   kvc::sim::SimOptions base;
 
-  app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")->envname("KVC_SIM_SEED");
-  app.add_option("--seeds", seeds, "how many seeds to run, from --seed upwards")->check(CLI::PositiveNumber);
-  app.add_option("--seed-file", seed_file, "run the seeds listed in FILE (one per line, # comments)");
-  app.add_option("--time-limit", time_limit, "stop starting new seeds after this many seconds (0: none)")
+  app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
+      ->envname("KVC_SIM_SEED");
+  app.add_option("--seeds", seeds, "how many seeds to run, from --seed upwards")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed-file", seed_file,
+                 "run the seeds listed in FILE (one per line, # comments)");
+  app.add_option("--time-limit", time_limit,
+                 "stop starting new seeds after this many seconds (0: none)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--members", members, "cluster size: 3, 5 or mixed (chosen per seed)")
       ->check(CLI::IsMember({"3", "5", "mixed"}));
-  app.add_option("--faults", faults, "fault mix: none, net, partition, crash, membership, all, mixed")
+  app.add_option("--faults", faults,
+                 "fault mix: none, net, partition, crash, membership, all, mixed")
       ->check(CLI::IsMember({"none", "net", "partition", "crash", "membership", "all", "mixed"}));
-  app.add_option("--mutation", mutation,
-                 "run against a deliberately broken core: none, vote-not-persisted, commit-old-term, "
-                 "no-log-matching-check, read-index-without-noop, leader-counts-undurable")
-      ->check(CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
-                             "read-index-without-noop", "leader-counts-undurable"}));
+  app.add_option(
+         "--mutation", mutation,
+         "run against a deliberately broken core: none, vote-not-persisted, commit-old-term, "
+         "no-log-matching-check, read-index-without-noop, leader-counts-undurable")
+      ->check(
+          CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
+                         "read-index-without-noop", "leader-counts-undurable"}));
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (mutation runs); stop at the first");
-  app.add_flag("--trace", trace, "print the trace of every step of a single seed (or of a failing seed)");
+  app.add_flag("--trace", trace,
+               "print the trace of every step of a single seed (or of a failing seed)");
   app.add_option("--trace-lines", trace_lines, "lines of trace shown for a failing seed (0: all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--fault-ticks", base.fault_ticks, "ticks of faults before everything heals")
       ->check(CLI::PositiveNumber);
-  app.add_option("--liveness-ticks", base.liveness_ticks, "after healing, ticks allowed to commit a write")
+  app.add_option("--liveness-ticks", base.liveness_ticks,
+                 "after healing, ticks allowed to commit a write")
       ->check(CLI::PositiveNumber);
-  app.add_option("--clients", base.clients, "concurrent simulated clients")->check(CLI::Range(1, 64));
+  app.add_option("--clients", base.clients, "concurrent simulated clients")
+      ->check(CLI::Range(1, 64));
   app.add_option("-o,--output", output, "summary format: simple or json")
       ->check(CLI::IsMember({"simple", "json"}));
   app.footer(kvc::cli::exit_code_footer(
@@ -119,8 +129,9 @@ int main(int argc, char** argv) {
   base.members = members == "mixed" ? 0 : std::atoi(members.c_str());
   base.mutation = *kvc::raft::mutation_from_name(mutation);
   if (base.mutation != kvc::raft::Mutation::kNone && !kvc::raft::kMutationsCompiled) {
-    return kvc::cli::fail("kvc-sim", kvc::Status::failed_precondition(
-                                         "this build has no mutations (configure with -DKVC_MUTATIONS=ON)"));
+    return kvc::cli::fail("kvc-sim",
+                          kvc::Status::failed_precondition(
+                              "this build has no mutations (configure with -DKVC_MUTATIONS=ON)"));
   }
 
   std::vector<std::uint64_t> list;
@@ -139,8 +150,9 @@ int main(int argc, char** argv) {
         std::string rest;
         std::istringstream check(line);
         if (check >> rest) {
-          return kvc::cli::fail("kvc-sim", kvc::Status::invalid_argument(
-                                               seed_file + ":" + std::to_string(lineno) + ": not a seed"));
+          return kvc::cli::fail(
+              "kvc-sim", kvc::Status::invalid_argument(seed_file + ":" + std::to_string(lineno) +
+                                                       ": not a seed"));
         }
         continue;
       }
@@ -182,32 +194,34 @@ int main(int argc, char** argv) {
   if (output == "json") {
     std::printf(
         "{\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\",\"caught_at_seed_index\":%lld,"
-        "\"operations\":%llu,\"operations_ok\":%llu,\"operations_unknown\":%llu,\"linearizability_checked\":%s,"
+        "\"operations\":%llu,\"operations_ok\":%llu,\"operations_unknown\":%llu,\"linearizability_"
+        "checked\":%s,"
         "\"checked_operations\":%llu,\"steps\":%llu,\"ticks\":%llu,\"messages\":%llu,"
         "\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,\"partitions\":%llu,"
         "\"conf_changes\":%llu,\"transfers\":%llu,\"snapshots_sent\":%llu,\"seconds\":%.3f}\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed, mutation.c_str(),
         caught ? (long long)totals.seeds : -1LL, (unsigned long long)totals.operations,
         (unsigned long long)totals.operations_ok, (unsigned long long)totals.unknown,
-        lin ? "true" : "false",
-        (unsigned long long)totals.checked, (unsigned long long)totals.steps,
-        (unsigned long long)totals.ticks, (unsigned long long)totals.messages,
-        (unsigned long long)totals.commits, (unsigned long long)totals.elections,
-        (unsigned long long)totals.crashes, (unsigned long long)totals.partitions,
-        (unsigned long long)totals.conf_changes, (unsigned long long)totals.transfers,
-        (unsigned long long)totals.snapshots, secs);
+        lin ? "true" : "false", (unsigned long long)totals.checked,
+        (unsigned long long)totals.steps, (unsigned long long)totals.ticks,
+        (unsigned long long)totals.messages, (unsigned long long)totals.commits,
+        (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
+        (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
+        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots, secs);
   } else {
     std::printf(
-        "seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu linearizability=%s checked=%llu "
+        "seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu linearizability=%s "
+        "checked=%llu "
         "committed=%llu elections=%llu crashes=%llu partitions=%llu conf_changes=%llu "
         "transfers=%llu snapshots=%llu messages=%llu seconds=%.1f\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed,
         (unsigned long long)totals.operations, (unsigned long long)totals.operations_ok,
-        (unsigned long long)totals.unknown, lin ? "on" : "not-built", (unsigned long long)totals.checked,
-        (unsigned long long)totals.commits, (unsigned long long)totals.elections,
-        (unsigned long long)totals.crashes, (unsigned long long)totals.partitions,
-        (unsigned long long)totals.conf_changes, (unsigned long long)totals.transfers,
-        (unsigned long long)totals.snapshots, (unsigned long long)totals.messages, secs);
+        (unsigned long long)totals.unknown, lin ? "on" : "not-built",
+        (unsigned long long)totals.checked, (unsigned long long)totals.commits,
+        (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
+        (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
+        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots,
+        (unsigned long long)totals.messages, secs);
   }
   if (expect_violation) {
     if (caught) {

@@ -163,7 +163,8 @@ TEST(NodeTest, CreateRejectsBadConfigAndRestoreState) {
             Code::kCorruption);
   RestoreState bad_conf = bootstrap_state({1});
   bad_conf.entries[0].data = "junk";
-  EXPECT_EQ(Node::create(basic_config(1, &rng, &logger), bad_conf).status().code(), Code::kCorruption);
+  EXPECT_EQ(Node::create(basic_config(1, &rng, &logger), bad_conf).status().code(),
+            Code::kCorruption);
   Config no_id = basic_config(0, &rng, &logger);
   EXPECT_EQ(Node::create(no_id, {}).status().code(), Code::kInvalidArgument);
   Config bad_ticks = basic_config(1, &rng, &logger);
@@ -525,7 +526,8 @@ TEST(NodeTest, TruncatedConfChangeIsRolledBack) {
   m.term = 2;
   m.index = 1;
   m.log_term = 1;
-  m.entries = {{2, 2, EntryType::kConfChange, encode_conf_change({ConfChangeType::kAddLearner, 9, ""})}};
+  m.entries = {
+      {2, 2, EntryType::kConfChange, encode_conf_change({ConfChangeType::kAddLearner, 9, ""})}};
   ASSERT_TRUE(f.step(m).ok());
   EXPECT_EQ(f.conf_state().learners, (std::vector<NodeId>{9}));
   m.term = 3;

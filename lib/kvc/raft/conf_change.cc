@@ -25,16 +25,22 @@ std::uint64_t get_le(std::string_view s, std::size_t at, int bytes) {
 void insert_sorted(std::vector<NodeId>& v, NodeId id) {
   v.insert(std::lower_bound(v.begin(), v.end(), id), id);
 }
-void erase_id(std::vector<NodeId>& v, NodeId id) { v.erase(std::remove(v.begin(), v.end(), id), v.end()); }
+void erase_id(std::vector<NodeId>& v, NodeId id) {
+  v.erase(std::remove(v.begin(), v.end(), id), v.end());
+}
 
 }  // namespace
 
 std::string_view conf_change_type_name(ConfChangeType type) {
   switch (type) {
-    case ConfChangeType::kAddVoter: return "add_voter";
-    case ConfChangeType::kAddLearner: return "add_learner";
-    case ConfChangeType::kPromoteLearner: return "promote_learner";
-    case ConfChangeType::kRemove: return "remove";
+    case ConfChangeType::kAddVoter:
+      return "add_voter";
+    case ConfChangeType::kAddLearner:
+      return "add_learner";
+    case ConfChangeType::kPromoteLearner:
+      return "promote_learner";
+    case ConfChangeType::kRemove:
+      return "remove";
   }
   return "unknown";
 }

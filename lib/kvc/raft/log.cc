@@ -7,7 +7,9 @@ namespace kvc::raft {
 
 RaftLog::RaftLog(std::uint64_t snapshot_index, std::uint64_t snapshot_term,
                  std::vector<Entry> entries)
-    : snapshot_index_(snapshot_index), snapshot_term_(snapshot_term), entries_(std::move(entries)) {}
+    : snapshot_index_(snapshot_index),
+      snapshot_term_(snapshot_term),
+      entries_(std::move(entries)) {}
 
 std::optional<std::uint64_t> RaftLog::term(std::uint64_t index) const {
   if (index == snapshot_index_) return snapshot_term_;
@@ -76,7 +78,8 @@ void RaftLog::compact(std::uint64_t index) {
   if (index <= snapshot_index_) return;
   KVC_CHECK_LE(index, last_index());
   const std::uint64_t t = at(index).term;
-  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(index - snapshot_index_));
+  entries_.erase(entries_.begin(),
+                 entries_.begin() + static_cast<std::ptrdiff_t>(index - snapshot_index_));
   snapshot_index_ = index;
   snapshot_term_ = t;
 }

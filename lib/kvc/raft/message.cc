@@ -7,20 +7,34 @@ namespace kvc::raft {
 
 std::string_view message_type_name(MessageType type) {
   switch (type) {
-    case MessageType::kAppend: return "append";
-    case MessageType::kAppendResp: return "append_resp";
-    case MessageType::kVote: return "vote";
-    case MessageType::kVoteResp: return "vote_resp";
-    case MessageType::kPreVote: return "pre_vote";
-    case MessageType::kPreVoteResp: return "pre_vote_resp";
-    case MessageType::kHeartbeat: return "heartbeat";
-    case MessageType::kHeartbeatResp: return "heartbeat_resp";
-    case MessageType::kSnapshot: return "snapshot";
-    case MessageType::kSnapshotResp: return "snapshot_resp";
-    case MessageType::kTimeoutNow: return "timeout_now";
-    case MessageType::kReadIndex: return "read_index";
-    case MessageType::kReadIndexResp: return "read_index_resp";
-    case MessageType::kTransferLeader: return "transfer_leader";
+    case MessageType::kAppend:
+      return "append";
+    case MessageType::kAppendResp:
+      return "append_resp";
+    case MessageType::kVote:
+      return "vote";
+    case MessageType::kVoteResp:
+      return "vote_resp";
+    case MessageType::kPreVote:
+      return "pre_vote";
+    case MessageType::kPreVoteResp:
+      return "pre_vote_resp";
+    case MessageType::kHeartbeat:
+      return "heartbeat";
+    case MessageType::kHeartbeatResp:
+      return "heartbeat_resp";
+    case MessageType::kSnapshot:
+      return "snapshot";
+    case MessageType::kSnapshotResp:
+      return "snapshot_resp";
+    case MessageType::kTimeoutNow:
+      return "timeout_now";
+    case MessageType::kReadIndex:
+      return "read_index";
+    case MessageType::kReadIndexResp:
+      return "read_index_resp";
+    case MessageType::kTransferLeader:
+      return "transfer_leader";
   }
   return "unknown";
 }
@@ -32,7 +46,8 @@ std::string describe(const Message& m) {
     case MessageType::kAppend:
       os << " index=" << m.index << " log_term=" << m.log_term << " commit=" << m.commit
          << " entries=" << m.entries.size();
-      if (!m.entries.empty()) os << " [" << m.entries.front().index << ".." << m.entries.back().index << "]";
+      if (!m.entries.empty())
+        os << " [" << m.entries.front().index << ".." << m.entries.back().index << "]";
       break;
     case MessageType::kAppendResp:
       os << " index=" << m.index;

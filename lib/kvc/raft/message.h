@@ -18,11 +18,11 @@ enum class MessageType : std::uint8_t {
   // Follower -> leader: accepted up to `index`, or reject (index = the rejected prev index,
   // reject_hint = an index to probe next, log_term = the follower's term at reject_hint).
   kAppendResp = 1,
-  kVote = 2,         // candidate: term, index/log_term of its last entry; context "transfer"
-  kVoteResp = 3,     // reject = vote refused
-  kPreVote = 4,      // as kVote, with term = the term the sender would campaign in
-  kPreVoteResp = 5,  // term = the asked term when granted, the responder's term when refused
-  kHeartbeat = 6,    // commit = min(follower match, leader commit); context: ReadIndex round
+  kVote = 2,           // candidate: term, index/log_term of its last entry; context "transfer"
+  kVoteResp = 3,       // reject = vote refused
+  kPreVote = 4,        // as kVote, with term = the term the sender would campaign in
+  kPreVoteResp = 5,    // term = the asked term when granted, the responder's term when refused
+  kHeartbeat = 6,      // commit = min(follower match, leader commit); context: ReadIndex round
   kHeartbeatResp = 7,  // context echoed; index = the follower's last log index
   // Leader -> follower: one chunk of a snapshot. snapshot = its metadata, snapshot_size = its
   // total byte size, snapshot_offset/chunk_length = this chunk's byte range, snapshot_done =
@@ -31,9 +31,9 @@ enum class MessageType : std::uint8_t {
   // Follower -> leader: snapshot_offset = the next byte it expects; snapshot_done = installed
   // (or not needed); reject = wrong offset, restart from snapshot_offset.
   kSnapshotResp = 9,
-  kTimeoutNow = 10,     // leader -> transfer target: campaign now
-  kReadIndex = 11,      // follower -> leader: context = the caller's read context
-  kReadIndexResp = 12,  // leader -> follower: index = read index (reject: no leader could serve)
+  kTimeoutNow = 10,      // leader -> transfer target: campaign now
+  kReadIndex = 11,       // follower -> leader: context = the caller's read context
+  kReadIndexResp = 12,   // leader -> follower: index = read index (reject: no leader could serve)
   kTransferLeader = 13,  // member -> leader: please transfer leadership to `index` (a node id)
 };
 

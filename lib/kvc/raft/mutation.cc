@@ -5,12 +5,18 @@ namespace kvc::raft {
 
 std::string_view mutation_name(Mutation m) {
   switch (m) {
-    case Mutation::kNone: return "none";
-    case Mutation::kVoteNotPersisted: return "vote-not-persisted";
-    case Mutation::kCommitOldTerm: return "commit-old-term";
-    case Mutation::kNoLogMatchingCheck: return "no-log-matching-check";
-    case Mutation::kReadIndexWithoutNoop: return "read-index-without-noop";
-    case Mutation::kLeaderCountsUndurable: return "leader-counts-undurable";
+    case Mutation::kNone:
+      return "none";
+    case Mutation::kVoteNotPersisted:
+      return "vote-not-persisted";
+    case Mutation::kCommitOldTerm:
+      return "commit-old-term";
+    case Mutation::kNoLogMatchingCheck:
+      return "no-log-matching-check";
+    case Mutation::kReadIndexWithoutNoop:
+      return "read-index-without-noop";
+    case Mutation::kLeaderCountsUndurable:
+      return "leader-counts-undurable";
   }
   return "unknown";
 }

@@ -13,11 +13,11 @@ namespace kvc::raft {
 
 enum class Mutation : std::uint8_t {
   kNone = 0,
-  kVoteNotPersisted,      // votes are sent before the hard state that records them is durable
-  kCommitOldTerm,         // the leader commits entries of older terms by counting replicas
-  kNoLogMatchingCheck,    // a follower appends without checking the previous entry's term
-  kReadIndexWithoutNoop,  // ReadIndex served before the leader's no-op is committed
-  kLeaderCountsUndurable, // the leader counts its own entries before they are durable
+  kVoteNotPersisted,       // votes are sent before the hard state that records them is durable
+  kCommitOldTerm,          // the leader commits entries of older terms by counting replicas
+  kNoLogMatchingCheck,     // a follower appends without checking the previous entry's term
+  kReadIndexWithoutNoop,   // ReadIndex served before the leader's no-op is committed
+  kLeaderCountsUndurable,  // the leader counts its own entries before they are durable
 };
 
 inline constexpr Mutation kAllMutations[] = {

@@ -19,7 +19,8 @@ std::string encode_seq(std::uint64_t seq) {
 std::optional<std::uint64_t> decode_seq(const std::string& s) {
   if (s.size() != 8) return std::nullopt;
   std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
   return v;
 }
 
@@ -53,19 +54,26 @@ std::uint64_t SplitMix64::next_u64() {
 
 std::string_view role_name(Role role) {
   switch (role) {
-    case Role::kFollower: return "follower";
-    case Role::kPreCandidate: return "pre_candidate";
-    case Role::kCandidate: return "candidate";
-    case Role::kLeader: return "leader";
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre_candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
   }
   return "unknown";
 }
 
 std::string_view progress_state_name(ProgressState state) {
   switch (state) {
-    case ProgressState::kProbe: return "probe";
-    case ProgressState::kReplicate: return "replicate";
-    case ProgressState::kSnapshot: return "snapshot";
+    case ProgressState::kProbe:
+      return "probe";
+    case ProgressState::kReplicate:
+      return "replicate";
+    case ProgressState::kSnapshot:
+      return "snapshot";
   }
   return "unknown";
 }
@@ -88,8 +96,8 @@ RestoreState bootstrap_state(const std::vector<NodeId>& voters) {
 
 bool Ready::empty() const {
   return !soft_state && !hard_state && entries.empty() && messages.empty() &&
-         messages_after_persist.empty() && committed.empty() && read_states.empty() &&
-         !snapshot && snapshot_chunks.empty() && !conf_state && !snapshot_wanted;
+         messages_after_persist.empty() && committed.empty() && read_states.empty() && !snapshot &&
+         snapshot_chunks.empty() && !conf_state && !snapshot_wanted;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,14 +120,15 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config, RestoreState st
   std::uint64_t prev_term = snap.term;
   for (const Entry& e : state.entries) {
     if (e.index != prev_index + 1) {
-      return Status::corruption("raft restore: entry " + std::to_string(e.index) +
-                                " follows " + std::to_string(prev_index));
+      return Status::corruption("raft restore: entry " + std::to_string(e.index) + " follows " +
+                                std::to_string(prev_index));
     }
     if (e.term < prev_term) {
       return Status::corruption("raft restore: term goes back at index " + std::to_string(e.index));
     }
     if (e.type == EntryType::kConfChange && !decode_conf_change(e.data).ok()) {
-      return Status::corruption("raft restore: bad conf change at index " + std::to_string(e.index));
+      return Status::corruption("raft restore: bad conf change at index " +
+                                std::to_string(e.index));
     }
     prev_index = e.index;
     prev_term = e.term;
@@ -186,7 +195,8 @@ Result<ConfState> Node::conf_state_at(std::uint64_t index) const {
 
 void Node::reset_randomized_timeout() {
   randomized_timeout_ =
-      cfg_.election_ticks + static_cast<int>(rng_->uniform(static_cast<std::uint64_t>(cfg_.election_ticks)));
+      cfg_.election_ticks +
+      static_cast<int>(rng_->uniform(static_cast<std::uint64_t>(cfg_.election_ticks)));
 }
 
 void Node::reset(std::uint64_t term) {
@@ -214,7 +224,8 @@ void Node::become_follower(std::uint64_t term, NodeId leader) {
   role_ = Role::kFollower;
   leader_ = leader;
   if (was_leader) {
-    logf(LogLevel::kInfo, "stepped down term=" + std::to_string(term_) + " id=" + std::to_string(id_));
+    logf(LogLevel::kInfo,
+         "stepped down term=" + std::to_string(term_) + " id=" + std::to_string(id_));
   }
 }
 
@@ -254,9 +265,9 @@ void Node::become_leader() {
   noop.index = log_.last_index() + 1;
   noop.term = term_;
   append_local({noop});
-  logf(LogLevel::kInfo, "became leader term=" + std::to_string(term_) + " id=" +
-                            std::to_string(id_) + " last_index=" +
-                            std::to_string(log_.last_index()) +
+  logf(LogLevel::kInfo, "became leader term=" + std::to_string(term_) +
+                            " id=" + std::to_string(id_) +
+                            " last_index=" + std::to_string(log_.last_index()) +
                             " voters=" + std::to_string(conf_.voters.size()));
   bcast_append();
   maybe_commit();  // a single voter commits as soon as its write is durable
@@ -333,7 +344,8 @@ void Node::tick() {
         }
       }
       if (lead_transferee_ != kNoNode) {
-        logf(LogLevel::kInfo, "leadership transfer aborted target=" + std::to_string(lead_transferee_));
+        logf(LogLevel::kInfo,
+             "leadership transfer aborted target=" + std::to_string(lead_transferee_));
         lead_transferee_ = kNoNode;
       }
     }
@@ -363,8 +375,8 @@ Status Node::step(const Message& m) {
     return Status::invalid_argument("raft: message with bad sender " + std::to_string(m.from));
   }
   const bool vote_req = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
-  const bool from_leader = m.type == MessageType::kAppend ||
-                           m.type == MessageType::kHeartbeat || m.type == MessageType::kSnapshot;
+  const bool from_leader = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                           m.type == MessageType::kSnapshot;
 
   if (m.term > term_) {
     if (vote_req) {
@@ -372,8 +384,8 @@ Status Node::step(const Message& m) {
       // timeout ignores vote requests, so a removed or rejoining member cannot disrupt it
       // (unless the leader itself asked for the election by transferring leadership).
       const bool force = m.context == kTransferContext;
-      const bool in_lease = cfg_.check_quorum && leader_ != kNoNode &&
-                            election_elapsed_ < cfg_.election_ticks;
+      const bool in_lease =
+          cfg_.check_quorum && leader_ != kNoNode && election_elapsed_ < cfg_.election_ticks;
       if (!force && in_lease) return ok_status();
     }
     if (m.type == MessageType::kPreVote) {
@@ -628,7 +640,8 @@ void Node::handle_snapshot(const Message& m) {
     send(std::move(a));
     return;
   }
-  const bool same = receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size;
+  const bool same =
+      receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size;
   if (same && m.snapshot_offset < receiving_->next_offset) {
     // A duplicate of a chunk we have: acknowledge again what we have.
     r.snapshot_offset = receiving_->next_offset;
@@ -670,8 +683,8 @@ void Node::handle_snapshot(const Message& m) {
 }
 
 void Node::restore_snapshot(const SnapshotMeta& meta) {
-  logf(LogLevel::kInfo, "installing snapshot index=" + std::to_string(meta.index) + " term=" +
-                            std::to_string(meta.term) + " id=" + std::to_string(id_));
+  logf(LogLevel::kInfo, "installing snapshot index=" + std::to_string(meta.index) +
+                            " term=" + std::to_string(meta.term) + " id=" + std::to_string(id_));
   log_.restore(meta.index, meta.term);
   commit_ = meta.index;
   applying_ = std::max(applying_, meta.index);
@@ -725,8 +738,8 @@ void Node::note_appended(const Entry& e) {
 void Node::set_conf(const ConfState& conf) {
   if (conf == conf_) return;
   conf_ = conf;
-  logf(LogLevel::kInfo, "membership changed id=" + std::to_string(id_) + " voters=" +
-                            std::to_string(conf_.voters.size()) +
+  logf(LogLevel::kInfo, "membership changed id=" + std::to_string(id_) +
+                            " voters=" + std::to_string(conf_.voters.size()) +
                             " learners=" + std::to_string(conf_.learners.size()));
   if (role_ == Role::kLeader) sync_progress_with_conf();
   if (lead_transferee_ != kNoNode && !is_voter(conf_, lead_transferee_)) lead_transferee_ = kNoNode;
@@ -801,8 +814,9 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
     pr.snap_size = local_snapshot_size_;
     pr.snap_offset = 0;
     pr.snap_inflight = false;
-    logf(LogLevel::kInfo, "sending snapshot to=" + std::to_string(to) + " index=" +
-                              std::to_string(pr.snap.index) + " size=" + std::to_string(pr.snap_size));
+    logf(LogLevel::kInfo, "sending snapshot to=" + std::to_string(to) +
+                              " index=" + std::to_string(pr.snap.index) +
+                              " size=" + std::to_string(pr.snap_size));
     send_snapshot_chunk(to, pr);
     return true;
   }
@@ -876,9 +890,7 @@ void Node::bcast_heartbeat(const std::string& context) {
   }
 }
 
-bool Node::committed_in_term() const {
-  return log_.term(commit_).value_or(0) == term_;
-}
+bool Node::committed_in_term() const { return log_.term(commit_).value_or(0) == term_; }
 
 bool Node::maybe_commit() {
   if (role_ != Role::kLeader) return false;
@@ -928,7 +940,8 @@ void Node::on_commit_advanced(std::uint64_t old_commit) {
   if (!is_voter(conf_, id_)) {
     // The configuration that removed us is committed (thesis §4.2.2): step down cleanly.
     if (conf_history_.empty() || conf_history_.back().first <= commit_) {
-      logf(LogLevel::kInfo, "removed from the configuration, stepping down id=" + std::to_string(id_));
+      logf(LogLevel::kInfo,
+           "removed from the configuration, stepping down id=" + std::to_string(id_));
       bcast_append();  // tell the others the new commit index before leaving
       become_follower(term_, kNoNode);
     }
@@ -1020,8 +1033,8 @@ void Node::handle_heartbeat_resp(const Message& m, Progress& pr) {
 void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
   if (pr.state != ProgressState::kSnapshot || !(m.snapshot == pr.snap)) return;
   if (m.snapshot_done && !m.reject) {
-    logf(LogLevel::kInfo, "snapshot sent to=" + std::to_string(m.from) + " index=" +
-                              std::to_string(pr.snap.index));
+    logf(LogLevel::kInfo,
+         "snapshot sent to=" + std::to_string(m.from) + " index=" + std::to_string(pr.snap.index));
     pr.match = std::max(pr.match, pr.snap.index);
     become_probe(pr);
     send_append(m.from, true);
@@ -1087,8 +1100,8 @@ Result<std::uint64_t> Node::propose(std::string data) {
   }
   if (cfg_.max_uncommitted_bytes > 0 && uncommitted_bytes_ > 0 &&
       uncommitted_bytes_ + data.size() > cfg_.max_uncommitted_bytes) {
-    return Status::resource_exhausted("too much uncommitted data: " +
-                                      std::to_string(uncommitted_bytes_) + " bytes");
+    return Status::resource_exhausted(
+        "too much uncommitted data: " + std::to_string(uncommitted_bytes_) + " bytes");
   }
   Entry e;
   e.index = log_.last_index() + 1;
@@ -1131,8 +1144,8 @@ Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   e.data = encode_conf_change(cc);
   append_local({std::move(e)});
   logf(LogLevel::kInfo, "proposed conf change type=" + std::string(conf_change_type_name(cc.type)) +
-                            " node=" + std::to_string(cc.node) + " index=" +
-                            std::to_string(log_.last_index()));
+                            " node=" + std::to_string(cc.node) +
+                            " index=" + std::to_string(log_.last_index()));
   bcast_append();
   maybe_commit();
   return log_.last_index();
@@ -1164,7 +1177,8 @@ Status Node::transfer_leadership(NodeId target) {
   }
   if (target == id_) return ok_status();
   if (!is_voter(conf_, target)) {
-    return Status::invalid_argument("transfer target " + std::to_string(target) + " is not a voter");
+    return Status::invalid_argument("transfer target " + std::to_string(target) +
+                                    " is not a voter");
   }
   if (lead_transferee_ == target) return ok_status();
   lead_transferee_ = target;

@@ -100,12 +100,12 @@ struct Config {
   NodeId id = kNoNode;
   int election_ticks = 10;  // a follower campaigns after [election_ticks, 2*election_ticks)
   int heartbeat_ticks = 1;  // < election_ticks
-  std::uint64_t max_msg_bytes = 1 << 20;            // entry data per append (>= 1 entry)
-  int max_inflight_msgs = 256;                      // appends in flight per follower
-  std::uint64_t max_inflight_bytes = 32ull << 20;   // entry bytes in flight per follower
+  std::uint64_t max_msg_bytes = 1 << 20;              // entry data per append (>= 1 entry)
+  int max_inflight_msgs = 256;                        // appends in flight per follower
+  std::uint64_t max_inflight_bytes = 32ull << 20;     // entry bytes in flight per follower
   std::uint64_t max_uncommitted_bytes = 64ull << 20;  // propose() refuses beyond this; 0: no cap
-  std::uint64_t snapshot_chunk_bytes = 1 << 20;     // bytes per kSnapshot message
-  std::uint64_t max_apply_bytes = 64ull << 20;      // committed entry data per Ready
+  std::uint64_t snapshot_chunk_bytes = 1 << 20;       // bytes per kSnapshot message
+  std::uint64_t max_apply_bytes = 64ull << 20;        // committed entry data per Ready
   bool pre_vote = true;
   bool check_quorum = true;
   Rng* rng = nullptr;        // required; outlives the Node

@@ -64,9 +64,9 @@ KvResult KvStore::apply(const KvCommand& c, std::uint64_t index) {
       }
       break;
     case check::OpKind::kCas: {
-      const bool ok = c.expect_revision == 0 ? it == items_.end()
-                                             : it != items_.end() &&
-                                                   it->second.mod_revision == c.expect_revision;
+      const bool ok = c.expect_revision == 0
+                          ? it == items_.end()
+                          : it != items_.end() && it->second.mod_revision == c.expect_revision;
       if (ok) {
         items_[c.key] = {c.value, index};
         r.found = true;
@@ -97,7 +97,8 @@ std::string KvStore::serialize() const {
 Result<KvStore> KvStore::deserialize(std::string_view data) {
   KvStore s;
   auto lines = split(data, '\n');
-  if (lines.empty() || lines.back() != "") return Status::corruption("kv snapshot: no final newline");
+  if (lines.empty() || lines.back() != "")
+    return Status::corruption("kv snapshot: no final newline");
   lines.pop_back();
   if (lines.empty()) return Status::corruption("kv snapshot: empty");
   auto head = split(lines[0], '|');

@@ -35,13 +35,20 @@ using raft::SnapshotMeta;
 
 std::string_view fault_mix_name(FaultMix mix) {
   switch (mix) {
-    case FaultMix::kNone: return "none";
-    case FaultMix::kNet: return "net";
-    case FaultMix::kPartition: return "partition";
-    case FaultMix::kCrash: return "crash";
-    case FaultMix::kMembership: return "membership";
-    case FaultMix::kAll: return "all";
-    case FaultMix::kMixed: return "mixed";
+    case FaultMix::kNone:
+      return "none";
+    case FaultMix::kNet:
+      return "net";
+    case FaultMix::kPartition:
+      return "partition";
+    case FaultMix::kCrash:
+      return "crash";
+    case FaultMix::kMembership:
+      return "membership";
+    case FaultMix::kAll:
+      return "all";
+    case FaultMix::kMixed:
+      return "mixed";
   }
   return "unknown";
 }
@@ -263,12 +270,14 @@ class Cluster {
   std::vector<std::uint64_t> history_hash_;  // hash of the proposed entry data (writes)
   std::uint64_t clock_ = 0;
   std::uint64_t next_op_id_ = 1;
-  std::map<std::pair<NodeId, std::uint64_t>, std::size_t> pending_writes_;  // (member, op) -> client
+  std::map<std::pair<NodeId, std::uint64_t>, std::size_t>
+      pending_writes_;  // (member, op) -> client
 
   // Checks.
   std::map<std::uint64_t, NodeId> leader_of_term_;
   std::vector<CommittedInfo> committed_;
-  std::unordered_map<std::uint64_t, std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>>>
+  std::unordered_map<std::uint64_t,
+                     std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>>>
       seen_entries_;  // index -> term -> (hash, prev term)
   std::uint64_t max_commit_seen_ = 0;
 
@@ -285,10 +294,9 @@ void Cluster::resolve_options() {
   // Every pick is drawn whether used or not, so the stream is the same either way.
   raft::SplitMix64 pick(opt_.seed ^ 0x5eed5eed5eedull);
   const int members_pick = pick.uniform(2) == 0 ? 3 : 5;
-  static constexpr FaultMix kChoices[] = {FaultMix::kAll,       FaultMix::kAll,
-                                          FaultMix::kAll,       FaultMix::kAll,
-                                          FaultMix::kNet,       FaultMix::kPartition,
-                                          FaultMix::kCrash,     FaultMix::kMembership};
+  static constexpr FaultMix kChoices[] = {
+      FaultMix::kAll, FaultMix::kAll,       FaultMix::kAll,   FaultMix::kAll,
+      FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash, FaultMix::kMembership};
   const FaultMix faults_pick = kChoices[pick.uniform(std::size(kChoices))];
   if (opt_.members == 0) opt_.members = members_pick;
   if (opt_.faults == FaultMix::kMixed) opt_.faults = faults_pick;
@@ -366,7 +374,8 @@ void Cluster::send_message(Member& from, Message msg) {
   ++result_.stats.messages;
   if (msg.type == MessageType::kSnapshot) {
     // The caller fills the chunk from the snapshot it has.
-    if (!(msg.snapshot == from.disk.snap) || msg.snapshot_offset + msg.chunk_length > from.disk.snap_data.size()) {
+    if (!(msg.snapshot == from.disk.snap) ||
+        msg.snapshot_offset + msg.chunk_length > from.disk.snap_data.size()) {
       from.node->report_snapshot(msg.to, false);
       return;
     }
@@ -405,8 +414,9 @@ void Cluster::deliver_due() {
 void Cluster::start_ready(Member& m) {
   Ready rd = m.node->ready();
   if (rd.soft_state && opt_.trace) {
-    trace("member " + std::to_string(m.id) + " role=" + std::string(raft::role_name(rd.soft_state->role)) +
-          " term=" + std::to_string(rd.soft_state->term) + " leader=" + std::to_string(rd.soft_state->leader));
+    trace("member " + std::to_string(m.id) +
+          " role=" + std::string(raft::role_name(rd.soft_state->role)) + " term=" +
+          std::to_string(rd.soft_state->term) + " leader=" + std::to_string(rd.soft_state->leader));
   }
   // Log matching, checked on every entry any member persists: one (index, term) names one
   // entry, with one predecessor term.
@@ -427,10 +437,10 @@ void Cluster::start_ready(Member& m) {
     if (it == slot.end()) {
       slot.emplace(e.term, v);
     } else if (it->second != v) {
-      violate("log matching: member " + std::to_string(m.id) + " has entry index=" +
-              std::to_string(e.index) + " term=" + std::to_string(e.term) +
+      violate("log matching: member " + std::to_string(m.id) +
+              " has entry index=" + std::to_string(e.index) + " term=" + std::to_string(e.term) +
               (it->second.second != prev_term ? " after a different previous term"
-                                               : " with different content") +
+                                              : " with different content") +
               " than another member");
     }
     prev_term = e.term;
@@ -467,13 +477,15 @@ void Cluster::start_ready(Member& m) {
   }
   rd.messages.clear();
   // Mostly quick fsyncs, sometimes a slow one (a wide window for crashes to hit).
-  m.sync_at = now_ + (crashes_ && chance(slow_disk_one_in_) ? 10 + rng_.uniform(40) : rng_.uniform(6));
+  m.sync_at =
+      now_ + (crashes_ && chance(slow_disk_one_in_) ? 10 + rng_.uniform(40) : rng_.uniform(6));
   m.outstanding = std::move(rd);
 }
 
 void Cluster::finish_ready(Member& m) {
   m.disk.sync();
-  if (m.disk.gap) violate("sim: member " + std::to_string(m.id) + " wrote an entry past the end of its log");
+  if (m.disk.gap)
+    violate("sim: member " + std::to_string(m.id) + " wrote an entry past the end of its log");
   Ready rd = std::move(*m.outstanding);
   m.outstanding.reset();
   for (Message& msg : rd.messages_after_persist) send_message(m, msg);
@@ -487,12 +499,14 @@ void Cluster::finish_ready(Member& m) {
     m.kv = std::move(*kv);
     if (m.kv.applied() != rd.snapshot->index) violate("sim: snapshot data at the wrong index");
     m.last_applied = rd.snapshot->index;
-    trace("member " + std::to_string(m.id) + " installed snapshot index=" + std::to_string(rd.snapshot->index));
+    trace("member " + std::to_string(m.id) +
+          " installed snapshot index=" + std::to_string(rd.snapshot->index));
   }
   apply_entries(m, rd.committed);
   for (const auto& rs : rd.read_states) {
     for (Client& c : clients_) {
-      if (!c.busy || !c.is_read || c.member != m.id || c.ctx != rs.context || c.read_index) continue;
+      if (!c.busy || !c.is_read || c.member != m.id || c.ctx != rs.context || c.read_index)
+        continue;
       if (rs.index < c.read_min_commit) {
         violate("read index: member " + std::to_string(m.id) + " answered read " + c.ctx +
                 " with index " + std::to_string(rs.index) + " but index " +
@@ -513,8 +527,8 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
     m.last_applied = e.index;
     if (e.index < committed_.size() && committed_[e.index].known &&
         committed_[e.index].hash != entry_hash(e)) {
-      violate("state machine safety: member " + std::to_string(m.id) + " applied a different entry at index " +
-              std::to_string(e.index));
+      violate("state machine safety: member " + std::to_string(m.id) +
+              " applied a different entry at index " + std::to_string(e.index));
     }
     if (e.index >= committed_.size()) committed_.resize(e.index + 1);
     if (!committed_[e.index].known) {
@@ -555,7 +569,8 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
     }
   }
   if (!ents.empty()) m.node->applied_to(ents.back().index);
-  if (!m.removed && m.alive && m.kv.applied() != m.last_applied) violate("sim: kv applied index drifted");
+  if (!m.removed && m.alive && m.kv.applied() != m.last_applied)
+    violate("sim: kv applied index drifted");
 }
 
 void Cluster::process_disks_and_readies() {
@@ -603,7 +618,8 @@ void Cluster::restart(Member& m) {
   st.snapshot = m.disk.snap;
   st.entries = m.disk.log;
   st.applied = m.disk.snap.index;
-  auto kv = m.disk.snap_data.empty() ? Result<KvStore>(KvStore()) : KvStore::deserialize(m.disk.snap_data);
+  auto kv = m.disk.snap_data.empty() ? Result<KvStore>(KvStore())
+                                     : KvStore::deserialize(m.disk.snap_data);
   if (!kv.ok()) {
     violate("sim: bad snapshot on disk: " + kv.status().to_string());
     return;
@@ -649,8 +665,8 @@ void Cluster::take_snapshot(Member& m) {
   }
   // The disk keeps the entries after its snapshot (the node may keep a few more in memory).
   m.disk.compact(a);
-  trace("member " + std::to_string(m.id) + " snapshot index=" + std::to_string(a) + " compacted to " +
-        std::to_string(upto));
+  trace("member " + std::to_string(m.id) + " snapshot index=" + std::to_string(a) +
+        " compacted to " + std::to_string(upto));
 }
 
 void Cluster::heal() {
@@ -698,8 +714,9 @@ void Cluster::membership_op() {
   }
   cc.context = "sim";
   auto idx = l->node->propose_conf_change(cc);
-  trace("propose conf change " + std::string(raft::conf_change_type_name(cc.type)) + " node=" +
-        std::to_string(cc.node) + " -> " + (idx.ok() ? "index " + std::to_string(*idx) : idx.status().to_string()));
+  trace("propose conf change " + std::string(raft::conf_change_type_name(cc.type)) +
+        " node=" + std::to_string(cc.node) + " -> " +
+        (idx.ok() ? "index " + std::to_string(*idx) : idx.status().to_string()));
   if (!idx.ok()) return;
   ++result_.stats.conf_changes;
   if (cc.type == ConfChangeType::kAddLearner) {
@@ -830,7 +847,9 @@ void Cluster::respond(Client& c, check::Outcome outcome) {
   if (!c.is_read) pending_writes_.erase({c.member, c.op_id});
   if (opt_.trace) {
     trace("client " + std::to_string(c.id) + " op " + std::to_string(c.op_id) + " -> " +
-          (outcome == check::Outcome::kOk ? "ok" : outcome == check::Outcome::kFailed ? "failed" : "unknown") +
+          (outcome == check::Outcome::kOk       ? "ok"
+           : outcome == check::Outcome::kFailed ? "failed"
+                                                : "unknown") +
           " found=" + std::to_string(op.found) + " rev=" + std::to_string(op.revision) +
           (op.kind == check::OpKind::kGet ? " value=" + op.read_value : ""));
   }
@@ -839,14 +858,16 @@ void Cluster::respond(Client& c, check::Outcome outcome) {
 
 void Cluster::fail_client_ops_on(NodeId id) {
   for (Client& c : clients_) {
-    if (c.busy && c.member == id) respond(c, c.is_read ? check::Outcome::kFailed : check::Outcome::kUnknown);
+    if (c.busy && c.member == id)
+      respond(c, c.is_read ? check::Outcome::kFailed : check::Outcome::kUnknown);
   }
 }
 
 void Cluster::client_actions() {
   for (Client& c : clients_) {
     if (c.busy) {
-      if (now_ >= c.deadline) respond(c, c.is_read ? check::Outcome::kFailed : check::Outcome::kUnknown);
+      if (now_ >= c.deadline)
+        respond(c, c.is_read ? check::Outcome::kFailed : check::Outcome::kUnknown);
       continue;
     }
     if (healed_ || !chance(12)) continue;
@@ -862,7 +883,7 @@ void Cluster::client_actions() {
     op.client = c.id;
     op.key = kKeys[rng_.uniform(std::size(kKeys))];
     const std::uint64_t k = rng_.uniform(100);
-    op.kind = k < 35 ? check::OpKind::kGet
+    op.kind = k < 35   ? check::OpKind::kGet
               : k < 70 ? check::OpKind::kPut
               : k < 90 ? check::OpKind::kCas
                        : check::OpKind::kDelete;
@@ -892,7 +913,9 @@ void Cluster::client_actions() {
       }
       c.read_min_commit = mc;
       Status s = target->node->read_index(c.ctx);
-      if (opt_.trace) trace("client " + std::to_string(c.id) + " get " + op.key + " via " + std::to_string(target->id));
+      if (opt_.trace)
+        trace("client " + std::to_string(c.id) + " get " + op.key + " via " +
+              std::to_string(target->id));
       if (!s.ok()) respond(c, check::Outcome::kFailed);
     } else {
       KvCommand cmd{c.op_id, op.kind, op.key, op.value, op.expect_revision};
@@ -972,7 +995,8 @@ void Cluster::check_step() {
     m.last_commit = n.commit();
     // Record newly committed entries; two members must never disagree on one.
     const raft::RaftLog& log = n.log();
-    for (std::uint64_t i = std::max(m.recorded_commit + 1, log.first_index()); i <= n.commit(); ++i) {
+    for (std::uint64_t i = std::max(m.recorded_commit + 1, log.first_index()); i <= n.commit();
+         ++i) {
       const Entry& e = log.at(i);
       if (i >= committed_.size()) committed_.resize(i + 1);
       CommittedInfo& ci = committed_[i];
@@ -995,7 +1019,8 @@ std::string Cluster::describe_cluster() {
   for (auto& [id, m] : members_) {
     if (!m.alive) continue;
     state += " [" + std::to_string(id) + " " + std::string(raft::role_name(m.node->role())) +
-             " term=" + std::to_string(m.node->term()) + " commit=" + std::to_string(m.node->commit()) +
+             " term=" + std::to_string(m.node->term()) +
+             " commit=" + std::to_string(m.node->commit()) +
              " last=" + std::to_string(m.node->log().last_index()) + "]";
     for (const auto& p : m.node->progress()) {
       state += " {" + std::to_string(p.id) + " " + std::string(raft::progress_state_name(p.state)) +
@@ -1029,7 +1054,8 @@ void Cluster::final_checks() {
   // revision.
   for (std::size_t i = 0; i < history_.size(); ++i) {
     const check::Operation& op = history_[i];
-    if (op.outcome != check::Outcome::kOk || op.kind == check::OpKind::kGet || op.revision == 0) continue;
+    if (op.outcome != check::Outcome::kOk || op.kind == check::OpKind::kGet || op.revision == 0)
+      continue;
     if (op.revision >= committed_.size() || !committed_[op.revision].known ||
         committed_[op.revision].hash != history_hash_[i]) {
       violate("acknowledged write lost: client " + std::to_string(op.client) + " " + op.key +
@@ -1085,8 +1111,8 @@ SimResult Cluster::run() {
     while (now_ < fault_steps && !failed_) step_once();
     if (!failed_) heal();
     // Liveness, then drain: outstanding client operations finish or time out.
-    const std::uint64_t limit = now_ + static_cast<std::uint64_t>(opt_.liveness_ticks) * kTickSteps +
-                                kOpTimeoutSteps + 10;
+    const std::uint64_t limit =
+        now_ + static_cast<std::uint64_t>(opt_.liveness_ticks) * kTickSteps + kOpTimeoutSteps + 10;
     while (now_ < limit && !failed_) {
       step_once();
       liveness_probe();
@@ -1120,9 +1146,12 @@ std::string replay_command(const SimOptions& options, const SimResult& result) {
   std::ostringstream os;
   os << "kvc-sim --seed " << options.seed << " --members " << result.members << " --faults "
      << fault_mix_name(result.faults);
-  if (options.mutation != raft::Mutation::kNone) os << " --mutation " << raft::mutation_name(options.mutation);
-  if (options.fault_ticks != SimOptions{}.fault_ticks) os << " --fault-ticks " << options.fault_ticks;
-  if (options.liveness_ticks != SimOptions{}.liveness_ticks) os << " --liveness-ticks " << options.liveness_ticks;
+  if (options.mutation != raft::Mutation::kNone)
+    os << " --mutation " << raft::mutation_name(options.mutation);
+  if (options.fault_ticks != SimOptions{}.fault_ticks)
+    os << " --fault-ticks " << options.fault_ticks;
+  if (options.liveness_ticks != SimOptions{}.liveness_ticks)
+    os << " --liveness-ticks " << options.liveness_ticks;
   if (options.clients != SimOptions{}.clients) os << " --clients " << options.clients;
   os << " --trace";
   return os.str();

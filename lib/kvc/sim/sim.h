@@ -41,7 +41,7 @@ struct SimOptions {
   int fault_ticks = 300;     // ticks of faulty operation before everything heals
   int liveness_ticks = 200;  // after healing, a leader and a committed write within this
   int clients = 4;
-  bool trace = false;  // record every step (costly); see trace_sink
+  bool trace = false;                                // record every step (costly); see trace_sink
   std::function<void(std::string_view)> trace_sink;  // receives trace lines when trace is on
 };
 
@@ -49,7 +49,7 @@ struct SimStats {
   std::uint64_t steps = 0;
   std::uint64_t ticks = 0;
   std::uint64_t messages = 0;
-  std::uint64_t committed = 0;  // highest commit index reached
+  std::uint64_t committed = 0;   // highest commit index reached
   std::uint64_t operations = 0;  // client operations recorded
   std::uint64_t operations_ok = 0;
   std::uint64_t operations_unknown = 0;  // the rest of the non-ok ones definitely failed
