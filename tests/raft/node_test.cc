@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace kvc::raft {
@@ -71,6 +72,16 @@ class TestCluster {
       batch.swap(queue_);
       for (Message& m : batch) deliver(m);
     }
+  }
+
+  // Runs the Ready loops, then delivers only the first queued message, which it returns.
+  std::optional<Message> deliver_one() {
+    process();
+    if (queue_.empty()) return std::nullopt;
+    Message m = std::move(queue_.front());
+    queue_.pop_front();
+    deliver(m);
+    return m;
   }
 
   void deliver(const Message& m) {
@@ -458,6 +469,39 @@ TEST(NodeTest, LaggingFollowerGetsAChunkedSnapshot) {
   EXPECT_EQ(c.installed(3)[0].index, applied);
   EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
   EXPECT_EQ(c.n(3).log().last_index(), c.n(1).log().last_index());
+}
+
+TEST(NodeTest, SnapshotTransferRestartsWhenTheFollowerLosesItsPartialFile) {
+  TestCluster c(3);
+  c.down().insert(3);
+  c.elect(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t applied = c.n(1).applied();
+  c.give_snapshot(1, {applied, *c.n(1).log().term(applied), *c.n(1).conf_state_at(applied)},
+                  "abcdefghijklmnopqrstuvwxyz");  // 7 chunks of 4 bytes
+  ASSERT_TRUE(c.n(1).compact(applied).ok());
+  c.down().erase(3);
+  // Deliver one message at a time until member 3 has acknowledged two chunks.
+  bool partial = false;
+  for (int i = 0; i < 2000 && !partial; ++i) {
+    std::optional<Message> m = c.deliver_one();
+    if (!m) {
+      c.n(1).tick();
+      continue;
+    }
+    partial = m->type == MessageType::kSnapshotResp && m->from == 3 && m->snapshot_offset == 8;
+  }
+  ASSERT_TRUE(partial);
+  EXPECT_TRUE(c.installed(3).empty());
+  // Member 3 restarts: its partial file and transfer state are gone. It rejects the next chunk
+  // with offset 0 and the leader starts over.
+  c.add(3, bootstrap_state({1, 2, 3}));
+  c.tick_all(30);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0].index, applied);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
 }
 
 TEST(NodeTest, CompactRefusesWithoutASnapshotOrBeyondApplied) {
