@@ -19,7 +19,7 @@ HistoryCheck check_history_linearizable(const check::History& history) {
   out.ok = r.verdict != check::Verdict::kNotLinearizable;
   out.operations = r.operations;
   if (r.verdict == check::Verdict::kNotLinearizable) {
-    out.explanation = "key " + r.key + ": " + r.explanation;
+    out.explanation = r.explanation;  // names the key already
   } else if (r.verdict == check::Verdict::kGaveUp) {
     out.explanation = "checker gave up on key " + r.key;
   }
