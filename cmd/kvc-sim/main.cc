@@ -1,0 +1,238 @@
+// kvc-sim: runs the deterministic cluster simulator over a range of seeds and reports the
+// first violation with a one-line replay command and a readable trace.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli.h"
+#include "kvc/common/log.h"
+#include "kvc/sim/sim.h"
+
+namespace {
+
+constexpr int kExitCaughtNothing = 1;
+
+struct Totals {
+  std::uint64_t seeds = 0, failed = 0, steps = 0, ticks = 0, messages = 0, operations = 0,
+                operations_ok = 0, unknown = 0, checked = 0, commits = 0, crashes = 0,
+                partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, elections = 0;
+};
+
+void add(Totals& t, const kvc::sim::SimResult& r) {
+  ++t.seeds;
+  t.failed += r.ok ? 0 : 1;
+  t.steps += r.stats.steps;
+  t.ticks += r.stats.ticks;
+  t.messages += r.stats.messages;
+  t.operations += r.stats.operations;
+  t.operations_ok += r.stats.operations_ok;
+  t.unknown += r.stats.operations_unknown;
+  t.checked += r.stats.checked_operations;
+  t.commits += r.stats.committed;
+  t.crashes += r.stats.crashes;
+  t.partitions += r.stats.partitions;
+  t.conf_changes += r.stats.conf_changes;
+  t.transfers += r.stats.transfers;
+  t.snapshots += r.stats.snapshots_sent;
+  t.elections += r.stats.elections;
+}
+
+// Replays `opt` with tracing and prints the last `lines` lines of the trace to stderr.
+void print_trace(kvc::sim::SimOptions opt, int lines) {
+  std::deque<std::string> tail;
+  opt.trace = true;
+  opt.trace_sink = [&](std::string_view line) {
+    tail.emplace_back(line);
+    if (lines > 0 && static_cast<int>(tail.size()) > lines) tail.pop_front();
+  };
+  (void)kvc::sim::run_simulation(opt);
+  std::cerr << "--- trace (last " << tail.size() << " lines) ---\n";
+  for (const auto& l : tail) std::cerr << l << '\n';
+  std::cerr << "--- end of trace ---\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app(
+      "kvc-sim: the deterministic Raft cluster simulator. Each seed runs a whole 3- or 5-member "
+      "cluster with a faulty network and crashing disks, checks Raft's safety properties after "
+      "every step, liveness after the faults heal, and linearizability of the client history.",
+      "kvc-sim");
+  kvc::LogOptions log;
+  kvc::cli::add_common_flags(app, log);
+
+  std::uint64_t seed = 1;
+  std::uint64_t seeds = 1;
+  double time_limit = 0;
+  std::string members = "mixed";
+  std::string faults = "mixed";
+  std::string mutation = "none";
+  std::string seed_file;
+  bool expect_violation = false;
+  bool trace = false;
+  int trace_lines = 200;
+  std::string output = "simple";
+  kvc::sim::SimOptions base;
+
+  app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
+      ->envname("KVC_SIM_SEED");
+  app.add_option("--seeds", seeds, "how many seeds to run, from --seed upwards")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed-file", seed_file,
+                 "run the seeds listed in FILE (one per line, # comments)");
+  app.add_option("--time-limit", time_limit,
+                 "stop starting new seeds after this many seconds (0: none)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--members", members, "cluster size: 3, 5 or mixed (chosen per seed)")
+      ->check(CLI::IsMember({"3", "5", "mixed"}));
+  app.add_option("--faults", faults,
+                 "fault mix: none, net, partition, crash, membership, all, mixed")
+      ->check(CLI::IsMember({"none", "net", "partition", "crash", "membership", "all", "mixed"}));
+  app.add_option(
+         "--mutation", mutation,
+         "run against a deliberately broken core: none, vote-not-persisted, commit-old-term, "
+         "no-log-matching-check, read-index-without-noop, leader-counts-undurable")
+      ->check(
+          CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
+                         "read-index-without-noop", "leader-counts-undurable"}));
+  app.add_flag("--expect-violation", expect_violation,
+               "succeed only if some seed finds a violation (mutation runs); stop at the first");
+  app.add_flag("--trace", trace,
+               "print the trace of every step of a single seed (or of a failing seed)");
+  app.add_option("--trace-lines", trace_lines, "lines of trace shown for a failing seed (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--fault-ticks", base.fault_ticks, "ticks of faults before everything heals")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--liveness-ticks", base.liveness_ticks,
+                 "after healing, ticks allowed to commit a write")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--clients", base.clients, "concurrent simulated clients")
+      ->check(CLI::Range(1, 64));
+  app.add_option("-o,--output", output, "summary format: simple or json")
+      ->check(CLI::IsMember({"simple", "json"}));
+  app.footer(kvc::cli::exit_code_footer(
+      "  kvc-sim --seeds 2000                      # the CI run\n"
+      "  kvc-sim --seed 42 --members 5 --faults all --trace\n"
+      "  kvc-sim --mutation commit-old-term --seeds 500 --expect-violation\n"
+      "  kvc-sim --seeds 1000000 --time-limit 3600 # soak",
+      "  1   a seed found a violation (or, with --expect-violation, none did)"));
+  if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
+
+  kvc::sim::FaultMix mix = kvc::sim::FaultMix::kMixed;
+  (void)kvc::sim::fault_mix_from_name(faults, mix);
+  base.faults = mix;
+  base.members = members == "mixed" ? 0 : std::atoi(members.c_str());
+  base.mutation = *kvc::raft::mutation_from_name(mutation);
+  if (base.mutation != kvc::raft::Mutation::kNone && !kvc::raft::kMutationsCompiled) {
+    return kvc::cli::fail("kvc-sim",
+                          kvc::Status::failed_precondition(
+                              "this build has no mutations (configure with -DKVC_MUTATIONS=ON)"));
+  }
+
+  std::vector<std::uint64_t> list;
+  if (!seed_file.empty()) {
+    std::ifstream in(seed_file);
+    if (!in) return kvc::cli::fail("kvc-sim", kvc::Status::not_found(seed_file + ": cannot open"));
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      const auto hash = line.find('#');
+      if (hash != std::string::npos) line.resize(hash);
+      std::istringstream ls(line);
+      std::uint64_t s = 0;
+      if (!(ls >> s)) {
+        std::string rest;
+        std::istringstream check(line);
+        if (check >> rest) {
+          return kvc::cli::fail(
+              "kvc-sim", kvc::Status::invalid_argument(seed_file + ":" + std::to_string(lineno) +
+                                                       ": not a seed"));
+        }
+        continue;
+      }
+      list.push_back(s);
+    }
+  } else {
+    for (std::uint64_t i = 0; i < seeds; ++i) list.push_back(seed + i);
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  Totals totals;
+  bool caught = false;
+  std::uint64_t caught_seed = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (time_limit > 0 && elapsed() >= time_limit) break;
+    kvc::sim::SimOptions opt = base;
+    opt.seed = list[i];
+    if (trace && list.size() == 1) {
+      opt.trace = true;
+      opt.trace_sink = [](std::string_view l) { std::cerr << l << '\n'; };
+    }
+    const kvc::sim::SimResult r = kvc::sim::run_simulation(opt);
+    add(totals, r);
+    if (!r.ok) {
+      caught = true;
+      caught_seed = opt.seed;
+      std::cerr << "kvc-sim: seed " << opt.seed << " (" << r.members << " members, faults "
+                << kvc::sim::fault_mix_name(r.faults) << "): VIOLATION: " << r.violation << '\n';
+      if (!(trace && list.size() == 1)) print_trace(opt, trace_lines);
+      std::cerr << "kvc-sim: replay with: " << kvc::sim::replay_command(opt, r) << '\n';
+      if (expect_violation || !trace) break;
+    }
+  }
+  const double secs = elapsed();
+  const bool lin = kvc::sim::linearizability_checker_available();
+  if (output == "json") {
+    std::printf(
+        "{\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\",\"caught_at_seed_index\":%lld,"
+        "\"operations\":%llu,\"operations_ok\":%llu,\"operations_unknown\":%llu,\"linearizability_"
+        "checked\":%s,"
+        "\"checked_operations\":%llu,\"steps\":%llu,\"ticks\":%llu,\"messages\":%llu,"
+        "\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,\"partitions\":%llu,"
+        "\"conf_changes\":%llu,\"transfers\":%llu,\"snapshots_sent\":%llu,\"seconds\":%.3f}\n",
+        (unsigned long long)totals.seeds, (unsigned long long)totals.failed, mutation.c_str(),
+        caught ? (long long)totals.seeds : -1LL, (unsigned long long)totals.operations,
+        (unsigned long long)totals.operations_ok, (unsigned long long)totals.unknown,
+        lin ? "true" : "false", (unsigned long long)totals.checked,
+        (unsigned long long)totals.steps, (unsigned long long)totals.ticks,
+        (unsigned long long)totals.messages, (unsigned long long)totals.commits,
+        (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
+        (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
+        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots, secs);
+  } else {
+    std::printf(
+        "seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu linearizability=%s "
+        "checked=%llu "
+        "committed=%llu elections=%llu crashes=%llu partitions=%llu conf_changes=%llu "
+        "transfers=%llu snapshots=%llu messages=%llu seconds=%.1f\n",
+        (unsigned long long)totals.seeds, (unsigned long long)totals.failed,
+        (unsigned long long)totals.operations, (unsigned long long)totals.operations_ok,
+        (unsigned long long)totals.unknown, lin ? "on" : "not-built",
+        (unsigned long long)totals.checked, (unsigned long long)totals.commits,
+        (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
+        (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
+        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots,
+        (unsigned long long)totals.messages, secs);
+  }
+  if (expect_violation) {
+    if (caught) {
+      std::fprintf(stderr, "kvc-sim: mutation %s caught at seed %llu after %llu seeds\n",
+                   mutation.c_str(), (unsigned long long)caught_seed,
+                   (unsigned long long)totals.seeds);
+      return kvc::kExitOk;
+    }
+    std::fprintf(stderr, "kvc-sim: mutation %s NOT caught in %llu seeds\n", mutation.c_str(),
+                 (unsigned long long)totals.seeds);
+    return kExitCaughtNothing;
+  }
+  return totals.failed == 0 ? kvc::kExitOk : kvc::kExitError;
+}

@@ -1,0 +1,398 @@
+// raft::Node, the Raft consensus algorithm as a value you step. It takes ticks, messages and
+// proposals and hands back Ready batches of work (state to persist, messages to send, entries
+// to apply, snapshot chunks to write); it does no I/O, reads no clock, starts no thread and
+// takes its randomness from an injected Rng. It implements leader election with randomized
+// timeouts, PreVote and CheckQuorum; pipelined, batched, flow-controlled log replication with
+// fast conflict back-off; commitment by counting only of current-term entries; chunked
+// InstallSnapshot; single-step membership change with learners; leadership transfer; and
+// ReadIndex (no clock-based leases). Not thread-safe: one thread drives a Node.
+//
+// THE CALLER'S LOOP (the order it must keep)
+//
+//   while (node.has_ready()) {
+//     Ready rd = node.ready();
+//     // (1) send rd.messages now: they depend on nothing that is not yet durable.
+//     // (2) persist, in this order, then fsync:
+//     //     a. if rd.snapshot: the received snapshot file (all of rd.snapshot_chunks for it are
+//     //        written first) becomes the member's snapshot; truncate the whole log to start
+//     //        after rd.snapshot->index; load the state machine from it.
+//     //     b. rd.snapshot_chunks: write each at its offset into the incoming-snapshot file
+//     //        (offset 0 starts a new file, discarding any earlier partial one).
+//     //     c. rd.entries: if the first index is <= the last index stored, truncate the stored
+//     //        log there first; then append.
+//     //     d. rd.hard_state, if set.
+//     // (3) once durable: send rd.messages_after_persist (votes, append acknowledgements).
+//     // (4) node.advance(rd).
+//     // (5) apply rd.committed in order (now or later, on another thread if you like); after
+//     //     applying up to index i, call node.applied_to(i). A ReadState may be served once the
+//     //     state machine has applied its index.
+//   }
+//
+// Between ready() and advance() the caller may keep calling tick(), step(), propose() and the
+// rest (the server keeps its network running during an fsync); the next Ready then carries
+// what happened meanwhile. Only one Ready may be outstanding: call advance() before ready().
+// Before sending a kSnapshot message, fill its `chunk` with chunk_length bytes at
+// snapshot_offset of the snapshot named by its `snapshot` field; if that snapshot is gone,
+// drop the message and call report_snapshot(to, false).
+//
+// MEMBERSHIP
+// A ConfChange takes effect on append (every member uses the latest configuration in its log,
+// committed or not; truncation rolls it back). Ready::conf_state reports each new
+// configuration; a caller that keeps membership in its state machine applies the decoded
+// ConfChange with apply_conf_change() when it applies the entry, and conf_state_at() gives the
+// configuration at any retained index for snapshot metadata. A new change is refused while an
+// earlier one is uncommitted or before the leader has committed an entry of its term.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvc/common/status.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/raft/log.h"
+#include "kvc/raft/message.h"
+#include "kvc/raft/types.h"
+
+namespace kvc::raft {
+
+// A seeded generator. The core draws election timeouts from it; nothing else is random.
+class Rng {
+ public:
+  virtual ~Rng() = default;
+  virtual std::uint64_t next_u64() = 0;
+  // Uniform in [0, n); n > 0.
+  std::uint64_t uniform(std::uint64_t n) { return next_u64() % n; }
+};
+
+// splitmix64: small, fast, good enough for timeouts and simulations; deterministic per seed.
+class SplitMix64 final : public Rng {
+ public:
+  explicit SplitMix64(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next_u64() override;
+
+ private:
+  std::uint64_t state_;
+};
+
+enum class LogLevel : std::uint8_t { kDebug, kInfo, kWarn, kError };
+
+// Where the core's log lines go (the server adapts it to spdlog; the simulator records it).
+// Each line is a short lowercase event followed by key=value fields.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(LogLevel level, std::string_view line) = 0;
+};
+
+// Drops everything.
+class NullLogger final : public Logger {
+ public:
+  void log(LogLevel, std::string_view) override {}
+};
+
+struct Config {
+  NodeId id = kNoNode;
+  int election_ticks = 10;  // a follower campaigns after [election_ticks, 2*election_ticks)
+  int heartbeat_ticks = 1;  // < election_ticks
+  std::uint64_t max_msg_bytes = 1 << 20;              // entry data per append (>= 1 entry)
+  int max_inflight_msgs = 256;                        // appends in flight per follower
+  std::uint64_t max_inflight_bytes = 32ull << 20;     // entry bytes in flight per follower
+  std::uint64_t max_uncommitted_bytes = 64ull << 20;  // propose() refuses beyond this; 0: no cap
+  std::uint64_t snapshot_chunk_bytes = 1 << 20;       // bytes per kSnapshot message
+  std::uint64_t max_apply_bytes = 64ull << 20;        // committed entry data per Ready
+  bool pre_vote = true;
+  bool check_quorum = true;
+  Rng* rng = nullptr;        // required; outlives the Node
+  Logger* logger = nullptr;  // required; outlives the Node
+};
+
+// What the caller restores from its storage. A brand-new cluster member passes an empty log
+// and snapshot {index 0, term 0, conf = the bootstrap voters} (or an empty conf when it will be
+// added by a ConfChange); it passes the same again on restart until it has a real snapshot.
+struct RestoreState {
+  HardState hard_state;
+  SnapshotMeta snapshot;       // the log starts after snapshot.index
+  std::vector<Entry> entries;  // contiguous from snapshot.index + 1
+  // The highest index the state machine has applied durably (clamped to
+  // [snapshot.index, hard_state.commit]); committed entries after it are handed out again.
+  std::uint64_t applied = 0;
+};
+
+// The restore state of a brand-new cluster's members: the bootstrap voters as AddVoter
+// ConfChange entries 1..n at term 1, committed (hard state term 1, commit n). Every founding
+// member starts from the same state, and a member added later replays the same log (or gets a
+// snapshot), so all agree on the membership. The caller persists these entries and this hard
+// state before its first Ready, like any restored state.
+RestoreState bootstrap_state(const std::vector<NodeId>& voters);
+
+enum class Role : std::uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
+std::string_view role_name(Role role);
+
+enum class ProgressState : std::uint8_t { kProbe, kReplicate, kSnapshot };
+std::string_view progress_state_name(ProgressState state);
+
+// The leader's view of one member, for status commands.
+struct PeerProgress {
+  NodeId id = kNoNode;
+  bool learner = false;
+  std::uint64_t match = 0;
+  std::uint64_t next = 0;
+  ProgressState state = ProgressState::kProbe;
+  bool recent_active = false;  // heard from within the current election period
+  int inflight_msgs = 0;
+  std::uint64_t inflight_bytes = 0;
+  std::uint64_t snapshot_index = 0;  // kSnapshot: the snapshot being sent
+};
+
+// A ReadIndex result: the read with this context may be served once applied >= index.
+struct ReadState {
+  std::string context;
+  std::uint64_t index = 0;
+};
+
+// A received piece of a snapshot, to be written at `offset` of the incoming-snapshot file.
+struct SnapshotChunk {
+  SnapshotMeta meta;
+  std::uint64_t size = 0;  // the whole snapshot's size
+  std::uint64_t offset = 0;
+  std::string data;
+};
+
+// Role and leader, reported when either changes.
+struct SoftState {
+  Role role = Role::kFollower;
+  NodeId leader = kNoNode;
+  std::uint64_t term = 0;
+  friend bool operator==(const SoftState&, const SoftState&) = default;
+};
+
+struct Ready {
+  std::optional<SoftState> soft_state;  // role or leader changed
+  std::optional<HardState> hard_state;  // persist when set
+  std::vector<Entry> entries;           // persist (truncating the stored log at the first index)
+  std::vector<Message> messages;        // send at once
+  std::vector<Message> messages_after_persist;  // send once this Ready is durable
+  std::vector<Entry> committed;                 // apply, in order
+  std::vector<ReadState> read_states;
+  std::optional<SnapshotMeta> snapshot;  // install the received snapshot (see the loop above)
+  std::vector<SnapshotChunk> snapshot_chunks;
+  std::optional<ConfState> conf_state;  // the configuration changed (on append or restore)
+  bool snapshot_wanted = false;  // a follower needs a snapshot and the caller has given none:
+                                 // make one (at applied) and call snapshot_available()
+
+  bool empty() const;
+};
+
+class Node {
+ public:
+  // Validates the config and the restored state (contiguous entries, commit within the log,
+  // ids) and returns a follower. Bad restored state is a Status, never a crash.
+  static Result<std::unique_ptr<Node>> create(const Config& config, RestoreState state);
+
+  // Time passes by one tick: elections, heartbeats, CheckQuorum, retransmission.
+  void tick();
+  // Handles a message from a peer. A malformed message (wrong `to`, unknown type) is a Status.
+  Status step(const Message& m);
+  // Appends `data` as a normal entry. kNotLeader ("leader=N" in the message, N = leader()) when
+  // not leader; kUnavailable during leadership transfer; kResourceExhausted when too much is
+  // uncommitted. On success returns the entry's index (it may still be lost if leadership is).
+  Result<std::uint64_t> propose(std::string data);
+  // Appends a membership change (see MEMBERSHIP above); returns its index.
+  Result<std::uint64_t> propose_conf_change(const ConfChange& cc);
+  // Starts a linearizable read; the ReadState with this context arrives in a later Ready.
+  // Contexts should be unique among outstanding reads. kUnavailable when no leader is known.
+  // Lost reads (a leader change, a dropped message) never answer: the caller times them out.
+  Status read_index(std::string context);
+  // Makes `target` leader: brings it up to date, then tells it to campaign at once. Aborted
+  // after an election timeout. Forwarded to the leader when called on a follower.
+  Status transfer_leadership(NodeId target);
+  // The transport could not reach `peer`: the leader stops pipelining to it and probes.
+  void report_unreachable(NodeId peer);
+  // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
+  void report_snapshot(NodeId peer, bool ok);
+  // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
+  // whose next entry was compacted away.
+  void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
+  // Drops in-memory entries up to `index`. Requires index <= applied() and index <= the
+  // index of the snapshot given to snapshot_available() (else kInvalidArgument).
+  Status compact(std::uint64_t index);
+  // The state machine has applied everything up to `index` (<= what Ready::committed gave).
+  void applied_to(std::uint64_t index);
+
+  bool has_ready() const;
+  Ready ready();
+  void advance(const Ready& rd);
+
+  // Queries.
+  NodeId id() const { return id_; }
+  Role role() const { return role_; }
+  std::uint64_t term() const { return term_; }
+  NodeId leader() const { return leader_; }
+  NodeId vote() const { return vote_; }
+  std::uint64_t commit() const { return commit_; }
+  std::uint64_t applied() const { return applied_; }
+  std::uint64_t durable_index() const { return durable_; }
+  const ConfState& conf_state() const { return conf_; }
+  // The configuration in force at `index` (snapshot index <= index <= last index).
+  Result<ConfState> conf_state_at(std::uint64_t index) const;
+  const RaftLog& log() const { return log_; }
+  HardState hard_state() const { return {term_, vote_, commit_}; }
+  // Leader only (empty otherwise), ordered by id; includes this member.
+  std::vector<PeerProgress> progress() const;
+  NodeId transfer_target() const { return lead_transferee_; }
+
+  // Costly whole-state consistency checks (the simulator runs them after every step);
+  // aborts through KVC_CHECK on a violation.
+  void check_invariants() const;
+
+ private:
+  struct Inflight {
+    std::uint64_t last_index;
+    std::uint64_t bytes;
+  };
+  struct Progress {
+    std::uint64_t match = 0;
+    std::uint64_t next = 1;
+    ProgressState state = ProgressState::kProbe;
+    bool probe_sent = false;  // kProbe: an append is out; wait for a response or heartbeat
+    bool recent_active = false;
+    std::deque<Inflight> inflights;  // kReplicate
+    std::uint64_t inflight_bytes = 0;
+    int stall_ticks = 0;  // ticks since match last moved while entries were outstanding
+    // kSnapshot:
+    SnapshotMeta snap;
+    std::uint64_t snap_size = 0;
+    std::uint64_t snap_offset = 0;  // next byte to send (acknowledged up to here)
+    bool snap_inflight = false;
+    int snap_elapsed = 0;
+  };
+  struct ReadRequest {
+    std::uint64_t seq = 0;
+    NodeId from = kNoNode;
+    std::string context;
+    std::uint64_t index = 0;
+    std::map<NodeId, bool> acks;
+  };
+  struct Receiving {
+    SnapshotMeta meta;
+    std::uint64_t size = 0;
+    std::uint64_t next_offset = 0;
+  };
+
+  Node(const Config& config, RestoreState state);
+
+  // Roles.
+  void become_follower(std::uint64_t term, NodeId leader);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+  void campaign(bool pre_vote, bool transfer);
+  void reset(std::uint64_t term);
+  void reset_randomized_timeout();
+  bool promotable() const;  // a voter in its own configuration
+
+  // Message handling.
+  void send(Message m);
+  void step_leader(const Message& m);
+  void step_candidate(const Message& m);
+  void step_follower(const Message& m);
+  void handle_vote_request(const Message& m);
+  void handle_append(const Message& m);
+  void handle_heartbeat(const Message& m);
+  void handle_snapshot(const Message& m);
+  void handle_append_resp(const Message& m, Progress& pr);
+  void handle_heartbeat_resp(const Message& m, Progress& pr);
+  void handle_snapshot_resp(const Message& m, Progress& pr);
+  void handle_read_request(NodeId from, std::string context);
+  void answer_read(NodeId from, const std::string& context, std::uint64_t index);
+
+  // Replication.
+  bool send_append(NodeId to, bool send_if_empty);
+  void send_snapshot_chunk(NodeId to, Progress& pr);
+  void bcast_append();
+  void bcast_heartbeat(const std::string& context);
+  bool maybe_commit();
+  void commit_to(std::uint64_t index);
+  void on_commit_advanced(std::uint64_t old_commit);
+  bool committed_in_term() const;
+  void become_probe(Progress& pr);
+  void become_replicate(Progress& pr);
+  bool paused(const Progress& pr) const;
+  int quorum() const { return static_cast<int>(conf_.voters.size()) / 2 + 1; }
+
+  // Log changes.
+  void append_local(std::vector<Entry> ents);  // leader: stamp nothing, just append
+  void append_from_leader(std::span<const Entry> ents);
+  void note_truncated_from(std::uint64_t index);
+  void note_appended(const Entry& e);
+  void set_conf(const ConfState& conf);
+  void sync_progress_with_conf();
+  void restore_snapshot(const SnapshotMeta& meta);
+
+  void logf(LogLevel level, const std::string& line) const { logger_->log(level, line); }
+
+  Config cfg_;
+  Rng* rng_;
+  Logger* logger_;
+  NodeId id_;
+
+  std::uint64_t term_ = 0;
+  NodeId vote_ = kNoNode;
+  NodeId leader_ = kNoNode;
+  Role role_ = Role::kFollower;
+  RaftLog log_;
+  // Invariant: log_.snapshot_index() <= applied_ <= applying_ <= commit_ <= log_.last_index()
+  // (applying_ <= durable_ too, unless a snapshot install is pending).
+  std::uint64_t commit_ = 0;
+  std::uint64_t applied_ = 0;   // reported by the caller (applied_to)
+  std::uint64_t applying_ = 0;  // the last index handed out in Ready::committed
+  // Invariant: durable_ <= log_.last_index(): every entry up to durable_ is on stable storage.
+  std::uint64_t durable_ = 0;
+  // The first index not yet handed to the caller to persist.
+  std::uint64_t persist_from_ = 1;
+
+  ConfState conf_;
+  ConfState snap_conf_;  // the configuration at the snapshot point
+  // Configurations of conf-change entries in the log, in index order.
+  std::vector<std::pair<std::uint64_t, ConfState>> conf_history_;
+
+  std::map<NodeId, Progress> prs_;  // leader only: every member but this one
+  std::map<NodeId, bool> votes_;
+  int election_elapsed_ = 0;
+  int heartbeat_elapsed_ = 0;
+  int randomized_timeout_ = 0;
+  NodeId lead_transferee_ = kNoNode;
+  std::uint64_t uncommitted_bytes_ = 0;
+
+  // ReadIndex.
+  std::vector<std::pair<NodeId, std::string>> reads_before_noop_;
+  std::deque<ReadRequest> read_queue_;
+  std::uint64_t read_seq_ = 0;
+  std::vector<ReadState> read_states_;
+
+  // Snapshots.
+  std::optional<SnapshotMeta> local_snapshot_;
+  std::uint64_t local_snapshot_size_ = 0;
+  bool snapshot_wanted_ = false;
+  std::optional<Receiving> receiving_;
+  std::optional<SnapshotMeta> pending_install_;
+  std::uint64_t install_pending_index_ = 0;  // restored, not yet acknowledged by advance()
+  std::vector<SnapshotChunk> chunks_;
+
+  // Ready bookkeeping.
+  std::vector<Message> msgs_;
+  std::vector<Message> msgs_after_;
+  HardState prev_hard_state_;
+  SoftState prev_soft_state_;
+  ConfState prev_conf_;
+  bool ready_outstanding_ = false;
+  bool bcast_pending_ = false;  // proposals appended since the last broadcast
+};
+
+}  // namespace kvc::raft

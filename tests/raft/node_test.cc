@@ -1,0 +1,626 @@
+// raft::Node, driven through a tiny in-memory cluster (instant disks, a message queue the test
+// controls). Each test names the rule of the Raft paper (§) or thesis it exercises.
+#include "kvc/raft/node.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+
+namespace kvc::raft {
+namespace {
+
+class TestCluster {
+ public:
+  explicit TestCluster(int n, bool pre_vote = true, bool check_quorum = true,
+                       std::uint64_t max_uncommitted = 64 << 20)
+      : max_uncommitted_(max_uncommitted) {
+    std::vector<NodeId> voters;
+    for (int i = 1; i <= n; ++i) voters.push_back(static_cast<NodeId>(i));
+    for (NodeId id : voters) add(id, bootstrap_state(voters), pre_vote, check_quorum);
+  }
+
+  Node& add(NodeId id, RestoreState st, bool pre_vote = true, bool check_quorum = true) {
+    rngs_[id] = std::make_unique<SplitMix64>(id * 7919);
+    Config c;
+    c.id = id;
+    c.election_ticks = 10;
+    c.heartbeat_ticks = 1;
+    c.max_msg_bytes = 1 << 20;
+    c.max_inflight_msgs = 8;
+    c.snapshot_chunk_bytes = 4;
+    c.max_uncommitted_bytes = max_uncommitted_;
+    c.pre_vote = pre_vote;
+    c.check_quorum = check_quorum;
+    c.rng = rngs_[id].get();
+    c.logger = &logger_;
+    auto node = Node::create(c, std::move(st));
+    EXPECT_TRUE(node.ok()) << node.status().to_string();
+    nodes_[id] = std::move(*node);
+    return *nodes_[id];
+  }
+
+  Node& n(NodeId id) { return *nodes_.at(id); }
+
+  // Runs every node's Ready loop with an instant disk; messages go to the queue.
+  void process() {
+    for (auto& [id, node] : nodes_) {
+      if (down_.count(id)) continue;
+      for (int i = 0; i < 100 && node->has_ready(); ++i) {
+        Ready rd = node->ready();
+        for (auto& m : rd.messages) fill_and_queue(id, std::move(m));
+        for (auto& m : rd.messages_after_persist) fill_and_queue(id, std::move(m));
+        for (const auto& c : rd.snapshot_chunks) chunks_[id].push_back(c);
+        if (rd.snapshot) installed_[id].push_back(*rd.snapshot);
+        for (auto& rs : rd.read_states) reads_[id].push_back(rs);
+        node->advance(rd);
+        for (const Entry& e : rd.committed) applied_[id].push_back(e);
+        if (!rd.committed.empty()) node->applied_to(rd.committed.back().index);
+        if (rd.snapshot) node->applied_to(rd.snapshot->index);
+      }
+    }
+  }
+
+  // Delivers queued messages (and what they cause) until quiet; bounded.
+  void settle(int max_rounds = 200) {
+    for (int r = 0; r < max_rounds; ++r) {
+      process();
+      if (queue_.empty()) return;
+      std::deque<Message> batch;
+      batch.swap(queue_);
+      for (Message& m : batch) deliver(m);
+    }
+  }
+
+  // Runs the Ready loops, then delivers only the first queued message, which it returns.
+  std::optional<Message> deliver_one() {
+    process();
+    if (queue_.empty()) return std::nullopt;
+    Message m = std::move(queue_.front());
+    queue_.pop_front();
+    deliver(m);
+    return m;
+  }
+
+  void deliver(const Message& m) {
+    if (down_.count(m.to) || down_.count(m.from) || cut_.count({m.from, m.to})) return;
+    if (!nodes_.count(m.to)) return;
+    EXPECT_TRUE(nodes_.at(m.to)->step(m).ok());
+  }
+
+  void tick_all(int ticks) {
+    for (int t = 0; t < ticks; ++t) {
+      for (auto& [id, node] : nodes_) {
+        if (!down_.count(id)) node->tick();
+      }
+      settle();
+    }
+  }
+
+  // Lets `id` campaign by ticking only it until it wins (others answer).
+  void elect(NodeId id) {
+    for (int t = 0; t < 100 && n(id).role() != Role::kLeader; ++t) {
+      n(id).tick();
+      settle();
+    }
+    ASSERT_EQ(n(id).role(), Role::kLeader);
+    settle();
+  }
+
+  void isolate(NodeId id) {
+    for (auto& [other, node] : nodes_) {
+      if (other == id) continue;
+      cut_.insert({id, other});
+      cut_.insert({other, id});
+    }
+  }
+  void heal() { cut_.clear(); }
+
+  std::deque<Message>& queue() { return queue_; }
+  std::vector<Entry>& applied(NodeId id) { return applied_[id]; }
+  std::vector<ReadState>& reads(NodeId id) { return reads_[id]; }
+  std::vector<SnapshotMeta>& installed(NodeId id) { return installed_[id]; }
+  std::set<NodeId>& down() { return down_; }
+
+  // The snapshot a member "has": its data is a fixed string of `size` bytes.
+  void give_snapshot(NodeId id, SnapshotMeta meta, std::string data) {
+    snapshots_[id] = {meta, std::move(data)};
+    n(id).snapshot_available(meta, snapshots_[id].second.size());
+  }
+
+ private:
+  void fill_and_queue(NodeId from, Message m) {
+    if (m.type == MessageType::kSnapshot) {
+      const auto& [meta, data] = snapshots_.at(from);
+      EXPECT_EQ(m.snapshot, meta);
+      m.chunk = data.substr(m.snapshot_offset, m.chunk_length);
+    }
+    queue_.push_back(std::move(m));
+  }
+
+  std::uint64_t max_uncommitted_;
+  NullLogger logger_;
+  std::map<NodeId, std::unique_ptr<SplitMix64>> rngs_;
+  std::map<NodeId, std::unique_ptr<Node>> nodes_;
+  std::deque<Message> queue_;
+  std::set<NodeId> down_;
+  std::set<std::pair<NodeId, NodeId>> cut_;
+  std::map<NodeId, std::vector<Entry>> applied_;
+  std::map<NodeId, std::vector<ReadState>> reads_;
+  std::map<NodeId, std::vector<SnapshotChunk>> chunks_;
+  std::map<NodeId, std::vector<SnapshotMeta>> installed_;
+  std::map<NodeId, std::pair<SnapshotMeta, std::string>> snapshots_;
+};
+
+Config basic_config(NodeId id, Rng* rng, Logger* logger) {
+  Config c;
+  c.id = id;
+  c.rng = rng;
+  c.logger = logger;
+  return c;
+}
+
+TEST(NodeTest, CreateRejectsBadConfigAndRestoreState) {
+  SplitMix64 rng(1);
+  NullLogger logger;
+  RestoreState gap;
+  gap.entries = {{1, 1, EntryType::kNormal, ""}, {3, 1, EntryType::kNormal, ""}};
+  EXPECT_EQ(Node::create(basic_config(1, &rng, &logger), gap).status().code(), Code::kCorruption);
+  RestoreState commit_past_end;
+  commit_past_end.hard_state.commit = 5;
+  EXPECT_EQ(Node::create(basic_config(1, &rng, &logger), commit_past_end).status().code(),
+            Code::kCorruption);
+  RestoreState bad_conf = bootstrap_state({1});
+  bad_conf.entries[0].data = "junk";
+  EXPECT_EQ(Node::create(basic_config(1, &rng, &logger), bad_conf).status().code(),
+            Code::kCorruption);
+  Config no_id = basic_config(0, &rng, &logger);
+  EXPECT_EQ(Node::create(no_id, {}).status().code(), Code::kInvalidArgument);
+  Config bad_ticks = basic_config(1, &rng, &logger);
+  bad_ticks.heartbeat_ticks = 10;
+  EXPECT_EQ(Node::create(bad_ticks, {}).status().code(), Code::kInvalidArgument);
+}
+
+TEST(NodeTest, BootstrapStateGivesEveryFounderTheSameVoters) {
+  TestCluster c(3);
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.n(id).conf_state().voters, (std::vector<NodeId>{1, 2, 3}));
+    EXPECT_EQ(c.n(id).commit(), 3u);
+  }
+}
+
+TEST(NodeTest, SingleVoterCountsItselfOnlyOnceDurable) {
+  TestCluster c(1);
+  Node& n = c.n(1);
+  for (int i = 0; i < 30 && n.role() != Role::kLeader; ++i) n.tick();
+  ASSERT_EQ(n.role(), Role::kLeader);
+  // The no-op is appended but not durable: not committed yet (persistence rule).
+  EXPECT_EQ(n.commit(), 1u);
+  Ready rd = n.ready();
+  ASSERT_FALSE(rd.entries.empty());
+  EXPECT_EQ(n.commit(), 1u);
+  n.advance(rd);  // now durable
+  EXPECT_EQ(n.commit(), 2u);
+}
+
+TEST(NodeTest, ThreeMembersElectOneLeaderAndReplicate) {
+  TestCluster c(3);
+  c.elect(1);
+  for (NodeId id : {2, 3}) EXPECT_EQ(c.n(id).leader(), 1u);
+  Result<std::uint64_t> idx = c.n(1).propose("hello");
+  ASSERT_TRUE(idx.ok());
+  c.settle();
+  c.tick_all(1);  // heartbeats carry the new commit index
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.n(id).commit(), *idx) << id;
+    ASSERT_FALSE(c.applied(id).empty());
+    EXPECT_EQ(c.applied(id).back().data, "hello");
+  }
+}
+
+TEST(NodeTest, ProposeOnFollowerNamesTheLeader) {
+  TestCluster c(3);
+  c.elect(2);
+  Result<std::uint64_t> r = c.n(1).propose("x");
+  EXPECT_EQ(r.status().code(), Code::kNotLeader);
+  EXPECT_NE(r.status().message().find("leader=2"), std::string::npos);
+}
+
+TEST(NodeTest, VotesLeaveOnlyAfterTheyArePersisted) {
+  // §5.2 + persistence rule: a vote response waits for the hard state that records it.
+  TestCluster c(3, /*pre_vote=*/false);
+  Node& n1 = c.n(1);
+  for (int i = 0; i < 30 && n1.role() != Role::kCandidate; ++i) n1.tick();
+  ASSERT_EQ(n1.role(), Role::kCandidate);
+  Ready rd1 = n1.ready();
+  // The candidate's own vote requests wait for its term and self-vote to be durable.
+  EXPECT_TRUE(rd1.messages.empty());
+  ASSERT_EQ(rd1.messages_after_persist.size(), 2u);
+  ASSERT_TRUE(rd1.hard_state.has_value());
+  EXPECT_EQ(rd1.hard_state->vote, 1u);
+  ASSERT_TRUE(c.n(2).step(rd1.messages_after_persist[0]).ok());
+  Ready rd2 = c.n(2).ready();
+  ASSERT_TRUE(rd2.hard_state.has_value());
+  EXPECT_EQ(rd2.hard_state->vote, 1u);
+  EXPECT_TRUE(rd2.messages.empty());
+  ASSERT_EQ(rd2.messages_after_persist.size(), 1u);
+  EXPECT_EQ(rd2.messages_after_persist[0].type, MessageType::kVoteResp);
+  EXPECT_FALSE(rd2.messages_after_persist[0].reject);
+}
+
+TEST(NodeTest, PreVoteKeepsAnIsolatedMemberFromRaisingItsTerm) {
+  // Thesis §9.6.
+  TestCluster c(3);
+  c.elect(1);
+  const std::uint64_t term = c.n(1).term();
+  c.isolate(3);
+  c.tick_all(100);
+  EXPECT_EQ(c.n(3).term(), term);
+  c.heal();
+  c.tick_all(5);
+  EXPECT_EQ(c.n(1).role(), Role::kLeader);
+  EXPECT_EQ(c.n(1).term(), term);
+}
+
+TEST(NodeTest, RejoiningMemberWithHigherTermDoesNotDisruptTheLeader) {
+  // Thesis §4.2.3: members that hear from a leader ignore vote requests (no PreVote here, so
+  // the isolated member really raises its term).
+  TestCluster c(3, /*pre_vote=*/false, /*check_quorum=*/true);
+  c.elect(1);
+  const std::uint64_t term = c.n(1).term();
+  c.isolate(3);
+  c.tick_all(50);
+  EXPECT_GT(c.n(3).term(), term);
+  c.heal();
+  // Node 3's vote requests are ignored by 2 (it hears from leader 1); 1 learns the higher term
+  // from 3's responses and a new election follows, but never two leaders at once.
+  c.tick_all(60);
+  int leaders = 0;
+  for (NodeId id : {1, 2, 3}) leaders += c.n(id).role() == Role::kLeader ? 1 : 0;
+  EXPECT_EQ(leaders, 1);
+}
+
+TEST(NodeTest, CheckQuorumMakesAPartitionedLeaderStepDown) {
+  // Thesis §6.2.
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  c.tick_all(60);
+  EXPECT_NE(c.n(1).role(), Role::kLeader);
+  int leaders = 0;
+  for (NodeId id : {2, 3}) leaders += c.n(id).role() == Role::kLeader ? 1 : 0;
+  EXPECT_EQ(leaders, 1);
+}
+
+TEST(NodeTest, FollowerRejectsMismatchedAppendWithAFastBackoffHint) {
+  // §5.3: the consistency check; the hint skips a whole term.
+  TestCluster c(1);
+  Node& f = c.n(1);
+  Message m;
+  m.type = MessageType::kAppend;
+  m.from = 2;
+  m.to = 1;
+  m.term = 5;
+  m.index = 10;  // far past the follower's log (1 entry)
+  m.log_term = 5;
+  ASSERT_TRUE(f.step(m).ok());
+  Ready rd = f.ready();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  const Message& r = rd.messages_after_persist[0];
+  EXPECT_TRUE(r.reject);
+  EXPECT_EQ(r.index, 10u);
+  EXPECT_EQ(r.reject_hint, 1u);
+  EXPECT_EQ(r.log_term, 1u);
+}
+
+TEST(NodeTest, LeaderNeverCommitsAnOldTermEntryByCounting) {
+  // §5.4.2 / Figure 8: member 1 is elected in term 2 with an old term-1 entry at index 4 that
+  // no one else has; replicating it to a majority does not commit it until an entry of the
+  // current term (the no-op) is replicated too.
+  RestoreState st = bootstrap_state({1, 2, 3});
+  st.entries.push_back({4, 1, EntryType::kNormal, "old"});
+  TestCluster c(3);
+  c.add(1, st);
+  Node& l = c.n(1);
+  for (int i = 0; i < 40 && l.role() != Role::kLeader; ++i) {
+    l.tick();
+    c.process();
+    // Deliver only vote traffic; hold back appends.
+    std::deque<Message> q;
+    q.swap(c.queue());
+    for (Message& m : q) {
+      if (m.type != MessageType::kAppend) c.deliver(m);
+    }
+  }
+  ASSERT_EQ(l.role(), Role::kLeader);
+  c.process();
+  // Acknowledge index 4 (the old entry) from follower 2 by hand.
+  Message ack;
+  ack.type = MessageType::kAppendResp;
+  ack.from = 2;
+  ack.to = 1;
+  ack.term = l.term();
+  ack.index = 4;
+  ASSERT_TRUE(l.step(ack).ok());
+  EXPECT_EQ(l.commit(), 3u) << "the term-1 entry must not commit by counting";
+  ack.index = 5;  // the no-op of the current term
+  ASSERT_TRUE(l.step(ack).ok());
+  c.process();
+  EXPECT_EQ(l.commit(), 5u);
+}
+
+TEST(NodeTest, PipelineStopsAtTheInflightLimit) {
+  TestCluster c(3);
+  c.elect(1);
+  c.queue().clear();
+  c.isolate(2);
+  c.isolate(3);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(c.n(1).propose("p" + std::to_string(i)).ok());
+    c.process();  // each Ready cycle sends what was proposed since the last
+  }
+  int appends_to_2 = 0;
+  for (const Message& m : c.queue()) {
+    if (m.type == MessageType::kAppend && m.to == 2) ++appends_to_2;
+  }
+  EXPECT_EQ(appends_to_2, 8);  // max_inflight_msgs
+  for (const auto& p : c.n(1).progress()) {
+    if (p.id == 2) {
+      EXPECT_EQ(p.inflight_msgs, 8);
+    }
+  }
+}
+
+TEST(NodeTest, ProposalsBetweenReadiesLeaveInOneBatchUnderTheByteCap) {
+  TestCluster c(3);
+  c.elect(1);
+  c.queue().clear();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("p" + std::to_string(i)).ok());
+  c.process();
+  int appends_to_2 = 0;
+  for (const Message& m : c.queue()) {
+    if (m.type == MessageType::kAppend && m.to == 2) {
+      ++appends_to_2;
+      EXPECT_EQ(m.entries.size(), 5u);
+    }
+  }
+  EXPECT_EQ(appends_to_2, 1);
+}
+
+TEST(NodeTest, UncommittedDataIsCapped) {
+  TestCluster c(3, true, true, /*max_uncommitted=*/10);
+  c.elect(1);
+  c.isolate(1);  // nothing commits from now on
+  ASSERT_TRUE(c.n(1).propose("12345678").ok());
+  EXPECT_EQ(c.n(1).propose("12345678").status().code(), Code::kResourceExhausted);
+}
+
+TEST(NodeTest, ReadIndexWaitsForTheNoopThenForAQuorum) {
+  // Thesis §6.4.
+  TestCluster c(3);
+  Node& l = c.n(1);
+  for (int i = 0; i < 40 && l.role() != Role::kLeader; ++i) {
+    l.tick();
+    c.process();
+    std::deque<Message> q;
+    q.swap(c.queue());
+    for (Message& m : q) {
+      if (m.type != MessageType::kAppend) c.deliver(m);
+    }
+  }
+  ASSERT_EQ(l.role(), Role::kLeader);
+  ASSERT_TRUE(l.read_index("r1").ok());
+  c.process();
+  EXPECT_TRUE(c.reads(1).empty()) << "no read before the no-op commits";
+  c.settle();
+  c.tick_all(2);
+  ASSERT_EQ(c.reads(1).size(), 1u);
+  EXPECT_EQ(c.reads(1)[0].context, "r1");
+  EXPECT_GE(c.reads(1)[0].index, 4u);
+  // From a follower: forwarded to the leader, answered back.
+  ASSERT_TRUE(c.n(2).read_index("r2").ok());
+  c.settle();
+  ASSERT_EQ(c.reads(2).size(), 1u);
+  EXPECT_EQ(c.reads(2)[0].index, l.commit());
+}
+
+TEST(NodeTest, ReadIndexIsNotAnsweredWithoutAQuorum) {
+  TestCluster c(3);
+  c.elect(1);
+  c.isolate(1);
+  ASSERT_TRUE(c.n(1).read_index("lonely").ok());
+  c.settle();
+  c.n(1).tick();
+  c.settle();
+  EXPECT_TRUE(c.reads(1).empty());
+}
+
+TEST(NodeTest, LeadershipTransferHandsOverToTheTarget) {
+  // Thesis §3.10.
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).transfer_leadership(3).ok());
+  EXPECT_EQ(c.n(1).propose("x").status().code(), Code::kUnavailable);
+  c.settle();
+  EXPECT_EQ(c.n(3).role(), Role::kLeader);
+  EXPECT_EQ(c.n(1).role(), Role::kFollower);
+  EXPECT_EQ(c.n(1).leader(), 3u);
+}
+
+TEST(NodeTest, LaggingFollowerGetsAChunkedSnapshot) {
+  TestCluster c(3);
+  c.elect(1);
+  c.down().insert(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t applied = c.n(1).applied();
+  ASSERT_GE(applied, 9u);
+  auto conf = c.n(1).conf_state_at(applied);
+  ASSERT_TRUE(conf.ok());
+  c.give_snapshot(1, {applied, c.n(1).log().term(applied).value(), *conf}, "0123456789abcdef-");
+  ASSERT_TRUE(c.n(1).compact(applied).ok());
+  c.down().erase(3);
+  // The leader notices the lost appends after an election period without progress.
+  c.tick_all(15);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0].index, applied);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+  EXPECT_EQ(c.n(3).log().last_index(), c.n(1).log().last_index());
+}
+
+TEST(NodeTest, SnapshotTransferRestartsWhenTheFollowerLosesItsPartialFile) {
+  TestCluster c(3);
+  c.down().insert(3);
+  c.elect(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t applied = c.n(1).applied();
+  c.give_snapshot(1, {applied, *c.n(1).log().term(applied), *c.n(1).conf_state_at(applied)},
+                  "abcdefghijklmnopqrstuvwxyz");  // 7 chunks of 4 bytes
+  ASSERT_TRUE(c.n(1).compact(applied).ok());
+  c.down().erase(3);
+  // Deliver one message at a time until member 3 has acknowledged two chunks.
+  bool partial = false;
+  for (int i = 0; i < 2000 && !partial; ++i) {
+    std::optional<Message> m = c.deliver_one();
+    if (!m) {
+      c.n(1).tick();
+      continue;
+    }
+    partial = m->type == MessageType::kSnapshotResp && m->from == 3 && m->snapshot_offset == 8;
+  }
+  ASSERT_TRUE(partial);
+  EXPECT_TRUE(c.installed(3).empty());
+  // Member 3 restarts: its partial file and transfer state are gone. It rejects the next chunk
+  // with offset 0 and the leader starts over.
+  c.add(3, bootstrap_state({1, 2, 3}));
+  c.tick_all(30);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0].index, applied);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+}
+
+TEST(NodeTest, CompactRefusesWithoutASnapshotOrBeyondApplied) {
+  TestCluster c(1);
+  for (int i = 0; i < 30 && c.n(1).role() != Role::kLeader; ++i) {
+    c.n(1).tick();
+    c.process();
+  }
+  EXPECT_EQ(c.n(1).compact(2).code(), Code::kInvalidArgument);
+  c.give_snapshot(1, {2, 1, {{1}, {}}}, "s");
+  EXPECT_TRUE(c.n(1).compact(2).ok());
+  EXPECT_EQ(c.n(1).compact(99).code(), Code::kInvalidArgument);
+}
+
+TEST(NodeTest, LearnerIsAddedCaughtUpPromotedAndVoterRemoved) {
+  TestCluster c(3);
+  c.elect(1);
+  Result<std::uint64_t> idx = c.n(1).propose_conf_change({ConfChangeType::kAddLearner, 4, "n4"});
+  ASSERT_TRUE(idx.ok()) << idx.status().to_string();
+  // A second change waits for the first to commit.
+  EXPECT_EQ(c.n(1).propose_conf_change({ConfChangeType::kAddLearner, 5, ""}).status().code(),
+            Code::kFailedPrecondition);
+  c.add(4, RestoreState{});
+  c.settle();
+  c.tick_all(3);
+  EXPECT_EQ(c.n(4).conf_state().learners, (std::vector<NodeId>{4}));
+  EXPECT_EQ(c.n(4).log().last_index(), c.n(1).log().last_index());
+  // Learners do not vote: the quorum is still 2 of 3.
+  EXPECT_EQ(c.n(1).conf_state().voters.size(), 3u);
+  ASSERT_TRUE(c.n(1).propose_conf_change({ConfChangeType::kPromoteLearner, 4, ""}).ok());
+  c.settle();
+  c.tick_all(2);
+  EXPECT_EQ(c.n(4).conf_state().voters, (std::vector<NodeId>{1, 2, 3, 4}));
+  ASSERT_TRUE(c.n(1).propose_conf_change({ConfChangeType::kRemove, 2, ""}).ok());
+  c.settle();
+  c.tick_all(2);
+  EXPECT_EQ(c.n(1).conf_state().voters, (std::vector<NodeId>{1, 3, 4}));
+  ASSERT_TRUE(c.n(1).propose("after").ok());
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(4).back().data, "after");
+}
+
+TEST(NodeTest, RemovedLeaderStepsDownOnceTheChangeCommits) {
+  // Thesis §4.2.2.
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose_conf_change({ConfChangeType::kRemove, 1, ""}).ok());
+  c.settle();
+  EXPECT_NE(c.n(1).role(), Role::kLeader);
+  c.down().insert(1);
+  c.tick_all(40);
+  int leaders = 0;
+  for (NodeId id : {2, 3}) leaders += c.n(id).role() == Role::kLeader ? 1 : 0;
+  EXPECT_EQ(leaders, 1);
+}
+
+TEST(NodeTest, TruncatedConfChangeIsRolledBack) {
+  // Changes take effect on append; a follower that drops the entry drops the change.
+  TestCluster c(1);
+  Node& f = c.n(1);
+  Message m;
+  m.type = MessageType::kAppend;
+  m.from = 2;
+  m.to = 1;
+  m.term = 2;
+  m.index = 1;
+  m.log_term = 1;
+  m.entries = {
+      {2, 2, EntryType::kConfChange, encode_conf_change({ConfChangeType::kAddLearner, 9, ""})}};
+  ASSERT_TRUE(f.step(m).ok());
+  EXPECT_EQ(f.conf_state().learners, (std::vector<NodeId>{9}));
+  m.term = 3;
+  m.entries = {{2, 3, EntryType::kNormal, "other"}};
+  ASSERT_TRUE(f.step(m).ok());
+  EXPECT_TRUE(f.conf_state().learners.empty());
+  Ready rd = f.ready();
+  ASSERT_FALSE(rd.entries.empty());
+  EXPECT_EQ(rd.entries.front().index, 2u);
+  EXPECT_EQ(rd.entries.front().data, "other");
+}
+
+TEST(NodeTest, StepRejectsMalformedMessages) {
+  TestCluster c(1);
+  Message wrong_to;
+  wrong_to.from = 2;
+  wrong_to.to = 9;
+  EXPECT_EQ(c.n(1).step(wrong_to).code(), Code::kInvalidArgument);
+  Message bad_type;
+  bad_type.from = 2;
+  bad_type.to = 1;
+  bad_type.type = static_cast<MessageType>(200);
+  EXPECT_EQ(c.n(1).step(bad_type).code(), Code::kInvalidArgument);
+  Message from_self;
+  from_self.from = 1;
+  from_self.to = 1;
+  EXPECT_EQ(c.n(1).step(from_self).code(), Code::kInvalidArgument);
+}
+
+TEST(NodeTest, StepAndTickMayRunBetweenReadyAndAdvance) {
+  TestCluster c(3);
+  c.elect(1);
+  Node& l = c.n(1);
+  ASSERT_TRUE(l.propose("a").ok());
+  Ready rd = l.ready();  // the fsync of "a" is in flight
+  for (const Message& m : rd.messages) c.queue().push_back(m);
+  ASSERT_TRUE(l.propose("b").ok());
+  l.tick();
+  EXPECT_FALSE(l.has_ready()) << "one Ready at a time";
+  l.advance(rd);
+  Ready rd2 = l.ready();
+  ASSERT_EQ(rd2.entries.size(), 1u);
+  EXPECT_EQ(rd2.entries[0].data, "b");
+  for (const Message& m : rd2.messages) c.queue().push_back(m);
+  l.advance(rd2);
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(2).back().data, "b");
+}
+
+}  // namespace
+}  // namespace kvc::raft
