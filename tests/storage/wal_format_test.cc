@@ -1,8 +1,13 @@
 // The WAL's byte formats: records and segment headers (record.h, segment.h).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <sstream>
+
 #include "kvc/storage/record.h"
 #include "kvc/storage/segment.h"
+#include "kvc/storage/wal_reader.h"
+#include "wal_test_util.h"
 
 namespace kvc::storage {
 namespace {
@@ -196,6 +201,89 @@ TEST(SegmentScannerTest, DamageWithAValidRecordAfterItIsFoundAtTheRightOffset) {
   ASSERT_TRUE(end.valid_after.has_value());
   EXPECT_EQ(*end.valid_after, second + framed_size(records[1]));
   EXPECT_EQ(end.valid_after_record.entry.index, 3u);
+}
+
+// What scan_wal reports, in the line format of wal_independent_reader.py.
+std::string canonical_scan(const std::string& dir) {
+  std::ostringstream o;
+  Result<WalSummary> s = scan_wal(dir, [&](const ScannedRecord& r) {
+    const Record& rec = r.record;
+    const std::uint64_t seq = r.segment.header.seq;
+    auto ids = [](const std::vector<raft::NodeId>& v) {
+      std::string out;
+      for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+      return out.empty() ? std::string("-") : out;
+    };
+    switch (rec.type) {
+      case RecordType::kEntry: {
+        std::string hex;
+        static constexpr char kHex[] = "0123456789abcdef";
+        for (const char c : rec.entry.data) {
+          hex += kHex[static_cast<unsigned char>(c) >> 4];
+          hex += kHex[static_cast<unsigned char>(c) & 0xf];
+        }
+        o << "entry " << seq << " " << r.offset << " " << rec.entry.index << " " << rec.entry.term
+          << " " << static_cast<int>(rec.entry.type) << " " << hex << "\n";
+        break;
+      }
+      case RecordType::kHardState:
+        o << "hard_state " << seq << " " << r.offset << " " << rec.hard_state.term << " "
+          << rec.hard_state.vote << " " << rec.hard_state.commit << "\n";
+        break;
+      case RecordType::kSnapshot:
+        o << "snapshot " << seq << " " << r.offset << " " << rec.snapshot.index << " "
+          << rec.snapshot.term << " " << ids(rec.snapshot.conf.voters) << " "
+          << ids(rec.snapshot.conf.learners) << "\n";
+        break;
+    }
+    return Status();
+  });
+  KVC_CHECK(s.ok(), s.status().to_string());
+  if (!s->damage) {
+    o << "status clean\n";
+  } else {
+    const WalDamage& d = *s->damage;
+    const std::uint64_t seq = s->segments[d.segment_pos].file.seq;
+    o << "status " << damage_kind_name(d.kind) << " " << seq << " " << d.offset << "\n";
+  }
+  return o.str();
+}
+
+TEST(WalFormatTest, AReaderWrittenOnlyFromTheManPageAgrees) {
+  // A log with rotation, rewrites, hard states, snapshot markers and released segments.
+  const std::string dir = wal_test::fresh_dir("format_doc");
+  const wal_test::ProcessResult child =
+      wal_test::run_process({KVC_WAL_CHILD, dir, "160", "4096", "99"});
+  ASSERT_EQ(child.exit_code, 0) << child.out << child.err;
+  ASSERT_NE(child.out.find("snapshot"), std::string::npos);
+  const std::vector<std::string> segs = wal_test::segment_paths(dir);
+  ASSERT_GE(segs.size(), 2u);
+  auto python = [&]() {
+    const wal_test::ProcessResult r =
+        wal_test::run_process({"/usr/bin/env", "python3", KVC_WAL_INDEPENDENT_READER, dir});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  const std::string clean = canonical_scan(dir);
+  EXPECT_NE(clean.find("status clean"), std::string::npos);
+  EXPECT_EQ(python(), clean);
+  // A torn tail.
+  std::string last = wal_test::slurp(segs.back());
+  Result<WalSummary> sum = scan_wal(dir, nullptr);
+  ASSERT_TRUE(sum.ok());
+  const std::uint64_t end = sum->segments.back().used_bytes;
+  for (std::uint64_t i = end; i < end + 9; ++i) last[i] = static_cast<char>(0x40 + i);
+  wal_test::spit(segs.back(), last);
+  const std::string torn = canonical_scan(dir);
+  EXPECT_NE(torn.find("status torn_tail"), std::string::npos);
+  EXPECT_EQ(python(), torn);
+  // Corruption in the first segment.
+  std::string first = wal_test::slurp(segs.front());
+  first[kSegmentHeaderBytes + 200] = static_cast<char>(first[kSegmentHeaderBytes + 200] ^ 0x08);
+  wal_test::spit(segs.front(), first);
+  const std::string corrupt = canonical_scan(dir);
+  EXPECT_NE(corrupt.find("status corruption"), std::string::npos);
+  EXPECT_EQ(python(), corrupt);
 }
 
 }  // namespace

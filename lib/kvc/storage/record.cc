@@ -169,7 +169,9 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
       if (et > 1) return Status::corruption("unknown entry type " + std::to_string(et));
       r.entry.type = static_cast<raft::EntryType>(et);
       r.entry.data.assign(p.substr(kEntryPayloadFixedBytes));
-      if (r.entry.index == 0) return Status::corruption("entry with index 0");
+      if (r.entry.index == 0 || r.entry.index == UINT64_MAX) {
+        return Status::corruption("entry index " + std::to_string(r.entry.index) + " out of range");
+      }
       return r;
     }
     case RecordType::kHardState:
@@ -186,6 +188,7 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
       }
       r.snapshot.index = get_u64(p.data());
       r.snapshot.term = get_u64(p.data() + 8);
+      if (r.snapshot.index == UINT64_MAX) return Status::corruption("snapshot index out of range");
       std::size_t pos = 16;
       const std::uint64_t voters = get_u32(p.data() + pos);
       pos += 4;

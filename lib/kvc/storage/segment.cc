@@ -89,8 +89,8 @@ Result<SegmentHeader> decode_segment_header(std::string_view b) {
   h.seq = get_u64(b.data() + 16);
   h.first_index = get_u64(b.data() + 24);
   if (get_u32(b.data() + 32) != 0) return Status::corruption("segment header: reserved bytes set");
-  if (h.seq == 0 || h.first_index == 0) {
-    return Status::corruption("segment header: zero sequence number or first index");
+  if (h.seq == 0 || h.first_index == 0 || h.seq == UINT64_MAX || h.first_index == UINT64_MAX) {
+    return Status::corruption("segment header: sequence number or first index out of range");
   }
   return h;
 }
