@@ -4,14 +4,46 @@ function __kvc_wal_path
     set -l path ''
     for w in (commandline -opc)[2..-1]
         switch "$path|$w"
+            case '|info'
+                set path 'info'
+            case '|dump'
+                set path 'dump'
+            case '|verify'
+                set path 'verify'
+            case '|repair'
+                set path 'repair'
         end
     end
     echo "$path"
 end
 complete -c kvc-wal -f
+complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a info -d 'Show segments, first and last index and term, snapshot marker, hard state, sizes'
+complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a dump -d 'Print every record, one per line'
+complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a verify -d 'Check every record; the exit code says clean (0), torn tail (7) or corrupt (8)'
+complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a repair -d 'Repair a torn tail, or with --truncate-corrupt cut the log at corruption'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l log-file -r -F -d 'Write logs to this file instead of stderr'
-complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -F
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'info'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'info'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'info'" -F
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l from -r -F -d 'Only entries and snapshot markers with index >= this'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l to -r -F -d 'Only entries and snapshot markers with index <= this'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l type -r -a 'entry hard_state snapshot' -d 'Only these record types (comma-separated or repeated)'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -F
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -F
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l out -r -F -d 'Write a repaired copy to NEWDIR'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l in-place -d 'Repair the log itself, after saving every removed byte to the backup directory'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l backup-dir -r -F -d 'With --in-place: where removed bytes go (default: WALDIR.repair-TIME)'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l truncate-corrupt -d 'Allow cutting the log at the first corrupt record (loses later entries)'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l yes -s y -d 'Do not ask for confirmation'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l dry-run -s n -d 'Only show the plan; change nothing'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -F
