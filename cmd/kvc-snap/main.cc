@@ -269,8 +269,8 @@ int main(int argc, char** argv) {
   };
 
   std::string info_path;
-  CLI::App* info = app.add_subcommand(
-      "info", "Show index, term, membership, key count, size and checksum status of snapshots");
+  CLI::App* info =
+      app.add_subcommand("info", "Show index, term, members, key count, size and checksum status");
   info->add_option("PATH", info_path,
                    "A snapshot file, a snapshot directory, or a data directory (uses DIR/snap)")
       ->required();
@@ -279,7 +279,7 @@ int main(int argc, char** argv) {
 
   std::string verify_path;
   CLI::App* verify = app.add_subcommand(
-      "verify", "Check every checksum of a snapshot file; the exit code tells clean from corrupt");
+      "verify", "Check every checksum of a snapshot file (exit code: clean or not)");
   verify->add_option("FILE", verify_path, "The snapshot file")->required();
   add_output(verify);
   verify->footer(kvc::cli::exit_code_footer("  kvc-snap verify backup.snap && echo clean", codes));
@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
 
   kvc::storage::RestoreOptions ro;
   CLI::App* restore = app.add_subcommand(
-      "restore", "Build a new member data directory from a snapshot, to start a new cluster");
+      "restore", "Build a new member data directory from a snapshot (new cluster)");
   restore->add_option("FILE", ro.snapshot_path, "The snapshot file")->required();
   restore->add_option("--data-dir", ro.data_dir, "The new member's data directory (new or empty)")
       ->required();

@@ -1013,8 +1013,8 @@ Result<std::uint64_t> StateMachine::compact_revision() const {
 // ---- snapshots ----
 
 Result<SnapshotInfo> StateMachine::write_snapshot_with(
-    const std::function<std::string(const SnapshotHeader&)>& path_for,
-    const ProgressFn& progress) const {
+    const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
+    bool keep_existing) const {
   BusyGuard busy(busy_);
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin snapshot read");
@@ -1026,9 +1026,16 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
   h.revision = meta.revision;
   h.created_unix_ms = now_unix_ms();
   h.membership = std::move(meta.membership);
+  const std::string path = path_for(h);
+  if (keep_existing && path_exists(path)) {
+    // A snapshot of this very state (same index and term) is there already: rewriting it
+    // would only change its creation time, under a reader that may be shipping it.
+    Result<SnapshotInfo> existing = read_snapshot_info(path);
+    if (existing.ok()) return existing;
+  }
   MDB_stat st{};
   KVC_MDB(mdb_stat(txn.get(), dbs_->kv, &st), "stat kv");
-  Result<std::unique_ptr<SnapshotWriter>> w = SnapshotWriter::create(path_for(h), h);
+  Result<std::unique_ptr<SnapshotWriter>> w = SnapshotWriter::create(path, h);
   if (!w.ok()) return w.status();
   Cursor c;
   KVC_MDB(c.open(txn.get(), dbs_->kv), "open kv cursor");
@@ -1053,7 +1060,7 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
 
 Result<SnapshotInfo> StateMachine::write_snapshot(const std::string& path,
                                                   const ProgressFn& progress) const {
-  return write_snapshot_with([&](const SnapshotHeader&) { return path; }, progress);
+  return write_snapshot_with([&](const SnapshotHeader&) { return path; }, progress, false);
 }
 
 Result<SnapshotInfo> StateMachine::save_snapshot(const std::string& snap_dir, std::size_t keep,
@@ -1061,7 +1068,7 @@ Result<SnapshotInfo> StateMachine::save_snapshot(const std::string& snap_dir, st
   KVC_RETURN_IF_ERROR(make_dirs(snap_dir, 0700));
   Result<SnapshotInfo> info = write_snapshot_with(
       [&](const SnapshotHeader& h) { return snap_dir + "/" + snapshot_file_name(h.index, h.term); },
-      progress);
+      progress, true);
   if (!info.ok()) return info;
   KVC_RETURN_IF_ERROR(prune_snapshots(snap_dir, keep));
   spdlog::info("snapshot saved path={} index={} term={} keys={} bytes={}", info->path,

@@ -197,8 +197,9 @@ class StateMachine {
   // read transaction.
   Result<SnapshotInfo> write_snapshot(const std::string& path,
                                       const ProgressFn& progress = {}) const;
-  // Any thread: write_snapshot into `snap_dir` under its canonical name, then keep the newest
-  // `keep` snapshot files there.
+  // Any thread: write_snapshot into `snap_dir` under its canonical name (unless a valid file of
+  // that name, the same index and term, is there already), then keep the newest `keep`
+  // snapshot files there.
   Result<SnapshotInfo> save_snapshot(const std::string& snap_dir,
                                      std::size_t keep = kDefaultSnapshotsKept,
                                      const ProgressFn& progress = {}) const;
@@ -234,8 +235,8 @@ class StateMachine {
     if (options_.test_hook) options_.test_hook(point);
   }
   Result<SnapshotInfo> write_snapshot_with(
-      const std::function<std::string(const SnapshotHeader&)>& path_for,
-      const ProgressFn& progress) const;
+      const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
+      bool keep_existing) const;
 
   std::string state_dir_;
   StateOptions options_;
