@@ -175,30 +175,28 @@ int cmd_dump(const std::string& path, const std::string& prefix, const std::stri
   SnapshotProblem problem = SnapshotProblem::kNone;
   kvc::Result<kvc::storage::SnapshotReader> r = kvc::storage::SnapshotReader::open(path, &problem);
   if (!r.ok()) return fail(r.status(), problem);
-  Progress progress("reading " + path);
+  // No progress bar: the keys themselves stream to the terminal (or to a file or pipe, where
+  // the tool stays quiet).
   const bool json = output == "json";
   std::string line;
-  Status s = r->for_each(
-      [&](const kvc::storage::KeyValue& kv) -> Status {
-        if (kv.key.compare(0, prefix.size(), prefix) != 0) return Status();
-        if (json) {
-          line = "{\"key\":" + json_string(kv.key) + ",\"value\":" + json_string(kv.value) +
-                 ",\"create_revision\":" + std::to_string(kv.create_revision) +
-                 ",\"mod_revision\":" + std::to_string(kv.mod_revision) +
-                 ",\"version\":" + std::to_string(kv.version);
-          if (!valid_utf8(kv.key)) line += ",\"key_base64\":\"" + base64(kv.key) + "\"";
-          if (!valid_utf8(kv.value)) line += ",\"value_base64\":\"" + base64(kv.value) + "\"";
-          line += "}\n";
-        } else {
-          line = escape_text(kv.key) + "\t" + escape_text(kv.value) + "\n";
-        }
-        if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
-          return Status::io_error("write to standard output failed");
-        }
-        return Status();
-      },
-      [&](std::uint64_t d, std::uint64_t t) { progress.update(d, t); });
-  progress.done();
+  Status s = r->for_each([&](const kvc::storage::KeyValue& kv) -> Status {
+    if (kv.key.compare(0, prefix.size(), prefix) != 0) return Status();
+    if (json) {
+      line = "{\"key\":" + json_string(kv.key) + ",\"value\":" + json_string(kv.value) +
+             ",\"create_revision\":" + std::to_string(kv.create_revision) +
+             ",\"mod_revision\":" + std::to_string(kv.mod_revision) +
+             ",\"version\":" + std::to_string(kv.version);
+      if (!valid_utf8(kv.key)) line += ",\"key_base64\":\"" + base64(kv.key) + "\"";
+      if (!valid_utf8(kv.value)) line += ",\"value_base64\":\"" + base64(kv.value) + "\"";
+      line += "}\n";
+    } else {
+      line = escape_text(kv.key) + "\t" + escape_text(kv.value) + "\n";
+    }
+    if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
+      return Status::io_error("write to standard output failed");
+    }
+    return Status();
+  });
   if (std::fflush(stdout) != 0 && s.ok()) s = Status::io_error("write to standard output failed");
   if (!s.ok()) return fail(s, r->problem());
   return 0;

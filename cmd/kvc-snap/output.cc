@@ -174,7 +174,8 @@ std::string shell_quote(std::string_view s) {
   return out + "'";
 }
 
-Progress::Progress(std::string label) : label_(std::move(label)), enabled_(::isatty(2) == 1) {}
+Progress::Progress(std::string label)
+    : label_(std::move(label)), enabled_(::isatty(1) == 1 && ::isatty(2) == 1) {}
 
 void Progress::update(std::uint64_t done, std::uint64_t total) {
   if (!enabled_ || total == 0) return;

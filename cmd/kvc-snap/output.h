@@ -1,5 +1,5 @@
 // kvc-snap's presentation: text escaping, JSON fields, and a progress bar on stderr that shows
-// only when stderr is a terminal. Nothing here reads snapshots (that is kvc_storage).
+// only on an interactive terminal. Nothing here reads snapshots (that is kvc_storage).
 // Not thread-safe; used by the main thread of kvc-snap only.
 #pragma once
 
@@ -27,8 +27,9 @@ std::string human_bytes(std::uint64_t n);
 // A word safe to paste into a POSIX shell (quoted when it needs to be).
 std::string shell_quote(std::string_view s);
 
-// "[#####     ]  48%  LABEL" redrawn in place on stderr, at most every 100 ms, when stderr is a
-// terminal; otherwise silent.
+// "[#####     ]  48%  LABEL" redrawn in place on stderr, at most every 100 ms, when both
+// stdout and stderr are terminals (someone is watching; a script or a redirect is not);
+// otherwise silent.
 class Progress {
  public:
   explicit Progress(std::string label);
