@@ -1,0 +1,1223 @@
+#include "kvc/storage/state.h"
+
+#include <lmdb.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
+
+namespace kvc::storage {
+
+#ifdef KVC_MUTATIONS
+StateMutation g_state_mutation = StateMutation::kNone;
+#endif
+
+struct StateMachine::Dbs {
+  MDB_dbi kv = 0;
+  MDB_dbi meta = 0;
+  MDB_dbi events = 0;
+};
+
+namespace {
+
+constexpr const char* kCurrentFile = "CURRENT";
+constexpr const char* kFirstGen = "gen-0000000001";
+constexpr std::size_t kGenNameBytes = 14;  // "gen-" + 10 digits
+// A staged install commits every this many records, so its dirty pages stay bounded.
+constexpr std::uint64_t kStageBatchRecords = 50000;
+
+// Meta keys (LMDB database "meta"). Integers are 8-byte little-endian.
+constexpr std::string_view kMetaFormat = "format";
+constexpr std::string_view kMetaAppliedIndex = "applied_index";
+constexpr std::string_view kMetaAppliedTerm = "applied_term";
+constexpr std::string_view kMetaRevision = "revision";
+constexpr std::string_view kMetaCompactRevision = "compact_revision";
+constexpr std::string_view kMetaEventsBytes = "events_bytes";
+constexpr std::string_view kMetaMembership = "membership";
+
+MDB_val val_of(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view view_of(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+std::string u64_bytes(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& v) {
+  if (s.size() != 8) return false;
+  v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
+  }
+  return true;
+}
+
+// kv database values: varint create_revision, mod_revision, version, then the value's bytes.
+std::string encode_kv_value(std::string_view value, std::uint64_t create, std::uint64_t mod,
+                            std::uint64_t version) {
+  std::string out;
+  out.reserve(value.size() + 12);
+  put_varint(out, create);
+  put_varint(out, mod);
+  put_varint(out, version);
+  out.append(value);
+  return out;
+}
+
+bool decode_kv_value(std::string_view in, KeyValue& kv, bool with_value) {
+  if (!get_varint(in, kv.create_revision) || !get_varint(in, kv.mod_revision) ||
+      !get_varint(in, kv.version)) {
+    return false;
+  }
+  if (with_value) {
+    kv.value.assign(in.data(), in.size());
+  } else {
+    kv.value.clear();
+  }
+  return true;
+}
+
+// events database keys: 8-byte big-endian revision, 4-byte big-endian sequence, so that LMDB's
+// byte order is (revision, sequence) order.
+std::string event_key(std::uint64_t revision, std::uint32_t sequence) {
+  std::string k(12, '\0');
+  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((revision >> (8 * (7 - i))) & 0xff);
+  for (int i = 0; i < 4; ++i) k[8 + i] = static_cast<char>((sequence >> (8 * (3 - i))) & 0xff);
+  return k;
+}
+
+bool parse_event_key(std::string_view k, std::uint64_t& revision, std::uint32_t& sequence) {
+  if (k.size() != 12) return false;
+  revision = 0;
+  sequence = 0;
+  for (int i = 0; i < 8; ++i) revision = (revision << 8) | static_cast<unsigned char>(k[i]);
+  for (int i = 8; i < 12; ++i) sequence = (sequence << 8) | static_cast<unsigned char>(k[i]);
+  return true;
+}
+
+// events database values: u8 type, varint create_revision, version, prev_mod_revision,
+// varint key length, key, then the value's bytes.
+std::string encode_event_value(const Event& e) {
+  std::string out;
+  out.reserve(e.key.size() + e.value.size() + 24);
+  out += static_cast<char>(e.type);
+  put_varint(out, e.create_revision);
+  put_varint(out, e.version);
+  put_varint(out, e.prev_mod_revision);
+  put_varint(out, e.key.size());
+  out += e.key;
+  out += e.value;
+  return out;
+}
+
+bool decode_event_value(std::string_view in, Event& e) {
+  if (in.empty()) return false;
+  const auto t = static_cast<std::uint8_t>(in[0]);
+  if (t != 1 && t != 2) return false;
+  e.type = static_cast<EventType>(t);
+  in.remove_prefix(1);
+  std::uint64_t n = 0;
+  if (!get_varint(in, e.create_revision) || !get_varint(in, e.version) ||
+      !get_varint(in, e.prev_mod_revision) || !get_varint(in, n) || n > in.size()) {
+    return false;
+  }
+  e.key.assign(in.data(), static_cast<std::size_t>(n));
+  in.remove_prefix(static_cast<std::size_t>(n));
+  e.value.assign(in.data(), in.size());
+  return true;
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+bool valid_gen_name(std::string_view n) {
+  return n.size() == kGenNameBytes && n.substr(0, 4) == "gen-" &&
+         n.substr(4).find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+KeyValue slot_kv(std::string_view key, const OverlaySlot& s, bool with_value) {
+  KeyValue kv;
+  kv.key.assign(key.data(), key.size());
+  if (with_value) kv.value = s.value;
+  kv.create_revision = s.create_revision;
+  kv.mod_revision = s.mod_revision;
+  kv.version = s.version;
+  return kv;
+}
+
+std::uint64_t now_unix_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+Status remove_tree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return Status::io_error("remove " + path + ": " + ec.message());
+  return Status();
+}
+
+// Counts a worker operation for the checks in commit_install and the destructor.
+class BusyGuard {
+ public:
+  explicit BusyGuard(std::atomic<int>& n) : n_(n) { n_.fetch_add(1, std::memory_order_acq_rel); }
+  ~BusyGuard() { n_.fetch_sub(1, std::memory_order_acq_rel); }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+
+ private:
+  std::atomic<int>& n_;
+};
+
+// An LMDB transaction that aborts unless committed.
+class Txn {
+ public:
+  Txn() = default;
+  ~Txn() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+
+  int begin(MDB_env* env, unsigned flags) { return mdb_txn_begin(env, nullptr, flags, &txn_); }
+  int commit() {
+    const int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;  // committed or, on failure, freed by LMDB
+    return rc;
+  }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+// A cursor that aborts... closes itself.
+class Cursor {
+ public:
+  Cursor() = default;
+  ~Cursor() {
+    if (c_ != nullptr) mdb_cursor_close(c_);
+  }
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  int open(MDB_txn* txn, MDB_dbi dbi) { return mdb_cursor_open(txn, dbi, &c_); }
+  MDB_cursor* get() const { return c_; }
+
+ private:
+  MDB_cursor* c_ = nullptr;
+};
+
+// Reads the meta database within `txn`.
+struct Meta {
+  std::uint64_t format = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t applied_term = 0;
+  std::uint64_t revision = 0;
+  std::uint64_t compact_revision = 1;
+  std::uint64_t events_bytes = 0;
+  Membership membership;
+};
+
+// The merged view of the active overlay, the frozen overlay and LMDB, in key order, skipping
+// tombstones: the first layer that mentions a key decides it.
+class MergedCursor {
+ public:
+  MergedCursor(const Overlay* active, const Overlay* frozen, MDB_txn* txn, MDB_dbi dbi)
+      : active_(active), frozen_(frozen), txn_(txn), dbi_(dbi) {}
+
+  Status seek(std::string_view lower) {
+    if (cursor_.get() == nullptr) {
+      if (int rc = cursor_.open(txn_, dbi_); rc != 0) return error(rc, "open cursor");
+    }
+    if (active_ != nullptr) a_ = active_->entries().lower_bound(lower);
+    if (frozen_ != nullptr) f_ = frozen_->entries().lower_bound(lower);
+    int rc;
+    if (lower.empty()) {
+      rc = mdb_cursor_get(cursor_.get(), &lk_, &lv_, MDB_FIRST);
+    } else if (lower.size() > kMaxKeyBytes) {
+      // No stored key is this long; continue from the first key after it, comparing bytes.
+      MDB_val k = val_of(lower.substr(0, kMaxKeyBytes));
+      rc = mdb_cursor_get(cursor_.get(), &k, &lv_, MDB_SET_RANGE);
+      lk_ = k;
+      while (rc == 0 && view_of(lk_) < lower) {
+        rc = mdb_cursor_get(cursor_.get(), &lk_, &lv_, MDB_NEXT);
+      }
+    } else {
+      MDB_val k = val_of(lower);
+      rc = mdb_cursor_get(cursor_.get(), &k, &lv_, MDB_SET_RANGE);
+      lk_ = k;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return error(rc, "seek");
+    l_valid_ = rc == 0;
+    return settle();
+  }
+
+  Status next() {
+    KVC_CHECK(valid_, "next() on an exhausted cursor");
+    KVC_RETURN_IF_ERROR(advance_all(key_));
+    return settle();
+  }
+
+  bool valid() const { return valid_; }
+  std::string_view key() const { return key_; }
+
+  // The current key's KeyValue. Fails on a malformed LMDB value.
+  Status current(KeyValue& kv, bool with_value) const {
+    if (slot_ != nullptr) {
+      kv = slot_kv(key_, *slot_, with_value);
+      return Status();
+    }
+    kv.key.assign(key_.data(), key_.size());
+    if (!decode_kv_value(view_of(lv_), kv, with_value)) {
+      return Status::corruption("state: malformed value of a key in the kv database");
+    }
+    return Status();
+  }
+
+ private:
+  bool a_ok() const { return active_ != nullptr && a_ != active_->entries().end(); }
+  bool f_ok() const { return frozen_ != nullptr && f_ != frozen_->entries().end(); }
+
+  Status error(int rc, const char* what) const {
+    return Status::io_error(std::string("state: lmdb cursor ") + what + ": " + mdb_strerror(rc));
+  }
+
+  Status advance_all(std::string_view k) {
+    // Copy: `k` may point into a node or page that advancing moves past.
+    const std::string key(k);
+    if (a_ok() && a_->first == key) ++a_;
+    if (f_ok() && f_->first == key) ++f_;
+    if (l_valid_ && view_of(lk_) == key) {
+      const int rc = mdb_cursor_get(cursor_.get(), &lk_, &lv_, MDB_NEXT);
+      if (rc != 0 && rc != MDB_NOTFOUND) return error(rc, "next");
+      l_valid_ = rc == 0;
+    }
+    return Status();
+  }
+
+  // Moves to the smallest key any layer has whose deciding layer does not delete it.
+  Status settle() {
+    for (;;) {
+      const bool a = a_ok(), f = f_ok(), l = l_valid_;
+      if (!a && !f && !l) {
+        valid_ = false;
+        slot_ = nullptr;
+        return Status();
+      }
+      std::string_view k;
+      bool have = false;
+      auto consider = [&](bool ok, std::string_view cand) {
+        if (ok && (!have || cand < k)) {
+          k = cand;
+          have = true;
+        }
+      };
+      consider(a, a ? std::string_view(a_->first) : std::string_view());
+      consider(f, f ? std::string_view(f_->first) : std::string_view());
+      consider(l, l ? view_of(lk_) : std::string_view());
+      const OverlaySlot* slot = nullptr;
+      if (a && a_->first == k) {
+        slot = &a_->second;
+      } else if (f && f_->first == k) {
+        slot = &f_->second;
+      }
+      if (slot != nullptr && slot->deleted) {
+        KVC_RETURN_IF_ERROR(advance_all(k));
+        continue;
+      }
+      valid_ = true;
+      slot_ = slot;
+      key_ = k;
+      return Status();
+    }
+  }
+
+  const Overlay* active_;
+  const Overlay* frozen_;
+  MDB_txn* txn_;
+  MDB_dbi dbi_;
+  Cursor cursor_;
+  Overlay::Map::const_iterator a_, f_;
+  bool l_valid_ = false;
+  MDB_val lk_{}, lv_{};
+  bool valid_ = false;
+  std::string_view key_;               // of the current key (points into its layer)
+  const OverlaySlot* slot_ = nullptr;  // the overlay slot deciding it, or null for LMDB
+};
+
+}  // namespace
+
+// ---- errors ----
+
+Status StateMachine::lmdb_error(int rc, const std::string& what) const {
+  const std::string where = "state " + state_dir_ + ": " + what + ": ";
+  switch (rc) {
+    case MDB_MAP_FULL:
+      return Status::resource_exhausted(where + "the state database is full (map size " +
+                                        std::to_string(options_.map_size >> 20) + " MiB); raise " +
+                                        options_.map_size_flag + " (a limit, not space used)");
+    case MDB_READERS_FULL:
+      return Status::resource_exhausted(where + "too many concurrent LMDB readers");
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return Status::corruption(where + mdb_strerror(rc));
+    case ENOSPC:
+      return Status::resource_exhausted(where + "no space left on device");
+    default:
+      if (rc > 0) return Status::from_errno(where.substr(0, where.size() - 2), rc);
+      return Status::io_error(where + mdb_strerror(rc));
+  }
+}
+
+#define KVC_MDB(call, what)                         \
+  do {                                              \
+    if (const int kvc_rc_ = (call); kvc_rc_ != 0) { \
+      return lmdb_error(kvc_rc_, what);             \
+    }                                               \
+  } while (0)
+
+namespace {
+
+Status read_meta(MDB_txn* txn, MDB_dbi dbi, Meta& m, const std::string& where) {
+  auto get = [&](std::string_view key, std::string* out) -> int {
+    MDB_val k = val_of(key), v;
+    const int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0) out->assign(view_of(v));
+    return rc;
+  };
+  std::string s;
+  const struct {
+    std::string_view key;
+    std::uint64_t* field;
+  } ints[] = {{kMetaFormat, &m.format},
+              {kMetaAppliedIndex, &m.applied_index},
+              {kMetaAppliedTerm, &m.applied_term},
+              {kMetaRevision, &m.revision},
+              {kMetaCompactRevision, &m.compact_revision},
+              {kMetaEventsBytes, &m.events_bytes}};
+  for (const auto& f : ints) {
+    const int rc = get(f.key, &s);
+    if (rc == MDB_NOTFOUND)
+      return Status::corruption(where + ": meta field " + std::string(f.key) + " missing");
+    if (rc != 0) return Status::io_error(where + ": read meta: " + mdb_strerror(rc));
+    if (!parse_u64(s, *f.field)) {
+      return Status::corruption(where + ": meta field " + std::string(f.key) + " malformed");
+    }
+  }
+  if (m.format != kStateFormatVersion) {
+    return Status::failed_precondition(
+        where + ": state format version " + std::to_string(m.format) +
+        " is not supported by this kvc (supports " + std::to_string(kStateFormatVersion) + ")");
+  }
+  const int rc = get(kMetaMembership, &s);
+  if (rc != 0) return Status::corruption(where + ": meta field membership missing");
+  Result<Membership> mem = decode_membership(s);
+  if (!mem.ok()) return Status::corruption(where + ": " + mem.status().message());
+  m.membership = std::move(*mem);
+  return Status();
+}
+
+int put_meta_u64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::uint64_t v) {
+  const std::string b = u64_bytes(v);
+  MDB_val k = val_of(key), d = val_of(b);
+  return mdb_put(txn, dbi, &k, &d, 0);
+}
+
+int put_meta_bytes(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view v) {
+  MDB_val k = val_of(key), d = val_of(v);
+  return mdb_put(txn, dbi, &k, &d, 0);
+}
+
+int write_meta(MDB_txn* txn, MDB_dbi dbi, const Meta& m) {
+  int rc = 0;
+  if ((rc = put_meta_u64(txn, dbi, kMetaFormat, m.format)) != 0) return rc;
+  if ((rc = put_meta_u64(txn, dbi, kMetaAppliedIndex, m.applied_index)) != 0) return rc;
+  if ((rc = put_meta_u64(txn, dbi, kMetaAppliedTerm, m.applied_term)) != 0) return rc;
+  if ((rc = put_meta_u64(txn, dbi, kMetaRevision, m.revision)) != 0) return rc;
+  if ((rc = put_meta_u64(txn, dbi, kMetaCompactRevision, m.compact_revision)) != 0) return rc;
+  if ((rc = put_meta_u64(txn, dbi, kMetaEventsBytes, m.events_bytes)) != 0) return rc;
+  return put_meta_bytes(txn, dbi, kMetaMembership, encode_membership(m.membership));
+}
+
+}  // namespace
+
+// ---- open and close ----
+
+StateMachine::StateMachine(std::string state_dir, StateOptions options)
+    : state_dir_(std::move(state_dir)), options_(std::move(options)), dbs_(new Dbs) {}
+
+StateMachine::~StateMachine() {
+  KVC_CHECK(busy_.load() == 0, "state machine destroyed while a worker uses it");
+  close_env();
+}
+
+void StateMachine::close_env() {
+  if (read_txn_ != nullptr) {
+    mdb_txn_abort(read_txn_);
+    read_txn_ = nullptr;
+  }
+  read_txn_stale_ = true;
+  if (env_ != nullptr) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+  }
+}
+
+Result<std::unique_ptr<StateMachine>> StateMachine::open(const std::string& state_dir,
+                                                         StateOptions options) {
+  KVC_RETURN_IF_ERROR(make_dirs(state_dir, 0700));
+  std::unique_ptr<StateMachine> sm(new StateMachine(state_dir, std::move(options)));
+  const std::string current_path = state_dir + "/" + kCurrentFile;
+  Result<std::vector<std::string>> names = list_dir(state_dir);
+  if (!names.ok()) return names.status();
+  bool write_current = false;
+  if (path_exists(current_path)) {
+    Result<std::string> text = read_file(current_path);
+    if (!text.ok()) return text.status();
+    std::string gen = *text;
+    while (!gen.empty() && gen.back() == '\n') gen.pop_back();
+    if (!valid_gen_name(gen)) {
+      return Status::corruption(current_path + ": does not name a state generation");
+    }
+    if (!path_exists(state_dir + "/" + gen)) {
+      return Status::corruption(current_path + ": names " + gen + ", which is missing");
+    }
+    sm->gen_ = gen;
+  } else {
+    // No CURRENT: a new state, or the crash window of creating one (gen-0000000001 made,
+    // CURRENT not yet written). Anything else is not ours to guess about.
+    std::vector<std::string> gens;
+    for (const std::string& n : *names) {
+      if (valid_gen_name(n)) gens.push_back(n);
+    }
+    if (!gens.empty() && !(gens.size() == 1 && gens[0] == kFirstGen)) {
+      return Status::corruption("state " + state_dir +
+                                ": state generations exist but the CURRENT file is missing");
+    }
+    sm->gen_ = kFirstGen;
+    KVC_RETURN_IF_ERROR(make_dirs(state_dir + "/" + sm->gen_, 0700));
+    write_current = true;
+  }
+  // Whatever is not the live generation is the debris of an interrupted or superseded install.
+  bool removed = false;
+  for (const std::string& n : *names) {
+    if (n == sm->gen_ || n == kCurrentFile) continue;
+    if (n.rfind("gen-", 0) == 0 || n == std::string(kCurrentFile) + ".tmp") {
+      spdlog::info("removing stale state directory entry path={}/{}", state_dir, n);
+      KVC_RETURN_IF_ERROR(remove_tree(state_dir + "/" + n));
+      removed = true;
+    }
+  }
+  const std::string live = state_dir + "/" + sm->gen_;
+  if (!write_current && !path_exists(live + "/data.mdb")) {
+    // Opening would silently create an empty state below a WAL that was already released.
+    return Status::corruption(live + "/data.mdb is missing (CURRENT names this generation)");
+  }
+  KVC_RETURN_IF_ERROR(sm->open_env(live));
+  if (write_current) {
+    KVC_RETURN_IF_ERROR(write_file_atomic(current_path, sm->gen_ + "\n"));
+  } else if (removed) {
+    KVC_RETURN_IF_ERROR(fsync_dir(state_dir));
+  }
+  KVC_RETURN_IF_ERROR(sm->load_meta());
+  return sm;
+}
+
+Status StateMachine::open_env(const std::string& dir) {
+  KVC_CHECK(env_ == nullptr, "open_env with an open environment");
+  KVC_MDB(mdb_env_create(&env_), "create environment");
+  auto fail = [this](Status s) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+    return s;
+  };
+  if (int rc = mdb_env_set_maxdbs(env_, 4); rc != 0) return fail(lmdb_error(rc, "set maxdbs"));
+  if (int rc = mdb_env_set_mapsize(env_, options_.map_size); rc != 0) {
+    return fail(lmdb_error(rc, "set map size"));
+  }
+  // MDB_NOTLS: read transactions belong to the object, not the thread, so the owning thread can
+  // keep one while workers open their own. Syncing is LMDB's default (full): docs/state.md.
+  if (int rc = mdb_env_open(env_, dir.c_str(), MDB_NOTLS, 0600); rc != 0) {
+    return fail(lmdb_error(rc, "open " + dir));
+  }
+  if (mdb_env_get_maxkeysize(env_) < static_cast<int>(kMaxKeyBytes)) {
+    return fail(Status::internal("lmdb was built with a key size limit below " +
+                                 std::to_string(kMaxKeyBytes)));
+  }
+  Txn txn;
+  if (int rc = txn.begin(env_, 0); rc != 0) return fail(lmdb_error(rc, "begin"));
+  if (int rc = mdb_dbi_open(txn.get(), "kv", MDB_CREATE, &dbs_->kv); rc != 0) {
+    return fail(lmdb_error(rc, "open kv database"));
+  }
+  if (int rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &dbs_->meta); rc != 0) {
+    return fail(lmdb_error(rc, "open meta database"));
+  }
+  if (int rc = mdb_dbi_open(txn.get(), "events", MDB_CREATE, &dbs_->events); rc != 0) {
+    return fail(lmdb_error(rc, "open events database"));
+  }
+  MDB_val k = val_of(kMetaFormat), v;
+  const int rc = mdb_get(txn.get(), dbs_->meta, &k, &v);
+  if (rc == MDB_NOTFOUND) {  // a new state: applied index 0, no keys, no members
+    Meta m;
+    m.format = kStateFormatVersion;
+    if (int w = write_meta(txn.get(), dbs_->meta, m); w != 0) {
+      return fail(lmdb_error(w, "initialize meta"));
+    }
+  } else if (rc != 0) {
+    return fail(lmdb_error(rc, "read meta"));
+  }
+  if (int c = txn.commit(); c != 0) return fail(lmdb_error(c, "commit"));
+  return Status();
+}
+
+Status StateMachine::load_meta() {
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
+  Meta m;
+  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, m, "state " + state_dir_));
+  active_ = std::make_unique<Overlay>(m.applied_index, m.applied_term);
+  frozen_.reset();
+  revision_ = m.revision;
+  membership_ = std::move(m.membership);
+  durable_index_.store(m.applied_index, std::memory_order_release);
+  spdlog::debug("state opened path={}/{} applied_index={} applied_term={} revision={}", state_dir_,
+                gen_, m.applied_index, m.applied_term, m.revision);
+  return Status();
+}
+
+Result<MDB_txn*> StateMachine::read_txn() {
+  if (read_txn_stale_) {
+    const int rc = read_txn_ == nullptr ? mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_)
+                                        : mdb_txn_renew(read_txn_);
+    if (rc != 0) {
+      if (read_txn_ != nullptr) {
+        mdb_txn_abort(read_txn_);
+        read_txn_ = nullptr;
+      }
+      return lmdb_error(rc, "begin read");
+    }
+    read_txn_stale_ = false;
+  }
+  return read_txn_;
+}
+
+// ---- apply ----
+
+Result<std::optional<KeyValue>> StateMachine::lookup(std::string_view key) {
+  for (const Overlay* layer : {static_cast<const Overlay*>(active_.get()), frozen_.get()}) {
+    if (layer == nullptr) continue;
+    if (const OverlaySlot* s = layer->find(key)) {
+      if (s->deleted) return std::optional<KeyValue>();
+      return std::optional<KeyValue>(slot_kv(key, *s, true));
+    }
+  }
+  if (key.empty() || key.size() > kMaxKeyBytes) return std::optional<KeyValue>();
+  Result<MDB_txn*> txn = read_txn();
+  if (!txn.ok()) return txn.status();
+  MDB_val k = val_of(key), v;
+  const int rc = mdb_get(*txn, dbs_->kv, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::optional<KeyValue>();
+  if (rc != 0) return lmdb_error(rc, "get");
+  KeyValue kv;
+  kv.key.assign(key.data(), key.size());
+  if (!decode_kv_value(view_of(v), kv, true)) {
+    return Status::corruption("state " + state_dir_ + ": malformed value of a key");
+  }
+  return std::optional<KeyValue>(std::move(kv));
+}
+
+Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term, const Command& c) {
+  KVC_CHECK_EQ(index, applied_index() + 1);
+  ApplyResult r;
+  bool changed = false;
+  const bool key_ok = !c.key.empty() && c.key.size() <= kMaxKeyBytes;
+  switch (c.op) {
+    case CommandOp::kPut:
+    case CommandOp::kCas: {
+      if (!key_ok || c.value.size() > kMaxValueBytes) {
+        r.code = Code::kInvalidArgument;
+        break;
+      }
+      Result<std::optional<KeyValue>> cur = lookup(c.key);
+      if (!cur.ok()) return cur.status();
+      const std::uint64_t cur_mod = cur->has_value() ? (*cur)->mod_revision : 0;
+      if (c.op == CommandOp::kCas && cur_mod != c.expect_revision) {
+        r.code = Code::kCompareFailed;
+        r.revision = cur_mod;
+        break;
+      }
+      KeyValue kv;
+      kv.key = c.key;
+      kv.value = c.value;
+      kv.create_revision = cur->has_value() ? (*cur)->create_revision : index;
+      kv.mod_revision = index;
+      kv.version = cur->has_value() ? (*cur)->version + 1 : 1;
+      active_->add_event({.revision = index,
+                          .sequence = 0,
+                          .type = EventType::kPut,
+                          .key = kv.key,
+                          .value = kv.value,
+                          .create_revision = kv.create_revision,
+                          .version = kv.version,
+                          .prev_mod_revision = cur_mod});
+      active_->put(kv);
+      r.revision = index;
+      changed = true;
+      break;
+    }
+    case CommandOp::kDelete: {
+      if (!key_ok) {
+        r.code = Code::kInvalidArgument;
+        break;
+      }
+      Result<std::optional<KeyValue>> cur = lookup(c.key);
+      if (!cur.ok()) return cur.status();
+      if (!cur->has_value()) {
+        r.code = Code::kNotFound;
+        break;
+      }
+      active_->add_event({.revision = index,
+                          .sequence = 0,
+                          .type = EventType::kDelete,
+                          .key = c.key,
+                          .prev_mod_revision = (*cur)->mod_revision});
+      active_->erase(c.key);
+      r.revision = index;
+      r.deleted = 1;
+      changed = true;
+      break;
+    }
+    case CommandOp::kDeletePrefix: {
+      // Collect first: erasing while the merged cursor walks the active overlay would move it.
+      std::vector<std::pair<std::string, std::uint64_t>> doomed;  // key, mod revision
+      Result<MDB_txn*> txn = read_txn();
+      if (!txn.ok()) return txn.status();
+      MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+      KVC_RETURN_IF_ERROR(cur.seek(c.key));
+      KeyValue kv;
+      while (cur.valid() && starts_with(cur.key(), c.key)) {
+        KVC_RETURN_IF_ERROR(cur.current(kv, false));
+        doomed.emplace_back(std::move(kv.key), kv.mod_revision);
+        KVC_RETURN_IF_ERROR(cur.next());
+      }
+      for (std::size_t i = 0; i < doomed.size(); ++i) {
+        active_->add_event({.revision = index,
+                            .sequence = static_cast<std::uint32_t>(i),
+                            .type = EventType::kDelete,
+                            .key = doomed[i].first,
+                            .prev_mod_revision = doomed[i].second});
+        active_->erase(doomed[i].first);
+      }
+      r.deleted = doomed.size();
+      changed = !doomed.empty();
+      r.revision = changed ? index : 0;
+      break;
+    }
+  }
+  active_->advance(index, term, changed);
+  if (changed) revision_ = index;
+  return r;
+}
+
+Result<ApplyResult> StateMachine::apply_entry(const raft::Entry& entry) {
+  if (entry.type != raft::EntryType::kNormal) {
+    return Status::invalid_argument("apply_entry: entry " + std::to_string(entry.index) +
+                                    " is a conf change; use apply_membership");
+  }
+  if (entry.data.empty()) {
+    apply_noop(entry.index, entry.term);
+    return ApplyResult{};
+  }
+  Result<Command> c = decode_command(entry.data);
+  if (!c.ok()) {
+    return Status::corruption("entry " + std::to_string(entry.index) + ": " + c.status().message());
+  }
+  return apply(entry.index, entry.term, *c);
+}
+
+void StateMachine::apply_noop(std::uint64_t index, std::uint64_t term) {
+  KVC_CHECK_EQ(index, applied_index() + 1);
+  active_->advance(index, term, false);
+}
+
+void StateMachine::apply_membership(std::uint64_t index, std::uint64_t term, Membership m) {
+  KVC_CHECK_EQ(index, applied_index() + 1);
+  KVC_CHECK(validate_membership(m).ok(), "apply_membership with an invalid membership");
+  membership_ = m;
+  active_->set_membership(std::move(m));
+  active_->advance(index, term, false);
+}
+
+// ---- reads ----
+
+Result<std::optional<KeyValue>> StateMachine::get(std::string_view key) { return lookup(key); }
+
+Result<bool> StateMachine::exists(std::string_view key) {
+  Result<std::optional<KeyValue>> kv = lookup(key);
+  if (!kv.ok()) return kv.status();
+  return kv->has_value();
+}
+
+Result<RangePage> StateMachine::range(const RangeRequest& req) {
+  Result<MDB_txn*> txn = read_txn();
+  if (!txn.ok()) return txn.status();
+  const std::string_view lower = std::max<std::string_view>(req.prefix, req.start);
+  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+  KVC_RETURN_IF_ERROR(cur.seek(lower));
+  RangePage page;
+  while (cur.valid()) {
+    const std::string_view k = cur.key();
+    if (!starts_with(k, req.prefix) || (!req.end.empty() && k >= req.end)) break;
+    if (req.limit != 0 && page.kvs.size() == req.limit) {
+      page.more = true;
+      page.next_start.assign(k.data(), k.size());
+      break;
+    }
+    KeyValue kv;
+    KVC_RETURN_IF_ERROR(cur.current(kv, !req.keys_only));
+    page.kvs.push_back(std::move(kv));
+    KVC_RETURN_IF_ERROR(cur.next());
+  }
+  return page;
+}
+
+Result<std::uint64_t> StateMachine::hash() {
+  Result<MDB_txn*> txn = read_txn();
+  if (!txn.ok()) return txn.status();
+  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+  KVC_RETURN_IF_ERROR(cur.seek(""));
+  StateHasher h;
+  KeyValue kv;
+  while (cur.valid()) {
+    KVC_RETURN_IF_ERROR(cur.current(kv, true));
+    h.add(kv);
+    KVC_RETURN_IF_ERROR(cur.next());
+  }
+  return h.finish(applied_index());
+}
+
+Result<EventPage> StateMachine::events_since(const EventRequest& req) {
+  if (req.key.empty() && !req.prefix) {
+    return Status::invalid_argument("events_since: an empty key needs prefix (every key)");
+  }
+  Result<MDB_txn*> txn = read_txn();
+  if (!txn.ok()) return txn.status();
+  Meta meta;
+  KVC_RETURN_IF_ERROR(read_meta(*txn, dbs_->meta, meta, "state " + state_dir_));
+  const std::uint64_t from = std::max<std::uint64_t>(req.from_revision, 1);
+  if (from < meta.compact_revision) {
+    return Status::failed_precondition("revision " + std::to_string(from) +
+                                       " is compacted: the oldest available revision is " +
+                                       std::to_string(meta.compact_revision));
+  }
+  auto wanted = [&](const Event& e) {
+    if (e.revision < from || (e.revision == from && e.sequence < req.from_sequence)) return false;
+    return req.prefix ? starts_with(e.key, req.key) : e.key == req.key;
+  };
+  EventPage page;
+  // Returns false once the page is full (and marks more).
+  auto take = [&](Event&& e) {
+    if (req.limit != 0 && page.events.size() == req.limit) {
+      page.more = true;
+      return false;
+    }
+    page.events.push_back(std::move(e));
+    return true;
+  };
+  // LMDB holds the events up to the lowest overlay's base (and perhaps, mid-flush, the frozen
+  // overlay's too: those are taken from the overlay instead).
+  const std::uint64_t lmdb_last = frozen_ ? frozen_->base_index() : active_->base_index();
+  bool full = false;
+  if (from <= lmdb_last) {
+    Cursor c;
+    KVC_MDB(c.open(*txn, dbs_->events), "open events cursor");
+    const std::string start = event_key(from, req.from_sequence);
+    MDB_val k = val_of(start), v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+    while (rc == 0) {
+      Event e;
+      if (!parse_event_key(view_of(k), e.revision, e.sequence) ||
+          !decode_event_value(view_of(v), e)) {
+        return Status::corruption("state " + state_dir_ + ": malformed event record");
+      }
+      if (e.revision > lmdb_last) break;
+      if (wanted(e) && !take(std::move(e))) {
+        full = true;
+        break;
+      }
+      rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "read events");
+  }
+  for (const Overlay* layer : {frozen_.get(), static_cast<const Overlay*>(active_.get())}) {
+    if (full || layer == nullptr || layer->last_index() < from) continue;
+    for (const Event& e : layer->events()) {
+      if (!wanted(e)) continue;
+      if (!take(Event(e))) {
+        full = true;
+        break;
+      }
+    }
+  }
+  if (page.more) {
+    page.next_revision = page.events.back().revision;
+    page.next_sequence = page.events.back().sequence + 1;
+  } else if (from > applied_index()) {
+    page.next_revision = from;
+    page.next_sequence = req.from_revision == from ? req.from_sequence : 0;
+  } else {
+    page.next_revision = applied_index() + 1;
+    page.next_sequence = 0;
+  }
+  return page;
+}
+
+OverlayStats StateMachine::active_stats() const {
+  OverlayStats s;
+  s.entries = active_->applied_entries();
+  s.keys = active_->entries().size();
+  s.events = active_->events().size();
+  s.bytes = active_->bytes();
+  return s;
+}
+
+// ---- flush ----
+
+bool StateMachine::freeze() {
+  if (frozen_ != nullptr || active_->empty()) return false;
+  const std::uint64_t last = active_->last_index(), term = active_->last_term();
+  frozen_ = std::move(active_);
+  active_ = std::make_unique<Overlay>(last, term);
+  return true;
+}
+
+Status StateMachine::flush() {
+  KVC_CHECK(frozen_ != nullptr, "flush without a frozen overlay");
+  BusyGuard busy(busy_);
+  const Overlay& f = *frozen_;
+  Txn txn;
+  KVC_MDB(txn.begin(env_, 0), "begin flush");
+  Meta meta;
+  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  KVC_CHECK_EQ(meta.applied_index, f.base_index());
+  // Keys.
+  std::string buf;
+  for (const auto& [key, slot] : f.entries()) {
+    MDB_val k = val_of(key);
+    if (slot.deleted) {
+      if (KVC_STATE_MUTATED(kFlushSkipsTombstones)) continue;
+      const int rc = mdb_del(txn.get(), dbs_->kv, &k, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "flush delete");
+    } else {
+      buf = encode_kv_value(slot.value, slot.create_revision, slot.mod_revision, slot.version);
+      MDB_val v = val_of(buf);
+      KVC_MDB(mdb_put(txn.get(), dbs_->kv, &k, &v, 0), "flush put");
+    }
+  }
+  // Events, appended: their keys are above everything stored.
+  for (const Event& e : f.events()) {
+    const std::string ek = event_key(e.revision, e.sequence);
+    buf = encode_event_value(e);
+    MDB_val k = val_of(ek), v = val_of(buf);
+    KVC_MDB(mdb_put(txn.get(), dbs_->events, &k, &v, MDB_APPEND), "flush event");
+    meta.events_bytes += ek.size() + buf.size();
+  }
+  // History compaction: keep the newest history_revisions revisions, then drop whole oldest
+  // revisions while over history_bytes.
+  const std::uint64_t last = f.last_index();
+  std::uint64_t compact = meta.compact_revision;
+  if (last >= options_.history_revisions) {
+    compact = std::max(compact, last - options_.history_revisions + 1);
+  }
+  for (;;) {
+    Cursor c;
+    KVC_MDB(c.open(txn.get(), dbs_->events), "open events cursor");
+    MDB_val k, v;
+    const int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    if (rc == MDB_NOTFOUND) break;
+    if (rc != 0) return lmdb_error(rc, "compact events");
+    std::uint64_t rev = 0;
+    std::uint32_t seq = 0;
+    if (!parse_event_key(view_of(k), rev, seq)) {
+      return Status::corruption("state " + state_dir_ + ": malformed event key");
+    }
+    if (rev >= compact) {
+      if (meta.events_bytes <= options_.history_bytes) break;
+      compact = rev + 1;  // over the byte budget: drop this whole revision too
+    }
+    meta.events_bytes -= std::min<std::uint64_t>(meta.events_bytes, k.mv_size + v.mv_size);
+    KVC_MDB(mdb_cursor_del(c.get(), 0), "compact events");
+  }
+  if (KVC_STATE_MUTATED(kMetaInSeparateTxn)) {
+    KVC_MDB(txn.commit(), "flush commit");
+    hook("flush.between_txns");
+    KVC_MDB(txn.begin(env_, 0), "begin flush meta");
+  }
+  // Meta, in the same transaction as everything it describes.
+  meta.applied_index = last;
+  meta.applied_term = f.last_term();
+  if (f.revision() != 0) meta.revision = f.revision();
+  meta.compact_revision = compact;
+  if (f.membership()) meta.membership = *f.membership();
+  KVC_MDB(write_meta(txn.get(), dbs_->meta, meta), "flush meta");
+  hook("flush.before_commit");
+  KVC_MDB(txn.commit(), "flush commit");
+  hook("flush.after_commit");
+  durable_index_.store(last, std::memory_order_release);
+  return Status();
+}
+
+void StateMachine::retire_frozen() {
+  KVC_CHECK(frozen_ != nullptr, "retire_frozen without a frozen overlay");
+  KVC_CHECK_EQ(durable_index(), frozen_->last_index());
+  // LMDB now holds what the frozen overlay held: the read view must move up before the
+  // overlay goes away.
+  if (!KVC_STATE_MUTATED(kStaleReadViewAfterRetire)) {
+    if (read_txn_ != nullptr) mdb_txn_reset(read_txn_);
+    read_txn_stale_ = true;
+  }
+  frozen_.reset();
+}
+
+Status StateMachine::flush_all() {
+  for (int round = 0; round < 2; ++round) {
+    if (frozen_ == nullptr && !freeze()) break;
+    KVC_RETURN_IF_ERROR(flush());
+    retire_frozen();
+  }
+  return Status();
+}
+
+Result<std::uint64_t> StateMachine::compact_revision() const {
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
+  Meta meta;
+  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  return meta.compact_revision;
+}
+
+// ---- snapshots ----
+
+Result<SnapshotInfo> StateMachine::write_snapshot_with(
+    const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
+    bool keep_existing) const {
+  BusyGuard busy(busy_);
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin snapshot read");
+  Meta meta;
+  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  SnapshotHeader h;
+  h.index = meta.applied_index;
+  h.term = meta.applied_term;
+  h.revision = meta.revision;
+  h.created_unix_ms = now_unix_ms();
+  h.membership = std::move(meta.membership);
+  const std::string path = path_for(h);
+  if (keep_existing && path_exists(path)) {
+    // A snapshot of this very state (same index and term) is there already: rewriting it
+    // would only change its creation time, under a reader that may be shipping it.
+    Result<SnapshotInfo> existing = read_snapshot_info(path);
+    if (existing.ok()) return existing;
+  }
+  MDB_stat st{};
+  KVC_MDB(mdb_stat(txn.get(), dbs_->kv, &st), "stat kv");
+  Result<std::unique_ptr<SnapshotWriter>> w = SnapshotWriter::create(path, h);
+  if (!w.ok()) return w.status();
+  Cursor c;
+  KVC_MDB(c.open(txn.get(), dbs_->kv), "open kv cursor");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  KeyValue kv;
+  std::uint64_t n = 0;
+  while (rc == 0) {
+    kv.key.assign(view_of(k));
+    if (!decode_kv_value(view_of(v), kv, true)) {
+      return Status::corruption("state " + state_dir_ + ": malformed value of a key");
+    }
+    KVC_RETURN_IF_ERROR((*w)->add(kv));
+    if (progress && (++n % 4096) == 0) progress(n, st.ms_entries);
+    rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read");
+  Result<SnapshotInfo> info = (*w)->finish();
+  if (info.ok() && progress) progress(st.ms_entries, st.ms_entries);
+  return info;
+}
+
+Result<SnapshotInfo> StateMachine::write_snapshot(const std::string& path,
+                                                  const ProgressFn& progress) const {
+  return write_snapshot_with([&](const SnapshotHeader&) { return path; }, progress, false);
+}
+
+Result<SnapshotInfo> StateMachine::save_snapshot(const std::string& snap_dir, std::size_t keep,
+                                                 const ProgressFn& progress) const {
+  KVC_RETURN_IF_ERROR(make_dirs(snap_dir, 0700));
+  Result<SnapshotInfo> info = write_snapshot_with(
+      [&](const SnapshotHeader& h) { return snap_dir + "/" + snapshot_file_name(h.index, h.term); },
+      progress, true);
+  if (!info.ok()) return info;
+  KVC_RETURN_IF_ERROR(prune_snapshots(snap_dir, keep));
+  spdlog::info("snapshot saved path={} index={} term={} keys={} bytes={}", info->path,
+               info->header.index, info->header.term, info->record_count, info->size_bytes);
+  return info;
+}
+
+Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_path,
+                                                  const std::optional<Membership>& membership,
+                                                  const ProgressFn& progress,
+                                                  SnapshotProblem* problem) const {
+  BusyGuard busy(busy_);
+  if (problem != nullptr) *problem = SnapshotProblem::kNone;
+  if (membership) KVC_RETURN_IF_ERROR(validate_membership(*membership));
+  Result<SnapshotReader> reader = SnapshotReader::open(snapshot_path, problem);
+  if (!reader.ok()) return reader.status();
+  const std::uint64_t gen_number = std::stoull(gen_.substr(4)) + 1;
+  char name[32];
+  std::snprintf(name, sizeof name, "gen-%010llu", static_cast<unsigned long long>(gen_number));
+  StagedInstall staged;
+  staged.dir = state_dir_ + "/" + name;
+  staged.header = reader->header();
+  if (membership) staged.header.membership = *membership;
+  const std::string tmp = staged.dir + ".tmp";
+  KVC_RETURN_IF_ERROR(remove_tree(tmp));
+  KVC_RETURN_IF_ERROR(remove_tree(staged.dir));
+  KVC_RETURN_IF_ERROR(make_dirs(tmp, 0700));
+
+  // The staging environment does not sync its commits (MDB_NOSYNC): nothing refers to it until
+  // the mdb_env_sync below has made all of it durable (docs/state.md, "The one MDB_NOSYNC").
+  MDB_env* env = nullptr;
+  MDB_dbi kv = 0, meta_dbi = 0, events = 0;
+  auto cleanup = [&](Status s) -> Result<StagedInstall> {
+    if (env != nullptr) mdb_env_close(env);
+    env = nullptr;
+    (void)remove_tree(tmp);
+    return s;
+  };
+  if (int rc = mdb_env_create(&env); rc != 0) return cleanup(lmdb_error(rc, "stage: create"));
+  if (int rc = mdb_env_set_maxdbs(env, 4); rc != 0) return cleanup(lmdb_error(rc, "stage"));
+  if (int rc = mdb_env_set_mapsize(env, options_.map_size); rc != 0) {
+    return cleanup(lmdb_error(rc, "stage: set map size"));
+  }
+  if (int rc = mdb_env_open(env, tmp.c_str(), MDB_NOTLS | MDB_NOSYNC, 0600); rc != 0) {
+    return cleanup(lmdb_error(rc, "stage: open " + tmp));
+  }
+  auto begin = [&](Txn& t, bool create_dbs) -> int {
+    int rc = t.begin(env, 0);
+    if (rc == 0 && create_dbs) {
+      if ((rc = mdb_dbi_open(t.get(), "kv", MDB_CREATE, &kv)) != 0) return rc;
+      if ((rc = mdb_dbi_open(t.get(), "meta", MDB_CREATE, &meta_dbi)) != 0) return rc;
+      rc = mdb_dbi_open(t.get(), "events", MDB_CREATE, &events);
+    }
+    return rc;
+  };
+  auto txn = std::make_unique<Txn>();
+  if (int rc = begin(*txn, true); rc != 0) return cleanup(lmdb_error(rc, "stage: begin"));
+  std::uint64_t in_batch = 0;
+  std::string buf;
+  Status s = reader->for_each(
+      [&](const KeyValue& r) -> Status {
+        buf = encode_kv_value(r.value, r.create_revision, r.mod_revision, r.version);
+        MDB_val k = val_of(r.key), v = val_of(buf);
+        KVC_MDB(mdb_put(txn->get(), kv, &k, &v, MDB_APPEND), "stage: put");
+        ++staged.records;
+        if (++in_batch == kStageBatchRecords) {
+          in_batch = 0;
+          KVC_MDB(txn->commit(), "stage: commit");
+          txn = std::make_unique<Txn>();
+          KVC_MDB(begin(*txn, false), "stage: begin");
+        }
+        return Status();
+      },
+      progress);
+  if (!s.ok()) {
+    if (problem != nullptr) *problem = reader->problem();
+    txn.reset();
+    return cleanup(s);
+  }
+  Meta m;
+  m.format = kStateFormatVersion;
+  m.applied_index = staged.header.index;
+  m.applied_term = staged.header.term;
+  m.revision = staged.header.revision;
+  m.compact_revision = staged.header.index + 1;
+  m.membership = staged.header.membership;
+  if (int rc = write_meta(txn->get(), meta_dbi, m); rc != 0) {
+    txn.reset();
+    return cleanup(lmdb_error(rc, "stage: meta"));
+  }
+  if (int rc = txn->commit(); rc != 0) return cleanup(lmdb_error(rc, "stage: commit"));
+  hook("stage.before_sync");
+  if (int rc = mdb_env_sync(env, 1); rc != 0) return cleanup(lmdb_error(rc, "stage: sync"));
+  mdb_env_close(env);
+  env = nullptr;
+  if (Status f = fsync_dir(tmp); !f.ok()) return cleanup(f);
+  hook("stage.before_rename");
+  if (::rename(tmp.c_str(), staged.dir.c_str()) != 0) {
+    return cleanup(Status::from_errno("rename " + tmp + " to " + staged.dir, errno));
+  }
+  if (Status f = fsync_dir(state_dir_); !f.ok()) {
+    (void)remove_tree(staged.dir);
+    return f;
+  }
+  return staged;
+}
+
+Status StateMachine::commit_install(StagedInstall staged) {
+  KVC_CHECK(frozen_ == nullptr, "commit_install during a flush");
+  KVC_CHECK(busy_.load() == 0, "commit_install while a worker uses the state");
+  const std::string name = staged.dir.substr(staged.dir.find_last_of('/') + 1);
+  KVC_CHECK(valid_gen_name(name) && staged.dir == state_dir_ + "/" + name,
+            "commit_install of a directory stage_install did not make");
+  if (staged.header.index <= applied_index() && applied_index() != 0) {
+    (void)remove_tree(staged.dir);
+    return Status::failed_precondition("snapshot at index " + std::to_string(staged.header.index) +
+                                       " is not newer than the applied index " +
+                                       std::to_string(applied_index()));
+  }
+  const std::string old_gen = gen_;
+  close_env();
+  hook("install.before_current");
+  // The commit point: once CURRENT names the new generation, the install has happened.
+  if (Status s = write_file_atomic(state_dir_ + "/" + kCurrentFile, name + "\n"); !s.ok()) {
+    // CURRENT names the old generation (the rename did not happen) or the new one (a later
+    // step failed): reopen whichever it names so this object stays usable for reads, and let
+    // the server stop. The next open discards the other generation.
+    Result<std::string> now = read_file(state_dir_ + "/" + kCurrentFile);
+    if (now.ok() && now->rfind(name, 0) == 0) gen_ = name;
+    if (open_env(state_dir_ + "/" + gen_).ok()) (void)load_meta();
+    return s;
+  }
+  gen_ = name;
+  hook("install.after_current");
+  KVC_RETURN_IF_ERROR(open_env(staged.dir));
+  KVC_RETURN_IF_ERROR(load_meta());
+  if (Status s = remove_tree(state_dir_ + "/" + old_gen); !s.ok()) {
+    spdlog::warn("could not remove the old state generation (removed at next start) error={}",
+                 s.message());
+  }
+  spdlog::info("snapshot installed index={} term={} keys={} path={}", staged.header.index,
+               staged.header.term, staged.records, staged.dir);
+  return Status();
+}
+
+Status StateMachine::install_snapshot(const std::string& snapshot_path) {
+  Result<StagedInstall> staged = stage_install(snapshot_path);
+  if (!staged.ok()) return staged.status();
+  return commit_install(std::move(*staged));
+}
+
+}  // namespace kvc::storage

@@ -1,0 +1,265 @@
+// The replicated state machine: keys with values and revisions in LMDB (DATA_DIR/state), plus
+// an in-memory overlay of what was applied since the last flush, plus the watch history and
+// the membership. Design and crash argument: docs/state.md.
+//
+// Applying a committed entry changes only the in-memory active overlay and returns its result
+// at once; reads merge the active overlay, then the frozen one (a flush in progress), then
+// LMDB, the first layer that mentions a key winning (a tombstone hides the key). Periodically
+// the server freezes the active overlay and flushes it to LMDB in one normal, fully synced
+// write transaction that also stores the applied index and term, the membership and the
+// events: LMDB always holds a consistent state at its durable index D <= applied_index(), and
+// after a crash the server replays the WAL entries after D through apply() again. That is
+// exactly-once because D commits atomically with the writes it covers. The library starts no
+// thread.
+//
+// Threads. The "owning thread" is the one that opened the state machine (or any one thread the
+// server hands it to); the "worker" is any other single thread at a time.
+//   owning thread only:   apply*, get, exists, range, events_since, hash, applied_index,
+//                         applied_term, revision, membership, active_stats, freeze,
+//                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
+//   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
+//                         write_snapshot, save_snapshot, stage_install, durable_index,
+//                         compact_revision
+// They combine safely: while a worker runs flush() the owning thread may go on applying to the
+// new active overlay and reading, and a read sees active, then frozen, then LMDB consistently
+// even while the flush commits (the frozen overlay hides exactly what the flush adds to LMDB,
+// and it stays visible until retire_frozen()). write_snapshot and stage_install may run on a
+// worker beside everything except commit_install and destruction. The server must order the
+// hand-offs (freeze, then post flush to the worker; flush returns, then retire_frozen on the
+// owning thread) with its own queue, which provides the happens-before edges.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kvc/common/status.h"
+#include "kvc/raft/types.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/membership.h"
+#include "kvc/storage/overlay.h"
+#include "kvc/storage/snapshot.h"
+#include "kvc/storage/state_types.h"
+
+struct MDB_env;
+struct MDB_txn;
+
+namespace kvc::storage {
+
+inline constexpr std::uint32_t kStateFormatVersion = 1;
+
+struct StateOptions {
+  // LMDB's map size: the most the state file may grow to (a sparse reservation, not disk
+  // used). When full, writes fail with kResourceExhausted naming `map_size_flag`.
+  std::uint64_t map_size = 8ull << 30;
+  // The flag the operator raises when the map is full (named in that error message).
+  std::string map_size_flag = "--state-map-size";
+  // Watch history kept in LMDB: events of the newest `history_revisions` revisions, and at
+  // most `history_bytes` of them (whole revisions are dropped, oldest first). Applied at flush.
+  std::uint64_t history_revisions = 100000;
+  std::uint64_t history_bytes = 64ull << 20;
+  // Test seam for crash tests: called at named points ("flush.before_commit",
+  // "flush.after_commit", "stage.before_sync", "stage.before_rename",
+  // "install.before_current", "install.after_current") on the thread doing the work.
+  std::function<void(std::string_view point)> test_hook;
+};
+
+// The outcome of applying one command. The applied index advances whatever the outcome.
+struct ApplyResult {
+  // kOk; kNotFound (delete of an absent key); kCompareFailed (cas saw another revision);
+  // kInvalidArgument (empty or oversized key, oversized value). Only kOk changes keys.
+  Code code = Code::kOk;
+  // put, cas ok: the key's new mod revision (= the entry's index). cas failed: the key's
+  // current mod revision, 0 when absent. delete/delete_prefix that removed keys: the index.
+  std::uint64_t revision = 0;
+  // delete: 1 or 0; delete_prefix: how many keys it removed.
+  std::uint64_t deleted = 0;
+
+  friend bool operator==(const ApplyResult&, const ApplyResult&) = default;
+};
+
+struct RangeRequest {
+  std::string prefix;      // only keys that start with this; empty: every key
+  std::string start;       // the first key to consider (inclusive): a page's next_start
+  std::string end;         // stop before this key (exclusive); empty: no bound
+  std::size_t limit = 0;   // at most this many keys; 0: no limit
+  bool keys_only = false;  // leave values empty
+};
+
+struct RangePage {
+  std::vector<KeyValue> kvs;  // ascending key order
+  bool more = false;          // keys remain after the last one returned
+  std::string next_start;     // when more: the `start` of the next page
+};
+
+struct EventRequest {
+  std::uint64_t from_revision = 1;  // events with revision >= this ...
+  std::uint32_t from_sequence = 0;  // ... and, at from_revision, sequence >= this
+  std::string key;                  // only events of this key, or of keys under it when prefix
+  bool prefix = false;              // with an empty key: every key
+  std::size_t limit = 0;            // at most this many events; 0: no limit
+};
+
+struct EventPage {
+  std::vector<Event> events;  // in (revision, sequence) order
+  bool more = false;          // matching events remain after the last one returned
+  // Where to continue: after the last event returned, or past what is applied when all were.
+  std::uint64_t next_revision = 0;
+  std::uint32_t next_sequence = 0;
+};
+
+struct OverlayStats {
+  std::uint64_t entries = 0;  // Raft entries applied since the last freeze
+  std::uint64_t keys = 0;     // keys written or deleted in them
+  std::uint64_t events = 0;
+  std::uint64_t bytes = 0;  // approximate memory
+};
+
+// A snapshot loaded into a new, durable LMDB directory that is not live yet.
+struct StagedInstall {
+  std::string dir;  // state_dir/gen-N (fully synced)
+  SnapshotHeader header;
+  std::uint64_t records = 0;
+};
+
+class StateMachine {
+ public:
+  // Opens (creating when missing) the state in `state_dir` (DATA_DIR/state), finishing or
+  // discarding an interrupted install (see docs/state.md, "Directory layout"). The caller holds
+  // the data directory's lock.
+  static Result<std::unique_ptr<StateMachine>> open(const std::string& state_dir,
+                                                    StateOptions options = {});
+  // Closes LMDB without flushing: what was applied but not flushed is replayed from the WAL.
+  // No worker may be inside flush, write_snapshot or stage_install (checked).
+  ~StateMachine();
+  StateMachine(const StateMachine&) = delete;
+  StateMachine& operator=(const StateMachine&) = delete;
+
+  // ---- applying committed entries (owning thread), in log order: index == applied_index()+1
+  // (checked; a gap or a repeat is a bug in the caller) ----
+  // The command's outcome is in the ApplyResult. A failed Result means LMDB could not be read
+  // (an I/O error or a damaged file): nothing was applied and the server must stop.
+  Result<ApplyResult> apply(std::uint64_t index, std::uint64_t term, const Command& command);
+  // A normal entry: empty data is the leader's no-op, anything else a Command. Fails with
+  // kCorruption, applying nothing, when the data does not decode, and with kInvalidArgument for
+  // a conf change entry (decode it and call apply_membership).
+  Result<ApplyResult> apply_entry(const raft::Entry& entry);
+  void apply_noop(std::uint64_t index, std::uint64_t term);
+  // A conf change entry: the membership as of this index. Must be valid (checked).
+  void apply_membership(std::uint64_t index, std::uint64_t term, Membership membership);
+
+  // ---- reads of the merged view (owning thread) ----
+  Result<std::optional<KeyValue>> get(std::string_view key);
+  Result<bool> exists(std::string_view key);
+  Result<RangePage> range(const RangeRequest& request);
+  // Fails with kFailedPrecondition "compacted ..." naming the oldest available revision when
+  // from_revision is below it (the history there was dropped), kInvalidArgument for an empty
+  // key without prefix.
+  Result<EventPage> events_since(const EventRequest& request);
+  // StateHasher over every key of the merged view and the applied index.
+  Result<std::uint64_t> hash();
+
+  std::uint64_t applied_index() const { return active_->last_index(); }
+  std::uint64_t applied_term() const { return active_->last_term(); }
+  // The highest revision that changed a key; 0 when none ever did.
+  std::uint64_t revision() const { return revision_; }
+  const Membership& membership() const { return membership_; }
+  OverlayStats active_stats() const;
+
+  // ---- flushing (see the class comment for threads) ----
+  // Owning thread: makes the active overlay the frozen one and starts a new active overlay.
+  // Returns false (and does nothing) when nothing was applied since the last freeze, or when a
+  // frozen overlay still awaits retire_frozen().
+  bool freeze();
+  bool has_frozen() const { return frozen_ != nullptr; }
+  // Worker (or owning) thread: writes the frozen overlay to LMDB in one synced transaction
+  // (keys, events, applied index and term, membership, history compaction). On failure LMDB is
+  // unchanged and the frozen overlay stays: kResourceExhausted (map full) may be retried after
+  // making room; any other failure (an fsync error) must stop the server.
+  Status flush();
+  // Owning thread, after flush() returned ok: drops the frozen overlay.
+  void retire_frozen();
+  // Owning thread: flushes everything applied so far (for shutdown and tests).
+  Status flush_all();
+  // The index LMDB holds durably (D): the WAL may be released below it. Any thread.
+  std::uint64_t durable_index() const { return durable_index_.load(std::memory_order_acquire); }
+  // The oldest revision whose events are still kept (LMDB's view). Any thread.
+  Result<std::uint64_t> compact_revision() const;
+
+  // ---- snapshots ----
+  // Any thread: writes a snapshot of LMDB's state (as of durable_index(): flush first for a
+  // recent one) to `path` (via path.tmp, fsync, rename, directory fsync), streaming from one
+  // read transaction.
+  Result<SnapshotInfo> write_snapshot(const std::string& path,
+                                      const ProgressFn& progress = {}) const;
+  // Any thread: write_snapshot into `snap_dir` under its canonical name (unless a valid file of
+  // that name, the same index and term, is there already), then keep the newest `keep`
+  // snapshot files there.
+  Result<SnapshotInfo> save_snapshot(const std::string& snap_dir,
+                                     std::size_t keep = kDefaultSnapshotsKept,
+                                     const ProgressFn& progress = {}) const;
+  // Any thread: loads a snapshot file into a new LMDB directory beside the live one and syncs
+  // it; the live state is untouched. `membership` replaces the snapshot's (kvc-snap restore).
+  // A file that fails verification gives kCorruption (`problem` says which kind).
+  Result<StagedInstall> stage_install(const std::string& snapshot_path,
+                                      const std::optional<Membership>& membership = std::nullopt,
+                                      const ProgressFn& progress = {},
+                                      SnapshotProblem* problem = nullptr) const;
+  // Owning thread, no frozen overlay, no worker busy (checked): makes the staged state the
+  // live one, atomically with respect to crashes, and drops the active overlay. Fails with
+  // kFailedPrecondition when the snapshot is not newer than applied_index().
+  Status commit_install(StagedInstall staged);
+  // stage_install + commit_install on the owning thread.
+  Status install_snapshot(const std::string& snapshot_path);
+
+  const std::string& state_dir() const { return state_dir_; }
+
+ private:
+  struct Dbs;
+  StateMachine(std::string state_dir, StateOptions options);
+
+  Status open_env(const std::string& dir);
+  void close_env();
+  Status load_meta();
+  // The owning thread's read transaction, renewed first when it is stale.
+  Result<MDB_txn*> read_txn();
+  // The live KeyValue of `key` in the merged view, or nullopt.
+  Result<std::optional<KeyValue>> lookup(std::string_view key);
+  Status lmdb_error(int rc, const std::string& what) const;
+  void hook(std::string_view point) const {
+    if (options_.test_hook) options_.test_hook(point);
+  }
+  Result<SnapshotInfo> write_snapshot_with(
+      const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
+      bool keep_existing) const;
+
+  std::string state_dir_;
+  StateOptions options_;
+  std::string gen_;  // the live generation's directory name ("gen-0000000001")
+  MDB_env* env_ = nullptr;
+  std::unique_ptr<Dbs> dbs_;
+  // The owning thread's read transaction. It is reset (and renewed at the next read) only when
+  // LMDB may hold more than the layers above it account for: in retire_frozen and
+  // commit_install. Invariant: its view is LMDB as of the base index of the lowest overlay
+  // (frozen, else active) or, while a flush commits, as of that base or of the frozen
+  // overlay's end; either way the overlays above complete it to the applied state.
+  MDB_txn* read_txn_ = nullptr;
+  bool read_txn_stale_ = true;
+
+  // Invariant: active_->base_index() == (frozen_ ? frozen_->last_index() : durable LMDB index)
+  // and durable_index() <= applied_index().
+  std::unique_ptr<Overlay> active_;
+  std::unique_ptr<const Overlay> frozen_;
+  std::uint64_t revision_ = 0;
+  Membership membership_;
+  std::atomic<std::uint64_t> durable_index_{0};
+  // Workers inside flush, write_snapshot or stage_install.
+  mutable std::atomic<int> busy_{0};
+};
+
+}  // namespace kvc::storage

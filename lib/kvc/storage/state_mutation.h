@@ -1,0 +1,31 @@
+// Deliberately broken variants of the state machine, compiled only into kvc_storage_mutable
+// (with KVC_MUTATIONS defined) for the tests that show the crash and layering checkers catch
+// real bugs. The production library kvc_storage contains none of this. The switch is a plain
+// global: set it before opening a state machine, in a test process of its own. Not
+// thread-safe.
+#pragma once
+
+#include <cstdint>
+
+namespace kvc::storage {
+
+enum class StateMutation : std::uint8_t {
+  kNone = 0,
+  // flush() commits the keys and events first and the applied index in a second transaction,
+  // so a crash between them leaves writes that are replayed again (not exactly-once).
+  kMetaInSeparateTxn,
+  // retire_frozen() forgets to move the owning thread's read view up: reads after it miss
+  // what the retired overlay held.
+  kStaleReadViewAfterRetire,
+  // flush() writes puts but skips tombstones: deleted keys come back after a restart.
+  kFlushSkipsTombstones,
+};
+
+#ifdef KVC_MUTATIONS
+extern StateMutation g_state_mutation;
+#define KVC_STATE_MUTATED(m) (::kvc::storage::g_state_mutation == ::kvc::storage::StateMutation::m)
+#else
+#define KVC_STATE_MUTATED(m) false
+#endif
+
+}  // namespace kvc::storage

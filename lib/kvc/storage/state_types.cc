@@ -1,0 +1,37 @@
+#include "kvc/storage/state_types.h"
+
+namespace kvc::storage {
+
+void StateHasher::mix(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  std::uint64_t h = h_;
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  h_ = h;
+}
+
+void StateHasher::mix_u64(std::uint64_t v) {
+  unsigned char b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+  mix(b, sizeof b);
+}
+
+void StateHasher::add(const KeyValue& kv) {
+  mix_u64(kv.key.size());
+  mix(kv.key.data(), kv.key.size());
+  mix_u64(kv.value.size());
+  mix(kv.value.data(), kv.value.size());
+  mix_u64(kv.create_revision);
+  mix_u64(kv.mod_revision);
+  mix_u64(kv.version);
+}
+
+std::uint64_t StateHasher::finish(std::uint64_t applied_index) const {
+  StateHasher copy = *this;
+  copy.mix_u64(applied_index);
+  return copy.h_;
+}
+
+}  // namespace kvc::storage

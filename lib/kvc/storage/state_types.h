@@ -1,0 +1,73 @@
+// The values the state machine hands out and the snapshot files carry: a key with its value and
+// revisions, a change event of the watch history, and the state hash that `kvc-ctl check hash`
+// compares across members. Shared by state.h and snapshot.h so neither includes the other's
+// machinery. Plain values; StateHasher is a value too (one per computation). Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace kvc::storage {
+
+// LMDB's key size limit (mdb_env_get_maxkeysize() of a default build). A put or cas of a
+// longer key fails deterministically with kInvalidArgument on every member; snapshot files
+// never carry one.
+inline constexpr std::size_t kMaxKeyBytes = 511;
+// The largest value the state accepts (a put or cas of a larger one fails with
+// kInvalidArgument on every member), so that one record always fits a snapshot block. The
+// server's request size limit is normally far lower.
+inline constexpr std::size_t kMaxValueBytes = 64u << 20;
+
+// A key as the state holds it. Revisions are Raft indexes: the revision of a write is the index
+// of the entry that carried it.
+struct KeyValue {
+  std::string key;
+  std::string value;
+  std::uint64_t create_revision = 0;  // revision of the put that created the key
+  std::uint64_t mod_revision = 0;     // revision of the last write to it
+  std::uint64_t version = 0;          // writes since creation (1 after the creating put)
+
+  friend bool operator==(const KeyValue&, const KeyValue&) = default;
+};
+
+enum class EventType : std::uint8_t { kPut = 1, kDelete = 2 };
+
+// One change in the watch history. A delete_prefix yields one delete event per key removed, all
+// with the revision of its entry and consecutive sequence numbers in key order.
+struct Event {
+  std::uint64_t revision = 0;  // the Raft index of the entry (the key's new mod_revision)
+  std::uint32_t sequence = 0;  // position among the events of this revision, from 0
+  EventType type = EventType::kPut;
+  std::string key;
+  std::string value;                    // put: the new value; delete: empty
+  std::uint64_t create_revision = 0;    // put: the key's create revision; delete: 0
+  std::uint64_t version = 0;            // put: the key's version after the put; delete: 0
+  std::uint64_t prev_mod_revision = 0;  // the key's mod revision before, 0 if it was absent
+
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
+// Reports progress of a long operation: `done` of `total` units (bytes of a snapshot file).
+// Called on the thread doing the work; may be empty.
+using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
+
+// The state hash: FNV-1a 64 over every key in ascending key order (each field length-prefixed:
+// key, value, create_revision, mod_revision, version as 8-byte little-endian integers), then
+// the applied index. Equal states at equal applied indexes give equal hashes; any difference in
+// a key, value or revision changes it with high probability. Exposed so that tests and tools
+// can hash a state they built another way.
+class StateHasher {
+ public:
+  void add(const KeyValue& kv);
+  std::uint64_t finish(std::uint64_t applied_index) const;
+
+ private:
+  void mix(const void* data, std::size_t n);
+  void mix_u64(std::uint64_t v);
+
+  std::uint64_t h_ = 0xcbf29ce484222325ull;
+};
+
+}  // namespace kvc::storage
