@@ -408,6 +408,48 @@ int run_leader() {
   return kExitOk;
 }
 
+// --- member list ---------------------------------------------------------------------------
+std::string id_hex(std::uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+int run_member_list() {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kMemberList});
+  if (int rc = check(r); rc != 0) return rc;
+  Table t({"ID", "NAME", "PEER_ADDR", "CLIENT_ADDR", "ROLE", "LEADER"});
+  for (const wire::MemberInfo& m : r.members) {
+    const char* role = m.learner ? "learner" : "voter";
+    switch (g.format) {
+      case Format::kSimple:
+        std::printf("%s, %s, %s, %s, %s, %s\n", id_hex(m.id).c_str(), m.name.c_str(),
+                    m.peer_addr.c_str(), m.client_addr.c_str(), role,
+                    m.is_leader ? "leader" : "-");
+        break;
+      case Format::kJson: {
+        std::string o = "{";
+        json_string(o, "id", id_hex(m.id));
+        json_string(o, "name", m.name);
+        json_string(o, "peer_addr", m.peer_addr);
+        json_string(o, "client_addr", m.client_addr);
+        json_bool(o, "learner", m.learner);
+        json_bool(o, "is_leader", m.is_leader);
+        std::printf("%s}\n", o.c_str());
+        break;
+      }
+      case Format::kTable:
+        t.add({id_hex(m.id), m.name, m.peer_addr, m.client_addr, role,
+               m.is_leader ? "yes" : ""});
+        break;
+    }
+  }
+  if (g.format == Format::kTable) t.print();
+  return kExitOk;
+}
+
 }  // namespace
 }  // namespace kvc::ctl
 
@@ -498,6 +540,12 @@ int main(int argc, char** argv) {
   auto* leader_cmd = app.add_subcommand("leader", "Print the current leader: name, id, client address");
   leader_cmd->footer(example("kvc-ctl leader -o json"));
 
+  auto* member_cmd = app.add_subcommand("member", "Cluster membership");
+  member_cmd->require_subcommand(1);
+  auto* member_list_cmd =
+      member_cmd->add_subcommand("list", "List the members: id, name, addresses, role, leader");
+  member_list_cmd->footer(example("kvc-ctl member list -o table"));
+
   if (auto early = kvc::cli::parse(app, argc, argv)) return *early;
   kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(g.timeout);
   if (!t.ok()) {
@@ -520,6 +568,7 @@ int main(int argc, char** argv) {
   if (cas_cmd->parsed()) rc = run_cas(cas);
   if (watch_cmd->parsed()) rc = run_watch(watch);
   if (leader_cmd->parsed()) rc = run_leader();
+  if (member_list_cmd->parsed()) rc = run_member_list();
   std::fflush(stdout);
   return rc;
 }

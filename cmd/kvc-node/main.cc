@@ -1,11 +1,154 @@
-// kvc-node: one member of a kvc cluster (Raft log, snapshots, LMDB state).
+// kvc-node: one member of a kvc cluster. Parses flags (or a config file) into EngineOptions,
+// runs an Engine until SIGINT/SIGTERM, and stops it cleanly. No logic lives here.
+#include <signal.h>
+
+#include <cstdio>
+#include <ctime>
+
 #include "cli.h"
+#include "kvc/common/text.h"
+#include "kvc/server/engine.h"
+
+namespace {
+
+struct Durations {
+  std::string tick = "100ms";
+  std::string election_timeout = "1s";
+  std::string heartbeat_interval = "100ms";
+  std::string flush_interval = "100ms";
+  std::string request_timeout = "5s";
+};
+
+kvc::Status apply_durations(const Durations& d, kvc::server::EngineOptions& o) {
+  auto parse = [](const std::string& flag, const std::string& v) -> kvc::Result<std::uint64_t> {
+    kvc::Result<std::uint64_t> ms = kvc::parse_duration_ms(v);
+    if (!ms.ok()) return ms.status().with_context(flag);
+    if (*ms == 0) return kvc::Status::invalid_argument(flag + " must be positive");
+    return *ms;
+  };
+  auto tick = parse("--tick", d.tick);
+  if (!tick.ok()) return tick.status();
+  auto election = parse("--election-timeout", d.election_timeout);
+  if (!election.ok()) return election.status();
+  auto heartbeat = parse("--heartbeat-interval", d.heartbeat_interval);
+  if (!heartbeat.ok()) return heartbeat.status();
+  auto flush = parse("--flush-interval", d.flush_interval);
+  if (!flush.ok()) return flush.status();
+  auto request = parse("--request-timeout", d.request_timeout);
+  if (!request.ok()) return request.status();
+  o.tick_ms = *tick;
+  o.election_ticks = static_cast<int>(*election / *tick);
+  o.heartbeat_ticks = static_cast<int>(*heartbeat / *tick);
+  if (o.heartbeat_ticks < 1) o.heartbeat_ticks = 1;
+  o.flush_interval_ms = *flush;
+  o.request_timeout_ms = *request;
+  return kvc::Status();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("kvc-node: one member of a kvc cluster (Raft log, snapshots, LMDB state).", "kvc-node");
+  CLI::App app(
+      "kvc-node: one member of a kvc cluster: its Raft log (DATA_DIR/wal), snapshots "
+      "(DATA_DIR/snap) and LMDB state (DATA_DIR/state). The command line that creates a member "
+      "also restarts it.",
+      "kvc-node");
   kvc::LogOptions log;
   kvc::cli::add_common_flags(app, log);
-  app.footer(kvc::cli::exit_code_footer("  kvc-node --version"));
+  kvc::server::EngineOptions o;
+  Durations d;
+  app.set_config("--config", "", "Read settings from this file (TOML-like: name = \"m1\")");
+  app.add_option("--name", o.name, "This member's name, unique in the cluster")->required();
+  app.add_option("--data-dir", o.data_dir, "The member's data directory")->required();
+  app.add_option("--listen-peer", o.listen_peer, "HOST:PORT other members connect to")
+      ->required();
+  app.add_option("--listen-client", o.listen_client, "HOST:PORT clients connect to")
+      ->capture_default_str();
+  app.add_option("--advertise-client", o.advertise_client,
+                 "Client address told to clients and peers (default: --listen-client)");
+  app.add_option("--initial-cluster", o.initial_cluster,
+                 "Every member of a new cluster: NAME=PEER_HOST:PORT,...");
+  app.add_option("--initial-cluster-state", o.initial_cluster_state,
+                 "new: create the cluster; existing: join a running cluster")
+      ->check(CLI::IsMember({"new", "existing"}))
+      ->capture_default_str();
+  app.add_option("--cluster-token", o.cluster_token,
+                 "Names the cluster; members of clusters with other tokens are refused")
+      ->capture_default_str();
+  auto* tuning = app.add_option_group("Tuning");
+  tuning->add_option("--tick", d.tick, "Raft's clock tick")->capture_default_str();
+  tuning->add_option("--election-timeout", d.election_timeout,
+                     "A follower that hears no leader this long starts an election")
+      ->capture_default_str();
+  tuning->add_option("--heartbeat-interval", d.heartbeat_interval,
+                     "How often the leader tells followers it is alive")
+      ->capture_default_str();
+  tuning->add_option("--flush-interval", d.flush_interval,
+                     "Applied state reaches LMDB at least this often")
+      ->capture_default_str();
+  tuning->add_option("--flush-bytes", o.flush_bytes,
+                     "... or once this many bytes of applied state are held in memory")
+      ->capture_default_str();
+  tuning->add_option("--retained-entries", o.retained_entries,
+                     "Log entries kept for lagging members before they need a snapshot")
+      ->capture_default_str();
+  tuning->add_option("--request-timeout", d.request_timeout,
+                     "Default deadline of a client request that names none")
+      ->capture_default_str();
+  tuning->add_option("--max-request-bytes", o.max_request_bytes,
+                     "The largest key plus value accepted")
+      ->capture_default_str();
+  tuning->add_option("--max-frame-bytes", o.max_frame_bytes,
+                     "The largest wire frame accepted from a peer or client")
+      ->capture_default_str();
+  tuning->add_option("--max-client-connections", o.max_client_connections,
+                     "Client connections beyond this are refused")
+      ->capture_default_str();
+  tuning->add_option("--max-inflight-requests", o.max_inflight_requests,
+                     "Per client connection; beyond it the member stops reading that client")
+      ->capture_default_str();
+  tuning->add_option("--wal-segment-bytes", o.wal_segment_bytes,
+                     "Size WAL segments are preallocated to")
+      ->capture_default_str();
+  tuning->add_option("--state-map-size", o.state_map_size,
+                     "The most the LMDB state may grow to, in bytes (sparse)")
+      ->capture_default_str();
+  tuning->add_option("--snapshots-kept", o.snapshots_kept,
+                     "Snapshot files kept in DATA_DIR/snap")
+      ->capture_default_str();
+  app.footer(kvc::cli::exit_code_footer(
+      "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"
+      "    --listen-peer 127.0.0.1:2380 --listen-client 127.0.0.1:2379 \\\n"
+      "    --initial-cluster m1=127.0.0.1:2380,m2=127.0.0.1:2382,m3=127.0.0.1:2384",
+      "A stop by SIGINT or SIGTERM is clean (exit 0); exit 1 means a fatal error (see the log).\n"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
-  return kvc::cli::fail("kvc-node", kvc::Status::failed_precondition("not built yet; see the open issues"));
+  if (kvc::Status s = apply_durations(d, o); !s.ok()) {
+    std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
+    return kvc::kExitUsage;
+  }
+  if (kvc::Status s = o.validate(); !s.ok()) {
+    std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
+    return kvc::kExitUsage;
+  }
+
+  // Signals are taken synchronously by this thread; every thread the Engine starts inherits
+  // the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  kvc::Result<std::unique_ptr<kvc::server::Engine>> engine = kvc::server::Engine::open(o);
+  if (!engine.ok()) return kvc::cli::fail("kvc-node", engine.status());
+  for (;;) {
+    timespec wait{0, 100 * 1000 * 1000};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) break;
+    if (!(*engine)->failure().ok()) break;
+  }
+  kvc::Status s = (*engine)->close();
+  if (!s.ok()) return kvc::cli::fail("kvc-node", s);
+  return kvc::kExitOk;
 }

@@ -20,6 +20,10 @@ function __kvc_ctl_path
                 set path 'watch'
             case '|leader'
                 set path 'leader'
+            case '|member'
+                set path 'member'
+            case 'member|list'
+                set path 'member list'
         end
     end
     echo "$path"
@@ -33,6 +37,7 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a list -d 'List every key u
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a cas -d 'Write a key only if its revision is as expected'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a watch -d 'Print changes to a key (or prefix) as they happen'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a leader -d 'Print the current leader: name, id, client address'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a member -d 'Cluster membership'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)'
@@ -70,3 +75,7 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l count -r -F -d 'Exit
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -F
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -a list -d 'List the members: id, name, addresses, role, leader'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member list'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member list'" -F

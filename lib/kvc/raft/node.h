@@ -219,8 +219,10 @@ class Node {
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
   // whose next entry was compacted away.
   void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
-  // Drops in-memory entries up to `index`. Requires index <= applied() and index <= the
-  // index of the snapshot given to snapshot_available() (else kInvalidArgument).
+  // Drops in-memory entries up to `index`. Requires index <= applied() (else
+  // kInvalidArgument); the state machine must durably hold that index. A follower that later
+  // needs a dropped entry gets a snapshot: the core sets Ready::snapshot_wanted and the caller
+  // must answer with snapshot_available() at or beyond the highest index it compacted to.
   Status compact(std::uint64_t index);
   // The state machine has applied everything up to `index` (<= what Ready::committed gave).
   void applied_to(std::uint64_t index);

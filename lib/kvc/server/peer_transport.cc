@@ -225,7 +225,7 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
         if (peer != incoming_peer_.end()) {
           spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
           incoming_peer_.erase(peer);
-        } else if (why.code() != Code::kUnavailable) {
+        } else if (!closed_ && why.code() != Code::kUnavailable) {
           spdlog::warn("peer connection closed before handshake from={} reason={}", c.peer(),
                        why.message());
         }

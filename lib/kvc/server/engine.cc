@@ -1,0 +1,1651 @@
+#include "kvc/server/engine.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <future>
+
+#include "kvc/client/client.h"
+#include "kvc/common/version.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/server/engine_impl.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/fs.h"
+
+namespace kvc::server {
+namespace {
+
+std::string hex(std::uint64_t id) { return storage::member_id_hex(id); }
+
+std::uint64_t random_u64() {
+  std::uint64_t v = 0;
+  if (::getrandom(&v, sizeof v, 0) != sizeof v) {
+    v = static_cast<std::uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count()) ^
+        (static_cast<std::uint64_t>(::getpid()) << 32);
+  }
+  return v;
+}
+
+wire::KeyValue to_wire(const storage::KeyValue& kv, bool keys_only) {
+  return {kv.key, keys_only ? std::string() : kv.value, kv.create_revision, kv.mod_revision,
+          kv.version};
+}
+
+// The error a client sees for a Status from the state machine or the Raft core.
+void set_error(wire::Response& r, const Status& s) {
+  r.code = s.code();
+  r.message = s.message();
+}
+
+}  // namespace
+
+void SpdRaftLogger::log(raft::LogLevel level, std::string_view line) {
+  switch (level) {
+    case raft::LogLevel::kDebug: spdlog::debug("raft: {}", line); break;
+    case raft::LogLevel::kInfo: spdlog::info("raft: {}", line); break;
+    case raft::LogLevel::kWarn: spdlog::warn("raft: {}", line); break;
+    case raft::LogLevel::kError: spdlog::error("raft: {}", line); break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup
+
+Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {}
+
+Engine::Impl::~Impl() {
+  (void)close();
+}
+
+Status Engine::Impl::start() {
+  KVC_RETURN_IF_ERROR(options_.validate());
+  KVC_RETURN_IF_ERROR(open_data_dir());
+  KVC_RETURN_IF_ERROR(open_storage());
+
+  uv_loop_init(&loop_);
+  loop_.data = this;
+  inbox_.init(&loop_);
+  if (Status s = bind_listeners(); !s.ok()) {
+    // Close what was opened so the loop can be closed cleanly.
+    inbox_.close();
+    if (client_listener_) client_listener_->close();
+    if (peers_) peers_->close();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    return s;
+  }
+  uv_timer_init(&loop_, &tick_timer_);
+  tick_timer_.data = this;
+  uv_timer_start(
+      &tick_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); },
+      options_.tick_ms, options_.tick_ms);
+  uv_timer_init(&loop_, &flush_timer_);
+  flush_timer_.data = this;
+  const std::uint64_t flush_every = std::max<std::uint64_t>(options_.flush_interval_ms / 2, 5);
+  uv_timer_start(
+      &flush_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->maybe_flush(false); },
+      flush_every, flush_every);
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, [](uv_check_t* c) { static_cast<Impl*>(c->data)->on_check(); });
+
+  disk_ = std::make_unique<Worker>("kvc-disk");
+  flush_ = std::make_unique<Worker>("kvc-flush");
+  update_peers();
+  last_flush_ms_ = uv_now(&loop_);
+  loop_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kvc-loop");
+    // Work the restored node may already have (committed entries to re-apply).
+    inbox_.post([this] { process_ready(); });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  });
+  spdlog::info("member started name={} id={} cluster={} peer={} client={} applied={} version={}",
+               options_.name, hex(identity_.member_id), hex(identity_.cluster_id), peer_bound_,
+               client_bound_, state_->applied_index(), kvc::version());
+  return Status();
+}
+
+Status Engine::Impl::open_data_dir() {
+  Result<storage::DataDir> dir =
+      storage::DataDir::open(options_.data_dir, storage::DataDir::Mode::kReadWrite);
+  if (!dir.ok()) return dir.status();
+  data_dir_.emplace(std::move(*dir));
+
+  Result<storage::Membership> initial = storage::Membership{};
+  if (!options_.initial_cluster.empty()) {
+    initial = storage::parse_initial_cluster(options_.cluster_token, options_.initial_cluster);
+    if (!initial.ok()) return initial.status().with_context("--initial-cluster");
+  }
+
+  if (data_dir_->has_identity()) {
+    Result<storage::Identity> id = data_dir_->read_identity();
+    if (!id.ok()) return id.status();
+    if (id->name != options_.name || id->cluster_token != options_.cluster_token) {
+      return Status::failed_precondition(
+          "data directory " + options_.data_dir + " belongs to member '" + id->name +
+          "' of the cluster with token '" + id->cluster_token + "', not to member '" +
+          options_.name + "' with token '" + options_.cluster_token +
+          "': use that member's name and token, or another data directory");
+    }
+    identity_ = *id;
+    if (!identity_.initial_cluster.empty()) {
+      Result<storage::Membership> boot =
+          storage::parse_initial_cluster(identity_.cluster_token, identity_.initial_cluster);
+      if (!boot.ok()) return boot.status().with_context(data_dir_->identity_path());
+      bootstrap_membership_ = std::move(*boot);
+    }
+    if (!initial->empty() && !identity_.initial_cluster.empty() &&
+        storage::sorted_initial_cluster(*initial) != identity_.initial_cluster) {
+      spdlog::warn("--initial-cluster differs from the cluster this member was created with; "
+                   "it is ignored on restart flag={} identity={}",
+                   options_.initial_cluster, identity_.initial_cluster);
+    }
+    return Status();
+  }
+
+  if (!data_dir_->is_empty()) {
+    return Status::failed_precondition("data directory " + options_.data_dir +
+                                       " holds files but no identity: it is not a kvc member's "
+                                       "data directory (or its identity file was removed)");
+  }
+  if (options_.initial_cluster_state != "new") {
+    return Status::failed_precondition(
+        "--initial-cluster-state existing with an empty data directory: this member must be "
+        "added to the cluster first (kvc-ctl member add), then started with the flags it prints");
+  }
+  if (initial->empty()) {
+    return Status::invalid_argument("--initial-cluster is required to create a new member");
+  }
+  const storage::Member* self = initial->find_name(options_.name);
+  if (self == nullptr) {
+    return Status::invalid_argument("--initial-cluster does not name this member ('" +
+                                    options_.name + "')");
+  }
+  identity_.name = options_.name;
+  identity_.cluster_token = options_.cluster_token;
+  identity_.member_id = self->id;
+  identity_.initial_cluster = storage::sorted_initial_cluster(*initial);
+  identity_.cluster_id =
+      storage::derive_cluster_id(options_.cluster_token, identity_.initial_cluster);
+  bootstrap_membership_ = std::move(*initial);
+  KVC_RETURN_IF_ERROR(data_dir_->write_identity(identity_));
+  spdlog::info("created member name={} id={} cluster={} members={}", identity_.name,
+               hex(identity_.member_id), hex(identity_.cluster_id),
+               storage::describe_membership(bootstrap_membership_));
+  return Status();
+}
+
+Status Engine::Impl::open_storage() {
+  Result<storage::OpenedWal> opened =
+      storage::Wal::open(data_dir_->wal_dir(), {.segment_bytes = options_.wal_segment_bytes});
+  if (!opened.ok()) return opened.status();
+  if (opened->log.report.torn_tail) {
+    spdlog::warn("wal: {}", opened->log.report.describe());
+  }
+  wal_.emplace(std::move(opened->wal));
+  Result<std::unique_ptr<storage::StateMachine>> st = storage::StateMachine::open(
+      data_dir_->state_dir(), {.map_size = options_.state_map_size});
+  if (!st.ok()) return st.status();
+  state_ = std::move(*st);
+  incoming_snapshot_path_ = data_dir_->snap_dir() + "/incoming.partial";
+  return make_node(std::move(opened->log));
+}
+
+Status Engine::Impl::make_node(storage::RecoveredLog log) {
+  // The state machine is the snapshot the log starts after: it durably holds everything up to
+  // its applied index D (see docs/architecture.md, "Durability").
+  const std::uint64_t d = state_->applied_index();
+  const std::uint64_t d_term = state_->applied_term();
+  const storage::Membership& m =
+      state_->membership().empty() ? bootstrap_membership_ : state_->membership();
+  if (m.empty()) {
+    return Status::failed_precondition("the state in " + data_dir_->state_dir() +
+                                       " has no membership and the identity names no initial "
+                                       "cluster");
+  }
+  raft::RestoreState rs;
+  rs.snapshot = {d, d_term, m.to_conf_state()};
+  if (log.hard_state) rs.hard_state = *log.hard_state;
+  std::vector<raft::Entry> entries;
+  std::uint64_t expect = d + 1;
+  for (raft::Entry& e : log.entries) {
+    if (e.index <= d) continue;
+    if (e.index != expect) {
+      return Status::corruption("wal in " + data_dir_->wal_dir() + " is missing entries " +
+                                std::to_string(expect) + ".." + std::to_string(e.index - 1) +
+                                " after the state's applied index " + std::to_string(d));
+    }
+    if (e.term < d_term) {
+      spdlog::warn("dropping stale log entries after the state's index index={} term={} "
+                   "state_term={}",
+                   e.index, e.term, d_term);
+      break;
+    }
+    entries.push_back(std::move(e));
+    ++expect;
+  }
+  const std::uint64_t last = entries.empty() ? d : entries.back().index;
+  rs.hard_state.commit = std::clamp(rs.hard_state.commit, d, last);
+  if (rs.hard_state.term < d_term) rs.hard_state.term = d_term;
+  rs.entries = std::move(entries);
+  rs.applied = d;
+  synced_hard_state_ = rs.hard_state;
+
+  rng_ = raft::SplitMix64(random_u64());
+  raft::Config cfg;
+  cfg.id = identity_.member_id;
+  cfg.election_ticks = options_.election_ticks;
+  cfg.heartbeat_ticks = options_.heartbeat_ticks;
+  cfg.rng = &rng_;
+  cfg.logger = &raft_logger_;
+  Result<std::unique_ptr<raft::Node>> node = raft::Node::create(cfg, std::move(rs));
+  if (!node.ok()) return node.status().with_context("restoring the raft state");
+  node_ = std::move(*node);
+  for (const storage::Member& mem : m.members) learned_[mem.id] = mem;
+  spdlog::info("restored state applied={} term={} log_last={} commit={}", d, d_term, last,
+               node_->commit());
+  return Status();
+}
+
+Status Engine::Impl::bind_listeners() {
+  Result<net::Address> peer = net::parse_address(options_.listen_peer);
+  if (!peer.ok()) return peer.status().with_context("--listen-peer");
+  // Clients first: with port 0 the bound address is what peers must be told.
+  if (!options_.listen_client.empty()) {
+    Result<net::Address> c = net::parse_address(options_.listen_client);
+    if (!c.ok()) return c.status().with_context("--listen-client");
+    client_listener_ = std::make_unique<net::Listener>(
+        &loop_, net::ConnectionOptions{.max_frame_bytes = options_.max_frame_bytes,
+                                       .pause_reading_above = 8u << 20,
+                                       .close_above = 256u << 20});
+    if (Status s = client_listener_->listen(
+            *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });
+        !s.ok()) {
+      return s.with_context("--listen-client");
+    }
+    client_bound_ = client_listener_->bound().to_string();
+  }
+  const std::string advertise_client =
+      options_.advertise_client.empty() ? client_bound_ : options_.advertise_client;
+  const storage::Member* self = member(identity_.member_id);
+  PeerTransportOptions po;
+  po.self_id = identity_.member_id;
+  po.cluster_id = identity_.cluster_id;
+  po.name = identity_.name;
+  po.max_frame_bytes = options_.max_frame_bytes;
+  po.peer_addr = self != nullptr && !self->peer_addr.empty() ? self->peer_addr
+                                                              : options_.listen_peer;
+  po.client_addr = advertise_client;
+  peers_ = std::make_unique<PeerTransport>(
+      &loop_, po,
+      [this](raft::Message m) {
+        if (stopped_) return;
+        Status s = node_->step(m);
+        if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
+      },
+      [this](std::uint64_t id, bool snapshot) {
+        if (stopped_) return;
+        if (snapshot) {
+          node_->report_snapshot(id, false);
+        } else {
+          node_->report_unreachable(id);
+        }
+      },
+      [this](const PeerInfo& info) {
+        storage::Member& m = learned_[info.id];
+        m.id = info.id;
+        if (!info.name.empty()) m.name = info.name;
+        if (!info.peer_addr.empty() && m.peer_addr.empty()) m.peer_addr = info.peer_addr;
+        if (!info.client_addr.empty()) m.client_addr = info.client_addr;
+      });
+  if (Status s = peers_->listen(*peer); !s.ok()) return s.with_context("--listen-peer");
+  peer_bound_ = peers_->bound().to_string();
+  storage::Member& me = learned_[identity_.member_id];
+  me.id = identity_.member_id;
+  me.name = identity_.name;
+  me.client_addr = advertise_client;
+  if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
+  if (!peer->is_loopback()) {
+    spdlog::warn("listening for peers on {}, which is not a loopback address: anyone who can "
+                 "reach it can exchange Raft traffic with this member",
+                 peer->to_string());
+  }
+  return Status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership
+
+const storage::Member* Engine::Impl::member(std::uint64_t id) const {
+  auto it = learned_.find(id);
+  if (it != learned_.end()) return &it->second;
+  if (state_) {
+    if (const storage::Member* m = state_->membership().find(id)) return m;
+  }
+  return bootstrap_membership_.find(id);
+}
+
+void Engine::Impl::update_peers() {
+  const raft::ConfState& conf = node_->conf_state();
+  std::map<std::uint64_t, std::string> peers;
+  for (const auto* list : {&conf.voters, &conf.learners}) {
+    for (std::uint64_t id : *list) {
+      if (id == identity_.member_id) continue;
+      const storage::Member* m = member(id);
+      if (m != nullptr && !m->peer_addr.empty()) peers[id] = m->peer_addr;
+    }
+  }
+  peers_->set_peers(peers);
+}
+
+void Engine::Impl::learn_entries(const std::vector<raft::Entry>& entries) {
+  bool changed = false;
+  for (const raft::Entry& e : entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+    if (!cc.ok() || cc->context.empty()) continue;
+    Result<storage::Membership> one = storage::decode_membership(cc->context);
+    if (!one.ok() || one->members.size() != 1) continue;
+    storage::Member& m = learned_[cc->node];
+    const storage::Member& from = one->members.front();
+    m.id = cc->node;
+    if (!from.name.empty()) m.name = from.name;
+    if (!from.peer_addr.empty()) m.peer_addr = from.peer_addr;
+    if (!from.client_addr.empty()) m.client_addr = from.client_addr;
+    changed = true;
+  }
+  if (changed) update_peers();
+}
+
+void Engine::Impl::on_conf_state(const raft::ConfState&) { update_peers(); }
+
+// ---------------------------------------------------------------------------------------------
+// Time and the Raft loop
+
+void Engine::Impl::on_tick() {
+  if (stopped_) return;
+  node_->tick();
+  sweep_deadlines();
+}
+
+void Engine::Impl::on_check() {
+  if (stopped_) return;
+  if (!unsent_reads_.empty()) start_read_batch();
+  process_ready();
+}
+
+void Engine::Impl::process_ready() {
+  while (!persisting_ && !stopped_ && node_->has_ready()) {
+    auto job = std::make_shared<PersistJob>();
+    job->rd = node_->ready();
+    raft::Ready& rd = job->rd;
+    if (rd.soft_state) on_soft_state(*rd.soft_state);
+    learn_entries(rd.entries);
+    if (rd.conf_state) on_conf_state(*rd.conf_state);
+    for (raft::Message& m : rd.messages) send_message(std::move(m));
+    rd.messages.clear();
+    if (rd.snapshot_wanted) make_snapshot_for_followers();
+
+    const bool disk = rd.hard_state || !rd.entries.empty() || rd.snapshot ||
+                      !rd.snapshot_chunks.empty();
+    if (!disk) {
+      complete_ready(rd);
+      continue;
+    }
+    // Only what Raft's safety depends on needs an fsync now: entries, and a term or vote. A
+    // commit index alone may reach the disk later (it is recomputed after a crash).
+    job->sync = !rd.entries.empty() || rd.snapshot.has_value() ||
+                (rd.hard_state && (rd.hard_state->term != synced_hard_state_.term ||
+                                   rd.hard_state->vote != synced_hard_state_.vote));
+    if (options_.unsafe_skip_fsync_for_tests) job->sync = false;
+    persisting_ = true;
+    if (rd.snapshot) {
+      install_then_persist(job);
+      return;
+    }
+    disk_->post([this, job] {
+      Status s = wal_->append(job->rd.hard_state, job->rd.entries);
+      if (s.ok()) {
+        for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
+          const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
+          Result<storage::UniqueFd> fd =
+              storage::open_file(incoming_snapshot_path_, flags, 0600);
+          if (!fd.ok()) {
+            s = fd.status();
+            break;
+          }
+          s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
+          if (!s.ok()) break;
+        }
+      }
+      if (s.ok() && job->sync) s = wal_->sync();
+      job->status = s;
+      inbox_.post([this, job] { on_persisted(job); });
+    });
+    return;
+  }
+}
+
+// A received snapshot: the chunks are written, the state is staged from the file (disk
+// thread), made live (loop thread, once no flush runs), and only then does the WAL record the
+// snapshot marker and the Ready's entries, so a crash never leaves the WAL ahead of the state.
+void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
+  disk_->post([this, job] {
+    Status s;
+    for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
+      const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
+      Result<storage::UniqueFd> fd = storage::open_file(incoming_snapshot_path_, flags, 0600);
+      if (!fd.ok()) {
+        s = fd.status();
+        break;
+      }
+      s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
+      if (!s.ok()) break;
+    }
+    if (s.ok()) {
+      Result<storage::StagedInstall> staged = state_->stage_install(incoming_snapshot_path_);
+      if (staged.ok()) {
+        job->staged = std::move(*staged);
+      } else {
+        s = staged.status();
+      }
+    }
+    job->status = s;
+    inbox_.post([this, job] {
+      if (!job->status.ok()) {
+        fatal(job->status.with_context("installing a snapshot from the leader"));
+        return;
+      }
+      auto commit = [this, job] {
+        Status s2 = state_->commit_install(std::move(*job->staged));
+        if (!s2.ok() && s2.code() != Code::kFailedPrecondition) {
+          fatal(s2.with_context("installing a snapshot"));
+          return;
+        }
+        spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
+                     job->rd.snapshot->term);
+        disk_->post([this, job] {
+          Status s3 = wal_->save_snapshot(*job->rd.snapshot);
+          if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
+          if (s3.ok()) s3 = wal_->sync();
+          job->status = s3;
+          inbox_.post([this, job] { on_persisted(job); });
+        });
+      };
+      if (flushing_) {
+        install_waiting_ = job;  // after_flush resumes it
+        return;
+      }
+      commit();
+    });
+  });
+}
+
+void Engine::Impl::on_persisted(std::shared_ptr<PersistJob> job) {
+  if (stopped_) return;
+  if (!job->status.ok()) {
+    fatal(job->status.with_context("writing the log"));
+    return;
+  }
+  if (job->rd.hard_state && job->sync) synced_hard_state_ = *job->rd.hard_state;
+  persisting_ = false;
+  complete_ready(job->rd);
+  process_ready();
+}
+
+void Engine::Impl::complete_ready(const raft::Ready& rd) {
+  for (const raft::Message& m : rd.messages_after_persist) send_message(m);
+  node_->advance(rd);
+  if (!rd.committed.empty()) apply_committed(rd.committed);
+  for (const raft::ReadState& rs : rd.read_states) {
+    for (ReadBatch& b : read_batches_) {
+      if (b.context == rs.context && b.index == 0) {
+        b.index = std::max<std::uint64_t>(rs.index, 1);
+        break;
+      }
+    }
+  }
+  serve_reads();
+  if (!ready_.load() && node_->leader() != raft::kNoNode &&
+      state_->applied_index() >= ready_at_commit_) {
+    ready_.store(true);
+  }
+}
+
+void Engine::Impl::send_message(raft::Message m) {
+  if (m.type == raft::MessageType::kSnapshot) {
+    if (Status s = fill_snapshot_chunk(m); !s.ok()) {
+      spdlog::warn("cannot send snapshot chunk peer={} error={}", hex(m.to), s.message());
+      node_->report_snapshot(m.to, false);
+      return;
+    }
+  }
+  peers_->send(m);
+}
+
+void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
+  if (ss.leader == last_leader_) return;
+  last_leader_ = ss.leader;
+  LeaderInfo info;
+  info.id = ss.leader;
+  info.term = ss.term;
+  if (const storage::Member* m = member(ss.leader)) {
+    info.name = m->name;
+    info.client_addr = m->client_addr;
+  }
+  if (ss.leader == raft::kNoNode) {
+    spdlog::info("no leader term={}", ss.term);
+    ready_.store(false);
+  } else {
+    spdlog::info("leader changed leader={} name={} term={} role={}", hex(ss.leader), info.name,
+                 ss.term, raft::role_name(ss.role));
+    ready_at_commit_ = node_->commit();
+  }
+  std::vector<std::function<void(const LeaderInfo&)>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_info_ = info;
+    callbacks = leader_callbacks_;
+  }
+  for (auto& cb : callbacks) cb(info);
+  notify_leader_watchers();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying committed entries
+
+void Engine::Impl::apply_committed(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    if (e.index <= state_->applied_index()) continue;  // already in the state (replay)
+    if (e.type == raft::EntryType::kConfChange) {
+      Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+      storage::Membership m = state_->membership().empty() ? bootstrap_membership_
+                                                            : state_->membership();
+      if (cc.ok()) {
+        const storage::Member* known = member(cc->node);
+        auto it = std::find_if(m.members.begin(), m.members.end(),
+                               [&](const storage::Member& x) { return x.id == cc->node; });
+        switch (cc->type) {
+          case raft::ConfChangeType::kAddVoter:
+          case raft::ConfChangeType::kAddLearner:
+            if (it == m.members.end()) {
+              storage::Member nm;
+              nm.id = cc->node;
+              if (known != nullptr) nm = *known;
+              nm.id = cc->node;
+              nm.learner = cc->type == raft::ConfChangeType::kAddLearner;
+              m.members.push_back(nm);
+              std::sort(m.members.begin(), m.members.end(),
+                        [](const auto& a, const auto& b) { return a.id < b.id; });
+            }
+            break;
+          case raft::ConfChangeType::kPromoteLearner:
+            if (it != m.members.end()) it->learner = false;
+            break;
+          case raft::ConfChangeType::kRemove:
+            if (it != m.members.end()) m.members.erase(it);
+            break;
+        }
+      } else {
+        spdlog::error("undecodable conf change entry index={} error={}", e.index,
+                      cc.status().message());
+      }
+      if (storage::validate_membership(m).ok() && !m.empty()) {
+        state_->apply_membership(e.index, e.term, std::move(m));
+      } else {
+        state_->apply_noop(e.index, e.term);
+      }
+      finish_waiter(e.index, e, std::nullopt, nullptr);
+      continue;
+    }
+    if (e.data.empty()) {
+      state_->apply_noop(e.index, e.term);
+      finish_waiter(e.index, e, std::nullopt, nullptr);
+      continue;
+    }
+    Result<storage::Command> cmd = storage::decode_command(e.data);
+    if (!cmd.ok()) {
+      // Every member fails the same way on the same bytes; stopping them all would make one
+      // bad entry an outage, so it is skipped loudly.
+      spdlog::error("skipping undecodable command index={} error={}", e.index,
+                    cmd.status().message());
+      state_->apply_noop(e.index, e.term);
+      finish_waiter(e.index, e, std::nullopt, nullptr);
+      continue;
+    }
+    Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
+    if (!r.ok()) {
+      fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
+      return;
+    }
+    finish_waiter(e.index, e, *cmd, &*r);
+  }
+  node_->applied_to(state_->applied_index());
+  notify_watchers();
+  if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
+}
+
+void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
+                                 const std::optional<storage::Command>& cmd,
+                                 const storage::ApplyResult* result) {
+  auto it = waiters_.find(index);
+  if (it == waiters_.end()) return;
+  Waiter w = std::move(it->second);
+  waiters_.erase(it);
+  wire::Response r = base_response(w.req.id);
+  if (!cmd || cmd->request_id != w.request_id || e.term != w.term) {
+    // Another entry took this index: ours was dropped by a leader change, never applied.
+    r.code = Code::kUnavailable;
+    r.message = "leadership changed before the request committed; it was not applied";
+    w.reply(std::move(r));
+    return;
+  }
+  r.revision = std::max(state_->revision(), result->revision);
+  switch (w.req.op) {
+    case wire::Op::kPut:
+      r.revision = result->revision;
+      break;
+    case wire::Op::kDelete:
+      r.found = result->deleted > 0;
+      r.count = result->deleted;
+      if (result->code == Code::kNotFound) {
+        r.found = false;
+      }
+      break;
+    case wire::Op::kCas:
+      if (result->code == Code::kCompareFailed) {
+        r.code = Code::kCompareFailed;
+        r.revision = result->revision;
+        r.message = "the key's mod revision is " + std::to_string(result->revision) +
+                    ", not " + std::to_string(w.req.expect_revision);
+      } else {
+        r.revision = result->revision;
+        r.found = true;
+      }
+      break;
+    default: break;
+  }
+  if (result->code == Code::kInvalidArgument) {
+    r.code = Code::kInvalidArgument;
+    r.message = "the state machine refused the command (key or value too large)";
+  }
+  w.reply(std::move(r));
+}
+
+void Engine::Impl::fatal(const Status& s) {
+  spdlog::critical("stopping: {}", s.to_string());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failure_.ok()) failure_ = s;
+  }
+  begin_shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flushing the state and snapshots
+
+void Engine::Impl::maybe_flush(bool force) {
+  if (stopped_ || flushing_ || snapshotting_) return;
+  const std::uint64_t now = uv_now(&loop_);
+  if (!force && now - last_flush_ms_ < options_.flush_interval_ms) return;
+  if (!state_->freeze()) return;
+  last_flush_ms_ = now;
+  flushing_ = true;
+  const std::uint64_t index = state_->applied_index();
+  const std::uint64_t term = state_->applied_term();
+  raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
+                                                       : state_->membership().to_conf_state();
+  flush_->post([this, index, term, conf] {
+    Status s = state_->flush();
+    inbox_.post([this, s, index, term, conf] {
+      flushing_ = false;
+      if (!s.ok()) {
+        fatal(s.with_context("flushing the state"));
+        return;
+      }
+      state_->retire_frozen();
+      after_flush(index, term, conf);
+    });
+  });
+}
+
+void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf) {
+  // The state durably holds `index`: the WAL may drop what lies below, and the Raft core may
+  // forget entries older than what slow followers could still need.
+  const std::uint64_t keep_from =
+      index > options_.retained_entries ? index - options_.retained_entries : 0;
+  disk_->post([this, index, term, conf, keep_from] {
+    Status s = wal_->save_snapshot({index, term, conf});
+    if (s.ok()) s = wal_->sync();
+    if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
+    if (!s.ok()) inbox_.post([this, s] { fatal(s.with_context("releasing the log")); });
+  });
+  if (keep_from > 0) {
+    const std::uint64_t compact_to = std::min(keep_from, node_->applied());
+    if (compact_to > node_->log().snapshot_index()) {
+      Status s = node_->compact(compact_to);
+      if (!s.ok()) spdlog::debug("raft compaction deferred index={} reason={}", compact_to, s.message());
+    }
+  }
+  if (install_waiting_) {
+    std::shared_ptr<PersistJob> job = std::move(install_waiting_);
+    install_waiting_.reset();
+    Status s = state_->commit_install(std::move(*job->staged));
+    if (!s.ok() && s.code() != Code::kFailedPrecondition) {
+      fatal(s.with_context("installing a snapshot"));
+      return;
+    }
+    disk_->post([this, job] {
+      Status s3 = wal_->save_snapshot(*job->rd.snapshot);
+      if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
+      if (s3.ok()) s3 = wal_->sync();
+      job->status = s3;
+      inbox_.post([this, job] { on_persisted(job); });
+    });
+  }
+  if (shutdown_done_ && !flushing_) {
+    auto done = std::move(shutdown_done_);
+    shutdown_done_ = nullptr;
+    done();
+  }
+}
+
+void Engine::Impl::make_snapshot_for_followers() {
+  if (snapshotting_) return;
+  snapshotting_ = true;
+  const std::string dir = data_dir_->snap_dir();
+  const std::size_t keep = options_.snapshots_kept;
+  flush_->post([this, dir, keep] {
+    Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep);
+    inbox_.post([this, info] {
+      snapshotting_ = false;
+      if (!info.ok()) {
+        spdlog::error("cannot make a snapshot for a lagging member error={}",
+                      info.status().message());
+        return;
+      }
+      const raft::SnapshotMeta meta = info->header.meta();
+      snapshot_files_[meta.index] = info->path;
+      while (snapshot_files_.size() > std::max<std::size_t>(options_.snapshots_kept, 1)) {
+        snapshot_files_.erase(snapshot_files_.begin());
+      }
+      spdlog::info("snapshot ready for lagging members index={} bytes={} path={}", meta.index,
+                   info->size_bytes, info->path);
+      node_->snapshot_available(meta, info->size_bytes);
+      process_ready();
+    });
+  });
+}
+
+Status Engine::Impl::fill_snapshot_chunk(raft::Message& m) {
+  auto it = snapshot_files_.find(m.snapshot.index);
+  if (it == snapshot_files_.end()) {
+    return Status::not_found("no snapshot file at index " + std::to_string(m.snapshot.index));
+  }
+  Result<storage::UniqueFd> fd = storage::open_file(it->second, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  Result<std::string> chunk =
+      storage::pread_up_to(fd->get(), m.chunk_length, m.snapshot_offset, it->second);
+  if (!chunk.ok()) return chunk.status();
+  if (chunk->size() != m.chunk_length) return Status::corruption(it->second + ": short read");
+  m.chunk = std::move(*chunk);
+  return Status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+wire::Response Engine::Impl::base_response(std::uint64_t req_id) const {
+  wire::Response r;
+  r.id = req_id;
+  r.member_id = identity_.member_id;
+  r.revision = state_->revision();
+  fill_leader(r);
+  return r;
+}
+
+void Engine::Impl::fill_leader(wire::Response& r) const {
+  r.leader_id = node_->leader();
+  if (r.leader_id == raft::kNoNode) return;
+  if (const storage::Member* m = member(r.leader_id)) {
+    r.leader_name = m->name;
+    r.leader_client_addr = m->client_addr;
+  }
+}
+
+std::uint64_t Engine::Impl::deadline_for(const wire::Request& req) const {
+  const std::uint64_t t = req.timeout_ms != 0 ? req.timeout_ms : options_.request_timeout_ms;
+  return uv_now(const_cast<uv_loop_t*>(&loop_)) + t;
+}
+
+void Engine::Impl::handle_request(wire::Request req, Reply reply) {
+  if (stopping_) {
+    wire::Response r = base_response(req.id);
+    r.code = Code::kShuttingDown;
+    r.message = "member " + identity_.name + " is shutting down";
+    reply(std::move(r));
+    return;
+  }
+  switch (req.op) {
+    case wire::Op::kGet:
+    case wire::Op::kRange:
+    case wire::Op::kHealth:
+      if (req.serializable && req.op != wire::Op::kHealth) {
+        serve_read(req, reply);
+      } else {
+        queue_read(std::move(req), std::move(reply));
+      }
+      return;
+    case wire::Op::kPut:
+    case wire::Op::kDelete:
+    case wire::Op::kCas:
+      propose_write(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kWatch: {
+      Watcher w;
+      w.id = req.id;
+      w.key = req.key;
+      w.prefix = req.prefix;
+      w.next_revision = req.start_revision;
+      add_watcher(std::move(w), reply);
+      return;
+    }
+    case wire::Op::kLeader: {
+      wire::Response r = base_response(req.id);
+      if (r.leader_id == raft::kNoNode) {
+        r.code = Code::kUnavailable;
+        r.message = "no leader known to member " + identity_.name;
+      }
+      reply(std::move(r));
+      return;
+    }
+    case wire::Op::kStatus: {
+      wire::Response r = base_response(req.id);
+      fill_status(r);
+      reply(std::move(r));
+      return;
+    }
+    case wire::Op::kMemberList: {
+      wire::Response r = base_response(req.id);
+      const storage::Membership& m =
+          state_->membership().empty() ? bootstrap_membership_ : state_->membership();
+      for (const storage::Member& mem : m.members) {
+        const storage::Member* known = member(mem.id);
+        r.members.push_back({mem.id, mem.name, mem.peer_addr,
+                             known != nullptr ? known->client_addr : mem.client_addr,
+                             mem.learner, mem.id == node_->leader()});
+      }
+      reply(std::move(r));
+      return;
+    }
+    default: {
+      wire::Response r = base_response(req.id);
+      r.code = Code::kInvalidArgument;
+      r.message = "operation '" + std::string(wire::op_name(req.op)) +
+                  "' is not supported by this member";
+      reply(std::move(r));
+      return;
+    }
+  }
+}
+
+void Engine::Impl::fill_status(wire::Response& r) const {
+  r.has_status = true;
+  wire::StatusInfo& s = r.status;
+  s.member_id = identity_.member_id;
+  s.name = identity_.name;
+  s.version = kvc::version();
+  s.cluster_id = identity_.cluster_id;
+  s.leader_id = node_->leader();
+  s.term = node_->term();
+  s.commit_index = node_->commit();
+  s.applied_index = state_->applied_index();
+  s.durable_index = state_->durable_index();
+  s.learner = raft::is_learner(node_->conf_state(), identity_.member_id);
+  s.role = s.learner ? "learner" : std::string(raft::role_name(node_->role()));
+  std::uint64_t wal_bytes = 0;
+  if (Result<std::vector<std::string>> names = storage::list_dir(data_dir_->wal_dir());
+      names.ok()) {
+    for (const std::string& n : *names) {
+      if (Result<std::uint64_t> sz = storage::file_size(data_dir_->wal_dir() + "/" + n); sz.ok()) {
+        wal_bytes += *sz;
+      }
+    }
+  }
+  s.wal_bytes = wal_bytes;
+  std::uint64_t state_bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir_->state_dir(), ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) state_bytes += it->file_size(ec);
+  }
+  s.state_bytes = state_bytes;
+  if (node_->leader() == raft::kNoNode) s.errors.push_back("no leader");
+  if (node_->role() == raft::Role::kLeader) {
+    for (const raft::PeerProgress& p : node_->progress()) {
+      if (p.id == identity_.member_id) continue;
+      if (!p.recent_active) {
+        const storage::Member* m = member(p.id);
+        s.errors.push_back("member " + (m != nullptr ? m->name : hex(p.id)) +
+                           " is not responding");
+      }
+    }
+  }
+}
+
+void Engine::Impl::propose_write(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  if (node_->role() != raft::Role::kLeader) {
+    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
+    r.message = r.leader_id == raft::kNoNode
+                    ? "no leader: the cluster is electing one or has no quorum"
+                    : "member " + identity_.name + " is not the leader";
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.empty() && !(req.op == wire::Op::kDelete && req.prefix)) {
+    r.code = Code::kInvalidArgument;
+    r.message = "empty key";
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.size() > storage::kMaxKeyBytes) {
+    r.code = Code::kInvalidArgument;
+    r.message = "key of " + std::to_string(req.key.size()) + " bytes exceeds the limit of " +
+                std::to_string(storage::kMaxKeyBytes);
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.size() + req.value.size() > options_.max_request_bytes) {
+    r.code = Code::kInvalidArgument;
+    r.message = "request of " + std::to_string(req.key.size() + req.value.size()) +
+                " bytes exceeds --max-request-bytes " + std::to_string(options_.max_request_bytes);
+    reply(std::move(r));
+    return;
+  }
+  storage::Command cmd;
+  cmd.request_id = ++request_seq_;
+  cmd.key = req.key;
+  switch (req.op) {
+    case wire::Op::kPut:
+      cmd.op = storage::CommandOp::kPut;
+      cmd.value = req.value;
+      break;
+    case wire::Op::kDelete:
+      cmd.op = req.prefix ? storage::CommandOp::kDeletePrefix : storage::CommandOp::kDelete;
+      break;
+    case wire::Op::kCas:
+      cmd.op = storage::CommandOp::kCas;
+      cmd.value = req.value;
+      cmd.expect_revision = req.expect_revision;
+      break;
+    default: KVC_CHECK(false, "not a write");
+  }
+  const std::uint64_t term = node_->term();
+  Result<std::uint64_t> index = node_->propose(storage::encode_command(cmd));
+  if (!index.ok()) {
+    set_error(r, index.status());
+    if (r.code == Code::kResourceExhausted) r.message = "member is overloaded: " + r.message;
+    reply(std::move(r));
+    return;
+  }
+  const std::uint64_t deadline = deadline_for(req);
+  waiters_[*index] = Waiter{cmd.request_id, term, std::move(req), std::move(reply), deadline};
+}
+
+void Engine::Impl::queue_read(wire::Request req, Reply reply) {
+  const std::uint64_t deadline = deadline_for(req);
+  unsent_reads_.push_back({std::move(req), std::move(reply), deadline});
+}
+
+void Engine::Impl::start_read_batch() {
+  ReadBatch b;
+  b.context = "r" + std::to_string(++read_seq_);
+  b.started = uv_now(&loop_);
+  b.reads = std::move(unsent_reads_);
+  unsent_reads_.clear();
+  Status s = node_->read_index(b.context);
+  if (!s.ok()) {
+    for (PendingRead& pr : b.reads) {
+      wire::Response r = base_response(pr.req.id);
+      r.code = Code::kUnavailable;
+      r.message = "no leader to confirm a linearizable read (" + s.message() +
+                  "); --serializable reads this member's state";
+      pr.reply(std::move(r));
+    }
+    return;
+  }
+  read_batches_.push_back(std::move(b));
+}
+
+void Engine::Impl::serve_reads() {
+  const std::uint64_t applied = state_->applied_index();
+  while (!read_batches_.empty() && read_batches_.front().index != 0 &&
+         read_batches_.front().index <= applied) {
+    ReadBatch b = std::move(read_batches_.front());
+    read_batches_.pop_front();
+    for (PendingRead& pr : b.reads) serve_read(pr.req, pr.reply);
+  }
+}
+
+void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
+  wire::Response r = base_response(req.id);
+  switch (req.op) {
+    case wire::Op::kHealth:
+      break;
+    case wire::Op::kGet: {
+      Result<std::optional<storage::KeyValue>> kv = state_->get(req.key);
+      if (!kv.ok()) {
+        fatal(kv.status().with_context("reading the state"));
+        set_error(r, kv.status());
+        break;
+      }
+      if (*kv) {
+        r.found = true;
+        r.kvs.push_back(to_wire(**kv, req.keys_only));
+      }
+      break;
+    }
+    case wire::Op::kRange: {
+      constexpr std::size_t kMaxPage = 10000;
+      storage::RangeRequest q;
+      q.prefix = req.value;
+      q.start = req.key.empty() ? req.value : req.key;
+      q.keys_only = req.keys_only || req.count_only;
+      q.limit = req.count_only ? 0
+                : req.limit == 0 ? kMaxPage
+                                 : std::min<std::uint64_t>(req.limit, kMaxPage);
+      Result<storage::RangePage> page = state_->range(q);
+      if (!page.ok()) {
+        set_error(r, page.status());
+        break;
+      }
+      r.more = page->more;
+      r.count = page->kvs.size();
+      if (!req.count_only) {
+        r.kvs.reserve(page->kvs.size());
+        for (const storage::KeyValue& kv : page->kvs) r.kvs.push_back(to_wire(kv, req.keys_only));
+      }
+      break;
+    }
+    default:
+      r.code = Code::kInvalidArgument;
+      r.message = "not a read";
+  }
+  reply(std::move(r));
+}
+
+void Engine::Impl::sweep_deadlines() {
+  const std::uint64_t now = uv_now(&loop_);
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    wire::Response r = base_response(it->second.req.id);
+    r.code = Code::kTimeout;
+    r.message = "not applied within the request's timeout; it may still be (outcome unknown)";
+    it->second.reply(std::move(r));
+    it = waiters_.erase(it);
+  }
+  // A ReadIndex round can be lost with a leader change: retry it while time remains.
+  const std::uint64_t retry_after = options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  for (auto it = read_batches_.begin(); it != read_batches_.end();) {
+    std::vector<PendingRead> keep;
+    for (PendingRead& pr : it->reads) {
+      if (pr.deadline <= now) {
+        wire::Response r = base_response(pr.req.id);
+        r.code = Code::kUnavailable;
+        r.message = "a quorum did not confirm the read within the timeout";
+        pr.reply(std::move(r));
+      } else {
+        keep.push_back(std::move(pr));
+      }
+    }
+    it->reads = std::move(keep);
+    if (it->reads.empty()) {
+      it = read_batches_.erase(it);
+    } else if (it->index == 0 && now - it->started > retry_after) {
+      for (PendingRead& pr : it->reads) unsent_reads_.push_back(std::move(pr));
+      it = read_batches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+
+void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
+  // Events are delivered from `next_revision`; 0 means "from now".
+  const std::uint64_t now_rev = state_->applied_index() + 1;
+  if (w.next_revision == 0) w.next_revision = now_rev;
+  wire::Response ack = base_response(w.id);
+  ack.watch_id = w.id;
+  if (w.next_revision < now_rev) {
+    Result<storage::EventPage> probe = state_->events_since(
+        {.from_revision = w.next_revision, .key = w.key, .prefix = w.prefix, .limit = 1});
+    if (!probe.ok()) {
+      set_error(ack, probe.status());
+      Result<std::uint64_t> compact = state_->compact_revision();
+      if (compact.ok()) ack.compact_revision = *compact;
+      ack.done = true;
+      reply(std::move(ack));
+      return;
+    }
+  }
+  const std::uint64_t key = ++watcher_seq_;
+  watchers_[key] = std::move(w);
+  reply(std::move(ack));
+  notify_watchers();
+}
+
+void Engine::Impl::notify_watchers() {
+  const std::uint64_t applied = state_->applied_index();
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    Watcher& w = it->second;
+    bool drop = false;
+    while (w.next_revision <= applied) {
+      Result<storage::EventPage> page = state_->events_since(
+          {.from_revision = w.next_revision, .from_sequence = w.next_sequence, .key = w.key,
+           .prefix = w.prefix, .limit = 1000});
+      if (!page.ok()) {
+        if (w.conn != 0) {
+          wire::Response r = base_response(w.id);
+          set_error(r, page.status());
+          r.watch_id = w.id;
+          r.done = true;
+          send_to_client(w.conn, r, true);
+        }
+        drop = true;
+        break;
+      }
+      if (!page->events.empty()) {
+        if (w.callback) {
+          for (const storage::Event& e : page->events) {
+            WatchEvent we;
+            we.type = e.type == storage::EventType::kPut ? WatchEvent::Type::kPut
+                                                         : WatchEvent::Type::kDelete;
+            we.kv = {e.key, e.value, e.create_revision, e.revision, e.version};
+            w.callback(we);
+          }
+        } else {
+          wire::Response r = base_response(w.id);
+          r.watch_id = w.id;
+          for (const storage::Event& e : page->events) {
+            r.events.push_back(
+                {e.type == storage::EventType::kPut ? wire::EventType::kPut
+                                                    : wire::EventType::kDelete,
+                 {e.key, e.value, e.create_revision, e.revision, e.version}});
+          }
+          send_to_client(w.conn, r, false);
+        }
+      }
+      w.next_revision = page->next_revision;
+      w.next_sequence = page->next_sequence;
+      if (!page->more) break;
+    }
+    it = drop ? watchers_.erase(it) : std::next(it);
+  }
+}
+
+void Engine::Impl::notify_leader_watchers() {}
+
+// ---------------------------------------------------------------------------------------------
+// Client connections
+
+void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
+  if (stopping_) {
+    conn->close(Status::shutting_down("member stopping"));
+    return;
+  }
+  if (clients_.size() >= options_.max_client_connections) {
+    spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
+                 options_.max_client_connections);
+    conn->close(Status::resource_exhausted("too many client connections"));
+    return;
+  }
+  const std::uint64_t id = ++conn_seq_;
+  conn->tag = id;
+  clients_[id] = ClientConn{conn};
+  conn->start(
+      [this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
+      [this, id](net::Connection& c, const Status& why) {
+        if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
+          spdlog::info("client connection closed from={} reason={}", c.peer(), why.message());
+        }
+        on_client_closed(id);
+      });
+}
+
+void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
+                                   std::string_view payload) {
+  auto it = clients_.find(conn_id);
+  if (it == clients_.end()) return;
+  Result<wire::Envelope> env = wire::open_envelope(payload);
+  if (!env.ok()) {
+    spdlog::warn("closing client connection from={} reason={}", conn.peer(),
+                 env.status().message());
+    conn.close(env.status());
+    return;
+  }
+  if (!it->second.hello_done) {
+    if (env->kind != wire::FrameKind::kHello) {
+      conn.close(Status::failed_precondition("first frame must be a hello"));
+      return;
+    }
+    Result<wire::Hello> hello = wire::decode_hello(*env->body);
+    wire::HelloReply reply{.cluster_id = identity_.cluster_id, .member_id = identity_.member_id,
+                           .name = identity_.name, .software_version = kvc::version(),
+                           .client_addr = client_bound_};
+    Status refuse;
+    if (!hello.ok()) {
+      refuse = hello.status();
+    } else if (hello->protocol_version != wire::kProtocolVersion) {
+      refuse = Status::failed_precondition("protocol version " +
+                                           std::to_string(hello->protocol_version) +
+                                           " is not supported");
+    } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
+      refuse = Status::failed_precondition("this member belongs to cluster " +
+                                           hex(identity_.cluster_id) + ", not " +
+                                           hex(hello->cluster_id));
+    }
+    std::string out;
+    if (!refuse.ok()) {
+      spdlog::warn("refusing client from={} reason={}", conn.peer(), refuse.message());
+      reply.code = refuse.code();
+      reply.message = refuse.message();
+      wire::append_hello_reply(out, reply);
+      conn.send(out);
+      conn.close_after_flush(refuse);
+      return;
+    }
+    it->second.hello_done = true;
+    wire::append_hello_reply(out, reply);
+    conn.send(out);
+    return;
+  }
+  if (env->kind != wire::FrameKind::kRequest) {
+    spdlog::warn("closing client connection from={} reason=unexpected frame kind {}", conn.peer(),
+                 static_cast<int>(env->kind));
+    conn.close(Status::corruption("unexpected frame kind"));
+    return;
+  }
+  Result<wire::Request> req = wire::decode_request(*env->body);
+  if (!req.ok()) {
+    // Without a decodable id there is nobody to answer: the stream is not trustworthy.
+    spdlog::warn("closing client connection from={} reason={}", conn.peer(),
+                 req.status().message());
+    conn.close(req.status());
+    return;
+  }
+  if (req->op == wire::Op::kWatchCancel) {
+    for (auto w = watchers_.begin(); w != watchers_.end();) {
+      if (w->second.conn == conn_id && w->second.id == req->watch_id) {
+        wire::Response done = base_response(w->second.id);
+        done.watch_id = w->second.id;
+        done.done = true;
+        send_to_client(conn_id, done, true);
+        w = watchers_.erase(w);
+      } else {
+        ++w;
+      }
+    }
+    return;
+  }
+  ClientConn& cc = it->second;
+  ++cc.inflight;
+  if (cc.inflight >= options_.max_inflight_requests && !cc.paused) {
+    cc.paused = true;
+    conn.pause_reading();
+  }
+  if (req->op == wire::Op::kWatch) {
+    Watcher w;
+    w.id = req->id;
+    w.conn = conn_id;
+    w.key = req->key;
+    w.prefix = req->prefix;
+    w.next_revision = req->start_revision;
+    add_watcher(std::move(w), [this, conn_id](wire::Response r) {
+      send_to_client(conn_id, r, true);
+    });
+    return;
+  }
+  handle_request(std::move(*req), [this, conn_id](wire::Response r) {
+    send_to_client(conn_id, r, true);
+  });
+}
+
+void Engine::Impl::send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final) {
+  auto it = clients_.find(conn_id);
+  if (it == clients_.end()) return;
+  ClientConn& cc = it->second;
+  std::string out;
+  wire::append_response(out, r);
+  cc.conn->send(out);
+  if (final && cc.inflight > 0) {
+    --cc.inflight;
+    if (cc.paused && cc.inflight < options_.max_inflight_requests / 2) {
+      cc.paused = false;
+      cc.conn->resume_reading();
+    }
+  }
+}
+
+void Engine::Impl::on_client_closed(std::uint64_t conn_id) {
+  clients_.erase(conn_id);
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    it = it->second.conn == conn_id ? watchers_.erase(it) : std::next(it);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+void Engine::Impl::begin_shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("stopping member name={}", identity_.name);
+  if (client_listener_) client_listener_->close();
+  // Answer everything still waiting: writes in flight have an unknown outcome.
+  for (auto& [index, w] : waiters_) {
+    wire::Response r = base_response(w.req.id);
+    r.code = Code::kTimeout;
+    r.message = "member shutting down before the request was applied; outcome unknown";
+    w.reply(std::move(r));
+  }
+  waiters_.clear();
+  auto fail_reads = [this](std::vector<PendingRead>& reads) {
+    for (PendingRead& pr : reads) {
+      wire::Response r = base_response(pr.req.id);
+      r.code = Code::kShuttingDown;
+      r.message = "member shutting down";
+      pr.reply(std::move(r));
+    }
+    reads.clear();
+  };
+  fail_reads(unsent_reads_);
+  for (ReadBatch& b : read_batches_) fail_reads(b.reads);
+  read_batches_.clear();
+  finish_shutdown();
+}
+
+void Engine::Impl::finish_shutdown() {
+  // Wait for the disk and flush threads' work in flight to land before the last flush.
+  if (persisting_ || flushing_ || snapshotting_) {
+    uv_timer_t* t = new uv_timer_t();
+    uv_timer_init(&loop_, t);
+    t->data = this;
+    uv_timer_start(
+        t,
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<Impl*>(timer->data);
+          uv_close(reinterpret_cast<uv_handle_t*>(timer),
+                   [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+          self->finish_shutdown();
+        },
+        5, 0);
+    return;
+  }
+  stopped_ = true;
+  Status failure;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failure = failure_;
+  }
+  if (failure.ok()) {
+    // A clean stop leaves the state flushed, so the next start replays nothing.
+    if (Status s = state_->flush_all(); !s.ok()) {
+      spdlog::error("final flush failed error={}", s.message());
+    }
+    std::promise<Status> synced;
+    const std::uint64_t index = state_->durable_index();
+    const std::uint64_t term = state_->applied_term();
+    raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
+                                                         : state_->membership().to_conf_state();
+    disk_->post([this, &synced, index, term, conf] {
+      Status s = wal_->sync();
+      if (s.ok() && index > 0) s = wal_->save_snapshot({index, term, conf});
+      if (s.ok()) s = wal_->sync();
+      synced.set_value(s);
+    });
+    if (Status s = synced.get_future().get(); !s.ok()) {
+      spdlog::error("final log sync failed error={}", s.message());
+    }
+  }
+  peers_->close();
+  for (auto& [id, cc] : clients_) cc.conn->close(Status::shutting_down("member stopping"));
+  clients_.clear();
+  watchers_.clear();
+  uv_timer_stop(&tick_timer_);
+  uv_timer_stop(&flush_timer_);
+  uv_check_stop(&check_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  inbox_.close();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_info_ = {};
+  }
+  ready_.store(false);
+}
+
+Status Engine::Impl::close() {
+  if (!loop_thread_.joinable()) {
+    return failure();
+  }
+  if (std::this_thread::get_id() == loop_thread_.get_id()) {
+    return Status::failed_precondition("Engine::close called from an Engine callback");
+  }
+  inbox_.post([this] { begin_shutdown(); });
+  loop_thread_.join();
+  if (disk_) disk_->stop();
+  if (flush_) flush_->stop();
+  uv_loop_close(&loop_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    forwarder_.reset();
+  }
+  finished_cv_.notify_all();
+  spdlog::info("member stopped name={}", identity_.name);
+  return failure();
+}
+
+void Engine::Impl::wait() {
+  // The loop ends by itself only after a fatal error; join it from here in that case.
+  std::unique_lock<std::mutex> lock(mu_);
+  finished_cv_.wait(lock, [this] { return finished_ || !failure_.ok(); });
+}
+
+Status Engine::Impl::failure() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failure_;
+}
+
+LeaderInfo Engine::Impl::leader() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leader_info_;
+}
+
+void Engine::Impl::on_leader_change(std::function<void(const LeaderInfo&)> cb) {
+  std::lock_guard<std::mutex> lock(mu_);
+  leader_callbacks_.push_back(std::move(cb));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded API
+
+void Engine::Impl::submit(wire::Request req, Reply reply) {
+  inbox_.post([this, req = std::move(req), reply = std::move(reply)]() mutable {
+    handle_request(std::move(req), std::move(reply));
+  });
+}
+
+wire::Response Engine::Impl::call(wire::Request req) {
+  KVC_CHECK(std::this_thread::get_id() != loop_thread_.get_id(),
+            "a blocking Engine call from an Engine callback would deadlock");
+  if (req.timeout_ms == 0) req.timeout_ms = options_.request_timeout_ms;
+  auto p = std::make_shared<std::promise<wire::Response>>();
+  std::future<wire::Response> f = p->get_future();
+  submit(req, [p](wire::Response r) { p->set_value(std::move(r)); });
+  if (f.wait_for(std::chrono::milliseconds(req.timeout_ms + 2000)) != std::future_status::ready) {
+    wire::Response r;
+    r.code = client::is_write(req.op) ? Code::kTimeout : Code::kUnavailable;
+    r.message = "the member did not answer in time";
+    return r;
+  }
+  wire::Response r = f.get();
+  if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && client::is_write(req.op)) {
+    // Embedded callers do not follow redirects: forward the write to the leader.
+    client::Client* fwd = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!forwarder_) {
+        client::ClientOptions o;
+        Result<net::Address> a = net::parse_address(r.leader_client_addr);
+        if (a.ok()) {
+          o.endpoints.push_back(*a);
+          o.cluster_id = identity_.cluster_id;
+          o.timeout_ms = req.timeout_ms;
+          o.name = "kvc-engine-" + identity_.name;
+          Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
+          if (c.ok()) forwarder_ = std::move(*c);
+        }
+      }
+      fwd = forwarder_.get();
+    }
+    if (fwd != nullptr) return fwd->call_sync(std::move(req));
+  }
+  return r;
+}
+
+Result<std::uint64_t> Engine::Impl::watch(const std::string& key, bool prefix,
+                                          std::uint64_t start_revision,
+                                          std::function<void(const WatchEvent&)> callback) {
+  auto p = std::make_shared<std::promise<wire::Response>>();
+  std::future<wire::Response> f = p->get_future();
+  inbox_.post([this, key, prefix, start_revision, callback = std::move(callback), p]() mutable {
+    Watcher w;
+    w.id = 0;
+    w.key = key;
+    w.prefix = prefix;
+    w.next_revision = start_revision;
+    w.callback = std::move(callback);
+    const std::uint64_t handle = watcher_seq_ + 1;
+    add_watcher(std::move(w), [p, handle](wire::Response r) {
+      r.watch_id = handle;
+      p->set_value(std::move(r));
+    });
+  });
+  wire::Response r = f.get();
+  if (r.code != Code::kOk) return Status(r.code, r.message);
+  return r.watch_id;
+}
+
+void Engine::Impl::unwatch(std::uint64_t handle) {
+  inbox_.post([this, handle] { watchers_.erase(handle); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() { (void)close(); }
+
+Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  KVC_RETURN_IF_ERROR(impl->start());
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+std::uint64_t Engine::id() const { return impl_->id(); }
+std::uint64_t Engine::cluster_id() const { return impl_->cluster_id(); }
+LeaderInfo Engine::leader() const { return impl_->leader(); }
+void Engine::on_leader_change(std::function<void(const LeaderInfo&)> callback) {
+  impl_->on_leader_change(std::move(callback));
+}
+bool Engine::is_ready() const { return impl_->is_ready(); }
+std::string Engine::client_address() const { return impl_->client_address(); }
+std::string Engine::peer_address() const { return impl_->peer_address(); }
+Status Engine::close() { return impl_->close(); }
+Status Engine::failure() const { return impl_->failure(); }
+void Engine::wait() { impl_->wait(); }
+
+namespace {
+KeyValue from_wire(const wire::KeyValue& kv) {
+  return {kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version};
+}
+Status to_status(const wire::Response& r) { return Status(r.code, r.message); }
+}  // namespace
+
+Result<std::optional<KeyValue>> Engine::get(const std::string& key, ReadOptions options) {
+  wire::Response r =
+      impl_->call({.op = wire::Op::kGet, .key = key, .serializable = options.serializable});
+  if (r.code != Code::kOk) return to_status(r);
+  if (!r.found || r.kvs.empty()) return std::optional<KeyValue>();
+  return std::optional<KeyValue>(from_wire(r.kvs.front()));
+}
+
+Result<bool> Engine::exists(const std::string& key, ReadOptions options) {
+  wire::Response r = impl_->call(
+      {.op = wire::Op::kGet, .key = key, .serializable = options.serializable, .keys_only = true});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.found;
+}
+
+Result<std::uint64_t> Engine::set(const std::string& key, const std::string& value) {
+  wire::Response r = impl_->call({.op = wire::Op::kPut, .key = key, .value = value});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.revision;
+}
+
+Result<bool> Engine::del(const std::string& key) {
+  wire::Response r = impl_->call({.op = wire::Op::kDelete, .key = key});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.found;
+}
+
+Result<std::uint64_t> Engine::cas(const std::string& key, const std::string& value,
+                                  std::uint64_t expect_revision) {
+  wire::Response r = impl_->call(
+      {.op = wire::Op::kCas, .key = key, .value = value, .expect_revision = expect_revision});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.revision;
+}
+
+Result<std::vector<KeyValue>> Engine::list(const std::string& prefix, std::uint64_t limit,
+                                           ReadOptions options) {
+  std::vector<KeyValue> out;
+  std::string start = prefix;
+  for (;;) {
+    std::uint64_t want = limit == 0 ? 0 : limit - out.size();
+    wire::Response r = impl_->call({.op = wire::Op::kRange, .key = start, .value = prefix,
+                                    .prefix = true, .limit = want,
+                                    .serializable = options.serializable});
+    if (r.code != Code::kOk) return to_status(r);
+    for (const wire::KeyValue& kv : r.kvs) out.push_back(from_wire(kv));
+    if (!r.more || r.kvs.empty() || (limit != 0 && out.size() >= limit)) break;
+    start = r.kvs.back().key;
+    start.push_back('\0');
+  }
+  return out;
+}
+
+Result<std::uint64_t> Engine::watch(const std::string& key, bool prefix,
+                                    std::uint64_t start_revision,
+                                    std::function<void(const WatchEvent&)> callback) {
+  return impl_->watch(key, prefix, start_revision, std::move(callback));
+}
+
+void Engine::unwatch(std::uint64_t handle) { impl_->unwatch(handle); }
+
+}  // namespace kvc::server

@@ -1,0 +1,236 @@
+// Engine::Impl: the machinery behind server::Engine. Internal to server/; split from engine.cc
+// only to keep the files readable. Threads: the loop thread runs libuv (network, ticks), the
+// Raft core and the state machine's owning side; `disk_` runs WAL writes and fsyncs; `flush_`
+// runs state flushes and snapshot creation. Everything below marked "loop" is touched only on
+// the loop thread.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kvc/net/connection.h"
+#include "kvc/raft/node.h"
+#include "kvc/server/engine.h"
+#include "kvc/server/loop_util.h"
+#include "kvc/server/peer_transport.h"
+#include "kvc/storage/data_dir.h"
+#include "kvc/storage/membership.h"
+#include "kvc/storage/state.h"
+#include "kvc/storage/wal.h"
+#include "kvc/wire/messages.h"
+
+namespace kvc::client {
+class Client;
+}
+
+namespace kvc::server {
+
+// Adapts the Raft core's logger to spdlog.
+class SpdRaftLogger final : public raft::Logger {
+ public:
+  void log(raft::LogLevel level, std::string_view line) override;
+};
+
+class Engine::Impl {
+ public:
+  using Reply = std::function<void(wire::Response)>;
+
+  explicit Impl(EngineOptions options);
+  ~Impl();
+
+  Status start();
+  Status close();
+  void wait();
+
+  // Any thread: runs a request on the loop and calls `reply` there.
+  void submit(wire::Request req, Reply reply);
+  // Any thread: the same, blocking for the answer (forwarding writes to the leader when this
+  // member is a follower). Not on the loop thread.
+  wire::Response call(wire::Request req);
+
+  std::uint64_t id() const { return identity_.member_id; }
+  std::uint64_t cluster_id() const { return identity_.cluster_id; }
+  LeaderInfo leader() const;
+  bool is_ready() const { return ready_.load(); }
+  void on_leader_change(std::function<void(const LeaderInfo&)> cb);
+  std::string client_address() const { return client_bound_; }
+  std::string peer_address() const { return peer_bound_; }
+  Status failure() const;
+  Result<std::uint64_t> watch(const std::string& key, bool prefix, std::uint64_t start_revision,
+                              std::function<void(const WatchEvent&)> callback);
+  void unwatch(std::uint64_t handle);
+
+ private:
+  struct Waiter {
+    std::uint64_t request_id = 0;
+    std::uint64_t term = 0;
+    wire::Request req;
+    Reply reply;
+    std::uint64_t deadline = 0;  // uv_now ms
+  };
+  struct PendingRead {
+    wire::Request req;
+    Reply reply;
+    std::uint64_t deadline = 0;
+  };
+  struct ReadBatch {
+    std::string context;
+    std::uint64_t index = 0;  // 0 until the ReadState arrives
+    std::uint64_t started = 0;
+    std::vector<PendingRead> reads;
+  };
+  struct Watcher {
+    std::uint64_t id = 0;       // the client's request id (or the embedded handle)
+    std::uint64_t conn = 0;     // 0 for an embedded watcher
+    std::string key;
+    bool prefix = false;
+    std::uint64_t next_revision = 0;
+    std::uint32_t next_sequence = 0;
+    std::function<void(const WatchEvent&)> callback;  // embedded watchers
+  };
+  struct ClientConn {
+    std::shared_ptr<net::Connection> conn;
+    bool hello_done = false;
+    std::uint64_t inflight = 0;
+    bool paused = false;
+  };
+  struct PersistJob {
+    raft::Ready rd;
+    bool sync = false;
+    Status status;
+    std::optional<storage::StagedInstall> staged;
+  };
+
+  // Setup (calling thread, before the loop runs).
+  Status open_data_dir();
+  Status open_storage();
+  Status make_node(storage::RecoveredLog log);
+  Status bind_listeners();
+
+  // Loop: time and Raft.
+  void on_tick();
+  void on_check();
+  void process_ready();
+  void on_persisted(std::shared_ptr<PersistJob> job);
+  void install_then_persist(std::shared_ptr<PersistJob> job);
+  void complete_ready(const raft::Ready& rd);
+  void send_message(raft::Message m);
+  void on_soft_state(const raft::SoftState& ss);
+  void on_conf_state(const raft::ConfState& conf);
+  void learn_entries(const std::vector<raft::Entry>& entries);
+  void apply_committed(const std::vector<raft::Entry>& entries);
+  void finish_waiter(std::uint64_t index, const raft::Entry& e,
+                     const std::optional<storage::Command>& cmd,
+                     const storage::ApplyResult* result);
+  void fatal(const Status& s);
+
+  // Loop: state flushing and snapshots.
+  void maybe_flush(bool force);
+  void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
+  void make_snapshot_for_followers();
+  Status fill_snapshot_chunk(raft::Message& m);
+
+  // Loop: requests.
+  void handle_request(wire::Request req, Reply reply);
+  void propose_write(wire::Request req, Reply reply);
+  void queue_read(wire::Request req, Reply reply);
+  void start_read_batch();
+  void serve_reads();
+  void serve_read(const wire::Request& req, const Reply& reply);
+  void sweep_deadlines();
+  void add_watcher(Watcher w, const Reply& reply);
+  void notify_watchers();
+  void notify_leader_watchers();
+  wire::Response base_response(std::uint64_t req_id) const;
+  void fill_leader(wire::Response& r) const;
+  void fill_status(wire::Response& r) const;
+  std::uint64_t deadline_for(const wire::Request& req) const;
+
+  // Loop: client connections.
+  void on_client_accept(std::shared_ptr<net::Connection> conn);
+  void on_client_frame(std::uint64_t conn_id, net::Connection& conn, std::string_view payload);
+  void on_client_closed(std::uint64_t conn_id);
+  void send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final);
+
+  // Loop: shutdown.
+  void begin_shutdown();
+  void finish_shutdown();
+
+  // Membership as the engine knows it: the state machine's, plus what the log and the peers'
+  // handshakes taught (addresses of members being added, client addresses).
+  const storage::Member* member(std::uint64_t id) const;
+  void update_peers();
+
+  EngineOptions options_;
+  storage::Identity identity_;
+  std::optional<storage::DataDir> data_dir_;
+  std::optional<storage::Wal> wal_;        // disk thread after start()
+  std::unique_ptr<storage::StateMachine> state_;
+  std::unique_ptr<raft::Node> node_;
+  raft::SplitMix64 rng_{0};
+  SpdRaftLogger raft_logger_;
+  storage::Membership bootstrap_membership_;
+
+  uv_loop_t loop_{};
+  Inbox inbox_;
+  uv_timer_t tick_timer_{};
+  uv_timer_t flush_timer_{};
+  uv_check_t check_{};
+  std::thread loop_thread_;
+  std::unique_ptr<Worker> disk_;
+  std::unique_ptr<Worker> flush_;
+  std::unique_ptr<PeerTransport> peers_;
+  std::unique_ptr<net::Listener> client_listener_;
+  std::string client_bound_;
+  std::string peer_bound_;
+
+  // Loop state.
+  bool persisting_ = false;
+  bool flushing_ = false;
+  bool snapshotting_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  std::shared_ptr<PersistJob> install_waiting_;  // waits for a flush to finish
+  raft::HardState synced_hard_state_;
+  std::map<std::uint64_t, Waiter> waiters_;  // by log index
+  std::uint64_t request_seq_ = 0;
+  std::vector<PendingRead> unsent_reads_;
+  std::deque<ReadBatch> read_batches_;
+  std::uint64_t read_seq_ = 0;
+  std::map<std::uint64_t, Watcher> watchers_;             // by watcher key
+  std::map<std::uint64_t, std::uint64_t> leader_watchers_;  // key -> conn
+  std::uint64_t watcher_seq_ = 0;
+  std::unordered_map<std::uint64_t, ClientConn> clients_;
+  std::uint64_t conn_seq_ = 0;
+  std::map<std::uint64_t, storage::Member> learned_;  // from handshakes and conf entries
+  std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
+  std::uint64_t last_leader_ = 0;
+  std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
+  std::uint64_t last_flush_ms_ = 0;
+  std::string incoming_snapshot_path_;
+  std::function<void()> shutdown_done_;
+
+  // Shared with other threads.
+  mutable std::mutex mu_;
+  LeaderInfo leader_info_;                                   // guarded by mu_
+  std::vector<std::function<void(const LeaderInfo&)>> leader_callbacks_;  // guarded by mu_
+  Status failure_;                                           // guarded by mu_
+  bool finished_ = false;                                    // guarded by mu_
+  std::condition_variable finished_cv_;
+  std::atomic<bool> ready_{false};
+  std::unique_ptr<client::Client> forwarder_;  // guarded by mu_; created on first use
+};
+
+}  // namespace kvc::server

@@ -1,0 +1,32 @@
+#include "kvc/server/options.h"
+
+namespace kvc::server {
+
+Status EngineOptions::validate() const {
+  if (name.empty()) return Status::invalid_argument("--name is required");
+  if (name.find_first_of(",= \t\n") != std::string::npos) {
+    return Status::invalid_argument("--name must not contain ',', '=' or whitespace");
+  }
+  if (data_dir.empty()) return Status::invalid_argument("--data-dir is required");
+  if (listen_peer.empty()) return Status::invalid_argument("--listen-peer is required");
+  if (initial_cluster_state != "new" && initial_cluster_state != "existing") {
+    return Status::invalid_argument("--initial-cluster-state must be new or existing");
+  }
+  if (cluster_token.empty()) return Status::invalid_argument("--cluster-token must not be empty");
+  if (tick_ms == 0) return Status::invalid_argument("--tick must be positive");
+  if (election_ticks < 2) return Status::invalid_argument("--election-ticks must be at least 2");
+  if (heartbeat_ticks < 1 || heartbeat_ticks >= election_ticks) {
+    return Status::invalid_argument("--heartbeat-ticks must be at least 1 and below --election-ticks");
+  }
+  if (max_request_bytes == 0 || max_request_bytes + 4096 > max_frame_bytes) {
+    return Status::invalid_argument("--max-request-bytes must be positive and leave room in "
+                                    "--max-frame-bytes");
+  }
+  if (flush_interval_ms == 0) return Status::invalid_argument("--flush-interval must be positive");
+  if (max_inflight_requests == 0 || max_client_connections == 0) {
+    return Status::invalid_argument("connection limits must be positive");
+  }
+  return Status();
+}
+
+}  // namespace kvc::server

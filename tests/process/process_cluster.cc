@@ -1,0 +1,284 @@
+#include "process_cluster.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#ifndef KVC_BINARY_DIR
+#error "KVC_BINARY_DIR must be defined by the build"
+#endif
+
+namespace kvc::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Polls `done` every few milliseconds until it holds or `timeout_ms` passes.
+template <typename F>
+bool poll_until(std::uint64_t timeout_ms, F done) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    if (done()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+std::string binary_path(const std::string& name) {
+  return std::string(KVC_BINARY_DIR) + "/cmd/" + name + "/" + name;
+}
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+ProcessCluster::ProcessCluster(const std::string& test_name, ClusterOptions options)
+    : options_(std::move(options)) {
+  const char* tmp = std::getenv("TMPDIR");
+  dir_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/kvc-test-" + test_name + "-" +
+         std::to_string(::getpid());
+  std::filesystem::remove_all(dir_);
+  std::filesystem::create_directories(dir_);
+  for (int i = 0; i < options_.members; ++i) {
+    MemberSpec s;
+    s.name = "m" + std::to_string(i + 1);
+    s.peer_port = free_port();
+    s.client_port = free_port();
+    s.data_dir = dir_ + "/" + s.name;
+    specs_.push_back(s);
+  }
+  pids_.assign(specs_.size(), 0);
+  ids_.assign(specs_.size(), 0);
+}
+
+ProcessCluster::~ProcessCluster() {
+  for (std::size_t i = 0; i < pids_.size(); ++i) {
+    if (pids_[i] > 0) {
+      ::kill(pids_[i], SIGCONT);
+      ::kill(pids_[i], SIGKILL);
+      ::waitpid(pids_[i], nullptr, 0);
+      pids_[i] = 0;
+    }
+  }
+  if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
+}
+
+std::string ProcessCluster::initial_cluster() const {
+  std::string s;
+  for (const MemberSpec& m : specs_) {
+    if (!s.empty()) s += ",";
+    s += m.name + "=127.0.0.1:" + std::to_string(m.peer_port);
+  }
+  return s;
+}
+
+std::string ProcessCluster::client_addr(int i) const {
+  return "127.0.0.1:" + std::to_string(spec(i).client_port);
+}
+std::string ProcessCluster::peer_addr(int i) const {
+  return "127.0.0.1:" + std::to_string(spec(i).peer_port);
+}
+std::string ProcessCluster::log_path(int i) const { return dir_ + "/" + spec(i).name + ".log"; }
+
+std::string ProcessCluster::endpoints() const {
+  std::string s;
+  for (int i = 0; i < size(); ++i) {
+    if (!s.empty()) s += ",";
+    s += client_addr(i);
+  }
+  return s;
+}
+
+std::vector<std::string> ProcessCluster::command_line(int i) const {
+  const MemberSpec& m = spec(i);
+  std::vector<std::string> args = {binary_path("kvc-node"),
+                                   "--name", m.name,
+                                   "--data-dir", m.data_dir,
+                                   "--listen-peer", peer_addr(i),
+                                   "--listen-client", client_addr(i),
+                                   "--initial-cluster", initial_cluster(),
+                                   "--cluster-token", options_.token,
+                                   "--log-level", options_.log_level};
+  args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
+  args.insert(args.end(), m.extra_flags.begin(), m.extra_flags.end());
+  return args;
+}
+
+Status ProcessCluster::start_all() {
+  for (int i = 0; i < size(); ++i) {
+    if (!running(i)) KVC_RETURN_IF_ERROR(start(i));
+  }
+  return Status();
+}
+
+Status ProcessCluster::start(int i) {
+  if (running(i)) return Status::failed_precondition(spec(i).name + " is already running");
+  const std::vector<std::string> args = command_line(i);
+  const std::string log = log_path(i);
+  const pid_t pid = ::fork();
+  if (pid < 0) return Status::from_errno("fork", errno);
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+      ::close(fd);
+    }
+    if (!options_.env_preload.empty()) ::setenv("LD_PRELOAD", options_.env_preload.c_str(), 1);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  pids_[static_cast<std::size_t>(i)] = pid;
+  return Status();
+}
+
+bool ProcessCluster::running(int i) const {
+  const pid_t pid = pids_[static_cast<std::size_t>(i)];
+  if (pid <= 0) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(pid, &status, WNOHANG);
+  if (r == pid) {
+    const_cast<ProcessCluster*>(this)->pids_[static_cast<std::size_t>(i)] = 0;
+    return false;
+  }
+  return true;
+}
+
+Status ProcessCluster::kill(int i, int sig) {
+  const pid_t pid = pids_[static_cast<std::size_t>(i)];
+  if (pid <= 0) return Status::failed_precondition(spec(i).name + " is not running");
+  if (sig == SIGKILL || sig == SIGTERM) ::kill(pid, SIGCONT);
+  if (::kill(pid, sig) != 0) return Status::from_errno("kill", errno);
+  if (sig == SIGKILL || sig == SIGTERM) {
+    int status = 0;
+    const bool exited = poll_until(15000, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
+    if (!exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      pids_[static_cast<std::size_t>(i)] = 0;
+      return Status::timeout(spec(i).name + " did not exit within 15 s of signal " +
+                             std::to_string(sig));
+    }
+    pids_[static_cast<std::size_t>(i)] = 0;
+  }
+  return Status();
+}
+
+Result<int> ProcessCluster::stop(int i) {
+  const pid_t pid = pids_[static_cast<std::size_t>(i)];
+  if (pid <= 0) return Status::failed_precondition(spec(i).name + " is not running");
+  ::kill(pid, SIGCONT);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  const bool exited = poll_until(15000, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
+  pids_[static_cast<std::size_t>(i)] = 0;
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return Status::timeout(spec(i).name + " did not stop within 15 s of SIGTERM");
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+void ProcessCluster::stop_all() {
+  for (int i = 0; i < size(); ++i) {
+    if (running(i)) (void)stop(i);
+  }
+}
+
+Status ProcessCluster::pause(int i) { return kill(i, SIGSTOP); }
+Status ProcessCluster::resume(int i) { return kill(i, SIGCONT); }
+
+std::unique_ptr<client::Client> ProcessCluster::client_for(int i, std::uint64_t timeout_ms) const {
+  client::ClientOptions o;
+  o.endpoints.push_back(*net::parse_address(client_addr(i)));
+  o.timeout_ms = timeout_ms;
+  o.connect_timeout_ms = 1000;
+  return std::move(*client::Client::open(std::move(o)));
+}
+
+std::unique_ptr<client::Client> ProcessCluster::client(std::uint64_t timeout_ms) const {
+  client::ClientOptions o;
+  o.endpoints = *net::parse_address_list(endpoints());
+  o.timeout_ms = timeout_ms;
+  o.connect_timeout_ms = 1000;
+  return std::move(*client::Client::open(std::move(o)));
+}
+
+int ProcessCluster::index_of_id(std::uint64_t id) const {
+  for (int i = 0; i < size(); ++i) {
+    if (ids_[static_cast<std::size_t>(i)] == 0) {
+      auto c = client_for(i, 500);
+      wire::Response r = c->call_sync({.op = wire::Op::kStatus},
+                                      {.target = *net::parse_address(client_addr(i))});
+      if (r.code == Code::kOk) ids_[static_cast<std::size_t>(i)] = r.member_id;
+    }
+    if (ids_[static_cast<std::size_t>(i)] == id) return i;
+  }
+  return -1;
+}
+
+Result<int> ProcessCluster::wait_for_leader(std::uint64_t timeout_ms) const {
+  int leader = -1;
+  const bool ok = poll_until(timeout_ms, [&] {
+    std::uint64_t agreed = 0;
+    for (int i = 0; i < size(); ++i) {
+      if (!running(i)) continue;
+      auto c = client_for(i, 300);
+      wire::Response r = c->call_sync({.op = wire::Op::kStatus},
+                                      {.timeout_ms = 300,
+                                       .target = *net::parse_address(client_addr(i))});
+      if (r.code != Code::kOk || r.status.leader_id == 0) return false;
+      ids_[static_cast<std::size_t>(i)] = r.member_id;
+      if (agreed != 0 && agreed != r.status.leader_id) return false;
+      agreed = r.status.leader_id;
+    }
+    leader = index_of_id(agreed);
+    return leader >= 0 && running(leader);
+  });
+  if (!ok) return Status::timeout("no agreed leader within " + std::to_string(timeout_ms) + " ms");
+  return leader;
+}
+
+Status ProcessCluster::wait_applied(int i, std::uint64_t index, std::uint64_t timeout_ms) const {
+  std::uint64_t last = 0;
+  const bool ok = poll_until(timeout_ms, [&] {
+    auto c = client_for(i, 300);
+    wire::Response r = c->call_sync({.op = wire::Op::kStatus},
+                                    {.timeout_ms = 300,
+                                     .target = *net::parse_address(client_addr(i))});
+    if (r.code != Code::kOk) return false;
+    last = r.status.applied_index;
+    return last >= index;
+  });
+  if (!ok) {
+    return Status::timeout(spec(i).name + " applied only " + std::to_string(last) + " of " +
+                           std::to_string(index));
+  }
+  return Status();
+}
+
+}  // namespace kvc::test
