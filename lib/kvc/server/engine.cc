@@ -1477,8 +1477,15 @@ LeaderInfo Engine::Impl::leader() const {
 }
 
 void Engine::Impl::on_leader_change(std::function<void(const LeaderInfo&)> cb) {
-  std::lock_guard<std::mutex> lock(mu_);
-  leader_callbacks_.push_back(std::move(cb));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_callbacks_.push_back(cb);
+  }
+  // A leader elected before the callback was registered is reported at once (on the loop).
+  inbox_.post([this, cb] {
+    LeaderInfo info = leader();
+    if (info.id != raft::kNoNode) cb(info);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

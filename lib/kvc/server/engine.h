@@ -64,7 +64,8 @@ class Engine {
   std::uint64_t id() const;
   std::uint64_t cluster_id() const;
   LeaderInfo leader() const;
-  // Called on the Engine's thread whenever the leader changes (also to "no leader").
+  // Called on the Engine's thread whenever the leader changes (also to "no leader"), and once
+  // soon after registration when a leader is already known.
   void on_leader_change(std::function<void(const LeaderInfo&)> callback);
   // True once this member knows a leader and has applied everything committed when it learned
   // of it (it is caught up).

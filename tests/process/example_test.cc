@@ -1,0 +1,118 @@
+// examples/embedded-controller: three instances form a cluster, only the leader runs the
+// controller job, and when the leader dies another instance takes the job over.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "process_cluster.h"
+
+namespace kvc::test {
+namespace {
+
+struct Instance {
+  std::string name;
+  std::uint16_t peer = 0, client = 0;
+  pid_t pid = 0;
+};
+
+class ExampleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string("/tmp/kvc-example-test-") + std::to_string(::getpid());
+    std::string initial;
+    for (int i = 0; i < 3; ++i) {
+      Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
+      if (!initial.empty()) initial += ",";
+      initial += in.name + "=127.0.0.1:" + std::to_string(in.peer);
+      instances_.push_back(in);
+    }
+    for (Instance& in : instances_) start(in, initial);
+  }
+  void TearDown() override {
+    for (Instance& in : instances_) {
+      if (in.pid > 0) {
+        ::kill(in.pid, SIGKILL);
+        ::waitpid(in.pid, nullptr, 0);
+      }
+    }
+    std::system(("rm -rf " + dir_).c_str());
+  }
+  void start(Instance& in, const std::string& initial) {
+    const std::string bin = std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
+    const std::string log = dir_ + "-" + in.name + ".log";
+    in.pid = ::fork();
+    if (in.pid == 0) {
+      FILE* f = std::freopen(log.c_str(), "w", stdout);
+      (void)f;
+      ::dup2(STDOUT_FILENO, STDERR_FILENO);
+      const std::string peer = "127.0.0.1:" + std::to_string(in.peer);
+      const std::string client = "127.0.0.1:" + std::to_string(in.client);
+      const std::string data = dir_ + "/" + in.name;
+      ::execl(bin.c_str(), bin.c_str(), "--name", in.name.c_str(), "--data-dir", data.c_str(),
+              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(),
+              "--initial-cluster", initial.c_str(), "--run-for", "120", nullptr);
+      ::_exit(127);
+    }
+  }
+  std::unique_ptr<client::Client> client() {
+    client::ClientOptions o;
+    for (const Instance& in : instances_) {
+      if (in.pid > 0) o.endpoints.push_back(*net::parse_address("127.0.0.1:" + std::to_string(in.client)));
+    }
+    o.timeout_ms = 2000;
+    return std::move(*client::Client::open(std::move(o)));
+  }
+  // The name in the heartbeat record, once it changes from `not_this` (bounded wait).
+  std::string heartbeat_writer(const std::string& not_this) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto c = client();
+      wire::Response r = c->get("/kvrocks/controller/heartbeat");
+      if (r.code == Code::kOk && r.found) {
+        const std::string writer = r.kvs[0].value.substr(0, r.kvs[0].value.find(' '));
+        if (writer != not_this) return writer;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "";
+  }
+  std::string leader_name() {
+    auto c = client();
+    wire::Response r = c->call_sync({.op = wire::Op::kLeader});
+    return r.code == Code::kOk ? r.leader_name : "";
+  }
+
+  std::string dir_;
+  std::vector<Instance> instances_;
+};
+
+TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
+  const std::string first = heartbeat_writer("");
+  ASSERT_FALSE(first.empty()) << "no controller job ran";
+  EXPECT_EQ(first, leader_name()) << "the job must run on the leader";
+  // Topology records are kept under the prefix.
+  auto c = client();
+  wire::Response topo = c->call_sync({.op = wire::Op::kRange, .key = "/kvrocks/namespaces/",
+                                      .value = "/kvrocks/namespaces/", .prefix = true});
+  ASSERT_EQ(topo.code, Code::kOk);
+  EXPECT_EQ(topo.kvs.size(), 4u) << "namespace, cluster and two shards";
+  // Kill the leader: another instance takes the job over.
+  for (Instance& in : instances_) {
+    if (in.name == first) {
+      ::kill(in.pid, SIGKILL);
+      ::waitpid(in.pid, nullptr, 0);
+      in.pid = 0;
+    }
+  }
+  const std::string second = heartbeat_writer(first);
+  ASSERT_FALSE(second.empty()) << "no instance took over the job";
+  EXPECT_NE(second, first);
+  EXPECT_EQ(second, leader_name());
+}
+
+}  // namespace
+}  // namespace kvc::test
