@@ -193,7 +193,14 @@ Status Engine::Impl::open_storage() {
       data_dir_->state_dir(), {.map_size = options_.state_map_size});
   if (!st.ok()) return st.status();
   state_ = std::move(*st);
-  incoming_snapshot_path_ = data_dir_->snap_dir() + "/incoming.partial";
+  incoming_snapshot_path_ = data_dir_->snap_dir() + "/incoming.tmp";
+  // A transfer cut by a crash left a partial file: the leader starts it again.
+  KVC_RETURN_IF_ERROR(storage::remove_temp_snapshots(data_dir_->snap_dir()));
+  if (Result<std::vector<storage::SnapshotFile>> files =
+          storage::list_snapshots(data_dir_->snap_dir());
+      files.ok()) {
+    for (const storage::SnapshotFile& f : *files) snapshot_files_[f.index] = f.path;
+  }
   return make_node(std::move(opened->log));
 }
 
@@ -448,8 +455,21 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
       s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
       if (!s.ok()) break;
     }
+    std::string adopted;
     if (s.ok()) {
-      Result<storage::StagedInstall> staged = state_->stage_install(incoming_snapshot_path_);
+      // Kept under its canonical name: this member may have to send it on as leader.
+      Result<storage::SnapshotInfo> info =
+          storage::adopt_snapshot(incoming_snapshot_path_, data_dir_->snap_dir());
+      if (info.ok()) {
+        adopted = info->path;
+        s = storage::prune_snapshots(data_dir_->snap_dir(),
+                                     std::max<std::size_t>(options_.snapshots_kept, 1));
+      } else {
+        s = info.status();
+      }
+    }
+    if (s.ok()) {
+      Result<storage::StagedInstall> staged = state_->stage_install(adopted);
       if (staged.ok()) {
         job->staged = std::move(*staged);
       } else {
@@ -457,11 +477,12 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
       }
     }
     job->status = s;
-    inbox_.post([this, job] {
+    inbox_.post([this, job, adopted] {
       if (!job->status.ok()) {
         fatal(job->status.with_context("installing a snapshot from the leader"));
         return;
       }
+      snapshot_files_[job->rd.snapshot->index] = adopted;
       auto commit = [this, job] {
         Status s2 = state_->commit_install(std::move(*job->staged));
         if (!s2.ok() && s2.code() != Code::kFailedPrecondition) {
@@ -523,6 +544,9 @@ void Engine::Impl::send_message(raft::Message m) {
     if (Status s = fill_snapshot_chunk(m); !s.ok()) {
       spdlog::warn("cannot send snapshot chunk peer={} error={}", hex(m.to), s.message());
       node_->report_snapshot(m.to, false);
+      // The file is gone (or this member's snapshot came from an install): make a new one,
+      // which replaces the one the core offers.
+      if (s.code() == Code::kNotFound) make_snapshot_for_followers();
       return;
     }
   }
