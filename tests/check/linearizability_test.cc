@@ -263,23 +263,51 @@ TEST(CheckHistoryTest, RejectsAnomalies) {
   }
 }
 
-TEST(CheckHistoryTest, ExplanationNamesKeyPrefixAndCulprit) {
-  const History h = {put(1, "x", "a", 1, 0, 1), put(1, "x", "b", 2, 2, 3),
-                     get(2, "x", "a", 1, 4, 5), put(1, "y", "c", 3, 0, 1)};
+TEST(CheckHistoryTest, ExplanationNamesKeyPrefixAndOverwrittenRead) {
+  // Without revisions only the search can tell: the prefix, the state, and the read it strands.
+  const History h = {put(1, "x", "a", 0, 0, 1), put(1, "x", "b", 0, 2, 3),
+                     get(2, "x", "a", 0, 4, 5), put(1, "y", "c", 3, 0, 1)};
   const CheckResult r = check_history(h);
   ASSERT_EQ(r.verdict, Verdict::kNotLinearizable);
   EXPECT_EQ(r.key, "x");
   EXPECT_EQ(r.culprits, std::vector<std::size_t>{2});
-  EXPECT_NE(r.explanation.find("key x"), std::string::npos) << r.explanation;
+  EXPECT_NE(r.explanation.find("key x: not linearizable"), std::string::npos) << r.explanation;
   EXPECT_NE(r.explanation.find("places 2 of 3"), std::string::npos) << r.explanation;
-  EXPECT_NE(r.explanation.find("value b at revision 2"), std::string::npos) << r.explanation;
-  EXPECT_NE(r.explanation.find(describe(h[1])), std::string::npos) << r.explanation;
-  EXPECT_NE(r.explanation.find(describe(h[2]) +
-                               ": it returned revision 1, but the key is already at revision 2"),
+  EXPECT_NE(r.explanation.find("value b at an unknown revision above 0"), std::string::npos)
+      << r.explanation;
+  EXPECT_NE(r.explanation.find("    " + describe(h[1]) + "\n"), std::string::npos) << r.explanation;
+  EXPECT_NE(r.explanation.find(describe(h[2]) + ": the value it read was overwritten"),
             std::string::npos)
       << r.explanation;
   EXPECT_EQ(r.operations, 4u);
   EXPECT_GT(r.states_explored, 0u);
+}
+
+TEST(CheckHistoryTest, ExplanationListsWhatCannotGoNext) {
+  const History h = {put(1, "x", "a", 1, 0, 1), get_none(2, "x", 2, 3)};
+  const CheckResult r = check_history(h);
+  ASSERT_EQ(r.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(r.culprits, std::vector<std::size_t>{1});
+  EXPECT_NE(r.explanation.find("places 1 of 2"), std::string::npos) << r.explanation;
+  EXPECT_NE(r.explanation.find("none of these can be placed next:\n    " + describe(h[1]) +
+                               ": it found nothing but the key exists"),
+            std::string::npos)
+      << r.explanation;
+}
+
+TEST(CheckHistoryTest, ExplanationOfAStaleRevisionNamesBothOperations) {
+  const History h = {put(1, "x", "a", 1, 0, 1), put(1, "x", "b", 2, 2, 3),
+                     get(2, "x", "a", 1, 4, 5)};
+  const CheckResult r = check_history(h);
+  ASSERT_EQ(r.verdict, Verdict::kNotLinearizable);
+  EXPECT_EQ(r.culprits, (std::vector<std::size_t>{1, 2}));
+  EXPECT_NE(r.explanation.find(describe(h[1]) + ": left the key at revision 2 or later"),
+            std::string::npos)
+      << r.explanation;
+  EXPECT_NE(r.explanation.find(describe(h[2]) +
+                               ": it returned revision 1, but the key is already at revision 2"),
+            std::string::npos)
+      << r.explanation;
 }
 
 TEST(CheckHistoryTest, CountsOperationsAndKeys) {

@@ -155,12 +155,24 @@ long plant_revision_backwards(History& h, std::mt19937_64& rng) {
 struct Planted {
   const char* name;
   Planter plant;
+  bool without_revisions;  // still provably wrong when no result carries a revision
+  bool sole_culprit;       // the planted op is the one that goes wrong (not its partner)
 };
 const Planted kPlanters[] = {
-    {"stale read", plant_stale_read},         {"never written", plant_never_written},
-    {"wrong revision", plant_wrong_revision}, {"lost write", plant_lost_write},
-    {"double cas", plant_double_cas},         {"revision backwards", plant_revision_backwards},
+    {"stale read", plant_stale_read, true, true},
+    {"never written", plant_never_written, true, true},
+    {"wrong revision", plant_wrong_revision, false, true},
+    {"lost write", plant_lost_write, true, true},
+    {"double cas", plant_double_cas, true, false},
+    {"revision backwards", plant_revision_backwards, false, false},
 };
+
+// The same history with every result's revision forgotten: still linearizable, and the
+// revision-based shortcuts can no longer decide, so the search itself must.
+History without_revisions(History h) {
+  for (Operation& op : h) op.revision = 0;
+  return h;
+}
 
 std::uint64_t env_u64(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);
@@ -191,7 +203,7 @@ TEST(RandomHistoryTest, LinearizableHistoriesPassAndPlantedAnomaliesFail) {
   const std::uint64_t count = only != 0 ? 1 : 300 * env_u64("KVC_CHECK_SOAK", 1);
   std::map<std::string, std::uint64_t> planted;
   CheckOptions per_key_only;
-  per_key_only.check_revision_order = false;  // the per-key search alone must catch each plant
+  per_key_only.check_revision_order = false;  // the per-key checks alone must catch each plant
   for (std::uint64_t i = 0; i < count; ++i) {
     const std::uint64_t seed = only != 0 ? only : 1000 + i;
     const RandomHistoryOptions o = options_for_seed(seed);
@@ -200,6 +212,10 @@ TEST(RandomHistoryTest, LinearizableHistoriesPassAndPlantedAnomaliesFail) {
     ASSERT_EQ(r.verdict, Verdict::kLinearizable)
         << "seed " << seed << " (rerun: KVC_CHECK_SEED=" << seed << ")\n"
         << r.explanation;
+    const CheckResult r0 = check_history(without_revisions(h));
+    ASSERT_EQ(r0.verdict, Verdict::kLinearizable)
+        << "seed " << seed << ", revisions removed (rerun: KVC_CHECK_SEED=" << seed << ")\n"
+        << r0.explanation;
     std::mt19937_64 rng(seed);
     for (const Planted& p : kPlanters) {
       History bad = h;
@@ -212,6 +228,16 @@ TEST(RandomHistoryTest, LinearizableHistoriesPassAndPlantedAnomaliesFail) {
           << " (rerun: KVC_CHECK_SEED=" << seed << ")";
       EXPECT_FALSE(br.explanation.empty());
       EXPECT_EQ(br.key, bad[at].key);
+      if (!p.without_revisions) continue;
+      const CheckResult sr = check_history(without_revisions(bad), per_key_only);
+      ASSERT_EQ(sr.verdict, Verdict::kNotLinearizable)
+          << p.name << " planted at op " << at << ", revisions removed; seed " << seed
+          << " (rerun: KVC_CHECK_SEED=" << seed << ")";
+      if (!p.sole_culprit) continue;
+      EXPECT_NE(std::find(sr.culprits.begin(), sr.culprits.end(), static_cast<std::size_t>(at)),
+                sr.culprits.end())
+          << p.name << ": the planted op is not among the culprits; seed " << seed << "\n"
+          << sr.explanation;
     }
   }
   if (only == 0) {

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "kvc/common/check.h"
+#include "kvc/common/status.h"
 
 namespace kvc::check {
 namespace {
@@ -116,6 +117,66 @@ bool cas_may_succeed(const State& s, std::uint64_t expect, std::uint64_t* bound)
   if (!s.present()) return false;
   *bound = expect;
   return s.exact ? s.floor == expect : expect > s.floor;
+}
+
+// The highest floor (see State) under which `op` can still be linearized; a key's floor
+// never decreases along a linearization, so once it passes a remaining op's deadline that op
+// can never be placed and the branch is dead. Catching that at once, rather than when the
+// op's return blocks the search, is what keeps concurrent writes with known revisions cheap.
+std::uint64_t deadline(const KeyOp& op) {
+  std::uint64_t d = kNever;
+  auto below = [&](std::uint64_t rev) {
+    if (rev != 0) d = std::min(d, rev - 1);
+  };
+  switch (op.kind) {
+    case OpKind::kPut:
+      below(op.revision);
+      break;
+    case OpKind::kGet:
+      if (op.found && op.revision != 0) d = op.revision;
+      break;
+    case OpKind::kDelete:
+      if (op.found) below(op.revision);
+      break;
+    case OpKind::kCas:
+      if (op.found) {
+        below(op.revision);
+        if (op.expect != 0) d = std::min(d, op.expect);
+      }
+      break;
+  }
+  return d;
+}
+
+// A floor the key has reached once `op` (completed) is linearized: its revisions only grow.
+std::uint64_t floor_after(const KeyOp& op) {
+  switch (op.kind) {
+    case OpKind::kPut:
+      return op.revision;
+    case OpKind::kGet:
+      return op.found ? op.revision : 0;
+    case OpKind::kDelete:
+      return op.found ? op.revision : 0;
+    case OpKind::kCas:
+      if (!op.found) return 0;
+      return op.revision != 0 ? op.revision : op.expect;
+  }
+  return 0;
+}
+
+// Why `op` cannot be placed once the key's floor is `floor` (> deadline(op)).
+std::string past_deadline(const KeyOp& op, std::uint64_t floor) {
+  const std::string at = "the key is already at revision " + std::to_string(floor);
+  if (op.kind == OpKind::kGet) {
+    return "it returned revision " + std::to_string(op.revision) + ", but " + at +
+           " and revisions only grow";
+  }
+  if (op.kind == OpKind::kCas && op.expect != 0 && op.expect < floor) {
+    return "it expected revision " + std::to_string(op.expect) + ", but " + at +
+           " and revisions only grow";
+  }
+  return "its revision " + std::to_string(op.revision) + " is not above the key's " +
+         std::to_string(floor);
 }
 
 // Applies `op` to `s`. For a completed operation: false when its recorded result is impossible
@@ -228,11 +289,34 @@ class ValueTable {
   std::vector<const std::string*> names_;  // node-based map: pointers stay valid
 };
 
-struct Bits {
-  std::vector<std::uint64_t> words;
-  explicit Bits(std::size_t n = 0) : words((n + 63) / 64, 0) {}
-  void set(std::size_t i) { words[i / 64] |= std::uint64_t{1} << (i % 64); }
-  void clear(std::size_t i) { words[i / 64] &= ~(std::uint64_t{1} << (i % 64)); }
+// A set of small integers that knows its "interesting" window of words: [lo, hi), where every
+// word below lo is all ones and every word from hi on is zero. Ops are numbered in invocation
+// order and linearized roughly in that order, so the window stays short however long the
+// history is; the memo stores only the window.
+class Bits {
+ public:
+  explicit Bits(std::size_t n) : words_((n + 63) / 64, 0) {}
+  void set(std::size_t i) {
+    const std::size_t w = i / 64;
+    words_[w] |= std::uint64_t{1} << (i % 64);
+    hi_ = std::max(hi_, w + 1);
+    while (lo_ < words_.size() && words_[lo_] == ~std::uint64_t{0}) ++lo_;
+  }
+  void clear(std::size_t i) {
+    const std::size_t w = i / 64;
+    words_[w] &= ~(std::uint64_t{1} << (i % 64));
+    lo_ = std::min(lo_, w);
+    while (hi_ > 0 && words_[hi_ - 1] == 0) --hi_;
+  }
+  std::size_t lo() const { return std::min(lo_, hi_); }
+  std::size_t hi() const { return hi_; }
+  std::uint64_t word(std::size_t w) const { return w < words_.size() ? words_[w] : 0; }
+  const std::uint64_t* data() const { return words_.data(); }
+
+ private:
+  std::vector<std::uint64_t> words_;
+  // Invariant: words_[w] is all ones for w < lo_, zero for w >= hi_.
+  std::size_t lo_ = 0, hi_ = 0;
 };
 
 // The memo table: which (required ops linearized, optional ops used, state) were visited.
@@ -241,26 +325,29 @@ struct Bits {
 // explored to the end (or is being explored, as an ancestor on the current path).
 class Memo {
  public:
-  Memo(std::size_t required, std::size_t optional)
-      : r_words_((required + 63) / 64), u_words_((optional + 63) / 64) {}
-
   // True when the visit is new (and records it).
   bool insert(const Bits& r, std::uint64_t r_hash, const Bits& u, const State& s) {
     const std::uint64_t h = mix64(r_hash ^ s.hash());
     auto [it, inserted] = heads_.try_emplace(h, kNone);
+    const auto r_lo = static_cast<std::uint32_t>(r.lo());
+    const auto r_len = static_cast<std::uint32_t>(r.hi() - r.lo());
     for (std::size_t e = it->second; e != kNone; e = entries_[e].next) {
       const Entry& entry = entries_[e];
-      if (!(entry.state == s)) continue;
-      if (!std::equal(r.words.begin(), r.words.end(), words_.begin() + entry.offset)) continue;
-      const std::uint64_t* used = words_.data() + entry.offset + r_words_;
+      if (!(entry.state == s) || entry.r_lo != r_lo || entry.r_len != r_len) continue;
+      const std::uint64_t* stored = words_.data() + entry.offset;
+      if (!std::equal(stored, stored + r_len, r.data() + r_lo)) continue;
+      const std::uint64_t* used = stored + r_len;
       bool subset = true;
-      for (std::size_t w = 0; w < u_words_ && subset; ++w) subset = (used[w] & ~u.words[w]) == 0;
+      for (std::uint32_t w = 0; w < entry.u_len && subset; ++w) {
+        subset = (used[w] & ~u.word(w)) == 0;
+      }
       if (subset) return false;
     }
     const std::size_t offset = words_.size();
-    words_.insert(words_.end(), r.words.begin(), r.words.end());
-    words_.insert(words_.end(), u.words.begin(), u.words.end());
-    entries_.push_back(Entry{offset, s, it->second});
+    words_.insert(words_.end(), r.data() + r_lo, r.data() + r_lo + r_len);
+    words_.insert(words_.end(), u.data(), u.data() + u.hi());
+    entries_.push_back(
+        Entry{offset, s, it->second, r_lo, r_len, static_cast<std::uint32_t>(u.hi())});
     it->second = entries_.size() - 1;
     return true;
   }
@@ -273,11 +360,11 @@ class Memo {
  private:
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   struct Entry {
-    std::size_t offset;  // into words_: r_words_ words of the required set, then the optional set
+    std::size_t offset;  // into words_: r_len words of the required set's window, then u_len
     State state;
     std::size_t next;  // next entry with the same hash, or kNone
+    std::uint32_t r_lo, r_len, u_len;
   };
-  std::size_t r_words_, u_words_;
   std::unordered_map<std::uint64_t, std::size_t> heads_;
   std::vector<Entry> entries_;
   std::vector<std::uint64_t> words_;
@@ -324,6 +411,9 @@ class KeySearch {
             const History& history, const CheckOptions& options)
       : key_(key), values_(values), history_(history), options_(options) {
     for (KeyOp& op : ops) (op.optional ? opt_ : req_).push_back(op);
+    // Number ops in invocation order (see Bits).
+    std::stable_sort(req_.begin(), req_.end(),
+                     [](const KeyOp& a, const KeyOp& b) { return a.invoke < b.invoke; });
     build_lists();
     build_classes();
     deadlines_.init(req_.size());
@@ -335,22 +425,54 @@ class KeySearch {
     }
   }
 
-  KeyResult run() {
+  // Explanations (and culprits) are built only when `explain` is set.
+  KeyResult run(bool explain) {
     KeyResult result;
     const std::size_t nr = req_.size();
     const std::size_t no = opt_.size();
     Bits r(nr), u(no);
     std::uint64_t r_hash = 0;
-    Memo memo(nr, no);
+    Memo memo;
     State s;  // absent, revision 0
     std::size_t remaining = nr;
     std::vector<Frame> frames;
     frames.reserve(nr + 16);
 
     bool in_optional = false;  // which list the cursor walks
+    bool fresh = true;         // the cursor just arrived at a node: look for a forced step
     std::size_t cur = next_[head_];
     std::uint64_t limit = 0;  // while in_optional: time of the first remaining return
     State next_state;
+
+    // Linearizes completed op `op` next if it fits and leads to a state not seen before.
+    auto push_required = [&](std::size_t op, bool forced) {
+      if (!step(req_[op], s, &next_state, nullptr)) return false;
+      deadlines_.set(op, kNever);
+      count(req_[op], -1);
+      r.set(op);
+      r_hash ^= zobrist(op);
+      const bool doomed = next_state.floor > deadlines_.min() || strands_a_read(s, next_state);
+      // A doomed step still extends a linearizable prefix, which explanations report.
+      if (doomed) note_doomed(frames, nr - remaining + 1, Step{op, false});
+      if (!doomed && memo.insert(r, r_hash, u, next_state)) {
+        ++result.states;
+        frames.push_back(Frame{op, false, forced, s, 0});
+        unlink(2 * op);
+        unlink(2 * op + 1);
+        --remaining;
+        s = next_state;
+        note_depth(frames, nr - remaining);
+        in_optional = false;
+        fresh = true;
+        cur = next_[head_];
+        return true;
+      }
+      r.clear(op);
+      r_hash ^= zobrist(op);
+      count(req_[op], +1);
+      deadlines_.set(op, deadline(req_[op]));
+      return false;
+    };
 
     while (true) {
       if (remaining == 0) {
@@ -368,7 +490,30 @@ class KeySearch {
         return result;
       }
       bool backtrack = false;
-      if (!in_optional) {
+      if (fresh) {
+        fresh = false;
+        // Partial-order reduction: a completed op that never changes the state (a read, a
+        // failed compare, a delete that finds nothing) and fits here unchanged can be moved to
+        // the front of any linearization from here (a read that would bind an unknown revision
+        // later could not fit later either: the floor only grows), so it goes next and the
+        // node has no other children. A write that happens to leave this state as it is (an
+        // unread value over an unread value) is not such an op: elsewhere it changes things.
+        std::size_t forced = kNoOp;
+        for (std::size_t n = next_[head_]; n % 2 == 0; n = next_[n]) {
+          KVC_CHECK(n != head_, "a remaining operation's return must still be in the list");
+          const KeyOp& op = req_[n / 2];
+          const bool read_only = op.kind == OpKind::kGet || (op.kind != OpKind::kPut && !op.found);
+          if (read_only && step(op, s, &next_state, nullptr) && next_state == s) {
+            forced = n / 2;
+            break;
+          }
+        }
+        if (forced != kNoOp) {
+          if (push_required(forced, true)) continue;
+          backtrack = true;  // seen before: this node fails as that one did
+        }
+      }
+      if (!backtrack && !in_optional) {
         KVC_CHECK(cur != head_, "a remaining operation's return must still be in the list");
         const std::size_t op = cur / 2;
         if (cur % 2 == 1) {  // the first return: no required call after it may go next
@@ -377,68 +522,49 @@ class KeySearch {
           cur = onext_[ohead_];
           continue;
         }
-        if (step(req_[op], s, &next_state, nullptr)) {
-          deadlines_.set(op, kNever);
-          count(req_[op], -1);
-          r.set(op);
-          r_hash ^= zobrist(op);
-          const bool doomed = next_state.floor > deadlines_.min() || strands_a_read(s, next_state);
-          // A doomed step still extends a linearizable prefix, which explanations report.
-          if (doomed) note_doomed(frames, nr - remaining + 1, Step{op, false});
-          if (!doomed && memo.insert(r, r_hash, u, next_state)) {
-            ++result.states;
-            frames.push_back(Frame{op, false, s, 0});
-            unlink(2 * op);
-            unlink(2 * op + 1);
-            --remaining;
-            s = next_state;
-            note_depth(frames, nr - remaining);
-            cur = next_[head_];
-            continue;
-          }
-          r.clear(op);
-          r_hash ^= zobrist(op);
-          count(req_[op], +1);
-          deadlines_.set(op, deadline(req_[op]));
-        }
+        if (push_required(op, false)) continue;
         cur = next_[cur];
         continue;
       }
-      // The optional list.
-      if (cur == ohead_ || opt_[cur].invoke > limit) {
-        backtrack = true;
-      } else {
-        const KeyOp& op = opt_[cur];
-        // An optional put straight after another optional op: the state is the same as with the
-        // put alone (or has a lower floor), a sibling the search tries anyway.
-        const bool after_optional = !frames.empty() && frames.back().optional;
-        const std::size_t cls = class_of_[cur];
-        if (!(after_optional && op.kind == OpKind::kPut) &&
-            members_[cls][class_used_[cls]] == cur && step(op, s, &next_state, nullptr) &&
-            !(next_state == s)) {
-          count(op, -1);
-          u.set(cur);
-          const bool doomed = next_state.floor > deadlines_.min() || strands_a_read(s, next_state);
-          if (doomed) note_doomed(frames, nr - remaining, Step{cur, true});
-          if (!doomed && memo.insert(r, r_hash, u, next_state)) {
-            ++result.states;
-            frames.push_back(Frame{cur, true, s, limit});
-            ounlink(cur);
-            ++class_used_[cls];
-            s = next_state;
-            note_depth(frames, nr - remaining);
-            in_optional = false;
-            cur = next_[head_];
-            continue;
+      if (!backtrack) {  // the optional list
+        if (cur == ohead_ || opt_[cur].invoke > limit) {
+          backtrack = true;
+        } else {
+          const KeyOp& op = opt_[cur];
+          // An optional put straight after another optional op: the state is the same as with
+          // the put alone (or has a lower floor), a sibling the search tries anyway.
+          const bool after_optional = !frames.empty() && frames.back().optional;
+          const std::size_t cls = class_of_[cur];
+          if (!(after_optional && op.kind == OpKind::kPut) &&
+              members_[cls][class_used_[cls]] == cur && step(op, s, &next_state, nullptr) &&
+              !(next_state == s)) {
+            count(op, -1);
+            u.set(cur);
+            const bool doomed =
+                next_state.floor > deadlines_.min() || strands_a_read(s, next_state);
+            if (doomed) note_doomed(frames, nr - remaining, Step{cur, true});
+            if (!doomed && memo.insert(r, r_hash, u, next_state)) {
+              ++result.states;
+              frames.push_back(Frame{cur, true, false, s, limit});
+              ounlink(cur);
+              ++class_used_[cls];
+              s = next_state;
+              note_depth(frames, nr - remaining);
+              in_optional = false;
+              fresh = true;
+              cur = next_[head_];
+              continue;
+            }
+            u.clear(cur);
+            count(op, +1);
           }
-          u.clear(cur);
-          count(op, +1);
+          cur = onext_[cur];
+          continue;
         }
-        cur = onext_[cur];
-        continue;
       }
-      if (backtrack) {
-        if (frames.empty()) break;
+      // Backtrack: undo the last step and try the next sibling; a forced step has none.
+      bool resumed = false;
+      while (!frames.empty() && !resumed) {
         const Frame f = frames.back();
         frames.pop_back();
         common_ = std::min(common_, frames.size());
@@ -462,10 +588,12 @@ class KeySearch {
           in_optional = false;
           cur = next_[2 * f.op];
         }
+        resumed = !f.forced;
       }
+      if (!resumed) break;
     }
     result.verdict = Verdict::kNotLinearizable;
-    explain(&result);
+    if (explain) this->explain(&result);
     return result;
   }
 
@@ -477,6 +605,7 @@ class KeySearch {
   struct Frame {
     std::size_t op;  // index into req_ or opt_
     bool optional;
+    bool forced;  // taken without branching (see run)
     State before;
     std::uint64_t limit;  // optional frames: the cursor's limit when the op was chosen
   };
@@ -539,35 +668,6 @@ class KeySearch {
     }
     for (auto& m : members_) m.push_back(kNoOp);  // so members_[c][used] is always valid
     class_used_.assign(members_.size(), 0);
-  }
-
-  // The highest floor (see State) under which `op` can still be linearized; a key's floor
-  // never decreases along a linearization, so once it passes a remaining op's deadline that op
-  // can never be placed and the branch is dead. Catching that at once, rather than when the
-  // op's return blocks the search, is what keeps concurrent writes with known revisions cheap.
-  static std::uint64_t deadline(const KeyOp& op) {
-    std::uint64_t d = kNever;
-    auto below = [&](std::uint64_t rev) {
-      if (rev != 0) d = std::min(d, rev - 1);
-    };
-    switch (op.kind) {
-      case OpKind::kPut:
-        below(op.revision);
-        break;
-      case OpKind::kGet:
-        if (op.found && op.revision != 0) d = op.revision;
-        break;
-      case OpKind::kDelete:
-        if (op.found) below(op.revision);
-        break;
-      case OpKind::kCas:
-        if (op.found) {
-          below(op.revision);
-          if (op.expect != 0) d = std::min(d, op.expect);
-        }
-        break;
-    }
-    return d;
   }
 
   // Tracks, per value, the writes of it not yet linearized and the completed reads of it not
@@ -651,19 +751,7 @@ class KeySearch {
   std::string never_placeable(const KeyOp& op, const State& s, const std::vector<bool>& done,
                               const std::vector<bool>& used) const {
     const std::uint64_t d = deadline(op);
-    if (s.floor > d) {
-      const std::string at = "the key is already at revision " + std::to_string(s.floor);
-      if (op.kind == OpKind::kGet) {
-        return "it returned revision " + std::to_string(op.revision) + ", but " + at +
-               " and revisions only grow";
-      }
-      if (op.kind == OpKind::kCas && op.expect != 0 && op.expect < s.floor) {
-        return "it expected revision " + std::to_string(op.expect) + ", but " + at +
-               " and revisions only grow";
-      }
-      return "its revision " + std::to_string(op.revision) + " is not above the key's " +
-             std::to_string(s.floor);
-    }
+    if (s.floor > d) return past_deadline(op, s.floor);
     if (op.kind != OpKind::kGet || !op.found || op.read_value == s.value) return "";
     auto writes_it = [&](const KeyOp& w) {
       return (w.kind == OpKind::kPut || w.kind == OpKind::kCas) &&
@@ -714,11 +802,10 @@ class KeySearch {
         culprits.emplace_back(i, std::move(why));
       }
     }
-    std::string out = "key " + shown(key_) + ": not linearizable. The longest linearizable " +
-                      "prefix places " + std::to_string(best_depth_) + " of " +
-                      std::to_string(req_.size()) + " completed operations";
+    std::string out = "The longest linearizable prefix places " + std::to_string(best_depth_) +
+                      " of " + std::to_string(req_.size()) + " completed operations";
     if (!opt_.empty()) {
-      out += " (" + std::to_string(opt_.size()) + " more had an unknown outcome)";
+      out += " (" + std::to_string(opt_.size()) + " more may or may not have taken effect)";
     }
     out += "; after it the key holds " + describe_state(s) + ".\n";
     if (!best_.empty()) {
@@ -768,6 +855,43 @@ class KeySearch {
   std::size_t common_ = 0;
 };
 
+// Per key: once a completed op left the key at revision f, every op invoked after it finished
+// needs the key at f or later. A cheap, exact first pass for most stale reads and writes;
+// returns a non-ok Status (and fills *result) when it finds one.
+Status check_key_revision_order(const std::string& key, const std::vector<KeyOp>& ops,
+                                const History& history, CheckResult* result) {
+  std::vector<const KeyOp*> by_response, by_invoke;
+  for (const KeyOp& op : ops) {
+    if (op.optional) continue;
+    if (floor_after(op) != 0) by_response.push_back(&op);
+    if (deadline(op) != kNever) by_invoke.push_back(&op);
+  }
+  std::sort(by_response.begin(), by_response.end(),
+            [](const KeyOp* a, const KeyOp* b) { return a->response < b->response; });
+  std::sort(by_invoke.begin(), by_invoke.end(),
+            [](const KeyOp* a, const KeyOp* b) { return a->invoke < b->invoke; });
+  std::size_t done = 0;
+  const KeyOp* highest = nullptr;
+  for (const KeyOp* b : by_invoke) {
+    while (done < by_response.size() && by_response[done]->response < b->invoke) {
+      const KeyOp* a = by_response[done++];
+      if (highest == nullptr || floor_after(*a) > floor_after(*highest)) highest = a;
+    }
+    if (highest == nullptr || floor_after(*highest) <= deadline(*b)) continue;
+    result->verdict = Verdict::kNotLinearizable;
+    result->key = key;
+    result->culprits = {std::min(highest->index, b->index), std::max(highest->index, b->index)};
+    result->explanation = "key " + shown(key) + ": not linearizable: an operation began after " +
+                          "another had finished, yet needs an older revision.\n    " +
+                          describe(history[highest->index]) + ": left the key at revision " +
+                          std::to_string(floor_after(*highest)) + " or later\n    " +
+                          describe(history[b->index]) + ": " +
+                          past_deadline(*b, floor_after(*highest)) + "\n";
+    return Status::failed_precondition("not linearizable");
+  }
+  return Status();
+}
+
 // Writes must get revisions in real-time order, across keys: when one write finished before
 // another began, its revision is smaller. Only completed writes with a known revision count.
 bool check_revision_order(const History& history, CheckResult* result) {
@@ -808,6 +932,85 @@ bool check_revision_order(const History& history, CheckResult* result) {
     }
   }
   return true;
+}
+
+// Runs the search over one key's ops (interning done; reads still to be counted).
+KeyResult search_ops(const std::string& key, std::vector<KeyOp> ops, const ValueTable& values,
+                     const History& history, const CheckOptions& options, bool explain) {
+  std::vector<bool> read(values.size(), false);
+  for (const KeyOp& k : ops) {
+    if (k.kind == OpKind::kGet && k.found && !k.optional) read[k.read_value] = true;
+  }
+  for (KeyOp& k : ops) {
+    k.original_value = k.value;
+    if ((k.kind == OpKind::kPut || k.kind == OpKind::kCas) && !read[k.value]) k.value = kUnread;
+  }
+  KeySearch search(key, std::move(ops), values, history, options);
+  return search.run(explain);
+}
+
+// The key's sub-history as it stood at time `t`: ops completed by then are required; ops
+// invoked by then but not completed, like unknown-outcome ones, are optional (reads among them
+// constrain nothing and are dropped); later ops are left out. If the whole history is
+// linearizable so is every such prefix (cut a linearization at t), so the first `t` at which
+// it is not is where the history first goes wrong.
+std::vector<KeyOp> prefix_at(const std::vector<KeyOp>& ops, std::uint64_t t) {
+  std::vector<KeyOp> out;
+  for (const KeyOp& op : ops) {
+    if (op.invoke > t) continue;
+    KeyOp k = op;
+    if (!op.optional && op.response > t) {
+      if (op.kind == OpKind::kGet) continue;
+      k.optional = true;
+      k.found = false;
+      k.revision = 0;
+      k.response = kNever;
+    }
+    out.push_back(k);
+  }
+  return out;
+}
+
+// Replaces a failed key's explanation with one about the first time its history goes wrong:
+// a binary search over response times for the shortest failing prefix, whose last completed
+// op is the culprit. Leaves *result alone if a probe gives up.
+void explain_first_failure(const std::string& key, const std::vector<KeyOp>& ops,
+                           const ValueTable& values, const History& history,
+                           const CheckOptions& options, CheckResult* result) {
+  std::vector<std::uint64_t> times;
+  for (const KeyOp& op : ops) {
+    if (!op.optional) times.push_back(op.response);
+  }
+  std::sort(times.begin(), times.end());
+  times.erase(std::unique(times.begin(), times.end()), times.end());
+  if (times.empty()) return;
+  std::size_t lo = 0, hi = times.size() - 1;  // Invariant: the prefix at times[hi] fails.
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    const KeyResult probe =
+        search_ops(key, prefix_at(ops, times[mid]), values, history, options, false);
+    if (probe.verdict == Verdict::kGaveUp) return;
+    if (probe.verdict == Verdict::kNotLinearizable) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const std::uint64_t t = times[hi];
+  KeyResult failing = search_ops(key, prefix_at(ops, t), values, history, options, true);
+  if (failing.verdict != Verdict::kNotLinearizable) return;
+  std::vector<std::size_t> last;
+  for (const KeyOp& op : ops) {
+    if (!op.optional && op.response == t) last.push_back(op.index);
+  }
+  std::sort(last.begin(), last.end());
+  std::string out = "key " + shown(key) + ": not linearizable. Its operations are linearizable" +
+                    (hi > 0 ? " up to time " + std::to_string(times[hi - 1]) : "") +
+                    ", but not once this completes at time " + std::to_string(t) + ":\n";
+  for (std::size_t i : last) out += "    " + describe(history[i]) + "\n";
+  out += "  Up to then: " + failing.explanation;
+  result->explanation = std::move(out);
+  result->culprits = std::move(last);
 }
 
 }  // namespace
@@ -949,22 +1152,18 @@ CheckResult check_history(const History& history, const CheckOptions& options) {
                            describe(history[k.index]) + "\n";
       return result;
     }
-    std::vector<bool> read(values.size(), false);
-    for (const KeyOp& k : ops) {
-      if (k.kind == OpKind::kGet && k.found) read[k.read_value] = true;
+    // And an op that needs a revision below one an op that finished before it began left.
+    if (Status why = check_key_revision_order(key, ops, history, &result); !why.ok()) {
+      return result;
     }
-    for (KeyOp& k : ops) {
-      k.original_value = k.value;
-      if ((k.kind == OpKind::kPut || k.kind == OpKind::kCas) && !read[k.value]) k.value = kUnread;
-    }
-    KeySearch search(key, std::move(ops), values, history, options);
-    KeyResult kr = search.run();
+    KeyResult kr = search_ops(key, ops, values, history, options, true);
     result.states_explored += kr.states;
     if (kr.verdict == Verdict::kNotLinearizable) {
       result.verdict = Verdict::kNotLinearizable;
       result.key = key;
-      result.explanation = std::move(kr.explanation);
+      result.explanation = "key " + shown(key) + ": not linearizable. " + kr.explanation;
       result.culprits = std::move(kr.culprits);
+      explain_first_failure(key, ops, values, history, options, &result);
       return result;
     }
     if (kr.verdict == Verdict::kGaveUp && !gave_up) {
