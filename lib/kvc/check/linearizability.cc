@@ -26,6 +26,10 @@ constexpr std::uint32_t kUnread = 0xfffffffeu;
 constexpr std::size_t kShownPrefixOps = 8;  // prefix operations an explanation shows
 constexpr std::size_t kShownCulprits = 12;  // unplaceable operations it shows
 constexpr std::size_t kShownBytes = 40;     // bytes of a key or value that describe() shows
+// States the search for a failure's first point may spend: this many times the failed search's,
+// and at least kExplainMinStates.
+constexpr std::uint64_t kExplainStatesFactor = 10;
+constexpr std::uint64_t kExplainMinStates = 100'000;
 
 std::uint64_t mix64(std::uint64_t x) {  // splitmix64's finalizer: a cheap, good 64-bit mix
   x += 0x9e3779b97f4a7c15ull;
@@ -331,11 +335,13 @@ class Memo {
     auto [it, inserted] = heads_.try_emplace(h, kNone);
     const auto r_lo = static_cast<std::uint32_t>(r.lo());
     const auto r_len = static_cast<std::uint32_t>(r.hi() - r.lo());
+    std::size_t variants = 0;
     for (std::size_t e = it->second; e != kNone; e = entries_[e].next) {
       const Entry& entry = entries_[e];
       if (!(entry.state == s) || entry.r_lo != r_lo || entry.r_len != r_len) continue;
       const std::uint64_t* stored = words_.data() + entry.offset;
       if (!std::equal(stored, stored + r_len, r.data() + r_lo)) continue;
+      ++variants;
       const std::uint64_t* used = stored + r_len;
       bool subset = true;
       for (std::uint32_t w = 0; w < entry.u_len && subset; ++w) {
@@ -343,6 +349,9 @@ class Memo {
       }
       if (subset) return false;
     }
+    // Past kMaxVariants sets of optional ops for one (required set, state), new ones are
+    // explored but not recorded: the memo only saves work, and long chains would cost more.
+    if (variants >= kMaxVariants) return true;
     const std::size_t offset = words_.size();
     words_.insert(words_.end(), r.data() + r_lo, r.data() + r_lo + r_len);
     words_.insert(words_.end(), u.data(), u.data() + u.hi());
@@ -359,6 +368,7 @@ class Memo {
 
  private:
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kMaxVariants = 16;
   struct Entry {
     std::size_t offset;  // into words_: r_len words of the required set's window, then u_len
     State state;
@@ -976,7 +986,8 @@ std::vector<KeyOp> prefix_at(const std::vector<KeyOp>& ops, std::uint64_t t) {
 // op is the culprit. Leaves *result alone if a probe gives up.
 void explain_first_failure(const std::string& key, const std::vector<KeyOp>& ops,
                            const ValueTable& values, const History& history,
-                           const CheckOptions& options, CheckResult* result) {
+                           const CheckOptions& options, std::uint64_t main_states,
+                           CheckResult* result) {
   std::vector<std::uint64_t> times;
   for (const KeyOp& op : ops) {
     if (!op.optional) times.push_back(op.response);
@@ -984,12 +995,21 @@ void explain_first_failure(const std::string& key, const std::vector<KeyOp>& ops
   std::sort(times.begin(), times.end());
   times.erase(std::unique(times.begin(), times.end()), times.end());
   if (times.empty()) return;
+  // A prefix can be much harder to check than the whole (a planted anomaly often dooms every
+  // branch of the whole early), so the probes share a budget of states; past it, the
+  // explanation of the whole history stands.
+  std::uint64_t budget =
+      std::min(options.max_states_per_key,
+               std::max<std::uint64_t>(kExplainMinStates, kExplainStatesFactor * main_states));
+  CheckOptions probe_options = options;
   std::size_t lo = 0, hi = times.size() - 1;  // Invariant: the prefix at times[hi] fails.
   while (lo < hi) {
     const std::size_t mid = lo + (hi - lo) / 2;
+    probe_options.max_states_per_key = budget;
     const KeyResult probe =
-        search_ops(key, prefix_at(ops, times[mid]), values, history, options, false);
+        search_ops(key, prefix_at(ops, times[mid]), values, history, probe_options, false);
     if (probe.verdict == Verdict::kGaveUp) return;
+    budget -= std::min(budget, probe.states);
     if (probe.verdict == Verdict::kNotLinearizable) {
       hi = mid;
     } else {
@@ -997,7 +1017,8 @@ void explain_first_failure(const std::string& key, const std::vector<KeyOp>& ops
     }
   }
   const std::uint64_t t = times[hi];
-  KeyResult failing = search_ops(key, prefix_at(ops, t), values, history, options, true);
+  probe_options.max_states_per_key = budget;
+  KeyResult failing = search_ops(key, prefix_at(ops, t), values, history, probe_options, true);
   if (failing.verdict != Verdict::kNotLinearizable) return;
   std::vector<std::size_t> last;
   for (const KeyOp& op : ops) {
@@ -1163,7 +1184,7 @@ CheckResult check_history(const History& history, const CheckOptions& options) {
       result.key = key;
       result.explanation = "key " + shown(key) + ": not linearizable. " + kr.explanation;
       result.culprits = std::move(kr.culprits);
-      explain_first_failure(key, ops, values, history, options, &result);
+      explain_first_failure(key, ops, values, history, options, kr.states, &result);
       return result;
     }
     if (kr.verdict == Verdict::kGaveUp && !gave_up) {
