@@ -1,7 +1,9 @@
-// The linearizability search: per key, Wing & Gong's backtracking over a list of call and
-// return events, with Lowe's memo table of (linearized set, model state), operations of unknown
-// outcome treated as optional, and an explanation built from the deepest point reached.
-// docs/checker.md describes the model and why each pruning rule keeps the check sound.
+// The linearizability check: per key, exact linear-time passes for the common anomalies, then
+// Wing & Gong's backtracking over a list of call and return events with Lowe's memo table of
+// (linearized set, model state), operations of unknown outcome treated as optional, and pruning
+// by revision deadlines, stranded reads and forced read-only steps; on failure, a bisection for
+// the first instant the history goes wrong, to explain it. docs/checker.md describes the model
+// and why each pruning rule keeps the check sound. No shared state: thread-safe.
 #include "kvc/check/linearizability.h"
 
 #include <algorithm>
