@@ -43,6 +43,7 @@ struct Operation {
   //   kPut:    revision of the write
   //   kDelete: found (whether the key existed), revision of the delete when found
   //   kCas:    found = whether the compare succeeded; revision of the write when it did
+  // A revision of 0 means the client did not learn it; the checker then leaves it unchecked.
   bool found = false;
   std::string read_value;
   std::uint64_t revision = 0;
