@@ -116,6 +116,10 @@ int main(int argc, char** argv) {
   tuning->add_option("--snapshots-kept", o.snapshots_kept,
                      "Snapshot files kept in DATA_DIR/snap")
       ->capture_default_str();
+#ifdef KVC_MUTATIONS
+  app.add_option("--test-mutation", o.test_mutation,
+                 "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads)");
+#endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"
       "    --listen-peer 127.0.0.1:2380 --listen-client 127.0.0.1:2379 \\\n"

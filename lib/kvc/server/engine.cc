@@ -410,7 +410,6 @@ void Engine::Impl::process_ready() {
     job->sync = !rd.entries.empty() || rd.snapshot.has_value() ||
                 (rd.hard_state && (rd.hard_state->term != synced_hard_state_.term ||
                                    rd.hard_state->vote != synced_hard_state_.vote));
-    if (options_.unsafe_skip_fsync_for_tests) job->sync = false;
     persisting_ = true;
     if (rd.snapshot) {
       install_then_persist(job);
@@ -860,6 +859,14 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
     case wire::Op::kGet:
     case wire::Op::kRange:
     case wire::Op::kHealth:
+#ifdef KVC_MUTATIONS
+      if (options_.test_mutation == "local-reads" && req.op != wire::Op::kHealth) {
+        // Broken on purpose (test builds only): no ReadIndex round, so a deposed leader
+        // answers from its stale state.
+        serve_read(req, reply);
+        return;
+      }
+#endif
       if (req.serializable && req.op != wire::Op::kHealth) {
         serve_read(req, reply);
       } else {
@@ -1019,6 +1026,15 @@ void Engine::Impl::propose_write(wire::Request req, Reply reply) {
     reply(std::move(r));
     return;
   }
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "ack-before-commit") {
+    // Broken on purpose (test builds only): the write is acknowledged before it commits.
+    r.revision = *index;
+    r.found = true;
+    reply(std::move(r));
+    return;
+  }
+#endif
   const std::uint64_t deadline = deadline_for(req);
   waiters_[*index] = Waiter{cmd.request_id, term, std::move(req), std::move(reply), deadline};
 }

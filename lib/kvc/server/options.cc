@@ -23,10 +23,27 @@ Status EngineOptions::validate() const {
                                     "--max-frame-bytes");
   }
   if (flush_interval_ms == 0) return Status::invalid_argument("--flush-interval must be positive");
+  if (!test_mutation.empty()) {
+    if (!mutations_compiled_in()) {
+      return Status::invalid_argument("test mutations are not compiled into this build");
+    }
+    if (test_mutation != "ack-before-commit" && test_mutation != "local-reads") {
+      return Status::invalid_argument("unknown test mutation '" + test_mutation +
+                                      "' (ack-before-commit, local-reads)");
+    }
+  }
   if (max_inflight_requests == 0 || max_client_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
   return Status();
+}
+
+bool EngineOptions::mutations_compiled_in() {
+#ifdef KVC_MUTATIONS
+  return true;
+#else
+  return false;
+#endif
 }
 
 }  // namespace kvc::server

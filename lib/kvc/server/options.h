@@ -34,11 +34,16 @@ struct EngineOptions {
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;
 
-  // Test-only (kvc-node refuses it unless built for tests): acknowledge writes before the WAL
-  // is synced, to prove the fault-injection tests catch a node that lies about durability.
-  bool unsafe_skip_fsync_for_tests = false;
+  // Test-only deliberately broken behaviour, honoured only by builds with KVC_MUTATIONS (the
+  // kvc-node-unsafe test binary); production builds refuse a non-empty value. It proves the
+  // process-level fault tests catch a member that breaks its promises:
+  //   "ack-before-commit"  a leader answers a write as soon as it is proposed
+  //   "local-reads"        linearizable reads are served from local state without ReadIndex
+  std::string test_mutation;
 
   Status validate() const;
+  // Whether this build honours test_mutation.
+  static bool mutations_compiled_in();
 };
 
 }  // namespace kvc::server
