@@ -33,6 +33,11 @@ int exit_for(SnapshotProblem p, const Status& s) {
   }
 }
 
+// The exit code of a verified file: 0 clean, 7 truncated, 8 corrupt, 1 unsupported version.
+int exit_for_report(SnapshotProblem p) {
+  return p == SnapshotProblem::kUnsupported ? kvc::kExitError : exit_for(p, Status());
+}
+
 int fail(const Status& s, SnapshotProblem p = SnapshotProblem::kNone) {
   std::fprintf(stderr, "%s: %s\n", kProgram, s.message().c_str());
   return exit_for(p, s);
@@ -55,15 +60,29 @@ std::string members_json(const kvc::storage::Membership& m) {
   return out + "]";
 }
 
-// One snapshot's info, verified, in the chosen format. Returns the problem found.
-SnapshotProblem print_info(const std::string& path, const std::string& output, bool first) {
+// The exit code for a list of files: the worst problem wins (corrupt, truncated, error).
+int worse(int a, int b) {
+  for (const int code : {kExitCorrupt, kExitTruncated, kvc::kExitError, kvc::kExitNotFound}) {
+    if (a == code || b == code) return code;
+  }
+  return 0;
+}
+
+// One snapshot's info, verified, in the chosen format. Returns its exit code contribution.
+int print_info(const std::string& path, const std::string& output, bool first, bool listed) {
   Progress progress("verifying " + path);
   kvc::Result<kvc::storage::VerifyReport> rep = kvc::storage::verify_snapshot(
       path, [&](std::uint64_t d, std::uint64_t t) { progress.update(d, t); });
   progress.done();
   if (!rep.ok()) {
+    if (listed && rep.status().code() == kvc::Code::kNotFound) {
+      // A live member pruned it between the listing and now.
+      std::fprintf(stderr, "%s: %s was removed while listing (pruned by a running member)\n",
+                   kProgram, path.c_str());
+      return 0;
+    }
     std::fprintf(stderr, "%s: %s\n", kProgram, rep.status().message().c_str());
-    return SnapshotProblem::kCorrupt;
+    return kvc::exit_code(rep.status());
   }
   const kvc::storage::SnapshotInfo& i = rep->info;
   const kvc::storage::SnapshotHeader& h = i.header;
@@ -86,7 +105,7 @@ SnapshotProblem print_info(const std::string& path, const std::string& output, b
     j += ",\"crc32c\":" + (clean ? json_string(hex32(i.file_crc)) : std::string("null"));
     j += ",\"problem\":" + (clean ? std::string("null") : json_string(rep->message)) + "}";
     std::printf("%s\n", j.c_str());
-    return rep->problem;
+    return exit_for_report(rep->problem);
   }
   if (!first) std::printf("\n");
   std::printf("file:      %s\n", escape_text(path).c_str());
@@ -112,7 +131,7 @@ SnapshotProblem print_info(const std::string& path, const std::string& output, b
   } else {
     std::printf("checksum:  %s: %s\n", status.c_str(), escape_text(rep->message).c_str());
   }
-  return rep->problem;
+  return exit_for_report(rep->problem);
 }
 
 int cmd_info(const std::string& path, const std::string& output) {
@@ -131,11 +150,7 @@ int cmd_info(const std::string& path, const std::string& output) {
   }
   int rc = 0;
   for (std::size_t n = 0; n < files.size(); ++n) {
-    const SnapshotProblem p = print_info(files[n], output, n == 0);
-    // The worst problem decides the exit code: corrupt over truncated over unsupported.
-    if (p == SnapshotProblem::kCorrupt) rc = kExitCorrupt;
-    if (p == SnapshotProblem::kTruncated && rc != kExitCorrupt) rc = kExitTruncated;
-    if (p == SnapshotProblem::kUnsupported && rc == 0) rc = kvc::kExitError;
+    rc = worse(rc, print_info(files[n], output, n == 0, files.size() > 1 || path != files[n]));
   }
   return rc;
 }
@@ -167,8 +182,7 @@ int cmd_verify(const std::string& path, const std::string& output) {
   } else {
     std::printf("%s\n", escape_text(rep->message).c_str());
   }
-  if (rep->problem == SnapshotProblem::kUnsupported) return kvc::kExitError;
-  return exit_for(rep->problem, Status());
+  return exit_for_report(rep->problem);
 }
 
 int cmd_dump(const std::string& path, const std::string& prefix, const std::string& output) {

@@ -193,6 +193,46 @@ TEST(SnapshotTest, AMissingOrRepeatedBlockIsCorruption) {
   }
 }
 
+// A block's records reach the caller only once the block's own checksum passed: damage in a
+// block must not hand the caller a changed record, even though the trailer would catch it
+// later (an installer or a dump would already have used it).
+TEST(SnapshotTest, RecordsOfADamagedBlockNeverReachTheCaller) {
+  const std::string bytes = slurp(small_snapshot(fresh_dir()));
+  std::vector<KeyValue> clean;
+  {
+    Result<SnapshotReader> r = SnapshotReader::from_bytes(bytes);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(r->for_each([&](const KeyValue& kv) {
+                   clean.push_back(kv);
+                   return Status();
+                 }).ok());
+  }
+  std::size_t damaged = 0;
+  for (std::size_t off = kSnapshotPrologueBytes; off < bytes.size();) {
+    std::uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + off + 4, 4);
+    const std::size_t end = off + kSnapshotBlockHeaderBytes + len;
+    if (bytes[off] == static_cast<char>(SnapshotBlockType::kRecords)) {
+      // The block's last byte is its last record's version: flipping its low bit keeps the
+      // record well formed but different.
+      std::string bad = bytes;
+      bad[end - 1] ^= 1;
+      Result<SnapshotReader> r = SnapshotReader::from_bytes(bad);
+      ASSERT_TRUE(r.ok());
+      std::size_t seen = 0;
+      Status s = r->for_each([&](const KeyValue& kv) {
+        EXPECT_EQ(kv, clean[seen]) << "a damaged record reached the caller";
+        ++seen;
+        return Status();
+      });
+      EXPECT_EQ(r->problem(), SnapshotProblem::kCorrupt) << s.to_string();
+      ++damaged;
+    }
+    off = end;
+  }
+  EXPECT_GT(damaged, 5u);
+}
+
 TEST(SnapshotTest, UnknownVersionIsUnsupportedNotCorrupt) {
   std::string bytes = slurp(small_snapshot(fresh_dir()));
   bytes[8] = 2;  // version 2, with a matching prologue checksum

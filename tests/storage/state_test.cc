@@ -426,6 +426,15 @@ TEST(StateMachineTest, HashIsEqualForEqualStatesAndSeesEveryField) {
   h1.add(kv("k", "v", 1, 1, 1));
   h2.add(kv("k", "v", 1, 1, 1));
   EXPECT_EQ(h1.finish(5), h2.finish(5));
+  // The worker-side hash of LMDB agrees once everything is flushed, and names its index.
+  ASSERT_TRUE(a->flush_all().ok());
+  Result<StateMachine::IndexedHash> d = a->durable_hash();
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->index, 3u);
+  EXPECT_EQ(d->hash, *a->hash());
+  ASSERT_TRUE(a->apply(4, 1, put("z", "1")).ok());  // not flushed: durable_hash stays at 3
+  EXPECT_EQ(a->durable_hash()->index, 3u);
+  EXPECT_NE(a->durable_hash()->hash, *a->hash());
   EXPECT_NE(h1.finish(5), h2.finish(6));
   StateHasher h3;
   h3.add(kv("k", "v", 1, 1, 2));

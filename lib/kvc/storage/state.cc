@@ -558,29 +558,26 @@ Status StateMachine::open_env(const std::string& dir) {
     return fail(Status::internal("lmdb was built with a key size limit below " +
                                  std::to_string(kMaxKeyBytes)));
   }
-  Txn txn;
-  if (int rc = txn.begin(env_, 0); rc != 0) return fail(lmdb_error(rc, "begin"));
-  if (int rc = mdb_dbi_open(txn.get(), "kv", MDB_CREATE, &dbs_->kv); rc != 0) {
-    return fail(lmdb_error(rc, "open kv database"));
-  }
-  if (int rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &dbs_->meta); rc != 0) {
-    return fail(lmdb_error(rc, "open meta database"));
-  }
-  if (int rc = mdb_dbi_open(txn.get(), "events", MDB_CREATE, &dbs_->events); rc != 0) {
-    return fail(lmdb_error(rc, "open events database"));
-  }
-  MDB_val k = val_of(kMetaFormat), v;
-  const int rc = mdb_get(txn.get(), dbs_->meta, &k, &v);
-  if (rc == MDB_NOTFOUND) {  // a new state: applied index 0, no keys, no members
-    Meta m;
-    m.format = kStateFormatVersion;
-    if (int w = write_meta(txn.get(), dbs_->meta, m); w != 0) {
-      return fail(lmdb_error(w, "initialize meta"));
+  // The transaction must be gone before `fail` closes the environment.
+  Status init = [this] {
+    Txn txn;
+    KVC_MDB(txn.begin(env_, 0), "begin");
+    KVC_MDB(mdb_dbi_open(txn.get(), "kv", MDB_CREATE, &dbs_->kv), "open kv database");
+    KVC_MDB(mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &dbs_->meta), "open meta database");
+    KVC_MDB(mdb_dbi_open(txn.get(), "events", MDB_CREATE, &dbs_->events), "open events database");
+    MDB_val k = val_of(kMetaFormat), v;
+    const int rc = mdb_get(txn.get(), dbs_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {  // a new state: applied index 0, no keys, no members
+      Meta m;
+      m.format = kStateFormatVersion;
+      KVC_MDB(write_meta(txn.get(), dbs_->meta, m), "initialize meta");
+    } else if (rc != 0) {
+      return lmdb_error(rc, "read meta");
     }
-  } else if (rc != 0) {
-    return fail(lmdb_error(rc, "read meta"));
-  }
-  if (int c = txn.commit(); c != 0) return fail(lmdb_error(c, "commit"));
+    KVC_MDB(txn.commit(), "commit");
+    return Status();
+  }();
+  if (!init.ok()) return fail(init);
   return Status();
 }
 
@@ -1010,6 +1007,30 @@ Result<std::uint64_t> StateMachine::compact_revision() const {
   return meta.compact_revision;
 }
 
+Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
+  BusyGuard busy(busy_);
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
+  Meta meta;
+  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  Cursor c;
+  KVC_MDB(c.open(txn.get(), dbs_->kv), "open kv cursor");
+  StateHasher h;
+  KeyValue kv;
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    kv.key.assign(view_of(k));
+    if (!decode_kv_value(view_of(v), kv, true)) {
+      return Status::corruption("state " + state_dir_ + ": malformed value of a key");
+    }
+    h.add(kv);
+    rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");
+  return IndexedHash{meta.applied_index, h.finish(meta.applied_index)};
+}
+
 // ---- snapshots ----
 
 Result<SnapshotInfo> StateMachine::write_snapshot_with(
@@ -1125,7 +1146,10 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
     return rc;
   };
   auto txn = std::make_unique<Txn>();
-  if (int rc = begin(*txn, true); rc != 0) return cleanup(lmdb_error(rc, "stage: begin"));
+  if (int rc = begin(*txn, true); rc != 0) {
+    txn.reset();  // before the environment closes
+    return cleanup(lmdb_error(rc, "stage: begin"));
+  }
   std::uint64_t in_batch = 0;
   std::string buf;
   Status s = reader->for_each(

@@ -18,8 +18,8 @@
 //                         applied_term, revision, membership, active_stats, freeze,
 //                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
 //   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
-//                         write_snapshot, save_snapshot, stage_install, durable_index,
-//                         compact_revision
+//                         write_snapshot, save_snapshot, stage_install (one at a time),
+//                         durable_index, durable_hash, compact_revision
 // They combine safely: while a worker runs flush() the owning thread may go on applying to the
 // new active overlay and reading, and a read sees active, then frozen, then LMDB consistently
 // even while the flush commits (the frozen overlay hides exactly what the flush adds to LMDB,
@@ -161,8 +161,16 @@ class StateMachine {
   // from_revision is below it (the history there was dropped), kInvalidArgument for an empty
   // key without prefix.
   Result<EventPage> events_since(const EventRequest& request);
-  // StateHasher over every key of the merged view and the applied index.
+  // StateHasher over every key of the merged view and the applied index. It reads the whole
+  // state on the owning thread; durable_hash() does the same work on a worker.
   Result<std::uint64_t> hash();
+  // Any thread: the hash of LMDB's state alone, and the durable index it is at (one read
+  // transaction). After flush_all(), equal to hash() at applied_index().
+  struct IndexedHash {
+    std::uint64_t index = 0;
+    std::uint64_t hash = 0;
+  };
+  Result<IndexedHash> durable_hash() const;
 
   std::uint64_t applied_index() const { return active_->last_index(); }
   std::uint64_t applied_term() const { return active_->last_term(); }
@@ -179,8 +187,10 @@ class StateMachine {
   bool has_frozen() const { return frozen_ != nullptr; }
   // Worker (or owning) thread: writes the frozen overlay to LMDB in one synced transaction
   // (keys, events, applied index and term, membership, history compaction). On failure LMDB is
-  // unchanged and the frozen overlay stays: kResourceExhausted (map full) may be retried after
-  // making room; any other failure (an fsync error) must stop the server.
+  // at its previous durable index and the frozen overlay stays, so reads still answer, but the
+  // server must stop: a failed commit may leave LMDB's environment unusable (an fsync error),
+  // and a full map (kResourceExhausted, naming the flag to raise) needs a restart with a
+  // larger map. The restart replays the WAL after durable_index(); nothing is lost.
   Status flush();
   // Owning thread, after flush() returned ok: drops the frozen overlay.
   void retire_frozen();
