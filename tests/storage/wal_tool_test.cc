@@ -24,8 +24,8 @@ struct Captured {
 };
 
 template <typename F>
-Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple, const std::string& input = "",
-                 bool interactive = false) {
+Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple,
+                 const std::string& input = "", bool interactive = false) {
   Captured c;
   char* out_buf = nullptr;
   char* err_buf = nullptr;
@@ -55,11 +55,17 @@ std::string data_dir_with_log(const std::string& name) {
   Result<OpenedWal> w = Wal::open(dir + "/wal", WalOptions{.segment_bytes = kMinSegmentBytes});
   KVC_CHECK(w.ok(), "open");
   for (std::uint64_t i = 1; i <= 30; i += 3) {
-    KVC_CHECK(w->wal.append(raft::HardState{.term = wal_test::expected_term(i + 2), .vote = 2,
-                                            .commit = i},
-                            wal_test::expected_entries(i, i + 2)).ok(), "append");
+    KVC_CHECK(
+        w->wal
+            .append(raft::HardState{.term = wal_test::expected_term(i + 2), .vote = 2, .commit = i},
+                    wal_test::expected_entries(i, i + 2))
+            .ok(),
+        "append");
   }
-  KVC_CHECK(w->wal.save_snapshot(raft::SnapshotMeta{.index = 10, .term = 1, .conf = {{1, 2, 3}, {}}}).ok(), "snap");
+  KVC_CHECK(
+      w->wal.save_snapshot(raft::SnapshotMeta{.index = 10, .term = 1, .conf = {{1, 2, 3}, {}}})
+          .ok(),
+      "snap");
   KVC_CHECK(w->wal.sync().ok(), "sync");
   return dir;
 }
@@ -100,8 +106,8 @@ TEST(WalToolTest, InfoShowsTheLogInTextAndJson) {
   EXPECT_NE(text.out.find("hard_state:  term=1 vote=2 commit=28"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("status:      clean"), std::string::npos);
   EXPECT_TRUE(text.err.empty()) << text.err;
-  Captured json = capture([&](ToolContext& c) { return run_info(dir + "/wal", c); },
-                          OutputFormat::kJson);
+  Captured json =
+      capture([&](ToolContext& c) { return run_info(dir + "/wal", c); }, OutputFormat::kJson);
   EXPECT_EQ(json.rc, 0);
   EXPECT_EQ(json.out.front(), '{');
   EXPECT_EQ(json.out.substr(json.out.size() - 2), "}\n");
@@ -124,8 +130,8 @@ TEST(WalToolTest, DumpPrintsEveryRecordAndFilters) {
       << all.out;
   EXPECT_NE(all.out.find("index=26 term=1 type=normal len=0 noop"), std::string::npos);
   DumpOptions only{.from = 5, .to = 7, .types = {RecordType::kEntry}};
-  Captured some = capture([&](ToolContext& c) { return run_dump(dir, only, c); },
-                          OutputFormat::kJson);
+  Captured some =
+      capture([&](ToolContext& c) { return run_dump(dir, only, c); }, OutputFormat::kJson);
   EXPECT_EQ(some.rc, 0);
   EXPECT_EQ(std::count(some.out.begin(), some.out.end(), '\n'), 3) << some.out;
   EXPECT_NE(some.out.find("\"type\":\"entry\",\"index\":5,\"term\":1,\"entry_type\":\"normal\""),
@@ -143,24 +149,29 @@ TEST(WalToolTest, DumpShowsBinaryValuesSafelyAndOverwrites) {
   {
     Result<OpenedWal> w = Wal::open(dir);
     ASSERT_TRUE(w.ok());
-    Command c{.op = CommandOp::kPut, .request_id = 1, .key = std::string("k\xff\x00", 3),
+    Command c{.op = CommandOp::kPut,
+              .request_id = 1,
+              .key = std::string("k\xff\x00", 3),
               .value = "line\n\"q\""};
     const std::vector<raft::Entry> first = {
         raft::Entry{.index = 1, .term = 1, .data = encode_command(c)},
         raft::Entry{.index = 2, .term = 1, .data = "\x07junk"},
-        raft::Entry{.index = 3, .term = 1, .type = raft::EntryType::kConfChange, .data = "\x01\x02"}};
+        raft::Entry{
+            .index = 3, .term = 1, .type = raft::EntryType::kConfChange, .data = "\x01\x02"}};
     ASSERT_TRUE(w->wal.append(std::nullopt, first).ok());
     const std::vector<raft::Entry> rewrite = {raft::Entry{.index = 2, .term = 2}};
     ASSERT_TRUE(w->wal.append(std::nullopt, rewrite).ok());
     ASSERT_TRUE(w->wal.sync().ok());
   }
   Captured text = capture([&](ToolContext& c) { return run_dump(dir, {}, c); });
-  EXPECT_NE(text.out.find("key=0x6bff00 value=\"line\\n\\\"q\\\"\""), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("key=0x6bff00 value=\"line\\n\\\"q\\\"\""), std::string::npos)
+      << text.out;
   EXPECT_NE(text.out.find("type=conf_change len=2 data=0x0102"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("index=2 term=2 type=normal len=0 replaces=2..3 noop"), std::string::npos)
       << text.out;
   EXPECT_NE(text.out.find("data=\"\\x07junk\" undecodable="), std::string::npos) << text.out;
-  Captured json = capture([&](ToolContext& c) { return run_dump(dir, {}, c); }, OutputFormat::kJson);
+  Captured json =
+      capture([&](ToolContext& c) { return run_dump(dir, {}, c); }, OutputFormat::kJson);
   EXPECT_NE(json.out.find("\"key\":\"a/8A\",\"key_encoding\":\"base64\""), std::string::npos)
       << json.out;
   EXPECT_NE(json.out.find("\"value\":\"line\\n\\\"q\\\"\",\"value_encoding\":\"utf8\""),
@@ -259,8 +270,8 @@ TEST(WalToolTest, RepairInPlaceSavesTheRemovedBytes) {
   const std::string dir = data_dir_with_log("tool_repair_inplace");
   tear_tail(dir + "/wal");
   const std::string backup = dir + "/backup";
-  ProcessResult r = run_process(
-      {KVC_WAL_BIN, "repair", dir, "--in-place", "--yes", "--backup-dir", backup});
+  ProcessResult r =
+      run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--yes", "--backup-dir", backup});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(run_process({KVC_WAL_BIN, "verify", dir}).exit_code, 0);
   std::string saved;
@@ -283,14 +294,15 @@ TEST(WalToolTest, CuttingAtCorruptionNeedsTheFlagAndReportsWhatIsLost) {
       run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run", "-o", "json"});
   EXPECT_EQ(plan.exit_code, 0) << plan.err;
   EXPECT_NE(plan.out.find("\"last_index_after\":19"), std::string::npos) << plan.out;
-  EXPECT_NE(plan.out.find("\"lost_readable\":{\"entry_records\":10,\"min_index\":21,\"max_index\":30}"),
-            std::string::npos)
+  EXPECT_NE(
+      plan.out.find("\"lost_readable\":{\"entry_records\":10,\"min_index\":21,\"max_index\":30}"),
+      std::string::npos)
       << plan.out;
   EXPECT_NE(plan.out.find("\"applied\":false"), std::string::npos);
   EXPECT_EQ(wal_test::slurp(wal_test::segment_paths(dir + "/wal").front()), before);
 
-  ProcessResult cut = run_process(
-      {KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt", "--yes"});
+  ProcessResult cut =
+      run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt", "--yes"});
   EXPECT_EQ(cut.exit_code, 0) << cut.out << cut.err;
   EXPECT_NE(cut.out.find("lost: every entry after index 19 on this member; readable in the "
                          "removed part: 10 entry record(s), indexes 21..30"),

@@ -188,6 +188,9 @@ std::string apply_log_rules(LogState& s, const Record& r, LogChange* change) {
   switch (r.type) {
     case RecordType::kEntry: {
       const raft::Entry& e = r.entry;
+      if (e.index == 0 || e.index == UINT64_MAX) {
+        return "entry index " + std::to_string(e.index) + " is out of range";
+      }
       if (s.snapshot && e.index <= s.snapshot->index) {
         return "entry " + std::to_string(e.index) + " rewrites the log at or below the " +
                "snapshot marker at index " + std::to_string(s.snapshot->index);
@@ -229,6 +232,7 @@ std::string apply_log_rules(LogState& s, const Record& r, LogChange* change) {
     }
     case RecordType::kSnapshot: {
       const raft::SnapshotMeta& m = r.snapshot;
+      if (m.index == UINT64_MAX) return "snapshot marker index is out of range";
       if (s.snapshot && m.index < s.snapshot->index) {
         return "snapshot marker goes back from index " + std::to_string(s.snapshot->index) +
                " to " + std::to_string(m.index);
@@ -252,6 +256,7 @@ std::string_view damage_kind_name(DamageKind kind) {
 }
 
 std::string WalDamage::describe() const {
+  if (missing_start) return "corruption: the start of the log is missing: " + reason;
   std::string s = kind == DamageKind::kTornTail ? "torn tail" : "corruption";
   s += " in segment " + segment;
   if (whole_segment) {
@@ -312,8 +317,8 @@ Result<WalSummary> scan_wal(const std::string& dir, const RecordVisitor& visit,
     Result<FileSource> src = FileSource::open(files[i].path);
     if (!src.ok()) {
       if (src.status().code() == Code::kNotFound) {
-        return Status::not_found("segment " + files[i].path +
-                                 " disappeared while reading (released by a running member?)");
+        return Status::io_error("segment " + files[i].path +
+                                " disappeared while reading (released by a running member?)");
       }
       return src.status();
     }

@@ -280,8 +280,8 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
       case RecordType::kEntry:
         j.num("index", rec.entry.index)
             .num("term", rec.entry.term)
-            .str("entry_type", rec.entry.type == raft::EntryType::kNormal ? "normal"
-                                                                            : "conf_change")
+            .str("entry_type",
+                 rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change")
             .num("data_len", rec.entry.data.size());
         if (r.change.replaced_to != 0) {
           j.raw("replaces",
@@ -311,9 +311,8 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
                   std::string(record_type_name(rec.type));
   switch (rec.type) {
     case RecordType::kEntry:
-      s += " index=" + std::to_string(rec.entry.index) + " term=" +
-           std::to_string(rec.entry.term) + " type=" +
-           (rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change") +
+      s += " index=" + std::to_string(rec.entry.index) + " term=" + std::to_string(rec.entry.term) +
+           " type=" + (rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change") +
            " len=" + std::to_string(rec.entry.data.size());
       if (r.change.replaced_to != 0) {
         s += " replaces=" + std::to_string(rec.entry.index) + ".." +
@@ -343,8 +342,8 @@ struct Salvage {
   std::optional<raft::HardState> newest_hard_state;  // the highest term seen
 };
 
-Status salvage_region(const std::string& path, std::uint64_t from, std::optional<std::uint32_t> salt,
-                      Salvage& out) {
+Status salvage_region(const std::string& path, std::uint64_t from,
+                      std::optional<std::uint32_t> salt, Salvage& out) {
   Result<FileSource> src = FileSource::open(path);
   if (!src.ok()) return src.status();
   if (!salt) {
@@ -381,7 +380,7 @@ Status salvage_region(const std::string& path, std::uint64_t from, std::optional
 
 struct RepairPlan {
   WalDamage damage;
-  bool refuse = false;     // no cut can repair this
+  bool refuse = false;  // no cut can repair this
   std::string refuse_reason;
   // Keep segments [0, cut_segment) whole and segment cut_segment up to cut_offset; with
   // drop_cut_segment the cut segment goes too. Every later segment goes.
@@ -430,14 +429,15 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
   }
   if (p.cut_segment == 0 && p.drop_cut_segment) {
     p.refuse = true;
-    p.refuse_reason = "the damage is in the oldest segment's header: nothing of the log would "
-                      "remain; rebuild the member from a snapshot or remove it and add it back";
+    p.refuse_reason =
+        "the damage is in the oldest segment's header: nothing of the log would "
+        "remain; rebuild the member from a snapshot or remove it and add it back";
     return p;
   }
   if (d.kind == DamageKind::kCorruption) {
     // What the cut throws away, as far as anything in it can be read.
     if (!p.drop_cut_segment) {
-      KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset + 1, cut.header.salt, p.lost));
+      KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset, cut.header.salt, p.lost));
     }
     for (const SegmentSummary& r : p.removed) {
       std::optional<std::uint32_t> salt;
@@ -445,9 +445,9 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
       KVC_RETURN_IF_ERROR(salvage_region(r.file.path, kSegmentHeaderBytes, salt, p.lost));
     }
     const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
-    if (newest && (!p.kept_hard_state || newest->term > p.kept_hard_state->term ||
-                   (newest->term == p.kept_hard_state->term &&
-                    newest->vote != p.kept_hard_state->vote))) {
+    if (newest &&
+        (!p.kept_hard_state || newest->term > p.kept_hard_state->term ||
+         (newest->term == p.kept_hard_state->term && newest->vote != p.kept_hard_state->vote))) {
       raft::HardState hs;
       hs.term = newest->term;
       hs.vote = newest->vote;
@@ -515,26 +515,36 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
   j.boolean("possible", !p.refuse);
   if (p.refuse) j.str("refuse_reason", p.refuse_reason);
   std::string actions = "[";
-  auto add = [&actions](const std::string& a) {
-    actions += (actions.size() > 1 ? "," : "") + a;
-  };
+  auto add = [&actions](const std::string& a) { actions += (actions.size() > 1 ? "," : "") + a; };
   if (!p.refuse) {
     const SegmentSummary& cut = s.segments[p.cut_segment];
     if (p.drop_cut_segment) {
-      add(Json().str("action", "remove_segment").str("segment", cut.file.name)
-              .num("bytes", cut.file.file_size).done());
+      add(Json()
+              .str("action", "remove_segment")
+              .str("segment", cut.file.name)
+              .num("bytes", cut.file.file_size)
+              .done());
     } else {
-      add(Json().str("action", "truncate_segment").str("segment", cut.file.name)
-              .num("offset", p.cut_offset).num("bytes", p.cut_bytes).done());
+      add(Json()
+              .str("action", "truncate_segment")
+              .str("segment", cut.file.name)
+              .num("offset", p.cut_offset)
+              .num("bytes", p.cut_bytes)
+              .done());
     }
     for (const SegmentSummary& r : p.removed) {
       if (r.file.name == cut.file.name) continue;
-      add(Json().str("action", "remove_segment").str("segment", r.file.name)
-              .num("bytes", r.file.file_size).done());
+      add(Json()
+              .str("action", "remove_segment")
+              .str("segment", r.file.name)
+              .num("bytes", r.file.file_size)
+              .done());
     }
     if (p.new_hard_state) {
-      add(Json().str("action", "append_hard_state")
-              .raw("hard_state", hard_state_json(p.new_hard_state)).done());
+      add(Json()
+              .str("action", "append_hard_state")
+              .raw("hard_state", hard_state_json(p.new_hard_state))
+              .done());
     }
   }
   actions += "]";
@@ -608,8 +618,8 @@ Status write_repaired_copy(const RepairPlan& p, const WalSummary& s, const std::
   KVC_RETURN_IF_ERROR(make_dirs(out_dir, 0700));
   for (std::size_t i = 0; i < p.cut_segment; ++i) {
     const SegmentSummary& seg = s.segments[i];
-    KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name,
-                                    seg.used_bytes, seg.file.file_size));
+    KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name, seg.used_bytes,
+                                    seg.file.file_size));
   }
   if (!p.drop_cut_segment) {
     const SegmentSummary& seg = s.segments[p.cut_segment];
@@ -655,8 +665,8 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
     const std::string name = cut.file.name + ".from-" + std::to_string(p.cut_offset);
     Result<UniqueFd> in = open_file(cut.file.path, O_RDONLY);
     if (!in.ok()) return in.status();
-    Result<std::string> bytes = pread_up_to(in->get(), static_cast<std::size_t>(p.cut_bytes),
-                                            p.cut_offset, cut.file.path);
+    Result<std::string> bytes =
+        pread_up_to(in->get(), static_cast<std::size_t>(p.cut_bytes), p.cut_offset, cut.file.path);
     if (!bytes.ok()) return bytes.status();
     Result<UniqueFd> out = open_file(backup_dir + "/" + name, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (!out.ok()) return out.status();
@@ -686,9 +696,11 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   if (!p.drop_cut_segment && p.cut_bytes > 0) {
     Result<UniqueFd> fd = open_file(cut.file.path, O_RDWR);
     if (!fd.ok()) return fd.status();
-    const std::string zeros(static_cast<std::size_t>(std::min<std::uint64_t>(p.cut_bytes, 1u << 20)), '\0');
+    const std::string zeros(
+        static_cast<std::size_t>(std::min<std::uint64_t>(p.cut_bytes, 1u << 20)), '\0');
     for (std::uint64_t off = 0; off < p.cut_bytes; off += zeros.size()) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), p.cut_bytes - off));
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), p.cut_bytes - off));
       KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), std::string_view(zeros).substr(0, n),
                                      p.cut_offset + off, cut.file.path));
     }
@@ -764,11 +776,21 @@ std::string text_value(std::string_view bytes) {
   for (const char ch : bytes) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\x";
@@ -816,7 +838,7 @@ Result<WalLocation> locate_wal(const std::string& dir_arg) {
   if (!S_ISDIR(st.st_mode)) return Status::not_found(dir + " is not a directory");
   auto parent_of = [](const std::string& d) {
     const std::size_t slash = d.find_last_of('/');
-    if (slash == std::string::npos) return std::string("..") ;
+    if (slash == std::string::npos) return std::string("..");
     return slash == 0 ? std::string("/") : d.substr(0, slash);
   };
   auto is_data_dir = [](const std::string& d) {
@@ -834,8 +856,9 @@ Result<WalLocation> locate_wal(const std::string& dir_arg) {
     const std::string parent = parent_of(dir);
     return WalLocation{dir, is_data_dir(parent) ? parent : std::string()};
   }
-  return Status::not_found(dir + " is neither a data directory (it has no wal/ folder) nor a WAL "
-                                 "directory (it has no segment files)");
+  return Status::not_found(dir +
+                           " is neither a data directory (it has no wal/ folder) nor a WAL "
+                           "directory (it has no segment files)");
 }
 
 LiveWriter find_live_writer(const WalLocation& where) {
@@ -913,7 +936,9 @@ int run_info(const std::string& dir, ToolContext& ctx) {
       } else {
         sj.null("min_index").null("max_index");
       }
-      sj.num("records", g.records).num("used_bytes", g.used_bytes).num("file_size", g.file.file_size);
+      sj.num("records", g.records)
+          .num("used_bytes", g.used_bytes)
+          .num("file_size", g.file.file_size);
       segs += (i ? "," : "") + sj.done();
     }
     j.raw("segments", segs + "]");
@@ -929,8 +954,10 @@ int run_info(const std::string& dir, ToolContext& ctx) {
     j.raw("hard_state", hard_state_json(log.hard_state));
     j.str("status", status_name(s)).raw("damage", damage_json(s.damage));
     std::string tmp = "[", other = "[";
-    for (std::size_t i = 0; i < s.temp_files.size(); ++i) tmp += (i ? "," : "") + quote_json(s.temp_files[i]);
-    for (std::size_t i = 0; i < s.other_files.size(); ++i) other += (i ? "," : "") + quote_json(s.other_files[i]);
+    for (std::size_t i = 0; i < s.temp_files.size(); ++i)
+      tmp += (i ? "," : "") + quote_json(s.temp_files[i]);
+    for (std::size_t i = 0; i < s.other_files.size(); ++i)
+      other += (i ? "," : "") + quote_json(s.other_files[i]);
     j.raw("temp_files", tmp + "]").raw("other_files", other + "]");
     print(ctx.out, j.done() + "\n");
     return kExitOk;
@@ -944,7 +971,8 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   o << "records:     " << s.records << " (" << s.entry_records << " entries)\n";
   if (log.empty()) {
     o << "entries:     none";
-    if (log.snapshot) o << " (the log continues after the snapshot at index " << log.snapshot->index << ")";
+    if (log.snapshot)
+      o << " (the log continues after the snapshot at index " << log.snapshot->index << ")";
     o << "\n";
   } else {
     o << "entries:     " << log.first_index << ".." << log.last_index << " (terms "
@@ -957,14 +985,14 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   if (!s.other_files.empty()) o << "ignored:     " << s.other_files.size() << " other file(s)\n";
   o << "\n";
   char line[256];
-  std::snprintf(line, sizeof line, "%-6s %-20s %-27s %-9s %-12s %-12s\n", "SEQ", "FIRST_INDEX",
+  std::snprintf(line, sizeof line, "%-6s %-20s %-27s %-9s %-12s %s\n", "SEQ", "FIRST_INDEX",
                 "ENTRIES", "RECORDS", "USED", "SIZE");
   o << line;
   for (const SegmentSummary& g : s.segments) {
-    const std::string range = g.max_index == 0 ? "-" : std::to_string(g.min_index) + ".." +
-                                                           std::to_string(g.max_index);
-    std::snprintf(line, sizeof line, "%-6" PRIu64 " %-20" PRIu64 " %-27s %-9" PRIu64
-                  " %-12" PRIu64 " %-12" PRIu64 "\n",
+    const std::string range =
+        g.max_index == 0 ? "-" : std::to_string(g.min_index) + ".." + std::to_string(g.max_index);
+    std::snprintf(line, sizeof line,
+                  "%-6" PRIu64 " %-20" PRIu64 " %-27s %-9" PRIu64 " %-12" PRIu64 " %" PRIu64 "\n",
                   g.file.seq, g.file.first_index, range.c_str(), g.records, g.used_bytes,
                   g.file.file_size);
     o << line;
@@ -1051,17 +1079,19 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
 
 int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ctx) {
   if (!opt.dry_run && opt.out_dir.empty() == !opt.in_place) {
-    std::fprintf(ctx.err, "%s: repair needs exactly one of --out NEWDIR (write a repaired copy) "
-                          "and --in-place (or --dry-run to only see the plan)\n", kTool);
+    std::fprintf(ctx.err,
+                 "%s: repair needs exactly one of --out NEWDIR (write a repaired copy) "
+                 "and --in-place (or --dry-run to only see the plan)\n",
+                 kTool);
     return kExitUsage;
   }
   int rc = 0;
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
   if (t->live.running && opt.in_place && !opt.dry_run) {
-    return fail(ctx, Status::failed_precondition(
-                         "refusing to repair in place: the member (pid " +
-                         std::to_string(t->live.pid) + ") is running; stop it first"));
+    return fail(ctx, Status::failed_precondition("refusing to repair in place: the member (pid " +
+                                                 std::to_string(t->live.pid) +
+                                                 ") is running; stop it first"));
   }
   // In place: hold the member's lock from before reading until the repair is done.
   UniqueFd lock;
@@ -1069,6 +1099,12 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
     Result<UniqueFd> l = lock_data_dir(t->where);
     if (!l.ok()) return fail(ctx, l.status());
     lock = std::move(*l);
+    if (!lock.valid()) {
+      std::fprintf(ctx.err,
+                   "%s: warning: %s is not inside a data directory with a lock file, so a member "
+                   "using it cannot be detected; make sure none does\n",
+                   kTool, t->where.wal_dir.c_str());
+    }
   }
   Progress progress(ctx, "reading");
   Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, progress.scan_options());
@@ -1078,8 +1114,9 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
   warn_live_tail(*t, s, ctx);
   if (!s.damage) {
     if (ctx.format == OutputFormat::kJson) {
-      print(ctx.out, Json().str("status", "clean").raw("actions", "[]").boolean("applied", false)
-                         .done() + "\n");
+      print(ctx.out,
+            Json().str("status", "clean").raw("actions", "[]").boolean("applied", false).done() +
+                "\n");
     } else {
       print(ctx.out, "nothing to repair: the log is clean\n");
     }
