@@ -42,10 +42,11 @@ std::vector<RecordPos> record_positions(const std::string& dir) {
   return out;
 }
 
-// A log of 40 entries in batches of 4, each batch followed by a hard state, all in one segment.
+// A log of 40 entries in batches of 4, each batch followed by a hard state, all in one 8 KiB
+// segment.
 std::string make_log(const std::string& name) {
   const std::string dir = wal_test::fresh_dir(name);
-  Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 1 << 16});
+  Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 8192});
   KVC_CHECK(w.ok(), "open");
   for (std::uint64_t i = 1; i <= 40; i += 4) {
     KVC_CHECK(
@@ -124,7 +125,7 @@ TEST(WalRecoveryTest, TornTailAtEveryByteOfTheLastBatchRecoversToTheLastWholeRec
       if (how != Tear::kZeros && cut % 7 != 0) continue;
       ++opened;
       {
-        Result<OpenedWal> w = Wal::open(scratch, WalOptions{.segment_bytes = 1 << 16});
+        Result<OpenedWal> w = Wal::open(scratch, WalOptions{.segment_bytes = 8192});
         ASSERT_TRUE(w.ok()) << w.status().to_string();
         EXPECT_EQ(w->log.report.torn_tail.has_value(), torn);
         if (torn) {

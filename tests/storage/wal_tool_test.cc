@@ -25,7 +25,7 @@ struct Captured {
 
 template <typename F>
 Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple,
-                 const std::string& input = "", bool interactive = false) {
+                 const std::string& input = "", bool interactive = false, bool progress = false) {
   Captured c;
   char* out_buf = nullptr;
   char* err_buf = nullptr;
@@ -33,7 +33,12 @@ Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple,
   std::FILE* out = open_memstream(&out_buf, &out_len);
   std::FILE* err = open_memstream(&err_buf, &err_len);
   std::FILE* in = fmemopen(const_cast<char*>(input.data()), input.size() + 1, "r");
-  ToolContext ctx{.out = out, .err = err, .in = in, .interactive = interactive, .format = format};
+  ToolContext ctx{.out = out,
+                  .err = err,
+                  .in = in,
+                  .interactive = interactive,
+                  .progress = progress,
+                  .format = format};
   c.rc = run(ctx);
   std::fclose(out);
   std::fclose(err);
@@ -116,6 +121,21 @@ TEST(WalToolTest, InfoShowsTheLogInTextAndJson) {
                             "\"writer_running\":false", "\"damage\":null"}) {
     EXPECT_NE(json.out.find(field), std::string::npos) << field << "\n" << json.out;
   }
+}
+
+TEST(WalToolTest, InfoReportsDamageAndShowsProgressOnlyWhenAsked) {
+  const std::string dir = data_dir_with_log("tool_info_damage");
+  corrupt_entry(dir + "/wal", 15);
+  Captured quiet = capture([&](ToolContext& c) { return run_info(dir, c); });
+  EXPECT_EQ(quiet.rc, 0);
+  EXPECT_NE(quiet.out.find("status:      corruption in segment "), std::string::npos) << quiet.out;
+  EXPECT_NE(quiet.out.find("after index 14: checksum mismatch"), std::string::npos) << quiet.out;
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;
+  Captured shown = capture([&](ToolContext& c) { return run_verify(dir, c); },
+                           OutputFormat::kSimple, "", false, /*progress=*/true);
+  EXPECT_EQ(shown.rc, kExitCorruption);
+  EXPECT_NE(shown.err.find("\rkvc-wal: verifying "), std::string::npos) << shown.err;
+  EXPECT_EQ(shown.out.find('\r'), std::string::npos) << "progress leaked into the data";
 }
 
 TEST(WalToolTest, DumpPrintsEveryRecordAndFilters) {

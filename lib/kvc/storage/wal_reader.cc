@@ -70,8 +70,9 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
   summary.bytes_on_disk = total;
   std::uint64_t done = 0;
   std::uint64_t last_report = 0;
-  auto progress = [&](std::uint64_t at) {
-    if (options.progress && (at - last_report >= (4u << 20) || at == total)) {
+  // Reported at the start of every segment, every MiB and at the end.
+  auto progress = [&](std::uint64_t at, bool always) {
+    if (options.progress && (always || at - last_report >= (1u << 20) || at == total)) {
       last_report = at;
       options.progress(at, total);
     }
@@ -79,6 +80,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
   const std::size_t n = summary.segments.size();
   for (std::size_t i = 0; i < n; ++i) {
     SegmentSummary& seg = summary.segments[i];
+    progress(done, true);
     const bool last_segment = i + 1 == n;
     auto damage = [&](DamageKind kind, std::uint64_t offset, bool whole, std::string reason) {
       WalDamage d;
@@ -141,7 +143,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
       if (visit) {
         KVC_RETURN_IF_ERROR(visit(ScannedRecord{seg, offset, bytes, rec, change, summary.log}));
       }
-      progress(done + offset + bytes);
+      progress(done + offset + bytes, false);
     }
     const SegmentEnd& end = scanner.end();
     if (!end.clean) {
@@ -162,7 +164,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
       return summary;
     }
     done += seg.file.file_size;
-    progress(done);
+    progress(done, false);
   }
   if (std::string why = rules.check_start(); !why.empty()) {
     WalDamage d;
