@@ -338,6 +338,22 @@ TEST(WalToolTest, CuttingAtCorruptionNeedsTheFlagAndReportsWhatIsLost) {
   EXPECT_LE(w->log.hard_state->commit, 19u);
 }
 
+TEST(WalToolTest, ACutThatWouldLoseTheStartOfTheLogIsRefused) {
+  // After releases, the oldest segment starts with the only marker covering what came before.
+  const std::string dir = wal_test::fresh_dir("tool_cut_start");
+  const ProcessResult child = run_process({KVC_WAL_CHILD, dir, "160", "4096", "99"});
+  ASSERT_EQ(child.exit_code, 0) << child.out << child.err;
+  const std::string oldest = wal_test::segment_paths(dir).front();
+  ASSERT_NE(std::filesystem::path(oldest).filename().string().rfind("0000000000000001-", 0), 0u);
+  std::string bytes = wal_test::slurp(oldest);
+  bytes[kSegmentHeaderBytes + 20] = static_cast<char>(bytes[kSegmentHeaderBytes + 20] ^ 0x01);
+  wal_test::spit(oldest, bytes);
+  ProcessResult r = run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("would leave a log without its start"), std::string::npos) << r.err;
+  EXPECT_EQ(wal_test::slurp(oldest), bytes);
+}
+
 TEST(WalToolTest, RepairAsksOnATerminalAndRefusesWithoutAnAnswer) {
   const std::string dir = data_dir_with_log("tool_ask");
   tear_tail(dir + "/wal");

@@ -427,6 +427,17 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
   for (std::size_t i = p.cut_segment + (p.drop_cut_segment ? 0 : 1); i < s.segments.size(); ++i) {
     p.removed.push_back(s.segments[i]);
   }
+  // What is read before the damage is exactly what a cut keeps; it must still be a whole log.
+  const LogState& kept = s.log;
+  const std::uint64_t covered = kept.snapshot ? kept.snapshot->index : 0;
+  if (kept.first_index > covered + 1 && !(p.cut_segment == 0 && p.drop_cut_segment)) {
+    p.refuse = true;
+    p.refuse_reason = "a cut at the damage would leave a log without its start (entries " +
+                      std::to_string(covered + 1) + ".." + std::to_string(kept.first_index - 1) +
+                      " are covered only by what would be removed); rebuild the member from a "
+                      "snapshot or remove it and add it back";
+    return p;
+  }
   if (p.cut_segment == 0 && p.drop_cut_segment) {
     p.refuse = true;
     p.refuse_reason =
