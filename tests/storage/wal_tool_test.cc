@@ -338,20 +338,85 @@ TEST(WalToolTest, CuttingAtCorruptionNeedsTheFlagAndReportsWhatIsLost) {
   EXPECT_LE(w->log.hard_state->commit, 19u);
 }
 
-TEST(WalToolTest, ACutThatWouldLoseTheStartOfTheLogIsRefused) {
-  // After releases, the oldest segment starts with the only marker covering what came before.
-  const std::string dir = wal_test::fresh_dir("tool_cut_start");
+TEST(WalToolTest, ACutInPlaceMovesLaterSegmentsToTheBackupEvenOnAnotherFileSystem) {
+  const std::string dir = wal_test::fresh_dir("tool_cut_move");
   const ProcessResult child = run_process({KVC_WAL_CHILD, dir, "160", "4096", "99"});
   ASSERT_EQ(child.exit_code, 0) << child.out << child.err;
-  const std::string oldest = wal_test::segment_paths(dir).front();
-  ASSERT_NE(std::filesystem::path(oldest).filename().string().rfind("0000000000000001-", 0), 0u);
-  std::string bytes = wal_test::slurp(oldest);
-  bytes[kSegmentHeaderBytes + 20] = static_cast<char>(bytes[kSegmentHeaderBytes + 20] ^ 0x01);
-  wal_test::spit(oldest, bytes);
+  const std::vector<std::string> before = wal_test::segment_paths(dir);
+  ASSERT_GE(before.size(), 2u);
+  // Damage the second entry record of the oldest segment (its head records stay).
+  std::uint64_t offset = 0;
+  int entries = 0;
+  Result<WalSummary> s = scan_wal(dir, [&](const ScannedRecord& r) {
+    if (r.segment.file.path == before.front() && r.record.type == RecordType::kEntry &&
+        ++entries == 2) {
+      offset = r.offset;
+    }
+    return Status();
+  });
+  ASSERT_TRUE(s.ok());
+  ASSERT_GT(offset, 0u);
+  std::string bytes = wal_test::slurp(before.front());
+  bytes[offset + 3] = static_cast<char>(bytes[offset + 3] ^ 0x10);
+  wal_test::spit(before.front(), bytes);
+  // /dev/shm is tmpfs: moving the removed segments there is a copy, not a rename.
+  const std::string backup = wal_test::fresh_tmpfs_dir("cut_move_backup") + "/b";
+  ProcessResult r = run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt",
+                                 "--yes", "--backup-dir", backup});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(run_process({KVC_WAL_BIN, "verify", dir}).exit_code, 0);
+  EXPECT_EQ(wal_test::segment_paths(dir).size(), 1u);
+  for (std::size_t i = 1; i < before.size(); ++i) {
+    const std::string name = std::filesystem::path(before[i]).filename().string();
+    EXPECT_TRUE(std::filesystem::exists(backup + "/" + name)) << name;
+  }
+  std::filesystem::remove_all(std::filesystem::path(backup).parent_path());
+}
+
+TEST(WalToolTest, ACutKeepsTheNewestReadableMarkerOrRefusesWhenTheStartWouldBeLost) {
+  // Entries 1..150 in small segments, one marker at 60, the segments below it released: every
+  // remaining segment starts with a copy of the marker, the only thing covering 1..60.
+  const std::string dir = wal_test::fresh_dir("tool_cut_start");
+  {
+    Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = kMinSegmentBytes});
+    ASSERT_TRUE(w.ok());
+    for (std::uint64_t i = 1; i <= 150; ++i) {
+      ASSERT_TRUE(w->wal.append(std::nullopt, wal_test::expected_entries(i, i)).ok());
+      if (i == 60) {
+        ASSERT_TRUE(w->wal.save_snapshot(raft::SnapshotMeta{.index = 60, .term = 2}).ok());
+        ASSERT_TRUE(w->wal.sync().ok());
+        ASSERT_TRUE(w->wal.release_to(61).ok());
+      }
+    }
+    ASSERT_TRUE(w->wal.sync().ok());
+  }
+  // Where the marker's records are: the original, then a copy at the head of later segments.
+  std::vector<std::pair<std::string, std::uint64_t>> markers;
+  Result<WalSummary> scanned = scan_wal(dir, [&](const ScannedRecord& r) {
+    if (r.record.type == RecordType::kSnapshot) markers.emplace_back(r.segment.file.path, r.offset);
+    return Status();
+  });
+  ASSERT_TRUE(scanned.ok());
+  ASSERT_GE(markers.size(), 3u);
+  auto flip = [](const std::pair<std::string, std::uint64_t>& at) {
+    std::string bytes = wal_test::slurp(at.first);
+    bytes[at.second + 20] = static_cast<char>(bytes[at.second + 20] ^ 0x01);
+    wal_test::spit(at.first, bytes);
+  };
+  // The original is damaged: a cut there keeps a copy read from a later segment.
+  flip(markers[0]);
+  ProcessResult keeps =
+      run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run"});
+  EXPECT_EQ(keeps.exit_code, 0) << keeps.out << keeps.err;
+  EXPECT_NE(keeps.out.find("append snapshot marker index=60 term=2"), std::string::npos)
+      << keeps.out;
+  // Every copy is damaged: nothing would cover entries 1..56 any more.
+  for (std::size_t i = 1; i < markers.size(); ++i) flip(markers[i]);
+  const std::string oldest = wal_test::slurp(markers[0].first);
   ProcessResult r = run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("would leave a log without its start"), std::string::npos) << r.err;
-  EXPECT_EQ(wal_test::slurp(oldest), bytes);
+  EXPECT_EQ(wal_test::slurp(markers[0].first), oldest);
 }
 
 TEST(WalToolTest, RepairAsksOnATerminalAndRefusesWithoutAnAnswer) {

@@ -339,7 +339,8 @@ struct Salvage {
   std::uint64_t entries = 0;
   std::uint64_t min_index = 0;
   std::uint64_t max_index = 0;
-  std::optional<raft::HardState> newest_hard_state;  // the highest term seen
+  std::optional<raft::HardState> newest_hard_state;   // the highest term seen
+  std::optional<raft::SnapshotMeta> newest_snapshot;  // the highest index seen
 };
 
 Status salvage_region(const std::string& path, std::uint64_t from,
@@ -372,6 +373,10 @@ Status salvage_region(const std::string& path, std::uint64_t from,
       if (!out.newest_hard_state || rec.hard_state.term >= out.newest_hard_state->term) {
         out.newest_hard_state = rec.hard_state;
       }
+    } else if (rec.type == RecordType::kSnapshot) {
+      if (!out.newest_snapshot || rec.snapshot.index >= out.newest_snapshot->index) {
+        out.newest_snapshot = rec.snapshot;
+      }
     }
     from = **at + bytes;
   }
@@ -389,13 +394,17 @@ struct RepairPlan {
   bool drop_cut_segment = false;
   std::uint64_t cut_bytes = 0;  // bytes removed from the cut segment (up to its last non-zero)
   std::vector<SegmentSummary> removed;  // whole segments removed
-  std::uint64_t keep_last_index = 0;
+  std::uint64_t keep_last_index = 0;    // the last index read before the damage
+  std::uint64_t last_index_after = 0;   // the log's last index after the repair
   Salvage lost;
   std::optional<raft::HardState> kept_hard_state;
-  // Appended after the cut so the member never votes twice in a term: the newest term and vote
+  // Appended after the cut: the newest snapshot marker read in the removed part (the state
+  // machine durably covers its index, and segments released because of it may be needed).
+  std::optional<raft::SnapshotMeta> new_snapshot;
+  // Appended after it, so the member never votes twice in a term: the newest term and vote
   // read anywhere, with commit clamped to the kept log.
   std::optional<raft::HardState> new_hard_state;
-  // Where new_hard_state goes: segment position and offset.
+  // Where the appended records go: segment position and offset.
   std::size_t append_segment = 0;
   std::uint64_t append_offset = 0;
 };
@@ -427,17 +436,6 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
   for (std::size_t i = p.cut_segment + (p.drop_cut_segment ? 0 : 1); i < s.segments.size(); ++i) {
     p.removed.push_back(s.segments[i]);
   }
-  // What is read before the damage is exactly what a cut keeps; it must still be a whole log.
-  const LogState& kept = s.log;
-  const std::uint64_t covered = kept.snapshot ? kept.snapshot->index : 0;
-  if (kept.first_index > covered + 1 && !(p.cut_segment == 0 && p.drop_cut_segment)) {
-    p.refuse = true;
-    p.refuse_reason = "a cut at the damage would leave a log without its start (entries " +
-                      std::to_string(covered + 1) + ".." + std::to_string(kept.first_index - 1) +
-                      " are covered only by what would be removed); rebuild the member from a "
-                      "snapshot or remove it and add it back";
-    return p;
-  }
   if (p.cut_segment == 0 && p.drop_cut_segment) {
     p.refuse = true;
     p.refuse_reason =
@@ -455,17 +453,50 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
       if (r.header_ok) salt = r.header.salt;
       KVC_RETURN_IF_ERROR(salvage_region(r.file.path, kSegmentHeaderBytes, salt, p.lost));
     }
-    const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
-    if (newest &&
-        (!p.kept_hard_state || newest->term > p.kept_hard_state->term ||
-         (newest->term == p.kept_hard_state->term && newest->vote != p.kept_hard_state->vote))) {
-      raft::HardState hs;
+  }
+  // What was read before the damage is exactly what a cut keeps. Replay what the repair
+  // appends on top of it under the log's rules.
+  LogState result = s.log;
+  const std::optional<raft::SnapshotMeta>& marker = p.lost.newest_snapshot;
+  if (marker && (!result.snapshot || marker->index > result.snapshot->index) &&
+      apply_log_rules(result, Record::of(*marker), nullptr).empty()) {
+    p.new_snapshot = marker;
+  } else {
+    result = s.log;
+  }
+  const std::uint64_t covered = result.snapshot ? result.snapshot->index : 0;
+  if (result.first_index > covered + 1) {
+    p.refuse = true;
+    p.refuse_reason =
+        "a cut at the damage would leave a log without its start (no snapshot "
+        "marker left covers entries " +
+        std::to_string(covered + 1) + ".." + std::to_string(result.first_index - 1) +
+        "); rebuild the member from a snapshot or remove it and add it back";
+    return p;
+  }
+  // The hard state keeps the newest term and vote read anywhere (so the member cannot vote
+  // twice in a term), and the highest commit index known, clamped to the repaired log (and at
+  // least the snapshot marker: what the state machine applied was committed).
+  const std::optional<raft::HardState>& kept_hs = p.kept_hard_state;
+  const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
+  if (kept_hs || newest) {
+    raft::HardState hs = kept_hs ? *kept_hs : *newest;
+    if (newest && kept_hs &&
+        (newest->term > kept_hs->term ||
+         (newest->term == kept_hs->term && newest->vote != kept_hs->vote))) {
       hs.term = newest->term;
       hs.vote = newest->vote;
-      hs.commit = std::min(p.kept_hard_state ? p.kept_hard_state->commit : 0, p.keep_last_index);
+    }
+    std::uint64_t commit = std::max(kept_hs ? kept_hs->commit : 0, newest ? newest->commit : 0);
+    commit = std::max<std::uint64_t>(commit, result.snapshot ? result.snapshot->index : 0);
+    hs.commit = std::min(commit, result.last_index);
+    LogState check = result;
+    if ((!kept_hs || !(hs == *kept_hs)) &&
+        apply_log_rules(check, Record::of(hs), nullptr).empty()) {
       p.new_hard_state = hs;
     }
   }
+  p.last_index_after = result.last_index;
   if (p.drop_cut_segment) {
     p.append_segment = p.cut_segment - 1;
     p.append_offset = s.segments[p.append_segment].used_bytes;
@@ -496,16 +527,23 @@ std::string plan_text(const RepairPlan& p, const WalSummary& s) {
     if (r.file.name == cut.file.name) continue;
     o << "  remove segment " << r.file.name << " (" << r.file.file_size << " bytes)\n";
   }
+  if (p.new_snapshot) {
+    o << "  append snapshot marker " << snapshot_text(p.new_snapshot)
+      << " (the newest found after the cut: the state machine covers up to its index)\n";
+  }
   if (p.new_hard_state) {
     o << "  append hard state " << hard_state_text(p.new_hard_state)
-      << " (the newest term and vote found after the cut, so the member cannot vote twice in a "
-         "term)\n";
+      << " (the newest term and vote read anywhere, so the member cannot vote twice in a term; "
+         "the highest commit index known, within the repaired log)\n";
   }
-  o << "result: the log ends at index " << p.keep_last_index << "\n";
+  o << "result: the log ends at index " << p.last_index_after << "\n";
   if (d.kind == DamageKind::kTornTail) {
     o << "lost: nothing that was synced: the removed bytes are one interrupted write\n";
   } else {
     o << "lost: every entry after index " << p.keep_last_index << " on this member";
+    if (p.last_index_after > p.keep_last_index) {
+      o << " (those up to " << p.last_index_after << " are in the state machine)";
+    }
     if (p.lost.entries > 0) {
       o << "; readable in the removed part: " << p.lost.entries << " entry record(s), indexes "
         << p.lost.min_index << ".." << p.lost.max_index;
@@ -551,6 +589,12 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
               .num("bytes", r.file.file_size)
               .done());
     }
+    if (p.new_snapshot) {
+      add(Json()
+              .str("action", "append_snapshot")
+              .raw("snapshot", snapshot_json(p.new_snapshot))
+              .done());
+    }
     if (p.new_hard_state) {
       add(Json()
               .str("action", "append_hard_state")
@@ -560,7 +604,7 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
   }
   actions += "]";
   j.raw("actions", actions);
-  j.num("last_index_after", p.keep_last_index);
+  j.num("last_index_after", p.last_index_after);
   Json lost;
   lost.num("entry_records", p.lost.entries);
   if (p.lost.entries > 0) {
@@ -599,14 +643,40 @@ Status copy_prefix(const std::string& from, const std::string& to, std::uint64_t
   return fdatasync_fd(out->get(), to);
 }
 
-Status append_hard_state_at(const std::string& path, std::uint32_t salt, std::uint64_t offset,
-                            const raft::HardState& hs) {
+// Appends the repair's snapshot marker and hard state (those it has) at `offset`, durably.
+Status append_repair_records(const RepairPlan& p, const std::string& path, std::uint32_t salt) {
+  std::string bytes;
+  if (p.new_snapshot) append_record(bytes, salt, Record::of(*p.new_snapshot));
+  if (p.new_hard_state) append_record(bytes, salt, Record::of(*p.new_hard_state));
+  if (bytes.empty()) return Status();
   Result<UniqueFd> fd = open_file(path, O_RDWR);
   if (!fd.ok()) return fd.status();
-  std::string rec;
-  append_record(rec, salt, Record::of(hs));
-  KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), rec, offset, path));
+  KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), bytes, p.append_offset, path));
   return fdatasync_fd(fd->get(), path);
+}
+
+std::string parent_dir(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
+// Creates `dir` and makes its name durable in its parent.
+Status make_dir_durably(const std::string& dir) {
+  KVC_RETURN_IF_ERROR(make_dirs(dir, 0700));
+  return fsync_dir(parent_dir(dir));
+}
+
+// Moves a file into another directory; across file systems by copying, syncing and removing.
+Status move_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) == 0) return Status();
+  if (errno != EXDEV) return Status::from_errno("move " + from + " to " + to, errno);
+  Result<std::uint64_t> size = file_size(from);
+  if (!size.ok()) return size.status();
+  KVC_RETURN_IF_ERROR(copy_prefix(from, to, *size, *size));
+  KVC_RETURN_IF_ERROR(fsync_dir(parent_dir(to)));
+  if (::unlink(from.c_str()) != 0) return Status::from_errno("remove " + from, errno);
+  return Status();
 }
 
 std::string utc_stamp() {
@@ -626,7 +696,7 @@ Status write_repaired_copy(const RepairPlan& p, const WalSummary& s, const std::
       return Status::already_exists("--out " + out_dir + " exists and is not empty");
     }
   }
-  KVC_RETURN_IF_ERROR(make_dirs(out_dir, 0700));
+  KVC_RETURN_IF_ERROR(make_dir_durably(out_dir));
   for (std::size_t i = 0; i < p.cut_segment; ++i) {
     const SegmentSummary& seg = s.segments[i];
     KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name, seg.used_bytes,
@@ -637,11 +707,8 @@ Status write_repaired_copy(const RepairPlan& p, const WalSummary& s, const std::
     KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name, p.cut_offset,
                                     seg.file.file_size));
   }
-  if (p.new_hard_state) {
-    const SegmentSummary& seg = s.segments[p.append_segment];
-    KVC_RETURN_IF_ERROR(append_hard_state_at(out_dir + "/" + seg.file.name, seg.header.salt,
-                                             p.append_offset, *p.new_hard_state));
-  }
+  const SegmentSummary& tail = s.segments[p.append_segment];
+  KVC_RETURN_IF_ERROR(append_repair_records(p, out_dir + "/" + tail.file.name, tail.header.salt));
   return fsync_dir(out_dir);
 }
 
@@ -667,7 +734,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   if (path_exists(backup_dir)) {
     return Status::already_exists("backup directory " + backup_dir + " already exists");
   }
-  KVC_RETURN_IF_ERROR(make_dirs(backup_dir, 0700));
+  KVC_RETURN_IF_ERROR(make_dir_durably(backup_dir));
   // 1. Save everything that is about to go, durably, before touching the log.
   std::string readme = "kvc-wal repair --in-place of " + where.wal_dir + " at " + utc_stamp() +
                        "\n\n" + plan + "\nSaved here:\n";
@@ -686,7 +753,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
     readme += "  " + name + ": bytes " + std::to_string(p.cut_offset) + ".." +
               std::to_string(p.cut_offset + p.cut_bytes) + " of " + cut.file.name +
               " (undo: dd if=" + name + " of=WAL/" + cut.file.name +
-              " bs=1 seek=" + std::to_string(p.cut_offset) + " conv=notrunc)\n";
+              " oflag=seek_bytes seek=" + std::to_string(p.cut_offset) + " conv=notrunc)\n";
   }
   for (const SegmentSummary& r : p.removed) {
     readme += "  " + r.file.name + ": a whole segment (undo: move it back)\n";
@@ -696,10 +763,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   // 2. Move removed segments out, newest first, so the log stays a prefix after any crash.
   *touched = true;
   for (auto it = p.removed.rbegin(); it != p.removed.rend(); ++it) {
-    const std::string to = backup_dir + "/" + it->file.name;
-    if (::rename(it->file.path.c_str(), to.c_str()) != 0) {
-      return Status::from_errno("move " + it->file.path + " to " + to, errno);
-    }
+    KVC_RETURN_IF_ERROR(move_file(it->file.path, backup_dir + "/" + it->file.name));
     KVC_RETURN_IF_ERROR(fsync_dir(where.wal_dir));
   }
   KVC_RETURN_IF_ERROR(fsync_dir(backup_dir));
@@ -717,12 +781,8 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
     }
     KVC_RETURN_IF_ERROR(fdatasync_fd(fd->get(), cut.file.path));
   }
-  if (p.new_hard_state) {
-    const SegmentSummary& seg = s.segments[p.append_segment];
-    KVC_RETURN_IF_ERROR(
-        append_hard_state_at(seg.file.path, seg.header.salt, p.append_offset, *p.new_hard_state));
-  }
-  return Status();
+  const SegmentSummary& tail = s.segments[p.append_segment];
+  return append_repair_records(p, tail.file.path, tail.header.salt);
 }
 
 bool confirm(ToolContext& ctx) {
