@@ -1,5 +1,6 @@
 // wal_bench: how close WAL appends come to the disk's own limit. In one run and one directory it
-// measures the floor (write 256 bytes into a preallocated file, then fdatasync: latency p50/p99)
+// measures the floor (write 256 bytes into a preallocated file, then fdatasync: latency p50/p99;
+// also into a zero-filled file, for comparison)
 // and then Wal::append + Wal::sync with 1, 16, 64 and 256 entries per sync (group commit),
 // printing each one's latency, throughput and ratio to the floor. A ratio near 1.0 for one entry
 // per sync means the WAL adds little over the fdatasync it cannot avoid; the throughput ratio for
@@ -70,33 +71,56 @@ int main(int argc, char** argv) {
 
   // The floor (what one small synced write costs on this disk, in a file preallocated like a
   // segment) and each WAL batch size are measured in interleaved rounds, so that a disk whose
-  // speed drifts during the run (other load, write-back) affects them all alike.
-  const std::string floor_path = dir + "/floor";
-  kvc::Result<kvc::storage::UniqueFd> floor_fd =
-      kvc::storage::open_file(floor_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (!floor_fd.ok()) return die(floor_fd.status());
-  if (::fallocate(floor_fd->get(), 0, 0, 64 << 20) != 0) std::perror("fallocate (continuing)");
-  const std::string block(entry_bytes, 'f');
-  std::uint64_t floor_offset = 0;
-
+  // speed drifts during the run (other load, write-back) affects them all alike. A second floor
+  // writes into a zero-filled file instead: on file systems that convert fallocate's unwritten
+  // extents on first write (ext4, xfs), the difference is what that conversion costs per sync.
   struct Run {
-    std::size_t batch = 0;  // 0: the floor
+    std::string name;
+    std::size_t batch = 0;  // entries per sync; 0 for a floor
     std::vector<double> us;
     double seconds = 0;
     std::unique_ptr<kvc::storage::OpenedWal> wal;
     std::uint64_t next = 1;
+    kvc::storage::UniqueFd fd;  // a floor's file
+    std::string path;
+    std::uint64_t offset = 0;
   };
+  const std::uint64_t floor_bytes = (syncs + 1) * entry_bytes + (1u << 20);
   std::vector<Run> runs;
-  runs.push_back(Run{});
+  for (const bool zero_filled : {false, true}) {
+    Run r;
+    r.name = zero_filled ? "floor, zero-filled file" : "floor: write+fdatasync";
+    r.path = dir + (zero_filled ? "/floor-zeros" : "/floor");
+    kvc::Result<kvc::storage::UniqueFd> fd =
+        kvc::storage::open_file(r.path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (!fd.ok()) return die(fd.status());
+    r.fd = std::move(*fd);
+    if (zero_filled) {
+      const std::string zeros(1u << 20, '\0');
+      for (std::uint64_t off = 0; off < floor_bytes; off += zeros.size()) {
+        if (kvc::Status s = kvc::storage::pwrite_all(r.fd.get(), zeros, off, r.path); !s.ok()) {
+          return die(s);
+        }
+      }
+      if (kvc::Status s = kvc::storage::fsync_fd(r.fd.get(), r.path); !s.ok()) return die(s);
+    } else if (::fallocate(r.fd.get(), 0, 0, static_cast<off_t>(floor_bytes)) != 0) {
+      std::perror("fallocate (continuing)");
+    }
+    runs.push_back(std::move(r));
+  }
   for (const std::size_t batch : batches) {
     Run r;
     r.batch = batch;
+    char name[64];
+    std::snprintf(name, sizeof name, "wal: %zu entr%s/sync", batch, batch == 1 ? "y" : "ies");
+    r.name = name;
     kvc::Result<kvc::storage::OpenedWal> w =
         kvc::storage::Wal::open(dir + "/wal-" + std::to_string(batch));
     if (!w.ok()) return die(w.status());
     r.wal = std::make_unique<kvc::storage::OpenedWal>(std::move(*w));
     runs.push_back(std::move(r));
   }
+  const std::string block(entry_bytes, 'f');
   const std::size_t rounds = std::min<std::size_t>(10, syncs);
   std::vector<kvc::raft::Entry> entries;
   for (std::size_t round = 0; round < rounds; ++round) {
@@ -106,16 +130,15 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < n; ++i) {
         if (r.batch == 0) {
           const auto t0 = Clock::now();
-          if (kvc::Status s =
-                  kvc::storage::pwrite_all(floor_fd->get(), block, floor_offset, floor_path);
+          if (kvc::Status s = kvc::storage::pwrite_all(r.fd.get(), block, r.offset, r.path);
               !s.ok()) {
             return die(s);
           }
-          if (kvc::Status s = kvc::storage::fdatasync_fd(floor_fd->get(), floor_path); !s.ok()) {
+          if (kvc::Status s = kvc::storage::fdatasync_fd(r.fd.get(), r.path); !s.ok()) {
             return die(s);
           }
           r.us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-          floor_offset += entry_bytes;
+          r.offset += entry_bytes;
           continue;
         }
         entries.resize(r.batch);
@@ -143,14 +166,8 @@ int main(int argc, char** argv) {
     const Stats st = stats_of(r.us, r.seconds);
     const double per_sync = r.batch == 0 ? 1.0 : static_cast<double>(r.batch);
     const double entries_per_s = st.ops_per_s * per_sync;
-    char name[64];
-    if (r.batch == 0) {
-      std::snprintf(name, sizeof name, "floor: write+fdatasync");
-    } else {
-      std::snprintf(name, sizeof name, "wal: %zu entr%s/sync", r.batch, r.batch == 1 ? "y" : "ies");
-    }
-    std::printf("%-24s %10.1f %10.1f %12.0f %14.0f %11.2f %14.2f\n", name, st.p50_us, st.p99_us,
-                st.ops_per_s, entries_per_s, st.p50_us / floor.p50_us,
+    std::printf("%-24s %10.1f %10.1f %12.0f %14.0f %11.2f %14.2f\n", r.name.c_str(), st.p50_us,
+                st.p99_us, st.ops_per_s, entries_per_s, st.p50_us / floor.p50_us,
                 entries_per_s / floor.ops_per_s);
   }
   std::filesystem::remove_all(dir);
