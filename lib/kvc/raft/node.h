@@ -197,7 +197,9 @@ class Node {
 
   // Time passes by one tick: elections, heartbeats, CheckQuorum, retransmission.
   void tick();
-  // Handles a message from a peer. A malformed message (wrong `to`, unknown type) is a Status.
+  // Handles a message from a peer. A malformed message (wrong `to`, unknown type, entries that
+  // are not contiguous, an acknowledgement beyond our log, a chunk outside its snapshot...) is
+  // refused with kInvalidArgument and changes nothing.
   Status step(const Message& m);
   // Appends `data` as a normal entry. kNotLeader ("leader=N" in the message, N = leader()) when
   // not leader; kUnavailable during leadership transfer; kResourceExhausted when too much is
@@ -298,6 +300,7 @@ class Node {
   bool promotable() const;  // a voter in its own configuration
 
   // Message handling.
+  Status validate(const Message& m) const;
   void send(Message m);
   void step_leader(const Message& m);
   void step_candidate(const Message& m);
