@@ -729,6 +729,7 @@ void Node::handle_snapshot(const Message& m) {
       commit_to(m.snapshot.index);
     } else {
       restore_snapshot(m.snapshot);
+      install_size_ = m.snapshot_size;
     }
   }
   send(std::move(r));
@@ -1370,6 +1371,8 @@ void Node::advance(const Ready& rd) {
   KVC_CHECK(ready_outstanding_, "advance() without ready()");
   ready_outstanding_ = false;
   if (rd.snapshot && log_.snapshot_index() == rd.snapshot->index) {
+    // The installed snapshot is now this member's own: it can send it on if it leads.
+    snapshot_available(*rd.snapshot, install_size_);
     install_pending_index_ = 0;
     durable_ = std::max(durable_, rd.snapshot->index);
     applied_ = std::max(applied_, rd.snapshot->index);

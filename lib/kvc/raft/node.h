@@ -219,7 +219,8 @@ class Node {
   // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
   void report_snapshot(NodeId peer, bool ok);
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
-  // whose next entry was compacted away.
+  // whose next entry was compacted away. (A snapshot received and installed through Ready
+  // becomes the member's own without this call.)
   void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
   // Drops in-memory entries up to `index`. Requires index <= applied() and index <= the
   // index of the snapshot given to snapshot_available() (else kInvalidArgument).
@@ -385,7 +386,8 @@ class Node {
   bool snapshot_wanted_ = false;
   std::optional<Receiving> receiving_;
   std::optional<SnapshotMeta> pending_install_;
-  std::uint64_t install_pending_index_ = 0;  // restored, not yet acknowledged by advance()
+  std::uint64_t install_pending_index_ = 0;
+  std::uint64_t install_size_ = 0;  // restored, not yet acknowledged by advance()
   std::vector<SnapshotChunk> chunks_;
 
   // Ready bookkeeping.
