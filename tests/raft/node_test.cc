@@ -9,6 +9,8 @@
 #include <optional>
 #include <set>
 
+#include "kvc/raft/mutation.h"
+
 namespace kvc::raft {
 namespace {
 
@@ -620,6 +622,26 @@ TEST(NodeTest, StepAndTickMayRunBetweenReadyAndAdvance) {
   c.settle();
   c.tick_all(1);
   EXPECT_EQ(c.applied(2).back().data, "b");
+}
+
+}  // namespace
+}  // namespace kvc::raft
+
+namespace kvc::raft {
+namespace {
+
+TEST(MutationTest, ProductionCoreHasNoMutationSwitch) {
+  // kvc_raft is built without KVC_MUTATIONS: the broken paths are compiled out.
+  static_assert(!kMutationsCompiled);
+  for (Mutation m : kAllMutations) EXPECT_FALSE(mutation_enabled(m));
+}
+
+TEST(NodeTest, AQuietClusterHasNoReady) {
+  TestCluster c(3);
+  c.elect(1);
+  c.tick_all(3);
+  c.settle();
+  for (NodeId id : {1, 2, 3}) EXPECT_FALSE(c.n(id).has_ready()) << id;
 }
 
 }  // namespace
