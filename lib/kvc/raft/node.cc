@@ -1278,9 +1278,6 @@ Status Node::compact(std::uint64_t index) {
     return Status::invalid_argument("compact: index " + std::to_string(index) +
                                     " is beyond applied " + std::to_string(applied_));
   }
-  if (!local_snapshot_ || local_snapshot_->index < index) {
-    return Status::invalid_argument("compact: no snapshot covers index " + std::to_string(index));
-  }
   Result<ConfState> conf = conf_state_at(index);
   KVC_CHECK(conf.ok(), "conf_state_at within the log");
   snap_conf_ = *conf;

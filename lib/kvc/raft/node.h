@@ -180,7 +180,9 @@ struct Ready {
   std::vector<Message> messages_after_persist;  // send once this Ready is durable
   std::vector<Entry> committed;                 // apply, in order
   std::vector<ReadState> read_states;
-  std::optional<SnapshotMeta> snapshot;  // install the received snapshot (see the loop above)
+  // Install the received snapshot (see the loop above). Once installed it is this member's own
+  // snapshot, which it sends on if it leads, without a snapshot_available() call.
+  std::optional<SnapshotMeta> snapshot;
   std::vector<SnapshotChunk> snapshot_chunks;
   std::optional<ConfState> conf_state;  // the configuration changed (on append or restore)
   bool snapshot_wanted = false;  // a follower needs a snapshot and the caller has given none:
@@ -219,11 +221,12 @@ class Node {
   // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
   void report_snapshot(NodeId peer, bool ok);
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
-  // whose next entry was compacted away. (A snapshot received and installed through Ready
-  // becomes the member's own without this call.)
+  // whose next entry was compacted away.
   void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
-  // Drops in-memory entries up to `index`. Requires index <= applied() and index <= the
-  // index of the snapshot given to snapshot_available() (else kInvalidArgument).
+  // Drops in-memory entries up to `index`. Requires index <= applied() (else
+  // kInvalidArgument); the state machine must durably hold that index. A follower that later
+  // needs a dropped entry gets a snapshot: the core sets Ready::snapshot_wanted and the caller
+  // must answer with snapshot_available() at or beyond the highest index it compacted to.
   Status compact(std::uint64_t index);
   // The state machine has applied everything up to `index` (<= what Ready::committed gave).
   void applied_to(std::uint64_t index);
@@ -386,8 +389,9 @@ class Node {
   bool snapshot_wanted_ = false;
   std::optional<Receiving> receiving_;
   std::optional<SnapshotMeta> pending_install_;
+  // A snapshot restored by handle_snapshot, not yet acknowledged by advance(), and its size.
   std::uint64_t install_pending_index_ = 0;
-  std::uint64_t install_size_ = 0;  // restored, not yet acknowledged by advance()
+  std::uint64_t install_size_ = 0;
   std::vector<SnapshotChunk> chunks_;
 
   // Ready bookkeeping.
