@@ -658,6 +658,44 @@ TEST(NodeTest, StepAndTickMayRunBetweenReadyAndAdvance) {
 namespace kvc::raft {
 namespace {
 
+TEST(NodeTest, AFailedSnapshotSendAsksTheCallerForASnapshotAgain) {
+  TestCluster c(3);
+  c.elect(1);
+  c.down().insert(3);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(c.n(1).propose("y" + std::to_string(i)).ok());
+  c.settle();
+  const std::uint64_t applied = c.n(1).applied();
+  c.give_snapshot(1, {applied, c.n(1).term(), {{1, 2, 3}, {}}}, std::string(10, 's'));
+  ASSERT_TRUE(c.n(1).compact(applied).ok());
+  c.down().erase(3);
+  // Run until the first chunk to member 3 is about to leave; the caller cannot read its file.
+  bool failed_send = false;
+  for (int i = 0; i < 2000 && !failed_send; ++i) {
+    c.process();
+    if (c.queue().empty()) {
+      c.n(1).tick();
+      continue;
+    }
+    const Message& m = c.queue().front();
+    if (m.type == MessageType::kSnapshot && m.to == 3) {
+      c.queue().pop_front();
+      failed_send = true;
+    } else {
+      (void)c.deliver_one();
+    }
+  }
+  ASSERT_TRUE(failed_send);
+  const int before = c.snapshots_wanted(1);
+  c.n(1).report_snapshot(3, false);
+  c.process();
+  EXPECT_EQ(c.snapshots_wanted(1), before + 1);
+  // A remade snapshot at the same index replaces the old one and the transfer completes.
+  c.give_snapshot(1, {applied, c.n(1).term(), {{1, 2, 3}, {}}}, std::string(12, 't'));
+  c.tick_all(15);
+  ASSERT_FALSE(c.installed(3).empty());
+  EXPECT_EQ(c.installed(3).back().index, applied);
+}
+
 TEST(MutationTest, ProductionCoreHasNoMutationSwitch) {
   // kvc_raft is built without KVC_MUTATIONS: the broken paths are compiled out.
   static_assert(!kMutationsCompiled);

@@ -1262,11 +1262,15 @@ void Node::report_snapshot(NodeId peer, bool ok) {
   if (it != prs_.end() && it->second.state == ProgressState::kSnapshot) {
     become_probe(it->second);
     it->second.probe_sent = true;  // wait for the next heartbeat response before retrying
+    // The caller could not read the snapshot it told us about: ask it for one (again), so a
+    // lost file cannot make the transfer fail forever.
+    snapshot_wanted_ = true;
   }
 }
 
 void Node::snapshot_available(const SnapshotMeta& meta, std::uint64_t size) {
-  if (local_snapshot_ && local_snapshot_->index >= meta.index) return;
+  // A newer snapshot replaces ours; one at the same index too (a remade file).
+  if (local_snapshot_ && local_snapshot_->index > meta.index) return;
   local_snapshot_ = meta;
   local_snapshot_size_ = size;
   snapshot_wanted_ = false;

@@ -218,10 +218,12 @@ class Node {
   Status transfer_leadership(NodeId target);
   // The transport could not reach `peer`: the leader stops pipelining to it and probes.
   void report_unreachable(NodeId peer);
-  // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
+  // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later,
+  // and the next Ready sets snapshot_wanted so the caller can make (or remake) a snapshot.
   void report_snapshot(NodeId peer, bool ok);
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
-  // whose next entry was compacted away.
+  // whose next entry was compacted away. An older one is ignored; one at the same index
+  // replaces the current (e.g. a remade file).
   void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
   // Drops in-memory entries up to `index`. Requires index <= applied() (else
   // kInvalidArgument); the state machine must durably hold that index. A follower that later
