@@ -1262,9 +1262,6 @@ void Node::report_snapshot(NodeId peer, bool ok) {
   if (it != prs_.end() && it->second.state == ProgressState::kSnapshot) {
     become_probe(it->second);
     it->second.probe_sent = true;  // wait for the next heartbeat response before retrying
-    // The caller could not read the snapshot it told us about: ask it for one (again), so a
-    // lost file cannot make the transfer fail forever.
-    snapshot_wanted_ = true;
   }
 }
 

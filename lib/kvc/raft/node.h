@@ -218,8 +218,9 @@ class Node {
   Status transfer_leadership(NodeId target);
   // The transport could not reach `peer`: the leader stops pipelining to it and probes.
   void report_unreachable(NodeId peer);
-  // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later,
-  // and the next Ready sets snapshot_wanted so the caller can make (or remake) a snapshot.
+  // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
+  // (If the file is gone, make a new snapshot and call snapshot_available(); one at the same
+  // index replaces the lost one.)
   void report_snapshot(NodeId peer, bool ok);
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
   // whose next entry was compacted away. An older one is ignored; one at the same index
