@@ -50,6 +50,12 @@ class TestCluster {
 
   Node& n(NodeId id) { return *nodes_.at(id); }
   bool has(NodeId id) const { return nodes_.count(id) > 0; }
+  // Bytes of snapshot chunks member `id` received.
+  std::uint64_t chunk_bytes(NodeId id) {
+    std::uint64_t n = 0;
+    for (const auto& c : chunks_[id]) n += c.data.size();
+    return n;
+  }
 
   // Runs every node's Ready loop with an instant disk; messages go to the queue.
   void process() {
@@ -132,11 +138,6 @@ class TestCluster {
   std::vector<SnapshotMeta>& installed(NodeId id) { return installed_[id]; }
   std::set<NodeId>& down() { return down_; }
   int snapshots_wanted(NodeId id) { return wanted_[id]; }
-  std::uint64_t chunk_bytes(NodeId id) {
-    std::uint64_t n = 0;
-    for (const auto& c : chunks_[id]) n += c.data.size();
-    return n;
-  }
 
   // The snapshot a member "has": its data is a fixed string of `size` bytes.
   void give_snapshot(NodeId id, SnapshotMeta meta, std::string data) {
