@@ -480,28 +480,20 @@ TEST(StateMachineTest, OpenRefusesAStateWhoseDatabaseFileIsMissing) {
 namespace kvc::storage {
 namespace {
 
-TEST(StateMachineInitialTest, InitialMembershipIsDurableAndOnlyForAnEmptyState) {
-  const std::string dir = ::testing::TempDir() + "kvc_state_initial_membership";
+TEST(StateMachineBarrierTest, BarrierAdvancesTheIndexAndChangesNoKey) {
+  const std::string dir = ::testing::TempDir() + "kvc_state_barrier";
   std::filesystem::remove_all(dir);
-  Membership m;
-  m.members.push_back({1, "m1", "127.0.0.1:1", "", false});
-  m.members.push_back({2, "m2", "127.0.0.1:2", "", false});
-  {
-    Result<std::unique_ptr<StateMachine>> st = StateMachine::open(dir);
-    ASSERT_TRUE(st.ok()) << st.status().to_string();
-    ASSERT_TRUE((*st)->set_initial_membership(m).ok());
-    EXPECT_EQ((*st)->membership(), m);
-    EXPECT_EQ((*st)->set_initial_membership(m).code(), Code::kFailedPrecondition);
-  }
   Result<std::unique_ptr<StateMachine>> st = StateMachine::open(dir);
-  ASSERT_TRUE(st.ok());
-  EXPECT_EQ((*st)->membership(), m) << "the bootstrap membership must survive a restart";
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
   (*st)->apply_noop(1, 1);
   Result<ApplyResult> r = (*st)->apply(2, 1, {.op = CommandOp::kBarrier, .request_id = 9});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->code, Code::kOk);
   EXPECT_EQ((*st)->applied_index(), 2u);
   EXPECT_EQ((*st)->revision(), 0u) << "a barrier changes no key";
+  Result<RangePage> all = (*st)->range({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->kvs.empty());
 }
 
 }  // namespace

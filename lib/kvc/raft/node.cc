@@ -1185,7 +1185,7 @@ Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   if (!next.ok()) return next.status();
   if (cc.type == ConfChangeType::kPromoteLearner) {
     auto it = prs_.find(cc.node);
-    if (it == prs_.end() || it->second.match < commit_) {
+    if (it == prs_.end() || it->second.match + cfg_.promote_lag_slack < commit_) {
       return Status::failed_precondition("learner " + std::to_string(cc.node) +
                                          " has not caught up");
     }

@@ -106,6 +106,9 @@ struct Config {
   std::uint64_t max_uncommitted_bytes = 64ull << 20;  // propose() refuses beyond this; 0: no cap
   std::uint64_t snapshot_chunk_bytes = 1 << 20;       // bytes per kSnapshot message
   std::uint64_t max_apply_bytes = 64ull << 20;        // committed entry data per Ready
+  // A learner is promoted only when its match index is at most this far behind the commit
+  // index (0: it must have everything committed). A lag is safe, only slower to become useful.
+  std::uint64_t promote_lag_slack = 0;
   bool pre_vote = true;
   bool check_quorum = true;
   Rng* rng = nullptr;        // required; outlives the Node

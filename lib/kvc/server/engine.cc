@@ -285,24 +285,52 @@ Status Engine::Impl::force_new_cluster(storage::RecoveredLog& log) {
   return Status();
 }
 
-Status Engine::Impl::make_node(storage::RecoveredLog log) {
-  if (state_->membership().empty() && state_->applied_index() == 0 &&
-      !bootstrap_membership_.empty()) {
-    KVC_RETURN_IF_ERROR(state_->set_initial_membership(bootstrap_membership_));
+// A new cluster's log starts with one committed "add voter" entry per bootstrap member, in id
+// order, at term 1: every bootstrap member writes the same entries, and a member that joins
+// later learns the whole membership by replaying the log from its start (as etcd does).
+Status Engine::Impl::bootstrap_log(storage::RecoveredLog& log) {
+  if (bootstrap_membership_.empty() || log.hard_state || !log.entries.empty() ||
+      log.snapshot || state_->applied_index() != 0) {
+    return Status();
   }
+  std::vector<raft::Entry> entries;
+  for (const storage::Member& m : bootstrap_membership_.members) {
+    storage::Membership one;
+    one.members.push_back(m);
+    entries.push_back({entries.size() + 1, 1, raft::EntryType::kConfChange,
+                       raft::encode_conf_change({raft::ConfChangeType::kAddVoter, m.id,
+                                                 storage::encode_membership(one)})});
+  }
+  const raft::HardState hs{1, raft::kNoNode, entries.size()};
+  KVC_RETURN_IF_ERROR(wal_->append(hs, entries));
+  KVC_RETURN_IF_ERROR(wal_->sync());
+  log.entries = std::move(entries);
+  log.hard_state = hs;
+  return Status();
+}
+
+Status Engine::Impl::make_node(storage::RecoveredLog log) {
+  KVC_RETURN_IF_ERROR(bootstrap_log(log));
   // The state machine is the snapshot the log starts after: it durably holds everything up to
   // its applied index D (see docs/architecture.md, "Durability").
   const std::uint64_t d = state_->applied_index();
   const std::uint64_t d_term = state_->applied_term();
-  const storage::Membership& m =
-      state_->membership().empty() ? bootstrap_membership_ : state_->membership();
+  // The configuration the log starts from: the state's. A new member's is empty: the log's
+  // first entries (bootstrap_log), or the leader's log or snapshot for a member that joined,
+  // bring the members.
+  const storage::Membership& m = state_->membership();
   if (m.empty() && d != 0) {
     return Status::failed_precondition("the state in " + data_dir_->state_dir() +
                                        " has no membership");
   }
-  // A member that joined starts with no configuration: the leader's log or snapshot brings it.
   raft::RestoreState rs;
   rs.snapshot = {d, d_term, m.to_conf_state()};
+  if (wal_->last_index() < d) {
+    // The state is ahead of the log (restored from a snapshot by kvc-snap restore): the log
+    // continues after it, which the WAL records with a snapshot marker.
+    KVC_RETURN_IF_ERROR(wal_->save_snapshot(rs.snapshot));
+    KVC_RETURN_IF_ERROR(wal_->sync());
+  }
   if (log.hard_state) rs.hard_state = *log.hard_state;
   std::vector<raft::Entry> entries;
   std::uint64_t expect = d + 1;
@@ -336,6 +364,9 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   cfg.heartbeat_ticks = options_.heartbeat_ticks;
   cfg.rng = &rng_;
   cfg.logger = &raft_logger_;
+  // Under load a learner is always a few entries behind; the engine's own check (member
+  // promote) bounds the lag it accepts, so the core only refuses gross lag.
+  cfg.promote_lag_slack = options_.retained_entries / 10 + 100;
   Result<std::unique_ptr<raft::Node>> node = raft::Node::create(cfg, std::move(rs));
   if (!node.ok()) return node.status().with_context("restoring the raft state");
   node_ = std::move(*node);
@@ -709,9 +740,7 @@ void Engine::Impl::drain_apply() {
   if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
 }
 
-storage::Membership Engine::Impl::current_membership() const {
-  return state_->membership().empty() ? bootstrap_membership_ : state_->membership();
-}
+storage::Membership Engine::Impl::current_membership() const { return state_->membership(); }
 
 void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
   storage::Membership m = current_membership();
@@ -946,8 +975,7 @@ bool Engine::Impl::maybe_flush(bool force) {
   flushing_ = true;
   const std::uint64_t index = state_->applied_index();
   const std::uint64_t term = state_->applied_term();
-  raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
-                                                       : state_->membership().to_conf_state();
+  raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
     Status s = state_->flush();
     inbox_.post([this, s, index, term, conf] {
@@ -1138,8 +1166,7 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
     }
     case wire::Op::kMemberList: {
       wire::Response r = base_response(req.id);
-      const storage::Membership& m =
-          state_->membership().empty() ? bootstrap_membership_ : state_->membership();
+      const storage::Membership& m = state_->membership();
       for (const storage::Member& mem : m.members) {
         const storage::Member* known = member(mem.id);
         r.members.push_back({mem.id, mem.name, mem.peer_addr,
@@ -1577,9 +1604,7 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
   Result<std::uint64_t> index = node_->propose_conf_change(cc);
   if (!index.ok()) {
     std::string msg = index.status().message();
-    if (index.status().code() == Code::kFailedPrecondition) {
-      msg = "another membership change is in progress (" + msg + "); try again when it commits";
-    }
+    if (msg.find("in progress") != std::string::npos) msg += "; try again when it commits";
     return refuse(index.status().code(), msg);
   }
   spdlog::info("membership change proposed change=\"{}\" index={}", what, *index);
@@ -2090,8 +2115,7 @@ void Engine::Impl::finish_shutdown() {
     std::promise<Status> synced;
     const std::uint64_t index = state_->durable_index();
     const std::uint64_t term = state_->applied_term();
-    raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
-                                                         : state_->membership().to_conf_state();
+    raft::ConfState conf = current_membership().to_conf_state();
     disk_->post([this, &synced, index, term, conf] {
       Status s = wal_->sync();
       if (s.ok() && index > 0) s = wal_->save_snapshot({index, term, conf});

@@ -137,6 +137,7 @@ class Engine::Impl {
   Status open_data_dir();
   Status open_storage();
   Status make_node(storage::RecoveredLog log);
+  Status bootstrap_log(storage::RecoveredLog& log);
   Status bind_listeners();
 
   // Loop: time and Raft.

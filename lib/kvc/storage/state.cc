@@ -596,28 +596,6 @@ Status StateMachine::load_meta() {
   return Status();
 }
 
-Status StateMachine::set_initial_membership(const Membership& m) {
-  KVC_RETURN_IF_ERROR(validate_membership(m));
-  if (applied_index() != 0 || durable_index() != 0 || frozen_ != nullptr) {
-    return Status::failed_precondition("state " + state_dir_ +
-                                       ": the initial membership is set only on an empty state");
-  }
-  if (!membership_.empty()) {
-    return Status::failed_precondition("state " + state_dir_ + " already has a membership");
-  }
-  Txn txn;
-  KVC_MDB(txn.begin(env_, 0), "begin initial membership");
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
-  meta.membership = m;
-  KVC_MDB(write_meta(txn.get(), dbs_->meta, meta), "initial membership");
-  KVC_MDB(txn.commit(), "initial membership commit");
-  membership_ = m;
-  if (read_txn_ != nullptr) mdb_txn_reset(read_txn_);
-  read_txn_stale_ = true;
-  return Status();
-}
-
 Result<MDB_txn*> StateMachine::read_txn() {
   if (read_txn_stale_) {
     const int rc = read_txn_ == nullptr ? mdb_txn_begin(env_, nullptr, MDB_RDONLY, &read_txn_)

@@ -152,10 +152,6 @@ class StateMachine {
   void apply_noop(std::uint64_t index, std::uint64_t term);
   // A conf change entry: the membership as of this index. Must be valid (checked).
   void apply_membership(std::uint64_t index, std::uint64_t term, Membership membership);
-  // A new cluster's bootstrap members, stored durably (one synced transaction) before anything
-  // is applied, so the state and every snapshot of it carry the membership from the start.
-  // Owning thread; only on an empty state (kFailedPrecondition otherwise).
-  Status set_initial_membership(const Membership& membership);
 
   // ---- reads of the merged view (owning thread) ----
   Result<std::optional<KeyValue>> get(std::string_view key);
