@@ -141,7 +141,8 @@ int run_leader_watch(const Env& env, std::uint64_t count) {
   env.client->stream({.op = wire::Op::kWatchLeader}, [&](const wire::Response& r) {
     if (r.code == Code::kOk && r.leader_id != last) {
       last = r.leader_id;
-      ++seen;
+      if (r.leader_id != 0) ++seen;  // --count counts elected leaders, not the gaps between
+
       if (env.format == Format::kJson) {
         std::string o = "{";
         json_string(o, "name", r.leader_name);

@@ -430,7 +430,15 @@ Status Engine::Impl::bind_listeners() {
         if (!info.client_addr.empty()) m.client_addr = info.client_addr;
         if (!known && !m.peer_addr.empty()) update_peers();
       },
-      [this](const std::string& name) { return lookup_joining(name); });
+      [this](const std::string& name) { return lookup_joining(name); },
+      [this](const std::string& told_by) {
+        if (stopped_ || removed_) return;
+        removed_ = true;
+        spdlog::warn("this member was removed from the cluster (told by {}); stopping", told_by);
+        inbox_.post([this] {
+          fatal(Status::failed_precondition("this member was removed from the cluster"));
+        });
+      });
   if (Status s = peers_->listen(*peer); !s.ok()) return s.with_context("--listen-peer");
   peer_bound_ = peers_->bound().to_string();
   storage::Member& me = learned_[identity_.member_id];
@@ -778,7 +786,10 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
     case raft::ConfChangeType::kRemove:
       if (it != m.members.end()) m.members.erase(it);
       spdlog::info("member removed id={} index={}", hex(cc->node), e.index);
-      if (cc->node != identity_.member_id) learned_.erase(cc->node);
+      if (cc->node != identity_.member_id) {
+        learned_.erase(cc->node);
+        if (peers_) peers_->mark_removed(cc->node);
+      }
       break;
   }
   if (!storage::validate_membership(m).ok()) {

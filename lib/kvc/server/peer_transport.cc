@@ -109,13 +109,15 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
 
 PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
                              MessageHandler on_message, UnreachableHandler on_unreachable,
-                             PeerInfoHandler on_peer_info, JoinHandler on_join)
+                             PeerInfoHandler on_peer_info, JoinHandler on_join,
+                             RemovedHandler on_removed)
     : loop_(loop),
       options_(std::move(options)),
       on_message_(std::move(on_message)),
       on_unreachable_(std::move(on_unreachable)),
       on_peer_info_(std::move(on_peer_info)),
       on_join_(std::move(on_join)),
+      on_removed_(std::move(on_removed)),
       listener_(loop, {.max_frame_bytes = options_.max_frame_bytes,
                        .pause_reading_above = options_.max_queued_bytes,
                        .close_above = options_.max_queued_bytes * 4}) {}
@@ -281,6 +283,7 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   if (reply->code != Code::kOk) {
     spdlog::error("peer refused our link peer={} reason={}", hex(id), reply->message);
     conn.close(Status(reply->code, reply->message));
+    if (reply->removed) on_removed_(reply->name.empty() ? hex(id) : reply->name);
     return;
   }
   if (reply->member_id != id) {
@@ -375,6 +378,10 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
           ", the peer to " + hex(hello->cluster_id) + " (check --cluster-token and --initial-cluster)");
     } else if (hello->member_id == 0 || hello->member_id == options_.self_id) {
       refuse = Status::failed_precondition("bad member id " + hex(hello->member_id));
+    } else if (removed_.count(hello->member_id) != 0) {
+      refuse = Status::failed_precondition("member " + hex(hello->member_id) +
+                                           " was removed from the cluster");
+      reply.removed = true;
     }
     if (!refuse.ok()) {
       spdlog::warn("refusing peer from={} reason={}", conn.peer(), refuse.message());
@@ -411,6 +418,16 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     return;
   }
   on_message_(std::move(*m));
+}
+
+void PeerTransport::mark_removed(std::uint64_t id) {
+  if (!removed_.insert(id).second) return;
+  std::vector<net::Connection*> from_it;
+  for (const auto& [conn, peer] : incoming_peer_) {
+    if (peer == id) from_it.push_back(conn);
+  }
+  // Closing makes the removed member redial; its hello is then refused with `removed` set.
+  for (net::Connection* c : from_it) c->close(Status::failed_precondition("member removed"));
 }
 
 void PeerTransport::send(const raft::Message& m) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -61,10 +62,12 @@ class PeerTransport {
   using PeerInfoHandler = std::function<void(const PeerInfo&)>;
   // Returns the id the cluster assigned to a member added under `name`, or why not.
   using JoinHandler = std::function<Result<std::uint64_t>(const std::string& name)>;
+  // A peer told this member that it was removed from the cluster.
+  using RemovedHandler = std::function<void(const std::string& told_by)>;
 
   PeerTransport(uv_loop_t* loop, PeerTransportOptions options, MessageHandler on_message,
                 UnreachableHandler on_unreachable, PeerInfoHandler on_peer_info,
-                JoinHandler on_join);
+                JoinHandler on_join, RemovedHandler on_removed);
   ~PeerTransport();
 
   Status listen(const net::Address& address);
@@ -72,6 +75,10 @@ class PeerTransport {
 
   // The members to keep links to (this member excluded): id -> peer address.
   void set_peers(const std::map<std::uint64_t, std::string>& peers);
+  // Member `id` was removed from the cluster: its links are closed and its hellos refused with
+  // `removed` set, so that it learns it and stops (kept in memory only: after a restart of
+  // this member a removed peer is merely ignored by Raft).
+  void mark_removed(std::uint64_t id);
   // Sends a message (m.to names the peer). Never blocks; may drop.
   void send(const raft::Message& m);
   // Closes every link and stops dialling.
@@ -102,6 +109,8 @@ class PeerTransport {
   UnreachableHandler on_unreachable_;
   PeerInfoHandler on_peer_info_;
   JoinHandler on_join_;
+  RemovedHandler on_removed_;
+  std::set<std::uint64_t> removed_;
   net::Listener listener_;
   std::map<std::uint64_t, Link> links_;
   std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;

@@ -15,7 +15,7 @@ enum : std::uint32_t {
 namespace reply_f {
 enum : std::uint32_t {
   kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr,
-  kAssignedMemberId
+  kAssignedMemberId, kRemoved
 };
 }
 namespace req_f {
@@ -206,6 +206,7 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   w.bin(reply_f::kProof, m.proof);
   w.str(reply_f::kClientAddr, m.client_addr);
   w.uint(reply_f::kAssignedMemberId, m.assigned_member_id);
+  w.boolean(reply_f::kRemoved, m.removed);
   w.finish();
   finish_frame(out, at);
 }
@@ -352,6 +353,7 @@ Result<HelloReply> decode_hello_reply(const msgpack::object& body) {
       case reply_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello_reply.client_addr");
       case reply_f::kAssignedMemberId:
         return get_uint(v, &m.assigned_member_id, "hello_reply.assigned_member_id");
+      case reply_f::kRemoved: return get_bool(v, &m.removed, "hello_reply.removed");
       default: return Status();
     }
   });

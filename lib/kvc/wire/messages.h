@@ -56,6 +56,9 @@ struct HelloReply {
   // Answer to a join (a peer hello with member id 0 from a member being added): the id the
   // cluster assigned to that name.
   std::uint64_t assigned_member_id = 0;
+  // The refused peer was removed from the cluster: it must stop (it never learns its own
+  // removal from the log once the others stop replicating to it).
+  bool removed = false;
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
