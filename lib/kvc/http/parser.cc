@@ -352,6 +352,11 @@ int RequestParser::Impl::on_message_complete() {
 
 void RequestParser::Impl::fail_from_llhttp(llhttp_errno_t err) {
   if (failed) return;  // our own callback refused the request and said why
+  if (err == HPE_PAUSED_H2_UPGRADE) {
+    failed = true;
+    error = {505, "HTTP/2 with prior knowledge is not supported; use HTTP/1.1"};
+    return;
+  }
   const char* reason = llhttp_get_error_reason(&parser);
   std::string why = reason != nullptr ? reason : llhttp_errno_name(err);
   std::transform(why.begin(), why.end(), why.begin(), [](char c) {

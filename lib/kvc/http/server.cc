@@ -200,6 +200,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     uv_tcp_nodelay(&tcp_, 1);
     no_more_requests_ = true;
     close_after_write_ = true;
+    count_response(503);
     pending_ = format_response(
         error_response(503, code_name(Code::kUnavailable), "too many HTTP connections"), false,
         true, server_->date());
@@ -452,10 +453,13 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
   void fill(Slot& s, const HttpResponse& r) {
     s.ready = true;
     s.bytes = format_response(r, s.head_only, s.close_after, server_->date());
-    if (server_->metrics_) {
-      const int cls = std::clamp(r.status / 100, 1, 5);
-      server_->metrics_->responses[cls - 1]->inc();
-      server_->metrics_->duration.observe_since(s.started);
+    count_response(r.status);
+    if (server_->metrics_) server_->metrics_->duration.observe_since(s.started);
+  }
+
+  void count_response(int status) {
+    if (server_ != nullptr && server_->metrics_) {
+      server_->metrics_->responses[std::clamp(status / 100, 1, 5) - 1]->inc();
     }
   }
 
@@ -482,6 +486,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
   // The request cannot be served (malformed, or too slow): answer it after the earlier ones,
   // then close.
   void refuse_request(const HttpResponse& r) {
+    count_response(r.status);
     Slot s;
     s.id = next_slot_++;
     s.close_after = true;
