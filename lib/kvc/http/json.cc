@@ -80,7 +80,7 @@ class Reader {
       ++pos_;
       JsonValue v;
       KVC_RETURN_IF_ERROR(value(&v, depth + 1));
-      out->object.emplace_back(std::move(key), std::move(v));
+      out->object.push_back({std::move(key), std::move(v)});
       skip_ws();
       if (pos_ >= s_.size()) return error("unexpected end of input in an object");
       if (s_[pos_] == ',') {
@@ -289,8 +289,8 @@ class Reader {
 }  // namespace
 
 const JsonValue* JsonValue::find(std::string_view key) const {
-  for (const auto& [k, v] : object) {
-    if (k == key) return &v;
+  for (const JsonMember& m : object) {
+    if (m.key == key) return &m.value;
   }
   return nullptr;
 }

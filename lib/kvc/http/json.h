@@ -18,18 +18,25 @@
 
 namespace kvc::http {
 
+struct JsonMember;
+
 struct JsonValue {
   enum class Type : std::uint8_t { kNull, kBool, kNumber, kString, kArray, kObject };
   Type type = Type::kNull;
   bool boolean = false;
   std::string text;  // a string's decoded bytes, or a number as written
   std::vector<JsonValue> array;
-  std::vector<std::pair<std::string, JsonValue>> object;  // in order; duplicates kept
+  std::vector<JsonMember> object;  // in order; duplicates kept
 
   // The first member named `key` of an object, or null.
   const JsonValue* find(std::string_view key) const;
   // A number that is a non-negative integer below 2^64, exactly.
   std::optional<std::uint64_t> as_uint64() const;
+};
+
+struct JsonMember {
+  std::string key;
+  JsonValue value;
 };
 
 Result<JsonValue> parse_json(std::string_view text, int max_depth = 32);
