@@ -346,6 +346,20 @@ TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
   EXPECT_EQ(server_->stats().requests, 1u) << "nothing after the closing request is served";
 }
 
+TEST_F(HttpServerTest, Http10KeepAliveIsConfirmedAndKept) {
+  start();
+  std::unique_ptr<RawClient> client = raw();
+  client->send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return parse_answers(client->received()).size() == 1; }));
+  EXPECT_EQ(*parse_answers(client->received())[0].header("connection"), "keep-alive");
+  client->send("GET /ready HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return client->peer_closed(); }));
+  std::vector<HttpAnswer> a = parse_answers(client->received());
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(*a[1].header("connection"), "close");
+  EXPECT_EQ(server_->stats().accepted, 1u);
+}
+
 TEST_F(HttpServerTest, HalfClosedClientStillGetsItsAnswers) {
   start();
   backend_.held_keys.insert("k");

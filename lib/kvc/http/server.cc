@@ -257,7 +257,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
                                    " ms; the outcome is unknown"));
       }
     }
-    if (request_since_ != 0 && now - request_since_ >= o.request_timeout_ms) {
+    if (!no_more_requests_ && request_since_ != 0 && now - request_since_ >= o.request_timeout_ms) {
       ++server_->stats_.request_timeouts;
       count_timeout(1);
       request_since_ = 0;
@@ -280,7 +280,8 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     bool ready = false;
     bool head_only = false;
     bool close_after = false;
-    std::uint64_t deadline = 0;  // loop time (ms) by which the handler must answer
+    bool keep_alive_header = false;  // HTTP/1.0 with Connection: keep-alive
+    std::uint64_t deadline = 0;      // loop time (ms) by which the handler must answer
     std::chrono::steady_clock::time_point started;
     std::string bytes;  // the formatted answer, once ready
   };
@@ -405,7 +406,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
       in_.erase(0, in_off_);
       in_off_ = 0;
     }
-    if (!parser_.in_progress()) {
+    if (!parser_.in_progress() || no_more_requests_) {
       request_since_ = 0;
     } else if (request_since_ == 0) {
       request_since_ = std::max<std::uint64_t>(now(), 1);
@@ -422,6 +423,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     s.id = next_slot_++;
     s.head_only = req.method == Method::kHead;
     s.close_after = !req.keep_alive;
+    s.keep_alive_header = req.keep_alive && req.version_minor == 0;
     s.deadline = now() + o.response_timeout_ms;
     s.started = std::chrono::steady_clock::now();
     if (s.close_after) no_more_requests_ = true;
@@ -450,8 +452,10 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     }
   }
 
-  void fill(Slot& s, const HttpResponse& r) {
+  void fill(Slot& s, HttpResponse r) {
     s.ready = true;
+    // An HTTP/1.0 client that asked to keep the connection expects to hear it was kept.
+    if (s.keep_alive_header) r.headers.push_back({"Connection", "keep-alive"});
     s.bytes = format_response(r, s.head_only, s.close_after, server_->date());
     count_response(r.status);
     if (server_->metrics_) server_->metrics_->duration.observe_since(s.started);
