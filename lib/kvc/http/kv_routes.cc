@@ -1,0 +1,427 @@
+#include "kvc/http/kv_routes.h"
+
+#include <charconv>
+#include <cstdio>
+#include <initializer_list>
+#include <utility>
+
+#include "kvc/common/log.h"
+#include "kvc/common/text.h"
+#include "kvc/http/json.h"
+
+namespace kvc::http {
+namespace {
+
+constexpr std::string_view kKvPrefix = "/v1/kv/";
+constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+std::string id_hex(std::uint64_t id) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+// Small JSON object builder: {"a":1,"b":"x"}.
+class JsonObject {
+ public:
+  JsonObject& str(std::string_view k, std::string_view v) {
+    key(k);
+    out_ += '"';
+    out_ += json_escape(v);
+    out_ += '"';
+    return *this;
+  }
+  JsonObject& num(std::string_view k, std::uint64_t v) {
+    key(k);
+    out_ += std::to_string(v);
+    return *this;
+  }
+  JsonObject& boolean(std::string_view k, bool v) {
+    key(k);
+    out_ += v ? "true" : "false";
+    return *this;
+  }
+  JsonObject& raw(std::string_view k, std::string_view json) {
+    key(k);
+    out_ += json;
+    return *this;
+  }
+  // Bytes as "<k>" (only when valid UTF-8) and "<k>_base64" (always).
+  JsonObject& bytes(std::string_view k, std::string_view v, bool text_too) {
+    if (text_too && is_valid_utf8(v)) str(k, v);
+    return str(std::string(k) + "_base64", base64_encode(v));
+  }
+  std::string done() { return out_ + "}"; }
+
+ private:
+  void key(std::string_view k) {
+    out_ += out_.size() > 1 ? ",\"" : "\"";
+    out_ += k;
+    out_ += "\":";
+  }
+  std::string out_ = "{";
+};
+
+HttpResponse json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.body += '\n';
+  return r;
+}
+
+HttpResponse error(int status, Code code, std::string_view message) {
+  return error_response(status, code_name(code), message);
+}
+
+HttpResponse method_not_allowed(const HttpRequest& r, std::string_view allow) {
+  HttpResponse resp = error(405, Code::kInvalidArgument,
+                            "method " + std::string(method_name(r.method)) + " is not allowed on " +
+                                r.path + " (allowed: " + std::string(allow) + ")");
+  resp.headers.push_back({"Allow", std::string(allow)});
+  return resp;
+}
+
+bool allowed(Method m, std::initializer_list<Method> ms) {
+  for (Method x : ms) {
+    if (x == m) return true;
+  }
+  return false;
+}
+
+// Refuses query parameters a route does not know (a typo such as expected_revision= must not
+// silently turn a conditional write into an unconditional one) and repeated ones.
+Status check_params(const HttpRequest& r, std::initializer_list<std::string_view> known) {
+  for (std::size_t i = 0; i < r.query.size(); ++i) {
+    const std::string& name = r.query[i].first;
+    bool ok = false;
+    for (std::string_view k : known) ok = ok || k == name;
+    if (!ok) return Status::invalid_argument("unknown query parameter '" + name + "'");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (r.query[j].first == name) {
+        return Status::invalid_argument("query parameter '" + name + "' given twice");
+      }
+    }
+  }
+  return Status();
+}
+
+Result<std::uint64_t> uint_param(const HttpRequest& r, std::string_view name,
+                                 std::uint64_t fallback) {
+  const std::string* v = r.query_param(name);
+  if (v == nullptr) return fallback;
+  std::uint64_t out = 0;
+  const auto [ptr, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (v->empty() || ec != std::errc() || ptr != v->data() + v->size()) {
+    return Status::invalid_argument(std::string(name) + "=" + *v +
+                                    ": expected a non-negative integer");
+  }
+  return out;
+}
+
+Result<bool> bool_param(const HttpRequest& r, std::string_view name) {
+  const std::string* v = r.query_param(name);
+  if (v == nullptr || *v == "false" || *v == "0") return false;
+  if (*v == "true" || *v == "1" || v->empty()) return true;
+  return Status::invalid_argument(std::string(name) + "=" + *v + ": expected true or false");
+}
+
+std::string kv_json(const wire::KeyValue& kv, bool keys_only) {
+  JsonObject o;
+  o.bytes("key", kv.key, true);
+  if (!keys_only) o.str("value_base64", base64_encode(kv.value));
+  o.num("create_revision", kv.create_revision)
+      .num("mod_revision", kv.mod_revision)
+      .num("version", kv.version);
+  return o.done();
+}
+
+// A key as error messages show it: text when printable, else its base64.
+std::string printable(std::string_view key) {
+  for (const char c : key) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "base64:" + base64_encode(key);
+  }
+  if (!is_valid_utf8(key)) return "base64:" + base64_encode(key);
+  return std::string(key);
+}
+
+bool is_json_content_type(const HttpRequest& r) {
+  const std::string* ct = r.header("content-type");
+  if (ct == nullptr) return false;
+  std::string_view v = *ct;
+  v = v.substr(0, v.find(';'));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.size() != 16) return false;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != "application/json"[i]) return false;
+  }
+  return true;
+}
+
+// The value a PUT carries: the raw body, or {"value_base64": "..."} / {"value": "text"} with
+// Content-Type: application/json.
+Result<std::string> put_value(const HttpRequest& r) {
+  if (!is_json_content_type(r)) return r.body;
+  Result<JsonValue> doc = parse_json(r.body);
+  if (!doc.ok()) return doc.status();
+  if (doc->type != JsonValue::Type::kObject) {
+    return Status::invalid_argument("json body must be an object with value_base64 or value");
+  }
+  const JsonValue* found = nullptr;
+  bool base64 = false;
+  for (const auto& [k, v] : doc->object) {
+    if (k != "value_base64" && k != "value") {
+      return Status::invalid_argument("unknown field '" + k + "' in the json body");
+    }
+    if (found != nullptr) {
+      return Status::invalid_argument("json body must have exactly one of value_base64, value");
+    }
+    if (v.type != JsonValue::Type::kString) {
+      return Status::invalid_argument("json field '" + k + "' must be a string");
+    }
+    found = &v;
+    base64 = k == "value_base64";
+  }
+  if (found == nullptr) {
+    return Status::invalid_argument("json body must have value_base64 or value");
+  }
+  if (!base64) return found->text;
+  Result<std::string> decoded = base64_decode(found->text);
+  if (!decoded.ok()) return decoded.status().with_context("value_base64");
+  return decoded;
+}
+
+// An error answer for a failed wire::Response, with the leader hint for not-leader and
+// unavailable answers.
+HttpResponse wire_error(const wire::Response& w, std::string_view target, Backend& backend) {
+  const int status = http_status(w.code);
+  JsonObject e;
+  e.str("code", code_name(w.code)).str("message", w.message);
+  if (w.code == Code::kCompareFailed) e.num("mod_revision", w.revision);
+  HttpResponse resp;
+  if (status == 503) {
+    resp.headers.push_back({"Retry-After", "1"});
+    if (w.leader_id != 0) {
+      JsonObject leader;
+      leader.str("id", id_hex(w.leader_id))
+          .str("name", w.leader_name)
+          .str("client_addr", w.leader_client_addr);
+      e.raw("leader", leader.done());
+      resp.headers.push_back({"X-Kvc-Leader-Id", id_hex(w.leader_id)});
+      if (!w.leader_name.empty()) resp.headers.push_back({"X-Kvc-Leader-Name", w.leader_name});
+      if (!w.leader_client_addr.empty()) {
+        resp.headers.push_back({"X-Kvc-Leader-Client-Addr", w.leader_client_addr});
+      }
+      if (w.code == Code::kNotLeader) {
+        const std::string http = backend.http_address_of(w.leader_id);
+        if (!http.empty())
+          resp.headers.push_back({"Location", "http://" + http + std::string(target)});
+      }
+    }
+  }
+  JsonObject body;
+  body.raw("error", e.done());
+  HttpResponse j = json(status, body.done());
+  j.headers = std::move(resp.headers);
+  return j;
+}
+
+}  // namespace
+
+int http_status(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return 200;
+    case Code::kInvalidArgument:
+      return 400;
+    case Code::kNotFound:
+      return 404;
+    case Code::kAlreadyExists:
+    case Code::kCompareFailed:
+    case Code::kFailedPrecondition:
+      return 409;
+    case Code::kUnavailable:
+    case Code::kNotLeader:
+    case Code::kShuttingDown:
+    case Code::kResourceExhausted:
+      return 503;
+    case Code::kTimeout:
+      return 504;
+    case Code::kCorruption:
+    case Code::kIOError:
+    case Code::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+KvRoutes::KvRoutes(Backend& backend, KvRoutesOptions options)
+    : backend_(backend), options_(options) {}
+
+void KvRoutes::handle(const HttpRequest& r, Respond respond) {
+  const bool read = allowed(r.method, {Method::kGet, Method::kHead});
+  if (r.path == "/health" || r.path == "/ready" || r.path == "/metrics") {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    if (Status s = check_params(r, {}); !s.ok()) {
+      return respond(error(400, Code::kInvalidArgument, s.message()));
+    }
+    if (r.path == "/health") {
+      backend_.health([respond = std::move(respond)](Status s) {
+        if (s.ok()) return respond(json(200, JsonObject().boolean("health", true).done()));
+        JsonObject e;
+        e.str("code", code_name(s.code())).str("message", s.message());
+        respond(json(503, JsonObject().boolean("health", false).raw("error", e.done()).done()));
+      });
+      return;
+    }
+    if (r.path == "/ready") {
+      const Backend::Readiness rd = backend_.ready();
+      JsonObject o;
+      o.boolean("ready", rd.ready);
+      if (!rd.ready) o.str("reason", rd.reason);
+      return respond(json(rd.ready ? 200 : 503, o.done()));
+    }
+    HttpResponse m;
+    m.content_type = std::string(kMetricsContentType);
+    m.body = backend_.metrics_text();
+    return respond(std::move(m));
+  }
+  if (r.path == "/v1/kv") {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    return kv_list(r, std::move(respond));
+  }
+  if (r.path.starts_with(kKvPrefix)) {
+    return kv_key(r, r.path.substr(kKvPrefix.size()), std::move(respond));
+  }
+  respond(error(404, Code::kNotFound, "no such endpoint: " + printable(r.path)));
+}
+
+void KvRoutes::kv_key(const HttpRequest& r, std::string key, Respond respond) {
+  if (!allowed(r.method, {Method::kGet, Method::kHead, Method::kPut, Method::kDelete})) {
+    return respond(method_not_allowed(r, "GET, HEAD, PUT, DELETE"));
+  }
+  if (key.empty()) return respond(error(400, Code::kInvalidArgument, "empty key"));
+  auto bad = [&respond](const Status& s) {
+    respond(error(400, Code::kInvalidArgument, s.message()));
+  };
+  wire::Request w;
+  w.key = std::move(key);
+  switch (r.method) {
+    case Method::kGet:
+    case Method::kHead: {
+      if (Status s = check_params(r, {"serializable"}); !s.ok()) return bad(s);
+      Result<bool> serializable = bool_param(r, "serializable");
+      if (!serializable.ok()) return bad(serializable.status());
+      w.op = wire::Op::kGet;
+      w.serializable = *serializable;
+      break;
+    }
+    case Method::kPut: {
+      if (Status s = check_params(r, {"expect_revision"}); !s.ok()) return bad(s);
+      Result<std::string> value = put_value(r);
+      if (!value.ok()) return bad(value.status());
+      if (options_.max_request_bytes != 0 &&
+          w.key.size() + value->size() > options_.max_request_bytes) {
+        return respond(error(413, Code::kInvalidArgument,
+                             "request of " + std::to_string(w.key.size() + value->size()) +
+                                 " bytes exceeds --max-request-bytes " +
+                                 std::to_string(options_.max_request_bytes)));
+      }
+      w.value = std::move(*value);
+      w.op = wire::Op::kPut;
+      if (r.query_param("expect_revision") != nullptr) {
+        Result<std::uint64_t> rev = uint_param(r, "expect_revision", 0);
+        if (!rev.ok()) return bad(rev.status());
+        w.op = wire::Op::kCas;
+        w.expect_revision = *rev;
+      }
+      break;
+    }
+    case Method::kDelete:
+      if (Status s = check_params(r, {}); !s.ok()) return bad(s);
+      w.op = wire::Op::kDelete;
+      break;
+    case Method::kPost:
+      break;  // refused above
+  }
+  const wire::Op op = w.op;
+  const std::string shown = printable(w.key);
+  // The callback may run after this KvRoutes is gone; it holds only the backend, which runs it.
+  backend_.call(std::move(w), [&backend = backend_, op, shown, target = r.target,
+                               respond = std::move(respond)](wire::Response resp) {
+    if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
+    switch (op) {
+      case wire::Op::kGet:
+        if (!resp.found || resp.kvs.empty()) {
+          return respond(error(404, Code::kNotFound, "key not found: " + shown));
+        }
+        return respond(json(200, JsonObject()
+                                     .raw("kv", kv_json(resp.kvs.front(), false))
+                                     .num("revision", resp.revision)
+                                     .done()));
+      case wire::Op::kDelete:
+        if (!resp.found) return respond(error(404, Code::kNotFound, "key not found: " + shown));
+        return respond(
+            json(200, JsonObject().num("deleted", 1).num("revision", resp.revision).done()));
+      default:  // kPut, kCas
+        return respond(json(200, JsonObject().num("revision", resp.revision).done()));
+    }
+  });
+}
+
+void KvRoutes::kv_list(const HttpRequest& r, Respond respond) {
+  auto bad = [&respond](const Status& s) {
+    respond(error(400, Code::kInvalidArgument, s.message()));
+  };
+  if (Status s = check_params(r, {"prefix", "limit", "after", "serializable", "keys_only"});
+      !s.ok()) {
+    return bad(s);
+  }
+  Result<std::uint64_t> limit = uint_param(r, "limit", options_.default_list_limit);
+  if (!limit.ok()) return bad(limit.status());
+  if (*limit == 0 || *limit > options_.max_list_limit) {
+    return bad(Status::invalid_argument("limit must be between 1 and " +
+                                        std::to_string(options_.max_list_limit)));
+  }
+  Result<bool> serializable = bool_param(r, "serializable");
+  if (!serializable.ok()) return bad(serializable.status());
+  Result<bool> keys_only = bool_param(r, "keys_only");
+  if (!keys_only.ok()) return bad(keys_only.status());
+  const std::string* prefix = r.query_param("prefix");
+  const std::string* after = r.query_param("after");
+  wire::Request w;
+  w.op = wire::Op::kRange;
+  w.prefix = true;
+  w.value = prefix != nullptr ? *prefix : std::string();
+  w.key = w.value;
+  if (after != nullptr) {
+    std::string start = *after;
+    start.push_back('\0');  // the smallest key after `after`
+    if (start > w.key) w.key = std::move(start);
+  }
+  w.limit = *limit;
+  w.serializable = *serializable;
+  w.keys_only = *keys_only;
+  const bool ko = *keys_only;
+  backend_.call(std::move(w), [&backend = backend_, ko, target = r.target,
+                               respond = std::move(respond)](wire::Response resp) {
+    if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
+    std::string kvs = "[";
+    for (std::size_t i = 0; i < resp.kvs.size(); ++i) {
+      if (i > 0) kvs += ',';
+      kvs += kv_json(resp.kvs[i], ko);
+    }
+    kvs += ']';
+    JsonObject o;
+    o.raw("kvs", kvs)
+        .num("count", resp.kvs.size())
+        .boolean("more", resp.more && !resp.kvs.empty())
+        .num("revision", resp.revision);
+    if (resp.more && !resp.kvs.empty()) o.bytes("next_key", resp.kvs.back().key, true);
+    respond(json(200, o.done()));
+  });
+}
+
+}  // namespace kvc::http

@@ -1,0 +1,86 @@
+// The member's HTTP routes, mapped onto a small Backend interface that the server layer
+// implements with its Engine (and tests with a fake): GET /health, GET /ready, GET /metrics and
+// the JSON key-value API (GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv?prefix=&limit=&after=).
+// KvRoutes turns each HTTP request into a wire::Request with the client protocol's semantics,
+// and each wire::Response into JSON; it does no I/O itself, so the fuzz target drives it too.
+//
+// Keys travel percent-encoded in the path (binary safe; "/" may stay literal). Values: PUT takes
+// the raw body as the value, unless Content-Type is application/json, in which case the body must
+// be {"value_base64": "..."}. Answers give keys as "key" (when valid UTF-8) and "key_base64", and
+// values as "value_base64" (plus "value" when valid UTF-8). Errors are
+// {"error": {"code": "not_found", "message": "..."}} with the status mapped from kvc::Code by
+// http_status(). The full reference, with examples, is docs/http.md.
+//
+// Thread-safety: call handle() on the loop thread; the Backend answers on the loop thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "kvc/common/status.h"
+#include "kvc/http/server.h"
+#include "kvc/wire/messages.h"
+
+namespace kvc::http {
+
+// What the routes need from the member. Every method is called on the loop thread, and every
+// callback must be called exactly once, on the loop thread (now or later).
+class Backend {
+ public:
+  struct Readiness {
+    bool ready = false;
+    std::string reason;  // why not, when not ready
+  };
+
+  virtual ~Backend() = default;
+  // Same meaning as `kvc-ctl health` for this member: ok, or an error naming why not.
+  virtual void health(std::function<void(Status)> done) = 0;
+  // Joined, caught up and knows a leader.
+  virtual Readiness ready() = 0;
+  // The Prometheus text exposition (metrics::Registry::expose()).
+  virtual std::string metrics_text() = 0;
+  // A client-protocol request (kGet, kRange, kPut, kCas, kDelete), answered as the client
+  // protocol answers it.
+  virtual void call(wire::Request request, std::function<void(wire::Response)> done) = 0;
+  // The HTTP address ("host:port") of the member with that id, if known; used for the Location
+  // header of a not-leader answer. Empty: no Location header.
+  virtual std::string http_address_of(std::uint64_t member_id) {
+    (void)member_id;
+    return {};
+  }
+};
+
+struct KvRoutesOptions {
+  // Checked before calling the backend, so an oversized value is refused with 413 without
+  // going through the cluster; 0 disables. Set it to the member's --max-request-bytes.
+  std::uint64_t max_request_bytes = 0;
+  std::uint64_t default_list_limit = 1000;  // GET /v1/kv without limit=
+  std::uint64_t max_list_limit = 10000;     // larger limit= values are refused (400)
+};
+
+// The HTTP status for a kvc code: kOk 200, kInvalidArgument 400, kNotFound 404, kCompareFailed
+// / kAlreadyExists / kFailedPrecondition 409, kUnavailable / kNotLeader / kShuttingDown /
+// kResourceExhausted 503, kTimeout 504, the rest (corruption, I/O, internal) 500.
+int http_status(Code code);
+
+class KvRoutes {
+ public:
+  KvRoutes(Backend& backend, KvRoutesOptions options = {});
+
+  // Answers `request` through `respond` (possibly later, once the backend answers).
+  void handle(const HttpRequest& request, Respond respond);
+  // As a Handler for HttpServer; the KvRoutes must outlive the server.
+  Handler handler() {
+    return [this](const HttpRequest& r, Respond respond) { handle(r, std::move(respond)); };
+  }
+
+ private:
+  void kv_key(const HttpRequest& r, std::string key, Respond respond);
+  void kv_list(const HttpRequest& r, Respond respond);
+
+  Backend& backend_;
+  KvRoutesOptions options_;
+};
+
+}  // namespace kvc::http

@@ -1,0 +1,722 @@
+#include "kvc/http/server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <deque>
+#include <utility>
+
+#include "kvc/common/check.h"
+#include "kvc/common/log.h"
+
+namespace kvc::http {
+namespace {
+
+constexpr std::size_t kReadChunk = 64u << 10;
+constexpr std::size_t kMaxLingerBytes = 1u << 20;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+bool header_safe(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// The kvc error code a server-made error response carries.
+std::string_view code_for_status(int status) {
+  switch (status) {
+    case 408:
+    case 504:
+      return code_name(Code::kTimeout);
+    case 503:
+      return code_name(Code::kUnavailable);
+    case 500:
+      return code_name(Code::kInternal);
+    default:
+      return code_name(Code::kInvalidArgument);
+  }
+}
+
+}  // namespace
+
+std::string_view status_reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
+  }
+}
+
+HttpResponse error_response(int status, std::string_view code, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = "{\"error\":{\"code\":\"" + json_escape(code) + "\",\"message\":\"" +
+           json_escape(message) + "\"}}\n";
+  return r;
+}
+
+std::string format_response(const HttpResponse& r, bool head_only, bool close,
+                            std::string_view date) {
+  KVC_CHECK(r.status >= 200 && r.status <= 599, "final responses only");
+  std::string out;
+  out.reserve(128 + (head_only ? 0 : r.body.size()));
+  out += "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out += status_reason(r.status);
+  out += "\r\n";
+  if (!r.content_type.empty() && header_safe(r.content_type)) {
+    out += "Content-Type: ";
+    out += r.content_type;
+    out += "\r\n";
+  }
+  out += "Content-Length: ";
+  out += std::to_string(r.body.size());
+  out += "\r\n";
+  for (const Header& h : r.headers) {
+    if (h.name.empty() || !header_safe(h.name) || !header_safe(h.value) ||
+        h.name.find(':') != std::string::npos) {
+      continue;
+    }
+    out += h.name;
+    out += ": ";
+    out += h.value;
+    out += "\r\n";
+  }
+  if (!date.empty()) {
+    out += "Date: ";
+    out += date;
+    out += "\r\n";
+  }
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct HttpServer::Handles {
+  uv_tcp_t listener{};
+  uv_timer_t timer{};
+  HttpServer* owner = nullptr;
+  int open = 2;
+  static void closed(uv_handle_t* h) {
+    auto* hs = static_cast<Handles*>(h->data);
+    if (--hs->open == 0) delete hs;
+  }
+};
+
+struct HttpServer::Metrics {
+  explicit Metrics(metrics::Registry& r)
+      : connections(r.gauge("kvc_http_connections", "Open HTTP connections.")),
+        rejected(r.counter("kvc_http_connections_rejected_total",
+                           "HTTP connections refused with 503 over max connections.")),
+        malformed(r.counter("kvc_http_malformed_requests_total",
+                            "HTTP requests refused by the parser (4xx/5xx, then closed).")),
+        duration(r.histogram("kvc_http_request_duration_seconds",
+                             "Time from a complete HTTP request to its answer.",
+                             metrics::kLatencyBuckets)) {
+    for (int c = 1; c <= 5; ++c) {
+      responses[c - 1] = &r.counter("kvc_http_responses_total", "HTTP responses by status class.",
+                                    {{"code", std::to_string(c) + "xx"}});
+    }
+    for (const char* kind : {"idle", "request", "response", "write"}) {
+      timeouts.push_back(&r.counter("kvc_http_timeouts_total",
+                                    "HTTP connections or requests cut off by a deadline.",
+                                    {{"kind", kind}}));
+    }
+  }
+  metrics::Gauge& connections;
+  metrics::Counter& rejected;
+  metrics::Counter& malformed;
+  metrics::Histogram& duration;
+  metrics::Counter* responses[5] = {};
+  std::vector<metrics::Counter*> timeouts;  // idle, request, response, write
+};
+
+// One accepted connection. Lives while its libuv handle is open (self_), so answers that arrive
+// after the server closed it find it closing and are dropped.
+class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  static std::shared_ptr<Conn> make(HttpServer* server) {
+    std::shared_ptr<Conn> c(new Conn(server));
+    c->self_ = c;
+    return c;
+  }
+  ~Conn() { KVC_CHECK(!self_, "connection destroyed while its handle is open"); }
+
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+
+  void start() {
+    counted_ = true;
+    uv_tcp_nodelay(&tcp_, 1);
+    update_reading();
+  }
+
+  // Over capacity: answer 503 and close.
+  void refuse() {
+    uv_tcp_nodelay(&tcp_, 1);
+    no_more_requests_ = true;
+    close_after_write_ = true;
+    count_response(503);
+    pending_ = format_response(
+        error_response(503, code_name(Code::kUnavailable), "too many HTTP connections"), false,
+        true, server_->date());
+    flush();
+  }
+
+  void close() {
+    if (closing_) return;
+    closing_ = true;
+    reading_ = false;
+    if (counted_ && server_ != nullptr) {
+      --server_->active_;
+      if (server_->metrics_) server_->metrics_->connections.dec();
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) {
+      auto* c = static_cast<Conn*>(h->data);
+      if (c->server_ != nullptr) c->server_->forget(c);
+      std::shared_ptr<Conn> last = std::move(c->self_);
+    });
+  }
+
+  // The server is going away: close, and never touch it again.
+  void detach() {
+    close();
+    server_ = nullptr;
+  }
+
+  void check_deadlines(std::uint64_t now) {
+    if (closing_ || server_ == nullptr) return;
+    const HttpServerOptions& o = server_->options_;
+    if (lingering_) {
+      if (now >= linger_deadline_) close();
+      return;
+    }
+    if (writing_) {
+      const std::size_t q = uv_stream_get_write_queue_size(stream());
+      if (q != write_queue_seen_) {
+        write_queue_seen_ = q;
+        write_progress_at_ = now;
+      } else if (now - write_progress_at_ >= o.write_timeout_ms) {
+        count_timeout(3);
+        ++server_->stats_.write_timeouts;
+        close();
+        return;
+      }
+    }
+    // Answers the handler owes past their deadline: 504, outcome unknown.
+    for (Slot& s : slots_) {
+      if (!s.ready && now >= s.deadline) {
+        ++server_->stats_.response_timeouts;
+        count_timeout(2);
+        fill(s, error_response(504, code_name(Code::kTimeout),
+                               "no answer within " + std::to_string(o.response_timeout_ms) +
+                                   " ms; the outcome is unknown"));
+      }
+    }
+    if (!no_more_requests_ && request_since_ != 0 && now - request_since_ >= o.request_timeout_ms) {
+      ++server_->stats_.request_timeouts;
+      count_timeout(1);
+      request_since_ = 0;
+      refuse_request(error_response(
+          408, code_name(Code::kTimeout),
+          "the request did not arrive within " + std::to_string(o.request_timeout_ms) + " ms"));
+      return;
+    }
+    flush_ready();
+    if (!closing_ && is_idle() && now - idle_since_ >= o.idle_timeout_ms) {
+      ++server_->stats_.idle_timeouts;
+      count_timeout(0);
+      close();
+    }
+  }
+
+ private:
+  struct Slot {
+    std::uint64_t id = 0;
+    bool ready = false;
+    bool head_only = false;
+    bool close_after = false;
+    bool keep_alive_header = false;  // HTTP/1.0 with Connection: keep-alive
+    std::uint64_t deadline = 0;      // loop time (ms) by which the handler must answer
+    std::chrono::steady_clock::time_point started;
+    std::string bytes;  // the formatted answer, once ready
+  };
+
+  explicit Conn(HttpServer* server) : server_(server), parser_(server->options_.limits) {
+    uv_tcp_init(server->loop_, &tcp_);
+    tcp_.data = this;
+    idle_since_ = uv_now(server->loop_);
+  }
+
+  std::uint64_t now() const { return uv_now(tcp_.loop); }
+  std::size_t output_bytes() const { return pending_.size() + inflight_.size(); }
+  bool is_idle() const {
+    return slots_.empty() && !parser_.in_progress() && !writing_ && pending_.empty() &&
+           in_off_ == in_.size() && !close_after_write_;
+  }
+  void count_timeout(int kind) {
+    if (server_ != nullptr && server_->metrics_) server_->metrics_->timeouts[kind]->inc();
+  }
+
+  void update_reading() {
+    if (closing_ || server_ == nullptr) return;
+    const HttpServerOptions& o = server_->options_;
+    bool want;
+    if (lingering_) {
+      want = !eof_;
+    } else {
+      // A request in progress is always read to its end; new ones only with room for them.
+      want = !eof_ && !no_more_requests_ && in_off_ == in_.size() &&
+             (parser_.in_progress() ||
+              (slots_.size() < o.max_pipelined && output_bytes() <= o.max_output_bytes));
+    }
+    if (want == reading_) return;
+    reading_ = want;
+    if (!want) {
+      uv_read_stop(stream());
+      return;
+    }
+    const int rc = uv_read_start(
+        stream(),
+        [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+          auto* c = static_cast<Conn*>(h->data);
+          c->read_buf_.resize(kReadChunk);
+          *buf = uv_buf_init(c->read_buf_.data(), static_cast<unsigned>(c->read_buf_.size()));
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+          static_cast<Conn*>(s->data)->on_read(n, buf);
+        });
+    if (rc != 0) close();
+  }
+
+  void on_read(ssize_t n, const uv_buf_t* buf) {
+    std::shared_ptr<Conn> hold = shared_from_this();
+    if (n == UV_EOF) {
+      eof_ = true;
+      if (lingering_) {
+        close();
+        return;
+      }
+      update_reading();
+      pump();
+      return;
+    }
+    if (n < 0) {
+      close();
+      return;
+    }
+    if (n == 0) return;
+    if (lingering_) {
+      linger_bytes_ += static_cast<std::size_t>(n);
+      if (linger_bytes_ > kMaxLingerBytes) close();
+      return;
+    }
+    if (no_more_requests_) return;
+    in_.append(buf->base, static_cast<std::size_t>(n));
+    pump();
+  }
+
+  // Parses and dispatches what has been read, as far as the pipeline and output limits allow.
+  void pump() {
+    if (in_pump_ || closing_ || server_ == nullptr) return;
+    std::shared_ptr<Conn> hold = shared_from_this();
+    in_pump_ = true;
+    const HttpServerOptions& o = server_->options_;
+    int stalls = 0;
+    while (!closing_ && !no_more_requests_ && server_ != nullptr) {
+      const bool can_parse = parser_.in_progress() || (slots_.size() < o.max_pipelined &&
+                                                       output_bytes() <= o.max_output_bytes);
+      if (!can_parse) break;
+      if (in_off_ == in_.size()) {
+        if (eof_) {
+          parser_.finish();
+          if (parser_.failed()) {
+            malformed();
+          } else {
+            no_more_requests_ = true;
+          }
+        }
+        break;
+      }
+      const std::size_t n = parser_.feed(std::string_view(in_).substr(in_off_));
+      in_off_ += n;
+      // "100 Continue" must not overtake earlier answers: send it only with none pending (a
+      // client that gets none sends its body anyway after a while).
+      if (parser_.take_expect_continue() && slots_.empty()) pending_ += kContinue;
+      if (parser_.failed()) {
+        malformed();
+        break;
+      }
+      if (parser_.has_request()) {
+        request_since_ = 0;
+        dispatch(parser_.take_request());
+        stalls = 0;
+        continue;
+      }
+      if (n == 0 && ++stalls > 2) break;  // defensive: the parser made no progress
+    }
+    if (in_off_ == in_.size()) {
+      in_.clear();
+      in_off_ = 0;
+    } else if (in_off_ >= kReadChunk) {
+      in_.erase(0, in_off_);
+      in_off_ = 0;
+    }
+    if (!parser_.in_progress() || no_more_requests_) {
+      request_since_ = 0;
+    } else if (request_since_ == 0) {
+      request_since_ = std::max<std::uint64_t>(now(), 1);
+    }
+    in_pump_ = false;
+    flush();
+    update_reading();
+    maybe_finish();
+  }
+
+  void dispatch(HttpRequest req) {
+    const HttpServerOptions& o = server_->options_;
+    Slot s;
+    s.id = next_slot_++;
+    s.head_only = req.method == Method::kHead;
+    s.close_after = !req.keep_alive;
+    s.keep_alive_header = req.keep_alive && req.version_minor == 0;
+    s.deadline = now() + o.response_timeout_ms;
+    s.started = std::chrono::steady_clock::now();
+    if (s.close_after) no_more_requests_ = true;
+    const std::uint64_t id = s.id;
+    slots_.push_back(std::move(s));
+    ++server_->stats_.requests;
+    auto called = std::make_shared<bool>(false);
+    Respond respond = [weak = weak_from_this(), id, called](HttpResponse r) {
+      KVC_CHECK(!*called, "an HTTP request was answered twice");
+      *called = true;
+      if (std::shared_ptr<Conn> c = weak.lock()) c->answer(id, std::move(r));
+    };
+    // Copy the handler: it may close the server (and so this connection) while it runs.
+    Handler handler = server_->handler_;
+    handler(req, std::move(respond));
+  }
+
+  void answer(std::uint64_t id, HttpResponse r) {
+    if (closing_ || server_ == nullptr) return;
+    for (Slot& s : slots_) {
+      if (s.id != id) continue;
+      if (s.ready) return;  // already answered with 504
+      fill(s, std::move(r));
+      flush_ready();
+      return;
+    }
+  }
+
+  void fill(Slot& s, HttpResponse r) {
+    s.ready = true;
+    // An HTTP/1.0 client that asked to keep the connection expects to hear it was kept.
+    if (s.keep_alive_header) r.headers.push_back({"Connection", "keep-alive"});
+    s.bytes = format_response(r, s.head_only, s.close_after, server_->date());
+    count_response(r.status);
+    if (server_->metrics_) server_->metrics_->duration.observe_since(s.started);
+  }
+
+  void count_response(int status) {
+    if (server_ != nullptr && server_->metrics_) {
+      server_->metrics_->responses[std::clamp(status / 100, 1, 5) - 1]->inc();
+    }
+  }
+
+  // Moves answers that are ready, in request order, to the output.
+  void flush_ready() {
+    if (closing_) return;
+    while (!slots_.empty() && slots_.front().ready) {
+      Slot s = std::move(slots_.front());
+      slots_.pop_front();
+      pending_ += s.bytes;
+      if (s.close_after) {
+        close_after_write_ = true;
+        no_more_requests_ = true;
+        slots_.clear();
+        break;
+      }
+    }
+    flush();
+    pump();
+    update_reading();
+    maybe_finish();
+  }
+
+  // The request cannot be served (malformed, or too slow): answer it after the earlier ones,
+  // then close.
+  void refuse_request(const HttpResponse& r) {
+    count_response(r.status);
+    Slot s;
+    s.id = next_slot_++;
+    s.close_after = true;
+    s.ready = true;
+    s.bytes = format_response(r, false, true, server_->date());
+    slots_.push_back(std::move(s));
+    no_more_requests_ = true;
+    flush_ready();
+  }
+
+  void malformed() {
+    ++server_->stats_.malformed;
+    if (server_->metrics_) server_->metrics_->malformed.inc();
+    const ParseError& e = parser_.error();
+    HttpResponse r = error_response(e.status, code_for_status(e.status), e.reason);
+    if (e.status == 501) r.headers.push_back({"Allow", "GET, HEAD, PUT, POST, DELETE"});
+    refuse_request(r);
+  }
+
+  void flush() {
+    if (writing_ || pending_.empty() || closing_) return;
+    inflight_.swap(pending_);
+    pending_.clear();
+    uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
+    write_req_.data = this;
+    writing_ = true;
+    write_progress_at_ = now();
+    write_queue_seen_ = inflight_.size();
+    const int rc = uv_write(&write_req_, stream(), &buf, 1, [](uv_write_t* req, int status) {
+      static_cast<Conn*>(req->data)->on_written(status);
+    });
+    if (rc != 0) {
+      writing_ = false;
+      close();
+    }
+  }
+
+  void on_written(int status) {
+    std::shared_ptr<Conn> hold = shared_from_this();
+    writing_ = false;
+    inflight_.clear();
+    if (closing_) return;
+    if (status != 0) {
+      close();
+      return;
+    }
+    if (slots_.empty() && pending_.empty()) idle_since_ = now();
+    flush();
+    pump();
+    update_reading();
+    maybe_finish();
+  }
+
+  // Closes once everything owed is written: after an answer that closes the connection
+  // (half-close, then drain briefly), or when the client half-closed and all is answered.
+  void maybe_finish() {
+    if (closing_ || shutting_down_ || writing_ || !pending_.empty()) return;
+    if (close_after_write_) {
+      if (eof_ || server_ == nullptr) {
+        close();
+        return;
+      }
+      shutting_down_ = true;
+      shutdown_req_.data = this;
+      const int rc = uv_shutdown(&shutdown_req_, stream(), [](uv_shutdown_t* req, int status) {
+        auto* c = static_cast<Conn*>(req->data);
+        if (c->closing_) return;
+        if (status != 0 || c->server_ == nullptr) {
+          c->close();
+          return;
+        }
+        c->lingering_ = true;
+        c->linger_deadline_ = c->now() + c->server_->options_.linger_ms;
+        c->update_reading();
+      });
+      if (rc != 0) close();
+      return;
+    }
+    if (eof_ && no_more_requests_ && slots_.empty()) close();
+  }
+
+  HttpServer* server_;  // null once detached
+  uv_tcp_t tcp_{};
+  RequestParser parser_;
+  std::string read_buf_;
+  std::string in_;  // read; bytes from in_off_ on are not parsed yet
+  std::size_t in_off_ = 0;
+  // Invariant: slots_ holds the requests handed to the handler and not yet written, in request
+  // order, at most max_pipelined of them (plus one refusal); ids increase by one.
+  std::deque<Slot> slots_;
+  std::uint64_t next_slot_ = 0;
+  std::string pending_;   // answers queued, not yet handed to libuv
+  std::string inflight_;  // handed to libuv, not yet written
+  uv_write_t write_req_{};
+  uv_shutdown_t shutdown_req_{};
+  bool counted_ = false;  // counted in the server's open connections (not a refused one)
+  bool reading_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool in_pump_ = false;
+  bool eof_ = false;               // the client half-closed
+  bool no_more_requests_ = false;  // nothing more is parsed (close requested, error, EOF)
+  bool close_after_write_ = false;
+  bool shutting_down_ = false;
+  bool lingering_ = false;
+  std::size_t linger_bytes_ = 0;
+  std::uint64_t linger_deadline_ = 0;
+  std::uint64_t idle_since_ = 0;
+  std::uint64_t request_since_ = 0;  // first byte of the request in progress; 0: none
+  std::uint64_t write_progress_at_ = 0;
+  std::size_t write_queue_seen_ = 0;
+  std::shared_ptr<Conn> self_;  // held while the libuv handle is open
+};
+
+// ---------------------------------------------------------------------------------------------
+
+HttpServer::HttpServer(uv_loop_t* loop, HttpServerOptions options, Handler handler)
+    : loop_(loop), options_(std::move(options)), handler_(std::move(handler)) {
+  KVC_CHECK(options_.max_pipelined >= 1, "max_pipelined must be at least 1");
+  if (options_.metrics != nullptr) metrics_ = std::make_unique<Metrics>(*options_.metrics);
+}
+
+HttpServer::~HttpServer() { close(); }
+
+Status HttpServer::listen() {
+  KVC_CHECK(handles_ == nullptr, "listen called twice");
+  sockaddr_storage ss{};
+  KVC_RETURN_IF_ERROR(net::to_sockaddr(options_.address, &ss));
+  handles_ = new Handles();  // freed by the last close callback: libuv owns it until then
+  handles_->owner = this;
+  uv_tcp_init(loop_, &handles_->listener);
+  handles_->listener.data = handles_;
+  uv_timer_init(loop_, &handles_->timer);
+  handles_->timer.data = handles_;
+  auto fail = [this](int rc) {
+    close();
+    return Status::unavailable("http listen on " + options_.address.to_string() + ": " +
+                               uv_strerror(rc));
+  };
+  if (int rc = uv_tcp_bind(&handles_->listener, reinterpret_cast<sockaddr*>(&ss), 0); rc != 0) {
+    return fail(rc);
+  }
+  const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handles_->listener), 128,
+                           [](uv_stream_t* s, int status) {
+                             auto* h = static_cast<Handles*>(s->data);
+                             if (status == 0 && h->owner != nullptr) h->owner->on_accept();
+                           });
+  if (rc != 0) return fail(rc);
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  uv_tcp_getsockname(&handles_->listener, reinterpret_cast<sockaddr*>(&bound), &len);
+  Result<net::Address> b =
+      net::parse_address(net::sockaddr_to_string(reinterpret_cast<sockaddr*>(&bound)));
+  bound_ = b.ok() ? *b : options_.address;
+  // One timer checks every connection's deadlines, often enough for the shortest of them.
+  std::uint64_t shortest =
+      std::min({options_.idle_timeout_ms, options_.request_timeout_ms, options_.response_timeout_ms,
+                options_.write_timeout_ms, options_.linger_ms});
+  const std::uint64_t tick = std::clamp<std::uint64_t>(shortest / 4, 5, 1000);
+  uv_timer_start(
+      &handles_->timer,
+      [](uv_timer_t* t) {
+        auto* h = static_cast<Handles*>(t->data);
+        if (h->owner != nullptr) h->owner->sweep();
+      },
+      tick, tick);
+  return Status();
+}
+
+void HttpServer::on_accept() {
+  std::shared_ptr<Conn> c = Conn::make(this);
+  conns_.insert(c.get());
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&handles_->listener), c->stream()) != 0) {
+    c->close();
+    return;
+  }
+  if (active_ >= options_.max_connections) {
+    ++stats_.rejected;
+    if (metrics_) metrics_->rejected.inc();
+    c->refuse();
+    return;
+  }
+  ++active_;
+  ++stats_.accepted;
+  if (metrics_) metrics_->connections.inc();
+  c->start();
+}
+
+void HttpServer::sweep() {
+  const std::uint64_t now = uv_now(loop_);
+  std::vector<std::shared_ptr<Conn>> conns;
+  conns.reserve(conns_.size());
+  for (Conn* c : conns_) conns.push_back(c->shared_from_this());
+  for (const auto& c : conns) c->check_deadlines(now);
+}
+
+void HttpServer::forget(Conn* c) { conns_.erase(c); }
+
+void HttpServer::close() {
+  if (handles_ != nullptr) {
+    handles_->owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->listener), &Handles::closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), &Handles::closed);
+    handles_ = nullptr;
+  }
+  std::vector<std::shared_ptr<Conn>> conns;
+  for (Conn* c : conns_) conns.push_back(c->shared_from_this());
+  conns_.clear();
+  for (const auto& c : conns) c->detach();
+}
+
+const std::string& HttpServer::date() {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const std::time_t t = std::time(nullptr);
+  if (t == date_second_) return date_;
+  date_second_ = t;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7],
+                tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                tm.tm_sec);
+  date_ = buf;
+  return date_;
+}
+
+}  // namespace kvc::http

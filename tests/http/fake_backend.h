@@ -1,0 +1,142 @@
+// A Backend for the HTTP tests: an in-memory key-value map with the client protocol's semantics
+// (revisions, compare-and-set on the mod revision, ranges under a prefix with `more`), health
+// and readiness the test sets, a metrics registry, and knobs to fail the next call or to hold
+// answers back until the test releases them (answers that come later, out of order).
+// Single-threaded, like the loop it serves.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kvc/common/metrics.h"
+#include "kvc/http/kv_routes.h"
+
+namespace kvc::http::testing {
+
+class FakeBackend : public Backend {
+ public:
+  void health(std::function<void(Status)> done) override {
+    ++health_calls;
+    done(health_status);
+  }
+  Readiness ready() override { return readiness; }
+  std::string metrics_text() override { return registry.expose(); }
+  std::string http_address_of(std::uint64_t member_id) override {
+    return member_id == leader_with_http ? leader_http_address : std::string();
+  }
+
+  void call(wire::Request q, std::function<void(wire::Response)> done) override {
+    calls.push_back(q);
+    wire::Response r = answer(q);
+    if (held_keys.count(q.key) != 0) {
+      held.push_back([done = std::move(done), r = std::move(r)] { done(r); });
+      return;
+    }
+    done(std::move(r));
+  }
+
+  // Answers held back, oldest first.
+  void release_all() {
+    std::deque<std::function<void()>> h;
+    h.swap(held);
+    for (auto& f : h) f();
+  }
+
+  wire::Response answer(const wire::Request& q) {
+    wire::Response r;
+    r.id = q.id;
+    if (next_error) {
+      r = *next_error;
+      next_error.reset();
+      return r;
+    }
+    switch (q.op) {
+      case wire::Op::kGet: {
+        auto it = kvs.find(q.key);
+        if (it != kvs.end()) {
+          r.found = true;
+          r.kvs.push_back(it->second);
+          if (q.keys_only) r.kvs.back().value.clear();
+        }
+        break;
+      }
+      case wire::Op::kRange: {
+        const std::uint64_t limit = q.limit == 0 ? 10000 : q.limit;
+        for (auto it = kvs.lower_bound(q.key); it != kvs.end() && it->first.starts_with(q.value);
+             ++it) {
+          if (r.kvs.size() == limit) {
+            r.more = true;
+            break;
+          }
+          r.kvs.push_back(it->second);
+          if (q.keys_only) r.kvs.back().value.clear();
+        }
+        r.count = r.kvs.size();
+        break;
+      }
+      case wire::Op::kCas: {
+        auto it = kvs.find(q.key);
+        const std::uint64_t current = it == kvs.end() ? 0 : it->second.mod_revision;
+        if (current != q.expect_revision) {
+          r.code = Code::kCompareFailed;
+          r.revision = current;
+          r.message = "the key's mod revision is " + std::to_string(current) + ", not " +
+                      std::to_string(q.expect_revision);
+          return r;
+        }
+        put(q.key, q.value);
+        r.found = true;
+        break;
+      }
+      case wire::Op::kPut:
+        put(q.key, q.value);
+        break;
+      case wire::Op::kDelete:
+        if (kvs.erase(q.key) != 0) {
+          ++revision;
+          r.found = true;
+          r.count = 1;
+        }
+        break;
+      default:
+        r.code = Code::kInvalidArgument;
+        r.message = "unsupported op";
+        return r;
+    }
+    r.revision = revision;
+    return r;
+  }
+
+  void put(const std::string& key, const std::string& value) {
+    ++revision;
+    wire::KeyValue& kv = kvs[key];
+    if (kv.create_revision == 0) {
+      kv.key = key;
+      kv.create_revision = revision;
+    }
+    kv.value = value;
+    kv.mod_revision = revision;
+    ++kv.version;
+  }
+
+  std::map<std::string, wire::KeyValue> kvs;
+  std::uint64_t revision = 0;
+  Status health_status;
+  Readiness readiness{true, ""};
+  metrics::Registry registry;
+  std::optional<wire::Response> next_error;
+  std::set<std::string> held_keys;  // calls on these keys are answered only by release_all()
+  std::deque<std::function<void()>> held;
+  std::vector<wire::Request> calls;
+  int health_calls = 0;
+  std::uint64_t leader_with_http = 0;
+  std::string leader_http_address;
+};
+
+}  // namespace kvc::http::testing

@@ -1,0 +1,363 @@
+#include "kvc/http/kv_routes.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fake_backend.h"
+#include "kvc/common/text.h"
+#include "kvc/http/json.h"
+
+namespace kvc::http {
+namespace {
+
+using namespace std::string_literals;
+using testing::FakeBackend;
+
+// A request as the parser makes it from these bytes.
+HttpRequest request(std::string_view method, std::string_view target, std::string_view body = "",
+                    std::string_view content_type = "") {
+  std::string raw = std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: kvc\r\n";
+  if (!content_type.empty()) raw += "Content-Type: " + std::string(content_type) + "\r\n";
+  if (!body.empty()) raw += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  raw += "\r\n";
+  raw += body;
+  RequestParser p;
+  const std::size_t n = p.feed(raw);
+  KVC_CHECK(p.has_request() && n == raw.size(), "test request did not parse: " + raw);
+  return p.take_request();
+}
+
+class KvRoutesTest : public ::testing::Test {
+ protected:
+  // Runs a request through the routes; the fake answers at once unless told to hold.
+  HttpResponse run(std::string_view method, std::string_view target, std::string_view body = "",
+                   std::string_view content_type = "") {
+    std::optional<HttpResponse> got;
+    routes_.handle(request(method, target, body, content_type),
+                   [&got](HttpResponse r) { got = std::move(r); });
+    KVC_CHECK(got.has_value(), "the routes did not answer");
+    return *got;
+  }
+  static JsonValue body(const HttpResponse& r) {
+    Result<JsonValue> v = parse_json(r.body);
+    KVC_CHECK(v.ok(), "answer is not JSON: " + r.body);
+    return *v;
+  }
+  static std::string error_code(const HttpResponse& r) {
+    const JsonValue v = body(r);
+    const JsonValue* e = v.find("error");
+    return e != nullptr && e->find("code") != nullptr ? e->find("code")->text : "<none>";
+  }
+  static const std::string* header(const HttpResponse& r, std::string_view name) {
+    for (const Header& h : r.headers) {
+      if (h.name == name) return &h.value;
+    }
+    return nullptr;
+  }
+  static std::string value_of(const JsonValue& kv) {
+    return *base64_decode(kv.find("value_base64")->text);
+  }
+
+  FakeBackend backend_;
+  KvRoutes routes_{backend_, KvRoutesOptions{.max_request_bytes = 1024}};
+};
+
+TEST_F(KvRoutesTest, PutThenGetRoundTripsBinaryKeysAndValues) {
+  const std::string value = "\0\xff\n{\"x\"}"s;
+  HttpResponse put = run("PUT", "/v1/kv/dir/a%00b%2Fc", value);
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_EQ(body(put).find("revision")->as_uint64(), 1u);
+  ASSERT_EQ(backend_.kvs.count("dir/a\0b/c"s), 1u);
+  EXPECT_EQ(backend_.kvs["dir/a\0b/c"s].value, value);
+
+  HttpResponse get = run("GET", "/v1/kv/dir/a%00b%2Fc");
+  ASSERT_EQ(get.status, 200) << get.body;
+  EXPECT_EQ(get.content_type, "application/json");
+  const JsonValue v = body(get);
+  const JsonValue& kv = *v.find("kv");
+  EXPECT_EQ(kv.find("key")->text, "dir/a\0b/c"s);
+  EXPECT_EQ(*base64_decode(kv.find("key_base64")->text), "dir/a\0b/c"s);
+  EXPECT_EQ(value_of(kv), value);
+  EXPECT_EQ(kv.find("create_revision")->as_uint64(), 1u);
+  EXPECT_EQ(kv.find("mod_revision")->as_uint64(), 1u);
+  EXPECT_EQ(kv.find("version")->as_uint64(), 1u);
+  EXPECT_EQ(v.find("revision")->as_uint64(), 1u);
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kGet);
+  EXPECT_FALSE(backend_.calls.back().serializable);
+}
+
+TEST_F(KvRoutesTest, KeysThatAreNotUtf8ComeOnlyAsBase64) {
+  ASSERT_EQ(run("PUT", "/v1/kv/%FF%FE", "v").status, 200);
+  const JsonValue kv = *body(run("GET", "/v1/kv/%ff%fe")).find("kv");
+  EXPECT_EQ(kv.find("key"), nullptr);
+  EXPECT_EQ(*base64_decode(kv.find("key_base64")->text), "\xff\xfe");
+}
+
+TEST_F(KvRoutesTest, PutTakesAJsonObjectWithJsonContentType) {
+  ASSERT_EQ(run("PUT", "/v1/kv/b", R"({"value_base64":"AAE="})", "application/json").status, 200);
+  EXPECT_EQ(backend_.kvs["b"].value, "\0\1"s);
+  ASSERT_EQ(
+      run("PUT", "/v1/kv/t", R"({"value":"caf\u00e9"})", "Application/JSON; charset=utf-8").status,
+      200);
+  EXPECT_EQ(backend_.kvs["t"].value, "caf\xc3\xa9");
+  // Any other content type stores the body as it is.
+  ASSERT_EQ(run("PUT", "/v1/kv/raw", R"({"value":"x"})", "text/plain").status, 200);
+  EXPECT_EQ(backend_.kvs["raw"].value, R"({"value":"x"})");
+
+  const struct {
+    const char* name;
+    const char* body;
+  } bad[] = {{"not json", "{"},
+             {"not an object", "[]"},
+             {"no value", "{}"},
+             {"unknown field", R"({"value":"x","ttl":1})"},
+             {"both", R"({"value":"x","value_base64":"eA=="})"},
+             {"not a string", R"({"value_base64":1})"},
+             {"bad base64", R"({"value_base64":"***"})"}};
+  for (const auto& c : bad) {
+    SCOPED_TRACE(c.name);
+    HttpResponse r = run("PUT", "/v1/kv/j", c.body, "application/json");
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+  }
+  EXPECT_EQ(backend_.kvs.count("j"), 0u);
+}
+
+TEST_F(KvRoutesTest, ConditionalPutComparesTheModRevision) {
+  HttpResponse create = run("PUT", "/v1/kv/c?expect_revision=0", "1");
+  ASSERT_EQ(create.status, 200) << create.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kCas);
+  const std::uint64_t rev = *body(create).find("revision")->as_uint64();
+
+  HttpResponse again = run("PUT", "/v1/kv/c?expect_revision=0", "2");
+  EXPECT_EQ(again.status, 409);
+  EXPECT_EQ(error_code(again), "compare_failed");
+  EXPECT_EQ(body(again).find("error")->find("mod_revision")->as_uint64(), rev);
+  EXPECT_EQ(backend_.kvs["c"].value, "1");
+
+  EXPECT_EQ(run("PUT", "/v1/kv/c?expect_revision=" + std::to_string(rev), "3").status, 200);
+  EXPECT_EQ(backend_.kvs["c"].value, "3");
+
+  for (const char* bad : {"abc", "-1", "", "1x", "99999999999999999999999"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(run("PUT", std::string("/v1/kv/c?expect_revision=") + bad, "4").status, 400);
+  }
+  // A misspelt parameter must not turn into an unconditional write.
+  EXPECT_EQ(run("PUT", "/v1/kv/c?expected_revision=1", "5").status, 400);
+  EXPECT_EQ(backend_.kvs["c"].value, "3");
+}
+
+TEST_F(KvRoutesTest, MissingKeysAre404) {
+  HttpResponse get = run("GET", "/v1/kv/nope");
+  EXPECT_EQ(get.status, 404);
+  EXPECT_EQ(error_code(get), "not_found");
+  EXPECT_NE(body(get).find("error")->find("message")->text.find("nope"), std::string::npos);
+  HttpResponse del = run("DELETE", "/v1/kv/nope");
+  EXPECT_EQ(del.status, 404);
+  EXPECT_EQ(error_code(del), "not_found");
+}
+
+TEST_F(KvRoutesTest, DeleteRemovesTheKey) {
+  ASSERT_EQ(run("PUT", "/v1/kv/d", "v").status, 200);
+  HttpResponse del = run("DELETE", "/v1/kv/d");
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(body(del).find("deleted")->as_uint64(), 1u);
+  EXPECT_EQ(body(del).find("revision")->as_uint64(), 2u);
+  EXPECT_EQ(run("GET", "/v1/kv/d").status, 404);
+}
+
+TEST_F(KvRoutesTest, ListPagesThroughAPrefixWithNextKey) {
+  for (const char* k : {"a/1", "a/2", "a/3", "a/4", "a/5", "b/1", "a"}) {
+    ASSERT_EQ(run("PUT", std::string("/v1/kv/") + k, std::string("v") + k).status, 200);
+  }
+  std::vector<std::string> seen;
+  std::string target = "/v1/kv?prefix=a%2F&limit=2";
+  for (int page = 0; page < 10; ++page) {
+    HttpResponse r = run("GET", target);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const JsonValue v = body(r);
+    const JsonValue& kvs = *v.find("kvs");
+    EXPECT_EQ(v.find("count")->as_uint64(), kvs.array.size());
+    for (const JsonValue& kv : kvs.array) {
+      seen.push_back(kv.find("key")->text);
+      EXPECT_EQ(value_of(kv), "v" + kv.find("key")->text);
+    }
+    if (!v.find("more")->boolean) {
+      EXPECT_EQ(v.find("next_key"), nullptr);
+      break;
+    }
+    EXPECT_EQ(v.find("next_key")->text, seen.back());
+    EXPECT_EQ(*base64_decode(v.find("next_key_base64")->text), seen.back());
+    target = "/v1/kv?prefix=a%2F&limit=2&after=" + percent_encode(v.find("next_key")->text);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a/1", "a/2", "a/3", "a/4", "a/5"}));
+
+  // Whole prefix, keys only, serializable: the flags reach the backend.
+  HttpResponse all = run("GET", "/v1/kv?prefix=&keys_only=true&serializable=1");
+  ASSERT_EQ(all.status, 200);
+  const JsonValue v = body(all);
+  EXPECT_EQ(v.find("count")->as_uint64(), 7u);
+  EXPECT_FALSE(v.find("more")->boolean);
+  EXPECT_EQ(v.find("kvs")->array[0].find("value_base64"), nullptr);
+  EXPECT_TRUE(backend_.calls.back().keys_only);
+  EXPECT_TRUE(backend_.calls.back().serializable);
+  EXPECT_EQ(backend_.calls.back().limit, 1000u) << "the default page";
+
+  // `after` before the prefix starts at the prefix.
+  const JsonValue b = body(run("GET", "/v1/kv?prefix=b%2F&after=a"));
+  ASSERT_EQ(b.find("kvs")->array.size(), 1u);
+  EXPECT_EQ(b.find("kvs")->array[0].find("key")->text, "b/1");
+}
+
+TEST_F(KvRoutesTest, RefusesBadParameters) {
+  const char* targets[] = {
+      "/v1/kv?limit=0",          "/v1/kv?limit=10001",       "/v1/kv?limit=x",
+      "/v1/kv?prefi=a",          "/v1/kv?prefix=a&prefix=b", "/v1/kv?serializable=maybe",
+      "/v1/kv/k?serializable=2", "/v1/kv/k?limit=1",         "/health?x=1",
+  };
+  for (const char* t : targets) {
+    SCOPED_TRACE(t);
+    HttpResponse r = run("GET", t);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+  }
+  EXPECT_TRUE(backend_.calls.empty()) << "nothing reached the backend";
+}
+
+TEST_F(KvRoutesTest, RefusesOversizedValuesWith413) {
+  HttpResponse r = run("PUT", "/v1/kv/big", std::string(1024, 'x'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(error_code(r), "invalid_argument");
+  EXPECT_TRUE(backend_.calls.empty());
+  EXPECT_EQ(run("PUT", "/v1/kv/big", std::string(1021, 'x')).status, 200);
+}
+
+TEST_F(KvRoutesTest, MapsBackendErrorsToStatuses) {
+  const struct {
+    Code code;
+    int status;
+  } cases[] = {
+      {Code::kInvalidArgument, 400},
+      {Code::kNotFound, 404},
+      {Code::kCompareFailed, 409},
+      {Code::kAlreadyExists, 409},
+      {Code::kUnavailable, 503},
+      {Code::kNotLeader, 503},
+      {Code::kShuttingDown, 503},
+      {Code::kResourceExhausted, 503},
+      {Code::kTimeout, 504},
+      {Code::kInternal, 500},
+      {Code::kCorruption, 500},
+      {Code::kIOError, 500},
+      {Code::kFailedPrecondition, 409},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(code_name(c.code)));
+    EXPECT_EQ(http_status(c.code), c.status);
+    wire::Response e;
+    e.code = c.code;
+    e.message = "because";
+    backend_.next_error = e;
+    HttpResponse r = run("PUT", "/v1/kv/k", "v");
+    EXPECT_EQ(r.status, c.status);
+    EXPECT_EQ(error_code(r), code_name(c.code));
+    EXPECT_EQ(body(r).find("error")->find("message")->text, "because");
+    EXPECT_EQ(header(r, "Retry-After") != nullptr, c.status == 503);
+  }
+}
+
+TEST_F(KvRoutesTest, NotLeaderAnswersNameTheLeader) {
+  wire::Response e;
+  e.code = Code::kNotLeader;
+  e.message = "member n2 is not the leader";
+  e.leader_id = 0xabc;
+  e.leader_name = "n1";
+  e.leader_client_addr = "127.0.0.1:2379";
+  backend_.next_error = e;
+  HttpResponse r = run("PUT", "/v1/kv/k?expect_revision=0", "v");
+  EXPECT_EQ(r.status, 503);
+  const JsonValue doc = body(r);
+  const JsonValue& leader = *doc.find("error")->find("leader");
+  EXPECT_EQ(leader.find("id")->text, "0000000000000abc");
+  EXPECT_EQ(leader.find("name")->text, "n1");
+  EXPECT_EQ(leader.find("client_addr")->text, "127.0.0.1:2379");
+  ASSERT_NE(header(r, "X-Kvc-Leader-Id"), nullptr);
+  EXPECT_EQ(*header(r, "X-Kvc-Leader-Id"), "0000000000000abc");
+  EXPECT_EQ(*header(r, "X-Kvc-Leader-Name"), "n1");
+  EXPECT_EQ(*header(r, "X-Kvc-Leader-Client-Addr"), "127.0.0.1:2379");
+  EXPECT_EQ(header(r, "Location"), nullptr) << "the leader's HTTP address is not known";
+
+  backend_.leader_with_http = 0xabc;
+  backend_.leader_http_address = "127.0.0.1:8080";
+  backend_.next_error = e;
+  HttpResponse again = run("PUT", "/v1/kv/k?expect_revision=0", "v");
+  ASSERT_NE(header(again, "Location"), nullptr);
+  EXPECT_EQ(*header(again, "Location"), "http://127.0.0.1:8080/v1/kv/k?expect_revision=0");
+}
+
+TEST_F(KvRoutesTest, HealthReadyAndMetrics) {
+  HttpResponse h = run("GET", "/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_TRUE(body(h).find("health")->boolean);
+
+  backend_.health_status = Status::unavailable("no leader to confirm a read");
+  h = run("GET", "/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_FALSE(body(h).find("health")->boolean);
+  EXPECT_EQ(error_code(h), "unavailable");
+  EXPECT_EQ(body(h).find("error")->find("message")->text, "no leader to confirm a read");
+
+  HttpResponse ready = run("GET", "/ready");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_TRUE(body(ready).find("ready")->boolean);
+  backend_.readiness = {false, "catching up: applied 5 of 9"};
+  ready = run("HEAD", "/ready");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(body(ready).find("reason")->text, "catching up: applied 5 of 9");
+
+  backend_.registry.counter("kvc_test_total", "A test counter.").inc(3);
+  HttpResponse m = run("GET", "/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(m.body.find("kvc_test_total 3\n"), std::string::npos);
+}
+
+TEST_F(KvRoutesTest, UnknownPathsAndMethods) {
+  const struct {
+    const char* method;
+    const char* target;
+    int status;
+    const char* allow;
+  } cases[] = {
+      {"GET", "/nope", 404, nullptr},         {"GET", "/v1/kv/", 400, nullptr},
+      {"GET", "/v1", 404, nullptr},           {"POST", "/v1/kv/k", 405, "GET, HEAD, PUT, DELETE"},
+      {"PUT", "/v1/kv", 405, "GET, HEAD"},    {"DELETE", "/health", 405, "GET, HEAD"},
+      {"POST", "/metrics", 405, "GET, HEAD"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.method) + " " + c.target);
+    HttpResponse r = run(c.method, c.target);
+    EXPECT_EQ(r.status, c.status) << r.body;
+    if (c.allow != nullptr) {
+      ASSERT_NE(header(r, "Allow"), nullptr);
+      EXPECT_EQ(*header(r, "Allow"), c.allow);
+    }
+  }
+  EXPECT_TRUE(backend_.calls.empty());
+}
+
+TEST_F(KvRoutesTest, AnswersLaterWhenTheBackendDoes) {
+  backend_.held_keys.insert("slow");
+  std::optional<HttpResponse> got;
+  routes_.handle(request("GET", "/v1/kv/slow"), [&got](HttpResponse r) { got = std::move(r); });
+  EXPECT_FALSE(got.has_value());
+  backend_.release_all();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status, 404);
+}
+
+}  // namespace
+}  // namespace kvc::http
