@@ -43,18 +43,32 @@ void print_hist(const char* what, const Histogram& h, const std::string& extra) 
               h.max() / 1000.0, h.mean() / 1000.0, extra.c_str());
 }
 
-int probe_fsync(const std::string& dir, std::size_t size, int count) {
+// append: each write grows the file, so fdatasync also flushes the new size (and, on ext4,
+// the extent). overwrite: the file is written and synced first, so each fdatasync flushes data
+// only: the least a durable write costs on this disk.
+int probe_fsync(const std::string& dir, std::size_t size, int count, const std::string& mode) {
   const std::string path = dir + "/kvc-bench-probe.fsync";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) {
     std::fprintf(stderr, "kvc-bench-probe: open %s: %s\n", path.c_str(), std::strerror(errno));
     return 1;
   }
   std::string block(size, 'x');
+  if (mode == "overwrite") {
+    const std::string zeros(size * static_cast<std::size_t>(count), '\0');
+    if (::pwrite(fd, zeros.data(), zeros.size(), 0) != static_cast<ssize_t>(zeros.size()) ||
+        ::fsync(fd) != 0) {
+      std::fprintf(stderr, "kvc-bench-probe: fill %s: %s\n", path.c_str(), std::strerror(errno));
+      ::close(fd);
+      ::unlink(path.c_str());
+      return 1;
+    }
+  }
   Histogram h;
   for (int i = 0; i < count; ++i) {
     const Clock::time_point t0 = Clock::now();
-    if (::write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()) ||
+    const auto offset = static_cast<off_t>(size * static_cast<std::size_t>(i));
+    if (::pwrite(fd, block.data(), block.size(), offset) != static_cast<ssize_t>(block.size()) ||
         ::fdatasync(fd) != 0) {
       std::fprintf(stderr, "kvc-bench-probe: write %s: %s\n", path.c_str(), std::strerror(errno));
       ::close(fd);
@@ -65,7 +79,7 @@ int probe_fsync(const std::string& dir, std::size_t size, int count) {
   }
   ::close(fd);
   ::unlink(path.c_str());
-  print_hist("fsync", h, ",\"bytes\":" + std::to_string(size));
+  print_hist("fsync", h, ",\"bytes\":" + std::to_string(size) + ",\"mode\":\"" + mode + "\"");
   return 0;
 }
 
@@ -182,6 +196,10 @@ int main(int argc, char** argv) {
   fsync_cmd->add_option("dir", dir, "A directory on the filesystem to measure")->required();
   fsync_cmd->add_option("--size", size, "Bytes per write")->capture_default_str();
   fsync_cmd->add_option("--count", count, "Writes")->capture_default_str();
+  std::string mode = "append";
+  fsync_cmd->add_option("--mode", mode, "append (the file grows) or overwrite (data only)")
+      ->check(CLI::IsMember({"append", "overwrite"}))
+      ->capture_default_str();
   auto* rtt_cmd = app.add_subcommand("rtt", "Round trip of a message over TCP on 127.0.0.1");
   rtt_cmd->add_option("--size", size, "Bytes each way")->capture_default_str();
   rtt_cmd->add_option("--count", count, "Round trips")->capture_default_str();
@@ -201,7 +219,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvc-bench-probe: --size and --count must be positive\n");
     return kvc::kExitUsage;
   }
-  if (fsync_cmd->parsed()) return probe_fsync(dir, size, count);
+  if (fsync_cmd->parsed()) return probe_fsync(dir, size, count, mode);
   if (rtt_cmd->parsed()) return probe_rtt(size, count);
   kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(timeout);
   kvc::Result<std::uint64_t> a = kvc::parse_duration_ms(attempt);
