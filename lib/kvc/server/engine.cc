@@ -254,6 +254,11 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   Result<std::unique_ptr<raft::Node>> node = raft::Node::create(cfg, std::move(rs));
   if (!node.ok()) return node.status().with_context("restoring the raft state");
   node_ = std::move(*node);
+  // As etcd does by default (--initial-election-tick-advance), a starting member begins one
+  // tick short of the shortest election timeout: a restarted cluster elects a leader after
+  // [1, election_ticks] ticks instead of [election_ticks, 2 * election_ticks). A live leader
+  // is not disturbed: its followers ignore (pre-)votes while they hear from it.
+  for (int i = 1; i < options_.election_ticks; ++i) node_->tick();
   for (const storage::Member& mem : m.members) learned_[mem.id] = mem;
   spdlog::info("restored state applied={} term={} log_last={} commit={}", d, d_term, last,
                node_->commit());
