@@ -19,10 +19,18 @@ void json_escape(std::string& out, const std::string& s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           char buf[8];
@@ -69,9 +77,9 @@ std::string format_text(const BenchOptions& o, const BenchResult& r) {
   s += ")\n";
   if (o.workload == Workload::kWatch) {
     s += "puts:        " + std::to_string(r.put_latency.count()) + " ok\n";
-    s += "events:      " + std::to_string(r.ok) + " delivered to " +
-         std::to_string(o.watchers) + " watchers, " + std::to_string(r.error_count()) +
-         " errors, " + fmt("%.3f", r.elapsed_s) + " s\n";
+    s += "events:      " + std::to_string(r.ok) + " delivered to " + std::to_string(o.watchers) +
+         " watchers, " + std::to_string(r.error_count()) + " errors, " + fmt("%.3f", r.elapsed_s) +
+         " s\n";
     s += "throughput:  " + fmt("%.1f", r.throughput()) + " events/s\n";
     s += "delivery ms: " + latency_text(r.latency) + "\n";
     s += "put ms:      " + latency_text(r.put_latency) + "\n";
@@ -153,8 +161,7 @@ std::string progress_line(const BenchOptions& o, std::uint64_t done, double elap
   std::string bar = "[" + std::string(static_cast<std::size_t>(filled), '=') +
                     std::string(static_cast<std::size_t>(kWidth - filled), ' ') + "]";
   const double rate = elapsed_s > 0 ? static_cast<double>(done) / elapsed_s : 0;
-  return bar + " " + fmt("%3.0f", frac * 100) + "%  " + count + "  " + fmt("%.0f", rate) +
-         " ops/s";
+  return bar + " " + fmt("%3.0f", frac * 100) + "%  " + count + "  " + fmt("%.0f", rate) + " ops/s";
 }
 
 }  // namespace kvc::bench

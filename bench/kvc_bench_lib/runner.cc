@@ -16,12 +16,18 @@ namespace kvc::bench {
 
 std::string workload_name(Workload w) {
   switch (w) {
-    case Workload::kPut: return "put";
-    case Workload::kGet: return "get";
-    case Workload::kRange: return "range";
-    case Workload::kCas: return "cas";
-    case Workload::kWatch: return "watch";
-    case Workload::kMixed: return "mixed";
+    case Workload::kPut:
+      return "put";
+    case Workload::kGet:
+      return "get";
+    case Workload::kRange:
+      return "range";
+    case Workload::kCas:
+      return "cas";
+    case Workload::kWatch:
+      return "watch";
+    case Workload::kMixed:
+      return "mixed";
   }
   return "?";
 }
@@ -143,8 +149,7 @@ class Runner {
     if (o_.workload == Workload::kWatch) finish_watchers();
     client_.reset();  // joins the client's thread: every callback has run
     result_.workload = workload_name(o_.workload);
-    result_.elapsed_s =
-        std::chrono::duration<double>(last_done_ - start_).count();
+    result_.elapsed_s = std::chrono::duration<double>(last_done_ - start_).count();
     result_.issued = issued_.load();
     return std::move(result_);
   }
@@ -208,21 +213,27 @@ class Runner {
         return {.op = wire::Op::kPut, .key = next_key(s), .value = value_};
       case Workload::kGet:
         is_read = true;
-        return {.op = wire::Op::kGet, .key = o_.key ? *o_.key : next_key(s),
+        return {.op = wire::Op::kGet,
+                .key = o_.key ? *o_.key : next_key(s),
                 .serializable = o_.serializable};
       case Workload::kRange:
         is_read = true;
-        return {.op = wire::Op::kRange, .key = o_.prefix, .value = o_.prefix, .prefix = true,
-                .limit = o_.limit, .serializable = o_.serializable};
+        return {.op = wire::Op::kRange,
+                .key = o_.prefix,
+                .value = o_.prefix,
+                .prefix = true,
+                .limit = o_.limit,
+                .serializable = o_.serializable};
       case Workload::kCas:
-        return {.op = wire::Op::kCas, .key = s.cas_key, .value = value_,
+        return {.op = wire::Op::kCas,
+                .key = s.cas_key,
+                .value = value_,
                 .expect_revision = s.cas_revision};
       case Workload::kWatch: {
         wire::Request r{.op = wire::Op::kPut, .key = next_key(s), .value = value_};
         char stamp[17];
         const auto ns = static_cast<unsigned long long>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(
-                Clock::now().time_since_epoch())
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
                 .count());
         std::snprintf(stamp, sizeof stamp, "%016llx", ns);
         r.value.replace(0, 16, stamp);
@@ -355,8 +366,8 @@ class Runner {
   // come only from writers outside this run.
   Status prepare_cas() {
     for (std::size_t i = 0; i < std::max<std::size_t>(o_.clients, 1); ++i) {
-      std::string key = "cas/" + make_key(i, o_.key_size, std::max<std::uint64_t>(
-                                                             o_.clients, o_.key_space_size));
+      std::string key =
+          "cas/" + make_key(i, o_.key_size, std::max<std::uint64_t>(o_.clients, o_.key_space_size));
       client::CallOptions opts;
       if (leader_) opts.target = *leader_;
       wire::Response r = client_->call_sync({.op = wire::Op::kGet, .key = key}, opts);
@@ -453,8 +464,8 @@ class Runner {
   void wait_finished() {
     std::unique_lock<std::mutex> lock(finish_mu_);
     for (;;) {
-      const bool done = finish_cv_.wait_for(lock, std::chrono::milliseconds(200),
-                                            [this] { return finished_; });
+      const bool done =
+          finish_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return finished_; });
       if (o_.on_progress) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
         lock.unlock();

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,17 +37,19 @@ std::uint64_t us_since(Clock::time_point t0) {
 }
 
 void print_hist(const char* what, const Histogram& h, const std::string& extra) {
-  std::printf("{\"probe\":\"%s\",\"count\":%llu,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,"
-              "\"min_ms\":%.4f,\"max_ms\":%.4f,\"mean_ms\":%.4f%s}\n",
-              what, static_cast<unsigned long long>(h.count()), h.percentile(0.5) / 1000.0,
-              h.percentile(0.9) / 1000.0, h.percentile(0.99) / 1000.0, h.min() / 1000.0,
-              h.max() / 1000.0, h.mean() / 1000.0, extra.c_str());
+  std::printf(
+      "{\"probe\":\"%s\",\"count\":%llu,\"p50_ms\":%.4f,\"p90_ms\":%.4f,\"p99_ms\":%.4f,"
+      "\"min_ms\":%.4f,\"max_ms\":%.4f,\"mean_ms\":%.4f%s}\n",
+      what, static_cast<unsigned long long>(h.count()), h.percentile(0.5) / 1000.0,
+      h.percentile(0.9) / 1000.0, h.percentile(0.99) / 1000.0, h.min() / 1000.0, h.max() / 1000.0,
+      h.mean() / 1000.0, extra.c_str());
 }
 
 // append: each write grows the file, so fdatasync also flushes the new size (and, on ext4,
 // the extent). overwrite: the file is written and synced first, so each fdatasync flushes data
 // only: the least a durable write costs on this disk.
-int probe_fsync(const std::string& dir, std::size_t size, int count, const std::string& mode) {
+int probe_fsync(const std::string& dir, std::size_t size, int count, const std::string& mode,
+                bool awake) {
   const std::string path = dir + "/kvc-bench-probe.fsync";
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) {
@@ -64,6 +67,17 @@ int probe_fsync(const std::string& dir, std::size_t size, int count, const std::
       return 1;
     }
   }
+  // With `awake`, a spinning thread keeps this VM's vCPUs busy: on an overcommitted host an
+  // idle vCPU that waits for an I/O completion can be descheduled by the host, and the wait for
+  // it to run again (milliseconds) then hides the device's own latency.
+  std::atomic<bool> stop{false};
+  std::thread spinner;
+  if (awake) {
+    spinner = std::thread([&stop] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
   Histogram h;
   for (int i = 0; i < count; ++i) {
     const Clock::time_point t0 = Clock::now();
@@ -71,15 +85,21 @@ int probe_fsync(const std::string& dir, std::size_t size, int count, const std::
     if (::pwrite(fd, block.data(), block.size(), offset) != static_cast<ssize_t>(block.size()) ||
         ::fdatasync(fd) != 0) {
       std::fprintf(stderr, "kvc-bench-probe: write %s: %s\n", path.c_str(), std::strerror(errno));
+      stop.store(true);
+      if (spinner.joinable()) spinner.join();
       ::close(fd);
       ::unlink(path.c_str());
       return 1;
     }
     h.record(us_since(t0));
   }
+  stop.store(true);
+  if (spinner.joinable()) spinner.join();
   ::close(fd);
   ::unlink(path.c_str());
-  print_hist("fsync", h, ",\"bytes\":" + std::to_string(size) + ",\"mode\":\"" + mode + "\"");
+  print_hist("fsync", h,
+             ",\"bytes\":" + std::to_string(size) + ",\"mode\":\"" + mode +
+                 "\",\"awake\":" + (awake ? "true" : "false"));
   return 0;
 }
 
@@ -145,7 +165,7 @@ int probe_rtt(std::size_t size, int count) {
 }
 
 kvc::Result<std::unique_ptr<kvc::client::Client>> open_client(const std::string& endpoints,
-                                                               std::uint64_t attempt_ms) {
+                                                              std::uint64_t attempt_ms) {
   kvc::Result<std::vector<kvc::net::Address>> list = kvc::net::parse_address_list(endpoints);
   if (!list.ok()) return list.status();
   kvc::client::ClientOptions o;
@@ -200,6 +220,10 @@ int main(int argc, char** argv) {
   fsync_cmd->add_option("--mode", mode, "append (the file grows) or overwrite (data only)")
       ->check(CLI::IsMember({"append", "overwrite"}))
       ->capture_default_str();
+  bool awake = false;
+  fsync_cmd->add_flag("--awake", awake,
+                      "Keep a CPU busy meanwhile, so an idle vCPU's wake-up "
+                      "does not count");
   auto* rtt_cmd = app.add_subcommand("rtt", "Round trip of a message over TCP on 127.0.0.1");
   rtt_cmd->add_option("--size", size, "Bytes each way")->capture_default_str();
   rtt_cmd->add_option("--count", count, "Round trips")->capture_default_str();
@@ -219,7 +243,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvc-bench-probe: --size and --count must be positive\n");
     return kvc::kExitUsage;
   }
-  if (fsync_cmd->parsed()) return probe_fsync(dir, size, count, mode);
+  if (fsync_cmd->parsed()) return probe_fsync(dir, size, count, mode, awake);
   if (rtt_cmd->parsed()) return probe_rtt(size, count);
   kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(timeout);
   kvc::Result<std::uint64_t> a = kvc::parse_duration_ms(attempt);

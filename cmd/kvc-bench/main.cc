@@ -41,9 +41,10 @@ int main(int argc, char** argv) {
   Flags f;
   f.log.level = "warn";
   BenchOptions o;
-  CLI::App app("kvc-bench: load generator for a kvc cluster; reports throughput, latency "
-               "percentiles and errors.",
-               "kvc-bench");
+  CLI::App app(
+      "kvc-bench: load generator for a kvc cluster; reports throughput, latency "
+      "percentiles and errors.",
+      "kvc-bench");
   kvc::cli::add_common_flags(app, f.log);
   app.require_subcommand(1);
   app.fallthrough();
@@ -106,10 +107,10 @@ int main(int argc, char** argv) {
   cas->footer(example("kvc-bench --clients 16 cas --total 5000"));
 
   auto* watch = app.add_subcommand(
-      "watch", "Put keys under a prefix while watchers stream them; latency is put sent to "
-               "event delivered");
-  watch->add_option("--watchers", o.watchers, "Watch streams on the prefix")
-      ->capture_default_str();
+      "watch",
+      "Put keys under a prefix while watchers stream them; latency is put sent to "
+      "event delivered");
+  watch->add_option("--watchers", o.watchers, "Watch streams on the prefix")->capture_default_str();
   watch->add_option("--watch-prefix", o.watch_prefix, "Prefix that is watched and put under")
       ->capture_default_str();
   watch->footer(example("kvc-bench --clients 4 --val-size 64 watch --watchers 100 --total 2000"));
@@ -181,9 +182,9 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   if (r->ok == 0 && r->error_count() > 0) {
-    return kvc::cli::fail("kvc-bench", kvc::Status(r->first_error_code,
-                                                  "every operation failed; first error: " +
-                                                      r->first_error));
+    return kvc::cli::fail(
+        "kvc-bench",
+        kvc::Status(r->first_error_code, "every operation failed; first error: " + r->first_error));
   }
   return kvc::kExitOk;
 }

@@ -130,8 +130,8 @@ TEST_F(BenchProcessTest, TargetLeaderNamesTheLeader) {
 
 TEST_F(BenchProcessTest, GetsLinearizableAndSerializable) {
   run_ok({"--clients", "8", "--key-space-size", "100", "get", "--total", "200"}, 200);
-  const std::string out = run_ok(
-      {"--clients", "6", "get", "--serializable", "--key", "foo", "--total", "200"}, 200);
+  const std::string out =
+      run_ok({"--clients", "6", "get", "--serializable", "--key", "foo", "--total", "200"}, 200);
   EXPECT_NE(out.find("\"serializable\":true"), std::string::npos) << out;
 }
 
@@ -139,18 +139,16 @@ TEST_F(BenchProcessTest, RangeCasAndMixed) {
   run_ok({"--sequential-keys", "--key-space-size", "50", "--total", "50", "put"}, 50);
   run_ok({"--clients", "4", "range", "--limit", "10", "--total", "100"}, 100);
   run_ok({"--clients", "4", "cas", "--total", "100"}, 100);
-  const std::string out =
-      run_ok({"--clients", "4", "--key-space-size", "50", "mixed", "--read-ratio", "75%",
-              "--total", "200"},
-             200);
+  const std::string out = run_ok({"--clients", "4", "--key-space-size", "50", "mixed",
+                                  "--read-ratio", "75%", "--total", "200"},
+                                 200);
   EXPECT_EQ(json_number(out, "reads") + json_number(out, "writes"), 200) << out;
   EXPECT_GT(json_number(out, "reads"), json_number(out, "writes")) << out;
 }
 
 TEST_F(BenchProcessTest, WatchDeliversEveryPutToEveryWatcher) {
-  const std::string out = run_ok({"--clients", "2", "--val-size", "32", "watch", "--watchers",
-                                  "3", "--total", "100"},
-                                 300);
+  const std::string out = run_ok(
+      {"--clients", "2", "--val-size", "32", "watch", "--watchers", "3", "--total", "100"}, 300);
   const std::size_t put = out.find("\"put_latency_ms\":");
   ASSERT_NE(put, std::string::npos) << out;
   EXPECT_EQ(json_number(out.substr(put), "count"), 100) << out;
@@ -165,8 +163,8 @@ TEST_F(BenchProcessTest, OpenLoopRunsOnItsSchedule) {
 }
 
 TEST_F(BenchProcessTest, DurationBoundsTheRun) {
-  ToolRun r = run_bench_tool({"--endpoints", cluster_->endpoints(), "-o", "json", "--clients",
-                              "2", "--duration", "300ms", "put"});
+  ToolRun r = run_bench_tool({"--endpoints", cluster_->endpoints(), "-o", "json", "--clients", "2",
+                              "--duration", "300ms", "put"});
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_GT(json_number(r.out, "ok"), 0) << r.out;
   EXPECT_EQ(json_number(r.out, "ok"), json_number(r.out, "issued")) << r.out;

@@ -1,12 +1,13 @@
 // The latency histogram's bucket arithmetic and percentiles (against exact percentiles of a
 // seeded random sample), and kvc-bench's small helpers: key encoding, ratios, the JSON report.
+#include "histogram.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
-#include "histogram.h"
 #include "report.h"
 #include "runner.h"
 
