@@ -75,8 +75,6 @@ class Client::Impl {
 
   void submit(wire::Request req, Callback done, StreamCallback on_item, CallOptions opts,
               std::uint64_t id) {
-    KVC_CHECK(std::this_thread::get_id() != thread_.get_id(),
-              "synchronous client calls from a client callback would deadlock");
     auto call = std::make_unique<Call>();
     call->req = std::move(req);
     call->req.id = id;
@@ -103,6 +101,7 @@ class Client::Impl {
   }
 
   std::uint64_t next_id() { return next_id_.fetch_add(1) + 1; }
+  bool on_loop_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
   std::string leader_address() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -589,6 +588,8 @@ std::uint64_t Client::stream(wire::Request req, StreamCallback on_item, CallOpti
 void Client::cancel(std::uint64_t stream_id) { impl_->cancel(stream_id); }
 
 wire::Response Client::call_sync(wire::Request req, CallOptions options) {
+  KVC_CHECK(!impl_->on_loop_thread(),
+            "synchronous client calls from a client callback would deadlock");
   std::promise<wire::Response> p;
   std::future<wire::Response> f = p.get_future();
   call(std::move(req), [&p](wire::Response r) { p.set_value(std::move(r)); }, std::move(options));

@@ -15,7 +15,8 @@
 //
 // Thread-safety: the client runs its own libuv loop on one background thread; call(), stream(),
 // cancel() and the synchronous helpers are safe from any thread except that one. Callbacks run
-// on the client's thread and must not block.
+// on the client's thread and must not block; a callback may call() or stream() again (that only
+// queues the request), but never a blocking form.
 #pragma once
 
 #include <cstdint>

@@ -370,6 +370,11 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   Result<std::unique_ptr<raft::Node>> node = raft::Node::create(cfg, std::move(rs));
   if (!node.ok()) return node.status().with_context("restoring the raft state");
   node_ = std::move(*node);
+  // As etcd does by default (--initial-election-tick-advance), a starting member begins one
+  // tick short of the shortest election timeout: a restarted cluster elects a leader after
+  // [1, election_ticks] ticks instead of [election_ticks, 2 * election_ticks). A live leader
+  // is not disturbed: its followers ignore (pre-)votes while they hear from it.
+  for (int i = 1; i < options_.election_ticks; ++i) node_->tick();
   for (const storage::Member& mem : m.members) learned_[mem.id] = mem;
   spdlog::info("restored state applied={} term={} log_last={} commit={}", d, d_term, last,
                node_->commit());
@@ -555,6 +560,36 @@ void Engine::Impl::process_ready() {
       complete_ready(rd);
       continue;
     }
+    // Committed entries that are already durable here are applied now, before this Ready's
+    // write, so their clients do not wait for an fsync (or a disk-thread round trip) that does
+    // not protect them. Durable: every entry but this Ready's new ones, since each earlier
+    // Ready was persisted before the next was taken; a leader commits only what it has made
+    // durable, and a follower's committed entries below rd.entries can never be overwritten.
+    // etcd's server likewise applies while the WAL is being written. Read states do not
+    // depend on this member's disk either.
+    if (!rd.snapshot && !rd.committed.empty()) {
+      const std::uint64_t limit =
+          rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
+      const auto split = std::partition_point(
+          rd.committed.begin(), rd.committed.end(),
+          [limit](const raft::Entry& e) { return e.index <= limit; });
+      if (split != rd.committed.begin()) {
+        std::vector<raft::Entry> durable(std::make_move_iterator(rd.committed.begin()),
+                                         std::make_move_iterator(split));
+        rd.committed.erase(rd.committed.begin(), split);
+        apply_committed(durable);
+      }
+    }
+    for (const raft::ReadState& rs : rd.read_states) {
+      for (ReadBatch& b : read_batches_) {
+        if (b.context == rs.context && b.index == 0) {
+          b.index = std::max<std::uint64_t>(rs.index, 1);
+          break;
+        }
+      }
+    }
+    rd.read_states.clear();
+    serve_reads();
     // Only what Raft's safety depends on needs an fsync now: entries, and a term or vote. A
     // commit index alone may reach the disk later (it is recomputed after a crash).
     job->sync = !rd.entries.empty() || rd.snapshot.has_value() ||

@@ -19,7 +19,10 @@ namespace kvc::server {
 namespace {
 
 constexpr std::uint64_t kMinBackoffMs = 50;
-constexpr std::uint64_t kMaxBackoffMs = 2000;
+// A member that comes back is redialled within this long: a leader learns of a restarted
+// follower no later than a couple of heartbeats after it listens again. A redial costs one
+// connect attempt, cheap at four a second per peer.
+constexpr std::uint64_t kMaxBackoffMs = 250;
 
 std::string hex(std::uint64_t id) {
   char buf[17];
