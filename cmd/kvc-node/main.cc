@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--listen-client", o.listen_client, "HOST:PORT clients connect to")
       ->capture_default_str();
+  app.add_option("--listen-http", o.listen_http,
+                 "HOST:PORT for HTTP: /health, /ready, /metrics and /v1/kv (default: none)");
   app.add_option("--advertise-client", o.advertise_client,
                  "Client address told to clients and peers (default: --listen-client)");
   app.add_option("--initial-cluster", o.initial_cluster,

@@ -16,6 +16,7 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l name -r -F -d 'This mem
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l data-dir -r -F -d 'The member\'s data directory'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l listen-peer -r -F -d ''
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l listen-client -r -F -d 'HOST:PORT clients connect to'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l listen-http -r -F -d 'HOST:PORT for HTTP: /health, /ready, /metrics and /v1/kv (default: none)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l advertise-client -r -F -d 'Client address told to clients and peers (default: --listen-client)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l initial-cluster -r -F -d 'Every member of a new cluster: NAME=PEER_HOST:PORT,...'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l initial-cluster-state -r -a 'new existing' -d 'new: create the cluster; existing: join a running cluster'

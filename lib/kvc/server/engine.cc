@@ -105,9 +105,11 @@ Status Engine::Impl::start() {
     inbox_.post([this] { process_ready(); });
     uv_run(&loop_, UV_RUN_DEFAULT);
   });
-  spdlog::info("member started name={} id={} cluster={} peer={} client={} applied={} version={}",
+  spdlog::info("member started name={} id={} cluster={} peer={} client={} http={} applied={} "
+               "version={}",
                options_.name, hex(identity_.member_id), hex(identity_.cluster_id), peer_bound_,
-               client_bound_, state_->applied_index(), kvc::version());
+               client_bound_, http_bound_.empty() ? "off" : http_bound_, state_->applied_index(),
+               kvc::version());
   return Status();
 }
 
@@ -382,6 +384,8 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
 }
 
 Status Engine::Impl::bind_listeners() {
+  metrics_ = std::make_unique<EngineMetrics>(identity_.name, hex(identity_.member_id));
+  metrics_->registry.add_collector([this] { collect_metrics(); });
   Result<net::Address> peer = net::parse_address(options_.listen_peer);
   if (!peer.ok()) return peer.status().with_context("--listen-peer");
   // Clients first: with port 0 the bound address is what peers must be told.
@@ -415,6 +419,15 @@ Status Engine::Impl::bind_listeners() {
       &loop_, po,
       [this](raft::Message m) {
         if (stopped_) return;
+        if (m.type == raft::MessageType::kHeartbeatResp) {
+          auto sent = heartbeat_sent_.find(m.from);
+          if (sent != heartbeat_sent_.end()) {
+            const storage::Member* p = member(m.from);
+            metrics_->peer_round_trip(p != nullptr && !p->name.empty() ? p->name : hex(m.from))
+                .observe(static_cast<double>(uv_now(&loop_) - sent->second) / 1000.0);
+            heartbeat_sent_.erase(sent);
+          }
+        }
         Status s = node_->step(m);
         if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
       },
@@ -455,6 +468,26 @@ Status Engine::Impl::bind_listeners() {
     spdlog::warn("listening for peers on {}, which is not a loopback address: anyone who can "
                  "reach it can exchange Raft traffic with this member",
                  peer->to_string());
+  }
+  if (!options_.listen_http.empty()) {
+    Result<net::Address> h = net::parse_address(options_.listen_http);
+    if (!h.ok()) return h.status().with_context("--listen-http");
+    http_backend_ = std::make_unique<EngineHttpBackend>(*this);
+    http_routes_ = std::make_unique<http::KvRoutes>(
+        *http_backend_, http::KvRoutesOptions{.max_request_bytes = options_.max_request_bytes});
+    http::HttpServerOptions ho;
+    ho.address = *h;
+    // Room for a value sent base64-encoded in a JSON body.
+    ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
+    ho.metrics = &metrics_->registry;
+    http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
+    if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
+    http_bound_ = http_->bound().to_string();
+    if (!h->is_loopback()) {
+      spdlog::warn("serving HTTP on {}, which is not a loopback address: anyone who can reach "
+                   "it can read and write keys",
+                   h->to_string());
+    }
   }
   return Status();
 }
@@ -615,7 +648,11 @@ void Engine::Impl::process_ready() {
           if (!s.ok()) break;
         }
       }
-      if (s.ok() && job->sync) s = wal_->sync();
+      if (s.ok() && job->sync) {
+        const auto t0 = std::chrono::steady_clock::now();
+        s = wal_->sync();
+        metrics_->wal_fsync.observe_since(t0);
+      }
       job->status = s;
       inbox_.post([this, job] { on_persisted(job); });
     });
@@ -627,6 +664,7 @@ void Engine::Impl::process_ready() {
 // thread), made live (loop thread, once no flush runs), and only then does the WAL record the
 // snapshot marker and the Ready's entries, so a crash never leaves the WAL ahead of the state.
 void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
+  install_started_ = std::chrono::steady_clock::now();
   disk_->post([this, job] {
     Status s;
     for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
@@ -714,13 +752,17 @@ void Engine::Impl::send_message(raft::Message m) {
       if (s.code() == Code::kNotFound) make_snapshot_for_followers();
       return;
     }
+    if (m.snapshot_offset + m.chunk.size() >= m.snapshot_size) metrics_->snapshots_sent.inc();
   }
+  if (m.type == raft::MessageType::kHeartbeat) heartbeat_sent_.try_emplace(m.to, uv_now(&loop_));
   peers_->send(m);
 }
 
 void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
   if (ss.leader == last_leader_) return;
   last_leader_ = ss.leader;
+  metrics_->leader_changes.inc();
+  heartbeat_sent_.clear();
   LeaderInfo info;
   info.id = ss.leader;
   info.term = ss.term;
@@ -769,6 +811,7 @@ bool is_barrier(const raft::Entry& e) {
 // running, applying stops at the barrier and after_flush() resumes it.
 void Engine::Impl::drain_apply() {
   const std::uint64_t before = state_->applied_index();
+  const auto t0 = std::chrono::steady_clock::now();
   while (!apply_queue_.empty() && !stopped_) {
     const raft::Entry& e = apply_queue_.front();
     const bool barrier = is_barrier(e) && e.index > state_->applied_index();
@@ -778,6 +821,8 @@ void Engine::Impl::drain_apply() {
     apply_queue_.pop_front();
   }
   if (state_->applied_index() == before) return;
+  metrics_->apply.observe_since(t0);
+  metrics_->entries_applied.inc(state_->applied_index() - before);
   node_->applied_to(state_->applied_index());
   notify_watchers();
   if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
@@ -889,7 +934,9 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
   const std::uint64_t term = state_->applied_term();
   const raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
+    const auto t0 = std::chrono::steady_clock::now();
     Status s = state_->flush();
+    if (s.ok()) metrics_->state_flush.observe_since(t0);
     Result<storage::StateMachine::IndexedHash> h =
         s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
     inbox_.post([this, s, h, index, term, conf] {
@@ -941,8 +988,10 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
   const bool ours = e.term == w.term && (w.conf_data.empty()
                                              ? cmd && cmd->request_id == w.request_id
                                              : e.data == w.conf_data);
+  if (ours) metrics_->proposals_committed.inc();
   if (!ours) {
     // Another entry took this index: ours was dropped by a leader change, never applied.
+    metrics_->proposals_dropped.inc();
     r.code = Code::kUnavailable;
     r.message = "leadership changed before the request committed; it was not applied";
     w.reply(std::move(r));
@@ -1077,6 +1126,8 @@ void Engine::Impl::resume_install() {
   }
   spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
                job->rd.snapshot->term);
+  metrics_->snapshots_installed.inc();
+  metrics_->snapshot_install.observe_since(install_started_);
   disk_->post([this, job] {
     Status s3 = wal_->save_snapshot(*job->rd.snapshot);
     if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
@@ -1092,7 +1143,12 @@ void Engine::Impl::make_snapshot_for_followers() {
   const std::string dir = data_dir_->snap_dir();
   const std::size_t keep = options_.snapshots_kept;
   flush_->post([this, dir, keep] {
+    const auto t0 = std::chrono::steady_clock::now();
     Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep);
+    if (info.ok()) {
+      metrics_->snapshot_create.observe_since(t0);
+      metrics_->snapshots_created.inc();
+    }
     inbox_.post([this, info] {
       snapshotting_ = false;
       resume_install();
@@ -1453,6 +1509,7 @@ void Engine::Impl::sweep_deadlines() {
     wire::Response r = base_response(it->second.req.id);
     r.code = Code::kTimeout;
     r.message = "not applied within the request's timeout; it may still be (outcome unknown)";
+    metrics_->proposals_timed_out.inc();
     it->second.reply(std::move(r));
     it = waiters_.erase(it);
   }
@@ -2068,7 +2125,10 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     });
     return;
   }
-  handle_request(std::move(*req), [this, conn_id](wire::Response r) {
+  const wire::Op op = req->op;
+  const auto start = std::chrono::steady_clock::now();
+  handle_request(std::move(*req), [this, conn_id, op, start](wire::Response r) {
+    count_request(op, start, r.code);
     send_to_client(conn_id, r, true);
   });
 }
@@ -2107,11 +2167,13 @@ void Engine::Impl::begin_shutdown() {
   stopping_ = true;
   spdlog::info("stopping member name={}", identity_.name);
   if (client_listener_) client_listener_->close();
+  if (http_) http_->close();
   // Answer everything still waiting: writes in flight have an unknown outcome.
   for (auto& [index, w] : waiters_) {
     wire::Response r = base_response(w.req.id);
     r.code = Code::kTimeout;
     r.message = "member shutting down before the request was applied; outcome unknown";
+    metrics_->proposals_timed_out.inc();
     w.reply(std::move(r));
   }
   waiters_.clear();
@@ -2265,26 +2327,49 @@ wire::Response Engine::Impl::call(wire::Request req) {
   wire::Response r = f.get();
   if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && client::is_write(req.op)) {
     // Embedded callers do not follow redirects: forward the write to the leader.
-    client::Client* fwd = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!forwarder_) {
-        client::ClientOptions o;
-        Result<net::Address> a = net::parse_address(r.leader_client_addr);
-        if (a.ok()) {
-          o.endpoints.push_back(*a);
-          o.cluster_id = identity_.cluster_id;
-          o.timeout_ms = req.timeout_ms;
-          o.name = "kvc-engine-" + identity_.name;
-          Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
-          if (c.ok()) forwarder_ = std::move(*c);
-        }
-      }
-      fwd = forwarder_.get();
-    }
-    if (fwd != nullptr) return fwd->call_sync(std::move(req));
+    if (client::Client* fwd = forwarder(r.leader_client_addr)) return fwd->call_sync(std::move(req));
   }
   return r;
+}
+
+client::Client* Engine::Impl::forwarder(const std::string& leader_addr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!forwarder_) {
+    Result<net::Address> a = net::parse_address(leader_addr);
+    if (!a.ok()) return nullptr;
+    client::ClientOptions o;
+    o.endpoints.push_back(*a);
+    o.cluster_id = identity_.cluster_id;
+    o.timeout_ms = options_.request_timeout_ms;
+    o.name = "kvc-engine-" + identity_.name;
+    Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
+    if (!c.ok()) return nullptr;
+    forwarder_ = std::move(*c);
+  }
+  return forwarder_.get();
+}
+
+void Engine::Impl::count_request(wire::Op op, std::chrono::steady_clock::time_point start,
+                                 Code code) {
+  metrics_->request(op).observe_since(start);
+  if (code != Code::kOk) metrics_->request_error(op, code).inc();
+}
+
+void Engine::Impl::collect_metrics() {
+  EngineMetrics& m = *metrics_;
+  m.term.set(static_cast<double>(node_->term()));
+  m.is_leader.set(node_->role() == raft::Role::kLeader ? 1 : 0);
+  m.has_leader.set(node_->leader() != raft::kNoNode ? 1 : 0);
+  m.commit_index.set(static_cast<double>(node_->commit()));
+  m.applied_index.set(static_cast<double>(state_->applied_index()));
+  m.last_index.set(static_cast<double>(node_->log().last_index()));
+  m.proposals_pending.set(static_cast<double>(waiters_.size()));
+  m.client_connections.set(static_cast<double>(clients_.size()));
+  m.peers_connected.set(static_cast<double>(peers_ ? peers_->connected_peers() : 0));
+  wire::Response r;
+  fill_status(r);
+  m.wal_bytes.set(static_cast<double>(r.status.wal_bytes));
+  m.state_bytes.set(static_cast<double>(r.status.state_bytes));
 }
 
 Result<std::uint64_t> Engine::Impl::watch(const std::string& key, bool prefix,
@@ -2335,6 +2420,7 @@ void Engine::on_leader_change(std::function<void(const LeaderInfo&)> callback) {
 bool Engine::is_ready() const { return impl_->is_ready(); }
 std::string Engine::client_address() const { return impl_->client_address(); }
 std::string Engine::peer_address() const { return impl_->peer_address(); }
+std::string Engine::http_address() const { return impl_->http_address(); }
 Status Engine::close() { return impl_->close(); }
 Status Engine::failure() const { return impl_->failure(); }
 void Engine::wait() { impl_->wait(); }

@@ -94,6 +94,8 @@ class Engine {
   // The client address this member's listener is bound to (useful with port 0).
   std::string client_address() const;
   std::string peer_address() const;
+  // The HTTP endpoint's bound address (empty without EngineOptions::listen_http).
+  std::string http_address() const;
 
   // Stops: refuses new requests, lets in-flight ones finish briefly, flushes the state, syncs
   // the WAL and stops the threads. Idempotent.

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -20,9 +21,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kvc/http/kv_routes.h"
+#include "kvc/http/server.h"
 #include "kvc/net/connection.h"
 #include "kvc/raft/node.h"
 #include "kvc/server/engine.h"
+#include "kvc/server/engine_metrics.h"
+#include "kvc/server/http_backend.h"
 #include "kvc/server/loop_util.h"
 #include "kvc/server/peer_transport.h"
 #include "kvc/storage/data_dir.h"
@@ -67,12 +72,15 @@ class Engine::Impl {
   void on_leader_change(std::function<void(const LeaderInfo&)> cb);
   std::string client_address() const { return client_bound_; }
   std::string peer_address() const { return peer_bound_; }
+  std::string http_address() const { return http_bound_; }
   Status failure() const;
   Result<std::uint64_t> watch(const std::string& key, bool prefix, std::uint64_t start_revision,
                               std::function<void(const WatchEvent&)> callback);
   void unwatch(std::uint64_t handle);
 
  private:
+  friend class EngineHttpBackend;
+
   struct Waiter {
     std::uint64_t request_id = 0;
     std::uint64_t term = 0;
@@ -203,6 +211,13 @@ class Engine::Impl {
   void on_client_closed(std::uint64_t conn_id);
   void send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final);
 
+  // Metrics: a request answered (any thread), and the gauges read at scrape time (loop).
+  void count_request(wire::Op op, std::chrono::steady_clock::time_point start, Code code);
+  void collect_metrics();
+  // The client that forwards writes to the leader at `leader_addr` (any thread; created on
+  // first use, then it follows the leader itself). nullptr when it cannot be made.
+  client::Client* forwarder(const std::string& leader_addr);
+
   // Loop: shutdown.
   void begin_shutdown();
   void finish_shutdown();
@@ -236,6 +251,13 @@ class Engine::Impl {
   std::unique_ptr<net::Listener> client_listener_;
   std::string client_bound_;
   std::string peer_bound_;
+  std::unique_ptr<EngineMetrics> metrics_;
+  std::unique_ptr<EngineHttpBackend> http_backend_;
+  std::unique_ptr<http::KvRoutes> http_routes_;
+  std::unique_ptr<http::HttpServer> http_;
+  std::string http_bound_;
+  std::map<std::uint64_t, std::uint64_t> heartbeat_sent_;  // peer -> uv_now ms (leader, loop)
+  std::chrono::steady_clock::time_point install_started_{};
 
   // Loop state.
   bool persisting_ = false;

@@ -14,6 +14,7 @@ struct EngineOptions {
   std::string data_dir;             // DATA_DIR (wal/, snap/, state/, identity, lock)
   std::string listen_peer;          // HOST:PORT other members connect to
   std::string listen_client;        // HOST:PORT clients connect to ("" = no client listener)
+  std::string listen_http;          // HOST:PORT of the HTTP endpoint ("" = none)
   std::string advertise_client;     // what members tell clients (default: listen_client)
   std::string initial_cluster;      // name=HOST:PORT,... (peer addresses)
   std::string initial_cluster_state = "new";  // new | existing

@@ -1,0 +1,100 @@
+#include "kvc/server/engine_metrics.h"
+
+#include "kvc/common/version.h"
+
+namespace kvc::server {
+
+namespace {
+constexpr auto& kLat = metrics::kLatencyBuckets;
+constexpr auto& kLong = metrics::kLongDurationBuckets;
+}  // namespace
+
+EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
+    : term(registry.gauge("kvc_raft_term", "The current Raft term.")),
+      is_leader(registry.gauge("kvc_raft_is_leader", "1 when this member is the leader.")),
+      has_leader(registry.gauge("kvc_raft_has_leader", "1 when this member knows a leader.")),
+      leader_changes(registry.counter("kvc_raft_leader_changes_total",
+                                      "Leader changes seen by this member (to no leader too).")),
+      commit_index(registry.gauge("kvc_raft_commit_index", "The highest log index known committed.")),
+      applied_index(registry.gauge("kvc_raft_applied_index",
+                                   "The highest log index applied to the state.")),
+      last_index(registry.gauge("kvc_raft_last_index", "The index of the last log entry.")),
+      proposals_committed(registry.counter("kvc_proposals_total",
+                                           "Proposals by outcome.", {{"outcome", "committed"}})),
+      proposals_dropped(registry.counter("kvc_proposals_total", "Proposals by outcome.",
+                                         {{"outcome", "dropped"}})),
+      proposals_timed_out(registry.counter("kvc_proposals_total", "Proposals by outcome.",
+                                           {{"outcome", "timed_out"}})),
+      proposals_pending(registry.gauge("kvc_proposals_pending",
+                                       "Proposals waiting to be committed and applied.")),
+      wal_fsync(registry.histogram("kvc_wal_fsync_seconds", "Latency of a WAL sync (fdatasync).",
+                                   kLat)),
+      apply(registry.histogram("kvc_apply_seconds",
+                               "Time to apply one batch of committed entries to the state.", kLat)),
+      entries_applied(registry.counter("kvc_entries_applied_total",
+                                       "Log entries applied to the state.")),
+      wal_bytes(registry.gauge("kvc_wal_bytes", "Size of the WAL segments on disk.")),
+      state_bytes(registry.gauge("kvc_state_bytes", "Size of the LMDB state on disk.")),
+      state_flush(registry.histogram("kvc_state_flush_seconds",
+                                     "Time to flush applied writes into LMDB (commit and sync).",
+                                     kLong)),
+      snapshots_created(registry.counter("kvc_snapshots_created_total",
+                                         "Snapshot files written by this member.")),
+      snapshot_create(registry.histogram("kvc_snapshot_create_seconds",
+                                         "Time to write a snapshot file.", kLong)),
+      snapshots_installed(registry.counter("kvc_snapshots_installed_total",
+                                           "Snapshots received from a leader and installed.")),
+      snapshot_install(registry.histogram(
+          "kvc_snapshot_install_seconds",
+          "Time from receiving a whole snapshot to its state being live.", kLong)),
+      snapshots_sent(registry.counter("kvc_snapshots_sent_total",
+                                      "Snapshots sent completely to a follower.")),
+      client_connections(registry.gauge("kvc_client_connections",
+                                        "Open client-protocol connections.")),
+      peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")) {
+  registry
+      .gauge("kvc_member_info", "Constant 1, labelled with this member's identity.",
+             {{"name", name}, {"id", id_hex}, {"version", std::string(kvc::version())}})
+      .set(1);
+}
+
+metrics::Histogram& EngineMetrics::request(wire::Op op) {
+  const auto i = static_cast<std::size_t>(op);
+  if (i < requests_.size()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (requests_[i] == nullptr) {
+      requests_[i] = &registry.histogram("kvc_client_request_seconds",
+                                         "Client request latency by operation (receipt to answer).",
+                                         kLat, {{"op", std::string(wire::op_name(op))}});
+    }
+    return *requests_[i];
+  }
+  return registry.histogram("kvc_client_request_seconds",
+                            "Client request latency by operation (receipt to answer).", kLat,
+                            {{"op", "unknown"}});
+}
+
+metrics::Counter& EngineMetrics::request_error(wire::Op op, Code code) {
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics::Counter*& c = request_errors_[{static_cast<int>(op), static_cast<int>(code)}];
+  if (c == nullptr) {
+    c = &registry.counter("kvc_client_request_errors_total",
+                          "Client requests answered with an error, by operation and code.",
+                          {{"op", std::string(wire::op_name(op))},
+                           {"code", std::string(code_name(code))}});
+  }
+  return *c;
+}
+
+metrics::Histogram& EngineMetrics::peer_round_trip(const std::string& peer_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics::Histogram*& h = peer_rtt_[peer_name];
+  if (h == nullptr) {
+    h = &registry.histogram("kvc_peer_round_trip_seconds",
+                            "Heartbeat round trip from the leader to a peer.", kLat,
+                            {{"peer", peer_name}});
+  }
+  return *h;
+}
+
+}  // namespace kvc::server

@@ -1,0 +1,68 @@
+// The metrics one member exports (GET /metrics on --listen-http). Counters and histograms are
+// recorded where things happen (any thread: they are atomics); gauges that are cheaper to read
+// than to keep current are filled by a collector the Engine installs, which runs on the loop
+// thread when the HTTP server exposes the registry. The list, with meanings, is in kvc-node(1).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kvc/common/metrics.h"
+#include "kvc/wire/messages.h"
+
+namespace kvc::server {
+
+class EngineMetrics {
+ public:
+  EngineMetrics(const std::string& name, const std::string& id_hex);
+
+  metrics::Registry registry;
+
+  // Raft.
+  metrics::Gauge& term;
+  metrics::Gauge& is_leader;
+  metrics::Gauge& has_leader;
+  metrics::Counter& leader_changes;
+  metrics::Gauge& commit_index;
+  metrics::Gauge& applied_index;
+  metrics::Gauge& last_index;
+  // Proposals (writes and membership changes this member proposed as leader), by outcome.
+  metrics::Counter& proposals_committed;
+  metrics::Counter& proposals_dropped;    // lost to a leader change: never applied
+  metrics::Counter& proposals_timed_out;  // outcome unknown to the client
+  metrics::Gauge& proposals_pending;
+
+  // Storage.
+  metrics::Histogram& wal_fsync;         // seconds per WAL sync
+  metrics::Histogram& apply;             // seconds per batch of committed entries applied
+  metrics::Counter& entries_applied;
+  metrics::Gauge& wal_bytes;
+  metrics::Gauge& state_bytes;
+  metrics::Histogram& state_flush;       // seconds per state flush (LMDB commit + sync)
+  metrics::Counter& snapshots_created;
+  metrics::Histogram& snapshot_create;   // seconds to write a snapshot file
+  metrics::Counter& snapshots_installed;
+  metrics::Histogram& snapshot_install;  // seconds from the first chunk to the state live
+  metrics::Counter& snapshots_sent;      // to a follower, complete
+
+  // Network.
+  metrics::Gauge& client_connections;
+  metrics::Gauge& peers_connected;
+
+  // Client requests (client protocol and HTTP key-value API), by operation.
+  metrics::Histogram& request(wire::Op op);
+  metrics::Counter& request_error(wire::Op op, Code code);
+  // Heartbeat round trip to a peer (leader only), labelled with the peer's name.
+  metrics::Histogram& peer_round_trip(const std::string& peer_name);
+
+ private:
+  std::array<metrics::Histogram*, 32> requests_{};
+  std::mutex mu_;  // guards the lazily registered series below
+  std::map<std::pair<int, int>, metrics::Counter*> request_errors_;
+  std::map<std::string, metrics::Histogram*> peer_rtt_;
+};
+
+}  // namespace kvc::server

@@ -1,0 +1,66 @@
+// The member's side of the HTTP endpoint (--listen-http): /health, /ready, /metrics and the JSON
+// key-value API, answered through the same request path as the client protocol.
+#include "kvc/server/http_backend.h"
+
+#include <chrono>
+
+#include "kvc/client/client.h"
+#include "kvc/server/engine_impl.h"
+
+namespace kvc::server {
+
+void EngineHttpBackend::health(std::function<void(Status)> done) {
+  wire::Request req{.op = wire::Op::kHealth};
+  req.timeout_ms = std::min<std::uint64_t>(impl_.options_.request_timeout_ms, 5000);
+  impl_.handle_request(std::move(req), [done = std::move(done)](wire::Response r) {
+    done(r.code == Code::kOk ? Status() : Status(r.code, r.message));
+  });
+}
+
+http::Backend::Readiness EngineHttpBackend::ready() {
+  if (impl_.stopping_) return {false, "the member is shutting down"};
+  if (!raft::is_voter(impl_.node_->conf_state(), impl_.identity_.member_id) &&
+      !raft::is_learner(impl_.node_->conf_state(), impl_.identity_.member_id)) {
+    return {false, "not yet a member: waiting for the log that adds it"};
+  }
+  if (impl_.node_->leader() == raft::kNoNode) return {false, "no leader known"};
+  if (!impl_.ready_.load()) {
+    return {false, "catching up: applied " + std::to_string(impl_.state_->applied_index()) +
+                       " of " + std::to_string(impl_.ready_at_commit_)};
+  }
+  return {true, ""};
+}
+
+std::string EngineHttpBackend::metrics_text() { return impl_.metrics_->registry.expose(); }
+
+void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Response)> done) {
+  const auto start = std::chrono::steady_clock::now();
+  const wire::Op op = request.op;
+  auto finish = [this, op, start, done = std::move(done)](wire::Response r) {
+    impl_.count_request(op, start, r.code);
+    done(std::move(r));
+  };
+  wire::Request copy = request;
+  impl_.handle_request(std::move(request), [this, copy = std::move(copy),
+                                            finish = std::move(finish)](wire::Response r) mutable {
+    // Like an embedded caller, an HTTP client does not follow the client protocol's redirects:
+    // a write that reached a follower goes on to the leader from here.
+    if (r.code != Code::kNotLeader || r.leader_client_addr.empty() || !client::is_write(copy.op)) {
+      finish(std::move(r));
+      return;
+    }
+    client::Client* fwd = impl_.forwarder(r.leader_client_addr);
+    if (fwd == nullptr) {
+      finish(std::move(r));
+      return;
+    }
+    if (copy.timeout_ms == 0) copy.timeout_ms = impl_.options_.request_timeout_ms;
+    fwd->call(std::move(copy), [this, finish = std::move(finish)](wire::Response answer) mutable {
+      impl_.inbox_.post([finish = std::move(finish), answer = std::move(answer)]() mutable {
+        finish(std::move(answer));
+      });
+    });
+  });
+}
+
+}  // namespace kvc::server

@@ -1,0 +1,244 @@
+// The HTTP endpoint of real kvc-node members (--listen-http), driven with curl: health and
+// readiness as the cluster loses and regains its quorum, the JSON key-value API across members
+// (a write on a follower goes to the leader), agreement with the client protocol, a malformed
+// request that must not hurt the member, and /metrics read by a Prometheus text-format parser.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvc/common/text.h"
+#include "process_cluster.h"
+#include "prom_text.h"
+
+namespace kvc::test {
+namespace {
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// curl with a bounded time; the status code is appended by -w after a marker line.
+HttpAnswer curl(const std::vector<std::string>& args) {
+  std::string cmd = "curl -s --max-time 10 -w '\\n@@%{http_code}'";
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  FILE* p = ::popen(cmd.c_str(), "r");
+  HttpAnswer a;
+  if (p == nullptr) return a;
+  char buf[4096];
+  std::string out;
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  const std::size_t at = out.rfind("\n@@");
+  if (at == std::string::npos) return a;
+  a.status = std::atoi(out.c_str() + at + 3);
+  a.body = out.substr(0, at);
+  return a;
+}
+
+std::string url(const std::string& http_addr, const std::string& path) {
+  return "http://" + http_addr + path;
+}
+
+class HttpCluster {
+ public:
+  explicit HttpCluster(const std::string& name) : cluster_(name, {}) {
+    for (int i = 0; i < cluster_.size(); ++i) {
+      http_.push_back("127.0.0.1:" + std::to_string(free_port()));
+      cluster_.mutable_spec(i).extra_flags = {"--listen-http", http_.back()};
+    }
+  }
+  ProcessCluster& cluster() { return cluster_; }
+  const std::string& http(int i) const { return http_[static_cast<std::size_t>(i)]; }
+
+ private:
+  ProcessCluster cluster_;
+  std::vector<std::string> http_;
+};
+
+// Polls `path` on member `i` until it answers `status` (bounded).
+bool wait_status(const std::string& http_addr, const std::string& path, int status) {
+  for (int t = 0; t < 100; ++t) {
+    if (curl({url(http_addr, path)}).status == status) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+TEST(HttpProcessTest, KeyValueApiAcrossMembersAgreesWithTheClientProtocol) {
+  HttpCluster hc("http-kv");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  const int follower = (*leader + 1) % 3;
+  const int other = (*leader + 2) % 3;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
+
+  // A binary value with a newline, written through a follower (forwarded to the leader).
+  HttpAnswer put = curl({"-X", "PUT", "--data-binary", "hello\nworld",
+                         url(hc.http(follower), "/v1/kv/svc%2Fa")});
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_NE(put.body.find("\"revision\":"), std::string::npos) << put.body;
+
+  HttpAnswer get = curl({url(hc.http(other), "/v1/kv/svc/a")});
+  ASSERT_EQ(get.status, 200) << get.body;
+  EXPECT_NE(get.body.find("\"value_base64\":\"" + base64_encode("hello\nworld") + "\""),
+            std::string::npos)
+      << get.body;
+  // The client protocol sees the same key and value.
+  auto c = cluster.client();
+  wire::Response r = c->get("svc/a");
+  ASSERT_EQ(r.code, Code::kOk) << r.message;
+  ASSERT_TRUE(r.found);
+  EXPECT_EQ(r.kvs[0].value, "hello\nworld");
+  const std::uint64_t mod = r.kvs[0].mod_revision;
+
+  // Compare-and-set: a stale revision is refused with 409, the current one succeeds.
+  HttpAnswer stale = curl({"-X", "PUT", "--data-binary", "x",
+                           url(hc.http(other), "/v1/kv/svc/a?expect_revision=" +
+                                                   std::to_string(mod + 100))});
+  EXPECT_EQ(stale.status, 409) << stale.body;
+  EXPECT_NE(stale.body.find("compare_failed"), std::string::npos) << stale.body;
+  HttpAnswer cas = curl({"-X", "PUT", "-H", "Content-Type: application/json", "--data-binary",
+                         "{\"value\":\"v2\"}",
+                         url(hc.http(*leader), "/v1/kv/svc/a?expect_revision=" +
+                                                    std::to_string(mod))});
+  EXPECT_EQ(cas.status, 200) << cas.body;
+  EXPECT_EQ(c->get("svc/a").kvs.at(0).value, "v2");
+
+  // Listing with a limit and continuation.
+  ASSERT_EQ(c->put("svc/b", "2").code, Code::kOk);
+  ASSERT_EQ(c->put("svc/c", "3").code, Code::kOk);
+  HttpAnswer page = curl({url(hc.http(follower), "/v1/kv?prefix=svc%2F&limit=2")});
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_NE(page.body.find("\"count\":2"), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find("\"more\":true"), std::string::npos) << page.body;
+  HttpAnswer rest = curl({url(hc.http(follower), "/v1/kv?prefix=svc%2F&limit=2&after=svc%2Fb")});
+  ASSERT_EQ(rest.status, 200) << rest.body;
+  EXPECT_NE(rest.body.find("\"key\":\"svc/c\""), std::string::npos) << rest.body;
+  EXPECT_NE(rest.body.find("\"more\":false"), std::string::npos) << rest.body;
+
+  // Delete, then the key is gone for both protocols.
+  HttpAnswer del = curl({"-X", "DELETE", url(hc.http(follower), "/v1/kv/svc/a")});
+  EXPECT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(curl({url(hc.http(other), "/v1/kv/svc/a")}).status, 404);
+  EXPECT_FALSE(c->get("svc/a").found);
+
+  // A malformed request gets a 4xx and the member keeps serving.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  const std::string& addr = hc.http(other);
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(addr.find(':') + 1))));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string junk = "GET /v1/kv/x HTTP/1.1\r\nHost: a\r\nContent-Length: zz\r\n\r\n";
+  ASSERT_EQ(::write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  char buf[512];
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  ASSERT_GT(n, 12);
+  EXPECT_EQ(std::string(buf, 12), "HTTP/1.1 400");
+  EXPECT_EQ(curl({url(hc.http(other), "/health")}).status, 200);
+  EXPECT_TRUE(cluster.running(other));
+}
+
+TEST(HttpProcessTest, HealthAndReadinessFollowTheQuorum) {
+  HttpCluster hc("http-health");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
+    HttpAnswer h = curl({url(hc.http(i), "/health")});
+    EXPECT_EQ(h.status, 200) << h.body;
+    EXPECT_EQ(h.body, "{\"health\":true}\n");
+  }
+  // One member down: the others stay healthy.
+  ASSERT_TRUE(cluster.kill(2, SIGKILL).ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  EXPECT_EQ(curl({url(hc.http(0), "/health")}).status, 200);
+  EXPECT_EQ(curl({url(hc.http(1), "/health")}).status, 200);
+  // Two down: no quorum, the survivor is neither healthy nor ready.
+  ASSERT_TRUE(cluster.kill(1, SIGKILL).ok());
+  EXPECT_TRUE(wait_status(hc.http(0), "/ready", 503));
+  HttpAnswer sick = curl({url(hc.http(0), "/health")});
+  EXPECT_EQ(sick.status, 503) << sick.body;
+  EXPECT_NE(sick.body.find("\"health\":false"), std::string::npos) << sick.body;
+  // Back: healthy again.
+  ASSERT_TRUE(cluster.start(1).ok());
+  ASSERT_TRUE(cluster.start(2).ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(wait_status(hc.http(i), "/health", 200)) << i;
+}
+
+TEST(HttpProcessTest, MetricsParseAndReflectTheWork) {
+  HttpCluster hc("http-metrics");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(c->put("m/" + std::to_string(i), "v").code, Code::kOk);
+  ASSERT_EQ(c->get("m/1").code, Code::kOk);
+  ASSERT_EQ(curl({url(hc.http(*leader), "/v1/kv/m/2")}).status, 200);
+
+  double leaders = 0;
+  for (int i = 0; i < 3; ++i) {
+    HttpAnswer m = curl({url(hc.http(i), "/metrics")});
+    ASSERT_EQ(m.status, 200);
+    Result<std::map<std::string, http::testing::PromFamily>> fams =
+        http::testing::parse_prometheus_text(m.body);
+    ASSERT_TRUE(fams.ok()) << fams.status().message() << "\n" << m.body;
+    auto value = [&](const std::string& fam, const std::string& sample,
+                     const std::map<std::string, std::string>& labels = {}) {
+      auto it = fams->find(fam);
+      return it == fams->end() ? std::nan("") : it->second.value(sample, labels);
+    };
+    EXPECT_GE(value("kvc_raft_term", "kvc_raft_term"), 1) << i;
+    EXPECT_GE(value("kvc_raft_applied_index", "kvc_raft_applied_index"), 20) << i;
+    EXPECT_GE(value("kvc_raft_commit_index", "kvc_raft_commit_index"),
+              value("kvc_raft_applied_index", "kvc_raft_applied_index"))
+        << i;
+    EXPECT_GE(value("kvc_wal_fsync_seconds", "kvc_wal_fsync_seconds_count"), 1) << i;
+    EXPECT_GE(value("kvc_apply_seconds", "kvc_apply_seconds_count"), 1) << i;
+    EXPECT_EQ(value("kvc_raft_has_leader", "kvc_raft_has_leader"), 1) << i;
+    EXPECT_EQ(fams->at("kvc_wal_fsync_seconds").type, "histogram");
+    leaders += value("kvc_raft_is_leader", "kvc_raft_is_leader");
+    if (i == *leader) {
+      EXPECT_GE(value("kvc_proposals_total", "kvc_proposals_total", {{"outcome", "committed"}}), 20);
+      EXPECT_GE(value("kvc_peer_round_trip_seconds", "kvc_peer_round_trip_seconds_count",
+                      {{"peer", cluster.spec((*leader + 1) % 3).name}}),
+                1)
+          << m.body;
+      EXPECT_GE(value("kvc_client_request_seconds", "kvc_client_request_seconds_count",
+                      {{"op", "get"}}),
+                1);
+      EXPECT_GE(value("kvc_http_responses_total", "kvc_http_responses_total", {{"code", "2xx"}}),
+                1);
+    }
+  }
+  EXPECT_EQ(leaders, 1);
+}
+
+}  // namespace
+}  // namespace kvc::test
