@@ -76,7 +76,5 @@ int run_repair(const std::string& dir, const RepairOptions& options, ToolContext
 // How values are shown. Text: valid UTF-8 in double quotes with \" \\ and control characters
 // escaped (\n, \t, \r, \xNN); anything else as 0x followed by hex.
 std::string text_value(std::string_view bytes);
-bool is_valid_utf8(std::string_view bytes);
-std::string base64_encode(std::string_view bytes);
 
 }  // namespace kvc::storage
