@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "kvc/client/client.h"
 #include "kvc/common/text.h"
+#include "admin.h"
 #include "output.h"
 
 namespace kvc::ctl {
@@ -374,8 +375,23 @@ int run_watch(const WatchArgs& a) {
   }
 }
 
+// Runs an admin command with a connected client.
+int with_env(const std::function<int(const Env&)>& fn) {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  Env env;
+  env.client = c->get();
+  env.endpoints = *net::parse_address_list(g.endpoints.empty() ? kDefaultEndpoint : g.endpoints);
+  env.format = g.format;
+  env.timeout_ms = g.timeout_ms;
+  env.check = check;
+  env.fail = fail;
+  return fn(env);
+}
+
 // --- leader --------------------------------------------------------------------------------
-int run_leader() {
+int run_leader(bool watch, std::uint64_t count) {
+  if (watch) return with_env([&](const Env& env) { return run_leader_watch(env, count); });
   auto c = connect();
   if (!c.ok()) return fail(c.status());
   wire::Response r = (*c)->call_sync({.op = wire::Op::kLeader});
@@ -538,13 +554,74 @@ int main(int argc, char** argv) {
   watch_cmd->footer(example("kvc-ctl watch --prefix /clusters/ --count 1"));
 
   auto* leader_cmd = app.add_subcommand("leader", "Print the current leader: name, id, client address");
-  leader_cmd->footer(example("kvc-ctl leader -o json"));
+  bool leader_watch = false;
+  std::uint64_t leader_count = 0;
+  leader_cmd->add_flag("--watch", leader_watch, "Print every leader change until interrupted");
+  leader_cmd->add_option("--count", leader_count, "With --watch: exit after this many changes");
+  leader_cmd->footer(example("kvc-ctl leader --watch -o json"));
 
   auto* member_cmd = app.add_subcommand("member", "Cluster membership");
   member_cmd->require_subcommand(1);
   auto* member_list_cmd =
       member_cmd->add_subcommand("list", "List the members: id, name, addresses, role, leader");
   member_list_cmd->footer(example("kvc-ctl member list -o table"));
+  MemberArgs madd{.action = "add"};
+  auto* member_add_cmd = member_cmd->add_subcommand(
+      "add", "Add a member and print the command line that starts it");
+  member_add_cmd->add_option("name", madd.target, "The new member's name")->required();
+  member_add_cmd->add_option("peer_addr", madd.peer_addr, "Its peer address, HOST:PORT")
+      ->required();
+  member_add_cmd->add_flag("--learner", madd.learner,
+                           "Add it as a learner (gets the log, does not vote); promote later");
+  member_add_cmd->add_flag("--force", madd.force,
+                           "Add a voter even if the cluster could lose its quorum meanwhile");
+  member_add_cmd->footer(example("kvc-ctl member add m4 127.0.0.1:2386 --learner"));
+  MemberArgs mpromote{.action = "promote"};
+  auto* member_promote_cmd =
+      member_cmd->add_subcommand("promote", "Make a caught-up learner a voter");
+  member_promote_cmd->add_option("member", mpromote.target, "NAME or 16-hex-digit ID")
+      ->required();
+  member_promote_cmd->add_flag("--force", mpromote.force, "Promote even if it lags behind");
+  member_promote_cmd->footer(example("kvc-ctl member promote m4"));
+  MemberArgs mremove{.action = "remove"};
+  auto* member_remove_cmd = member_cmd->add_subcommand(
+      "remove", "Remove a member (the leader hands over leadership first)");
+  member_remove_cmd->add_option("member", mremove.target, "NAME or 16-hex-digit ID")->required();
+  member_remove_cmd->add_flag("--force", mremove.force,
+                              "Remove even if the remaining voters could not reach a quorum");
+  member_remove_cmd->footer(example("kvc-ctl member remove m4"));
+
+  std::string transfer_target;
+  auto* transfer_cmd = app.add_subcommand(
+      "transfer-leader", "Move leadership to a member, wait for it, report the result");
+  transfer_cmd->add_option("member", transfer_target, "NAME or 16-hex-digit ID")->required();
+  transfer_cmd->footer(example("kvc-ctl transfer-leader m2"));
+
+  bool status_cluster = false;
+  auto* status_cmd = app.add_subcommand(
+      "status", "One row per endpoint: name, id, version, role, term, indexes, sizes, errors");
+  status_cmd->add_flag("--cluster", status_cluster, "Ask every member, not just --endpoints");
+  status_cmd->footer(example("kvc-ctl status --cluster -o table"));
+
+  bool health_cluster = false;
+  auto* health_cmd = app.add_subcommand(
+      "health", "Exit 0 only if a quorum confirms a linearizable read within --timeout");
+  health_cmd->add_flag("--cluster", health_cluster, "Check every member; exit 0 only if all are");
+  health_cmd->footer(example("kvc-ctl health --cluster"));
+
+  auto* snapshot_cmd = app.add_subcommand("snapshot", "Snapshots of the cluster's state");
+  snapshot_cmd->require_subcommand(1);
+  std::string snapshot_path;
+  auto* snapshot_save_cmd = snapshot_cmd->add_subcommand(
+      "save", "Stream a consistent snapshot from a member into FILE and verify it");
+  snapshot_save_cmd->add_option("file", snapshot_path, "Where to write the snapshot")->required();
+  snapshot_save_cmd->footer(example("kvc-ctl snapshot save backup.snap && kvc-snap info backup.snap"));
+
+  auto* check_cmd = app.add_subcommand("check", "Consistency checks");
+  check_cmd->require_subcommand(1);
+  auto* check_hash_cmd = check_cmd->add_subcommand(
+      "hash", "Compare every member's state hash at the same log index");
+  check_hash_cmd->footer(example("kvc-ctl check hash"));
 
   if (auto early = kvc::cli::parse(app, argc, argv)) return *early;
   kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(g.timeout);
@@ -567,7 +644,23 @@ int main(int argc, char** argv) {
   if (list_cmd->parsed()) rc = run_list(list);
   if (cas_cmd->parsed()) rc = run_cas(cas);
   if (watch_cmd->parsed()) rc = run_watch(watch);
-  if (leader_cmd->parsed()) rc = run_leader();
+  if (leader_cmd->parsed()) rc = run_leader(leader_watch, leader_count);
+  if (member_add_cmd->parsed()) rc = with_env([&](const Env& e) { return run_member_change(e, madd); });
+  if (member_promote_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_member_change(e, mpromote); });
+  }
+  if (member_remove_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_member_change(e, mremove); });
+  }
+  if (transfer_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_transfer_leader(e, transfer_target); });
+  }
+  if (status_cmd->parsed()) rc = with_env([&](const Env& e) { return run_status(e, status_cluster); });
+  if (health_cmd->parsed()) rc = with_env([&](const Env& e) { return run_health(e, health_cluster); });
+  if (snapshot_save_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_snapshot_save(e, snapshot_path); });
+  }
+  if (check_hash_cmd->parsed()) rc = with_env([&](const Env& e) { return run_check_hash(e); });
   if (member_list_cmd->parsed()) rc = run_member_list();
   std::fflush(stdout);
   return rc;

@@ -75,6 +75,9 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-token", o.cluster_token,
                  "Names the cluster; members of clusters with other tokens are refused")
       ->capture_default_str();
+  app.add_flag("--force-new-cluster", o.force_new_cluster,
+               "Disaster recovery: restart this member as the only member of its cluster, "
+               "keeping its data (use once, then grow with kvc-ctl member add)");
   auto* tuning = app.add_option_group("Tuning");
   tuning->add_option("--tick", d.tick, "Raft's clock tick")->capture_default_str();
   tuning->add_option("--election-timeout", d.election_timeout,

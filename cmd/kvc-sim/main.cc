@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   std::string mutation = "none";
   std::string seed_file;
   bool expect_violation = false;
+  bool keep_going = false;
   bool trace = false;
   int trace_lines = 200;
   std::string output = "simple";
@@ -102,6 +103,9 @@ int main(int argc, char** argv) {
                          "read-index-without-noop", "leader-counts-undurable"}));
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (mutation runs); stop at the first");
+  app.add_flag("--keep-going", keep_going,
+               "run every seed even after violations: count them, print each one's violation and "
+               "replay line");
   app.add_flag("--trace", trace,
                "print the trace of every step of a single seed (or of a failing seed)");
   app.add_option("--trace-lines", trace_lines, "lines of trace shown for a failing seed (0: all)")
@@ -184,9 +188,9 @@ int main(int argc, char** argv) {
       caught_seed = opt.seed;
       std::cerr << "kvc-sim: seed " << opt.seed << " (" << r.members << " members, faults "
                 << kvc::sim::fault_mix_name(r.faults) << "): VIOLATION: " << r.violation << '\n';
-      if (!(trace && list.size() == 1)) print_trace(opt, trace_lines);
+      if (!(trace && list.size() == 1) && !keep_going) print_trace(opt, trace_lines);
       std::cerr << "kvc-sim: replay with: " << kvc::sim::replay_command(opt, r) << '\n';
-      if (expect_violation || !trace) break;
+      if (!keep_going) break;
     }
   }
   const double secs = elapsed();

@@ -24,10 +24,11 @@ std::string footer(const std::string& examples, const std::string& extra) {
 
 int main(int argc, char** argv) {
   using kvc::storage::OutputFormat;
-  CLI::App app("kvc-wal: inspect, verify and repair a member's write-ahead log, offline. DIR is a "
-               "member's data directory or its wal/ folder; nothing but 'repair' writes, and no "
-               "command takes a lock that could stop a running member.",
-               "kvc-wal");
+  CLI::App app(
+      "kvc-wal: inspect, verify and repair a member's write-ahead log, offline. DIR is a "
+      "member's data directory or its wal/ folder; nothing but 'repair' writes, and no "
+      "command takes a lock that could stop a running member.",
+      "kvc-wal");
   kvc::LogOptions log;
   kvc::cli::add_common_flags(app, log);
   app.fallthrough();  // the logging flags may also follow the subcommand
@@ -69,8 +70,8 @@ int main(int argc, char** argv) {
   CLI::App* verify = app.add_subcommand(
       "verify", "Check every record; the exit code says clean (0), torn tail (7) or corrupt (8)");
   add_dir_and_output(verify);
-  verify->footer(footer("  kvc-wal verify /var/lib/kvc/m1; echo $?",
-                        std::string(kNotFound) + kDamage));
+  verify->footer(
+      footer("  kvc-wal verify /var/lib/kvc/m1; echo $?", std::string(kNotFound) + kDamage));
 
   kvc::storage::RepairOptions repair_opt;
   CLI::App* repair = app.add_subcommand(
@@ -79,10 +80,12 @@ int main(int argc, char** argv) {
   // Exactly one of --out and --in-place (or --dry-run): checked by run_repair (exit code 2).
   repair->add_option("--out", repair_opt.out_dir, "Write a repaired copy to NEWDIR")
       ->type_name("NEWDIR");
-  repair->add_flag("--in-place", repair_opt.in_place,
-                   "Repair the log itself, after saving every removed byte to the backup directory");
-  repair->add_option("--backup-dir", repair_opt.backup_dir,
-                     "With --in-place: where removed bytes go (default: WALDIR.repair-TIME)")
+  repair->add_flag(
+      "--in-place", repair_opt.in_place,
+      "Repair the log itself, after saving every removed byte to the backup directory");
+  repair
+      ->add_option("--backup-dir", repair_opt.backup_dir,
+                   "With --in-place: where removed bytes go (default: WALDIR.repair-TIME)")
       ->type_name("DIR");
   repair->add_flag("--truncate-corrupt", repair_opt.truncate_corrupt,
                    "Allow cutting the log at the first corrupt record (loses later entries)");

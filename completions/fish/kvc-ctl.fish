@@ -22,8 +22,28 @@ function __kvc_ctl_path
                 set path 'leader'
             case '|member'
                 set path 'member'
+            case '|transfer-leader'
+                set path 'transfer-leader'
+            case '|status'
+                set path 'status'
+            case '|health'
+                set path 'health'
+            case '|snapshot'
+                set path 'snapshot'
+            case '|check'
+                set path 'check'
             case 'member|list'
                 set path 'member list'
+            case 'member|add'
+                set path 'member add'
+            case 'member|promote'
+                set path 'member promote'
+            case 'member|remove'
+                set path 'member remove'
+            case 'snapshot|save'
+                set path 'snapshot save'
+            case 'check|hash'
+                set path 'check hash'
         end
     end
     echo "$path"
@@ -38,6 +58,11 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a cas -d 'Write a key only 
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a watch -d 'Print changes to a key (or prefix) as they happen'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a leader -d 'Print the current leader: name, id, client address'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a member -d 'Cluster membership'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a transfer-leader -d 'Move leadership to a member, wait for it, report the result'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a status -d 'One row per endpoint: name, id, version, role, term, indexes, sizes, errors'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a health -d 'Exit 0 only if a quorum confirms a linearizable read within --timeout'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a snapshot -d 'Snapshots of the cluster\'s state'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a check -d 'Consistency checks'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)'
@@ -74,8 +99,39 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l rev -r -F -d 'Replay
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l count -r -F -d 'Exit after this many events'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -F
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -l watch -d 'Print every leader change until interrupted'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -l count -r -F -d 'With --watch: exit after this many changes'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'leader'" -F
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -a list -d 'List the members: id, name, addresses, role, leader'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -a add -d 'Add a member and print the command line that starts it'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -a promote -d 'Make a caught-up learner a voter'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -a remove -d 'Remove a member (the leader hands over leadership first)'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member list'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member list'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member add'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member add'" -l learner -d 'Add it as a learner (gets the log, does not vote); promote later'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member add'" -l force -d 'Add a voter even if the cluster could lose its quorum meanwhile'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member add'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member promote'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member promote'" -l force -d 'Promote even if it lags behind'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member promote'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member remove'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member remove'" -l force -d 'Remove even if the remaining voters could not reach a quorum'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'member remove'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'transfer-leader'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'transfer-leader'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'status'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'status'" -l cluster -d 'Ask every member, not just --endpoints'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'status'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'health'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'health'" -l cluster -d 'Check every member; exit 0 only if all are'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'health'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'snapshot'" -a save -d 'Stream a consistent snapshot from a member into FILE and verify it'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'snapshot'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'snapshot save'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'snapshot save'" -F
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'check'" -a hash -d 'Compare every member\'s state hash at the same log index'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'check'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'check hash'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'check hash'" -F

@@ -20,6 +20,7 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l advertise-client -r -F 
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l initial-cluster -r -F -d 'Every member of a new cluster: NAME=PEER_HOST:PORT,...'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l initial-cluster-state -r -a 'new existing' -d 'new: create the cluster; existing: join a running cluster'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l cluster-token -r -F -d 'Names the cluster; members of clusters with other tokens are refused'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l force-new-cluster -d 'Disaster recovery: restart this member as the only member of its cluster, keeping its data (use once, then grow with kvc-ctl member add)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l log-file -r -F -d 'Write logs to this file instead of stderr'

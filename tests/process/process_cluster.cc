@@ -82,9 +82,43 @@ ProcessCluster::~ProcessCluster() {
   if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
 }
 
+int ProcessCluster::add_spec(const std::string& name) {
+  MemberSpec s;
+  s.name = name;
+  s.peer_port = free_port();
+  s.client_port = free_port();
+  s.data_dir = dir_ + "/" + s.name;
+  specs_.push_back(s);
+  pids_.push_back(0);
+  ids_.push_back(0);
+  return size() - 1;
+}
+
+ProcessCluster::CtlResult ProcessCluster::ctl(const std::vector<std::string>& args) const {
+  std::string eps;
+  for (int i = 0; i < size(); ++i) {
+    if (!running(i)) continue;
+    if (!eps.empty()) eps += ",";
+    eps += client_addr(i);
+  }
+  std::string cmd = "'" + binary_path("kvc-ctl") + "' --endpoints '" + eps + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  CtlResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
 std::string ProcessCluster::initial_cluster() const {
   std::string s;
   for (const MemberSpec& m : specs_) {
+    if (!m.join_initial_cluster.empty()) continue;  // added later, not a bootstrap member
     if (!s.empty()) s += ",";
     s += m.name + "=127.0.0.1:" + std::to_string(m.peer_port);
   }
@@ -110,14 +144,19 @@ std::string ProcessCluster::endpoints() const {
 
 std::vector<std::string> ProcessCluster::command_line(int i) const {
   const MemberSpec& m = spec(i);
-  std::vector<std::string> args = {binary_path("kvc-node"),
-                                   "--name", m.name,
-                                   "--data-dir", m.data_dir,
-                                   "--listen-peer", peer_addr(i),
-                                   "--listen-client", client_addr(i),
-                                   "--initial-cluster", initial_cluster(),
-                                   "--cluster-token", options_.token,
-                                   "--log-level", options_.log_level};
+  std::vector<std::string> args = {
+      binary_path("kvc-node"),
+      "--name", m.name,
+      "--data-dir", m.data_dir,
+      "--listen-peer", peer_addr(i),
+      "--listen-client", client_addr(i),
+      "--initial-cluster", m.join_initial_cluster.empty() ? initial_cluster() : m.join_initial_cluster,
+      "--cluster-token", options_.token,
+      "--log-level", options_.log_level};
+  if (!m.join_initial_cluster.empty()) {
+    args.push_back("--initial-cluster-state");
+    args.push_back("existing");
+  }
   args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   args.insert(args.end(), m.extra_flags.begin(), m.extra_flags.end());
   return args;

@@ -24,6 +24,9 @@ struct MemberSpec {
   std::uint16_t client_port = 0;
   std::string data_dir;
   std::vector<std::string> extra_flags;
+  // A member added to a running cluster: started with this --initial-cluster and
+  // --initial-cluster-state existing.
+  std::string join_initial_cluster;
 };
 
 struct ClusterOptions {
@@ -80,6 +83,16 @@ class ProcessCluster {
 
   // The command line member i runs with.
   std::vector<std::string> command_line(int i) const;
+  // A new member spec (not started) named `name`, for a member to add with kvc-ctl member add;
+  // returns its index.
+  int add_spec(const std::string& name);
+  // Runs kvc-ctl with `args` against the running members; returns exit status and output.
+  struct CtlResult {
+    int status = -1;
+    std::string out;  // stdout and stderr
+  };
+  CtlResult ctl(const std::vector<std::string>& args) const;
+  const std::string& token() const { return options_.token; }
 
  private:
   ClusterOptions options_;

@@ -66,26 +66,6 @@ TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
   }
 }
 
-TEST(SimulatorTest, BrokenLogMatchingIsCaughtWithATrace) {
-  ASSERT_TRUE(raft::kMutationsCompiled);
-  SimOptions opt;
-  opt.faults = FaultMix::kAll;
-  opt.mutation = raft::Mutation::kNoLogMatchingCheck;
-  bool caught = false;
-  for (std::uint64_t seed = 1; seed <= 100 && !caught; ++seed) {
-    opt.seed = seed;
-    SimResult r;
-    const auto lines = traced_run(opt, &r);
-    if (r.ok) continue;
-    caught = true;
-    EXPECT_NE(r.violation.find("log matching"), std::string::npos) << r.violation;
-    ASSERT_FALSE(lines.empty());
-    EXPECT_NE(lines.back().find("VIOLATION"), std::string::npos);
-    EXPECT_NE(replay_command(opt, r).find("--mutation no-log-matching-check"), std::string::npos);
-  }
-  EXPECT_TRUE(caught);
-}
-
 TEST(SimulatorTest, NamesRoundTrip) {
   FaultMix m;
   for (FaultMix want : {FaultMix::kNone, FaultMix::kAll, FaultMix::kMixed}) {

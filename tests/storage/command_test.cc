@@ -17,6 +17,7 @@ TEST(CommandTest, EveryOpRoundTrips) {
        .key = std::string(300, 'k'),
        .value = "",
        .expect_revision = 123456789012},
+      {.op = CommandOp::kBarrier, .request_id = 5},
   };
   for (const Command& c : cases) {
     SCOPED_TRACE(describe_command(c));

@@ -476,3 +476,25 @@ TEST(StateMachineTest, OpenRefusesAStateWhoseDatabaseFileIsMissing) {
 
 }  // namespace
 }  // namespace kvc::storage
+
+namespace kvc::storage {
+namespace {
+
+TEST(StateMachineBarrierTest, BarrierAdvancesTheIndexAndChangesNoKey) {
+  const std::string dir = ::testing::TempDir() + "kvc_state_barrier";
+  std::filesystem::remove_all(dir);
+  Result<std::unique_ptr<StateMachine>> st = StateMachine::open(dir);
+  ASSERT_TRUE(st.ok()) << st.status().to_string();
+  (*st)->apply_noop(1, 1);
+  Result<ApplyResult> r = (*st)->apply(2, 1, {.op = CommandOp::kBarrier, .request_id = 9});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->code, Code::kOk);
+  EXPECT_EQ((*st)->applied_index(), 2u);
+  EXPECT_EQ((*st)->revision(), 0u) << "a barrier changes no key";
+  Result<RangePage> all = (*st)->range({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->kvs.empty());
+}
+
+}  // namespace
+}  // namespace kvc::storage

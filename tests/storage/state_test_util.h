@@ -74,6 +74,8 @@ class Model {
     const bool key_ok = !c.key.empty() && c.key.size() <= kMaxKeyBytes;
     auto it = kvs.find(c.key);
     switch (c.op) {
+      case CommandOp::kBarrier:
+        return r;  // changes nothing
       case CommandOp::kPut:
       case CommandOp::kCas: {
         if (!key_ok || c.value.size() > kMaxValueBytes) {

@@ -123,10 +123,11 @@ TEST(WalCrashTest, EverySyncedEntrySurvivesSigkill) {
     }
     synced = last;  // recovery made it durable
   }
-  std::printf("WalCrashTest: %llu rounds, last index %llu, %llu torn tails truncated, %llu "
-              "unfinished segments removed\n",
-              static_cast<unsigned long long>(rounds), static_cast<unsigned long long>(synced),
-              static_cast<unsigned long long>(torn), static_cast<unsigned long long>(temps));
+  std::printf(
+      "WalCrashTest: %llu rounds, last index %llu, %llu torn tails truncated, %llu "
+      "unfinished segments removed\n",
+      static_cast<unsigned long long>(rounds), static_cast<unsigned long long>(synced),
+      static_cast<unsigned long long>(torn), static_cast<unsigned long long>(temps));
   EXPECT_GT(synced, rounds);
 }
 

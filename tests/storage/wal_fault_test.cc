@@ -73,8 +73,7 @@ TEST(WalFaultTest, AShortWriteThenEnospcLeavesTheLogUnchangedAndARetrySucceeds) 
   const ProcessResult r = run_child(
       dir, 200, {"KVC_FAULT_PATH=" + seg, "KVC_FAULT_WRITE_ENOSPC=5", "KVC_FAULT_PARTIAL=1"});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.err.find("faultfs: pwrite " + dir + "/" + seg + " -> short write"),
-            std::string::npos)
+  EXPECT_NE(r.err.find("faultfs: pwrite " + dir + "/" + seg + " -> short write"), std::string::npos)
       << r.err;
   EXPECT_NE(r.out.find("enospc write " + dir + "/" + seg + " at offset "), std::string::npos)
       << r.out;
@@ -85,17 +84,26 @@ TEST(WalFaultTest, AShortWriteThenEnospcLeavesTheLogUnchangedAndARetrySucceeds) 
   expect_log(dir, 200, 200);
 }
 
-TEST(WalFaultTest, AFullDiskStopsAppendsWithoutDamagingTheLog) {
-  const std::string dir = wal_test::fresh_dir("fault_full");
-  const ProcessResult r = run_child(
-      dir, 500, {"KVC_FAULT_PATH=.wal", "KVC_FAULT_WRITE_ENOSPC=30", "KVC_FAULT_ENOSPC_STICKY=1"});
-  // The append fails with ENOSPC; undoing it also fails on this disk, which stops the log.
-  EXPECT_TRUE(r.exit_code == 3 || r.exit_code == 4) << r.exit_code << "\n" << r.out << r.err;
-  EXPECT_NE(r.out.find("No space left on device"), std::string::npos) << r.out;
-  const std::uint64_t synced = last_synced(r.out);
-  EXPECT_GT(synced, 0u);
-  // The failed batch wrote nothing; the log ends exactly at the last synced entry.
-  expect_log(dir, synced, synced);
+TEST(WalFaultTest, AFullDiskStopsAppendsWithoutLeavingHalfABatch) {
+  for (const bool partial : {false, true}) {
+    SCOPED_TRACE(partial ? "half a batch written first" : "nothing written");
+    const std::string dir = wal_test::fresh_dir("fault_full");
+    const ProcessResult r =
+        run_child(dir, 500,
+                  {"KVC_FAULT_PATH=.wal", "KVC_FAULT_WRITE_ENOSPC=30", "KVC_FAULT_ENOSPC_STICKY=1",
+                   std::string("KVC_FAULT_PARTIAL=") + (partial ? "1" : "0")});
+    // Every write fails from then on: the append and its retry report ENOSPC and the child
+    // gives up (exit 4); the zeros that would undo a partial write fail too, so the writer cuts
+    // the file back to the end of the log instead.
+    EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+    EXPECT_NE(r.out.find("No space left on device (nothing of this append was kept"),
+              std::string::npos)
+        << r.out;
+    const std::uint64_t synced = last_synced(r.out);
+    EXPECT_GT(synced, 0u);
+    // The log ends exactly at the last synced entry: no record of the failed batch survives.
+    expect_log(dir, synced, synced);
+  }
 }
 
 TEST(WalFaultTest, NoSpaceForANewSegmentIsAClearErrorAndLeavesNoTrace) {

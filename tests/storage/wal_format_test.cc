@@ -23,7 +23,9 @@ raft::SnapshotMeta sample_meta() {
 
 std::vector<Record> sample_records() {
   return {Record::of(raft::Entry{.index = 5, .term = 2, .data = "hello"}),
-          Record::of(raft::Entry{.index = 6, .term = 2, .type = raft::EntryType::kConfChange,
+          Record::of(raft::Entry{.index = 6,
+                                 .term = 2,
+                                 .type = raft::EntryType::kConfChange,
                                  .data = std::string("\0\xff", 2)}),
           Record::of(raft::Entry{.index = 7, .term = 3}),
           Record::of(raft::HardState{.term = 3, .vote = 2, .commit = 6}),
@@ -34,9 +36,12 @@ std::vector<Record> sample_records() {
 bool same(const Record& a, const Record& b) {
   if (a.type != b.type) return false;
   switch (a.type) {
-    case RecordType::kEntry: return a.entry == b.entry;
-    case RecordType::kHardState: return a.hard_state == b.hard_state;
-    case RecordType::kSnapshot: return a.snapshot == b.snapshot;
+    case RecordType::kEntry:
+      return a.entry == b.entry;
+    case RecordType::kHardState:
+      return a.hard_state == b.hard_state;
+    case RecordType::kSnapshot:
+      return a.snapshot == b.snapshot;
   }
   return false;
 }
@@ -74,8 +79,8 @@ TEST(RecordTest, EveryFlippedBitIsDetected) {
         std::string bad = framed;
         bad[byte] = static_cast<char>(bad[byte] ^ (1 << bit));
         const RecordCheck c = check_record(77, bad, nullptr, nullptr);
-        EXPECT_NE(c, RecordCheck::kOk) << record_type_name(r.type) << " byte " << byte << " bit "
-                                       << bit;
+        EXPECT_NE(c, RecordCheck::kOk)
+            << record_type_name(r.type) << " byte " << byte << " bit " << bit;
       }
     }
   }
@@ -86,7 +91,8 @@ TEST(RecordTest, EveryTruncationIsTruncated) {
     std::string framed;
     append_record(framed, 1, r);
     for (std::size_t n = 0; n < framed.size(); ++n) {
-      const RecordCheck c = check_record(1, std::string_view(framed).substr(0, n), nullptr, nullptr);
+      const RecordCheck c =
+          check_record(1, std::string_view(framed).substr(0, n), nullptr, nullptr);
       EXPECT_TRUE(c == RecordCheck::kTruncated || (n < kRecordHeaderBytes && c != RecordCheck::kOk))
           << "length " << n;
     }
@@ -112,12 +118,13 @@ TEST(RecordTest, BadPayloadsAreCorruptionNotCrashes) {
   } cases[] = {
       {"short entry", RecordType::kEntry, std::string(16, '\1')},
       {"index zero", RecordType::kEntry, std::string(17, '\0')},
-      {"unknown entry type", RecordType::kEntry, std::string("\1\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\7", 17)},
+      {"unknown entry type", RecordType::kEntry,
+       std::string("\1\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\7", 17)},
       {"long hard state", RecordType::kHardState, std::string(25, '\0')},
-      {"voter count too large", RecordType::kSnapshot, std::string(16, '\0') + "\xff\xff\xff\x0f" +
-                                                        std::string(4, '\0')},
-      {"learner count off", RecordType::kSnapshot, std::string(16, '\0') + std::string(4, '\0') +
-                                                    "\x01\0\0\0" + std::string(7, '\0')},
+      {"voter count too large", RecordType::kSnapshot,
+       std::string(16, '\0') + "\xff\xff\xff\x0f" + std::string(4, '\0')},
+      {"learner count off", RecordType::kSnapshot,
+       std::string(16, '\0') + std::string(4, '\0') + "\x01\0\0\0" + std::string(7, '\0')},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -147,9 +154,9 @@ TEST(SegmentHeaderTest, FileNamesRoundTripAndStrangersAreRejected) {
   EXPECT_TRUE(parse_segment_file_name(segment_file_name(7, 12345), &seq, &first));
   EXPECT_EQ(seq, 7u);
   EXPECT_EQ(first, 12345u);
-  for (const char* bad : {"0000000000000001-000000000000001A.wal",
-                          "0000000000000001-000000000000001a.wal.tmp", "1-1.wal",
-                          "0000000000000001_000000000000001a.wal", "lock"}) {
+  for (const char* bad :
+       {"0000000000000001-000000000000001A.wal", "0000000000000001-000000000000001a.wal.tmp",
+        "1-1.wal", "0000000000000001_000000000000001a.wal", "lock"}) {
     EXPECT_FALSE(parse_segment_file_name(bad, &seq, &first)) << bad;
   }
 }

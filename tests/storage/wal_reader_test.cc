@@ -1,9 +1,9 @@
 // The log's index rules and damage classification (wal_reader.h), on segments built in memory.
+#include "kvc/storage/wal_reader.h"
+
 #include <gtest/gtest.h>
 
 #include <memory>
-
-#include "kvc/storage/wal_reader.h"
 
 namespace kvc::storage {
 namespace {
@@ -18,7 +18,8 @@ struct Seg {
   std::vector<Record> records;
   std::size_t zeros = 256;
   std::string bytes() const {
-    std::string s = encode_segment_header(SegmentHeader{.salt = 5, .seq = seq, .first_index = first});
+    std::string s =
+        encode_segment_header(SegmentHeader{.salt = 5, .seq = seq, .first_index = first});
     for (const Record& r : records) append_record(s, 5, r);
     return s + std::string(zeros, '\0');
   }
@@ -52,7 +53,9 @@ Scan scan(const std::vector<std::string>& segments, const std::vector<Seg>& meta
         l = "e" + std::to_string(r.record.entry.index);
         if (r.change.replaced_to) l += "r" + std::to_string(r.change.replaced_to);
         break;
-      case RecordType::kHardState: l = "h"; break;
+      case RecordType::kHardState:
+        l = "h";
+        break;
       case RecordType::kSnapshot:
         l = "s" + std::to_string(r.record.snapshot.index) + (r.change.reset ? "R" : "");
         break;
@@ -72,8 +75,10 @@ Scan scan(const std::vector<Seg>& segs) {
 }
 
 TEST(WalReaderTest, OverwriteReplacesTheSuffix) {
-  Scan s = scan({Seg{1, 1, {Record::of(entry(1, 1)), Record::of(entry(2, 1)), Record::of(entry(3, 1)),
-                            Record::of(entry(2, 2)), Record::of(entry(3, 2))}}});
+  Scan s = scan({Seg{1,
+                     1,
+                     {Record::of(entry(1, 1)), Record::of(entry(2, 1)), Record::of(entry(3, 1)),
+                      Record::of(entry(2, 2)), Record::of(entry(3, 2))}}});
   EXPECT_FALSE(s.summary.damage.has_value());
   EXPECT_EQ(s.lines, (std::vector<std::string>{"e1", "e2", "e3", "e2r3", "e3"}));
   EXPECT_EQ(s.summary.log.first_index, 1u);
@@ -98,24 +103,31 @@ TEST(WalReaderTest, RuleBreaksAreCorruptionAtTheRecord) {
     std::size_t bad;  // position of the offending record
     const char* reason;
   } cases[] = {
-      {"gap", {Record::of(entry(1, 1)), Record::of(entry(3, 1))}, 1, "gap: entry 3 follows index 1"},
+      {"gap",
+       {Record::of(entry(1, 1)), Record::of(entry(3, 1))},
+       1,
+       "gap: entry 3 follows index 1"},
       {"term goes back", {Record::of(entry(1, 2)), Record::of(entry(2, 1))}, 1, "term goes back"},
       {"rewrite of a committed index",
        {Record::of(entry(1, 1)), Record::of(entry(2, 1)), Record::of(hs), Record::of(entry(2, 2))},
-       3, "rewrites a committed index"},
+       3,
+       "rewrites a committed index"},
       {"rewrite below the marker",
        {Record::of(entry(1, 1)), Record::of(entry(2, 1)), Record::of(entry(3, 1)),
         Record::of(raft::SnapshotMeta{.index = 2, .term = 1}), Record::of(entry(2, 1))},
-       4, "at or below the snapshot marker"},
+       4,
+       "at or below the snapshot marker"},
       {"marker goes back",
        {Record::of(raft::SnapshotMeta{.index = 5, .term = 1}),
         Record::of(raft::SnapshotMeta{.index = 4, .term = 1})},
-       1, "snapshot marker goes back"},
+       1,
+       "snapshot marker goes back"},
       {"commit past the end", {Record::of(entry(1, 1)), Record::of(hs)}, 1, "past the last index"},
       {"hard state term goes back",
        {Record::of(entry(1, 1)), Record::of(entry(2, 1)), Record::of(hs),
         Record::of(raft::HardState{.term = 0, .commit = 1})},
-       3, "hard state term goes back"},
+       3,
+       "hard state term goes back"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -143,8 +155,9 @@ TEST(WalReaderTest, SegmentsMustFollowEachOther) {
     Scan s = scan({one, Seg{2, 4, {Record::of(entry(4, 1))}}});
     ASSERT_TRUE(s.summary.damage.has_value());
     EXPECT_EQ(s.summary.damage->segment_pos, 1u);
-    EXPECT_NE(s.summary.damage->reason.find("starts at index 4 but the log before it ends at index 2"),
-              std::string::npos);
+    EXPECT_NE(
+        s.summary.damage->reason.find("starts at index 4 but the log before it ends at index 2"),
+        std::string::npos);
   }
 }
 
@@ -152,8 +165,8 @@ TEST(WalReaderTest, AMissingStartIsCorruptionUnlessAMarkerCoversIt) {
   Scan bad = scan({Seg{5, 50, {Record::of(entry(50, 1))}}});
   ASSERT_TRUE(bad.summary.damage.has_value());
   EXPECT_TRUE(bad.summary.damage->missing_start);
-  Scan ok = scan({Seg{5, 50, {Record::of(raft::SnapshotMeta{.index = 49, .term = 1}),
-                              Record::of(entry(50, 1))}}});
+  Scan ok = scan({Seg{
+      5, 50, {Record::of(raft::SnapshotMeta{.index = 49, .term = 1}), Record::of(entry(50, 1))}}});
   EXPECT_FALSE(ok.summary.damage.has_value());
 }
 

@@ -42,15 +42,19 @@ std::vector<RecordPos> record_positions(const std::string& dir) {
   return out;
 }
 
-// A log of 40 entries in batches of 4, each batch followed by a hard state, all in one segment.
+// A log of 40 entries in batches of 4, each batch followed by a hard state, all in one 8 KiB
+// segment.
 std::string make_log(const std::string& name) {
   const std::string dir = wal_test::fresh_dir(name);
-  Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 1 << 16});
+  Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 8192});
   KVC_CHECK(w.ok(), "open");
   for (std::uint64_t i = 1; i <= 40; i += 4) {
-    KVC_CHECK(w->wal.append(raft::HardState{.term = wal_test::expected_term(i + 3), .vote = 1,
-                                            .commit = i},
-                            expected_entries(i, i + 3)).ok(), "append");
+    KVC_CHECK(
+        w->wal
+            .append(raft::HardState{.term = wal_test::expected_term(i + 3), .vote = 1, .commit = i},
+                    expected_entries(i, i + 3))
+            .ok(),
+        "append");
     KVC_CHECK(w->wal.sync().ok(), "sync");
   }
   return dir;
@@ -61,8 +65,12 @@ enum class Tear { kZeros, kTruncate, kGarbage };
 void tear(const std::string& path, std::uint64_t at, std::uint64_t end, Tear how) {
   std::string bytes = wal_test::slurp(path);
   switch (how) {
-    case Tear::kZeros: std::fill(bytes.begin() + at, bytes.begin() + end, '\0'); break;
-    case Tear::kTruncate: bytes.resize(at); break;
+    case Tear::kZeros:
+      std::fill(bytes.begin() + at, bytes.begin() + end, '\0');
+      break;
+    case Tear::kTruncate:
+      bytes.resize(at);
+      break;
     case Tear::kGarbage:
       for (std::uint64_t i = at; i < end; ++i) bytes[i] = static_cast<char>(0xa5 ^ (i * 31));
       break;
@@ -117,7 +125,7 @@ TEST(WalRecoveryTest, TornTailAtEveryByteOfTheLastBatchRecoversToTheLastWholeRec
       if (how != Tear::kZeros && cut % 7 != 0) continue;
       ++opened;
       {
-        Result<OpenedWal> w = Wal::open(scratch, WalOptions{.segment_bytes = 1 << 16});
+        Result<OpenedWal> w = Wal::open(scratch, WalOptions{.segment_bytes = 8192});
         ASSERT_TRUE(w.ok()) << w.status().to_string();
         EXPECT_EQ(w->log.report.torn_tail.has_value(), torn);
         if (torn) {
@@ -125,7 +133,8 @@ TEST(WalRecoveryTest, TornTailAtEveryByteOfTheLastBatchRecoversToTheLastWholeRec
           EXPECT_EQ(w->log.report.torn_tail->offset, s->damage->offset);
         }
         ASSERT_EQ(w->log.entries, expected_entries(1, want_last));
-        ASSERT_TRUE(w->wal.append(std::nullopt, expected_entries(want_last + 1, want_last + 2)).ok());
+        ASSERT_TRUE(
+            w->wal.append(std::nullopt, expected_entries(want_last + 1, want_last + 2)).ok());
         ASSERT_TRUE(w->wal.sync().ok());
       }
       Result<WalSummary> after = scan_wal(scratch, nullptr);
@@ -145,9 +154,10 @@ TEST(WalRecoveryTest, AFlippedBitInEveryRecordIsCorruptionAtThatRecord) {
     Result<OpenedWal> w = Wal::open(good, WalOptions{.segment_bytes = kMinSegmentBytes});
     ASSERT_TRUE(w.ok());
     for (std::uint64_t i = 1; i <= 100; i += 2) {
-      ASSERT_TRUE(w->wal.append(raft::HardState{.term = wal_test::expected_term(i + 1),
-                                                .commit = i},
-                                expected_entries(i, i + 1)).ok());
+      ASSERT_TRUE(w->wal
+                      .append(raft::HardState{.term = wal_test::expected_term(i + 1), .commit = i},
+                              expected_entries(i, i + 1))
+                      .ok());
       ASSERT_TRUE(w->wal.sync().ok());
     }
     ASSERT_GE(w->wal.segment_count(), 3u);
@@ -159,8 +169,8 @@ TEST(WalRecoveryTest, AFlippedBitInEveryRecordIsCorruptionAtThatRecord) {
     const RecordPos& rec = recs[r];
     const bool last_record = r + 1 == recs.size();
     // A byte of the CRC, of the length, the type, and of the payload.
-    for (const std::uint64_t within : {std::uint64_t{1}, std::uint64_t{5}, std::uint64_t{8},
-                                       (rec.end - rec.offset) - 1}) {
+    for (const std::uint64_t within :
+         {std::uint64_t{1}, std::uint64_t{5}, std::uint64_t{8}, (rec.end - rec.offset) - 1}) {
       SCOPED_TRACE("record " + std::to_string(r) + " byte " + std::to_string(within));
       wal_test::copy_dir(good, scratch);
       const std::string path =

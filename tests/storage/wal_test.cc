@@ -38,7 +38,8 @@ TEST(WalTest, ReopenReturnsEntriesHardStateAndMarker) {
     OpenedWal w = open_ok(dir);
     ASSERT_TRUE(w.wal.append(raft::HardState{.term = 1, .vote = 3}, expected_entries(1, 10)).ok());
     ASSERT_TRUE(w.wal.sync().ok());
-    ASSERT_TRUE(w.wal.save_snapshot(raft::SnapshotMeta{.index = 4, .term = 1, .conf = {{1, 2}, {}}}).ok());
+    ASSERT_TRUE(
+        w.wal.save_snapshot(raft::SnapshotMeta{.index = 4, .term = 1, .conf = {{1, 2}, {}}}).ok());
     ASSERT_TRUE(w.wal.append(raft::HardState{.term = 1, .vote = 3, .commit = 9}, {}).ok());
     ASSERT_TRUE(w.wal.sync().ok());
   }
@@ -75,14 +76,16 @@ TEST(WalTest, AppendAtOrBelowTheLastIndexReplacesTheSuffix) {
 TEST(WalTest, AppendsThatBreakARuleAreRefusedAndWriteNothing) {
   const std::string dir = fresh_dir("refused");
   OpenedWal w = open_ok(dir);
-  ASSERT_TRUE(w.wal.append(raft::HardState{.term = 2, .vote = 1, .commit = 3},
-                           expected_entries(1, 5)).ok());
+  ASSERT_TRUE(
+      w.wal.append(raft::HardState{.term = 2, .vote = 1, .commit = 3}, expected_entries(1, 5))
+          .ok());
   const struct {
     const char* name;
     std::optional<raft::HardState> hs;
     std::vector<raft::Entry> entries;
   } cases[] = {
       {"gap", std::nullopt, expected_entries(7, 7)},
+      {"index zero", std::nullopt, {raft::Entry{.index = 0, .term = 5}}},
       {"not consecutive", std::nullopt, {expected_entry(6), expected_entry(8)}},
       {"rewrites a committed index", std::nullopt, {raft::Entry{.index = 3, .term = 5}}},
       {"commit past the end", raft::HardState{.term = 2, .commit = 6}, {}},
@@ -108,8 +111,10 @@ TEST(WalTest, SegmentsRotateAndEveryEntrySurvives) {
   {
     OpenedWal w = open_ok(dir, kMinSegmentBytes);
     for (std::uint64_t i = 1; i <= 300; i += 3) {
-      ASSERT_TRUE(w.wal.append(raft::HardState{.term = wal_test::expected_term(i + 2), .commit = i},
-                               expected_entries(i, i + 2)).ok());
+      ASSERT_TRUE(w.wal
+                      .append(raft::HardState{.term = wal_test::expected_term(i + 2), .commit = i},
+                              expected_entries(i, i + 2))
+                      .ok());
       ASSERT_TRUE(w.wal.sync().ok());
     }
     EXPECT_GT(w.wal.segment_count(), 5u);
@@ -128,7 +133,8 @@ TEST(WalTest, ABatchLargerThanASegmentGetsASegmentOfItsOwn) {
   {
     OpenedWal w = open_ok(dir, kMinSegmentBytes);
     ASSERT_TRUE(w.wal.append(std::nullopt, expected_entries(1, 2)).ok());
-    std::vector<raft::Entry> big = {raft::Entry{.index = 3, .term = 1, .data = std::string(20000, 'b')}};
+    std::vector<raft::Entry> big = {
+        raft::Entry{.index = 3, .term = 1, .data = std::string(20000, 'b')}};
     ASSERT_TRUE(w.wal.append(std::nullopt, big).ok());
     const std::vector<raft::Entry> four = {raft::Entry{.index = 4, .term = 1}};
     ASSERT_TRUE(w.wal.append(std::nullopt, four).ok());
@@ -169,28 +175,79 @@ TEST(WalTest, ReleaseKeepsWhatRecoveryNeeds) {
     const std::size_t before = w.wal.segment_count();
     // Not covered by a synced marker yet.
     EXPECT_EQ(w.wal.release_to(150).code(), Code::kFailedPrecondition);
-    ASSERT_TRUE(w.wal.save_snapshot(raft::SnapshotMeta{.index = 180, .term = 5, .conf = {{1, 2, 3}, {}}}).ok());
+    ASSERT_TRUE(
+        w.wal.save_snapshot(raft::SnapshotMeta{.index = 180, .term = 5, .conf = {{1, 2, 3}, {}}})
+            .ok());
     EXPECT_EQ(w.wal.release_to(150).code(), Code::kFailedPrecondition);  // marker not synced
     ASSERT_TRUE(w.wal.sync().ok());
     EXPECT_EQ(w.wal.release_to(182).code(), Code::kFailedPrecondition);
     ASSERT_TRUE(w.wal.release_to(181).ok());
     EXPECT_LT(w.wal.segment_count(), before);
-    // Fill a few more segments so the ones holding the hard state and marker go too.
+    // More segments, then a marker at the very end of one, then an entry too big for what is
+    // left of it: the next segment starts right after the marker, so every older segment,
+    // including those holding the only hard state and marker records, can go.
     for (std::uint64_t i = 251; i <= 500; i += 5) {
       ASSERT_TRUE(w.wal.append(std::nullopt, expected_entries(i, i + 4)).ok());
     }
-    ASSERT_TRUE(w.wal.save_snapshot(raft::SnapshotMeta{.index = 450, .term = 13, .conf = {{1, 2, 3}, {}}}).ok());
+    ASSERT_TRUE(
+        w.wal.save_snapshot(raft::SnapshotMeta{.index = 500, .term = 14, .conf = {{1, 2, 3}, {}}})
+            .ok());
+    const std::vector<raft::Entry> big = {
+        raft::Entry{.index = 501, .term = 14, .data = std::string(3000, 'b')}};
+    ASSERT_TRUE(w.wal.append(std::nullopt, big).ok());
     ASSERT_TRUE(w.wal.sync().ok());
-    ASSERT_TRUE(w.wal.release_to(451).ok());
+    ASSERT_TRUE(w.wal.release_to(501).ok());
+    EXPECT_EQ(w.wal.segment_count(), 1u);
   }
-  // Every remaining segment holds entries at or above 451 (except the head of the oldest).
   OpenedWal w = open_ok(dir, kMinSegmentBytes);
   EXPECT_EQ(w.log.hard_state, hs);
   ASSERT_TRUE(w.log.snapshot.has_value());
-  EXPECT_EQ(w.log.snapshot->index, 450u);
+  EXPECT_EQ(w.log.snapshot->index, 500u);
+  EXPECT_EQ(w.log.snapshot->term, 14u);
   EXPECT_EQ(w.log.snapshot->conf.voters, (std::vector<raft::NodeId>{1, 2, 3}));
-  EXPECT_EQ(w.log.entries, expected_entries(451, 500));
-  EXPECT_LE(w.wal.segment_count(), 4u);
+  ASSERT_EQ(w.log.entries.size(), 1u);
+  EXPECT_EQ(w.log.entries[0].index, 501u);
+  EXPECT_EQ(w.wal.segment_count(), 1u);
+}
+
+TEST(WalTest, ReleaseDeletesExactlyTheSegmentsWhoseEntriesAreAllBelowTheIndex) {
+  const std::string dir = fresh_dir("release_exact");
+  OpenedWal w = open_ok(dir, kMinSegmentBytes);
+  for (std::uint64_t i = 1; i <= 300; ++i) {
+    ASSERT_TRUE(w.wal.append(std::nullopt, expected_entries(i, i)).ok());
+  }
+  const std::uint64_t marker = 280;
+  ASSERT_TRUE(w.wal
+                  .save_snapshot(
+                      raft::SnapshotMeta{.index = marker, .term = wal_test::expected_term(marker)})
+                  .ok());
+  ASSERT_TRUE(w.wal.sync().ok());
+  Result<WalSummary> before = scan_wal(dir, nullptr);
+  ASSERT_TRUE(before.ok());
+  ASSERT_GE(before->segments.size(), 5u);
+  std::size_t released = 0;
+  for (std::size_t s = 0; s + 1 < before->segments.size(); ++s) {
+    const SegmentSummary& seg = before->segments[s];
+    if (seg.max_index + 1 > marker + 1) break;  // not covered by the marker
+    ++released;
+    SCOPED_TRACE(seg.file.name);
+    // Entry max_index is still in the segment: it stays.
+    ASSERT_TRUE(w.wal.release_to(seg.max_index).ok());
+    EXPECT_TRUE(std::filesystem::exists(seg.file.path));
+    // Every entry is below max_index + 1: it goes, and only it.
+    ASSERT_TRUE(w.wal.release_to(seg.max_index + 1).ok());
+    EXPECT_FALSE(std::filesystem::exists(seg.file.path));
+    EXPECT_EQ(w.wal.segment_count(), before->segments.size() - s - 1);
+    Result<WalSummary> now = scan_wal(dir, nullptr);
+    ASSERT_TRUE(now.ok());
+    EXPECT_FALSE(now->damage.has_value()) << now->damage->describe();
+    EXPECT_LE(now->log.first_index, seg.max_index + 1);
+    EXPECT_EQ(now->log.last_index, 300u);
+  }
+  EXPECT_GE(released, 4u);
+  EXPECT_EQ(w.wal.release_to(marker + 2).code(), Code::kFailedPrecondition);
+  OpenedWal again = open_ok(dir, kMinSegmentBytes);
+  EXPECT_EQ(again.log.entries, expected_entries(marker + 1, 300));
 }
 
 TEST(WalTest, UnfinishedSegmentFilesAreRemovedOnOpen) {

@@ -37,8 +37,7 @@ struct ProcessResult {
 };
 // Runs argv[0] with `env` added to the environment and `input` on stdin; waits for it.
 ProcessResult run_process(const std::vector<std::string>& argv,
-                          const std::vector<std::string>& env = {},
-                          const std::string& input = "");
+                          const std::vector<std::string>& env = {}, const std::string& input = "");
 
 // ASAN_OPTIONS for a child that gets an LD_PRELOAD shim: ASan must not insist on being first.
 std::string asan_options_for_preload();

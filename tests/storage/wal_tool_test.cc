@@ -24,8 +24,8 @@ struct Captured {
 };
 
 template <typename F>
-Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple, const std::string& input = "",
-                 bool interactive = false) {
+Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple,
+                 const std::string& input = "", bool interactive = false, bool progress = false) {
   Captured c;
   char* out_buf = nullptr;
   char* err_buf = nullptr;
@@ -33,7 +33,12 @@ Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple, const std
   std::FILE* out = open_memstream(&out_buf, &out_len);
   std::FILE* err = open_memstream(&err_buf, &err_len);
   std::FILE* in = fmemopen(const_cast<char*>(input.data()), input.size() + 1, "r");
-  ToolContext ctx{.out = out, .err = err, .in = in, .interactive = interactive, .format = format};
+  ToolContext ctx{.out = out,
+                  .err = err,
+                  .in = in,
+                  .interactive = interactive,
+                  .progress = progress,
+                  .format = format};
   c.rc = run(ctx);
   std::fclose(out);
   std::fclose(err);
@@ -55,11 +60,17 @@ std::string data_dir_with_log(const std::string& name) {
   Result<OpenedWal> w = Wal::open(dir + "/wal", WalOptions{.segment_bytes = kMinSegmentBytes});
   KVC_CHECK(w.ok(), "open");
   for (std::uint64_t i = 1; i <= 30; i += 3) {
-    KVC_CHECK(w->wal.append(raft::HardState{.term = wal_test::expected_term(i + 2), .vote = 2,
-                                            .commit = i},
-                            wal_test::expected_entries(i, i + 2)).ok(), "append");
+    KVC_CHECK(
+        w->wal
+            .append(raft::HardState{.term = wal_test::expected_term(i + 2), .vote = 2, .commit = i},
+                    wal_test::expected_entries(i, i + 2))
+            .ok(),
+        "append");
   }
-  KVC_CHECK(w->wal.save_snapshot(raft::SnapshotMeta{.index = 10, .term = 1, .conf = {{1, 2, 3}, {}}}).ok(), "snap");
+  KVC_CHECK(
+      w->wal.save_snapshot(raft::SnapshotMeta{.index = 10, .term = 1, .conf = {{1, 2, 3}, {}}})
+          .ok(),
+      "snap");
   KVC_CHECK(w->wal.sync().ok(), "sync");
   return dir;
 }
@@ -100,8 +111,8 @@ TEST(WalToolTest, InfoShowsTheLogInTextAndJson) {
   EXPECT_NE(text.out.find("hard_state:  term=1 vote=2 commit=28"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("status:      clean"), std::string::npos);
   EXPECT_TRUE(text.err.empty()) << text.err;
-  Captured json = capture([&](ToolContext& c) { return run_info(dir + "/wal", c); },
-                          OutputFormat::kJson);
+  Captured json =
+      capture([&](ToolContext& c) { return run_info(dir + "/wal", c); }, OutputFormat::kJson);
   EXPECT_EQ(json.rc, 0);
   EXPECT_EQ(json.out.front(), '{');
   EXPECT_EQ(json.out.substr(json.out.size() - 2), "}\n");
@@ -110,6 +121,21 @@ TEST(WalToolTest, InfoShowsTheLogInTextAndJson) {
                             "\"writer_running\":false", "\"damage\":null"}) {
     EXPECT_NE(json.out.find(field), std::string::npos) << field << "\n" << json.out;
   }
+}
+
+TEST(WalToolTest, InfoReportsDamageAndShowsProgressOnlyWhenAsked) {
+  const std::string dir = data_dir_with_log("tool_info_damage");
+  corrupt_entry(dir + "/wal", 15);
+  Captured quiet = capture([&](ToolContext& c) { return run_info(dir, c); });
+  EXPECT_EQ(quiet.rc, 0);
+  EXPECT_NE(quiet.out.find("status:      corruption in segment "), std::string::npos) << quiet.out;
+  EXPECT_NE(quiet.out.find("after index 14: checksum mismatch"), std::string::npos) << quiet.out;
+  EXPECT_TRUE(quiet.err.empty()) << quiet.err;
+  Captured shown = capture([&](ToolContext& c) { return run_verify(dir, c); },
+                           OutputFormat::kSimple, "", false, /*progress=*/true);
+  EXPECT_EQ(shown.rc, kExitCorruption);
+  EXPECT_NE(shown.err.find("\rkvc-wal: verifying "), std::string::npos) << shown.err;
+  EXPECT_EQ(shown.out.find('\r'), std::string::npos) << "progress leaked into the data";
 }
 
 TEST(WalToolTest, DumpPrintsEveryRecordAndFilters) {
@@ -124,8 +150,8 @@ TEST(WalToolTest, DumpPrintsEveryRecordAndFilters) {
       << all.out;
   EXPECT_NE(all.out.find("index=26 term=1 type=normal len=0 noop"), std::string::npos);
   DumpOptions only{.from = 5, .to = 7, .types = {RecordType::kEntry}};
-  Captured some = capture([&](ToolContext& c) { return run_dump(dir, only, c); },
-                          OutputFormat::kJson);
+  Captured some =
+      capture([&](ToolContext& c) { return run_dump(dir, only, c); }, OutputFormat::kJson);
   EXPECT_EQ(some.rc, 0);
   EXPECT_EQ(std::count(some.out.begin(), some.out.end(), '\n'), 3) << some.out;
   EXPECT_NE(some.out.find("\"type\":\"entry\",\"index\":5,\"term\":1,\"entry_type\":\"normal\""),
@@ -143,24 +169,29 @@ TEST(WalToolTest, DumpShowsBinaryValuesSafelyAndOverwrites) {
   {
     Result<OpenedWal> w = Wal::open(dir);
     ASSERT_TRUE(w.ok());
-    Command c{.op = CommandOp::kPut, .request_id = 1, .key = std::string("k\xff\x00", 3),
+    Command c{.op = CommandOp::kPut,
+              .request_id = 1,
+              .key = std::string("k\xff\x00", 3),
               .value = "line\n\"q\""};
     const std::vector<raft::Entry> first = {
         raft::Entry{.index = 1, .term = 1, .data = encode_command(c)},
         raft::Entry{.index = 2, .term = 1, .data = "\x07junk"},
-        raft::Entry{.index = 3, .term = 1, .type = raft::EntryType::kConfChange, .data = "\x01\x02"}};
+        raft::Entry{
+            .index = 3, .term = 1, .type = raft::EntryType::kConfChange, .data = "\x01\x02"}};
     ASSERT_TRUE(w->wal.append(std::nullopt, first).ok());
     const std::vector<raft::Entry> rewrite = {raft::Entry{.index = 2, .term = 2}};
     ASSERT_TRUE(w->wal.append(std::nullopt, rewrite).ok());
     ASSERT_TRUE(w->wal.sync().ok());
   }
   Captured text = capture([&](ToolContext& c) { return run_dump(dir, {}, c); });
-  EXPECT_NE(text.out.find("key=0x6bff00 value=\"line\\n\\\"q\\\"\""), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("key=0x6bff00 value=\"line\\n\\\"q\\\"\""), std::string::npos)
+      << text.out;
   EXPECT_NE(text.out.find("type=conf_change len=2 data=0x0102"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("index=2 term=2 type=normal len=0 replaces=2..3 noop"), std::string::npos)
       << text.out;
   EXPECT_NE(text.out.find("data=\"\\x07junk\" undecodable="), std::string::npos) << text.out;
-  Captured json = capture([&](ToolContext& c) { return run_dump(dir, {}, c); }, OutputFormat::kJson);
+  Captured json =
+      capture([&](ToolContext& c) { return run_dump(dir, {}, c); }, OutputFormat::kJson);
   EXPECT_NE(json.out.find("\"key\":\"a/8A\",\"key_encoding\":\"base64\""), std::string::npos)
       << json.out;
   EXPECT_NE(json.out.find("\"value\":\"line\\n\\\"q\\\"\",\"value_encoding\":\"utf8\""),
@@ -259,8 +290,8 @@ TEST(WalToolTest, RepairInPlaceSavesTheRemovedBytes) {
   const std::string dir = data_dir_with_log("tool_repair_inplace");
   tear_tail(dir + "/wal");
   const std::string backup = dir + "/backup";
-  ProcessResult r = run_process(
-      {KVC_WAL_BIN, "repair", dir, "--in-place", "--yes", "--backup-dir", backup});
+  ProcessResult r =
+      run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--yes", "--backup-dir", backup});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(run_process({KVC_WAL_BIN, "verify", dir}).exit_code, 0);
   std::string saved;
@@ -283,14 +314,15 @@ TEST(WalToolTest, CuttingAtCorruptionNeedsTheFlagAndReportsWhatIsLost) {
       run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run", "-o", "json"});
   EXPECT_EQ(plan.exit_code, 0) << plan.err;
   EXPECT_NE(plan.out.find("\"last_index_after\":19"), std::string::npos) << plan.out;
-  EXPECT_NE(plan.out.find("\"lost_readable\":{\"entry_records\":10,\"min_index\":21,\"max_index\":30}"),
-            std::string::npos)
+  EXPECT_NE(
+      plan.out.find("\"lost_readable\":{\"entry_records\":10,\"min_index\":21,\"max_index\":30}"),
+      std::string::npos)
       << plan.out;
   EXPECT_NE(plan.out.find("\"applied\":false"), std::string::npos);
   EXPECT_EQ(wal_test::slurp(wal_test::segment_paths(dir + "/wal").front()), before);
 
-  ProcessResult cut = run_process(
-      {KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt", "--yes"});
+  ProcessResult cut =
+      run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt", "--yes"});
   EXPECT_EQ(cut.exit_code, 0) << cut.out << cut.err;
   EXPECT_NE(cut.out.find("lost: every entry after index 19 on this member; readable in the "
                          "removed part: 10 entry record(s), indexes 21..30"),
@@ -304,6 +336,87 @@ TEST(WalToolTest, CuttingAtCorruptionNeedsTheFlagAndReportsWhatIsLost) {
   ASSERT_TRUE(w->log.hard_state.has_value());
   EXPECT_EQ(w->log.hard_state->vote, 2u);
   EXPECT_LE(w->log.hard_state->commit, 19u);
+}
+
+TEST(WalToolTest, ACutInPlaceMovesLaterSegmentsToTheBackupEvenOnAnotherFileSystem) {
+  const std::string dir = wal_test::fresh_dir("tool_cut_move");
+  const ProcessResult child = run_process({KVC_WAL_CHILD, dir, "160", "4096", "99"});
+  ASSERT_EQ(child.exit_code, 0) << child.out << child.err;
+  const std::vector<std::string> before = wal_test::segment_paths(dir);
+  ASSERT_GE(before.size(), 2u);
+  // Damage the second entry record of the oldest segment (its head records stay).
+  std::uint64_t offset = 0;
+  int entries = 0;
+  Result<WalSummary> s = scan_wal(dir, [&](const ScannedRecord& r) {
+    if (r.segment.file.path == before.front() && r.record.type == RecordType::kEntry &&
+        ++entries == 2) {
+      offset = r.offset;
+    }
+    return Status();
+  });
+  ASSERT_TRUE(s.ok());
+  ASSERT_GT(offset, 0u);
+  std::string bytes = wal_test::slurp(before.front());
+  bytes[offset + 3] = static_cast<char>(bytes[offset + 3] ^ 0x10);
+  wal_test::spit(before.front(), bytes);
+  // /dev/shm is tmpfs: moving the removed segments there is a copy, not a rename.
+  const std::string backup = wal_test::fresh_tmpfs_dir("cut_move_backup") + "/b";
+  ProcessResult r = run_process({KVC_WAL_BIN, "repair", dir, "--in-place", "--truncate-corrupt",
+                                 "--yes", "--backup-dir", backup});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(run_process({KVC_WAL_BIN, "verify", dir}).exit_code, 0);
+  EXPECT_EQ(wal_test::segment_paths(dir).size(), 1u);
+  for (std::size_t i = 1; i < before.size(); ++i) {
+    const std::string name = std::filesystem::path(before[i]).filename().string();
+    EXPECT_TRUE(std::filesystem::exists(backup + "/" + name)) << name;
+  }
+  std::filesystem::remove_all(std::filesystem::path(backup).parent_path());
+}
+
+TEST(WalToolTest, ACutKeepsTheNewestReadableMarkerOrRefusesWhenTheStartWouldBeLost) {
+  // Entries 1..150 in small segments, one marker at 60, the segments below it released: every
+  // remaining segment starts with a copy of the marker, the only thing covering 1..60.
+  const std::string dir = wal_test::fresh_dir("tool_cut_start");
+  {
+    Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = kMinSegmentBytes});
+    ASSERT_TRUE(w.ok());
+    for (std::uint64_t i = 1; i <= 150; ++i) {
+      ASSERT_TRUE(w->wal.append(std::nullopt, wal_test::expected_entries(i, i)).ok());
+      if (i == 60) {
+        ASSERT_TRUE(w->wal.save_snapshot(raft::SnapshotMeta{.index = 60, .term = 2}).ok());
+        ASSERT_TRUE(w->wal.sync().ok());
+        ASSERT_TRUE(w->wal.release_to(61).ok());
+      }
+    }
+    ASSERT_TRUE(w->wal.sync().ok());
+  }
+  // Where the marker's records are: the original, then a copy at the head of later segments.
+  std::vector<std::pair<std::string, std::uint64_t>> markers;
+  Result<WalSummary> scanned = scan_wal(dir, [&](const ScannedRecord& r) {
+    if (r.record.type == RecordType::kSnapshot) markers.emplace_back(r.segment.file.path, r.offset);
+    return Status();
+  });
+  ASSERT_TRUE(scanned.ok());
+  ASSERT_GE(markers.size(), 3u);
+  auto flip = [](const std::pair<std::string, std::uint64_t>& at) {
+    std::string bytes = wal_test::slurp(at.first);
+    bytes[at.second + 20] = static_cast<char>(bytes[at.second + 20] ^ 0x01);
+    wal_test::spit(at.first, bytes);
+  };
+  // The original is damaged: a cut there keeps a copy read from a later segment.
+  flip(markers[0]);
+  ProcessResult keeps =
+      run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run"});
+  EXPECT_EQ(keeps.exit_code, 0) << keeps.out << keeps.err;
+  EXPECT_NE(keeps.out.find("append snapshot marker index=60 term=2"), std::string::npos)
+      << keeps.out;
+  // Every copy is damaged: nothing would cover entries 1..56 any more.
+  for (std::size_t i = 1; i < markers.size(); ++i) flip(markers[i]);
+  const std::string oldest = wal_test::slurp(markers[0].first);
+  ProcessResult r = run_process({KVC_WAL_BIN, "repair", dir, "--truncate-corrupt", "--dry-run"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("would leave a log without its start"), std::string::npos) << r.err;
+  EXPECT_EQ(wal_test::slurp(markers[0].first), oldest);
 }
 
 TEST(WalToolTest, RepairAsksOnATerminalAndRefusesWithoutAnAnswer) {

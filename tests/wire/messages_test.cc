@@ -87,7 +87,7 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   EXPECT_EQ(*got, h);
 
   HelloReply r{.code = Code::kFailedPrecondition, .message = "wrong cluster", .cluster_id = 1,
-               .client_addr = "127.0.0.1:2379"};
+               .client_addr = "127.0.0.1:2379", .assigned_member_id = 77};
   std::string g;
   append_hello_reply(g, r);
   Result<Envelope> env2 = open_envelope(payload_of(g));

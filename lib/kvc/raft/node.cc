@@ -374,6 +374,7 @@ Status Node::step(const Message& m) {
   if (m.from == kNoNode || m.from == id_) {
     return Status::invalid_argument("raft: message with bad sender " + std::to_string(m.from));
   }
+  if (Status s = validate(m); !s.ok()) return s;
   const bool vote_req = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
   const bool from_leader = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
                            m.type == MessageType::kSnapshot;
@@ -428,6 +429,57 @@ Status Node::step(const Message& m) {
       break;
     case Role::kFollower:
       step_follower(m);
+      break;
+  }
+  return ok_status();
+}
+
+Status Node::validate(const Message& m) const {
+  // A message is decoded network bytes: anything the algorithm would trust blindly (and so
+  // could trip a KVC_CHECK) is checked here and refused with a Status.
+  const auto bad = [&](const std::string& why) {
+    return Status::invalid_argument("raft: malformed " + std::string(message_type_name(m.type)) +
+                                    " from " + std::to_string(m.from) + ": " + why);
+  };
+  switch (m.type) {
+    case MessageType::kAppend: {
+      if (m.log_term > m.term) return bad("log_term above term");
+      std::uint64_t prev_term = m.log_term;
+      for (std::size_t i = 0; i < m.entries.size(); ++i) {
+        const Entry& e = m.entries[i];
+        if (e.index != m.index + 1 + i) return bad("entries are not contiguous after index");
+        if (e.term < prev_term || e.term > m.term) return bad("entry terms out of order");
+        if (e.type != EntryType::kNormal && e.type != EntryType::kConfChange) {
+          return bad("unknown entry type");
+        }
+        prev_term = e.term;
+      }
+      break;
+    }
+    case MessageType::kAppendResp:
+      if (!m.reject && m.term == term_ && role_ == Role::kLeader && m.index > log_.last_index()) {
+        return bad("acknowledges index " + std::to_string(m.index) + " beyond our log");
+      }
+      break;
+    case MessageType::kSnapshot: {
+      if (m.snapshot.term > m.term) return bad("snapshot term above term");
+      const auto& v = m.snapshot.conf.voters;
+      const auto& l = m.snapshot.conf.learners;
+      if (!std::is_sorted(v.begin(), v.end()) || !std::is_sorted(l.begin(), l.end()) ||
+          std::adjacent_find(v.begin(), v.end()) != v.end() ||
+          std::adjacent_find(l.begin(), l.end()) != l.end()) {
+        return bad("snapshot membership not sorted and unique");
+      }
+      for (NodeId id : l) {
+        if (std::binary_search(v.begin(), v.end(), id)) return bad("voter is also a learner");
+      }
+      if (m.chunk.size() != m.chunk_length || m.snapshot_offset > m.snapshot_size ||
+          m.chunk_length > m.snapshot_size - m.snapshot_offset) {
+        return bad("chunk outside the snapshot");
+      }
+      break;
+    }
+    default:
       break;
   }
   return ok_status();
@@ -677,6 +729,7 @@ void Node::handle_snapshot(const Message& m) {
       commit_to(m.snapshot.index);
     } else {
       restore_snapshot(m.snapshot);
+      install_size_ = m.snapshot_size;
     }
   }
   send(std::move(r));
@@ -1134,7 +1187,7 @@ Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   if (!next.ok()) return next.status();
   if (cc.type == ConfChangeType::kPromoteLearner) {
     auto it = prs_.find(cc.node);
-    if (it == prs_.end() || it->second.match < commit_) {
+    if (it == prs_.end() || it->second.match + cfg_.promote_lag_slack < commit_) {
       return Status::failed_precondition("learner " + std::to_string(cc.node) +
                                          " has not caught up");
     }
@@ -1215,7 +1268,8 @@ void Node::report_snapshot(NodeId peer, bool ok) {
 }
 
 void Node::snapshot_available(const SnapshotMeta& meta, std::uint64_t size) {
-  if (local_snapshot_ && local_snapshot_->index >= meta.index) return;
+  // A newer snapshot replaces ours; one at the same index too (a remade file).
+  if (local_snapshot_ && local_snapshot_->index > meta.index) return;
   local_snapshot_ = meta;
   local_snapshot_size_ = size;
   snapshot_wanted_ = false;
@@ -1317,6 +1371,8 @@ void Node::advance(const Ready& rd) {
   KVC_CHECK(ready_outstanding_, "advance() without ready()");
   ready_outstanding_ = false;
   if (rd.snapshot && log_.snapshot_index() == rd.snapshot->index) {
+    // The installed snapshot is now this member's own: it can send it on if it leads.
+    snapshot_available(*rd.snapshot, install_size_);
     install_pending_index_ = 0;
     durable_ = std::max(durable_, rd.snapshot->index);
     applied_ = std::max(applied_, rd.snapshot->index);

@@ -106,6 +106,9 @@ struct Config {
   std::uint64_t max_uncommitted_bytes = 64ull << 20;  // propose() refuses beyond this; 0: no cap
   std::uint64_t snapshot_chunk_bytes = 1 << 20;       // bytes per kSnapshot message
   std::uint64_t max_apply_bytes = 64ull << 20;        // committed entry data per Ready
+  // A learner is promoted only when its match index is at most this far behind the commit
+  // index (0: it must have everything committed). A lag is safe, only slower to become useful.
+  std::uint64_t promote_lag_slack = 0;
   bool pre_vote = true;
   bool check_quorum = true;
   Rng* rng = nullptr;        // required; outlives the Node
@@ -180,7 +183,9 @@ struct Ready {
   std::vector<Message> messages_after_persist;  // send once this Ready is durable
   std::vector<Entry> committed;                 // apply, in order
   std::vector<ReadState> read_states;
-  std::optional<SnapshotMeta> snapshot;  // install the received snapshot (see the loop above)
+  // Install the received snapshot (see the loop above). Once installed it is this member's own
+  // snapshot, which it sends on if it leads, without a snapshot_available() call.
+  std::optional<SnapshotMeta> snapshot;
   std::vector<SnapshotChunk> snapshot_chunks;
   std::optional<ConfState> conf_state;  // the configuration changed (on append or restore)
   bool snapshot_wanted = false;  // a follower needs a snapshot and the caller has given none:
@@ -197,7 +202,9 @@ class Node {
 
   // Time passes by one tick: elections, heartbeats, CheckQuorum, retransmission.
   void tick();
-  // Handles a message from a peer. A malformed message (wrong `to`, unknown type) is a Status.
+  // Handles a message from a peer. A malformed message (wrong `to`, unknown type, entries that
+  // are not contiguous, an acknowledgement beyond our log, a chunk outside its snapshot...) is
+  // refused with kInvalidArgument and changes nothing.
   Status step(const Message& m);
   // Appends `data` as a normal entry. kNotLeader ("leader=N" in the message, N = leader()) when
   // not leader; kUnavailable during leadership transfer; kResourceExhausted when too much is
@@ -215,9 +222,12 @@ class Node {
   // The transport could not reach `peer`: the leader stops pipelining to it and probes.
   void report_unreachable(NodeId peer);
   // A kSnapshot message to `peer` could not be sent (ok=false): the transfer restarts later.
+  // (If the file is gone, make a new snapshot and call snapshot_available(); one at the same
+  // index replaces the lost one.)
   void report_snapshot(NodeId peer, bool ok);
   // The caller now has a snapshot at `meta` of `size` bytes, which the leader sends to members
-  // whose next entry was compacted away.
+  // whose next entry was compacted away. An older one is ignored; one at the same index
+  // replaces the current (e.g. a remade file).
   void snapshot_available(const SnapshotMeta& meta, std::uint64_t size);
   // Drops in-memory entries up to `index`. Requires index <= applied() (else
   // kInvalidArgument); the state machine must durably hold that index. A follower that later
@@ -300,6 +310,7 @@ class Node {
   bool promotable() const;  // a voter in its own configuration
 
   // Message handling.
+  Status validate(const Message& m) const;
   void send(Message m);
   void step_leader(const Message& m);
   void step_candidate(const Message& m);
@@ -384,7 +395,9 @@ class Node {
   bool snapshot_wanted_ = false;
   std::optional<Receiving> receiving_;
   std::optional<SnapshotMeta> pending_install_;
-  std::uint64_t install_pending_index_ = 0;  // restored, not yet acknowledged by advance()
+  // A snapshot restored by handle_snapshot, not yet acknowledged by advance(), and its size.
+  std::uint64_t install_pending_index_ = 0;
+  std::uint64_t install_size_ = 0;
   std::vector<SnapshotChunk> chunks_;
 
   // Ready bookkeeping.

@@ -154,10 +154,32 @@ Status Engine::Impl::open_data_dir() {
                                        " holds files but no identity: it is not a kvc member's "
                                        "data directory (or its identity file was removed)");
   }
-  if (options_.initial_cluster_state != "new") {
-    return Status::failed_precondition(
-        "--initial-cluster-state existing with an empty data directory: this member must be "
-        "added to the cluster first (kvc-ctl member add), then started with the flags it prints");
+  if (initial->empty()) {
+    return Status::invalid_argument(
+        "--initial-cluster is required to create a member (for a member joining a running "
+        "cluster: the members' names and peer addresses, as kvc-ctl member add prints them)");
+  }
+  if (options_.initial_cluster_state == "existing") {
+    // A member added with kvc-ctl member add: the cluster already chose its id.
+    std::vector<std::string> peers;
+    for (const storage::Member& m : initial->members) {
+      if (m.name != options_.name) peers.push_back(m.peer_addr);
+    }
+    Result<JoinAnswer> join = join_cluster(peers, options_.name, options_.cluster_token,
+                                           options_.join_timeout_ms);
+    if (!join.ok()) {
+      return join.status().with_context("joining the cluster as '" + options_.name + "'");
+    }
+    identity_.name = options_.name;
+    identity_.cluster_token = options_.cluster_token;
+    identity_.member_id = join->member_id;
+    identity_.cluster_id = join->cluster_id;
+    const PeerInfo& by = join->answered_by;
+    learned_[by.id] = {by.id, by.name, by.peer_addr, by.client_addr, false};
+    KVC_RETURN_IF_ERROR(data_dir_->write_identity(identity_));
+    spdlog::info("joined cluster={} as name={} id={} (told by {})", hex(identity_.cluster_id),
+                 identity_.name, hex(identity_.member_id), by.name);
+    return Status();
   }
   if (initial->empty()) {
     return Status::invalid_argument("--initial-cluster is required to create a new member");
@@ -193,6 +215,9 @@ Status Engine::Impl::open_storage() {
       data_dir_->state_dir(), {.map_size = options_.state_map_size});
   if (!st.ok()) return st.status();
   state_ = std::move(*st);
+  if (options_.force_new_cluster) {
+    KVC_RETURN_IF_ERROR(force_new_cluster(opened->log));
+  }
   incoming_snapshot_path_ = data_dir_->snap_dir() + "/incoming.tmp";
   // A transfer cut by a crash left a partial file: the leader starts it again.
   KVC_RETURN_IF_ERROR(storage::remove_temp_snapshots(data_dir_->snap_dir()));
@@ -204,20 +229,108 @@ Status Engine::Impl::open_storage() {
   return make_node(std::move(opened->log));
 }
 
+// Disaster recovery (--force-new-cluster): every entry this member's log holds is kept and
+// treated as committed (an acknowledged write reached a majority, and this member may hold it
+// without knowing it committed), then membership changes are appended that leave this member
+// the only voter. Written to the WAL and synced before the member starts, so it is done once.
+Status Engine::Impl::force_new_cluster(storage::RecoveredLog& log) {
+  const std::uint64_t d = state_->applied_index();
+  raft::ConfState conf = current_membership().to_conf_state();
+  std::uint64_t last = d;
+  std::uint64_t last_term = state_->applied_term();
+  for (const raft::Entry& e : log.entries) {
+    if (e.index <= d) continue;
+    if (e.type == raft::EntryType::kConfChange) {
+      Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+      if (cc.ok()) {
+        Result<raft::ConfState> next = raft::apply_conf_change(conf, *cc);
+        if (next.ok()) conf = *next;
+      }
+    }
+    last = e.index;
+    last_term = e.term;
+  }
+  raft::HardState hs = log.hard_state.value_or(raft::HardState{});
+  const std::uint64_t term = std::max(hs.term, last_term);
+  const std::uint64_t self = identity_.member_id;
+  std::vector<raft::Entry> extra;
+  auto add = [&](const raft::ConfChange& cc) {
+    Result<raft::ConfState> next = raft::apply_conf_change(conf, cc);
+    if (!next.ok()) return;
+    conf = *next;
+    extra.push_back({++last, term, raft::EntryType::kConfChange, raft::encode_conf_change(cc)});
+  };
+  if (raft::is_learner(conf, self)) add({raft::ConfChangeType::kPromoteLearner, self, ""});
+  if (!raft::is_voter(conf, self)) {
+    storage::Membership one;
+    one.members.push_back({self, identity_.name, options_.listen_peer, "", false});
+    add({raft::ConfChangeType::kAddVoter, self, storage::encode_membership(one)});
+  }
+  std::vector<std::uint64_t> others;
+  for (const auto* list : {&conf.voters, &conf.learners}) {
+    for (std::uint64_t id : *list) {
+      if (id != self) others.push_back(id);
+    }
+  }
+  for (std::uint64_t id : others) add({raft::ConfChangeType::kRemove, id, ""});
+  hs.term = term;
+  hs.commit = last;
+  KVC_RETURN_IF_ERROR(wal_->append(hs, extra));
+  KVC_RETURN_IF_ERROR(wal_->sync());
+  spdlog::warn("forced a new cluster: this member is now its only voter; kept every entry up to "
+               "index={} and removed {} other member(s); grow it again with kvc-ctl member add",
+               last, others.size());
+  for (raft::Entry& e : extra) log.entries.push_back(std::move(e));
+  log.hard_state = hs;
+  return Status();
+}
+
+// A new cluster's log starts with one committed "add voter" entry per bootstrap member, in id
+// order, at term 1: every bootstrap member writes the same entries, and a member that joins
+// later learns the whole membership by replaying the log from its start (as etcd does).
+Status Engine::Impl::bootstrap_log(storage::RecoveredLog& log) {
+  if (bootstrap_membership_.empty() || log.hard_state || !log.entries.empty() ||
+      log.snapshot || state_->applied_index() != 0) {
+    return Status();
+  }
+  std::vector<raft::Entry> entries;
+  for (const storage::Member& m : bootstrap_membership_.members) {
+    storage::Membership one;
+    one.members.push_back(m);
+    entries.push_back({entries.size() + 1, 1, raft::EntryType::kConfChange,
+                       raft::encode_conf_change({raft::ConfChangeType::kAddVoter, m.id,
+                                                 storage::encode_membership(one)})});
+  }
+  const raft::HardState hs{1, raft::kNoNode, entries.size()};
+  KVC_RETURN_IF_ERROR(wal_->append(hs, entries));
+  KVC_RETURN_IF_ERROR(wal_->sync());
+  log.entries = std::move(entries);
+  log.hard_state = hs;
+  return Status();
+}
+
 Status Engine::Impl::make_node(storage::RecoveredLog log) {
+  KVC_RETURN_IF_ERROR(bootstrap_log(log));
   // The state machine is the snapshot the log starts after: it durably holds everything up to
   // its applied index D (see docs/architecture.md, "Durability").
   const std::uint64_t d = state_->applied_index();
   const std::uint64_t d_term = state_->applied_term();
-  const storage::Membership& m =
-      state_->membership().empty() ? bootstrap_membership_ : state_->membership();
-  if (m.empty()) {
+  // The configuration the log starts from: the state's. A new member's is empty: the log's
+  // first entries (bootstrap_log), or the leader's log or snapshot for a member that joined,
+  // bring the members.
+  const storage::Membership& m = state_->membership();
+  if (m.empty() && d != 0) {
     return Status::failed_precondition("the state in " + data_dir_->state_dir() +
-                                       " has no membership and the identity names no initial "
-                                       "cluster");
+                                       " has no membership");
   }
   raft::RestoreState rs;
   rs.snapshot = {d, d_term, m.to_conf_state()};
+  if (wal_->last_index() < d) {
+    // The state is ahead of the log (restored from a snapshot by kvc-snap restore): the log
+    // continues after it, which the WAL records with a snapshot marker.
+    KVC_RETURN_IF_ERROR(wal_->save_snapshot(rs.snapshot));
+    KVC_RETURN_IF_ERROR(wal_->sync());
+  }
   if (log.hard_state) rs.hard_state = *log.hard_state;
   std::vector<raft::Entry> entries;
   std::uint64_t expect = d + 1;
@@ -251,6 +364,9 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   cfg.heartbeat_ticks = options_.heartbeat_ticks;
   cfg.rng = &rng_;
   cfg.logger = &raft_logger_;
+  // Under load a learner is always a few entries behind; the engine's own check (member
+  // promote) bounds the lag it accepts, so the core only refuses gross lag.
+  cfg.promote_lag_slack = options_.retained_entries / 10 + 100;
   Result<std::unique_ptr<raft::Node>> node = raft::Node::create(cfg, std::move(rs));
   if (!node.ok()) return node.status().with_context("restoring the raft state");
   node_ = std::move(*node);
@@ -289,6 +405,7 @@ Status Engine::Impl::bind_listeners() {
   po.peer_addr = self != nullptr && !self->peer_addr.empty() ? self->peer_addr
                                                               : options_.listen_peer;
   po.client_addr = advertise_client;
+  po.token_digest = join_token_digest(options_.cluster_token);
   peers_ = std::make_unique<PeerTransport>(
       &loop_, po,
       [this](raft::Message m) {
@@ -305,12 +422,15 @@ Status Engine::Impl::bind_listeners() {
         }
       },
       [this](const PeerInfo& info) {
+        const bool known = learned_.count(info.id) != 0 && !learned_[info.id].peer_addr.empty();
         storage::Member& m = learned_[info.id];
         m.id = info.id;
         if (!info.name.empty()) m.name = info.name;
         if (!info.peer_addr.empty() && m.peer_addr.empty()) m.peer_addr = info.peer_addr;
         if (!info.client_addr.empty()) m.client_addr = info.client_addr;
-      });
+        if (!known && !m.peer_addr.empty()) update_peers();
+      },
+      [this](const std::string& name) { return lookup_joining(name); });
   if (Status s = peers_->listen(*peer); !s.ok()) return s.with_context("--listen-peer");
   peer_bound_ = peers_->bound().to_string();
   storage::Member& me = learned_[identity_.member_id];
@@ -339,6 +459,7 @@ const storage::Member* Engine::Impl::member(std::uint64_t id) const {
 }
 
 void Engine::Impl::update_peers() {
+  if (stopped_) return;
   const raft::ConfState& conf = node_->conf_state();
   std::map<std::uint64_t, std::string> peers;
   for (const auto* list : {&conf.voters, &conf.learners}) {
@@ -348,7 +469,27 @@ void Engine::Impl::update_peers() {
       if (m != nullptr && !m->peer_addr.empty()) peers[id] = m->peer_addr;
     }
   }
+  // Members this one heard from but whose addition it has not seen yet (a joining member
+  // answers the leader before the log tells it who the members are).
+  for (const auto& [id, m] : learned_) {
+    if (id != identity_.member_id && !m.peer_addr.empty() && peers.count(id) == 0 &&
+        conf.voters.empty() && conf.learners.empty()) {
+      peers[id] = m.peer_addr;
+    }
+  }
   peers_->set_peers(peers);
+}
+
+Result<std::uint64_t> Engine::Impl::lookup_joining(const std::string& name) const {
+  const raft::ConfState& conf = node_->conf_state();
+  for (const auto& [id, m] : learned_) {
+    if (m.name == name && (raft::is_voter(conf, id) || raft::is_learner(conf, id))) return id;
+  }
+  const storage::Membership cur = current_membership();
+  if (const storage::Member* m = cur.find_name(name)) return m->id;
+  return Status::not_found("no member named '" + name +
+                           "' has been added to the cluster (kvc-ctl member add " + name +
+                           " PEER_ADDR)");
 }
 
 void Engine::Impl::learn_entries(const std::vector<raft::Entry>& entries) {
@@ -385,6 +526,7 @@ void Engine::Impl::on_check() {
   if (stopped_) return;
   if (!unsent_reads_.empty()) start_read_batch();
   process_ready();
+  if (!snapshot_sends_.empty()) pump_transfers();
 }
 
 void Engine::Impl::process_ready() {
@@ -482,27 +624,8 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
         return;
       }
       snapshot_files_[job->rd.snapshot->index] = adopted;
-      auto commit = [this, job] {
-        Status s2 = state_->commit_install(std::move(*job->staged));
-        if (!s2.ok() && s2.code() != Code::kFailedPrecondition) {
-          fatal(s2.with_context("installing a snapshot"));
-          return;
-        }
-        spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
-                     job->rd.snapshot->term);
-        disk_->post([this, job] {
-          Status s3 = wal_->save_snapshot(*job->rd.snapshot);
-          if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
-          if (s3.ok()) s3 = wal_->sync();
-          job->status = s3;
-          inbox_.post([this, job] { on_persisted(job); });
-        });
-      };
-      if (flushing_) {
-        install_waiting_ = job;  // after_flush resumes it
-        return;
-      }
-      commit();
+      install_waiting_ = job;
+      resume_install();
     });
   });
 }
@@ -578,80 +701,187 @@ void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
   }
   for (auto& cb : callbacks) cb(info);
   notify_leader_watchers();
+  settle_transfers();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Applying committed entries
 
 void Engine::Impl::apply_committed(const std::vector<raft::Entry>& entries) {
-  for (const raft::Entry& e : entries) {
-    if (e.index <= state_->applied_index()) continue;  // already in the state (replay)
-    if (e.type == raft::EntryType::kConfChange) {
-      Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
-      storage::Membership m = state_->membership().empty() ? bootstrap_membership_
-                                                            : state_->membership();
-      if (cc.ok()) {
-        const storage::Member* known = member(cc->node);
-        auto it = std::find_if(m.members.begin(), m.members.end(),
-                               [&](const storage::Member& x) { return x.id == cc->node; });
-        switch (cc->type) {
-          case raft::ConfChangeType::kAddVoter:
-          case raft::ConfChangeType::kAddLearner:
-            if (it == m.members.end()) {
-              storage::Member nm;
-              nm.id = cc->node;
-              if (known != nullptr) nm = *known;
-              nm.id = cc->node;
-              nm.learner = cc->type == raft::ConfChangeType::kAddLearner;
-              m.members.push_back(nm);
-              std::sort(m.members.begin(), m.members.end(),
-                        [](const auto& a, const auto& b) { return a.id < b.id; });
-            }
-            break;
-          case raft::ConfChangeType::kPromoteLearner:
-            if (it != m.members.end()) it->learner = false;
-            break;
-          case raft::ConfChangeType::kRemove:
-            if (it != m.members.end()) m.members.erase(it);
-            break;
-        }
-      } else {
-        spdlog::error("undecodable conf change entry index={} error={}", e.index,
-                      cc.status().message());
-      }
-      if (storage::validate_membership(m).ok() && !m.empty()) {
-        state_->apply_membership(e.index, e.term, std::move(m));
-      } else {
-        state_->apply_noop(e.index, e.term);
-      }
-      finish_waiter(e.index, e, std::nullopt, nullptr);
-      continue;
-    }
-    if (e.data.empty()) {
-      state_->apply_noop(e.index, e.term);
-      finish_waiter(e.index, e, std::nullopt, nullptr);
-      continue;
-    }
-    Result<storage::Command> cmd = storage::decode_command(e.data);
-    if (!cmd.ok()) {
-      // Every member fails the same way on the same bytes; stopping them all would make one
-      // bad entry an outage, so it is skipped loudly.
-      spdlog::error("skipping undecodable command index={} error={}", e.index,
-                    cmd.status().message());
-      state_->apply_noop(e.index, e.term);
-      finish_waiter(e.index, e, std::nullopt, nullptr);
-      continue;
-    }
-    Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
-    if (!r.ok()) {
-      fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
-      return;
-    }
-    finish_waiter(e.index, e, *cmd, &*r);
+  for (const raft::Entry& e : entries) apply_queue_.push_back(e);
+  drain_apply();
+}
+
+namespace {
+bool is_barrier(const raft::Entry& e) {
+  return e.type == raft::EntryType::kNormal && e.data.size() >= 2 &&
+         static_cast<std::uint8_t>(e.data[0]) == storage::kCommandVersion &&
+         static_cast<std::uint8_t>(e.data[1]) ==
+             static_cast<std::uint8_t>(storage::CommandOp::kBarrier);
+}
+}  // namespace
+
+// Applies queued committed entries in order. A barrier (kvc-ctl check hash) must be hashed at
+// exactly its index, which takes a flush of everything up to it: while another flush is still
+// running, applying stops at the barrier and after_flush() resumes it.
+void Engine::Impl::drain_apply() {
+  const std::uint64_t before = state_->applied_index();
+  while (!apply_queue_.empty() && !stopped_) {
+    const raft::Entry& e = apply_queue_.front();
+    const bool barrier = is_barrier(e) && e.index > state_->applied_index();
+    if (barrier && flushing_) break;
+    if (!apply_one(e)) return;
+    if (barrier) take_barrier_hash(e.index);
+    apply_queue_.pop_front();
   }
+  if (state_->applied_index() == before) return;
   node_->applied_to(state_->applied_index());
   notify_watchers();
   if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
+}
+
+storage::Membership Engine::Impl::current_membership() const { return state_->membership(); }
+
+void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
+  storage::Membership m = current_membership();
+  Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+  // The same rule the Raft core uses on append, so the stored membership and the core's
+  // configuration never disagree.
+  Result<raft::ConfState> next =
+      cc.ok() ? raft::apply_conf_change(m.to_conf_state(), *cc) : Result<raft::ConfState>(cc.status());
+  if (!next.ok()) {
+    spdlog::warn("conf change entry changes nothing index={} reason={}", e.index,
+                 next.status().message());
+    state_->apply_noop(e.index, e.term);
+    return;
+  }
+  auto it = std::find_if(m.members.begin(), m.members.end(),
+                         [&](const storage::Member& x) { return x.id == cc->node; });
+  switch (cc->type) {
+    case raft::ConfChangeType::kAddVoter:
+    case raft::ConfChangeType::kAddLearner: {
+      storage::Member nm;
+      if (const storage::Member* known = member(cc->node)) nm = *known;
+      nm.id = cc->node;
+      nm.learner = cc->type == raft::ConfChangeType::kAddLearner;
+      m.members.push_back(nm);
+      std::sort(m.members.begin(), m.members.end(),
+                [](const auto& a, const auto& b) { return a.id < b.id; });
+      spdlog::info("member added id={} name={} peer={} learner={} index={}", hex(nm.id), nm.name,
+                   nm.peer_addr, nm.learner, e.index);
+      break;
+    }
+    case raft::ConfChangeType::kPromoteLearner:
+      if (it != m.members.end()) it->learner = false;
+      spdlog::info("member promoted to voter id={} index={}", hex(cc->node), e.index);
+      break;
+    case raft::ConfChangeType::kRemove:
+      if (it != m.members.end()) m.members.erase(it);
+      spdlog::info("member removed id={} index={}", hex(cc->node), e.index);
+      if (cc->node != identity_.member_id) learned_.erase(cc->node);
+      break;
+  }
+  if (!storage::validate_membership(m).ok()) {
+    spdlog::error("conf change would make an invalid membership index={}", e.index);
+    state_->apply_noop(e.index, e.term);
+    return;
+  }
+  state_->apply_membership(e.index, e.term, std::move(m));
+  update_peers();
+  if (cc->type == raft::ConfChangeType::kRemove && cc->node == identity_.member_id &&
+      !removed_) {
+    removed_ = true;
+    spdlog::warn("this member was removed from the cluster index={}; stopping", e.index);
+    inbox_.post([this] {
+      fatal(Status::failed_precondition("this member was removed from the cluster"));
+    });
+  }
+}
+
+// Applies one committed entry; false after a fatal error.
+bool Engine::Impl::apply_one(const raft::Entry& e) {
+  if (e.index <= state_->applied_index()) return true;  // already in the state (replay)
+  if (e.type == raft::EntryType::kConfChange) {
+    apply_conf_entry(e);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+  if (e.data.empty()) {
+    state_->apply_noop(e.index, e.term);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+  Result<storage::Command> cmd = storage::decode_command(e.data);
+  if (!cmd.ok()) {
+    // Every member fails the same way on the same bytes; stopping them all would make one bad
+    // entry an outage, so it is skipped loudly.
+    spdlog::error("skipping undecodable command index={} error={}", e.index,
+                  cmd.status().message());
+    state_->apply_noop(e.index, e.term);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+  Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
+  if (!r.ok()) {
+    fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
+    return false;
+  }
+  finish_waiter(e.index, e, *cmd, &*r);
+  return true;
+}
+
+// Freezes the state exactly at a barrier's index, flushes it, and hashes LMDB at that index on
+// the flush thread (the owning thread never blocks on a whole-state scan).
+void Engine::Impl::take_barrier_hash(std::uint64_t index) {
+  KVC_CHECK(!flushing_, "a barrier hash needs the flush thread to itself");
+  KVC_CHECK_EQ(state_->applied_index(), index);
+  const bool frozen = state_->freeze();
+  KVC_CHECK(frozen, "the barrier was just applied, so there is something to freeze");
+  flushing_ = true;
+  pending_barrier_ = index;
+  last_flush_ms_ = uv_now(&loop_);
+  const std::uint64_t term = state_->applied_term();
+  const raft::ConfState conf = current_membership().to_conf_state();
+  flush_->post([this, index, term, conf] {
+    Status s = state_->flush();
+    Result<storage::StateMachine::IndexedHash> h =
+        s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
+    inbox_.post([this, s, h, index, term, conf] {
+      flushing_ = false;
+      pending_barrier_ = 0;
+      if (!s.ok()) {
+        fatal(s.with_context("flushing the state"));
+        return;
+      }
+      state_->retire_frozen();
+      std::uint64_t hash = 0;
+      Status hs = h.ok() ? Status() : h.status();
+      if (h.ok() && h->index != index) {
+        hs = Status::internal("hashed index " + std::to_string(h->index) + " instead of " +
+                              std::to_string(index));
+      }
+      if (hs.ok()) {
+        hash = h->hash;
+        barrier_hashes_[index] = hash;
+        while (barrier_hashes_.size() > 32) barrier_hashes_.erase(barrier_hashes_.begin());
+        spdlog::info("state hash at barrier index={} hash={:016x}", index, hash);
+      } else {
+        spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
+      }
+      auto waiting = hash_waiters_.find(index);
+      if (waiting != hash_waiters_.end()) {
+        for (PendingRead& pr : waiting->second) {
+          wire::Response r = base_response(pr.req.id);
+          r.revision = index;
+          r.hash = hash;
+          if (!hs.ok()) set_error(r, hs);
+          pr.reply(std::move(r));
+        }
+        hash_waiters_.erase(waiting);
+      }
+      after_flush(index, term, conf);
+    });
+  });
 }
 
 void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
@@ -662,11 +892,34 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
   Waiter w = std::move(it->second);
   waiters_.erase(it);
   wire::Response r = base_response(w.req.id);
-  if (!cmd || cmd->request_id != w.request_id || e.term != w.term) {
+  const bool ours = e.term == w.term && (w.conf_data.empty()
+                                             ? cmd && cmd->request_id == w.request_id
+                                             : e.data == w.conf_data);
+  if (!ours) {
     // Another entry took this index: ours was dropped by a leader change, never applied.
     r.code = Code::kUnavailable;
     r.message = "leadership changed before the request committed; it was not applied";
     w.reply(std::move(r));
+    return;
+  }
+  if (!w.conf_data.empty()) {
+    // A membership change: answer with the membership it produced.
+    const storage::Membership m = current_membership();
+    for (const storage::Member& mem : m.members) {
+      const storage::Member* known = member(mem.id);
+      r.members.push_back({mem.id, mem.name, mem.peer_addr,
+                           known != nullptr ? known->client_addr : mem.client_addr, mem.learner,
+                           mem.id == node_->leader()});
+    }
+    r.revision = e.index;
+    // kvc-ctl member add prints the new member's command line, which needs the token.
+    if (w.req.op == wire::Op::kMemberAdd) r.data = options_.cluster_token;
+    w.reply(std::move(r));
+    return;
+  }
+  if (w.req.op == wire::Op::kHash) {
+    // The barrier is applied; the hash arrives once it is flushed (take_barrier_hash).
+    hash_waiters_[index].push_back({std::move(w.req), std::move(w.reply), w.deadline});
     return;
   }
   r.revision = std::max(state_->revision(), result->revision);
@@ -713,17 +966,16 @@ void Engine::Impl::fatal(const Status& s) {
 // ---------------------------------------------------------------------------------------------
 // Flushing the state and snapshots
 
-void Engine::Impl::maybe_flush(bool force) {
-  if (stopped_ || flushing_ || snapshotting_) return;
+bool Engine::Impl::maybe_flush(bool force) {
+  if (stopped_ || flushing_) return false;
   const std::uint64_t now = uv_now(&loop_);
-  if (!force && now - last_flush_ms_ < options_.flush_interval_ms) return;
-  if (!state_->freeze()) return;
+  if (!force && now - last_flush_ms_ < options_.flush_interval_ms) return false;
+  if (!state_->freeze()) return false;
   last_flush_ms_ = now;
   flushing_ = true;
   const std::uint64_t index = state_->applied_index();
   const std::uint64_t term = state_->applied_term();
-  raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
-                                                       : state_->membership().to_conf_state();
+  raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
     Status s = state_->flush();
     inbox_.post([this, s, index, term, conf] {
@@ -736,6 +988,7 @@ void Engine::Impl::maybe_flush(bool force) {
       after_flush(index, term, conf);
     });
   });
+  return true;
 }
 
 void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf) {
@@ -756,27 +1009,35 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
       if (!s.ok()) spdlog::debug("raft compaction deferred index={} reason={}", compact_to, s.message());
     }
   }
-  if (install_waiting_) {
-    std::shared_ptr<PersistJob> job = std::move(install_waiting_);
-    install_waiting_.reset();
-    Status s = state_->commit_install(std::move(*job->staged));
-    if (!s.ok() && s.code() != Code::kFailedPrecondition) {
-      fatal(s.with_context("installing a snapshot"));
-      return;
-    }
-    disk_->post([this, job] {
-      Status s3 = wal_->save_snapshot(*job->rd.snapshot);
-      if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
-      if (s3.ok()) s3 = wal_->sync();
-      job->status = s3;
-      inbox_.post([this, job] { on_persisted(job); });
-    });
-  }
+  resume_install();
   if (shutdown_done_ && !flushing_) {
     auto done = std::move(shutdown_done_);
     shutdown_done_ = nullptr;
     done();
   }
+  // Applying may have stopped at a barrier waiting for this flush to finish.
+  if (!apply_queue_.empty()) drain_apply();
+}
+
+// A received snapshot waits until the flush thread is idle (commit_install needs it to be).
+void Engine::Impl::resume_install() {
+  if (!install_waiting_ || flushing_ || snapshotting_) return;
+  std::shared_ptr<PersistJob> job = std::move(install_waiting_);
+  install_waiting_.reset();
+  Status s = state_->commit_install(std::move(*job->staged));
+  if (!s.ok() && s.code() != Code::kFailedPrecondition) {
+    fatal(s.with_context("installing a snapshot"));
+    return;
+  }
+  spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
+               job->rd.snapshot->term);
+  disk_->post([this, job] {
+    Status s3 = wal_->save_snapshot(*job->rd.snapshot);
+    if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
+    if (s3.ok()) s3 = wal_->sync();
+    job->status = s3;
+    inbox_.post([this, job] { on_persisted(job); });
+  });
 }
 
 void Engine::Impl::make_snapshot_for_followers() {
@@ -788,6 +1049,7 @@ void Engine::Impl::make_snapshot_for_followers() {
     Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep);
     inbox_.post([this, info] {
       snapshotting_ = false;
+      resume_install();
       if (!info.ok()) {
         spdlog::error("cannot make a snapshot for a lagging member error={}",
                       info.status().message());
@@ -904,8 +1166,7 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
     }
     case wire::Op::kMemberList: {
       wire::Response r = base_response(req.id);
-      const storage::Membership& m =
-          state_->membership().empty() ? bootstrap_membership_ : state_->membership();
+      const storage::Membership& m = state_->membership();
       for (const storage::Member& mem : m.members) {
         const storage::Member* known = member(mem.id);
         r.members.push_back({mem.id, mem.name, mem.peer_addr,
@@ -915,11 +1176,26 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
       reply(std::move(r));
       return;
     }
+    case wire::Op::kMemberAdd:
+    case wire::Op::kMemberPromote:
+    case wire::Op::kMemberRemove:
+      member_change(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kTransferLeader:
+      transfer_leader(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kHash:
+      if (req.start_revision == 0) {
+        propose_barrier(std::move(req), std::move(reply));
+      } else {
+        answer_hash(std::move(req), std::move(reply));
+      }
+      return;
     default: {
       wire::Response r = base_response(req.id);
       r.code = Code::kInvalidArgument;
       r.message = "operation '" + std::string(wire::op_name(req.op)) +
-                  "' is not supported by this member";
+                  "' is not supported on this connection";
       reply(std::move(r));
       return;
     }
@@ -1134,6 +1410,22 @@ void Engine::Impl::sweep_deadlines() {
     it->second.reply(std::move(r));
     it = waiters_.erase(it);
   }
+  for (auto it = hash_waiters_.begin(); it != hash_waiters_.end();) {
+    std::vector<PendingRead> keep;
+    for (PendingRead& pr : it->second) {
+      if (pr.deadline > now) {
+        keep.push_back(std::move(pr));
+        continue;
+      }
+      wire::Response r = base_response(pr.req.id);
+      r.code = Code::kTimeout;
+      r.message = "no state hash at index " + std::to_string(it->first) + " within the timeout";
+      pr.reply(std::move(r));
+    }
+    it->second = std::move(keep);
+    it = it->second.empty() ? hash_waiters_.erase(it) : std::next(it);
+  }
+  settle_transfers();
   // A ReadIndex round can be lost with a leader change: retry it while time remains.
   const std::uint64_t retry_after = options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   for (auto it = read_batches_.begin(); it != read_batches_.end();) {
@@ -1158,6 +1450,271 @@ void Engine::Impl::sweep_deadlines() {
       ++it;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administration: membership, leadership, state hashes
+
+const storage::Member* Engine::Impl::find_member(const wire::Request& req) const {
+  const storage::Membership m = current_membership();
+  for (const storage::Member& mem : m.members) {
+    if ((req.member_id != 0 && mem.id == req.member_id) ||
+        (req.member_id == 0 && !req.name.empty() && mem.name == req.name)) {
+      return member(mem.id);
+    }
+  }
+  return nullptr;
+}
+
+std::set<std::uint64_t> Engine::Impl::reachable_voters() const {
+  std::set<std::uint64_t> out;
+  const raft::ConfState& conf = node_->conf_state();
+  for (const raft::PeerProgress& p : node_->progress()) {
+    if (!raft::is_voter(conf, p.id)) continue;
+    if (p.id == identity_.member_id || p.recent_active) out.insert(p.id);
+  }
+  if (raft::is_voter(conf, identity_.member_id)) out.insert(identity_.member_id);
+  return out;
+}
+
+std::uint64_t Engine::Impl::best_transfer_target(std::uint64_t excluding) const {
+  std::uint64_t best = 0, best_match = 0;
+  for (const raft::PeerProgress& p : node_->progress()) {
+    if (p.id == identity_.member_id || p.id == excluding || p.learner || !p.recent_active) continue;
+    if (best == 0 || p.match > best_match) {
+      best = p.id;
+      best_match = p.match;
+    }
+  }
+  return best;
+}
+
+void Engine::Impl::member_change(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  auto refuse = [&](Code code, std::string msg) {
+    r.code = code;
+    r.message = std::move(msg);
+    reply(std::move(r));
+  };
+  if (node_->role() != raft::Role::kLeader) {
+    return refuse(r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader,
+                  r.leader_id == raft::kNoNode ? "no leader" : "not the leader");
+  }
+  const raft::ConfState& conf = node_->conf_state();
+  const std::size_t voters = conf.voters.size();
+  const std::set<std::uint64_t> reachable = reachable_voters();
+  raft::ConfChange cc;
+  std::string what;
+  if (req.op == wire::Op::kMemberAdd) {
+    if (req.name.empty() || req.name.find_first_of(",= \t\n") != std::string::npos) {
+      return refuse(Code::kInvalidArgument, "a member name must be non-empty, without ',', '=' "
+                                            "or whitespace");
+    }
+    Result<net::Address> addr = net::parse_address(req.peer_addr);
+    if (!addr.ok()) return refuse(Code::kInvalidArgument, addr.status().message());
+    const storage::Membership m = current_membership();
+    for (const storage::Member& mem : m.members) {
+      if (mem.name == req.name) {
+        return refuse(Code::kAlreadyExists, "a member named '" + req.name + "' exists (id " +
+                                                hex(mem.id) + ")");
+      }
+      if (mem.peer_addr == addr->to_string()) {
+        return refuse(Code::kAlreadyExists,
+                      "member '" + mem.name + "' already uses peer address " + mem.peer_addr);
+      }
+    }
+    if (!req.learner && !req.force && reachable.size() < (voters + 1) / 2 + 1) {
+      return refuse(Code::kFailedPrecondition,
+                    "adding a voter now would leave the cluster without a quorum until it "
+                    "catches up (" + std::to_string(reachable.size()) + " of " +
+                        std::to_string(voters) + " voters reachable, " +
+                        std::to_string((voters + 1) / 2 + 1) +
+                        " needed): add it with --learner and promote it later, or use --force");
+    }
+    std::uint64_t id = 0;
+    while (id == 0 || m.find(id) != nullptr || learned_.count(id) != 0) id = random_u64();
+    storage::Membership one;
+    one.members.push_back({id, req.name, addr->to_string(), req.client_addr, req.learner});
+    cc = {req.learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter, id,
+          storage::encode_membership(one)};
+    learned_[id] = one.members.front();
+    what = "add " + req.name;
+  } else {
+    const storage::Member* target = find_member(req);
+    if (target == nullptr) {
+      return refuse(Code::kNotFound, "no member " +
+                                         (req.member_id != 0 ? hex(req.member_id) : req.name));
+    }
+    const std::uint64_t tid = target->id;
+    if (req.op == wire::Op::kMemberPromote) {
+      if (!raft::is_learner(conf, tid)) {
+        return refuse(Code::kFailedPrecondition, "member " + target->name + " is not a learner");
+      }
+      std::uint64_t match = 0;
+      bool active = false;
+      for (const raft::PeerProgress& p : node_->progress()) {
+        if (p.id == tid) {
+          match = p.match;
+          active = p.recent_active;
+        }
+      }
+      const std::uint64_t lag = node_->commit() > match ? node_->commit() - match : 0;
+      if (!req.force && (!active || lag > options_.retained_entries / 10 + 100)) {
+        return refuse(Code::kFailedPrecondition,
+                      "learner " + target->name + " has not caught up (" + std::to_string(lag) +
+                          " entries behind" + (active ? "" : ", not responding") +
+                          "); wait, or use --force");
+      }
+      cc = {raft::ConfChangeType::kPromoteLearner, tid, ""};
+      what = "promote " + target->name;
+    } else {
+      const bool voter = raft::is_voter(conf, tid);
+      if (voter && voters == 1) {
+        return refuse(Code::kFailedPrecondition, "cannot remove the last voter");
+      }
+      if (tid == identity_.member_id) {
+        // The leader leaves: hand leadership over first, then the new leader removes it
+        // (the client follows the redirect this answer carries).
+        const std::uint64_t target_id = best_transfer_target(tid);
+        if (target_id == 0) {
+          return refuse(Code::kUnavailable,
+                        "no caught-up voter to hand leadership to before removing the leader");
+        }
+        Status s = node_->transfer_leadership(target_id);
+        if (!s.ok()) return refuse(s.code(), s.message());
+        transfers_.push_back({std::move(req), std::move(reply), target_id,
+                              uv_now(&loop_) + 2 * options_.tick_ms *
+                                                   static_cast<std::uint64_t>(options_.election_ticks)});
+        return;
+      }
+      if (voter && !req.force) {
+        std::size_t left = reachable.size() - (reachable.count(tid) != 0 ? 1 : 0);
+        const std::size_t need = (voters - 1) / 2 + 1;
+        if (left < need) {
+          return refuse(Code::kFailedPrecondition,
+                        "removing " + target->name + " would leave " + std::to_string(left) +
+                            " reachable voters of the " + std::to_string(need) +
+                            " a quorum needs; use --force to remove it anyway");
+        }
+      }
+      cc = {raft::ConfChangeType::kRemove, tid, ""};
+      what = "remove " + target->name;
+    }
+  }
+  Result<std::uint64_t> index = node_->propose_conf_change(cc);
+  if (!index.ok()) {
+    std::string msg = index.status().message();
+    if (msg.find("in progress") != std::string::npos) msg += "; try again when it commits";
+    return refuse(index.status().code(), msg);
+  }
+  spdlog::info("membership change proposed change=\"{}\" index={}", what, *index);
+  waiters_[*index] = Waiter{0, node_->term(), req, std::move(reply), deadline_for(req),
+                            raft::encode_conf_change(cc)};
+}
+
+void Engine::Impl::transfer_leader(wire::Request req, Reply reply) {
+  const storage::Member* target = find_member(req);
+  wire::Response r = base_response(req.id);
+  if (target == nullptr) {
+    r.code = Code::kNotFound;
+    r.message = "no member " + (req.member_id != 0 ? hex(req.member_id) : req.name);
+    reply(std::move(r));
+    return;
+  }
+  if (!raft::is_voter(node_->conf_state(), target->id)) {
+    r.code = Code::kFailedPrecondition;
+    r.message = "member " + target->name + " is not a voter";
+    reply(std::move(r));
+    return;
+  }
+  if (node_->leader() == target->id) {
+    reply(std::move(r));  // already there
+    return;
+  }
+  if (node_->role() != raft::Role::kLeader) {
+    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
+    r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
+    reply(std::move(r));
+    return;
+  }
+  Status s = node_->transfer_leadership(target->id);
+  if (!s.ok()) {
+    set_error(r, s);
+    reply(std::move(r));
+    return;
+  }
+  const std::uint64_t wait = 2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  transfers_.push_back({std::move(req), std::move(reply), target->id, uv_now(&loop_) + wait});
+}
+
+// Answers leadership transfers (and removals of the old leader) once the leader changed or
+// their time is up.
+void Engine::Impl::settle_transfers() {
+  const std::uint64_t now = uv_now(&loop_);
+  for (auto it = transfers_.begin(); it != transfers_.end();) {
+    const bool moved = node_->leader() != raft::kNoNode && node_->leader() != identity_.member_id;
+    if (!moved && now < it->deadline) {
+      ++it;
+      continue;
+    }
+    wire::Response r = base_response(it->req.id);
+    if (it->req.op == wire::Op::kMemberRemove) {
+      // Not applied here: the client retries at the new leader, which removes this member.
+      r.code = moved ? Code::kNotLeader : Code::kUnavailable;
+      r.message = moved ? "leadership handed over before removing this member; ask the new leader"
+                        : "the leadership hand-over before the removal did not complete";
+    } else if (node_->leader() != it->target) {
+      r.code = moved ? Code::kUnavailable : Code::kTimeout;
+      r.message = moved ? "leadership moved to another member than the one asked for"
+                        : "the leadership transfer did not complete in time";
+    }
+    it->reply(std::move(r));
+    it = transfers_.erase(it);
+  }
+}
+
+void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  if (node_->role() != raft::Role::kLeader) {
+    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
+    r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
+    reply(std::move(r));
+    return;
+  }
+  storage::Command cmd;
+  cmd.op = storage::CommandOp::kBarrier;
+  cmd.request_id = ++request_seq_;
+  const std::uint64_t term = node_->term();
+  Result<std::uint64_t> index = node_->propose(storage::encode_command(cmd));
+  if (!index.ok()) {
+    set_error(r, index.status());
+    reply(std::move(r));
+    return;
+  }
+  const std::uint64_t deadline = deadline_for(req);
+  waiters_[*index] = Waiter{cmd.request_id, term, std::move(req), std::move(reply), deadline};
+}
+
+void Engine::Impl::answer_hash(wire::Request req, Reply reply) {
+  const std::uint64_t index = req.start_revision;
+  auto it = barrier_hashes_.find(index);
+  if (it != barrier_hashes_.end()) {
+    wire::Response r = base_response(req.id);
+    r.revision = index;
+    r.hash = it->second;
+    reply(std::move(r));
+    return;
+  }
+  if (state_->applied_index() >= index && pending_barrier_ != index) {
+    wire::Response r = base_response(req.id);
+    r.code = Code::kNotFound;
+    r.message = "this member has no state hash at index " + std::to_string(index) +
+                " (it applied that index before it last started, or it is not a barrier)";
+    reply(std::move(r));
+    return;
+  }
+  const std::uint64_t deadline = deadline_for(req);
+  hash_waiters_[index].push_back({std::move(req), std::move(reply), deadline});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1236,7 +1793,94 @@ void Engine::Impl::notify_watchers() {
   }
 }
 
-void Engine::Impl::notify_leader_watchers() {}
+void Engine::Impl::notify_leader_watchers() {
+  for (const auto& [key, w] : leader_watchers_) {
+    wire::Response r = base_response(w.id);
+    r.watch_id = w.id;
+    r.count = node_->term();
+    send_to_client(w.conn, r, false);
+  }
+}
+
+// kvc-ctl snapshot save: flush, write a snapshot file on the flush thread, then stream it to
+// the client in chunks, no faster than the client reads.
+void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
+  maybe_flush(true);
+  const std::string path =
+      data_dir_->snap_dir() + "/send-" + std::to_string(conn) + "-" + std::to_string(id) + ".tmp";
+  flush_->post([this, conn, id, path] {
+    Result<storage::SnapshotInfo> info = state_->write_snapshot(path);
+    inbox_.post([this, conn, id, path, info] {
+      if (!info.ok()) {
+        wire::Response r = base_response(id);
+        set_error(r, info.status());
+        r.done = true;
+        send_to_client(conn, r, true);
+        return;
+      }
+      Result<storage::UniqueFd> fd = storage::open_file(path, O_RDONLY);
+      // Unlinked at once: the open descriptor keeps the data until the transfer ends.
+      ::unlink(path.c_str());
+      if (!fd.ok() || clients_.count(conn) == 0) {
+        if (fd.ok()) return;
+        wire::Response r = base_response(id);
+        set_error(r, fd.status());
+        r.done = true;
+        send_to_client(conn, r, true);
+        return;
+      }
+      Transfer t;
+      t.conn = conn;
+      t.id = id;
+      t.path = path;
+      t.fd = std::move(*fd);
+      t.size = info->size_bytes;
+      t.index = info->header.index;
+      snapshot_sends_[++watcher_seq_] = std::move(t);
+      spdlog::info("streaming a snapshot to a client index={} bytes={}", info->header.index,
+                   info->size_bytes);
+      pump_transfers();
+    });
+  });
+}
+
+void Engine::Impl::pump_transfers() {
+  constexpr std::uint64_t kChunk = 1u << 20;
+  constexpr std::size_t kMaxQueued = 4u << 20;
+  for (auto it = snapshot_sends_.begin(); it != snapshot_sends_.end();) {
+    Transfer& t = it->second;
+    auto c = clients_.find(t.conn);
+    if (c == clients_.end()) {
+      it = snapshot_sends_.erase(it);
+      continue;
+    }
+    bool finished = false;
+    while (c->second.conn->output_bytes() < kMaxQueued) {
+      const std::uint64_t n = std::min(kChunk, t.size - t.offset);
+      Result<std::string> chunk = storage::pread_up_to(t.fd.get(), n, t.offset, t.path);
+      wire::Response r = base_response(t.id);
+      r.revision = t.index;
+      r.count = t.size;
+      if (!chunk.ok() || chunk->size() != n) {
+        r.code = Code::kIOError;
+        r.message = chunk.ok() ? "snapshot file shrank while it was sent" : chunk.status().message();
+        r.done = true;
+        send_to_client(t.conn, r, true);
+        finished = true;
+        break;
+      }
+      r.data = std::move(*chunk);
+      t.offset += n;
+      r.done = t.offset == t.size;
+      send_to_client(t.conn, r, r.done);
+      if (r.done) {
+        finished = true;
+        break;
+      }
+    }
+    it = finished ? snapshot_sends_.erase(it) : std::next(it);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Client connections
@@ -1346,6 +1990,26 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     cc.paused = true;
     conn.pause_reading();
   }
+  if (req->op == wire::Op::kWatchLeader) {
+    leader_watchers_[++watcher_seq_] = {conn_id, req->id};
+    wire::Response r = base_response(req->id);
+    r.watch_id = req->id;
+    r.count = node_->term();
+    send_to_client(conn_id, r, true);
+    return;
+  }
+  if (req->op == wire::Op::kSnapshotSave) {
+    if (stopping_) {
+      wire::Response r = base_response(req->id);
+      r.code = Code::kShuttingDown;
+      r.message = "member shutting down";
+      r.done = true;
+      send_to_client(conn_id, r, true);
+      return;
+    }
+    start_snapshot_save(conn_id, req->id);
+    return;
+  }
   if (req->op == wire::Op::kWatch) {
     Watcher w;
     w.id = req->id;
@@ -1381,6 +2045,9 @@ void Engine::Impl::send_to_client(std::uint64_t conn_id, const wire::Response& r
 
 void Engine::Impl::on_client_closed(std::uint64_t conn_id) {
   clients_.erase(conn_id);
+  for (auto it = leader_watchers_.begin(); it != leader_watchers_.end();) {
+    it = it->second.conn == conn_id ? leader_watchers_.erase(it) : std::next(it);
+  }
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     it = it->second.conn == conn_id ? watchers_.erase(it) : std::next(it);
   }
@@ -1448,8 +2115,7 @@ void Engine::Impl::finish_shutdown() {
     std::promise<Status> synced;
     const std::uint64_t index = state_->durable_index();
     const std::uint64_t term = state_->applied_term();
-    raft::ConfState conf = state_->membership().empty() ? bootstrap_membership_.to_conf_state()
-                                                         : state_->membership().to_conf_state();
+    raft::ConfState conf = current_membership().to_conf_state();
     disk_->post([this, &synced, index, term, conf] {
       Status s = wal_->sync();
       if (s.ok() && index > 0) s = wal_->save_snapshot({index, term, conf});

@@ -79,6 +79,7 @@ class Engine::Impl {
     wire::Request req;
     Reply reply;
     std::uint64_t deadline = 0;  // uv_now ms
+    std::string conf_data;       // a membership change: the entry data it proposed
   };
   struct PendingRead {
     wire::Request req;
@@ -106,6 +107,25 @@ class Engine::Impl {
     std::uint64_t inflight = 0;
     bool paused = false;
   };
+  struct LeaderWatcher {
+    std::uint64_t conn = 0;
+    std::uint64_t id = 0;
+  };
+  struct Transfer {  // a snapshot streamed to a client (kvc-ctl snapshot save)
+    std::uint64_t conn = 0;
+    std::uint64_t id = 0;
+    std::string path;
+    storage::UniqueFd fd;
+    std::uint64_t offset = 0;
+    std::uint64_t size = 0;
+    std::uint64_t index = 0;
+  };
+  struct PendingTransfer {  // leadership transfer (or a remove that waits for one)
+    wire::Request req;
+    Reply reply;
+    std::uint64_t target = 0;
+    std::uint64_t deadline = 0;
+  };
   struct PersistJob {
     raft::Ready rd;
     bool sync = false;
@@ -117,6 +137,7 @@ class Engine::Impl {
   Status open_data_dir();
   Status open_storage();
   Status make_node(storage::RecoveredLog log);
+  Status bootstrap_log(storage::RecoveredLog& log);
   Status bind_listeners();
 
   // Loop: time and Raft.
@@ -131,20 +152,38 @@ class Engine::Impl {
   void on_conf_state(const raft::ConfState& conf);
   void learn_entries(const std::vector<raft::Entry>& entries);
   void apply_committed(const std::vector<raft::Entry>& entries);
+  void drain_apply();
+  bool apply_one(const raft::Entry& e);
+  void apply_conf_entry(const raft::Entry& e);
+  void take_barrier_hash(std::uint64_t index);
   void finish_waiter(std::uint64_t index, const raft::Entry& e,
                      const std::optional<storage::Command>& cmd,
                      const storage::ApplyResult* result);
   void fatal(const Status& s);
 
   // Loop: state flushing and snapshots.
-  void maybe_flush(bool force);
+  bool maybe_flush(bool force);
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
   void make_snapshot_for_followers();
+  void resume_install();
   Status fill_snapshot_chunk(raft::Message& m);
 
   // Loop: requests.
   void handle_request(wire::Request req, Reply reply);
   void propose_write(wire::Request req, Reply reply);
+  void propose_barrier(wire::Request req, Reply reply);
+  void answer_hash(wire::Request req, Reply reply);
+  void member_change(wire::Request req, Reply reply);
+  void transfer_leader(wire::Request req, Reply reply);
+  void settle_transfers();
+  void start_snapshot_save(std::uint64_t conn, std::uint64_t id);
+  void pump_transfers();
+  // The member a request names (member_id, else name); nullptr when unknown.
+  const storage::Member* find_member(const wire::Request& req) const;
+  // Voters that answered the leader recently, this member included (leader only).
+  std::set<std::uint64_t> reachable_voters() const;
+  std::uint64_t best_transfer_target(std::uint64_t excluding) const;
+  storage::Membership current_membership() const;
   void queue_read(wire::Request req, Reply reply);
   void start_read_batch();
   void serve_reads();
@@ -172,6 +211,8 @@ class Engine::Impl {
   // handshakes taught (addresses of members being added, client addresses).
   const storage::Member* member(std::uint64_t id) const;
   void update_peers();
+  Result<std::uint64_t> lookup_joining(const std::string& name) const;
+  Status force_new_cluster(storage::RecoveredLog& log);
 
   EngineOptions options_;
   storage::Identity identity_;
@@ -210,7 +251,14 @@ class Engine::Impl {
   std::deque<ReadBatch> read_batches_;
   std::uint64_t read_seq_ = 0;
   std::map<std::uint64_t, Watcher> watchers_;             // by watcher key
-  std::map<std::uint64_t, std::uint64_t> leader_watchers_;  // key -> conn
+  std::map<std::uint64_t, LeaderWatcher> leader_watchers_;
+  std::deque<raft::Entry> apply_queue_;  // committed, not yet applied (a barrier may hold it)
+  std::map<std::uint64_t, std::uint64_t> barrier_hashes_;  // barrier index -> state hash
+  std::map<std::uint64_t, std::vector<PendingRead>> hash_waiters_;  // by barrier index
+  std::uint64_t pending_barrier_ = 0;  // a barrier whose hash the flush thread is computing
+  std::vector<PendingTransfer> transfers_;
+  std::map<std::uint64_t, Transfer> snapshot_sends_;  // by conn id
+  bool removed_ = false;
   std::uint64_t watcher_seq_ = 0;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
   std::uint64_t conn_seq_ = 0;

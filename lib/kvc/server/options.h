@@ -33,6 +33,10 @@ struct EngineOptions {
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;
+  std::uint64_t join_timeout_ms = 60000;  // a member being added waits this long for its id
+  // Disaster recovery: restart this member as the only member of its cluster, keeping every
+  // entry its log holds (see kvc-node(1), "DISASTER RECOVERY").
+  bool force_new_cluster = false;
 
   // Test-only deliberately broken behaviour, honoured only by builds with KVC_MUTATIONS (the
   // kvc-node-unsafe test binary); production builds refuse a non-empty value. It proves the

@@ -2,9 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
 
 #include "kvc/common/version.h"
+#include "kvc/storage/data_dir.h"
 #include "kvc/wire/messages.h"
 #include "kvc/wire/raft_codec.h"
 
@@ -22,14 +29,93 @@ std::string hex(std::uint64_t id) {
 
 }  // namespace
 
+std::string join_token_digest(const std::string& cluster_token) {
+  const std::uint64_t d = storage::derive_member_id(cluster_token, "kvc-join");
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(d >> (8 * i));
+  return out;
+}
+
+namespace {
+
+// One join attempt over a blocking socket with timeouts.
+Result<wire::HelloReply> ask_for_id(const std::string& address, const std::string& name,
+                                    const std::string& digest) {
+  Result<net::Address> a = net::parse_address(address);
+  if (!a.ok()) return a.status();
+  sockaddr_storage ss{};
+  KVC_RETURN_IF_ERROR(net::to_sockaddr(*a, &ss));
+  storage::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Status::from_errno("socket", errno);
+  timeval tv{1, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const socklen_t len = ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+    return Status::unavailable("connect to " + address + ": " + std::strerror(errno));
+  }
+  std::string hello;
+  wire::append_hello(hello, {.role = wire::Role::kPeer, .name = name,
+                             .software_version = kvc::version(), .proof = digest});
+  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), hello, address));
+  wire::FrameDecoder decoder(1 << 20);
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n <= 0) return Status::unavailable("no answer from " + address);
+    decoder.feed(buf, static_cast<std::size_t>(n));
+    std::string_view payload;
+    bool has = false;
+    KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
+    if (!has) continue;
+    Result<wire::Envelope> env = wire::open_envelope(payload);
+    if (!env.ok()) return env.status();
+    if (env->kind != wire::FrameKind::kHelloReply) {
+      return Status::corruption("unexpected answer from " + address);
+    }
+    return wire::decode_hello_reply(*env->body);
+  }
+}
+
+}  // namespace
+
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
+                                const std::string& name, const std::string& cluster_token,
+                                std::uint64_t timeout_ms) {
+  if (peer_addrs.empty()) return Status::invalid_argument("no peer to ask for this member's id");
+  const std::string digest = join_token_digest(cluster_token);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  Status last;
+  for (std::size_t round = 0;; ++round) {
+    for (const std::string& addr : peer_addrs) {
+      Result<wire::HelloReply> r = ask_for_id(addr, name, digest);
+      if (r.ok() && r->code == Code::kOk && r->assigned_member_id != 0) {
+        JoinAnswer a;
+        a.member_id = r->assigned_member_id;
+        a.cluster_id = r->cluster_id;
+        a.answered_by = {r->member_id, r->name, addr, r->client_addr};
+        return a;
+      }
+      last = r.ok() ? Status(r->code, addr + ": " + r->message) : r.status();
+      if (r.ok() && r->code == Code::kFailedPrecondition) return last;  // wrong token: final
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    if (round == 0) spdlog::info("waiting for the cluster to know this member name={} ({})", name, last.message());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return Status::unavailable("no member of the cluster could tell this member's id: " +
+                             last.message());
+}
+
 PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
                              MessageHandler on_message, UnreachableHandler on_unreachable,
-                             PeerInfoHandler on_peer_info)
+                             PeerInfoHandler on_peer_info, JoinHandler on_join)
     : loop_(loop),
       options_(std::move(options)),
       on_message_(std::move(on_message)),
       on_unreachable_(std::move(on_unreachable)),
       on_peer_info_(std::move(on_peer_info)),
+      on_join_(std::move(on_join)),
       listener_(loop, {.max_frame_bytes = options_.max_frame_bytes,
                        .pause_reading_above = options_.max_queued_bytes,
                        .close_above = options_.max_queued_bytes * 4}) {}
@@ -251,6 +337,29 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
                            .name = options_.name, .software_version = kvc::version(),
                            .client_addr = options_.client_addr};
     Status refuse;
+    if (hello.ok() && hello->role == wire::Role::kPeer && hello->member_id == 0 &&
+        hello->cluster_id == 0 && hello->protocol_version == wire::kProtocolVersion) {
+      // A member being added asks for its id (kvc-node --initial-cluster-state existing).
+      Result<std::uint64_t> id = hello->proof == options_.token_digest
+                                     ? on_join_(hello->name)
+                                     : Result<std::uint64_t>(Status::failed_precondition(
+                                           "cluster token mismatch (check --cluster-token)"));
+      if (id.ok()) {
+        reply.assigned_member_id = *id;
+        spdlog::info("told joining member its id name={} id={} from={}", hello->name, hex(*id),
+                     conn.peer());
+      } else {
+        reply.code = id.status().code();
+        reply.message = id.status().message();
+        spdlog::warn("refusing join name={} from={} reason={}", hello->name, conn.peer(),
+                     id.status().message());
+      }
+      std::string out;
+      wire::append_hello_reply(out, reply);
+      conn.send(out);
+      conn.close_after_flush(Status::unavailable("join answered"));
+      return;
+    }
     if (!hello.ok()) {
       refuse = hello.status();
     } else if (hello->protocol_version != wire::kProtocolVersion) {

@@ -33,16 +33,38 @@ struct PeerTransportOptions {
   std::size_t max_frame_bytes = 16u << 20;
   std::size_t max_queued_bytes = 32u << 20;  // per link; beyond this messages are dropped
   std::uint64_t connect_timeout_ms = 1000;
+  // A member being added to the cluster dials a peer with member id 0 and this digest of the
+  // cluster token (join_token_digest) to learn its id; see PeerTransport::JoinHandler.
+  std::string token_digest;
 };
+
+// The token digest a joining member presents: 8 bytes, derived from the cluster token.
+std::string join_token_digest(const std::string& cluster_token);
+
+struct JoinAnswer {
+  std::uint64_t member_id = 0;   // assigned to the joining member
+  std::uint64_t cluster_id = 0;
+  PeerInfo answered_by;          // the member that answered
+};
+
+// Blocking, before the member's loop starts: asks the members at `peer_addrs`, in turn and
+// repeatedly until `timeout_ms`, which id the cluster assigned to `name` (kvc-ctl member add
+// must have been run first). Fails with the last answer's reason.
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
+                                const std::string& name, const std::string& cluster_token,
+                                std::uint64_t timeout_ms);
 
 class PeerTransport {
  public:
   using MessageHandler = std::function<void(raft::Message)>;
   using UnreachableHandler = std::function<void(std::uint64_t id, bool snapshot)>;
   using PeerInfoHandler = std::function<void(const PeerInfo&)>;
+  // Returns the id the cluster assigned to a member added under `name`, or why not.
+  using JoinHandler = std::function<Result<std::uint64_t>(const std::string& name)>;
 
   PeerTransport(uv_loop_t* loop, PeerTransportOptions options, MessageHandler on_message,
-                UnreachableHandler on_unreachable, PeerInfoHandler on_peer_info);
+                UnreachableHandler on_unreachable, PeerInfoHandler on_peer_info,
+                JoinHandler on_join);
   ~PeerTransport();
 
   Status listen(const net::Address& address);
@@ -79,6 +101,7 @@ class PeerTransport {
   MessageHandler on_message_;
   UnreachableHandler on_unreachable_;
   PeerInfoHandler on_peer_info_;
+  JoinHandler on_join_;
   net::Listener listener_;
   std::map<std::uint64_t, Link> links_;
   std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;

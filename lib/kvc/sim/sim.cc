@@ -700,7 +700,8 @@ void Cluster::membership_op() {
   int live_members = 0;
   for (auto& [id, m] : members_) live_members += m.removed ? 0 : 1;
   if (r < 5 && live_members < kMaxMembers) {
-    cc.type = ConfChangeType::kAddLearner;
+    // Mostly learners (promoted later), sometimes a voter at once.
+    cc.type = chance(4) ? ConfChangeType::kAddVoter : ConfChangeType::kAddLearner;
     cc.node = next_id_;
   } else if (r < 7 && !conf.learners.empty()) {
     cc.type = ConfChangeType::kPromoteLearner;
@@ -719,7 +720,7 @@ void Cluster::membership_op() {
         (idx.ok() ? "index " + std::to_string(*idx) : idx.status().to_string()));
   if (!idx.ok()) return;
   ++result_.stats.conf_changes;
-  if (cc.type == ConfChangeType::kAddLearner) {
+  if (cc.type == ConfChangeType::kAddLearner || cc.type == ConfChangeType::kAddVoter) {
     raft::RestoreState fresh;  // empty: it learns everything from the leader
     add_member(next_id_++, std::move(fresh), true);
   }

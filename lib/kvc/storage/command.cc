@@ -61,6 +61,7 @@ std::string_view command_op_name(CommandOp op) {
     case CommandOp::kDelete: return "delete";
     case CommandOp::kDeletePrefix: return "delete_prefix";
     case CommandOp::kCas: return "cas";
+    case CommandOp::kBarrier: return "barrier";
   }
   return "unknown";
 }
@@ -75,7 +76,8 @@ std::string encode_command(const Command& c) {
   switch (c.op) {
     case CommandOp::kPut: put_string(out, c.value); break;
     case CommandOp::kDelete:
-    case CommandOp::kDeletePrefix: break;
+    case CommandOp::kDeletePrefix:
+    case CommandOp::kBarrier: break;
     case CommandOp::kCas:
       put_varint(out, c.expect_revision);
       put_string(out, c.value);
@@ -92,7 +94,7 @@ Result<Command> decode_command(std::string_view in) {
   }
   Command c;
   const auto op = static_cast<std::uint8_t>(in[1]);
-  if (op < 1 || op > 4) return Status::corruption("command: unknown op " + std::to_string(op));
+  if (op < 1 || op > 5) return Status::corruption("command: unknown op " + std::to_string(op));
   c.op = static_cast<CommandOp>(op);
   in.remove_prefix(2);
   if (!get_varint(in, c.request_id)) return Status::corruption("command: truncated request id");

@@ -8,6 +8,8 @@
 //   op 2 delete        key
 //   op 3 delete_prefix prefix                     (an empty prefix deletes every key)
 //   op 4 cas           key, varint expect_revision, value   (expect 0: key must not exist)
+//   op 5 barrier       key (empty)   changes nothing; marks an index every member hashes its
+//                                    state at (kvc-ctl check hash)
 // Nothing may follow the last field. An entry with empty data is the leader's no-op.
 #pragma once
 
@@ -26,6 +28,7 @@ enum class CommandOp : std::uint8_t {
   kDelete = 2,
   kDeletePrefix = 3,
   kCas = 4,
+  kBarrier = 5,
 };
 
 struct Command {

@@ -24,21 +24,27 @@ std::uint64_t get_u64(const char* p) {
 
 std::size_t payload_size(const Record& r) {
   switch (r.type) {
-    case RecordType::kEntry: return kEntryPayloadFixedBytes + r.entry.data.size();
-    case RecordType::kHardState: return kHardStatePayloadBytes;
+    case RecordType::kEntry:
+      return kEntryPayloadFixedBytes + r.entry.data.size();
+    case RecordType::kHardState:
+      return kHardStatePayloadBytes;
     case RecordType::kSnapshot:
-      return kSnapshotPayloadMinBytes + 8 * (r.snapshot.conf.voters.size() +
-                                             r.snapshot.conf.learners.size());
+      return kSnapshotPayloadMinBytes +
+             8 * (r.snapshot.conf.voters.size() + r.snapshot.conf.learners.size());
   }
   return 0;
 }
 
 std::size_t min_payload(std::uint8_t type) {
   switch (type) {
-    case 1: return kEntryPayloadFixedBytes;
-    case 2: return kHardStatePayloadBytes;
-    case 3: return kSnapshotPayloadMinBytes;
-    default: return 0;
+    case 1:
+      return kEntryPayloadFixedBytes;
+    case 2:
+      return kHardStatePayloadBytes;
+    case 3:
+      return kSnapshotPayloadMinBytes;
+    default:
+      return 0;
   }
 }
 
@@ -46,9 +52,12 @@ std::size_t min_payload(std::uint8_t type) {
 
 std::string_view record_type_name(RecordType type) {
   switch (type) {
-    case RecordType::kEntry: return "entry";
-    case RecordType::kHardState: return "hard_state";
-    case RecordType::kSnapshot: return "snapshot";
+    case RecordType::kEntry:
+      return "entry";
+    case RecordType::kHardState:
+      return "hard_state";
+    case RecordType::kSnapshot:
+      return "snapshot";
   }
   return "unknown";
 }
@@ -127,8 +136,7 @@ std::size_t begin_record(std::string& out, RecordType type, std::size_t payload_
 }
 
 void seal(std::string& out, std::uint32_t salt, std::size_t start) {
-  const std::string_view payload =
-      std::string_view(out).substr(start + kRecordHeaderBytes);
+  const std::string_view payload = std::string_view(out).substr(start + kRecordHeaderBytes);
   const std::uint32_t crc = record_crc(salt, out.data() + start, payload);
   for (std::size_t i = 0; i < 4; ++i) out[start + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
 }
@@ -192,7 +200,8 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
       std::size_t pos = 16;
       const std::uint64_t voters = get_u32(p.data() + pos);
       pos += 4;
-      if (voters > (p.size() - pos) / 8) return Status::corruption("snapshot voter count too large");
+      if (voters > (p.size() - pos) / 8)
+        return Status::corruption("snapshot voter count too large");
       for (std::uint64_t i = 0; i < voters; ++i, pos += 8) {
         r.snapshot.conf.voters.push_back(get_u64(p.data() + pos));
       }
@@ -213,12 +222,18 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
 
 std::string_view record_check_name(RecordCheck check) {
   switch (check) {
-    case RecordCheck::kOk: return "ok";
-    case RecordCheck::kZero: return "zero header";
-    case RecordCheck::kTruncated: return "truncated record";
-    case RecordCheck::kBadHeader: return "bad record header";
-    case RecordCheck::kBadChecksum: return "checksum mismatch";
-    case RecordCheck::kBadPayload: return "undecodable payload";
+    case RecordCheck::kOk:
+      return "ok";
+    case RecordCheck::kZero:
+      return "zero header";
+    case RecordCheck::kTruncated:
+      return "truncated record";
+    case RecordCheck::kBadHeader:
+      return "bad record header";
+    case RecordCheck::kBadChecksum:
+      return "checksum mismatch";
+    case RecordCheck::kBadPayload:
+      return "undecodable payload";
   }
   return "unknown";
 }

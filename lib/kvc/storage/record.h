@@ -69,11 +69,11 @@ Result<Record> decode_payload(RecordType type, std::string_view payload);
 // Why the bytes at a record position are not a record.
 enum class RecordCheck : std::uint8_t {
   kOk,
-  kZero,          // twelve zero bytes: nothing was ever written here
-  kTruncated,     // the header or the payload runs past the end of the data
-  kBadHeader,     // unknown type, non-zero reserved bytes, or a length out of range
-  kBadChecksum,   // the CRC does not match
-  kBadPayload,    // the CRC matches but the payload does not decode (a writer bug)
+  kZero,         // twelve zero bytes: nothing was ever written here
+  kTruncated,    // the header or the payload runs past the end of the data
+  kBadHeader,    // unknown type, non-zero reserved bytes, or a length out of range
+  kBadChecksum,  // the CRC does not match
+  kBadPayload,   // the CRC matches but the payload does not decode (a writer bug)
 };
 std::string_view record_check_name(RecordCheck check);
 

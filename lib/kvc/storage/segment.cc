@@ -113,10 +113,10 @@ bool parse_segment_file_name(std::string_view name, std::uint64_t* seq,
 std::uint32_t random_salt() {
   std::uint32_t v = 0;
   if (::getrandom(&v, sizeof v, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof v)) return v;
-  const auto t = static_cast<std::uint64_t>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
-  const std::uint64_t mix = (t ^ (static_cast<std::uint64_t>(::getpid()) << 32)) *
-                            0x9e3779b97f4a7c15ull;
+  const auto t =
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  const std::uint64_t mix =
+      (t ^ (static_cast<std::uint64_t>(::getpid()) << 32)) * 0x9e3779b97f4a7c15ull;
   return static_cast<std::uint32_t>(mix >> 32);
 }
 
@@ -187,8 +187,8 @@ Result<bool> SegmentScanner::next(Record& out, std::uint64_t& offset, std::uint3
   Result<std::string_view> rb = source_.read(pos_, static_cast<std::size_t>(total));
   if (!rb.ok()) return rb.status();
   std::string why;
-  const RecordCheck rc = rb->size() < total ? RecordCheck::kTruncated
-                                            : check_record(header_.salt, *rb, &out, &why);
+  const RecordCheck rc =
+      rb->size() < total ? RecordCheck::kTruncated : check_record(header_.salt, *rb, &out, &why);
   if (rc != RecordCheck::kOk) {
     KVC_RETURN_IF_ERROR(finish(rc, why));
     return false;

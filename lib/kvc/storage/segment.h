@@ -51,8 +51,7 @@ Result<SegmentHeader> decode_segment_header(std::string_view bytes);
 
 std::string segment_file_name(std::uint64_t seq, std::uint64_t first_index);
 // True when `name` is exactly a segment file name; fills seq and first index.
-bool parse_segment_file_name(std::string_view name, std::uint64_t* seq,
-                             std::uint64_t* first_index);
+bool parse_segment_file_name(std::string_view name, std::uint64_t* seq, std::uint64_t* first_index);
 
 // Random bits for a new segment's salt (getrandom, else a clock and pid mix).
 std::uint32_t random_salt();
@@ -108,8 +107,8 @@ Result<std::uint64_t> nonzero_end(ByteSource& source, std::uint64_t from);
 
 // Where and how the whole records of a segment end.
 struct SegmentEnd {
-  bool clean = true;         // only zero bytes (or nothing) after `offset`
-  std::uint64_t offset = 0;  // one past the last whole record
+  bool clean = true;                      // only zero bytes (or nothing) after `offset`
+  std::uint64_t offset = 0;               // one past the last whole record
   RecordCheck reason = RecordCheck::kOk;  // why the bytes at `offset` are no record (damage)
   std::string detail;                     // the decoder's message for kBadPayload
   std::uint64_t nonzero_end = 0;  // one past the last non-zero byte (damage, no valid record after)

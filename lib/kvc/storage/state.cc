@@ -643,6 +643,8 @@ Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term,
   bool changed = false;
   const bool key_ok = !c.key.empty() && c.key.size() <= kMaxKeyBytes;
   switch (c.op) {
+    case CommandOp::kBarrier:
+      break;  // changes nothing: only the applied index moves
     case CommandOp::kPut:
     case CommandOp::kCas: {
       if (!key_ok || c.value.size() > kMaxValueBytes) {

@@ -18,7 +18,8 @@ Status write_zeros(int fd, std::uint64_t from, std::uint64_t to, const std::stri
   const std::string zeros(static_cast<std::size_t>(std::min<std::uint64_t>(kZeroChunk, to - from)),
                           '\0');
   while (from < to) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), to - from));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), to - from));
     KVC_RETURN_IF_ERROR(pwrite_all(fd, std::string_view(zeros).substr(0, n), from, path));
     from += n;
   }
@@ -43,8 +44,8 @@ std::string RecoveryReport::describe() const {
 Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   if (options.segment_bytes < kMinSegmentBytes) {
     return Status::invalid_argument("wal segment size " + std::to_string(options.segment_bytes) +
-                                    " is below the minimum of " +
-                                    std::to_string(kMinSegmentBytes) + " bytes");
+                                    " is below the minimum of " + std::to_string(kMinSegmentBytes) +
+                                    " bytes");
   }
   KVC_RETURN_IF_ERROR(make_dirs(dir, 0700));
   RecoveredLog recovered;
@@ -89,7 +90,8 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   if (summary.damage && summary.damage->kind == DamageKind::kCorruption) {
     return Status::corruption("wal " + dir + ": " + summary.damage->describe() +
                               "; refusing to start on a damaged log (inspect it with 'kvc-wal "
-                              "verify " + dir + "'; repair is described in kvc-wal(1))");
+                              "verify " +
+                              dir + "'; repair is described in kvc-wal(1))");
   }
   Wal wal(dir, options);
   if (summary.damage) {
@@ -213,14 +215,11 @@ Status Wal::write_records(const raft::SnapshotMeta* marker, std::span<const raft
 
   Segment& seg = segments_.back();
   if (Status s = pwrite_all(fd_.get(), scratch_, offset_, seg.path); !s.ok()) {
-    // Part of the batch may be in the file. Put the zeros back and make that durable, so the
-    // log is exactly as before this call and no half batch can be read after a crash.
-    Status undo = write_zeros(fd_.get(), offset_, offset_ + need, seg.path);
-    if (undo.ok()) undo = fdatasync_fd(fd_.get(), seg.path);
-    if (!undo.ok()) return fail(Status::io_error(s.message() + "; undoing it failed: " +
-                                                 undo.message()));
-    unsynced_ = false;
-    durable_snapshot_ = log_.snapshot;
+    // Part of the batch may be in the file. Remove it durably, so the log is exactly as before
+    // this call and no half batch can be read after a crash.
+    if (Status undo = undo_write(need); !undo.ok()) {
+      return fail(Status::io_error(s.message() + "; undoing it failed: " + undo.message()));
+    }
     if (s.code() == Code::kResourceExhausted) {
       return Status::resource_exhausted(
           s.message() + " (nothing of this append was kept; retry when there is space)");
@@ -232,6 +231,27 @@ Status Wal::write_records(const raft::SnapshotMeta* marker, std::span<const raft
   offset_ += need;
   unsynced_ = true;
   KVC_CHECK_LE(offset_, capacity_);
+  return Status();
+}
+
+Status Wal::undo_write(std::uint64_t bytes) {
+  const std::string& path = segments_.back().path;
+  if (!write_zeros(fd_.get(), offset_, offset_ + bytes, path).ok()) {
+    // Not even an overwrite goes through: cut the file back to the end of the log instead, then
+    // try to preallocate again (without it, the next append starts a new segment).
+    if (::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0) {
+      return Status::from_errno("truncate " + path + " to " + std::to_string(offset_), errno);
+    }
+    const std::uint64_t wanted = capacity_;
+    capacity_ = offset_;
+    if (::fallocate(fd_.get(), 0, static_cast<off_t>(offset_),
+                    static_cast<off_t>(wanted - offset_)) == 0) {
+      capacity_ = wanted;
+    }
+  }
+  KVC_RETURN_IF_ERROR(fdatasync_fd(fd_.get(), path));
+  unsynced_ = false;
+  durable_snapshot_ = log_.snapshot;
   return Status();
 }
 
@@ -302,9 +322,9 @@ Status Wal::release_to(std::uint64_t index) {
   if (!failure_.ok()) return failure_;
   const std::uint64_t limit = durable_snapshot_ ? durable_snapshot_->index + 1 : 1;
   if (index > limit) {
-    return Status::failed_precondition(
-        "wal release_to(" + std::to_string(index) + "): only entries below " +
-        std::to_string(limit) + " are covered by a synced snapshot marker");
+    return Status::failed_precondition("wal release_to(" + std::to_string(index) +
+                                       "): only entries below " + std::to_string(limit) +
+                                       " are covered by a synced snapshot marker");
   }
   while (segments_.size() > 1 && segments_.front().max_index < index) {
     const std::string path = segments_.front().path;

@@ -50,8 +50,8 @@ struct RecoveryReport {
   std::size_t segments = 0;
   std::uint64_t records = 0;
   std::uint64_t bytes_used = 0;
-  std::optional<WalDamage> torn_tail;            // set when a torn tail was truncated
-  std::vector<std::string> removed_temp_files;   // unfinished segment creations removed
+  std::optional<WalDamage> torn_tail;           // set when a torn tail was truncated
+  std::vector<std::string> removed_temp_files;  // unfinished segment creations removed
   std::string describe() const;
 };
 
@@ -118,6 +118,8 @@ class Wal {
   // more bytes.
   Status rotate(std::uint64_t need);
   Status create_segment(std::uint64_t seq, std::uint64_t first_index, std::uint64_t need);
+  // Removes what a failed write of `bytes` at offset_ may have left, durably.
+  Status undo_write(std::uint64_t bytes);
   // Records a fatal error: every later call returns it.
   Status fail(Status s);
 

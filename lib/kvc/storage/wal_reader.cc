@@ -70,8 +70,9 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
   summary.bytes_on_disk = total;
   std::uint64_t done = 0;
   std::uint64_t last_report = 0;
-  auto progress = [&](std::uint64_t at) {
-    if (options.progress && (at - last_report >= (4u << 20) || at == total)) {
+  // Reported at the start of every segment, every MiB and at the end.
+  auto progress = [&](std::uint64_t at, bool always) {
+    if (options.progress && (always || at - last_report >= (1u << 20) || at == total)) {
       last_report = at;
       options.progress(at, total);
     }
@@ -79,6 +80,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
   const std::size_t n = summary.segments.size();
   for (std::size_t i = 0; i < n; ++i) {
     SegmentSummary& seg = summary.segments[i];
+    progress(done, true);
     const bool last_segment = i + 1 == n;
     auto damage = [&](DamageKind kind, std::uint64_t offset, bool whole, std::string reason) {
       WalDamage d;
@@ -141,7 +143,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
       if (visit) {
         KVC_RETURN_IF_ERROR(visit(ScannedRecord{seg, offset, bytes, rec, change, summary.log}));
       }
-      progress(done + offset + bytes);
+      progress(done + offset + bytes, false);
     }
     const SegmentEnd& end = scanner.end();
     if (!end.clean) {
@@ -162,7 +164,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
       return summary;
     }
     done += seg.file.file_size;
-    progress(done);
+    progress(done, false);
   }
   if (std::string why = rules.check_start(); !why.empty()) {
     WalDamage d;
@@ -188,6 +190,9 @@ std::string apply_log_rules(LogState& s, const Record& r, LogChange* change) {
   switch (r.type) {
     case RecordType::kEntry: {
       const raft::Entry& e = r.entry;
+      if (e.index == 0 || e.index == UINT64_MAX) {
+        return "entry index " + std::to_string(e.index) + " is out of range";
+      }
       if (s.snapshot && e.index <= s.snapshot->index) {
         return "entry " + std::to_string(e.index) + " rewrites the log at or below the " +
                "snapshot marker at index " + std::to_string(s.snapshot->index);
@@ -229,6 +234,7 @@ std::string apply_log_rules(LogState& s, const Record& r, LogChange* change) {
     }
     case RecordType::kSnapshot: {
       const raft::SnapshotMeta& m = r.snapshot;
+      if (m.index == UINT64_MAX) return "snapshot marker index is out of range";
       if (s.snapshot && m.index < s.snapshot->index) {
         return "snapshot marker goes back from index " + std::to_string(s.snapshot->index) +
                " to " + std::to_string(m.index);
@@ -252,6 +258,7 @@ std::string_view damage_kind_name(DamageKind kind) {
 }
 
 std::string WalDamage::describe() const {
+  if (missing_start) return "corruption: the start of the log is missing: " + reason;
   std::string s = kind == DamageKind::kTornTail ? "torn tail" : "corruption";
   s += " in segment " + segment;
   if (whole_segment) {
@@ -312,8 +319,8 @@ Result<WalSummary> scan_wal(const std::string& dir, const RecordVisitor& visit,
     Result<FileSource> src = FileSource::open(files[i].path);
     if (!src.ok()) {
       if (src.status().code() == Code::kNotFound) {
-        return Status::not_found("segment " + files[i].path +
-                                 " disappeared while reading (released by a running member?)");
+        return Status::io_error("segment " + files[i].path +
+                                " disappeared while reading (released by a running member?)");
       }
       return src.status();
     }

@@ -43,9 +43,9 @@ struct SegmentFile {
 };
 
 struct WalListing {
-  std::vector<SegmentFile> segments;    // sorted by sequence number
-  std::vector<std::string> temp_files;  // "<segment>.tmp": a segment creation that never finished
-  std::vector<std::string> other_files; // anything else; ignored
+  std::vector<SegmentFile> segments;     // sorted by sequence number
+  std::vector<std::string> temp_files;   // "<segment>.tmp": a segment creation that never finished
+  std::vector<std::string> other_files;  // anything else; ignored
 };
 // Lists `dir`. kNotFound when it does not exist.
 Result<WalListing> list_wal_dir(const std::string& dir);
@@ -70,7 +70,7 @@ struct WalDamage {
   std::string reason;             // "checksum mismatch", "gap: entry 9 after 7", ...
   // Torn tail: [offset, end_offset) holds the torn bytes. Corruption: the end of the file.
   std::uint64_t end_offset = 0;
-  std::optional<std::uint64_t> valid_after;  // corruption: a valid record starts here
+  std::optional<std::uint64_t> valid_after;        // corruption: a valid record starts here
   std::optional<std::uint64_t> valid_after_index;  // ... and it is the entry with this index
 
   // One line: "torn tail in segment X at offset N after index I: ...".
@@ -94,7 +94,7 @@ struct LogState {
   std::uint64_t first_index = 1;
   std::uint64_t first_term = 0;  // 0 when unknown (the log is empty)
   std::uint64_t last_index = 0;
-  std::uint64_t last_term = 0;   // 0 when unknown (no entry or marker read yet)
+  std::uint64_t last_term = 0;                 // 0 when unknown (no entry or marker read yet)
   std::optional<raft::HardState> hard_state;   // the last one
   std::optional<raft::SnapshotMeta> snapshot;  // the newest marker
 

@@ -280,8 +280,8 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
       case RecordType::kEntry:
         j.num("index", rec.entry.index)
             .num("term", rec.entry.term)
-            .str("entry_type", rec.entry.type == raft::EntryType::kNormal ? "normal"
-                                                                            : "conf_change")
+            .str("entry_type",
+                 rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change")
             .num("data_len", rec.entry.data.size());
         if (r.change.replaced_to != 0) {
           j.raw("replaces",
@@ -311,9 +311,8 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
                   std::string(record_type_name(rec.type));
   switch (rec.type) {
     case RecordType::kEntry:
-      s += " index=" + std::to_string(rec.entry.index) + " term=" +
-           std::to_string(rec.entry.term) + " type=" +
-           (rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change") +
+      s += " index=" + std::to_string(rec.entry.index) + " term=" + std::to_string(rec.entry.term) +
+           " type=" + (rec.entry.type == raft::EntryType::kNormal ? "normal" : "conf_change") +
            " len=" + std::to_string(rec.entry.data.size());
       if (r.change.replaced_to != 0) {
         s += " replaces=" + std::to_string(rec.entry.index) + ".." +
@@ -340,11 +339,12 @@ struct Salvage {
   std::uint64_t entries = 0;
   std::uint64_t min_index = 0;
   std::uint64_t max_index = 0;
-  std::optional<raft::HardState> newest_hard_state;  // the highest term seen
+  std::optional<raft::HardState> newest_hard_state;   // the highest term seen
+  std::optional<raft::SnapshotMeta> newest_snapshot;  // the highest index seen
 };
 
-Status salvage_region(const std::string& path, std::uint64_t from, std::optional<std::uint32_t> salt,
-                      Salvage& out) {
+Status salvage_region(const std::string& path, std::uint64_t from,
+                      std::optional<std::uint32_t> salt, Salvage& out) {
   Result<FileSource> src = FileSource::open(path);
   if (!src.ok()) return src.status();
   if (!salt) {
@@ -373,6 +373,10 @@ Status salvage_region(const std::string& path, std::uint64_t from, std::optional
       if (!out.newest_hard_state || rec.hard_state.term >= out.newest_hard_state->term) {
         out.newest_hard_state = rec.hard_state;
       }
+    } else if (rec.type == RecordType::kSnapshot) {
+      if (!out.newest_snapshot || rec.snapshot.index >= out.newest_snapshot->index) {
+        out.newest_snapshot = rec.snapshot;
+      }
     }
     from = **at + bytes;
   }
@@ -381,7 +385,7 @@ Status salvage_region(const std::string& path, std::uint64_t from, std::optional
 
 struct RepairPlan {
   WalDamage damage;
-  bool refuse = false;     // no cut can repair this
+  bool refuse = false;  // no cut can repair this
   std::string refuse_reason;
   // Keep segments [0, cut_segment) whole and segment cut_segment up to cut_offset; with
   // drop_cut_segment the cut segment goes too. Every later segment goes.
@@ -390,13 +394,17 @@ struct RepairPlan {
   bool drop_cut_segment = false;
   std::uint64_t cut_bytes = 0;  // bytes removed from the cut segment (up to its last non-zero)
   std::vector<SegmentSummary> removed;  // whole segments removed
-  std::uint64_t keep_last_index = 0;
+  std::uint64_t keep_last_index = 0;    // the last index read before the damage
+  std::uint64_t last_index_after = 0;   // the log's last index after the repair
   Salvage lost;
   std::optional<raft::HardState> kept_hard_state;
-  // Appended after the cut so the member never votes twice in a term: the newest term and vote
+  // Appended after the cut: the newest snapshot marker read in the removed part (the state
+  // machine durably covers its index, and segments released because of it may be needed).
+  std::optional<raft::SnapshotMeta> new_snapshot;
+  // Appended after it, so the member never votes twice in a term: the newest term and vote
   // read anywhere, with commit clamped to the kept log.
   std::optional<raft::HardState> new_hard_state;
-  // Where new_hard_state goes: segment position and offset.
+  // Where the appended records go: segment position and offset.
   std::size_t append_segment = 0;
   std::uint64_t append_offset = 0;
 };
@@ -430,31 +438,65 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
   }
   if (p.cut_segment == 0 && p.drop_cut_segment) {
     p.refuse = true;
-    p.refuse_reason = "the damage is in the oldest segment's header: nothing of the log would "
-                      "remain; rebuild the member from a snapshot or remove it and add it back";
+    p.refuse_reason =
+        "the damage is in the oldest segment's header: nothing of the log would "
+        "remain; rebuild the member from a snapshot or remove it and add it back";
     return p;
   }
   if (d.kind == DamageKind::kCorruption) {
     // What the cut throws away, as far as anything in it can be read.
     if (!p.drop_cut_segment) {
-      KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset + 1, cut.header.salt, p.lost));
+      KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset, cut.header.salt, p.lost));
     }
     for (const SegmentSummary& r : p.removed) {
       std::optional<std::uint32_t> salt;
       if (r.header_ok) salt = r.header.salt;
       KVC_RETURN_IF_ERROR(salvage_region(r.file.path, kSegmentHeaderBytes, salt, p.lost));
     }
-    const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
-    if (newest && (!p.kept_hard_state || newest->term > p.kept_hard_state->term ||
-                   (newest->term == p.kept_hard_state->term &&
-                    newest->vote != p.kept_hard_state->vote))) {
-      raft::HardState hs;
+  }
+  // What was read before the damage is exactly what a cut keeps. Replay what the repair
+  // appends on top of it under the log's rules.
+  LogState result = s.log;
+  const std::optional<raft::SnapshotMeta>& marker = p.lost.newest_snapshot;
+  if (marker && (!result.snapshot || marker->index > result.snapshot->index) &&
+      apply_log_rules(result, Record::of(*marker), nullptr).empty()) {
+    p.new_snapshot = marker;
+  } else {
+    result = s.log;
+  }
+  const std::uint64_t covered = result.snapshot ? result.snapshot->index : 0;
+  if (result.first_index > covered + 1) {
+    p.refuse = true;
+    p.refuse_reason =
+        "a cut at the damage would leave a log without its start (no snapshot "
+        "marker left covers entries " +
+        std::to_string(covered + 1) + ".." + std::to_string(result.first_index - 1) +
+        "); rebuild the member from a snapshot or remove it and add it back";
+    return p;
+  }
+  // The hard state keeps the newest term and vote read anywhere (so the member cannot vote
+  // twice in a term), and the highest commit index known, clamped to the repaired log (and at
+  // least the snapshot marker: what the state machine applied was committed).
+  const std::optional<raft::HardState>& kept_hs = p.kept_hard_state;
+  const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
+  if (kept_hs || newest) {
+    raft::HardState hs = kept_hs ? *kept_hs : *newest;
+    if (newest && kept_hs &&
+        (newest->term > kept_hs->term ||
+         (newest->term == kept_hs->term && newest->vote != kept_hs->vote))) {
       hs.term = newest->term;
       hs.vote = newest->vote;
-      hs.commit = std::min(p.kept_hard_state ? p.kept_hard_state->commit : 0, p.keep_last_index);
+    }
+    std::uint64_t commit = std::max(kept_hs ? kept_hs->commit : 0, newest ? newest->commit : 0);
+    commit = std::max<std::uint64_t>(commit, result.snapshot ? result.snapshot->index : 0);
+    hs.commit = std::min(commit, result.last_index);
+    LogState check = result;
+    if ((!kept_hs || !(hs == *kept_hs)) &&
+        apply_log_rules(check, Record::of(hs), nullptr).empty()) {
       p.new_hard_state = hs;
     }
   }
+  p.last_index_after = result.last_index;
   if (p.drop_cut_segment) {
     p.append_segment = p.cut_segment - 1;
     p.append_offset = s.segments[p.append_segment].used_bytes;
@@ -485,16 +527,23 @@ std::string plan_text(const RepairPlan& p, const WalSummary& s) {
     if (r.file.name == cut.file.name) continue;
     o << "  remove segment " << r.file.name << " (" << r.file.file_size << " bytes)\n";
   }
+  if (p.new_snapshot) {
+    o << "  append snapshot marker " << snapshot_text(p.new_snapshot)
+      << " (the newest found after the cut: the state machine covers up to its index)\n";
+  }
   if (p.new_hard_state) {
     o << "  append hard state " << hard_state_text(p.new_hard_state)
-      << " (the newest term and vote found after the cut, so the member cannot vote twice in a "
-         "term)\n";
+      << " (the newest term and vote read anywhere, so the member cannot vote twice in a term; "
+         "the highest commit index known, within the repaired log)\n";
   }
-  o << "result: the log ends at index " << p.keep_last_index << "\n";
+  o << "result: the log ends at index " << p.last_index_after << "\n";
   if (d.kind == DamageKind::kTornTail) {
     o << "lost: nothing that was synced: the removed bytes are one interrupted write\n";
   } else {
     o << "lost: every entry after index " << p.keep_last_index << " on this member";
+    if (p.last_index_after > p.keep_last_index) {
+      o << " (those up to " << p.last_index_after << " are in the state machine)";
+    }
     if (p.lost.entries > 0) {
       o << "; readable in the removed part: " << p.lost.entries << " entry record(s), indexes "
         << p.lost.min_index << ".." << p.lost.max_index;
@@ -515,31 +564,47 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
   j.boolean("possible", !p.refuse);
   if (p.refuse) j.str("refuse_reason", p.refuse_reason);
   std::string actions = "[";
-  auto add = [&actions](const std::string& a) {
-    actions += (actions.size() > 1 ? "," : "") + a;
-  };
+  auto add = [&actions](const std::string& a) { actions += (actions.size() > 1 ? "," : "") + a; };
   if (!p.refuse) {
     const SegmentSummary& cut = s.segments[p.cut_segment];
     if (p.drop_cut_segment) {
-      add(Json().str("action", "remove_segment").str("segment", cut.file.name)
-              .num("bytes", cut.file.file_size).done());
+      add(Json()
+              .str("action", "remove_segment")
+              .str("segment", cut.file.name)
+              .num("bytes", cut.file.file_size)
+              .done());
     } else {
-      add(Json().str("action", "truncate_segment").str("segment", cut.file.name)
-              .num("offset", p.cut_offset).num("bytes", p.cut_bytes).done());
+      add(Json()
+              .str("action", "truncate_segment")
+              .str("segment", cut.file.name)
+              .num("offset", p.cut_offset)
+              .num("bytes", p.cut_bytes)
+              .done());
     }
     for (const SegmentSummary& r : p.removed) {
       if (r.file.name == cut.file.name) continue;
-      add(Json().str("action", "remove_segment").str("segment", r.file.name)
-              .num("bytes", r.file.file_size).done());
+      add(Json()
+              .str("action", "remove_segment")
+              .str("segment", r.file.name)
+              .num("bytes", r.file.file_size)
+              .done());
+    }
+    if (p.new_snapshot) {
+      add(Json()
+              .str("action", "append_snapshot")
+              .raw("snapshot", snapshot_json(p.new_snapshot))
+              .done());
     }
     if (p.new_hard_state) {
-      add(Json().str("action", "append_hard_state")
-              .raw("hard_state", hard_state_json(p.new_hard_state)).done());
+      add(Json()
+              .str("action", "append_hard_state")
+              .raw("hard_state", hard_state_json(p.new_hard_state))
+              .done());
     }
   }
   actions += "]";
   j.raw("actions", actions);
-  j.num("last_index_after", p.keep_last_index);
+  j.num("last_index_after", p.last_index_after);
   Json lost;
   lost.num("entry_records", p.lost.entries);
   if (p.lost.entries > 0) {
@@ -578,14 +643,40 @@ Status copy_prefix(const std::string& from, const std::string& to, std::uint64_t
   return fdatasync_fd(out->get(), to);
 }
 
-Status append_hard_state_at(const std::string& path, std::uint32_t salt, std::uint64_t offset,
-                            const raft::HardState& hs) {
+// Appends the repair's snapshot marker and hard state (those it has) at `offset`, durably.
+Status append_repair_records(const RepairPlan& p, const std::string& path, std::uint32_t salt) {
+  std::string bytes;
+  if (p.new_snapshot) append_record(bytes, salt, Record::of(*p.new_snapshot));
+  if (p.new_hard_state) append_record(bytes, salt, Record::of(*p.new_hard_state));
+  if (bytes.empty()) return Status();
   Result<UniqueFd> fd = open_file(path, O_RDWR);
   if (!fd.ok()) return fd.status();
-  std::string rec;
-  append_record(rec, salt, Record::of(hs));
-  KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), rec, offset, path));
+  KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), bytes, p.append_offset, path));
   return fdatasync_fd(fd->get(), path);
+}
+
+std::string parent_dir(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
+// Creates `dir` and makes its name durable in its parent.
+Status make_dir_durably(const std::string& dir) {
+  KVC_RETURN_IF_ERROR(make_dirs(dir, 0700));
+  return fsync_dir(parent_dir(dir));
+}
+
+// Moves a file into another directory; across file systems by copying, syncing and removing.
+Status move_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) == 0) return Status();
+  if (errno != EXDEV) return Status::from_errno("move " + from + " to " + to, errno);
+  Result<std::uint64_t> size = file_size(from);
+  if (!size.ok()) return size.status();
+  KVC_RETURN_IF_ERROR(copy_prefix(from, to, *size, *size));
+  KVC_RETURN_IF_ERROR(fsync_dir(parent_dir(to)));
+  if (::unlink(from.c_str()) != 0) return Status::from_errno("remove " + from, errno);
+  return Status();
 }
 
 std::string utc_stamp() {
@@ -605,22 +696,19 @@ Status write_repaired_copy(const RepairPlan& p, const WalSummary& s, const std::
       return Status::already_exists("--out " + out_dir + " exists and is not empty");
     }
   }
-  KVC_RETURN_IF_ERROR(make_dirs(out_dir, 0700));
+  KVC_RETURN_IF_ERROR(make_dir_durably(out_dir));
   for (std::size_t i = 0; i < p.cut_segment; ++i) {
     const SegmentSummary& seg = s.segments[i];
-    KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name,
-                                    seg.used_bytes, seg.file.file_size));
+    KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name, seg.used_bytes,
+                                    seg.file.file_size));
   }
   if (!p.drop_cut_segment) {
     const SegmentSummary& seg = s.segments[p.cut_segment];
     KVC_RETURN_IF_ERROR(copy_prefix(seg.file.path, out_dir + "/" + seg.file.name, p.cut_offset,
                                     seg.file.file_size));
   }
-  if (p.new_hard_state) {
-    const SegmentSummary& seg = s.segments[p.append_segment];
-    KVC_RETURN_IF_ERROR(append_hard_state_at(out_dir + "/" + seg.file.name, seg.header.salt,
-                                             p.append_offset, *p.new_hard_state));
-  }
+  const SegmentSummary& tail = s.segments[p.append_segment];
+  KVC_RETURN_IF_ERROR(append_repair_records(p, out_dir + "/" + tail.file.name, tail.header.salt));
   return fsync_dir(out_dir);
 }
 
@@ -646,7 +734,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   if (path_exists(backup_dir)) {
     return Status::already_exists("backup directory " + backup_dir + " already exists");
   }
-  KVC_RETURN_IF_ERROR(make_dirs(backup_dir, 0700));
+  KVC_RETURN_IF_ERROR(make_dir_durably(backup_dir));
   // 1. Save everything that is about to go, durably, before touching the log.
   std::string readme = "kvc-wal repair --in-place of " + where.wal_dir + " at " + utc_stamp() +
                        "\n\n" + plan + "\nSaved here:\n";
@@ -655,8 +743,8 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
     const std::string name = cut.file.name + ".from-" + std::to_string(p.cut_offset);
     Result<UniqueFd> in = open_file(cut.file.path, O_RDONLY);
     if (!in.ok()) return in.status();
-    Result<std::string> bytes = pread_up_to(in->get(), static_cast<std::size_t>(p.cut_bytes),
-                                            p.cut_offset, cut.file.path);
+    Result<std::string> bytes =
+        pread_up_to(in->get(), static_cast<std::size_t>(p.cut_bytes), p.cut_offset, cut.file.path);
     if (!bytes.ok()) return bytes.status();
     Result<UniqueFd> out = open_file(backup_dir + "/" + name, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (!out.ok()) return out.status();
@@ -665,7 +753,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
     readme += "  " + name + ": bytes " + std::to_string(p.cut_offset) + ".." +
               std::to_string(p.cut_offset + p.cut_bytes) + " of " + cut.file.name +
               " (undo: dd if=" + name + " of=WAL/" + cut.file.name +
-              " bs=1 seek=" + std::to_string(p.cut_offset) + " conv=notrunc)\n";
+              " oflag=seek_bytes seek=" + std::to_string(p.cut_offset) + " conv=notrunc)\n";
   }
   for (const SegmentSummary& r : p.removed) {
     readme += "  " + r.file.name + ": a whole segment (undo: move it back)\n";
@@ -675,10 +763,7 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   // 2. Move removed segments out, newest first, so the log stays a prefix after any crash.
   *touched = true;
   for (auto it = p.removed.rbegin(); it != p.removed.rend(); ++it) {
-    const std::string to = backup_dir + "/" + it->file.name;
-    if (::rename(it->file.path.c_str(), to.c_str()) != 0) {
-      return Status::from_errno("move " + it->file.path + " to " + to, errno);
-    }
+    KVC_RETURN_IF_ERROR(move_file(it->file.path, backup_dir + "/" + it->file.name));
     KVC_RETURN_IF_ERROR(fsync_dir(where.wal_dir));
   }
   KVC_RETURN_IF_ERROR(fsync_dir(backup_dir));
@@ -686,20 +771,18 @@ Status repair_in_place(const RepairPlan& p, const WalSummary& s, const WalLocati
   if (!p.drop_cut_segment && p.cut_bytes > 0) {
     Result<UniqueFd> fd = open_file(cut.file.path, O_RDWR);
     if (!fd.ok()) return fd.status();
-    const std::string zeros(static_cast<std::size_t>(std::min<std::uint64_t>(p.cut_bytes, 1u << 20)), '\0');
+    const std::string zeros(
+        static_cast<std::size_t>(std::min<std::uint64_t>(p.cut_bytes, 1u << 20)), '\0');
     for (std::uint64_t off = 0; off < p.cut_bytes; off += zeros.size()) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), p.cut_bytes - off));
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), p.cut_bytes - off));
       KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), std::string_view(zeros).substr(0, n),
                                      p.cut_offset + off, cut.file.path));
     }
     KVC_RETURN_IF_ERROR(fdatasync_fd(fd->get(), cut.file.path));
   }
-  if (p.new_hard_state) {
-    const SegmentSummary& seg = s.segments[p.append_segment];
-    KVC_RETURN_IF_ERROR(
-        append_hard_state_at(seg.file.path, seg.header.salt, p.append_offset, *p.new_hard_state));
-  }
-  return Status();
+  const SegmentSummary& tail = s.segments[p.append_segment];
+  return append_repair_records(p, tail.file.path, tail.header.salt);
 }
 
 bool confirm(ToolContext& ctx) {
@@ -764,11 +847,21 @@ std::string text_value(std::string_view bytes) {
   for (const char ch : bytes) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\x";
@@ -816,7 +909,7 @@ Result<WalLocation> locate_wal(const std::string& dir_arg) {
   if (!S_ISDIR(st.st_mode)) return Status::not_found(dir + " is not a directory");
   auto parent_of = [](const std::string& d) {
     const std::size_t slash = d.find_last_of('/');
-    if (slash == std::string::npos) return std::string("..") ;
+    if (slash == std::string::npos) return std::string("..");
     return slash == 0 ? std::string("/") : d.substr(0, slash);
   };
   auto is_data_dir = [](const std::string& d) {
@@ -834,8 +927,9 @@ Result<WalLocation> locate_wal(const std::string& dir_arg) {
     const std::string parent = parent_of(dir);
     return WalLocation{dir, is_data_dir(parent) ? parent : std::string()};
   }
-  return Status::not_found(dir + " is neither a data directory (it has no wal/ folder) nor a WAL "
-                                 "directory (it has no segment files)");
+  return Status::not_found(dir +
+                           " is neither a data directory (it has no wal/ folder) nor a WAL "
+                           "directory (it has no segment files)");
 }
 
 LiveWriter find_live_writer(const WalLocation& where) {
@@ -913,7 +1007,9 @@ int run_info(const std::string& dir, ToolContext& ctx) {
       } else {
         sj.null("min_index").null("max_index");
       }
-      sj.num("records", g.records).num("used_bytes", g.used_bytes).num("file_size", g.file.file_size);
+      sj.num("records", g.records)
+          .num("used_bytes", g.used_bytes)
+          .num("file_size", g.file.file_size);
       segs += (i ? "," : "") + sj.done();
     }
     j.raw("segments", segs + "]");
@@ -929,8 +1025,10 @@ int run_info(const std::string& dir, ToolContext& ctx) {
     j.raw("hard_state", hard_state_json(log.hard_state));
     j.str("status", status_name(s)).raw("damage", damage_json(s.damage));
     std::string tmp = "[", other = "[";
-    for (std::size_t i = 0; i < s.temp_files.size(); ++i) tmp += (i ? "," : "") + quote_json(s.temp_files[i]);
-    for (std::size_t i = 0; i < s.other_files.size(); ++i) other += (i ? "," : "") + quote_json(s.other_files[i]);
+    for (std::size_t i = 0; i < s.temp_files.size(); ++i)
+      tmp += (i ? "," : "") + quote_json(s.temp_files[i]);
+    for (std::size_t i = 0; i < s.other_files.size(); ++i)
+      other += (i ? "," : "") + quote_json(s.other_files[i]);
     j.raw("temp_files", tmp + "]").raw("other_files", other + "]");
     print(ctx.out, j.done() + "\n");
     return kExitOk;
@@ -944,7 +1042,8 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   o << "records:     " << s.records << " (" << s.entry_records << " entries)\n";
   if (log.empty()) {
     o << "entries:     none";
-    if (log.snapshot) o << " (the log continues after the snapshot at index " << log.snapshot->index << ")";
+    if (log.snapshot)
+      o << " (the log continues after the snapshot at index " << log.snapshot->index << ")";
     o << "\n";
   } else {
     o << "entries:     " << log.first_index << ".." << log.last_index << " (terms "
@@ -957,14 +1056,14 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   if (!s.other_files.empty()) o << "ignored:     " << s.other_files.size() << " other file(s)\n";
   o << "\n";
   char line[256];
-  std::snprintf(line, sizeof line, "%-6s %-20s %-27s %-9s %-12s %-12s\n", "SEQ", "FIRST_INDEX",
+  std::snprintf(line, sizeof line, "%-6s %-20s %-27s %-9s %-12s %s\n", "SEQ", "FIRST_INDEX",
                 "ENTRIES", "RECORDS", "USED", "SIZE");
   o << line;
   for (const SegmentSummary& g : s.segments) {
-    const std::string range = g.max_index == 0 ? "-" : std::to_string(g.min_index) + ".." +
-                                                           std::to_string(g.max_index);
-    std::snprintf(line, sizeof line, "%-6" PRIu64 " %-20" PRIu64 " %-27s %-9" PRIu64
-                  " %-12" PRIu64 " %-12" PRIu64 "\n",
+    const std::string range =
+        g.max_index == 0 ? "-" : std::to_string(g.min_index) + ".." + std::to_string(g.max_index);
+    std::snprintf(line, sizeof line,
+                  "%-6" PRIu64 " %-20" PRIu64 " %-27s %-9" PRIu64 " %-12" PRIu64 " %" PRIu64 "\n",
                   g.file.seq, g.file.first_index, range.c_str(), g.records, g.used_bytes,
                   g.file.file_size);
     o << line;
@@ -1051,17 +1150,19 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
 
 int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ctx) {
   if (!opt.dry_run && opt.out_dir.empty() == !opt.in_place) {
-    std::fprintf(ctx.err, "%s: repair needs exactly one of --out NEWDIR (write a repaired copy) "
-                          "and --in-place (or --dry-run to only see the plan)\n", kTool);
+    std::fprintf(ctx.err,
+                 "%s: repair needs exactly one of --out NEWDIR (write a repaired copy) "
+                 "and --in-place (or --dry-run to only see the plan)\n",
+                 kTool);
     return kExitUsage;
   }
   int rc = 0;
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
   if (t->live.running && opt.in_place && !opt.dry_run) {
-    return fail(ctx, Status::failed_precondition(
-                         "refusing to repair in place: the member (pid " +
-                         std::to_string(t->live.pid) + ") is running; stop it first"));
+    return fail(ctx, Status::failed_precondition("refusing to repair in place: the member (pid " +
+                                                 std::to_string(t->live.pid) +
+                                                 ") is running; stop it first"));
   }
   // In place: hold the member's lock from before reading until the repair is done.
   UniqueFd lock;
@@ -1069,6 +1170,12 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
     Result<UniqueFd> l = lock_data_dir(t->where);
     if (!l.ok()) return fail(ctx, l.status());
     lock = std::move(*l);
+    if (!lock.valid()) {
+      std::fprintf(ctx.err,
+                   "%s: warning: %s is not inside a data directory with a lock file, so a member "
+                   "using it cannot be detected; make sure none does\n",
+                   kTool, t->where.wal_dir.c_str());
+    }
   }
   Progress progress(ctx, "reading");
   Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, progress.scan_options());
@@ -1078,8 +1185,9 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
   warn_live_tail(*t, s, ctx);
   if (!s.damage) {
     if (ctx.format == OutputFormat::kJson) {
-      print(ctx.out, Json().str("status", "clean").raw("actions", "[]").boolean("applied", false)
-                         .done() + "\n");
+      print(ctx.out,
+            Json().str("status", "clean").raw("actions", "[]").boolean("applied", false).done() +
+                "\n");
     } else {
       print(ctx.out, "nothing to repair: the log is clean\n");
     }

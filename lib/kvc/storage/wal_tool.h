@@ -21,17 +21,17 @@
 namespace kvc::storage {
 
 // kvc-wal's own exit codes, next to the shared ones of status.h.
-inline constexpr int kExitTornTail = 7;     // verify/dump: the log ends in a torn tail
-inline constexpr int kExitCorruption = 8;   // verify/dump: damage before the tail
+inline constexpr int kExitTornTail = 7;    // verify/dump: the log ends in a torn tail
+inline constexpr int kExitCorruption = 8;  // verify/dump: damage before the tail
 
 enum class OutputFormat : std::uint8_t { kSimple, kJson };
 
 struct ToolContext {
-  std::FILE* out = stdout;  // data
-  std::FILE* err = stderr;  // diagnostics, warnings, progress, prompts
-  std::FILE* in = stdin;    // the answer to repair's question
-  bool interactive = false; // stdin and stderr are terminals: repair may ask
-  bool progress = false;    // show progress on `err` (stdout and stderr are terminals)
+  std::FILE* out = stdout;   // data
+  std::FILE* err = stderr;   // diagnostics, warnings, progress, prompts
+  std::FILE* in = stdin;     // the answer to repair's question
+  bool interactive = false;  // stdin and stderr are terminals: repair may ask
+  bool progress = false;     // show progress on `err` (stdout and stderr are terminals)
   OutputFormat format = OutputFormat::kSimple;
 };
 
@@ -64,12 +64,12 @@ int run_dump(const std::string& dir, const DumpOptions& options, ToolContext& ct
 int run_verify(const std::string& dir, ToolContext& ctx);
 
 struct RepairOptions {
-  std::string out_dir;      // write a repaired copy here (must not exist or be empty)
-  bool in_place = false;    // repair the log itself, after saving what is removed
-  std::string backup_dir;   // --in-place: where removed bytes go (default: next to the log)
+  std::string out_dir;            // write a repaired copy here (must not exist or be empty)
+  bool in_place = false;          // repair the log itself, after saving what is removed
+  std::string backup_dir;         // --in-place: where removed bytes go (default: next to the log)
   bool truncate_corrupt = false;  // allow cutting the log at corruption before the tail
-  bool yes = false;         // do not ask
-  bool dry_run = false;     // only show the plan
+  bool yes = false;               // do not ask
+  bool dry_run = false;           // only show the plan
 };
 int run_repair(const std::string& dir, const RepairOptions& options, ToolContext& ctx);
 

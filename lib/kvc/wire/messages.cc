@@ -14,7 +14,8 @@ enum : std::uint32_t {
 }
 namespace reply_f {
 enum : std::uint32_t {
-  kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr
+  kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr,
+  kAssignedMemberId
 };
 }
 namespace req_f {
@@ -204,6 +205,7 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   w.bin(reply_f::kNonce, m.nonce);
   w.bin(reply_f::kProof, m.proof);
   w.str(reply_f::kClientAddr, m.client_addr);
+  w.uint(reply_f::kAssignedMemberId, m.assigned_member_id);
   w.finish();
   finish_frame(out, at);
 }
@@ -348,6 +350,8 @@ Result<HelloReply> decode_hello_reply(const msgpack::object& body) {
       case reply_f::kNonce: return get_bytes(v, &m.nonce, "hello_reply.nonce");
       case reply_f::kProof: return get_bytes(v, &m.proof, "hello_reply.proof");
       case reply_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello_reply.client_addr");
+      case reply_f::kAssignedMemberId:
+        return get_uint(v, &m.assigned_member_id, "hello_reply.assigned_member_id");
       default: return Status();
     }
   });

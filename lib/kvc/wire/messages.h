@@ -53,6 +53,9 @@ struct HelloReply {
   std::string nonce;
   std::string proof;
   std::string client_addr;  // where the answering member listens for clients
+  // Answer to a join (a peer hello with member id 0 from a member being added): the id the
+  // cluster assigned to that name.
+  std::uint64_t assigned_member_id = 0;
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
