@@ -51,6 +51,7 @@ struct ChaosResult {
   std::uint64_t acknowledged_writes = 0;           // put, successful cas, delete that found
   std::uint64_t acknowledged_writes_covered = 0;   // at or above some member's history start
   std::uint64_t acknowledged_writes_verified = 0;  // found in a member's history, summed
+  std::uint64_t hash_checked = 0;  // members whose state hash was compared at the final barrier
   std::map<FaultKind, FaultCount> faults;
   std::string membership_support;
   double seconds = 0;  // wall time of the whole run
