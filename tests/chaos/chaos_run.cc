@@ -430,6 +430,12 @@ ChaosResult run_chaos(const ChaosOptions& o) {
              false);
       }
 
+      if (const std::vector<std::string> dup = check_revisions_unique(history); !dup.empty()) {
+        std::string text;
+        for (const std::string& d : dup) text += "\n  " + d;
+        fail("acknowledged writes share a revision:" + text, true);
+      }
+
       // Every acknowledged write is in every member's change history (from where that
       // history starts: a member restored from a snapshot keeps none before it).
       std::uint64_t oldest_start = check::kNever;

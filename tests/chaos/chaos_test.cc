@@ -562,6 +562,17 @@ TEST(AcknowledgedWritesTest, WritesBelowTheHistorysStartAreCountedNotChecked) {
   EXPECT_EQ(w.acknowledged_checked, 1u);
 }
 
+TEST(RevisionsUniqueTest, DistinctRevisionsPassAndASharedOneIsReported) {
+  WriteCase c = clean_writes();
+  // Answers that did not change anything may share revisions (they report the store's).
+  c.history.push_back(write_op(check::OpKind::kDelete, "k2", "", check::Outcome::kOk, 5, false));
+  EXPECT_TRUE(check_revisions_unique(c.history).empty());
+  c.history.push_back(write_op(check::OpKind::kPut, "k2", "e", check::Outcome::kOk, 3));
+  const std::vector<std::string> p = check_revisions_unique(c.history);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_NE(p.front().find("two writes acknowledged at revision 3"), std::string::npos) << p.front();
+}
+
 TEST(CompareStatesTest, IdenticalStatesPassAndEveryDifferenceIsNamed) {
   MemberState a{
       "m1",

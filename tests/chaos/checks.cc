@@ -127,6 +127,21 @@ WriteCheck check_acknowledged_writes(const check::History& h,
   return w;
 }
 
+std::vector<std::string> check_revisions_unique(const check::History& h) {
+  std::vector<std::string> problems;
+  std::map<std::uint64_t, std::size_t> by_revision;  // revision -> first op acknowledged there
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    if (!took_effect(h[i])) continue;
+    auto [it, fresh] = by_revision.emplace(h[i].revision, i);
+    if (!fresh && problems.size() < kMaxProblems) {
+      problems.push_back("two writes acknowledged at revision " + std::to_string(h[i].revision) +
+                         " (one of them was lost): " + check::describe(h[it->second]) + " and " +
+                         check::describe(h[i]));
+    }
+  }
+  return problems;
+}
+
 std::vector<std::string> compare_states(const std::vector<MemberState>& states) {
   std::vector<std::string> out;
   if (states.empty()) return out;

@@ -33,6 +33,13 @@ WriteCheck check_acknowledged_writes(const check::History& h,
                                      const std::vector<wire::Event>& events,
                                      std::uint64_t first_revision, const std::string& member);
 
+// Across all keys: no two writes that took effect (put, successful cas, delete that found the
+// key) were acknowledged with the same revision (each write is its own log entry, and its
+// revision is that entry's index). Catches an acknowledged write that was lost and replaced by
+// another one at its index even when no member's history reaches back that far and the two
+// writes are on different keys (the linearizability check is per key). Returns the problems.
+std::vector<std::string> check_revisions_unique(const check::History& h);
+
 struct MemberState {
   std::string name;
   std::uint64_t applied_index = 0;
