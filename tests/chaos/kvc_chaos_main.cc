@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -194,6 +195,13 @@ int main(int argc, char** argv) {
     o.seed = s;
     const ChaosResult r = kvc::chaos::run_chaos(o);
     std::fputs(r.report.c_str(), stdout);
+    if (expect_violation && r.violation && !keep) {
+      // The expected outcome of a broken build: its run directory is not evidence of anything.
+      std::error_code ec;
+      std::filesystem::remove_all(r.run_dir, ec);
+      std::printf("  (expected violation: run dir %s removed; --keep keeps it)\n",
+                  r.run_dir.c_str());
+    }
     std::fflush(stdout);
     ++runs;
     operations += r.operations;
