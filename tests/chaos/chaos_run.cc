@@ -508,8 +508,8 @@ ChaosResult run_chaos(const ChaosOptions& o) {
         if (not_supported(hash_barrier)) {
           hash_note += "not supported by the members (full states compared instead)";
         } else if (hash_barrier.code != Code::kOk) {
-          fail("harness: the state hash barrier: " + std::string(code_name(hash_barrier.code)) + " " +
-                   hash_barrier.message,
+          fail("harness: the state hash barrier: " + std::string(code_name(hash_barrier.code)) +
+                   " " + hash_barrier.message,
                false);
         } else {
           std::map<std::uint64_t, std::string> by_hash;  // hash -> members
@@ -530,11 +530,13 @@ ChaosResult run_chaos(const ChaosOptions& o) {
               std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
               text += " " + who + "=" + buf;
             }
-            fail("state hashes differ at index " + std::to_string(hash_barrier.revision) + ":" + text,
+            fail("state hashes differ at index " + std::to_string(hash_barrier.revision) + ":" +
+                     text,
                  true);
           }
           std::size_t agreeing = 0;
-          for (const auto& [h, who] : by_hash) agreeing += 1 + std::count(who.begin(), who.end(), ',');
+          for (const auto& [h, who] : by_hash)
+            agreeing += 1 + std::count(who.begin(), who.end(), ',');
           hash_note += std::to_string(agreeing) + " members hashed at index " +
                        std::to_string(hash_barrier.revision) +
                        (by_hash.size() <= 1 ? ", identical" : ", DIFFERENT");

@@ -570,7 +570,8 @@ TEST(RevisionsUniqueTest, DistinctRevisionsPassAndASharedOneIsReported) {
   c.history.push_back(write_op(check::OpKind::kPut, "k2", "e", check::Outcome::kOk, 3));
   const std::vector<std::string> p = check_revisions_unique(c.history);
   ASSERT_EQ(p.size(), 1u);
-  EXPECT_NE(p.front().find("two writes acknowledged at revision 3"), std::string::npos) << p.front();
+  EXPECT_NE(p.front().find("two writes acknowledged at revision 3"), std::string::npos)
+      << p.front();
 }
 
 TEST(CompareStatesTest, IdenticalStatesPassAndEveryDifferenceIsNamed) {
