@@ -552,6 +552,48 @@ TEST(NodeTest, FollowerBehindACompactionWithoutSnapshotMakesTheLeaderAskForOne) 
   EXPECT_EQ(c.installed(3)[0].index, applied);
 }
 
+TEST(NodeTest, SnapshotOlderThanTheCompactionIsNotResent) {
+  // Found by the chaos tests (kvc-chaos seed 2): a member that had installed the leader's
+  // snapshot at index S went down again while the leader compacted past S. The leader kept
+  // offering the old snapshot, which the member already had, so it answered "I have up to S"
+  // and was offered S again, forever, never catching up. A snapshot below the compaction point
+  // helps nobody: the leader must ask for a new one.
+  TestCluster c(3);
+  c.elect(1);
+  c.down().insert(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("a" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t first = c.n(1).applied();
+  c.give_snapshot(1, {first, *c.n(1).log().term(first), *c.n(1).conf_state_at(first)},
+                  std::string(10, 'a'));
+  ASSERT_TRUE(c.n(1).compact(first).ok());
+  c.down().erase(3);
+  c.tick_all(15);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  ASSERT_EQ(c.n(3).commit(), first);
+  // Down again; the leader moves on and compacts past the snapshot it still has.
+  c.down().insert(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("b" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t second = c.n(1).applied();
+  ASSERT_GT(second, first);
+  ASSERT_TRUE(c.n(1).compact(second).ok());
+  const int wanted_before = c.snapshots_wanted(1);
+  c.down().erase(3);
+  c.tick_all(15);
+  EXPECT_GT(c.snapshots_wanted(1), wanted_before)
+      << "the leader must ask for a snapshot at or beyond its compaction point";
+  EXPECT_EQ(c.installed(3).size(), 1u) << "the stale snapshot must not be sent again";
+  c.give_snapshot(1, {second, *c.n(1).log().term(second), *c.n(1).conf_state_at(second)},
+                  std::string(10, 'b'));
+  c.tick_all(15);
+  ASSERT_EQ(c.installed(3).size(), 2u);
+  EXPECT_EQ(c.installed(3)[1].index, second);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+}
+
 TEST(NodeTest, LearnerIsAddedCaughtUpPromotedAndVoterRemoved) {
   TestCluster c(3);
   c.elect(1);

@@ -855,8 +855,10 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   const std::uint64_t prev = pr.next - 1;
   const std::optional<std::uint64_t> prev_term = log_.term(prev);
   if (!prev_term) {
-    // The entries it needs were compacted away: send a snapshot instead.
-    if (!local_snapshot_ || local_snapshot_->index < prev) {
+    // The entries it needs were compacted away: send a snapshot instead. Only one that reaches
+    // the compaction point helps: after an older one the member would need compacted entries
+    // again (and a member that already has it would be offered it forever).
+    if (!local_snapshot_ || local_snapshot_->index < log_.snapshot_index()) {
       snapshot_wanted_ = true;
       return false;
     }

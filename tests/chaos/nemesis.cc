@@ -1,0 +1,587 @@
+#include "nemesis.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+namespace kvc::chaos {
+namespace {
+
+struct KindInfo {
+  FaultKind kind;
+  const char* name;
+  const char* group;
+  std::uint32_t weight;
+  std::uint64_t min_hold_ms, max_hold_ms;
+};
+
+// Weights favour what finds bugs in the assembled system: leader loss in every form.
+constexpr KindInfo kKinds[] = {
+    {FaultKind::kKill, "kill", "kill", 3, 500, 2500},
+    {FaultKind::kKillLeader, "kill-leader", "kill", 4, 300, 2000},
+    {FaultKind::kKillMajority, "kill-majority", "kill", 1, 800, 2000},
+    {FaultKind::kRestart, "restart", "restart", 2, 200, 1500},
+    {FaultKind::kPause, "pause", "pause", 2, 1000, 2500},
+    {FaultKind::kPauseLeader, "pause-leader", "pause", 3, 1500, 3000},
+    {FaultKind::kIsolate, "isolate", "partition", 3, 1200, 3000},
+    {FaultKind::kSplit, "split", "partition", 2, 1200, 3000},
+    {FaultKind::kOneWay, "one-way", "partition", 2, 1200, 3000},
+    {FaultKind::kBlackhole, "blackhole", "partition", 2, 1200, 3000},
+    {FaultKind::kLossyLinks, "lossy-links", "net", 2, 1500, 4000},
+    {FaultKind::kSlowLinks, "slow-links", "net", 2, 1500, 4000},
+    {FaultKind::kSlowDisk, "slow-disk", "disk", 2, 1000, 3000},
+    {FaultKind::kTransferLeader, "transfer-leader", "membership", 1, 0, 0},
+    {FaultKind::kMemberReplace, "member-replace", "membership", 1, 0, 0},
+};
+
+const KindInfo& info(FaultKind kind) {
+  for (const KindInfo& k : kKinds) {
+    if (k.kind == kind) return k;
+  }
+  KVC_CHECK(false, "unknown fault kind");
+  return kKinds[0];
+}
+
+std::string seconds(std::uint64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ms) / 1000.0);
+  return buf;
+}
+
+bool not_supported(const wire::Response& r) {
+  return r.code == Code::kInvalidArgument && r.message.find("not supported") != std::string::npos;
+}
+
+std::string answer(const wire::Response& r) {
+  if (r.code == Code::kOk) return "ok";
+  return std::string(code_name(r.code)) + " (" + r.message + ")";
+}
+
+}  // namespace
+
+std::string_view fault_name(FaultKind kind) { return info(kind).name; }
+
+std::vector<FaultKind> all_fault_kinds() {
+  std::vector<FaultKind> out;
+  for (const KindInfo& k : kKinds) out.push_back(k.kind);
+  return out;
+}
+
+Result<std::vector<FaultKind>> parse_fault_mix(std::string_view text) {
+  if (text == "all") return all_fault_kinds();
+  if (text == "none") return std::vector<FaultKind>{};
+  std::vector<FaultKind> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string_view item = text.substr(pos, comma - pos);
+    bool matched = false;
+    for (const KindInfo& k : kKinds) {
+      if (item == k.name || item == k.group) {
+        if (std::find(out.begin(), out.end(), k.kind) == out.end()) out.push_back(k.kind);
+        matched = true;
+      }
+    }
+    if (!matched) {
+      return Status::invalid_argument(
+          "unknown fault '" + std::string(item) +
+          "' (all, none, or kinds and groups: kill, kill-leader, kill-majority, restart, pause, "
+          "pause-leader, partition, isolate, split, one-way, blackhole, net, lossy-links, "
+          "slow-links, disk, slow-disk, membership, transfer-leader, member-replace)");
+    }
+    pos = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string FaultStep::to_string() const {
+  std::string s = "t=" + seconds(at_ms) + " " + std::string(fault_name(kind));
+  if (hold_ms != 0) s += " hold=" + seconds(hold_ms);
+  if (hit_leader) s += " leader";
+  if (drop > 0) s += " drop=" + std::to_string(static_cast<int>(drop * 100 + 0.5)) + "%";
+  if (delay_ms != 0)
+    s += " delay=" + std::to_string(delay_ms) + "ms+" + std::to_string(jitter_ms) + "ms";
+  if (disk_delay_ms != 0) s += " fsync+" + std::to_string(disk_delay_ms) + "ms";
+  return s;
+}
+
+std::vector<FaultStep> make_schedule(std::uint64_t seed, std::uint64_t duration_ms,
+                                     const std::vector<FaultKind>& kinds) {
+  std::vector<FaultStep> steps;
+  if (kinds.empty()) return steps;
+  std::mt19937_64 rng(seed * 0x2545f4914f6cdd1dull + 0x6e656d65736973ull);
+  auto uniform = [&rng](std::uint64_t lo, std::uint64_t hi) {
+    return hi <= lo ? lo : lo + rng() % (hi - lo + 1);
+  };
+  std::uint64_t total = 0;
+  for (FaultKind k : kinds) total += info(k).weight;
+  constexpr std::uint64_t kWarmUpMs = 1500;  // a leader and some history first
+  std::uint64_t t = kWarmUpMs;
+  while (t + 1000 < duration_ms) {
+    std::uint64_t roll = rng() % total;
+    FaultKind kind = kinds.front();
+    for (FaultKind k : kinds) {
+      if (roll < info(k).weight) {
+        kind = k;
+        break;
+      }
+      roll -= info(k).weight;
+    }
+    FaultStep s;
+    s.at_ms = t;
+    s.kind = kind;
+    s.hold_ms = uniform(info(kind).min_hold_ms, info(kind).max_hold_ms);
+    for (int i = 0; i < 8; ++i) s.picks.push_back(rng());
+    s.hit_leader = rng() % 10 < 7;
+    if (kind == FaultKind::kLossyLinks) s.drop = static_cast<double>(uniform(5, 40)) / 100.0;
+    if (kind == FaultKind::kSlowLinks) {
+      s.delay_ms = static_cast<std::uint32_t>(uniform(5, 120));
+      s.jitter_ms = static_cast<std::uint32_t>(uniform(0, 60));
+    }
+    if (kind == FaultKind::kSlowDisk)
+      s.disk_delay_ms = static_cast<std::uint32_t>(uniform(20, 250));
+    steps.push_back(s);
+    // Now and then the next fault starts while this one still holds.
+    t += rng() % 10 < 3 ? std::max<std::uint64_t>(200, s.hold_ms / 2)
+                        : s.hold_ms + uniform(100, 800);
+  }
+  return steps;
+}
+
+void EventLog::add(std::uint64_t time_us, std::string line) {
+  std::lock_guard<std::mutex> lock(mu_);
+  lines_.emplace_back(time_us, std::move(line));
+}
+
+std::vector<std::pair<std::uint64_t, std::string>> EventLog::lines() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lines_;
+}
+
+std::string EventLog::text() const {
+  std::string out;
+  for (const auto& [t, line] : lines()) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%9.3fs  ", static_cast<double>(t) / 1e6);
+    out += "  " + std::string(buf) + line + "\n";
+  }
+  return out;
+}
+
+Nemesis::Nemesis(ChaosCluster& cluster, EventLog& log, const Recorder& clock)
+    : cluster_(cluster), log_(log), clock_(clock) {}
+
+void Nemesis::note(const std::string& line) { log_.add(clock_.now_us(), line); }
+
+std::string Nemesis::membership_support() const {
+  auto say = [](int v) { return v < 0 ? "untried" : v == 0 ? "not supported" : "supported"; };
+  return std::string("transfer-leader ") + say(transfer_supported_) + ", member changes " +
+         say(membership_supported_);
+}
+
+std::vector<int> Nemesis::choose(std::vector<int> from, std::size_t count,
+                                 const std::vector<std::uint64_t>& picks, std::size_t offset) {
+  std::vector<int> out;
+  for (std::size_t i = 0; i < count && !from.empty(); ++i) {
+    const std::uint64_t p = picks.empty() ? 0 : picks[(offset + i) % picks.size()];
+    const std::size_t k = static_cast<std::size_t>(p % from.size());
+    out.push_back(from[k]);
+    from.erase(from.begin() + static_cast<std::ptrdiff_t>(k));
+  }
+  return out;
+}
+
+void Nemesis::run(const std::vector<FaultStep>& schedule, std::uint64_t end_ms,
+                  const std::function<bool()>& stop) {
+  std::size_t next = 0;
+  while (!stop()) {
+    const std::uint64_t now = now_ms();
+    if (now >= end_ms) break;
+    for (auto it = active_.begin(); it != active_.end();) {
+      if (it->heal_at_ms <= now) {
+        heal(*it);
+        it = active_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    while (next < schedule.size() && schedule[next].at_ms <= now) {
+      const FaultStep& s = schedule[next++];
+      Active a;
+      a.kind = s.kind;
+      if (apply(s, a)) {
+        ++counts_[s.kind].applied;
+        a.heal_at_ms = now_ms() + s.hold_ms;
+        active_.push_back(std::move(a));
+      } else {
+        ++counts_[s.kind].skipped;
+        heal(a);  // whatever part of it was applied
+      }
+    }
+    std::uint64_t wake = std::min(end_ms, now + 50);
+    if (next < schedule.size()) wake = std::min(wake, schedule[next].at_ms);
+    for (const Active& a : active_) wake = std::min(wake, a.heal_at_ms);
+    const std::uint64_t t = now_ms();
+    if (wake > t) std::this_thread::sleep_for(std::chrono::milliseconds(wake - t));
+  }
+}
+
+bool Nemesis::apply(const FaultStep& s, Active& a) {
+  const std::vector<int> members = cluster_.active_members();
+  std::vector<int> up;
+  for (int m : members) {
+    if (cluster_.running(m) && !cluster_.paused(m)) up.push_back(m);
+  }
+  const std::size_t n = members.size();
+  const std::size_t minority = (n - 1) / 2;
+  const std::size_t majority = n / 2 + 1;
+  const std::string name(fault_name(s.kind));
+  auto skip = [&](const std::string& why) {
+    note(name + " skipped: " + why);
+    return false;
+  };
+  auto member_name = [this](int m) { return cluster_.member(m).name; };
+  auto names = [&](const std::vector<int>& ms) {
+    std::string out;
+    for (int m : ms) out += (out.empty() ? "" : ",") + member_name(m);
+    return out;
+  };
+  auto leader = [this] { return cluster_.find_leader(300); };
+  auto kill_all = [&](const std::vector<int>& victims) {
+    for (int v : victims) {
+      const pid_t pid = cluster_.member(v).pid;
+      if (Status st = cluster_.kill(v); !st.ok()) {
+        note(name + ": " + st.to_string());
+        continue;
+      }
+      a.stopped.push_back(v);
+      note(name + " SIGKILL " + member_name(v) + " (pid " + std::to_string(pid) + ")");
+    }
+    return !a.stopped.empty();
+  };
+  auto cut = [&](int from, int to, const LinkFault& f) {
+    cluster_.proxy().set_fault(from, to, f);
+    a.links.emplace_back(from, to);
+  };
+  // The minority side of a split: contains the leader when the step says so.
+  auto minority_side = [&]() {
+    std::vector<int> side;
+    const std::size_t size = 1 + s.picks[0] % std::max<std::size_t>(minority, 1);
+    const int l = s.hit_leader ? leader() : -1;
+    std::vector<int> rest = members;
+    if (l >= 0) {
+      side.push_back(l);
+      rest.erase(std::find(rest.begin(), rest.end(), l));
+    }
+    for (int m : choose(rest, size - side.size(), s.picks, 1)) side.push_back(m);
+    return side;
+  };
+  auto others = [&](const std::vector<int>& side) {
+    std::vector<int> rest;
+    for (int m : members) {
+      if (std::find(side.begin(), side.end(), m) == side.end()) rest.push_back(m);
+    }
+    return rest;
+  };
+
+  switch (s.kind) {
+    case FaultKind::kKill: {
+      if (up.empty()) return skip("no member is up");
+      return kill_all(choose(up, 1 + s.picks[0] % std::max<std::size_t>(minority, 1), s.picks, 1));
+    }
+    case FaultKind::kKillLeader: {
+      const int l = leader();
+      if (l < 0) return skip("no leader");
+      return kill_all({l});
+    }
+    case FaultKind::kKillMajority: {
+      std::vector<int> alive;
+      for (int m : members) {
+        if (cluster_.running(m)) alive.push_back(m);
+      }
+      return kill_all(choose(alive, majority, s.picks, 0));
+    }
+    case FaultKind::kRestart: {
+      if (up.empty()) return skip("no member is up");
+      int v = s.hit_leader ? leader() : -1;
+      if (v < 0) v = choose(up, 1, s.picks, 0).front();
+      Result<int> rc = cluster_.terminate(v);
+      a.stopped.push_back(v);
+      if (!rc.ok()) {
+        problems_.push_back("clean stop of " + member_name(v) + ": " + rc.status().to_string());
+        note(name + " " + member_name(v) + ": " + rc.status().to_string());
+      } else if (*rc != 0) {
+        problems_.push_back(member_name(v) + " exited with status " + std::to_string(*rc) +
+                            " after SIGTERM (a clean stop exits 0); log " +
+                            cluster_.member(v).log_path);
+        note(name + " SIGTERM " + member_name(v) + ": exit status " + std::to_string(*rc));
+      } else {
+        note(name + " SIGTERM " + member_name(v) + ": exit status 0");
+      }
+      return true;
+    }
+    case FaultKind::kPause:
+    case FaultKind::kPauseLeader: {
+      std::vector<int> victims;
+      if (s.kind == FaultKind::kPauseLeader) {
+        const int l = leader();
+        if (l < 0) return skip("no leader");
+        victims.push_back(l);
+      } else {
+        if (up.empty()) return skip("no member is up");
+        victims = choose(up, 1 + s.picks[0] % std::max<std::size_t>(minority, 1), s.picks, 1);
+      }
+      for (int v : victims) {
+        if (Status st = cluster_.pause(v); !st.ok()) {
+          note(name + ": " + st.to_string());
+          continue;
+        }
+        a.paused.push_back(v);
+        note(name + " SIGSTOP " + member_name(v));
+      }
+      return !a.paused.empty();
+    }
+    case FaultKind::kIsolate:
+    case FaultKind::kBlackhole: {
+      int v = s.hit_leader ? leader() : -1;
+      if (v < 0) v = choose(members, 1, s.picks, 0).front();
+      LinkFault f;
+      if (s.kind == FaultKind::kIsolate) {
+        f.cut = true;
+      } else {
+        f.drop = 1;
+      }
+      for (int m : members) {
+        if (m == v) continue;
+        cut(v, m, f);
+        cut(m, v, f);
+      }
+      note(name + " " + member_name(v) + " from " + names(others({v})) + " (" + f.to_string() +
+           ")");
+      return true;
+    }
+    case FaultKind::kSplit:
+    case FaultKind::kOneWay: {
+      if (minority == 0) return skip("too few members");
+      const std::vector<int> side = minority_side();
+      const std::vector<int> rest = others(side);
+      const bool outward = s.picks[2] % 2 == 0;
+      for (int x : side) {
+        for (int y : rest) {
+          if (s.kind == FaultKind::kSplit || outward) cut(x, y, {.cut = true});
+          if (s.kind == FaultKind::kSplit || !outward) cut(y, x, {.cut = true});
+        }
+      }
+      const std::string arrow = s.kind == FaultKind::kSplit ? " <-x-> "
+                                : outward                   ? " -x-> "
+                                                            : " <-x- ";
+      note(name + " " + names(side) + arrow + names(rest));
+      return true;
+    }
+    case FaultKind::kLossyLinks:
+    case FaultKind::kSlowLinks: {
+      LinkFault f;
+      f.drop = s.drop;
+      f.delay_ms = s.delay_ms;
+      f.jitter_ms = s.jitter_ms;
+      std::vector<std::pair<int, int>> pairs, chosen;
+      for (int x : members) {
+        for (int y : members) {
+          if (x != y) pairs.emplace_back(x, y);
+        }
+      }
+      for (std::size_t k = 0; k < pairs.size(); ++k) {
+        if (((s.picks[3] >> (k % 64)) & 1) != 0) chosen.push_back(pairs[k]);
+      }
+      if (chosen.empty()) chosen.push_back(pairs[s.picks[4] % pairs.size()]);
+      std::string which;
+      for (const auto& [x, y] : chosen) {
+        cut(x, y, f);
+        which += (which.empty() ? "" : ",") + member_name(x) + "->" + member_name(y);
+      }
+      note(name + " " + which + " (" + f.to_string() + ")");
+      return true;
+    }
+    case FaultKind::kSlowDisk: {
+      std::vector<int> victims;
+      const int l = s.hit_leader ? leader() : -1;
+      if (l >= 0) victims.push_back(l);
+      std::vector<int> rest = others(victims);
+      const std::size_t extra = s.picks[0] % n;
+      for (int m : choose(rest, extra, s.picks, 1)) victims.push_back(m);
+      if (victims.empty()) victims = choose(members, 1, s.picks, 1);
+      for (int v : victims) {
+        if (Status st = cluster_.set_disk_delay(v, s.disk_delay_ms); !st.ok()) {
+          note(name + ": " + st.to_string());
+          continue;
+        }
+        a.slow_disks.push_back(v);
+      }
+      note(name + " " + names(a.slow_disks) + " (each fsync +" + std::to_string(s.disk_delay_ms) +
+           "ms)");
+      return !a.slow_disks.empty();
+    }
+    case FaultKind::kTransferLeader:
+      return transfer_leader(s);
+    case FaultKind::kMemberReplace:
+      return replace_member(s);
+  }
+  return false;
+}
+
+bool Nemesis::transfer_leader(const FaultStep& s) {
+  const std::string name = "transfer-leader";
+  if (transfer_supported_ == 0) {
+    note(name + " skipped: not supported by the members");
+    return false;
+  }
+  const int l = cluster_.find_leader(300);
+  if (l < 0) {
+    note(name + " skipped: no leader");
+    return false;
+  }
+  std::vector<int> followers;
+  for (int m : cluster_.active_members()) {
+    if (m != l && cluster_.running(m) && !cluster_.paused(m)) followers.push_back(m);
+  }
+  if (followers.empty()) {
+    note(name + " skipped: no follower is up");
+    return false;
+  }
+  const int to = choose(followers, 1, s.picks, 0).front();
+  const wire::Response st = cluster_.status(to, 500);
+  if (st.code != Code::kOk) {
+    note(name + " skipped: no status from " + cluster_.member(to).name);
+    return false;
+  }
+  const wire::Response r =
+      cluster_.call(l, {.op = wire::Op::kTransferLeader, .member_id = st.member_id}, 5000);
+  if (not_supported(r)) {
+    transfer_supported_ = 0;
+    note(name + " skipped: not supported by the members (" + r.message + "); not tried again");
+    return false;
+  }
+  transfer_supported_ = 1;
+  note(name + " " + cluster_.member(l).name + " -> " + cluster_.member(to).name + ": " + answer(r));
+  return true;
+}
+
+bool Nemesis::replace_member(const FaultStep& s) {
+  const std::string name = "member-replace";
+  if (membership_supported_ == 0) {
+    note(name + " skipped: not supported by the members");
+    return false;
+  }
+  const int l = cluster_.find_leader(300);
+  if (l < 0) {
+    note(name + " skipped: no leader");
+    return false;
+  }
+  std::vector<int> followers;
+  for (int m : cluster_.active_members()) {
+    if (m != l && cluster_.running(m)) followers.push_back(m);
+  }
+  if (followers.empty()) {
+    note(name + " skipped: no follower");
+    return false;
+  }
+  const int old = choose(followers, 1, s.picks, 0).front();
+  const wire::Response st = cluster_.status(old, 500);
+  if (st.code != Code::kOk) {
+    note(name + " skipped: no status from " + cluster_.member(old).name);
+    return false;
+  }
+  wire::Response r =
+      cluster_.call(l, {.op = wire::Op::kMemberRemove, .member_id = st.member_id}, 5000);
+  if (not_supported(r)) {
+    membership_supported_ = 0;
+    note(name + " skipped: not supported by the members (" + r.message + "); not tried again");
+    return false;
+  }
+  membership_supported_ = 1;
+  note(name + " remove " + cluster_.member(old).name + ": " + answer(r));
+  if (r.code != Code::kOk) return false;
+  (void)cluster_.kill(old);
+  cluster_.retire(old);
+  Result<int> slot = cluster_.add_member_slot();
+  if (!slot.ok()) {
+    problems_.push_back(name + ": " + slot.status().to_string());
+    return true;
+  }
+  const int fresh = *slot;
+  const int l2 = std::max(cluster_.find_leader(300), 0);
+  r = cluster_.call(l2,
+                    {.op = wire::Op::kMemberAdd,
+                     .name = cluster_.member(fresh).name,
+                     .peer_addr = cluster_.proxy_addr(fresh),
+                     .client_addr = cluster_.client_addr(fresh),
+                     .learner = true},
+                    5000);
+  note(name + " add learner " + cluster_.member(fresh).name + ": " + answer(r));
+  if (r.code != Code::kOk) {
+    cluster_.retire(fresh);
+    return true;
+  }
+  if (Status started = cluster_.start(fresh); !started.ok()) {
+    problems_.push_back(name + ": starting " + cluster_.member(fresh).name + ": " +
+                        started.to_string());
+    return true;
+  }
+  std::uint64_t fresh_id = 0;
+  for (const wire::MemberInfo& m : r.members) {
+    if (m.name == cluster_.member(fresh).name) fresh_id = m.id;
+  }
+  // Promote once the learner has caught up (bounded: a learner that lags stays a learner).
+  for (int attempt = 0; attempt < 20 && fresh_id != 0; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    const int l3 = cluster_.find_leader(300);
+    if (l3 < 0) continue;
+    r = cluster_.call(l3, {.op = wire::Op::kMemberPromote, .member_id = fresh_id}, 3000);
+    if (r.code == Code::kOk) break;
+  }
+  note(name + " promote " + cluster_.member(fresh).name + ": " + answer(r));
+  return true;
+}
+
+void Nemesis::heal(const Active& a) {
+  std::string what;
+  for (const auto& [from, to] : a.links) cluster_.proxy().set_fault(from, to, {});
+  if (!a.links.empty()) what += " links";
+  for (int m : a.slow_disks) (void)cluster_.set_disk_delay(m, 0);
+  if (!a.slow_disks.empty()) what += " disks";
+  for (int m : a.paused) {
+    if (cluster_.running(m) && cluster_.paused(m) && cluster_.resume(m).ok()) {
+      what += " SIGCONT " + cluster_.member(m).name;
+    }
+  }
+  for (int m : a.stopped) {
+    if (cluster_.member(m).retired || cluster_.running(m)) continue;
+    if (Status st = cluster_.start(m); !st.ok()) {
+      problems_.push_back("restart of " + cluster_.member(m).name + ": " + st.to_string());
+      continue;
+    }
+    what += " restart " + cluster_.member(m).name + " (pid " +
+            std::to_string(cluster_.member(m).pid) + ")";
+  }
+  if (!what.empty()) note("heal " + std::string(fault_name(a.kind)) + ":" + what);
+}
+
+Status Nemesis::heal_all() {
+  for (const Active& a : active_) heal(a);
+  active_.clear();
+  cluster_.proxy().heal_all();
+  for (int m : cluster_.active_members()) {
+    (void)cluster_.set_disk_delay(m, 0);
+    if (cluster_.running(m) && cluster_.paused(m)) KVC_RETURN_IF_ERROR(cluster_.resume(m));
+    if (!cluster_.running(m)) {
+      KVC_RETURN_IF_ERROR(cluster_.start(m));
+      note("heal-all: restart " + cluster_.member(m).name);
+    }
+  }
+  note("healed everything");
+  return Status();
+}
+
+}  // namespace kvc::chaos
