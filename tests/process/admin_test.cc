@@ -243,15 +243,20 @@ TEST(AdminProcessTest, ForceNewClusterRecoversASurvivorAfterLosingTwoDataDirs) {
   ASSERT_TRUE(cluster.start_all().ok());
   ASSERT_TRUE(cluster.wait_for_leader().ok());
   std::map<std::string, std::string> acked;
+  std::uint64_t last = 0;
   {
     auto c = cluster.client();
     for (int i = 0; i < 200; ++i) {
       const std::string k = "k" + std::to_string(i);
-      ASSERT_EQ(c->put(k, "v" + std::to_string(i)).code, Code::kOk);
+      wire::Response r = c->put(k, "v" + std::to_string(i));
+      ASSERT_EQ(r.code, Code::kOk) << r.message;
       acked[k] = "v" + std::to_string(i);
+      last = r.revision;
     }
   }
-  // Every member has applied the writes; two lose their data for good.
+  // The survivor has applied every acknowledged write (an acknowledgement only says a majority
+  // has the entry, and the survivor may have been the minority); two lose their data for good.
+  ASSERT_TRUE(cluster.wait_applied(0, last).ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster.kill(i, SIGKILL).ok());
   std::system(("rm -rf '" + cluster.spec(1).data_dir + "' '" + cluster.spec(2).data_dir + "'").c_str());
   cluster.mutable_spec(0).extra_flags = {"--force-new-cluster"};
