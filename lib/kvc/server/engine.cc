@@ -16,6 +16,7 @@
 #include "kvc/server/engine_impl.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/fs.h"
+#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 namespace {
@@ -65,6 +66,12 @@ Engine::Impl::~Impl() {
 
 Status Engine::Impl::start() {
   KVC_RETURN_IF_ERROR(options_.validate());
+  {
+    Result<std::string> secret = options_.load_secret();
+    if (!secret.ok()) return secret.status();
+    options_.secret = std::move(*secret);
+    for (const std::string& w : options_.exposure_warnings()) spdlog::warn("{}", w);
+  }
   KVC_RETURN_IF_ERROR(open_data_dir());
   KVC_RETURN_IF_ERROR(open_storage());
 
@@ -166,7 +173,7 @@ Status Engine::Impl::open_data_dir() {
       if (m.name != options_.name) peers.push_back(m.peer_addr);
     }
     Result<JoinAnswer> join = join_cluster(peers, options_.name, options_.cluster_token,
-                                           options_.join_timeout_ms);
+                                           options_.secret, options_.join_timeout_ms);
     if (!join.ok()) {
       return join.status().with_context("joining the cluster as '" + options_.name + "'");
     }
@@ -411,6 +418,7 @@ Status Engine::Impl::bind_listeners() {
                                                               : options_.listen_peer;
   po.client_addr = advertise_client;
   po.token_digest = join_token_digest(options_.cluster_token);
+  po.secret = options_.secret;
   peers_ = std::make_unique<PeerTransport>(
       &loop_, po,
       [this](raft::Message m) {
@@ -1939,7 +1947,18 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   if (clients_.size() >= options_.max_client_connections) {
     spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
                  options_.max_client_connections);
-    conn->close(Status::resource_exhausted("too many client connections"));
+    // Politely: the client reads the refusal as its hello reply (nothing was handled).
+    const Status why = Status::resource_exhausted(
+        "too many client connections (--max-client-connections " +
+        std::to_string(options_.max_client_connections) + ")");
+    conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
+    std::string out;
+    wire::append_hello_reply(out, {.code = why.code(), .message = why.message(),
+                                   .cluster_id = identity_.cluster_id,
+                                   .member_id = identity_.member_id, .name = identity_.name,
+                                   .software_version = kvc::version()});
+    conn->send(out);
+    conn->close_after_flush(why);
     return;
   }
   const std::uint64_t id = ++conn_seq_;
@@ -1958,12 +1977,43 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
 void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
                                    std::string_view payload) {
   auto it = clients_.find(conn_id);
-  if (it == clients_.end()) return;
+  if (it == clients_.end() || it->second.refused) return;
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing client connection from={} reason={}", conn.peer(),
                  env.status().message());
     conn.close(env.status());
+    return;
+  }
+  if (it->second.auth_pending) {
+    ClientConn& cc = it->second;
+    cc.auth_pending = false;
+    Status proved;
+    if (env->kind != wire::FrameKind::kAuth) {
+      proved = Status::failed_precondition(
+          "authentication failed: expected the proof of the shared secret, got another frame");
+    } else {
+      Result<wire::AuthProof> answer = wire::decode_auth_proof(*env->body);
+      proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
+                           : answer.status();
+    }
+    if (!proved.ok()) {
+      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
+                   proved.message());
+      wire::HelloReply refusal{.code = proved.code(), .message = proved.message(),
+                               .cluster_id = identity_.cluster_id,
+                               .member_id = identity_.member_id, .name = identity_.name,
+                               .software_version = kvc::version()};
+      std::string out;
+      wire::append_hello_reply(out, refusal);
+      conn.send(out);
+      cc.refused = true;
+      conn.close_after_flush(proved);
+      return;
+    }
+    cc.hello_done = true;
+    cc.hello = {};
+    cc.reply = {};
     return;
   }
   if (!it->second.hello_done) {
@@ -1986,6 +2036,10 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       refuse = Status::failed_precondition("this member belongs to cluster " +
                                            hex(identity_.cluster_id) + ", not " +
                                            hex(hello->cluster_id));
+    } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
+      refuse = a;
+    } else if (!options_.secret.empty()) {
+      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
     }
     std::string out;
     if (!refuse.ok()) {
@@ -1994,12 +2048,19 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       reply.message = refuse.message();
       wire::append_hello_reply(out, reply);
       conn.send(out);
+      it->second.refused = true;
       conn.close_after_flush(refuse);
       return;
     }
-    it->second.hello_done = true;
     wire::append_hello_reply(out, reply);
     conn.send(out);
+    if (!options_.secret.empty()) {
+      it->second.auth_pending = true;
+      it->second.hello = std::move(*hello);
+      it->second.reply = std::move(reply);
+    } else {
+      it->second.hello_done = true;
+    }
     return;
   }
   if (env->kind != wire::FrameKind::kRequest) {
@@ -2276,6 +2337,7 @@ wire::Response Engine::Impl::call(wire::Request req) {
           o.cluster_id = identity_.cluster_id;
           o.timeout_ms = req.timeout_ms;
           o.name = "kvc-engine-" + identity_.name;
+          o.secret = options_.secret;
           Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
           if (c.ok()) forwarder_ = std::move(*c);
         }
