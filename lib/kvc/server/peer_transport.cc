@@ -357,7 +357,7 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
     wire::append_auth_proof(out, answer);
     conn.send(out);
     if (!proved.ok()) {
-      log_auth_failure("peer failed authentication peer=" + hex(id) + " address=" + address +
+      log_auth_failure("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" + address +
                        " reason=" + proved.message());
       link.reported_down = true;
       conn.close_after_flush(proved);
@@ -371,15 +371,18 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   on_peer_info_({.id = id, .name = reply->name, .client_addr = reply->client_addr});
 }
 
-void PeerTransport::log_auth_failure(const std::string& line) {
+void PeerTransport::log_auth_failure(const std::string& key, const std::string& line) {
   const std::uint64_t now = uv_now(loop_);
-  if (last_auth_log_ms_ != 0 && now < last_auth_log_ms_ + 1000) {
-    ++auth_logs_suppressed_;
+  // Bounded: keys come from remote names; forgetting them only means one more log line.
+  if (auth_logs_.size() >= 64 && auth_logs_.count(key) == 0) auth_logs_.clear();
+  AuthLog& l = auth_logs_[key];
+  if (l.last_ms != 0 && now < l.last_ms + 1000) {
+    ++l.suppressed;
     return;
   }
-  last_auth_log_ms_ = now;
-  spdlog::warn("{} suppressed={}", line, auth_logs_suppressed_);
-  auth_logs_suppressed_ = 0;
+  l.last_ms = now;
+  spdlog::warn("{} suppressed={}", line, l.suppressed);
+  l.suppressed = 0;
 }
 
 void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
@@ -458,7 +461,8 @@ void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope
                  : answer.status();
   }
   if (!proved.ok()) {
-    log_auth_failure("refusing peer from=" + conn.peer() + " name=" + p.hello.name +
+    log_auth_failure("in " + p.hello.name,
+                     "refusing peer from=" + conn.peer() + " name=" + p.hello.name +
                      " reason=" + proved.message());
     refuse_incoming(conn, std::move(p.reply), proved);
     return;
@@ -496,7 +500,8 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     const bool has_secret = !options_.secret.empty();
     if (hello.ok()) {
       if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
-        log_auth_failure("refusing peer from=" + conn.peer() + " name=" + hello->name +
+        log_auth_failure("in " + hello->name,
+                         "refusing peer from=" + conn.peer() + " name=" + hello->name +
                          " reason=" + s.message());
         refuse_incoming(conn, std::move(reply), s);
         return;

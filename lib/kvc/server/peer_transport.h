@@ -121,9 +121,9 @@ class PeerTransport {
   void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
   void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);
   void refuse_incoming(net::Connection& conn, wire::HelloReply reply, const Status& why);
-  // Authentication failures are logged at most once a second (a peer with the wrong secret
-  // redials several times a second); the rest are counted into the next line.
-  void log_auth_failure(const std::string& line);
+  // Authentication failures are logged at most once a second per `key` (a peer with the wrong
+  // secret redials several times a second); the rest are counted into the next line.
+  void log_auth_failure(const std::string& key, const std::string& line);
 
   uv_loop_t* loop_;
   PeerTransportOptions options_;
@@ -138,8 +138,11 @@ class PeerTransport {
   std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;
   std::map<net::Connection*, std::uint64_t> incoming_peer_;  // handshake done: who it is
   std::map<net::Connection*, PendingAuth> incoming_auth_;    // waiting for the Auth frame
-  std::uint64_t last_auth_log_ms_ = 0;
-  std::uint64_t auth_logs_suppressed_ = 0;
+  struct AuthLog {
+    std::uint64_t last_ms = 0;
+    std::uint64_t suppressed = 0;
+  };
+  std::map<std::string, AuthLog> auth_logs_;  // by direction and peer
   bool closed_ = false;
   std::string scratch_;
 };
