@@ -386,6 +386,7 @@ int with_env(const std::function<int(const Env&)>& fn) {
   env.endpoints = *net::parse_address_list(g.endpoints.empty() ? kDefaultEndpoint : g.endpoints);
   env.format = g.format;
   env.timeout_ms = g.timeout_ms;
+  env.secret_file = g.secret_file;
   env.check = check;
   env.fail = fail;
   return fn(env);

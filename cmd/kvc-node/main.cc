@@ -110,6 +110,9 @@ int main(int argc, char** argv) {
   tuning->add_option("--max-client-connections", o.max_client_connections,
                      "Client connections beyond this are refused")
       ->capture_default_str();
+  tuning->add_option("--max-peer-connections", o.max_peer_connections,
+                     "Incoming connections on the peer port beyond this are refused")
+      ->capture_default_str();
   tuning->add_option("--max-inflight-requests", o.max_inflight_requests,
                      "Per client connection; beyond it the member stops reading that client")
       ->capture_default_str();

@@ -2,7 +2,11 @@
 // with a secret serves kvc-ctl only when it proves the same secret; a member with the wrong
 // secret cannot join; a member refuses connections beyond --max-client-connections with a
 // message and keeps serving.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -10,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "kvc/wire/frame.h"
+#include "kvc/wire/messages.h"
 #include "process_cluster.h"
 
 namespace kvc::test {
@@ -66,6 +72,43 @@ class SecretFiles {
  private:
   std::string good_, wrong_;
 };
+
+// A blocking TCP connection to 127.0.0.1:port with a 3 s receive timeout (-1 on failure).
+int raw_connect(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  timeval tv{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The first frame the member sends on `fd`, as a hello reply.
+Result<wire::HelloReply> read_hello_reply(int fd) {
+  wire::FrameDecoder decoder;
+  char buf[4096];
+  for (int reads = 0; reads < 100; ++reads) {
+    std::string_view payload;
+    bool has = false;
+    KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
+    if (has) {
+      Result<wire::Envelope> env = wire::open_envelope(payload);
+      if (!env.ok()) return env.status();
+      if (env->kind != wire::FrameKind::kHelloReply) return Status::corruption("not a reply");
+      return wire::decode_hello_reply(*env->body);
+    }
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return Status::unavailable("no reply");
+    decoder.feed(buf, static_cast<std::size_t>(n));
+  }
+  return Status::corruption("no complete reply");
+}
 
 TEST(AuthProcessTest, ClusterWithSecretServesOnlyClientsThatProveIt) {
   SecretFiles secrets("serve");
@@ -175,6 +218,40 @@ TEST(AuthProcessTest, ConnectionLimitRefusesPolitelyAndMemberKeepsServing) {
     return cluster.ctl({"--timeout", "1s", "get", "/hold/1"}).status == 0;
   }));
   EXPECT_TRUE(cluster.running(0));
+}
+
+TEST(AuthProcessTest, PeerConnectionLimitRefusesPolitely) {
+  ClusterOptions o;
+  o.members = 1;
+  o.extra_flags = {"--max-peer-connections", "1"};
+  ProcessCluster cluster("peer-limit", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  const int held = raw_connect(cluster.spec(0).peer_port);  // silent: holds the only slot
+  ASSERT_GE(held, 0);
+  const int extra = raw_connect(cluster.spec(0).peer_port);
+  ASSERT_GE(extra, 0);
+  Result<wire::HelloReply> refused = read_hello_reply(extra);
+  ::close(extra);
+  ASSERT_TRUE(refused.ok()) << refused.status().to_string();
+  EXPECT_EQ(refused->code, Code::kResourceExhausted);
+  EXPECT_EQ(refused->message, "too many peer connections (--max-peer-connections 1)");
+  auto c = cluster.client();
+  EXPECT_EQ(c->put("/still-serving", "x").code, Code::kOk);
+  // Once the silent connection goes, the slot is free: a hello is answered on its merits.
+  ::close(held);
+  std::string hello;
+  wire::append_hello(hello, {.role = wire::Role::kClient, .name = "probe"});
+  std::string last;
+  EXPECT_TRUE(eventually(5000, [&] {
+    const int fd = raw_connect(cluster.spec(0).peer_port);
+    if (fd < 0) return false;
+    const bool sent = ::write(fd, hello.data(), hello.size()) == static_cast<ssize_t>(hello.size());
+    Result<wire::HelloReply> r = read_hello_reply(fd);
+    ::close(fd);
+    last = r.ok() ? r->message : r.status().to_string();
+    return sent && r.ok() && r->message == "this is the peer port; clients use the client port";
+  })) << last;
 }
 
 }  // namespace

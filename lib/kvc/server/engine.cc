@@ -419,6 +419,7 @@ Status Engine::Impl::bind_listeners() {
   po.client_addr = advertise_client;
   po.token_digest = join_token_digest(options_.cluster_token);
   po.secret = options_.secret;
+  po.max_incoming = options_.max_peer_connections;
   peers_ = std::make_unique<PeerTransport>(
       &loop_, po,
       [this](raft::Message m) {

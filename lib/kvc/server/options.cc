@@ -38,7 +38,7 @@ Status EngineOptions::validate() const {
   if (!secret.empty() && !secret_file.empty()) {
     return Status::invalid_argument("give the shared secret or a secret file, not both");
   }
-  if (max_inflight_requests == 0 || max_client_connections == 0) {
+  if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
   return Status();

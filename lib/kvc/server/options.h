@@ -30,6 +30,7 @@ struct EngineOptions {
   std::uint64_t max_frame_bytes = 16ull << 20;
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;
+  std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
   std::uint64_t request_timeout_ms = 5000;  // the default when a request names none
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;

@@ -357,7 +357,7 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
     wire::append_auth_proof(out, answer);
     conn.send(out);
     if (!proved.ok()) {
-      log_auth_failure("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" + address +
+      log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" + address +
                        " reason=" + proved.message());
       link.reported_down = true;
       conn.close_after_flush(proved);
@@ -371,7 +371,7 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   on_peer_info_({.id = id, .name = reply->name, .client_addr = reply->client_addr});
 }
 
-void PeerTransport::log_auth_failure(const std::string& key, const std::string& line) {
+void PeerTransport::log_refusal(const std::string& key, const std::string& line) {
   const std::uint64_t now = uv_now(loop_);
   // Bounded: keys come from remote names; forgetting them only means one more log line.
   if (auth_logs_.size() >= 64 && auth_logs_.count(key) == 0) auth_logs_.clear();
@@ -388,6 +388,18 @@ void PeerTransport::log_auth_failure(const std::string& key, const std::string& 
 void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
   if (closed_) {
     conn->close(Status::shutting_down("member stopping"));
+    return;
+  }
+  if (incoming_.size() >= options_.max_incoming) {
+    const Status why = Status::resource_exhausted(
+        "too many peer connections (--max-peer-connections " +
+        std::to_string(options_.max_incoming) + ")");
+    log_refusal("limit", "refusing peer from=" + conn->peer() + " reason=" + why.message());
+    conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
+    refuse_incoming(*conn,
+                    {.cluster_id = options_.cluster_id, .member_id = options_.self_id,
+                     .name = options_.name, .software_version = kvc::version()},
+                    why);
     return;
   }
   net::Connection* key = conn.get();
@@ -461,7 +473,7 @@ void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope
                  : answer.status();
   }
   if (!proved.ok()) {
-    log_auth_failure("in " + p.hello.name,
+    log_refusal("in " + p.hello.name,
                      "refusing peer from=" + conn.peer() + " name=" + p.hello.name +
                      " reason=" + proved.message());
     refuse_incoming(conn, std::move(p.reply), proved);
@@ -500,7 +512,7 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     const bool has_secret = !options_.secret.empty();
     if (hello.ok()) {
       if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
-        log_auth_failure("in " + hello->name,
+        log_refusal("in " + hello->name,
                          "refusing peer from=" + conn.peer() + " name=" + hello->name +
                          " reason=" + s.message());
         refuse_incoming(conn, std::move(reply), s);

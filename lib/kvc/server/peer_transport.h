@@ -37,6 +37,9 @@ struct PeerTransportOptions {
   std::size_t max_frame_bytes = 16u << 20;
   std::size_t max_queued_bytes = 32u << 20;  // per link; beyond this messages are dropped
   std::uint64_t connect_timeout_ms = 1000;
+  // Incoming connections on the peer port (handshaking or established) beyond this are
+  // refused with a hello reply saying so.
+  std::size_t max_incoming = 256;
   // A member being added to the cluster dials a peer with member id 0 and this digest of the
   // cluster token (join_token_digest) to learn its id; see PeerTransport::JoinHandler.
   std::string token_digest;
@@ -121,9 +124,10 @@ class PeerTransport {
   void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
   void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);
   void refuse_incoming(net::Connection& conn, wire::HelloReply reply, const Status& why);
-  // Authentication failures are logged at most once a second per `key` (a peer with the wrong
-  // secret redials several times a second); the rest are counted into the next line.
-  void log_auth_failure(const std::string& key, const std::string& line);
+  // Authentication failures and limit refusals are logged at most once a second per `key` (a
+  // peer with the wrong secret redials several times a second); the rest are counted into the
+  // next line.
+  void log_refusal(const std::string& key, const std::string& line);
 
   uv_loop_t* loop_;
   PeerTransportOptions options_;
