@@ -45,11 +45,11 @@ class FakeCluster {
   // with `secret` it answers a hello's challenge with a proof of that secret.
   std::string add(Script script, std::string refuse = "", std::string secret = "") {
     auto l = std::make_unique<net::Listener>(&loop_, net::ConnectionOptions{});
-    EXPECT_TRUE(l->listen(*net::parse_address("127.0.0.1:0"),
-                          [this, script, refuse, secret](std::shared_ptr<net::Connection> c) {
-                            serve(std::move(c), script, refuse, secret);
-                          })
-                    .ok());
+    EXPECT_TRUE(
+        l->listen(*net::parse_address("127.0.0.1:0"), [this, script, refuse,
+                                                       secret](std::shared_ptr<net::Connection> c) {
+           serve(std::move(c), script, refuse, secret);
+         }).ok());
     std::string addr = l->bound().to_string();
     listeners_.push_back(std::move(l));
     return addr;
@@ -242,8 +242,8 @@ TEST(ClientTest, RefusedHandshakeReportsWhy) {
 
 TEST(ClientTest, WithASecretRequestsFollowTheMembersProof) {
   FakeCluster cluster;
-  std::string m = cluster.add([](const wire::Request&) { return ok_with_revision(7); }, "",
-                              "shared");
+  std::string m =
+      cluster.add([](const wire::Request&) { return ok_with_revision(7); }, "", "shared");
   cluster.start();
   auto client = open_client({m}, 2000, "shared");
   wire::Response r = client->put("k", "v");
@@ -255,15 +255,19 @@ TEST(ClientTest, WithASecretRequestsFollowTheMembersProof) {
 }
 
 TEST(ClientTest, FakeMemberWithoutTheSecretCollectsNoRequests) {
-  const struct { const char* name; std::string member_secret; const char* want; } cases[] = {
+  const struct {
+    const char* name;
+    std::string member_secret;
+    const char* want;
+  } cases[] = {
       {"no secret", "", "sent no proof"},
       {"other secret", "other", "proof of the shared secret is wrong"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     FakeCluster cluster;
-    std::string m = cluster.add([](const wire::Request&) { return ok_with_revision(1); }, "",
-                                c.member_secret);
+    std::string m =
+        cluster.add([](const wire::Request&) { return ok_with_revision(1); }, "", c.member_secret);
     cluster.start();
     auto client = open_client({m}, 2000, "shared");
     wire::Response r = client->put("k", "v");

@@ -11,7 +11,11 @@ namespace {
 std::string repeat(char c, std::size_t n) { return std::string(n, c); }
 
 TEST(Sha256Test, MatchesFips180Vectors) {
-  const struct { const char* name; std::string data; const char* want; } cases[] = {
+  const struct {
+    const char* name;
+    std::string data;
+    const char* want;
+  } cases[] = {
       {"empty", "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
       {"abc", "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
       {"two blocks", "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
@@ -45,7 +49,11 @@ TEST(Sha256Test, IncrementalEqualsWholeAtEverySplit) {
 TEST(Sha256Test, HmacMatchesRfc4231Vectors) {
   std::string key4;
   for (int i = 1; i <= 25; ++i) key4.push_back(static_cast<char>(i));
-  const struct { const char* name; std::string key, data; const char* want; } cases[] = {
+  const struct {
+    const char* name;
+    std::string key, data;
+    const char* want;
+  } cases[] = {
       {"case 1", repeat('\x0b', 20), "Hi There",
        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
       {"case 2", "Jefe", "what do ya want for nothing?",

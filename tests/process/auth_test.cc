@@ -186,7 +186,8 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   ASSERT_TRUE(cluster.start(2).ok());
   ASSERT_TRUE(eventually(10000, [&] {
     std::string l = read_file(cluster.log_path(0)) + read_file(cluster.log_path(1));
-    return contains(l, "peer failed authentication") && contains(l, "name=m3 reason=authentication failed");
+    return contains(l, "peer failed authentication") &&
+           contains(l, "name=m3 reason=authentication failed");
   })) << read_file(cluster.log_path(0));
   wire::Response w = c->put("/after-restart", "y");
   EXPECT_EQ(w.code, Code::kOk) << w.message;

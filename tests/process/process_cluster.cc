@@ -85,8 +85,7 @@ ProcessCluster::~ProcessCluster() {
 Status write_secret_file(const std::string& path, const std::string& secret) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::from_errno(path, errno);
-  const bool ok = ::write(fd, secret.data(), secret.size()) ==
-                  static_cast<ssize_t>(secret.size());
+  const bool ok = ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
   ::close(fd);
   if (!ok) return Status::io_error("writing " + path + " failed");
   return Status();

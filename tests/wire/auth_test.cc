@@ -56,8 +56,8 @@ TEST(AuthTest, SameSecretPassesBothChecks) {
 TEST(AuthTest, WrongSecretIsRefusedOnBothEnds) {
   Session s = handshake("another secret", kSecret);
   AuthProof answer;
-  Status dialer = check_member_proof("another secret", Role::kClient, s.hello.nonce, s.reply,
-                                     &answer);
+  Status dialer =
+      check_member_proof("another secret", Role::kClient, s.hello.nonce, s.reply, &answer);
   EXPECT_EQ(dialer.code(), Code::kFailedPrecondition);
   EXPECT_NE(dialer.message().find("proof of the shared secret is wrong"), std::string::npos);
   EXPECT_TRUE(answer.proof.empty());  // the dialer gives up without proving anything
@@ -84,7 +84,8 @@ TEST(AuthTest, ReplayedProofIsRefused) {
   Result<std::string> new_nonce = make_nonce();
   ASSERT_TRUE(new_nonce.ok());
   AuthProof answer;
-  EXPECT_FALSE(check_member_proof(kSecret, Role::kClient, *new_nonce, recorded.reply, &answer).ok());
+  EXPECT_FALSE(
+      check_member_proof(kSecret, Role::kClient, *new_nonce, recorded.reply, &answer).ok());
 }
 
 TEST(AuthTest, ReflectedProofIsRefused) {
@@ -95,8 +96,8 @@ TEST(AuthTest, ReflectedProofIsRefused) {
   EXPECT_FALSE(check_dialer_proof(kSecret, s.hello, s.reply, reflected).ok());
   // A fake member that echoes the dialer's nonce as its own, hoping to make the proofs alike.
   HelloReply echo{.cluster_id = kCluster, .nonce = s.hello.nonce};
-  echo.proof = make_proof(kSecret, Prover::kMember, Role::kClient, kCluster, s.hello.nonce,
-                          s.hello.nonce);
+  echo.proof =
+      make_proof(kSecret, Prover::kMember, Role::kClient, kCluster, s.hello.nonce, s.hello.nonce);
   AuthProof answer;
   EXPECT_FALSE(check_member_proof(kSecret, Role::kClient, s.hello.nonce, echo, &answer).ok());
 }
@@ -140,8 +141,8 @@ TEST(AuthTest, OneSidedSecretIsRefusedWithAClearMessage) {
   // A member without a secret (or an old one) answers without a proof: the dialer refuses it.
   HelloReply no_proof{.cluster_id = kCluster};
   AuthProof answer;
-  Status s = check_member_proof(kSecret, Role::kClient, std::string(kNonceBytes, 'n'), no_proof,
-                                &answer);
+  Status s =
+      check_member_proof(kSecret, Role::kClient, std::string(kNonceBytes, 'n'), no_proof, &answer);
   EXPECT_NE(s.message().find("sent no proof"), std::string::npos);
 }
 
@@ -191,7 +192,12 @@ TEST_F(SecretFileTest, LoadsAndStripsOneTrailingNewline) {
 }
 
 TEST_F(SecretFileTest, RefusesUnsafeOrUselessFiles) {
-  const struct { const char* name; std::string content; mode_t mode; const char* want; } cases[] = {
+  const struct {
+    const char* name;
+    std::string content;
+    mode_t mode;
+    const char* want;
+  } cases[] = {
       {"world", "s", 0644, "accessible by group or others (mode 0644); run chmod 600"},
       {"group", "s", 0640, "accessible by group or others"},
       {"empty", "", 0600, ": empty"},

@@ -343,8 +343,10 @@ class Client::Impl {
     conn->start(
         [this, addr](net::Connection& c, std::string_view payload) { on_frame(addr, c, payload); },
         [this, addr](net::Connection& c, const Status& why) { on_closed(addr, c, why); });
-    wire::Hello hello{.role = wire::Role::kClient, .cluster_id = options_.cluster_id,
-                      .name = options_.name, .software_version = kvc::version()};
+    wire::Hello hello{.role = wire::Role::kClient,
+                      .cluster_id = options_.cluster_id,
+                      .name = options_.name,
+                      .software_version = kvc::version()};
     if (!options_.secret.empty()) {
       Result<std::string> nonce = wire::make_nonce();
       if (!nonce.ok()) {
@@ -370,6 +372,10 @@ class Client::Impl {
     Member& m = member(addr);
     if (--m.pending_connects == 0) m.connecting = false;
     m.last_error = why.message();
+    if (m.pending_connects == 0 && !m.conns.empty()) {
+      send_waiting(m);  // another of this round's connections is up
+      return;
+    }
     if (m.pending_connects == 0 && m.conns.empty()) {
       m.retry_after = uv_now(&loop_) + kReconnectBackoffMs;
       if (leader_ == addr) set_leader("");
@@ -400,8 +406,8 @@ class Client::Impl {
       return;
     }
     wire::AuthProof answer;
-    Status proved = wire::check_member_proof(options_.secret, wire::Role::kClient, p.nonce, hr,
-                                             &answer);
+    Status proved =
+        wire::check_member_proof(options_.secret, wire::Role::kClient, p.nonce, hr, &answer);
     std::string out;
     wire::append_auth_proof(out, answer);
     p.conn->send(out);
@@ -418,6 +424,11 @@ class Client::Impl {
     if (--m.pending_connects == 0) m.connecting = false;
     m.conns.push_back(conn);
     if (m.pending_connects > 0) return;
+    send_waiting(m);
+  }
+
+  // Every connection attempt to `m` has finished and some succeeded: send what waits.
+  void send_waiting(Member& m) {
     std::vector<Call*> waiting;
     waiting.swap(m.waiting);
     for (Call* c : waiting) {
@@ -459,8 +470,8 @@ class Client::Impl {
     if (stopping_loop_) return;
     if (auto a = authenticating_.find(&conn); a != authenticating_.end()) {
       authenticating_.erase(a);
-      connect_failed(addr, Status::unavailable("connection closed during authentication: " +
-                                               why.message()));
+      connect_failed(
+          addr, Status::unavailable("connection closed during authentication: " + why.message()));
       return;
     }
     Member& m = member(addr);

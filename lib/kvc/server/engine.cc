@@ -460,11 +460,7 @@ Status Engine::Impl::bind_listeners() {
   me.name = identity_.name;
   me.client_addr = advertise_client;
   if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
-  if (!peer->is_loopback()) {
-    spdlog::warn("listening for peers on {}, which is not a loopback address: anyone who can "
-                 "reach it can exchange Raft traffic with this member",
-                 peer->to_string());
-  }
+  // Non-loopback listeners without a secret are warned about in start() (exposure_warnings).
   return Status();
 }
 
@@ -1949,14 +1945,16 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
     spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
                  options_.max_client_connections);
     // Politely: the client reads the refusal as its hello reply (nothing was handled).
-    const Status why = Status::resource_exhausted(
-        "too many client connections (--max-client-connections " +
-        std::to_string(options_.max_client_connections) + ")");
+    const Status why =
+        Status::resource_exhausted("too many client connections (--max-client-connections " +
+                                   std::to_string(options_.max_client_connections) + ")");
     conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
     std::string out;
-    wire::append_hello_reply(out, {.code = why.code(), .message = why.message(),
+    wire::append_hello_reply(out, {.code = why.code(),
+                                   .message = why.message(),
                                    .cluster_id = identity_.cluster_id,
-                                   .member_id = identity_.member_id, .name = identity_.name,
+                                   .member_id = identity_.member_id,
+                                   .name = identity_.name,
                                    .software_version = kvc::version()});
     conn->send(out);
     conn->close_after_flush(why);
@@ -2001,9 +1999,11 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     if (!proved.ok()) {
       spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
                    proved.message());
-      wire::HelloReply refusal{.code = proved.code(), .message = proved.message(),
+      wire::HelloReply refusal{.code = proved.code(),
+                               .message = proved.message(),
                                .cluster_id = identity_.cluster_id,
-                               .member_id = identity_.member_id, .name = identity_.name,
+                               .member_id = identity_.member_id,
+                               .name = identity_.name,
                                .software_version = kvc::version()};
       std::string out;
       wire::append_hello_reply(out, refusal);

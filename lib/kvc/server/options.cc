@@ -53,15 +53,18 @@ Result<std::string> EngineOptions::load_secret() const {
 std::vector<std::string> EngineOptions::exposure_warnings() const {
   std::vector<std::string> out;
   if (!secret.empty() || !secret_file.empty()) return out;
-  const struct { const char* flag; const std::string& value; } listeners[] = {
-      {"--listen-peer", listen_peer}, {"--listen-client", listen_client}};
+  const struct {
+    const char* flag;
+    const std::string& value;
+  } listeners[] = {{"--listen-peer", listen_peer}, {"--listen-client", listen_client}};
   for (const auto& l : listeners) {
     if (l.value.empty()) continue;
     Result<net::Address> a = net::parse_address(l.value);
     if (a.ok() && !a->is_loopback()) {
-      out.push_back("listening on a non-loopback address without a shared secret: anyone who "
-                    "can reach " + a->to_string() + " (" + l.flag +
-                    ") can act as a member or client; set --secret-file");
+      out.push_back(
+          "listening on a non-loopback address without a shared secret: anyone who "
+          "can reach " +
+          a->to_string() + " (" + l.flag + ") can act as a member or client; set --secret-file");
     }
   }
   return out;

@@ -1,7 +1,6 @@
 #include "kvc/server/peer_transport.h"
 
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,8 +58,8 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return Status::unavailable("connect to " + address + ": " + std::strerror(errno));
   }
-  wire::Hello h{.role = wire::Role::kPeer, .name = name, .software_version = kvc::version(),
-                .proof = digest};
+  wire::Hello h{
+      .role = wire::Role::kPeer, .name = name, .software_version = kvc::version(), .proof = digest};
   if (!secret.empty()) {
     Result<std::string> nonce = wire::make_nonce();
     if (!nonce.ok()) return nonce.status();
@@ -109,9 +108,9 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
 
 }  // namespace
 
-Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
-                                const std::string& name, const std::string& cluster_token,
-                                const std::string& secret, std::uint64_t timeout_ms) {
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
+                                const std::string& cluster_token, const std::string& secret,
+                                std::uint64_t timeout_ms) {
   if (peer_addrs.empty()) return Status::invalid_argument("no peer to ask for this member's id");
   const std::string digest = join_token_digest(cluster_token);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -357,8 +356,8 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
     wire::append_auth_proof(out, answer);
     conn.send(out);
     if (!proved.ok()) {
-      log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" + address +
-                       " reason=" + proved.message());
+      log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) +
+                                        " address=" + address + " reason=" + proved.message());
       link.reported_down = true;
       conn.close_after_flush(proved);
       return;
@@ -391,14 +390,16 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
     return;
   }
   if (incoming_.size() >= options_.max_incoming) {
-    const Status why = Status::resource_exhausted(
-        "too many peer connections (--max-peer-connections " +
-        std::to_string(options_.max_incoming) + ")");
+    const Status why =
+        Status::resource_exhausted("too many peer connections (--max-peer-connections " +
+                                   std::to_string(options_.max_incoming) + ")");
     log_refusal("limit", "refusing peer from=" + conn->peer() + " reason=" + why.message());
     conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
     refuse_incoming(*conn,
-                    {.cluster_id = options_.cluster_id, .member_id = options_.self_id,
-                     .name = options_.name, .software_version = kvc::version()},
+                    {.cluster_id = options_.cluster_id,
+                     .member_id = options_.self_id,
+                     .name = options_.name,
+                     .software_version = kvc::version()},
                     why);
     return;
   }
@@ -468,14 +469,12 @@ void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope
         "authentication failed: expected the proof of the shared secret, got another frame");
   } else {
     Result<wire::AuthProof> answer = wire::decode_auth_proof(*env.body);
-    proved = answer.ok()
-                 ? wire::check_dialer_proof(options_.secret, p.hello, p.reply, *answer)
-                 : answer.status();
+    proved = answer.ok() ? wire::check_dialer_proof(options_.secret, p.hello, p.reply, *answer)
+                         : answer.status();
   }
   if (!proved.ok()) {
-    log_refusal("in " + p.hello.name,
-                     "refusing peer from=" + conn.peer() + " name=" + p.hello.name +
-                     " reason=" + proved.message());
+    log_refusal("in " + p.hello.name, "refusing peer from=" + conn.peer() +
+                                          " name=" + p.hello.name + " reason=" + proved.message());
     refuse_incoming(conn, std::move(p.reply), proved);
     return;
   }
@@ -484,7 +483,9 @@ void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope
     return;
   }
   incoming_peer_[&conn] = p.hello.member_id;
-  on_peer_info_({.id = p.hello.member_id, .name = p.hello.name, .peer_addr = p.hello.peer_addr,
+  on_peer_info_({.id = p.hello.member_id,
+                 .name = p.hello.name,
+                 .peer_addr = p.hello.peer_addr,
                  .client_addr = p.hello.client_addr});
 }
 
@@ -512,9 +513,8 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     const bool has_secret = !options_.secret.empty();
     if (hello.ok()) {
       if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
-        log_refusal("in " + hello->name,
-                         "refusing peer from=" + conn.peer() + " name=" + hello->name +
-                         " reason=" + s.message());
+        log_refusal("in " + hello->name, "refusing peer from=" + conn.peer() +
+                                             " name=" + hello->name + " reason=" + s.message());
         refuse_incoming(conn, std::move(reply), s);
         return;
       }
@@ -527,8 +527,7 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
         return;
       }
       if (Status s = wire::answer_challenge(options_.secret, *hello, &reply); !s.ok()) {
-        spdlog::error("cannot challenge joining member from={} error={}", conn.peer(),
-                      s.message());
+        spdlog::error("cannot challenge joining member from={} error={}", conn.peer(), s.message());
         refuse_incoming(conn, std::move(reply), s);
         return;
       }

@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "kvc/net/connection.h"
@@ -60,9 +60,9 @@ struct JoinAnswer {
 // repeatedly until `timeout_ms`, which id the cluster assigned to `name` (kvc-ctl member add
 // must have been run first). Fails with the last answer's reason. With a non-empty `secret`
 // the members must prove it (and this member proves it to them) before they answer.
-Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
-                                const std::string& name, const std::string& cluster_token,
-                                const std::string& secret, std::uint64_t timeout_ms);
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
+                                const std::string& cluster_token, const std::string& secret,
+                                std::uint64_t timeout_ms);
 
 class PeerTransport {
  public:

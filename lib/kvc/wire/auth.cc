@@ -44,7 +44,7 @@ Result<std::string> load_secret_file(const std::string& path) {
   const std::string what = "secret file " + path;
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0) return Status::from_errno(what, errno);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Status::from_errno(what, errno);
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(what + ": not a regular file");
   if ((st.st_mode & 077) != 0) {
@@ -68,8 +68,8 @@ Result<std::string> load_secret_file(const std::string& path) {
     if (n == 0) break;
     secret.append(buf, static_cast<std::size_t>(n));
     if (secret.size() > kMaxSecretBytes) {
-      return Status::invalid_argument(what + ": larger than " +
-                                      std::to_string(kMaxSecretBytes) + " bytes");
+      return Status::invalid_argument(what + ": larger than " + std::to_string(kMaxSecretBytes) +
+                                      " bytes");
     }
   }
   if (!secret.empty() && secret.back() == '\n') {
@@ -95,9 +95,8 @@ Result<std::string> make_nonce() {
   return nonce;
 }
 
-std::string make_proof(std::string_view secret, Prover prover, Role role,
-                       std::uint64_t cluster_id, std::string_view dialer_nonce,
-                       std::string_view member_nonce) {
+std::string make_proof(std::string_view secret, Prover prover, Role role, std::uint64_t cluster_id,
+                       std::string_view dialer_nonce, std::string_view member_nonce) {
   // Every variable-length part is length-prefixed, so no two inputs share an encoding.
   std::string msg;
   put_bytes(msg, kLabel);
@@ -142,8 +141,8 @@ Status answer_challenge(std::string_view secret, const Hello& hello, HelloReply*
   Result<std::string> nonce = make_nonce();
   if (!nonce.ok()) return nonce.status();
   reply->nonce = std::move(*nonce);
-  reply->proof = make_proof(secret, Prover::kMember, hello.role, reply->cluster_id, hello.nonce,
-                            reply->nonce);
+  reply->proof =
+      make_proof(secret, Prover::kMember, hello.role, reply->cluster_id, hello.nonce, reply->nonce);
   return Status();
 }
 
@@ -176,7 +175,8 @@ Status check_member_proof(std::string_view secret, Role role, std::string_view d
         "--secret-file?)");
   }
   if (!bad.ok()) {
-    *answer = AuthProof{.proof = "", .message = "the member's proof did not match this side's secret"};
+    *answer =
+        AuthProof{.proof = "", .message = "the member's proof did not match this side's secret"};
     return bad;
   }
   *answer = AuthProof{.proof = make_proof(secret, Prover::kDialer, role, reply.cluster_id,

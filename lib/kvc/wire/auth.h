@@ -38,17 +38,16 @@ Result<std::string> make_nonce();
 enum class Prover : std::uint8_t { kMember = 1, kDialer = 2 };
 
 // The proof `prover` sends on a connection of `role` to/from cluster `cluster_id`.
-std::string make_proof(std::string_view secret, Prover prover, Role role,
-                       std::uint64_t cluster_id, std::string_view dialer_nonce,
-                       std::string_view member_nonce);
+std::string make_proof(std::string_view secret, Prover prover, Role role, std::uint64_t cluster_id,
+                       std::string_view dialer_nonce, std::string_view member_nonce);
 // Checks a received proof in constant time; the nonces must be kNonceBytes long and differ.
 bool proof_matches(std::string_view secret, Prover prover, Role role, std::uint64_t cluster_id,
                    std::string_view dialer_nonce, std::string_view member_nonce,
                    std::string_view proof);
 
-// Member side, on a Hello: whether both sides agree on having a secret. Not ok (kFailedPrecondition,
-// with a message for the other side) when one side has a secret and the other does not; kCorruption
-// for a nonce of the wrong size.
+// Member side, on a Hello: whether both sides agree on having a secret. Not ok
+// (kFailedPrecondition, with a message for the other side) when one side has a secret and the other
+// does not; kCorruption for a nonce of the wrong size.
 Status check_hello_auth(bool member_has_secret, const Hello& hello);
 
 // Member side: fills reply->nonce (fresh) and reply->proof for the hello. reply->cluster_id

@@ -354,9 +354,12 @@ Result<AuthProof> decode_auth_proof(const msgpack::object& body) {
   AuthProof m;
   Status s = for_each_field(body, "auth", [&](std::uint64_t id, const msgpack::object& v) {
     switch (id) {
-      case auth_f::kProof: return get_bytes(v, &m.proof, "auth.proof");
-      case auth_f::kMessage: return get_bytes(v, &m.message, "auth.message");
-      default: return Status();
+      case auth_f::kProof:
+        return get_bytes(v, &m.proof, "auth.proof");
+      case auth_f::kMessage:
+        return get_bytes(v, &m.message, "auth.message");
+      default:
+        return Status();
     }
   });
   if (!s.ok()) return s;
