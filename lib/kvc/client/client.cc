@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -136,6 +137,7 @@ class Client::Impl {
     std::shared_ptr<net::Connection> conn;
     std::string last_error;
     int attempts = 0;
+    std::set<std::string> refused_by;  // members whose handshake refused this client
   };
 
   struct Member {
@@ -380,12 +382,21 @@ class Client::Impl {
       m.retry_after = uv_now(&loop_) + kReconnectBackoffMs;
       if (leader_ == addr) set_leader("");
       if (why.code() == Code::kFailedPrecondition) {
-        // Authentication or cluster mismatch: a configuration error that retrying elsewhere
-        // cannot fix, and that the caller must see as such (not as "unavailable").
+        // Authentication or cluster mismatch: a configuration error that retrying this member
+        // cannot fix. Other members may be configured right; once as many members as there
+        // are endpoints refused, the caller sees why (not a timeout or "unavailable").
         std::vector<Call*> waiting;
         waiting.swap(m.waiting);
+        ++rotation_;
         for (Call* c : waiting) {
-          if (!c->finished) finish(c, failure(c->req.id, why.code(), addr + ": " + why.message()));
+          if (c->finished) continue;
+          c->refused_by.insert(addr);
+          c->last_error = addr + ": " + why.message();
+          if (c->opts.target || c->refused_by.size() >= options_.endpoints.size()) {
+            finish(c, failure(c->req.id, why.code(), c->last_error));
+          } else {
+            retry_later(c);
+          }
         }
         return;
       }
