@@ -10,9 +10,9 @@
 
 #include <chrono>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
@@ -41,6 +41,26 @@ std::string read_file(const std::string& path) {
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// Whether some line of `text` contains every one of `parts`, in order (plain search: GCC 12
+// warns inside <regex> in the sanitizer build).
+bool line_with(const std::string& text, const std::vector<std::string>& parts) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::size_t at = 0;
+    bool all = true;
+    for (const std::string& p : parts) {
+      at = line.find(p, at);
+      if (at == std::string::npos) {
+        all = false;
+        break;
+      }
+      at += p.size();
+    }
+    if (all) return true;
+  }
+  return false;
 }
 
 ClusterOptions with_secret(const std::string& dir_hint) {
@@ -137,11 +157,11 @@ TEST(AuthProcessTest, ClusterWithSecretServesOnlyClientsThatProveIt) {
   // refused write was not applied.
   std::string logs;
   for (int i = 0; i < cluster.size(); ++i) logs += read_file(cluster.log_path(i));
-  EXPECT_TRUE(std::regex_search(logs, std::regex("refusing client from=127\\.0\\.0\\.1:[0-9]+ "
-                                                 "reason=authentication required")))
+  EXPECT_TRUE(
+      line_with(logs, {"refusing client from=127.0.0.1:", " reason=authentication required"}))
       << logs;
-  EXPECT_TRUE(std::regex_search(logs, std::regex("refusing client from=127\\.0\\.0\\.1:[0-9]+ "
-                                                 "name=kvc-ctl reason=authentication failed")))
+  EXPECT_TRUE(line_with(
+      logs, {"refusing client from=127.0.0.1:", " name=kvc-ctl reason=authentication failed"}))
       << logs;
   auto c = cluster.client();
   wire::Response after = c->get("/auth/b");
@@ -159,9 +179,11 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   ProcessCluster::CtlResult add = cluster.ctl(
       {"--secret-file", secrets.good(), "member", "add", "m4", cluster.peer_addr(m4), "--learner"});
   ASSERT_EQ(add.status, 0) << add.out;
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(add.out, m, std::regex("--initial-cluster ([^ \\n]+)"))) << add.out;
-  cluster.mutable_spec(m4).join_initial_cluster = m[1].str();
+  const std::size_t flag = add.out.find("--initial-cluster ");
+  ASSERT_NE(flag, std::string::npos) << add.out;
+  const std::size_t from = flag + std::string("--initial-cluster ").size();
+  cluster.mutable_spec(m4).join_initial_cluster =
+      add.out.substr(from, add.out.find_first_of(" \n", from) - from);
   cluster.mutable_spec(m4).secret_file = secrets.wrong();
   ASSERT_TRUE(cluster.start(m4).ok());
   // The joiner gives up at once (a wrong secret is final), without an id.
@@ -171,8 +193,8 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   EXPECT_TRUE(contains(m4_log, "proof of the shared secret is wrong")) << m4_log;
   std::string logs;
   for (int i = 0; i < 3; ++i) logs += read_file(cluster.log_path(i));
-  EXPECT_TRUE(std::regex_search(logs, std::regex("refusing peer from=127\\.0\\.0\\.1:[0-9]+ "
-                                                 "name=m4 reason=authentication failed")))
+  EXPECT_TRUE(
+      line_with(logs, {"refusing peer from=127.0.0.1:", " name=m4 reason=authentication failed"}))
       << logs;
   EXPECT_FALSE(contains(logs, "told joining member its id")) << logs;
 
