@@ -34,10 +34,10 @@ class FakeCluster {
     stop_.data = this;
   }
   ~FakeCluster() {
-    if (thread_.joinable()) {
-      uv_async_send(&stop_);
-      thread_.join();
-    }
+    // Run the loop even when the test never started it, so the listeners are closed and freed.
+    if (!thread_.joinable()) start();
+    uv_async_send(&stop_);
+    thread_.join();
     uv_loop_close(&loop_);
   }
 
