@@ -162,6 +162,7 @@ class Runner {
     co.connect_timeout_ms = std::min<std::uint64_t>(o_.timeout_ms, 2000);
     co.connections_per_member = o_.conns;
     co.name = "kvc-bench";
+    co.secret_file = o_.secret_file;
     if (o_.target_leader) {
       Result<std::unique_ptr<client::Client>> probe = client::Client::open(co);
       if (!probe.ok()) return probe.status();

@@ -37,6 +37,7 @@ struct BenchOptions {
   double rate = 0;                   // operations per second, open loop; 0: closed loop
   std::uint64_t timeout_ms = 5000;   // per request
   std::uint64_t seed = 1;            // key and read/write choices
+  std::string secret_file;           // the cluster's shared secret, when it has one
   // get, range, mixed
   bool serializable = false;
   std::optional<std::string> key;  // get: always this key instead of the key space

@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", f.endpoints,
                  "Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)")
       ->envname("KVC_ENDPOINTS");
+  app.add_option("--secret-file", o.secret_file,
+                 "File holding the cluster's shared secret (mode 600), when the members have one")
+      ->envname("KVC_SECRET_FILE");
   app.add_option("--clients", o.clients, "Requests in flight at once (closed loop)")
       ->capture_default_str();
   app.add_option("--conns", o.conns, "TCP connections to each member")->capture_default_str();

@@ -69,10 +69,12 @@ Result<std::vector<std::pair<std::string, std::string>>> targets(const Env& env,
 }
 
 std::string member_command(const std::string& name, const std::string& peer,
-                           const std::string& initial, const std::string& token) {
+                           const std::string& initial, const std::string& token,
+                           const std::string& secret_file) {
   return "kvc-node --name " + name + " --data-dir DATA_DIR --listen-peer " + peer +
          " --listen-client HOST:PORT \\\n    --initial-cluster " + initial +
-         " --initial-cluster-state existing --cluster-token " + token;
+         " --initial-cluster-state existing --cluster-token " + token +
+         (secret_file.empty() ? "" : " \\\n    --secret-file " + secret_file);
 }
 
 }  // namespace
@@ -112,7 +114,7 @@ int run_member_change(const Env& env, const MemberArgs& a) {
     initial += m.name + "=" + m.peer_addr;
     if (m.name == a.target) new_id = m.id;
   }
-  const std::string cmd = member_command(a.target, a.peer_addr, initial, r.data);
+  const std::string cmd = member_command(a.target, a.peer_addr, initial, r.data, env.secret_file);
   if (env.format == Format::kJson) {
     std::string o = "{";
     json_string(o, "id", id_hex(new_id));

@@ -15,6 +15,7 @@ struct Env {
   std::vector<net::Address> endpoints;
   Format format = Format::kSimple;
   std::uint64_t timeout_ms = 5000;
+  std::string secret_file;  // --secret-file, echoed in the command member add prints
   std::function<int(const wire::Response&)> check;  // prints a failure, returns its exit code
   std::function<int(const Status&)> fail;
 };

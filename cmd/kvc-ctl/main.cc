@@ -23,6 +23,7 @@ constexpr const char* kDefaultEndpoint = "127.0.0.1:2379";
 
 struct Globals {
   std::string endpoints;
+  std::string secret_file;
   std::string output = "simple";
   std::string timeout = "5s";
   LogOptions log;
@@ -54,6 +55,7 @@ Result<std::unique_ptr<client::Client>> connect() {
   o.timeout_ms = g.timeout_ms;
   o.connect_timeout_ms = std::min<std::uint64_t>(g.timeout_ms, 2000);
   o.name = "kvc-ctl";
+  o.secret_file = g.secret_file;
   return client::Client::open(std::move(o));
 }
 
@@ -384,6 +386,7 @@ int with_env(const std::function<int(const Env&)>& fn) {
   env.endpoints = *net::parse_address_list(g.endpoints.empty() ? kDefaultEndpoint : g.endpoints);
   env.format = g.format;
   env.timeout_ms = g.timeout_ms;
+  env.secret_file = g.secret_file;
   env.check = check;
   env.fail = fail;
   return fn(env);
@@ -480,6 +483,9 @@ int main(int argc, char** argv) {
   app.add_option("--endpoints", g.endpoints,
                  "Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)")
       ->envname("KVC_ENDPOINTS");
+  app.add_option("--secret-file", g.secret_file,
+                 "File holding the cluster's shared secret (mode 600), when the members have one")
+      ->envname("KVC_SECRET_FILE");
   app.add_option("-o,--output", g.output, "Output format: simple, json or table")
       ->check(CLI::IsMember({"simple", "json", "table"}))
       ->capture_default_str();

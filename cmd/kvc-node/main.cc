@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--cluster-token", o.cluster_token,
                  "Names the cluster; members of clusters with other tokens are refused")
       ->capture_default_str();
+  app.add_option("--secret-file", o.secret_file,
+                 "File holding the cluster's shared secret (mode 600): peers, joining members "
+                 "and clients must prove they know it");
   app.add_flag("--force-new-cluster", o.force_new_cluster,
                "Disaster recovery: restart this member as the only member of its cluster, "
                "keeping its data (use once, then grow with kvc-ctl member add)");
@@ -109,6 +112,9 @@ int main(int argc, char** argv) {
   tuning->add_option("--max-client-connections", o.max_client_connections,
                      "Client connections beyond this are refused")
       ->capture_default_str();
+  tuning->add_option("--max-peer-connections", o.max_peer_connections,
+                     "Incoming connections on the peer port beyond this are refused")
+      ->capture_default_str();
   tuning->add_option("--max-inflight-requests", o.max_inflight_requests,
                      "Per client connection; beyond it the member stops reading that client")
       ->capture_default_str();
@@ -138,6 +144,14 @@ int main(int argc, char** argv) {
   if (kvc::Status s = o.validate(); !s.ok()) {
     std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
     return kvc::kExitUsage;
+  }
+  // Read the secret once here, so that an unusable file is a usage error before anything opens.
+  if (kvc::Result<std::string> secret = o.load_secret(); !secret.ok()) {
+    std::fprintf(stderr, "kvc-node: %s\n", secret.status().message().c_str());
+    return kvc::kExitUsage;
+  } else {
+    o.secret = std::move(*secret);
+    o.secret_file.clear();
   }
 
   // Signals are taken synchronously by this thread; every thread the Engine starts inherits

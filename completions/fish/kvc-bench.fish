@@ -30,6 +30,7 @@ complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a mixed -d 'Gets and pu
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)'
+complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l secret-file -r -F -d 'File holding the cluster\'s shared secret (mode 600), when the members have one'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l clients -r -F -d 'Requests in flight at once (closed loop)'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l conns -r -F -d 'TCP connections to each member'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l total -r -F -d 'Operations to run (puts, for watch)'

@@ -66,6 +66,7 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -a check -d 'Consistency che
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l secret-file -r -F -d 'File holding the cluster\'s shared secret (mode 600), when the members have one'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l output -s o -r -a 'simple json table' -d 'Output format: simple, json or table'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l timeout -r -F -d 'Give up after this long, e.g. 500ms, 5s, 1m'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kvc/net/connection.h"
+#include "kvc/wire/auth.h"
 
 namespace kvc::client {
 namespace {
@@ -33,21 +34,22 @@ class FakeCluster {
     stop_.data = this;
   }
   ~FakeCluster() {
-    if (thread_.joinable()) {
-      uv_async_send(&stop_);
-      thread_.join();
-    }
+    // Run the loop even when the test never started it, so the listeners are closed and freed.
+    if (!thread_.joinable()) start();
+    uv_async_send(&stop_);
+    thread_.join();
     uv_loop_close(&loop_);
   }
 
-  // Adds a member (before start()); returns its address. `refuse` makes its handshake fail.
-  std::string add(Script script, std::string refuse = "") {
+  // Adds a member (before start()); returns its address. `refuse` makes its handshake fail;
+  // with `secret` it answers a hello's challenge with a proof of that secret.
+  std::string add(Script script, std::string refuse = "", std::string secret = "") {
     auto l = std::make_unique<net::Listener>(&loop_, net::ConnectionOptions{});
-    EXPECT_TRUE(l->listen(*net::parse_address("127.0.0.1:0"),
-                          [this, script, refuse](std::shared_ptr<net::Connection> c) {
-                            serve(std::move(c), script, refuse);
-                          })
-                    .ok());
+    EXPECT_TRUE(
+        l->listen(*net::parse_address("127.0.0.1:0"), [this, script, refuse,
+                                                       secret](std::shared_ptr<net::Connection> c) {
+           serve(std::move(c), script, refuse, secret);
+         }).ok());
     std::string addr = l->bound().to_string();
     listeners_.push_back(std::move(l));
     return addr;
@@ -56,12 +58,14 @@ class FakeCluster {
     thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
   }
   int requests_seen() const { return requests_.load(); }
+  int auth_frames_seen() const { return auth_frames_.load(); }
 
  private:
-  void serve(std::shared_ptr<net::Connection> c, Script script, std::string refuse) {
+  void serve(std::shared_ptr<net::Connection> c, Script script, std::string refuse,
+             std::string secret) {
     conns_.push_back(c);
     c->start(
-        [this, script, refuse](net::Connection& conn, std::string_view payload) {
+        [this, script, refuse, secret](net::Connection& conn, std::string_view payload) {
           Result<wire::Envelope> env = wire::open_envelope(payload);
           ASSERT_TRUE(env.ok());
           std::string out;
@@ -75,8 +79,17 @@ class FakeCluster {
               conn.close_after_flush(Status::failed_precondition(refuse));
               return;
             }
+            Result<wire::Hello> hello = wire::decode_hello(*env->body);
+            ASSERT_TRUE(hello.ok());
+            if (!secret.empty() && !hello->nonce.empty()) {
+              ASSERT_TRUE(wire::answer_challenge(secret, *hello, &reply).ok());
+            }
             wire::append_hello_reply(out, reply);
             conn.send(out);
+            return;
+          }
+          if (env->kind == wire::FrameKind::kAuth) {
+            ++auth_frames_;
             return;
           }
           Result<wire::Request> req = wire::decode_request(*env->body);
@@ -100,11 +113,13 @@ class FakeCluster {
   std::vector<std::unique_ptr<net::Listener>> listeners_;
   std::vector<std::shared_ptr<net::Connection>> conns_;
   std::atomic<int> requests_{0};
+  std::atomic<int> auth_frames_{0};
 };
 
 std::unique_ptr<Client> open_client(const std::vector<std::string>& endpoints,
-                                    std::uint64_t timeout_ms = 2000) {
+                                    std::uint64_t timeout_ms = 2000, std::string secret = "") {
   ClientOptions o;
+  o.secret = std::move(secret);
   for (const auto& e : endpoints) o.endpoints.push_back(*net::parse_address(e));
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 500;
@@ -223,6 +238,43 @@ TEST(ClientTest, RefusedHandshakeReportsWhy) {
   wire::Response r = client->get("k");
   EXPECT_EQ(r.code, Code::kFailedPrecondition) << r.message;
   EXPECT_NE(r.message.find("cluster id mismatch"), std::string::npos) << r.message;
+}
+
+TEST(ClientTest, WithASecretRequestsFollowTheMembersProof) {
+  FakeCluster cluster;
+  std::string m =
+      cluster.add([](const wire::Request&) { return ok_with_revision(7); }, "", "shared");
+  cluster.start();
+  auto client = open_client({m}, 2000, "shared");
+  wire::Response r = client->put("k", "v");
+  EXPECT_EQ(r.code, Code::kOk) << r.message;
+  EXPECT_EQ(r.revision, 7u);
+  EXPECT_EQ(client->get("k").code, Code::kOk);
+  EXPECT_EQ(cluster.auth_frames_seen(), 1);  // one connection, one proof
+  EXPECT_EQ(cluster.requests_seen(), 2);
+}
+
+TEST(ClientTest, FakeMemberWithoutTheSecretCollectsNoRequests) {
+  const struct {
+    const char* name;
+    std::string member_secret;
+    const char* want;
+  } cases[] = {
+      {"no secret", "", "sent no proof"},
+      {"other secret", "other", "proof of the shared secret is wrong"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    FakeCluster cluster;
+    std::string m =
+        cluster.add([](const wire::Request&) { return ok_with_revision(1); }, "", c.member_secret);
+    cluster.start();
+    auto client = open_client({m}, 2000, "shared");
+    wire::Response r = client->put("k", "v");
+    EXPECT_EQ(r.code, Code::kFailedPrecondition) << r.message;
+    EXPECT_NE(r.message.find(c.want), std::string::npos) << r.message;
+    EXPECT_EQ(cluster.requests_seen(), 0);
+  }
 }
 
 TEST(ClientTest, ManyConcurrentCallsArePipelined) {

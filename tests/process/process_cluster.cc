@@ -82,6 +82,15 @@ ProcessCluster::~ProcessCluster() {
   if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
 }
 
+Status write_secret_file(const std::string& path, const std::string& secret) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::from_errno(path, errno);
+  const bool ok = ::write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size());
+  ::close(fd);
+  if (!ok) return Status::io_error("writing " + path + " failed");
+  return Status();
+}
+
 int ProcessCluster::add_spec(const std::string& name) {
   MemberSpec s;
   s.name = name;
@@ -156,6 +165,11 @@ std::vector<std::string> ProcessCluster::command_line(int i) const {
   if (!m.join_initial_cluster.empty()) {
     args.push_back("--initial-cluster-state");
     args.push_back("existing");
+  }
+  const std::string& secret = m.secret_file.empty() ? options_.secret_file : m.secret_file;
+  if (!secret.empty()) {
+    args.push_back("--secret-file");
+    args.push_back(secret);
   }
   args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   args.insert(args.end(), m.extra_flags.begin(), m.extra_flags.end());
@@ -256,6 +270,7 @@ std::unique_ptr<client::Client> ProcessCluster::client_for(int i, std::uint64_t 
   o.endpoints.push_back(*net::parse_address(client_addr(i)));
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 1000;
+  o.secret_file = options_.secret_file;
   return std::move(*client::Client::open(std::move(o)));
 }
 
@@ -264,6 +279,7 @@ std::unique_ptr<client::Client> ProcessCluster::client(std::uint64_t timeout_ms)
   o.endpoints = *net::parse_address_list(endpoints());
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 1000;
+  o.secret_file = options_.secret_file;
   return std::move(*client::Client::open(std::move(o)));
 }
 

@@ -27,6 +27,8 @@ struct MemberSpec {
   // A member added to a running cluster: started with this --initial-cluster and
   // --initial-cluster-state existing.
   std::string join_initial_cluster;
+  // Overrides ClusterOptions::secret_file for this member (e.g. a wrong secret).
+  std::string secret_file;
 };
 
 struct ClusterOptions {
@@ -35,7 +37,13 @@ struct ClusterOptions {
   std::vector<std::string> extra_flags;  // for every member, e.g. {"--retained-entries", "50"}
   std::string log_level = "info";
   std::string env_preload;  // LD_PRELOAD for the members (fault injection)
+  // The cluster's shared secret: members get --secret-file, client()/client_for() use it.
+  // ctl() does not: tests pass kvc-ctl's --secret-file themselves.
+  std::string secret_file;
 };
+
+// Writes `secret` to `path` with mode 600 (a secret file kvc accepts).
+Status write_secret_file(const std::string& path, const std::string& secret);
 
 class ProcessCluster {
  public:

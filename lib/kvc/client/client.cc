@@ -7,11 +7,13 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "kvc/common/version.h"
 #include "kvc/net/connection.h"
+#include "kvc/wire/auth.h"
 
 namespace kvc::client {
 
@@ -54,6 +56,14 @@ class Client::Impl {
 
   Status start() {
     if (options_.endpoints.empty()) return Status::invalid_argument("no endpoints given");
+    if (!options_.secret.empty() && !options_.secret_file.empty()) {
+      return Status::invalid_argument("give the shared secret or a secret file, not both");
+    }
+    if (!options_.secret_file.empty()) {
+      Result<std::string> secret = wire::load_secret_file(options_.secret_file);
+      if (!secret.ok()) return secret.status();
+      options_.secret = std::move(*secret);
+    }
     uv_loop_init(&loop_);
     loop_.data = this;
     uv_async_init(&loop_, &wake_, [](uv_async_t* a) { static_cast<Impl*>(a->data)->drain(); });
@@ -127,6 +137,7 @@ class Client::Impl {
     std::shared_ptr<net::Connection> conn;
     std::string last_error;
     int attempts = 0;
+    std::set<std::string> refused_by;  // members whose handshake refused this client
   };
 
   struct Member {
@@ -326,27 +337,109 @@ class Client::Impl {
       if (r.ok()) (*r)->close(Status::shutting_down("client closed"));
       return;
     }
-    Member& m = member(addr);
-    if (--m.pending_connects == 0) m.connecting = false;
     if (!r.ok()) {
-      m.last_error = r.status().message();
-      if (m.pending_connects == 0 && m.conns.empty()) {
-        m.retry_after = uv_now(&loop_) + kReconnectBackoffMs;
-        if (leader_ == addr) set_leader("");
-        fail_waiting(addr, m.last_error);
-      }
+      connect_failed(addr, r.status());
       return;
     }
     std::shared_ptr<net::Connection> conn = std::move(*r);
     conn->start(
         [this, addr](net::Connection& c, std::string_view payload) { on_frame(addr, c, payload); },
         [this, addr](net::Connection& c, const Status& why) { on_closed(addr, c, why); });
-    std::string hello;
-    wire::append_hello(hello, {.role = wire::Role::kClient, .cluster_id = options_.cluster_id,
-                               .name = options_.name, .software_version = kvc::version()});
-    conn->send(hello);
+    wire::Hello hello{.role = wire::Role::kClient,
+                      .cluster_id = options_.cluster_id,
+                      .name = options_.name,
+                      .software_version = kvc::version()};
+    if (!options_.secret.empty()) {
+      Result<std::string> nonce = wire::make_nonce();
+      if (!nonce.ok()) {
+        conn->close(nonce.status());
+        connect_failed(addr, nonce.status());
+        return;
+      }
+      hello.nonce = std::move(*nonce);
+    }
+    std::string out;
+    wire::append_hello(out, hello);
+    conn->send(out);
+    if (!options_.secret.empty()) {
+      // Requests wait for the member's proof (one round trip); see on_auth_reply.
+      authenticating_[conn.get()] = {addr, conn, std::move(hello.nonce)};
+      return;
+    }
+    connection_ready(addr, conn);
+  }
+
+  // A connection attempt to `addr` failed (before it could carry requests).
+  void connect_failed(const std::string& addr, const Status& why) {
+    Member& m = member(addr);
+    if (--m.pending_connects == 0) m.connecting = false;
+    m.last_error = why.message();
+    if (m.pending_connects == 0 && !m.conns.empty()) {
+      send_waiting(m);  // another of this round's connections is up
+      return;
+    }
+    if (m.pending_connects == 0 && m.conns.empty()) {
+      m.retry_after = uv_now(&loop_) + kReconnectBackoffMs;
+      if (leader_ == addr) set_leader("");
+      if (why.code() == Code::kFailedPrecondition) {
+        // Authentication or cluster mismatch: a configuration error that retrying this member
+        // cannot fix. Other members may be configured right; once as many members as there
+        // are endpoints refused, the caller sees why (not a timeout or "unavailable").
+        std::vector<Call*> waiting;
+        waiting.swap(m.waiting);
+        ++rotation_;
+        for (Call* c : waiting) {
+          if (c->finished) continue;
+          c->refused_by.insert(addr);
+          c->last_error = addr + ": " + why.message();
+          if (c->opts.target || c->refused_by.size() >= options_.endpoints.size()) {
+            finish(c, failure(c->req.id, why.code(), c->last_error));
+          } else {
+            retry_later(c);
+          }
+        }
+        return;
+      }
+      fail_waiting(addr, m.last_error);
+    }
+  }
+
+  // The member's hello reply on a connection that is authenticating: check its proof, answer
+  // with ours, and let the queued requests go right behind it.
+  void on_auth_reply(const std::string& addr, net::Connection& conn, const wire::HelloReply& hr) {
+    auto it = authenticating_.find(&conn);
+    Pending p = std::move(it->second);
+    authenticating_.erase(it);
+    if (hr.code != Code::kOk) {
+      const Status why(hr.code, addr + " refused the connection: " + hr.message);
+      conn.close(why);
+      connect_failed(addr, Status(hr.code, "refused the connection: " + hr.message));
+      return;
+    }
+    wire::AuthProof answer;
+    Status proved =
+        wire::check_member_proof(options_.secret, wire::Role::kClient, p.nonce, hr, &answer);
+    std::string out;
+    wire::append_auth_proof(out, answer);
+    p.conn->send(out);
+    if (!proved.ok()) {
+      p.conn->close_after_flush(proved);
+      connect_failed(addr, proved);
+      return;
+    }
+    connection_ready(addr, p.conn);
+  }
+
+  void connection_ready(const std::string& addr, const std::shared_ptr<net::Connection>& conn) {
+    Member& m = member(addr);
+    if (--m.pending_connects == 0) m.connecting = false;
     m.conns.push_back(conn);
     if (m.pending_connects > 0) return;
+    send_waiting(m);
+  }
+
+  // Every connection attempt to `m` has finished and some succeeded: send what waits.
+  void send_waiting(Member& m) {
     std::vector<Call*> waiting;
     waiting.swap(m.waiting);
     for (Call* c : waiting) {
@@ -386,6 +479,12 @@ class Client::Impl {
 
   void on_closed(const std::string& addr, net::Connection& conn, const Status& why) {
     if (stopping_loop_) return;
+    if (auto a = authenticating_.find(&conn); a != authenticating_.end()) {
+      authenticating_.erase(a);
+      connect_failed(
+          addr, Status::unavailable("connection closed during authentication: " + why.message()));
+      return;
+    }
     Member& m = member(addr);
     m.conns.erase(std::remove_if(m.conns.begin(), m.conns.end(),
                                  [&](const auto& c) { return c.get() == &conn; }),
@@ -429,6 +528,8 @@ class Client::Impl {
       Result<wire::HelloReply> hr = wire::decode_hello_reply(*env->body);
       if (!hr.ok()) {
         conn.close(hr.status());
+      } else if (authenticating_.count(&conn) != 0) {
+        on_auth_reply(addr, conn, *hr);
       } else if (hr->code != Code::kOk) {
         // The member refused us before reading any request: nothing sent on it was applied.
         refuse_connection(addr, conn, Status(hr->code, addr + " refused the connection: " +
@@ -436,7 +537,7 @@ class Client::Impl {
       }
       return;
     }
-    if (env->kind != wire::FrameKind::kResponse) {
+    if (env->kind != wire::FrameKind::kResponse || authenticating_.count(&conn) != 0) {
       conn.close(Status::corruption("unexpected frame kind from member"));
       return;
     }
@@ -541,6 +642,8 @@ class Client::Impl {
       for (auto& conn : m.conns) conn->close(Status::shutting_down("client closed"));
       m.conns.clear();
     }
+    for (auto& [ptr, p] : authenticating_) p.conn->close(Status::shutting_down("client closed"));
+    authenticating_.clear();
     uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
   }
 
@@ -561,6 +664,14 @@ class Client::Impl {
   std::map<std::string, Member> members_;
   std::unordered_map<std::uint64_t, Call*> calls_;
   std::unordered_map<const net::Connection*, std::map<std::uint64_t, Call*>> sent_on_;
+  // Connections whose hello is out and whose member has not proved the secret yet. They are
+  // not in Member::conns, so no request is sent on them.
+  struct Pending {
+    std::string addr;
+    std::shared_ptr<net::Connection> conn;
+    std::string nonce;
+  };
+  std::unordered_map<const net::Connection*, Pending> authenticating_;
   std::string leader_;
   std::string sticky_;
   std::size_t rotation_ = 0;

@@ -40,6 +40,13 @@ struct ClientOptions {
   std::uint64_t cluster_id = 0;             // 0: accept any cluster; else refuse others
   std::string name = "kvc-client";
   std::size_t max_frame_bytes = 64u << 20;
+  // The cluster's shared secret (kvc(7), "SECURITY"): the client and each member prove to each
+  // other that they know it before any request is sent. `secret` is the secret itself;
+  // `secret_file` names a file holding it (mode 600; open() fails with a message naming the
+  // file when it cannot be used). At most one; neither: no authentication. It costs one round
+  // trip per new connection.
+  std::string secret;
+  std::string secret_file;
 };
 
 struct CallOptions {

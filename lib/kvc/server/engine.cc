@@ -16,6 +16,7 @@
 #include "kvc/server/engine_impl.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/fs.h"
+#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 namespace {
@@ -65,6 +66,12 @@ Engine::Impl::~Impl() {
 
 Status Engine::Impl::start() {
   KVC_RETURN_IF_ERROR(options_.validate());
+  {
+    Result<std::string> secret = options_.load_secret();
+    if (!secret.ok()) return secret.status();
+    options_.secret = std::move(*secret);
+    for (const std::string& w : options_.exposure_warnings()) spdlog::warn("{}", w);
+  }
   KVC_RETURN_IF_ERROR(open_data_dir());
   KVC_RETURN_IF_ERROR(open_storage());
 
@@ -168,7 +175,7 @@ Status Engine::Impl::open_data_dir() {
       if (m.name != options_.name) peers.push_back(m.peer_addr);
     }
     Result<JoinAnswer> join = join_cluster(peers, options_.name, options_.cluster_token,
-                                           options_.join_timeout_ms);
+                                           options_.secret, options_.join_timeout_ms);
     if (!join.ok()) {
       return join.status().with_context("joining the cluster as '" + options_.name + "'");
     }
@@ -415,6 +422,8 @@ Status Engine::Impl::bind_listeners() {
                                                               : options_.listen_peer;
   po.client_addr = advertise_client;
   po.token_digest = join_token_digest(options_.cluster_token);
+  po.secret = options_.secret;
+  po.max_incoming = options_.max_peer_connections;
   peers_ = std::make_unique<PeerTransport>(
       &loop_, po,
       [this](raft::Message m) {
@@ -464,11 +473,7 @@ Status Engine::Impl::bind_listeners() {
   me.name = identity_.name;
   me.client_addr = advertise_client;
   if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
-  if (!peer->is_loopback()) {
-    spdlog::warn("listening for peers on {}, which is not a loopback address: anyone who can "
-                 "reach it can exchange Raft traffic with this member",
-                 peer->to_string());
-  }
+  // Non-loopback listeners without a secret are warned about in start() (exposure_warnings).
   if (!options_.listen_http.empty()) {
     Result<net::Address> h = net::parse_address(options_.listen_http);
     if (!h.ok()) return h.status().with_context("--listen-http");
@@ -1996,7 +2001,20 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   if (clients_.size() >= options_.max_client_connections) {
     spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
                  options_.max_client_connections);
-    conn->close(Status::resource_exhausted("too many client connections"));
+    // Politely: the client reads the refusal as its hello reply (nothing was handled).
+    const Status why =
+        Status::resource_exhausted("too many client connections (--max-client-connections " +
+                                   std::to_string(options_.max_client_connections) + ")");
+    conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
+    std::string out;
+    wire::append_hello_reply(out, {.code = why.code(),
+                                   .message = why.message(),
+                                   .cluster_id = identity_.cluster_id,
+                                   .member_id = identity_.member_id,
+                                   .name = identity_.name,
+                                   .software_version = kvc::version()});
+    conn->send(out);
+    conn->close_after_flush(why);
     return;
   }
   const std::uint64_t id = ++conn_seq_;
@@ -2015,12 +2033,45 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
 void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
                                    std::string_view payload) {
   auto it = clients_.find(conn_id);
-  if (it == clients_.end()) return;
+  if (it == clients_.end() || it->second.refused) return;
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing client connection from={} reason={}", conn.peer(),
                  env.status().message());
     conn.close(env.status());
+    return;
+  }
+  if (it->second.auth_pending) {
+    ClientConn& cc = it->second;
+    cc.auth_pending = false;
+    Status proved;
+    if (env->kind != wire::FrameKind::kAuth) {
+      proved = Status::failed_precondition(
+          "authentication failed: expected the proof of the shared secret, got another frame");
+    } else {
+      Result<wire::AuthProof> answer = wire::decode_auth_proof(*env->body);
+      proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
+                           : answer.status();
+    }
+    if (!proved.ok()) {
+      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
+                   proved.message());
+      wire::HelloReply refusal{.code = proved.code(),
+                               .message = proved.message(),
+                               .cluster_id = identity_.cluster_id,
+                               .member_id = identity_.member_id,
+                               .name = identity_.name,
+                               .software_version = kvc::version()};
+      std::string out;
+      wire::append_hello_reply(out, refusal);
+      conn.send(out);
+      cc.refused = true;
+      conn.close_after_flush(proved);
+      return;
+    }
+    cc.hello_done = true;
+    cc.hello = {};
+    cc.reply = {};
     return;
   }
   if (!it->second.hello_done) {
@@ -2043,6 +2094,10 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       refuse = Status::failed_precondition("this member belongs to cluster " +
                                            hex(identity_.cluster_id) + ", not " +
                                            hex(hello->cluster_id));
+    } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
+      refuse = a;
+    } else if (!options_.secret.empty()) {
+      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
     }
     std::string out;
     if (!refuse.ok()) {
@@ -2051,12 +2106,19 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       reply.message = refuse.message();
       wire::append_hello_reply(out, reply);
       conn.send(out);
+      it->second.refused = true;
       conn.close_after_flush(refuse);
       return;
     }
-    it->second.hello_done = true;
     wire::append_hello_reply(out, reply);
     conn.send(out);
+    if (!options_.secret.empty()) {
+      it->second.auth_pending = true;
+      it->second.hello = std::move(*hello);
+      it->second.reply = std::move(reply);
+    } else {
+      it->second.hello_done = true;
+    }
     return;
   }
   if (env->kind != wire::FrameKind::kRequest) {
@@ -2342,6 +2404,7 @@ client::Client* Engine::Impl::forwarder(const std::string& leader_addr) {
     o.cluster_id = identity_.cluster_id;
     o.timeout_ms = options_.request_timeout_ms;
     o.name = "kvc-engine-" + identity_.name;
+    o.secret = options_.secret;
     Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
     if (!c.ok()) return nullptr;
     forwarder_ = std::move(*c);

@@ -112,6 +112,12 @@ class Engine::Impl {
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
     bool hello_done = false;
+    // With a shared secret: the hello and the challenge reply, kept until the client's Auth
+    // frame checks out; nothing else from the client is handled before.
+    bool auth_pending = false;
+    bool refused = false;  // a refusal is being flushed: later frames are ignored
+    wire::Hello hello;
+    wire::HelloReply reply;
     std::uint64_t inflight = 0;
     bool paused = false;
   };

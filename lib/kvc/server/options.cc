@@ -1,5 +1,8 @@
 #include "kvc/server/options.h"
 
+#include "kvc/net/address.h"
+#include "kvc/wire/auth.h"
+
 namespace kvc::server {
 
 Status EngineOptions::validate() const {
@@ -32,10 +35,39 @@ Status EngineOptions::validate() const {
                                       "' (ack-before-commit, local-reads)");
     }
   }
-  if (max_inflight_requests == 0 || max_client_connections == 0) {
+  if (!secret.empty() && !secret_file.empty()) {
+    return Status::invalid_argument("give the shared secret or a secret file, not both");
+  }
+  if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
   return Status();
+}
+
+Result<std::string> EngineOptions::load_secret() const {
+  if (!secret.empty()) return secret;
+  if (secret_file.empty()) return std::string();
+  return wire::load_secret_file(secret_file);
+}
+
+std::vector<std::string> EngineOptions::exposure_warnings() const {
+  std::vector<std::string> out;
+  if (!secret.empty() || !secret_file.empty()) return out;
+  const struct {
+    const char* flag;
+    const std::string& value;
+  } listeners[] = {{"--listen-peer", listen_peer}, {"--listen-client", listen_client}};
+  for (const auto& l : listeners) {
+    if (l.value.empty()) continue;
+    Result<net::Address> a = net::parse_address(l.value);
+    if (a.ok() && !a->is_loopback()) {
+      out.push_back(
+          "listening on a non-loopback address without a shared secret: anyone who "
+          "can reach " +
+          a->to_string() + " (" + l.flag + ") can act as a member or client; set --secret-file");
+    }
+  }
+  return out;
 }
 
 bool EngineOptions::mutations_compiled_in() {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kvc/common/status.h"
 
@@ -30,11 +31,18 @@ struct EngineOptions {
   std::uint64_t max_frame_bytes = 16ull << 20;
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;
+  std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
   std::uint64_t request_timeout_ms = 5000;  // the default when a request names none
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;
   std::uint64_t join_timeout_ms = 60000;  // a member being added waits this long for its id
+  // Shared-secret authentication of peers, joining members and clients (kvc(7), "SECURITY"):
+  // every one of them must prove it knows the same secret. `secret` is the secret itself (for
+  // an embedding application); `secret_file` names a file holding it (mode 600, one trailing
+  // newline stripped). At most one may be set; neither means no authentication.
+  std::string secret;
+  std::string secret_file;
   // Disaster recovery: restart this member as the only member of its cluster, keeping every
   // entry its log holds (see kvc-node(1), "DISASTER RECOVERY").
   bool force_new_cluster = false;
@@ -47,6 +55,11 @@ struct EngineOptions {
   std::string test_mutation;
 
   Status validate() const;
+  // The effective secret: `secret`, else the contents of `secret_file`, else "". Fails with a
+  // message naming the file when it cannot be used (see wire::load_secret_file).
+  Result<std::string> load_secret() const;
+  // Warnings to log at start: listeners on a non-loopback address without a secret.
+  std::vector<std::string> exposure_warnings() const;
   // Whether this build honours test_mutation.
   static bool mutations_compiled_in();
 };

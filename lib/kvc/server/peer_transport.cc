@@ -1,7 +1,6 @@
 #include "kvc/server/peer_transport.h"
 
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "kvc/common/version.h"
 #include "kvc/storage/data_dir.h"
+#include "kvc/wire/auth.h"
 #include "kvc/wire/messages.h"
 #include "kvc/wire/raft_codec.h"
 
@@ -41,9 +41,10 @@ std::string join_token_digest(const std::string& cluster_token) {
 
 namespace {
 
-// One join attempt over a blocking socket with timeouts.
+// One join attempt over a blocking socket with timeouts. With a secret: hello (with a nonce),
+// the member's challenge reply, this side's Auth frame, then the member's answer.
 Result<wire::HelloReply> ask_for_id(const std::string& address, const std::string& name,
-                                    const std::string& digest) {
+                                    const std::string& digest, const std::string& secret) {
   Result<net::Address> a = net::parse_address(address);
   if (!a.ok()) return a.status();
   sockaddr_storage ss{};
@@ -57,33 +58,58 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return Status::unavailable("connect to " + address + ": " + std::strerror(errno));
   }
+  wire::Hello h{
+      .role = wire::Role::kPeer, .name = name, .software_version = kvc::version(), .proof = digest};
+  if (!secret.empty()) {
+    Result<std::string> nonce = wire::make_nonce();
+    if (!nonce.ok()) return nonce.status();
+    h.nonce = std::move(*nonce);
+  }
   std::string hello;
-  wire::append_hello(hello, {.role = wire::Role::kPeer, .name = name,
-                             .software_version = kvc::version(), .proof = digest});
+  wire::append_hello(hello, h);
   KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), hello, address));
   wire::FrameDecoder decoder(1 << 20);
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n <= 0) return Status::unavailable("no answer from " + address);
-    decoder.feed(buf, static_cast<std::size_t>(n));
-    std::string_view payload;
-    bool has = false;
-    KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
-    if (!has) continue;
-    Result<wire::Envelope> env = wire::open_envelope(payload);
-    if (!env.ok()) return env.status();
-    if (env->kind != wire::FrameKind::kHelloReply) {
-      return Status::corruption("unexpected answer from " + address);
+  auto read_reply = [&]() -> Result<wire::HelloReply> {
+    char buf[4096];
+    for (int reads = 0; reads < 1024; ++reads) {
+      std::string_view payload;
+      bool has = false;
+      KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
+      if (has) {
+        Result<wire::Envelope> env = wire::open_envelope(payload);
+        if (!env.ok()) return env.status();
+        if (env->kind != wire::FrameKind::kHelloReply) {
+          return Status::corruption("unexpected answer from " + address);
+        }
+        return wire::decode_hello_reply(*env->body);
+      }
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n <= 0) return Status::unavailable("no answer from " + address);
+      decoder.feed(buf, static_cast<std::size_t>(n));
     }
-    return wire::decode_hello_reply(*env->body);
+    return Status::corruption("no complete answer from " + address);
+  };
+  Result<wire::HelloReply> reply = read_reply();
+  if (!reply.ok() || reply->code != Code::kOk || secret.empty()) return reply;
+  wire::AuthProof answer;
+  Status proved = wire::check_member_proof(secret, wire::Role::kPeer, h.nonce, *reply, &answer);
+  std::string out;
+  wire::append_auth_proof(out, answer);
+  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), out, address));
+  if (!proved.ok()) {
+    // Final, like a wrong cluster token: retrying cannot make the secrets agree.
+    wire::HelloReply refused = *reply;
+    refused.code = Code::kFailedPrecondition;
+    refused.message = proved.message();
+    return refused;
   }
+  return read_reply();
 }
 
 }  // namespace
 
-Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
-                                const std::string& name, const std::string& cluster_token,
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
+                                const std::string& cluster_token, const std::string& secret,
                                 std::uint64_t timeout_ms) {
   if (peer_addrs.empty()) return Status::invalid_argument("no peer to ask for this member's id");
   const std::string digest = join_token_digest(cluster_token);
@@ -91,7 +117,7 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
   Status last;
   for (std::size_t round = 0;; ++round) {
     for (const std::string& addr : peer_addrs) {
-      Result<wire::HelloReply> r = ask_for_id(addr, name, digest);
+      Result<wire::HelloReply> r = ask_for_id(addr, name, digest, secret);
       if (r.ok() && r->code == Code::kOk && r->assigned_member_id != 0) {
         JoinAnswer a;
         a.member_id = r->assigned_member_id;
@@ -100,7 +126,8 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
         return a;
       }
       last = r.ok() ? Status(r->code, addr + ": " + r->message) : r.status();
-      if (r.ok() && r->code == Code::kFailedPrecondition) return last;  // wrong token: final
+      // Wrong token or secret: final.
+      if (r.ok() && r->code == Code::kFailedPrecondition) return last;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     if (round == 0) spdlog::info("waiting for the cluster to know this member name={} ({})", name, last.message());
@@ -232,14 +259,29 @@ void PeerTransport::dial(Link& link) {
                        }
                        schedule_redial(id);
                      });
+                 wire::Hello h{.role = wire::Role::kPeer,
+                               .cluster_id = options_.cluster_id,
+                               .member_id = options_.self_id,
+                               .name = options_.name,
+                               .software_version = kvc::version(),
+                               .peer_addr = options_.peer_addr,
+                               .client_addr = options_.client_addr};
+                 l.nonce.clear();
+                 if (!options_.secret.empty()) {
+                   Result<std::string> nonce = wire::make_nonce();
+                   if (!nonce.ok()) {
+                     spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
+                                   nonce.status().message());
+                     l.conn->close(nonce.status());
+                     return;
+                   }
+                   l.nonce = h.nonce = std::move(*nonce);
+                 }
+                 // Without a secret, messages may follow the hello at once (the peer refuses
+                 // the whole link if the hello is bad); with one, only after the proofs.
+                 l.ready = options_.secret.empty();
                  std::string hello;
-                 wire::append_hello(hello, {.role = wire::Role::kPeer,
-                                            .cluster_id = options_.cluster_id,
-                                            .member_id = options_.self_id,
-                                            .name = options_.name,
-                                            .software_version = kvc::version(),
-                                            .peer_addr = options_.peer_addr,
-                                            .client_addr = options_.client_addr});
+                 wire::append_hello(hello, h);
                  l.conn->send(hello);
                });
 }
@@ -283,24 +325,63 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
     return;
   }
   auto it = links_.find(id);
+  const std::string address = it != links_.end() ? it->second.address : "?";
   if (reply->code != Code::kOk) {
-    spdlog::error("peer refused our link peer={} reason={}", hex(id), reply->message);
+    spdlog::error("peer refused our link peer={} address={} reason={}", hex(id), address,
+                  reply->message);
     conn.close(Status(reply->code, reply->message));
     if (reply->removed) on_removed_(reply->name.empty() ? hex(id) : reply->name);
     return;
   }
+  if (it == links_.end() || it->second.conn.get() != &conn) {
+    conn.close(Status::shutting_down("peer no longer wanted"));
+    return;
+  }
+  Link& link = it->second;
+  if (link.ready && !options_.secret.empty()) {
+    conn.close(Status::corruption("peer " + hex(id) + " sent a second hello reply"));
+    return;
+  }
   if (reply->member_id != id) {
     spdlog::error("peer answered with another member id expected={} got={} address={}", hex(id),
-                  hex(reply->member_id), it != links_.end() ? it->second.address : "?");
+                  hex(reply->member_id), address);
     conn.close(Status::failed_precondition("wrong member at peer address"));
     return;
   }
-  if (it != links_.end()) {
-    if (it->second.reported_down) spdlog::info("link to peer up peer={} name={}", hex(id), reply->name);
-    it->second.reported_down = false;
-    it->second.backoff_ms = 0;
+  if (!options_.secret.empty()) {
+    wire::AuthProof answer;
+    Status proved =
+        wire::check_member_proof(options_.secret, wire::Role::kPeer, link.nonce, *reply, &answer);
+    std::string out;
+    wire::append_auth_proof(out, answer);
+    conn.send(out);
+    if (!proved.ok()) {
+      log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) +
+                                        " address=" + address + " reason=" + proved.message());
+      link.reported_down = true;
+      conn.close_after_flush(proved);
+      return;
+    }
+    link.ready = true;
   }
+  if (link.reported_down) spdlog::info("link to peer up peer={} name={}", hex(id), reply->name);
+  link.reported_down = false;
+  link.backoff_ms = 0;
   on_peer_info_({.id = id, .name = reply->name, .client_addr = reply->client_addr});
+}
+
+void PeerTransport::log_refusal(const std::string& key, const std::string& line) {
+  const std::uint64_t now = uv_now(loop_);
+  // Bounded: keys come from remote names; forgetting them only means one more log line.
+  if (auth_logs_.size() >= 64 && auth_logs_.count(key) == 0) auth_logs_.clear();
+  AuthLog& l = auth_logs_[key];
+  if (l.last_ms != 0 && now < l.last_ms + 1000) {
+    ++l.suppressed;
+    return;
+  }
+  l.last_ms = now;
+  spdlog::warn("{} suppressed={}", line, l.suppressed);
+  l.suppressed = 0;
 }
 
 void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
@@ -308,16 +389,32 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
     conn->close(Status::shutting_down("member stopping"));
     return;
   }
+  if (incoming_.size() >= options_.max_incoming) {
+    const Status why =
+        Status::resource_exhausted("too many peer connections (--max-peer-connections " +
+                                   std::to_string(options_.max_incoming) + ")");
+    log_refusal("limit", "refusing peer from=" + conn->peer() + " reason=" + why.message());
+    conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
+    refuse_incoming(*conn,
+                    {.cluster_id = options_.cluster_id,
+                     .member_id = options_.self_id,
+                     .name = options_.name,
+                     .software_version = kvc::version()},
+                    why);
+    return;
+  }
   net::Connection* key = conn.get();
   incoming_[key] = conn;
   conn->start(
       [this](net::Connection& c, std::string_view p) { on_incoming_frame(c, p); },
       [this](net::Connection& c, const Status& why) {
+        incoming_auth_.erase(&c);
         auto peer = incoming_peer_.find(&c);
         if (peer != incoming_peer_.end()) {
           spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
           incoming_peer_.erase(peer);
-        } else if (!closed_ && why.code() != Code::kUnavailable) {
+        } else if (!closed_ && why.code() != Code::kUnavailable &&
+                   why.code() != Code::kFailedPrecondition) {  // refusals are logged already
           spdlog::warn("peer connection closed before handshake from={} reason={}", c.peer(),
                        why.message());
         }
@@ -325,11 +422,82 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
       });
 }
 
+void PeerTransport::refuse_incoming(net::Connection& conn, wire::HelloReply reply,
+                                    const Status& why) {
+  reply.code = why.code();
+  reply.message = why.message();
+  reply.nonce.clear();
+  reply.proof.clear();
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  conn.close_after_flush(why);
+}
+
+void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello,
+                                wire::HelloReply reply) {
+  reply.nonce.clear();
+  reply.proof.clear();
+  Result<std::uint64_t> id = hello.proof == options_.token_digest
+                                 ? on_join_(hello.name)
+                                 : Result<std::uint64_t>(Status::failed_precondition(
+                                       "cluster token mismatch (check --cluster-token)"));
+  if (id.ok()) {
+    reply.assigned_member_id = *id;
+    spdlog::info("told joining member its id name={} id={} from={}", hello.name, hex(*id),
+                 conn.peer());
+  } else {
+    reply.code = id.status().code();
+    reply.message = id.status().message();
+    spdlog::warn("refusing join name={} from={} reason={}", hello.name, conn.peer(),
+                 id.status().message());
+  }
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  conn.close_after_flush(Status::unavailable("join answered"));
+}
+
+void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope& env) {
+  auto pending = incoming_auth_.find(&conn);
+  KVC_CHECK(pending != incoming_auth_.end(), "on_incoming_auth without a pending handshake");
+  PendingAuth p = std::move(pending->second);
+  incoming_auth_.erase(pending);
+  Status proved;
+  if (env.kind != wire::FrameKind::kAuth) {
+    proved = Status::failed_precondition(
+        "authentication failed: expected the proof of the shared secret, got another frame");
+  } else {
+    Result<wire::AuthProof> answer = wire::decode_auth_proof(*env.body);
+    proved = answer.ok() ? wire::check_dialer_proof(options_.secret, p.hello, p.reply, *answer)
+                         : answer.status();
+  }
+  if (!proved.ok()) {
+    log_refusal("in " + p.hello.name, "refusing peer from=" + conn.peer() +
+                                          " name=" + p.hello.name + " reason=" + proved.message());
+    refuse_incoming(conn, std::move(p.reply), proved);
+    return;
+  }
+  if (p.join) {
+    answer_join(conn, p.hello, std::move(p.reply));
+    return;
+  }
+  incoming_peer_[&conn] = p.hello.member_id;
+  on_peer_info_({.id = p.hello.member_id,
+                 .name = p.hello.name,
+                 .peer_addr = p.hello.peer_addr,
+                 .client_addr = p.hello.client_addr});
+}
+
 void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view payload) {
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing peer connection from={} reason={}", conn.peer(), env.status().message());
     conn.close(env.status());
+    return;
+  }
+  if (incoming_auth_.count(&conn) != 0) {
+    on_incoming_auth(conn, *env);
     return;
   }
   auto peer = incoming_peer_.find(&conn);
@@ -342,30 +510,34 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     wire::HelloReply reply{.cluster_id = options_.cluster_id, .member_id = options_.self_id,
                            .name = options_.name, .software_version = kvc::version(),
                            .client_addr = options_.client_addr};
-    Status refuse;
+    const bool has_secret = !options_.secret.empty();
+    if (hello.ok()) {
+      if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
+        log_refusal("in " + hello->name, "refusing peer from=" + conn.peer() +
+                                             " name=" + hello->name + " reason=" + s.message());
+        refuse_incoming(conn, std::move(reply), s);
+        return;
+      }
+    }
     if (hello.ok() && hello->role == wire::Role::kPeer && hello->member_id == 0 &&
         hello->cluster_id == 0 && hello->protocol_version == wire::kProtocolVersion) {
       // A member being added asks for its id (kvc-node --initial-cluster-state existing).
-      Result<std::uint64_t> id = hello->proof == options_.token_digest
-                                     ? on_join_(hello->name)
-                                     : Result<std::uint64_t>(Status::failed_precondition(
-                                           "cluster token mismatch (check --cluster-token)"));
-      if (id.ok()) {
-        reply.assigned_member_id = *id;
-        spdlog::info("told joining member its id name={} id={} from={}", hello->name, hex(*id),
-                     conn.peer());
-      } else {
-        reply.code = id.status().code();
-        reply.message = id.status().message();
-        spdlog::warn("refusing join name={} from={} reason={}", hello->name, conn.peer(),
-                     id.status().message());
+      if (!has_secret) {
+        answer_join(conn, *hello, std::move(reply));
+        return;
+      }
+      if (Status s = wire::answer_challenge(options_.secret, *hello, &reply); !s.ok()) {
+        spdlog::error("cannot challenge joining member from={} error={}", conn.peer(), s.message());
+        refuse_incoming(conn, std::move(reply), s);
+        return;
       }
       std::string out;
       wire::append_hello_reply(out, reply);
       conn.send(out);
-      conn.close_after_flush(Status::unavailable("join answered"));
+      incoming_auth_[&conn] = {std::move(*hello), std::move(reply), true};
       return;
     }
+    Status refuse;
     if (!hello.ok()) {
       refuse = hello.status();
     } else if (hello->protocol_version != wire::kProtocolVersion) {
@@ -385,21 +557,22 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
       refuse = Status::failed_precondition("member " + hex(hello->member_id) +
                                            " was removed from the cluster");
       reply.removed = true;
+    } else if (has_secret) {
+      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
     }
     if (!refuse.ok()) {
       spdlog::warn("refusing peer from={} reason={}", conn.peer(), refuse.message());
-      reply.code = refuse.code();
-      reply.message = refuse.message();
-      std::string out;
-      wire::append_hello_reply(out, reply);
-      conn.send(out);
-      conn.close_after_flush(refuse);
+      refuse_incoming(conn, std::move(reply), refuse);
       return;
     }
-    incoming_peer_[&conn] = hello->member_id;
     std::string out;
     wire::append_hello_reply(out, reply);
     conn.send(out);
+    if (has_secret) {
+      incoming_auth_[&conn] = {std::move(*hello), std::move(reply), false};
+      return;
+    }
+    incoming_peer_[&conn] = hello->member_id;
     on_peer_info_({.id = hello->member_id, .name = hello->name, .peer_addr = hello->peer_addr,
                    .client_addr = hello->client_addr});
     return;
@@ -441,8 +614,9 @@ void PeerTransport::send(const raft::Message& m) {
     return;
   }
   Link& l = it->second;
-  if (l.conn->output_bytes() > options_.max_queued_bytes) {
-    on_unreachable_(m.to, snapshot);  // the link is backed up: let Raft slow down and resend
+  if (!l.ready || l.conn->output_bytes() > options_.max_queued_bytes) {
+    // Not authenticated yet, or backed up: let Raft slow down and resend.
+    on_unreachable_(m.to, snapshot);
     return;
   }
   scratch_.clear();

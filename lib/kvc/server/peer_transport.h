@@ -3,18 +3,21 @@
 // connection opens with a handshake naming the protocol version, cluster id and member id; a
 // peer of another cluster, or an unknown message, closes the link with a logged reason. Lost
 // links are redialled with back-off; messages to an unreachable peer are dropped (Raft resends)
-// and reported so the leader stops pipelining to it. Loop thread only.
+// and reported so the leader stops pipelining to it. With a shared secret every link, in both
+// directions, and the join handshake are authenticated (wire/auth.h): no Raft message is sent
+// or accepted on a link before both proofs checked out. Loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "kvc/net/connection.h"
 #include "kvc/raft/message.h"
+#include "kvc/wire/messages.h"
 
 namespace kvc::server {
 
@@ -34,9 +37,14 @@ struct PeerTransportOptions {
   std::size_t max_frame_bytes = 16u << 20;
   std::size_t max_queued_bytes = 32u << 20;  // per link; beyond this messages are dropped
   std::uint64_t connect_timeout_ms = 1000;
+  // Incoming connections on the peer port (handshaking or established) beyond this are
+  // refused with a hello reply saying so.
+  std::size_t max_incoming = 256;
   // A member being added to the cluster dials a peer with member id 0 and this digest of the
   // cluster token (join_token_digest) to learn its id; see PeerTransport::JoinHandler.
   std::string token_digest;
+  // The cluster's shared secret ("" = none): peers must prove they know the same one.
+  std::string secret;
 };
 
 // The token digest a joining member presents: 8 bytes, derived from the cluster token.
@@ -50,9 +58,10 @@ struct JoinAnswer {
 
 // Blocking, before the member's loop starts: asks the members at `peer_addrs`, in turn and
 // repeatedly until `timeout_ms`, which id the cluster assigned to `name` (kvc-ctl member add
-// must have been run first). Fails with the last answer's reason.
-Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs,
-                                const std::string& name, const std::string& cluster_token,
+// must have been run first). Fails with the last answer's reason. With a non-empty `secret`
+// the members must prove it (and this member proves it to them) before they answer.
+Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
+                                const std::string& cluster_token, const std::string& secret,
                                 std::uint64_t timeout_ms);
 
 class PeerTransport {
@@ -95,6 +104,16 @@ class PeerTransport {
     std::uint64_t backoff_ms = 0;
     uv_timer_t* retry = nullptr;  // pending redial
     bool reported_down = false;
+    std::string nonce;  // this side's challenge on the current connection (secret only)
+    // Messages may be sent: the hello is out and, with a secret, both proofs checked out.
+    bool ready = false;
+  };
+  // An incoming connection whose hello was answered with a challenge (secret only): nothing
+  // else from it is handled before its Auth frame checks out.
+  struct PendingAuth {
+    wire::Hello hello;
+    wire::HelloReply reply;
+    bool join = false;  // a member being added asking for its id
   };
 
   void dial(Link& link);
@@ -102,6 +121,13 @@ class PeerTransport {
   void on_incoming(std::shared_ptr<net::Connection> conn);
   void on_incoming_frame(net::Connection& conn, std::string_view payload);
   void on_outgoing_frame(std::uint64_t id, net::Connection& conn, std::string_view payload);
+  void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
+  void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);
+  void refuse_incoming(net::Connection& conn, wire::HelloReply reply, const Status& why);
+  // Authentication failures and limit refusals are logged at most once a second per `key` (a
+  // peer with the wrong secret redials several times a second); the rest are counted into the
+  // next line.
+  void log_refusal(const std::string& key, const std::string& line);
 
   uv_loop_t* loop_;
   PeerTransportOptions options_;
@@ -115,6 +141,12 @@ class PeerTransport {
   std::map<std::uint64_t, Link> links_;
   std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;
   std::map<net::Connection*, std::uint64_t> incoming_peer_;  // handshake done: who it is
+  std::map<net::Connection*, PendingAuth> incoming_auth_;    // waiting for the Auth frame
+  struct AuthLog {
+    std::uint64_t last_ms = 0;
+    std::uint64_t suppressed = 0;
+  };
+  std::map<std::string, AuthLog> auth_logs_;  // by direction and peer
   bool closed_ = false;
   std::string scratch_;
 };

@@ -18,6 +18,9 @@ enum : std::uint32_t {
   kAssignedMemberId, kRemoved
 };
 }
+namespace auth_f {
+enum : std::uint32_t { kProof = 1, kMessage };
+}
 namespace req_f {
 enum : std::uint32_t {
   kId = 1, kOp, kKey, kValue, kPrefix, kLimit, kExpectRevision, kSerializable, kKeysOnly,
@@ -211,6 +214,15 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   finish_frame(out, at);
 }
 
+void append_auth_proof(std::string& out, const AuthProof& m) {
+  const std::size_t at = begin(out, FrameKind::kAuth);
+  MapWriter w(out);
+  w.bin(auth_f::kProof, m.proof);
+  w.str(auth_f::kMessage, m.message);
+  w.finish();
+  finish_frame(out, at);
+}
+
 void append_request(std::string& out, const Request& m) {
   const std::size_t at = begin(out, FrameKind::kRequest);
   MapWriter w(out);
@@ -302,7 +314,7 @@ Result<Envelope> open_envelope(std::string_view payload) {
                                         std::to_string(n) + " elements");
   std::uint64_t kind = 0;
   KVC_RETURN_IF_ERROR(get_uint(items[0], &kind, "frame.kind"));
-  if (kind < 1 || kind > static_cast<std::uint64_t>(FrameKind::kResponse)) {
+  if (kind < 1 || kind > static_cast<std::uint64_t>(FrameKind::kAuth)) {
     return Status::corruption("frame: unknown message kind " + std::to_string(kind));
   }
   env.kind = static_cast<FrameKind>(kind);
@@ -335,6 +347,22 @@ Result<Hello> decode_hello(const msgpack::object& body) {
     return Status::corruption("hello: unknown role " + std::to_string(role));
   }
   m.role = static_cast<Role>(role);
+  return m;
+}
+
+Result<AuthProof> decode_auth_proof(const msgpack::object& body) {
+  AuthProof m;
+  Status s = for_each_field(body, "auth", [&](std::uint64_t id, const msgpack::object& v) {
+    switch (id) {
+      case auth_f::kProof:
+        return get_bytes(v, &m.proof, "auth.proof");
+      case auth_f::kMessage:
+        return get_bytes(v, &m.message, "auth.message");
+      default:
+        return Status();
+    }
+  });
+  if (!s.ok()) return s;
   return m;
 }
 

@@ -24,6 +24,10 @@ enum class FrameKind : std::uint8_t {
   kRaft = 3,        // a Raft message between members (raft_codec.h)
   kRequest = 4,     // client -> member
   kResponse = 5,    // member -> client (also each watch event batch and snapshot chunk)
+  // Only with a shared secret (wire/auth.h): the connecting side's answer to the member's
+  // challenge, sent right after it checked the member's proof in the hello reply. A member
+  // without a secret never receives one (it refuses a hello that carries a nonce).
+  kAuth = 6,
 };
 
 enum class Role : std::uint8_t { kPeer = 1, kClient = 2 };
@@ -61,6 +65,16 @@ struct HelloReply {
   bool removed = false;
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
+};
+
+// The connecting side's proof of the shared secret (FrameKind::kAuth). An empty proof means the
+// connecting side gave up (the member's proof was wrong); `message` then says why, for the
+// member's log.
+struct AuthProof {
+  std::string proof;
+  std::string message;
+
+  friend bool operator==(const AuthProof&, const AuthProof&) = default;
 };
 
 enum class Op : std::uint8_t {
@@ -189,6 +203,7 @@ struct Response {
 // Append one complete frame to `out`.
 void append_hello(std::string& out, const Hello& m);
 void append_hello_reply(std::string& out, const HelloReply& m);
+void append_auth_proof(std::string& out, const AuthProof& m);
 void append_request(std::string& out, const Request& m);
 void append_response(std::string& out, const Response& m);
 
@@ -202,6 +217,7 @@ Result<Envelope> open_envelope(std::string_view payload);
 
 Result<Hello> decode_hello(const msgpack::object& body);
 Result<HelloReply> decode_hello_reply(const msgpack::object& body);
+Result<AuthProof> decode_auth_proof(const msgpack::object& body);
 Result<Request> decode_request(const msgpack::object& body);
 Result<Response> decode_response(const msgpack::object& body);
 
