@@ -1506,6 +1506,11 @@ void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
 
 void Engine::Impl::sweep_deadlines() {
   const std::uint64_t now = uv_now(&loop_);
+  std::vector<std::shared_ptr<net::Connection>> linger_over;
+  for (const auto& [key, r] : refused_) {
+    if (r.second <= now) linger_over.push_back(r.first);
+  }
+  for (auto& c : linger_over) c->close(Status::resource_exhausted("refused connection"));
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (it->second.deadline > now) {
       ++it;
@@ -2005,7 +2010,12 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
     const Status why =
         Status::resource_exhausted("too many client connections (--max-client-connections " +
                                    std::to_string(options_.max_client_connections) + ")");
-    conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
+    // The connection stays open (what the client sends is read and dropped) until the client
+    // closes it or a second has passed: closing at once, with the client's hello unread, would
+    // reset the connection and could destroy the refusal before the client reads it.
+    net::Connection* key = conn.get();
+    conn->start([](net::Connection&, std::string_view) {},
+                [this, key](net::Connection&, const Status&) { refused_.erase(key); });
     std::string out;
     wire::append_hello_reply(out, {.code = why.code(),
                                    .message = why.message(),
@@ -2014,7 +2024,7 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
                                    .name = identity_.name,
                                    .software_version = kvc::version()});
     conn->send(out);
-    conn->close_after_flush(why);
+    refused_[key] = {conn, uv_now(&loop_) + 1000};
     return;
   }
   const std::uint64_t id = ++conn_seq_;
@@ -2299,6 +2309,9 @@ void Engine::Impl::finish_shutdown() {
   peers_->close();
   for (auto& [id, cc] : clients_) cc.conn->close(Status::shutting_down("member stopping"));
   clients_.clear();
+  std::vector<std::shared_ptr<net::Connection>> refused;
+  for (const auto& [key, r] : refused_) refused.push_back(r.first);
+  for (auto& c : refused) c->close(Status::shutting_down("member stopping"));
   watchers_.clear();
   uv_timer_stop(&tick_timer_);
   uv_timer_stop(&flush_timer_);

@@ -289,6 +289,8 @@ class Engine::Impl {
   bool removed_ = false;
   std::uint64_t watcher_seq_ = 0;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
+  // Connections refused (too many clients), kept open briefly so the refusal is read.
+  std::map<net::Connection*, std::pair<std::shared_ptr<net::Connection>, std::uint64_t>> refused_;
   std::uint64_t conn_seq_ = 0;
   std::map<std::uint64_t, storage::Member> learned_;  // from handshakes and conf entries
   std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
