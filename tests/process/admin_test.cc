@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kvc/net/address.h"
 #include "process_cluster.h"
 
 namespace kvc::test {
@@ -158,8 +159,19 @@ TEST(AdminProcessTest, QuorumGuardsRefuseDangerousChangesWhileAMemberIsDown) {
   const int down = (*leader + 1) % 3;
   const int healthy = (*leader + 2) % 3;
   ASSERT_TRUE(cluster.kill(down, SIGKILL).ok());
-  // Give the leader an election period to notice.
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Wait (bounded) until the leader itself reports the member as not responding: the guards
+  // act on that same knowledge.
+  const std::string not_responding = "member " + cluster.spec(down).name + " is not responding";
+  bool noticed = false;
+  for (int t = 0; t < 100 && !noticed; ++t) {
+    auto c = cluster.client_for(*leader, 500);
+    wire::Response st = c->call_sync({.op = wire::Op::kStatus},
+                                     {.timeout_ms = 500,
+                                      .target = *net::parse_address(cluster.client_addr(*leader))});
+    for (const std::string& e : st.status.errors) noticed = noticed || e == not_responding;
+    if (!noticed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(noticed) << "the leader never reported " << not_responding;
   ProcessCluster::CtlResult add = cluster.ctl({"member", "add", "m9", "127.0.0.1:1"});
   EXPECT_EQ(add.status, 1) << add.out;
   EXPECT_NE(add.out.find("--learner"), std::string::npos) << add.out;
