@@ -11,6 +11,9 @@
 namespace kvc {
 
 bool is_valid_utf8(std::string_view s);
+// Length (1..4) of the well-formed UTF-8 sequence starting at s[i] (i < s.size()), or 0 when
+// there is none: no overlong forms, no surrogates, nothing above U+10FFFF.
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 std::string base64_encode(std::string_view bytes);
 Result<std::string> base64_decode(std::string_view text);
 

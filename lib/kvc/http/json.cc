@@ -1,5 +1,7 @@
 #include "kvc/http/json.h"
 
+#include "kvc/common/text.h"
+
 #include <charconv>
 
 namespace kvc::http {
@@ -252,30 +254,8 @@ class Reader {
         continue;
       }
       // A multi-byte UTF-8 sequence: well formed, shortest form, not a surrogate.
-      std::size_t len;
-      std::uint32_t cp;
-      if ((c & 0xe0) == 0xc0) {
-        len = 2;
-        cp = c & 0x1f;
-      } else if ((c & 0xf0) == 0xe0) {
-        len = 3;
-        cp = c & 0x0f;
-      } else if ((c & 0xf8) == 0xf0) {
-        len = 4;
-        cp = c & 0x07;
-      } else {
-        return error("invalid UTF-8");
-      }
-      if (pos_ + len > s_.size()) return error("invalid UTF-8");
-      for (std::size_t k = 1; k < len; ++k) {
-        const auto cc = static_cast<unsigned char>(s_[pos_ + k]);
-        if ((cc & 0xc0) != 0x80) return error("invalid UTF-8");
-        cp = (cp << 6) | (cc & 0x3f);
-      }
-      const std::uint32_t min_cp = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
-      if (cp < min_cp || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return error("invalid UTF-8");
-      }
+      const std::size_t len = utf8_sequence_length(s_, pos_);
+      if (len == 0) return error("invalid UTF-8");
       out->append(s_.substr(pos_, len));
       pos_ += len;
     }
