@@ -53,5 +53,106 @@ TEST(TextTest, Durations) {
   }
 }
 
+TEST(TextTest, JsonEscapeKeepsTextAndEscapesTheRest) {
+  EXPECT_EQ(json_escape("a\"b\\c\n\t\r"), "a\\\"b\\\\c\\n\\t\\r");
+  EXPECT_EQ(json_escape("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(json_escape(std::string("\x01\x7f", 2)), "\\u0001\\u007f");
+  EXPECT_EQ(json_escape("\xff"), "\\u00ff");
+  EXPECT_EQ(json_escape("\xc3"), "\\u00c3");  // a truncated sequence
+}
+
+// The one JSON form of keys and values: text when it is valid UTF-8, else base64 under
+// NAME_base64; exactly one of the two.
+TEST(TextTest, JsonBytesMemberIsTextOrBase64) {
+  const struct {
+    const char* name;
+    std::string bytes;
+    std::string want;
+  } cases[] = {
+      {"text", "/a/b", R"("key":"/a/b")"},
+      {"escaped text", "a\"b\nc", R"("key":"a\"b\nc")"},
+      {"utf-8", "\xe6\xbc\xa2", "\"key\":\"\xe6\xbc\xa2\""},
+      {"empty", "", R"("key":"")"},
+      {"nul is valid utf-8", std::string("a\0b", 3), R"("key":"a\u0000b")"},
+      {"binary", std::string("\xff\x00\x01", 3), R"("key_base64":"/wAB")"},
+      {"overlong", "\xc0\xaf", R"("key_base64":"wK8=")"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(json_bytes_member("key", c.bytes), c.want);
+  }
+}
+
+TEST(TextTest, IdHexIsSixteenDigits) {
+  EXPECT_EQ(id_hex(0), "0000000000000000");
+  EXPECT_EQ(id_hex(0x1a2b), "0000000000001a2b");
+  EXPECT_EQ(id_hex(~0ull), "ffffffffffffffff");
+  EXPECT_EQ(id_hex(9007199254740993ull), "0020000000000001");  // 2^53 + 1: no rounding
+}
+
+TEST(TextTest, DisplayWidthCountsColumns) {
+  const struct {
+    const char* text;
+    std::size_t width;
+  } cases[] = {
+      {"", 0},
+      {"abc", 3},
+      {"caf\xc3\xa9", 4},               // é precomposed
+      {"cafe\xcc\x81", 4},              // e + combining acute
+      {"\xe6\xbc\xa2\xe5\xad\x97", 4},  // 漢字
+      {"\xef\xbc\xa1", 2},              // fullwidth A
+      {"\xea\xb0\x80", 2},              // Hangul syllable
+      {"\xf0\x9f\x98\x80", 2},          // 😀
+      {"a\xe2\x80\x8b"
+       "b",
+       2},          // zero-width space
+      {"\xff", 1},  // an invalid byte counts one
+  };
+  for (const auto& c : cases) EXPECT_EQ(display_width(c.text), c.width) << c.text;
+}
+
+TEST(TextTest, TerminalCellEscapesAndTruncatesByDisplayWidth) {
+  EXPECT_EQ(terminal_cell("plain"), "plain");
+  EXPECT_EQ(terminal_cell("a\tb\nc\\"), "a\\tb\\nc\\\\");
+  EXPECT_EQ(terminal_cell(std::string("\x00\xff\x1b", 3)), "\\x00\\xff\\x1b");
+  EXPECT_EQ(terminal_cell("\xc2\x85"), "\\xc2\\x85");  // NEL, a C1 control
+  EXPECT_EQ(terminal_cell("\xe6\xbc\xa2"), "\xe6\xbc\xa2");
+  // Exactly the limit fits; one more column is cut to the limit with an ellipsis.
+  EXPECT_EQ(terminal_cell("abcde", 5), "abcde");
+  EXPECT_EQ(terminal_cell("abcdef", 5), "abcd\xe2\x80\xa6");
+  // A wide character that would straddle the limit is left out whole.
+  EXPECT_EQ(terminal_cell("ab\xe6\xbc\xa2\xe5\xad\x97x", 5), "ab\xe6\xbc\xa2\xe2\x80\xa6");
+  EXPECT_EQ(display_width(terminal_cell("ab\xe6\xbc\xa2\xe5\xad\x97x", 5)), 5u);
+  // Escapes count their printed width.
+  EXPECT_EQ(terminal_cell("\xff\xff\xff", 10), "\\xff\\xff\xe2\x80\xa6");
+  EXPECT_EQ(terminal_cell("abc", 0), "");
+  // A 100 KB value, text or binary, becomes a cell of at most 64 columns.
+  std::string big(100 * 1024, 'v');
+  std::string binary(100 * 1024, '\x80');
+  for (const std::string* v : {&big, &binary}) {
+    const std::string cell = terminal_cell(*v, 64);
+    // Text fills the 64 columns; escapes (4 columns each) stop where the next would not fit.
+    EXPECT_LE(display_width(cell), 64u);
+    EXPECT_GE(display_width(cell), 61u);
+    EXPECT_LT(cell.size(), 200u);
+    EXPECT_EQ(cell.substr(cell.size() - 3), "\xe2\x80\xa6");
+  }
+  EXPECT_EQ(display_width(terminal_cell(big, 64)), 64u);
+}
+
+TEST(TextTest, NearestNameSuggestsLikelyTypos) {
+  EXPECT_EQ(edit_distance("", "abc"), 3u);
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(edit_distance("same", "same"), 0u);
+  const std::vector<std::string> keys = {"election-timeout", "heartbeat-interval", "name",
+                                         "data-dir",         "listen-peer",        "listen-client"};
+  EXPECT_EQ(nearest_name("election-timout", keys), "election-timeout");
+  EXPECT_EQ(nearest_name("data_dir", keys), "data-dir");
+  EXPECT_EQ(nearest_name("nmae", keys), "name");
+  EXPECT_EQ(nearest_name("listen-clients", keys), "listen-client");
+  EXPECT_EQ(nearest_name("completely-unrelated", keys), "");
+  EXPECT_EQ(nearest_name("x", {}), "");
+}
+
 }  // namespace
 }  // namespace kvc

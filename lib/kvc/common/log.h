@@ -7,6 +7,7 @@
 #include <string>
 
 #include "kvc/common/status.h"
+#include "kvc/common/text.h"  // json_escape, which JSON log lines use
 
 namespace kvc {
 
@@ -18,9 +19,5 @@ struct LogOptions {
 
 // Installs the default logger. Fails on an unknown level or format, or an unwritable file.
 Status setup_logging(const LogOptions& options);
-
-// Escapes `s` for use inside a JSON string (quotes, backslashes, control characters; invalid
-// UTF-8 bytes become \u00XX of the byte, so the output is always valid JSON).
-std::string json_escape(std::string_view s);
 
 }  // namespace kvc

@@ -1,7 +1,9 @@
 #include "kvc/common/text.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 
 namespace kvc {
 
@@ -40,6 +42,242 @@ bool is_valid_utf8(std::string_view s) {
     i += n;
   }
   return true;
+}
+
+std::string json_escape(std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = utf8_sequence_length(s, i);
+    if (n > 1) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    }
+    ++i;
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      default:
+        break;
+    }
+    if (n == 1 && c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      // A control character, or a byte that is not part of well-formed UTF-8: \u00XX of the
+      // byte keeps the result valid JSON.
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+std::string json_bytes_member(std::string_view name, std::string_view bytes) {
+  std::string out = "\"";
+  out += name;
+  if (is_valid_utf8(bytes)) {
+    out += "\":\"";
+    out += json_escape(bytes);
+  } else {
+    out += "_base64\":\"";
+    out += base64_encode(bytes);
+  }
+  out += '"';
+  return out;
+}
+
+std::string id_hex(std::uint64_t id) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+namespace {
+
+struct Range {
+  std::uint32_t first, last;
+};
+
+// Characters a terminal draws in no column: combining marks, zero-width and format characters,
+// variation selectors, emoji skin-tone modifiers.
+constexpr Range kZeroWidth[] = {
+    {0x0300, 0x036f},   {0x0483, 0x0489}, {0x0591, 0x05bd}, {0x05bf, 0x05bf},   {0x05c1, 0x05c2},
+    {0x05c4, 0x05c5},   {0x05c7, 0x05c7}, {0x0610, 0x061a}, {0x064b, 0x065f},   {0x0670, 0x0670},
+    {0x06d6, 0x06dc},   {0x06df, 0x06e4}, {0x06e7, 0x06e8}, {0x06ea, 0x06ed},   {0x0711, 0x0711},
+    {0x0730, 0x074a},   {0x07a6, 0x07b0}, {0x0900, 0x0902}, {0x093a, 0x093a},   {0x093c, 0x093c},
+    {0x0941, 0x0948},   {0x094d, 0x094d}, {0x0951, 0x0957}, {0x0962, 0x0963},   {0x0e31, 0x0e31},
+    {0x0e34, 0x0e3a},   {0x0e47, 0x0e4e}, {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff},   {0x200b, 0x200f},
+    {0x202a, 0x202e},   {0x2060, 0x2064}, {0x20d0, 0x20ff}, {0x302a, 0x302d},   {0x3099, 0x309a},
+    {0xfe00, 0xfe0f},   {0xfe20, 0xfe2f}, {0xfeff, 0xfeff}, {0x1f3fb, 0x1f3ff}, {0xe0000, 0xe007f},
+    {0xe0100, 0xe01ef},
+};
+
+// East Asian Wide and Fullwidth characters, and emoji drawn in two columns.
+constexpr Range kWide[] = {
+    {0x1100, 0x115f},   {0x231a, 0x231b},   {0x2329, 0x232a},   {0x23e9, 0x23ec},
+    {0x23f0, 0x23f0},   {0x23f3, 0x23f3},   {0x25fd, 0x25fe},   {0x2614, 0x2615},
+    {0x2648, 0x2653},   {0x267f, 0x267f},   {0x2693, 0x2693},   {0x26a1, 0x26a1},
+    {0x26aa, 0x26ab},   {0x26bd, 0x26be},   {0x26c4, 0x26c5},   {0x26ce, 0x26ce},
+    {0x26d4, 0x26d4},   {0x26ea, 0x26ea},   {0x26f2, 0x26f3},   {0x26f5, 0x26f5},
+    {0x26fa, 0x26fa},   {0x26fd, 0x26fd},   {0x2705, 0x2705},   {0x270a, 0x270b},
+    {0x2728, 0x2728},   {0x274c, 0x274c},   {0x274e, 0x274e},   {0x2753, 0x2755},
+    {0x2757, 0x2757},   {0x2795, 0x2797},   {0x27b0, 0x27b0},   {0x27bf, 0x27bf},
+    {0x2b1b, 0x2b1c},   {0x2b50, 0x2b50},   {0x2b55, 0x2b55},   {0x2e80, 0x303e},
+    {0x3041, 0x3098},   {0x309b, 0x33ff},   {0x3400, 0x4dbf},   {0x4e00, 0x9fff},
+    {0xa000, 0xa4cf},   {0xa960, 0xa97f},   {0xac00, 0xd7a3},   {0xf900, 0xfaff},
+    {0xfe10, 0xfe19},   {0xfe30, 0xfe6f},   {0xff00, 0xff60},   {0xffe0, 0xffe6},
+    {0x16fe0, 0x16fe4}, {0x17000, 0x18cff}, {0x1b000, 0x1b2ff}, {0x1f004, 0x1f004},
+    {0x1f0cf, 0x1f0cf}, {0x1f18e, 0x1f18e}, {0x1f191, 0x1f19a}, {0x1f200, 0x1f251},
+    {0x1f300, 0x1f3fa}, {0x1f400, 0x1f64f}, {0x1f680, 0x1f6ff}, {0x1f7e0, 0x1f7eb},
+    {0x1f90c, 0x1f9ff}, {0x1fa70, 0x1faff}, {0x20000, 0x2fffd}, {0x30000, 0x3fffd},
+};
+
+template <std::size_t N>
+bool in_table(const Range (&table)[N], std::uint32_t cp) {
+  const Range* end = table + N;
+  const Range* it =
+      std::upper_bound(table, end, cp, [](std::uint32_t v, const Range& r) { return v < r.first; });
+  return it != table && cp <= (it - 1)->last;
+}
+
+// The code point of the well-formed sequence of `len` bytes at s[i].
+std::uint32_t decode_at(std::string_view s, std::size_t i, std::size_t len) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  for (std::size_t k = 1; k < len; ++k) {
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+  }
+  return cp;
+}
+
+std::size_t code_point_width(std::uint32_t cp) {
+  if (in_table(kZeroWidth, cp)) return 0;
+  return in_table(kWide, cp) ? 2 : 1;
+}
+
+}  // namespace
+
+std::size_t display_width(std::string_view text) {
+  std::size_t width = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t n = utf8_sequence_length(text, i);
+    if (n <= 1) {
+      ++width;
+      ++i;
+      continue;
+    }
+    width += code_point_width(decode_at(text, i, n));
+    i += n;
+  }
+  return width;
+}
+
+std::string terminal_cell(std::string_view bytes, std::size_t max_columns) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  static constexpr std::string_view kEllipsis = "\xe2\x80\xa6";  // U+2026, one column
+  if (max_columns == 0) return "";
+  std::string out;
+  std::size_t width = 0;
+  std::size_t cut = 0;  // out.size() while the text still left a column for the ellipsis
+  auto escape_byte = [&](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 0xf];
+    width += 4;
+  };
+  for (std::size_t i = 0; i < bytes.size();) {
+    if (width <= max_columns - 1) cut = out.size();
+    if (width > max_columns) break;
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const std::size_t n = utf8_sequence_length(bytes, i);
+    if (n > 1) {
+      const std::uint32_t cp = decode_at(bytes, i, n);
+      if (cp >= 0x80 && cp <= 0x9f) {  // C1 controls: a terminal may act on them
+        for (std::size_t k = 0; k < n; ++k) escape_byte(static_cast<unsigned char>(bytes[i + k]));
+      } else {
+        out.append(bytes.substr(i, n));
+        width += code_point_width(cp);
+      }
+      i += n;
+      continue;
+    }
+    ++i;
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        width += 2;
+        continue;
+      case '\t':
+        out += "\\t";
+        width += 2;
+        continue;
+      case '\n':
+        out += "\\n";
+        width += 2;
+        continue;
+      case '\r':
+        out += "\\r";
+        width += 2;
+        continue;
+      default:
+        break;
+    }
+    if (n == 1 && c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+      ++width;
+    } else {
+      escape_byte(c);
+    }
+  }
+  if (width <= max_columns) return out;
+  out.resize(cut);
+  out += kEllipsis;
+  return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t subst = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, subst});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string nearest_name(std::string_view word, const std::vector<std::string>& candidates) {
+  const std::size_t limit = std::max<std::size_t>(2, word.size() / 3);
+  std::string best;
+  std::size_t best_distance = limit + 1;
+  for (const std::string& c : candidates) {
+    const std::size_t d = edit_distance(word, c);
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  return best;
 }
 
 namespace {

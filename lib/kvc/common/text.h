@@ -1,10 +1,14 @@
-// Text helpers shared by the tools' output: UTF-8 validation, base64, and durations as flags
-// spell them ("500ms", "5s", "2m"). Pure functions; thread-safe.
+// Text helpers shared by the tools' output: UTF-8 validation, base64, JSON strings and the one
+// JSON form of keys and values (kvc(7), "JSON OUTPUT"), member ids as hex, terminal display
+// width and truncation for tables, the nearest spelling of a mistyped name, and durations as
+// flags spell them ("500ms", "5s", "2m"). Pure functions; thread-safe. Part of kvc_base, so the
+// Raft core may use them.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kvc/common/status.h"
 
@@ -16,6 +20,37 @@ bool is_valid_utf8(std::string_view s);
 std::size_t utf8_sequence_length(std::string_view s, std::size_t i);
 std::string base64_encode(std::string_view bytes);
 Result<std::string> base64_decode(std::string_view text);
+
+// Escapes `s` for use inside a JSON string (quotes, backslashes, control characters; invalid
+// UTF-8 bytes become \u00XX of the byte, so the output is always valid JSON).
+std::string json_escape(std::string_view s);
+
+// The one JSON form of a key, a value or any other byte string, shared by kvc-ctl, kvc-snap,
+// kvc-wal and the HTTP API: `"NAME":"text"` when the bytes are valid UTF-8 (jq reads them as
+// they are), else `"NAME_base64":"..."` holding the exact bytes. Exactly one of the two appears.
+// Returns the member without a separating comma.
+std::string json_bytes_member(std::string_view name, std::string_view bytes);
+
+// A member id as 16 lowercase hex digits, as identity files, logs, tools and JSON show it
+// (64-bit ids do not survive a JSON number: jq rounds them to doubles).
+std::string id_hex(std::uint64_t id);
+
+// Columns a terminal uses for `text` (UTF-8): East Asian wide and fullwidth characters count
+// 2, combining marks and zero-width characters 0, other printable characters 1. Bytes that
+// are not valid UTF-8 and control characters count 1 each (callers escape them first).
+std::size_t display_width(std::string_view text);
+// A byte string as a terminal cell: valid UTF-8 text as is, except that control characters,
+// DEL and backslash are escaped (\t, \n, \r, \\, \xNN), as is every byte that is not part of
+// valid UTF-8 (\xNN), so binary shows as escaped text and one cell stays on one line. When the
+// result would be wider than `max_columns` display columns, it is cut to fit, ending in "…".
+// Stops reading `bytes` once the cell is full, so a huge value costs no more than a short one.
+std::string terminal_cell(std::string_view bytes, std::size_t max_columns = SIZE_MAX);
+
+// Levenshtein distance (insertions, deletions, substitutions), for "did you mean" hints.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+// The candidate closest to `word` when it is close enough to be a likely typo (distance at
+// most 2, or a third of the word's length for long names), else "".
+std::string nearest_name(std::string_view word, const std::vector<std::string>& candidates);
 
 // "250ms", "5s", "1.5s", "2m", "1h"; a bare number means seconds. Returns milliseconds.
 Result<std::uint64_t> parse_duration_ms(std::string_view text);
