@@ -12,6 +12,7 @@ TEST(ConfChangeTest, EncodeDecodeRoundTrip) {
       {ConfChangeType::kAddLearner, 0xfedcba9876543210ull, "name=n4 peer=127.0.0.1:7000"},
       {ConfChangeType::kPromoteLearner, 7, std::string("\0\xff\x01", 3)},
       {ConfChangeType::kRemove, 3, "x"},
+      {ConfChangeType::kUpdate, 8, "addresses"},
   };
   for (const auto& cc : cases) {
     SCOPED_TRACE(cc.node);
@@ -62,6 +63,10 @@ TEST(ConfChangeTest, ApplyFollowsSingleStepRules) {
       {"remove voter", {ConfChangeType::kRemove, 2, ""}, Code::kOk, {{1, 3}, {4}}},
       {"remove learner", {ConfChangeType::kRemove, 4, ""}, Code::kOk, {{1, 2, 3}, {}}},
       {"remove stranger", {ConfChangeType::kRemove, 9, ""}, Code::kNotFound, {}},
+      // An update changes addresses only: the sets stay as they are.
+      {"update voter", {ConfChangeType::kUpdate, 2, "ctx"}, Code::kOk, {{1, 2, 3}, {4}}},
+      {"update learner", {ConfChangeType::kUpdate, 4, "ctx"}, Code::kOk, {{1, 2, 3}, {4}}},
+      {"update stranger", {ConfChangeType::kUpdate, 9, "ctx"}, Code::kNotFound, {}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -73,6 +78,8 @@ TEST(ConfChangeTest, ApplyFollowsSingleStepRules) {
   }
   EXPECT_EQ(apply_conf_change({{1}, {}}, {ConfChangeType::kRemove, 1, ""}).status().code(),
             Code::kFailedPrecondition);
+  EXPECT_EQ(apply_conf_change({{1}, {}}, {ConfChangeType::kUpdate, 1, "ctx"}).status().code(),
+            Code::kOk);
 }
 
 }  // namespace

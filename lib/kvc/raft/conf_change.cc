@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "kvc/common/text.h"
+
 namespace kvc::raft {
 namespace {
 
@@ -41,6 +43,8 @@ std::string_view conf_change_type_name(ConfChangeType type) {
       return "promote_learner";
     case ConfChangeType::kRemove:
       return "remove";
+    case ConfChangeType::kUpdate:
+      return "update";
   }
   return "unknown";
 }
@@ -72,7 +76,7 @@ Result<ConfChange> decode_conf_change(std::string_view data) {
                               std::to_string(static_cast<unsigned char>(data[0])));
   }
   const auto type = static_cast<std::uint8_t>(data[1]);
-  if (type > static_cast<std::uint8_t>(ConfChangeType::kRemove)) {
+  if (type > static_cast<std::uint8_t>(ConfChangeType::kUpdate)) {
     return Status::corruption("conf change: unknown type " + std::to_string(type));
   }
   ConfChange cc;
@@ -89,7 +93,7 @@ Result<ConfChange> decode_conf_change(std::string_view data) {
 }
 
 Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc) {
-  const std::string who = "node " + std::to_string(cc.node);
+  const std::string who = "node " + kvc::id_hex(cc.node);
   if (cc.node == kNoNode) return Status::invalid_argument("conf change: node id 0");
   const bool voter = is_voter(conf, cc.node);
   const bool learner = is_learner(conf, cc.node);
@@ -115,6 +119,9 @@ Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc)
       }
       erase_id(out.voters, cc.node);
       erase_id(out.learners, cc.node);
+      break;
+    case ConfChangeType::kUpdate:
+      if (!voter && !learner) return Status::not_found(who + " is not a member");
       break;
   }
   return out;

@@ -27,6 +27,10 @@ enum class ConfChangeType : std::uint8_t {
   kAddLearner = 1,      // a new member that receives the log but does not vote
   kPromoteLearner = 2,  // a learner becomes a voter
   kRemove = 3,          // a voter or learner leaves
+  // A member's addresses change (kvc-ctl member update): the context says to what. Changes no
+  // voter or learner set, so for the core it is a configuration no-op; it still takes the one
+  // membership-change slot, so it is serialized with the others like any change.
+  kUpdate = 4,
 };
 
 std::string_view conf_change_type_name(ConfChangeType type);
@@ -45,7 +49,8 @@ std::string encode_conf_change(const ConfChange& cc);
 Result<ConfChange> decode_conf_change(std::string_view data);
 
 // The membership after `cc`; an error (and no change) when it does not apply: adding a member
-// that exists, promoting a non-learner, removing a non-member, removing the last voter.
+// that exists, promoting a non-learner, removing or updating a non-member, removing the last
+// voter. An update of a member returns `conf` unchanged.
 Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc);
 
 bool is_voter(const ConfState& conf, NodeId id);
