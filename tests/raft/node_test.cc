@@ -242,7 +242,8 @@ TEST(NodeTest, ProposeOnFollowerNamesTheLeader) {
   c.elect(2);
   Result<std::uint64_t> r = c.n(1).propose("x");
   EXPECT_EQ(r.status().code(), Code::kNotLeader);
-  EXPECT_NE(r.status().message().find("leader=2"), std::string::npos);
+  EXPECT_NE(r.status().message().find("leader=0000000000000002"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(NodeTest, VotesLeaveOnlyAfterTheyArePersisted) {
@@ -621,6 +622,30 @@ TEST(NodeTest, LearnerIsAddedCaughtUpPromotedAndVoterRemoved) {
   c.settle();
   c.tick_all(1);
   EXPECT_EQ(c.applied(4).back().data, "after");
+}
+
+TEST(NodeTest, UpdateChangesNoConfigurationButTakesTheChangeSlot) {
+  TestCluster c(3);
+  c.elect(1);
+  const ConfState before = c.n(1).conf_state();
+  Result<std::uint64_t> idx =
+      c.n(1).propose_conf_change({ConfChangeType::kUpdate, 2, "new addresses"});
+  ASSERT_TRUE(idx.ok()) << idx.status().to_string();
+  // Serialized like any membership change.
+  EXPECT_EQ(c.n(1).propose_conf_change({ConfChangeType::kAddLearner, 5, ""}).status().code(),
+            Code::kFailedPrecondition);
+  c.settle();
+  c.tick_all(2);
+  for (NodeId id : {1, 2, 3}) {
+    EXPECT_EQ(c.n(id).conf_state(), before) << id;
+    EXPECT_EQ(c.n(id).commit(), *idx) << id;
+  }
+  EXPECT_EQ(c.applied(2).back().type, EntryType::kConfChange);
+  EXPECT_EQ(c.n(1).role(), Role::kLeader);
+  // Updating a non-member is refused at proposal.
+  EXPECT_EQ(c.n(1).propose_conf_change({ConfChangeType::kUpdate, 9, ""}).status().code(),
+            Code::kNotFound);
+  EXPECT_TRUE(c.n(1).propose_conf_change({ConfChangeType::kAddLearner, 5, ""}).ok());
 }
 
 TEST(NodeTest, RemovedLeaderStepsDownOnceTheChangeCommits) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "kvc/common/check.h"
+#include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
 
 namespace kvc::raft {
@@ -171,8 +172,8 @@ Node::Node(const Config& config, RestoreState state)
   prev_soft_state_ = {role_, leader_, term_};
   prev_conf_ = conf_;
   reset_randomized_timeout();
-  logf(LogLevel::kInfo, "raft started id=" + std::to_string(id_) + " term=" +
-                            std::to_string(term_) + " commit=" + std::to_string(commit_) +
+  logf(LogLevel::kInfo, "raft started id=" + kvc::id_hex(id_) + " term=" + std::to_string(term_) +
+                            " commit=" + std::to_string(commit_) +
                             " last_index=" + std::to_string(log_.last_index()) +
                             " voters=" + std::to_string(conf_.voters.size()));
 }
@@ -224,8 +225,7 @@ void Node::become_follower(std::uint64_t term, NodeId leader) {
   role_ = Role::kFollower;
   leader_ = leader;
   if (was_leader) {
-    logf(LogLevel::kInfo,
-         "stepped down term=" + std::to_string(term_) + " id=" + std::to_string(id_));
+    logf(LogLevel::kInfo, "stepped down term=" + std::to_string(term_) + " id=" + kvc::id_hex(id_));
   }
 }
 
@@ -265,8 +265,7 @@ void Node::become_leader() {
   noop.index = log_.last_index() + 1;
   noop.term = term_;
   append_local({noop});
-  logf(LogLevel::kInfo, "became leader term=" + std::to_string(term_) +
-                            " id=" + std::to_string(id_) +
+  logf(LogLevel::kInfo, "became leader term=" + std::to_string(term_) + " id=" + kvc::id_hex(id_) +
                             " last_index=" + std::to_string(log_.last_index()) +
                             " voters=" + std::to_string(conf_.voters.size()));
   bcast_append();
@@ -283,7 +282,7 @@ void Node::campaign(bool pre_vote, bool transfer) {
   const std::uint64_t vote_term = pre_vote ? term_ + 1 : term_;
   const MessageType type = pre_vote ? MessageType::kPreVote : MessageType::kVote;
   logf(LogLevel::kInfo, std::string(pre_vote ? "pre-campaign" : "campaign") +
-                            " term=" + std::to_string(vote_term) + " id=" + std::to_string(id_));
+                            " term=" + std::to_string(vote_term) + " id=" + kvc::id_hex(id_));
   votes_[id_] = true;
   if (static_cast<int>(votes_.size()) >= quorum()) {
     // A single voter wins at once.
@@ -345,7 +344,7 @@ void Node::tick() {
       }
       if (lead_transferee_ != kNoNode) {
         logf(LogLevel::kInfo,
-             "leadership transfer aborted target=" + std::to_string(lead_transferee_));
+             "leadership transfer aborted target=" + kvc::id_hex(lead_transferee_));
         lead_transferee_ = kNoNode;
       }
     }
@@ -364,15 +363,15 @@ void Node::tick() {
 
 Status Node::step(const Message& m) {
   if (m.to != id_) {
-    return Status::invalid_argument("raft: message for " + std::to_string(m.to) + " reached " +
-                                    std::to_string(id_));
+    return Status::invalid_argument("raft: message for " + kvc::id_hex(m.to) + " reached " +
+                                    kvc::id_hex(id_));
   }
   if (static_cast<int>(m.type) >= kMessageTypeCount) {
     return Status::invalid_argument("raft: unknown message type " +
                                     std::to_string(static_cast<int>(m.type)));
   }
   if (m.from == kNoNode || m.from == id_) {
-    return Status::invalid_argument("raft: message with bad sender " + std::to_string(m.from));
+    return Status::invalid_argument("raft: message with bad sender " + kvc::id_hex(m.from));
   }
   if (Status s = validate(m); !s.ok()) return s;
   const bool vote_req = m.type == MessageType::kVote || m.type == MessageType::kPreVote;
@@ -439,7 +438,7 @@ Status Node::validate(const Message& m) const {
   // could trip a KVC_CHECK) is checked here and refused with a Status.
   const auto bad = [&](const std::string& why) {
     return Status::invalid_argument("raft: malformed " + std::string(message_type_name(m.type)) +
-                                    " from " + std::to_string(m.from) + ": " + why);
+                                    " from " + kvc::id_hex(m.from) + ": " + why);
   };
   switch (m.type) {
     case MessageType::kAppend: {
@@ -566,8 +565,8 @@ void Node::step_follower(const Message& m) {
     case MessageType::kTimeoutNow:
       // Leadership transfer (thesis §3.10): campaign at once, skipping PreVote.
       if (promotable()) {
-        logf(LogLevel::kInfo, "campaign on timeout_now term=" + std::to_string(term_) +
-                                  " id=" + std::to_string(id_));
+        logf(LogLevel::kInfo,
+             "campaign on timeout_now term=" + std::to_string(term_) + " id=" + kvc::id_hex(id_));
         campaign(false, true);
       }
       break;
@@ -644,7 +643,7 @@ void Node::handle_append(const Message& m) {
     if (conflict != 0 && conflict <= commit_) {
       // Only a broken leader asks us to overwrite a committed entry: refuse, never obey.
       logf(LogLevel::kError, "append would overwrite committed entry index=" +
-                                 std::to_string(conflict) + " from=" + std::to_string(m.from));
+                                 std::to_string(conflict) + " from=" + kvc::id_hex(m.from));
       return;
     }
     if (conflict != 0) {
@@ -711,7 +710,7 @@ void Node::handle_snapshot(const Message& m) {
     return;
   }
   if (m.chunk.size() != m.chunk_length || m.snapshot_offset + m.chunk_length > m.snapshot_size) {
-    logf(LogLevel::kWarn, "snapshot chunk with a bad length from=" + std::to_string(m.from));
+    logf(LogLevel::kWarn, "snapshot chunk with a bad length from=" + kvc::id_hex(m.from));
     receiving_.reset();
     r.reject = true;
     r.snapshot_offset = 0;
@@ -737,7 +736,7 @@ void Node::handle_snapshot(const Message& m) {
 
 void Node::restore_snapshot(const SnapshotMeta& meta) {
   logf(LogLevel::kInfo, "installing snapshot index=" + std::to_string(meta.index) +
-                            " term=" + std::to_string(meta.term) + " id=" + std::to_string(id_));
+                            " term=" + std::to_string(meta.term) + " id=" + kvc::id_hex(id_));
   log_.restore(meta.index, meta.term);
   commit_ = meta.index;
   applying_ = std::max(applying_, meta.index);
@@ -791,7 +790,7 @@ void Node::note_appended(const Entry& e) {
 void Node::set_conf(const ConfState& conf) {
   if (conf == conf_) return;
   conf_ = conf;
-  logf(LogLevel::kInfo, "membership changed id=" + std::to_string(id_) +
+  logf(LogLevel::kInfo, "membership changed id=" + kvc::id_hex(id_) +
                             " voters=" + std::to_string(conf_.voters.size()) +
                             " learners=" + std::to_string(conf_.learners.size()));
   if (role_ == Role::kLeader) sync_progress_with_conf();
@@ -869,7 +868,7 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
     pr.snap_size = local_snapshot_size_;
     pr.snap_offset = 0;
     pr.snap_inflight = false;
-    logf(LogLevel::kInfo, "sending snapshot to=" + std::to_string(to) +
+    logf(LogLevel::kInfo, "sending snapshot to=" + kvc::id_hex(to) +
                               " index=" + std::to_string(pr.snap.index) +
                               " size=" + std::to_string(pr.snap_size));
     send_snapshot_chunk(to, pr);
@@ -995,8 +994,7 @@ void Node::on_commit_advanced(std::uint64_t old_commit) {
   if (!is_voter(conf_, id_)) {
     // The configuration that removed us is committed (thesis §4.2.2): step down cleanly.
     if (conf_history_.empty() || conf_history_.back().first <= commit_) {
-      logf(LogLevel::kInfo,
-           "removed from the configuration, stepping down id=" + std::to_string(id_));
+      logf(LogLevel::kInfo, "removed from the configuration, stepping down id=" + kvc::id_hex(id_));
       bcast_append();  // tell the others the new commit index before leaving
       become_follower(term_, kNoNode);
     }
@@ -1089,7 +1087,7 @@ void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
   if (pr.state != ProgressState::kSnapshot || !(m.snapshot == pr.snap)) return;
   if (m.snapshot_done && !m.reject) {
     logf(LogLevel::kInfo,
-         "snapshot sent to=" + std::to_string(m.from) + " index=" + std::to_string(pr.snap.index));
+         "snapshot sent to=" + kvc::id_hex(m.from) + " index=" + std::to_string(pr.snap.index));
     pr.match = std::max(pr.match, pr.snap.index);
     become_probe(pr);
     send_append(m.from, true);
@@ -1147,10 +1145,10 @@ void Node::append_local(std::vector<Entry> ents) {
 
 Result<std::uint64_t> Node::propose(std::string data) {
   if (role_ != Role::kLeader) {
-    return Status::not_leader("not leader; leader=" + std::to_string(leader_));
+    return Status::not_leader("not leader; leader=" + kvc::id_hex(leader_));
   }
   if (lead_transferee_ != kNoNode) {
-    return Status::unavailable("leadership transfer to " + std::to_string(lead_transferee_) +
+    return Status::unavailable("leadership transfer to " + kvc::id_hex(lead_transferee_) +
                                " in progress");
   }
   if (cfg_.max_uncommitted_bytes > 0 && uncommitted_bytes_ > 0 &&
@@ -1171,7 +1169,7 @@ Result<std::uint64_t> Node::propose(std::string data) {
 
 Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   if (role_ != Role::kLeader) {
-    return Status::not_leader("not leader; leader=" + std::to_string(leader_));
+    return Status::not_leader("not leader; leader=" + kvc::id_hex(leader_));
   }
   if (lead_transferee_ != kNoNode) {
     return Status::unavailable("leadership transfer in progress");
@@ -1188,8 +1186,7 @@ Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   if (cc.type == ConfChangeType::kPromoteLearner) {
     auto it = prs_.find(cc.node);
     if (it == prs_.end() || it->second.match + cfg_.promote_lag_slack < commit_) {
-      return Status::failed_precondition("learner " + std::to_string(cc.node) +
-                                         " has not caught up");
+      return Status::failed_precondition("learner " + kvc::id_hex(cc.node) + " has not caught up");
     }
   }
   Entry e;
@@ -1199,7 +1196,7 @@ Result<std::uint64_t> Node::propose_conf_change(const ConfChange& cc) {
   e.data = encode_conf_change(cc);
   append_local({std::move(e)});
   logf(LogLevel::kInfo, "proposed conf change type=" + std::string(conf_change_type_name(cc.type)) +
-                            " node=" + std::to_string(cc.node) +
+                            " node=" + kvc::id_hex(cc.node) +
                             " index=" + std::to_string(log_.last_index()));
   bcast_append();
   maybe_commit();
@@ -1232,13 +1229,12 @@ Status Node::transfer_leadership(NodeId target) {
   }
   if (target == id_) return ok_status();
   if (!is_voter(conf_, target)) {
-    return Status::invalid_argument("transfer target " + std::to_string(target) +
-                                    " is not a voter");
+    return Status::invalid_argument("transfer target " + kvc::id_hex(target) + " is not a voter");
   }
   if (lead_transferee_ == target) return ok_status();
   lead_transferee_ = target;
   election_elapsed_ = 0;  // the transfer is aborted after one election timeout
-  logf(LogLevel::kInfo, "leadership transfer started target=" + std::to_string(target) +
+  logf(LogLevel::kInfo, "leadership transfer started target=" + kvc::id_hex(target) +
                             " term=" + std::to_string(term_));
   Progress& pr = prs_.at(target);
   if (pr.match == log_.last_index()) {
