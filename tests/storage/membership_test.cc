@@ -52,10 +52,67 @@ TEST(MembershipTest, InvalidContentIsRefused) {
   bad_flags.back() = '\x04';
   EXPECT_EQ(decode_membership(bad_flags).status().code(), Code::kCorruption);
   std::string bad_version = bytes;
-  bad_version[0] = '\x02';
+  bad_version[0] = '\x03';
   EXPECT_EQ(decode_membership(bad_version).status().code(), Code::kCorruption);
   // A count far beyond the bytes present is refused before allocating for it.
   EXPECT_FALSE(decode_membership(std::string("\x01\xff\xff\xff\xff\x0f", 6)).ok());
+}
+
+TEST(MembershipTest, RemovedIdsRoundTripAsVersionTwo) {
+  Membership m = sample();
+  m.add_removed(77);
+  m.add_removed(3);
+  m.add_removed(77);  // once only
+  EXPECT_EQ(m.removed, (std::vector<std::uint64_t>{3, 77}));
+  EXPECT_TRUE(m.was_removed(3));
+  EXPECT_FALSE(m.was_removed(5));
+  const std::string bytes = encode_membership(m);
+  EXPECT_EQ(bytes[0], '\x02');
+  Result<Membership> back = decode_membership(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, m);
+  EXPECT_NE(describe_membership(m).find("removed 0000000000000003 000000000000004d"),
+            std::string::npos);
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(decode_membership(bytes.substr(0, n)).ok()) << "length " << n;
+  }
+}
+
+// A membership without removed ids is still written as version 1, byte for byte what earlier
+// members wrote, and version 1 bytes (from an older state or snapshot) are read.
+TEST(MembershipTest, VersionOneIsWrittenWithoutRemovedIdsAndStillRead) {
+  // u8 version 1, count 1, id 5, "m1", "h:1", "", flags learner.
+  const std::string v1("\x01\x01\x05\x02m1\x03h:1\x00\x01", 12);
+  Result<Membership> m = decode_membership(v1);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  ASSERT_EQ(m->members.size(), 1u);
+  EXPECT_EQ(m->members[0], (Member{.id = 5, .name = "m1", .peer_addr = "h:1", .learner = true}));
+  EXPECT_TRUE(m->removed.empty());
+  EXPECT_EQ(encode_membership(*m), v1);
+}
+
+TEST(MembershipTest, BadRemovedIdsAreRefused) {
+  Membership both = sample();
+  both.removed = {9};  // also a member
+  EXPECT_EQ(validate_membership(both).code(), Code::kInvalidArgument);
+  Membership unsorted = sample();
+  unsorted.removed = {8, 7};
+  EXPECT_FALSE(validate_membership(unsorted).ok());
+  Membership zero = sample();
+  zero.removed = {0};
+  EXPECT_FALSE(validate_membership(zero).ok());
+  // Version 2 with an empty removed list is never written, so it is refused as damage.
+  std::string empty_list = encode_membership(Membership());
+  empty_list[0] = '\x02';
+  empty_list += '\x00';
+  EXPECT_EQ(decode_membership(empty_list).status().code(), Code::kCorruption);
+  // Decoded ids obey the same rules: 5 is a member of this encoding.
+  Membership one;
+  one.members = {{.id = 5, .name = "m1", .peer_addr = "h:1"}};
+  one.removed = {6};
+  std::string bytes = encode_membership(one);
+  bytes.back() = '\x05';
+  EXPECT_EQ(decode_membership(bytes).status().code(), Code::kCorruption);
 }
 
 TEST(MembershipTest, ParsesInitialCluster) {

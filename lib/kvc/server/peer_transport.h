@@ -85,8 +85,9 @@ class PeerTransport {
   // The members to keep links to (this member excluded): id -> peer address.
   void set_peers(const std::map<std::uint64_t, std::string>& peers);
   // Member `id` was removed from the cluster: its links are closed and its hellos refused with
-  // `removed` set, so that it learns it and stops (kept in memory only: after a restart of
-  // this member a removed peer is merely ignored by Raft).
+  // `removed` set, so that it learns it and stops. The Engine marks every removed id its stored
+  // membership records (storage::Membership::removed) at start and after each change, so
+  // this holds across restarts.
   void mark_removed(std::uint64_t id);
   // Sends a message (m.to names the peer). Never blocks; may drop.
   void send(const raft::Message& m);

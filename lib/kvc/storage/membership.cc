@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "kvc/common/text.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/data_dir.h"
 
@@ -12,6 +13,7 @@ namespace kvc::storage {
 namespace {
 
 constexpr std::uint8_t kLearnerFlag = 0x01;
+constexpr std::uint8_t kMembershipVersion1 = 1;  // no removed ids
 
 void put_string(std::string& out, std::string_view s) {
   put_varint(out, s.size());
@@ -68,6 +70,15 @@ const Member* Membership::find(std::uint64_t id) const {
   return it != members.end() && it->id == id ? &*it : nullptr;
 }
 
+bool Membership::was_removed(std::uint64_t id) const {
+  return std::binary_search(removed.begin(), removed.end(), id);
+}
+
+void Membership::add_removed(std::uint64_t id) {
+  auto it = std::lower_bound(removed.begin(), removed.end(), id);
+  if (it == removed.end() || *it != id) removed.insert(it, id);
+}
+
 const Member* Membership::find_name(std::string_view name) const {
   for (const Member& m : members) {
     if (m.name == name) return &m;
@@ -88,13 +99,25 @@ Status validate_membership(const Membership& m) {
       return Status::invalid_argument("membership: duplicate member name '" + x.name + "'");
     }
   }
+  for (std::size_t i = 0; i < m.removed.size(); ++i) {
+    const std::uint64_t id = m.removed[i];
+    if (id == 0) return Status::invalid_argument("membership: removed id 0");
+    if (i > 0 && m.removed[i - 1] >= id) {
+      return Status::invalid_argument("membership: removed ids not strictly ascending at " +
+                                      member_id_hex(id));
+    }
+    if (m.find(id) != nullptr) {
+      return Status::invalid_argument("membership: member " + member_id_hex(id) +
+                                      " is both a member and removed");
+    }
+  }
   return Status();
 }
 
 std::string encode_membership(const Membership& m) {
   KVC_CHECK(validate_membership(m).ok(), "encoding an invalid membership");
   std::string out;
-  out += static_cast<char>(kMembershipVersion);
+  out += static_cast<char>(m.removed.empty() ? kMembershipVersion1 : kMembershipVersion);
   put_varint(out, m.members.size());
   for (const Member& x : m.members) {
     put_varint(out, x.id);
@@ -103,14 +126,18 @@ std::string encode_membership(const Membership& m) {
     put_string(out, x.client_addr);
     out += static_cast<char>(x.learner ? kLearnerFlag : 0);
   }
+  if (!m.removed.empty()) {
+    put_varint(out, m.removed.size());
+    for (const std::uint64_t id : m.removed) put_varint(out, id);
+  }
   return out;
 }
 
 Result<Membership> decode_membership(std::string_view in) {
   if (in.empty()) return Status::corruption("membership: empty");
-  if (static_cast<std::uint8_t>(in[0]) != kMembershipVersion) {
-    return Status::corruption("membership: unknown version " +
-                              std::to_string(static_cast<std::uint8_t>(in[0])));
+  const auto version = static_cast<std::uint8_t>(in[0]);
+  if (version != kMembershipVersion1 && version != kMembershipVersion) {
+    return Status::corruption("membership: unknown version " + std::to_string(version));
   }
   in.remove_prefix(1);
   std::uint64_t count = 0;
@@ -133,6 +160,22 @@ Result<Membership> decode_membership(std::string_view in) {
     }
     x.learner = (flags & kLearnerFlag) != 0;
     m.members.push_back(std::move(x));
+  }
+  if (version >= 2) {
+    std::uint64_t n = 0;
+    if (!get_varint(in, n)) return Status::corruption("membership: truncated removed count");
+    // Version 2 is written only with removed ids, and each takes at least one byte.
+    if (n == 0 || n > in.size()) {
+      return Status::corruption("membership: bad removed count " + std::to_string(n));
+    }
+    m.removed.reserve(static_cast<std::size_t>(n));
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint64_t id = 0;
+      if (!get_varint(in, id)) {
+        return Status::corruption("membership: truncated removed id " + std::to_string(i));
+      }
+      m.removed.push_back(id);
+    }
   }
   if (!in.empty()) {
     return Status::corruption("membership: " + std::to_string(in.size()) + " trailing bytes");
@@ -210,13 +253,13 @@ std::string describe_membership(const Membership& m) {
     if (!x.client_addr.empty()) out += ", client " + x.client_addr;
     out += x.learner ? ", learner)" : ", voter)";
   }
+  if (!m.removed.empty()) {
+    out += "; removed";
+    for (const std::uint64_t id : m.removed) out += " " + member_id_hex(id);
+  }
   return out;
 }
 
-std::string member_id_hex(std::uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, id);
-  return buf;
-}
+std::string member_id_hex(std::uint64_t id) { return id_hex(id); }
 
 }  // namespace kvc::storage

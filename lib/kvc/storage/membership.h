@@ -1,14 +1,20 @@
 // The cluster's membership as the state machine stores it: who the members are (id, name, peer
-// and client addresses, learner or voter), with a binary encoding that lands in LMDB (at the
-// index where it was applied) and in snapshot files (kvc-snap(5), "MEMBERSHIP"), and the
-// parsing of --initial-cluster that every member and `kvc-snap restore` share. It does not
-// decide membership changes (the Raft core does). Plain values and pure functions; thread-safe.
+// and client addresses, learner or voter) and which ids were removed (so a removed member that
+// comes back, even after every survivor restarted, is told to stop), with a binary encoding that
+// lands in LMDB (at the index where it was applied) and in snapshot files (kvc-snap(5),
+// "MEMBERSHIP"), and the parsing of --initial-cluster that every member and `kvc-snap restore`
+// share. It does not decide membership changes (the Raft core does). Plain values and pure
+// functions; thread-safe.
 //
 // Encoding (varints are unsigned LEB128, strings are varint length + bytes):
-//   u8 version (= 1) | varint count | count x member
+//   u8 version (1 or 2) | varint count | count x member | (version 2 only:) removed ids
 //   member: varint id | string name | string peer_addr | string client_addr | u8 flags
 //   flags: bit 0 = learner; the other bits must be zero.
-// Members appear in ascending id order, ids are non-zero and unique, names are unique.
+//   removed ids: varint n | n x varint id
+// Members appear in ascending id order, ids are non-zero and unique, names are unique; removed
+// ids are ascending, non-zero, unique and not those of members. A membership without removed
+// ids is written as version 1 (what members before version 2 read and wrote), so the encoding
+// of such a membership did not change; both versions are read.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +27,7 @@
 
 namespace kvc::storage {
 
-inline constexpr std::uint8_t kMembershipVersion = 1;
+inline constexpr std::uint8_t kMembershipVersion = 2;  // the newest version read and written
 // The cluster token when none is given. kvc-node must use the same default, because member and
 // cluster ids are derived from it (data_dir.h).
 inline constexpr std::string_view kDefaultClusterToken = "kvc-cluster";
@@ -40,12 +46,18 @@ struct Membership {
   // Invariant (checked by validate_membership, kept by every constructor in this file):
   // ascending by id, ids non-zero and unique, names unique.
   std::vector<Member> members;
+  // Ids of members removed from the cluster, ascending; never the id of a current member.
+  // Members refuse a removed id's connections with `removed` set, so that it stops.
+  std::vector<std::uint64_t> removed;
 
   // Voters and learners as the Raft core wants them (both sorted ascending).
   raft::ConfState to_conf_state() const;
   const Member* find(std::uint64_t id) const;
   const Member* find_name(std::string_view name) const;
   bool empty() const { return members.empty(); }
+  bool was_removed(std::uint64_t id) const;
+  // Records that `id` was removed (keeps `removed` sorted and unique; does not touch members).
+  void add_removed(std::uint64_t id);
 
   friend bool operator==(const Membership&, const Membership&) = default;
 };
@@ -70,7 +82,8 @@ std::string sorted_initial_cluster(const Membership& m);
 
 // "m1 (id 1a2b..., peer 10.0.0.1:2380, voter), ..." for logs and tools.
 std::string describe_membership(const Membership& m);
-// A member id as 16 lowercase hex digits, as the identity file and the tools print it.
+// A member id as 16 lowercase hex digits, as the identity file and the tools print it
+// (kvc::id_hex).
 std::string member_id_hex(std::uint64_t id);
 
 }  // namespace kvc::storage
