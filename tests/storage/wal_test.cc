@@ -250,6 +250,46 @@ TEST(WalTest, ReleaseDeletesExactlyTheSegmentsWhoseEntriesAreAllBelowTheIndex) {
   EXPECT_EQ(again.log.entries, expected_entries(marker + 1, 300));
 }
 
+// bytes_used() (kvc-ctl status "WAL") counts what was written, not the preallocated files:
+// after every step it equals what a scan of the directory finds in the segments.
+TEST(WalTest, BytesUsedCountsWrittenBytesNotPreallocation) {
+  const std::string dir = fresh_dir("bytes_used");
+  auto scanned = [&] {
+    Result<WalSummary> s = scan_wal(dir, nullptr);
+    KVC_CHECK(s.ok(), s.status().to_string());
+    return s->bytes_used;
+  };
+  constexpr std::uint64_t kSegment = 2 * kMinSegmentBytes;
+  OpenedWal w = open_ok(dir, kSegment);
+  const std::uint64_t empty = w.wal.bytes_used();
+  EXPECT_GT(empty, 0u);  // the segment header
+  EXPECT_LT(empty, 1024u);
+  EXPECT_EQ(empty, scanned());
+  ASSERT_TRUE(w.wal.append(raft::HardState{.term = 1, .commit = 1}, expected_entries(1, 1)).ok());
+  ASSERT_TRUE(w.wal.sync().ok());
+  const std::uint64_t one = w.wal.bytes_used();
+  EXPECT_GT(one, empty);
+  EXPECT_EQ(one, scanned());
+  EXPECT_LT(one, kSegment / 4);  // far below the preallocated file
+  for (std::uint64_t i = 2; i <= 400; ++i) {
+    ASSERT_TRUE(w.wal.append(std::nullopt, expected_entries(i, i)).ok());
+  }
+  ASSERT_TRUE(w.wal.sync().ok());
+  ASSERT_GT(w.wal.segment_count(), 1u);
+  EXPECT_EQ(w.wal.bytes_used(), scanned());
+  ASSERT_TRUE(
+      w.wal.save_snapshot(raft::SnapshotMeta{.index = 390, .term = wal_test::expected_term(390)})
+          .ok());
+  ASSERT_TRUE(w.wal.sync().ok());
+  const std::uint64_t before_release = w.wal.bytes_used();
+  ASSERT_TRUE(w.wal.release_to(391).ok());
+  EXPECT_LT(w.wal.bytes_used(), before_release);
+  EXPECT_EQ(w.wal.bytes_used(), scanned());
+  const std::uint64_t now = w.wal.bytes_used();
+  OpenedWal again = open_ok(dir, kSegment);
+  EXPECT_EQ(again.wal.bytes_used(), now);
+}
+
 TEST(WalTest, UnfinishedSegmentFilesAreRemovedOnOpen) {
   const std::string dir = fresh_dir("tmpfiles");
   wal_test::write_log(dir, 1, 3);

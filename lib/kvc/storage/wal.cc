@@ -115,7 +115,8 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
     wal.segments_.push_back(Segment{.seq = s.header.seq,
                                     .first_index = s.header.first_index,
                                     .path = s.file.path,
-                                    .max_index = s.max_index});
+                                    .max_index = s.max_index,
+                                    .used_bytes = s.used_bytes});
   }
   if (wal.segments_.empty()) {
     KVC_RETURN_IF_ERROR(wal.create_segment(1, wal.log_.last_index + 1, 0));
@@ -133,6 +134,7 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
     KVC_RETURN_IF_ERROR(fsync_dir(dir));
   }
   wal.durable_snapshot_ = wal.log_.snapshot;
+  wal.publish_bytes_used();
 
   recovered.hard_state = summary.log.hard_state;
   recovered.snapshot = summary.log.snapshot;
@@ -150,6 +152,13 @@ Status Wal::fail(Status s) {
                               "written since the last successful sync may be lost)");
   spdlog::error("wal failed dir={} error={}", dir_, failure_.message());
   return failure_;
+}
+
+void Wal::publish_bytes_used() {
+  std::uint64_t sum = 0;
+  for (std::size_t i = 0; i + 1 < segments_.size(); ++i) sum += segments_[i].used_bytes;
+  if (!segments_.empty()) sum += offset_;
+  bytes_used_->store(sum, std::memory_order_relaxed);
 }
 
 Status Wal::append(const std::optional<raft::HardState>& hard_state,
@@ -229,8 +238,10 @@ Status Wal::write_records(const raft::SnapshotMeta* marker, std::span<const raft
   for (const raft::Entry& e : entries) seg.max_index = std::max(seg.max_index, e.index);
   log_ = std::move(next);
   offset_ += need;
+  seg.used_bytes = offset_;
   unsynced_ = true;
   KVC_CHECK_LE(offset_, capacity_);
+  publish_bytes_used();
   return Status();
 }
 
@@ -313,7 +324,9 @@ Status Wal::create_segment(std::uint64_t seq, std::uint64_t first_index, std::ui
   offset_ = head.size();
   capacity_ = size;
   unsynced_ = false;
-  segments_.push_back(Segment{.seq = seq, .first_index = first_index, .path = path});
+  segments_.push_back(
+      Segment{.seq = seq, .first_index = first_index, .path = path, .used_bytes = offset_});
+  publish_bytes_used();
   spdlog::debug("wal segment created path={} first_index={} bytes={}", path, first_index, size);
   return Status();
 }
@@ -332,6 +345,7 @@ Status Wal::release_to(std::uint64_t index) {
       return Status::from_errno("remove wal segment " + path, errno);
     }
     segments_.erase(segments_.begin());
+    publish_bytes_used();
     // One directory sync per removal keeps the remaining segments a suffix after any crash.
     if (Status s = fsync_dir(dir_); !s.ok()) return fail(s);
     spdlog::debug("wal segment released path={} below_index={}", path, index);

@@ -1,8 +1,8 @@
 // The write-ahead log of one member: Raft entries, hard states and snapshot markers, appended to
 // preallocated segment files in DATA_DIR/wal/ (format: kvc-wal(5); design: docs/wal.md).
 //
-// How the server uses it (one thread, the disk thread, makes every call; the class is not
-// thread-safe and takes no lock: the caller holds the data directory's lock):
+// How the server uses it (one thread, the disk thread, makes every call but bytes_used(); the
+// class is not thread-safe and takes no lock: the caller holds the data directory's lock):
 //
 //   Wal::open()            recovers: truncates a torn tail (with a warning naming the file and
 //                          offset), refuses corruption (naming segment, offset and index), and
@@ -25,7 +25,9 @@
 // leaves the log as it was before that call, so the call can be retried once there is space.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -95,6 +97,10 @@ class Wal {
   const LogState& log() const { return log_; }
   std::uint64_t last_index() const { return log_.last_index; }
   std::size_t segment_count() const { return segments_.size(); }
+  // Bytes the log occupies in its segments: headers and records written, not the zeros the
+  // segment files are preallocated with (kvc-ctl status "WAL"). The only call that is safe
+  // from any thread, concurrently with the others.
+  std::uint64_t bytes_used() const { return bytes_used_->load(std::memory_order_relaxed); }
   const std::string& dir() const { return dir_; }
   // ok until a sync failure (or a write failure that could not be undone) stopped the log.
   const Status& failure() const { return failure_; }
@@ -105,6 +111,7 @@ class Wal {
     std::uint64_t first_index = 0;
     std::string path;
     std::uint64_t max_index = 0;  // highest entry index written to it; 0 when none
+    std::uint64_t used_bytes = 0;  // header and records (the active segment's is offset_)
   };
 
   Wal(std::string dir, WalOptions options) : dir_(std::move(dir)), options_(options) {}
@@ -122,6 +129,8 @@ class Wal {
   Status undo_write(std::uint64_t bytes);
   // Records a fatal error: every later call returns it.
   Status fail(Status s);
+  // Stores the bytes the segments hold for bytes_used().
+  void publish_bytes_used();
 
   std::string dir_;
   WalOptions options_;
@@ -138,6 +147,9 @@ class Wal {
   std::optional<raft::SnapshotMeta> durable_snapshot_;
   Status failure_;
   std::string scratch_;  // encoding buffer, reused
+  // What bytes_used() returns; behind a pointer so that the Wal stays movable.
+  std::unique_ptr<std::atomic<std::uint64_t>> bytes_used_ =
+      std::make_unique<std::atomic<std::uint64_t>>(0);
 };
 
 struct OpenedWal {
