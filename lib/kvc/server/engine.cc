@@ -221,11 +221,20 @@ Status Engine::Impl::open_storage() {
   }
   wal_.emplace(std::move(opened->wal));
   Result<std::unique_ptr<storage::StateMachine>> st = storage::StateMachine::open(
-      data_dir_->state_dir(), {.map_size = options_.state_map_size});
+      data_dir_->state_dir(), {.map_size = options_.state_map_size,
+                               .history_revisions = options_.history_revisions,
+                               .history_bytes = options_.history_bytes});
   if (!st.ok()) return st.status();
   state_ = std::move(*st);
   if (options_.force_new_cluster) {
     KVC_RETURN_IF_ERROR(force_new_cluster(opened->log));
+  }
+  if (state_->membership().was_removed(identity_.member_id)) {
+    return Status::failed_precondition(
+        "this member (" + hex(identity_.member_id) +
+        ") was removed from the cluster, as its own state records: it must not run again "
+        "(to rejoin, add it again with kvc-ctl member add and start it with an empty data "
+        "directory)");
   }
   incoming_snapshot_path_ = data_dir_->snap_dir() + "/incoming.tmp";
   // A transfer cut by a crash left a partial file: the leader starts it again.
@@ -529,6 +538,11 @@ void Engine::Impl::update_peers() {
     }
   }
   peers_->set_peers(peers);
+  // Removed ids are part of the stored membership (so they survive restarts and arrive with
+  // snapshots): their connections are refused with `removed` set, so a removed member stops.
+  for (const std::uint64_t id : state_->membership().removed) {
+    if (id != identity_.member_id) peers_->mark_removed(id);
+  }
 }
 
 Result<std::uint64_t> Engine::Impl::lookup_joining(const std::string& name) const {
@@ -549,6 +563,9 @@ void Engine::Impl::learn_entries(const std::vector<raft::Entry>& entries) {
     if (e.type != raft::EntryType::kConfChange) continue;
     Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
     if (!cc.ok() || cc->context.empty()) continue;
+    // An address update takes effect when it is applied (apply_conf_entry), not on append:
+    // an update that never commits must not leave this member dialling the wrong address.
+    if (cc->type == raft::ConfChangeType::kUpdate) continue;
     Result<storage::Membership> one = storage::decode_membership(cc->context);
     if (!one.ok() || one->members.size() != 1) continue;
     storage::Member& m = learned_[cc->node];
@@ -857,6 +874,7 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
       if (const storage::Member* known = member(cc->node)) nm = *known;
       nm.id = cc->node;
       nm.learner = cc->type == raft::ConfChangeType::kAddLearner;
+      m.removed.erase(std::remove(m.removed.begin(), m.removed.end(), nm.id), m.removed.end());
       m.members.push_back(nm);
       std::sort(m.members.begin(), m.members.end(),
                 [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -870,12 +888,31 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
       break;
     case raft::ConfChangeType::kRemove:
       if (it != m.members.end()) m.members.erase(it);
+      m.add_removed(cc->node);  // persisted with the membership: see update_peers()
       spdlog::info("member removed id={} index={}", hex(cc->node), e.index);
       if (cc->node != identity_.member_id) {
         learned_.erase(cc->node);
         if (peers_) peers_->mark_removed(cc->node);
       }
       break;
+    case raft::ConfChangeType::kUpdate: {
+      // The new addresses come from the entry itself, so every member stores the same.
+      Result<storage::Membership> one = storage::decode_membership(cc->context);
+      if (it == m.members.end() || !one.ok() || one->members.size() != 1 ||
+          one->members.front().peer_addr.empty()) {
+        spdlog::warn("member update entry changes nothing index={} id={}", e.index, hex(cc->node));
+        state_->apply_noop(e.index, e.term);
+        return;
+      }
+      const std::string old_addr = it->peer_addr;
+      it->peer_addr = one->members.front().peer_addr;
+      if (auto l = learned_.find(cc->node); l != learned_.end()) {
+        l->second.peer_addr = it->peer_addr;
+      }
+      spdlog::info("member updated id={} name={} peer={} old_peer={} index={}", hex(cc->node),
+                   it->name, it->peer_addr, old_addr, e.index);
+      break;
+    }
   }
   if (!storage::validate_membership(m).ok()) {
     spdlog::error("conf change would make an invalid membership index={}", e.index);
@@ -1286,6 +1323,7 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
     case wire::Op::kMemberAdd:
     case wire::Op::kMemberPromote:
     case wire::Op::kMemberRemove:
+    case wire::Op::kMemberUpdate:
       member_change(std::move(req), std::move(reply));
       return;
     case wire::Op::kTransferLeader:
@@ -1323,16 +1361,9 @@ void Engine::Impl::fill_status(wire::Response& r) const {
   s.durable_index = state_->durable_index();
   s.learner = raft::is_learner(node_->conf_state(), identity_.member_id);
   s.role = s.learner ? "learner" : std::string(raft::role_name(node_->role()));
-  std::uint64_t wal_bytes = 0;
-  if (Result<std::vector<std::string>> names = storage::list_dir(data_dir_->wal_dir());
-      names.ok()) {
-    for (const std::string& n : *names) {
-      if (Result<std::uint64_t> sz = storage::file_size(data_dir_->wal_dir() + "/" + n); sz.ok()) {
-        wal_bytes += *sz;
-      }
-    }
-  }
-  s.wal_bytes = wal_bytes;
+  // What the log holds, not the size its preallocated segment files take (bytes_used() is the
+  // one Wal call safe off the disk thread).
+  s.wal_bytes = wal_->bytes_used();
   std::uint64_t state_bytes = 0;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(data_dir_->state_dir(), ec);
@@ -1645,7 +1676,9 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
                         " needed): add it with --learner and promote it later, or use --force");
     }
     std::uint64_t id = 0;
-    while (id == 0 || m.find(id) != nullptr || learned_.count(id) != 0) id = random_u64();
+    while (id == 0 || m.find(id) != nullptr || m.was_removed(id) || learned_.count(id) != 0) {
+      id = random_u64();
+    }
     storage::Membership one;
     one.members.push_back({id, req.name, addr->to_string(), req.client_addr, req.learner});
     cc = {req.learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter, id,
@@ -1659,7 +1692,28 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
                                          (req.member_id != 0 ? hex(req.member_id) : req.name));
     }
     const std::uint64_t tid = target->id;
-    if (req.op == wire::Op::kMemberPromote) {
+    if (req.op == wire::Op::kMemberUpdate) {
+      Result<net::Address> addr = net::parse_address(req.peer_addr);
+      if (!addr.ok()) return refuse(Code::kInvalidArgument, addr.status().message());
+      const std::string peer = addr->to_string();
+      const storage::Membership m = current_membership();
+      const storage::Member* stored = m.find(tid);
+      if (stored != nullptr && stored->peer_addr == peer) {
+        r.revision = 0;  // already so: nothing to commit
+        reply(std::move(r));
+        return;
+      }
+      for (const storage::Member& mem : m.members) {
+        if (mem.id != tid && mem.peer_addr == peer) {
+          return refuse(Code::kAlreadyExists,
+                        "member '" + mem.name + "' already uses peer address " + peer);
+        }
+      }
+      storage::Membership one;
+      one.members.push_back({tid, target->name, peer, "", raft::is_learner(conf, tid)});
+      cc = {raft::ConfChangeType::kUpdate, tid, storage::encode_membership(one)};
+      what = "update " + target->name + " peer " + peer;
+    } else if (req.op == wire::Op::kMemberPromote) {
       if (!raft::is_learner(conf, tid)) {
         return refuse(Code::kFailedPrecondition, "member " + target->name + " is not a learner");
       }

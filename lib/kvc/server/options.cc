@@ -1,5 +1,9 @@
 #include "kvc/server/options.h"
 
+#include <algorithm>
+#include <cctype>
+
+#include "kvc/common/text.h"
 #include "kvc/net/address.h"
 #include "kvc/wire/auth.h"
 
@@ -41,6 +45,10 @@ Status EngineOptions::validate() const {
   if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
+  if (history_revisions == 0) {
+    return Status::invalid_argument("--history-revisions must be positive");
+  }
+  if (history_bytes == 0) return Status::invalid_argument("--history-bytes must be positive");
   return Status();
 }
 
@@ -68,6 +76,79 @@ std::vector<std::string> EngineOptions::exposure_warnings() const {
     }
   }
   return out;
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::string_view unquote(std::string_view s) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) {
+    return s.substr(1, s.size() - 2);
+  }
+  return s;
+}
+
+}  // namespace
+
+Status check_config_keys(std::string_view text, const std::string& path,
+                         const std::vector<std::string>& known) {
+  // Reads lines the way CLI11's config reader (CLI::ConfigBase::from_config) does, so that
+  // every name it would look up is checked here first.
+  std::size_t line_no = 0;
+  bool in_array = false;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    const std::string_view line = trim(text.substr(0, nl));
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++line_no;
+    if (in_array) {
+      if (!line.empty() && line.back() == ']') in_array = false;
+      continue;
+    }
+    if (line.empty() || line.front() == '#' || line.front() == ';') continue;
+    const std::string where = path + ":" + std::to_string(line_no) + ": ";
+    if (line.size() >= 2 && line.front() == '[' && line.back() == ']') {
+      std::string section(line.substr(1, line.size() - 2));
+      if (section.size() > 1 && section.front() == '[' && section.back() == ']') {
+        section = section.substr(1, section.size() - 2);
+      }
+      std::string lower = section;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower == "default") continue;
+      return Status::invalid_argument(where + "unknown section [" + section +
+                                      "]: kvc-node settings go at the top level, without a "
+                                      "section");
+    }
+    std::string_view key;
+    const std::size_t eq = line.find('=');
+    if (eq != std::string_view::npos) {
+      key = trim(line.substr(0, eq));
+      std::string_view value = trim(line.substr(eq + 1));
+      value = trim(value.substr(0, value.find('#')));
+      in_array = value.size() > 1 && value.front() == '[' && value.back() != ']';
+    } else {
+      key = trim(line.substr(0, line.find('#')));  // a bare name sets a flag
+    }
+    key = unquote(key);
+    std::string_view name = key;
+    while (!name.empty() && name.front() == '-') name.remove_prefix(1);
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    std::string msg = where + "unknown setting '" + std::string(key) + "'";
+    const std::string near = nearest_name(name, known);
+    msg += near.empty() ? " (the settings are kvc-node's long option names; see kvc-node --help)"
+                        : " (did you mean " + near + "?)";
+    return Status::invalid_argument(msg);
+  }
+  return Status();
 }
 
 bool EngineOptions::mutations_compiled_in() {

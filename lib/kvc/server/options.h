@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kvc/common/status.h"
@@ -36,6 +37,11 @@ struct EngineOptions {
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;
+  // Watch history kept in the state (storage::StateOptions): the newest history_revisions
+  // revisions, and at most history_bytes of events; a watch from an older revision fails with
+  // the oldest one still available.
+  std::uint64_t history_revisions = 100000;
+  std::uint64_t history_bytes = 64ull << 20;
   std::uint64_t join_timeout_ms = 60000;  // a member being added waits this long for its id
   // Shared-secret authentication of peers, joining members and clients (kvc(7), "SECURITY"):
   // every one of them must prove it knows the same secret. `secret` is the secret itself (for
@@ -63,5 +69,15 @@ struct EngineOptions {
   // Whether this build honours test_mutation.
   static bool mutations_compiled_in();
 };
+
+// Checks the setting names of a kvc-node --config file: `text` is the file's contents, `path`
+// its name for messages, `known` the long option names (without "--"). The file is CLI11's
+// TOML-like format: `name = value` lines (a bare `name` sets a flag), `#` or `;` comments,
+// blank lines, arrays in [ ] that may span lines, and `[default]`, the only section kvc-node
+// has. Fails with kInvalidArgument naming the file, the line and the first unknown name, and
+// the nearest known name when one is close enough to be a typo; a section other than
+// [default] is refused the same way (kvc-node has no subcommands).
+Status check_config_keys(std::string_view text, const std::string& path,
+                         const std::vector<std::string>& known);
 
 }  // namespace kvc::server

@@ -175,6 +175,7 @@ std::string_view op_name(Op op) {
     case Op::kHealth: return "health";
     case Op::kSnapshotSave: return "snapshot_save";
     case Op::kHash: return "hash";
+    case Op::kMemberUpdate: return "member_update";
   }
   return "unknown";
 }
@@ -418,7 +419,8 @@ Result<Request> decode_request(const msgpack::object& body) {
     }
   });
   if (!s.ok()) return s;
-  if (op < static_cast<std::uint64_t>(Op::kGet) || op > static_cast<std::uint64_t>(Op::kHash)) {
+  if (op < static_cast<std::uint64_t>(Op::kGet) ||
+      op > static_cast<std::uint64_t>(Op::kMemberUpdate)) {
     return Status::invalid_argument("request: unknown op " + std::to_string(op));
   }
   m.op = static_cast<Op>(op);

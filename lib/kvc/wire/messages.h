@@ -97,6 +97,7 @@ enum class Op : std::uint8_t {
   kHealth = 16,         // a linearizable read through a quorum -> ok or an error
   kSnapshotSave = 17,   // -> stream of responses with data chunks, the last with `done`
   kHash = 18,           // -> hash and revision of this member's state at a committed index
+  kMemberUpdate = 19,   // member_id or name, peer_addr: change a member's peer address
 };
 std::string_view op_name(Op op);
 
