@@ -29,6 +29,40 @@ void add_common_flags(CLI::App& app, LogOptions& log) {
   g->add_option("--log-file", log.file, "Write logs to this file instead of stderr");
 }
 
+namespace {
+
+void prepend_footer(CLI::App& sub, const std::string& text) {
+  for (CLI::App* child : sub.get_subcommands([](CLI::App* s) { return !s->get_name().empty(); })) {
+    prepend_footer(*child, text);
+  }
+  const std::string own = sub.get_footer();
+  sub.footer(own.empty() ? text : text + "\n" + own);
+}
+
+}  // namespace
+
+void add_global_options_to_help(CLI::App& app) {
+  std::vector<const CLI::Option*> options;
+  auto take = [&](const CLI::App& from) {
+    for (const CLI::Option* o : from.get_options()) {
+      // Each command shows its own -h,--help (option groups carry a copy of it too).
+      if (o != from.get_help_ptr() && o->nonpositional()) options.push_back(o);
+    }
+  };
+  take(app);
+  for (const CLI::App* group :
+       app.get_subcommands([](const CLI::App* s) { return s->get_name().empty(); })) {
+    take(*group);
+  }
+  std::string text = app.get_fallthrough() ? "Global options (before or after the command):\n"
+                                           : "Global options (before the command):\n";
+  const CLI::Formatter formatter;  // the layout CLI11 gives every option list
+  for (const CLI::Option* o : options) text += formatter.make_option(o, false);
+  for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return !s->get_name().empty(); })) {
+    prepend_footer(*sub, text);
+  }
+}
+
 std::optional<int> parse(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);

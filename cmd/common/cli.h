@@ -19,6 +19,13 @@ std::string exit_code_footer(const std::string& examples, const std::string& ext
 // Adds --version and the logging flags to `app`; values land in `log`.
 void add_common_flags(CLI::App& app, LogOptions& log);
 
+// Call once every subcommand is defined: prepends to the footer of every subcommand (at every
+// depth) the list of `app`'s own options (the global flags, logging included), saying whether
+// they may follow the command (CLI11 fallthrough) or must come before it, so that
+// `TOOL CMD --help` shows every flag CMD accepts. Each subcommand should have its own footer
+// (its examples) by then; one without keeps the footer it inherited from its parent.
+void add_global_options_to_help(CLI::App& app);
+
 // Parses argv. Returns an exit code when the program should stop now (help or --version: 0,
 // usage error: 2, with the message on stderr), or nullopt to go on.
 std::optional<int> parse(CLI::App& app, int argc, char** argv);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/snapshot.h"
 #include "kvc/storage/snapshot_restore.h"
 #include "output.h"
@@ -60,6 +61,15 @@ std::string members_json(const kvc::storage::Membership& m) {
   return out + "]";
 }
 
+std::string removed_json(const kvc::storage::Membership& m) {
+  std::string out = "[";
+  for (const std::uint64_t id : m.removed) {
+    if (out.size() > 1) out += ",";
+    out += "\"" + kvc::id_hex(id) + "\"";
+  }
+  return out + "]";
+}
+
 // The exit code for a list of files: the worst problem wins (corrupt, truncated, error).
 int worse(int a, int b) {
   for (const int code : {kExitCorrupt, kExitTruncated, kvc::kExitError, kvc::kExitNotFound}) {
@@ -94,10 +104,11 @@ int print_info(const std::string& path, const std::string& output, bool first, b
       j += ",\"index\":" + std::to_string(h.index) + ",\"term\":" + std::to_string(h.term) +
            ",\"revision\":" + std::to_string(h.revision) +
            ",\"created_unix_ms\":" + std::to_string(h.created_unix_ms) +
-           ",\"members\":" + members_json(h.membership);
+           ",\"members\":" + members_json(h.membership) +
+           ",\"removed_ids\":" + removed_json(h.membership);
     } else {
       j += ",\"index\":null,\"term\":null,\"revision\":null,\"created_unix_ms\":null,"
-           "\"members\":null";
+           "\"members\":null,\"removed_ids\":null";
     }
     j += ",\"key_count\":" + (clean ? std::to_string(i.record_count) : std::string("null"));
     j += ",\"size_bytes\":" + std::to_string(i.size_bytes);
@@ -121,6 +132,11 @@ int print_info(const std::string& path, const std::string& output, bool first, b
                   m.peer_addr.empty() ? "-" : escape_text(m.peer_addr).c_str(),
                   m.client_addr.empty() ? "-" : escape_text(m.client_addr).c_str(),
                   m.learner ? "learner" : "voter");
+    }
+    if (!h.membership.removed.empty()) {
+      std::string ids;
+      for (const std::uint64_t id : h.membership.removed) ids += " " + kvc::id_hex(id);
+      std::printf("removed:  %s\n", ids.c_str());
     }
   }
   if (clean) std::printf("keys:      %llu\n", static_cast<unsigned long long>(i.record_count));
@@ -196,13 +212,12 @@ int cmd_dump(const std::string& path, const std::string& prefix, const std::stri
   Status s = r->for_each([&](const kvc::storage::KeyValue& kv) -> Status {
     if (kv.key.compare(0, prefix.size(), prefix) != 0) return Status();
     if (json) {
-      line = "{\"key\":" + json_string(kv.key) + ",\"value\":" + json_string(kv.value) +
+      // The key-value object of kvc(7), "JSON OUTPUT".
+      line = "{" + kvc::json_bytes_member("key", kv.key) + "," +
+             kvc::json_bytes_member("value", kv.value) +
              ",\"create_revision\":" + std::to_string(kv.create_revision) +
              ",\"mod_revision\":" + std::to_string(kv.mod_revision) +
-             ",\"version\":" + std::to_string(kv.version);
-      if (!valid_utf8(kv.key)) line += ",\"key_base64\":\"" + base64(kv.key) + "\"";
-      if (!valid_utf8(kv.value)) line += ",\"value_base64\":\"" + base64(kv.value) + "\"";
-      line += "}\n";
+             ",\"version\":" + std::to_string(kv.version) + "}\n";
     } else {
       line = escape_text(kv.key) + "\t" + escape_text(kv.value) + "\n";
     }
@@ -272,6 +287,7 @@ int main(int argc, char** argv) {
       "  kvc-snap info /var/lib/kvc\n  kvc-snap verify snap/00000000000004d2-0000000000000003.snap",
       codes));
   app.require_subcommand(1);
+  app.fallthrough();  // the logging flags may also follow the subcommand
 
   std::string output = "simple";
   auto add_output = [&output](CLI::App* sub) {
@@ -330,6 +346,7 @@ int main(int argc, char** argv) {
       "      --initial-cluster m1=10.0.0.1:2380,m2=10.0.0.2:2380,m3=10.0.0.3:2380",
       codes));
 
+  kvc::cli::add_global_options_to_help(app);
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
   if (info->parsed()) return cmd_info(info_path, output);
   if (verify->parsed()) return cmd_verify(verify_path, output);

@@ -10,13 +10,10 @@
 
 namespace kvc::snap {
 
-// True when `s` is well-formed UTF-8.
-bool valid_utf8(std::string_view s);
-// Text for the simple output: valid UTF-8 printed as is, except that '\\', tab, newline,
-// carriage return and other control characters are escaped (\\, \t, \n, \r, \xNN), as is every
-// byte that is not part of valid UTF-8 (\xNN). One line stays one line.
+// Text for the simple output (kvc::terminal_cell): valid UTF-8 printed as is, except that
+// '\\', tab, newline, carriage return and other control characters are escaped (\\, \t, \n,
+// \r, \xNN), as is every byte that is not part of valid UTF-8 (\xNN). One line stays one line.
 std::string escape_text(std::string_view s);
-std::string base64(std::string_view s);
 // A JSON string literal (quotes included) via kvc::json_escape.
 std::string json_string(std::string_view s);
 std::string hex32(std::uint32_t v);

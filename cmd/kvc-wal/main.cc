@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
       std::string(kNotFound) +
           "  (0 also when nothing needed repair and for --dry-run; 1 when refused or aborted)\n"));
 
+  kvc::cli::add_global_options_to_help(app);
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
 
   kvc::storage::ToolContext ctx;

@@ -17,10 +17,10 @@ function __kvc_snap_path
     echo "$path"
 end
 complete -c kvc-snap -f
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a info -d 'Show index, term, membership, key count, size and checksum status of snapshots'
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a verify -d 'Check every checksum of a snapshot file; the exit code tells clean from corrupt'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a info -d 'Show index, term, members, key count, size and checksum status'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a verify -d 'Check every checksum of a snapshot file (exit code: clean or not)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a dump -d 'Print the keys and values of a snapshot file'
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a restore -d 'Build a new member data directory from a snapshot, to start a new cluster'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a restore -d 'Build a new member data directory from a snapshot (new cluster)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
@@ -28,13 +28,25 @@ complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l log-format -r -a 'text 
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l log-file -r -F -d 'Write logs to this file instead of stderr'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l version -d 'Print the version and exit'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -l log-file -r -F -d 'Write logs to this file instead of stderr'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'info'" -F
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l version -d 'Print the version and exit'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l log-file -r -F -d 'Write logs to this file instead of stderr'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -F
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l prefix -r -F -d 'Only keys that start with this prefix'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l version -d 'Print the version and exit'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l log-file -r -F -d 'Write logs to this file instead of stderr'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -F
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l data-dir -r -F -d 'The new member\'s data directory (new or empty)'
@@ -42,4 +54,8 @@ complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l name -r -F -d 'T
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l initial-cluster -r -F -d 'The new cluster\'s members: NAME=HOST:PORT,... (peer addresses)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l cluster-token -r -F -d 'The new cluster\'s token (member and cluster ids derive from it)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l state-map-size -r -F -d 'Largest size the state database may grow to (e.g. 8GiB)'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l version -d 'Print the version and exit'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l log-format -r -a 'text json' -d 'Log line format on stderr: text or json'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l log-file -r -F -d 'Write logs to this file instead of stderr'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -F

@@ -15,12 +15,6 @@ namespace {
 constexpr std::string_view kKvPrefix = "/v1/kv/";
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-std::string id_hex(std::uint64_t id) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 // Small JSON object builder: {"a":1,"b":"x"}.
 class JsonObject {
  public:
@@ -46,10 +40,12 @@ class JsonObject {
     out_ += json;
     return *this;
   }
-  // Bytes as "<k>" (only when valid UTF-8) and "<k>_base64" (always).
-  JsonObject& bytes(std::string_view k, std::string_view v, bool text_too) {
-    if (text_too && is_valid_utf8(v)) str(k, v);
-    return str(std::string(k) + "_base64", base64_encode(v));
+  // A key or value in the one JSON form of kvc(7): "<k>" as text when the bytes are valid
+  // UTF-8, else "<k>_base64".
+  JsonObject& bytes(std::string_view k, std::string_view v) {
+    out_ += out_.size() > 1 ? "," : "";
+    out_ += json_bytes_member(k, v);
+    return *this;
   }
   std::string done() { return out_ + "}"; }
 
@@ -128,8 +124,8 @@ Result<bool> bool_param(const HttpRequest& r, std::string_view name) {
 
 std::string kv_json(const wire::KeyValue& kv, bool keys_only) {
   JsonObject o;
-  o.bytes("key", kv.key, true);
-  if (!keys_only) o.str("value_base64", base64_encode(kv.value));
+  o.bytes("key", kv.key);
+  if (!keys_only) o.bytes("value", kv.value);
   o.num("create_revision", kv.create_revision)
       .num("mod_revision", kv.mod_revision)
       .num("version", kv.version);
@@ -419,7 +415,7 @@ void KvRoutes::kv_list(const HttpRequest& r, Respond respond) {
         .num("count", resp.kvs.size())
         .boolean("more", resp.more && !resp.kvs.empty())
         .num("revision", resp.revision);
-    if (resp.more && !resp.kvs.empty()) o.bytes("next_key", resp.kvs.back().key, true);
+    if (resp.more && !resp.kvs.empty()) o.bytes("next_key", resp.kvs.back().key);
     respond(json(200, o.done()));
   });
 }

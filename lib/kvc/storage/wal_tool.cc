@@ -45,11 +45,16 @@ class Json {
     s_ += json;
     return *this;
   }
-  // Bytes as a string: UTF-8 text as is, anything else base64, named by "<key>_encoding".
+  // A key or value in the one JSON form of kvc(7): "<key>" as text when the bytes are valid
+  // UTF-8, else "<key>_base64".
   Json& bytes(std::string_view key, std::string_view v) {
-    const bool text = is_valid_utf8(v);
-    str(key, text ? v : std::string_view(base64_encode(v)));
-    return str(std::string(key) + "_encoding", text ? "utf8" : "base64");
+    s_ += s_.empty() ? "{" : ",";
+    s_ += json_bytes_member(key, v);
+    return *this;
+  }
+  // Opaque binary data, always base64: "<key>_base64".
+  Json& base64(std::string_view key, std::string_view v) {
+    return str(std::string(key) + "_base64", base64_encode(v));
   }
   std::string done() const { return s_.empty() ? "{}" : s_ + "}"; }
 
@@ -57,26 +62,35 @@ class Json {
   std::string s_;
 };
 
+// Member ids are 16-hex-digit strings in every output (JSON numbers this large lose precision
+// in jq); "no vote" is "" in JSON and "-" in text.
 std::string json_ids(const std::vector<raft::NodeId>& ids) {
   std::string s = "[";
-  for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? ",\"" : "\"") + id_hex(ids[i]) + "\"";
   return s + "]";
 }
 
 std::string text_ids(const std::vector<raft::NodeId>& ids) {
   if (ids.empty()) return "-";
   std::string s;
-  for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + id_hex(ids[i]);
   return s;
 }
 
+std::string vote_json(raft::NodeId vote) { return vote == raft::kNoNode ? "" : id_hex(vote); }
+std::string vote_text(raft::NodeId vote) { return vote == raft::kNoNode ? "-" : id_hex(vote); }
+
 std::string hard_state_json(const std::optional<raft::HardState>& hs) {
   if (!hs) return "null";
-  return Json().num("term", hs->term).num("vote", hs->vote).num("commit", hs->commit).done();
+  return Json()
+      .num("term", hs->term)
+      .str("vote", vote_json(hs->vote))
+      .num("commit", hs->commit)
+      .done();
 }
 std::string hard_state_text(const std::optional<raft::HardState>& hs) {
   if (!hs) return "none";
-  return "term=" + std::to_string(hs->term) + " vote=" + std::to_string(hs->vote) +
+  return "term=" + std::to_string(hs->term) + " vote=" + vote_text(hs->vote) +
          " commit=" + std::to_string(hs->commit);
 }
 std::string snapshot_json(const std::optional<raft::SnapshotMeta>& m) {
@@ -248,7 +262,7 @@ std::string command_text(const raft::Entry& e) {
 
 void command_json(Json& j, const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) {
-    j.null("command").str("data", base64_encode(e.data)).str("data_encoding", "base64");
+    j.null("command").base64("data", e.data);
     return;
   }
   if (e.data.empty()) {
@@ -257,10 +271,7 @@ void command_json(Json& j, const raft::Entry& e) {
   }
   Result<Command> c = decode_command(e.data);
   if (!c.ok()) {
-    j.null("command")
-        .str("data", base64_encode(e.data))
-        .str("data_encoding", "base64")
-        .str("decode_error", c.status().message());
+    j.null("command").base64("data", e.data).str("decode_error", c.status().message());
     return;
   }
   Json cj;
@@ -295,7 +306,7 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
         break;
       case RecordType::kHardState:
         j.num("term", rec.hard_state.term)
-            .num("vote", rec.hard_state.vote)
+            .str("vote", vote_json(rec.hard_state.vote))
             .num("commit", rec.hard_state.commit);
         break;
       case RecordType::kSnapshot:
