@@ -2,6 +2,7 @@
 #include "admin.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,18 +11,12 @@
 #include <future>
 #include <map>
 
-#include "kvc/common/log.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/snapshot.h"
 
 namespace kvc::ctl {
 namespace {
-
-std::string id_hex(std::uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
 
 // NAME or a 16-hex-digit member id into the request fields the member resolves.
 void name_or_id(const std::string& arg, wire::Request& q) {
@@ -87,12 +82,35 @@ int run_member_change(const Env& env, const MemberArgs& a) {
     q.name = a.target;
     q.peer_addr = a.peer_addr;
     q.learner = a.learner;
+  } else if (a.action == "update") {
+    q.op = wire::Op::kMemberUpdate;
+    q.peer_addr = a.peer_addr;
+    name_or_id(a.target, q);
   } else {
     q.op = a.action == "promote" ? wire::Op::kMemberPromote : wire::Op::kMemberRemove;
     name_or_id(a.target, q);
   }
   wire::Response r = env.client->call_sync(q);
   if (int rc = env.check(r); rc != 0) return rc;
+  if (a.action == "update") {
+    if (env.format == Format::kJson) {
+      std::string o = "{";
+      json_string(o, "member", a.target);
+      json_string(o, "action", a.action);
+      json_string(o, "peer_addr", a.peer_addr);
+      json_uint(o, "index", r.revision);
+      std::printf("%s}\n", o.c_str());
+    } else if (r.revision == 0) {
+      std::printf("member %s already has peer address %s\n", a.target.c_str(), a.peer_addr.c_str());
+    } else {
+      std::printf(
+          "member %s now has peer address %s (log index %llu); restart it listening "
+          "there (--listen-peer %s)\n",
+          a.target.c_str(), a.peer_addr.c_str(), static_cast<unsigned long long>(r.revision),
+          a.peer_addr.c_str());
+    }
+    return kExitOk;
+  }
   if (a.action != "add") {
     if (env.format == Format::kJson) {
       std::string o = "{";
@@ -309,10 +327,29 @@ int run_health(const Env& env, bool cluster) {
   return rc;
 }
 
-int run_snapshot_save(const Env& env, const std::string& path) {
-  const std::string part = path + ".part";
+int run_snapshot_save(const Env& env, const std::string& path, bool force) {
+  // Checked before anything is asked of the cluster. Nothing is ever written at `path` but the
+  // finished, verified file: the transfer goes to path.tmp, which is renamed over it at the end.
+  auto cannot = [&](const std::string& why) {
+    return env.fail(Status::io_error("cannot save the snapshot to " + path + ": " + why));
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return cannot("it is a directory");
+    if (!force) return cannot("the file exists (use --force to replace it)");
+  }
+  const std::string part = path + ".tmp";
   Result<storage::UniqueFd> fd = storage::open_file(part, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (!fd.ok()) return env.fail(fd.status());
+  if (!fd.ok()) {
+    const std::size_t slash = part.find_last_of('/');
+    const std::string dir =
+        slash == std::string::npos ? "." : part.substr(0, slash == 0 ? 1 : slash);
+    struct stat dst {};
+    if (::stat(dir.c_str(), &dst) != 0 || !S_ISDIR(dst.st_mode)) {
+      return cannot("directory " + dir + " does not exist");
+    }
+    return cannot(fd.status().message());
+  }
   const bool progress = ::isatty(STDERR_FILENO);
   std::promise<wire::Response> end;
   std::atomic<bool> finished{false};

@@ -21,9 +21,9 @@ struct Env {
 };
 
 struct MemberArgs {
-  std::string action;  // add, promote, remove
+  std::string action;  // add, promote, remove, update
   std::string target;  // NAME (add) or NAME|ID
-  std::string peer_addr;
+  std::string peer_addr;  // add, update
   bool learner = false;
   bool force = false;
 };
@@ -33,7 +33,8 @@ int run_leader_watch(const Env& env, std::uint64_t count);
 int run_transfer_leader(const Env& env, const std::string& target);
 int run_status(const Env& env, bool cluster);
 int run_health(const Env& env, bool cluster);
-int run_snapshot_save(const Env& env, const std::string& path);
+// Refuses an existing FILE unless `force`; exit 1 (not 3) when FILE cannot be written.
+int run_snapshot_save(const Env& env, const std::string& path, bool force);
 int run_check_hash(const Env& env);
 
 }  // namespace kvc::ctl

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 #include <future>
@@ -65,7 +66,9 @@ Result<std::string> read_stdin() {
   return data;
 }
 
-void print_kvs(const std::vector<wire::KeyValue>& kvs, bool keys_only, Table* table) {
+// `revision`: the store revision the read was served at (JSON's "revision").
+void print_kvs(const std::vector<wire::KeyValue>& kvs, bool keys_only, Table* table,
+               std::uint64_t revision) {
   for (const wire::KeyValue& kv : kvs) {
     switch (g.format) {
       case Format::kSimple:
@@ -76,9 +79,11 @@ void print_kvs(const std::vector<wire::KeyValue>& kvs, bool keys_only, Table* ta
           std::fputc('\n', stdout);
         }
         break;
-      case Format::kJson: std::printf("%s\n", kv_json(kv, keys_only).c_str()); break;
+      case Format::kJson:
+        std::printf("%s\n", kv_json(kv, keys_only, revision).c_str());
+        break;
       case Format::kTable:
-        table->add({printable(kv.key), keys_only ? "" : printable(kv.value),
+        table->add({table_cell(kv.key), keys_only ? "" : table_cell(kv.value),
                     std::to_string(kv.create_revision), std::to_string(kv.mod_revision),
                     std::to_string(kv.version)});
         break;
@@ -131,13 +136,16 @@ struct GetArgs {
   bool serializable = false;
 };
 
-// Pages through a prefix with range requests, printing as it goes.
+// Pages through a prefix with range requests, printing as it goes. Each page is read at its own
+// revision; JSON lines carry the first page's, the one a watch must start after to miss nothing
+// (a later page may already show some of the changes such a watch replays).
 int range_all(client::Client& c, const std::string& prefix, std::uint64_t limit, bool keys_only,
               bool serializable) {
   constexpr std::uint64_t kPage = 1000;
   Table table = kv_table(keys_only);
   std::string start = prefix;
   std::uint64_t printed = 0;
+  std::uint64_t revision = 0;
   for (;;) {
     std::uint64_t want = kPage;
     if (limit != 0) want = std::min(want, limit - printed);
@@ -145,7 +153,8 @@ int range_all(client::Client& c, const std::string& prefix, std::uint64_t limit,
                     .limit = want, .serializable = serializable, .keys_only = keys_only};
     wire::Response r = c.call_sync(q);
     if (int rc = check(r); rc != 0) return rc;
-    print_kvs(r.kvs, keys_only, &table);
+    if (revision == 0) revision = r.revision;
+    print_kvs(r.kvs, keys_only, &table, revision);
     printed += r.kvs.size();
     if (!r.more || r.kvs.empty() || (limit != 0 && printed >= limit)) break;
     start = r.kvs.back().key;
@@ -174,10 +183,12 @@ int run_get(const GetArgs& a) {
         end_raw_value();
       }
       break;
-    case Format::kJson: std::printf("%s\n", kv_json(kv, a.keys_only).c_str()); break;
+    case Format::kJson:
+      std::printf("%s\n", kv_json(kv, a.keys_only, r.revision).c_str());
+      break;
     case Format::kTable: {
       Table t = kv_table(a.keys_only);
-      print_kvs({kv}, a.keys_only, &t);
+      print_kvs({kv}, a.keys_only, &t, r.revision);
       t.print();
       break;
     }
@@ -330,14 +341,22 @@ void print_event(const wire::Event& e) {
         json_uint(o, "create_revision", e.kv.create_revision);
         json_uint(o, "version", e.kv.version);
       }
+      // The store revision this line reflects: that of the event (a later watch from
+      // revision + 1 goes on after it).
+      json_uint(o, "revision", e.kv.mod_revision);
       std::printf("%s}\n", o.c_str());
       break;
     }
-    case Format::kTable:
-      std::printf("%-7s %-10llu %s %s\n", type,
-                  static_cast<unsigned long long>(e.kv.mod_revision), printable(e.kv.key).c_str(),
-                  e.type == wire::EventType::kPut ? printable(e.kv.value).c_str() : "");
+    case Format::kTable: {
+      std::string line = std::string(type) + std::string(8 - std::strlen(type), ' ');
+      std::string rev = std::to_string(e.kv.mod_revision);
+      if (rev.size() < 10) rev.append(10 - rev.size(), ' ');
+      line += rev + " " + table_cell(e.kv.key);
+      if (e.type == wire::EventType::kPut) line += "  " + table_cell(e.kv.value);
+      line += '\n';
+      std::fwrite(line.data(), 1, line.size(), stdout);
       break;
+    }
   }
   std::fflush(stdout);
 }
@@ -402,24 +421,20 @@ int run_leader(bool watch, std::uint64_t count) {
   if (r.leader_id == 0) return fail(Status::unavailable("the cluster has no leader right now"));
   switch (g.format) {
     case Format::kSimple:
-      std::printf("%s %016llx %s\n", r.leader_name.c_str(),
-                  static_cast<unsigned long long>(r.leader_id), r.leader_client_addr.c_str());
+      std::printf("%s %s %s\n", r.leader_name.c_str(), id_hex(r.leader_id).c_str(),
+                  r.leader_client_addr.c_str());
       break;
     case Format::kJson: {
       std::string o = "{";
       json_string(o, "name", r.leader_name);
-      char id[17];
-      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.leader_id));
-      json_string(o, "id", id);
+      json_string(o, "id", id_hex(r.leader_id));
       json_string(o, "client_addr", r.leader_client_addr);
       std::printf("%s}\n", o.c_str());
       break;
     }
     case Format::kTable: {
       Table t({"NAME", "ID", "CLIENT_ADDR"});
-      char id[17];
-      std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(r.leader_id));
-      t.add({r.leader_name, id, r.leader_client_addr});
+      t.add({r.leader_name, id_hex(r.leader_id), r.leader_client_addr});
       t.print();
       break;
     }
@@ -428,12 +443,6 @@ int run_leader(bool watch, std::uint64_t count) {
 }
 
 // --- member list ---------------------------------------------------------------------------
-std::string id_hex(std::uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
-}
-
 int run_member_list() {
   auto c = connect();
   if (!c.ok()) return fail(c.status());
@@ -568,6 +577,13 @@ int main(int argc, char** argv) {
 
   auto* member_cmd = app.add_subcommand("member", "Cluster membership");
   member_cmd->require_subcommand(1);
+  member_cmd->footer(
+      "Examples:\n"
+      "  kvc-ctl member list -o table\n"
+      "  kvc-ctl member add m4 10.0.0.4:2380 --learner\n"
+      "  kvc-ctl member promote m4\n"
+      "  kvc-ctl member update m4 10.0.0.14:2380\n"
+      "  kvc-ctl member remove m4");
   auto* member_list_cmd =
       member_cmd->add_subcommand("list", "List the members: id, name, addresses, role, leader");
   member_list_cmd->footer(example("kvc-ctl member list -o table"));
@@ -596,6 +612,13 @@ int main(int argc, char** argv) {
   member_remove_cmd->add_flag("--force", mremove.force,
                               "Remove even if the remaining voters could not reach a quorum");
   member_remove_cmd->footer(example("kvc-ctl member remove m4"));
+  MemberArgs mupdate{.action = "update"};
+  auto* member_update_cmd = member_cmd->add_subcommand(
+      "update", "Change a member's peer address (then restart it listening there)");
+  member_update_cmd->add_option("member", mupdate.target, "NAME or 16-hex-digit ID")->required();
+  member_update_cmd->add_option("peer_addr", mupdate.peer_addr, "Its new peer address, HOST:PORT")
+      ->required();
+  member_update_cmd->footer(example("kvc-ctl member update m4 10.0.0.14:2380"));
 
   std::string transfer_target;
   auto* transfer_cmd = app.add_subcommand(
@@ -617,17 +640,28 @@ int main(int argc, char** argv) {
 
   auto* snapshot_cmd = app.add_subcommand("snapshot", "Snapshots of the cluster's state");
   snapshot_cmd->require_subcommand(1);
+  snapshot_cmd->footer(
+      "Examples:\n"
+      "  kvc-ctl snapshot save backup.snap\n"
+      "  kvc-ctl snapshot save backup.snap --force && kvc-snap verify backup.snap");
   std::string snapshot_path;
+  bool snapshot_force = false;
   auto* snapshot_save_cmd = snapshot_cmd->add_subcommand(
       "save", "Stream a consistent snapshot from a member into FILE and verify it");
   snapshot_save_cmd->add_option("file", snapshot_path, "Where to write the snapshot")->required();
+  snapshot_save_cmd->add_flag("--force", snapshot_force, "Replace FILE if it exists");
   snapshot_save_cmd->footer(example("kvc-ctl snapshot save backup.snap && kvc-snap info backup.snap"));
 
   auto* check_cmd = app.add_subcommand("check", "Consistency checks");
   check_cmd->require_subcommand(1);
+  check_cmd->footer(
+      "Examples:\n"
+      "  kvc-ctl check hash\n"
+      "  kvc-ctl check hash -o json | jq -r 'select(.matches | not) | .name'");
   auto* check_hash_cmd = check_cmd->add_subcommand(
       "hash", "Compare every member's state hash at the same log index");
   check_hash_cmd->footer(example("kvc-ctl check hash"));
+  kvc::cli::add_global_options_to_help(app);
 
   if (auto early = kvc::cli::parse(app, argc, argv)) return *early;
   kvc::Result<std::uint64_t> t = kvc::parse_duration_ms(g.timeout);
@@ -658,13 +692,17 @@ int main(int argc, char** argv) {
   if (member_remove_cmd->parsed()) {
     rc = with_env([&](const Env& e) { return run_member_change(e, mremove); });
   }
+  if (member_update_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_member_change(e, mupdate); });
+  }
   if (transfer_cmd->parsed()) {
     rc = with_env([&](const Env& e) { return run_transfer_leader(e, transfer_target); });
   }
   if (status_cmd->parsed()) rc = with_env([&](const Env& e) { return run_status(e, status_cluster); });
   if (health_cmd->parsed()) rc = with_env([&](const Env& e) { return run_health(e, health_cluster); });
   if (snapshot_save_cmd->parsed()) {
-    rc = with_env([&](const Env& e) { return run_snapshot_save(e, snapshot_path); });
+    rc =
+        with_env([&](const Env& e) { return run_snapshot_save(e, snapshot_path, snapshot_force); });
   }
   if (check_hash_cmd->parsed()) rc = with_env([&](const Env& e) { return run_check_hash(e); });
   if (member_list_cmd->parsed()) rc = run_member_list();

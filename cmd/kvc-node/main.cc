@@ -4,6 +4,9 @@
 
 #include <cstdio>
 #include <ctime>
+#include <fstream>
+#include <iterator>
+#include <string_view>
 
 #include "cli.h"
 #include "kvc/common/text.h"
@@ -43,6 +46,42 @@ kvc::Status apply_durations(const Durations& d, kvc::server::EngineOptions& o) {
   o.flush_interval_ms = *flush;
   o.request_timeout_ms = *request;
   return kvc::Status();
+}
+
+// The --config FILE on the command line ("" when none), as CLI11 will read it.
+std::string config_path(int argc, char** argv) {
+  std::string path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == "--config" && i + 1 < argc) {
+      path = argv[++i];
+    } else if (a.rfind("--config=", 0) == 0) {
+      path = std::string(a.substr(9));
+    }
+  }
+  return path;
+}
+
+// Refuses a config file that names a setting kvc-node does not have (exit 2).
+kvc::Status check_config_file(const CLI::App& app, int argc, char** argv) {
+  const std::string path = config_path(argc, argv);
+  if (path.empty()) return kvc::Status();
+  std::ifstream in(path);
+  if (!in) return kvc::Status();  // CLI11 reports the unreadable file
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> known;
+  auto take = [&](const CLI::App& from) {
+    for (const CLI::Option* opt : from.get_options()) {
+      for (const std::string& n : opt->get_lnames()) known.push_back(n);
+    }
+  };
+  take(app);
+  for (const CLI::App* group :
+       app.get_subcommands([](const CLI::App* sub) { return sub->get_name().empty(); })) {
+    take(*group);
+  }
+  return kvc::server::check_config_keys(text, path, known);
 }
 
 }  // namespace
@@ -127,6 +166,14 @@ int main(int argc, char** argv) {
   tuning->add_option("--snapshots-kept", o.snapshots_kept,
                      "Snapshot files kept in DATA_DIR/snap")
       ->capture_default_str();
+  tuning
+      ->add_option("--history-revisions", o.history_revisions,
+                   "Watch history: keep the events of this many newest revisions")
+      ->capture_default_str();
+  tuning
+      ->add_option("--history-bytes", o.history_bytes,
+                   "Watch history: ... and at most this many bytes of events")
+      ->capture_default_str();
 #ifdef KVC_MUTATIONS
   app.add_option("--test-mutation", o.test_mutation,
                  "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads)");
@@ -136,6 +183,12 @@ int main(int argc, char** argv) {
       "    --listen-peer 127.0.0.1:2380 --listen-client 127.0.0.1:2379 \\\n"
       "    --initial-cluster m1=127.0.0.1:2380,m2=127.0.0.1:2382,m3=127.0.0.1:2384",
       "A stop by SIGINT or SIGTERM is clean (exit 0); exit 1 means a fatal error (see the log).\n"));
+  // CLI11 ignores names in a config file that match no option; a misspelt setting must not
+  // silently fall back to its default, so the file's names are checked first.
+  if (kvc::Status s = check_config_file(app, argc, argv); !s.ok()) {
+    std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
+    return kvc::kExitUsage;
+  }
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
   if (kvc::Status s = apply_durations(d, o); !s.ok()) {
     std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());

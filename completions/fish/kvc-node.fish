@@ -41,4 +41,6 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-inflight-requests -
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l wal-segment-bytes -r -F -d 'Size WAL segments are preallocated to'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l state-map-size -r -F -d 'The most the LMDB state may grow to, in bytes (sparse)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l snapshots-kept -r -F -d 'Snapshot files kept in DATA_DIR/snap'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l history-revisions -r -F -d 'Watch history: keep the events of this many newest revisions'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l history-bytes -r -F -d 'Watch history: ... and at most this many bytes of events'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -F
