@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #ifndef KVC_BINARY_DIR
@@ -51,6 +53,51 @@ std::uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
+RunResult run_command(const std::vector<std::string>& args, std::uint64_t timeout_ms,
+                      const std::string& input) {
+  RunResult r;
+  char dir_template[] = "/tmp/kvc-run-XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  if (dir == nullptr) return r;
+  const std::string in_path = std::string(dir) + "/in", out_path = std::string(dir) + "/out",
+                    err_path = std::string(dir) + "/err";
+  {
+    std::ofstream in(in_path, std::ios::binary);
+    in << input;
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) return r;
+  if (pid == 0) {
+    const int in = ::open(in_path.c_str(), O_RDONLY);
+    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || out < 0 || err < 0) ::_exit(126);
+    ::dup2(in, STDIN_FILENO);
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  if (!poll_until(timeout_ms, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    r.timed_out = true;
+  }
+  r.status = !r.timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
 ProcessCluster::ProcessCluster(const std::string& test_name, ClusterOptions options)
     : options_(std::move(options)) {
   const char* tmp = std::getenv("TMPDIR");
@@ -68,6 +115,7 @@ ProcessCluster::ProcessCluster(const std::string& test_name, ClusterOptions opti
   }
   pids_.assign(specs_.size(), 0);
   ids_.assign(specs_.size(), 0);
+  exit_status_.assign(specs_.size(), -1);
 }
 
 ProcessCluster::~ProcessCluster() {
@@ -100,6 +148,7 @@ int ProcessCluster::add_spec(const std::string& name) {
   specs_.push_back(s);
   pids_.push_back(0);
   ids_.push_back(0);
+  exit_status_.push_back(-1);
   return size() - 1;
 }
 
@@ -204,6 +253,7 @@ Status ProcessCluster::start(int i) {
     ::_exit(127);
   }
   pids_[static_cast<std::size_t>(i)] = pid;
+  exit_status_[static_cast<std::size_t>(i)] = -1;
   return Status();
 }
 
@@ -214,9 +264,31 @@ bool ProcessCluster::running(int i) const {
   const pid_t r = ::waitpid(pid, &status, WNOHANG);
   if (r == pid) {
     const_cast<ProcessCluster*>(this)->pids_[static_cast<std::size_t>(i)] = 0;
+    exit_status_[static_cast<std::size_t>(i)] =
+        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return false;
   }
   return true;
+}
+
+Result<int> ProcessCluster::wait_exit(int i, std::uint64_t timeout_ms) const {
+  if (!poll_until(timeout_ms, [&] { return !running(i); })) {
+    return Status::timeout(spec(i).name + " still runs " + std::to_string(timeout_ms) + " ms on");
+  }
+  return exit_status_[static_cast<std::size_t>(i)];
+}
+
+RunResult ProcessCluster::ctl_run(const std::vector<std::string>& args, std::uint64_t timeout_ms,
+                                  const std::string& input) const {
+  std::string eps;
+  for (int i = 0; i < size(); ++i) {
+    if (!running(i)) continue;
+    if (!eps.empty()) eps += ",";
+    eps += client_addr(i);
+  }
+  std::vector<std::string> full = {binary_path("kvc-ctl"), "--endpoints", eps};
+  full.insert(full.end(), args.begin(), args.end());
+  return run_command(full, timeout_ms, input);
 }
 
 Status ProcessCluster::kill(int i, int sig) {

@@ -18,6 +18,18 @@ namespace kvc::test {
 // A free TCP port on 127.0.0.1 (bound, then released: good enough for tests).
 std::uint16_t free_port();
 
+// What a command run by run_command() did.
+struct RunResult {
+  int status = -1;         // exit status; -1 when killed by a signal (or on timeout)
+  bool timed_out = false;  // still running after the timeout: killed
+  std::string out, err;    // stdout and stderr, apart
+};
+// Runs `args` (args[0] is the program's path) with `input` on stdin, and waits for it at most
+// `timeout_ms`: a program that is still running then is killed (SIGKILL), so a test of a
+// command that should stop by itself never hangs.
+RunResult run_command(const std::vector<std::string>& args, std::uint64_t timeout_ms,
+                      const std::string& input = "");
+
 struct MemberSpec {
   std::string name;
   std::uint16_t peer_port = 0;
@@ -64,6 +76,9 @@ class ProcessCluster {
   Status pause(int i);   // SIGSTOP
   Status resume(int i);  // SIGCONT
   bool running(int i) const;
+  // Waits (bounded) for member i to exit by itself; returns its exit status (128 + signal when
+  // a signal ended it), or kTimeout when it is still running.
+  Result<int> wait_exit(int i, std::uint64_t timeout_ms) const;
   pid_t pid(int i) const { return pids_[static_cast<std::size_t>(i)]; }
 
   int size() const { return static_cast<int>(specs_.size()); }
@@ -100,6 +115,9 @@ class ProcessCluster {
     std::string out;  // stdout and stderr
   };
   CtlResult ctl(const std::vector<std::string>& args) const;
+  // kvc-ctl with `args` against the running members, stdout and stderr apart, bounded in time.
+  RunResult ctl_run(const std::vector<std::string>& args, std::uint64_t timeout_ms = 30000,
+                    const std::string& input = "") const;
   const std::string& token() const { return options_.token; }
 
  private:
@@ -107,6 +125,8 @@ class ProcessCluster {
   std::string dir_;
   std::vector<MemberSpec> specs_;
   std::vector<pid_t> pids_;
+  // The exit status of a member that exited by itself (recorded when running() reaps it).
+  mutable std::vector<int> exit_status_;
   mutable std::vector<std::uint64_t> ids_;
 };
 
