@@ -2,8 +2,14 @@
 // runs an Engine until SIGINT/SIGTERM, and stops it cleanly. No logic lives here.
 #include <signal.h>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <future>
+#include <thread>
 
 #include "cli.h"
 #include "kvc/common/text.h"
@@ -127,6 +133,17 @@ int main(int argc, char** argv) {
   tuning->add_option("--snapshots-kept", o.snapshots_kept,
                      "Snapshot files kept in DATA_DIR/snap")
       ->capture_default_str();
+  auto* integrity = app.add_option_group("Integrity");
+  integrity
+      ->add_option("--scrub-rate", o.scrub_bytes_per_second,
+                   "Bytes per second the background scrubber re-reads and verifies (0: off)")
+      ->capture_default_str();
+  std::string hash_check_interval = "5m";
+  integrity
+      ->add_option("--hash-check-interval", hash_check_interval,
+                   "How often the leader compares every member's state hash and has a member "
+                   "that disagrees with the majority repair itself (0: off)")
+      ->capture_default_str();
 #ifdef KVC_MUTATIONS
   app.add_option("--test-mutation", o.test_mutation,
                  "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads)");
@@ -137,6 +154,15 @@ int main(int argc, char** argv) {
       "    --initial-cluster m1=127.0.0.1:2380,m2=127.0.0.1:2382,m3=127.0.0.1:2384",
       "A stop by SIGINT or SIGTERM is clean (exit 0); exit 1 means a fatal error (see the log).\n"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
+  if (hash_check_interval == "0") {
+    o.hash_check_interval_ms = 0;
+  } else if (kvc::Result<std::uint64_t> ms = kvc::parse_duration_ms(hash_check_interval);
+             ms.ok()) {
+    o.hash_check_interval_ms = *ms;
+  } else {
+    std::fprintf(stderr, "kvc-node: --hash-check-interval: %s\n", ms.status().message().c_str());
+    return kvc::kExitUsage;
+  }
   if (kvc::Status s = apply_durations(d, o); !s.ok()) {
     std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
     return kvc::kExitUsage;
@@ -171,7 +197,32 @@ int main(int argc, char** argv) {
     if (sig == SIGINT || sig == SIGTERM) break;
     if (!(*engine)->failure().ok()) break;
   }
-  kvc::Status s = (*engine)->close();
+  // Stopping is bounded: close() runs on its own thread while this one keeps listening. A
+  // second signal, or a stop that takes longer than kStopBudget (a disk that no longer answers,
+  // a fatal error half way through a write), ends the process at once with exit 1: a member
+  // that cannot stop cleanly must still stop (what it acknowledged is in its synced WAL).
+  constexpr std::int64_t kStopBudgetMs = 10000;
+  std::promise<kvc::Status> closed;
+  std::future<kvc::Status> done = closed.get_future();
+  std::thread closer([&] { closed.set_value((*engine)->close()); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStopBudgetMs);
+  while (done.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    timespec wait{0, 50 * 1000 * 1000};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    const char* why = nullptr;
+    if (sig == SIGINT || sig == SIGTERM) why = "a second stop signal";
+    if (std::chrono::steady_clock::now() >= deadline) why = "the stop took too long";
+    if (why != nullptr) {
+      kvc::Status f = (*engine)->failure();
+      spdlog::critical("exiting without a clean stop: {}{}", why,
+                       f.ok() ? std::string() : " after: " + f.to_string());
+      spdlog::default_logger()->flush();
+      std::fflush(stderr);
+      std::_Exit(kvc::kExitError);
+    }
+  }
+  closer.join();
+  kvc::Status s = done.get();
   if (!s.ok()) return kvc::cli::fail("kvc-node", s);
   return kvc::kExitOk;
 }

@@ -21,6 +21,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+int decode_wait_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
 // Polls `done` every few milliseconds until it holds or `timeout_ms` passes.
 template <typename F>
 bool poll_until(std::uint64_t timeout_ms, F done) {
@@ -67,6 +73,7 @@ ProcessCluster::ProcessCluster(const std::string& test_name, ClusterOptions opti
     specs_.push_back(s);
   }
   pids_.assign(specs_.size(), 0);
+  exit_statuses_.assign(specs_.size(), -1);
   ids_.assign(specs_.size(), 0);
 }
 
@@ -99,6 +106,7 @@ int ProcessCluster::add_spec(const std::string& name) {
   s.data_dir = dir_ + "/" + s.name;
   specs_.push_back(s);
   pids_.push_back(0);
+  exit_statuses_.push_back(-1);
   ids_.push_back(0);
   return size() - 1;
 }
@@ -197,6 +205,10 @@ Status ProcessCluster::start(int i) {
       ::close(fd);
     }
     if (!options_.env_preload.empty()) ::setenv("LD_PRELOAD", options_.env_preload.c_str(), 1);
+    for (const std::string& kv : spec(i).env) {
+      const std::size_t eq = kv.find('=');
+      if (eq != std::string::npos) ::setenv(kv.substr(0, eq).c_str(), kv.c_str() + eq + 1, 1);
+    }
     std::vector<char*> argv;
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -204,6 +216,7 @@ Status ProcessCluster::start(int i) {
     ::_exit(127);
   }
   pids_[static_cast<std::size_t>(i)] = pid;
+  exit_statuses_[static_cast<std::size_t>(i)] = -1;
   return Status();
 }
 
@@ -214,6 +227,7 @@ bool ProcessCluster::running(int i) const {
   const pid_t r = ::waitpid(pid, &status, WNOHANG);
   if (r == pid) {
     const_cast<ProcessCluster*>(this)->pids_[static_cast<std::size_t>(i)] = 0;
+    exit_statuses_[static_cast<std::size_t>(i)] = decode_wait_status(status);
     return false;
   }
   return true;
@@ -231,10 +245,12 @@ Status ProcessCluster::kill(int i, int sig) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       pids_[static_cast<std::size_t>(i)] = 0;
+      exit_statuses_[static_cast<std::size_t>(i)] = decode_wait_status(status);
       return Status::timeout(spec(i).name + " did not exit within 15 s of signal " +
                              std::to_string(sig));
     }
     pids_[static_cast<std::size_t>(i)] = 0;
+    exit_statuses_[static_cast<std::size_t>(i)] = decode_wait_status(status);
   }
   return Status();
 }
@@ -250,10 +266,11 @@ Result<int> ProcessCluster::stop(int i) {
   if (!exited) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
+    exit_statuses_[static_cast<std::size_t>(i)] = decode_wait_status(status);
     return Status::timeout(spec(i).name + " did not stop within 15 s of SIGTERM");
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  exit_statuses_[static_cast<std::size_t>(i)] = decode_wait_status(status);
+  return exit_statuses_[static_cast<std::size_t>(i)];
 }
 
 void ProcessCluster::stop_all() {

@@ -29,6 +29,9 @@ struct MemberSpec {
   std::string join_initial_cluster;
   // Overrides ClusterOptions::secret_file for this member (e.g. a wrong secret).
   std::string secret_file;
+  // Extra environment for this member's process, "NAME=VALUE" (e.g. a fault-injecting
+  // LD_PRELOAD for one member only).
+  std::vector<std::string> env;
 };
 
 struct ClusterOptions {
@@ -64,6 +67,9 @@ class ProcessCluster {
   Status pause(int i);   // SIGSTOP
   Status resume(int i);  // SIGCONT
   bool running(int i) const;
+  // How member i's last process ended: its exit code, 128 + signal when killed, or -1 when it
+  // has not ended (or never ran).
+  int exit_status(int i) const { return exit_statuses_[static_cast<std::size_t>(i)]; }
   pid_t pid(int i) const { return pids_[static_cast<std::size_t>(i)]; }
 
   int size() const { return static_cast<int>(specs_.size()); }
@@ -107,6 +113,7 @@ class ProcessCluster {
   std::string dir_;
   std::vector<MemberSpec> specs_;
   std::vector<pid_t> pids_;
+  mutable std::vector<int> exit_statuses_;
   mutable std::vector<std::uint64_t> ids_;
 };
 
