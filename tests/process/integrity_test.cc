@@ -276,5 +276,35 @@ TEST(IntegrityProcessTest, StopSignalEndsAMemberWhoseDiskStoppedAnswering) {
   EXPECT_NE(log_of(cluster, f).find("exiting without a clean stop"), std::string::npos);
 }
 
+#ifdef KVC_HAVE_UNSAFE_NODE  // the test-mutation build of kvc-node (-DKVC_MUTATIONS=ON)
+TEST(IntegrityProcessTest, PeriodicHashCheckMakesADivergedMemberRepairItself) {
+  ProcessCluster cluster("integrity-hash-check",
+                         {.extra_flags = {"--scrub-rate", "0", "--hash-check-interval", "1s"}});
+  // Member 2 stores another value than it is given for keys under /diverge: its state differs
+  // while every checksum is right, which only a comparison with the others can find.
+  cluster.mutable_spec(2).binary = "kvc-node-unsafe";
+  cluster.mutable_spec(2).extra_flags = {"--test-mutation", "diverge-apply"};
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client(5000);
+  ASSERT_EQ(c->put("/diverge/a", "good").code, Code::kOk);
+  auto c2 = cluster.client_for(2, 3000);
+  // Either it is caught before we look, or we see the divergence first: both fine; then the
+  // check must find it and the member must repair itself.
+  EXPECT_TRUE(eventually(30000, [&] {
+    wire::Response r = c2->get("/diverge/a", /*serializable=*/true);
+    return r.code == Code::kOk && r.found && r.kvs.at(0).value == "good";
+  })) << log_of(cluster, 2);
+  EXPECT_NE(log_of(cluster, 2).find("state repaired"), std::string::npos) << log_of(cluster, 2);
+  bool disagreed = false;
+  for (int i = 0; i < cluster.size(); ++i) {
+    disagreed |= log_of(cluster, i).find("members disagree with the majority") != std::string::npos;
+  }
+  EXPECT_TRUE(disagreed);
+  // Afterwards the cluster agrees.
+  EXPECT_TRUE(eventually(15000, [&] { return cluster.ctl({"check", "hash"}).status == 0; }));
+}
+#endif
+
 }  // namespace
 }  // namespace kvc::test

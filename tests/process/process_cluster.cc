@@ -162,7 +162,8 @@ std::string ProcessCluster::endpoints() const {
 std::vector<std::string> ProcessCluster::command_line(int i) const {
   const MemberSpec& m = spec(i);
   std::vector<std::string> args = {
-      binary_path("kvc-node"),
+      m.binary.empty() ? binary_path("kvc-node")
+                       : std::string(KVC_BINARY_DIR) + "/cmd/kvc-node/" + m.binary,
       "--name", m.name,
       "--data-dir", m.data_dir,
       "--listen-peer", peer_addr(i),

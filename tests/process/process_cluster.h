@@ -32,6 +32,9 @@ struct MemberSpec {
   // Extra environment for this member's process, "NAME=VALUE" (e.g. a fault-injecting
   // LD_PRELOAD for one member only).
   std::vector<std::string> env;
+  // Another kvc-node build for this member (a name under the build's cmd/kvc-node/, e.g.
+  // "kvc-node-unsafe" for test mutations); empty: kvc-node.
+  std::string binary;
 };
 
 struct ClusterOptions {

@@ -961,6 +961,13 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
     finish_waiter(e.index, e, std::nullopt, nullptr);
     return true;
   }
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "diverge-apply" && cmd->op == storage::CommandOp::kPut &&
+      cmd->key.rfind("/diverge", 0) == 0) {
+    // Broken on purpose (test builds only): this member's state silently differs.
+    cmd->value += "-diverged";
+  }
+#endif
   Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
   if (!r.ok()) {
     // Nothing was applied: the entry stays queued until the state is repaired (or, for an

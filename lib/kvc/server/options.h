@@ -59,6 +59,8 @@ struct EngineOptions {
   // process-level fault tests catch a member that breaks its promises:
   //   "ack-before-commit"  a leader answers a write as soon as it is proposed
   //   "local-reads"        linearizable reads are served from local state without ReadIndex
+  //   "diverge-apply"      a put of a key under "/diverge" stores another value than it was
+  //                        given (a state that differs from the others, checksums intact)
   std::string test_mutation;
 
   Status validate() const;
