@@ -1,12 +1,17 @@
 // kvc-node: one member of a kvc cluster. Parses flags (or a config file) into EngineOptions,
 // runs an Engine until SIGINT/SIGTERM, and stops it cleanly. No logic lives here.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <string_view>
+#include <thread>
 
 #include "cli.h"
 #include "kvc/common/text.h"
@@ -99,8 +104,7 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "Read settings from this file (TOML-like: name = \"m1\")");
   app.add_option("--name", o.name, "This member's name, unique in the cluster")->required();
   app.add_option("--data-dir", o.data_dir, "The member's data directory")->required();
-  app.add_option("--listen-peer", o.listen_peer, "HOST:PORT other members connect to")
-      ->required();
+  app.add_option("--listen-peer", o.listen_peer, "HOST:PORT other members connect to")->required();
   app.add_option("--listen-client", o.listen_client, "HOST:PORT clients connect to")
       ->capture_default_str();
   app.add_option("--listen-http", o.listen_http,
@@ -124,47 +128,59 @@ int main(int argc, char** argv) {
                "keeping its data (use once, then grow with kvc-ctl member add)");
   auto* tuning = app.add_option_group("Tuning");
   tuning->add_option("--tick", d.tick, "Raft's clock tick")->capture_default_str();
-  tuning->add_option("--election-timeout", d.election_timeout,
-                     "A follower that hears no leader this long starts an election")
+  tuning
+      ->add_option("--election-timeout", d.election_timeout,
+                   "A follower that hears no leader this long starts an election")
       ->capture_default_str();
-  tuning->add_option("--heartbeat-interval", d.heartbeat_interval,
-                     "How often the leader tells followers it is alive")
+  tuning
+      ->add_option("--heartbeat-interval", d.heartbeat_interval,
+                   "How often the leader tells followers it is alive")
       ->capture_default_str();
-  tuning->add_option("--flush-interval", d.flush_interval,
-                     "Applied state reaches LMDB at least this often")
+  tuning
+      ->add_option("--flush-interval", d.flush_interval,
+                   "Applied state reaches LMDB at least this often")
       ->capture_default_str();
-  tuning->add_option("--flush-bytes", o.flush_bytes,
-                     "... or once this many bytes of applied state are held in memory")
+  tuning
+      ->add_option("--flush-bytes", o.flush_bytes,
+                   "... or once this many bytes of applied state are held in memory")
       ->capture_default_str();
-  tuning->add_option("--retained-entries", o.retained_entries,
-                     "Log entries kept for lagging members before they need a snapshot")
+  tuning
+      ->add_option("--retained-entries", o.retained_entries,
+                   "Log entries kept for lagging members before they need a snapshot")
       ->capture_default_str();
-  tuning->add_option("--request-timeout", d.request_timeout,
-                     "Default deadline of a client request that names none")
+  tuning
+      ->add_option("--request-timeout", d.request_timeout,
+                   "Default deadline of a client request that names none")
       ->capture_default_str();
-  tuning->add_option("--max-request-bytes", o.max_request_bytes,
-                     "The largest key plus value accepted")
+  tuning
+      ->add_option("--max-request-bytes", o.max_request_bytes,
+                   "The largest key plus value accepted")
       ->capture_default_str();
-  tuning->add_option("--max-frame-bytes", o.max_frame_bytes,
-                     "The largest wire frame accepted from a peer or client")
+  tuning
+      ->add_option("--max-frame-bytes", o.max_frame_bytes,
+                   "The largest wire frame accepted from a peer or client")
       ->capture_default_str();
-  tuning->add_option("--max-client-connections", o.max_client_connections,
-                     "Client connections beyond this are refused")
+  tuning
+      ->add_option("--max-client-connections", o.max_client_connections,
+                   "Client connections beyond this are refused")
       ->capture_default_str();
-  tuning->add_option("--max-peer-connections", o.max_peer_connections,
-                     "Incoming connections on the peer port beyond this are refused")
+  tuning
+      ->add_option("--max-peer-connections", o.max_peer_connections,
+                   "Incoming connections on the peer port beyond this are refused")
       ->capture_default_str();
-  tuning->add_option("--max-inflight-requests", o.max_inflight_requests,
-                     "Per client connection; beyond it the member stops reading that client")
+  tuning
+      ->add_option("--max-inflight-requests", o.max_inflight_requests,
+                   "Per client connection; beyond it the member stops reading that client")
       ->capture_default_str();
-  tuning->add_option("--wal-segment-bytes", o.wal_segment_bytes,
-                     "Size WAL segments are preallocated to")
+  tuning
+      ->add_option("--wal-segment-bytes", o.wal_segment_bytes,
+                   "Size WAL segments are preallocated to")
       ->capture_default_str();
-  tuning->add_option("--state-map-size", o.state_map_size,
-                     "The most the LMDB state may grow to, in bytes (sparse)")
+  tuning
+      ->add_option("--state-map-size", o.state_map_size,
+                   "The most the LMDB state may grow to, in bytes (sparse)")
       ->capture_default_str();
-  tuning->add_option("--snapshots-kept", o.snapshots_kept,
-                     "Snapshot files kept in DATA_DIR/snap")
+  tuning->add_option("--snapshots-kept", o.snapshots_kept, "Snapshot files kept in DATA_DIR/snap")
       ->capture_default_str();
   tuning
       ->add_option("--history-revisions", o.history_revisions,
@@ -174,15 +190,28 @@ int main(int argc, char** argv) {
       ->add_option("--history-bytes", o.history_bytes,
                    "Watch history: ... and at most this many bytes of events")
       ->capture_default_str();
+  auto* integrity = app.add_option_group("Integrity");
+  integrity
+      ->add_option("--scrub-rate", o.scrub_bytes_per_second,
+                   "Bytes per second the background scrubber re-reads and verifies (0: off)")
+      ->capture_default_str();
+  std::string hash_check_interval = "5m";
+  integrity
+      ->add_option("--hash-check-interval", hash_check_interval,
+                   "How often the leader compares every member's state hash and has a member "
+                   "that disagrees with the majority repair itself (0: off)")
+      ->capture_default_str();
 #ifdef KVC_MUTATIONS
   app.add_option("--test-mutation", o.test_mutation,
-                 "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads)");
+                 "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads, "
+                 "diverge-apply)");
 #endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"
       "    --listen-peer 127.0.0.1:2380 --listen-client 127.0.0.1:2379 \\\n"
       "    --initial-cluster m1=127.0.0.1:2380,m2=127.0.0.1:2382,m3=127.0.0.1:2384",
-      "A stop by SIGINT or SIGTERM is clean (exit 0); exit 1 means a fatal error (see the log).\n"));
+      "A stop by SIGINT or SIGTERM is clean (exit 0); exit 1 means a fatal error (see the "
+      "log).\n"));
   // CLI11 ignores names in a config file that match no option; a misspelt setting must not
   // silently fall back to its default, so the file's names are checked first.
   if (kvc::Status s = check_config_file(app, argc, argv); !s.ok()) {
@@ -190,6 +219,14 @@ int main(int argc, char** argv) {
     return kvc::kExitUsage;
   }
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
+  if (hash_check_interval == "0") {
+    o.hash_check_interval_ms = 0;
+  } else if (kvc::Result<std::uint64_t> ms = kvc::parse_duration_ms(hash_check_interval); ms.ok()) {
+    o.hash_check_interval_ms = *ms;
+  } else {
+    std::fprintf(stderr, "kvc-node: --hash-check-interval: %s\n", ms.status().message().c_str());
+    return kvc::kExitUsage;
+  }
   if (kvc::Status s = apply_durations(d, o); !s.ok()) {
     std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
     return kvc::kExitUsage;
@@ -224,7 +261,32 @@ int main(int argc, char** argv) {
     if (sig == SIGINT || sig == SIGTERM) break;
     if (!(*engine)->failure().ok()) break;
   }
-  kvc::Status s = (*engine)->close();
+  // Stopping is bounded: close() runs on its own thread while this one keeps listening. A
+  // second signal, or a stop that takes longer than kStopBudget (a disk that no longer answers,
+  // a fatal error half way through a write), ends the process at once with exit 1: a member
+  // that cannot stop cleanly must still stop (what it acknowledged is in its synced WAL).
+  constexpr std::int64_t kStopBudgetMs = 10000;
+  std::promise<kvc::Status> closed;
+  std::future<kvc::Status> done = closed.get_future();
+  std::thread closer([&] { closed.set_value((*engine)->close()); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStopBudgetMs);
+  while (done.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    timespec wait{0, 50 * 1000 * 1000};
+    const int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    const char* why = nullptr;
+    if (sig == SIGINT || sig == SIGTERM) why = "a second stop signal";
+    if (std::chrono::steady_clock::now() >= deadline) why = "the stop took too long";
+    if (why != nullptr) {
+      kvc::Status f = (*engine)->failure();
+      spdlog::critical("exiting without a clean stop: {}{}", why,
+                       f.ok() ? std::string() : " after: " + f.to_string());
+      spdlog::default_logger()->flush();
+      std::fflush(stderr);
+      std::_Exit(kvc::kExitError);
+    }
+  }
+  closer.join();
+  kvc::Status s = done.get();
   if (!s.ok()) return kvc::cli::fail("kvc-node", s);
   return kvc::kExitOk;
 }

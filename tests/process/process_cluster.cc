@@ -23,6 +23,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+int decode_wait_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
 // Polls `done` every few milliseconds until it holds or `timeout_ms` passes.
 template <typename F>
 bool poll_until(std::uint64_t timeout_ms, F done) {
@@ -203,14 +209,22 @@ std::string ProcessCluster::endpoints() const {
 std::vector<std::string> ProcessCluster::command_line(int i) const {
   const MemberSpec& m = spec(i);
   std::vector<std::string> args = {
-      binary_path("kvc-node"),
-      "--name", m.name,
-      "--data-dir", m.data_dir,
-      "--listen-peer", peer_addr(i),
-      "--listen-client", client_addr(i),
-      "--initial-cluster", m.join_initial_cluster.empty() ? initial_cluster() : m.join_initial_cluster,
-      "--cluster-token", options_.token,
-      "--log-level", options_.log_level};
+      m.binary.empty() ? binary_path("kvc-node")
+                       : std::string(KVC_BINARY_DIR) + "/cmd/kvc-node/" + m.binary,
+      "--name",
+      m.name,
+      "--data-dir",
+      m.data_dir,
+      "--listen-peer",
+      peer_addr(i),
+      "--listen-client",
+      client_addr(i),
+      "--initial-cluster",
+      m.join_initial_cluster.empty() ? initial_cluster() : m.join_initial_cluster,
+      "--cluster-token",
+      options_.token,
+      "--log-level",
+      options_.log_level};
   if (!m.join_initial_cluster.empty()) {
     args.push_back("--initial-cluster-state");
     args.push_back("existing");
@@ -246,6 +260,10 @@ Status ProcessCluster::start(int i) {
       ::close(fd);
     }
     if (!options_.env_preload.empty()) ::setenv("LD_PRELOAD", options_.env_preload.c_str(), 1);
+    for (const std::string& kv : spec(i).env) {
+      const std::size_t eq = kv.find('=');
+      if (eq != std::string::npos) ::setenv(kv.substr(0, eq).c_str(), kv.c_str() + eq + 1, 1);
+    }
     std::vector<char*> argv;
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -264,8 +282,7 @@ bool ProcessCluster::running(int i) const {
   const pid_t r = ::waitpid(pid, &status, WNOHANG);
   if (r == pid) {
     const_cast<ProcessCluster*>(this)->pids_[static_cast<std::size_t>(i)] = 0;
-    exit_status_[static_cast<std::size_t>(i)] =
-        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
     return false;
   }
   return true;
@@ -303,10 +320,12 @@ Status ProcessCluster::kill(int i, int sig) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       pids_[static_cast<std::size_t>(i)] = 0;
+      exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
       return Status::timeout(spec(i).name + " did not exit within 15 s of signal " +
                              std::to_string(sig));
     }
     pids_[static_cast<std::size_t>(i)] = 0;
+    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
   }
   return Status();
 }
@@ -322,10 +341,11 @@ Result<int> ProcessCluster::stop(int i) {
   if (!exited) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
+    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
     return Status::timeout(spec(i).name + " did not stop within 15 s of SIGTERM");
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
+  return exit_status_[static_cast<std::size_t>(i)];
 }
 
 void ProcessCluster::stop_all() {
@@ -359,8 +379,8 @@ int ProcessCluster::index_of_id(std::uint64_t id) const {
   for (int i = 0; i < size(); ++i) {
     if (ids_[static_cast<std::size_t>(i)] == 0) {
       auto c = client_for(i, 500);
-      wire::Response r = c->call_sync({.op = wire::Op::kStatus},
-                                      {.target = *net::parse_address(client_addr(i))});
+      wire::Response r =
+          c->call_sync({.op = wire::Op::kStatus}, {.target = *net::parse_address(client_addr(i))});
       if (r.code == Code::kOk) ids_[static_cast<std::size_t>(i)] = r.member_id;
     }
     if (ids_[static_cast<std::size_t>(i)] == id) return i;
@@ -375,9 +395,9 @@ Result<int> ProcessCluster::wait_for_leader(std::uint64_t timeout_ms) const {
     for (int i = 0; i < size(); ++i) {
       if (!running(i)) continue;
       auto c = client_for(i, 300);
-      wire::Response r = c->call_sync({.op = wire::Op::kStatus},
-                                      {.timeout_ms = 300,
-                                       .target = *net::parse_address(client_addr(i))});
+      wire::Response r =
+          c->call_sync({.op = wire::Op::kStatus},
+                       {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
       if (r.code != Code::kOk || r.status.leader_id == 0) return false;
       ids_[static_cast<std::size_t>(i)] = r.member_id;
       if (agreed != 0 && agreed != r.status.leader_id) return false;
@@ -394,9 +414,9 @@ Status ProcessCluster::wait_applied(int i, std::uint64_t index, std::uint64_t ti
   std::uint64_t last = 0;
   const bool ok = poll_until(timeout_ms, [&] {
     auto c = client_for(i, 300);
-    wire::Response r = c->call_sync({.op = wire::Op::kStatus},
-                                    {.timeout_ms = 300,
-                                     .target = *net::parse_address(client_addr(i))});
+    wire::Response r =
+        c->call_sync({.op = wire::Op::kStatus},
+                     {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
     if (r.code != Code::kOk) return false;
     last = r.status.applied_index;
     return last >= index;

@@ -41,6 +41,12 @@ struct MemberSpec {
   std::string join_initial_cluster;
   // Overrides ClusterOptions::secret_file for this member (e.g. a wrong secret).
   std::string secret_file;
+  // Extra environment for this member's process, "NAME=VALUE" (e.g. a fault-injecting
+  // LD_PRELOAD for one member only).
+  std::vector<std::string> env;
+  // Another kvc-node build for this member (a name under the build's cmd/kvc-node/, e.g.
+  // "kvc-node-unsafe" for test mutations); empty: kvc-node.
+  std::string binary;
 };
 
 struct ClusterOptions {
@@ -79,6 +85,9 @@ class ProcessCluster {
   // Waits (bounded) for member i to exit by itself; returns its exit status (128 + signal when
   // a signal ended it), or kTimeout when it is still running.
   Result<int> wait_exit(int i, std::uint64_t timeout_ms) const;
+  // How member i's last process ended: its exit code, 128 + signal when killed, or -1 when it
+  // has not ended (or never ran).
+  int exit_status(int i) const { return exit_status_[static_cast<std::size_t>(i)]; }
   pid_t pid(int i) const { return pids_[static_cast<std::size_t>(i)]; }
 
   int size() const { return static_cast<int>(specs_.size()); }

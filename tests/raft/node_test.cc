@@ -40,6 +40,7 @@ class TestCluster {
     c.max_uncommitted_bytes = max_uncommitted_;
     c.pre_vote = pre_vote;
     c.check_quorum = check_quorum;
+    c.boot_id = id * 1000 + ++boots_[id];
     c.rng = rngs_[id].get();
     c.logger = &logger_;
     auto node = Node::create(c, std::move(st));
@@ -49,6 +50,26 @@ class TestCluster {
   }
 
   Node& n(NodeId id) { return *nodes_.at(id); }
+  // What member `id` has on its (instant) disk now: its log, hard state and repair state. A
+  // later restart() from it models a member restarted on an older copy of its data.
+  RestoreState disk_copy(NodeId id) {
+    Node& node = n(id);
+    RestoreState st;
+    st.hard_state = node.hard_state();
+    st.snapshot = {node.log().snapshot_index(), node.log().snapshot_term(),
+                   *node.conf_state_at(node.log().snapshot_index())};
+    for (std::uint64_t i = node.log().first_index(); i <= node.log().last_index(); ++i) {
+      st.entries.push_back(node.log().at(i));
+    }
+    st.applied = node.applied();
+    st.repair = node.repair();
+    return st;
+  }
+  // Replaces member `id` by a new incarnation (a new boot id) restored from `st`.
+  Node& restart(NodeId id, RestoreState st) {
+    nodes_.erase(id);
+    return add(id, std::move(st));
+  }
   bool has(NodeId id) const { return nodes_.count(id) > 0; }
   // Bytes of snapshot chunks member `id` received.
   std::uint64_t chunk_bytes(NodeId id) {
@@ -68,6 +89,7 @@ class TestCluster {
         for (const auto& c : rd.snapshot_chunks) chunks_[id].push_back(c);
         if (rd.snapshot) installed_[id].push_back(*rd.snapshot);
         if (rd.snapshot_wanted) ++wanted_[id];
+        if (rd.repair) repairs_[id].push_back(*rd.repair);
         for (auto& rs : rd.read_states) reads_[id].push_back(rs);
         node->advance(rd);
         for (const Entry& e : rd.committed) applied_[id].push_back(e);
@@ -138,6 +160,7 @@ class TestCluster {
   std::vector<SnapshotMeta>& installed(NodeId id) { return installed_[id]; }
   std::set<NodeId>& down() { return down_; }
   int snapshots_wanted(NodeId id) { return wanted_[id]; }
+  std::vector<RepairState>& repairs(NodeId id) { return repairs_[id]; }
 
   // The snapshot a member "has": its data is a fixed string of `size` bytes.
   void give_snapshot(NodeId id, SnapshotMeta meta, std::string data) {
@@ -147,6 +170,7 @@ class TestCluster {
 
  private:
   std::map<NodeId, int> wanted_;
+  std::map<NodeId, std::uint64_t> boots_;
 
   void fill_and_queue(NodeId from, Message m) {
     if (m.type == MessageType::kSnapshot) {
@@ -168,6 +192,7 @@ class TestCluster {
   std::map<NodeId, std::vector<ReadState>> reads_;
   std::map<NodeId, std::vector<SnapshotChunk>> chunks_;
   std::map<NodeId, std::vector<SnapshotMeta>> installed_;
+  std::map<NodeId, std::vector<RepairState>> repairs_;
   std::map<NodeId, std::pair<SnapshotMeta, std::string>> snapshots_;
 };
 
@@ -765,6 +790,208 @@ TEST(NodeTest, ASnapshotRemadeAfterAFailedSendReplacesTheLostOne) {
   ASSERT_FALSE(c.installed(3).empty());
   EXPECT_EQ(c.installed(3).back().index, applied);
   EXPECT_EQ(c.chunk_bytes(3), 12u) << "only the remade file was sent";
+}
+
+TEST(NodeTest, MemberAddedToAnIdleClusterCatchesUpWithoutWrites) {
+  // Issue 13: a learner added while it was down got nothing until the next client write; the
+  // heartbeat response must start the probe even when there is nothing new to send.
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  ASSERT_TRUE(c.n(1).propose_conf_change({ConfChangeType::kAddLearner, 4, "n4"}).ok());
+  c.settle();
+  c.tick_all(2);
+  const std::uint64_t last = c.n(1).log().last_index();
+  ASSERT_EQ(c.n(1).commit(), last);
+  // The member starts only now: the appends for the change went nowhere.
+  c.add(4, RestoreState{});
+  c.tick_all(3);  // heartbeats only: nobody proposes
+  EXPECT_EQ(c.n(4).log().last_index(), last);
+  EXPECT_EQ(c.n(4).commit(), last);
+  EXPECT_EQ(c.n(4).leader(), 1u);
+}
+
+TEST(NodeTest, RestartedFollowerThatLostAcknowledgedEntriesIsRepairedBeforeItVotes) {
+  // Issue 14 case 4: a follower restarted on an older copy of its data. The leader notices
+  // (new boot id, the acknowledged entry is missing), tells it, and repairs it; until then it
+  // votes for nobody.
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("a").ok());
+  c.settle();
+  c.tick_all(1);
+  RestoreState old = c.disk_copy(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("b" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t acked = c.n(1).log().last_index();
+  ASSERT_EQ(c.n(3).log().last_index(), acked);
+  ASSERT_LT(old.entries.back().index, acked);
+
+  c.restart(3, old);
+  EXPECT_FALSE(c.n(3).repair().active());  // it cannot know by itself
+  // One heartbeat round: the leader sees the new incarnation and probes the acknowledged entry.
+  std::optional<Message> m;
+  while ((m = c.deliver_one())) {
+    if (c.n(3).repair().log_to != 0) break;
+  }
+  c.tick_all(1);
+  EXPECT_EQ(c.n(1).lost_entries_detected(), 1u);
+  ASSERT_FALSE(c.repairs(3).empty());
+  EXPECT_EQ(c.repairs(3).front().log_to, acked);
+  // Repaired by replication: it has everything again and may vote.
+  c.tick_all(2);
+  EXPECT_EQ(c.n(3).log().last_index(), c.n(1).log().last_index());
+  EXPECT_FALSE(c.n(3).repair().active());
+  EXPECT_EQ(c.repairs(3).back(), RepairState{});
+  for (const PeerProgress& p : c.n(1).progress()) EXPECT_EQ(p.repair_to, 0u) << p.id;
+}
+
+TEST(NodeTest, CleanRestartIsNotMistakenForALoss) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  c.restart(2, c.disk_copy(2));
+  c.tick_all(3);
+  EXPECT_EQ(c.n(1).lost_entries_detected(), 0u);
+  EXPECT_TRUE(c.repairs(2).empty());
+  ASSERT_TRUE(c.n(1).propose("after").ok());
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(2).back().data, "after");
+}
+
+TEST(NodeTest, AMemberInRepairVotesForNobodyAndDoesNotCampaign) {
+  TestCluster c(3, /*pre_vote=*/false);
+  RestoreState st = c.disk_copy(2);
+  st.repair.log_to = 3;
+  Node& n2 = c.restart(2, st);
+  ASSERT_TRUE(n2.repair().active());
+  Message vote;
+  vote.type = MessageType::kVote;
+  vote.from = 1;
+  vote.to = 2;
+  vote.term = n2.term() + 1;
+  vote.index = n2.log().last_index();
+  vote.log_term = n2.log().last_term();
+  ASSERT_TRUE(n2.step(vote).ok());
+  Ready rd = n2.ready();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  EXPECT_TRUE(rd.messages_after_persist[0].reject);
+  EXPECT_TRUE(rd.messages_after_persist[0].repairing);
+  n2.advance(rd);
+  for (int i = 0; i < 50; ++i) n2.tick();
+  EXPECT_NE(n2.role(), Role::kCandidate);
+  EXPECT_NE(n2.role(), Role::kPreCandidate);
+}
+
+TEST(NodeTest, ARepairingMemberDoesNotCountTowardCommitment) {
+  TestCluster c(3);
+  c.elect(1);
+  c.settle();
+  c.n(3).mark_damaged(c.n(3).applied());
+  c.down().insert(2);
+  c.tick_all(1);  // the leader learns that 3 is repairing
+  Result<std::uint64_t> idx = c.n(1).propose("x");
+  ASSERT_TRUE(idx.ok());
+  c.settle();
+  c.tick_all(2);
+  EXPECT_LT(c.n(1).commit(), *idx);  // 1 and a repairing 3 are not a quorum
+  c.down().erase(2);
+  c.tick_all(15);  // the appends to 2 were lost: the leader notices the stall and probes
+  EXPECT_GE(c.n(1).commit(), *idx);
+}
+
+TEST(NodeTest, DamagedFollowerGetsASnapshotAndKeepsItsLog) {
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t applied3 = c.n(3).applied();
+  ASSERT_EQ(applied3, c.n(1).log().last_index());
+  c.n(3).mark_damaged(applied3);
+  c.tick_all(1);
+  ASSERT_FALSE(c.repairs(3).empty());
+  EXPECT_TRUE(c.repairs(3).back().needs_snapshot);
+  EXPECT_EQ(c.repairs(3).back().snapshot_from, applied3);
+  // The leader has no snapshot yet: it asks its caller for one.
+  EXPECT_GE(c.snapshots_wanted(1), 1);
+  const std::uint64_t at = c.n(1).applied();
+  c.give_snapshot(1, {at, c.n(1).log().term(at).value(), *c.n(1).conf_state_at(at)}, "state!");
+  c.tick_all(3);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0].index, at);
+  EXPECT_FALSE(c.n(3).repair().active());
+  EXPECT_EQ(c.repairs(3).back(), RepairState{});
+  // Its log was kept: it still holds the entries before the snapshot point.
+  EXPECT_EQ(c.n(3).log().first_index(), 1u);
+  ASSERT_TRUE(c.n(1).propose("after").ok());
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(3).back().data, "after");
+}
+
+TEST(NodeTest, DamagedLeaderHandsOverLeadership) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("x").ok());
+  c.settle();
+  c.tick_all(1);
+  c.n(1).mark_damaged(c.n(1).applied());
+  c.tick_all(3);
+  EXPECT_NE(c.n(1).role(), Role::kLeader);
+  const NodeId leader = c.n(2).leader();
+  EXPECT_TRUE(leader == 2 || leader == 3) << leader;
+  EXPECT_TRUE(c.n(1).repair().needs_snapshot);
+}
+
+TEST(NodeTest, LateMessagesOfAnEarlierIncarnationAreDropped) {
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("a").ok());
+  c.settle();
+  c.tick_all(1);
+  RestoreState old = c.disk_copy(3);
+  // An acknowledgement of the old incarnation, held back in the network.
+  ASSERT_TRUE(c.n(1).propose("b").ok());
+  c.process();
+  std::optional<Message> held;
+  for (int i = 0; i < 50 && !held; ++i) {
+    std::optional<Message> m = c.deliver_one();
+    if (!m) break;
+    if (m->to == 3 && m->type == MessageType::kAppend) {
+      c.process();
+      for (auto it = c.queue().begin(); it != c.queue().end(); ++it) {
+        if (it->from == 3 && it->type == MessageType::kAppendResp) {
+          held = *it;
+          c.queue().erase(it);
+          break;
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(held.has_value());
+  c.settle();
+  c.restart(3, old);
+  // One heartbeat: the leader meets the new incarnation through its response, and nothing else
+  // is delivered, so the new incarnation acknowledged nothing yet.
+  c.n(1).tick();
+  bool met = false;
+  for (int i = 0; i < 20 && !met; ++i) {
+    std::optional<Message> m = c.deliver_one();
+    if (!m) break;
+    met = m->from == 3 && m->to == 1 && m->type == MessageType::kHeartbeatResp;
+  }
+  ASSERT_TRUE(met);
+  ASSERT_TRUE(c.n(1).step(*held).ok());
+  for (const PeerProgress& p : c.n(1).progress()) {
+    if (p.id == 3) {
+      EXPECT_LT(p.match, held->index);  // the stale acknowledgement was ignored
+    }
+  }
 }
 
 TEST(MutationTest, ProductionCoreHasNoMutationSwitch) {

@@ -86,6 +86,9 @@ std::string describe(const Message& m) {
     default:
       break;
   }
+  if (m.repairing) os << " repairing";
+  if (m.snapshot_from != 0) os << " snapshot_from=" << m.snapshot_from;
+  if (m.repair_to != 0) os << " repair_to=" << m.repair_to;
   return os.str();
 }
 

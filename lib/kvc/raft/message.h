@@ -65,6 +65,17 @@ struct Message {
   bool snapshot_done = false;
   std::string chunk;
 
+  // Protocol-aware recovery (node.h, "REPAIR"). Every message a member sends carries its
+  // boot_id (random per process start), so a leader can tell a restarted follower from its
+  // earlier incarnation, and `repairing` while the sender may not vote or count toward a
+  // quorum. A follower whose state machine is damaged asks for a snapshot at or above
+  // `snapshot_from` (0: no request). The leader tells a follower that lost entries it had
+  // acknowledged in `repair_to` (kAppend, kHeartbeat; 0: nothing lost).
+  std::uint64_t boot_id = 0;
+  bool repairing = false;
+  std::uint64_t snapshot_from = 0;
+  std::uint64_t repair_to = 0;
+
   friend bool operator==(const Message&, const Message&) = default;
 };
 

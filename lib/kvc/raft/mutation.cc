@@ -17,6 +17,8 @@ std::string_view mutation_name(Mutation m) {
       return "read-index-without-noop";
     case Mutation::kLeaderCountsUndurable:
       return "leader-counts-undurable";
+    case Mutation::kRepairIgnored:
+      return "repair-ignored";
   }
   return "unknown";
 }

@@ -18,11 +18,13 @@ enum class Mutation : std::uint8_t {
   kNoLogMatchingCheck,     // a follower appends without checking the previous entry's term
   kReadIndexWithoutNoop,   // ReadIndex served before the leader's no-op is committed
   kLeaderCountsUndurable,  // the leader counts its own entries before they are durable
+  kRepairIgnored,          // restarted or damaged members vote and count as if nothing was lost
 };
 
 inline constexpr Mutation kAllMutations[] = {
-    Mutation::kVoteNotPersisted, Mutation::kCommitOldTerm, Mutation::kNoLogMatchingCheck,
-    Mutation::kReadIndexWithoutNoop, Mutation::kLeaderCountsUndurable};
+    Mutation::kVoteNotPersisted,      Mutation::kCommitOldTerm,
+    Mutation::kNoLogMatchingCheck,    Mutation::kReadIndexWithoutNoop,
+    Mutation::kLeaderCountsUndurable, Mutation::kRepairIgnored};
 
 // "vote-not-persisted", ...; "none" for kNone.
 std::string_view mutation_name(Mutation m);

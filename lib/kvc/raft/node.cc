@@ -98,7 +98,7 @@ RestoreState bootstrap_state(const std::vector<NodeId>& voters) {
 bool Ready::empty() const {
   return !soft_state && !hard_state && entries.empty() && messages.empty() &&
          messages_after_persist.empty() && committed.empty() && read_states.empty() && !snapshot &&
-         snapshot_chunks.empty() && !conf_state && !snapshot_wanted;
+         snapshot_chunks.empty() && !conf_state && !snapshot_wanted && !repair;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,6 +144,9 @@ Result<std::unique_ptr<Node>> Node::create(const Config& config, RestoreState st
       return Status::corruption("raft restore: snapshot membership is not sorted");
     }
   }
+  if (!state.repair.needs_snapshot && state.repair.snapshot_from != 0) {
+    return Status::corruption("raft restore: repair state asks for no snapshot but names one");
+  }
   return std::unique_ptr<Node>(new Node(config, std::move(state)));
 }
 
@@ -168,10 +171,18 @@ Node::Node(const Config& config, RestoreState state)
   snap_conf_ = snap.conf;
   conf_ = snap.conf;
   for (std::uint64_t i = log_.first_index(); i <= log_.last_index(); ++i) note_appended(log_.at(i));
+  repair_ = state.repair;
+  prev_repair_ = repair_;
   prev_hard_state_ = hard_state();
   prev_soft_state_ = {role_, leader_, term_};
   prev_conf_ = conf_;
   reset_randomized_timeout();
+  if (repair_.active()) {
+    logf(LogLevel::kWarn, "raft started in repair: it will not vote until repaired id=" +
+                              kvc::id_hex(id_) + " log_to=" + std::to_string(repair_.log_to) +
+                              " needs_snapshot=" + (repair_.needs_snapshot ? "1" : "0") +
+                              " snapshot_from=" + std::to_string(repair_.snapshot_from));
+  }
   logf(LogLevel::kInfo, "raft started id=" + kvc::id_hex(id_) + " term=" + std::to_string(term_) +
                             " commit=" + std::to_string(commit_) +
                             " last_index=" + std::to_string(log_.last_index()) +
@@ -204,6 +215,7 @@ void Node::reset(std::uint64_t term) {
   if (term_ != term) {
     term_ = term;
     vote_ = kNoNode;
+    matched_leader_to_ = 0;
   }
   leader_ = kNoNode;
   election_elapsed_ = 0;
@@ -217,7 +229,12 @@ void Node::reset(std::uint64_t term) {
   uncommitted_bytes_ = 0;
 }
 
-bool Node::promotable() const { return is_voter(conf_, id_); }
+bool Node::promotable() const {
+  // A member being repaired may have lost what it acknowledged: it must not stand for election
+  // (nor vote, see handle_vote_request) until the leader has given it back.
+  if (repair_.active() && !mutation_enabled(Mutation::kRepairIgnored)) return false;
+  return is_voter(conf_, id_);
+}
 
 void Node::become_follower(std::uint64_t term, NodeId leader) {
   const bool was_leader = role_ == Role::kLeader;
@@ -487,8 +504,12 @@ Status Node::validate(const Message& m) const {
 void Node::handle_vote_request(const Message& m) {
   // §5.2, §5.4.1. We may vote if we already voted for this candidate, or have not voted and
   // know no leader in this term; a pre-vote for a future term does not bind us.
-  const bool can_vote = vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
-                        (m.type == MessageType::kPreVote && m.term > term_);
+  // A member being repaired votes for nobody: its log or its term may be older than what it
+  // promised before (REPAIR in node.h).
+  const bool repairing = repair_.active() && !mutation_enabled(Mutation::kRepairIgnored);
+  const bool can_vote =
+      !repairing && (vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
+                     (m.type == MessageType::kPreVote && m.term > term_));
   Message r;
   r.type = m.type == MessageType::kVote ? MessageType::kVoteResp : MessageType::kPreVoteResp;
   r.to = m.from;
@@ -604,6 +625,7 @@ void Node::step_leader(const Message& m) {
   auto it = prs_.find(m.from);
   if (it == prs_.end()) return;  // not a member (any more)
   Progress& pr = it->second;
+  if (!note_incarnation(m, pr)) return;
   pr.recent_active = true;
   switch (m.type) {
     case MessageType::kAppendResp:
@@ -618,18 +640,27 @@ void Node::step_leader(const Message& m) {
     default:
       break;
   }
+  // A damaged member asks for a snapshot; an idle, caught-up one would otherwise wait for the
+  // next write to get it.
+  if (role_ == Role::kLeader && prs_.count(m.from) != 0) {
+    Progress& p = prs_.at(m.from);
+    if (p.snapshot_from != 0 && p.state != ProgressState::kSnapshot) send_append(m.from, true);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Follower side of replication.
 
 void Node::handle_append(const Message& m) {
+  if (m.repair_to != 0) note_repair_to(m.repair_to);
   Message r;
   r.type = MessageType::kAppendResp;
   r.to = m.from;
   if (m.index < commit_) {
     // Everything up to our commit index matches already (Log Matching).
     r.index = commit_;
+    matched_leader_to_ = std::max(matched_leader_to_, commit_);
+    maybe_finish_log_repair();
     send(std::move(r));
     return;
   }
@@ -651,6 +682,9 @@ void Node::handle_append(const Message& m) {
       append_from_leader(std::span<const Entry>(m.entries).subspan(skip));
     }
     commit_to(std::min(m.commit, last_new));
+    // Log Matching: our log now equals the leader's up to last_new.
+    matched_leader_to_ = std::max(matched_leader_to_, last_new);
+    maybe_finish_log_repair();
     r.index = last_new;
     send(std::move(r));
     return;
@@ -667,6 +701,7 @@ void Node::handle_append(const Message& m) {
 }
 
 void Node::handle_heartbeat(const Message& m) {
+  if (m.repair_to != 0) note_repair_to(m.repair_to);
   commit_to(std::min(m.commit, log_.last_index()));
   Message r;
   r.type = MessageType::kHeartbeatResp;
@@ -681,7 +716,10 @@ void Node::handle_snapshot(const Message& m) {
   r.type = MessageType::kSnapshotResp;
   r.to = m.from;
   r.snapshot = m.snapshot;
-  if (m.snapshot.index <= commit_) {
+  // A damaged state machine takes a snapshot at or above its applied index even when the log
+  // already holds that index (REPAIR).
+  const bool repair = repair_.needs_snapshot && m.snapshot.index >= repair_.snapshot_from;
+  if (m.snapshot.index <= commit_ && !repair) {
     // We have all of it already: tell the leader where our log stands.
     receiving_.reset();
     Message a;
@@ -723,7 +761,24 @@ void Node::handle_snapshot(const Message& m) {
   if (receiving_->next_offset == receiving_->size) {
     receiving_.reset();
     r.snapshot_done = true;
-    if (log_.match_term(m.snapshot.index, m.snapshot.term)) {
+    if (repair && snapshot_received_) {
+      // An install is already waiting for the caller: this one is not needed.
+    } else if (repair && log_.match_term(m.snapshot.index, m.snapshot.term)) {
+      // Replace the state machine only: the log after the snapshot stays, and the committed
+      // entries after it are applied again on top of the new state.
+      logf(LogLevel::kInfo, "installing snapshot to repair the state index=" +
+                                std::to_string(m.snapshot.index) + " id=" + kvc::id_hex(id_));
+      commit_to(m.snapshot.index);
+      applying_ = std::max(applying_, m.snapshot.index);
+      pending_install_ = m.snapshot;
+      install_pending_index_ = m.snapshot.index;
+      install_size_ = m.snapshot_size;
+      snapshot_received_ = true;
+    } else if (repair) {
+      restore_snapshot(m.snapshot);
+      install_size_ = m.snapshot_size;
+      snapshot_received_ = true;
+    } else if (log_.match_term(m.snapshot.index, m.snapshot.term)) {
       // Our log already holds the snapshot's last entry: just move commit (etcd's rule).
       commit_to(m.snapshot.index);
     } else {
@@ -853,6 +908,17 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   if (paused(pr)) return false;
   const std::uint64_t prev = pr.next - 1;
   const std::optional<std::uint64_t> prev_term = log_.term(prev);
+  if (pr.snapshot_from != 0) {
+    // Its state machine is damaged (REPAIR): only a snapshot at or above what it applied
+    // helps; make one when ours is older.
+    if (!local_snapshot_ || local_snapshot_->index < pr.snapshot_from ||
+        local_snapshot_->index < log_.snapshot_index()) {
+      snapshot_wanted_ = true;
+      return false;
+    }
+    start_snapshot(to, pr);
+    return true;
+  }
   if (!prev_term) {
     // The entries it needs were compacted away: send a snapshot instead. Only one that reaches
     // the compaction point helps: after an older one the member would need compacted entries
@@ -861,17 +927,7 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
       snapshot_wanted_ = true;
       return false;
     }
-    pr.state = ProgressState::kSnapshot;
-    pr.inflights.clear();
-    pr.inflight_bytes = 0;
-    pr.snap = *local_snapshot_;
-    pr.snap_size = local_snapshot_size_;
-    pr.snap_offset = 0;
-    pr.snap_inflight = false;
-    logf(LogLevel::kInfo, "sending snapshot to=" + kvc::id_hex(to) +
-                              " index=" + std::to_string(pr.snap.index) +
-                              " size=" + std::to_string(pr.snap_size));
-    send_snapshot_chunk(to, pr);
+    start_snapshot(to, pr);
     return true;
   }
   std::vector<Entry> ents;
@@ -889,6 +945,7 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   m.index = prev;
   m.log_term = *prev_term;
   m.commit = commit_;
+  m.repair_to = pr.repair_to;
   std::uint64_t bytes = 0;
   for (const Entry& e : ents) bytes += RaftLog::entry_bytes(e);
   const std::uint64_t last = prev + ents.size();
@@ -904,6 +961,21 @@ bool Node::send_append(NodeId to, bool send_if_empty) {
   }
   send(std::move(m));
   return true;
+}
+
+void Node::start_snapshot(NodeId to, Progress& pr) {
+  pr.state = ProgressState::kSnapshot;
+  pr.inflights.clear();
+  pr.inflight_bytes = 0;
+  pr.snap = *local_snapshot_;
+  pr.snap_size = local_snapshot_size_;
+  pr.snap_offset = 0;
+  pr.snap_inflight = false;
+  logf(LogLevel::kInfo, "sending snapshot to=" + kvc::id_hex(to) +
+                            " index=" + std::to_string(pr.snap.index) +
+                            " size=" + std::to_string(pr.snap_size) +
+                            (pr.snapshot_from != 0 ? " reason=repair" : ""));
+  send_snapshot_chunk(to, pr);
 }
 
 void Node::send_snapshot_chunk(NodeId to, Progress& pr) {
@@ -940,6 +1012,7 @@ void Node::bcast_heartbeat(const std::string& context) {
     m.to = pid;
     m.commit = std::min(pr.match, commit_);
     m.context = context;
+    m.repair_to = pr.repair_to;
     send(std::move(m));
   }
 }
@@ -956,7 +1029,7 @@ bool Node::maybe_commit() {
                                                                            : durable_);
     } else {
       auto it = prs_.find(v);
-      matches.push_back(it == prs_.end() ? 0 : it->second.match);
+      matches.push_back(it == prs_.end() || !counts(it->second) ? 0 : it->second.match);
     }
   }
   if (matches.empty()) return false;
@@ -1002,6 +1075,14 @@ void Node::on_commit_advanced(std::uint64_t old_commit) {
 }
 
 void Node::handle_append_resp(const Message& m, Progress& pr) {
+  if (pr.verify_to != 0) {
+    if (m.reject && m.index == pr.verify_to) {
+      // The probe of the last entry its earlier incarnation acknowledged failed: it lost it.
+      found_lost_entries(m.from, pr, std::min(m.reject_hint, m.index));
+    } else if (!m.reject && m.index >= pr.verify_to) {
+      pr.verify_to = 0;  // a clean restart: it still has everything it acknowledged
+    }
+  }
   if (m.reject) {
     // Fast back-off: the follower's hint (largest index with term <= ours at the probe point),
     // refined by our own log.
@@ -1025,6 +1106,11 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
   if (m.index > pr.match) {
     pr.match = m.index;
     pr.stall_ticks = 0;
+  }
+  if (pr.repair_to != 0 && pr.match >= pr.repair_to) {
+    logf(LogLevel::kInfo, "member repaired: it has every entry it had acknowledged again peer=" +
+                              kvc::id_hex(from) + " index=" + std::to_string(pr.repair_to));
+    pr.repair_to = 0;
   }
   pr.next = std::max(pr.next, pr.match + 1);
   switch (pr.state) {
@@ -1066,10 +1152,26 @@ void Node::handle_heartbeat_resp(const Message& m, Progress& pr) {
     become_probe(pr);
     pr.stall_ticks = 0;
   }
-  if (pr.match < log_.last_index()) send_append(m.from, false);
+  if (pr.verify_to != 0 && log_.term(pr.verify_to) == std::nullopt) {
+    // The entry to probe was compacted here: judge by the length of its log instead.
+    if (m.index < pr.verify_to) {
+      found_lost_entries(m.from, pr, m.index);
+    } else {
+      pr.verify_to = 0;
+    }
+  }
+  if (pr.state == ProgressState::kProbe && pr.verify_to == 0 && m.index + 1 < pr.next) {
+    // Its log ends before where we would probe: start there (an idle new member would
+    // otherwise wait for the next write to learn anything).
+    pr.next = std::max(pr.match + 1, m.index + 1);
+  }
+  // In probe state an empty append is the probe: without it, a member that joined an idle
+  // cluster would get nothing until the next write.
+  if (pr.match < log_.last_index()) send_append(m.from, pr.state == ProgressState::kProbe);
   if (!m.context.empty()) {
     const std::optional<std::uint64_t> seq = decode_seq(m.context);
     if (!seq || read_queue_.empty() || !is_voter(conf_, m.from)) return;
+    if (!counts(pr)) return;  // a member being repaired does not confirm leadership
     // An ack for a round acknowledges every read queued before it.
     for (auto& req : read_queue_) {
       if (req.seq > *seq) break;
@@ -1088,6 +1190,7 @@ void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
   if (m.snapshot_done && !m.reject) {
     logf(LogLevel::kInfo,
          "snapshot sent to=" + kvc::id_hex(m.from) + " index=" + std::to_string(pr.snap.index));
+    pr.snapshot_from = 0;  // served; a later request asks again
     pr.match = std::max(pr.match, pr.snap.index);
     become_probe(pr);
     send_append(m.from, true);
@@ -1097,6 +1200,108 @@ void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
   pr.snap_offset = std::min(m.snapshot_offset, pr.snap_size);
   pr.snap_inflight = false;
   send_snapshot_chunk(m.from, pr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repair (REPAIR in node.h).
+
+bool Node::note_incarnation(const Message& m, Progress& pr) {
+  pr.repairing = m.repairing;
+  if (m.type == MessageType::kAppendResp || m.type == MessageType::kHeartbeatResp ||
+      m.type == MessageType::kSnapshotResp) {
+    pr.snapshot_from = m.snapshot_from;
+  }
+  if (m.boot_id == 0 || m.boot_id == pr.boot_id || mutation_enabled(Mutation::kRepairIgnored)) {
+    return true;
+  }
+  if (std::find(pr.retired_boot_ids.begin(), pr.retired_boot_ids.end(), m.boot_id) !=
+      pr.retired_boot_ids.end()) {
+    return false;  // a late message from an earlier incarnation: what it says is gone
+  }
+  const std::uint64_t previous = pr.boot_id;
+  pr.boot_id = m.boot_id;
+  if (previous == 0) return true;  // the first we hear of it in this term
+  pr.retired_boot_ids.push_back(previous);
+  if (pr.retired_boot_ids.size() > 8) pr.retired_boot_ids.erase(pr.retired_boot_ids.begin());
+  // It restarted: what the earlier incarnation acknowledged may be gone (an older copy of its
+  // data, a lost disk cache). Count nothing it said before, and probe the last entry it had
+  // acknowledged to learn whether it still has it.
+  const std::uint64_t acked = std::max(pr.match, pr.verify_to);
+  logf(LogLevel::kInfo,
+       "member restarted peer=" + kvc::id_hex(m.from) + " acknowledged=" + std::to_string(acked));
+  pr.match = 0;
+  pr.state = ProgressState::kProbe;
+  pr.probe_sent = false;
+  pr.inflights.clear();
+  pr.inflight_bytes = 0;
+  pr.snap_inflight = false;
+  if (acked > 0) {
+    pr.verify_to = acked;
+    pr.next = acked + 1;
+  }
+  return true;
+}
+
+void Node::found_lost_entries(NodeId peer, Progress& pr, std::uint64_t has_to) {
+  ++lost_entries_detected_;
+  pr.repair_to = std::max(pr.repair_to, pr.verify_to);
+  logf(LogLevel::kWarn, "member lost entries it had acknowledged peer=" + kvc::id_hex(peer) +
+                            " acknowledged=" + std::to_string(pr.verify_to) +
+                            " has=" + std::to_string(has_to) +
+                            "; it may not vote until it is repaired, repairing it");
+  pr.verify_to = 0;
+}
+
+bool Node::counts(const Progress& pr) const {
+  return !pr.repairing || mutation_enabled(Mutation::kRepairIgnored);
+}
+
+void Node::note_repair_to(std::uint64_t index) {
+  if (index <= repair_.log_to) return;
+  if (durable_ >= index && matched_leader_to_ >= index) return;  // already repaired
+  repair_.log_to = index;
+  logf(LogLevel::kWarn, "the leader says this member lost entries it had acknowledged index=" +
+                            std::to_string(index) + " id=" + kvc::id_hex(id_) +
+                            "; it will not vote until its log is repaired");
+}
+
+void Node::maybe_finish_log_repair() {
+  if (repair_.log_to == 0) return;
+  if (std::min(durable_, matched_leader_to_) < repair_.log_to) return;
+  logf(LogLevel::kInfo, "log repaired: it matches the leader's again index=" +
+                            std::to_string(repair_.log_to) + " id=" + kvc::id_hex(id_));
+  repair_.log_to = 0;
+}
+
+void Node::mark_damaged(std::uint64_t applied) {
+  const std::uint64_t from = std::max(applied, applied_);
+  if (repair_.needs_snapshot && repair_.snapshot_from >= from && !snapshot_received_) return;
+  repair_.needs_snapshot = true;
+  repair_.snapshot_from = std::max(repair_.snapshot_from, from);
+  snapshot_received_ = false;
+  logf(LogLevel::kWarn, "state machine damaged: asking the leader for a snapshot from=" +
+                            std::to_string(repair_.snapshot_from) + " id=" + kvc::id_hex(id_));
+  if (role_ != Role::kLeader) return;
+  // A damaged leader hands over first: the new leader repairs it.
+  NodeId best = kNoNode;
+  std::uint64_t best_match = 0;
+  for (const auto& [pid, pr] : prs_) {
+    if (!is_voter(conf_, pid) || !pr.recent_active || pr.repairing) continue;
+    if (best == kNoNode || pr.match > best_match) {
+      best = pid;
+      best_match = pr.match;
+    }
+  }
+  if (best == kNoNode) {
+    logf(LogLevel::kError,
+         "state machine damaged on the leader and no other voter can take "
+         "over id=" +
+             kvc::id_hex(id_));
+    return;
+  }
+  if (Status s = transfer_leadership(best); !s.ok()) {
+    logf(LogLevel::kError, "cannot hand over leadership: " + s.to_string());
+  }
 }
 
 void Node::handle_read_request(NodeId from, std::string context) {
@@ -1231,6 +1436,10 @@ Status Node::transfer_leadership(NodeId target) {
   if (!is_voter(conf_, target)) {
     return Status::invalid_argument("transfer target " + kvc::id_hex(target) + " is not a voter");
   }
+  if (auto t = prs_.find(target); t != prs_.end() && t->second.repairing) {
+    return Status::failed_precondition("transfer target " + kvc::id_hex(target) +
+                                       " is being repaired and may not lead");
+  }
   if (lead_transferee_ == target) return ok_status();
   lead_transferee_ = target;
   election_elapsed_ = 0;  // the transfer is aborted after one election timeout
@@ -1298,6 +1507,12 @@ void Node::applied_to(std::uint64_t index) {
 void Node::send(Message m) {
   m.from = id_;
   if (m.term == 0) m.term = term_;  // votes and pre-votes set their term themselves
+  m.boot_id = cfg_.boot_id;
+  m.repairing = repair_.active();
+  // Ask for the snapshot until one has arrived (then it is being installed).
+  if (repair_.needs_snapshot && !snapshot_received_) {
+    m.snapshot_from = std::max<std::uint64_t>(repair_.snapshot_from, 1);
+  }
   if (sendable_at_once(m.type)) {
     msgs_.push_back(std::move(m));
   } else {
@@ -1312,6 +1527,7 @@ bool Node::has_ready() const {
     return true;
   }
   if (pending_install_ || snapshot_wanted_) return true;
+  if (!(repair_ == prev_repair_)) return true;
   if (persist_from_ <= log_.last_index()) return true;
   if (!(hard_state() == prev_hard_state_)) return true;
   if (!(SoftState{role_, leader_, term_} == prev_soft_state_)) return true;
@@ -1359,6 +1575,10 @@ Ready Node::ready() {
   read_states_.clear();
   rd.snapshot_wanted = snapshot_wanted_;
   snapshot_wanted_ = false;
+  if (!(repair_ == prev_repair_)) {
+    rd.repair = repair_;
+    prev_repair_ = repair_;
+  }
   ready_outstanding_ = true;
   return rd;
 }
@@ -1366,19 +1586,29 @@ Ready Node::ready() {
 void Node::advance(const Ready& rd) {
   KVC_CHECK(ready_outstanding_, "advance() without ready()");
   ready_outstanding_ = false;
-  if (rd.snapshot && log_.snapshot_index() == rd.snapshot->index) {
+  if (rd.snapshot && install_pending_index_ == rd.snapshot->index) {
     // The installed snapshot is now this member's own: it can send it on if it leads.
     snapshot_available(*rd.snapshot, install_size_);
     install_pending_index_ = 0;
-    durable_ = std::max(durable_, rd.snapshot->index);
+    durable_ = std::max(durable_, std::min(rd.snapshot->index, log_.last_index()));
     applied_ = std::max(applied_, rd.snapshot->index);
     applying_ = std::max(applying_, rd.snapshot->index);
+    if (snapshot_received_) {
+      snapshot_received_ = false;
+      if (repair_.needs_snapshot && rd.snapshot->index >= repair_.snapshot_from) {
+        logf(LogLevel::kInfo, "state repaired from a snapshot index=" +
+                                  std::to_string(rd.snapshot->index) + " id=" + kvc::id_hex(id_));
+        repair_.needs_snapshot = false;
+        repair_.snapshot_from = 0;
+      }
+    }
   }
   if (!rd.entries.empty()) {
     const Entry& last = rd.entries.back();
     // Entries overwritten since ready() are not durable in their new form yet.
     if (log_.match_term(last.index, last.term)) durable_ = std::max(durable_, last.index);
   }
+  maybe_finish_log_repair();
   if (role_ == Role::kLeader && maybe_commit() && role_ == Role::kLeader) bcast_append();
 }
 
@@ -1408,6 +1638,8 @@ std::vector<PeerProgress> Node::progress() const {
     p.inflight_msgs = static_cast<int>(pr.inflights.size());
     p.inflight_bytes = pr.inflight_bytes;
     p.snapshot_index = pr.state == ProgressState::kSnapshot ? pr.snap.index : 0;
+    p.repairing = pr.repairing;
+    p.repair_to = pr.repair_to;
     all[pid] = p;
   }
   for (auto& [id, p] : all) out.push_back(p);

@@ -35,6 +35,28 @@
 // snapshot_offset of the snapshot named by its `snapshot` field; if that snapshot is gone,
 // drop the message and call report_snapshot(to, false).
 //
+// REPAIR (protocol-aware recovery)
+// A member that lost data it had acknowledged, or whose state machine is damaged, must not vote
+// or count toward a quorum until the leader has repaired it; the core keeps a RepairState for
+// that (persisted by the caller through Ready::repair, restored through RestoreState::repair).
+//   - Damaged state machine: the caller finds a checksum mismatch and calls mark_damaged(). The
+//     member stops voting and campaigning, a leader hands its leadership to another voter, and
+//     every message it sends asks for a snapshot at or above its applied index. The leader
+//     sends one (making a new one through Ready::snapshot_wanted if its own is too old); the
+//     member installs it even when its log already holds that index (keeping its log), and the
+//     repair ends when the install is advanced.
+//   - Lost acknowledged entries (e.g. a member restarted on an older copy of its data): every
+//     message carries the sender's boot_id. A leader that sees a new boot_id from a follower
+//     stops trusting what the earlier incarnation acknowledged (its match index restarts from
+//     0) and probes the entry it had acknowledged last; if the follower no longer has it, the
+//     leader logs it, tells the follower (Message::repair_to) and repairs it by normal
+//     replication. The follower does not vote until its log matches the leader's up to that
+//     index again, durably.
+// While repairing, a member's acknowledgements count neither toward commitment nor toward a
+// ReadIndex quorum, and it is never a leadership transfer target. Limits: a loss is noticed
+// only by a leader that saw the earlier incarnation's acknowledgements; a rollback that no
+// surviving leader witnessed cannot be told from a clean restart (docs/raft.md).
+//
 // MEMBERSHIP
 // A ConfChange takes effect on append (every member uses the latest configuration in its log,
 // committed or not; truncation rolls it back). Ready::conf_state reports each new
@@ -111,6 +133,9 @@ struct Config {
   std::uint64_t promote_lag_slack = 0;
   bool pre_vote = true;
   bool check_quorum = true;
+  // Random, different at every process start (and never 0 in a server): stamped on every
+  // message so a leader can tell a restarted follower (see REPAIR). 0 disables the detection.
+  std::uint64_t boot_id = 0;
   Rng* rng = nullptr;        // required; outlives the Node
   Logger* logger = nullptr;  // required; outlives the Node
 };
@@ -125,6 +150,8 @@ struct RestoreState {
   // The highest index the state machine has applied durably (clamped to
   // [snapshot.index, hard_state.commit]); committed entries after it are handed out again.
   std::uint64_t applied = 0;
+  // A repair in progress when the member stopped (the last Ready::repair persisted).
+  RepairState repair;
 };
 
 // The restore state of a brand-new cluster's members: the bootstrap voters as AddVoter
@@ -151,6 +178,8 @@ struct PeerProgress {
   int inflight_msgs = 0;
   std::uint64_t inflight_bytes = 0;
   std::uint64_t snapshot_index = 0;  // kSnapshot: the snapshot being sent
+  bool repairing = false;            // the member says it is being repaired (REPAIR)
+  std::uint64_t repair_to = 0;       // it lost acknowledged entries up to here; 0: none
 };
 
 // A ReadIndex result: the read with this context may be served once applied >= index.
@@ -190,6 +219,9 @@ struct Ready {
   std::optional<ConfState> conf_state;  // the configuration changed (on append or restore)
   bool snapshot_wanted = false;  // a follower needs a snapshot and the caller has given none:
                                  // make one (at applied) and call snapshot_available()
+  // The repair state changed (REPAIR): persist it with the hard state, before sending
+  // messages_after_persist.
+  std::optional<RepairState> repair;
 
   bool empty() const;
 };
@@ -236,6 +268,10 @@ class Node {
   Status compact(std::uint64_t index);
   // The state machine has applied everything up to `index` (<= what Ready::committed gave).
   void applied_to(std::uint64_t index);
+  // The caller found its state machine damaged at applied index `applied` (it applies nothing
+  // more until a snapshot is installed): start a repair (see REPAIR). A leader hands its
+  // leadership to the most up-to-date voter first. Idempotent.
+  void mark_damaged(std::uint64_t applied);
 
   bool has_ready() const;
   Ready ready();
@@ -258,6 +294,9 @@ class Node {
   // Leader only (empty otherwise), ordered by id; includes this member.
   std::vector<PeerProgress> progress() const;
   NodeId transfer_target() const { return lead_transferee_; }
+  const RepairState& repair() const { return repair_; }
+  // Leader: followers found to have lost entries they had acknowledged, since start.
+  std::uint64_t lost_entries_detected() const { return lost_entries_detected_; }
 
   // Costly whole-state consistency checks (the simulator runs them after every step);
   // aborts through KVC_CHECK on a violation.
@@ -283,6 +322,15 @@ class Node {
     std::uint64_t snap_offset = 0;  // next byte to send (acknowledged up to here)
     bool snap_inflight = false;
     int snap_elapsed = 0;
+    // REPAIR: the incarnation we last heard from, and earlier ones whose late messages are
+    // dropped; `verify_to` > 0 while we check that a restarted member still has what its
+    // earlier incarnation acknowledged (up to verify_to).
+    std::uint64_t boot_id = 0;
+    std::vector<std::uint64_t> retired_boot_ids;
+    std::uint64_t verify_to = 0;
+    bool repairing = false;           // as its latest message said
+    std::uint64_t snapshot_from = 0;  // it asks for a snapshot at or above this (0: no)
+    std::uint64_t repair_to = 0;      // it lost entries up to here; told until match reaches it
   };
   struct ReadRequest {
     std::uint64_t seq = 0;
@@ -323,10 +371,17 @@ class Node {
   void handle_heartbeat_resp(const Message& m, Progress& pr);
   void handle_snapshot_resp(const Message& m, Progress& pr);
   void handle_read_request(NodeId from, std::string context);
+  // REPAIR helpers.
+  bool note_incarnation(const Message& m, Progress& pr);  // false: drop a stale incarnation's
+  void found_lost_entries(NodeId peer, Progress& pr, std::uint64_t has_to);
+  void maybe_finish_log_repair();
+  void note_repair_to(std::uint64_t index);  // follower: the leader says we lost entries
+  bool counts(const Progress& pr) const;     // toward commitment and ReadIndex quorums
   void answer_read(NodeId from, const std::string& context, std::uint64_t index);
 
   // Replication.
   bool send_append(NodeId to, bool send_if_empty);
+  void start_snapshot(NodeId to, Progress& pr);  // enter kSnapshot with local_snapshot_
   void send_snapshot_chunk(NodeId to, Progress& pr);
   void bcast_append();
   void bcast_heartbeat(const std::string& context);
@@ -399,6 +454,14 @@ class Node {
   std::uint64_t install_pending_index_ = 0;
   std::uint64_t install_size_ = 0;
   std::vector<SnapshotChunk> chunks_;
+
+  // REPAIR.
+  RepairState repair_;
+  RepairState prev_repair_;
+  // Follower: its log is known to match the current leader's up to here (this term).
+  std::uint64_t matched_leader_to_ = 0;
+  bool snapshot_received_ = false;  // a requested snapshot arrived and awaits install
+  std::uint64_t lost_entries_detected_ = 0;
 
   // Ready bookkeeping.
   std::vector<Message> msgs_;

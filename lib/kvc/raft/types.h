@@ -52,4 +52,21 @@ struct SnapshotMeta {
   friend bool operator==(const SnapshotMeta&, const SnapshotMeta&) = default;
 };
 
+// Protocol-aware recovery ("Protocol-Aware Recovery for Consensus-Based Storage", FAST 2018):
+// what a member that lost or damaged data must receive from the leader before it may vote or
+// count toward a quorum again. Persisted by the caller (Ready::repair) like the hard state, so
+// a restart in the middle of a repair does not forget it.
+struct RepairState {
+  // Entries this member had acknowledged were lost (a leader noticed its log shrank): its log
+  // must match the leader's up to this index again, durably. 0: nothing lost.
+  std::uint64_t log_to = 0;
+  // The state machine is damaged (a checksum failed): the member needs a snapshot from the
+  // leader at or above `snapshot_from` (its applied index when the damage was found).
+  bool needs_snapshot = false;
+  std::uint64_t snapshot_from = 0;
+
+  bool active() const { return log_to != 0 || needs_snapshot; }
+  friend bool operator==(const RepairState&, const RepairState&) = default;
+};
+
 }  // namespace kvc::raft

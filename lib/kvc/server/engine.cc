@@ -98,6 +98,13 @@ Status Engine::Impl::start() {
   uv_timer_start(
       &flush_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->maybe_flush(false); },
       flush_every, flush_every);
+  uv_timer_init(&loop_, &hash_timer_);
+  hash_timer_.data = this;
+  if (options_.hash_check_interval_ms > 0) {
+    uv_timer_start(
+        &hash_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->start_hash_check(); },
+        options_.hash_check_interval_ms, options_.hash_check_interval_ms);
+  }
   uv_check_init(&loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, [](uv_check_t* c) { static_cast<Impl*>(c->data)->on_check(); });
@@ -374,6 +381,22 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   rs.entries = std::move(entries);
   rs.applied = d;
   synced_hard_state_ = rs.hard_state;
+  // A repair that was in progress when the member stopped goes on (raft/node.h, REPAIR).
+  repair_path_ = data_dir_->path() + "/repair";
+  Result<std::optional<storage::RepairRecord>> repair = storage::load_repair_file(repair_path_);
+  if (!repair.ok()) return repair.status();
+  if (*repair) {
+    rs.repair = (*repair)->state;
+    spdlog::warn("resuming a repair: this member will not vote until it is repaired log_to={} "
+                 "needs_snapshot={} snapshot_from={} reason=\"{}\"",
+                 rs.repair.log_to, rs.repair.needs_snapshot, rs.repair.snapshot_from,
+                 (*repair)->reason);
+    if (rs.repair.needs_snapshot) {
+      damaged_ = true;
+      damage_reason_ = (*repair)->reason.empty() ? "damaged before the last restart"
+                                                 : (*repair)->reason;
+    }
+  }
 
   rng_ = raft::SplitMix64(random_u64());
   raft::Config cfg;
@@ -382,6 +405,8 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   cfg.heartbeat_ticks = options_.heartbeat_ticks;
   cfg.rng = &rng_;
   cfg.logger = &raft_logger_;
+  // New at every start: lets a leader tell this incarnation from the last one (REPAIR).
+  cfg.boot_id = random_u64() | 1;
   // Under load a learner is always a few entries behind; the engine's own check (member
   // promote) bounds the lag it accepts, so the core only refuses gross lag.
   cfg.promote_lag_slack = options_.retained_entries / 10 + 100;
@@ -598,7 +623,8 @@ void Engine::Impl::on_check() {
 }
 
 void Engine::Impl::process_ready() {
-  while (!persisting_ && !stopped_ && node_->has_ready()) {
+  // After a fatal error nothing more is written: the WAL may be unusable (its errors stick).
+  while (!persisting_ && !stopped_ && !failed_ && node_->has_ready()) {
     auto job = std::make_shared<PersistJob>();
     job->rd = node_->ready();
     raft::Ready& rd = job->rd;
@@ -610,7 +636,17 @@ void Engine::Impl::process_ready() {
     if (rd.snapshot_wanted) make_snapshot_for_followers();
 
     const bool disk = rd.hard_state || !rd.entries.empty() || rd.snapshot ||
-                      !rd.snapshot_chunks.empty();
+                      !rd.snapshot_chunks.empty() || rd.repair;
+    if (rd.repair) {
+      std::string reason = damage_reason_;
+      if (rd.repair->log_to != 0) {
+        if (!reason.empty()) reason += "; ";
+        reason += "the leader found that this member lost log entries it had acknowledged (up "
+                  "to index " + std::to_string(rd.repair->log_to) + ")";
+      }
+      job->repair = storage::RepairRecord{*rd.repair, rd.repair->active() ? reason : ""};
+      metrics_->raft_repairing.set(rd.repair->active() ? 1 : 0);
+    }
     if (!disk) {
       complete_ready(rd);
       continue;
@@ -656,7 +692,9 @@ void Engine::Impl::process_ready() {
       return;
     }
     disk_->post([this, job] {
-      Status s = wal_->append(job->rd.hard_state, job->rd.entries);
+      // The repair state first: it is what keeps this member from voting after a restart.
+      Status s = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
+      if (s.ok()) s = wal_->append(job->rd.hard_state, job->rd.entries);
       if (s.ok()) {
         for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
           const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
@@ -723,6 +761,7 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
     job->status = s;
     inbox_.post([this, job, adopted] {
       if (!job->status.ok()) {
+        persisting_ = false;  // the job is over: shutdown must not wait for it
         fatal(job->status.with_context("installing a snapshot from the leader"));
         return;
       }
@@ -736,6 +775,7 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
 void Engine::Impl::on_persisted(std::shared_ptr<PersistJob> job) {
   if (stopped_) return;
   if (!job->status.ok()) {
+    persisting_ = false;  // the job is over: shutdown must not wait for it
     fatal(job->status.with_context("writing the log"));
     return;
   }
@@ -748,6 +788,7 @@ void Engine::Impl::on_persisted(std::shared_ptr<PersistJob> job) {
 void Engine::Impl::complete_ready(const raft::Ready& rd) {
   for (const raft::Message& m : rd.messages_after_persist) send_message(m);
   node_->advance(rd);
+  if (rd.snapshot || rd.repair) note_repair_progress();
   if (!rd.committed.empty()) apply_committed(rd.committed);
   for (const raft::ReadState& rs : rd.read_states) {
     for (ReadBatch& b : read_batches_) {
@@ -758,7 +799,7 @@ void Engine::Impl::complete_ready(const raft::Ready& rd) {
     }
   }
   serve_reads();
-  if (!ready_.load() && node_->leader() != raft::kNoNode &&
+  if (!ready_.load() && !damaged_ && node_->leader() != raft::kNoNode &&
       state_->applied_index() >= ready_at_commit_) {
     ready_.store(true);
   }
@@ -832,9 +873,12 @@ bool is_barrier(const raft::Entry& e) {
 // exactly its index, which takes a flush of everything up to it: while another flush is still
 // running, applying stops at the barrier and after_flush() resumes it.
 void Engine::Impl::drain_apply() {
+  // A damaged state applies nothing: the entries wait in the queue for the repair snapshot
+  // (the ones it covers are then skipped, the rest applied on top of it).
+  if (damaged_) return;
   const std::uint64_t before = state_->applied_index();
   const auto t0 = std::chrono::steady_clock::now();
-  while (!apply_queue_.empty() && !stopped_) {
+  while (!apply_queue_.empty() && !stopped_ && !damaged_) {
     const raft::Entry& e = apply_queue_.front();
     const bool barrier = is_barrier(e) && e.index > state_->applied_index();
     if (barrier && flushing_) break;
@@ -954,11 +998,23 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
     finish_waiter(e.index, e, std::nullopt, nullptr);
     return true;
   }
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "diverge-apply" && cmd->op == storage::CommandOp::kPut &&
+      cmd->key.rfind("/diverge", 0) == 0) {
+    // Broken on purpose (test builds only): this member's state silently differs.
+    cmd->value += "-diverged";
+  }
+#endif
   Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
   if (!r.ok()) {
-    fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
+    // Nothing was applied: the entry stays queued until the state is repaired (or, for an
+    // I/O error, the member stops).
+    if (!damage(r.status(), "applying entry " + std::to_string(e.index))) {
+      fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
+    }
     return false;
   }
+  if (cmd->op == storage::CommandOp::kHashVerdict) apply_hash_verdict(cmd->expect_revision, cmd->hash);
   finish_waiter(e.index, e, *cmd, &*r);
   return true;
 }
@@ -1000,6 +1056,8 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
         barrier_hashes_[index] = hash;
         while (barrier_hashes_.size() > 32) barrier_hashes_.erase(barrier_hashes_.begin());
         spdlog::info("state hash at barrier index={} hash={:016x}", index, hash);
+      } else if (damage(hs, "hashing the state at index " + std::to_string(index))) {
+        hs = Status::unavailable(damaged_message());
       } else {
         spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
       }
@@ -1092,12 +1150,223 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
 }
 
 void Engine::Impl::fatal(const Status& s) {
-  spdlog::critical("stopping: {}", s.to_string());
+  if (!failed_) spdlog::critical("stopping: {}", s.to_string());
+  failed_ = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_.ok()) failure_ = s;
   }
   begin_shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Integrity: damage found in the state, and its repair
+
+bool Engine::Impl::damage(const Status& s, const std::string& where) {
+  if (s.code() != Code::kCorruption) return false;
+  metrics_->damage_found.inc();
+  if (!damaged_) {
+    damaged_ = true;
+    damage_reason_ = where + ": " + s.message();
+    ready_.store(false);
+    metrics_->state_damaged.set(1);
+    spdlog::error("state damaged where=\"{}\" error=\"{}\": this member serves no reads, "
+                  "applies nothing and does not vote until a snapshot from the leader replaces "
+                  "its state",
+                  where, s.message());
+  } else {
+    spdlog::debug("more state damage where=\"{}\" error=\"{}\"", where, s.message());
+  }
+  if (!stopping_) node_->mark_damaged(state_->applied_index());
+  return true;
+}
+
+std::string Engine::Impl::damaged_message() const {
+  return "member " + identity_.name + " serves no reads: its state is damaged (" +
+         damage_reason_ + ") and is being repaired with a snapshot from the leader; ask another "
+         "member";
+}
+
+void Engine::Impl::note_repair_progress() {
+  metrics_->raft_repairing.set(node_->repair().active() ? 1 : 0);
+  if (!damaged_ || node_->repair().needs_snapshot) return;
+  spdlog::info("state repaired: replaced by the leader's snapshot applied={}; serving again",
+               state_->applied_index());
+  damaged_ = false;
+  damage_reason_.clear();
+  metrics_->state_damaged.set(0);
+  metrics_->repairs_completed.inc();
+  ready_at_commit_ = node_->commit();
+  drain_apply();
+}
+
+// The periodic cross-member hash check (etcd's corruption check, but acted upon): the leader
+// commits a barrier, learns every member's state hash at it, and when some disagree with the
+// majority commits a verdict naming the majority's hash; each member compares its own hash at
+// that barrier and a member that differs repairs itself (apply_hash_verdict).
+void Engine::Impl::start_hash_check() {
+  if (hash_checking_ || damaged_ || stopping_ || node_->role() != raft::Role::kLeader) return;
+  std::vector<std::string> addrs;
+  const raft::ConfState& conf = node_->conf_state();
+  std::vector<std::pair<std::uint64_t, std::string>> others;
+  for (const auto* list : {&conf.voters, &conf.learners}) {
+    for (std::uint64_t id : *list) {
+      if (id == identity_.member_id) continue;
+      const storage::Member* m = member(id);
+      others.emplace_back(id, m != nullptr ? m->client_addr : std::string());
+    }
+  }
+  if (!hash_client_) {
+    client::ClientOptions o;
+    for (const auto& [id, addr] : others) {
+      if (Result<net::Address> a = net::parse_address(addr); a.ok()) o.endpoints.push_back(*a);
+    }
+    if (Result<net::Address> self = net::parse_address(client_bound_); self.ok()) {
+      o.endpoints.push_back(*self);
+    }
+    if (o.endpoints.empty()) return;  // no client listeners: nothing to ask
+    o.cluster_id = identity_.cluster_id;
+    o.timeout_ms = options_.request_timeout_ms;
+    o.name = "kvc-hash-check-" + identity_.name;
+    o.secret = options_.secret;
+    Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
+    if (!c.ok()) {
+      spdlog::warn("hash check: cannot make a client error={}", c.status().message());
+      return;
+    }
+    hash_client_ = std::move(*c);
+  }
+  hash_checking_ = true;
+  wire::Request req;
+  req.op = wire::Op::kHash;
+  req.timeout_ms = 2 * options_.request_timeout_ms;
+  propose_barrier(std::move(req), [this, others](wire::Response r) {
+    if (r.code != Code::kOk) {
+      hash_checking_ = false;
+      hash_check_result_ = "failed: " + r.message;
+      metrics_->hash_checks_failed.inc();
+      spdlog::warn("hash check failed error={}", r.message);
+      return;
+    }
+    struct Round {
+      std::uint64_t index = 0;
+      std::size_t waiting = 0;
+      std::map<std::uint64_t, std::uint64_t> hashes;  // member id -> hash
+      std::vector<std::string> failures;
+    };
+    auto round = std::make_shared<Round>();
+    round->index = r.revision;
+    round->hashes[identity_.member_id] = r.hash;
+    round->waiting = others.size();
+    if (others.empty()) {
+      finish_hash_check(round->index, std::move(round->hashes), {});
+      return;
+    }
+    for (const auto& [id, addr] : others) {
+      const storage::Member* m = member(id);
+      const std::string name = m != nullptr && !m->name.empty() ? m->name : hex(id);
+      Result<net::Address> a = net::parse_address(addr);
+      if (!a.ok()) {
+        round->failures.push_back(name + ": no client address");
+        if (--round->waiting == 0) {
+          finish_hash_check(round->index, std::move(round->hashes), std::move(round->failures));
+        }
+        continue;
+      }
+      wire::Request q;
+      q.op = wire::Op::kHash;
+      q.start_revision = round->index;
+      q.timeout_ms = 2 * options_.request_timeout_ms;
+      client::CallOptions co;
+      co.target = *a;
+      co.timeout_ms = q.timeout_ms;
+      hash_client_->call(
+          std::move(q),
+          [this, round, id, name](wire::Response answer) {
+            inbox_.post([this, round, id, name, answer = std::move(answer)] {
+              if (answer.code == Code::kOk && answer.revision == round->index) {
+                round->hashes[id] = answer.hash;
+              } else {
+                round->failures.push_back(name + ": " + answer.message);
+              }
+              if (--round->waiting == 0) {
+                finish_hash_check(round->index, std::move(round->hashes),
+                                  std::move(round->failures));
+              }
+            });
+          },
+          co);
+    }
+  });
+}
+
+void Engine::Impl::finish_hash_check(std::uint64_t index,
+                                     std::map<std::uint64_t, std::uint64_t> hashes,
+                                     std::vector<std::string> failures) {
+  hash_checking_ = false;
+  hash_check_index_ = index;
+  std::map<std::uint64_t, std::size_t> votes;
+  for (const auto& [id, h] : hashes) ++votes[h];
+  const raft::ConfState& conf = node_->conf_state();
+  const std::size_t members = conf.voters.size() + conf.learners.size();
+  std::uint64_t majority = 0;
+  bool have = false;
+  for (const auto& [h, n] : votes) {
+    if (n * 2 > members) {
+      majority = h;
+      have = true;
+    }
+  }
+  std::string failed;
+  for (const std::string& f : failures) failed += (failed.empty() ? "" : "; ") + f;
+  if (!have) {
+    hash_check_result_ = "failed: no majority agrees on the state hash at index " +
+                         std::to_string(index) + (failed.empty() ? "" : " (" + failed + ")");
+    metrics_->hash_checks_failed.inc();
+    spdlog::warn("hash check inconclusive index={} answers={} members={} unanswered=\"{}\"",
+                 index, hashes.size(), members, failed);
+    return;
+  }
+  std::string differ;
+  for (const auto& [id, h] : hashes) {
+    if (h == majority) continue;
+    const storage::Member* m = member(id);
+    differ += (differ.empty() ? "" : ", ") + (m != nullptr ? m->name : hex(id));
+  }
+  if (differ.empty()) {
+    hash_check_result_ = "agreed";
+    if (!failed.empty()) hash_check_result_ += " (unanswered: " + failed + ")";
+    metrics_->hash_checks_agreed.inc();
+    spdlog::debug("hash check agreed index={} hash={:016x}", index, majority);
+    return;
+  }
+  hash_check_result_ = "disagreed: " + differ + " differ from the majority at index " +
+                       std::to_string(index) + "; they repair themselves";
+  metrics_->hash_checks_disagreed.inc();
+  spdlog::error("state hash check: members disagree with the majority index={} majority={:016x} "
+                "differ=\"{}\": committing a verdict so that they repair themselves",
+                index, majority, differ);
+  storage::Command cmd;
+  cmd.op = storage::CommandOp::kHashVerdict;
+  cmd.request_id = ++request_seq_;
+  cmd.expect_revision = index;
+  cmd.hash = majority;
+  if (node_->role() != raft::Role::kLeader) return;
+  if (Result<std::uint64_t> at = node_->propose(storage::encode_command(cmd)); !at.ok()) {
+    spdlog::warn("hash check: cannot propose the verdict error={}", at.status().message());
+  }
+}
+
+void Engine::Impl::apply_hash_verdict(std::uint64_t index, std::uint64_t hash) {
+  auto it = barrier_hashes_.find(index);
+  if (it == barrier_hashes_.end()) return;  // not hashed here (restarted since): no opinion
+  if (it->second == hash) return;
+  char mine[17], theirs[17];
+  std::snprintf(mine, sizeof mine, "%016llx", static_cast<unsigned long long>(it->second));
+  std::snprintf(theirs, sizeof theirs, "%016llx", static_cast<unsigned long long>(hash));
+  (void)damage(Status::corruption("the state hash at index " + std::to_string(index) + " is " +
+                                  mine + " here, " + theirs + " on the majority of members"),
+               "the periodic hash check");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1147,6 +1416,10 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
     }
   }
   resume_install();
+  if (snapshot_after_flush_ && !flushing_) {
+    snapshot_after_flush_ = false;
+    make_snapshot_for_followers();
+  }
   if (shutdown_done_ && !flushing_) {
     auto done = std::move(shutdown_done_);
     shutdown_done_ = nullptr;
@@ -1161,17 +1434,25 @@ void Engine::Impl::resume_install() {
   if (!install_waiting_ || flushing_ || snapshotting_) return;
   std::shared_ptr<PersistJob> job = std::move(install_waiting_);
   install_waiting_.reset();
-  Status s = state_->commit_install(std::move(*job->staged));
+  Status s = state_->commit_install(std::move(*job->staged), damaged_);
   if (!s.ok() && s.code() != Code::kFailedPrecondition) {
+    persisting_ = false;  // the job is over: shutdown must not wait for it
     fatal(s.with_context("installing a snapshot"));
     return;
+  }
+  if (!s.ok() && damaged_) {
+    // Too old to replace the damaged state: ask again (the core will not end the repair).
+    spdlog::warn("snapshot too old to repair the state index={} applied={}",
+                 job->rd.snapshot->index, state_->applied_index());
+    node_->mark_damaged(state_->applied_index());
   }
   spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
                job->rd.snapshot->term);
   metrics_->snapshots_installed.inc();
   metrics_->snapshot_install.observe_since(install_started_);
   disk_->post([this, job] {
-    Status s3 = wal_->save_snapshot(*job->rd.snapshot);
+    Status s3 = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
+    if (s3.ok()) s3 = wal_->save_snapshot(*job->rd.snapshot);
     if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
     if (s3.ok()) s3 = wal_->sync();
     job->status = s3;
@@ -1180,7 +1461,14 @@ void Engine::Impl::resume_install() {
 }
 
 void Engine::Impl::make_snapshot_for_followers() {
-  if (snapshotting_) return;
+  if (snapshotting_ || damaged_) return;
+  if (state_->durable_index() < state_->applied_index()) {
+    // A snapshot is of LMDB's durable state: flush first, so it covers what is applied (a
+    // follower repairing a damaged state needs one at or above its own applied index).
+    snapshot_after_flush_ = true;
+    maybe_flush(true);
+    return;
+  }
   snapshotting_ = true;
   const std::string dir = data_dir_->snap_dir();
   const std::size_t keep = options_.snapshots_kept;
@@ -1195,8 +1483,10 @@ void Engine::Impl::make_snapshot_for_followers() {
       snapshotting_ = false;
       resume_install();
       if (!info.ok()) {
-        spdlog::error("cannot make a snapshot for a lagging member error={}",
-                      info.status().message());
+        if (!damage(info.status(), "making a snapshot for a lagging member")) {
+          spdlog::error("cannot make a snapshot for a lagging member error={}",
+                        info.status().message());
+        }
         return;
       }
       const raft::SnapshotMeta meta = info->header.meta();
@@ -1372,20 +1662,46 @@ void Engine::Impl::fill_status(wire::Response& r) const {
   }
   s.state_bytes = state_bytes;
   if (node_->leader() == raft::kNoNode) s.errors.push_back("no leader");
+  const raft::RepairState& repair = node_->repair();
+  s.damaged = damaged_;
+  s.repairing = repair.active();
+  if (damaged_) {
+    s.repair_reason = damage_reason_;
+    s.errors.push_back("state damaged (" + damage_reason_ +
+                       "): serving no reads, not voting, repairing from the leader");
+  }
+  if (repair.log_to != 0) {
+    const std::string lost = "lost log entries it had acknowledged (up to index " +
+                             std::to_string(repair.log_to) + ")";
+    s.repair_reason += (s.repair_reason.empty() ? "" : "; ") + lost;
+    s.errors.push_back(lost + ": not voting until the leader has repaired its log");
+  }
+  s.scrub_passes = scrub_passes_;
+  s.scrub_records = scrub_records_;
+  s.scrub_damaged = scrub_damaged_;
+  s.hash_check_index = hash_check_index_;
+  s.hash_check_result = hash_check_result_;
+  s.lost_entries_detected = node_->lost_entries_detected();
   if (node_->role() == raft::Role::kLeader) {
     for (const raft::PeerProgress& p : node_->progress()) {
       if (p.id == identity_.member_id) continue;
-      if (!p.recent_active) {
-        const storage::Member* m = member(p.id);
-        s.errors.push_back("member " + (m != nullptr ? m->name : hex(p.id)) +
-                           " is not responding");
-      }
+      const storage::Member* m = member(p.id);
+      const std::string who = "member " + (m != nullptr ? m->name : hex(p.id));
+      if (!p.recent_active) s.errors.push_back(who + " is not responding");
+      if (p.repairing) s.errors.push_back(who + " is being repaired (it may not vote)");
     }
   }
 }
 
 void Engine::Impl::propose_write(wire::Request req, Reply reply) {
   wire::Response r = base_response(req.id);
+  if (damaged_ && node_->role() == raft::Role::kLeader) {
+    // It hands leadership over (raft mark_damaged); until then nothing it applies is sound.
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
   if (node_->role() != raft::Role::kLeader) {
     r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
     r.message = r.leader_id == raft::kNoNode
@@ -1490,14 +1806,31 @@ void Engine::Impl::serve_reads() {
 
 void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
   wire::Response r = base_response(req.id);
+  if (damaged_) {
+    // Nothing this member holds can be vouched for until the leader's snapshot replaces it.
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
+  // A read that meets damage is not answered from this member (the client tries another);
+  // other storage errors stop the member.
+  auto failed = [&](const Status& s, const std::string& what) {
+    if (damage(s, what)) {
+      r.code = Code::kUnavailable;
+      r.message = damaged_message();
+    } else {
+      fatal(s.with_context(what));
+      set_error(r, s);
+    }
+  };
   switch (req.op) {
     case wire::Op::kHealth:
       break;
     case wire::Op::kGet: {
       Result<std::optional<storage::KeyValue>> kv = state_->get(req.key);
       if (!kv.ok()) {
-        fatal(kv.status().with_context("reading the state"));
-        set_error(r, kv.status());
+        failed(kv.status(), "reading the state");
         break;
       }
       if (*kv) {
@@ -1517,7 +1850,7 @@ void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
                                  : std::min<std::uint64_t>(req.limit, kMaxPage);
       Result<storage::RangePage> page = state_->range(q);
       if (!page.ok()) {
-        set_error(r, page.status());
+        failed(page.status(), "listing the state");
         break;
       }
       r.more = page->more;
@@ -1624,7 +1957,10 @@ std::set<std::uint64_t> Engine::Impl::reachable_voters() const {
 std::uint64_t Engine::Impl::best_transfer_target(std::uint64_t excluding) const {
   std::uint64_t best = 0, best_match = 0;
   for (const raft::PeerProgress& p : node_->progress()) {
-    if (p.id == identity_.member_id || p.id == excluding || p.learner || !p.recent_active) continue;
+    if (p.id == identity_.member_id || p.id == excluding || p.learner || !p.recent_active ||
+        p.repairing) {
+      continue;
+    }
     if (best == 0 || p.match > best_match) {
       best = p.id;
       best_match = p.match;
@@ -1725,12 +2061,21 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
           active = p.recent_active;
         }
       }
-      const std::uint64_t lag = node_->commit() > match ? node_->commit() - match : 0;
-      if (!req.force && (!active || lag > options_.retained_entries / 10 + 100)) {
+      // Caught up means both close in entries and close in proportion (etcd asks for 90 % of
+      // the leader's progress): a learner that has nothing yet is never "a few entries behind"
+      // a young cluster.
+      const std::uint64_t commit = node_->commit();
+      const std::uint64_t lag = commit > match ? commit - match : 0;
+      const std::uint64_t max_lag = options_.retained_entries / 10 + 100;
+      const bool close = lag <= max_lag && match * 10 >= commit * 9;
+      if (!req.force && (!active || !close)) {
         return refuse(Code::kFailedPrecondition,
-                      "learner " + target->name + " has not caught up (" + std::to_string(lag) +
-                          " entries behind" + (active ? "" : ", not responding") +
-                          "); wait, or use --force");
+                      "learner " + target->name + " has not caught up: it has " +
+                          std::to_string(match) + " of " + std::to_string(commit) +
+                          " committed entries (" + std::to_string(lag) + " behind; promotion "
+                          "needs at least 90% and at most " + std::to_string(max_lag) +
+                          " behind)" + (active ? "" : " and is not responding") +
+                          "; wait for it, or use --force");
       }
       cc = {raft::ConfChangeType::kPromoteLearner, tid, ""};
       what = "promote " + target->name;
@@ -1842,6 +2187,12 @@ void Engine::Impl::settle_transfers() {
 
 void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
   wire::Response r = base_response(req.id);
+  if (damaged_) {
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
   if (node_->role() != raft::Role::kLeader) {
     r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
     r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
@@ -1864,6 +2215,13 @@ void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
 
 void Engine::Impl::answer_hash(wire::Request req, Reply reply) {
   const std::uint64_t index = req.start_revision;
+  if (damaged_) {
+    wire::Response r = base_response(req.id);
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
   auto it = barrier_hashes_.find(index);
   if (it != barrier_hashes_.end()) {
     wire::Response r = base_response(req.id);
@@ -1921,6 +2279,7 @@ void Engine::Impl::notify_watchers() {
           {.from_revision = w.next_revision, .from_sequence = w.next_sequence, .key = w.key,
            .prefix = w.prefix, .limit = 1000});
       if (!page.ok()) {
+        (void)damage(page.status(), "reading the watch history");
         if (w.conn != 0) {
           wire::Response r = base_response(w.id);
           set_error(r, page.status());
@@ -1981,6 +2340,10 @@ void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
       if (!info.ok()) {
         wire::Response r = base_response(id);
         set_error(r, info.status());
+        if (damage(info.status(), "writing a snapshot for a client")) {
+          r.code = Code::kUnavailable;
+          r.message = damaged_message() + " (" + info.status().message() + ")";
+        }
         r.done = true;
         send_to_client(conn, r, true);
         return;
@@ -2369,9 +2732,11 @@ void Engine::Impl::finish_shutdown() {
   watchers_.clear();
   uv_timer_stop(&tick_timer_);
   uv_timer_stop(&flush_timer_);
+  uv_timer_stop(&hash_timer_);
   uv_check_stop(&check_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&hash_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   inbox_.close();
   {
@@ -2398,6 +2763,7 @@ Status Engine::Impl::close() {
     finished_ = true;
     forwarder_.reset();
   }
+  hash_client_.reset();  // its callbacks post to the closed inbox: dropped
   finished_cv_.notify_all();
   spdlog::info("member stopped name={}", identity_.name);
   return failure();
@@ -2496,6 +2862,9 @@ void Engine::Impl::collect_metrics() {
   m.proposals_pending.set(static_cast<double>(waiters_.size()));
   m.client_connections.set(static_cast<double>(clients_.size()));
   m.peers_connected.set(static_cast<double>(peers_ ? peers_->connected_peers() : 0));
+  m.raft_repairing.set(node_->repair().active() ? 1 : 0);
+  m.lost_entries_detected.set(static_cast<double>(node_->lost_entries_detected()));
+  m.state_damaged.set(damaged_ ? 1 : 0);
   wire::Response r;
   fill_status(r);
   m.wal_bytes.set(static_cast<double>(r.status.wal_bytes));

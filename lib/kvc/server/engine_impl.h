@@ -32,6 +32,7 @@
 #include "kvc/server/peer_transport.h"
 #include "kvc/storage/data_dir.h"
 #include "kvc/storage/membership.h"
+#include "kvc/storage/repair_file.h"
 #include "kvc/storage/state.h"
 #include "kvc/storage/wal.h"
 #include "kvc/wire/messages.h"
@@ -145,6 +146,7 @@ class Engine::Impl {
     bool sync = false;
     Status status;
     std::optional<storage::StagedInstall> staged;
+    std::optional<storage::RepairRecord> repair;  // the repair file to write (rd.repair)
   };
 
   // Setup (calling thread, before the loop runs).
@@ -175,6 +177,18 @@ class Engine::Impl {
                      const storage::ApplyResult* result);
   void fatal(const Status& s);
 
+  // Loop: integrity (kvc-node(1), "INTEGRITY").
+  // A read, apply, snapshot, hash or scrub found damage in the state (a checksum mismatch, or
+  // a hash the majority disagrees with): stop serving reads, applying and voting, and ask the
+  // leader for a snapshot. Other errors (I/O) are fatal; returns true when `s` was damage.
+  bool damage(const Status& s, const std::string& where);
+  void note_repair_progress();  // after advance(): leave the damaged mode once repaired
+  std::string damaged_message() const;
+  void scrub_tick();
+  void start_hash_check();
+  void finish_hash_check(std::uint64_t index, std::map<std::uint64_t, std::uint64_t> hashes,
+                         std::vector<std::string> failures);
+  void apply_hash_verdict(std::uint64_t index, std::uint64_t hash);
   // Loop: state flushing and snapshots.
   bool maybe_flush(bool force);
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
@@ -271,6 +285,7 @@ class Engine::Impl {
   bool snapshotting_ = false;
   bool stopping_ = false;
   bool stopped_ = false;
+  bool failed_ = false;  // fatal() ran: no more writes; shutdown follows
   std::shared_ptr<PersistJob> install_waiting_;  // waits for a flush to finish
   raft::HardState synced_hard_state_;
   std::map<std::uint64_t, Waiter> waiters_;  // by log index
@@ -287,6 +302,22 @@ class Engine::Impl {
   std::vector<PendingTransfer> transfers_;
   std::map<std::uint64_t, Transfer> snapshot_sends_;  // by conn id
   bool removed_ = false;
+
+  // Integrity (loop).
+  std::string repair_path_;
+  bool damaged_ = false;  // Invariant: while true nothing is applied and no read is served
+  std::string damage_reason_;
+  bool snapshot_after_flush_ = false;  // a follower's repair wants a snapshot at applied
+  std::unique_ptr<Worker> scrub_;
+  uv_timer_t scrub_timer_{};
+  bool scrubbing_ = false;
+  std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
+  std::chrono::steady_clock::time_point scrub_pass_started_{};
+  uv_timer_t hash_timer_{};
+  bool hash_checking_ = false;
+  std::uint64_t hash_check_index_ = 0;
+  std::string hash_check_result_;
+  std::unique_ptr<client::Client> hash_client_;  // loop thread creates it; calls from any
   std::uint64_t watcher_seq_ = 0;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
   // Connections refused (too many clients), kept open briefly so the refusal is read.

@@ -49,6 +49,40 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "Time from receiving a whole snapshot to its state being live.", kLong)),
       snapshots_sent(registry.counter("kvc_snapshots_sent_total",
                                       "Snapshots sent completely to a follower.")),
+      state_damaged(registry.gauge(
+          "kvc_state_damaged",
+          "1 while this member's state is damaged: it serves no reads, does not vote, and is "
+          "being repaired with a snapshot from the leader.")),
+      damage_found(registry.counter(
+          "kvc_state_damage_found_total",
+          "Damage found in the state: checksum mismatches (reads, apply, snapshots, hashes, the "
+          "scrubber) and state hashes that disagree with the cluster's majority.")),
+      repairs_completed(registry.counter(
+          "kvc_state_repairs_total", "Damaged states replaced by a snapshot from the leader.")),
+      raft_repairing(registry.gauge(
+          "kvc_raft_repairing",
+          "1 while this member is being repaired (lost acknowledged entries or a damaged state) "
+          "and may not vote or count toward a quorum.")),
+      lost_entries_detected(registry.gauge(
+          "kvc_raft_lost_entries_detected",
+          "Leader: followers found (since this member started) to have lost log entries they "
+          "had acknowledged.")),
+      scrub_records(registry.counter("kvc_scrub_records_total",
+                                     "State records whose checksum the scrubber verified.")),
+      scrub_bytes(registry.counter("kvc_scrub_bytes_total", "Bytes the scrubber verified.")),
+      scrub_passes(registry.counter("kvc_scrub_passes_total",
+                                    "Complete passes of the scrubber over the state.")),
+      scrub_damaged(registry.counter("kvc_scrub_damaged_total",
+                                     "Damaged records the scrubber found.")),
+      hash_checks_agreed(registry.counter(
+          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
+          {{"result", "agreed"}})),
+      hash_checks_disagreed(registry.counter(
+          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
+          {{"result", "disagreed"}})),
+      hash_checks_failed(registry.counter(
+          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
+          {{"result", "failed"}})),
       client_connections(registry.gauge("kvc_client_connections",
                                         "Open client-protocol connections.")),
       peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")) {

@@ -48,6 +48,20 @@ class EngineMetrics {
   metrics::Histogram& snapshot_install;  // seconds from the first chunk to the state live
   metrics::Counter& snapshots_sent;      // to a follower, complete
 
+  // Integrity (issue 14): damage found, repairs, the scrubber, cross-member hash checks.
+  metrics::Gauge& state_damaged;          // 1 while the state is damaged and being repaired
+  metrics::Counter& damage_found;         // checksum mismatches and hash disagreements seen
+  metrics::Counter& repairs_completed;    // the state replaced by a snapshot from the leader
+  metrics::Gauge& raft_repairing;         // 1 while this member may not vote (any repair)
+  metrics::Gauge& lost_entries_detected;  // leader: followers that lost acknowledged entries
+  metrics::Counter& scrub_records;
+  metrics::Counter& scrub_bytes;
+  metrics::Counter& scrub_passes;
+  metrics::Counter& scrub_damaged;
+  metrics::Counter& hash_checks_agreed;
+  metrics::Counter& hash_checks_disagreed;
+  metrics::Counter& hash_checks_failed;
+
   // Network.
   metrics::Gauge& client_connections;
   metrics::Gauge& peers_connected;

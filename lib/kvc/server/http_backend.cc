@@ -19,6 +19,7 @@ void EngineHttpBackend::health(std::function<void(Status)> done) {
 
 http::Backend::Readiness EngineHttpBackend::ready() {
   if (impl_.stopping_) return {false, "the member is shutting down"};
+  if (impl_.damaged_) return {false, impl_.damaged_message()};
   if (!raft::is_voter(impl_.node_->conf_state(), impl_.identity_.member_id) &&
       !raft::is_learner(impl_.node_->conf_state(), impl_.identity_.member_id)) {
     return {false, "not yet a member: waiting for the log that adds it"};

@@ -34,9 +34,10 @@ Status EngineOptions::validate() const {
     if (!mutations_compiled_in()) {
       return Status::invalid_argument("test mutations are not compiled into this build");
     }
-    if (test_mutation != "ack-before-commit" && test_mutation != "local-reads") {
+    if (test_mutation != "ack-before-commit" && test_mutation != "local-reads" &&
+        test_mutation != "diverge-apply") {
       return Status::invalid_argument("unknown test mutation '" + test_mutation +
-                                      "' (ack-before-commit, local-reads)");
+                                      "' (ack-before-commit, local-reads, diverge-apply)");
     }
   }
   if (!secret.empty() && !secret_file.empty()) {

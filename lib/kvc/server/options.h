@@ -43,6 +43,13 @@ struct EngineOptions {
   std::uint64_t history_revisions = 100000;
   std::uint64_t history_bytes = 64ull << 20;
   std::uint64_t join_timeout_ms = 60000;  // a member being added waits this long for its id
+  // Integrity (kvc-node(1), "INTEGRITY"). The scrubber re-reads every stored record in the
+  // background at about this many bytes a second and verifies its checksum, so damage in cold
+  // keys is found before a read or a snapshot needs them (0: off).
+  std::uint64_t scrub_bytes_per_second = 4ull << 20;
+  // Every this often the leader compares the state hashes of all members at one index and
+  // makes a member whose state disagrees with the majority repair itself (0: off).
+  std::uint64_t hash_check_interval_ms = 5 * 60 * 1000;
   // Shared-secret authentication of peers, joining members and clients (kvc(7), "SECURITY"):
   // every one of them must prove it knows the same secret. `secret` is the secret itself (for
   // an embedding application); `secret_file` names a file holding it (mode 600, one trailing
@@ -58,6 +65,8 @@ struct EngineOptions {
   // process-level fault tests catch a member that breaks its promises:
   //   "ack-before-commit"  a leader answers a write as soon as it is proposed
   //   "local-reads"        linearizable reads are served from local state without ReadIndex
+  //   "diverge-apply"      a put of a key under "/diverge" stores another value than it was
+  //                        given (a state that differs from the others, checksums intact)
   std::string test_mutation;
 
   Status validate() const;

@@ -1,5 +1,7 @@
 #include "kvc/storage/command.h"
 
+#include <cstdio>
+
 namespace kvc::storage {
 namespace {
 
@@ -62,6 +64,7 @@ std::string_view command_op_name(CommandOp op) {
     case CommandOp::kDeletePrefix: return "delete_prefix";
     case CommandOp::kCas: return "cas";
     case CommandOp::kBarrier: return "barrier";
+    case CommandOp::kHashVerdict: return "hash_verdict";
   }
   return "unknown";
 }
@@ -82,6 +85,10 @@ std::string encode_command(const Command& c) {
       put_varint(out, c.expect_revision);
       put_string(out, c.value);
       break;
+    case CommandOp::kHashVerdict:
+      put_varint(out, c.expect_revision);
+      put_varint(out, c.hash);
+      break;
   }
   return out;
 }
@@ -94,7 +101,7 @@ Result<Command> decode_command(std::string_view in) {
   }
   Command c;
   const auto op = static_cast<std::uint8_t>(in[1]);
-  if (op < 1 || op > 5) return Status::corruption("command: unknown op " + std::to_string(op));
+  if (op < 1 || op > 6) return Status::corruption("command: unknown op " + std::to_string(op));
   c.op = static_cast<CommandOp>(op);
   in.remove_prefix(2);
   if (!get_varint(in, c.request_id)) return Status::corruption("command: truncated request id");
@@ -104,6 +111,10 @@ Result<Command> decode_command(std::string_view in) {
   }
   if ((c.op == CommandOp::kPut || c.op == CommandOp::kCas) && !get_string(in, c.value)) {
     return Status::corruption("command: truncated value");
+  }
+  if (c.op == CommandOp::kHashVerdict &&
+      (!get_varint(in, c.expect_revision) || !get_varint(in, c.hash))) {
+    return Status::corruption("command: truncated hash verdict");
   }
   if (!in.empty()) return Status::corruption("command: " + std::to_string(in.size()) +
                                              " trailing bytes");
@@ -115,6 +126,11 @@ std::string describe_command(const Command& c) {
   s += c.op == CommandOp::kDeletePrefix ? " prefix=" : " key=";
   s += printable(c.key);
   if (c.op == CommandOp::kCas) s += " expect_revision=" + std::to_string(c.expect_revision);
+  if (c.op == CommandOp::kHashVerdict) {
+    char h[17];
+    std::snprintf(h, sizeof h, "%016llx", static_cast<unsigned long long>(c.hash));
+    s += " index=" + std::to_string(c.expect_revision) + " hash=" + h;
+  }
   if (c.op == CommandOp::kPut || c.op == CommandOp::kCas) s += " value=" + printable(c.value);
   s += " request_id=" + std::to_string(c.request_id);
   return s;

@@ -10,6 +10,10 @@
 //   op 4 cas           key, varint expect_revision, value   (expect 0: key must not exist)
 //   op 5 barrier       key (empty)   changes nothing; marks an index every member hashes its
 //                                    state at (kvc-ctl check hash)
+//   op 6 hash_verdict  key (empty), varint index, varint hash   changes nothing; the leader's
+//                                    periodic hash check found `hash` to be the majority's
+//                                    state hash at barrier `index`: a member whose hash there
+//                                    differs repairs its state (kvc-node(1), "INTEGRITY")
 // Nothing may follow the last field. An entry with empty data is the leader's no-op.
 #pragma once
 
@@ -29,6 +33,7 @@ enum class CommandOp : std::uint8_t {
   kDeletePrefix = 3,
   kCas = 4,
   kBarrier = 5,
+  kHashVerdict = 6,
 };
 
 struct Command {
@@ -38,7 +43,8 @@ struct Command {
   std::uint64_t request_id = 0;
   std::string key;  // the prefix for kDeletePrefix
   std::string value;
-  std::uint64_t expect_revision = 0;
+  std::uint64_t expect_revision = 0;  // kCas; kHashVerdict: the barrier's index
+  std::uint64_t hash = 0;             // kHashVerdict: the majority's state hash there
 
   friend bool operator==(const Command&, const Command&) = default;
 };

@@ -644,6 +644,7 @@ Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term,
   const bool key_ok = !c.key.empty() && c.key.size() <= kMaxKeyBytes;
   switch (c.op) {
     case CommandOp::kBarrier:
+    case CommandOp::kHashVerdict:
       break;  // changes nothing: only the applied index moves
     case CommandOp::kPut:
     case CommandOp::kCas: {
@@ -1202,13 +1203,15 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
   return staged;
 }
 
-Status StateMachine::commit_install(StagedInstall staged) {
+Status StateMachine::commit_install(StagedInstall staged, bool replace_damaged) {
   KVC_CHECK(frozen_ == nullptr, "commit_install during a flush");
   KVC_CHECK(busy_.load() == 0, "commit_install while a worker uses the state");
   const std::string name = staged.dir.substr(staged.dir.find_last_of('/') + 1);
   KVC_CHECK(valid_gen_name(name) && staged.dir == state_dir_ + "/" + name,
             "commit_install of a directory stage_install did not make");
-  if (staged.header.index <= applied_index() && applied_index() != 0) {
+  const bool older = replace_damaged ? staged.header.index < applied_index()
+                                     : staged.header.index <= applied_index();
+  if (older && applied_index() != 0) {
     (void)remove_tree(staged.dir);
     return Status::failed_precondition("snapshot at index " + std::to_string(staged.header.index) +
                                        " is not newer than the applied index " +

@@ -223,7 +223,9 @@ class StateMachine {
   // Owning thread, no frozen overlay, no worker busy (checked): makes the staged state the
   // live one, atomically with respect to crashes, and drops the active overlay. Fails with
   // kFailedPrecondition when the snapshot is not newer than applied_index().
-  Status commit_install(StagedInstall staged);
+  // With `replace_damaged` (the server repairs a damaged state), a snapshot at the applied
+  // index is accepted too: it replaces the damaged state with a good one of the same point.
+  Status commit_install(StagedInstall staged, bool replace_damaged = false);
   // stage_install + commit_install on the owning thread.
   Status install_snapshot(const std::string& snapshot_path);
 

@@ -38,7 +38,10 @@ enum : std::uint32_t {
 namespace status_f {
 enum : std::uint32_t {
   kMemberId = 1, kName, kVersion, kClusterId, kLeaderId, kTerm, kCommit, kApplied, kDurable,
-  kWalBytes, kStateBytes, kLearner, kRole, kErrors
+  kWalBytes, kStateBytes, kLearner, kRole, kErrors,
+  // Integrity fields start at 40 (ids below are left for other additions).
+  kDamaged = 40, kRepairing, kRepairReason, kScrubPasses, kScrubRecords, kScrubDamaged,
+  kHashCheckIndex, kHashCheckResult, kLostEntries
 };
 }
 
@@ -119,6 +122,15 @@ void write_status(std::string& out, const StatusInfo& s) {
     e.array(static_cast<std::uint32_t>(s.errors.size()));
     for (const std::string& err : s.errors) e.str(err);
   }
+  m.boolean(status_f::kDamaged, s.damaged);
+  m.boolean(status_f::kRepairing, s.repairing);
+  m.str(status_f::kRepairReason, s.repair_reason);
+  m.uint(status_f::kScrubPasses, s.scrub_passes);
+  m.uint(status_f::kScrubRecords, s.scrub_records);
+  m.uint(status_f::kScrubDamaged, s.scrub_damaged);
+  m.uint(status_f::kHashCheckIndex, s.hash_check_index);
+  m.str(status_f::kHashCheckResult, s.hash_check_result);
+  m.uint(status_f::kLostEntries, s.lost_entries_detected);
   m.finish();
 }
 
@@ -138,6 +150,21 @@ Status read_status(const msgpack::object& body, StatusInfo* s) {
       case status_f::kStateBytes: return get_uint(v, &s->state_bytes, "status.state_bytes");
       case status_f::kLearner: return get_bool(v, &s->learner, "status.learner");
       case status_f::kRole: return get_bytes(v, &s->role, "status.role");
+      case status_f::kDamaged: return get_bool(v, &s->damaged, "status.damaged");
+      case status_f::kRepairing: return get_bool(v, &s->repairing, "status.repairing");
+      case status_f::kRepairReason:
+        return get_bytes(v, &s->repair_reason, "status.repair_reason");
+      case status_f::kScrubPasses: return get_uint(v, &s->scrub_passes, "status.scrub_passes");
+      case status_f::kScrubRecords:
+        return get_uint(v, &s->scrub_records, "status.scrub_records");
+      case status_f::kScrubDamaged:
+        return get_uint(v, &s->scrub_damaged, "status.scrub_damaged");
+      case status_f::kHashCheckIndex:
+        return get_uint(v, &s->hash_check_index, "status.hash_check_index");
+      case status_f::kHashCheckResult:
+        return get_bytes(v, &s->hash_check_result, "status.hash_check_result");
+      case status_f::kLostEntries:
+        return get_uint(v, &s->lost_entries_detected, "status.lost_entries_detected");
       case status_f::kErrors: {
         const msgpack::object* items = nullptr;
         std::uint32_t n = 0;

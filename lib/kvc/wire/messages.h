@@ -146,6 +146,16 @@ struct StatusInfo {
   bool learner = false;
   std::string role;  // leader, follower, candidate, pre-candidate, learner
   std::vector<std::string> errors;
+  // Integrity (kvc-node(1), "INTEGRITY").
+  bool damaged = false;    // the state is damaged: no reads served; repairing from the leader
+  bool repairing = false;  // any repair in progress: this member may not vote
+  std::string repair_reason;
+  std::uint64_t scrub_passes = 0;   // complete scrubber passes since start
+  std::uint64_t scrub_records = 0;  // records verified by the scrubber since start
+  std::uint64_t scrub_damaged = 0;  // damaged records it found
+  std::uint64_t hash_check_index = 0;  // the last periodic cross-member hash check (leader)
+  std::string hash_check_result;       // "agreed", or what disagreed or failed
+  std::uint64_t lost_entries_detected = 0;  // leader: followers that lost acknowledged entries
 
   friend bool operator==(const StatusInfo&, const StatusInfo&) = default;
 };

@@ -6,7 +6,10 @@
 namespace kvc::wire {
 namespace {
 
-constexpr std::uint32_t kFields = 17;
+// The first 17 fields are the original format; later fields are appended and optional, so an
+// older member's messages still decode (their new fields read as zero).
+constexpr std::uint32_t kRequiredFields = 17;
+constexpr std::uint32_t kFields = 21;
 
 void write_ids(Writer& w, const std::vector<raft::NodeId>& ids) {
   w.array(static_cast<std::uint32_t>(ids.size()));
@@ -58,6 +61,10 @@ void append_raft_message(std::string& out, const raft::Message& m) {
   w.uint(m.chunk_length);
   w.boolean(m.snapshot_done);
   w.bin(m.chunk);
+  w.uint(m.boot_id);
+  w.boolean(m.repairing);
+  w.uint(m.snapshot_from);
+  w.uint(m.repair_to);
   finish_frame(out, at);
 }
 
@@ -65,8 +72,8 @@ Result<raft::Message> decode_raft_message(const msgpack::object& body) {
   const msgpack::object* f = nullptr;
   std::uint32_t n = 0;
   KVC_RETURN_IF_ERROR(get_array(body, &f, &n, "raft message"));
-  if (n < kFields) {
-    return Status::corruption("raft message: expected " + std::to_string(kFields) +
+  if (n < kRequiredFields) {
+    return Status::corruption("raft message: expected " + std::to_string(kRequiredFields) +
                               " fields, got " + std::to_string(n));
   }
   raft::Message m;
@@ -118,6 +125,10 @@ Result<raft::Message> decode_raft_message(const msgpack::object& body) {
   KVC_RETURN_IF_ERROR(get_uint(f[14], &m.chunk_length, "raft.chunk_length"));
   KVC_RETURN_IF_ERROR(get_bool(f[15], &m.snapshot_done, "raft.snapshot_done"));
   KVC_RETURN_IF_ERROR(get_bytes(f[16], &m.chunk, "raft.chunk"));
+  if (n > 17) KVC_RETURN_IF_ERROR(get_uint(f[17], &m.boot_id, "raft.boot_id"));
+  if (n > 18) KVC_RETURN_IF_ERROR(get_bool(f[18], &m.repairing, "raft.repairing"));
+  if (n > 19) KVC_RETURN_IF_ERROR(get_uint(f[19], &m.snapshot_from, "raft.snapshot_from"));
+  if (n > 20) KVC_RETURN_IF_ERROR(get_uint(f[20], &m.repair_to, "raft.repair_to"));
   return m;
 }
 

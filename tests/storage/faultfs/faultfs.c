@@ -4,6 +4,7 @@
  * every path) are counted. Controlled by environment variables, each a 1-based call number:
  *
  *   KVC_FAULT_FDATASYNC_EIO=N   the Nth fdatasync fails with EIO (and only that one)
+ *   KVC_FAULT_FDATASYNC_HANG=N  the Nth fdatasync never returns (a disk that stopped answering)
  *   KVC_FAULT_FSYNC_EIO=N       the Nth fsync fails with EIO
  *   KVC_FAULT_WRITE_ENOSPC=N    the Nth write/pwrite fails with ENOSPC; with KVC_FAULT_PARTIAL=1
  *                               it first writes half of its bytes and returns that (a short
@@ -61,10 +62,17 @@ static int fail_next_write; /* the partial write happened; the next one fails */
 int fdatasync(int fd) {
   int (*real)(int) = dlsym(RTLD_NEXT, "fdatasync");
   char path[512];
-  if (matches(fd, path, sizeof path) && ++fdatasync_calls == env_long("KVC_FAULT_FDATASYNC_EIO")) {
-    report("fdatasync", path, "EIO");
-    errno = EIO;
-    return -1;
+  if (matches(fd, path, sizeof path)) {
+    ++fdatasync_calls;
+    if (fdatasync_calls == env_long("KVC_FAULT_FDATASYNC_EIO")) {
+      report("fdatasync", path, "EIO");
+      errno = EIO;
+      return -1;
+    }
+    if (fdatasync_calls == env_long("KVC_FAULT_FDATASYNC_HANG")) {
+      report("fdatasync", path, "hang");
+      for (;;) pause();
+    }
   }
   return real(fd);
 }

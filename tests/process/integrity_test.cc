@@ -1,0 +1,310 @@
+// Integrity of a member's data as real processes see it (issue 14): a damaged value in a stopped
+// member's LMDB state is never served and is repaired from the leader; a member restarted on an
+// older copy of its own data directory is noticed by the leader, does not vote until repaired,
+// and is repaired without a leader change; fatal errors end the process with exit 1 within
+// seconds and a stop signal always works. Every process is stopped by PID (ProcessCluster).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "process_cluster.h"
+
+namespace kvc::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string read_whole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The live LMDB file of a member's state: DATA_DIR/state/<the generation CURRENT names>.
+std::string state_file(const std::string& data_dir) {
+  std::string gen = read_whole(data_dir + "/state/CURRENT");
+  while (!gen.empty() && gen.back() == '\n') gen.pop_back();
+  return data_dir + "/state/" + gen + "/data.mdb";
+}
+
+// Flips one bit in the middle of every copy of `needle` in `path` (LMDB may keep an older copy
+// of a page; the live one is among them). Returns how many copies it damaged.
+int flip_bit_in_every_copy(const std::string& path, const std::string& needle) {
+  std::string data = read_whole(path);
+  int n = 0;
+  for (std::size_t at = data.find(needle); at != std::string::npos;
+       at = data.find(needle, at + needle.size())) {
+    data[at + needle.size() / 2] ^= 0x10;
+    ++n;
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  return out.good() ? n : -1;
+}
+
+std::string value_for(int i) { return "integrity-value-" + std::to_string(i) + "-" + std::string(40, 'v'); }
+
+std::map<std::string, std::string> write_keys(client::Client& c, int from, int to) {
+  std::map<std::string, std::string> acked;
+  for (int i = from; i < to; ++i) {
+    const std::string key = "/ik" + std::to_string(i);
+    wire::Response r = c.put(key, value_for(i));
+    EXPECT_EQ(r.code, Code::kOk) << key << ": " << r.message;
+    if (r.code == Code::kOk) acked[key] = value_for(i);
+  }
+  return acked;
+}
+
+wire::StatusInfo status_of(const ProcessCluster& cluster, int i) {
+  auto c = cluster.client_for(i, 2000);
+  wire::Response r = c->call_sync({.op = wire::Op::kStatus},
+                                  {.target = *net::parse_address(cluster.client_addr(i))});
+  return r.status;
+}
+
+// Polls `cond` every 50 ms for at most `ms`.
+template <typename F>
+bool eventually(std::uint64_t ms, F cond) {
+  const auto end = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+std::string log_of(const ProcessCluster& cluster, int i) { return read_whole(cluster.log_path(i)); }
+
+// Every member serves every acknowledged key with its value (serializable reads through each
+// member, so a member that served a damaged copy would be caught).
+void expect_every_member_serves(const ProcessCluster& cluster,
+                                const std::map<std::string, std::string>& acked) {
+  for (int i = 0; i < cluster.size(); ++i) {
+    if (!cluster.running(i)) continue;
+    auto c = cluster.client_for(i, 5000);
+    for (const auto& [k, v] : acked) {
+      wire::Response r = c->get(k, /*serializable=*/true);
+      ASSERT_EQ(r.code, Code::kOk) << "member " << i << " key " << k << ": " << r.message;
+      ASSERT_TRUE(r.found) << "member " << i << " lost " << k;
+      ASSERT_EQ(r.kvs.at(0).value, v) << "member " << i << " key " << k;
+    }
+  }
+}
+
+const std::vector<std::string> kQuiet = {"--scrub-rate", "0", "--hash-check-interval", "0"};
+
+TEST(IntegrityProcessTest, DamagedValueIsNeverServedAndIsRepairedFromTheLeader) {
+  ProcessCluster cluster("integrity-damaged-value", {.extra_flags = kQuiet});
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client(5000);
+  std::map<std::string, std::string> acked = write_keys(*c, 0, 30);
+  const int f = (*leader + 1) % cluster.size();
+  // Every member has applied everything, then f stops cleanly (its state is flushed to LMDB).
+  ASSERT_TRUE(cluster.wait_applied(f, status_of(cluster, *leader).commit_index).ok());
+  Result<int> stopped = cluster.stop(f);
+  ASSERT_TRUE(stopped.ok());
+  ASSERT_EQ(*stopped, 0);
+  ASSERT_GT(flip_bit_in_every_copy(state_file(cluster.spec(f).data_dir), value_for(7)), 0);
+  ASSERT_TRUE(cluster.start(f).ok());
+
+  // Reads of the damaged key through f: never the damaged bytes, whatever the consistency.
+  auto cf = cluster.client_for(f, 3000);
+  for (bool serializable : {true, false}) {
+    wire::Response r = cf->get("/ik7", serializable);
+    if (r.code == Code::kOk && r.found) {
+      EXPECT_EQ(r.kvs.at(0).value, value_for(7)) << "served a damaged value";
+    } else {
+      EXPECT_EQ(r.code, Code::kUnavailable) << r.message;
+    }
+  }
+  // The member noticed, says so, and repairs itself without a leader change.
+  EXPECT_TRUE(eventually(20000, [&] {
+    return log_of(cluster, f).find("state damaged") != std::string::npos;
+  })) << log_of(cluster, f);
+  EXPECT_TRUE(eventually(30000, [&] {
+    wire::StatusInfo s = status_of(cluster, f);
+    return !s.damaged && !s.repairing && s.applied_index > 0;
+  })) << log_of(cluster, f);
+  EXPECT_NE(log_of(cluster, f).find("state repaired"), std::string::npos);
+  wire::Response r = cf->get("/ik7", /*serializable=*/true);
+  ASSERT_EQ(r.code, Code::kOk) << r.message;
+  ASSERT_TRUE(r.found);
+  EXPECT_EQ(r.kvs.at(0).value, value_for(7));
+  expect_every_member_serves(cluster, acked);
+  ProcessCluster::CtlResult hash = cluster.ctl({"check", "hash"});
+  EXPECT_EQ(hash.status, 0) << hash.out;
+}
+
+TEST(IntegrityProcessTest, SnapshotSaveFromADamagedMemberFailsInsteadOfSavingTheDamage) {
+  ProcessCluster cluster("integrity-snapshot-save", {.extra_flags = kQuiet});
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client(5000);
+  std::map<std::string, std::string> acked = write_keys(*c, 0, 20);
+  const int f = (*leader + 1) % cluster.size();
+  ASSERT_TRUE(cluster.wait_applied(f, status_of(cluster, *leader).commit_index).ok());
+  ASSERT_TRUE(cluster.stop(f).ok());
+  ASSERT_GT(flip_bit_in_every_copy(state_file(cluster.spec(f).data_dir), value_for(3)), 0);
+  ASSERT_TRUE(cluster.start(f).ok());
+  const std::string out = cluster.dir() + "/backup.snap";
+  ProcessCluster::CtlResult save =
+      cluster.ctl({"--endpoints", cluster.client_addr(f), "snapshot", "save", out});
+  EXPECT_NE(save.status, 0) << save.out;
+  EXPECT_EQ(save.out.find("checksum verified"), std::string::npos) << save.out;
+  // Repaired afterwards, and a save through it then succeeds with the right data.
+  EXPECT_TRUE(eventually(30000, [&] { return !status_of(cluster, f).damaged; }))
+      << log_of(cluster, f);
+  fs::remove(out);
+  fs::remove(out + ".tmp");
+  ProcessCluster::CtlResult again =
+      cluster.ctl({"--endpoints", cluster.client_addr(f), "snapshot", "save", out});
+  EXPECT_EQ(again.status, 0) << again.out;
+  expect_every_member_serves(cluster, acked);
+}
+
+TEST(IntegrityProcessTest, FollowerRestartedOnAnOlderCopyOfItsDataIsRepairedByTheSameLeader) {
+  ProcessCluster cluster("integrity-rollback", {.extra_flags = kQuiet});
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client(5000);
+  std::map<std::string, std::string> acked = write_keys(*c, 0, 10);
+  const int f = (*leader + 1) % cluster.size();
+  ASSERT_TRUE(cluster.wait_applied(f, status_of(cluster, *leader).commit_index).ok());
+  ASSERT_TRUE(cluster.stop(f).ok());
+  const std::string dir = cluster.spec(f).data_dir;
+  const std::string copy = cluster.dir() + "/older-copy";
+  fs::copy(dir, copy, fs::copy_options::recursive);
+  ASSERT_TRUE(cluster.start(f).ok());
+  // Ten more writes that f acknowledges (the leader waits for f: it has applied them).
+  std::map<std::string, std::string> more = write_keys(*c, 10, 20);
+  acked.insert(more.begin(), more.end());
+  const std::uint64_t commit = status_of(cluster, *leader).commit_index;
+  ASSERT_TRUE(cluster.wait_applied(f, commit).ok());
+  ASSERT_TRUE(cluster.stop(f).ok());
+  fs::remove_all(dir);
+  fs::rename(copy, dir);
+  ASSERT_TRUE(cluster.start(f).ok());
+
+  // The same leader notices the loss, and repairs f by replication.
+  EXPECT_TRUE(eventually(20000, [&] {
+    return log_of(cluster, *leader).find("member lost entries it had acknowledged") !=
+           std::string::npos;
+  })) << log_of(cluster, *leader);
+  EXPECT_TRUE(eventually(20000, [&] {
+    wire::StatusInfo s = status_of(cluster, f);
+    return !s.repairing && s.applied_index >= commit;
+  })) << log_of(cluster, f);
+  EXPECT_GE(status_of(cluster, *leader).lost_entries_detected, 1u);
+  // Linearizable reads through f work (they timed out forever before).
+  auto cf = cluster.client_for(f, 5000);
+  for (const auto& [k, v] : acked) {
+    wire::Response r = cf->get(k);
+    ASSERT_EQ(r.code, Code::kOk) << k << ": " << r.message;
+    ASSERT_TRUE(r.found) << k;
+    EXPECT_EQ(r.kvs.at(0).value, v);
+  }
+  // No leader change was needed.
+  Result<int> now = cluster.wait_for_leader();
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(*now, *leader);
+}
+
+TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
+  ClusterOptions o;
+  o.extra_flags = kQuiet;
+  ProcessCluster cluster("integrity-fatal-fsync", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  const int f = (*leader + 1) % cluster.size();
+  ASSERT_TRUE(cluster.stop(f).ok());
+  // f restarts with a disk whose 5th fdatasync of a WAL file fails.
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB,
+                                 "KVC_FAULT_PATH=/wal/", "KVC_FAULT_FDATASYNC_EIO=5",
+                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
+  ASSERT_TRUE(cluster.start(f).ok());
+  auto c = cluster.client(5000);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 200 && cluster.running(f); ++i) (void)c->put("/fsync" + std::to_string(i), "v");
+  ASSERT_TRUE(eventually(15000, [&] { return !cluster.running(f); })) << log_of(cluster, f);
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(20));
+  EXPECT_EQ(cluster.exit_status(f), 1);
+  EXPECT_NE(log_of(cluster, f).find("stopping:"), std::string::npos) << log_of(cluster, f);
+}
+
+TEST(IntegrityProcessTest, StopSignalEndsAMemberWhoseDiskStoppedAnswering) {
+  ProcessCluster cluster("integrity-hung-disk", {.extra_flags = kQuiet});
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  const int f = (*leader + 1) % cluster.size();
+  ASSERT_TRUE(cluster.stop(f).ok());
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
+                                 "KVC_FAULT_FDATASYNC_HANG=3",
+                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
+  ASSERT_TRUE(cluster.start(f).ok());
+  // Writes until f's disk hangs (batching may fold many writes into one sync): bounded.
+  auto c = cluster.client(2000);
+  auto hung = [&] { return log_of(cluster, f).find("-> hang") != std::string::npos; };
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 2000 && !hung() && Clock::now() < until; ++i) {
+    (void)c->put("/hang" + std::to_string(i), "v");
+  }
+  ASSERT_TRUE(hung()) << log_of(cluster, f);
+  // The disk thread is stuck in fdatasync for good; SIGTERM must still end the process.
+  ASSERT_TRUE(cluster.running(f));
+  const auto t0 = Clock::now();
+  Result<int> rc = cluster.stop(f);  // SIGTERM, waits up to 15 s
+  const auto took = Clock::now() - t0;
+  ASSERT_TRUE(rc.ok()) << rc.status().to_string() << "\n" << log_of(cluster, f);
+  EXPECT_EQ(*rc, 1) << log_of(cluster, f);
+  EXPECT_LT(took, std::chrono::seconds(12));
+  EXPECT_NE(log_of(cluster, f).find("exiting without a clean stop"), std::string::npos);
+}
+
+#ifdef KVC_HAVE_UNSAFE_NODE  // the test-mutation build of kvc-node (-DKVC_MUTATIONS=ON)
+TEST(IntegrityProcessTest, PeriodicHashCheckMakesADivergedMemberRepairItself) {
+  ProcessCluster cluster("integrity-hash-check",
+                         {.extra_flags = {"--scrub-rate", "0", "--hash-check-interval", "1s"}});
+  // Member 2 stores another value than it is given for keys under /diverge: its state differs
+  // while every checksum is right, which only a comparison with the others can find.
+  cluster.mutable_spec(2).binary = "kvc-node-unsafe";
+  cluster.mutable_spec(2).extra_flags = {"--test-mutation", "diverge-apply"};
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client(5000);
+  ASSERT_EQ(c->put("/diverge/a", "good").code, Code::kOk);
+  auto c2 = cluster.client_for(2, 3000);
+  // Either it is caught before we look, or we see the divergence first: both fine; then the
+  // check must find it and the member must repair itself.
+  EXPECT_TRUE(eventually(30000, [&] {
+    wire::Response r = c2->get("/diverge/a", /*serializable=*/true);
+    return r.code == Code::kOk && r.found && r.kvs.at(0).value == "good";
+  })) << log_of(cluster, 2);
+  EXPECT_NE(log_of(cluster, 2).find("state repaired"), std::string::npos) << log_of(cluster, 2);
+  bool disagreed = false;
+  for (int i = 0; i < cluster.size(); ++i) {
+    disagreed |= log_of(cluster, i).find("members disagree with the majority") != std::string::npos;
+  }
+  EXPECT_TRUE(disagreed);
+  // Afterwards the cluster agrees.
+  EXPECT_TRUE(eventually(15000, [&] { return cluster.ctl({"check", "hash"}).status == 0; }));
+}
+#endif
+
+}  // namespace
+}  // namespace kvc::test
