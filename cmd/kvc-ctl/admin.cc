@@ -243,6 +243,16 @@ int run_status(const Env& env, bool cluster) {
           json_uint(o, "durable_index", s.durable_index);
           json_uint(o, "wal_bytes", s.wal_bytes);
           json_uint(o, "state_bytes", s.state_bytes);
+          json_string(o, "leader_name", r.leader_name);
+          json_bool(o, "damaged", s.damaged);
+          json_bool(o, "repairing", s.repairing);
+          json_string(o, "repair_reason", s.repair_reason);
+          json_uint(o, "scrub_passes", s.scrub_passes);
+          json_uint(o, "scrub_records", s.scrub_records);
+          json_uint(o, "scrub_damaged", s.scrub_damaged);
+          json_uint(o, "hash_check_index", s.hash_check_index);
+          json_string(o, "hash_check_result", s.hash_check_result);
+          json_uint(o, "lost_entries_detected", s.lost_entries_detected);
         } else {
           json_string(o, "name", name);
         }
@@ -264,8 +274,13 @@ int run_status(const Env& env, bool cluster) {
           t.add({addr.empty() ? "-" : addr, name, "", "", "unreachable", "", "", "", "", "", "",
                  errors});
         } else {
-          t.add({addr, s.name, id_hex(s.member_id), s.version, s.role,
-                 s.leader_id == s.member_id ? "yes" : "", std::to_string(s.term),
+          // The leader this member knows (a learner's status answers "who leads?" too).
+          std::string leader = s.leader_id == 0               ? "-"
+                               : s.leader_id == s.member_id   ? "yes"
+                               : !r.leader_name.empty()       ? r.leader_name
+                                                              : id_hex(s.leader_id);
+          t.add({addr, s.name, id_hex(s.member_id), s.version, s.role, leader,
+                 std::to_string(s.term),
                  std::to_string(s.commit_index), std::to_string(s.applied_index),
                  human_bytes(s.wal_bytes), human_bytes(s.state_bytes), errors});
         }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <sstream>
@@ -242,6 +243,13 @@ std::string hex_value(std::string_view bytes) {
 }
 
 // Conf-change data is encoded by the Raft core; until kvc-wal decodes it, it is shown as hex.
+// A state hash as kvc-ctl check hash prints it: 16 hex digits.
+std::string hash_hex(std::uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 std::string command_text(const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) {
     return "data=" + (e.data.empty() ? std::string("-") : hex_value(e.data));
@@ -256,6 +264,9 @@ std::string command_text(const raft::Entry& e) {
   s += text_value(c->key);
   if (c->op == CommandOp::kCas) s += " expect_revision=" + std::to_string(c->expect_revision);
   if (c->op == CommandOp::kPut || c->op == CommandOp::kCas) s += " value=" + text_value(c->value);
+  if (c->op == CommandOp::kHashVerdict) {
+    s += " index=" + std::to_string(c->expect_revision) + " hash=" + hash_hex(c->hash);
+  }
   s += " request_id=" + std::to_string(c->request_id);
   return s;
 }
@@ -278,6 +289,9 @@ void command_json(Json& j, const raft::Entry& e) {
   cj.str("op", command_op_name(c->op)).num("request_id", c->request_id).bytes("key", c->key);
   if (c->op == CommandOp::kCas) cj.num("expect_revision", c->expect_revision);
   if (c->op == CommandOp::kPut || c->op == CommandOp::kCas) cj.bytes("value", c->value);
+  if (c->op == CommandOp::kHashVerdict) {
+    cj.num("index", c->expect_revision).str("hash", hash_hex(c->hash));
+  }
   j.raw("command", cj.done());
 }
 
