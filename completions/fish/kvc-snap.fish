@@ -10,6 +10,8 @@ function __kvc_snap_path
                 set path 'verify'
             case '|dump'
                 set path 'dump'
+            case '|check'
+                set path 'check'
             case '|restore'
                 set path 'restore'
         end
@@ -17,10 +19,11 @@ function __kvc_snap_path
     echo "$path"
 end
 complete -c kvc-snap -f
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a info -d 'Show index, term, membership, key count, size and checksum status of snapshots'
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a verify -d 'Check every checksum of a snapshot file; the exit code tells clean from corrupt'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a info -d 'Show index, term, members, key count, size and checksum status'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a verify -d 'Check every checksum of a snapshot file (exit code: clean or not)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a dump -d 'Print the keys and values of a snapshot file'
-complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a restore -d 'Build a new member data directory from a snapshot, to start a new cluster'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a check -d 'Check a member\'s state offline: every record\'s checksum, every LMDB page, the meta record, and the state against the write-ahead log'
+complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -a restore -d 'Build a new member data directory from a snapshot (new cluster)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = ''" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'
@@ -36,6 +39,10 @@ complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l help -s h -d 'Print
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l prefix -r -F -d 'Only keys that start with this prefix'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -F
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'check'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'check'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'check'" -l progress -d 'Show progress on stderr even when it is not a terminal'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'check'" -F
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l data-dir -r -F -d 'The new member\'s data directory (new or empty)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'restore'" -l name -r -F -d 'This member\'s name (one of --initial-cluster)'

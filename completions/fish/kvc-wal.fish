@@ -19,7 +19,7 @@ end
 complete -c kvc-wal -f
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a info -d 'Show segments, first and last index and term, snapshot marker, hard state, sizes'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a dump -d 'Print every record, one per line'
-complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a verify -d 'Check every record; the exit code says clean (0), torn tail (7) or corrupt (8)'
+complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a verify -d 'Check every record and, given a data directory, the log against the state; the exit code says clean (0), torn tail (7), corrupt (8) or inconsistent (9)'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -a repair -d 'Repair a torn tail, or with --truncate-corrupt cut the log at corruption'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-wal -n "test (__kvc_wal_path) = ''" -l help -s h -d 'Print this help and exit'
@@ -37,6 +37,7 @@ complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -l type -r -a 'entry har
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'dump'" -F
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
+complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -l progress -d 'Show progress on stderr even when it is not a terminal'
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'verify'" -F
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-wal -n "test (__kvc_wal_path) = 'repair'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json'
