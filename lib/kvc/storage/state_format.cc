@@ -11,10 +11,14 @@ namespace {
 std::uint32_t record_crc(StateDb db, std::string_view key, std::string_view body) {
   // The tag and the key's length first: a record cannot verify in another database or under a
   // key that only shares a prefix with its own.
-  std::string head;
-  head += static_cast<char>(db);
-  put_varint(head, key.size());
-  std::uint32_t crc = crc32c::value(head);
+  unsigned char head[1 + 10];  // the tag, then the key's length as a varint (at most 10 bytes)
+  std::size_t n = 0;
+  head[n++] = static_cast<unsigned char>(db);
+  for (std::uint64_t len = key.size();; len >>= 7) {
+    head[n++] = static_cast<unsigned char>((len & 0x7f) | (len >= 0x80 ? 0x80 : 0));
+    if (len < 0x80) break;
+  }
+  std::uint32_t crc = crc32c::value(head, n);
   crc = crc32c::extend(crc, key.data(), key.size());
   return crc32c::extend(crc, body.data(), body.size());
 }
