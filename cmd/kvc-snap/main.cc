@@ -2,6 +2,7 @@
 // format is kvc-snap(5)). Parses flags, calls kvc_storage, prints; stdout carries the data,
 // stderr the diagnostics and the progress bar.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -11,6 +12,7 @@
 #include "kvc/common/text.h"
 #include "kvc/storage/snapshot.h"
 #include "kvc/storage/snapshot_restore.h"
+#include "kvc/storage/state_tool.h"
 #include "output.h"
 
 namespace {
@@ -282,7 +284,8 @@ int main(int argc, char** argv) {
   const std::string codes =
       "  3  file or directory not found (info: no snapshot in the directory)\n"
       "  7  the snapshot is truncated (it ends early; the bytes present are intact)\n"
-      "  8  the snapshot is corrupt (a checksum or structure check failed)\n";
+      "  8  the snapshot is corrupt (a checksum or structure check failed)\n"
+      "  9  check: the state and the write-ahead log disagree\n";
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-snap info /var/lib/kvc\n  kvc-snap verify snap/00000000000004d2-0000000000000003.snap",
       codes));
@@ -320,6 +323,22 @@ int main(int argc, char** argv) {
   dump->footer(
       kvc::cli::exit_code_footer("  kvc-snap dump backup.snap --prefix /cluster/ -o json", codes));
 
+  std::string check_dir;
+  bool check_progress = false;
+  CLI::App* check = app.add_subcommand(
+      "check",
+      "Check a member's state offline: every record's checksum, every LMDB page, the meta "
+      "record, and the state against the write-ahead log");
+  check->add_option("DIR", check_dir, "A data directory, or its state/ folder")->required();
+  add_output(check);
+  check->add_flag("--progress", check_progress,
+                  "Show progress on stderr even when it is not a terminal");
+  check->footer(kvc::cli::exit_code_footer(
+      "  kvc-snap check /var/lib/kvc && echo clean",
+      "  3  DIR is not a data or state directory\n"
+      "  8  a record or an LMDB page is damaged (or the write-ahead log is corrupt)\n"
+      "  9  the state and the write-ahead log disagree (kvc-node refuses to start)\n"));
+
   kvc::storage::RestoreOptions ro;
   CLI::App* restore = app.add_subcommand(
       "restore", "Build a new member data directory from a snapshot (new cluster)");
@@ -352,5 +371,13 @@ int main(int argc, char** argv) {
   if (verify->parsed()) return cmd_verify(verify_path, output);
   if (dump->parsed()) return cmd_dump(dump_path, prefix, output);
   if (restore->parsed()) return cmd_restore(ro);
+  if (check->parsed()) {
+    kvc::storage::ToolContext ctx;
+    ctx.tool = kProgram;
+    ctx.format =
+        output == "json" ? kvc::storage::OutputFormat::kJson : kvc::storage::OutputFormat::kSimple;
+    ctx.progress = (::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO)) || check_progress;
+    return kvc::storage::run_state_check(check_dir, ctx);
+  }
   return kvc::kExitUsage;
 }

@@ -15,6 +15,8 @@ const char* const kNotFound = "  3  the directory does not exist or holds no WAL
 const char* const kDamage =
     "  7  the log ends in a torn tail (repairable; kvc-node truncates it by itself)\n"
     "  8  the log is corrupt before its tail (kvc-node refuses to start on it)\n";
+const char* const kInconsistent =
+    "  9  the log and the data directory's state disagree (kvc-node refuses to start)\n";
 
 std::string footer(const std::string& examples, const std::string& extra) {
   return kvc::cli::exit_code_footer(examples, extra);
@@ -34,7 +36,8 @@ int main(int argc, char** argv) {
   app.fallthrough();  // the logging flags may also follow the subcommand
   app.require_subcommand(1, 1);
   app.footer(footer("  kvc-wal verify /var/lib/kvc/m1 && echo clean",
-                    std::string(kNotFound) + "  7, 8  verify and dump: torn tail, corruption\n"));
+                    std::string(kNotFound) + "  7, 8  verify and dump: torn tail, corruption\n" +
+                        "  9  verify and repair: the log and the state disagree\n"));
 
   std::string dir;
   std::string output = "simple";
@@ -67,11 +70,16 @@ int main(int argc, char** argv) {
   dump->footer(footer("  kvc-wal dump /var/lib/kvc/m1 --from 100 --to 200 --type entry",
                       std::string(kNotFound) + kDamage));
 
+  bool progress_flag = false;
   CLI::App* verify = app.add_subcommand(
-      "verify", "Check every record; the exit code says clean (0), torn tail (7) or corrupt (8)");
+      "verify",
+      "Check every record and, given a data directory, the log against the state; the exit code "
+      "says clean (0), torn tail (7), corrupt (8) or inconsistent (9)");
   add_dir_and_output(verify);
-  verify->footer(
-      footer("  kvc-wal verify /var/lib/kvc/m1; echo $?", std::string(kNotFound) + kDamage));
+  verify->add_flag("--progress", progress_flag,
+                   "Show progress on stderr even when it is not a terminal");
+  verify->footer(footer("  kvc-wal verify /var/lib/kvc/m1; echo $?",
+                        std::string(kNotFound) + kDamage + kInconsistent));
 
   kvc::storage::RepairOptions repair_opt;
   CLI::App* repair = app.add_subcommand(
@@ -94,7 +102,8 @@ int main(int argc, char** argv) {
   repair->footer(footer(
       "  kvc-wal repair /var/lib/kvc/m1 --out /var/lib/kvc/m1-wal-repaired",
       std::string(kNotFound) +
-          "  (0 also when nothing needed repair and for --dry-run; 1 when refused or aborted)\n"));
+          "  (0 also when nothing needed repair and for --dry-run; 1 when refused or aborted)\n" +
+          kInconsistent));
 
   kvc::cli::add_global_options_to_help(app);
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
@@ -102,7 +111,7 @@ int main(int argc, char** argv) {
   kvc::storage::ToolContext ctx;
   ctx.format = output == "json" ? OutputFormat::kJson : OutputFormat::kSimple;
   ctx.interactive = ::isatty(STDIN_FILENO) && ::isatty(STDERR_FILENO);
-  ctx.progress = ::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO);
+  ctx.progress = (::isatty(STDOUT_FILENO) && ::isatty(STDERR_FILENO)) || progress_flag;
   if (*info) return kvc::storage::run_info(dir, ctx);
   if (*verify) return kvc::storage::run_verify(dir, ctx);
   if (*dump) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <filesystem>
 
 namespace kvc::storage {
@@ -62,6 +63,24 @@ TEST(FsTest, MakeDirsRefusesAFileInTheWay) {
   EXPECT_FALSE(make_dirs(dir + "/file").ok());
   EXPECT_TRUE(make_dirs(dir + "/a/b/c").ok());
   EXPECT_TRUE(std::filesystem::is_directory(dir + "/a/b/c"));
+}
+
+TEST(FsTest, ErrnoStatusSaysWhatAndWhyInLowercase) {
+  const struct {
+    int err;
+    Code code;
+    const char* want;
+  } cases[] = {
+      {ENOSPC, Code::kResourceExhausted, "write /d/f at offset 9: no space left on device"},
+      {EDQUOT, Code::kResourceExhausted, "write /d/f at offset 9: disk quota exceeded"},
+      {EIO, Code::kIOError, "write /d/f at offset 9: input/output error"},
+      {EACCES, Code::kIOError, "write /d/f at offset 9: permission denied"},
+  };
+  for (const auto& c : cases) {
+    const Status s = errno_status("write /d/f at offset 9", c.err);
+    EXPECT_EQ(s.code(), c.code);
+    EXPECT_EQ(s.message(), c.want);
+  }
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include "state_checker.h"
+#include "state_damage.h"
 
 namespace kvc::storage {
 namespace {
 
+using testing::check_damaged_value_is_refused;
 using testing::check_exactly_once_in_process;
 using testing::check_exactly_once_with_sigkill;
 using testing::fresh_dir;
@@ -22,6 +24,17 @@ class StateMutationTest : public ::testing::Test {
 TEST_F(StateMutationTest, CleanBuildPassesBothCheckers) {
   EXPECT_EQ(check_exactly_once_in_process(fresh_dir("a"), 1, 10, 100), "");
   EXPECT_EQ(check_exactly_once_with_sigkill(fresh_dir("b"), 2, 8, 120), "");
+}
+
+TEST_F(StateMutationTest, CleanBuildRefusesADamagedValue) {
+  EXPECT_EQ(check_damaged_value_is_refused(fresh_dir()), "");
+}
+
+TEST_F(StateMutationTest, DamageCheckerCatchesReadsThatSkipTheChecksum) {
+  g_state_mutation = StateMutation::kReadsSkipChecksum;
+  const std::string err = check_damaged_value_is_refused(fresh_dir());
+  EXPECT_NE(err, "");
+  std::printf("caught: %s\n", err.c_str());
 }
 
 TEST_F(StateMutationTest, SigkillCheckerCatchesMetaInASeparateTransaction) {

@@ -57,7 +57,7 @@ TEST(WalFaultTest, FdatasyncFailureStopsTheLogForGood) {
   EXPECT_NE(r.err.find("faultfs: fdatasync"), std::string::npos) << r.err;
   // The error names the call and the segment, and a second sync is not let off.
   EXPECT_NE(r.out.find("error io_error fdatasync " + dir + "/"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("Input/output error"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("input/output error"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("again io_error"), std::string::npos) << r.out;
   const std::uint64_t synced = last_synced(r.out);
   EXPECT_GT(synced, 0u);
@@ -77,7 +77,7 @@ TEST(WalFaultTest, AShortWriteThenEnospcLeavesTheLogUnchangedAndARetrySucceeds) 
       << r.err;
   EXPECT_NE(r.out.find("enospc write " + dir + "/" + seg + " at offset "), std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("No space left on device (nothing of this append was kept"),
+  EXPECT_NE(r.out.find("no space left on device (nothing of this append was kept"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("done 200"), std::string::npos) << r.out;
@@ -96,7 +96,7 @@ TEST(WalFaultTest, AFullDiskStopsAppendsWithoutLeavingHalfABatch) {
     // gives up (exit 4); the zeros that would undo a partial write fail too, so the writer cuts
     // the file back to the end of the log instead.
     EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
-    EXPECT_NE(r.out.find("No space left on device (nothing of this append was kept"),
+    EXPECT_NE(r.out.find("no space left on device (nothing of this append was kept"),
               std::string::npos)
         << r.out;
     const std::uint64_t synced = last_synced(r.out);
@@ -144,7 +144,7 @@ TEST(WalFaultTest, RepairInPlaceStopsBeforeTouchingTheLogWhenItCannotSaveTheBack
        "KVC_FAULT_PATH=.bak", "KVC_FAULT_FSYNC_EIO=1"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.err.find("fsync " + dir + ".bak/"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("Input/output error"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("input/output error"), std::string::npos) << r.err;
   EXPECT_EQ(wal_test::slurp(wal_test::segment_paths(dir).back()), before);
   const ProcessResult v = wal_test::run_process({KVC_WAL_BIN, "verify", dir});
   EXPECT_EQ(v.exit_code, 7) << v.out << v.err;
@@ -160,7 +160,7 @@ TEST(WalFaultTest, RepairToACopyOnAFullDiskFailsAndLeavesTheOriginalAlone) {
       {std::string("LD_PRELOAD=") + KVC_FAULTFS_LIB, wal_test::asan_options_for_preload(),
        "KVC_FAULT_PATH=-repaired", "KVC_FAULT_WRITE_ENOSPC=1", "KVC_FAULT_ENOSPC_STICKY=1"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no space left on device"), std::string::npos) << r.err;
   EXPECT_EQ(wal_test::slurp(wal_test::segment_paths(dir).back()), before);
 }
 

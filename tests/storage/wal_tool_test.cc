@@ -7,7 +7,10 @@
 #include <filesystem>
 
 #include "kvc/storage/data_dir.h"
+#include "kvc/storage/state.h"
 #include "kvc/storage/wal.h"
+#include "member_storage.h"
+#include "state_test_util.h"
 #include "wal_test_util.h"
 
 namespace kvc::storage {
@@ -50,12 +53,22 @@ Captured capture(F&& run, OutputFormat format = OutputFormat::kSimple,
   return c;
 }
 
-// A member data directory with a WAL of entries 1..30, a hard state and a marker at 10.
+// A member data directory with a WAL of entries 1..30, a hard state and a marker at 10, and a
+// state at index 10 (so the log and the state agree).
 std::string data_dir_with_log(const std::string& name) {
   const std::string dir = wal_test::fresh_dir(name);
   {
     Result<DataDir> d = DataDir::open(dir, DataDir::Mode::kReadWrite);
     KVC_CHECK(d.ok(), d.status().to_string());
+  }
+  {
+    Result<std::unique_ptr<StateMachine>> st = StateMachine::open(dir + "/state");
+    KVC_CHECK(st.ok(), st.status().to_string());
+    Membership m;
+    m.members = {{.id = 1, .name = "m1", .peer_addr = "127.0.0.1:1"}};
+    (*st)->apply_membership(1, 1, m);
+    for (std::uint64_t i = 2; i <= 10; ++i) (*st)->apply_noop(i, 1);
+    KVC_CHECK((*st)->flush_all().ok(), "flush");
   }
   Result<OpenedWal> w = Wal::open(dir + "/wal", WalOptions{.segment_bytes = kMinSegmentBytes});
   KVC_CHECK(w.ok(), "open");
@@ -222,7 +235,13 @@ TEST(WalToolTest, VerifyExitCodesAreCleanTornAndCorrupt) {
   ProcessResult clean = run_process({KVC_WAL_BIN, "verify", dir});
   EXPECT_EQ(clean.exit_code, 0) << clean.err;
   EXPECT_EQ(clean.out.rfind("clean: ", 0), 0u) << clean.out;
+  EXPECT_NE(clean.out.find("\nconsistent with the state in " + dir + "/state (applied index 10)"),
+            std::string::npos)
+      << clean.out;
   EXPECT_EQ(clean.err.find('\r'), std::string::npos) << "progress when stdout is no terminal";
+  ProcessResult shown = run_process({KVC_WAL_BIN, "verify", dir, "--progress"});
+  EXPECT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.err.find("\rkvc-wal: verifying "), std::string::npos) << shown.err;
 
   tear_tail(dir + "/wal");
   ProcessResult torn = run_process({KVC_WAL_BIN, "verify", dir, "-o", "json"});
@@ -461,6 +480,66 @@ TEST(WalToolTest, ALiveMemberIsDetectedWithoutTakingItsLock) {
   // We still hold the lock: nothing took it from us.
   EXPECT_EQ(DataDir::open(dir, DataDir::Mode::kReadWrite).status().code(),
             Code::kFailedPrecondition);
+}
+
+// ---- the log against the state (consistency.h) ----
+
+// A data directory whose WAL spans several segments, whose state flushed at 60.
+std::string member_dir(const std::string& name) {
+  const std::string dir = wal_test::fresh_dir(name);
+  testing::MemberStorage m(dir);
+  m.append(60);
+  m.apply(60);
+  m.flush();
+  return dir;
+}
+
+TEST(WalToolTest, VerifyOfADataDirectoryCatchesARemovedNewestSegment) {
+  const std::string dir = member_dir("tool_newest");
+  std::filesystem::remove(wal_test::segment_paths(dir + "/wal").back());
+  // Only the log: it reads clean, as it did before this check existed.
+  ProcessResult alone = run_process({KVC_WAL_BIN, "verify", dir + "/wal"});
+  EXPECT_EQ(alone.exit_code, 0) << alone.out << alone.err;
+  // The data directory: the state says the log must reach 60.
+  ProcessResult r = run_process({KVC_WAL_BIN, "verify", dir});
+  EXPECT_EQ(r.exit_code, 9) << r.out << r.err;
+  EXPECT_EQ(r.out.rfind("clean: ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\ninconsistent: the wal in " + dir + "/wal ends at index "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("are missing from the log"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("will not start on this data directory"), std::string::npos) << r.err;
+  ProcessResult json = run_process({KVC_WAL_BIN, "verify", dir, "-o", "json"});
+  EXPECT_EQ(json.exit_code, 9);
+  EXPECT_NE(json.out.find("\"consistency\":{\"status\":\"inconsistent\""), std::string::npos)
+      << json.out;
+  EXPECT_NE(json.out.find("\"kind\":\"log_truncated\""), std::string::npos) << json.out;
+  // repair has nothing to cut, but does not call the directory fine.
+  ProcessResult repair = run_process({KVC_WAL_BIN, "repair", dir, "--dry-run"});
+  EXPECT_EQ(repair.exit_code, 9) << repair.out << repair.err;
+  EXPECT_NE(repair.out.find("nothing to repair: the log is clean"), std::string::npos);
+  EXPECT_NE(repair.err.find("no repair of the log can fix"), std::string::npos) << repair.err;
+}
+
+TEST(WalToolTest, VerifyOfADataDirectoryCatchesAMissingMiddleSegmentAndAnOlderState) {
+  const std::string dir = member_dir("tool_middle");
+  ProcessResult ok = run_process({KVC_WAL_BIN, "verify", dir, "-o", "json"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("\"consistency\":{\"status\":\"consistent\""), std::string::npos) << ok.out;
+  const std::vector<std::string> segs = wal_test::segment_paths(dir + "/wal");
+  ASSERT_GE(segs.size(), 3u);
+  const std::string saved = wal_test::slurp(segs[1]);
+  std::filesystem::remove(segs[1]);
+  ProcessResult r = run_process({KVC_WAL_BIN, "verify", dir});
+  EXPECT_EQ(r.exit_code, 8) << r.out << r.err;
+  EXPECT_NE(r.out.find("(a segment is missing)"), std::string::npos) << r.out;
+  wal_test::spit(segs[1], saved);
+  // An empty state (removed, then recreated empty) is older than the log's marker at 60.
+  std::filesystem::remove_all(dir + "/state");
+  std::filesystem::create_directories(dir + "/state");
+  r = run_process({KVC_WAL_BIN, "verify", dir});
+  EXPECT_EQ(r.exit_code, 9) << r.out << r.err;
+  EXPECT_NE(r.out.find("snapshot marker at index 60"), std::string::npos) << r.out;
 }
 
 }  // namespace

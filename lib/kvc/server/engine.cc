@@ -15,6 +15,7 @@
 #include "kvc/raft/conf_change.h"
 #include "kvc/server/engine_impl.h"
 #include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/wire/auth.h"
 
@@ -233,6 +234,13 @@ Status Engine::Impl::open_storage() {
                                .history_bytes = options_.history_bytes});
   if (!st.ok()) return st.status();
   state_ = std::move(*st);
+  // The state and the log must agree before the Raft core sees either (consistency.h): a
+  // violation (a state older than the log says, a log missing its newest segments, ...)
+  // refuses the start with what is missing and what to do.
+  if (Status s = storage::check_consistency(state_->facts(), storage::log_facts(*wal_)).status();
+      !s.ok()) {
+    return s;
+  }
   if (options_.force_new_cluster) {
     KVC_RETURN_IF_ERROR(force_new_cluster(opened->log));
   }
@@ -344,10 +352,6 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   // first entries (bootstrap_log), or the leader's log or snapshot for a member that joined,
   // bring the members.
   const storage::Membership& m = state_->membership();
-  if (m.empty() && d != 0) {
-    return Status::failed_precondition("the state in " + data_dir_->state_dir() +
-                                       " has no membership");
-  }
   raft::RestoreState rs;
   rs.snapshot = {d, d_term, m.to_conf_state()};
   if (wal_->last_index() < d) {
@@ -361,11 +365,8 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   std::uint64_t expect = d + 1;
   for (raft::Entry& e : log.entries) {
     if (e.index <= d) continue;
-    if (e.index != expect) {
-      return Status::corruption("wal in " + data_dir_->wal_dir() + " is missing entries " +
-                                std::to_string(expect) + ".." + std::to_string(e.index - 1) +
-                                " after the state's applied index " + std::to_string(d));
-    }
+    // check_consistency (open_storage) refused a log that does not continue at d + 1.
+    KVC_CHECK_EQ(e.index, expect);
     if (e.term < d_term) {
       spdlog::warn("dropping stale log entries after the state's index index={} term={} "
                    "state_term={}",
@@ -780,6 +781,13 @@ void Engine::Impl::on_persisted(std::shared_ptr<PersistJob> job) {
     return;
   }
   if (job->rd.hard_state && job->sync) synced_hard_state_ = *job->rd.hard_state;
+  if (job->sync && (!job->rd.entries.empty() || job->rd.snapshot)) {
+    // The log now durably holds every committed entry up to here; the state records it with
+    // its next flush, so a start notices a log that lost them (consistency.h).
+    const std::uint64_t synced =
+        job->rd.entries.empty() ? job->rd.snapshot->index : job->rd.entries.back().index;
+    state_->note_log_durable(std::min(synced, node_->commit()));
+  }
   persisting_ = false;
   complete_ready(job->rd);
   process_ready();

@@ -13,8 +13,9 @@
 namespace kvc::storage {
 namespace {
 
-constexpr const char* kHeader = "# kvc member identity: which member of which cluster this is.\n"
-                                "# Written by kvc-node; do not edit (a checksum guards it).\n";
+constexpr const char* kHeader =
+    "# kvc member identity: which member of which cluster this is.\n"
+    "# Written by kvc-node; do not edit (a checksum guards it).\n";
 
 bool valid_text_field(const std::string& s) {
   return s.find_first_of("\n\r=") == std::string::npos;
@@ -140,7 +141,7 @@ Result<DataDir> DataDir::open(const std::string& path, Mode mode) {
   if (!fd.ok()) return fd.status();
   if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
-    if (err != EWOULDBLOCK) return Status::from_errno("lock " + lock_path, err);
+    if (err != EWOULDBLOCK) return errno_status("lock " + lock_path, err);
     Result<std::string> holder = read_file(lock_path);
     std::string pid = holder.ok() ? *holder : "";
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
@@ -148,7 +149,7 @@ Result<DataDir> DataDir::open(const std::string& path, Mode mode) {
                                        (pid.empty() ? "" : " (pid " + pid + ")"));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd->get(), 0) != 0) return Status::from_errno("truncate " + lock_path, errno);
+  if (::ftruncate(fd->get(), 0) != 0) return errno_status("truncate " + lock_path, errno);
   KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), pid, 0, lock_path));
   for (const char* sub : {"/wal", "/snap", "/state"}) {
     KVC_RETURN_IF_ERROR(make_dirs(path + sub, 0700));
@@ -168,7 +169,8 @@ Result<Identity> DataDir::read_identity() const {
 Status DataDir::write_identity(const Identity& id) {
   if (read_only()) return Status::failed_precondition("data directory opened read-only");
   if (!valid_text_field(id.name) || !valid_text_field(id.cluster_token)) {
-    return Status::invalid_argument("member name and cluster token must not contain newlines or '='");
+    return Status::invalid_argument(
+        "member name and cluster token must not contain newlines or '='");
   }
   return write_file_atomic(identity_path(), encode_identity(id));
 }

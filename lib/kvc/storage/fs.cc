@@ -7,8 +7,27 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace kvc::storage {
+
+Status errno_status(std::string_view what, int err) {
+  std::string m(what);
+  m += ": ";
+  switch (err) {
+    case ENOSPC:
+      return Status::resource_exhausted(m + "no space left on device");
+    case EDQUOT:
+      return Status::resource_exhausted(m + "disk quota exceeded");
+    default: {
+      std::string reason = std::strerror(err);
+      if (!reason.empty() && reason[0] >= 'A' && reason[0] <= 'Z') {
+        reason[0] = static_cast<char>(reason[0] - 'A' + 'a');
+      }
+      return Status::io_error(m + reason);
+    }
+  }
+}
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
   if (this != &o) reset(o.release());
@@ -28,7 +47,7 @@ Result<UniqueFd> open_file(const std::string& path, int flags, int mode) {
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) return Status::not_found("open " + path + ": no such file or directory");
-    return Status::from_errno("open " + path, err);
+    return errno_status("open " + path, err);
   }
   return UniqueFd(fd);
 }
@@ -38,7 +57,7 @@ Status pwrite_all(int fd, std::string_view data, std::uint64_t offset, const std
     const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno("write " + path + " at offset " + std::to_string(offset), errno);
+      return errno_status("write " + path + " at offset " + std::to_string(offset), errno);
     }
     data.remove_prefix(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
@@ -51,7 +70,7 @@ Status write_all(int fd, std::string_view data, const std::string& path) {
     const ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno("write " + path, errno);
+      return errno_status("write " + path, errno);
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
@@ -66,8 +85,7 @@ Result<std::string> pread_up_to(int fd, std::size_t n, std::uint64_t offset,
     const ssize_t r = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(offset + got));
     if (r < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno("read " + path + " at offset " + std::to_string(offset + got),
-                                errno);
+      return errno_status("read " + path + " at offset " + std::to_string(offset + got), errno);
     }
     if (r == 0) break;
     got += static_cast<std::size_t>(r);
@@ -77,12 +95,12 @@ Result<std::string> pread_up_to(int fd, std::size_t n, std::uint64_t offset,
 }
 
 Status fdatasync_fd(int fd, const std::string& path) {
-  if (::fdatasync(fd) != 0) return Status::from_errno("fdatasync " + path, errno);
+  if (::fdatasync(fd) != 0) return errno_status("fdatasync " + path, errno);
   return Status();
 }
 
 Status fsync_fd(int fd, const std::string& path) {
-  if (::fsync(fd) != 0) return Status::from_errno("fsync " + path, errno);
+  if (::fsync(fd) != 0) return errno_status("fsync " + path, errno);
   return Status();
 }
 
@@ -101,7 +119,7 @@ Result<std::string> read_file(const std::string& path) {
     const ssize_t n = ::read(fd->get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::from_errno("read " + path, errno);
+      return errno_status("read " + path, errno);
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
@@ -118,7 +136,7 @@ Status write_file_atomic(const std::string& path, std::string_view data) {
     KVC_RETURN_IF_ERROR(fsync_fd(fd->get(), tmp));
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return Status::from_errno("rename " + tmp + " to " + path, errno);
+    return errno_status("rename " + tmp + " to " + path, errno);
   }
   const std::size_t slash = path.find_last_of('/');
   return fsync_dir(slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash)));
@@ -129,7 +147,7 @@ Result<std::vector<std::string>> list_dir(const std::string& dir) {
   if (d == nullptr) {
     const int err = errno;
     if (err == ENOENT) return Status::not_found("list " + dir + ": no such directory");
-    return Status::from_errno("list " + dir, err);
+    return errno_status("list " + dir, err);
   }
   std::vector<std::string> names;
   errno = 0;
@@ -139,7 +157,7 @@ Result<std::vector<std::string>> list_dir(const std::string& dir) {
   }
   const int err = errno;
   ::closedir(d);
-  if (err != 0) return Status::from_errno("list " + dir, err);
+  if (err != 0) return errno_status("list " + dir, err);
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -153,7 +171,7 @@ Status make_dirs(const std::string& dir, int mode) {
     partial = dir.substr(0, pos);
     if (partial.empty()) continue;
     if (::mkdir(partial.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
-      return Status::from_errno("mkdir " + partial, errno);
+      return errno_status("mkdir " + partial, errno);
     }
   }
   struct stat st {};
@@ -170,7 +188,7 @@ bool path_exists(const std::string& path) {
 
 Result<std::uint64_t> file_size(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return Status::from_errno("stat " + path, errno);
+  if (::stat(path.c_str(), &st) != 0) return errno_status("stat " + path, errno);
   return static_cast<std::uint64_t>(st.st_size);
 }
 

@@ -17,6 +17,12 @@
 
 namespace kvc::storage {
 
+// The Status for a failed system call on a file: "<what>: <reason>", the reason in lowercase.
+// A full disk (ENOSPC) says "no space left on device" and an exhausted quota (EDQUOT) "disk
+// quota exceeded", both kResourceExhausted; everything else is kIOError. Every storage error
+// from errno goes through here, so the operator reads the same words whichever file it was.
+Status errno_status(std::string_view what, int err);
+
 class UniqueFd {
  public:
   UniqueFd() = default;

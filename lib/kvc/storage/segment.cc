@@ -129,7 +129,7 @@ Result<FileSource> FileSource::open(const std::string& path) {
   Result<UniqueFd> fd = open_file(path, O_RDONLY);
   if (!fd.ok()) return fd.status();
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) return Status::from_errno("stat " + path, errno);
+  if (::fstat(fd->get(), &st) != 0) return errno_status("stat " + path, errno);
   return FileSource(path, std::move(*fd), static_cast<std::uint64_t>(st.st_size));
 }
 

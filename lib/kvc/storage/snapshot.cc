@@ -211,9 +211,9 @@ Result<SnapshotInfo> SnapshotWriter::finish() {
   put_u32(trailer, crc32c::mask(crc_before_trailer));
   KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kTrailer, trailer));
   KVC_RETURN_IF_ERROR(fsync_fd(fd_.get(), tmp_path_));
-  if (::close(fd_.release()) != 0) return Status::from_errno("close " + tmp_path_, errno);
+  if (::close(fd_.release()) != 0) return errno_status("close " + tmp_path_, errno);
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return Status::from_errno("rename " + tmp_path_ + " to " + path_, errno);
+    return errno_status("rename " + tmp_path_ + " to " + path_, errno);
   }
   finished_ = true;
   KVC_RETURN_IF_ERROR(fsync_dir(parent_dir(path_)));
@@ -247,7 +247,7 @@ Result<SnapshotReader> SnapshotReader::open(const std::string& path, SnapshotPro
   Result<UniqueFd> fd = open_file(path, O_RDONLY);
   if (!fd.ok()) return fd.status();
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) return Status::from_errno("stat " + path, errno);
+  if (::fstat(fd->get(), &st) != 0) return errno_status("stat " + path, errno);
   if (!S_ISREG(st.st_mode)) return Status::invalid_argument(path + ": not a regular file");
   SnapshotReader r;
   r.path_ = path;
@@ -559,8 +559,7 @@ Status prune_snapshots(const std::string& dir, std::size_t keep) {
   bool removed = false;
   for (std::size_t i = keep; i < files->size(); ++i) {
     const std::string& p = (*files)[i].path;
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT)
-      return Status::from_errno("remove " + p, errno);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_status("remove " + p, errno);
     removed = true;
   }
   return removed ? fsync_dir(dir) : Status();
@@ -573,8 +572,7 @@ Status remove_temp_snapshots(const std::string& dir) {
   for (const std::string& n : *names) {
     if (!ends_with(n, ".tmp")) continue;
     const std::string p = dir + "/" + n;
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT)
-      return Status::from_errno("remove " + p, errno);
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_status("remove " + p, errno);
     removed = true;
   }
   return removed ? fsync_dir(dir) : Status();
@@ -592,7 +590,7 @@ Result<SnapshotInfo> adopt_snapshot(const std::string& file, const std::string& 
   SnapshotInfo info = rep->info;
   info.path = dir + "/" + snapshot_file_name(info.header.index, info.header.term);
   if (::rename(file.c_str(), info.path.c_str()) != 0) {
-    return Status::from_errno("rename " + file + " to " + info.path, errno);
+    return errno_status("rename " + file + " to " + info.path, errno);
   }
   KVC_RETURN_IF_ERROR(fsync_dir(dir));
   return info;

@@ -1,6 +1,5 @@
 #include "kvc/storage/state.h"
 
-#include <lmdb.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,6 +10,8 @@
 #include <filesystem>
 
 #include "kvc/storage/fs.h"
+#include "kvc/storage/state_format.h"
+#include "kvc/storage/state_lmdb.h"
 #include "kvc/storage/state_mutation.h"
 
 namespace kvc::storage {
@@ -27,123 +28,11 @@ struct StateMachine::Dbs {
 
 namespace {
 
-constexpr const char* kCurrentFile = "CURRENT";
-constexpr const char* kFirstGen = "gen-0000000001";
-constexpr std::size_t kGenNameBytes = 14;  // "gen-" + 10 digits
 // A staged install commits every this many records, so its dirty pages stay bounded.
 constexpr std::uint64_t kStageBatchRecords = 50000;
 
-// Meta keys (LMDB database "meta"). Integers are 8-byte little-endian.
-constexpr std::string_view kMetaFormat = "format";
-constexpr std::string_view kMetaAppliedIndex = "applied_index";
-constexpr std::string_view kMetaAppliedTerm = "applied_term";
-constexpr std::string_view kMetaRevision = "revision";
-constexpr std::string_view kMetaCompactRevision = "compact_revision";
-constexpr std::string_view kMetaEventsBytes = "events_bytes";
-constexpr std::string_view kMetaMembership = "membership";
-
-MDB_val val_of(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
-std::string_view view_of(const MDB_val& v) {
-  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
-}
-
-std::string u64_bytes(std::uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
-}
-
-bool parse_u64(std::string_view s, std::uint64_t& v) {
-  if (s.size() != 8) return false;
-  v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
-  }
-  return true;
-}
-
-// kv database values: varint create_revision, mod_revision, version, then the value's bytes.
-std::string encode_kv_value(std::string_view value, std::uint64_t create, std::uint64_t mod,
-                            std::uint64_t version) {
-  std::string out;
-  out.reserve(value.size() + 12);
-  put_varint(out, create);
-  put_varint(out, mod);
-  put_varint(out, version);
-  out.append(value);
-  return out;
-}
-
-bool decode_kv_value(std::string_view in, KeyValue& kv, bool with_value) {
-  if (!get_varint(in, kv.create_revision) || !get_varint(in, kv.mod_revision) ||
-      !get_varint(in, kv.version)) {
-    return false;
-  }
-  if (with_value) {
-    kv.value.assign(in.data(), in.size());
-  } else {
-    kv.value.clear();
-  }
-  return true;
-}
-
-// events database keys: 8-byte big-endian revision, 4-byte big-endian sequence, so that LMDB's
-// byte order is (revision, sequence) order.
-std::string event_key(std::uint64_t revision, std::uint32_t sequence) {
-  std::string k(12, '\0');
-  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((revision >> (8 * (7 - i))) & 0xff);
-  for (int i = 0; i < 4; ++i) k[8 + i] = static_cast<char>((sequence >> (8 * (3 - i))) & 0xff);
-  return k;
-}
-
-bool parse_event_key(std::string_view k, std::uint64_t& revision, std::uint32_t& sequence) {
-  if (k.size() != 12) return false;
-  revision = 0;
-  sequence = 0;
-  for (int i = 0; i < 8; ++i) revision = (revision << 8) | static_cast<unsigned char>(k[i]);
-  for (int i = 8; i < 12; ++i) sequence = (sequence << 8) | static_cast<unsigned char>(k[i]);
-  return true;
-}
-
-// events database values: u8 type, varint create_revision, version, prev_mod_revision,
-// varint key length, key, then the value's bytes.
-std::string encode_event_value(const Event& e) {
-  std::string out;
-  out.reserve(e.key.size() + e.value.size() + 24);
-  out += static_cast<char>(e.type);
-  put_varint(out, e.create_revision);
-  put_varint(out, e.version);
-  put_varint(out, e.prev_mod_revision);
-  put_varint(out, e.key.size());
-  out += e.key;
-  out += e.value;
-  return out;
-}
-
-bool decode_event_value(std::string_view in, Event& e) {
-  if (in.empty()) return false;
-  const auto t = static_cast<std::uint8_t>(in[0]);
-  if (t != 1 && t != 2) return false;
-  e.type = static_cast<EventType>(t);
-  in.remove_prefix(1);
-  std::uint64_t n = 0;
-  if (!get_varint(in, e.create_revision) || !get_varint(in, e.version) ||
-      !get_varint(in, e.prev_mod_revision) || !get_varint(in, n) || n > in.size()) {
-    return false;
-  }
-  e.key.assign(in.data(), static_cast<std::size_t>(n));
-  in.remove_prefix(static_cast<std::size_t>(n));
-  e.value.assign(in.data(), in.size());
-  return true;
-}
-
 bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
-}
-
-bool valid_gen_name(std::string_view n) {
-  return n.size() == kGenNameBytes && n.substr(0, 4) == "gen-" &&
-         n.substr(4).find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 KeyValue slot_kv(std::string_view key, const OverlaySlot& s, bool with_value) {
@@ -181,61 +70,16 @@ class BusyGuard {
   std::atomic<int>& n_;
 };
 
-// An LMDB transaction that aborts unless committed.
-class Txn {
- public:
-  Txn() = default;
-  ~Txn() {
-    if (txn_ != nullptr) mdb_txn_abort(txn_);
-  }
-  Txn(const Txn&) = delete;
-  Txn& operator=(const Txn&) = delete;
-
-  int begin(MDB_env* env, unsigned flags) { return mdb_txn_begin(env, nullptr, flags, &txn_); }
-  int commit() {
-    const int rc = mdb_txn_commit(txn_);
-    txn_ = nullptr;  // committed or, on failure, freed by LMDB
-    return rc;
-  }
-  MDB_txn* get() const { return txn_; }
-
- private:
-  MDB_txn* txn_ = nullptr;
-};
-
-// A cursor that aborts... closes itself.
-class Cursor {
- public:
-  Cursor() = default;
-  ~Cursor() {
-    if (c_ != nullptr) mdb_cursor_close(c_);
-  }
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
-  int open(MDB_txn* txn, MDB_dbi dbi) { return mdb_cursor_open(txn, dbi, &c_); }
-  MDB_cursor* get() const { return c_; }
-
- private:
-  MDB_cursor* c_ = nullptr;
-};
-
-// Reads the meta database within `txn`.
-struct Meta {
-  std::uint64_t format = 0;
-  std::uint64_t applied_index = 0;
-  std::uint64_t applied_term = 0;
-  std::uint64_t revision = 0;
-  std::uint64_t compact_revision = 1;
-  std::uint64_t events_bytes = 0;
-  Membership membership;
-};
+// Reports a damaged record (and makes the Status a read returns for it).
+using DamageFn = std::function<Status(StateDb db, std::string_view key, RecordProblem problem)>;
 
 // The merged view of the active overlay, the frozen overlay and LMDB, in key order, skipping
 // tombstones: the first layer that mentions a key decides it.
 class MergedCursor {
  public:
-  MergedCursor(const Overlay* active, const Overlay* frozen, MDB_txn* txn, MDB_dbi dbi)
-      : active_(active), frozen_(frozen), txn_(txn), dbi_(dbi) {}
+  MergedCursor(const Overlay* active, const Overlay* frozen, MDB_txn* txn, MDB_dbi dbi,
+               const DamageFn& damaged, const std::string& dir)
+      : active_(active), frozen_(frozen), txn_(txn), dbi_(dbi), damaged_(damaged), dir_(dir) {}
 
   Status seek(std::string_view lower) {
     if (cursor_.get() == nullptr) {
@@ -273,16 +117,15 @@ class MergedCursor {
   bool valid() const { return valid_; }
   std::string_view key() const { return key_; }
 
-  // The current key's KeyValue. Fails on a malformed LMDB value.
+  // The current key's KeyValue. A value from LMDB is verified first (even when only the
+  // revisions are wanted: they are covered by the same checksum); kCorruption when it fails.
   Status current(KeyValue& kv, bool with_value) const {
     if (slot_ != nullptr) {
       kv = slot_kv(key_, *slot_, with_value);
       return Status();
     }
-    kv.key.assign(key_.data(), key_.size());
-    if (!decode_kv_value(view_of(lv_), kv, with_value)) {
-      return Status::corruption("state: malformed value of a key in the kv database");
-    }
+    const RecordProblem p = decode_kv_record(key_, view_of(lv_), kv, with_value);
+    if (p != RecordProblem::kNone) return damaged_(StateDb::kKv, key_, p);
     return Status();
   }
 
@@ -291,7 +134,7 @@ class MergedCursor {
   bool f_ok() const { return frozen_ != nullptr && f_ != frozen_->entries().end(); }
 
   Status error(int rc, const char* what) const {
-    return Status::io_error(std::string("state: lmdb cursor ") + what + ": " + mdb_strerror(rc));
+    return lmdb_status(rc, dir_, std::string("cursor ") + what);
   }
 
   Status advance_all(std::string_view k) {
@@ -348,6 +191,8 @@ class MergedCursor {
   const Overlay* frozen_;
   MDB_txn* txn_;
   MDB_dbi dbi_;
+  const DamageFn& damaged_;
+  const std::string& dir_;  // the state directory, for messages
   Cursor cursor_;
   Overlay::Map::const_iterator a_, f_;
   bool l_valid_ = false;
@@ -362,25 +207,43 @@ class MergedCursor {
 // ---- errors ----
 
 Status StateMachine::lmdb_error(int rc, const std::string& what) const {
-  const std::string where = "state " + state_dir_ + ": " + what + ": ";
-  switch (rc) {
-    case MDB_MAP_FULL:
-      return Status::resource_exhausted(where + "the state database is full (map size " +
-                                        std::to_string(options_.map_size >> 20) + " MiB); raise " +
-                                        options_.map_size_flag + " (a limit, not space used)");
-    case MDB_READERS_FULL:
-      return Status::resource_exhausted(where + "too many concurrent LMDB readers");
-    case MDB_CORRUPTED:
-    case MDB_PAGE_NOTFOUND:
-    case MDB_INVALID:
-    case MDB_VERSION_MISMATCH:
-      return Status::corruption(where + mdb_strerror(rc));
-    case ENOSPC:
-      return Status::resource_exhausted(where + "no space left on device");
-    default:
-      if (rc > 0) return Status::from_errno(where.substr(0, where.size() - 2), rc);
-      return Status::io_error(where + mdb_strerror(rc));
+  return lmdb_status(rc, state_dir_, what, options_.map_size, options_.map_size_flag);
+}
+
+Status StateMachine::damaged(StateDb db, std::string_view key, RecordProblem problem) const {
+  const std::string name = record_name(db, key);
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(damage_mu_);
+    ++damage_count_;
+    if (damaged_.size() < kMaxDamagedListed &&
+        std::find(damaged_.begin(), damaged_.end(), name) == damaged_.end()) {
+      damaged_.push_back(name);
+      first = true;
+    }
   }
+  // An error the first time a record is found damaged; reads and scrub passes that meet it
+  // again are not news.
+  if (first) {
+    spdlog::error("state record damaged path={} record={} problem={}", state_dir_, name,
+                  record_problem_name(problem));
+  } else {
+    spdlog::debug("state record damaged path={} record={} problem={}", state_dir_, name,
+                  record_problem_name(problem));
+  }
+  return Status::corruption("state " + state_dir_ + ": " + name + ": " +
+                            std::string(record_problem_name(problem)) +
+                            " (the stored record is damaged; it is not served)");
+}
+
+std::vector<std::string> StateMachine::damaged_keys() const {
+  std::lock_guard<std::mutex> lock(damage_mu_);
+  return damaged_;
+}
+
+std::uint64_t StateMachine::damage_count() const {
+  std::lock_guard<std::mutex> lock(damage_mu_);
+  return damage_count_;
 }
 
 #define KVC_MDB(call, what)                         \
@@ -390,75 +253,15 @@ Status StateMachine::lmdb_error(int rc, const std::string& what) const {
     }                                               \
   } while (0)
 
-namespace {
-
-Status read_meta(MDB_txn* txn, MDB_dbi dbi, Meta& m, const std::string& where) {
-  auto get = [&](std::string_view key, std::string* out) -> int {
-    MDB_val k = val_of(key), v;
-    const int rc = mdb_get(txn, dbi, &k, &v);
-    if (rc == 0) out->assign(view_of(v));
-    return rc;
-  };
-  std::string s;
-  const struct {
-    std::string_view key;
-    std::uint64_t* field;
-  } ints[] = {{kMetaFormat, &m.format},
-              {kMetaAppliedIndex, &m.applied_index},
-              {kMetaAppliedTerm, &m.applied_term},
-              {kMetaRevision, &m.revision},
-              {kMetaCompactRevision, &m.compact_revision},
-              {kMetaEventsBytes, &m.events_bytes}};
-  for (const auto& f : ints) {
-    const int rc = get(f.key, &s);
-    if (rc == MDB_NOTFOUND)
-      return Status::corruption(where + ": meta field " + std::string(f.key) + " missing");
-    if (rc != 0) return Status::io_error(where + ": read meta: " + mdb_strerror(rc));
-    if (!parse_u64(s, *f.field)) {
-      return Status::corruption(where + ": meta field " + std::string(f.key) + " malformed");
-    }
-  }
-  if (m.format != kStateFormatVersion) {
-    return Status::failed_precondition(
-        where + ": state format version " + std::to_string(m.format) +
-        " is not supported by this kvc (supports " + std::to_string(kStateFormatVersion) + ")");
-  }
-  const int rc = get(kMetaMembership, &s);
-  if (rc != 0) return Status::corruption(where + ": meta field membership missing");
-  Result<Membership> mem = decode_membership(s);
-  if (!mem.ok()) return Status::corruption(where + ": " + mem.status().message());
-  m.membership = std::move(*mem);
-  return Status();
-}
-
-int put_meta_u64(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::uint64_t v) {
-  const std::string b = u64_bytes(v);
-  MDB_val k = val_of(key), d = val_of(b);
-  return mdb_put(txn, dbi, &k, &d, 0);
-}
-
-int put_meta_bytes(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std::string_view v) {
-  MDB_val k = val_of(key), d = val_of(v);
-  return mdb_put(txn, dbi, &k, &d, 0);
-}
-
-int write_meta(MDB_txn* txn, MDB_dbi dbi, const Meta& m) {
-  int rc = 0;
-  if ((rc = put_meta_u64(txn, dbi, kMetaFormat, m.format)) != 0) return rc;
-  if ((rc = put_meta_u64(txn, dbi, kMetaAppliedIndex, m.applied_index)) != 0) return rc;
-  if ((rc = put_meta_u64(txn, dbi, kMetaAppliedTerm, m.applied_term)) != 0) return rc;
-  if ((rc = put_meta_u64(txn, dbi, kMetaRevision, m.revision)) != 0) return rc;
-  if ((rc = put_meta_u64(txn, dbi, kMetaCompactRevision, m.compact_revision)) != 0) return rc;
-  if ((rc = put_meta_u64(txn, dbi, kMetaEventsBytes, m.events_bytes)) != 0) return rc;
-  return put_meta_bytes(txn, dbi, kMetaMembership, encode_membership(m.membership));
-}
-
-}  // namespace
-
 // ---- open and close ----
 
 StateMachine::StateMachine(std::string state_dir, StateOptions options)
-    : state_dir_(std::move(state_dir)), options_(std::move(options)), dbs_(new Dbs) {}
+    : state_dir_(std::move(state_dir)),
+      options_(std::move(options)),
+      dbs_(new Dbs),
+      damage_fn_([this](StateDb db, std::string_view key, RecordProblem p) {
+        return damaged(db, key, p);
+      }) {}
 
 StateMachine::~StateMachine() {
   KVC_CHECK(busy_.load() == 0, "state machine destroyed while a worker uses it");
@@ -565,15 +368,14 @@ Status StateMachine::open_env(const std::string& dir) {
     KVC_MDB(mdb_dbi_open(txn.get(), "kv", MDB_CREATE, &dbs_->kv), "open kv database");
     KVC_MDB(mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &dbs_->meta), "open meta database");
     KVC_MDB(mdb_dbi_open(txn.get(), "events", MDB_CREATE, &dbs_->events), "open events database");
-    MDB_val k = val_of(kMetaFormat), v;
-    const int rc = mdb_get(txn.get(), dbs_->meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {  // a new state: applied index 0, no keys, no members
-      Meta m;
-      m.format = kStateFormatVersion;
-      KVC_MDB(write_meta(txn.get(), dbs_->meta, m), "initialize meta");
-    } else if (rc != 0) {
-      return lmdb_error(rc, "read meta");
-    }
+    Result<std::uint32_t> format = read_state_format(txn.get(), dbs_->meta, state_dir_);
+    if (!format.ok()) return format.status();
+    if (*format == 0) {  // a new state: applied index 0, no keys, no members
+      KVC_MDB(write_state_meta(txn.get(), dbs_->meta, StateMeta{}), "initialize meta");
+    } else if (*format == 1) {
+      KVC_RETURN_IF_ERROR(upgrade_from_v1(txn.get()));
+    }  // else load_meta reads and checks it
+    // Committed even when nothing changed: the database handles live only if it commits.
     KVC_MDB(txn.commit(), "commit");
     return Status();
   }();
@@ -581,11 +383,56 @@ Status StateMachine::open_env(const std::string& dir) {
   return Status();
 }
 
+// Version 1 stored the same bodies without seals: seal every record where it is, in the one
+// transaction of open_env, so a crash leaves either version whole.
+Status StateMachine::upgrade_from_v1(MDB_txn* txn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  StateMeta m;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn, dbs_->meta, m, state_dir_));
+  std::uint64_t counts[2] = {0, 0};
+  const struct {
+    MDB_dbi dbi;
+    StateDb db;
+  } dbs[] = {{dbs_->kv, StateDb::kKv}, {dbs_->events, StateDb::kEvents}};
+  std::string key, sealed;
+  for (int i = 0; i < 2; ++i) {
+    Cursor c;
+    KVC_MDB(c.open(txn, dbs[i].dbi), "upgrade: open cursor");
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    while (rc == 0) {
+      // Copies: the put moves the page the cursor's key and value point into.
+      key.assign(view_of(k));
+      seal_record(sealed, dbs[i].db, key, view_of(v));
+      MDB_val kk = val_of(key), vv = val_of(sealed);
+      KVC_MDB(mdb_cursor_put(c.get(), &kk, &vv, MDB_CURRENT), "upgrade: rewrite");
+      ++counts[i];
+      rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_NOTFOUND) return lmdb_error(rc, "upgrade: read");
+  }
+  m.events_bytes += kRecordCrcBytes * counts[1];
+  if (looks_installed(m, counts[1])) m.installed_index = m.applied_index;
+  m.log_durable_index = 0;
+  KVC_MDB(write_state_meta(txn, dbs_->meta, m), "upgrade: meta");
+  spdlog::info(
+      "state upgraded to format version {} (a checksum on every record) path={} keys={} "
+      "events={} dur_ms={}",
+      kStateFormatVersion, state_dir_, counts[0], counts[1],
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
+  return Status();
+}
+
 Status StateMachine::load_meta() {
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
-  Meta m;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, m, "state " + state_dir_));
+  StateMeta m;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, m, state_dir_));
+  {
+    std::lock_guard<std::mutex> lock(facts_mu_);
+    facts_ = m.facts(state_dir_);
+  }
   active_ = std::make_unique<Overlay>(m.applied_index, m.applied_term);
   frozen_.reset();
   revision_ = m.revision;
@@ -594,6 +441,12 @@ Status StateMachine::load_meta() {
   spdlog::debug("state opened path={}/{} applied_index={} applied_term={} revision={}", state_dir_,
                 gen_, m.applied_index, m.applied_term, m.revision);
   return Status();
+}
+
+void StateMachine::drop_read_txn() {
+  if (read_txn_ != nullptr) mdb_txn_abort(read_txn_);
+  read_txn_ = nullptr;
+  read_txn_stale_ = true;
 }
 
 Result<MDB_txn*> StateMachine::read_txn() {
@@ -630,14 +483,17 @@ Result<std::optional<KeyValue>> StateMachine::lookup(std::string_view key) {
   if (rc == MDB_NOTFOUND) return std::optional<KeyValue>();
   if (rc != 0) return lmdb_error(rc, "get");
   KeyValue kv;
-  kv.key.assign(key.data(), key.size());
-  if (!decode_kv_value(view_of(v), kv, true)) {
-    return Status::corruption("state " + state_dir_ + ": malformed value of a key");
-  }
+  const RecordProblem p = decode_kv_record(key, view_of(v), kv, true);
+  if (p != RecordProblem::kNone) return damaged(StateDb::kKv, key, p);
   return std::optional<KeyValue>(std::move(kv));
 }
 
 Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term, const Command& c) {
+  return owner_read(apply_command(index, term, c));
+}
+
+Result<ApplyResult> StateMachine::apply_command(std::uint64_t index, std::uint64_t term,
+                                                const Command& c) {
   KVC_CHECK_EQ(index, applied_index() + 1);
   ApplyResult r;
   bool changed = false;
@@ -706,7 +562,7 @@ Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term,
       std::vector<std::pair<std::string, std::uint64_t>> doomed;  // key, mod revision
       Result<MDB_txn*> txn = read_txn();
       if (!txn.ok()) return txn.status();
-      MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+      MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv, damage_fn_, state_dir_);
       KVC_RETURN_IF_ERROR(cur.seek(c.key));
       KeyValue kv;
       while (cur.valid() && starts_with(cur.key(), c.key)) {
@@ -764,19 +620,25 @@ void StateMachine::apply_membership(std::uint64_t index, std::uint64_t term, Mem
 
 // ---- reads ----
 
-Result<std::optional<KeyValue>> StateMachine::get(std::string_view key) { return lookup(key); }
+Result<std::optional<KeyValue>> StateMachine::get(std::string_view key) {
+  return owner_read(lookup(key));
+}
 
 Result<bool> StateMachine::exists(std::string_view key) {
-  Result<std::optional<KeyValue>> kv = lookup(key);
+  Result<std::optional<KeyValue>> kv = owner_read(lookup(key));
   if (!kv.ok()) return kv.status();
   return kv->has_value();
 }
 
 Result<RangePage> StateMachine::range(const RangeRequest& req) {
+  return owner_read(range_view(req));
+}
+
+Result<RangePage> StateMachine::range_view(const RangeRequest& req) {
   Result<MDB_txn*> txn = read_txn();
   if (!txn.ok()) return txn.status();
   const std::string_view lower = std::max<std::string_view>(req.prefix, req.start);
-  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv, damage_fn_, state_dir_);
   KVC_RETURN_IF_ERROR(cur.seek(lower));
   RangePage page;
   while (cur.valid()) {
@@ -795,10 +657,12 @@ Result<RangePage> StateMachine::range(const RangeRequest& req) {
   return page;
 }
 
-Result<std::uint64_t> StateMachine::hash() {
+Result<std::uint64_t> StateMachine::hash() { return owner_read(hash_view()); }
+
+Result<std::uint64_t> StateMachine::hash_view() {
   Result<MDB_txn*> txn = read_txn();
   if (!txn.ok()) return txn.status();
-  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv);
+  MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv, damage_fn_, state_dir_);
   KVC_RETURN_IF_ERROR(cur.seek(""));
   StateHasher h;
   KeyValue kv;
@@ -811,13 +675,17 @@ Result<std::uint64_t> StateMachine::hash() {
 }
 
 Result<EventPage> StateMachine::events_since(const EventRequest& req) {
+  return owner_read(events_view(req));
+}
+
+Result<EventPage> StateMachine::events_view(const EventRequest& req) {
   if (req.key.empty() && !req.prefix) {
     return Status::invalid_argument("events_since: an empty key needs prefix (every key)");
   }
   Result<MDB_txn*> txn = read_txn();
   if (!txn.ok()) return txn.status();
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(*txn, dbs_->meta, meta, "state " + state_dir_));
+  StateMeta meta;
+  KVC_RETURN_IF_ERROR(read_state_meta(*txn, dbs_->meta, meta, state_dir_));
   const std::uint64_t from = std::max<std::uint64_t>(req.from_revision, 1);
   if (from < meta.compact_revision) {
     return Status::failed_precondition("revision " + std::to_string(from) +
@@ -850,9 +718,9 @@ Result<EventPage> StateMachine::events_since(const EventRequest& req) {
     int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
     while (rc == 0) {
       Event e;
-      if (!parse_event_key(view_of(k), e.revision, e.sequence) ||
-          !decode_event_value(view_of(v), e)) {
-        return Status::corruption("state " + state_dir_ + ": malformed event record");
+      if (const RecordProblem p = decode_event_record(view_of(k), view_of(v), e);
+          p != RecordProblem::kNone) {
+        return damaged(StateDb::kEvents, view_of(k), p);
       }
       if (e.revision > lmdb_last) break;
       if (wanted(e) && !take(std::move(e))) {
@@ -902,6 +770,7 @@ bool StateMachine::freeze() {
   const std::uint64_t last = active_->last_index(), term = active_->last_term();
   frozen_ = std::move(active_);
   active_ = std::make_unique<Overlay>(last, term);
+  frozen_log_durable_ = log_durable_;
   return true;
 }
 
@@ -911,8 +780,8 @@ Status StateMachine::flush() {
   const Overlay& f = *frozen_;
   Txn txn;
   KVC_MDB(txn.begin(env_, 0), "begin flush");
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  StateMeta meta;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, meta, state_dir_));
   KVC_CHECK_EQ(meta.applied_index, f.base_index());
   // Keys.
   std::string buf;
@@ -923,7 +792,7 @@ Status StateMachine::flush() {
       const int rc = mdb_del(txn.get(), dbs_->kv, &k, nullptr);
       if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "flush delete");
     } else {
-      buf = encode_kv_value(slot.value, slot.create_revision, slot.mod_revision, slot.version);
+      encode_kv_record(buf, key, slot.value, slot.create_revision, slot.mod_revision, slot.version);
       MDB_val v = val_of(buf);
       KVC_MDB(mdb_put(txn.get(), dbs_->kv, &k, &v, 0), "flush put");
     }
@@ -931,7 +800,7 @@ Status StateMachine::flush() {
   // Events, appended: their keys are above everything stored.
   for (const Event& e : f.events()) {
     const std::string ek = event_key(e.revision, e.sequence);
-    buf = encode_event_value(e);
+    encode_event_record(buf, ek, e);
     MDB_val k = val_of(ek), v = val_of(buf);
     KVC_MDB(mdb_put(txn.get(), dbs_->events, &k, &v, MDB_APPEND), "flush event");
     meta.events_bytes += ek.size() + buf.size();
@@ -973,10 +842,15 @@ Status StateMachine::flush() {
   if (f.revision() != 0) meta.revision = f.revision();
   meta.compact_revision = compact;
   if (f.membership()) meta.membership = *f.membership();
-  KVC_MDB(write_meta(txn.get(), dbs_->meta, meta), "flush meta");
+  meta.log_durable_index = std::max(meta.log_durable_index, frozen_log_durable_);
+  KVC_MDB(write_state_meta(txn.get(), dbs_->meta, meta), "flush meta");
   hook("flush.before_commit");
   KVC_MDB(txn.commit(), "flush commit");
   hook("flush.after_commit");
+  {
+    std::lock_guard<std::mutex> lock(facts_mu_);
+    facts_ = meta.facts(state_dir_);
+  }
   durable_index_.store(last, std::memory_order_release);
   return Status();
 }
@@ -1005,8 +879,8 @@ Status StateMachine::flush_all() {
 Result<std::uint64_t> StateMachine::compact_revision() const {
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  StateMeta meta;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, meta, state_dir_));
   return meta.compact_revision;
 }
 
@@ -1014,8 +888,8 @@ Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
   BusyGuard busy(busy_);
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  StateMeta meta;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, meta, state_dir_));
   Cursor c;
   KVC_MDB(c.open(txn.get(), dbs_->kv), "open kv cursor");
   StateHasher h;
@@ -1023,15 +897,80 @@ Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
   MDB_val k, v;
   int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
   while (rc == 0) {
-    kv.key.assign(view_of(k));
-    if (!decode_kv_value(view_of(v), kv, true)) {
-      return Status::corruption("state " + state_dir_ + ": malformed value of a key");
+    if (const RecordProblem p = decode_kv_record(view_of(k), view_of(v), kv, true);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kKv, view_of(k), p);
     }
     h.add(kv);
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");
   return IndexedHash{meta.applied_index, h.finish(meta.applied_index)};
+}
+
+// ---- integrity ----
+
+void StateMachine::note_log_durable(std::uint64_t index) {
+  log_durable_ = std::max(log_durable_, index);
+}
+
+StateFacts StateMachine::facts() const {
+  std::lock_guard<std::mutex> lock(facts_mu_);
+  return facts_;
+}
+
+Result<ScrubBatch> StateMachine::scrub(const ScrubCursor& from, std::size_t max_records) const {
+  BusyGuard busy(busy_);
+  ScrubBatch batch;
+  batch.next = from;
+  if (from.done()) return batch;
+  max_records = std::max<std::size_t>(max_records, 1);
+  // One short read transaction per call: a reader holding an old snapshot for a whole pass
+  // would keep LMDB from reusing the pages every flush frees.
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "scrub: begin read");
+  ScrubCursor& at = batch.next;
+  while (!at.done() && batch.records < max_records) {
+    const StateDb db = at.stage == ScrubCursor::Stage::kMeta ? StateDb::kMeta
+                       : at.stage == ScrubCursor::Stage::kKv ? StateDb::kKv
+                                                             : StateDb::kEvents;
+    const MDB_dbi dbi = db == StateDb::kMeta ? dbs_->meta
+                        : db == StateDb::kKv ? dbs_->kv
+                                             : dbs_->events;
+    Cursor c;
+    KVC_MDB(c.open(txn.get(), dbi), "scrub: open cursor");
+    MDB_val k = val_of(at.next_key), v;
+    int rc = at.next_key.empty() ? mdb_cursor_get(c.get(), &k, &v, MDB_FIRST)
+                                 : mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && batch.records < max_records) {
+      const std::string_view key = view_of(k), stored = view_of(v);
+      ++batch.records;
+      batch.bytes += key.size() + stored.size();
+      RecordProblem p = RecordProblem::kNone;
+      if (db == StateDb::kKv) {
+        KeyValue kv;
+        p = decode_kv_record(key, stored, kv, false);
+      } else if (db == StateDb::kEvents) {
+        Event e;
+        p = decode_event_record(key, stored, e);
+      } else if (!unseal_record(StateDb::kMeta, key, stored)) {
+        p = RecordProblem::kChecksum;
+      }
+      if (p != RecordProblem::kNone) {
+        (void)damaged(db, key, p);  // recorded and logged; the pass goes on
+        batch.damaged.push_back(record_name(db, key) + ": " + std::string(record_problem_name(p)));
+      }
+      rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "scrub: read");
+    if (rc == 0) {
+      at.next_key.assign(view_of(k));  // the batch is full: continue here next time
+    } else {
+      at.next_key.clear();
+      at.stage = static_cast<ScrubCursor::Stage>(static_cast<int>(at.stage) + 1);
+    }
+  }
+  return batch;
 }
 
 // ---- snapshots ----
@@ -1042,8 +981,8 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
   BusyGuard busy(busy_);
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin snapshot read");
-  Meta meta;
-  KVC_RETURN_IF_ERROR(read_meta(txn.get(), dbs_->meta, meta, "state " + state_dir_));
+  StateMeta meta;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, meta, state_dir_));
   SnapshotHeader h;
   h.index = meta.applied_index;
   h.term = meta.applied_term;
@@ -1068,9 +1007,10 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
   KeyValue kv;
   std::uint64_t n = 0;
   while (rc == 0) {
-    kv.key.assign(view_of(k));
-    if (!decode_kv_value(view_of(v), kv, true)) {
-      return Status::corruption("state " + state_dir_ + ": malformed value of a key");
+    // A damaged record must not reach a snapshot (a backup, or a follower's state).
+    if (const RecordProblem p = decode_kv_record(view_of(k), view_of(v), kv, true);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kKv, view_of(k), p);
     }
     KVC_RETURN_IF_ERROR((*w)->add(kv));
     if (progress && (++n % 4096) == 0) progress(n, st.ms_entries);
@@ -1157,7 +1097,7 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
   std::string buf;
   Status s = reader->for_each(
       [&](const KeyValue& r) -> Status {
-        buf = encode_kv_value(r.value, r.create_revision, r.mod_revision, r.version);
+        encode_kv_record(buf, r.key, r.value, r.create_revision, r.mod_revision, r.version);
         MDB_val k = val_of(r.key), v = val_of(buf);
         KVC_MDB(mdb_put(txn->get(), kv, &k, &v, MDB_APPEND), "stage: put");
         ++staged.records;
@@ -1175,14 +1115,17 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
     txn.reset();
     return cleanup(s);
   }
-  Meta m;
-  m.format = kStateFormatVersion;
+  StateMeta m;
   m.applied_index = staged.header.index;
   m.applied_term = staged.header.term;
   m.revision = staged.header.revision;
   m.compact_revision = staged.header.index + 1;
   m.membership = staged.header.membership;
-  if (int rc = write_meta(txn->get(), meta_dbi, m); rc != 0) {
+  // The log may not have recorded this snapshot yet (consistency.h): say where the state came
+  // from. What the log held durably before says nothing about the log after the install.
+  m.installed_index = staged.header.index;
+  m.log_durable_index = 0;
+  if (int rc = write_state_meta(txn->get(), meta_dbi, m); rc != 0) {
     txn.reset();
     return cleanup(lmdb_error(rc, "stage: meta"));
   }
@@ -1232,6 +1175,8 @@ Status StateMachine::commit_install(StagedInstall staged, bool replace_damaged) 
   }
   gen_ = name;
   hook("install.after_current");
+  log_durable_ = 0;
+  frozen_log_durable_ = 0;
   KVC_RETURN_IF_ERROR(open_env(staged.dir));
   KVC_RETURN_IF_ERROR(load_meta());
   if (Status s = remove_tree(state_dir_ + "/" + old_gen); !s.ok()) {

@@ -19,7 +19,8 @@
 //                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
 //   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
 //                         write_snapshot, save_snapshot, stage_install (one at a time),
-//                         durable_index, durable_hash, compact_revision
+//                         durable_index, durable_hash, compact_revision, scrub, facts,
+//                         damaged_keys, damage_count
 // They combine safely: while a worker runs flush() the owning thread may go on applying to the
 // new active overlay and reading, and a read sees active, then frozen, then LMDB consistently
 // even while the flush commits (the frozen overlay hides exactly what the flush adds to LMDB,
@@ -27,12 +28,21 @@
 // worker beside everything except commit_install and destruction. The server must order the
 // hand-offs (freeze, then post flush to the worker; flush returns, then retire_frozen on the
 // owning thread) with its own queue, which provides the happens-before edges.
+//
+// Integrity. Every record in LMDB is sealed with a checksum (state_format.h, kvc-state(5)),
+// verified whenever LMDB is read to answer a client (get, exists, range, events_since), to
+// build a snapshot, to compute durable_hash, and in apply (a put, cas or delete reads the
+// current value). A record that fails is never returned: the call fails with kCorruption naming
+// the state directory, the record ("key \"a/1\"") and "checksum mismatch", and the record is
+// added to damaged_keys(). scrub() walks every record in bounded steps for the server's
+// background scrubber. The overlays (memory) are not checksummed.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,14 +54,13 @@
 #include "kvc/storage/membership.h"
 #include "kvc/storage/overlay.h"
 #include "kvc/storage/snapshot.h"
+#include "kvc/storage/state_format.h"
 #include "kvc/storage/state_types.h"
 
 struct MDB_env;
 struct MDB_txn;
 
 namespace kvc::storage {
-
-inline constexpr std::uint32_t kStateFormatVersion = 1;
 
 struct StateOptions {
   // LMDB's map size: the most the state file may grow to (a sparse reservation, not disk
@@ -118,6 +127,24 @@ struct OverlayStats {
   std::uint64_t keys = 0;     // keys written or deleted in them
   std::uint64_t events = 0;
   std::uint64_t bytes = 0;  // approximate memory
+};
+
+// Where a scrub pass is: the database being walked (meta, then kv, then events) and the key to
+// continue at. A default-constructed cursor starts a pass.
+struct ScrubCursor {
+  enum class Stage : std::uint8_t { kMeta = 0, kKv = 1, kEvents = 2, kDone = 3 };
+  Stage stage = Stage::kMeta;
+  std::string next_key;  // in the stage's database, inclusive; empty: its first record
+  bool done() const { return stage == Stage::kDone; }
+};
+
+struct ScrubBatch {
+  ScrubCursor next;           // pass it to the next call; done() when the pass is complete
+  std::uint64_t records = 0;  // records verified by this call
+  std::uint64_t bytes = 0;    // their keys' and values' bytes
+  // Records that failed, "<record name>: <problem>" ("key \"a/1\": checksum mismatch"). The
+  // pass goes on past them.
+  std::vector<std::string> damaged;
 };
 
 // A snapshot loaded into a new, durable LMDB directory that is not live yet.
@@ -231,15 +258,54 @@ class StateMachine {
 
   const std::string& state_dir() const { return state_dir_; }
 
+  // ---- integrity ----
+  // Owning thread: the WAL durably holds every committed entry up to `index` (the server calls
+  // it when a sync completes, with min(commit index, last synced index)). The highest value
+  // noted is written to LMDB's meta with the next flush, so that a start can tell a log that
+  // lost its newest segments (consistency.h). Committed entries are never rewritten, so the
+  // value only grows.
+  void note_log_durable(std::uint64_t index);
+  // Any thread: what LMDB's meta says as of the last open, flush or install, for the start-up
+  // checks (consistency.h).
+  StateFacts facts() const;
+  // Any thread, like durable_hash (never during commit_install or destruction): verifies up to
+  // `max_records` records from `from` on, in a read transaction of its own that ends before it
+  // returns, and reports every damaged one without stopping. Fails only when LMDB itself
+  // fails (a damaged page: kCorruption), which ends the pass.
+  Result<ScrubBatch> scrub(const ScrubCursor& from, std::size_t max_records) const;
+  // Any thread: the records found damaged since open, by reads or scrub ("key \"a/1\"",
+  // "event 12/0", "meta field \"revision\""), each once, at most kMaxDamagedListed; and how
+  // many times a damaged record was met.
+  static constexpr std::size_t kMaxDamagedListed = 1000;
+  std::vector<std::string> damaged_keys() const;
+  std::uint64_t damage_count() const;
+
  private:
   struct Dbs;
+  using DamageFn = std::function<Status(StateDb db, std::string_view key, RecordProblem p)>;
   StateMachine(std::string state_dir, StateOptions options);
 
   Status open_env(const std::string& dir);
   void close_env();
   Status load_meta();
+  Status upgrade_from_v1(MDB_txn* txn);
+  // Records a damaged record and returns the kCorruption a read fails with.
+  Status damaged(StateDb db, std::string_view key, RecordProblem problem) const;
   // The owning thread's read transaction, renewed first when it is stale.
   Result<MDB_txn*> read_txn();
+  // Ends it: after LMDB failed inside it (a damaged page), it refuses every later call.
+  void drop_read_txn();
+  // Owning-thread reads pass their result through here, so a failed one leaves no broken
+  // read transaction behind.
+  template <typename T>
+  Result<T> owner_read(Result<T> r) {
+    if (!r.ok()) drop_read_txn();
+    return r;
+  }
+  Result<ApplyResult> apply_command(std::uint64_t index, std::uint64_t term, const Command& c);
+  Result<RangePage> range_view(const RangeRequest& request);
+  Result<std::uint64_t> hash_view();
+  Result<EventPage> events_view(const EventRequest& request);
   // The live KeyValue of `key` in the merged view, or nullopt.
   Result<std::optional<KeyValue>> lookup(std::string_view key);
   Status lmdb_error(int rc, const std::string& what) const;
@@ -270,8 +336,19 @@ class StateMachine {
   std::uint64_t revision_ = 0;
   Membership membership_;
   std::atomic<std::uint64_t> durable_index_{0};
-  // Workers inside flush, write_snapshot or stage_install.
+  // Workers inside flush, write_snapshot, stage_install, durable_hash or scrub.
   mutable std::atomic<int> busy_{0};
+
+  DamageFn damage_fn_;  // damaged(), for the merged cursor
+  mutable std::mutex damage_mu_;
+  mutable std::vector<std::string> damaged_;  // guarded by damage_mu_
+  mutable std::uint64_t damage_count_ = 0;    // guarded by damage_mu_
+  mutable std::mutex facts_mu_;
+  StateFacts facts_;  // guarded by facts_mu_; LMDB's meta as of the last load or flush
+  // note_log_durable's highest value (owning thread), and its value at the last freeze, which
+  // the flush writes.
+  std::uint64_t log_durable_ = 0;
+  std::uint64_t frozen_log_durable_ = 0;
 };
 
 }  // namespace kvc::storage

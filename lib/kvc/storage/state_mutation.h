@@ -19,6 +19,8 @@ enum class StateMutation : std::uint8_t {
   kStaleReadViewAfterRetire,
   // flush() writes puts but skips tombstones: deleted keys come back after a restart.
   kFlushSkipsTombstones,
+  // Stored records are not verified on reading (state_format.cc): a damaged value is served.
+  kReadsSkipChecksum,
 };
 
 #ifdef KVC_MUTATIONS

@@ -49,6 +49,26 @@ struct Event {
   friend bool operator==(const Event&, const Event&) = default;
 };
 
+// What the LMDB state's meta records say, as of its last flush (or install): what the start-up
+// checks (consistency.h) compare with the write-ahead log.
+struct StateFacts {
+  std::string state_dir;
+  std::uint32_t format = 0;         // state format version (state_format.h)
+  std::uint64_t applied_index = 0;  // D: everything up to here is in the state
+  std::uint64_t applied_term = 0;
+  std::uint64_t revision = 0;
+  std::uint64_t compact_revision = 1;
+  // The highest index the WAL durably held as committed when the state was last flushed
+  // (StateMachine::note_log_durable); 0 when unknown (a version 1 state, a fresh install).
+  std::uint64_t log_durable_index = 0;
+  // The index of the snapshot this state was installed from; 0 when it was built by applying
+  // the log from its start.
+  std::uint64_t installed_index = 0;
+  bool has_membership = false;
+
+  friend bool operator==(const StateFacts&, const StateFacts&) = default;
+};
+
 // Reports progress of a long operation: `done` of `total` units (bytes of a snapshot file).
 // Called on the thread doing the work; may be empty.
 using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;

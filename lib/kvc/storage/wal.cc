@@ -54,7 +54,7 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   for (const std::string& tmp : listing->temp_files) {
     const std::string path = dir + "/" + tmp;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return Status::from_errno("remove unfinished segment " + path, errno);
+      return errno_status("remove unfinished segment " + path, errno);
     }
     spdlog::warn("wal removed unfinished segment path={}", path);
     recovered.report.removed_temp_files.push_back(tmp);
@@ -251,7 +251,7 @@ Status Wal::undo_write(std::uint64_t bytes) {
     // Not even an overwrite goes through: cut the file back to the end of the log instead, then
     // try to preallocate again (without it, the next append starts a new segment).
     if (::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0) {
-      return Status::from_errno("truncate " + path + " to " + std::to_string(offset_), errno);
+      return errno_status("truncate " + path + " to " + std::to_string(offset_), errno);
     }
     const std::uint64_t wanted = capacity_;
     capacity_ = offset_;
@@ -305,17 +305,17 @@ Status Wal::create_segment(std::uint64_t seq, std::uint64_t first_index, std::ui
   if (::fallocate(fd->get(), 0, 0, static_cast<off_t>(size)) != 0) {
     const int err = errno;
     if (err != EOPNOTSUPP && err != ENOSYS) {
-      return abandon(Status::from_errno(
+      return abandon(errno_status(
           "preallocate " + std::to_string(size) + " bytes for wal segment " + tmp, err));
     }
     if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) {
-      return abandon(Status::from_errno("extend wal segment " + tmp, errno));
+      return abandon(errno_status("extend wal segment " + tmp, errno));
     }
   }
   if (Status s = pwrite_all(fd->get(), head, 0, tmp); !s.ok()) return abandon(s);
   if (Status s = fdatasync_fd(fd->get(), tmp); !s.ok()) return fail(abandon(s));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return abandon(Status::from_errno("rename " + tmp + " to " + path, errno));
+    return abandon(errno_status("rename " + tmp + " to " + path, errno));
   }
   if (Status s = fsync_dir(dir_); !s.ok()) return fail(s);
 
@@ -342,7 +342,7 @@ Status Wal::release_to(std::uint64_t index) {
   while (segments_.size() > 1 && segments_.front().max_index < index) {
     const std::string path = segments_.front().path;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return Status::from_errno("remove wal segment " + path, errno);
+      return errno_status("remove wal segment " + path, errno);
     }
     segments_.erase(segments_.begin());
     publish_bytes_used();

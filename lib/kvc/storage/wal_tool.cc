@@ -1,7 +1,5 @@
 #include "kvc/storage/wal_tool.h"
 
-#include "kvc/common/text.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -18,8 +16,11 @@
 #include <sstream>
 
 #include "kvc/common/log.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
+#include "kvc/storage/state_check.h"
 
 namespace kvc::storage {
 namespace {
@@ -27,41 +28,6 @@ namespace {
 constexpr const char* kTool = "kvc-wal";
 
 // ---- small output helpers ----
-
-void print(std::FILE* f, const std::string& s) { std::fwrite(s.data(), 1, s.size(), f); }
-
-std::string quote_json(std::string_view s) { return "\"" + json_escape(s) + "\""; }
-
-// Builds one JSON object, keys in the order added.
-class Json {
- public:
-  Json& num(std::string_view key, std::uint64_t v) { return raw(key, std::to_string(v)); }
-  Json& str(std::string_view key, std::string_view v) { return raw(key, quote_json(v)); }
-  Json& boolean(std::string_view key, bool v) { return raw(key, v ? "true" : "false"); }
-  Json& null(std::string_view key) { return raw(key, "null"); }
-  Json& raw(std::string_view key, std::string_view json) {
-    s_ += s_.empty() ? "{" : ",";
-    s_ += quote_json(key);
-    s_ += ":";
-    s_ += json;
-    return *this;
-  }
-  // A key or value in the one JSON form of kvc(7): "<key>" as text when the bytes are valid
-  // UTF-8, else "<key>_base64".
-  Json& bytes(std::string_view key, std::string_view v) {
-    s_ += s_.empty() ? "{" : ",";
-    s_ += json_bytes_member(key, v);
-    return *this;
-  }
-  // Opaque binary data, always base64: "<key>_base64".
-  Json& base64(std::string_view key, std::string_view v) {
-    return str(std::string(key) + "_base64", base64_encode(v));
-  }
-  std::string done() const { return s_.empty() ? "{}" : s_ + "}"; }
-
- private:
-  std::string s_;
-};
 
 // Member ids are 16-hex-digit strings in every output (JSON numbers this large lose precision
 // in jq); "no vote" is "" in JSON and "-" in text.
@@ -144,55 +110,13 @@ int status_exit_code(const WalSummary& s) {
   return s.damage->kind == DamageKind::kTornTail ? kExitTornTail : kExitCorruption;
 }
 
-std::string human_bytes(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
-  } else if (b >= (1ull << 20)) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
-  } else if (b >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
+ScanOptions scan_options_for(Progress& progress, const ToolContext& ctx) {
+  ScanOptions o;
+  if (ctx.progress) {
+    o.progress = [&progress](std::uint64_t d, std::uint64_t t) { progress.update(d, t); };
   }
-  return buf;
+  return o;
 }
-
-// "\rkvc-wal: reading 12.0 MiB of 64.0 MiB (18%)" on stderr, at most every 100 ms.
-class Progress {
- public:
-  Progress(const ToolContext& ctx, std::string what) : ctx_(ctx), what_(std::move(what)) {}
-  ~Progress() { clear(); }
-
-  void update(std::uint64_t done, std::uint64_t total) {
-    if (!ctx_.progress) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (shown_ && now - last_ < std::chrono::milliseconds(100) && done != total) return;
-    last_ = now;
-    const int pct = total == 0 ? 100 : static_cast<int>(done * 100 / total);
-    std::fprintf(ctx_.err, "\r%s: %s %s of %s (%d%%)\x1b[K", kTool, what_.c_str(),
-                 human_bytes(done).c_str(), human_bytes(total).c_str(), pct);
-    std::fflush(ctx_.err);
-    shown_ = true;
-  }
-  void clear() {
-    if (!shown_) return;
-    std::fprintf(ctx_.err, "\r\x1b[K");
-    std::fflush(ctx_.err);
-    shown_ = false;
-  }
-  ScanOptions scan_options() {
-    ScanOptions o;
-    if (ctx_.progress) o.progress = [this](std::uint64_t d, std::uint64_t t) { update(d, t); };
-    return o;
-  }
-
- private:
-  const ToolContext& ctx_;
-  std::string what_;
-  bool shown_ = false;
-  std::chrono::steady_clock::time_point last_{};
-};
 
 int fail(ToolContext& ctx, const Status& s) {
   std::fprintf(ctx.err, "%s: %s\n", kTool, s.message().c_str());
@@ -665,7 +589,7 @@ Status copy_prefix(const std::string& from, const std::string& to, std::uint64_t
     off += chunk->size();
   }
   if (final_size > off && ::ftruncate(out->get(), static_cast<off_t>(final_size)) != 0) {
-    return Status::from_errno("extend " + to, errno);
+    return errno_status("extend " + to, errno);
   }
   return fdatasync_fd(out->get(), to);
 }
@@ -697,12 +621,12 @@ Status make_dir_durably(const std::string& dir) {
 // Moves a file into another directory; across file systems by copying, syncing and removing.
 Status move_file(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) == 0) return Status();
-  if (errno != EXDEV) return Status::from_errno("move " + from + " to " + to, errno);
+  if (errno != EXDEV) return errno_status("move " + from + " to " + to, errno);
   Result<std::uint64_t> size = file_size(from);
   if (!size.ok()) return size.status();
   KVC_RETURN_IF_ERROR(copy_prefix(from, to, *size, *size));
   KVC_RETURN_IF_ERROR(fsync_dir(parent_dir(to)));
-  if (::unlink(from.c_str()) != 0) return Status::from_errno("remove " + from, errno);
+  if (::unlink(from.c_str()) != 0) return errno_status("remove " + from, errno);
   return Status();
 }
 
@@ -820,55 +744,82 @@ bool confirm(ToolContext& ctx) {
   return line[0] == 'y' || line[0] == 'Y';
 }
 
+// ---- cross-file checks (consistency.h) ----
+
+// The log against the state of its data directory, when there is one and the log could be
+// read to its end (a corrupt log's facts would be incomplete).
+struct CrossCheck {
+  bool checked = false;
+  std::optional<ConsistencyReport> report;
+  Status error;  // the state could not be read
+};
+
+CrossCheck cross_check(const Target& t, const WalSummary& s) {
+  CrossCheck c;
+  if (t.where.data_dir.empty() || (s.damage && s.damage->kind == DamageKind::kCorruption)) {
+    return c;
+  }
+  const std::string state_dir = t.where.data_dir + "/state";
+  if (!path_exists(state_dir)) return c;
+  c.checked = true;
+  Result<StateFacts> facts = read_state_facts(state_dir);
+  if (!facts.ok()) {
+    c.error = facts.status();
+    return c;
+  }
+  c.report = check_consistency(*facts, log_facts(s));
+  return c;
+}
+
+std::string consistency_json(const CrossCheck& c) {
+  if (!c.checked) return "null";
+  Json j;
+  if (!c.error.ok()) {
+    return j.str("status", "unreadable").str("error", c.error.message()).done();
+  }
+  const ConsistencyReport& r = *c.report;
+  j.str("status", r.ok() ? "consistent" : "inconsistent")
+      .str("state_dir", r.state.state_dir)
+      .num("state_format", r.state.format)
+      .num("applied_index", r.state.applied_index)
+      .num("log_durable_index", r.state.log_durable_index)
+      .num("installed_index", r.state.installed_index);
+  std::string v = "[";
+  for (std::size_t i = 0; i < r.violations.size(); ++i) {
+    v += (i ? "," : "") + Json()
+                              .str("kind", violation_name(r.violations[i].kind))
+                              .str("message", r.violations[i].message)
+                              .done();
+  }
+  return j.raw("violations", v + "]").done();
+}
+
+void print_consistency(const CrossCheck& c, ToolContext& ctx) {
+  if (!c.checked || !c.error.ok()) return;
+  const ConsistencyReport& r = *c.report;
+  if (r.ok()) {
+    print(ctx.out, "consistent with the state in " + r.state.state_dir + " (applied index " +
+                       std::to_string(r.state.applied_index) + ")\n");
+    return;
+  }
+  for (const ConsistencyViolation& v : r.violations) {
+    print(ctx.out, "inconsistent: " + v.message + "\n");
+  }
+}
+
+// 8 for a corrupt log, 9 when the files disagree, 7 for a torn tail, 0 when all is well.
+int verify_exit_code(const WalSummary& s, const CrossCheck& c) {
+  if (s.damage && s.damage->kind == DamageKind::kCorruption) return kExitCorruption;
+  if (!c.error.ok()) {
+    return c.error.code() == Code::kCorruption ? kExitCorruption : exit_code(c.error);
+  }
+  if (c.report && !c.report->ok()) return kExitInconsistent;
+  return status_exit_code(s);
+}
+
 }  // namespace
 
 // ---- public helpers ----
-
-
-std::string text_value(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  if (!is_valid_utf8(bytes)) {
-    out = "0x";
-    for (const char ch : bytes) {
-      const auto c = static_cast<unsigned char>(ch);
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-    return out;
-  }
-  out = "\"";
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out += "\\x";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 
 Result<WalLocation> locate_wal(const std::string& dir_arg) {
   std::string dir = dir_arg;
@@ -945,7 +896,7 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
   Progress progress(ctx, "reading");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, progress.scan_options());
+  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
   progress.clear();
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
@@ -1079,11 +1030,12 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
   Progress progress(ctx, "verifying");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, progress.scan_options());
+  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
   progress.clear();
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
   warn_live_tail(*t, s, ctx);
+  CrossCheck cross = cross_check(*t, s);
   if (ctx.format == OutputFormat::kJson) {
     Json j;
     j.str("status", status_name(s)).num("segments", s.segments.size()).num("records", s.records);
@@ -1093,28 +1045,40 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
       j.num("first_index", s.log.first_index).num("last_index", s.log.last_index);
     }
     j.raw("damage", damage_json(s.damage));
+    j.raw("consistency", consistency_json(cross));
     print(ctx.out, j.done() + "\n");
-  } else if (!s.damage) {
-    std::ostringstream o;
-    o << "clean: " << s.segments.size() << " segment(s), " << s.records << " record(s)";
-    if (!s.log.empty()) o << ", entries " << s.log.first_index << ".." << s.log.last_index;
-    o << "\n";
-    print(ctx.out, o.str());
   } else {
-    print(ctx.out, s.damage->describe() + "\n");
-    if (s.damage->kind == DamageKind::kTornTail) {
-      std::fprintf(ctx.err,
-                   "%s: kvc-node truncates a torn tail by itself when it starts; to do it now: "
-                   "kvc-wal repair %s --out NEWDIR (or --in-place)\n",
-                   kTool, dir.c_str());
+    if (!s.damage) {
+      std::ostringstream o;
+      o << "clean: " << s.segments.size() << " segment(s), " << s.records << " record(s)";
+      if (!s.log.empty()) o << ", entries " << s.log.first_index << ".." << s.log.last_index;
+      o << "\n";
+      print(ctx.out, o.str());
     } else {
-      std::fprintf(ctx.err,
-                   "%s: the member will not start on this log; 'kvc-wal repair %s "
-                   "--truncate-corrupt --dry-run' shows what a cut would lose\n",
-                   kTool, dir.c_str());
+      print(ctx.out, s.damage->describe() + "\n");
     }
+    print_consistency(cross, ctx);
   }
-  return status_exit_code(s);
+  if (!cross.error.ok()) {
+    std::fprintf(ctx.err, "%s: cannot check the log against the state: %s\n", kTool,
+                 cross.error.message().c_str());
+  } else if (cross.report && !cross.report->ok()) {
+    std::fprintf(ctx.err,
+                 "%s: the member will not start on this data directory: the log and the state "
+                 "disagree (kvc-wal(1), \"CROSS-FILE CHECKS\")\n",
+                 kTool);
+  } else if (s.damage && s.damage->kind == DamageKind::kTornTail) {
+    std::fprintf(ctx.err,
+                 "%s: kvc-node truncates a torn tail by itself when it starts; to do it now: "
+                 "kvc-wal repair %s --out NEWDIR (or --in-place)\n",
+                 kTool, dir.c_str());
+  } else if (s.damage) {
+    std::fprintf(ctx.err,
+                 "%s: the member will not start on this log; 'kvc-wal repair %s "
+                 "--truncate-corrupt --dry-run' shows what a cut would lose\n",
+                 kTool, dir.c_str());
+  }
+  return verify_exit_code(s, cross);
 }
 
 int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ctx) {
@@ -1147,7 +1111,7 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
     }
   }
   Progress progress(ctx, "reading");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, progress.scan_options());
+  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
   progress.clear();
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
@@ -1159,6 +1123,16 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
                 "\n");
     } else {
       print(ctx.out, "nothing to repair: the log is clean\n");
+    }
+    // A clean log can still lack what the state needs (its newest segments removed): no cut
+    // brings that back, but the operator must hear it.
+    const CrossCheck cross = cross_check(*t, s);
+    if (cross.report && !cross.report->ok()) {
+      std::fprintf(
+          ctx.err,
+          "%s: but the log and the state disagree, which no repair of the log can fix:\n%s\n",
+          kTool, cross.report->describe().c_str());
+      return kExitInconsistent;
     }
     return kExitOk;
   }

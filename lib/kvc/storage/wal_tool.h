@@ -16,24 +16,10 @@
 
 #include "kvc/common/status.h"
 #include "kvc/storage/record.h"
+#include "kvc/storage/tool_util.h"
 #include "kvc/storage/wal_reader.h"
 
 namespace kvc::storage {
-
-// kvc-wal's own exit codes, next to the shared ones of status.h.
-inline constexpr int kExitTornTail = 7;    // verify/dump: the log ends in a torn tail
-inline constexpr int kExitCorruption = 8;  // verify/dump: damage before the tail
-
-enum class OutputFormat : std::uint8_t { kSimple, kJson };
-
-struct ToolContext {
-  std::FILE* out = stdout;   // data
-  std::FILE* err = stderr;   // diagnostics, warnings, progress, prompts
-  std::FILE* in = stdin;     // the answer to repair's question
-  bool interactive = false;  // stdin and stderr are terminals: repair may ask
-  bool progress = false;     // show progress on `err` (stdout and stderr are terminals)
-  OutputFormat format = OutputFormat::kSimple;
-};
 
 // Where the log of a command-line DIR is: DIR/wal when DIR is a data directory, else DIR when it
 // holds segment files (or is named "wal"); data_dir is then DIR's parent when that holds a lock
@@ -72,9 +58,5 @@ struct RepairOptions {
   bool dry_run = false;           // only show the plan
 };
 int run_repair(const std::string& dir, const RepairOptions& options, ToolContext& ctx);
-
-// How values are shown. Text: valid UTF-8 in double quotes with \" \\ and control characters
-// escaped (\n, \t, \r, \xNN); anything else as 0x followed by hex.
-std::string text_value(std::string_view bytes);
 
 }  // namespace kvc::storage

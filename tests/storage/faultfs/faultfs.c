@@ -12,6 +12,11 @@
  *   KVC_FAULT_ENOSPC_STICKY=1   once a write failed with ENOSPC, every later write does too
  *   KVC_FAULT_FALLOCATE_ENOSPC=N  the Nth fallocate/posix_fallocate fails with ENOSPC
  *
+ * Writes are write, pwrite and (as LMDB writes several pages at once) writev and pwritev; a short
+ * writev writes a prefix of its buffers. Once a write or fallocate was failed (or cut short) with
+ * ENOSPC the file system counts as full: statvfs and fstatvfs report no free block, as a real
+ * full disk does.
+ *
  * Each injected failure prints one line "faultfs: <call> <path> -> <errno name>" to stderr.
  * Under AddressSanitizer the shim loads after ASan's runtime; tests set
  * ASAN_OPTIONS=verify_asan_link_order=0 for that (the shim defines no allocation functions). */
@@ -22,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static long env_long(const char* name) {
@@ -57,6 +64,7 @@ static void report(const char* call, const char* path, const char* err) {
 
 static long fdatasync_calls, fsync_calls, write_calls, fallocate_calls;
 static int write_failing;   /* ENOSPC is sticky now */
+static int disk_full;       /* an ENOSPC was injected: statvfs says so */
 static int fail_next_write; /* the partial write happened; the next one fails */
 
 int fdatasync(int fd) {
@@ -99,6 +107,7 @@ static ssize_t write_fault(int fd, size_t n, const char* call) {
     return -1;
   }
   if (++write_calls != env_long("KVC_FAULT_WRITE_ENOSPC")) return 0;
+  disk_full = 1;
   if (env_long("KVC_FAULT_ENOSPC_STICKY")) write_failing = 1;
   if (env_long("KVC_FAULT_PARTIAL") && n > 1) {
     fail_next_write = 1;
@@ -136,6 +145,7 @@ static int fallocate_fault(int fd) {
   if (matches(fd, path, sizeof path) &&
       ++fallocate_calls == env_long("KVC_FAULT_FALLOCATE_ENOSPC")) {
     report("fallocate", path, "ENOSPC");
+    disk_full = 1;
     return 1;
   }
   return 0;
@@ -161,4 +171,78 @@ int posix_fallocate(int fd, off_t off, off_t len) {
   int (*real)(int, off_t, off_t) = dlsym(RTLD_NEXT, "posix_fallocate");
   if (fallocate_fault(fd)) return ENOSPC;
   return real(fd, off, len);
+}
+
+/* The first `keep` bytes of `iov` as a new vector in `out` (at most `cnt` entries); returns its
+ * length. */
+static int iov_prefix(const struct iovec* iov, int cnt, size_t keep, struct iovec* out) {
+  int n = 0;
+  for (int i = 0; i < cnt && keep > 0; ++i) {
+    out[n] = iov[i];
+    if (out[n].iov_len > keep) out[n].iov_len = keep;
+    keep -= out[n].iov_len;
+    ++n;
+  }
+  return n;
+}
+
+static size_t iov_total(const struct iovec* iov, int cnt) {
+  size_t n = 0;
+  for (int i = 0; i < cnt; ++i) n += iov[i].iov_len;
+  return n;
+}
+
+ssize_t writev(int fd, const struct iovec* iov, int cnt) {
+  ssize_t (*real)(int, const struct iovec*, int) = dlsym(RTLD_NEXT, "writev");
+  const ssize_t f = fd > 2 && cnt > 0 ? write_fault(fd, iov_total(iov, cnt), "writev") : 0;
+  if (f < 0) return -1;
+  if (f == 0) return real(fd, iov, cnt);
+  struct iovec part[cnt];
+  return real(fd, part, iov_prefix(iov, cnt, (size_t)f, part));
+}
+
+static ssize_t do_pwritev(const char* name, int fd, const struct iovec* iov, int cnt, off_t off) {
+  ssize_t (*real)(int, const struct iovec*, int, off_t) = dlsym(RTLD_NEXT, name);
+  const ssize_t f = cnt > 0 ? write_fault(fd, iov_total(iov, cnt), name) : 0;
+  if (f < 0) return -1;
+  if (f == 0) return real(fd, iov, cnt, off);
+  struct iovec part[cnt];
+  return real(fd, part, iov_prefix(iov, cnt, (size_t)f, part), off);
+}
+
+ssize_t pwritev(int fd, const struct iovec* iov, int cnt, off_t off) {
+  return do_pwritev("pwritev", fd, iov, cnt, off);
+}
+ssize_t pwritev64(int fd, const struct iovec* iov, int cnt, off_t off) {
+  return do_pwritev("pwritev64", fd, iov, cnt, off);
+}
+
+/* A full disk has no free block. */
+static void full(struct statvfs* st) {
+  if (disk_full) {
+    st->f_bfree = 0;
+    st->f_bavail = 0;
+  }
+}
+
+int statvfs(const char* path, struct statvfs* st) {
+  int (*real)(const char*, struct statvfs*) = dlsym(RTLD_NEXT, "statvfs");
+  const int rc = real(path, st);
+  if (rc == 0) full(st);
+  return rc;
+}
+int statvfs64(const char* path, struct statvfs64* st) {
+  int (*real)(const char*, struct statvfs64*) = dlsym(RTLD_NEXT, "statvfs64");
+  const int rc = real(path, st);
+  if (rc == 0 && disk_full) {
+    st->f_bfree = 0;
+    st->f_bavail = 0;
+  }
+  return rc;
+}
+int fstatvfs(int fd, struct statvfs* st) {
+  int (*real)(int, struct statvfs*) = dlsym(RTLD_NEXT, "fstatvfs");
+  const int rc = real(fd, st);
+  if (rc == 0) full(st);
+  return rc;
 }

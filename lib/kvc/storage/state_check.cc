@@ -1,0 +1,302 @@
+#include "kvc/storage/state_check.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_lmdb.h"
+#include "kvc/storage/tool_util.h"
+
+namespace kvc::storage {
+namespace {
+
+// The live generation's directory, without changing anything (StateMachine::open would clean
+// up). Empty when there is no state yet.
+Result<std::string> live_generation(const std::string& state_dir) {
+  if (!path_exists(state_dir)) return std::string();
+  const std::string current = state_dir + "/" + kCurrentFile;
+  if (!path_exists(current)) {
+    // A new state, or the crash window of creating one: either way nothing was applied.
+    return std::string();
+  }
+  Result<std::string> text = read_file(current);
+  if (!text.ok()) return text.status();
+  std::string gen = *text;
+  while (!gen.empty() && gen.back() == '\n') gen.pop_back();
+  if (!valid_gen_name(gen))
+    return Status::corruption(current + ": does not name a state generation");
+  const std::string dir = state_dir + "/" + gen;
+  if (!path_exists(dir + "/data.mdb")) {
+    return Status::corruption(dir + "/data.mdb is missing (CURRENT names this generation)");
+  }
+  return dir;
+}
+
+// A read-only LMDB environment, closed on destruction.
+class ReadOnlyEnv {
+ public:
+  ~ReadOnlyEnv() {
+    if (env_ != nullptr) mdb_env_close(env_);
+  }
+  Status open(const std::string& state_dir, const std::string& dir) {
+    if (int rc = mdb_env_create(&env_); rc != 0) {
+      env_ = nullptr;
+      return lmdb_status(rc, state_dir, "create environment");
+    }
+    if (int rc = mdb_env_set_maxdbs(env_, 4); rc != 0) {
+      return lmdb_status(rc, state_dir, "set maxdbs");
+    }
+    // No map size: a read-only environment maps what the file says. MDB_NOTLS as the member
+    // does, so this reader's slot never clashes with one of the member's threads.
+    if (int rc = mdb_env_open(env_, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0600); rc != 0) {
+      return lmdb_status(rc, state_dir, "open " + dir + " read-only");
+    }
+    return Status();
+  }
+  MDB_env* get() const { return env_; }
+
+ private:
+  MDB_env* env_ = nullptr;
+};
+
+struct Dbis {
+  MDB_dbi kv = 0, meta = 0, events = 0;
+};
+
+Status open_dbis(MDB_txn* txn, const std::string& state_dir, Dbis& d) {
+  const struct {
+    const char* name;
+    MDB_dbi* dbi;
+  } dbs[] = {{"kv", &d.kv}, {"meta", &d.meta}, {"events", &d.events}};
+  for (const auto& db : dbs) {
+    const int rc = mdb_dbi_open(txn, db.name, 0, db.dbi);
+    if (rc == MDB_NOTFOUND) {
+      return Status::corruption("state " + state_dir + ": the LMDB database '" + db.name +
+                                "' is missing");
+    }
+    if (rc != 0) return lmdb_status(rc, state_dir, std::string("open database ") + db.name);
+  }
+  return Status();
+}
+
+// Collects what check_state finds.
+class Findings {
+ public:
+  Findings(StateCheckReport& r, std::size_t max) : r_(r), max_(max) {}
+  void damaged(StateDb db, std::string_view key, RecordProblem p) {
+    ++r_.damaged_count;
+    if (r_.damaged.size() < max_) {
+      r_.damaged.push_back(record_name(db, key) + ": " + std::string(record_problem_name(p)));
+    }
+  }
+  void problem(std::string what) {
+    ++r_.problem_count;
+    if (r_.problems.size() < max_) r_.problems.push_back(std::move(what));
+  }
+
+ private:
+  StateCheckReport& r_;
+  std::size_t max_;
+};
+
+}  // namespace
+
+Result<StateFacts> read_state_facts(const std::string& state_dir) {
+  Result<std::string> gen = live_generation(state_dir);
+  if (!gen.ok()) return gen.status();
+  if (gen->empty()) return StateFacts{.state_dir = state_dir};
+  ReadOnlyEnv env;
+  KVC_RETURN_IF_ERROR(env.open(state_dir, *gen));
+  Txn txn;
+  if (int rc = txn.begin(env.get(), MDB_RDONLY); rc != 0) {
+    return lmdb_status(rc, state_dir, "begin read");
+  }
+  Dbis d;
+  KVC_RETURN_IF_ERROR(open_dbis(txn.get(), state_dir, d));
+  StateMeta m;
+  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), d.meta, m, state_dir));
+  if (m.format == 1) {
+    // What open() will find when it upgrades this state (state_lmdb.h, looks_installed).
+    MDB_stat st{};
+    if (int rc = mdb_stat(txn.get(), d.events, &st); rc != 0) {
+      return lmdb_status(rc, state_dir, "stat events");
+    }
+    if (looks_installed(m, st.ms_entries)) m.installed_index = m.applied_index;
+  }
+  return m.facts(state_dir);
+}
+
+Result<StateCheckReport> check_state(const std::string& state_dir,
+                                     const StateCheckOptions& options) {
+  StateCheckReport report;
+  Result<std::string> gen = live_generation(state_dir);
+  if (!gen.ok()) return gen.status();
+  if (gen->empty()) {
+    return Status::not_found("state " + state_dir + ": no state here (no CURRENT file)");
+  }
+  report.generation_dir = *gen;
+  ReadOnlyEnv env;
+  KVC_RETURN_IF_ERROR(env.open(state_dir, *gen));
+  Txn txn;
+  if (int rc = txn.begin(env.get(), MDB_RDONLY); rc != 0) {
+    return lmdb_status(rc, state_dir, "begin read");
+  }
+  Findings found(report, options.max_listed);
+
+  // The main database names the others; nothing else belongs there.
+  {
+    MDB_dbi main = 0;
+    if (int rc = mdb_dbi_open(txn.get(), nullptr, 0, &main); rc != 0) {
+      return lmdb_status(rc, state_dir, "open the main database");
+    }
+    Cursor c;
+    if (int rc = c.open(txn.get(), main); rc != 0) return lmdb_status(rc, state_dir, "cursor");
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      const std::string_view name = view_of(k);
+      if (name != "kv" && name != "meta" && name != "events") {
+        found.problem("the main database names an unknown database " + text_value(name));
+      }
+    }
+    if (rc != MDB_NOTFOUND) {
+      found.problem(lmdb_status(rc, state_dir, "walk the main database").message());
+    }
+  }
+  Dbis d;
+  KVC_RETURN_IF_ERROR(open_dbis(txn.get(), state_dir, d));
+  StateMeta m;
+  bool meta_ok = true;
+  if (Status s = read_state_meta(txn.get(), d.meta, m, state_dir); !s.ok()) {
+    if (s.code() != Code::kCorruption) return s;
+    // The walk below names each bad field; the records are still checked for damage, but not
+    // against a meta that cannot be trusted.
+    found.problem(s.message());
+    meta_ok = false;
+  }
+  report.facts = m.facts(state_dir);
+  const bool sealed = m.format >= 2;
+
+  MDB_stat kv_st{}, ev_st{}, meta_st{};
+  for (const auto& [dbi, st] :
+       {std::pair{d.kv, &kv_st}, std::pair{d.events, &ev_st}, std::pair{d.meta, &meta_st}}) {
+    if (int rc = mdb_stat(txn.get(), dbi, st); rc != 0) return lmdb_status(rc, state_dir, "stat");
+  }
+  const std::uint64_t total = kv_st.ms_entries + ev_st.ms_entries + meta_st.ms_entries;
+  std::uint64_t walked = 0;
+  auto tick = [&] {
+    ++walked;
+    if (options.progress && (walked % 4096 == 0 || walked == total)) {
+      options.progress(walked, total);
+    }
+  };
+  // Walks one database from its first record to its last, handing each to `check`.
+  auto walk = [&](MDB_dbi dbi, const char* name, std::uint64_t& count,
+                  const std::function<void(std::string_view, std::string_view)>& check) {
+    Cursor c;
+    if (int rc = c.open(txn.get(), dbi); rc != 0) {
+      found.problem(lmdb_status(rc, state_dir, std::string("open a cursor on ") + name).message());
+      return;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      ++count;
+      report.bytes += k.mv_size + v.mv_size;
+      check(view_of(k), view_of(v));
+      tick();
+    }
+    if (rc != MDB_NOTFOUND) {
+      found.problem(lmdb_status(rc, state_dir,
+                                std::string("walk the ") + name + " database after " +
+                                    std::to_string(count) + " records")
+                        .message());
+    }
+  };
+
+  // meta: every record sealed (version 2); unknown fields are suspicious.
+  walk(d.meta, "meta", report.meta_records, [&](std::string_view key, std::string_view stored) {
+    static constexpr std::string_view kKnown[] = {
+        kMetaFormat,     kMetaAppliedIndex,    kMetaAppliedTerm,
+        kMetaRevision,   kMetaCompactRevision, kMetaEventsBytes,
+        kMetaMembership, kMetaLogDurableIndex, kMetaInstalledIndex};
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      found.problem("the meta database holds an unknown field " + text_value(key));
+    }
+    if (sealed && !unseal_record(StateDb::kMeta, key, stored)) {
+      found.damaged(StateDb::kMeta, key, RecordProblem::kChecksum);
+    }
+  });
+
+  // kv: sealed, decodable, and revisions the state's own meta allows.
+  KeyValue kv;
+  walk(d.kv, "kv", report.keys, [&](std::string_view key, std::string_view stored) {
+    RecordProblem p;
+    if (sealed) {
+      p = decode_kv_record(key, stored, kv, false);
+    } else {
+      // Version 1: the body without a seal.
+      p = decode_kv_record(key, seal_record(StateDb::kKv, key, stored), kv, false);
+    }
+    if (p != RecordProblem::kNone) {
+      found.damaged(StateDb::kKv, key, p);
+      return;
+    }
+    const std::string name = record_name(StateDb::kKv, key);
+    if (!meta_ok) return;
+    if (key.empty() || key.size() > kMaxKeyBytes) {
+      found.problem(name + ": key length " + std::to_string(key.size()) + " is out of range");
+    }
+    if (kv.version == 0 || kv.create_revision == 0 || kv.create_revision > kv.mod_revision ||
+        kv.mod_revision > m.revision || kv.mod_revision > m.applied_index) {
+      found.problem(name + ": revisions create=" + std::to_string(kv.create_revision) + " mod=" +
+                    std::to_string(kv.mod_revision) + " version=" + std::to_string(kv.version) +
+                    " are impossible at revision " + std::to_string(m.revision) +
+                    ", applied index " + std::to_string(m.applied_index));
+    }
+  });
+
+  // events: sealed, decodable, within [compact_revision, applied index].
+  Event e;
+  std::uint64_t event_bytes = 0;
+  walk(d.events, "events", report.events, [&](std::string_view key, std::string_view stored) {
+    event_bytes += key.size() + stored.size();
+    RecordProblem p;
+    if (sealed) {
+      p = decode_event_record(key, stored, e);
+    } else {
+      p = decode_event_record(key, seal_record(StateDb::kEvents, key, stored), e);
+    }
+    if (p != RecordProblem::kNone) {
+      found.damaged(StateDb::kEvents, key, p);
+      return;
+    }
+    if (meta_ok && (e.revision < m.compact_revision || e.revision > m.applied_index)) {
+      found.problem(record_name(StateDb::kEvents, key) + ": revision outside the kept history " +
+                    std::to_string(m.compact_revision) + ".." + std::to_string(m.applied_index));
+    }
+  });
+
+  // LMDB's own statistics must agree with what its trees hold.
+  const struct {
+    const char* name;
+    std::uint64_t walked;
+    std::uint64_t stat;
+  } counts[] = {{"kv", report.keys, kv_st.ms_entries},
+                {"events", report.events, ev_st.ms_entries},
+                {"meta", report.meta_records, meta_st.ms_entries}};
+  for (const auto& c : counts) {
+    if (c.walked != c.stat) {
+      found.problem(std::string("the ") + c.name + " database holds " + std::to_string(c.walked) +
+                    " records but LMDB counts " + std::to_string(c.stat));
+    }
+  }
+  if (meta_ok && sealed && report.events == ev_st.ms_entries && event_bytes != m.events_bytes) {
+    found.problem("the events database holds " + std::to_string(event_bytes) +
+                  " bytes but the meta record says " + std::to_string(m.events_bytes));
+  }
+  if (options.progress) options.progress(total, total);
+  return report;
+}
+
+}  // namespace kvc::storage

@@ -1,0 +1,195 @@
+#include "kvc/storage/state_format.h"
+
+#include "kvc/common/crc32c.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/state_mutation.h"
+#include "kvc/storage/tool_util.h"
+
+namespace kvc::storage {
+namespace {
+
+std::uint32_t record_crc(StateDb db, std::string_view key, std::string_view body) {
+  // The tag and the key's length first: a record cannot verify in another database or under a
+  // key that only shares a prefix with its own.
+  unsigned char head[1 + 10];  // the tag, then the key's length as a varint (at most 10 bytes)
+  std::size_t n = 0;
+  head[n++] = static_cast<unsigned char>(db);
+  for (std::uint64_t len = key.size();; len >>= 7) {
+    head[n++] = static_cast<unsigned char>((len & 0x7f) | (len >= 0x80 ? 0x80 : 0));
+    if (len < 0x80) break;
+  }
+  std::uint32_t crc = crc32c::value(head, n);
+  crc = crc32c::extend(crc, key.data(), key.size());
+  return crc32c::extend(crc, body.data(), body.size());
+}
+
+void put_u32_le(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+std::uint32_t get_u32_le(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+}  // namespace
+
+std::string_view state_db_name(StateDb db) {
+  switch (db) {
+    case StateDb::kKv:
+      return "kv";
+    case StateDb::kEvents:
+      return "events";
+    case StateDb::kMeta:
+      return "meta";
+  }
+  return "unknown";
+}
+
+std::string_view record_problem_name(RecordProblem p) {
+  switch (p) {
+    case RecordProblem::kNone:
+      return "ok";
+    case RecordProblem::kChecksum:
+      return "checksum mismatch";
+    case RecordProblem::kMalformed:
+      return "malformed record";
+  }
+  return "unknown";
+}
+
+void seal_record(std::string& out, StateDb db, std::string_view key, std::string_view body) {
+  out.resize(kRecordCrcBytes);
+  out.append(body);
+  put_u32_le(out.data(), crc32c::mask(record_crc(db, key, body)));
+}
+
+std::string seal_record(StateDb db, std::string_view key, std::string_view body) {
+  std::string out;
+  seal_record(out, db, key, body);
+  return out;
+}
+
+std::optional<std::string_view> unseal_record(StateDb db, std::string_view key,
+                                              std::string_view stored) {
+  if (stored.size() < kRecordCrcBytes) return std::nullopt;
+  const std::string_view body = stored.substr(kRecordCrcBytes);
+  if (KVC_STATE_MUTATED(kReadsSkipChecksum)) return body;
+  if (crc32c::unmask(get_u32_le(stored.data())) != record_crc(db, key, body)) return std::nullopt;
+  return body;
+}
+
+void encode_kv_record(std::string& out, std::string_view key, std::string_view value,
+                      std::uint64_t create_revision, std::uint64_t mod_revision,
+                      std::uint64_t version) {
+  out.assign(kRecordCrcBytes, '\0');
+  out.reserve(kRecordCrcBytes + value.size() + 12);
+  put_varint(out, create_revision);
+  put_varint(out, mod_revision);
+  put_varint(out, version);
+  out.append(value);
+  const std::string_view body = std::string_view(out).substr(kRecordCrcBytes);
+  put_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kKv, key, body)));
+}
+
+RecordProblem decode_kv_record(std::string_view key, std::string_view stored, KeyValue& kv,
+                               bool with_value) {
+  std::optional<std::string_view> body = unseal_record(StateDb::kKv, key, stored);
+  if (!body) return RecordProblem::kChecksum;
+  std::string_view in = *body;
+  if (!get_varint(in, kv.create_revision) || !get_varint(in, kv.mod_revision) ||
+      !get_varint(in, kv.version)) {
+    return RecordProblem::kMalformed;
+  }
+  kv.key.assign(key.data(), key.size());
+  if (with_value) {
+    kv.value.assign(in.data(), in.size());
+  } else {
+    kv.value.clear();
+  }
+  return RecordProblem::kNone;
+}
+
+std::string event_key(std::uint64_t revision, std::uint32_t sequence) {
+  std::string k(kEventKeyBytes, '\0');
+  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((revision >> (8 * (7 - i))) & 0xff);
+  for (int i = 0; i < 4; ++i) k[8 + i] = static_cast<char>((sequence >> (8 * (3 - i))) & 0xff);
+  return k;
+}
+
+bool parse_event_key(std::string_view k, std::uint64_t& revision, std::uint32_t& sequence) {
+  if (k.size() != kEventKeyBytes) return false;
+  revision = 0;
+  sequence = 0;
+  for (int i = 0; i < 8; ++i) revision = (revision << 8) | static_cast<unsigned char>(k[i]);
+  for (int i = 8; i < 12; ++i) sequence = (sequence << 8) | static_cast<unsigned char>(k[i]);
+  return true;
+}
+
+void encode_event_record(std::string& out, std::string_view key, const Event& e) {
+  out.assign(kRecordCrcBytes, '\0');
+  out.reserve(kRecordCrcBytes + e.key.size() + e.value.size() + 24);
+  out += static_cast<char>(e.type);
+  put_varint(out, e.create_revision);
+  put_varint(out, e.version);
+  put_varint(out, e.prev_mod_revision);
+  put_varint(out, e.key.size());
+  out += e.key;
+  out += e.value;
+  const std::string_view body = std::string_view(out).substr(kRecordCrcBytes);
+  put_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kEvents, key, body)));
+}
+
+RecordProblem decode_event_record(std::string_view key, std::string_view stored, Event& e) {
+  std::optional<std::string_view> body = unseal_record(StateDb::kEvents, key, stored);
+  if (!body) return RecordProblem::kChecksum;
+  std::string_view in = *body;
+  if (!parse_event_key(key, e.revision, e.sequence) || in.empty()) return RecordProblem::kMalformed;
+  const auto t = static_cast<std::uint8_t>(in[0]);
+  if (t != 1 && t != 2) return RecordProblem::kMalformed;
+  e.type = static_cast<EventType>(t);
+  in.remove_prefix(1);
+  std::uint64_t n = 0;
+  if (!get_varint(in, e.create_revision) || !get_varint(in, e.version) ||
+      !get_varint(in, e.prev_mod_revision) || !get_varint(in, n) || n > in.size()) {
+    return RecordProblem::kMalformed;
+  }
+  e.key.assign(in.data(), static_cast<std::size_t>(n));
+  in.remove_prefix(static_cast<std::size_t>(n));
+  e.value.assign(in.data(), in.size());
+  return RecordProblem::kNone;
+}
+
+std::string u64_bytes(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return s;
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& v) {
+  if (s.size() != 8) return false;
+  v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return true;
+}
+
+std::string record_name(StateDb db, std::string_view key) {
+  switch (db) {
+    case StateDb::kKv:
+      return "key " + text_value(key);
+    case StateDb::kEvents: {
+      std::uint64_t rev = 0;
+      std::uint32_t seq = 0;
+      if (parse_event_key(key, rev, seq)) {
+        return "event " + std::to_string(rev) + "/" + std::to_string(seq);
+      }
+      return "event with the malformed key " + text_value(key);
+    }
+    case StateDb::kMeta:
+      return "meta field " + text_value(key);
+  }
+  return "record " + text_value(key);
+}
+
+}  // namespace kvc::storage
