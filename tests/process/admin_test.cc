@@ -151,6 +151,60 @@ TEST(AdminProcessTest, MembershipGrowsThreeToFiveAndShrinksBackUnderWrites) {
   EXPECT_EQ(hash.status, 0) << hash.out;
 }
 
+TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) {
+  // Issue 13 point 2: a member added to an idle cluster got nothing until the next write, and
+  // promote accepted it at applied 0.
+  ProcessCluster cluster("admin-idle-catch-up", {});
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client();
+  for (int k = 0; k < 5; ++k) ASSERT_EQ(c->put("/idle/" + std::to_string(k), "v").code, Code::kOk);
+  const int d = cluster.add_spec("d");
+  ProcessCluster::CtlResult add =
+      cluster.ctl({"member", "add", "d", cluster.peer_addr(d), "--learner"});
+  ASSERT_EQ(add.status, 0) << add.out;
+  cluster.mutable_spec(d).join_initial_cluster = printed_initial_cluster(add.out);
+  // Not started: promoting it must be refused, saying how far behind it is.
+  ProcessCluster::CtlResult early = cluster.ctl({"member", "promote", "d"});
+  EXPECT_EQ(early.status, 1) << early.out;
+  EXPECT_NE(early.out.find("has not caught up"), std::string::npos) << early.out;
+  EXPECT_NE(early.out.find("behind"), std::string::npos) << early.out;
+  // Started with the printed line, and nobody writes: it must catch up by itself.
+  ASSERT_TRUE(cluster.start(d).ok());
+  std::uint64_t leader_commit = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto ci = cluster.client_for(i, 2000);
+    wire::Response r = ci->call_sync({.op = wire::Op::kStatus},
+                                     {.target = *net::parse_address(cluster.client_addr(i))});
+    if (r.code == Code::kOk && r.status.leader_id == r.status.member_id) {
+      leader_commit = r.status.commit_index;
+    }
+  }
+  ASSERT_GT(leader_commit, 0u);
+  ASSERT_TRUE(cluster.wait_applied(d, leader_commit, 10000).ok());
+  // Its status: role learner, and it names the leader.
+  auto cd = cluster.client_for(d, 2000);
+  wire::Response st = cd->call_sync({.op = wire::Op::kStatus},
+                                    {.target = *net::parse_address(cluster.client_addr(d))});
+  ASSERT_EQ(st.code, Code::kOk) << st.message;
+  EXPECT_EQ(st.status.role, "learner");
+  EXPECT_NE(st.status.leader_id, 0u);
+  ProcessCluster::CtlResult table =
+      cluster.ctl({"--endpoints", cluster.client_addr(d), "status"});
+  EXPECT_EQ(table.status, 0) << table.out;
+  EXPECT_NE(table.out.find("learner"), std::string::npos) << table.out;
+  const bool names_leader = table.out.find(" m1 ") != std::string::npos ||
+                            table.out.find(" m2 ") != std::string::npos ||
+                            table.out.find(" m3 ") != std::string::npos;
+  EXPECT_TRUE(names_leader) << "the leader's name is not shown: " << table.out;
+  // Reads through it work, and now promote succeeds.
+  wire::Response r = cd->get("/idle/4", /*serializable=*/true);
+  ASSERT_EQ(r.code, Code::kOk) << r.message;
+  EXPECT_TRUE(r.found);
+  ProcessCluster::CtlResult promote = cluster.ctl({"member", "promote", "d"});
+  EXPECT_EQ(promote.status, 0) << promote.out;
+}
+
 TEST(AdminProcessTest, QuorumGuardsRefuseDangerousChangesWhileAMemberIsDown) {
   ProcessCluster cluster("guards", {});
   ASSERT_TRUE(cluster.start_all().ok());

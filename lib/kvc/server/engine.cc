@@ -22,6 +22,8 @@
 namespace kvc::server {
 namespace {
 
+constexpr std::uint64_t kScrubTickMs = 100;
+
 std::string hex(std::uint64_t id) { return storage::member_id_hex(id); }
 
 std::uint64_t random_u64() {
@@ -99,6 +101,14 @@ Status Engine::Impl::start() {
   uv_timer_start(
       &flush_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->maybe_flush(false); },
       flush_every, flush_every);
+  uv_timer_init(&loop_, &scrub_timer_);
+  scrub_timer_.data = this;
+  if (options_.scrub_bytes_per_second > 0) {
+    scrub_ = std::make_unique<Worker>("kvc-scrub");
+    uv_timer_start(
+        &scrub_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->scrub_tick(); },
+        kScrubTickMs, kScrubTickMs);
+  }
   uv_timer_init(&loop_, &hash_timer_);
   hash_timer_.data = this;
   if (options_.hash_check_interval_ms > 0) {
@@ -1208,6 +1218,72 @@ void Engine::Impl::note_repair_progress() {
   drain_apply();
 }
 
+// The scrubber: every kScrubTickMs, verify a batch of stored records on the scrub thread, at
+// about --scrub-rate bytes a second (a token bucket refilled by elapsed time, never more than a
+// second's worth), so damage in keys nobody reads is found and repaired before a snapshot or a
+// read needs them. It stands aside while the state is damaged or an install waits.
+void Engine::Impl::scrub_tick() {
+  const std::uint64_t now = uv_now(&loop_);
+  const double rate = static_cast<double>(options_.scrub_bytes_per_second);
+  if (scrub_last_ms_ != 0) {
+    scrub_allowance_ += rate * static_cast<double>(now - scrub_last_ms_) / 1000.0;
+    scrub_allowance_ = std::min(scrub_allowance_, rate);
+  }
+  scrub_last_ms_ = now;
+  if (scrubbing_ || damaged_ || stopping_ || install_waiting_ || scrub_allowance_ <= 0) return;
+  const std::size_t records = static_cast<std::size_t>(
+      std::clamp(scrub_allowance_ / std::max(scrub_record_bytes_, 1.0), 1.0, 4096.0));
+  if (scrub_cursor_.stage == storage::ScrubCursor::Stage::kMeta && scrub_cursor_.next_key.empty()) {
+    scrub_pass_started_ = std::chrono::steady_clock::now();
+  }
+  scrubbing_ = true;
+  const storage::ScrubCursor from = scrub_cursor_;
+  scrub_->post([this, from, records] {
+    Result<storage::ScrubBatch> batch = state_->scrub(from, records);
+    inbox_.post([this, batch = std::move(batch)] {
+      scrubbing_ = false;
+      resume_install();
+      if (!batch.ok()) {
+        if (!damage(batch.status(), "the scrubber")) {
+          spdlog::warn("scrub failed; starting the pass again error={}", batch.status().message());
+        }
+        scrub_cursor_ = {};
+        return;
+      }
+      scrub_allowance_ -= static_cast<double>(batch->bytes);
+      if (batch->records > 0) {
+        scrub_record_bytes_ = 0.9 * scrub_record_bytes_ +
+                              0.1 * static_cast<double>(batch->bytes) /
+                                  static_cast<double>(batch->records);
+      }
+      scrub_records_ += batch->records;
+      metrics_->scrub_records.inc(batch->records);
+      metrics_->scrub_bytes.inc(batch->bytes);
+      for (const std::string& d : batch->damaged) {
+        ++scrub_damaged_;
+        metrics_->scrub_damaged.inc();
+        spdlog::error("scrub found a damaged record: {}", d);
+      }
+      if (!batch->damaged.empty()) {
+        (void)damage(Status::corruption("state " + state_->state_dir() + ": " +
+                                        batch->damaged.front()),
+                     "the scrubber");
+      }
+      scrub_cursor_ = batch->next;
+      if (scrub_cursor_.done()) {
+        ++scrub_passes_;
+        metrics_->scrub_passes.inc();
+        spdlog::info("scrub pass complete passes={} records={} damaged={} dur_ms={}",
+                     scrub_passes_, scrub_records_, scrub_damaged_,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - scrub_pass_started_)
+                         .count());
+        scrub_cursor_ = {};
+      }
+    });
+  });
+}
+
 // The periodic cross-member hash check (etcd's corruption check, but acted upon): the leader
 // commits a barrier, learns every member's state hash at it, and when some disagree with the
 // majority commits a verdict naming the majority's hash; each member compares its own hash at
@@ -1439,7 +1515,8 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
 
 // A received snapshot waits until the flush thread is idle (commit_install needs it to be).
 void Engine::Impl::resume_install() {
-  if (!install_waiting_ || flushing_ || snapshotting_) return;
+  // commit_install needs the state to itself: no flush, snapshot or scrub on a worker.
+  if (!install_waiting_ || flushing_ || snapshotting_ || scrubbing_) return;
   std::shared_ptr<PersistJob> job = std::move(install_waiting_);
   install_waiting_.reset();
   Status s = state_->commit_install(std::move(*job->staged), damaged_);
@@ -2691,7 +2768,7 @@ void Engine::Impl::begin_shutdown() {
 
 void Engine::Impl::finish_shutdown() {
   // Wait for the disk and flush threads' work in flight to land before the last flush.
-  if (persisting_ || flushing_ || snapshotting_) {
+  if (persisting_ || flushing_ || snapshotting_ || scrubbing_) {
     uv_timer_t* t = new uv_timer_t();
     uv_timer_init(&loop_, t);
     t->data = this;
@@ -2741,10 +2818,12 @@ void Engine::Impl::finish_shutdown() {
   uv_timer_stop(&tick_timer_);
   uv_timer_stop(&flush_timer_);
   uv_timer_stop(&hash_timer_);
+  uv_timer_stop(&scrub_timer_);
   uv_check_stop(&check_);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&hash_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&scrub_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   inbox_.close();
   {
@@ -2765,6 +2844,7 @@ Status Engine::Impl::close() {
   loop_thread_.join();
   if (disk_) disk_->stop();
   if (flush_) flush_->stop();
+  if (scrub_) scrub_->stop();
   uv_loop_close(&loop_);
   {
     std::lock_guard<std::mutex> lock(mu_);

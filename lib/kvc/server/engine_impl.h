@@ -313,6 +313,10 @@ class Engine::Impl {
   bool scrubbing_ = false;
   std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
   std::chrono::steady_clock::time_point scrub_pass_started_{};
+  storage::ScrubCursor scrub_cursor_;
+  double scrub_allowance_ = 0;           // bytes the scrubber may still read (token bucket)
+  std::uint64_t scrub_last_ms_ = 0;      // uv_now of the last refill
+  double scrub_record_bytes_ = 256;      // running estimate of a record's size
   uv_timer_t hash_timer_{};
   bool hash_checking_ = false;
   std::uint64_t hash_check_index_ = 0;
