@@ -1,6 +1,9 @@
 #include "kvc/server/options.h"
 
+#include <filesystem>
+
 #include "kvc/net/address.h"
+#include "kvc/storage/membership.h"
 #include "kvc/wire/auth.h"
 
 namespace kvc::server {
@@ -40,6 +43,42 @@ Status EngineOptions::validate() const {
   }
   if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
+  }
+  return Status();
+}
+
+Status EngineOptions::check_host_names() const {
+  auto check = [](const std::string& flag, const std::string& value,
+                  const std::string& what) -> Status {
+    Result<net::Address> a = net::parse_address(value);
+    if (!a.ok()) return a.status().with_context(flag);
+    if (a->is_ip()) return Status();
+    Result<net::Resolved> r = net::resolve_now(*a);
+    if (!r.ok()) return Status::invalid_argument(flag + ": " + what + r.status().message());
+    return Status();
+  };
+  const struct {
+    const char* flag;
+    const std::string& value;
+  } own[] = {{"--listen-peer", listen_peer},
+             {"--listen-client", listen_client},
+             {"--listen-http", listen_http},
+             {"--advertise-client", advertise_client}};
+  for (const auto& f : own) {
+    if (f.value.empty()) continue;
+    KVC_RETURN_IF_ERROR(check(f.flag, f.value, ""));
+  }
+  // The identity file (storage/data_dir.h) says DATA_DIR already holds a member, which takes
+  // its peers from its own state, not from --initial-cluster.
+  std::error_code ec;
+  if (initial_cluster.empty() || std::filesystem::exists(data_dir + "/identity", ec)) {
+    return Status();
+  }
+  Result<storage::Membership> m = storage::parse_initial_cluster(cluster_token, initial_cluster);
+  if (!m.ok()) return m.status().with_context("--initial-cluster");
+  for (const storage::Member& mem : m->members) {
+    KVC_RETURN_IF_ERROR(check("--initial-cluster", mem.peer_addr,
+                              "member " + mem.name + "'s peer address " + mem.peer_addr + ": "));
   }
   return Status();
 }
