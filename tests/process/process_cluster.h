@@ -29,6 +29,9 @@ struct MemberSpec {
   std::string join_initial_cluster;
   // Overrides ClusterOptions::secret_file for this member (e.g. a wrong secret).
   std::string secret_file;
+  // The host of its peer and client addresses (a host name is resolved by kvc-node and kvc-ctl;
+  // it must name a loopback address).
+  std::string host = "127.0.0.1";
 };
 
 struct ClusterOptions {
@@ -100,6 +103,10 @@ class ProcessCluster {
     std::string out;  // stdout and stderr
   };
   CtlResult ctl(const std::vector<std::string>& args) const;
+  // The same with the given --endpoints (in that order) and, if `stdin_path` is set, that file
+  // as kvc-ctl's standard input.
+  CtlResult ctl_with(const std::string& endpoints, const std::vector<std::string>& args,
+                     const std::string& stdin_path = "") const;
   const std::string& token() const { return options_.token; }
 
  private:
@@ -112,5 +119,9 @@ class ProcessCluster {
 
 // The path of a built binary (from the compile definition set by CMake).
 std::string binary_path(const std::string& name);
+
+// A blocking TCP socket connected to "IPV4:PORT" with a 2 s read timeout, for raw bytes at a
+// member; -1 when it cannot connect. The caller closes it.
+int raw_connect(const std::string& addr);
 
 }  // namespace kvc::test
