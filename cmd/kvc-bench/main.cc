@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "cli.h"
+#include "kvc/client/client.h"
 #include "kvc/common/text.h"
 #include "report.h"
 #include "runner.h"

@@ -22,12 +22,15 @@
 // call's timeout, between 250 ms and 1 s (hello_budget_ms()). A member that does not answer in
 // time is skipped at once (nothing was sent to it) and remembered as hung for 10 s: later calls
 // try it last; its connection attempt goes on in the background (up to connect_timeout_ms) and
-// a late answer makes it a candidate again. A read (get, range, health, leader, status, ...)
-// unanswered within its "attempt budget" (a third of the timeout, between 250 ms and 2 s;
-// read_attempt_ms()) is sent to another member and a late answer from the first is ignored;
-// the client then opens a second connection to the first member, and if that is not answered
-// within the hello budget while nothing at all arrived from the member, the member is hung: its
-// connections are closed (what was sent on them is handled as below).
+// a late answer makes it a candidate again. A call with CallOptions::target has nowhere else
+// to go: it fails with kUnavailable (nothing sent) when its member misses the budget.
+//
+// A read (get, range, health, leader, status, ...) unanswered within its "attempt budget" (a
+// third of the timeout, between 250 ms and 2 s; read_attempt_ms()) is sent to another member
+// and a late answer from the first is ignored; the client then opens a second connection to the
+// first member, and if that is not answered within the hello budget while nothing at all arrived
+// from the member, the member is hung: its connections are closed (what was sent on them is
+// handled as below).
 //
 // Retry rules (what makes a write's outcome knowable):
 //   - a request that was never handed to a connection is retried on another member;

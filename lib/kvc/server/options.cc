@@ -99,7 +99,21 @@ std::vector<std::string> EngineOptions::exposure_warnings() const {
   for (const auto& l : listeners) {
     if (l.value.empty()) continue;
     Result<net::Address> a = net::parse_address(l.value);
-    if (a.ok() && !a->is_loopback()) {
+    if (!a.ok()) continue;
+    bool loopback = a->is_loopback();
+    if (!a->is_ip()) {
+      // A name is judged by what it resolves to (as the listener will bind).
+      Result<net::Resolved> r = net::resolve_now(*a);
+      loopback = r.ok();
+      if (r.ok()) {
+        for (const sockaddr_storage& ss : *r) {
+          Result<net::Address> ip =
+              net::parse_address(net::sockaddr_to_string(reinterpret_cast<const sockaddr*>(&ss)));
+          loopback = loopback && ip.ok() && ip->is_loopback();
+        }
+      }
+    }
+    if (!loopback) {
       out.push_back(
           "listening on a non-loopback address without a shared secret: anyone who "
           "can reach " +
