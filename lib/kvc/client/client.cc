@@ -731,9 +731,12 @@ class Client::Impl {
     }
     if (clusters.size() > 1) {
       std::string msg =
-          "the endpoints belong to " + std::to_string(clusters.size()) + " different clusters:";
+          "the endpoints belong to " + std::to_string(clusters.size()) + " different clusters: ";
+      std::size_t n = 0;
       for (const auto& [id, keys] : clusters) {
-        msg += " cluster " + hex(id) + " (";
+        if (n > 0) msg += n + 1 == clusters.size() ? " and " : ", ";
+        ++n;
+        msg += "cluster " + hex(id) + " (";
         for (std::size_t i = 0; i < keys.size(); ++i) msg += (i ? ", " : "") + keys[i];
         msg += ")";
       }
