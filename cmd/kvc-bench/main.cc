@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "cli.h"
+#include "kvc/client/client.h"
 #include "kvc/common/text.h"
 #include "report.h"
 #include "runner.h"
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
   }
 
   const std::string eps = f.endpoints.empty() ? kDefaultEndpoint : f.endpoints;
-  kvc::Result<std::vector<kvc::net::Address>> list = kvc::net::parse_address_list(eps);
+  kvc::Result<std::vector<kvc::net::Address>> list = kvc::client::parse_endpoints(eps);
   if (!list.ok()) return usage("--endpoints: " + list.status().message());
   o.endpoints = std::move(*list);
   kvc::Result<std::uint64_t> timeout = kvc::parse_duration_ms(f.timeout);

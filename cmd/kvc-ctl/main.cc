@@ -30,6 +30,7 @@ struct Globals {
   LogOptions log;
   Format format = Format::kSimple;
   std::uint64_t timeout_ms = 5000;
+  std::vector<net::Address> endpoint_list;  // --endpoints, parsed (client::parse_endpoints)
 };
 
 Globals g;
@@ -46,13 +47,11 @@ int check(const wire::Response& r) {
   return fail(Status(r.code, msg));
 }
 
+// The client for every command. Failover rules (hello budget, reads retried elsewhere, writes
+// never) are the library's: see client.h and kvc-ctl(1), "FAILOVER".
 Result<std::unique_ptr<client::Client>> connect() {
-  std::string eps = g.endpoints;
-  if (eps.empty()) eps = kDefaultEndpoint;
-  Result<std::vector<net::Address>> list = net::parse_address_list(eps);
-  if (!list.ok()) return list.status().with_context("--endpoints");
   client::ClientOptions o;
-  o.endpoints = std::move(*list);
+  o.endpoints = g.endpoint_list;
   o.timeout_ms = g.timeout_ms;
   o.connect_timeout_ms = std::min<std::uint64_t>(g.timeout_ms, 2000);
   o.name = "kvc-ctl";
@@ -402,7 +401,7 @@ int with_env(const std::function<int(const Env&)>& fn) {
   if (!c.ok()) return fail(c.status());
   Env env;
   env.client = c->get();
-  env.endpoints = *net::parse_address_list(g.endpoints.empty() ? kDefaultEndpoint : g.endpoints);
+  env.endpoints = g.endpoint_list;
   env.format = g.format;
   env.timeout_ms = g.timeout_ms;
   env.secret_file = g.secret_file;
@@ -490,7 +489,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--endpoints", g.endpoints,
-                 "Comma-separated member client addresses, HOST:PORT (default 127.0.0.1:2379)")
+                 "Comma-separated member client addresses, HOST:PORT; HOST is an IP address, "
+                 "[IPv6] or a host name (default 127.0.0.1:2379)")
       ->envname("KVC_ENDPOINTS");
   app.add_option("--secret-file", g.secret_file,
                  "File holding the cluster's shared secret (mode 600), when the members have one")
@@ -670,6 +670,15 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   g.timeout_ms = *t;
+  // Malformed endpoints are a usage error; names that do not resolve are found when used
+  // (exit 5: nothing could be reached).
+  kvc::Result<std::vector<kvc::net::Address>> eps =
+      kvc::client::parse_endpoints(g.endpoints.empty() ? kDefaultEndpoint : g.endpoints);
+  if (!eps.ok()) {
+    std::fprintf(stderr, "kvc-ctl: --endpoints: %s\n", eps.status().message().c_str());
+    return kExitUsage;
+  }
+  g.endpoint_list = std::move(*eps);
   g.format = g.output == "json" ? Format::kJson
              : g.output == "table" ? Format::kTable
                                    : Format::kSimple;

@@ -235,6 +235,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
     return kvc::kExitUsage;
   }
+  // A host name that does not resolve is a mistake in the flags: refuse to start over it.
+  if (kvc::Status s = o.check_host_names(); !s.ok()) {
+    std::fprintf(stderr, "kvc-node: %s\n", s.message().c_str());
+    return kvc::kExitUsage;
+  }
   // Read the secret once here, so that an unusable file is a usage error before anything opens.
   if (kvc::Result<std::string> secret = o.load_secret(); !secret.ok()) {
     std::fprintf(stderr, "kvc-node: %s\n", secret.status().message().c_str());

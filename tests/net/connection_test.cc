@@ -14,7 +14,8 @@ class LoopTest : public ::testing::Test {
   void SetUp() override {
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &guard_);
-    uv_timer_start(&guard_, [](uv_timer_t* t) { uv_stop(t->loop); }, 5000, 0);
+    uv_timer_start(
+        &guard_, [](uv_timer_t* t) { uv_stop(t->loop); }, 5000, 0);
     uv_unref(reinterpret_cast<uv_handle_t*>(&guard_));
   }
   void TearDown() override {
@@ -111,6 +112,116 @@ TEST_F(LoopTest, OversizedFrameClosesTheConnectionWithAReason) {
   EXPECT_EQ(server_close.code(), Code::kResourceExhausted);
   EXPECT_NE(server_close.message().find("exceeds the maximum"), std::string::npos);
   client->close(Status());
+  listener.close();
+}
+
+TEST_F(LoopTest, AnOversizedFrameCanBeSkippedAndRefused) {
+  // The owner says why and keeps the connection: the frame is dropped unread and the next one
+  // is delivered (its bytes may arrive in the same read as the oversized one, or later).
+  ConnectionOptions options;
+  options.max_frame_bytes = 100;
+  options.on_oversized = [](Connection& c, std::size_t bytes) {
+    c.send(framed("refused " + std::to_string(bytes)));
+    return true;
+  };
+  Listener listener(&loop_, options);
+  std::vector<std::string> server_got;
+  std::vector<std::shared_ptr<Connection>> accepted;
+  ASSERT_TRUE(
+      listener
+          .listen(*parse_address("127.0.0.1:0"),
+                  [&](std::shared_ptr<Connection> c) {
+                    c->start([&](Connection&, std::string_view p) { server_got.emplace_back(p); },
+                             [](Connection&, const Status&) {});
+                    accepted.push_back(std::move(c));
+                  })
+          .ok());
+  std::shared_ptr<Connection> client;
+  std::vector<std::string> client_got;
+  connect(&loop_, listener.bound(), {}, 1000, [&](Result<std::shared_ptr<Connection>> r) {
+    ASSERT_TRUE(r.ok());
+    client = *r;
+    client->start([&](Connection&, std::string_view p) { client_got.emplace_back(p); },
+                  [](Connection&, const Status&) {});
+    client->send(framed("a"));
+    client->send(framed(std::string(300000, 'x')));  // many reads' worth
+    client->send(framed("b"));
+  });
+  ASSERT_TRUE(run_until([&] { return server_got.size() == 2 && client_got.size() == 1; }));
+  EXPECT_EQ(server_got[0], "a");
+  EXPECT_EQ(server_got[1], "b");
+  EXPECT_EQ(client_got[0], "refused 300000");
+  EXPECT_FALSE(accepted[0]->closed());
+  client->close(Status());
+  listener.close();
+}
+
+TEST_F(LoopTest, FirstBytesNameAPeerThatDoesNotSpeakKvc) {
+  Listener listener(&loop_, {});
+  std::vector<std::shared_ptr<Connection>> accepted;
+  ASSERT_TRUE(listener
+                  .listen(*parse_address("127.0.0.1:0"),
+                          [&](std::shared_ptr<Connection> c) {
+                            c->start([](Connection&, std::string_view) {},
+                                     [](Connection&, const Status&) {});
+                            // Not a frame: an HTTP answer.
+                            c->send("HTTP/1.1 400 Bad Request\r\n\r\n");
+                            accepted.push_back(std::move(c));
+                          })
+                  .ok());
+  Status closed_with;
+  bool closed = false;
+  std::shared_ptr<Connection> client;
+  connect(&loop_, listener.bound(), {}, 1000, [&](Result<std::shared_ptr<Connection>> r) {
+    ASSERT_TRUE(r.ok());
+    client = *r;
+    client->start([](Connection&, std::string_view) {},
+                  [&](Connection&, const Status& s) {
+                    closed_with = s;
+                    closed = true;
+                  });
+  });
+  ASSERT_TRUE(run_until([&] { return closed; }));
+  EXPECT_EQ(closed_with.code(), Code::kResourceExhausted);
+  EXPECT_EQ(client->first_bytes(), "HTTP/1.1");
+  listener.close();
+}
+
+TEST_F(LoopTest, ConnectResolvesHostNames) {
+  Listener listener(&loop_, {});
+  std::vector<std::shared_ptr<Connection>> accepted;
+  ASSERT_TRUE(listener
+                  .listen(*parse_address("127.0.0.1:0"),
+                          [&](std::shared_ptr<Connection> c) {
+                            c->start([](Connection&, std::string_view) {},
+                                     [](Connection&, const Status&) {});
+                            accepted.push_back(std::move(c));
+                          })
+                  .ok());
+  const struct {
+    const char* host;
+    Code want;
+  } cases[] = {{"localhost", Code::kOk}, {"no-such-host.invalid", Code::kNotFound}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.host);
+    bool done = false;
+    Status got;
+    connect(&loop_, Address{.host = c.host, .port = listener.bound().port}, {}, 3000,
+            [&](Result<std::shared_ptr<Connection>> r) {
+              done = true;
+              got = r.status();
+              if (r.ok()) (*r)->close(Status());
+            });
+    ASSERT_TRUE(run_until([&] { return done; }));
+    if (c.want == Code::kNotFound) {
+      // Or kUnavailable where no resolver answers at all.
+      EXPECT_TRUE(got.code() == Code::kNotFound || got.code() == Code::kUnavailable)
+          << got.to_string();
+    } else {
+      EXPECT_EQ(got.code(), c.want) << got.to_string();
+    }
+  }
+  for (auto& c : accepted) c->close(Status());
   listener.close();
 }
 

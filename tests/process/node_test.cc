@@ -194,23 +194,6 @@ TEST(NodeProcessTest, DataDirOfAnotherMemberIsRefused) {
   EXPECT_NE(out.find("belongs to member 'm1'"), std::string::npos) << out;
 }
 
-// Raw bytes at a member: it closes the connection with a logged reason and keeps serving.
-int raw_connect(const std::string& addr) {
-  const auto colon = addr.rfind(':');
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1))));
-  ::inet_pton(AF_INET, addr.substr(0, colon).c_str(), &a.sin_addr);
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
 // Sends bytes and reports whether the member closed the connection (read returns 0 or error).
 bool member_hangs_up(const std::string& addr, const std::string& bytes) {
   const int fd = raw_connect(addr);

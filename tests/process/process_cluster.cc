@@ -1,5 +1,6 @@
 #include "process_cluster.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -44,6 +45,22 @@ bool poll_until(std::uint64_t timeout_ms, F done) {
 
 std::string binary_path(const std::string& name) {
   return std::string(KVC_BINARY_DIR) + "/cmd/" + name + "/" + name;
+}
+
+int raw_connect(const std::string& addr) {
+  const auto colon = addr.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(std::stoi(addr.substr(colon + 1))));
+  ::inet_pton(AF_INET, addr.substr(0, colon).c_str(), &a.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
 }
 
 std::uint16_t free_port() {
@@ -165,8 +182,15 @@ ProcessCluster::CtlResult ProcessCluster::ctl(const std::vector<std::string>& ar
     if (!eps.empty()) eps += ",";
     eps += client_addr(i);
   }
+  return ctl_with(eps, args);
+}
+
+ProcessCluster::CtlResult ProcessCluster::ctl_with(const std::string& eps,
+                                                   const std::vector<std::string>& args,
+                                                   const std::string& stdin_path) const {
   std::string cmd = "'" + binary_path("kvc-ctl") + "' --endpoints '" + eps + "'";
   for (const std::string& a : args) cmd += " '" + a + "'";
+  if (!stdin_path.empty()) cmd += " < '" + stdin_path + "'";
   cmd += " 2>&1";
   CtlResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -184,16 +208,16 @@ std::string ProcessCluster::initial_cluster() const {
   for (const MemberSpec& m : specs_) {
     if (!m.join_initial_cluster.empty()) continue;  // added later, not a bootstrap member
     if (!s.empty()) s += ",";
-    s += m.name + "=127.0.0.1:" + std::to_string(m.peer_port);
+    s += m.name + "=" + m.host + ":" + std::to_string(m.peer_port);
   }
   return s;
 }
 
 std::string ProcessCluster::client_addr(int i) const {
-  return "127.0.0.1:" + std::to_string(spec(i).client_port);
+  return spec(i).host + ":" + std::to_string(spec(i).client_port);
 }
 std::string ProcessCluster::peer_addr(int i) const {
-  return "127.0.0.1:" + std::to_string(spec(i).peer_port);
+  return spec(i).host + ":" + std::to_string(spec(i).peer_port);
 }
 std::string ProcessCluster::log_path(int i) const { return dir_ + "/" + spec(i).name + ".log"; }
 

@@ -47,6 +47,9 @@ struct MemberSpec {
   // Another kvc-node build for this member (a name under the build's cmd/kvc-node/, e.g.
   // "kvc-node-unsafe" for test mutations); empty: kvc-node.
   std::string binary;
+  // The host of its peer and client addresses (a host name is resolved by kvc-node and kvc-ctl;
+  // it must name a loopback address).
+  std::string host = "127.0.0.1";
 };
 
 struct ClusterOptions {
@@ -127,6 +130,10 @@ class ProcessCluster {
   // kvc-ctl with `args` against the running members, stdout and stderr apart, bounded in time.
   RunResult ctl_run(const std::vector<std::string>& args, std::uint64_t timeout_ms = 30000,
                     const std::string& input = "") const;
+  // The same with the given --endpoints (in that order) and, if `stdin_path` is set, that file
+  // as kvc-ctl's standard input.
+  CtlResult ctl_with(const std::string& endpoints, const std::vector<std::string>& args,
+                     const std::string& stdin_path = "") const;
   const std::string& token() const { return options_.token; }
 
  private:
@@ -141,5 +148,9 @@ class ProcessCluster {
 
 // The path of a built binary (from the compile definition set by CMake).
 std::string binary_path(const std::string& name);
+
+// A blocking TCP socket connected to "IPV4:PORT" with a 2 s read timeout, for raw bytes at a
+// member; -1 when it cannot connect. The caller closes it.
+int raw_connect(const std::string& addr);
 
 }  // namespace kvc::test

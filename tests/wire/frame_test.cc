@@ -64,6 +64,36 @@ TEST(FrameDecoderTest, OversizedFrameIsRefusedBeforeBuffering) {
   EXPECT_FALSE(has);
 }
 
+TEST(FrameDecoderTest, AnOversizedFrameCanBeSkippedWithoutBuffering) {
+  std::string stream;
+  append_frame(stream, "a");
+  append_frame(stream, std::string(5000, 'x'));
+  append_frame(stream, "b");
+  // Every way of cutting the stream in two: the skipped bytes arrive before, across and after
+  // the cut.
+  for (std::size_t cut = 0; cut <= stream.size(); cut += 97) {
+    SCOPED_TRACE(cut);
+    FrameDecoder d(1000);
+    std::vector<std::string> got;
+    std::size_t skipped = 0;
+    for (const std::string_view part :
+         {std::string_view(stream).substr(0, cut), std::string_view(stream).substr(cut)}) {
+      d.feed(part.data(), part.size());
+      for (;;) {
+        Status s;
+        std::vector<std::string> frames = drain(d, &s);
+        got.insert(got.end(), frames.begin(), frames.end());
+        if (s.ok()) break;
+        ASSERT_EQ(s.code(), Code::kResourceExhausted);
+        skipped = d.skip_oversized();
+      }
+      EXPECT_LE(d.buffered_bytes(), 1000u + kFrameHeaderBytes) << "the big frame was buffered";
+    }
+    EXPECT_EQ(skipped, 5000u);
+    EXPECT_EQ(got, (std::vector<std::string>{"a", "b"}));
+  }
+}
+
 TEST(FrameDecoderTest, EmptyFrameIsCorruption) {
   const char zeros[4] = {0, 0, 0, 0};
   FrameDecoder d;

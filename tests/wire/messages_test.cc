@@ -86,8 +86,15 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, h);
 
-  HelloReply r{.code = Code::kFailedPrecondition, .message = "wrong cluster", .cluster_id = 1,
-               .client_addr = "127.0.0.1:2379", .assigned_member_id = 77, .removed = true};
+  HelloReply r{.code = Code::kFailedPrecondition,
+               .message = "wrong cluster",
+               .cluster_id = 1,
+               .client_addr = "127.0.0.1:2379",
+               .assigned_member_id = 77,
+               .removed = true,
+               .max_frame_bytes = 16u << 20,
+               .max_request_bytes = 1536u << 10,
+               .refused_frame_bytes = 20000000};
   std::string g;
   append_hello_reply(g, r);
   Result<Envelope> env2 = open_envelope(payload_of(g));

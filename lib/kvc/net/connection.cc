@@ -1,11 +1,13 @@
 #include "kvc/net/connection.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace kvc::net {
 namespace {
 
 constexpr std::size_t kReadChunk = 64u << 10;
+constexpr std::size_t kFirstBytes = 8;
 
 Status uv_status(const std::string& what, int err) {
   return Status::unavailable(what + ": " + uv_strerror(err));
@@ -47,8 +49,8 @@ void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
 }
 
 void Connection::update_reading() {
-  const bool want = started_ && !closing_ && !close_after_flush_ && !paused_by_user_ &&
-                    !paused_by_output_;
+  const bool want =
+      started_ && !closing_ && !close_after_flush_ && !paused_by_user_ && !paused_by_output_;
   if (want == reading_) return;
   reading_ = want;
   if (!want) {
@@ -78,7 +80,15 @@ void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
     return;
   }
   if (n == 0) return;
+  if (first_bytes_.size() < kFirstBytes) {
+    first_bytes_.append(buf->base,
+                        std::min(kFirstBytes - first_bytes_.size(), static_cast<std::size_t>(n)));
+  }
   decoder_.feed(buf->base, static_cast<std::size_t>(n));
+  deliver();
+}
+
+void Connection::deliver() {
   // The handler may close or pause us, or even drop its last reference: hold one.
   std::shared_ptr<Connection> hold = shared_from_this();
   while (!closing_ && !paused_by_user_) {
@@ -86,6 +96,10 @@ void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
     bool has = false;
     Status s = decoder_.next(&payload, &has);
     if (!s.ok()) {
+      if (s.code() == Code::kResourceExhausted && options_.on_oversized) {
+        const std::size_t announced = decoder_.skip_oversized();
+        if (options_.on_oversized(*this, announced)) continue;
+      }
       close(s.with_context("bad frame from " + peer_));
       return;
     }
@@ -98,8 +112,8 @@ void Connection::send(std::string_view framed) {
   if (closing_ || close_after_flush_) return;
   pending_.append(framed);
   if (output_bytes() > options_.close_above) {
-    close(Status::resource_exhausted("peer " + peer_ + " is not reading: " +
-                                     std::to_string(output_bytes()) + " bytes queued"));
+    close(Status::resource_exhausted(
+        "peer " + peer_ + " is not reading: " + std::to_string(output_bytes()) + " bytes queued"));
     return;
   }
   if (!paused_by_output_ && output_bytes() > options_.pause_reading_above) {
@@ -117,10 +131,9 @@ void Connection::flush() {
   uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
   write_req_.data = this;
   writing_ = true;
-  const int rc = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
-                          [](uv_write_t* req, int status) {
-                            static_cast<Connection*>(req->data)->on_written(status);
-                          });
+  const int rc = uv_write(
+      &write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+      [](uv_write_t* req, int status) { static_cast<Connection*>(req->data)->on_written(status); });
   if (rc != 0) {
     writing_ = false;
     close(uv_status("write to " + peer_, rc));
@@ -157,20 +170,7 @@ void Connection::resume_reading() {
   paused_by_user_ = false;
   update_reading();
   // Frames already buffered are delivered now rather than at the next read.
-  if (!closing_ && reading_ && decoder_.buffered_bytes() > 0) {
-    std::shared_ptr<Connection> hold = shared_from_this();
-    while (!closing_ && !paused_by_user_) {
-      std::string_view payload;
-      bool has = false;
-      Status s = decoder_.next(&payload, &has);
-      if (!s.ok()) {
-        close(s.with_context("bad frame from " + peer_));
-        return;
-      }
-      if (!has) return;
-      on_frame_(*this, payload);
-    }
-  }
+  if (!closing_ && reading_ && decoder_.buffered_bytes() > 0) deliver();
 }
 
 void Connection::close_after_flush(const Status& reason) {
@@ -226,19 +226,18 @@ Status Listener::listen(const Address& address, AcceptHandler on_accept) {
   if (int rc = uv_tcp_bind(&handle_->tcp, reinterpret_cast<sockaddr*>(&ss), 0); rc != 0) {
     return fail(rc);
   }
-  const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&handle_->tcp), 511,
-                           [](uv_stream_t* server, int status) {
-                             auto* h = static_cast<Handle*>(server->data);
-                             if (status != 0 || h->owner == nullptr) return;
-                             Listener* self = h->owner;
-                             std::shared_ptr<Connection> c =
-                                 Connection::make(self->loop_, self->options_);
-                             if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
-                               c->close(Status::unavailable("accept failed"));
-                               return;
-                             }
-                             h->on_accept(std::move(c));
-                           });
+  const int rc = uv_listen(
+      reinterpret_cast<uv_stream_t*>(&handle_->tcp), 511, [](uv_stream_t* server, int status) {
+        auto* h = static_cast<Handle*>(server->data);
+        if (status != 0 || h->owner == nullptr) return;
+        Listener* self = h->owner;
+        std::shared_ptr<Connection> c = Connection::make(self->loop_, self->options_);
+        if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp_)) != 0) {
+          c->close(Status::unavailable("accept failed"));
+          return;
+        }
+        h->on_accept(std::move(c));
+      });
   if (rc != 0) return fail(rc);
   sockaddr_storage bound{};
   int len = sizeof bound;
@@ -256,16 +255,28 @@ void Listener::close() {
   handle_ = nullptr;
 }
 
-namespace {
-
+// One connect() call: a lookup (for a host name), then a connection attempt per address until
+// one succeeds, all under one timer. Deletes itself once done and every libuv callback it
+// waits for has run.
 struct ConnectAttempt {
-  std::shared_ptr<Connection> conn;
+  uv_loop_t* loop = nullptr;
+  ConnectionOptions options;
+  Address address;
+  std::string target;
+  std::uint64_t timeout_ms = 0;
+  Resolved addrs;
+  std::size_t next = 0;
+  std::shared_ptr<Connection> conn;  // the socket being connected, if any
   uv_connect_t req{};
   uv_timer_t timer{};
   bool done = false;
-  int open_handles = 1;  // the timer
+  int pending = 0;  // libuv callbacks still to come: the timer's close, a connect, a lookup
+  Status last;
   std::function<void(Result<std::shared_ptr<Connection>>)> on_done;
-  std::string target;
+
+  void release() {
+    if (done && pending == 0) delete this;
+  }
 
   void finish(Result<std::shared_ptr<Connection>> r) {
     if (done) return;
@@ -273,62 +284,105 @@ struct ConnectAttempt {
     uv_timer_stop(&timer);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), [](uv_handle_t* h) {
       auto* a = static_cast<ConnectAttempt*>(h->data);
-      if (--a->open_handles == 0 && a->req.data == nullptr) delete a;
+      --a->pending;
+      a->release();
     });
     auto cb = std::move(on_done);
     cb(std::move(r));
   }
-};
 
-}  // namespace
+  void on_resolved(Result<Resolved> r) {
+    --pending;
+    if (done) {
+      release();
+      return;
+    }
+    if (!r.ok()) {
+      finish(r.status());
+      return;
+    }
+    addrs = std::move(*r);
+    try_next();
+  }
+
+  void try_next() {
+    if (next >= addrs.size()) {
+      finish(last.ok() ? Status::unavailable("connect to " + target + ": no address") : last);
+      return;
+    }
+    sockaddr_storage ss = addrs[next++];
+    conn = Connection::make(loop, options);
+    conn->peer_ = target;
+    req.data = this;
+    ++pending;
+    const int rc = uv_tcp_connect(&req, &conn->tcp_, reinterpret_cast<sockaddr*>(&ss),
+                                  [](uv_connect_t* q, int status) {
+                                    static_cast<ConnectAttempt*>(q->data)->on_connect(status);
+                                  });
+    if (rc != 0) {
+      --pending;
+      last = uv_status("connect to " + target, rc);
+      std::shared_ptr<Connection> c = std::move(conn);
+      c->close(last);
+      try_next();
+    }
+  }
+
+  void on_connect(int status) {
+    --pending;
+    std::shared_ptr<Connection> c = std::move(conn);
+    if (done) {
+      if (c) c->close(Status::timeout("connect: gave up"));
+      release();
+      return;
+    }
+    if (status != 0) {
+      last = uv_status("connect to " + target, status);
+      c->close(last);
+      try_next();  // the next address of the name, if any
+      return;
+    }
+    finish(std::move(c));
+    release();
+  }
+};
 
 void connect(uv_loop_t* loop, const Address& address, const ConnectionOptions& options,
              std::uint64_t timeout_ms,
              std::function<void(Result<std::shared_ptr<Connection>>)> on_done) {
-  sockaddr_storage ss{};
-  if (Status s = to_sockaddr(address, &ss); !s.ok()) {
-    on_done(s);
-    return;
-  }
-  auto* a = new ConnectAttempt();  // freed when both the request and the timer are finished
-  a->conn = Connection::make(loop, options);
-  a->conn->peer_ = address.to_string();
-  a->on_done = std::move(on_done);
+  auto* a = new ConnectAttempt();  // deletes itself (release) once every callback ran
+  a->loop = loop;
+  a->options = options;
+  a->address = address;
   a->target = address.to_string();
+  a->timeout_ms = timeout_ms;
+  a->on_done = std::move(on_done);
   uv_timer_init(loop, &a->timer);
   a->timer.data = a;
-  a->req.data = a;
-  const int rc = uv_tcp_connect(&a->req, &a->conn->tcp_, reinterpret_cast<sockaddr*>(&ss),
-                                [](uv_connect_t* req, int status) {
-                                  auto* at = static_cast<ConnectAttempt*>(req->data);
-                                  req->data = nullptr;
-                                  std::shared_ptr<Connection> c = std::move(at->conn);
-                                  if (status != 0) {
-                                    c->close(uv_status("connect to " + at->target, status));
-                                    at->finish(uv_status("connect to " + at->target, status));
-                                  } else if (at->done) {
-                                    c->close(Status::timeout("connect: gave up"));
-                                  } else {
-                                    at->finish(std::move(c));
-                                  }
-                                  if (at->done && at->open_handles == 0) delete at;
-                                });
-  if (rc != 0) {
-    a->req.data = nullptr;
-    std::shared_ptr<Connection> c = std::move(a->conn);
-    c->close(uv_status("connect to " + a->target, rc));
-    a->finish(uv_status("connect to " + a->target, rc));
-    return;
-  }
+  ++a->pending;  // the timer's close
   uv_timer_start(
       &a->timer,
       [](uv_timer_t* t) {
         auto* at = static_cast<ConnectAttempt*>(t->data);
         // Closing the socket cancels the request; its callback then sees done and cleans up.
-        if (at->conn) at->conn->close(Status::unavailable("connect to " + at->target + ": timed out"));
-        at->finish(Status::unavailable("connect to " + at->target + ": no answer within timeout"));
+        if (at->conn)
+          at->conn->close(Status::unavailable("connect to " + at->target + ": timed out"));
+        at->finish(Status::unavailable("connect to " + at->target + ": no connection within " +
+                                       std::to_string(at->timeout_ms) + " ms"));
       },
       timeout_ms, 0);
+  if (address.is_ip()) {
+    sockaddr_storage ss{};
+    if (Status s = to_sockaddr(address, &ss); !s.ok()) {
+      a->finish(s);
+      return;
+    }
+    a->addrs.push_back(ss);
+    a->try_next();
+    return;
+  }
+  ++a->pending;  // the lookup
+  resolve(loop, address, [a](Result<Resolved> r) { a->on_resolved(std::move(r)); });
 }
 
 }  // namespace kvc::net

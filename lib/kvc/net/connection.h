@@ -6,7 +6,9 @@
 // reading from that peer until the output drains below half of it, so a client that does not
 // read its answers cannot make the member buffer without bound; past `close_above` the
 // connection is closed as too slow. Bad input (oversized or empty frames) closes the
-// connection with a reason; the handler sees only whole frames.
+// connection with a reason; the handler sees only whole frames. An owner that can tell the peer
+// why may set ConnectionOptions::on_oversized: the frame is then skipped (read and dropped, never
+// buffered) instead, and the connection goes on with the next frame.
 //
 // Thread-safety: every method must be called on the loop's thread. Lifetime: the libuv handle
 // keeps the Connection alive until its close completes, after which the close handler runs
@@ -27,10 +29,17 @@
 
 namespace kvc::net {
 
+class Connection;
+struct ConnectAttempt;
+
 struct ConnectionOptions {
   std::size_t max_frame_bytes = wire::kDefaultMaxFrameBytes;
   std::size_t pause_reading_above = 8u << 20;
   std::size_t close_above = 64u << 20;
+  // Called when the peer announces a frame larger than max_frame_bytes (`frame_bytes` is its
+  // payload length). Return true to skip that frame and keep the connection (the handler
+  // usually sends the peer a refusal), false to close it. Unset: close.
+  std::function<bool(Connection&, std::size_t frame_bytes)> on_oversized;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -62,19 +71,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed() const { return closing_; }
 
   const std::string& peer() const { return peer_; }
+  // The first bytes the peer sent (up to 8), for diagnosing a peer that does not speak kvc's
+  // framing, e.g. "HTTP/1.1" from an HTTP server.
+  const std::string& first_bytes() const { return first_bytes_; }
   // Free for the owner: which member or client this is.
   std::uint64_t tag = 0;
 
  private:
   friend class Listener;
-  friend void connect(uv_loop_t*, const Address&, const ConnectionOptions&, std::uint64_t,
-                      std::function<void(Result<std::shared_ptr<Connection>>)>);
+  friend struct ConnectAttempt;
 
   Connection(uv_loop_t* loop, ConnectionOptions options);
   static std::shared_ptr<Connection> make(uv_loop_t* loop, const ConnectionOptions& options);
   void update_reading();
   void flush();
   void on_read(ssize_t n, const uv_buf_t* buf);
+  void deliver();  // hands buffered whole frames to the handler
   void on_written(int status);
 
   uv_tcp_t tcp_{};
@@ -84,6 +96,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CloseHandler on_close_;
   std::string peer_;
   std::string read_buf_;
+  std::string first_bytes_;
   std::string pending_;   // queued, not yet handed to libuv
   std::string inflight_;  // handed to libuv, not yet written
   std::size_t inflight_bytes_ = 0;
@@ -103,7 +116,8 @@ class Listener {
  public:
   using AcceptHandler = std::function<void(std::shared_ptr<Connection>)>;
 
-  Listener(uv_loop_t* loop, ConnectionOptions options) : loop_(loop), options_(options) {}
+  Listener(uv_loop_t* loop, ConnectionOptions options)
+      : loop_(loop), options_(std::move(options)) {}
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -122,9 +136,11 @@ class Listener {
   Handle* handle_ = nullptr;  // owned by libuv until its close callback
 };
 
-// Connects to `address`. `on_done` runs on the loop thread, once, with the connection (not yet
-// started: call start()) or an error (kUnavailable: refused, unreachable, or no answer within
-// `timeout_ms`).
+// Connects to `address`, resolving a host name first (uv_getaddrinfo, on every call: a name that
+// moved is followed) and trying its addresses in turn. `on_done` runs on the loop thread, once,
+// with the connection (not yet started: call start()) or an error: kNotFound when the host name
+// does not exist, kUnavailable otherwise (refused, unreachable, resolver failure, or no
+// connection within `timeout_ms`, which covers the lookup too).
 void connect(uv_loop_t* loop, const Address& address, const ConnectionOptions& options,
              std::uint64_t timeout_ms,
              std::function<void(Result<std::shared_ptr<Connection>>)> on_done);

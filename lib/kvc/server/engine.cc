@@ -444,10 +444,39 @@ Status Engine::Impl::bind_listeners() {
   if (!options_.listen_client.empty()) {
     Result<net::Address> c = net::parse_address(options_.listen_client);
     if (!c.ok()) return c.status().with_context("--listen-client");
-    client_listener_ = std::make_unique<net::Listener>(
-        &loop_, net::ConnectionOptions{.max_frame_bytes = options_.max_frame_bytes,
-                                       .pause_reading_above = 8u << 20,
-                                       .close_above = 256u << 20});
+    // A frame over the limit from a client past its hello is skipped unread and refused in so
+    // many words (a hello reply naming its size), so the client knows nothing in it was
+    // applied. Before the hello, or absurdly large (a length no client sends), it is garbage
+    // and closes the connection.
+    auto refuse_oversized = [this](net::Connection& conn, std::size_t frame_bytes) {
+      auto it = clients_.find(conn.tag);
+      if (it == clients_.end() || !it->second.hello_done || it->second.refused) return false;
+      if (frame_bytes > std::max<std::uint64_t>(4 * options_.max_frame_bytes, 256u << 20)) {
+        return false;
+      }
+      spdlog::warn("refused an oversized frame from={} bytes={} limit={}", conn.peer(), frame_bytes,
+                   options_.max_frame_bytes);
+      std::string out;
+      wire::append_hello_reply(out, {.code = Code::kInvalidArgument,
+                                     .message = "frame of " + std::to_string(frame_bytes) +
+                                                " bytes exceeds the member's limit of " +
+                                                std::to_string(options_.max_frame_bytes) +
+                                                " bytes (kvc-node --max-frame-bytes)",
+                                     .cluster_id = identity_.cluster_id,
+                                     .member_id = identity_.member_id,
+                                     .name = identity_.name,
+                                     .software_version = kvc::version(),
+                                     .max_frame_bytes = options_.max_frame_bytes,
+                                     .max_request_bytes = options_.max_request_bytes,
+                                     .refused_frame_bytes = frame_bytes});
+      conn.send(out);
+      return true;
+    };
+    net::ConnectionOptions client_options{.max_frame_bytes = options_.max_frame_bytes,
+                                          .pause_reading_above = 8u << 20,
+                                          .close_above = 256u << 20};
+    client_options.on_oversized = std::move(refuse_oversized);
+    client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
     if (Status s = client_listener_->listen(
             *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });
         !s.ok()) {
@@ -2592,9 +2621,13 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       return;
     }
     Result<wire::Hello> hello = wire::decode_hello(*env->body);
-    wire::HelloReply reply{.cluster_id = identity_.cluster_id, .member_id = identity_.member_id,
-                           .name = identity_.name, .software_version = kvc::version(),
-                           .client_addr = client_bound_};
+    wire::HelloReply reply{.cluster_id = identity_.cluster_id,
+                           .member_id = identity_.member_id,
+                           .name = identity_.name,
+                           .software_version = kvc::version(),
+                           .client_addr = client_bound_,
+                           .max_frame_bytes = options_.max_frame_bytes,
+                           .max_request_bytes = options_.max_request_bytes};
     Status refuse;
     if (!hello.ok()) {
       refuse = hello.status();
@@ -2910,7 +2943,9 @@ wire::Response Engine::Impl::call(wire::Request req) {
   wire::Response r = f.get();
   if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && client::is_write(req.op)) {
     // Embedded callers do not follow redirects: forward the write to the leader.
-    if (client::Client* fwd = forwarder(r.leader_client_addr)) return fwd->call_sync(std::move(req));
+    if (client::Client* fwd = forwarder(r.leader_client_addr)) {
+      return fwd->call_sync(std::move(req), {.leader_hint = r.leader_client_addr});
+    }
   }
   return r;
 }

@@ -56,11 +56,15 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
       return;
     }
     if (copy.timeout_ms == 0) copy.timeout_ms = impl_.options_.request_timeout_ms;
-    fwd->call(std::move(copy), [this, finish = std::move(finish)](wire::Response answer) mutable {
-      impl_.inbox_.post([finish = std::move(finish), answer = std::move(answer)]() mutable {
-        finish(std::move(answer));
-      });
-    });
+    const std::string leader = r.leader_client_addr;
+    fwd->call(
+        std::move(copy),
+        [this, finish = std::move(finish)](wire::Response answer) mutable {
+          impl_.inbox_.post([finish = std::move(finish), answer = std::move(answer)]() mutable {
+            finish(std::move(answer));
+          });
+        },
+        {.leader_hint = leader});
   });
 }
 

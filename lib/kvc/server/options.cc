@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 
 #include "kvc/common/text.h"
 #include "kvc/net/address.h"
+#include "kvc/storage/membership.h"
 #include "kvc/wire/auth.h"
 
 namespace kvc::server {
@@ -53,6 +55,42 @@ Status EngineOptions::validate() const {
   return Status();
 }
 
+Status EngineOptions::check_host_names() const {
+  auto check = [](const std::string& flag, const std::string& value,
+                  const std::string& what) -> Status {
+    Result<net::Address> a = net::parse_address(value);
+    if (!a.ok()) return a.status().with_context(flag);
+    if (a->is_ip()) return Status();
+    Result<net::Resolved> r = net::resolve_now(*a);
+    if (!r.ok()) return Status::invalid_argument(flag + ": " + what + r.status().message());
+    return Status();
+  };
+  const struct {
+    const char* flag;
+    const std::string& value;
+  } own[] = {{"--listen-peer", listen_peer},
+             {"--listen-client", listen_client},
+             {"--listen-http", listen_http},
+             {"--advertise-client", advertise_client}};
+  for (const auto& f : own) {
+    if (f.value.empty()) continue;
+    KVC_RETURN_IF_ERROR(check(f.flag, f.value, ""));
+  }
+  // The identity file (storage/data_dir.h) says DATA_DIR already holds a member, which takes
+  // its peers from its own state, not from --initial-cluster.
+  std::error_code ec;
+  if (initial_cluster.empty() || std::filesystem::exists(data_dir + "/identity", ec)) {
+    return Status();
+  }
+  Result<storage::Membership> m = storage::parse_initial_cluster(cluster_token, initial_cluster);
+  if (!m.ok()) return m.status().with_context("--initial-cluster");
+  for (const storage::Member& mem : m->members) {
+    KVC_RETURN_IF_ERROR(check("--initial-cluster", mem.peer_addr,
+                              "member " + mem.name + "'s peer address " + mem.peer_addr + ": "));
+  }
+  return Status();
+}
+
 Result<std::string> EngineOptions::load_secret() const {
   if (!secret.empty()) return secret;
   if (secret_file.empty()) return std::string();
@@ -69,7 +107,21 @@ std::vector<std::string> EngineOptions::exposure_warnings() const {
   for (const auto& l : listeners) {
     if (l.value.empty()) continue;
     Result<net::Address> a = net::parse_address(l.value);
-    if (a.ok() && !a->is_loopback()) {
+    if (!a.ok()) continue;
+    bool loopback = a->is_loopback();
+    if (!a->is_ip()) {
+      // A name is judged by what it resolves to (as the listener will bind).
+      Result<net::Resolved> r = net::resolve_now(*a);
+      loopback = r.ok();
+      if (r.ok()) {
+        for (const sockaddr_storage& ss : *r) {
+          Result<net::Address> ip =
+              net::parse_address(net::sockaddr_to_string(reinterpret_cast<const sockaddr*>(&ss)));
+          loopback = loopback && ip.ok() && ip->is_loopback();
+        }
+      }
+    }
+    if (!loopback) {
       out.push_back(
           "listening on a non-loopback address without a shared secret: anyone who "
           "can reach " +

@@ -73,6 +73,13 @@ struct EngineOptions {
   // The effective secret: `secret`, else the contents of `secret_file`, else "". Fails with a
   // message naming the file when it cannot be used (see wire::load_secret_file).
   Result<std::string> load_secret() const;
+  // Resolves (blocking) every host name the member needs at start: --listen-peer,
+  // --listen-client, --listen-http, --advertise-client and, when DATA_DIR holds no member yet
+  // (it is being created or added), the peer addresses in --initial-cluster. Fails with
+  // kInvalidArgument naming the flag, the name and the resolver's answer, so that a typo stops
+  // the start instead of leaving the member dialling nowhere. (A restarted member does not
+  // need its peers' names at start: they are looked up on every reconnect.)
+  Status check_host_names() const;
   // Warnings to log at start: listeners on a non-loopback address without a secret.
   std::vector<std::string> exposure_warnings() const;
   // Whether this build honours test_mutation.

@@ -1,5 +1,7 @@
 #include "kvc/wire/frame.h"
 
+#include <algorithm>
+
 namespace kvc::wire {
 namespace {
 
@@ -38,6 +40,13 @@ void finish_frame(std::string& out, std::size_t header_offset) {
 }
 
 void FrameDecoder::feed(const char* data, std::size_t n) {
+  if (skip_ > 0) {
+    const std::size_t drop = std::min(n, skip_);
+    skip_ -= drop;
+    data += drop;
+    n -= drop;
+    if (n == 0) return;
+  }
   // Drop consumed bytes before growing, so the buffer stays about one frame large.
   if (pos_ > 0 && (pos_ == buf_.size() || pos_ >= buf_.size() / 2)) {
     buf_.erase(0, pos_);
@@ -62,6 +71,21 @@ Status FrameDecoder::next(std::string_view* payload, bool* has_frame) {
   pos_ += kFrameHeaderBytes + len;
   *has_frame = true;
   return Status();
+}
+
+std::size_t FrameDecoder::skip_oversized() {
+  KVC_CHECK(buf_.size() - pos_ >= kFrameHeaderBytes, "skip_oversized without a frame header");
+  const std::size_t len = get_u32_be(buf_.data() + pos_);
+  KVC_CHECK(len > max_frame_bytes_, "skip_oversized on a frame within the limit");
+  pos_ += kFrameHeaderBytes;
+  const std::size_t avail = buf_.size() - pos_;
+  if (avail >= len) {
+    pos_ += len;
+  } else {
+    skip_ = len - avail;
+    pos_ = buf_.size();
+  }
+  return len;
 }
 
 }  // namespace kvc::wire

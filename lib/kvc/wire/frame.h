@@ -38,12 +38,18 @@ class FrameDecoder {
   // connection must then be closed. The view stays valid until the next feed() or next().
   Status next(std::string_view* payload, bool* has_frame);
 
+  // After next() failed with kResourceExhausted (a frame larger than the maximum): drops that
+  // frame, the bytes already buffered now and the rest as feed() brings them, without buffering
+  // them, so that decoding goes on with the next frame. Returns the dropped payload's length.
+  std::size_t skip_oversized();
+
   std::size_t buffered_bytes() const { return buf_.size() - pos_; }
 
  private:
   std::size_t max_frame_bytes_;
   std::string buf_;
-  std::size_t pos_ = 0;  // start of unconsumed bytes in buf_
+  std::size_t pos_ = 0;   // start of unconsumed bytes in buf_
+  std::size_t skip_ = 0;  // bytes of a skipped frame still to drop as they arrive
 };
 
 }  // namespace kvc::wire

@@ -15,7 +15,7 @@ enum : std::uint32_t {
 namespace reply_f {
 enum : std::uint32_t {
   kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr,
-  kAssignedMemberId, kRemoved
+  kAssignedMemberId, kRemoved, kMaxFrameBytes, kMaxRequestBytes, kRefusedFrameBytes
 };
 }
 namespace auth_f {
@@ -238,6 +238,10 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   w.str(reply_f::kClientAddr, m.client_addr);
   w.uint(reply_f::kAssignedMemberId, m.assigned_member_id);
   w.boolean(reply_f::kRemoved, m.removed);
+  // Only when set, so that peer handshakes stay as they were.
+  if (m.max_frame_bytes != 0) w.uint(reply_f::kMaxFrameBytes, m.max_frame_bytes);
+  if (m.max_request_bytes != 0) w.uint(reply_f::kMaxRequestBytes, m.max_request_bytes);
+  if (m.refused_frame_bytes != 0) w.uint(reply_f::kRefusedFrameBytes, m.refused_frame_bytes);
   w.finish();
   finish_frame(out, at);
 }
@@ -410,6 +414,12 @@ Result<HelloReply> decode_hello_reply(const msgpack::object& body) {
       case reply_f::kAssignedMemberId:
         return get_uint(v, &m.assigned_member_id, "hello_reply.assigned_member_id");
       case reply_f::kRemoved: return get_bool(v, &m.removed, "hello_reply.removed");
+      case reply_f::kMaxFrameBytes:
+        return get_uint(v, &m.max_frame_bytes, "hello_reply.max_frame_bytes");
+      case reply_f::kMaxRequestBytes:
+        return get_uint(v, &m.max_request_bytes, "hello_reply.max_request_bytes");
+      case reply_f::kRefusedFrameBytes:
+        return get_uint(v, &m.refused_frame_bytes, "hello_reply.refused_frame_bytes");
       default: return Status();
     }
   });

@@ -63,6 +63,14 @@ struct HelloReply {
   // The refused peer was removed from the cluster: it must stop (it never learns its own
   // removal from the log once the others stop replicating to it).
   bool removed = false;
+  // The answering member's limits, in answers to client hellos (0 from an older member:
+  // unknown). A client refuses a request that would exceed them before sending it.
+  std::uint64_t max_frame_bytes = 0;    // kvc-node --max-frame-bytes: the largest frame it reads
+  std::uint64_t max_request_bytes = 0;  // kvc-node --max-request-bytes: the largest key + value
+  // Not an answer to a hello: sent on an established client connection when the member skipped
+  // a frame of this many payload bytes (more than max_frame_bytes) without reading it, so
+  // whatever it carried was not applied. `code` and `message` say so; the connection goes on.
+  std::uint64_t refused_frame_bytes = 0;
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
 };
