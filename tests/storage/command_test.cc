@@ -18,6 +18,10 @@ TEST(CommandTest, EveryOpRoundTrips) {
        .value = "",
        .expect_revision = 123456789012},
       {.op = CommandOp::kBarrier, .request_id = 5},
+      {.op = CommandOp::kHashVerdict,
+       .request_id = 6,
+       .expect_revision = 77,
+       .hash = 0xfedcba9876543210ull},
   };
   for (const Command& c : cases) {
     SCOPED_TRACE(describe_command(c));

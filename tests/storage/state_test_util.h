@@ -75,6 +75,7 @@ class Model {
     auto it = kvs.find(c.key);
     switch (c.op) {
       case CommandOp::kBarrier:
+      case CommandOp::kHashVerdict:
         return r;  // changes nothing
       case CommandOp::kPut:
       case CommandOp::kCas: {

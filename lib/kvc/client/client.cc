@@ -27,6 +27,7 @@ bool is_write(wire::Op op) {
     case wire::Op::kMemberAdd:
     case wire::Op::kMemberPromote:
     case wire::Op::kMemberRemove:
+    case wire::Op::kMemberUpdate:
     case wire::Op::kTransferLeader:
       return true;
     default:

@@ -327,8 +327,8 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   auto it = links_.find(id);
   const std::string address = it != links_.end() ? it->second.address : "?";
   if (reply->code != Code::kOk) {
-    spdlog::error("peer refused our link peer={} address={} reason={}", hex(id), address,
-                  reply->message);
+    log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) + " address=" +
+                                          address + " reason=" + reply->message);
     conn.close(Status(reply->code, reply->message));
     if (reply->removed) on_removed_(reply->name.empty() ? hex(id) : reply->name);
     return;
@@ -343,8 +343,9 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
     return;
   }
   if (reply->member_id != id) {
-    spdlog::error("peer answered with another member id expected={} got={} address={}", hex(id),
-                  hex(reply->member_id), address);
+    log_refusal("wrong id " + hex(id), "peer answered with another member id expected=" + hex(id) +
+                                           " got=" + hex(reply->member_id) +
+                                           " address=" + address);
     conn.close(Status::failed_precondition("wrong member at peer address"));
     return;
   }
@@ -449,8 +450,8 @@ void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello,
   } else {
     reply.code = id.status().code();
     reply.message = id.status().message();
-    spdlog::warn("refusing join name={} from={} reason={}", hello.name, conn.peer(),
-                 id.status().message());
+    log_refusal("join " + hello.name, "refusing join name=" + hello.name + " from=" +
+                                          conn.peer() + " reason=" + id.status().message());
   }
   std::string out;
   wire::append_hello_reply(out, reply);
@@ -561,7 +562,9 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
       refuse = wire::answer_challenge(options_.secret, *hello, &reply);
     }
     if (!refuse.ok()) {
-      spdlog::warn("refusing peer from={} reason={}", conn.peer(), refuse.message());
+      // A refused peer redials every few hundred milliseconds: one line a second per peer.
+      log_refusal("in " + (hello.ok() ? hex(hello->member_id) : std::string("?")),
+                  "refusing peer from=" + conn.peer() + " reason=" + refuse.message());
       refuse_incoming(conn, std::move(reply), refuse);
       return;
     }

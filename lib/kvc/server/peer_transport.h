@@ -125,9 +125,9 @@ class PeerTransport {
   void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
   void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);
   void refuse_incoming(net::Connection& conn, wire::HelloReply reply, const Status& why);
-  // Authentication failures and limit refusals are logged at most once a second per `key` (a
-  // peer with the wrong secret redials several times a second); the rest are counted into the
-  // next line.
+  // Refusals (either way: authentication, cluster or member mismatch, removed members, joins,
+  // limits) are logged at most once a second per `key` (a refused peer redials several times a
+  // second); the rest are counted into the next line.
   void log_refusal(const std::string& key, const std::string& line);
 
   uv_loop_t* loop_;
