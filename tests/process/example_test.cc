@@ -6,6 +6,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "process_cluster.h"
@@ -22,7 +27,11 @@ struct Instance {
 class ExampleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::string("/tmp/kvc-example-test-") + std::to_string(::getpid());
+    const char* tmp = std::getenv("TMPDIR");
+    dir_ = std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/kvc-example-test-" +
+           std::to_string(::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
     std::string initial;
     for (int i = 0; i < 3; ++i) {
       Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
@@ -39,11 +48,23 @@ class ExampleTest : public ::testing::Test {
         ::waitpid(in.pid, nullptr, 0);
       }
     }
-    std::system(("rm -rf " + dir_).c_str());
+    if (HasFailure()) {  // what each instance said, and where the rest is kept
+      for (const Instance& in : instances_) {
+        std::ifstream f(log_of(in));
+        const std::string text(std::istreambuf_iterator<char>(f), {});
+        std::cerr << "--- the end of " << log_of(in) << ":\n"
+                  << text.substr(text.size() > 6000 ? text.size() - 6000 : 0) << "\n";
+      }
+      std::cerr << "logs and data dirs kept in " << dir_ << "\n";
+    } else {
+      std::filesystem::remove_all(dir_);
+    }
   }
+  std::string log_of(const Instance& in) const { return dir_ + "/" + in.name + ".log"; }
   void start(Instance& in, const std::string& initial) {
-    const std::string bin = std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
-    const std::string log = dir_ + "-" + in.name + ".log";
+    const std::string bin =
+        std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
+    const std::string log = log_of(in);
     in.pid = ::fork();
     if (in.pid == 0) {
       FILE* f = std::freopen(log.c_str(), "w", stdout);
@@ -53,15 +74,16 @@ class ExampleTest : public ::testing::Test {
       const std::string client = "127.0.0.1:" + std::to_string(in.client);
       const std::string data = dir_ + "/" + in.name;
       ::execl(bin.c_str(), bin.c_str(), "--name", in.name.c_str(), "--data-dir", data.c_str(),
-              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(),
-              "--initial-cluster", initial.c_str(), "--run-for", "120", nullptr);
+              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(), "--initial-cluster",
+              initial.c_str(), "--run-for", "120", nullptr);
       ::_exit(127);
     }
   }
   std::unique_ptr<client::Client> client() {
     client::ClientOptions o;
     for (const Instance& in : instances_) {
-      if (in.pid > 0) o.endpoints.push_back(*net::parse_address("127.0.0.1:" + std::to_string(in.client)));
+      if (in.pid > 0)
+        o.endpoints.push_back(*net::parse_address("127.0.0.1:" + std::to_string(in.client)));
     }
     o.timeout_ms = 2000;
     return std::move(*client::Client::open(std::move(o)));
@@ -96,11 +118,14 @@ TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
   EXPECT_EQ(first, leader_name()) << "the job must run on the leader";
   // Topology records are kept under the prefix.
   auto c = client();
-  wire::Response topo = c->call_sync({.op = wire::Op::kRange, .key = "/kvrocks/namespaces/",
-                                      .value = "/kvrocks/namespaces/", .prefix = true});
+  wire::Response topo = c->call_sync({.op = wire::Op::kRange,
+                                      .key = "/kvrocks/namespaces/",
+                                      .value = "/kvrocks/namespaces/",
+                                      .prefix = true});
   ASSERT_EQ(topo.code, Code::kOk);
   EXPECT_EQ(topo.kvs.size(), 4u) << "namespace, cluster and two shards";
   // Kill the leader: another instance takes the job over.
+  const auto killed_at = std::chrono::steady_clock::now();
   for (Instance& in : instances_) {
     if (in.name == first) {
       ::kill(in.pid, SIGKILL);
@@ -109,6 +134,12 @@ TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
     }
   }
   const std::string second = heartbeat_writer(first);
+  const auto takeover_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - killed_at)
+                               .count();
+  RecordProperty("takeover_ms", static_cast<int>(takeover_ms));
+  std::cout << "takeover: " << (second.empty() ? "nobody" : second) << " ran the job "
+            << takeover_ms << " ms after " << first << " was killed\n";
   ASSERT_FALSE(second.empty()) << "no instance took over the job";
   EXPECT_NE(second, first);
   EXPECT_EQ(second, leader_name());
