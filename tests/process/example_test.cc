@@ -32,22 +32,76 @@ class ExampleTest : public ::testing::Test {
            std::to_string(::getpid());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    std::string initial;
-    for (int i = 0; i < 3; ++i) {
-      Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
-      if (!initial.empty()) initial += ",";
-      initial += in.name + "=127.0.0.1:" + std::to_string(in.peer);
-      instances_.push_back(in);
+    // The test kills one of three instances and needs the other two to take over: all three
+    // must be up first. Ports are picked free and released, so another process (a client's
+    // outgoing connection, another test) can take one before an instance binds it; such an
+    // instance exits saying so, and the three start again on fresh ports (bounded).
+    for (int attempt = 1;; ++attempt) {
+      std::string initial;
+      instances_.clear();
+      for (int i = 0; i < 3; ++i) {
+        Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
+        if (!initial.empty()) initial += ",";
+        initial += in.name + "=127.0.0.1:" + std::to_string(in.peer);
+        instances_.push_back(in);
+      }
+      for (Instance& in : instances_) start(in, initial);
+      const std::string problem = wait_until_whole();
+      if (problem.empty()) return;
+      if (problem.find("address already in use") == std::string::npos || attempt == 3) {
+        FAIL() << problem;
+      }
+      std::cerr << "starting again on fresh ports: " << problem << "\n";
+      kill_all();
+      for (const Instance& in : instances_) std::filesystem::remove_all(dir_ + "/" + in.name);
     }
-    for (Instance& in : instances_) start(in, initial);
   }
-  void TearDown() override {
+  void kill_all() {
     for (Instance& in : instances_) {
       if (in.pid > 0) {
         ::kill(in.pid, SIGKILL);
         ::waitpid(in.pid, nullptr, 0);
+        in.pid = 0;
       }
     }
+  }
+  // Waits (bounded) until every instance runs and all three name the same leader; returns ""
+  // then, or what went wrong (an instance that exited, with the end of its log).
+  std::string wait_until_whole() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::string last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::uint64_t leader = 0;
+      bool whole = true;
+      for (Instance& in : instances_) {
+        int status = 0;
+        if (::waitpid(in.pid, &status, WNOHANG) == in.pid) {
+          in.pid = 0;
+          std::ifstream f(log_of(in));
+          const std::string text(std::istreambuf_iterator<char>(f), {});
+          return in.name + " exited at start (status " + std::to_string(status) +
+                 "); the end of its log: " + text.substr(text.size() > 500 ? text.size() - 500 : 0);
+        }
+        auto c = client_of(in);
+        const wire::Response r =
+            c->call_sync({.op = wire::Op::kStatus},
+                         {.timeout_ms = 1000, .target = net::Address{"127.0.0.1", in.client}});
+        if (r.code != Code::kOk || r.status.leader_id == 0 ||
+            (leader != 0 && r.status.leader_id != leader)) {
+          last = in.name + ": " + (r.code != Code::kOk ? r.message : "no agreed leader");
+          whole = false;
+          break;
+        }
+        leader = r.status.leader_id;
+      }
+      if (whole) return "";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "the three instances did not all run and agree on a leader within 30 s (last: " + last +
+           ")";
+  }
+  void TearDown() override {
+    kill_all();
     if (HasFailure()) {  // what each instance said, and where the rest is kept
       for (const Instance& in : instances_) {
         std::ifstream f(log_of(in));
@@ -56,7 +110,7 @@ class ExampleTest : public ::testing::Test {
                   << text.substr(text.size() > 6000 ? text.size() - 6000 : 0) << "\n";
       }
       std::cerr << "logs and data dirs kept in " << dir_ << "\n";
-    } else {
+    } else if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) {
       std::filesystem::remove_all(dir_);
     }
   }
@@ -67,7 +121,7 @@ class ExampleTest : public ::testing::Test {
     const std::string log = log_of(in);
     in.pid = ::fork();
     if (in.pid == 0) {
-      FILE* f = std::freopen(log.c_str(), "w", stdout);
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
       (void)f;
       ::dup2(STDOUT_FILENO, STDERR_FILENO);
       const std::string peer = "127.0.0.1:" + std::to_string(in.peer);
@@ -78,6 +132,13 @@ class ExampleTest : public ::testing::Test {
               initial.c_str(), "--run-for", "120", nullptr);
       ::_exit(127);
     }
+  }
+  std::unique_ptr<client::Client> client_of(const Instance& in) {
+    client::ClientOptions o;
+    o.endpoints.push_back(net::Address{"127.0.0.1", in.client});
+    o.timeout_ms = 1000;
+    o.connect_timeout_ms = 500;
+    return std::move(*client::Client::open(std::move(o)));
   }
   std::unique_ptr<client::Client> client() {
     client::ClientOptions o;
