@@ -17,6 +17,11 @@ if(KVC_SANITIZE)
   add_compile_options(-fsanitize=${KVC_SANITIZE} -fno-omit-frame-pointer
                       -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=${KVC_SANITIZE})
+  if(KVC_SANITIZE_FAST)
+    # What sanitizers recommend (-O1) and what their reports need (file:line, -g1): compiles
+    # in about half the time of -O2 -g. After the build type's flags, so these win.
+    add_compile_options(-O1 -g1)
+  endif()
 endif()
 
 if(KVC_FUZZ)

@@ -226,8 +226,14 @@ std::vector<std::string> ChaosCluster::take_unexpected_exits() {
     int status = 0;
     const pid_t r = ::waitpid(m.pid, &status, WNOHANG);
     if (r == m.pid) {
-      unexpected_.push_back(m.name + " (pid " + std::to_string(m.pid) + ") " +
-                            describe_status(status) + " without being stopped; log " + m.log_path);
+      const std::string what = m.name + " (pid " + std::to_string(m.pid) + ") " +
+                               describe_status(status) + " without being stopped; log " +
+                               m.log_path;
+      if (m.may_exit) {
+        m.exit_while_leaving = what;
+      } else {
+        unexpected_.push_back(what);
+      }
       m.pid = 0;
       m.paused = false;
     }
@@ -310,6 +316,17 @@ Result<int> ChaosCluster::add_member_slot() {
 void ChaosCluster::retire(int i) {
   std::lock_guard<std::mutex> lock(mu_);
   members_.at(static_cast<std::size_t>(i)).retired = true;
+}
+
+void ChaosCluster::expect_exit(int i, bool may_exit) {
+  (void)take_unexpected_exits();  // an exit that happened while it was leaving is seen as such
+  std::lock_guard<std::mutex> lock(mu_);
+  MemberProcess& m = members_.at(static_cast<std::size_t>(i));
+  m.may_exit = may_exit;
+  if (!may_exit && !m.exit_while_leaving.empty()) {
+    unexpected_.push_back(m.exit_while_leaving + " (it was not removed)");
+    m.exit_while_leaving.clear();
+  }
 }
 
 Status ChaosCluster::set_disk_delay(int i, std::uint32_t ms) {

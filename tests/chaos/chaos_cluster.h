@@ -50,7 +50,11 @@ struct MemberProcess {
   pid_t pid = 0;
   bool paused = false;
   bool retired = false;  // removed from the cluster by a membership change
-  std::uint64_t id = 0;  // learned from its status
+  // Being removed from the cluster (the removal's outcome may not be known yet): a member
+  // that learns it was removed stops by itself, and that exit is expected, not an anomaly.
+  bool may_exit = false;
+  std::string exit_while_leaving;  // how it exited while may_exit was set ("" if it did not)
+  std::uint64_t id = 0;            // learned from its status
   int starts = 0;
 };
 
@@ -80,6 +84,9 @@ class ChaosCluster {
   // existing, --initial-cluster the current members plus itself). Not started.
   Result<int> add_member_slot();
   void retire(int i);  // no longer part of the cluster (already stopped)
+  // Member i is being removed (true) and may stop by itself; or it stays a member after all
+  // (false): if it exited in the meantime, that exit becomes an unexpected one.
+  void expect_exit(int i, bool may_exit);
 
   Status set_disk_delay(int i, std::uint32_t ms);
 

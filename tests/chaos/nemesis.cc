@@ -58,7 +58,63 @@ std::string answer(const wire::Response& r) {
   return std::string(code_name(r.code)) + " (" + r.message + ")";
 }
 
+const wire::MemberInfo* find_member(const std::vector<wire::MemberInfo>& members, std::uint64_t id,
+                                    const std::string& name) {
+  for (const wire::MemberInfo& m : members) {
+    if ((id != 0 && m.id == id) || (!name.empty() && m.name == name)) return &m;
+  }
+  return nullptr;
+}
+
+// How long the nemesis keeps reading the membership to learn a lost answer's outcome. Longer
+// than any fault's hold: the change may wait for a member that a fault holds back.
+constexpr std::uint64_t kResolveTimeoutMs = 30000;
+
 }  // namespace
+
+ChangeResolution resolve_change(
+    const ChangeProbe& probe,
+    const std::function<bool(const std::vector<wire::MemberInfo>&)>& applied,
+    std::uint64_t timeout_ms) {
+  ChangeResolution out;
+  const std::uint64_t deadline = probe.now_ms() + timeout_ms;
+  std::string last = "no leader";
+  for (int attempt = 1;; ++attempt) {
+    const int l = probe.find_leader();
+    if (l >= 0) {
+      const wire::Response before = probe.call(l, {.op = wire::Op::kMemberList}, 2000);
+      if (before.code == Code::kOk && applied(before.members)) {
+        out.outcome = ChangeOutcome::kApplied;
+        out.members = before.members;
+        out.how =
+            "outcome read from the membership: applied (attempt " + std::to_string(attempt) + ")";
+        return out;
+      }
+      const wire::Response barrier = probe.call(l, {.op = wire::Op::kHash}, 3000);
+      if (barrier.code == Code::kOk) {
+        const wire::Response after = probe.call(l, {.op = wire::Op::kMemberList}, 2000);
+        if (after.code == Code::kOk) {
+          out.outcome =
+              applied(after.members) ? ChangeOutcome::kApplied : ChangeOutcome::kNotApplied;
+          out.members = after.members;
+          out.how = std::string("outcome read from the membership after a barrier at index ") +
+                    std::to_string(barrier.revision) + ": " +
+                    (out.outcome == ChangeOutcome::kApplied ? "applied" : "not applied") +
+                    " (attempt " + std::to_string(attempt) + ")";
+          return out;
+        }
+        last = "membership list: " + answer(after);
+      } else {
+        last = "barrier: " + answer(barrier);
+      }
+    }
+    if (probe.now_ms() >= deadline) break;
+    probe.idle();
+  }
+  out.how =
+      "outcome still unknown after " + std::to_string(timeout_ms) + " ms (last: " + last + ")";
+  return out;
+}
 
 std::string_view fault_name(FaultKind kind) { return info(kind).name; }
 
@@ -199,14 +255,7 @@ void Nemesis::run(const std::vector<FaultStep>& schedule, std::uint64_t end_ms,
   while (!stop()) {
     const std::uint64_t now = now_ms();
     if (now >= end_ms) break;
-    for (auto it = active_.begin(); it != active_.end();) {
-      if (it->heal_at_ms <= now) {
-        heal(*it);
-        it = active_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    heal_due();
     while (next < schedule.size() && schedule[next].at_ms <= now) {
       const FaultStep& s = schedule[next++];
       Active a;
@@ -226,6 +275,33 @@ void Nemesis::run(const std::vector<FaultStep>& schedule, std::uint64_t end_ms,
     const std::uint64_t t = now_ms();
     if (wake > t) std::this_thread::sleep_for(std::chrono::milliseconds(wake - t));
   }
+}
+
+void Nemesis::heal_due() {
+  const std::uint64_t now = now_ms();
+  for (auto it = active_.begin(); it != active_.end();) {
+    if (it->heal_at_ms <= now) {
+      heal(*it);
+      it = active_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+ChangeResolution Nemesis::resolve(
+    const std::function<bool(const std::vector<wire::MemberInfo>&)>& applied) {
+  ChangeProbe probe;
+  probe.find_leader = [this] { return cluster_.find_leader(300); };
+  probe.call = [this](int m, wire::Request req, std::uint64_t timeout_ms) {
+    return cluster_.call(m, std::move(req), timeout_ms);
+  };
+  probe.idle = [this] {
+    heal_due();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  };
+  probe.now_ms = [this] { return now_ms(); };
+  return resolve_change(probe, applied, kResolveTimeoutMs);
 }
 
 bool Nemesis::apply(const FaultStep& s, Active& a) {
@@ -464,7 +540,14 @@ bool Nemesis::transfer_leader(const FaultStep& s) {
     return false;
   }
   transfer_supported_ = 1;
-  note(name + " " + cluster_.member(l).name + " -> " + cluster_.member(to).name + ": " + answer(r));
+  std::string outcome = answer(r);
+  if (r.code == Code::kTimeout) {
+    // Nothing the checks use depends on who leads; the log says what happened.
+    const int now = cluster_.find_leader(300);
+    outcome +=
+        "; " + (now < 0 ? std::string("no leader") : cluster_.member(now).name) + " leads now";
+  }
+  note(name + " " + cluster_.member(l).name + " -> " + cluster_.member(to).name + ": " + outcome);
   return true;
 }
 
@@ -488,22 +571,41 @@ bool Nemesis::replace_member(const FaultStep& s) {
     return false;
   }
   const int old = choose(followers, 1, s.picks, 0).front();
+  const std::string old_name = cluster_.member(old).name;
   const wire::Response st = cluster_.status(old, 500);
   if (st.code != Code::kOk) {
-    note(name + " skipped: no status from " + cluster_.member(old).name);
+    note(name + " skipped: no status from " + old_name);
     return false;
   }
-  wire::Response r =
-      cluster_.call(l, {.op = wire::Op::kMemberRemove, .member_id = st.member_id}, 5000);
+  const std::uint64_t old_id = st.member_id;
+  // Once removed, the member learns it and stops by itself: an expected exit from here on.
+  cluster_.expect_exit(old, true);
+  wire::Response r = cluster_.call(l, {.op = wire::Op::kMemberRemove, .member_id = old_id}, 5000);
   if (not_supported(r)) {
+    cluster_.expect_exit(old, false);
     membership_supported_ = 0;
     note(name + " skipped: not supported by the members (" + r.message + "); not tried again");
     return false;
   }
   membership_supported_ = 1;
-  note(name + " remove " + cluster_.member(old).name + ": " + answer(r));
-  if (r.code != Code::kOk) return false;
-  (void)cluster_.kill(old);
+  note(name + " remove " + old_name + ": " + answer(r));
+  bool removed = r.code == Code::kOk;
+  if (r.code == Code::kTimeout) {
+    const ChangeResolution res = resolve([&](const std::vector<wire::MemberInfo>& ms) {
+      return find_member(ms, old_id, "") == nullptr;
+    });
+    note(name + " remove " + old_name + ": " + res.how);
+    if (res.outcome == ChangeOutcome::kUnresolved) {
+      problems_.push_back(name + ": removing " + old_name + " timed out and its " + res.how);
+      return true;
+    }
+    removed = res.outcome == ChangeOutcome::kApplied;
+  }
+  if (!removed) {
+    cluster_.expect_exit(old, false);
+    return false;
+  }
+  (void)cluster_.kill(old);  // it may have stopped by itself already
   cluster_.retire(old);
   Result<int> slot = cluster_.add_member_slot();
   if (!slot.ok()) {
@@ -511,37 +613,65 @@ bool Nemesis::replace_member(const FaultStep& s) {
     return true;
   }
   const int fresh = *slot;
+  const std::string fresh_name = cluster_.member(fresh).name;
   const int l2 = std::max(cluster_.find_leader(300), 0);
   r = cluster_.call(l2,
                     {.op = wire::Op::kMemberAdd,
-                     .name = cluster_.member(fresh).name,
+                     .name = fresh_name,
                      .peer_addr = cluster_.proxy_addr(fresh),
                      .client_addr = cluster_.client_addr(fresh),
                      .learner = true},
                     5000);
-  note(name + " add learner " + cluster_.member(fresh).name + ": " + answer(r));
-  if (r.code != Code::kOk) {
+  note(name + " add learner " + fresh_name + ": " + answer(r));
+  std::vector<wire::MemberInfo> members = r.members;
+  bool added = r.code == Code::kOk;
+  if (r.code == Code::kTimeout) {
+    const ChangeResolution res = resolve([&](const std::vector<wire::MemberInfo>& ms) {
+      return find_member(ms, 0, fresh_name) != nullptr;
+    });
+    note(name + " add learner " + fresh_name + ": " + res.how);
+    if (res.outcome == ChangeOutcome::kUnresolved) {
+      problems_.push_back(name + ": adding " + fresh_name + " timed out and its " + res.how);
+      cluster_.retire(fresh);
+      return true;
+    }
+    added = res.outcome == ChangeOutcome::kApplied;
+    members = res.members;
+  }
+  if (!added) {
     cluster_.retire(fresh);
     return true;
   }
   if (Status started = cluster_.start(fresh); !started.ok()) {
-    problems_.push_back(name + ": starting " + cluster_.member(fresh).name + ": " +
-                        started.to_string());
+    problems_.push_back(name + ": starting " + fresh_name + ": " + started.to_string());
     return true;
   }
   std::uint64_t fresh_id = 0;
-  for (const wire::MemberInfo& m : r.members) {
-    if (m.name == cluster_.member(fresh).name) fresh_id = m.id;
-  }
+  if (const wire::MemberInfo* m = find_member(members, 0, fresh_name)) fresh_id = m->id;
   // Promote once the learner has caught up (bounded: a learner that lags stays a learner).
-  for (int attempt = 0; attempt < 20 && fresh_id != 0; ++attempt) {
+  bool promoted = false;
+  for (int attempt = 0; attempt < 20 && fresh_id != 0 && !promoted; ++attempt) {
+    heal_due();
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     const int l3 = cluster_.find_leader(300);
     if (l3 < 0) continue;
     r = cluster_.call(l3, {.op = wire::Op::kMemberPromote, .member_id = fresh_id}, 3000);
-    if (r.code == Code::kOk) break;
+    promoted = r.code == Code::kOk;
+    if (r.code == Code::kTimeout) {
+      note(name + " promote " + fresh_name + ": " + answer(r));
+      const ChangeResolution res = resolve([&](const std::vector<wire::MemberInfo>& ms) {
+        const wire::MemberInfo* m = find_member(ms, fresh_id, "");
+        return m != nullptr && !m->learner;
+      });
+      note(name + " promote " + fresh_name + ": " + res.how);
+      if (res.outcome == ChangeOutcome::kUnresolved) {
+        problems_.push_back(name + ": promoting " + fresh_name + " timed out and its " + res.how);
+        return true;
+      }
+      promoted = res.outcome == ChangeOutcome::kApplied;
+    }
   }
-  note(name + " promote " + cluster_.member(fresh).name + ": " + answer(r));
+  note(name + " promote " + fresh_name + ": " + (promoted ? "ok" : answer(r)));
   return true;
 }
 

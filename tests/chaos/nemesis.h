@@ -6,7 +6,9 @@
 // SIGKILL of members (any, the leader, a majority for a while), clean stop and restart,
 // SIGSTOP pauses (of the leader too), partitions through the FaultProxy (isolation, splits,
 // one-way cuts, black holes), lossy and slow links, slow disks (slowfs), leader transfers and
-// member replacement (skipped, and reported so, while the members answer "not supported").
+// member replacement (skipped, and reported so, while the members answer "not supported"). A
+// membership change whose answer is lost (kTimeout) is never assumed to have failed or
+// succeeded: the nemesis reads the membership until it knows (resolve_change).
 //
 // Thread-safety: make_schedule is a pure function. A Nemesis runs on the thread that owns the
 // cluster; EventLog is thread-safe.
@@ -69,6 +71,42 @@ struct FaultStep {
 std::vector<FaultStep> make_schedule(std::uint64_t seed, std::uint64_t duration_ms,
                                      const std::vector<FaultKind>& kinds);
 
+// What a membership change turned out to be, once the harness looked.
+enum class ChangeOutcome : std::uint8_t { kApplied, kNotApplied, kUnresolved };
+
+// How resolve_change reaches the cluster: the Nemesis wires it to the ChaosCluster, the unit
+// tests to a fake.
+struct ChangeProbe {
+  std::function<int()> find_leader;  // the member that leads now, or -1
+  std::function<wire::Response(int member, wire::Request req, std::uint64_t timeout_ms)> call;
+  // Between two attempts: heals the faults whose hold is over (the change may be waiting for a
+  // paused or cut-off member) and waits a little.
+  std::function<void()> idle;
+  std::function<std::uint64_t()> now_ms;
+};
+
+struct ChangeResolution {
+  ChangeOutcome outcome = ChangeOutcome::kUnresolved;
+  std::vector<wire::MemberInfo> members;  // the membership list that decided it
+  std::string how;                        // one line for the event log
+};
+
+// Learns whether a membership change whose answer was lost (kTimeout: "may or may not have
+// been applied") took effect, as an operator would: by reading the membership. A member lists
+// its applied configuration, so a list that shows the change proves it was applied. A list
+// that does not show it proves nothing while the change may still sit in the leader's log,
+// waiting for a quorum (for instance for a paused member); so the resolver first commits a
+// barrier through the leader (kHash without a revision, the first step of `kvc-ctl check
+// hash`): once an entry of the leader's term is committed, every entry before it in that
+// leader's log is committed too and an entry that is not in it never will be, and that
+// member's list, read after the barrier was applied there, is final. Retries, calling
+// probe.idle() between attempts, until decided or `timeout_ms` has passed (kUnresolved).
+// `applied` says whether a membership list shows the change.
+ChangeResolution resolve_change(
+    const ChangeProbe& probe,
+    const std::function<bool(const std::vector<wire::MemberInfo>&)>& applied,
+    std::uint64_t timeout_ms);
+
 // Timestamped lines of what the harness did (faults, heals, checks).
 class EventLog {
  public:
@@ -115,6 +153,11 @@ class Nemesis {
 
   std::uint64_t now_ms() const { return clock_.now_us() / 1000; }
   void note(const std::string& line);
+  // Heals the active faults whose hold is over.
+  void heal_due();
+  // resolve_change against this cluster; waiting heals due faults.
+  ChangeResolution resolve(
+      const std::function<bool(const std::vector<wire::MemberInfo>&)>& applied);
   // Applies `step`; false (with a logged reason) when it could not be applied.
   bool apply(const FaultStep& step, Active& active);
   void heal(const Active& active);

@@ -7,12 +7,17 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "chaos_cluster.h"
+#include "nemesis.h"
 
 #ifndef KVC_NODE_BINARY
 #error "KVC_NODE_BINARY must be defined by the build"
+#endif
+#ifndef KVC_SLOWFS_LIBRARY
+#error "KVC_SLOWFS_LIBRARY must be defined by the build"
 #endif
 
 namespace kvc::chaos {
@@ -37,11 +42,12 @@ std::string test_dir(const std::string& name) {
 }
 
 struct Fixture {
-  explicit Fixture(const std::string& name) {
+  explicit Fixture(const std::string& name, bool slow_disks = false) {
     ClusterConfig c;
     c.dir = test_dir(name);
     std::filesystem::remove_all(c.dir);
     c.node_binary = KVC_NODE_BINARY;
+    if (slow_disks) c.slowfs_library = KVC_SLOWFS_LIBRARY;
     // A short retained log and fast flushes put a member that falls behind onto a snapshot.
     c.extra_flags = {"--tick",
                      "50ms",
@@ -143,6 +149,70 @@ TEST(ChaosRegressionTest, MemberRestoredFromASnapshotCanStillBecomeLeader) {
   ASSERT_TRUE(f.cluster->start(leader).ok());
   const wire::Response w = c->put("after", "x");
   EXPECT_EQ(w.code, Code::kOk) << w.message;
+}
+
+TEST(ChaosRegressionTest, MemberReplaceLearnsTheOutcomeOfARemovalWhoseAnswerWasLost) {
+  // Found by chaos.seed3 in CI: the nemesis asked the leader to remove a follower, the answer
+  // timed out ("may or may not have been applied"), the nemesis counted the step as skipped,
+  // but the removal was applied a moment later: the member stopped by itself (an "unexpected"
+  // exit) and the harness waited for it to converge. Here the removal's commit is held past
+  // the 5 s answer deadline: the one other member the new configuration needs fsyncs slowly
+  // (slow-disk fault, healed after 6 s by the nemesis while it waits). The harness must then
+  // read the membership and agree with it.
+  Fixture f("replace-timeout", /*slow_disks=*/true);
+  ASSERT_TRUE(f.cluster->start_all().ok());
+  const int leader = f.wait_leader();
+  ASSERT_GE(leader, 0);
+  std::vector<int> followers;
+  for (int m = 0; m < 3; ++m) {
+    if (m != leader) followers.push_back(m);
+  }
+  const int removed = followers[0];  // member-replace picks followers[picks[0] % 2]
+  const int slow = followers[1];
+  // A write first, so that every member has settled (the leader's own no-op is committed).
+  ASSERT_EQ(f.client()->put("before", "x").code, Code::kOk);
+
+  EventLog events;
+  Recorder recorder(Clock::now());
+  Nemesis nemesis(*f.cluster, events, recorder);
+  FaultStep slow_disk;
+  slow_disk.kind = FaultKind::kSlowDisk;
+  slow_disk.hold_ms = 6000;
+  slow_disk.disk_delay_ms = 6000;
+  slow_disk.picks = {1, static_cast<std::uint64_t>(slow)};  // one extra member: `slow`
+  FaultStep replace;
+  replace.kind = FaultKind::kMemberReplace;
+  replace.picks = {0};
+  nemesis.run({slow_disk, replace}, 120000,
+              [&] { return nemesis.counts().count(FaultKind::kMemberReplace) != 0; });
+  ASSERT_TRUE(nemesis.heal_all().ok());
+  const std::string what = events.text();
+  ASSERT_NE(what.find("slow-disk " + f.cluster->member(slow).name + " "), std::string::npos)
+      << "the scenario needs " << f.cluster->member(slow).name << "'s disk slowed:\n"
+      << what;
+  ASSERT_NE(what.find("remove " + f.cluster->member(removed).name + ": timeout"), std::string::npos)
+      << "the scenario needs the removal's answer to time out:\n"
+      << what;
+
+  EXPECT_TRUE(nemesis.problems().empty()) << nemesis.problems().front() << "\n" << what;
+  // The harness's members are the cluster's members.
+  const int now = f.wait_leader();
+  ASSERT_GE(now, 0);
+  const wire::Response list = f.cluster->call(now, {.op = wire::Op::kMemberList}, 3000);
+  ASSERT_EQ(list.code, Code::kOk) << list.message;
+  std::set<std::string> listed, harness;
+  for (const wire::MemberInfo& m : list.members) listed.insert(m.name);
+  for (int m : f.cluster->active_members()) harness.insert(f.cluster->member(m).name);
+  EXPECT_EQ(listed, harness) << what;
+  const FaultCount count = nemesis.counts()[FaultKind::kMemberReplace];
+  if (listed.count(f.cluster->member(removed).name) == 0) {
+    EXPECT_EQ(count.applied, 1u) << "the removal was applied: the step was not skipped\n" << what;
+    EXPECT_TRUE(f.cluster->member(removed).retired);
+  } else {
+    EXPECT_EQ(count.skipped, 1u) << what;
+  }
+  const std::vector<std::string> exits = f.cluster->take_unexpected_exits();
+  EXPECT_TRUE(exits.empty()) << exits.front();
 }
 
 }  // namespace

@@ -6,6 +6,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "process_cluster.h"
@@ -22,46 +27,124 @@ struct Instance {
 class ExampleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::string("/tmp/kvc-example-test-") + std::to_string(::getpid());
-    std::string initial;
-    for (int i = 0; i < 3; ++i) {
-      Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
-      if (!initial.empty()) initial += ",";
-      initial += in.name + "=127.0.0.1:" + std::to_string(in.peer);
-      instances_.push_back(in);
+    const char* tmp = std::getenv("TMPDIR");
+    dir_ = std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/kvc-example-test-" +
+           std::to_string(::getpid());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    // The test kills one of three instances and needs the other two to take over: all three
+    // must be up first. Ports are picked free and released, so another process (a client's
+    // outgoing connection, another test) can take one before an instance binds it; such an
+    // instance exits saying so, and the three start again on fresh ports (bounded).
+    for (int attempt = 1;; ++attempt) {
+      std::string initial;
+      instances_.clear();
+      for (int i = 0; i < 3; ++i) {
+        Instance in{"c" + std::to_string(i + 1), free_port(), free_port()};
+        if (!initial.empty()) initial += ",";
+        initial += in.name + "=127.0.0.1:" + std::to_string(in.peer);
+        instances_.push_back(in);
+      }
+      for (Instance& in : instances_) start(in, initial);
+      const std::string problem = wait_until_whole();
+      if (problem.empty()) return;
+      if (problem.find("address already in use") == std::string::npos || attempt == 3) {
+        FAIL() << problem;
+      }
+      std::cerr << "starting again on fresh ports: " << problem << "\n";
+      kill_all();
+      for (const Instance& in : instances_) std::filesystem::remove_all(dir_ + "/" + in.name);
     }
-    for (Instance& in : instances_) start(in, initial);
   }
-  void TearDown() override {
+  void kill_all() {
     for (Instance& in : instances_) {
       if (in.pid > 0) {
         ::kill(in.pid, SIGKILL);
         ::waitpid(in.pid, nullptr, 0);
+        in.pid = 0;
       }
     }
-    std::system(("rm -rf " + dir_).c_str());
   }
+  // Waits (bounded) until every instance runs and all three name the same leader; returns ""
+  // then, or what went wrong (an instance that exited, with the end of its log).
+  std::string wait_until_whole() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    std::string last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::uint64_t leader = 0;
+      bool whole = true;
+      for (Instance& in : instances_) {
+        int status = 0;
+        if (::waitpid(in.pid, &status, WNOHANG) == in.pid) {
+          in.pid = 0;
+          std::ifstream f(log_of(in));
+          const std::string text(std::istreambuf_iterator<char>(f), {});
+          return in.name + " exited at start (status " + std::to_string(status) +
+                 "); the end of its log: " + text.substr(text.size() > 500 ? text.size() - 500 : 0);
+        }
+        auto c = client_of(in);
+        const wire::Response r =
+            c->call_sync({.op = wire::Op::kStatus},
+                         {.timeout_ms = 1000, .target = net::Address{"127.0.0.1", in.client}});
+        if (r.code != Code::kOk || r.status.leader_id == 0 ||
+            (leader != 0 && r.status.leader_id != leader)) {
+          last = in.name + ": " + (r.code != Code::kOk ? r.message : "no agreed leader");
+          whole = false;
+          break;
+        }
+        leader = r.status.leader_id;
+      }
+      if (whole) return "";
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return "the three instances did not all run and agree on a leader within 30 s (last: " + last +
+           ")";
+  }
+  void TearDown() override {
+    kill_all();
+    if (HasFailure()) {  // what each instance said, and where the rest is kept
+      for (const Instance& in : instances_) {
+        std::ifstream f(log_of(in));
+        const std::string text(std::istreambuf_iterator<char>(f), {});
+        std::cerr << "--- the end of " << log_of(in) << ":\n"
+                  << text.substr(text.size() > 6000 ? text.size() - 6000 : 0) << "\n";
+      }
+      std::cerr << "logs and data dirs kept in " << dir_ << "\n";
+    } else if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) {
+      std::filesystem::remove_all(dir_);
+    }
+  }
+  std::string log_of(const Instance& in) const { return dir_ + "/" + in.name + ".log"; }
   void start(Instance& in, const std::string& initial) {
-    const std::string bin = std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
-    const std::string log = dir_ + "-" + in.name + ".log";
+    const std::string bin =
+        std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
+    const std::string log = log_of(in);
     in.pid = ::fork();
     if (in.pid == 0) {
-      FILE* f = std::freopen(log.c_str(), "w", stdout);
+      FILE* f = std::freopen(log.c_str(), "a", stdout);
       (void)f;
       ::dup2(STDOUT_FILENO, STDERR_FILENO);
       const std::string peer = "127.0.0.1:" + std::to_string(in.peer);
       const std::string client = "127.0.0.1:" + std::to_string(in.client);
       const std::string data = dir_ + "/" + in.name;
       ::execl(bin.c_str(), bin.c_str(), "--name", in.name.c_str(), "--data-dir", data.c_str(),
-              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(),
-              "--initial-cluster", initial.c_str(), "--run-for", "120", nullptr);
+              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(), "--initial-cluster",
+              initial.c_str(), "--run-for", "120", nullptr);
       ::_exit(127);
     }
+  }
+  std::unique_ptr<client::Client> client_of(const Instance& in) {
+    client::ClientOptions o;
+    o.endpoints.push_back(net::Address{"127.0.0.1", in.client});
+    o.timeout_ms = 1000;
+    o.connect_timeout_ms = 500;
+    return std::move(*client::Client::open(std::move(o)));
   }
   std::unique_ptr<client::Client> client() {
     client::ClientOptions o;
     for (const Instance& in : instances_) {
-      if (in.pid > 0) o.endpoints.push_back(*net::parse_address("127.0.0.1:" + std::to_string(in.client)));
+      if (in.pid > 0)
+        o.endpoints.push_back(*net::parse_address("127.0.0.1:" + std::to_string(in.client)));
     }
     o.timeout_ms = 2000;
     return std::move(*client::Client::open(std::move(o)));
@@ -96,11 +179,14 @@ TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
   EXPECT_EQ(first, leader_name()) << "the job must run on the leader";
   // Topology records are kept under the prefix.
   auto c = client();
-  wire::Response topo = c->call_sync({.op = wire::Op::kRange, .key = "/kvrocks/namespaces/",
-                                      .value = "/kvrocks/namespaces/", .prefix = true});
+  wire::Response topo = c->call_sync({.op = wire::Op::kRange,
+                                      .key = "/kvrocks/namespaces/",
+                                      .value = "/kvrocks/namespaces/",
+                                      .prefix = true});
   ASSERT_EQ(topo.code, Code::kOk);
   EXPECT_EQ(topo.kvs.size(), 4u) << "namespace, cluster and two shards";
   // Kill the leader: another instance takes the job over.
+  const auto killed_at = std::chrono::steady_clock::now();
   for (Instance& in : instances_) {
     if (in.name == first) {
       ::kill(in.pid, SIGKILL);
@@ -109,6 +195,12 @@ TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
     }
   }
   const std::string second = heartbeat_writer(first);
+  const auto takeover_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - killed_at)
+                               .count();
+  RecordProperty("takeover_ms", static_cast<int>(takeover_ms));
+  std::cout << "takeover: " << (second.empty() ? "nobody" : second) << " ran the job "
+            << takeover_ms << " ms after " << first << " was killed\n";
   ASSERT_FALSE(second.empty()) << "no instance took over the job";
   EXPECT_NE(second, first);
   EXPECT_EQ(second, leader_name());
