@@ -6,6 +6,7 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cli.h"
@@ -19,7 +20,8 @@ constexpr int kExitCaughtNothing = 1;
 struct Totals {
   std::uint64_t seeds = 0, failed = 0, steps = 0, ticks = 0, messages = 0, operations = 0,
                 operations_ok = 0, unknown = 0, checked = 0, commits = 0, crashes = 0,
-                partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, elections = 0;
+                partitions = 0, conf_changes = 0, transfers = 0, snapshots = 0, elections = 0,
+                rollbacks = 0, losses_detected = 0, damages = 0, damage_detected = 0, repairs = 0;
 };
 
 void add(Totals& t, const kvc::sim::SimResult& r) {
@@ -39,6 +41,11 @@ void add(Totals& t, const kvc::sim::SimResult& r) {
   t.transfers += r.stats.transfers;
   t.snapshots += r.stats.snapshots_sent;
   t.elections += r.stats.elections;
+  t.rollbacks += r.stats.rollbacks;
+  t.losses_detected += r.stats.losses_detected;
+  t.damages += r.stats.damages;
+  t.damage_detected += r.stats.damage_detected;
+  t.repairs += r.stats.repairs;
 }
 
 // Replays `opt` with tracing and prints the last `lines` lines of the trace to stderr.
@@ -60,8 +67,9 @@ void print_trace(kvc::sim::SimOptions opt, int lines) {
 int main(int argc, char** argv) {
   CLI::App app(
       "kvc-sim: the deterministic Raft cluster simulator. Each seed runs a whole 3- or 5-member "
-      "cluster with a faulty network and crashing disks, checks Raft's safety properties after "
-      "every step, liveness after the faults heal, and linearizability of the client history.",
+      "cluster with a faulty network, crashing and rolled-back disks and damaged state values, "
+      "checks Raft's safety properties after every step, liveness and repair after the faults "
+      "heal, and linearizability of the client history.",
       "kvc-sim");
   kvc::LogOptions log;
   kvc::cli::add_common_flags(app, log);
@@ -85,22 +93,24 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", seeds, "how many seeds to run, from --seed upwards")
       ->check(CLI::PositiveNumber);
   app.add_option("--seed-file", seed_file,
-                 "run the seeds listed in FILE (one per line, # comments)");
+                 "run the seeds listed in FILE (one per line, optionally with faults=MIX and "
+                 "members=N; # comments)");
   app.add_option("--time-limit", time_limit,
                  "stop starting new seeds after this many seconds (0: none)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--members", members, "cluster size: 3, 5 or mixed (chosen per seed)")
       ->check(CLI::IsMember({"3", "5", "mixed"}));
   app.add_option("--faults", faults,
-                 "fault mix: none, net, partition, crash, membership, all, mixed")
-      ->check(CLI::IsMember({"none", "net", "partition", "crash", "membership", "all", "mixed"}));
-  app.add_option(
-         "--mutation", mutation,
-         "run against a deliberately broken core: none, vote-not-persisted, commit-old-term, "
-         "no-log-matching-check, read-index-without-noop, leader-counts-undurable")
+                 "fault mix: none, net, partition, crash, membership, repair, all, mixed")
+      ->check(CLI::IsMember(
+          {"none", "net", "partition", "crash", "membership", "repair", "all", "mixed"}));
+  app.add_option("--mutation", mutation,
+                 "run against a deliberately broken core: none, vote-not-persisted, "
+                 "commit-old-term, no-log-matching-check, read-index-without-noop, "
+                 "leader-counts-undurable, repair-ignored")
       ->check(
           CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
-                         "read-index-without-noop", "leader-counts-undurable"}));
+                         "read-index-without-noop", "leader-counts-undurable", "repair-ignored"}));
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (mutation runs); stop at the first");
   app.add_flag("--keep-going", keep_going,
@@ -123,6 +133,7 @@ int main(int argc, char** argv) {
       "  kvc-sim --seeds 2000                      # the CI run\n"
       "  kvc-sim --seed 42 --members 5 --faults all --trace\n"
       "  kvc-sim --mutation commit-old-term --seeds 500 --expect-violation\n"
+      "  kvc-sim --faults repair --seeds 1000     # rollbacks and damaged values\n"
       "  kvc-sim --seeds 1000000 --time-limit 3600 # soak",
       "  1   a seed found a violation (or, with --expect-violation, none did)"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
@@ -138,7 +149,13 @@ int main(int argc, char** argv) {
                               "this build has no mutations (configure with -DKVC_MUTATIONS=ON)"));
   }
 
-  std::vector<std::uint64_t> list;
+  // A seed and, from a seed file, the fault mix and cluster size it failed with.
+  struct Run {
+    std::uint64_t seed = 0;
+    std::optional<kvc::sim::FaultMix> faults;
+    int members = 0;
+  };
+  std::vector<Run> list;
   if (!seed_file.empty()) {
     std::ifstream in(seed_file);
     if (!in) return kvc::cli::fail("kvc-sim", kvc::Status::not_found(seed_file + ": cannot open"));
@@ -149,21 +166,34 @@ int main(int argc, char** argv) {
       const auto hash = line.find('#');
       if (hash != std::string::npos) line.resize(hash);
       std::istringstream ls(line);
-      std::uint64_t s = 0;
-      if (!(ls >> s)) {
+      const auto bad = [&](const std::string& why) {
+        return kvc::cli::fail(
+            "kvc-sim",
+            kvc::Status::invalid_argument(seed_file + ":" + std::to_string(lineno) + ": " + why));
+      };
+      Run run;
+      if (!(ls >> run.seed)) {
         std::string rest;
         std::istringstream check(line);
-        if (check >> rest) {
-          return kvc::cli::fail(
-              "kvc-sim", kvc::Status::invalid_argument(seed_file + ":" + std::to_string(lineno) +
-                                                       ": not a seed"));
-        }
+        if (check >> rest) return bad("not a seed");
         continue;
       }
-      list.push_back(s);
+      // Optional after the seed: faults=MIX and members=3|5 (what the seed failed with).
+      std::string word;
+      while (ls >> word) {
+        kvc::sim::FaultMix named;
+        if (word.rfind("faults=", 0) == 0 && kvc::sim::fault_mix_from_name(word.substr(7), named)) {
+          run.faults = named;
+        } else if (word == "members=3" || word == "members=5") {
+          run.members = word.back() - '0';
+        } else {
+          return bad("expected faults=MIX or members=3|5 after the seed, not " + word);
+        }
+      }
+      list.push_back(run);
     }
   } else {
-    for (std::uint64_t i = 0; i < seeds; ++i) list.push_back(seed + i);
+    for (std::uint64_t i = 0; i < seeds; ++i) list.push_back({seed + i, std::nullopt, 0});
   }
 
   const auto start = std::chrono::steady_clock::now();
@@ -176,7 +206,9 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < list.size(); ++i) {
     if (time_limit > 0 && elapsed() >= time_limit) break;
     kvc::sim::SimOptions opt = base;
-    opt.seed = list[i];
+    opt.seed = list[i].seed;
+    if (list[i].faults) opt.faults = *list[i].faults;
+    if (list[i].members != 0) opt.members = list[i].members;
     if (trace && list.size() == 1) {
       opt.trace = true;
       opt.trace_sink = [](std::string_view l) { std::cerr << l << '\n'; };
@@ -202,7 +234,9 @@ int main(int argc, char** argv) {
         "checked\":%s,"
         "\"checked_operations\":%llu,\"steps\":%llu,\"ticks\":%llu,\"messages\":%llu,"
         "\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,\"partitions\":%llu,"
-        "\"conf_changes\":%llu,\"transfers\":%llu,\"snapshots_sent\":%llu,\"seconds\":%.3f}\n",
+        "\"conf_changes\":%llu,\"transfers\":%llu,\"snapshots_sent\":%llu,\"rollbacks\":%llu,"
+        "\"losses_detected\":%llu,\"damages\":%llu,\"damage_detected\":%llu,\"repairs\":%llu,"
+        "\"seconds\":%.3f}\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed, mutation.c_str(),
         caught ? (long long)totals.seeds : -1LL, (unsigned long long)totals.operations,
         (unsigned long long)totals.operations_ok, (unsigned long long)totals.unknown,
@@ -211,13 +245,17 @@ int main(int argc, char** argv) {
         (unsigned long long)totals.messages, (unsigned long long)totals.commits,
         (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
         (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
-        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots, secs);
+        (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots,
+        (unsigned long long)totals.rollbacks, (unsigned long long)totals.losses_detected,
+        (unsigned long long)totals.damages, (unsigned long long)totals.damage_detected,
+        (unsigned long long)totals.repairs, secs);
   } else {
     std::printf(
         "seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu linearizability=%s "
         "checked=%llu "
         "committed=%llu elections=%llu crashes=%llu partitions=%llu conf_changes=%llu "
-        "transfers=%llu snapshots=%llu messages=%llu seconds=%.1f\n",
+        "transfers=%llu snapshots=%llu rollbacks=%llu losses_detected=%llu damages=%llu "
+        "damage_detected=%llu repairs=%llu messages=%llu seconds=%.1f\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed,
         (unsigned long long)totals.operations, (unsigned long long)totals.operations_ok,
         (unsigned long long)totals.unknown, lin ? "on" : "not-built",
@@ -225,7 +263,9 @@ int main(int argc, char** argv) {
         (unsigned long long)totals.elections, (unsigned long long)totals.crashes,
         (unsigned long long)totals.partitions, (unsigned long long)totals.conf_changes,
         (unsigned long long)totals.transfers, (unsigned long long)totals.snapshots,
-        (unsigned long long)totals.messages, secs);
+        (unsigned long long)totals.rollbacks, (unsigned long long)totals.losses_detected,
+        (unsigned long long)totals.damages, (unsigned long long)totals.damage_detected,
+        (unsigned long long)totals.repairs, (unsigned long long)totals.messages, secs);
   }
   if (expect_violation) {
     if (caught) {

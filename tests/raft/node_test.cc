@@ -92,6 +92,9 @@ class TestCluster {
         if (rd.repair) repairs_[id].push_back(*rd.repair);
         for (auto& rs : rd.read_states) reads_[id].push_back(rs);
         node->advance(rd);
+        // A frozen (damaged) state machine applies nothing until a snapshot replaces it.
+        if (rd.snapshot) frozen_.erase(id);
+        if (frozen_.count(id)) continue;
         for (const Entry& e : rd.committed) applied_[id].push_back(e);
         if (!rd.committed.empty()) node->applied_to(rd.committed.back().index);
         if (rd.snapshot) node->applied_to(rd.snapshot->index);
@@ -159,6 +162,9 @@ class TestCluster {
   std::vector<ReadState>& reads(NodeId id) { return reads_[id]; }
   std::vector<SnapshotMeta>& installed(NodeId id) { return installed_[id]; }
   std::set<NodeId>& down() { return down_; }
+  // Members whose caller applies no committed entry (and calls no applied_to) until a snapshot
+  // is installed, as a caller whose state machine is damaged does.
+  std::set<NodeId>& frozen() { return frozen_; }
   int snapshots_wanted(NodeId id) { return wanted_[id]; }
   std::vector<RepairState>& repairs(NodeId id) { return repairs_[id]; }
 
@@ -187,6 +193,7 @@ class TestCluster {
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::deque<Message> queue_;
   std::set<NodeId> down_;
+  std::set<NodeId> frozen_;
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::map<NodeId, std::vector<Entry>> applied_;
   std::map<NodeId, std::vector<ReadState>> reads_;
@@ -934,6 +941,229 @@ TEST(NodeTest, DamagedFollowerGetsASnapshotAndKeepsItsLog) {
   EXPECT_EQ(c.applied(3).back().data, "after");
 }
 
+TEST(NodeTest, EntriesHandedOutWhileDamagedAreHandedOutAgainAfterTheRepairSnapshot) {
+  // Found by the simulator (kvc-sim --seed 4 --members 5 --faults repair): the caller was
+  // handed committed entries, found the damage while applying them and applied none; the
+  // repair snapshot was older than what had been handed out, and the entries between were
+  // never handed out again (the member applied index 49 after 47).
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("a").ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t damaged_at = c.n(3).applied();
+  ASSERT_EQ(damaged_at, c.n(1).applied());
+  // The leader's snapshot is from before the next entries.
+  c.give_snapshot(
+      1, {damaged_at, c.n(1).log().term(damaged_at).value(), *c.n(1).conf_state_at(damaged_at)},
+      "state!");
+  // Member 3's caller is handed "b" and "c" but finds its state damaged applying "b".
+  c.frozen().insert(3);
+  ASSERT_TRUE(c.n(1).propose("b").ok());
+  ASSERT_TRUE(c.n(1).propose("c").ok());
+  c.settle();
+  c.tick_all(1);
+  ASSERT_EQ(c.n(3).commit(), c.n(1).log().last_index());
+  ASSERT_EQ(c.n(3).applied(), damaged_at);
+  c.n(3).mark_damaged(damaged_at);
+  c.tick_all(3);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0].index, damaged_at);
+  EXPECT_FALSE(c.n(3).repair().active());
+  // Everything after the snapshot is applied on top of it, in order, without a gap.
+  ASSERT_GE(c.applied(3).size(), 2u);
+  const std::vector<Entry>& applied = c.applied(3);
+  std::vector<std::string> after;
+  for (const Entry& e : applied) {
+    if (e.index > damaged_at) after.push_back(e.data);
+  }
+  EXPECT_EQ(after, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(c.n(3).applied(), c.n(1).log().last_index());
+}
+
+TEST(NodeTest, HeartbeatCommitsNothingARolledBackFollowerHasNotMatched) {
+  // Found by the simulator (kvc-sim --seed 20 --members 5 --faults repair): a heartbeat sent
+  // on the strength of what the earlier incarnation acknowledged (commit = min(match, commit))
+  // reached a follower restarted on an older copy holding a different entry at that index, and
+  // it committed and applied the wrong entry.
+  TestCluster c(3);
+  RestoreState old = c.disk_copy(3);  // the bootstrap entries 1..3 of term 1
+  const std::uint64_t stale_index = old.entries.back().index + 1;
+  old.entries.push_back({stale_index, 1, EntryType::kNormal, "stale"});  // never committed
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("a").ok());
+  c.settle();
+  c.tick_all(1);
+  ASSERT_EQ(c.n(1).commit(), c.n(1).log().last_index());
+  ASSERT_GT(c.n(1).log().term(stale_index).value(), 1u);
+  const std::size_t applied_before = c.applied(3).size();
+  c.restart(3, old);
+  // The leader's next heartbeat, before it has heard from the new incarnation.
+  c.n(1).tick();
+  c.process();
+  std::optional<Message> hb;
+  for (auto it = c.queue().begin(); it != c.queue().end(); ++it) {
+    if (it->type == MessageType::kHeartbeat && it->to == 3) {
+      hb = *it;
+      c.queue().erase(it);
+      break;
+    }
+  }
+  ASSERT_TRUE(hb.has_value());
+  ASSERT_GE(hb->commit, stale_index);
+  c.deliver(*hb);
+  c.process();
+  EXPECT_LT(c.n(3).commit(), stale_index) << "committed an entry it never matched";
+  c.tick_all(3);
+  // It was repaired and applied only the leader's entries.
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+  for (std::size_t i = applied_before; i < c.applied(3).size(); ++i) {
+    const Entry& e = c.applied(3)[i];
+    EXPECT_EQ(c.n(1).log().term(e.index), e.term) << "index " << e.index;
+    EXPECT_NE(e.data, "stale");
+  }
+}
+
+TEST(NodeTest, AChunkArrivingWhileARepairSnapshotAwaitsInstallLeavesItsFileAlone) {
+  // Found by the simulator (kvc-sim --seed 63 --members 3 --faults repair): the leader started
+  // the transfer again, and its first chunk (offset 0: "start a new file") came out in the same
+  // Ready as the install of the complete snapshot, so the file to install was discarded.
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("v").ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t at = c.n(1).applied();
+  c.give_snapshot(1, {at, c.n(1).log().term(at).value(), *c.n(1).conf_state_at(at)},
+                  "state!");  // two chunks of 4 bytes
+  c.n(3).mark_damaged(c.n(3).applied());
+  std::optional<Message> first, last;
+  for (int i = 0; i < 500 && !last; ++i) {
+    if (!c.deliver_one()) {
+      for (NodeId id : {1, 2, 3}) c.n(id).tick();
+      continue;
+    }
+    c.process();
+    for (auto it = c.queue().begin(); it != c.queue().end(); ++it) {
+      if (it->type != MessageType::kSnapshot || it->to != 3) continue;
+      if (it->snapshot_offset == 0 && !first) first = *it;
+      if (it->snapshot_done) {
+        last = *it;
+        c.queue().erase(it);
+        break;
+      }
+    }
+  }
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(last.has_value());
+  c.process();
+  std::string file = first->chunk;  // written by an earlier Ready
+  ASSERT_TRUE(c.n(3).step(*last).ok());
+  ASSERT_TRUE(c.n(3).step(*first).ok());  // the transfer, started again, arrives meanwhile
+  Ready rd = c.n(3).ready();
+  ASSERT_TRUE(rd.snapshot.has_value());
+  for (const SnapshotChunk& ch : rd.snapshot_chunks) {
+    if (ch.offset == 0) file.clear();
+    if (ch.offset == file.size()) file += ch.data;
+  }
+  EXPECT_EQ(file, "state!");
+  c.n(3).advance(rd);
+  c.tick_all(3);
+  EXPECT_FALSE(c.n(3).repair().active());
+}
+
+TEST(NodeTest, AReadyNeverCarriesEntriesTheRepairSnapshotCovers) {
+  // Found by the simulator (kvc-sim --seed 983 --members 5 --faults repair): an entry was
+  // appended while the caller's disk was busy, then the repair snapshot at that very index
+  // was installed keeping the log; the next Ready carried both the install and the entry, and
+  // writing the entry after the snapshot broke the stored log (an entry at the snapshot index).
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("a").ok());
+  c.settle();
+  c.tick_all(1);
+  c.n(3).mark_damaged(c.n(3).applied());
+  c.process();
+  // "b" reaches member 3, whose caller has not taken the Ready yet.
+  Result<std::uint64_t> idx = c.n(1).propose("b");
+  ASSERT_TRUE(idx.ok());
+  c.process();
+  std::optional<Message> append;
+  for (auto it = c.queue().begin(); it != c.queue().end(); ++it) {
+    if (it->type == MessageType::kAppend && it->to == 3 && !it->entries.empty()) {
+      append = *it;
+      c.queue().erase(it);
+      break;
+    }
+  }
+  ASSERT_TRUE(append.has_value());
+  ASSERT_TRUE(c.n(3).step(*append).ok());
+  ASSERT_EQ(c.n(3).log().last_index(), *idx);
+  // Then the repair snapshot at that index, whole in one chunk.
+  Message snap;
+  snap.type = MessageType::kSnapshot;
+  snap.from = 1;
+  snap.to = 3;
+  snap.term = c.n(1).term();
+  snap.snapshot = {*idx, c.n(1).term(), *c.n(1).conf_state_at(*idx)};
+  snap.snapshot_size = 6;
+  snap.chunk_length = 6;
+  snap.chunk = "state!";
+  snap.snapshot_done = true;
+  ASSERT_TRUE(c.n(3).step(snap).ok());
+  Ready rd = c.n(3).ready();
+  ASSERT_TRUE(rd.snapshot.has_value());
+  EXPECT_EQ(rd.snapshot->index, *idx);
+  for (const Entry& e : rd.entries) {
+    EXPECT_GT(e.index, *idx) << "the Ready carries an entry the installed snapshot covers";
+  }
+  c.n(3).advance(rd);
+  c.tick_all(3);
+  EXPECT_FALSE(c.n(3).repair().active());
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+}
+
+TEST(NodeTest, ARestartedMemberInRepairNeverGoesBackBelowItsOwnSnapshot) {
+  // Found by the simulator (kvc-sim --seed 5444 --faults repair): a crash kept the install of
+  // the repair snapshot but lost the end of the repair; restarted, the member asked again for a
+  // snapshot at or above its damage point and installed the leader's, older than its own: its
+  // commit index went back (KVC_CHECK applying_ <= commit_).
+  TestCluster c(3);
+  c.elect(1);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t last = c.n(1).log().last_index();
+  ASSERT_EQ(c.n(3).commit(), last);
+  const std::uint64_t damaged_at = last - 4;
+  const std::uint64_t leaders_snap = last - 2;  // at or above the damage point
+  // Member 3's disk: the repair snapshot (at `last`) installed, the repair still recorded.
+  RestoreState st;
+  st.hard_state = c.n(3).hard_state();
+  st.snapshot = {last, c.n(3).log().term(last).value(), *c.n(3).conf_state_at(last)};
+  st.applied = last;
+  st.repair.needs_snapshot = true;
+  st.repair.snapshot_from = damaged_at;
+  c.give_snapshot(
+      1,
+      {leaders_snap, c.n(1).log().term(leaders_snap).value(), *c.n(1).conf_state_at(leaders_snap)},
+      "old!");
+  c.restart(3, st);
+  c.tick_all(3);
+  EXPECT_GE(c.n(3).commit(), last) << "the commit index went back";
+  for (const SnapshotMeta& m : c.installed(3)) EXPECT_GE(m.index, last);
+  // The leader is asked for a snapshot at least as new as the member's own, and repairs it.
+  EXPECT_GE(c.snapshots_wanted(1), 1);
+  const std::uint64_t at = c.n(1).applied();
+  c.give_snapshot(1, {at, c.n(1).log().term(at).value(), *c.n(1).conf_state_at(at)}, "new!");
+  c.tick_all(3);
+  EXPECT_FALSE(c.n(3).repair().active());
+  ASSERT_TRUE(c.n(1).propose("after").ok());
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(3).back().data, "after");
+}
+
 TEST(NodeTest, DamagedLeaderHandsOverLeadership) {
   TestCluster c(3);
   c.elect(1);
@@ -946,6 +1176,37 @@ TEST(NodeTest, DamagedLeaderHandsOverLeadership) {
   const NodeId leader = c.n(2).leader();
   EXPECT_TRUE(leader == 2 || leader == 3) << leader;
   EXPECT_TRUE(c.n(1).repair().needs_snapshot);
+}
+
+TEST(NodeTest, DamagedLeaderWithNoActiveVoterYetHandsOverLater) {
+  // Found by the simulator (kvc-sim --seed 21 --members 5 --faults repair): the damage was
+  // found just after an election period began, when no follower counted as recently active;
+  // the one hand-over attempt found nobody, and the damaged leader led, applying nothing,
+  // until the end of the run.
+  TestCluster c(3);
+  c.elect(1);
+  ASSERT_TRUE(c.n(1).propose("x").ok());
+  c.settle();
+  c.tick_all(1);
+  // Tick the leader alone (nothing delivered) to the start of an election period.
+  const auto anyone_active = [&] {
+    for (const PeerProgress& p : c.n(1).progress()) {
+      if (p.id != 1 && p.recent_active) return true;
+    }
+    return false;
+  };
+  for (int i = 0; i < 20 && anyone_active(); ++i) {
+    c.n(1).tick();
+    c.process();
+  }
+  ASSERT_FALSE(anyone_active());
+  ASSERT_EQ(c.n(1).role(), Role::kLeader);
+  c.n(1).mark_damaged(c.n(1).applied());
+  EXPECT_EQ(c.n(1).transfer_target(), kNoNode);  // nobody to hand over to yet
+  c.tick_all(5);
+  EXPECT_NE(c.n(1).role(), Role::kLeader);
+  const NodeId leader = c.n(2).leader();
+  EXPECT_TRUE(leader == 2 || leader == 3) << leader;
 }
 
 TEST(NodeTest, LateMessagesOfAnEarlierIncarnationAreDropped) {

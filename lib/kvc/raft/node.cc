@@ -172,6 +172,12 @@ Node::Node(const Config& config, RestoreState state)
   conf_ = snap.conf;
   for (std::uint64_t i = log_.first_index(); i <= log_.last_index(); ++i) note_appended(log_.at(i));
   repair_ = state.repair;
+  if (repair_.needs_snapshot) {
+    // A crash may have kept the install of the repair snapshot but lost the end of the repair:
+    // ask for a snapshot at least as new as our own, so a repair never takes the member back
+    // below its snapshot (and its commit index).
+    repair_.snapshot_from = std::max(repair_.snapshot_from, snap.index);
+  }
   prev_repair_ = repair_;
   prev_hard_state_ = hard_state();
   prev_soft_state_ = {role_, leader_, term_};
@@ -367,6 +373,12 @@ void Node::tick() {
     }
     if (heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
       heartbeat_elapsed_ = 0;
+      // A damaged leader keeps trying to hand over (REPAIR): when the damage was found no voter
+      // may have been active yet (the flags restart every election period), or the transfer
+      // may have been aborted.
+      if (repair_.needs_snapshot && lead_transferee_ == kNoNode) {
+        (void)hand_over_damaged_leadership();
+      }
       bcast_heartbeat(read_queue_.empty() ? std::string() : encode_seq(read_queue_.back().seq));
     }
     return;
@@ -702,7 +714,13 @@ void Node::handle_append(const Message& m) {
 
 void Node::handle_heartbeat(const Message& m) {
   if (m.repair_to != 0) note_repair_to(m.repair_to);
-  commit_to(std::min(m.commit, log_.last_index()));
+  // A heartbeat's commit is min(match, commit) for what the leader believes we acknowledged.
+  // After a restart on an older copy of our data (REPAIR), that may be what an earlier
+  // incarnation acknowledged, and our entry at that index may differ: commit only what an
+  // append of this leader has shown to match (with boot ids off, restarts are trusted).
+  std::uint64_t limit = log_.last_index();
+  if (cfg_.boot_id != 0) limit = std::min(limit, matched_leader_to_);
+  commit_to(std::min(m.commit, limit));
   Message r;
   r.type = MessageType::kHeartbeatResp;
   r.to = m.from;
@@ -719,6 +737,19 @@ void Node::handle_snapshot(const Message& m) {
   // A damaged state machine takes a snapshot at or above its applied index even when the log
   // already holds that index (REPAIR).
   const bool repair = repair_.needs_snapshot && m.snapshot.index >= repair_.snapshot_from;
+  if (repair && snapshot_received_) {
+    // A repair snapshot already awaits its install by the caller: a new incoming file (offset
+    // 0 starts one) would replace the file being installed. The same snapshot is done
+    // (acknowledged after persist, like the first); another one is dropped (the leader resends
+    // it, and then it is not needed any more).
+    if (m.snapshot.index == install_pending_index_) {
+      receiving_.reset();
+      r.snapshot_offset = m.snapshot_size;
+      r.snapshot_done = true;
+      send(std::move(r));
+    }
+    return;
+  }
   if (m.snapshot.index <= commit_ && !repair) {
     // We have all of it already: tell the leader where our log stands.
     receiving_.reset();
@@ -761,15 +792,20 @@ void Node::handle_snapshot(const Message& m) {
   if (receiving_->next_offset == receiving_->size) {
     receiving_.reset();
     r.snapshot_done = true;
-    if (repair && snapshot_received_) {
-      // An install is already waiting for the caller: this one is not needed.
-    } else if (repair && log_.match_term(m.snapshot.index, m.snapshot.term)) {
+    if (repair && log_.match_term(m.snapshot.index, m.snapshot.term)) {
       // Replace the state machine only: the log after the snapshot stays, and the committed
       // entries after it are applied again on top of the new state.
       logf(LogLevel::kInfo, "installing snapshot to repair the state index=" +
                                 std::to_string(m.snapshot.index) + " id=" + kvc::id_hex(id_));
       commit_to(m.snapshot.index);
-      applying_ = std::max(applying_, m.snapshot.index);
+      // The caller's state machine restarts from the snapshot, so every committed entry after
+      // it is handed out again, including any handed out before that the damaged state
+      // machine could not apply (it applied nothing past repair_.snapshot_from <= here).
+      applying_ = std::max(applied_, m.snapshot.index);
+      // Entries up to the snapshot that are not yet handed out for persisting never will be:
+      // the installed snapshot covers them, and a stored log may not hold an entry at or below
+      // its snapshot (the entries after it stay).
+      persist_from_ = std::max(persist_from_, m.snapshot.index + 1);
       pending_install_ = m.snapshot;
       install_pending_index_ = m.snapshot.index;
       install_size_ = m.snapshot_size;
@@ -1283,6 +1319,14 @@ void Node::mark_damaged(std::uint64_t applied) {
                             std::to_string(repair_.snapshot_from) + " id=" + kvc::id_hex(id_));
   if (role_ != Role::kLeader) return;
   // A damaged leader hands over first: the new leader repairs it.
+  if (!hand_over_damaged_leadership()) {
+    logf(LogLevel::kError,
+         "state machine damaged on the leader and no other voter can take over yet id=" +
+             kvc::id_hex(id_) + "; retrying at every heartbeat");
+  }
+}
+
+bool Node::hand_over_damaged_leadership() {
   NodeId best = kNoNode;
   std::uint64_t best_match = 0;
   for (const auto& [pid, pr] : prs_) {
@@ -1292,16 +1336,12 @@ void Node::mark_damaged(std::uint64_t applied) {
       best_match = pr.match;
     }
   }
-  if (best == kNoNode) {
-    logf(LogLevel::kError,
-         "state machine damaged on the leader and no other voter can take "
-         "over id=" +
-             kvc::id_hex(id_));
-    return;
-  }
+  if (best == kNoNode) return false;
   if (Status s = transfer_leadership(best); !s.ok()) {
     logf(LogLevel::kError, "cannot hand over leadership: " + s.to_string());
+    return false;
   }
+  return true;
 }
 
 void Node::handle_read_request(NodeId from, std::string context) {

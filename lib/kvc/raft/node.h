@@ -377,6 +377,7 @@ class Node {
   void maybe_finish_log_repair();
   void note_repair_to(std::uint64_t index);  // follower: the leader says we lost entries
   bool counts(const Progress& pr) const;     // toward commitment and ReadIndex quorums
+  bool hand_over_damaged_leadership();       // false: no voter can take over now
   void answer_read(NodeId from, const std::string& context, std::uint64_t index);
 
   // Replication.

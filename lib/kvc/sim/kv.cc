@@ -2,7 +2,8 @@
 #include "kvc/sim/kv.h"
 
 #include <charconv>
-#include <vector>
+
+#include "kvc/common/crc32c.h"
 
 namespace kvc::sim {
 namespace {
@@ -24,6 +25,30 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 bool parse_u64(std::string_view s, std::uint64_t& v) {
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+std::uint32_t item_checksum(std::string_view key, std::string_view value, std::uint64_t rev) {
+  std::uint32_t crc = crc32c::extend(0, key.data(), key.size());
+  const char sep = 0;
+  crc = crc32c::extend(crc, &sep, 1);
+  crc = crc32c::extend(crc, value.data(), value.size());
+  unsigned char r[8];
+  for (int i = 0; i < 8; ++i) r[i] = static_cast<unsigned char>(rev >> (8 * i));
+  return crc32c::extend(crc, r, sizeof r);
+}
+
+KvStore::Item make_item(std::string_view key, std::string value, std::uint64_t rev) {
+  KvStore::Item item;
+  item.checksum = item_checksum(key, value, rev);
+  item.value = std::move(value);
+  item.mod_revision = rev;
+  return item;
+}
+
+Status check_item(const std::string& key, const KvStore::Item& item) {
+  if (item_checksum(key, item.value, item.mod_revision) == item.checksum) return ok_status();
+  return Status::corruption("kv state: checksum mismatch in the value of key " + key +
+                            " (revision " + std::to_string(item.mod_revision) + ")");
 }
 
 }  // namespace
@@ -48,12 +73,15 @@ Result<KvCommand> decode_command(std::string_view data) {
   return c;
 }
 
-KvResult KvStore::apply(const KvCommand& c, std::uint64_t index) {
+Result<KvResult> KvStore::apply(const KvCommand& c, std::uint64_t index) {
   KvResult r;
   auto it = items_.find(c.key);
+  if (it != items_.end()) {
+    if (Status s = check_item(it->first, it->second); !s.ok()) return s;
+  }
   switch (c.kind) {
     case check::OpKind::kPut:
-      items_[c.key] = {c.value, index};
+      items_[c.key] = make_item(c.key, c.value, index);
       r.revision = index;
       break;
     case check::OpKind::kDelete:
@@ -68,7 +96,7 @@ KvResult KvStore::apply(const KvCommand& c, std::uint64_t index) {
                           ? it == items_.end()
                           : it != items_.end() && it->second.mod_revision == c.expect_revision;
       if (ok) {
-        items_[c.key] = {c.value, index};
+        items_[c.key] = make_item(c.key, c.value, index);
         r.found = true;
         r.revision = index;
       }
@@ -81,15 +109,44 @@ KvResult KvStore::apply(const KvCommand& c, std::uint64_t index) {
   return r;
 }
 
-const KvStore::Item* KvStore::find(const std::string& key) const {
+Result<const KvStore::Item*> KvStore::get(const std::string& key) const {
   auto it = items_.find(key);
-  return it == items_.end() ? nullptr : &it->second;
+  if (it == items_.end()) return static_cast<const Item*>(nullptr);
+  if (Status s = check_item(it->first, it->second); !s.ok()) return s;
+  return &it->second;
 }
 
-std::string KvStore::serialize() const {
+Status KvStore::verify() const {
+  for (const auto& [k, item] : items_) KVC_RETURN_IF_ERROR(check_item(k, item));
+  return ok_status();
+}
+
+std::vector<std::string> KvStore::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [k, item] : items_) out.push_back(k);
+  return out;
+}
+
+bool KvStore::damage(const std::string& key) {
+  auto it = items_.find(key);
+  if (it == items_.end()) return false;
+  std::string& v = it->second.value;
+  if (v.empty()) {
+    v = "x";
+  } else {
+    // A value no client wrote (simulated values are printable): if one were ever served, the
+    // linearizability checker would see a read of a value that was never written.
+    v[v.size() / 2] = static_cast<char>(v[v.size() / 2] ^ 0x20);
+  }
+  return true;
+}
+
+Result<std::string> KvStore::serialize() const {
   std::string out = "kvsnap|" + std::to_string(applied_) + "\n";
   for (const auto& [k, item] : items_) {
-    out += k + "|" + item.value + "|" + std::to_string(item.mod_revision) + "\n";
+    KVC_RETURN_IF_ERROR(check_item(k, item));
+    out += k + "|" + item.value + "|" + std::to_string(item.mod_revision) + "|" +
+           std::to_string(item.checksum) + "\n";
   }
   return out;
 }
@@ -108,11 +165,18 @@ Result<KvStore> KvStore::deserialize(std::string_view data) {
   for (std::size_t i = 1; i < lines.size(); ++i) {
     auto f = split(lines[i], '|');
     Item item;
-    if (f.size() != 3 || !parse_u64(f[2], item.mod_revision)) {
+    std::uint64_t crc = 0;
+    if (f.size() != 4 || !parse_u64(f[2], item.mod_revision) || !parse_u64(f[3], crc) ||
+        crc > 0xffffffffu) {
       return Status::corruption("kv snapshot: bad line " + std::to_string(i));
     }
     item.value = std::string(f[1]);
-    s.items_[std::string(f[0])] = std::move(item);
+    item.checksum = static_cast<std::uint32_t>(crc);
+    const std::string key(f[0]);
+    if (Status st = check_item(key, item); !st.ok()) {
+      return Status::corruption("kv snapshot: line " + std::to_string(i) + ": " + st.message());
+    }
+    s.items_[key] = std::move(item);
   }
   return s;
 }

@@ -45,6 +45,8 @@ std::string_view fault_mix_name(FaultMix mix) {
       return "crash";
     case FaultMix::kMembership:
       return "membership";
+    case FaultMix::kRepair:
+      return "repair";
     case FaultMix::kAll:
       return "all";
     case FaultMix::kMixed:
@@ -55,7 +57,7 @@ std::string_view fault_mix_name(FaultMix mix) {
 
 bool fault_mix_from_name(std::string_view name, FaultMix& out) {
   for (FaultMix m : {FaultMix::kNone, FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash,
-                     FaultMix::kMembership, FaultMix::kAll, FaultMix::kMixed}) {
+                     FaultMix::kMembership, FaultMix::kRepair, FaultMix::kAll, FaultMix::kMixed}) {
     if (fault_mix_name(m) == name) {
       out = m;
       return true;
@@ -78,21 +80,32 @@ std::uint64_t entry_hash(const Entry& e) {
 }
 
 // The simulated disk: what is durable, and the writes issued since the last sync, in order.
-// A crash keeps a random prefix of the unsynced writes (a torn batch) and loses the rest.
+// A crash keeps a random prefix of the unsynced writes (a torn batch) and loses the rest. A copy
+// without `pending` is a durable image of the member (the rollback fault restarts on one).
 struct SimDisk {
   struct Op {
-    enum Kind { kEntry, kHardState, kInstall } kind = kEntry;
+    enum Kind { kEntry, kHardState, kInstall, kRepair } kind = kEntry;
     Entry entry;
     HardState hs;
     SnapshotMeta meta;
     std::string data;
+    std::uint64_t keep_to = 0;  // kInstall: log entries in (meta.index, keep_to] stay
+    raft::RepairState repair;
   };
   HardState hs;
   SnapshotMeta snap;
   std::string snap_data;
   std::vector<Entry> log;  // after snap.index
+  raft::RepairState repair;
+  // Votes made durable so far (a vote for a new term or a new candidate): an image with the
+  // same count lost no vote.
+  std::uint64_t votes = 0;
+  std::uint64_t taken_at = 0;  // an image: the step it was copied
   std::vector<Op> pending;
   bool gap = false;
+  std::string gap_info;
+
+  std::uint64_t last_index() const { return log.empty() ? snap.index : log.back().index; }
 
   void apply(const Op& op) {
     switch (op.kind) {
@@ -101,18 +114,29 @@ struct SimDisk {
         const std::uint64_t expect = log.empty() ? snap.index + 1 : log.back().index + 1;
         if (op.entry.index != expect) {
           gap = true;  // reported by the cluster as a violation
+          gap_info = "(entry " + std::to_string(op.entry.index) + " after " +
+                     std::to_string(expect - 1) + ", snapshot " + std::to_string(snap.index) + ")";
           return;
         }
         log.push_back(op.entry);
         break;
       }
       case Op::kHardState:
+        if (op.hs.vote != raft::kNoNode && (op.hs.term != hs.term || op.hs.vote != hs.vote)) {
+          ++votes;
+        }
         hs = op.hs;
         break;
       case Op::kInstall:
+        // A snapshot that repairs a damaged state keeps the log after it (node.h, REPAIR);
+        // one that replaced the log keeps nothing (keep_to == meta.index).
         snap = op.meta;
         snap_data = op.data;
-        log.clear();
+        std::erase_if(
+            log, [&](const Entry& e) { return e.index <= op.meta.index || e.index > op.keep_to; });
+        break;
+      case Op::kRepair:
+        repair = op.repair;
         break;
     }
   }
@@ -134,10 +158,15 @@ struct Member {
   NodeId id = 0;
   bool alive = false;
   bool removed = false;
+  std::uint64_t boot_id = 0;  // this incarnation's (never 0)
   std::unique_ptr<raft::SplitMix64> rng;
   std::unique_ptr<raft::Node> node;
   SimDisk disk;
   KvStore kv;
+  // A checksum failed: nothing is applied or served until the repair snapshot is installed.
+  bool damaged = false;
+  raft::RepairState repair;     // the last one made durable (to count completed repairs)
+  std::vector<SimDisk> images;  // durable copies taken at random earlier steps
   std::optional<Ready> outstanding;
   std::uint64_t sync_at = 0;
   std::uint64_t restart_at = 0;
@@ -182,7 +211,8 @@ struct CommittedInfo {
 
 class Cluster {
  public:
-  explicit Cluster(const SimOptions& o) : opt_(o), rng_(o.seed) {}
+  explicit Cluster(const SimOptions& o)
+      : opt_(o), rng_(o.seed), boot_rng_(o.seed ^ 0xb007b007b007ull) {}
 
   SimResult run();
 
@@ -209,10 +239,24 @@ class Cluster {
 
   // Faults and operations.
   void crash(Member& m, bool permanent);
+  void stop_node(Member& m);  // the incarnation ends: its counters join the stats
   void restart(Member& m);
   void heal();
   void membership_op();
   void take_snapshot(Member& m);
+  std::uint64_t new_boot_id();
+  // Repair faults (rollback to an older disk image, a damaged state value).
+  void capture_image();
+  void rollback_op();
+  void update_rollback_hold();
+  void damage_op();
+  void found_damage(Member& m, const std::string& why);
+  bool repair_in_progress();
+  bool conf_change_pending(Member& l);  // an uncommitted ConfChange in the leader's log
+  // In the current leader's configuration (any member not removed when there is no leader): a
+  // member whose AddLearner entry was lost is never talked to, so never repaired.
+  bool in_cluster(const Member& m);
+  bool held(NodeId id) const { return hold_ && (id == hold_->member || id == hold_->leader); }
   Member* leader();
   Member* member(NodeId id) {
     auto it = members_.find(id);
@@ -241,7 +285,20 @@ class Cluster {
   }
   bool chance(std::uint64_t one_in) { return rng_.uniform(one_in) == 0; }
 
+  // The core's own log lines join the trace (info and above).
+  class TraceLogger final : public raft::Logger {
+   public:
+    explicit TraceLogger(Cluster* c) : c_(c) {}
+    void log(raft::LogLevel level, std::string_view line) override {
+      if (level != raft::LogLevel::kDebug) c_->trace("core: " + std::string(line));
+    }
+
+   private:
+    Cluster* c_;
+  };
+
   SimOptions opt_;
+  TraceLogger core_log_{this};
   raft::SplitMix64 rng_;
   SimResult result_;
   bool failed_ = false;
@@ -258,6 +315,23 @@ class Cluster {
   std::uint64_t drop_one_in_ = 0;  // 0: no drops
   std::uint64_t dup_one_in_ = 0;
   bool crashes_ = false, partitions_ = false, membership_ = false;
+  bool rollbacks_ = false, damage_ = false;
+  std::uint64_t rollback_one_in_ = 0, damage_one_in_ = 0;  // per tick
+  // Boot ids come from their own stream (replays stay exact; never 0).
+  raft::SplitMix64 boot_rng_{0};
+  // From a rollback until the leader that saw the old incarnation's acknowledgements has
+  // verified the new one (nothing lost, or the loss is repaired) or the member has durably
+  // learned what it lost, no other fault may touch them: the protection covers only a rollback
+  // that a live leader witnesses (node.h, REPAIR "Limits").
+  struct RollbackHold {
+    NodeId member = 0;
+    NodeId leader = 0;
+    std::uint64_t term = 0;
+    std::uint64_t acked = 0;    // the leader's match for the member before the rollback
+    std::uint64_t boot_id = 0;  // of the member's new incarnation
+    bool seen = false;          // the leader has heard from the new incarnation
+  };
+  std::optional<RollbackHold> hold_;
   // Per-seed shape of the cluster's limits and disks, drawn from the seed.
   std::uint64_t max_msg_bytes_ = 256;
   int max_inflight_ = 4;
@@ -297,7 +371,13 @@ void Cluster::resolve_options() {
   static constexpr FaultMix kChoices[] = {
       FaultMix::kAll, FaultMix::kAll,       FaultMix::kAll,   FaultMix::kAll,
       FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash, FaultMix::kMembership};
-  const FaultMix faults_pick = kChoices[pick.uniform(std::size(kChoices))];
+  FaultMix faults_pick = kChoices[pick.uniform(std::size(kChoices))];
+  // Some seeds replicate one entry per message (so a new leader's old-term entries travel
+  // without its no-op), some have deep pipelines.
+  const std::uint64_t shape = pick.uniform(4);
+  const int inflight_pick = static_cast<int>(1 + pick.uniform(8));
+  // Drawn last, so the picks above are those of the seed before kRepair existed.
+  if (pick.uniform(10) == 0) faults_pick = FaultMix::kRepair;
   if (opt_.members == 0) opt_.members = members_pick;
   if (opt_.faults == FaultMix::kMixed) opt_.faults = faults_pick;
   result_.members = opt_.members;
@@ -307,14 +387,15 @@ void Cluster::resolve_options() {
     drop_one_in_ = 20;
     dup_one_in_ = 30;
   }
-  // Some seeds replicate one entry per message (so a new leader's old-term entries travel
-  // without its no-op), some have deep pipelines.
-  const std::uint64_t shape = pick.uniform(4);
   max_msg_bytes_ = shape == 0 ? 1 : shape == 1 ? 64 : 256;
-  max_inflight_ = static_cast<int>(1 + pick.uniform(8));
+  max_inflight_ = inflight_pick;
   partitions_ = f == FaultMix::kPartition || f == FaultMix::kAll;
-  crashes_ = f == FaultMix::kCrash || f == FaultMix::kAll;
+  crashes_ = f == FaultMix::kCrash || f == FaultMix::kRepair || f == FaultMix::kAll;
   membership_ = f == FaultMix::kMembership || f == FaultMix::kAll;
+  rollbacks_ = damage_ = f == FaultMix::kRepair || f == FaultMix::kAll;
+  // kRepair focuses on them; in kAll they come at a modest rate among the rest.
+  rollback_one_in_ = f == FaultMix::kRepair ? 12 : 60;
+  damage_one_in_ = f == FaultMix::kRepair ? 25 : 100;
 }
 
 raft::Config Cluster::node_config(Member& m) {
@@ -330,9 +411,10 @@ raft::Config Cluster::node_config(Member& m) {
   c.max_apply_bytes = 1024;
   c.pre_vote = true;
   c.check_quorum = true;
+  c.boot_id = m.boot_id;
   c.rng = m.rng.get();
   static raft::NullLogger null_logger;
-  c.logger = &null_logger;
+  c.logger = opt_.trace ? static_cast<raft::Logger*>(&core_log_) : &null_logger;
   return c;
 }
 
@@ -346,6 +428,7 @@ void Cluster::add_member(NodeId id, raft::RestoreState state, bool bootstrap_dis
     m.disk.snap = state.snapshot;
     m.disk.log = state.entries;
   }
+  m.boot_id = new_boot_id();
   auto node = raft::Node::create(node_config(m), std::move(state));
   if (!node.ok()) {
     violate("sim: cannot create node " + std::to_string(id) + ": " + node.status().to_string());
@@ -382,7 +465,9 @@ void Cluster::send_message(Member& from, Message msg) {
     msg.chunk = from.disk.snap_data.substr(msg.snapshot_offset, msg.chunk_length);
     if (msg.snapshot_offset == 0) ++result_.stats.snapshots_sent;
   }
-  if (drop_one_in_ && !healed_ && chance(drop_one_in_)) {
+  // During a rollback's protection window the leader's and the member's messages get through.
+  const bool protect = held(msg.from) || held(msg.to);
+  if (drop_one_in_ && !healed_ && chance(drop_one_in_) && !protect) {
     trace("drop " + raft::describe(msg));
     return;
   }
@@ -405,6 +490,15 @@ void Cluster::deliver_due() {
     Status s = to->node->step(f.m);
     if (!s.ok()) violate("step refused a simulator message: " + s.to_string());
     if (failed_) return;
+    // The leader notes a sender's incarnation from the responses it takes (step_leader).
+    const bool response = f.m.type == MessageType::kAppendResp ||
+                          f.m.type == MessageType::kHeartbeatResp ||
+                          f.m.type == MessageType::kSnapshotResp;
+    if (hold_ && !hold_->seen && response && f.m.from == hold_->member && f.m.to == hold_->leader &&
+        f.m.boot_id == hold_->boot_id && f.m.term == hold_->term &&
+        to->node->role() == Role::kLeader && to->node->term() == hold_->term) {
+      hold_->seen = true;
+    }
   }
 }
 
@@ -461,6 +555,15 @@ void Cluster::start_ready(Member& m) {
     op.kind = SimDisk::Op::kInstall;
     op.meta = *rd.snapshot;
     op.data = m.incoming;
+    // The stored log after the snapshot stays as far as it matches the node's log: all of it
+    // when a repair keeps the log, none when the install replaced it. (Nothing else is
+    // pending: the previous Ready was synced before this one started.)
+    op.keep_to = op.meta.index;
+    for (const Entry& e : m.disk.log) {
+      if (e.index <= op.meta.index) continue;
+      if (e.index != op.keep_to + 1 || !m.node->log().match_term(e.index, e.term)) break;
+      op.keep_to = e.index;
+    }
     m.disk.pending.push_back(std::move(op));
   }
   for (const Entry& e : rd.entries) {
@@ -475,6 +578,13 @@ void Cluster::start_ready(Member& m) {
     op.hs = *rd.hard_state;
     m.disk.pending.push_back(std::move(op));
   }
+  if (rd.repair) {
+    // Persisted like the hard state: lost with the other unsynced writes on a crash.
+    SimDisk::Op op;
+    op.kind = SimDisk::Op::kRepair;
+    op.repair = *rd.repair;
+    m.disk.pending.push_back(std::move(op));
+  }
   rd.messages.clear();
   // Mostly quick fsyncs, sometimes a slow one (a wide window for crashes to hit).
   m.sync_at =
@@ -485,10 +595,29 @@ void Cluster::start_ready(Member& m) {
 void Cluster::finish_ready(Member& m) {
   m.disk.sync();
   if (m.disk.gap)
-    violate("sim: member " + std::to_string(m.id) + " wrote an entry past the end of its log");
+    violate("sim: member " + std::to_string(m.id) + " wrote an entry past the end of its log " +
+            m.disk.gap_info);
   Ready rd = std::move(*m.outstanding);
   m.outstanding.reset();
   for (Message& msg : rd.messages_after_persist) send_message(m, msg);
+  if (rd.repair) {
+    const raft::RepairState& r = *rd.repair;
+    if (m.repair.log_to != 0 && r.log_to == 0) {
+      ++result_.stats.repairs;
+      trace("member " + std::to_string(m.id) + " log repaired to " +
+            std::to_string(m.repair.log_to));
+    }
+    if (m.repair.needs_snapshot && !r.needs_snapshot) {
+      ++result_.stats.repairs;
+      trace("member " + std::to_string(m.id) + " state repaired");
+    }
+    if (r.active()) {
+      trace("member " + std::to_string(m.id) + " in repair log_to=" + std::to_string(r.log_to) +
+            " needs_snapshot=" + std::to_string(r.needs_snapshot) +
+            " snapshot_from=" + std::to_string(r.snapshot_from));
+    }
+    m.repair = r;
+  }
   m.node->advance(rd);
   if (rd.snapshot) {
     auto kv = KvStore::deserialize(m.disk.snap_data);
@@ -499,8 +628,13 @@ void Cluster::finish_ready(Member& m) {
     m.kv = std::move(*kv);
     if (m.kv.applied() != rd.snapshot->index) violate("sim: snapshot data at the wrong index");
     m.last_applied = rd.snapshot->index;
+    // The store was replaced: a damaged value is gone. The member applies again once the core
+    // has the snapshot it asked for (an older one only catches it up).
+    m.damaged = m.node->repair().needs_snapshot;
     trace("member " + std::to_string(m.id) +
-          " installed snapshot index=" + std::to_string(rd.snapshot->index));
+          " installed snapshot index=" + std::to_string(rd.snapshot->index) +
+          " disk_last_index=" + std::to_string(m.disk.last_index()) +
+          (m.damaged ? " still waiting for the repair snapshot" : ""));
   }
   apply_entries(m, rd.committed);
   for (const auto& rs : rd.read_states) {
@@ -519,12 +653,15 @@ void Cluster::finish_ready(Member& m) {
 }
 
 void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
+  std::uint64_t done = 0;  // the last index applied here
   for (const Entry& e : ents) {
+    // A damaged member applies nothing until its repair snapshot is installed; the core hands
+    // the entries after the snapshot out again.
+    if (m.damaged) break;
     if (e.index != m.last_applied + 1) {
       violate("member " + std::to_string(m.id) + " applied index " + std::to_string(e.index) +
               " after " + std::to_string(m.last_applied));
     }
-    m.last_applied = e.index;
     if (e.index < committed_.size() && committed_[e.index].known &&
         committed_[e.index].hash != entry_hash(e)) {
       violate("state machine safety: member " + std::to_string(m.id) +
@@ -542,10 +679,12 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
       }
       if (cc->type == ConfChangeType::kRemove) pending_removals_.push_back(cc->node);
       m.kv.set_applied(e.index);
+      m.last_applied = done = e.index;
       continue;
     }
     if (e.data.empty()) {
       m.kv.set_applied(e.index);
+      m.last_applied = done = e.index;
       continue;
     }
     auto cmd = decode_command(e.data);
@@ -553,7 +692,13 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
       violate("sim: undecodable command applied");
       return;
     }
-    const KvResult r = m.kv.apply(*cmd, e.index);
+    const Result<KvResult> r = m.kv.apply(*cmd, e.index);
+    if (!r.ok()) {
+      // The write reads the key's old value first: its checksum failed.
+      found_damage(m, "applying index " + std::to_string(e.index) + ": " + r.status().message());
+      break;
+    }
+    m.last_applied = done = e.index;
     if (cmd->op_id == 0) {
       if (probe_ && probe_->first == m.id && e.data == probe_data_) live_ = true;
       continue;
@@ -562,13 +707,13 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
     if (it != pending_writes_.end()) {
       Client& c = clients_[it->second];
       check::Operation& op = history_[c.op];
-      op.found = r.found;
-      op.revision = r.revision;
-      if (r.revision) c.seen_revision[op.key] = r.revision;
+      op.found = r->found;
+      op.revision = r->revision;
+      if (r->revision) c.seen_revision[op.key] = r->revision;
       respond(c, check::Outcome::kOk);
     }
   }
-  if (!ents.empty()) m.node->applied_to(ents.back().index);
+  if (done != 0) m.node->applied_to(done);
   if (!m.removed && m.alive && m.kv.applied() != m.last_applied)
     violate("sim: kv applied index drifted");
 }
@@ -602,14 +747,25 @@ void Cluster::crash(Member& m, bool permanent) {
   trace(std::string(permanent ? "decommission" : "crash") + " member " + std::to_string(m.id) +
         " unsynced_writes=" + std::to_string(m.disk.pending.size()));
   m.disk.crash(rng_);
-  m.alive = false;
+  stop_node(m);
   m.removed = permanent;
-  m.outstanding.reset();
-  m.node.reset();
   // Sometimes back at once (before delayed messages to it have arrived), else later.
   m.restart_at = now_ + (chance(3) ? rng_.uniform(3) : 5 + rng_.uniform(50)) * kTickSteps;
   if (!permanent) ++result_.stats.crashes;
   fail_client_ops_on(m.id);
+}
+
+void Cluster::stop_node(Member& m) {
+  result_.stats.losses_detected += m.node->lost_entries_detected();
+  m.alive = false;
+  m.outstanding.reset();
+  m.node.reset();
+}
+
+std::uint64_t Cluster::new_boot_id() {
+  std::uint64_t id = 0;
+  while (id == 0) id = boot_rng_.next_u64();
+  return id;
 }
 
 void Cluster::restart(Member& m) {
@@ -618,6 +774,12 @@ void Cluster::restart(Member& m) {
   st.snapshot = m.disk.snap;
   st.entries = m.disk.log;
   st.applied = m.disk.snap.index;
+  st.repair = m.disk.repair;
+  // A member that stopped while waiting for its repair snapshot still waits (its state, in a
+  // real server, is the damaged one).
+  m.damaged = m.disk.repair.needs_snapshot;
+  m.repair = m.disk.repair;
+  m.boot_id = new_boot_id();
   auto kv = m.disk.snap_data.empty() ? Result<KvStore>(KvStore())
                                      : KvStore::deserialize(m.disk.snap_data);
   if (!kv.ok()) {
@@ -640,22 +802,30 @@ void Cluster::restart(Member& m) {
   m.alive = true;
   if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
   trace("restart member " + std::to_string(m.id) + " commit=" + std::to_string(m.disk.hs.commit) +
-        " last_index=" + std::to_string(m.node->log().last_index()));
+        " last_index=" + std::to_string(m.node->log().last_index()) +
+        (m.disk.repair.active() ? " in_repair" : ""));
 }
 
 void Cluster::take_snapshot(Member& m) {
   const std::uint64_t a = m.kv.applied();
-  if (a <= m.disk.snap.index || a > m.node->applied()) {
+  if (m.damaged || a <= m.disk.snap.index || a > m.node->applied()) {
     if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
     return;
   }
   auto conf = m.node->conf_state_at(a);
   auto term = m.node->log().term(a);
   if (!conf.ok() || !term) return;
+  // Every value is verified on the way into the snapshot: a damaged one never leaves.
+  Result<std::string> data = m.kv.serialize();
+  if (!data.ok()) {
+    found_damage(m, "making a snapshot: " + data.status().message());
+    if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
+    return;
+  }
   SnapshotMeta meta{a, *term, *conf};
   // Written to a temporary file, fsynced and renamed: durable at once.
   m.disk.snap = meta;
-  m.disk.snap_data = m.kv.serialize();
+  m.disk.snap_data = std::move(*data);
   m.node->snapshot_available(meta, m.disk.snap_data.size());
   const std::uint64_t keep = rng_.uniform(4);  // sometimes keep a few entries
   const std::uint64_t upto = a > keep ? a - keep : a;
@@ -673,10 +843,198 @@ void Cluster::heal() {
   healed_ = true;
   heal_at_ = now_;
   blocked_.clear();
+  hold_.reset();
   for (auto& [id, m] : members_) {
     if (!m.alive && !m.removed) restart(m);
   }
   trace("heal: partitions cleared, crashed members restarted, no more drops");
+  // A scrub (kvc's background checksum scrubber): damage nobody read yet is found now and
+  // repaired before the end.
+  for (auto& [id, m] : members_) {
+    if (!m.alive || m.damaged || !in_cluster(m)) continue;
+    if (Status s = m.kv.verify(); !s.ok()) found_damage(m, "scrub: " + s.message());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repair faults.
+
+void Cluster::capture_image() {
+  std::vector<Member*> up;
+  for (auto& [id, m] : members_) {
+    if (m.alive && !m.removed) up.push_back(&m);
+  }
+  if (up.empty()) return;
+  Member& m = *up[rng_.uniform(up.size())];
+  SimDisk image = m.disk;  // what is durable: the unsynced writes are not in it
+  image.pending.clear();
+  image.taken_at = now_;
+  constexpr std::size_t kImages = 3;
+  if (m.images.size() < kImages) {
+    m.images.push_back(std::move(image));
+  } else {
+    m.images[rng_.uniform(kImages)] = std::move(image);
+  }
+}
+
+bool Cluster::in_cluster(const Member& m) {
+  if (m.removed) return false;
+  Member* l = leader();
+  if (l == nullptr) return true;
+  const raft::ConfState& c = l->node->conf_state();
+  return std::binary_search(c.voters.begin(), c.voters.end(), m.id) ||
+         std::binary_search(c.learners.begin(), c.learners.end(), m.id);
+}
+
+bool Cluster::repair_in_progress() {
+  // One member in repair at a time: kvc's protection needs a healthy majority to repair from.
+  for (auto& [id, m] : members_) {
+    if (!in_cluster(m)) continue;
+    if (m.damaged || m.disk.repair.active()) return true;
+    if (m.alive && (m.node->repair().active() || !m.kv.verify().ok())) return true;
+  }
+  if (Member* l = leader()) {
+    for (const raft::PeerProgress& p : l->node->progress()) {
+      if (p.repairing || p.repair_to != 0) return true;
+    }
+  }
+  return false;
+}
+
+bool Cluster::conf_change_pending(Member& l) {
+  const raft::RaftLog& log = l.node->log();
+  for (std::uint64_t i = std::max(l.node->commit() + 1, log.first_index()); i <= log.last_index();
+       ++i) {
+    if (log.at(i).type == EntryType::kConfChange) return true;
+  }
+  return false;
+}
+
+void Cluster::rollback_op() {
+  Member* l = leader();
+  if (l == nullptr || !blocked_.empty() || l->node->transfer_target() != raft::kNoNode) return;
+  if (repair_in_progress()) return;
+  // A membership change in flight could end the leader's (or the member's) part in the window.
+  if (conf_change_pending(*l)) return;
+  struct Candidate {
+    Member* m;
+    std::uint64_t acked;
+    std::size_t image;
+  };
+  // The leader must keep its leadership through the window without the member's help: a
+  // quorum of the other voters has been heard from lately (and no crash comes in the window).
+  const std::vector<raft::PeerProgress> progress = l->node->progress();
+  const raft::ConfState& conf = l->node->conf_state();
+  const auto active_voters_but = [&](NodeId m) {
+    std::size_t n = 0;
+    for (const raft::PeerProgress& p : progress) {
+      const bool voter = std::binary_search(conf.voters.begin(), conf.voters.end(), p.id);
+      const Member* x = member(p.id);
+      if (voter && p.id != m && p.recent_active && x != nullptr && x->alive) ++n;
+    }
+    return n;
+  };
+  const std::size_t quorum = conf.voters.size() / 2 + 1;
+  std::vector<Candidate> cands;
+  for (const raft::PeerProgress& p : progress) {
+    Member* m = member(p.id);
+    if (p.id == l->id || m == nullptr || !m->alive || m->removed || m->damaged) continue;
+    // The leader must have seen the acknowledgement of everything the member holds: a loss
+    // of entries acknowledged only to an earlier leader is outside the protection.
+    if (!p.recent_active || p.match < m->disk.last_index()) continue;
+    if (active_voters_but(p.id) < quorum) continue;
+    for (std::size_t i = 0; i < m->images.size(); ++i) {
+      const SimDisk& img = m->images[i];
+      // Votes: a forgotten vote could be given twice in one term, which no leader can see;
+      // only images that lost entries and commit knowledge, not votes.
+      if (img.votes != m->disk.votes) continue;
+      if (img.last_index() == m->disk.last_index() && img.hs == m->disk.hs) continue;
+      cands.push_back({m, p.match, i});
+    }
+  }
+  if (cands.empty()) return;
+  const Candidate c = cands[rng_.uniform(cands.size())];
+  Member& m = *c.m;
+  SimDisk image = m.images[c.image];
+  trace("rollback member " + std::to_string(m.id) + " to its disk of step " +
+        std::to_string(image.taken_at) + ": last_index " + std::to_string(m.disk.last_index()) +
+        " -> " + std::to_string(image.last_index()) + " commit " +
+        std::to_string(m.disk.hs.commit) + " -> " + std::to_string(image.hs.commit) + " (leader " +
+        std::to_string(l->id) + " saw it acknowledge " + std::to_string(c.acked) + ")");
+  ++result_.stats.rollbacks;
+  stop_node(m);
+  fail_client_ops_on(m.id);
+  // Copies taken after this one belong to a history the member no longer has.
+  std::erase_if(m.images, [&](const SimDisk& d) { return d.taken_at > image.taken_at; });
+  m.disk = std::move(image);
+  restart(m);
+  if (!m.alive) return;
+  hold_ = RollbackHold{m.id, l->id, l->node->term(), c.acked, m.boot_id, false};
+}
+
+void Cluster::update_rollback_hold() {
+  if (!hold_) return;
+  Member* l = member(hold_->leader);
+  Member* m = member(hold_->member);
+  std::string why;
+  if (l == nullptr || !l->alive || l->node->role() != Role::kLeader ||
+      l->node->term() != hold_->term) {
+    why = "the leader lost its leadership first (outside the protection)";
+  } else if (m == nullptr || !m->alive) {
+    why = "the member stopped";
+  } else if (m->disk.repair.log_to >= hold_->acked) {
+    // (A lower log_to can come from a late message meant for an earlier incarnation.)
+    why = "the member knows durably that it lost entries up to " +
+          std::to_string(m->disk.repair.log_to);
+  } else if (hold_->seen) {
+    for (const raft::PeerProgress& p : l->node->progress()) {
+      if (p.id == m->id && p.repair_to == 0 && p.match >= hold_->acked) {
+        why = "the leader verified it has what it acknowledged (match " + std::to_string(p.match) +
+              ")";
+      }
+    }
+  }
+  if (why.empty()) return;
+  trace("rollback window of member " + std::to_string(hold_->member) + " ends: " + why);
+  // The moment that matters: the leader crashes while the member still lacks entries it had
+  // acknowledged. The member must neither vote nor count until a new leader repairs it.
+  const bool lacking = m != nullptr && m->alive &&
+                       (m->disk.last_index() < hold_->acked || m->node->repair().active());
+  const NodeId leader_id = hold_->leader;
+  hold_.reset();
+  if (lacking && l != nullptr && l->alive && crashes_ && chance(2)) {
+    churn_crash_at_[leader_id] = now_ + 1 + rng_.uniform(30);
+  }
+}
+
+void Cluster::damage_op() {
+  // Only with a leader and a settled configuration: the damaged member stops voting, and a
+  // pending removal could leave too few voters to elect the leader that must repair it.
+  Member* l = leader();
+  if (l == nullptr || conf_change_pending(*l) || repair_in_progress()) return;
+  std::vector<Member*> cands;
+  for (auto& [id, m] : members_) {
+    if (m.alive && in_cluster(m) && !m.kv.keys().empty()) cands.push_back(&m);
+  }
+  if (cands.empty()) return;
+  Member* victim = (!l->kv.keys().empty() && chance(3)) ? l : cands[rng_.uniform(cands.size())];
+  const std::vector<std::string> keys = victim->kv.keys();
+  const std::string& key = keys[rng_.uniform(keys.size())];
+  victim->kv.damage(key);
+  ++result_.stats.damages;
+  trace("damage the value of key " + key + " on member " + std::to_string(victim->id) +
+        (victim == l ? " (the leader)" : ""));
+}
+
+void Cluster::found_damage(Member& m, const std::string& why) {
+  if (m.damaged) return;
+  m.damaged = true;
+  ++result_.stats.damage_detected;
+  trace("member " + std::to_string(m.id) + " found its state damaged (" + why +
+        "): mark_damaged applied=" + std::to_string(m.kv.applied()));
+  m.node->mark_damaged(m.kv.applied());
+  // Nothing more is served or applied here: reads fail, writes waiting to apply are unknown.
+  fail_client_ops_on(m.id);
 }
 
 void Cluster::membership_op() {
@@ -728,7 +1086,8 @@ void Cluster::membership_op() {
 
 void Cluster::inject_faults() {
   if (healed_) return;
-  if (crashes_) {
+  // During a rollback's window no other fault starts (see RollbackHold); restarts go on.
+  if (crashes_ && !hold_) {
     // Fine-grained crashes between ticks: freshly elected leaders, and members in the middle
     // of an fsync (the windows where persistence bugs show).
     for (auto it = churn_crash_at_.begin(); it != churn_crash_at_.end();) {
@@ -753,7 +1112,7 @@ void Cluster::inject_faults() {
     if (!blocked_.empty() && now_ >= partition_until_) {
       trace("partition healed");
       blocked_.clear();
-    } else if (blocked_.empty() && chance(30)) {
+    } else if (blocked_.empty() && !hold_ && chance(30)) {
       std::vector<NodeId> ids;
       for (auto& [id, m] : members_) {
         if (!m.removed) ids.push_back(id);
@@ -796,7 +1155,7 @@ void Cluster::inject_faults() {
     for (auto& [id, m] : members_) {
       if (!m.alive && !m.removed && now_ >= m.restart_at) restart(m);
     }
-    if (chance(40)) {
+    if (!hold_ && chance(40)) {
       std::vector<Member*> up, unsynced;
       for (auto& [id, m] : members_) {
         if (!m.alive) continue;
@@ -816,7 +1175,11 @@ void Cluster::inject_faults() {
     }
   }
   if (membership_) {
-    if (chance(25)) membership_op();
+    // Membership changes wait while a member is in repair: it does not vote, and removing a
+    // voter (or a leader whose own removal is pending) could leave too few voters to elect the
+    // leader that must repair it. (Evaluated only when the draw says so: the stream is the same
+    // as without repair faults.)
+    if (!hold_ && chance(25) && !(rollbacks_ && repair_in_progress())) membership_op();
     if (chance(20)) {
       std::vector<Member*> up;
       for (auto& [id, m] : members_) {
@@ -825,6 +1188,11 @@ void Cluster::inject_faults() {
       if (!up.empty()) take_snapshot(*up[rng_.uniform(up.size())]);
     }
   }
+  if (rollbacks_) {
+    if (chance(8)) capture_image();
+    if (!hold_ && chance(rollback_one_in_)) rollback_op();
+  }
+  if (damage_ && !hold_ && chance(damage_one_in_)) damage_op();
 }
 
 void Cluster::tick_members() {
@@ -906,7 +1274,10 @@ void Cluster::client_actions() {
     std::uint64_t data_hash = 0;
     history_.push_back(op);
     ++result_.stats.operations;
-    if (c.is_read) {
+    if (target->damaged) {
+      // A member that found its state damaged serves nothing until it is repaired.
+      respond(c, check::Outcome::kFailed);
+    } else if (c.is_read) {
       c.ctx = "r" + std::to_string(c.op_id);
       std::uint64_t mc = max_commit_seen_;
       for (auto& [id, m] : members_) {
@@ -944,9 +1315,20 @@ void Cluster::serve_reads() {
   for (Client& c : clients_) {
     if (!c.busy || !c.is_read || !c.read_index) continue;
     Member* m = member(c.member);
-    if (m == nullptr || !m->alive || m->kv.applied() < *c.read_index) continue;
+    if (m == nullptr || !m->alive) continue;
+    if (m->damaged) {
+      respond(c, check::Outcome::kFailed);
+      continue;
+    }
+    if (m->kv.applied() < *c.read_index) continue;
     check::Operation& op = history_[c.op];
-    if (const KvStore::Item* item = m->kv.find(op.key)) {
+    const Result<const KvStore::Item*> got = m->kv.get(op.key);
+    if (!got.ok()) {
+      // Never served: the read fails (found_damage fails it) and the member starts a repair.
+      found_damage(*m, "read of key " + op.key + ": " + got.status().message());
+      continue;
+    }
+    if (const KvStore::Item* item = *got) {
       op.found = true;
       op.read_value = item->value;
       op.revision = item->mod_revision;
@@ -1087,6 +1469,7 @@ void Cluster::step_once() {
     }
   }
   pending_removals_.clear();
+  update_rollback_hold();
   if (!failed_) check_step();
 }
 
@@ -1114,21 +1497,41 @@ SimResult Cluster::run() {
     // Liveness, then drain: outstanding client operations finish or time out.
     const std::uint64_t limit =
         now_ + static_cast<std::uint64_t>(opt_.liveness_ticks) * kTickSteps + kOpTimeoutSteps + 10;
+    // Damaged members found by the scrub at heal must be repaired within the bound too.
+    const auto damaged = [&]() -> Member* {
+      for (auto& [id, m] : members_) {
+        if (m.alive && m.damaged && in_cluster(m)) return &m;
+      }
+      return nullptr;
+    };
     while (now_ < limit && !failed_) {
       step_once();
       liveness_probe();
       bool busy = false;
       for (const Client& c : clients_) busy = busy || c.busy;
-      if (live_ && !busy) break;
+      if (live_ && !busy && damaged() == nullptr) break;
     }
     if (!live_ && !failed_) {
       violate("liveness: no write committed within " + std::to_string(opt_.liveness_ticks) +
               " ticks after the faults healed:" + describe_cluster());
     }
+    if (Member* d = damaged(); d != nullptr && !failed_) {
+      violate("liveness: the damaged state of member " + std::to_string(d->id) +
+              " was not repaired within " + std::to_string(opt_.liveness_ticks) +
+              " ticks after the faults healed:" + describe_cluster());
+    }
+    for (auto& [id, m] : members_) {
+      if (!m.alive || failed_ || !in_cluster(m)) continue;
+      if (Status s = m.kv.verify(); !s.ok())
+        violate("member " + std::to_string(id) + " still holds a damaged value: " + s.message());
+    }
     for (Client& c : clients_) {
       if (c.busy) respond(c, c.is_read ? check::Outcome::kFailed : check::Outcome::kUnknown);
     }
     if (!failed_) final_checks();
+  }
+  for (auto& [id, m] : members_) {
+    if (m.alive) result_.stats.losses_detected += m.node->lost_entries_detected();
   }
 #ifdef KVC_MUTATIONS
   raft::set_mutation(raft::Mutation::kNone);

@@ -2,7 +2,8 @@
 // members) over a simulated lossy network and simulated disks that lose unsynced writes on a
 // crash. Clients put/get/cas/delete through any member while faults run (drops, delays,
 // duplicates, reordering, symmetric and one-way partitions, crashes and restarts, membership
-// changes, leadership transfers, snapshots and compaction). Raft's safety properties are
+// changes, leadership transfers, snapshots and compaction, members restarted on an older copy
+// of their disk, damaged state values). Raft's safety properties are
 // checked after every step; after the faults heal, a leader must be elected and a write must
 // commit within a bound; at the end the client history goes to the linearizability checker.
 // Everything is a function of the seed: a run replays bit for bit. Test tooling; not
@@ -26,6 +27,7 @@ enum class FaultMix : std::uint8_t {
   kPartition,   // kNet + symmetric, one-way and isolating partitions
   kCrash,       // kNet + crashes and restarts (unsynced writes lost, torn batches)
   kMembership,  // kNet + membership changes, leadership transfers, snapshots, compaction
+  kRepair,      // kNet + crashes + rollbacks to older disk images + damaged state values
   kAll,         // everything at once
   kMixed,       // one of the above chosen from the seed (mostly kAll)
 };
@@ -60,6 +62,11 @@ struct SimStats {
   std::uint64_t transfers = 0;
   std::uint64_t snapshots_sent = 0;
   std::uint64_t elections = 0;
+  std::uint64_t rollbacks = 0;        // members restarted on an older copy of their disk
+  std::uint64_t losses_detected = 0;  // leaders found a member lost entries it acknowledged
+  std::uint64_t damages = 0;          // state values damaged
+  std::uint64_t damage_detected = 0;  // members that found a bad checksum and marked damaged
+  std::uint64_t repairs = 0;          // repairs completed (log repaired, state reinstalled)
   bool linearizability_checked = false;
 };
 
