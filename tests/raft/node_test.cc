@@ -894,6 +894,29 @@ TEST(NodeTest, AMemberInRepairVotesForNobodyAndDoesNotCampaign) {
   EXPECT_NE(n2.role(), Role::kPreCandidate);
 }
 
+TEST(NodeTest, AMemberWithADamagedStateStillVotesButNeverCampaigns) {
+  // Its log is intact: refusing votes too could leave a cluster with a damaged member and a
+  // member down without the leader that would repair it.
+  TestCluster c(3, /*pre_vote=*/false);
+  Node& n2 = c.n(2);
+  n2.mark_damaged(n2.applied());
+  Message vote;
+  vote.type = MessageType::kVote;
+  vote.from = 1;
+  vote.to = 2;
+  vote.term = n2.term() + 1;
+  vote.index = n2.log().last_index();
+  vote.log_term = n2.log().last_term();
+  ASSERT_TRUE(n2.step(vote).ok());
+  Ready rd = n2.ready();
+  ASSERT_EQ(rd.messages_after_persist.size(), 1u);
+  EXPECT_FALSE(rd.messages_after_persist[0].reject);
+  EXPECT_TRUE(rd.messages_after_persist[0].repairing);
+  n2.advance(rd);
+  for (int i = 0; i < 50; ++i) n2.tick();
+  EXPECT_EQ(n2.role(), Role::kFollower);
+}
+
 TEST(NodeTest, ARepairingMemberDoesNotCountTowardCommitment) {
   TestCluster c(3);
   c.elect(1);

@@ -516,9 +516,11 @@ Status Node::validate(const Message& m) const {
 void Node::handle_vote_request(const Message& m) {
   // §5.2, §5.4.1. We may vote if we already voted for this candidate, or have not voted and
   // know no leader in this term; a pre-vote for a future term does not bind us.
-  // A member being repaired votes for nobody: its log or its term may be older than what it
-  // promised before (REPAIR in node.h).
-  const bool repairing = repair_.active() && !mutation_enabled(Mutation::kRepairIgnored);
+  // A member that lost log entries votes for nobody: its log or its term may be older than what
+  // it promised before (REPAIR in node.h). One whose state machine only is damaged still votes
+  // (its log is intact): otherwise a damaged member and a member down could leave a cluster
+  // without the leader that would repair it.
+  const bool repairing = repair_.log_to != 0 && !mutation_enabled(Mutation::kRepairIgnored);
   const bool can_vote =
       !repairing && (vote_ == m.from || (vote_ == kNoNode && leader_ == kNoNode) ||
                      (m.type == MessageType::kPreVote && m.term > term_));

@@ -36,11 +36,13 @@
 // drop the message and call report_snapshot(to, false).
 //
 // REPAIR (protocol-aware recovery)
-// A member that lost data it had acknowledged, or whose state machine is damaged, must not vote
+// A member that lost data it had acknowledged, or whose state machine is damaged, must not lead
 // or count toward a quorum until the leader has repaired it; the core keeps a RepairState for
 // that (persisted by the caller through Ready::repair, restored through RestoreState::repair).
 //   - Damaged state machine: the caller finds a checksum mismatch and calls mark_damaged(). The
-//     member stops voting and campaigning, a leader hands its leadership to another voter, and
+//     member stops campaigning (it still grants votes: its log is intact, and a cluster with a
+//     damaged member and a member down must still elect the leader that repairs it), a leader
+//     hands its leadership to another voter, and
 //     every message it sends asks for a snapshot at or above its applied index. The leader
 //     sends one (making a new one through Ready::snapshot_wanted if its own is too old); the
 //     member installs it even when its log already holds that index (keeping its log), and the

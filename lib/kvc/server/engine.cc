@@ -398,7 +398,7 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   if (!repair.ok()) return repair.status();
   if (*repair) {
     rs.repair = (*repair)->state;
-    spdlog::warn("resuming a repair: this member will not vote until it is repaired log_to={} "
+    spdlog::warn("resuming a repair: this member will not lead until it is repaired log_to={} "
                  "needs_snapshot={} snapshot_from={} reason=\"{}\"",
                  rs.repair.log_to, rs.repair.needs_snapshot, rs.repair.snapshot_from,
                  (*repair)->reason);
@@ -1218,7 +1218,7 @@ bool Engine::Impl::damage(const Status& s, const std::string& where) {
     ready_.store(false);
     metrics_->state_damaged.set(1);
     spdlog::error("state damaged where=\"{}\" error=\"{}\": this member serves no reads, "
-                  "applies nothing and does not vote until a snapshot from the leader replaces "
+                  "applies nothing and does not lead until a snapshot from the leader replaces "
                   "its state",
                   where, s.message());
   } else {
@@ -1554,6 +1554,11 @@ void Engine::Impl::resume_install() {
     fatal(s.with_context("installing a snapshot"));
     return;
   }
+  if (s.ok() && damaged_) {
+    // A repair install: the core hands out every committed entry after the snapshot again
+    // (raft/node.h, REPAIR), so what waited in the queue is dropped, never applied twice over.
+    apply_queue_.clear();
+  }
   if (!s.ok() && damaged_) {
     // Too old to replace the damaged state: ask again (the core will not end the repair).
     spdlog::warn("snapshot too old to repair the state index={} applied={}",
@@ -1802,7 +1807,7 @@ void Engine::Impl::fill_status(wire::Response& r) const {
       const storage::Member* m = member(p.id);
       const std::string who = "member " + (m != nullptr ? m->name : hex(p.id));
       if (!p.recent_active) s.errors.push_back(who + " is not responding");
-      if (p.repairing) s.errors.push_back(who + " is being repaired (it may not vote)");
+      if (p.repairing) s.errors.push_back(who + " is being repaired (it does not count)");
     }
   }
 }
