@@ -43,4 +43,6 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l state-map-size -r -F -d
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l snapshots-kept -r -F -d 'Snapshot files kept in DATA_DIR/snap'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l history-revisions -r -F -d 'Watch history: keep the events of this many newest revisions'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l history-bytes -r -F -d 'Watch history: ... and at most this many bytes of events'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l scrub-rate -r -F -d 'Bytes per second the background scrubber re-reads and verifies (0: off)'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l hash-check-interval -r -F -d 'How often the leader compares every member\'s state hash and has a member that disagrees with the majority repair itself (0: off)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -F

@@ -78,17 +78,6 @@ void expect_present(client::Client& c, const std::map<std::string, std::string>&
   }
 }
 
-// "member add" prints the new member's --initial-cluster; take it from the output.
-std::string printed_initial_cluster(const std::string& out) {
-  // (No <regex>: GCC 12 warns inside it in the sanitizer build.)
-  const std::string flag = "--initial-cluster ";
-  const std::size_t at = out.find(flag);
-  EXPECT_NE(at, std::string::npos) << out;
-  if (at == std::string::npos) return "";
-  const std::size_t from = at + flag.size();
-  return out.substr(from, out.find_first_of(" \n", from) - from);
-}
-
 // Adds member `name` as a learner, starts it, waits until it caught up, promotes it.
 int add_and_promote(ProcessCluster& cluster, const std::string& name) {
   const int i = cluster.add_spec(name);

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -253,6 +255,97 @@ TEST(IntegrityProcessTest, FollowerRestartedOnAnOlderCopyOfItsDataIsRepairedByTh
   Result<int> now = cluster.wait_for_leader();
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(*now, *leader);
+}
+
+// The remedy the start-up refusals name: remove the member, move its data directory aside, add
+// it again and start it with the command line member add prints. Then it must hold every key.
+void rebuild_member_from_the_cluster(ProcessCluster& cluster, int f) {
+  const std::string name = cluster.spec(f).name;
+  ProcessCluster::CtlResult rm = cluster.ctl({"member", "remove", name});
+  ASSERT_EQ(rm.status, 0) << rm.out;
+  const std::string dir = cluster.spec(f).data_dir;
+  fs::rename(dir, dir + ".refused");
+  ProcessCluster::CtlResult add = cluster.ctl({"member", "add", name, cluster.peer_addr(f)});
+  ASSERT_EQ(add.status, 0) << add.out;
+  cluster.mutable_spec(f).join_initial_cluster = printed_initial_cluster(add.out);
+  ASSERT_TRUE(cluster.start(f).ok());
+}
+
+TEST(IntegrityProcessTest, StateOlderThanTheLogSaysIsRefusedWithTheRemedy) {
+  // Issue 14 case 2: the state put back from an older copy, one flush or more behind the WAL's
+  // newest snapshot marker.
+  ProcessCluster cluster("integrity-old-state", {.extra_flags = kQuiet});
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client(5000);
+  std::map<std::string, std::string> acked = write_keys(*c, 0, 10);
+  const int f = (*leader + 1) % cluster.size();
+  ASSERT_TRUE(cluster.wait_applied(f, status_of(cluster, *leader).commit_index).ok());
+  ASSERT_TRUE(cluster.stop(f).ok());
+  const std::string state = cluster.spec(f).data_dir + "/state";
+  fs::copy(state, cluster.dir() + "/older-state", fs::copy_options::recursive);
+  ASSERT_TRUE(cluster.start(f).ok());
+  std::map<std::string, std::string> more = write_keys(*c, 10, 30);
+  acked.insert(more.begin(), more.end());
+  const std::uint64_t commit = status_of(cluster, *leader).commit_index;
+  ASSERT_TRUE(cluster.wait_applied(f, commit).ok());
+  // A clean stop flushes and writes a snapshot marker at the new applied index.
+  ASSERT_TRUE(cluster.stop(f).ok());
+  fs::remove_all(state);
+  fs::rename(cluster.dir() + "/older-state", state);
+  ASSERT_TRUE(cluster.start(f).ok());
+  Result<int> rc = cluster.wait_exit(f, 15000);
+  ASSERT_TRUE(rc.ok()) << "started on a state older than its log: " << log_of(cluster, f);
+  EXPECT_EQ(*rc, 1);
+  const std::string log = log_of(cluster, f);
+  EXPECT_NE(log.find("older than its log"), std::string::npos) << log;
+  EXPECT_NE(log.find("member remove"), std::string::npos) << log;
+  // The remedy it names works, and nothing acknowledged is missing anywhere.
+  rebuild_member_from_the_cluster(cluster, f);
+  EXPECT_TRUE(eventually(30000, [&] { return status_of(cluster, f).applied_index >= commit; }))
+      << log_of(cluster, f);
+  expect_every_member_serves(cluster, acked);
+  EXPECT_TRUE(eventually(15000, [&] { return cluster.ctl({"check", "hash"}).status == 0; }));
+}
+
+TEST(IntegrityProcessTest, MissingNewestWalSegmentIsRefusedWithTheRemedy) {
+  // Issue 14 case 5: `rm DATA/wal/<newest segment>` on a stopped member went unnoticed.
+  ClusterOptions o;
+  o.extra_flags = kQuiet;
+  o.extra_flags.insert(o.extra_flags.end(), {"--wal-segment-bytes", "4096"});
+  ProcessCluster cluster("integrity-missing-segment", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  auto c = cluster.client(5000);
+  std::map<std::string, std::string> acked = write_keys(*c, 0, 60);
+  const int f = (*leader + 1) % cluster.size();
+  const std::uint64_t commit = status_of(cluster, *leader).commit_index;
+  ASSERT_TRUE(cluster.wait_applied(f, commit).ok());
+  ASSERT_TRUE(cluster.stop(f).ok());
+  std::vector<std::string> segments;
+  for (const auto& e : fs::directory_iterator(cluster.spec(f).data_dir + "/wal")) {
+    if (e.path().extension() == ".wal") segments.push_back(e.path().string());
+  }
+  std::sort(segments.begin(), segments.end());
+  ASSERT_GE(segments.size(), 2u);
+  fs::remove(segments.back());
+  // kvc-wal is offline: it reads the stopped member's directory itself.
+  const std::string cmd = "'" + binary_path("kvc-wal") + "' verify '" +
+                          cluster.spec(f).data_dir + "' >/dev/null 2>&1";
+  const int st = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) != 0) << "kvc-wal verify called it clean";
+  ASSERT_TRUE(cluster.start(f).ok());
+  Result<int> rc = cluster.wait_exit(f, 15000);
+  ASSERT_TRUE(rc.ok()) << "started with its newest segment missing: " << log_of(cluster, f);
+  EXPECT_EQ(*rc, 1);
+  EXPECT_NE(log_of(cluster, f).find("missing from the log"), std::string::npos)
+      << log_of(cluster, f);
+  rebuild_member_from_the_cluster(cluster, f);
+  EXPECT_TRUE(eventually(30000, [&] { return status_of(cluster, f).applied_index >= commit; }))
+      << log_of(cluster, f);
+  expect_every_member_serves(cluster, acked);
 }
 
 TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {

@@ -43,6 +43,15 @@ bool poll_until(std::uint64_t timeout_ms, F done) {
 
 }  // namespace
 
+std::string printed_initial_cluster(const std::string& out) {
+  // (No <regex>: GCC 12 warns inside it in the sanitizer build.)
+  const std::string flag = "--initial-cluster ";
+  const std::size_t at = out.find(flag);
+  if (at == std::string::npos) return "";
+  const std::size_t from = at + flag.size();
+  return out.substr(from, out.find_first_of(" \n", from) - from);
+}
+
 std::string binary_path(const std::string& name) {
   return std::string(KVC_BINARY_DIR) + "/cmd/" + name + "/" + name;
 }

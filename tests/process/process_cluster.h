@@ -146,6 +146,10 @@ class ProcessCluster {
   mutable std::vector<std::uint64_t> ids_;
 };
 
+// "kvc-ctl member add" prints the new member's command line; this is its --initial-cluster
+// value ("" when the output has none).
+std::string printed_initial_cluster(const std::string& member_add_output);
+
 // The path of a built binary (from the compile definition set by CMake).
 std::string binary_path(const std::string& name);
 
