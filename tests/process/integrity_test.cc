@@ -12,11 +12,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <thread>
 
+#include "data_dir_faults.h"
 #include "process_cluster.h"
 
 namespace kvc::test {
@@ -25,36 +24,9 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string read_whole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string value_for(int i) {
+  return "integrity-value-" + std::to_string(i) + "-" + std::string(40, 'v');
 }
-
-// The live LMDB file of a member's state: DATA_DIR/state/<the generation CURRENT names>.
-std::string state_file(const std::string& data_dir) {
-  std::string gen = read_whole(data_dir + "/state/CURRENT");
-  while (!gen.empty() && gen.back() == '\n') gen.pop_back();
-  return data_dir + "/state/" + gen + "/data.mdb";
-}
-
-// Flips one bit in the middle of every copy of `needle` in `path` (LMDB may keep an older copy
-// of a page; the live one is among them). Returns how many copies it damaged.
-int flip_bit_in_every_copy(const std::string& path, const std::string& needle) {
-  std::string data = read_whole(path);
-  int n = 0;
-  for (std::size_t at = data.find(needle); at != std::string::npos;
-       at = data.find(needle, at + needle.size())) {
-    data[at + needle.size() / 2] ^= 0x10;
-    ++n;
-  }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  return out.good() ? n : -1;
-}
-
-std::string value_for(int i) { return "integrity-value-" + std::to_string(i) + "-" + std::string(40, 'v'); }
 
 std::map<std::string, std::string> write_keys(client::Client& c, int from, int to) {
   std::map<std::string, std::string> acked;
@@ -66,26 +38,6 @@ std::map<std::string, std::string> write_keys(client::Client& c, int from, int t
   }
   return acked;
 }
-
-wire::StatusInfo status_of(const ProcessCluster& cluster, int i) {
-  auto c = cluster.client_for(i, 2000);
-  wire::Response r = c->call_sync({.op = wire::Op::kStatus},
-                                  {.target = *net::parse_address(cluster.client_addr(i))});
-  return r.status;
-}
-
-// Polls `cond` every 50 ms for at most `ms`.
-template <typename F>
-bool eventually(std::uint64_t ms, F cond) {
-  const auto end = Clock::now() + std::chrono::milliseconds(ms);
-  while (Clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return cond();
-}
-
-std::string log_of(const ProcessCluster& cluster, int i) { return read_whole(cluster.log_path(i)); }
 
 // Every member serves every acknowledged key with its value (serializable reads through each
 // member, so a member that served a damaged copy would be caught).
@@ -358,13 +310,14 @@ TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
   const int f = (*leader + 1) % cluster.size();
   ASSERT_TRUE(cluster.stop(f).ok());
   // f restarts with a disk whose 5th fdatasync of a WAL file fails.
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB,
-                                 "KVC_FAULT_PATH=/wal/", "KVC_FAULT_FDATASYNC_EIO=5",
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
+                                 "KVC_FAULT_FDATASYNC_EIO=5",
                                  "ASAN_OPTIONS=verify_asan_link_order=0"};
   ASSERT_TRUE(cluster.start(f).ok());
   auto c = cluster.client(5000);
   const auto t0 = Clock::now();
-  for (int i = 0; i < 200 && cluster.running(f); ++i) (void)c->put("/fsync" + std::to_string(i), "v");
+  for (int i = 0; i < 200 && cluster.running(f); ++i)
+    (void)c->put("/fsync" + std::to_string(i), "v");
   ASSERT_TRUE(eventually(15000, [&] { return !cluster.running(f); })) << log_of(cluster, f);
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(20));
   EXPECT_EQ(cluster.exit_status(f), 1);
