@@ -24,9 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string value_for(int i) {
-  return "integrity-value-" + std::to_string(i) + "-" + std::string(40, 'v');
-}
+std::string value_for(int i) { return "integrity-value-" + std::to_string(i) + "-" + std::string(40, 'v'); }
 
 std::map<std::string, std::string> write_keys(client::Client& c, int from, int to) {
   std::map<std::string, std::string> acked;
@@ -310,14 +308,13 @@ TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
   const int f = (*leader + 1) % cluster.size();
   ASSERT_TRUE(cluster.stop(f).ok());
   // f restarts with a disk whose 5th fdatasync of a WAL file fails.
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
-                                 "KVC_FAULT_FDATASYNC_EIO=5",
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB,
+                                 "KVC_FAULT_PATH=/wal/", "KVC_FAULT_FDATASYNC_EIO=5",
                                  "ASAN_OPTIONS=verify_asan_link_order=0"};
   ASSERT_TRUE(cluster.start(f).ok());
   auto c = cluster.client(5000);
   const auto t0 = Clock::now();
-  for (int i = 0; i < 200 && cluster.running(f); ++i)
-    (void)c->put("/fsync" + std::to_string(i), "v");
+  for (int i = 0; i < 200 && cluster.running(f); ++i) (void)c->put("/fsync" + std::to_string(i), "v");
   ASSERT_TRUE(eventually(15000, [&] { return !cluster.running(f); })) << log_of(cluster, f);
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(20));
   EXPECT_EQ(cluster.exit_status(f), 1);
