@@ -11,7 +11,6 @@
 #include <mutex>
 #include <thread>
 
-#include "data_dir_faults.h"
 #include "kvc/net/address.h"
 #include "process_cluster.h"
 
@@ -86,7 +85,6 @@ int add_and_promote(ProcessCluster& cluster, const std::string& name) {
       cluster.ctl({"member", "add", name, cluster.peer_addr(i), "--learner"});
   EXPECT_EQ(add.status, 0) << add.out;
   cluster.mutable_spec(i).join_initial_cluster = printed_initial_cluster(add.out);
-  EXPECT_FALSE(cluster.spec(i).join_initial_cluster.empty()) << add.out;
   EXPECT_TRUE(cluster.start(i).ok());
   auto c = cluster.client();
   wire::Response mark = c->put("mark-" + name, "x");
@@ -155,7 +153,6 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
       cluster.ctl({"member", "add", "d", cluster.peer_addr(d), "--learner"});
   ASSERT_EQ(add.status, 0) << add.out;
   cluster.mutable_spec(d).join_initial_cluster = printed_initial_cluster(add.out);
-  EXPECT_FALSE(cluster.spec(d).join_initial_cluster.empty()) << add.out;
   // Not started: promoting it must be refused, saying how far behind it is.
   ProcessCluster::CtlResult early = cluster.ctl({"member", "promote", "d"});
   EXPECT_EQ(early.status, 1) << early.out;

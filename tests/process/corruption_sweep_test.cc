@@ -662,19 +662,8 @@ class Sweep {
   // kvc-ctl member remove, the data directory moved aside, kvc-ctl member add, and a start with
   // the printed command line (kvc-node(1), JOINING A RUNNING CLUSTER).
   void rebuild() {
-    ProcessCluster& cluster = *cluster_;
-    const MemberSpec spec = cluster.spec(v_);
-    RunResult rm = cluster.ctl_run({"member", "remove", spec.name});
-    ASSERT_EQ(rm.status, 0) << rm.out << rm.err;
-    const std::string aside = spec.data_dir + ".damaged-" + std::to_string(++rebuilds_);
-    std::error_code ec;
-    if (fs::exists(spec.data_dir)) fs::rename(spec.data_dir, aside, ec);
-    ASSERT_FALSE(ec) << "moving " << spec.data_dir << " aside: " << ec.message();
-    RunResult add = cluster.ctl_run({"member", "add", spec.name, cluster.peer_addr(v_)});
-    ASSERT_EQ(add.status, 0) << add.out << add.err;
-    const std::string initial = printed_initial_cluster(add.out);
-    ASSERT_FALSE(initial.empty()) << add.out;
-    cluster.mutable_spec(v_).join_initial_cluster = initial;
+    const Status s = rebuild_member(*cluster_, v_, ".damaged-" + std::to_string(++rebuilds_));
+    ASSERT_TRUE(s.ok()) << s.to_string();
     record_.remedies.push_back("member remove + add with an empty data directory");
     fresh_ = true;
   }

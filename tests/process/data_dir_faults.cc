@@ -225,13 +225,19 @@ wire::StatusInfo status_of(const ProcessCluster& cluster, int i) {
 
 std::string log_of(const ProcessCluster& cluster, int i) { return read_whole(cluster.log_path(i)); }
 
-std::string printed_initial_cluster(const std::string& out) {
-  // (No <regex>: GCC 12 warns inside it in the sanitizer build.)
-  const std::string flag = "--initial-cluster ";
-  const std::size_t at = out.find(flag);
-  if (at == std::string::npos) return "";
-  const std::size_t from = at + flag.size();
-  return out.substr(from, out.find_first_of(" \n", from) - from);
+Status rebuild_member(ProcessCluster& cluster, int i, const std::string& aside_suffix) {
+  const MemberSpec spec = cluster.spec(i);
+  RunResult rm = cluster.ctl_run({"member", "remove", spec.name});
+  if (rm.status != 0) return Status::internal("kvc-ctl member remove: " + rm.out + rm.err);
+  std::error_code ec;
+  if (fs::exists(spec.data_dir)) fs::rename(spec.data_dir, spec.data_dir + aside_suffix, ec);
+  if (ec) return Status::io_error("moving " + spec.data_dir + " aside: " + ec.message());
+  RunResult add = cluster.ctl_run({"member", "add", spec.name, cluster.peer_addr(i)});
+  if (add.status != 0) return Status::internal("kvc-ctl member add: " + add.out + add.err);
+  const std::string initial = printed_initial_cluster(add.out);
+  if (initial.empty()) return Status::internal("member add printed no command line: " + add.out);
+  cluster.mutable_spec(i).join_initial_cluster = initial;
+  return Status();
 }
 
 std::vector<ByteRange> wal_segment_headers(const std::string& data_dir) {

@@ -48,8 +48,12 @@ bool eventually(std::uint64_t ms, F cond) {
 wire::StatusInfo status_of(const ProcessCluster& cluster, int i);
 // Member i's log (its stderr: a refused start's message is its last "kvc-node:" line).
 std::string log_of(const ProcessCluster& cluster, int i);
-// The --initial-cluster value from the command line "kvc-ctl member add" prints ("" if none).
-std::string printed_initial_cluster(const std::string& out);
+// The remedy start-up refusals name for a member whose data cannot be mended (kvc-node(1),
+// INTEGRITY and JOINING A RUNNING CLUSTER): kvc-ctl member remove, its data directory moved to
+// DATA_DIR + `aside_suffix` (when it exists), kvc-ctl member add with the same name and peer
+// address, and its spec set to join with the --initial-cluster member add printed. Member i must
+// be stopped; it is not started.
+Status rebuild_member(ProcessCluster& cluster, int i, const std::string& aside_suffix);
 
 // One run of bytes of one file, and what it is ("segment 2 header", "entry index 57", ...).
 struct ByteRange {

@@ -210,14 +210,8 @@ TEST(IntegrityProcessTest, FollowerRestartedOnAnOlderCopyOfItsDataIsRepairedByTh
 // The remedy the start-up refusals name: remove the member, move its data directory aside, add
 // it again and start it with the command line member add prints. Then it must hold every key.
 void rebuild_member_from_the_cluster(ProcessCluster& cluster, int f) {
-  const std::string name = cluster.spec(f).name;
-  ProcessCluster::CtlResult rm = cluster.ctl({"member", "remove", name});
-  ASSERT_EQ(rm.status, 0) << rm.out;
-  const std::string dir = cluster.spec(f).data_dir;
-  fs::rename(dir, dir + ".refused");
-  ProcessCluster::CtlResult add = cluster.ctl({"member", "add", name, cluster.peer_addr(f)});
-  ASSERT_EQ(add.status, 0) << add.out;
-  cluster.mutable_spec(f).join_initial_cluster = printed_initial_cluster(add.out);
+  const Status s = rebuild_member(cluster, f, ".refused");
+  ASSERT_TRUE(s.ok()) << s.to_string();
   ASSERT_TRUE(cluster.start(f).ok());
 }
 
