@@ -178,8 +178,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
   ASSERT_EQ(st.code, Code::kOk) << st.message;
   EXPECT_EQ(st.status.role, "learner");
   EXPECT_NE(st.status.leader_id, 0u);
-  ProcessCluster::CtlResult table =
-      cluster.ctl({"--endpoints", cluster.client_addr(d), "status"});
+  ProcessCluster::CtlResult table = cluster.ctl_with(cluster.client_addr(d), {"status"});
   EXPECT_EQ(table.status, 0) << table.out;
   EXPECT_NE(table.out.find("learner"), std::string::npos) << table.out;
   const bool names_leader = table.out.find(" m1 ") != std::string::npos ||
@@ -208,9 +207,9 @@ TEST(AdminProcessTest, QuorumGuardsRefuseDangerousChangesWhileAMemberIsDown) {
   bool noticed = false;
   for (int t = 0; t < 100 && !noticed; ++t) {
     auto c = cluster.client_for(*leader, 500);
-    wire::Response st = c->call_sync({.op = wire::Op::kStatus},
-                                     {.timeout_ms = 500,
-                                      .target = *net::parse_address(cluster.client_addr(*leader))});
+    wire::Response st = c->call_sync(
+        {.op = wire::Op::kStatus},
+        {.timeout_ms = 500, .target = *net::parse_address(cluster.client_addr(*leader))});
     for (const std::string& e : st.status.errors) noticed = noticed || e == not_responding;
     if (!noticed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -316,7 +315,8 @@ TEST(AdminProcessTest, ForceNewClusterRecoversASurvivorAfterLosingTwoDataDirs) {
   // has the entry, and the survivor may have been the minority); two lose their data for good.
   ASSERT_TRUE(cluster.wait_applied(0, last).ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster.kill(i, SIGKILL).ok());
-  std::system(("rm -rf '" + cluster.spec(1).data_dir + "' '" + cluster.spec(2).data_dir + "'").c_str());
+  std::system(
+      ("rm -rf '" + cluster.spec(1).data_dir + "' '" + cluster.spec(2).data_dir + "'").c_str());
   cluster.mutable_spec(0).extra_flags = {"--force-new-cluster"};
   ASSERT_TRUE(cluster.start(0).ok());
   Result<int> leader = cluster.wait_for_leader();
@@ -361,7 +361,8 @@ TEST(AdminProcessTest, LeaderWatchReportsChanges) {
     Result<int> now = cluster.wait_for_leader();
     ASSERT_TRUE(now.ok()) << now.status().to_string();
     current = *now;
-    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (int i = 0; i < 100 && !done; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   watch.join();
   ASSERT_TRUE(done);
@@ -378,7 +379,8 @@ TEST(AdminProcessTest, LeaderWatchReportsChanges) {
     const std::string name_key = "{\"name\":\"";
     const std::string term_key = "\"term\":";
     if (l.rfind(name_key, 0) != 0 || l.find(term_key) == std::string::npos) continue;
-    const std::string name = l.substr(name_key.size(), l.find('"', name_key.size()) - name_key.size());
+    const std::string name =
+        l.substr(name_key.size(), l.find('"', name_key.size()) - name_key.size());
     const std::uint64_t term = std::stoull(l.substr(l.find(term_key) + term_key.size()));
     if (!name.empty()) seen.emplace_back(name, term);
   }
