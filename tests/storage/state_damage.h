@@ -60,6 +60,26 @@ inline int flip_value_bit(const std::string& state_dir, const std::string& key,
   return flipped;
 }
 
+// Flips bit 0x40 of the last byte of `key` where the kv database stores it (the node's key,
+// found as flip_value_bit finds the value after it), so the record lies out of the key order
+// under a key nobody wrote. Returns how many copies were damaged.
+inline int flip_key_bit(const std::string& state_dir, const std::string& key,
+                        const std::string& value) {
+  const std::string path = live_data_file(state_dir);
+  std::string bytes = read_bytes(path);
+  int flipped = 0;
+  for (std::size_t pos = bytes.find(value); pos != std::string::npos;
+       pos = bytes.find(value, pos + 1)) {
+    if (pos < 7 + key.size() || bytes.compare(pos - 7 - key.size(), key.size(), key) != 0) {
+      continue;
+    }
+    bytes[pos - 7 - 1] ^= 0x40;
+    ++flipped;
+  }
+  write_bytes(path, bytes);
+  return flipped;
+}
+
 // Flips a bit of the body of the meta record `field` (its 8-byte integer follows the 4-byte
 // checksum, which follows the field's name).
 inline int flip_meta_bit(const std::string& state_dir, const std::string& field) {

@@ -47,6 +47,13 @@ void set_error(wire::Response& r, const Status& s) {
   r.message = s.message();
 }
 
+// A damaged identity file or state refuses the start; neither can be mended in place, so the
+// refusal ends with what to do (kvc-node(1), INTEGRITY): rebuild the member from the cluster.
+Status with_rebuild_advice(const Status& s) {
+  if (s.code() != Code::kCorruption) return s;
+  return Status::corruption(s.message() + "; " + std::string(storage::rebuild_advice()));
+}
+
 }  // namespace
 
 void SpdRaftLogger::log(raft::LogLevel level, std::string_view line) {
@@ -152,7 +159,7 @@ Status Engine::Impl::open_data_dir() {
 
   if (data_dir_->has_identity()) {
     Result<storage::Identity> id = data_dir_->read_identity();
-    if (!id.ok()) return id.status();
+    if (!id.ok()) return with_rebuild_advice(id.status());
     if (id->name != options_.name || id->cluster_token != options_.cluster_token) {
       return Status::failed_precondition(
           "data directory " + options_.data_dir + " belongs to member '" + id->name +
@@ -242,7 +249,7 @@ Status Engine::Impl::open_storage() {
       data_dir_->state_dir(), {.map_size = options_.state_map_size,
                                .history_revisions = options_.history_revisions,
                                .history_bytes = options_.history_bytes});
-  if (!st.ok()) return st.status();
+  if (!st.ok()) return with_rebuild_advice(st.status());
   state_ = std::move(*st);
   // The state and the log must agree before the Raft core sees either (consistency.h): a
   // violation (a state older than the log says, a log missing its newest segments, ...)

@@ -26,6 +26,8 @@ std::string log_text(const LogFacts& log) {
 
 }  // namespace
 
+std::string_view rebuild_advice() { return kRebuild; }
+
 LogFacts log_facts(const Wal& wal) {
   return LogFacts{.wal_dir = wal.dir(), .segments = wal.segment_count(), .log = wal.log()};
 }

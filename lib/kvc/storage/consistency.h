@@ -76,6 +76,11 @@ struct ConsistencyReport {
 
 ConsistencyReport check_consistency(const StateFacts& state, const LogFacts& log);
 
+// What to do when a member's own files cannot be trusted and cannot be mended in place (a
+// violation above, a damaged state or identity file): rebuild it from the cluster. One clause,
+// lowercase, naming the commands (kvc-node(1), INTEGRITY), for the end of a refusal.
+std::string_view rebuild_advice();
+
 // Reads DATA_DIR/state (read-only: read_state_facts) and scans DATA_DIR/wal, then checks. Takes
 // no lock, so it runs beside a live member (whose files may move while they are read). Fails
 // with kCorruption when the WAL itself is corrupt (the facts would be incomplete; kvc-wal

@@ -73,6 +73,56 @@ class BusyGuard {
 // Reports a damaged record (and makes the Status a read returns for it).
 using DamageFn = std::function<Status(StateDb db, std::string_view key, RecordProblem problem)>;
 
+// LMDB's pages carry no checksum, so a flipped bit in a stored key, or in a branch page's copy
+// of a key, can make a search miss a record that is there: a flipped key moves its record out of
+// its place (its seal then fails where it lies), and a flipped branch key sends the searches for
+// a run of keys to the wrong leaf. Either way the missed record lies right beside where the
+// search ended, or the keys there are out of order. So every search that finds nothing and every
+// seek that starts a walk checks the neighbours of `key` in `dbi`: the first record at or after
+// it must not be below it, the last record before it must be below it, and both must verify.
+// When the caller's search for `key` itself found nothing (`absent`), a neighbour that holds
+// exactly `key` is misplaced too: a damaged branch page sent the search to the leaf before the
+// one that holds it. The key and problem of the first neighbour that fails (problem kNone when
+// both are fine).
+struct Neighbour {
+  std::string key;
+  RecordProblem problem = RecordProblem::kNone;
+};
+Result<Neighbour> check_neighbours(MDB_txn* txn, MDB_dbi dbi, StateDb db, std::string_view key,
+                                   bool absent, const std::string& dir) {
+  Cursor c;
+  if (int rc = c.open(txn, dbi); rc != 0) return lmdb_status(rc, dir, "open cursor");
+  MDB_val k = val_of(key), v{};
+  auto judge = [&](bool in_order) {
+    Neighbour n{std::string(view_of(k))};
+    if (!in_order) {
+      n.problem = RecordProblem::kMisplaced;
+    } else if (!unseal_record(db, view_of(k), view_of(v))) {
+      n.problem = RecordProblem::kChecksum;
+    }
+    return n;
+  };
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+  if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_status(rc, dir, "seek");
+  if (rc == 0) {
+    Neighbour after = judge(absent ? view_of(k) > key : view_of(k) >= key);
+    if (after.problem != RecordProblem::kNone) return after;
+  }
+  rc = mdb_cursor_get(c.get(), &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+  if (rc == MDB_NOTFOUND) return Neighbour{};
+  if (rc != 0) return lmdb_status(rc, dir, "seek");
+  return judge(view_of(k) < key);
+}
+
+// The same as a Status: ok, or the damaged() Status naming the neighbour.
+Status check_neighbours(MDB_txn* txn, MDB_dbi dbi, StateDb db, std::string_view key, bool absent,
+                        const DamageFn& damaged, const std::string& dir) {
+  Result<Neighbour> n = check_neighbours(txn, dbi, db, key, absent, dir);
+  if (!n.ok()) return n.status();
+  if (n->problem == RecordProblem::kNone) return Status();
+  return damaged(db, n->key, n->problem);
+}
+
 // The merged view of the active overlay, the frozen overlay and LMDB, in key order, skipping
 // tombstones: the first layer that mentions a key decides it.
 class MergedCursor {
@@ -105,6 +155,10 @@ class MergedCursor {
     }
     if (rc != 0 && rc != MDB_NOTFOUND) return error(rc, "seek");
     l_valid_ = rc == 0;
+    if (!lower.empty()) {
+      KVC_RETURN_IF_ERROR(check_neighbours(txn_, dbi_, StateDb::kKv, lower.substr(0, kMaxKeyBytes),
+                                           /*absent=*/false, damaged_, dir_));
+    }
     return settle();
   }
 
@@ -365,9 +419,24 @@ Status StateMachine::open_env(const std::string& dir) {
   Status init = [this] {
     Txn txn;
     KVC_MDB(txn.begin(env_, 0), "begin");
-    KVC_MDB(mdb_dbi_open(txn.get(), "kv", MDB_CREATE, &dbs_->kv), "open kv database");
-    KVC_MDB(mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &dbs_->meta), "open meta database");
-    KVC_MDB(mdb_dbi_open(txn.get(), "events", MDB_CREATE, &dbs_->events), "open events database");
+    // The three databases are created with the environment, in one transaction, and only
+    // then: in an existing environment a missing one is damage (a flipped bit in its name in
+    // the main database), and an empty database created in its place would be served as the
+    // truth (no keys, or no history).
+    MDB_dbi main = 0;
+    KVC_MDB(mdb_dbi_open(txn.get(), nullptr, 0, &main), "open the main database");
+    MDB_stat main_stat{};
+    KVC_MDB(mdb_stat(txn.get(), main, &main_stat), "stat the main database");
+    const unsigned create = main_stat.ms_entries == 0 ? MDB_CREATE : 0;
+    for (const auto& [name, dbi] : {std::pair{"kv", &dbs_->kv}, std::pair{"meta", &dbs_->meta},
+                                    std::pair{"events", &dbs_->events}}) {
+      const int rc = mdb_dbi_open(txn.get(), name, create, dbi);
+      if (rc == MDB_NOTFOUND) {
+        return Status::corruption("state " + state_dir_ + ": the LMDB database '" + name +
+                                  "' is missing (the LMDB file is damaged)");
+      }
+      if (rc != 0) return lmdb_error(rc, std::string("open ") + name + " database");
+    }
     Result<std::uint32_t> format = read_state_format(txn.get(), dbs_->meta, state_dir_);
     if (!format.ok()) return format.status();
     if (*format == 0) {  // a new state: applied index 0, no keys, no members
@@ -480,7 +549,12 @@ Result<std::optional<KeyValue>> StateMachine::lookup(std::string_view key) {
   if (!txn.ok()) return txn.status();
   MDB_val k = val_of(key), v;
   const int rc = mdb_get(*txn, dbs_->kv, &k, &v);
-  if (rc == MDB_NOTFOUND) return std::optional<KeyValue>();
+  if (rc == MDB_NOTFOUND) {
+    // Absent, unless damage hid it (check_neighbours).
+    KVC_RETURN_IF_ERROR(check_neighbours(*txn, dbs_->kv, StateDb::kKv, key, /*absent=*/true,
+                                         damage_fn_, state_dir_));
+    return std::optional<KeyValue>();
+  }
   if (rc != 0) return lmdb_error(rc, "get");
   KeyValue kv;
   const RecordProblem p = decode_kv_record(key, view_of(v), kv, true);
@@ -716,6 +790,9 @@ Result<EventPage> StateMachine::events_view(const EventRequest& req) {
     const std::string start = event_key(from, req.from_sequence);
     MDB_val k = val_of(start), v;
     int rc = mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "read events");
+    KVC_RETURN_IF_ERROR(check_neighbours(*txn, dbs_->events, StateDb::kEvents, start,
+                                         /*absent=*/false, damage_fn_, state_dir_));
     while (rc == 0) {
       Event e;
       if (const RecordProblem p = decode_event_record(view_of(k), view_of(v), e);
@@ -942,6 +1019,19 @@ Result<ScrubBatch> StateMachine::scrub(const ScrubCursor& from, std::size_t max_
     MDB_val k = val_of(at.next_key), v;
     int rc = at.next_key.empty() ? mdb_cursor_get(c.get(), &k, &v, MDB_FIRST)
                                  : mdb_cursor_get(c.get(), &k, &v, MDB_SET_RANGE);
+    if (!at.next_key.empty() && (rc == 0 || rc == MDB_NOTFOUND)) {
+      // Resuming a pass: a seek a damaged branch page misled would skip records unseen.
+      Result<Neighbour> n = check_neighbours(txn.get(), dbi, db, at.next_key,
+                                             /*absent=*/false, state_dir_);
+      if (!n.ok()) return n.status();
+      // Only the order matters here: the record before was sealed-checked by the batch that
+      // walked it, and the record after is walked next.
+      if (n->problem == RecordProblem::kMisplaced) {
+        (void)damaged(db, n->key, n->problem);
+        batch.damaged.push_back(record_name(db, n->key) + ": " +
+                                std::string(record_problem_name(n->problem)));
+      }
+    }
     while (rc == 0 && batch.records < max_records) {
       const std::string_view key = view_of(k), stored = view_of(v);
       ++batch.records;
@@ -955,6 +1045,14 @@ Result<ScrubBatch> StateMachine::scrub(const ScrubCursor& from, std::size_t max_
         p = decode_event_record(key, stored, e);
       } else if (!unseal_record(StateDb::kMeta, key, stored)) {
         p = RecordProblem::kChecksum;
+      }
+      if (p == RecordProblem::kNone) {
+        // A walk reaches every record whatever the branch pages say; a search for its key must
+        // lead to it too, or a damaged key or branch page hides it from every lookup.
+        MDB_val want = val_of(key), got{};
+        const int grc = mdb_get(txn.get(), dbi, &want, &got);
+        if (grc != 0 && grc != MDB_NOTFOUND) return lmdb_error(grc, "scrub: look up");
+        if (grc == MDB_NOTFOUND || got.mv_data != v.mv_data) p = RecordProblem::kMisplaced;
       }
       if (p != RecordProblem::kNone) {
         (void)damaged(db, key, p);  // recorded and logged; the pass goes on

@@ -190,8 +190,10 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
       options.progress(walked, total);
     }
   };
-  // Walks one database from its first record to its last, handing each to `check`.
-  auto walk = [&](MDB_dbi dbi, const char* name, std::uint64_t& count,
+  // Walks one database from its first record to its last, handing each to `check`. A walk
+  // reaches every record whatever the branch pages say; LMDB's search for each key must lead to
+  // the same record too, or a damaged key or branch page hides it from every lookup.
+  auto walk = [&](MDB_dbi dbi, StateDb db, const char* name, std::uint64_t& count,
                   const std::function<void(std::string_view, std::string_view)>& check) {
     Cursor c;
     if (int rc = c.open(txn.get(), dbi); rc != 0) {
@@ -203,6 +205,11 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
     for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
       ++count;
       report.bytes += k.mv_size + v.mv_size;
+      MDB_val want = k, got{};
+      if (const int grc = mdb_get(txn.get(), dbi, &want, &got);
+          grc == MDB_NOTFOUND || (grc == 0 && got.mv_data != v.mv_data)) {
+        found.damaged(db, view_of(k), RecordProblem::kMisplaced);
+      }
       check(view_of(k), view_of(v));
       tick();
     }
@@ -215,22 +222,23 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
   };
 
   // meta: every record sealed (version 2); unknown fields are suspicious.
-  walk(d.meta, "meta", report.meta_records, [&](std::string_view key, std::string_view stored) {
-    static constexpr std::string_view kKnown[] = {
-        kMetaFormat,     kMetaAppliedIndex,    kMetaAppliedTerm,
-        kMetaRevision,   kMetaCompactRevision, kMetaEventsBytes,
-        kMetaMembership, kMetaLogDurableIndex, kMetaInstalledIndex};
-    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
-      found.problem("the meta database holds an unknown field " + text_value(key));
-    }
-    if (sealed && !unseal_record(StateDb::kMeta, key, stored)) {
-      found.damaged(StateDb::kMeta, key, RecordProblem::kChecksum);
-    }
-  });
+  walk(d.meta, StateDb::kMeta, "meta", report.meta_records,
+       [&](std::string_view key, std::string_view stored) {
+         static constexpr std::string_view kKnown[] = {
+             kMetaFormat,     kMetaAppliedIndex,    kMetaAppliedTerm,
+             kMetaRevision,   kMetaCompactRevision, kMetaEventsBytes,
+             kMetaMembership, kMetaLogDurableIndex, kMetaInstalledIndex};
+         if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+           found.problem("the meta database holds an unknown field " + text_value(key));
+         }
+         if (sealed && !unseal_record(StateDb::kMeta, key, stored)) {
+           found.damaged(StateDb::kMeta, key, RecordProblem::kChecksum);
+         }
+       });
 
   // kv: sealed, decodable, and revisions the state's own meta allows.
   KeyValue kv;
-  walk(d.kv, "kv", report.keys, [&](std::string_view key, std::string_view stored) {
+  walk(d.kv, StateDb::kKv, "kv", report.keys, [&](std::string_view key, std::string_view stored) {
     RecordProblem p;
     if (sealed) {
       p = decode_kv_record(key, stored, kv, false);
@@ -259,23 +267,25 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
   // events: sealed, decodable, within [compact_revision, applied index].
   Event e;
   std::uint64_t event_bytes = 0;
-  walk(d.events, "events", report.events, [&](std::string_view key, std::string_view stored) {
-    event_bytes += key.size() + stored.size();
-    RecordProblem p;
-    if (sealed) {
-      p = decode_event_record(key, stored, e);
-    } else {
-      p = decode_event_record(key, seal_record(StateDb::kEvents, key, stored), e);
-    }
-    if (p != RecordProblem::kNone) {
-      found.damaged(StateDb::kEvents, key, p);
-      return;
-    }
-    if (meta_ok && (e.revision < m.compact_revision || e.revision > m.applied_index)) {
-      found.problem(record_name(StateDb::kEvents, key) + ": revision outside the kept history " +
-                    std::to_string(m.compact_revision) + ".." + std::to_string(m.applied_index));
-    }
-  });
+  walk(d.events, StateDb::kEvents, "events", report.events,
+       [&](std::string_view key, std::string_view stored) {
+         event_bytes += key.size() + stored.size();
+         RecordProblem p;
+         if (sealed) {
+           p = decode_event_record(key, stored, e);
+         } else {
+           p = decode_event_record(key, seal_record(StateDb::kEvents, key, stored), e);
+         }
+         if (p != RecordProblem::kNone) {
+           found.damaged(StateDb::kEvents, key, p);
+           return;
+         }
+         if (meta_ok && (e.revision < m.compact_revision || e.revision > m.applied_index)) {
+           found.problem(
+               record_name(StateDb::kEvents, key) + ": revision outside the kept history " +
+               std::to_string(m.compact_revision) + ".." + std::to_string(m.applied_index));
+         }
+       });
 
   // LMDB's own statistics must agree with what its trees hold.
   const struct {

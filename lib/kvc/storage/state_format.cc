@@ -55,6 +55,8 @@ std::string_view record_problem_name(RecordProblem p) {
       return "checksum mismatch";
     case RecordProblem::kMalformed:
       return "malformed record";
+    case RecordProblem::kMisplaced:
+      return "out of place in the key order (a damaged key or branch page)";
   }
   return "unknown";
 }

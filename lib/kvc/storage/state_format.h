@@ -31,8 +31,10 @@ enum class RecordProblem : std::uint8_t {
   kNone = 0,
   kChecksum,   // shorter than a checksum, or the checksum does not match
   kMalformed,  // the checksum matches but the body does not decode (a bug, or a v1 record)
+  kMisplaced,  // not where LMDB's search for its key leads: a damaged key or branch page
 };
-std::string_view record_problem_name(RecordProblem p);  // "checksum mismatch", "malformed"
+// "checksum mismatch", "malformed record", "out of place in the key order"
+std::string_view record_problem_name(RecordProblem p);
 
 // The stored form of `body` under `key` in `db`: u32 masked crc32c (little-endian) || body. The
 // CRC covers the tag byte, the key's length as a varint, the key and the body. Written to `out`
