@@ -182,11 +182,19 @@ RawClient::RawClient(TestLoop& loop, const net::Address& to, bool read)
     : s_(std::make_shared<State>()) {
   s_->self = s_;
   s_->read = read;
-  uv_tcp_init(loop.get(), &s_->tcp);
-  s_->tcp.data = s_.get();
-  s_->connect_req.data = s_.get();
   sockaddr_storage ss{};
   KVC_CHECK(net::to_sockaddr(to, &ss).ok(), "bad address");
+  KVC_CHECK(uv_tcp_init_ex(loop.get(), &s_->tcp, ss.ss_family) == 0, "socket");
+  if (!read) {
+    // A client that never reads gets the smallest receive buffer the kernel allows, set before
+    // the connection exists so its window never grows: what the server can hand to the kernel
+    // is then bounded by its own send buffer, whatever tcp_rmem allows (32 MiB on Debian).
+    int small = 4096;
+    KVC_CHECK(uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&s_->tcp), &small) == 0,
+              "SO_RCVBUF");
+  }
+  s_->tcp.data = s_.get();
+  s_->connect_req.data = s_.get();
   const int rc = uv_tcp_connect(&s_->connect_req, &s_->tcp, reinterpret_cast<sockaddr*>(&ss),
                                 [](uv_connect_t* req, int status) {
                                   auto* s = static_cast<State*>(req->data);
