@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
                  "kvc-node, kvc-node-unsafe (the test-only broken build) or a path")
       ->capture_default_str();
   app.add_option("--test-mutation", mutation,
-                 "With kvc-node-unsafe: ack-before-commit or local-reads");
+                 "With kvc-node-unsafe: ack-before-commit, local-reads or unverified-reads "
+                 "(stored values are not checked against their checksums: a damaged value is "
+                 "served)");
   app.add_flag("--expect-violation", expect_violation,
                "Succeed only if every run finds a safety violation (for broken builds)");
   app.add_option("--faults", faults,
@@ -151,8 +153,9 @@ int main(int argc, char** argv) {
   } else {
     o.node_binary = binary;
   }
-  if (!mutation.empty() && mutation != "ack-before-commit" && mutation != "local-reads") {
-    return usage("--test-mutation must be ack-before-commit or local-reads");
+  if (!mutation.empty() && mutation != "ack-before-commit" && mutation != "local-reads" &&
+      mutation != "unverified-reads") {
+    return usage("--test-mutation must be ack-before-commit, local-reads or unverified-reads");
   }
   kvc::Result<std::vector<kvc::chaos::FaultKind>> kinds = kvc::chaos::parse_fault_mix(faults);
   if (!kinds.ok()) return usage("--faults: " + kinds.status().message());

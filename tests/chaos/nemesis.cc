@@ -782,6 +782,7 @@ std::string IntegrityCounts::to_string() const {
 
 IntegrityCounts Nemesis::integrity() const {
   IntegrityCounts c = integrity_;
+  c.probe_reads = probes_tried_.load();
   c.probe_reads_ok = probes_answered_.load();
   return c;
 }
@@ -825,17 +826,26 @@ std::vector<std::thread> Nemesis::probe_reads(int member, const std::vector<std:
   std::vector<std::thread> out;
   for (const std::string& key : keys) {
     const std::uint64_t client = options_.first_probe_client + next_probe_client_++;
-    ++integrity_.probe_reads;
     out.emplace_back([this, member, key, client] {
-      check::Operation op;
-      op.client = client;
-      op.kind = check::OpKind::kGet;
-      op.key = key;
-      const std::size_t h = clock_.begin(op);
-      const wire::Response r =
-          cluster_.call(member, {.op = wire::Op::kGet, .key = key}, options_.op_timeout_ms);
-      clock_.complete(h, r);
-      if (r.code == Code::kOk || r.code == Code::kNotFound) ++probes_answered_;
+      // Until it is answered, for a bounded time: a member just restarted may not know the
+      // leader yet, and one that is repairing refuses; each attempt is an operation of its own.
+      const std::uint64_t deadline = now_ms() + kProbeMs;
+      do {
+        check::Operation op;
+        op.client = client;
+        op.kind = check::OpKind::kGet;
+        op.key = key;
+        const std::size_t h = clock_.begin(op);
+        const wire::Response r =
+            cluster_.call(member, {.op = wire::Op::kGet, .key = key}, options_.op_timeout_ms);
+        clock_.complete(h, r);
+        ++probes_tried_;
+        if (r.code == Code::kOk || r.code == Code::kNotFound) {
+          ++probes_answered_;
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      } while (now_ms() < deadline);
     });
   }
   return out;

@@ -155,8 +155,8 @@ struct IntegrityCounts {
   std::uint64_t damaged = 0;                // values damaged
   std::uint64_t damage_found = 0;           // ... that the member found ("state damaged")
   std::uint64_t damage_replaced = 0;        // ... gone with a snapshot install before it was found
-  std::uint64_t probe_reads = 0;            // reads through a rolled-back or damaged member
-  std::uint64_t probe_reads_ok = 0;         // ... that were answered
+  std::uint64_t probe_reads = 0;     // reads through a rolled-back or damaged member (attempts)
+  std::uint64_t probe_reads_ok = 0;  // ... keys answered (a probe stops at its first answer)
 
   IntegrityCounts& operator+=(const IntegrityCounts& o);
   std::string to_string() const;  // "rollbacks=2 (leader 1, detected 1, ...) damaged=1 ..."
@@ -234,7 +234,8 @@ class Nemesis {
   std::uint64_t finish_rollback(const PendingRollback& r);
   bool damage(const FaultStep& step);
   // Linearizable reads of `keys` through `member` only, each recorded in the history as a
-  // client of its own; started at once, in parallel. Join the threads returned.
+  // client of its own; started at once, in parallel, each retried until answered (at most
+  // kProbeMs). Join the threads returned.
   std::vector<std::thread> probe_reads(int member, const std::vector<std::string>& keys);
   // "" when no damage the nemesis made is still unrepaired and no member reports itself
   // damaged or repairing; else what is (for a log line).
@@ -263,7 +264,9 @@ class Nemesis {
   std::vector<DamageRecord> damaged_;
   std::uint64_t held_ms_ = 0;  // the schedule is shifted by the protection windows so far
   std::uint64_t next_probe_client_ = 0;
+  std::atomic<std::uint64_t> probes_tried_{0};
   std::atomic<std::uint64_t> probes_answered_{0};
+  static constexpr std::uint64_t kProbeMs = 4000;  // a probe read is retried this long at most
   int copies_ = 0;
   std::vector<std::string> problems_;
   int transfer_supported_ = -1;    // -1 unknown, 0 no, 1 yes
