@@ -763,6 +763,7 @@ IntegrityCounts& IntegrityCounts::operator+=(const IntegrityCounts& o) {
   damaged += o.damaged;
   damage_found += o.damage_found;
   damage_replaced += o.damage_replaced;
+  damage_rolled_back += o.damage_rolled_back;
   probe_reads += o.probe_reads;
   probe_reads_ok += o.probe_reads_ok;
   return *this;
@@ -776,6 +777,7 @@ std::string IntegrityCounts::to_string() const {
          std::to_string(repair_ms_max) + "ms) damaged=" + std::to_string(damaged) +
          " (found by the member " + std::to_string(damage_found) +
          ", replaced by a snapshot first " + std::to_string(damage_replaced) +
+         ", by a rollback first " + std::to_string(damage_rolled_back) +
          ") probe_reads=" + std::to_string(probe_reads) + " (answered " +
          std::to_string(probe_reads_ok) + ")";
 }
@@ -1002,7 +1004,10 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
     return now_ms() - started;
   }
   for (DamageRecord& d : damaged_) {
-    if (d.member == r.member) d.rolled_back = true;
+    if (d.member == r.member && d.log_end == 0) {
+      d.log_end = file_size(m.log_path);
+      d.rolled_back = true;
+    }
   }
   // A rolled-back leader returns only once a new leader has committed an entry of its own term:
   // that leader holds every committed entry, so the returning member's vote cannot elect one
@@ -1132,6 +1137,9 @@ bool Nemesis::damage(const FaultStep& s) {
   }
   Result<DamagedValue> d = damage_stored_value(m.data_dir, candidates);
   const std::uint64_t log_offset = file_size(m.log_path);
+  for (DamageRecord& earlier : damaged_) {
+    if (earlier.member == v && earlier.log_end == 0) earlier.log_end = log_offset;
+  }
   if (Status st = cluster_.start(v); !st.ok()) {
     problems_.push_back(name + ": restart of " + m.name + ": " + st.to_string());
   }
@@ -1152,11 +1160,19 @@ bool Nemesis::damage(const FaultStep& s) {
   return true;
 }
 
+std::string Nemesis::damage_log(const DamageRecord& d) {
+  std::string log = read_from(d.log_path, d.log_offset);
+  if (d.log_end > d.log_offset && d.log_end - d.log_offset < log.size()) {
+    log.resize(d.log_end - d.log_offset);
+  }
+  return log;
+}
+
 std::string Nemesis::integrity_busy() {
   for (const DamageRecord& d : damaged_) {
     const MemberProcess m = cluster_.member(d.member);
     if (m.retired || d.rolled_back) continue;
-    const std::string log = read_from(d.log_path, d.log_offset);
+    const std::string log = damage_log(d);
     if (log.find("state repaired") == std::string::npos &&
         log.find("installed snapshot") == std::string::npos) {
       return "the damage of " + d.key + " in " + m.name + " is not repaired yet";
@@ -1176,12 +1192,14 @@ std::vector<std::string> Nemesis::verify_damage_repaired() {
   std::vector<std::string> out;
   for (const DamageRecord& d : damaged_) {
     const MemberProcess m = cluster_.member(d.member);
-    if (m.retired || d.rolled_back) continue;  // its data was replaced anyway
-    const std::string log = read_from(d.log_path, d.log_offset);
+    if (m.retired) continue;
+    const std::string log = damage_log(d);
     if (log.find("state damaged") != std::string::npos) {
       ++integrity_.damage_found;
     } else if (log.find("installed snapshot") != std::string::npos) {
       ++integrity_.damage_replaced;
+    } else if (d.rolled_back) {
+      ++integrity_.damage_rolled_back;  // its data was replaced by the older copy
     } else {
       out.push_back("damage: " + m.name + " never found the damaged value of " + d.key +
                     " (no \"state damaged\" in its log since the restart, and no snapshot "

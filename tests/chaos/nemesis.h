@@ -154,9 +154,11 @@ struct IntegrityCounts {
   std::uint64_t repair_ms_max = 0;          // the longest protection window
   std::uint64_t damaged = 0;                // values damaged
   std::uint64_t damage_found = 0;           // ... that the member found ("state damaged")
-  std::uint64_t damage_replaced = 0;        // ... gone with a snapshot install before it was found
-  std::uint64_t probe_reads = 0;     // reads through a rolled-back or damaged member (attempts)
-  std::uint64_t probe_reads_ok = 0;  // ... keys answered (a probe stops at its first answer)
+  std::uint64_t damage_replaced = 0;
+  std::uint64_t damage_rolled_back = 0;  // ... gone with a rollback of the member first        //
+                                         // ... gone with a snapshot install before it was found
+  std::uint64_t probe_reads = 0;         // reads through a rolled-back or damaged member (attempts)
+  std::uint64_t probe_reads_ok = 0;      // ... keys answered (a probe stops at its first answer)
 
   IntegrityCounts& operator+=(const IntegrityCounts& o);
   std::string to_string() const;  // "rollbacks=2 (leader 1, detected 1, ...) damaged=1 ..."
@@ -210,8 +212,12 @@ class Nemesis {
     std::string key;
     std::string log_path;
     std::uint64_t log_offset = 0;  // the member's log from this restart on
+    std::uint64_t log_end = 0;     // ... to here: its next damage or rollback (0: to the end)
     bool rolled_back = false;      // its data was replaced by an older copy since
   };
+  // The part of the member's log that belongs to `d` (from its restart to the next fault of
+  // the same kind on that member).
+  static std::string damage_log(const DamageRecord& d);
   struct Active {
     std::uint64_t heal_at_ms = 0;
     FaultKind kind = FaultKind::kKill;
