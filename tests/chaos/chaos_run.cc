@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "checks.h"
+#include "disk_faults.h"
 #include "kvc/check/history_io.h"
 #include "kvc/check/linearizability.h"
 
@@ -229,9 +230,11 @@ Result<MemberState> member_state(ChaosCluster& cluster, int i) {
 
 // The lines of a member's log that say something went badly wrong inside it.
 std::vector<std::string> scan_log(const std::string& path) {
+  // "kvc: check failed at" is a failed KVC_CHECK (common/check.h); the members' own "hash check
+  // failed" (a periodic hash check that timed out under faults) is not a failure.
   static const char* const kPatterns[] = {
-      "check failed",   "AddressSanitizer", "LeakSanitizer",     "UndefinedBehaviorSanitizer",
-      "runtime error:", "terminate called", "Segmentation fault"};
+      "kvc: check failed at", "AddressSanitizer", "LeakSanitizer",     "UndefinedBehaviorSanitizer",
+      "runtime error:",       "terminate called", "Segmentation fault"};
   std::vector<std::string> out;
   std::ifstream f(path);
   std::string line;
@@ -273,6 +276,17 @@ std::string format_fault_counts(const std::map<FaultKind, FaultCount>& counts) {
   return out;
 }
 
+std::string fault_mix_text(const std::vector<FaultKind>& kinds) {
+  if (kinds.empty()) return "none";
+  std::vector<FaultKind> sorted = kinds, all = all_fault_kinds();
+  std::sort(sorted.begin(), sorted.end());
+  std::sort(all.begin(), all.end());
+  if (sorted == all) return "all";
+  std::string out;
+  for (FaultKind k : sorted) out += (out.empty() ? "" : ",") + std::string(fault_name(k));
+  return out;
+}
+
 ChaosResult run_chaos(const ChaosOptions& o) {
   const auto started = Clock::now();
   ChaosResult result;
@@ -302,22 +316,13 @@ ChaosResult run_chaos(const ChaosOptions& o) {
   cc.test_mutation = o.test_mutation;
   cc.slowfs_library = o.slowfs_library;
   cc.seed = o.seed;
-  cc.extra_flags = {"--log-level",
-                    "info",
-                    "--tick",
-                    "50ms",
-                    "--election-timeout",
-                    "1s",
-                    "--heartbeat-interval",
-                    "100ms",
-                    "--retained-entries",
-                    "400",
-                    "--wal-segment-bytes",
-                    "1048576",
-                    "--state-map-size",
-                    "268435456",
-                    "--snapshots-kept",
-                    "2"};
+  cc.extra_flags = {"--log-level", "info", "--tick", "50ms", "--election-timeout", "1s",
+                    "--heartbeat-interval", "100ms", "--retained-entries", "400",
+                    "--wal-segment-bytes", "1048576", "--state-map-size", "268435456",
+                    "--snapshots-kept", "2",
+                    // The periodic cross-member hash check runs during the run, not once in 5
+                    // minutes (the default): it is one of the ways damage is found.
+                    "--hash-check-interval", "3s"};
   std::vector<FaultKind> kinds = o.faults;
   if (o.slowfs_library.empty()) {
     kinds.erase(std::remove(kinds.begin(), kinds.end(), FaultKind::kSlowDisk), kinds.end());
@@ -330,7 +335,12 @@ ChaosResult run_chaos(const ChaosOptions& o) {
   {
     ChaosCluster cluster(cc);
     Recorder recorder(Clock::now());
-    Nemesis nemesis(cluster, events, recorder);
+    NemesisOptions no;
+    no.keys = workload_keys(o.keys, o.cold_keys);
+    no.cold_keys = static_cast<std::size_t>(o.cold_keys);
+    no.op_timeout_ms = o.op_timeout_ms;
+    no.first_probe_client = static_cast<std::uint64_t>(o.clients) + 1;
+    Nemesis nemesis(cluster, events, recorder, no);
     std::string detail;
     if (Status s = cluster.start_all(); !s.ok()) {
       fail("harness: starting the cluster: " + s.to_string(), false);
@@ -343,9 +353,13 @@ ChaosResult run_chaos(const ChaosOptions& o) {
                fmt_seconds(static_cast<double>(o.duration_ms) / 1000));
       events.add(recorder.now_us(), "cluster up, leader " +
                                         cluster.member(std::max(cluster.find_leader(300), 0)).name);
-      Workload workload(
-          cluster, recorder,
-          {.clients = o.clients, .keys = o.keys, .op_timeout_ms = o.op_timeout_ms, .seed = o.seed});
+      Workload workload(cluster, recorder,
+                        {.clients = o.clients,
+                         .keys = o.keys,
+                         .cold_keys = o.cold_keys,
+                         .op_timeout_ms = o.op_timeout_ms,
+                         .seed = o.seed,
+                         .targeted_read_percent = o.targeted_read_percent});
       if (Status s = workload.start(); !s.ok()) fail("harness: clients: " + s.to_string(), false);
 
       // Faults, with the history checked as it grows.
@@ -397,16 +411,18 @@ ChaosResult run_chaos(const ChaosOptions& o) {
         fail("liveness: " + s.message(), false);
       } else {
         events.add(recorder.now_us(), "converged");
+        // Every damaged value was found (or its state replaced), and nobody is still damaged.
+        for (const std::string& p : nemesis.verify_damage_repaired()) fail(p, false);
       }
 
       // Final linearizable reads of every key join the history: a lost write shows there too.
       const std::uint64_t final_client = static_cast<std::uint64_t>(o.clients);
-      for (int k = 0; k < o.keys; ++k) {
+      for (const std::string& key : workload_keys(o.keys, o.cold_keys)) {
         for (int attempt = 0; attempt < 5; ++attempt) {
           check::Operation op;
           op.client = final_client;
           op.kind = check::OpKind::kGet;
-          op.key = workload_key(k);
+          op.key = key;
           const std::size_t h = recorder.begin(op);
           const wire::Response r = writer->get(op.key);
           recorder.complete(h, r);
@@ -561,12 +577,33 @@ ChaosResult run_chaos(const ChaosOptions& o) {
         }
       }
     }
+    // Offline, once every member has stopped: no damage is left in any member's state (what
+    // `kvc-snap check` reports), whatever the faults did to it.
+    if (result.failures.empty()) {
+      for (int m : cluster.active_members()) {
+        if (cluster.running(m)) continue;
+        Result<std::vector<std::string>> found = damaged_records(cluster.member(m).data_dir);
+        if (!found.ok()) {
+          fail("harness: checking " + cluster.member(m).name +
+                   "'s state offline: " + found.status().to_string(),
+               false);
+          continue;
+        }
+        ++result.states_checked_offline;
+        std::string text;
+        for (const std::string& d : *found) text += "\n  " + d;
+        if (!found->empty()) {
+          fail(cluster.member(m).name + "'s state is still damaged after the run:" + text, false);
+        }
+      }
+    }
     for (const std::string& p : nemesis.problems()) fail(p, false);
     for (const std::string& e : cluster.take_unexpected_exits()) fail(e, false);
     for (int m = 0; m < cluster.size(); ++m) {
       for (const std::string& line : scan_log(cluster.member(m).log_path)) fail(line, false);
     }
     result.faults = nemesis.counts();
+    result.integrity = nemesis.integrity();
     result.membership_support = nemesis.membership_support();
     // ~ChaosCluster kills whatever still runs, by PID.
   }
@@ -588,8 +625,10 @@ ChaosResult run_chaos(const ChaosOptions& o) {
     << "\n  acknowledged_writes=" << result.acknowledged_writes
     << " in_some_member_history=" << result.acknowledged_writes_covered
     << " found_summed_over_members=" << result.acknowledged_writes_verified
-    << " state_hashes_compared=" << result.hash_checked << "\n";
+    << " state_hashes_compared=" << result.hash_checked
+    << " states_checked_offline=" << result.states_checked_offline << "\n";
   r << "  faults: " << format_fault_counts(result.faults) << "\n";
+  r << "  integrity: " << result.integrity.to_string() << "\n";
   r << "  membership: " << result.membership_support << "\n";
   r << "  time: " << fmt_seconds(result.seconds) << "\n";
   if (!result.passed) {
@@ -609,12 +648,18 @@ ChaosResult run_chaos(const ChaosOptions& o) {
       << "/history.jsonl (re-check with: check_bench --check <file>)\n";
     r << "rerun: kvc-chaos --seed " << o.seed << " --duration "
       << fmt_seconds(static_cast<double>(o.duration_ms) / 1000) << " --members " << o.members
-      << " --clients " << o.clients
+      << " --clients " << o.clients << " --faults " << fault_mix_text(o.faults)
+      << (o.targeted_read_percent != 50
+              ? " --targeted-reads " + std::to_string(o.targeted_read_percent)
+              : std::string())
       << (o.test_mutation.empty() ? ""
                                   : " --binary kvc-node-unsafe --test-mutation " + o.test_mutation)
       << "\n";
   } else if (!o.keep) {
     std::filesystem::remove_all(result.run_dir, ec);
+  } else {
+    std::ofstream f(result.run_dir + "/events.txt");
+    f << events.text();
   }
   if (result.passed || o.keep)
     r << "  run dir: " << result.run_dir << (o.keep ? " (kept)" : " (removed)") << "\n";

@@ -28,9 +28,11 @@ struct ChaosOptions {
   int members = 3;
   int clients = 24;
   int keys = 8;
-  std::string node_binary;     // path of kvc-node (or kvc-node-unsafe)
-  std::string test_mutation;   // --test-mutation for every member (kvc-node-unsafe only)
-  std::string slowfs_library;  // the slow-disk shim; empty: no slow-disk faults
+  int cold_keys = 4;               // written rarely, read often (workload.h)
+  int targeted_read_percent = 50;  // of the reads, those sent to one chosen member only
+  std::string node_binary;         // path of kvc-node (or kvc-node-unsafe)
+  std::string test_mutation;       // --test-mutation for every member (kvc-node-unsafe only)
+  std::string slowfs_library;      // the slow-disk shim; empty: no slow-disk faults
   std::vector<FaultKind> faults = all_fault_kinds();
   std::string work_dir;  // parent of the run directory ($TMPDIR or /tmp when empty)
   bool keep = false;     // keep the run directory even when every check passed
@@ -52,7 +54,9 @@ struct ChaosResult {
   std::uint64_t acknowledged_writes_covered = 0;   // at or above some member's history start
   std::uint64_t acknowledged_writes_verified = 0;  // found in a member's history, summed
   std::uint64_t hash_checked = 0;  // members whose state hash was compared at the final barrier
+  std::uint64_t states_checked_offline = 0;  // members' states checked record by record at the end
   std::map<FaultKind, FaultCount> faults;
+  IntegrityCounts integrity;
   std::string membership_support;
   double seconds = 0;  // wall time of the whole run
   std::string run_dir;
@@ -63,5 +67,7 @@ ChaosResult run_chaos(const ChaosOptions& options);
 
 // "kill=3 kill-leader=2 ... (skipped: transfer-leader=1)".
 std::string format_fault_counts(const std::map<FaultKind, FaultCount>& counts);
+// The kinds as --faults takes them: "all", "none", or their names joined by commas.
+std::string fault_mix_text(const std::vector<FaultKind>& kinds);
 
 }  // namespace kvc::chaos

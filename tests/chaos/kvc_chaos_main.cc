@@ -52,8 +52,9 @@ std::string env_or(const char* name, const std::string& fallback) {
 int main(int argc, char** argv) {
   CLI::App app(
       "kvc-chaos: start a real kvc-node cluster on 127.0.0.1, run dozens of clients against it "
-      "while killing, pausing, partitioning (through a fault proxy) and slowing its members on "
-      "a seeded schedule, then heal it and check the history for linearizability, every "
+      "while killing, pausing, partitioning (through a fault proxy) and slowing its members, "
+      "rolling a member back to an older copy of its data and damaging a stored value, on a "
+      "seeded schedule, then heal it and check the history for linearizability, every "
       "acknowledged write in every member, identical member states and clean stops.",
       "kvc-chaos");
   kvc::LogOptions log;
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   int members = 3;
   int clients = 24;
   int keys = 8;
+  int targeted_reads = 50;
   std::string binary = "kvc-node";
   std::string mutation;
   bool expect_violation = false;
@@ -93,16 +95,26 @@ int main(int argc, char** argv) {
   app.add_option("--keys", keys, "Size of the key space")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  app.add_option("--targeted-reads", targeted_reads,
+                 "Percent of the reads sent to one chosen member only (the rest follow the "
+                 "leader)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
   app.add_option("--binary", binary,
                  "kvc-node, kvc-node-unsafe (the test-only broken build) or a path")
       ->capture_default_str();
   app.add_option("--test-mutation", mutation,
-                 "With kvc-node-unsafe: ack-before-commit or local-reads");
+                 "With kvc-node-unsafe: ack-before-commit, local-reads or unverified-reads "
+                 "(stored values are not checked against their checksums: a damaged value is "
+                 "served)");
   app.add_flag("--expect-violation", expect_violation,
                "Succeed only if every run finds a safety violation (for broken builds)");
   app.add_option("--faults", faults,
-                 "all, none, or a comma-separated list of fault kinds and groups (kill, "
-                 "restart, pause, partition, net, disk, membership; see kvc-chaos --help)")
+                 "all, none, or a comma-separated list of fault kinds and groups: kill "
+                 "(kill, kill-leader, kill-majority), restart, pause (pause, pause-leader), "
+                 "partition (isolate, split, one-way, blackhole), net (lossy-links, "
+                 "slow-links), disk (slow-disk), membership (transfer-leader, "
+                 "member-replace), integrity (rollback, damage)")
       ->capture_default_str();
   app.add_option("--work-dir", work_dir, "Where run directories go (default $TMPDIR or /tmp)");
   app.add_flag("--keep", keep, "Keep the run directory (logs, data) even when a run passes");
@@ -127,6 +139,7 @@ int main(int argc, char** argv) {
   o.members = members;
   o.clients = clients;
   o.keys = keys;
+  o.targeted_read_percent = targeted_reads;
   o.test_mutation = mutation;
   o.work_dir = work_dir;
   o.keep = keep;
@@ -140,8 +153,9 @@ int main(int argc, char** argv) {
   } else {
     o.node_binary = binary;
   }
-  if (!mutation.empty() && mutation != "ack-before-commit" && mutation != "local-reads") {
-    return usage("--test-mutation must be ack-before-commit or local-reads");
+  if (!mutation.empty() && mutation != "ack-before-commit" && mutation != "local-reads" &&
+      mutation != "unverified-reads") {
+    return usage("--test-mutation must be ack-before-commit, local-reads or unverified-reads");
   }
   kvc::Result<std::vector<kvc::chaos::FaultKind>> kinds = kvc::chaos::parse_fault_mix(faults);
   if (!kinds.ok()) return usage("--faults: " + kinds.status().message());
@@ -182,6 +196,7 @@ int main(int argc, char** argv) {
   std::uint64_t runs = 0, passed = 0, violations = 0, checked = 0, operations = 0;
   std::vector<std::uint64_t> failed_seeds, quiet_seeds;
   std::map<kvc::chaos::FaultKind, kvc::chaos::FaultCount> faults_total;
+  kvc::chaos::IntegrityCounts integrity_total;
   for (std::size_t i = 0;; ++i) {
     std::uint64_t s;
     if (soak_ms != 0) {
@@ -210,6 +225,7 @@ int main(int argc, char** argv) {
       faults_total[k].applied += c.applied;
       faults_total[k].skipped += c.skipped;
     }
+    integrity_total += r.integrity;
     if (r.passed) ++passed;
     if (r.violation) ++violations;
     if (!r.passed) failed_seeds.push_back(s);
@@ -224,12 +240,12 @@ int main(int argc, char** argv) {
   };
   std::printf(
       "kvc-chaos summary: runs=%llu passed=%llu violations=%llu operations=%llu checked=%llu "
-      "minutes=%.2f checked_per_minute=%.0f failed_seeds=%s\n  faults: %s\n",
+      "minutes=%.2f checked_per_minute=%.0f failed_seeds=%s\n  faults: %s\n  integrity: %s\n",
       static_cast<unsigned long long>(runs), static_cast<unsigned long long>(passed),
       static_cast<unsigned long long>(violations), static_cast<unsigned long long>(operations),
       static_cast<unsigned long long>(checked), minutes,
       minutes > 0 ? static_cast<double>(checked) / minutes : 0.0, join(failed_seeds).c_str(),
-      kvc::chaos::format_fault_counts(faults_total).c_str());
+      kvc::chaos::format_fault_counts(faults_total).c_str(), integrity_total.to_string().c_str());
   if (expect_violation) {
     if (quiet_seeds.empty() && runs > 0) {
       std::printf("kvc-chaos: every run caught the broken build (as expected)\n");

@@ -91,6 +91,14 @@ std::size_t Recorder::size() const {
 }
 
 std::string workload_key(int i) { return "k" + std::to_string(i); }
+std::string cold_key(int i) { return "cold" + std::to_string(i); }
+
+std::vector<std::string> workload_keys(int keys, int cold) {
+  std::vector<std::string> out;
+  for (int i = 0; i < cold; ++i) out.push_back(cold_key(i));
+  for (int i = 0; i < keys; ++i) out.push_back(workload_key(i));
+  return out;
+}
 
 Workload::Workload(ChaosCluster& cluster, Recorder& recorder, WorkloadOptions options)
     : cluster_(cluster), recorder_(recorder), options_(options) {}
@@ -144,15 +152,27 @@ void Workload::run_client(int id) {
   std::map<std::string, std::uint64_t> last_revision;  // what this client last saw per key
   std::uint64_t seq = 0;
   auto pick = [&rng](std::uint64_t n) { return n == 0 ? 0 : rng() % n; };
+  // The first clients create the cold keys, one each, so they exist before the first fault.
+  bool create_cold = id < options_.cold_keys;
   while (!stop_.load()) {
     check::Operation op;
     op.client = static_cast<std::uint64_t>(id);
     op.key = workload_key(static_cast<int>(pick(static_cast<std::uint64_t>(options_.keys))));
+    // One operation in 25 is on a cold key, and only one of those in 20 writes it.
+    const bool cold = create_cold || (options_.cold_keys > 0 && pick(25) == 0);
+    const bool cold_write = create_cold || pick(20) == 0;
+    if (cold) {
+      op.key =
+          create_cold
+              ? cold_key(id)
+              : cold_key(static_cast<int>(pick(static_cast<std::uint64_t>(options_.cold_keys))));
+    }
+    create_cold = false;
     wire::Request req;
     req.key = op.key;
     client::CallOptions call;
     call.timeout_ms = options_.op_timeout_ms;
-    const std::uint64_t roll = pick(100);
+    const std::uint64_t roll = cold ? (cold_write ? 50 : 0) : pick(100);
     if (roll < 40) {
       op.kind = check::OpKind::kGet;
       req.op = wire::Op::kGet;

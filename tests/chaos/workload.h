@@ -5,7 +5,10 @@
 // deposed leaders that clients still reach, answer reads too). A Recorder keeps every
 // operation with its invoke and response times (steady clock, microseconds since the run
 // began) and its outcome mapped as the checker expects (record_response). Values are unique
-// per write; revisions are recorded (the checker is fast only with them).
+// per write; revisions are recorded (the checker is fast only with them). Besides the hot keys
+// every client writes all the time, a few cold keys are written rarely and read often: values
+// that sit unchanged for seconds, which is what a damaged or rolled-back member could serve
+// stale or wrong (and what a scrubber exists for).
 //
 // Thread-safety: Recorder is thread-safe. Workload::start/stop from one thread.
 #pragma once
@@ -60,6 +63,7 @@ class Recorder {
 struct WorkloadOptions {
   int clients = 24;
   int keys = 8;
+  int cold_keys = 4;  // written by about 1 operation in 500, read by about 1 in 25
   std::uint64_t op_timeout_ms = 1500;
   std::uint64_t seed = 1;
   int targeted_read_percent = 50;  // of the reads, those sent to one chosen member only
@@ -69,8 +73,11 @@ struct WorkloadStats {
   std::uint64_t ok = 0, failed = 0, unknown = 0;
 };
 
-// The keys the workload uses: "k0" .. "k<keys-1>".
+// The hot keys the workload uses: "k0" .. "k<keys-1>"; the cold ones: "cold0" ..
 std::string workload_key(int i);
+std::string cold_key(int i);
+// Every key of a workload with `keys` hot and `cold` cold keys, the cold ones first.
+std::vector<std::string> workload_keys(int keys, int cold);
 
 class Workload {
  public:

@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -125,6 +126,7 @@ class TestCluster {
 
   void deliver(const Message& m) {
     if (down_.count(m.to) || down_.count(m.from) || cut_.count({m.from, m.to})) return;
+    if (drop_ && drop_(m)) return;
     if (!nodes_.count(m.to)) return;
     EXPECT_TRUE(nodes_.at(m.to)->step(m).ok());
   }
@@ -156,6 +158,8 @@ class TestCluster {
     }
   }
   void heal() { cut_.clear(); }
+  // Messages for which `drop` is true are lost (until set to nullptr).
+  void drop_if(std::function<bool(const Message&)> drop) { drop_ = std::move(drop); }
 
   std::deque<Message>& queue() { return queue_; }
   std::vector<Entry>& applied(NodeId id) { return applied_[id]; }
@@ -195,6 +199,7 @@ class TestCluster {
   std::set<NodeId> down_;
   std::set<NodeId> frozen_;
   std::set<std::pair<NodeId, NodeId>> cut_;
+  std::function<bool(const Message&)> drop_;
   std::map<NodeId, std::vector<Entry>> applied_;
   std::map<NodeId, std::vector<ReadState>> reads_;
   std::map<NodeId, std::vector<SnapshotChunk>> chunks_;
@@ -619,6 +624,52 @@ TEST(NodeTest, SnapshotOlderThanTheCompactionIsNotResent) {
   EXPECT_GT(c.snapshots_wanted(1), wanted_before)
       << "the leader must ask for a snapshot at or beyond its compaction point";
   EXPECT_EQ(c.installed(3).size(), 1u) << "the stale snapshot must not be sent again";
+  c.give_snapshot(1, {second, *c.n(1).log().term(second), *c.n(1).conf_state_at(second)},
+                  std::string(10, 'b'));
+  c.tick_all(15);
+  ASSERT_EQ(c.installed(3).size(), 2u);
+  EXPECT_EQ(c.installed(3)[1].index, second);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+}
+
+TEST(NodeTest, SnapshotWhoseAcknowledgementWasLostDoesNotStallTheFollower) {
+  // Found by the chaos tests (kvc-chaos seed 1, local-reads mutation, lossy links): a member
+  // installed the leader's snapshot at S, but its acknowledgement was lost. The leader stayed
+  // in snapshot state, resending the last chunk; the member, which has S, answered with an
+  // append response at S, which the leader ignored once it had compacted past S: the member
+  // was never sent anything again. A member that has the snapshot being sent is done with it.
+  TestCluster c(3);
+  c.elect(1);
+  c.down().insert(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("a" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t first = c.n(1).applied();
+  c.give_snapshot(1, {first, *c.n(1).log().term(first), *c.n(1).conf_state_at(first)},
+                  std::string(10, 'a'));
+  ASSERT_TRUE(c.n(1).compact(first).ok());
+  // It comes back and is sent the snapshot; it installs it, but its acknowledgement is lost,
+  // and so is everything it sends the leader from then on, for a while.
+  c.drop_if([&c](const Message& m) {
+    return m.from == 3 && m.to == 1 &&
+           ((m.type == MessageType::kSnapshotResp && m.snapshot_done) || !c.installed(3).empty());
+  });
+  c.down().erase(3);
+  c.tick_all(15);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  ASSERT_EQ(c.n(3).commit(), first);
+  // The leader moves on and compacts past that snapshot; then the link heals.
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("b" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t second = c.n(1).applied();
+  ASSERT_GT(second, first);
+  ASSERT_TRUE(c.n(1).compact(second).ok());
+  const int wanted_before = c.snapshots_wanted(1);
+  c.drop_if(nullptr);
+  c.tick_all(30);
+  EXPECT_GT(c.snapshots_wanted(1), wanted_before)
+      << "the leader must ask for a snapshot at or beyond its compaction point";
   c.give_snapshot(1, {second, *c.n(1).log().term(second), *c.n(1).conf_state_at(second)},
                   std::string(10, 'b'));
   c.tick_all(15);

@@ -1156,7 +1156,14 @@ void Node::handle_append_resp(const Message& m, Progress& pr) {
       become_replicate(pr);
       break;
     case ProgressState::kSnapshot:
-      if (pr.match + 1 >= log_.first_index()) become_replicate(pr);
+      if (pr.match + 1 >= log_.first_index()) {
+        become_replicate(pr);
+      } else if (pr.match >= pr.snap.index) {
+        // It has the snapshot being sent (its acknowledgement was lost) but we compacted past
+        // it since: probing again makes send_append ask for a newer snapshot, where staying
+        // would resend this one forever (NodeTest.SnapshotWhoseAcknowledgementWasLost...).
+        become_probe(pr);
+      }
       break;
     case ProgressState::kReplicate:
       while (!pr.inflights.empty() && pr.inflights.front().last_index <= m.index) {

@@ -17,6 +17,7 @@
 #include "kvc/storage/command.h"
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
 #include "kvc/wire/auth.h"
 
 namespace kvc::server {
@@ -68,7 +69,14 @@ void SpdRaftLogger::log(raft::LogLevel level, std::string_view line) {
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {}
+Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
+#ifdef KVC_MUTATIONS
+  // Broken on purpose (test builds only; a process-wide switch, one member per process).
+  if (options_.test_mutation == "unverified-reads") {
+    storage::g_state_mutation = storage::StateMutation::kReadsSkipChecksum;
+  }
+#endif
+}
 
 Engine::Impl::~Impl() {
   (void)close();

@@ -37,9 +37,10 @@ Status EngineOptions::validate() const {
       return Status::invalid_argument("test mutations are not compiled into this build");
     }
     if (test_mutation != "ack-before-commit" && test_mutation != "local-reads" &&
-        test_mutation != "diverge-apply") {
-      return Status::invalid_argument("unknown test mutation '" + test_mutation +
-                                      "' (ack-before-commit, local-reads, diverge-apply)");
+        test_mutation != "diverge-apply" && test_mutation != "unverified-reads") {
+      return Status::invalid_argument(
+          "unknown test mutation '" + test_mutation +
+          "' (ack-before-commit, local-reads, diverge-apply, unverified-reads)");
     }
   }
   if (!secret.empty() && !secret_file.empty()) {

@@ -67,6 +67,8 @@ struct EngineOptions {
   //   "local-reads"        linearizable reads are served from local state without ReadIndex
   //   "diverge-apply"      a put of a key under "/diverge" stores another value than it was
   //                        given (a state that differs from the others, checksums intact)
+  //   "unverified-reads"   stored state records are not checked against their checksums when
+  //                        read (storage's kReadsSkipChecksum): a damaged value is served
   std::string test_mutation;
 
   Status validate() const;
