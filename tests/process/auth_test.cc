@@ -211,6 +211,24 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
     return contains(l, "peer failed authentication") &&
            contains(l, "name=m3 reason=authentication failed");
   })) << read_file(cluster.log_path(0));
+  // m3 redials every 250 ms at most and is refused each time, both ways; m1 logs that at most
+  // once a second per kind and peer (two here: its own link out, m3's links in), counting the
+  // rest into the next line. A window of 4 s without the limit holds about 32 such lines.
+  const std::size_t seen = read_file(cluster.log_path(0)).size();
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // the window observed, not a wait
+  const std::string window = read_file(cluster.log_path(0)).substr(seen);
+  int refusals = 0;
+  bool counted = false;
+  std::istringstream lines(window);
+  for (std::string line; std::getline(lines, line);) {
+    if (!contains(line, "authentication failed")) continue;
+    ++refusals;
+    const std::size_t at = line.find("suppressed=");
+    counted = counted || (at != std::string::npos && line.compare(at, 12, "suppressed=0") != 0);
+  }
+  EXPECT_GE(refusals, 2) << window;
+  EXPECT_LE(refusals, 2 * (4 + 1)) << window;
+  EXPECT_TRUE(counted) << "no refusal line counts the ones it stood for:\n" << window;
   wire::Response w = c->put("/after-restart", "y");
   EXPECT_EQ(w.code, Code::kOk) << w.message;
   EXPECT_TRUE(cluster.running(2));
