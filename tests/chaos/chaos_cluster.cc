@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include "../test_ports.h"
 
 extern char** environ;
 
@@ -43,18 +44,7 @@ std::string describe_status(int status) {
 
 }  // namespace
 
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+std::uint16_t free_port() { return kvc::testing::free_test_port(); }
 
 ChaosCluster::ChaosCluster(ClusterConfig config)
     : config_(std::move(config)), proxy_(std::make_unique<FaultProxy>(config_.seed)) {

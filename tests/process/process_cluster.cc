@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iterator>
 #include <thread>
+#include "../test_ports.h"
 
 #ifndef KVC_BINARY_DIR
 #error "KVC_BINARY_DIR must be defined by the build"
@@ -72,18 +73,7 @@ int raw_connect(const std::string& addr) {
   return fd;
 }
 
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+std::uint16_t free_port() { return kvc::testing::free_test_port(); }
 
 RunResult run_command(const std::vector<std::string>& args, std::uint64_t timeout_ms,
                       const std::string& input) {
