@@ -329,12 +329,17 @@ ChangeResolution Nemesis::resolve(
   return resolve_change(probe, applied, kResolveTimeoutMs);
 }
 
-bool Nemesis::apply(const FaultStep& s, Active& a) {
-  const std::vector<int> members = cluster_.active_members();
+std::vector<int> Nemesis::up_members() const {
   std::vector<int> up;
-  for (int m : members) {
+  for (int m : cluster_.active_members()) {
     if (cluster_.running(m) && !cluster_.paused(m)) up.push_back(m);
   }
+  return up;
+}
+
+bool Nemesis::apply(const FaultStep& s, Active& a) {
+  const std::vector<int> members = cluster_.active_members();
+  const std::vector<int> up = up_members();
   const std::size_t n = members.size();
   const std::size_t minority = (n - 1) / 2;
   const std::size_t majority = n / 2 + 1;
@@ -861,10 +866,7 @@ bool Nemesis::start_rollback(const FaultStep& s, Active& a) {
       return false;
     }
   }
-  std::vector<int> up;
-  for (int m : cluster_.active_members()) {
-    if (cluster_.running(m) && !cluster_.paused(m)) up.push_back(m);
-  }
+  const std::vector<int> up = up_members();
   if (up.empty()) {
     note(name + " skipped: no member is up");
     return false;
@@ -1100,10 +1102,7 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
 
 bool Nemesis::damage(const FaultStep& s) {
   const std::string name = "damage";
-  std::vector<int> up;
-  for (int m : cluster_.active_members()) {
-    if (cluster_.running(m) && !cluster_.paused(m)) up.push_back(m);
-  }
+  const std::vector<int> up = up_members();
   if (up.empty()) {
     note(name + " skipped: no member is up");
     return false;

@@ -248,6 +248,8 @@ class Nemesis {
   std::string integrity_busy();
   // Polls member m's status until it answers (bounded); false if it never did.
   bool wait_answering(int member, std::uint64_t timeout_ms);
+  // The active members that run and are not paused.
+  std::vector<int> up_members() const;
   // resolve_change against this cluster; waiting heals due faults.
   ChangeResolution resolve(
       const std::function<bool(const std::vector<wire::MemberInfo>&)>& applied);
