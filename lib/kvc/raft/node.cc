@@ -485,8 +485,12 @@ Status Node::validate(const Message& m) const {
       break;
     }
     case MessageType::kAppendResp:
-      if (!m.reject && m.term == term_ && role_ == Role::kLeader && m.index > log_.last_index()) {
-        return bad("acknowledges index " + std::to_string(m.index) + " beyond our log");
+      // In our term as leader, every append we sent had its index within our log (a leader's
+      // log never shrinks), so an acknowledgement or a rejection beyond it is not an answer to
+      // anything we sent.
+      if (m.term == term_ && role_ == Role::kLeader && m.index > log_.last_index()) {
+        return bad(std::string(m.reject ? "rejects" : "acknowledges") + " index " +
+                   std::to_string(m.index) + " beyond our log");
       }
       break;
     case MessageType::kSnapshot: {
