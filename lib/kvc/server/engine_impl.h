@@ -25,6 +25,7 @@
 #include "kvc/http/server.h"
 #include "kvc/net/connection.h"
 #include "kvc/raft/node.h"
+#include "kvc/server/bootstrap.h"
 #include "kvc/server/engine.h"
 #include "kvc/server/engine_metrics.h"
 #include "kvc/server/http_backend.h"
@@ -248,6 +249,7 @@ class Engine::Impl {
   void update_peers();
   Result<std::uint64_t> lookup_joining(const std::string& name) const;
   Status force_new_cluster(storage::RecoveredLog& log);
+  StateFacts state_facts() const;
 
   EngineOptions options_;
   storage::Identity identity_;

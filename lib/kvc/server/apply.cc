@@ -1,0 +1,337 @@
+// Applying committed entries to the state machine, in log order: normal commands, membership
+// entries, barriers (kvc-ctl check hash), and answering the proposals that wait for them.
+//
+// Invariants kept here:
+// - Entries are applied exactly once, in index order, and never while the member is damaged.
+// - A proposal is answered only after its entry is applied, with the entry's result; a waiter
+//   whose index was filled by another leader's entry is told so (outcome known: not applied).
+// - A barrier is hashed at exactly its index: nothing after it is applied until its hash is
+//   taken.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "kvc/client/client.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/server/engine_impl.h"
+#include "kvc/server/engine_util.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
+#include "kvc/wire/auth.h"
+
+namespace kvc::server {
+
+// ---------------------------------------------------------------------------------------------
+// Applying committed entries
+
+void Engine::Impl::apply_committed(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) apply_queue_.push_back(e);
+  drain_apply();
+}
+
+namespace {
+bool is_barrier(const raft::Entry& e) {
+  return e.type == raft::EntryType::kNormal && e.data.size() >= 2 &&
+         static_cast<std::uint8_t>(e.data[0]) == storage::kCommandVersion &&
+         static_cast<std::uint8_t>(e.data[1]) ==
+             static_cast<std::uint8_t>(storage::CommandOp::kBarrier);
+}
+}  // namespace
+
+// Applies queued committed entries in order. A barrier (kvc-ctl check hash) must be hashed at
+// exactly its index, which takes a flush of everything up to it: while another flush is still
+// running, applying stops at the barrier and after_flush() resumes it.
+void Engine::Impl::drain_apply() {
+  // A damaged state applies nothing: the entries wait in the queue for the repair snapshot
+  // (the ones it covers are then skipped, the rest applied on top of it).
+  if (damaged_) return;
+  const std::uint64_t before = state_->applied_index();
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!apply_queue_.empty() && !stopped_ && !damaged_) {
+    const raft::Entry& e = apply_queue_.front();
+    const bool barrier = is_barrier(e) && e.index > state_->applied_index();
+    if (barrier && flushing_) break;
+    if (!apply_one(e)) return;
+    if (barrier) take_barrier_hash(e.index);
+    apply_queue_.pop_front();
+  }
+  if (state_->applied_index() == before) return;
+  metrics_->apply.observe_since(t0);
+  metrics_->entries_applied.inc(state_->applied_index() - before);
+  node_->applied_to(state_->applied_index());
+  notify_watchers();
+  if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
+}
+
+storage::Membership Engine::Impl::current_membership() const { return state_->membership(); }
+
+void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
+  storage::Membership m = current_membership();
+  Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+  // The same rule the Raft core uses on append, so the stored membership and the core's
+  // configuration never disagree.
+  Result<raft::ConfState> next =
+      cc.ok() ? raft::apply_conf_change(m.to_conf_state(), *cc) : Result<raft::ConfState>(cc.status());
+  if (!next.ok()) {
+    spdlog::warn("conf change entry changes nothing index={} reason={}", e.index,
+                 next.status().message());
+    state_->apply_noop(e.index, e.term);
+    return;
+  }
+  auto it = std::find_if(m.members.begin(), m.members.end(),
+                         [&](const storage::Member& x) { return x.id == cc->node; });
+  switch (cc->type) {
+    case raft::ConfChangeType::kAddVoter:
+    case raft::ConfChangeType::kAddLearner: {
+      storage::Member nm;
+      if (const storage::Member* known = member(cc->node)) nm = *known;
+      nm.id = cc->node;
+      nm.learner = cc->type == raft::ConfChangeType::kAddLearner;
+      m.removed.erase(std::remove(m.removed.begin(), m.removed.end(), nm.id), m.removed.end());
+      m.members.push_back(nm);
+      std::sort(m.members.begin(), m.members.end(),
+                [](const auto& a, const auto& b) { return a.id < b.id; });
+      spdlog::info("member added id={} name={} peer={} learner={} index={}", hex(nm.id), nm.name,
+                   nm.peer_addr, nm.learner, e.index);
+      break;
+    }
+    case raft::ConfChangeType::kPromoteLearner:
+      if (it != m.members.end()) it->learner = false;
+      spdlog::info("member promoted to voter id={} index={}", hex(cc->node), e.index);
+      break;
+    case raft::ConfChangeType::kRemove:
+      if (it != m.members.end()) m.members.erase(it);
+      m.add_removed(cc->node);  // persisted with the membership: see update_peers()
+      spdlog::info("member removed id={} index={}", hex(cc->node), e.index);
+      if (cc->node != identity_.member_id) {
+        learned_.erase(cc->node);
+        if (peers_) peers_->mark_removed(cc->node);
+      }
+      break;
+    case raft::ConfChangeType::kUpdate: {
+      // The new addresses come from the entry itself, so every member stores the same.
+      Result<storage::Membership> one = storage::decode_membership(cc->context);
+      if (it == m.members.end() || !one.ok() || one->members.size() != 1 ||
+          one->members.front().peer_addr.empty()) {
+        spdlog::warn("member update entry changes nothing index={} id={}", e.index, hex(cc->node));
+        state_->apply_noop(e.index, e.term);
+        return;
+      }
+      const std::string old_addr = it->peer_addr;
+      it->peer_addr = one->members.front().peer_addr;
+      if (auto l = learned_.find(cc->node); l != learned_.end()) {
+        l->second.peer_addr = it->peer_addr;
+      }
+      spdlog::info("member updated id={} name={} peer={} old_peer={} index={}", hex(cc->node),
+                   it->name, it->peer_addr, old_addr, e.index);
+      break;
+    }
+  }
+  if (!storage::validate_membership(m).ok()) {
+    spdlog::error("conf change would make an invalid membership index={}", e.index);
+    state_->apply_noop(e.index, e.term);
+    return;
+  }
+  state_->apply_membership(e.index, e.term, std::move(m));
+  update_peers();
+  if (cc->type == raft::ConfChangeType::kRemove && cc->node == identity_.member_id &&
+      !removed_) {
+    removed_ = true;
+    spdlog::warn("this member was removed from the cluster index={}; stopping", e.index);
+    inbox_.post([this] {
+      fatal(Status::failed_precondition("this member was removed from the cluster"));
+    });
+  }
+}
+
+// Applies one committed entry; false after a fatal error.
+bool Engine::Impl::apply_one(const raft::Entry& e) {
+  if (e.index <= state_->applied_index()) return true;  // already in the state (replay)
+  if (e.type == raft::EntryType::kConfChange) {
+    apply_conf_entry(e);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+  if (e.data.empty()) {
+    state_->apply_noop(e.index, e.term);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+  Result<storage::Command> cmd = storage::decode_command(e.data);
+  if (!cmd.ok()) {
+    // Every member fails the same way on the same bytes; stopping them all would make one bad
+    // entry an outage, so it is skipped loudly.
+    spdlog::error("skipping undecodable command index={} error={}", e.index,
+                  cmd.status().message());
+    state_->apply_noop(e.index, e.term);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "diverge-apply" && cmd->op == storage::CommandOp::kPut &&
+      cmd->key.rfind("/diverge", 0) == 0) {
+    // Broken on purpose (test builds only): this member's state silently differs.
+    cmd->value += "-diverged";
+  }
+#endif
+  Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
+  if (!r.ok()) {
+    // Nothing was applied: the entry stays queued until the state is repaired (or, for an
+    // I/O error, the member stops).
+    if (!damage(r.status(), "applying entry " + std::to_string(e.index))) {
+      fatal(r.status().with_context("applying entry " + std::to_string(e.index)));
+    }
+    return false;
+  }
+  if (cmd->op == storage::CommandOp::kHashVerdict) apply_hash_verdict(cmd->expect_revision, cmd->hash);
+  finish_waiter(e.index, e, *cmd, &*r);
+  return true;
+}
+
+// Freezes the state exactly at a barrier's index, flushes it, and hashes LMDB at that index on
+// the flush thread (the owning thread never blocks on a whole-state scan).
+void Engine::Impl::take_barrier_hash(std::uint64_t index) {
+  KVC_CHECK(!flushing_, "a barrier hash needs the flush thread to itself");
+  KVC_CHECK_EQ(state_->applied_index(), index);
+  const bool frozen = state_->freeze();
+  KVC_CHECK(frozen, "the barrier was just applied, so there is something to freeze");
+  flushing_ = true;
+  pending_barrier_ = index;
+  last_flush_ms_ = uv_now(&loop_);
+  const std::uint64_t term = state_->applied_term();
+  const raft::ConfState conf = current_membership().to_conf_state();
+  flush_->post([this, index, term, conf] {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = state_->flush();
+    if (s.ok()) metrics_->state_flush.observe_since(t0);
+    Result<storage::StateMachine::IndexedHash> h =
+        s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
+    inbox_.post([this, s, h, index, term, conf] {
+      flushing_ = false;
+      pending_barrier_ = 0;
+      if (!s.ok()) {
+        fatal(s.with_context("flushing the state"));
+        return;
+      }
+      state_->retire_frozen();
+      std::uint64_t hash = 0;
+      Status hs = h.ok() ? Status() : h.status();
+      if (h.ok() && h->index != index) {
+        hs = Status::internal("hashed index " + std::to_string(h->index) + " instead of " +
+                              std::to_string(index));
+      }
+      if (hs.ok()) {
+        hash = h->hash;
+        barrier_hashes_[index] = hash;
+        while (barrier_hashes_.size() > 32) barrier_hashes_.erase(barrier_hashes_.begin());
+        spdlog::info("state hash at barrier index={} hash={:016x}", index, hash);
+      } else if (damage(hs, "hashing the state at index " + std::to_string(index))) {
+        hs = Status::unavailable(damaged_message());
+      } else {
+        spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
+      }
+      auto waiting = hash_waiters_.find(index);
+      if (waiting != hash_waiters_.end()) {
+        for (PendingRead& pr : waiting->second) {
+          wire::Response r = base_response(pr.req.id);
+          r.revision = index;
+          r.hash = hash;
+          if (!hs.ok()) set_error(r, hs);
+          pr.reply(std::move(r));
+        }
+        hash_waiters_.erase(waiting);
+      }
+      after_flush(index, term, conf);
+    });
+  });
+}
+
+void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
+                                 const std::optional<storage::Command>& cmd,
+                                 const storage::ApplyResult* result) {
+  auto it = waiters_.find(index);
+  if (it == waiters_.end()) return;
+  Waiter w = std::move(it->second);
+  waiters_.erase(it);
+  wire::Response r = base_response(w.req.id);
+  const bool ours = e.term == w.term && (w.conf_data.empty()
+                                             ? cmd && cmd->request_id == w.request_id
+                                             : e.data == w.conf_data);
+  if (ours) metrics_->proposals_committed.inc();
+  if (!ours) {
+    // Another entry took this index: ours was dropped by a leader change, never applied.
+    metrics_->proposals_dropped.inc();
+    r.code = Code::kUnavailable;
+    r.message = "leadership changed before the request committed; it was not applied";
+    w.reply(std::move(r));
+    return;
+  }
+  if (!w.conf_data.empty()) {
+    // A membership change: answer with the membership it produced.
+    const storage::Membership m = current_membership();
+    for (const storage::Member& mem : m.members) {
+      const storage::Member* known = member(mem.id);
+      r.members.push_back({mem.id, mem.name, mem.peer_addr,
+                           known != nullptr ? known->client_addr : mem.client_addr, mem.learner,
+                           mem.id == node_->leader()});
+    }
+    r.revision = e.index;
+    // kvc-ctl member add prints the new member's command line, which needs the token.
+    if (w.req.op == wire::Op::kMemberAdd) r.data = options_.cluster_token;
+    w.reply(std::move(r));
+    return;
+  }
+  if (w.req.op == wire::Op::kHash) {
+    // The barrier is applied; the hash arrives once it is flushed (take_barrier_hash).
+    hash_waiters_[index].push_back({std::move(w.req), std::move(w.reply), w.deadline});
+    return;
+  }
+  r.revision = std::max(state_->revision(), result->revision);
+  switch (w.req.op) {
+    case wire::Op::kPut:
+      r.revision = result->revision;
+      break;
+    case wire::Op::kDelete:
+      r.found = result->deleted > 0;
+      r.count = result->deleted;
+      if (result->code == Code::kNotFound) {
+        r.found = false;
+      }
+      break;
+    case wire::Op::kCas:
+      if (result->code == Code::kCompareFailed) {
+        r.code = Code::kCompareFailed;
+        r.revision = result->revision;
+        r.message = "the key's mod revision is " + std::to_string(result->revision) +
+                    ", not " + std::to_string(w.req.expect_revision);
+      } else {
+        r.revision = result->revision;
+        r.found = true;
+      }
+      break;
+    default: break;
+  }
+  if (result->code == Code::kInvalidArgument) {
+    r.code = Code::kInvalidArgument;
+    r.message = "the state machine refused the command (key or value too large)";
+  }
+  w.reply(std::move(r));
+}
+
+void Engine::Impl::fatal(const Status& s) {
+  if (!failed_) spdlog::critical("stopping: {}", s.to_string());
+  failed_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failure_.ok()) failure_ = s;
+  }
+  begin_shutdown();
+}
+
+}  // namespace kvc::server

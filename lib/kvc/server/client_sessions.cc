@@ -1,0 +1,407 @@
+// Client sessions: the listeners (peer, client, HTTP) and the client protocol on each
+// connection: hello (and with a shared secret the challenge/auth exchange), request frames
+// dispatched to the services, replies and streams back, flow control (pause/resume), limits.
+//
+// Invariants kept here:
+// - Nothing but a hello (then an auth frame, with a secret) is handled before the handshake is
+//   done; a refused connection handles nothing more and is closed once the refusal is sent.
+// - Every request frame gets exactly one final reply (streams: any number of partial ones
+//   first), unless the connection closed.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "kvc/client/client.h"
+#include "kvc/common/version.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/server/engine_impl.h"
+#include "kvc/server/engine_util.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
+#include "kvc/wire/auth.h"
+
+namespace kvc::server {
+
+Status Engine::Impl::bind_listeners() {
+  metrics_ = std::make_unique<EngineMetrics>(identity_.name, hex(identity_.member_id));
+  metrics_->registry.add_collector([this] { collect_metrics(); });
+  Result<net::Address> peer = net::parse_address(options_.listen_peer);
+  if (!peer.ok()) return peer.status().with_context("--listen-peer");
+  // Clients first: with port 0 the bound address is what peers must be told.
+  if (!options_.listen_client.empty()) {
+    Result<net::Address> c = net::parse_address(options_.listen_client);
+    if (!c.ok()) return c.status().with_context("--listen-client");
+    // A frame over the limit from a client past its hello is skipped unread and refused in so
+    // many words (a hello reply naming its size), so the client knows nothing in it was
+    // applied. Before the hello, or absurdly large (a length no client sends), it is garbage
+    // and closes the connection.
+    auto refuse_oversized = [this](net::Connection& conn, std::size_t frame_bytes) {
+      auto it = clients_.find(conn.tag);
+      if (it == clients_.end() || !it->second.hello_done || it->second.refused) return false;
+      if (frame_bytes > std::max<std::uint64_t>(4 * options_.max_frame_bytes, 256u << 20)) {
+        return false;
+      }
+      spdlog::warn("refused an oversized frame from={} bytes={} limit={}", conn.peer(), frame_bytes,
+                   options_.max_frame_bytes);
+      std::string out;
+      wire::append_hello_reply(out, {.code = Code::kInvalidArgument,
+                                     .message = "frame of " + std::to_string(frame_bytes) +
+                                                " bytes exceeds the member's limit of " +
+                                                std::to_string(options_.max_frame_bytes) +
+                                                " bytes (kvc-node --max-frame-bytes)",
+                                     .cluster_id = identity_.cluster_id,
+                                     .member_id = identity_.member_id,
+                                     .name = identity_.name,
+                                     .software_version = kvc::version(),
+                                     .max_frame_bytes = options_.max_frame_bytes,
+                                     .max_request_bytes = options_.max_request_bytes,
+                                     .refused_frame_bytes = frame_bytes});
+      conn.send(out);
+      return true;
+    };
+    net::ConnectionOptions client_options{.max_frame_bytes = options_.max_frame_bytes,
+                                          .pause_reading_above = 8u << 20,
+                                          .close_above = 256u << 20};
+    client_options.on_oversized = std::move(refuse_oversized);
+    client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
+    if (Status s = client_listener_->listen(
+            *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });
+        !s.ok()) {
+      return s.with_context("--listen-client");
+    }
+    client_bound_ = client_listener_->bound().to_string();
+  }
+  const std::string advertise_client =
+      options_.advertise_client.empty() ? client_bound_ : options_.advertise_client;
+  const storage::Member* self = member(identity_.member_id);
+  PeerTransportOptions po;
+  po.self_id = identity_.member_id;
+  po.cluster_id = identity_.cluster_id;
+  po.name = identity_.name;
+  po.max_frame_bytes = options_.max_frame_bytes;
+  po.peer_addr = self != nullptr && !self->peer_addr.empty() ? self->peer_addr
+                                                              : options_.listen_peer;
+  po.client_addr = advertise_client;
+  po.token_digest = join_token_digest(options_.cluster_token);
+  po.secret = options_.secret;
+  po.max_incoming = options_.max_peer_connections;
+  peers_ = std::make_unique<PeerTransport>(
+      &loop_, po,
+      [this](raft::Message m) {
+        if (stopped_) return;
+        if (m.type == raft::MessageType::kHeartbeatResp) {
+          auto sent = heartbeat_sent_.find(m.from);
+          if (sent != heartbeat_sent_.end()) {
+            const storage::Member* p = member(m.from);
+            metrics_->peer_round_trip(p != nullptr && !p->name.empty() ? p->name : hex(m.from))
+                .observe(static_cast<double>(uv_now(&loop_) - sent->second) / 1000.0);
+            heartbeat_sent_.erase(sent);
+          }
+        }
+        Status s = node_->step(m);
+        if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
+      },
+      [this](std::uint64_t id, bool snapshot) {
+        if (stopped_) return;
+        if (snapshot) {
+          node_->report_snapshot(id, false);
+        } else {
+          node_->report_unreachable(id);
+        }
+      },
+      [this](const PeerInfo& info) {
+        const bool known = learned_.count(info.id) != 0 && !learned_[info.id].peer_addr.empty();
+        storage::Member& m = learned_[info.id];
+        m.id = info.id;
+        if (!info.name.empty()) m.name = info.name;
+        if (!info.peer_addr.empty() && m.peer_addr.empty()) m.peer_addr = info.peer_addr;
+        if (!info.client_addr.empty()) m.client_addr = info.client_addr;
+        if (!known && !m.peer_addr.empty()) update_peers();
+      },
+      [this](const std::string& name) { return lookup_joining(name); },
+      [this](const std::string& told_by) {
+        if (stopped_ || removed_) return;
+        removed_ = true;
+        spdlog::warn("this member was removed from the cluster (told by {}); stopping", told_by);
+        inbox_.post([this] {
+          fatal(Status::failed_precondition("this member was removed from the cluster"));
+        });
+      });
+  if (Status s = peers_->listen(*peer); !s.ok()) return s.with_context("--listen-peer");
+  peer_bound_ = peers_->bound().to_string();
+  storage::Member& me = learned_[identity_.member_id];
+  me.id = identity_.member_id;
+  me.name = identity_.name;
+  me.client_addr = advertise_client;
+  if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
+  // Non-loopback listeners without a secret are warned about in start() (exposure_warnings).
+  if (!options_.listen_http.empty()) {
+    Result<net::Address> h = net::parse_address(options_.listen_http);
+    if (!h.ok()) return h.status().with_context("--listen-http");
+    http_backend_ = std::make_unique<EngineHttpBackend>(*this);
+    http_routes_ = std::make_unique<http::KvRoutes>(
+        *http_backend_, http::KvRoutesOptions{.max_request_bytes = options_.max_request_bytes});
+    http::HttpServerOptions ho;
+    ho.address = *h;
+    // Room for a value sent base64-encoded in a JSON body.
+    ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
+    ho.metrics = &metrics_->registry;
+    http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
+    if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
+    http_bound_ = http_->bound().to_string();
+    if (!h->is_loopback()) {
+      spdlog::warn("serving HTTP on {}, which is not a loopback address: anyone who can reach "
+                   "it can read and write keys",
+                   h->to_string());
+    }
+  }
+  return Status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client connections
+
+void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
+  if (stopping_) {
+    conn->close(Status::shutting_down("member stopping"));
+    return;
+  }
+  if (clients_.size() >= options_.max_client_connections) {
+    spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
+                 options_.max_client_connections);
+    // Politely: the client reads the refusal as its hello reply (nothing was handled).
+    const Status why =
+        Status::resource_exhausted("too many client connections (--max-client-connections " +
+                                   std::to_string(options_.max_client_connections) + ")");
+    // The connection stays open (what the client sends is read and dropped) until the client
+    // closes it or a second has passed: closing at once, with the client's hello unread, would
+    // reset the connection and could destroy the refusal before the client reads it.
+    net::Connection* key = conn.get();
+    conn->start([](net::Connection&, std::string_view) {},
+                [this, key](net::Connection&, const Status&) { refused_.erase(key); });
+    std::string out;
+    wire::append_hello_reply(out, {.code = why.code(),
+                                   .message = why.message(),
+                                   .cluster_id = identity_.cluster_id,
+                                   .member_id = identity_.member_id,
+                                   .name = identity_.name,
+                                   .software_version = kvc::version()});
+    conn->send(out);
+    refused_[key] = {conn, uv_now(&loop_) + 1000};
+    return;
+  }
+  const std::uint64_t id = ++conn_seq_;
+  conn->tag = id;
+  clients_[id] = ClientConn{conn};
+  conn->start(
+      [this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
+      [this, id](net::Connection& c, const Status& why) {
+        if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
+          spdlog::info("client connection closed from={} reason={}", c.peer(), why.message());
+        }
+        on_client_closed(id);
+      });
+}
+
+void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
+                                   std::string_view payload) {
+  auto it = clients_.find(conn_id);
+  if (it == clients_.end() || it->second.refused) return;
+  Result<wire::Envelope> env = wire::open_envelope(payload);
+  if (!env.ok()) {
+    spdlog::warn("closing client connection from={} reason={}", conn.peer(),
+                 env.status().message());
+    conn.close(env.status());
+    return;
+  }
+  if (it->second.auth_pending) {
+    ClientConn& cc = it->second;
+    cc.auth_pending = false;
+    Status proved;
+    if (env->kind != wire::FrameKind::kAuth) {
+      proved = Status::failed_precondition(
+          "authentication failed: expected the proof of the shared secret, got another frame");
+    } else {
+      Result<wire::AuthProof> answer = wire::decode_auth_proof(*env->body);
+      proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
+                           : answer.status();
+    }
+    if (!proved.ok()) {
+      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
+                   proved.message());
+      wire::HelloReply refusal{.code = proved.code(),
+                               .message = proved.message(),
+                               .cluster_id = identity_.cluster_id,
+                               .member_id = identity_.member_id,
+                               .name = identity_.name,
+                               .software_version = kvc::version()};
+      std::string out;
+      wire::append_hello_reply(out, refusal);
+      conn.send(out);
+      cc.refused = true;
+      conn.close_after_flush(proved);
+      return;
+    }
+    cc.hello_done = true;
+    cc.hello = {};
+    cc.reply = {};
+    return;
+  }
+  if (!it->second.hello_done) {
+    if (env->kind != wire::FrameKind::kHello) {
+      conn.close(Status::failed_precondition("first frame must be a hello"));
+      return;
+    }
+    Result<wire::Hello> hello = wire::decode_hello(*env->body);
+    wire::HelloReply reply{.cluster_id = identity_.cluster_id,
+                           .member_id = identity_.member_id,
+                           .name = identity_.name,
+                           .software_version = kvc::version(),
+                           .client_addr = client_bound_,
+                           .max_frame_bytes = options_.max_frame_bytes,
+                           .max_request_bytes = options_.max_request_bytes};
+    Status refuse;
+    if (!hello.ok()) {
+      refuse = hello.status();
+    } else if (hello->protocol_version != wire::kProtocolVersion) {
+      refuse = Status::failed_precondition("protocol version " +
+                                           std::to_string(hello->protocol_version) +
+                                           " is not supported");
+    } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
+      refuse = Status::failed_precondition("this member belongs to cluster " +
+                                           hex(identity_.cluster_id) + ", not " +
+                                           hex(hello->cluster_id));
+    } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
+      refuse = a;
+    } else if (!options_.secret.empty()) {
+      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
+    }
+    std::string out;
+    if (!refuse.ok()) {
+      spdlog::warn("refusing client from={} reason={}", conn.peer(), refuse.message());
+      reply.code = refuse.code();
+      reply.message = refuse.message();
+      wire::append_hello_reply(out, reply);
+      conn.send(out);
+      it->second.refused = true;
+      conn.close_after_flush(refuse);
+      return;
+    }
+    wire::append_hello_reply(out, reply);
+    conn.send(out);
+    if (!options_.secret.empty()) {
+      it->second.auth_pending = true;
+      it->second.hello = std::move(*hello);
+      it->second.reply = std::move(reply);
+    } else {
+      it->second.hello_done = true;
+    }
+    return;
+  }
+  if (env->kind != wire::FrameKind::kRequest) {
+    spdlog::warn("closing client connection from={} reason=unexpected frame kind {}", conn.peer(),
+                 static_cast<int>(env->kind));
+    conn.close(Status::corruption("unexpected frame kind"));
+    return;
+  }
+  Result<wire::Request> req = wire::decode_request(*env->body);
+  if (!req.ok()) {
+    // Without a decodable id there is nobody to answer: the stream is not trustworthy.
+    spdlog::warn("closing client connection from={} reason={}", conn.peer(),
+                 req.status().message());
+    conn.close(req.status());
+    return;
+  }
+  if (req->op == wire::Op::kWatchCancel) {
+    for (auto w = watchers_.begin(); w != watchers_.end();) {
+      if (w->second.conn == conn_id && w->second.id == req->watch_id) {
+        wire::Response done = base_response(w->second.id);
+        done.watch_id = w->second.id;
+        done.done = true;
+        send_to_client(conn_id, done, true);
+        w = watchers_.erase(w);
+      } else {
+        ++w;
+      }
+    }
+    return;
+  }
+  ClientConn& cc = it->second;
+  ++cc.inflight;
+  if (cc.inflight >= options_.max_inflight_requests && !cc.paused) {
+    cc.paused = true;
+    conn.pause_reading();
+  }
+  if (req->op == wire::Op::kWatchLeader) {
+    leader_watchers_[++watcher_seq_] = {conn_id, req->id};
+    wire::Response r = base_response(req->id);
+    r.watch_id = req->id;
+    r.count = node_->term();
+    send_to_client(conn_id, r, true);
+    return;
+  }
+  if (req->op == wire::Op::kSnapshotSave) {
+    if (stopping_) {
+      wire::Response r = base_response(req->id);
+      r.code = Code::kShuttingDown;
+      r.message = "member shutting down";
+      r.done = true;
+      send_to_client(conn_id, r, true);
+      return;
+    }
+    start_snapshot_save(conn_id, req->id);
+    return;
+  }
+  if (req->op == wire::Op::kWatch) {
+    Watcher w;
+    w.id = req->id;
+    w.conn = conn_id;
+    w.key = req->key;
+    w.prefix = req->prefix;
+    w.next_revision = req->start_revision;
+    add_watcher(std::move(w), [this, conn_id](wire::Response r) {
+      send_to_client(conn_id, r, true);
+    });
+    return;
+  }
+  const wire::Op op = req->op;
+  const auto start = std::chrono::steady_clock::now();
+  handle_request(std::move(*req), [this, conn_id, op, start](wire::Response r) {
+    count_request(op, start, r.code);
+    send_to_client(conn_id, r, true);
+  });
+}
+
+void Engine::Impl::send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final) {
+  auto it = clients_.find(conn_id);
+  if (it == clients_.end()) return;
+  ClientConn& cc = it->second;
+  std::string out;
+  wire::append_response(out, r);
+  cc.conn->send(out);
+  if (final && cc.inflight > 0) {
+    --cc.inflight;
+    if (cc.paused && cc.inflight < options_.max_inflight_requests / 2) {
+      cc.paused = false;
+      cc.conn->resume_reading();
+    }
+  }
+}
+
+void Engine::Impl::on_client_closed(std::uint64_t conn_id) {
+  clients_.erase(conn_id);
+  for (auto it = leader_watchers_.begin(); it != leader_watchers_.end();) {
+    it = it->second.conn == conn_id ? leader_watchers_.erase(it) : std::next(it);
+  }
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    it = it->second.conn == conn_id ? watchers_.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace kvc::server

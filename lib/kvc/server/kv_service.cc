@@ -1,0 +1,444 @@
+// The key-value service: dispatch of client requests (the one table of operations), writes
+// proposed through Raft, ReadIndex batching for linearizable reads, serializable reads,
+// deadlines.
+//
+// Invariants kept here:
+// - A write is answered only after it is applied (apply.cc answers the waiter); a write whose
+//   outcome cannot be known (leader change after proposing) is answered as such, never retried.
+// - A linearizable read is served only once applied >= the read index its batch got from the
+//   leader, and never while the member is damaged.
+// - Every request gets one reply before its deadline (sweep_deadlines answers the rest).
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "kvc/client/client.h"
+#include "kvc/common/version.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/server/engine_impl.h"
+#include "kvc/server/engine_util.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
+#include "kvc/wire/auth.h"
+
+namespace kvc::server {
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+wire::Response Engine::Impl::base_response(std::uint64_t req_id) const {
+  wire::Response r;
+  r.id = req_id;
+  r.member_id = identity_.member_id;
+  r.revision = state_->revision();
+  fill_leader(r);
+  return r;
+}
+
+void Engine::Impl::fill_leader(wire::Response& r) const {
+  r.leader_id = node_->leader();
+  if (r.leader_id == raft::kNoNode) return;
+  if (const storage::Member* m = member(r.leader_id)) {
+    r.leader_name = m->name;
+    r.leader_client_addr = m->client_addr;
+  }
+}
+
+std::uint64_t Engine::Impl::deadline_for(const wire::Request& req) const {
+  const std::uint64_t t = req.timeout_ms != 0 ? req.timeout_ms : options_.request_timeout_ms;
+  return uv_now(const_cast<uv_loop_t*>(&loop_)) + t;
+}
+
+void Engine::Impl::handle_request(wire::Request req, Reply reply) {
+  if (stopping_) {
+    wire::Response r = base_response(req.id);
+    r.code = Code::kShuttingDown;
+    r.message = "member " + identity_.name + " is shutting down";
+    reply(std::move(r));
+    return;
+  }
+  switch (req.op) {
+    case wire::Op::kGet:
+    case wire::Op::kRange:
+    case wire::Op::kHealth:
+#ifdef KVC_MUTATIONS
+      if (options_.test_mutation == "local-reads" && req.op != wire::Op::kHealth) {
+        // Broken on purpose (test builds only): no ReadIndex round, so a deposed leader
+        // answers from its stale state.
+        serve_read(req, reply);
+        return;
+      }
+#endif
+      if (req.serializable && req.op != wire::Op::kHealth) {
+        serve_read(req, reply);
+      } else {
+        queue_read(std::move(req), std::move(reply));
+      }
+      return;
+    case wire::Op::kPut:
+    case wire::Op::kDelete:
+    case wire::Op::kCas:
+      propose_write(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kWatch: {
+      Watcher w;
+      w.id = req.id;
+      w.key = req.key;
+      w.prefix = req.prefix;
+      w.next_revision = req.start_revision;
+      add_watcher(std::move(w), reply);
+      return;
+    }
+    case wire::Op::kLeader: {
+      wire::Response r = base_response(req.id);
+      if (r.leader_id == raft::kNoNode) {
+        r.code = Code::kUnavailable;
+        r.message = "no leader known to member " + identity_.name;
+      }
+      reply(std::move(r));
+      return;
+    }
+    case wire::Op::kStatus: {
+      wire::Response r = base_response(req.id);
+      fill_status(r);
+      reply(std::move(r));
+      return;
+    }
+    case wire::Op::kMemberList: {
+      wire::Response r = base_response(req.id);
+      const storage::Membership& m = state_->membership();
+      for (const storage::Member& mem : m.members) {
+        const storage::Member* known = member(mem.id);
+        r.members.push_back({mem.id, mem.name, mem.peer_addr,
+                             known != nullptr ? known->client_addr : mem.client_addr,
+                             mem.learner, mem.id == node_->leader()});
+      }
+      reply(std::move(r));
+      return;
+    }
+    case wire::Op::kMemberAdd:
+    case wire::Op::kMemberPromote:
+    case wire::Op::kMemberRemove:
+    case wire::Op::kMemberUpdate:
+      member_change(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kTransferLeader:
+      transfer_leader(std::move(req), std::move(reply));
+      return;
+    case wire::Op::kHash:
+      if (req.start_revision == 0) {
+        propose_barrier(std::move(req), std::move(reply));
+      } else {
+        answer_hash(std::move(req), std::move(reply));
+      }
+      return;
+    default: {
+      wire::Response r = base_response(req.id);
+      r.code = Code::kInvalidArgument;
+      r.message = "operation '" + std::string(wire::op_name(req.op)) +
+                  "' is not supported on this connection";
+      reply(std::move(r));
+      return;
+    }
+  }
+}
+
+void Engine::Impl::fill_status(wire::Response& r) const {
+  r.has_status = true;
+  wire::StatusInfo& s = r.status;
+  s.member_id = identity_.member_id;
+  s.name = identity_.name;
+  s.version = kvc::version();
+  s.cluster_id = identity_.cluster_id;
+  s.leader_id = node_->leader();
+  s.term = node_->term();
+  s.commit_index = node_->commit();
+  s.applied_index = state_->applied_index();
+  s.durable_index = state_->durable_index();
+  s.learner = raft::is_learner(node_->conf_state(), identity_.member_id);
+  s.role = s.learner ? "learner" : std::string(raft::role_name(node_->role()));
+  // What the log holds, not the size its preallocated segment files take (bytes_used() is the
+  // one Wal call safe off the disk thread).
+  s.wal_bytes = wal_->bytes_used();
+  std::uint64_t state_bytes = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(data_dir_->state_dir(), ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_regular_file(ec)) state_bytes += it->file_size(ec);
+  }
+  s.state_bytes = state_bytes;
+  if (node_->leader() == raft::kNoNode) s.errors.push_back("no leader");
+  const raft::RepairState& repair = node_->repair();
+  s.damaged = damaged_;
+  s.repairing = repair.active();
+  if (damaged_) {
+    s.repair_reason = damage_reason_;
+    s.errors.push_back("state damaged (" + damage_reason_ +
+                       "): serving no reads, not voting, repairing from the leader");
+  }
+  if (repair.log_to != 0) {
+    const std::string lost = "lost log entries it had acknowledged (up to index " +
+                             std::to_string(repair.log_to) + ")";
+    s.repair_reason += (s.repair_reason.empty() ? "" : "; ") + lost;
+    s.errors.push_back(lost + ": not voting until the leader has repaired its log");
+  }
+  s.scrub_passes = scrub_passes_;
+  s.scrub_records = scrub_records_;
+  s.scrub_damaged = scrub_damaged_;
+  s.hash_check_index = hash_check_index_;
+  s.hash_check_result = hash_check_result_;
+  s.lost_entries_detected = node_->lost_entries_detected();
+  if (node_->role() == raft::Role::kLeader) {
+    for (const raft::PeerProgress& p : node_->progress()) {
+      if (p.id == identity_.member_id) continue;
+      const storage::Member* m = member(p.id);
+      const std::string who = "member " + (m != nullptr ? m->name : hex(p.id));
+      if (!p.recent_active) s.errors.push_back(who + " is not responding");
+      if (p.repairing) s.errors.push_back(who + " is being repaired (it does not count)");
+    }
+  }
+}
+
+void Engine::Impl::propose_write(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  if (damaged_ && node_->role() == raft::Role::kLeader) {
+    // It hands leadership over (raft mark_damaged); until then nothing it applies is sound.
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
+  if (node_->role() != raft::Role::kLeader) {
+    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
+    r.message = r.leader_id == raft::kNoNode
+                    ? "no leader: the cluster is electing one or has no quorum"
+                    : "member " + identity_.name + " is not the leader";
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.empty() && !(req.op == wire::Op::kDelete && req.prefix)) {
+    r.code = Code::kInvalidArgument;
+    r.message = "empty key";
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.size() > storage::kMaxKeyBytes) {
+    r.code = Code::kInvalidArgument;
+    r.message = "key of " + std::to_string(req.key.size()) + " bytes exceeds the limit of " +
+                std::to_string(storage::kMaxKeyBytes);
+    reply(std::move(r));
+    return;
+  }
+  if (req.key.size() + req.value.size() > options_.max_request_bytes) {
+    r.code = Code::kInvalidArgument;
+    r.message = "request of " + std::to_string(req.key.size() + req.value.size()) +
+                " bytes exceeds --max-request-bytes " + std::to_string(options_.max_request_bytes);
+    reply(std::move(r));
+    return;
+  }
+  storage::Command cmd;
+  cmd.request_id = ++request_seq_;
+  cmd.key = req.key;
+  switch (req.op) {
+    case wire::Op::kPut:
+      cmd.op = storage::CommandOp::kPut;
+      cmd.value = req.value;
+      break;
+    case wire::Op::kDelete:
+      cmd.op = req.prefix ? storage::CommandOp::kDeletePrefix : storage::CommandOp::kDelete;
+      break;
+    case wire::Op::kCas:
+      cmd.op = storage::CommandOp::kCas;
+      cmd.value = req.value;
+      cmd.expect_revision = req.expect_revision;
+      break;
+    default: KVC_CHECK(false, "not a write");
+  }
+  const std::uint64_t term = node_->term();
+  Result<std::uint64_t> index = node_->propose(storage::encode_command(cmd));
+  if (!index.ok()) {
+    set_error(r, index.status());
+    if (r.code == Code::kResourceExhausted) r.message = "member is overloaded: " + r.message;
+    reply(std::move(r));
+    return;
+  }
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "ack-before-commit") {
+    // Broken on purpose (test builds only): the write is acknowledged before it commits.
+    r.revision = *index;
+    r.found = true;
+    reply(std::move(r));
+    return;
+  }
+#endif
+  const std::uint64_t deadline = deadline_for(req);
+  waiters_[*index] = Waiter{cmd.request_id, term, std::move(req), std::move(reply), deadline};
+}
+
+void Engine::Impl::queue_read(wire::Request req, Reply reply) {
+  const std::uint64_t deadline = deadline_for(req);
+  unsent_reads_.push_back({std::move(req), std::move(reply), deadline});
+}
+
+void Engine::Impl::start_read_batch() {
+  ReadBatch b;
+  b.context = "r" + std::to_string(++read_seq_);
+  b.started = uv_now(&loop_);
+  b.reads = std::move(unsent_reads_);
+  unsent_reads_.clear();
+  Status s = node_->read_index(b.context);
+  if (!s.ok()) {
+    for (PendingRead& pr : b.reads) {
+      wire::Response r = base_response(pr.req.id);
+      r.code = Code::kUnavailable;
+      r.message = "no leader to confirm a linearizable read (" + s.message() +
+                  "); --serializable reads this member's state";
+      pr.reply(std::move(r));
+    }
+    return;
+  }
+  read_batches_.push_back(std::move(b));
+}
+
+void Engine::Impl::serve_reads() {
+  const std::uint64_t applied = state_->applied_index();
+  while (!read_batches_.empty() && read_batches_.front().index != 0 &&
+         read_batches_.front().index <= applied) {
+    ReadBatch b = std::move(read_batches_.front());
+    read_batches_.pop_front();
+    for (PendingRead& pr : b.reads) serve_read(pr.req, pr.reply);
+  }
+}
+
+void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
+  wire::Response r = base_response(req.id);
+  if (damaged_) {
+    // Nothing this member holds can be vouched for until the leader's snapshot replaces it.
+    r.code = Code::kUnavailable;
+    r.message = damaged_message();
+    reply(std::move(r));
+    return;
+  }
+  // A read that meets damage is not answered from this member (the client tries another);
+  // other storage errors stop the member.
+  auto failed = [&](const Status& s, const std::string& what) {
+    if (damage(s, what)) {
+      r.code = Code::kUnavailable;
+      r.message = damaged_message();
+    } else {
+      fatal(s.with_context(what));
+      set_error(r, s);
+    }
+  };
+  switch (req.op) {
+    case wire::Op::kHealth:
+      break;
+    case wire::Op::kGet: {
+      Result<std::optional<storage::KeyValue>> kv = state_->get(req.key);
+      if (!kv.ok()) {
+        failed(kv.status(), "reading the state");
+        break;
+      }
+      if (*kv) {
+        r.found = true;
+        r.kvs.push_back(to_wire(**kv, req.keys_only));
+      }
+      break;
+    }
+    case wire::Op::kRange: {
+      constexpr std::size_t kMaxPage = 10000;
+      storage::RangeRequest q;
+      q.prefix = req.value;
+      q.start = req.key.empty() ? req.value : req.key;
+      q.keys_only = req.keys_only || req.count_only;
+      q.limit = req.count_only ? 0
+                : req.limit == 0 ? kMaxPage
+                                 : std::min<std::uint64_t>(req.limit, kMaxPage);
+      Result<storage::RangePage> page = state_->range(q);
+      if (!page.ok()) {
+        failed(page.status(), "listing the state");
+        break;
+      }
+      r.more = page->more;
+      r.count = page->kvs.size();
+      if (!req.count_only) {
+        r.kvs.reserve(page->kvs.size());
+        for (const storage::KeyValue& kv : page->kvs) r.kvs.push_back(to_wire(kv, req.keys_only));
+      }
+      break;
+    }
+    default:
+      r.code = Code::kInvalidArgument;
+      r.message = "not a read";
+  }
+  reply(std::move(r));
+}
+
+void Engine::Impl::sweep_deadlines() {
+  const std::uint64_t now = uv_now(&loop_);
+  std::vector<std::shared_ptr<net::Connection>> linger_over;
+  for (const auto& [key, r] : refused_) {
+    if (r.second <= now) linger_over.push_back(r.first);
+  }
+  for (auto& c : linger_over) c->close(Status::resource_exhausted("refused connection"));
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    wire::Response r = base_response(it->second.req.id);
+    r.code = Code::kTimeout;
+    r.message = "not applied within the request's timeout; it may still be (outcome unknown)";
+    metrics_->proposals_timed_out.inc();
+    it->second.reply(std::move(r));
+    it = waiters_.erase(it);
+  }
+  for (auto it = hash_waiters_.begin(); it != hash_waiters_.end();) {
+    std::vector<PendingRead> keep;
+    for (PendingRead& pr : it->second) {
+      if (pr.deadline > now) {
+        keep.push_back(std::move(pr));
+        continue;
+      }
+      wire::Response r = base_response(pr.req.id);
+      r.code = Code::kTimeout;
+      r.message = "no state hash at index " + std::to_string(it->first) + " within the timeout";
+      pr.reply(std::move(r));
+    }
+    it->second = std::move(keep);
+    it = it->second.empty() ? hash_waiters_.erase(it) : std::next(it);
+  }
+  settle_transfers();
+  // A ReadIndex round can be lost with a leader change: retry it while time remains.
+  const std::uint64_t retry_after = options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  for (auto it = read_batches_.begin(); it != read_batches_.end();) {
+    std::vector<PendingRead> keep;
+    for (PendingRead& pr : it->reads) {
+      if (pr.deadline <= now) {
+        wire::Response r = base_response(pr.req.id);
+        r.code = Code::kUnavailable;
+        r.message = "a quorum did not confirm the read within the timeout";
+        pr.reply(std::move(r));
+      } else {
+        keep.push_back(std::move(pr));
+      }
+    }
+    it->reads = std::move(keep);
+    if (it->reads.empty()) {
+      it = read_batches_.erase(it);
+    } else if (it->index == 0 && now - it->started > retry_after) {
+      for (PendingRead& pr : it->reads) unsent_reads_.push_back(std::move(pr));
+      it = read_batches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace kvc::server

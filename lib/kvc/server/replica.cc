@@ -1,0 +1,459 @@
+// The replica: the Ready loop between the Raft core, the disk thread and the network, and the
+// flushes of applied state into LMDB.
+//
+// Invariants kept here (the order of persist, apply and send, kvc-node(1) DURABILITY):
+// - Entries, the hard state and a received snapshot are durable (fdatasync returned) before
+//   advance() tells the core, and before any message of the same Ready that depends on them is
+//   sent (a vote or an append acknowledgement).
+// - Committed entries already durable may be applied before the Ready's own entries persist
+//   (apply-before-persist is safe: they are committed, so durable on a majority).
+// - The LMDB state is flushed only up to entries that are durable in the WAL, and the WAL is
+//   compacted only below the newest flushed (and snapshot-marked) index.
+// - A received snapshot is installed into the state only once the flush thread is idle, and
+//   the WAL is told of it after the state holds it.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "kvc/client/client.h"
+#include "kvc/raft/conf_change.h"
+#include "kvc/server/engine_impl.h"
+#include "kvc/server/engine_util.h"
+#include "kvc/storage/command.h"
+#include "kvc/storage/consistency.h"
+#include "kvc/storage/fs.h"
+#include "kvc/storage/state_mutation.h"
+#include "kvc/wire/auth.h"
+
+namespace kvc::server {
+
+// ---------------------------------------------------------------------------------------------
+// Membership
+
+const storage::Member* Engine::Impl::member(std::uint64_t id) const {
+  auto it = learned_.find(id);
+  if (it != learned_.end()) return &it->second;
+  if (state_) {
+    if (const storage::Member* m = state_->membership().find(id)) return m;
+  }
+  return bootstrap_membership_.find(id);
+}
+
+void Engine::Impl::update_peers() {
+  if (stopped_) return;
+  const raft::ConfState& conf = node_->conf_state();
+  std::map<std::uint64_t, std::string> peers;
+  for (const auto* list : {&conf.voters, &conf.learners}) {
+    for (std::uint64_t id : *list) {
+      if (id == identity_.member_id) continue;
+      const storage::Member* m = member(id);
+      if (m != nullptr && !m->peer_addr.empty()) peers[id] = m->peer_addr;
+    }
+  }
+  // Members this one heard from but whose addition it has not seen yet (a joining member
+  // answers the leader before the log tells it who the members are).
+  for (const auto& [id, m] : learned_) {
+    if (id != identity_.member_id && !m.peer_addr.empty() && peers.count(id) == 0 &&
+        conf.voters.empty() && conf.learners.empty()) {
+      peers[id] = m.peer_addr;
+    }
+  }
+  peers_->set_peers(peers);
+  // Removed ids are part of the stored membership (so they survive restarts and arrive with
+  // snapshots): their connections are refused with `removed` set, so a removed member stops.
+  for (const std::uint64_t id : state_->membership().removed) {
+    if (id != identity_.member_id) peers_->mark_removed(id);
+  }
+}
+
+Result<std::uint64_t> Engine::Impl::lookup_joining(const std::string& name) const {
+  const raft::ConfState& conf = node_->conf_state();
+  for (const auto& [id, m] : learned_) {
+    if (m.name == name && (raft::is_voter(conf, id) || raft::is_learner(conf, id))) return id;
+  }
+  const storage::Membership cur = current_membership();
+  if (const storage::Member* m = cur.find_name(name)) return m->id;
+  return Status::not_found("no member named '" + name +
+                           "' has been added to the cluster (kvc-ctl member add " + name +
+                           " PEER_ADDR)");
+}
+
+void Engine::Impl::learn_entries(const std::vector<raft::Entry>& entries) {
+  bool changed = false;
+  for (const raft::Entry& e : entries) {
+    if (e.type != raft::EntryType::kConfChange) continue;
+    Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
+    if (!cc.ok() || cc->context.empty()) continue;
+    // An address update takes effect when it is applied (apply_conf_entry), not on append:
+    // an update that never commits must not leave this member dialling the wrong address.
+    if (cc->type == raft::ConfChangeType::kUpdate) continue;
+    Result<storage::Membership> one = storage::decode_membership(cc->context);
+    if (!one.ok() || one->members.size() != 1) continue;
+    storage::Member& m = learned_[cc->node];
+    const storage::Member& from = one->members.front();
+    m.id = cc->node;
+    if (!from.name.empty()) m.name = from.name;
+    if (!from.peer_addr.empty()) m.peer_addr = from.peer_addr;
+    if (!from.client_addr.empty()) m.client_addr = from.client_addr;
+    changed = true;
+  }
+  if (changed) update_peers();
+}
+
+void Engine::Impl::on_conf_state(const raft::ConfState&) { update_peers(); }
+
+// ---------------------------------------------------------------------------------------------
+// Time and the Raft loop
+
+void Engine::Impl::on_tick() {
+  if (stopped_) return;
+  node_->tick();
+  sweep_deadlines();
+}
+
+void Engine::Impl::on_check() {
+  if (stopped_) return;
+  if (!unsent_reads_.empty()) start_read_batch();
+  process_ready();
+  if (!snapshot_sends_.empty()) pump_transfers();
+}
+
+void Engine::Impl::process_ready() {
+  // After a fatal error nothing more is written: the WAL may be unusable (its errors stick).
+  while (!persisting_ && !stopped_ && !failed_ && node_->has_ready()) {
+    auto job = std::make_shared<PersistJob>();
+    job->rd = node_->ready();
+    raft::Ready& rd = job->rd;
+    if (rd.soft_state) on_soft_state(*rd.soft_state);
+    learn_entries(rd.entries);
+    if (rd.conf_state) on_conf_state(*rd.conf_state);
+    for (raft::Message& m : rd.messages) send_message(std::move(m));
+    rd.messages.clear();
+    if (rd.snapshot_wanted) make_snapshot_for_followers();
+
+    const bool disk = rd.hard_state || !rd.entries.empty() || rd.snapshot ||
+                      !rd.snapshot_chunks.empty() || rd.repair;
+    if (rd.repair) {
+      std::string reason = damage_reason_;
+      if (rd.repair->log_to != 0) {
+        if (!reason.empty()) reason += "; ";
+        reason += "the leader found that this member lost log entries it had acknowledged (up "
+                  "to index " + std::to_string(rd.repair->log_to) + ")";
+      }
+      job->repair = storage::RepairRecord{*rd.repair, rd.repair->active() ? reason : ""};
+      metrics_->raft_repairing.set(rd.repair->active() ? 1 : 0);
+    }
+    if (!disk) {
+      complete_ready(rd);
+      continue;
+    }
+    // Committed entries that are already durable here are applied now, before this Ready's
+    // write, so their clients do not wait for an fsync (or a disk-thread round trip) that does
+    // not protect them. Durable: every entry but this Ready's new ones, since each earlier
+    // Ready was persisted before the next was taken; a leader commits only what it has made
+    // durable, and a follower's committed entries below rd.entries can never be overwritten.
+    // etcd's server likewise applies while the WAL is being written. Read states do not
+    // depend on this member's disk either.
+    if (!rd.snapshot && !rd.committed.empty()) {
+      const std::uint64_t limit =
+          rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
+      const auto split = std::partition_point(
+          rd.committed.begin(), rd.committed.end(),
+          [limit](const raft::Entry& e) { return e.index <= limit; });
+      if (split != rd.committed.begin()) {
+        std::vector<raft::Entry> durable(std::make_move_iterator(rd.committed.begin()),
+                                         std::make_move_iterator(split));
+        rd.committed.erase(rd.committed.begin(), split);
+        apply_committed(durable);
+      }
+    }
+    for (const raft::ReadState& rs : rd.read_states) {
+      for (ReadBatch& b : read_batches_) {
+        if (b.context == rs.context && b.index == 0) {
+          b.index = std::max<std::uint64_t>(rs.index, 1);
+          break;
+        }
+      }
+    }
+    rd.read_states.clear();
+    serve_reads();
+    // Only what Raft's safety depends on needs an fsync now: entries, and a term or vote. A
+    // commit index alone may reach the disk later (it is recomputed after a crash).
+    job->sync = !rd.entries.empty() || rd.snapshot.has_value() ||
+                (rd.hard_state && (rd.hard_state->term != synced_hard_state_.term ||
+                                   rd.hard_state->vote != synced_hard_state_.vote));
+    persisting_ = true;
+    if (rd.snapshot) {
+      install_then_persist(job);
+      return;
+    }
+    disk_->post([this, job] {
+      // The repair state first: it is what keeps this member from voting after a restart.
+      Status s = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
+      if (s.ok()) s = wal_->append(job->rd.hard_state, job->rd.entries);
+      if (s.ok()) {
+        for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
+          const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
+          Result<storage::UniqueFd> fd =
+              storage::open_file(incoming_snapshot_path_, flags, 0600);
+          if (!fd.ok()) {
+            s = fd.status();
+            break;
+          }
+          s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
+          if (!s.ok()) break;
+        }
+      }
+      if (s.ok() && job->sync) {
+        const auto t0 = std::chrono::steady_clock::now();
+        s = wal_->sync();
+        metrics_->wal_fsync.observe_since(t0);
+      }
+      job->status = s;
+      inbox_.post([this, job] { on_persisted(job); });
+    });
+    return;
+  }
+}
+
+// A received snapshot: the chunks are written, the state is staged from the file (disk
+// thread), made live (loop thread, once no flush runs), and only then does the WAL record the
+// snapshot marker and the Ready's entries, so a crash never leaves the WAL ahead of the state.
+void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
+  install_started_ = std::chrono::steady_clock::now();
+  disk_->post([this, job] {
+    Status s;
+    for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
+      const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
+      Result<storage::UniqueFd> fd = storage::open_file(incoming_snapshot_path_, flags, 0600);
+      if (!fd.ok()) {
+        s = fd.status();
+        break;
+      }
+      s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
+      if (!s.ok()) break;
+    }
+    std::string adopted;
+    if (s.ok()) {
+      // Kept under its canonical name: this member may have to send it on as leader.
+      Result<storage::SnapshotInfo> info =
+          storage::adopt_snapshot(incoming_snapshot_path_, data_dir_->snap_dir());
+      if (info.ok()) {
+        adopted = info->path;
+        s = storage::prune_snapshots(data_dir_->snap_dir(),
+                                     std::max<std::size_t>(options_.snapshots_kept, 1));
+      } else {
+        s = info.status();
+      }
+    }
+    if (s.ok()) {
+      Result<storage::StagedInstall> staged = state_->stage_install(adopted);
+      if (staged.ok()) {
+        job->staged = std::move(*staged);
+      } else {
+        s = staged.status();
+      }
+    }
+    job->status = s;
+    inbox_.post([this, job, adopted] {
+      if (!job->status.ok()) {
+        persisting_ = false;  // the job is over: shutdown must not wait for it
+        fatal(job->status.with_context("installing a snapshot from the leader"));
+        return;
+      }
+      snapshot_files_[job->rd.snapshot->index] = adopted;
+      install_waiting_ = job;
+      resume_install();
+    });
+  });
+}
+
+void Engine::Impl::on_persisted(std::shared_ptr<PersistJob> job) {
+  if (stopped_) return;
+  if (!job->status.ok()) {
+    persisting_ = false;  // the job is over: shutdown must not wait for it
+    fatal(job->status.with_context("writing the log"));
+    return;
+  }
+  if (job->rd.hard_state && job->sync) synced_hard_state_ = *job->rd.hard_state;
+  if (job->sync && (!job->rd.entries.empty() || job->rd.snapshot)) {
+    // The log now durably holds every committed entry up to here; the state records it with
+    // its next flush, so a start notices a log that lost them (consistency.h).
+    const std::uint64_t synced =
+        job->rd.entries.empty() ? job->rd.snapshot->index : job->rd.entries.back().index;
+    state_->note_log_durable(std::min(synced, node_->commit()));
+  }
+  persisting_ = false;
+  complete_ready(job->rd);
+  process_ready();
+}
+
+void Engine::Impl::complete_ready(const raft::Ready& rd) {
+  for (const raft::Message& m : rd.messages_after_persist) send_message(m);
+  node_->advance(rd);
+  if (rd.snapshot || rd.repair) note_repair_progress();
+  if (!rd.committed.empty()) apply_committed(rd.committed);
+  for (const raft::ReadState& rs : rd.read_states) {
+    for (ReadBatch& b : read_batches_) {
+      if (b.context == rs.context && b.index == 0) {
+        b.index = std::max<std::uint64_t>(rs.index, 1);
+        break;
+      }
+    }
+  }
+  serve_reads();
+  if (!ready_.load() && !damaged_ && node_->leader() != raft::kNoNode &&
+      state_->applied_index() >= ready_at_commit_) {
+    ready_.store(true);
+  }
+}
+
+void Engine::Impl::send_message(raft::Message m) {
+  if (m.type == raft::MessageType::kSnapshot) {
+    if (Status s = fill_snapshot_chunk(m); !s.ok()) {
+      spdlog::warn("cannot send snapshot chunk peer={} error={}", hex(m.to), s.message());
+      node_->report_snapshot(m.to, false);
+      // The file is gone (or this member's snapshot came from an install): make a new one,
+      // which replaces the one the core offers.
+      if (s.code() == Code::kNotFound) make_snapshot_for_followers();
+      return;
+    }
+    if (m.snapshot_offset + m.chunk.size() >= m.snapshot_size) metrics_->snapshots_sent.inc();
+  }
+  if (m.type == raft::MessageType::kHeartbeat) heartbeat_sent_.try_emplace(m.to, uv_now(&loop_));
+  peers_->send(m);
+}
+
+void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
+  if (ss.leader == last_leader_) return;
+  last_leader_ = ss.leader;
+  metrics_->leader_changes.inc();
+  heartbeat_sent_.clear();
+  LeaderInfo info;
+  info.id = ss.leader;
+  info.term = ss.term;
+  if (const storage::Member* m = member(ss.leader)) {
+    info.name = m->name;
+    info.client_addr = m->client_addr;
+  }
+  if (ss.leader == raft::kNoNode) {
+    spdlog::info("no leader term={}", ss.term);
+    ready_.store(false);
+  } else {
+    spdlog::info("leader changed leader={} name={} term={} role={}", hex(ss.leader), info.name,
+                 ss.term, raft::role_name(ss.role));
+    ready_at_commit_ = node_->commit();
+  }
+  std::vector<std::function<void(const LeaderInfo&)>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_info_ = info;
+    callbacks = leader_callbacks_;
+  }
+  for (auto& cb : callbacks) cb(info);
+  notify_leader_watchers();
+  settle_transfers();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flushing the state and snapshots
+
+bool Engine::Impl::maybe_flush(bool force) {
+  if (stopped_ || flushing_) return false;
+  const std::uint64_t now = uv_now(&loop_);
+  if (!force && now - last_flush_ms_ < options_.flush_interval_ms) return false;
+  if (!state_->freeze()) return false;
+  last_flush_ms_ = now;
+  flushing_ = true;
+  const std::uint64_t index = state_->applied_index();
+  const std::uint64_t term = state_->applied_term();
+  raft::ConfState conf = current_membership().to_conf_state();
+  flush_->post([this, index, term, conf] {
+    Status s = state_->flush();
+    inbox_.post([this, s, index, term, conf] {
+      flushing_ = false;
+      if (!s.ok()) {
+        fatal(s.with_context("flushing the state"));
+        return;
+      }
+      state_->retire_frozen();
+      after_flush(index, term, conf);
+    });
+  });
+  return true;
+}
+
+void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf) {
+  // The state durably holds `index`: the WAL may drop what lies below, and the Raft core may
+  // forget entries older than what slow followers could still need.
+  const std::uint64_t keep_from =
+      index > options_.retained_entries ? index - options_.retained_entries : 0;
+  disk_->post([this, index, term, conf, keep_from] {
+    Status s = wal_->save_snapshot({index, term, conf});
+    if (s.ok()) s = wal_->sync();
+    if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
+    if (!s.ok()) inbox_.post([this, s] { fatal(s.with_context("releasing the log")); });
+  });
+  if (keep_from > 0) {
+    const std::uint64_t compact_to = std::min(keep_from, node_->applied());
+    if (compact_to > node_->log().snapshot_index()) {
+      Status s = node_->compact(compact_to);
+      if (!s.ok()) spdlog::debug("raft compaction deferred index={} reason={}", compact_to, s.message());
+    }
+  }
+  resume_install();
+  if (snapshot_after_flush_ && !flushing_) {
+    snapshot_after_flush_ = false;
+    make_snapshot_for_followers();
+  }
+  if (shutdown_done_ && !flushing_) {
+    auto done = std::move(shutdown_done_);
+    shutdown_done_ = nullptr;
+    done();
+  }
+  // Applying may have stopped at a barrier waiting for this flush to finish.
+  if (!apply_queue_.empty()) drain_apply();
+}
+
+// A received snapshot waits until the flush thread is idle (commit_install needs it to be).
+void Engine::Impl::resume_install() {
+  // commit_install needs the state to itself: no flush, snapshot or scrub on a worker.
+  if (!install_waiting_ || flushing_ || snapshotting_ || scrubbing_) return;
+  std::shared_ptr<PersistJob> job = std::move(install_waiting_);
+  install_waiting_.reset();
+  Status s = state_->commit_install(std::move(*job->staged), damaged_);
+  if (!s.ok() && s.code() != Code::kFailedPrecondition) {
+    persisting_ = false;  // the job is over: shutdown must not wait for it
+    fatal(s.with_context("installing a snapshot"));
+    return;
+  }
+  if (s.ok() && damaged_) {
+    // A repair install: the core hands out every committed entry after the snapshot again
+    // (raft/node.h, REPAIR), so what waited in the queue is dropped, never applied twice over.
+    apply_queue_.clear();
+  }
+  if (!s.ok() && damaged_) {
+    // Too old to replace the damaged state: ask again (the core will not end the repair).
+    spdlog::warn("snapshot too old to repair the state index={} applied={}",
+                 job->rd.snapshot->index, state_->applied_index());
+    node_->mark_damaged(state_->applied_index());
+  }
+  spdlog::info("installed snapshot index={} term={}", job->rd.snapshot->index,
+               job->rd.snapshot->term);
+  metrics_->snapshots_installed.inc();
+  metrics_->snapshot_install.observe_since(install_started_);
+  disk_->post([this, job] {
+    Status s3 = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
+    if (s3.ok()) s3 = wal_->save_snapshot(*job->rd.snapshot);
+    if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
+    if (s3.ok()) s3 = wal_->sync();
+    job->status = s3;
+    inbox_.post([this, job] { on_persisted(job); });
+  });
+}
+
+}  // namespace kvc::server
