@@ -114,7 +114,9 @@ std::vector<NodeId> parse_id_list(const std::string& v) {
 }
 
 // Commands report a misuse of the script language (an unknown member, a bad argument) by
-// throwing this; run() prints it as "error: ...". Only the test driver throws, never lib/.
+// throwing this; run() prints it as "script error: ...", which fails the test even when
+// rewriting. (What the core refuses, e.g. a proposal on a follower, prints "error: ...": that
+// is behaviour to record.) Only this test driver throws, never lib/.
 struct ScriptError {
   std::string what;
 };
@@ -169,7 +171,14 @@ std::set<NodeId> InteractionEnv::ids_from(const std::vector<std::string>& args,
   std::set<NodeId> ids;
   for (std::size_t i = from; i < args.size(); ++i) {
     if (args[i].find('=') != std::string::npos) continue;
-    ids.insert(std::stoull(args[i]));
+    NodeId id = 0;
+    try {
+      id = std::stoull(args[i]);
+    } catch (...) {
+      throw ScriptError{"not a member id: " + args[i]};
+    }
+    if (!members_.count(id)) throw ScriptError{"no member " + args[i]};
+    ids.insert(id);
   }
   if (ids.empty()) {
     for (const auto& [id, m] : members_) ids.insert(id);
@@ -646,10 +655,10 @@ std::string InteractionEnv::run(const std::string& command) {
     }
   } catch (const ScriptError& e) {
     quiet_ = false;
-    out_line("error: " + e.what);
+    out_line("script error: " + e.what);
   } catch (const std::exception& e) {  // std::stoull on a bad number
     quiet_ = false;
-    out_line(std::string("error: bad argument (") + e.what() + ")");
+    out_line(std::string("script error: bad argument (") + e.what() + ")");
   }
   std::string out = out_.str();
   return out.empty() ? "ok\n" : out;

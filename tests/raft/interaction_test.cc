@@ -39,6 +39,13 @@ TEST_P(InteractionTest, ScriptOutputMatches) {
   Script script;
   Result<std::vector<std::string>> outputs = run_script(path, &script);
   ASSERT_TRUE(outputs.ok()) << outputs.status().to_string();
+  // A misused command (a typo, an unknown member) is a broken script, never expected output.
+  for (std::size_t i = 0; i < script.blocks.size(); ++i) {
+    EXPECT_EQ((*outputs)[i].find("script error:"), std::string::npos)
+        << path.filename().string() << ":" << script.blocks[i].line << ": "
+        << script.blocks[i].command << "\n"
+        << (*outputs)[i];
+  }
   if (rewriting()) {
     std::ofstream(path) << format_script(script, *outputs);
     return;
@@ -83,6 +90,16 @@ TEST(InteractionScriptTest, ParseAndFormatRoundTrip) {
   EXPECT_EQ(s->blocks[0].expected, "INFO 1: raft started\n");
   EXPECT_EQ(format_script(*s, {s->blocks[0].expected, s->blocks[1].expected}), text);
   EXPECT_FALSE(parse_script("status 1\nok\n").ok()) << "a command needs its ---- line";
+}
+
+TEST(InteractionScriptTest, MisusedCommandsAreScriptErrorsAndRefusalsAreOutput) {
+  InteractionEnv env;
+  EXPECT_EQ(env.run("add-nodes 3 voters=(1,2,3)").find("script error"), std::string::npos);
+  EXPECT_EQ(env.run("frobnicate 1"), "script error: unknown command frobnicate\n");
+  EXPECT_EQ(env.run("status 9"), "script error: no member 9\n");
+  EXPECT_EQ(env.run("tick x"), "script error: not a member id: x\n");
+  // The core refusing something is behaviour, printed as such.
+  EXPECT_EQ(env.run("propose 1 x"), "error: not_leader: not leader; leader=0\n");
 }
 
 TEST(InteractionScriptTest, SameScriptPrintsTheSameTextEveryRun) {

@@ -266,39 +266,6 @@ TEST(NodeTest, UncommittedDataIsCapped) {
   EXPECT_EQ(c.n(1).propose("12345678").status().code(), Code::kResourceExhausted);
 }
 
-TEST(NodeTest, SnapshotTransferRestartsWhenTheFollowerLosesItsPartialFile) {
-  TestCluster c(3);
-  c.down().insert(3);
-  c.elect(1);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.n(1).propose("v" + std::to_string(i)).ok());
-  c.settle();
-  c.tick_all(1);
-  const std::uint64_t applied = c.n(1).applied();
-  c.give_snapshot(1, {applied, *c.n(1).log().term(applied), *c.n(1).conf_state_at(applied)},
-                  "abcdefghijklmnopqrstuvwxyz");  // 7 chunks of 4 bytes
-  ASSERT_TRUE(c.n(1).compact(applied).ok());
-  c.down().erase(3);
-  // Deliver one message at a time until member 3 has acknowledged two chunks.
-  bool partial = false;
-  for (int i = 0; i < 2000 && !partial; ++i) {
-    std::optional<Message> m = c.deliver_one();
-    if (!m) {
-      c.n(1).tick();
-      continue;
-    }
-    partial = m->type == MessageType::kSnapshotResp && m->from == 3 && m->snapshot_offset == 8;
-  }
-  ASSERT_TRUE(partial);
-  EXPECT_TRUE(c.installed(3).empty());
-  // Member 3 restarts: its partial file and transfer state are gone. It rejects the next chunk
-  // with offset 0 and the leader starts over.
-  c.add(3, bootstrap_state({1, 2, 3}));
-  c.tick_all(30);
-  ASSERT_EQ(c.installed(3).size(), 1u);
-  EXPECT_EQ(c.installed(3)[0].index, applied);
-  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
-}
-
 TEST(NodeTest, CompactRefusesBeyondApplied) {
   TestCluster c(1);
   for (int i = 0; i < 30 && c.n(1).role() != Role::kLeader; ++i) {
@@ -507,23 +474,6 @@ TEST(NodeTest, AMemberWithADamagedStateStillVotesButNeverCampaigns) {
   n2.advance(rd);
   for (int i = 0; i < 50; ++i) n2.tick();
   EXPECT_EQ(n2.role(), Role::kFollower);
-}
-
-TEST(NodeTest, ARepairingMemberDoesNotCountTowardCommitment) {
-  TestCluster c(3);
-  c.elect(1);
-  c.settle();
-  c.n(3).mark_damaged(c.n(3).applied());
-  c.down().insert(2);
-  c.tick_all(1);  // the leader learns that 3 is repairing
-  Result<std::uint64_t> idx = c.n(1).propose("x");
-  ASSERT_TRUE(idx.ok());
-  c.settle();
-  c.tick_all(2);
-  EXPECT_LT(c.n(1).commit(), *idx);  // 1 and a repairing 3 are not a quorum
-  c.down().erase(2);
-  c.tick_all(15);  // the appends to 2 were lost: the leader notices the stall and probes
-  EXPECT_GE(c.n(1).commit(), *idx);
 }
 
 TEST(NodeTest, EntriesHandedOutWhileDamagedAreHandedOutAgainAfterTheRepairSnapshot) {
