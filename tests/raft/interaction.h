@@ -14,7 +14,9 @@
 //   expected output (never contains an empty line; "ok" when there is nothing to say)
 //   <empty line>
 //
-// Members have a disk that is written as soon as a Ready is handled (no torn or lost writes;
+// Entries print as INDEX@TERM and then the data in quotes, "noop", or the decoded membership
+// change; messages as raft::describe() prints them, followed by an append's entries. Members
+// have a disk that is written as soon as a Ready is handled (no torn or lost writes;
 // the simulator covers those) and kept across crash/restart. Message queues are per recipient
 // and in send order. Ids in the core's log lines (16 hex digits, kvc::id_hex) are shown in
 // decimal so the scripts read like the commands. Randomness is seeded per member and

@@ -98,8 +98,17 @@ TEST(InteractionScriptTest, MisusedCommandsAreScriptErrorsAndRefusalsAreOutput) 
   EXPECT_EQ(env.run("frobnicate 1"), "script error: unknown command frobnicate\n");
   EXPECT_EQ(env.run("status 9"), "script error: no member 9\n");
   EXPECT_EQ(env.run("tick x"), "script error: not a member id: x\n");
+  EXPECT_EQ(env.run("add-nodes 1 bogus=1"), "script error: unknown option bogus\n");
   // The core refusing something is behaviour, printed as such.
   EXPECT_EQ(env.run("propose 1 x"), "error: not_leader: not leader; leader=0\n");
+}
+
+TEST(InteractionScriptTest, BootstrapLearnersFollowTheVoters) {
+  InteractionEnv env;
+  env.run("add-nodes 3 voters=(1,2) learners=(3)");
+  EXPECT_EQ(env.run("status 3"),
+            "3: follower term=1 vote=0 leader=0 commit=3 applied=0 log=1..3 voters=(1,2) "
+            "learners=(3)\n");
 }
 
 TEST(InteractionScriptTest, SameScriptPrintsTheSameTextEveryRun) {
