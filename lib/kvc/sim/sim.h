@@ -29,7 +29,9 @@ enum class FaultMix : std::uint8_t {
   kMembership,  // kNet + membership changes, leadership transfers, snapshots, compaction
   kRepair,      // kNet + crashes + rollbacks to older disk images + damaged state values
   kAll,         // everything at once
-  kMixed,       // one of the above chosen from the seed (mostly kAll)
+  kTargeted,    // kAll + faults aimed at leader changes (stop a leader at the step its entries
+                // are on a minority or its commit first moves, crash unsynced votes, bursts)
+  kMixed,       // one of the above chosen from the seed (mostly kAll or kTargeted)
 };
 
 std::string_view fault_mix_name(FaultMix mix);
