@@ -1135,10 +1135,12 @@ void Cluster::membership_op() {
 // faults act at the moments that matter, judged from what the simulator sees of the cluster (never
 // from which core runs), with the same seeded stream as the rest:
 // - each new leader gets a plan: half the time a burst of proposals at once (entries of its term
-//   that can be caught half-replicated); then, two times in three, it is stopped (crashed, or
-//   isolated with the members holding its newest entry) either the step its newest entry is on
-//   a chosen minority of the voters, or the step its commit index first moves in its term
-//   (before the followers learn of the commit);
+//   that can be caught half-replicated); then, with odds that follow the situation it won in
+//   (plan_leader), it is stopped (crashed, or isolated with the members holding its newest
+//   entry) either the step its newest entry is on a chosen minority of the voters, or the step
+//   its commit index first moves in its term (before the followers learn of the commit);
+// - a leader whose commit index passes its own durable log is crashed three times in four and
+//   brought back at once;
 // - a member whose new vote or term is still unsynced is crashed one time in three and
 //   restarted at once, so it comes back without it while the election goes on.
 
@@ -1208,16 +1210,16 @@ void Cluster::targeted_faults() {
   const std::vector<NodeId>& voters = l->node->conf_state().voters;
   if (!p.ahead_seen && l->node->commit() > l->disk.last_index()) {
     // Followers made an entry committed before the leader's own fsync finished: crash it with
-    // the write in flight half the time (whatever the plan), so the cluster must keep the
-    // entry without the leader's copy.
+    // the write in flight three times in four (whatever the plan) and bring it back at once,
+    // so the cluster must keep the entry without the leader's copy while the leader votes.
     plan_->ahead_seen = true;
-    if (crashes_ && chance(2)) {
+    if (crashes_ && !chance(4)) {
       trace("stop leader " + std::to_string(l->id) + ": its commit index " +
             std::to_string(l->node->commit()) + " is past its durable log " +
             std::to_string(l->disk.last_index()));
       plan_.reset();
       crash(*l, false);
-      l->restart_at = now_ + (2 + rng_.uniform(18)) * kTickSteps;
+      l->restart_at = now_ + rng_.uniform(3) * kTickSteps;
       return;
     }
   }
