@@ -1,8 +1,10 @@
 // kvc-sim: runs the deterministic cluster simulator over a range of seeds and reports the
 // first violation with a one-line replay command and a readable trace.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <iostream>
@@ -62,6 +64,16 @@ void print_trace(kvc::sim::SimOptions opt, int lines) {
   std::cerr << "--- end of trace ---\n";
 }
 
+// A start seed from /dev/urandom, small enough to read and type (1..2^40).
+kvc::Result<std::uint64_t> random_seed() {
+  std::ifstream in("/dev/urandom", std::ios::binary);
+  std::uint64_t v = 0;
+  if (!in.read(reinterpret_cast<char*>(&v), sizeof v)) {
+    return kvc::Status::io_error("/dev/urandom: cannot read a random start seed");
+  }
+  return (v & ((std::uint64_t{1} << 40) - 1)) + 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,6 +88,7 @@ int main(int argc, char** argv) {
 
   std::uint64_t seed = 1;
   std::uint64_t seeds = 1;
+  std::string start_seed;
   double time_limit = 0;
   std::string members = "mixed";
   std::string faults = "mixed";
@@ -88,8 +101,12 @@ int main(int argc, char** argv) {
   std::string output = "simple";
   kvc::sim::SimOptions base;
 
-  app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
-      ->envname("KVC_SIM_SEED");
+  auto* seed_opt = app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
+                       ->envname("KVC_SIM_SEED");
+  app.add_option("--start-seed", start_seed,
+                 "first seed, or random: one drawn from /dev/urandom and printed first, so a run "
+                 "starts somewhere new each time and still replays")
+      ->excludes(seed_opt);
   app.add_option("--seeds", seeds, "how many seeds to run, from --seed upwards")
       ->check(CLI::PositiveNumber);
   app.add_option("--seed-file", seed_file,
@@ -101,9 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--members", members, "cluster size: 3, 5 or mixed (chosen per seed)")
       ->check(CLI::IsMember({"3", "5", "mixed"}));
   app.add_option("--faults", faults,
-                 "fault mix: none, net, partition, crash, membership, repair, all, mixed")
-      ->check(CLI::IsMember(
-          {"none", "net", "partition", "crash", "membership", "repair", "all", "mixed"}));
+                 "fault mix: none, net, partition, crash, membership, repair, all, targeted, mixed")
+      ->check(CLI::IsMember({"none", "net", "partition", "crash", "membership", "repair", "all",
+                             "targeted", "mixed"}));
   app.add_option("--mutation", mutation,
                  "run against a deliberately broken core: none, vote-not-persisted, "
                  "commit-old-term, no-log-matching-check, read-index-without-noop, "
@@ -132,11 +149,32 @@ int main(int argc, char** argv) {
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-sim --seeds 2000                      # the CI run\n"
       "  kvc-sim --seed 42 --members 5 --faults all --trace\n"
-      "  kvc-sim --mutation commit-old-term --seeds 500 --expect-violation\n"
+      "  kvc-sim --mutation commit-old-term --faults targeted --start-seed random --seeds 1000 \\\n"
+      "          --expect-violation                # prints: caught after K seeds (seed S)\n"
       "  kvc-sim --faults repair --seeds 1000     # rollbacks and damaged values\n"
       "  kvc-sim --seeds 1000000 --time-limit 3600 # soak",
       "  1   a seed found a violation (or, with --expect-violation, none did)"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
+
+  if (!start_seed.empty()) {
+    if (start_seed == "random") {
+      auto r = random_seed();
+      if (!r.ok()) return kvc::cli::fail("kvc-sim", r.status());
+      seed = *r;
+    } else {
+      char* end = nullptr;
+      errno = 0;
+      const unsigned long long v = std::strtoull(start_seed.c_str(), &end, 10);
+      if (start_seed[0] == '-' || end == start_seed.c_str() || *end != '\0' || errno != 0) {
+        std::cerr << "kvc-sim: --start-seed: expected a number or random, not " << start_seed
+                  << '\n';
+        return kvc::kExitUsage;
+      }
+      seed = v;
+    }
+    // First, so that a run cut short still says where it started.
+    std::cerr << "kvc-sim: start seed " << seed << '\n';
+  }
 
   kvc::sim::FaultMix mix = kvc::sim::FaultMix::kMixed;
   (void)kvc::sim::fault_mix_from_name(faults, mix);
@@ -230,6 +268,7 @@ int main(int argc, char** argv) {
   if (output == "json") {
     std::printf(
         "{\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\",\"caught_at_seed_index\":%lld,"
+        "\"first_seed\":%llu,\"caught_seed\":%lld,"
         "\"operations\":%llu,\"operations_ok\":%llu,\"operations_unknown\":%llu,\"linearizability_"
         "checked\":%s,"
         "\"checked_operations\":%llu,\"steps\":%llu,\"ticks\":%llu,\"messages\":%llu,"
@@ -238,7 +277,9 @@ int main(int argc, char** argv) {
         "\"losses_detected\":%llu,\"damages\":%llu,\"damage_detected\":%llu,\"repairs\":%llu,"
         "\"seconds\":%.3f}\n",
         (unsigned long long)totals.seeds, (unsigned long long)totals.failed, mutation.c_str(),
-        caught ? (long long)totals.seeds : -1LL, (unsigned long long)totals.operations,
+        caught ? (long long)totals.seeds : -1LL,
+        (unsigned long long)(list.empty() ? seed : list[0].seed),
+        caught ? (long long)caught_seed : -1LL, (unsigned long long)totals.operations,
         (unsigned long long)totals.operations_ok, (unsigned long long)totals.unknown,
         lin ? "true" : "false", (unsigned long long)totals.checked,
         (unsigned long long)totals.steps, (unsigned long long)totals.ticks,
@@ -269,9 +310,9 @@ int main(int argc, char** argv) {
   }
   if (expect_violation) {
     if (caught) {
-      std::fprintf(stderr, "kvc-sim: mutation %s caught at seed %llu after %llu seeds\n",
-                   mutation.c_str(), (unsigned long long)caught_seed,
-                   (unsigned long long)totals.seeds);
+      std::fprintf(stderr, "kvc-sim: mutation %s caught after %llu seeds (seed %llu)\n",
+                   mutation.c_str(), (unsigned long long)totals.seeds,
+                   (unsigned long long)caught_seed);
       return kvc::kExitOk;
     }
     std::fprintf(stderr, "kvc-sim: mutation %s NOT caught in %llu seeds\n", mutation.c_str(),

@@ -48,8 +48,9 @@ TEST(SimulatorTest, ExplicitChoicesReplayAMixedRun) {
 }
 
 TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
-  for (FaultMix mix : {FaultMix::kNone, FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash,
-                       FaultMix::kMembership, FaultMix::kRepair, FaultMix::kAll}) {
+  for (FaultMix mix :
+       {FaultMix::kNone, FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash,
+        FaultMix::kMembership, FaultMix::kRepair, FaultMix::kAll, FaultMix::kTargeted}) {
     std::uint64_t ok_ops = 0;
     for (int members : {3, 5}) {
       for (std::uint64_t seed = 1; seed <= 5; ++seed) {
@@ -62,7 +63,9 @@ TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
         ok_ops += r.stats.operations_ok;
       }
     }
-    EXPECT_GT(ok_ops, 100u) << fault_mix_name(mix);
+    // kTargeted stops most leaders soon after they win (that is its job): fewer operations
+    // complete, but some must.
+    EXPECT_GT(ok_ops, mix == FaultMix::kTargeted ? 40u : 100u) << fault_mix_name(mix);
   }
 }
 
@@ -101,7 +104,8 @@ TEST(SimulatorTest, RepairFaultsAreDetectedAndRepairedWithoutAViolation) {
 
 TEST(SimulatorTest, NamesRoundTrip) {
   FaultMix m;
-  for (FaultMix want : {FaultMix::kNone, FaultMix::kRepair, FaultMix::kAll, FaultMix::kMixed}) {
+  for (FaultMix want : {FaultMix::kNone, FaultMix::kRepair, FaultMix::kAll, FaultMix::kTargeted,
+                        FaultMix::kMixed}) {
     ASSERT_TRUE(fault_mix_from_name(fault_mix_name(want), m));
     EXPECT_EQ(m, want);
   }

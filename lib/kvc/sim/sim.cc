@@ -49,6 +49,8 @@ std::string_view fault_mix_name(FaultMix mix) {
       return "repair";
     case FaultMix::kAll:
       return "all";
+    case FaultMix::kTargeted:
+      return "targeted";
     case FaultMix::kMixed:
       return "mixed";
   }
@@ -57,7 +59,8 @@ std::string_view fault_mix_name(FaultMix mix) {
 
 bool fault_mix_from_name(std::string_view name, FaultMix& out) {
   for (FaultMix m : {FaultMix::kNone, FaultMix::kNet, FaultMix::kPartition, FaultMix::kCrash,
-                     FaultMix::kMembership, FaultMix::kRepair, FaultMix::kAll, FaultMix::kMixed}) {
+                     FaultMix::kMembership, FaultMix::kRepair, FaultMix::kAll, FaultMix::kTargeted,
+                     FaultMix::kMixed}) {
     if (fault_mix_name(m) == name) {
       out = m;
       return true;
@@ -179,12 +182,15 @@ struct Member {
   std::uint64_t recorded_commit = 0;
   std::uint64_t last_applied = 0;
   std::set<std::uint64_t> led_terms;
+  // Targeted faults: the (term, vote) of the last unsynced vote considered for a crash.
+  std::pair<std::uint64_t, NodeId> vote_considered{0, raft::kNoNode};
 };
 
 struct InFlight {
   std::uint64_t at;
   std::uint64_t seq;
   Message m;
+  std::uint64_t sent = 0;  // the step it was sent
   bool operator>(const InFlight& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
 
@@ -251,6 +257,11 @@ class Cluster {
   void update_rollback_hold();
   void damage_op();
   void found_damage(Member& m, const std::string& why);
+  // Targeted faults (kTargeted): schedules biased toward the moments Raft's rules exist for.
+  void plan_leader(Member& l);
+  void targeted_faults();
+  void stop_leader(Member& l, std::uint64_t crash_one_in, const std::string& why);
+  void crash_unsynced_votes();
   bool repair_in_progress();
   bool conf_change_pending(Member& l);  // an uncommitted ConfChange in the leader's log
   // In the current leader's configuration (any member not removed when there is no leader): a
@@ -337,6 +348,30 @@ class Cluster {
   int max_inflight_ = 4;
   std::uint64_t slow_disk_one_in_ = 8;
   std::map<NodeId, std::uint64_t> churn_crash_at_;  // new leaders crashed soon after winning
+  // Targeted faults (kTargeted; see targeted_faults()). A plan for the newest leader: what to do to
+  // it, and when.
+  bool targeted_ = false;
+  struct LeaderPlan {
+    enum Kind : std::uint8_t {
+      kWatch,             // nothing but the burst
+      kStopOnMinority,    // stop it once its newest entry is on a minority (not yet a quorum)
+      kStopOnFirstCommit  // stop it the step its commit index first moves in its term
+    } kind = kWatch;
+    NodeId id = raft::kNoNode;
+    std::uint64_t term = 0;
+    std::uint64_t holders = 1;   // kStopOnMinority: members (with the leader) holding the entry
+    std::uint64_t commit = 0;    // kStopOnFirstCommit: the commit index when it won
+    std::uint64_t burst = 0;     // proposals to make at once (0: none)
+    std::uint64_t deadline = 0;  // the plan lapses at this step
+    bool ahead_seen = false;     // its commit index went past its durable log (once per plan)
+  };
+  std::optional<LeaderPlan> plan_;
+  // Targeted faults: a leader stopped by a crash loses with it the messages it sent in the
+  // steps just before (still in its buffers, as in a power loss). Per member, the steps whose
+  // messages are lost.
+  std::map<NodeId, std::pair<std::uint64_t, std::uint64_t>> unsent_lost_;
+  static constexpr std::uint64_t kUnsentSteps = 2;
+  std::uint64_t burst_seq_ = 0;
 
   // Clients and history.
   std::vector<Client> clients_;
@@ -378,21 +413,25 @@ void Cluster::resolve_options() {
   const int inflight_pick = static_cast<int>(1 + pick.uniform(8));
   // Drawn last, so the picks above are those of the seed before kRepair existed.
   if (pick.uniform(10) == 0) faults_pick = FaultMix::kRepair;
+  // And after that: half of the seeds that would run kAll run kTargeted.
+  if (pick.uniform(2) == 0 && faults_pick == FaultMix::kAll) faults_pick = FaultMix::kTargeted;
   if (opt_.members == 0) opt_.members = members_pick;
   if (opt_.faults == FaultMix::kMixed) opt_.faults = faults_pick;
   result_.members = opt_.members;
   result_.faults = opt_.faults;
   const FaultMix f = opt_.faults;
+  const bool all = f == FaultMix::kAll || f == FaultMix::kTargeted;
   if (f != FaultMix::kNone) {
     drop_one_in_ = 20;
     dup_one_in_ = 30;
   }
   max_msg_bytes_ = shape == 0 ? 1 : shape == 1 ? 64 : 256;
   max_inflight_ = inflight_pick;
-  partitions_ = f == FaultMix::kPartition || f == FaultMix::kAll;
-  crashes_ = f == FaultMix::kCrash || f == FaultMix::kRepair || f == FaultMix::kAll;
-  membership_ = f == FaultMix::kMembership || f == FaultMix::kAll;
-  rollbacks_ = damage_ = f == FaultMix::kRepair || f == FaultMix::kAll;
+  partitions_ = f == FaultMix::kPartition || all;
+  crashes_ = f == FaultMix::kCrash || f == FaultMix::kRepair || all;
+  membership_ = f == FaultMix::kMembership || all;
+  rollbacks_ = damage_ = f == FaultMix::kRepair || all;
+  targeted_ = f == FaultMix::kTargeted;
   // kRepair focuses on them; in kAll they come at a modest rate among the rest.
   rollback_one_in_ = f == FaultMix::kRepair ? 12 : 60;
   damage_one_in_ = f == FaultMix::kRepair ? 25 : 100;
@@ -474,9 +513,9 @@ void Cluster::send_message(Member& from, Message msg) {
   std::uint64_t delay = 1 + rng_.uniform(8);
   if (!healed_ && opt_.faults != FaultMix::kNone && chance(10)) delay += 10 + rng_.uniform(30);
   if (dup_one_in_ && !healed_ && chance(dup_one_in_)) {
-    net_.push({now_ + delay + rng_.uniform(20), msg_seq_++, msg});
+    net_.push({now_ + delay + rng_.uniform(20), msg_seq_++, msg, now_});
   }
-  net_.push({now_ + delay, msg_seq_++, std::move(msg)});
+  net_.push({now_ + delay, msg_seq_++, std::move(msg), now_});
 }
 
 void Cluster::deliver_due() {
@@ -486,6 +525,11 @@ void Cluster::deliver_due() {
     Member* to = member(f.m.to);
     if (to == nullptr || !to->alive) continue;
     if (blocked_.count({f.m.from, f.m.to})) continue;
+    if (auto it = unsent_lost_.find(f.m.from);
+        it != unsent_lost_.end() && f.sent >= it->second.first && f.sent <= it->second.second) {
+      if (opt_.trace) trace("lost with its sender's crash: " + raft::describe(f.m));
+      continue;
+    }
     if (opt_.trace) trace("deliver " + raft::describe(f.m));
     Status s = to->node->step(f.m);
     if (!s.ok()) violate("step refused a simulator message: " + s.to_string());
@@ -1084,8 +1128,191 @@ void Cluster::membership_op() {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Targeted faults (kTargeted: kAll and these). Random faults alone reach Raft's hard cases rarely:
+// a Figure 8 sequence (a leader's entries on a minority, its crash, a rival leader of a higher term
+// with a different log, the first leader back and winning again) took thousands of seeds. These
+// faults act at the moments that matter, judged from what the simulator sees of the cluster (never
+// from which core runs), with the same seeded stream as the rest:
+// - each new leader gets a plan: half the time a burst of proposals at once (entries of its term
+//   that can be caught half-replicated); then, with odds that follow the situation it won in
+//   (plan_leader), it is stopped (crashed, or isolated with the members holding its newest
+//   entry) either the step its newest entry is on a chosen minority of the voters, or the step
+//   its commit index first moves in its term (before the followers learn of the commit);
+// - a leader whose commit index passes its own durable log is crashed three times in four and
+//   brought back at once;
+// - a member whose new vote or term is still unsynced is crashed one time in three and
+//   restarted at once, so it comes back without it while the election goes on.
+
+void Cluster::plan_leader(Member& l) {
+  LeaderPlan p;
+  p.id = l.id;
+  p.term = l.node->term();
+  // A leader that won with uncommitted entries of earlier terms in its log is where §5.4.2
+  // matters (Figure 8): the moment its commit index first moves is the one to cut it off at.
+  const raft::RaftLog& log = l.node->log();
+  const bool old_uncommitted = log.last_index() > l.node->commit() &&
+                               log.term(l.node->commit() + 1).value_or(p.term) < p.term;
+  // A leader that won while another member's disk holds an entry its log lacks (a stopped
+  // rival's minority entries): stopped while its own entries are on a minority, the cluster holds
+  // three different histories.
+  bool diverged = false;
+  for (auto& [id, m] : members_) {
+    if (id == l.id || m.removed || diverged) continue;
+    for (const Entry& e : m.disk.log) {
+      if (e.index > l.node->commit() && !log.match_term(e.index, e.term)) {
+        diverged = true;
+        break;
+      }
+    }
+  }
+  const std::uint64_t kind = rng_.uniform(8);
+  if (old_uncommitted) {
+    p.kind = kind < 6 ? LeaderPlan::kStopOnFirstCommit : LeaderPlan::kStopOnMinority;
+  } else if (diverged) {
+    p.kind = kind < 6 ? LeaderPlan::kStopOnMinority : LeaderPlan::kWatch;
+  } else {
+    p.kind = kind < 5   ? LeaderPlan::kWatch
+             : kind < 7 ? LeaderPlan::kStopOnMinority
+                        : LeaderPlan::kStopOnFirstCommit;
+  }
+  const std::uint64_t quorum = l.node->conf_state().voters.size() / 2 + 1;
+  p.holders = quorum > 1 ? 1 + rng_.uniform(quorum - 1) : 1;
+  p.commit = l.node->commit();
+  // Short bursts, sometimes one longer than an append message carries.
+  p.burst = !chance(2) ? 0 : chance(3) ? 5 + rng_.uniform(12) : 1 + rng_.uniform(4);
+  p.deadline = now_ + 30 * kTickSteps;
+  plan_ = p;
+}
+
+void Cluster::targeted_faults() {
+  if (crashes_) crash_unsynced_votes();
+  if (!plan_) return;
+  const LeaderPlan p = *plan_;
+  Member* l = member(p.id);
+  if (l == nullptr || !l->alive || l->node->role() != Role::kLeader || l->node->term() != p.term ||
+      now_ > p.deadline) {
+    plan_.reset();
+    return;
+  }
+  if (p.burst > 0) {
+    plan_->burst = 0;
+    std::uint64_t accepted = 0;
+    for (std::uint64_t i = 0; i < p.burst; ++i) {
+      const std::string data =
+          encode_command({0, check::OpKind::kPut, "burst", "b" + std::to_string(++burst_seq_), 0});
+      if (l->node->propose(data).ok()) ++accepted;
+    }
+    trace("burst of " + std::to_string(accepted) + " proposals on leader " + std::to_string(l->id) +
+          " term=" + std::to_string(p.term));
+  }
+  const raft::RaftLog& log = l->node->log();
+  const std::vector<NodeId>& voters = l->node->conf_state().voters;
+  if (!p.ahead_seen && l->node->commit() > l->disk.last_index()) {
+    // Followers made an entry committed before the leader's own fsync finished: crash it with
+    // the write in flight three times in four (whatever the plan) and bring it back at once,
+    // so the cluster must keep the entry without the leader's copy while the leader votes.
+    plan_->ahead_seen = true;
+    if (crashes_ && !chance(4)) {
+      trace("stop leader " + std::to_string(l->id) + ": its commit index " +
+            std::to_string(l->node->commit()) + " is past its durable log " +
+            std::to_string(l->disk.last_index()));
+      plan_.reset();
+      crash(*l, false);
+      l->restart_at = now_ + rng_.uniform(3) * kTickSteps;
+      return;
+    }
+  }
+  if (p.kind == LeaderPlan::kStopOnMinority) {
+    const std::uint64_t last = log.last_index();
+    if (last <= l->node->commit()) return;
+    std::uint64_t holders = 1;  // the leader
+    for (const raft::PeerProgress& pr : l->node->progress()) {
+      if (pr.id != l->id && pr.match >= last &&
+          std::binary_search(voters.begin(), voters.end(), pr.id)) {
+        ++holders;
+      }
+    }
+    if (holders == p.holders) {
+      stop_leader(*l, 2,
+                  "its newest entry " + std::to_string(last) + " (term " +
+                      std::to_string(log.term(last).value_or(0)) + ") is on " +
+                      std::to_string(holders) + " of " + std::to_string(voters.size()) + " voters");
+    }
+  } else if (p.kind == LeaderPlan::kStopOnFirstCommit && l->node->commit() > p.commit) {
+    // Mostly cut off rather than crashed: a rival it had made room for, isolated earlier, is
+    // free again at once (one partition at a time).
+    stop_leader(*l, 4,
+                "its commit index moved to " + std::to_string(l->node->commit()) + " in its term");
+  }
+}
+
+void Cluster::stop_leader(Member& l, std::uint64_t crash_one_in, const std::string& why) {
+  plan_.reset();
+  // A leader whose own writes are not yet durable is crashed more often: they are torn or lost.
+  if (!l.disk.pending.empty() && crash_one_in > 2) crash_one_in = 2;
+  if (partitions_ && !chance(crash_one_in)) {
+    // Isolate it with the voters that hold its newest entry, if they are a minority: a majority
+    // elects a rival while it goes on as a leader for a while, and what it sent last is not
+    // delivered (a crash would leave it in flight). Any other partition heals first.
+    blocked_.clear();
+    const std::uint64_t last = l.node->log().last_index();
+    const std::vector<NodeId>& voters = l.node->conf_state().voters;
+    std::set<NodeId> side{l.id};
+    for (const raft::PeerProgress& pr : l.node->progress()) {
+      if (pr.id != l.id && pr.match >= last &&
+          std::binary_search(voters.begin(), voters.end(), pr.id)) {
+        side.insert(pr.id);
+      }
+    }
+    if (side.size() > (voters.size() - 1) / 2) side = {l.id};
+    std::string desc;
+    for (auto& [a, ma] : members_) {
+      if (!side.count(a)) continue;
+      desc += std::to_string(a) + ",";
+      for (auto& [b, mb] : members_) {
+        if (side.count(b)) continue;
+        blocked_.insert({a, b});
+        blocked_.insert({b, a});
+      }
+    }
+    partition_until_ = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    ++result_.stats.partitions;
+    trace("isolate leader " + std::to_string(l.id) + " (" + why + ") side=" + desc);
+    return;
+  }
+  if (!crashes_) return;
+  trace("stop leader " + std::to_string(l.id) + ": " + why);
+  crash(l, false);
+  unsent_lost_[l.id] = {now_ > kUnsentSteps ? now_ - kUnsentSteps : 0, now_};
+  // Back soon, while the rival it made room for is still in charge: old leaders returning to
+  // win again is what the plans are for.
+  l.restart_at = now_ + (2 + rng_.uniform(18)) * kTickSteps;
+}
+
+void Cluster::crash_unsynced_votes() {
+  for (auto& [id, m] : members_) {
+    if (!m.alive) continue;
+    for (const SimDisk::Op& op : m.disk.pending) {
+      if (op.kind != SimDisk::Op::kHardState || op.hs.vote == raft::kNoNode) continue;
+      if (op.hs.term == m.disk.hs.term && op.hs.vote == m.disk.hs.vote) continue;
+      const std::pair<std::uint64_t, NodeId> vote{op.hs.term, op.hs.vote};
+      if (m.vote_considered == vote) break;
+      m.vote_considered = vote;
+      if (chance(3)) {
+        trace("crash member " + std::to_string(id) + " before its vote for " +
+              std::to_string(op.hs.vote) + " in term " + std::to_string(op.hs.term) + " is synced");
+        crash(m, false);
+        m.restart_at = now_;
+      }
+      break;
+    }
+  }
+}
+
 void Cluster::inject_faults() {
   if (healed_) return;
+  if (targeted_ && !hold_) targeted_faults();
   // During a rollback's window no other fault starts (see RollbackHold); restarts go on.
   if (crashes_ && !hold_) {
     // Fine-grained crashes between ticks: freshly elected leaders, and members in the middle
@@ -1357,6 +1584,7 @@ void Cluster::check_step() {
       if (m.led_terms.insert(n.term()).second) {
         ++result_.stats.elections;
         if (crashes_ && !healed_ && chance(2)) churn_crash_at_[id] = now_ + 1 + rng_.uniform(40);
+        if (targeted_ && !healed_) plan_leader(m);
         // Leader completeness: every entry committed in an earlier term is in the new
         // leader's log.
         const raft::RaftLog& log = n.log();
@@ -1484,6 +1712,9 @@ SimResult Cluster::run() {
       for (int i = 1; i <= opt_.members; ++i) voters.push_back(static_cast<NodeId>(i));
       return raft::bootstrap_state(voters);
     }();
+    trace("cluster: members=" + std::to_string(opt_.members) +
+          " faults=" + std::string(fault_mix_name(opt_.faults)) + " max_msg_bytes=" +
+          std::to_string(max_msg_bytes_) + " max_inflight=" + std::to_string(max_inflight_));
     for (int i = 1; i <= opt_.members; ++i) add_member(static_cast<NodeId>(i), bootstrap, true);
     next_id_ = static_cast<NodeId>(opt_.members + 1);
     for (int i = 0; i < opt_.clients; ++i) {

@@ -3,11 +3,12 @@
 // crash. Clients put/get/cas/delete through any member while faults run (drops, delays,
 // duplicates, reordering, symmetric and one-way partitions, crashes and restarts, membership
 // changes, leadership transfers, snapshots and compaction, members restarted on an older copy
-// of their disk, damaged state values). Raft's safety properties are
-// checked after every step; after the faults heal, a leader must be elected and a write must
-// commit within a bound; at the end the client history goes to the linearizability checker.
-// Everything is a function of the seed: a run replays bit for bit. Test tooling; not
-// thread-safe (one simulation per thread; the mutation switch is process-wide).
+// of their disk, damaged state values; with kTargeted also faults aimed at leader changes, see
+// docs/simulator.md). Raft's safety properties are checked after every step; after the faults heal,
+// a leader must be elected and a write must commit within a bound; at the end the client history
+// goes to the linearizability checker. Everything is a function of the seed: a run replays bit for
+// bit. Test tooling; not thread-safe (one simulation per thread; the mutation switch is
+// process-wide).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,9 @@ enum class FaultMix : std::uint8_t {
   kMembership,  // kNet + membership changes, leadership transfers, snapshots, compaction
   kRepair,      // kNet + crashes + rollbacks to older disk images + damaged state values
   kAll,         // everything at once
-  kMixed,       // one of the above chosen from the seed (mostly kAll)
+  kTargeted,    // kAll + faults aimed at leader changes (stop a leader at the step its entries
+                // are on a minority or its commit first moves, crash unsynced votes, bursts)
+  kMixed,       // one of the above chosen from the seed (mostly kAll or kTargeted)
 };
 
 std::string_view fault_mix_name(FaultMix mix);
