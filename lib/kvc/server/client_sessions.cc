@@ -28,55 +28,65 @@
 
 namespace kvc::server {
 
+// The listeners, clients first: with port 0 the bound address is what peers must be told.
 Status Engine::Impl::bind_listeners() {
   metrics_ = std::make_unique<EngineMetrics>(identity_.name, hex(identity_.member_id));
   metrics_->registry.add_collector([this] { collect_metrics(); });
   Result<net::Address> peer = net::parse_address(options_.listen_peer);
   if (!peer.ok()) return peer.status().with_context("--listen-peer");
-  // Clients first: with port 0 the bound address is what peers must be told.
-  if (!options_.listen_client.empty()) {
-    Result<net::Address> c = net::parse_address(options_.listen_client);
-    if (!c.ok()) return c.status().with_context("--listen-client");
-    // A frame over the limit from a client past its hello is skipped unread and refused in so
-    // many words (a hello reply naming its size), so the client knows nothing in it was
-    // applied. Before the hello, or absurdly large (a length no client sends), it is garbage
-    // and closes the connection.
-    auto refuse_oversized = [this](net::Connection& conn, std::size_t frame_bytes) {
-      auto it = clients_.find(conn.tag);
-      if (it == clients_.end() || !it->second.hello_done || it->second.refused) return false;
-      if (frame_bytes > std::max<std::uint64_t>(4 * options_.max_frame_bytes, 256u << 20)) {
-        return false;
-      }
-      spdlog::warn("refused an oversized frame from={} bytes={} limit={}", conn.peer(), frame_bytes,
-                   options_.max_frame_bytes);
-      std::string out;
-      wire::append_hello_reply(out, {.code = Code::kInvalidArgument,
-                                     .message = "frame of " + std::to_string(frame_bytes) +
-                                                " bytes exceeds the member's limit of " +
-                                                std::to_string(options_.max_frame_bytes) +
-                                                " bytes (kvc-node --max-frame-bytes)",
-                                     .cluster_id = identity_.cluster_id,
-                                     .member_id = identity_.member_id,
-                                     .name = identity_.name,
-                                     .software_version = kvc::version(),
-                                     .max_frame_bytes = options_.max_frame_bytes,
-                                     .max_request_bytes = options_.max_request_bytes,
-                                     .refused_frame_bytes = frame_bytes});
-      conn.send(out);
-      return true;
-    };
-    net::ConnectionOptions client_options{.max_frame_bytes = options_.max_frame_bytes,
-                                          .pause_reading_above = 8u << 20,
-                                          .close_above = 256u << 20};
-    client_options.on_oversized = std::move(refuse_oversized);
-    client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
-    if (Status s = client_listener_->listen(
-            *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });
-        !s.ok()) {
-      return s.with_context("--listen-client");
+  if (!options_.listen_client.empty()) KVC_RETURN_IF_ERROR(listen_clients());
+  KVC_RETURN_IF_ERROR(listen_peers(*peer));
+  // Non-loopback listeners without a secret are warned about in start() (exposure_warnings).
+  if (!options_.listen_http.empty()) KVC_RETURN_IF_ERROR(listen_http());
+  return Status();
+}
+
+Status Engine::Impl::listen_clients() {
+  Result<net::Address> c = net::parse_address(options_.listen_client);
+  if (!c.ok()) return c.status().with_context("--listen-client");
+  // A frame over the limit from a client past its hello is skipped unread and refused in so
+  // many words (a hello reply naming its size), so the client knows nothing in it was
+  // applied. Before the hello, or absurdly large (a length no client sends), it is garbage
+  // and closes the connection.
+  auto refuse_oversized = [this](net::Connection& conn, std::size_t frame_bytes) {
+    auto it = clients_.find(conn.tag);
+    if (it == clients_.end() || it->second.stage != ClientConn::Stage::kOpen) return false;
+    if (frame_bytes > std::max<std::uint64_t>(4 * options_.max_frame_bytes, 256u << 20)) {
+      return false;
     }
-    client_bound_ = client_listener_->bound().to_string();
+    spdlog::warn("refused an oversized frame from={} bytes={} limit={}", conn.peer(), frame_bytes,
+                 options_.max_frame_bytes);
+    std::string out;
+    wire::append_hello_reply(out, {.code = Code::kInvalidArgument,
+                                   .message = "frame of " + std::to_string(frame_bytes) +
+                                              " bytes exceeds the member's limit of " +
+                                              std::to_string(options_.max_frame_bytes) +
+                                              " bytes (kvc-node --max-frame-bytes)",
+                                   .cluster_id = identity_.cluster_id,
+                                   .member_id = identity_.member_id,
+                                   .name = identity_.name,
+                                   .software_version = kvc::version(),
+                                   .max_frame_bytes = options_.max_frame_bytes,
+                                   .max_request_bytes = options_.max_request_bytes,
+                                   .refused_frame_bytes = frame_bytes});
+    conn.send(out);
+    return true;
+  };
+  net::ConnectionOptions client_options{.max_frame_bytes = options_.max_frame_bytes,
+                                        .pause_reading_above = 8u << 20,
+                                        .close_above = 256u << 20};
+  client_options.on_oversized = std::move(refuse_oversized);
+  client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
+  if (Status s = client_listener_->listen(
+          *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });
+      !s.ok()) {
+    return s.with_context("--listen-client");
   }
+  client_bound_ = client_listener_->bound().to_string();
+  return Status();
+}
+
+Status Engine::Impl::listen_peers(const net::Address& peer) {
   const std::string advertise_client =
       options_.advertise_client.empty() ? client_bound_ : options_.advertise_client;
   const storage::Member* self = member(identity_.member_id);
@@ -133,33 +143,34 @@ Status Engine::Impl::bind_listeners() {
           fatal(Status::failed_precondition("this member was removed from the cluster"));
         });
       });
-  if (Status s = peers_->listen(*peer); !s.ok()) return s.with_context("--listen-peer");
+  if (Status s = peers_->listen(peer); !s.ok()) return s.with_context("--listen-peer");
   peer_bound_ = peers_->bound().to_string();
   storage::Member& me = learned_[identity_.member_id];
   me.id = identity_.member_id;
   me.name = identity_.name;
   me.client_addr = advertise_client;
   if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
-  // Non-loopback listeners without a secret are warned about in start() (exposure_warnings).
-  if (!options_.listen_http.empty()) {
-    Result<net::Address> h = net::parse_address(options_.listen_http);
-    if (!h.ok()) return h.status().with_context("--listen-http");
-    http_backend_ = std::make_unique<EngineHttpBackend>(*this);
-    http_routes_ = std::make_unique<http::KvRoutes>(
-        *http_backend_, http::KvRoutesOptions{.max_request_bytes = options_.max_request_bytes});
-    http::HttpServerOptions ho;
-    ho.address = *h;
-    // Room for a value sent base64-encoded in a JSON body.
-    ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
-    ho.metrics = &metrics_->registry;
-    http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
-    if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
-    http_bound_ = http_->bound().to_string();
-    if (!h->is_loopback()) {
-      spdlog::warn("serving HTTP on {}, which is not a loopback address: anyone who can reach "
-                   "it can read and write keys",
-                   h->to_string());
-    }
+  return Status();
+}
+
+Status Engine::Impl::listen_http() {
+  Result<net::Address> h = net::parse_address(options_.listen_http);
+  if (!h.ok()) return h.status().with_context("--listen-http");
+  http_backend_ = std::make_unique<EngineHttpBackend>(*this);
+  http_routes_ = std::make_unique<http::KvRoutes>(
+      *http_backend_, http::KvRoutesOptions{.max_request_bytes = options_.max_request_bytes});
+  http::HttpServerOptions ho;
+  ho.address = *h;
+  // Room for a value sent base64-encoded in a JSON body.
+  ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
+  ho.metrics = &metrics_->registry;
+  http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
+  if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
+  http_bound_ = http_->bound().to_string();
+  if (!h->is_loopback()) {
+    spdlog::warn("serving HTTP on {}, which is not a loopback address: anyone who can reach "
+                 "it can read and write keys",
+                 h->to_string());
   }
   return Status();
 }
@@ -209,10 +220,13 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
       });
 }
 
+// Every frame of a client connection, by the stage of its handshake (ClientConn::Stage):
+// kHello takes only a hello; with a shared secret, kAuth takes only the proof; kOpen takes
+// requests; kRefused ignores everything while the refusal is flushed.
 void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
                                    std::string_view payload) {
   auto it = clients_.find(conn_id);
-  if (it == clients_.end() || it->second.refused) return;
+  if (it == clients_.end() || it->second.stage == ClientConn::Stage::kRefused) return;
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing client connection from={} reason={}", conn.peer(),
@@ -220,97 +234,108 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     conn.close(env.status());
     return;
   }
-  if (it->second.auth_pending) {
-    ClientConn& cc = it->second;
-    cc.auth_pending = false;
-    Status proved;
-    if (env->kind != wire::FrameKind::kAuth) {
-      proved = Status::failed_precondition(
-          "authentication failed: expected the proof of the shared secret, got another frame");
-    } else {
-      Result<wire::AuthProof> answer = wire::decode_auth_proof(*env->body);
-      proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
-                           : answer.status();
-    }
-    if (!proved.ok()) {
-      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
-                   proved.message());
-      wire::HelloReply refusal{.code = proved.code(),
-                               .message = proved.message(),
-                               .cluster_id = identity_.cluster_id,
-                               .member_id = identity_.member_id,
-                               .name = identity_.name,
-                               .software_version = kvc::version()};
-      std::string out;
-      wire::append_hello_reply(out, refusal);
-      conn.send(out);
-      cc.refused = true;
-      conn.close_after_flush(proved);
-      return;
-    }
-    cc.hello_done = true;
-    cc.hello = {};
-    cc.reply = {};
+  ClientConn& cc = it->second;
+  switch (cc.stage) {
+    case ClientConn::Stage::kHello: return on_client_hello(cc, conn, *env);
+    case ClientConn::Stage::kAuth: return on_client_auth(cc, conn, *env);
+    case ClientConn::Stage::kOpen: return on_client_request(conn_id, cc, conn, *env);
+    case ClientConn::Stage::kRefused: return;
+  }
+}
+
+// Sends `reply` carrying the refusal `why`, and closes once it is flushed.
+void Engine::Impl::refuse_client(ClientConn& cc, net::Connection& conn, wire::HelloReply reply,
+                                 const Status& why) {
+  spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
+               why.message());
+  reply.code = why.code();
+  reply.message = why.message();
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  cc.stage = ClientConn::Stage::kRefused;
+  conn.close_after_flush(why);
+}
+
+void Engine::Impl::on_client_hello(ClientConn& cc, net::Connection& conn,
+                                   const wire::Envelope& env) {
+  if (env.kind != wire::FrameKind::kHello) {
+    conn.close(Status::failed_precondition("first frame must be a hello"));
     return;
   }
-  if (!it->second.hello_done) {
-    if (env->kind != wire::FrameKind::kHello) {
-      conn.close(Status::failed_precondition("first frame must be a hello"));
-      return;
-    }
-    Result<wire::Hello> hello = wire::decode_hello(*env->body);
-    wire::HelloReply reply{.cluster_id = identity_.cluster_id,
-                           .member_id = identity_.member_id,
-                           .name = identity_.name,
-                           .software_version = kvc::version(),
-                           .client_addr = client_bound_,
-                           .max_frame_bytes = options_.max_frame_bytes,
-                           .max_request_bytes = options_.max_request_bytes};
-    Status refuse;
-    if (!hello.ok()) {
-      refuse = hello.status();
-    } else if (hello->protocol_version != wire::kProtocolVersion) {
-      refuse = Status::failed_precondition("protocol version " +
-                                           std::to_string(hello->protocol_version) +
-                                           " is not supported");
-    } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
-      refuse = Status::failed_precondition("this member belongs to cluster " +
-                                           hex(identity_.cluster_id) + ", not " +
-                                           hex(hello->cluster_id));
-    } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
-      refuse = a;
-    } else if (!options_.secret.empty()) {
-      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
-    }
-    std::string out;
-    if (!refuse.ok()) {
-      spdlog::warn("refusing client from={} reason={}", conn.peer(), refuse.message());
-      reply.code = refuse.code();
-      reply.message = refuse.message();
-      wire::append_hello_reply(out, reply);
-      conn.send(out);
-      it->second.refused = true;
-      conn.close_after_flush(refuse);
-      return;
-    }
-    wire::append_hello_reply(out, reply);
-    conn.send(out);
-    if (!options_.secret.empty()) {
-      it->second.auth_pending = true;
-      it->second.hello = std::move(*hello);
-      it->second.reply = std::move(reply);
-    } else {
-      it->second.hello_done = true;
-    }
+  Result<wire::Hello> hello = wire::decode_hello(*env.body);
+  wire::HelloReply reply{.cluster_id = identity_.cluster_id,
+                         .member_id = identity_.member_id,
+                         .name = identity_.name,
+                         .software_version = kvc::version(),
+                         .client_addr = client_bound_,
+                         .max_frame_bytes = options_.max_frame_bytes,
+                         .max_request_bytes = options_.max_request_bytes};
+  Status refuse;
+  if (!hello.ok()) {
+    refuse = hello.status();
+  } else if (hello->protocol_version != wire::kProtocolVersion) {
+    refuse = Status::failed_precondition(
+        "protocol version " + std::to_string(hello->protocol_version) + " is not supported");
+  } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
+    refuse = Status::failed_precondition("this member belongs to cluster " +
+                                         hex(identity_.cluster_id) + ", not " +
+                                         hex(hello->cluster_id));
+  } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
+    refuse = a;
+  } else if (!options_.secret.empty()) {
+    refuse = wire::answer_challenge(options_.secret, *hello, &reply);
+  }
+  if (!refuse.ok()) {
+    if (hello.ok()) cc.hello.name = hello->name;  // for the log line
+    return refuse_client(cc, conn, std::move(reply), refuse);
+  }
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  if (options_.secret.empty()) {
+    cc.stage = ClientConn::Stage::kOpen;
     return;
   }
-  if (env->kind != wire::FrameKind::kRequest) {
+  // Kept until the client's proof checks out; nothing else is handled before.
+  cc.stage = ClientConn::Stage::kAuth;
+  cc.hello = std::move(*hello);
+  cc.reply = std::move(reply);
+}
+
+void Engine::Impl::on_client_auth(ClientConn& cc, net::Connection& conn,
+                                  const wire::Envelope& env) {
+  Status proved;
+  if (env.kind != wire::FrameKind::kAuth) {
+    proved = Status::failed_precondition(
+        "authentication failed: expected the proof of the shared secret, got another frame");
+  } else {
+    Result<wire::AuthProof> answer = wire::decode_auth_proof(*env.body);
+    proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
+                         : answer.status();
+  }
+  if (!proved.ok()) {
+    return refuse_client(cc, conn,
+                         {.cluster_id = identity_.cluster_id,
+                          .member_id = identity_.member_id,
+                          .name = identity_.name,
+                          .software_version = kvc::version()},
+                         proved);
+  }
+  cc.stage = ClientConn::Stage::kOpen;
+  cc.hello = {};
+  cc.reply = {};
+}
+
+void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc,
+                                     net::Connection& conn, const wire::Envelope& env) {
+  if (env.kind != wire::FrameKind::kRequest) {
     spdlog::warn("closing client connection from={} reason=unexpected frame kind {}", conn.peer(),
-                 static_cast<int>(env->kind));
+                 static_cast<int>(env.kind));
     conn.close(Status::corruption("unexpected frame kind"));
     return;
   }
-  Result<wire::Request> req = wire::decode_request(*env->body);
+  Result<wire::Request> req = wire::decode_request(*env.body);
   if (!req.ok()) {
     // Without a decodable id there is nobody to answer: the stream is not trustworthy.
     spdlog::warn("closing client connection from={} reason={}", conn.peer(),
@@ -318,36 +343,23 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     conn.close(req.status());
     return;
   }
-  if (req->op == wire::Op::kWatchCancel) {
-    for (auto w = watchers_.begin(); w != watchers_.end();) {
-      if (w->second.conn == conn_id && w->second.id == req->watch_id) {
-        wire::Response done = base_response(w->second.id);
-        done.watch_id = w->second.id;
-        done.done = true;
-        send_to_client(conn_id, done, true);
-        w = watchers_.erase(w);
-      } else {
-        ++w;
-      }
-    }
-    return;
-  }
-  ClientConn& cc = it->second;
+  if (req->op == wire::Op::kWatchCancel) return cancel_watch(conn_id, req->watch_id);
   ++cc.inflight;
   if (cc.inflight >= options_.max_inflight_requests && !cc.paused) {
     cc.paused = true;
     conn.pause_reading();
   }
-  if (req->op == wire::Op::kWatchLeader) {
-    leader_watchers_[++watcher_seq_] = {conn_id, req->id};
-    wire::Response r = base_response(req->id);
-    r.watch_id = req->id;
-    r.count = node_->term();
-    send_to_client(conn_id, r, true);
-    return;
-  }
-  if (req->op == wire::Op::kSnapshotSave) {
-    if (stopping_) {
+  switch (req->op) {
+    case wire::Op::kWatchLeader: {
+      leader_watchers_[++watcher_seq_] = {conn_id, req->id};
+      wire::Response r = base_response(req->id);
+      r.watch_id = req->id;
+      r.count = node_->term();
+      send_to_client(conn_id, r, true);
+      return;
+    }
+    case wire::Op::kSnapshotSave: {
+      if (!stopping_) return start_snapshot_save(conn_id, req->id);
       wire::Response r = base_response(req->id);
       r.code = Code::kShuttingDown;
       r.message = "member shutting down";
@@ -355,27 +367,26 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
       send_to_client(conn_id, r, true);
       return;
     }
-    start_snapshot_save(conn_id, req->id);
-    return;
+    case wire::Op::kWatch: {
+      Watcher w;
+      w.id = req->id;
+      w.conn = conn_id;
+      w.key = req->key;
+      w.prefix = req->prefix;
+      w.next_revision = req->start_revision;
+      add_watcher(std::move(w),
+                  [this, conn_id](wire::Response r) { send_to_client(conn_id, r, true); });
+      return;
+    }
+    default: {
+      const wire::Op op = req->op;
+      const auto start = std::chrono::steady_clock::now();
+      handle_request(std::move(*req), [this, conn_id, op, start](wire::Response r) {
+        count_request(op, start, r.code);
+        send_to_client(conn_id, r, true);
+      });
+    }
   }
-  if (req->op == wire::Op::kWatch) {
-    Watcher w;
-    w.id = req->id;
-    w.conn = conn_id;
-    w.key = req->key;
-    w.prefix = req->prefix;
-    w.next_revision = req->start_revision;
-    add_watcher(std::move(w), [this, conn_id](wire::Response r) {
-      send_to_client(conn_id, r, true);
-    });
-    return;
-  }
-  const wire::Op op = req->op;
-  const auto start = std::chrono::steady_clock::now();
-  handle_request(std::move(*req), [this, conn_id, op, start](wire::Response r) {
-    count_request(op, start, r.code);
-    send_to_client(conn_id, r, true);
-  });
 }
 
 void Engine::Impl::send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final) {

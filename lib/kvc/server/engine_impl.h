@@ -24,6 +24,7 @@
 #include "kvc/http/kv_routes.h"
 #include "kvc/http/server.h"
 #include "kvc/net/connection.h"
+#include "kvc/raft/conf_change.h"
 #include "kvc/raft/node.h"
 #include "kvc/server/bootstrap.h"
 #include "kvc/server/engine.h"
@@ -113,11 +114,11 @@ class Engine::Impl {
   };
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
-    bool hello_done = false;
-    // With a shared secret: the hello and the challenge reply, kept until the client's Auth
-    // frame checks out; nothing else from the client is handled before.
-    bool auth_pending = false;
-    bool refused = false;  // a refusal is being flushed: later frames are ignored
+    // The handshake, as a state machine: kHello -> (kAuth, with a shared secret) -> kOpen;
+    // any refusal -> kRefused (the refusal is being flushed: later frames are ignored).
+    enum class Stage { kHello, kAuth, kOpen, kRefused };
+    Stage stage = Stage::kHello;
+    // kAuth: the hello and the challenge reply, kept until the client's proof checks out.
     wire::Hello hello;
     wire::HelloReply reply;
     std::uint64_t inflight = 0;
@@ -156,6 +157,9 @@ class Engine::Impl {
   Status make_node(storage::RecoveredLog log);
   Status bootstrap_log(storage::RecoveredLog& log);
   Status bind_listeners();
+  Status listen_clients();
+  Status listen_peers(const net::Address& peer);
+  Status listen_http();
 
   // Loop: time and Raft.
   void on_tick();
@@ -164,6 +168,10 @@ class Engine::Impl {
   void on_persisted(std::shared_ptr<PersistJob> job);
   void install_then_persist(std::shared_ptr<PersistJob> job);
   void complete_ready(const raft::Ready& rd);
+  void apply_durable_committed(raft::Ready& rd);
+  void note_read_states(const std::vector<raft::ReadState>& states);
+  Status persist(PersistJob& job);  // disk thread
+  Status write_snapshot_chunks(const std::vector<raft::SnapshotChunk>& chunks);  // disk thread
   void send_message(raft::Message m);
   void on_soft_state(const raft::SoftState& ss);
   void on_conf_state(const raft::ConfState& conf);
@@ -199,10 +207,28 @@ class Engine::Impl {
 
   // Loop: requests.
   void handle_request(wire::Request req, Reply reply);
+  void handle_read(wire::Request req, Reply reply);
+  void handle_watch(wire::Request req, Reply reply);
+  void handle_hash(wire::Request req, Reply reply);
+  void answer_leader(wire::Request req, Reply reply);
+  void answer_status(wire::Request req, Reply reply);
+  void answer_member_list(wire::Request req, Reply reply);
   void propose_write(wire::Request req, Reply reply);
   void propose_barrier(wire::Request req, Reply reply);
   void answer_hash(wire::Request req, Reply reply);
   void member_change(wire::Request req, Reply reply);
+  // A membership change checked and ready to propose (or nothing to do).
+  struct MemberChangePlan {
+    raft::ConfChange cc;
+    std::string what;                     // for the log
+    bool nothing = false;                 // already so: answer at once
+    std::optional<storage::Member> added;  // remembered once proposed
+  };
+  Result<MemberChangePlan> plan_add(const wire::Request& req);
+  Result<MemberChangePlan> plan_update(const wire::Request& req, const storage::Member& target);
+  Result<MemberChangePlan> plan_promote(const wire::Request& req, const storage::Member& target);
+  Result<MemberChangePlan> plan_remove(const wire::Request& req, const storage::Member& target);
+  void remove_self(wire::Request req, Reply reply);
   void transfer_leader(wire::Request req, Reply reply);
   void settle_transfers();
   void start_snapshot_save(std::uint64_t conn, std::uint64_t id);
@@ -219,6 +245,7 @@ class Engine::Impl {
   void serve_read(const wire::Request& req, const Reply& reply);
   void sweep_deadlines();
   void add_watcher(Watcher w, const Reply& reply);
+  void cancel_watch(std::uint64_t conn_id, std::uint64_t watch_id);
   void notify_watchers();
   void notify_leader_watchers();
   wire::Response base_response(std::uint64_t req_id) const;
@@ -230,6 +257,12 @@ class Engine::Impl {
   void on_client_accept(std::shared_ptr<net::Connection> conn);
   void on_client_frame(std::uint64_t conn_id, net::Connection& conn, std::string_view payload);
   void on_client_closed(std::uint64_t conn_id);
+  void on_client_hello(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
+  void on_client_auth(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
+  void on_client_request(std::uint64_t conn_id, ClientConn& cc, net::Connection& conn,
+                         const wire::Envelope& env);
+  void refuse_client(ClientConn& cc, net::Connection& conn, wire::HelloReply reply,
+                     const Status& why);
   void send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final);
 
   // Metrics: a request answered (any thread), and the gauges read at scrape time (loop).

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "kvc/client/client.h"
 #include "kvc/common/version.h"
@@ -55,98 +56,87 @@ std::uint64_t Engine::Impl::deadline_for(const wire::Request& req) const {
   return uv_now(const_cast<uv_loop_t*>(&loop_)) + t;
 }
 
+// The one table of client operations: which handler answers each. An operation missing here
+// is refused as not supported (watch cancel, leader watches and snapshot saves belong to a
+// client connection: client_sessions.cc).
 void Engine::Impl::handle_request(wire::Request req, Reply reply) {
+  using Handler = void (Engine::Impl::*)(wire::Request, Reply);
+  static const std::map<wire::Op, Handler> kHandlers = {
+      {wire::Op::kGet, &Impl::handle_read},
+      {wire::Op::kRange, &Impl::handle_read},
+      {wire::Op::kHealth, &Impl::handle_read},
+      {wire::Op::kPut, &Impl::propose_write},
+      {wire::Op::kDelete, &Impl::propose_write},
+      {wire::Op::kCas, &Impl::propose_write},
+      {wire::Op::kWatch, &Impl::handle_watch},
+      {wire::Op::kLeader, &Impl::answer_leader},
+      {wire::Op::kStatus, &Impl::answer_status},
+      {wire::Op::kMemberList, &Impl::answer_member_list},
+      {wire::Op::kMemberAdd, &Impl::member_change},
+      {wire::Op::kMemberPromote, &Impl::member_change},
+      {wire::Op::kMemberRemove, &Impl::member_change},
+      {wire::Op::kMemberUpdate, &Impl::member_change},
+      {wire::Op::kTransferLeader, &Impl::transfer_leader},
+      {wire::Op::kHash, &Impl::handle_hash},
+  };
+  wire::Response r = base_response(req.id);
   if (stopping_) {
-    wire::Response r = base_response(req.id);
     r.code = Code::kShuttingDown;
     r.message = "member " + identity_.name + " is shutting down";
     reply(std::move(r));
     return;
   }
-  switch (req.op) {
-    case wire::Op::kGet:
-    case wire::Op::kRange:
-    case wire::Op::kHealth:
-#ifdef KVC_MUTATIONS
-      if (options_.test_mutation == "local-reads" && req.op != wire::Op::kHealth) {
-        // Broken on purpose (test builds only): no ReadIndex round, so a deposed leader
-        // answers from its stale state.
-        serve_read(req, reply);
-        return;
-      }
-#endif
-      if (req.serializable && req.op != wire::Op::kHealth) {
-        serve_read(req, reply);
-      } else {
-        queue_read(std::move(req), std::move(reply));
-      }
-      return;
-    case wire::Op::kPut:
-    case wire::Op::kDelete:
-    case wire::Op::kCas:
-      propose_write(std::move(req), std::move(reply));
-      return;
-    case wire::Op::kWatch: {
-      Watcher w;
-      w.id = req.id;
-      w.key = req.key;
-      w.prefix = req.prefix;
-      w.next_revision = req.start_revision;
-      add_watcher(std::move(w), reply);
-      return;
-    }
-    case wire::Op::kLeader: {
-      wire::Response r = base_response(req.id);
-      if (r.leader_id == raft::kNoNode) {
-        r.code = Code::kUnavailable;
-        r.message = "no leader known to member " + identity_.name;
-      }
-      reply(std::move(r));
-      return;
-    }
-    case wire::Op::kStatus: {
-      wire::Response r = base_response(req.id);
-      fill_status(r);
-      reply(std::move(r));
-      return;
-    }
-    case wire::Op::kMemberList: {
-      wire::Response r = base_response(req.id);
-      const storage::Membership& m = state_->membership();
-      for (const storage::Member& mem : m.members) {
-        const storage::Member* known = member(mem.id);
-        r.members.push_back({mem.id, mem.name, mem.peer_addr,
-                             known != nullptr ? known->client_addr : mem.client_addr,
-                             mem.learner, mem.id == node_->leader()});
-      }
-      reply(std::move(r));
-      return;
-    }
-    case wire::Op::kMemberAdd:
-    case wire::Op::kMemberPromote:
-    case wire::Op::kMemberRemove:
-    case wire::Op::kMemberUpdate:
-      member_change(std::move(req), std::move(reply));
-      return;
-    case wire::Op::kTransferLeader:
-      transfer_leader(std::move(req), std::move(reply));
-      return;
-    case wire::Op::kHash:
-      if (req.start_revision == 0) {
-        propose_barrier(std::move(req), std::move(reply));
-      } else {
-        answer_hash(std::move(req), std::move(reply));
-      }
-      return;
-    default: {
-      wire::Response r = base_response(req.id);
-      r.code = Code::kInvalidArgument;
-      r.message = "operation '" + std::string(wire::op_name(req.op)) +
-                  "' is not supported on this connection";
-      reply(std::move(r));
-      return;
-    }
+  auto it = kHandlers.find(req.op);
+  if (it == kHandlers.end()) {
+    r.code = Code::kInvalidArgument;
+    r.message = "operation '" + std::string(wire::op_name(req.op)) +
+                "' is not supported on this connection";
+    reply(std::move(r));
+    return;
   }
+  (this->*(it->second))(std::move(req), std::move(reply));
+}
+
+// Linearizable reads (and health checks) go through a ReadIndex batch; serializable reads are
+// answered from this member's applied state.
+void Engine::Impl::handle_read(wire::Request req, Reply reply) {
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "local-reads" && req.op != wire::Op::kHealth) {
+    // Broken on purpose (test builds only): no ReadIndex round, so a deposed leader answers
+    // from its stale state.
+    serve_read(req, reply);
+    return;
+  }
+#endif
+  if (req.serializable && req.op != wire::Op::kHealth) {
+    serve_read(req, reply);
+  } else {
+    queue_read(std::move(req), std::move(reply));
+  }
+}
+
+void Engine::Impl::handle_watch(wire::Request req, Reply reply) {
+  Watcher w;
+  w.id = req.id;
+  w.key = req.key;
+  w.prefix = req.prefix;
+  w.next_revision = req.start_revision;
+  add_watcher(std::move(w), reply);
+}
+
+void Engine::Impl::answer_leader(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  if (r.leader_id == raft::kNoNode) {
+    r.code = Code::kUnavailable;
+    r.message = "no leader known to member " + identity_.name;
+  }
+  reply(std::move(r));
+}
+
+void Engine::Impl::answer_status(wire::Request req, Reply reply) {
+  wire::Response r = base_response(req.id);
+  fill_status(r);
+  reply(std::move(r));
 }
 
 void Engine::Impl::fill_status(wire::Response& r) const {

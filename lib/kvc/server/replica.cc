@@ -151,34 +151,9 @@ void Engine::Impl::process_ready() {
       complete_ready(rd);
       continue;
     }
-    // Committed entries that are already durable here are applied now, before this Ready's
-    // write, so their clients do not wait for an fsync (or a disk-thread round trip) that does
-    // not protect them. Durable: every entry but this Ready's new ones, since each earlier
-    // Ready was persisted before the next was taken; a leader commits only what it has made
-    // durable, and a follower's committed entries below rd.entries can never be overwritten.
-    // etcd's server likewise applies while the WAL is being written. Read states do not
-    // depend on this member's disk either.
-    if (!rd.snapshot && !rd.committed.empty()) {
-      const std::uint64_t limit =
-          rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
-      const auto split = std::partition_point(
-          rd.committed.begin(), rd.committed.end(),
-          [limit](const raft::Entry& e) { return e.index <= limit; });
-      if (split != rd.committed.begin()) {
-        std::vector<raft::Entry> durable(std::make_move_iterator(rd.committed.begin()),
-                                         std::make_move_iterator(split));
-        rd.committed.erase(rd.committed.begin(), split);
-        apply_committed(durable);
-      }
-    }
-    for (const raft::ReadState& rs : rd.read_states) {
-      for (ReadBatch& b : read_batches_) {
-        if (b.context == rs.context && b.index == 0) {
-          b.index = std::max<std::uint64_t>(rs.index, 1);
-          break;
-        }
-      }
-    }
+    // Neither the durable committed entries nor the read states wait for this Ready's write.
+    apply_durable_committed(rd);
+    note_read_states(rd.read_states);
     rd.read_states.clear();
     serve_reads();
     // Only what Raft's safety depends on needs an fsync now: entries, and a term or vote. A
@@ -192,32 +167,67 @@ void Engine::Impl::process_ready() {
       return;
     }
     disk_->post([this, job] {
-      // The repair state first: it is what keeps this member from voting after a restart.
-      Status s = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
-      if (s.ok()) s = wal_->append(job->rd.hard_state, job->rd.entries);
-      if (s.ok()) {
-        for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
-          const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
-          Result<storage::UniqueFd> fd =
-              storage::open_file(incoming_snapshot_path_, flags, 0600);
-          if (!fd.ok()) {
-            s = fd.status();
-            break;
-          }
-          s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
-          if (!s.ok()) break;
-        }
-      }
-      if (s.ok() && job->sync) {
-        const auto t0 = std::chrono::steady_clock::now();
-        s = wal_->sync();
-        metrics_->wal_fsync.observe_since(t0);
-      }
-      job->status = s;
+      job->status = persist(*job);
       inbox_.post([this, job] { on_persisted(job); });
     });
     return;
   }
+}
+
+// Committed entries that are already durable here are applied before this Ready's write, so
+// their clients do not wait for an fsync (or a disk-thread round trip) that does not protect
+// them. Durable: every entry but this Ready's new ones, since each earlier Ready was persisted
+// before the next was taken; a leader commits only what it has made durable, and a follower's
+// committed entries below rd.entries can never be overwritten. etcd's server likewise applies
+// while the WAL is being written. Removes what it applied from rd.committed.
+void Engine::Impl::apply_durable_committed(raft::Ready& rd) {
+  if (rd.snapshot || rd.committed.empty()) return;
+  const std::uint64_t limit = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
+  const auto split =
+      std::partition_point(rd.committed.begin(), rd.committed.end(),
+                           [limit](const raft::Entry& e) { return e.index <= limit; });
+  if (split == rd.committed.begin()) return;
+  std::vector<raft::Entry> durable(std::make_move_iterator(rd.committed.begin()),
+                                   std::make_move_iterator(split));
+  rd.committed.erase(rd.committed.begin(), split);
+  apply_committed(durable);
+}
+
+// The read index each pending batch was waiting for.
+void Engine::Impl::note_read_states(const std::vector<raft::ReadState>& states) {
+  for (const raft::ReadState& rs : states) {
+    for (ReadBatch& b : read_batches_) {
+      if (b.context == rs.context && b.index == 0) {
+        b.index = std::max<std::uint64_t>(rs.index, 1);
+        break;
+      }
+    }
+  }
+}
+
+// Disk thread: a Ready's writes, in the order that keeps a restart safe.
+Status Engine::Impl::persist(PersistJob& job) {
+  // The repair state first: it is what keeps this member from voting after a restart.
+  Status s = job.repair ? storage::save_repair_file(repair_path_, *job.repair) : Status();
+  if (s.ok()) s = wal_->append(job.rd.hard_state, job.rd.entries);
+  if (s.ok()) s = write_snapshot_chunks(job.rd.snapshot_chunks);
+  if (s.ok() && job.sync) {
+    const auto t0 = std::chrono::steady_clock::now();
+    s = wal_->sync();
+    metrics_->wal_fsync.observe_since(t0);
+  }
+  return s;
+}
+
+// Disk thread: chunks of a snapshot being received, into the incoming file.
+Status Engine::Impl::write_snapshot_chunks(const std::vector<raft::SnapshotChunk>& chunks) {
+  for (const raft::SnapshotChunk& c : chunks) {
+    const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
+    Result<storage::UniqueFd> fd = storage::open_file(incoming_snapshot_path_, flags, 0600);
+    if (!fd.ok()) return fd.status();
+    KVC_RETURN_IF_ERROR(storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_));
+  }
+  return Status();
 }
 
 // A received snapshot: the chunks are written, the state is staged from the file (disk
@@ -226,17 +236,7 @@ void Engine::Impl::process_ready() {
 void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
   install_started_ = std::chrono::steady_clock::now();
   disk_->post([this, job] {
-    Status s;
-    for (const raft::SnapshotChunk& c : job->rd.snapshot_chunks) {
-      const int flags = O_WRONLY | O_CREAT | (c.offset == 0 ? O_TRUNC : 0);
-      Result<storage::UniqueFd> fd = storage::open_file(incoming_snapshot_path_, flags, 0600);
-      if (!fd.ok()) {
-        s = fd.status();
-        break;
-      }
-      s = storage::pwrite_all(fd->get(), c.data, c.offset, incoming_snapshot_path_);
-      if (!s.ok()) break;
-    }
+    Status s = write_snapshot_chunks(job->rd.snapshot_chunks);
     std::string adopted;
     if (s.ok()) {
       // Kept under its canonical name: this member may have to send it on as leader.
@@ -297,14 +297,7 @@ void Engine::Impl::complete_ready(const raft::Ready& rd) {
   node_->advance(rd);
   if (rd.snapshot || rd.repair) note_repair_progress();
   if (!rd.committed.empty()) apply_committed(rd.committed);
-  for (const raft::ReadState& rs : rd.read_states) {
-    for (ReadBatch& b : read_batches_) {
-      if (b.context == rs.context && b.index == 0) {
-        b.index = std::max<std::uint64_t>(rs.index, 1);
-        break;
-      }
-    }
-  }
+  note_read_states(rd.read_states);
   serve_reads();
   if (!ready_.load() && !damaged_ && node_->leader() != raft::kNoNode &&
       state_->applied_index() >= ready_at_commit_) {

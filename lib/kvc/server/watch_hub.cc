@@ -28,6 +28,21 @@ namespace kvc::server {
 // ---------------------------------------------------------------------------------------------
 // Watches
 
+// A client cancels its watch `watch_id`: the watcher ends with a final "done" response.
+void Engine::Impl::cancel_watch(std::uint64_t conn_id, std::uint64_t watch_id) {
+  for (auto w = watchers_.begin(); w != watchers_.end();) {
+    if (w->second.conn == conn_id && w->second.id == watch_id) {
+      wire::Response done = base_response(w->second.id);
+      done.watch_id = w->second.id;
+      done.done = true;
+      send_to_client(conn_id, done, true);
+      w = watchers_.erase(w);
+    } else {
+      ++w;
+    }
+  }
+}
+
 void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
   // Events are delivered from `next_revision`; 0 means "from now".
   const std::uint64_t now_rev = state_->applied_index() + 1;
