@@ -161,9 +161,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
   ASSERT_TRUE(cluster.start(d).ok());
   std::uint64_t leader_commit = 0;
   for (int i = 0; i < 3; ++i) {
-    auto ci = cluster.client_for(i, 2000);
-    wire::Response r = ci->call_sync({.op = wire::Op::kStatus},
-                                     {.target = *net::parse_address(cluster.client_addr(i))});
+    const wire::Response r = cluster.status(i);
     if (r.code == Code::kOk && r.status.leader_id == r.status.member_id) {
       leader_commit = r.status.commit_index;
     }
@@ -171,9 +169,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
   ASSERT_GT(leader_commit, 0u);
   ASSERT_TRUE(cluster.wait_applied(d, leader_commit, 10000).ok());
   // Its status: role learner, and it names the leader.
-  auto cd = cluster.client_for(d, 2000);
-  wire::Response st = cd->call_sync({.op = wire::Op::kStatus},
-                                    {.target = *net::parse_address(cluster.client_addr(d))});
+  const wire::Response st = cluster.status(d);
   ASSERT_EQ(st.code, Code::kOk) << st.message;
   EXPECT_EQ(st.status.role, "learner");
   EXPECT_NE(st.status.leader_id, 0u);
@@ -185,6 +181,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
                             table.out.find(" m3 ") != std::string::npos;
   EXPECT_TRUE(names_leader) << "the leader's name is not shown: " << table.out;
   // Reads through it work, and now promote succeeds.
+  auto cd = cluster.client_for(d, 2000);
   wire::Response r = cd->get("/idle/4", /*serializable=*/true);
   ASSERT_EQ(r.code, Code::kOk) << r.message;
   EXPECT_TRUE(r.found);
@@ -206,10 +203,7 @@ TEST(AdminProcessTest, QuorumGuardsRefuseDangerousChangesWhileAMemberIsDown) {
   bool noticed = false;
   (void)wait_until(
       [&] {
-        auto c = cluster.client_for(*leader, 500);
-        wire::Response st = c->call_sync(
-            {.op = wire::Op::kStatus},
-            {.timeout_ms = 500, .target = *net::parse_address(cluster.client_addr(*leader))});
+        const wire::Response st = cluster.status(*leader, 500);
         for (const std::string& e : st.status.errors) noticed = noticed || e == not_responding;
         return noticed;
       },

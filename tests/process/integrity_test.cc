@@ -376,28 +376,42 @@ TEST(IntegrityProcessTest, MissingNewestWalSegmentIsRefusedWithTheRemedy) {
   expect_every_member_serves(cluster, acked);
 }
 
+// A follower of a started cluster, stopped and started again on a disk whose 3rd fdatasync of a
+// WAL file meets `fault` (the faultfs variable, e.g. "KVC_FAULT_FDATASYNC_EIO=3"); its index.
+Result<int> restart_a_follower_with_wal_fault(ProcessCluster& cluster, const char* fault) {
+  Result<int> leader = cluster.wait_for_leader();
+  if (!leader.ok()) return leader.status();
+  const int f = (*leader + 1) % cluster.size();
+  if (Result<int> rc = cluster.stop(f); !rc.ok()) return rc.status();
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/", fault,
+                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
+  KVC_RETURN_IF_ERROR(cluster.start(f));
+  return f;
+}
+
+// Writes through `c` until member f's log shows `needle` (batching may fold many writes into one
+// sync): bounded, 2000 writes or 20 s. Whether it showed.
+bool write_until_logged(const ProcessCluster& cluster, int f, client::Client& c,
+                        const std::string& key_prefix, const std::string& needle) {
+  auto logged = [&] { return log_of(cluster, f).find(needle) != std::string::npos; };
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 2000 && !logged() && Clock::now() < until; ++i) {
+    (void)c.put(key_prefix + std::to_string(i), "v");
+  }
+  return logged();
+}
+
 TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
   ClusterOptions o;
   o.extra_flags = kQuiet;
   ProcessCluster cluster("integrity-fatal-fsync", o);
   ASSERT_TRUE(cluster.start_all().ok());
-  Result<int> leader = cluster.wait_for_leader();
-  ASSERT_TRUE(leader.ok());
-  const int f = (*leader + 1) % cluster.size();
-  ASSERT_TRUE(cluster.stop(f).ok());
   // f restarts with a disk whose 3rd fdatasync of a WAL file fails.
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
-                                 "KVC_FAULT_FDATASYNC_EIO=3",
-                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
-  ASSERT_TRUE(cluster.start(f).ok());
+  Result<int> follower = restart_a_follower_with_wal_fault(cluster, "KVC_FAULT_FDATASYNC_EIO=3");
+  ASSERT_TRUE(follower.ok()) << follower.status().to_string();
+  const int f = *follower;
   auto c = cluster.client(5000);
-  // Writes until the failure happens (batching may fold many writes into one sync): bounded.
-  auto failed = [&] { return log_of(cluster, f).find("-> EIO") != std::string::npos; };
-  const auto until = Clock::now() + std::chrono::seconds(20);
-  for (int i = 0; i < 2000 && !failed() && Clock::now() < until; ++i) {
-    (void)c->put("/fsync" + std::to_string(i), "v");
-  }
-  ASSERT_TRUE(failed()) << log_of(cluster, f);
+  ASSERT_TRUE(write_until_logged(cluster, f, *c, "/fsync", "-> EIO")) << log_of(cluster, f);
   const auto t0 = Clock::now();
   ASSERT_TRUE(wait_until([&] { return !cluster.running(f); }, 15s, "f to exit", kPollEvery).ok())
       << log_of(cluster, f);
@@ -409,22 +423,12 @@ TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
 TEST(IntegrityProcessTest, StopSignalEndsAMemberWhoseDiskStoppedAnswering) {
   ProcessCluster cluster("integrity-hung-disk", {.extra_flags = kQuiet});
   ASSERT_TRUE(cluster.start_all().ok());
-  Result<int> leader = cluster.wait_for_leader();
-  ASSERT_TRUE(leader.ok());
-  const int f = (*leader + 1) % cluster.size();
-  ASSERT_TRUE(cluster.stop(f).ok());
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
-                                 "KVC_FAULT_FDATASYNC_HANG=3",
-                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
-  ASSERT_TRUE(cluster.start(f).ok());
-  // Writes until f's disk hangs (batching may fold many writes into one sync): bounded.
+  Result<int> follower = restart_a_follower_with_wal_fault(cluster, "KVC_FAULT_FDATASYNC_HANG=3");
+  ASSERT_TRUE(follower.ok()) << follower.status().to_string();
+  const int f = *follower;
+  // Writes until f's disk hangs.
   auto c = cluster.client(2000);
-  auto hung = [&] { return log_of(cluster, f).find("-> hang") != std::string::npos; };
-  const auto until = Clock::now() + std::chrono::seconds(20);
-  for (int i = 0; i < 2000 && !hung() && Clock::now() < until; ++i) {
-    (void)c->put("/hang" + std::to_string(i), "v");
-  }
-  ASSERT_TRUE(hung()) << log_of(cluster, f);
+  ASSERT_TRUE(write_until_logged(cluster, f, *c, "/hang", "-> hang")) << log_of(cluster, f);
   // The disk thread is stuck in fdatasync for good; SIGTERM must still end the process.
   ASSERT_TRUE(cluster.running(f));
   const auto t0 = Clock::now();

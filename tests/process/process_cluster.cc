@@ -275,12 +275,16 @@ std::unique_ptr<client::Client> ProcessCluster::client(std::uint64_t timeout_ms)
   return std::move(*client::Client::open(std::move(o)));
 }
 
+wire::Response ProcessCluster::status(int i, std::uint64_t timeout_ms) const {
+  auto c = client_for(i, timeout_ms);
+  return c->call_sync({.op = wire::Op::kStatus},
+                      {.timeout_ms = timeout_ms, .target = *net::parse_address(client_addr(i))});
+}
+
 int ProcessCluster::index_of_id(std::uint64_t id) const {
   for (int i = 0; i < size(); ++i) {
     if (ids_[static_cast<std::size_t>(i)] == 0) {
-      auto c = client_for(i, 500);
-      wire::Response r =
-          c->call_sync({.op = wire::Op::kStatus}, {.target = *net::parse_address(client_addr(i))});
+      const wire::Response r = status(i, 500);
       if (r.code == Code::kOk) ids_[static_cast<std::size_t>(i)] = r.member_id;
     }
     if (ids_[static_cast<std::size_t>(i)] == id) return i;
@@ -295,10 +299,7 @@ Result<int> ProcessCluster::wait_for_leader(std::uint64_t timeout_ms) const {
         std::uint64_t agreed = 0;
         for (int i = 0; i < size(); ++i) {
           if (!running(i)) continue;
-          auto c = client_for(i, 300);
-          wire::Response r =
-              c->call_sync({.op = wire::Op::kStatus},
-                           {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
+          const wire::Response r = status(i, 300);
           if (r.code != Code::kOk || r.status.leader_id == 0) return false;
           ids_[static_cast<std::size_t>(i)] = r.member_id;
           if (agreed != 0 && agreed != r.status.leader_id) return false;
@@ -317,10 +318,7 @@ Status ProcessCluster::wait_applied(int i, std::uint64_t index, std::uint64_t ti
   std::uint64_t last = 0;
   const Status reached = wait_until(
       [&] {
-        auto c = client_for(i, 300);
-        wire::Response r =
-            c->call_sync({.op = wire::Op::kStatus},
-                         {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
+        const wire::Response r = status(i, 300);
         if (r.code != Code::kOk) return false;
         last = r.status.applied_index;
         return last >= index;

@@ -96,6 +96,8 @@ class ProcessCluster {
   // for all of them.
   std::unique_ptr<client::Client> client_for(int i, std::uint64_t timeout_ms = 3000) const;
   std::unique_ptr<client::Client> client(std::uint64_t timeout_ms = 3000) const;
+  // Member i's own status (kStatus, asked of that member only, with a fresh client).
+  wire::Response status(int i, std::uint64_t timeout_ms = 2000) const;
 
   // Waits until some running member reports a leader that every running member agrees on;
   // returns the leader's index, or an error after `timeout_ms`.

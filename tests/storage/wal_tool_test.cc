@@ -488,9 +488,7 @@ TEST(WalToolTest, ALiveMemberIsDetectedWithoutTakingItsLock) {
 std::string member_dir(const std::string& name) {
   const std::string dir = wal_test::fresh_dir(name);
   testing::MemberStorage m(dir);
-  m.append(60);
-  m.apply(60);
-  m.flush();
+  m.append_apply_flush(60);
   return dir;
 }
 
