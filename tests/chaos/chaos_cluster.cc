@@ -4,9 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,37 +12,24 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
-#include "../test_ports.h"
+
+#include "support/child_process.h"
 
 extern char** environ;
 
 namespace kvc::chaos {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Waits (bounded) for `pid` to exit; true with its status when it did.
-bool reap(pid_t pid, int* status, std::uint64_t timeout_ms) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    const pid_t r = ::waitpid(pid, status, WNOHANG);
-    if (r == pid) return true;
-    if (r < 0 && errno == ECHILD) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-  return "ended with wait status " + std::to_string(status);
-}
+constexpr std::chrono::milliseconds kKillTimeout{15000}, kTerminateTimeout{20000};
 
 }  // namespace
 
-std::uint16_t free_port() { return kvc::testing::free_test_port(); }
+MemberProcess ChaosCluster::make_member(int i) const {
+  MemberProcess m;
+  static_cast<test::NodeSlot&>(m) = test::make_node_slot(config_.dir, "m" + std::to_string(i + 1));
+  m.disk_control = config_.dir + "/" + m.name + ".disk-delay-ms";
+  return m;
+}
 
 ChaosCluster::ChaosCluster(ClusterConfig config)
     : config_(std::move(config)), proxy_(std::make_unique<FaultProxy>(config_.seed)) {
@@ -52,26 +37,13 @@ ChaosCluster::ChaosCluster(ClusterConfig config)
   // connection must fail with EPIPE, not kill the harness with SIGPIPE (kvc-chaos died so once,
   // seed 2, a second and a half into the run). The members are started with the default back.
   ::signal(SIGPIPE, SIG_IGN);
-  for (int i = 0; i < config_.members; ++i) {
-    MemberProcess m;
-    m.name = "m" + std::to_string(i + 1);
-    m.client_port = free_port();
-    m.peer_port = free_port();
-    m.data_dir = config_.dir + "/" + m.name;
-    m.log_path = config_.dir + "/" + m.name + ".log";
-    m.disk_control = config_.dir + "/" + m.name + ".disk-delay-ms";
-    members_.push_back(m);
-  }
+  for (int i = 0; i < config_.members; ++i) members_.push_back(make_member(i));
 }
 
 ChaosCluster::~ChaosCluster() {
   std::lock_guard<std::mutex> lock(mu_);
   for (MemberProcess& m : members_) {
-    if (m.pid <= 0) continue;
-    ::kill(m.pid, SIGCONT);
-    ::kill(m.pid, SIGKILL);
-    int status = 0;
-    ::waitpid(m.pid, &status, 0);
+    test::kill_and_reap(m.pid);
     m.pid = 0;
   }
   admin_.reset();
@@ -118,27 +90,20 @@ std::string ChaosCluster::initial_cluster_locked() const {
 std::vector<std::string> ChaosCluster::command_line(int i) const {
   std::lock_guard<std::mutex> lock(mu_);
   const MemberProcess& m = members_.at(static_cast<std::size_t>(i));
-  std::vector<std::string> args = {config_.node_binary,
-                                   "--name",
-                                   m.name,
-                                   "--data-dir",
-                                   m.data_dir,
-                                   "--listen-peer",
-                                   "127.0.0.1:" + std::to_string(m.peer_port),
-                                   "--listen-client",
-                                   "127.0.0.1:" + std::to_string(m.client_port),
-                                   "--initial-cluster",
-                                   initial_cluster_locked(),
-                                   "--initial-cluster-state",
-                                   m.initial_state,
-                                   "--cluster-token",
-                                   config_.token};
-  args.insert(args.end(), config_.extra_flags.begin(), config_.extra_flags.end());
+  std::vector<std::string> extra = config_.extra_flags;
   if (!config_.test_mutation.empty()) {
-    args.push_back("--test-mutation");
-    args.push_back(config_.test_mutation);
+    extra.push_back("--test-mutation");
+    extra.push_back(config_.test_mutation);
   }
-  return args;
+  return test::node_command_line({.binary = config_.node_binary,
+                                  .name = m.name,
+                                  .data_dir = m.data_dir,
+                                  .listen_peer = "127.0.0.1:" + std::to_string(m.peer_port),
+                                  .listen_client = "127.0.0.1:" + std::to_string(m.client_port),
+                                  .initial_cluster = initial_cluster_locked(),
+                                  .initial_cluster_state = m.initial_state,
+                                  .token = config_.token},
+                                 extra);
 }
 
 Status ChaosCluster::start(int i) {
@@ -148,7 +113,7 @@ Status ChaosCluster::start(int i) {
   if (m.pid > 0) return Status::failed_precondition(m.name + " is already running");
   if (m.retired) return Status::failed_precondition(m.name + " was removed from the cluster");
 
-  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+  // The members' environment: the harness's, with the slow-disk shim in place of any preload.
   std::vector<std::string> env;
   bool asan_seen = false;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -166,38 +131,16 @@ Status ChaosCluster::start(int i) {
     env.push_back("KVC_SLOWFS_CONTROL=" + m.disk_control);
     if (!asan_seen) env.push_back("ASAN_OPTIONS=verify_asan_link_order=0");
   }
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  const std::string log = m.log_path;
-  const std::string banner =
-      "=== kvc-chaos: start " + std::to_string(m.starts + 1) + " of " + m.name + " ===\n";
-  const pid_t parent = ::getpid();
-
-  const pid_t pid = ::fork();
-  if (pid < 0) return Status::from_errno("fork", errno);
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::signal(SIGPIPE, SIG_DFL);  // ignored by the harness (see the constructor), not inherited
-    if (::getppid() != parent) ::_exit(127);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      (void)!::write(fd, banner.data(), banner.size());
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      if (fd > STDERR_FILENO) ::close(fd);
-    }
-    // No descriptor of the harness (proxy sockets above all) may live on in the member.
-    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-      for (int f = 3; f < 4096; ++f) ::close(f);
-    }
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  m.pid = pid;
+  Result<pid_t> pid = test::spawn(
+      {.args = args,
+       .env = env,
+       .output_path = m.log_path,
+       .banner =
+           "=== kvc-chaos: start " + std::to_string(m.starts + 1) + " of " + m.name + " ===\n",
+       .die_with_parent = true,
+       .close_other_fds = true});  // no descriptor of the harness (proxy sockets) lives on
+  if (!pid.ok()) return pid.status();
+  m.pid = *pid;
   m.paused = false;
   ++m.starts;
   return Status();
@@ -222,7 +165,7 @@ std::vector<std::string> ChaosCluster::take_unexpected_exits() {
     const pid_t r = ::waitpid(m.pid, &status, WNOHANG);
     if (r == m.pid) {
       const std::string what = m.name + " (pid " + std::to_string(m.pid) + ") " +
-                               describe_status(status) + " without being stopped; log " +
+                               test::describe_wait_status(status) + " without being stopped; log " +
                                m.log_path;
       if (m.may_exit) {
         m.exit_while_leaving = what;
@@ -240,13 +183,8 @@ Status ChaosCluster::kill(int i) {
   std::lock_guard<std::mutex> lock(mu_);
   MemberProcess& m = members_.at(static_cast<std::size_t>(i));
   if (m.pid <= 0) return Status::failed_precondition(m.name + " is not running");
-  ::kill(m.pid, SIGKILL);
-  ::kill(m.pid, SIGCONT);
-  int status = 0;
-  if (!reap(m.pid, &status, 15000)) {
-    return Status::timeout(m.name + " (pid " + std::to_string(m.pid) +
-                           ") did not die within 15 s of SIGKILL");
-  }
+  Result<int> status = test::signal_and_reap(m.pid, SIGKILL, kKillTimeout, m.name);
+  if (!status.ok()) return status.status();
   m.pid = 0;
   m.paused = false;
   return Status();
@@ -256,20 +194,15 @@ Result<int> ChaosCluster::terminate(int i) {
   std::lock_guard<std::mutex> lock(mu_);
   MemberProcess& m = members_.at(static_cast<std::size_t>(i));
   if (m.pid <= 0) return Status::failed_precondition(m.name + " is not running");
-  ::kill(m.pid, SIGCONT);
-  ::kill(m.pid, SIGTERM);
-  int status = 0;
-  if (!reap(m.pid, &status, 20000)) {
+  Result<int> status = test::signal_and_reap(m.pid, SIGTERM, kTerminateTimeout, m.name);
+  if (!status.ok()) {
     ::kill(m.pid, SIGKILL);
-    reap(m.pid, &status, 15000);
-    m.pid = 0;
-    m.paused = false;
-    return Status::timeout(m.name + " did not stop within 20 s of SIGTERM");
+    (void)test::reap_within(m.pid, kKillTimeout);
   }
   m.pid = 0;
   m.paused = false;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  if (!status.ok()) return Status::timeout(m.name + " did not stop within 20 s of SIGTERM");
+  return test::exit_code_of(*status);
 }
 
 Status ChaosCluster::pause(int i) {
@@ -293,13 +226,7 @@ Status ChaosCluster::resume(int i) {
 Result<int> ChaosCluster::add_member_slot() {
   std::lock_guard<std::mutex> lock(mu_);
   const int i = static_cast<int>(members_.size());
-  MemberProcess m;
-  m.name = "m" + std::to_string(i + 1);
-  m.client_port = free_port();
-  m.peer_port = free_port();
-  m.data_dir = config_.dir + "/" + m.name;
-  m.log_path = config_.dir + "/" + m.name + ".log";
-  m.disk_control = config_.dir + "/" + m.name + ".disk-delay-ms";
+  MemberProcess m = make_member(i);
   m.initial_state = "existing";
   Result<std::uint16_t> port = proxy_->add_member(i, m.name, m.peer_port);
   if (!port.ok()) return port.status();

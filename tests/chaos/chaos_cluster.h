@@ -6,7 +6,8 @@
 // retired for membership changes. Every process is started from the thread that owns the
 // cluster, dies with it (PR_SET_PDEATHSIG), and is stopped by PID in the destructor even when
 // a check failed. A member that exits without the harness stopping it is recorded as an
-// anomaly (see take_unexpected_exits).
+// anomaly (see take_unexpected_exits). What it shares with the process-test harness (member
+// slots, the command line, spawning and reaping by PID) is in tests/support.
 //
 // Thread-safety: start/kill/terminate/pause/resume/add_member must be called from the thread
 // that created the cluster (children die with the thread that forked them); the query methods
@@ -24,6 +25,7 @@
 #include "fault_proxy.h"
 #include "kvc/client/client.h"
 #include "kvc/common/status.h"
+#include "support/node_member.h"
 
 namespace kvc::chaos {
 
@@ -38,14 +40,11 @@ struct ClusterConfig {
   std::uint64_t seed = 1;                // for the proxy's loss and jitter choices
 };
 
-struct MemberProcess {
-  std::string name;
-  std::uint16_t client_port = 0;
-  std::uint16_t peer_port = 0;   // the member's own --listen-peer
+// A member: its slot (name, ports, data dir, log; tests/support/node_member.h), the proxy port
+// the others dial, and what the harness knows of its process.
+struct MemberProcess : test::NodeSlot {
   std::uint16_t proxy_port = 0;  // what the others dial (the proxy in front of peer_port)
-  std::string data_dir;
-  std::string log_path;
-  std::string disk_control;  // the slowfs control file
+  std::string disk_control;      // the slowfs control file
   std::string initial_state = "new";
   pid_t pid = 0;
   bool paused = false;
@@ -110,7 +109,8 @@ class ChaosCluster {
 
  private:
   std::string initial_cluster_locked() const;
-  Status spawn_locked(int i);
+  // Member slot i (not started) in the run's directory.
+  MemberProcess make_member(int i) const;
 
   ClusterConfig config_;
   std::unique_ptr<FaultProxy> proxy_;
@@ -119,8 +119,5 @@ class ChaosCluster {
   mutable std::vector<MemberProcess> members_;  // guarded by mu_ (status() records ids)
   std::vector<std::string> unexpected_;         // guarded by mu_
 };
-
-// A free TCP port on 127.0.0.1 (bound, then released).
-std::uint16_t free_port();
 
 }  // namespace kvc::chaos

@@ -16,27 +16,20 @@
 #include "disk_faults.h"
 #include "kvc/check/history_io.h"
 #include "kvc/check/linearizability.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 
 namespace kvc::chaos {
 namespace {
 
 constexpr char kBarrierKey[] = "chaos/barrier";
 
+constexpr std::chrono::milliseconds kPollEvery{50};
+
 std::string fmt_seconds(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1fs", s);
   return buf;
-}
-
-// Polls `done` every 50 ms until it holds or `timeout_ms` passes.
-template <typename F>
-bool wait_until(std::uint64_t timeout_ms, F done) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
 }
 
 bool not_supported(const wire::Response& r) {
@@ -61,40 +54,42 @@ std::unique_ptr<client::Client> leader_client(const ChaosCluster& cluster,
 Status wait_converged(ChaosCluster& cluster, std::uint64_t timeout_ms, std::string* detail) {
   int stable = 0;
   std::uint64_t last_applied = 0;
-  const bool ok = wait_until(timeout_ms, [&] {
-    std::uint64_t leader = 0, term = 0, applied = 0, commit = 0;
-    std::string seen;
-    bool agree = true;
-    for (int m : cluster.active_members()) {
-      const wire::Response r = cluster.status(m, 500);
-      if (r.code != Code::kOk) {
-        seen += " " + cluster.member(m).name + ":" + std::string(code_name(r.code));
-        agree = false;
-        continue;
-      }
-      const wire::StatusInfo& s = r.status;
-      seen += " " + s.name + ":" + s.role + "/term " + std::to_string(s.term) + "/applied " +
-              std::to_string(s.applied_index) + "/commit " + std::to_string(s.commit_index);
-      if (s.leader_id == 0 || (leader != 0 && (s.leader_id != leader || s.term != term))) {
-        agree = false;
-      }
-      if (s.role == "leader") commit = s.commit_index;
-      if (applied != 0 && s.applied_index != applied) agree = false;
-      leader = s.leader_id;
-      term = s.term;
-      applied = s.applied_index;
-    }
-    *detail = seen;
-    if (!agree || commit == 0 || applied != commit) {
-      stable = 0;
-      return false;
-    }
-    stable = applied == last_applied ? stable + 1 : 1;
-    last_applied = applied;
-    if (stable < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    return stable >= 2;
-  });
-  if (!ok) {
+  const Status converged = test::wait_until(
+      [&] {
+        std::uint64_t leader = 0, term = 0, applied = 0, commit = 0;
+        std::string seen;
+        bool agree = true;
+        for (int m : cluster.active_members()) {
+          const wire::Response r = cluster.status(m, 500);
+          if (r.code != Code::kOk) {
+            seen += " " + cluster.member(m).name + ":" + std::string(code_name(r.code));
+            agree = false;
+            continue;
+          }
+          const wire::StatusInfo& s = r.status;
+          seen += " " + s.name + ":" + s.role + "/term " + std::to_string(s.term) + "/applied " +
+                  std::to_string(s.applied_index) + "/commit " + std::to_string(s.commit_index);
+          if (s.leader_id == 0 || (leader != 0 && (s.leader_id != leader || s.term != term))) {
+            agree = false;
+          }
+          if (s.role == "leader") commit = s.commit_index;
+          if (applied != 0 && s.applied_index != applied) agree = false;
+          leader = s.leader_id;
+          term = s.term;
+          applied = s.applied_index;
+        }
+        *detail = seen;
+        if (!agree || commit == 0 || applied != commit) {
+          stable = 0;
+          return false;
+        }
+        stable = applied == last_applied ? stable + 1 : 1;
+        last_applied = applied;
+        if (stable < 2) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        return stable >= 2;
+      },
+      std::chrono::milliseconds(timeout_ms), "the members to converge", kPollEvery);
+  if (!converged.ok()) {
     return Status::timeout("the members did not converge within " + std::to_string(timeout_ms) +
                            " ms:" + *detail);
   }
@@ -290,16 +285,9 @@ std::string fault_mix_text(const std::vector<FaultKind>& kinds) {
 ChaosResult run_chaos(const ChaosOptions& o) {
   const auto started = Clock::now();
   ChaosResult result;
-  static std::atomic<int> run_counter{0};
-  std::string parent = o.work_dir;
-  if (parent.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    parent = tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp";
-  }
-  result.run_dir = parent + "/kvc-chaos-s" + std::to_string(o.seed) + "-" +
-                   std::to_string(::getpid()) + "-" + std::to_string(run_counter++);
-  std::error_code ec;
-  std::filesystem::remove_all(result.run_dir, ec);
+  // Removed when the run returns, unless it failed or --keep asked for it (below).
+  test::ScopedTempDir run_dir("kvc-chaos-s" + std::to_string(o.seed), o.work_dir);
+  result.run_dir = run_dir.path();
   const std::string tag = "[seed " + std::to_string(o.seed) + "] ";
   auto progress = [&](const std::string& line) {
     if (o.progress != nullptr) *o.progress << tag << line << std::endl;
@@ -344,7 +332,9 @@ ChaosResult run_chaos(const ChaosOptions& o) {
     std::string detail;
     if (Status s = cluster.start_all(); !s.ok()) {
       fail("harness: starting the cluster: " + s.to_string(), false);
-    } else if (!wait_until(20000, [&] { return cluster.find_leader(300) >= 0; })) {
+    } else if (!test::wait_until([&] { return cluster.find_leader(300) >= 0; },
+                                 std::chrono::seconds(20), "a leader", kPollEvery)
+                    .ok()) {
       fail("harness: no leader within 20 s of starting the cluster", false);
     }
     if (result.failures.empty()) {
@@ -655,12 +645,11 @@ ChaosResult run_chaos(const ChaosOptions& o) {
       << (o.test_mutation.empty() ? ""
                                   : " --binary kvc-node-unsafe --test-mutation " + o.test_mutation)
       << "\n";
-  } else if (!o.keep) {
-    std::filesystem::remove_all(result.run_dir, ec);
-  } else {
+  } else if (o.keep) {
     std::ofstream f(result.run_dir + "/events.txt");
     f << events.text();
   }
+  if (!result.passed || o.keep) run_dir.keep();
   if (result.passed || o.keep)
     r << "  run dir: " << result.run_dir << (o.keep ? " (kept)" : " (removed)") << "\n";
   result.report = r.str();

@@ -22,6 +22,8 @@
 #include "checks.h"
 #include "fault_proxy.h"
 #include "nemesis.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 #include "workload.h"
 
 #ifndef KVC_SLOWFS_LIBRARY
@@ -33,6 +35,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
+constexpr milliseconds kPollEvery{5};
 
 // ---------------------------------------------------------------------------------------------
 // A fake member behind the proxy: accepts connections and records every frame it receives.
@@ -86,12 +89,9 @@ class FakeMember {
   int connections() const { return connections_.load(); }
   // Waits (bounded) until `n` frames arrived.
   bool wait_frames(std::size_t n, int timeout_ms = 5000) const {
-    const auto deadline = SteadyClock::now() + milliseconds(timeout_ms);
-    while (SteadyClock::now() < deadline) {
-      if (frames().size() >= n) return true;
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    return frames().size() >= n;
+    return test::wait_until([&] { return frames().size() >= n; }, milliseconds(timeout_ms),
+                            std::to_string(n) + " frames", kPollEvery)
+        .ok();
   }
 
  private:
@@ -251,10 +251,8 @@ TEST(FaultProxyTest, BlackholeDropsMessagesButKeepsTheStreamFramed) {
   f.proxy.set_fault(0, 1, {.drop = 1});
   for (int i = 0; i < 50; ++i) send_all(fd, frame("lost-" + std::to_string(i)));
   // The proxy has read them all once it counts them dropped.
-  const auto deadline = SteadyClock::now() + milliseconds(5000);
-  while (f.proxy.stats().frames_dropped < 50 && SteadyClock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
+  (void)test::wait_until([&] { return f.proxy.stats().frames_dropped >= 50; }, milliseconds(5000),
+                         "50 dropped frames", kPollEvery);
   EXPECT_EQ(f.proxy.stats().frames_dropped, 50u);
   EXPECT_EQ(f.member.frames().size(), 1u);
   f.proxy.set_fault(0, 1, {});
@@ -273,11 +271,9 @@ TEST(FaultProxyTest, LossyLinkDropsSomeAndDeliversTheRestWholeAndInOrder) {
   std::string burst;
   for (int i = 0; i < 400; ++i) burst += frame(std::to_string(i));
   send_all(fd, burst);
-  const auto deadline = SteadyClock::now() + milliseconds(5000);
-  while (f.proxy.stats().frames_dropped + f.proxy.stats().frames_forwarded < 401 &&
-         SteadyClock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
+  (void)test::wait_until(
+      [&] { return f.proxy.stats().frames_dropped + f.proxy.stats().frames_forwarded >= 401; },
+      milliseconds(5000), "401 frames read", kPollEvery);
   const ProxyStats st = f.proxy.stats();
   ASSERT_EQ(st.frames_dropped + st.frames_forwarded, 401u);
   EXPECT_GT(st.frames_dropped, 100u);
@@ -746,9 +742,8 @@ TEST(HistoryExcerptTest, ShowsTheCulpritsTheirKeyAndWhatTheHarnessDid) {
 // The slow-disk shim, in a child process
 
 TEST(SlowfsTest, FsyncSleepsForWhatTheControlFileSays) {
-  const std::string dir = std::filesystem::temp_directory_path().string() + "/kvc-slowfs-test-" +
-                          std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
+  const test::ScopedTempDir tmp("kvc-slowfs-test");
+  const std::string& dir = tmp.path();
   const std::string control = dir + "/delay";
   auto timed_dd = [&](const char* delay) {  // nullptr: no control file at all
     if (delay == nullptr) {
@@ -781,7 +776,6 @@ TEST(SlowfsTest, FsyncSleepsForWhatTheControlFileSays) {
   (void)timed_dd("0");
   (void)timed_dd("not a number");
   (void)timed_dd(nullptr);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "disk_faults.h"
+#include "support/wait.h"
 
 namespace kvc::chaos {
 namespace {
@@ -79,6 +80,7 @@ const wire::MemberInfo* find_member(const std::vector<wire::MemberInfo>& members
 // How long the nemesis keeps reading the membership to learn a lost answer's outcome. Longer
 // than any fault's hold: the change may wait for a member that a fault holds back.
 constexpr std::uint64_t kResolveTimeoutMs = 30000;
+constexpr std::chrono::milliseconds kPollEvery{50};  // the waits of the integrity faults
 
 }  // namespace
 
@@ -821,12 +823,9 @@ std::string describe(const wire::Response& r) {
 }  // namespace
 
 bool Nemesis::wait_answering(int member, std::uint64_t timeout_ms) {
-  const std::uint64_t deadline = now_ms() + timeout_ms;
-  while (now_ms() < deadline) {
-    if (cluster_.status(member, 300).code == Code::kOk) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
+  return test::wait_until([&] { return cluster_.status(member, 300).code == Code::kOk; },
+                          std::chrono::milliseconds(timeout_ms), "an answer")
+      .ok();
 }
 
 std::vector<std::thread> Nemesis::probe_reads(int member, const std::vector<std::string>& keys) {
@@ -920,13 +919,8 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
     return now_ms() - started;
   };
   if (m.retired) return abandon("it was removed from the cluster");
-  auto poll = [&](std::uint64_t timeout_ms, const std::function<bool()>& done) {
-    const std::uint64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-      if (done()) return true;
-      if (now_ms() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+  auto poll = [](std::uint64_t timeout_ms, const std::function<bool()>& done, const char* what) {
+    return test::wait_until(done, std::chrono::milliseconds(timeout_ms), what, kPollEvery).ok();
   };
 
   // The protection window opens: every other fault is healed now and none is applied until the
@@ -949,7 +943,9 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
   // No member may be damaged or repairing meanwhile: with a leader rolled back, the others must
   // be able to elect a new one.
   std::string busy;
-  if (!poll(options_.repair_timeout_ms, [&] { return (busy = integrity_busy()).empty(); })) {
+  if (!poll(
+          options_.repair_timeout_ms, [&] { return (busy = integrity_busy()).empty(); },
+          "no member damaged or repairing")) {
     problems_.push_back(name + " of " + m.name + ": still " + busy + " " +
                         std::to_string(options_.repair_timeout_ms) +
                         " ms after every fault was healed");
@@ -958,10 +954,13 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
 
   // It must have acknowledged entries past its copy, or rolling back loses nothing.
   wire::Response st;
-  if (!poll(20000, [&] {
-        st = cluster_.status(r.member, 500);
-        return st.code == Code::kOk && st.status.applied_index > r.copy_last_index + 10;
-      })) {
+  if (!poll(
+          20000,
+          [&] {
+            st = cluster_.status(r.member, 500);
+            return st.code == Code::kOk && st.status.applied_index > r.copy_last_index + 10;
+          },
+          "progress past the copy")) {
     problems_.push_back(name + " of " + m.name + ": it did not get past its copy's index " +
                         std::to_string(r.copy_last_index) +
                         " within 20 s of healing every fault (status: " + describe(st) + ")");
@@ -971,12 +970,14 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
   if (r.make_leader && leader != r.member && leader >= 0) {
     const wire::Response t =
         cluster_.call(leader, {.op = wire::Op::kTransferLeader, .member_id = st.member_id}, 5000);
-    const bool moved = poll(5000, [&] { return cluster_.find_leader(300) == r.member; });
+    const bool moved = poll(
+        5000, [&] { return cluster_.find_leader(300) == r.member; }, "the transfer");
     note(name + ": transfer leadership " + cluster_.member(leader).name + " -> " + m.name + ": " +
          (t.code == Code::kOk ? std::string("ok") : std::string(code_name(t.code))) +
          (moved ? "" : " (it does not lead; rolling back a follower)"));
   }
-  poll(5000, [&] { return (leader = cluster_.find_leader(300)) >= 0; });
+  poll(
+      5000, [&] { return (leader = cluster_.find_leader(300)) >= 0; }, "a leader");
   const bool was_leader = leader == r.member;
   if (was_leader) {
     // An entry of its own term committed: it has acknowledged writes as the leader.
@@ -1016,11 +1017,14 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
   // that lacks entries only the old leader and a minority held (the case kvc cannot detect).
   int now_leader = -1;
   if (was_leader) {
-    const bool elected = poll(20000, [&] {
-      now_leader = cluster_.find_leader(300);
-      return now_leader >= 0 && now_leader != r.member &&
-             cluster_.call(now_leader, {.op = wire::Op::kHash}, 2000).code == Code::kOk;
-    });
+    const bool elected = poll(
+        20000,
+        [&] {
+          now_leader = cluster_.find_leader(300);
+          return now_leader >= 0 && now_leader != r.member &&
+                 cluster_.call(now_leader, {.op = wire::Op::kHash}, 2000).code == Code::kOk;
+        },
+        "a new leader's commit");
     if (!elected) {
       problems_.push_back(name + " of " + m.name +
                           " (the leader): no new leader committed an entry within 20 s");
@@ -1052,11 +1056,14 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
 
   // Repaired: not repairing, not damaged, and applied at least what was committed at the restart.
   wire::Response now;
-  const bool repaired = poll(options_.repair_timeout_ms, [&] {
-    now = cluster_.status(r.member, 500);
-    return now.code == Code::kOk && !now.status.repairing && !now.status.damaged &&
-           now.status.applied_index >= commit && commit > 0;
-  });
+  const bool repaired = poll(
+      options_.repair_timeout_ms,
+      [&] {
+        now = cluster_.status(r.member, 500);
+        return now.code == Code::kOk && !now.status.repairing && !now.status.damaged &&
+               now.status.applied_index >= commit && commit > 0;
+      },
+      "the repair");
   for (std::thread& t : probes) t.join();
   const std::uint64_t held = now_ms() - started;
   integrity_.repair_ms_max = std::max(integrity_.repair_ms_max, held);

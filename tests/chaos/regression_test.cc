@@ -12,6 +12,8 @@
 
 #include "chaos_cluster.h"
 #include "nemesis.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 
 #ifndef KVC_NODE_BINARY
 #error "KVC_NODE_BINARY must be defined by the build"
@@ -25,27 +27,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-template <typename F>
-bool poll_until(std::uint64_t timeout_ms, F done) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
-std::string test_dir(const std::string& name) {
-  const char* tmp = std::getenv("TMPDIR");
-  return std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/kvc-chaos-regression-" +
-         name + "-" + std::to_string(::getpid());
-}
+using test::wait_until;
+constexpr std::chrono::milliseconds kPollEvery{50};
 
 struct Fixture {
-  explicit Fixture(const std::string& name, bool slow_disks = false) {
+  explicit Fixture(const std::string& name, bool slow_disks = false)
+      : dir("kvc-chaos-regression-" + name) {
     ClusterConfig c;
-    c.dir = test_dir(name);
-    std::filesystem::remove_all(c.dir);
+    c.dir = dir.path();
     c.node_binary = KVC_NODE_BINARY;
     if (slow_disks) c.slowfs_library = KVC_SLOWFS_LIBRARY;
     // A short retained log and fast flushes put a member that falls behind onto a snapshot.
@@ -59,12 +48,11 @@ struct Fixture {
                      "20",
                      "--flush-interval",
                      "20ms"};
-    dir = c.dir;
     cluster = std::make_unique<ChaosCluster>(c);
   }
   ~Fixture() {
     cluster.reset();
-    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
+    if (::testing::Test::HasFailure()) dir.keep();
   }
 
   std::unique_ptr<client::Client> client() const {
@@ -79,7 +67,8 @@ struct Fixture {
 
   int wait_leader(std::uint64_t timeout_ms = 15000) const {
     int leader = -1;
-    poll_until(timeout_ms, [&] { return (leader = cluster->find_leader(300)) >= 0; });
+    (void)wait_until([&] { return (leader = cluster->find_leader(300)) >= 0; },
+                     std::chrono::milliseconds(timeout_ms), "a leader", kPollEvery);
     return leader;
   }
 
@@ -93,7 +82,7 @@ struct Fixture {
     return std::string(std::istreambuf_iterator<char>(f), {});
   }
 
-  std::string dir;
+  test::ScopedTempDir dir;
   std::unique_ptr<ChaosCluster> cluster;
 };
 
@@ -126,7 +115,9 @@ TEST(ChaosRegressionTest, MemberRestoredFromASnapshotCanStillBecomeLeader) {
   write_many(*c, "b", 200);  // far past the retained log: it will need a snapshot
   ASSERT_TRUE(f.cluster->start(restored).ok());
   const std::uint64_t mark = write_many(*c, "c", 1);
-  ASSERT_TRUE(poll_until(20000, [&] { return f.applied(restored) >= mark; }))
+  ASSERT_TRUE(wait_until([&] { return f.applied(restored) >= mark; }, std::chrono::seconds(20),
+                         "the restarted member's applied index", kPollEvery)
+                  .ok())
       << "the restarted member did not catch up";
   ASSERT_NE(f.log_of(restored).find("installed snapshot"), std::string::npos)
       << "the scenario needs the member to catch up through a snapshot";
@@ -137,7 +128,9 @@ TEST(ChaosRegressionTest, MemberRestoredFromASnapshotCanStillBecomeLeader) {
     f.cluster->proxy().set_fault(behind, other, {.cut = true});
   }
   const std::uint64_t last = write_many(*c, "d", 20);
-  ASSERT_TRUE(poll_until(10000, [&] { return f.applied(restored) >= last; }));
+  ASSERT_TRUE(wait_until([&] { return f.applied(restored) >= last; }, std::chrono::seconds(10),
+                         "the restored member's applied index", kPollEvery)
+                  .ok());
   ASSERT_TRUE(f.cluster->kill(leader).ok());
   f.cluster->proxy().heal_all();
   const int next = f.wait_leader(15000);

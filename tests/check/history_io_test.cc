@@ -10,6 +10,7 @@
 
 #include "kvc/check/linearizability.h"
 #include "kvc/check/random_history.h"
+#include "support/test_dir.h"
 
 namespace kvc::check {
 namespace {
@@ -200,7 +201,7 @@ TEST(HistoryIoTest, SavedFailingHistoryRechecksTheSame) {
   }
   const CheckResult before = check_history(h);
   ASSERT_EQ(before.verdict, Verdict::kNotLinearizable);
-  const std::string path = testing::TempDir() + "kvc_check_history_io_test.jsonl";
+  const std::string path = test::test_dir() + "/history.jsonl";
   ASSERT_TRUE(write_history_file(path, h).ok());
   const Result<History> back = read_history_file(path);
   ASSERT_TRUE(back.ok()) << back.status().to_string();
@@ -213,13 +214,13 @@ TEST(HistoryIoTest, SavedFailingHistoryRechecksTheSame) {
 }
 
 TEST(HistoryIoTest, FileErrorsAreStatuses) {
-  const Result<History> missing = read_history_file(testing::TempDir() + "no/such/file.jsonl");
+  const Result<History> missing = read_history_file(test::test_dir() + "/no/such/file.jsonl");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), Code::kIOError);
   EXPECT_NE(missing.status().message().find("no/such/file.jsonl"), std::string::npos);
-  EXPECT_FALSE(write_history_file(testing::TempDir() + "no/such/dir/h.jsonl", {}).ok());
+  EXPECT_FALSE(write_history_file(test::test_dir() + "/no/such/dir/h.jsonl", {}).ok());
 
-  const std::string path = testing::TempDir() + "kvc_check_history_io_bad.jsonl";
+  const std::string path = test::test_dir() + "/bad.jsonl";
   std::FILE* f = std::fopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
   std::fputs("{\"kind\":\"get\",\"key\":\"k\"}\n{\"kind\":\"get\"\n", f);

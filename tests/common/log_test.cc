@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "support/test_dir.h"
+
 namespace kvc {
 namespace {
 
@@ -47,7 +49,7 @@ std::string read_file(const std::string& path) {
 }
 
 TEST(SetupLoggingTest, JsonFormatWritesOneEscapedObjectPerLine) {
-  const std::string path = ::testing::TempDir() + "kvc_log_test.json";
+  const std::string path = test::test_dir() + "/log.json";
   std::filesystem::remove(path);
   ASSERT_TRUE(setup_logging({.level = "debug", .format = "json", .file = path}).ok());
   spdlog::info("became leader term={} note=\"{}\"", 3, "q");
@@ -65,7 +67,7 @@ TEST(SetupLoggingTest, JsonFormatWritesOneEscapedObjectPerLine) {
 }
 
 TEST(SetupLoggingTest, UnwritableFileIsAnIoError) {
-  const std::string missing = ::testing::TempDir() + "kvc-no-such-dir";
+  const std::string missing = test::test_dir() + "/no-such-dir";
   std::filesystem::remove_all(missing);
   EXPECT_EQ(setup_logging({.file = missing + "/y.log"}).code(), Code::kIOError);
   EXPECT_FALSE(std::filesystem::exists(missing)) << "logging setup must not create directories";

@@ -15,6 +15,7 @@
 #include "kvc/http/kv_routes.h"
 #include "loop_util.h"
 #include "prom_text.h"
+#include "support/test_dir.h"
 
 namespace kvc::http {
 namespace {
@@ -67,8 +68,7 @@ class HttpServerTest : public ::testing::Test {
   }
   std::string url(std::string_view path) { return base_ + std::string(path); }
   std::string temp_file(const std::string& bytes) {
-    const std::string path = ::testing::TempDir() + "kvc_http_test_" +
-                             std::to_string(files_.size()) + "_" + std::to_string(::getpid());
+    const std::string path = test::test_dir() + "/file_" + std::to_string(files_.size());
     std::ofstream(path, std::ios::binary) << bytes;
     files_.push_back(path);
     return path;

@@ -13,9 +13,12 @@
 
 #include "kvc/net/address.h"
 #include "process_cluster.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 namespace {
+
+using namespace std::chrono_literals;
 
 // Writes unique keys from a background thread until stopped; remembers what was acknowledged.
 class Writer {
@@ -63,9 +66,7 @@ class Writer {
 // Waits until `writer` has `n` more acknowledged writes than now (bounded).
 void let_writes_happen(Writer& w, std::size_t n) {
   const std::size_t target = w.count() + n;
-  for (int i = 0; i < 500 && w.count() < target; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  (void)wait_until([&] { return w.count() >= target; }, 5s, "acknowledged writes", 10ms);
   EXPECT_GE(w.count(), target) << "writes stalled";
 }
 
@@ -128,9 +129,7 @@ TEST(AdminProcessTest, MembershipGrowsThreeToFiveAndShrinksBackUnderWrites) {
   EXPECT_EQ(voters(cluster), 3);
   // The removed members stop by themselves.
   for (int removed : {*leader, second}) {
-    for (int t = 0; t < 200 && cluster.running(removed); ++t) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
+    (void)wait_until([&] { return !cluster.running(removed); }, 5s, "the removed member's exit");
     EXPECT_FALSE(cluster.running(removed)) << cluster.spec(removed).name;
   }
   ASSERT_TRUE(cluster.wait_for_leader().ok());
@@ -162,9 +161,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
   ASSERT_TRUE(cluster.start(d).ok());
   std::uint64_t leader_commit = 0;
   for (int i = 0; i < 3; ++i) {
-    auto ci = cluster.client_for(i, 2000);
-    wire::Response r = ci->call_sync({.op = wire::Op::kStatus},
-                                     {.target = *net::parse_address(cluster.client_addr(i))});
+    const wire::Response r = cluster.status(i);
     if (r.code == Code::kOk && r.status.leader_id == r.status.member_id) {
       leader_commit = r.status.commit_index;
     }
@@ -172,9 +169,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
   ASSERT_GT(leader_commit, 0u);
   ASSERT_TRUE(cluster.wait_applied(d, leader_commit, 10000).ok());
   // Its status: role learner, and it names the leader.
-  auto cd = cluster.client_for(d, 2000);
-  wire::Response st = cd->call_sync({.op = wire::Op::kStatus},
-                                    {.target = *net::parse_address(cluster.client_addr(d))});
+  const wire::Response st = cluster.status(d);
   ASSERT_EQ(st.code, Code::kOk) << st.message;
   EXPECT_EQ(st.status.role, "learner");
   EXPECT_NE(st.status.leader_id, 0u);
@@ -186,6 +181,7 @@ TEST(AdminProcessTest, MemberAddedToAnIdleClusterCatchesUpAndPromoteWaitsForIt) 
                             table.out.find(" m3 ") != std::string::npos;
   EXPECT_TRUE(names_leader) << "the leader's name is not shown: " << table.out;
   // Reads through it work, and now promote succeeds.
+  auto cd = cluster.client_for(d, 2000);
   wire::Response r = cd->get("/idle/4", /*serializable=*/true);
   ASSERT_EQ(r.code, Code::kOk) << r.message;
   EXPECT_TRUE(r.found);
@@ -205,14 +201,13 @@ TEST(AdminProcessTest, QuorumGuardsRefuseDangerousChangesWhileAMemberIsDown) {
   // act on that same knowledge.
   const std::string not_responding = "member " + cluster.spec(down).name + " is not responding";
   bool noticed = false;
-  for (int t = 0; t < 100 && !noticed; ++t) {
-    auto c = cluster.client_for(*leader, 500);
-    wire::Response st = c->call_sync(
-        {.op = wire::Op::kStatus},
-        {.timeout_ms = 500, .target = *net::parse_address(cluster.client_addr(*leader))});
-    for (const std::string& e : st.status.errors) noticed = noticed || e == not_responding;
-    if (!noticed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  (void)wait_until(
+      [&] {
+        const wire::Response st = cluster.status(*leader, 500);
+        for (const std::string& e : st.status.errors) noticed = noticed || e == not_responding;
+        return noticed;
+      },
+      15s, "the leader's report", 50ms);
   ASSERT_TRUE(noticed) << "the leader never reported " << not_responding;
   ProcessCluster::CtlResult add = cluster.ctl({"member", "add", "m9", "127.0.0.1:1"});
   EXPECT_EQ(add.status, 1) << add.out;
@@ -361,8 +356,7 @@ TEST(AdminProcessTest, LeaderWatchReportsChanges) {
     Result<int> now = cluster.wait_for_leader();
     ASSERT_TRUE(now.ok()) << now.status().to_string();
     current = *now;
-    for (int i = 0; i < 100 && !done; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    (void)wait_until([&] { return done.load(); }, 2s, "the watch to see both leaders");
   }
   watch.join();
   ASSERT_TRUE(done);

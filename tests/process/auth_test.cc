@@ -17,20 +17,12 @@
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "process_cluster.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 namespace {
 
-// Polls `done` every 20 ms until it holds or `timeout_ms` passes.
-template <typename F>
-bool eventually(std::uint64_t timeout_ms, F done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
+using namespace std::chrono_literals;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -69,27 +61,19 @@ ClusterOptions with_secret(const std::string& dir_hint) {
   return o;
 }
 
-std::string temp_secret_path(const std::string& name) {
-  const char* tmp = std::getenv("TMPDIR");
-  return std::string(tmp != nullptr ? tmp : "/tmp") + "/kvc-secret-" + name + "-" +
-         std::to_string(::getpid());
-}
-
+// The cluster's secret and a wrong one, in files of a directory of their own.
 class SecretFiles {
  public:
   explicit SecretFiles(const std::string& name)
-      : good_(temp_secret_path(name) + "-good"), wrong_(temp_secret_path(name) + "-wrong") {
+      : dir_("kvc-secret-" + name), good_(dir_.file("good")), wrong_(dir_.file("wrong")) {
     EXPECT_TRUE(write_secret_file(good_, "the cluster's secret\n").ok());
     EXPECT_TRUE(write_secret_file(wrong_, "not the cluster's secret\n").ok());
-  }
-  ~SecretFiles() {
-    std::remove(good_.c_str());
-    std::remove(wrong_.c_str());
   }
   const std::string& good() const { return good_; }
   const std::string& wrong() const { return wrong_; }
 
  private:
+  ScopedTempDir dir_;
   std::string good_, wrong_;
 };
 
@@ -187,7 +171,7 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   cluster.mutable_spec(m4).secret_file = secrets.wrong();
   ASSERT_TRUE(cluster.start(m4).ok());
   // The joiner gives up at once (a wrong secret is final), without an id.
-  ASSERT_TRUE(eventually(20000, [&] { return !cluster.running(m4); }))
+  ASSERT_TRUE(wait_until([&] { return !cluster.running(m4); }, 20s, "m4 to exit").ok())
       << read_file(cluster.log_path(m4));
   const std::string m4_log = read_file(cluster.log_path(m4));
   EXPECT_TRUE(contains(m4_log, "proof of the shared secret is wrong")) << m4_log;
@@ -206,11 +190,15 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   ASSERT_TRUE(cluster.stop(2).ok());
   cluster.mutable_spec(2).secret_file = secrets.wrong();
   ASSERT_TRUE(cluster.start(2).ok());
-  ASSERT_TRUE(eventually(10000, [&] {
-    std::string l = read_file(cluster.log_path(0)) + read_file(cluster.log_path(1));
-    return contains(l, "peer failed authentication") &&
-           contains(l, "name=m3 reason=authentication failed");
-  })) << read_file(cluster.log_path(0));
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    std::string l = read_file(cluster.log_path(0)) + read_file(cluster.log_path(1));
+                    return contains(l, "peer failed authentication") &&
+                           contains(l, "name=m3 reason=authentication failed");
+                  },
+                  10s, "the refusal in the logs")
+                  .ok())
+      << read_file(cluster.log_path(0));
   // m3 redials every 250 ms at most and is refused each time, both ways; m1 logs that at most
   // once a second per kind and peer (two here: its own link out, m3's links in), counting the
   // rest into the next line. A window of 4 s without the limit holds about 32 such lines.
@@ -244,8 +232,12 @@ TEST(AuthProcessTest, ConnectionLimitRefusesPolitelyAndMemberKeepsServing) {
   // wait_for_leader's clients are gone once the member has seen them close.
   auto hold1 = cluster.client_for(0);
   auto hold2 = cluster.client_for(0);
-  ASSERT_TRUE(eventually(5000, [&] { return hold1->put("/hold/1", "x").code == Code::kOk; }));
-  ASSERT_TRUE(eventually(5000, [&] { return hold2->put("/hold/2", "x").code == Code::kOk; }));
+  ASSERT_TRUE(wait_until([&] { return hold1->put("/hold/1", "x").code == Code::kOk; }, 5s,
+                         "a write through the first client")
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return hold2->put("/hold/2", "x").code == Code::kOk; }, 5s,
+                         "a write through the second client")
+                  .ok());
 
   // A generous timeout: the refusal must be what ends the call, even on a loaded machine.
   ProcessCluster::CtlResult third = cluster.ctl({"--timeout", "10s", "get", "/hold/1"});
@@ -256,9 +248,12 @@ TEST(AuthProcessTest, ConnectionLimitRefusesPolitelyAndMemberKeepsServing) {
   // The held connections still work, and a freed slot is usable again.
   EXPECT_EQ(hold1->get("/hold/2").code, Code::kOk);
   hold2.reset();
-  EXPECT_TRUE(eventually(5000, [&] {
-    return cluster.ctl({"--timeout", "1s", "get", "/hold/1"}).status == 0;
-  }));
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return cluster.ctl({"--timeout", "1s", "get", "/hold/1"}).status == 0;
+                  },
+                  5s, "a read after the refusals")
+                  .ok());
   EXPECT_TRUE(cluster.running(0));
 }
 
@@ -285,15 +280,21 @@ TEST(AuthProcessTest, PeerConnectionLimitRefusesPolitely) {
   std::string hello;
   wire::append_hello(hello, {.role = wire::Role::kClient, .name = "probe"});
   std::string last;
-  EXPECT_TRUE(eventually(5000, [&] {
-    const int fd = raw_connect(cluster.spec(0).peer_port);
-    if (fd < 0) return false;
-    const bool sent = ::write(fd, hello.data(), hello.size()) == static_cast<ssize_t>(hello.size());
-    Result<wire::HelloReply> r = read_hello_reply(fd);
-    ::close(fd);
-    last = r.ok() ? r->message : r.status().to_string();
-    return sent && r.ok() && r->message == "this is the peer port; clients use the client port";
-  })) << last;
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    const int fd = raw_connect(cluster.spec(0).peer_port);
+                    if (fd < 0) return false;
+                    const bool sent = ::write(fd, hello.data(), hello.size()) ==
+                                      static_cast<ssize_t>(hello.size());
+                    Result<wire::HelloReply> r = read_hello_reply(fd);
+                    ::close(fd);
+                    last = r.ok() ? r->message : r.status().to_string();
+                    return sent && r.ok() &&
+                           r->message == "this is the peer port; clients use the client port";
+                  },
+                  5s, "the member to answer a hello")
+                  .ok())
+      << last;
 }
 
 }  // namespace

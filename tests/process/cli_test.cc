@@ -16,6 +16,7 @@
 #include "kvc/common/text.h"
 #include "kvc/http/json.h"
 #include "process_cluster.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 namespace {
@@ -71,21 +72,12 @@ bool is_hex_id(const JsonValue* v) {
          v->text.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
-// Polls `done` until it holds or `timeout_ms` passes.
-template <typename F>
-bool eventually(std::uint64_t timeout_ms, F done) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
+using namespace std::chrono_literals;
+constexpr std::chrono::milliseconds kPollEvery = 50ms;
 
 TEST(CliProcessTest, ConfigFileWithAMisspeltSettingIsRefused) {
-  const std::string dir = "/tmp/kvc-test-config-" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const ScopedTempDir tmp("kvc-test-config");
+  const std::string& dir = tmp.path();
   const std::string conf = dir + "/node.conf";
   std::ofstream(conf) << "# member m1\n"
                          "name = \"m1\"\n"
@@ -112,7 +104,6 @@ TEST(CliProcessTest, ConfigFileWithAMisspeltSettingIsRefused) {
   std::ofstream(conf, std::ios::trunc) << good;
   r = run_command({binary_path("kvc-node"), "--config", conf}, 1500);
   EXPECT_TRUE(r.timed_out) << "status " << r.status << ": " << r.err;
-  std::filesystem::remove_all(dir);
 }
 
 TEST(CliProcessTest, RemovedMemberRestartedAfterEverySurvivorRestartedIsToldToStop) {
@@ -190,10 +181,14 @@ TEST(CliProcessTest, MemberUpdateMovesAPeerAddressWithoutRemoveAndAdd) {
   ASSERT_TRUE(cluster.stop(down).ok());
   auto c = cluster.client(5000);
   wire::Response r;
-  ASSERT_TRUE(eventually(20000, [&] {
-    r = c->put("after-update", "v");
-    return r.code == Code::kOk;
-  })) << r.message;
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    r = c->put("after-update", "v");
+                    return r.code == Code::kOk;
+                  },
+                  20s, "a write after the update", kPollEvery)
+                  .ok())
+      << r.message;
   EXPECT_TRUE(cluster.wait_applied(2, r.revision, 20000).ok());
 }
 
@@ -388,14 +383,15 @@ TEST(CliProcessTest, WatchHistoryLimitsAreFlags) {
   }
   // Once the history is trimmed at a flush, a watch from the first write is refused.
   RunResult w;
-  EXPECT_TRUE(eventually(10000,
-                         [&] {
-                           w = cluster.ctl_run(
-                               {"watch", "--prefix", "h", "--rev", std::to_string(first), "--count",
-                                "1", "--timeout", "2s"},
-                               10000);
-                           return w.status == 1;
-                         }))
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    w = cluster.ctl_run({"watch", "--prefix", "h", "--rev", std::to_string(first),
+                                         "--count", "1", "--timeout", "2s"},
+                                        10000);
+                    return w.status == 1;
+                  },
+                  10s, "the watch to print every event", kPollEvery)
+                  .ok())
       << w.status << " " << w.out << w.err;
   // The newest revisions are still there.
   RunResult recent = cluster.ctl_run(

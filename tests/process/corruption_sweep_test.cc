@@ -38,6 +38,8 @@
 namespace kvc::test {
 namespace {
 
+using namespace std::chrono_literals;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -351,17 +353,20 @@ enum class Started { kUp, kExited, kNeither };
 // Waits (bounded) until member v answers its status or has exited.
 Started await_start(const ProcessCluster& cluster, int v) {
   Started s = Started::kNeither;
-  eventually(30000, [&] {
-    if (!cluster.running(v)) {
-      s = Started::kExited;
-      return true;
-    }
-    if (!status_of(cluster, v).name.empty()) {
-      s = Started::kUp;
-      return true;
-    }
-    return false;
-  });
+  (void)wait_until(
+      [&] {
+        if (!cluster.running(v)) {
+          s = Started::kExited;
+          return true;
+        }
+        if (!status_of(cluster, v).name.empty()) {
+          s = Started::kUp;
+          return true;
+        }
+        return false;
+      },
+      30s, "the member to start or exit", kPollEvery)
+      .ok();
   return s;
 }
 
@@ -440,8 +445,9 @@ class Sweep {
       const std::uint64_t written = commit_index();
       for (int i = 0; i < cluster.size(); ++i) {
         if (i == v_) continue;
-        ASSERT_TRUE(
-            eventually(20000, [&] { return status_of(cluster, i).durable_index >= written; }))
+        ASSERT_TRUE(wait_until([&] { return status_of(cluster, i).durable_index >= written; }, 20s,
+                               "the flush of the written index", kPollEvery)
+                        .ok())
             << cluster.spec(i).name << " never flushed index " << written;
       }
       ASSERT_TRUE(cluster.start(v_).ok());
@@ -564,7 +570,9 @@ class Sweep {
     for (int i : others) ASSERT_EQ(stop(i), 0);
     cluster.mutable_spec(v_).extra_flags = kFastScrub;
     ASSERT_TRUE(cluster.start(v_).ok());
-    ASSERT_TRUE(eventually(20000, [&] { return fs::exists(dir + "/repair"); }))
+    ASSERT_TRUE(
+        wait_until([&] { return fs::exists(dir + "/repair"); }, 20s, "the repair file", kPollEvery)
+            .ok())
         << log_of(cluster, v_);
     ASSERT_EQ(stop(v_), 0);
     for (int i : others) ASSERT_TRUE(cluster.start(i).ok());
@@ -594,11 +602,15 @@ class Sweep {
         for (const std::string& d : reads.defects) defect("served damaged data: " + d);
         // Settled: it runs, is neither damaged nor being repaired, and the scrubber has been
         // over the whole state twice since it started.
-        const bool settled = eventually(45000, [&] {
-          if (!cluster.running(v_)) return true;
-          const wire::StatusInfo st = status_of(cluster, v_);
-          return !st.name.empty() && !st.damaged && !st.repairing && st.scrub_passes >= 2;
-        });
+        const bool settled =
+            wait_until(
+                [&] {
+                  if (!cluster.running(v_)) return true;
+                  const wire::StatusInfo st = status_of(cluster, v_);
+                  return !st.name.empty() && !st.damaged && !st.repairing && st.scrub_passes >= 2;
+                },
+                45s, "the member to settle", kPollEvery)
+                .ok();
         since = log_of(cluster, v_).substr(log_from);
         if (!settled) {
           defect("never repaired itself: status still damaged or repairing 45 s on");
@@ -694,20 +706,26 @@ class Sweep {
       ASSERT_TRUE(cluster.running(i)) << cluster.spec(i).name << "\n" << log_of(cluster, i);
       wait_caught_up(i);
       ReadCheck last;
-      const bool all = eventually(30000, [&] {
-        last = check_reads(cluster, i, acked_, /*serializable_only=*/true);
-        return last.complete;
-      });
+      const bool all = wait_until(
+                           [&] {
+                             last = check_reads(cluster, i, acked_, /*serializable_only=*/true);
+                             return last.complete;
+                           },
+                           30s, "every acknowledged read", kPollEvery)
+                           .ok();
       for (const std::string& d : last.defects) defect("after the repair: " + d);
       EXPECT_TRUE(all) << cluster.spec(i).name << " does not serve every acknowledged key ("
                        << last.errors << " errors)\n"
                        << log_of(cluster, i);
     }
     ProcessCluster::CtlResult hash;
-    const bool agreed = eventually(30000, [&] {
-      hash = cluster.ctl({"check", "hash"});
-      return hash.status == 0;
-    });
+    const bool agreed = wait_until(
+                            [&] {
+                              hash = cluster.ctl({"check", "hash"});
+                              return hash.status == 0;
+                            },
+                            30s, "the members' hashes to agree", kPollEvery)
+                            .ok();
     if (!agreed) defect("kvc-ctl check hash disagrees after the repair: " + hash.out);
     // And offline, every member's state and log are sound (kvc-snap check: every record's
     // checksum, LMDB's structure, the state against the log).

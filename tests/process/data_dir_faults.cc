@@ -217,10 +217,7 @@ Status flip_bit(const std::string& path, std::uint64_t offset, int bit) {
 }
 
 wire::StatusInfo status_of(const ProcessCluster& cluster, int i) {
-  auto c = cluster.client_for(i, 2000);
-  wire::Response r = c->call_sync({.op = wire::Op::kStatus},
-                                  {.target = *net::parse_address(cluster.client_addr(i))});
-  return r.status;
+  return cluster.status(i).status;
 }
 
 std::string log_of(const ProcessCluster& cluster, int i) { return read_whole(cluster.log_path(i)); }

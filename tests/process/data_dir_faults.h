@@ -10,12 +10,12 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kvc/common/status.h"
 #include "kvc/wire/messages.h"
 #include "process_cluster.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 
@@ -33,16 +33,9 @@ int flip_bit_in_every_copy(const std::string& path, const std::string& needle);
 // Flips bit `bit` (0..7) of the byte at `offset` of `path`, in place.
 Status flip_bit(const std::string& path, std::uint64_t offset, int bit);
 
-// Polls `cond` every 50 ms for at most `ms`; true as soon as it holds.
-template <typename F>
-bool eventually(std::uint64_t ms, F cond) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return cond();
-}
+// How often the integrity tests poll a member (wait_until, tests/support/wait.h): each poll
+// opens a client or runs kvc-ctl.
+constexpr std::chrono::milliseconds kPollEvery{50};
 
 // Member i's status as it reports it (a default StatusInfo, name empty, when it does not answer).
 wire::StatusInfo status_of(const ProcessCluster& cluster, int i);

@@ -14,9 +14,12 @@
 #include <thread>
 
 #include "process_cluster.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 namespace {
+
+using namespace std::chrono_literals;
 
 struct Instance {
   std::string name;
@@ -27,11 +30,6 @@ struct Instance {
 class ExampleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const char* tmp = std::getenv("TMPDIR");
-    dir_ = std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/kvc-example-test-" +
-           std::to_string(::getpid());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
     // The test kills one of three instances and needs the other two to take over: all three
     // must be up first. Ports are picked free and released, so another process (a client's
     // outgoing connection, another test) can take one before an instance binds it; such an
@@ -53,50 +51,49 @@ class ExampleTest : public ::testing::Test {
       }
       std::cerr << "starting again on fresh ports: " << problem << "\n";
       kill_all();
-      for (const Instance& in : instances_) std::filesystem::remove_all(dir_ + "/" + in.name);
+      for (const Instance& in : instances_) std::filesystem::remove_all(dir_.file(in.name));
     }
   }
   void kill_all() {
     for (Instance& in : instances_) {
-      if (in.pid > 0) {
-        ::kill(in.pid, SIGKILL);
-        ::waitpid(in.pid, nullptr, 0);
-        in.pid = 0;
-      }
+      kill_and_reap(in.pid);
+      in.pid = 0;
     }
   }
   // Waits (bounded) until every instance runs and all three name the same leader; returns ""
   // then, or what went wrong (an instance that exited, with the end of its log).
   std::string wait_until_whole() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    std::string last;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::uint64_t leader = 0;
-      bool whole = true;
-      for (Instance& in : instances_) {
-        int status = 0;
-        if (::waitpid(in.pid, &status, WNOHANG) == in.pid) {
-          in.pid = 0;
-          std::ifstream f(log_of(in));
-          const std::string text(std::istreambuf_iterator<char>(f), {});
-          return in.name + " exited at start (status " + std::to_string(status) +
-                 "); the end of its log: " + text.substr(text.size() > 500 ? text.size() - 500 : 0);
-        }
-        auto c = client_of(in);
-        const wire::Response r =
-            c->call_sync({.op = wire::Op::kStatus},
-                         {.timeout_ms = 1000, .target = net::Address{"127.0.0.1", in.client}});
-        if (r.code != Code::kOk || r.status.leader_id == 0 ||
-            (leader != 0 && r.status.leader_id != leader)) {
-          last = in.name + ": " + (r.code != Code::kOk ? r.message : "no agreed leader");
-          whole = false;
-          break;
-        }
-        leader = r.status.leader_id;
-      }
-      if (whole) return "";
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    std::string last, exited;
+    const Status whole_or_exited = wait_until(
+        [&] {
+          std::uint64_t leader = 0;
+          for (Instance& in : instances_) {
+            int status = 0;
+            if (::waitpid(in.pid, &status, WNOHANG) == in.pid) {
+              in.pid = 0;
+              std::ifstream f(log_of(in));
+              const std::string text(std::istreambuf_iterator<char>(f), {});
+              exited = in.name + " exited at start (status " + std::to_string(status) +
+                       "); the end of its log: " +
+                       text.substr(text.size() > 500 ? text.size() - 500 : 0);
+              return true;
+            }
+            auto c = client_of(in);
+            const wire::Response r =
+                c->call_sync({.op = wire::Op::kStatus},
+                             {.timeout_ms = 1000, .target = net::Address{"127.0.0.1", in.client}});
+            if (r.code != Code::kOk || r.status.leader_id == 0 ||
+                (leader != 0 && r.status.leader_id != leader)) {
+              last = in.name + ": " + (r.code != Code::kOk ? r.message : "no agreed leader");
+              return false;
+            }
+            leader = r.status.leader_id;
+          }
+          return true;
+        },
+        30s, "three instances agreeing on a leader", 100ms);
+    if (!exited.empty()) return exited;
+    if (whole_or_exited.ok()) return "";
     return "the three instances did not all run and agree on a leader within 30 s (last: " + last +
            ")";
   }
@@ -109,29 +106,22 @@ class ExampleTest : public ::testing::Test {
         std::cerr << "--- the end of " << log_of(in) << ":\n"
                   << text.substr(text.size() > 6000 ? text.size() - 6000 : 0) << "\n";
       }
-      std::cerr << "logs and data dirs kept in " << dir_ << "\n";
-    } else if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) {
-      std::filesystem::remove_all(dir_);
+      std::cerr << "logs and data dirs kept in " << dir_.path() << "\n";
+      dir_.keep();
     }
   }
-  std::string log_of(const Instance& in) const { return dir_ + "/" + in.name + ".log"; }
+  std::string log_of(const Instance& in) const { return dir_.file(in.name + ".log"); }
   void start(Instance& in, const std::string& initial) {
     const std::string bin =
         std::string(KVC_BINARY_DIR) + "/examples/embedded-controller/embedded-controller";
-    const std::string log = log_of(in);
-    in.pid = ::fork();
-    if (in.pid == 0) {
-      FILE* f = std::freopen(log.c_str(), "a", stdout);
-      (void)f;
-      ::dup2(STDOUT_FILENO, STDERR_FILENO);
-      const std::string peer = "127.0.0.1:" + std::to_string(in.peer);
-      const std::string client = "127.0.0.1:" + std::to_string(in.client);
-      const std::string data = dir_ + "/" + in.name;
-      ::execl(bin.c_str(), bin.c_str(), "--name", in.name.c_str(), "--data-dir", data.c_str(),
-              "--listen-peer", peer.c_str(), "--listen-client", client.c_str(), "--initial-cluster",
-              initial.c_str(), "--run-for", "120", nullptr);
-      ::_exit(127);
-    }
+    Result<pid_t> pid = spawn({.args = {bin, "--name", in.name, "--data-dir", dir_.file(in.name),
+                                        "--listen-peer", "127.0.0.1:" + std::to_string(in.peer),
+                                        "--listen-client", "127.0.0.1:" + std::to_string(in.client),
+                                        "--initial-cluster", initial, "--run-for", "120"},
+                               .env = environment_with({}),
+                               .output_path = log_of(in)});
+    ASSERT_TRUE(pid.ok()) << pid.status().to_string();
+    in.pid = *pid;
   }
   std::unique_ptr<client::Client> client_of(const Instance& in) {
     client::ClientOptions o;
@@ -151,17 +141,17 @@ class ExampleTest : public ::testing::Test {
   }
   // The name in the heartbeat record, once it changes from `not_this` (bounded wait).
   std::string heartbeat_writer(const std::string& not_this) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto c = client();
-      wire::Response r = c->get("/kvrocks/controller/heartbeat");
-      if (r.code == Code::kOk && r.found) {
-        const std::string writer = r.kvs[0].value.substr(0, r.kvs[0].value.find(' '));
-        if (writer != not_this) return writer;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return "";
+    std::string writer;
+    const Status changed = wait_until(
+        [&] {
+          auto c = client();
+          wire::Response r = c->get("/kvrocks/controller/heartbeat");
+          if (r.code != Code::kOk || !r.found) return false;
+          writer = r.kvs[0].value.substr(0, r.kvs[0].value.find(' '));
+          return writer != not_this;
+        },
+        20s, "a heartbeat by another writer", 100ms);
+    return changed.ok() ? writer : "";
   }
   std::string leader_name() {
     auto c = client();
@@ -169,7 +159,7 @@ class ExampleTest : public ::testing::Test {
     return r.code == Code::kOk ? r.leader_name : "";
   }
 
-  std::string dir_;
+  ScopedTempDir dir_{"kvc-example-test"};
   std::vector<Instance> instances_;
 };
 
@@ -189,8 +179,7 @@ TEST_F(ExampleTest, OnlyTheLeaderRunsTheJobAndAnotherTakesOver) {
   const auto killed_at = std::chrono::steady_clock::now();
   for (Instance& in : instances_) {
     if (in.name == first) {
-      ::kill(in.pid, SIGKILL);
-      ::waitpid(in.pid, nullptr, 0);
+      kill_and_reap(in.pid);
       in.pid = 0;
     }
   }

@@ -18,6 +18,7 @@
 #include "kvc/common/text.h"
 #include "process_cluster.h"
 #include "prom_text.h"
+#include "support/wait.h"
 
 namespace kvc::test {
 namespace {
@@ -73,11 +74,10 @@ class HttpCluster {
 
 // Polls `path` on member `i` until it answers `status` (bounded).
 bool wait_status(const std::string& http_addr, const std::string& path, int status) {
-  for (int t = 0; t < 100; ++t) {
-    if (curl({url(http_addr, path)}).status == status) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
+  return wait_until([&] { return curl({url(http_addr, path)}).status == status; },
+                    std::chrono::seconds(15), path + " answering " + std::to_string(status),
+                    std::chrono::milliseconds(100))
+      .ok();
 }
 
 TEST(HttpProcessTest, KeyValueApiAcrossMembersAgreesWithTheClientProtocol) {

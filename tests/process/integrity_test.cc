@@ -21,6 +21,8 @@
 namespace kvc::test {
 namespace {
 
+using namespace std::chrono_literals;
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -80,7 +82,9 @@ TEST(IntegrityProcessTest, DamagedValueIsNeverServedAndIsRepairedFromTheLeader) 
   ASSERT_EQ(*stopped, 0);
   ASSERT_GT(flip_bit_in_every_copy(state_file(cluster.spec(f).data_dir), value_for(7)), 0);
   ASSERT_TRUE(cluster.start(f).ok());
-  ASSERT_TRUE(eventually(10000, [&] { return status_of(cluster, f).member_id != 0; }))
+  ASSERT_TRUE(wait_until([&] { return status_of(cluster, f).member_id != 0; }, 10s, "f to answer",
+                         kPollEvery)
+                  .ok())
       << "f did not come up: " << log_of(cluster, f);
 
   // Reads of the damaged key through f: never the damaged bytes, whatever the consistency.
@@ -94,13 +98,19 @@ TEST(IntegrityProcessTest, DamagedValueIsNeverServedAndIsRepairedFromTheLeader) 
     }
   }
   // The member noticed, says so, and repairs itself without a leader change.
-  EXPECT_TRUE(eventually(20000, [&] {
-    return log_of(cluster, f).find("state damaged") != std::string::npos;
-  })) << log_of(cluster, f);
-  EXPECT_TRUE(eventually(30000, [&] {
-    wire::StatusInfo s = status_of(cluster, f);
-    return !s.damaged && !s.repairing && s.applied_index > 0;
-  })) << log_of(cluster, f);
+  EXPECT_TRUE(
+      wait_until([&] { return log_of(cluster, f).find("state damaged") != std::string::npos; }, 20s,
+                 "f to log the damage", kPollEvery)
+          .ok())
+      << log_of(cluster, f);
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    wire::StatusInfo s = status_of(cluster, f);
+                    return !s.damaged && !s.repairing && s.applied_index > 0;
+                  },
+                  30s, "f to be repaired", kPollEvery)
+                  .ok())
+      << log_of(cluster, f);
   EXPECT_NE(log_of(cluster, f).find("state repaired"), std::string::npos);
   wire::Response r = get_from(cluster, *cf, f, "/ik7", /*serializable=*/true);
   ASSERT_EQ(r.code, Code::kOk) << r.message;
@@ -154,7 +164,9 @@ TEST(IntegrityProcessTest, SnapshotSaveFromADamagedMemberNeverSavesTheDamage) {
     EXPECT_FALSE(fs::exists(out)) << "a failed save left " << out;
   }
   // Repaired, and a save through it then succeeds with the right data.
-  EXPECT_TRUE(eventually(30000, [&] { return !status_of(cluster, f).damaged; }))
+  EXPECT_TRUE(wait_until([&] { return !status_of(cluster, f).damaged; }, 30s, "f to be undamaged",
+                         kPollEvery)
+                  .ok())
       << log_of(cluster, f);
   fs::remove(out);
   ProcessCluster::CtlResult again =
@@ -184,19 +196,30 @@ TEST(IntegrityProcessTest, ScrubberFindsDamageInAKeyNobodyReadsAndTheMemberRepai
   // Nobody reads /ik33 through f: only the scrubber (fast here) can find it.
   cluster.mutable_spec(f).extra_flags = {"--scrub-rate", "1000000"};
   ASSERT_TRUE(cluster.start(f).ok());
-  EXPECT_TRUE(eventually(30000, [&] {
-    return log_of(cluster, f).find("scrub found a damaged record") != std::string::npos;
-  })) << log_of(cluster, f);
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return log_of(cluster, f).find("scrub found a damaged record") !=
+                           std::string::npos;
+                  },
+                  30s, "the scrub to log the damaged record", kPollEvery)
+                  .ok())
+      << log_of(cluster, f);
   std::uint64_t found = 0;
-  EXPECT_TRUE(eventually(30000, [&] {
-    wire::StatusInfo s = status_of(cluster, f);
-    found = s.scrub_damaged;
-    return s.scrub_damaged >= 1 && !s.damaged && !s.repairing;
-  })) << log_of(cluster, f);
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    wire::StatusInfo s = status_of(cluster, f);
+                    found = s.scrub_damaged;
+                    return s.scrub_damaged >= 1 && !s.damaged && !s.repairing;
+                  },
+                  30s, "the scrub to find and mend the damage", kPollEvery)
+                  .ok())
+      << log_of(cluster, f);
   EXPECT_NE(log_of(cluster, f).find("state repaired"), std::string::npos);
   // A whole later pass finds nothing more: the repaired state is clean.
   const std::uint64_t passes = status_of(cluster, f).scrub_passes;
-  EXPECT_TRUE(eventually(30000, [&] { return status_of(cluster, f).scrub_passes >= passes + 2; }))
+  EXPECT_TRUE(wait_until([&] { return status_of(cluster, f).scrub_passes >= passes + 2; }, 30s,
+                         "two more scrub passes", kPollEvery)
+                  .ok())
       << log_of(cluster, f);
   EXPECT_EQ(status_of(cluster, f).scrub_damaged, found);
   expect_every_member_serves(cluster, acked);
@@ -227,14 +250,23 @@ TEST(IntegrityProcessTest, FollowerRestartedOnAnOlderCopyOfItsDataIsRepairedByTh
   ASSERT_TRUE(cluster.start(f).ok());
 
   // The same leader notices the loss, and repairs f by replication.
-  EXPECT_TRUE(eventually(20000, [&] {
-    return log_of(cluster, *leader).find("member lost entries it had acknowledged") !=
-           std::string::npos;
-  })) << log_of(cluster, *leader);
-  EXPECT_TRUE(eventually(20000, [&] {
-    wire::StatusInfo s = status_of(cluster, f);
-    return !s.repairing && s.applied_index >= commit;
-  })) << log_of(cluster, f);
+  EXPECT_TRUE(
+      wait_until(
+          [&] {
+            return log_of(cluster, *leader).find("member lost entries it had acknowledged") !=
+                   std::string::npos;
+          },
+          20s, "the leader to notice the lost entries", kPollEvery)
+          .ok())
+      << log_of(cluster, *leader);
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    wire::StatusInfo s = status_of(cluster, f);
+                    return !s.repairing && s.applied_index >= commit;
+                  },
+                  20s, "f to be repaired and caught up", kPollEvery)
+                  .ok())
+      << log_of(cluster, f);
   EXPECT_GE(status_of(cluster, *leader).lost_entries_detected, 1u);
   // Linearizable reads through f work (they timed out forever before).
   auto cf = cluster.client_for(f, 5000);
@@ -290,10 +322,17 @@ TEST(IntegrityProcessTest, StateOlderThanTheLogSaysIsRefusedWithTheRemedy) {
   EXPECT_NE(log.find("member remove"), std::string::npos) << log;
   // The remedy it names works, and nothing acknowledged is missing anywhere.
   rebuild_member_from_the_cluster(cluster, f);
-  EXPECT_TRUE(eventually(30000, [&] { return status_of(cluster, f).applied_index >= commit; }))
+  EXPECT_TRUE(wait_until([&] { return status_of(cluster, f).applied_index >= commit; }, 30s,
+                         "f to catch up", kPollEvery)
+                  .ok())
       << log_of(cluster, f);
   expect_every_member_serves(cluster, acked);
-  EXPECT_TRUE(eventually(15000, [&] { return cluster.ctl({"check", "hash"}).status == 0; }));
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return cluster.ctl({"check", "hash"}).status == 0;
+                  },
+                  15s, "the members' hashes to agree", kPollEvery)
+                  .ok());
 }
 
 TEST(IntegrityProcessTest, MissingNewestWalSegmentIsRefusedWithTheRemedy) {
@@ -330,9 +369,36 @@ TEST(IntegrityProcessTest, MissingNewestWalSegmentIsRefusedWithTheRemedy) {
   EXPECT_NE(log_of(cluster, f).find("missing from the log"), std::string::npos)
       << log_of(cluster, f);
   rebuild_member_from_the_cluster(cluster, f);
-  EXPECT_TRUE(eventually(30000, [&] { return status_of(cluster, f).applied_index >= commit; }))
+  EXPECT_TRUE(wait_until([&] { return status_of(cluster, f).applied_index >= commit; }, 30s,
+                         "f to catch up", kPollEvery)
+                  .ok())
       << log_of(cluster, f);
   expect_every_member_serves(cluster, acked);
+}
+
+// A follower of a started cluster, stopped and started again on a disk whose 3rd fdatasync of a
+// WAL file meets `fault` (the faultfs variable, e.g. "KVC_FAULT_FDATASYNC_EIO=3"); its index.
+Result<int> restart_a_follower_with_wal_fault(ProcessCluster& cluster, const char* fault) {
+  Result<int> leader = cluster.wait_for_leader();
+  if (!leader.ok()) return leader.status();
+  const int f = (*leader + 1) % cluster.size();
+  if (Result<int> rc = cluster.stop(f); !rc.ok()) return rc.status();
+  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/", fault,
+                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
+  KVC_RETURN_IF_ERROR(cluster.start(f));
+  return f;
+}
+
+// Writes through `c` until member f's log shows `needle` (batching may fold many writes into one
+// sync): bounded, 2000 writes or 20 s. Whether it showed.
+bool write_until_logged(const ProcessCluster& cluster, int f, client::Client& c,
+                        const std::string& key_prefix, const std::string& needle) {
+  auto logged = [&] { return log_of(cluster, f).find(needle) != std::string::npos; };
+  const auto until = Clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 2000 && !logged() && Clock::now() < until; ++i) {
+    (void)c.put(key_prefix + std::to_string(i), "v");
+  }
+  return logged();
 }
 
 TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
@@ -340,25 +406,15 @@ TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
   o.extra_flags = kQuiet;
   ProcessCluster cluster("integrity-fatal-fsync", o);
   ASSERT_TRUE(cluster.start_all().ok());
-  Result<int> leader = cluster.wait_for_leader();
-  ASSERT_TRUE(leader.ok());
-  const int f = (*leader + 1) % cluster.size();
-  ASSERT_TRUE(cluster.stop(f).ok());
   // f restarts with a disk whose 3rd fdatasync of a WAL file fails.
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
-                                 "KVC_FAULT_FDATASYNC_EIO=3",
-                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
-  ASSERT_TRUE(cluster.start(f).ok());
+  Result<int> follower = restart_a_follower_with_wal_fault(cluster, "KVC_FAULT_FDATASYNC_EIO=3");
+  ASSERT_TRUE(follower.ok()) << follower.status().to_string();
+  const int f = *follower;
   auto c = cluster.client(5000);
-  // Writes until the failure happens (batching may fold many writes into one sync): bounded.
-  auto failed = [&] { return log_of(cluster, f).find("-> EIO") != std::string::npos; };
-  const auto until = Clock::now() + std::chrono::seconds(20);
-  for (int i = 0; i < 2000 && !failed() && Clock::now() < until; ++i) {
-    (void)c->put("/fsync" + std::to_string(i), "v");
-  }
-  ASSERT_TRUE(failed()) << log_of(cluster, f);
+  ASSERT_TRUE(write_until_logged(cluster, f, *c, "/fsync", "-> EIO")) << log_of(cluster, f);
   const auto t0 = Clock::now();
-  ASSERT_TRUE(eventually(15000, [&] { return !cluster.running(f); })) << log_of(cluster, f);
+  ASSERT_TRUE(wait_until([&] { return !cluster.running(f); }, 15s, "f to exit", kPollEvery).ok())
+      << log_of(cluster, f);
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10)) << "the member took too long to exit";
   EXPECT_EQ(cluster.exit_status(f), 1);
   EXPECT_NE(log_of(cluster, f).find("stopping:"), std::string::npos) << log_of(cluster, f);
@@ -367,22 +423,12 @@ TEST(IntegrityProcessTest, FailedWalSyncEndsTheMemberWithExitOne) {
 TEST(IntegrityProcessTest, StopSignalEndsAMemberWhoseDiskStoppedAnswering) {
   ProcessCluster cluster("integrity-hung-disk", {.extra_flags = kQuiet});
   ASSERT_TRUE(cluster.start_all().ok());
-  Result<int> leader = cluster.wait_for_leader();
-  ASSERT_TRUE(leader.ok());
-  const int f = (*leader + 1) % cluster.size();
-  ASSERT_TRUE(cluster.stop(f).ok());
-  cluster.mutable_spec(f).env = {"LD_PRELOAD=" KVC_FAULTFS_LIB, "KVC_FAULT_PATH=/wal/",
-                                 "KVC_FAULT_FDATASYNC_HANG=3",
-                                 "ASAN_OPTIONS=verify_asan_link_order=0"};
-  ASSERT_TRUE(cluster.start(f).ok());
-  // Writes until f's disk hangs (batching may fold many writes into one sync): bounded.
+  Result<int> follower = restart_a_follower_with_wal_fault(cluster, "KVC_FAULT_FDATASYNC_HANG=3");
+  ASSERT_TRUE(follower.ok()) << follower.status().to_string();
+  const int f = *follower;
+  // Writes until f's disk hangs.
   auto c = cluster.client(2000);
-  auto hung = [&] { return log_of(cluster, f).find("-> hang") != std::string::npos; };
-  const auto until = Clock::now() + std::chrono::seconds(20);
-  for (int i = 0; i < 2000 && !hung() && Clock::now() < until; ++i) {
-    (void)c->put("/hang" + std::to_string(i), "v");
-  }
-  ASSERT_TRUE(hung()) << log_of(cluster, f);
+  ASSERT_TRUE(write_until_logged(cluster, f, *c, "/hang", "-> hang")) << log_of(cluster, f);
   // The disk thread is stuck in fdatasync for good; SIGTERM must still end the process.
   ASSERT_TRUE(cluster.running(f));
   const auto t0 = Clock::now();
@@ -409,10 +455,15 @@ TEST(IntegrityProcessTest, PeriodicHashCheckMakesADivergedMemberRepairItself) {
   auto c2 = cluster.client_for(2, 3000);
   // Either it is caught before we look, or we see the divergence first: both fine; then the
   // check must find it and the member must repair itself.
-  EXPECT_TRUE(eventually(30000, [&] {
-    wire::Response r = get_from(cluster, *c2, 2, "/diverge/a", /*serializable=*/true);
-    return r.code == Code::kOk && r.found && r.kvs.at(0).value == "good";
-  })) << log_of(cluster, 2);
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    wire::Response r =
+                        get_from(cluster, *c2, 2, "/diverge/a", /*serializable=*/true);
+                    return r.code == Code::kOk && r.found && r.kvs.at(0).value == "good";
+                  },
+                  30s, "member 3 to serve the good value", kPollEvery)
+                  .ok())
+      << log_of(cluster, 2);
   EXPECT_NE(log_of(cluster, 2).find("state repaired"), std::string::npos) << log_of(cluster, 2);
   bool disagreed = false;
   for (int i = 0; i < cluster.size(); ++i) {
@@ -420,7 +471,12 @@ TEST(IntegrityProcessTest, PeriodicHashCheckMakesADivergedMemberRepairItself) {
   }
   EXPECT_TRUE(disagreed);
   // Afterwards the cluster agrees.
-  EXPECT_TRUE(eventually(15000, [&] { return cluster.ctl({"check", "hash"}).status == 0; }));
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return cluster.ctl({"check", "hash"}).status == 0;
+                  },
+                  15s, "the members' hashes to agree", kPollEvery)
+                  .ok());
 }
 #endif
 

@@ -87,9 +87,7 @@ TEST(NodeProcessTest, KilledLeaderIsReplacedAndNoAcknowledgedWriteIsLost) {
   // The old leader comes back as a follower and catches up.
   ASSERT_TRUE(cluster.start(*leader).ok());
   ASSERT_TRUE(cluster.wait_for_leader().ok());
-  auto old = cluster.client_for(*leader);
-  wire::Response status = old->call_sync({.op = wire::Op::kStatus},
-                                         {.target = *net::parse_address(cluster.client_addr(*leader))});
+  wire::Response status = cluster.status(*leader, 3000);
   ASSERT_EQ(status.code, Code::kOk);
   auto any = cluster.client();
   wire::Response last = any->put("after-restart", "x");

@@ -8,13 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <thread>
-#include "../test_ports.h"
+#include <cstdio>
+
+#include "support/wait.h"
 
 #ifndef KVC_BINARY_DIR
 #error "KVC_BINARY_DIR must be defined by the build"
@@ -23,24 +21,7 @@
 namespace kvc::test {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-int decode_wait_status(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// Polls `done` every few milliseconds until it holds or `timeout_ms` passes.
-template <typename F>
-bool poll_until(std::uint64_t timeout_ms, F done) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
+constexpr std::chrono::milliseconds kStopTimeout{15000};
 
 }  // namespace
 
@@ -73,83 +54,16 @@ int raw_connect(const std::string& addr) {
   return fd;
 }
 
-std::uint16_t free_port() { return kvc::testing::free_test_port(); }
-
-RunResult run_command(const std::vector<std::string>& args, std::uint64_t timeout_ms,
-                      const std::string& input) {
-  RunResult r;
-  char dir_template[] = "/tmp/kvc-run-XXXXXX";
-  const char* dir = ::mkdtemp(dir_template);
-  if (dir == nullptr) return r;
-  const std::string in_path = std::string(dir) + "/in", out_path = std::string(dir) + "/out",
-                    err_path = std::string(dir) + "/err";
-  {
-    std::ofstream in(in_path, std::ios::binary);
-    in << input;
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) return r;
-  if (pid == 0) {
-    const int in = ::open(in_path.c_str(), O_RDONLY);
-    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || out < 0 || err < 0) ::_exit(126);
-    ::dup2(in, STDIN_FILENO);
-    ::dup2(out, STDOUT_FILENO);
-    ::dup2(err, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  if (!poll_until(timeout_ms, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    r.timed_out = true;
-  }
-  r.status = !r.timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  };
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  std::filesystem::remove_all(dir);
-  return r;
-}
-
 ProcessCluster::ProcessCluster(const std::string& test_name, ClusterOptions options)
-    : options_(std::move(options)) {
-  const char* tmp = std::getenv("TMPDIR");
-  dir_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/kvc-test-" + test_name + "-" +
-         std::to_string(::getpid());
-  std::filesystem::remove_all(dir_);
-  std::filesystem::create_directories(dir_);
-  for (int i = 0; i < options_.members; ++i) {
-    MemberSpec s;
-    s.name = "m" + std::to_string(i + 1);
-    s.peer_port = free_port();
-    s.client_port = free_port();
-    s.data_dir = dir_ + "/" + s.name;
-    specs_.push_back(s);
-  }
-  pids_.assign(specs_.size(), 0);
-  ids_.assign(specs_.size(), 0);
-  exit_status_.assign(specs_.size(), -1);
+    : options_(std::move(options)), dir_("kvc-test-" + test_name) {
+  for (int i = 0; i < options_.members; ++i) (void)add_spec("m" + std::to_string(i + 1));
 }
 
 ProcessCluster::~ProcessCluster() {
   for (std::size_t i = 0; i < pids_.size(); ++i) {
-    if (pids_[i] > 0) {
-      ::kill(pids_[i], SIGCONT);
-      ::kill(pids_[i], SIGKILL);
-      ::waitpid(pids_[i], nullptr, 0);
-      pids_[i] = 0;
-    }
+    kill_and_reap(pids_[i]);
+    pids_[i] = 0;
   }
-  if (std::getenv("KVC_KEEP_TEST_DIRS") == nullptr) std::filesystem::remove_all(dir_);
 }
 
 Status write_secret_file(const std::string& path, const std::string& secret) {
@@ -163,10 +77,7 @@ Status write_secret_file(const std::string& path, const std::string& secret) {
 
 int ProcessCluster::add_spec(const std::string& name) {
   MemberSpec s;
-  s.name = name;
-  s.peer_port = free_port();
-  s.client_port = free_port();
-  s.data_dir = dir_ + "/" + s.name;
+  static_cast<NodeSlot&>(s) = make_node_slot(dir(), name);
   specs_.push_back(s);
   pids_.push_back(0);
   ids_.push_back(0);
@@ -218,7 +129,7 @@ std::string ProcessCluster::client_addr(int i) const {
 std::string ProcessCluster::peer_addr(int i) const {
   return spec(i).host + ":" + std::to_string(spec(i).peer_port);
 }
-std::string ProcessCluster::log_path(int i) const { return dir_ + "/" + spec(i).name + ".log"; }
+std::string ProcessCluster::log_path(int i) const { return spec(i).log_path; }
 
 std::string ProcessCluster::endpoints() const {
   std::string s;
@@ -231,35 +142,22 @@ std::string ProcessCluster::endpoints() const {
 
 std::vector<std::string> ProcessCluster::command_line(int i) const {
   const MemberSpec& m = spec(i);
-  std::vector<std::string> args = {
-      m.binary.empty() ? binary_path("kvc-node")
-                       : std::string(KVC_BINARY_DIR) + "/cmd/kvc-node/" + m.binary,
-      "--name",
-      m.name,
-      "--data-dir",
-      m.data_dir,
-      "--listen-peer",
-      peer_addr(i),
-      "--listen-client",
-      client_addr(i),
-      "--initial-cluster",
-      m.join_initial_cluster.empty() ? initial_cluster() : m.join_initial_cluster,
-      "--cluster-token",
-      options_.token,
-      "--log-level",
-      options_.log_level};
-  if (!m.join_initial_cluster.empty()) {
-    args.push_back("--initial-cluster-state");
-    args.push_back("existing");
-  }
-  const std::string& secret = m.secret_file.empty() ? options_.secret_file : m.secret_file;
-  if (!secret.empty()) {
-    args.push_back("--secret-file");
-    args.push_back(secret);
-  }
-  args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
-  args.insert(args.end(), m.extra_flags.begin(), m.extra_flags.end());
-  return args;
+  std::vector<std::string> extra = options_.extra_flags;
+  extra.insert(extra.end(), m.extra_flags.begin(), m.extra_flags.end());
+  return node_command_line(
+      {.binary = m.binary.empty() ? binary_path("kvc-node")
+                                  : std::string(KVC_BINARY_DIR) + "/cmd/kvc-node/" + m.binary,
+       .name = m.name,
+       .data_dir = m.data_dir,
+       .listen_peer = peer_addr(i),
+       .listen_client = client_addr(i),
+       .initial_cluster =
+           m.join_initial_cluster.empty() ? initial_cluster() : m.join_initial_cluster,
+       .initial_cluster_state = m.join_initial_cluster.empty() ? "" : "existing",
+       .token = options_.token,
+       .log_level = options_.log_level,
+       .secret_file = m.secret_file.empty() ? options_.secret_file : m.secret_file},
+      extra);
 }
 
 Status ProcessCluster::start_all() {
@@ -271,29 +169,13 @@ Status ProcessCluster::start_all() {
 
 Status ProcessCluster::start(int i) {
   if (running(i)) return Status::failed_precondition(spec(i).name + " is already running");
-  const std::vector<std::string> args = command_line(i);
-  const std::string log = log_path(i);
-  const pid_t pid = ::fork();
-  if (pid < 0) return Status::from_errno("fork", errno);
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::close(fd);
-    }
-    if (!options_.env_preload.empty()) ::setenv("LD_PRELOAD", options_.env_preload.c_str(), 1);
-    for (const std::string& kv : spec(i).env) {
-      const std::size_t eq = kv.find('=');
-      if (eq != std::string::npos) ::setenv(kv.substr(0, eq).c_str(), kv.c_str() + eq + 1, 1);
-    }
-    std::vector<char*> argv;
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  pids_[static_cast<std::size_t>(i)] = pid;
+  std::vector<std::string> env;
+  if (!options_.env_preload.empty()) env.push_back("LD_PRELOAD=" + options_.env_preload);
+  env.insert(env.end(), spec(i).env.begin(), spec(i).env.end());
+  Result<pid_t> pid =
+      spawn({.args = command_line(i), .env = environment_with(env), .output_path = log_path(i)});
+  if (!pid.ok()) return pid.status();
+  pids_[static_cast<std::size_t>(i)] = *pid;
   exit_status_[static_cast<std::size_t>(i)] = -1;
   return Status();
 }
@@ -305,14 +187,16 @@ bool ProcessCluster::running(int i) const {
   const pid_t r = ::waitpid(pid, &status, WNOHANG);
   if (r == pid) {
     const_cast<ProcessCluster*>(this)->pids_[static_cast<std::size_t>(i)] = 0;
-    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
+    exit_status_[static_cast<std::size_t>(i)] = exit_code_of(status);
     return false;
   }
   return true;
 }
 
 Result<int> ProcessCluster::wait_exit(int i, std::uint64_t timeout_ms) const {
-  if (!poll_until(timeout_ms, [&] { return !running(i); })) {
+  if (!wait_until([&] { return !running(i); }, std::chrono::milliseconds(timeout_ms),
+                  "the exit of " + spec(i).name)
+           .ok()) {
     return Status::timeout(spec(i).name + " still runs " + std::to_string(timeout_ms) + " ms on");
   }
   return exit_status_[static_cast<std::size_t>(i)];
@@ -334,41 +218,34 @@ RunResult ProcessCluster::ctl_run(const std::vector<std::string>& args, std::uin
 Status ProcessCluster::kill(int i, int sig) {
   const pid_t pid = pids_[static_cast<std::size_t>(i)];
   if (pid <= 0) return Status::failed_precondition(spec(i).name + " is not running");
-  if (sig == SIGKILL || sig == SIGTERM) ::kill(pid, SIGCONT);
-  if (::kill(pid, sig) != 0) return Status::from_errno("kill", errno);
-  if (sig == SIGKILL || sig == SIGTERM) {
-    int status = 0;
-    const bool exited = poll_until(15000, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
-    if (!exited) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      pids_[static_cast<std::size_t>(i)] = 0;
-      exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
-      return Status::timeout(spec(i).name + " did not exit within 15 s of signal " +
-                             std::to_string(sig));
-    }
-    pids_[static_cast<std::size_t>(i)] = 0;
-    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
+  if (sig != SIGKILL && sig != SIGTERM) {
+    if (::kill(pid, sig) != 0) return Status::from_errno("kill", errno);
+    return Status();
   }
-  return Status();
+  return stop_with(i, sig).status();
 }
 
 Result<int> ProcessCluster::stop(int i) {
-  const pid_t pid = pids_[static_cast<std::size_t>(i)];
-  if (pid <= 0) return Status::failed_precondition(spec(i).name + " is not running");
-  ::kill(pid, SIGCONT);
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  const bool exited = poll_until(15000, [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
-  pids_[static_cast<std::size_t>(i)] = 0;
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
-    return Status::timeout(spec(i).name + " did not stop within 15 s of SIGTERM");
+  if (pids_[static_cast<std::size_t>(i)] <= 0) {
+    return Status::failed_precondition(spec(i).name + " is not running");
   }
-  exit_status_[static_cast<std::size_t>(i)] = decode_wait_status(status);
-  return exit_status_[static_cast<std::size_t>(i)];
+  return stop_with(i, SIGTERM);
+}
+
+Result<int> ProcessCluster::stop_with(int i, int sig) {
+  const auto at = static_cast<std::size_t>(i);
+  const pid_t pid = pids_[at];
+  Result<int> status = signal_and_reap(pid, sig, kStopTimeout, spec(i).name);
+  pids_[at] = 0;
+  if (!status.ok()) {
+    int last = 0;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &last, 0);
+    exit_status_[at] = exit_code_of(last);
+    return status.status();
+  }
+  exit_status_[at] = exit_code_of(*status);
+  return exit_status_[at];
 }
 
 void ProcessCluster::stop_all() {
@@ -398,12 +275,16 @@ std::unique_ptr<client::Client> ProcessCluster::client(std::uint64_t timeout_ms)
   return std::move(*client::Client::open(std::move(o)));
 }
 
+wire::Response ProcessCluster::status(int i, std::uint64_t timeout_ms) const {
+  auto c = client_for(i, timeout_ms);
+  return c->call_sync({.op = wire::Op::kStatus},
+                      {.timeout_ms = timeout_ms, .target = *net::parse_address(client_addr(i))});
+}
+
 int ProcessCluster::index_of_id(std::uint64_t id) const {
   for (int i = 0; i < size(); ++i) {
     if (ids_[static_cast<std::size_t>(i)] == 0) {
-      auto c = client_for(i, 500);
-      wire::Response r =
-          c->call_sync({.op = wire::Op::kStatus}, {.target = *net::parse_address(client_addr(i))});
+      const wire::Response r = status(i, 500);
       if (r.code == Code::kOk) ids_[static_cast<std::size_t>(i)] = r.member_id;
     }
     if (ids_[static_cast<std::size_t>(i)] == id) return i;
@@ -413,38 +294,37 @@ int ProcessCluster::index_of_id(std::uint64_t id) const {
 
 Result<int> ProcessCluster::wait_for_leader(std::uint64_t timeout_ms) const {
   int leader = -1;
-  const bool ok = poll_until(timeout_ms, [&] {
-    std::uint64_t agreed = 0;
-    for (int i = 0; i < size(); ++i) {
-      if (!running(i)) continue;
-      auto c = client_for(i, 300);
-      wire::Response r =
-          c->call_sync({.op = wire::Op::kStatus},
-                       {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
-      if (r.code != Code::kOk || r.status.leader_id == 0) return false;
-      ids_[static_cast<std::size_t>(i)] = r.member_id;
-      if (agreed != 0 && agreed != r.status.leader_id) return false;
-      agreed = r.status.leader_id;
-    }
-    leader = index_of_id(agreed);
-    return leader >= 0 && running(leader);
-  });
-  if (!ok) return Status::timeout("no agreed leader within " + std::to_string(timeout_ms) + " ms");
+  const Status agreed_leader = wait_until(
+      [&] {
+        std::uint64_t agreed = 0;
+        for (int i = 0; i < size(); ++i) {
+          if (!running(i)) continue;
+          const wire::Response r = status(i, 300);
+          if (r.code != Code::kOk || r.status.leader_id == 0) return false;
+          ids_[static_cast<std::size_t>(i)] = r.member_id;
+          if (agreed != 0 && agreed != r.status.leader_id) return false;
+          agreed = r.status.leader_id;
+        }
+        leader = index_of_id(agreed);
+        return leader >= 0 && running(leader);
+      },
+      std::chrono::milliseconds(timeout_ms), "an agreed leader");
+  if (!agreed_leader.ok())
+    return Status::timeout("no agreed leader within " + std::to_string(timeout_ms) + " ms");
   return leader;
 }
 
 Status ProcessCluster::wait_applied(int i, std::uint64_t index, std::uint64_t timeout_ms) const {
   std::uint64_t last = 0;
-  const bool ok = poll_until(timeout_ms, [&] {
-    auto c = client_for(i, 300);
-    wire::Response r =
-        c->call_sync({.op = wire::Op::kStatus},
-                     {.timeout_ms = 300, .target = *net::parse_address(client_addr(i))});
-    if (r.code != Code::kOk) return false;
-    last = r.status.applied_index;
-    return last >= index;
-  });
-  if (!ok) {
+  const Status reached = wait_until(
+      [&] {
+        const wire::Response r = status(i, 300);
+        if (r.code != Code::kOk) return false;
+        last = r.status.applied_index;
+        return last >= index;
+      },
+      std::chrono::milliseconds(timeout_ms), spec(i).name + "'s applied index");
+  if (!reached.ok()) {
     return Status::timeout(spec(i).name + " applied only " + std::to_string(last) + " of " +
                            std::to_string(index));
   }

@@ -1,6 +1,8 @@
 // Real kvc-node processes on 127.0.0.1 for process-level tests: picks free ports, starts
 // members in a temporary directory, kills, pauses and restarts them by PID, and always stops
-// every process it started (destructor), even when a test fails. Single-threaded use.
+// every process it started (destructor), even when a test fails. What it shares with the chaos
+// harness (member slots, the command line, spawning and reaping) is in tests/support.
+// Single-threaded use.
 #pragma once
 
 #include <sys/types.h>
@@ -12,29 +14,15 @@
 
 #include "kvc/client/client.h"
 #include "kvc/common/status.h"
+#include "support/child_process.h"
+#include "support/node_member.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
 
 namespace kvc::test {
 
-// A free TCP port on 127.0.0.1 (bound, then released: good enough for tests).
-std::uint16_t free_port();
-
-// What a command run by run_command() did.
-struct RunResult {
-  int status = -1;         // exit status; -1 when killed by a signal (or on timeout)
-  bool timed_out = false;  // still running after the timeout: killed
-  std::string out, err;    // stdout and stderr, apart
-};
-// Runs `args` (args[0] is the program's path) with `input` on stdin, and waits for it at most
-// `timeout_ms`: a program that is still running then is killed (SIGKILL), so a test of a
-// command that should stop by itself never hangs.
-RunResult run_command(const std::vector<std::string>& args, std::uint64_t timeout_ms,
-                      const std::string& input = "");
-
-struct MemberSpec {
-  std::string name;
-  std::uint16_t peer_port = 0;
-  std::uint16_t client_port = 0;
-  std::string data_dir;
+// A member: its slot (name, ports, data dir, log; tests/support/node_member.h) and how it starts.
+struct MemberSpec : NodeSlot {
   std::vector<std::string> extra_flags;
   // A member added to a running cluster: started with this --initial-cluster and
   // --initial-cluster-state existing.
@@ -68,7 +56,8 @@ Status write_secret_file(const std::string& path, const std::string& secret);
 
 class ProcessCluster {
  public:
-  // Creates a fresh directory under $TMPDIR (or /tmp) named after `test_name`.
+  // Creates a fresh directory under $TMPDIR (or /tmp) named after `test_name` (a ScopedTempDir,
+  // kept when KVC_KEEP_TEST_DIRS is set).
   ProcessCluster(const std::string& test_name, ClusterOptions options);
   ~ProcessCluster();
   ProcessCluster(const ProcessCluster&) = delete;
@@ -100,13 +89,15 @@ class ProcessCluster {
   const MemberSpec& spec(int i) const { return specs_[static_cast<std::size_t>(i)]; }
   MemberSpec& mutable_spec(int i) { return specs_[static_cast<std::size_t>(i)]; }
   std::string log_path(int i) const;
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   std::string initial_cluster() const;
 
   // A client for one member (no leader following beyond what the client does by itself), or
   // for all of them.
   std::unique_ptr<client::Client> client_for(int i, std::uint64_t timeout_ms = 3000) const;
   std::unique_ptr<client::Client> client(std::uint64_t timeout_ms = 3000) const;
+  // Member i's own status (kStatus, asked of that member only, with a fresh client).
+  wire::Response status(int i, std::uint64_t timeout_ms = 2000) const;
 
   // Waits until some running member reports a leader that every running member agrees on;
   // returns the leader's index, or an error after `timeout_ms`.
@@ -137,8 +128,11 @@ class ProcessCluster {
   const std::string& token() const { return options_.token; }
 
  private:
+  // Sends SIGTERM or SIGKILL and reaps (bounded; SIGKILL after the bound): the exit status.
+  Result<int> stop_with(int i, int sig);
+
   ClusterOptions options_;
-  std::string dir_;
+  ScopedTempDir dir_;
   std::vector<MemberSpec> specs_;
   std::vector<pid_t> pids_;
   // The exit status of a member that exited by itself (recorded when running() reaps it).

@@ -146,9 +146,7 @@ std::vector<Violation> kinds_of(const std::string& data_dir) {
 
 TEST(ConsistencyTest, AHealthyMemberIsConsistentAndSoIsWhatTheServerChecksInMemory) {
   MemberStorage m(fresh_dir());
-  m.append(30);
-  m.apply(30);
-  m.flush();
+  m.append_apply_flush(30);
   m.append(45);
   m.apply(40);  // applying lags the log a little
   EXPECT_TRUE(check_consistency(m.state().facts(), log_facts(m.wal())).ok());
@@ -165,9 +163,7 @@ TEST(ConsistencyTest, AHealthyMemberIsConsistentAndSoIsWhatTheServerChecksInMemo
 
 TEST(ConsistencyTest, RemovedNewestSegmentIsCaughtWhenTheStateIsPastTheRest) {
   MemberStorage m(fresh_dir());
-  m.append(60);
-  m.apply(60);
-  m.flush();
+  m.append_apply_flush(60);
   m.close();
   const std::vector<std::string> segs = wal_test::segment_paths(m.dir() + "/wal");
   ASSERT_GE(segs.size(), 3u);
@@ -181,9 +177,7 @@ TEST(ConsistencyTest, RemovedNewestSegmentIsCaughtWhenTheStateIsPastTheRest) {
 
 TEST(ConsistencyTest, RemovedNewestSegmentIsCaughtWhenTheStateIsStillInsideTheRest) {
   MemberStorage m(fresh_dir());
-  m.append(20);
-  m.apply(20);
-  m.flush();
+  m.append_apply_flush(20);
   m.append(70);
   m.apply(30);
   m.flush();  // D = 30, but the log durably held committed entries up to 70
@@ -205,9 +199,7 @@ TEST(ConsistencyTest, RemovedNewestSegmentIsCaughtWhenTheStateIsStillInsideTheRe
 
 TEST(ConsistencyTest, RemovedMiddleSegmentIsWalCorruption) {
   MemberStorage m(fresh_dir());
-  m.append(60);
-  m.apply(60);
-  m.flush();
+  m.append_apply_flush(60);
   m.close();
   const std::vector<std::string> segs = wal_test::segment_paths(m.dir() + "/wal");
   ASSERT_GE(segs.size(), 3u);
@@ -222,16 +214,12 @@ TEST(ConsistencyTest, RemovedMiddleSegmentIsWalCorruption) {
 TEST(ConsistencyTest, AnOlderStatePutBackIsBehindTheNewestMarker) {
   const std::string dir = fresh_dir();
   MemberStorage m(dir);
-  m.append(20);
-  m.apply(20);
-  m.flush();
+  m.append_apply_flush(20);
   m.close();
   std::filesystem::copy(dir + "/state", dir + "/state.old",
                         std::filesystem::copy_options::recursive);
   m.open();
-  m.append(40);
-  m.apply(40);
-  m.flush();
+  m.append_apply_flush(40);
   m.close();
   std::filesystem::remove_all(dir + "/state");
   std::filesystem::rename(dir + "/state.old", dir + "/state");
@@ -240,9 +228,7 @@ TEST(ConsistencyTest, AnOlderStatePutBackIsBehindTheNewestMarker) {
 
 TEST(ConsistencyTest, ATornTailIsNotAViolation) {
   MemberStorage m(fresh_dir());
-  m.append(30);
-  m.apply(30);
-  m.flush();
+  m.append_apply_flush(30);
   m.append(35);
   m.close();
   // Half a record after the last one: what a crash in the middle of an unsynced write leaves.
@@ -265,15 +251,11 @@ TEST(ConsistencyTest, ASnapshotFromTheLeaderInstalledBeforeItsMarkerIsConsistent
   // marker: its state is ahead of its log, legitimately.
   const std::string leader_dir = fresh_dir("leader");
   MemberStorage leader(leader_dir);
-  leader.append(50);
-  leader.apply(50);
-  leader.flush();
+  leader.append_apply_flush(50);
   Result<SnapshotInfo> snap = leader.state().save_snapshot(leader_dir + "/snap");
   ASSERT_TRUE(snap.ok());
   MemberStorage m(fresh_dir("follower"));
-  m.append(10);
-  m.apply(10);
-  m.flush();
+  m.append_apply_flush(10);
   ASSERT_TRUE(m.state().install_snapshot(snap->path).ok());
   m.close();
   EXPECT_EQ(kinds_of(m.dir()), std::vector<Violation>{});
@@ -288,9 +270,7 @@ TEST(ConsistencyTest, ASnapshotFromTheLeaderInstalledBeforeItsMarkerIsConsistent
 TEST(ConsistencyTest, ARestoredMemberIsConsistentBeforeItsFirstStart) {
   const std::string src = fresh_dir("src");
   MemberStorage leader(src);
-  leader.append(25);
-  leader.apply(25);
-  leader.flush();
+  leader.append_apply_flush(25);
   Result<SnapshotInfo> snap = leader.state().save_snapshot(src + "/snap");
   ASSERT_TRUE(snap.ok());
   const std::string dst = fresh_dir("restored") + "/member";

@@ -6,11 +6,13 @@
 
 #include <filesystem>
 
+#include "support/test_dir.h"
+
 namespace kvc::storage {
 namespace {
 
 std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "kvc_data_dir_test_" + name;
+  const std::string dir = test::test_dir() + "/" + name;
   std::filesystem::remove_all(dir);
   return dir;
 }

@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <filesystem>
 
+#include "support/test_dir.h"
+
 namespace kvc::storage {
 namespace {
 
 std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "kvc_fs_test_" + name;
+  const std::string dir = test::test_dir() + "/" + name;
   std::filesystem::remove_all(dir);
   EXPECT_TRUE(make_dirs(dir).ok());
   return dir;

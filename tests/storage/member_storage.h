@@ -84,6 +84,13 @@ class MemberStorage {
     KVC_CHECK(wal_->sync().ok(), "sync");
   }
 
+  // The usual start of a scenario: entries up to `to` appended, applied and flushed.
+  void append_apply_flush(std::uint64_t to) {
+    append(to);
+    apply(to);
+    flush();
+  }
+
   StateMachine& state() { return *state_; }
   Wal& wal() { return *wal_; }
   const std::string& dir() const { return dir_; }

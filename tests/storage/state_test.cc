@@ -481,8 +481,7 @@ namespace kvc::storage {
 namespace {
 
 TEST(StateMachineBarrierTest, BarrierAdvancesTheIndexAndChangesNoKey) {
-  const std::string dir = ::testing::TempDir() + "kvc_state_barrier";
-  std::filesystem::remove_all(dir);
+  const std::string dir = test::test_dir() + "/barrier";
   Result<std::unique_ptr<StateMachine>> st = StateMachine::open(dir);
   ASSERT_TRUE(st.ok()) << st.status().to_string();
   (*st)->apply_noop(1, 1);

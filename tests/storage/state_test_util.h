@@ -17,44 +17,14 @@
 #include "kvc/storage/membership.h"
 #include "kvc/storage/state.h"
 #include "kvc/storage/state_types.h"
+#include "support/test_dir.h"
 
 namespace kvc::storage::testing {
 
-// Directories made by fresh_dir() during the running test; removed when it passes (kept for
-// a look when it fails).
-inline std::vector<std::string>& made_dirs() {
-  static std::vector<std::string> dirs;
-  return dirs;
-}
-
-class TempDirCleanup : public ::testing::EmptyTestEventListener {
-  void OnTestEnd(const ::testing::TestInfo& info) override {
-    for (const std::string& d : made_dirs()) {
-      if (info.result()->Passed()) std::filesystem::remove_all(d);
-    }
-    made_dirs().clear();
-  }
-};
-
-// gtest owns listeners it is given (hence the bare new).
-inline const bool kTempDirCleanupInstalled = [] {
-  ::testing::UnitTest::GetInstance()->listeners().Append(new TempDirCleanup);
-  return true;
-}();
-
-// A new empty directory named for the running test (and pid: ctest runs tests in parallel).
+// A new empty directory of the running test (tests/support/test_dir.h: removed when the test
+// passes, kept for a look when it fails); `tag` names one of several.
 inline std::string fresh_dir(const std::string& tag = "") {
-  const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string(t->test_suite_name()) + "." + t->name();
-  for (char& c : name) {
-    if (c == '/') c = '_';
-  }
-  const std::string dir = ::testing::TempDir() + "kvc_state_" + name + "_" +
-                          std::to_string(::getpid()) + (tag.empty() ? "" : "_" + tag);
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  made_dirs().push_back(dir);
-  return dir;
+  return kvc::test::fresh_dir(tag.empty() ? "state" : tag);
 }
 
 // One step of a replicated log as the tests feed it: a command, a no-op or a membership.

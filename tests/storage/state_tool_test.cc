@@ -28,9 +28,7 @@ ProcessResult check(const std::vector<std::string>& args) {
 std::string member_dir() {
   const std::string dir = testing::fresh_dir();
   testing::MemberStorage m(dir);
-  m.append(40);
-  m.apply(40);
-  m.flush();
+  m.append_apply_flush(40);
   return dir;
 }
 

@@ -12,17 +12,13 @@
 #include <iterator>
 
 #include "kvc/storage/wal_reader.h"
+#include "support/test_dir.h"
 
 extern char** environ;
 
 namespace kvc::storage::wal_test {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "kvc_wal_test_" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+std::string fresh_dir(const std::string& name) { return test::fresh_dir(name); }
 
 std::string fresh_tmpfs_dir(const std::string& name) {
   std::error_code ec;

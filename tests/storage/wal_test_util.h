@@ -12,7 +12,7 @@
 
 namespace kvc::storage::wal_test {
 
-// An empty directory under the test temp dir, removed first if it exists.
+// An empty directory of the running test (tests/support/test_dir.h), emptied first if it exists.
 std::string fresh_dir(const std::string& name);
 // The same on tmpfs (/dev/shm) when there is one: for loops that copy and reopen a log hundreds
 // of times, where what is tested is the reading and recovery logic, not the disk, and an

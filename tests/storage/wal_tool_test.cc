@@ -269,11 +269,11 @@ TEST(WalToolTest, UsageAndMissingDirectoryExitCodes) {
       {{}, 2},
       {{"verify"}, 2},
       {{"verify", "/nonexistent/kvc", "--bogus"}, 2},
-      {{"dump", "/tmp", "--type", "nope"}, 2},
-      {{"repair", "/tmp"}, 2},
-      {{"repair", "/tmp", "--out", "x", "--in-place"}, 2},
+      {{"dump", test::test_dir(), "--type", "nope"}, 2},
+      {{"repair", test::test_dir()}, 2},
+      {{"repair", test::test_dir(), "--out", "x", "--in-place"}, 2},
       {{"verify", "/nonexistent/kvc"}, 3},
-      {{"info", ::testing::TempDir()}, 3},
+      {{"info", test::test_dir()}, 3},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv = {KVC_WAL_BIN};
@@ -488,9 +488,7 @@ TEST(WalToolTest, ALiveMemberIsDetectedWithoutTakingItsLock) {
 std::string member_dir(const std::string& name) {
   const std::string dir = wal_test::fresh_dir(name);
   testing::MemberStorage m(dir);
-  m.append(60);
-  m.apply(60);
-  m.flush();
+  m.append_apply_flush(60);
   return dir;
 }
 

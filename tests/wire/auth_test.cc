@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kvc/wire/frame.h"
+#include "support/temp_dir.h"
 
 namespace kvc::wire {
 namespace {
@@ -169,19 +170,13 @@ TEST(AuthTest, AuthFrameRoundTrips) {
 
 class SecretFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kvc-secret-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
   std::string write(const std::string& name, const std::string& content, mode_t mode) {
-    const std::string path = dir_ + "/" + name;
+    const std::string path = dir_.file(name);
     std::ofstream(path, std::ios::binary) << content;
     ::chmod(path.c_str(), mode);
     return path;
   }
-  std::string dir_;
+  test::ScopedTempDir dir_{"kvc-secret-test"};
 };
 
 TEST_F(SecretFileTest, LoadsAndStripsOneTrailingNewline) {
@@ -212,10 +207,10 @@ TEST_F(SecretFileTest, RefusesUnsafeOrUselessFiles) {
     EXPECT_NE(r.status().message().find(c.want), std::string::npos) << r.status().message();
     EXPECT_NE(r.status().message().find(path), std::string::npos);  // names the file
   }
-  Result<std::string> missing = load_secret_file(dir_ + "/missing");
+  Result<std::string> missing = load_secret_file(dir_.file("missing"));
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find(dir_ + "/missing"), std::string::npos);
-  EXPECT_FALSE(load_secret_file(dir_).ok());  // a directory
+  EXPECT_NE(missing.status().message().find(dir_.file("missing")), std::string::npos);
+  EXPECT_FALSE(load_secret_file(dir_.path()).ok());  // a directory
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Ports for the servers the process and chaos tests start on 127.0.0.1 (header-only; both
-// harnesses include it). Why not bind(0) and close: that hands out a port from the kernel's
+// Ports for the servers the tests start on 127.0.0.1: free_port() (header-only; the process and
+// chaos harnesses use it). Why not bind(0) and close: that hands out a port from the kernel's
 // ephemeral range, which any outgoing connection on the machine may take next (a client's own
 // end), and which another test process asking the same way may be handed too, before the member
 // that was meant to listen there has bound it ("address already in use", a flake under ctest
@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <fstream>
 
-namespace kvc::testing {
+namespace kvc::test {
 
 inline bool port_bindable(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -47,7 +47,8 @@ inline std::uint16_t kernel_port() {
   return ntohs(a.sin_port);
 }
 
-inline std::uint16_t free_test_port() {
+// A port on 127.0.0.1 that nothing listens on now and that this process has not handed out.
+inline std::uint16_t free_port() {
   static const std::uint32_t low = [] {
     std::uint32_t lo = 32768, hi = 60999;
     std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
@@ -58,10 +59,9 @@ inline std::uint16_t free_test_port() {
   if (low < kFirst + 2000) return kernel_port();
   const std::uint32_t span = low - kFirst;
   static std::atomic<std::uint32_t> next{[span] {
-    const auto t = static_cast<std::uint64_t>(
-        std::chrono::steady_clock::now().time_since_epoch().count());
-    return static_cast<std::uint32_t>((static_cast<std::uint64_t>(::getpid()) * 7919u + t) %
-                                      span);
+    const auto t =
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    return static_cast<std::uint32_t>((static_cast<std::uint64_t>(::getpid()) * 7919u + t) % span);
   }()};
   for (std::uint32_t tries = 0; tries < span; ++tries) {
     const auto port = static_cast<std::uint16_t>(kFirst + next.fetch_add(1) % span);
@@ -70,4 +70,4 @@ inline std::uint16_t free_test_port() {
   return kernel_port();
 }
 
-}  // namespace kvc::testing
+}  // namespace kvc::test
