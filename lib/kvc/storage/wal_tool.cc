@@ -15,6 +15,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/log.h"
 #include "kvc/common/text.h"
 #include "kvc/storage/command.h"
@@ -303,9 +304,7 @@ Status salvage_region(const std::string& path, std::uint64_t from,
     Result<std::string_view> h = src->read(0, kSegmentHeaderBytes);
     if (!h.ok()) return h.status();
     if (h->size() < kSegmentHeaderBytes) return Status();
-    std::uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>((*h)[12 + i]);
-    salt = v;
+    salt = get_u32_le(h->data() + 12);
     from = kSegmentHeaderBytes;
   }
   for (int guard = 0; guard < (1 << 30); ++guard) {
