@@ -13,11 +13,7 @@ std::string escape_text(std::string_view s) { return kvc::terminal_cell(s); }
 
 std::string json_string(std::string_view s) { return "\"" + kvc::json_escape(s) + "\""; }
 
-std::string hex32(std::uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
-}
+std::string hex32(std::uint32_t v) { return kvc::u32_hex(v); }
 
 std::string utc_time(std::uint64_t unix_ms) {
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);

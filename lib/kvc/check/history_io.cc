@@ -8,96 +8,23 @@
 #include <optional>
 #include <set>
 
+#include "kvc/common/text.h"
+
 namespace kvc::check {
 namespace {
 
 constexpr int kMaxSkipDepth = 32;                            // nesting in unknown fields
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 30;  // read_history_file refuses more
-constexpr char kHexDigits[] = "0123456789abcdef";
-
-// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > s.size()) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
-
-// Escapes valid UTF-8 for a JSON string, as kvc::json_escape does.
-void append_escaped(std::string* out, std::string_view s) {
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        *out += "\\\"";
-        break;
-      case '\\':
-        *out += "\\\\";
-        break;
-      case '\n':
-        *out += "\\n";
-        break;
-      case '\r':
-        *out += "\\r";
-        break;
-      case '\t':
-        *out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          *out += "\\u00";
-          *out += kHexDigits[c >> 4];
-          *out += kHexDigits[c & 0xf];
-        } else {
-          *out += ch;
-        }
-    }
-  }
-}
 
 void append_bytes_field(std::string* out, std::string_view name, std::string_view bytes) {
   *out += ",\"";
   *out += name;
-  if (valid_utf8(bytes)) {
+  if (is_valid_utf8(bytes)) {
     *out += "\":\"";
-    append_escaped(out, bytes);
+    *out += json_escape(bytes);
   } else {
     *out += "_hex\":\"";
-    for (const char ch : bytes) {
-      const auto c = static_cast<unsigned char>(ch);
-      *out += kHexDigits[c >> 4];
-      *out += kHexDigits[c & 0xf];
-    }
+    *out += hex_encode(bytes);
   }
   *out += "\"";
 }
@@ -125,13 +52,6 @@ void append_utf8(std::string* out, std::uint32_t cp) {
     *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
     *out += static_cast<char>(0x80 | (cp & 0x3f));
   }
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // A cursor over one line of JSON. Every method reports failure with a Status that says what
@@ -326,7 +246,7 @@ class Reader {
     if (pos_ + 4 > s_.size()) return error("short \\u escape");
     std::uint32_t v = 0;
     for (int k = 0; k < 4; ++k) {
-      const int h = hex_value(s_[pos_ + k]);
+      const int h = hex_digit_value(s_[pos_ + k]);
       if (h < 0) return error("bad \\u escape");
       v = v * 16 + static_cast<std::uint32_t>(h);
     }
@@ -338,18 +258,6 @@ class Reader {
   std::string_view s_;
   std::size_t pos_ = 0;
 };
-
-Status decode_hex(std::string_view hex, std::string* out) {
-  if (hex.size() % 2 != 0) return Status::invalid_argument("odd number of hex digits");
-  out->clear();
-  for (std::size_t i = 0; i < hex.size(); i += 2) {
-    const int hi = hex_value(hex[i]);
-    const int lo = hex_value(hex[i + 1]);
-    if (hi < 0 || lo < 0) return Status::invalid_argument("bad hex digit");
-    *out += static_cast<char>(hi * 16 + lo);
-  }
-  return Status();
-}
 
 Status parse_operation(std::string_view line, Operation* op) {
   Reader r(line);
@@ -369,7 +277,9 @@ Status parse_operation(std::string_view line, Operation* op) {
             return r.error("both " + name + " and its text form");
           std::string hex;
           KVC_RETURN_IF_ERROR(r.parse_string(&hex));
-          if (Status s = decode_hex(hex, out); !s.ok()) return r.error(name + ": " + s.message());
+          Result<std::string> decoded = hex_decode(hex);
+          if (!decoded.ok()) return r.error(name + ": " + decoded.status().message());
+          *out = std::move(*decoded);
           return Status();
         }
         if (seen.count(std::string(field) + "_hex") != 0) {

@@ -4,6 +4,7 @@
 
 #include "kvc/common/check.h"
 #include "kvc/common/coding.h"
+#include "kvc/common/text.h"
 
 namespace kvc::sha256 {
 namespace {
@@ -135,14 +136,7 @@ Digest hmac(std::string_view key, std::string_view message) {
 }
 
 std::string to_hex(const Digest& d) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * d.size());
-  for (std::uint8_t b : d) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
-  return out;
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

@@ -13,6 +13,7 @@
 
 #include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 
 namespace kvc::storage {
 namespace {
@@ -20,21 +21,9 @@ namespace {
 constexpr std::size_t kWindowBytes = 1u << 20;
 
 bool parse_hex16(std::string_view s, std::uint64_t* v) {
-  if (s.size() != 16) return false;
-  std::uint64_t x = 0;
-  for (const char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    x = (x << 4) | static_cast<std::uint64_t>(d);
-  }
-  *v = x;
-  return true;
+  const std::optional<std::uint64_t> x = s.size() == 16 ? parse_hex_u64(s) : std::nullopt;
+  if (x) *v = *x;
+  return x.has_value();
 }
 
 }  // namespace

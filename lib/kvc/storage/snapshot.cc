@@ -11,6 +11,7 @@
 
 #include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/command.h"
 
 namespace kvc::storage {
@@ -99,11 +100,9 @@ std::string record_problem(const KeyValue& kv, const std::string& prev_key, bool
 }
 
 bool parse_hex16(std::string_view s, std::uint64_t& v) {
-  if (s.size() != 16 || s.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
-    return false;
-  }
-  v = std::stoull(std::string(s), nullptr, 16);
-  return true;
+  const std::optional<std::uint64_t> x = s.size() == 16 ? parse_hex_u64(s) : std::nullopt;
+  if (x) v = *x;
+  return x.has_value();
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {

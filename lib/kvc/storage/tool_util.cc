@@ -8,18 +8,8 @@
 namespace kvc::storage {
 
 std::string text_value(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  if (!is_valid_utf8(bytes)) {
-    out = "0x";
-    for (const char ch : bytes) {
-      const auto c = static_cast<unsigned char>(ch);
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-    return out;
-  }
-  out = "\"";
+  if (!is_valid_utf8(bytes)) return "0x" + hex_encode(bytes);
+  std::string out = "\"";
   for (const char ch : bytes) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -40,9 +30,7 @@ std::string text_value(std::string_view bytes) {
         break;
       default:
         if (c < 0x20 || c == 0x7f) {
-          out += "\\x";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
+          out += "\\x" + hex_encode(std::string_view(&ch, 1));
         } else {
           out += ch;
         }

@@ -156,24 +156,11 @@ void warn_live_tail(const Target& t, const WalSummary& s, ToolContext& ctx) {
 
 // ---- dump formatting ----
 
-std::string hex_value(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "0x";
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
-}
+std::string hex_value(std::string_view bytes) { return "0x" + hex_encode(bytes); }
 
 // Conf-change data is encoded by the Raft core; until kvc-wal decodes it, it is shown as hex.
 // A state hash as kvc-ctl check hash prints it: 16 hex digits.
-std::string hash_hex(std::uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string hash_hex(std::uint64_t h) { return id_hex(h); }
 
 std::string command_text(const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) {
