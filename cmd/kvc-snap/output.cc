@@ -11,8 +11,6 @@ namespace kvc::snap {
 
 std::string escape_text(std::string_view s) { return kvc::terminal_cell(s); }
 
-std::string json_string(std::string_view s) { return "\"" + kvc::json_escape(s) + "\""; }
-
 std::string hex32(std::uint32_t v) { return kvc::u32_hex(v); }
 
 std::string utc_time(std::uint64_t unix_ms) {

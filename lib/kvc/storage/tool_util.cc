@@ -55,26 +55,6 @@ std::string human_bytes(std::uint64_t b) {
 
 void print(std::FILE* f, const std::string& s) { std::fwrite(s.data(), 1, s.size(), f); }
 
-std::string quote_json(std::string_view s) { return "\"" + json_escape(s) + "\""; }
-
-Json& Json::raw(std::string_view key, std::string_view json) {
-  s_ += s_.empty() ? "{" : ",";
-  s_ += quote_json(key);
-  s_ += ":";
-  s_ += json;
-  return *this;
-}
-
-Json& Json::bytes(std::string_view key, std::string_view v) {
-  s_ += s_.empty() ? "{" : ",";
-  s_ += json_bytes_member(key, v);
-  return *this;
-}
-
-Json& Json::base64(std::string_view key, std::string_view v) {
-  return str(std::string(key) + "_base64", base64_encode(v));
-}
-
 std::string Progress::amount(std::uint64_t n) const {
   return units_ == "bytes" ? human_bytes(n) : std::to_string(n);
 }
