@@ -29,19 +29,6 @@ void name_or_id(const std::string& arg, wire::Request& q) {
   }
 }
 
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
-}
-
 wire::Response members(const Env& env) {
   return env.client->call_sync({.op = wire::Op::kMemberList});
 }

@@ -145,7 +145,7 @@ int print_info(const std::string& path, const std::string& output, bool first, b
   }
   if (clean) std::printf("keys:      %llu\n", static_cast<unsigned long long>(i.record_count));
   std::printf("size:      %llu bytes (%s)\n", static_cast<unsigned long long>(i.size_bytes),
-              human_bytes(i.size_bytes).c_str());
+              kvc::human_bytes(i.size_bytes).c_str());
   if (clean) {
     std::printf("checksum:  ok (crc32c %s)\n", hex32(i.file_crc).c_str());
   } else {

@@ -114,6 +114,14 @@ TEST(TextTest, HexEncodeDecodeAndNumbers) {
   }
 }
 
+TEST(TextTest, HumanBytes) {
+  EXPECT_EQ(human_bytes(0), "0 B");
+  EXPECT_EQ(human_bytes(1023), "1023 B");
+  EXPECT_EQ(human_bytes(1536), "1.5 KiB");
+  EXPECT_EQ(human_bytes(64ull << 20), "64.0 MiB");
+  EXPECT_EQ(human_bytes(3ull << 40), "3.0 TiB");
+}
+
 TEST(TextTest, DisplayWidthCountsColumns) {
   const struct {
     const char* text;

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <set>
 
@@ -46,6 +47,21 @@ Status string_value(const JsonValue& v, std::string* out) {
   return Status();
 }
 
+// One of `all` by the name the format gives it (op_kind_name, outcome_name).
+template <typename E>
+Status named_value(const JsonValue& v, std::initializer_list<E> all, std::string_view (*name)(E),
+                   const char* what, E* out) {
+  std::string text;
+  KVC_RETURN_IF_ERROR(string_value(v, &text));
+  for (const E e : all) {
+    if (name(e) == text) {
+      *out = e;
+      return Status();
+    }
+  }
+  return Status::invalid_argument(std::string("unknown ") + what + " \"" + text + "\"");
+}
+
 Status parse_operation(std::string_view line, Operation* op) {
   Result<JsonValue> doc = parse_json(line, kMaxDepth);
   if (!doc.ok()) return doc.status();
@@ -78,20 +94,8 @@ Status parse_operation(std::string_view line, Operation* op) {
     if (name == "client") {
       s = u64_value(v, &op->client);
     } else if (name == "kind") {
-      std::string k;
-      s = string_value(v, &k);
-      if (!s.ok()) {
-      } else if (k == "put") {
-        op->kind = OpKind::kPut;
-      } else if (k == "get") {
-        op->kind = OpKind::kGet;
-      } else if (k == "delete") {
-        op->kind = OpKind::kDelete;
-      } else if (k == "cas") {
-        op->kind = OpKind::kCas;
-      } else {
-        s = Status::invalid_argument("unknown kind \"" + k + "\"");
-      }
+      s = named_value(v, {OpKind::kPut, OpKind::kGet, OpKind::kDelete, OpKind::kCas}, op_kind_name,
+                      "kind", &op->kind);
       has_kind = true;
     } else if (name == "key" || name == "key_hex") {
       s = bytes("key", &op->key);
@@ -103,18 +107,8 @@ Status parse_operation(std::string_view line, Operation* op) {
     } else if (name == "expect_revision") {
       s = u64_value(v, &op->expect_revision);
     } else if (name == "outcome") {
-      std::string o;
-      s = string_value(v, &o);
-      if (!s.ok()) {
-      } else if (o == "ok") {
-        op->outcome = Outcome::kOk;
-      } else if (o == "failed") {
-        op->outcome = Outcome::kFailed;
-      } else if (o == "unknown") {
-        op->outcome = Outcome::kUnknown;
-      } else {
-        s = Status::invalid_argument("unknown outcome \"" + o + "\"");
-      }
+      s = named_value(v, {Outcome::kOk, Outcome::kFailed, Outcome::kUnknown}, outcome_name,
+                      "outcome", &op->outcome);
     } else if (name == "found") {
       if (v.type != JsonValue::Type::kBool) {
         s = Status::invalid_argument("expected true or false");

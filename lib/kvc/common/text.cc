@@ -107,6 +107,23 @@ std::string id_hex(std::uint64_t id) {
   return buf;
 }
 
+std::string human_bytes(std::uint64_t n) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  }
+  return buf;
+}
+
 std::string u32_hex(std::uint32_t v) {
   char buf[9];
   std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));

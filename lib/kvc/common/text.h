@@ -49,6 +49,9 @@ Result<std::string> hex_decode(std::string_view hex);
 // The value (0..15) of one hex digit of either case, or -1.
 int hex_digit_value(char c);
 
+// A size for people: 1536 -> "1.5 KiB", 999 -> "999 B"; up to TiB.
+std::string human_bytes(std::uint64_t n);
+
 // Columns a terminal uses for `text` (UTF-8): East Asian wide and fullwidth characters count
 // 2, combining marks and zero-width characters 0, other printable characters 1. Bytes that
 // are not valid UTF-8 and control characters count 1 each (callers escape them first).

@@ -7,19 +7,6 @@
 namespace kvc::storage {
 namespace {
 
-void put_string(std::string& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.append(s);
-}
-
-bool get_string(std::string_view& in, std::string& s) {
-  std::uint64_t n = 0;
-  if (!get_varint(in, n) || n > in.size()) return false;
-  s.assign(in.data(), static_cast<std::size_t>(n));
-  in.remove_prefix(static_cast<std::size_t>(n));
-  return true;
-}
-
 std::string printable(std::string_view s) {
   std::string out;
   for (const char ch : s) {
@@ -54,6 +41,19 @@ bool get_varint(std::string_view& in, std::uint64_t& v) {
     if ((b & 0x80) == 0) return true;
   }
   return false;
+}
+
+void put_string(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+
+bool get_string(std::string_view& in, std::string& s) {
+  std::uint64_t n = 0;
+  if (!get_varint(in, n) || n > in.size()) return false;
+  s.assign(in.data(), static_cast<std::size_t>(n));
+  in.remove_prefix(static_cast<std::size_t>(n));
+  return true;
 }
 
 std::string_view command_op_name(CommandOp op) {

@@ -3,6 +3,7 @@
 #include <optional>
 #include <sstream>
 
+#include "kvc/common/text.h"
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_check.h"

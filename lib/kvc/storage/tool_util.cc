@@ -39,20 +39,6 @@ std::string text_value(std::string_view bytes) {
   return out + "\"";
 }
 
-std::string human_bytes(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
-  } else if (b >= (1ull << 20)) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
-  } else if (b >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
-  }
-  return buf;
-}
-
 void print(std::FILE* f, const std::string& s) { std::fwrite(s.data(), 1, s.size(), f); }
 
 std::string Progress::amount(std::uint64_t n) const {

@@ -35,9 +35,6 @@ struct ToolContext {
 // escaped (\n, \t, \r, \xNN); anything else as 0x followed by hex.
 std::string text_value(std::string_view bytes);
 
-// 1536 -> "1.5 KiB".
-std::string human_bytes(std::uint64_t b);
-
 void print(std::FILE* f, const std::string& s);
 
 // "\r<tool>: <what> 12.0 MiB of 64.0 MiB (18%)" on ctx.err when ctx.progress, at most every
