@@ -25,6 +25,9 @@ target_link_libraries(kvc_lmdb INTERFACE ${LMDB_LIBRARY})
 
 find_package(spdlog CONFIG REQUIRED)
 
+# Header-only; used by common/json.cc alone (the one JSON reader), never in a public header.
+find_package(nlohmann_json 3.11 CONFIG REQUIRED)
+
 if(KVC_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
   include(GoogleTest)

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "kvc/common/json.h"
+
 namespace kvc::bench {
 namespace {
 
@@ -14,35 +16,6 @@ std::string fmt(const char* f, double v) {
 }
 
 std::string ms(std::uint64_t micros) { return fmt("%.3f", static_cast<double>(micros) / 1000.0); }
-
-void json_escape(std::string& out, const std::string& s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c >= 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
 
 std::string latency_json(const Histogram& h) {
   std::string o = "{\"count\":" + std::to_string(h.count());
@@ -104,9 +77,9 @@ std::string format_text(const BenchOptions& o, const BenchResult& r) {
 
 std::string format_json(const BenchOptions& o, const BenchResult& r) {
   std::string s = "{\"workload\":";
-  json_escape(s, r.workload);
+  s += json_quote(r.workload);
   s += ",\"mode\":";
-  json_escape(s, o.rate > 0 ? "open" : "closed");
+  s += json_quote(o.rate > 0 ? "open" : "closed");
   s += ",\"clients\":" + std::to_string(o.clients);
   s += ",\"conns\":" + std::to_string(o.conns);
   s += ",\"rate\":" + fmt("%.3f", o.rate);
@@ -115,7 +88,7 @@ std::string format_json(const BenchOptions& o, const BenchResult& r) {
   s += ",\"key_space_size\":" + std::to_string(o.key_space_size);
   s += ",\"serializable\":" + std::string(o.serializable ? "true" : "false");
   s += ",\"leader\":";
-  json_escape(s, r.leader);
+  s += json_quote(r.leader);
   s += ",\"issued\":" + std::to_string(r.issued);
   s += ",\"ok\":" + std::to_string(r.ok);
   s += ",\"error_count\":" + std::to_string(r.error_count());
@@ -124,11 +97,11 @@ std::string format_json(const BenchOptions& o, const BenchResult& r) {
   for (const auto& [kind, n] : r.errors) {
     if (!first) s += ",";
     first = false;
-    json_escape(s, kind);
+    s += json_quote(kind);
     s += ":" + std::to_string(n);
   }
   s += "},\"first_error\":";
-  json_escape(s, r.first_error);
+  s += json_quote(r.first_error);
   s += ",\"elapsed_s\":" + fmt("%.6f", r.elapsed_s);
   s += ",\"throughput\":" + fmt("%.1f", r.throughput());
   s += ",\"latency_ms\":" + latency_json(r.latency);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <future>
 #include <map>
+#include <optional>
 
 #include "kvc/common/text.h"
 #include "kvc/storage/fs.h"
@@ -20,24 +21,12 @@ namespace {
 
 // NAME or a 16-hex-digit member id into the request fields the member resolves.
 void name_or_id(const std::string& arg, wire::Request& q) {
-  if (arg.size() == 16 && arg.find_first_not_of("0123456789abcdef") == std::string::npos) {
-    q.member_id = std::stoull(arg, nullptr, 16);
+  const std::optional<std::uint64_t> id = arg.size() == 16 ? parse_hex_u64(arg) : std::nullopt;
+  if (id) {
+    q.member_id = *id;
   } else {
     q.name = arg;
   }
-}
-
-std::string human_bytes(std::uint64_t n) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
 }
 
 wire::Response members(const Env& env) {
@@ -476,8 +465,7 @@ int run_check_hash(const Env& env) {
   const bool missing = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return !r.answered; });
   Table t({"NAME", "ID", "INDEX", "HASH", "RESULT"});
   for (const Row& r : rows) {
-    char h[17];
-    std::snprintf(h, sizeof h, "%016llx", static_cast<unsigned long long>(r.hash));
+    const std::string h = id_hex(r.hash);
     if (env.format == Format::kJson) {
       std::string o = "{";
       json_string(o, "name", r.name);
@@ -489,7 +477,7 @@ int run_check_hash(const Env& env) {
       json_bool(o, "matches", r.answered && !mismatch);
       std::printf("%s}\n", o.c_str());
     } else {
-      t.add({r.name, r.id, std::to_string(index), r.answered ? h : "-",
+      t.add({r.name, r.id, std::to_string(index), r.answered ? h : std::string("-"),
              !r.answered ? "no answer: " + r.error : mismatch ? "MISMATCH" : "ok"});
     }
   }

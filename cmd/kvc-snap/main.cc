@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "kvc/common/json.h"
 #include "kvc/common/text.h"
 #include "kvc/storage/snapshot.h"
 #include "kvc/storage/snapshot_restore.h"
@@ -55,9 +56,10 @@ std::string members_json(const kvc::storage::Membership& m) {
   std::string out = "[";
   for (const kvc::storage::Member& x : m.members) {
     if (out.size() > 1) out += ",";
-    out += "{\"id\":\"" + kvc::storage::member_id_hex(x.id) + "\",\"name\":" + json_string(x.name) +
-           ",\"peer_addr\":" + json_string(x.peer_addr) +
-           ",\"client_addr\":" + json_string(x.client_addr) +
+    out += "{\"id\":\"" + kvc::storage::member_id_hex(x.id) +
+           "\",\"name\":" + kvc::json_quote(x.name) +
+           ",\"peer_addr\":" + kvc::json_quote(x.peer_addr) +
+           ",\"client_addr\":" + kvc::json_quote(x.client_addr) +
            ",\"learner\":" + (x.learner ? "true" : "false") + "}";
   }
   return out + "]";
@@ -101,7 +103,7 @@ int print_info(const std::string& path, const std::string& output, bool first, b
   const bool clean = rep->problem == SnapshotProblem::kNone;
   const std::string status(kvc::storage::snapshot_problem_name(rep->problem));
   if (output == "json") {
-    std::string j = "{\"file\":" + json_string(path);
+    std::string j = "{\"file\":" + kvc::json_quote(path);
     if (rep->header_read) {
       j += ",\"index\":" + std::to_string(h.index) + ",\"term\":" + std::to_string(h.term) +
            ",\"revision\":" + std::to_string(h.revision) +
@@ -114,9 +116,9 @@ int print_info(const std::string& path, const std::string& output, bool first, b
     }
     j += ",\"key_count\":" + (clean ? std::to_string(i.record_count) : std::string("null"));
     j += ",\"size_bytes\":" + std::to_string(i.size_bytes);
-    j += ",\"checksum\":" + json_string(status == "ok" ? "ok" : status);
-    j += ",\"crc32c\":" + (clean ? json_string(hex32(i.file_crc)) : std::string("null"));
-    j += ",\"problem\":" + (clean ? std::string("null") : json_string(rep->message)) + "}";
+    j += ",\"checksum\":" + kvc::json_quote(status == "ok" ? "ok" : status);
+    j += ",\"crc32c\":" + (clean ? kvc::json_quote(hex32(i.file_crc)) : std::string("null"));
+    j += ",\"problem\":" + (clean ? std::string("null") : kvc::json_quote(rep->message)) + "}";
     std::printf("%s\n", j.c_str());
     return exit_for_report(rep->problem);
   }
@@ -143,7 +145,7 @@ int print_info(const std::string& path, const std::string& output, bool first, b
   }
   if (clean) std::printf("keys:      %llu\n", static_cast<unsigned long long>(i.record_count));
   std::printf("size:      %llu bytes (%s)\n", static_cast<unsigned long long>(i.size_bytes),
-              human_bytes(i.size_bytes).c_str());
+              kvc::human_bytes(i.size_bytes).c_str());
   if (clean) {
     std::printf("checksum:  ok (crc32c %s)\n", hex32(i.file_crc).c_str());
   } else {
@@ -182,14 +184,14 @@ int cmd_verify(const std::string& path, const std::string& output) {
   const auto& i = rep->info;
   const std::string status(kvc::storage::snapshot_problem_name(rep->problem));
   if (output == "json") {
-    std::string j = "{\"file\":" + json_string(path) + ",\"status\":" + json_string(status);
+    std::string j = "{\"file\":" + kvc::json_quote(path) + ",\"status\":" + kvc::json_quote(status);
     if (rep->problem == SnapshotProblem::kNone) {
       j += ",\"key_count\":" + std::to_string(i.record_count) +
            ",\"index\":" + std::to_string(i.header.index) +
            ",\"term\":" + std::to_string(i.header.term) +
-           ",\"crc32c\":" + json_string(hex32(i.file_crc)) + ",\"problem\":null}";
+           ",\"crc32c\":" + kvc::json_quote(hex32(i.file_crc)) + ",\"problem\":null}";
     } else {
-      j += ",\"problem\":" + json_string(rep->message) + "}";
+      j += ",\"problem\":" + kvc::json_quote(rep->message) + "}";
     }
     std::printf("%s\n", j.c_str());
   } else if (rep->problem == SnapshotProblem::kNone) {

@@ -11,13 +11,7 @@ namespace kvc::snap {
 
 std::string escape_text(std::string_view s) { return kvc::terminal_cell(s); }
 
-std::string json_string(std::string_view s) { return "\"" + kvc::json_escape(s) + "\""; }
-
-std::string hex32(std::uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
-}
+std::string hex32(std::uint32_t v) { return kvc::u32_hex(v); }
 
 std::string utc_time(std::uint64_t unix_ms) {
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
@@ -25,23 +19,6 @@ std::string utc_time(std::uint64_t unix_ms) {
   if (gmtime_r(&t, &tm) == nullptr) return "-";
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string human_bytes(std::uint64_t n) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0) {
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
-  }
   return buf;
 }
 

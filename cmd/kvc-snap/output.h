@@ -14,13 +14,9 @@ namespace kvc::snap {
 // '\\', tab, newline, carriage return and other control characters are escaped (\\, \t, \n,
 // \r, \xNN), as is every byte that is not part of valid UTF-8 (\xNN). One line stays one line.
 std::string escape_text(std::string_view s);
-// A JSON string literal (quotes included) via kvc::json_escape.
-std::string json_string(std::string_view s);
 std::string hex32(std::uint32_t v);
 // "2026-11-25T10:00:00Z" (UTC) from milliseconds since the epoch.
 std::string utc_time(std::uint64_t unix_ms);
-// 1536 -> "1.5 KiB".
-std::string human_bytes(std::uint64_t n);
 // A word safe to paste into a POSIX shell (quoted when it needs to be).
 std::string shell_quote(std::string_view s);
 

@@ -90,6 +90,38 @@ TEST(TextTest, IdHexIsSixteenDigits) {
   EXPECT_EQ(id_hex(9007199254740993ull), "0020000000000001");  // 2^53 + 1: no rounding
 }
 
+TEST(TextTest, HexEncodeDecodeAndNumbers) {
+  const std::string bytes("\x00\x01\x7f\x80\xab\xff", 6);
+  EXPECT_EQ(hex_encode(bytes), "00017f80abff");
+  EXPECT_EQ(hex_encode(""), "");
+  Result<std::string> back = hex_decode("00017F80abFF");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, bytes);
+  EXPECT_EQ(hex_decode("abc").status().message(), "odd number of hex digits");
+  EXPECT_EQ(hex_decode("zz").status().message(), "bad hex digit");
+  EXPECT_EQ(hex_digit_value('7'), 7);
+  EXPECT_EQ(hex_digit_value('F'), 15);
+  EXPECT_EQ(hex_digit_value('g'), -1);
+
+  EXPECT_EQ(u32_hex(0x1234abu), "001234ab");
+  EXPECT_EQ(parse_hex_u64("00000000000000ff"), 0xffu);
+  EXPECT_EQ(parse_hex_u64(id_hex(UINT64_MAX)), UINT64_MAX);
+  EXPECT_EQ(parse_hex_u64("1"), 1u);
+  const char* refused[] = {"", "00000000000000000", "00FF", "0x1", "-1", "12 "};
+  for (const char* r : refused) {
+    SCOPED_TRACE(r);
+    EXPECT_FALSE(parse_hex_u64(r).has_value());
+  }
+}
+
+TEST(TextTest, HumanBytes) {
+  EXPECT_EQ(human_bytes(0), "0 B");
+  EXPECT_EQ(human_bytes(1023), "1023 B");
+  EXPECT_EQ(human_bytes(1536), "1.5 KiB");
+  EXPECT_EQ(human_bytes(64ull << 20), "64.0 MiB");
+  EXPECT_EQ(human_bytes(3ull << 40), "3.0 TiB");
+}
+
 TEST(TextTest, DisplayWidthCountsColumns) {
   const struct {
     const char* text;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "kvc/common/text.h"
 #include "kvc/common/version.h"
 #include "kvc/net/connection.h"
 #include "kvc/wire/auth.h"
@@ -62,12 +63,6 @@ wire::Response failure(std::uint64_t id, Code code, std::string message) {
   r.code = code;
   r.message = std::move(message);
   return r;
-}
-
-std::string hex(std::uint64_t id) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return buf;
 }
 
 // Bytes from a peer that may not speak kvc, for a message: printable ASCII as is.
@@ -737,7 +732,7 @@ class Client::Impl {
       for (const auto& [id, keys] : clusters) {
         if (n > 0) msg += n + 1 == clusters.size() ? " and " : ", ";
         ++n;
-        msg += "cluster " + hex(id) + " (";
+        msg += "cluster " + id_hex(id) + " (";
         for (std::size_t i = 0; i < keys.size(); ++i) msg += (i ? ", " : "") + keys[i];
         msg += ")";
       }
@@ -1077,8 +1072,8 @@ class Client::Impl {
       fail_handshake(
           conn,
           Status::failed_precondition(
-              key + " belongs to cluster " + hex(hr->cluster_id) + ", not to cluster " +
-              hex(cluster_id_) +
+              key + " belongs to cluster " + id_hex(hr->cluster_id) + ", not to cluster " +
+              id_hex(cluster_id_) +
               (cluster_from_.empty() ? std::string(" (the client's)") : " of " + cluster_from_) +
               ": it is another cluster's member"),
           true, true);

@@ -3,6 +3,8 @@
 #include <cstring>
 
 #include "kvc/common/check.h"
+#include "kvc/common/coding.h"
+#include "kvc/common/text.h"
 
 namespace kvc::sha256 {
 namespace {
@@ -32,8 +34,7 @@ Hasher::Hasher() : state_(kInitial) {}
 void Hasher::compress(const std::uint8_t* block) {
   std::uint32_t w[64];
   for (int t = 0; t < 16; ++t) {
-    w[t] = (std::uint32_t{block[4 * t]} << 24) | (std::uint32_t{block[4 * t + 1]} << 16) |
-           (std::uint32_t{block[4 * t + 2]} << 8) | std::uint32_t{block[4 * t + 3]};
+    w[t] = get_u32_be(reinterpret_cast<const char*>(block + 4 * t));
   }
   for (int t = 16; t < 64; ++t) {
     const std::uint32_t s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
@@ -95,17 +96,14 @@ Digest Hasher::finish() {
   update(&one, 1);
   const std::uint8_t zero[kBlockBytes] = {};
   update(zero, buffered_ <= 56 ? 56 - buffered_ : kBlockBytes + 56 - buffered_);
-  std::uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<std::uint8_t>(bits >> (56 - 8 * i));
+  char len[8];
+  store_u64_be(len, bits);
   update(len, 8);
   KVC_CHECK(buffered_ == 0, "sha256 padding did not end on a block boundary");
   finished_ = true;
   Digest out;
-  for (int i = 0; i < 8; ++i) {
-    for (int j = 0; j < 4; ++j) {
-      out[static_cast<std::size_t>(4 * i + j)] =
-          static_cast<std::uint8_t>(state_[i] >> (24 - 8 * j));
-    }
+  for (std::size_t i = 0; i < 8; ++i) {
+    store_u32_be(reinterpret_cast<char*>(out.data() + 4 * i), state_[i]);
   }
   return out;
 }
@@ -138,14 +136,7 @@ Digest hmac(std::string_view key, std::string_view message) {
 }
 
 std::string to_hex(const Digest& d) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * d.size());
-  for (std::uint8_t b : d) {
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
-  return out;
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

@@ -45,7 +45,6 @@ bool is_valid_utf8(std::string_view s) {
 }
 
 std::string json_escape(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(s.size() + 8);
   for (std::size_t i = 0; i < s.size();) {
@@ -82,8 +81,7 @@ std::string json_escape(std::string_view s) {
       // A control character, or a byte that is not part of well-formed UTF-8: \u00XX of the
       // byte keeps the result valid JSON.
       out += "\\u00";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
+      out += hex_encode(s.substr(i - 1, 1));
     }
   }
   return out;
@@ -107,6 +105,76 @@ std::string id_hex(std::uint64_t id) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
   return buf;
+}
+
+std::string human_bytes(std::uint64_t n) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, kUnits[u]);
+  }
+  return buf;
+}
+
+std::string u32_hex(std::uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));
+  return buf;
+}
+
+std::optional<std::uint64_t> parse_hex_u64(std::string_view s) {
+  if (s.empty() || s.size() > 16) return std::nullopt;
+  std::uint64_t v = 0;
+  for (const char c : s) {
+    if (c >= 'A' && c <= 'F') return std::nullopt;  // lowercase only, as written
+    const int d = hex_digit_value(c);
+    if (d < 0) return std::nullopt;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  return v;
+}
+
+namespace {
+constexpr char kHexDigits[] = "0123456789abcdef";
+}
+
+std::string hex_encode(std::string_view bytes) {
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    out += kHexDigits[c >> 4];
+    out += kHexDigits[c & 0xf];
+  }
+  return out;
+}
+
+int hex_digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+Result<std::string> hex_decode(std::string_view hex) {
+  if (hex.size() % 2 != 0) return Status::invalid_argument("odd number of hex digits");
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = hex_digit_value(hex[i]);
+    const int lo = hex_digit_value(hex[i + 1]);
+    if (hi < 0 || lo < 0) return Status::invalid_argument("bad hex digit");
+    out += static_cast<char>(hi * 16 + lo);
+  }
+  return out;
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,8 +33,24 @@ std::string json_escape(std::string_view s);
 std::string json_bytes_member(std::string_view name, std::string_view bytes);
 
 // A member id as 16 lowercase hex digits, as identity files, logs, tools and JSON show it
-// (64-bit ids do not survive a JSON number: jq rounds them to doubles).
+// (64-bit ids do not survive a JSON number: jq rounds them to doubles). Also any other 64-bit
+// value shown in hex (state hashes, file-name fields).
 std::string id_hex(std::uint64_t id);
+// A 32-bit value (a CRC) as 8 lowercase hex digits.
+std::string u32_hex(std::uint32_t v);
+// 1 to 16 lowercase hex digits (what id_hex and file names write) as a number, else nullopt.
+std::optional<std::uint64_t> parse_hex_u64(std::string_view s);
+
+// Bytes as lowercase hex, two digits a byte.
+std::string hex_encode(std::string_view bytes);
+// The inverse of hex_encode; either case is accepted. Errors: "odd number of hex digits",
+// "bad hex digit".
+Result<std::string> hex_decode(std::string_view hex);
+// The value (0..15) of one hex digit of either case, or -1.
+int hex_digit_value(char c);
+
+// A size for people: 1536 -> "1.5 KiB", 999 -> "999 B"; up to TiB.
+std::string human_bytes(std::uint64_t n);
 
 // Columns a terminal uses for `text` (UTF-8): East Asian wide and fullwidth characters count
 // 2, combining marks and zero-width characters 0, other printable characters 1. Bytes that

@@ -15,49 +15,6 @@ namespace {
 constexpr std::string_view kKvPrefix = "/v1/kv/";
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-// Small JSON object builder: {"a":1,"b":"x"}.
-class JsonObject {
- public:
-  JsonObject& str(std::string_view k, std::string_view v) {
-    key(k);
-    out_ += '"';
-    out_ += json_escape(v);
-    out_ += '"';
-    return *this;
-  }
-  JsonObject& num(std::string_view k, std::uint64_t v) {
-    key(k);
-    out_ += std::to_string(v);
-    return *this;
-  }
-  JsonObject& boolean(std::string_view k, bool v) {
-    key(k);
-    out_ += v ? "true" : "false";
-    return *this;
-  }
-  JsonObject& raw(std::string_view k, std::string_view json) {
-    key(k);
-    out_ += json;
-    return *this;
-  }
-  // A key or value in the one JSON form of kvc(7): "<k>" as text when the bytes are valid
-  // UTF-8, else "<k>_base64".
-  JsonObject& bytes(std::string_view k, std::string_view v) {
-    out_ += out_.size() > 1 ? "," : "";
-    out_ += json_bytes_member(k, v);
-    return *this;
-  }
-  std::string done() { return out_ + "}"; }
-
- private:
-  void key(std::string_view k) {
-    out_ += out_.size() > 1 ? ",\"" : "\"";
-    out_ += k;
-    out_ += "\":";
-  }
-  std::string out_ = "{";
-};
-
 HttpResponse json(int status, std::string body) {
   HttpResponse r;
   r.status = status;

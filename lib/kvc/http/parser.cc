@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kvc/common/check.h"
+#include "kvc/common/text.h"
 
 namespace kvc::http {
 namespace {
@@ -18,13 +19,6 @@ bool ascii_iequals(std::string_view a, std::string_view b) {
     if (x != y) return false;
   }
   return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 std::string_view trim(std::string_view s) {
@@ -96,8 +90,8 @@ Result<std::string> percent_decode(std::string_view s, bool plus_is_space) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (c == '%') {
-      const int hi = i + 2 < s.size() ? hex_value(s[i + 1]) : -1;
-      const int lo = i + 2 < s.size() ? hex_value(s[i + 2]) : -1;
+      const int hi = i + 2 < s.size() ? hex_digit_value(s[i + 1]) : -1;
+      const int lo = i + 2 < s.size() ? hex_digit_value(s[i + 2]) : -1;
       if (hi < 0 || lo < 0) {
         return Status::invalid_argument("bad percent-encoding at offset " + std::to_string(i));
       }

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "kvc/common/check.h"
+#include "kvc/common/json.h"
 #include "kvc/common/log.h"
 
 namespace kvc::http {
@@ -91,8 +92,10 @@ std::string_view status_reason(int status) {
 HttpResponse error_response(int status, std::string_view code, std::string_view message) {
   HttpResponse r;
   r.status = status;
-  r.body = "{\"error\":{\"code\":\"" + json_escape(code) + "\",\"message\":\"" +
-           json_escape(message) + "\"}}\n";
+  r.body = JsonObject()
+               .raw("error", JsonObject().str("code", code).str("message", message).done())
+               .done() +
+           "\n";
   return r;
 }
 

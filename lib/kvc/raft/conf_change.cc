@@ -3,26 +3,13 @@
 
 #include <algorithm>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 
 namespace kvc::raft {
 namespace {
 
 constexpr std::size_t kHeaderBytes = 14;
-
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-std::uint64_t get_le(std::string_view s, std::size_t at, int bytes) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) {
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[at + i])) << (8 * i);
-  }
-  return v;
-}
 
 void insert_sorted(std::vector<NodeId>& v, NodeId id) {
   v.insert(std::lower_bound(v.begin(), v.end(), id), id);
@@ -61,8 +48,8 @@ std::string encode_conf_change(const ConfChange& cc) {
   out.reserve(kHeaderBytes + cc.context.size());
   out.push_back(static_cast<char>(kConfChangeVersion));
   out.push_back(static_cast<char>(cc.type));
-  put_u64(out, cc.node);
-  put_u32(out, static_cast<std::uint32_t>(cc.context.size()));
+  put_u64_le(out, cc.node);
+  put_u32_le(out, static_cast<std::uint32_t>(cc.context.size()));
   out += cc.context;
   return out;
 }
@@ -81,8 +68,8 @@ Result<ConfChange> decode_conf_change(std::string_view data) {
   }
   ConfChange cc;
   cc.type = static_cast<ConfChangeType>(type);
-  cc.node = get_le(data, 2, 8);
-  const std::uint64_t n = get_le(data, 10, 4);
+  cc.node = get_u64_le(data.data() + 2);
+  const std::uint64_t n = get_u32_le(data.data() + 10);
   if (data.size() - kHeaderBytes != n) {
     return Status::corruption("conf change: context length " + std::to_string(n) + " but " +
                               std::to_string(data.size() - kHeaderBytes) + " bytes follow");

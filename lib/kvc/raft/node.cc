@@ -6,23 +6,17 @@
 #include <sstream>
 
 #include "kvc/common/check.h"
+#include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
 
 namespace kvc::raft {
 namespace {
 
-std::string encode_seq(std::uint64_t seq) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((seq >> (8 * i)) & 0xff);
-  return s;
-}
+std::string encode_seq(std::uint64_t seq) { return u64_le_bytes(seq); }
 std::optional<std::uint64_t> decode_seq(const std::string& s) {
   if (s.size() != 8) return std::nullopt;
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[i])) << (8 * i);
-  return v;
+  return get_u64_le(s.data());
 }
 
 // Messages that may leave before this Ready's hard state and entries are durable: they carry

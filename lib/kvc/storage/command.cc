@@ -2,33 +2,19 @@
 
 #include <cstdio>
 
+#include "kvc/common/text.h"
+
 namespace kvc::storage {
 namespace {
 
-void put_string(std::string& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.append(s);
-}
-
-bool get_string(std::string_view& in, std::string& s) {
-  std::uint64_t n = 0;
-  if (!get_varint(in, n) || n > in.size()) return false;
-  s.assign(in.data(), static_cast<std::size_t>(n));
-  in.remove_prefix(static_cast<std::size_t>(n));
-  return true;
-}
-
 std::string printable(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     if (c >= 0x20 && c < 0x7f && c != '\\') {
       out += ch;
     } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
+      out += "\\x" + hex_encode(std::string_view(&ch, 1));
     }
   }
   return out;
@@ -55,6 +41,19 @@ bool get_varint(std::string_view& in, std::uint64_t& v) {
     if ((b & 0x80) == 0) return true;
   }
   return false;
+}
+
+void put_string(std::string& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.append(s);
+}
+
+bool get_string(std::string_view& in, std::string& s) {
+  std::uint64_t n = 0;
+  if (!get_varint(in, n) || n > in.size()) return false;
+  s.assign(in.data(), static_cast<std::size_t>(n));
+  in.remove_prefix(static_cast<std::size_t>(n));
+  return true;
 }
 
 std::string_view command_op_name(CommandOp op) {
@@ -127,9 +126,7 @@ std::string describe_command(const Command& c) {
   s += printable(c.key);
   if (c.op == CommandOp::kCas) s += " expect_revision=" + std::to_string(c.expect_revision);
   if (c.op == CommandOp::kHashVerdict) {
-    char h[17];
-    std::snprintf(h, sizeof h, "%016llx", static_cast<unsigned long long>(c.hash));
-    s += " index=" + std::to_string(c.expect_revision) + " hash=" + h;
+    s += " index=" + std::to_string(c.expect_revision) + " hash=" + id_hex(c.hash);
   }
   if (c.op == CommandOp::kPut || c.op == CommandOp::kCas) s += " value=" + printable(c.value);
   s += " request_id=" + std::to_string(c.request_id);

@@ -61,5 +61,9 @@ std::string_view command_op_name(CommandOp op);
 void put_varint(std::string& out, std::uint64_t v);
 // Reads a varint from the front of `in` and advances it; false on truncation or overflow.
 bool get_varint(std::string_view& in, std::uint64_t& v);
+// A byte string as its varint length and then the bytes (shared by the storage formats).
+void put_string(std::string& out, std::string_view s);
+// Reads one from the front of `in` and advances it; false when it is cut short.
+bool get_string(std::string_view& in, std::string& s);
 
 }  // namespace kvc::storage

@@ -9,6 +9,7 @@
 #include <map>
 
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 
 namespace kvc::storage {
 namespace {
@@ -21,18 +22,11 @@ bool valid_text_field(const std::string& s) {
   return s.find_first_of("\n\r=") == std::string::npos;
 }
 
-std::string hex64(std::uint64_t v) {
-  char buf[19];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
-}
-
 Result<std::uint64_t> parse_hex(const std::string& s, const std::string& what,
                                 const std::string& path) {
-  if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return Status::corruption(path + ": bad " + what + " '" + s + "'");
-  }
-  return std::stoull(s, nullptr, 16);
+  const std::optional<std::uint64_t> v = parse_hex_u64(s);
+  if (!v) return Status::corruption(path + ": bad " + what + " '" + s + "'");
+  return *v;
 }
 
 std::uint64_t fnv1a(std::string_view a, std::string_view b) {
@@ -67,8 +61,8 @@ std::string encode_identity(const Identity& id) {
   std::string body = kHeader;
   body += "format_version=" + std::to_string(id.format_version) + "\n";
   body += "name=" + id.name + "\n";
-  body += "member_id=" + hex64(id.member_id) + "\n";
-  body += "cluster_id=" + hex64(id.cluster_id) + "\n";
+  body += "member_id=" + id_hex(id.member_id) + "\n";
+  body += "cluster_id=" + id_hex(id.cluster_id) + "\n";
   body += "cluster_token=" + id.cluster_token + "\n";
   body += "initial_cluster=" + id.initial_cluster + "\n";
   char crc[9];

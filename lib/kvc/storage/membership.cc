@@ -15,19 +15,6 @@ namespace {
 constexpr std::uint8_t kLearnerFlag = 0x01;
 constexpr std::uint8_t kMembershipVersion1 = 1;  // no removed ids
 
-void put_string(std::string& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.append(s);
-}
-
-bool get_string(std::string_view& in, std::string& s) {
-  std::uint64_t n = 0;
-  if (!get_varint(in, n) || n > in.size()) return false;
-  s.assign(in.data(), static_cast<std::size_t>(n));
-  in.remove_prefix(static_cast<std::size_t>(n));
-  return true;
-}
-
 bool valid_name(std::string_view name) {
   if (name.empty()) return false;
   for (const char ch : name) {

@@ -1,26 +1,10 @@
 #include "kvc/storage/record.h"
 
+#include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
 
 namespace kvc::storage {
 namespace {
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
 
 std::size_t payload_size(const Record& r) {
   switch (r.type) {
@@ -88,23 +72,23 @@ std::string encode_payload(const Record& r) {
   out.reserve(payload_size(r));
   switch (r.type) {
     case RecordType::kEntry:
-      put_u64(out, r.entry.index);
-      put_u64(out, r.entry.term);
+      put_u64_le(out, r.entry.index);
+      put_u64_le(out, r.entry.term);
       out += static_cast<char>(r.entry.type);
       out += r.entry.data;
       break;
     case RecordType::kHardState:
-      put_u64(out, r.hard_state.term);
-      put_u64(out, r.hard_state.vote);
-      put_u64(out, r.hard_state.commit);
+      put_u64_le(out, r.hard_state.term);
+      put_u64_le(out, r.hard_state.vote);
+      put_u64_le(out, r.hard_state.commit);
       break;
     case RecordType::kSnapshot:
-      put_u64(out, r.snapshot.index);
-      put_u64(out, r.snapshot.term);
-      put_u32(out, static_cast<std::uint32_t>(r.snapshot.conf.voters.size()));
-      for (const raft::NodeId id : r.snapshot.conf.voters) put_u64(out, id);
-      put_u32(out, static_cast<std::uint32_t>(r.snapshot.conf.learners.size()));
-      for (const raft::NodeId id : r.snapshot.conf.learners) put_u64(out, id);
+      put_u64_le(out, r.snapshot.index);
+      put_u64_le(out, r.snapshot.term);
+      put_u32_le(out, static_cast<std::uint32_t>(r.snapshot.conf.voters.size()));
+      for (const raft::NodeId id : r.snapshot.conf.voters) put_u64_le(out, id);
+      put_u32_le(out, static_cast<std::uint32_t>(r.snapshot.conf.learners.size()));
+      for (const raft::NodeId id : r.snapshot.conf.learners) put_u64_le(out, id);
       break;
   }
   return out;
@@ -114,7 +98,7 @@ std::size_t framed_size(const Record& record) { return kRecordHeaderBytes + payl
 
 std::uint32_t record_crc(std::uint32_t salt, const char* header, std::string_view payload) {
   char salt_bytes[4];
-  for (int i = 0; i < 4; ++i) salt_bytes[i] = static_cast<char>((salt >> (8 * i)) & 0xff);
+  store_u32_le(salt_bytes, salt);
   std::uint32_t crc = crc32c::value(salt_bytes, sizeof salt_bytes);
   crc = crc32c::extend(crc, header + 4, kRecordHeaderBytes - 4);
   crc = crc32c::extend(crc, payload.data(), payload.size());
@@ -128,8 +112,8 @@ namespace {
 std::size_t begin_record(std::string& out, RecordType type, std::size_t payload_bytes) {
   KVC_CHECK(payload_bytes <= kMaxRecordPayloadBytes, "record payload over the format's limit");
   const std::size_t start = out.size();
-  put_u32(out, 0);
-  put_u32(out, static_cast<std::uint32_t>(payload_bytes));
+  put_u32_le(out, 0);
+  put_u32_le(out, static_cast<std::uint32_t>(payload_bytes));
   out += static_cast<char>(type);
   out.append(3, '\0');
   return start;
@@ -138,7 +122,7 @@ std::size_t begin_record(std::string& out, RecordType type, std::size_t payload_
 void seal(std::string& out, std::uint32_t salt, std::size_t start) {
   const std::string_view payload = std::string_view(out).substr(start + kRecordHeaderBytes);
   const std::uint32_t crc = record_crc(salt, out.data() + start, payload);
-  for (std::size_t i = 0; i < 4; ++i) out[start + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  store_u32_le(out.data() + start, crc);
 }
 
 }  // namespace
@@ -156,8 +140,8 @@ void append_record(std::string& out, std::uint32_t salt, const Record& record) {
 void append_entry_record(std::string& out, std::uint32_t salt, const raft::Entry& e) {
   const std::size_t start =
       begin_record(out, RecordType::kEntry, kEntryPayloadFixedBytes + e.data.size());
-  put_u64(out, e.index);
-  put_u64(out, e.term);
+  put_u64_le(out, e.index);
+  put_u64_le(out, e.term);
   out += static_cast<char>(e.type);
   out += e.data;
   seal(out, salt, start);
@@ -171,8 +155,8 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
       if (p.size() < kEntryPayloadFixedBytes) {
         return Status::corruption("entry payload of " + std::to_string(p.size()) + " bytes");
       }
-      r.entry.index = get_u64(p.data());
-      r.entry.term = get_u64(p.data() + 8);
+      r.entry.index = get_u64_le(p.data());
+      r.entry.term = get_u64_le(p.data() + 8);
       const auto et = static_cast<std::uint8_t>(p[16]);
       if (et > 1) return Status::corruption("unknown entry type " + std::to_string(et));
       r.entry.type = static_cast<raft::EntryType>(et);
@@ -186,33 +170,33 @@ Result<Record> decode_payload(RecordType type, std::string_view p) {
       if (p.size() != kHardStatePayloadBytes) {
         return Status::corruption("hard state payload of " + std::to_string(p.size()) + " bytes");
       }
-      r.hard_state.term = get_u64(p.data());
-      r.hard_state.vote = get_u64(p.data() + 8);
-      r.hard_state.commit = get_u64(p.data() + 16);
+      r.hard_state.term = get_u64_le(p.data());
+      r.hard_state.vote = get_u64_le(p.data() + 8);
+      r.hard_state.commit = get_u64_le(p.data() + 16);
       return r;
     case RecordType::kSnapshot: {
       if (p.size() < kSnapshotPayloadMinBytes) {
         return Status::corruption("snapshot payload of " + std::to_string(p.size()) + " bytes");
       }
-      r.snapshot.index = get_u64(p.data());
-      r.snapshot.term = get_u64(p.data() + 8);
+      r.snapshot.index = get_u64_le(p.data());
+      r.snapshot.term = get_u64_le(p.data() + 8);
       if (r.snapshot.index == UINT64_MAX) return Status::corruption("snapshot index out of range");
       std::size_t pos = 16;
-      const std::uint64_t voters = get_u32(p.data() + pos);
+      const std::uint64_t voters = get_u32_le(p.data() + pos);
       pos += 4;
       if (voters > (p.size() - pos) / 8)
         return Status::corruption("snapshot voter count too large");
       for (std::uint64_t i = 0; i < voters; ++i, pos += 8) {
-        r.snapshot.conf.voters.push_back(get_u64(p.data() + pos));
+        r.snapshot.conf.voters.push_back(get_u64_le(p.data() + pos));
       }
       if (p.size() - pos < 4) return Status::corruption("snapshot payload ends before learners");
-      const std::uint64_t learners = get_u32(p.data() + pos);
+      const std::uint64_t learners = get_u32_le(p.data() + pos);
       pos += 4;
       if (learners != (p.size() - pos) / 8 || (p.size() - pos) % 8 != 0) {
         return Status::corruption("snapshot learner count does not match the payload length");
       }
       for (std::uint64_t i = 0; i < learners; ++i, pos += 8) {
-        r.snapshot.conf.learners.push_back(get_u64(p.data() + pos));
+        r.snapshot.conf.learners.push_back(get_u64_le(p.data() + pos));
       }
       return r;
     }
@@ -240,8 +224,8 @@ std::string_view record_check_name(RecordCheck check) {
 
 RecordHeader parse_record_header(const char* p) {
   RecordHeader h;
-  h.masked_crc = get_u32(p);
-  h.length = get_u32(p + 4);
+  h.masked_crc = get_u32_le(p);
+  h.length = get_u32_le(p + 4);
   h.type = static_cast<std::uint8_t>(p[8]);
   h.reserved_zero = p[9] == 0 && p[10] == 0 && p[11] == 0;
   return h;

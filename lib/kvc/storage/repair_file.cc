@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/fs.h"
 
 namespace kvc::storage {
@@ -12,11 +13,7 @@ namespace {
 
 constexpr std::string_view kHeader = "# kvc repair state: do not edit (kvc-node(1), FILES)\n";
 
-std::string crc_hex(std::string_view body) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%08x", crc32c::value(body));
-  return buf;
-}
+std::string crc_hex(std::string_view body) { return u32_hex(crc32c::value(body)); }
 
 bool parse_u64_text(std::string_view s, std::uint64_t& v) {
   if (s.empty() || s.size() > 20) return false;

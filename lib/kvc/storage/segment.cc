@@ -11,58 +11,31 @@
 #include <cstdio>
 #include <cstring>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 
 namespace kvc::storage {
 namespace {
 
 constexpr std::size_t kWindowBytes = 1u << 20;
 
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
 bool parse_hex16(std::string_view s, std::uint64_t* v) {
-  if (s.size() != 16) return false;
-  std::uint64_t x = 0;
-  for (const char c : s) {
-    int d;
-    if (c >= '0' && c <= '9') {
-      d = c - '0';
-    } else if (c >= 'a' && c <= 'f') {
-      d = c - 'a' + 10;
-    } else {
-      return false;
-    }
-    x = (x << 4) | static_cast<std::uint64_t>(d);
-  }
-  *v = x;
-  return true;
+  const std::optional<std::uint64_t> x = s.size() == 16 ? parse_hex_u64(s) : std::nullopt;
+  if (x) *v = *x;
+  return x.has_value();
 }
 
 }  // namespace
 
 std::string encode_segment_header(const SegmentHeader& h) {
   std::string out(kSegmentMagic, sizeof kSegmentMagic);
-  put_u32(out, h.version);
-  put_u32(out, h.salt);
-  put_u64(out, h.seq);
-  put_u64(out, h.first_index);
-  put_u32(out, 0);
-  put_u32(out, crc32c::mask(crc32c::value(out)));
+  put_u32_le(out, h.version);
+  put_u32_le(out, h.salt);
+  put_u64_le(out, h.seq);
+  put_u64_le(out, h.first_index);
+  put_u32_le(out, 0);
+  put_u32_le(out, crc32c::mask(crc32c::value(out)));
   KVC_CHECK_EQ(out.size(), kSegmentHeaderBytes);
   return out;
 }
@@ -75,20 +48,22 @@ Result<SegmentHeader> decode_segment_header(std::string_view b) {
   if (std::memcmp(b.data(), kSegmentMagic, sizeof kSegmentMagic) != 0) {
     return Status::corruption("segment header: bad magic (not a kvc WAL segment)");
   }
-  if (crc32c::mask(crc32c::value(b.data(), 36)) != get_u32(b.data() + 36)) {
+  if (crc32c::mask(crc32c::value(b.data(), 36)) != get_u32_le(b.data() + 36)) {
     return Status::corruption("segment header: checksum mismatch");
   }
   SegmentHeader h;
-  h.version = get_u32(b.data() + 8);
+  h.version = get_u32_le(b.data() + 8);
   if (h.version != kWalFormatVersion) {
     return Status::corruption("segment header: format version " + std::to_string(h.version) +
                               " is not supported (this kvc reads version " +
                               std::to_string(kWalFormatVersion) + ")");
   }
-  h.salt = get_u32(b.data() + 12);
-  h.seq = get_u64(b.data() + 16);
-  h.first_index = get_u64(b.data() + 24);
-  if (get_u32(b.data() + 32) != 0) return Status::corruption("segment header: reserved bytes set");
+  h.salt = get_u32_le(b.data() + 12);
+  h.seq = get_u64_le(b.data() + 16);
+  h.first_index = get_u64_le(b.data() + 24);
+  if (get_u32_le(b.data() + 32) != 0) {
+    return Status::corruption("segment header: reserved bytes set");
+  }
   if (h.seq == 0 || h.first_index == 0 || h.seq == UINT64_MAX || h.first_index == UINT64_MAX) {
     return Status::corruption("segment header: sequence number or first index out of range");
   }

@@ -9,35 +9,13 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/command.h"
 
 namespace kvc::storage {
 namespace {
-
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
-std::uint32_t get_u32(std::string_view s, std::size_t at) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) {
-    v |= static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i])) << (8 * i);
-  }
-  return v;
-}
-
-std::uint64_t get_u64(std::string_view s, std::size_t at) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v |= static_cast<std::uint64_t>(static_cast<unsigned char>(s[at + i])) << (8 * i);
-  }
-  return v;
-}
 
 std::string parent_dir(const std::string& path) {
   const std::size_t slash = path.find_last_of('/');
@@ -47,8 +25,8 @@ std::string parent_dir(const std::string& path) {
 
 std::string prologue() {
   std::string p(kSnapshotMagic);
-  put_u32(p, kSnapshotVersion);
-  put_u32(p, crc32c::mask(crc32c::value(p)));
+  put_u32_le(p, kSnapshotVersion);
+  put_u32_le(p, crc32c::mask(crc32c::value(p)));
   return p;
 }
 
@@ -56,9 +34,9 @@ std::string block_header(SnapshotBlockType type, std::string_view payload) {
   std::string h;
   h += static_cast<char>(type);
   h.append(3, '\0');
-  put_u32(h, static_cast<std::uint32_t>(payload.size()));
-  put_u32(h, crc32c::mask(crc32c::value(payload)));
-  put_u32(h, crc32c::mask(crc32c::value(h)));
+  put_u32_le(h, static_cast<std::uint32_t>(payload.size()));
+  put_u32_le(h, crc32c::mask(crc32c::value(payload)));
+  put_u32_le(h, crc32c::mask(crc32c::value(h)));
   return h;
 }
 
@@ -122,11 +100,9 @@ std::string record_problem(const KeyValue& kv, const std::string& prev_key, bool
 }
 
 bool parse_hex16(std::string_view s, std::uint64_t& v) {
-  if (s.size() != 16 || s.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
-    return false;
-  }
-  v = std::stoull(std::string(s), nullptr, 16);
-  return true;
+  const std::optional<std::uint64_t> x = s.size() == 16 ? parse_hex_u64(s) : std::nullopt;
+  if (x) v = *x;
+  return x.has_value();
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -206,9 +182,9 @@ Result<SnapshotInfo> SnapshotWriter::finish() {
   }
   const std::uint32_t crc_before_trailer = file_crc_;
   std::string trailer;
-  put_u64(trailer, records_);
-  put_u64(trailer, offset_);
-  put_u32(trailer, crc32c::mask(crc_before_trailer));
+  put_u64_le(trailer, records_);
+  put_u64_le(trailer, offset_);
+  put_u32_le(trailer, crc32c::mask(crc_before_trailer));
   KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kTrailer, trailer));
   KVC_RETURN_IF_ERROR(fsync_fd(fd_.get(), tmp_path_));
   if (::close(fd_.release()) != 0) return errno_status("close " + tmp_path_, errno);
@@ -281,10 +257,10 @@ Result<SnapshotReader> SnapshotReader::start(SnapshotReader r, SnapshotProblem* 
     return failed(
         r.fail(SnapshotProblem::kTruncated, p.size(), "the file ends inside the prologue"));
   }
-  if (crc32c::mask(crc32c::value(p.substr(0, 12))) != get_u32(p, 12)) {
+  if (crc32c::mask(crc32c::value(p.substr(0, 12))) != get_u32_le(p.data() + 12)) {
     return failed(r.fail(SnapshotProblem::kCorrupt, 8, "prologue checksum mismatch"));
   }
-  const std::uint32_t version = get_u32(p, 8);
+  const std::uint32_t version = get_u32_le(p.data() + 8);
   if (version != kSnapshotVersion) {
     return failed(r.fail(SnapshotProblem::kUnsupported, 8,
                          "snapshot format version " + std::to_string(version) +
@@ -336,7 +312,7 @@ Status SnapshotReader::read_block(std::uint64_t offset, Block& b) {
   if (h.size() < kSnapshotBlockHeaderBytes) {
     return fail(SnapshotProblem::kTruncated, offset, "the file ends inside a block header");
   }
-  if (crc32c::mask(crc32c::value(h.substr(0, 12))) != get_u32(h, 12)) {
+  if (crc32c::mask(crc32c::value(h.substr(0, 12))) != get_u32_le(h.data() + 12)) {
     return fail(SnapshotProblem::kCorrupt, offset, "block header checksum mismatch");
   }
   const auto type = static_cast<std::uint8_t>(h[0]);
@@ -347,7 +323,7 @@ Status SnapshotReader::read_block(std::uint64_t offset, Block& b) {
     return fail(SnapshotProblem::kCorrupt, offset, "unknown block type " + std::to_string(type));
   }
   b.type = static_cast<SnapshotBlockType>(type);
-  const std::uint32_t len = get_u32(h, 4);
+  const std::uint32_t len = get_u32_le(h.data() + 4);
   if (len > kSnapshotMaxBlockBytes) {
     return fail(SnapshotProblem::kCorrupt, offset,
                 "block of " + std::to_string(len) + " bytes exceeds the limit");
@@ -362,7 +338,7 @@ Status SnapshotReader::read_block(std::uint64_t offset, Block& b) {
   if (payload->size() < len) {
     return fail(SnapshotProblem::kTruncated, offset, "the file shrank while being read");
   }
-  if (crc32c::mask(crc32c::value(*payload)) != get_u32(h, 8)) {
+  if (crc32c::mask(crc32c::value(*payload)) != get_u32_le(h.data() + 8)) {
     return fail(SnapshotProblem::kCorrupt, offset, "block payload checksum mismatch");
   }
   b.header = std::move(*hdr);
@@ -406,9 +382,9 @@ Status SnapshotReader::for_each(const std::function<Status(const KeyValue&)>& fn
       if (b.payload.size() != kSnapshotTrailerPayloadBytes) {
         return fail(SnapshotProblem::kCorrupt, offset, "trailer of the wrong size");
       }
-      const std::uint64_t want_count = get_u64(b.payload, 0);
-      const std::uint64_t want_offset = get_u64(b.payload, 8);
-      const std::uint32_t want_crc = crc32c::unmask(get_u32(b.payload, 16));
+      const std::uint64_t want_count = get_u64_le(b.payload.data());
+      const std::uint64_t want_offset = get_u64_le(b.payload.data() + 8);
+      const std::uint32_t want_crc = crc32c::unmask(get_u32_le(b.payload.data() + 16));
       if (want_offset != offset) {
         return fail(SnapshotProblem::kCorrupt, offset,
                     "the trailer says it starts at offset " + std::to_string(want_offset));
@@ -512,7 +488,7 @@ Result<SnapshotInfo> read_snapshot_info(const std::string& path) {
       static_cast<std::uint8_t>(tb[0]) != static_cast<std::uint8_t>(SnapshotBlockType::kTrailer) ||
       tb.substr(0, kSnapshotBlockHeaderBytes) !=
           block_header(SnapshotBlockType::kTrailer, payload) ||
-      get_u64(payload, 8) != r->size() - kTrailerBytes) {
+      get_u64_le(payload.data() + 8) != r->size() - kTrailerBytes) {
     return Status::corruption(path +
                               ": no valid trailer at the end (truncated or corrupt; run "
                               "kvc-snap verify)");
@@ -520,9 +496,9 @@ Result<SnapshotInfo> read_snapshot_info(const std::string& path) {
   SnapshotInfo info;
   info.path = path;
   info.header = r->header();
-  info.record_count = get_u64(payload, 0);
+  info.record_count = get_u64_le(payload.data());
   info.size_bytes = r->size();
-  info.file_crc = crc32c::unmask(get_u32(payload, 16));
+  info.file_crc = crc32c::unmask(get_u32_le(payload.data() + 16));
   return info;
 }
 

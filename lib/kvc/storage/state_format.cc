@@ -1,5 +1,6 @@
 #include "kvc/storage/state_format.h"
 
+#include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/state_mutation.h"
@@ -21,16 +22,6 @@ std::uint32_t record_crc(StateDb db, std::string_view key, std::string_view body
   std::uint32_t crc = crc32c::value(head, n);
   crc = crc32c::extend(crc, key.data(), key.size());
   return crc32c::extend(crc, body.data(), body.size());
-}
-
-void put_u32_le(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
-std::uint32_t get_u32_le(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
 }
 
 }  // namespace
@@ -64,7 +55,7 @@ std::string_view record_problem_name(RecordProblem p) {
 void seal_record(std::string& out, StateDb db, std::string_view key, std::string_view body) {
   out.resize(kRecordCrcBytes);
   out.append(body);
-  put_u32_le(out.data(), crc32c::mask(record_crc(db, key, body)));
+  store_u32_le(out.data(), crc32c::mask(record_crc(db, key, body)));
 }
 
 std::string seal_record(StateDb db, std::string_view key, std::string_view body) {
@@ -92,7 +83,7 @@ void encode_kv_record(std::string& out, std::string_view key, std::string_view v
   put_varint(out, version);
   out.append(value);
   const std::string_view body = std::string_view(out).substr(kRecordCrcBytes);
-  put_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kKv, key, body)));
+  store_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kKv, key, body)));
 }
 
 RecordProblem decode_kv_record(std::string_view key, std::string_view stored, KeyValue& kv,
@@ -115,17 +106,15 @@ RecordProblem decode_kv_record(std::string_view key, std::string_view stored, Ke
 
 std::string event_key(std::uint64_t revision, std::uint32_t sequence) {
   std::string k(kEventKeyBytes, '\0');
-  for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((revision >> (8 * (7 - i))) & 0xff);
-  for (int i = 0; i < 4; ++i) k[8 + i] = static_cast<char>((sequence >> (8 * (3 - i))) & 0xff);
+  store_u64_be(k.data(), revision);
+  store_u32_be(k.data() + 8, sequence);
   return k;
 }
 
 bool parse_event_key(std::string_view k, std::uint64_t& revision, std::uint32_t& sequence) {
   if (k.size() != kEventKeyBytes) return false;
-  revision = 0;
-  sequence = 0;
-  for (int i = 0; i < 8; ++i) revision = (revision << 8) | static_cast<unsigned char>(k[i]);
-  for (int i = 8; i < 12; ++i) sequence = (sequence << 8) | static_cast<unsigned char>(k[i]);
+  revision = get_u64_be(k.data());
+  sequence = get_u32_be(k.data() + 8);
   return true;
 }
 
@@ -140,7 +129,7 @@ void encode_event_record(std::string& out, std::string_view key, const Event& e)
   out += e.key;
   out += e.value;
   const std::string_view body = std::string_view(out).substr(kRecordCrcBytes);
-  put_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kEvents, key, body)));
+  store_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kEvents, key, body)));
 }
 
 RecordProblem decode_event_record(std::string_view key, std::string_view stored, Event& e) {
@@ -163,16 +152,11 @@ RecordProblem decode_event_record(std::string_view key, std::string_view stored,
   return RecordProblem::kNone;
 }
 
-std::string u64_bytes(std::uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
-}
+std::string u64_bytes(std::uint64_t v) { return u64_le_bytes(v); }
 
 bool parse_u64(std::string_view s, std::uint64_t& v) {
   if (s.size() != 8) return false;
-  v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  v = get_u64_le(s.data());
   return true;
 }
 

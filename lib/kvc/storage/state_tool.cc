@@ -3,6 +3,7 @@
 #include <optional>
 #include <sstream>
 
+#include "kvc/common/text.h"
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_check.h"
@@ -14,7 +15,7 @@ namespace {
 
 std::string json_list(const std::vector<std::string>& items) {
   std::string s = "[";
-  for (std::size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + quote_json(items[i]);
+  for (std::size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + json_quote(items[i]);
   return s + "]";
 }
 
@@ -92,7 +93,7 @@ int run_state_check(const std::string& dir, ToolContext& ctx) {
   }
 
   if (ctx.format == OutputFormat::kJson) {
-    Json j;
+    JsonObject j;
     j.str("state_dir", state_dir)
         .str("generation_dir", r.generation_dir)
         .num("format", f.format)
@@ -112,16 +113,16 @@ int run_state_check(const std::string& dir, ToolContext& ctx) {
         .raw("problems", json_list(r.problems));
     if (!wal_error.ok()) {
       j.raw("consistency",
-            Json().str("status", "unreadable").str("error", wal_error.message()).done());
+            JsonObject().str("status", "unreadable").str("error", wal_error.message()).done());
     } else if (cross) {
       std::string list = "[";
       for (std::size_t i = 0; i < cross->violations.size(); ++i) {
-        list += (i ? "," : "") + Json()
+        list += (i ? "," : "") + JsonObject()
                                      .str("kind", violation_name(cross->violations[i].kind))
                                      .str("message", cross->violations[i].message)
                                      .done();
       }
-      j.raw("consistency", Json()
+      j.raw("consistency", JsonObject()
                                .str("status", cross->ok() ? "consistent" : "inconsistent")
                                .str("wal_dir", cross->log.wal_dir)
                                .num("wal_last_index", cross->log.log.last_index)

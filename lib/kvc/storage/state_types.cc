@@ -1,5 +1,7 @@
 #include "kvc/storage/state_types.h"
 
+#include "kvc/common/coding.h"
+
 namespace kvc::storage {
 
 void StateHasher::mix(const void* data, std::size_t n) {
@@ -13,8 +15,8 @@ void StateHasher::mix(const void* data, std::size_t n) {
 }
 
 void StateHasher::mix_u64(std::uint64_t v) {
-  unsigned char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(v >> (8 * i));
+  char b[8];
+  store_u64_le(b, v);
   mix(b, sizeof b);
 }
 

@@ -8,18 +8,8 @@
 namespace kvc::storage {
 
 std::string text_value(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  if (!is_valid_utf8(bytes)) {
-    out = "0x";
-    for (const char ch : bytes) {
-      const auto c = static_cast<unsigned char>(ch);
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-    return out;
-  }
-  out = "\"";
+  if (!is_valid_utf8(bytes)) return "0x" + hex_encode(bytes);
+  std::string out = "\"";
   for (const char ch : bytes) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
@@ -40,9 +30,7 @@ std::string text_value(std::string_view bytes) {
         break;
       default:
         if (c < 0x20 || c == 0x7f) {
-          out += "\\x";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
+          out += "\\x" + hex_encode(std::string_view(&ch, 1));
         } else {
           out += ch;
         }
@@ -51,41 +39,7 @@ std::string text_value(std::string_view bytes) {
   return out + "\"";
 }
 
-std::string human_bytes(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
-  } else if (b >= (1ull << 20)) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1ull << 20));
-  } else if (b >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%" PRIu64 " B", b);
-  }
-  return buf;
-}
-
 void print(std::FILE* f, const std::string& s) { std::fwrite(s.data(), 1, s.size(), f); }
-
-std::string quote_json(std::string_view s) { return "\"" + json_escape(s) + "\""; }
-
-Json& Json::raw(std::string_view key, std::string_view json) {
-  s_ += s_.empty() ? "{" : ",";
-  s_ += quote_json(key);
-  s_ += ":";
-  s_ += json;
-  return *this;
-}
-
-Json& Json::bytes(std::string_view key, std::string_view v) {
-  s_ += s_.empty() ? "{" : ",";
-  s_ += json_bytes_member(key, v);
-  return *this;
-}
-
-Json& Json::base64(std::string_view key, std::string_view v) {
-  return str(std::string(key) + "_base64", base64_encode(v));
-}
 
 std::string Progress::amount(std::uint64_t n) const {
   return units_ == "bytes" ? human_bytes(n) : std::to_string(n);

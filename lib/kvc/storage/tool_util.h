@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "kvc/common/json.h"
+
 namespace kvc::storage {
 
 // The offline tools' own exit codes, next to the shared ones of status.h (kvc-wal(1),
@@ -33,30 +35,7 @@ struct ToolContext {
 // escaped (\n, \t, \r, \xNN); anything else as 0x followed by hex.
 std::string text_value(std::string_view bytes);
 
-// 1536 -> "1.5 KiB".
-std::string human_bytes(std::uint64_t b);
-
 void print(std::FILE* f, const std::string& s);
-std::string quote_json(std::string_view s);
-
-// Builds one JSON object, keys in the order added.
-class Json {
- public:
-  Json& num(std::string_view key, std::uint64_t v) { return raw(key, std::to_string(v)); }
-  Json& str(std::string_view key, std::string_view v) { return raw(key, quote_json(v)); }
-  Json& boolean(std::string_view key, bool v) { return raw(key, v ? "true" : "false"); }
-  Json& null(std::string_view key) { return raw(key, "null"); }
-  Json& raw(std::string_view key, std::string_view json);
-  // A key or value in the one JSON form of kvc(7): "<key>" as text when the bytes are valid
-  // UTF-8, else "<key>_base64".
-  Json& bytes(std::string_view key, std::string_view v);
-  // Opaque binary data, always base64: "<key>_base64".
-  Json& base64(std::string_view key, std::string_view v);
-  std::string done() const { return s_.empty() ? "{}" : s_ + "}"; }
-
- private:
-  std::string s_;
-};
 
 // "\r<tool>: <what> 12.0 MiB of 64.0 MiB (18%)" on ctx.err when ctx.progress, at most every
 // 100 ms; `units` names what is counted ("bytes" are shown as sizes, anything else as counts).

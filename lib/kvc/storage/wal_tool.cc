@@ -15,6 +15,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/log.h"
 #include "kvc/common/text.h"
 #include "kvc/storage/command.h"
@@ -49,7 +50,7 @@ std::string vote_text(raft::NodeId vote) { return vote == raft::kNoNode ? "-" : 
 
 std::string hard_state_json(const std::optional<raft::HardState>& hs) {
   if (!hs) return "null";
-  return Json()
+  return JsonObject()
       .num("term", hs->term)
       .str("vote", vote_json(hs->vote))
       .num("commit", hs->commit)
@@ -62,7 +63,7 @@ std::string hard_state_text(const std::optional<raft::HardState>& hs) {
 }
 std::string snapshot_json(const std::optional<raft::SnapshotMeta>& m) {
   if (!m) return "null";
-  return Json()
+  return JsonObject()
       .num("index", m->index)
       .num("term", m->term)
       .raw("voters", json_ids(m->conf.voters))
@@ -77,7 +78,7 @@ std::string snapshot_text(const std::optional<raft::SnapshotMeta>& m) {
 
 std::string damage_json(const std::optional<WalDamage>& d) {
   if (!d) return "null";
-  Json j;
+  JsonObject j;
   j.str("kind", damage_kind_name(d->kind))
       .str("segment", d->segment)
       .str("path", d->path)
@@ -155,24 +156,11 @@ void warn_live_tail(const Target& t, const WalSummary& s, ToolContext& ctx) {
 
 // ---- dump formatting ----
 
-std::string hex_value(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "0x";
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
-}
+std::string hex_value(std::string_view bytes) { return "0x" + hex_encode(bytes); }
 
 // Conf-change data is encoded by the Raft core; until kvc-wal decodes it, it is shown as hex.
 // A state hash as kvc-ctl check hash prints it: 16 hex digits.
-std::string hash_hex(std::uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string hash_hex(std::uint64_t h) { return id_hex(h); }
 
 std::string command_text(const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) {
@@ -195,13 +183,13 @@ std::string command_text(const raft::Entry& e) {
   return s;
 }
 
-void command_json(Json& j, const raft::Entry& e) {
+void command_json(JsonObject& j, const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) {
     j.null("command").base64("data", e.data);
     return;
   }
   if (e.data.empty()) {
-    j.raw("command", Json().str("op", "noop").done());
+    j.raw("command", JsonObject().str("op", "noop").done());
     return;
   }
   Result<Command> c = decode_command(e.data);
@@ -209,7 +197,7 @@ void command_json(Json& j, const raft::Entry& e) {
     j.null("command").base64("data", e.data).str("decode_error", c.status().message());
     return;
   }
-  Json cj;
+  JsonObject cj;
   cj.str("op", command_op_name(c->op)).num("request_id", c->request_id).bytes("key", c->key);
   if (c->op == CommandOp::kCas) cj.num("expect_revision", c->expect_revision);
   if (c->op == CommandOp::kPut || c->op == CommandOp::kCas) cj.bytes("value", c->value);
@@ -222,7 +210,7 @@ void command_json(Json& j, const raft::Entry& e) {
 std::string record_line(const ScannedRecord& r, OutputFormat format) {
   const Record& rec = r.record;
   if (format == OutputFormat::kJson) {
-    Json j;
+    JsonObject j;
     j.str("segment", r.segment.file.name)
         .num("offset", r.offset)
         .num("bytes", r.bytes)
@@ -236,7 +224,7 @@ std::string record_line(const ScannedRecord& r, OutputFormat format) {
             .num("data_len", rec.entry.data.size());
         if (r.change.replaced_to != 0) {
           j.raw("replaces",
-                Json().num("from", rec.entry.index).num("to", r.change.replaced_to).done());
+                JsonObject().num("from", rec.entry.index).num("to", r.change.replaced_to).done());
         } else {
           j.null("replaces");
         }
@@ -303,9 +291,7 @@ Status salvage_region(const std::string& path, std::uint64_t from,
     Result<std::string_view> h = src->read(0, kSegmentHeaderBytes);
     if (!h.ok()) return h.status();
     if (h->size() < kSegmentHeaderBytes) return Status();
-    std::uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>((*h)[12 + i]);
-    salt = v;
+    salt = get_u32_le(h->data() + 12);
     from = kSegmentHeaderBytes;
   }
   for (int guard = 0; guard < (1 << 30); ++guard) {
@@ -510,7 +496,7 @@ std::string plan_text(const RepairPlan& p, const WalSummary& s) {
 
 std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
                       const std::string& result_dir) {
-  Json j;
+  JsonObject j;
   j.str("status", status_name(s)).raw("damage", damage_json(p.damage));
   j.boolean("possible", !p.refuse);
   if (p.refuse) j.str("refuse_reason", p.refuse_reason);
@@ -519,13 +505,13 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
   if (!p.refuse) {
     const SegmentSummary& cut = s.segments[p.cut_segment];
     if (p.drop_cut_segment) {
-      add(Json()
+      add(JsonObject()
               .str("action", "remove_segment")
               .str("segment", cut.file.name)
               .num("bytes", cut.file.file_size)
               .done());
     } else {
-      add(Json()
+      add(JsonObject()
               .str("action", "truncate_segment")
               .str("segment", cut.file.name)
               .num("offset", p.cut_offset)
@@ -534,20 +520,20 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
     }
     for (const SegmentSummary& r : p.removed) {
       if (r.file.name == cut.file.name) continue;
-      add(Json()
+      add(JsonObject()
               .str("action", "remove_segment")
               .str("segment", r.file.name)
               .num("bytes", r.file.file_size)
               .done());
     }
     if (p.new_snapshot) {
-      add(Json()
+      add(JsonObject()
               .str("action", "append_snapshot")
               .raw("snapshot", snapshot_json(p.new_snapshot))
               .done());
     }
     if (p.new_hard_state) {
-      add(Json()
+      add(JsonObject()
               .str("action", "append_hard_state")
               .raw("hard_state", hard_state_json(p.new_hard_state))
               .done());
@@ -556,7 +542,7 @@ std::string plan_json(const RepairPlan& p, const WalSummary& s, bool applied,
   actions += "]";
   j.raw("actions", actions);
   j.num("last_index_after", p.last_index_after);
-  Json lost;
+  JsonObject lost;
   lost.num("entry_records", p.lost.entries);
   if (p.lost.entries > 0) {
     lost.num("min_index", p.lost.min_index).num("max_index", p.lost.max_index);
@@ -773,7 +759,7 @@ CrossCheck cross_check(const Target& t, const WalSummary& s) {
 
 std::string consistency_json(const CrossCheck& c) {
   if (!c.checked) return "null";
-  Json j;
+  JsonObject j;
   if (!c.error.ok()) {
     return j.str("status", "unreadable").str("error", c.error.message()).done();
   }
@@ -786,7 +772,7 @@ std::string consistency_json(const CrossCheck& c) {
       .num("installed_index", r.state.installed_index);
   std::string v = "[";
   for (std::size_t i = 0; i < r.violations.size(); ++i) {
-    v += (i ? "," : "") + Json()
+    v += (i ? "," : "") + JsonObject()
                               .str("kind", violation_name(r.violations[i].kind))
                               .str("message", r.violations[i].message)
                               .done();
@@ -903,7 +889,7 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   warn_live_tail(*t, s, ctx);
   const LogState& log = s.log;
   if (ctx.format == OutputFormat::kJson) {
-    Json j;
+    JsonObject j;
     j.str("wal_dir", t->where.wal_dir);
     if (t->where.data_dir.empty()) {
       j.null("data_dir");
@@ -919,7 +905,7 @@ int run_info(const std::string& dir, ToolContext& ctx) {
     std::string segs = "[";
     for (std::size_t i = 0; i < s.segments.size(); ++i) {
       const SegmentSummary& g = s.segments[i];
-      Json sj;
+      JsonObject sj;
       sj.str("file", g.file.name).num("seq", g.file.seq).num("first_index", g.file.first_index);
       sj.boolean("read", g.header_ok && (!s.damage || i <= s.damage->segment_pos));
       if (g.max_index != 0) {
@@ -946,9 +932,9 @@ int run_info(const std::string& dir, ToolContext& ctx) {
     j.str("status", status_name(s)).raw("damage", damage_json(s.damage));
     std::string tmp = "[", other = "[";
     for (std::size_t i = 0; i < s.temp_files.size(); ++i)
-      tmp += (i ? "," : "") + quote_json(s.temp_files[i]);
+      tmp += (i ? "," : "") + json_quote(s.temp_files[i]);
     for (std::size_t i = 0; i < s.other_files.size(); ++i)
-      other += (i ? "," : "") + quote_json(s.other_files[i]);
+      other += (i ? "," : "") + json_quote(s.other_files[i]);
     j.raw("temp_files", tmp + "]").raw("other_files", other + "]");
     print(ctx.out, j.done() + "\n");
     return kExitOk;
@@ -1037,7 +1023,7 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
   warn_live_tail(*t, s, ctx);
   CrossCheck cross = cross_check(*t, s);
   if (ctx.format == OutputFormat::kJson) {
-    Json j;
+    JsonObject j;
     j.str("status", status_name(s)).num("segments", s.segments.size()).num("records", s.records);
     if (s.log.empty()) {
       j.null("first_index").null("last_index");
@@ -1118,9 +1104,12 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
   warn_live_tail(*t, s, ctx);
   if (!s.damage) {
     if (ctx.format == OutputFormat::kJson) {
-      print(ctx.out,
-            Json().str("status", "clean").raw("actions", "[]").boolean("applied", false).done() +
-                "\n");
+      print(ctx.out, JsonObject()
+                             .str("status", "clean")
+                             .raw("actions", "[]")
+                             .boolean("applied", false)
+                             .done() +
+                         "\n");
     } else {
       print(ctx.out, "nothing to repair: the log is clean\n");
     }

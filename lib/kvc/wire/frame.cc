@@ -2,25 +2,8 @@
 
 #include <algorithm>
 
+#include "kvc/common/coding.h"
 namespace kvc::wire {
-namespace {
-
-void put_u32_be(char* p, std::uint32_t v) {
-  p[0] = static_cast<char>(v >> 24);
-  p[1] = static_cast<char>(v >> 16);
-  p[2] = static_cast<char>(v >> 8);
-  p[3] = static_cast<char>(v);
-}
-
-std::uint32_t get_u32_be(const char* p) {
-  return (static_cast<std::uint32_t>(static_cast<unsigned char>(p[0])) << 24) |
-         (static_cast<std::uint32_t>(static_cast<unsigned char>(p[1])) << 16) |
-         (static_cast<std::uint32_t>(static_cast<unsigned char>(p[2])) << 8) |
-         static_cast<std::uint32_t>(static_cast<unsigned char>(p[3]));
-}
-
-}  // namespace
-
 void append_frame(std::string& out, std::string_view payload) {
   const std::size_t at = begin_frame(out);
   out.append(payload);
@@ -36,7 +19,7 @@ std::size_t begin_frame(std::string& out) {
 void finish_frame(std::string& out, std::size_t header_offset) {
   const std::size_t n = out.size() - header_offset - kFrameHeaderBytes;
   KVC_CHECK(n <= UINT32_MAX, "frame payload larger than 4 GiB");
-  put_u32_be(out.data() + header_offset, static_cast<std::uint32_t>(n));
+  store_u32_be(out.data() + header_offset, static_cast<std::uint32_t>(n));
 }
 
 void FrameDecoder::feed(const char* data, std::size_t n) {

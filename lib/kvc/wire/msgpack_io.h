@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "kvc/common/coding.h"
 #include "kvc/common/status.h"
 
 namespace kvc::wire {
@@ -74,13 +75,7 @@ class MapWriter {
   void str(std::uint32_t id, std::string_view v) {
     if (!v.empty()) field(id).str(v);
   }
-  void finish() {
-    char* p = out_->data() + header_ + 1;
-    p[0] = static_cast<char>(count_ >> 24);
-    p[1] = static_cast<char>(count_ >> 16);
-    p[2] = static_cast<char>(count_ >> 8);
-    p[3] = static_cast<char>(count_);
-  }
+  void finish() { store_u32_be(out_->data() + header_ + 1, count_); }
 
  private:
   std::string* out_;

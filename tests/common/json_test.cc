@@ -1,10 +1,10 @@
-#include "kvc/http/json.h"
+#include "kvc/common/json.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace kvc::http {
+namespace kvc {
 namespace {
 
 using namespace std::string_literals;
@@ -74,10 +74,50 @@ TEST(JsonTest, RefusesMalformedDocuments) {
   }
 }
 
+TEST(JsonTest, ErrorsSayWhereAndWhat) {
+  Result<JsonValue> v = parse_json(R"({"a": tru})");
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().message().rfind("invalid json at byte 10: ", 0), 0u) << v.status().message();
+  EXPECT_NE(v.status().message().find("invalid literal"), std::string::npos);
+  Result<JsonValue> deep = parse_json(std::string(40, '[') + std::string(40, ']'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.status().message(), "invalid json: nesting deeper than 32");
+}
+
+TEST(JsonTest, KeepsMembersInOrderWithDuplicates) {
+  Result<JsonValue> v = parse_json(R"({"b":1,"a":2,"b":3})");
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->object.size(), 3u);
+  EXPECT_EQ(v->object[0].key, "b");
+  EXPECT_EQ(v->object[1].key, "a");
+  EXPECT_EQ(v->object[2].value.text, "3");
+  EXPECT_EQ(v->find("b")->text, "1");
+}
+
+TEST(JsonTest, ObjectWriterKeepsOrderAndTheOneEscaper) {
+  EXPECT_EQ(JsonObject().done(), "{}");
+  const std::string s = JsonObject()
+                            .num("n", UINT64_MAX)
+                            .str("s", "a\"\n\x01\x7f\xff")
+                            .boolean("t", true)
+                            .null("z")
+                            .raw("o", JsonObject().num("x", 1).done())
+                            .bytes("key", "text")
+                            .bytes("value", std::string("\xff\x00", 2))
+                            .base64("blob", "hi")
+                            .done();
+  EXPECT_EQ(s, R"({"n":18446744073709551615,"s":"a\"\n\u0001\u007f\u00ff","t":true,"z":null,)"
+               R"("o":{"x":1},"key":"text","value_base64":"/wA=","blob_base64":"aGk="})");
+  Result<JsonValue> back = parse_json(s);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->find("n")->as_uint64(), UINT64_MAX);
+  EXPECT_EQ(json_quote("\xe2\x82\xac"), "\"\xe2\x82\xac\"");
+}
+
 TEST(JsonTest, DepthLimitIsExact) {
   EXPECT_TRUE(parse_json("[[[]]]", 2).ok());
   EXPECT_FALSE(parse_json("[[[[]]]]", 2).ok());
 }
 
 }  // namespace
-}  // namespace kvc::http
+}  // namespace kvc
