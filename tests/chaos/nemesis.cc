@@ -1133,10 +1133,13 @@ bool Nemesis::damage(const FaultStep& s) {
     (void)cluster_.start(v);
     return false;
   }
-  // The cold keys first (their values stay for seconds), in an order the seed picks.
+  // The cold keys first (their values stay for seconds). The run's first damage takes the
+  // frozen one (the workload never writes it again, workload.h), so what the member serves or
+  // detects is the damaged value itself, never a newer write that replaced it while the member
+  // caught up; later ones take the cold keys in an order the seed picks.
   std::vector<std::string> candidates = options_.keys;
   const std::size_t cold = std::min(options_.cold_keys, candidates.size());
-  if (cold > 1 && s.picks.size() > 5) {
+  if (!damaged_.empty() && cold > 1 && s.picks.size() > 5) {
     std::rotate(candidates.begin(),
                 candidates.begin() + static_cast<std::ptrdiff_t>(s.picks[5] % cold),
                 candidates.begin() + static_cast<std::ptrdiff_t>(cold));

@@ -158,14 +158,15 @@ void Workload::run_client(int id) {
     check::Operation op;
     op.client = static_cast<std::uint64_t>(id);
     op.key = workload_key(static_cast<int>(pick(static_cast<std::uint64_t>(options_.keys))));
-    // One operation in 25 is on a cold key, and only one of those in 20 writes it.
+    // One operation in 25 is on a cold key, and only one of those in 20 writes it; the frozen
+    // cold key (cold0) is written only when created.
     const bool cold = create_cold || (options_.cold_keys > 0 && pick(25) == 0);
-    const bool cold_write = create_cold || pick(20) == 0;
+    const bool cold_write = create_cold || (options_.cold_keys > 1 && pick(20) == 0);
     if (cold) {
-      op.key =
-          create_cold
-              ? cold_key(id)
-              : cold_key(static_cast<int>(pick(static_cast<std::uint64_t>(options_.cold_keys))));
+      const auto n = static_cast<std::uint64_t>(options_.cold_keys);
+      op.key = create_cold  ? cold_key(id)
+               : cold_write ? cold_key(static_cast<int>(1 + pick(n - 1)))
+                            : cold_key(static_cast<int>(pick(n)));
     }
     create_cold = false;
     wire::Request req;

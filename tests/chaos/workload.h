@@ -63,7 +63,10 @@ class Recorder {
 struct WorkloadOptions {
   int clients = 24;
   int keys = 8;
-  int cold_keys = 4;  // written by about 1 operation in 500, read by about 1 in 25
+  // Written by about 1 operation in 500, read by about 1 in 25; the first ("cold0") is frozen:
+  // written once when the run starts, then only read, so a value damaged on one member's disk
+  // stays the only version of it until that member serves or detects it (nemesis damage).
+  int cold_keys = 4;
   std::uint64_t op_timeout_ms = 1500;
   std::uint64_t seed = 1;
   int targeted_read_percent = 50;  // of the reads, those sent to one chosen member only
@@ -73,7 +76,7 @@ struct WorkloadStats {
   std::uint64_t ok = 0, failed = 0, unknown = 0;
 };
 
-// The hot keys the workload uses: "k0" .. "k<keys-1>"; the cold ones: "cold0" ..
+// The hot keys the workload uses: "k0" .. "k<keys-1>"; the cold ones: "cold0" (frozen) ..
 std::string workload_key(int i);
 std::string cold_key(int i);
 // Every key of a workload with `keys` hot and `cold` cold keys, the cold ones first.
