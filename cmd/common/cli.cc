@@ -8,7 +8,8 @@
 namespace kvc::cli {
 
 std::string exit_code_footer(const std::string& examples, const std::string& extra) {
-  std::string s = "Examples:\n" + examples + "\n\nExit codes:\n"
+  std::string s = "Examples:\n" + examples +
+                  "\n\nExit codes:\n"
                   "  0  success\n"
                   "  1  error, nothing applied\n"
                   "  2  usage error (bad flags or arguments)\n";

@@ -187,7 +187,8 @@ int run_transfer_leader(const Env& env, const std::string& target) {
     json_string(o, "id", id_hex(r.leader_id));
     std::printf("%s}\n", o.c_str());
   } else {
-    std::printf("leadership moved to %s (%s)\n", r.leader_name.c_str(), id_hex(r.leader_id).c_str());
+    std::printf("leadership moved to %s (%s)\n", r.leader_name.c_str(),
+                id_hex(r.leader_id).c_str());
   }
   return kExitOk;
 }
@@ -204,8 +205,7 @@ int run_status(const Env& env, bool cluster) {
       r.code = Code::kUnavailable;
       r.message = "client address unknown";
     } else {
-      r = env.client->call_sync({.op = wire::Op::kStatus},
-                                {.target = *net::parse_address(addr)});
+      r = env.client->call_sync({.op = wire::Op::kStatus}, {.target = *net::parse_address(addr)});
     }
     const wire::StatusInfo& s = r.status;
     std::string errors;
@@ -264,14 +264,14 @@ int run_status(const Env& env, bool cluster) {
                  errors});
         } else {
           // The leader this member knows (a learner's status answers "who leads?" too).
-          std::string leader = s.leader_id == 0               ? "-"
-                               : s.leader_id == s.member_id   ? "yes"
-                               : !r.leader_name.empty()       ? r.leader_name
-                                                              : id_hex(s.leader_id);
+          std::string leader = s.leader_id == 0             ? "-"
+                               : s.leader_id == s.member_id ? "yes"
+                               : !r.leader_name.empty()     ? r.leader_name
+                                                            : id_hex(s.leader_id);
           t.add({addr, s.name, id_hex(s.member_id), s.version, s.role, leader,
-                 std::to_string(s.term),
-                 std::to_string(s.commit_index), std::to_string(s.applied_index),
-                 human_bytes(s.wal_bytes), human_bytes(s.state_bytes), errors});
+                 std::to_string(s.term), std::to_string(s.commit_index),
+                 std::to_string(s.applied_index), human_bytes(s.wal_bytes),
+                 human_bytes(s.state_bytes), errors});
         }
         break;
     }
@@ -285,7 +285,8 @@ int run_health(const Env& env, bool cluster) {
     const auto start = std::chrono::steady_clock::now();
     wire::Response r = env.client->call_sync({.op = wire::Op::kHealth});
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start).count();
+                        std::chrono::steady_clock::now() - start)
+                        .count();
     if (env.format == Format::kJson) {
       std::string o = "{";
       json_bool(o, "healthy", r.code == Code::kOk);
@@ -312,7 +313,8 @@ int run_health(const Env& env, bool cluster) {
       r = env.client->call_sync({.op = wire::Op::kHealth}, {.target = *net::parse_address(addr)});
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::steady_clock::now() - start).count();
+                        std::chrono::steady_clock::now() - start)
+                        .count();
     if (r.code != Code::kOk) rc = kExitUnavailable;
     if (env.format == Format::kJson) {
       std::string o = "{";
@@ -360,22 +362,25 @@ int run_snapshot_save(const Env& env, const std::string& path, bool force) {
   std::uint64_t written = 0;
   Status write_error;
   auto last_draw = std::chrono::steady_clock::now();
-  env.client->stream({.op = wire::Op::kSnapshotSave}, [&](const wire::Response& r) {
-    if (r.code == Code::kOk && !r.data.empty() && write_error.ok()) {
-      write_error = storage::pwrite_all(fd->get(), r.data, written, part);
-      written += r.data.size();
-      const auto now = std::chrono::steady_clock::now();
-      if (progress && (r.done || now - last_draw > std::chrono::milliseconds(100))) {
-        last_draw = now;
-        const int pct = r.count == 0 ? 100 : static_cast<int>(written * 100 / r.count);
-        std::fprintf(stderr, "\rsnapshot: %s of %s (%d%%)   ", human_bytes(written).c_str(),
-                     human_bytes(r.count).c_str(), pct);
-      }
-    }
-    const bool stop = r.done || r.code != Code::kOk || !write_error.ok();
-    if (stop && !finished.exchange(true)) end.set_value(r);
-    return !stop;
-  }, {.timeout_ms = env.timeout_ms});
+  env.client->stream(
+      {.op = wire::Op::kSnapshotSave},
+      [&](const wire::Response& r) {
+        if (r.code == Code::kOk && !r.data.empty() && write_error.ok()) {
+          write_error = storage::pwrite_all(fd->get(), r.data, written, part);
+          written += r.data.size();
+          const auto now = std::chrono::steady_clock::now();
+          if (progress && (r.done || now - last_draw > std::chrono::milliseconds(100))) {
+            last_draw = now;
+            const int pct = r.count == 0 ? 100 : static_cast<int>(written * 100 / r.count);
+            std::fprintf(stderr, "\rsnapshot: %s of %s (%d%%)   ", human_bytes(written).c_str(),
+                         human_bytes(r.count).c_str(), pct);
+          }
+        }
+        const bool stop = r.done || r.code != Code::kOk || !write_error.ok();
+        if (stop && !finished.exchange(true)) end.set_value(r);
+        return !stop;
+      },
+      {.timeout_ms = env.timeout_ms});
   wire::Response last = end.get_future().get();
   if (progress) std::fprintf(stderr, "\n");
   auto cleanup = [&] { ::unlink(part.c_str()); };
@@ -401,8 +406,8 @@ int run_snapshot_save(const Env& env, const std::string& path, bool force) {
   }
   if (report->problem != storage::SnapshotProblem::kNone) {
     cleanup();
-    return env.fail(Status::corruption("the received snapshot failed verification: " +
-                                       report->message));
+    return env.fail(
+        Status::corruption("the received snapshot failed verification: " + report->message));
   }
   const storage::SnapshotInfo* info = &report->info;
   if (::rename(part.c_str(), path.c_str()) != 0) {
@@ -411,7 +416,8 @@ int run_snapshot_save(const Env& env, const std::string& path, bool force) {
     return env.fail(s);
   }
   const std::size_t slash = path.find_last_of('/');
-  (void)storage::fsync_dir(slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash));
+  (void)storage::fsync_dir(slash == std::string::npos ? "."
+                                                      : path.substr(0, slash == 0 ? 1 : slash));
   if (env.format == Format::kJson) {
     std::string o = "{";
     json_string(o, "path", path);
@@ -462,7 +468,8 @@ int run_check_hash(const Env& env) {
     rows.push_back(row);
   }
   const bool mismatch = by_hash.size() > 1;
-  const bool missing = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return !r.answered; });
+  const bool missing =
+      std::any_of(rows.begin(), rows.end(), [](const Row& r) { return !r.answered; });
   Table t({"NAME", "ID", "INDEX", "HASH", "RESULT"});
   for (const Row& r : rows) {
     const std::string h = id_hex(r.hash);
@@ -478,7 +485,9 @@ int run_check_hash(const Env& env) {
       std::printf("%s}\n", o.c_str());
     } else {
       t.add({r.name, r.id, std::to_string(index), r.answered ? h : std::string("-"),
-             !r.answered ? "no answer: " + r.error : mismatch ? "MISMATCH" : "ok"});
+             !r.answered ? "no answer: " + r.error
+             : mismatch  ? "MISMATCH"
+                         : "ok"});
     }
   }
   if (env.format != Format::kJson) t.print();

@@ -21,8 +21,8 @@ struct Env {
 };
 
 struct MemberArgs {
-  std::string action;  // add, promote, remove, update
-  std::string target;  // NAME (add) or NAME|ID
+  std::string action;     // add, promote, remove, update
+  std::string target;     // NAME (add) or NAME|ID
   std::string peer_addr;  // add, update
   bool learner = false;
   bool force = false;

@@ -6,15 +6,15 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <iostream>
 #include <iterator>
-#include <future>
 #include <thread>
 
+#include "admin.h"
 #include "cli.h"
 #include "kvc/client/client.h"
 #include "kvc/common/text.h"
-#include "admin.h"
 #include "output.h"
 
 namespace kvc::ctl {
@@ -110,7 +110,9 @@ int run_put(const PutArgs& a) {
   wire::Response r = (*c)->put(a.key, value);
   if (int rc = check(r); rc != 0) return rc;
   switch (g.format) {
-    case Format::kSimple: std::printf("OK\n"); break;
+    case Format::kSimple:
+      std::printf("OK\n");
+      break;
     case Format::kJson: {
       std::string o = "{";
       json_uint(o, "revision", r.revision);
@@ -148,8 +150,13 @@ int range_all(client::Client& c, const std::string& prefix, std::uint64_t limit,
   for (;;) {
     std::uint64_t want = kPage;
     if (limit != 0) want = std::min(want, limit - printed);
-    wire::Request q{.op = wire::Op::kRange, .key = start, .value = prefix, .prefix = true,
-                    .limit = want, .serializable = serializable, .keys_only = keys_only};
+    wire::Request q{.op = wire::Op::kRange,
+                    .key = start,
+                    .value = prefix,
+                    .prefix = true,
+                    .limit = want,
+                    .serializable = serializable,
+                    .keys_only = keys_only};
     wire::Response r = c.call_sync(q);
     if (int rc = check(r); rc != 0) return rc;
     if (revision == 0) revision = r.revision;
@@ -167,10 +174,13 @@ int run_get(const GetArgs& a) {
   auto c = connect();
   if (!c.ok()) return fail(c.status());
   if (a.prefix) return range_all(**c, a.key, a.limit, a.keys_only, a.serializable);
-  wire::Response r = (*c)->call_sync({.op = wire::Op::kGet, .key = a.key,
-                                      .serializable = a.serializable, .keys_only = a.keys_only});
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kGet,
+                                      .key = a.key,
+                                      .serializable = a.serializable,
+                                      .keys_only = a.keys_only});
   if (int rc = check(r); rc != 0) return rc;
-  if (!r.found || r.kvs.empty()) return fail(Status::not_found("key not found: " + printable(a.key)));
+  if (!r.found || r.kvs.empty())
+    return fail(Status::not_found("key not found: " + printable(a.key)));
   const wire::KeyValue& kv = r.kvs.front();
   switch (g.format) {
     case Format::kSimple:
@@ -220,7 +230,9 @@ int run_del(const DelArgs& a) {
   const std::uint64_t n = a.prefix ? r.count : (r.found ? 1 : 0);
   if (n == 0 && !a.prefix) return fail(Status::not_found("key not found: " + printable(a.key)));
   switch (g.format) {
-    case Format::kSimple: std::printf("%llu\n", static_cast<unsigned long long>(n)); break;
+    case Format::kSimple:
+      std::printf("%llu\n", static_cast<unsigned long long>(n));
+      break;
     case Format::kJson: {
       std::string o = "{";
       json_uint(o, "deleted", n);
@@ -249,7 +261,9 @@ int run_exists(const ExistsArgs& a) {
       {.op = wire::Op::kGet, .key = a.key, .serializable = a.serializable, .keys_only = true});
   if (int rc = check(r); rc != 0) return rc;
   switch (g.format) {
-    case Format::kSimple: std::printf("%s\n", r.found ? "true" : "false"); break;
+    case Format::kSimple:
+      std::printf("%s\n", r.found ? "true" : "false");
+      break;
     case Format::kJson: {
       std::string o = "{";
       json_bool(o, "exists", r.found);
@@ -292,7 +306,9 @@ int run_cas(const CasArgs& a) {
   }
   if (int rc = check(r); rc != 0) return rc;
   switch (g.format) {
-    case Format::kSimple: std::printf("OK\n"); break;
+    case Format::kSimple:
+      std::printf("OK\n");
+      break;
     case Format::kJson: {
       std::string o = "{";
       json_bool(o, "succeeded", true);
@@ -370,8 +386,8 @@ int run_watch(const WatchArgs& a) {
   for (;;) {
     std::promise<wire::Response> end;
     std::atomic<bool> finished{false};
-    wire::Request q{.op = wire::Op::kWatch, .key = a.key, .prefix = a.prefix,
-                    .start_revision = next_rev};
+    wire::Request q{
+        .op = wire::Op::kWatch, .key = a.key, .prefix = a.prefix, .start_revision = next_rev};
     (*c)->stream(q, [&](const wire::Response& r) {
       if (r.code == Code::kOk) {
         for (const wire::Event& e : r.events) {
@@ -453,8 +469,7 @@ int run_member_list() {
     switch (g.format) {
       case Format::kSimple:
         std::printf("%s, %s, %s, %s, %s, %s\n", id_hex(m.id).c_str(), m.name.c_str(),
-                    m.peer_addr.c_str(), m.client_addr.c_str(), role,
-                    m.is_leader ? "leader" : "-");
+                    m.peer_addr.c_str(), m.client_addr.c_str(), role, m.is_leader ? "leader" : "-");
         break;
       case Format::kJson: {
         std::string o = "{";
@@ -468,8 +483,7 @@ int run_member_list() {
         break;
       }
       case Format::kTable:
-        t.add({id_hex(m.id), m.name, m.peer_addr, m.client_addr, role,
-               m.is_leader ? "yes" : ""});
+        t.add({id_hex(m.id), m.name, m.peer_addr, m.client_addr, role, m.is_leader ? "yes" : ""});
         break;
     }
   }
@@ -500,13 +514,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--timeout", g.timeout, "Give up after this long, e.g. 500ms, 5s, 1m")
       ->capture_default_str();
-  app.footer(kvc::cli::exit_code_footer(
-      "  kvc-ctl --endpoints 127.0.0.1:2379 put /config/a 1\n"
-      "  kvc-ctl get /config/a",
-      "  3  key not found\n"
-      "  4  compare failed (cas)\n"
-      "  5  cluster unavailable, nothing applied\n"
-      "  6  timed out, outcome unknown\n"));
+  app.footer(
+      kvc::cli::exit_code_footer("  kvc-ctl --endpoints 127.0.0.1:2379 put /config/a 1\n"
+                                 "  kvc-ctl get /config/a",
+                                 "  3  key not found\n"
+                                 "  4  compare failed (cas)\n"
+                                 "  5  cluster unavailable, nothing applied\n"
+                                 "  6  timed out, outcome unknown\n"));
 
   int rc = kExitUsage;
   auto example = [](const char* text) { return std::string("Example:\n  ") + text; };
@@ -555,20 +569,23 @@ int main(int argc, char** argv) {
   cas_cmd->add_option("key", cas.key, "The key")->required();
   cas_cmd->add_option("value", cas.value, "The value, or - to read it from standard input")
       ->required();
-  cas_cmd->add_option("--expect-revision", cas.expect,
-                      "The key's current mod revision; 0 means the key must not exist")
+  cas_cmd
+      ->add_option("--expect-revision", cas.expect,
+                   "The key's current mod revision; 0 means the key must not exist")
       ->required();
   cas_cmd->footer(example("kvc-ctl cas /leader-lease me --expect-revision 0"));
 
   WatchArgs watch;
-  auto* watch_cmd = app.add_subcommand("watch", "Print changes to a key (or prefix) as they happen");
+  auto* watch_cmd =
+      app.add_subcommand("watch", "Print changes to a key (or prefix) as they happen");
   watch_cmd->add_option("key", watch.key, "The key, or the prefix with --prefix")->required();
   watch_cmd->add_flag("--prefix", watch.prefix, "Watch every key that starts with KEY");
   watch_cmd->add_option("--rev", watch.rev, "Replay changes from this revision first");
   watch_cmd->add_option("--count", watch.count, "Exit after this many events");
   watch_cmd->footer(example("kvc-ctl watch --prefix /clusters/ --count 1"));
 
-  auto* leader_cmd = app.add_subcommand("leader", "Print the current leader: name, id, client address");
+  auto* leader_cmd =
+      app.add_subcommand("leader", "Print the current leader: name, id, client address");
   bool leader_watch = false;
   std::uint64_t leader_count = 0;
   leader_cmd->add_flag("--watch", leader_watch, "Print every leader change until interrupted");
@@ -588,8 +605,8 @@ int main(int argc, char** argv) {
       member_cmd->add_subcommand("list", "List the members: id, name, addresses, role, leader");
   member_list_cmd->footer(example("kvc-ctl member list -o table"));
   MemberArgs madd{.action = "add"};
-  auto* member_add_cmd = member_cmd->add_subcommand(
-      "add", "Add a member and print the command line that starts it");
+  auto* member_add_cmd =
+      member_cmd->add_subcommand("add", "Add a member and print the command line that starts it");
   member_add_cmd->add_option("name", madd.target, "The new member's name")->required();
   member_add_cmd->add_option("peer_addr", madd.peer_addr, "Its peer address, HOST:PORT")
       ->required();
@@ -601,8 +618,7 @@ int main(int argc, char** argv) {
   MemberArgs mpromote{.action = "promote"};
   auto* member_promote_cmd =
       member_cmd->add_subcommand("promote", "Make a caught-up learner a voter");
-  member_promote_cmd->add_option("member", mpromote.target, "NAME or 16-hex-digit ID")
-      ->required();
+  member_promote_cmd->add_option("member", mpromote.target, "NAME or 16-hex-digit ID")->required();
   member_promote_cmd->add_flag("--force", mpromote.force, "Promote even if it lags behind");
   member_promote_cmd->footer(example("kvc-ctl member promote m4"));
   MemberArgs mremove{.action = "remove"};
@@ -650,7 +666,8 @@ int main(int argc, char** argv) {
       "save", "Stream a consistent snapshot from a member into FILE and verify it");
   snapshot_save_cmd->add_option("file", snapshot_path, "Where to write the snapshot")->required();
   snapshot_save_cmd->add_flag("--force", snapshot_force, "Replace FILE if it exists");
-  snapshot_save_cmd->footer(example("kvc-ctl snapshot save backup.snap && kvc-snap info backup.snap"));
+  snapshot_save_cmd->footer(
+      example("kvc-ctl snapshot save backup.snap && kvc-snap info backup.snap"));
 
   auto* check_cmd = app.add_subcommand("check", "Consistency checks");
   check_cmd->require_subcommand(1);
@@ -658,8 +675,8 @@ int main(int argc, char** argv) {
       "Examples:\n"
       "  kvc-ctl check hash\n"
       "  kvc-ctl check hash -o json | jq -r 'select(.matches | not) | .name'");
-  auto* check_hash_cmd = check_cmd->add_subcommand(
-      "hash", "Compare every member's state hash at the same log index");
+  auto* check_hash_cmd =
+      check_cmd->add_subcommand("hash", "Compare every member's state hash at the same log index");
   check_hash_cmd->footer(example("kvc-ctl check hash"));
   kvc::cli::add_global_options_to_help(app);
 
@@ -679,7 +696,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   g.endpoint_list = std::move(*eps);
-  g.format = g.output == "json" ? Format::kJson
+  g.format = g.output == "json"    ? Format::kJson
              : g.output == "table" ? Format::kTable
                                    : Format::kSimple;
   if (kvc::Status s = kvc::setup_logging(g.log); !s.ok()) {
@@ -694,7 +711,8 @@ int main(int argc, char** argv) {
   if (cas_cmd->parsed()) rc = run_cas(cas);
   if (watch_cmd->parsed()) rc = run_watch(watch);
   if (leader_cmd->parsed()) rc = run_leader(leader_watch, leader_count);
-  if (member_add_cmd->parsed()) rc = with_env([&](const Env& e) { return run_member_change(e, madd); });
+  if (member_add_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_member_change(e, madd); });
   if (member_promote_cmd->parsed()) {
     rc = with_env([&](const Env& e) { return run_member_change(e, mpromote); });
   }
@@ -707,8 +725,10 @@ int main(int argc, char** argv) {
   if (transfer_cmd->parsed()) {
     rc = with_env([&](const Env& e) { return run_transfer_leader(e, transfer_target); });
   }
-  if (status_cmd->parsed()) rc = with_env([&](const Env& e) { return run_status(e, status_cluster); });
-  if (health_cmd->parsed()) rc = with_env([&](const Env& e) { return run_health(e, health_cluster); });
+  if (status_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_status(e, status_cluster); });
+  if (health_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_health(e, health_cluster); });
   if (snapshot_save_cmd->parsed()) {
     rc =
         with_env([&](const Env& e) { return run_snapshot_save(e, snapshot_path, snapshot_force); });

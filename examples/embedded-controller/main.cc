@@ -43,9 +43,8 @@ const char* arg(int argc, char** argv, const char* flag, const char* fallback) {
 kvc::Status run_round(kvc::server::Engine& engine, const std::string& name, std::uint64_t round) {
   const std::string ns = "/kvrocks/namespaces/ns1";
   const std::string cluster = ns + "/clusters/c1";
-  for (const auto& [key, value] :
-       {std::pair<std::string, std::string>{ns, R"({"name":"ns1"})"},
-        {cluster, R"({"name":"c1","version":1})"}}) {
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{ns, R"({"name":"ns1"})"},
+                                   {cluster, R"({"name":"c1","version":1})"}}) {
     kvc::Result<bool> exists = engine.exists(key);
     if (!exists.ok()) return exists.status();
     if (!*exists) {

@@ -166,8 +166,7 @@ TEST(ReportTest, JsonCarriesTheContractKeys) {
   // p50 is the bucket's highest equivalent value: 2.0xx, within the histogram's precision.
   for (const char* key :
        {"\"workload\":\"put\"", "\"ok\":3", "\"issued\":4", "\"error_count\":1",
-        "\"errors\":{\"timeout\":1}", "\"throughput\":6.0", "\"p50\":2.0",
-        "\"p999\":3.000",
+        "\"errors\":{\"timeout\":1}", "\"throughput\":6.0", "\"p50\":2.0", "\"p999\":3.000",
         "\"max\":3.000", "\"min\":1.000", "\"first_error\":\"timeout: no \\\"answer\\\"\""}) {
     EXPECT_NE(j.find(key), std::string::npos) << key << " in " << j;
   }

@@ -86,7 +86,12 @@ TEST(ResultDeathTest, ValueOfFailedResultAborts) {
 }
 
 TEST(ResultDeathTest, OkStatusWithoutValueAborts) {
-  EXPECT_DEATH({ Result<int> r{Status()}; (void)r; }, "ok Status without a value");
+  EXPECT_DEATH(
+      {
+        Result<int> r{Status()};
+        (void)r;
+      },
+      "ok Status without a value");
 }
 
 }  // namespace

@@ -13,8 +13,8 @@ TEST(TextTest, Utf8Validation) {
   EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xf0\x9f\x98\x80"));
   EXPECT_FALSE(is_valid_utf8("\xff"));
   EXPECT_FALSE(is_valid_utf8("\xc3"));
-  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));      // overlong
-  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));  // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
 }
 
@@ -41,8 +41,8 @@ TEST(TextTest, Durations) {
   const struct {
     const char* in;
     std::uint64_t ms;
-  } good[] = {{"5", 5000}, {"5s", 5000}, {"250ms", 250}, {"1.5s", 1500}, {"2m", 120000},
-              {"1h", 3600000}, {"0", 0}};
+  } good[] = {{"5", 5000},    {"5s", 5000},    {"250ms", 250}, {"1.5s", 1500},
+              {"2m", 120000}, {"1h", 3600000}, {"0", 0}};
   for (const auto& c : good) {
     Result<std::uint64_t> r = parse_duration_ms(c.in);
     ASSERT_TRUE(r.ok()) << c.in;

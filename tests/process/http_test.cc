@@ -91,8 +91,8 @@ TEST(HttpProcessTest, KeyValueApiAcrossMembersAgreesWithTheClientProtocol) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
 
   // A binary value with a newline, written through a follower (forwarded to the leader).
-  HttpAnswer put = curl({"-X", "PUT", "--data-binary", "hello\nworld",
-                         url(hc.http(follower), "/v1/kv/svc%2Fa")});
+  HttpAnswer put = curl(
+      {"-X", "PUT", "--data-binary", "hello\nworld", url(hc.http(follower), "/v1/kv/svc%2Fa")});
   ASSERT_EQ(put.status, 200) << put.body;
   EXPECT_NE(put.body.find("\"revision\":"), std::string::npos) << put.body;
 
@@ -108,15 +108,14 @@ TEST(HttpProcessTest, KeyValueApiAcrossMembersAgreesWithTheClientProtocol) {
   const std::uint64_t mod = r.kvs[0].mod_revision;
 
   // Compare-and-set: a stale revision is refused with 409, the current one succeeds.
-  HttpAnswer stale = curl({"-X", "PUT", "--data-binary", "x",
-                           url(hc.http(other), "/v1/kv/svc/a?expect_revision=" +
-                                                   std::to_string(mod + 100))});
+  HttpAnswer stale =
+      curl({"-X", "PUT", "--data-binary", "x",
+            url(hc.http(other), "/v1/kv/svc/a?expect_revision=" + std::to_string(mod + 100))});
   EXPECT_EQ(stale.status, 409) << stale.body;
   EXPECT_NE(stale.body.find("compare_failed"), std::string::npos) << stale.body;
-  HttpAnswer cas = curl({"-X", "PUT", "-H", "Content-Type: application/json", "--data-binary",
-                         "{\"value\":\"v2\"}",
-                         url(hc.http(*leader), "/v1/kv/svc/a?expect_revision=" +
-                                                    std::to_string(mod))});
+  HttpAnswer cas = curl(
+      {"-X", "PUT", "-H", "Content-Type: application/json", "--data-binary", "{\"value\":\"v2\"}",
+       url(hc.http(*leader), "/v1/kv/svc/a?expect_revision=" + std::to_string(mod))});
   EXPECT_EQ(cas.status, 200) << cas.body;
   EXPECT_EQ(c->get("svc/a").kvs.at(0).value, "v2");
 
@@ -223,14 +222,15 @@ TEST(HttpProcessTest, MetricsParseAndReflectTheWork) {
     EXPECT_EQ(fams->at("kvc_wal_fsync_seconds").type, "histogram");
     leaders += value("kvc_raft_is_leader", "kvc_raft_is_leader");
     if (i == *leader) {
-      EXPECT_GE(value("kvc_proposals_total", "kvc_proposals_total", {{"outcome", "committed"}}), 20);
+      EXPECT_GE(value("kvc_proposals_total", "kvc_proposals_total", {{"outcome", "committed"}}),
+                20);
       EXPECT_GE(value("kvc_peer_round_trip_seconds", "kvc_peer_round_trip_seconds_count",
                       {{"peer", cluster.spec((*leader + 1) % 3).name}}),
                 1)
           << m.body;
-      EXPECT_GE(value("kvc_client_request_seconds", "kvc_client_request_seconds_count",
-                      {{"op", "get"}}),
-                1);
+      EXPECT_GE(
+          value("kvc_client_request_seconds", "kvc_client_request_seconds_count", {{"op", "get"}}),
+          1);
       EXPECT_GE(value("kvc_http_responses_total", "kvc_http_responses_total", {{"code", "2xx"}}),
                 1);
     }

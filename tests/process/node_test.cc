@@ -97,8 +97,8 @@ TEST(NodeProcessTest, KilledLeaderIsReplacedAndNoAcknowledgedWriteIsLost) {
 
 TEST(NodeProcessTest, StoppedMemberCatchesUpByLogAndBySnapshot) {
   // A short retained log and fast flushes force the lagging member onto a snapshot.
-  ProcessCluster cluster("catch-up", {.extra_flags = {"--retained-entries", "20",
-                                                       "--flush-interval", "20ms"}});
+  ProcessCluster cluster("catch-up",
+                         {.extra_flags = {"--retained-entries", "20", "--flush-interval", "20ms"}});
   ASSERT_TRUE(cluster.start_all().ok());
   Result<int> leader = cluster.wait_for_leader();
   ASSERT_TRUE(leader.ok());

@@ -32,9 +32,11 @@ TEST(CommandTest, EveryOpRoundTrips) {
 }
 
 TEST(CommandTest, EveryTruncationIsCorruption) {
-  const std::string full = encode_command(
-      {.op = CommandOp::kCas, .request_id = 300, .key = "key", .value = "val",
-       .expect_revision = 99});
+  const std::string full = encode_command({.op = CommandOp::kCas,
+                                           .request_id = 300,
+                                           .key = "key",
+                                           .value = "val",
+                                           .expect_revision = 99});
   for (std::size_t n = 0; n < full.size(); ++n) {
     EXPECT_EQ(decode_command(full.substr(0, n)).status().code(), Code::kCorruption) << n;
   }
@@ -77,8 +79,7 @@ TEST(VarintTest, RoundTripsAndRejectsOverflow) {
 }
 
 TEST(CommandTest, DescribeEscapesBinary) {
-  EXPECT_EQ(describe_command({.op = CommandOp::kPut, .request_id = 3, .key = "a\n",
-                              .value = "ok"}),
+  EXPECT_EQ(describe_command({.op = CommandOp::kPut, .request_id = 3, .key = "a\n", .value = "ok"}),
             "put key=a\\x0a value=ok request_id=3");
 }
 

@@ -18,7 +18,10 @@ std::string fresh_dir(const std::string& name) {
 }
 
 Identity sample() {
-  return {.name = "m1", .member_id = 0x1234abcd5678ef01, .cluster_id = 42, .cluster_token = "tok",
+  return {.name = "m1",
+          .member_id = 0x1234abcd5678ef01,
+          .cluster_id = 42,
+          .cluster_token = "tok",
           .initial_cluster = "m1=127.0.0.1:2380,m2=127.0.0.1:2382"};
 }
 
@@ -86,9 +89,9 @@ TEST(DataDirTest, SecondWriterIsRefusedWithThePid) {
   const pid_t child = ::fork();
   if (child == 0) {
     Result<DataDir> second = DataDir::open(dir, DataDir::Mode::kReadWrite);
-    const bool refused = !second.ok() && second.status().code() == Code::kFailedPrecondition &&
-                         second.status().message().find("pid " + std::to_string(::getppid())) !=
-                             std::string::npos;
+    const bool refused =
+        !second.ok() && second.status().code() == Code::kFailedPrecondition &&
+        second.status().message().find("pid " + std::to_string(::getppid())) != std::string::npos;
     ::_exit(refused ? 0 : 1);
   }
   int status = 0;

@@ -39,7 +39,8 @@ TEST(FrameDecoderTest, ReassemblesFramesSplitAtEveryByte) {
 
 TEST(FrameDecoderTest, ByteAtATime) {
   std::string stream;
-  for (int i = 0; i < 50; ++i) append_frame(stream, std::string(static_cast<std::size_t>(i + 1), 'x'));
+  for (int i = 0; i < 50; ++i)
+    append_frame(stream, std::string(static_cast<std::size_t>(i + 1), 'x'));
   FrameDecoder d(1024);
   int count = 0;
   for (char c : stream) {

@@ -16,16 +16,35 @@ std::string_view payload_of(const std::string& framed) {
 }
 
 Request full_request() {
-  return {.id = 77, .op = Op::kCas, .key = std::string("k\0\xff", 3), .value = "v",
-          .prefix = true, .limit = 10, .expect_revision = 99, .serializable = true,
-          .keys_only = true, .count_only = true, .start_revision = 5, .watch_id = 6,
-          .member_id = 7, .name = "m4", .peer_addr = "127.0.0.1:1", .client_addr = "127.0.0.1:2",
-          .learner = true, .force = true, .timeout_ms = 5000};
+  return {.id = 77,
+          .op = Op::kCas,
+          .key = std::string("k\0\xff", 3),
+          .value = "v",
+          .prefix = true,
+          .limit = 10,
+          .expect_revision = 99,
+          .serializable = true,
+          .keys_only = true,
+          .count_only = true,
+          .start_revision = 5,
+          .watch_id = 6,
+          .member_id = 7,
+          .name = "m4",
+          .peer_addr = "127.0.0.1:1",
+          .client_addr = "127.0.0.1:2",
+          .learner = true,
+          .force = true,
+          .timeout_ms = 5000};
 }
 
 Response full_response() {
-  Response r{.id = 9, .code = Code::kNotLeader, .message = "not leader", .leader_id = 3,
-             .leader_name = "m3", .leader_client_addr = "127.0.0.1:2379", .revision = 1234};
+  Response r{.id = 9,
+             .code = Code::kNotLeader,
+             .message = "not leader",
+             .leader_id = 3,
+             .leader_name = "m3",
+             .leader_client_addr = "127.0.0.1:2379",
+             .revision = 1234};
   r.kvs = {{"a", "1", 2, 3, 4}, {std::string("\x80\x81", 2), "", 5, 6, 1}};
   r.more = true;
   r.count = 2;
@@ -33,9 +52,19 @@ Response full_response() {
   r.members = {{1, "m1", "127.0.0.1:1", "127.0.0.1:2", false, true},
                {2, "m2", "127.0.0.1:3", "", true, false}};
   r.has_status = true;
-  r.status = {.member_id = 1, .name = "m1", .version = "0.1", .cluster_id = 8, .leader_id = 1,
-              .term = 4, .commit_index = 10, .applied_index = 9, .durable_index = 8,
-              .wal_bytes = 100, .state_bytes = 200, .learner = false, .role = "leader",
+  r.status = {.member_id = 1,
+              .name = "m1",
+              .version = "0.1",
+              .cluster_id = 8,
+              .leader_id = 1,
+              .term = 4,
+              .commit_index = 10,
+              .applied_index = 9,
+              .durable_index = 8,
+              .wal_bytes = 100,
+              .state_bytes = 200,
+              .learner = false,
+              .role = "leader",
               .errors = {"disk slow", "peer m2 unreachable"}};
   r.watch_id = 11;
   r.events = {{EventType::kPut, {"a", "1", 2, 3, 1}}, {EventType::kDelete, {"b", "", 0, 4, 0}}};
@@ -48,8 +77,8 @@ Response full_response() {
 }
 
 TEST(MessagesTest, RequestRoundTrips) {
-  for (const Request& want : {Request{}, Request{.id = 1, .op = Op::kPut, .key = "a"},
-                              full_request()}) {
+  for (const Request& want :
+       {Request{}, Request{.id = 1, .op = Op::kPut, .key = "a"}, full_request()}) {
     std::string f;
     append_request(f, want);
     Result<Envelope> env = open_envelope(payload_of(f));
@@ -75,8 +104,14 @@ TEST(MessagesTest, ResponseRoundTrips) {
 }
 
 TEST(MessagesTest, HandshakeRoundTrips) {
-  Hello h{.role = Role::kPeer, .cluster_id = 5, .member_id = 6, .name = "m1",
-          .software_version = "0.1", .nonce = "n", .proof = "p", .peer_addr = "127.0.0.1:2380",
+  Hello h{.role = Role::kPeer,
+          .cluster_id = 5,
+          .member_id = 6,
+          .name = "m1",
+          .software_version = "0.1",
+          .nonce = "n",
+          .proof = "p",
+          .peer_addr = "127.0.0.1:2380",
           .client_addr = "127.0.0.1:2379"};
   std::string f;
   append_hello(f, h);

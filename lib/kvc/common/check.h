@@ -29,20 +29,20 @@ template <typename A, typename B>
 
 }  // namespace kvc
 
-#define KVC_CHECK(cond, msg)                                      \
-  do {                                                            \
-    if (!(cond)) [[unlikely]] {                                   \
-      ::kvc::check_failed(__FILE__, __LINE__, #cond, (msg));      \
-    }                                                             \
+#define KVC_CHECK(cond, msg)                                 \
+  do {                                                       \
+    if (!(cond)) [[unlikely]] {                              \
+      ::kvc::check_failed(__FILE__, __LINE__, #cond, (msg)); \
+    }                                                        \
   } while (0)
 
-#define KVC_CHECK_OP_(a, op, b)                                                  \
-  do {                                                                           \
-    const auto& kvc_a_ = (a);                                                    \
-    const auto& kvc_b_ = (b);                                                    \
-    if (!(kvc_a_ op kvc_b_)) [[unlikely]] {                                      \
+#define KVC_CHECK_OP_(a, op, b)                                                              \
+  do {                                                                                       \
+    const auto& kvc_a_ = (a);                                                                \
+    const auto& kvc_b_ = (b);                                                                \
+    if (!(kvc_a_ op kvc_b_)) [[unlikely]] {                                                  \
       ::kvc::detail::check_op_failed(__FILE__, __LINE__, #a " " #op " " #b, kvc_a_, kvc_b_); \
-    }                                                                            \
+    }                                                                                        \
   } while (0)
 
 #define KVC_CHECK_EQ(a, b) KVC_CHECK_OP_(a, ==, b)

@@ -7,20 +7,34 @@ namespace kvc {
 
 std::string_view code_name(Code code) {
   switch (code) {
-    case Code::kOk: return "ok";
-    case Code::kInvalidArgument: return "invalid_argument";
-    case Code::kNotFound: return "not_found";
-    case Code::kAlreadyExists: return "already_exists";
-    case Code::kCompareFailed: return "compare_failed";
-    case Code::kFailedPrecondition: return "failed_precondition";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kNotLeader: return "not_leader";
-    case Code::kTimeout: return "timeout";
-    case Code::kShuttingDown: return "shutting_down";
-    case Code::kResourceExhausted: return "resource_exhausted";
-    case Code::kCorruption: return "corruption";
-    case Code::kIOError: return "io_error";
-    case Code::kInternal: return "internal";
+    case Code::kOk:
+      return "ok";
+    case Code::kInvalidArgument:
+      return "invalid_argument";
+    case Code::kNotFound:
+      return "not_found";
+    case Code::kAlreadyExists:
+      return "already_exists";
+    case Code::kCompareFailed:
+      return "compare_failed";
+    case Code::kFailedPrecondition:
+      return "failed_precondition";
+    case Code::kUnavailable:
+      return "unavailable";
+    case Code::kNotLeader:
+      return "not_leader";
+    case Code::kTimeout:
+      return "timeout";
+    case Code::kShuttingDown:
+      return "shutting_down";
+    case Code::kResourceExhausted:
+      return "resource_exhausted";
+    case Code::kCorruption:
+      return "corruption";
+    case Code::kIOError:
+      return "io_error";
+    case Code::kInternal:
+      return "internal";
   }
   return "unknown";
 }
@@ -55,14 +69,20 @@ Status Status::with_context(std::string_view context) const {
 
 int exit_code(const Status& status) {
   switch (status.code()) {
-    case Code::kOk: return kExitOk;
-    case Code::kNotFound: return kExitNotFound;
-    case Code::kCompareFailed: return kExitCompareFailed;
+    case Code::kOk:
+      return kExitOk;
+    case Code::kNotFound:
+      return kExitNotFound;
+    case Code::kCompareFailed:
+      return kExitCompareFailed;
     case Code::kUnavailable:
     case Code::kNotLeader:
-    case Code::kShuttingDown: return kExitUnavailable;
-    case Code::kTimeout: return kExitTimeout;
-    default: return kExitError;
+    case Code::kShuttingDown:
+      return kExitUnavailable;
+    case Code::kTimeout:
+      return kExitTimeout;
+    default:
+      return kExitError;
   }
 }
 

@@ -17,19 +17,19 @@ namespace kvc {
 
 enum class Code : std::uint8_t {
   kOk = 0,
-  kInvalidArgument,    // the request or input is malformed; nothing was applied
-  kNotFound,           // the key, file or member does not exist
-  kAlreadyExists,      // it exists and must not
-  kCompareFailed,      // a compare-and-set saw another revision; nothing was applied
-  kFailedPrecondition, // the system is not in a state that allows this (e.g. change in progress)
-  kUnavailable,        // no quorum, no leader, connection refused; nothing was applied
-  kNotLeader,          // this member is not the leader; the message may name the leader
-  kTimeout,            // deadline passed after the request was sent: outcome unknown
-  kShuttingDown,       // the member is stopping
-  kResourceExhausted,  // a limit was hit: frame size, queue depth, disk full
-  kCorruption,         // bytes on disk or on the wire failed a check
-  kIOError,            // the operating system reported an I/O error
-  kInternal,           // a bug in kvc
+  kInvalidArgument,     // the request or input is malformed; nothing was applied
+  kNotFound,            // the key, file or member does not exist
+  kAlreadyExists,       // it exists and must not
+  kCompareFailed,       // a compare-and-set saw another revision; nothing was applied
+  kFailedPrecondition,  // the system is not in a state that allows this (e.g. change in progress)
+  kUnavailable,         // no quorum, no leader, connection refused; nothing was applied
+  kNotLeader,           // this member is not the leader; the message may name the leader
+  kTimeout,             // deadline passed after the request was sent: outcome unknown
+  kShuttingDown,        // the member is stopping
+  kResourceExhausted,   // a limit was hit: frame size, queue depth, disk full
+  kCorruption,          // bytes on disk or on the wire failed a check
+  kIOError,             // the operating system reported an I/O error
+  kInternal,            // a bug in kvc
 };
 
 // The name of a code as used in logs and JSON ("not_found").
@@ -83,7 +83,7 @@ inline Status ok_status() { return Status(); }
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     KVC_CHECK(!std::get<Status>(v_).ok(), "a Result was made from an ok Status without a value");
   }
@@ -137,8 +137,8 @@ int exit_code(const Status& status);
 }  // namespace kvc
 
 // Return early with the Status of `expr` when it is not ok.
-#define KVC_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::kvc::Status kvc_status_ = (expr);            \
-    if (!kvc_status_.ok()) return kvc_status_;     \
+#define KVC_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::kvc::Status kvc_status_ = (expr);        \
+    if (!kvc_status_.ok()) return kvc_status_; \
   } while (0)

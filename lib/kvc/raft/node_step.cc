@@ -1,7 +1,5 @@
 // raft::Node, inputs: ticks and messages stepped in from peers (checked, then dispatched by
 // term and type). Part of node.cc's class; see node.h for the invariants.
-#include "kvc/raft/node.h"
-
 #include <algorithm>
 #include <sstream>
 
@@ -9,6 +7,7 @@
 #include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
+#include "kvc/raft/node.h"
 #include "kvc/raft/node_internal.h"
 
 namespace kvc::raft {

@@ -1,7 +1,5 @@
 // raft::Node, protocol-aware repair (REPAIR in node.h): incarnations, members that lost
 // entries they had acknowledged, damaged members, and the read index. Part of node.cc's class.
-#include "kvc/raft/node.h"
-
 #include <algorithm>
 #include <sstream>
 
@@ -9,6 +7,7 @@
 #include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
+#include "kvc/raft/node.h"
 #include "kvc/raft/node_internal.h"
 
 namespace kvc::raft {

@@ -1,8 +1,6 @@
 // raft::Node, log replication: the follower side (appends, heartbeats, snapshots received)
 // and the leader side (progress per peer, probing, pipelining, commitment, snapshots sent).
 // Part of node.cc's class; see node.h for the invariants.
-#include "kvc/raft/node.h"
-
 #include <algorithm>
 #include <sstream>
 
@@ -10,6 +8,7 @@
 #include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
+#include "kvc/raft/node.h"
 #include "kvc/raft/node_internal.h"
 
 namespace kvc::raft {

@@ -1,7 +1,5 @@
 // raft::Node, the caller's requests: proposals, membership changes, leadership transfer,
 // snapshot and compaction reports. Part of node.cc's class; see node.h for the invariants.
-#include "kvc/raft/node.h"
-
 #include <algorithm>
 #include <sstream>
 
@@ -9,6 +7,7 @@
 #include "kvc/common/coding.h"
 #include "kvc/common/text.h"
 #include "kvc/raft/mutation.h"
+#include "kvc/raft/node.h"
 #include "kvc/raft/node_internal.h"
 
 namespace kvc::raft {

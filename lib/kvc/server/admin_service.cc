@@ -102,18 +102,17 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
   if (req.op != wire::Op::kMemberAdd) {
     target = find_member(req);
     if (target == nullptr) {
-      return refuse(Code::kNotFound, "no member " +
-                                         (req.member_id != 0 ? hex(req.member_id) : req.name));
+      return refuse(Code::kNotFound,
+                    "no member " + (req.member_id != 0 ? hex(req.member_id) : req.name));
     }
   }
   if (req.op == wire::Op::kMemberRemove && target->id == identity_.member_id) {
     return remove_self(std::move(req), std::move(reply));
   }
-  Result<MemberChangePlan> plan = req.op == wire::Op::kMemberAdd      ? plan_add(req)
-                                  : req.op == wire::Op::kMemberUpdate ? plan_update(req, *target)
-                                  : req.op == wire::Op::kMemberPromote
-                                      ? plan_promote(req, *target)
-                                      : plan_remove(req, *target);
+  Result<MemberChangePlan> plan = req.op == wire::Op::kMemberAdd       ? plan_add(req)
+                                  : req.op == wire::Op::kMemberUpdate  ? plan_update(req, *target)
+                                  : req.op == wire::Op::kMemberPromote ? plan_promote(req, *target)
+                                                                       : plan_remove(req, *target);
   if (!plan.ok()) return refuse(plan.status().code(), plan.status().message());
   if (plan->nothing) {
     r.revision = 0;  // already so: nothing to commit
@@ -128,7 +127,11 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
   }
   if (plan->added) learned_[plan->added->id] = *plan->added;
   spdlog::info("membership change proposed change=\"{}\" index={}", plan->what, *index);
-  waiters_[*index] = Waiter{0, node_->term(), req, std::move(reply), deadline_for(req),
+  waiters_[*index] = Waiter{0,
+                            node_->term(),
+                            req,
+                            std::move(reply),
+                            deadline_for(req),
                             raft::encode_conf_change(plan->cc)};
 }
 
@@ -142,8 +145,8 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_add(const wire::Reques
   const storage::Membership m = current_membership();
   for (const storage::Member& mem : m.members) {
     if (mem.name == req.name) {
-      return Status::already_exists("a member named '" + req.name + "' exists (id " +
-                                    hex(mem.id) + ")");
+      return Status::already_exists("a member named '" + req.name + "' exists (id " + hex(mem.id) +
+                                    ")");
     }
     if (mem.peer_addr == addr->to_string()) {
       return Status::already_exists("member '" + mem.name + "' already uses peer address " +
@@ -166,8 +169,8 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_add(const wire::Reques
   storage::Membership one;
   one.members.push_back({id, req.name, addr->to_string(), req.client_addr, req.learner});
   MemberChangePlan plan;
-  plan.cc = {req.learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter,
-             id, storage::encode_membership(one)};
+  plan.cc = {req.learner ? raft::ConfChangeType::kAddLearner : raft::ConfChangeType::kAddVoter, id,
+             storage::encode_membership(one)};
   plan.added = one.members.front();
   plan.what = "add " + req.name;
   return plan;
@@ -187,8 +190,7 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_update(const wire::Req
   }
   for (const storage::Member& mem : m.members) {
     if (mem.id != target.id && mem.peer_addr == peer) {
-      return Status::already_exists("member '" + mem.name + "' already uses peer address " +
-                                    peer);
+      return Status::already_exists("member '" + mem.name + "' already uses peer address " + peer);
     }
   }
   storage::Membership one;
@@ -221,8 +223,8 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_promote(const wire::Re
   const bool close = lag <= max_lag && match * 10 >= commit * 9;
   if (!req.force && (!active || !close)) {
     return Status::failed_precondition(
-        "learner " + target.name + " has not caught up: it has " + std::to_string(match) +
-        " of " + std::to_string(commit) + " committed entries (" + std::to_string(lag) +
+        "learner " + target.name + " has not caught up: it has " + std::to_string(match) + " of " +
+        std::to_string(commit) + " committed entries (" + std::to_string(lag) +
         " behind; promotion needs at least 90% and at most " + std::to_string(max_lag) +
         " behind)" + (active ? "" : " and is not responding") + "; wait for it, or use --force");
   }
@@ -242,10 +244,10 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_remove(const wire::Req
     const std::size_t left = reachable.size() - (reachable.count(target.id) != 0 ? 1 : 0);
     const std::size_t need = (voters - 1) / 2 + 1;
     if (left < need) {
-      return Status::failed_precondition(
-          "removing " + target.name + " would leave " + std::to_string(left) +
-          " reachable voters of the " + std::to_string(need) +
-          " a quorum needs; use --force to remove it anyway");
+      return Status::failed_precondition("removing " + target.name + " would leave " +
+                                         std::to_string(left) + " reachable voters of the " +
+                                         std::to_string(need) +
+                                         " a quorum needs; use --force to remove it anyway");
     }
   }
   MemberChangePlan plan;
@@ -274,8 +276,7 @@ void Engine::Impl::remove_self(wire::Request req, Reply reply) {
   Status s = node_->transfer_leadership(target_id);
   if (!s.ok()) return refuse(s.code(), s.message());
   const std::uint64_t deadline =
-      uv_now(&loop_) +
-      2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+      uv_now(&loop_) + 2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   transfers_.push_back({std::move(req), std::move(reply), target_id, deadline});
 }
 
@@ -310,7 +311,8 @@ void Engine::Impl::transfer_leader(wire::Request req, Reply reply) {
     reply(std::move(r));
     return;
   }
-  const std::uint64_t wait = 2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  const std::uint64_t wait =
+      2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   transfers_.push_back({std::move(req), std::move(reply), target->id, uv_now(&loop_) + wait});
 }
 

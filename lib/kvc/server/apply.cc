@@ -76,8 +76,8 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
   Result<raft::ConfChange> cc = raft::decode_conf_change(e.data);
   // The same rule the Raft core uses on append, so the stored membership and the core's
   // configuration never disagree.
-  Result<raft::ConfState> next =
-      cc.ok() ? raft::apply_conf_change(m.to_conf_state(), *cc) : Result<raft::ConfState>(cc.status());
+  Result<raft::ConfState> next = cc.ok() ? raft::apply_conf_change(m.to_conf_state(), *cc)
+                                         : Result<raft::ConfState>(cc.status());
   if (!next.ok()) {
     spdlog::warn("conf change entry changes nothing index={} reason={}", e.index,
                  next.status().message());
@@ -140,13 +140,11 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
   }
   state_->apply_membership(e.index, e.term, std::move(m));
   update_peers();
-  if (cc->type == raft::ConfChangeType::kRemove && cc->node == identity_.member_id &&
-      !removed_) {
+  if (cc->type == raft::ConfChangeType::kRemove && cc->node == identity_.member_id && !removed_) {
     removed_ = true;
     spdlog::warn("this member was removed from the cluster index={}; stopping", e.index);
-    inbox_.post([this] {
-      fatal(Status::failed_precondition("this member was removed from the cluster"));
-    });
+    inbox_.post(
+        [this] { fatal(Status::failed_precondition("this member was removed from the cluster")); });
   }
 }
 
@@ -189,7 +187,8 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
     }
     return false;
   }
-  if (cmd->op == storage::CommandOp::kHashVerdict) apply_hash_verdict(cmd->expect_revision, cmd->hash);
+  if (cmd->op == storage::CommandOp::kHashVerdict)
+    apply_hash_verdict(cmd->expect_revision, cmd->hash);
   finish_waiter(e.index, e, *cmd, &*r);
   return true;
 }
@@ -260,9 +259,9 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
   Waiter w = std::move(it->second);
   waiters_.erase(it);
   wire::Response r = base_response(w.req.id);
-  const bool ours = e.term == w.term && (w.conf_data.empty()
-                                             ? cmd && cmd->request_id == w.request_id
-                                             : e.data == w.conf_data);
+  const bool ours =
+      e.term == w.term &&
+      (w.conf_data.empty() ? cmd && cmd->request_id == w.request_id : e.data == w.conf_data);
   if (ours) metrics_->proposals_committed.inc();
   if (!ours) {
     // Another entry took this index: ours was dropped by a leader change, never applied.
@@ -308,14 +307,15 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
       if (result->code == Code::kCompareFailed) {
         r.code = Code::kCompareFailed;
         r.revision = result->revision;
-        r.message = "the key's mod revision is " + std::to_string(result->revision) +
-                    ", not " + std::to_string(w.req.expect_revision);
+        r.message = "the key's mod revision is " + std::to_string(result->revision) + ", not " +
+                    std::to_string(w.req.expect_revision);
       } else {
         r.revision = result->revision;
         r.found = true;
       }
       break;
-    default: break;
+    default:
+      break;
   }
   if (result->code == Code::kInvalidArgument) {
     r.code = Code::kInvalidArgument;

@@ -95,8 +95,8 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
   po.cluster_id = identity_.cluster_id;
   po.name = identity_.name;
   po.max_frame_bytes = options_.max_frame_bytes;
-  po.peer_addr = self != nullptr && !self->peer_addr.empty() ? self->peer_addr
-                                                              : options_.listen_peer;
+  po.peer_addr =
+      self != nullptr && !self->peer_addr.empty() ? self->peer_addr : options_.listen_peer;
   po.client_addr = advertise_client;
   po.token_digest = join_token_digest(options_.cluster_token);
   po.secret = options_.secret;
@@ -115,7 +115,8 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
           }
         }
         Status s = node_->step(m);
-        if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
+        if (!s.ok())
+          spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
       },
       [this](std::uint64_t id, bool snapshot) {
         if (stopped_) return;
@@ -168,9 +169,10 @@ Status Engine::Impl::listen_http() {
   if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
   http_bound_ = http_->bound().to_string();
   if (!h->is_loopback()) {
-    spdlog::warn("serving HTTP on {}, which is not a loopback address: anyone who can reach "
-                 "it can read and write keys",
-                 h->to_string());
+    spdlog::warn(
+        "serving HTTP on {}, which is not a loopback address: anyone who can reach "
+        "it can read and write keys",
+        h->to_string());
   }
   return Status();
 }
@@ -210,14 +212,14 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   const std::uint64_t id = ++conn_seq_;
   conn->tag = id;
   clients_[id] = ClientConn{conn};
-  conn->start(
-      [this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
-      [this, id](net::Connection& c, const Status& why) {
-        if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
-          spdlog::info("client connection closed from={} reason={}", c.peer(), why.message());
-        }
-        on_client_closed(id);
-      });
+  conn->start([this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
+              [this, id](net::Connection& c, const Status& why) {
+                if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
+                  spdlog::info("client connection closed from={} reason={}", c.peer(),
+                               why.message());
+                }
+                on_client_closed(id);
+              });
 }
 
 // Every frame of a client connection, by the stage of its handshake (ClientConn::Stage):
@@ -236,10 +238,14 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
   }
   ClientConn& cc = it->second;
   switch (cc.stage) {
-    case ClientConn::Stage::kHello: return on_client_hello(cc, conn, *env);
-    case ClientConn::Stage::kAuth: return on_client_auth(cc, conn, *env);
-    case ClientConn::Stage::kOpen: return on_client_request(conn_id, cc, conn, *env);
-    case ClientConn::Stage::kRefused: return;
+    case ClientConn::Stage::kHello:
+      return on_client_hello(cc, conn, *env);
+    case ClientConn::Stage::kAuth:
+      return on_client_auth(cc, conn, *env);
+    case ClientConn::Stage::kOpen:
+      return on_client_request(conn_id, cc, conn, *env);
+    case ClientConn::Stage::kRefused:
+      return;
   }
 }
 
@@ -278,9 +284,9 @@ void Engine::Impl::on_client_hello(ClientConn& cc, net::Connection& conn,
     refuse = Status::failed_precondition(
         "protocol version " + std::to_string(hello->protocol_version) + " is not supported");
   } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
-    refuse = Status::failed_precondition("this member belongs to cluster " +
-                                         hex(identity_.cluster_id) + ", not " +
-                                         hex(hello->cluster_id));
+    refuse =
+        Status::failed_precondition("this member belongs to cluster " + hex(identity_.cluster_id) +
+                                    ", not " + hex(hello->cluster_id));
   } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
     refuse = a;
   } else if (!options_.secret.empty()) {
@@ -327,8 +333,8 @@ void Engine::Impl::on_client_auth(ClientConn& cc, net::Connection& conn,
   cc.reply = {};
 }
 
-void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc,
-                                     net::Connection& conn, const wire::Envelope& env) {
+void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net::Connection& conn,
+                                     const wire::Envelope& env) {
   if (env.kind != wire::FrameKind::kRequest) {
     spdlog::warn("closing client connection from={} reason=unexpected frame kind {}", conn.peer(),
                  static_cast<int>(env.kind));

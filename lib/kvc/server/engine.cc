@@ -25,10 +25,18 @@ namespace kvc::server {
 
 void SpdRaftLogger::log(raft::LogLevel level, std::string_view line) {
   switch (level) {
-    case raft::LogLevel::kDebug: spdlog::debug("raft: {}", line); break;
-    case raft::LogLevel::kInfo: spdlog::info("raft: {}", line); break;
-    case raft::LogLevel::kWarn: spdlog::warn("raft: {}", line); break;
-    case raft::LogLevel::kError: spdlog::error("raft: {}", line); break;
+    case raft::LogLevel::kDebug:
+      spdlog::debug("raft: {}", line);
+      break;
+    case raft::LogLevel::kInfo:
+      spdlog::info("raft: {}", line);
+      break;
+    case raft::LogLevel::kWarn:
+      spdlog::warn("raft: {}", line);
+      break;
+    case raft::LogLevel::kError:
+      spdlog::error("raft: {}", line);
+      break;
   }
 }
 
@@ -44,9 +52,7 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
 #endif
 }
 
-Engine::Impl::~Impl() {
-  (void)close();
-}
+Engine::Impl::~Impl() { (void)close(); }
 
 Status Engine::Impl::start() {
   KVC_RETURN_IF_ERROR(options_.validate());
@@ -74,8 +80,8 @@ Status Engine::Impl::start() {
   uv_timer_init(&loop_, &tick_timer_);
   tick_timer_.data = this;
   uv_timer_start(
-      &tick_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); },
-      options_.tick_ms, options_.tick_ms);
+      &tick_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_tick(); }, options_.tick_ms,
+      options_.tick_ms);
   uv_timer_init(&loop_, &flush_timer_);
   flush_timer_.data = this;
   const std::uint64_t flush_every = std::max<std::uint64_t>(options_.flush_interval_ms / 2, 5);
@@ -111,11 +117,12 @@ Status Engine::Impl::start() {
     inbox_.post([this] { process_ready(); });
     uv_run(&loop_, UV_RUN_DEFAULT);
   });
-  spdlog::info("member started name={} id={} cluster={} peer={} client={} http={} applied={} "
-               "version={}",
-               options_.name, hex(identity_.member_id), hex(identity_.cluster_id), peer_bound_,
-               client_bound_, http_bound_.empty() ? "off" : http_bound_, state_->applied_index(),
-               kvc::version());
+  spdlog::info(
+      "member started name={} id={} cluster={} peer={} client={} http={} applied={} "
+      "version={}",
+      options_.name, hex(identity_.member_id), hex(identity_.cluster_id), peer_bound_,
+      client_bound_, http_bound_.empty() ? "off" : http_bound_, state_->applied_index(),
+      kvc::version());
   return Status();
 }
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +353,6 @@ void Engine::Impl::collect_metrics() {
   m.state_bytes.set(static_cast<double>(r.status.state_bytes));
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Engine
 
@@ -421,8 +427,11 @@ Result<std::vector<KeyValue>> Engine::list(const std::string& prefix, std::uint6
   std::string start = prefix;
   for (;;) {
     std::uint64_t want = limit == 0 ? 0 : limit - out.size();
-    wire::Response r = impl_->call({.op = wire::Op::kRange, .key = start, .value = prefix,
-                                    .prefix = true, .limit = want,
+    wire::Response r = impl_->call({.op = wire::Op::kRange,
+                                    .key = start,
+                                    .value = prefix,
+                                    .prefix = true,
+                                    .limit = want,
                                     .serializable = options.serializable});
     if (r.code != Code::kOk) return to_status(r);
     for (const wire::KeyValue& kv : r.kvs) out.push_back(from_wire(kv));

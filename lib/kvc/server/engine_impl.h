@@ -104,8 +104,8 @@ class Engine::Impl {
     std::vector<PendingRead> reads;
   };
   struct Watcher {
-    std::uint64_t id = 0;       // the client's request id (or the embedded handle)
-    std::uint64_t conn = 0;     // 0 for an embedded watcher
+    std::uint64_t id = 0;    // the client's request id (or the embedded handle)
+    std::uint64_t conn = 0;  // 0 for an embedded watcher
     std::string key;
     bool prefix = false;
     std::uint64_t next_revision = 0;
@@ -170,7 +170,7 @@ class Engine::Impl {
   void complete_ready(const raft::Ready& rd);
   void apply_durable_committed(raft::Ready& rd);
   void note_read_states(const std::vector<raft::ReadState>& states);
-  Status persist(PersistJob& job);  // disk thread
+  Status persist(PersistJob& job);                                               // disk thread
   Status write_snapshot_chunks(const std::vector<raft::SnapshotChunk>& chunks);  // disk thread
   void send_message(raft::Message m);
   void on_soft_state(const raft::SoftState& ss);
@@ -220,8 +220,8 @@ class Engine::Impl {
   // A membership change checked and ready to propose (or nothing to do).
   struct MemberChangePlan {
     raft::ConfChange cc;
-    std::string what;                     // for the log
-    bool nothing = false;                 // already so: answer at once
+    std::string what;                      // for the log
+    bool nothing = false;                  // already so: answer at once
     std::optional<storage::Member> added;  // remembered once proposed
   };
   Result<MemberChangePlan> plan_add(const wire::Request& req);
@@ -287,7 +287,7 @@ class Engine::Impl {
   EngineOptions options_;
   storage::Identity identity_;
   std::optional<storage::DataDir> data_dir_;
-  std::optional<storage::Wal> wal_;        // disk thread after start()
+  std::optional<storage::Wal> wal_;  // disk thread after start()
   std::unique_ptr<storage::StateMachine> state_;
   std::unique_ptr<raft::Node> node_;
   raft::SplitMix64 rng_{0};
@@ -320,7 +320,7 @@ class Engine::Impl {
   bool snapshotting_ = false;
   bool stopping_ = false;
   bool stopped_ = false;
-  bool failed_ = false;  // fatal() ran: no more writes; shutdown follows
+  bool failed_ = false;                          // fatal() ran: no more writes; shutdown follows
   std::shared_ptr<PersistJob> install_waiting_;  // waits for a flush to finish
   raft::HardState synced_hard_state_;
   std::map<std::uint64_t, Waiter> waiters_;  // by log index
@@ -328,10 +328,10 @@ class Engine::Impl {
   std::vector<PendingRead> unsent_reads_;
   std::deque<ReadBatch> read_batches_;
   std::uint64_t read_seq_ = 0;
-  std::map<std::uint64_t, Watcher> watchers_;             // by watcher key
+  std::map<std::uint64_t, Watcher> watchers_;  // by watcher key
   std::map<std::uint64_t, LeaderWatcher> leader_watchers_;
   std::deque<raft::Entry> apply_queue_;  // committed, not yet applied (a barrier may hold it)
-  std::map<std::uint64_t, std::uint64_t> barrier_hashes_;  // barrier index -> state hash
+  std::map<std::uint64_t, std::uint64_t> barrier_hashes_;           // barrier index -> state hash
   std::map<std::uint64_t, std::vector<PendingRead>> hash_waiters_;  // by barrier index
   std::uint64_t pending_barrier_ = 0;  // a barrier whose hash the flush thread is computing
   std::vector<PendingTransfer> transfers_;
@@ -349,9 +349,9 @@ class Engine::Impl {
   std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
   std::chrono::steady_clock::time_point scrub_pass_started_{};
   storage::ScrubCursor scrub_cursor_;
-  double scrub_allowance_ = 0;           // bytes the scrubber may still read (token bucket)
-  std::uint64_t scrub_last_ms_ = 0;      // uv_now of the last refill
-  double scrub_record_bytes_ = 256;      // running estimate of a record's size
+  double scrub_allowance_ = 0;       // bytes the scrubber may still read (token bucket)
+  std::uint64_t scrub_last_ms_ = 0;  // uv_now of the last refill
+  double scrub_record_bytes_ = 256;  // running estimate of a record's size
   uv_timer_t hash_timer_{};
   bool hash_checking_ = false;
   std::uint64_t hash_check_index_ = 0;
@@ -362,7 +362,7 @@ class Engine::Impl {
   // Connections refused (too many clients), kept open briefly so the refusal is read.
   std::map<net::Connection*, std::pair<std::shared_ptr<net::Connection>, std::uint64_t>> refused_;
   std::uint64_t conn_seq_ = 0;
-  std::map<std::uint64_t, storage::Member> learned_;  // from handshakes and conf entries
+  std::map<std::uint64_t, storage::Member> learned_;     // from handshakes and conf entries
   std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
   std::uint64_t last_leader_ = 0;
   std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
@@ -372,10 +372,10 @@ class Engine::Impl {
 
   // Shared with other threads.
   mutable std::mutex mu_;
-  LeaderInfo leader_info_;                                   // guarded by mu_
+  LeaderInfo leader_info_;                                                // guarded by mu_
   std::vector<std::function<void(const LeaderInfo&)>> leader_callbacks_;  // guarded by mu_
-  Status failure_;                                           // guarded by mu_
-  bool finished_ = false;                                    // guarded by mu_
+  Status failure_;                                                        // guarded by mu_
+  bool finished_ = false;                                                 // guarded by mu_
   std::condition_variable finished_cv_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<client::Client> forwarder_;  // guarded by mu_; created on first use

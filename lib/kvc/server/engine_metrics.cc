@@ -15,24 +15,25 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
       has_leader(registry.gauge("kvc_raft_has_leader", "1 when this member knows a leader.")),
       leader_changes(registry.counter("kvc_raft_leader_changes_total",
                                       "Leader changes seen by this member (to no leader too).")),
-      commit_index(registry.gauge("kvc_raft_commit_index", "The highest log index known committed.")),
-      applied_index(registry.gauge("kvc_raft_applied_index",
-                                   "The highest log index applied to the state.")),
+      commit_index(
+          registry.gauge("kvc_raft_commit_index", "The highest log index known committed.")),
+      applied_index(
+          registry.gauge("kvc_raft_applied_index", "The highest log index applied to the state.")),
       last_index(registry.gauge("kvc_raft_last_index", "The index of the last log entry.")),
-      proposals_committed(registry.counter("kvc_proposals_total",
-                                           "Proposals by outcome.", {{"outcome", "committed"}})),
+      proposals_committed(registry.counter("kvc_proposals_total", "Proposals by outcome.",
+                                           {{"outcome", "committed"}})),
       proposals_dropped(registry.counter("kvc_proposals_total", "Proposals by outcome.",
                                          {{"outcome", "dropped"}})),
       proposals_timed_out(registry.counter("kvc_proposals_total", "Proposals by outcome.",
                                            {{"outcome", "timed_out"}})),
       proposals_pending(registry.gauge("kvc_proposals_pending",
                                        "Proposals waiting to be committed and applied.")),
-      wal_fsync(registry.histogram("kvc_wal_fsync_seconds", "Latency of a WAL sync (fdatasync).",
-                                   kLat)),
+      wal_fsync(
+          registry.histogram("kvc_wal_fsync_seconds", "Latency of a WAL sync (fdatasync).", kLat)),
       apply(registry.histogram("kvc_apply_seconds",
                                "Time to apply one batch of committed entries to the state.", kLat)),
-      entries_applied(registry.counter("kvc_entries_applied_total",
-                                       "Log entries applied to the state.")),
+      entries_applied(
+          registry.counter("kvc_entries_applied_total", "Log entries applied to the state.")),
       wal_bytes(registry.gauge("kvc_wal_bytes", "Size of the WAL segments on disk.")),
       state_bytes(registry.gauge("kvc_state_bytes", "Size of the LMDB state on disk.")),
       state_flush(registry.histogram("kvc_state_flush_seconds",
@@ -47,8 +48,8 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
       snapshot_install(registry.histogram(
           "kvc_snapshot_install_seconds",
           "Time from receiving a whole snapshot to its state being live.", kLong)),
-      snapshots_sent(registry.counter("kvc_snapshots_sent_total",
-                                      "Snapshots sent completely to a follower.")),
+      snapshots_sent(
+          registry.counter("kvc_snapshots_sent_total", "Snapshots sent completely to a follower.")),
       state_damaged(registry.gauge(
           "kvc_state_damaged",
           "1 while this member's state is damaged: it serves no reads, does not vote, and is "
@@ -57,8 +58,8 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "kvc_state_damage_found_total",
           "Damage found in the state: checksum mismatches (reads, apply, snapshots, hashes, the "
           "scrubber) and state hashes that disagree with the cluster's majority.")),
-      repairs_completed(registry.counter(
-          "kvc_state_repairs_total", "Damaged states replaced by a snapshot from the leader.")),
+      repairs_completed(registry.counter("kvc_state_repairs_total",
+                                         "Damaged states replaced by a snapshot from the leader.")),
       raft_repairing(registry.gauge(
           "kvc_raft_repairing",
           "1 while this member is being repaired (lost acknowledged entries or a damaged state) "
@@ -72,19 +73,19 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
       scrub_bytes(registry.counter("kvc_scrub_bytes_total", "Bytes the scrubber verified.")),
       scrub_passes(registry.counter("kvc_scrub_passes_total",
                                     "Complete passes of the scrubber over the state.")),
-      scrub_damaged(registry.counter("kvc_scrub_damaged_total",
-                                     "Damaged records the scrubber found.")),
-      hash_checks_agreed(registry.counter(
-          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
-          {{"result", "agreed"}})),
-      hash_checks_disagreed(registry.counter(
-          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
-          {{"result", "disagreed"}})),
-      hash_checks_failed(registry.counter(
-          "kvc_hash_checks_total", "Periodic cross-member state hash checks, by result.",
-          {{"result", "failed"}})),
-      client_connections(registry.gauge("kvc_client_connections",
-                                        "Open client-protocol connections.")),
+      scrub_damaged(
+          registry.counter("kvc_scrub_damaged_total", "Damaged records the scrubber found.")),
+      hash_checks_agreed(registry.counter("kvc_hash_checks_total",
+                                          "Periodic cross-member state hash checks, by result.",
+                                          {{"result", "agreed"}})),
+      hash_checks_disagreed(registry.counter("kvc_hash_checks_total",
+                                             "Periodic cross-member state hash checks, by result.",
+                                             {{"result", "disagreed"}})),
+      hash_checks_failed(registry.counter("kvc_hash_checks_total",
+                                          "Periodic cross-member state hash checks, by result.",
+                                          {{"result", "failed"}})),
+      client_connections(
+          registry.gauge("kvc_client_connections", "Open client-protocol connections.")),
       peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")) {
   registry
       .gauge("kvc_member_info", "Constant 1, labelled with this member's identity.",
@@ -112,10 +113,10 @@ metrics::Counter& EngineMetrics::request_error(wire::Op op, Code code) {
   std::lock_guard<std::mutex> lock(mu_);
   metrics::Counter*& c = request_errors_[{static_cast<int>(op), static_cast<int>(code)}];
   if (c == nullptr) {
-    c = &registry.counter("kvc_client_request_errors_total",
-                          "Client requests answered with an error, by operation and code.",
-                          {{"op", std::string(wire::op_name(op))},
-                           {"code", std::string(code_name(code))}});
+    c = &registry.counter(
+        "kvc_client_request_errors_total",
+        "Client requests answered with an error, by operation and code.",
+        {{"op", std::string(wire::op_name(op))}, {"code", std::string(code_name(code))}});
   }
   return *c;
 }

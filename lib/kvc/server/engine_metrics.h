@@ -36,14 +36,14 @@ class EngineMetrics {
   metrics::Gauge& proposals_pending;
 
   // Storage.
-  metrics::Histogram& wal_fsync;         // seconds per WAL sync
-  metrics::Histogram& apply;             // seconds per batch of committed entries applied
+  metrics::Histogram& wal_fsync;  // seconds per WAL sync
+  metrics::Histogram& apply;      // seconds per batch of committed entries applied
   metrics::Counter& entries_applied;
   metrics::Gauge& wal_bytes;
   metrics::Gauge& state_bytes;
-  metrics::Histogram& state_flush;       // seconds per state flush (LMDB commit + sync)
+  metrics::Histogram& state_flush;  // seconds per state flush (LMDB commit + sync)
   metrics::Counter& snapshots_created;
-  metrics::Histogram& snapshot_create;   // seconds to write a snapshot file
+  metrics::Histogram& snapshot_create;  // seconds to write a snapshot file
   metrics::Counter& snapshots_installed;
   metrics::Histogram& snapshot_install;  // seconds from the first chunk to the state live
   metrics::Counter& snapshots_sent;      // to a follower, complete

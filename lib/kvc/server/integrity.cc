@@ -38,10 +38,11 @@ bool Engine::Impl::damage(const Status& s, const std::string& where) {
     damage_reason_ = where + ": " + s.message();
     ready_.store(false);
     metrics_->state_damaged.set(1);
-    spdlog::error("state damaged where=\"{}\" error=\"{}\": this member serves no reads, "
-                  "applies nothing and does not lead until a snapshot from the leader replaces "
-                  "its state",
-                  where, s.message());
+    spdlog::error(
+        "state damaged where=\"{}\" error=\"{}\": this member serves no reads, "
+        "applies nothing and does not lead until a snapshot from the leader replaces "
+        "its state",
+        where, s.message());
   } else {
     spdlog::debug("more state damage where=\"{}\" error=\"{}\"", where, s.message());
   }
@@ -50,8 +51,8 @@ bool Engine::Impl::damage(const Status& s, const std::string& where) {
 }
 
 std::string Engine::Impl::damaged_message() const {
-  return "member " + identity_.name + " serves no reads: its state is damaged (" +
-         damage_reason_ + ") and is being repaired with a snapshot from the leader; ask another "
+  return "member " + identity_.name + " serves no reads: its state is damaged (" + damage_reason_ +
+         ") and is being repaired with a snapshot from the leader; ask another "
          "member";
 }
 
@@ -102,9 +103,8 @@ void Engine::Impl::scrub_tick() {
       }
       scrub_allowance_ -= static_cast<double>(batch->bytes);
       if (batch->records > 0) {
-        scrub_record_bytes_ = 0.9 * scrub_record_bytes_ +
-                              0.1 * static_cast<double>(batch->bytes) /
-                                  static_cast<double>(batch->records);
+        scrub_record_bytes_ = 0.9 * scrub_record_bytes_ + 0.1 * static_cast<double>(batch->bytes) /
+                                                              static_cast<double>(batch->records);
       }
       scrub_records_ += batch->records;
       metrics_->scrub_records.inc(batch->records);
@@ -115,16 +115,16 @@ void Engine::Impl::scrub_tick() {
         spdlog::error("scrub found a damaged record: {}", d);
       }
       if (!batch->damaged.empty()) {
-        (void)damage(Status::corruption("state " + state_->state_dir() + ": " +
-                                        batch->damaged.front()),
-                     "the scrubber");
+        (void)damage(
+            Status::corruption("state " + state_->state_dir() + ": " + batch->damaged.front()),
+            "the scrubber");
       }
       scrub_cursor_ = batch->next;
       if (scrub_cursor_.done()) {
         ++scrub_passes_;
         metrics_->scrub_passes.inc();
-        spdlog::info("scrub pass complete passes={} records={} damaged={} dur_ms={}",
-                     scrub_passes_, scrub_records_, scrub_damaged_,
+        spdlog::info("scrub pass complete passes={} records={} damaged={} dur_ms={}", scrub_passes_,
+                     scrub_records_, scrub_damaged_,
                      std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::steady_clock::now() - scrub_pass_started_)
                          .count());
@@ -257,8 +257,8 @@ void Engine::Impl::finish_hash_check(std::uint64_t index,
     hash_check_result_ = "failed: no majority agrees on the state hash at index " +
                          std::to_string(index) + (failed.empty() ? "" : " (" + failed + ")");
     metrics_->hash_checks_failed.inc();
-    spdlog::warn("hash check inconclusive index={} answers={} members={} unanswered=\"{}\"",
-                 index, hashes.size(), members, failed);
+    spdlog::warn("hash check inconclusive index={} answers={} members={} unanswered=\"{}\"", index,
+                 hashes.size(), members, failed);
     return;
   }
   std::string differ;
@@ -277,9 +277,10 @@ void Engine::Impl::finish_hash_check(std::uint64_t index,
   hash_check_result_ = "disagreed: " + differ + " differ from the majority at index " +
                        std::to_string(index) + "; they repair themselves";
   metrics_->hash_checks_disagreed.inc();
-  spdlog::error("state hash check: members disagree with the majority index={} majority={:016x} "
-                "differ=\"{}\": committing a verdict so that they repair themselves",
-                index, majority, differ);
+  spdlog::error(
+      "state hash check: members disagree with the majority index={} majority={:016x} "
+      "differ=\"{}\": committing a verdict so that they repair themselves",
+      index, majority, differ);
   storage::Command cmd;
   cmd.op = storage::CommandOp::kHashVerdict;
   cmd.request_id = ++request_seq_;

@@ -173,8 +173,8 @@ void Engine::Impl::fill_status(wire::Response& r) const {
                        "): serving no reads, not voting, repairing from the leader");
   }
   if (repair.log_to != 0) {
-    const std::string lost = "lost log entries it had acknowledged (up to index " +
-                             std::to_string(repair.log_to) + ")";
+    const std::string lost =
+        "lost log entries it had acknowledged (up to index " + std::to_string(repair.log_to) + ")";
     s.repair_reason += (s.repair_reason.empty() ? "" : "; ") + lost;
     s.errors.push_back(lost + ": not voting until the leader has repaired its log");
   }
@@ -248,7 +248,8 @@ void Engine::Impl::propose_write(wire::Request req, Reply reply) {
       cmd.value = req.value;
       cmd.expect_revision = req.expect_revision;
       break;
-    default: KVC_CHECK(false, "not a write");
+    default:
+      KVC_CHECK(false, "not a write");
   }
   const std::uint64_t term = node_->term();
   Result<std::uint64_t> index = node_->propose(storage::encode_command(cmd));
@@ -347,7 +348,7 @@ void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
       q.prefix = req.value;
       q.start = req.key.empty() ? req.value : req.key;
       q.keys_only = req.keys_only || req.count_only;
-      q.limit = req.count_only ? 0
+      q.limit = req.count_only   ? 0
                 : req.limit == 0 ? kMaxPage
                                  : std::min<std::uint64_t>(req.limit, kMaxPage);
       Result<storage::RangePage> page = state_->range(q);
@@ -406,7 +407,8 @@ void Engine::Impl::sweep_deadlines() {
   }
   settle_transfers();
   // A ReadIndex round can be lost with a leader change: retry it while time remains.
-  const std::uint64_t retry_after = options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  const std::uint64_t retry_after =
+      options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   for (auto it = read_batches_.begin(); it != read_batches_.end();) {
     std::vector<PendingRead> keep;
     for (PendingRead& pr : it->reads) {

@@ -25,11 +25,13 @@ Status EngineOptions::validate() const {
   if (tick_ms == 0) return Status::invalid_argument("--tick must be positive");
   if (election_ticks < 2) return Status::invalid_argument("--election-ticks must be at least 2");
   if (heartbeat_ticks < 1 || heartbeat_ticks >= election_ticks) {
-    return Status::invalid_argument("--heartbeat-ticks must be at least 1 and below --election-ticks");
+    return Status::invalid_argument(
+        "--heartbeat-ticks must be at least 1 and below --election-ticks");
   }
   if (max_request_bytes == 0 || max_request_bytes + 4096 > max_frame_bytes) {
-    return Status::invalid_argument("--max-request-bytes must be positive and leave room in "
-                                    "--max-frame-bytes");
+    return Status::invalid_argument(
+        "--max-request-bytes must be positive and leave room in "
+        "--max-frame-bytes");
   }
   if (flush_interval_ms == 0) return Status::invalid_argument("--flush-interval must be positive");
   if (!test_mutation.empty()) {

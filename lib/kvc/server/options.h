@@ -12,28 +12,28 @@
 namespace kvc::server {
 
 struct EngineOptions {
-  std::string name;                 // this member's name, unique in the cluster
-  std::string data_dir;             // DATA_DIR (wal/, snap/, state/, identity, lock)
-  std::string listen_peer;          // HOST:PORT other members connect to
-  std::string listen_client;        // HOST:PORT clients connect to ("" = no client listener)
-  std::string listen_http;          // HOST:PORT of the HTTP endpoint ("" = none)
-  std::string advertise_client;     // what members tell clients (default: listen_client)
-  std::string initial_cluster;      // name=HOST:PORT,... (peer addresses)
+  std::string name;              // this member's name, unique in the cluster
+  std::string data_dir;          // DATA_DIR (wal/, snap/, state/, identity, lock)
+  std::string listen_peer;       // HOST:PORT other members connect to
+  std::string listen_client;     // HOST:PORT clients connect to ("" = no client listener)
+  std::string listen_http;       // HOST:PORT of the HTTP endpoint ("" = none)
+  std::string advertise_client;  // what members tell clients (default: listen_client)
+  std::string initial_cluster;   // name=HOST:PORT,... (peer addresses)
   std::string initial_cluster_state = "new";  // new | existing
   std::string cluster_token = "kvc-cluster";
 
-  std::uint64_t tick_ms = 100;       // Raft's logical clock
-  int election_ticks = 10;           // election timeout, in ticks
+  std::uint64_t tick_ms = 100;  // Raft's logical clock
+  int election_ticks = 10;      // election timeout, in ticks
   int heartbeat_ticks = 1;
-  std::uint64_t flush_interval_ms = 100;      // applied state -> LMDB at least this often
-  std::uint64_t flush_bytes = 64ull << 20;    // ... or once this much is applied in memory
-  std::uint64_t retained_entries = 10000;     // log entries kept for slow followers
+  std::uint64_t flush_interval_ms = 100;            // applied state -> LMDB at least this often
+  std::uint64_t flush_bytes = 64ull << 20;          // ... or once this much is applied in memory
+  std::uint64_t retained_entries = 10000;           // log entries kept for slow followers
   std::uint64_t max_request_bytes = 1536ull << 10;  // the largest key + value accepted
   std::uint64_t max_frame_bytes = 16ull << 20;
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;
   std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
-  std::uint64_t request_timeout_ms = 5000;  // the default when a request names none
+  std::uint64_t request_timeout_ms = 5000;   // the default when a request names none
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;

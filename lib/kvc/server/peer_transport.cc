@@ -130,7 +130,9 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, cons
       if (r.ok() && r->code == Code::kFailedPrecondition) return last;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
-    if (round == 0) spdlog::info("waiting for the cluster to know this member name={} ({})", name, last.message());
+    if (round == 0)
+      spdlog::info("waiting for the cluster to know this member name={} ({})", name,
+                   last.message());
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return Status::unavailable("no member of the cluster could tell this member's id: " +
@@ -155,9 +157,8 @@ PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
 PeerTransport::~PeerTransport() { close(); }
 
 Status PeerTransport::listen(const net::Address& address) {
-  return listener_.listen(address, [this](std::shared_ptr<net::Connection> c) {
-    on_incoming(std::move(c));
-  });
+  return listener_.listen(
+      address, [this](std::shared_ptr<net::Connection> c) { on_incoming(std::move(c)); });
 }
 
 void PeerTransport::close() {
@@ -220,70 +221,67 @@ void PeerTransport::dial(Link& link) {
   }
   link.connecting = true;
   const std::uint64_t id = link.id;
-  net::connect(loop_, *addr,
-               {.max_frame_bytes = options_.max_frame_bytes,
-                .pause_reading_above = options_.max_queued_bytes,
-                .close_above = options_.max_queued_bytes * 4},
-               options_.connect_timeout_ms,
-               [this, id](Result<std::shared_ptr<net::Connection>> r) {
-                 auto it = links_.find(id);
-                 if (closed_ || it == links_.end()) {
-                   if (r.ok()) (*r)->close(Status::shutting_down("peer no longer wanted"));
-                   return;
-                 }
-                 Link& l = it->second;
-                 l.connecting = false;
-                 if (!r.ok()) {
-                   if (!l.reported_down) {
-                     spdlog::warn("cannot reach peer peer={} address={} error={}", hex(id),
-                                  l.address, r.status().message());
-                     l.reported_down = true;
-                   }
-                   schedule_redial(id);
-                   return;
-                 }
-                 l.conn = std::move(*r);
-                 l.conn->tag = id;
-                 l.conn->start(
-                     [this, id](net::Connection& c, std::string_view p) {
-                       on_outgoing_frame(id, c, p);
-                     },
-                     [this, id](net::Connection& c, const Status& why) {
-                       auto lt = links_.find(id);
-                       if (closed_ || lt == links_.end() || lt->second.conn.get() != &c) return;
-                       lt->second.conn.reset();
-                       if (!lt->second.reported_down) {
-                         spdlog::warn("lost link to peer peer={} reason={}", hex(id),
-                                      why.message());
-                         lt->second.reported_down = true;
-                       }
-                       schedule_redial(id);
-                     });
-                 wire::Hello h{.role = wire::Role::kPeer,
-                               .cluster_id = options_.cluster_id,
-                               .member_id = options_.self_id,
-                               .name = options_.name,
-                               .software_version = kvc::version(),
-                               .peer_addr = options_.peer_addr,
-                               .client_addr = options_.client_addr};
-                 l.nonce.clear();
-                 if (!options_.secret.empty()) {
-                   Result<std::string> nonce = wire::make_nonce();
-                   if (!nonce.ok()) {
-                     spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
-                                   nonce.status().message());
-                     l.conn->close(nonce.status());
-                     return;
-                   }
-                   l.nonce = h.nonce = std::move(*nonce);
-                 }
-                 // Without a secret, messages may follow the hello at once (the peer refuses
-                 // the whole link if the hello is bad); with one, only after the proofs.
-                 l.ready = options_.secret.empty();
-                 std::string hello;
-                 wire::append_hello(hello, h);
-                 l.conn->send(hello);
-               });
+  net::connect(
+      loop_, *addr,
+      {.max_frame_bytes = options_.max_frame_bytes,
+       .pause_reading_above = options_.max_queued_bytes,
+       .close_above = options_.max_queued_bytes * 4},
+      options_.connect_timeout_ms, [this, id](Result<std::shared_ptr<net::Connection>> r) {
+        auto it = links_.find(id);
+        if (closed_ || it == links_.end()) {
+          if (r.ok()) (*r)->close(Status::shutting_down("peer no longer wanted"));
+          return;
+        }
+        Link& l = it->second;
+        l.connecting = false;
+        if (!r.ok()) {
+          if (!l.reported_down) {
+            spdlog::warn("cannot reach peer peer={} address={} error={}", hex(id), l.address,
+                         r.status().message());
+            l.reported_down = true;
+          }
+          schedule_redial(id);
+          return;
+        }
+        l.conn = std::move(*r);
+        l.conn->tag = id;
+        l.conn->start(
+            [this, id](net::Connection& c, std::string_view p) { on_outgoing_frame(id, c, p); },
+            [this, id](net::Connection& c, const Status& why) {
+              auto lt = links_.find(id);
+              if (closed_ || lt == links_.end() || lt->second.conn.get() != &c) return;
+              lt->second.conn.reset();
+              if (!lt->second.reported_down) {
+                spdlog::warn("lost link to peer peer={} reason={}", hex(id), why.message());
+                lt->second.reported_down = true;
+              }
+              schedule_redial(id);
+            });
+        wire::Hello h{.role = wire::Role::kPeer,
+                      .cluster_id = options_.cluster_id,
+                      .member_id = options_.self_id,
+                      .name = options_.name,
+                      .software_version = kvc::version(),
+                      .peer_addr = options_.peer_addr,
+                      .client_addr = options_.client_addr};
+        l.nonce.clear();
+        if (!options_.secret.empty()) {
+          Result<std::string> nonce = wire::make_nonce();
+          if (!nonce.ok()) {
+            spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
+                          nonce.status().message());
+            l.conn->close(nonce.status());
+            return;
+          }
+          l.nonce = h.nonce = std::move(*nonce);
+        }
+        // Without a secret, messages may follow the hello at once (the peer refuses
+        // the whole link if the hello is bad); with one, only after the proofs.
+        l.ready = options_.secret.empty();
+        std::string hello;
+        wire::append_hello(hello, h);
+        l.conn->send(hello);
+      });
 }
 
 void PeerTransport::schedule_redial(std::uint64_t id) {
@@ -327,8 +325,8 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   auto it = links_.find(id);
   const std::string address = it != links_.end() ? it->second.address : "?";
   if (reply->code != Code::kOk) {
-    log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) + " address=" +
-                                          address + " reason=" + reply->message);
+    log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) +
+                                          " address=" + address + " reason=" + reply->message);
     conn.close(Status(reply->code, reply->message));
     if (reply->removed) on_removed_(reply->name.empty() ? hex(id) : reply->name);
     return;
@@ -344,8 +342,7 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
   }
   if (reply->member_id != id) {
     log_refusal("wrong id " + hex(id), "peer answered with another member id expected=" + hex(id) +
-                                           " got=" + hex(reply->member_id) +
-                                           " address=" + address);
+                                           " got=" + hex(reply->member_id) + " address=" + address);
     conn.close(Status::failed_precondition("wrong member at peer address"));
     return;
   }
@@ -450,8 +447,8 @@ void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello,
   } else {
     reply.code = id.status().code();
     reply.message = id.status().message();
-    log_refusal("join " + hello.name, "refusing join name=" + hello.name + " from=" +
-                                          conn.peer() + " reason=" + id.status().message());
+    log_refusal("join " + hello.name, "refusing join name=" + hello.name + " from=" + conn.peer() +
+                                          " reason=" + id.status().message());
   }
   std::string out;
   wire::append_hello_reply(out, reply);
@@ -508,8 +505,10 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
       return;
     }
     Result<wire::Hello> hello = wire::decode_hello(*env->body);
-    wire::HelloReply reply{.cluster_id = options_.cluster_id, .member_id = options_.self_id,
-                           .name = options_.name, .software_version = kvc::version(),
+    wire::HelloReply reply{.cluster_id = options_.cluster_id,
+                           .member_id = options_.self_id,
+                           .name = options_.name,
+                           .software_version = kvc::version(),
                            .client_addr = options_.client_addr};
     const bool has_secret = !options_.secret.empty();
     if (hello.ok()) {
@@ -542,16 +541,16 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
     if (!hello.ok()) {
       refuse = hello.status();
     } else if (hello->protocol_version != wire::kProtocolVersion) {
-      refuse = Status::failed_precondition("protocol version " +
-                                           std::to_string(hello->protocol_version) +
-                                           " is not supported (this member speaks " +
-                                           std::to_string(wire::kProtocolVersion) + ")");
+      refuse = Status::failed_precondition(
+          "protocol version " + std::to_string(hello->protocol_version) +
+          " is not supported (this member speaks " + std::to_string(wire::kProtocolVersion) + ")");
     } else if (hello->role != wire::Role::kPeer) {
       refuse = Status::failed_precondition("this is the peer port; clients use the client port");
     } else if (hello->cluster_id != options_.cluster_id) {
-      refuse = Status::failed_precondition(
-          "cluster id mismatch: this member belongs to cluster " + hex(options_.cluster_id) +
-          ", the peer to " + hex(hello->cluster_id) + " (check --cluster-token and --initial-cluster)");
+      refuse = Status::failed_precondition("cluster id mismatch: this member belongs to cluster " +
+                                           hex(options_.cluster_id) + ", the peer to " +
+                                           hex(hello->cluster_id) +
+                                           " (check --cluster-token and --initial-cluster)");
     } else if (hello->member_id == 0 || hello->member_id == options_.self_id) {
       refuse = Status::failed_precondition("bad member id " + hex(hello->member_id));
     } else if (removed_.count(hello->member_id) != 0) {
@@ -576,7 +575,9 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
       return;
     }
     incoming_peer_[&conn] = hello->member_id;
-    on_peer_info_({.id = hello->member_id, .name = hello->name, .peer_addr = hello->peer_addr,
+    on_peer_info_({.id = hello->member_id,
+                   .name = hello->name,
+                   .peer_addr = hello->peer_addr,
                    .client_addr = hello->client_addr});
     return;
   }

@@ -51,9 +51,9 @@ struct PeerTransportOptions {
 std::string join_token_digest(const std::string& cluster_token);
 
 struct JoinAnswer {
-  std::uint64_t member_id = 0;   // assigned to the joining member
+  std::uint64_t member_id = 0;  // assigned to the joining member
   std::uint64_t cluster_id = 0;
-  PeerInfo answered_by;          // the member that answered
+  PeerInfo answered_by;  // the member that answered
 };
 
 // Blocking, before the member's loop starts: asks the members at `peer_addrs`, in turn and

@@ -141,8 +141,10 @@ void Engine::Impl::process_ready() {
       std::string reason = damage_reason_;
       if (rd.repair->log_to != 0) {
         if (!reason.empty()) reason += "; ";
-        reason += "the leader found that this member lost log entries it had acknowledged (up "
-                  "to index " + std::to_string(rd.repair->log_to) + ")";
+        reason +=
+            "the leader found that this member lost log entries it had acknowledged (up "
+            "to index " +
+            std::to_string(rd.repair->log_to) + ")";
       }
       job->repair = storage::RepairRecord{*rd.repair, rd.repair->active() ? reason : ""};
       metrics_->raft_repairing.set(rd.repair->active() ? 1 : 0);
@@ -395,7 +397,8 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
     const std::uint64_t compact_to = std::min(keep_from, node_->applied());
     if (compact_to > node_->log().snapshot_index()) {
       Status s = node_->compact(compact_to);
-      if (!s.ok()) spdlog::debug("raft compaction deferred index={} reason={}", compact_to, s.message());
+      if (!s.ok())
+        spdlog::debug("raft compaction deferred index={} reason={}", compact_to, s.message());
     }
   }
   resume_install();

@@ -82,7 +82,6 @@ Status Engine::Impl::fill_snapshot_chunk(raft::Message& m) {
   return Status();
 }
 
-
 // kvc-ctl snapshot save: flush, write a snapshot file on the flush thread, then stream it to
 // the client in chunks, no faster than the client reads.
 void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
@@ -148,7 +147,8 @@ void Engine::Impl::pump_transfers() {
       r.count = t.size;
       if (!chunk.ok() || chunk->size() != n) {
         r.code = Code::kIOError;
-        r.message = chunk.ok() ? "snapshot file shrank while it was sent" : chunk.status().message();
+        r.message =
+            chunk.ok() ? "snapshot file shrank while it was sent" : chunk.status().message();
         r.done = true;
         send_to_client(t.conn, r, true);
         finished = true;

@@ -61,9 +61,10 @@ Status Engine::Impl::open_data_dir() {
     }
     if (!initial->empty() && !identity_.initial_cluster.empty() &&
         storage::sorted_initial_cluster(*initial) != identity_.initial_cluster) {
-      spdlog::warn("--initial-cluster differs from the cluster this member was created with; "
-                   "it is ignored on restart flag={} identity={}",
-                   options_.initial_cluster, identity_.initial_cluster);
+      spdlog::warn(
+          "--initial-cluster differs from the cluster this member was created with; "
+          "it is ignored on restart flag={} identity={}",
+          options_.initial_cluster, identity_.initial_cluster);
     }
     return Status();
   }
@@ -160,22 +161,21 @@ Status Engine::Impl::open_storage() {
 // Disaster recovery (--force-new-cluster), see bootstrap.h: written to the WAL and synced
 // before the member starts, so it is done once.
 Status Engine::Impl::force_new_cluster(storage::RecoveredLog& log) {
-  const ForcedCluster forced =
-      server::force_new_cluster(state_facts(), log, identity_.member_id, identity_.name,
-                                options_.listen_peer);
+  const ForcedCluster forced = server::force_new_cluster(state_facts(), log, identity_.member_id,
+                                                         identity_.name, options_.listen_peer);
   KVC_RETURN_IF_ERROR(wal_->append(forced.hard_state, forced.entries));
   KVC_RETURN_IF_ERROR(wal_->sync());
-  spdlog::warn("forced a new cluster: this member is now its only voter; kept every entry up to "
-               "index={} and removed {} other member(s); grow it again with kvc-ctl member add",
-               forced.last, forced.removed);
+  spdlog::warn(
+      "forced a new cluster: this member is now its only voter; kept every entry up to "
+      "index={} and removed {} other member(s); grow it again with kvc-ctl member add",
+      forced.last, forced.removed);
   for (const raft::Entry& e : forced.entries) log.entries.push_back(e);
   log.hard_state = forced.hard_state;
   return Status();
 }
 
 StateFacts Engine::Impl::state_facts() const {
-  return {state_->applied_index(), state_->applied_term(),
-          state_->membership().to_conf_state()};
+  return {state_->applied_index(), state_->applied_term(), state_->membership().to_conf_state()};
 }
 
 // A new cluster's first log (bootstrap.h), written and synced before the core sees it.
@@ -205,9 +205,10 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
     KVC_RETURN_IF_ERROR(wal_->sync());
   }
   if (plan.dropped_from != 0) {
-    spdlog::warn("dropping stale log entries after the state's index index={} term={} "
-                 "state_term={}",
-                 plan.dropped_from, plan.dropped_term, facts.applied_term);
+    spdlog::warn(
+        "dropping stale log entries after the state's index index={} term={} "
+        "state_term={}",
+        plan.dropped_from, plan.dropped_term, facts.applied_term);
   }
   raft::RestoreState& rs = plan.restore;
   synced_hard_state_ = rs.hard_state;
@@ -217,14 +218,14 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   if (!repair.ok()) return repair.status();
   if (*repair) {
     rs.repair = (*repair)->state;
-    spdlog::warn("resuming a repair: this member will not lead until it is repaired log_to={} "
-                 "needs_snapshot={} snapshot_from={} reason=\"{}\"",
-                 rs.repair.log_to, rs.repair.needs_snapshot, rs.repair.snapshot_from,
-                 (*repair)->reason);
+    spdlog::warn(
+        "resuming a repair: this member will not lead until it is repaired log_to={} "
+        "needs_snapshot={} snapshot_from={} reason=\"{}\"",
+        rs.repair.log_to, rs.repair.needs_snapshot, rs.repair.snapshot_from, (*repair)->reason);
     if (rs.repair.needs_snapshot) {
       damaged_ = true;
-      damage_reason_ = (*repair)->reason.empty() ? "damaged before the last restart"
-                                                 : (*repair)->reason;
+      damage_reason_ =
+          (*repair)->reason.empty() ? "damaged before the last restart" : (*repair)->reason;
     }
   }
 

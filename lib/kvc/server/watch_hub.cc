@@ -73,9 +73,11 @@ void Engine::Impl::notify_watchers() {
     Watcher& w = it->second;
     bool drop = false;
     while (w.next_revision <= applied) {
-      Result<storage::EventPage> page = state_->events_since(
-          {.from_revision = w.next_revision, .from_sequence = w.next_sequence, .key = w.key,
-           .prefix = w.prefix, .limit = 1000});
+      Result<storage::EventPage> page = state_->events_since({.from_revision = w.next_revision,
+                                                              .from_sequence = w.next_sequence,
+                                                              .key = w.key,
+                                                              .prefix = w.prefix,
+                                                              .limit = 1000});
       if (!page.ok()) {
         (void)damage(page.status(), "reading the watch history");
         if (w.conn != 0) {
@@ -101,10 +103,9 @@ void Engine::Impl::notify_watchers() {
           wire::Response r = base_response(w.id);
           r.watch_id = w.id;
           for (const storage::Event& e : page->events) {
-            r.events.push_back(
-                {e.type == storage::EventType::kPut ? wire::EventType::kPut
-                                                    : wire::EventType::kDelete,
-                 {e.key, e.value, e.create_revision, e.revision, e.version}});
+            r.events.push_back({e.type == storage::EventType::kPut ? wire::EventType::kPut
+                                                                   : wire::EventType::kDelete,
+                                {e.key, e.value, e.create_revision, e.revision, e.version}});
           }
           send_to_client(w.conn, r, false);
         }

@@ -58,12 +58,18 @@ bool get_string(std::string_view& in, std::string& s) {
 
 std::string_view command_op_name(CommandOp op) {
   switch (op) {
-    case CommandOp::kPut: return "put";
-    case CommandOp::kDelete: return "delete";
-    case CommandOp::kDeletePrefix: return "delete_prefix";
-    case CommandOp::kCas: return "cas";
-    case CommandOp::kBarrier: return "barrier";
-    case CommandOp::kHashVerdict: return "hash_verdict";
+    case CommandOp::kPut:
+      return "put";
+    case CommandOp::kDelete:
+      return "delete";
+    case CommandOp::kDeletePrefix:
+      return "delete_prefix";
+    case CommandOp::kCas:
+      return "cas";
+    case CommandOp::kBarrier:
+      return "barrier";
+    case CommandOp::kHashVerdict:
+      return "hash_verdict";
   }
   return "unknown";
 }
@@ -76,10 +82,13 @@ std::string encode_command(const Command& c) {
   put_varint(out, c.request_id);
   put_string(out, c.key);
   switch (c.op) {
-    case CommandOp::kPut: put_string(out, c.value); break;
+    case CommandOp::kPut:
+      put_string(out, c.value);
+      break;
     case CommandOp::kDelete:
     case CommandOp::kDeletePrefix:
-    case CommandOp::kBarrier: break;
+    case CommandOp::kBarrier:
+      break;
     case CommandOp::kCas:
       put_varint(out, c.expect_revision);
       put_string(out, c.value);
@@ -115,8 +124,8 @@ Result<Command> decode_command(std::string_view in) {
       (!get_varint(in, c.expect_revision) || !get_varint(in, c.hash))) {
     return Status::corruption("command: truncated hash verdict");
   }
-  if (!in.empty()) return Status::corruption("command: " + std::to_string(in.size()) +
-                                             " trailing bytes");
+  if (!in.empty())
+    return Status::corruption("command: " + std::to_string(in.size()) + " trailing bytes");
   return c;
 }
 

@@ -24,7 +24,7 @@ inline constexpr std::uint32_t kDataDirFormatVersion = 1;
 
 struct Identity {
   std::uint32_t format_version = kDataDirFormatVersion;
-  std::string name;           // member name, unique in its cluster
+  std::string name;  // member name, unique in its cluster
   std::uint64_t member_id = 0;
   std::uint64_t cluster_id = 0;
   std::string cluster_token;  // --cluster-token the cluster was created with

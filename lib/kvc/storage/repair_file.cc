@@ -1,8 +1,9 @@
 #include "kvc/storage/repair_file.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
-#include <unistd.h>
 
 #include "kvc/common/crc32c.h"
 #include "kvc/common/text.h"

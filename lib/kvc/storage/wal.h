@@ -110,7 +110,7 @@ class Wal {
     std::uint64_t seq = 0;
     std::uint64_t first_index = 0;
     std::string path;
-    std::uint64_t max_index = 0;  // highest entry index written to it; 0 when none
+    std::uint64_t max_index = 0;   // highest entry index written to it; 0 when none
     std::uint64_t used_bytes = 0;  // header and records (the active segment's is offset_)
   };
 

@@ -8,14 +8,34 @@ namespace {
 // Field ids. Never renumber; add new ids at the end. Documented in kvc-node(1).
 namespace hello_f {
 enum : std::uint32_t {
-  kVersion = 1, kRole, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kPeerAddr,
+  kVersion = 1,
+  kRole,
+  kClusterId,
+  kMemberId,
+  kName,
+  kSoftware,
+  kNonce,
+  kProof,
+  kPeerAddr,
   kClientAddr
 };
 }
 namespace reply_f {
 enum : std::uint32_t {
-  kCode = 1, kMessage, kClusterId, kMemberId, kName, kSoftware, kNonce, kProof, kClientAddr,
-  kAssignedMemberId, kRemoved, kMaxFrameBytes, kMaxRequestBytes, kRefusedFrameBytes
+  kCode = 1,
+  kMessage,
+  kClusterId,
+  kMemberId,
+  kName,
+  kSoftware,
+  kNonce,
+  kProof,
+  kClientAddr,
+  kAssignedMemberId,
+  kRemoved,
+  kMaxFrameBytes,
+  kMaxRequestBytes,
+  kRefusedFrameBytes
 };
 }
 namespace auth_f {
@@ -23,25 +43,77 @@ enum : std::uint32_t { kProof = 1, kMessage };
 }
 namespace req_f {
 enum : std::uint32_t {
-  kId = 1, kOp, kKey, kValue, kPrefix, kLimit, kExpectRevision, kSerializable, kKeysOnly,
-  kCountOnly, kStartRevision, kWatchId, kMemberId, kName, kPeerAddr, kClientAddr, kLearner,
-  kForce, kTimeoutMs
+  kId = 1,
+  kOp,
+  kKey,
+  kValue,
+  kPrefix,
+  kLimit,
+  kExpectRevision,
+  kSerializable,
+  kKeysOnly,
+  kCountOnly,
+  kStartRevision,
+  kWatchId,
+  kMemberId,
+  kName,
+  kPeerAddr,
+  kClientAddr,
+  kLearner,
+  kForce,
+  kTimeoutMs
 };
 }
 namespace resp_f {
 enum : std::uint32_t {
-  kId = 1, kCode, kMessage, kLeaderId, kLeaderName, kLeaderClientAddr, kRevision, kKvs, kMore,
-  kCount, kFound, kMembers, kStatus, kWatchId, kEvents, kCompactRevision, kData, kDone, kHash,
+  kId = 1,
+  kCode,
+  kMessage,
+  kLeaderId,
+  kLeaderName,
+  kLeaderClientAddr,
+  kRevision,
+  kKvs,
+  kMore,
+  kCount,
+  kFound,
+  kMembers,
+  kStatus,
+  kWatchId,
+  kEvents,
+  kCompactRevision,
+  kData,
+  kDone,
+  kHash,
   kMemberId
 };
 }
 namespace status_f {
 enum : std::uint32_t {
-  kMemberId = 1, kName, kVersion, kClusterId, kLeaderId, kTerm, kCommit, kApplied, kDurable,
-  kWalBytes, kStateBytes, kLearner, kRole, kErrors,
+  kMemberId = 1,
+  kName,
+  kVersion,
+  kClusterId,
+  kLeaderId,
+  kTerm,
+  kCommit,
+  kApplied,
+  kDurable,
+  kWalBytes,
+  kStateBytes,
+  kLearner,
+  kRole,
+  kErrors,
   // Integrity fields start at 40 (ids below are left for other additions).
-  kDamaged = 40, kRepairing, kRepairReason, kScrubPasses, kScrubRecords, kScrubDamaged,
-  kHashCheckIndex, kHashCheckResult, kLostEntries
+  kDamaged = 40,
+  kRepairing,
+  kRepairReason,
+  kScrubPasses,
+  kScrubRecords,
+  kScrubDamaged,
+  kHashCheckIndex,
+  kHashCheckResult,
+  kLostEntries
 };
 }
 
@@ -137,24 +209,40 @@ void write_status(std::string& out, const StatusInfo& s) {
 Status read_status(const msgpack::object& body, StatusInfo* s) {
   return for_each_field(body, "status", [s](std::uint64_t id, const msgpack::object& v) -> Status {
     switch (id) {
-      case status_f::kMemberId: return get_uint(v, &s->member_id, "status.member_id");
-      case status_f::kName: return get_bytes(v, &s->name, "status.name");
-      case status_f::kVersion: return get_bytes(v, &s->version, "status.version");
-      case status_f::kClusterId: return get_uint(v, &s->cluster_id, "status.cluster_id");
-      case status_f::kLeaderId: return get_uint(v, &s->leader_id, "status.leader_id");
-      case status_f::kTerm: return get_uint(v, &s->term, "status.term");
-      case status_f::kCommit: return get_uint(v, &s->commit_index, "status.commit_index");
-      case status_f::kApplied: return get_uint(v, &s->applied_index, "status.applied_index");
-      case status_f::kDurable: return get_uint(v, &s->durable_index, "status.durable_index");
-      case status_f::kWalBytes: return get_uint(v, &s->wal_bytes, "status.wal_bytes");
-      case status_f::kStateBytes: return get_uint(v, &s->state_bytes, "status.state_bytes");
-      case status_f::kLearner: return get_bool(v, &s->learner, "status.learner");
-      case status_f::kRole: return get_bytes(v, &s->role, "status.role");
-      case status_f::kDamaged: return get_bool(v, &s->damaged, "status.damaged");
-      case status_f::kRepairing: return get_bool(v, &s->repairing, "status.repairing");
+      case status_f::kMemberId:
+        return get_uint(v, &s->member_id, "status.member_id");
+      case status_f::kName:
+        return get_bytes(v, &s->name, "status.name");
+      case status_f::kVersion:
+        return get_bytes(v, &s->version, "status.version");
+      case status_f::kClusterId:
+        return get_uint(v, &s->cluster_id, "status.cluster_id");
+      case status_f::kLeaderId:
+        return get_uint(v, &s->leader_id, "status.leader_id");
+      case status_f::kTerm:
+        return get_uint(v, &s->term, "status.term");
+      case status_f::kCommit:
+        return get_uint(v, &s->commit_index, "status.commit_index");
+      case status_f::kApplied:
+        return get_uint(v, &s->applied_index, "status.applied_index");
+      case status_f::kDurable:
+        return get_uint(v, &s->durable_index, "status.durable_index");
+      case status_f::kWalBytes:
+        return get_uint(v, &s->wal_bytes, "status.wal_bytes");
+      case status_f::kStateBytes:
+        return get_uint(v, &s->state_bytes, "status.state_bytes");
+      case status_f::kLearner:
+        return get_bool(v, &s->learner, "status.learner");
+      case status_f::kRole:
+        return get_bytes(v, &s->role, "status.role");
+      case status_f::kDamaged:
+        return get_bool(v, &s->damaged, "status.damaged");
+      case status_f::kRepairing:
+        return get_bool(v, &s->repairing, "status.repairing");
       case status_f::kRepairReason:
         return get_bytes(v, &s->repair_reason, "status.repair_reason");
-      case status_f::kScrubPasses: return get_uint(v, &s->scrub_passes, "status.scrub_passes");
+      case status_f::kScrubPasses:
+        return get_uint(v, &s->scrub_passes, "status.scrub_passes");
       case status_f::kScrubRecords:
         return get_uint(v, &s->scrub_records, "status.scrub_records");
       case status_f::kScrubDamaged:
@@ -175,7 +263,8 @@ Status read_status(const msgpack::object& body, StatusInfo* s) {
         }
         return Status();
       }
-      default: return Status();
+      default:
+        return Status();
     }
   });
 }
@@ -184,25 +273,44 @@ Status read_status(const msgpack::object& body, StatusInfo* s) {
 
 std::string_view op_name(Op op) {
   switch (op) {
-    case Op::kGet: return "get";
-    case Op::kRange: return "range";
-    case Op::kPut: return "put";
-    case Op::kDelete: return "delete";
-    case Op::kCas: return "cas";
-    case Op::kWatch: return "watch";
-    case Op::kWatchCancel: return "watch_cancel";
-    case Op::kLeader: return "leader";
-    case Op::kWatchLeader: return "watch_leader";
-    case Op::kMemberList: return "member_list";
-    case Op::kMemberAdd: return "member_add";
-    case Op::kMemberPromote: return "member_promote";
-    case Op::kMemberRemove: return "member_remove";
-    case Op::kTransferLeader: return "transfer_leader";
-    case Op::kStatus: return "status";
-    case Op::kHealth: return "health";
-    case Op::kSnapshotSave: return "snapshot_save";
-    case Op::kHash: return "hash";
-    case Op::kMemberUpdate: return "member_update";
+    case Op::kGet:
+      return "get";
+    case Op::kRange:
+      return "range";
+    case Op::kPut:
+      return "put";
+    case Op::kDelete:
+      return "delete";
+    case Op::kCas:
+      return "cas";
+    case Op::kWatch:
+      return "watch";
+    case Op::kWatchCancel:
+      return "watch_cancel";
+    case Op::kLeader:
+      return "leader";
+    case Op::kWatchLeader:
+      return "watch_leader";
+    case Op::kMemberList:
+      return "member_list";
+    case Op::kMemberAdd:
+      return "member_add";
+    case Op::kMemberPromote:
+      return "member_promote";
+    case Op::kMemberRemove:
+      return "member_remove";
+    case Op::kTransferLeader:
+      return "transfer_leader";
+    case Op::kStatus:
+      return "status";
+    case Op::kHealth:
+      return "health";
+    case Op::kSnapshotSave:
+      return "snapshot_save";
+    case Op::kHash:
+      return "hash";
+    case Op::kMemberUpdate:
+      return "member_update";
   }
   return "unknown";
 }
@@ -342,8 +450,9 @@ Result<Envelope> open_envelope(std::string_view payload) {
   const msgpack::object* items = nullptr;
   std::uint32_t n = 0;
   KVC_RETURN_IF_ERROR(get_array(env.parsed.root(), &items, &n, "frame"));
-  if (n != 2) return Status::corruption("frame: expected [kind, body], got " +
-                                        std::to_string(n) + " elements");
+  if (n != 2)
+    return Status::corruption("frame: expected [kind, body], got " + std::to_string(n) +
+                              " elements");
   std::uint64_t kind = 0;
   KVC_RETURN_IF_ERROR(get_uint(items[0], &kind, "frame.kind"));
   if (kind < 1 || kind > static_cast<std::uint64_t>(FrameKind::kAuth)) {
@@ -360,17 +469,28 @@ Result<Hello> decode_hello(const msgpack::object& body) {
   std::uint64_t role = 0;
   Status s = for_each_field(body, "hello", [&](std::uint64_t id, const msgpack::object& v) {
     switch (id) {
-      case hello_f::kVersion: return get_uint_as(v, &m.protocol_version, "hello.version");
-      case hello_f::kRole: return get_uint(v, &role, "hello.role");
-      case hello_f::kClusterId: return get_uint(v, &m.cluster_id, "hello.cluster_id");
-      case hello_f::kMemberId: return get_uint(v, &m.member_id, "hello.member_id");
-      case hello_f::kName: return get_bytes(v, &m.name, "hello.name");
-      case hello_f::kSoftware: return get_bytes(v, &m.software_version, "hello.software");
-      case hello_f::kNonce: return get_bytes(v, &m.nonce, "hello.nonce");
-      case hello_f::kProof: return get_bytes(v, &m.proof, "hello.proof");
-      case hello_f::kPeerAddr: return get_bytes(v, &m.peer_addr, "hello.peer_addr");
-      case hello_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello.client_addr");
-      default: return Status();
+      case hello_f::kVersion:
+        return get_uint_as(v, &m.protocol_version, "hello.version");
+      case hello_f::kRole:
+        return get_uint(v, &role, "hello.role");
+      case hello_f::kClusterId:
+        return get_uint(v, &m.cluster_id, "hello.cluster_id");
+      case hello_f::kMemberId:
+        return get_uint(v, &m.member_id, "hello.member_id");
+      case hello_f::kName:
+        return get_bytes(v, &m.name, "hello.name");
+      case hello_f::kSoftware:
+        return get_bytes(v, &m.software_version, "hello.software");
+      case hello_f::kNonce:
+        return get_bytes(v, &m.nonce, "hello.nonce");
+      case hello_f::kProof:
+        return get_bytes(v, &m.proof, "hello.proof");
+      case hello_f::kPeerAddr:
+        return get_bytes(v, &m.peer_addr, "hello.peer_addr");
+      case hello_f::kClientAddr:
+        return get_bytes(v, &m.client_addr, "hello.client_addr");
+      default:
+        return Status();
     }
   });
   if (!s.ok()) return s;
@@ -402,25 +522,36 @@ Result<HelloReply> decode_hello_reply(const msgpack::object& body) {
   HelloReply m;
   Status s = for_each_field(body, "hello_reply", [&](std::uint64_t id, const msgpack::object& v) {
     switch (id) {
-      case reply_f::kCode: return read_code(v, &m.code, "hello_reply.code");
-      case reply_f::kMessage: return get_bytes(v, &m.message, "hello_reply.message");
-      case reply_f::kClusterId: return get_uint(v, &m.cluster_id, "hello_reply.cluster_id");
-      case reply_f::kMemberId: return get_uint(v, &m.member_id, "hello_reply.member_id");
-      case reply_f::kName: return get_bytes(v, &m.name, "hello_reply.name");
-      case reply_f::kSoftware: return get_bytes(v, &m.software_version, "hello_reply.software");
-      case reply_f::kNonce: return get_bytes(v, &m.nonce, "hello_reply.nonce");
-      case reply_f::kProof: return get_bytes(v, &m.proof, "hello_reply.proof");
-      case reply_f::kClientAddr: return get_bytes(v, &m.client_addr, "hello_reply.client_addr");
+      case reply_f::kCode:
+        return read_code(v, &m.code, "hello_reply.code");
+      case reply_f::kMessage:
+        return get_bytes(v, &m.message, "hello_reply.message");
+      case reply_f::kClusterId:
+        return get_uint(v, &m.cluster_id, "hello_reply.cluster_id");
+      case reply_f::kMemberId:
+        return get_uint(v, &m.member_id, "hello_reply.member_id");
+      case reply_f::kName:
+        return get_bytes(v, &m.name, "hello_reply.name");
+      case reply_f::kSoftware:
+        return get_bytes(v, &m.software_version, "hello_reply.software");
+      case reply_f::kNonce:
+        return get_bytes(v, &m.nonce, "hello_reply.nonce");
+      case reply_f::kProof:
+        return get_bytes(v, &m.proof, "hello_reply.proof");
+      case reply_f::kClientAddr:
+        return get_bytes(v, &m.client_addr, "hello_reply.client_addr");
       case reply_f::kAssignedMemberId:
         return get_uint(v, &m.assigned_member_id, "hello_reply.assigned_member_id");
-      case reply_f::kRemoved: return get_bool(v, &m.removed, "hello_reply.removed");
+      case reply_f::kRemoved:
+        return get_bool(v, &m.removed, "hello_reply.removed");
       case reply_f::kMaxFrameBytes:
         return get_uint(v, &m.max_frame_bytes, "hello_reply.max_frame_bytes");
       case reply_f::kMaxRequestBytes:
         return get_uint(v, &m.max_request_bytes, "hello_reply.max_request_bytes");
       case reply_f::kRefusedFrameBytes:
         return get_uint(v, &m.refused_frame_bytes, "hello_reply.refused_frame_bytes");
-      default: return Status();
+      default:
+        return Status();
     }
   });
   if (!s.ok()) return s;
@@ -432,27 +563,46 @@ Result<Request> decode_request(const msgpack::object& body) {
   std::uint64_t op = 0;
   Status s = for_each_field(body, "request", [&](std::uint64_t id, const msgpack::object& v) {
     switch (id) {
-      case req_f::kId: return get_uint(v, &m.id, "request.id");
-      case req_f::kOp: return get_uint(v, &op, "request.op");
-      case req_f::kKey: return get_bytes(v, &m.key, "request.key");
-      case req_f::kValue: return get_bytes(v, &m.value, "request.value");
-      case req_f::kPrefix: return get_bool(v, &m.prefix, "request.prefix");
-      case req_f::kLimit: return get_uint(v, &m.limit, "request.limit");
+      case req_f::kId:
+        return get_uint(v, &m.id, "request.id");
+      case req_f::kOp:
+        return get_uint(v, &op, "request.op");
+      case req_f::kKey:
+        return get_bytes(v, &m.key, "request.key");
+      case req_f::kValue:
+        return get_bytes(v, &m.value, "request.value");
+      case req_f::kPrefix:
+        return get_bool(v, &m.prefix, "request.prefix");
+      case req_f::kLimit:
+        return get_uint(v, &m.limit, "request.limit");
       case req_f::kExpectRevision:
         return get_uint(v, &m.expect_revision, "request.expect_revision");
-      case req_f::kSerializable: return get_bool(v, &m.serializable, "request.serializable");
-      case req_f::kKeysOnly: return get_bool(v, &m.keys_only, "request.keys_only");
-      case req_f::kCountOnly: return get_bool(v, &m.count_only, "request.count_only");
-      case req_f::kStartRevision: return get_uint(v, &m.start_revision, "request.start_revision");
-      case req_f::kWatchId: return get_uint(v, &m.watch_id, "request.watch_id");
-      case req_f::kMemberId: return get_uint(v, &m.member_id, "request.member_id");
-      case req_f::kName: return get_bytes(v, &m.name, "request.name");
-      case req_f::kPeerAddr: return get_bytes(v, &m.peer_addr, "request.peer_addr");
-      case req_f::kClientAddr: return get_bytes(v, &m.client_addr, "request.client_addr");
-      case req_f::kLearner: return get_bool(v, &m.learner, "request.learner");
-      case req_f::kForce: return get_bool(v, &m.force, "request.force");
-      case req_f::kTimeoutMs: return get_uint(v, &m.timeout_ms, "request.timeout_ms");
-      default: return Status();
+      case req_f::kSerializable:
+        return get_bool(v, &m.serializable, "request.serializable");
+      case req_f::kKeysOnly:
+        return get_bool(v, &m.keys_only, "request.keys_only");
+      case req_f::kCountOnly:
+        return get_bool(v, &m.count_only, "request.count_only");
+      case req_f::kStartRevision:
+        return get_uint(v, &m.start_revision, "request.start_revision");
+      case req_f::kWatchId:
+        return get_uint(v, &m.watch_id, "request.watch_id");
+      case req_f::kMemberId:
+        return get_uint(v, &m.member_id, "request.member_id");
+      case req_f::kName:
+        return get_bytes(v, &m.name, "request.name");
+      case req_f::kPeerAddr:
+        return get_bytes(v, &m.peer_addr, "request.peer_addr");
+      case req_f::kClientAddr:
+        return get_bytes(v, &m.client_addr, "request.client_addr");
+      case req_f::kLearner:
+        return get_bool(v, &m.learner, "request.learner");
+      case req_f::kForce:
+        return get_bool(v, &m.force, "request.force");
+      case req_f::kTimeoutMs:
+        return get_uint(v, &m.timeout_ms, "request.timeout_ms");
+      default:
+        return Status();
     }
   });
   if (!s.ok()) return s;
@@ -468,14 +618,20 @@ Result<Response> decode_response(const msgpack::object& body) {
   Response m;
   Status s = for_each_field(body, "response", [&](std::uint64_t id, const msgpack::object& v) {
     switch (id) {
-      case resp_f::kId: return get_uint(v, &m.id, "response.id");
-      case resp_f::kCode: return read_code(v, &m.code, "response.code");
-      case resp_f::kMessage: return get_bytes(v, &m.message, "response.message");
-      case resp_f::kLeaderId: return get_uint(v, &m.leader_id, "response.leader_id");
-      case resp_f::kLeaderName: return get_bytes(v, &m.leader_name, "response.leader_name");
+      case resp_f::kId:
+        return get_uint(v, &m.id, "response.id");
+      case resp_f::kCode:
+        return read_code(v, &m.code, "response.code");
+      case resp_f::kMessage:
+        return get_bytes(v, &m.message, "response.message");
+      case resp_f::kLeaderId:
+        return get_uint(v, &m.leader_id, "response.leader_id");
+      case resp_f::kLeaderName:
+        return get_bytes(v, &m.leader_name, "response.leader_name");
       case resp_f::kLeaderClientAddr:
         return get_bytes(v, &m.leader_client_addr, "response.leader_client_addr");
-      case resp_f::kRevision: return get_uint(v, &m.revision, "response.revision");
+      case resp_f::kRevision:
+        return get_uint(v, &m.revision, "response.revision");
       case resp_f::kKvs: {
         const msgpack::object* items = nullptr;
         std::uint32_t n = 0;
@@ -484,9 +640,12 @@ Result<Response> decode_response(const msgpack::object& body) {
         for (std::uint32_t i = 0; i < n; ++i) KVC_RETURN_IF_ERROR(read_kv(items[i], &m.kvs[i]));
         return Status();
       }
-      case resp_f::kMore: return get_bool(v, &m.more, "response.more");
-      case resp_f::kCount: return get_uint(v, &m.count, "response.count");
-      case resp_f::kFound: return get_bool(v, &m.found, "response.found");
+      case resp_f::kMore:
+        return get_bool(v, &m.more, "response.more");
+      case resp_f::kCount:
+        return get_uint(v, &m.count, "response.count");
+      case resp_f::kFound:
+        return get_bool(v, &m.found, "response.found");
       case resp_f::kMembers: {
         const msgpack::object* items = nullptr;
         std::uint32_t n = 0;
@@ -510,7 +669,8 @@ Result<Response> decode_response(const msgpack::object& body) {
       case resp_f::kStatus:
         m.has_status = true;
         return read_status(v, &m.status);
-      case resp_f::kWatchId: return get_uint(v, &m.watch_id, "response.watch_id");
+      case resp_f::kWatchId:
+        return get_uint(v, &m.watch_id, "response.watch_id");
       case resp_f::kEvents: {
         const msgpack::object* items = nullptr;
         std::uint32_t n = 0;
@@ -533,11 +693,16 @@ Result<Response> decode_response(const msgpack::object& body) {
       }
       case resp_f::kCompactRevision:
         return get_uint(v, &m.compact_revision, "response.compact_revision");
-      case resp_f::kData: return get_bytes(v, &m.data, "response.data");
-      case resp_f::kDone: return get_bool(v, &m.done, "response.done");
-      case resp_f::kHash: return get_uint(v, &m.hash, "response.hash");
-      case resp_f::kMemberId: return get_uint(v, &m.member_id, "response.member_id");
-      default: return Status();
+      case resp_f::kData:
+        return get_bytes(v, &m.data, "response.data");
+      case resp_f::kDone:
+        return get_bool(v, &m.done, "response.done");
+      case resp_f::kHash:
+        return get_uint(v, &m.hash, "response.hash");
+      case resp_f::kMemberId:
+        return get_uint(v, &m.member_id, "response.member_id");
+      default:
+        return Status();
     }
   });
   if (!s.ok()) return s;

@@ -39,10 +39,10 @@ struct Hello {
   std::uint64_t member_id = 0;   // the connecting member (peers only)
   std::string name;              // the connecting member's name, or a client's label
   std::string software_version;
-  std::string nonce;             // challenge for the other side (shared-secret auth)
-  std::string proof;             // answer to the other side's challenge
-  std::string peer_addr;         // peers: where the sender listens for peers
-  std::string client_addr;       // peers: where the sender listens for clients
+  std::string nonce;        // challenge for the other side (shared-secret auth)
+  std::string proof;        // answer to the other side's challenge
+  std::string peer_addr;    // peers: where the sender listens for peers
+  std::string client_addr;  // peers: where the sender listens for clients
 
   friend bool operator==(const Hello&, const Hello&) = default;
 };
@@ -86,26 +86,26 @@ struct AuthProof {
 };
 
 enum class Op : std::uint8_t {
-  kGet = 1,             // key -> kv
-  kRange = 2,           // keys >= `key` that start with `value` (the prefix), in order, at
-                        // most `limit` -> kvs, more (count only with count_only)
-  kPut = 3,             // key, value -> revision
-  kDelete = 4,          // key (or every key under it when `prefix`) -> found/count, revision
-  kCas = 5,             // key, value, expect_revision -> revision, or kCompareFailed
-  kWatch = 6,           // key (prefix when `prefix`), start_revision -> stream of events
-  kWatchCancel = 7,     // watch_id
-  kLeader = 8,          // -> leader fields
-  kWatchLeader = 9,     // -> a response each time the leader changes
-  kMemberList = 10,     // -> members
-  kMemberAdd = 11,      // name, peer_addr, learner -> members (with the new id)
-  kMemberPromote = 12,  // member_id
-  kMemberRemove = 13,   // member_id, force
-  kTransferLeader = 14, // member_id
-  kStatus = 15,         // -> status
-  kHealth = 16,         // a linearizable read through a quorum -> ok or an error
-  kSnapshotSave = 17,   // -> stream of responses with data chunks, the last with `done`
-  kHash = 18,           // -> hash and revision of this member's state at a committed index
-  kMemberUpdate = 19,   // member_id or name, peer_addr: change a member's peer address
+  kGet = 1,              // key -> kv
+  kRange = 2,            // keys >= `key` that start with `value` (the prefix), in order, at
+                         // most `limit` -> kvs, more (count only with count_only)
+  kPut = 3,              // key, value -> revision
+  kDelete = 4,           // key (or every key under it when `prefix`) -> found/count, revision
+  kCas = 5,              // key, value, expect_revision -> revision, or kCompareFailed
+  kWatch = 6,            // key (prefix when `prefix`), start_revision -> stream of events
+  kWatchCancel = 7,      // watch_id
+  kLeader = 8,           // -> leader fields
+  kWatchLeader = 9,      // -> a response each time the leader changes
+  kMemberList = 10,      // -> members
+  kMemberAdd = 11,       // name, peer_addr, learner -> members (with the new id)
+  kMemberPromote = 12,   // member_id
+  kMemberRemove = 13,    // member_id, force
+  kTransferLeader = 14,  // member_id
+  kStatus = 15,          // -> status
+  kHealth = 16,          // a linearizable read through a quorum -> ok or an error
+  kSnapshotSave = 17,    // -> stream of responses with data chunks, the last with `done`
+  kHash = 18,            // -> hash and revision of this member's state at a committed index
+  kMemberUpdate = 19,    // member_id or name, peer_addr: change a member's peer address
 };
 std::string_view op_name(Op op);
 
@@ -158,11 +158,11 @@ struct StatusInfo {
   bool damaged = false;    // the state is damaged: no reads served; repairing from the leader
   bool repairing = false;  // any repair in progress: this member may not vote
   std::string repair_reason;
-  std::uint64_t scrub_passes = 0;   // complete scrubber passes since start
-  std::uint64_t scrub_records = 0;  // records verified by the scrubber since start
-  std::uint64_t scrub_damaged = 0;  // damaged records it found
-  std::uint64_t hash_check_index = 0;  // the last periodic cross-member hash check (leader)
-  std::string hash_check_result;       // "agreed", or what disagreed or failed
+  std::uint64_t scrub_passes = 0;           // complete scrubber passes since start
+  std::uint64_t scrub_records = 0;          // records verified by the scrubber since start
+  std::uint64_t scrub_damaged = 0;          // damaged records it found
+  std::uint64_t hash_check_index = 0;       // the last periodic cross-member hash check (leader)
+  std::string hash_check_result;            // "agreed", or what disagreed or failed
   std::uint64_t lost_entries_detected = 0;  // leader: followers that lost acknowledged entries
 
   friend bool operator==(const StatusInfo&, const StatusInfo&) = default;

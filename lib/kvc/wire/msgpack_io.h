@@ -5,9 +5,8 @@
 // This is the single place where msgpack-c's exceptions are caught. Thread-compatible.
 #pragma once
 
-#include <msgpack.hpp>
-
 #include <cstdint>
+#include <msgpack.hpp>
 #include <string>
 #include <string_view>
 
@@ -109,8 +108,7 @@ Status get_uint_as(const msgpack::object& o, T* v, const char* what) {
   std::uint64_t u = 0;
   KVC_RETURN_IF_ERROR(get_uint(o, &u, what));
   if (u > static_cast<std::uint64_t>(static_cast<T>(~T{0}))) {
-    return Status::corruption(std::string(what) + ": value " + std::to_string(u) +
-                              " out of range");
+    return Status::corruption(std::string(what) + ": value " + std::to_string(u) + " out of range");
   }
   *v = static_cast<T>(u);
   return Status();
