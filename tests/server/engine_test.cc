@@ -82,20 +82,10 @@ class RawConn {
     }
   }
   std::optional<wire::HelloReply> hello_reply() {
-    std::optional<std::string> f = next_frame();
-    if (!f) return std::nullopt;
-    Result<wire::Envelope> env = wire::open_envelope(*f);
-    if (!env.ok() || env->kind != wire::FrameKind::kHelloReply) return std::nullopt;
-    Result<wire::HelloReply> r = wire::decode_hello_reply(*env->body);
-    return r.ok() ? std::optional<wire::HelloReply>(*r) : std::nullopt;
+    return next_of<wire::HelloReply>(wire::FrameKind::kHelloReply, wire::decode_hello_reply);
   }
   std::optional<wire::Response> response() {
-    std::optional<std::string> f = next_frame();
-    if (!f) return std::nullopt;
-    Result<wire::Envelope> env = wire::open_envelope(*f);
-    if (!env.ok() || env->kind != wire::FrameKind::kResponse) return std::nullopt;
-    Result<wire::Response> r = wire::decode_response(*env->body);
-    return r.ok() ? std::optional<wire::Response>(*r) : std::nullopt;
+    return next_of<wire::Response>(wire::FrameKind::kResponse, wire::decode_response);
   }
   void hello(const wire::Hello& h = {}) {
     std::string out;
@@ -109,6 +99,17 @@ class RawConn {
   }
 
  private:
+  // The next frame, decoded as a T when it is of `kind`; nullopt otherwise or when closed.
+  template <typename T>
+  std::optional<T> next_of(wire::FrameKind kind, Result<T> (*decode)(const msgpack::object&)) {
+    std::optional<std::string> f = next_frame();
+    if (!f) return std::nullopt;
+    Result<wire::Envelope> env = wire::open_envelope(*f);
+    if (!env.ok() || env->kind != kind) return std::nullopt;
+    Result<T> r = decode(*env->body);
+    return r.ok() ? std::optional<T>(std::move(*r)) : std::nullopt;
+  }
+
   int fd_ = -1;
   wire::FrameDecoder decoder_;
 };

@@ -66,6 +66,16 @@ std::uint64_t Engine::Impl::best_transfer_target(std::uint64_t excluding) const 
   return best;
 }
 
+// Administration runs on the leader: anywhere else `r` is answered "not the leader" (with the
+// leader it knows, which base_response filled in) or "no leader"; true when it was.
+bool Engine::Impl::refuse_unless_leader(wire::Response& r, const Reply& reply) {
+  if (node_->role() == raft::Role::kLeader) return false;
+  r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
+  r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
+  reply(std::move(r));
+  return true;
+}
+
 void Engine::Impl::answer_member_list(wire::Request req, Reply reply) {
   wire::Response r = base_response(req.id);
   for (const storage::Member& mem : state_->membership().members) {
@@ -94,10 +104,7 @@ void Engine::Impl::member_change(wire::Request req, Reply reply) {
     r.message = std::move(msg);
     reply(std::move(r));
   };
-  if (node_->role() != raft::Role::kLeader) {
-    return refuse(r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader,
-                  r.leader_id == raft::kNoNode ? "no leader" : "not the leader");
-  }
+  if (refuse_unless_leader(r, reply)) return;
   const storage::Member* target = nullptr;
   if (req.op != wire::Op::kMemberAdd) {
     target = find_member(req);
@@ -299,12 +306,7 @@ void Engine::Impl::transfer_leader(wire::Request req, Reply reply) {
     reply(std::move(r));  // already there
     return;
   }
-  if (node_->role() != raft::Role::kLeader) {
-    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
-    r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
-    reply(std::move(r));
-    return;
-  }
+  if (refuse_unless_leader(r, reply)) return;
   Status s = node_->transfer_leadership(target->id);
   if (!s.ok()) {
     set_error(r, s);
@@ -350,12 +352,7 @@ void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
     reply(std::move(r));
     return;
   }
-  if (node_->role() != raft::Role::kLeader) {
-    r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
-    r.message = r.leader_id == raft::kNoNode ? "no leader" : "not the leader";
-    reply(std::move(r));
-    return;
-  }
+  if (refuse_unless_leader(r, reply)) return;
   storage::Command cmd;
   cmd.op = storage::CommandOp::kBarrier;
   cmd.request_id = ++request_seq_;

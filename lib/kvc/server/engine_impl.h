@@ -216,6 +216,7 @@ class Engine::Impl {
   void propose_write(wire::Request req, Reply reply);
   void propose_barrier(wire::Request req, Reply reply);
   void answer_hash(wire::Request req, Reply reply);
+  bool refuse_unless_leader(wire::Response& r, const Reply& reply);
   void member_change(wire::Request req, Reply reply);
   // A membership change checked and ready to propose (or nothing to do).
   struct MemberChangePlan {
