@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "kvc/common/log.h"
 #include "kvc/sim/sim.h"
+#include "server_mode.h"
 
 namespace {
 
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
       "kvc-sim: the deterministic Raft cluster simulator. Each seed runs a whole 3- or 5-member "
       "cluster with a faulty network, crashing and rolled-back disks and damaged state values, "
       "checks Raft's safety properties after every step, liveness and repair after the faults "
-      "heal, and linearizability of the client history.",
+      "heal, and linearizability of the client history. With --server each seed runs the real "
+      "server code (the Engine kvc-node runs) instead of the Raft core alone.",
       "kvc-sim");
   kvc::LogOptions log;
   kvc::cli::add_common_flags(app, log);
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
   int trace_lines = 200;
   std::string output = "simple";
   kvc::sim::SimOptions base;
+  bool server = false;
 
   auto* seed_opt = app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
                        ->envname("KVC_SIM_SEED");
@@ -121,13 +124,20 @@ int main(int argc, char** argv) {
                  "fault mix: none, net, partition, crash, membership, repair, all, targeted, mixed")
       ->check(CLI::IsMember({"none", "net", "partition", "crash", "membership", "repair", "all",
                              "targeted", "mixed"}));
+  app.add_flag("--server", server,
+               "run the real server code (the Engine of kvc-node: WAL replay, the Ready loop, "
+               "apply, reads, LMDB flushes) under the simulator instead of the Raft core alone");
   app.add_option("--mutation", mutation,
                  "run against a deliberately broken core: none, vote-not-persisted, "
                  "commit-old-term, no-log-matching-check, read-index-without-noop, "
-                 "leader-counts-undurable, repair-ignored")
+                 "leader-counts-undurable, repair-ignored; with --server a broken server: "
+                 "ack-before-commit, ack-before-apply, read-before-applied, local-reads, "
+                 "skip-wal-replay")
       ->check(
           CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
-                         "read-index-without-noop", "leader-counts-undurable", "repair-ignored"}));
+                         "read-index-without-noop", "leader-counts-undurable", "repair-ignored",
+                         "ack-before-commit", "ack-before-apply", "read-before-applied",
+                         "local-reads", "skip-wal-replay"}));
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (mutation runs); stop at the first");
   app.add_flag("--keep-going", keep_going,
@@ -137,13 +147,15 @@ int main(int argc, char** argv) {
                "print the trace of every step of a single seed (or of a failing seed)");
   app.add_option("--trace-lines", trace_lines, "lines of trace shown for a failing seed (0: all)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--fault-ticks", base.fault_ticks, "ticks of faults before everything heals")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--liveness-ticks", base.liveness_ticks,
-                 "after healing, ticks allowed to commit a write")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--clients", base.clients, "concurrent simulated clients")
-      ->check(CLI::Range(1, 64));
+  auto* fault_ticks =
+      app.add_option("--fault-ticks", base.fault_ticks,
+                     "ticks of faults before everything heals (--server: ticks of 10 ms)")
+          ->check(CLI::PositiveNumber);
+  auto* liveness_ticks = app.add_option("--liveness-ticks", base.liveness_ticks,
+                                        "after healing, ticks allowed to commit a write")
+                             ->check(CLI::PositiveNumber);
+  auto* clients = app.add_option("--clients", base.clients, "concurrent simulated clients")
+                      ->check(CLI::Range(1, 64));
   app.add_option("-o,--output", output, "summary format: simple or json")
       ->check(CLI::IsMember({"simple", "json"}));
   app.footer(kvc::cli::exit_code_footer(
@@ -152,6 +164,9 @@ int main(int argc, char** argv) {
       "  kvc-sim --mutation commit-old-term --faults targeted --start-seed random --seeds 1000 \\\n"
       "          --expect-violation                # prints: caught after K seeds (seed S)\n"
       "  kvc-sim --faults repair --seeds 1000     # rollbacks and damaged values\n"
+      "  kvc-sim --server --seeds 1000             # the real server code\n"
+      "  kvc-sim --server --mutation skip-wal-replay --start-seed random --seeds 1000 \\\n"
+      "          --expect-violation\n"
       "  kvc-sim --seeds 1000000 --time-limit 3600 # soak",
       "  1   a seed found a violation (or, with --expect-violation, none did)"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
@@ -174,6 +189,40 @@ int main(int argc, char** argv) {
     }
     // First, so that a run cut short still says where it started.
     std::cerr << "kvc-sim: start seed " << seed << '\n';
+  }
+
+  const bool server_mutation = mutation != "none" && !kvc::raft::mutation_from_name(mutation);
+  if (server || server_mutation) {
+    if (!server) {
+      std::cerr << "kvc-sim: --mutation " << mutation << " is a server mutation: add --server\n";
+      return kvc::kExitUsage;
+    }
+    if (mutation != "none" && !is_server_mutation(mutation)) {
+      std::cerr << "kvc-sim: --mutation " << mutation
+                << " breaks the Raft core: run it without --server\n";
+      return kvc::kExitUsage;
+    }
+    if (!seed_file.empty()) {
+      std::cerr << "kvc-sim: --seed-file is for the Raft-level simulation, not --server\n";
+      return kvc::kExitUsage;
+    }
+    ServerModeArgs a;
+    a.seed = seed;
+    a.seeds = seeds;
+    a.time_limit = time_limit;
+    a.members = members;
+    a.mutation = mutation;
+    a.expect_violation = expect_violation;
+    a.keep_going = keep_going;
+    a.trace = trace;
+    a.trace_lines = trace_lines;
+    a.output = output;
+    if (fault_ticks->count() != 0) a.fault_ms = static_cast<std::uint64_t>(base.fault_ticks) * 10;
+    if (liveness_ticks->count() != 0) {
+      a.liveness_ms = static_cast<std::uint64_t>(base.liveness_ticks) * 10;
+    }
+    if (clients->count() != 0) a.clients = base.clients;
+    return run_server_mode(a);
   }
 
   kvc::sim::FaultMix mix = kvc::sim::FaultMix::kMixed;

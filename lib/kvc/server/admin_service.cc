@@ -171,7 +171,7 @@ Result<Engine::Impl::MemberChangePlan> Engine::Impl::plan_add(const wire::Reques
   }
   std::uint64_t id = 0;
   while (id == 0 || m.find(id) != nullptr || m.was_removed(id) || learned_.count(id) != 0) {
-    id = random_u64();
+    id = next_random();
   }
   storage::Membership one;
   one.members.push_back({id, req.name, addr->to_string(), req.client_addr, req.learner});
@@ -283,7 +283,7 @@ void Engine::Impl::remove_self(wire::Request req, Reply reply) {
   Status s = node_->transfer_leadership(target_id);
   if (!s.ok()) return refuse(s.code(), s.message());
   const std::uint64_t deadline =
-      uv_now(&loop_) + 2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+      now_ms() + 2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   transfers_.push_back({std::move(req), std::move(reply), target_id, deadline});
 }
 
@@ -315,13 +315,13 @@ void Engine::Impl::transfer_leader(wire::Request req, Reply reply) {
   }
   const std::uint64_t wait =
       2 * options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
-  transfers_.push_back({std::move(req), std::move(reply), target->id, uv_now(&loop_) + wait});
+  transfers_.push_back({std::move(req), std::move(reply), target->id, now_ms() + wait});
 }
 
 // Answers leadership transfers (and removals of the old leader) once the leader changed or
 // their time is up.
 void Engine::Impl::settle_transfers() {
-  const std::uint64_t now = uv_now(&loop_);
+  const std::uint64_t now = now_ms();
   for (auto it = transfers_.begin(); it != transfers_.end();) {
     const bool moved = node_->leader() != raft::kNoNode && node_->leader() != identity_.member_id;
     if (!moved && now < it->deadline) {

@@ -31,9 +31,33 @@ namespace kvc::server {
 // Applying committed entries
 
 void Engine::Impl::apply_committed(const std::vector<raft::Entry>& entries) {
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "ack-before-apply") ack_before_apply(entries);
+#endif
   for (const raft::Entry& e : entries) apply_queue_.push_back(e);
   drain_apply();
 }
+
+#ifdef KVC_MUTATIONS
+// Broken on purpose (test builds only): writes are answered as soon as their entries commit,
+// before they are applied, so their results are guessed (a cas or delete as if it succeeded).
+void Engine::Impl::ack_before_apply(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    auto it = waiters_.find(e.index);
+    if (it == waiters_.end() || it->second.term != e.term || !it->second.conf_data.empty()) {
+      continue;
+    }
+    Result<storage::Command> cmd = storage::decode_command(e.data);
+    if (!cmd.ok() || cmd->request_id != it->second.request_id) continue;
+    wire::Response r = base_response(it->second.req.id);
+    r.revision = e.index;
+    r.found = true;
+    r.count = 1;
+    it->second.reply(std::move(r));
+    waiters_.erase(it);
+  }
+}
+#endif
 
 namespace {
 bool is_barrier(const raft::Entry& e) {
@@ -143,7 +167,7 @@ void Engine::Impl::apply_conf_entry(const raft::Entry& e) {
   if (cc->type == raft::ConfChangeType::kRemove && cc->node == identity_.member_id && !removed_) {
     removed_ = true;
     spdlog::warn("this member was removed from the cluster index={}; stopping", e.index);
-    inbox_.post(
+    post_loop(
         [this] { fatal(Status::failed_precondition("this member was removed from the cluster")); });
   }
 }
@@ -178,6 +202,15 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
     cmd->value += "-diverged";
   }
 #endif
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "skip-wal-replay" && e.index <= replay_to_) {
+    // Broken on purpose (test builds only): the WAL's committed tail after the flushed state
+    // is not replayed after a restart; the entries only move the applied index.
+    state_->apply_noop(e.index, e.term);
+    finish_waiter(e.index, e, std::nullopt, nullptr);
+    return true;
+  }
+#endif
   Result<storage::ApplyResult> r = state_->apply(e.index, e.term, *cmd);
   if (!r.ok()) {
     // Nothing was applied: the entry stays queued until the state is repaired (or, for an
@@ -202,7 +235,7 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
   KVC_CHECK(frozen, "the barrier was just applied, so there is something to freeze");
   flushing_ = true;
   pending_barrier_ = index;
-  last_flush_ms_ = uv_now(&loop_);
+  last_flush_ms_ = now_ms();
   const std::uint64_t term = state_->applied_term();
   const raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
@@ -211,7 +244,7 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
     if (s.ok()) metrics_->state_flush.observe_since(t0);
     Result<storage::StateMachine::IndexedHash> h =
         s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
-    inbox_.post([this, s, h, index, term, conf] {
+    post_loop([this, s, h, index, term, conf] {
       flushing_ = false;
       pending_barrier_ = 0;
       if (!s.ok()) {

@@ -101,23 +101,8 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
   po.token_digest = join_token_digest(options_.cluster_token);
   po.secret = options_.secret;
   po.max_incoming = options_.max_peer_connections;
-  peers_ = std::make_unique<PeerTransport>(
-      &loop_, po,
-      [this](raft::Message m) {
-        if (stopped_) return;
-        if (m.type == raft::MessageType::kHeartbeatResp) {
-          auto sent = heartbeat_sent_.find(m.from);
-          if (sent != heartbeat_sent_.end()) {
-            const storage::Member* p = member(m.from);
-            metrics_->peer_round_trip(p != nullptr && !p->name.empty() ? p->name : hex(m.from))
-                .observe(static_cast<double>(uv_now(&loop_) - sent->second) / 1000.0);
-            heartbeat_sent_.erase(sent);
-          }
-        }
-        Status s = node_->step(m);
-        if (!s.ok())
-          spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
-      },
+  peer_transport_ = std::make_unique<PeerTransport>(
+      &loop_, po, [this](raft::Message m) { on_peer_message(std::move(m)); },
       [this](std::uint64_t id, bool snapshot) {
         if (stopped_) return;
         if (snapshot) {
@@ -140,18 +125,34 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
         if (stopped_ || removed_) return;
         removed_ = true;
         spdlog::warn("this member was removed from the cluster (told by {}); stopping", told_by);
-        inbox_.post([this] {
+        post_loop([this] {
           fatal(Status::failed_precondition("this member was removed from the cluster"));
         });
       });
-  if (Status s = peers_->listen(peer); !s.ok()) return s.with_context("--listen-peer");
-  peer_bound_ = peers_->bound().to_string();
+  peers_ = peer_transport_.get();
+  if (Status s = peer_transport_->listen(peer); !s.ok()) return s.with_context("--listen-peer");
+  peer_bound_ = peer_transport_->bound().to_string();
   storage::Member& me = learned_[identity_.member_id];
   me.id = identity_.member_id;
   me.name = identity_.name;
   me.client_addr = advertise_client;
   if (me.peer_addr.empty()) me.peer_addr = peer_bound_;
   return Status();
+}
+
+void Engine::Impl::on_peer_message(raft::Message m) {
+  if (stopped_) return;
+  if (m.type == raft::MessageType::kHeartbeatResp) {
+    auto sent = heartbeat_sent_.find(m.from);
+    if (sent != heartbeat_sent_.end()) {
+      const storage::Member* p = member(m.from);
+      metrics_->peer_round_trip(p != nullptr && !p->name.empty() ? p->name : hex(m.from))
+          .observe(static_cast<double>(now_ms() - sent->second) / 1000.0);
+      heartbeat_sent_.erase(sent);
+    }
+  }
+  Status s = node_->step(m);
+  if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
 }
 
 Status Engine::Impl::listen_http() {
@@ -206,7 +207,7 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
                                    .name = identity_.name,
                                    .software_version = kvc::version()});
     conn->send(out);
-    refused_[key] = {conn, uv_now(&loop_) + 1000};
+    refused_[key] = {conn, now_ms() + 1000};
     return;
   }
   const std::uint64_t id = ++conn_seq_;

@@ -91,7 +91,8 @@ Status Engine::Impl::start() {
   uv_timer_init(&loop_, &scrub_timer_);
   scrub_timer_.data = this;
   if (options_.scrub_bytes_per_second > 0) {
-    scrub_ = std::make_unique<Worker>("kvc-scrub");
+    scrub_thread_ = std::make_unique<Worker>("kvc-scrub");
+    scrub_ = scrub_thread_.get();
     uv_timer_start(
         &scrub_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->scrub_tick(); },
         kScrubTickMs, kScrubTickMs);
@@ -107,14 +108,16 @@ Status Engine::Impl::start() {
   check_.data = this;
   uv_check_start(&check_, [](uv_check_t* c) { static_cast<Impl*>(c->data)->on_check(); });
 
-  disk_ = std::make_unique<Worker>("kvc-disk");
-  flush_ = std::make_unique<Worker>("kvc-flush");
+  disk_thread_ = std::make_unique<Worker>("kvc-disk");
+  flush_thread_ = std::make_unique<Worker>("kvc-flush");
+  disk_ = disk_thread_.get();
+  flush_ = flush_thread_.get();
   update_peers();
-  last_flush_ms_ = uv_now(&loop_);
+  last_flush_ms_ = now_ms();
   loop_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kvc-loop");
     // Work the restored node may already have (committed entries to re-apply).
-    inbox_.post([this] { process_ready(); });
+    post_loop([this] { process_ready(); });
     uv_run(&loop_, UV_RUN_DEFAULT);
   });
   spdlog::info(
@@ -125,6 +128,34 @@ Status Engine::Impl::start() {
       kvc::version());
   return Status();
 }
+Status Engine::Impl::start_simulated(const SimEnvironment& env) {
+  KVC_RETURN_IF_ERROR(options_.validate());
+  sim_env_ = env;
+  sim_ = &sim_env_;
+  loop_exec_ = env.loop;
+  disk_ = env.disk;
+  flush_ = env.flush;
+  scrub_ = options_.scrub_bytes_per_second > 0 ? env.scrub : nullptr;
+  peers_ = env.transport;
+  KVC_RETURN_IF_ERROR(open_data_dir());
+  KVC_RETURN_IF_ERROR(open_storage());
+  metrics_ = std::make_unique<EngineMetrics>(identity_.name, hex(identity_.member_id));
+  storage::Member& me = learned_[identity_.member_id];
+  me.id = identity_.member_id;
+  me.name = identity_.name;
+  me.client_addr = options_.listen_client;
+  if (me.peer_addr.empty()) me.peer_addr = options_.listen_peer;
+  peer_bound_ = options_.listen_peer;
+  client_bound_ = options_.listen_client;
+  update_peers();
+  last_flush_ms_ = now_ms();
+  // Work the restored node may already have (committed entries to re-apply).
+  post_loop([this] { process_ready(); });
+  return Status();
+}
+
+std::uint64_t Engine::Impl::next_random() const { return sim_ ? sim_->random() : random_u64(); }
+
 // ---------------------------------------------------------------------------------------------
 // Shutdown
 
@@ -159,6 +190,10 @@ void Engine::Impl::begin_shutdown() {
 }
 
 void Engine::Impl::finish_shutdown() {
+  if (sim_) {
+    finish_simulated_shutdown();
+    return;
+  }
   // Wait for the disk and flush threads' work in flight to land before the last flush.
   if (persisting_ || flushing_ || snapshotting_ || scrubbing_) {
     uv_timer_t* t = new uv_timer_t();
@@ -225,6 +260,38 @@ void Engine::Impl::finish_shutdown() {
   ready_.store(false);
 }
 
+// The same end in a simulation: the executors are the simulator's queues, so work in flight is
+// waited for by posting again, and the last flush and sync run here (nothing else runs
+// concurrently on the simulator's one thread).
+void Engine::Impl::finish_simulated_shutdown() {
+  if (persisting_ || flushing_ || snapshotting_ || scrubbing_) {
+    post_loop([this] { finish_shutdown(); });
+    return;
+  }
+  stopped_ = true;
+  if (failure().ok()) {
+    Status s = state_->flush_all();
+    const std::uint64_t index = state_->durable_index();
+    if (s.ok()) s = wal_->sync();
+    if (s.ok() && index > 0) {
+      s = wal_->save_snapshot(
+          {index, state_->applied_term(), current_membership().to_conf_state()});
+    }
+    if (s.ok()) s = wal_->sync();
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (failure_.ok()) failure_ = s.with_context("stopping");
+    }
+  }
+  watchers_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    leader_info_ = {};
+    finished_ = true;
+  }
+  ready_.store(false);
+}
+
 Status Engine::Impl::close() {
   if (!loop_thread_.joinable()) {
     return failure();
@@ -232,11 +299,11 @@ Status Engine::Impl::close() {
   if (std::this_thread::get_id() == loop_thread_.get_id()) {
     return Status::failed_precondition("Engine::close called from an Engine callback");
   }
-  inbox_.post([this] { begin_shutdown(); });
+  post_loop([this] { begin_shutdown(); });
   loop_thread_.join();
-  if (disk_) disk_->stop();
-  if (flush_) flush_->stop();
-  if (scrub_) scrub_->stop();
+  if (disk_thread_) disk_thread_->stop();
+  if (flush_thread_) flush_thread_->stop();
+  if (scrub_thread_) scrub_thread_->stop();
   uv_loop_close(&loop_);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -271,7 +338,7 @@ void Engine::Impl::on_leader_change(std::function<void(const LeaderInfo&)> cb) {
     leader_callbacks_.push_back(cb);
   }
   // A leader elected before the callback was registered is reported at once (on the loop).
-  inbox_.post([this, cb] {
+  post_loop([this, cb] {
     LeaderInfo info = leader();
     if (info.id != raft::kNoNode) cb(info);
   });
@@ -281,7 +348,7 @@ void Engine::Impl::on_leader_change(std::function<void(const LeaderInfo&)> cb) {
 // Embedded API
 
 void Engine::Impl::submit(wire::Request req, Reply reply) {
-  inbox_.post([this, req = std::move(req), reply = std::move(reply)]() mutable {
+  post_loop([this, req = std::move(req), reply = std::move(reply)]() mutable {
     handle_request(std::move(req), std::move(reply));
   });
 }

@@ -29,6 +29,7 @@
 #include "kvc/server/bootstrap.h"
 #include "kvc/server/engine.h"
 #include "kvc/server/engine_metrics.h"
+#include "kvc/server/environment.h"
 #include "kvc/server/http_backend.h"
 #include "kvc/server/loop_util.h"
 #include "kvc/server/peer_transport.h"
@@ -59,6 +60,9 @@ class Engine::Impl {
   ~Impl();
 
   Status start();
+  // Starts in a simulated environment (environment.h): no thread, listener or timer; the
+  // simulator drives the loop through SimMember (sim_member.h).
+  Status start_simulated(const SimEnvironment& env);
   Status close();
   void wait();
 
@@ -83,6 +87,17 @@ class Engine::Impl {
 
  private:
   friend class EngineHttpBackend;
+  friend class SimMember;
+
+  // Runs `fn` on the loop (from any thread, or from a job of another executor).
+  void post_loop(std::function<void()> fn) { loop_exec_->post(std::move(fn)); }
+  // The loop's clock (ms) and randomness: the environment's when simulated.
+  std::uint64_t now_ms() const {
+    return sim_ ? sim_->now_ms() : uv_now(const_cast<uv_loop_t*>(&loop_));
+  }
+  std::uint64_t next_random() const;
+  // A peer message, from the transport (or the simulated network).
+  void on_peer_message(raft::Message m);
 
   struct Waiter {
     std::uint64_t request_id = 0;
@@ -177,6 +192,7 @@ class Engine::Impl {
   void on_conf_state(const raft::ConfState& conf);
   void learn_entries(const std::vector<raft::Entry>& entries);
   void apply_committed(const std::vector<raft::Entry>& entries);
+  void ack_before_apply(const std::vector<raft::Entry>& entries);  // a test mutation
   void drain_apply();
   bool apply_one(const raft::Entry& e);
   void apply_conf_entry(const raft::Entry& e);
@@ -276,6 +292,7 @@ class Engine::Impl {
   // Loop: shutdown.
   void begin_shutdown();
   void finish_shutdown();
+  void finish_simulated_shutdown();
 
   // Membership as the engine knows it: the state machine's, plus what the log and the peers'
   // handshakes taught (addresses of members being added, client addresses).
@@ -301,9 +318,18 @@ class Engine::Impl {
   uv_timer_t flush_timer_{};
   uv_check_t check_{};
   std::thread loop_thread_;
-  std::unique_ptr<Worker> disk_;
-  std::unique_ptr<Worker> flush_;
-  std::unique_ptr<PeerTransport> peers_;
+  // The executors and the transport the code uses: the real ones below, or a simulation's.
+  Executor* loop_exec_ = &inbox_;
+  Executor* disk_ = nullptr;
+  Executor* flush_ = nullptr;
+  Executor* scrub_ = nullptr;
+  Transport* peers_ = nullptr;
+  const SimEnvironment* sim_ = nullptr;  // &sim_env_ when simulated
+  SimEnvironment sim_env_;
+  std::unique_ptr<Worker> disk_thread_;
+  std::unique_ptr<Worker> flush_thread_;
+  std::unique_ptr<Worker> scrub_thread_;
+  std::unique_ptr<PeerTransport> peer_transport_;
   std::unique_ptr<net::Listener> client_listener_;
   std::string client_bound_;
   std::string peer_bound_;
@@ -344,7 +370,6 @@ class Engine::Impl {
   bool damaged_ = false;  // Invariant: while true nothing is applied and no read is served
   std::string damage_reason_;
   bool snapshot_after_flush_ = false;  // a follower's repair wants a snapshot at applied
-  std::unique_ptr<Worker> scrub_;
   uv_timer_t scrub_timer_{};
   bool scrubbing_ = false;
   std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
@@ -367,6 +392,7 @@ class Engine::Impl {
   std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
   std::uint64_t last_leader_ = 0;
   std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
+  std::uint64_t replay_to_ = 0;        // the commit index restored at start (WAL replay)
   std::uint64_t last_flush_ms_ = 0;
   std::string incoming_snapshot_path_;
   std::function<void()> shutdown_done_;

@@ -57,14 +57,13 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
     }
     if (copy.timeout_ms == 0) copy.timeout_ms = impl_.options_.request_timeout_ms;
     const std::string leader = r.leader_client_addr;
-    fwd->call(
-        std::move(copy),
-        [this, finish = std::move(finish)](wire::Response answer) mutable {
-          impl_.inbox_.post([finish = std::move(finish), answer = std::move(answer)]() mutable {
-            finish(std::move(answer));
-          });
-        },
-        {.leader_hint = leader});
+    fwd->call(std::move(copy),
+              [this, finish = std::move(finish)](wire::Response answer) mutable {
+                impl_.post_loop([finish = std::move(finish), answer = std::move(answer)]() mutable {
+                  finish(std::move(answer));
+                });
+              },
+              {.leader_hint = leader});
   });
 }
 

@@ -74,7 +74,7 @@ void Engine::Impl::note_repair_progress() {
 // second's worth), so damage in keys nobody reads is found and repaired before a snapshot or a
 // read needs them. It stands aside while the state is damaged or an install waits.
 void Engine::Impl::scrub_tick() {
-  const std::uint64_t now = uv_now(&loop_);
+  const std::uint64_t now = now_ms();
   const double rate = static_cast<double>(options_.scrub_bytes_per_second);
   if (scrub_last_ms_ != 0) {
     scrub_allowance_ += rate * static_cast<double>(now - scrub_last_ms_) / 1000.0;
@@ -91,7 +91,7 @@ void Engine::Impl::scrub_tick() {
   const storage::ScrubCursor from = scrub_cursor_;
   scrub_->post([this, from, records] {
     Result<storage::ScrubBatch> batch = state_->scrub(from, records);
-    inbox_.post([this, batch = std::move(batch)] {
+    post_loop([this, batch = std::move(batch)] {
       scrubbing_ = false;
       resume_install();
       if (!batch.ok()) {
@@ -217,7 +217,7 @@ void Engine::Impl::start_hash_check() {
       hash_client_->call(
           std::move(q),
           [this, round, id, name](wire::Response answer) {
-            inbox_.post([this, round, id, name, answer = std::move(answer)] {
+            post_loop([this, round, id, name, answer = std::move(answer)] {
               if (answer.code == Code::kOk && answer.revision == round->index) {
                 round->hashes[id] = answer.hash;
               } else {

@@ -53,7 +53,7 @@ void Engine::Impl::fill_leader(wire::Response& r) const {
 
 std::uint64_t Engine::Impl::deadline_for(const wire::Request& req) const {
   const std::uint64_t t = req.timeout_ms != 0 ? req.timeout_ms : options_.request_timeout_ms;
-  return uv_now(const_cast<uv_loop_t*>(&loop_)) + t;
+  return now_ms() + t;
 }
 
 // The one table of client operations: which handler answers each. An operation missing here
@@ -280,7 +280,7 @@ void Engine::Impl::queue_read(wire::Request req, Reply reply) {
 void Engine::Impl::start_read_batch() {
   ReadBatch b;
   b.context = "r" + std::to_string(++read_seq_);
-  b.started = uv_now(&loop_);
+  b.started = now_ms();
   b.reads = std::move(unsent_reads_);
   unsent_reads_.clear();
   Status s = node_->read_index(b.context);
@@ -298,7 +298,11 @@ void Engine::Impl::start_read_batch() {
 }
 
 void Engine::Impl::serve_reads() {
-  const std::uint64_t applied = state_->applied_index();
+  std::uint64_t applied = state_->applied_index();
+#ifdef KVC_MUTATIONS
+  // Broken on purpose (test builds only): reads do not wait for the state to reach their index.
+  if (options_.test_mutation == "read-before-applied") applied = UINT64_MAX;
+#endif
   while (!read_batches_.empty() && read_batches_.front().index != 0 &&
          read_batches_.front().index <= applied) {
     ReadBatch b = std::move(read_batches_.front());
@@ -372,7 +376,7 @@ void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
 }
 
 void Engine::Impl::sweep_deadlines() {
-  const std::uint64_t now = uv_now(&loop_);
+  const std::uint64_t now = now_ms();
   std::vector<std::shared_ptr<net::Connection>> linger_over;
   for (const auto& [key, r] : refused_) {
     if (r.second <= now) linger_over.push_back(r.first);

@@ -13,14 +13,16 @@
 #include <thread>
 #include <vector>
 
+#include "kvc/server/environment.h"
+
 namespace kvc::server {
 
-class Inbox {
+class Inbox final : public Executor {
  public:
   // Must be called on the loop thread before the loop runs.
   void init(uv_loop_t* loop);
   // Any thread: runs `fn` on the loop thread soon. Dropped after close().
-  void post(std::function<void()> fn);
+  void post(std::function<void()> fn) override;
   // Loop thread: stops accepting and closes the async handle.
   void close();
 
@@ -32,7 +34,7 @@ class Inbox {
   bool closed_ = false;                       // guarded by mu_
 };
 
-class Worker {
+class Worker final : public Executor {
  public:
   explicit Worker(std::string name);
   ~Worker();
@@ -40,7 +42,7 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Any thread: runs `job` on the worker thread after the jobs posted before it.
-  void post(std::function<void()> job);
+  void post(std::function<void()> job) override;
   // Runs the jobs already posted, then stops the thread. Idempotent.
   void stop();
   bool on_worker_thread() const { return std::this_thread::get_id() == thread_.get_id(); }

@@ -38,11 +38,12 @@ Status EngineOptions::validate() const {
     if (!mutations_compiled_in()) {
       return Status::invalid_argument("test mutations are not compiled into this build");
     }
-    if (test_mutation != "ack-before-commit" && test_mutation != "local-reads" &&
-        test_mutation != "diverge-apply" && test_mutation != "unverified-reads") {
-      return Status::invalid_argument(
-          "unknown test mutation '" + test_mutation +
-          "' (ack-before-commit, local-reads, diverge-apply, unverified-reads)");
+    const std::vector<std::string>& known = test_mutations();
+    if (std::find(known.begin(), known.end(), test_mutation) == known.end()) {
+      std::string names;
+      for (const std::string& k : known) names += (names.empty() ? "" : ", ") + k;
+      return Status::invalid_argument("unknown test mutation '" + test_mutation + "' (" + names +
+                                      ")");
     }
   }
   if (!secret.empty() && !secret_file.empty()) {
@@ -213,6 +214,13 @@ bool EngineOptions::mutations_compiled_in() {
 #else
   return false;
 #endif
+}
+
+const std::vector<std::string>& EngineOptions::test_mutations() {
+  static const std::vector<std::string> kNames = {
+      "ack-before-commit", "local-reads",         "diverge-apply",  "unverified-reads",
+      "ack-before-apply",  "read-before-applied", "skip-wal-replay"};
+  return kNames;
 }
 
 }  // namespace kvc::server

@@ -69,6 +69,13 @@ struct EngineOptions {
   //                        given (a state that differs from the others, checksums intact)
   //   "unverified-reads"   stored state records are not checked against their checksums when
   //                        read (storage's kReadsSkipChecksum): a damaged value is served
+  //   "ack-before-apply"   a write is answered when its entry commits, before it is applied
+  //                        (its result guessed: a cas or delete as if it succeeded)
+  //   "read-before-applied" a linearizable read is served once its read index is known,
+  //                        without waiting for the state to apply up to it
+  //   "skip-wal-replay"    on restart the committed WAL entries after the state's flushed
+  //                        index are not applied again (their writes are lost to the state)
+  // The first three and these are caught by kvc-sim --server (docs/simulator.md).
   std::string test_mutation;
 
   Status validate() const;
@@ -86,6 +93,8 @@ struct EngineOptions {
   std::vector<std::string> exposure_warnings() const;
   // Whether this build honours test_mutation.
   static bool mutations_compiled_in();
+  // The names test_mutation accepts.
+  static const std::vector<std::string>& test_mutations();
 };
 
 // Checks the setting names of a kvc-node --config file: `text` is the file's contents, `path`

@@ -17,6 +17,7 @@
 
 #include "kvc/net/connection.h"
 #include "kvc/raft/message.h"
+#include "kvc/server/environment.h"
 #include "kvc/wire/messages.h"
 
 namespace kvc::server {
@@ -64,7 +65,7 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, cons
                                 const std::string& cluster_token, const std::string& secret,
                                 std::uint64_t timeout_ms);
 
-class PeerTransport {
+class PeerTransport final : public Transport {
  public:
   using MessageHandler = std::function<void(raft::Message)>;
   using UnreachableHandler = std::function<void(std::uint64_t id, bool snapshot)>;
@@ -83,18 +84,18 @@ class PeerTransport {
   const net::Address& bound() const { return listener_.bound(); }
 
   // The members to keep links to (this member excluded): id -> peer address.
-  void set_peers(const std::map<std::uint64_t, std::string>& peers);
+  void set_peers(const std::map<std::uint64_t, std::string>& peers) override;
   // Member `id` was removed from the cluster: its links are closed and its hellos refused with
   // `removed` set, so that it learns it and stops. The Engine marks every removed id its stored
   // membership records (storage::Membership::removed) at start and after each change, so
   // this holds across restarts.
-  void mark_removed(std::uint64_t id);
+  void mark_removed(std::uint64_t id) override;
   // Sends a message (m.to names the peer). Never blocks; may drop.
-  void send(const raft::Message& m);
+  void send(const raft::Message& m) override;
   // Closes every link and stops dialling.
-  void close();
+  void close() override;
 
-  std::size_t connected_peers() const;
+  std::size_t connected_peers() const override;
 
  private:
   struct Link {

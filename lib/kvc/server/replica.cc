@@ -170,7 +170,7 @@ void Engine::Impl::process_ready() {
     }
     disk_->post([this, job] {
       job->status = persist(*job);
-      inbox_.post([this, job] { on_persisted(job); });
+      post_loop([this, job] { on_persisted(job); });
     });
     return;
   }
@@ -261,7 +261,7 @@ void Engine::Impl::install_then_persist(std::shared_ptr<PersistJob> job) {
       }
     }
     job->status = s;
-    inbox_.post([this, job, adopted] {
+    post_loop([this, job, adopted] {
       if (!job->status.ok()) {
         persisting_ = false;  // the job is over: shutdown must not wait for it
         fatal(job->status.with_context("installing a snapshot from the leader"));
@@ -319,7 +319,7 @@ void Engine::Impl::send_message(raft::Message m) {
     }
     if (m.snapshot_offset + m.chunk.size() >= m.snapshot_size) metrics_->snapshots_sent.inc();
   }
-  if (m.type == raft::MessageType::kHeartbeat) heartbeat_sent_.try_emplace(m.to, uv_now(&loop_));
+  if (m.type == raft::MessageType::kHeartbeat) heartbeat_sent_.try_emplace(m.to, now_ms());
   peers_->send(m);
 }
 
@@ -359,7 +359,7 @@ void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
 
 bool Engine::Impl::maybe_flush(bool force) {
   if (stopped_ || flushing_) return false;
-  const std::uint64_t now = uv_now(&loop_);
+  const std::uint64_t now = now_ms();
   if (!force && now - last_flush_ms_ < options_.flush_interval_ms) return false;
   if (!state_->freeze()) return false;
   last_flush_ms_ = now;
@@ -369,7 +369,7 @@ bool Engine::Impl::maybe_flush(bool force) {
   raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
     Status s = state_->flush();
-    inbox_.post([this, s, index, term, conf] {
+    post_loop([this, s, index, term, conf] {
       flushing_ = false;
       if (!s.ok()) {
         fatal(s.with_context("flushing the state"));
@@ -391,7 +391,7 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
     Status s = wal_->save_snapshot({index, term, conf});
     if (s.ok()) s = wal_->sync();
     if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
-    if (!s.ok()) inbox_.post([this, s] { fatal(s.with_context("releasing the log")); });
+    if (!s.ok()) post_loop([this, s] { fatal(s.with_context("releasing the log")); });
   });
   if (keep_from > 0) {
     const std::uint64_t compact_to = std::min(keep_from, node_->applied());
@@ -448,7 +448,7 @@ void Engine::Impl::resume_install() {
     if (s3.ok()) s3 = wal_->append(job->rd.hard_state, job->rd.entries);
     if (s3.ok()) s3 = wal_->sync();
     job->status = s3;
-    inbox_.post([this, job] { on_persisted(job); });
+    post_loop([this, job] { on_persisted(job); });
   });
 }
 

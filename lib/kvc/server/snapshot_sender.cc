@@ -44,7 +44,7 @@ void Engine::Impl::make_snapshot_for_followers() {
       metrics_->snapshot_create.observe_since(t0);
       metrics_->snapshots_created.inc();
     }
-    inbox_.post([this, info] {
+    post_loop([this, info] {
       snapshotting_ = false;
       resume_install();
       if (!info.ok()) {
@@ -90,7 +90,7 @@ void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
       data_dir_->snap_dir() + "/send-" + std::to_string(conn) + "-" + std::to_string(id) + ".tmp";
   flush_->post([this, conn, id, path] {
     Result<storage::SnapshotInfo> info = state_->write_snapshot(path);
-    inbox_.post([this, conn, id, path, info] {
+    post_loop([this, conn, id, path, info] {
       if (!info.ok()) {
         wire::Response r = base_response(id);
         set_error(r, info.status());

@@ -229,7 +229,7 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
     }
   }
 
-  rng_ = raft::SplitMix64(random_u64());
+  rng_ = raft::SplitMix64(next_random());
   raft::Config cfg;
   cfg.id = identity_.member_id;
   cfg.election_ticks = options_.election_ticks;
@@ -237,7 +237,7 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   cfg.rng = &rng_;
   cfg.logger = &raft_logger_;
   // New at every start: lets a leader tell this incarnation from the last one (REPAIR).
-  cfg.boot_id = random_u64() | 1;
+  cfg.boot_id = next_random() | 1;
   // Under load a learner is always a few entries behind; the engine's own check (member
   // promote) bounds the lag it accepts, so the core only refuses gross lag.
   cfg.promote_lag_slack = options_.retained_entries / 10 + 100;
@@ -249,6 +249,7 @@ Status Engine::Impl::make_node(storage::RecoveredLog log) {
   // [1, election_ticks] ticks instead of [election_ticks, 2 * election_ticks). A live leader
   // is not disturbed: its followers ignore (pre-)votes while they hear from it.
   for (int i = 1; i < options_.election_ticks; ++i) node_->tick();
+  replay_to_ = node_->commit();
   for (const storage::Member& mem : state_->membership().members) learned_[mem.id] = mem;
   spdlog::info("restored state applied={} term={} log_last={} commit={}", facts.applied,
                facts.applied_term, plan.last, node_->commit());

@@ -132,7 +132,7 @@ Result<std::uint64_t> Engine::Impl::watch(const std::string& key, bool prefix,
                                           std::function<void(const WatchEvent&)> callback) {
   auto p = std::make_shared<std::promise<wire::Response>>();
   std::future<wire::Response> f = p->get_future();
-  inbox_.post([this, key, prefix, start_revision, callback = std::move(callback), p]() mutable {
+  post_loop([this, key, prefix, start_revision, callback = std::move(callback), p]() mutable {
     Watcher w;
     w.id = 0;
     w.key = key;
@@ -151,7 +151,7 @@ Result<std::uint64_t> Engine::Impl::watch(const std::string& key, bool prefix,
 }
 
 void Engine::Impl::unwatch(std::uint64_t handle) {
-  inbox_.post([this, handle] { watchers_.erase(handle); });
+  post_loop([this, handle] { watchers_.erase(handle); });
 }
 
 }  // namespace kvc::server

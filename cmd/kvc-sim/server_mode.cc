@@ -1,0 +1,155 @@
+#include "server_mode.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <iostream>
+
+#include "kvc/common/status.h"
+
+#if KVC_SIM_SERVER
+#include "kvc/sim/server_sim.h"
+#endif
+
+namespace {
+constexpr int kExitCaughtNothing = 1;
+}
+
+#if KVC_SIM_SERVER
+
+bool server_mode_available() { return true; }
+
+bool is_server_mutation(const std::string& name) {
+  const auto& all = kvc::sim::server_mutations();
+  return std::find(all.begin(), all.end(), name) != all.end();
+}
+
+namespace {
+
+kvc::sim::ServerSimOptions options_for(const ServerModeArgs& a, std::uint64_t seed) {
+  kvc::sim::ServerSimOptions o;
+  o.seed = seed;
+  o.members = a.members == "mixed" ? (seed % 4 == 0 ? 5 : 3) : std::stoi(a.members);
+  if (a.mutation != "none") o.mutation = a.mutation;
+  if (a.fault_ms != 0) o.fault_ms = a.fault_ms;
+  if (a.liveness_ms != 0) o.liveness_ms = a.liveness_ms;
+  if (a.clients != 0) o.clients = a.clients;
+  return o;
+}
+
+std::string replay_line(const ServerModeArgs& a, const kvc::sim::ServerSimOptions& o) {
+  std::string s = "kvc-sim --server --seed " + std::to_string(o.seed) + " --members " +
+                  std::to_string(o.members);
+  if (!o.mutation.empty()) s += " --mutation " + o.mutation;
+  if (a.fault_ms != 0) s += " --fault-ticks " + std::to_string(a.fault_ms / 10);
+  if (a.liveness_ms != 0) s += " --liveness-ticks " + std::to_string(a.liveness_ms / 10);
+  if (a.clients != 0) s += " --clients " + std::to_string(a.clients);
+  return s;
+}
+
+void print_trace(kvc::sim::ServerSimOptions o, int lines) {
+  std::deque<std::string> tail;
+  o.trace = true;
+  o.trace_sink = [&](std::string_view line) {
+    tail.emplace_back(line);
+    if (lines > 0 && static_cast<int>(tail.size()) > lines) tail.pop_front();
+  };
+  (void)kvc::sim::run_server_simulation(o);
+  std::cerr << "--- trace (last " << tail.size() << " lines) ---\n";
+  for (const auto& l : tail) std::cerr << l << '\n';
+  std::cerr << "--- end of trace ---\n";
+}
+
+}  // namespace
+
+int run_server_mode(const ServerModeArgs& a) {
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  kvc::sim::ServerSimStats t;
+  std::uint64_t run = 0, failed = 0, caught_seed = 0;
+  bool linearizability = true;
+  for (std::uint64_t i = 0; i < a.seeds; ++i) {
+    if (a.time_limit > 0 && elapsed() >= a.time_limit) break;
+    kvc::sim::ServerSimOptions o = options_for(a, a.seed + i);
+    const bool trace_all = a.trace && a.seeds == 1;
+    if (trace_all) o.trace_sink = [](std::string_view l) { std::cerr << l << '\n'; };
+    o.trace = trace_all;
+    const kvc::sim::ServerSimResult r = kvc::sim::run_server_simulation(o);
+    ++run;
+    t.events += r.stats.events;
+    t.messages += r.stats.messages;
+    t.committed += r.stats.committed;
+    t.operations += r.stats.operations;
+    t.operations_ok += r.stats.operations_ok;
+    t.operations_unknown += r.stats.operations_unknown;
+    t.crashes += r.stats.crashes;
+    t.clean_restarts += r.stats.clean_restarts;
+    t.partitions += r.stats.partitions;
+    t.snapshot_chunks += r.stats.snapshot_chunks;
+    t.elections += r.stats.elections;
+    linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
+    if (r.ok) continue;
+    ++failed;
+    if (caught_seed == 0) caught_seed = o.seed;
+    std::cerr << "kvc-sim: seed " << o.seed << " (server, " << o.members
+              << " members): VIOLATION at t=" << r.at_us / 1000 << " ms: " << r.violation << '\n';
+    if (!trace_all && !a.keep_going) print_trace(o, a.trace_lines);
+    std::cerr << "kvc-sim: replay with: " << replay_line(a, o) << '\n';
+    if (!a.keep_going) break;
+  }
+  const double secs = elapsed();
+  if (a.output == "json") {
+    std::printf(
+        "{\"mode\":\"server\",\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\","
+        "\"first_seed\":%llu,\"caught_seed\":%lld,\"operations\":%llu,\"operations_ok\":%llu,"
+        "\"operations_unknown\":%llu,\"linearizability_checked\":%s,\"events\":%llu,"
+        "\"messages\":%llu,\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,"
+        "\"clean_restarts\":%llu,\"partitions\":%llu,\"snapshot_chunks\":%llu,\"seconds\":%.3f}\n",
+        (unsigned long long)run, (unsigned long long)failed, a.mutation.c_str(),
+        (unsigned long long)a.seed, failed != 0 ? (long long)caught_seed : -1LL,
+        (unsigned long long)t.operations, (unsigned long long)t.operations_ok,
+        (unsigned long long)t.operations_unknown, linearizability ? "true" : "false",
+        (unsigned long long)t.events, (unsigned long long)t.messages,
+        (unsigned long long)t.committed, (unsigned long long)t.elections,
+        (unsigned long long)t.crashes, (unsigned long long)t.clean_restarts,
+        (unsigned long long)t.partitions, (unsigned long long)t.snapshot_chunks, secs);
+  } else {
+    std::printf(
+        "mode=server seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu "
+        "linearizability=%s committed=%llu elections=%llu crashes=%llu clean_restarts=%llu "
+        "partitions=%llu snapshot_chunks=%llu events=%llu messages=%llu seconds=%.1f\n",
+        (unsigned long long)run, (unsigned long long)failed, (unsigned long long)t.operations,
+        (unsigned long long)t.operations_ok, (unsigned long long)t.operations_unknown,
+        linearizability ? "on" : "not-built", (unsigned long long)t.committed,
+        (unsigned long long)t.elections, (unsigned long long)t.crashes,
+        (unsigned long long)t.clean_restarts, (unsigned long long)t.partitions,
+        (unsigned long long)t.snapshot_chunks, (unsigned long long)t.events,
+        (unsigned long long)t.messages, secs);
+  }
+  if (a.expect_violation) {
+    if (failed != 0) {
+      std::fprintf(stderr, "kvc-sim: mutation %s caught after %llu seeds (seed %llu)\n",
+                   a.mutation.c_str(), (unsigned long long)run, (unsigned long long)caught_seed);
+      return kvc::kExitOk;
+    }
+    std::fprintf(stderr, "kvc-sim: mutation %s NOT caught in %llu seeds\n", a.mutation.c_str(),
+                 (unsigned long long)run);
+    return kExitCaughtNothing;
+  }
+  return failed == 0 ? kvc::kExitOk : kvc::kExitError;
+}
+
+#else
+
+bool server_mode_available() { return false; }
+bool is_server_mutation(const std::string&) { return false; }
+int run_server_mode(const ServerModeArgs&) {
+  std::cerr << "kvc-sim: --server needs a build with test mutations (configure with "
+               "-DKVC_MUTATIONS=ON -DKVC_BUILD_TESTS=ON)\n";
+  return kvc::kExitError;
+}
+
+#endif

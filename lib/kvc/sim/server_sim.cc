@@ -1,0 +1,813 @@
+// The server simulation (server_sim.h). One ServerSim per run: a time-ordered event queue
+// (simulated microseconds, then sequence), member slots (the SimMember of the current
+// incarnation, its executors and its network endpoint), clients, the fault schedule and the
+// checks. A member's executors are FIFO queues, each run by events at seeded delays (the loop's
+// jobs within microseconds, disk and flush jobs after a simulated fsync), so the loop, the disk
+// thread and the flush thread interleave as they do in kvc-node, reproducibly.
+#include "kvc/sim/server_sim.h"
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <set>
+
+#include "kvc/check/history.h"
+#include "kvc/raft/node.h"
+#include "kvc/server/sim_member.h"
+#include "kvc/sim/history_check.h"
+
+namespace kvc::sim {
+
+const std::vector<std::string>& server_mutations() {
+  static const std::vector<std::string> kMutations = {
+      "ack-before-commit", "ack-before-apply", "read-before-applied",
+      "local-reads",       "skip-wal-replay",
+  };
+  return kMutations;
+}
+
+namespace {
+
+constexpr const char* kKeys[] = {"a", "b", "c", "d"};
+constexpr std::uint64_t kTickMs = 10;
+constexpr std::uint64_t kFlushIntervalMs = 40;
+
+using server::SimMember;
+
+// spdlog lines of the members, into the trace (with the simulated time).
+class TraceSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit TraceSink(std::function<void(std::string_view)> out) : out_(std::move(out)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    out_(std::string_view(msg.payload.data(), msg.payload.size()));
+  }
+  void flush_() override {}
+
+ private:
+  std::function<void(std::string_view)> out_;
+};
+
+class ServerSim;
+
+// One of a member's executors: jobs run one at a time, in order, each `delay` after the
+// previous one finished (or after it was posted, when the queue was idle).
+class SimExecutor final : public server::Executor {
+ public:
+  enum class Kind { kLoop, kDisk, kFlush };
+  SimExecutor(ServerSim* sim, int slot, Kind kind) : sim_(sim), slot_(slot), kind_(kind) {}
+  void post(std::function<void()> job) override;
+  // A crash: the jobs are lost, and runs already scheduled do nothing.
+  void clear() {
+    jobs_.clear();
+    armed_ = false;
+    ++epoch_;
+  }
+
+ private:
+  void arm();
+  void run_one(std::uint64_t epoch);
+  ServerSim* sim_;
+  int slot_;
+  Kind kind_;
+  std::deque<std::function<void()>> jobs_;
+  bool armed_ = false;
+  std::uint64_t epoch_ = 0;
+};
+
+class SimNet final : public server::Transport {
+ public:
+  SimNet(ServerSim* sim, int slot) : sim_(sim), slot_(slot) {}
+  void set_peers(const std::map<std::uint64_t, std::string>&) override {}
+  void mark_removed(std::uint64_t) override {}
+  void send(const raft::Message& m) override;
+  std::size_t connected_peers() const override { return 0; }
+  void close() override {}
+
+ private:
+  ServerSim* sim_;
+  int slot_;
+};
+
+struct Slot {
+  int index = 0;
+  std::string name;
+  std::string dir;
+  std::uint64_t id = 0;
+  std::unique_ptr<SimExecutor> loop, disk, flush;
+  std::unique_ptr<SimNet> net;
+  server::SimEnvironment env;
+  server::EngineOptions options;
+  std::unique_ptr<SimMember> member;
+  std::uint64_t incarnation = 0;
+  bool stopping = false;             // a clean stop was asked for
+  std::uint64_t checked_commit = 0;  // committed entries compared up to here
+};
+
+struct ClientState {
+  int id = 0;
+  int ops = 0;
+  int leader_hint = -1;  // slot index
+  bool busy = false;
+};
+
+struct InFlightOp {
+  std::size_t op = 0;  // index into history_
+  int client = 0;
+  int slot = 0;
+  std::uint64_t incarnation = 0;
+  bool done = false;
+};
+
+class ServerSim {
+ public:
+  explicit ServerSim(const ServerSimOptions& o) : o_(o), rng_(o.seed * 0x9E3779B97F4A7C15ull + 7) {}
+  ~ServerSim() {
+    for (Slot& s : slots_) crash_member(s, /*count=*/false);
+    if (!root_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(root_, ec);
+    }
+  }
+
+  ServerSimResult run();
+
+  // Scheduling (used by the executors and the network).
+  std::uint64_t now() const { return now_us_; }
+  void at(std::uint64_t when, std::function<void()> fn) {
+    events_.push({when, ++seq_, std::move(fn)});
+  }
+  std::uint64_t rand(std::uint64_t n) { return rng_.uniform(n); }
+  bool chance(int percent) { return rng_.uniform(100) < static_cast<std::uint64_t>(percent); }
+  std::uint64_t delay_for(SimExecutor::Kind kind) {
+    switch (kind) {
+      case SimExecutor::Kind::kLoop:
+        return 1 + rand(20);
+      case SimExecutor::Kind::kDisk:
+        return 50 + rand(chance(10) ? 8000 : 1500);
+      case SimExecutor::Kind::kFlush:
+        return 100 + rand(chance(10) ? 10000 : 2000);
+    }
+    return 1;
+  }
+  void after_event(int slot);
+  void send(int from, const raft::Message& m);
+
+ private:
+  struct Event {
+    std::uint64_t at;
+    std::uint64_t seq;
+    std::function<void()> fn;
+    bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+
+  Status make_root();
+  void make_slots();
+  Status start_member(Slot& s);
+  void schedule_timers(Slot& s);
+  void crash_member(Slot& s, bool count);
+  void restart_later(Slot& s, std::uint64_t after_us);
+  void fault();
+  void heal();
+  void next_op(ClientState& c);
+  void finish_op(std::size_t inflight, const wire::Response& r);
+  void probe();
+  void check_member(Slot& s);
+  void violation(const std::string& what) {
+    if (!result_.ok) return;
+    result_.ok = false;
+    result_.violation = what;
+    result_.at_us = now_us_;
+  }
+  bool partitioned(int a, int b) const {
+    return group_of_[a] != group_of_[b] || cut_.count({a, b}) != 0;
+  }
+  void trace(const std::string& line) {
+    if (o_.trace && o_.trace_sink) o_.trace_sink("t=" + std::to_string(now_us_) + " " + line);
+  }
+
+ public:
+  // The member whose code runs now (its log lines are traced under its name).
+  void enter(int slot) { current_ = slot; }
+  void member_log(std::string_view line) {
+    if (!o_.trace || !o_.trace_sink) return;
+    const std::string who =
+        current_ >= 0 ? slots_[static_cast<std::size_t>(current_)].name : std::string("-");
+    trace(who + ": " + std::string(line));
+  }
+
+ private:
+  int current_ = -1;
+  Slot* leader_slot();
+
+  ServerSimOptions o_;
+  raft::SplitMix64 rng_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  std::uint64_t seq_ = 0;
+  std::uint64_t now_us_ = 0;
+  std::string root_;
+  std::vector<Slot> slots_;
+  std::map<std::uint64_t, int> slot_of_id_;
+  std::vector<int> group_of_;          // partition groups: members talk within a group
+  std::set<std::pair<int, int>> cut_;  // one-way cuts (from, to)
+  int drop_percent_ = 0;
+  bool healed_ = false;
+  std::vector<ClientState> clients_;
+  check::History history_;
+  std::vector<InFlightOp> inflight_;
+  std::map<std::string, std::uint64_t> seen_revision_;  // a key's newest revision a client saw
+  std::uint64_t value_seq_ = 0;
+  // Checks.
+  std::map<std::uint64_t, std::uint64_t> leader_of_term_;
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> committed_;  // index -> term, hash
+  bool probe_ok_ = false;
+  bool probe_inflight_ = false;
+  std::uint64_t probe_seq_ = 0;
+  ServerSimResult result_;
+};
+
+void SimExecutor::post(std::function<void()> job) {
+  jobs_.push_back(std::move(job));
+  if (!armed_) arm();
+}
+
+void SimExecutor::arm() {
+  armed_ = true;
+  const std::uint64_t epoch = epoch_;
+  sim_->at(sim_->now() + sim_->delay_for(kind_), [this, epoch] { run_one(epoch); });
+}
+
+void SimExecutor::run_one(std::uint64_t epoch) {
+  if (epoch != epoch_ || jobs_.empty()) return;
+  armed_ = false;
+  std::function<void()> job = std::move(jobs_.front());
+  jobs_.pop_front();
+  sim_->enter(slot_);
+  job();
+  if (epoch != epoch_) return;  // the job crashed the member (it never does today)
+  if (!jobs_.empty() && !armed_) arm();
+  if (kind_ == Kind::kLoop) sim_->after_event(slot_);
+}
+
+void SimNet::send(const raft::Message& m) { sim_->send(slot_, m); }
+
+Status ServerSim::make_root() {
+  std::string base = o_.data_root;
+  if (base.empty()) {
+    std::error_code ec;
+    base = std::filesystem::is_directory("/dev/shm", ec) ? "/dev/shm" : "";
+    if (base.empty()) {
+      const char* tmp = std::getenv("TMPDIR");
+      base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+    }
+  }
+  std::string pattern = base + "/kvc-server-sim-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return Status::io_error("cannot make a temporary directory under " + base);
+  }
+  root_ = pattern;
+  return Status();
+}
+
+void ServerSim::make_slots() {
+  std::string initial;
+  for (int i = 0; i < o_.members; ++i) {
+    if (i > 0) initial += ",";
+    initial += "m" + std::to_string(i + 1) + "=127.0.0.1:" + std::to_string(10001 + i);
+  }
+  slots_.resize(static_cast<std::size_t>(o_.members));
+  group_of_.assign(slots_.size(), 0);
+  for (int i = 0; i < o_.members; ++i) {
+    Slot& s = slots_[static_cast<std::size_t>(i)];
+    s.index = i;
+    s.name = "m" + std::to_string(i + 1);
+    s.dir = root_ + "/" + s.name;
+    s.loop = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kLoop);
+    s.disk = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kDisk);
+    s.flush = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
+    s.net = std::make_unique<SimNet>(this, i);
+    s.env.loop = s.loop.get();
+    s.env.disk = s.disk.get();
+    s.env.flush = s.flush.get();
+    s.env.scrub = s.flush.get();
+    s.env.transport = s.net.get();
+    s.env.now_ms = [this] { return now_us_ / 1000; };
+    s.env.random = [this] { return rng_.next_u64(); };
+    server::EngineOptions& eo = s.options;
+    eo.name = s.name;
+    eo.data_dir = s.dir;
+    eo.listen_peer = "127.0.0.1:" + std::to_string(10001 + i);
+    eo.listen_client = "127.0.0.1:" + std::to_string(20001 + i);
+    eo.initial_cluster = initial;
+    eo.cluster_token = "sim";
+    eo.tick_ms = kTickMs;
+    eo.election_ticks = 10;
+    eo.heartbeat_ticks = 1;
+    eo.flush_interval_ms = kFlushIntervalMs;
+    eo.retained_entries = 40;  // followers that fall behind need a snapshot
+    eo.request_timeout_ms = 1500;
+    eo.wal_segment_bytes = 64 << 10;
+    eo.state_map_size = 64ull << 20;
+    eo.snapshots_kept = 2;
+    eo.history_revisions = 1000;
+    eo.history_bytes = 1 << 20;
+    eo.scrub_bytes_per_second = 0;
+    eo.hash_check_interval_ms = 0;
+    eo.test_mutation = o_.mutation;
+  }
+}
+
+Status ServerSim::start_member(Slot& s) {
+  ++s.incarnation;
+  s.stopping = false;
+  s.checked_commit = 0;
+  enter(s.index);
+  Result<std::unique_ptr<SimMember>> m = SimMember::open(s.options, s.env);
+  if (!m.ok()) return m.status();
+  s.member = std::move(*m);
+  s.id = s.member->id();
+  slot_of_id_[s.id] = s.index;
+  trace(s.name + " started incarnation=" + std::to_string(s.incarnation));
+  schedule_timers(s);
+  return Status();
+}
+
+// The tick and flush timers of one incarnation (they stop with it).
+void ServerSim::schedule_timers(Slot& s) {
+  const std::uint64_t inc = s.incarnation;
+  const int i = s.index;
+  auto tick = std::make_shared<std::function<void()>>();
+  *tick = [this, i, inc, tick] {
+    Slot& sl = slots_[static_cast<std::size_t>(i)];
+    if (sl.incarnation != inc || !sl.member) return;
+    enter(i);
+    sl.member->tick();
+    after_event(i);
+    at(now_us_ + kTickMs * 1000, *tick);
+  };
+  at(now_us_ + 1 + rand(kTickMs * 1000), *tick);
+  auto flush = std::make_shared<std::function<void()>>();
+  *flush = [this, i, inc, flush] {
+    Slot& sl = slots_[static_cast<std::size_t>(i)];
+    if (sl.incarnation != inc || !sl.member) return;
+    enter(i);
+    sl.member->flush_timer();
+    after_event(i);
+    at(now_us_ + kFlushIntervalMs * 500, *flush);
+  };
+  at(now_us_ + 1 + rand(kFlushIntervalMs * 500), *flush);
+}
+
+void ServerSim::crash_member(Slot& s, bool count) {
+  if (!s.member) return;
+  if (count) ++result_.stats.crashes;
+  trace(s.name + " crashed");
+  // The executors' jobs hold the member: they go first.
+  s.loop->clear();
+  s.disk->clear();
+  s.flush->clear();
+  s.member.reset();
+  ++s.incarnation;  // timers and deliveries of the old incarnation do nothing
+  // Requests it held: writes have an unknown outcome, reads simply failed.
+  for (InFlightOp& f : inflight_) {
+    if (f.done || f.slot != s.index) continue;
+    f.done = true;
+    check::Operation& op = history_[f.op];
+    op.outcome =
+        op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;
+    op.response_time = op.outcome == check::Outcome::kUnknown ? check::kNever : now_us_;
+    clients_[static_cast<std::size_t>(f.client)].busy = false;
+    const int c = f.client;
+    at(now_us_ + 1000 + rand(5000), [this, c] { next_op(clients_[static_cast<std::size_t>(c)]); });
+  }
+}
+
+void ServerSim::restart_later(Slot& s, std::uint64_t after_us) {
+  const int i = s.index;
+  at(now_us_ + after_us, [this, i] {
+    Slot& sl = slots_[static_cast<std::size_t>(i)];
+    if (sl.member) return;
+    if (Status st = start_member(sl); !st.ok()) {
+      violation("member " + sl.name + " could not restart: " + st.to_string());
+    }
+  });
+}
+
+Slot* ServerSim::leader_slot() {
+  Slot* best = nullptr;
+  for (Slot& s : slots_) {
+    if (!s.member || s.member->stopped()) continue;
+    const raft::Node& n = s.member->node();
+    if (n.role() == raft::Role::kLeader &&
+        (best == nullptr || n.term() > best->member->node().term())) {
+      best = &s;
+    }
+  }
+  return best;
+}
+
+// After every event that ran member code: the loop's check phase, then the checks.
+void ServerSim::after_event(int slot) {
+  Slot& s = slots_[static_cast<std::size_t>(slot)];
+  if (!s.member) return;
+  if (!s.member->stopped()) s.member->check();
+  if (s.member->stopped()) {
+    const Status failure = s.member->failure();
+    if (!failure.ok()) {
+      violation("member " + s.name + " stopped itself: " + failure.to_string());
+      crash_member(s, false);
+      return;
+    }
+    if (s.stopping) {
+      trace(s.name + " stopped cleanly");
+      crash_member(s, false);  // nothing is left to lose: it flushed and synced
+      restart_later(s, 10'000 + rand(300'000));
+    }
+    return;
+  }
+  check_member(s);
+}
+
+void ServerSim::check_member(Slot& s) {
+  const raft::Node& n = s.member->node();
+  if (n.role() == raft::Role::kLeader) {
+    auto [it, fresh] = leader_of_term_.try_emplace(n.term(), s.id);
+    if (fresh) ++result_.stats.elections;
+    if (it->second != s.id) {
+      auto other = slot_of_id_.find(it->second);
+      violation("two leaders in term " + std::to_string(n.term()) + ": " +
+                (other != slot_of_id_.end() ? slots_[static_cast<std::size_t>(other->second)].name
+                                            : std::to_string(it->second)) +
+                " and " + s.name);
+    }
+  }
+  const std::uint64_t commit = n.commit();
+  result_.stats.committed = std::max(result_.stats.committed, commit);
+  const raft::RaftLog& log = n.log();
+  for (std::uint64_t i = std::max(s.checked_commit + 1, log.first_index());
+       i <= commit && i <= log.last_index(); ++i) {
+    const raft::Entry& e = log.at(i);
+    const std::pair<std::uint64_t, std::size_t> mine{e.term, std::hash<std::string>{}(e.data)};
+    auto [it, fresh] = committed_.try_emplace(i, mine);
+    if (!fresh && it->second != mine) {
+      violation("committed entry " + std::to_string(i) + " differs on " + s.name + " (term " +
+                std::to_string(e.term) + ", first seen with term " +
+                std::to_string(it->second.first) + ")");
+    }
+  }
+  s.checked_commit = std::max(s.checked_commit, commit);
+}
+
+void ServerSim::send(int from, const raft::Message& m) {
+  ++result_.stats.messages;
+  if (m.type == raft::MessageType::kSnapshot) ++result_.stats.snapshot_chunks;
+  auto to_it = slot_of_id_.find(m.to);
+  if (to_it == slot_of_id_.end()) return;
+  const int to = to_it->second;
+  Slot& target = slots_[static_cast<std::size_t>(to)];
+  if (!target.member || partitioned(from, to) || (drop_percent_ > 0 && chance(drop_percent_))) {
+    if (!target.member && chance(30)) {
+      // The connection is refused: the sender's transport says so (as PeerTransport does).
+      const std::uint64_t inc = slots_[static_cast<std::size_t>(from)].incarnation;
+      const std::uint64_t peer = m.to;
+      at(now_us_ + 200 + rand(2000), [this, from, inc, peer] {
+        Slot& sl = slots_[static_cast<std::size_t>(from)];
+        if (sl.incarnation != inc || !sl.member || sl.member->stopped()) return;
+        enter(from);
+        sl.member->unreachable(peer);
+        after_event(from);
+      });
+    }
+    return;
+  }
+  const std::uint64_t inc = target.incarnation;
+  const int copies = chance(2) ? 2 : 1;
+  for (int c = 0; c < copies; ++c) {
+    const std::uint64_t latency = chance(5) ? 2000 + rand(30'000) : 100 + rand(1500);
+    at(now_us_ + latency, [this, to, inc, m] {
+      Slot& sl = slots_[static_cast<std::size_t>(to)];
+      if (sl.incarnation != inc || !sl.member || sl.member->stopped()) return;
+      enter(to);
+      sl.member->deliver(m);
+      after_event(to);
+    });
+  }
+}
+
+void ServerSim::fault() {
+  if (healed_ || !result_.ok) return;
+  const std::uint64_t pick = rand(100);
+  int down = 0;
+  for (const Slot& s : slots_) down += s.member ? 0 : 1;
+  const int max_down = (o_.members - 1) / 2;
+  if (pick < 25 && down < max_down) {
+    Slot& s = slots_[rand(slots_.size())];
+    if (s.member) {
+      crash_member(s, true);
+      restart_later(s, 20'000 + rand(chance(20) ? 2'000'000 : 400'000));
+    }
+  } else if (pick < 40 && down < max_down) {
+    if (Slot* l = leader_slot()) {
+      crash_member(*l, true);
+      restart_later(*l, 20'000 + rand(600'000));
+    }
+  } else if (pick < 50) {
+    Slot& s = slots_[rand(slots_.size())];
+    if (s.member && !s.stopping) {
+      trace(s.name + " stopping cleanly");
+      ++result_.stats.clean_restarts;
+      s.stopping = true;
+      enter(s.index);
+      s.member->stop();
+      after_event(s.index);
+    }
+  } else if (pick < 70) {
+    // A partition: one member alone, or a random split; healed after a while.
+    ++result_.stats.partitions;
+    for (std::size_t i = 0; i < group_of_.size(); ++i) {
+      group_of_[i] = chance(50) ? 1 : 0;
+    }
+    if (chance(50)) {
+      std::fill(group_of_.begin(), group_of_.end(), 0);
+      group_of_[rand(group_of_.size())] = 1;
+    }
+    trace("partition");
+    at(now_us_ + 50'000 + rand(1'000'000), [this] {
+      std::fill(group_of_.begin(), group_of_.end(), 0);
+      trace("partition healed");
+    });
+  } else if (pick < 78) {
+    const int a = static_cast<int>(rand(slots_.size()));
+    const int b = static_cast<int>(rand(slots_.size()));
+    if (a != b) {
+      cut_.insert({a, b});
+      at(now_us_ + 50'000 + rand(800'000), [this, a, b] { cut_.erase({a, b}); });
+    }
+  } else if (pick < 88) {
+    drop_percent_ = static_cast<int>(rand(30));
+    at(now_us_ + 50'000 + rand(500'000), [this] { drop_percent_ = 0; });
+  }
+  at(now_us_ + 20'000 + rand(250'000), [this] { fault(); });
+}
+
+void ServerSim::heal() {
+  healed_ = true;
+  trace("heal");
+  std::fill(group_of_.begin(), group_of_.end(), 0);
+  cut_.clear();
+  drop_percent_ = 0;
+  for (Slot& s : slots_) {
+    if (!s.member) restart_later(s, 1000);
+  }
+  probe();
+}
+
+// After healing: a write must commit (the liveness check).
+void ServerSim::probe() {
+  if (probe_ok_ || !result_.ok) return;
+  if (!probe_inflight_) {
+    Slot* l = leader_slot();
+    Slot* target = l != nullptr ? l : &slots_[rand(slots_.size())];
+    if (target->member && !target->member->stopped()) {
+      probe_inflight_ = true;
+      wire::Request req;
+      req.op = wire::Op::kPut;
+      req.key = "probe";
+      req.value = "p" + std::to_string(++probe_seq_);
+      req.timeout_ms = 1000;
+      const std::uint64_t inc = target->incarnation;
+      const int i = target->index;
+      enter(i);
+      target->member->submit(std::move(req), [this, i, inc](wire::Response r) {
+        if (slots_[static_cast<std::size_t>(i)].incarnation != inc) return;
+        probe_inflight_ = false;
+        if (r.code == Code::kOk) probe_ok_ = true;
+      });
+      after_event(i);
+    }
+  }
+  at(now_us_ + 50'000, [this] {
+    // A probe lost with its member's crash is retried.
+    probe_inflight_ = false;
+    probe();
+  });
+}
+
+void ServerSim::next_op(ClientState& c) {
+  if (c.busy || healed_ || !result_.ok || c.ops >= o_.max_ops_per_client) return;
+  std::vector<int> up;
+  for (const Slot& s : slots_) {
+    if (s.member && !s.member->stopped() && !s.stopping) up.push_back(s.index);
+  }
+  if (up.empty()) {
+    const int id = c.id;
+    at(now_us_ + 20'000, [this, id] { next_op(clients_[static_cast<std::size_t>(id)]); });
+    return;
+  }
+  int target = up[rand(up.size())];
+  if (c.leader_hint >= 0 && chance(75) && slots_[static_cast<std::size_t>(c.leader_hint)].member) {
+    target = c.leader_hint;
+  }
+  Slot& s = slots_[static_cast<std::size_t>(target)];
+  check::Operation op;
+  op.client = static_cast<std::uint64_t>(c.id);
+  op.key = kKeys[rand(4)];
+  const std::uint64_t k = rand(100);
+  op.kind = k < 35   ? check::OpKind::kGet
+            : k < 70 ? check::OpKind::kPut
+            : k < 88 ? check::OpKind::kCas
+                     : check::OpKind::kDelete;
+  wire::Request req;
+  req.key = op.key;
+  req.timeout_ms = 1500;
+  switch (op.kind) {
+    case check::OpKind::kGet:
+      req.op = wire::Op::kGet;
+      break;
+    case check::OpKind::kPut:
+      req.op = wire::Op::kPut;
+      op.value = "v" + std::to_string(++value_seq_);
+      req.value = op.value;
+      break;
+    case check::OpKind::kCas: {
+      req.op = wire::Op::kCas;
+      op.value = "v" + std::to_string(++value_seq_);
+      req.value = op.value;
+      const std::uint64_t seen = seen_revision_[op.key];
+      op.expect_revision = chance(70) ? seen : (chance(50) ? 0 : seen + 1 + rand(5));
+      req.expect_revision = op.expect_revision;
+      break;
+    }
+    case check::OpKind::kDelete:
+      req.op = wire::Op::kDelete;
+      break;
+  }
+  op.invoke_time = now_us_;
+  history_.push_back(op);
+  ++result_.stats.operations;
+  ++c.ops;
+  c.busy = true;
+  inflight_.push_back({history_.size() - 1, c.id, target, s.incarnation, false});
+  const std::size_t f = inflight_.size() - 1;
+  if (o_.trace) {
+    trace("c" + std::to_string(c.id) + " " + std::string(wire::op_name(req.op)) + "(" + op.key +
+          (op.value.empty() ? "" : ", " + op.value) +
+          (op.kind == check::OpKind::kCas ? ", expect=" + std::to_string(op.expect_revision) : "") +
+          ") -> " + s.name);
+  }
+  enter(target);
+  s.member->submit(std::move(req), [this, f](wire::Response r) { finish_op(f, r); });
+  after_event(target);
+}
+
+void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
+  InFlightOp& in = inflight_[f];
+  if (in.done) return;
+  in.done = true;
+  check::Operation& op = history_[in.op];
+  ClientState& c = clients_[static_cast<std::size_t>(in.client)];
+  c.busy = false;
+  auto hint = slot_of_id_.find(r.leader_id);
+  c.leader_hint = hint != slot_of_id_.end() ? hint->second : -1;
+  op.response_time = now_us_;
+  const bool write = op.kind != check::OpKind::kGet;
+  if (o_.trace) {
+    trace("c" + std::to_string(in.client) + " answered: " + std::string(code_name(r.code)) +
+          " found=" + std::to_string(r.found) + " revision=" + std::to_string(r.revision) +
+          (r.kvs.empty() ? "" : " value=" + r.kvs.front().value) +
+          (r.message.empty() ? "" : " (" + r.message + ")"));
+  }
+  if (r.code == Code::kOk || (r.code == Code::kCompareFailed && op.kind == check::OpKind::kCas)) {
+    op.outcome = check::Outcome::kOk;
+    ++result_.stats.operations_ok;
+    switch (op.kind) {
+      case check::OpKind::kGet:
+        op.found = r.found && !r.kvs.empty();
+        if (op.found) {
+          op.read_value = r.kvs.front().value;
+          op.revision = r.kvs.front().mod_revision;
+        }
+        break;
+      case check::OpKind::kPut:
+        op.revision = r.revision;
+        break;
+      case check::OpKind::kCas:
+        op.found = r.code == Code::kOk;
+        op.revision = op.found ? r.revision : 0;
+        break;
+      case check::OpKind::kDelete:
+        op.found = r.found;
+        op.revision = r.found ? r.revision : 0;
+        break;
+    }
+    if (op.revision > seen_revision_[op.key]) seen_revision_[op.key] = op.revision;
+  } else if (write && r.code != Code::kNotLeader && r.code != Code::kUnavailable &&
+             r.code != Code::kShuttingDown && r.code != Code::kResourceExhausted &&
+             r.code != Code::kInvalidArgument) {
+    // A timeout or an unexpected error: the write may or may not have happened.
+    op.outcome = check::Outcome::kUnknown;
+    op.response_time = check::kNever;
+    ++result_.stats.operations_unknown;
+  } else {
+    op.outcome = check::Outcome::kFailed;
+  }
+  const int id = c.id;
+  at(now_us_ + rand(5000), [this, id] { next_op(clients_[static_cast<std::size_t>(id)]); });
+}
+
+ServerSimResult ServerSim::run() {
+  if (Status s = make_root(); !s.ok()) {
+    result_.ok = false;
+    result_.violation = "setup: " + s.to_string();
+    return result_;
+  }
+  make_slots();
+  for (Slot& s : slots_) {
+    if (Status st = start_member(s); !st.ok()) {
+      result_.ok = false;
+      result_.violation = "member " + s.name + " could not start: " + st.to_string();
+      return result_;
+    }
+  }
+  clients_.resize(static_cast<std::size_t>(o_.clients));
+  for (int i = 0; i < o_.clients; ++i) {
+    clients_[static_cast<std::size_t>(i)].id = i;
+    at(100'000 + rand(200'000), [this, i] { next_op(clients_[static_cast<std::size_t>(i)]); });
+  }
+  at(200'000 + rand(300'000), [this] { fault(); });
+  const std::uint64_t heal_at = o_.fault_ms * 1000;
+  const std::uint64_t end_at = heal_at + o_.liveness_ms * 1000;
+  at(heal_at, [this] { heal(); });
+  while (!events_.empty() && result_.ok) {
+    Event e = events_.top();
+    events_.pop();
+    if (e.at > end_at) break;
+    now_us_ = std::max(now_us_, e.at);
+    ++result_.stats.events;
+    e.fn();
+    if (healed_ && probe_ok_) {
+      bool idle = true;
+      for (const InFlightOp& f : inflight_) idle = idle && f.done;
+      if (idle) break;
+    }
+  }
+  if (result_.ok && !probe_ok_) {
+    violation("no write committed within " + std::to_string(o_.liveness_ms) +
+              " ms after the faults healed");
+  }
+  for (InFlightOp& f : inflight_) {
+    if (f.done) continue;
+    f.done = true;
+    check::Operation& op = history_[f.op];
+    op.outcome =
+        op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;
+    op.response_time = check::kNever;
+  }
+  if (result_.ok) {
+    HistoryCheck hc = check_history_linearizable(history_);
+    result_.stats.linearizability_checked = hc.checked;
+    if (!hc.ok) violation("history not linearizable: " + hc.explanation);
+  }
+  return result_;
+}
+
+// spdlog is process-wide: the members' lines go to the trace, or nowhere, during a run.
+class LogCapture {
+ public:
+  LogCapture(bool on, std::function<void(std::string_view)> out)
+      : saved_(spdlog::default_logger()) {
+    auto sink = std::make_shared<TraceSink>(std::move(out));
+    auto logger = std::make_shared<spdlog::logger>("kvc-server-sim", sink);
+    logger->set_level(on ? spdlog::level::info : spdlog::level::off);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(saved_); }
+
+ private:
+  std::shared_ptr<spdlog::logger> saved_;
+};
+
+}  // namespace
+
+ServerSimResult run_server_simulation(const ServerSimOptions& options) {
+  // The capture outlives the simulation, so the members' last lines (their crashes at the end)
+  // are captured too.
+  ServerSim* running = nullptr;
+  LogCapture capture(options.trace && options.trace_sink, [&running](std::string_view line) {
+    if (running != nullptr) running->member_log(line);
+  });
+  ServerSim sim(options);
+  running = &sim;
+  return sim.run();
+}
+
+}  // namespace kvc::sim

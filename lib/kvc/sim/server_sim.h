@@ -1,0 +1,66 @@
+// The server simulation: the deterministic simulator running real kvc members. Each member is
+// the Engine code kvc-node runs (server::SimMember: start-up and WAL replay, the Ready loop,
+// apply, ReadIndex reads, flushes into LMDB, snapshots), with its disk, flush and loop work as
+// queues a seeded scheduler runs on one thread in a random but reproducible interleaving, a
+// simulated network (delays, drops, duplicates, partitions) and a simulated clock. Members
+// crash (nothing flushed; the jobs they left are dropped) and restart from their data
+// directories, stop cleanly, and are cut off from each other; simulated clients put, get,
+// compare-and-set and delete through them. Checked: one leader per term, committed entries
+// never change, a member that crashed can restart, and, after the faults heal, a leader and a
+// committed write within a bound; at the end the client history goes to the linearizability
+// checker. Everything is a function of the seed.
+//
+// The members' data directories live under a temporary directory on tmpfs (/dev/shm when it
+// exists), removed at the end. Test tooling: one simulation per thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvc::sim {
+
+struct ServerSimOptions {
+  std::uint64_t seed = 1;
+  int members = 3;
+  // A planted server-level bug (test builds; EngineOptions::test_mutation): "" for none.
+  std::string mutation;
+  std::uint64_t fault_ms = 4000;     // simulated time with faults, then everything heals
+  std::uint64_t liveness_ms = 6000;  // after healing: a leader and a committed write within this
+  int clients = 4;
+  int max_ops_per_client = 120;
+  std::string data_root;  // where the temporary directory goes; "" picks /dev/shm or $TMPDIR
+  bool trace = false;
+  std::function<void(std::string_view)> trace_sink;
+};
+
+struct ServerSimStats {
+  std::uint64_t events = 0;
+  std::uint64_t messages = 0;
+  std::uint64_t committed = 0;  // highest commit index seen
+  std::uint64_t operations = 0;
+  std::uint64_t operations_ok = 0;
+  std::uint64_t operations_unknown = 0;
+  std::uint64_t crashes = 0;
+  std::uint64_t clean_restarts = 0;
+  std::uint64_t partitions = 0;
+  std::uint64_t snapshot_chunks = 0;  // snapshot messages sent to lagging members
+  std::uint64_t elections = 0;  // distinct (term, leader) pairs
+  bool linearizability_checked = false;
+};
+
+struct ServerSimResult {
+  bool ok = true;
+  std::string violation;
+  std::uint64_t at_us = 0;  // simulated time of the violation
+  ServerSimStats stats;
+};
+
+ServerSimResult run_server_simulation(const ServerSimOptions& options);
+
+// The server-level planted bugs the server simulation is meant to catch.
+const std::vector<std::string>& server_mutations();
+
+}  // namespace kvc::sim
