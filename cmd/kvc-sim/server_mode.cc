@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <deque>
 #include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kvc/common/status.h"
 
@@ -89,6 +92,10 @@ int run_server_mode(const ServerModeArgs& a) {
     t.clean_restarts += r.stats.clean_restarts;
     t.partitions += r.stats.partitions;
     t.snapshot_chunks += r.stats.snapshot_chunks;
+    t.conf_changes += r.stats.conf_changes;
+    t.transfers += r.stats.transfers;
+    t.joined += r.stats.joined;
+    t.removed += r.stats.removed;
     t.elections += r.stats.elections;
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
@@ -101,34 +108,40 @@ int run_server_mode(const ServerModeArgs& a) {
     if (!a.keep_going) break;
   }
   const double secs = elapsed();
-  if (a.output == "json") {
-    std::printf(
-        "{\"mode\":\"server\",\"seeds\":%llu,\"failed\":%llu,\"mutation\":\"%s\","
-        "\"first_seed\":%llu,\"caught_seed\":%lld,\"operations\":%llu,\"operations_ok\":%llu,"
-        "\"operations_unknown\":%llu,\"linearizability_checked\":%s,\"events\":%llu,"
-        "\"messages\":%llu,\"committed_entries\":%llu,\"elections\":%llu,\"crashes\":%llu,"
-        "\"clean_restarts\":%llu,\"partitions\":%llu,\"snapshot_chunks\":%llu,\"seconds\":%.3f}\n",
-        (unsigned long long)run, (unsigned long long)failed, a.mutation.c_str(),
-        (unsigned long long)a.seed, failed != 0 ? (long long)caught_seed : -1LL,
-        (unsigned long long)t.operations, (unsigned long long)t.operations_ok,
-        (unsigned long long)t.operations_unknown, linearizability ? "true" : "false",
-        (unsigned long long)t.events, (unsigned long long)t.messages,
-        (unsigned long long)t.committed, (unsigned long long)t.elections,
-        (unsigned long long)t.crashes, (unsigned long long)t.clean_restarts,
-        (unsigned long long)t.partitions, (unsigned long long)t.snapshot_chunks, secs);
-  } else {
-    std::printf(
-        "mode=server seeds=%llu failed=%llu operations=%llu ok=%llu unknown=%llu "
-        "linearizability=%s committed=%llu elections=%llu crashes=%llu clean_restarts=%llu "
-        "partitions=%llu snapshot_chunks=%llu events=%llu messages=%llu seconds=%.1f\n",
-        (unsigned long long)run, (unsigned long long)failed, (unsigned long long)t.operations,
-        (unsigned long long)t.operations_ok, (unsigned long long)t.operations_unknown,
-        linearizability ? "on" : "not-built", (unsigned long long)t.committed,
-        (unsigned long long)t.elections, (unsigned long long)t.crashes,
-        (unsigned long long)t.clean_restarts, (unsigned long long)t.partitions,
-        (unsigned long long)t.snapshot_chunks, (unsigned long long)t.events,
-        (unsigned long long)t.messages, secs);
+  const std::vector<std::pair<const char*, std::uint64_t>> counts = {
+      {"operations", t.operations},
+      {"operations_ok", t.operations_ok},
+      {"operations_unknown", t.operations_unknown},
+      {"committed_entries", t.committed},
+      {"elections", t.elections},
+      {"crashes", t.crashes},
+      {"clean_restarts", t.clean_restarts},
+      {"partitions", t.partitions},
+      {"snapshot_chunks", t.snapshot_chunks},
+      {"conf_changes", t.conf_changes},
+      {"transfers", t.transfers},
+      {"joined", t.joined},
+      {"removed", t.removed},
+      {"events", t.events},
+      {"messages", t.messages}};
+  const bool json = a.output == "json";
+  std::string line =
+      json ? "{\"mode\":\"server\",\"seeds\":" + std::to_string(run) +
+                 ",\"failed\":" + std::to_string(failed) + ",\"mutation\":\"" + a.mutation +
+                 "\",\"first_seed\":" + std::to_string(a.seed) +
+                 ",\"caught_seed\":" + (failed != 0 ? std::to_string(caught_seed) : "-1") +
+                 ",\"linearizability_checked\":" + (linearizability ? "true" : "false")
+           : "mode=server seeds=" + std::to_string(run) + " failed=" + std::to_string(failed) +
+                 " linearizability=" + (linearizability ? "on" : "not-built");
+  for (const auto& [name, value] : counts) {
+    line += json ? ",\"" + std::string(name) + "\":" + std::to_string(value)
+                 : " " + std::string(name) + "=" + std::to_string(value);
   }
+  char secs_text[32];
+  std::snprintf(secs_text, sizeof secs_text, json ? "%.3f" : "%.1f", secs);
+  line +=
+      json ? std::string(",\"seconds\":") + secs_text + "}" : std::string(" seconds=") + secs_text;
+  std::printf("%s\n", line.c_str());
   if (a.expect_violation) {
     if (failed != 0) {
       std::fprintf(stderr, "kvc-sim: mutation %s caught after %llu seeds (seed %llu)\n",

@@ -121,14 +121,7 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
         if (!known && !m.peer_addr.empty()) update_peers();
       },
       [this](const std::string& name) { return lookup_joining(name); },
-      [this](const std::string& told_by) {
-        if (stopped_ || removed_) return;
-        removed_ = true;
-        spdlog::warn("this member was removed from the cluster (told by {}); stopping", told_by);
-        post_loop([this] {
-          fatal(Status::failed_precondition("this member was removed from the cluster"));
-        });
-      });
+      [this](const std::string& told_by) { on_told_removed(told_by); });
   peers_ = peer_transport_.get();
   if (Status s = peer_transport_->listen(peer); !s.ok()) return s.with_context("--listen-peer");
   peer_bound_ = peer_transport_->bound().to_string();
@@ -153,6 +146,14 @@ void Engine::Impl::on_peer_message(raft::Message m) {
   }
   Status s = node_->step(m);
   if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
+}
+
+void Engine::Impl::on_told_removed(const std::string& told_by) {
+  if (stopped_ || removed_) return;
+  removed_ = true;
+  spdlog::warn("this member was removed from the cluster (told by {}); stopping", told_by);
+  post_loop(
+      [this] { fatal(Status::failed_precondition("this member was removed from the cluster")); });
 }
 
 Status Engine::Impl::listen_http() {

@@ -98,6 +98,8 @@ class Engine::Impl {
   std::uint64_t next_random() const;
   // A peer message, from the transport (or the simulated network).
   void on_peer_message(raft::Message m);
+  // A peer refused this member because it was removed from the cluster: it stops.
+  void on_told_removed(const std::string& told_by);
 
   struct Waiter {
     std::uint64_t request_id = 0;

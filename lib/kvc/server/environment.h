@@ -16,9 +16,25 @@
 #include <map>
 #include <string>
 
+#include "kvc/common/status.h"
 #include "kvc/raft/message.h"
 
 namespace kvc::server {
+
+// A member as another introduces itself (its hello on the peer port).
+struct PeerInfo {
+  std::uint64_t id = 0;
+  std::string name;
+  std::string peer_addr;
+  std::string client_addr;
+};
+
+// What a member being added learns from the cluster before it starts (join_cluster).
+struct JoinAnswer {
+  std::uint64_t member_id = 0;  // assigned to the joining member
+  std::uint64_t cluster_id = 0;
+  PeerInfo answered_by;  // the member that answered
+};
 
 // Runs posted jobs one at a time, in the order they were posted.
 class Executor {
@@ -53,6 +69,8 @@ struct SimEnvironment {
   Transport* transport = nullptr;
   std::function<std::uint64_t()> now_ms;  // monotonic milliseconds
   std::function<std::uint64_t()> random;  // seeded: ids, boot ids, the core's randomness
+  // A member added to a running cluster asks it for its id (join_cluster in kvc-node).
+  std::function<Result<JoinAnswer>(const std::string& name)> join;
 };
 
 }  // namespace kvc::server

@@ -22,13 +22,6 @@
 
 namespace kvc::server {
 
-struct PeerInfo {
-  std::uint64_t id = 0;
-  std::string name;
-  std::string peer_addr;
-  std::string client_addr;
-};
-
 struct PeerTransportOptions {
   std::uint64_t self_id = 0;
   std::uint64_t cluster_id = 0;
@@ -50,12 +43,6 @@ struct PeerTransportOptions {
 
 // The token digest a joining member presents: 8 bytes, derived from the cluster token.
 std::string join_token_digest(const std::string& cluster_token);
-
-struct JoinAnswer {
-  std::uint64_t member_id = 0;  // assigned to the joining member
-  std::uint64_t cluster_id = 0;
-  PeerInfo answered_by;  // the member that answered
-};
 
 // Blocking, before the member's loop starts: asks the members at `peer_addrs`, in turn and
 // repeatedly until `timeout_ms`, which id the cluster assigned to `name` (kvc-ctl member add

@@ -41,12 +41,21 @@ void SimMember::submit(wire::Request req, std::function<void(wire::Response)> re
   impl_->handle_request(std::move(req), std::move(reply));
 }
 
+void SimMember::told_removed(const std::string& by) { impl_->on_told_removed(by); }
+
+Result<std::uint64_t> SimMember::lookup_joining(const std::string& name) const {
+  return impl_->lookup_joining(name);
+}
+
+std::uint64_t SimMember::cluster_id() const { return impl_->cluster_id(); }
+
 void SimMember::stop() { impl_->begin_shutdown(); }
 
 bool SimMember::stopped() const { return impl_->stopped_ || impl_->failed_; }
 Status SimMember::failure() const { return impl_->failure(); }
 bool SimMember::ready() const { return impl_->is_ready(); }
 bool SimMember::damaged() const { return impl_->damaged_; }
+bool SimMember::removed() const { return impl_->removed_; }
 const raft::Node& SimMember::node() const { return *impl_->node_; }
 std::uint64_t SimMember::applied() const { return impl_->state_->applied_index(); }
 std::uint64_t SimMember::durable_applied() const { return impl_->state_->durable_index(); }

@@ -39,6 +39,11 @@ class SimMember {
   void unreachable(std::uint64_t peer);
   // A client request on the loop; `reply` is called on the loop, now or later.
   void submit(wire::Request req, std::function<void(wire::Response)> reply);
+  // A peer refused this member as removed from the cluster (PeerTransport's removed hello).
+  void told_removed(const std::string& by);
+  // Which id the cluster assigned to a member added under `name` (a joining member's question).
+  Result<std::uint64_t> lookup_joining(const std::string& name) const;
+  std::uint64_t cluster_id() const;
   // A clean stop (SIGTERM): answers what waits, flushes and syncs once work in flight lands.
   void stop();
 
@@ -46,6 +51,7 @@ class SimMember {
   Status failure() const;
   bool ready() const;
   bool damaged() const;
+  bool removed() const;  // it learned that it was removed from the cluster
   // The Raft core and the applied index, for the simulator's checks (read only).
   const raft::Node& node() const;
   std::uint64_t applied() const;

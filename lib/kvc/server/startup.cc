@@ -85,8 +85,10 @@ Status Engine::Impl::open_data_dir() {
     for (const storage::Member& m : initial->members) {
       if (m.name != options_.name) peers.push_back(m.peer_addr);
     }
-    Result<JoinAnswer> join = join_cluster(peers, options_.name, options_.cluster_token,
-                                           options_.secret, options_.join_timeout_ms);
+    Result<JoinAnswer> join = sim_ != nullptr && sim_->join
+                                  ? sim_->join(options_.name)
+                                  : join_cluster(peers, options_.name, options_.cluster_token,
+                                                 options_.secret, options_.join_timeout_ms);
     if (!join.ok()) {
       return join.status().with_context("joining the cluster as '" + options_.name + "'");
     }

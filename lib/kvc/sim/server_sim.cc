@@ -39,6 +39,7 @@ namespace {
 constexpr const char* kKeys[] = {"a", "b", "c", "d"};
 constexpr std::uint64_t kTickMs = 10;
 constexpr std::uint64_t kFlushIntervalMs = 40;
+constexpr int kSpareSlots = 2;  // members that may be added beyond the founders
 
 using server::SimMember;
 
@@ -88,12 +89,16 @@ class SimNet final : public server::Transport {
  public:
   SimNet(ServerSim* sim, int slot) : sim_(sim), slot_(slot) {}
   void set_peers(const std::map<std::uint64_t, std::string>&) override {}
-  void mark_removed(std::uint64_t) override {}
+  void mark_removed(std::uint64_t id) override { removed_.insert(id); }
   void send(const raft::Message& m) override;
   std::size_t connected_peers() const override { return 0; }
   void close() override {}
+  // Ids this member refuses as removed (it tells them so when they call).
+  const std::set<std::uint64_t>& removed() const { return removed_; }
+  void forget_removed() { removed_.clear(); }
 
  private:
+  std::set<std::uint64_t> removed_;
   ServerSim* sim_;
   int slot_;
 };
@@ -110,6 +115,8 @@ struct Slot {
   std::unique_ptr<SimMember> member;
   std::uint64_t incarnation = 0;
   bool stopping = false;             // a clean stop was asked for
+  bool in_use = false;               // a member lives here (founders, or added and joining)
+  int join_tries = 0;                // an added member retries its join this many more times
   std::uint64_t checked_commit = 0;  // committed entries compared up to here
 };
 
@@ -172,6 +179,13 @@ class ServerSim {
 
   Status make_root();
   void make_slots();
+  void name_slot(Slot& s, const std::string& name, const std::string& state);
+  Result<server::JoinAnswer> join(const std::string& name);
+  void admin(wire::Request req, std::function<void(const wire::Response&)> done);
+  void membership_fault();
+  void membership_tick();
+  void start_added(int slot);
+  void free_removed(Slot& s, const std::string& why);
   Status start_member(Slot& s);
   void schedule_timers(Slot& s);
   void crash_member(Slot& s, bool count);
@@ -217,6 +231,10 @@ class ServerSim {
   std::string root_;
   std::vector<Slot> slots_;
   std::map<std::uint64_t, int> slot_of_id_;
+  std::string founders_;  // the founders' --initial-cluster
+  int next_name_ = 0;     // added members are named m<founders + next_name_>
+  bool admin_inflight_ = false;
+  std::uint64_t admin_seq_ = 0;
   std::vector<int> group_of_;          // partition groups: members talk within a group
   std::set<std::pair<int, int>> cut_;  // one-way cuts (from, to)
   int drop_percent_ = 0;
@@ -279,18 +297,17 @@ Status ServerSim::make_root() {
 }
 
 void ServerSim::make_slots() {
-  std::string initial;
   for (int i = 0; i < o_.members; ++i) {
-    if (i > 0) initial += ",";
-    initial += "m" + std::to_string(i + 1) + "=127.0.0.1:" + std::to_string(10001 + i);
+    if (i > 0) founders_ += ",";
+    founders_ += "m" + std::to_string(i + 1) + "=127.0.0.1:" + std::to_string(10001 + i);
   }
-  slots_.resize(static_cast<std::size_t>(o_.members));
+  // Founders, then spare slots for members added later (kMaxAdded at a time).
+  const int slots = o_.members + kSpareSlots;
+  slots_.resize(static_cast<std::size_t>(slots));
   group_of_.assign(slots_.size(), 0);
-  for (int i = 0; i < o_.members; ++i) {
+  for (int i = 0; i < slots; ++i) {
     Slot& s = slots_[static_cast<std::size_t>(i)];
     s.index = i;
-    s.name = "m" + std::to_string(i + 1);
-    s.dir = root_ + "/" + s.name;
     s.loop = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kLoop);
     s.disk = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kDisk);
     s.flush = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
@@ -302,34 +319,64 @@ void ServerSim::make_slots() {
     s.env.transport = s.net.get();
     s.env.now_ms = [this] { return now_us_ / 1000; };
     s.env.random = [this] { return rng_.next_u64(); };
-    server::EngineOptions& eo = s.options;
-    eo.name = s.name;
-    eo.data_dir = s.dir;
-    eo.listen_peer = "127.0.0.1:" + std::to_string(10001 + i);
-    eo.listen_client = "127.0.0.1:" + std::to_string(20001 + i);
-    eo.initial_cluster = initial;
-    eo.cluster_token = "sim";
-    eo.tick_ms = kTickMs;
-    eo.election_ticks = 10;
-    eo.heartbeat_ticks = 1;
-    eo.flush_interval_ms = kFlushIntervalMs;
-    eo.retained_entries = 40;  // followers that fall behind need a snapshot
-    eo.request_timeout_ms = 1500;
-    eo.wal_segment_bytes = 64 << 10;
-    eo.state_map_size = 64ull << 20;
-    eo.snapshots_kept = 2;
-    eo.history_revisions = 1000;
-    eo.history_bytes = 1 << 20;
-    eo.scrub_bytes_per_second = 0;
-    eo.hash_check_interval_ms = 0;
-    eo.test_mutation = o_.mutation;
+    s.env.join = [this](const std::string& name) { return join(name); };
+    if (i < o_.members) name_slot(s, "m" + std::to_string(i + 1), "new");
   }
+}
+
+// Gives a slot a member of its own: a name, an empty data directory, its options.
+void ServerSim::name_slot(Slot& s, const std::string& name, const std::string& state) {
+  s.name = name;
+  s.dir = root_ + "/" + name;
+  s.in_use = true;
+  server::EngineOptions& eo = s.options;
+  eo = server::EngineOptions();
+  eo.name = name;
+  eo.data_dir = s.dir;
+  // Addresses by name (never bound): a slot's next member must not reuse its predecessor's.
+  const int number = std::stoi(name.substr(1));
+  eo.listen_peer = "127.0.0.1:" + std::to_string(10000 + number);
+  eo.listen_client = "127.0.0.1:" + std::to_string(20000 + number);
+  eo.initial_cluster = founders_;
+  if (state == "existing") eo.initial_cluster += "," + name + "=" + eo.listen_peer;
+  eo.initial_cluster_state = state;
+  eo.cluster_token = "sim";
+  eo.tick_ms = kTickMs;
+  eo.election_ticks = 10;
+  eo.heartbeat_ticks = 1;
+  eo.flush_interval_ms = kFlushIntervalMs;
+  eo.retained_entries = 40;  // followers that fall behind need a snapshot
+  eo.request_timeout_ms = 1500;
+  eo.wal_segment_bytes = 64 << 10;
+  eo.state_map_size = 64ull << 20;
+  eo.snapshots_kept = 2;
+  eo.history_revisions = 1000;
+  eo.history_bytes = 1 << 20;
+  eo.scrub_bytes_per_second = 0;
+  eo.hash_check_interval_ms = 0;
+  eo.test_mutation = o_.mutation;
+}
+
+// A joining member asks the members it can reach which id the cluster gave it.
+Result<server::JoinAnswer> ServerSim::join(const std::string& name) {
+  for (Slot& s : slots_) {
+    if (!s.member || s.member->stopped() || s.name == name) continue;
+    Result<std::uint64_t> id = s.member->lookup_joining(name);
+    if (!id.ok()) continue;
+    server::JoinAnswer a;
+    a.member_id = *id;
+    a.cluster_id = s.member->cluster_id();
+    a.answered_by = {s.id, s.name, s.options.listen_peer, s.options.listen_client};
+    return a;
+  }
+  return Status::unavailable("no member knows '" + name + "' yet");
 }
 
 Status ServerSim::start_member(Slot& s) {
   ++s.incarnation;
   s.stopping = false;
   s.checked_commit = 0;
+  s.net->forget_removed();
   enter(s.index);
   Result<std::unique_ptr<SimMember>> m = SimMember::open(s.options, s.env);
   if (!m.ok()) return m.status();
@@ -395,8 +442,25 @@ void ServerSim::restart_later(Slot& s, std::uint64_t after_us) {
   const int i = s.index;
   at(now_us_ + after_us, [this, i] {
     Slot& sl = slots_[static_cast<std::size_t>(i)];
-    if (sl.member) return;
-    if (Status st = start_member(sl); !st.ok()) {
+    if (sl.member || !sl.in_use) return;
+    Status st = start_member(sl);
+    if (st.ok()) {
+      if (sl.join_tries > 0) ++result_.stats.joined;
+      sl.join_tries = 0;
+      return;
+    }
+    sl.member.reset();
+    if (st.message().find("was removed from the cluster") != std::string::npos) {
+      free_removed(sl, st.message());
+    } else if (sl.join_tries > 0) {
+      // Added, but no member it can reach has applied the addition yet: ask again later.
+      if (--sl.join_tries == 0) {
+        trace(sl.name + " gave up joining: " + st.message());
+        sl.in_use = false;
+      } else {
+        restart_later(sl, 50'000);
+      }
+    } else {
       violation("member " + sl.name + " could not restart: " + st.to_string());
     }
   });
@@ -422,6 +486,10 @@ void ServerSim::after_event(int slot) {
   if (!s.member->stopped()) s.member->check();
   if (s.member->stopped()) {
     const Status failure = s.member->failure();
+    if (!failure.ok() && s.member->removed()) {
+      free_removed(s, failure.message());
+      return;
+    }
     if (!failure.ok()) {
       violation("member " + s.name + " stopped itself: " + failure.to_string());
       crash_member(s, false);
@@ -489,6 +557,19 @@ void ServerSim::send(int from, const raft::Message& m) {
     }
     return;
   }
+  if (target.net->removed().count(slots_[static_cast<std::size_t>(from)].id) != 0) {
+    // The target refuses a removed member's connection, saying why (PeerTransport does).
+    const std::uint64_t inc = slots_[static_cast<std::size_t>(from)].incarnation;
+    const std::string by = target.name;
+    at(now_us_ + 200 + rand(2000), [this, from, inc, by] {
+      Slot& sl = slots_[static_cast<std::size_t>(from)];
+      if (sl.incarnation != inc || !sl.member || sl.member->stopped()) return;
+      enter(from);
+      sl.member->told_removed(by);
+      after_event(from);
+    });
+    return;
+  }
   const std::uint64_t inc = target.incarnation;
   const int copies = chance(2) ? 2 : 1;
   for (int c = 0; c < copies; ++c) {
@@ -507,7 +588,7 @@ void ServerSim::fault() {
   if (healed_ || !result_.ok) return;
   const std::uint64_t pick = rand(100);
   int down = 0;
-  for (const Slot& s : slots_) down += s.member ? 0 : 1;
+  for (const Slot& s : slots_) down += s.in_use && !s.member ? 1 : 0;
   const int max_down = (o_.members - 1) / 2;
   if (pick < 25 && down < max_down) {
     Slot& s = slots_[rand(slots_.size())];
@@ -552,11 +633,105 @@ void ServerSim::fault() {
       cut_.insert({a, b});
       at(now_us_ + 50'000 + rand(800'000), [this, a, b] { cut_.erase({a, b}); });
     }
-  } else if (pick < 88) {
+  } else if (pick < 86) {
     drop_percent_ = static_cast<int>(rand(30));
     at(now_us_ + 50'000 + rand(500'000), [this] { drop_percent_ = 0; });
   }
   at(now_us_ + 20'000 + rand(250'000), [this] { fault(); });
+}
+
+// Membership changes and leadership transfers, through the leader's real admin path.
+void ServerSim::admin(wire::Request req, std::function<void(const wire::Response&)> done) {
+  Slot* l = leader_slot();
+  if (l == nullptr || admin_inflight_) return;
+  admin_inflight_ = true;
+  const std::uint64_t seq = ++admin_seq_;
+  // An answer lost with its member's crash: the next change may go ahead after a while.
+  at(now_us_ + 3'000'000, [this, seq] {
+    if (admin_seq_ == seq) admin_inflight_ = false;
+  });
+  trace(std::string("admin ") + std::string(wire::op_name(req.op)) + " " + req.name + " " +
+        std::to_string(req.member_id) + " -> " + l->name);
+  req.timeout_ms = 2000;
+  const int i = l->index;
+  enter(i);
+  l->member->submit(std::move(req), [this, seq, done](wire::Response r) {
+    if (admin_seq_ == seq) admin_inflight_ = false;
+    trace("admin answered: " + std::string(code_name(r.code)) + " " + r.message);
+    done(r);
+  });
+  after_event(i);
+}
+
+void ServerSim::membership_tick() {
+  if (healed_ || !result_.ok) return;
+  membership_fault();
+  at(now_us_ + 50'000 + rand(300'000), [this] { membership_tick(); });
+}
+
+void ServerSim::membership_fault() {
+  Slot* l = leader_slot();
+  if (l == nullptr || admin_inflight_) return;
+  const raft::ConfState conf = l->member->node().conf_state();
+  const std::size_t total = conf.voters.size() + conf.learners.size();
+  std::vector<std::uint64_t> all(conf.voters.begin(), conf.voters.end());
+  all.insert(all.end(), conf.learners.begin(), conf.learners.end());
+  const std::uint64_t kind = rand(4);
+  wire::Request req;
+  if (kind == 0 && total < static_cast<std::size_t>(o_.members + kSpareSlots)) {
+    auto free = std::find_if(slots_.begin(), slots_.end(), [](const Slot& x) { return !x.in_use; });
+    if (free == slots_.end()) return;
+    Slot& s = *free;
+    name_slot(s, "m" + std::to_string(o_.members + ++next_name_), "existing");
+    ++result_.stats.conf_changes;
+    req.op = wire::Op::kMemberAdd;
+    req.name = s.name;
+    req.peer_addr = s.options.listen_peer;
+    req.client_addr = s.options.listen_client;
+    req.learner = chance(60);
+    const int i = s.index;
+    admin(std::move(req), [this, i](const wire::Response& r) {
+      Slot& sl = slots_[static_cast<std::size_t>(i)];
+      if (r.code == Code::kOk || r.code == Code::kTimeout) {
+        start_added(i);
+      } else {
+        sl.in_use = false;
+      }
+    });
+    return;
+  }
+  if (kind == 1 && !conf.learners.empty()) {
+    ++result_.stats.conf_changes;
+    req.op = wire::Op::kMemberPromote;
+    req.member_id = conf.learners[rand(conf.learners.size())];
+  } else if (kind == 2 && total > static_cast<std::size_t>(o_.members)) {
+    ++result_.stats.conf_changes;
+    req.op = wire::Op::kMemberRemove;
+    req.member_id = all[rand(all.size())];
+  } else if (kind == 3 && conf.voters.size() > 1) {
+    ++result_.stats.transfers;
+    req.op = wire::Op::kTransferLeader;
+    req.member_id = conf.voters[rand(conf.voters.size())];
+  } else {
+    return;
+  }
+  admin(std::move(req), [](const wire::Response&) {});
+}
+
+// An added member starts once the cluster knows it (its join retries until some member does).
+void ServerSim::start_added(int slot) {
+  Slot& s = slots_[static_cast<std::size_t>(slot)];
+  s.join_tries = 40;
+  restart_later(s, 1000 + rand(200'000));
+}
+
+// A member that learned it was removed stops for good; its slot may hold a new member later.
+void ServerSim::free_removed(Slot& s, const std::string& why) {
+  trace(s.name + " removed: " + why);
+  ++result_.stats.removed;
+  crash_member(s, false);
+  slot_of_id_.erase(s.id);
+  s.in_use = false;
 }
 
 void ServerSim::heal() {
@@ -566,7 +741,7 @@ void ServerSim::heal() {
   cut_.clear();
   drop_percent_ = 0;
   for (Slot& s : slots_) {
-    if (!s.member) restart_later(s, 1000);
+    if (!s.member && s.in_use) restart_later(s, 1000);
   }
   probe();
 }
@@ -732,6 +907,7 @@ ServerSimResult ServerSim::run() {
   }
   make_slots();
   for (Slot& s : slots_) {
+    if (!s.in_use) continue;
     if (Status st = start_member(s); !st.ok()) {
       result_.ok = false;
       result_.violation = "member " + s.name + " could not start: " + st.to_string();
@@ -744,6 +920,7 @@ ServerSimResult ServerSim::run() {
     at(100'000 + rand(200'000), [this, i] { next_op(clients_[static_cast<std::size_t>(i)]); });
   }
   at(200'000 + rand(300'000), [this] { fault(); });
+  at(300'000 + rand(300'000), [this] { membership_tick(); });
   const std::uint64_t heal_at = o_.fault_ms * 1000;
   const std::uint64_t end_at = heal_at + o_.liveness_ms * 1000;
   at(heal_at, [this] { heal(); });

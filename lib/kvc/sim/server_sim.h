@@ -46,7 +46,11 @@ struct ServerSimStats {
   std::uint64_t crashes = 0;
   std::uint64_t clean_restarts = 0;
   std::uint64_t partitions = 0;
-  std::uint64_t snapshot_chunks = 0;  // snapshot messages sent to lagging members
+  std::uint64_t snapshot_chunks = 0;
+  std::uint64_t conf_changes = 0;  // membership changes asked for (add, promote, remove)
+  std::uint64_t transfers = 0;     // leadership transfers asked for
+  std::uint64_t joined = 0;        // added members that started
+  std::uint64_t removed = 0;       // members that learned they were removed and stopped  // snapshot messages sent to lagging members
   std::uint64_t elections = 0;  // distinct (term, leader) pairs
   bool linearizability_checked = false;
 };
