@@ -218,8 +218,9 @@ bool EngineOptions::mutations_compiled_in() {
 
 const std::vector<std::string>& EngineOptions::test_mutations() {
   static const std::vector<std::string> kNames = {
-      "ack-before-commit", "local-reads",         "diverge-apply",  "unverified-reads",
-      "ack-before-apply",  "read-before-applied", "skip-wal-replay"};
+      "ack-before-commit", "local-reads",           "diverge-apply",
+      "unverified-reads",  "ack-before-apply",      "read-before-applied",
+      "skip-wal-replay",   "persist-without-fsync", "flush-ahead-of-wal"};
   return kNames;
 }
 

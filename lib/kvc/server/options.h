@@ -75,7 +75,11 @@ struct EngineOptions {
   //                        without waiting for the state to apply up to it
   //   "skip-wal-replay"    on restart the committed WAL entries after the state's flushed
   //                        index are not applied again (their writes are lost to the state)
-  // The first three and these are caught by kvc-sim --server (docs/simulator.md).
+  //   "persist-without-fsync" a Ready counts as persisted without its fdatasync
+  //   "flush-ahead-of-wal" a Ready's own committed entries are applied, and may be flushed into
+  //                        the state, before the WAL holds them
+  // All but diverge-apply and unverified-reads are caught by kvc-sim --server
+  // (docs/simulator.md, "The server simulation").
   std::string test_mutation;
 
   Status validate() const;

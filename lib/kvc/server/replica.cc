@@ -163,6 +163,10 @@ void Engine::Impl::process_ready() {
     job->sync = !rd.entries.empty() || rd.snapshot.has_value() ||
                 (rd.hard_state && (rd.hard_state->term != synced_hard_state_.term ||
                                    rd.hard_state->vote != synced_hard_state_.vote));
+#ifdef KVC_MUTATIONS
+    // Broken on purpose (test builds only): the Ready counts as persisted without its fsync.
+    if (options_.test_mutation == "persist-without-fsync") job->sync = false;
+#endif
     persisting_ = true;
     if (rd.snapshot) {
       install_then_persist(job);
@@ -184,7 +188,12 @@ void Engine::Impl::process_ready() {
 // while the WAL is being written. Removes what it applied from rd.committed.
 void Engine::Impl::apply_durable_committed(raft::Ready& rd) {
   if (rd.snapshot || rd.committed.empty()) return;
-  const std::uint64_t limit = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
+  std::uint64_t limit = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
+#ifdef KVC_MUTATIONS
+  // Broken on purpose (test builds only): this Ready's own entries are applied (and so may be
+  // flushed into the state) before the WAL holds them.
+  if (options_.test_mutation == "flush-ahead-of-wal") limit = UINT64_MAX;
+#endif
   const auto split =
       std::partition_point(rd.committed.begin(), rd.committed.end(),
                            [limit](const raft::Entry& e) { return e.index <= limit; });
