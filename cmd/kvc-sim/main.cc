@@ -127,17 +127,24 @@ int main(int argc, char** argv) {
   app.add_flag("--server", server,
                "run the real server code (the Engine of kvc-node: WAL replay, the Ready loop, "
                "apply, reads, LMDB flushes) under the simulator instead of the Raft core alone");
-  app.add_option("--mutation", mutation,
-                 "run against a deliberately broken core: none, vote-not-persisted, "
-                 "commit-old-term, no-log-matching-check, read-index-without-noop, "
-                 "leader-counts-undurable, repair-ignored; with --server a broken server: "
-                 "ack-before-commit, ack-before-apply, read-before-applied, local-reads, "
-                 "skip-wal-replay")
-      ->check(
-          CLI::IsMember({"none", "vote-not-persisted", "commit-old-term", "no-log-matching-check",
-                         "read-index-without-noop", "leader-counts-undurable", "repair-ignored",
-                         "ack-before-commit", "ack-before-apply", "read-before-applied",
-                         "local-reads", "skip-wal-replay"}));
+  // The accepted names: the Raft core's mutations, then the server's (where built).
+  std::vector<std::string> mutation_names = {"none"};
+  for (kvc::raft::Mutation m : kvc::raft::kAllMutations) {
+    mutation_names.emplace_back(kvc::raft::mutation_name(m));
+  }
+  std::string raft_names, server_names;
+  for (std::size_t i = 1; i < mutation_names.size(); ++i) {
+    raft_names += ", " + mutation_names[i];
+  }
+  for (const std::string& m : server_mutation_names()) {
+    mutation_names.push_back(m);
+    server_names += (server_names.empty() ? "" : ", ") + m;
+  }
+  app.add_option(
+         "--mutation", mutation,
+         "run against a deliberately broken core: none" + raft_names +
+             (server_names.empty() ? "" : "; with --server a broken server: " + server_names))
+      ->check(CLI::IsMember(mutation_names));
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (mutation runs); stop at the first");
   app.add_flag("--keep-going", keep_going,

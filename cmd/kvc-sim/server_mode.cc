@@ -23,6 +23,8 @@ constexpr int kExitCaughtNothing = 1;
 
 bool server_mode_available() { return true; }
 
+std::vector<std::string> server_mutation_names() { return kvc::sim::server_mutations(); }
+
 bool is_server_mutation(const std::string& name) {
   const auto& all = kvc::sim::server_mutations();
   return std::find(all.begin(), all.end(), name) != all.end();
@@ -96,6 +98,9 @@ int run_server_mode(const ServerModeArgs& a) {
     t.transfers += r.stats.transfers;
     t.joined += r.stats.joined;
     t.removed += r.stats.removed;
+    t.damages += r.stats.damages;
+    t.damage_detected += r.stats.damage_detected;
+    t.repairs += r.stats.repairs;
     t.elections += r.stats.elections;
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
@@ -122,6 +127,9 @@ int run_server_mode(const ServerModeArgs& a) {
       {"transfers", t.transfers},
       {"joined", t.joined},
       {"removed", t.removed},
+      {"damages", t.damages},
+      {"damage_detected", t.damage_detected},
+      {"repairs", t.repairs},
       {"events", t.events},
       {"messages", t.messages}};
   const bool json = a.output == "json";
@@ -159,6 +167,7 @@ int run_server_mode(const ServerModeArgs& a) {
 
 bool server_mode_available() { return false; }
 bool is_server_mutation(const std::string&) { return false; }
+std::vector<std::string> server_mutation_names() { return {}; }
 int run_server_mode(const ServerModeArgs&) {
   std::cerr << "kvc-sim: --server needs a build with test mutations (configure with "
                "-DKVC_MUTATIONS=ON -DKVC_BUILD_TESTS=ON)\n";

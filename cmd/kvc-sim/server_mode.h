@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 struct ServerModeArgs {
   std::uint64_t seed = 1;
@@ -23,6 +24,8 @@ struct ServerModeArgs {
 
 // Whether this build has the server simulation (it needs the mutable server library).
 bool server_mode_available();
-// A server-level planted bug's name (kvc-sim --server --mutation).
+// A server-level planted bug's name (kvc-sim --server --mutation), and all of them (none when
+// the build has no server simulation).
 bool is_server_mutation(const std::string& name);
+std::vector<std::string> server_mutation_names();
 int run_server_mode(const ServerModeArgs& args);

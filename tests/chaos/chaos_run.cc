@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "checks.h"
-#include "disk_faults.h"
 #include "kvc/check/history_io.h"
 #include "kvc/check/linearizability.h"
+#include "kvc/sim/disk_faults.h"
 #include "support/temp_dir.h"
 #include "support/wait.h"
 
@@ -572,7 +572,7 @@ ChaosResult run_chaos(const ChaosOptions& o) {
     if (result.failures.empty()) {
       for (int m : cluster.active_members()) {
         if (cluster.running(m)) continue;
-        Result<std::vector<std::string>> found = damaged_records(cluster.member(m).data_dir);
+        Result<std::vector<std::string>> found = sim::damaged_records(cluster.member(m).data_dir);
         if (!found.ok()) {
           fail("harness: checking " + cluster.member(m).name +
                    "'s state offline: " + found.status().to_string(),

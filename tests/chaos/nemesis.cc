@@ -9,7 +9,7 @@
 #include <sstream>
 #include <thread>
 
-#include "disk_faults.h"
+#include "kvc/sim/disk_faults.h"
 #include "support/wait.h"
 
 namespace kvc::chaos {
@@ -883,8 +883,9 @@ bool Nemesis::start_rollback(const FaultStep& s, Active& a) {
   }
   const std::string copy =
       cluster_.dir() + "/rollback-copies/" + m.name + "-" + std::to_string(++copies_);
-  Status copied = copy_data_dir(m.data_dir, copy);
-  Result<std::uint64_t> last = copied.ok() ? last_log_index(copy) : Result<std::uint64_t>(copied);
+  Status copied = sim::copy_data_dir(m.data_dir, copy);
+  Result<std::uint64_t> last =
+      copied.ok() ? sim::last_log_index(copy) : Result<std::uint64_t>(copied);
   if (Status st = cluster_.start(v); !st.ok()) {
     problems_.push_back(name + ": restart of " + m.name + ": " + st.to_string());
   }
@@ -1001,7 +1002,7 @@ std::uint64_t Nemesis::finish_rollback(const PendingRollback& r) {
                           " after SIGTERM (a clean stop exits 0); log " + m.log_path);
     }
   }
-  if (Status s = restore_data_dir(r.copy, m.data_dir); !s.ok()) {
+  if (Status s = sim::restore_data_dir(r.copy, m.data_dir); !s.ok()) {
     problems_.push_back("harness: " + name + " of " + m.name + ": " + s.to_string());
     (void)cluster_.start(r.member);
     return now_ms() - started;
@@ -1144,7 +1145,7 @@ bool Nemesis::damage(const FaultStep& s) {
                 candidates.begin() + static_cast<std::ptrdiff_t>(s.picks[5] % cold),
                 candidates.begin() + static_cast<std::ptrdiff_t>(cold));
   }
-  Result<DamagedValue> d = damage_stored_value(m.data_dir, candidates);
+  Result<sim::DamagedValue> d = sim::damage_stored_value(m.data_dir, candidates);
   const std::uint64_t log_offset = file_size(m.log_path);
   for (DamageRecord& earlier : damaged_) {
     if (earlier.member == v && earlier.log_end == 0) earlier.log_end = log_offset;

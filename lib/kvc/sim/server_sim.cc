@@ -22,14 +22,16 @@
 #include "kvc/check/history.h"
 #include "kvc/raft/node.h"
 #include "kvc/server/sim_member.h"
+#include "kvc/sim/disk_faults.h"
 #include "kvc/sim/history_check.h"
+#include "kvc/storage/state_mutation.h"
 
 namespace kvc::sim {
 
 const std::vector<std::string>& server_mutations() {
   static const std::vector<std::string> kMutations = {
       "ack-before-commit", "ack-before-apply", "read-before-applied",
-      "local-reads",       "skip-wal-replay",
+      "local-reads",       "skip-wal-replay",  "unverified-reads",
   };
   return kMutations;
 }
@@ -108,7 +110,7 @@ struct Slot {
   std::string name;
   std::string dir;
   std::uint64_t id = 0;
-  std::unique_ptr<SimExecutor> loop, disk, flush;
+  std::unique_ptr<SimExecutor> loop, disk, flush, scrub;
   std::unique_ptr<SimNet> net;
   server::SimEnvironment env;
   server::EngineOptions options;
@@ -117,6 +119,8 @@ struct Slot {
   bool stopping = false;             // a clean stop was asked for
   bool in_use = false;               // a member lives here (founders, or added and joining)
   int join_tries = 0;                // an added member retries its join this many more times
+  bool was_damaged = false;          // it was in the damaged mode when last looked at
+  bool started = false;              // its member started once (it has an identity)
   std::uint64_t checked_commit = 0;  // committed entries compared up to here
 };
 
@@ -186,6 +190,7 @@ class ServerSim {
   void membership_tick();
   void start_added(int slot);
   void free_removed(Slot& s, const std::string& why);
+  void damage_fault();
   Status start_member(Slot& s);
   void schedule_timers(Slot& s);
   void crash_member(Slot& s, bool count);
@@ -311,11 +316,12 @@ void ServerSim::make_slots() {
     s.loop = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kLoop);
     s.disk = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kDisk);
     s.flush = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
+    s.scrub = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
     s.net = std::make_unique<SimNet>(this, i);
     s.env.loop = s.loop.get();
     s.env.disk = s.disk.get();
     s.env.flush = s.flush.get();
-    s.env.scrub = s.flush.get();
+    s.env.scrub = s.scrub.get();
     s.env.transport = s.net.get();
     s.env.now_ms = [this] { return now_us_ / 1000; };
     s.env.random = [this] { return rng_.next_u64(); };
@@ -329,6 +335,7 @@ void ServerSim::name_slot(Slot& s, const std::string& name, const std::string& s
   s.name = name;
   s.dir = root_ + "/" + name;
   s.in_use = true;
+  s.started = false;
   server::EngineOptions& eo = s.options;
   eo = server::EngineOptions();
   eo.name = name;
@@ -352,7 +359,7 @@ void ServerSim::name_slot(Slot& s, const std::string& name, const std::string& s
   eo.snapshots_kept = 2;
   eo.history_revisions = 1000;
   eo.history_bytes = 1 << 20;
-  eo.scrub_bytes_per_second = 0;
+  eo.scrub_bytes_per_second = 256 << 10;  // finds damage nobody reads
   eo.hash_check_interval_ms = 0;
   eo.test_mutation = o_.mutation;
 }
@@ -381,6 +388,7 @@ Status ServerSim::start_member(Slot& s) {
   Result<std::unique_ptr<SimMember>> m = SimMember::open(s.options, s.env);
   if (!m.ok()) return m.status();
   s.member = std::move(*m);
+  s.started = true;
   s.id = s.member->id();
   slot_of_id_[s.id] = s.index;
   trace(s.name + " started incarnation=" + std::to_string(s.incarnation));
@@ -412,6 +420,16 @@ void ServerSim::schedule_timers(Slot& s) {
     at(now_us_ + kFlushIntervalMs * 500, *flush);
   };
   at(now_us_ + 1 + rand(kFlushIntervalMs * 500), *flush);
+  auto scrub = std::make_shared<std::function<void()>>();
+  *scrub = [this, i, inc, scrub] {
+    Slot& sl = slots_[static_cast<std::size_t>(i)];
+    if (sl.incarnation != inc || !sl.member) return;
+    enter(i);
+    sl.member->scrub_timer();
+    after_event(i);
+    at(now_us_ + 100'000, *scrub);
+  };
+  at(now_us_ + 1 + rand(100'000), *scrub);
 }
 
 void ServerSim::crash_member(Slot& s, bool count) {
@@ -422,6 +440,7 @@ void ServerSim::crash_member(Slot& s, bool count) {
   s.loop->clear();
   s.disk->clear();
   s.flush->clear();
+  s.scrub->clear();
   s.member.reset();
   ++s.incarnation;  // timers and deliveries of the old incarnation do nothing
   // Requests it held: writes have an unknown outcome, reads simply failed.
@@ -506,6 +525,10 @@ void ServerSim::after_event(int slot) {
 }
 
 void ServerSim::check_member(Slot& s) {
+  const bool damaged = s.member->damaged();
+  if (damaged && !s.was_damaged) ++result_.stats.damage_detected;
+  if (!damaged && s.was_damaged) ++result_.stats.repairs;
+  s.was_damaged = damaged;
   const raft::Node& n = s.member->node();
   if (n.role() == raft::Role::kLeader) {
     auto [it, fresh] = leader_of_term_.try_emplace(n.term(), s.id);
@@ -636,6 +659,8 @@ void ServerSim::fault() {
   } else if (pick < 86) {
     drop_percent_ = static_cast<int>(rand(30));
     at(now_us_ + 50'000 + rand(500'000), [this] { drop_percent_ = 0; });
+  } else if (pick < 92 && down < max_down) {
+    damage_fault();
   }
   at(now_us_ + 20'000 + rand(250'000), [this] { fault(); });
 }
@@ -646,9 +671,15 @@ void ServerSim::admin(wire::Request req, std::function<void(const wire::Response
   if (l == nullptr || admin_inflight_) return;
   admin_inflight_ = true;
   const std::uint64_t seq = ++admin_seq_;
-  // An answer lost with its member's crash: the next change may go ahead after a while.
-  at(now_us_ + 3'000'000, [this, seq] {
-    if (admin_seq_ == seq) admin_inflight_ = false;
+  // An answer lost with its member's crash: the outcome is unknown (for an add, the member
+  // tries to join), and the next change may go ahead.
+  at(now_us_ + 3'000'000, [this, seq, done] {
+    if (admin_seq_ != seq || !admin_inflight_) return;
+    admin_inflight_ = false;
+    wire::Response lost;
+    lost.code = Code::kTimeout;
+    lost.message = "the answer was lost with its member";
+    done(lost);
   });
   trace(std::string("admin ") + std::string(wire::op_name(req.op)) + " " + req.name + " " +
         std::to_string(req.member_id) + " -> " + l->name);
@@ -656,7 +687,8 @@ void ServerSim::admin(wire::Request req, std::function<void(const wire::Response
   const int i = l->index;
   enter(i);
   l->member->submit(std::move(req), [this, seq, done](wire::Response r) {
-    if (admin_seq_ == seq) admin_inflight_ = false;
+    if (admin_seq_ != seq || !admin_inflight_) return;  // already given up on
+    admin_inflight_ = false;
     trace("admin answered: " + std::string(code_name(r.code)) + " " + r.message);
     done(r);
   });
@@ -721,6 +753,7 @@ void ServerSim::membership_fault() {
 // An added member starts once the cluster knows it (its join retries until some member does).
 void ServerSim::start_added(int slot) {
   Slot& s = slots_[static_cast<std::size_t>(slot)];
+  if (s.started || s.join_tries > 0) return;
   s.join_tries = 40;
   restart_later(s, 1000 + rand(200'000));
 }
@@ -734,6 +767,25 @@ void ServerSim::free_removed(Slot& s, const std::string& why) {
   s.in_use = false;
 }
 
+// A bit flipped in a value a client wrote, in a stopped member's LMDB state (disk_faults.h):
+// the member must find it (a read, an apply, a snapshot or the scrubber), stop serving and
+// applying, and repair itself from the leader; no client may ever see the damaged value.
+void ServerSim::damage_fault() {
+  Slot& s = slots_[rand(slots_.size())];
+  if (!s.member) return;
+  crash_member(s, true);
+  std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));
+  for (std::size_t i = keys.size(); i > 1; --i) std::swap(keys[i - 1], keys[rand(i)]);
+  Result<DamagedValue> d = damage_stored_value(s.dir, keys);
+  if (d.ok()) {
+    ++result_.stats.damages;
+    trace(s.name + " damaged key " + d->key + ": " + d->value + " -> " + d->damaged);
+  } else {
+    trace(s.name + " not damaged: " + d.status().message());
+  }
+  restart_later(s, 10'000 + rand(300'000));
+}
+
 void ServerSim::heal() {
   healed_ = true;
   trace("heal");
@@ -741,7 +793,12 @@ void ServerSim::heal() {
   cut_.clear();
   drop_percent_ = 0;
   for (Slot& s : slots_) {
-    if (!s.member && s.in_use) restart_later(s, 1000);
+    if (s.member || !s.in_use) continue;
+    if (s.started) {
+      restart_later(s, 1000);
+    } else {
+      start_added(s.index);  // added, its answer not in yet: it joins if the add committed
+    }
   }
   probe();
 }
@@ -900,6 +957,9 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
 }
 
 ServerSimResult ServerSim::run() {
+  // A process-wide switch a member sets when it runs with "unverified-reads": each run starts
+  // without it.
+  storage::g_state_mutation = storage::StateMutation::kNone;
   if (Status s = make_root(); !s.ok()) {
     result_.ok = false;
     result_.violation = "setup: " + s.to_string();

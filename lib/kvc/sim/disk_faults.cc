@@ -1,4 +1,4 @@
-#include "disk_faults.h"
+#include "kvc/sim/disk_faults.h"
 
 #include <fcntl.h>
 #include <lmdb.h>
@@ -14,7 +14,7 @@
 #include "kvc/storage/state_check.h"
 #include "kvc/storage/state_format.h"
 
-namespace kvc::chaos {
+namespace kvc::sim {
 namespace {
 
 namespace fs = std::filesystem;
@@ -211,4 +211,4 @@ Result<std::vector<std::string>> damaged_records(const std::string& data_dir) {
   return out;
 }
 
-}  // namespace kvc::chaos
+}  // namespace kvc::sim

@@ -1,13 +1,14 @@
-// What the chaos tests' integrity faults do to a stopped member's files (nemesis.h: `rollback`
-// and `damage`): copy a data directory aside and put the copy back later, learn how far a
-// copy's log reaches, and flip one bit inside a value the workload wrote, in the member's live
-// LMDB state (DATA_DIR/state/<the generation CURRENT names>/data.mdb, kvc-state(5)). The damage
-// is aimed: the record is read through LMDB itself (read-only, no lock), its exact bytes are
-// found in the file (on its live page, and on any older copy of that page LMDB left behind), the
-// bit flipped is the last byte of its value, and the offline check (storage::check_state, what
-// `kvc-snap check` runs) must then name that key as damaged, so a flip that missed the live
-// record is a harness error and never a silent no-op. Every function works on a member
-// that is not running; none of them starts or stops processes. Thread-safe (no shared state).
+// Integrity faults on a stopped member's files, shared by the chaos tests (tests/chaos/nemesis.h:
+// `rollback` and `damage`) and the server simulation (server_sim.h): copy a data directory aside
+// and put the copy back later, learn how far a copy's log reaches, and flip one bit inside a value
+// the workload wrote, in the member's live LMDB state (DATA_DIR/state/<the generation CURRENT
+// names>/data.mdb, kvc-state(5)). The damage is aimed: the record is read through LMDB itself
+// (read-only, no lock), its exact bytes are found in the file (on its live page, and on any older
+// copy of that page LMDB left behind), the bit flipped is the last byte of its value, and the
+// offline check (storage::check_state, what `kvc-snap check` runs) must then name that key as
+// damaged, so a flip that missed the live record is a harness error and never a silent no-op. Every
+// function works on a member that is not running; none of them starts or stops processes.
+// Thread-safe (no shared state).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@
 
 #include "kvc/common/status.h"
 
-namespace kvc::chaos {
+namespace kvc::sim {
 
 // Copies `from` (a stopped member's data directory) to `to`, which must not exist.
 Status copy_data_dir(const std::string& from, const std::string& to);
@@ -50,4 +51,4 @@ Result<DamagedValue> damage_stored_value(const std::string& data_dir,
 // could not check.
 Result<std::vector<std::string>> damaged_records(const std::string& data_dir);
 
-}  // namespace kvc::chaos
+}  // namespace kvc::sim
