@@ -8,7 +8,14 @@
 #include <cerrno>
 #include <deque>
 
+#include "kvc/storage/wal_mutation.h"
+
 namespace kvc::storage {
+
+#ifdef KVC_MUTATIONS
+WalMutation g_wal_mutation = WalMutation::kNone;
+#endif
+
 namespace {
 
 constexpr std::size_t kZeroChunk = 1u << 20;
@@ -265,7 +272,9 @@ Status Wal::undo_write(std::uint64_t bytes) {
 Status Wal::sync() {
   if (!failure_.ok()) return failure_;
   if (!unsynced_) return Status();
-  if (Status s = fdatasync_fd(fd_.get(), segments_.back().path); !s.ok()) return fail(s);
+  if (!KVC_WAL_MUTATED(kSyncSkipsFdatasync)) {
+    if (Status s = fdatasync_fd(fd_.get(), segments_.back().path); !s.ok()) return fail(s);
+  }
   unsynced_ = false;
   durable_snapshot_ = log_.snapshot;
   return Status();
