@@ -133,8 +133,7 @@ Result<DataDir> DataDir::open(const std::string& path, Mode mode) {
   const std::string lock_path = path + "/lock";
   Result<UniqueFd> fd = open_file(lock_path, O_RDWR | O_CREAT, 0600);
   if (!fd.ok()) return fd.status();
-  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
+  if (const int err = lock_fd(fd->get()); err != 0) {
     if (err != EWOULDBLOCK) return errno_status("lock " + lock_path, err);
     Result<std::string> holder = read_file(lock_path);
     std::string pid = holder.ok() ? *holder : "";
@@ -143,7 +142,7 @@ Result<DataDir> DataDir::open(const std::string& path, Mode mode) {
                                        (pid.empty() ? "" : " (pid " + pid + ")"));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd->get(), 0) != 0) return errno_status("truncate " + lock_path, errno);
+  KVC_RETURN_IF_ERROR(truncate_file(fd->get(), 0, lock_path));
   KVC_RETURN_IF_ERROR(pwrite_all(fd->get(), pid, 0, lock_path));
   for (const char* sub : {"/wal", "/snap", "/state"}) {
     KVC_RETURN_IF_ERROR(make_dirs(path + sub, 0700));

@@ -99,9 +99,7 @@ Result<RepairRecord> decode_repair_record(std::string_view text, const std::stri
 
 Status save_repair_file(const std::string& path, const RepairRecord& r) {
   if (!r.state.active()) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return Status::from_errno("remove " + path, errno);
-    }
+    KVC_RETURN_IF_ERROR(remove_file(path));
     const std::size_t slash = path.find_last_of('/');
     return fsync_dir(slash == std::string::npos ? "." : path.substr(0, slash));
   }

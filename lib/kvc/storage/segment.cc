@@ -103,9 +103,9 @@ Result<std::string_view> MemorySource::read(std::uint64_t offset, std::size_t n)
 Result<FileSource> FileSource::open(const std::string& path) {
   Result<UniqueFd> fd = open_file(path, O_RDONLY);
   if (!fd.ok()) return fd.status();
-  struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) return errno_status("stat " + path, errno);
-  return FileSource(path, std::move(*fd), static_cast<std::uint64_t>(st.st_size));
+  Result<FileInfo> info = fd_info(fd->get(), path);
+  if (!info.ok()) return info.status();
+  return FileSource(path, std::move(*fd), info->size);
 }
 
 Result<std::string_view> FileSource::read(std::uint64_t offset, std::size_t n) {

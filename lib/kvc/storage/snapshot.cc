@@ -124,7 +124,7 @@ SnapshotWriter::SnapshotWriter(std::string path, UniqueFd fd, SnapshotHeader hea
 SnapshotWriter::~SnapshotWriter() {
   if (!finished_) {
     fd_.reset();
-    ::unlink(tmp_path_.c_str());
+    (void)remove_file(tmp_path_);
   }
 }
 
@@ -187,10 +187,8 @@ Result<SnapshotInfo> SnapshotWriter::finish() {
   put_u32_le(trailer, crc32c::mask(crc_before_trailer));
   KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kTrailer, trailer));
   KVC_RETURN_IF_ERROR(fsync_fd(fd_.get(), tmp_path_));
-  if (::close(fd_.release()) != 0) return errno_status("close " + tmp_path_, errno);
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    return errno_status("rename " + tmp_path_ + " to " + path_, errno);
-  }
+  KVC_RETURN_IF_ERROR(close_fd(fd_.release(), tmp_path_));
+  KVC_RETURN_IF_ERROR(rename_file(tmp_path_, path_));
   finished_ = true;
   KVC_RETURN_IF_ERROR(fsync_dir(parent_dir(path_)));
   SnapshotInfo info;
@@ -222,13 +220,13 @@ Result<SnapshotReader> SnapshotReader::open(const std::string& path, SnapshotPro
   if (problem != nullptr) *problem = SnapshotProblem::kNone;
   Result<UniqueFd> fd = open_file(path, O_RDONLY);
   if (!fd.ok()) return fd.status();
-  struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) return errno_status("stat " + path, errno);
-  if (!S_ISREG(st.st_mode)) return Status::invalid_argument(path + ": not a regular file");
+  Result<FileInfo> info = fd_info(fd->get(), path);
+  if (!info.ok()) return info.status();
+  if (!info->regular) return Status::invalid_argument(path + ": not a regular file");
   SnapshotReader r;
   r.path_ = path;
   r.fd_ = std::move(*fd);
-  r.size_ = static_cast<std::uint64_t>(st.st_size);
+  r.size_ = info->size;
   return start(std::move(r), problem);
 }
 
@@ -535,7 +533,7 @@ Status prune_snapshots(const std::string& dir, std::size_t keep) {
   bool removed = false;
   for (std::size_t i = keep; i < files->size(); ++i) {
     const std::string& p = (*files)[i].path;
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_status("remove " + p, errno);
+    KVC_RETURN_IF_ERROR(remove_file(p));
     removed = true;
   }
   return removed ? fsync_dir(dir) : Status();
@@ -548,7 +546,7 @@ Status remove_temp_snapshots(const std::string& dir) {
   for (const std::string& n : *names) {
     if (!ends_with(n, ".tmp")) continue;
     const std::string p = dir + "/" + n;
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_status("remove " + p, errno);
+    KVC_RETURN_IF_ERROR(remove_file(p));
     removed = true;
   }
   return removed ? fsync_dir(dir) : Status();
@@ -565,9 +563,7 @@ Result<SnapshotInfo> adopt_snapshot(const std::string& file, const std::string& 
   }
   SnapshotInfo info = rep->info;
   info.path = dir + "/" + snapshot_file_name(info.header.index, info.header.term);
-  if (::rename(file.c_str(), info.path.c_str()) != 0) {
-    return errno_status("rename " + file + " to " + info.path, errno);
-  }
+  KVC_RETURN_IF_ERROR(rename_file(file, info.path));
   KVC_RETURN_IF_ERROR(fsync_dir(dir));
   return info;
 }

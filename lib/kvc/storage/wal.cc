@@ -8,7 +8,14 @@
 #include <cerrno>
 #include <deque>
 
+#include "kvc/storage/wal_mutation.h"
+
 namespace kvc::storage {
+
+#ifdef KVC_MUTATIONS
+WalMutation g_wal_mutation = WalMutation::kNone;
+#endif
+
 namespace {
 
 constexpr std::size_t kZeroChunk = 1u << 20;
@@ -53,9 +60,7 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   if (!listing.ok()) return listing.status();
   for (const std::string& tmp : listing->temp_files) {
     const std::string path = dir + "/" + tmp;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return errno_status("remove unfinished segment " + path, errno);
-    }
+    KVC_RETURN_IF_ERROR(remove_file(path, "remove unfinished segment " + path));
     spdlog::warn("wal removed unfinished segment path={}", path);
     recovered.report.removed_temp_files.push_back(tmp);
   }
@@ -250,13 +255,11 @@ Status Wal::undo_write(std::uint64_t bytes) {
   if (!write_zeros(fd_.get(), offset_, offset_ + bytes, path).ok()) {
     // Not even an overwrite goes through: cut the file back to the end of the log instead, then
     // try to preallocate again (without it, the next append starts a new segment).
-    if (::ftruncate(fd_.get(), static_cast<off_t>(offset_)) != 0) {
-      return errno_status("truncate " + path + " to " + std::to_string(offset_), errno);
-    }
+    KVC_RETURN_IF_ERROR(truncate_file(fd_.get(), offset_, path,
+                                      "truncate " + path + " to " + std::to_string(offset_)));
     const std::uint64_t wanted = capacity_;
     capacity_ = offset_;
-    if (::fallocate(fd_.get(), 0, static_cast<off_t>(offset_),
-                    static_cast<off_t>(wanted - offset_)) == 0) {
+    if (preallocate(fd_.get(), offset_, wanted - offset_) == 0) {
       capacity_ = wanted;
     }
   }
@@ -269,7 +272,9 @@ Status Wal::undo_write(std::uint64_t bytes) {
 Status Wal::sync() {
   if (!failure_.ok()) return failure_;
   if (!unsynced_) return Status();
-  if (Status s = fdatasync_fd(fd_.get(), segments_.back().path); !s.ok()) return fail(s);
+  if (!KVC_WAL_MUTATED(kSyncSkipsFdatasync)) {
+    if (Status s = fdatasync_fd(fd_.get(), segments_.back().path); !s.ok()) return fail(s);
+  }
   unsynced_ = false;
   durable_snapshot_ = log_.snapshot;
   return Status();
@@ -293,30 +298,27 @@ Status Wal::create_segment(std::uint64_t seq, std::uint64_t first_index, std::ui
   const std::string path = dir_ + "/" + segment_file_name(seq, first_index);
   const std::string tmp = path + std::string(kTempSuffix);
 
-  ::unlink(tmp.c_str());
+  (void)remove_file(tmp);
   Result<UniqueFd> fd = open_file(tmp, O_RDWR | O_CREAT | O_EXCL, 0644);
   if (!fd.ok()) return fd.status();
   auto abandon = [&](Status s) {
     fd->reset();
-    ::unlink(tmp.c_str());
+    (void)remove_file(tmp);
     return s;
   };
   // Preallocate, so an fdatasync after an append has no file size to flush.
-  if (::fallocate(fd->get(), 0, 0, static_cast<off_t>(size)) != 0) {
-    const int err = errno;
+  if (const int err = preallocate(fd->get(), 0, size); err != 0) {
     if (err != EOPNOTSUPP && err != ENOSYS) {
       return abandon(errno_status(
           "preallocate " + std::to_string(size) + " bytes for wal segment " + tmp, err));
     }
-    if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) {
-      return abandon(errno_status("extend wal segment " + tmp, errno));
+    if (Status s = truncate_file(fd->get(), size, tmp, "extend wal segment " + tmp); !s.ok()) {
+      return abandon(s);
     }
   }
   if (Status s = pwrite_all(fd->get(), head, 0, tmp); !s.ok()) return abandon(s);
   if (Status s = fdatasync_fd(fd->get(), tmp); !s.ok()) return fail(abandon(s));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return abandon(errno_status("rename " + tmp + " to " + path, errno));
-  }
+  if (Status s = rename_file(tmp, path); !s.ok()) return abandon(s);
   if (Status s = fsync_dir(dir_); !s.ok()) return fail(s);
 
   fd_ = std::move(*fd);
@@ -341,9 +343,7 @@ Status Wal::release_to(std::uint64_t index) {
   }
   while (segments_.size() > 1 && segments_.front().max_index < index) {
     const std::string path = segments_.front().path;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return errno_status("remove wal segment " + path, errno);
-    }
+    KVC_RETURN_IF_ERROR(remove_file(path, "remove wal segment " + path));
     segments_.erase(segments_.begin());
     publish_bytes_used();
     // One directory sync per removal keeps the remaining segments a suffix after any crash.
