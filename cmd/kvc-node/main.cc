@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
   app.add_option("--test-mutation", o.test_mutation,
                  "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads, "
                  "diverge-apply, unverified-reads, ack-before-apply, read-before-applied, "
-                 "skip-wal-replay, persist-without-fsync, flush-ahead-of-wal)");
+                 "skip-wal-replay, persist-without-fsync, marker-before-flush)");
 #endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"

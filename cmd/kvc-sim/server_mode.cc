@@ -101,6 +101,10 @@ int run_server_mode(const ServerModeArgs& a) {
     t.damages += r.stats.damages;
     t.damage_detected += r.stats.damage_detected;
     t.repairs += r.stats.repairs;
+    t.sync_faults += r.stats.sync_faults;
+    t.read_faults += r.stats.read_faults;
+    t.lost_writes += r.stats.lost_writes;
+    t.torn_writes += r.stats.torn_writes;
     t.elections += r.stats.elections;
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
@@ -130,6 +134,10 @@ int run_server_mode(const ServerModeArgs& a) {
       {"damages", t.damages},
       {"damage_detected", t.damage_detected},
       {"repairs", t.repairs},
+      {"sync_faults", t.sync_faults},
+      {"read_faults", t.read_faults},
+      {"lost_writes", t.lost_writes},
+      {"torn_writes", t.torn_writes},
       {"events", t.events},
       {"messages", t.messages}};
   const bool json = a.output == "json";

@@ -219,6 +219,8 @@ class Engine::Impl {
   // Loop: state flushing and snapshots.
   bool maybe_flush(bool force);
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
+  std::uint64_t record_flush_in_wal(std::uint64_t index, std::uint64_t term,
+                                    const raft::ConfState& conf);
   void make_snapshot_for_followers();
   void resume_install();
   Status fill_snapshot_chunk(raft::Message& m);

@@ -6,6 +6,7 @@
 
 #include "kvc/common/text.h"
 #include "kvc/net/address.h"
+#include "kvc/storage/fs.h"
 #include "kvc/storage/membership.h"
 #include "kvc/wire/auth.h"
 
@@ -82,8 +83,7 @@ Status EngineOptions::check_host_names() const {
   }
   // The identity file (storage/data_dir.h) says DATA_DIR already holds a member, which takes
   // its peers from its own state, not from --initial-cluster.
-  std::error_code ec;
-  if (initial_cluster.empty() || std::filesystem::exists(data_dir + "/identity", ec)) {
+  if (initial_cluster.empty() || storage::path_exists(data_dir + "/identity")) {
     return Status();
   }
   Result<storage::Membership> m = storage::parse_initial_cluster(cluster_token, initial_cluster);
@@ -220,7 +220,7 @@ const std::vector<std::string>& EngineOptions::test_mutations() {
   static const std::vector<std::string> kNames = {
       "ack-before-commit", "local-reads",           "diverge-apply",
       "unverified-reads",  "ack-before-apply",      "read-before-applied",
-      "skip-wal-replay",   "persist-without-fsync", "flush-ahead-of-wal"};
+      "skip-wal-replay",   "persist-without-fsync", "marker-before-flush"};
   return kNames;
 }
 

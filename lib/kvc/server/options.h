@@ -76,8 +76,8 @@ struct EngineOptions {
   //   "skip-wal-replay"    on restart the committed WAL entries after the state's flushed
   //                        index are not applied again (their writes are lost to the state)
   //   "persist-without-fsync" a Ready counts as persisted without its fdatasync
-  //   "flush-ahead-of-wal" a Ready's own committed entries are applied, and may be flushed into
-  //                        the state, before the WAL holds them
+  //   "marker-before-flush" the WAL records a state flush (its snapshot marker, and the release
+  //                        of the log below it) before LMDB has committed the flush
   // All but diverge-apply and unverified-reads are caught by kvc-sim --server
   // (docs/simulator.md, "The server simulation").
   std::string test_mutation;

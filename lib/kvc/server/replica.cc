@@ -188,12 +188,7 @@ void Engine::Impl::process_ready() {
 // while the WAL is being written. Removes what it applied from rd.committed.
 void Engine::Impl::apply_durable_committed(raft::Ready& rd) {
   if (rd.snapshot || rd.committed.empty()) return;
-  std::uint64_t limit = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
-#ifdef KVC_MUTATIONS
-  // Broken on purpose (test builds only): this Ready's own entries are applied (and so may be
-  // flushed into the state) before the WAL holds them.
-  if (options_.test_mutation == "flush-ahead-of-wal") limit = UINT64_MAX;
-#endif
+  const std::uint64_t limit = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index - 1;
   const auto split =
       std::partition_point(rd.committed.begin(), rd.committed.end(),
                            [limit](const raft::Entry& e) { return e.index <= limit; });
@@ -376,6 +371,13 @@ bool Engine::Impl::maybe_flush(bool force) {
   const std::uint64_t index = state_->applied_index();
   const std::uint64_t term = state_->applied_term();
   raft::ConfState conf = current_membership().to_conf_state();
+#ifdef KVC_MUTATIONS
+  if (options_.test_mutation == "marker-before-flush") {
+    // Broken on purpose (test builds only): the WAL records the flush (its snapshot marker, and
+    // the release of the log below it) before LMDB has committed it.
+    record_flush_in_wal(index, term, conf);
+  }
+#endif
   flush_->post([this, index, term, conf] {
     Status s = state_->flush();
     post_loop([this, s, index, term, conf] {
@@ -394,14 +396,7 @@ bool Engine::Impl::maybe_flush(bool force) {
 void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf) {
   // The state durably holds `index`: the WAL may drop what lies below, and the Raft core may
   // forget entries older than what slow followers could still need.
-  const std::uint64_t keep_from =
-      index > options_.retained_entries ? index - options_.retained_entries : 0;
-  disk_->post([this, index, term, conf, keep_from] {
-    Status s = wal_->save_snapshot({index, term, conf});
-    if (s.ok()) s = wal_->sync();
-    if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
-    if (!s.ok()) post_loop([this, s] { fatal(s.with_context("releasing the log")); });
-  });
+  const std::uint64_t keep_from = record_flush_in_wal(index, term, conf);
   if (keep_from > 0) {
     const std::uint64_t compact_to = std::min(keep_from, node_->applied());
     if (compact_to > node_->log().snapshot_index()) {
@@ -422,6 +417,21 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
   }
   // Applying may have stopped at a barrier waiting for this flush to finish.
   if (!apply_queue_.empty()) drain_apply();
+}
+
+// The WAL learns that the state durably holds `index`: a snapshot marker, then the release of
+// the log below what slow followers may still need (returned). Only after the flush committed.
+std::uint64_t Engine::Impl::record_flush_in_wal(std::uint64_t index, std::uint64_t term,
+                                                const raft::ConfState& conf) {
+  const std::uint64_t keep_from =
+      index > options_.retained_entries ? index - options_.retained_entries : 0;
+  disk_->post([this, index, term, conf, keep_from] {
+    Status s = wal_->save_snapshot({index, term, conf});
+    if (s.ok()) s = wal_->sync();
+    if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
+    if (!s.ok()) post_loop([this, s] { fatal(s.with_context("releasing the log")); });
+  });
+  return keep_from;
 }
 
 // A received snapshot waits until the flush thread is idle (commit_install needs it to be).

@@ -104,7 +104,7 @@ void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
       }
       Result<storage::UniqueFd> fd = storage::open_file(path, O_RDONLY);
       // Unlinked at once: the open descriptor keeps the data until the transfer ends.
-      ::unlink(path.c_str());
+      (void)storage::remove_file(path);
       if (!fd.ok() || clients_.count(conn) == 0) {
         if (fd.ok()) return;
         wire::Response r = base_response(id);

@@ -24,14 +24,16 @@
 #include "kvc/server/sim_member.h"
 #include "kvc/sim/disk_faults.h"
 #include "kvc/sim/history_check.h"
+#include "kvc/storage/fs.h"
+#include "kvc/storage/sim_fs.h"
 #include "kvc/storage/state_mutation.h"
 
 namespace kvc::sim {
 
 const std::vector<std::string>& server_mutations() {
   static const std::vector<std::string> kMutations = {
-      "ack-before-commit", "ack-before-apply", "read-before-applied",
-      "local-reads",       "skip-wal-replay",  "unverified-reads",
+      "ack-before-commit", "ack-before-apply", "read-before-applied",   "local-reads",
+      "skip-wal-replay",   "unverified-reads", "persist-without-fsync", "marker-before-flush",
   };
   return kMutations;
 }
@@ -42,6 +44,7 @@ constexpr const char* kKeys[] = {"a", "b", "c", "d"};
 constexpr std::uint64_t kTickMs = 10;
 constexpr std::uint64_t kFlushIntervalMs = 40;
 constexpr int kSpareSlots = 2;  // members that may be added beyond the founders
+constexpr int kMaxNames = 64;   // members named in one run (m1 ... m64)
 
 using server::SimMember;
 
@@ -116,11 +119,16 @@ struct Slot {
   server::EngineOptions options;
   std::unique_ptr<SimMember> member;
   std::uint64_t incarnation = 0;
-  bool stopping = false;             // a clean stop was asked for
-  bool in_use = false;               // a member lives here (founders, or added and joining)
-  int join_tries = 0;                // an added member retries its join this many more times
-  bool was_damaged = false;          // it was in the damaged mode when last looked at
-  bool started = false;              // its member started once (it has an identity)
+  bool stopping = false;        // a clean stop was asked for
+  bool in_use = false;          // a member lives here (founders, or added and joining)
+  int join_tries = 0;           // an added member retries its join this many more times
+  bool was_damaged = false;     // it was in the damaged mode when last looked at
+  bool damage_pending = false;  // a value was damaged here and not yet repaired
+  bool started = false;         // its member started once (it has an identity)
+  // Disk faults injected on it (a failed fsync, a flipped bit read back): the member may stop,
+  // or refuse one start, because of them.
+  int sync_fault = 0;  // failures injected and not yet seen
+  bool read_fault = false;
   std::uint64_t checked_commit = 0;  // committed entries compared up to here
 };
 
@@ -191,6 +199,7 @@ class ServerSim {
   void start_added(int slot);
   void free_removed(Slot& s, const std::string& why);
   void damage_fault();
+  void disk_fault();
   Status start_member(Slot& s);
   void schedule_timers(Slot& s);
   void crash_member(Slot& s, bool count);
@@ -234,6 +243,10 @@ class ServerSim {
   std::uint64_t seq_ = 0;
   std::uint64_t now_us_ = 0;
   std::string root_;
+  // The members' data directories on a simulated disk (wal/, snap/ and the small files), their
+  // LMDB state directories passed through to tmpfs; installed for this thread while it lives.
+  std::unique_ptr<storage::SimFileSystem> fs_;
+  std::optional<storage::ScopedFileSystem> fs_guard_;
   std::vector<Slot> slots_;
   std::map<std::uint64_t, int> slot_of_id_;
   std::string founders_;  // the founders' --initial-cluster
@@ -298,6 +311,14 @@ Status ServerSim::make_root() {
     return Status::io_error("cannot make a temporary directory under " + base);
   }
   root_ = pattern;
+  // Member names are m1, m2, ...: their state directories stay on tmpfs (LMDB cannot sit on the
+  // simulated disk; it has its own durability contract, kept by its fully synced commits).
+  std::vector<std::string> passthrough;
+  for (int k = 1; k <= kMaxNames; ++k)
+    passthrough.push_back(root_ + "/m" + std::to_string(k) + "/state");
+  fs_ = std::make_unique<storage::SimFileSystem>(std::vector<std::string>{root_}, rng_.next_u64(),
+                                                 std::move(passthrough));
+  fs_guard_.emplace(fs_.get());
   return Status();
 }
 
@@ -336,6 +357,11 @@ void ServerSim::name_slot(Slot& s, const std::string& name, const std::string& s
   s.dir = root_ + "/" + name;
   s.in_use = true;
   s.started = false;
+  s.sync_fault = 0;
+  s.read_fault = false;
+  s.damage_pending = false;
+  std::error_code ec;
+  std::filesystem::create_directories(s.dir, ec);  // on tmpfs: the parent of its state/
   server::EngineOptions& eo = s.options;
   eo = server::EngineOptions();
   eo.name = name;
@@ -442,7 +468,8 @@ void ServerSim::crash_member(Slot& s, bool count) {
   s.flush->clear();
   s.scrub->clear();
   s.member.reset();
-  ++s.incarnation;  // timers and deliveries of the old incarnation do nothing
+  if (fs_) fs_->crash(s.dir);  // writes it did not sync are lost, kept, or torn
+  ++s.incarnation;             // timers and deliveries of the old incarnation do nothing
   // Requests it held: writes have an unknown outcome, reads simply failed.
   for (InFlightOp& f : inflight_) {
     if (f.done || f.slot != s.index) continue;
@@ -471,6 +498,16 @@ void ServerSim::restart_later(Slot& s, std::uint64_t after_us) {
     sl.member.reset();
     if (st.message().find("was removed from the cluster") != std::string::npos) {
       free_removed(sl, st.message());
+    } else if (sl.read_fault || sl.sync_fault > 0) {
+      // A bit flipped on a read, or a failed sync, during start-up: refused, as it must be;
+      // the next start reads the disk again.
+      trace(sl.name + " refused to start after a disk fault: " + st.message());
+      if (sl.read_fault) {
+        sl.read_fault = false;
+      } else {
+        --sl.sync_fault;
+      }
+      restart_later(sl, 10'000 + rand(100'000));
     } else if (sl.join_tries > 0) {
       // Added, but no member it can reach has applied the addition yet: ask again later.
       if (--sl.join_tries == 0) {
@@ -509,6 +546,15 @@ void ServerSim::after_event(int slot) {
       free_removed(s, failure.message());
       return;
     }
+    if (!failure.ok() && s.sync_fault > 0) {
+      // A failed fsync must stop the member (it may not go on as if the data were durable);
+      // it is restarted like a crashed one.
+      trace(s.name + " stopped after a failed sync: " + failure.message());
+      --s.sync_fault;
+      crash_member(s, false);
+      restart_later(s, 10'000 + rand(300'000));
+      return;
+    }
     if (!failure.ok()) {
       violation("member " + s.name + " stopped itself: " + failure.to_string());
       crash_member(s, false);
@@ -527,7 +573,10 @@ void ServerSim::after_event(int slot) {
 void ServerSim::check_member(Slot& s) {
   const bool damaged = s.member->damaged();
   if (damaged && !s.was_damaged) ++result_.stats.damage_detected;
-  if (!damaged && s.was_damaged) ++result_.stats.repairs;
+  if (!damaged && s.was_damaged) {
+    ++result_.stats.repairs;
+    s.damage_pending = false;
+  }
   s.was_damaged = damaged;
   const raft::Node& n = s.member->node();
   if (n.role() == raft::Role::kLeader) {
@@ -661,6 +710,8 @@ void ServerSim::fault() {
     at(now_us_ + 50'000 + rand(500'000), [this] { drop_percent_ = 0; });
   } else if (pick < 92 && down < max_down) {
     damage_fault();
+  } else if (pick < 96) {
+    disk_fault();
   }
   at(now_us_ + 20'000 + rand(250'000), [this] { fault(); });
 }
@@ -710,7 +761,8 @@ void ServerSim::membership_fault() {
   all.insert(all.end(), conf.learners.begin(), conf.learners.end());
   const std::uint64_t kind = rand(4);
   wire::Request req;
-  if (kind == 0 && total < static_cast<std::size_t>(o_.members + kSpareSlots)) {
+  if (kind == 0 && total < static_cast<std::size_t>(o_.members + kSpareSlots) &&
+      o_.members + next_name_ < kMaxNames) {
     auto free = std::find_if(slots_.begin(), slots_.end(), [](const Slot& x) { return !x.in_use; });
     if (free == slots_.end()) return;
     Slot& s = *free;
@@ -771,6 +823,13 @@ void ServerSim::free_removed(Slot& s, const std::string& why) {
 // the member must find it (a read, an apply, a snapshot or the scrubber), stop serving and
 // applying, and repair itself from the leader; no client may ever see the damaged value.
 void ServerSim::damage_fault() {
+  // Within the fault model: a majority of the voters keeps a clean state, so one damaged value
+  // at a time, and only among three voters or more.
+  Slot* l = leader_slot();
+  if (l == nullptr || l->member->node().conf_state().voters.size() < 3) return;
+  for (const Slot& x : slots_) {
+    if (x.damage_pending || (x.member && x.member->damaged())) return;
+  }
   Slot& s = slots_[rand(slots_.size())];
   if (!s.member) return;
   crash_member(s, true);
@@ -779,10 +838,33 @@ void ServerSim::damage_fault() {
   Result<DamagedValue> d = damage_stored_value(s.dir, keys);
   if (d.ok()) {
     ++result_.stats.damages;
+    s.damage_pending = true;
     trace(s.name + " damaged key " + d->key + ": " + d->value + " -> " + d->damaged);
   } else {
     trace(s.name + " not damaged: " + d.status().message());
   }
+  restart_later(s, 10'000 + rand(300'000));
+}
+
+// The simulated disk's faults: an fsync of the WAL fails (the member must stop), or a member
+// restarts and reads a flipped bit back (the WAL's checksums must catch it: it refuses to start,
+// or drops the record as a torn tail, and then must not vote on what it lost).
+void ServerSim::disk_fault() {
+  Slot& s = slots_[rand(slots_.size())];
+  if (!s.member) return;
+  if (chance(50)) {
+    if (s.sync_fault > 0) return;  // one at a time: the last one has not struck yet
+    trace(s.name + " next WAL sync fails");
+    ++result_.stats.sync_faults;
+    s.sync_fault = 1;
+    fs_->fail_next_syncs(s.dir + "/wal", 1);
+    return;
+  }
+  crash_member(s, true);
+  trace(s.name + " reads a flipped bit at its next start");
+  ++result_.stats.read_faults;
+  s.read_fault = true;
+  fs_->flip_next_reads(s.dir + "/wal", 1);
   restart_later(s, 10'000 + rand(300'000));
 }
 
@@ -996,6 +1078,10 @@ ServerSimResult ServerSim::run() {
       for (const InFlightOp& f : inflight_) idle = idle && f.done;
       if (idle) break;
     }
+  }
+  if (fs_) {
+    result_.stats.lost_writes = fs_->stats().lost_changes;
+    result_.stats.torn_writes = fs_->stats().torn_writes;
   }
   if (result_.ok && !probe_ok_) {
     violation("no write committed within " + std::to_string(o_.liveness_ms) +

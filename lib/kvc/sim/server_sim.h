@@ -46,16 +46,19 @@ struct ServerSimStats {
   std::uint64_t crashes = 0;
   std::uint64_t clean_restarts = 0;
   std::uint64_t partitions = 0;
-  std::uint64_t snapshot_chunks = 0;
+  std::uint64_t snapshot_chunks = 0;  // snapshot messages sent to lagging members
   std::uint64_t conf_changes = 0;     // membership changes asked for (add, promote, remove)
   std::uint64_t transfers = 0;        // leadership transfers asked for
   std::uint64_t joined = 0;           // added members that started
   std::uint64_t removed = 0;          // members that learned they were removed and stopped
   std::uint64_t damages = 0;          // stored values damaged (a bit flipped in LMDB)
   std::uint64_t damage_detected = 0;  // members that entered the damaged mode
-  std::uint64_t repairs =
-      0;  // members that left it, repaired  // snapshot messages sent to lagging members
-  std::uint64_t elections = 0;  // distinct (term, leader) pairs
+  std::uint64_t repairs = 0;          // members that left it, repaired
+  std::uint64_t sync_faults = 0;      // WAL fsyncs made to fail
+  std::uint64_t read_faults = 0;      // bits flipped in what a restarting member read
+  std::uint64_t lost_writes = 0;      // unsynced changes crashes dropped (simulated disk)
+  std::uint64_t torn_writes = 0;      // writes crashes kept only in part
+  std::uint64_t elections = 0;        // distinct (term, leader) pairs
   bool linearizability_checked = false;
 };
 
