@@ -249,5 +249,21 @@ TEST(SimFileSystemTest, LocksAndFdsEndWithACrash) {
   EXPECT_NE(fs.describe().find("crashes=1"), std::string::npos);
 }
 
+TEST(SimFileSystemDeathTest, ASimulatedFdClosedWithNoFileSystemInstalledAborts) {
+  SimFileSystem fs({kRoot}, 6);
+  EXPECT_DEATH(
+      {
+        UniqueFd fd;
+        {
+          ScopedFileSystem guard(&fs);
+          Result<UniqueFd> opened = open_file(std::string(kRoot) + "/f", O_RDWR | O_CREAT, 0644);
+          KVC_CHECK(opened.ok(), "open");
+          fd = std::move(*opened);
+        }
+        fd.reset();  // never ::close on a number that is not a real fd
+      },
+      "simulated fd");
+}
+
 }  // namespace
 }  // namespace kvc::storage

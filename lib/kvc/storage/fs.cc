@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kvc/common/check.h"
+
 namespace kvc::storage {
 namespace {
 
@@ -148,7 +150,15 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
 }
 
 void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) (void)on_fs([&](auto& f) { return f.close(fd_); });
+  if (fd_ >= 0) {
+    if (FileSystem* f = t_file_system; f != nullptr) {
+      (void)f->close(fd_);
+    } else {
+      KVC_CHECK(fd_ < kFirstSimulatedFd,
+                "a simulated fd is closed on a thread with no file system installed");
+      (void)g_posix.close(fd_);
+    }
+  }
   fd_ = fd;
 }
 

@@ -67,13 +67,18 @@ class FileSystem {
   virtual int list(const std::string& dir, std::vector<std::string>& names) = 0;
 };
 
+// Simulated file systems number their fds from here up: above any real fd (Linux caps
+// RLIMIT_NOFILE below 2^30), so one can never be closed as a real one by mistake.
+inline constexpr int kFirstSimulatedFd = 1 << 30;
+
 // The real file system (what the helpers call when no FileSystem is installed).
 FileSystem& posix_file_system();
 // The file system the calling thread's storage calls go to; null means POSIX.
 FileSystem* current_file_system();
 
 // Installs `fs` for the calling thread for the guard's lifetime (nesting restores the previous
-// one). Every fd opened under it must be closed under it too.
+// one). Every fd opened under it must be closed under it too (closing a simulated fd with no
+// file system installed is a failed KVC_CHECK).
 class ScopedFileSystem {
  public:
   explicit ScopedFileSystem(FileSystem* fs);

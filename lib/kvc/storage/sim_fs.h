@@ -50,7 +50,7 @@ struct SimFsStats {
 
 class SimFileSystem final : public FileSystem {
  public:
-  static constexpr int kFirstFd = 1 << 30;
+  static constexpr int kFirstFd = kFirstSimulatedFd;
   static constexpr std::uint64_t kSectorBytes = 512;
 
   // `roots`: absolute directories simulated here; each exists (empty, durable) from the start and
