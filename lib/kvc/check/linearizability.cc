@@ -139,6 +139,8 @@ std::string past_deadline(const KeyOp& op, std::uint64_t floor) {
 // Applies `op` to `s`. For a completed operation: false when its recorded result is impossible
 // in `s` (with the reason in *why when given). For an optional one: the state if it took effect
 // (a CAS that succeeded, a delete that found the key); false when it cannot take effect in `s`.
+// Long (about 90 lines): the model's one table of rules, a case per operation kind and outcome,
+// read side by side with docs/checker.md.
 bool step(const KeyOp& op, const State& s, State* out, std::string* why) {
   auto fail = [&](std::string reason) {
     if (why != nullptr) *why = std::move(reason);
@@ -388,6 +390,80 @@ void explain_first_failure(const std::string& key, const std::vector<KeyOp>& ops
   result->culprits = std::move(last);
 }
 
+// The key's operations (`indexes` into `history`) as KeyOps, their values interned into
+// `values`.
+std::vector<KeyOp> key_ops(const History& history, const std::vector<std::size_t>& indexes,
+                           ValueTable& values) {
+  std::vector<KeyOp> ops;
+  ops.reserve(indexes.size());
+  for (std::size_t i : indexes) {
+    const Operation& op = history[i];
+    KeyOp k;
+    k.index = i;
+    k.kind = op.kind;
+    k.optional = op.outcome == Outcome::kUnknown;
+    k.found = op.found;
+    if (op.kind == OpKind::kPut || op.kind == OpKind::kCas) k.value = values.intern(op.value);
+    if (op.kind == OpKind::kGet && op.found) k.read_value = values.intern(op.read_value);
+    k.expect = op.expect_revision;
+    k.revision = op.revision;
+    k.invoke = op.invoke_time;
+    k.response = k.optional ? kNever : std::max(op.response_time, op.invoke_time);
+    ops.push_back(k);
+  }
+  return ops;
+}
+
+// Reads that fail wherever they are placed, found directly: a read of a value no operation on
+// the key wrote, or of a value whose writes all got other revisions than the one read. Like
+// check_key_revision_order: a non-ok Status (and *result filled) when it finds one.
+Status check_key_reads(const std::string& key, const std::vector<KeyOp>& ops,
+                       std::size_t value_count, const History& history, CheckResult* result) {
+  // A read of a value that no operation on the key wrote fails wherever it is placed; saying
+  // so directly is clearer (and quicker) than an exhausted search.
+  std::vector<bool> written(value_count, false);
+  for (const KeyOp& k : ops) {
+    if (k.kind == OpKind::kPut || k.kind == OpKind::kCas) written[k.value] = true;
+  }
+  for (const KeyOp& k : ops) {
+    if (k.kind != OpKind::kGet || !k.found || written[k.read_value]) continue;
+    result->verdict = Verdict::kNotLinearizable;
+    result->key = key;
+    result->culprits = {k.index};
+    result->explanation = "key " + shown(key) + ": not linearizable: a read returned a value " +
+                          "that no operation on the key wrote.\n    " + describe(history[k.index]) +
+                          "\n";
+    return Status::failed_precondition("not linearizable");
+  }
+  // Likewise a read of a value whose every write completed with a known revision, none of
+  // them the revision read.
+  std::vector<std::vector<std::uint64_t>> revisions(value_count);
+  std::vector<bool> any_revision(value_count, false);
+  for (const KeyOp& k : ops) {
+    if (k.kind != OpKind::kPut && k.kind != OpKind::kCas) continue;
+    if (k.optional || k.revision == 0) {
+      any_revision[k.value] = true;
+    } else if (k.kind == OpKind::kPut || k.found) {
+      revisions[k.value].push_back(k.revision);
+    }
+  }
+  for (const KeyOp& k : ops) {
+    if (k.kind != OpKind::kGet || !k.found || k.revision == 0 || any_revision[k.read_value]) {
+      continue;
+    }
+    const auto& revs = revisions[k.read_value];
+    if (std::find(revs.begin(), revs.end(), k.revision) != revs.end()) continue;
+    result->verdict = Verdict::kNotLinearizable;
+    result->key = key;
+    result->culprits = {k.index};
+    result->explanation = "key " + shown(key) + ": not linearizable: a read returned a value " +
+                          "with a revision that no write of that value got.\n    " +
+                          describe(history[k.index]) + "\n";
+    return Status::failed_precondition("not linearizable");
+  }
+  return Status();
+}
+
 }  // namespace
 
 std::string_view verdict_name(Verdict verdict) {
@@ -468,66 +544,11 @@ CheckResult check_history(const History& history, const CheckOptions& options) {
   std::optional<CheckResult> gave_up;
   for (const auto& [key, indexes] : by_key) {
     ValueTable values;
-    std::vector<KeyOp> ops;
-    ops.reserve(indexes.size());
-    for (std::size_t i : indexes) {
-      const Operation& op = history[i];
-      KeyOp k;
-      k.index = i;
-      k.kind = op.kind;
-      k.optional = op.outcome == Outcome::kUnknown;
-      k.found = op.found;
-      if (op.kind == OpKind::kPut || op.kind == OpKind::kCas) k.value = values.intern(op.value);
-      if (op.kind == OpKind::kGet && op.found) k.read_value = values.intern(op.read_value);
-      k.expect = op.expect_revision;
-      k.revision = op.revision;
-      k.invoke = op.invoke_time;
-      k.response = k.optional ? kNever : std::max(op.response_time, op.invoke_time);
-      ops.push_back(k);
-    }
-    // A read of a value that no operation on the key wrote fails wherever it is placed; saying
-    // so directly is clearer (and quicker) than an exhausted search.
-    std::vector<bool> written(values.size(), false);
-    for (const KeyOp& k : ops) {
-      if (k.kind == OpKind::kPut || k.kind == OpKind::kCas) written[k.value] = true;
-    }
-    for (const KeyOp& k : ops) {
-      if (k.kind != OpKind::kGet || !k.found || written[k.read_value]) continue;
-      result.verdict = Verdict::kNotLinearizable;
-      result.key = key;
-      result.culprits = {k.index};
-      result.explanation = "key " + shown(key) + ": not linearizable: a read returned a value " +
-                           "that no operation on the key wrote.\n    " +
-                           describe(history[k.index]) + "\n";
+    const std::vector<KeyOp> ops = key_ops(history, indexes, values);
+    if (Status why = check_key_reads(key, ops, values.size(), history, &result); !why.ok()) {
       return result;
     }
-    // Likewise a read of a value whose every write completed with a known revision, none of
-    // them the revision read.
-    std::vector<std::vector<std::uint64_t>> revisions(values.size());
-    std::vector<bool> any_revision(values.size(), false);
-    for (const KeyOp& k : ops) {
-      if (k.kind != OpKind::kPut && k.kind != OpKind::kCas) continue;
-      if (k.optional || k.revision == 0) {
-        any_revision[k.value] = true;
-      } else if (k.kind == OpKind::kPut || k.found) {
-        revisions[k.value].push_back(k.revision);
-      }
-    }
-    for (const KeyOp& k : ops) {
-      if (k.kind != OpKind::kGet || !k.found || k.revision == 0 || any_revision[k.read_value]) {
-        continue;
-      }
-      const auto& revs = revisions[k.read_value];
-      if (std::find(revs.begin(), revs.end(), k.revision) != revs.end()) continue;
-      result.verdict = Verdict::kNotLinearizable;
-      result.key = key;
-      result.culprits = {k.index};
-      result.explanation = "key " + shown(key) + ": not linearizable: a read returned a value " +
-                           "with a revision that no write of that value got.\n    " +
-                           describe(history[k.index]) + "\n";
-      return result;
-    }
-    // And an op that needs a revision below one an op that finished before it began left.
+    // An op that needs a revision below one an op that finished before it began left.
     if (Status why = check_key_revision_order(key, ops, history, &result); !why.ok()) {
       return result;
     }

@@ -157,6 +157,11 @@ class KeySearch {
     }
   }
 
+  // One long loop (about 170 lines) on purpose: every step reads and writes the search's cursor
+  // (the linearized sets and their hash, the memo, the path, the position in the two event
+  // lists); split into methods, that state would become members and the checker's innermost
+  // loop would go through them. Its steps are the ones docs/checker.md describes: a forced
+  // read-only step, the next completed op, the optional list, backtracking.
   // Explanations (and culprits) are built only when `explain` is set.
   KeyResult run(bool explain) {
     KeyResult result;

@@ -208,6 +208,11 @@ class Cluster {
   void apply_entries(Member& m, const std::vector<Entry>& ents);
   void send_message(Member& from, Message msg);
   void inject_faults();
+  // inject_faults()'s steps: crashes between ticks (new leaders, members mid-fsync); at a
+  // tick, partitions made and healed, then restarts and crashes.
+  void step_crashes();
+  void partition_faults();
+  void tick_crashes();
   void client_actions();
   void serve_reads();
   void check_step();

@@ -67,6 +67,9 @@ void Cluster::deliver_due() {
 // ---------------------------------------------------------------------------------------------
 // Ready processing: the same loop a server runs, with a disk whose sync completes later.
 
+// Long (about 85 lines): the first half of the server's Ready loop in one place (checks on the
+// entries, the writes issued to the SimDisk, messages that need nothing durable), so it reads
+// against the server's replica.cc.
 void Cluster::start_ready(Member& m) {
   Ready rd = m.node->ready();
   if (rd.soft_state && opt_.trace) {

@@ -188,97 +188,103 @@ void Cluster::crash_unsynced_votes() {
   }
 }
 
+void Cluster::step_crashes() {
+  // Fine-grained crashes between ticks: freshly elected leaders, and members in the middle
+  // of an fsync (the windows where persistence bugs show).
+  for (auto it = churn_crash_at_.begin(); it != churn_crash_at_.end();) {
+    if (now_ < it->second) {
+      ++it;
+      continue;
+    }
+    Member* m = member(it->first);
+    it = churn_crash_at_.erase(it);
+    if (m && m->alive) crash(*m, false);
+  }
+  if (chance(300)) {
+    std::vector<Member*> syncing;
+    for (auto& [id, m] : members_) {
+      if (m.alive && m.outstanding) syncing.push_back(&m);
+    }
+    if (!syncing.empty()) crash(*syncing[rng_.uniform(syncing.size())], false);
+  }
+}
+
+void Cluster::partition_faults() {
+  if (!blocked_.empty() && now_ >= partition_until_) {
+    trace("partition healed");
+    blocked_.clear();
+  } else if (blocked_.empty() && !hold_ && chance(30)) {
+    std::vector<NodeId> ids;
+    for (auto& [id, m] : members_) {
+      if (!m.removed) ids.push_back(id);
+    }
+    const std::uint64_t kind = rng_.uniform(3);
+    std::string desc;
+    if (kind == 0) {
+      // Isolate one member (often the leader).
+      Member* l = leader();
+      NodeId x = (l && chance(2)) ? l->id : ids[rng_.uniform(ids.size())];
+      for (NodeId y : ids) {
+        if (y != x) {
+          blocked_.insert({x, y});
+          blocked_.insert({y, x});
+        }
+      }
+      desc = "isolate " + std::to_string(x);
+    } else {
+      std::set<NodeId> side;
+      for (NodeId y : ids) {
+        if (chance(2)) side.insert(y);
+      }
+      for (NodeId a : ids) {
+        for (NodeId b : ids) {
+          if (side.count(a) && !side.count(b)) {
+            blocked_.insert({a, b});
+            if (kind == 1) blocked_.insert({b, a});  // kind 2: one-way
+          }
+        }
+      }
+      desc = std::string(kind == 1 ? "partition" : "one-way partition") + " side=";
+      for (NodeId y : side) desc += std::to_string(y) + ",";
+    }
+    partition_until_ = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    ++result_.stats.partitions;
+    trace(desc);
+  }
+}
+
+void Cluster::tick_crashes() {
+  for (auto& [id, m] : members_) {
+    if (!m.alive && !m.removed && now_ >= m.restart_at) restart(m);
+  }
+  if (!hold_ && chance(40)) {
+    std::vector<Member*> up, unsynced;
+    for (auto& [id, m] : members_) {
+      if (!m.alive) continue;
+      up.push_back(&m);
+      if (!m.disk.pending.empty()) unsynced.push_back(&m);
+    }
+    Member* l = leader();
+    Member* victim = nullptr;
+    if (!unsynced.empty() && chance(2)) {
+      victim = unsynced[rng_.uniform(unsynced.size())];  // mid-fsync: torn writes
+    } else if (l && chance(3)) {
+      victim = l;
+    } else if (!up.empty()) {
+      victim = up[rng_.uniform(up.size())];
+    }
+    if (victim) crash(*victim, false);
+  }
+}
+
 void Cluster::inject_faults() {
   if (healed_) return;
   if (targeted_ && !hold_) targeted_faults();
   // During a rollback's window no other fault starts (see RollbackHold); restarts go on.
-  if (crashes_ && !hold_) {
-    // Fine-grained crashes between ticks: freshly elected leaders, and members in the middle
-    // of an fsync (the windows where persistence bugs show).
-    for (auto it = churn_crash_at_.begin(); it != churn_crash_at_.end();) {
-      if (now_ < it->second) {
-        ++it;
-        continue;
-      }
-      Member* m = member(it->first);
-      it = churn_crash_at_.erase(it);
-      if (m && m->alive) crash(*m, false);
-    }
-    if (chance(300)) {
-      std::vector<Member*> syncing;
-      for (auto& [id, m] : members_) {
-        if (m.alive && m.outstanding) syncing.push_back(&m);
-      }
-      if (!syncing.empty()) crash(*syncing[rng_.uniform(syncing.size())], false);
-    }
-  }
+  if (crashes_ && !hold_) step_crashes();
   if (now_ % kTickSteps != 0) return;
-  if (partitions_) {
-    if (!blocked_.empty() && now_ >= partition_until_) {
-      trace("partition healed");
-      blocked_.clear();
-    } else if (blocked_.empty() && !hold_ && chance(30)) {
-      std::vector<NodeId> ids;
-      for (auto& [id, m] : members_) {
-        if (!m.removed) ids.push_back(id);
-      }
-      const std::uint64_t kind = rng_.uniform(3);
-      std::string desc;
-      if (kind == 0) {
-        // Isolate one member (often the leader).
-        Member* l = leader();
-        NodeId x = (l && chance(2)) ? l->id : ids[rng_.uniform(ids.size())];
-        for (NodeId y : ids) {
-          if (y != x) {
-            blocked_.insert({x, y});
-            blocked_.insert({y, x});
-          }
-        }
-        desc = "isolate " + std::to_string(x);
-      } else {
-        std::set<NodeId> side;
-        for (NodeId y : ids) {
-          if (chance(2)) side.insert(y);
-        }
-        for (NodeId a : ids) {
-          for (NodeId b : ids) {
-            if (side.count(a) && !side.count(b)) {
-              blocked_.insert({a, b});
-              if (kind == 1) blocked_.insert({b, a});  // kind 2: one-way
-            }
-          }
-        }
-        desc = std::string(kind == 1 ? "partition" : "one-way partition") + " side=";
-        for (NodeId y : side) desc += std::to_string(y) + ",";
-      }
-      partition_until_ = now_ + (10 + rng_.uniform(80)) * kTickSteps;
-      ++result_.stats.partitions;
-      trace(desc);
-    }
-  }
-  if (crashes_) {
-    for (auto& [id, m] : members_) {
-      if (!m.alive && !m.removed && now_ >= m.restart_at) restart(m);
-    }
-    if (!hold_ && chance(40)) {
-      std::vector<Member*> up, unsynced;
-      for (auto& [id, m] : members_) {
-        if (!m.alive) continue;
-        up.push_back(&m);
-        if (!m.disk.pending.empty()) unsynced.push_back(&m);
-      }
-      Member* l = leader();
-      Member* victim = nullptr;
-      if (!unsynced.empty() && chance(2)) {
-        victim = unsynced[rng_.uniform(unsynced.size())];  // mid-fsync: torn writes
-      } else if (l && chance(3)) {
-        victim = l;
-      } else if (!up.empty()) {
-        victim = up[rng_.uniform(up.size())];
-      }
-      if (victim) crash(*victim, false);
-    }
-  }
+  if (partitions_) partition_faults();
+  if (crashes_) tick_crashes();
   if (membership_) {
     // Membership changes wait while a member is in repair: it does not vote, and removing a
     // voter (or a leader whose own removal is pending) could leave too few voters to elect the

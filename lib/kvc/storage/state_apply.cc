@@ -42,6 +42,8 @@ Result<ApplyResult> StateMachine::apply(std::uint64_t index, std::uint64_t term,
   return owner_read(apply_command(index, term, c));
 }
 
+// Long (about 95 lines): one case per command op, each short; they share the result and the
+// `changed` flag that decides how the applied index and the revision move, after the switch.
 Result<ApplyResult> StateMachine::apply_command(std::uint64_t index, std::uint64_t term,
                                                 const Command& c) {
   KVC_CHECK_EQ(index, applied_index() + 1);

@@ -95,6 +95,9 @@ Result<SnapshotInfo> StateMachine::save_snapshot(const std::string& snap_dir, st
   return info;
 }
 
+// Long (about 105 lines) because one cleanup path (close the staging environment, remove the
+// .tmp directory) covers every step from creating the environment to the rename; split, each
+// part would need its own share of that cleanup.
 Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_path,
                                                   const std::optional<Membership>& membership,
                                                   const ProgressFn& progress,

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <sstream>
+#include <variant>
 
 #include "kvc/common/coding.h"
 #include "kvc/common/log.h"
@@ -106,6 +107,47 @@ struct RepairPlan {
   std::uint64_t append_offset = 0;
 };
 
+// What the cut throws away, as far as anything in it can be read (into p.lost).
+Status salvage_cut(const WalSummary& s, RepairPlan& p) {
+  const SegmentSummary& cut = s.segments[p.cut_segment];
+  if (!p.drop_cut_segment) {
+    KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset, cut.header.salt, p.lost));
+  }
+  for (const SegmentSummary& r : p.removed) {
+    std::optional<std::uint32_t> salt;
+    if (r.header_ok) salt = r.header.salt;
+    KVC_RETURN_IF_ERROR(salvage_region(r.file.path, kSegmentHeaderBytes, salt, p.lost));
+  }
+  return Status();
+}
+
+// The hard state appended after the cut (p.new_hard_state, when it differs from the kept one),
+// for the repaired log `result`.
+void plan_hard_state(const LogState& result, RepairPlan& p) {
+  // The hard state keeps the newest term and vote read anywhere (so the member cannot vote
+  // twice in a term), and the highest commit index known, clamped to the repaired log (and at
+  // least the snapshot marker: what the state machine applied was committed).
+  const std::optional<raft::HardState>& kept_hs = p.kept_hard_state;
+  const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
+  if (kept_hs || newest) {
+    raft::HardState hs = kept_hs ? *kept_hs : *newest;
+    if (newest && kept_hs &&
+        (newest->term > kept_hs->term ||
+         (newest->term == kept_hs->term && newest->vote != kept_hs->vote))) {
+      hs.term = newest->term;
+      hs.vote = newest->vote;
+    }
+    std::uint64_t commit = std::max(kept_hs ? kept_hs->commit : 0, newest ? newest->commit : 0);
+    commit = std::max<std::uint64_t>(commit, result.snapshot ? result.snapshot->index : 0);
+    hs.commit = std::min(commit, result.last_index);
+    LogState check = result;
+    if ((!kept_hs || !(hs == *kept_hs)) &&
+        apply_log_rules(check, Record::of(hs), nullptr).empty()) {
+      p.new_hard_state = hs;
+    }
+  }
+}
+
 Result<RepairPlan> make_plan(const WalSummary& s) {
   RepairPlan p;
   p.damage = *s.damage;
@@ -140,17 +182,7 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
         "remain; rebuild the member from a snapshot or remove it and add it back";
     return p;
   }
-  if (d.kind == DamageKind::kCorruption) {
-    // What the cut throws away, as far as anything in it can be read.
-    if (!p.drop_cut_segment) {
-      KVC_RETURN_IF_ERROR(salvage_region(cut.file.path, p.cut_offset, cut.header.salt, p.lost));
-    }
-    for (const SegmentSummary& r : p.removed) {
-      std::optional<std::uint32_t> salt;
-      if (r.header_ok) salt = r.header.salt;
-      KVC_RETURN_IF_ERROR(salvage_region(r.file.path, kSegmentHeaderBytes, salt, p.lost));
-    }
-  }
+  if (d.kind == DamageKind::kCorruption) KVC_RETURN_IF_ERROR(salvage_cut(s, p));
   // What was read before the damage is exactly what a cut keeps. Replay what the repair
   // appends on top of it under the log's rules.
   LogState result = s.log;
@@ -171,28 +203,7 @@ Result<RepairPlan> make_plan(const WalSummary& s) {
         "); rebuild the member from a snapshot or remove it and add it back";
     return p;
   }
-  // The hard state keeps the newest term and vote read anywhere (so the member cannot vote
-  // twice in a term), and the highest commit index known, clamped to the repaired log (and at
-  // least the snapshot marker: what the state machine applied was committed).
-  const std::optional<raft::HardState>& kept_hs = p.kept_hard_state;
-  const std::optional<raft::HardState>& newest = p.lost.newest_hard_state;
-  if (kept_hs || newest) {
-    raft::HardState hs = kept_hs ? *kept_hs : *newest;
-    if (newest && kept_hs &&
-        (newest->term > kept_hs->term ||
-         (newest->term == kept_hs->term && newest->vote != kept_hs->vote))) {
-      hs.term = newest->term;
-      hs.vote = newest->vote;
-    }
-    std::uint64_t commit = std::max(kept_hs ? kept_hs->commit : 0, newest ? newest->commit : 0);
-    commit = std::max<std::uint64_t>(commit, result.snapshot ? result.snapshot->index : 0);
-    hs.commit = std::min(commit, result.last_index);
-    LogState check = result;
-    if ((!kept_hs || !(hs == *kept_hs)) &&
-        apply_log_rules(check, Record::of(hs), nullptr).empty()) {
-      p.new_hard_state = hs;
-    }
-  }
+  plan_hard_state(result, p);
   p.last_index_after = result.last_index;
   if (p.drop_cut_segment) {
     p.append_segment = p.cut_segment - 1;
@@ -492,6 +503,123 @@ bool confirm(ToolContext& ctx) {
 
 }  // namespace
 
+namespace {
+
+// The repair of a log that reads clean: nothing to cut, but a log that lacks what the state needs
+// (its newest segments removed) is reported, since no cut brings that back.
+int repair_clean_log(const Target& t, const WalSummary& s, ToolContext& ctx) {
+  if (ctx.format == OutputFormat::kJson) {
+    print(
+        ctx.out,
+        JsonObject().str("status", "clean").raw("actions", "[]").boolean("applied", false).done() +
+            "\n");
+  } else {
+    print(ctx.out, "nothing to repair: the log is clean\n");
+  }
+  const CrossCheck cross = cross_check(t, s);
+  if (cross.report && !cross.report->ok()) {
+    std::fprintf(
+        ctx.err,
+        "%s: but the log and the state disagree, which no repair of the log can fix:\n%s\n", kTool,
+        cross.report->describe().c_str());
+    return kExitInconsistent;
+  }
+  return kExitOk;
+}
+
+// Prints the plan: its text, or its JSON with whether it was applied and where the result is.
+void show_plan(ToolContext& ctx, const RepairPlan& p, const WalSummary& s, const std::string& text,
+               bool applied, const std::string& result_dir) {
+  if (ctx.format == OutputFormat::kJson) {
+    print(ctx.out, plan_json(p, s, applied, result_dir));
+  } else {
+    print(ctx.out, text);
+  }
+  std::fflush(ctx.out);
+}
+
+// Whether the plan may be carried out: an exit code when it may not (refused, a dry run, a cut
+// that needs --truncate-corrupt, no confirmation), nullopt when it may.
+std::optional<int> stop_before_repair(const RepairPlan& p, const WalSummary& s,
+                                      const std::string& text, const RepairOptions& opt,
+                                      ToolContext& ctx) {
+  const bool needs_flag = p.damage.kind == DamageKind::kCorruption && !opt.truncate_corrupt;
+  if (p.refuse) {
+    show_plan(ctx, p, s, text, false, "");
+    std::fprintf(ctx.err, "%s: cannot repair: %s\n", kTool, p.refuse_reason.c_str());
+    return kExitError;
+  }
+  if (opt.dry_run) {
+    show_plan(ctx, p, s, text, false, "");
+    if (needs_flag) {
+      std::fprintf(ctx.err, "%s: dry run; this cut loses entries and needs --truncate-corrupt\n",
+                   kTool);
+    } else {
+      std::fprintf(ctx.err, "%s: dry run; nothing was changed\n", kTool);
+    }
+    return kExitOk;
+  }
+  if (needs_flag) {
+    show_plan(ctx, p, s, text, false, "");
+    std::fprintf(ctx.err,
+                 "%s: refusing: the log is corrupt before its tail, and cutting it there loses "
+                 "the entries listed above; rerun with --truncate-corrupt to cut it\n",
+                 kTool);
+    return kExitError;
+  }
+  if (!opt.yes) {
+    if (!ctx.interactive) {
+      show_plan(ctx, p, s, text, false, "");
+      std::fprintf(ctx.err,
+                   "%s: refusing to repair without confirmation (stdin is not a terminal); "
+                   "pass --yes\n",
+                   kTool);
+      return kExitError;
+    }
+    print(ctx.err, text);
+    if (!confirm(ctx)) {
+      std::fprintf(ctx.err, "%s: aborted; nothing was changed\n", kTool);
+      return kExitError;
+    }
+  }
+  return std::nullopt;
+}
+
+// Carries out the plan, in place or as a copy in opt.out_dir; the repaired log's directory, or
+// the exit code of a failure (already reported).
+std::variant<std::string, int> carry_out_repair(const RepairPlan& p, const WalSummary& s,
+                                                const Target& t, const std::string& text,
+                                                const RepairOptions& opt, ToolContext& ctx) {
+  if (!opt.in_place) {
+    if (Status st = write_repaired_copy(p, s, opt.out_dir); !st.ok()) return fail(ctx, st);
+    std::fprintf(ctx.err,
+                 "%s: wrote a repaired copy to %s; the original is untouched. To use it, stop "
+                 "the member and replace its wal/ folder with this one\n",
+                 kTool, opt.out_dir.c_str());
+    return opt.out_dir;
+  }
+  const std::string backup =
+      opt.backup_dir.empty() ? t.where.wal_dir + ".repair-" + utc_stamp() : opt.backup_dir;
+  bool touched = false;
+  if (Status st = repair_in_place(p, s, t.where, backup, text, &touched); !st.ok()) {
+    if (touched) {
+      std::fprintf(ctx.err,
+                   "%s: repair failed part way: %s; everything removed so far is saved in %s "
+                   "(see its README); run the repair again\n",
+                   kTool, st.message().c_str(), backup.c_str());
+    } else {
+      std::fprintf(ctx.err, "%s: repair failed before changing the log: %s\n", kTool,
+                   st.message().c_str());
+    }
+    return kExitError;
+  }
+  std::fprintf(ctx.err, "%s: repaired %s in place; the removed bytes are saved in %s\n", kTool,
+               t.where.wal_dir.c_str(), backup.c_str());
+  return t.where.wal_dir;
+}
+
+}  // namespace
+
 int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ctx) {
   if (!opt.dry_run && opt.out_dir.empty() == !opt.in_place) {
     std::fprintf(ctx.err,
@@ -527,117 +655,24 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
   warn_live_tail(*t, s, ctx);
-  if (!s.damage) {
-    if (ctx.format == OutputFormat::kJson) {
-      print(ctx.out, JsonObject()
-                             .str("status", "clean")
-                             .raw("actions", "[]")
-                             .boolean("applied", false)
-                             .done() +
-                         "\n");
-    } else {
-      print(ctx.out, "nothing to repair: the log is clean\n");
-    }
-    // A clean log can still lack what the state needs (its newest segments removed): no cut
-    // brings that back, but the operator must hear it.
-    const CrossCheck cross = cross_check(*t, s);
-    if (cross.report && !cross.report->ok()) {
-      std::fprintf(
-          ctx.err,
-          "%s: but the log and the state disagree, which no repair of the log can fix:\n%s\n",
-          kTool, cross.report->describe().c_str());
-      return kExitInconsistent;
-    }
-    return kExitOk;
-  }
+  if (!s.damage) return repair_clean_log(*t, s, ctx);
   Result<RepairPlan> planned = make_plan(s);
   if (!planned.ok()) return fail(ctx, planned.status());
   const RepairPlan& p = *planned;
   const std::string text = plan_text(p, s);
-  const bool needs_flag = p.damage.kind == DamageKind::kCorruption && !opt.truncate_corrupt;
-  auto show_plan = [&](bool applied, const std::string& result_dir) {
-    if (ctx.format == OutputFormat::kJson) {
-      print(ctx.out, plan_json(p, s, applied, result_dir));
-    } else {
-      print(ctx.out, text);
-    }
-    std::fflush(ctx.out);
-  };
-  if (p.refuse) {
-    show_plan(false, "");
-    std::fprintf(ctx.err, "%s: cannot repair: %s\n", kTool, p.refuse_reason.c_str());
-    return kExitError;
-  }
-  if (opt.dry_run) {
-    show_plan(false, "");
-    if (needs_flag) {
-      std::fprintf(ctx.err, "%s: dry run; this cut loses entries and needs --truncate-corrupt\n",
-                   kTool);
-    } else {
-      std::fprintf(ctx.err, "%s: dry run; nothing was changed\n", kTool);
-    }
-    return kExitOk;
-  }
-  if (needs_flag) {
-    show_plan(false, "");
-    std::fprintf(ctx.err,
-                 "%s: refusing: the log is corrupt before its tail, and cutting it there loses "
-                 "the entries listed above; rerun with --truncate-corrupt to cut it\n",
-                 kTool);
-    return kExitError;
-  }
-  if (!opt.yes) {
-    if (!ctx.interactive) {
-      show_plan(false, "");
-      std::fprintf(ctx.err,
-                   "%s: refusing to repair without confirmation (stdin is not a terminal); "
-                   "pass --yes\n",
-                   kTool);
-      return kExitError;
-    }
-    print(ctx.err, text);
-    if (!confirm(ctx)) {
-      std::fprintf(ctx.err, "%s: aborted; nothing was changed\n", kTool);
-      return kExitError;
-    }
-  }
-  std::string result_dir;
-  if (opt.in_place) {
-    const std::string backup =
-        opt.backup_dir.empty() ? t->where.wal_dir + ".repair-" + utc_stamp() : opt.backup_dir;
-    bool touched = false;
-    if (Status st = repair_in_place(p, s, t->where, backup, text, &touched); !st.ok()) {
-      if (touched) {
-        std::fprintf(ctx.err,
-                     "%s: repair failed part way: %s; everything removed so far is saved in %s "
-                     "(see its README); run the repair again\n",
-                     kTool, st.message().c_str(), backup.c_str());
-      } else {
-        std::fprintf(ctx.err, "%s: repair failed before changing the log: %s\n", kTool,
-                     st.message().c_str());
-      }
-      return kExitError;
-    }
-    result_dir = t->where.wal_dir;
-    std::fprintf(ctx.err, "%s: repaired %s in place; the removed bytes are saved in %s\n", kTool,
-                 result_dir.c_str(), backup.c_str());
-  } else {
-    if (Status st = write_repaired_copy(p, s, opt.out_dir); !st.ok()) return fail(ctx, st);
-    result_dir = opt.out_dir;
-    std::fprintf(ctx.err,
-                 "%s: wrote a repaired copy to %s; the original is untouched. To use it, stop "
-                 "the member and replace its wal/ folder with this one\n",
-                 kTool, result_dir.c_str());
-  }
+  if (std::optional<int> stop = stop_before_repair(p, s, text, opt, ctx)) return *stop;
+  std::variant<std::string, int> done = carry_out_repair(p, s, *t, text, opt, ctx);
+  if (const int* failed = std::get_if<int>(&done)) return *failed;
+  const std::string& result_dir = std::get<std::string>(done);
   // The result must read clean; say so if it somehow does not.
   Result<WalSummary> after = scan_wal(result_dir, nullptr);
   if (!after.ok()) return fail(ctx, after.status());
   if (after->damage) {
-    show_plan(true, result_dir);
+    show_plan(ctx, p, s, text, true, result_dir);
     return fail(ctx, Status::internal("the repaired log still does not read clean: " +
                                       after->damage->describe()));
   }
-  show_plan(true, result_dir);
+  show_plan(ctx, p, s, text, true, result_dir);
   return kExitOk;
 }
 

@@ -296,72 +296,66 @@ LiveWriter find_live_writer(const WalLocation& where) {
   return w;
 }
 
-int run_info(const std::string& dir, ToolContext& ctx) {
-  int rc = 0;
-  std::optional<Target> t = open_target(dir, ctx, &rc);
-  if (!t) return rc;
-  Progress progress(ctx, "reading");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
-  progress.clear();
-  if (!scanned.ok()) return fail(ctx, scanned.status());
-  const WalSummary& s = *scanned;
-  warn_live_tail(*t, s, ctx);
+namespace {
+
+// `info` as one JSON object.
+void print_info_json(const Target& t, const WalSummary& s, ToolContext& ctx) {
   const LogState& log = s.log;
-  if (ctx.format == OutputFormat::kJson) {
-    JsonObject j;
-    j.str("wal_dir", t->where.wal_dir);
-    if (t->where.data_dir.empty()) {
-      j.null("data_dir");
-    } else {
-      j.str("data_dir", t->where.data_dir);
-    }
-    j.boolean("writer_running", t->live.running);
-    if (t->live.running) {
-      j.num("writer_pid", static_cast<std::uint64_t>(t->live.pid));
-    } else {
-      j.null("writer_pid");
-    }
-    std::string segs = "[";
-    for (std::size_t i = 0; i < s.segments.size(); ++i) {
-      const SegmentSummary& g = s.segments[i];
-      JsonObject sj;
-      sj.str("file", g.file.name).num("seq", g.file.seq).num("first_index", g.file.first_index);
-      sj.boolean("read", g.header_ok && (!s.damage || i <= s.damage->segment_pos));
-      if (g.max_index != 0) {
-        sj.num("min_index", g.min_index).num("max_index", g.max_index);
-      } else {
-        sj.null("min_index").null("max_index");
-      }
-      sj.num("records", g.records)
-          .num("used_bytes", g.used_bytes)
-          .num("file_size", g.file.file_size);
-      segs += (i ? "," : "") + sj.done();
-    }
-    j.raw("segments", segs + "]");
-    j.num("records", s.records).num("entry_records", s.entry_records);
-    j.num("bytes_used", s.bytes_used).num("bytes_on_disk", s.bytes_on_disk);
-    if (log.empty()) {
-      j.null("first_index").null("first_term").null("last_index").null("last_term");
-    } else {
-      j.num("first_index", log.first_index).num("first_term", log.first_term);
-      j.num("last_index", log.last_index).num("last_term", log.last_term);
-    }
-    j.raw("snapshot", snapshot_json(log.snapshot));
-    j.raw("hard_state", hard_state_json(log.hard_state));
-    j.str("status", status_name(s)).raw("damage", damage_json(s.damage));
-    std::string tmp = "[", other = "[";
-    for (std::size_t i = 0; i < s.temp_files.size(); ++i)
-      tmp += (i ? "," : "") + json_quote(s.temp_files[i]);
-    for (std::size_t i = 0; i < s.other_files.size(); ++i)
-      other += (i ? "," : "") + json_quote(s.other_files[i]);
-    j.raw("temp_files", tmp + "]").raw("other_files", other + "]");
-    print(ctx.out, j.done() + "\n");
-    return kExitOk;
+  JsonObject j;
+  j.str("wal_dir", t.where.wal_dir);
+  if (t.where.data_dir.empty()) {
+    j.null("data_dir");
+  } else {
+    j.str("data_dir", t.where.data_dir);
   }
+  j.boolean("writer_running", t.live.running);
+  if (t.live.running) {
+    j.num("writer_pid", static_cast<std::uint64_t>(t.live.pid));
+  } else {
+    j.null("writer_pid");
+  }
+  std::string segs = "[";
+  for (std::size_t i = 0; i < s.segments.size(); ++i) {
+    const SegmentSummary& g = s.segments[i];
+    JsonObject sj;
+    sj.str("file", g.file.name).num("seq", g.file.seq).num("first_index", g.file.first_index);
+    sj.boolean("read", g.header_ok && (!s.damage || i <= s.damage->segment_pos));
+    if (g.max_index != 0) {
+      sj.num("min_index", g.min_index).num("max_index", g.max_index);
+    } else {
+      sj.null("min_index").null("max_index");
+    }
+    sj.num("records", g.records).num("used_bytes", g.used_bytes).num("file_size", g.file.file_size);
+    segs += (i ? "," : "") + sj.done();
+  }
+  j.raw("segments", segs + "]");
+  j.num("records", s.records).num("entry_records", s.entry_records);
+  j.num("bytes_used", s.bytes_used).num("bytes_on_disk", s.bytes_on_disk);
+  if (log.empty()) {
+    j.null("first_index").null("first_term").null("last_index").null("last_term");
+  } else {
+    j.num("first_index", log.first_index).num("first_term", log.first_term);
+    j.num("last_index", log.last_index).num("last_term", log.last_term);
+  }
+  j.raw("snapshot", snapshot_json(log.snapshot));
+  j.raw("hard_state", hard_state_json(log.hard_state));
+  j.str("status", status_name(s)).raw("damage", damage_json(s.damage));
+  std::string tmp = "[", other = "[";
+  for (std::size_t i = 0; i < s.temp_files.size(); ++i)
+    tmp += (i ? "," : "") + json_quote(s.temp_files[i]);
+  for (std::size_t i = 0; i < s.other_files.size(); ++i)
+    other += (i ? "," : "") + json_quote(s.other_files[i]);
+  j.raw("temp_files", tmp + "]").raw("other_files", other + "]");
+  print(ctx.out, j.done() + "\n");
+}
+
+// `info` as text: a summary, then a table of the segments.
+void print_info_text(const Target& t, const WalSummary& s, ToolContext& ctx) {
+  const LogState& log = s.log;
   std::ostringstream o;
-  o << "wal_dir:     " << t->where.wal_dir << "\n";
+  o << "wal_dir:     " << t.where.wal_dir << "\n";
   o << "writer:      "
-    << (t->live.running ? "running (pid " + std::to_string(t->live.pid) + ")" : "none") << "\n";
+    << (t.live.running ? "running (pid " + std::to_string(t.live.pid) + ")" : "none") << "\n";
   o << "segments:    " << s.segments.size() << " (" << human_bytes(s.bytes_used) << " used, "
     << human_bytes(s.bytes_on_disk) << " on disk)\n";
   o << "records:     " << s.records << " (" << s.entry_records << " entries)\n";
@@ -394,6 +388,25 @@ int run_info(const std::string& dir, ToolContext& ctx) {
     o << line;
   }
   print(ctx.out, o.str());
+}
+
+}  // namespace
+
+int run_info(const std::string& dir, ToolContext& ctx) {
+  int rc = 0;
+  std::optional<Target> t = open_target(dir, ctx, &rc);
+  if (!t) return rc;
+  Progress progress(ctx, "reading");
+  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
+  progress.clear();
+  if (!scanned.ok()) return fail(ctx, scanned.status());
+  const WalSummary& s = *scanned;
+  warn_live_tail(*t, s, ctx);
+  if (ctx.format == OutputFormat::kJson) {
+    print_info_json(*t, s, ctx);
+  } else {
+    print_info_text(*t, s, ctx);
+  }
   return kExitOk;
 }
 
