@@ -649,12 +649,9 @@ int run_repair(const std::string& dir, const RepairOptions& opt, ToolContext& ct
                    kTool, t->where.wal_dir.c_str());
     }
   }
-  Progress progress(ctx, "reading");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
-  progress.clear();
+  Result<WalSummary> scanned = scan_target(*t, "reading", ctx);
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
-  warn_live_tail(*t, s, ctx);
   if (!s.damage) return repair_clean_log(*t, s, ctx);
   Result<RepairPlan> planned = make_plan(s);
   if (!planned.ok()) return fail(ctx, planned.status());

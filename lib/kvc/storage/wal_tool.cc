@@ -155,6 +155,14 @@ void warn_live_tail(const Target& t, const WalSummary& s, ToolContext& ctx) {
   }
 }
 
+Result<WalSummary> scan_target(const Target& t, const char* doing, ToolContext& ctx) {
+  Progress progress(ctx, doing);
+  Result<WalSummary> scanned = scan_wal(t.where.wal_dir, nullptr, scan_options_for(progress, ctx));
+  progress.clear();
+  if (scanned.ok()) warn_live_tail(t, *scanned, ctx);
+  return scanned;
+}
+
 CrossCheck cross_check(const Target& t, const WalSummary& s) {
   CrossCheck c;
   if (t.where.data_dir.empty() || (s.damage && s.damage->kind == DamageKind::kCorruption)) {
@@ -396,12 +404,9 @@ int run_info(const std::string& dir, ToolContext& ctx) {
   int rc = 0;
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
-  Progress progress(ctx, "reading");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
-  progress.clear();
+  Result<WalSummary> scanned = scan_target(*t, "reading", ctx);
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
-  warn_live_tail(*t, s, ctx);
   if (ctx.format == OutputFormat::kJson) {
     print_info_json(*t, s, ctx);
   } else {
@@ -414,12 +419,9 @@ int run_verify(const std::string& dir, ToolContext& ctx) {
   int rc = 0;
   std::optional<Target> t = open_target(dir, ctx, &rc);
   if (!t) return rc;
-  Progress progress(ctx, "verifying");
-  Result<WalSummary> scanned = scan_wal(t->where.wal_dir, nullptr, scan_options_for(progress, ctx));
-  progress.clear();
+  Result<WalSummary> scanned = scan_target(*t, "verifying", ctx);
   if (!scanned.ok()) return fail(ctx, scanned.status());
   const WalSummary& s = *scanned;
-  warn_live_tail(*t, s, ctx);
   CrossCheck cross = cross_check(*t, s);
   if (ctx.format == OutputFormat::kJson) {
     JsonObject j;

@@ -51,6 +51,9 @@ std::optional<Target> open_target(const std::string& dir, ToolContext& ctx, int*
 
 void warn_live_tail(const Target& t, const WalSummary& s, ToolContext& ctx);
 
+// Reads the target's whole log (`doing` names the progress line) and warns about a live tail.
+Result<WalSummary> scan_target(const Target& t, const char* doing, ToolContext& ctx);
+
 // The log against the state of its data directory, when there is one and the log could be
 // read to its end (a corrupt log's facts would be incomplete).
 struct CrossCheck {
