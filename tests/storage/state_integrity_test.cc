@@ -61,7 +61,7 @@ TEST(StateIntegrityTest, DamagedEventIsRefusedByEventsSinceButTheKeyStillReads) 
       << all.status().message();
   // A page that ends before the damage, and one that starts past its neighbour, still read (a
   // page starting right after it is refused: a damaged record just before where a walk starts
-  // may be a record whose damaged key moved it out of the walk, state.cc check_neighbours).
+  // may be a record whose damaged key moved it out of the walk, state_read.cc check_neighbours).
   // (A page stops reading at the first event past its limit: 2/0 and 3/0, then 4/0.)
   Result<EventPage> before =
       sm->events_since({.from_revision = 1, .key = "d/", .prefix = true, .limit = 2});

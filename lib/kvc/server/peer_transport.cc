@@ -500,100 +500,121 @@ void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view pa
   }
   auto peer = incoming_peer_.find(&conn);
   if (peer == incoming_peer_.end()) {
-    if (env->kind != wire::FrameKind::kHello) {
-      conn.close(Status::failed_precondition("first frame must be a hello"));
-      return;
-    }
-    Result<wire::Hello> hello = wire::decode_hello(*env->body);
-    wire::HelloReply reply{.cluster_id = options_.cluster_id,
-                           .member_id = options_.self_id,
-                           .name = options_.name,
-                           .software_version = kvc::version(),
-                           .client_addr = options_.client_addr};
-    const bool has_secret = !options_.secret.empty();
-    if (hello.ok()) {
-      if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
-        log_refusal("in " + hello->name, "refusing peer from=" + conn.peer() +
-                                             " name=" + hello->name + " reason=" + s.message());
-        refuse_incoming(conn, std::move(reply), s);
-        return;
-      }
-    }
-    if (hello.ok() && hello->role == wire::Role::kPeer && hello->member_id == 0 &&
-        hello->cluster_id == 0 && hello->protocol_version == wire::kProtocolVersion) {
-      // A member being added asks for its id (kvc-node --initial-cluster-state existing).
-      if (!has_secret) {
-        answer_join(conn, *hello, std::move(reply));
-        return;
-      }
-      if (Status s = wire::answer_challenge(options_.secret, *hello, &reply); !s.ok()) {
-        spdlog::error("cannot challenge joining member from={} error={}", conn.peer(), s.message());
-        refuse_incoming(conn, std::move(reply), s);
-        return;
-      }
-      std::string out;
-      wire::append_hello_reply(out, reply);
-      conn.send(out);
-      incoming_auth_[&conn] = {std::move(*hello), std::move(reply), true};
-      return;
-    }
-    Status refuse;
-    if (!hello.ok()) {
-      refuse = hello.status();
-    } else if (hello->protocol_version != wire::kProtocolVersion) {
-      refuse = Status::failed_precondition(
-          "protocol version " + std::to_string(hello->protocol_version) +
-          " is not supported (this member speaks " + std::to_string(wire::kProtocolVersion) + ")");
-    } else if (hello->role != wire::Role::kPeer) {
-      refuse = Status::failed_precondition("this is the peer port; clients use the client port");
-    } else if (hello->cluster_id != options_.cluster_id) {
-      refuse = Status::failed_precondition("cluster id mismatch: this member belongs to cluster " +
-                                           hex(options_.cluster_id) + ", the peer to " +
-                                           hex(hello->cluster_id) +
-                                           " (check --cluster-token and --initial-cluster)");
-    } else if (hello->member_id == 0 || hello->member_id == options_.self_id) {
-      refuse = Status::failed_precondition("bad member id " + hex(hello->member_id));
-    } else if (removed_.count(hello->member_id) != 0) {
-      refuse = Status::failed_precondition("member " + hex(hello->member_id) +
-                                           " was removed from the cluster");
-      reply.removed = true;
-    } else if (has_secret) {
-      refuse = wire::answer_challenge(options_.secret, *hello, &reply);
-    }
-    if (!refuse.ok()) {
-      // A refused peer redials every few hundred milliseconds: one line a second per peer.
-      log_refusal("in " + (hello.ok() ? hex(hello->member_id) : std::string("?")),
-                  "refusing peer from=" + conn.peer() + " reason=" + refuse.message());
-      refuse_incoming(conn, std::move(reply), refuse);
-      return;
-    }
-    std::string out;
-    wire::append_hello_reply(out, reply);
-    conn.send(out);
-    if (has_secret) {
-      incoming_auth_[&conn] = {std::move(*hello), std::move(reply), false};
-      return;
-    }
-    incoming_peer_[&conn] = hello->member_id;
-    on_peer_info_({.id = hello->member_id,
-                   .name = hello->name,
-                   .peer_addr = hello->peer_addr,
-                   .client_addr = hello->client_addr});
+    on_incoming_hello(conn, *env);
     return;
   }
-  if (env->kind != wire::FrameKind::kRaft) {
+  on_incoming_raft(conn, peer->second, *env);
+}
+
+void PeerTransport::on_incoming_hello(net::Connection& conn, const wire::Envelope& env) {
+  if (env.kind != wire::FrameKind::kHello) {
+    conn.close(Status::failed_precondition("first frame must be a hello"));
+    return;
+  }
+  Result<wire::Hello> hello = wire::decode_hello(*env.body);
+  wire::HelloReply reply{.cluster_id = options_.cluster_id,
+                         .member_id = options_.self_id,
+                         .name = options_.name,
+                         .software_version = kvc::version(),
+                         .client_addr = options_.client_addr};
+  const bool has_secret = !options_.secret.empty();
+  if (hello.ok()) {
+    if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
+      log_refusal("in " + hello->name, "refusing peer from=" + conn.peer() +
+                                           " name=" + hello->name + " reason=" + s.message());
+      refuse_incoming(conn, std::move(reply), s);
+      return;
+    }
+  }
+  if (hello.ok() && hello->role == wire::Role::kPeer && hello->member_id == 0 &&
+      hello->cluster_id == 0 && hello->protocol_version == wire::kProtocolVersion) {
+    on_joining_hello(conn, std::move(*hello), std::move(reply));
+    return;
+  }
+  const Status refuse = check_incoming_hello(hello, &reply);
+  if (!refuse.ok()) {
+    // A refused peer redials every few hundred milliseconds: one line a second per peer.
+    log_refusal("in " + (hello.ok() ? hex(hello->member_id) : std::string("?")),
+                "refusing peer from=" + conn.peer() + " reason=" + refuse.message());
+    refuse_incoming(conn, std::move(reply), refuse);
+    return;
+  }
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  if (has_secret) {
+    incoming_auth_[&conn] = {std::move(*hello), std::move(reply), false};
+    return;
+  }
+  incoming_peer_[&conn] = hello->member_id;
+  on_peer_info_({.id = hello->member_id,
+                 .name = hello->name,
+                 .peer_addr = hello->peer_addr,
+                 .client_addr = hello->client_addr});
+}
+
+void PeerTransport::on_joining_hello(net::Connection& conn, wire::Hello hello,
+                                     wire::HelloReply reply) {
+  // A member being added asks for its id (kvc-node --initial-cluster-state existing).
+  if (options_.secret.empty()) {
+    answer_join(conn, hello, std::move(reply));
+    return;
+  }
+  if (Status s = wire::answer_challenge(options_.secret, hello, &reply); !s.ok()) {
+    spdlog::error("cannot challenge joining member from={} error={}", conn.peer(), s.message());
+    refuse_incoming(conn, std::move(reply), s);
+    return;
+  }
+  std::string out;
+  wire::append_hello_reply(out, reply);
+  conn.send(out);
+  incoming_auth_[&conn] = {std::move(hello), std::move(reply), true};
+}
+
+Status PeerTransport::check_incoming_hello(const Result<wire::Hello>& hello,
+                                           wire::HelloReply* reply) {
+  if (!hello.ok()) return hello.status();
+  if (hello->protocol_version != wire::kProtocolVersion) {
+    return Status::failed_precondition(
+        "protocol version " + std::to_string(hello->protocol_version) +
+        " is not supported (this member speaks " + std::to_string(wire::kProtocolVersion) + ")");
+  }
+  if (hello->role != wire::Role::kPeer) {
+    return Status::failed_precondition("this is the peer port; clients use the client port");
+  }
+  if (hello->cluster_id != options_.cluster_id) {
+    return Status::failed_precondition("cluster id mismatch: this member belongs to cluster " +
+                                       hex(options_.cluster_id) + ", the peer to " +
+                                       hex(hello->cluster_id) +
+                                       " (check --cluster-token and --initial-cluster)");
+  }
+  if (hello->member_id == 0 || hello->member_id == options_.self_id) {
+    return Status::failed_precondition("bad member id " + hex(hello->member_id));
+  }
+  if (removed_.count(hello->member_id) != 0) {
+    reply->removed = true;
+    return Status::failed_precondition("member " + hex(hello->member_id) +
+                                       " was removed from the cluster");
+  }
+  if (!options_.secret.empty()) return wire::answer_challenge(options_.secret, *hello, reply);
+  return Status();
+}
+
+void PeerTransport::on_incoming_raft(net::Connection& conn, std::uint64_t peer,
+                                     const wire::Envelope& env) {
+  if (env.kind != wire::FrameKind::kRaft) {
     conn.close(Status::corruption("unexpected frame kind on a peer link"));
     return;
   }
-  Result<raft::Message> m = wire::decode_raft_message(*env->body);
+  Result<raft::Message> m = wire::decode_raft_message(*env.body);
   if (!m.ok()) {
-    spdlog::warn("closing peer link peer={} reason={}", hex(peer->second), m.status().message());
+    spdlog::warn("closing peer link peer={} reason={}", hex(peer), m.status().message());
     conn.close(m.status());
     return;
   }
-  if (m->from != peer->second || m->to != options_.self_id) {
-    spdlog::warn("closing peer link peer={} reason=message from {} to {} on this link",
-                 hex(peer->second), hex(m->from), hex(m->to));
+  if (m->from != peer || m->to != options_.self_id) {
+    spdlog::warn("closing peer link peer={} reason=message from {} to {} on this link", hex(peer),
+                 hex(m->from), hex(m->to));
     conn.close(Status::corruption("message addressed wrongly"));
     return;
   }

@@ -109,6 +109,14 @@ class PeerTransport final : public Transport {
   void schedule_redial(std::uint64_t id);
   void on_incoming(std::shared_ptr<net::Connection> conn);
   void on_incoming_frame(net::Connection& conn, std::string_view payload);
+  // The steps of on_incoming_frame: the first frame of a connection (a hello: a peer's, checked
+  // by check_incoming_hello, or a joining member's asking for its id), then Raft messages.
+  void on_incoming_hello(net::Connection& conn, const wire::Envelope& env);
+  void on_joining_hello(net::Connection& conn, wire::Hello hello, wire::HelloReply reply);
+  // Why a peer's hello is refused (ok: accepted); sets reply->removed for a removed member and
+  // answers the secret's challenge into *reply when there is a secret.
+  Status check_incoming_hello(const Result<wire::Hello>& hello, wire::HelloReply* reply);
+  void on_incoming_raft(net::Connection& conn, std::uint64_t peer, const wire::Envelope& env);
   void on_outgoing_frame(std::uint64_t id, net::Connection& conn, std::string_view payload);
   void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
   void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);

@@ -14,6 +14,22 @@ bool valid_identity_text(const std::string& s) {
   return s.find_first_of("\n\r=") == std::string::npos;
 }
 
+// An existing data directory a restore may go into: a directory, and empty.
+Status check_empty_data_dir(const std::string& data_dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(data_dir, ec)) {
+    return Status::failed_precondition(data_dir + " exists and is not a directory");
+  }
+  Result<DataDir> ro = DataDir::open(data_dir, DataDir::Mode::kReadOnly);
+  if (!ro.ok()) return ro.status();
+  if (!ro->is_empty()) {
+    return Status::failed_precondition("data directory " + data_dir +
+                                       " is not empty; restore only into a new or empty "
+                                       "directory");
+  }
+  return Status();
+}
+
 }  // namespace
 
 Result<RestoreResult> restore_snapshot(const RestoreOptions& o, SnapshotProblem* problem) {
@@ -35,19 +51,7 @@ Result<RestoreResult> restore_snapshot(const RestoreOptions& o, SnapshotProblem*
 
   // Refuse before creating anything: a restore never mixes with an existing member's data.
   const bool created_dir = !path_exists(o.data_dir);
-  if (!created_dir) {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(o.data_dir, ec)) {
-      return Status::failed_precondition(o.data_dir + " exists and is not a directory");
-    }
-    Result<DataDir> ro = DataDir::open(o.data_dir, DataDir::Mode::kReadOnly);
-    if (!ro.ok()) return ro.status();
-    if (!ro->is_empty()) {
-      return Status::failed_precondition("data directory " + o.data_dir +
-                                         " is not empty; restore only into a new or empty "
-                                         "directory");
-    }
-  }
+  if (!created_dir) KVC_RETURN_IF_ERROR(check_empty_data_dir(o.data_dir));
   std::optional<DataDir> dir;
   {
     Result<DataDir> rw = DataDir::open(o.data_dir, DataDir::Mode::kReadWrite);

@@ -1,6 +1,7 @@
 #include "kvc/storage/state_check.h"
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 
 #include "kvc/storage/fs.h"
@@ -99,6 +100,172 @@ class Findings {
   std::size_t max_;
 };
 
+// The main database names the others; nothing else belongs there. Non-ok only when it cannot
+// be read at all.
+Status check_main_database(MDB_txn* txn, const std::string& state_dir, Findings& found) {
+  MDB_dbi main = 0;
+  if (int rc = mdb_dbi_open(txn, nullptr, 0, &main); rc != 0) {
+    return lmdb_status(rc, state_dir, "open the main database");
+  }
+  Cursor c;
+  if (int rc = c.open(txn, main); rc != 0) return lmdb_status(rc, state_dir, "cursor");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    const std::string_view name = view_of(k);
+    if (name != "kv" && name != "meta" && name != "events") {
+      found.problem("the main database names an unknown database " + text_value(name));
+    }
+  }
+  if (rc != MDB_NOTFOUND) {
+    found.problem(lmdb_status(rc, state_dir, "walk the main database").message());
+  }
+  return Status();
+}
+
+// check_state's walks over the records of one read transaction, against the state's meta `m`
+// (trusted only when `meta_ok`), counting progress over `total` records.
+class StateWalk {
+ public:
+  StateWalk(MDB_txn* txn, const std::string& state_dir, const StateCheckOptions& options,
+            StateCheckReport& report, Findings& found, const StateMeta& m, bool meta_ok,
+            std::uint64_t total)
+      : txn_(txn),
+        state_dir_(state_dir),
+        options_(options),
+        report_(report),
+        found_(found),
+        m_(m),
+        meta_ok_(meta_ok),
+        sealed_(m.format >= 2),
+        total_(total) {}
+
+  // meta: every record sealed (version 2); unknown fields are suspicious.
+  void meta_records(MDB_dbi dbi) {
+    walk(dbi, StateDb::kMeta, "meta", report_.meta_records,
+         [&](std::string_view key, std::string_view stored) {
+           static constexpr std::string_view kKnown[] = {
+               kMetaFormat,     kMetaAppliedIndex,    kMetaAppliedTerm,
+               kMetaRevision,   kMetaCompactRevision, kMetaEventsBytes,
+               kMetaMembership, kMetaLogDurableIndex, kMetaInstalledIndex};
+           if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+             found_.problem("the meta database holds an unknown field " + text_value(key));
+           }
+           if (sealed_ && !unseal_record(StateDb::kMeta, key, stored)) {
+             found_.damaged(StateDb::kMeta, key, RecordProblem::kChecksum);
+           }
+         });
+  }
+
+  // kv: sealed, decodable, and revisions the state's own meta allows.
+  void kv_records(MDB_dbi dbi) {
+    KeyValue kv;
+    walk(dbi, StateDb::kKv, "kv", report_.keys, [&](std::string_view key, std::string_view stored) {
+      RecordProblem p;
+      if (sealed_) {
+        p = decode_kv_record(key, stored, kv, false);
+      } else {
+        // Version 1: the body without a seal.
+        p = decode_kv_record(key, seal_record(StateDb::kKv, key, stored), kv, false);
+      }
+      if (p != RecordProblem::kNone) {
+        found_.damaged(StateDb::kKv, key, p);
+        return;
+      }
+      const std::string name = record_name(StateDb::kKv, key);
+      if (!meta_ok_) return;
+      if (key.empty() || key.size() > kMaxKeyBytes) {
+        found_.problem(name + ": key length " + std::to_string(key.size()) + " is out of range");
+      }
+      if (kv.version == 0 || kv.create_revision == 0 || kv.create_revision > kv.mod_revision ||
+          kv.mod_revision > m_.revision || kv.mod_revision > m_.applied_index) {
+        found_.problem(name + ": revisions create=" + std::to_string(kv.create_revision) + " mod=" +
+                       std::to_string(kv.mod_revision) + " version=" + std::to_string(kv.version) +
+                       " are impossible at revision " + std::to_string(m_.revision) +
+                       ", applied index " + std::to_string(m_.applied_index));
+      }
+    });
+  }
+
+  // events: sealed, decodable, within [compact_revision, applied index]. Returns the bytes of
+  // keys and values walked (the meta records their sum).
+  std::uint64_t event_records(MDB_dbi dbi) {
+    Event e;
+    std::uint64_t event_bytes = 0;
+    walk(dbi, StateDb::kEvents, "events", report_.events,
+         [&](std::string_view key, std::string_view stored) {
+           event_bytes += key.size() + stored.size();
+           RecordProblem p;
+           if (sealed_) {
+             p = decode_event_record(key, stored, e);
+           } else {
+             p = decode_event_record(key, seal_record(StateDb::kEvents, key, stored), e);
+           }
+           if (p != RecordProblem::kNone) {
+             found_.damaged(StateDb::kEvents, key, p);
+             return;
+           }
+           if (meta_ok_ && (e.revision < m_.compact_revision || e.revision > m_.applied_index)) {
+             found_.problem(
+                 record_name(StateDb::kEvents, key) + ": revision outside the kept history " +
+                 std::to_string(m_.compact_revision) + ".." + std::to_string(m_.applied_index));
+           }
+         });
+    return event_bytes;
+  }
+
+ private:
+  // Walks one database from its first record to its last, handing each to `check`. A walk
+  // reaches every record whatever the branch pages say; LMDB's search for each key must lead to
+  // the same record too, or a damaged key or branch page hides it from every lookup.
+  void walk(MDB_dbi dbi, StateDb db, const char* name, std::uint64_t& count,
+            const std::function<void(std::string_view, std::string_view)>& check) {
+    Cursor c;
+    if (int rc = c.open(txn_, dbi); rc != 0) {
+      found_.problem(
+          lmdb_status(rc, state_dir_, std::string("open a cursor on ") + name).message());
+      return;
+    }
+    MDB_val k, v;
+    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+      ++count;
+      report_.bytes += k.mv_size + v.mv_size;
+      MDB_val want = k, got{};
+      if (const int grc = mdb_get(txn_, dbi, &want, &got);
+          grc == MDB_NOTFOUND || (grc == 0 && got.mv_data != v.mv_data)) {
+        found_.damaged(db, view_of(k), RecordProblem::kMisplaced);
+      }
+      check(view_of(k), view_of(v));
+      tick();
+    }
+    if (rc != MDB_NOTFOUND) {
+      found_.problem(lmdb_status(rc, state_dir_,
+                                 std::string("walk the ") + name + " database after " +
+                                     std::to_string(count) + " records")
+                         .message());
+    }
+  }
+
+  void tick() {
+    ++walked_;
+    if (options_.progress && (walked_ % 4096 == 0 || walked_ == total_)) {
+      options_.progress(walked_, total_);
+    }
+  }
+
+  MDB_txn* txn_;
+  const std::string& state_dir_;
+  const StateCheckOptions& options_;
+  StateCheckReport& report_;
+  Findings& found_;
+  const StateMeta& m_;
+  const bool meta_ok_;
+  const bool sealed_;
+  const std::uint64_t total_;
+  std::uint64_t walked_ = 0;
+};
+
 }  // namespace
 
 Result<StateFacts> read_state_facts(const std::string& state_dir) {
@@ -142,27 +309,7 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
     return lmdb_status(rc, state_dir, "begin read");
   }
   Findings found(report, options.max_listed);
-
-  // The main database names the others; nothing else belongs there.
-  {
-    MDB_dbi main = 0;
-    if (int rc = mdb_dbi_open(txn.get(), nullptr, 0, &main); rc != 0) {
-      return lmdb_status(rc, state_dir, "open the main database");
-    }
-    Cursor c;
-    if (int rc = c.open(txn.get(), main); rc != 0) return lmdb_status(rc, state_dir, "cursor");
-    MDB_val k, v;
-    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
-    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
-      const std::string_view name = view_of(k);
-      if (name != "kv" && name != "meta" && name != "events") {
-        found.problem("the main database names an unknown database " + text_value(name));
-      }
-    }
-    if (rc != MDB_NOTFOUND) {
-      found.problem(lmdb_status(rc, state_dir, "walk the main database").message());
-    }
-  }
+  KVC_RETURN_IF_ERROR(check_main_database(txn.get(), state_dir, found));
   Dbis d;
   KVC_RETURN_IF_ERROR(open_dbis(txn.get(), state_dir, d));
   StateMeta m;
@@ -175,7 +322,6 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
     meta_ok = false;
   }
   report.facts = m.facts(state_dir);
-  const bool sealed = m.format >= 2;
 
   MDB_stat kv_st{}, ev_st{}, meta_st{};
   for (const auto& [dbi, st] :
@@ -183,109 +329,10 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
     if (int rc = mdb_stat(txn.get(), dbi, st); rc != 0) return lmdb_status(rc, state_dir, "stat");
   }
   const std::uint64_t total = kv_st.ms_entries + ev_st.ms_entries + meta_st.ms_entries;
-  std::uint64_t walked = 0;
-  auto tick = [&] {
-    ++walked;
-    if (options.progress && (walked % 4096 == 0 || walked == total)) {
-      options.progress(walked, total);
-    }
-  };
-  // Walks one database from its first record to its last, handing each to `check`. A walk
-  // reaches every record whatever the branch pages say; LMDB's search for each key must lead to
-  // the same record too, or a damaged key or branch page hides it from every lookup.
-  auto walk = [&](MDB_dbi dbi, StateDb db, const char* name, std::uint64_t& count,
-                  const std::function<void(std::string_view, std::string_view)>& check) {
-    Cursor c;
-    if (int rc = c.open(txn.get(), dbi); rc != 0) {
-      found.problem(lmdb_status(rc, state_dir, std::string("open a cursor on ") + name).message());
-      return;
-    }
-    MDB_val k, v;
-    int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
-    for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
-      ++count;
-      report.bytes += k.mv_size + v.mv_size;
-      MDB_val want = k, got{};
-      if (const int grc = mdb_get(txn.get(), dbi, &want, &got);
-          grc == MDB_NOTFOUND || (grc == 0 && got.mv_data != v.mv_data)) {
-        found.damaged(db, view_of(k), RecordProblem::kMisplaced);
-      }
-      check(view_of(k), view_of(v));
-      tick();
-    }
-    if (rc != MDB_NOTFOUND) {
-      found.problem(lmdb_status(rc, state_dir,
-                                std::string("walk the ") + name + " database after " +
-                                    std::to_string(count) + " records")
-                        .message());
-    }
-  };
-
-  // meta: every record sealed (version 2); unknown fields are suspicious.
-  walk(d.meta, StateDb::kMeta, "meta", report.meta_records,
-       [&](std::string_view key, std::string_view stored) {
-         static constexpr std::string_view kKnown[] = {
-             kMetaFormat,     kMetaAppliedIndex,    kMetaAppliedTerm,
-             kMetaRevision,   kMetaCompactRevision, kMetaEventsBytes,
-             kMetaMembership, kMetaLogDurableIndex, kMetaInstalledIndex};
-         if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
-           found.problem("the meta database holds an unknown field " + text_value(key));
-         }
-         if (sealed && !unseal_record(StateDb::kMeta, key, stored)) {
-           found.damaged(StateDb::kMeta, key, RecordProblem::kChecksum);
-         }
-       });
-
-  // kv: sealed, decodable, and revisions the state's own meta allows.
-  KeyValue kv;
-  walk(d.kv, StateDb::kKv, "kv", report.keys, [&](std::string_view key, std::string_view stored) {
-    RecordProblem p;
-    if (sealed) {
-      p = decode_kv_record(key, stored, kv, false);
-    } else {
-      // Version 1: the body without a seal.
-      p = decode_kv_record(key, seal_record(StateDb::kKv, key, stored), kv, false);
-    }
-    if (p != RecordProblem::kNone) {
-      found.damaged(StateDb::kKv, key, p);
-      return;
-    }
-    const std::string name = record_name(StateDb::kKv, key);
-    if (!meta_ok) return;
-    if (key.empty() || key.size() > kMaxKeyBytes) {
-      found.problem(name + ": key length " + std::to_string(key.size()) + " is out of range");
-    }
-    if (kv.version == 0 || kv.create_revision == 0 || kv.create_revision > kv.mod_revision ||
-        kv.mod_revision > m.revision || kv.mod_revision > m.applied_index) {
-      found.problem(name + ": revisions create=" + std::to_string(kv.create_revision) + " mod=" +
-                    std::to_string(kv.mod_revision) + " version=" + std::to_string(kv.version) +
-                    " are impossible at revision " + std::to_string(m.revision) +
-                    ", applied index " + std::to_string(m.applied_index));
-    }
-  });
-
-  // events: sealed, decodable, within [compact_revision, applied index].
-  Event e;
-  std::uint64_t event_bytes = 0;
-  walk(d.events, StateDb::kEvents, "events", report.events,
-       [&](std::string_view key, std::string_view stored) {
-         event_bytes += key.size() + stored.size();
-         RecordProblem p;
-         if (sealed) {
-           p = decode_event_record(key, stored, e);
-         } else {
-           p = decode_event_record(key, seal_record(StateDb::kEvents, key, stored), e);
-         }
-         if (p != RecordProblem::kNone) {
-           found.damaged(StateDb::kEvents, key, p);
-           return;
-         }
-         if (meta_ok && (e.revision < m.compact_revision || e.revision > m.applied_index)) {
-           found.problem(
-               record_name(StateDb::kEvents, key) + ": revision outside the kept history " +
-               std::to_string(m.compact_revision) + ".." + std::to_string(m.applied_index));
-         }
-       });
+  StateWalk walk(txn.get(), state_dir, options, report, found, m, meta_ok, total);
+  walk.meta_records(d.meta);
+  walk.kv_records(d.kv);
+  const std::uint64_t event_bytes = walk.event_records(d.events);
 
   // LMDB's own statistics must agree with what its trees hold.
   const struct {
@@ -301,7 +348,8 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
                     " records but LMDB counts " + std::to_string(c.stat));
     }
   }
-  if (meta_ok && sealed && report.events == ev_st.ms_entries && event_bytes != m.events_bytes) {
+  if (meta_ok && m.format >= 2 && report.events == ev_st.ms_entries &&
+      event_bytes != m.events_bytes) {
     found.problem("the events database holds " + std::to_string(event_bytes) +
                   " bytes but the meta record says " + std::to_string(m.events_bytes));
   }

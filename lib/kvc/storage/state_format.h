@@ -2,7 +2,7 @@
 // version 2, specified in kvc-state(5). Every stored value is sealed: a masked CRC32C over the
 // database's tag byte, the key and the value's body comes first, so a flipped bit in a key, a
 // value, a revision or a meta field is found when the record is read, and a record moved into
-// another database or under another key does not verify. state.cc (the state machine),
+// another database or under another key does not verify. state*.cc (the state machine),
 // state_check.cc (the offline check) and the tests share these functions; nothing here opens
 // LMDB. Pure functions; thread-safe.
 #pragma once

@@ -1,4 +1,4 @@
-// LMDB plumbing shared by the state machine (state.cc) and the offline state check
+// LMDB plumbing shared by the state machine (state*.cc) and the offline state check
 // (state_check.cc), internal to kvc_storage (it includes lmdb.h, which only this library links):
 // transactions and cursors that clean up after themselves, the meta record read and written as
 // a whole (verified), and LMDB's return codes turned into Statuses. Record bytes are in

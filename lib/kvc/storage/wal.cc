@@ -33,6 +33,56 @@ Status write_zeros(int fd, std::uint64_t from, std::uint64_t to, const std::stri
   return Status();
 }
 
+// Wal::open's steps.
+
+// Removes the unfinished segment creations `temp_files` (a crash during create_segment) from
+// `dir`, noting each in `report`.
+Status remove_temp_files(const std::string& dir, const std::vector<std::string>& temp_files,
+                         RecoveryReport& report) {
+  for (const std::string& tmp : temp_files) {
+    const std::string path = dir + "/" + tmp;
+    KVC_RETURN_IF_ERROR(remove_file(path, "remove unfinished segment " + path));
+    spdlog::warn("wal removed unfinished segment path={}", path);
+    report.removed_temp_files.push_back(tmp);
+  }
+  if (!temp_files.empty()) KVC_RETURN_IF_ERROR(fsync_dir(dir));
+  return Status();
+}
+
+// Keeps `entries` equal to the entries after the newest snapshot marker read so far, with
+// overwrites applied as they come.
+void collect_entries(std::deque<raft::Entry>& entries, const ScannedRecord& r) {
+  if (r.record.type == RecordType::kEntry) {
+    const raft::Entry& e = r.record.entry;
+    if (r.change.replaced_to != 0) {
+      while (!entries.empty() && entries.back().index >= e.index) entries.pop_back();
+    }
+    KVC_CHECK(entries.empty() || entries.back().index + 1 == e.index,
+              "recovered entries are not contiguous");
+    entries.push_back(e);
+  } else if (r.record.type == RecordType::kSnapshot) {
+    if (r.change.reset) {
+      entries.clear();
+    } else {
+      while (!entries.empty() && entries.front().index <= r.record.snapshot.index) {
+        entries.pop_front();
+      }
+    }
+  }
+}
+
+// A torn tail: the last write before a crash never completed. Zeroes it so the next record
+// goes where it began and no fragment of it can be read later.
+Status zero_torn_tail(const WalDamage& d) {
+  Result<UniqueFd> fd = open_file(d.path, O_RDWR);
+  if (!fd.ok()) return fd.status();
+  KVC_RETURN_IF_ERROR(write_zeros(fd->get(), d.offset, d.end_offset, d.path));
+  KVC_RETURN_IF_ERROR(fdatasync_fd(fd->get(), d.path));
+  spdlog::warn("wal torn tail truncated path={} offset={} bytes={} last_index={} reason={}", d.path,
+               d.offset, d.end_offset - d.offset, d.after_index, d.reason);
+  return Status();
+}
+
 }  // namespace
 
 std::string RecoveryReport::describe() const {
@@ -58,34 +108,11 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   RecoveredLog recovered;
   Result<WalListing> listing = list_wal_dir(dir);
   if (!listing.ok()) return listing.status();
-  for (const std::string& tmp : listing->temp_files) {
-    const std::string path = dir + "/" + tmp;
-    KVC_RETURN_IF_ERROR(remove_file(path, "remove unfinished segment " + path));
-    spdlog::warn("wal removed unfinished segment path={}", path);
-    recovered.report.removed_temp_files.push_back(tmp);
-  }
-  if (!listing->temp_files.empty()) KVC_RETURN_IF_ERROR(fsync_dir(dir));
-
+  KVC_RETURN_IF_ERROR(remove_temp_files(dir, listing->temp_files, recovered.report));
   // Entries after the newest marker seen so far, with overwrites applied as they come.
   std::deque<raft::Entry> entries;
   auto visit = [&entries](const ScannedRecord& r) -> Status {
-    if (r.record.type == RecordType::kEntry) {
-      const raft::Entry& e = r.record.entry;
-      if (r.change.replaced_to != 0) {
-        while (!entries.empty() && entries.back().index >= e.index) entries.pop_back();
-      }
-      KVC_CHECK(entries.empty() || entries.back().index + 1 == e.index,
-                "recovered entries are not contiguous");
-      entries.push_back(e);
-    } else if (r.record.type == RecordType::kSnapshot) {
-      if (r.change.reset) {
-        entries.clear();
-      } else {
-        while (!entries.empty() && entries.front().index <= r.record.snapshot.index) {
-          entries.pop_front();
-        }
-      }
-    }
+    collect_entries(entries, r);
     return Status();
   };
   Result<WalSummary> scanned = scan_wal(dir, visit);
@@ -100,16 +127,8 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   }
   Wal wal(dir, options);
   if (summary.damage) {
-    // A torn tail: the last write before a crash never completed. Zero it so the next record
-    // goes where it began and no fragment of it can be read later.
-    const WalDamage& d = *summary.damage;
-    Result<UniqueFd> fd = open_file(d.path, O_RDWR);
-    if (!fd.ok()) return fd.status();
-    KVC_RETURN_IF_ERROR(write_zeros(fd->get(), d.offset, d.end_offset, d.path));
-    KVC_RETURN_IF_ERROR(fdatasync_fd(fd->get(), d.path));
-    spdlog::warn("wal torn tail truncated path={} offset={} bytes={} last_index={} reason={}",
-                 d.path, d.offset, d.end_offset - d.offset, d.after_index, d.reason);
-    recovered.report.torn_tail = d;
+    KVC_RETURN_IF_ERROR(zero_torn_tail(*summary.damage));
+    recovered.report.torn_tail = *summary.damage;
   }
   recovered.report.segments = summary.segments.size();
   recovered.report.records = summary.records;

@@ -62,6 +62,58 @@ class SegmentRules {
 
 using SourceGetter = std::function<Result<ByteSource*>(std::size_t)>;
 
+// Records the damage found in segment `i` at `offset` (`whole`: the segment as a whole).
+void note_damage(WalSummary& summary, std::size_t i, DamageKind kind, std::uint64_t offset,
+                 bool whole, std::string reason) {
+  const SegmentSummary& seg = summary.segments[i];
+  WalDamage d;
+  d.kind = kind;
+  d.segment_pos = i;
+  d.segment = seg.file.name;
+  d.path = seg.file.path;
+  d.offset = offset;
+  d.whole_segment = whole;
+  d.after_index = summary.log.last_index;
+  d.reason = std::move(reason);
+  d.end_offset = seg.file.file_size;
+  summary.damage = std::move(d);
+}
+
+// Segment `i` did not end cleanly: a torn tail when it is the last segment and nothing valid
+// follows the bad record, corruption otherwise.
+void note_unclean_end(WalSummary& summary, std::size_t i, const SegmentEnd& end,
+                      bool last_segment) {
+  std::string reason(record_check_name(end.reason));
+  if (end.reason == RecordCheck::kZero) reason = "non-zero bytes after a zero record header";
+  if (!end.detail.empty()) reason += ": " + end.detail;
+  const bool torn = last_segment && !end.valid_after;
+  note_damage(summary, i, torn ? DamageKind::kTornTail : DamageKind::kCorruption, end.offset, false,
+              reason);
+  WalDamage& d = *summary.damage;
+  d.end_offset = torn ? end.nonzero_end : summary.segments[i].file.file_size;
+  d.valid_after = end.valid_after;
+  if (end.valid_after && end.valid_after_record.type == RecordType::kEntry) {
+    d.valid_after_index = end.valid_after_record.entry.index;
+  }
+  if (!torn && !end.valid_after) {
+    d.reason += " (in a segment that is not the last, so it was synced before)";
+  }
+}
+
+// The log's start is not covered (SegmentRules::check_start said why).
+void note_missing_start(WalSummary& summary, std::string why) {
+  WalDamage d;
+  d.kind = DamageKind::kCorruption;
+  d.segment = summary.segments.front().file.name;
+  d.path = summary.segments.front().file.path;
+  d.offset = kSegmentHeaderBytes;
+  d.missing_start = true;
+  d.after_index = 0;
+  d.reason = std::move(why);
+  d.end_offset = summary.segments.front().file.file_size;
+  summary.damage = std::move(d);
+}
+
 Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
                              const RecordVisitor& visit, const ScanOptions& options) {
   SegmentRules rules(summary.log);
@@ -83,17 +135,7 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
     progress(done, true);
     const bool last_segment = i + 1 == n;
     auto damage = [&](DamageKind kind, std::uint64_t offset, bool whole, std::string reason) {
-      WalDamage d;
-      d.kind = kind;
-      d.segment_pos = i;
-      d.segment = seg.file.name;
-      d.path = seg.file.path;
-      d.offset = offset;
-      d.whole_segment = whole;
-      d.after_index = summary.log.last_index;
-      d.reason = std::move(reason);
-      d.end_offset = seg.file.file_size;
-      summary.damage = std::move(d);
+      note_damage(summary, i, kind, offset, whole, std::move(reason));
     };
     Result<ByteSource*> source = get_source(i);
     if (!source.ok()) return source.status();
@@ -147,37 +189,14 @@ Result<WalSummary> scan_impl(WalSummary summary, const SourceGetter& get_source,
     }
     const SegmentEnd& end = scanner.end();
     if (!end.clean) {
-      std::string reason(record_check_name(end.reason));
-      if (end.reason == RecordCheck::kZero) reason = "non-zero bytes after a zero record header";
-      if (!end.detail.empty()) reason += ": " + end.detail;
-      const bool torn = last_segment && !end.valid_after;
-      damage(torn ? DamageKind::kTornTail : DamageKind::kCorruption, end.offset, false, reason);
-      WalDamage& d = *summary.damage;
-      d.end_offset = torn ? end.nonzero_end : seg.file.file_size;
-      d.valid_after = end.valid_after;
-      if (end.valid_after && end.valid_after_record.type == RecordType::kEntry) {
-        d.valid_after_index = end.valid_after_record.entry.index;
-      }
-      if (!torn && !end.valid_after) {
-        d.reason += " (in a segment that is not the last, so it was synced before)";
-      }
+      note_unclean_end(summary, i, end, last_segment);
       return summary;
     }
     done += seg.file.file_size;
     progress(done, false);
   }
-  if (std::string why = rules.check_start(); !why.empty()) {
-    WalDamage d;
-    d.kind = DamageKind::kCorruption;
-    d.segment = summary.segments.front().file.name;
-    d.path = summary.segments.front().file.path;
-    d.offset = kSegmentHeaderBytes;
-    d.missing_start = true;
-    d.after_index = 0;
-    d.reason = std::move(why);
-    d.end_offset = summary.segments.front().file.file_size;
-    summary.damage = std::move(d);
-  }
+  if (std::string why = rules.check_start(); !why.empty())
+    note_missing_start(summary, std::move(why));
   return summary;
 }
 
