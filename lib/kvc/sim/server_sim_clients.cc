@@ -20,7 +20,6 @@ void ServerSim::next_op(ClientState& c) {
   if (c.leader_hint >= 0 && chance(75) && slots_[static_cast<std::size_t>(c.leader_hint)].member) {
     target = c.leader_hint;
   }
-  Slot& s = slots_[static_cast<std::size_t>(target)];
   check::Operation op;
   op.client = static_cast<std::uint64_t>(c.id);
   op.key = kKeys[rand(4)];
@@ -29,6 +28,24 @@ void ServerSim::next_op(ClientState& c) {
             : k < 70 ? check::OpKind::kPut
             : k < 88 ? check::OpKind::kCas
                      : check::OpKind::kDelete;
+  if (!cold_written_) {
+    // The cold key: written once, first, never again, so its value stays in LMDB where damage
+    // can reach it (a hot key's stored value is soon hidden by newer writes in the overlay).
+    cold_written_ = true;
+    op.key = kColdKey;
+    op.kind = check::OpKind::kPut;
+  }
+  // Biased: soon after a value was damaged, reads of that key go to the damaged member half the
+  // time (a member that served the damaged value would be caught at once).
+  if (damaged_read_until_ > now_us_ && chance(50)) {
+    const Slot& d = slots_[static_cast<std::size_t>(damaged_slot_)];
+    if (d.member && !d.member->stopped() && !d.stopping) {
+      target = damaged_slot_;
+      op.key = damaged_key_;
+      op.kind = check::OpKind::kGet;
+    }
+  }
+  Slot& s = slots_[static_cast<std::size_t>(target)];
   wire::Request req;
   req.key = op.key;
   req.timeout_ms = 1500;

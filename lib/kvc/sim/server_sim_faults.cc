@@ -184,10 +184,19 @@ void ServerSim::damage_fault() {
   crash_member(s, true);
   std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));
   for (std::size_t i = keys.size(); i > 1; --i) std::swap(keys[i - 1], keys[rand(i)]);
+  if (chance(75)) keys.insert(keys.begin(), kColdKey);  // mostly the cold key, when stored
+  // The harness's own offline check of the damage must not run with a mutated state reader
+  // (the switch is process-wide): it is off while the damage is made and checked.
+  const storage::StateMutation mutation = storage::g_state_mutation;
+  storage::g_state_mutation = storage::StateMutation::kNone;
   Result<DamagedValue> d = damage_stored_value(s.dir, keys);
+  storage::g_state_mutation = mutation;
   if (d.ok()) {
     ++result_.stats.damages;
     s.damage_pending = true;
+    damaged_slot_ = s.index;
+    damaged_key_ = d->key;
+    damaged_read_until_ = now_us_ + 500'000;
     trace(s.name + " damaged key " + d->key + ": " + d->value + " -> " + d->damaged);
   } else {
     trace(s.name + " not damaged: " + d.status().message());

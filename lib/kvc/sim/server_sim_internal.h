@@ -33,6 +33,7 @@
 namespace kvc::sim::server_cluster {
 
 constexpr const char* kKeys[] = {"a", "b", "c", "d"};
+constexpr const char* kColdKey = "cold";  // written once at the start (damage's best target)
 constexpr std::uint64_t kTickMs = 10;
 constexpr std::uint64_t kFlushIntervalMs = 40;
 constexpr int kSpareSlots = 2;  // members that may be added beyond the founders
@@ -257,6 +258,11 @@ class ServerSim {
   // Checks.
   std::map<std::uint64_t, std::uint64_t> leader_of_term_;
   std::map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> committed_;  // index -> term, hash
+  // The last damaged value: reads are steered to it for a while (server_sim_clients.cc).
+  int damaged_slot_ = 0;
+  std::string damaged_key_;
+  std::uint64_t damaged_read_until_ = 0;
+  bool cold_written_ = false;
   bool probe_ok_ = false;
   bool probe_inflight_ = false;
   std::uint64_t probe_seq_ = 0;
