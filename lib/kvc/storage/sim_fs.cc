@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "kvc/common/check.h"
 
@@ -289,8 +290,10 @@ std::int64_t SimFileSystem::pwrite(int fd, const char* data, std::size_t n, std:
   return static_cast<std::int64_t>(n);
 }
 
-std::int64_t SimFileSystem::write(int fd, const char* data, std::size_t n) {
-  if (fd < kFirstFd) return posix_file_system().write(fd, data, n);
+// write() and read(): the positioned call at the fd's position, which then moves past what it
+// transferred.
+std::int64_t SimFileSystem::at_position(int fd,
+                                        const std::function<std::int64_t(std::uint64_t)>& op) {
   std::uint64_t pos = 0;
   {
     std::lock_guard lock(mu_);
@@ -299,7 +302,7 @@ std::int64_t SimFileSystem::write(int fd, const char* data, std::size_t n) {
     if (of == nullptr) return -err;
     pos = of->pos;
   }
-  const std::int64_t r = pwrite(fd, data, n, pos);
+  const std::int64_t r = op(pos);
   if (r > 0) {
     std::lock_guard lock(mu_);
     int err = 0;
@@ -307,6 +310,11 @@ std::int64_t SimFileSystem::write(int fd, const char* data, std::size_t n) {
       of->pos = pos + static_cast<std::uint64_t>(r);
   }
   return r;
+}
+
+std::int64_t SimFileSystem::write(int fd, const char* data, std::size_t n) {
+  if (fd < kFirstFd) return posix_file_system().write(fd, data, n);
+  return at_position(fd, [&](std::uint64_t pos) { return pwrite(fd, data, n, pos); });
 }
 
 std::int64_t SimFileSystem::pread(int fd, char* out, std::size_t n, std::uint64_t offset) {
@@ -335,22 +343,7 @@ std::int64_t SimFileSystem::pread(int fd, char* out, std::size_t n, std::uint64_
 
 std::int64_t SimFileSystem::read(int fd, char* out, std::size_t n) {
   if (fd < kFirstFd) return posix_file_system().read(fd, out, n);
-  std::uint64_t pos = 0;
-  {
-    std::lock_guard lock(mu_);
-    int err = 0;
-    OpenFile* of = sim_fd(fd, err);
-    if (of == nullptr) return -err;
-    pos = of->pos;
-  }
-  const std::int64_t r = pread(fd, out, n, pos);
-  if (r > 0) {
-    std::lock_guard lock(mu_);
-    int err = 0;
-    if (OpenFile* of = sim_fd(fd, err); of != nullptr)
-      of->pos = pos + static_cast<std::uint64_t>(r);
-  }
-  return r;
+  return at_position(fd, [&](std::uint64_t pos) { return pread(fd, out, n, pos); });
 }
 
 bool SimFileSystem::sync_fails(const std::string& path) {

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -145,6 +146,7 @@ class SimFileSystem final : public FileSystem {
   // The directory holding `norm` and the last component.
   std::shared_ptr<Dir> parent_of(const std::string& norm, std::string& name, int& err) const;
   OpenFile* sim_fd(int fd, int& err);
+  std::int64_t at_position(int fd, const std::function<std::int64_t(std::uint64_t)>& op);
   static void apply_dir_change(std::map<std::string, Node>& m, const DirChange& c);
   bool sync_fails(const std::string& path);
   void apply_change(File& f, const FileChange& c, bool to_durable);
