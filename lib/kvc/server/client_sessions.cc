@@ -313,15 +313,7 @@ void Engine::Impl::on_client_hello(ClientConn& cc, net::Connection& conn,
 
 void Engine::Impl::on_client_auth(ClientConn& cc, net::Connection& conn,
                                   const wire::Envelope& env) {
-  Status proved;
-  if (env.kind != wire::FrameKind::kAuth) {
-    proved = Status::failed_precondition(
-        "authentication failed: expected the proof of the shared secret, got another frame");
-  } else {
-    Result<wire::AuthProof> answer = wire::decode_auth_proof(*env.body);
-    proved = answer.ok() ? wire::check_dialer_proof(options_.secret, cc.hello, cc.reply, *answer)
-                         : answer.status();
-  }
+  const Status proved = wire::check_auth_frame(options_.secret, cc.hello, cc.reply, env);
   if (!proved.ok()) {
     return refuse_client(cc, conn,
                          {.cluster_id = identity_.cluster_id,

@@ -461,15 +461,7 @@ void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope
   KVC_CHECK(pending != incoming_auth_.end(), "on_incoming_auth without a pending handshake");
   PendingAuth p = std::move(pending->second);
   incoming_auth_.erase(pending);
-  Status proved;
-  if (env.kind != wire::FrameKind::kAuth) {
-    proved = Status::failed_precondition(
-        "authentication failed: expected the proof of the shared secret, got another frame");
-  } else {
-    Result<wire::AuthProof> answer = wire::decode_auth_proof(*env.body);
-    proved = answer.ok() ? wire::check_dialer_proof(options_.secret, p.hello, p.reply, *answer)
-                         : answer.status();
-  }
+  const Status proved = wire::check_auth_frame(options_.secret, p.hello, p.reply, env);
   if (!proved.ok()) {
     log_refusal("in " + p.hello.name, "refusing peer from=" + conn.peer() +
                                           " name=" + p.hello.name + " reason=" + proved.message());

@@ -161,6 +161,16 @@ Status check_dialer_proof(std::string_view secret, const Hello& hello, const Hel
   return Status();
 }
 
+Status check_auth_frame(std::string_view secret, const Hello& hello, const HelloReply& reply,
+                        const Envelope& frame) {
+  if (frame.kind != FrameKind::kAuth) {
+    return Status::failed_precondition(
+        "authentication failed: expected the proof of the shared secret, got another frame");
+  }
+  Result<AuthProof> answer = decode_auth_proof(*frame.body);
+  return answer.ok() ? check_dialer_proof(secret, hello, reply, *answer) : answer.status();
+}
+
 Status check_member_proof(std::string_view secret, Role role, std::string_view dialer_nonce,
                           const HelloReply& reply, AuthProof* answer) {
   Status bad;

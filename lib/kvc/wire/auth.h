@@ -58,6 +58,11 @@ Status answer_challenge(std::string_view secret, const Hello& hello, HelloReply*
 Status check_dialer_proof(std::string_view secret, const Hello& hello, const HelloReply& reply,
                           const AuthProof& answer);
 
+// Member side, the whole auth step of a handshake (client and peer ports alike): the frame
+// that follows the challenge must be an Auth frame whose proof checks out.
+Status check_auth_frame(std::string_view secret, const Hello& hello, const HelloReply& reply,
+                        const Envelope& frame);
+
 // Dialer side: checks an ok HelloReply's proof for the hello sent (with `dialer_nonce`), and on
 // success fills *answer with the dialer's proof. On failure *answer is the give-up frame (empty
 // proof, a message for the member's log) and the Status says why, for the dialer's caller.
