@@ -82,6 +82,9 @@ void Node::handle_heartbeat(const Message& m) {
   send(std::move(r));
 }
 
+// Long (about 95 lines) on purpose: a snapshot chunk's checks (term, sender, offset, size,
+// repair state) and the install decision read in order, as one rule; split, the order that
+// makes it safe would be spread over helpers.
 void Node::handle_snapshot(const Message& m) {
   Message r;
   r.type = MessageType::kSnapshotResp;

@@ -170,6 +170,7 @@ class Engine::Impl {
 
   // Setup (calling thread, before the loop runs).
   Status open_data_dir();
+  Status join_existing_cluster(const storage::Membership& initial);
   Status open_storage();
   Status make_node(storage::RecoveredLog log);
   Status bootstrap_log(storage::RecoveredLog& log);
@@ -213,6 +214,7 @@ class Engine::Impl {
   std::string damaged_message() const;
   void scrub_tick();
   void start_hash_check();
+  bool ensure_hash_client(const std::vector<std::pair<std::uint64_t, std::string>>& others);
   void finish_hash_check(std::uint64_t index, std::map<std::uint64_t, std::uint64_t> hashes,
                          std::vector<std::string> failures);
   void apply_hash_verdict(std::uint64_t index, std::uint64_t hash);

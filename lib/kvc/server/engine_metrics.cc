@@ -9,6 +9,7 @@ constexpr auto& kLat = metrics::kLatencyBuckets;
 constexpr auto& kLong = metrics::kLongDurationBuckets;
 }  // namespace
 
+// Long on purpose: the list of every metric the member exports, one registration each.
 EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
     : term(registry.gauge("kvc_raft_term", "The current Raft term.")),
       is_leader(registry.gauge("kvc_raft_is_leader", "1 when this member is the leader.")),

@@ -134,13 +134,38 @@ void Engine::Impl::scrub_tick() {
   });
 }
 
+// The client the hash check asks the other members with (made on first use; it follows the
+// members itself afterwards). False when there is no member to ask or it cannot be made.
+bool Engine::Impl::ensure_hash_client(
+    const std::vector<std::pair<std::uint64_t, std::string>>& others) {
+  if (hash_client_) return true;
+  client::ClientOptions o;
+  for (const auto& [id, addr] : others) {
+    if (Result<net::Address> a = net::parse_address(addr); a.ok()) o.endpoints.push_back(*a);
+  }
+  if (Result<net::Address> self = net::parse_address(client_bound_); self.ok()) {
+    o.endpoints.push_back(*self);
+  }
+  if (o.endpoints.empty()) return false;  // no client listeners: nothing to ask
+  o.cluster_id = identity_.cluster_id;
+  o.timeout_ms = options_.request_timeout_ms;
+  o.name = "kvc-hash-check-" + identity_.name;
+  o.secret = options_.secret;
+  Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
+  if (!c.ok()) {
+    spdlog::warn("hash check: cannot make a client error={}", c.status().message());
+    return false;
+  }
+  hash_client_ = std::move(*c);
+  return true;
+}
+
 // The periodic cross-member hash check (etcd's corruption check, but acted upon): the leader
 // commits a barrier, learns every member's state hash at it, and when some disagree with the
 // majority commits a verdict naming the majority's hash; each member compares its own hash at
 // that barrier and a member that differs repairs itself (apply_hash_verdict).
 void Engine::Impl::start_hash_check() {
   if (hash_checking_ || damaged_ || stopping_ || node_->role() != raft::Role::kLeader) return;
-  std::vector<std::string> addrs;
   const raft::ConfState& conf = node_->conf_state();
   std::vector<std::pair<std::uint64_t, std::string>> others;
   for (const auto* list : {&conf.voters, &conf.learners}) {
@@ -150,26 +175,7 @@ void Engine::Impl::start_hash_check() {
       others.emplace_back(id, m != nullptr ? m->client_addr : std::string());
     }
   }
-  if (!hash_client_) {
-    client::ClientOptions o;
-    for (const auto& [id, addr] : others) {
-      if (Result<net::Address> a = net::parse_address(addr); a.ok()) o.endpoints.push_back(*a);
-    }
-    if (Result<net::Address> self = net::parse_address(client_bound_); self.ok()) {
-      o.endpoints.push_back(*self);
-    }
-    if (o.endpoints.empty()) return;  // no client listeners: nothing to ask
-    o.cluster_id = identity_.cluster_id;
-    o.timeout_ms = options_.request_timeout_ms;
-    o.name = "kvc-hash-check-" + identity_.name;
-    o.secret = options_.secret;
-    Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
-    if (!c.ok()) {
-      spdlog::warn("hash check: cannot make a client error={}", c.status().message());
-      return;
-    }
-    hash_client_ = std::move(*c);
-  }
+  if (!ensure_hash_client(others)) return;
   hash_checking_ = true;
   wire::Request req;
   req.op = wire::Op::kHash;

@@ -79,30 +79,7 @@ Status Engine::Impl::open_data_dir() {
         "--initial-cluster is required to create a member (for a member joining a running "
         "cluster: the members' names and peer addresses, as kvc-ctl member add prints them)");
   }
-  if (options_.initial_cluster_state == "existing") {
-    // A member added with kvc-ctl member add: the cluster already chose its id.
-    std::vector<std::string> peers;
-    for (const storage::Member& m : initial->members) {
-      if (m.name != options_.name) peers.push_back(m.peer_addr);
-    }
-    Result<JoinAnswer> join = sim_ != nullptr && sim_->join
-                                  ? sim_->join(options_.name)
-                                  : join_cluster(peers, options_.name, options_.cluster_token,
-                                                 options_.secret, options_.join_timeout_ms);
-    if (!join.ok()) {
-      return join.status().with_context("joining the cluster as '" + options_.name + "'");
-    }
-    identity_.name = options_.name;
-    identity_.cluster_token = options_.cluster_token;
-    identity_.member_id = join->member_id;
-    identity_.cluster_id = join->cluster_id;
-    const PeerInfo& by = join->answered_by;
-    learned_[by.id] = {by.id, by.name, by.peer_addr, by.client_addr, false};
-    KVC_RETURN_IF_ERROR(data_dir_->write_identity(identity_));
-    spdlog::info("joined cluster={} as name={} id={} (told by {})", hex(identity_.cluster_id),
-                 identity_.name, hex(identity_.member_id), by.name);
-    return Status();
-  }
+  if (options_.initial_cluster_state == "existing") return join_existing_cluster(*initial);
   if (initial->empty()) {
     return Status::invalid_argument("--initial-cluster is required to create a new member");
   }
@@ -115,6 +92,32 @@ Status Engine::Impl::open_data_dir() {
   spdlog::info("created member name={} id={} cluster={} members={}", identity_.name,
                hex(identity_.member_id), hex(identity_.cluster_id),
                storage::describe_membership(bootstrap_membership_));
+  return Status();
+}
+
+// A member added with kvc-ctl member add: the cluster already chose its id, which the members
+// it can reach tell it (join_cluster, or the simulator's environment).
+Status Engine::Impl::join_existing_cluster(const storage::Membership& initial) {
+  std::vector<std::string> peers;
+  for (const storage::Member& m : initial.members) {
+    if (m.name != options_.name) peers.push_back(m.peer_addr);
+  }
+  Result<JoinAnswer> join = sim_ != nullptr && sim_->join
+                                ? sim_->join(options_.name)
+                                : join_cluster(peers, options_.name, options_.cluster_token,
+                                               options_.secret, options_.join_timeout_ms);
+  if (!join.ok()) {
+    return join.status().with_context("joining the cluster as '" + options_.name + "'");
+  }
+  identity_.name = options_.name;
+  identity_.cluster_token = options_.cluster_token;
+  identity_.member_id = join->member_id;
+  identity_.cluster_id = join->cluster_id;
+  const PeerInfo& by = join->answered_by;
+  learned_[by.id] = {by.id, by.name, by.peer_addr, by.client_addr, false};
+  KVC_RETURN_IF_ERROR(data_dir_->write_identity(identity_));
+  spdlog::info("joined cluster={} as name={} id={} (told by {})", hex(identity_.cluster_id),
+               identity_.name, hex(identity_.member_id), by.name);
   return Status();
 }
 

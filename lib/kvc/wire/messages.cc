@@ -614,6 +614,8 @@ Result<Request> decode_request(const msgpack::object& body) {
   return m;
 }
 
+// Long on purpose: one case per field of the response map, in the order wire/messages.h lists
+// them.
 Result<Response> decode_response(const msgpack::object& body) {
   Response m;
   Status s = for_each_field(body, "response", [&](std::uint64_t id, const msgpack::object& v) {
