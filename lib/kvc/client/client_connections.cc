@@ -9,7 +9,7 @@
 #include "kvc/client/client_internal.h"
 #include "kvc/common/text.h"
 #include "kvc/common/version.h"
-#include "kvc/wire/auth.h"
+#include "kvc/wire/handshake.h"
 
 namespace kvc::client {
 
@@ -45,26 +45,22 @@ void Client::Impl::on_connected(const std::string& key, std::uint64_t started,
   conn->start(
       [this, key](net::Connection& c, std::string_view payload) { on_frame(key, c, payload); },
       [this, key](net::Connection& c, const Status& why) { on_closed(key, c, why); });
-  wire::Hello hello{.role = wire::Role::kClient,
-                    .cluster_id = options_.cluster_id,
-                    .name = options_.name,
-                    .software_version = kvc::version()};
-  if (!options_.secret.empty()) {
-    Result<std::string> nonce = wire::make_nonce();
-    if (!nonce.ok()) {
-      conn->close(nonce.status());
-      handshake_ended(m, nullptr, nonce.status(), false);
-      return;
-    }
-    hello.nonce = std::move(*nonce);
+  auto machine = std::make_unique<wire::DialerHandshake>(
+      options_.secret, wire::Hello{.role = wire::Role::kClient,
+                                   .cluster_id = options_.cluster_id,
+                                   .name = options_.name,
+                                   .software_version = kvc::version()});
+  wire::HandshakeStep hello = machine->start();
+  if (hello.action != wire::HandshakeAction::kContinue) {
+    conn->close(hello.why);
+    handshake_ended(m, nullptr, hello.why, false);
+    return;
   }
-  std::string out;
-  wire::append_hello(out, hello);
-  conn->send(out);
+  conn->send(hello.frames);
   Handshake& h = handshakes_[conn.get()];
   h.member = key;
   h.conn = conn;
-  h.nonce = std::move(hello.nonce);
+  h.machine = std::move(machine);
   const std::uint64_t spent = now() - started;
   const std::uint64_t limit = options_.connect_timeout_ms;
   net::Connection* ptr = conn.get();
@@ -170,42 +166,36 @@ void Client::Impl::on_handshake_frame(Handshake& h, net::Connection& conn,
                                       std::string_view payload) {
   const std::string key = h.member;
   Result<wire::Envelope> env = wire::open_envelope(payload);
-  if (!env.ok() || env->kind != wire::FrameKind::kHelloReply) {
-    fail_handshake(conn,
-                   not_kvc(key, conn,
-                           env.ok() ? "it answered the hello with another kind of message"
-                                    : "its answer to the hello is not a kvc message"),
-                   true);
+  if (!env.ok()) {
+    fail_handshake(conn, not_kvc(key, conn, "its answer to the hello is not a kvc message"), true);
     return;
   }
-  Result<wire::HelloReply> hr = wire::decode_hello_reply(*env->body);
-  if (!hr.ok()) {
-    fail_handshake(conn, not_kvc(key, conn, "bad hello reply: " + hr.status().message()), true);
-    return;
-  }
-  if (hr->code != Code::kOk) {
-    // Refusals of this client for good (auth, cluster, the peer port) against passing ones
-    // (too many connections, shutting down).
-    const bool final = hr->code == Code::kFailedPrecondition;
-    const bool other = final && hr->cluster_id != 0 && options_.cluster_id != 0 &&
-                       hr->cluster_id != options_.cluster_id;
-    Member& m = members_[key];
-    m.cluster_id = hr->cluster_id;
-    fail_handshake(conn, Status(hr->code, key + " refused the connection: " + hr->message), final,
-                   other);
-    return;
-  }
-  if (!options_.secret.empty()) {
-    wire::AuthProof answer;
-    Status proved =
-        wire::check_member_proof(options_.secret, wire::Role::kClient, h.nonce, *hr, &answer);
-    std::string out;
-    wire::append_auth_proof(out, answer);
-    conn.send(out);  // requests may follow right behind it
-    if (!proved.ok()) {
-      fail_handshake(conn, Status(proved.code(), key + ": " + proved.message()), true);
+  wire::HandshakeStep step = h.machine->on_frame(*env);
+  if (!step.frames.empty()) conn.send(step.frames);  // requests may follow right behind it
+  const wire::HelloReply* hr = &h.machine->reply();
+  switch (step.action) {
+    case wire::HandshakeAction::kContinue:
+      return;
+    case wire::HandshakeAction::kClose:
+      fail_handshake(conn, not_kvc(key, conn, step.why.message()), true);
+      return;
+    case wire::HandshakeAction::kRefuse: {
+      if (h.machine->failure() == wire::DialerHandshake::Failure::kAuth) {
+        fail_handshake(conn, Status(step.why.code(), key + ": " + step.why.message()), true);
+        return;
+      }
+      // Refusals of this client for good (auth, cluster, the peer port) against passing ones
+      // (too many connections, shutting down).
+      const bool final = hr->code == Code::kFailedPrecondition;
+      const bool other = final && hr->cluster_id != 0 && options_.cluster_id != 0 &&
+                         hr->cluster_id != options_.cluster_id;
+      members_[key].cluster_id = hr->cluster_id;
+      fail_handshake(conn, Status(hr->code, key + " refused the connection: " + hr->message), final,
+                     other);
       return;
     }
+    case wire::HandshakeAction::kOpen:
+      break;
   }
   Member& m = members_[key];
   m.member_id = hr->member_id;

@@ -26,6 +26,7 @@
 
 #include "kvc/client/client.h"
 #include "kvc/net/connection.h"
+#include "kvc/wire/handshake.h"
 
 namespace kvc::client {
 
@@ -180,7 +181,7 @@ class Client::Impl {
   struct Handshake {
     std::string member;
     std::shared_ptr<net::Connection> conn;
-    std::string nonce;
+    std::unique_ptr<wire::DialerHandshake> machine;  // wire/handshake.h
     OneShot* timer = nullptr;  // connect_timeout_ms from the start of the attempt
   };
 

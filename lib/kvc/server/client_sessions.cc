@@ -4,7 +4,8 @@
 //
 // Invariants kept here:
 // - Nothing but a hello (then an auth frame, with a secret) is handled before the handshake is
-//   done; a refused connection handles nothing more and is closed once the refusal is sent.
+//   done (wire/handshake.h, shared with the peer port); a refused connection handles nothing
+//   more and is closed once the refusal is sent.
 // - Every request frame gets exactly one final reply (streams: any number of partial ones
 //   first), unless the connection closed.
 #include <fcntl.h>
@@ -24,7 +25,6 @@
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_mutation.h"
-#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 
@@ -50,7 +50,7 @@ Status Engine::Impl::listen_clients() {
   // and closes the connection.
   auto refuse_oversized = [this](net::Connection& conn, std::size_t frame_bytes) {
     auto it = clients_.find(conn.tag);
-    if (it == clients_.end() || it->second.stage != ClientConn::Stage::kOpen) return false;
+    if (it == clients_.end() || it->second.handshake != nullptr) return false;
     if (frame_bytes > std::max<std::uint64_t>(4 * options_.max_frame_bytes, 256u << 20)) {
       return false;
     }
@@ -213,7 +213,18 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   }
   const std::uint64_t id = ++conn_seq_;
   conn->tag = id;
-  clients_[id] = ClientConn{conn};
+  ClientConn& cc = clients_[id];
+  cc.conn = conn;
+  cc.handshake = std::make_unique<wire::MemberHandshake>(
+      options_.secret,
+      wire::HelloReply{.cluster_id = identity_.cluster_id,
+                       .member_id = identity_.member_id,
+                       .name = identity_.name,
+                       .software_version = kvc::version(),
+                       .client_addr = client_bound_,
+                       .max_frame_bytes = options_.max_frame_bytes,
+                       .max_request_bytes = options_.max_request_bytes},
+      [this](const wire::Hello& hello, wire::HelloReply*) { return admit_client(hello); });
   conn->start([this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
               [this, id](net::Connection& c, const Status& why) {
                 if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
@@ -224,13 +235,16 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
               });
 }
 
-// Every frame of a client connection, by the stage of its handshake (ClientConn::Stage):
-// kHello takes only a hello; with a shared secret, kAuth takes only the proof; kOpen takes
-// requests; kRefused ignores everything while the refusal is flushed.
+// Every frame of a client connection: the handshake's until it is open (wire/handshake.h),
+// then requests.
 void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
                                    std::string_view payload) {
   auto it = clients_.find(conn_id);
-  if (it == clients_.end() || it->second.stage == ClientConn::Stage::kRefused) return;
+  if (it == clients_.end()) return;
+  ClientConn& cc = it->second;
+  if (cc.handshake != nullptr && cc.handshake->state() == wire::MemberHandshake::State::kRefused) {
+    return;  // the refusal is being flushed
+  }
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing client connection from={} reason={}", conn.peer(),
@@ -238,93 +252,40 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
     conn.close(env.status());
     return;
   }
-  ClientConn& cc = it->second;
-  switch (cc.stage) {
-    case ClientConn::Stage::kHello:
-      return on_client_hello(cc, conn, *env);
-    case ClientConn::Stage::kAuth:
-      return on_client_auth(cc, conn, *env);
-    case ClientConn::Stage::kOpen:
-      return on_client_request(conn_id, cc, conn, *env);
-    case ClientConn::Stage::kRefused:
+  if (cc.handshake != nullptr) return on_client_handshake(cc, conn, *env);
+  on_client_request(conn_id, cc, conn, *env);
+}
+
+// The client port's own checks of a hello (the protocol version and the secret are the
+// handshake's): a client that names a cluster must name this one.
+Status Engine::Impl::admit_client(const wire::Hello& hello) const {
+  if (hello.cluster_id != 0 && hello.cluster_id != identity_.cluster_id) {
+    return Status::failed_precondition("this member belongs to cluster " +
+                                       hex(identity_.cluster_id) + ", not " +
+                                       hex(hello.cluster_id));
+  }
+  return Status();
+}
+
+void Engine::Impl::on_client_handshake(ClientConn& cc, net::Connection& conn,
+                                       const wire::Envelope& env) {
+  wire::HandshakeStep step = cc.handshake->on_frame(env);
+  if (!step.frames.empty()) conn.send(step.frames);
+  switch (step.action) {
+    case wire::HandshakeAction::kContinue:
+      return;
+    case wire::HandshakeAction::kOpen:
+      cc.handshake.reset();
+      return;
+    case wire::HandshakeAction::kRefuse:
+      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(),
+                   cc.handshake->hello().name, step.why.message());
+      conn.close_after_flush(step.why);
+      return;
+    case wire::HandshakeAction::kClose:
+      conn.close(step.why);
       return;
   }
-}
-
-// Sends `reply` carrying the refusal `why`, and closes once it is flushed.
-void Engine::Impl::refuse_client(ClientConn& cc, net::Connection& conn, wire::HelloReply reply,
-                                 const Status& why) {
-  spdlog::warn("refusing client from={} name={} reason={}", conn.peer(), cc.hello.name,
-               why.message());
-  reply.code = why.code();
-  reply.message = why.message();
-  std::string out;
-  wire::append_hello_reply(out, reply);
-  conn.send(out);
-  cc.stage = ClientConn::Stage::kRefused;
-  conn.close_after_flush(why);
-}
-
-void Engine::Impl::on_client_hello(ClientConn& cc, net::Connection& conn,
-                                   const wire::Envelope& env) {
-  if (env.kind != wire::FrameKind::kHello) {
-    conn.close(Status::failed_precondition("first frame must be a hello"));
-    return;
-  }
-  Result<wire::Hello> hello = wire::decode_hello(*env.body);
-  wire::HelloReply reply{.cluster_id = identity_.cluster_id,
-                         .member_id = identity_.member_id,
-                         .name = identity_.name,
-                         .software_version = kvc::version(),
-                         .client_addr = client_bound_,
-                         .max_frame_bytes = options_.max_frame_bytes,
-                         .max_request_bytes = options_.max_request_bytes};
-  Status refuse;
-  if (!hello.ok()) {
-    refuse = hello.status();
-  } else if (hello->protocol_version != wire::kProtocolVersion) {
-    refuse = Status::failed_precondition(
-        "protocol version " + std::to_string(hello->protocol_version) + " is not supported");
-  } else if (hello->cluster_id != 0 && hello->cluster_id != identity_.cluster_id) {
-    refuse =
-        Status::failed_precondition("this member belongs to cluster " + hex(identity_.cluster_id) +
-                                    ", not " + hex(hello->cluster_id));
-  } else if (Status a = wire::check_hello_auth(!options_.secret.empty(), *hello); !a.ok()) {
-    refuse = a;
-  } else if (!options_.secret.empty()) {
-    refuse = wire::answer_challenge(options_.secret, *hello, &reply);
-  }
-  if (!refuse.ok()) {
-    if (hello.ok()) cc.hello.name = hello->name;  // for the log line
-    return refuse_client(cc, conn, std::move(reply), refuse);
-  }
-  std::string out;
-  wire::append_hello_reply(out, reply);
-  conn.send(out);
-  if (options_.secret.empty()) {
-    cc.stage = ClientConn::Stage::kOpen;
-    return;
-  }
-  // Kept until the client's proof checks out; nothing else is handled before.
-  cc.stage = ClientConn::Stage::kAuth;
-  cc.hello = std::move(*hello);
-  cc.reply = std::move(reply);
-}
-
-void Engine::Impl::on_client_auth(ClientConn& cc, net::Connection& conn,
-                                  const wire::Envelope& env) {
-  const Status proved = wire::check_auth_frame(options_.secret, cc.hello, cc.reply, env);
-  if (!proved.ok()) {
-    return refuse_client(cc, conn,
-                         {.cluster_id = identity_.cluster_id,
-                          .member_id = identity_.member_id,
-                          .name = identity_.name,
-                          .software_version = kvc::version()},
-                         proved);
-  }
-  cc.stage = ClientConn::Stage::kOpen;
-  cc.hello = {};
-  cc.reply = {};
 }
 
 void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net::Connection& conn,

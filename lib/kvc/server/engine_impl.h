@@ -38,6 +38,7 @@
 #include "kvc/storage/repair_file.h"
 #include "kvc/storage/state.h"
 #include "kvc/storage/wal.h"
+#include "kvc/wire/handshake.h"
 #include "kvc/wire/messages.h"
 
 namespace kvc::client {
@@ -131,13 +132,10 @@ class Engine::Impl {
   };
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
-    // The handshake, as a state machine: kHello -> (kAuth, with a shared secret) -> kOpen;
-    // any refusal -> kRefused (the refusal is being flushed: later frames are ignored).
-    enum class Stage { kHello, kAuth, kOpen, kRefused };
-    Stage stage = Stage::kHello;
-    // kAuth: the hello and the challenge reply, kept until the client's proof checks out.
-    wire::Hello hello;
-    wire::HelloReply reply;
+    // The handshake (wire/handshake.h) until it completes, then null: requests are handled
+    // only on a connection without one. A refused connection keeps its (kRefused) machine
+    // while the refusal is flushed, so later frames are dropped.
+    std::unique_ptr<wire::MemberHandshake> handshake;
     std::uint64_t inflight = 0;
     bool paused = false;
   };
@@ -280,12 +278,10 @@ class Engine::Impl {
   void on_client_accept(std::shared_ptr<net::Connection> conn);
   void on_client_frame(std::uint64_t conn_id, net::Connection& conn, std::string_view payload);
   void on_client_closed(std::uint64_t conn_id);
-  void on_client_hello(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
-  void on_client_auth(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
+  void on_client_handshake(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
+  Status admit_client(const wire::Hello& hello) const;
   void on_client_request(std::uint64_t conn_id, ClientConn& cc, net::Connection& conn,
                          const wire::Envelope& env);
-  void refuse_client(ClientConn& cc, net::Connection& conn, wire::HelloReply reply,
-                     const Status& why);
   void send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final);
 
   // Metrics: a request answered (any thread), and the gauges read at scrape time (loop).

@@ -58,52 +58,56 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return Status::unavailable("connect to " + address + ": " + std::strerror(errno));
   }
-  wire::Hello h{
-      .role = wire::Role::kPeer, .name = name, .software_version = kvc::version(), .proof = digest};
-  if (!secret.empty()) {
-    Result<std::string> nonce = wire::make_nonce();
-    if (!nonce.ok()) return nonce.status();
-    h.nonce = std::move(*nonce);
-  }
-  std::string hello;
-  wire::append_hello(hello, h);
-  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), hello, address));
+  wire::DialerHandshake handshake(secret, {.role = wire::Role::kPeer,
+                                           .name = name,
+                                           .software_version = kvc::version(),
+                                           .proof = digest});
+  wire::HandshakeStep hello = handshake.start();
+  if (hello.action != wire::HandshakeAction::kContinue) return hello.why;
+  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), hello.frames, address));
   wire::FrameDecoder decoder(1 << 20);
-  auto read_reply = [&]() -> Result<wire::HelloReply> {
+  auto read_frame = [&]() -> Result<wire::Envelope> {
     char buf[4096];
     for (int reads = 0; reads < 1024; ++reads) {
       std::string_view payload;
       bool has = false;
       KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
-      if (has) {
-        Result<wire::Envelope> env = wire::open_envelope(payload);
-        if (!env.ok()) return env.status();
-        if (env->kind != wire::FrameKind::kHelloReply) {
-          return Status::corruption("unexpected answer from " + address);
-        }
-        return wire::decode_hello_reply(*env->body);
-      }
+      if (has) return wire::open_envelope(payload);
       const ssize_t n = ::read(fd.get(), buf, sizeof buf);
       if (n <= 0) return Status::unavailable("no answer from " + address);
       decoder.feed(buf, static_cast<std::size_t>(n));
     }
     return Status::corruption("no complete answer from " + address);
   };
-  Result<wire::HelloReply> reply = read_reply();
-  if (!reply.ok() || reply->code != Code::kOk || secret.empty()) return reply;
-  wire::AuthProof answer;
-  Status proved = wire::check_member_proof(secret, wire::Role::kPeer, h.nonce, *reply, &answer);
-  std::string out;
-  wire::append_auth_proof(out, answer);
-  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), out, address));
-  if (!proved.ok()) {
-    // Final, like a wrong cluster token: retrying cannot make the secrets agree.
-    wire::HelloReply refused = *reply;
-    refused.code = Code::kFailedPrecondition;
-    refused.message = proved.message();
-    return refused;
+  Result<wire::Envelope> frame = read_frame();
+  if (!frame.ok()) return frame.status();
+  wire::HandshakeStep step = handshake.on_frame(*frame);
+  if (!step.frames.empty()) {
+    KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), step.frames, address));
   }
-  return read_reply();
+  switch (step.action) {
+    case wire::HandshakeAction::kContinue:
+    case wire::HandshakeAction::kClose:
+      return Status::corruption("unexpected answer from " + address + ": " + step.why.message());
+    case wire::HandshakeAction::kRefuse: {
+      // Refused, or the member's proof is wrong: final, like a wrong cluster token (retrying
+      // cannot make the secrets agree).
+      wire::HelloReply refused = handshake.reply();
+      refused.code = step.why.code();
+      refused.message = step.why.message();
+      return refused;
+    }
+    case wire::HandshakeAction::kOpen:
+      break;
+  }
+  // Without a secret the reply is the answer; with one, the answer follows the proofs.
+  if (secret.empty()) return handshake.reply();
+  frame = read_frame();
+  if (!frame.ok()) return frame.status();
+  if (frame->kind != wire::FrameKind::kHelloReply) {
+    return Status::corruption("unexpected answer from " + address);
+  }
+  return wire::decode_hello_reply(*frame->body);
 }
 
 }  // namespace
@@ -257,30 +261,25 @@ void PeerTransport::dial(Link& link) {
               }
               schedule_redial(id);
             });
-        wire::Hello h{.role = wire::Role::kPeer,
-                      .cluster_id = options_.cluster_id,
-                      .member_id = options_.self_id,
-                      .name = options_.name,
-                      .software_version = kvc::version(),
-                      .peer_addr = options_.peer_addr,
-                      .client_addr = options_.client_addr};
-        l.nonce.clear();
-        if (!options_.secret.empty()) {
-          Result<std::string> nonce = wire::make_nonce();
-          if (!nonce.ok()) {
-            spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
-                          nonce.status().message());
-            l.conn->close(nonce.status());
-            return;
-          }
-          l.nonce = h.nonce = std::move(*nonce);
+        l.handshake = std::make_unique<wire::DialerHandshake>(
+            options_.secret, wire::Hello{.role = wire::Role::kPeer,
+                                         .cluster_id = options_.cluster_id,
+                                         .member_id = options_.self_id,
+                                         .name = options_.name,
+                                         .software_version = kvc::version(),
+                                         .peer_addr = options_.peer_addr,
+                                         .client_addr = options_.client_addr});
+        wire::HandshakeStep hello = l.handshake->start();
+        if (hello.action != wire::HandshakeAction::kContinue) {
+          spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
+                        hello.why.message());
+          l.conn->close(hello.why);
+          return;
         }
-        // Without a secret, messages may follow the hello at once (the peer refuses
-        // the whole link if the hello is bad); with one, only after the proofs.
+        // Without a secret, messages may follow the hello at once (the peer refuses the whole
+        // link if the hello is bad); with one, only after the proofs.
         l.ready = options_.secret.empty();
-        std::string hello;
-        wire::append_hello(hello, h);
-        l.conn->send(hello);
+        l.conn->send(hello.frames);
       });
 }
 
@@ -312,60 +311,60 @@ void PeerTransport::schedule_redial(std::uint64_t id) {
 
 void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
                                       std::string_view payload) {
-  Result<wire::Envelope> env = wire::open_envelope(payload);
-  if (!env.ok() || env->kind != wire::FrameKind::kHelloReply) {
-    conn.close(Status::corruption("peer " + hex(id) + " sent an unexpected frame"));
-    return;
-  }
-  Result<wire::HelloReply> reply = wire::decode_hello_reply(*env->body);
-  if (!reply.ok()) {
-    conn.close(reply.status());
-    return;
-  }
   auto it = links_.find(id);
-  const std::string address = it != links_.end() ? it->second.address : "?";
-  if (reply->code != Code::kOk) {
-    log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) +
-                                          " address=" + address + " reason=" + reply->message);
-    conn.close(Status(reply->code, reply->message));
-    if (reply->removed) on_removed_(reply->name.empty() ? hex(id) : reply->name);
-    return;
-  }
   if (it == links_.end() || it->second.conn.get() != &conn) {
     conn.close(Status::shutting_down("peer no longer wanted"));
     return;
   }
   Link& link = it->second;
-  if (link.ready && !options_.secret.empty()) {
-    conn.close(Status::corruption("peer " + hex(id) + " sent a second hello reply"));
+  if (link.handshake == nullptr) {
+    // A member sends nothing on a link it accepted after its hello reply.
+    conn.close(Status::corruption("peer " + hex(id) + " sent a frame after the handshake"));
     return;
   }
-  if (reply->member_id != id) {
+  Result<wire::Envelope> env = wire::open_envelope(payload);
+  if (!env.ok()) {
+    conn.close(Status::corruption("peer " + hex(id) + " sent an unexpected frame"));
+    return;
+  }
+  wire::HandshakeStep step = link.handshake->on_frame(*env);
+  if (!step.frames.empty()) conn.send(step.frames);
+  const wire::HelloReply& reply = link.handshake->reply();
+  switch (step.action) {
+    case wire::HandshakeAction::kContinue:
+      return;
+    case wire::HandshakeAction::kClose:
+      conn.close(Status::corruption("peer " + hex(id) + ": " + step.why.message()));
+      return;
+    case wire::HandshakeAction::kRefuse:
+      if (link.handshake->failure() == wire::DialerHandshake::Failure::kAuth) {
+        log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" +
+                                          link.address + " reason=" + step.why.message());
+        link.reported_down = true;
+        conn.close_after_flush(step.why);  // the give-up frame still goes out
+        return;
+      }
+      log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) + " address=" +
+                                            link.address + " reason=" + reply.message);
+      conn.close(step.why);
+      if (reply.removed) on_removed_(reply.name.empty() ? hex(id) : reply.name);
+      return;
+    case wire::HandshakeAction::kOpen:
+      break;
+  }
+  if (reply.member_id != id) {
     log_refusal("wrong id " + hex(id), "peer answered with another member id expected=" + hex(id) +
-                                           " got=" + hex(reply->member_id) + " address=" + address);
+                                           " got=" + hex(reply.member_id) +
+                                           " address=" + link.address);
     conn.close(Status::failed_precondition("wrong member at peer address"));
     return;
   }
-  if (!options_.secret.empty()) {
-    wire::AuthProof answer;
-    Status proved =
-        wire::check_member_proof(options_.secret, wire::Role::kPeer, link.nonce, *reply, &answer);
-    std::string out;
-    wire::append_auth_proof(out, answer);
-    conn.send(out);
-    if (!proved.ok()) {
-      log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) +
-                                        " address=" + address + " reason=" + proved.message());
-      link.reported_down = true;
-      conn.close_after_flush(proved);
-      return;
-    }
-    link.ready = true;
-  }
-  if (link.reported_down) spdlog::info("link to peer up peer={} name={}", hex(id), reply->name);
+  link.ready = true;
+  if (link.reported_down) spdlog::info("link to peer up peer={} name={}", hex(id), reply.name);
   link.reported_down = false;
   link.backoff_ms = 0;
-  on_peer_info_({.id = id, .name = reply->name, .client_addr = reply->client_addr});
+  on_peer_info_({.id = id, .name = reply.name, .client_addr = reply.client_addr});
+  link.handshake.reset();
 }
 
 void PeerTransport::log_refusal(const std::string& key, const std::string& line) {
@@ -393,20 +392,25 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
                                    std::to_string(options_.max_incoming) + ")");
     log_refusal("limit", "refusing peer from=" + conn->peer() + " reason=" + why.message());
     conn->start([](net::Connection&, std::string_view) {}, [](net::Connection&, const Status&) {});
-    refuse_incoming(*conn,
-                    {.cluster_id = options_.cluster_id,
-                     .member_id = options_.self_id,
-                     .name = options_.name,
-                     .software_version = kvc::version()},
-                    why);
+    wire::HelloReply reply = identity_reply();
+    reply.code = why.code();
+    reply.message = why.message();
+    std::string out;
+    wire::append_hello_reply(out, reply);
+    conn->send(out);
+    conn->close_after_flush(why);
     return;
   }
   net::Connection* key = conn.get();
   incoming_[key] = conn;
+  incoming_handshake_[key] = std::make_unique<wire::MemberHandshake>(
+      options_.secret, identity_reply(), [this](const wire::Hello& hello, wire::HelloReply* reply) {
+        return admit_peer(hello, reply);
+      });
   conn->start(
       [this](net::Connection& c, std::string_view p) { on_incoming_frame(c, p); },
       [this](net::Connection& c, const Status& why) {
-        incoming_auth_.erase(&c);
+        incoming_handshake_.erase(&c);
         auto peer = incoming_peer_.find(&c);
         if (peer != incoming_peer_.end()) {
           spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
@@ -420,22 +424,26 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
       });
 }
 
-void PeerTransport::refuse_incoming(net::Connection& conn, wire::HelloReply reply,
-                                    const Status& why) {
-  reply.code = why.code();
-  reply.message = why.message();
-  reply.nonce.clear();
-  reply.proof.clear();
-  std::string out;
-  wire::append_hello_reply(out, reply);
-  conn.send(out);
-  conn.close_after_flush(why);
+wire::HelloReply PeerTransport::identity_reply() const {
+  return {.cluster_id = options_.cluster_id,
+          .member_id = options_.self_id,
+          .name = options_.name,
+          .software_version = kvc::version(),
+          .client_addr = options_.client_addr};
 }
 
-void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello,
-                                wire::HelloReply reply) {
-  reply.nonce.clear();
-  reply.proof.clear();
+namespace {
+
+// A member being added asks for its id (kvc-node --initial-cluster-state existing): a peer
+// hello with neither a cluster id nor a member id.
+bool is_join(const wire::Hello& hello) {
+  return hello.role == wire::Role::kPeer && hello.member_id == 0 && hello.cluster_id == 0;
+}
+
+}  // namespace
+
+void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello) {
+  wire::HelloReply reply = identity_reply();
   Result<std::uint64_t> id = hello.proof == options_.token_digest
                                  ? on_join_(hello.name)
                                  : Result<std::uint64_t>(Status::failed_precondition(
@@ -456,139 +464,85 @@ void PeerTransport::answer_join(net::Connection& conn, const wire::Hello& hello,
   conn.close_after_flush(Status::unavailable("join answered"));
 }
 
-void PeerTransport::on_incoming_auth(net::Connection& conn, const wire::Envelope& env) {
-  auto pending = incoming_auth_.find(&conn);
-  KVC_CHECK(pending != incoming_auth_.end(), "on_incoming_auth without a pending handshake");
-  PendingAuth p = std::move(pending->second);
-  incoming_auth_.erase(pending);
-  const Status proved = wire::check_auth_frame(options_.secret, p.hello, p.reply, env);
-  if (!proved.ok()) {
-    log_refusal("in " + p.hello.name, "refusing peer from=" + conn.peer() +
-                                          " name=" + p.hello.name + " reason=" + proved.message());
-    refuse_incoming(conn, std::move(p.reply), proved);
-    return;
-  }
-  if (p.join) {
-    answer_join(conn, p.hello, std::move(p.reply));
-    return;
-  }
-  incoming_peer_[&conn] = p.hello.member_id;
-  on_peer_info_({.id = p.hello.member_id,
-                 .name = p.hello.name,
-                 .peer_addr = p.hello.peer_addr,
-                 .client_addr = p.hello.client_addr});
-}
-
 void PeerTransport::on_incoming_frame(net::Connection& conn, std::string_view payload) {
+  auto handshake = incoming_handshake_.find(&conn);
+  if (handshake != incoming_handshake_.end() &&
+      handshake->second->state() == wire::MemberHandshake::State::kRefused) {
+    return;  // the refusal is being flushed
+  }
   Result<wire::Envelope> env = wire::open_envelope(payload);
   if (!env.ok()) {
     spdlog::warn("closing peer connection from={} reason={}", conn.peer(), env.status().message());
     conn.close(env.status());
     return;
   }
-  if (incoming_auth_.count(&conn) != 0) {
-    on_incoming_auth(conn, *env);
+  if (handshake != incoming_handshake_.end()) {
+    on_incoming_handshake(conn, *handshake->second, *env);
     return;
   }
   auto peer = incoming_peer_.find(&conn);
-  if (peer == incoming_peer_.end()) {
-    on_incoming_hello(conn, *env);
-    return;
-  }
+  if (peer == incoming_peer_.end()) return;  // a join answered: closing
   on_incoming_raft(conn, peer->second, *env);
 }
 
-void PeerTransport::on_incoming_hello(net::Connection& conn, const wire::Envelope& env) {
-  if (env.kind != wire::FrameKind::kHello) {
-    conn.close(Status::failed_precondition("first frame must be a hello"));
-    return;
-  }
-  Result<wire::Hello> hello = wire::decode_hello(*env.body);
-  wire::HelloReply reply{.cluster_id = options_.cluster_id,
-                         .member_id = options_.self_id,
-                         .name = options_.name,
-                         .software_version = kvc::version(),
-                         .client_addr = options_.client_addr};
-  const bool has_secret = !options_.secret.empty();
-  if (hello.ok()) {
-    if (Status s = wire::check_hello_auth(has_secret, *hello); !s.ok()) {
-      log_refusal("in " + hello->name, "refusing peer from=" + conn.peer() +
-                                           " name=" + hello->name + " reason=" + s.message());
-      refuse_incoming(conn, std::move(reply), s);
+void PeerTransport::on_incoming_handshake(net::Connection& conn, wire::MemberHandshake& handshake,
+                                          const wire::Envelope& env) {
+  wire::HandshakeStep step = handshake.on_frame(env);
+  const wire::Hello& hello = handshake.hello();
+  // A join is answered by one reply carrying its id (answer_join): without a secret that reply
+  // takes the place of the opening one; with a secret it follows the proofs.
+  const bool join_opened = step.action == wire::HandshakeAction::kOpen && is_join(hello);
+  if (!step.frames.empty() && !join_opened) conn.send(step.frames);
+  switch (step.action) {
+    case wire::HandshakeAction::kContinue:
+      return;
+    case wire::HandshakeAction::kRefuse: {
+      // A refused peer redials every few hundred milliseconds: one line a second per peer.
+      const std::string who = hello.member_id != 0 ? hex(hello.member_id) : hello.name;
+      log_refusal("in " + who, "refusing peer from=" + conn.peer() + " name=" + hello.name +
+                                   " reason=" + step.why.message());
+      conn.close_after_flush(step.why);
       return;
     }
+    case wire::HandshakeAction::kClose:
+      spdlog::warn("closing peer connection from={} reason={}", conn.peer(), step.why.message());
+      conn.close(step.why);
+      return;
+    case wire::HandshakeAction::kOpen:
+      break;
   }
-  if (hello.ok() && hello->role == wire::Role::kPeer && hello->member_id == 0 &&
-      hello->cluster_id == 0 && hello->protocol_version == wire::kProtocolVersion) {
-    on_joining_hello(conn, std::move(*hello), std::move(reply));
+  const wire::Hello opened = hello;
+  incoming_handshake_.erase(&conn);  // destroys `handshake` and `hello`
+  if (is_join(opened)) {
+    answer_join(conn, opened);
     return;
   }
-  const Status refuse = check_incoming_hello(hello, &reply);
-  if (!refuse.ok()) {
-    // A refused peer redials every few hundred milliseconds: one line a second per peer.
-    log_refusal("in " + (hello.ok() ? hex(hello->member_id) : std::string("?")),
-                "refusing peer from=" + conn.peer() + " reason=" + refuse.message());
-    refuse_incoming(conn, std::move(reply), refuse);
-    return;
-  }
-  std::string out;
-  wire::append_hello_reply(out, reply);
-  conn.send(out);
-  if (has_secret) {
-    incoming_auth_[&conn] = {std::move(*hello), std::move(reply), false};
-    return;
-  }
-  incoming_peer_[&conn] = hello->member_id;
-  on_peer_info_({.id = hello->member_id,
-                 .name = hello->name,
-                 .peer_addr = hello->peer_addr,
-                 .client_addr = hello->client_addr});
+  incoming_peer_[&conn] = opened.member_id;
+  on_peer_info_({.id = opened.member_id,
+                 .name = opened.name,
+                 .peer_addr = opened.peer_addr,
+                 .client_addr = opened.client_addr});
 }
 
-void PeerTransport::on_joining_hello(net::Connection& conn, wire::Hello hello,
-                                     wire::HelloReply reply) {
-  // A member being added asks for its id (kvc-node --initial-cluster-state existing).
-  if (options_.secret.empty()) {
-    answer_join(conn, hello, std::move(reply));
-    return;
-  }
-  if (Status s = wire::answer_challenge(options_.secret, hello, &reply); !s.ok()) {
-    spdlog::error("cannot challenge joining member from={} error={}", conn.peer(), s.message());
-    refuse_incoming(conn, std::move(reply), s);
-    return;
-  }
-  std::string out;
-  wire::append_hello_reply(out, reply);
-  conn.send(out);
-  incoming_auth_[&conn] = {std::move(hello), std::move(reply), true};
-}
-
-Status PeerTransport::check_incoming_hello(const Result<wire::Hello>& hello,
-                                           wire::HelloReply* reply) {
-  if (!hello.ok()) return hello.status();
-  if (hello->protocol_version != wire::kProtocolVersion) {
-    return Status::failed_precondition(
-        "protocol version " + std::to_string(hello->protocol_version) +
-        " is not supported (this member speaks " + std::to_string(wire::kProtocolVersion) + ")");
-  }
-  if (hello->role != wire::Role::kPeer) {
+Status PeerTransport::admit_peer(const wire::Hello& hello, wire::HelloReply* reply) const {
+  if (is_join(hello)) return Status();
+  if (hello.role != wire::Role::kPeer) {
     return Status::failed_precondition("this is the peer port; clients use the client port");
   }
-  if (hello->cluster_id != options_.cluster_id) {
+  if (hello.cluster_id != options_.cluster_id) {
     return Status::failed_precondition("cluster id mismatch: this member belongs to cluster " +
                                        hex(options_.cluster_id) + ", the peer to " +
-                                       hex(hello->cluster_id) +
+                                       hex(hello.cluster_id) +
                                        " (check --cluster-token and --initial-cluster)");
   }
-  if (hello->member_id == 0 || hello->member_id == options_.self_id) {
-    return Status::failed_precondition("bad member id " + hex(hello->member_id));
+  if (hello.member_id == 0 || hello.member_id == options_.self_id) {
+    return Status::failed_precondition("bad member id " + hex(hello.member_id));
   }
-  if (removed_.count(hello->member_id) != 0) {
+  if (removed_.count(hello.member_id) != 0) {
     reply->removed = true;
-    return Status::failed_precondition("member " + hex(hello->member_id) +
+    return Status::failed_precondition("member " + hex(hello.member_id) +
                                        " was removed from the cluster");
   }
-  if (!options_.secret.empty()) return wire::answer_challenge(options_.secret, *hello, reply);
   return Status();
 }
 

@@ -1,6 +1,7 @@
 // Links between members: each member dials every other member once and sends its Raft
 // messages on that outgoing connection; it receives on the connections the others dial. Every
-// connection opens with a handshake naming the protocol version, cluster id and member id; a
+// connection opens with a handshake (wire/handshake.h, the machines the client port and the client
+// library run too) naming the protocol version, cluster id and member id; a
 // peer of another cluster, or an unknown message, closes the link with a logged reason. Lost
 // links are redialled with back-off; messages to an unreachable peer are dropped (Raft resends)
 // and reported so the leader stops pipelining to it. With a shared secret every link, in both
@@ -18,6 +19,7 @@
 #include "kvc/net/connection.h"
 #include "kvc/raft/message.h"
 #include "kvc/server/environment.h"
+#include "kvc/wire/handshake.h"
 #include "kvc/wire/messages.h"
 
 namespace kvc::server {
@@ -93,34 +95,28 @@ class PeerTransport final : public Transport {
     std::uint64_t backoff_ms = 0;
     uv_timer_t* retry = nullptr;  // pending redial
     bool reported_down = false;
-    std::string nonce;  // this side's challenge on the current connection (secret only)
+    // The current connection's handshake until the member's reply is checked (then null).
+    std::unique_ptr<wire::DialerHandshake> handshake;
     // Messages may be sent: the hello is out and, with a secret, both proofs checked out.
     bool ready = false;
-  };
-  // An incoming connection whose hello was answered with a challenge (secret only): nothing
-  // else from it is handled before its Auth frame checks out.
-  struct PendingAuth {
-    wire::Hello hello;
-    wire::HelloReply reply;
-    bool join = false;  // a member being added asking for its id
   };
 
   void dial(Link& link);
   void schedule_redial(std::uint64_t id);
   void on_incoming(std::shared_ptr<net::Connection> conn);
   void on_incoming_frame(net::Connection& conn, std::string_view payload);
-  // The steps of on_incoming_frame: the first frame of a connection (a hello: a peer's, checked
-  // by check_incoming_hello, or a joining member's asking for its id), then Raft messages.
-  void on_incoming_hello(net::Connection& conn, const wire::Envelope& env);
-  void on_joining_hello(net::Connection& conn, wire::Hello hello, wire::HelloReply reply);
-  // Why a peer's hello is refused (ok: accepted); sets reply->removed for a removed member and
-  // answers the secret's challenge into *reply when there is a secret.
-  Status check_incoming_hello(const Result<wire::Hello>& hello, wire::HelloReply* reply);
+  // The steps of on_incoming_frame: the handshake (wire/handshake.h: a peer's hello, checked by
+  // admit_peer, or a joining member's asking for its id), then Raft messages.
+  void on_incoming_handshake(net::Connection& conn, wire::MemberHandshake& handshake,
+                             const wire::Envelope& env);
+  // The peer port's own checks of a hello (the protocol version and the secret are the
+  // handshake's); sets reply->removed for a removed member. A join passes.
+  Status admit_peer(const wire::Hello& hello, wire::HelloReply* reply) const;
   void on_incoming_raft(net::Connection& conn, std::uint64_t peer, const wire::Envelope& env);
   void on_outgoing_frame(std::uint64_t id, net::Connection& conn, std::string_view payload);
-  void on_incoming_auth(net::Connection& conn, const wire::Envelope& env);
-  void answer_join(net::Connection& conn, const wire::Hello& hello, wire::HelloReply reply);
-  void refuse_incoming(net::Connection& conn, wire::HelloReply reply, const Status& why);
+  void answer_join(net::Connection& conn, const wire::Hello& hello);
+  // What every reply of this member on the peer port carries.
+  wire::HelloReply identity_reply() const;
   // Refusals (either way: authentication, cluster or member mismatch, removed members, joins,
   // limits) are logged at most once a second per `key` (a refused peer redials several times a
   // second); the rest are counted into the next line.
@@ -138,7 +134,8 @@ class PeerTransport final : public Transport {
   std::map<std::uint64_t, Link> links_;
   std::map<net::Connection*, std::shared_ptr<net::Connection>> incoming_;
   std::map<net::Connection*, std::uint64_t> incoming_peer_;  // handshake done: who it is
-  std::map<net::Connection*, PendingAuth> incoming_auth_;    // waiting for the Auth frame
+  // Handshakes not yet complete (or refused and being flushed): nothing else is handled.
+  std::map<net::Connection*, std::unique_ptr<wire::MemberHandshake>> incoming_handshake_;
   struct AuthLog {
     std::uint64_t last_ms = 0;
     std::uint64_t suppressed = 0;
