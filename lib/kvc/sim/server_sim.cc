@@ -11,10 +11,15 @@
 namespace kvc::sim {
 
 const std::vector<std::string>& server_mutations() {
+#ifdef KVC_MUTATIONS
   static const std::vector<std::string> kMutations = {
       "ack-before-commit", "ack-before-apply", "read-before-applied",   "local-reads",
       "skip-wal-replay",   "unverified-reads", "persist-without-fsync", "marker-before-flush",
   };
+#else
+  // A build without the planted bugs (the sanitizer build) runs the real server only.
+  static const std::vector<std::string> kMutations;
+#endif
   return kMutations;
 }
 
@@ -406,9 +411,11 @@ void ServerSim::send(int from, const raft::Message& m) {
 }
 
 ServerSimResult ServerSim::run() {
+#ifdef KVC_MUTATIONS
   // A process-wide switch a member sets when it runs with "unverified-reads": each run starts
   // without it.
   storage::g_state_mutation = storage::StateMutation::kNone;
+#endif
   if (Status s = make_root(); !s.ok()) {
     result_.ok = false;
     result_.violation = "setup: " + s.to_string();

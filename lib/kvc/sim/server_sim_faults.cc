@@ -187,10 +187,14 @@ void ServerSim::damage_fault() {
   if (chance(75)) keys.insert(keys.begin(), kColdKey);  // mostly the cold key, when stored
   // The harness's own offline check of the damage must not run with a mutated state reader
   // (the switch is process-wide): it is off while the damage is made and checked.
+#ifdef KVC_MUTATIONS
   const storage::StateMutation mutation = storage::g_state_mutation;
   storage::g_state_mutation = storage::StateMutation::kNone;
+#endif
   Result<DamagedValue> d = damage_stored_value(s.dir, keys);
+#ifdef KVC_MUTATIONS
   storage::g_state_mutation = mutation;
+#endif
   if (d.ok()) {
     ++result_.stats.damages;
     s.damage_pending = true;
