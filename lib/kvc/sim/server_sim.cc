@@ -176,40 +176,39 @@ Status ServerSim::start_member(Slot& s) {
   return Status();
 }
 
-// The tick and flush timers of one incarnation (they stop with it).
+// The tick, flush and scrub timers of one incarnation (they stop with it).
 void ServerSim::schedule_timers(Slot& s) {
   const std::uint64_t inc = s.incarnation;
   const int i = s.index;
-  auto tick = std::make_shared<std::function<void()>>();
-  *tick = [this, i, inc, tick] {
-    Slot& sl = slots_[static_cast<std::size_t>(i)];
-    if (sl.incarnation != inc || !sl.member) return;
-    enter(i);
-    sl.member->tick();
-    after_event(i);
-    at(now_us_ + kTickMs * 1000, *tick);
-  };
-  at(now_us_ + 1 + rand(kTickMs * 1000), *tick);
-  auto flush = std::make_shared<std::function<void()>>();
-  *flush = [this, i, inc, flush] {
-    Slot& sl = slots_[static_cast<std::size_t>(i)];
-    if (sl.incarnation != inc || !sl.member) return;
-    enter(i);
-    sl.member->flush_timer();
-    after_event(i);
-    at(now_us_ + kFlushIntervalMs * 500, *flush);
-  };
-  at(now_us_ + 1 + rand(kFlushIntervalMs * 500), *flush);
-  auto scrub = std::make_shared<std::function<void()>>();
-  *scrub = [this, i, inc, scrub] {
-    Slot& sl = slots_[static_cast<std::size_t>(i)];
-    if (sl.incarnation != inc || !sl.member) return;
-    enter(i);
-    sl.member->scrub_timer();
-    after_event(i);
-    at(now_us_ + 100'000, *scrub);
-  };
-  at(now_us_ + 1 + rand(100'000), *scrub);
+  at(now_us_ + 1 + rand(kTickMs * 1000), [this, i, inc] { fire_timer(i, inc, Timer::kTick); });
+  at(now_us_ + 1 + rand(kFlushIntervalMs * 500),
+     [this, i, inc] { fire_timer(i, inc, Timer::kFlush); });
+  at(now_us_ + 1 + rand(100'000), [this, i, inc] { fire_timer(i, inc, Timer::kScrub); });
+}
+
+// One timer of incarnation `inc` of slot `i` fires, and is set again (each firing schedules the
+// next as a new event, so no event refers to itself).
+void ServerSim::fire_timer(int i, std::uint64_t inc, Timer which) {
+  Slot& sl = slots_[static_cast<std::size_t>(i)];
+  if (sl.incarnation != inc || !sl.member) return;
+  enter(i);
+  std::uint64_t period_us = 0;
+  switch (which) {
+    case Timer::kTick:
+      sl.member->tick();
+      period_us = kTickMs * 1000;
+      break;
+    case Timer::kFlush:
+      sl.member->flush_timer();
+      period_us = kFlushIntervalMs * 500;
+      break;
+    case Timer::kScrub:
+      sl.member->scrub_timer();
+      period_us = 100'000;
+      break;
+  }
+  after_event(i);
+  at(now_us_ + period_us, [this, i, inc, which] { fire_timer(i, inc, which); });
 }
 
 void ServerSim::crash_member(Slot& s, bool count) {

@@ -195,6 +195,8 @@ class ServerSim {
   void disk_fault();
   Status start_member(Slot& s);
   void schedule_timers(Slot& s);
+  enum class Timer { kTick, kFlush, kScrub };
+  void fire_timer(int slot, std::uint64_t incarnation, Timer which);
   void crash_member(Slot& s, bool count);
   void restart_later(Slot& s, std::uint64_t after_us);
   void fault();
