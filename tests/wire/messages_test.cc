@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "kvc/common/text.h"
 #include "kvc/wire/frame.h"
 
 namespace kvc::wire {
@@ -137,6 +138,81 @@ TEST(MessagesTest, HandshakeRoundTrips) {
   Result<HelloReply> got2 = decode_hello_reply(*env2->body);
   ASSERT_TRUE(got2.ok());
   EXPECT_EQ(*got2, r);
+}
+
+// The exact bytes of one frame of each kind, written down before the codecs were rewritten on
+// top of field lists: a change here is a change of the wire format (kvc-node(1)), which older
+// members would misread.
+TEST(MessagesTest, EncodingIsPinned) {
+  Hello hello{.role = Role::kPeer,
+              .cluster_id = 5,
+              .member_id = 6,
+              .name = "m1",
+              .software_version = "0.1",
+              .nonce = "n",
+              .proof = "p",
+              .peer_addr = "h:2",
+              .client_addr = "h:1"};
+  HelloReply reply{.code = Code::kFailedPrecondition,
+                   .message = "no",
+                   .cluster_id = 1,
+                   .member_id = 2,
+                   .name = "m2",
+                   .software_version = "0.2",
+                   .nonce = "x",
+                   .proof = "y",
+                   .client_addr = "h:3",
+                   .assigned_member_id = 77,
+                   .removed = true,
+                   .max_frame_bytes = 16u << 20,
+                   .max_request_bytes = 1536u << 10,
+                   .refused_frame_bytes = 20000000};
+  Response resp = full_response();
+  resp.data = "d";
+  resp.status.damaged = true;
+  resp.status.repairing = true;
+  resp.status.repair_reason = "r";
+  resp.status.scrub_passes = 1;
+  resp.status.scrub_records = 2;
+  resp.status.scrub_damaged = 3;
+  resp.status.hash_check_index = 4;
+  resp.status.hash_check_result = "ok";
+  resp.status.lost_entries_detected = 5;
+  std::string f;
+  append_hello(f, hello);
+  EXPECT_EQ(hex_encode(f),
+            "0000002a9201df0000000a010102010305040605a26d3106a3302e3107c4016e08c4017009a3683a"
+            "320aa3683a31");
+  f.clear();
+  append_hello_reply(f, reply);
+  EXPECT_EQ(hex_encode(f),
+            "0000003d9202df0000000e010502a26e6f0301040205a26d3206a3302e3207c4017808c4017909a3"
+            "683a330a4d0bc30cce010000000dce001800000ece01312d00");
+  f.clear();
+  append_auth_proof(f, AuthProof{.proof = "p", .message = "m"});
+  EXPECT_EQ(hex_encode(f), "0000000e9206df0000000201c4017002a16d");
+  f.clear();
+  append_request(f, full_request());
+  EXPECT_EQ(hex_encode(f),
+            "0000004d9204df00000013014d020503c4036b00ff04c4017605c3060a076308c309c30ac30b050c"
+            "060d070ea26d340fab3132372e302e302e313a3110ab3132372e302e302e313a3211c312c313cd13"
+            "88");
+  f.clear();
+  append_request(f, Request{});
+  EXPECT_EQ(hex_encode(f), "000000099204df000000010201");
+  f.clear();
+  append_response(f, resp);
+  EXPECT_EQ(hex_encode(f),
+            "000001109205df000000140109020703aa6e6f74206c6561646572040305a26d3306ae3132372e30"
+            "2e302e313a3233373907cd04d2089295c40161c4013102030495c4028081c40005060109c30a020b"
+            "c30c929601a26d31ab3132372e302e302e313a31ab3132372e302e302e313a32c2c39602a26d32ab"
+            "3132372e302e302e313a33a0c3c20ddf00000016010102a26d3103a3302e31040805010604070a08"
+            "0909080a640bccc80da66c65616465720e92a96469736b20736c6f77b370656572206d3220756e72"
+            "6561636861626c6528c329c32aa1722b012c022d032e042fa26f6b30050e0b0f92920195c40161c4"
+            "0131020301920295c40162c400000400100211c4016412c313cf0000deadbeefcafe1401");
+  f.clear();
+  append_response(f, Response{});
+  EXPECT_EQ(hex_encode(f), "000000079205df00000000");
 }
 
 TEST(MessagesTest, EveryTruncationFailsCleanly) {
