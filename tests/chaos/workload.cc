@@ -23,28 +23,7 @@ void record_response(check::Operation& op, const wire::Response& r, std::uint64_
     op.outcome = check::Outcome::kFailed;
     return;
   }
-  op.outcome = check::Outcome::kOk;
-  if (!ok) return;  // a definite "no": found stays false
-  switch (op.kind) {
-    case check::OpKind::kGet:
-      if (r.found && !r.kvs.empty()) {
-        op.found = true;
-        op.read_value = r.kvs.front().value;
-        op.revision = r.kvs.front().mod_revision;
-      }
-      break;
-    case check::OpKind::kPut:
-      op.revision = r.revision;
-      break;
-    case check::OpKind::kDelete:
-      op.found = r.found;
-      if (r.found) op.revision = r.revision;
-      break;
-    case check::OpKind::kCas:
-      op.found = true;
-      op.revision = r.revision;
-      break;
-  }
+  check::record_answer(op, r);
 }
 
 std::uint64_t Recorder::now_us() const {

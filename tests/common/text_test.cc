@@ -63,6 +63,18 @@ TEST(TextTest, JsonEscapeKeepsTextAndEscapesTheRest) {
 
 // The one JSON form of keys and values: text when it is valid UTF-8, else base64 under
 // NAME_base64; exactly one of the two.
+TEST(TextTest, BackslashEscapeForQuotedTextAndPrometheus) {
+  const std::string bytes = "a\\b\"c\nd\te\rf\x01g\x7fh\xc3\xa9";
+  EXPECT_EQ(backslash_escape(bytes), "a\\\\b\\\"c\\nd\\te\\rf\\x01g\\x7fh\xc3\xa9");
+  EXPECT_EQ(backslash_escape(bytes, {.hex_non_ascii = true}),
+            "a\\\\b\\\"c\\nd\\te\\rf\\x01g\\x7fh\\xc3\\xa9");
+  // Prometheus label values: only \\, \" and \n; HELP text: only \\ and \n.
+  EXPECT_EQ(backslash_escape(bytes, {.tab_cr = false, .hex_controls = false}),
+            "a\\\\b\\\"c\\nd\te\rf\x01g\x7fh\xc3\xa9");
+  EXPECT_EQ(backslash_escape(bytes, {.quote = false, .tab_cr = false, .hex_controls = false}),
+            "a\\\\b\"c\\nd\te\rf\x01g\x7fh\xc3\xa9");
+}
+
 TEST(TextTest, JsonBytesMemberIsTextOrBase64) {
   const struct {
     const char* name;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kvc/common/lines.h"
 #include "kvc/net/address.h"
 #include "process_cluster.h"
 #include "support/wait.h"
@@ -364,12 +365,8 @@ TEST(AdminProcessTest, LeaderWatchReportsChanges) {
   // be reported between them (with an empty name).
   std::vector<std::pair<std::string, std::uint64_t>> seen;
   // One JSON object per line: {"name":"...","id":"...","client_addr":"...","term":N}.
-  std::size_t pos = 0;
-  while (pos < out.size()) {
-    std::size_t eol = out.find('\n', pos);
-    if (eol == std::string::npos) eol = out.size();
-    const std::string l = out.substr(pos, eol - pos);
-    pos = eol + 1;
+  for (const std::string_view line : split_lines(out)) {
+    const std::string l(line);
     const std::string name_key = "{\"name\":\"";
     const std::string term_key = "\"term\":";
     if (l.rfind(name_key, 0) != 0 || l.find(term_key) == std::string::npos) continue;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "data_dir_faults.h"
+#include "kvc/common/lines.h"
 #include "kvc/raft/node.h"
 #include "process_cluster.h"
 
@@ -374,15 +375,10 @@ Started await_start(const ProcessCluster& cluster, int v) {
 // log line.
 std::string last_words(const std::string& log) {
   std::string last, last_node;
-  std::size_t pos = 0;
-  while (pos < log.size()) {
-    std::size_t eol = log.find('\n', pos);
-    if (eol == std::string::npos) eol = log.size();
-    const std::string line = log.substr(pos, eol - pos);
-    pos = eol + 1;
+  for (const std::string_view line : split_lines(log)) {
     if (line.empty()) continue;
     last = line;
-    if (line.rfind("kvc-node:", 0) == 0) last_node = line;
+    if (line.starts_with("kvc-node:")) last_node = line;
   }
   return last_node.empty() ? last : last_node;
 }

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "kvc/common/text.h"
 #include "kvc/wire/frame.h"
 
 namespace kvc::wire {
@@ -76,67 +77,134 @@ Response full_response() {
   return r;
 }
 
-TEST(MessagesTest, RequestRoundTrips) {
-  for (const Request& want :
-       {Request{}, Request{.id = 1, .op = Op::kPut, .key = "a"}, full_request()}) {
-    std::string f;
-    append_request(f, want);
-    Result<Envelope> env = open_envelope(payload_of(f));
-    ASSERT_TRUE(env.ok()) << env.status().to_string();
-    ASSERT_EQ(env->kind, FrameKind::kRequest);
-    Result<Request> got = decode_request(*env->body);
-    ASSERT_TRUE(got.ok()) << got.status().to_string();
-    EXPECT_EQ(*got, want);
-  }
-}
-
-TEST(MessagesTest, ResponseRoundTrips) {
-  for (const Response& want : {Response{}, full_response()}) {
-    std::string f;
-    append_response(f, want);
-    Result<Envelope> env = open_envelope(payload_of(f));
-    ASSERT_TRUE(env.ok());
-    ASSERT_EQ(env->kind, FrameKind::kResponse);
-    Result<Response> got = decode_response(*env->body);
-    ASSERT_TRUE(got.ok()) << got.status().to_string();
-    EXPECT_EQ(*got, want);
-  }
-}
-
-TEST(MessagesTest, HandshakeRoundTrips) {
-  Hello h{.role = Role::kPeer,
+Hello full_hello() {
+  return {.role = Role::kPeer,
           .cluster_id = 5,
           .member_id = 6,
           .name = "m1",
           .software_version = "0.1",
           .nonce = "n",
           .proof = "p",
-          .peer_addr = "127.0.0.1:2380",
-          .client_addr = "127.0.0.1:2379"};
-  std::string f;
-  append_hello(f, h);
-  Result<Envelope> env = open_envelope(payload_of(f));
-  ASSERT_TRUE(env.ok());
-  Result<Hello> got = decode_hello(*env->body);
-  ASSERT_TRUE(got.ok());
-  EXPECT_EQ(*got, h);
+          .peer_addr = "h:2",
+          .client_addr = "h:1"};
+}
 
-  HelloReply r{.code = Code::kFailedPrecondition,
-               .message = "wrong cluster",
-               .cluster_id = 1,
-               .client_addr = "127.0.0.1:2379",
-               .assigned_member_id = 77,
-               .removed = true,
-               .max_frame_bytes = 16u << 20,
-               .max_request_bytes = 1536u << 10,
-               .refused_frame_bytes = 20000000};
-  std::string g;
-  append_hello_reply(g, r);
-  Result<Envelope> env2 = open_envelope(payload_of(g));
-  ASSERT_TRUE(env2.ok());
-  Result<HelloReply> got2 = decode_hello_reply(*env2->body);
-  ASSERT_TRUE(got2.ok());
-  EXPECT_EQ(*got2, r);
+HelloReply full_hello_reply() {
+  return {.code = Code::kFailedPrecondition,
+          .message = "no",
+          .cluster_id = 1,
+          .member_id = 2,
+          .name = "m2",
+          .software_version = "0.2",
+          .nonce = "x",
+          .proof = "y",
+          .client_addr = "h:3",
+          .assigned_member_id = 77,
+          .removed = true,
+          .max_frame_bytes = 16u << 20,
+          .max_request_bytes = 1536u << 10,
+          .refused_frame_bytes = 20000000};
+}
+
+// Encodes `want` as one frame, opens it and decodes it back.
+template <typename M>
+void expect_round_trip(void (*append)(std::string&, const M&),
+                       Result<M> (*decode)(const msgpack::object&), FrameKind kind, const M& want) {
+  std::string f;
+  append(f, want);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  ASSERT_TRUE(env.ok()) << env.status().to_string();
+  ASSERT_EQ(env->kind, kind);
+  Result<M> got = decode(*env->body);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(*got, want);
+}
+
+// Decodes a request frame whose map `fill` writes by hand, as a newer or a broken client might.
+template <typename Fill>
+Result<Request> decode_written_request(Fill fill) {
+  std::string f;
+  const std::size_t at = begin_frame(f);
+  Writer w(f);
+  w.array(2);
+  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
+  MapWriter m(f);
+  fill(m);
+  m.finish();
+  finish_frame(f, at);
+  Result<Envelope> env = open_envelope(payload_of(f));
+  if (!env.ok()) return env.status();
+  return decode_request(*env->body);
+}
+
+TEST(MessagesTest, RequestRoundTrips) {
+  for (const Request& want :
+       {Request{}, Request{.id = 1, .op = Op::kPut, .key = "a"}, full_request()}) {
+    expect_round_trip(append_request, decode_request, FrameKind::kRequest, want);
+  }
+}
+
+TEST(MessagesTest, ResponseRoundTrips) {
+  for (const Response& want : {Response{}, full_response()}) {
+    expect_round_trip(append_response, decode_response, FrameKind::kResponse, want);
+  }
+}
+
+TEST(MessagesTest, HandshakeRoundTrips) {
+  expect_round_trip(append_hello, decode_hello, FrameKind::kHello, full_hello());
+  expect_round_trip(append_hello_reply, decode_hello_reply, FrameKind::kHelloReply,
+                    full_hello_reply());
+  expect_round_trip(append_auth_proof, decode_auth_proof, FrameKind::kAuth,
+                    AuthProof{.proof = "p", .message = "m"});
+}
+
+TEST(MessagesTest, EncodingIsPinned) {
+  Response resp = full_response();
+  resp.data = "d";
+  resp.status.damaged = true;
+  resp.status.repairing = true;
+  resp.status.repair_reason = "r";
+  resp.status.scrub_passes = 1;
+  resp.status.scrub_records = 2;
+  resp.status.scrub_damaged = 3;
+  resp.status.hash_check_index = 4;
+  resp.status.hash_check_result = "ok";
+  resp.status.lost_entries_detected = 5;
+  std::string f;
+  append_hello(f, full_hello());
+  EXPECT_EQ(hex_encode(f),
+            "0000002a9201df0000000a010102010305040605a26d3106a3302e3107c4016e08c4017009a3683a"
+            "320aa3683a31");
+  f.clear();
+  append_hello_reply(f, full_hello_reply());
+  EXPECT_EQ(hex_encode(f),
+            "0000003d9202df0000000e010502a26e6f0301040205a26d3206a3302e3207c4017808c4017909a3"
+            "683a330a4d0bc30cce010000000dce001800000ece01312d00");
+  f.clear();
+  append_auth_proof(f, AuthProof{.proof = "p", .message = "m"});
+  EXPECT_EQ(hex_encode(f), "0000000e9206df0000000201c4017002a16d");
+  f.clear();
+  append_request(f, full_request());
+  EXPECT_EQ(hex_encode(f),
+            "0000004d9204df00000013014d020503c4036b00ff04c4017605c3060a076308c309c30ac30b050c"
+            "060d070ea26d340fab3132372e302e302e313a3110ab3132372e302e302e313a3211c312c313cd13"
+            "88");
+  f.clear();
+  append_request(f, Request{});
+  EXPECT_EQ(hex_encode(f), "000000099204df000000010201");
+  f.clear();
+  append_response(f, resp);
+  EXPECT_EQ(hex_encode(f),
+            "000001109205df000000140109020703aa6e6f74206c6561646572040305a26d3306ae3132372e30"
+            "2e302e313a3233373907cd04d2089295c40161c4013102030495c4028081c40005060109c30a020b"
+            "c30c929601a26d31ab3132372e302e302e313a31ab3132372e302e302e313a32c2c39602a26d32ab"
+            "3132372e302e302e313a33a0c3c20ddf00000016010102a26d3103a3302e31040805010604070a08"
+            "0909080a640bccc80da66c65616465720e92a96469736b20736c6f77b370656572206d3220756e72"
+            "6561636861626c6528c329c32aa1722b012c022d032e042fa26f6b30050e0b0f92920195c40161c4"
+            "0131020301920295c40162c400000400100211c4016412c313cf0000deadbeefcafe1401");
+  f.clear();
+  append_response(f, Response{});
+  EXPECT_EQ(hex_encode(f), "000000079205df00000000");
 }
 
 TEST(MessagesTest, EveryTruncationFailsCleanly) {
@@ -154,20 +222,11 @@ TEST(MessagesTest, EveryTruncationFailsCleanly) {
 
 TEST(MessagesTest, UnknownFieldsAreSkipped) {
   // A newer client sends field 200: this member ignores it.
-  std::string f;
-  const std::size_t at = begin_frame(f);
-  Writer w(f);
-  w.array(2);
-  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
-  MapWriter m(f);
-  m.uint(1, 5);
-  m.field(2).uint(static_cast<std::uint8_t>(Op::kGet));
-  m.field(200).str("from the future");
-  m.finish();
-  finish_frame(f, at);
-  Result<Envelope> env = open_envelope(payload_of(f));
-  ASSERT_TRUE(env.ok());
-  Result<Request> r = decode_request(*env->body);
+  Result<Request> r = decode_written_request([](MapWriter& m) {
+    m.uint(1, 5);
+    m.field(2).uint(static_cast<std::uint8_t>(Op::kGet));
+    m.field(200).str("from the future");
+  });
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->id, 5u);
 }
@@ -194,35 +253,14 @@ TEST(MessagesTest, MalformedInputIsRejected) {
 }
 
 TEST(MessagesTest, WrongFieldTypesAreRejected) {
-  std::string f;
-  const std::size_t at = begin_frame(f);
-  Writer w(f);
-  w.array(2);
-  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
-  MapWriter m(f);
-  m.field(1).str("not a number");
-  m.finish();
-  finish_frame(f, at);
-  Result<Envelope> env = open_envelope(payload_of(f));
-  ASSERT_TRUE(env.ok());
-  Result<Request> r = decode_request(*env->body);
+  Result<Request> r = decode_written_request([](MapWriter& m) { m.field(1).str("not a number"); });
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("request.id"), std::string::npos);
 }
 
 TEST(MessagesTest, UnknownOpIsInvalidArgument) {
-  std::string f;
-  const std::size_t at = begin_frame(f);
-  Writer w(f);
-  w.array(2);
-  w.uint(static_cast<std::uint8_t>(FrameKind::kRequest));
-  MapWriter m(f);
-  m.field(2).uint(250);
-  m.finish();
-  finish_frame(f, at);
-  Result<Envelope> env = open_envelope(payload_of(f));
-  ASSERT_TRUE(env.ok());
-  EXPECT_EQ(decode_request(*env->body).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(decode_written_request([](MapWriter& m) { m.field(2).uint(250); }).status().code(),
+            Code::kInvalidArgument);
 }
 
 TEST(MessagesTest, RandomBytesNeverCrash) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "kvc/common/status.h"
+
 namespace kvc::check {
 
 enum class OpKind : std::uint8_t {
@@ -54,5 +56,39 @@ struct Operation {
 };
 
 using History = std::vector<Operation>;
+
+// Records a definite answer to `op` (outcome kOk) from `r`, kvc's client response
+// (wire::Response: a template parameter, so that check does not depend on the wire layer). The
+// caller decides which answers are definite; any code but kOk (a cas whose compare failed, a key
+// not found) is a definite "no": found false, no revision. The simulator and the chaos tests
+// both record through this.
+template <typename Response>
+void record_answer(Operation& op, const Response& r) {
+  op.outcome = Outcome::kOk;
+  op.found = false;
+  op.read_value.clear();
+  op.revision = 0;
+  if (r.code != Code::kOk) return;
+  switch (op.kind) {
+    case OpKind::kGet:
+      if (r.found && !r.kvs.empty()) {
+        op.found = true;
+        op.read_value = r.kvs.front().value;
+        op.revision = r.kvs.front().mod_revision;
+      }
+      break;
+    case OpKind::kPut:
+      op.revision = r.revision;
+      break;
+    case OpKind::kDelete:
+      op.found = r.found;
+      if (r.found) op.revision = r.revision;
+      break;
+    case OpKind::kCas:
+      op.found = true;
+      op.revision = r.revision;
+      break;
+  }
+}
 
 }  // namespace kvc::check

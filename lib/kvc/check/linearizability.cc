@@ -18,6 +18,7 @@
 #include "kvc/check/linearizability_internal.h"
 #include "kvc/common/check.h"
 #include "kvc/common/status.h"
+#include "kvc/common/text.h"
 
 namespace kvc::check {
 
@@ -33,33 +34,9 @@ std::string shown(const std::string& v) {
         return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != ',' && c != '(' && c != ')';
       });
   if (plain) return v;
-  std::string out = "\"";
   const std::size_t n = std::min(v.size(), kShownBytes);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(v[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c >= 0x20 && c < 0x7f) {
-          out += static_cast<char>(c);
-        } else {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-          out += buf;
-        }
-    }
-  }
+  std::string out =
+      "\"" + backslash_escape(std::string_view(v).substr(0, n), {.hex_non_ascii = true});
   out += "\"";
   if (v.size() > n) out += "...(" + std::to_string(v.size()) + " bytes)";
   return out;

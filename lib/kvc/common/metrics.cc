@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kvc/common/check.h"
+#include "kvc/common/text.h"
 
 namespace kvc::metrics {
 namespace {
@@ -63,42 +64,11 @@ void append_sample(std::string& out, std::string_view name, std::string_view suf
 }  // namespace
 
 std::string escape_label_value(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (const char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
+  return backslash_escape(v, {.tab_cr = false, .hex_controls = false});
 }
 
 std::string escape_help(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (const char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
+  return backslash_escape(v, {.quote = false, .tab_cr = false, .hex_controls = false});
 }
 
 std::string format_value(double v) {

@@ -87,6 +87,32 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
+std::string backslash_escape(std::string_view bytes, EscapeOptions options) {
+  std::string out;
+  out.reserve(bytes.size() + 2);
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && options.quote) {
+      out += "\\\"";
+    } else if (c == '\t' && options.tab_cr) {
+      out += "\\t";
+    } else if (c == '\r' && options.tab_cr) {
+      out += "\\r";
+    } else if (((c < 0x20 || c == 0x7f) && options.hex_controls) ||
+               (c >= 0x80 && options.hex_non_ascii)) {
+      out += "\\x";
+      out += hex_encode(std::string_view(&ch, 1));
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 std::string json_bytes_member(std::string_view name, std::string_view bytes) {
   std::string out = "\"";
   out += name;

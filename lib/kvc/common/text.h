@@ -26,6 +26,19 @@ Result<std::string> base64_decode(std::string_view text);
 // UTF-8 bytes become \u00XX of the byte, so the output is always valid JSON).
 std::string json_escape(std::string_view s);
 
+// How backslash_escape treats the bytes besides backslash and newline, which it always escapes
+// (as \\ and \n).
+struct EscapeOptions {
+  bool quote = true;           // " as \"
+  bool tab_cr = true;          // tab and carriage return as \t and \r
+  bool hex_controls = true;    // the other bytes below 0x20, and 0x7f, as \xNN
+  bool hex_non_ascii = false;  // bytes from 0x80 as \xNN (else kept: UTF-8 text stays readable)
+};
+// The one backslash escaper for text shown inside double quotes (tools, checker explanations)
+// and for Prometheus's label values ({.tab_cr = false, .hex_controls = false}) and HELP text
+// (the same, and {.quote = false}). Bytes not named above are kept as they are.
+std::string backslash_escape(std::string_view bytes, EscapeOptions options = {});
+
 // The one JSON form of a key, a value or any other byte string, shared by kvc-ctl, kvc-snap,
 // kvc-wal and the HTTP API: `"NAME":"text"` when the bytes are valid UTF-8 (jq reads them as
 // they are), else `"NAME_base64":"..."` holding the exact bytes. Exactly one of the two appears.

@@ -68,6 +68,14 @@ std::uint64_t Engine::Impl::best_transfer_target(std::uint64_t excluding) const 
 
 // Administration runs on the leader: anywhere else `r` is answered "not the leader" (with the
 // leader it knows, which base_response filled in) or "no leader"; true when it was.
+bool Engine::Impl::refuse_if_damaged(wire::Response& r, const Reply& reply) {
+  if (!damaged_) return false;
+  r.code = Code::kUnavailable;
+  r.message = damaged_message();
+  reply(std::move(r));
+  return true;
+}
+
 bool Engine::Impl::refuse_unless_leader(wire::Response& r, const Reply& reply) {
   if (node_->role() == raft::Role::kLeader) return false;
   r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
@@ -346,13 +354,7 @@ void Engine::Impl::settle_transfers() {
 
 void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
   wire::Response r = base_response(req.id);
-  if (damaged_) {
-    r.code = Code::kUnavailable;
-    r.message = damaged_message();
-    reply(std::move(r));
-    return;
-  }
-  if (refuse_unless_leader(r, reply)) return;
+  if (refuse_if_damaged(r, reply) || refuse_unless_leader(r, reply)) return;
   storage::Command cmd;
   cmd.op = storage::CommandOp::kBarrier;
   cmd.request_id = ++request_seq_;
@@ -369,13 +371,7 @@ void Engine::Impl::propose_barrier(wire::Request req, Reply reply) {
 
 void Engine::Impl::answer_hash(wire::Request req, Reply reply) {
   const std::uint64_t index = req.start_revision;
-  if (damaged_) {
-    wire::Response r = base_response(req.id);
-    r.code = Code::kUnavailable;
-    r.message = damaged_message();
-    reply(std::move(r));
-    return;
-  }
+  if (wire::Response r = base_response(req.id); refuse_if_damaged(r, reply)) return;
   auto it = barrier_hashes_.find(index);
   if (it != barrier_hashes_.end()) {
     wire::Response r = base_response(req.id);

@@ -237,6 +237,9 @@ class Engine::Impl {
   void propose_barrier(wire::Request req, Reply reply);
   void answer_hash(wire::Request req, Reply reply);
   bool refuse_unless_leader(wire::Response& r, const Reply& reply);
+  // While the state is damaged nothing this member holds can be vouched for: answers
+  // kUnavailable with damaged_message() and returns true (the client tries another member).
+  bool refuse_if_damaged(wire::Response& r, const Reply& reply);
   void member_change(wire::Request req, Reply reply);
   // A membership change checked and ready to propose (or nothing to do).
   struct MemberChangePlan {

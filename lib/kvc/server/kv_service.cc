@@ -197,13 +197,9 @@ void Engine::Impl::fill_status(wire::Response& r) const {
 
 void Engine::Impl::propose_write(wire::Request req, Reply reply) {
   wire::Response r = base_response(req.id);
-  if (damaged_ && node_->role() == raft::Role::kLeader) {
-    // It hands leadership over (raft mark_damaged); until then nothing it applies is sound.
-    r.code = Code::kUnavailable;
-    r.message = damaged_message();
-    reply(std::move(r));
-    return;
-  }
+  // A damaged leader hands leadership over (raft mark_damaged); until then nothing it applies
+  // is sound.
+  if (node_->role() == raft::Role::kLeader && refuse_if_damaged(r, reply)) return;
   if (node_->role() != raft::Role::kLeader) {
     r.code = r.leader_id == raft::kNoNode ? Code::kUnavailable : Code::kNotLeader;
     r.message = r.leader_id == raft::kNoNode
@@ -313,13 +309,8 @@ void Engine::Impl::serve_reads() {
 
 void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
   wire::Response r = base_response(req.id);
-  if (damaged_) {
-    // Nothing this member holds can be vouched for until the leader's snapshot replaces it.
-    r.code = Code::kUnavailable;
-    r.message = damaged_message();
-    reply(std::move(r));
-    return;
-  }
+  // Nothing this member holds can be vouched for until the leader's snapshot replaces it.
+  if (refuse_if_damaged(r, reply)) return;
   // A read that meets damage is not answered from this member (the client tries another);
   // other storage errors stop the member.
   auto failed = [&](const Status& s, const std::string& what) {

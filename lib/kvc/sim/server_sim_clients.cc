@@ -107,28 +107,8 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
           (r.message.empty() ? "" : " (" + r.message + ")"));
   }
   if (r.code == Code::kOk || (r.code == Code::kCompareFailed && op.kind == check::OpKind::kCas)) {
-    op.outcome = check::Outcome::kOk;
+    check::record_answer(op, r);
     ++result_.stats.operations_ok;
-    switch (op.kind) {
-      case check::OpKind::kGet:
-        op.found = r.found && !r.kvs.empty();
-        if (op.found) {
-          op.read_value = r.kvs.front().value;
-          op.revision = r.kvs.front().mod_revision;
-        }
-        break;
-      case check::OpKind::kPut:
-        op.revision = r.revision;
-        break;
-      case check::OpKind::kCas:
-        op.found = r.code == Code::kOk;
-        op.revision = op.found ? r.revision : 0;
-        break;
-      case check::OpKind::kDelete:
-        op.found = r.found;
-        op.revision = r.found ? r.revision : 0;
-        break;
-    }
     if (op.revision > seen_revision_[op.key]) seen_revision_[op.key] = op.revision;
   } else if (write && r.code != Code::kNotLeader && r.code != Code::kUnavailable &&
              r.code != Code::kShuttingDown && r.code != Code::kResourceExhausted &&

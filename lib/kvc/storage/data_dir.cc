@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <map>
 
-#include "kvc/common/crc32c.h"
 #include "kvc/common/text.h"
+#include "kvc/storage/checked_fields.h"
 
 namespace kvc::storage {
 namespace {
@@ -65,38 +65,17 @@ std::string encode_identity(const Identity& id) {
   body += "cluster_id=" + id_hex(id.cluster_id) + "\n";
   body += "cluster_token=" + id.cluster_token + "\n";
   body += "initial_cluster=" + id.initial_cluster + "\n";
-  char crc[9];
-  std::snprintf(crc, sizeof crc, "%08x", crc32c::value(body));
-  return body + "crc32c=" + crc + "\n";
+  return seal_fields(std::move(body));
 }
 
 Result<Identity> decode_identity(std::string_view text, const std::string& path) {
-  const std::size_t crc_pos = text.rfind("crc32c=");
-  if (crc_pos == std::string_view::npos || (crc_pos != 0 && text[crc_pos - 1] != '\n')) {
-    return Status::corruption(path + ": no crc32c line (truncated or not an identity file)");
-  }
-  const std::string_view body = text.substr(0, crc_pos);
-  std::string crc_text(text.substr(crc_pos + 7));
-  if (!crc_text.empty() && crc_text.back() == '\n') crc_text.pop_back();
-  Result<std::uint64_t> want = parse_hex(crc_text, "crc32c", path);
-  if (!want.ok()) return want.status();
-  if (crc32c::value(body) != *want) {
-    return Status::corruption(path + ": checksum mismatch (the file was edited or damaged)");
+  Result<std::vector<CheckedField>> fields = parse_checked_fields(text);
+  if (!fields.ok()) {
+    return Status::corruption(path + ": " + fields.status().message() +
+                              " (the identity file is truncated, edited or damaged)");
   }
   std::map<std::string, std::string> kv;
-  std::size_t pos = 0;
-  while (pos < body.size()) {
-    std::size_t eol = body.find('\n', pos);
-    if (eol == std::string_view::npos) eol = body.size();
-    const std::string_view line = body.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#') continue;
-    const std::size_t eq = line.find('=');
-    if (eq == std::string_view::npos) {
-      return Status::corruption(path + ": malformed line '" + std::string(line) + "'");
-    }
-    kv[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));  // values may hold '='
-  }
+  for (const auto& [key, value] : *fields) kv[std::string(key)] = std::string(value);
   for (const char* field : {"format_version", "name", "member_id", "cluster_id", "cluster_token"}) {
     if (kv.find(field) == kv.end()) return Status::corruption(path + ": missing " + field);
   }

@@ -5,16 +5,14 @@
 #include <cerrno>
 #include <cstdio>
 
-#include "kvc/common/crc32c.h"
 #include "kvc/common/text.h"
+#include "kvc/storage/checked_fields.h"
 #include "kvc/storage/fs.h"
 
 namespace kvc::storage {
 namespace {
 
 constexpr std::string_view kHeader = "# kvc repair state: do not edit (kvc-node(1), FILES)\n";
-
-std::string crc_hex(std::string_view body) { return u32_hex(crc32c::value(body)); }
 
 bool parse_u64_text(std::string_view s, std::uint64_t& v) {
   if (s.empty() || s.size() > 20) return false;
@@ -43,7 +41,7 @@ std::string encode_repair_record(const RepairRecord& r) {
   body += "needs_snapshot=" + std::string(r.state.needs_snapshot ? "1" : "0") + "\n";
   body += "snapshot_from=" + std::to_string(r.state.snapshot_from) + "\n";
   body += "reason=" + one_line(r.reason) + "\n";
-  return body + "crc32c=" + crc_hex(body) + "\n";
+  return seal_fields(std::move(body));
 }
 
 Result<RepairRecord> decode_repair_record(std::string_view text, const std::string& path) {
@@ -52,27 +50,11 @@ Result<RepairRecord> decode_repair_record(std::string_view text, const std::stri
                               "); kvc-node writes it only while the member is being repaired: "
                               "remove the member and add it again");
   };
-  const std::size_t crc_at = text.rfind("crc32c=");
-  if (crc_at == std::string_view::npos || (crc_at != 0 && text[crc_at - 1] != '\n')) {
-    return bad("no crc32c line");
-  }
-  const std::string_view body = text.substr(0, crc_at);
-  std::string_view crc = text.substr(crc_at + 7);
-  while (!crc.empty() && (crc.back() == '\n' || crc.back() == '\r')) crc.remove_suffix(1);
-  if (crc != crc_hex(body)) return bad("checksum mismatch");
+  Result<std::vector<CheckedField>> fields = parse_checked_fields(text);
+  if (!fields.ok()) return bad(fields.status().message());
   RepairRecord r;
   bool version = false, log_to = false, needs = false, from = false;
-  std::size_t pos = 0;
-  while (pos < body.size()) {
-    std::size_t eol = body.find('\n', pos);
-    if (eol == std::string_view::npos) eol = body.size();
-    const std::string_view line = body.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line[0] == '#') continue;
-    const std::size_t eq = line.find('=');
-    if (eq == std::string_view::npos) return bad("malformed line");
-    const std::string_view key = line.substr(0, eq);
-    const std::string_view val = line.substr(eq + 1);
+  for (const auto& [key, val] : *fields) {
     if (key == "format_version") {
       if (val != "1") return bad("format version " + std::string(val) + " is not supported");
       version = true;

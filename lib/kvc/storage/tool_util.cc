@@ -9,34 +9,7 @@ namespace kvc::storage {
 
 std::string text_value(std::string_view bytes) {
   if (!is_valid_utf8(bytes)) return "0x" + hex_encode(bytes);
-  std::string out = "\"";
-  for (const char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out += "\\x" + hex_encode(std::string_view(&ch, 1));
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
+  return "\"" + backslash_escape(bytes) + "\"";
 }
 
 void print(std::FILE* f, const std::string& s) { std::fwrite(s.data(), 1, s.size(), f); }
