@@ -86,7 +86,7 @@ void Cluster::restart(Member& m) {
         (m.disk.repair.active() ? " in_repair" : ""));
 }
 
-void Cluster::take_snapshot(Member& m) {
+void Cluster::take_snapshot(Member& m, bool scheduled) {
   const std::uint64_t a = m.kv.applied();
   if (m.damaged || a <= m.disk.snap.index || a > m.node->applied()) {
     if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
@@ -105,7 +105,7 @@ void Cluster::take_snapshot(Member& m) {
   SnapshotMeta meta{a, *term, *conf};
   const std::uint64_t keep = rng_.uniform(4);  // sometimes keep a few entries
   const std::uint64_t upto = a > keep ? a - keep : a;
-  if (!take_fault("snapshot", [&] {
+  if (scheduled && !take_fault("snapshot", [&] {
         return "member " + std::to_string(m.id) + " index=" + std::to_string(a) + " compact to " +
                std::to_string(upto);
       })) {

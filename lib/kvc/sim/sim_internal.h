@@ -225,7 +225,8 @@ class Cluster {
   void restart(Member& m);
   void heal();
   void membership_op();
-  void take_snapshot(Member& m);
+  // `scheduled`: by the fault schedule (a numbered fault), not asked for by the core.
+  void take_snapshot(Member& m, bool scheduled = false);
   std::uint64_t new_boot_id();
   // Repair faults (rollback to an older disk image, a damaged state value).
   void capture_image();

@@ -319,7 +319,7 @@ void Cluster::inject_faults() {
       for (auto& [id, m] : members_) {
         if (m.alive && !m.outstanding) up.push_back(&m);
       }
-      if (!up.empty()) take_snapshot(*up[rng_.uniform(up.size())]);
+      if (!up.empty()) take_snapshot(*up[rng_.uniform(up.size())], true);
     }
   }
   if (rollbacks_) {
