@@ -23,7 +23,7 @@ void add_minimize_flags(CLI::App& app, MinimizeFlags& f) {
                "print a failing seed's own trace, without minimizing its faults first")
       ->excludes(minimize);
   app.add_option("--minimize-runs", f.args.limits.max_runs,
-                 "reruns the minimization may take, at most (default 300)")
+                 "reruns the minimization may take, at most (default 1000)")
       ->check(CLI::PositiveNumber);
   app.add_option("--minimize-seconds", f.args.limits.max_seconds,
                  "seconds the minimization may take, at most (default 60)")

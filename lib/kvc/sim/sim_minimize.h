@@ -63,7 +63,7 @@ std::string format_fault_list(const std::set<std::uint64_t>& ordinals);
 std::string violation_kind(std::string_view violation);
 
 struct MinimizeLimits {
-  int max_runs = 300;       // reruns of the simulation, at most
+  int max_runs = 1000;      // reruns of the simulation, at most
   double max_seconds = 60;  // wall-clock seconds, at most (checked between reruns)
 };
 
