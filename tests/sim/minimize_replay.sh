@@ -1,7 +1,7 @@
 #!/bin/sh
 # A failing seed's minimization through kvc-sim itself: it prints "minimized: K of N faults
-# needed" with K < N, and the replay line it prints, run as printed, fails with the same
-# violation as the minimized run. Usage: minimize_replay.sh KVC_SIM ARGS-OF-A-FAILING-SEED...
+# needed" with K < N, and the replay line it prints, run as printed, applies exactly K faults and
+# fails with the same violation as the minimized run. Usage: minimize_replay.sh KVC_SIM ARGS-OF-A-FAILING-SEED...
 set -u
 sim=$1
 shift
@@ -41,6 +41,11 @@ fi
 if ! grep -F -e "VIOLATION" "$out.replay" | grep -F -q -e "$violation"; then
   echo "minimize_replay: the replay did not fail with: $violation" >&2
   grep -F VIOLATION "$out.replay" >&2
+  exit 1
+fi
+applied=$(grep -c " fault #[0-9]* " "$out.replay")
+if [ "$applied" -ne "$kept" ]; then
+  echo "minimize_replay: the replay applied $applied faults, not the $kept kept" >&2
   exit 1
 fi
 if grep -q "^kvc-sim: minimizing" "$out.replay"; then
