@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "kvc/common/log.h"
 #include "kvc/sim/sim.h"
+#include "minimize.h"
 #include "server_mode.h"
 
 namespace {
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   std::string output = "simple";
   kvc::sim::SimOptions base;
   bool server = false;
+  MinimizeFlags min_flags;
 
   auto* seed_opt = app.add_option("--seed", seed, "first seed (default: $KVC_SIM_SEED, else 1)")
                        ->envname("KVC_SIM_SEED");
@@ -152,8 +154,10 @@ int main(int argc, char** argv) {
                "replay line");
   app.add_flag("--trace", trace,
                "print the trace of every step of a single seed (or of a failing seed)");
-  app.add_option("--trace-lines", trace_lines, "lines of trace shown for a failing seed (0: all)")
+  app.add_option("--trace-lines", trace_lines,
+                 "lines of trace shown for a failing seed (of its minimized run; 0: all)")
       ->check(CLI::NonNegativeNumber);
+  add_minimize_flags(app, min_flags);
   auto* fault_ticks =
       app.add_option("--fault-ticks", base.fault_ticks,
                      "ticks of faults before everything heals (--server: ticks of 10 ms)")
@@ -174,9 +178,17 @@ int main(int argc, char** argv) {
       "  kvc-sim --server --seeds 1000             # the real server code\n"
       "  kvc-sim --server --mutation skip-wal-replay --start-seed random --seeds 1000 \\\n"
       "          --expect-violation\n"
-      "  kvc-sim --seeds 1000000 --time-limit 3600 # soak",
+      "  kvc-sim --seeds 1000000 --time-limit 3600 # soak\n"
+      "  kvc-sim --mutation commit-old-term --faults targeted --seed 15\n"
+      "          # prints: minimized: K of N faults needed, and a replay line with --only-faults",
       "  1   a seed found a violation (or, with --expect-violation, none did)"));
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
+  if (auto rc = resolve_minimize_flags(app, min_flags, expect_violation, keep_going, trace_lines,
+                                       base.fault_filter)) {
+    return *rc;
+  }
+  const bool do_minimize = min_flags.enabled;
+  const MinimizeArgs& min_args = min_flags.args;
 
   if (!start_seed.empty()) {
     if (start_seed == "random") {
@@ -224,6 +236,9 @@ int main(int argc, char** argv) {
     a.trace = trace;
     a.trace_lines = trace_lines;
     a.output = output;
+    a.fault_filter = base.fault_filter;
+    a.minimize = do_minimize;
+    a.minimize_args = min_args;
     if (fault_ticks->count() != 0) a.fault_ms = static_cast<std::uint64_t>(base.fault_ticks) * 10;
     if (liveness_ticks->count() != 0) {
       a.liveness_ms = static_cast<std::uint64_t>(base.liveness_ticks) * 10;
@@ -314,8 +329,11 @@ int main(int argc, char** argv) {
       caught_seed = opt.seed;
       std::cerr << "kvc-sim: seed " << opt.seed << " (" << r.members << " members, faults "
                 << kvc::sim::fault_mix_name(r.faults) << "): VIOLATION: " << r.violation << '\n';
-      if (!(trace && list.size() == 1) && !keep_going) print_trace(opt, trace_lines);
+      if (!(trace && list.size() == 1) && !keep_going && !do_minimize) {
+        print_trace(opt, trace_lines);
+      }
       std::cerr << "kvc-sim: replay with: " << kvc::sim::replay_command(opt, r) << '\n';
+      if (do_minimize) minimize_raft_run(opt, r, min_args);
       if (!keep_going) break;
     }
   }

@@ -40,6 +40,7 @@ kvc::sim::ServerSimOptions options_for(const ServerModeArgs& a, std::uint64_t se
   if (a.fault_ms != 0) o.fault_ms = a.fault_ms;
   if (a.liveness_ms != 0) o.liveness_ms = a.liveness_ms;
   if (a.clients != 0) o.clients = a.clients;
+  o.fault_filter = a.fault_filter;
   return o;
 }
 
@@ -50,7 +51,38 @@ std::string replay_line(const ServerModeArgs& a, const kvc::sim::ServerSimOption
   if (a.fault_ms != 0) s += " --fault-ticks " + std::to_string(a.fault_ms / 10);
   if (a.liveness_ms != 0) s += " --liveness-ticks " + std::to_string(a.liveness_ms / 10);
   if (a.clients != 0) s += " --clients " + std::to_string(a.clients);
+  if (o.fault_filter.only)
+    s += " --only-faults " + kvc::sim::format_fault_list(*o.fault_filter.only);
+  if (!o.fault_filter.suppress.empty()) {
+    s += " --suppress-faults " + kvc::sim::format_fault_list(o.fault_filter.suppress);
+  }
   return s;
+}
+
+// Minimizes the faults of a failing server run and reports it (minimize.h).
+void minimize_server_run(const ServerModeArgs& a, const kvc::sim::ServerSimOptions& failed,
+                         const std::string& violation) {
+  kvc::sim::ServerSimOptions base = failed;
+  base.trace = false;
+  base.trace_sink = nullptr;
+  const MinimizeRunner run = [&](const kvc::sim::FaultFilter& filter,
+                                 const std::function<void(std::string_view)>* trace) {
+    kvc::sim::ServerSimOptions o = base;
+    o.fault_filter = filter;
+    o.record = true;
+    if (trace != nullptr) {
+      o.trace = true;
+      o.trace_sink = *trace;
+    }
+    kvc::sim::ServerSimResult x = kvc::sim::run_server_simulation(o);
+    return MinimizeRun{x.ok, x.violation, std::move(x.fault_log), std::move(x.history)};
+  };
+  const MinimizeReplay replay = [&](const kvc::sim::FaultFilter& filter) {
+    kvc::sim::ServerSimOptions o = base;
+    o.fault_filter = filter;
+    return replay_line(a, o) + " --trace";
+  };
+  (void)minimize_and_report(base.seed, violation, run, replay, a.minimize_args, "us");
 }
 
 void print_trace(kvc::sim::ServerSimOptions o, int lines) {
@@ -112,8 +144,9 @@ int run_server_mode(const ServerModeArgs& a) {
     if (caught_seed == 0) caught_seed = o.seed;
     std::cerr << "kvc-sim: seed " << o.seed << " (server, " << o.members
               << " members): VIOLATION at t=" << r.at_us / 1000 << " ms: " << r.violation << '\n';
-    if (!trace_all && !a.keep_going) print_trace(o, a.trace_lines);
+    if (!trace_all && !a.keep_going && !a.minimize) print_trace(o, a.trace_lines);
     std::cerr << "kvc-sim: replay with: " << replay_line(a, o) << '\n';
+    if (a.minimize) minimize_server_run(a, o, r.violation);
     if (!a.keep_going) break;
   }
   const double secs = elapsed();

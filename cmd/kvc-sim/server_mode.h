@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "minimize.h"
+
 struct ServerModeArgs {
   std::uint64_t seed = 1;
   std::uint64_t seeds = 1;
@@ -20,6 +22,9 @@ struct ServerModeArgs {
   std::uint64_t fault_ms = 0;     // 0: the simulation's default
   std::uint64_t liveness_ms = 0;  // 0: the simulation's default
   int clients = 0;                // 0: the simulation's default
+  kvc::sim::FaultFilter fault_filter;
+  bool minimize = false;  // minimize a failing seed's faults (minimize.h)
+  MinimizeArgs minimize_args;
 };
 
 // Whether this build has the server simulation (it needs the mutable server library).

@@ -396,9 +396,23 @@ void ServerSim::send(int from, const raft::Message& m) {
     return;
   }
   const std::uint64_t inc = target.incarnation;
+  // A duplicate and a delay spike are faults (numbered, sim_minimize.h); suppressed, they draw
+  // the same numbers and the message goes once, at a usual latency.
   const int copies = chance(2) ? 2 : 1;
+  const bool dup_on = copies == 2 && take_fault("duplicate", [&] { return describe(m); });
   for (int c = 0; c < copies; ++c) {
-    const std::uint64_t latency = chance(5) ? 2000 + rand(30'000) : 100 + rand(1500);
+    const bool sent = c == 0 || dup_on;
+    std::uint64_t latency = 0;
+    if (chance(5)) {
+      const std::uint64_t slow = rand(30'000);
+      const bool on = sent && take_fault("delay", [&] {
+                        return "+" + std::to_string(slow) + " us " + describe(m);
+                      });
+      latency = on ? 2000 + slow : 100 + slow % 1500;
+    } else {
+      latency = 100 + rand(1500);
+    }
+    if (!sent) break;
     at(now_us_ + latency, [this, to, inc, m] {
       Slot& sl = slots_[static_cast<std::size_t>(to)];
       if (sl.incarnation != inc || !sl.member || sl.member->stopped()) return;
@@ -468,6 +482,7 @@ ServerSimResult ServerSim::run() {
         op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;
     op.response_time = check::kNever;
   }
+  if (o_.record) result_.history = history_;
   if (result_.ok) {
     HistoryCheck hc = check_history_linearizable(history_);
     result_.stats.linearizability_checked = hc.checked;

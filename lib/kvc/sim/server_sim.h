@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kvc/sim/sim_minimize.h"
+
 namespace kvc::sim {
 
 struct ServerSimOptions {
@@ -34,6 +36,10 @@ struct ServerSimOptions {
   std::string data_root;  // where the temporary directory goes; "" picks /dev/shm or $TMPDIR
   bool trace = false;
   std::function<void(std::string_view)> trace_sink;
+  // The fault decisions that apply (sim_minimize.h); by default all of them.
+  FaultFilter fault_filter;
+  // Fill ServerSimResult::fault_log and ::history (for the minimizer).
+  bool record = false;
 };
 
 struct ServerSimStats {
@@ -67,6 +73,9 @@ struct ServerSimResult {
   std::string violation;
   std::uint64_t at_us = 0;  // simulated time of the violation
   ServerSimStats stats;
+  std::uint64_t fault_decisions = 0;   // fault decisions taken (the highest ordinal)
+  std::vector<FaultRecord> fault_log;  // with ServerSimOptions::record: each decision
+  check::History history;              // with ServerSimOptions::record: the client history
 };
 
 ServerSimResult run_server_simulation(const ServerSimOptions& options);

@@ -11,20 +11,29 @@ void ServerSim::fault() {
   int down = 0;
   for (const Slot& s : slots_) down += s.in_use && !s.member ? 1 : 0;
   const int max_down = (o_.members - 1) / 2;
+  // Each fault is numbered (sim_minimize.h); a suppressed one draws the same numbers.
   if (pick < 25 && down < max_down) {
     Slot& s = slots_[rand(slots_.size())];
     if (s.member) {
-      crash_member(s, true);
-      restart_later(s, 20'000 + rand(chance(20) ? 2'000'000 : 400'000));
+      if (take_fault("crash", [&] { return s.name; })) {
+        crash_member(s, true);
+        restart_later(s, 20'000 + rand(chance(20) ? 2'000'000 : 400'000));
+      } else {
+        (void)rand(chance(20) ? 2'000'000 : 400'000);
+      }
     }
   } else if (pick < 40 && down < max_down) {
     if (Slot* l = leader_slot()) {
-      crash_member(*l, true);
-      restart_later(*l, 20'000 + rand(600'000));
+      if (take_fault("crash", [&] { return "leader " + l->name; })) {
+        crash_member(*l, true);
+        restart_later(*l, 20'000 + rand(600'000));
+      } else {
+        (void)rand(600'000);
+      }
     }
   } else if (pick < 50) {
     Slot& s = slots_[rand(slots_.size())];
-    if (s.member && !s.stopping) {
+    if (s.member && !s.stopping && take_fault("clean-stop", [&] { return s.name; })) {
       trace(s.name + " stopping cleanly");
       ++result_.stats.clean_restarts;
       s.stopping = true;
@@ -34,29 +43,54 @@ void ServerSim::fault() {
     }
   } else if (pick < 70) {
     // A partition: one member alone, or a random split; healed after a while.
-    ++result_.stats.partitions;
-    for (std::size_t i = 0; i < group_of_.size(); ++i) {
-      group_of_[i] = chance(50) ? 1 : 0;
+    std::vector<int> groups(group_of_.size());
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      groups[i] = chance(50) ? 1 : 0;
     }
     if (chance(50)) {
-      std::fill(group_of_.begin(), group_of_.end(), 0);
-      group_of_[rand(group_of_.size())] = 1;
+      std::fill(groups.begin(), groups.end(), 0);
+      groups[rand(groups.size())] = 1;
     }
-    trace("partition");
-    at(now_us_ + 50'000 + rand(1'000'000), [this] {
-      std::fill(group_of_.begin(), group_of_.end(), 0);
-      trace("partition healed");
-    });
+    const std::uint64_t until = now_us_ + 50'000 + rand(1'000'000);
+    if (take_fault("partition", [&] {
+          std::string side;
+          for (std::size_t i = 0; i < groups.size(); ++i) {
+            if (groups[i] == 1 && slots_[i].in_use)
+              side += (side.empty() ? "" : ",") + slots_[i].name;
+          }
+          return "side " + (side.empty() ? std::string("none") : side) +
+                 " until t=" + std::to_string(until);
+        })) {
+      ++result_.stats.partitions;
+      group_of_ = std::move(groups);
+      trace("partition");
+      at(until, [this] {
+        std::fill(group_of_.begin(), group_of_.end(), 0);
+        trace("partition healed");
+      });
+    }
   } else if (pick < 78) {
     const int a = static_cast<int>(rand(slots_.size()));
     const int b = static_cast<int>(rand(slots_.size()));
     if (a != b) {
-      cut_.insert({a, b});
-      at(now_us_ + 50'000 + rand(800'000), [this, a, b] { cut_.erase({a, b}); });
+      const std::uint64_t until = now_us_ + 50'000 + rand(800'000);
+      if (take_fault("one-way-cut", [&] {
+            return slots_[static_cast<std::size_t>(a)].name + " -> " +
+                   slots_[static_cast<std::size_t>(b)].name + " until t=" + std::to_string(until);
+          })) {
+        cut_.insert({a, b});
+        at(until, [this, a, b] { cut_.erase({a, b}); });
+      }
     }
   } else if (pick < 86) {
-    drop_percent_ = static_cast<int>(rand(30));
-    at(now_us_ + 50'000 + rand(500'000), [this] { drop_percent_ = 0; });
+    const int percent = static_cast<int>(rand(30));
+    const std::uint64_t until = now_us_ + 50'000 + rand(500'000);
+    if (take_fault("loss-burst", [&] {
+          return std::to_string(percent) + "% of messages until t=" + std::to_string(until);
+        })) {
+      drop_percent_ = percent;
+      at(until, [this] { drop_percent_ = 0; });
+    }
   } else if (pick < 92 && down < max_down) {
     damage_fault();
   } else if (pick < 96) {
@@ -114,6 +148,12 @@ void ServerSim::membership_fault() {
       o_.members + next_name_ < kMaxNames) {
     auto free = std::find_if(slots_.begin(), slots_.end(), [](const Slot& x) { return !x.in_use; });
     if (free == slots_.end()) return;
+    if (!take_fault("add-member", [&] {
+          return "m" + std::to_string(o_.members + next_name_ + 1) + " -> " + l->name;
+        })) {
+      (void)chance(60);  // learner or voter
+      return;
+    }
     Slot& s = *free;
     name_slot(s, "m" + std::to_string(o_.members + ++next_name_), "existing");
     ++result_.stats.conf_changes;
@@ -148,6 +188,9 @@ void ServerSim::membership_fault() {
   } else {
     return;
   }
+  const char* kinds[] = {"", "promote", "remove-member", "transfer"};
+  if (!take_fault(kinds[kind], [&] { return std::to_string(req.member_id) + " -> " + l->name; }))
+    return;
   admin(std::move(req), [](const wire::Response&) {});
 }
 
@@ -181,10 +224,15 @@ void ServerSim::damage_fault() {
   }
   Slot& s = slots_[rand(slots_.size())];
   if (!s.member) return;
-  crash_member(s, true);
+  const bool on = take_fault("damage", [&] { return "a stored value of " + s.name; });
+  if (on) crash_member(s, true);
   std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));
   for (std::size_t i = keys.size(); i > 1; --i) std::swap(keys[i - 1], keys[rand(i)]);
   if (chance(75)) keys.insert(keys.begin(), kColdKey);  // mostly the cold key, when stored
+  if (!on) {
+    (void)rand(300'000);  // the restart
+    return;
+  }
   // The harness's own offline check of the damage must not run with a mutated state reader
   // (the switch is process-wide): it is off while the damage is made and checked.
 #ifdef KVC_MUTATIONS
@@ -216,10 +264,15 @@ void ServerSim::disk_fault() {
   if (!s.member) return;
   if (chance(50)) {
     if (s.sync_fault > 0) return;  // one at a time: the last one has not struck yet
+    if (!take_fault("sync-failure", [&] { return s.name + " next WAL sync"; })) return;
     trace(s.name + " next WAL sync fails");
     ++result_.stats.sync_faults;
     s.sync_fault = 1;
     fs_->fail_next_syncs(s.dir + "/wal", 1);
+    return;
+  }
+  if (!take_fault("read-flip", [&] { return s.name + " WAL, at its next start"; })) {
+    (void)rand(300'000);  // the restart
     return;
   }
   crash_member(s, true);

@@ -160,6 +160,33 @@ class ServerSim {
   }
   std::uint64_t rand(std::uint64_t n) { return rng_.uniform(n); }
   bool chance(int percent) { return rng_.uniform(100) < static_cast<std::uint64_t>(percent); }
+  // Numbers a fault decision (sim_minimize.h): false when the run's filter suppresses it. The
+  // caller draws the same random numbers either way (the simulated disk's own stream excepted:
+  // it draws per unsynced write a crash finds); a suppressed fault changes nothing else.
+  template <class Describe>
+  bool take_fault(const char* kind, const Describe& describe) {
+    const std::uint64_t ordinal = ++result_.fault_decisions;
+    const bool on = o_.fault_filter.applies(ordinal);
+    if (o_.record || (on && o_.trace && o_.trace_sink)) {
+      std::string what = describe();
+      if (on) trace("fault #" + std::to_string(ordinal) + " " + kind + ": " + what);
+      if (o_.record) result_.fault_log.push_back({ordinal, now_us_, kind, std::move(what), on});
+    }
+    return on;
+  }
+  // A message as text with the members' names for their ids (fault descriptions).
+  std::string describe(const raft::Message& m) const {
+    std::string d = raft::describe(m);
+    for (std::uint64_t id : {m.from, m.to}) {
+      const auto it = slot_of_id_.find(id);
+      const std::string num = std::to_string(id);
+      const std::size_t pos = d.find(num);
+      if (it != slot_of_id_.end() && pos != std::string::npos) {
+        d.replace(pos, num.size(), slots_[static_cast<std::size_t>(it->second)].name);
+      }
+    }
+    return d;
+  }
   std::uint64_t delay_for(SimExecutor::Kind kind) {
     switch (kind) {
       case SimExecutor::Kind::kLoop:

@@ -224,6 +224,7 @@ SimResult Cluster::run() {
   for (auto& [id, m] : members_) {
     if (m.alive) result_.stats.losses_detected += m.node->lost_entries_detected();
   }
+  if (opt_.record) result_.history = history_;
 #ifdef KVC_MUTATIONS
   raft::set_mutation(raft::Mutation::kNone);
 #endif
@@ -248,6 +249,12 @@ std::string replay_command(const SimOptions& options, const SimResult& result) {
   if (options.liveness_ticks != SimOptions{}.liveness_ticks)
     os << " --liveness-ticks " << options.liveness_ticks;
   if (options.clients != SimOptions{}.clients) os << " --clients " << options.clients;
+  if (options.fault_filter.only) {
+    os << " --only-faults " << format_fault_list(*options.fault_filter.only);
+  }
+  if (!options.fault_filter.suppress.empty()) {
+    os << " --suppress-faults " << format_fault_list(options.fault_filter.suppress);
+  }
   os << " --trace";
   return os.str();
 }

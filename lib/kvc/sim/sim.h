@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kvc/raft/mutation.h"
+#include "kvc/sim/sim_minimize.h"
 
 namespace kvc::sim {
 
@@ -48,6 +49,10 @@ struct SimOptions {
   int clients = 4;
   bool trace = false;                                // record every step (costly); see trace_sink
   std::function<void(std::string_view)> trace_sink;  // receives trace lines when trace is on
+  // The fault decisions that apply (sim_minimize.h); by default all of them.
+  FaultFilter fault_filter;
+  // Fill SimResult::faults and SimResult::history (for the minimizer; costs a little).
+  bool record = false;
 };
 
 struct SimStats {
@@ -79,11 +84,14 @@ struct SimResult {
   int members = 0;
   FaultMix faults = FaultMix::kMixed;
   SimStats stats;
+  std::uint64_t fault_decisions = 0;   // fault decisions taken (the highest ordinal)
+  std::vector<FaultRecord> fault_log;  // with SimOptions::record: each decision
+  check::History history;              // with SimOptions::record: the client history
 };
 
 SimResult run_simulation(const SimOptions& options);
 
-// The command that replays a run exactly.
+// The command that replays a run exactly (with its fault filter, if any).
 std::string replay_command(const SimOptions& options, const SimResult& result);
 
 // Whether this build links the linearizability checker (lib/kvc/check).

@@ -9,10 +9,19 @@ namespace kvc::sim::raft_cluster {
 // ---------------------------------------------------------------------------------------------
 // Faults.
 
-void Cluster::crash(Member& m, bool permanent) {
+bool Cluster::crash(Member& m, bool permanent) {
   if (!m.alive) {
     if (permanent) m.removed = true;
-    return;
+    return false;
+  }
+  if (!permanent && !take_fault("crash", [&] {
+        return "member " + std::to_string(m.id) +
+               " unsynced_writes=" + std::to_string(m.disk.pending.size());
+      })) {
+    // Suppressed: the same draws (the torn batch, the restart time), nothing else.
+    if (!m.disk.pending.empty()) (void)rng_.uniform(m.disk.pending.size() + 1);
+    (void)(chance(3) ? rng_.uniform(3) : rng_.uniform(50));
+    return false;
   }
   trace(std::string(permanent ? "decommission" : "crash") + " member " + std::to_string(m.id) +
         " unsynced_writes=" + std::to_string(m.disk.pending.size()));
@@ -23,6 +32,7 @@ void Cluster::crash(Member& m, bool permanent) {
   m.restart_at = now_ + (chance(3) ? rng_.uniform(3) : 5 + rng_.uniform(50)) * kTickSteps;
   if (!permanent) ++result_.stats.crashes;
   fail_client_ops_on(m.id);
+  return true;
 }
 
 void Cluster::stop_node(Member& m) {
@@ -76,7 +86,7 @@ void Cluster::restart(Member& m) {
         (m.disk.repair.active() ? " in_repair" : ""));
 }
 
-void Cluster::take_snapshot(Member& m) {
+void Cluster::take_snapshot(Member& m, bool scheduled) {
   const std::uint64_t a = m.kv.applied();
   if (m.damaged || a <= m.disk.snap.index || a > m.node->applied()) {
     if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
@@ -93,12 +103,19 @@ void Cluster::take_snapshot(Member& m) {
     return;
   }
   SnapshotMeta meta{a, *term, *conf};
+  const std::uint64_t keep = rng_.uniform(4);  // sometimes keep a few entries
+  const std::uint64_t upto = a > keep ? a - keep : a;
+  if (scheduled && !take_fault("snapshot", [&] {
+        return "member " + std::to_string(m.id) + " index=" + std::to_string(a) + " compact to " +
+               std::to_string(upto);
+      })) {
+    if (!m.disk.snap_data.empty()) m.node->snapshot_available(m.disk.snap, m.disk.snap_data.size());
+    return;
+  }
   // Written to a temporary file, fsynced and renamed: durable at once.
   m.disk.snap = meta;
   m.disk.snap_data = std::move(*data);
   m.node->snapshot_available(meta, m.disk.snap_data.size());
-  const std::uint64_t keep = rng_.uniform(4);  // sometimes keep a few entries
-  const std::uint64_t upto = a > keep ? a - keep : a;
   if (upto > m.node->log().snapshot_index()) {
     Status s = m.node->compact(upto);
     if (!s.ok()) violate("compact refused: " + s.to_string());
@@ -225,6 +242,12 @@ void Cluster::rollback_op() {
   if (cands.empty()) return;
   const Candidate c = cands[rng_.uniform(cands.size())];
   Member& m = *c.m;
+  if (!take_fault("rollback", [&] {
+        return "member " + std::to_string(m.id) + " to its disk of step " +
+               std::to_string(m.images[c.image].taken_at);
+      })) {
+    return;
+  }
   SimDisk image = m.images[c.image];
   trace("rollback member " + std::to_string(m.id) + " to its disk of step " +
         std::to_string(image.taken_at) + ": last_index " + std::to_string(m.disk.last_index()) +
@@ -290,6 +313,10 @@ void Cluster::damage_op() {
   Member* victim = (!l->kv.keys().empty() && chance(3)) ? l : cands[rng_.uniform(cands.size())];
   const std::vector<std::string> keys = victim->kv.keys();
   const std::string& key = keys[rng_.uniform(keys.size())];
+  if (!take_fault("damage",
+                  [&] { return "key " + key + " on member " + std::to_string(victim->id); })) {
+    return;
+  }
   victim->kv.damage(key);
   ++result_.stats.damages;
   trace("damage the value of key " + key + " on member " + std::to_string(victim->id) +
@@ -320,6 +347,8 @@ void Cluster::membership_op() {
     }
     if (others.empty()) return;
     const NodeId t = others[rng_.uniform(others.size())];
+    if (!take_fault("transfer", [&] { return std::to_string(l->id) + " -> " + std::to_string(t); }))
+      return;
     trace("transfer leadership " + std::to_string(l->id) + " -> " + std::to_string(t));
     (void)l->node->transfer_leadership(t);
     return;
@@ -342,13 +371,26 @@ void Cluster::membership_op() {
     cc.node = cands[rng_.uniform(cands.size())];
   }
   cc.context = "sim";
+  const bool adds = cc.type == ConfChangeType::kAddLearner || cc.type == ConfChangeType::kAddVoter;
+  if (!take_fault("conf-change", [&] {
+        return std::string(raft::conf_change_type_name(cc.type)) +
+               " node=" + std::to_string(cc.node);
+      })) {
+    if (adds) {
+      // The draws of the member an accepted addition starts (add_member, new_boot_id).
+      (void)rng_.next_u64();
+      (void)rng_.uniform(kTickSteps);
+      (void)new_boot_id();
+    }
+    return;
+  }
   auto idx = l->node->propose_conf_change(cc);
   trace("propose conf change " + std::string(raft::conf_change_type_name(cc.type)) +
         " node=" + std::to_string(cc.node) + " -> " +
         (idx.ok() ? "index " + std::to_string(*idx) : idx.status().to_string()));
   if (!idx.ok()) return;
   ++result_.stats.conf_changes;
-  if (cc.type == ConfChangeType::kAddLearner || cc.type == ConfChangeType::kAddVoter) {
+  if (adds) {
     raft::RestoreState fresh;  // empty: it learns everything from the leader
     add_member(next_id_++, std::move(fresh), true);
   }

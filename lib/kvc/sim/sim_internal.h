@@ -219,12 +219,14 @@ class Cluster {
   void liveness_probe();
 
   // Faults and operations.
-  void crash(Member& m, bool permanent);
+  // A crash is a fault (numbered; false when suppressed), a decommission is not.
+  bool crash(Member& m, bool permanent);
   void stop_node(Member& m);  // the incarnation ends: its counters join the stats
   void restart(Member& m);
   void heal();
   void membership_op();
-  void take_snapshot(Member& m);
+  // `scheduled`: by the fault schedule (a numbered fault), not asked for by the core.
+  void take_snapshot(Member& m, bool scheduled = false);
   std::uint64_t new_boot_id();
   // Repair faults (rollback to an older disk image, a damaged state value).
   void capture_image();
@@ -270,6 +272,20 @@ class Cluster {
     failed_ = true;
   }
   bool chance(std::uint64_t one_in) { return rng_.uniform(one_in) == 0; }
+  // Numbers a fault decision (sim_minimize.h): false when the run's filter suppresses it. The
+  // caller draws the same random numbers either way; a suppressed fault changes nothing else.
+  // `describe` (called only when tracing or recording) says what the fault is.
+  template <class Describe>
+  bool take_fault(const char* kind, const Describe& describe) {
+    const std::uint64_t ordinal = ++result_.fault_decisions;
+    const bool on = opt_.fault_filter.applies(ordinal);
+    if (opt_.record || (on && opt_.trace)) {
+      std::string what = describe();
+      if (on) trace("fault #" + std::to_string(ordinal) + " " + kind + ": " + what);
+      if (opt_.record) result_.fault_log.push_back({ordinal, now_, kind, std::move(what), on});
+    }
+    return on;
+  }
 
   // The core's own log lines join the trace (info and above).
   class TraceLogger final : public raft::Logger {

@@ -24,14 +24,28 @@ void Cluster::send_message(Member& from, Message msg) {
   }
   // During a rollback's protection window the leader's and the member's messages get through.
   const bool protect = held(msg.from) || held(msg.to);
+  // Each network fault is numbered (sim_minimize.h). A suppressed drop delivers the message
+  // after a fixed delay, drawing nothing more (as a drop draws nothing more).
   if (drop_one_in_ && !healed_ && chance(drop_one_in_) && !protect) {
-    trace("drop " + raft::describe(msg));
+    if (take_fault("drop", [&] { return raft::describe(msg); })) {
+      trace("drop " + raft::describe(msg));
+      return;
+    }
+    net_.push({now_ + 5, msg_seq_++, std::move(msg), now_});
     return;
   }
   std::uint64_t delay = 1 + rng_.uniform(8);
-  if (!healed_ && opt_.faults != FaultMix::kNone && chance(10)) delay += 10 + rng_.uniform(30);
+  if (!healed_ && opt_.faults != FaultMix::kNone && chance(10)) {
+    const std::uint64_t extra = 10 + rng_.uniform(30);
+    if (take_fault("delay",
+                   [&] { return "+" + std::to_string(extra) + " steps " + raft::describe(msg); }))
+      delay += extra;
+  }
   if (dup_one_in_ && !healed_ && chance(dup_one_in_)) {
-    net_.push({now_ + delay + rng_.uniform(20), msg_seq_++, msg, now_});
+    const std::uint64_t later = delay + rng_.uniform(20);
+    if (take_fault("duplicate", [&] { return raft::describe(msg); })) {
+      net_.push({now_ + later, msg_seq_++, msg, now_});
+    }
   }
   net_.push({now_ + delay, msg_seq_++, std::move(msg), now_});
 }
@@ -152,8 +166,15 @@ void Cluster::start_ready(Member& m) {
   }
   rd.messages.clear();
   // Mostly quick fsyncs, sometimes a slow one (a wide window for crashes to hit).
-  m.sync_at =
-      now_ + (crashes_ && chance(slow_disk_one_in_) ? 10 + rng_.uniform(40) : rng_.uniform(6));
+  if (crashes_ && chance(slow_disk_one_in_)) {
+    const std::uint64_t slow = 10 + rng_.uniform(40);
+    const bool on = take_fault("slow-sync", [&] {
+      return "member " + std::to_string(m.id) + " fsync takes " + std::to_string(slow) + " steps";
+    });
+    m.sync_at = now_ + (on ? slow : slow % 6);  // suppressed: a quick one, nothing more drawn
+  } else {
+    m.sync_at = now_ + rng_.uniform(6);
+  }
   m.outstanding = std::move(rd);
 }
 

@@ -73,7 +73,10 @@ void Cluster::targeted_faults() {
     plan_.reset();
     return;
   }
-  if (p.burst > 0) {
+  if (p.burst > 0) plan_->burst = 0;
+  if (p.burst > 0 && take_fault("burst", [&] {
+        return std::to_string(p.burst) + " proposals on leader " + std::to_string(l->id);
+      })) {
     plan_->burst = 0;
     std::uint64_t accepted = 0;
     for (std::uint64_t i = 0; i < p.burst; ++i) {
@@ -92,12 +95,16 @@ void Cluster::targeted_faults() {
     // so the cluster must keep the entry without the leader's copy while the leader votes.
     plan_->ahead_seen = true;
     if (crashes_ && !chance(4)) {
-      trace("stop leader " + std::to_string(l->id) + ": its commit index " +
-            std::to_string(l->node->commit()) + " is past its durable log " +
-            std::to_string(l->disk.last_index()));
+      // (Traced before the crash, as always, unless a fault filter may suppress it.)
+      const std::string why = "stop leader " + std::to_string(l->id) + ": its commit index " +
+                              std::to_string(l->node->commit()) + " is past its durable log " +
+                              std::to_string(l->disk.last_index());
+      if (opt_.fault_filter.all()) trace(why);
       plan_.reset();
-      crash(*l, false);
-      l->restart_at = now_ + rng_.uniform(3) * kTickSteps;
+      const bool crashed = crash(*l, false);
+      if (crashed && !opt_.fault_filter.all()) trace(why);
+      const std::uint64_t back = now_ + rng_.uniform(3) * kTickSteps;
+      if (crashed) l->restart_at = back;
       return;
     }
   }
@@ -133,6 +140,10 @@ void Cluster::stop_leader(Member& l, std::uint64_t crash_one_in, const std::stri
     // Isolate it with the voters that hold its newest entry, if they are a minority: a majority
     // elects a rival while it goes on as a leader for a while, and what it sent last is not
     // delivered (a crash would leave it in flight). Any other partition heals first.
+    const std::uint64_t until = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    if (!take_fault("isolate-leader",
+                    [&] { return "leader " + std::to_string(l.id) + " (" + why + ")"; }))
+      return;
     blocked_.clear();
     const std::uint64_t last = l.node->log().last_index();
     const std::vector<NodeId>& voters = l.node->conf_state().voters;
@@ -154,18 +165,21 @@ void Cluster::stop_leader(Member& l, std::uint64_t crash_one_in, const std::stri
         blocked_.insert({b, a});
       }
     }
-    partition_until_ = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    partition_until_ = until;
     ++result_.stats.partitions;
     trace("isolate leader " + std::to_string(l.id) + " (" + why + ") side=" + desc);
     return;
   }
   if (!crashes_) return;
-  trace("stop leader " + std::to_string(l.id) + ": " + why);
-  crash(l, false);
-  unsent_lost_[l.id] = {now_ > kUnsentSteps ? now_ - kUnsentSteps : 0, now_};
+  if (opt_.fault_filter.all()) trace("stop leader " + std::to_string(l.id) + ": " + why);
+  const bool crashed = crash(l, false);
+  if (crashed && !opt_.fault_filter.all())
+    trace("stop leader " + std::to_string(l.id) + ": " + why);
+  if (crashed) unsent_lost_[l.id] = {now_ > kUnsentSteps ? now_ - kUnsentSteps : 0, now_};
   // Back soon, while the rival it made room for is still in charge: old leaders returning to
   // win again is what the plans are for.
-  l.restart_at = now_ + (2 + rng_.uniform(18)) * kTickSteps;
+  const std::uint64_t back = now_ + (2 + rng_.uniform(18)) * kTickSteps;
+  if (crashed) l.restart_at = back;
 }
 
 void Cluster::crash_unsynced_votes() {
@@ -178,10 +192,14 @@ void Cluster::crash_unsynced_votes() {
       if (m.vote_considered == vote) break;
       m.vote_considered = vote;
       if (chance(3)) {
-        trace("crash member " + std::to_string(id) + " before its vote for " +
-              std::to_string(op.hs.vote) + " in term " + std::to_string(op.hs.term) + " is synced");
-        crash(m, false);
-        m.restart_at = now_;
+        const std::string why = "crash member " + std::to_string(id) + " before its vote for " +
+                                std::to_string(op.hs.vote) + " in term " +
+                                std::to_string(op.hs.term) + " is synced";
+        if (opt_.fault_filter.all()) trace(why);
+        if (crash(m, false)) {
+          if (!opt_.fault_filter.all()) trace(why);
+          m.restart_at = now_;
+        }
       }
       break;
     }
@@ -220,14 +238,16 @@ void Cluster::partition_faults() {
     }
     const std::uint64_t kind = rng_.uniform(3);
     std::string desc;
+    // Drawn into a set of its own: a suppressed partition (sim_minimize.h) leaves blocked_ empty.
+    std::set<std::pair<NodeId, NodeId>> cut;
     if (kind == 0) {
       // Isolate one member (often the leader).
       Member* l = leader();
       NodeId x = (l && chance(2)) ? l->id : ids[rng_.uniform(ids.size())];
       for (NodeId y : ids) {
         if (y != x) {
-          blocked_.insert({x, y});
-          blocked_.insert({y, x});
+          cut.insert({x, y});
+          cut.insert({y, x});
         }
       }
       desc = "isolate " + std::to_string(x);
@@ -239,15 +259,18 @@ void Cluster::partition_faults() {
       for (NodeId a : ids) {
         for (NodeId b : ids) {
           if (side.count(a) && !side.count(b)) {
-            blocked_.insert({a, b});
-            if (kind == 1) blocked_.insert({b, a});  // kind 2: one-way
+            cut.insert({a, b});
+            if (kind == 1) cut.insert({b, a});  // kind 2: one-way
           }
         }
       }
       desc = std::string(kind == 1 ? "partition" : "one-way partition") + " side=";
       for (NodeId y : side) desc += std::to_string(y) + ",";
     }
-    partition_until_ = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    const std::uint64_t until = now_ + (10 + rng_.uniform(80)) * kTickSteps;
+    if (!take_fault(kind == 2 ? "one-way-partition" : "partition", [&] { return desc; })) return;
+    blocked_ = std::move(cut);
+    partition_until_ = until;
     ++result_.stats.partitions;
     trace(desc);
   }
@@ -296,7 +319,7 @@ void Cluster::inject_faults() {
       for (auto& [id, m] : members_) {
         if (m.alive && !m.outstanding) up.push_back(&m);
       }
-      if (!up.empty()) take_snapshot(*up[rng_.uniform(up.size())]);
+      if (!up.empty()) take_snapshot(*up[rng_.uniform(up.size())], true);
     }
   }
   if (rollbacks_) {
