@@ -9,6 +9,7 @@
 
 #include "kvc/sim/sim.h"
 #include "kvc/sim/sim_minimize.h"
+#include "trace_hash.h"
 
 namespace kvc::sim {
 namespace {
@@ -155,17 +156,7 @@ TEST(FaultFilterTest, OnlyAndSuppress) {
   EXPECT_FALSE(f.applies(4));
 }
 
-// FNV-1a over the lines (each with its newline): a trace's fingerprint.
-std::uint64_t trace_hash(const std::vector<std::string>& lines) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const std::string& l : lines) {
-    for (char c : l + "\n") {
-      h ^= static_cast<unsigned char>(c);
-      h *= 0x100000001b3ull;
-    }
-  }
-  return h;
-}
+using trace_testing::trace_hash;
 
 std::vector<std::string> traced(SimOptions opt, SimResult* r, bool keep_fault_lines) {
   std::vector<std::string> lines;

@@ -9,6 +9,7 @@
 
 #include "kvc/sim/server_sim.h"
 #include "kvc/sim/sim_minimize.h"
+#include "trace_hash.h"
 
 namespace kvc::sim {
 namespace {
@@ -21,16 +22,7 @@ std::vector<std::uint64_t> applied(const ServerSimResult& r) {
   return out;
 }
 
-std::uint64_t trace_hash(const std::vector<std::string>& lines) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const std::string& l : lines) {
-    for (char c : l + "\n") {
-      h ^= static_cast<unsigned char>(c);
-      h *= 0x100000001b3ull;
-    }
-  }
-  return h;
-}
+using trace_testing::trace_hash;
 
 TEST(ServerSimFaultFilterTest, NoFaultSuppressedIsTheRunOfBefore) {
   // Seed 5 (3 members) as kvc-sim --server --trace printed it before faults were numbered
