@@ -19,8 +19,14 @@ if(KVC_SANITIZE)
   add_link_options(-fsanitize=${KVC_SANITIZE})
   if(KVC_SANITIZE_FAST)
     # What sanitizers recommend (-O1) and what their reports need (file:line, -g1): compiles
-    # in about half the time of -O2 -g. After the build type's flags, so these win.
+    # in about half the time of -O2 -g. After the build type's flags, so these win. Without
+    # UBSan's vptr check (dynamic-type checks of polymorphic objects: kvc downcasts none; ASan
+    # still catches a use of a freed one), which costs ~18 % of the compile time of a
+    # storage or server file (lib/kvc/storage/wal.cc: 18.5 s -> 14.9 s).
     add_compile_options(-O1 -g1)
+    if(KVC_SANITIZE MATCHES "undefined")
+      add_compile_options(-fno-sanitize=vptr)
+    endif()
   endif()
 endif()
 
