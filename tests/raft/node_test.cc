@@ -387,6 +387,58 @@ TEST(NodeTest, StepAndTickMayRunBetweenReadyAndAdvance) {
   EXPECT_EQ(c.applied(2).back().data, "b");
 }
 
+// Thesis 10.2.1: the leader may write to its own disk in parallel with replicating to its
+// followers. Entries proposed while the leader's write is in flight go out through
+// take_messages() at once, and a majority of followers commits them without the leader's copy;
+// the leader still applies only what it has made durable.
+TEST(NodeTest, ALeaderSendsAppendsWhileItsOwnWriteIsInFlight) {
+  TestCluster c(3);
+  c.elect(1);
+  Node& l = c.n(1);
+  EXPECT_TRUE(l.take_messages().empty()) << "no Ready outstanding";
+  ASSERT_TRUE(l.propose("a").ok());
+  Ready rd = l.ready();  // the fsync of "a" is in flight
+  ASSERT_EQ(rd.entries.size(), 1u);
+  for (const Message& m : rd.messages) c.queue().push_back(m);
+  ASSERT_TRUE(l.propose("b").ok());
+  std::vector<Message> now = l.take_messages();
+  std::set<NodeId> got_b;
+  for (const Message& m : now) {
+    ASSERT_EQ(m.type, MessageType::kAppend);
+    for (const Entry& e : m.entries) {
+      if (e.data == "b") got_b.insert(m.to);
+    }
+    c.queue().push_back(m);
+  }
+  EXPECT_EQ(got_b, (std::set<NodeId>{2, 3})) << "both followers get b before a is durable";
+  EXPECT_TRUE(l.take_messages().empty()) << "nothing new to send";
+  // The followers persist and acknowledge; the leader's write is still in flight.
+  std::deque<Message> batch;
+  batch.swap(c.queue());
+  for (Message& m : batch) c.deliver(m);
+  for (NodeId f : {2, 3}) {
+    Node& n = c.n(f);
+    Ready frd = n.ready();
+    n.advance(frd);
+    for (const Message& m : frd.messages_after_persist) ASSERT_TRUE(l.step(m).ok());
+  }
+  const std::uint64_t b_index = rd.entries[0].index + 1;
+  EXPECT_EQ(l.commit(), b_index) << "two followers of three are a majority";
+  EXPECT_LT(l.durable_index(), b_index);
+  // A follower takes nothing.
+  EXPECT_TRUE(c.n(2).take_messages().empty());
+  l.advance(rd);
+  Ready rd2 = l.ready();
+  ASSERT_EQ(rd2.entries.size(), 1u);
+  EXPECT_EQ(rd2.entries[0].data, "b");
+  for (const Entry& e : rd2.committed) EXPECT_LE(e.index, rd.entries[0].index) << "not durable";
+  l.advance(rd2);
+  c.settle();
+  c.tick_all(1);
+  EXPECT_EQ(c.applied(1).back().data, "b");
+  EXPECT_EQ(c.applied(3).back().data, "b");
+}
+
 }  // namespace
 }  // namespace kvc::raft
 

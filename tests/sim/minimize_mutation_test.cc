@@ -23,10 +23,11 @@ std::vector<std::uint64_t> applied(const SimResult& r) {
 
 TEST(SimulatorMinimizeTest, CommitOldTermSeedNeedsFewerFaults) {
   static_assert(raft::kMutationsCompiled);
-  // The first seed from 1 that catches commit-old-term with the targeted faults
-  // (kvc-sim --mutation commit-old-term --faults targeted --start-seed 1 --expect-violation).
+  // A seed that catches commit-old-term with the targeted faults (the sixth from 1 since a
+  // leader sends appends during its own write: kvc-sim --mutation commit-old-term --faults
+  // targeted --start-seed 131 --expect-violation) and minimizes within the bound.
   SimOptions opt;
-  opt.seed = 15;
+  opt.seed = 147;
   opt.members = 3;
   opt.faults = FaultMix::kTargeted;
   opt.mutation = raft::Mutation::kCommitOldTerm;
@@ -50,7 +51,7 @@ TEST(SimulatorMinimizeTest, CommitOldTermSeedNeedsFewerFaults) {
                                             message_faults(failed.fault_log), rerun, {});
   EXPECT_LT(m.kept.size(), all.size());
   EXPECT_LE(m.runs, 300);
-  std::cout << "commit-old-term seed 15: " << m.kept.size() << " of " << all.size()
+  std::cout << "commit-old-term seed 147: " << m.kept.size() << " of " << all.size()
             << " faults needed (" << m.runs << " reruns, " << m.seconds << " s)\n";
 
   // The replay: only the kept faults apply, the run fails the same way, twice alike.

@@ -65,7 +65,7 @@ TEST(SimulatorTest, EveryFaultMixPassesOnACorrectCore) {
     }
     // kTargeted stops most leaders soon after they win (that is its job): fewer operations
     // complete, but some must.
-    EXPECT_GT(ok_ops, mix == FaultMix::kTargeted ? 40u : 100u) << fault_mix_name(mix);
+    EXPECT_GT(ok_ops, mix == FaultMix::kTargeted ? 30u : 100u) << fault_mix_name(mix);
   }
 }
 

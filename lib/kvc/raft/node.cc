@@ -403,6 +403,16 @@ Ready Node::ready() {
   return rd;
 }
 
+std::vector<Message> Node::take_messages() {
+  std::vector<Message> out;
+  if (!ready_outstanding_ || role_ != Role::kLeader || !msgs_after_.empty()) return out;
+  if (bcast_pending_) bcast_append();
+  bcast_pending_ = false;
+  out = std::move(msgs_);
+  msgs_.clear();
+  return out;
+}
+
 void Node::advance(const Ready& rd) {
   KVC_CHECK(ready_outstanding_, "advance() without ready()");
   ready_outstanding_ = false;

@@ -31,6 +31,9 @@
 // Between ready() and advance() the caller may keep calling tick(), step(), propose() and the
 // rest (the server keeps its network running during an fsync); the next Ready then carries
 // what happened meanwhile. Only one Ready may be outstanding: call advance() before ready().
+// A leader's caller may also call take_messages() while a Ready is outstanding (its fsync in
+// flight) and send what it returns at once: appends of entries proposed since then go to the
+// followers while the leader's own write runs (Raft thesis 10.2.1), instead of after it.
 // Before sending a kSnapshot message, fill its `chunk` with chunk_length bytes at
 // snapshot_offset of the snapshot named by its `snapshot` field; if that snapshot is gone,
 // drop the message and call report_snapshot(to, false).
@@ -278,6 +281,13 @@ class Node {
   bool has_ready() const;
   Ready ready();
   void advance(const Ready& rd);
+  // Leader only, while a Ready is outstanding: the messages that may be sent at once (appends,
+  // heartbeats...), including appends of entries proposed since ready() that no Ready has
+  // handed out for persisting yet. A leader may send entries before they are durable on its
+  // own disk: its own copy counts toward a commit only once advance() has made it durable.
+  // Empty when not leader, when no Ready is outstanding, or while a message that must wait
+  // for the outstanding Ready to be durable is queued (messages keep their order).
+  std::vector<Message> take_messages();
 
   // Queries.
   NodeId id() const { return id_; }

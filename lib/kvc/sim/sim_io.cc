@@ -307,6 +307,11 @@ void Cluster::apply_entries(Member& m, const std::vector<Entry>& ents) {
 void Cluster::process_disks_and_readies() {
   for (auto& [id, m] : members_) {
     if (!m.alive) continue;
+    // A leader's appends of entries proposed during its own write go out now, as the server's
+    // do (raft/node.h, take_messages).
+    if (m.outstanding) {
+      for (Message& msg : m.node->take_messages()) send_message(m, msg);
+    }
     // Bounded: each round either finishes an outstanding Ready or starts one.
     for (int round = 0; round < 8; ++round) {
       if (m.outstanding && m.sync_at <= now_) {
