@@ -197,7 +197,7 @@ int run_status(const Env& env, bool cluster) {
   Result<std::vector<std::pair<std::string, std::string>>> ts = targets(env, cluster);
   if (!ts.ok()) return env.fail(ts.status());
   Table t({"ENDPOINT", "NAME", "ID", "VERSION", "ROLE", "LEADER", "TERM", "COMMIT", "APPLIED",
-           "WAL", "STATE", "ERRORS"});
+           "FLUSHED", "WAL", "STATE", "ERRORS"});
   int rc = kExitOk;
   for (const auto& [name, addr] : *ts) {
     wire::Response r;
@@ -260,7 +260,7 @@ int run_status(const Env& env, bool cluster) {
       case Format::kSimple:
       case Format::kTable:
         if (r.code != Code::kOk) {
-          t.add({addr.empty() ? "-" : addr, name, "", "", "unreachable", "", "", "", "", "", "",
+          t.add({addr.empty() ? "-" : addr, name, "", "", "unreachable", "", "", "", "", "", "", "",
                  errors});
         } else {
           // The leader this member knows (a learner's status answers "who leads?" too).
@@ -270,8 +270,8 @@ int run_status(const Env& env, bool cluster) {
                                                             : id_hex(s.leader_id);
           t.add({addr, s.name, id_hex(s.member_id), s.version, s.role, leader,
                  std::to_string(s.term), std::to_string(s.commit_index),
-                 std::to_string(s.applied_index), human_bytes(s.wal_bytes),
-                 human_bytes(s.state_bytes), errors});
+                 std::to_string(s.applied_index), std::to_string(s.durable_index),
+                 human_bytes(s.wal_bytes), human_bytes(s.state_bytes), errors});
         }
         break;
     }

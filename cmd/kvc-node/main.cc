@@ -23,7 +23,7 @@ struct Durations {
   std::string tick = "100ms";
   std::string election_timeout = "1s";
   std::string heartbeat_interval = "100ms";
-  std::string flush_interval = "100ms";
+  std::string flush_interval = "1s";
   std::string request_timeout = "5s";
 };
 

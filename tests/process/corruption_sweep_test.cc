@@ -75,6 +75,7 @@ int sweep_offsets() {
 
 enum class Setup {
   kPlain,       // keys written, the follower has applied them
+  kFlushed,     // ... and flushed them (not only at its clean stop): its WAL has a marker
   kSnapshot,    // ... and the follower caught up from a snapshot, so DATA_DIR/snap holds one
   kRepairFile,  // ... and the follower stopped during a repair, so DATA_DIR/repair exists
 };
@@ -93,7 +94,7 @@ const std::vector<SweepClass>& classes() {
        [](const std::string& d) { return wal_records(d, WalRecordType::kEntry); }},
       {"WalHardState", "wal hard state record", Setup::kPlain,
        [](const std::string& d) { return wal_records(d, WalRecordType::kHardState); }},
-      {"WalSnapshotMarker", "wal snapshot marker record", Setup::kPlain,
+      {"WalSnapshotMarker", "wal snapshot marker record", Setup::kFlushed,
        [](const std::string& d) { return wal_records(d, WalRecordType::kSnapshotMarker); }},
       {"WalLastRecord", "wal last record (tail)", Setup::kPlain, wal_last_record},
       {"SnapPrologue", "snapshot prologue", Setup::kSnapshot,
@@ -432,6 +433,14 @@ class Sweep {
     const std::string dir = cluster.spec(v_).data_dir;
     wait_caught_up(v_);
     if (::testing::Test::HasFatalFailure()) return;
+    if (k_.setup == Setup::kFlushed) {
+      // A timed flush records a snapshot marker in the WAL (the flush at a clean stop does not).
+      const std::uint64_t written = commit_index();
+      ASSERT_TRUE(wait_until([&] { return status_of(cluster, v_).durable_index >= written; }, 20s,
+                             "the flush of the written index", kPollEvery)
+                      .ok())
+          << cluster.spec(v_).name << " never flushed index " << written;
+    }
     if (k_.setup == Setup::kSnapshot) {
       ASSERT_EQ(stop(v_), 0);
       write_keys(kKeys, kKeys + kLaggingKeys);  // past --retained-entries: v_ needs a snapshot

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <fstream>
+#include <string>
 
 #include "kvc/common/check.h"
 #include "kvc/common/text.h"
@@ -259,6 +261,16 @@ std::string Registry::expose() const {
     }
   }
   return out;
+}
+
+std::optional<std::uint64_t> storage_bytes_written(bool thread) {
+  std::ifstream in(thread ? "/proc/thread-self/io" : "/proc/self/io");
+  std::string name;
+  std::uint64_t value = 0;
+  while (in >> name >> value) {
+    if (name == "write_bytes:") return value;
+  }
+  return std::nullopt;
 }
 
 }  // namespace kvc::metrics

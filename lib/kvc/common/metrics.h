@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -127,6 +128,13 @@ class Registry {
   std::map<std::string, Family*, std::less<>> by_name_;  // guarded by mu_
   std::vector<std::function<void()>> collectors_;        // guarded by mu_
 };
+
+// Bytes this process (thread = false) or the calling thread (thread = true) has caused to be
+// written to storage: write_bytes of /proc/self/io or /proc/thread-self/io. Linux counts a page
+// when it becomes dirty, so rewriting a page still dirty in the page cache adds nothing; it is
+// what reaches the disk, less what a truncation cancels. nullopt where the kernel does not
+// account it (no task I/O accounting, or no /proc).
+std::optional<std::uint64_t> storage_bytes_written(bool thread);
 
 // Prometheus text-format escaping: label values escape backslash, double quote and newline;
 // HELP text escapes backslash and newline.

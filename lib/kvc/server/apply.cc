@@ -77,17 +77,20 @@ void Engine::Impl::drain_apply() {
   if (damaged_) return;
   const std::uint64_t before = state_->applied_index();
   const auto t0 = std::chrono::steady_clock::now();
+  std::uint64_t bytes = 0;
   while (!apply_queue_.empty() && !stopped_ && !damaged_) {
     const raft::Entry& e = apply_queue_.front();
     const bool barrier = is_barrier(e) && e.index > state_->applied_index();
     if (barrier && flushing_) break;
     if (!apply_one(e)) return;
     if (barrier) take_barrier_hash(e.index);
+    bytes += e.data.size();
     apply_queue_.pop_front();
   }
   if (state_->applied_index() == before) return;
   metrics_->apply.observe_since(t0);
   metrics_->entries_applied.inc(state_->applied_index() - before);
+  metrics_->entry_bytes_applied.inc(bytes);
   node_->applied_to(state_->applied_index());
   notify_watchers();
   if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
@@ -239,9 +242,7 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
   const std::uint64_t term = state_->applied_term();
   const raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
-    const auto t0 = std::chrono::steady_clock::now();
-    Status s = state_->flush();
-    if (s.ok()) metrics_->state_flush.observe_since(t0);
+    Status s = flush_state();
     Result<storage::StateMachine::IndexedHash> h =
         s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
     post_loop([this, s, h, index, term, conf] {

@@ -114,6 +114,8 @@ Status Engine::Impl::start() {
   flush_ = flush_thread_.get();
   update_peers();
   last_flush_ms_ = now_ms();
+  storage_written_at_start_ = metrics::storage_bytes_written(false).value_or(0);
+  metrics_->state_flushed_index.set(static_cast<double>(state_->durable_index()));
   loop_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "kvc-loop");
     // Work the restored node may already have (committed entries to re-apply).
@@ -149,6 +151,8 @@ Status Engine::Impl::start_simulated(const SimEnvironment& env) {
   client_bound_ = options_.listen_client;
   update_peers();
   last_flush_ms_ = now_ms();
+  storage_written_at_start_ = metrics::storage_bytes_written(false).value_or(0);
+  metrics_->state_flushed_index.set(static_cast<double>(state_->durable_index()));
   // Work the restored node may already have (committed entries to re-apply).
   post_loop([this] { process_ready(); });
   return Status();

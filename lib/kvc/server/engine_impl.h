@@ -218,6 +218,7 @@ class Engine::Impl {
   void apply_hash_verdict(std::uint64_t index, std::uint64_t hash);
   // Loop: state flushing and snapshots.
   bool maybe_flush(bool force);
+  Status flush_state();
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
   std::uint64_t record_flush_in_wal(std::uint64_t index, std::uint64_t term,
                                     const raft::ConfState& conf);
@@ -399,6 +400,7 @@ class Engine::Impl {
   std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
   std::uint64_t replay_to_ = 0;        // the commit index restored at start (WAL replay)
   std::uint64_t last_flush_ms_ = 0;
+  std::uint64_t storage_written_at_start_ = 0;  // this process's write_bytes when it started
   std::string incoming_snapshot_path_;
   std::function<void()> shutdown_done_;
 

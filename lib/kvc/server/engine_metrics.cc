@@ -35,11 +35,33 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
                                "Time to apply one batch of committed entries to the state.", kLat)),
       entries_applied(
           registry.counter("kvc_entries_applied_total", "Log entries applied to the state.")),
+      entry_bytes_applied(registry.counter("kvc_entries_applied_bytes_total",
+                                           "Bytes of log entry data applied to the state.")),
       wal_bytes(registry.gauge("kvc_wal_bytes", "Size of the WAL segments on disk.")),
       state_bytes(registry.gauge("kvc_state_bytes", "Size of the LMDB state on disk.")),
       state_flush(registry.histogram("kvc_state_flush_seconds",
                                      "Time to flush applied writes into LMDB (commit and sync).",
                                      kLong)),
+      state_flush_bytes(registry.counter(
+          "kvc_state_flush_bytes_total",
+          "Bytes the state flushes caused to be written to storage (the flush thread's "
+          "write_bytes in /proc: pages LMDB dirtied, each counted once while it stays dirty).")),
+      state_flush_pages(registry.counter(
+          "kvc_state_flush_pages_total",
+          "Pages of the state database the flushes wrote (kvc_state_flush_bytes_total / the "
+          "page size).")),
+      state_flushed_index(registry.gauge(
+          "kvc_state_flushed_index",
+          "The highest applied index the state database holds durably (the WAL replays the "
+          "rest after a restart).")),
+      storage_bytes_written(registry.gauge(
+          "kvc_storage_written_bytes",
+          "Bytes this member has caused to be written to storage since it started (WAL, state, "
+          "snapshots; write_bytes in /proc/self/io).")),
+      write_amplification(registry.gauge(
+          "kvc_write_amplification",
+          "kvc_storage_written_bytes divided by kvc_entries_applied_bytes_total: bytes written "
+          "to storage per byte of log entry applied, since start (updated after each flush).")),
       snapshots_created(registry.counter("kvc_snapshots_created_total",
                                          "Snapshot files written by this member.")),
       snapshot_create(registry.histogram("kvc_snapshot_create_seconds",

@@ -39,9 +39,15 @@ class EngineMetrics {
   metrics::Histogram& wal_fsync;  // seconds per WAL sync
   metrics::Histogram& apply;      // seconds per batch of committed entries applied
   metrics::Counter& entries_applied;
+  metrics::Counter& entry_bytes_applied;
   metrics::Gauge& wal_bytes;
   metrics::Gauge& state_bytes;
   metrics::Histogram& state_flush;  // seconds per state flush (LMDB commit + sync)
+  metrics::Counter& state_flush_bytes;
+  metrics::Counter& state_flush_pages;
+  metrics::Gauge& state_flushed_index;
+  metrics::Gauge& storage_bytes_written;
+  metrics::Gauge& write_amplification;
   metrics::Counter& snapshots_created;
   metrics::Histogram& snapshot_create;  // seconds to write a snapshot file
   metrics::Counter& snapshots_installed;

@@ -25,8 +25,8 @@ struct EngineOptions {
   std::uint64_t tick_ms = 100;  // Raft's logical clock
   int election_ticks = 10;      // election timeout, in ticks
   int heartbeat_ticks = 1;
-  std::uint64_t flush_interval_ms = 100;            // applied state -> LMDB at least this often
-  std::uint64_t flush_bytes = 64ull << 20;          // ... or once this much is applied in memory
+  std::uint64_t flush_interval_ms = 1000;           // applied state -> LMDB at least this often
+  std::uint64_t flush_bytes = 16ull << 20;          // ... or once this much is applied in memory
   std::uint64_t retained_entries = 10000;           // log entries kept for slow followers
   std::uint64_t max_request_bytes = 1536ull << 10;  // the largest key + value accepted
   std::uint64_t max_frame_bytes = 16ull << 20;
