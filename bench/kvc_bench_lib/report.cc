@@ -35,6 +35,23 @@ std::string latency_text(const Histogram& h) {
          ms(h.percentile(0.999)) + "  max " + ms(h.max());
 }
 
+std::string idle_json(const IdleSummary& i) {
+  std::string o = "{\"requested\":" + std::to_string(i.requested);
+  o += ",\"opened\":" + std::to_string(i.opened);
+  o += ",\"refused\":" + std::to_string(i.refused);
+  o += ",\"failed\":" + std::to_string(i.failed);
+  o += ",\"not_tried\":" + std::to_string(i.not_tried);
+  o += ",\"open_at_end\":" + std::to_string(i.open_at_end);
+  o += ",\"open_s\":" + fmt("%.3f", i.open_s);
+  o += ",\"per_endpoint\":[";
+  for (std::size_t k = 0; k < i.per_endpoint.size(); ++k) {
+    if (k > 0) o += ",";
+    o += std::to_string(i.per_endpoint[k]);
+  }
+  o += "],\"first_error\":" + json_quote(i.first_error) + "}";
+  return o;
+}
+
 std::string mode(const BenchOptions& o) {
   if (o.rate > 0) return "open loop at " + fmt("%.0f", o.rate) + "/s";
   return "closed loop";
@@ -65,6 +82,14 @@ std::string format_text(const BenchOptions& o, const BenchResult& r) {
     }
     s += "throughput:  " + fmt("%.1f", r.throughput()) + " ops/s\n";
     s += "latency ms:  " + latency_text(r.latency) + "\n";
+  }
+  if (o.idle_conns > 0) {
+    const IdleSummary& i = r.idle;
+    s += "idle conns:  " + std::to_string(i.opened) + " of " + std::to_string(i.requested) +
+         " open (" + std::to_string(i.refused) + " refused, " + std::to_string(i.failed) +
+         " failed, " + std::to_string(i.not_tried) + " not tried) in " + fmt("%.3f", i.open_s) +
+         " s; " + std::to_string(i.open_at_end) + " still open at the end\n";
+    if (!i.first_error.empty()) s += "idle error:  " + i.first_error + "\n";
   }
   if (!r.errors.empty()) {
     s += "errors:     ";
@@ -109,6 +134,7 @@ std::string format_json(const BenchOptions& o, const BenchResult& r) {
     s += ",\"watchers\":" + std::to_string(o.watchers);
     s += ",\"put_latency_ms\":" + latency_json(r.put_latency);
   }
+  if (o.idle_conns > 0) s += ",\"idle_conns\":" + idle_json(r.idle);
   if (o.workload == Workload::kMixed) {
     s += ",\"read_ratio\":" + fmt("%.4f", o.read_ratio);
     s += ",\"reads\":" + std::to_string(r.reads) + ",\"writes\":" + std::to_string(r.writes);

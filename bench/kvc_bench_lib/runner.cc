@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "kvc/client/client.h"
+#include "kvc/wire/auth.h"
 
 namespace kvc::bench {
 
@@ -132,9 +133,16 @@ class Runner {
   }
 
   Result<BenchResult> run() {
+    IdleConnections idle;
+    if (o_.idle_conns > 0) {
+      Result<IdleConnections> opened = open_idle();
+      if (!opened.ok()) return opened.status();
+      idle = std::move(*opened);
+    }
     KVC_RETURN_IF_ERROR(connect());
     if (o_.workload == Workload::kCas) KVC_RETURN_IF_ERROR(prepare_cas());
     if (o_.workload == Workload::kWatch) KVC_RETURN_IF_ERROR(start_watchers());
+    sequence_.store(o_.first_key);
     start_ = Clock::now();
     end_ = start_ + std::chrono::milliseconds(o_.duration_ms);
     last_done_ = start_;
@@ -148,6 +156,10 @@ class Runner {
     if (dispatcher.joinable()) dispatcher.join();
     if (o_.workload == Workload::kWatch) finish_watchers();
     client_.reset();  // joins the client's thread: every callback has run
+    if (o_.idle_conns > 0) {
+      idle.check_open();
+      result_.idle = idle.summary();
+    }
     result_.workload = workload_name(o_.workload);
     result_.elapsed_s = std::chrono::duration<double>(last_done_ - start_).count();
     result_.issued = issued_.load();
@@ -155,6 +167,23 @@ class Runner {
   }
 
  private:
+  Result<IdleConnections> open_idle() {
+    std::string secret;
+    if (!o_.secret_file.empty()) {
+      Result<std::string> s = wire::load_secret_file(o_.secret_file);
+      if (!s.ok()) return s.status();
+      secret = std::move(*s);
+    }
+    Result<IdleConnections> idle = IdleConnections::open(
+        o_.endpoints, o_.idle_conns, secret, std::min<std::uint64_t>(o_.timeout_ms, 2000));
+    if (!idle.ok()) return idle.status();
+    if (o_.on_idle_open) o_.on_idle_open(idle->summary());
+    if (o_.idle_hold_ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(o_.idle_hold_ms));
+    }
+    return idle;
+  }
+
   Status connect() {
     client::ClientOptions co;
     co.endpoints = o_.endpoints;
@@ -202,8 +231,11 @@ class Runner {
     return s.rng() % o_.key_space_size;
   }
 
+  // Only the watch workload puts under its prefix; the others use the bare keys, as etcd's
+  // benchmark does (so key sizes line up in compare-etcd).
   std::string next_key(Slot& s) {
-    return o_.watch_prefix + make_key(next_key_number(s), o_.key_size, o_.key_space_size);
+    std::string key = make_key(next_key_number(s), o_.key_size, o_.key_space_size);
+    return o_.workload == Workload::kWatch ? o_.watch_prefix + key : key;
   }
 
   // The request a slot sends next; `is_read` says which kind it is (mixed).

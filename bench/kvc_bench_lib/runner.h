@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "histogram.h"
+#include "idle.h"
 #include "kvc/common/status.h"
 #include "kvc/net/address.h"
 
@@ -33,6 +34,7 @@ struct BenchOptions {
   std::size_t val_size = 8;
   std::uint64_t key_space_size = 1;  // keys are drawn from [0, key_space_size)
   bool sequential_keys = false;      // 0, 1, 2, ... (mod key_space_size) instead of random
+  std::uint64_t first_key = 0;       // sequential keys start here (to load in stages)
   bool target_leader = false;        // send everything to the leader only
   double rate = 0;                   // operations per second, open loop; 0: closed loop
   std::uint64_t timeout_ms = 5000;   // per request
@@ -46,6 +48,11 @@ struct BenchOptions {
   double read_ratio = 0.5;         // mixed: fraction of operations that are gets
   std::size_t watchers = 1;        // watch: streams on the watched prefix
   std::string watch_prefix;        // watch: the prefix watched (and put under)
+  // Idle connections (idle.h) opened over all endpoints before the workload and held, silent,
+  // until it ends; on_idle_open is called once they are open, then the run waits idle_hold_ms.
+  std::size_t idle_conns = 0;
+  std::uint64_t idle_hold_ms = 0;
+  std::function<void(const IdleSummary&)> on_idle_open;
   // Called about five times a second from a thread of run_bench's, with operations done so far.
   std::function<void(std::uint64_t done, double elapsed_s)> on_progress;
 };
@@ -62,6 +69,7 @@ struct BenchResult {
   std::string leader;                           // the member used with target_leader
   std::string first_error;                      // one full message, for the report
   Code first_error_code = Code::kOk;
+  IdleSummary idle;  // with idle_conns: what was opened, and how many were still open at the end
 
   double throughput() const { return elapsed_s > 0 ? static_cast<double>(ok) / elapsed_s : 0; }
   std::uint64_t error_count() const;

@@ -25,6 +25,7 @@ struct Flags {
   std::string output = "simple";
   std::string duration;
   std::string timeout = "5s";
+  std::string idle_hold = "0s";
   std::string read_ratio = "0.5";
   bool no_progress = false;
   kvc::LogOptions log;
@@ -65,10 +66,21 @@ int main(int argc, char** argv) {
   app.add_option("--key-space-size", o.key_space_size, "Keys are drawn from this many")
       ->capture_default_str();
   app.add_flag("--sequential-keys", o.sequential_keys, "Use keys 0, 1, 2, ... instead of random");
+  app.add_option("--first-key", o.first_key,
+                 "With --sequential-keys: start at this key number (to load in stages)")
+      ->capture_default_str();
   app.add_flag("--target-leader", o.target_leader, "Send every request to the leader only");
   app.add_option("--rate", o.rate,
                  "Open loop: start this many operations per second on a fixed schedule and "
                  "measure latency from the scheduled time (0: closed loop)")
+      ->capture_default_str();
+  app.add_option("--idle-conns", o.idle_conns,
+                 "Also open this many connections spread over the endpoints, complete their "
+                 "handshake, and hold them idle until the workload ends")
+      ->capture_default_str();
+  app.add_option("--idle-hold", f.idle_hold,
+                 "With --idle-conns: wait this long after they are open before the workload, "
+                 "e.g. 2s")
       ->capture_default_str();
   app.add_option("--timeout", f.timeout, "Deadline of each request, e.g. 500ms, 5s")
       ->capture_default_str();
@@ -163,7 +175,35 @@ int main(int argc, char** argv) {
     if (*d == 0) return usage("--duration must be more than 0");
     o.duration_ms = *d;
   }
+  kvc::Result<std::uint64_t> hold = kvc::parse_duration_ms(f.idle_hold);
+  if (!hold.ok()) return usage("--idle-hold: " + hold.status().message());
+  o.idle_hold_ms = *hold;
   if (kvc::Status s = kvc::bench::validate(o); !s.ok()) return usage(s.message());
+
+  // Every connection is a file descriptor: take the hard limit, and say so when even that is
+  // too low for the idle connections asked for (a run that hits it would measure the limit).
+  kvc::Result<std::uint64_t> fd_limit = kvc::bench::raise_fd_limit();
+  if (!fd_limit.ok()) return kvc::cli::fail("kvc-bench", fd_limit.status());
+  const std::uint64_t fds_needed =
+      o.idle_conns + o.conns * o.endpoints.size() * 2 + 64;  // + the client's sockets, stdio
+  if (o.idle_conns > 0 && fds_needed > *fd_limit) {
+    std::fprintf(stderr,
+                 "kvc-bench: --idle-conns %zu needs about %llu file descriptors but the limit "
+                 "(RLIMIT_NOFILE, hard) is %llu: raise it (ulimit -Hn, limits.conf) or ask for "
+                 "fewer\n",
+                 o.idle_conns, static_cast<unsigned long long>(fds_needed),
+                 static_cast<unsigned long long>(*fd_limit));
+    return kvc::kExitError;
+  }
+  if (o.idle_conns > 0) {
+    o.on_idle_open = [](const kvc::bench::IdleSummary& s) {
+      // compare-etcd waits for this line to read the members' memory with the connections open.
+      std::fprintf(stderr,
+                   "kvc-bench: idle connections open: %zu of %zu (%zu refused, %zu failed)\n",
+                   s.opened, s.requested, s.refused, s.failed);
+      std::fflush(stderr);
+    };
+  }
 
   const bool progress = !f.no_progress && isatty(STDERR_FILENO) == 1;
   std::mutex progress_mu;

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "idle.h"
+#include "kvc/client/client.h"
 #include "process_cluster.h"
 
 namespace kvc::test {
@@ -171,6 +173,86 @@ TEST_F(BenchProcessTest, DurationBoundsTheRun) {
   // Operations start only within the duration; the last answers come shortly after.
   EXPECT_GE(json_number(r.out, "elapsed_s"), 0.25) << r.out;
   EXPECT_LT(json_number(r.out, "elapsed_s"), 30) << r.out;
+}
+
+// The idle-connection opener against the running cluster: every connection completes the
+// handshake, they are spread evenly over the members, and they stay open while held.
+TEST_F(BenchProcessTest, IdleConnectionsOpenSpreadAndStayOpen) {
+  Result<std::vector<net::Address>> eps = client::parse_endpoints(cluster_->endpoints());
+  ASSERT_TRUE(eps.ok());
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 30, "", 2000);
+  ASSERT_TRUE(idle.ok()) << idle.status().message();
+  const bench::IdleSummary& s = idle->summary();
+  EXPECT_EQ(s.requested, 30u);
+  EXPECT_EQ(s.opened, 30u) << s.first_error;
+  EXPECT_EQ(s.refused + s.failed + s.not_tried, 0u) << s.first_error;
+  EXPECT_EQ(s.per_endpoint, (std::vector<std::size_t>{10, 10, 10}));
+  EXPECT_EQ(idle->size(), 30u);
+  // The members keep them (and send nothing on them) while the cluster serves other clients.
+  run_ok({"--clients", "4", "put", "--total", "50"}, 50);
+  EXPECT_EQ(idle->check_open(), 30u);
+  EXPECT_EQ(idle->summary().open_at_end, 30);
+}
+
+// kvc-bench --idle-conns: the report says how many were opened and still open at the end.
+TEST_F(BenchProcessTest, IdleConnsFlagReportsTheConnections) {
+  const std::string out = run_ok(
+      {"--idle-conns", "12", "--idle-hold", "50ms", "--clients", "4", "put", "--total", "60"}, 60);
+  const std::size_t at = out.find("\"idle_conns\":");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string idle = out.substr(at);
+  EXPECT_EQ(json_number(idle, "requested"), 12) << out;
+  EXPECT_EQ(json_number(idle, "opened"), 12) << out;
+  EXPECT_EQ(json_number(idle, "refused"), 0) << out;
+  EXPECT_EQ(json_number(idle, "open_at_end"), 12) << out;
+}
+
+// Sequential keys from --first-key: a second stage of a load writes the keys after the first.
+TEST_F(BenchProcessTest, FirstKeyStartsTheSequence) {
+  run_ok({"--sequential-keys", "--first-key", "7000", "--key-space-size", "8000", "--key-size", "6",
+          "put", "--total", "5"},
+         5);
+  Result<std::unique_ptr<client::Client>> c =
+      client::Client::open({.endpoints = *client::parse_endpoints(cluster_->endpoints())});
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE((*c)->get("007004").found);
+  EXPECT_FALSE((*c)->get("007005").found);
+  // Keys of the plain workloads carry no prefix (only watch puts under --watch-prefix).
+  EXPECT_FALSE((*c)->get("bench-watch/007004").found);
+}
+
+// A member at its --max-client-connections refuses the extra idle connections; they are
+// counted as refused, not as opened, and opening stops after a bounded run of failures.
+TEST(BenchIdleTest, RefusedConnectionsAreCountedAndBounded) {
+  ProcessCluster cluster("bench_idle_refused",
+                         {.members = 1, .extra_flags = {"--max-client-connections", "5"}});
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader(20000).ok());
+  Result<std::vector<net::Address>> eps = client::parse_endpoints(cluster.endpoints());
+  ASSERT_TRUE(eps.ok());
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 100, "", 2000);
+  ASSERT_TRUE(idle.ok()) << idle.status().message();
+  const bench::IdleSummary& s = idle->summary();
+  EXPECT_EQ(s.opened, 5u) << s.first_error;
+  EXPECT_EQ(s.refused, 16u) << s.first_error;
+  EXPECT_EQ(s.not_tried, 100u - 5u - 16u);
+  EXPECT_NE(s.first_error.find("127.0.0.1:"), std::string::npos) << s.first_error;
+  EXPECT_EQ(idle->check_open(), 5u);
+}
+
+// Nothing listens: every attempt fails, fast, and opening stops after 16.
+TEST(BenchIdleTest, UnreachableEndpointFailsBounded) {
+  Result<std::vector<net::Address>> eps =
+      client::parse_endpoints("127.0.0.1:" + std::to_string(free_port()));
+  ASSERT_TRUE(eps.ok());
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 1000, "", 500);
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(idle->summary().opened, 0u);
+  EXPECT_EQ(idle->summary().failed, 16u);
+  EXPECT_EQ(idle->summary().not_tried, 1000u - 16u);
+  EXPECT_NE(idle->summary().first_error.find("connect to 127.0.0.1:"), std::string::npos)
+      << idle->summary().first_error;
+  EXPECT_FALSE(bench::IdleConnections::open({}, 1, "", 500).ok());
 }
 
 TEST(BenchToolTest, UnreachableClusterExitsUnavailable) {
