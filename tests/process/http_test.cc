@@ -201,16 +201,32 @@ TEST(HttpProcessTest, MetricsParseAndReflectTheWork) {
 
   double leaders = 0;
   for (int i = 0; i < 3; ++i) {
-    HttpAnswer m = curl({url(hc.http(i), "/metrics")});
-    ASSERT_EQ(m.status, 200);
+    HttpAnswer m;
     Result<std::map<std::string, http::testing::PromFamily>> fams =
-        http::testing::parse_prometheus_text(m.body);
-    ASSERT_TRUE(fams.ok()) << fams.status().message() << "\n" << m.body;
+        Status::unavailable("not scraped");
     auto value = [&](const std::string& fam, const std::string& sample,
                      const std::map<std::string, std::string>& labels = {}) {
       auto it = fams->find(fam);
       return it == fams->end() ? std::nan("") : it->second.value(sample, labels);
     };
+    // Scraped until a timed flush (--flush-interval, 1s by default) holds the 20 puts.
+    ASSERT_TRUE(wait_until(
+                    [&] {
+                      m = curl({url(hc.http(i), "/metrics")});
+                      fams = http::testing::parse_prometheus_text(m.body);
+                      return m.status == 200 && fams.ok() &&
+                             value("kvc_state_flushed_index", "kvc_state_flushed_index") >= 20;
+                    },
+                    std::chrono::seconds(15), "a state flush of the 20 puts",
+                    std::chrono::milliseconds(100))
+                    .ok())
+        << m.body;
+    EXPECT_GE(value("kvc_state_flush_seconds", "kvc_state_flush_seconds_count"), 1) << i;
+    EXPECT_GT(value("kvc_state_flush_bytes_total", "kvc_state_flush_bytes_total"), 0) << i;
+    EXPECT_GE(value("kvc_entries_applied_bytes_total", "kvc_entries_applied_bytes_total"), 20 * 5)
+        << i;
+    EXPECT_GT(value("kvc_storage_written_bytes", "kvc_storage_written_bytes"), 0) << i;
+    EXPECT_GT(value("kvc_write_amplification", "kvc_write_amplification"), 0) << i;
     EXPECT_GE(value("kvc_raft_term", "kvc_raft_term"), 1) << i;
     EXPECT_GE(value("kvc_raft_applied_index", "kvc_raft_applied_index"), 20) << i;
     EXPECT_GE(value("kvc_raft_commit_index", "kvc_raft_commit_index"),
