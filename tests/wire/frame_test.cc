@@ -52,6 +52,28 @@ TEST(FrameDecoderTest, ByteAtATime) {
   EXPECT_EQ(count, 50);
 }
 
+// release_consumed between reads keeps a partial frame and drops only what was handed out.
+TEST(FrameDecoderTest, ReleasingConsumedBytesKeepsAPartialFrame) {
+  std::string stream;
+  append_frame(stream, std::string(100000, 'a'));
+  append_frame(stream, "tail");
+  FrameDecoder d(1 << 20);
+  d.feed(stream.data(), stream.size() - 2);  // the second frame is cut short
+  Status s;
+  std::vector<std::string> got = drain(d, &s);
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].size(), 100000u);
+  d.release_consumed(16 << 10);
+  EXPECT_EQ(d.buffered_bytes(), kFrameHeaderBytes + 2);
+  d.feed(stream.data() + stream.size() - 2, 2);
+  got = drain(d, &s);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(got, std::vector<std::string>{"tail"});
+  d.release_consumed(16 << 10);
+  EXPECT_EQ(d.buffered_bytes(), 0u);
+}
+
 TEST(FrameDecoderTest, OversizedFrameIsRefusedBeforeBuffering) {
   std::string stream;
   append_frame(stream, std::string(2000, 'x'));

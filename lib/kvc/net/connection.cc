@@ -1,6 +1,7 @@
 #include "kvc/net/connection.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 namespace kvc::net {
@@ -8,6 +9,20 @@ namespace {
 
 constexpr std::size_t kReadChunk = 64u << 10;
 constexpr std::size_t kFirstBytes = 8;
+// Buffers larger than this are given back once empty: an idle connection holds only small ones.
+constexpr std::size_t kKeepCapacity = 16u << 10;
+
+// One read buffer per thread, shared by its connections: libuv reads into it right after
+// asking for it, and on_read copies the bytes out (into the frame decoder) before returning,
+// so no connection needs one of its own while it waits (an idle connection costs no 64 KiB).
+char* shared_read_buffer() {
+  thread_local std::unique_ptr<char[]> buf(new char[kReadChunk]);
+  return buf.get();
+}
+
+void release_if_large(std::string& s) {
+  if (s.empty() && s.capacity() > kKeepCapacity) std::string().swap(s);
+}
 
 Status uv_status(const std::string& what, int err) {
   return Status::unavailable(what + ": " + uv_strerror(err));
@@ -59,10 +74,8 @@ void Connection::update_reading() {
   }
   const int rc = uv_read_start(
       reinterpret_cast<uv_stream_t*>(&tcp_),
-      [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-        auto* c = static_cast<Connection*>(h->data);
-        c->read_buf_.resize(kReadChunk);
-        *buf = uv_buf_init(c->read_buf_.data(), static_cast<unsigned>(c->read_buf_.size()));
+      [](uv_handle_t*, std::size_t, uv_buf_t* buf) {
+        *buf = uv_buf_init(shared_read_buffer(), static_cast<unsigned>(kReadChunk));
       },
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         static_cast<Connection*>(s->data)->on_read(n, buf);
@@ -103,7 +116,10 @@ void Connection::deliver() {
       close(s.with_context("bad frame from " + peer_));
       return;
     }
-    if (!has) return;
+    if (!has) {
+      decoder_.release_consumed(kKeepCapacity);
+      return;
+    }
     on_frame_(*this, payload);
   }
 }
@@ -143,6 +159,7 @@ void Connection::flush() {
 void Connection::on_written(int status) {
   writing_ = false;
   inflight_.clear();
+  release_if_large(inflight_);
   inflight_bytes_ = 0;
   if (closing_) return;
   if (status != 0) {

@@ -95,7 +95,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameHandler on_frame_;
   CloseHandler on_close_;
   std::string peer_;
-  std::string read_buf_;
   std::string first_bytes_;
   std::string pending_;   // queued, not yet handed to libuv
   std::string inflight_;  // handed to libuv, not yet written

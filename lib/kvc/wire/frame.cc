@@ -38,6 +38,12 @@ void FrameDecoder::feed(const char* data, std::size_t n) {
   buf_.append(data, n);
 }
 
+void FrameDecoder::release_consumed(std::size_t keep_capacity) {
+  buf_.erase(0, pos_);
+  pos_ = 0;
+  if (buf_.empty() && buf_.capacity() > keep_capacity) std::string().swap(buf_);
+}
+
 Status FrameDecoder::next(std::string_view* payload, bool* has_frame) {
   *has_frame = false;
   const std::size_t avail = buf_.size() - pos_;

@@ -44,6 +44,9 @@ class FrameDecoder {
   std::size_t skip_oversized();
 
   std::size_t buffered_bytes() const { return buf_.size() - pos_; }
+  // Drops the bytes next() has handed out (their views become invalid) and, when nothing is
+  // left and the buffer has grown beyond `keep_capacity`, gives its memory back.
+  void release_consumed(std::size_t keep_capacity);
 
  private:
   std::size_t max_frame_bytes_;
