@@ -3,13 +3,16 @@
 // one member at a time restarted with the crashfs shim (tests/chaos/crashfs.c) armed to SIGKILL
 // it at a chosen point of its disk writes: in the middle of an LMDB flush (a write of data.mdb,
 // whole or torn, or its fdatasync) or of a WAL write (a segment write, whole or torn, or its
-// fdatasync). Followers and, in some rounds, the leader; in one round two members, one after the
-// other (never two down together). The member is then restarted unarmed while the load goes on.
-// At the end every acknowledged put must be readable with its value (or, for a key written
-// again, a newer value from the same writer) through a linearizable read and through a
-// serializable read on every member once all have caught up; the members' state hashes must
-// agree; no leader may have found a member that lost entries it had acknowledged; and most rounds
-// must have crashed where they were armed to (a crash point never reached proves nothing).
+// fdatasync), and in some rounds as a power loss (the shim first undoes every write to the
+// member's data directory that no fsync covered: a process crash alone keeps the page cache, so
+// only this finds a missing or misplaced fsync). Followers and, in some rounds, the leader; in
+// one round two members, one after the other (never two down together). The member is then
+// restarted unarmed while the load goes on. At the end every acknowledged put must be readable with
+// its value (or, for a key written again, a newer value from the same writer) through a
+// linearizable read and through a serializable read on every member once all have caught up; the
+// members' state hashes must agree; no leader may have found a member that lost entries it had
+// acknowledged; and most rounds must have crashed where they were armed to (a crash point never
+// reached proves nothing).
 //
 // Teeth (docs/chaos.md): KVC_CRASH_TEST_MUTATION=NAME runs every member as kvc-node-unsafe with
 // --test-mutation NAME, to check that the test catches a member that breaks durability.
@@ -18,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -49,20 +53,26 @@ struct CrashPoint {
   const char* file;  // KVC_CRASHFS_FILE
   const char* op;    // KVC_CRASHFS_OP
   bool torn;         // KVC_CRASHFS_TORN
+  // A power loss (KVC_CRASHFS_LOSE): the member's writes to its data directory that no fsync
+  // covered are undone before the kill.
+  bool power_loss;
   int after_min, after_max;
 };
 
 const CrashPoint kPoints[] = {
-    {"lmdb write mid-flush", "data.mdb", "write", false, 4, 40},
-    {"lmdb torn write mid-flush", "data.mdb", "write", true, 4, 40},
-    {"lmdb fdatasync", "data.mdb", "fdatasync", false, 2, 16},
-    {"wal write", ".wal", "write", false, 10, 120},
-    {"wal torn write", ".wal", "write", true, 10, 120},
-    {"wal fdatasync", ".wal", "fdatasync", false, 10, 120},
+    {"lmdb write mid-flush", "data.mdb", "write", false, false, 4, 40},
+    {"lmdb torn write mid-flush", "data.mdb", "write", true, false, 4, 40},
+    {"lmdb fdatasync", "data.mdb", "fdatasync", false, false, 2, 16},
+    {"wal write", ".wal", "write", false, false, 10, 120},
+    {"wal torn write", ".wal", "write", true, false, 10, 120},
+    {"wal fdatasync", ".wal", "fdatasync", false, false, 10, 120},
+    {"power loss at a wal fdatasync", ".wal", "fdatasync", false, true, 10, 120},
+    {"power loss at an lmdb fdatasync", "data.mdb", "fdatasync", false, true, 2, 16},
+    {"power loss in a wal write", ".wal", "write", true, true, 10, 120},
 };
 
-// A round: which crash point, on whom; `then` a second member (the other role) in the same
-// round, after the first is back and caught up.
+// A round: which crash point, on whom; `then_other`: a second member (the other role, at the
+// point three further on) in the same round, after the first is back and caught up.
 enum class Target { kFollower, kLeader };
 struct Round {
   int point;
@@ -71,9 +81,10 @@ struct Round {
 };
 
 const Round kRounds[] = {
-    {0, Target::kFollower},       {3, Target::kFollower}, {1, Target::kLeader},
-    {4, Target::kFollower},       {2, Target::kFollower}, {5, Target::kLeader},
-    {1, Target::kFollower, true}, {3, Target::kLeader},
+    {0, Target::kFollower}, {3, Target::kFollower}, {1, Target::kLeader},
+    {6, Target::kFollower}, {4, Target::kFollower}, {5, Target::kLeader},
+    {7, Target::kLeader},   {2, Target::kFollower}, {1, Target::kFollower, true},
+    {8, Target::kFollower}, {3, Target::kLeader},   {6, Target::kLeader},
 };
 
 constexpr std::uint64_t kCrashWaitMs = 10000;  // for an armed member to reach its crash point
@@ -292,6 +303,7 @@ TEST(CrashProcessTest, AcknowledgedWritesSurviveCrashesMidFlushAndMidWalWrite) {
                 "KVC_CRASHFS_FILE=" + std::string(p.file),
                 "KVC_CRASHFS_AFTER=" + std::to_string(after),
                 "KVC_CRASHFS_TORN=" + std::string(p.torn ? "1" : "0"),
+                "KVC_CRASHFS_LOSE=" + (p.power_loss ? spec.data_dir + "/" : std::string()),
                 "ASAN_OPTIONS=" + asan};
     ++armed;
     ASSERT_TRUE(cluster.start(i).ok());
@@ -309,8 +321,13 @@ TEST(CrashProcessTest, AcknowledgedWritesSurviveCrashesMidFlushAndMidWalWrite) {
           << what << ": exited with status " << *rc << "; its log:\n"
           << log;
       ++crashed;
-      std::printf("crash test: %s: %s", what.c_str(),
-                  log.substr(at, log.find('\n', at) + 1 - at).c_str());
+      // The crash line, and the power loss's line after it.
+      std::size_t end = log.find('\n', at);
+      if (p.power_loss && log.compare(end + 1, 20, "crashfs: power loss:") == 0)
+        end = log.find('\n', end + 1);
+      std::string said = log.substr(at, end - at);
+      std::replace(said.begin(), said.end(), '\n', ' ');
+      std::printf("crash test: %s: %s\n", what.c_str(), said.c_str());
     }
     spec.env.clear();
     ASSERT_TRUE(cluster.start(i).ok());
