@@ -62,12 +62,12 @@ struct CrashPoint {
 const CrashPoint kPoints[] = {
     {"lmdb write mid-flush", "data.mdb", "write", false, false, 4, 40},
     {"lmdb torn write mid-flush", "data.mdb", "write", true, false, 4, 40},
-    {"lmdb fdatasync", "data.mdb", "fdatasync", false, false, 2, 16},
+    {"lmdb fdatasync", "data.mdb", "fdatasync", false, false, 2, 8},
     {"wal write", ".wal", "write", false, false, 10, 120},
     {"wal torn write", ".wal", "write", true, false, 10, 120},
     {"wal fdatasync", ".wal", "fdatasync", false, false, 10, 120},
     {"power loss at a wal fdatasync", ".wal", "fdatasync", false, true, 10, 120},
-    {"power loss at an lmdb fdatasync", "data.mdb", "fdatasync", false, true, 2, 16},
+    {"power loss at an lmdb fdatasync", "data.mdb", "fdatasync", false, true, 2, 8},
     {"power loss in a wal write", ".wal", "write", true, true, 10, 120},
 };
 
