@@ -232,6 +232,8 @@ TEST(WalTest, ReleaseDeletesExactlyTheSegmentsWhoseEntriesAreAllBelowTheIndex) {
     ++released;
     SCOPED_TRACE(seg.file.name);
     // Entry max_index is still in the segment: it stays.
+    EXPECT_FALSE(w.wal.can_release(seg.max_index));
+    EXPECT_TRUE(w.wal.can_release(seg.max_index + 1));
     ASSERT_TRUE(w.wal.release_to(seg.max_index).ok());
     EXPECT_TRUE(std::filesystem::exists(seg.file.path));
     // Every entry is below max_index + 1: it goes, and only it.
@@ -246,6 +248,7 @@ TEST(WalTest, ReleaseDeletesExactlyTheSegmentsWhoseEntriesAreAllBelowTheIndex) {
   }
   EXPECT_GE(released, 4u);
   EXPECT_EQ(w.wal.release_to(marker + 2).code(), Code::kFailedPrecondition);
+  EXPECT_FALSE(w.wal.can_release(marker + 1)) << "every segment the marker covers is gone";
   OpenedWal again = open_ok(dir, kMinSegmentBytes);
   EXPECT_EQ(again.log.entries, expected_entries(marker + 1, 300));
 }

@@ -453,14 +453,19 @@ void Engine::Impl::after_flush(std::uint64_t index, std::uint64_t term, raft::Co
 
 // The WAL learns that the state durably holds `index`: a snapshot marker, then the release of
 // the log below what slow followers may still need (returned). Only after the flush committed.
+// The marker costs no fdatasync of its own: the next write's sync makes it durable (until then
+// a restart replays a little more of the WAL, skipping what the state holds). Only when a
+// segment can go does it sync first, since release_to needs a durable marker.
 std::uint64_t Engine::Impl::record_flush_in_wal(std::uint64_t index, std::uint64_t term,
                                                 const raft::ConfState& conf) {
   const std::uint64_t keep_from =
       index > options_.retained_entries ? index - options_.retained_entries : 0;
   disk_->post([this, index, term, conf, keep_from] {
     Status s = wal_->save_snapshot({index, term, conf});
-    if (s.ok()) s = wal_->sync();
-    if (s.ok() && keep_from > 0) s = wal_->release_to(keep_from + 1);
+    if (s.ok() && keep_from > 0 && wal_->can_release(keep_from + 1)) {
+      s = wal_->sync();
+      if (s.ok()) s = wal_->release_to(keep_from + 1);
+    }
     if (!s.ok()) post_loop([this, s] { fatal(s.with_context("releasing the log")); });
   });
   return keep_from;

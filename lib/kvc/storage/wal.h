@@ -92,6 +92,10 @@ class Wal {
   // written). `index` may be at most the synced snapshot marker's index + 1
   // (kFailedPrecondition otherwise). Each deletion is made durable with a directory fsync.
   Status release_to(std::uint64_t index);
+  // True when release_to(index) would delete a segment now (given a synced marker covering it).
+  bool can_release(std::uint64_t index) const {
+    return segments_.size() > 1 && segments_.front().max_index < index;
+  }
 
   // The log as appended (not necessarily synced).
   const LogState& log() const { return log_; }
