@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -312,6 +313,92 @@ TEST_F(EngineTest, AWatchIsNamedByItsRequestIdAndEndsWithDoneWhenCancelled) {
   EXPECT_EQ(r->watch_id, 9u);
   ASSERT_EQ(r->events.size(), 1u);
   EXPECT_EQ(r->events[0].kv.key, "/w/b");
+}
+
+// A watcher from an old revision reads the history itself, a page at a time, and then joins the
+// shared feed that watchers from "now" take their events from (watch_hub.cc): across the
+// switch, and for a watcher of one key among other keys' writes, every matching write arrives
+// exactly once and in order.
+TEST_F(EngineTest, AWatcherFromTheHistoryJoinsTheSharedFeedWithoutGapOrRepeat) {
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  std::mutex rmu;
+  std::map<std::uint64_t, std::string> written;  // revision -> key, writes under /h/ only
+  // Writes from 4 threads, half under /h/ and half elsewhere, 10 keys each.
+  auto write = [&](int each) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < each; ++i) {
+          const std::string key =
+              (i % 2 ? "/o/" : "/h/") + std::to_string(t) + "/" + std::to_string(i % 20);
+          Result<std::uint64_t> rev = e->set(key, "v");
+          ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+          std::lock_guard<std::mutex> lock(rmu);
+          if (key.starts_with("/h/")) written.emplace(*rev, key);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  };
+  write(600);  // 1,200 events under /h/: more than one history page (1,000)
+  std::mutex mu;
+  std::vector<WatchEvent> from_start, from_now, one_key;
+  auto into = [&mu](std::vector<WatchEvent>& v) {
+    return [&mu, &v](const WatchEvent& ev) {
+      std::lock_guard<std::mutex> lock(mu);
+      v.push_back(ev);
+    };
+  };
+  Result<std::uint64_t> a = e->watch("/h/", true, 1, into(from_start));
+  ASSERT_TRUE(a.ok()) << a.status().to_string();
+  Result<std::uint64_t> b = e->watch("/h/", true, 0, into(from_now));
+  ASSERT_TRUE(b.ok()) << b.status().to_string();
+  Result<std::uint64_t> c = e->watch("/h/2/4", false, 1, into(one_key));
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  std::uint64_t before_second = 0;
+  {
+    std::lock_guard<std::mutex> lock(rmu);
+    before_second = written.rbegin()->first;
+  }
+  write(200);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return from_start.size() >= written.size();
+      },
+      10s, "every write to reach the watcher from revision 1"));
+  // A read answered by the loop after the writes' deliveries lets a (wrong) extra one show.
+  ASSERT_TRUE(e->get("/h/0/0", {.serializable = true}).ok());
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<std::uint64_t> all;
+  for (const auto& [rev, key] : written) all.push_back(rev);
+  auto revisions = [](const std::vector<WatchEvent>& v) {
+    std::vector<std::uint64_t> r;
+    for (const WatchEvent& ev : v) r.push_back(ev.kv.mod_revision);
+    return r;
+  };
+  EXPECT_EQ(revisions(from_start), all);
+  // From "now": a suffix of every write, holding at least those made after the watch began.
+  const std::vector<std::uint64_t> now = revisions(from_now);
+  ASSERT_FALSE(now.empty());
+  EXPECT_GT(now.front(), before_second);
+  const std::vector<std::uint64_t> suffix(std::lower_bound(all.begin(), all.end(), now.front()),
+                                          all.end());
+  EXPECT_EQ(now, suffix);
+  std::vector<std::uint64_t> of_key;
+  for (const auto& [rev, key] : written) {
+    if (key == "/h/2/4") of_key.push_back(rev);
+  }
+  ASSERT_FALSE(of_key.empty());
+  EXPECT_EQ(revisions(one_key), of_key);
+  for (const WatchEvent& ev : from_start) {
+    ASSERT_EQ(ev.kv.key, written.at(ev.kv.mod_revision));
+  }
+  e->unwatch(*a);
+  e->unwatch(*b);
+  e->unwatch(*c);
+  EXPECT_TRUE(e->close().ok());
 }
 
 // Watch delivery runs on the loop thread that also ticks Raft and sends heartbeats. With
