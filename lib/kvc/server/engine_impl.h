@@ -281,6 +281,10 @@ class Engine::Impl {
   void deliver_events(Watcher& w, const storage::Event* const* first,
                       const storage::Event* const* last);
   void flush_watch_outbox(std::uint64_t conn_id);
+  enum class WatchConn { kReady, kClosed, kFull };
+  WatchConn watch_conn(std::uint64_t conn_id) const;
+  // From the tick: serves watchers that waited for their connection's output to drain.
+  void retry_backlogged_watchers();
   void notify_leader_watchers();
   wire::Response base_response(std::uint64_t req_id) const;
   void fill_leader(wire::Response& r) const;
@@ -384,6 +388,7 @@ class Engine::Impl {
   std::size_t feed_bytes_ = 0;
   wire::Response watch_base_;        // the header of this slice's watch responses
   bool notify_posted_ = false;       // a delivery continuation is queued on the loop
+  bool watch_backlog_ = false;       // a watcher waits for its connection's output to drain
   std::uint64_t notify_cursor_ = 0;  // the sweep resumes at the first watcher key >= this
   std::map<std::uint64_t, std::string> watch_outbox_;  // encoded responses, by connection
   std::map<std::uint64_t, LeaderWatcher> leader_watchers_;

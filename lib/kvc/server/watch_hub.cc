@@ -83,18 +83,24 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
 //   watchers resumes at `notify_cursor_`; when it ends and a watcher is still behind what is
 //   applied, another sweep starts.
 // - Responses to one connection are gathered in `watch_outbox_` and sent once per slice.
-// - A watcher whose connection is closing (e.g. closed for not reading its output) is skipped
-//   until the close handler drops it (on_client_closed).
+// - A watcher whose connection is closing is skipped until the close handler drops it
+//   (on_client_closed). A watcher whose connection already holds kWatchOutputLimit bytes of
+//   unsent output waits, keeping its position, until the client has read it: its events are
+//   not queued without bound (which also made the loop copy and grow buffers of hundreds of
+//   megabytes), and a sweep does not spin on it; the tick retries such watchers
+//   (watch_backlog_). If it falls behind what the history keeps, it is told so when it reads
+//   the history, as any watcher from a compacted revision is.
 namespace {
 
-constexpr std::size_t kSliceWork = 50'000;
+constexpr std::size_t kSliceWork = 20'000;
 constexpr std::size_t kVisitWork = 5;        // looking at one watcher
 constexpr std::size_t kEventWork = 10;       // encoding and queueing one event
 constexpr std::size_t kQueryWork = 500;      // one history query (a read transaction)
 constexpr std::size_t kPageEvents = 1000;    // events per history page and per response
-constexpr std::size_t kScanPerVisit = 4096;  // feed events one watcher scans per visit
+constexpr std::size_t kScanPerVisit = 1024;  // feed events one watcher scans per visit
 constexpr std::size_t kFeedMaxEvents = 65'536;
 constexpr std::size_t kFeedMaxBytes = 16u << 20;
+constexpr std::size_t kWatchOutputLimit = 4u << 20;  // unsent bytes on a watcher's connection
 
 std::size_t event_bytes(const storage::Event& e) {
   return sizeof(storage::Event) + e.key.size() + e.value.size();
@@ -195,6 +201,19 @@ void Engine::Impl::flush_watch_outbox(std::uint64_t conn_id) {
   watch_outbox_.erase(it);
 }
 
+Engine::Impl::WatchConn Engine::Impl::watch_conn(std::uint64_t conn_id) const {
+  if (conn_id == 0) return WatchConn::kReady;  // embedded
+  auto c = clients_.find(conn_id);
+  if (c == clients_.end() || c->second.conn->closed()) return WatchConn::kClosed;
+  std::size_t queued = c->second.conn->output_bytes();
+  if (auto o = watch_outbox_.find(conn_id); o != watch_outbox_.end()) queued += o->second.size();
+  return queued > kWatchOutputLimit ? WatchConn::kFull : WatchConn::kReady;
+}
+
+void Engine::Impl::retry_backlogged_watchers() {
+  if (watch_backlog_) notify_watchers();
+}
+
 bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
   work += kVisitWork;
   const std::uint64_t applied = state_->applied_index();
@@ -260,12 +279,12 @@ void Engine::Impl::notify_slice() {
   auto it = watchers_.lower_bound(notify_cursor_);
   while (it != watchers_.end() && work < kSliceWork) {
     Watcher& w = it->second;
-    if (w.conn != 0) {
-      auto c = clients_.find(w.conn);
-      if (c == clients_.end() || c->second.conn->closed()) {
-        ++it;  // dropped by on_client_closed; costs nothing until then
-        continue;
-      }
+    const WatchConn state = watch_conn(w.conn);
+    if (state != WatchConn::kReady) {
+      // Closing: dropped by on_client_closed, costs nothing until then. Full: waits.
+      if (state == WatchConn::kFull) watch_backlog_ = true;
+      ++it;
+      continue;
     }
     it = serve_watcher(w, work) ? std::next(it) : watchers_.erase(it);
   }
@@ -283,12 +302,15 @@ void Engine::Impl::notify_slice() {
     notify_cursor_ = 0;
     const std::uint64_t applied = state_->applied_index();
     FeedPos lowest = feed_end_;
+    watch_backlog_ = false;
     for (const auto& [key, w] : watchers_) {
-      if (w.conn != 0) {
-        auto c = clients_.find(w.conn);
-        if (c == clients_.end() || c->second.conn->closed()) continue;
+      const WatchConn state = watch_conn(w.conn);
+      if (state == WatchConn::kClosed) continue;
+      if (state == WatchConn::kFull) {
+        watch_backlog_ = true;  // the tick retries it: no sweep spins on a full connection
+      } else if (w.next_revision <= applied) {
+        again = true;
       }
-      if (w.next_revision <= applied) again = true;
       const FeedPos pos{w.next_revision, w.next_sequence};
       if (pos >= feed_from_ && pos < lowest) lowest = pos;
     }
