@@ -315,6 +315,60 @@ TEST_F(EngineTest, AWatchIsNamedByItsRequestIdAndEndsWithDoneWhenCancelled) {
   EXPECT_EQ(r->events[0].kv.key, "/w/b");
 }
 
+// A client that stops reading its watch stream is not sent more than a bounded backlog: its
+// watchers wait at their positions (watch_hub.cc, kWatchOutputLimit) and the tick retries
+// them. Once it reads again, every write arrives on each of its watches exactly once, in order.
+TEST_F(EngineTest, AWatchClientThatStopsReadingGetsEveryEventOnceItReadsAgain) {
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  RawConn c(e->client_address());
+  ASSERT_TRUE(c.ok());
+  c.hello();
+  ASSERT_TRUE(c.hello_reply().has_value());
+  constexpr int kWatches = 8;
+  for (int i = 1; i <= kWatches; ++i) {
+    c.request({.id = static_cast<std::uint64_t>(i),
+               .op = wire::Op::kWatch,
+               .key = "/s/",
+               .prefix = true});
+  }
+  for (int i = 0; i < kWatches; ++i) ASSERT_TRUE(c.response().has_value());
+  // 160 writes of 32 KiB each, 8 times over: 40 MiB of events, far more than the backlog and
+  // the sockets' buffers hold, while the client reads nothing.
+  std::mutex rmu;
+  std::vector<std::uint64_t> written;
+  std::vector<std::thread> threads;
+  const std::string value(32 << 10, 'x');
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        Result<std::uint64_t> rev =
+            e->set("/s/" + std::to_string(t) + "/" + std::to_string(i), value);
+        ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+        std::lock_guard<std::mutex> lock(rmu);
+        written.push_back(*rev);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(written.size(), 160u);
+  std::sort(written.begin(), written.end());
+  ASSERT_TRUE(e->get("/s/0/0", {.serializable = true}).ok());
+  std::map<std::uint64_t, std::vector<std::uint64_t>> seen;  // watch id -> revisions
+  std::size_t total = 0;
+  while (total < written.size() * kWatches) {
+    std::optional<wire::Response> r = c.response();
+    ASSERT_TRUE(r.has_value()) << "the stream ended after " << total << " events";
+    for (const wire::Event& ev : r->events) {
+      ASSERT_EQ(ev.kv.value.size(), value.size());
+      seen[r->watch_id].push_back(ev.kv.mod_revision);
+      ++total;
+    }
+  }
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kWatches));
+  for (const auto& [id, revs] : seen) EXPECT_EQ(revs, written) << "watch " << id;
+}
+
 // A watcher from an old revision reads the history itself, a page at a time, and then joins the
 // shared feed that watchers from "now" take their events from (watch_hub.cc): across the
 // switch, and for a watcher of one key among other keys' writes, every matching write arrives
