@@ -159,7 +159,9 @@ void Connection::flush() {
 void Connection::on_written(int status) {
   writing_ = false;
   inflight_.clear();
-  release_if_large(inflight_);
+  // Kept while more output is queued (it becomes the next pending buffer, already grown);
+  // given back once the connection has gone quiet.
+  if (pending_.empty()) release_if_large(inflight_);
   inflight_bytes_ = 0;
   if (closing_) return;
   if (status != 0) {

@@ -271,7 +271,20 @@ class Engine::Impl {
   void sweep_deadlines();
   void add_watcher(Watcher w, const Reply& reply);
   void cancel_watch(std::uint64_t conn_id, std::uint64_t watch_id);
+  // Runs a bounded slice of watch delivery now, unless a continuation is already posted (it
+  // will see what was applied since). See watch_hub.cc.
   void notify_watchers();
+  void notify_slice();
+  bool refresh_feed(std::size_t& work);
+  // Delivers what watcher `w` has not seen yet, within `work`; false drops it (told "done").
+  bool serve_watcher(Watcher& w, std::size_t& work);
+  void deliver_events(Watcher& w, const storage::Event* const* first,
+                      const storage::Event* const* last);
+  void flush_watch_outbox(std::uint64_t conn_id);
+  enum class WatchConn { kReady, kClosed, kFull };
+  WatchConn watch_conn(std::uint64_t conn_id) const;
+  // From the tick: serves watchers that waited for their connection's output to drain.
+  void retry_backlogged_watchers();
   void notify_leader_watchers();
   wire::Response base_response(std::uint64_t req_id) const;
   void fill_leader(wire::Response& r) const;
@@ -362,6 +375,22 @@ class Engine::Impl {
   std::deque<ReadBatch> read_batches_;
   std::uint64_t read_seq_ = 0;
   std::map<std::uint64_t, Watcher> watchers_;  // by watcher key
+  // The shared watch feed (watch_hub.cc): every event at positions [feed_from_, feed_end_),
+  // in order, read once for all watchers.
+  struct FeedPos {
+    std::uint64_t revision = 0;
+    std::uint32_t sequence = 0;
+    friend auto operator<=>(const FeedPos&, const FeedPos&) = default;
+  };
+  std::deque<storage::Event> feed_;
+  FeedPos feed_from_;
+  FeedPos feed_end_;  // revision 0: not started
+  std::size_t feed_bytes_ = 0;
+  wire::Response watch_base_;        // the header of this slice's watch responses
+  bool notify_posted_ = false;       // a delivery continuation is queued on the loop
+  bool watch_backlog_ = false;       // a watcher waits for its connection's output to drain
+  std::uint64_t notify_cursor_ = 0;  // the sweep resumes at the first watcher key >= this
+  std::map<std::uint64_t, std::string> watch_outbox_;  // encoded responses, by connection
   std::map<std::uint64_t, LeaderWatcher> leader_watchers_;
   std::deque<raft::Entry> apply_queue_;  // committed, not yet applied (a barrier may hold it)
   std::map<std::uint64_t, std::uint64_t> barrier_hashes_;           // barrier index -> state hash

@@ -113,6 +113,7 @@ void Engine::Impl::on_tick() {
   if (stopped_) return;
   node_->tick();
   sweep_deadlines();
+  retry_backlogged_watchers();
 }
 
 void Engine::Impl::on_check() {

@@ -62,59 +62,267 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
     }
   }
   const std::uint64_t key = ++watcher_seq_;
+  const bool behind = w.next_revision < now_rev;
   watchers_[key] = std::move(w);
   reply(std::move(ack));
-  notify_watchers();
+  if (behind) notify_watchers();  // one that starts now has nothing to catch up
 }
 
+// Delivery runs on the loop thread, so it must never hold it for long: with thousands of
+// watchers a pass over all of them after every apply batch starved ticks and heartbeats until
+// the leader lost its leadership. So:
+// - The shared feed. The events after the feed's start are read once, for every key, into
+//   `feed_` (positions [feed_from_, feed_end_)); a watcher whose position is inside it takes
+//   the events that match its key from there. A watcher behind it (a start revision in the
+//   past, or left behind when the feed was trimmed) reads the history itself, a page per
+//   visit, until it reaches the feed. Each watcher keeps its own position (next_revision,
+//   next_sequence), so which path serves it never makes a gap or a duplicate.
+// - Slices. One call does at most kSliceWork units of work (a count, not a clock, so the
+//   simulation stays deterministic; a unit is roughly 0.1 microsecond here) and posts the rest
+//   to the loop: ticks, peer messages and the Raft Ready loop run in between. The sweep over
+//   watchers resumes at `notify_cursor_`; when it ends and a watcher is still behind what is
+//   applied, another sweep starts.
+// - Responses to one connection are gathered in `watch_outbox_` and sent once per slice.
+// - A watcher whose connection is closing is skipped until the close handler drops it
+//   (on_client_closed). A watcher whose connection already holds kWatchOutputLimit bytes of
+//   unsent output waits, keeping its position, until the client has read it: its events are
+//   not queued without bound (which also made the loop copy and grow buffers of hundreds of
+//   megabytes), and a sweep does not spin on it; the tick retries such watchers
+//   (watch_backlog_). If it falls behind what the history keeps, it is told so when it reads
+//   the history, as any watcher from a compacted revision is.
+namespace {
+
+constexpr std::size_t kSliceWork = 20'000;
+constexpr std::size_t kVisitWork = 5;        // looking at one watcher
+constexpr std::size_t kEventWork = 10;       // encoding and queueing one event
+constexpr std::size_t kQueryWork = 500;      // one history query (a read transaction)
+constexpr std::size_t kPageEvents = 1000;    // events per history page and per response
+constexpr std::size_t kScanPerVisit = 1024;  // feed events one watcher scans per visit
+constexpr std::size_t kFeedMaxEvents = 65'536;
+constexpr std::size_t kFeedMaxBytes = 16u << 20;
+constexpr std::size_t kWatchOutputLimit = 4u << 20;  // unsent bytes on a watcher's connection
+
+std::size_t event_bytes(const storage::Event& e) {
+  return sizeof(storage::Event) + e.key.size() + e.value.size();
+}
+
+}  // namespace
+
 void Engine::Impl::notify_watchers() {
+  if (notify_posted_) return;  // the queued slice sees what was applied since
+  notify_slice();
+}
+
+// Reads what was applied after the feed's end, within `work`. Returns false when some is left.
+bool Engine::Impl::refresh_feed(std::size_t& work) {
   const std::uint64_t applied = state_->applied_index();
-  for (auto it = watchers_.begin(); it != watchers_.end();) {
-    Watcher& w = it->second;
-    bool drop = false;
-    while (w.next_revision <= applied) {
-      Result<storage::EventPage> page = state_->events_since({.from_revision = w.next_revision,
-                                                              .from_sequence = w.next_sequence,
-                                                              .key = w.key,
-                                                              .prefix = w.prefix,
-                                                              .limit = 1000});
-      if (!page.ok()) {
-        (void)damage(page.status(), "reading the watch history");
-        if (w.conn != 0) {
-          wire::Response r = base_response(w.id);
-          set_error(r, page.status());
-          r.watch_id = w.id;
-          r.done = true;
-          send_to_client(w.conn, r, true);
-        }
-        drop = true;
-        break;
-      }
-      if (!page->events.empty()) {
-        if (w.callback) {
-          for (const storage::Event& e : page->events) {
-            WatchEvent we;
-            we.type = e.type == storage::EventType::kPut ? WatchEvent::Type::kPut
-                                                         : WatchEvent::Type::kDelete;
-            we.kv = {e.key, e.value, e.create_revision, e.revision, e.version};
-            w.callback(we);
-          }
-        } else {
-          wire::Response r = base_response(w.id);
-          r.watch_id = w.id;
-          for (const storage::Event& e : page->events) {
-            r.events.push_back({e.type == storage::EventType::kPut ? wire::EventType::kPut
-                                                                   : wire::EventType::kDelete,
-                                {e.key, e.value, e.create_revision, e.revision, e.version}});
-          }
-          send_to_client(w.conn, r, false);
-        }
-      }
-      w.next_revision = page->next_revision;
-      w.next_sequence = page->next_sequence;
-      if (!page->more) break;
+  if (watchers_.empty()) {
+    feed_.clear();
+    feed_bytes_ = 0;
+    feed_from_ = feed_end_ = {};
+    return true;
+  }
+  if (feed_end_.revision == 0) {
+    feed_from_ = feed_end_ = {applied + 1, 0};
+    return true;
+  }
+  while (feed_end_.revision <= applied) {
+    if (work >= kSliceWork) return false;
+    Result<storage::EventPage> page = state_->events_since({.from_revision = feed_end_.revision,
+                                                            .from_sequence = feed_end_.sequence,
+                                                            .key = "",
+                                                            .prefix = true,
+                                                            .limit = kPageEvents});
+    work += kQueryWork;
+    if (!page.ok()) {
+      // The history from the feed's end cannot be read (compacted by an installed snapshot,
+      // or damaged): the feed starts again after what is applied, and every watcher behind
+      // it reads the history itself and is told what it cannot have, as before the feed.
+      feed_.clear();
+      feed_bytes_ = 0;
+      feed_from_ = feed_end_ = {applied + 1, 0};
+      return true;
     }
-    it = drop ? watchers_.erase(it) : std::next(it);
+    work += 2 * page->events.size();
+    for (storage::Event& e : page->events) {
+      feed_bytes_ += event_bytes(e);
+      feed_.push_back(std::move(e));
+    }
+    feed_end_ = {page->next_revision, page->next_sequence};
+    if (!page->more) break;
+  }
+  // Bounded memory: the oldest events go first; watchers that still needed them read the
+  // history themselves.
+  while (!feed_.empty() && (feed_.size() > kFeedMaxEvents || feed_bytes_ > kFeedMaxBytes)) {
+    feed_from_ = {feed_.front().revision, feed_.front().sequence + 1};
+    feed_bytes_ -= event_bytes(feed_.front());
+    feed_.pop_front();
+  }
+  return true;
+}
+
+void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first,
+                                  const storage::Event* const* last) {
+  if (first == last) return;
+  if (w.callback) {
+    for (auto p = first; p != last; ++p) {
+      const storage::Event& e = **p;
+      WatchEvent we;
+      we.type =
+          e.type == storage::EventType::kPut ? WatchEvent::Type::kPut : WatchEvent::Type::kDelete;
+      we.kv = {e.key, e.value, e.create_revision, e.revision, e.version};
+      w.callback(we);
+    }
+    return;
+  }
+  std::string& out = watch_outbox_[w.conn];
+  while (first != last) {
+    const auto n = std::min<std::ptrdiff_t>(last - first, kPageEvents);
+    wire::Response r = watch_base_;
+    r.id = w.id;
+    r.watch_id = w.id;
+    r.events.reserve(static_cast<std::size_t>(n));
+    for (auto p = first; p != first + n; ++p) {
+      const storage::Event& e = **p;
+      r.events.push_back(
+          {e.type == storage::EventType::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
+           {e.key, e.value, e.create_revision, e.revision, e.version}});
+    }
+    wire::append_response(out, r);
+    first += n;
+  }
+}
+
+void Engine::Impl::flush_watch_outbox(std::uint64_t conn_id) {
+  auto it = watch_outbox_.find(conn_id);
+  if (it == watch_outbox_.end()) return;
+  auto c = clients_.find(conn_id);
+  if (c != clients_.end() && !it->second.empty()) c->second.conn->send(it->second);
+  watch_outbox_.erase(it);
+}
+
+Engine::Impl::WatchConn Engine::Impl::watch_conn(std::uint64_t conn_id) const {
+  if (conn_id == 0) return WatchConn::kReady;  // embedded
+  auto c = clients_.find(conn_id);
+  if (c == clients_.end() || c->second.conn->closed()) return WatchConn::kClosed;
+  std::size_t queued = c->second.conn->output_bytes();
+  if (auto o = watch_outbox_.find(conn_id); o != watch_outbox_.end()) queued += o->second.size();
+  return queued > kWatchOutputLimit ? WatchConn::kFull : WatchConn::kReady;
+}
+
+void Engine::Impl::retry_backlogged_watchers() {
+  if (watch_backlog_) notify_watchers();
+}
+
+bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
+  work += kVisitWork;
+  const std::uint64_t applied = state_->applied_index();
+  if (w.next_revision > applied) return true;
+  const FeedPos pos{w.next_revision, w.next_sequence};
+  std::vector<const storage::Event*> matched;
+  if (feed_end_.revision != 0 && pos >= feed_from_) {
+    if (pos >= feed_end_) return true;  // the feed has not read that far yet
+    auto it = std::lower_bound(feed_.begin(), feed_.end(), pos,
+                               [](const storage::Event& e, const FeedPos& p) {
+                                 return FeedPos{e.revision, e.sequence} < p;
+                               });
+    std::size_t scanned = 0;
+    for (; it != feed_.end() && scanned < kScanPerVisit; ++it, ++scanned) {
+      const storage::Event& e = *it;
+      if (w.prefix ? e.key.starts_with(w.key) : e.key == w.key) matched.push_back(&e);
+    }
+    work += scanned + kEventWork * matched.size();
+    deliver_events(w, matched.data(), matched.data() + matched.size());
+    if (it == feed_.end()) {
+      w.next_revision = feed_end_.revision;
+      w.next_sequence = feed_end_.sequence;
+    } else {
+      w.next_revision = it->revision;
+      w.next_sequence = it->sequence;
+    }
+    return true;
+  }
+  // Behind the feed: a page of its own from the history.
+  Result<storage::EventPage> page = state_->events_since({.from_revision = w.next_revision,
+                                                          .from_sequence = w.next_sequence,
+                                                          .key = w.key,
+                                                          .prefix = w.prefix,
+                                                          .limit = kPageEvents});
+  work += kQueryWork;
+  if (!page.ok()) {
+    (void)damage(page.status(), "reading the watch history");
+    if (w.conn != 0) {
+      flush_watch_outbox(w.conn);  // what it was sent before comes first
+      wire::Response r = base_response(w.id);
+      set_error(r, page.status());
+      r.watch_id = w.id;
+      r.done = true;
+      send_to_client(w.conn, r, true);
+    }
+    return false;
+  }
+  matched.reserve(page->events.size());
+  for (const storage::Event& e : page->events) matched.push_back(&e);
+  work += kEventWork * matched.size();
+  deliver_events(w, matched.data(), matched.data() + matched.size());
+  w.next_revision = page->next_revision;
+  w.next_sequence = page->next_sequence;
+  return true;
+}
+
+void Engine::Impl::notify_slice() {
+  notify_posted_ = false;
+  if (stopped_) return;
+  std::size_t work = 0;
+  const bool feed_current = refresh_feed(work);
+  watch_base_ = base_response(0);
+  auto it = watchers_.lower_bound(notify_cursor_);
+  while (it != watchers_.end() && work < kSliceWork) {
+    Watcher& w = it->second;
+    const WatchConn state = watch_conn(w.conn);
+    if (state != WatchConn::kReady) {
+      // Closing: dropped by on_client_closed, costs nothing until then. Full: waits.
+      if (state == WatchConn::kFull) watch_backlog_ = true;
+      ++it;
+      continue;
+    }
+    it = serve_watcher(w, work) ? std::next(it) : watchers_.erase(it);
+  }
+  for (auto o = watch_outbox_.begin(); o != watch_outbox_.end(); o = watch_outbox_.begin()) {
+    flush_watch_outbox(o->first);
+  }
+  bool again = !feed_current;
+  if (it != watchers_.end()) {
+    notify_cursor_ = it->first;
+    again = true;
+  } else {
+    // The sweep is over: start another if a watcher is still behind (it was passed before
+    // more was applied, or it has more pages to read), and drop the feed's events that every
+    // watcher has passed.
+    notify_cursor_ = 0;
+    const std::uint64_t applied = state_->applied_index();
+    FeedPos lowest = feed_end_;
+    watch_backlog_ = false;
+    for (const auto& [key, w] : watchers_) {
+      const WatchConn state = watch_conn(w.conn);
+      if (state == WatchConn::kClosed) continue;
+      if (state == WatchConn::kFull) {
+        watch_backlog_ = true;  // the tick retries it: no sweep spins on a full connection
+      } else if (w.next_revision <= applied) {
+        again = true;
+      }
+      const FeedPos pos{w.next_revision, w.next_sequence};
+      if (pos >= feed_from_ && pos < lowest) lowest = pos;
+    }
+    while (!feed_.empty() && FeedPos{feed_.front().revision, feed_.front().sequence} < lowest) {
+      feed_bytes_ -= event_bytes(feed_.front());
+      feed_.pop_front();
+    }
+    if (feed_end_.revision != 0) feed_from_ = lowest;
+  }
+  if (again && !watchers_.empty()) {
+    notify_posted_ = true;
+    post_loop([this] { notify_slice(); });
   }
 }
 
