@@ -157,6 +157,10 @@ int main(int argc, char** argv) {
                    "The largest key plus value accepted")
       ->capture_default_str();
   tuning
+      ->add_option("--max-txn-ops", o.max_txn_ops,
+                   "The most ops in each branch of a txn (and compares in one)")
+      ->capture_default_str();
+  tuning
       ->add_option("--max-frame-bytes", o.max_frame_bytes,
                    "The largest wire frame accepted from a peer or client")
       ->capture_default_str();

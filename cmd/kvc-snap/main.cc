@@ -109,10 +109,11 @@ int print_info(const std::string& path, const std::string& output, bool first, b
            ",\"revision\":" + std::to_string(h.revision) +
            ",\"created_unix_ms\":" + std::to_string(h.created_unix_ms) +
            ",\"members\":" + members_json(h.membership) +
-           ",\"removed_ids\":" + removed_json(h.membership);
+           ",\"removed_ids\":" + removed_json(h.membership) +
+           ",\"lease_count\":" + std::to_string(h.lease_count);
     } else {
       j += ",\"index\":null,\"term\":null,\"revision\":null,\"created_unix_ms\":null,"
-           "\"members\":null,\"removed_ids\":null";
+           "\"members\":null,\"removed_ids\":null,\"lease_count\":null";
     }
     j += ",\"key_count\":" + (clean ? std::to_string(i.record_count) : std::string("null"));
     j += ",\"size_bytes\":" + std::to_string(i.size_bytes);
@@ -129,6 +130,7 @@ int print_info(const std::string& path, const std::string& output, bool first, b
     std::printf("term:      %llu\n", static_cast<unsigned long long>(h.term));
     std::printf("revision:  %llu\n", static_cast<unsigned long long>(h.revision));
     std::printf("created:   %s\n", utc_time(h.created_unix_ms).c_str());
+    std::printf("leases:    %llu\n", static_cast<unsigned long long>(h.lease_count));
     std::printf("members:   %zu\n", h.membership.members.size());
     for (const kvc::storage::Member& m : h.membership.members) {
       std::printf("  %s  id %s  peer %s  client %s  %s\n", escape_text(m.name).c_str(),
@@ -205,7 +207,30 @@ int cmd_verify(const std::string& path, const std::string& output) {
   return exit_for_report(rep->problem);
 }
 
-int cmd_dump(const std::string& path, const std::string& prefix, const std::string& output) {
+// One line per lease: its id, ttl, granting index and keys (those under `prefix`, when given).
+std::string lease_line(const kvc::storage::Lease& l, const std::string& prefix, bool json) {
+  std::string line;
+  if (json) {
+    line = "{\"lease\":" + kvc::json_quote(kvc::id_hex(l.id)) +
+           ",\"ttl\":" + std::to_string(l.ttl) +
+           ",\"granted_index\":" + std::to_string(l.granted_index) + ",\"keys\":[";
+  } else {
+    line = kvc::id_hex(l.id) + "\tttl=" + std::to_string(l.ttl) +
+           "s\tgranted_index=" + std::to_string(l.granted_index) + "\tkeys=";
+  }
+  bool first = true;
+  for (const std::string& k : l.keys) {
+    if (k.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!first) line += ",";
+    line += json ? "{" + kvc::json_bytes_member("key", k) + "}" : escape_text(k);
+    first = false;
+  }
+  line += json ? "]}\n" : "\n";
+  return line;
+}
+
+int cmd_dump(const std::string& path, const std::string& prefix, const std::string& output,
+             bool leases) {
   SnapshotProblem problem = SnapshotProblem::kNone;
   kvc::Result<kvc::storage::SnapshotReader> r = kvc::storage::SnapshotReader::open(path, &problem);
   if (!r.ok()) return fail(r.status(), problem);
@@ -213,23 +238,33 @@ int cmd_dump(const std::string& path, const std::string& prefix, const std::stri
   // the tool stays quiet).
   const bool json = output == "json";
   std::string line;
-  Status s = r->for_each([&](const kvc::storage::KeyValue& kv) -> Status {
-    if (kv.key.compare(0, prefix.size(), prefix) != 0) return Status();
-    if (json) {
-      // The key-value object of kvc(7), "JSON OUTPUT".
-      line = "{" + kvc::json_bytes_member("key", kv.key) + "," +
-             kvc::json_bytes_member("value", kv.value) +
-             ",\"create_revision\":" + std::to_string(kv.create_revision) +
-             ",\"mod_revision\":" + std::to_string(kv.mod_revision) +
-             ",\"version\":" + std::to_string(kv.version) + "}\n";
-    } else {
-      line = escape_text(kv.key) + "\t" + escape_text(kv.value) + "\n";
-    }
+  auto emit = [&]() -> Status {
     if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
       return Status::io_error("write to standard output failed");
     }
     return Status();
-  });
+  };
+  Status s = r->for_each(
+      [&](const kvc::storage::KeyValue& kv) -> Status {
+        if (leases || kv.key.compare(0, prefix.size(), prefix) != 0) return Status();
+        if (json) {
+          // The key-value object of kvc(7), "JSON OUTPUT".
+          line = "{" + kvc::json_bytes_member("key", kv.key) + "," +
+                 kvc::json_bytes_member("value", kv.value) +
+                 ",\"create_revision\":" + std::to_string(kv.create_revision) +
+                 ",\"mod_revision\":" + std::to_string(kv.mod_revision) +
+                 ",\"version\":" + std::to_string(kv.version) + "}\n";
+        } else {
+          line = escape_text(kv.key) + "\t" + escape_text(kv.value) + "\n";
+        }
+        return emit();
+      },
+      {},
+      [&](const kvc::storage::Lease& l) -> Status {
+        if (!leases) return Status();
+        line = lease_line(l, prefix, json);
+        return emit();
+      });
   if (std::fflush(stdout) != 0 && s.ok()) s = Status::io_error("write to standard output failed");
   if (!s.ok()) return fail(s, r->problem());
   return 0;
@@ -318,9 +353,13 @@ int main(int argc, char** argv) {
   verify->footer(kvc::cli::exit_code_footer("  kvc-snap verify backup.snap && echo clean", codes));
 
   std::string dump_path, prefix;
+  bool dump_leases = false;
   CLI::App* dump = app.add_subcommand("dump", "Print the keys and values of a snapshot file");
   dump->add_option("FILE", dump_path, "The snapshot file")->required();
   dump->add_option("--prefix", prefix, "Only keys that start with this prefix");
+  dump->add_flag("--leases", dump_leases,
+                 "Print the leases instead of the keys: id, ttl, granting index and attached keys "
+                 "(with --prefix, only the keys under it)");
   add_output(dump);
   dump->footer(
       kvc::cli::exit_code_footer("  kvc-snap dump backup.snap --prefix /cluster/ -o json", codes));
@@ -371,7 +410,7 @@ int main(int argc, char** argv) {
   if (auto rc = kvc::cli::parse_and_setup(app, argc, argv, log)) return *rc;
   if (info->parsed()) return cmd_info(info_path, output);
   if (verify->parsed()) return cmd_verify(verify_path, output);
-  if (dump->parsed()) return cmd_dump(dump_path, prefix, output);
+  if (dump->parsed()) return cmd_dump(dump_path, prefix, output, dump_leases);
   if (restore->parsed()) return cmd_restore(ro);
   if (check->parsed()) {
     kvc::storage::ToolContext ctx;

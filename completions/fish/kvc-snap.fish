@@ -45,6 +45,7 @@ complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -l log-file -r -F -d
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'verify'" -F
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l prefix -r -F -d 'Only keys that start with this prefix'
+complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l leases -d 'Print the leases instead of the keys: id, ttl, granting index and attached keys (with --prefix, only the keys under it)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l output -s o -r -a 'simple json' -d 'Output format: simple or json (one object per line)'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l version -d 'Print the version and exit'
 complete -c kvc-snap -n "test (__kvc_snap_path) = 'dump'" -l log-level -r -a 'trace debug info warn error critical off' -d 'Log level: trace, debug, info, warn, error, off'

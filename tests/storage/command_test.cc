@@ -22,6 +22,25 @@ TEST(CommandTest, EveryOpRoundTrips) {
        .request_id = 6,
        .expect_revision = 77,
        .hash = 0xfedcba9876543210ull},
+      {.op = CommandOp::kLeaseGrant, .request_id = 8, .lease = 0x7fffffffffffffffull, .ttl = 30},
+      {.op = CommandOp::kLeaseRevoke, .request_id = 9, .lease = 1},
+      {.op = CommandOp::kPutLease, .request_id = 10, .key = "k", .value = "v", .lease = 42},
+      {.op = CommandOp::kTxn,
+       .request_id = 11,
+       .compares = {{.target = CompareTarget::kValue,
+                     .op = CompareOp::kNotEqual,
+                     .key = "a",
+                     .value = std::string("x\0", 2)},
+                    {.target = CompareTarget::kModRevision,
+                     .op = CompareOp::kLess,
+                     .key = "b",
+                     .number = 1u << 40}},
+       .then_ops = {{.type = TxnOpType::kPut, .key = "a", .value = "1", .lease = 42},
+                    {.type = TxnOpType::kDeletePrefix, .key = "z/"},
+                    {.type = TxnOpType::kGetPrefix, .key = "", .limit = 5}},
+       .else_ops = {{.type = TxnOpType::kGet, .key = "a"},
+                    {.type = TxnOpType::kDelete, .key = "b"}}},
+      {.op = CommandOp::kTxn, .request_id = 12},
   };
   for (const Command& c : cases) {
     SCOPED_TRACE(describe_command(c));
@@ -43,13 +62,44 @@ TEST(CommandTest, EveryTruncationIsCorruption) {
   EXPECT_EQ(decode_command(full + "x").status().code(), Code::kCorruption);
 }
 
+TEST(CommandTest, EveryTruncationOfATxnIsCorruption) {
+  const std::string full =
+      encode_command({.op = CommandOp::kTxn,
+                      .request_id = 3,
+                      .compares = {{.target = CompareTarget::kVersion,
+                                    .op = CompareOp::kGreater,
+                                    .key = "c",
+                                    .number = 2}},
+                      .then_ops = {{.type = TxnOpType::kPut, .key = "a", .value = "1", .lease = 9}},
+                      .else_ops = {{.type = TxnOpType::kGetPrefix, .key = "p", .limit = 3}}});
+  for (std::size_t n = 0; n < full.size(); ++n) {
+    EXPECT_EQ(decode_command(full.substr(0, n)).status().code(), Code::kCorruption) << n;
+  }
+  EXPECT_EQ(decode_command(full + "x").status().code(), Code::kCorruption);
+}
+
+TEST(CommandTest, TxnValidationRefusesTwoWritesOfOneKey) {
+  Command c{.op = CommandOp::kTxn};
+  c.then_ops = {{.type = TxnOpType::kPut, .key = "a/1"}, {.type = TxnOpType::kGet, .key = "a/1"}};
+  EXPECT_TRUE(validate_txn(c).ok());
+  c.then_ops.push_back({.type = TxnOpType::kDelete, .key = "a/1"});
+  EXPECT_EQ(validate_txn(c).code(), Code::kInvalidArgument);
+  c.then_ops = {{.type = TxnOpType::kPut, .key = "a/1"},
+                {.type = TxnOpType::kDeletePrefix, .key = "a/"}};
+  EXPECT_EQ(validate_txn(c).code(), Code::kInvalidArgument);
+  // The two branches are separate: the same key in each is fine.
+  c.then_ops = {{.type = TxnOpType::kPut, .key = "a/1"}};
+  c.else_ops = {{.type = TxnOpType::kDelete, .key = "a/1"}};
+  EXPECT_TRUE(validate_txn(c).ok());
+}
+
 TEST(CommandTest, UnknownVersionAndOpAreCorruption) {
   std::string c = encode_command({.op = CommandOp::kDelete, .key = "k"});
   std::string bad_version = c;
   bad_version[0] = 2;
   EXPECT_EQ(decode_command(bad_version).status().code(), Code::kCorruption);
   std::string bad_op = c;
-  bad_op[1] = 9;
+  bad_op[1] = 11;
   EXPECT_EQ(decode_command(bad_op).status().code(), Code::kCorruption);
 }
 

@@ -235,14 +235,14 @@ TEST(SnapshotTest, RecordsOfADamagedBlockNeverReachTheCaller) {
 
 TEST(SnapshotTest, UnknownVersionIsUnsupportedNotCorrupt) {
   std::string bytes = slurp(small_snapshot(fresh_dir()));
-  bytes[8] = 2;  // version 2, with a matching prologue checksum
+  bytes[8] = 3;  // version 3 (unknown), with a matching prologue checksum
   const std::uint32_t crc = crc32c::mask(crc32c::value(bytes.data(), 12));
   for (int i = 0; i < 4; ++i) bytes[12 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
   SnapshotProblem p;
   Result<SnapshotReader> r = SnapshotReader::from_bytes(bytes, &p);
   EXPECT_EQ(p, SnapshotProblem::kUnsupported);
   EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
-  EXPECT_NE(r.status().message().find("version 2"), std::string::npos);
+  EXPECT_NE(r.status().message().find("version 3"), std::string::npos);
   EXPECT_EQ(classify("not a snapshot at all, just text"), SnapshotProblem::kCorrupt);
 }
 

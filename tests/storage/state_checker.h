@@ -31,7 +31,7 @@ struct Log {
 
   static Log generate(std::uint64_t seed, std::size_t n) {
     Log log;
-    StepGenerator gen(seed);
+    StepGenerator gen(seed, /*coordination=*/true);  // leases and txns too
     Model m;
     for (std::size_t i = 1; i <= n; ++i) {
       Step s = gen.next(m);
@@ -92,6 +92,7 @@ inline std::string compare_state(StateMachine& sm, const Model& m, const Members
     return when + ": revision " + std::to_string(sm.revision()) + ", model " +
            std::to_string(m.revision);
   }
+  if (!(sm.leases(true) == m.all_leases())) return when + ": leases differ";
   Result<std::uint64_t> h = sm.hash();
   if (!h.ok() || *h != m.hash()) return when + ": hash differs";
   if (!(sm.membership() == members)) return when + ": membership differs";

@@ -58,5 +58,12 @@ TEST_F(StateMutationTest, CheckerCatchesAFlushThatDropsTombstones) {
   std::printf("caught: %s\n", err.c_str());
 }
 
+TEST_F(StateMutationTest, CheckerCatchesATxnThatAppliesHalfItsOps) {
+  g_state_mutation = StateMutation::kTxnAppliesHalf;
+  const std::string err = check_exactly_once_in_process(fresh_dir(), 1, 10, 100);
+  EXPECT_NE(err, "");
+  std::printf("caught: %s\n", err.c_str());
+}
+
 }  // namespace
 }  // namespace kvc::storage

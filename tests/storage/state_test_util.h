@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -48,9 +49,15 @@ class Model {
       case CommandOp::kHashVerdict:
         return r;  // changes nothing
       case CommandOp::kPut:
-      case CommandOp::kCas: {
+      case CommandOp::kCas:
+      case CommandOp::kPutLease: {
         if (!key_ok || c.value.size() > kMaxValueBytes) {
           r.code = Code::kInvalidArgument;
+          return r;
+        }
+        const std::uint64_t lease = c.op == CommandOp::kPutLease ? c.lease : 0;
+        if (lease != 0 && !leases.contains(lease)) {
+          r.code = Code::kNotFound;
           return r;
         }
         const std::uint64_t cur = it == kvs.end() ? 0 : it->second.mod_revision;
@@ -59,14 +66,8 @@ class Model {
           r.revision = cur;
           return r;
         }
-        KeyValue kv{c.key, c.value, index, index, 1};
-        if (it != kvs.end()) {
-          kv.create_revision = it->second.create_revision;
-          kv.version = it->second.version + 1;
-        }
-        events.push_back(
-            {index, 0, EventType::kPut, c.key, c.value, kv.create_revision, kv.version, cur});
-        kvs[c.key] = kv;
+        std::uint32_t seq = 0;
+        put(index, seq, c.key, c.value, lease);
         r.revision = index;
         revision = index;
         return r;
@@ -80,20 +81,41 @@ class Model {
           r.code = Code::kNotFound;
           return r;
         }
-        events.push_back({index, 0, EventType::kDelete, c.key, "", 0, 0, it->second.mod_revision});
-        kvs.erase(it);
+        {
+          std::uint32_t seq = 0;
+          erase(index, seq, c.key);
+        }
         r.revision = index;
         r.deleted = 1;
         revision = index;
         return r;
       case CommandOp::kDeletePrefix: {
         std::uint32_t seq = 0;
-        for (auto p = kvs.lower_bound(c.key);
-             p != kvs.end() && p->first.compare(0, c.key.size(), c.key) == 0;) {
-          events.push_back(
-              {index, seq++, EventType::kDelete, p->first, "", 0, 0, p->second.mod_revision});
-          p = kvs.erase(p);
+        r.deleted = erase_prefix(index, seq, c.key);
+        if (seq > 0) {
+          r.revision = index;
+          revision = index;
         }
+        return r;
+      }
+      case CommandOp::kLeaseGrant:
+        if (c.lease == 0 || c.ttl == 0) {
+          r.code = Code::kInvalidArgument;
+        } else if (leases.contains(c.lease)) {
+          r.code = Code::kAlreadyExists;
+        } else {
+          leases[c.lease] = Lease{c.lease, c.ttl, index, {}};
+        }
+        return r;
+      case CommandOp::kLeaseRevoke: {
+        auto l = leases.find(c.lease);
+        if (l == leases.end()) {
+          r.code = Code::kNotFound;
+          return r;
+        }
+        std::uint32_t seq = 0;
+        for (const std::string& k : std::vector<std::string>(l->second.keys)) erase(index, seq, k);
+        leases.erase(c.lease);
         r.deleted = seq;
         if (seq > 0) {
           r.revision = index;
@@ -101,8 +123,170 @@ class Model {
         }
         return r;
       }
+      case CommandOp::kTxn:
+        return txn(index, c);
     }
     return r;
+  }
+
+  // A txn as its documentation says: refused whole (nothing applied) when two writes of a
+  // branch touch one key or a put names a missing lease; compares decide the branch; ops apply
+  // in order, each seeing the ones before.
+  ApplyResult txn(std::uint64_t index, const Command& c) {
+    ApplyResult r;
+    for (const auto* branch : {&c.then_ops, &c.else_ops}) {
+      std::vector<const TxnOp*> writes;
+      for (const TxnOp& op : *branch) {
+        if (op.type == TxnOpType::kGet || op.type == TxnOpType::kGetPrefix) continue;
+        for (const TxnOp* w : writes) {
+          auto under = [](const TxnOp& p, const TxnOp& q) {
+            return p.type == TxnOpType::kDeletePrefix && q.key.rfind(p.key, 0) == 0;
+          };
+          if (w->key == op.key || under(*w, op) || under(op, *w)) {
+            r.code = Code::kInvalidArgument;
+            return r;
+          }
+        }
+        writes.push_back(&op);
+      }
+    }
+    bool holds = true;
+    for (const Compare& cmp : c.compares) {
+      auto it = kvs.find(cmp.key);
+      bool ok = false;
+      if (cmp.target == CompareTarget::kValue) {
+        if (it != kvs.end()) ok = ordered(it->second.value.compare(cmp.value), cmp.op);
+      } else {
+        std::uint64_t v = 0;
+        if (it != kvs.end()) {
+          v = cmp.target == CompareTarget::kModRevision      ? it->second.mod_revision
+              : cmp.target == CompareTarget::kCreateRevision ? it->second.create_revision
+              : cmp.target == CompareTarget::kVersion        ? it->second.version
+                                                             : lease_of(cmp.key);
+        }
+        ok = ordered(v < cmp.number ? -1 : v > cmp.number ? 1 : 0, cmp.op);
+      }
+      if (!ok) {
+        holds = false;
+        break;
+      }
+    }
+    const std::vector<TxnOp>& ops = holds ? c.then_ops : c.else_ops;
+    for (const TxnOp& op : ops) {
+      const bool prefix = op.type == TxnOpType::kDeletePrefix || op.type == TxnOpType::kGetPrefix;
+      if (!prefix && (op.key.empty() || op.key.size() > kMaxKeyBytes)) {
+        r.code = Code::kInvalidArgument;
+        return r;
+      }
+      if (op.type == TxnOpType::kPut && op.lease != 0 && !leases.contains(op.lease)) {
+        r.code = Code::kNotFound;
+        return r;
+      }
+    }
+    r.succeeded = holds;
+    std::uint32_t seq = 0;
+    bool changed = false;
+    for (const TxnOp& op : ops) {
+      TxnOpResult o;
+      o.type = op.type;
+      switch (op.type) {
+        case TxnOpType::kPut:
+          put(index, seq, op.key, op.value, op.lease);
+          o.revision = index;
+          break;
+        case TxnOpType::kDelete:
+          if (kvs.contains(op.key)) {
+            erase(index, seq, op.key);
+            o.deleted = 1;
+            o.revision = index;
+          }
+          break;
+        case TxnOpType::kDeletePrefix:
+          o.deleted = erase_prefix(index, seq, op.key);
+          if (o.deleted != 0) o.revision = index;
+          break;
+        case TxnOpType::kGet:
+          if (auto it = kvs.find(op.key); it != kvs.end()) o.kvs.push_back(with_lease(it->second));
+          break;
+        case TxnOpType::kGetPrefix:
+          for (auto it = kvs.lower_bound(op.key);
+               it != kvs.end() && it->first.compare(0, op.key.size(), op.key) == 0; ++it) {
+            if (op.limit != 0 && o.kvs.size() == op.limit) {
+              o.more = true;
+              break;
+            }
+            o.kvs.push_back(with_lease(it->second));
+          }
+          break;
+      }
+      changed = changed || o.revision != 0;
+      r.ops.push_back(std::move(o));
+    }
+    if (changed) {
+      r.revision = index;
+      revision = index;
+    }
+    return r;
+  }
+
+  static bool ordered(int order, CompareOp op) {
+    switch (op) {
+      case CompareOp::kEqual:
+        return order == 0;
+      case CompareOp::kNotEqual:
+        return order != 0;
+      case CompareOp::kLess:
+        return order < 0;
+      case CompareOp::kGreater:
+        return order > 0;
+    }
+    return false;
+  }
+
+  std::uint64_t lease_of(const std::string& key) const {
+    for (const auto& [id, l] : leases) {
+      if (std::find(l.keys.begin(), l.keys.end(), key) != l.keys.end()) return id;
+    }
+    return 0;
+  }
+  KeyValue with_lease(KeyValue kv) const {
+    kv.lease = lease_of(kv.key);
+    return kv;
+  }
+  void detach(const std::string& key) {
+    for (auto& [id, l] : leases) std::erase(l.keys, key);
+  }
+  void put(std::uint64_t index, std::uint32_t& seq, const std::string& key,
+           const std::string& value, std::uint64_t lease) {
+    auto it = kvs.find(key);
+    const std::uint64_t cur = it == kvs.end() ? 0 : it->second.mod_revision;
+    KeyValue kv{key, value, index, index, 1};
+    if (it != kvs.end()) {
+      kv.create_revision = it->second.create_revision;
+      kv.version = it->second.version + 1;
+    }
+    events.push_back(
+        {index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version, cur});
+    kvs[key] = kv;
+    detach(key);
+    if (lease != 0) {
+      std::vector<std::string>& ks = leases[lease].keys;
+      ks.insert(std::lower_bound(ks.begin(), ks.end(), key), key);
+    }
+  }
+  void erase(std::uint64_t index, std::uint32_t& seq, const std::string& key) {
+    events.push_back({index, seq++, EventType::kDelete, key, "", 0, 0, kvs.at(key).mod_revision});
+    kvs.erase(key);
+    detach(key);
+  }
+  std::uint64_t erase_prefix(std::uint64_t index, std::uint32_t& seq, const std::string& prefix) {
+    std::vector<std::string> doomed;
+    for (auto p = kvs.lower_bound(prefix);
+         p != kvs.end() && p->first.compare(0, prefix.size(), prefix) == 0; ++p) {
+      doomed.push_back(p->first);
+    }
+    for (const std::string& k : doomed) erase(index, seq, k);
+    return doomed.size();
   }
   void noop(std::uint64_t index) {
     EXPECT_EQ(index, applied + 1);
@@ -111,15 +295,22 @@ class Model {
   std::uint64_t hash() const {
     StateHasher h;
     for (const auto& [k, kv] : kvs) h.add(kv);
+    for (const auto& [id, l] : leases) h.add_lease(l);
     return h.finish(applied);
   }
   std::vector<KeyValue> all() const {
     std::vector<KeyValue> out;
-    for (const auto& [k, kv] : kvs) out.push_back(kv);
+    for (const auto& [k, kv] : kvs) out.push_back(with_lease(kv));
+    return out;
+  }
+  std::vector<Lease> all_leases() const {
+    std::vector<Lease> out;
+    for (const auto& [id, l] : leases) out.push_back(l);
     return out;
   }
 
   std::map<std::string, KeyValue> kvs;
+  std::map<std::uint64_t, Lease> leases;
   std::vector<Event> events;
   std::uint64_t applied = 0;
   std::uint64_t revision = 0;
@@ -129,9 +320,13 @@ class Model {
 // matches and delete_prefix removes several keys).
 class StepGenerator {
  public:
-  explicit StepGenerator(std::uint64_t seed) : rng_(seed) {}
+  // With `coordination`, a fifth of the steps are lease and txn commands (leases 1 to 4, so
+  // grants collide and revokes miss).
+  explicit StepGenerator(std::uint64_t seed, bool coordination = false)
+      : rng_(seed), coordination_(coordination) {}
 
   Step next(const Model& model) {
+    if (coordination_ && pick(5) == 0) return coordination_step(model);
     Step s;
     const int dice = pick(100);
     const std::string key = random_key();
@@ -170,6 +365,65 @@ class StepGenerator {
   std::mt19937_64& rng() { return rng_; }
 
  private:
+  Step coordination_step(const Model& model) {
+    Step s;
+    Command& c = s.command;
+    const std::uint64_t lease = 1 + pick(4);
+    switch (pick(5)) {
+      case 0:
+        c = {.op = CommandOp::kLeaseGrant,
+             .lease = lease,
+             .ttl = 1 + static_cast<std::uint64_t>(pick(30))};
+        break;
+      case 1:
+        c = {.op = CommandOp::kLeaseRevoke, .lease = lease};
+        break;
+      case 2:
+        c = {.op = CommandOp::kPutLease,
+             .key = random_key(),
+             .value = random_value(),
+             .lease = lease};
+        break;
+      default: {
+        c.op = CommandOp::kTxn;
+        const int ncmp = pick(3);
+        for (int i = 0; i < ncmp; ++i) {
+          Compare cmp;
+          cmp.key = random_key();
+          cmp.target = static_cast<CompareTarget>(1 + pick(5));
+          cmp.op = static_cast<CompareOp>(1 + pick(4));
+          auto it = model.kvs.find(cmp.key);
+          if (cmp.target == CompareTarget::kValue) {
+            cmp.value = it != model.kvs.end() && pick(2) == 0 ? it->second.value : random_value();
+          } else {
+            cmp.number = it != model.kvs.end() && pick(2) == 0
+                             ? it->second.mod_revision
+                             : static_cast<std::uint64_t>(pick(4));
+          }
+          c.compares.push_back(std::move(cmp));
+        }
+        for (auto* ops : {&c.then_ops, &c.else_ops}) {
+          const int nops = pick(4);
+          for (int i = 0; i < nops; ++i) {
+            TxnOp op;
+            op.type = static_cast<TxnOpType>(1 + pick(5));
+            op.key = op.type == TxnOpType::kDeletePrefix || op.type == TxnOpType::kGetPrefix
+                         ? std::string(1, "abcd"[pick(4)])
+                         : random_key();
+            if (op.type == TxnOpType::kPut) {
+              op.value = random_value();
+              op.lease = pick(3) == 0 ? lease : 0;
+            }
+            if (op.type == TxnOpType::kGetPrefix) op.limit = static_cast<std::uint64_t>(pick(4));
+            ops->push_back(std::move(op));
+          }
+        }
+      }
+    }
+    c.request_id = rng_();
+    return s;
+  }
+
   std::string random_key() {
     static const char* const kDirs[] = {"a/", "a/1", "b/", "c", "d/x/"};
     return std::string(kDirs[pick(5)]) + std::to_string(pick(12));
@@ -180,6 +434,7 @@ class StepGenerator {
     return v;
   }
   std::mt19937_64 rng_;
+  bool coordination_ = false;
 };
 
 // Applies `step` at `index` to both the state machine and the model; checks they agree.
@@ -194,6 +449,8 @@ inline void apply_both(StateMachine& sm, Model& model, std::uint64_t index, std:
           << "index " << index << ": " << describe_command(step.command);
       ASSERT_EQ(got->revision, want.revision) << "index " << index;
       ASSERT_EQ(got->deleted, want.deleted) << "index " << index;
+      ASSERT_EQ(got->succeeded, want.succeeded) << "index " << index;
+      ASSERT_EQ(got->ops, want.ops) << "index " << index << ": " << describe_command(step.command);
       break;
     }
     case Step::Kind::kNoop:

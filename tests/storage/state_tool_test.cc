@@ -36,7 +36,7 @@ TEST(StateToolTest, ACleanDataDirectoryChecksClean) {
   const std::string dir = member_dir();
   ProcessResult r = check({dir});
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("state:      " + dir + "/state/gen-0000000001 (format 2)"),
+  EXPECT_NE(r.out.find("state:      " + dir + "/state/gen-0000000001 (format 3)"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("applied:    index 40, term 1"), std::string::npos) << r.out;

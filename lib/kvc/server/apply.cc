@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "kvc/client/client.h"
+#include "kvc/common/text.h"
 #include "kvc/raft/conf_change.h"
 #include "kvc/server/engine_impl.h"
 #include "kvc/server/engine_util.h"
@@ -325,37 +326,92 @@ void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,
     hash_waiters_[index].push_back({std::move(w.req), std::move(w.reply), w.deadline});
     return;
   }
-  r.revision = std::max(state_->revision(), result->revision);
-  switch (w.req.op) {
+  fill_write_result(r, w.req, *result);
+  w.reply(std::move(r));
+}
+
+// Long (about 85 lines): one case per write operation, each short.
+void Engine::Impl::fill_write_result(wire::Response& r, const wire::Request& req,
+                                     const storage::ApplyResult& result) {
+  r.revision = std::max(state_->revision(), result.revision);
+  // A cas with a lease and a delete with an expected revision were proposed as txns
+  // (write_command): their else branch's get tells the key's current revision.
+  const bool guarded = req.op != wire::Op::kTxn && result.code == Code::kOk &&
+                       (result.succeeded || !result.ops.empty());
+  auto current_revision = [&]() -> std::uint64_t {
+    if (result.ops.empty() || result.ops[0].kvs.empty()) return 0;
+    return result.ops[0].kvs[0].mod_revision;
+  };
+  auto compare_failed = [&](std::uint64_t current) {
+    r.code = Code::kCompareFailed;
+    r.revision = current;
+    r.message = "the key's mod revision is " + std::to_string(current) + ", not " +
+                std::to_string(req.expect_revision);
+  };
+  switch (req.op) {
     case wire::Op::kPut:
-      r.revision = result->revision;
+      r.revision = result.revision;
       break;
     case wire::Op::kDelete:
-      r.found = result->deleted > 0;
-      r.count = result->deleted;
-      if (result->code == Code::kNotFound) {
-        r.found = false;
+      if (guarded && !result.succeeded) {
+        compare_failed(current_revision());
+        break;
       }
+      r.count = guarded ? result.ops[0].deleted : result.deleted;
+      r.found = r.count > 0;
       break;
     case wire::Op::kCas:
-      if (result->code == Code::kCompareFailed) {
-        r.code = Code::kCompareFailed;
-        r.revision = result->revision;
-        r.message = "the key's mod revision is " + std::to_string(result->revision) + ", not " +
-                    std::to_string(w.req.expect_revision);
-      } else {
-        r.revision = result->revision;
+      if (result.code == Code::kCompareFailed) {
+        compare_failed(result.revision);
+      } else if (guarded && !result.succeeded) {
+        compare_failed(current_revision());
+      } else if (result.code == Code::kOk) {
+        r.revision = result.revision;
         r.found = true;
+      }
+      break;
+    case wire::Op::kLeaseGrant:
+      if (result.code == Code::kAlreadyExists) {
+        r.code = Code::kAlreadyExists;
+        r.message = "lease " + id_hex(req.lease) + " exists already";
+        break;
+      }
+      if (result.code != Code::kOk) break;
+      // The id and ttl the leader picked (propose_write put them into the waiting request).
+      r.lease = req.lease;
+      r.ttl = req.ttl;
+      break;
+    case wire::Op::kLeaseRevoke:
+      r.count = result.deleted;
+      break;
+    case wire::Op::kTxn:
+      r.succeeded = result.succeeded;
+      r.revision = result.revision != 0 ? result.revision : r.revision;
+      r.txn_results.reserve(result.ops.size());
+      for (const storage::TxnOpResult& op : result.ops) {
+        wire::TxnResult t;
+        t.type = op.type;
+        t.revision = op.revision;
+        t.deleted = op.deleted;
+        t.more = op.more;
+        t.kvs.reserve(op.kvs.size());
+        for (const storage::KeyValue& kv : op.kvs) t.kvs.push_back(to_wire(kv, false));
+        r.txn_results.push_back(std::move(t));
       }
       break;
     default:
       break;
   }
-  if (result->code == Code::kInvalidArgument) {
-    r.code = Code::kInvalidArgument;
-    r.message = "the state machine refused the command (key or value too large)";
+  if (result.code == Code::kNotFound && req.op != wire::Op::kDelete) {
+    r.code = Code::kNotFound;
+    const std::uint64_t lease = req.op == wire::Op::kTxn ? 0 : req.lease;  // a txn may name several
+    r.message = lease != 0 ? "lease " + id_hex(lease) + " not found (expired or revoked)"
+                           : "a lease the txn names was not found (expired or revoked)";
   }
-  w.reply(std::move(r));
+  if (result.code == Code::kInvalidArgument) {
+    r.code = Code::kInvalidArgument;
+    r.message = "the state machine refused the command (key or value too large, or a bad txn)";
+  }
 }
 
 void Engine::Impl::fatal(const Status& s) {

@@ -235,6 +235,20 @@ class Engine::Impl {
   void answer_status(wire::Request req, Reply reply);
   void answer_member_list(wire::Request req, Reply reply);
   void propose_write(wire::Request req, Reply reply);
+  // The command a write request proposes, or why it is refused (kv_service.cc).
+  Result<storage::Command> write_command(const wire::Request& req);
+  // The answer to a write from its applied result (apply.cc).
+  void fill_write_result(wire::Response& r, const wire::Request& req,
+                         const storage::ApplyResult& result);
+  // Leases (lease_service.cc). Keep-alive, ttl and list are answered by the leader after a
+  // ReadIndex round confirmed it still leads (serve_lease, from serve_read).
+  void handle_lease_read(wire::Request req, Reply reply);
+  void serve_lease(const wire::Request& req, wire::Response& r);
+  // From the tick: the leader's lease clock. It starts when this member leads (every lease
+  // then gets ttl plus an election timeout), follows grants and revokes, restarts a lease's
+  // countdown on each keep-alive, and proposes a revoke for each lease whose time is up.
+  void lease_tick();
+  std::uint64_t min_lease_ttl_s() const;
   void propose_barrier(wire::Request req, Reply reply);
   void answer_hash(wire::Request req, Reply reply);
   bool refuse_unless_leader(wire::Response& r, const Reply& reply);
@@ -432,6 +446,15 @@ class Engine::Impl {
   std::uint64_t storage_written_at_start_ = 0;  // this process's write_bytes when it started
   std::string incoming_snapshot_path_;
   std::function<void()> shutdown_done_;
+
+  // The leader's lease clock (lease_service.cc; loop thread, leader only, empty otherwise).
+  struct LeaseClock {
+    std::uint64_t deadline_ms = 0;     // uv_now ms at which the lease expires
+    std::uint64_t revoke_sent_ms = 0;  // when a revoke was proposed for it, 0: none yet
+  };
+  std::map<std::uint64_t, LeaseClock> lease_clock_;  // by lease id
+  bool lease_clock_running_ = false;
+  std::uint64_t lease_clock_epoch_ = 0;  // the state's lease_epoch() the clock last followed
 
   // Shared with other threads.
   mutable std::mutex mu_;

@@ -30,8 +30,12 @@ inline std::uint64_t random_u64() {
 }
 
 inline wire::KeyValue to_wire(const storage::KeyValue& kv, bool keys_only) {
-  return {kv.key, keys_only ? std::string() : kv.value, kv.create_revision, kv.mod_revision,
-          kv.version};
+  return {kv.key,
+          keys_only ? std::string() : kv.value,
+          kv.create_revision,
+          kv.mod_revision,
+          kv.version,
+          kv.lease};
 }
 
 // The error a client sees for a Status from the state machine or the Raft core.

@@ -68,6 +68,12 @@ void Engine::Impl::handle_request(wire::Request req, Reply reply) {
       {wire::Op::kPut, &Impl::propose_write},
       {wire::Op::kDelete, &Impl::propose_write},
       {wire::Op::kCas, &Impl::propose_write},
+      {wire::Op::kTxn, &Impl::propose_write},
+      {wire::Op::kLeaseGrant, &Impl::propose_write},
+      {wire::Op::kLeaseRevoke, &Impl::propose_write},
+      {wire::Op::kLeaseKeepAlive, &Impl::handle_lease_read},
+      {wire::Op::kLeaseTtl, &Impl::handle_lease_read},
+      {wire::Op::kLeaseList, &Impl::handle_lease_read},
       {wire::Op::kWatch, &Impl::handle_watch},
       {wire::Op::kLeader, &Impl::answer_leader},
       {wire::Op::kStatus, &Impl::answer_status},
@@ -208,47 +214,18 @@ void Engine::Impl::propose_write(wire::Request req, Reply reply) {
     reply(std::move(r));
     return;
   }
-  if (req.key.empty() && !(req.op == wire::Op::kDelete && req.prefix)) {
-    r.code = Code::kInvalidArgument;
-    r.message = "empty key";
+  Result<storage::Command> cmd = write_command(req);
+  if (!cmd.ok()) {
+    set_error(r, cmd.status());
     reply(std::move(r));
     return;
   }
-  if (req.key.size() > storage::kMaxKeyBytes) {
-    r.code = Code::kInvalidArgument;
-    r.message = "key of " + std::to_string(req.key.size()) + " bytes exceeds the limit of " +
-                std::to_string(storage::kMaxKeyBytes);
-    reply(std::move(r));
-    return;
-  }
-  if (req.key.size() + req.value.size() > options_.max_request_bytes) {
-    r.code = Code::kInvalidArgument;
-    r.message = "request of " + std::to_string(req.key.size() + req.value.size()) +
-                " bytes exceeds --max-request-bytes " + std::to_string(options_.max_request_bytes);
-    reply(std::move(r));
-    return;
-  }
-  storage::Command cmd;
-  cmd.request_id = ++request_seq_;
-  cmd.key = req.key;
-  switch (req.op) {
-    case wire::Op::kPut:
-      cmd.op = storage::CommandOp::kPut;
-      cmd.value = req.value;
-      break;
-    case wire::Op::kDelete:
-      cmd.op = req.prefix ? storage::CommandOp::kDeletePrefix : storage::CommandOp::kDelete;
-      break;
-    case wire::Op::kCas:
-      cmd.op = storage::CommandOp::kCas;
-      cmd.value = req.value;
-      cmd.expect_revision = req.expect_revision;
-      break;
-    default:
-      KVC_CHECK(false, "not a write");
+  if (req.op == wire::Op::kLeaseGrant) {  // the answer names what the leader picked
+    req.lease = cmd->lease;
+    req.ttl = cmd->ttl;
   }
   const std::uint64_t term = node_->term();
-  Result<std::uint64_t> index = node_->propose(storage::encode_command(cmd));
+  Result<std::uint64_t> index = node_->propose(storage::encode_command(*cmd));
   if (!index.ok()) {
     set_error(r, index.status());
     if (r.code == Code::kResourceExhausted) r.message = "member is overloaded: " + r.message;
@@ -265,7 +242,134 @@ void Engine::Impl::propose_write(wire::Request req, Reply reply) {
   }
 #endif
   const std::uint64_t deadline = deadline_for(req);
-  waiters_[*index] = Waiter{cmd.request_id, term, std::move(req), std::move(reply), deadline};
+  waiters_[*index] = Waiter{cmd->request_id, term, std::move(req), std::move(reply), deadline};
+}
+
+namespace {
+
+// The bytes of a txn that count against --max-request-bytes: every key and value it names.
+std::uint64_t txn_bytes(const wire::Request& req) {
+  std::uint64_t n = 0;
+  for (const Compare& c : req.compares) n += c.key.size() + c.value.size();
+  for (const auto* ops : {&req.then_ops, &req.else_ops}) {
+    for (const TxnOp& op : *ops) n += op.key.size() + op.value.size();
+  }
+  return n;
+}
+
+Status check_key(const std::string& key, bool may_be_empty) {
+  if (key.empty() && !may_be_empty) return Status::invalid_argument("empty key");
+  if (key.size() > storage::kMaxKeyBytes) {
+    return Status::invalid_argument("key of " + std::to_string(key.size()) +
+                                    " bytes exceeds the limit of " +
+                                    std::to_string(storage::kMaxKeyBytes));
+  }
+  return Status();
+}
+
+}  // namespace
+
+// Long (about 90 lines): one case per write operation, each short.
+Result<storage::Command> Engine::Impl::write_command(const wire::Request& req) {
+  storage::Command cmd;
+  cmd.request_id = ++request_seq_;
+  const bool keyed =
+      req.op == wire::Op::kPut || req.op == wire::Op::kCas || req.op == wire::Op::kDelete;
+  if (keyed) {
+    KVC_RETURN_IF_ERROR(check_key(req.key, req.op == wire::Op::kDelete && req.prefix));
+  }
+  const std::uint64_t bytes =
+      req.op == wire::Op::kTxn ? txn_bytes(req) : req.key.size() + req.value.size();
+  if (bytes > options_.max_request_bytes) {
+    return Status::invalid_argument("request of " + std::to_string(bytes) +
+                                    " bytes exceeds --max-request-bytes " +
+                                    std::to_string(options_.max_request_bytes));
+  }
+  // The forms that need a compare (a cas or delete with a lease or an expected revision) are
+  // txns: if the revision matches, the write; else a get, whose result tells the current
+  // revision.
+  auto guarded = [&](TxnOp then_op) {
+    cmd.op = storage::CommandOp::kTxn;
+    cmd.compares.push_back({.target = CompareTarget::kModRevision,
+                            .op = CompareOp::kEqual,
+                            .key = req.key,
+                            .number = req.expect_revision});
+    cmd.then_ops.push_back(std::move(then_op));
+    cmd.else_ops.push_back({.type = TxnOpType::kGet, .key = req.key});
+  };
+  cmd.key = req.key;
+  switch (req.op) {
+    case wire::Op::kPut:
+      cmd.op = req.lease != 0 ? storage::CommandOp::kPutLease : storage::CommandOp::kPut;
+      cmd.value = req.value;
+      cmd.lease = req.lease;
+      break;
+    case wire::Op::kDelete:
+      if (req.prefix && req.expect_revision != 0) {
+        return Status::invalid_argument("a delete by prefix takes no expected revision");
+      }
+      if (req.expect_revision != 0) {
+        guarded({.type = TxnOpType::kDelete, .key = req.key});
+        cmd.key.clear();
+      } else {
+        cmd.op = req.prefix ? storage::CommandOp::kDeletePrefix : storage::CommandOp::kDelete;
+      }
+      break;
+    case wire::Op::kCas:
+      if (req.lease != 0) {
+        guarded({.type = TxnOpType::kPut, .key = req.key, .value = req.value, .lease = req.lease});
+        cmd.key.clear();
+      } else {
+        cmd.op = storage::CommandOp::kCas;
+        cmd.value = req.value;
+        cmd.expect_revision = req.expect_revision;
+      }
+      break;
+    case wire::Op::kLeaseGrant: {
+      if (req.ttl == 0) return Status::invalid_argument("a lease needs a ttl of at least 1 second");
+      cmd.op = storage::CommandOp::kLeaseGrant;
+      cmd.key.clear();
+      cmd.ttl = std::max(req.ttl, min_lease_ttl_s());
+      cmd.lease = req.lease;
+      // An id the leader picks: random, so a retried grant never reuses a revoked lease's id;
+      // below 2^63 so that tools that read ids as signed numbers (etcd's) agree.
+      while (cmd.lease == 0) cmd.lease = rng_.next_u64() >> 1;
+      break;
+    }
+    case wire::Op::kLeaseRevoke:
+      if (req.lease == 0) return Status::invalid_argument("no lease id");
+      cmd.op = storage::CommandOp::kLeaseRevoke;
+      cmd.key.clear();
+      cmd.lease = req.lease;
+      break;
+    case wire::Op::kTxn: {
+      cmd.op = storage::CommandOp::kTxn;
+      cmd.key.clear();
+      cmd.compares = req.compares;
+      cmd.then_ops = req.then_ops;
+      cmd.else_ops = req.else_ops;
+      const std::size_t most =
+          std::max({cmd.compares.size(), cmd.then_ops.size(), cmd.else_ops.size()});
+      if (most > options_.max_txn_ops) {
+        return Status::invalid_argument("txn of " + std::to_string(most) +
+                                        " ops (or compares) in one list exceeds --max-txn-ops " +
+                                        std::to_string(options_.max_txn_ops));
+      }
+      for (const Compare& c : cmd.compares) KVC_RETURN_IF_ERROR(check_key(c.key, false));
+      for (const auto* ops : {&cmd.then_ops, &cmd.else_ops}) {
+        for (const TxnOp& op : *ops) {
+          const bool prefix =
+              op.type == TxnOpType::kDeletePrefix || op.type == TxnOpType::kGetPrefix;
+          KVC_RETURN_IF_ERROR(check_key(op.key, prefix));
+        }
+      }
+      KVC_RETURN_IF_ERROR(storage::validate_txn(cmd));
+      break;
+    }
+    default:
+      KVC_CHECK(false, "not a write");
+  }
+  return cmd;
 }
 
 void Engine::Impl::queue_read(wire::Request req, Reply reply) {
@@ -359,6 +463,11 @@ void Engine::Impl::serve_read(const wire::Request& req, const Reply& reply) {
       }
       break;
     }
+    case wire::Op::kLeaseKeepAlive:
+    case wire::Op::kLeaseTtl:
+    case wire::Op::kLeaseList:
+      serve_lease(req, r);
+      break;
     default:
       r.code = Code::kInvalidArgument;
       r.message = "not a read";

@@ -6,6 +6,7 @@
 
 #include "kvc/common/text.h"
 #include "kvc/net/address.h"
+#include "kvc/storage/command.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/membership.h"
 #include "kvc/wire/auth.h"
@@ -35,6 +36,10 @@ Status EngineOptions::validate() const {
         "--max-frame-bytes");
   }
   if (flush_interval_ms == 0) return Status::invalid_argument("--flush-interval must be positive");
+  if (max_txn_ops == 0 || max_txn_ops > storage::kMaxTxnOps) {
+    return Status::invalid_argument("--max-txn-ops must be from 1 to " +
+                                    std::to_string(storage::kMaxTxnOps));
+  }
   if (!test_mutation.empty()) {
     if (!mutations_compiled_in()) {
       return Status::invalid_argument("test mutations are not compiled into this build");

@@ -29,6 +29,9 @@ struct EngineOptions {
   std::uint64_t flush_bytes = 16ull << 20;          // ... or once this much is applied in memory
   std::uint64_t retained_entries = 10000;           // log entries kept for slow followers
   std::uint64_t max_request_bytes = 1536ull << 10;  // the largest key + value accepted
+  // A txn: at most this many ops in each branch (and compares); its keys and values together
+  // at most max_request_bytes.
+  std::uint64_t max_txn_ops = 128;
   std::uint64_t max_frame_bytes = 16ull << 20;
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;

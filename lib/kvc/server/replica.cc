@@ -114,6 +114,7 @@ void Engine::Impl::on_tick() {
   node_->tick();
   sweep_deadlines();
   retry_backlogged_watchers();
+  lease_tick();
 }
 
 void Engine::Impl::on_check() {

@@ -42,6 +42,12 @@ class Overlay {
   void erase(std::string_view key);
   void add_event(Event e);
   void set_membership(Membership m) { membership_ = std::move(m); }
+  // The leases changed by this layer's entries, as they stand at its last index (nullopt: the
+  // lease was revoked). The state machine keeps the live lease table itself and records here,
+  // when it freezes the layer, what the flush must write.
+  using LeaseChanges = std::map<std::uint64_t, std::optional<Lease>>;
+  void set_lease_changes(LeaseChanges changes) { lease_changes_ = std::move(changes); }
+  const LeaseChanges& lease_changes() const { return lease_changes_; }
   // Records that the entry (index, term) was applied; `changed` when it changed a key.
   void advance(std::uint64_t index, std::uint64_t term, bool changed);
 
@@ -65,6 +71,7 @@ class Overlay {
   Map entries_;
   std::vector<Event> events_;
   std::optional<Membership> membership_;
+  LeaseChanges lease_changes_;
   std::uint64_t base_index_;
   std::uint64_t last_index_;
   std::uint64_t last_term_;

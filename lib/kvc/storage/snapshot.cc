@@ -23,9 +23,9 @@ std::string parent_dir(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-std::string prologue() {
+std::string prologue(std::uint32_t version) {
   std::string p(kSnapshotMagic);
-  put_u32_le(p, kSnapshotVersion);
+  put_u32_le(p, version);
   put_u32_le(p, crc32c::mask(crc32c::value(p)));
   return p;
 }
@@ -49,7 +49,33 @@ std::string encode_meta(const SnapshotHeader& h) {
   const std::string m = encode_membership(h.membership);
   put_varint(out, m.size());
   out += m;
+  if (h.lease_count != 0) put_varint(out, h.lease_count);
   return out;
+}
+
+void append_lease(std::string& out, const Lease& l) {
+  put_varint(out, l.id);
+  put_varint(out, l.ttl);
+  put_varint(out, l.granted_index);
+  put_varint(out, l.keys.size());
+  for (const std::string& k : l.keys) put_string(out, k);
+}
+
+// A lease's fields and keys, or false when malformed (kvc-snap(5), "LEASES").
+bool parse_lease(std::string_view& in, Lease& l) {
+  std::uint64_t n = 0;
+  if (!get_varint(in, l.id) || !get_varint(in, l.ttl) || !get_varint(in, l.granted_index) ||
+      !get_varint(in, n) || n > in.size() || l.id == 0 || l.ttl == 0) {
+    return false;
+  }
+  l.keys.assign(static_cast<std::size_t>(n), std::string());
+  for (std::size_t i = 0; i < l.keys.size(); ++i) {
+    if (!get_string(in, l.keys[i]) || l.keys[i].empty() || l.keys[i].size() > kMaxKeyBytes ||
+        (i > 0 && !(l.keys[i - 1] < l.keys[i]))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void append_record(std::string& out, const KeyValue& kv) {
@@ -139,7 +165,7 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotWriter::create(const std::string
   Result<UniqueFd> fd = open_file(path + ".tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (!fd.ok()) return fd.status();
   std::unique_ptr<SnapshotWriter> w(new SnapshotWriter(path, std::move(*fd), header, block_target));
-  const std::string p = prologue();
+  const std::string p = prologue(header.lease_count != 0 ? 2 : 1);
   KVC_RETURN_IF_ERROR(write_all(w->fd_.get(), p, w->tmp_path_));
   w->file_crc_ = crc32c::value(p);
   w->offset_ = p.size();
@@ -174,10 +200,40 @@ Status SnapshotWriter::add(const KeyValue& kv) {
   return Status();
 }
 
+Status SnapshotWriter::add_lease(const Lease& lease) {
+  KVC_CHECK(!finished_, "add_lease after finish");
+  if (lease.id == 0 || lease.ttl == 0 || lease.id <= last_lease_) {
+    return Status::invalid_argument("snapshot " + path_ + ": lease " + id_hex(lease.id) +
+                                    ": id 0, ttl 0 or ids not ascending");
+  }
+  if (leases_ == header_.lease_count) {
+    return Status::invalid_argument("snapshot " + path_ + ": more leases than the header's " +
+                                    std::to_string(header_.lease_count));
+  }
+  if (leases_ == 0 && !block_.empty()) {  // the records end here
+    KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kRecords, block_));
+    block_.clear();
+  }
+  append_lease(block_, lease);
+  last_lease_ = lease.id;
+  ++leases_;
+  if (block_.size() >= block_target_) {
+    KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kLeases, block_));
+    block_.clear();
+  }
+  return Status();
+}
+
 Result<SnapshotInfo> SnapshotWriter::finish() {
   KVC_CHECK(!finished_, "finish twice");
+  if (leases_ != header_.lease_count) {
+    return Status::invalid_argument("snapshot " + path_ + ": " + std::to_string(leases_) +
+                                    " leases added, the header says " +
+                                    std::to_string(header_.lease_count));
+  }
   if (!block_.empty()) {
-    KVC_RETURN_IF_ERROR(write_block(SnapshotBlockType::kRecords, block_));
+    KVC_RETURN_IF_ERROR(write_block(
+        leases_ != 0 ? SnapshotBlockType::kLeases : SnapshotBlockType::kRecords, block_));
     block_.clear();
   }
   const std::uint32_t crc_before_trailer = file_crc_;
@@ -259,10 +315,11 @@ Result<SnapshotReader> SnapshotReader::start(SnapshotReader r, SnapshotProblem* 
     return failed(r.fail(SnapshotProblem::kCorrupt, 8, "prologue checksum mismatch"));
   }
   const std::uint32_t version = get_u32_le(p.data() + 8);
-  if (version != kSnapshotVersion) {
+  r.version_ = version;
+  if (version < 1 || version > kSnapshotVersion) {
     return failed(r.fail(SnapshotProblem::kUnsupported, 8,
                          "snapshot format version " + std::to_string(version) +
-                             " is not supported by this kvc (supports " +
+                             " is not supported by this kvc (supports 1 to " +
                              std::to_string(kSnapshotVersion) + ")"));
   }
   Block meta;
@@ -317,7 +374,7 @@ Status SnapshotReader::read_block(std::uint64_t offset, Block& b) {
   if (h[1] != 0 || h[2] != 0 || h[3] != 0) {
     return fail(SnapshotProblem::kCorrupt, offset, "nonzero reserved bytes in a block header");
   }
-  if (type < 1 || type > 3) {
+  if (type < 1 || type > (version_ >= 2 ? 4 : 3)) {
     return fail(SnapshotProblem::kCorrupt, offset, "unknown block type " + std::to_string(type));
   }
   b.type = static_cast<SnapshotBlockType>(type);
@@ -355,6 +412,9 @@ Status SnapshotReader::parse_meta(const Block& b) {
   if (h.revision > h.index) {
     return fail(SnapshotProblem::kCorrupt, b.offset, "meta block revision above its index");
   }
+  if (version_ >= 2 && (!get_varint(in, h.lease_count) || h.lease_count == 0)) {
+    return fail(SnapshotProblem::kCorrupt, b.offset, "version 2 meta block without a lease count");
+  }
   Result<Membership> m = decode_membership(membership);
   if (!m.ok()) return fail(SnapshotProblem::kCorrupt, b.offset, m.status().message());
   h.membership = std::move(*m);
@@ -363,11 +423,14 @@ Status SnapshotReader::parse_meta(const Block& b) {
 }
 
 Status SnapshotReader::for_each(const std::function<Status(const KeyValue&)>& fn,
-                                const ProgressFn& progress) {
+                                const ProgressFn& progress,
+                                const std::function<Status(const Lease&)>& lease_fn) {
   problem_ = SnapshotProblem::kNone;
   std::uint64_t offset = first_records_offset_;
   std::uint32_t crc = crc_after_meta_;
   std::uint64_t count = 0;
+  std::uint64_t leases = 0, last_lease = 0;
+  Lease lease;
   std::string last_key;
   KeyValue kv;
   for (;;) {
@@ -395,6 +458,11 @@ Status SnapshotReader::for_each(const std::function<Status(const KeyValue&)>& fn
       if (want_crc != crc) {
         return fail(SnapshotProblem::kCorrupt, offset, "whole-file checksum mismatch");
       }
+      if (leases != header_.lease_count) {
+        return fail(SnapshotProblem::kCorrupt, offset,
+                    "the meta block counts " + std::to_string(header_.lease_count) +
+                        " leases, the file holds " + std::to_string(leases));
+      }
       const std::uint64_t end = offset + kSnapshotBlockHeaderBytes + b.payload.size();
       if (end != size_) {
         return fail(SnapshotProblem::kCorrupt, end,
@@ -405,10 +473,27 @@ Status SnapshotReader::for_each(const std::function<Status(const KeyValue&)>& fn
       if (progress) progress(size_, size_);
       return Status();
     }
-    if (b.payload.empty()) return fail(SnapshotProblem::kCorrupt, offset, "empty records block");
+    if (b.payload.empty()) return fail(SnapshotProblem::kCorrupt, offset, "empty block");
     crc = crc32c::extend(crc, b.header.data(), b.header.size());
     crc = crc32c::extend(crc, b.payload.data(), b.payload.size());
     std::string_view in = b.payload;
+    if (b.type == SnapshotBlockType::kLeases) {
+      while (!in.empty()) {
+        if (!parse_lease(in, lease) || lease.id <= last_lease) {
+          return fail(SnapshotProblem::kCorrupt, offset,
+                      "lease " + std::to_string(leases) + " is malformed or out of order");
+        }
+        if (lease_fn) KVC_RETURN_IF_ERROR(lease_fn(lease));
+        last_lease = lease.id;
+        ++leases;
+      }
+      offset += kSnapshotBlockHeaderBytes + b.payload.size();
+      if (progress) progress(offset, size_);
+      continue;
+    }
+    if (leases != 0) {
+      return fail(SnapshotProblem::kCorrupt, offset, "a records block after the leases");
+    }
     while (!in.empty()) {
       if (!parse_record(in, kv)) {
         return fail(SnapshotProblem::kCorrupt, offset,

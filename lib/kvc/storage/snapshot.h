@@ -7,16 +7,20 @@
 // and raw chunk reads for shipping a snapshot to a lagging follower.
 //
 // Layout, all integers little-endian, CRCs masked CRC32C (kvc/common/crc32c.h):
-//   prologue  8-byte magic 89 4b 56 43 53 4e 41 50 ("\x89KVCSNAP"), u32 version (1),
-//             u32 crc of the 12 bytes before
+//   prologue  8-byte magic 89 4b 56 43 53 4e 41 50 ("\x89KVCSNAP"), u32 version (1, or 2
+//             when the state has leases), u32 crc of the 12 bytes before
 //   blocks    16-byte header: u8 type, 3 zero bytes, u32 payload length, u32 payload crc,
 //             u32 crc of the header's first 12 bytes; then the payload.
-//             type 1 meta (exactly one, first), type 2 records (any number), type 3 trailer
-//             (exactly one, last; nothing may follow it)
+//             type 1 meta (exactly one, first), type 2 records (any number), type 4 leases
+//             (version 2 only: after every records block), type 3 trailer (exactly one, last;
+//             nothing may follow it)
 //   meta      varint index, term, revision, created_unix_ms, membership length; membership
-//             (membership.h); a reader ignores bytes after these (later additions)
+//             (membership.h); version 2: varint lease count; a reader ignores bytes after
+//             these (later additions)
 //   records   back to back: varint key length, key, varint value length, value,
 //             varint create_revision, mod_revision, version; keys strictly ascending
+//   leases    back to back: varint id, ttl, granted index, key count, then each key as varint
+//             length + bytes; ids strictly ascending, keys of each lease strictly ascending
 //   trailer   u64 record count, u64 offset of the trailer block, u32 crc of every byte of the
 //             file before the trailer block (20 bytes)
 //
@@ -39,7 +43,9 @@
 
 namespace kvc::storage {
 
-inline constexpr std::uint32_t kSnapshotVersion = 1;
+// The newest format version; a state without leases is still written as version 1, so that
+// older kvc versions can read it.
+inline constexpr std::uint32_t kSnapshotVersion = 2;
 inline constexpr std::string_view kSnapshotMagic{"\x89KVCSNAP", 8};
 inline constexpr std::size_t kSnapshotPrologueBytes = 16;
 inline constexpr std::size_t kSnapshotBlockHeaderBytes = 16;
@@ -52,7 +58,7 @@ inline constexpr std::size_t kSnapshotMaxBlockBytes = 128u << 20;
 // Snapshots kept in DATA_DIR/snap by default.
 inline constexpr std::size_t kDefaultSnapshotsKept = 3;
 
-enum class SnapshotBlockType : std::uint8_t { kMeta = 1, kRecords = 2, kTrailer = 3 };
+enum class SnapshotBlockType : std::uint8_t { kMeta = 1, kRecords = 2, kTrailer = 3, kLeases = 4 };
 
 // What the meta block says: the state a snapshot holds.
 struct SnapshotHeader {
@@ -61,6 +67,7 @@ struct SnapshotHeader {
   std::uint64_t revision = 0;         // the highest revision that changed a key (<= index)
   std::uint64_t created_unix_ms = 0;  // wall clock when written (informational)
   Membership membership;              // as of `index`
+  std::uint64_t lease_count = 0;      // leases the file holds (version 2; 0 in version 1)
 
   raft::SnapshotMeta meta() const { return {index, term, membership.to_conf_state()}; }
   friend bool operator==(const SnapshotHeader&, const SnapshotHeader&) = default;
@@ -91,6 +98,9 @@ class SnapshotWriter {
   // Keys must be strictly ascending and records well formed (kInvalidArgument otherwise: the
   // source state is damaged); nothing is written for a refused record.
   Status add(const KeyValue& kv);
+  // After every key: the leases, ids ascending; exactly header.lease_count of them (checked by
+  // finish). A lease's keys are not checked against the records.
+  Status add_lease(const Lease& lease);
   // Writes the trailer, fsyncs, renames to the final path and fsyncs the directory.
   Result<SnapshotInfo> finish();
   std::uint64_t bytes_written() const { return offset_ + block_.size(); }
@@ -107,6 +117,8 @@ class SnapshotWriter {
   std::string block_;  // the records block being filled
   std::string last_key_;
   std::uint64_t records_ = 0;
+  std::uint64_t leases_ = 0;
+  std::uint64_t last_lease_ = 0;
   std::uint64_t offset_ = 0;    // bytes written to the file so far
   std::uint32_t file_crc_ = 0;  // crc32c of those bytes
   bool finished_ = false;
@@ -140,8 +152,10 @@ class SnapshotReader {
   // checksum) and that nothing follows it. A block's records are visited only after its
   // checksum passed. Stops at the first error (a non-ok Status from `fn` is returned as is);
   // problem() then tells truncation from corruption. Each call starts from the first record.
-  Status for_each(const std::function<Status(const KeyValue&)>& fn,
-                  const ProgressFn& progress = {});
+  // `lease_fn`, when given, visits every lease (after every record); without it the leases are
+  // verified and skipped.
+  Status for_each(const std::function<Status(const KeyValue&)>& fn, const ProgressFn& progress = {},
+                  const std::function<Status(const Lease&)>& lease_fn = {});
   // The kind of the last failure of for_each (kNone after success or an I/O or callback error).
   SnapshotProblem problem() const { return problem_; }
   // After a successful for_each: counts and checksum of the whole file.
@@ -171,6 +185,7 @@ class SnapshotReader {
   std::string bytes_;  // the whole input for from_bytes
   std::uint64_t size_ = 0;
   SnapshotHeader header_;
+  std::uint32_t version_ = 0;
   std::uint64_t first_records_offset_ = 0;  // just after the meta block
   std::uint32_t crc_after_meta_ = 0;        // crc32c of the bytes before that
   std::uint64_t record_count_ = 0;

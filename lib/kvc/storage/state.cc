@@ -214,6 +214,24 @@ Status StateMachine::open_env(const std::string& dir) {
     } else if (*format == 1) {
       KVC_RETURN_IF_ERROR(upgrade_from_v1(txn.get()));
     }  // else load_meta reads and checks it
+    // The leases database came with version 3: created with a new state or by the upgrade of an
+    // older one (which had no leases), and only then; missing later, it is damage.
+    const bool older = *format != 0 && *format < 3;
+    const int rc =
+        mdb_dbi_open(txn.get(), "leases", create != 0 || older ? MDB_CREATE : 0, &dbs_->leases);
+    if (rc == MDB_NOTFOUND) {
+      return Status::corruption("state " + state_dir_ +
+                                ": the LMDB database 'leases' is missing (the LMDB file is "
+                                "damaged)");
+    }
+    if (rc != 0) return lmdb_error(rc, "open leases database");
+    if (*format == 2) {
+      StateMeta m;
+      KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, m, state_dir_));
+      KVC_MDB(write_state_meta(txn.get(), dbs_->meta, m), "upgrade: meta");  // writes format 3
+      spdlog::info("state upgraded to format version {} (leases) path={}", kStateFormatVersion,
+                   state_dir_);
+    }
     // Committed even when nothing changed: the database handles live only if it commits.
     KVC_MDB(txn.commit(), "commit");
     return Status();
@@ -277,8 +295,39 @@ Status StateMachine::load_meta() {
   revision_ = m.revision;
   membership_ = std::move(m.membership);
   durable_index_.store(m.applied_index, std::memory_order_release);
+  KVC_RETURN_IF_ERROR(load_leases());
   spdlog::debug("state opened path={}/{} applied_index={} applied_term={} revision={}", state_dir_,
                 gen_, m.applied_index, m.applied_term, m.revision);
+  return Status();
+}
+
+Status StateMachine::load_leases() {
+  leases_.clear();
+  key_lease_.clear();
+  dirty_leases_.clear();
+  ++lease_epoch_;
+  Txn txn;
+  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
+  Cursor c;
+  KVC_MDB(c.open(txn.get(), dbs_->leases), "open leases cursor");
+  MDB_val k, v;
+  Lease lease;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kLeases, view_of(k), p);
+    }
+    LeaseSlot& slot = leases_[lease.id];
+    slot.ttl = lease.ttl;
+    slot.granted_index = lease.granted_index;
+    for (std::string& key : lease.keys) {
+      key_lease_[key] = lease.id;
+      slot.keys.insert(std::move(key));
+    }
+    rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "read leases");
   return Status();
 }
 

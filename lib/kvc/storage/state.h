@@ -41,9 +41,11 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,16 +80,33 @@ struct StateOptions {
   std::function<void(std::string_view point)> test_hook;
 };
 
+// The outcome of one op of a txn's chosen branch.
+struct TxnOpResult {
+  TxnOpType type = TxnOpType::kGet;
+  std::uint64_t revision = 0;  // put: the key's new mod revision; deletes that removed keys: the
+                               // index
+  std::uint64_t deleted = 0;   // delete: 1 or 0; delete_prefix: keys removed
+  std::vector<KeyValue> kvs;   // get, get_prefix: the keys as the txn saw them at this op
+  bool more = false;           // get_prefix: keys remained past the limit
+
+  friend bool operator==(const TxnOpResult&, const TxnOpResult&) = default;
+};
+
 // The outcome of applying one command. The applied index advances whatever the outcome.
 struct ApplyResult {
-  // kOk; kNotFound (delete of an absent key); kCompareFailed (cas saw another revision);
-  // kInvalidArgument (empty or oversized key, oversized value). Only kOk changes keys.
+  // kOk; kNotFound (delete of an absent key; a lease that does not exist: revoke, put_lease, a
+  // txn put on it); kAlreadyExists (lease_grant of an id in use); kCompareFailed (cas saw another
+  // revision); kInvalidArgument (empty or oversized key, oversized value, a txn that
+  // validate_txn refuses, a lease id or ttl of 0). Only kOk changes keys or leases. A txn whose
+  // compares fail is kOk with succeeded false: its "else" branch ran.
   Code code = Code::kOk;
   // put, cas ok: the key's new mod revision (= the entry's index). cas failed: the key's
   // current mod revision, 0 when absent. delete/delete_prefix that removed keys: the index.
   std::uint64_t revision = 0;
-  // delete: 1 or 0; delete_prefix: how many keys it removed.
+  // delete: 1 or 0; delete_prefix, lease_revoke: how many keys it removed.
   std::uint64_t deleted = 0;
+  bool succeeded = false;        // txn: every compare held, so the "then" ops ran
+  std::vector<TxnOpResult> ops;  // txn: one per op of the branch that ran
 
   friend bool operator==(const ApplyResult&, const ApplyResult&) = default;
 };
@@ -129,10 +148,10 @@ struct OverlayStats {
   std::uint64_t bytes = 0;  // approximate memory
 };
 
-// Where a scrub pass is: the database being walked (meta, then kv, then events) and the key to
-// continue at. A default-constructed cursor starts a pass.
+// Where a scrub pass is: the database being walked (meta, then kv, then events, then leases) and
+// the key to continue at. A default-constructed cursor starts a pass.
 struct ScrubCursor {
-  enum class Stage : std::uint8_t { kMeta = 0, kKv = 1, kEvents = 2, kDone = 3 };
+  enum class Stage : std::uint8_t { kMeta = 0, kKv = 1, kEvents = 2, kLeases = 3, kDone = 4 };
   Stage stage = Stage::kMeta;
   std::string next_key;  // in the stage's database, inclusive; empty: its first record
   bool done() const { return stage == Stage::kDone; }
@@ -205,6 +224,19 @@ class StateMachine {
   std::uint64_t revision() const { return revision_; }
   const Membership& membership() const { return membership_; }
   OverlayStats active_stats() const;
+
+  // ---- leases (owning thread): the live table, as of applied_index() ----
+  // The whole table is kept in memory (a controller holds tens to thousands of leases); each
+  // lease's keys too. Loaded from LMDB at open and install.
+  std::optional<Lease> lease(std::uint64_t id) const;
+  // Every lease in ascending id order; `with_keys` false leaves their key lists empty.
+  std::vector<Lease> leases(bool with_keys) const;
+  std::size_t lease_count() const { return leases_.size(); }
+  // The lease `key` is attached to, 0 when none.
+  std::uint64_t lease_of(std::string_view key) const;
+  // Changes whenever a lease is granted or revoked, or the table is reloaded (open, install):
+  // the leader's lease clock rereads the table only then.
+  std::uint64_t lease_epoch() const { return lease_epoch_; }
 
   // ---- flushing (see the class comment for threads) ----
   // Owning thread: makes the active overlay the frozen one and starts a new active overlay.
@@ -303,6 +335,22 @@ class StateMachine {
     return r;
   }
   Result<ApplyResult> apply_command(std::uint64_t index, std::uint64_t term, const Command& c);
+  // The pieces of apply_command, shared by single commands and txn ops. `seq` is the next
+  // event sequence number at `index`. put_key's `lease` must exist (checked by the caller).
+  Result<TxnOpResult> put_key(std::uint64_t index, std::uint32_t& seq, const std::string& key,
+                              const std::string& value, std::uint64_t lease);
+  Result<TxnOpResult> delete_key(std::uint64_t index, std::uint32_t& seq, const std::string& key);
+  Result<TxnOpResult> delete_prefix(std::uint64_t index, std::uint32_t& seq,
+                                    const std::string& prefix);
+  Result<ApplyResult> apply_txn(std::uint64_t index, const Command& c, bool& changed);
+  Result<bool> compare_holds(const Compare& cmp);
+  ApplyResult grant_lease(std::uint64_t index, const Command& c);
+  Result<ApplyResult> revoke_lease(std::uint64_t index, std::uint64_t id, bool& changed);
+  void attach_key(const std::string& key, std::uint64_t lease);
+  void detach_key(std::string_view key);
+  // Reads the leases database into the table (open, install).
+  Status load_leases();
+  Lease lease_value(std::uint64_t id) const;  // leases_[id] as a Lease (it must exist)
   Result<RangePage> range_view(const RangeRequest& request);
   Result<std::uint64_t> hash_view();
   Result<EventPage> events_view(const EventRequest& request);
@@ -335,6 +383,17 @@ class StateMachine {
   std::unique_ptr<const Overlay> frozen_;
   std::uint64_t revision_ = 0;
   Membership membership_;
+  // The live lease table and its index by key (owning thread), and the leases changed since the
+  // last freeze (written into the overlay being frozen: Overlay::set_lease_changes).
+  struct LeaseSlot {
+    std::uint64_t ttl = 0;
+    std::uint64_t granted_index = 0;
+    std::set<std::string, std::less<>> keys;
+  };
+  std::map<std::uint64_t, LeaseSlot> leases_;
+  std::map<std::string, std::uint64_t, std::less<>> key_lease_;
+  std::set<std::uint64_t> dirty_leases_;
+  std::uint64_t lease_epoch_ = 0;
   std::atomic<std::uint64_t> durable_index_{0};
   // Workers inside flush, write_snapshot, stage_install, durable_hash or scrub.
   mutable std::atomic<int> busy_{0};

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 
+#include "kvc/common/text.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_lmdb.h"
 #include "kvc/storage/tool_util.h"
@@ -61,7 +63,8 @@ class ReadOnlyEnv {
 };
 
 struct Dbis {
-  MDB_dbi kv = 0, meta = 0, events = 0;
+  MDB_dbi kv = 0, meta = 0, events = 0, leases = 0;
+  bool has_leases = false;  // format 3 on; an older state has none
 };
 
 Status open_dbis(MDB_txn* txn, const std::string& state_dir, Dbis& d) {
@@ -77,6 +80,9 @@ Status open_dbis(MDB_txn* txn, const std::string& state_dir, Dbis& d) {
     }
     if (rc != 0) return lmdb_status(rc, state_dir, std::string("open database ") + db.name);
   }
+  const int rc = mdb_dbi_open(txn, "leases", 0, &d.leases);
+  if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_status(rc, state_dir, "open database leases");
+  d.has_leases = rc == 0;
   return Status();
 }
 
@@ -113,7 +119,7 @@ Status check_main_database(MDB_txn* txn, const std::string& state_dir, Findings&
   int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
   for (; rc == 0; rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
     const std::string_view name = view_of(k);
-    if (name != "kv" && name != "meta" && name != "events") {
+    if (name != "kv" && name != "meta" && name != "events" && name != "leases") {
       found.problem("the main database names an unknown database " + text_value(name));
     }
   }
@@ -212,6 +218,33 @@ class StateWalk {
            }
          });
     return event_bytes;
+  }
+
+  // leases: sealed, decodable, and every key they name exists and is named by one lease only.
+  void lease_records(MDB_dbi leases, MDB_dbi kv) {
+    Lease lease;
+    std::map<std::string, std::uint64_t> owner;
+    walk(leases, StateDb::kLeases, "leases", report_.leases,
+         [&](std::string_view key, std::string_view stored) {
+           if (const RecordProblem p = decode_lease_record(key, stored, lease);
+               p != RecordProblem::kNone) {
+             found_.damaged(StateDb::kLeases, key, p);
+             return;
+           }
+           const std::string name = record_name(StateDb::kLeases, key);
+           if (lease.id == 0 || lease.ttl == 0) found_.problem(name + ": id or ttl 0");
+           for (const std::string& k : lease.keys) {
+             MDB_val want = val_of(k), got{};
+             if (k.empty() || k.size() > kMaxKeyBytes ||
+                 mdb_get(txn_, kv, &want, &got) == MDB_NOTFOUND) {
+               found_.problem(name + ": its key " + text_value(k) + " does not exist");
+             }
+             if (auto [it, fresh] = owner.emplace(k, lease.id); !fresh) {
+               found_.problem(name + ": its key " + text_value(k) + " is also on lease " +
+                              id_hex(it->second));
+             }
+           }
+         });
   }
 
  private:
@@ -328,11 +361,22 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
        {std::pair{d.kv, &kv_st}, std::pair{d.events, &ev_st}, std::pair{d.meta, &meta_st}}) {
     if (int rc = mdb_stat(txn.get(), dbi, st); rc != 0) return lmdb_status(rc, state_dir, "stat");
   }
-  const std::uint64_t total = kv_st.ms_entries + ev_st.ms_entries + meta_st.ms_entries;
+  MDB_stat lease_st{};
+  if (d.has_leases) {
+    if (int rc = mdb_stat(txn.get(), d.leases, &lease_st); rc != 0) {
+      return lmdb_status(rc, state_dir, "stat");
+    }
+  } else if (meta_ok && m.format >= 3) {
+    found.problem("the LMDB database 'leases' is missing (format version " +
+                  std::to_string(m.format) + " has one)");
+  }
+  const std::uint64_t total =
+      kv_st.ms_entries + ev_st.ms_entries + meta_st.ms_entries + lease_st.ms_entries;
   StateWalk walk(txn.get(), state_dir, options, report, found, m, meta_ok, total);
   walk.meta_records(d.meta);
   walk.kv_records(d.kv);
   const std::uint64_t event_bytes = walk.event_records(d.events);
+  if (d.has_leases) walk.lease_records(d.leases, d.kv);
 
   // LMDB's own statistics must agree with what its trees hold.
   const struct {
@@ -341,7 +385,8 @@ Result<StateCheckReport> check_state(const std::string& state_dir,
     std::uint64_t stat;
   } counts[] = {{"kv", report.keys, kv_st.ms_entries},
                 {"events", report.events, ev_st.ms_entries},
-                {"meta", report.meta_records, meta_st.ms_entries}};
+                {"meta", report.meta_records, meta_st.ms_entries},
+                {"leases", report.leases, lease_st.ms_entries}};
   for (const auto& c : counts) {
     if (c.walked != c.stat) {
       found.problem(std::string("the ") + c.name + " database holds " + std::to_string(c.walked) +

@@ -36,6 +36,7 @@ struct StateCheckReport {
   std::uint64_t keys = 0;      // records walked in each database
   std::uint64_t events = 0;
   std::uint64_t meta_records = 0;
+  std::uint64_t leases = 0;
   std::uint64_t bytes = 0;  // keys and values read
   // Records whose seal does not verify or whose body does not decode: "<record name>: <why>".
   std::vector<std::string> damaged;

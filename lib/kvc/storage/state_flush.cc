@@ -18,6 +18,14 @@ using namespace state_internal;  // the state machine's shared internals (state_
 
 bool StateMachine::freeze() {
   if (frozen_ != nullptr || active_->empty()) return false;
+  // The leases changed since the last freeze, as they stand now (the end of this layer).
+  Overlay::LeaseChanges changes;
+  for (const std::uint64_t id : dirty_leases_) {
+    changes.emplace(id,
+                    leases_.contains(id) ? std::optional<Lease>(lease_value(id)) : std::nullopt);
+  }
+  dirty_leases_.clear();
+  active_->set_lease_changes(std::move(changes));
   const std::uint64_t last = active_->last_index(), term = active_->last_term();
   frozen_ = std::move(active_);
   active_ = std::make_unique<Overlay>(last, term);
@@ -46,6 +54,19 @@ Status StateMachine::flush() {
       encode_kv_record(buf, key, slot.value, slot.create_revision, slot.mod_revision, slot.version);
       MDB_val v = val_of(buf);
       KVC_MDB(mdb_put(txn.get(), dbs_->kv, &k, &v, 0), "flush put");
+    }
+  }
+  // Leases, each whole as it stands at the layer's end.
+  for (const auto& [id, lease] : f.lease_changes()) {
+    const std::string lk = lease_key(id);
+    MDB_val k = val_of(lk);
+    if (!lease) {
+      const int rc = mdb_del(txn.get(), dbs_->leases, &k, nullptr);
+      if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_error(rc, "flush lease delete");
+    } else {
+      encode_lease_record(buf, *lease);
+      MDB_val v = val_of(buf);
+      KVC_MDB(mdb_put(txn.get(), dbs_->leases, &k, &v, 0), "flush lease");
     }
   }
   // Events, appended: their keys are above everything stored.
@@ -156,6 +177,19 @@ Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");
+  Cursor lc;
+  KVC_MDB(lc.open(txn.get(), dbs_->leases), "open leases cursor");
+  Lease lease;
+  rc = mdb_cursor_get(lc.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kLeases, view_of(k), p);
+    }
+    h.add_lease(lease);
+    rc = mdb_cursor_get(lc.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read leases");
   return IndexedHash{meta.applied_index, h.finish(meta.applied_index)};
 }
 

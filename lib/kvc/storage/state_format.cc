@@ -2,6 +2,7 @@
 
 #include "kvc/common/coding.h"
 #include "kvc/common/crc32c.h"
+#include "kvc/common/text.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/state_mutation.h"
 #include "kvc/storage/tool_util.h"
@@ -34,6 +35,8 @@ std::string_view state_db_name(StateDb db) {
       return "events";
     case StateDb::kMeta:
       return "meta";
+    case StateDb::kLeases:
+      return "leases";
   }
   return "unknown";
 }
@@ -152,6 +155,45 @@ RecordProblem decode_event_record(std::string_view key, std::string_view stored,
   return RecordProblem::kNone;
 }
 
+std::string lease_key(std::uint64_t id) {
+  std::string k(kLeaseKeyBytes, '\0');
+  store_u64_be(k.data(), id);
+  return k;
+}
+
+bool parse_lease_key(std::string_view key, std::uint64_t& id) {
+  if (key.size() != kLeaseKeyBytes) return false;
+  id = get_u64_be(key.data());
+  return true;
+}
+
+void encode_lease_record(std::string& out, const Lease& lease) {
+  std::string body;
+  put_varint(body, lease.ttl);
+  put_varint(body, lease.granted_index);
+  put_varint(body, lease.keys.size());
+  for (const std::string& k : lease.keys) put_string(body, k);
+  seal_record(out, StateDb::kLeases, lease_key(lease.id), body);
+}
+
+RecordProblem decode_lease_record(std::string_view key, std::string_view stored, Lease& lease) {
+  std::optional<std::string_view> body = unseal_record(StateDb::kLeases, key, stored);
+  if (!body) return RecordProblem::kChecksum;
+  std::string_view in = *body;
+  std::uint64_t n = 0;
+  if (!parse_lease_key(key, lease.id) || !get_varint(in, lease.ttl) ||
+      !get_varint(in, lease.granted_index) || !get_varint(in, n) || n > in.size()) {
+    return RecordProblem::kMalformed;
+  }
+  lease.keys.assign(static_cast<std::size_t>(n), std::string());
+  for (std::size_t i = 0; i < lease.keys.size(); ++i) {
+    if (!get_string(in, lease.keys[i]) || (i > 0 && !(lease.keys[i - 1] < lease.keys[i]))) {
+      return RecordProblem::kMalformed;
+    }
+  }
+  return in.empty() ? RecordProblem::kNone : RecordProblem::kMalformed;
+}
+
 std::string u64_bytes(std::uint64_t v) { return u64_le_bytes(v); }
 
 bool parse_u64(std::string_view s, std::uint64_t& v) {
@@ -174,6 +216,11 @@ std::string record_name(StateDb db, std::string_view key) {
     }
     case StateDb::kMeta:
       return "meta field " + text_value(key);
+    case StateDb::kLeases: {
+      std::uint64_t id = 0;
+      if (parse_lease_key(key, id)) return "lease " + id_hex(id);
+      return "lease with the malformed key " + text_value(key);
+    }
   }
   return "record " + text_value(key);
 }

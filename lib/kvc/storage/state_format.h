@@ -18,13 +18,14 @@ namespace kvc::storage {
 
 // Version 1 stored the same bodies without the checksum; kvc upgrades a version 1 state when it
 // opens it (docs/state.md, "Format versions").
-inline constexpr std::uint32_t kStateFormatVersion = 2;
+// Version 3 added the leases database (a version 2 state gains an empty one when opened).
+inline constexpr std::uint32_t kStateFormatVersion = 3;
 inline constexpr std::size_t kRecordCrcBytes = 4;
 
-// The three named databases. The value of each enumerator is the tag byte its records' checksums
+// The four named databases. The value of each enumerator is the tag byte its records' checksums
 // start with.
-enum class StateDb : char { kKv = 'k', kEvents = 'e', kMeta = 'm' };
-std::string_view state_db_name(StateDb db);  // "kv", "events", "meta"
+enum class StateDb : char { kKv = 'k', kEvents = 'e', kMeta = 'm', kLeases = 'l' };
+std::string_view state_db_name(StateDb db);  // "kv", "events", "meta", "leases"
 
 // Why a stored record cannot be used.
 enum class RecordProblem : std::uint8_t {
@@ -64,6 +65,16 @@ void encode_event_record(std::string& out, std::string_view key, const Event& e)
 // Checks the seal, then decodes (revision and sequence come from the key).
 RecordProblem decode_event_record(std::string_view key, std::string_view stored, Event& e);
 
+// leases database (version 3): key = u64 lease id, big-endian; body = varint ttl seconds,
+// varint granted index, varint key count, then each attached key as varint length + bytes, in
+// ascending order.
+inline constexpr std::size_t kLeaseKeyBytes = 8;
+std::string lease_key(std::uint64_t id);
+bool parse_lease_key(std::string_view key, std::uint64_t& id);
+void encode_lease_record(std::string& out, const Lease& lease);
+// Checks the seal, then decodes (the id comes from the key). Keys out of order are malformed.
+RecordProblem decode_lease_record(std::string_view key, std::string_view stored, Lease& lease);
+
 // meta database: one record per field, named by these keys. Integers are u64 little-endian
 // bodies; the membership is membership.h's encoding.
 inline constexpr std::string_view kMetaFormat = "format";
@@ -84,7 +95,7 @@ bool parse_u64(std::string_view s, std::uint64_t& v);
 
 // How damage reports and error messages name a record: `key "a/1"` (kvc-wal's escaping: valid
 // UTF-8 in quotes with control characters escaped, anything else as hex), `event 12/0`
-// (revision/sequence) or `meta field applied_index`.
+// (revision/sequence), `meta field applied_index` or `lease 3f2a` (its id in hex).
 std::string record_name(StateDb db, std::string_view key);
 
 }  // namespace kvc::storage

@@ -33,12 +33,14 @@ Result<ScrubBatch> StateMachine::scrub(const ScrubCursor& from, std::size_t max_
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "scrub: begin read");
   ScrubCursor& at = batch.next;
   while (!at.done() && batch.records < max_records) {
-    const StateDb db = at.stage == ScrubCursor::Stage::kMeta ? StateDb::kMeta
-                       : at.stage == ScrubCursor::Stage::kKv ? StateDb::kKv
-                                                             : StateDb::kEvents;
-    const MDB_dbi dbi = db == StateDb::kMeta ? dbs_->meta
-                        : db == StateDb::kKv ? dbs_->kv
-                                             : dbs_->events;
+    const StateDb db = at.stage == ScrubCursor::Stage::kMeta     ? StateDb::kMeta
+                       : at.stage == ScrubCursor::Stage::kKv     ? StateDb::kKv
+                       : at.stage == ScrubCursor::Stage::kEvents ? StateDb::kEvents
+                                                                 : StateDb::kLeases;
+    const MDB_dbi dbi = db == StateDb::kMeta     ? dbs_->meta
+                        : db == StateDb::kKv     ? dbs_->kv
+                        : db == StateDb::kEvents ? dbs_->events
+                                                 : dbs_->leases;
     Cursor c;
     KVC_MDB(c.open(txn.get(), dbi), "scrub: open cursor");
     MDB_val k = val_of(at.next_key), v;
@@ -68,6 +70,9 @@ Result<ScrubBatch> StateMachine::scrub(const ScrubCursor& from, std::size_t max_
       } else if (db == StateDb::kEvents) {
         Event e;
         p = decode_event_record(key, stored, e);
+      } else if (db == StateDb::kLeases) {
+        Lease l;
+        p = decode_lease_record(key, stored, l);
       } else if (!unseal_record(StateDb::kMeta, key, stored)) {
         p = RecordProblem::kChecksum;
       }

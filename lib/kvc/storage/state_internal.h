@@ -25,6 +25,7 @@ struct StateMachine::Dbs {
   MDB_dbi kv = 0;
   MDB_dbi meta = 0;
   MDB_dbi events = 0;
+  MDB_dbi leases = 0;
 };
 
 // A named namespace (not an anonymous one): the state machine's files share these.

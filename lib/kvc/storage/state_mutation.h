@@ -21,6 +21,8 @@ enum class StateMutation : std::uint8_t {
   kFlushSkipsTombstones,
   // Stored records are not verified on reading (state_format.cc): a damaged value is served.
   kReadsSkipChecksum,
+  // A txn stops after its first write: the rest of its branch is silently dropped (not atomic).
+  kTxnAppliesHalf,
 };
 
 #ifdef KVC_MUTATIONS

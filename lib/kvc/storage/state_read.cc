@@ -82,6 +82,7 @@ Result<RangePage> StateMachine::range_view(const RangeRequest& req) {
     }
     KeyValue kv;
     KVC_RETURN_IF_ERROR(cur.current(kv, !req.keys_only));
+    kv.lease = lease_of(kv.key);
     page.kvs.push_back(std::move(kv));
     KVC_RETURN_IF_ERROR(cur.next());
   }
@@ -102,6 +103,7 @@ Result<std::uint64_t> StateMachine::hash_view() {
     h.add(kv);
     KVC_RETURN_IF_ERROR(cur.next());
   }
+  for (const auto& [id, slot] : leases_) h.add_lease(lease_value(id));
   return h.finish(applied_index());
 }
 

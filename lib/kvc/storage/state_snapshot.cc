@@ -44,6 +44,9 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
   h.revision = meta.revision;
   h.created_unix_ms = now_unix_ms();
   h.membership = std::move(meta.membership);
+  MDB_stat lst{};
+  KVC_MDB(mdb_stat(txn.get(), dbs_->leases, &lst), "stat leases");
+  h.lease_count = lst.ms_entries;
   const std::string path = path_for(h);
   if (keep_existing && path_exists(path)) {
     // A snapshot of this very state (same index and term) is there already: rewriting it
@@ -72,6 +75,19 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read");
+  Cursor lc;
+  KVC_MDB(lc.open(txn.get(), dbs_->leases), "open leases cursor");
+  Lease lease;
+  rc = mdb_cursor_get(lc.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kLeases, view_of(k), p);
+    }
+    KVC_RETURN_IF_ERROR((*w)->add_lease(lease));
+    rc = mdb_cursor_get(lc.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read leases");
   Result<SnapshotInfo> info = (*w)->finish();
   if (info.ok() && progress) progress(st.ms_entries, st.ms_entries);
   return info;
@@ -122,7 +138,7 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
   // The staging environment does not sync its commits (MDB_NOSYNC): nothing refers to it until
   // the mdb_env_sync below has made all of it durable (docs/state.md, "The one MDB_NOSYNC").
   MDB_env* env = nullptr;
-  MDB_dbi kv = 0, meta_dbi = 0, events = 0;
+  MDB_dbi kv = 0, meta_dbi = 0, events = 0, leases = 0;
   auto cleanup = [&](Status s) -> Result<StagedInstall> {
     if (env != nullptr) mdb_env_close(env);
     env = nullptr;
@@ -142,7 +158,8 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
     if (rc == 0 && create_dbs) {
       if ((rc = mdb_dbi_open(t.get(), "kv", MDB_CREATE, &kv)) != 0) return rc;
       if ((rc = mdb_dbi_open(t.get(), "meta", MDB_CREATE, &meta_dbi)) != 0) return rc;
-      rc = mdb_dbi_open(t.get(), "events", MDB_CREATE, &events);
+      if ((rc = mdb_dbi_open(t.get(), "events", MDB_CREATE, &events)) != 0) return rc;
+      rc = mdb_dbi_open(t.get(), "leases", MDB_CREATE, &leases);
     }
     return rc;
   };
@@ -167,7 +184,14 @@ Result<StagedInstall> StateMachine::stage_install(const std::string& snapshot_pa
         }
         return Status();
       },
-      progress);
+      progress,
+      [&](const Lease& l) -> Status {
+        encode_lease_record(buf, l);
+        const std::string lk = lease_key(l.id);
+        MDB_val k = val_of(lk), v = val_of(buf);
+        KVC_MDB(mdb_put(txn->get(), leases, &k, &v, MDB_APPEND), "stage: lease");
+        return Status();
+      });
   if (!s.ok()) {
     if (problem != nullptr) *problem = reader->problem();
     txn.reset();

@@ -81,6 +81,7 @@ void print_json(ToolContext& ctx, const StateCheckResult& c) {
       .num("keys", c.report.keys)
       .num("events", c.report.events)
       .num("meta_records", c.report.meta_records)
+      .num("leases", c.report.leases)
       .num("bytes", c.report.bytes)
       .boolean("checksums", c.report.facts.format >= 2)
       .num("damaged_count", c.report.damaged_count)
@@ -117,7 +118,8 @@ void print_text(ToolContext& ctx, const StateCheckResult& c) {
   o << "applied:    index " << c.report.facts.applied_index << ", term "
     << c.report.facts.applied_term << ", revision " << c.report.facts.revision << "\n";
   o << "records:    " << c.report.keys << " keys, " << c.report.events << " events, "
-    << c.report.meta_records << " meta (" << human_bytes(c.report.bytes) << ")\n";
+    << c.report.meta_records << " meta, " << c.report.leases << " leases ("
+    << human_bytes(c.report.bytes) << ")\n";
   if (c.report.facts.format < 2) {
     o << "checksums:  none (format 1; kvc-node adds them when it next opens this state)\n";
   } else if (c.report.damaged_count == 0) {

@@ -30,6 +30,18 @@ void StateHasher::add(const KeyValue& kv) {
   mix_u64(kv.version);
 }
 
+void StateHasher::add_lease(const Lease& lease) {
+  mix("L", 1);
+  mix_u64(lease.id);
+  mix_u64(lease.ttl);
+  mix_u64(lease.granted_index);
+  mix_u64(lease.keys.size());
+  for (const std::string& k : lease.keys) {
+    mix_u64(k.size());
+    mix(k.data(), k.size());
+  }
+}
+
 std::uint64_t StateHasher::finish(std::uint64_t applied_index) const {
   StateHasher copy = *this;
   copy.mix_u64(applied_index);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kvc::storage {
 
@@ -28,8 +29,22 @@ struct KeyValue {
   std::uint64_t create_revision = 0;  // revision of the put that created the key
   std::uint64_t mod_revision = 0;     // revision of the last write to it
   std::uint64_t version = 0;          // writes since creation (1 after the creating put)
+  // The lease the key is attached to (0: none). Kept in the lease table, not in the key's
+  // record: filled by the state machine's reads; snapshot records do not carry it.
+  std::uint64_t lease = 0;
 
   friend bool operator==(const KeyValue&, const KeyValue&) = default;
+};
+
+// A lease: a time to live that the leader counts down on its own clock, and the keys that go
+// when it ends (revoked by a client, or expired by the leader through a committed revoke).
+struct Lease {
+  std::uint64_t id = 0;             // chosen by the leader that granted it; never 0
+  std::uint64_t ttl = 0;            // seconds, as granted
+  std::uint64_t granted_index = 0;  // the Raft index of the entry that granted it
+  std::vector<std::string> keys;    // attached keys, ascending
+
+  friend bool operator==(const Lease&, const Lease&) = default;
 };
 
 enum class EventType : std::uint8_t { kPut = 1, kDelete = 2 };
@@ -75,12 +90,16 @@ using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
 // The state hash: FNV-1a 64 over every key in ascending key order (each field length-prefixed:
 // key, value, create_revision, mod_revision, version as 8-byte little-endian integers), then
-// the applied index. Equal states at equal applied indexes give equal hashes; any difference in
-// a key, value or revision changes it with high probability. Exposed so that tests and tools
+// every lease in ascending id order (a tag byte 'L', id, ttl, granted index, key count, each
+// key length-prefixed; nothing when there are no leases, so a state without leases hashes as it
+// did before leases existed), then the applied index. Equal states at equal applied indexes give
+// equal hashes; any difference in a key, value, revision or lease changes it with high
+// probability. Exposed so that tests and tools
 // can hash a state they built another way.
 class StateHasher {
  public:
-  void add(const KeyValue& kv);
+  void add(const KeyValue& kv);        // every key first, ascending
+  void add_lease(const Lease& lease);  // then every lease, ascending by id
   std::uint64_t finish(std::uint64_t applied_index) const;
 
  private:

@@ -30,16 +30,41 @@ std::string command_text(const raft::Entry& e) {
   if (!c.ok()) {
     return "data=" + text_value(e.data) + " undecodable=" + text_value(c.status().message());
   }
+  // A txn or a lease command reads as describe_command writes it (every byte printable).
+  if (c->op == CommandOp::kTxn || c->op == CommandOp::kLeaseGrant ||
+      c->op == CommandOp::kLeaseRevoke) {
+    return describe_command(*c);
+  }
   std::string s(command_op_name(c->op));
   s += c->op == CommandOp::kDeletePrefix ? " prefix=" : " key=";
   s += text_value(c->key);
   if (c->op == CommandOp::kCas) s += " expect_revision=" + std::to_string(c->expect_revision);
-  if (c->op == CommandOp::kPut || c->op == CommandOp::kCas) s += " value=" + text_value(c->value);
+  if (c->op == CommandOp::kPut || c->op == CommandOp::kCas || c->op == CommandOp::kPutLease) {
+    s += " value=" + text_value(c->value);
+  }
+  if (c->op == CommandOp::kPutLease) s += " lease=" + id_hex(c->lease);
   if (c->op == CommandOp::kHashVerdict) {
     s += " index=" + std::to_string(c->expect_revision) + " hash=" + hash_hex(c->hash);
   }
   s += " request_id=" + std::to_string(c->request_id);
   return s;
+}
+
+// A txn branch as a JSON array of op objects.
+std::string txn_ops_json(const std::vector<TxnOp>& ops) {
+  std::string out = "[";
+  for (const TxnOp& op : ops) {
+    if (out.size() > 1) out += ",";
+    JsonObject o;
+    o.str("type", txn_op_name(op.type)).bytes("key", op.key);
+    if (op.type == TxnOpType::kPut) {
+      o.bytes("value", op.value);
+      if (op.lease != 0) o.str("lease", id_hex(op.lease));
+    }
+    if (op.type == TxnOpType::kGetPrefix || op.type == TxnOpType::kGet) o.num("limit", op.limit);
+    out += o.done();
+  }
+  return out + "]";
 }
 
 void command_json(JsonObject& j, const raft::Entry& e) {
@@ -59,9 +84,35 @@ void command_json(JsonObject& j, const raft::Entry& e) {
   JsonObject cj;
   cj.str("op", command_op_name(c->op)).num("request_id", c->request_id).bytes("key", c->key);
   if (c->op == CommandOp::kCas) cj.num("expect_revision", c->expect_revision);
-  if (c->op == CommandOp::kPut || c->op == CommandOp::kCas) cj.bytes("value", c->value);
+  if (c->op == CommandOp::kPut || c->op == CommandOp::kCas || c->op == CommandOp::kPutLease) {
+    cj.bytes("value", c->value);
+  }
+  if (c->op == CommandOp::kPutLease || c->op == CommandOp::kLeaseGrant ||
+      c->op == CommandOp::kLeaseRevoke) {
+    cj.str("lease", id_hex(c->lease));
+  }
+  if (c->op == CommandOp::kLeaseGrant) cj.num("ttl", c->ttl);
   if (c->op == CommandOp::kHashVerdict) {
     cj.num("index", c->expect_revision).str("hash", hash_hex(c->hash));
+  }
+  if (c->op == CommandOp::kTxn) {
+    std::string cmps = "[";
+    for (const Compare& cmp : c->compares) {
+      if (cmps.size() > 1) cmps += ",";
+      JsonObject o;
+      o.str("target", compare_target_name(cmp.target))
+          .str("op", compare_op_name(cmp.op))
+          .bytes("key", cmp.key);
+      if (cmp.target == CompareTarget::kValue) {
+        o.bytes("value", cmp.value);
+      } else {
+        o.num("number", cmp.number);
+      }
+      cmps += o.done();
+    }
+    cj.raw("compares", cmps + "]")
+        .raw("then", txn_ops_json(c->then_ops))
+        .raw("else", txn_ops_json(c->else_ops));
   }
   j.raw("command", cj.done());
 }

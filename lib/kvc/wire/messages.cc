@@ -61,7 +61,12 @@ enum : std::uint32_t {
   kClientAddr,
   kLearner,
   kForce,
-  kTimeoutMs
+  kTimeoutMs,
+  kLease,
+  kTtl,
+  kCompares,
+  kThenOps,
+  kElseOps
 };
 }
 namespace resp_f {
@@ -85,7 +90,12 @@ enum : std::uint32_t {
   kData,
   kDone,
   kHash,
-  kMemberId
+  kMemberId,
+  kLease,
+  kTtl,
+  kLeases,
+  kSucceeded,
+  kTxnResults
 };
 }
 namespace status_f {
@@ -160,8 +170,7 @@ struct OpCodec : UintCodec {
   static Status read(const msgpack::object& o, Op* op, const char* what) {
     std::uint64_t v = 0;
     KVC_RETURN_IF_ERROR(get_uint(o, &v, what));
-    if (v < static_cast<std::uint64_t>(Op::kGet) ||
-        v > static_cast<std::uint64_t>(Op::kMemberUpdate)) {
+    if (v < static_cast<std::uint64_t>(Op::kGet) || v > static_cast<std::uint64_t>(Op::kTxn)) {
       return Status::invalid_argument("request: unknown op " + std::to_string(v));
     }
     *op = static_cast<Op>(v);
@@ -177,8 +186,46 @@ constexpr auto kv_fields = [](auto& io, auto& kv) {
   io.uint(2, "kv.create_revision", kv.create_revision);
   io.uint(3, "kv.mod_revision", kv.mod_revision);
   io.uint(4, "kv.version", kv.version);
+  io.uint(5, "kv.lease", kv.lease);  // absent from older members: 0
 };
 using KvCodec = ArrayCodec<decltype(kv_fields), 5>;
+
+using CompareTargetCodec = EnumCodec<CompareTarget::kValue, CompareTarget::kLease>;
+using CompareOpCodec = EnumCodec<CompareOp::kEqual, CompareOp::kGreater>;
+using TxnOpTypeCodec = EnumCodec<TxnOpType::kPut, TxnOpType::kGetPrefix>;
+
+constexpr auto compare_fields = [](auto& io, auto& c) {
+  io.field(0, "compare.target", c.target, CompareTargetCodec{});
+  io.field(1, "compare.op", c.op, CompareOpCodec{});
+  io.bin(2, "compare.key", c.key);
+  io.bin(3, "compare.value", c.value);
+  io.uint(4, "compare.number", c.number);
+};
+using CompareCodec = ArrayCodec<decltype(compare_fields), 5>;
+
+constexpr auto txn_op_fields = [](auto& io, auto& op) {
+  io.field(0, "txn_op.type", op.type, TxnOpTypeCodec{});
+  io.bin(1, "txn_op.key", op.key);
+  io.bin(2, "txn_op.value", op.value);
+  io.uint(3, "txn_op.lease", op.lease);
+  io.uint(4, "txn_op.limit", op.limit);
+};
+using TxnOpCodec = ArrayCodec<decltype(txn_op_fields), 5>;
+
+constexpr auto txn_result_fields = [](auto& io, auto& r) {
+  io.field(0, "txn_result.type", r.type, TxnOpTypeCodec{});
+  io.uint(1, "txn_result.revision", r.revision);
+  io.uint(2, "txn_result.deleted", r.deleted);
+  io.field(3, "txn_result.kvs", r.kvs, ListCodec<KvCodec>{});
+  io.boolean(4, "txn_result.more", r.more);
+};
+
+constexpr auto lease_fields = [](auto& io, auto& l) {
+  io.uint(0, "lease.id", l.id);
+  io.uint(1, "lease.ttl", l.ttl);
+  io.uint(2, "lease.remaining_ms", l.remaining_ms);
+  io.field(3, "lease.keys", l.keys, ListCodec<BinCodec>{});
+};
 
 constexpr auto member_fields = [](auto& io, auto& mi) {
   io.uint(0, "member.id", mi.id);
@@ -286,6 +333,11 @@ constexpr auto request_fields = [](auto& io, auto& m) {
   io.boolean(req_f::kLearner, "request.learner", m.learner);
   io.boolean(req_f::kForce, "request.force", m.force);
   io.uint(req_f::kTimeoutMs, "request.timeout_ms", m.timeout_ms);
+  io.uint(req_f::kLease, "request.lease", m.lease);
+  io.uint(req_f::kTtl, "request.ttl", m.ttl);
+  io.field(req_f::kCompares, "request.compares", m.compares, ListCodec<CompareCodec>{});
+  io.field(req_f::kThenOps, "request.then_ops", m.then_ops, ListCodec<TxnOpCodec>{});
+  io.field(req_f::kElseOps, "request.else_ops", m.else_ops, ListCodec<TxnOpCodec>{});
 };
 
 // Long on purpose: one line per field of the response map, in the order wire/messages.h lists
@@ -313,6 +365,13 @@ constexpr auto response_fields = [](auto& io, auto& m) {
   io.boolean(resp_f::kDone, "response.done", m.done);
   io.uint(resp_f::kHash, "response.hash", m.hash);
   io.uint(resp_f::kMemberId, "response.member_id", m.member_id);
+  io.uint(resp_f::kLease, "response.lease", m.lease);
+  io.uint(resp_f::kTtl, "response.ttl", m.ttl);
+  io.field(resp_f::kLeases, "response.leases", m.leases,
+           ListCodec<ArrayCodec<decltype(lease_fields), 4>>{});
+  io.boolean(resp_f::kSucceeded, "response.succeeded", m.succeeded);
+  io.field(resp_f::kTxnResults, "response.txn_results", m.txn_results,
+           ListCodec<ArrayCodec<decltype(txn_result_fields), 5>>{});
 };
 
 }  // namespace
@@ -357,6 +416,18 @@ std::string_view op_name(Op op) {
       return "hash";
     case Op::kMemberUpdate:
       return "member_update";
+    case Op::kLeaseGrant:
+      return "lease_grant";
+    case Op::kLeaseRevoke:
+      return "lease_revoke";
+    case Op::kLeaseKeepAlive:
+      return "lease_keep_alive";
+    case Op::kLeaseTtl:
+      return "lease_ttl";
+    case Op::kLeaseList:
+      return "lease_list";
+    case Op::kTxn:
+      return "txn";
   }
   return "unknown";
 }

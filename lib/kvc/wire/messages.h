@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kvc/common/status.h"
+#include "kvc/common/txn.h"
 #include "kvc/wire/msgpack_io.h"
 
 namespace kvc::wire {
@@ -106,6 +107,12 @@ enum class Op : std::uint8_t {
   kSnapshotSave = 17,    // -> stream of responses with data chunks, the last with `done`
   kHash = 18,            // -> hash and revision of this member's state at a committed index
   kMemberUpdate = 19,    // member_id or name, peer_addr: change a member's peer address
+  kLeaseGrant = 20,      // ttl (seconds), lease (0: the leader picks) -> lease, ttl
+  kLeaseRevoke = 21,     // lease -> count (keys deleted), revision
+  kLeaseKeepAlive = 22,  // lease -> ttl (the leader restarted its countdown at ttl seconds)
+  kLeaseTtl = 23,        // lease, keys_only (true: with its keys) -> leases (one)
+  kLeaseList = 24,       // -> leases (without keys)
+  kTxn = 25,             // compares, then_ops, else_ops -> succeeded, txn_results, revision
 };
 std::string_view op_name(Op op);
 
@@ -115,8 +122,32 @@ struct KeyValue {
   std::uint64_t create_revision = 0;
   std::uint64_t mod_revision = 0;
   std::uint64_t version = 0;
+  std::uint64_t lease = 0;  // the lease the key is attached to, 0: none
 
   friend bool operator==(const KeyValue&, const KeyValue&) = default;
+};
+
+// A lease as the leader sees it.
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::uint64_t ttl = 0;  // seconds, as granted
+  // Milliseconds until the leader expires it, on its clock; 0 when it is due (a revoke is on its
+  // way).
+  std::uint64_t remaining_ms = 0;
+  std::vector<std::string> keys;  // lease_ttl with keys_only set: its keys
+
+  friend bool operator==(const LeaseInfo&, const LeaseInfo&) = default;
+};
+
+// The result of one op of a txn's branch that ran.
+struct TxnResult {
+  TxnOpType type = TxnOpType::kGet;
+  std::uint64_t revision = 0;  // put, and deletes that removed keys: the txn's revision
+  std::uint64_t deleted = 0;   // delete, delete_prefix: keys removed
+  std::vector<KeyValue> kvs;   // get, get_prefix
+  bool more = false;           // get_prefix: more keys past its limit
+
+  friend bool operator==(const TxnResult&, const TxnResult&) = default;
 };
 
 enum class EventType : std::uint8_t { kPut = 1, kDelete = 2 };
@@ -187,7 +218,12 @@ struct Request {
   std::string client_addr;
   bool learner = false;
   bool force = false;
-  std::uint64_t timeout_ms = 0;  // the client's deadline; the member gives up after it
+  std::uint64_t timeout_ms = 0;   // the client's deadline; the member gives up after it
+  std::uint64_t lease = 0;        // put, cas: attach the key to it; lease ops: which lease
+  std::uint64_t ttl = 0;          // lease_grant: seconds
+  std::vector<Compare> compares;  // txn
+  std::vector<TxnOp> then_ops;    // txn: when every compare holds
+  std::vector<TxnOp> else_ops;    // txn: otherwise
 
   friend bool operator==(const Request&, const Request&) = default;
 };
@@ -214,7 +250,12 @@ struct Response {
   std::string data;                    // snapshot chunk
   bool done = false;                   // last response of a stream
   std::uint64_t hash = 0;
-  std::uint64_t member_id = 0;  // the answering member
+  std::uint64_t member_id = 0;         // the answering member
+  std::uint64_t lease = 0;             // lease_grant: the new lease's id
+  std::uint64_t ttl = 0;               // lease_grant, lease_keep_alive: seconds
+  std::vector<LeaseInfo> leases;       // lease_ttl (one), lease_list
+  bool succeeded = false;              // txn: every compare held
+  std::vector<TxnResult> txn_results;  // txn: one per op of the branch that ran
 
   friend bool operator==(const Response&, const Response&) = default;
 };
