@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "coordination.h"
 #include "kvc/client/client.h"
 #include "kvc/common/text.h"
 #include "output.h"
@@ -97,6 +98,7 @@ Table kv_table(bool keys_only) {
 // --- put ---------------------------------------------------------------------------------
 struct PutArgs {
   std::string key, value;
+  std::string lease;  // --lease ID (hex)
 };
 int run_put(const PutArgs& a) {
   std::string value = a.value;
@@ -105,9 +107,16 @@ int run_put(const PutArgs& a) {
     if (!in.ok()) return fail(in.status());
     value = std::move(*in);
   }
+  std::uint64_t lease = 0;
+  if (!a.lease.empty()) {
+    Result<std::uint64_t> id = parse_lease_id(a.lease);
+    if (!id.ok()) return fail(id.status());
+    lease = *id;
+  }
   auto c = connect();
   if (!c.ok()) return fail(c.status());
-  wire::Response r = (*c)->put(a.key, value);
+  wire::Response r =
+      (*c)->call_sync({.op = wire::Op::kPut, .key = a.key, .value = value, .lease = lease});
   if (int rc = check(r); rc != 0) return rc;
   switch (g.format) {
     case Format::kSimple:
@@ -221,11 +230,26 @@ int run_list(const ListArgs& a) {
 struct DelArgs {
   std::string key;
   bool prefix = false;
+  std::uint64_t expect = 0;  // --expect-revision: delete only at this mod revision
 };
 int run_del(const DelArgs& a) {
+  if (a.prefix && a.expect != 0) {
+    return fail(Status::invalid_argument("--expect-revision deletes one key, not a --prefix"));
+  }
   auto c = connect();
   if (!c.ok()) return fail(c.status());
-  wire::Response r = (*c)->call_sync({.op = wire::Op::kDelete, .key = a.key, .prefix = a.prefix});
+  wire::Response r = (*c)->call_sync(
+      {.op = wire::Op::kDelete, .key = a.key, .prefix = a.prefix, .expect_revision = a.expect});
+  if (r.code == Code::kCompareFailed) {
+    std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
+    if (g.format == Format::kJson) {
+      std::string o = "{";
+      json_bool(o, "succeeded", false);
+      json_uint(o, "mod_revision", r.revision);
+      std::printf("%s}\n", o.c_str());
+    }
+    return kExitCompareFailed;
+  }
   if (int rc = check(r); rc != 0) return rc;
   const std::uint64_t n = a.prefix ? r.count : (r.found ? 1 : 0);
   if (n == 0 && !a.prefix) return fail(Status::not_found("key not found: " + printable(a.key)));
@@ -283,6 +307,7 @@ int run_exists(const ExistsArgs& a) {
 struct CasArgs {
   std::string key, value;
   std::uint64_t expect = 0;
+  std::string lease;
 };
 int run_cas(const CasArgs& a) {
   std::string value = a.value;
@@ -291,9 +316,19 @@ int run_cas(const CasArgs& a) {
     if (!in.ok()) return fail(in.status());
     value = std::move(*in);
   }
+  std::uint64_t lease = 0;
+  if (!a.lease.empty()) {
+    Result<std::uint64_t> id = parse_lease_id(a.lease);
+    if (!id.ok()) return fail(id.status());
+    lease = *id;
+  }
   auto c = connect();
   if (!c.ok()) return fail(c.status());
-  wire::Response r = (*c)->cas(a.key, value, a.expect);
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kCas,
+                                      .key = a.key,
+                                      .value = value,
+                                      .expect_revision = a.expect,
+                                      .lease = lease});
   if (r.code == Code::kCompareFailed) {
     std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
     if (g.format == Format::kJson) {
@@ -530,6 +565,9 @@ int main(int argc, char** argv) {
   put_cmd->add_option("key", put.key, "The key")->required();
   put_cmd->add_option("value", put.value, "The value, or - to read it from standard input")
       ->required();
+  put_cmd->add_option("--lease", put.lease,
+                      "Attach the key to this lease (hex id from lease grant): it is deleted "
+                      "when the lease ends");
   put_cmd->footer(example("kvc-ctl put /clusters/c1/shard/0 '{\"primary\":\"10.0.0.1:6666\"}'"));
 
   GetArgs get;
@@ -546,6 +584,9 @@ int main(int argc, char** argv) {
   auto* del_cmd = app.add_subcommand("del", "Delete a key (or every key under a prefix)");
   del_cmd->add_option("key", del.key, "The key, or the prefix with --prefix")->required();
   del_cmd->add_flag("--prefix", del.prefix, "Delete every key that starts with KEY");
+  del_cmd->add_option("--expect-revision", del.expect,
+                      "Delete only if the key's mod revision is this (compare-and-delete; "
+                      "exit 4 otherwise)");
   del_cmd->footer(example("kvc-ctl del --prefix /tmp/"));
 
   ExistsArgs exists;
@@ -573,6 +614,7 @@ int main(int argc, char** argv) {
       ->add_option("--expect-revision", cas.expect,
                    "The key's current mod revision; 0 means the key must not exist")
       ->required();
+  cas_cmd->add_option("--lease", cas.lease, "Attach the key to this lease (hex id)");
   cas_cmd->footer(example("kvc-ctl cas /leader-lease me --expect-revision 0"));
 
   WatchArgs watch;
@@ -678,6 +720,72 @@ int main(int argc, char** argv) {
   auto* check_hash_cmd =
       check_cmd->add_subcommand("hash", "Compare every member's state hash at the same log index");
   check_hash_cmd->footer(example("kvc-ctl check hash"));
+  auto* lease_cmd = app.add_subcommand("lease", "Leases: keys that vanish when their holder stops");
+  lease_cmd->require_subcommand(1);
+  lease_cmd->footer(
+      "Examples:\n"
+      "  id=$(kvc-ctl lease grant 10 -o json | jq -r .lease)\n"
+      "  kvc-ctl put /nodes/n1 alive --lease $id\n"
+      "  kvc-ctl lease keep-alive $id &\n"
+      "  kvc-ctl lease ttl $id --keys");
+  std::uint64_t grant_ttl = 0;
+  auto* lease_grant_cmd =
+      lease_cmd->add_subcommand("grant", "Grant a lease of TTL seconds and print its id");
+  lease_grant_cmd->add_option("ttl", grant_ttl, "Seconds (the leader raises it to its minimum)")
+      ->required();
+  lease_grant_cmd->footer(example("kvc-ctl lease grant 30"));
+  std::string lease_id;
+  auto* lease_revoke_cmd =
+      lease_cmd->add_subcommand("revoke", "End a lease now: its keys are deleted in one revision");
+  lease_revoke_cmd->add_option("id", lease_id, "The lease id (hex)")->required();
+  lease_revoke_cmd->footer(example("kvc-ctl lease revoke 694d71ddacfda227"));
+  bool keep_alive_once = false;
+  auto* lease_keep_alive_cmd = lease_cmd->add_subcommand(
+      "keep-alive", "Keep a lease alive (every TTL/3) until interrupted or the lease is gone");
+  lease_keep_alive_cmd->add_option("id", lease_id, "The lease id (hex)")->required();
+  lease_keep_alive_cmd->add_flag("--once", keep_alive_once, "Renew it once and exit");
+  lease_keep_alive_cmd->footer(example("kvc-ctl lease keep-alive 694d71ddacfda227"));
+  bool ttl_keys = false;
+  auto* lease_ttl_cmd = lease_cmd->add_subcommand(
+      "ttl", "Print a lease's granted and remaining time (the leader's clock)");
+  lease_ttl_cmd->alias("timetolive");
+  lease_ttl_cmd->add_option("id", lease_id, "The lease id (hex)")->required();
+  lease_ttl_cmd->add_flag("--keys", ttl_keys, "Also print the keys attached to it");
+  lease_ttl_cmd->footer(example("kvc-ctl lease ttl 694d71ddacfda227 --keys"));
+  auto* lease_list_cmd = lease_cmd->add_subcommand("list", "List every lease");
+  lease_list_cmd->footer(example("kvc-ctl lease list -o table"));
+
+  TxnArgs txn;
+  auto* txn_cmd = app.add_subcommand(
+      "txn", "Compare keys, then apply one list of ops or the other, atomically");
+  txn_cmd->add_option("--json", txn.json_file,
+                      "Read the txn as JSON from FILE ('-': standard input) instead of etcdctl's "
+                      "text (compares, blank line, success ops, blank line, failure ops)");
+  txn_cmd->footer(
+      "Example (standard input):\n"
+      "  printf 'mod(\"/cfg\") = \"7\"\\n\\nput /cfg v2\\n\\nget /cfg\\n' | kvc-ctl txn");
+
+  LockArgs lock;
+  auto* lock_cmd = app.add_subcommand(
+      "lock", "Hold a lock (print its key and fencing token), or run a command while holding it");
+  lock_cmd->add_option("name", lock.name, "The lock's name (its keys go under NAME/)")->required();
+  lock_cmd->add_option("command", lock.command,
+                       "After --: a command to run while holding the lock (KVC_LOCK_KEY and "
+                       "KVC_LOCK_TOKEN set); the lock is released when it exits");
+  lock_cmd->add_option("--ttl", lock.ttl_s, "Seconds the lock outlives a holder that stops")
+      ->capture_default_str();
+  lock_cmd->footer(example("kvc-ctl lock /locks/rebalance -- ./rebalance.sh"));
+
+  ElectArgs elect;
+  auto* elect_cmd = app.add_subcommand(
+      "elect", "Campaign to lead with PROPOSAL (hold until interrupted), or --listen");
+  elect_cmd->add_option("name", elect.name, "The election's name (keys go under NAME/)")
+      ->required();
+  elect_cmd->add_option("proposal", elect.proposal, "This candidate's value");
+  elect_cmd->add_flag("-l,--listen", elect.listen, "Print each leader as it changes");
+  elect_cmd->add_option("--ttl", elect.ttl_s, "Seconds leadership outlives a leader that stops")
+      ->capture_default_str();
+  elect_cmd->footer(example("kvc-ctl elect /elections/controller node-a:9000"));
   kvc::cli::add_global_options_to_help(app);
 
   if (auto early = kvc::cli::parse(app, argc, argv)) return *early;
@@ -735,6 +843,19 @@ int main(int argc, char** argv) {
   }
   if (check_hash_cmd->parsed()) rc = with_env([&](const Env& e) { return run_check_hash(e); });
   if (member_list_cmd->parsed()) rc = run_member_list();
+  if (lease_grant_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_lease_grant(e, grant_ttl); });
+  if (lease_revoke_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_lease_revoke(e, lease_id); });
+  if (lease_keep_alive_cmd->parsed()) {
+    rc = with_env([&](const Env& e) { return run_lease_keep_alive(e, lease_id, keep_alive_once); });
+  }
+  if (lease_ttl_cmd->parsed())
+    rc = with_env([&](const Env& e) { return run_lease_ttl(e, lease_id, ttl_keys); });
+  if (lease_list_cmd->parsed()) rc = with_env([&](const Env& e) { return run_lease_list(e); });
+  if (txn_cmd->parsed()) rc = with_env([&](const Env& e) { return run_txn(e, txn); });
+  if (lock_cmd->parsed()) rc = with_env([&](const Env& e) { return run_lock(e, lock); });
+  if (elect_cmd->parsed()) rc = with_env([&](const Env& e) { return run_elect(e, elect); });
   std::fflush(stdout);
   return rc;
 }

@@ -44,6 +44,7 @@ std::string kv_json(const wire::KeyValue& kv, bool keys_only, std::uint64_t revi
   json_uint(o, "create_revision", kv.create_revision);
   json_uint(o, "mod_revision", kv.mod_revision);
   json_uint(o, "version", kv.version);
+  if (kv.lease != 0) json_string(o, "lease", id_hex(kv.lease));
   if (revision != 0) json_uint(o, "revision", revision);
   o += '}';
   return o;

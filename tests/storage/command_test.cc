@@ -34,7 +34,7 @@ TEST(CommandTest, EveryOpRoundTrips) {
                     {.target = CompareTarget::kModRevision,
                      .op = CompareOp::kLess,
                      .key = "b",
-                     .number = 1u << 40}},
+                     .number = 1ull << 40}},
        .then_ops = {{.type = TxnOpType::kPut, .key = "a", .value = "1", .lease = 42},
                     {.type = TxnOpType::kDeletePrefix, .key = "z/"},
                     {.type = TxnOpType::kGetPrefix, .key = "", .limit = 5}},

@@ -104,8 +104,9 @@ TEST(TxnTest, ComparesChooseTheBranchAndOpsSeeEachOther) {
   ASSERT_NE(sm, nullptr);
   apply(*sm, {.op = CommandOp::kPut, .key = "k", .value = "v1"});  // index 1
   Command t{.op = CommandOp::kTxn};
-  t.compares = {{.target = CompareTarget::kValue, .op = CompareOp::kEqual, .key = "k", .value = "v1"},
-                {.target = CompareTarget::kCreateRevision, .op = CompareOp::kEqual, .key = "new"}};
+  t.compares = {
+      {.target = CompareTarget::kValue, .op = CompareOp::kEqual, .key = "k", .value = "v1"},
+      {.target = CompareTarget::kCreateRevision, .op = CompareOp::kEqual, .key = "new"}};
   t.then_ops = {{.type = TxnOpType::kPut, .key = "new", .value = "n"},
                 {.type = TxnOpType::kGetPrefix, .key = ""},
                 {.type = TxnOpType::kDelete, .key = "k"}};
@@ -127,8 +128,8 @@ TEST(TxnTest, ComparesChooseTheBranchAndOpsSeeEachOther) {
   EXPECT_TRUE(r.ops[0].kvs.empty());
   // A value compare on an absent key never holds, not even !=.
   Command ne{.op = CommandOp::kTxn};
-  ne.compares = {{.target = CompareTarget::kValue, .op = CompareOp::kNotEqual, .key = "absent",
-                  .value = "x"}};
+  ne.compares = {
+      {.target = CompareTarget::kValue, .op = CompareOp::kNotEqual, .key = "absent", .value = "x"}};
   EXPECT_FALSE(apply(*sm, ne).succeeded);
   // Refused whole: two writes of one key, or a put on a missing lease; nothing applied.
   Command dup{.op = CommandOp::kTxn};
@@ -229,7 +230,7 @@ TEST(LeaseSnapshotTest, AWrongLeaseCountIsCorrupt) {
   ASSERT_TRUE((*w)->add({"k", "v", 1, 5, 2}).ok());
   ASSERT_TRUE((*w)->add_lease({.id = 4, .ttl = 3, .granted_index = 2, .keys = {"k"}}).ok());
   EXPECT_EQ((*w)->add_lease({.id = 4, .ttl = 3}).code(), Code::kInvalidArgument);  // not ascending
-  EXPECT_EQ((*w)->finish().status().code(), Code::kInvalidArgument);  // 1 of 2 leases
+  EXPECT_EQ((*w)->finish().status().code(), Code::kInvalidArgument);               // 1 of 2 leases
 }
 
 }  // namespace

@@ -37,6 +37,9 @@ bool is_write(wire::Op op) {
     case wire::Op::kMemberRemove:
     case wire::Op::kMemberUpdate:
     case wire::Op::kTransferLeader:
+    case wire::Op::kTxn:
+    case wire::Op::kLeaseGrant:
+    case wire::Op::kLeaseRevoke:
       return true;
     default:
       return false;

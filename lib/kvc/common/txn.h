@@ -49,7 +49,7 @@ struct TxnOp {
 };
 
 std::string_view compare_target_name(CompareTarget t);  // "value", "mod", "create", ...
-std::string_view compare_op_name(CompareOp op);          // "=", "!=", "<", ">"
+std::string_view compare_op_name(CompareOp op);         // "=", "!=", "<", ">"
 // "put", "delete", "delete_prefix", "get", "get_prefix"
 std::string_view txn_op_name(TxnOpType t);
 

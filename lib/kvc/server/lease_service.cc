@@ -30,7 +30,8 @@ constexpr int kRevokesPerTick = 64;
 // etcd's minimum: one and a half election timeouts, so that a lease survives the leader change
 // it was granted just before.
 std::uint64_t Engine::Impl::min_lease_ttl_s() const {
-  const std::uint64_t election_ms = options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
+  const std::uint64_t election_ms =
+      options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
   return std::max<std::uint64_t>(1, (election_ms * 3 / 2 + 999) / 1000);
 }
 
@@ -68,7 +69,7 @@ void Engine::Impl::serve_lease(const wire::Request& req, wire::Response& r) {
     li.ttl = l.ttl;
     auto c = lease_clock_.find(l.id);
     // A lease granted since the last tick is not on the clock yet: it has its whole ttl.
-    li.remaining_ms = c == lease_clock_.end()     ? l.ttl * 1000
+    li.remaining_ms = c == lease_clock_.end()       ? l.ttl * 1000
                       : c->second.deadline_ms > now ? c->second.deadline_ms - now
                                                     : 0;
     if (with_keys) li.keys = l.keys;
@@ -83,8 +84,9 @@ void Engine::Impl::serve_lease(const wire::Request& req, wire::Response& r) {
   const bool expiring = c != lease_clock_.end() && c->second.revoke_sent_ms != 0;
   if (!l || expiring) {
     r.code = Code::kNotFound;
-    r.message = "lease " + id_hex(req.lease) +
-                (expiring ? " has expired (its revoke is on its way)" : " not found (expired or revoked)");
+    r.message =
+        "lease " + id_hex(req.lease) +
+        (expiring ? " has expired (its revoke is on its way)" : " not found (expired or revoked)");
     return;
   }
   if (req.op == wire::Op::kLeaseTtl) {
@@ -98,8 +100,7 @@ void Engine::Impl::serve_lease(const wire::Request& req, wire::Response& r) {
 }
 
 void Engine::Impl::lease_tick() {
-  const bool leading = node_->role() == raft::Role::kLeader && !damaged_ && !stopping_ &&
-                       !failed_;
+  const bool leading = node_->role() == raft::Role::kLeader && !damaged_ && !stopping_ && !failed_;
   if (!leading) {
     lease_clock_.clear();
     lease_clock_running_ = false;
