@@ -748,7 +748,6 @@ int main(int argc, char** argv) {
   bool ttl_keys = false;
   auto* lease_ttl_cmd = lease_cmd->add_subcommand(
       "ttl", "Print a lease's granted and remaining time (the leader's clock)");
-  lease_ttl_cmd->alias("timetolive");
   lease_ttl_cmd->add_option("id", lease_id, "The lease id (hex)")->required();
   lease_ttl_cmd->add_flag("--keys", ttl_keys, "Also print the keys attached to it");
   lease_ttl_cmd->footer(example("kvc-ctl lease ttl 694d71ddacfda227 --keys"));
