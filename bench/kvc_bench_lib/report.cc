@@ -73,6 +73,11 @@ std::string format_text(const BenchOptions& o, const BenchResult& r) {
     s += "throughput:  " + fmt("%.1f", r.throughput()) + " events/s\n";
     s += "delivery ms: " + latency_text(r.latency) + "\n";
     s += "put ms:      " + latency_text(r.put_latency) + "\n";
+  } else if (o.workload == Workload::kLeaseExpiry) {
+    s += "leases:      " + std::to_string(r.issued) + " granted with a " +
+         std::to_string(o.lease_ttl_s) + " s ttl, " + std::to_string(r.ok) + " expired, " +
+         std::to_string(r.error_count()) + " errors, " + fmt("%.3f", r.elapsed_s) + " s\n";
+    s += "expiry ms:   " + latency_text(r.latency) + " (ttl end to the key's delete event)\n";
   } else {
     s += "operations:  " + std::to_string(r.ok) + " ok, " + std::to_string(r.error_count()) +
          " errors, " + fmt("%.3f", r.elapsed_s) + " s\n";
@@ -130,6 +135,8 @@ std::string format_json(const BenchOptions& o, const BenchResult& r) {
   s += ",\"elapsed_s\":" + fmt("%.6f", r.elapsed_s);
   s += ",\"throughput\":" + fmt("%.1f", r.throughput());
   s += ",\"latency_ms\":" + latency_json(r.latency);
+  if (o.workload == Workload::kLeaseExpiry)
+    s += ",\"lease_ttl_s\":" + std::to_string(o.lease_ttl_s);
   if (o.workload == Workload::kWatch) {
     s += ",\"watchers\":" + std::to_string(o.watchers);
     s += ",\"put_latency_ms\":" + latency_json(r.put_latency);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -29,6 +30,8 @@ std::string workload_name(Workload w) {
       return "watch";
     case Workload::kMixed:
       return "mixed";
+    case Workload::kLeaseExpiry:
+      return "lease-expiry";
   }
   return "?";
 }
@@ -99,6 +102,13 @@ Status validate(const BenchOptions& o) {
     }
     if (o.watchers == 0) return Status::invalid_argument("watch: --watchers must be at least 1");
   }
+  if (o.workload == Workload::kLeaseExpiry) {
+    if (o.lease_ttl_s == 0)
+      return Status::invalid_argument("lease-expiry: --lease-ttl must be at least 1");
+    if (o.rate > 0 || o.duration_ms != 0) {
+      return Status::invalid_argument("lease-expiry: give --total, not --rate or --duration");
+    }
+  }
   if (o.workload == Workload::kCas && o.rate > 0) {
     return Status::invalid_argument("cas: --rate is not supported (each client owns one key)");
   }
@@ -140,6 +150,7 @@ class Runner {
       idle = std::move(*opened);
     }
     KVC_RETURN_IF_ERROR(connect());
+    if (o_.workload == Workload::kLeaseExpiry) return run_lease_expiry();
     if (o_.workload == Workload::kCas) KVC_RETURN_IF_ERROR(prepare_cas());
     if (o_.workload == Workload::kWatch) KVC_RETURN_IF_ERROR(start_watchers());
     sequence_.store(o_.first_key);
@@ -272,6 +283,8 @@ class Runner {
         r.value.replace(0, 16, stamp);
         return r;
       }
+      case Workload::kLeaseExpiry:
+        break;  // run_lease_expiry issues its own requests
       case Workload::kMixed: {
         std::uniform_real_distribution<double> u(0.0, 1.0);
         if (u(s.rng) < o_.read_ratio) {
@@ -484,6 +497,98 @@ class Runner {
     const std::uint64_t expected = expected_events_.load();
     result_.ok = events;
     if (events < expected) result_.errors["watch_missed"] += expected - events;
+  }
+
+  // --- lease expiry ------------------------------------------------------------------------
+
+  // Grants `total` leases (up to `clients` at a time), puts one key on each, and records, for
+  // each key, the time from the end of its lease's ttl (counted from the grant's answer, the
+  // latest moment the leader can have started counting) to its delete event. Expiry is never
+  // early (docs/coordination.md), so the figure is what expiry costs beyond the ttl: the lease
+  // clock's tick, the revoke's commit, and the watch delivery.
+  Result<BenchResult> run_lease_expiry() {
+    struct Pending {
+      Clock::time_point due;
+    };
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::string, Pending> pending;  // key -> when its lease's ttl ends
+    std::uint64_t deleted = 0;
+    const std::uint64_t watch =
+        client_->stream({.op = wire::Op::kWatch, .key = o_.watch_prefix, .prefix = true},
+                        [&](const wire::Response& r) {
+                          const Clock::time_point now = Clock::now();
+                          std::lock_guard<std::mutex> lock(mu);
+                          for (const wire::Event& e : r.events) {
+                            if (e.type != wire::EventType::kDelete) continue;
+                            auto it = pending.find(e.kv.key);
+                            if (it == pending.end()) continue;
+                            result_.latency.record(micros_between(it->second.due, now));
+                            last_done_ = std::max(last_done_, now);
+                            pending.erase(it);
+                            ++deleted;
+                          }
+                          cv.notify_all();
+                          return true;
+                        });
+    start_ = Clock::now();
+    last_done_ = start_;
+    std::atomic<std::uint64_t> next{0};
+    auto worker = [&] {
+      for (;;) {
+        const std::uint64_t i = next.fetch_add(1);
+        if (i >= o_.total) return;
+        issued_.fetch_add(1);
+        wire::Response g = client_->call_sync({.op = wire::Op::kLeaseGrant, .ttl = o_.lease_ttl_s});
+        const Clock::time_point granted = Clock::now();
+        const std::string key = o_.watch_prefix + make_key(i, o_.key_size, o_.total);
+        wire::Response p =
+            g.code == Code::kOk
+                ? client_->call_sync(
+                      {.op = wire::Op::kPut, .key = key, .value = value_, .lease = g.lease})
+                : g;
+        std::lock_guard<std::mutex> lock(mu);
+        if (p.code != Code::kOk) {
+          ++result_.errors[std::string(code_name(p.code))];
+          if (result_.first_error.empty()) {
+            result_.first_error = std::string(code_name(p.code)) + ": " + p.message;
+            result_.first_error_code = p.code;
+          }
+          continue;
+        }
+        pending[key] = {granted + std::chrono::seconds(g.ttl)};
+        done_.fetch_add(1);
+      }
+    };
+    std::vector<std::thread> workers;
+    for (std::size_t i = 0; i < std::max<std::size_t>(o_.clients, 1); ++i) {
+      workers.emplace_back(worker);
+    }
+    for (std::thread& t : workers) t.join();
+    {
+      // Every key should go within its ttl plus the request timeout (the bound on a leader
+      // change's delay): the ones left are reported missing.
+      std::unique_lock<std::mutex> lock(mu);
+      const auto give_up = Clock::now() + std::chrono::seconds(o_.lease_ttl_s) +
+                           std::chrono::milliseconds(o_.timeout_ms);
+      while (!pending.empty() && Clock::now() < give_up) {
+        cv.wait_for(lock, std::chrono::milliseconds(100));
+        if (o_.on_progress) {
+          const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+          lock.unlock();
+          o_.on_progress(deleted, elapsed);
+          lock.lock();
+        }
+      }
+      if (!pending.empty()) result_.errors["not_expired"] += pending.size();
+      result_.ok = deleted;
+    }
+    client_->cancel(watch);
+    client_.reset();
+    result_.workload = workload_name(o_.workload);
+    result_.elapsed_s = std::chrono::duration<double>(last_done_ - start_).count();
+    result_.issued = issued_.load();
+    return std::move(result_);
   }
 
   // --- finishing ---------------------------------------------------------------------------

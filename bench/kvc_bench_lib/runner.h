@@ -1,4 +1,5 @@
-// kvc-bench's load generator: drives one workload (put, get, range, cas, watch, mixed) against a
+// kvc-bench's load generator: drives one workload (put, get, range, cas, watch, mixed,
+// lease-expiry) against a
 // kvc cluster through the client library, closed loop (--clients requests in flight) or open
 // loop (--rate: requests start on a fixed schedule and latency is measured from the scheduled
 // time, so a stall is not hidden by coordinated omission), and reports throughput, a latency
@@ -20,7 +21,7 @@
 
 namespace kvc::bench {
 
-enum class Workload { kPut, kGet, kRange, kCas, kWatch, kMixed };
+enum class Workload { kPut, kGet, kRange, kCas, kWatch, kMixed, kLeaseExpiry };
 std::string workload_name(Workload w);
 
 struct BenchOptions {
@@ -47,7 +48,10 @@ struct BenchOptions {
   std::uint64_t limit = 100;       // range: at most this many keys per request
   double read_ratio = 0.5;         // mixed: fraction of operations that are gets
   std::size_t watchers = 1;        // watch: streams on the watched prefix
-  std::string watch_prefix;        // watch: the prefix watched (and put under)
+  std::string watch_prefix;        // watch, lease-expiry: the prefix watched (and put under)
+  // lease-expiry: `total` leases of this ttl, each with one key, never renewed; latency is from
+  // the end of the ttl (counted from the grant's answer) to the key's delete event.
+  std::uint64_t lease_ttl_s = 2;
   // Idle connections (idle.h) opened over all endpoints before the workload and held, silent,
   // until it ends; on_idle_open is called once they are open, then the run waits idle_hold_ms.
   std::size_t idle_conns = 0;

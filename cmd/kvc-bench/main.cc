@@ -131,6 +131,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   watch->footer(example("kvc-bench --clients 4 --val-size 64 watch --watchers 100 --total 2000"));
 
+  auto* lease_expiry = app.add_subcommand(
+      "lease-expiry",
+      "Grant --total leases with one key each and never renew them; latency is ttl end to the "
+      "key's delete event");
+  lease_expiry->add_option("--lease-ttl", o.lease_ttl_s, "Each lease's ttl, seconds")
+      ->capture_default_str();
+  lease_expiry->footer(example("kvc-bench --clients 8 lease-expiry --total 200 --lease-ttl 2"));
+
   bool mixed_serializable = false;
   auto* mixed = app.add_subcommand("mixed", "Gets and puts over the key space");
   mixed->add_option("--read-ratio", f.read_ratio, "Fraction of gets: 0.9 or 90%")
@@ -153,6 +161,10 @@ int main(int argc, char** argv) {
     o.serializable = range_serializable;
   }
   if (cas->parsed()) o.workload = Workload::kCas;
+  if (lease_expiry->parsed()) {
+    o.workload = Workload::kLeaseExpiry;
+    o.watch_prefix = "bench-lease/";
+  }
   if (watch->parsed()) o.workload = Workload::kWatch;
   if (mixed->parsed()) {
     o.workload = Workload::kMixed;

@@ -14,6 +14,8 @@ function __kvc_bench_path
                 set path 'cas'
             case '|watch'
                 set path 'watch'
+            case '|lease-expiry'
+                set path 'lease-expiry'
             case '|mixed'
                 set path 'mixed'
         end
@@ -26,6 +28,7 @@ complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a get -d 'Read keys (li
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a range -d 'Read up to --limit keys under a prefix'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a cas -d 'Compare-and-set: each client updates its own key'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a watch -d 'Put keys under a prefix while watchers stream them; latency is put sent to event delivered'
+complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a lease-expiry -d 'Grant --total leases with one key each and never renew them; latency is ttl end to the key\'s delete event'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -a mixed -d 'Gets and puts over the key space'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l version -d 'Print the version and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l help -s h -d 'Print this help and exit'
@@ -68,6 +71,9 @@ complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l help -s h -d 'Pr
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l watchers -r -F -d 'Watch streams on the prefix'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l watch-prefix -r -F -d 'Prefix that is watched and put under'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -F
+complete -c kvc-bench -n "test (__kvc_bench_path) = 'lease-expiry'" -l help -s h -d 'Print this help and exit'
+complete -c kvc-bench -n "test (__kvc_bench_path) = 'lease-expiry'" -l lease-ttl -r -F -d 'Each lease\'s ttl, seconds'
+complete -c kvc-bench -n "test (__kvc_bench_path) = 'lease-expiry'" -F
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'mixed'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'mixed'" -l read-ratio -r -F -d 'Fraction of gets: 0.9 or 90%'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'mixed'" -l serializable -d 'Serializable gets'
