@@ -13,6 +13,7 @@
 #include <iterator>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "kvc/common/json.h"
@@ -377,23 +378,25 @@ TEST(CoordinationProcessTest, FencingTokensHoldUnderKilledAndPausedLockHolders) 
   const std::string acq = cluster.dir() + "/acquired.log";
   const std::string writes = cluster.dir() + "/writes.log";
   ASSERT_EQ(cluster.ctl_run({"put", "/fence", std::string(20, '0')}).status, 0);
-  // Each holder appends "TOKEN KVC_CTL_PID" once it holds the lock, then writes the resource ten
-  // times, 0.3 s apart, each through a txn that refuses a token below the fence's.
+  // Each holder appends "TOKEN KVC_CTL_PID" once it holds the lock, then writes the resource 15
+  // times, 0.3 s apart (longer than the ttl, so a holder paused or killed early keeps writing
+  // after its lease expired), each through a txn that refuses a token below the fence's.
   const std::string ctl = binary_path("kvc-ctl") + " --endpoints " + cluster.endpoints();
   const std::string script = "T=$KVC_LOCK_TOKEN; P=$(printf %020d $T); echo \"$T $PPID\" >> " +
                              acq +
-                             "; i=0; while [ $i -lt 10 ]; do "
+                             "; i=0; while [ $i -lt 15 ]; do "
                              "printf 'value(\"/fence\") > \"%s\"\\n\\n\\nput /fence %s\\nput "
                              "/resource %s\\n' $P $P $P | " +
                              ctl + " txn | head -1 >> " + writes + "; i=$((i+1)); sleep 0.3; done";
   std::vector<std::unique_ptr<Background>> holders;
   std::map<pid_t, Clock::time_point> paused;
+  std::set<pid_t> acted;  // each holder is killed or paused at most once
   std::mt19937 rng(17);
   int spawned = 0, kills = 0, pauses = 0;
   const auto start = Clock::now();
   bool member_killed = false, member_back = false;
   int killed_member = -1;
-  while (Clock::now() - start < milliseconds(24000)) {
+  while (Clock::now() - start < milliseconds(20000)) {
     // Keep three holders queued.
     std::erase_if(holders, [](const std::unique_ptr<Background>& h) { return h->exited(); });
     while (holders.size() < 3) {
@@ -415,8 +418,9 @@ TEST(CoordinationProcessTest, FencingTokensHoldUnderKilledAndPausedLockHolders) 
     // order acquisitions happened in).
     const std::string log = slurp(acq);
     for (const auto& h : holders) {
-      if (h->pid() <= 0 || paused.contains(h->pid())) continue;
+      if (h->pid() <= 0 || acted.contains(h->pid())) continue;
       if (log.find(" " + std::to_string(h->pid()) + "\n") == std::string::npos) continue;
+      acted.insert(h->pid());
       if (rng() % 3 == 0) {
         ::kill(h->pid(), SIGKILL);
         ++kills;
@@ -438,12 +442,12 @@ TEST(CoordinationProcessTest, FencingTokensHoldUnderKilledAndPausedLockHolders) 
       ASSERT_TRUE(cluster.start(killed_member).ok());
       member_back = true;
     }
-    std::this_thread::sleep_for(milliseconds(1500));
+    std::this_thread::sleep_for(milliseconds(500));
   }
   for (const auto& [pid, when] : paused) ::kill(pid, SIGCONT);
   holders.clear();  // SIGKILL and reap every holder
-  // Let orphaned commands (their kvc-ctl killed) finish their writes: each runs at most ~4 s.
-  std::this_thread::sleep_for(milliseconds(4500));
+  // Let orphaned commands (their kvc-ctl killed) finish their writes: each runs at most ~5 s.
+  std::this_thread::sleep_for(milliseconds(5500));
 
   // 1. Acquisitions: strictly increasing tokens, in the order they were logged.
   std::vector<std::uint64_t> tokens;
