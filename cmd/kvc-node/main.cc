@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
   app.add_option("--test-mutation", o.test_mutation,
                  "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads, "
                  "diverge-apply, unverified-reads, ack-before-apply, read-before-applied, "
-                 "skip-wal-replay, persist-without-fsync, marker-before-flush)");
+                 "skip-wal-replay, persist-without-fsync, marker-before-flush, "
+                 "follower-lease-clock, no-lease-grace, txn-applies-half)");
 #endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"

@@ -138,6 +138,13 @@ int run_server_mode(const ServerModeArgs& a) {
     t.lost_writes += r.stats.lost_writes;
     t.torn_writes += r.stats.torn_writes;
     t.elections += r.stats.elections;
+    t.txns += r.stats.txns;
+    t.txns_ok += r.stats.txns_ok;
+    t.lease_grants += r.stats.lease_grants;
+    t.keep_alives += r.stats.keep_alives;
+    t.lease_expiries += r.stats.lease_expiries;
+    t.lease_liveness_checked += r.stats.lease_liveness_checked;
+    t.lease_max_late_ms = std::max(t.lease_max_late_ms, r.stats.lease_max_late_ms);
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
     ++failed;
@@ -171,6 +178,13 @@ int run_server_mode(const ServerModeArgs& a) {
       {"read_faults", t.read_faults},
       {"lost_writes", t.lost_writes},
       {"torn_writes", t.torn_writes},
+      {"txns", t.txns},
+      {"txns_ok", t.txns_ok},
+      {"lease_grants", t.lease_grants},
+      {"keep_alives", t.keep_alives},
+      {"lease_expiries", t.lease_expiries},
+      {"lease_liveness_checked", t.lease_liveness_checked},
+      {"lease_max_late_ms", t.lease_max_late_ms},
       {"events", t.events},
       {"messages", t.messages}};
   const bool json = a.output == "json";

@@ -3,8 +3,9 @@
 // (linearized set, model state) and per-key partitioning (linearizability is local, so each
 // key's sub-history is checked on its own), plus a cross-key check that write revisions never
 // go backwards in real time. Operations whose outcome is unknown are optional: each may take
-// effect at any point after its invocation, or never. It does not model multi-key
-// transactions, and assumes every key starts absent at revision 0. The model and the search
+// effect at any point after its invocation, or never. Multi-key transactions are recorded as
+// per-key operations sharing the txn's revision (docs/checker.md, "Transactions"); every key
+// starts absent at revision 0. The model and the search
 // are described in docs/checker.md. Pure function of its input; thread-safe.
 #pragma once
 

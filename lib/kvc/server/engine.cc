@@ -49,6 +49,9 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   if (options_.test_mutation == "unverified-reads") {
     storage::g_state_mutation = storage::StateMutation::kReadsSkipChecksum;
   }
+  if (options_.test_mutation == "txn-applies-half") {
+    storage::g_state_mutation = storage::StateMutation::kTxnAppliesHalf;
+  }
 #endif
 }
 

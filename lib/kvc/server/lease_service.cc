@@ -101,6 +101,33 @@ void Engine::Impl::serve_lease(const wire::Request& req, wire::Response& r) {
 
 void Engine::Impl::lease_tick() {
   const bool leading = node_->role() == raft::Role::kLeader && !damaged_ && !stopping_ && !failed_;
+#ifdef KVC_MUTATIONS
+  // Broken on purpose (test builds only): a follower keeps its own countdown for every lease
+  // from when it applied the grant (it never sees keep-alives), and a new leader keeps those
+  // deadlines instead of giving ttl + an election timeout from its promotion
+  // ("no-lease-grace"); with "follower-lease-clock" a follower whose countdown ran out also
+  // acts on it, by asking the leader to hand it leadership (there is no other path from a
+  // follower to a revoke) and then expiring on that countdown.
+  const bool follower_clock = options_.test_mutation == "follower-lease-clock" ||
+                              options_.test_mutation == "no-lease-grace";
+  if (!leading && follower_clock && !damaged_ && !stopping_ && !failed_) {
+    const std::uint64_t t = now_ms();
+    lease_clock_running_ = false;
+    std::map<std::uint64_t, LeaseClock> next;
+    bool ran_out = false;
+    for (const storage::Lease& l : state_->leases(false)) {
+      auto it = lease_clock_.find(l.id);
+      next[l.id] = it != lease_clock_.end() ? it->second : LeaseClock{t + l.ttl * 1000, 0};
+      ran_out |= next[l.id].deadline_ms <= t;
+    }
+    lease_clock_ = std::move(next);
+    if (ran_out && options_.test_mutation == "follower-lease-clock" &&
+        node_->role() == raft::Role::kFollower && node_->leader() != raft::kNoNode) {
+      (void)node_->transfer_leadership(node_->id());
+    }
+    return;
+  }
+#endif
   if (!leading) {
     lease_clock_.clear();
     lease_clock_running_ = false;
@@ -113,6 +140,9 @@ void Engine::Impl::lease_tick() {
     const std::uint64_t grace =
         options_.tick_ms * static_cast<std::uint64_t>(options_.election_ticks);
     for (const storage::Lease& l : state_->leases(false)) {
+#ifdef KVC_MUTATIONS
+      if (follower_clock && lease_clock_.contains(l.id)) continue;  // the follower's deadline
+#endif
       lease_clock_[l.id] = LeaseClock{now + l.ttl * 1000 + grace, 0};
     }
     if (!lease_clock_.empty()) {

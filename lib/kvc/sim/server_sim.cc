@@ -13,8 +13,9 @@ namespace kvc::sim {
 const std::vector<std::string>& server_mutations() {
 #ifdef KVC_MUTATIONS
   static const std::vector<std::string> kMutations = {
-      "ack-before-commit", "ack-before-apply", "read-before-applied",   "local-reads",
-      "skip-wal-replay",   "unverified-reads", "persist-without-fsync", "marker-before-flush",
+      "ack-before-commit",    "ack-before-apply", "read-before-applied",   "local-reads",
+      "skip-wal-replay",      "unverified-reads", "persist-without-fsync", "marker-before-flush",
+      "follower-lease-clock", "no-lease-grace",   "txn-applies-half",
   };
 #else
   // A build without the planted bugs (the sanitizer build) runs the real server only.
@@ -227,10 +228,17 @@ void ServerSim::crash_member(Slot& s, bool count) {
   for (InFlightOp& f : inflight_) {
     if (f.done || f.slot != s.index) continue;
     f.done = true;
-    check::Operation& op = history_[f.op];
-    op.outcome =
-        op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;
-    op.response_time = op.outcome == check::Outcome::kUnknown ? check::kNever : now_us_;
+    if (f.kind == InFlightOp::Kind::kTxn) {
+      finish_txn(f, nullptr);  // unknown
+    } else if (f.kind == InFlightOp::Kind::kLease) {
+      ClientState& holder = clients_[static_cast<std::size_t>(f.client)];
+      if (f.req.op == wire::Op::kLeaseGrant && holder.lease == f.req.lease) holder.lease = 0;
+    } else {
+      check::Operation& op = history_[f.op];
+      op.outcome =
+          op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;
+      op.response_time = op.outcome == check::Outcome::kUnknown ? check::kNever : now_us_;
+    }
     clients_[static_cast<std::size_t>(f.client)].busy = false;
     const int c = f.client;
     at(now_us_ + 1000 + rand(5000), [this, c] { next_op(clients_[static_cast<std::size_t>(c)]); });
@@ -334,7 +342,10 @@ void ServerSim::check_member(Slot& s) {
   const raft::Node& n = s.member->node();
   if (n.role() == raft::Role::kLeader) {
     auto [it, fresh] = leader_of_term_.try_emplace(n.term(), s.id);
-    if (fresh) ++result_.stats.elections;
+    if (fresh) {
+      ++result_.stats.elections;
+      leader_since_ = now_us_;
+    }
     if (it->second != s.id) {
       auto other = slot_of_id_.find(it->second);
       violation("two leaders in term " + std::to_string(n.term()) + ": " +
@@ -351,6 +362,7 @@ void ServerSim::check_member(Slot& s) {
     const raft::Entry& e = log.at(i);
     const std::pair<std::uint64_t, std::size_t> mine{e.term, std::hash<std::string>{}(e.data)};
     auto [it, fresh] = committed_.try_emplace(i, mine);
+    if (fresh) committed_entry(e);
     if (!fresh && it->second != mine) {
       violation("committed entry " + std::to_string(i) + " differs on " + s.name + " (term " +
                 std::to_string(e.term) + ", first seen with term " +
@@ -452,6 +464,8 @@ ServerSimResult ServerSim::run() {
   at(300'000 + rand(300'000), [this] { membership_tick(); });
   const std::uint64_t heal_at = o_.fault_ms * 1000;
   const std::uint64_t end_at = heal_at + o_.liveness_ms * 1000;
+  heal_at_ = heal_at;
+  end_at_ = end_at;
   at(heal_at, [this] { heal(); });
   while (!events_.empty() && result_.ok) {
     Event e = events_.top();
@@ -463,7 +477,8 @@ ServerSimResult ServerSim::run() {
     if (healed_ && probe_ok_) {
       bool idle = true;
       for (const InFlightOp& f : inflight_) idle = idle && f.done;
-      if (idle) break;
+      // Leases whose liveness deadline falls within the run are waited for.
+      if (idle && !lease_liveness_pending()) break;
     }
   }
   if (fs_) {
@@ -474,9 +489,12 @@ ServerSimResult ServerSim::run() {
     violation("no write committed within " + std::to_string(o_.liveness_ms) +
               " ms after the faults healed");
   }
+  check_lease_liveness();
   for (InFlightOp& f : inflight_) {
     if (f.done) continue;
     f.done = true;
+    if (f.kind == InFlightOp::Kind::kTxn) finish_txn(f, nullptr);
+    if (f.kind != InFlightOp::Kind::kKv) continue;
     check::Operation& op = history_[f.op];
     op.outcome =
         op.kind == check::OpKind::kGet ? check::Outcome::kFailed : check::Outcome::kUnknown;

@@ -5,9 +5,11 @@
 // simulated network (delays, drops, duplicates, partitions) and a simulated clock. Members
 // crash (nothing flushed; the jobs they left are dropped) and restart from their data
 // directories, stop cleanly, and are cut off from each other; simulated clients put, get,
-// compare-and-set and delete through them. Checked: one leader per term, committed entries
-// never change, a member that crashed can restart, and, after the faults heal, a leader and a
-// committed write within a bound; at the end the client history goes to the linearizability
+// compare-and-set and delete through them, run multi-key txns and hold leases. Checked: one
+// leader per term, committed entries never change, a member that crashed can restart, and,
+// after the faults heal, a leader and a committed write within a bound; leases never expire
+// before ttl after their holder's last acknowledged keep-alive was sent, and do expire in time
+// once the cluster is healthy; at the end the client history goes to the linearizability
 // checker. Everything is a function of the seed.
 //
 // The members' data directories live under a temporary directory on tmpfs (/dev/shm when it
@@ -40,6 +42,10 @@ struct ServerSimOptions {
   FaultFilter fault_filter;
   // Fill ServerSimResult::fault_log and ::history (for the minimizer).
   bool record = false;
+  // The coordination workload: clients also run multi-key txns and hold leases (grant, put with
+  // a lease, keep some alive and let others lapse, revoke), and the lease checker runs. Off, the
+  // clients draw exactly the random numbers they drew before leases existed (pinned traces).
+  bool coordination = true;
 };
 
 struct ServerSimStats {
@@ -65,6 +71,17 @@ struct ServerSimStats {
   std::uint64_t lost_writes = 0;      // unsynced changes crashes dropped (simulated disk)
   std::uint64_t torn_writes = 0;      // writes crashes kept only in part
   std::uint64_t elections = 0;        // distinct (term, leader) pairs
+
+  // The coordination workload (ServerSimOptions::coordination).
+  std::uint64_t txns = 0;            // txns sent (counted in `operations` too, once each)
+  std::uint64_t txns_ok = 0;         // txns answered (either branch)
+  std::uint64_t lease_grants = 0;    // grants acknowledged
+  std::uint64_t keep_alives = 0;     // keep-alives acknowledged
+  std::uint64_t lease_expiries = 0;  // revokes committed that no client asked for
+  // Leases whose liveness deadline the run reached, and of those revoked in time the latest
+  // revoke past its lease's ttl.
+  std::uint64_t lease_liveness_checked = 0;
+  std::uint64_t lease_max_late_ms = 0;
   bool linearizability_checked = false;
 };
 

@@ -1,6 +1,9 @@
 // The server simulation's clients (server_sim_internal.h): four clients put, get, compare-and-set
 // and delete four keys through the members, recording the history the linearizability checker
-// reads; an operation whose member crashed or timed out has an unknown outcome.
+// reads; an operation whose member crashed or timed out has an unknown outcome. With the
+// coordination workload they also run multi-key txns (recorded as one op per key, all at the
+// txn's revision: docs/checker.md says why that is sound) and hold leases on keys of their own,
+// which the lease checker (server_sim_leases.cc) follows instead of the linearizability checker.
 #include "kvc/sim/server_sim_internal.h"
 
 namespace kvc::sim::server_cluster {
@@ -47,8 +50,34 @@ void ServerSim::next_op(ClientState& c) {
   }
   Slot& s = slots_[static_cast<std::size_t>(target)];
   wire::Request req;
-  req.key = op.key;
   req.timeout_ms = 1500;
+  // The coordination workload (drawn only when it is on, so that the kv workload's draws are
+  // what they were without it): about one op in five is a txn or a lease op.
+  InFlightOp::Kind kind = InFlightOp::Kind::kKv;
+  if (o_.coordination && op.key != kColdKey &&
+      !(damaged_read_until_ > now_us_ && target == damaged_slot_ && op.key == damaged_key_) &&
+      coordination_op(c, req, kind)) {
+    ++result_.stats.operations;
+    ++c.ops;
+    c.busy = true;
+    InFlightOp in{0, c.id, target, s.incarnation, false, kind, req, now_us_};
+    inflight_.push_back(std::move(in));
+    const std::size_t f = inflight_.size() - 1;
+    if (o_.trace) {
+      trace("c" + std::to_string(c.id) + " " + std::string(wire::op_name(req.op)) +
+            (req.lease != 0 ? " lease=" + std::to_string(req.lease) : "") +
+            (req.key.empty() ? "" : " key=" + req.key) +
+            (req.op == wire::Op::kTxn ? " then=" + std::to_string(req.then_ops.size()) +
+                                            " else=" + std::to_string(req.else_ops.size())
+                                      : "") +
+            " -> " + s.name);
+    }
+    enter(target);
+    s.member->submit(std::move(req), [this, f](wire::Response r) { finish_op(f, r); });
+    after_event(target);
+    return;
+  }
+  req.key = op.key;
   switch (op.kind) {
     case check::OpKind::kGet:
       req.op = wire::Op::kGet;
@@ -93,11 +122,30 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
   InFlightOp& in = inflight_[f];
   if (in.done) return;
   in.done = true;
-  check::Operation& op = history_[in.op];
   ClientState& c = clients_[static_cast<std::size_t>(in.client)];
   c.busy = false;
   auto hint = slot_of_id_.find(r.leader_id);
   c.leader_hint = hint != slot_of_id_.end() ? hint->second : -1;
+  if (in.kind != InFlightOp::Kind::kKv) {
+    if (o_.trace) {
+      trace("c" + std::to_string(in.client) + " answered: " + std::string(code_name(r.code)) +
+            " revision=" + std::to_string(r.revision) +
+            (in.kind == InFlightOp::Kind::kTxn
+                 ? " succeeded=" + std::to_string(r.succeeded) +
+                       " results=" + std::to_string(r.txn_results.size())
+                 : "") +
+            (r.message.empty() ? "" : " (" + r.message + ")"));
+    }
+    if (in.kind == InFlightOp::Kind::kTxn) {
+      finish_txn(in, &r);
+    } else {
+      finish_lease(in, r);
+    }
+    const int id = c.id;
+    at(now_us_ + rand(5000), [this, id] { next_op(clients_[static_cast<std::size_t>(id)]); });
+    return;
+  }
+  check::Operation& op = history_[in.op];
   op.response_time = now_us_;
   const bool write = op.kind != check::OpKind::kGet;
   if (o_.trace) {
@@ -122,6 +170,198 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
   }
   const int id = c.id;
   at(now_us_ + rand(5000), [this, id] { next_op(clients_[static_cast<std::size_t>(id)]); });
+}
+
+bool ServerSim::coordination_op(ClientState& c, wire::Request& req, InFlightOp::Kind& kind) {
+  const std::uint64_t k = rand(100);
+  if (k < 12) {
+    // A txn over two or three distinct keys: compares on the first one's mod revision (the one
+    // last seen, mostly: either branch runs), then a put, delete or get per key; the else
+    // branch reads every key, or writes one.
+    kind = InFlightOp::Kind::kTxn;
+    req.op = wire::Op::kTxn;
+    std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));
+    const std::size_t n = 2 + rand(2);
+    for (std::size_t i = 0; i < n; ++i) std::swap(keys[i], keys[i + rand(keys.size() - i)]);
+    keys.resize(n);
+    const std::uint64_t seen = seen_revision_[keys[0]];
+    req.compares.push_back({.target = CompareTarget::kModRevision,
+                            .op = CompareOp::kEqual,
+                            .key = keys[0],
+                            .number = chance(70) ? seen : seen + 1 + rand(3)});
+    if (chance(30)) {
+      req.compares.push_back({.target = CompareTarget::kCreateRevision,
+                              .op = chance(50) ? CompareOp::kEqual : CompareOp::kGreater,
+                              .key = keys[1],
+                              .number = 0});
+    }
+    for (const std::string& key : keys) {
+      const std::uint64_t w = rand(100);
+      if (w < 55) {
+        req.then_ops.push_back(
+            {.type = TxnOpType::kPut, .key = key, .value = "v" + std::to_string(++value_seq_)});
+      } else if (w < 70) {
+        req.then_ops.push_back({.type = TxnOpType::kDelete, .key = key});
+      } else {
+        req.then_ops.push_back({.type = TxnOpType::kGet, .key = key});
+      }
+    }
+    const bool else_writes = chance(30);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (else_writes && i == 1) {
+        req.else_ops.push_back(
+            {.type = TxnOpType::kPut, .key = keys[i], .value = "v" + std::to_string(++value_seq_)});
+      } else {
+        req.else_ops.push_back({.type = TxnOpType::kGet, .key = keys[i]});
+      }
+    }
+    ++result_.stats.txns;
+    return true;
+  }
+  if (k >= 32) return false;
+  // A lease op. A client holds at most one lease, on its own key l<client> (kept out of the
+  // linearizability check: expiry deletes it without a client op).
+  kind = InFlightOp::Kind::kLease;
+  LeaseRecord* held = c.lease != 0 ? &leases_[c.lease] : nullptr;
+  if (held != nullptr && held->revoked_commit != 0) {
+    c.lease = 0;  // revoked (by expiry or by us): a new one
+    held = nullptr;
+  }
+  if (held != nullptr && !c.keep &&
+      now_us_ > held->last_ack_response + (held->ttl_ms + 2000) * 1000) {
+    c.lease = 0;  // lapsed long ago (its revoke may not be seen yet): a new one
+    held = nullptr;
+  }
+  if (held == nullptr) {
+    req.op = wire::Op::kLeaseGrant;
+    req.lease = ++lease_seq_;
+    req.ttl = 1 + rand(2);
+    c.lease = req.lease;
+    c.keep = chance(60);
+    LeaseRecord& l = leases_[req.lease];
+    l.client = c.id;
+    l.ttl_ms = req.ttl * 1000;
+    return true;
+  }
+  req.lease = c.lease;
+  const std::uint64_t w = rand(100);
+  if (c.keep && w < 50) {
+    req.op = wire::Op::kLeaseKeepAlive;
+  } else if (w < 88 || !c.keep) {
+    req.op = wire::Op::kPut;
+    req.key = "l" + std::to_string(c.id);
+    req.value = "v" + std::to_string(++value_seq_);
+  } else {
+    req.op = wire::Op::kLeaseRevoke;
+    held->client_revoke = std::min(held->client_revoke, now_us_);
+  }
+  return true;
+}
+
+void ServerSim::finish_txn(const InFlightOp& in, const wire::Response* r) {
+  // r == nullptr: the run ended with it unanswered.
+  const bool ok = r != nullptr && r->code == Code::kOk;
+  const bool unknown =
+      r == nullptr || (!ok && r->code != Code::kNotLeader && r->code != Code::kUnavailable &&
+                       r->code != Code::kShuttingDown && r->code != Code::kResourceExhausted &&
+                       r->code != Code::kInvalidArgument);
+  if (!ok && !unknown) return;  // definitely not applied
+  if (ok) ++result_.stats.txns_ok;
+  auto record = [&](const TxnOp& t, const wire::TxnResult* res, bool optional) {
+    check::Operation op;
+    op.client = static_cast<std::uint64_t>(in.client);
+    op.key = t.key;
+    op.invoke_time = in.invoke;
+    if (optional) {
+      if (t.type == TxnOpType::kGet) return;  // a read that may not have happened says nothing
+      op.kind = t.type == TxnOpType::kPut ? check::OpKind::kPut : check::OpKind::kDelete;
+      op.value = t.value;
+      op.outcome = check::Outcome::kUnknown;
+      op.response_time = check::kNever;
+      history_.push_back(std::move(op));
+      return;
+    }
+    op.outcome = check::Outcome::kOk;
+    op.response_time = now_us_;
+    switch (t.type) {
+      case TxnOpType::kPut:
+        // Every write of a txn has the txn's revision: what the client learns from its answer.
+        op.kind = check::OpKind::kPut;
+        op.value = t.value;
+        op.revision = r->revision;
+        break;
+      case TxnOpType::kDelete:
+        op.kind = check::OpKind::kDelete;
+        if (res == nullptr) {  // no result for it: whether it found the key is not known
+          op.outcome = check::Outcome::kUnknown;
+          op.response_time = check::kNever;
+          break;
+        }
+        op.found = res->deleted > 0;
+        op.revision = op.found ? r->revision : 0;
+        break;
+      default:  // kGet
+        if (res == nullptr) return;
+        op.kind = check::OpKind::kGet;
+        if (!res->kvs.empty()) {
+          op.found = true;
+          op.read_value = res->kvs.front().value;
+          op.revision = res->kvs.front().mod_revision;
+          // A txn's reads see the state at its own revision, never a later write.
+          if (op.revision > r->revision) {
+            violation("txn at revision " + std::to_string(r->revision) + " read " + t.key +
+                      " at mod revision " + std::to_string(op.revision));
+          }
+        }
+        break;
+    }
+    if (op.outcome == check::Outcome::kOk && op.revision > seen_revision_[op.key]) {
+      seen_revision_[op.key] = op.revision;
+    }
+    history_.push_back(std::move(op));
+  };
+  if (ok) {
+    const std::vector<TxnOp>& ops = r->succeeded ? in.req.then_ops : in.req.else_ops;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      record(ops[i], i < r->txn_results.size() ? &r->txn_results[i] : nullptr, false);
+    }
+    return;
+  }
+  // Unknown: either branch may have run, at any time after the invoke, or neither. Each write
+  // becomes an optional op of its own (a superset of what may have happened: sound).
+  ++result_.stats.operations_unknown;
+  for (const TxnOp& t : in.req.then_ops) record(t, nullptr, true);
+  for (const TxnOp& t : in.req.else_ops) record(t, nullptr, true);
+}
+
+void ServerSim::finish_lease(const InFlightOp& in, const wire::Response& r) {
+  ClientState& c = clients_[static_cast<std::size_t>(in.client)];
+  LeaseRecord& l = leases_[in.req.lease];
+  const bool ok = r.code == Code::kOk;
+  switch (in.req.op) {
+    case wire::Op::kLeaseGrant:
+    case wire::Op::kLeaseKeepAlive:
+      if (ok) {
+        ++(in.req.op == wire::Op::kLeaseGrant ? result_.stats.lease_grants
+                                              : result_.stats.keep_alives);
+        l.acked = true;
+        l.last_ack_invoke = std::max(l.last_ack_invoke, in.invoke);
+        l.last_ack_response = now_us_;
+        if (r.ttl != 0) l.ttl_ms = r.ttl * 1000;
+        check_lease_safety(in.req.lease);
+      } else if (c.lease == in.req.lease &&
+                 (in.req.op == wire::Op::kLeaseGrant || r.code == Code::kNotFound)) {
+        c.lease = 0;  // not granted (or not known to be), or gone: the next op grants a new one
+      }
+      break;
+    case wire::Op::kLeaseRevoke:
+      if (ok) l.client_revoked = true;
+      if (c.lease == in.req.lease) c.lease = 0;
+      break;
+    default:  // a put with the lease
+      if (r.code == Code::kNotFound && c.lease == in.req.lease) c.lease = 0;
+      break;
+  }
 }
 
 }  // namespace kvc::sim::server_cluster

@@ -3,7 +3,8 @@
 //                          restart, the checks, run()
 //   server_sim_faults.cc   the fault schedule: crashes, partitions, membership changes and
 //                          transfers, damaged values, disk faults, healing and the liveness probe
-//   server_sim_clients.cc  the simulated clients and their history
+//   server_sim_clients.cc  the simulated clients and their history (kv ops, txns, lease ops)
+//   server_sim_leases.cc   the lease checker (safety and liveness of expiry)
 // Not public API: namespace kvc::sim::server_cluster.
 #pragma once
 
@@ -130,14 +131,34 @@ struct ClientState {
   int ops = 0;
   int leader_hint = -1;  // slot index
   bool busy = false;
+  std::uint64_t lease = 0;  // the lease it holds (0: none)
+  bool keep = false;        // it keeps that lease alive (else lets it lapse)
 };
 
 struct InFlightOp {
-  std::size_t op = 0;  // index into history_
+  enum class Kind : std::uint8_t { kKv, kTxn, kLease };
+  std::size_t op = 0;  // kKv: index into history_
   int client = 0;
   int slot = 0;
   std::uint64_t incarnation = 0;
   bool done = false;
+  Kind kind = Kind::kKv;
+  wire::Request req;         // kTxn, kLease: what was sent
+  std::uint64_t invoke = 0;  // kTxn, kLease: simulated time it was sent
+};
+
+// What the lease checker knows of one lease (ids are chosen by the clients, unique in a run).
+// Times are the simulation's global clock (microseconds).
+struct LeaseRecord {
+  int client = 0;
+  std::uint64_t ttl_ms = 0;
+  bool acked = false;                   // a grant or keep-alive of it was acknowledged
+  std::uint64_t last_ack_invoke = 0;    // the latest invoke time of such an acknowledged request
+  std::uint64_t last_ack_response = 0;  // when the latest acknowledgement arrived
+  std::uint64_t client_revoke = check::kNever;  // the first revoke a client sent for it
+  bool client_revoked = false;                  // a client's revoke was acknowledged
+  std::uint64_t granted_commit = 0;  // the grant entry first seen committed (0: not seen)
+  std::uint64_t revoked_commit = 0;  // a revoke entry first seen committed (0: not seen)
 };
 
 class ServerSim {
@@ -229,7 +250,15 @@ class ServerSim {
   void fault();
   void heal();
   void next_op(ClientState& c);
+  bool coordination_op(ClientState& c, wire::Request& req, InFlightOp::Kind& kind);
   void finish_op(std::size_t inflight, const wire::Response& r);
+  void finish_txn(const InFlightOp& in, const wire::Response* r);
+  void finish_lease(const InFlightOp& in, const wire::Response& r);
+  void committed_entry(const raft::Entry& e);
+  void check_lease_safety(std::uint64_t id);
+  std::uint64_t lease_liveness_deadline(const LeaseRecord& l) const;
+  bool lease_liveness_pending() const;
+  void check_lease_liveness();
   void probe();
   void check_member(Slot& s);
   void violation(const std::string& what) {
@@ -284,6 +313,11 @@ class ServerSim {
   std::vector<InFlightOp> inflight_;
   std::map<std::string, std::uint64_t> seen_revision_;  // a key's newest revision a client saw
   std::uint64_t value_seq_ = 0;
+  std::uint64_t lease_seq_ = 0;
+  std::map<std::uint64_t, LeaseRecord> leases_;  // by id
+  std::uint64_t heal_at_ = 0;
+  std::uint64_t end_at_ = 0;
+  std::uint64_t leader_since_ = 0;  // when the newest (term, leader) pair was first seen
   // Checks.
   std::map<std::uint64_t, std::uint64_t> leader_of_term_;
   std::map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> committed_;  // index -> term, hash
