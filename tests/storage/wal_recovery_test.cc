@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "kvc/storage/sim_fs.h"
 #include "kvc/storage/wal.h"
 #include "wal_test_util.h"
 
@@ -236,6 +237,40 @@ TEST(WalRecoveryTest, AFlippedBitInASegmentHeaderIsCorruption) {
     }
   }
   std::filesystem::remove_all(scratch);
+}
+
+// A read that returns a flipped bit once (a transient fault: the medium is fine) must not make
+// recovery zero an intact record as a torn tail, or refuse the log as corrupt: the log is read
+// again, and the second reading wins. Each seed flips a bit somewhere else in what the first
+// scan reads.
+TEST(WalRecoveryTest, AReadThatFlipsABitOnceIsReadAgainAndNothingIsLost) {
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    SimFileSystem fs({"/kvc-walread"}, seed);
+    ScopedFileSystem guard(&fs);
+    const std::string dir = "/kvc-walread/wal";
+    {
+      Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 8192});
+      ASSERT_TRUE(w.ok()) << w.status().to_string();
+      for (std::uint64_t i = 1; i <= 40; i += 4) {
+        ASSERT_TRUE(w->wal
+                        .append(raft::HardState{.term = wal_test::expected_term(i + 3),
+                                                .vote = 1,
+                                                .commit = i},
+                                expected_entries(i, i + 3))
+                        .ok());
+        ASSERT_TRUE(w->wal.sync().ok());
+      }
+    }
+    fs.flip_next_reads(dir, 1);
+    Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 8192});
+    ASSERT_TRUE(w.ok()) << w.status().to_string();
+    EXPECT_EQ(fs.stats().read_flips, 1u);
+    EXPECT_FALSE(w->log.report.torn_tail.has_value()) << w->log.report.describe();
+    EXPECT_EQ(w->wal.last_index(), 40u);
+    ASSERT_EQ(w->log.entries.size(), 40u);
+    EXPECT_EQ(w->log.entries.back(), wal_test::expected_entry(40));
+  }
 }
 
 }  // namespace

@@ -117,6 +117,28 @@ Result<OpenedWal> Wal::open(const std::string& dir, const WalOptions& options) {
   };
   Result<WalSummary> scanned = scan_wal(dir, visit);
   if (!scanned.ok()) return scanned.status();
+  if (scanned->damage) {
+    // A read that returned damaged bytes once (a flaky disk, controller or cable) looks exactly
+    // like a torn tail or a damaged record, and zeroing a "torn tail" would destroy an intact
+    // record that may have been acknowledged and applied. Damage on the medium reads the same
+    // every time: read the log once more and trust the second reading when it differs. (Only
+    // when something looks wrong, so the cost of reading the log twice is paid rarely.)
+    std::deque<raft::Entry> again_entries;
+    Result<WalSummary> again = scan_wal(dir, [&again_entries](const ScannedRecord& r) -> Status {
+      collect_entries(again_entries, r);
+      return Status();
+    });
+    if (again.ok() && (!again->damage || again->damage->offset != scanned->damage->offset ||
+                       again->damage->kind != scanned->damage->kind)) {
+      spdlog::warn(
+          "wal read twice gave two answers: the first reading found {} at offset {} of {}, the "
+          "second {}; keeping the second (a read error, not a torn write)",
+          scanned->damage->reason, scanned->damage->offset, scanned->damage->path,
+          again->damage ? again->damage->describe() : std::string("no damage"));
+      scanned = std::move(again);
+      entries = std::move(again_entries);
+    }
+  }
   WalSummary& summary = *scanned;
 
   if (summary.damage && summary.damage->kind == DamageKind::kCorruption) {
