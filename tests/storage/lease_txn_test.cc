@@ -78,6 +78,16 @@ TEST(LeaseTest, RevokeDeletesEveryKeyOfTheLeaseInOneRevision) {
   EXPECT_EQ(ev->events[1].sequence, 1u);
   EXPECT_EQ(ev->events[1].revision, at);
   EXPECT_EQ(ev->events[1].type, EventType::kDelete);
+  // Each delete carries the value it removed (watch --prev-kv), also once flushed to LMDB.
+  EXPECT_EQ(ev->events[0].prev_value, "2");
+  EXPECT_EQ(ev->events[1].prev_value, "1");
+  ASSERT_TRUE(sm->flush_all().ok());
+  ev = sm->events_since({.from_revision = at, .key = "n/", .prefix = true});
+  ASSERT_TRUE(ev.ok()) << ev.status().to_string();
+  ASSERT_EQ(ev->events.size(), 2u);
+  EXPECT_EQ(ev->events[0].prev_value, "2");
+  EXPECT_EQ(ev->events[1].prev_value, "1");
+  EXPECT_EQ(ev->events[0].prev_mod_revision, at - 3);  // n/a was put at index 6
 }
 
 TEST(LeaseTest, APutWithoutALeaseOrADeleteDetachesTheKey) {

@@ -265,8 +265,8 @@ class Model {
       kv.create_revision = it->second.create_revision;
       kv.version = it->second.version + 1;
     }
-    events.push_back(
-        {index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version, cur});
+    events.push_back({index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version, cur,
+                      it != kvs.end() ? it->second.value : std::string()});
     kvs[key] = kv;
     detach(key);
     if (lease != 0) {
@@ -275,7 +275,8 @@ class Model {
     }
   }
   void erase(std::uint64_t index, std::uint32_t& seq, const std::string& key) {
-    events.push_back({index, seq++, EventType::kDelete, key, "", 0, 0, kvs.at(key).mod_revision});
+    events.push_back({index, seq++, EventType::kDelete, key, "", 0, 0, kvs.at(key).mod_revision,
+                      kvs.at(key).value});
     kvs.erase(key);
     detach(key);
   }

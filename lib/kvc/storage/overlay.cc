@@ -48,7 +48,7 @@ void Overlay::add_event(Event e) {
       events_.empty() || events_.back().revision < e.revision ||
           (events_.back().revision == e.revision && events_.back().sequence + 1 == e.sequence),
       "events out of order");
-  bytes_ += kEventOverhead + e.key.size() + e.value.size();
+  bytes_ += kEventOverhead + e.key.size() + e.value.size() + e.prev_value.size();
   events_.push_back(std::move(e));
 }
 

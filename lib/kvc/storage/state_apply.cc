@@ -152,7 +152,8 @@ Result<TxnOpResult> StateMachine::put_key(std::uint64_t index, std::uint32_t& se
                       .value = kv.value,
                       .create_revision = kv.create_revision,
                       .version = kv.version,
-                      .prev_mod_revision = cur_mod});
+                      .prev_mod_revision = cur_mod,
+                      .prev_value = cur->has_value() ? (*cur)->value : std::string()});
   active_->put(kv);
   // A put without a lease detaches the key from the one it had (etcd's rule).
   if (lease == 0) {
@@ -177,7 +178,8 @@ Result<TxnOpResult> StateMachine::delete_key(std::uint64_t index, std::uint32_t&
                       .sequence = seq++,
                       .type = EventType::kDelete,
                       .key = key,
-                      .prev_mod_revision = (*cur)->mod_revision});
+                      .prev_mod_revision = (*cur)->mod_revision,
+                      .prev_value = (*cur)->value});
   active_->erase(key);
   detach_key(key);
   r.revision = index;
@@ -188,25 +190,26 @@ Result<TxnOpResult> StateMachine::delete_key(std::uint64_t index, std::uint32_t&
 Result<TxnOpResult> StateMachine::delete_prefix(std::uint64_t index, std::uint32_t& seq,
                                                 const std::string& prefix) {
   // Collect first: erasing while the merged cursor walks the active overlay would move it.
-  std::vector<std::pair<std::string, std::uint64_t>> doomed;  // key, mod revision
+  std::vector<KeyValue> doomed;
   Result<MDB_txn*> txn = read_txn();
   if (!txn.ok()) return txn.status();
   MergedCursor cur(active_.get(), frozen_.get(), *txn, dbs_->kv, damage_fn_, state_dir_);
   KVC_RETURN_IF_ERROR(cur.seek(prefix));
   KeyValue kv;
   while (cur.valid() && starts_with(cur.key(), prefix)) {
-    KVC_RETURN_IF_ERROR(cur.current(kv, false));
-    doomed.emplace_back(std::move(kv.key), kv.mod_revision);
+    KVC_RETURN_IF_ERROR(cur.current(kv, true));  // the value goes into the event (prev_value)
+    doomed.push_back(std::move(kv));
     KVC_RETURN_IF_ERROR(cur.next());
   }
-  for (const auto& [key, mod] : doomed) {
+  for (KeyValue& d : doomed) {
+    active_->erase(d.key);
+    detach_key(d.key);
     active_->add_event({.revision = index,
                         .sequence = seq++,
                         .type = EventType::kDelete,
-                        .key = key,
-                        .prev_mod_revision = mod});
-    active_->erase(key);
-    detach_key(key);
+                        .key = std::move(d.key),
+                        .prev_mod_revision = d.mod_revision,
+                        .prev_value = std::move(d.value)});
   }
   TxnOpResult r;
   r.type = TxnOpType::kDeletePrefix;

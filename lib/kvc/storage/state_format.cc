@@ -124,12 +124,16 @@ bool parse_event_key(std::string_view k, std::uint64_t& revision, std::uint32_t&
 void encode_event_record(std::string& out, std::string_view key, const Event& e) {
   out.assign(kRecordCrcBytes, '\0');
   out.reserve(kRecordCrcBytes + e.key.size() + e.value.size() + 24);
-  out += static_cast<char>(e.type);
+  // The previous value is stored whenever the key existed before (its absence is what
+  // prev_mod_revision 0 says).
+  const bool prev = e.prev_mod_revision != 0;
+  out += static_cast<char>(static_cast<std::uint8_t>(e.type) | (prev ? 0x80 : 0));
   put_varint(out, e.create_revision);
   put_varint(out, e.version);
   put_varint(out, e.prev_mod_revision);
   put_varint(out, e.key.size());
   out += e.key;
+  if (prev) put_string(out, e.prev_value);
   out += e.value;
   const std::string_view body = std::string_view(out).substr(kRecordCrcBytes);
   store_u32_le(out.data(), crc32c::mask(record_crc(StateDb::kEvents, key, body)));
@@ -140,7 +144,8 @@ RecordProblem decode_event_record(std::string_view key, std::string_view stored,
   if (!body) return RecordProblem::kChecksum;
   std::string_view in = *body;
   if (!parse_event_key(key, e.revision, e.sequence) || in.empty()) return RecordProblem::kMalformed;
-  const auto t = static_cast<std::uint8_t>(in[0]);
+  const auto t = static_cast<std::uint8_t>(in[0] & 0x7f);
+  const bool has_prev = (static_cast<std::uint8_t>(in[0]) & 0x80) != 0;
   if (t != 1 && t != 2) return RecordProblem::kMalformed;
   e.type = static_cast<EventType>(t);
   in.remove_prefix(1);
@@ -151,6 +156,8 @@ RecordProblem decode_event_record(std::string_view key, std::string_view stored,
   }
   e.key.assign(in.data(), static_cast<std::size_t>(n));
   in.remove_prefix(static_cast<std::size_t>(n));
+  e.prev_value.clear();
+  if (has_prev && !get_string(in, e.prev_value)) return RecordProblem::kMalformed;
   e.value.assign(in.data(), in.size());
   return RecordProblem::kNone;
 }

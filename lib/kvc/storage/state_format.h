@@ -56,8 +56,9 @@ RecordProblem decode_kv_record(std::string_view key, std::string_view stored, Ke
                                bool with_value);
 
 // events database: key = u64 revision, u32 sequence, both big-endian (so LMDB's byte order is
-// the history's order); body = u8 type (1 put, 2 delete), varint create_revision, version,
-// prev_mod_revision, varint key length, key, then the value's bytes.
+// the history's order); body = u8 type (1 put, 2 delete; plus 0x80 when the previous value
+// follows the key), varint create_revision, version, prev_mod_revision, varint key length, key,
+// [varint previous value length, previous value,] then the value's bytes.
 inline constexpr std::size_t kEventKeyBytes = 12;
 std::string event_key(std::uint64_t revision, std::uint32_t sequence);
 bool parse_event_key(std::string_view key, std::uint64_t& revision, std::uint32_t& sequence);

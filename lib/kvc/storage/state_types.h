@@ -60,6 +60,9 @@ struct Event {
   std::uint64_t create_revision = 0;    // put: the key's create revision; delete: 0
   std::uint64_t version = 0;            // put: the key's version after the put; delete: 0
   std::uint64_t prev_mod_revision = 0;  // the key's mod revision before, 0 if it was absent
+  // The key's value before (watch --prev-kv); empty when it was absent. Stored from state
+  // format 3 on: events written by an older version read back without it.
+  std::string prev_value;
 
   friend bool operator==(const Event&, const Event&) = default;
 };
