@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -42,10 +43,8 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// curl with a bounded time; the status code is appended by -w after a marker line.
-HttpAnswer curl(const std::vector<std::string>& args) {
-  std::string cmd = "curl -s --max-time 10 -w '\\n@@%{http_code}'";
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
+// Runs a shell command line that ends in curl's -w '\n@@%{http_code}' and splits its output.
+HttpAnswer run_curl_line(const std::string& cmd) {
   FILE* p = ::popen(cmd.c_str(), "r");
   HttpAnswer a;
   if (p == nullptr) return a;
@@ -58,6 +57,13 @@ HttpAnswer curl(const std::vector<std::string>& args) {
   a.status = std::atoi(out.c_str() + at + 3);
   a.body = out.substr(0, at);
   return a;
+}
+
+// curl with a bounded time; the status code is appended by -w after a marker line.
+HttpAnswer curl(const std::vector<std::string>& args) {
+  std::string cmd = "curl -s --max-time 10 -w '\\n@@%{http_code}'";
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  return run_curl_line(cmd);
 }
 
 std::string url(const std::string& http_addr, const std::string& path) {
@@ -430,6 +436,35 @@ TEST(HttpProcessTest, LeaderRouteNamesTheSameLeaderOnEveryMember) {
   ASSERT_TRUE(wait_status(hc.http(survivor), "/v1/leader", 503));
   HttpAnswer none = curl({url(hc.http(survivor), "/v1/leader")});
   EXPECT_NE(none.body.find("\"code\":\"unavailable\""), std::string::npos) << none.body;
+}
+
+// Every curl line of docs/http.md, in order, against a real member: each answers 2xx (the
+// watch streams are ended by the time limit, after their 200 and head).
+TEST(HttpProcessTest, CurlExamplesInTheDocsWork) {
+  std::ifstream in(std::string(KVC_SOURCE_DIR) + "/docs/http.md");
+  ASSERT_TRUE(in.good());
+  std::vector<std::string> examples;
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t at = line.find_first_not_of(' ');
+    if (at != std::string::npos && at >= 4 && line.compare(at, 5, "curl ") == 0) {
+      examples.push_back(line.substr(at));
+    }
+  }
+  ASSERT_GE(examples.size(), 9u);
+  HttpCluster hc("http-docs");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  ASSERT_TRUE(wait_status(hc.http(0), "/ready", 200));
+  for (std::string ex : examples) {
+    SCOPED_TRACE(ex);
+    for (std::size_t at; (at = ex.find("127.0.0.1:8080")) != std::string::npos;) {
+      ex.replace(at, 14, hc.http(0));
+    }
+    HttpAnswer a = run_curl_line(ex + " --max-time 2 -w '\\n@@%{http_code}'");
+    EXPECT_GE(a.status, 200) << a.body;
+    EXPECT_LT(a.status, 300) << a.body;
+  }
 }
 
 }  // namespace
