@@ -588,15 +588,16 @@ TEST_F(WatchRouteTest, AnErrorEndsTheStreamWithAFinalErrorMessage) {
 TEST_F(WatchRouteTest, AFullStreamHoldsDeliveryAndItsCloseCancelsTheWatch) {
   HttpResponse r = start("/v1/watch/k");
   ASSERT_EQ(r.status, 200);
-  WatchSink& s = sink();
-  EXPECT_FALSE(s.full());
+  // Held here too: the fake drops its own reference when the watch is cancelled.
+  std::shared_ptr<WatchSink> s = backend_.watches.at(1).sink;
+  EXPECT_FALSE(s->full());
   sink_.unsent = (4u << 20) + 1;  // the reader left more than 4 MiB unread
-  EXPECT_TRUE(s.full());
+  EXPECT_TRUE(s->full());
   sink_.unsent = 0;
-  EXPECT_FALSE(s.closed());
+  EXPECT_FALSE(s->closed());
   EXPECT_TRUE(backend_.cancelled.empty());
   r.stream->abandon();  // the connection closed
-  EXPECT_TRUE(s.closed());
+  EXPECT_TRUE(s->closed());
   EXPECT_EQ(backend_.cancelled, std::vector<std::uint64_t>{1});
 }
 

@@ -90,6 +90,11 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
 //   megabytes), and a sweep does not spin on it; the tick retries such watchers
 //   (watch_backlog_). If it falls behind what the history keeps, it is told so when it reads
 //   the history, as any watcher from a compacted revision is.
+// - An HTTP watch stream (http_backend.cc) is a watcher with a sink instead of a connection:
+//   the same rules, with the stream's unsent bytes for the connection's (WatchSink::full) and
+//   its close for the connection's (the watcher is then skipped until cancel_watch drops it).
+//   A sink is handed the watcher's new position with every visit's events, so it can tell
+//   which revisions are complete.
 namespace {
 
 constexpr std::size_t kSliceWork = 20'000;
@@ -307,7 +312,8 @@ void Engine::Impl::notify_slice() {
     Watcher& w = it->second;
     const WatchConn state = watch_state(w);
     if (state != WatchConn::kReady) {
-      // Closing: dropped by on_client_closed, costs nothing until then. Full: waits.
+      // Closing: dropped by on_client_closed (an HTTP stream: by cancel_watch), costs nothing
+      // until then. Full: waits.
       if (state == WatchConn::kFull) watch_backlog_ = true;
       ++it;
       continue;
