@@ -72,7 +72,8 @@ std::string url(const std::string& http_addr, const std::string& path) {
 
 class HttpCluster {
  public:
-  explicit HttpCluster(const std::string& name) : cluster_(name, {}) {
+  explicit HttpCluster(const std::string& name, ClusterOptions options = {})
+      : cluster_(name, std::move(options)) {
     for (int i = 0; i < cluster_.size(); ++i) {
       http_.push_back("127.0.0.1:" + std::to_string(free_port()));
       cluster_.mutable_spec(i).extra_flags = {"--listen-http", http_.back()};
@@ -436,6 +437,50 @@ TEST(HttpProcessTest, LeaderRouteNamesTheSameLeaderOnEveryMember) {
   ASSERT_TRUE(wait_status(hc.http(survivor), "/v1/leader", 503));
   HttpAnswer none = curl({url(hc.http(survivor), "/v1/leader")});
   EXPECT_NE(none.body.find("\"code\":\"unavailable\""), std::string::npos) << none.body;
+}
+
+// A watch from a revision the history no longer holds: 410 naming the oldest one there is,
+// from which a watch works.
+TEST(HttpProcessTest, AWatchFromACompactedRevisionIsGone) {
+  HttpCluster hc(
+      "http-gone",
+      {.members = 1, .extra_flags = {"--history-revisions", "10", "--flush-interval", "50ms"}});
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client();
+  std::uint64_t first = 0;
+  for (int i = 0; i < 40; ++i) {
+    wire::Response r = c->put("g/" + std::to_string(i), "v");
+    ASSERT_EQ(r.code, Code::kOk) << r.message;
+    if (first == 0) first = r.revision;
+  }
+  // Once a flush has trimmed the history.
+  const std::string from_first =
+      "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(first);
+  HttpAnswer gone;
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    gone = curl({"--max-time", "1", url(hc.http(0), from_first)});
+                    return gone.status == 410;
+                  },
+                  std::chrono::seconds(10), "a watch from the first write to be refused",
+                  std::chrono::milliseconds(100))
+                  .ok())
+      << gone.status << " " << gone.body;
+  Result<JsonValue> v = parse_json(gone.body);
+  ASSERT_TRUE(v.ok()) << gone.body;
+  const JsonValue& e = *v->find("error");
+  EXPECT_EQ(e.find("code")->text, "failed_precondition");
+  const std::uint64_t oldest = e.find("compact_revision")->as_uint64().value_or(0);
+  EXPECT_GT(oldest, first) << gone.body;
+  // From the oldest revision named, the history replays.
+  HttpStream s(hc.http(0), "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(oldest));
+  ASSERT_TRUE(s.read_until([](const std::string& b) { return json_lines(b).size() >= 1; }))
+      << s.head() << s.body();
+  EXPECT_EQ(s.status(), 200);
+  // (Revisions are log indexes: the oldest one may hold no event of these keys.)
+  EXPECT_GE(json_lines(s.body())[0].find("revision")->as_uint64().value_or(0), oldest);
 }
 
 // Every curl line of docs/http.md, in order, against a real member: each answers 2xx (the
