@@ -436,6 +436,13 @@ TEST_F(EngineTest, AnHttpWatchThatStopsReadingGetsEveryEventOnceItReadsAgain) {
     return at == std::string::npos ? -1 : std::atoi(m.body().c_str() + at + 14);
   };
   EXPECT_TRUE(wait_until([&] { return watchers() == 0; }, 10s, "the watcher to be dropped"));
+  // The member stops with a stream open: the stream ends (the server closes the connection).
+  kvc::test::HttpStream open_at_stop(e->http_address(), "/v1/watch/%2Fs%2F?prefix=true");
+  ASSERT_TRUE(open_at_stop.head_read());
+  ASSERT_EQ(open_at_stop.status(), 200);
+  e.reset();
+  open_at_stop.read_until([](const std::string&) { return false; }, 5s);
+  EXPECT_TRUE(open_at_stop.ended());
 }
 
 // A watcher from an old revision reads the history itself, a page at a time, and then joins the
