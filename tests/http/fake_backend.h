@@ -1,7 +1,8 @@
 // A Backend for the HTTP tests: an in-memory key-value map with the client protocol's semantics
 // (revisions, compare-and-set on the mod revision, ranges under a prefix with `more`), health
 // and readiness the test sets, a metrics registry, and knobs to fail the next call or to hold
-// answers back until the test releases them (answers that come later, out of order).
+// answers back until the test releases them (answers that come later, out of order), and
+// watches the test feeds by hand through the sink the routes hand over.
 // Single-threaded, like the loop it serves.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -27,8 +29,8 @@ class FakeBackend : public Backend {
   }
   Readiness ready() override { return readiness; }
   std::string metrics_text() override { return registry.expose(); }
-  std::string http_address_of(std::uint64_t member_id) override {
-    return member_id == leader_with_http ? leader_http_address : std::string();
+  std::string http_address_of(std::uint64_t id) override {
+    return id == leader_with_http ? leader_http_address : std::string();
   }
 
   void call(wire::Request q, std::function<void(wire::Response)> done) override {
@@ -97,6 +99,16 @@ class FakeBackend : public Backend {
       case wire::Op::kPut:
         put(q.key, q.value);
         break;
+      case wire::Op::kLeader:
+        r.member_id = member_id;
+        r.leader_id = leader_id;
+        r.leader_name = leader_name;
+        r.leader_client_addr = leader_client_addr;
+        if (leader_id == 0) {
+          r.code = Code::kUnavailable;
+          r.message = "no leader known";
+        }
+        break;
       case wire::Op::kDelete:
         if (kvs.erase(q.key) != 0) {
           ++revision;
@@ -125,6 +137,26 @@ class FakeBackend : public Backend {
     ++kv.version;
   }
 
+  struct Watch {
+    wire::Request request;
+    std::shared_ptr<WatchSink> sink;
+  };
+  void watch(wire::Request q, std::shared_ptr<WatchSink> sink,
+             std::function<void(wire::Response, std::uint64_t)> started) override {
+    if (next_watch_error) {
+      wire::Response r = *next_watch_error;
+      next_watch_error.reset();
+      started(std::move(r), 0);
+      return;
+    }
+    watches[++watch_seq] = {std::move(q), std::move(sink)};
+    started(wire::Response{}, watch_seq);
+  }
+  void cancel_watch(std::uint64_t handle) override {
+    cancelled.push_back(handle);
+    watches.erase(handle);
+  }
+
   std::map<std::string, wire::KeyValue> kvs;
   std::uint64_t revision = 0;
   Status health_status;
@@ -137,6 +169,14 @@ class FakeBackend : public Backend {
   int health_calls = 0;
   std::uint64_t leader_with_http = 0;
   std::string leader_http_address;
+  // kLeader answers.
+  std::uint64_t member_id = 0x11, leader_id = 0x22;
+  std::string leader_name = "n2", leader_client_addr = "127.0.0.1:2379";
+  // Watches started and not cancelled, by handle; handles cancelled, in order.
+  std::map<std::uint64_t, Watch> watches;
+  std::uint64_t watch_seq = 0;
+  std::vector<std::uint64_t> cancelled;
+  std::optional<wire::Response> next_watch_error;  // the next watch fails with this
 };
 
 }  // namespace kvc::http::testing

@@ -372,5 +372,252 @@ TEST_F(KvRoutesTest, AnswersLaterWhenTheBackendDoes) {
   EXPECT_EQ(got->status, 404);
 }
 
+// The server's side of a streaming answer, for tests without a connection: collects what the
+// stream writes and counts an unsent backlog the test sets.
+class CollectingSink final : public ResponseStream::Sink {
+ public:
+  void stream_write(std::string_view data) override { out += data; }
+  void stream_end() override { ended = true; }
+  std::size_t stream_unsent() const override { return unsent; }
+  std::string take() { return std::exchange(out, std::string()); }
+
+  std::string out;
+  bool ended = false;
+  std::size_t unsent = 0;
+};
+
+wire::Event put_event(std::string key, std::string value, std::uint64_t rev, std::uint64_t create,
+                      std::uint64_t version) {
+  return {wire::EventType::kPut, {std::move(key), std::move(value), create, rev, version}};
+}
+wire::Event delete_event(std::string key, std::uint64_t rev) {
+  return {wire::EventType::kDelete, {std::move(key), "", 0, rev, 0}};
+}
+
+class WatchRouteTest : public KvRoutesTest {
+ protected:
+  // Starts a watch through the routes; the stream's output goes to sink_ from the start.
+  HttpResponse start(std::string_view target, std::vector<std::string> extra_headers = {}) {
+    std::string raw = "GET " + std::string(target) + " HTTP/1.1\r\nHost: kvc\r\n";
+    for (const std::string& h : extra_headers) raw += h + "\r\n";
+    raw += "\r\n";
+    RequestParser p;
+    p.feed(raw);
+    KVC_CHECK(p.has_request(), "test request did not parse: " + raw);
+    std::optional<HttpResponse> got;
+    routes_.handle(p.take_request(), [&got](HttpResponse r) { got = std::move(r); });
+    KVC_CHECK(got.has_value(), "the routes did not answer");
+    if (got->stream) {
+      bool ended = false;
+      sink_.out += got->stream->attach(&sink_, &ended);
+      sink_.ended = ended;
+    }
+    return *got;
+  }
+  WatchSink& sink(std::uint64_t handle = 1) { return *backend_.watches.at(handle).sink; }
+  // The JSON messages of an ndjson output, keep-alive (empty) lines left out.
+  static std::vector<JsonValue> lines(const std::string& out) {
+    std::vector<JsonValue> v;
+    std::size_t at = 0;
+    while (at < out.size()) {
+      const std::size_t nl = out.find('\n', at);
+      KVC_CHECK(nl != std::string::npos, "unterminated line: " + out.substr(at));
+      if (nl > at) v.push_back(*parse_json(out.substr(at, nl - at)));
+      at = nl + 1;
+    }
+    return v;
+  }
+
+  CollectingSink sink_;
+};
+
+TEST_F(WatchRouteTest, StreamsNdjsonOneCompleteRevisionPerLine) {
+  HttpResponse r = start("/v1/watch/svc%2F?prefix=true&start_revision=5");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_NE(r.stream, nullptr);
+  EXPECT_EQ(r.content_type, "application/x-ndjson");
+  EXPECT_EQ(r.stream_keepalive, "\n");
+  ASSERT_NE(header(r, "Cache-Control"), nullptr);
+  ASSERT_EQ(backend_.watches.size(), 1u);
+  const wire::Request& q = backend_.watches.at(1).request;
+  EXPECT_EQ(q.op, wire::Op::kWatch);
+  EXPECT_EQ(q.key, "svc/");
+  EXPECT_TRUE(q.prefix);
+  EXPECT_EQ(q.start_revision, 5u);
+
+  // Revision 6 is a prefix delete of two keys, split across two deliveries: nothing of it is
+  // written until both have come (the position passed it).
+  const std::vector<wire::Event> first = {put_event("svc/a", "1", 5, 5, 1),
+                                          delete_event("svc/a", 6)};
+  sink().deliver(first, 6, 1);
+  std::vector<JsonValue> got = lines(sink_.take());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].find("revision")->as_uint64(), 5u);
+  const JsonValue& e = got[0].find("events")->array.at(0);
+  EXPECT_EQ(e.find("type")->text, "put");
+  EXPECT_EQ(e.find("key")->text, "svc/a");
+  EXPECT_EQ(e.find("value")->text, "1");
+  EXPECT_EQ(e.find("create_revision")->as_uint64(), 5u);
+  EXPECT_EQ(e.find("mod_revision")->as_uint64(), 5u);
+  EXPECT_EQ(e.find("version")->as_uint64(), 1u);
+
+  sink().deliver({}, 6, 1);  // a visit with nothing new changes nothing
+  EXPECT_EQ(sink_.out, "");
+  const std::vector<wire::Event> second = {delete_event("svc/b", 6),
+                                           put_event("svc/\xff", "\x00\xfe"s, 7, 7, 1)};
+  sink().deliver(second, 8, 0);
+  got = lines(sink_.take());
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].find("revision")->as_uint64(), 6u);
+  ASSERT_EQ(got[0].find("events")->array.size(), 2u);
+  const JsonValue& d = got[0].find("events")->array[1];
+  EXPECT_EQ(d.find("type")->text, "delete");
+  EXPECT_EQ(d.find("key")->text, "svc/b");
+  EXPECT_EQ(d.find("value"), nullptr);
+  EXPECT_EQ(d.find("value_base64"), nullptr);
+  EXPECT_EQ(d.find("mod_revision")->as_uint64(), 6u);
+  // Bytes that are not UTF-8 come as base64, as in /v1/kv answers.
+  const JsonValue& b = got[1].find("events")->array.at(0);
+  EXPECT_EQ(*base64_decode(b.find("key_base64")->text), "svc/\xff");
+  EXPECT_EQ(*base64_decode(b.find("value_base64")->text), "\x00\xfe"s);
+}
+
+TEST_F(WatchRouteTest, ServerSentEventsCarryTheRevisionAsTheirId) {
+  HttpResponse r = start("/v1/watch/k", {"Accept: text/html, text/event-stream;q=0.9"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "text/event-stream");
+  EXPECT_EQ(r.stream_keepalive, ": keep-alive\n\n");
+  EXPECT_FALSE(backend_.watches.at(1).request.prefix);
+  EXPECT_EQ(backend_.watches.at(1).request.start_revision, 0u);  // from now
+  const std::vector<wire::Event> events = {put_event("k", "a", 3, 3, 1),
+                                           put_event("k", "b", 4, 3, 2)};
+  sink().deliver(events, 5, 0);
+  EXPECT_EQ(
+      sink_.take(),
+      "id: 3\ndata: {\"revision\":3,\"events\":[{\"type\":\"put\",\"key\":\"k\",\"value\":\"a\","
+      "\"create_revision\":3,\"mod_revision\":3,\"version\":1}]}\n\n"
+      "id: 4\ndata: {\"revision\":4,\"events\":[{\"type\":\"put\",\"key\":\"k\",\"value\":\"b\","
+      "\"create_revision\":3,\"mod_revision\":4,\"version\":2}]}\n\n");
+}
+
+TEST_F(WatchRouteTest, LastEventIdResumesAfterIt) {
+  // A reconnecting EventSource repeats its URL and names the last message it read.
+  ASSERT_EQ(
+      start("/v1/watch/k?start_revision=2", {"Accept: text/event-stream", "Last-Event-ID: 41"})
+          .status,
+      200);
+  EXPECT_EQ(backend_.watches.at(1).request.start_revision, 42u);
+  for (const char* bad :
+       {"Last-Event-ID: x", "Last-Event-ID: -1", "Last-Event-ID: 18446744073709551615"}) {
+    SCOPED_TRACE(bad);
+    HttpResponse r = start("/v1/watch/k", {bad});
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+  }
+  EXPECT_EQ(backend_.watches.size(), 1u);
+}
+
+TEST_F(WatchRouteTest, BadRequestsAreRefusedBeforeAWatchStarts) {
+  const struct {
+    const char* method;
+    const char* target;
+    int status;
+  } cases[] = {
+      {"GET", "/v1/watch/", 400},                     // empty key, no prefix
+      {"GET", "/v1/watch/k?start_revision=x", 400},   // not a number
+      {"GET", "/v1/watch/k?start=3", 400},            // unknown parameter
+      {"GET", "/v1/watch/k?prefix=maybe", 400},       // not a boolean
+      {"GET", "/v1/watch/k?prefix=1&prefix=1", 400},  // repeated
+      {"PUT", "/v1/watch/k", 405},
+      {"POST", "/v1/leader", 405},
+      {"GET", "/v1/leader?x=1", 400},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.method) + " " + c.target);
+    HttpResponse r = run(c.method, c.target);
+    EXPECT_EQ(r.status, c.status) << r.body;
+    EXPECT_EQ(r.stream, nullptr);
+  }
+  EXPECT_TRUE(backend_.watches.empty());
+  // An empty key with prefix=true watches every key.
+  ASSERT_EQ(start("/v1/watch/?prefix=true").status, 200);
+  EXPECT_EQ(backend_.watches.at(1).request.key, "");
+  EXPECT_TRUE(backend_.watches.at(1).request.prefix);
+}
+
+TEST_F(WatchRouteTest, CompactedStartRevisionIsGoneAndNamesTheOldestRevision) {
+  wire::Response compacted;
+  compacted.code = Code::kFailedPrecondition;
+  compacted.message = "revision 3 is compacted: the oldest available revision is 90";
+  compacted.compact_revision = 90;
+  backend_.next_watch_error = compacted;
+  HttpResponse r = start("/v1/watch/k?start_revision=3");
+  EXPECT_EQ(r.status, 410) << r.body;
+  EXPECT_EQ(r.stream, nullptr);
+  EXPECT_EQ(error_code(r), "failed_precondition");
+  EXPECT_EQ(body(r).find("error")->find("compact_revision")->as_uint64(), 90u);
+  // Other refusals keep the usual mapping.
+  wire::Response stopping;
+  stopping.code = Code::kShuttingDown;
+  stopping.message = "member shutting down";
+  backend_.next_watch_error = stopping;
+  EXPECT_EQ(start("/v1/watch/k").status, 503);
+}
+
+TEST_F(WatchRouteTest, AnErrorEndsTheStreamWithAFinalErrorMessage) {
+  for (const bool sse : {false, true}) {
+    SCOPED_TRACE(sse ? "sse" : "ndjson");
+    sink_ = CollectingSink();
+    backend_.watches.clear();
+    HttpResponse r =
+        sse ? start("/v1/watch/k", {"Accept: text/event-stream"}) : start("/v1/watch/k");
+    ASSERT_EQ(r.status, 200);
+    wire::Response why;
+    why.code = Code::kFailedPrecondition;
+    why.message = "fell behind the history";
+    why.compact_revision = 77;
+    sink(backend_.watch_seq).end(why);
+    EXPECT_TRUE(sink_.ended);
+    const std::string msg =
+        R"({"error":{"code":"failed_precondition","message":"fell behind the history","compact_revision":77}})";
+    EXPECT_EQ(sink_.take(), sse ? "event: error\ndata: " + msg + "\n\n" : msg + "\n");
+    EXPECT_TRUE(r.stream->closed());
+  }
+}
+
+TEST_F(WatchRouteTest, AFullStreamHoldsDeliveryAndItsCloseCancelsTheWatch) {
+  HttpResponse r = start("/v1/watch/k");
+  ASSERT_EQ(r.status, 200);
+  // Held here too: the fake drops its own reference when the watch is cancelled.
+  std::shared_ptr<WatchSink> s = backend_.watches.at(1).sink;
+  EXPECT_FALSE(s->full());
+  sink_.unsent = (4u << 20) + 1;  // the reader left more than 4 MiB unread
+  EXPECT_TRUE(s->full());
+  sink_.unsent = 0;
+  EXPECT_FALSE(s->closed());
+  EXPECT_TRUE(backend_.cancelled.empty());
+  r.stream->abandon();  // the connection closed
+  EXPECT_TRUE(s->closed());
+  EXPECT_EQ(backend_.cancelled, std::vector<std::uint64_t>{1});
+}
+
+TEST_F(WatchRouteTest, LeaderNamesTheLeaderAndThisMember) {
+  backend_.leader_with_http = 0x22;
+  backend_.leader_http_address = "127.0.0.1:8080";
+  HttpResponse r = run("GET", "/v1/leader");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body,
+            R"({"leader":{"id":"0000000000000022","name":"n2","client_addr":"127.0.0.1:2379",)"
+            R"("http_addr":"127.0.0.1:8080"},"member_id":"0000000000000011"})"
+            "\n");
+  backend_.leader_with_http = 0;  // the HTTP address is left out when unknown
+  EXPECT_EQ(body(run("GET", "/v1/leader")).find("leader")->find("http_addr"), nullptr);
+  backend_.leader_id = 0;
+  HttpResponse none = run("GET", "/v1/leader");
+  EXPECT_EQ(none.status, 503) << none.body;
+  EXPECT_EQ(error_code(none), "unavailable");
+  EXPECT_NE(header(none, "Retry-After"), nullptr);
+}
+
 }  // namespace
 }  // namespace kvc::http

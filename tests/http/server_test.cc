@@ -558,5 +558,170 @@ TEST_F(HttpServerTest, MetricsEndpointIsValidPrometheusText) {
   EXPECT_EQ(fams->at("kvc_http_request_duration_seconds").type, "histogram");
 }
 
+// Streaming answers (HttpResponse::stream), with a handler of the test's own: /stream answers
+// with a stream that already holds "early;", anything else with a plain "plainbody".
+class StreamingServerTest : public ::testing::Test {
+ protected:
+  void start(HttpServerOptions o = {}) {
+    o.address = {"127.0.0.1", 0};
+    server_ =
+        std::make_unique<HttpServer>(loop_.get(), o, [this](const HttpRequest& r, Respond respond) {
+          HttpResponse a;
+          a.content_type = "text/plain";
+          if (r.path != "/stream") {
+            a.body = "plainbody";
+            return respond(std::move(a));
+          }
+          stream_ = std::make_shared<ResponseStream>();
+          stream_->write("early;");
+          stream_->on_close([this] { ++closed_; });
+          a.stream = stream_;
+          a.stream_keepalive = "~";
+          respond(std::move(a));
+        });
+    ASSERT_TRUE(server_->listen().ok());
+  }
+  void TearDown() override {
+    server_.reset();
+    loop_.drain();
+  }
+  std::unique_ptr<RawClient> raw(bool read = true) {
+    auto c = std::make_unique<RawClient>(loop_, server_->bound(), read);
+    KVC_CHECK(c->connected(), "raw client did not connect");
+    return c;
+  }
+  static bool has(const RawClient& c, std::string_view s) {
+    return c.received().find(s) != std::string::npos;
+  }
+
+  TestLoop loop_;
+  std::unique_ptr<HttpServer> server_;
+  std::shared_ptr<ResponseStream> stream_;
+  int closed_ = 0;  // on_close calls
+};
+
+TEST_F(StreamingServerTest, ChunkedBodyKeepAlivesThenTheEnd) {
+  HttpServerOptions o;
+  o.stream_keepalive_ms = 50;
+  o.idle_timeout_ms = 100;  // a stream is not idle, however long it is quiet
+  start(o);
+  std::unique_ptr<RawClient> c = raw();
+  c->send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "6\r\nearly;\r\n"); }));
+  const std::string head = c->received().substr(0, c->received().find("\r\n\r\n"));
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 200 OK\r\n")) << head;
+  EXPECT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  EXPECT_EQ(server_->open_streams(), 1u);
+  EXPECT_EQ(server_->stats().streams, 1u);
+
+  stream_->write("abc");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "3\r\nabc\r\n"); }));
+  // Quiet for several keep-alive periods and idle timeouts: keep-alives, no close.
+  auto count = [&] {
+    std::size_t n = 0;
+    for (std::size_t at = 0; (at = c->received().find("1\r\n~\r\n", at)) != std::string::npos;
+         ++at) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(loop_.run_until([&] { return count() >= 4; }));
+  EXPECT_FALSE(c->peer_closed());
+  EXPECT_EQ(closed_, 0);
+
+  stream_->end();
+  EXPECT_TRUE(stream_->closed());
+  ASSERT_TRUE(loop_.run_until([&] { return c->peer_closed(); }));
+  EXPECT_TRUE(c->received().ends_with("0\r\n\r\n")) << c->received();
+  ASSERT_TRUE(loop_.run_until([&] { return closed_ == 1; }));
+  EXPECT_EQ(server_->open_streams(), 0u);
+}
+
+TEST_F(StreamingServerTest, ClientClosingEndsTheStream) {
+  start();
+  std::unique_ptr<RawClient> c = raw();
+  c->send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "early;"); }));
+  c->close();
+  ASSERT_TRUE(loop_.run_until([&] { return closed_ == 1; }));
+  EXPECT_TRUE(stream_->closed());
+  EXPECT_EQ(stream_->unsent_bytes(), 0u);
+  stream_->write("dropped");  // after the close: nothing happens
+  stream_->end();
+  ASSERT_TRUE(loop_.run_until([&] { return server_->open_connections() == 0; }));
+  EXPECT_EQ(server_->open_streams(), 0u);
+}
+
+TEST_F(StreamingServerTest, AnswersBeforeAStreamGoFirstAndRequestsAfterItAreNotAnswered) {
+  start();
+  std::unique_ptr<RawClient> c = raw();
+  c->send(
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "early;"); }));
+  stream_->end();
+  ASSERT_TRUE(loop_.run_until([&] { return c->peer_closed(); }));
+  const std::string& got = c->received();
+  ASSERT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\n")) << got;
+  EXPECT_NE(got.find("\r\n\r\nplainbody"), std::string::npos) << got;
+  EXPECT_EQ(got.find("plainbody"), got.rfind("plainbody")) << "one plain answer only: " << got;
+  EXPECT_LT(got.find("plainbody"), got.find("Transfer-Encoding: chunked"));
+}
+
+TEST_F(StreamingServerTest, Http10StreamIsUnframedAndEndsWithTheConnection) {
+  start();
+  std::unique_ptr<RawClient> c = raw();
+  c->send("GET /stream HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "early;"); }));
+  stream_->write("more");
+  stream_->end();
+  ASSERT_TRUE(loop_.run_until([&] { return c->peer_closed(); }));
+  const std::string& got = c->received();
+  EXPECT_EQ(got.find("Transfer-Encoding"), std::string::npos) << got;
+  EXPECT_TRUE(got.ends_with("\r\n\r\nearly;more")) << got;
+}
+
+TEST_F(StreamingServerTest, HeadGetsTheHeadAndDropsTheStream) {
+  start();
+  std::unique_ptr<RawClient> c = raw();
+  c->send("HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return c->peer_closed(); }));
+  EXPECT_TRUE(c->received().ends_with("Connection: close\r\n\r\n")) << c->received();
+  EXPECT_NE(c->received().find("Transfer-Encoding: chunked"), std::string::npos);
+  EXPECT_EQ(closed_, 1);
+  EXPECT_EQ(server_->stats().streams, 0u);
+}
+
+TEST_F(StreamingServerTest, ClosingTheServerEndsItsStreams) {
+  start();
+  std::unique_ptr<RawClient> c = raw();
+  c->send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return has(*c, "early;"); }));
+  server_->close();
+  EXPECT_EQ(closed_, 1);
+  ASSERT_TRUE(loop_.run_until([&] { return c->peer_closed(); }));
+}
+
+TEST_F(StreamingServerTest, AReaderThatReadsNothingIsBoundedThenDisconnected) {
+  HttpServerOptions o;
+  o.write_timeout_ms = 200;
+  start(o);
+  std::unique_ptr<RawClient> c = raw(/*read=*/false);
+  c->send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return server_->open_streams() == 1; }));
+  // A producer that watches unsent_bytes() (as a watch does) sees the backlog grow and stops.
+  const std::string mib(1u << 20, 'x');
+  for (int i = 0; i < 64 && stream_->unsent_bytes() < (8u << 20); ++i) {
+    stream_->write(mib);
+    loop_.run_ready();
+  }
+  EXPECT_GE(stream_->unsent_bytes(), 1u << 20);
+  // The server's write deadline still cuts a reader that takes nothing at all.
+  ASSERT_TRUE(loop_.run_until([&] { return closed_ == 1; }, 60'000));
+  EXPECT_EQ(server_->stats().write_timeouts, 1u);
+}
+
 }  // namespace
 }  // namespace kvc::http

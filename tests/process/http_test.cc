@@ -1,23 +1,32 @@
 // The HTTP endpoint of real kvc-node members (--listen-http), driven with curl: health and
 // readiness as the cluster loses and regains its quorum, the JSON key-value API across members
 // (a write on a follower goes to the leader), agreement with the client protocol, a malformed
-// request that must not hurt the member, and /metrics read by a Prometheus text-format parser.
+// request that must not hurt the member, /metrics read by a Prometheus text-format parser,
+// watch streams (JSON lines and Server-Sent Events) read over plain sockets, and /v1/leader.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "kvc/common/json.h"
 #include "kvc/common/text.h"
 #include "process_cluster.h"
 #include "prom_text.h"
+#include "support/http_stream.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -34,10 +43,8 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-// curl with a bounded time; the status code is appended by -w after a marker line.
-HttpAnswer curl(const std::vector<std::string>& args) {
-  std::string cmd = "curl -s --max-time 10 -w '\\n@@%{http_code}'";
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
+// Runs a shell command line that ends in curl's -w '\n@@%{http_code}' and splits its output.
+HttpAnswer run_curl_line(const std::string& cmd) {
   FILE* p = ::popen(cmd.c_str(), "r");
   HttpAnswer a;
   if (p == nullptr) return a;
@@ -52,13 +59,21 @@ HttpAnswer curl(const std::vector<std::string>& args) {
   return a;
 }
 
+// curl with a bounded time; the status code is appended by -w after a marker line.
+HttpAnswer curl(const std::vector<std::string>& args) {
+  std::string cmd = "curl -s --max-time 10 -w '\\n@@%{http_code}'";
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  return run_curl_line(cmd);
+}
+
 std::string url(const std::string& http_addr, const std::string& path) {
   return "http://" + http_addr + path;
 }
 
 class HttpCluster {
  public:
-  explicit HttpCluster(const std::string& name) : cluster_(name, {}) {
+  explicit HttpCluster(const std::string& name, ClusterOptions options = {})
+      : cluster_(name, std::move(options)) {
     for (int i = 0; i < cluster_.size(); ++i) {
       http_.push_back("127.0.0.1:" + std::to_string(free_port()));
       cluster_.mutable_spec(i).extra_flags = {"--listen-http", http_.back()};
@@ -78,6 +93,33 @@ bool wait_status(const std::string& http_addr, const std::string& path, int stat
                     std::chrono::seconds(15), path + " answering " + std::to_string(status),
                     std::chrono::milliseconds(100))
       .ok();
+}
+
+// The JSON messages of a JSON-lines body (keep-alive empty lines left out).
+std::vector<JsonValue> json_lines(const std::string& body) {
+  std::vector<JsonValue> out;
+  std::size_t at = 0;
+  for (std::size_t nl; (nl = body.find('\n', at)) != std::string::npos; at = nl + 1) {
+    if (nl == at) continue;
+    Result<JsonValue> v = parse_json(body.substr(at, nl - at));
+    if (v.ok()) out.push_back(*v);
+  }
+  return out;
+}
+
+std::size_t count_of(const std::string& s, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = 0; (at = s.find(what, at)) != std::string::npos; at += what.size()) ++n;
+  return n;
+}
+
+// kvc_watchers on a member (NaN when it cannot be read).
+double watchers_on(const std::string& http_addr) {
+  HttpAnswer m = curl({url(http_addr, "/metrics")});
+  Result<std::map<std::string, http::testing::PromFamily>> fams =
+      http::testing::parse_prometheus_text(m.body);
+  if (m.status != 200 || !fams.ok() || fams->count("kvc_watchers") == 0) return std::nan("");
+  return fams->at("kvc_watchers").value("kvc_watchers", {});
 }
 
 TEST(HttpProcessTest, KeyValueApiAcrossMembersAgreesWithTheClientProtocol) {
@@ -252,6 +294,222 @@ TEST(HttpProcessTest, MetricsParseAndReflectTheWork) {
     }
   }
   EXPECT_EQ(leaders, 1);
+}
+
+TEST(HttpProcessTest, WatchStreamsDeliverInOrderResumeKeepAliveAndEndWithTheConnection) {
+  HttpCluster hc("http-watch");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  const int follower = (*leader + 1) % 3;
+  const int other = (*leader + 2) % 3;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
+  const std::string& fh = hc.http(follower);
+  ASSERT_EQ(watchers_on(fh), 0);
+
+  // A JSON-lines watch of a prefix on a follower; writes go through the client protocol.
+  HttpStream live(fh, "/v1/watch/w%2F?prefix=true");
+  ASSERT_TRUE(live.head_read());
+  ASSERT_EQ(live.status(), 200) << live.head();
+  EXPECT_NE(live.head().find("Content-Type: application/x-ndjson"), std::string::npos);
+  auto c = cluster.client();
+  ASSERT_EQ(c->put("w/a", "1").code, Code::kOk);
+  ASSERT_EQ(c->put("other", "x").code, Code::kOk);  // not under the prefix
+  ASSERT_EQ(c->put("w/b", "2").code, Code::kOk);
+  ASSERT_EQ(c->put("w/a", "3").code, Code::kOk);
+  ASSERT_EQ(c->del("w/b").code, Code::kOk);
+  ASSERT_TRUE(live.read_until([](const std::string& b) { return json_lines(b).size() >= 4; }))
+      << live.body();
+  std::vector<JsonValue> got = json_lines(live.body());
+  ASSERT_EQ(got.size(), 4u) << live.body();
+  const struct {
+    const char* type;
+    const char* key;
+    const char* value;
+    std::uint64_t version;
+  } want[] = {{"put", "w/a", "1", 1},
+              {"put", "w/b", "2", 1},
+              {"put", "w/a", "3", 2},
+              {"delete", "w/b", nullptr, 0}};
+  std::vector<std::uint64_t> revs;
+  for (std::size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    revs.push_back(got[i].find("revision")->as_uint64().value_or(0));
+    if (i > 0) {
+      EXPECT_GT(revs[i], revs[i - 1]);
+    }
+    ASSERT_EQ(got[i].find("events")->array.size(), 1u);
+    const JsonValue& e = got[i].find("events")->array[0];
+    EXPECT_EQ(e.find("type")->text, want[i].type);
+    EXPECT_EQ(e.find("key")->text, want[i].key);
+    EXPECT_EQ(e.find("mod_revision")->as_uint64(), revs[i]);
+    EXPECT_EQ(e.find("version")->as_uint64(), want[i].version);
+    if (want[i].value != nullptr) {
+      EXPECT_EQ(e.find("value")->text, want[i].value);
+    }
+  }
+
+  // From a revision: the history replays from there, on any member.
+  HttpStream replay(hc.http(other),
+                    "/v1/watch/w/?prefix=1&start_revision=" + std::to_string(revs[1]));
+  ASSERT_TRUE(replay.read_until([](const std::string& b) { return json_lines(b).size() >= 3; }))
+      << replay.head() << replay.body();
+  got = json_lines(replay.body());
+  ASSERT_EQ(got.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(got[i].find("revision")->as_uint64(), revs[i + 1]);
+
+  // Server-Sent Events resumed by Last-Event-ID: what follows that revision, each with its id.
+  HttpStream sse(fh, "/v1/watch/w/?prefix=true&start_revision=1",
+                 {"Accept: text/event-stream", "Last-Event-ID: " + std::to_string(revs[2])});
+  ASSERT_TRUE(sse.read_until([](const std::string& b) { return count_of(b, "\n\n") >= 1; }))
+      << sse.head() << sse.body();
+  EXPECT_NE(sse.head().find("Content-Type: text/event-stream"), std::string::npos);
+  EXPECT_TRUE(sse.body().starts_with("id: " + std::to_string(revs[3]) + "\ndata: {\"revision\":" +
+                                     std::to_string(revs[3]) + ",\"events\":[{\"type\":\"delete\""))
+      << sse.body();
+  EXPECT_EQ(watchers_on(fh), 2);  // live and sse
+
+  // Idle: keep-alives (an empty line; an SSE comment) every 5 s keep the streams open.
+  const std::size_t before = live.body().size();
+  ASSERT_TRUE(live.read_until(
+      [before](const std::string& b) { return b.size() > before && b.ends_with("\n\n"); },
+      std::chrono::seconds(12)))
+      << live.body();
+  EXPECT_EQ(json_lines(live.body()).size(), 4u);
+  EXPECT_FALSE(live.ended());
+  ASSERT_TRUE(sse.read_until(
+      [](const std::string& b) { return b.find(": keep-alive\n\n") != std::string::npos; },
+      std::chrono::seconds(12)));
+  // Still live after the quiet spell.
+  ASSERT_EQ(c->put("w/c", "4").code, Code::kOk);
+  ASSERT_TRUE(live.read_until([](const std::string& b) { return json_lines(b).size() >= 5; }));
+  EXPECT_EQ(json_lines(live.body()).back().find("events")->array[0].find("key")->text, "w/c");
+
+  // Closing the connections frees the member's watchers.
+  live.close();
+  sse.close();
+  EXPECT_TRUE(wait_until([&] { return watchers_on(fh) == 0; }, std::chrono::seconds(10),
+                         "the follower's watchers to go", std::chrono::milliseconds(100))
+                  .ok())
+      << watchers_on(fh);
+  replay.close();
+  EXPECT_TRUE(wait_until([&] { return watchers_on(hc.http(other)) == 0; }, std::chrono::seconds(10),
+                         "the other member's watcher to go", std::chrono::milliseconds(100))
+                  .ok());
+}
+
+TEST(HttpProcessTest, LeaderRouteNamesTheSameLeaderOnEveryMember) {
+  HttpCluster hc("http-leader");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
+  std::set<std::string> members;
+  std::string leader_id;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    HttpAnswer a = curl({url(hc.http(i), "/v1/leader")});
+    ASSERT_EQ(a.status, 200) << a.body;
+    Result<JsonValue> v = parse_json(a.body);
+    ASSERT_TRUE(v.ok()) << a.body;
+    const JsonValue& l = *v->find("leader");
+    EXPECT_EQ(l.find("name")->text, cluster.spec(*leader).name);
+    EXPECT_FALSE(l.find("client_addr")->text.empty());
+    if (leader_id.empty()) leader_id = l.find("id")->text;
+    EXPECT_EQ(l.find("id")->text, leader_id);
+    members.insert(v->find("member_id")->text);
+    // A member knows its own HTTP address only.
+    if (i == *leader) {
+      ASSERT_NE(l.find("http_addr"), nullptr) << a.body;
+      EXPECT_EQ(l.find("http_addr")->text, hc.http(i));
+    } else {
+      EXPECT_EQ(l.find("http_addr"), nullptr) << a.body;
+    }
+  }
+  EXPECT_EQ(members.size(), 3u);
+  EXPECT_EQ(members.count(leader_id), 1u);
+  // Alone, a member soon knows no leader: 503 with the error object.
+  const int survivor = (*leader + 1) % 3;
+  ASSERT_TRUE(cluster.kill(*leader, SIGKILL).ok());
+  ASSERT_TRUE(cluster.kill((*leader + 2) % 3, SIGKILL).ok());
+  ASSERT_TRUE(wait_status(hc.http(survivor), "/v1/leader", 503));
+  HttpAnswer none = curl({url(hc.http(survivor), "/v1/leader")});
+  EXPECT_NE(none.body.find("\"code\":\"unavailable\""), std::string::npos) << none.body;
+}
+
+// A watch from a revision the history no longer holds: 410 naming the oldest one there is,
+// from which a watch works.
+TEST(HttpProcessTest, AWatchFromACompactedRevisionIsGone) {
+  HttpCluster hc(
+      "http-gone",
+      {.members = 1, .extra_flags = {"--history-revisions", "10", "--flush-interval", "50ms"}});
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client();
+  std::uint64_t first = 0;
+  for (int i = 0; i < 40; ++i) {
+    wire::Response r = c->put("g/" + std::to_string(i), "v");
+    ASSERT_EQ(r.code, Code::kOk) << r.message;
+    if (first == 0) first = r.revision;
+  }
+  // Once a flush has trimmed the history.
+  const std::string from_first =
+      "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(first);
+  HttpAnswer gone;
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    gone = curl({"--max-time", "1", url(hc.http(0), from_first)});
+                    return gone.status == 410;
+                  },
+                  std::chrono::seconds(10), "a watch from the first write to be refused",
+                  std::chrono::milliseconds(100))
+                  .ok())
+      << gone.status << " " << gone.body;
+  Result<JsonValue> v = parse_json(gone.body);
+  ASSERT_TRUE(v.ok()) << gone.body;
+  const JsonValue& e = *v->find("error");
+  EXPECT_EQ(e.find("code")->text, "failed_precondition");
+  const std::uint64_t oldest = e.find("compact_revision")->as_uint64().value_or(0);
+  EXPECT_GT(oldest, first) << gone.body;
+  // From the oldest revision named, the history replays.
+  HttpStream s(hc.http(0), "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(oldest));
+  ASSERT_TRUE(s.read_until([](const std::string& b) { return json_lines(b).size() >= 1; }))
+      << s.head() << s.body();
+  EXPECT_EQ(s.status(), 200);
+  // (Revisions are log indexes: the oldest one may hold no event of these keys.)
+  EXPECT_GE(json_lines(s.body())[0].find("revision")->as_uint64().value_or(0), oldest);
+}
+
+// Every curl line of docs/http.md, in order, against a real member: each answers 2xx (the
+// watch streams are ended by the time limit, after their 200 and head).
+TEST(HttpProcessTest, CurlExamplesInTheDocsWork) {
+  std::ifstream in(std::string(KVC_SOURCE_DIR) + "/docs/http.md");
+  ASSERT_TRUE(in.good());
+  std::vector<std::string> examples;
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t at = line.find_first_not_of(' ');
+    if (at != std::string::npos && at >= 4 && line.compare(at, 5, "curl ") == 0) {
+      examples.push_back(line.substr(at));
+    }
+  }
+  ASSERT_GE(examples.size(), 9u);
+  HttpCluster hc("http-docs");
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  ASSERT_TRUE(wait_status(hc.http(0), "/ready", 200));
+  for (std::string ex : examples) {
+    SCOPED_TRACE(ex);
+    for (std::size_t at; (at = ex.find("127.0.0.1:8080")) != std::string::npos;) {
+      ex.replace(at, 14, hc.http(0));
+    }
+    HttpAnswer a = run_curl_line(ex + " --max-time 2 -w '\\n@@%{http_code}'");
+    EXPECT_GE(a.status, 200) << a.body;
+    EXPECT_LT(a.status, 300) << a.body;
+  }
 }
 
 }  // namespace

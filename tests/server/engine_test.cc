@@ -23,10 +23,12 @@
 #include <thread>
 #include <vector>
 
+#include "kvc/common/json.h"
 #include "kvc/net/address.h"
 #include "kvc/wire/auth.h"
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
+#include "support/http_stream.h"
 #include "support/ports.h"
 #include "support/temp_dir.h"
 #include "support/wait.h"
@@ -119,7 +121,7 @@ class RawConn {
 
 class EngineTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Engine> open(const std::string& secret = "") {
+  std::unique_ptr<Engine> open(const std::string& secret = "", bool http = false) {
     EngineOptions o;
     o.name = "a";
     o.data_dir = dir_.path() + "/a";
@@ -129,6 +131,7 @@ class EngineTest : public ::testing::Test {
     o.initial_cluster = "a=" + peer;
     o.tick_ms = 10;
     o.secret = secret;
+    if (http) o.listen_http = "127.0.0.1:0";
     Result<std::unique_ptr<Engine>> e = Engine::open(o);
     EXPECT_TRUE(e.ok()) << e.status().to_string();
     if (!e.ok()) return nullptr;
@@ -367,6 +370,79 @@ TEST_F(EngineTest, AWatchClientThatStopsReadingGetsEveryEventOnceItReadsAgain) {
   }
   ASSERT_EQ(seen.size(), static_cast<std::size_t>(kWatches));
   for (const auto& [id, revs] : seen) EXPECT_EQ(revs, written) << "watch " << id;
+}
+
+// The same for a watch over HTTP (http_backend.cc): a reader that stops reading pauses its
+// watcher (the stream's unsent bytes past 4 MiB, as a client connection's), and once it reads
+// again it gets every event once and in order; closing the connection drops the watcher.
+TEST_F(EngineTest, AnHttpWatchThatStopsReadingGetsEveryEventOnceItReadsAgain) {
+  std::unique_ptr<Engine> e = open("", /*http=*/true);
+  ASSERT_NE(e, nullptr);
+  ASSERT_FALSE(e->http_address().empty());
+  auto s = std::make_unique<kvc::test::HttpStream>(
+      e->http_address(), "/v1/watch/%2Fs%2F?prefix=true", std::vector<std::string>{}, 64 << 10);
+  ASSERT_TRUE(s->connected());
+  ASSERT_TRUE(s->head_read());
+  ASSERT_EQ(s->status(), 200) << s->head();
+  // 160 writes of 64 KiB while the reader reads nothing: 10 MiB of events, more than the
+  // backlog and the sockets' buffers hold.
+  std::mutex rmu;
+  std::vector<std::uint64_t> written;
+  std::vector<std::thread> threads;
+  const std::string value(64 << 10, 'x');
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        Result<std::uint64_t> rev =
+            e->set("/s/" + std::to_string(t) + "/" + std::to_string(i), value);
+        ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+        std::lock_guard<std::mutex> lock(rmu);
+        written.push_back(*rev);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(written.size(), 160u);
+  std::sort(written.begin(), written.end());
+  // Now read: one JSON line per revision, each with its one event.
+  std::vector<std::uint64_t> seen;
+  std::size_t parsed = 0;  // bytes of the body already parsed
+  auto parse = [&](const std::string& body) {
+    for (std::size_t nl; (nl = body.find('\n', parsed)) != std::string::npos; parsed = nl + 1) {
+      if (nl == parsed) continue;  // a keep-alive
+      Result<JsonValue> v = parse_json(std::string_view(body).substr(parsed, nl - parsed));
+      if (!v.ok() || v->find("events") == nullptr) {
+        ADD_FAILURE() << "not a watch message: " << body.substr(parsed, 200);
+        return true;
+      }
+      for (const JsonValue& ev : v->find("events")->array) {
+        EXPECT_EQ(ev.find("value")->text.size(), value.size());
+        seen.push_back(ev.find("mod_revision")->as_uint64().value_or(0));
+      }
+    }
+    return seen.size() >= written.size();
+  };
+  ASSERT_TRUE(s->read_until(parse, 60s)) << "got " << seen.size() << " events; body "
+                                         << s->body().size() << " bytes, ended " << s->ended();
+  EXPECT_EQ(seen, written);
+  EXPECT_FALSE(s->ended());
+  s.reset();  // the client closes: the member drops the watcher
+  const std::string metrics_path = "/metrics";
+  auto watchers = [&] {
+    kvc::test::HttpStream m(e->http_address(), metrics_path);
+    m.read_until(
+        [](const std::string& b) { return b.find("\nkvc_watchers ") != std::string::npos; }, 5s);
+    const std::size_t at = m.body().find("\nkvc_watchers ");
+    return at == std::string::npos ? -1 : std::atoi(m.body().c_str() + at + 14);
+  };
+  EXPECT_TRUE(wait_until([&] { return watchers() == 0; }, 10s, "the watcher to be dropped"));
+  // The member stops with a stream open: the stream ends (the server closes the connection).
+  kvc::test::HttpStream open_at_stop(e->http_address(), "/v1/watch/%2Fs%2F?prefix=true");
+  ASSERT_TRUE(open_at_stop.head_read());
+  ASSERT_EQ(open_at_stop.status(), 200);
+  e.reset();
+  open_at_stop.read_until([](const std::string&) { return false; }, 5s);
+  EXPECT_TRUE(open_at_stop.ended());
 }
 
 // A watcher from an old revision reads the history itself, a page at a time, and then joins the

@@ -3,7 +3,9 @@
 #include <charconv>
 #include <cstdio>
 #include <initializer_list>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "kvc/common/log.h"
 #include "kvc/common/text.h"
@@ -13,6 +15,8 @@ namespace kvc::http {
 namespace {
 
 constexpr std::string_view kKvPrefix = "/v1/kv/";
+constexpr std::string_view kWatchPrefix = "/v1/watch/";
+constexpr std::string_view kSseKeepalive = ": keep-alive\n\n";
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 HttpResponse json(int status, std::string body) {
@@ -181,6 +185,89 @@ HttpResponse wire_error(const wire::Response& w, std::string_view target, Backen
   return j;
 }
 
+// The JSON of one watch event: the key-value form of /v1/kv answers plus its type (a delete
+// has no value, and create_revision and version 0).
+std::string event_json(const wire::Event& e) {
+  const bool put = e.type == wire::EventType::kPut;
+  JsonObject o;
+  o.str("type", put ? "put" : "delete");
+  o.bytes("key", e.kv.key);
+  if (put) o.bytes("value", e.kv.value);
+  o.num("create_revision", e.kv.create_revision)
+      .num("mod_revision", e.kv.mod_revision)
+      .num("version", e.kv.version);
+  return o.done();
+}
+
+bool contains_ignoring_case(std::string_view haystack, std::string_view needle) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  for (std::size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
+    bool match = true;
+    for (std::size_t j = 0; j < needle.size() && match; ++j) {
+      match = lower(haystack[i + j]) == lower(needle[j]);
+    }
+    if (match) return true;
+  }
+  return false;
+}
+
+// A watch's streaming answer. Events are written a revision at a time, once every event of that
+// revision has arrived (the Backend's position has passed it), so that each message is whole:
+// a client that resumes after the last revision it read (Last-Event-ID, start_revision) misses
+// nothing and sees nothing twice, even for a prefix delete whose events share one revision.
+//   ndjson: {"revision":R,"events":[...]}\n          keep-alive: an empty line
+//   SSE:    id: R\ndata: {"revision":R,...}\n\n      keep-alive: ": keep-alive\n\n"
+// An error that ends the watch is a last {"error":{...}} line (SSE: "event: error").
+class StreamWatchSink final : public WatchSink {
+ public:
+  StreamWatchSink(std::shared_ptr<ResponseStream> stream, bool sse, std::size_t max_unsent)
+      : stream_(std::move(stream)), sse_(sse), max_unsent_(max_unsent) {}
+
+  void deliver(std::span<const wire::Event> events, std::uint64_t next_revision,
+               std::uint32_t next_sequence) override {
+    (void)next_sequence;  // the events of next_revision are not all here yet when it is > 0
+    if (stream_->closed()) return;
+    held_.insert(held_.end(), events.begin(), events.end());
+    std::string out;
+    std::size_t i = 0;
+    while (i < held_.size() && held_[i].kv.mod_revision < next_revision) {
+      const std::uint64_t rev = held_[i].kv.mod_revision;
+      std::string list = "[";
+      for (; i < held_.size() && held_[i].kv.mod_revision == rev; ++i) {
+        if (list.size() > 1) list += ',';
+        list += event_json(held_[i]);
+      }
+      list += ']';
+      const std::string msg = JsonObject().num("revision", rev).raw("events", list).done();
+      if (sse_) {
+        out += "id: " + std::to_string(rev) + "\ndata: " + msg + "\n\n";
+      } else {
+        out += msg + "\n";
+      }
+    }
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(i));
+    stream_->write(out);
+  }
+
+  void end(const wire::Response& why) override {
+    JsonObject e;
+    e.str("code", code_name(why.code)).str("message", why.message);
+    if (why.compact_revision != 0) e.num("compact_revision", why.compact_revision);
+    const std::string msg = JsonObject().raw("error", e.done()).done();
+    stream_->write(sse_ ? "event: error\ndata: " + msg + "\n\n" : msg + "\n");
+    stream_->end();
+  }
+
+  bool full() const override { return stream_->unsent_bytes() > max_unsent_; }
+  bool closed() const override { return stream_->closed(); }
+
+ private:
+  std::shared_ptr<ResponseStream> stream_;
+  bool sse_;
+  std::size_t max_unsent_;
+  std::vector<wire::Event> held_;  // events of a revision not yet complete
+};
+
 }  // namespace
 
 int http_status(Code code) {
@@ -247,6 +334,17 @@ void KvRoutes::handle(const HttpRequest& r, Respond respond) {
   }
   if (r.path.starts_with(kKvPrefix)) {
     return kv_key(r, r.path.substr(kKvPrefix.size()), std::move(respond));
+  }
+  if (r.path.starts_with(kWatchPrefix)) {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    return watch(r, r.path.substr(kWatchPrefix.size()), std::move(respond));
+  }
+  if (r.path == "/v1/leader") {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    if (Status s = check_params(r, {}); !s.ok()) {
+      return respond(error(400, Code::kInvalidArgument, s.message()));
+    }
+    return leader(std::move(respond));
   }
   respond(error(404, Code::kNotFound, "no such endpoint: " + printable(r.path)));
 }
@@ -375,6 +473,100 @@ void KvRoutes::kv_list(const HttpRequest& r, Respond respond) {
     if (resp.more && !resp.kvs.empty()) o.bytes("next_key", resp.kvs.back().key);
     respond(json(200, o.done()));
   });
+}
+
+}  // namespace kvc::http
+
+namespace kvc::http {
+
+void KvRoutes::watch(const HttpRequest& r, std::string key, Respond respond) {
+  auto bad = [&respond](const Status& s) {
+    respond(error(400, Code::kInvalidArgument, s.message()));
+  };
+  if (Status s = check_params(r, {"prefix", "start_revision"}); !s.ok()) return bad(s);
+  Result<bool> prefix = bool_param(r, "prefix");
+  if (!prefix.ok()) return bad(prefix.status());
+  Result<std::uint64_t> start = uint_param(r, "start_revision", 0);
+  if (!start.ok()) return bad(start.status());
+  if (key.empty() && !*prefix) {
+    return bad(
+        Status::invalid_argument("empty key (prefix=true with an empty key watches every key)"));
+  }
+  // A reconnecting EventSource sends the id of the last message it read: go on after it (it
+  // repeats the original URL, so this wins over start_revision).
+  if (const std::string* last = r.header("last-event-id"); last != nullptr) {
+    std::uint64_t id = 0;
+    const auto [ptr, ec] = std::from_chars(last->data(), last->data() + last->size(), id);
+    if (last->empty() || ec != std::errc() || ptr != last->data() + last->size() ||
+        id == UINT64_MAX) {
+      return bad(Status::invalid_argument("Last-Event-ID: " + *last +
+                                          ": expected the revision of the last message read"));
+    }
+    *start = id + 1;
+  }
+  const std::string* accept = r.header("accept");
+  const bool sse = accept != nullptr && contains_ignoring_case(*accept, "text/event-stream");
+  auto stream = std::make_shared<ResponseStream>();
+  auto sink = std::make_shared<StreamWatchSink>(stream, sse, options_.watch_max_unsent_bytes);
+  wire::Request w;
+  w.op = wire::Op::kWatch;
+  w.key = std::move(key);
+  w.prefix = *prefix;
+  w.start_revision = *start;
+  backend_.watch(
+      std::move(w), sink,
+      [&backend = backend_, stream, sse, target = r.target, respond = std::move(respond)](
+          wire::Response ack, std::uint64_t handle) {
+        if (ack.code != Code::kOk) {
+          if (ack.compact_revision == 0 || ack.code != Code::kFailedPrecondition) {
+            return respond(wire_error(ack, target, backend));
+          }
+          // The history it asks for is gone: 410, naming the oldest revision there is.
+          HttpResponse gone = error_response(410, code_name(ack.code), ack.message);
+          JsonObject e;
+          e.str("code", code_name(ack.code))
+              .str("message", ack.message)
+              .num("compact_revision", ack.compact_revision);
+          gone.body = JsonObject().raw("error", e.done()).done() + "\n";
+          return respond(std::move(gone));
+        }
+        // The connection's end (the client closed it, or the server) ends the watch.
+        stream->on_close([&backend, handle] { backend.cancel_watch(handle); });
+        HttpResponse resp;
+        resp.content_type = sse ? "text/event-stream" : "application/x-ndjson";
+        resp.headers.push_back({"Cache-Control", "no-cache"});
+        resp.headers.push_back({"X-Accel-Buffering", "no"});  // nginx: do not buffer the stream
+        resp.stream = stream;
+        resp.stream_keepalive = sse ? std::string(kSseKeepalive) : std::string("\n");
+        respond(std::move(resp));
+      });
+}
+
+void KvRoutes::leader(Respond respond) {
+  wire::Request w;
+  w.op = wire::Op::kLeader;
+  backend_.call(std::move(w),
+                [&backend = backend_, respond = std::move(respond)](wire::Response resp) {
+                  if (resp.code == Code::kOk && resp.leader_id == 0) {
+                    resp.code = Code::kUnavailable;
+                    resp.message = "no leader known";
+                  }
+                  if (resp.code != Code::kOk) {
+                    HttpResponse e = wire_error(resp, "/v1/leader", backend);
+                    return respond(std::move(e));
+                  }
+                  JsonObject l;
+                  l.str("id", id_hex(resp.leader_id))
+                      .str("name", resp.leader_name)
+                      .str("client_addr", resp.leader_client_addr);
+                  if (std::string http = backend.http_address_of(resp.leader_id); !http.empty()) {
+                    l.str("http_addr", http);
+                  }
+                  JsonObject o;
+                  o.raw("leader", l.done());
+                  if (resp.member_id != 0) o.str("member_id", id_hex(resp.member_id));
+                  respond(json(200, o.done()));
+                });
 }
 
 }  // namespace kvc::http

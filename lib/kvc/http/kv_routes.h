@@ -1,6 +1,7 @@
 // The member's HTTP routes, mapped onto a small Backend interface that the server layer
 // implements with its Engine (and tests with a fake): GET /health, GET /ready, GET /metrics and
-// the JSON key-value API (GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv?prefix=&limit=&after=).
+// the JSON key-value API (GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv?prefix=&limit=&after=), watches
+// streamed as JSON lines or Server-Sent Events (GET /v1/watch/{key}) and GET /v1/leader.
 // KvRoutes turns each HTTP request into a wire::Request with the client protocol's semantics,
 // and each wire::Response into JSON; it does no I/O itself, so the fuzz target drives it too.
 //
@@ -16,6 +17,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 
 #include "kvc/common/status.h"
@@ -23,6 +26,26 @@
 #include "kvc/wire/messages.h"
 
 namespace kvc::http {
+
+// Where a Backend feeds the events of an HTTP watch (KvRoutes makes it; it writes them to the
+// watch's streaming answer). Loop thread only.
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  // Events in (revision, sequence) order, then where the watch stands: every event before
+  // position (next_revision, next_sequence) has now been handed over (next_sequence > 0: the
+  // events of next_revision before that sequence were). May come with no events.
+  virtual void deliver(std::span<const wire::Event> events, std::uint64_t next_revision,
+                       std::uint32_t next_sequence) = 0;
+  // The watch ended on the member's side: `why` holds the code, message and, for history that
+  // was compacted, compact_revision. Nothing follows.
+  virtual void end(const wire::Response& why) = 0;
+  // The reader has so much unread that delivery should wait (keeping its position) until this
+  // turns false; the Backend asks again later, as for a client-protocol watch.
+  virtual bool full() const = 0;
+  // The reader is gone: nothing more is wanted (cancel_watch follows).
+  virtual bool closed() const = 0;
+};
 
 // What the routes need from the member. Every method is called on the loop thread, and every
 // callback must be called exactly once, on the loop thread (now or later).
@@ -49,6 +72,22 @@ class Backend {
     (void)member_id;
     return {};
   }
+  // Starts a watch of request.key (every key under it with request.prefix) from
+  // request.start_revision (0: from now) that feeds `sink`. `started` is called once, before
+  // any event: with an ok response and the handle that cancel_watch() takes, or with the error
+  // (code, message; compact_revision when the start revision was compacted) and no watch.
+  // Without an override: unavailable.
+  virtual void watch(wire::Request request, std::shared_ptr<WatchSink> sink,
+                     std::function<void(wire::Response ack, std::uint64_t handle)> started) {
+    (void)request;
+    (void)sink;
+    wire::Response r;
+    r.code = Code::kUnavailable;
+    r.message = "watches are not served here";
+    started(std::move(r), 0);
+  }
+  // Stops feeding the watch `handle` (the HTTP connection closed). Unknown handles are ignored.
+  virtual void cancel_watch(std::uint64_t handle) { (void)handle; }
 };
 
 struct KvRoutesOptions {
@@ -57,6 +96,9 @@ struct KvRoutesOptions {
   std::uint64_t max_request_bytes = 0;
   std::uint64_t default_list_limit = 1000;  // GET /v1/kv without limit=
   std::uint64_t max_list_limit = 10000;     // larger limit= values are refused (400)
+  // A watch stream whose reader leaves this many bytes unread is paused (WatchSink::full), as
+  // a client-protocol watch is (4 MiB, watch_hub.cc's kWatchOutputLimit).
+  std::size_t watch_max_unsent_bytes = 4u << 20;
 };
 
 // The HTTP status for a kvc code: kOk 200, kInvalidArgument 400, kNotFound 404, kCompareFailed
@@ -78,6 +120,8 @@ class KvRoutes {
  private:
   void kv_key(const HttpRequest& r, std::string key, Respond respond);
   void kv_list(const HttpRequest& r, Respond respond);
+  void watch(const HttpRequest& r, std::string key, Respond respond);
+  void leader(Respond respond);
 
   Backend& backend_;
   KvRoutesOptions options_;

@@ -58,6 +58,8 @@ std::string_view status_reason(int status) {
       return "Request Timeout";
     case 409:
       return "Conflict";
+    case 410:
+      return "Gone";
     case 411:
       return "Length Required";
     case 412:
@@ -100,7 +102,7 @@ HttpResponse error_response(int status, std::string_view code, std::string_view 
 }
 
 std::string format_response(const HttpResponse& r, bool head_only, bool close,
-                            std::string_view date) {
+                            std::string_view date, bool chunked) {
   KVC_CHECK(r.status >= 200 && r.status <= 599, "final responses only");
   std::string out;
   out.reserve(128 + (head_only ? 0 : r.body.size()));
@@ -114,9 +116,13 @@ std::string format_response(const HttpResponse& r, bool head_only, bool close,
     out += r.content_type;
     out += "\r\n";
   }
-  out += "Content-Length: ";
-  out += std::to_string(r.body.size());
-  out += "\r\n";
+  if (r.stream == nullptr) {
+    out += "Content-Length: ";
+    out += std::to_string(r.body.size());
+    out += "\r\n";
+  } else if (chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
   for (const Header& h : r.headers) {
     if (h.name.empty() || !header_safe(h.name) || !header_safe(h.value) ||
         h.name.find(':') != std::string::npos) {
@@ -134,8 +140,52 @@ std::string format_response(const HttpResponse& r, bool head_only, bool close,
   }
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
-  if (!head_only) out += r.body;
+  if (!head_only && r.stream == nullptr) out += r.body;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void ResponseStream::write(std::string_view data) {
+  if (closed() || data.empty()) return;
+  if (sink_ != nullptr) {
+    sink_->stream_write(data);
+  } else {
+    early_ += data;
+  }
+}
+
+void ResponseStream::end() {
+  if (closed()) return;
+  ended_ = true;
+  Sink* sink = std::exchange(sink_, nullptr);
+  if (sink != nullptr) sink->stream_end();
+}
+
+std::size_t ResponseStream::unsent_bytes() const {
+  return sink_ != nullptr ? sink_->stream_unsent() : early_.size();
+}
+
+void ResponseStream::on_close(std::function<void()> fn) {
+  if (gone_) {
+    fn();
+    return;
+  }
+  on_close_ = std::move(fn);
+}
+
+std::string ResponseStream::attach(Sink* sink, bool* ended) {
+  *ended = ended_;
+  if (!ended_ && !gone_) sink_ = sink;
+  return std::exchange(early_, std::string());
+}
+
+void ResponseStream::abandon() {
+  if (gone_) return;
+  gone_ = true;
+  sink_ = nullptr;
+  early_.clear();
+  if (std::function<void()> fn = std::exchange(on_close_, nullptr)) fn();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +208,7 @@ struct HttpServer::Metrics {
                            "HTTP connections refused with 503 over max connections.")),
         malformed(r.counter("kvc_http_malformed_requests_total",
                             "HTTP requests refused by the parser (4xx/5xx, then closed).")),
+        streams(r.gauge("kvc_http_streams", "Streaming HTTP answers (watches) being written now.")),
         duration(r.histogram("kvc_http_request_duration_seconds",
                              "Time from a complete HTTP request to its answer.",
                              metrics::kLatencyBuckets)) {
@@ -174,6 +225,7 @@ struct HttpServer::Metrics {
   metrics::Gauge& connections;
   metrics::Counter& rejected;
   metrics::Counter& malformed;
+  metrics::Gauge& streams;
   metrics::Histogram& duration;
   metrics::Counter* responses[5] = {};
   std::vector<metrics::Counter*> timeouts;  // idle, request, response, write
@@ -181,7 +233,7 @@ struct HttpServer::Metrics {
 
 // One accepted connection. Lives while its libuv handle is open (self_), so answers that arrive
 // after the server closed it find it closing and are dropped.
-class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
+class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public ResponseStream::Sink {
  public:
   static std::shared_ptr<Conn> make(HttpServer* server) {
     std::shared_ptr<Conn> c(new Conn(server));
@@ -214,6 +266,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     if (closing_) return;
     closing_ = true;
     reading_ = false;
+    stop_streaming();
     if (counted_ && server_ != nullptr) {
       --server_->active_;
       if (server_->metrics_) server_->metrics_->connections.dec();
@@ -223,7 +276,29 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
       if (c->server_ != nullptr) c->server_->forget(c);
       std::shared_ptr<Conn> last = std::move(c->self_);
     });
+    // Last: the streams' close callbacks may run anything (on this loop).
+    std::shared_ptr<ResponseStream> stream = std::move(stream_);
+    drop_slots();
+    if (stream) stream->abandon();
   }
+
+  // ResponseStream::Sink: the attached stream writes and ends through these.
+  void stream_write(std::string_view data) override {
+    if (closing_ || !streaming_) return;
+    append_chunk(data);
+    stream_last_ = now();
+    flush();
+  }
+  void stream_end() override {
+    if (closing_ || !streaming_) return;
+    stop_streaming();
+    if (stream_chunked_) pending_ += "0\r\n\r\n";
+    close_after_write_ = true;
+    flush();
+    update_reading();
+    maybe_finish();
+  }
+  std::size_t stream_unsent() const override { return output_bytes(); }
 
   // The server is going away: close, and never touch it again.
   void detach() {
@@ -237,6 +312,10 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     if (lingering_) {
       if (now >= linger_deadline_) close();
       return;
+    }
+    if (streaming_ && !stream_keepalive_.empty() && now - stream_last_ >= o.stream_keepalive_ms) {
+      stream_write(stream_keepalive_);
+      if (closing_) return;
     }
     if (writing_) {
       const std::size_t q = uv_stream_get_write_queue_size(stream());
@@ -285,8 +364,11 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     bool close_after = false;
     bool keep_alive_header = false;  // HTTP/1.0 with Connection: keep-alive
     std::uint64_t deadline = 0;      // loop time (ms) by which the handler must answer
+    bool chunked = true;             // HTTP/1.1: a streaming answer uses chunked transfer encoding
     std::chrono::steady_clock::time_point started;
-    std::string bytes;  // the formatted answer, once ready
+    std::string bytes;  // the formatted answer (a stream's: its head), once ready
+    std::shared_ptr<ResponseStream> stream;  // a streaming answer
+    std::string keepalive;                   // ... and its keep-alive text
   };
 
   explicit Conn(HttpServer* server) : server_(server), parser_(server->options_.limits) {
@@ -299,7 +381,58 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
   std::size_t output_bytes() const { return pending_.size() + inflight_.size(); }
   bool is_idle() const {
     return slots_.empty() && !parser_.in_progress() && !writing_ && pending_.empty() &&
-           in_off_ == in_.size() && !close_after_write_;
+           in_off_ == in_.size() && !close_after_write_ && !streaming_;
+  }
+
+  // One chunk of a streaming answer's body (unframed for HTTP/1.0).
+  void append_chunk(std::string_view data) {
+    if (!stream_chunked_) {
+      pending_ += data;
+      return;
+    }
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    pending_ += size;
+    pending_ += data;
+    pending_ += "\r\n";
+  }
+
+  void stop_streaming() {
+    if (!streaming_) return;
+    streaming_ = false;
+    if (server_ != nullptr) {
+      --server_->streams_;
+      if (server_->metrics_) server_->metrics_->streams.dec();
+    }
+  }
+
+  // Forgets the answers owed (the connection closes, or they come after one that closes it);
+  // their streams are told.
+  void drop_slots() {
+    std::deque<Slot> dropped;
+    dropped.swap(slots_);
+    for (Slot& s : dropped) {
+      if (s.stream) s.stream->abandon();
+    }
+  }
+
+  // The streaming answer at the front of the output: its head is queued; from now on its
+  // stream writes straight to the connection, and nothing else is answered here.
+  void start_stream(Slot& s) {
+    no_more_requests_ = true;
+    drop_slots();
+    stream_ = std::move(s.stream);
+    stream_chunked_ = s.chunked;
+    stream_keepalive_ = std::move(s.keepalive);
+    streaming_ = true;
+    stream_last_ = now();
+    ++server_->streams_;
+    ++server_->stats_.streams;
+    if (server_->metrics_) server_->metrics_->streams.inc();
+    bool ended = false;
+    const std::string early = stream_->attach(this, &ended);
+    if (!early.empty()) append_chunk(early);
+    if (ended) stream_end();
   }
   void count_timeout(int kind) {
     if (server_ != nullptr && server_->metrics_) server_->metrics_->timeouts[kind]->inc();
@@ -309,7 +442,8 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     if (closing_ || server_ == nullptr) return;
     const HttpServerOptions& o = server_->options_;
     bool want;
-    if (lingering_) {
+    if (lingering_ || streaming_) {
+      // A stream reads (and drops) what the client sends, to see it close.
       want = !eof_;
     } else {
       // A request in progress is always read to its end; new ones only with room for them.
@@ -426,6 +560,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     s.id = next_slot_++;
     s.head_only = req.method == Method::kHead;
     s.close_after = !req.keep_alive;
+    s.chunked = req.version_minor >= 1;
     s.keep_alive_header = req.keep_alive && req.version_minor == 0;
     s.deadline = now() + o.response_timeout_ms;
     s.started = std::chrono::steady_clock::now();
@@ -437,7 +572,11 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
     Respond respond = [weak = weak_from_this(), id, called](HttpResponse r) {
       KVC_CHECK(!*called, "an HTTP request was answered twice");
       *called = true;
-      if (std::shared_ptr<Conn> c = weak.lock()) c->answer(id, std::move(r));
+      if (std::shared_ptr<Conn> c = weak.lock()) {
+        c->answer(id, std::move(r));
+      } else if (r.stream) {
+        r.stream->abandon();
+      }
     };
     // Copy the handler: it may close the server (and so this connection) while it runs.
     Handler handler = server_->handler_;
@@ -445,18 +584,34 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
   }
 
   void answer(std::uint64_t id, HttpResponse r) {
-    if (closing_ || server_ == nullptr) return;
-    for (Slot& s : slots_) {
-      if (s.id != id) continue;
-      if (s.ready) return;  // already answered with 504
-      fill(s, std::move(r));
-      flush_ready();
-      return;
+    if (!closing_ && server_ != nullptr) {
+      for (Slot& s : slots_) {
+        if (s.id != id) continue;
+        if (s.ready) break;  // already answered with 504
+        fill(s, std::move(r));
+        flush_ready();
+        return;
+      }
     }
+    if (r.stream) r.stream->abandon();  // dropped: its producer must learn it
   }
 
   void fill(Slot& s, HttpResponse r) {
     s.ready = true;
+    if (r.stream) {
+      // Streamed until the end of the connection; a HEAD gets the head only.
+      s.bytes = format_response(r, s.head_only, true, server_->date(), s.chunked);
+      if (s.head_only) {
+        s.close_after = true;
+        r.stream->abandon();
+      } else {
+        s.stream = std::move(r.stream);
+        s.keepalive = std::move(r.stream_keepalive);
+      }
+      count_response(r.status);
+      if (server_->metrics_) server_->metrics_->duration.observe_since(s.started);
+      return;
+    }
     // An HTTP/1.0 client that asked to keep the connection expects to hear it was kept.
     if (s.keep_alive_header) r.headers.push_back({"Connection", "keep-alive"});
     s.bytes = format_response(r, s.head_only, s.close_after, server_->date());
@@ -477,10 +632,14 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
       Slot s = std::move(slots_.front());
       slots_.pop_front();
       pending_ += s.bytes;
+      if (s.stream) {
+        start_stream(s);
+        break;
+      }
       if (s.close_after) {
         close_after_write_ = true;
         no_more_requests_ = true;
-        slots_.clear();
+        drop_slots();
         break;
       }
     }
@@ -605,7 +764,14 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn> {
   std::uint64_t request_since_ = 0;  // first byte of the request in progress; 0: none
   std::uint64_t write_progress_at_ = 0;
   std::size_t write_queue_seen_ = 0;
-  std::shared_ptr<Conn> self_;  // held while the libuv handle is open
+  // A streaming answer being written: stream_ is attached while streaming_ (until it ends or
+  // the connection closes); kept until close() to tell it the connection is gone.
+  std::shared_ptr<ResponseStream> stream_;
+  bool streaming_ = false;
+  bool stream_chunked_ = true;
+  std::string stream_keepalive_;
+  std::uint64_t stream_last_ = 0;  // loop time (ms) of the stream's last output
+  std::shared_ptr<Conn> self_;     // held while the libuv handle is open
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -651,7 +817,7 @@ Status HttpServer::listen() {
   // One timer checks every connection's deadlines, often enough for the shortest of them.
   std::uint64_t shortest =
       std::min({options_.idle_timeout_ms, options_.request_timeout_ms, options_.response_timeout_ms,
-                options_.write_timeout_ms, options_.linger_ms});
+                options_.write_timeout_ms, options_.linger_ms, options_.stream_keepalive_ms});
   const std::uint64_t tick = std::clamp<std::uint64_t>(shortest / 4, 5, 1000);
   uv_timer_start(
       &handles_->timer,

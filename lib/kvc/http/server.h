@@ -4,7 +4,11 @@
 // through a Respond callback, possibly later (the member answers a linearizable read after a
 // ReadIndex round). Keep-alive and pipelining work: a connection has at most `max_pipelined`
 // requests in the handler at once, and their answers go out in request order whatever order the
-// handler answers in. Every answer carries Content-Length; HEAD answers carry no body.
+// handler answers in. Every answer carries Content-Length; HEAD answers carry no body, except
+// a streaming answer (HttpResponse::stream, e.g. a watch): its body is sent as it is produced,
+// with chunked transfer encoding (to an HTTP/1.0 client: unframed, ended by closing), it is
+// the last answer on its connection, and it lasts until the handler ends it or the connection
+// closes.
 //
 // Protection of the member against its clients: parser limits (see parser.h); a malformed
 // request gets its 4xx (or 5xx for an unsupported method or version) and the connection closes;
@@ -13,7 +17,10 @@
 // arrive within `request_timeout_ms` of its first byte gets 408 and the connection closes; a
 // handler that has not answered within `response_timeout_ms` is answered with 504 (outcome
 // unknown) and its late answer is dropped; a client that reads nothing of its answers for
-// `write_timeout_ms` is disconnected. Above `max_connections`, new connections get 503 and are
+// `write_timeout_ms` is disconnected (streams too). An open stream keeps its connection out of
+// the idle deadline and writes its keep-alive text after `stream_keepalive_ms` without output,
+// so proxies do not cut it; it reads (and drops) what the client sends, so that the client's
+// close (or half-close) ends it at once. Above `max_connections`, new connections get 503 and are
 // closed. When the server closes a connection after an answer, it half-closes and drains what
 // the client still sends for a short while, so the client reads the answer instead of a reset.
 //
@@ -39,11 +46,63 @@
 
 namespace kvc::http {
 
+// The body of a streaming answer, produced after the answer's headers and written as it
+// comes. The handler makes one, writes to it at any time (what is written before the
+// connection reaches this answer waits in memory, counted by unsent_bytes()) and hands it to
+// the server in HttpResponse::stream. Loop thread only.
+class ResponseStream {
+ public:
+  ResponseStream() = default;
+  ResponseStream(const ResponseStream&) = delete;
+  ResponseStream& operator=(const ResponseStream&) = delete;
+
+  // Appends `data` to the body (one chunk); nothing once closed, nothing for empty data.
+  void write(std::string_view data);
+  // Ends the body; the connection closes once it is written. Idempotent.
+  void end();
+  // Bytes written and not yet taken by the client's socket. A producer bounds its own output
+  // with it: the server never refuses a write.
+  std::size_t unsent_bytes() const;
+  // The stream cannot be written any more: ended, or its connection closed.
+  bool closed() const { return ended_ || gone_; }
+  // `fn` runs once, on the loop thread, when the connection closes or the answer is dropped
+  // (before or after end()); at once when that already happened. One callback.
+  void on_close(std::function<void()> fn);
+
+  // The server's side (HttpServer's connections only).
+  class Sink {
+   public:
+    virtual void stream_write(std::string_view data) = 0;
+    virtual void stream_end() = 0;
+    virtual std::size_t stream_unsent() const = 0;
+
+   protected:
+    ~Sink() = default;
+  };
+  // Connects the stream to its connection; returns what was written before (and whether it
+  // has ended) for the connection to send first.
+  std::string attach(Sink* sink, bool* ended);
+  // The connection closed, or the answer was dropped: later writes are dropped; on_close runs.
+  void abandon();
+
+ private:
+  Sink* sink_ = nullptr;  // set while attached to an open connection
+  std::string early_;     // written before attach()
+  bool ended_ = false;
+  bool gone_ = false;
+  std::function<void()> on_close_;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::vector<Header> headers;  // extra headers (Location, Allow, Retry-After); not Content-Length
   std::string body;
+  // A streaming answer: `body` is ignored and the body is what is written to the stream.
+  std::shared_ptr<ResponseStream> stream;
+  // Written to the stream after HttpServerOptions::stream_keepalive_ms without output (e.g.
+  // an empty line, an SSE comment); empty: none.
+  std::string stream_keepalive;
 };
 
 // {"error":{"code":"<code>","message":"<message>"}} with the given status.
@@ -53,8 +112,10 @@ std::string_view status_reason(int status);
 // The bytes of a response: status line, Content-Type, Content-Length, the extra headers, `date`
 // (when not empty) and "Connection: close" when `close`, then the body unless `head_only`.
 // Extra headers whose name or value holds CR, LF or NUL are dropped (no response splitting).
+// A streaming answer (r.stream) gets only its head, with "Transfer-Encoding: chunked" instead
+// of Content-Length when `chunked`, and no length at all otherwise.
 std::string format_response(const HttpResponse& r, bool head_only, bool close,
-                            std::string_view date = {});
+                            std::string_view date = {}, bool chunked = true);
 
 using Respond = std::function<void(HttpResponse)>;
 // `request` is valid only during the call; copy what an asynchronous answer needs.
@@ -72,6 +133,8 @@ struct HttpServerOptions {
   std::size_t max_pipelined = 16;
   // Parsing of further requests on a connection waits while its unsent output exceeds this.
   std::size_t max_output_bytes = 8u << 20;
+  // A streaming answer with nothing to send for this long writes its keep-alive text.
+  std::uint64_t stream_keepalive_ms = 5'000;
   // Optional: kvc_http_* metrics are registered here and kept current.
   metrics::Registry* metrics = nullptr;
 };
@@ -87,6 +150,7 @@ class HttpServer {
     std::uint64_t request_timeouts = 0;
     std::uint64_t response_timeouts = 0;
     std::uint64_t write_timeouts = 0;
+    std::uint64_t streams = 0;  // streaming answers started
   };
 
   HttpServer(uv_loop_t* loop, HttpServerOptions options, Handler handler);
@@ -102,6 +166,8 @@ class HttpServer {
   void close();
 
   std::size_t open_connections() const { return active_; }
+  // Streaming answers being written now.
+  std::size_t open_streams() const { return streams_; }
   const Stats& stats() const { return stats_; }
 
  private:
@@ -120,6 +186,7 @@ class HttpServer {
   Handles* handles_ = nullptr;       // owned by libuv from listen() until its close callbacks
   std::unordered_set<Conn*> conns_;  // open or closing; each keeps itself alive until closed
   std::size_t active_ = 0;           // conns_ minus those being refused
+  std::size_t streams_ = 0;          // connections writing a streaming answer
   Stats stats_;
   std::unique_ptr<Metrics> metrics_;
   std::string date_;

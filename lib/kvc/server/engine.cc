@@ -417,6 +417,7 @@ void Engine::Impl::collect_metrics() {
   m.last_index.set(static_cast<double>(node_->log().last_index()));
   m.proposals_pending.set(static_cast<double>(waiters_.size()));
   m.client_connections.set(static_cast<double>(clients_.size()));
+  m.watchers.set(static_cast<double>(watchers_.size()));
   m.peers_connected.set(static_cast<double>(peers_ ? peers_->connected_peers() : 0));
   m.raft_repairing.set(node_->repair().active() ? 1 : 0);
   m.lost_entries_detected.set(static_cast<double>(node_->lost_entries_detected()));

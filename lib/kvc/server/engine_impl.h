@@ -129,6 +129,7 @@ class Engine::Impl {
     std::uint64_t next_revision = 0;
     std::uint32_t next_sequence = 0;
     std::function<void(const WatchEvent&)> callback;  // embedded watchers
+    std::shared_ptr<http::WatchSink> sink;            // HTTP watch streams (http_backend.cc)
   };
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
@@ -297,6 +298,7 @@ class Engine::Impl {
   void flush_watch_outbox(std::uint64_t conn_id);
   enum class WatchConn { kReady, kClosed, kFull };
   WatchConn watch_conn(std::uint64_t conn_id) const;
+  WatchConn watch_state(const Watcher& w) const;  // watch_conn, or the HTTP stream's state
   // From the tick: serves watchers that waited for their connection's output to drain.
   void retry_backlogged_watchers();
   void notify_leader_watchers();

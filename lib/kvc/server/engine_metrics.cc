@@ -109,7 +109,9 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
                                           {{"result", "failed"}})),
       client_connections(
           registry.gauge("kvc_client_connections", "Open client-protocol connections.")),
-      peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")) {
+      peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")),
+      watchers(registry.gauge("kvc_watchers",
+                              "Key and prefix watches served (client protocol, HTTP, embedded).")) {
   registry
       .gauge("kvc_member_info", "Constant 1, labelled with this member's identity.",
              {{"name", name}, {"id", id_hex}, {"version", std::string(kvc::version())}})

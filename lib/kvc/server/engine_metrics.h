@@ -71,6 +71,7 @@ class EngineMetrics {
   // Network.
   metrics::Gauge& client_connections;
   metrics::Gauge& peers_connected;
+  metrics::Gauge& watchers;  // key and prefix watches: client protocol, HTTP, embedded
 
   // Client requests (client protocol and HTTP key-value API), by operation.
   metrics::Histogram& request(wire::Op op);

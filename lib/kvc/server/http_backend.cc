@@ -1,5 +1,6 @@
-// The member's side of the HTTP endpoint (--listen-http): /health, /ready, /metrics and the JSON
-// key-value API, answered through the same request path as the client protocol.
+// The member's side of the HTTP endpoint (--listen-http): /health, /ready, /metrics, the JSON
+// key-value API and /v1/leader, answered through the same request path as the client protocol,
+// and HTTP watch streams, served by the same watch hub as client-protocol watches.
 #include "kvc/server/http_backend.h"
 
 #include <chrono>
@@ -65,6 +66,39 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
               },
               {.leader_hint = leader});
   });
+}
+
+std::string EngineHttpBackend::http_address_of(std::uint64_t member_id) {
+  // Members do not tell each other their HTTP addresses: only this member's own is known.
+  return member_id == impl_.identity_.member_id ? impl_.http_bound_ : std::string();
+}
+
+void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
+                              std::function<void(wire::Response, std::uint64_t)> started) {
+  if (impl_.stopping_) {
+    wire::Response r = impl_.base_response(0);
+    r.code = Code::kShuttingDown;
+    r.message = "member shutting down";
+    started(std::move(r), 0);
+    return;
+  }
+  Engine::Impl::Watcher w;
+  w.key = std::move(request.key);
+  w.prefix = request.prefix;
+  w.next_revision = request.start_revision;
+  w.sink = std::move(sink);
+  // add_watcher answers before it delivers anything, and keys the watcher by the next number.
+  const std::uint64_t handle = impl_.watcher_seq_ + 1;
+  impl_.add_watcher(std::move(w), [&started, handle](wire::Response r) {
+    const bool ok = r.code == Code::kOk;
+    started(std::move(r), ok ? handle : 0);
+  });
+}
+
+void EngineHttpBackend::cancel_watch(std::uint64_t handle) {
+  if (handle == 0) return;
+  // Posted: the connection may close while the watch hub is delivering to this very watcher.
+  impl_.post_loop([impl = &impl_, handle] { impl->watchers_.erase(handle); });
 }
 
 }  // namespace kvc::server

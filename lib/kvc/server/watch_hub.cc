@@ -90,6 +90,11 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
 //   megabytes), and a sweep does not spin on it; the tick retries such watchers
 //   (watch_backlog_). If it falls behind what the history keeps, it is told so when it reads
 //   the history, as any watcher from a compacted revision is.
+// - An HTTP watch stream (http_backend.cc) is a watcher with a sink instead of a connection:
+//   the same rules, with the stream's unsent bytes for the connection's (WatchSink::full) and
+//   its close for the connection's (the watcher is then skipped until cancel_watch drops it).
+//   A sink is handed the watcher's new position with every visit's events, so it can tell
+//   which revisions are complete.
 namespace {
 
 constexpr std::size_t kSliceWork = 20'000;
@@ -163,6 +168,20 @@ bool Engine::Impl::refresh_feed(std::size_t& work) {
 
 void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first,
                                   const storage::Event* const* last) {
+  if (w.sink) {
+    // Called after every visit, events or not: the position tells the stream which revisions
+    // are complete.
+    std::vector<wire::Event> events;
+    events.reserve(static_cast<std::size_t>(last - first));
+    for (auto p = first; p != last; ++p) {
+      const storage::Event& e = **p;
+      events.push_back(
+          {e.type == storage::EventType::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
+           {e.key, e.value, e.create_revision, e.revision, e.version}});
+    }
+    w.sink->deliver(events, w.next_revision, w.next_sequence);
+    return;
+  }
   if (first == last) return;
   if (w.callback) {
     for (auto p = first; p != last; ++p) {
@@ -210,6 +229,12 @@ Engine::Impl::WatchConn Engine::Impl::watch_conn(std::uint64_t conn_id) const {
   return queued > kWatchOutputLimit ? WatchConn::kFull : WatchConn::kReady;
 }
 
+Engine::Impl::WatchConn Engine::Impl::watch_state(const Watcher& w) const {
+  if (!w.sink) return watch_conn(w.conn);
+  if (w.sink->closed()) return WatchConn::kClosed;  // cancelled soon (cancel_watch)
+  return w.sink->full() ? WatchConn::kFull : WatchConn::kReady;
+}
+
 void Engine::Impl::retry_backlogged_watchers() {
   if (watch_backlog_) notify_watchers();
 }
@@ -232,7 +257,7 @@ bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
       if (w.prefix ? e.key.starts_with(w.key) : e.key == w.key) matched.push_back(&e);
     }
     work += scanned + kEventWork * matched.size();
-    deliver_events(w, matched.data(), matched.data() + matched.size());
+    // The position first: an HTTP stream is told it with the events.
     if (it == feed_.end()) {
       w.next_revision = feed_end_.revision;
       w.next_sequence = feed_end_.sequence;
@@ -240,6 +265,7 @@ bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
       w.next_revision = it->revision;
       w.next_sequence = it->sequence;
     }
+    deliver_events(w, matched.data(), matched.data() + matched.size());
     return true;
   }
   // Behind the feed: a page of its own from the history.
@@ -251,22 +277,27 @@ bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
   work += kQueryWork;
   if (!page.ok()) {
     (void)damage(page.status(), "reading the watch history");
+    wire::Response r = base_response(w.id);
+    set_error(r, page.status());
+    r.watch_id = w.id;
+    r.done = true;
     if (w.conn != 0) {
       flush_watch_outbox(w.conn);  // what it was sent before comes first
-      wire::Response r = base_response(w.id);
-      set_error(r, page.status());
-      r.watch_id = w.id;
-      r.done = true;
       send_to_client(w.conn, r, true);
+    } else if (w.sink) {
+      if (Result<std::uint64_t> compact = state_->compact_revision(); compact.ok()) {
+        r.compact_revision = *compact;
+      }
+      w.sink->end(r);
     }
     return false;
   }
   matched.reserve(page->events.size());
   for (const storage::Event& e : page->events) matched.push_back(&e);
   work += kEventWork * matched.size();
-  deliver_events(w, matched.data(), matched.data() + matched.size());
   w.next_revision = page->next_revision;
   w.next_sequence = page->next_sequence;
+  deliver_events(w, matched.data(), matched.data() + matched.size());
   return true;
 }
 
@@ -279,9 +310,10 @@ void Engine::Impl::notify_slice() {
   auto it = watchers_.lower_bound(notify_cursor_);
   while (it != watchers_.end() && work < kSliceWork) {
     Watcher& w = it->second;
-    const WatchConn state = watch_conn(w.conn);
+    const WatchConn state = watch_state(w);
     if (state != WatchConn::kReady) {
-      // Closing: dropped by on_client_closed, costs nothing until then. Full: waits.
+      // Closing: dropped by on_client_closed (an HTTP stream: by cancel_watch), costs nothing
+      // until then. Full: waits.
       if (state == WatchConn::kFull) watch_backlog_ = true;
       ++it;
       continue;
@@ -304,7 +336,7 @@ void Engine::Impl::notify_slice() {
     FeedPos lowest = feed_end_;
     watch_backlog_ = false;
     for (const auto& [key, w] : watchers_) {
-      const WatchConn state = watch_conn(w.conn);
+      const WatchConn state = watch_state(w);
       if (state == WatchConn::kClosed) continue;
       if (state == WatchConn::kFull) {
         watch_backlog_ = true;  // the tick retries it: no sweep spins on a full connection
