@@ -367,13 +367,22 @@ struct WatchArgs {
   bool prefix = false;
   std::uint64_t rev = 0;
   std::uint64_t count = 0;
+  bool prev_kv = false;
 };
 
-void print_event(const wire::Event& e) {
+// `prev`: the key before the event (watch --prev-kv), null or an empty key when there was none.
+void print_event(const wire::Event& e, const wire::KeyValue* prev) {
+  const bool has_prev = prev != nullptr && !prev->key.empty();
   const char* type = e.type == wire::EventType::kPut ? "PUT" : "DELETE";
   switch (g.format) {
     case Format::kSimple:
       std::printf("%s\n", type);
+      if (has_prev) {  // etcdctl's order: the previous key and value, then the event's
+        write_raw(prev->key);
+        std::fputc('\n', stdout);
+        write_raw(prev->value);
+        std::fputc('\n', stdout);
+      }
       write_raw(e.kv.key);
       std::fputc('\n', stdout);
       if (e.type == wire::EventType::kPut) {
@@ -394,6 +403,7 @@ void print_event(const wire::Event& e) {
       // The store revision this line reflects: that of the event (a later watch from
       // revision + 1 goes on after it).
       json_uint(o, "revision", e.kv.mod_revision);
+      if (has_prev) o += ",\"prev_kv\":" + kv_json(*prev, false);
       std::printf("%s}\n", o.c_str());
       break;
     }
@@ -423,11 +433,13 @@ int run_watch(const WatchArgs& a) {
     std::atomic<bool> finished{false};
     wire::Request q{
         .op = wire::Op::kWatch, .key = a.key, .prefix = a.prefix, .start_revision = next_rev};
+    q.prev_kv = a.prev_kv;
     (*c)->stream(q, [&](const wire::Response& r) {
       if (r.code == Code::kOk) {
-        for (const wire::Event& e : r.events) {
+        for (std::size_t i = 0; i < r.events.size(); ++i) {
+          const wire::Event& e = r.events[i];
           if (a.count != 0 && seen >= a.count) break;
-          print_event(e);
+          print_event(e, i < r.prev_kvs.size() ? &r.prev_kvs[i] : nullptr);
           ++seen;
           next_rev = e.kv.mod_revision + 1;
         }
@@ -624,6 +636,8 @@ int main(int argc, char** argv) {
   watch_cmd->add_flag("--prefix", watch.prefix, "Watch every key that starts with KEY");
   watch_cmd->add_option("--rev", watch.rev, "Replay changes from this revision first");
   watch_cmd->add_option("--count", watch.count, "Exit after this many events");
+  watch_cmd->add_flag("--prev-kv", watch.prev_kv,
+                      "Also print each key's previous value (before the put or delete)");
   watch_cmd->footer(example("kvc-ctl watch --prefix /clusters/ --count 1"));
 
   auto* leader_cmd =

@@ -173,6 +173,7 @@ complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l help -s h -d 'Print 
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l prefix -d 'Watch every key that starts with KEY'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l rev -r -F -d 'Replay changes from this revision first'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l count -r -F -d 'Exit after this many events'
+complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l prev-kv -d 'Also print each key\'s previous value (before the put or delete)'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l version -d 'Print the version and exit'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l endpoints -r -F -d 'Comma-separated member client addresses, HOST:PORT; HOST is an IP address, [IPv6] or a host name (default 127.0.0.1:2379)'
 complete -c kvc-ctl -n "test (__kvc_ctl_path) = 'watch'" -l secret-file -r -F -d 'File holding the cluster\'s shared secret (mode 600), when the members have one'

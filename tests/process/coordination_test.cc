@@ -274,6 +274,34 @@ TEST(CoordinationProcessTest, TxnTextAndJsonAndItsRefusals) {
   EXPECT_FALSE(key_exists(cluster, "/cfg"));
 }
 
+TEST(CoordinationProcessTest, WatchWithPrevKvShowsWhatEachChangeReplaced) {
+  ProcessCluster cluster("prev-kv", {.members = 1});
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  const JsonValue first = json_of(cluster.ctl_run({"put", "/p", "one", "-o", "json"}).out);
+  const std::uint64_t rev = num_field(first, "revision");
+  ASSERT_EQ(cluster.ctl_run({"put", "/p", "two"}).status, 0);
+  ASSERT_EQ(cluster.ctl_run({"del", "/p"}).status, 0);
+  RunResult w = cluster.ctl_run(
+      {"watch", "/p", "--rev", std::to_string(rev), "--count", "3", "--prev-kv", "-o", "json"});
+  ASSERT_EQ(w.status, 0) << w.err;
+  const std::vector<std::string> lines = lines_of(w.out);
+  ASSERT_EQ(lines.size(), 3u) << w.out;
+  EXPECT_EQ(json_of(lines[0]).find("prev_kv"), nullptr) << "the key did not exist before";
+  const JsonValue* p1 = json_of(lines[1]).find("prev_kv");
+  ASSERT_NE(p1, nullptr) << lines[1];
+  EXPECT_EQ(str_field(*p1, "value"), "one");
+  EXPECT_EQ(num_field(*p1, "mod_revision"), rev);
+  EXPECT_EQ(num_field(*p1, "version"), 1u);
+  const JsonValue* p2 = json_of(lines[2]).find("prev_kv");
+  ASSERT_NE(p2, nullptr) << lines[2];
+  EXPECT_EQ(str_field(*p2, "value"), "two");
+  // Simple format: etcdctl's order (type, previous key and value, then the event's).
+  RunResult simple = cluster.ctl_run(
+      {"watch", "/p", "--rev", std::to_string(rev + 1), "--count", "1", "--prev-kv"});
+  EXPECT_EQ(simple.out, "PUT\n/p\none\n/p\ntwo\n");
+}
+
 TEST(CoordinationProcessTest, ALockPassesOnWhenItsHolderIsKilledWithALargerToken) {
   ProcessCluster cluster("lock", {});
   ASSERT_TRUE(cluster.start_all().ok());

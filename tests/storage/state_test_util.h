@@ -265,8 +265,8 @@ class Model {
       kv.create_revision = it->second.create_revision;
       kv.version = it->second.version + 1;
     }
-    events.push_back({index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version, cur,
-                      it != kvs.end() ? it->second.value : std::string()});
+    events.push_back({index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version,
+                      cur, it != kvs.end() ? it->second.value : std::string()});
     kvs[key] = kv;
     detach(key);
     if (lease != 0) {

@@ -253,12 +253,12 @@ TEST(WalRecoveryTest, AReadThatFlipsABitOnceIsReadAgainAndNothingIsLost) {
       Result<OpenedWal> w = Wal::open(dir, WalOptions{.segment_bytes = 8192});
       ASSERT_TRUE(w.ok()) << w.status().to_string();
       for (std::uint64_t i = 1; i <= 40; i += 4) {
-        ASSERT_TRUE(w->wal
-                        .append(raft::HardState{.term = wal_test::expected_term(i + 3),
-                                                .vote = 1,
-                                                .commit = i},
-                                expected_entries(i, i + 3))
-                        .ok());
+        ASSERT_TRUE(
+            w->wal
+                .append(
+                    raft::HardState{.term = wal_test::expected_term(i + 3), .vote = 1, .commit = i},
+                    expected_entries(i, i + 3))
+                .ok());
         ASSERT_TRUE(w->wal.sync().ok());
       }
     }

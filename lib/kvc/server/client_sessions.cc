@@ -335,6 +335,7 @@ void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net:
       w.key = req->key;
       w.prefix = req->prefix;
       w.next_revision = req->start_revision;
+      w.prev_kv = req->prev_kv;
       add_watcher(std::move(w),
                   [this, conn_id](wire::Response r) { send_to_client(conn_id, r, true); });
       return;

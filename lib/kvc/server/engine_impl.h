@@ -128,6 +128,7 @@ class Engine::Impl {
     bool prefix = false;
     std::uint64_t next_revision = 0;
     std::uint32_t next_sequence = 0;
+    bool prev_kv = false;  // client watchers: send each event's previous key-value
     std::function<void(const WatchEvent&)> callback;  // embedded watchers
     std::shared_ptr<http::WatchSink> sink;            // HTTP watch streams (http_backend.cc)
   };

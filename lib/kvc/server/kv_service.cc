@@ -127,6 +127,7 @@ void Engine::Impl::handle_watch(wire::Request req, Reply reply) {
   w.key = req.key;
   w.prefix = req.prefix;
   w.next_revision = req.start_revision;
+  w.prev_kv = req.prev_kv;
   add_watcher(std::move(w), reply);
 }
 

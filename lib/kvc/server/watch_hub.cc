@@ -201,11 +201,21 @@ void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first
     r.id = w.id;
     r.watch_id = w.id;
     r.events.reserve(static_cast<std::size_t>(n));
+    if (w.prev_kv) r.prev_kvs.reserve(static_cast<std::size_t>(n));
     for (auto p = first; p != first + n; ++p) {
       const storage::Event& e = **p;
-      r.events.push_back(
-          {e.type == storage::EventType::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
-           {e.key, e.value, e.create_revision, e.revision, e.version}});
+      const bool put = e.type == storage::EventType::kPut;
+      r.events.push_back({put ? wire::EventType::kPut : wire::EventType::kDelete,
+                          {e.key, e.value, e.create_revision, e.revision, e.version}});
+      if (!w.prev_kv) continue;
+      wire::KeyValue prev;
+      if (e.prev_mod_revision != 0) {
+        // A put keeps the key's create revision and adds one to its version; a delete event
+        // does not carry them.
+        prev = {e.key, e.prev_value, put ? e.create_revision : 0, e.prev_mod_revision,
+                put && e.version > 0 ? e.version - 1 : 0};
+      }
+      r.prev_kvs.push_back(std::move(prev));
     }
     wire::append_response(out, r);
     first += n;

@@ -66,7 +66,8 @@ enum : std::uint32_t {
   kTtl,
   kCompares,
   kThenOps,
-  kElseOps
+  kElseOps,
+  kPrevKv
 };
 }
 namespace resp_f {
@@ -95,7 +96,8 @@ enum : std::uint32_t {
   kTtl,
   kLeases,
   kSucceeded,
-  kTxnResults
+  kTxnResults,
+  kPrevKvs
 };
 }
 namespace status_f {
@@ -338,6 +340,7 @@ constexpr auto request_fields = [](auto& io, auto& m) {
   io.field(req_f::kCompares, "request.compares", m.compares, ListCodec<CompareCodec>{});
   io.field(req_f::kThenOps, "request.then_ops", m.then_ops, ListCodec<TxnOpCodec>{});
   io.field(req_f::kElseOps, "request.else_ops", m.else_ops, ListCodec<TxnOpCodec>{});
+  io.boolean(req_f::kPrevKv, "request.prev_kv", m.prev_kv);
 };
 
 // Long on purpose: one line per field of the response map, in the order wire/messages.h lists
@@ -372,6 +375,7 @@ constexpr auto response_fields = [](auto& io, auto& m) {
   io.boolean(resp_f::kSucceeded, "response.succeeded", m.succeeded);
   io.field(resp_f::kTxnResults, "response.txn_results", m.txn_results,
            ListCodec<ArrayCodec<decltype(txn_result_fields), 5>>{});
+  io.field(resp_f::kPrevKvs, "response.prev_kvs", m.prev_kvs, ListCodec<KvCodec>{});
 };
 
 }  // namespace

@@ -224,6 +224,7 @@ struct Request {
   std::vector<Compare> compares;  // txn
   std::vector<TxnOp> then_ops;    // txn: when every compare holds
   std::vector<TxnOp> else_ops;    // txn: otherwise
+  bool prev_kv = false;           // watch: send each event's previous key-value (prev_kvs)
 
   friend bool operator==(const Request&, const Request&) = default;
 };
@@ -256,6 +257,9 @@ struct Response {
   std::vector<LeaseInfo> leases;       // lease_ttl (one), lease_list
   bool succeeded = false;              // txn: every compare held
   std::vector<TxnResult> txn_results;  // txn: one per op of the branch that ran
+  // A watch with prev_kv: one per event, the key as it was before it (key, value, mod_revision;
+  // for a put also create_revision and version); an empty key when it did not exist.
+  std::vector<KeyValue> prev_kvs;
 
   friend bool operator==(const Response&, const Response&) = default;
 };
