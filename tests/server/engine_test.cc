@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "kvc/client/concurrency.h"
 #include "kvc/common/json.h"
 #include "kvc/net/address.h"
 #include "kvc/wire/auth.h"
@@ -208,6 +209,84 @@ TEST_F(EngineTest, ALinearizableReadSeesEveryWriteAcknowledgedBeforeIt) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(checked.load(), 120);
+}
+
+// The embedded API's leases and txns (docs/coordination.md): typed results, a lease that ends
+// by revoke and one that expires on the leader's clock, a txn's branches, and a lock taken
+// through a client on the member's own address.
+TEST_F(EngineTest, LeasesTxnsAndALockThroughTheEmbeddedApi) {
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  Result<LeaseInfo> l = e->lease_grant(30);
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  EXPECT_NE(l->id, 0u);
+  EXPECT_EQ(l->ttl_s, 30u);
+  ASSERT_TRUE(e->set("/svc/a", "1", l->id).ok());
+  EXPECT_EQ(e->set("/svc/b", "1", l->id + 1).status().code(), Code::kNotFound);
+  Result<std::optional<KeyValue>> got = e->get("/svc/a");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->lease, l->id);
+  Result<LeaseInfo> ttl = e->lease_ttl(l->id, true);
+  ASSERT_TRUE(ttl.ok()) << ttl.status().to_string();
+  EXPECT_EQ(ttl->keys, std::vector<std::string>{"/svc/a"});
+  EXPECT_LE(ttl->remaining_ms, 30000u);
+  EXPECT_EQ(*e->lease_keep_alive(l->id), 30u);
+  ASSERT_EQ(e->leases()->size(), 1u);
+
+  Txn t;
+  t.compares = {
+      {.target = CompareTarget::kValue, .op = CompareOp::kEqual, .key = "/svc/a", .value = "1"}};
+  t.success = {{.type = TxnOpType::kPut, .key = "/svc/a", .value = "2", .lease = l->id},
+               {.type = TxnOpType::kGetPrefix, .key = "/svc/"}};
+  t.failure = {{.type = TxnOpType::kGet, .key = "/svc/a"}};
+  Result<TxnResult> r = e->txn(t);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(r->succeeded);
+  ASSERT_EQ(r->results.size(), 2u);
+  ASSERT_EQ(r->results[1].kvs.size(), 1u);
+  EXPECT_EQ(r->results[1].kvs[0].value, "2");
+  r = e->txn(t);  // the value is "2" now: the failure list runs
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->succeeded);
+  Txn dup;
+  dup.success = {{.type = TxnOpType::kPut, .key = "/x", .value = "1"},
+                 {.type = TxnOpType::kDelete, .key = "/x"}};
+  EXPECT_EQ(e->txn(dup).status().code(), Code::kInvalidArgument);
+  // Compare-and-delete.
+  EXPECT_EQ(e->del("/svc/a", 1).status().code(), Code::kCompareFailed);
+  EXPECT_EQ(*e->lease_revoke(l->id), 1u);
+  EXPECT_FALSE(e->get("/svc/a")->has_value());
+  EXPECT_EQ(e->lease_keep_alive(l->id).status().code(), Code::kNotFound);
+
+  // Expiry: a lease nobody renews goes (the minimum ttl here, 10 ms ticks, is 1 s).
+  Result<LeaseInfo> short_lease = e->lease_grant(1);
+  ASSERT_TRUE(short_lease.ok());
+  ASSERT_TRUE(e->set("/eph", "x", short_lease->id).ok());
+  EXPECT_TRUE(wait_until([&] { return !e->get("/eph")->has_value(); }, 10s, "the lease to expire"));
+
+  // A lock through the client library on the member's own address.
+  client::ClientOptions co;
+  co.endpoints = {*net::parse_address(e->client_address())};
+  Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
+  ASSERT_TRUE(c.ok());
+  Result<std::unique_ptr<client::Session>> s1 = client::Session::open(**c, {.ttl_s = 5});
+  Result<std::unique_ptr<client::Session>> s2 = client::Session::open(**c, {.ttl_s = 5});
+  ASSERT_TRUE(s1.ok() && s2.ok());
+  client::Mutex m1(**c, **s1, "/locks/x/");
+  client::Mutex m2(**c, **s2, "/locks/x/");
+  Result<std::uint64_t> t1 = m1.lock(5000);
+  ASSERT_TRUE(t1.ok()) << t1.status().to_string();
+  EXPECT_EQ(m2.lock(300).status().code(), Code::kTimeout);  // held by m1
+  ASSERT_TRUE(m1.unlock().ok());
+  Result<std::uint64_t> t2 = m2.lock(5000);
+  ASSERT_TRUE(t2.ok()) << t2.status().to_string();
+  EXPECT_GT(*t2, *t1);
+  // Closing a session revokes its lease: the lock's key goes with it.
+  EXPECT_TRUE((*s2)->close().ok());
+  EXPECT_FALSE(e->exists(m2.key()).value_or(true));
+  s1->reset();
+  s2->reset();
+  EXPECT_TRUE(e->close().ok());
 }
 
 TEST_F(EngineTest, NothingButAHelloIsHandledFirst) {

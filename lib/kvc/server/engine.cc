@@ -374,8 +374,11 @@ wire::Response Engine::Impl::call(wire::Request req) {
     return r;
   }
   wire::Response r = f.get();
-  if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && client::is_write(req.op)) {
-    // Embedded callers do not follow redirects: forward the write to the leader.
+  const bool leader_only = client::is_write(req.op) || req.op == wire::Op::kLeaseKeepAlive ||
+                           req.op == wire::Op::kLeaseTtl || req.op == wire::Op::kLeaseList;
+  if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && leader_only) {
+    // Embedded callers do not follow redirects: forward the write (or the lease query, which
+    // only the leader's clock answers) to the leader.
     if (client::Client* fwd = forwarder(r.leader_client_addr)) {
       return fwd->call_sync(std::move(req), {.leader_hint = r.leader_client_addr});
     }
@@ -456,7 +459,7 @@ void Engine::wait() { impl_->wait(); }
 
 namespace {
 KeyValue from_wire(const wire::KeyValue& kv) {
-  return {kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version};
+  return {kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease};
 }
 Status to_status(const wire::Response& r) { return Status(r.code, r.message); }
 }  // namespace
@@ -476,16 +479,74 @@ Result<bool> Engine::exists(const std::string& key, ReadOptions options) {
   return r.found;
 }
 
-Result<std::uint64_t> Engine::set(const std::string& key, const std::string& value) {
-  wire::Response r = impl_->call({.op = wire::Op::kPut, .key = key, .value = value});
+Result<std::uint64_t> Engine::set(const std::string& key, const std::string& value,
+                                  std::uint64_t lease) {
+  wire::Response r =
+      impl_->call({.op = wire::Op::kPut, .key = key, .value = value, .lease = lease});
   if (r.code != Code::kOk) return to_status(r);
   return r.revision;
 }
 
-Result<bool> Engine::del(const std::string& key) {
-  wire::Response r = impl_->call({.op = wire::Op::kDelete, .key = key});
+Result<bool> Engine::del(const std::string& key, std::uint64_t expect_revision) {
+  wire::Response r =
+      impl_->call({.op = wire::Op::kDelete, .key = key, .expect_revision = expect_revision});
   if (r.code != Code::kOk) return to_status(r);
   return r.found;
+}
+
+namespace {
+LeaseInfo from_wire(const wire::LeaseInfo& l) { return {l.id, l.ttl, l.remaining_ms, l.keys}; }
+}  // namespace
+
+Result<LeaseInfo> Engine::lease_grant(std::uint64_t ttl_s) {
+  wire::Response r = impl_->call({.op = wire::Op::kLeaseGrant, .ttl = ttl_s});
+  if (r.code != Code::kOk) return to_status(r);
+  return LeaseInfo{r.lease, r.ttl, r.ttl * 1000, {}};
+}
+
+Result<std::uint64_t> Engine::lease_revoke(std::uint64_t id) {
+  wire::Response r = impl_->call({.op = wire::Op::kLeaseRevoke, .lease = id});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.count;
+}
+
+Result<std::uint64_t> Engine::lease_keep_alive(std::uint64_t id) {
+  wire::Response r = impl_->call({.op = wire::Op::kLeaseKeepAlive, .lease = id});
+  if (r.code != Code::kOk) return to_status(r);
+  return r.ttl;
+}
+
+Result<LeaseInfo> Engine::lease_ttl(std::uint64_t id, bool with_keys) {
+  wire::Response r = impl_->call({.op = wire::Op::kLeaseTtl, .keys_only = with_keys, .lease = id});
+  if (r.code != Code::kOk) return to_status(r);
+  if (r.leases.empty()) return Status::internal("lease_ttl answered without the lease");
+  return from_wire(r.leases[0]);
+}
+
+Result<std::vector<LeaseInfo>> Engine::leases() {
+  wire::Response r = impl_->call({.op = wire::Op::kLeaseList});
+  if (r.code != Code::kOk) return to_status(r);
+  std::vector<LeaseInfo> out;
+  for (const wire::LeaseInfo& l : r.leases) out.push_back(from_wire(l));
+  return out;
+}
+
+Result<TxnResult> Engine::txn(const Txn& t) {
+  wire::Request req{.op = wire::Op::kTxn};
+  req.compares = t.compares;
+  req.then_ops = t.success;
+  req.else_ops = t.failure;
+  wire::Response r = impl_->call(std::move(req));
+  if (r.code != Code::kOk) return to_status(r);
+  TxnResult out;
+  out.succeeded = r.succeeded;
+  out.revision = r.revision;
+  for (const wire::TxnResult& w : r.txn_results) {
+    TxnOpResult o{w.type, w.revision, w.deleted, {}, w.more};
+    for (const wire::KeyValue& kv : w.kvs) o.kvs.push_back(from_wire(kv));
+    out.results.push_back(std::move(o));
+  }
+  return out;
 }
 
 Result<std::uint64_t> Engine::cas(const std::string& key, const std::string& value,

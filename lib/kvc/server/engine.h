@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kvc/common/status.h"
+#include "kvc/common/txn.h"
 #include "kvc/server/options.h"
 
 namespace kvc::server {
@@ -32,6 +33,35 @@ struct KeyValue {
   std::uint64_t create_revision = 0;
   std::uint64_t mod_revision = 0;
   std::uint64_t version = 0;
+  std::uint64_t lease = 0;  // the lease the key is attached to, 0: none
+};
+
+// A lease as the leader sees it (docs/coordination.md).
+struct LeaseInfo {
+  std::uint64_t id = 0;
+  std::uint64_t ttl_s = 0;         // as granted (the leader may raise a ttl to its minimum)
+  std::uint64_t remaining_ms = 0;  // lease_ttl, leases: time left on the leader's clock
+  std::vector<std::string> keys;   // lease_ttl with keys
+};
+
+// A transaction: when every compare holds the success ops run, else the failure ops, applied
+// atomically at one revision (kvc/common/txn.h for Compare and TxnOp).
+struct Txn {
+  std::vector<Compare> compares;
+  std::vector<TxnOp> success;
+  std::vector<TxnOp> failure;
+};
+struct TxnOpResult {
+  TxnOpType type = TxnOpType::kGet;
+  std::uint64_t revision = 0;  // put, deletes that removed keys
+  std::uint64_t deleted = 0;   // delete, delete_prefix
+  std::vector<KeyValue> kvs;   // get, get_prefix
+  bool more = false;           // get_prefix: keys past its limit
+};
+struct TxnResult {
+  bool succeeded = false;  // the compares held: the success ops ran
+  std::uint64_t revision = 0;
+  std::vector<TxnOpResult> results;  // one per op of the list that ran
 };
 
 struct LeaderInfo {
@@ -73,10 +103,13 @@ class Engine {
 
   Result<std::optional<KeyValue>> get(const std::string& key, ReadOptions options = {});
   Result<bool> exists(const std::string& key, ReadOptions options = {});
-  // Returns the write's revision.
-  Result<std::uint64_t> set(const std::string& key, const std::string& value);
-  // Returns whether the key existed.
-  Result<bool> del(const std::string& key);
+  // Returns the write's revision. With `lease`, the key is attached to it and deleted when the
+  // lease ends (kNotFound when the lease does not exist).
+  Result<std::uint64_t> set(const std::string& key, const std::string& value,
+                            std::uint64_t lease = 0);
+  // Returns whether the key existed. With `expect_revision`, deletes only when that is the
+  // key's mod revision (kCompareFailed otherwise).
+  Result<bool> del(const std::string& key, std::uint64_t expect_revision = 0);
   // Writes only if the key's mod revision is `expect_revision` (0: the key must not exist);
   // kCompareFailed otherwise. Returns the new revision.
   Result<std::uint64_t> cas(const std::string& key, const std::string& value,
@@ -90,6 +123,20 @@ class Engine {
   Result<std::uint64_t> watch(const std::string& key, bool prefix, std::uint64_t start_revision,
                               std::function<void(const WatchEvent&)> callback);
   void unwatch(std::uint64_t handle);
+
+  // Leases (docs/coordination.md). The leader keeps their clock; on a follower these calls are
+  // carried out by the leader. kNotFound for a lease that expired or was revoked.
+  Result<LeaseInfo> lease_grant(std::uint64_t ttl_s);
+  // Returns how many keys went with it.
+  Result<std::uint64_t> lease_revoke(std::uint64_t id);
+  // Restarts the lease's countdown; returns its ttl. Call it every ttl/3 or so. Locks and
+  // elections: open a client::Client to client_address() and use kvc/client/concurrency.h.
+  Result<std::uint64_t> lease_keep_alive(std::uint64_t id);
+  Result<LeaseInfo> lease_ttl(std::uint64_t id, bool with_keys = false);
+  Result<std::vector<LeaseInfo>> leases();
+  // A transaction (kInvalidArgument when two ops of a list write one key, or over
+  // --max-txn-ops; kNotFound when a put names a lease that is gone: nothing applied).
+  Result<TxnResult> txn(const Txn& txn);
 
   // The client address this member's listener is bound to (useful with port 0).
   std::string client_address() const;
