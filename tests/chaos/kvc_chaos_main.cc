@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   std::string binary = "kvc-node";
   std::string mutation;
   bool expect_violation = false;
+  std::uint64_t catch_within = 1;
   std::string faults = "all";
   std::string work_dir;
   bool keep = false;
@@ -109,6 +110,12 @@ int main(int argc, char** argv) {
                  "served)");
   app.add_flag("--expect-violation", expect_violation,
                "Succeed only if every run finds a safety violation (for broken builds)");
+  app.add_option("--catch-within", catch_within,
+                 "With --expect-violation: a seed that finds none is followed by the next seeds, "
+                 "up to this many runs in all, and counts as caught if one of them finds one "
+                 "(a loaded machine runs fewer operations in the same time)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   app.add_option("--faults", faults,
                  "all, none, or a comma-separated list of fault kinds and groups: kill "
                  "(kill, kill-leader, kill-majority), restart, pause (pause, pause-leader), "
@@ -208,8 +215,23 @@ int main(int argc, char** argv) {
       s = list[i];
     }
     o.seed = s;
-    const ChaosResult r = kvc::chaos::run_chaos(o);
+    ChaosResult r = kvc::chaos::run_chaos(o);
     std::fputs(r.report.c_str(), stdout);
+    for (std::uint64_t extra = 1; expect_violation && !r.violation && extra < catch_within;
+         ++extra) {
+      std::printf("  (no violation with seed %llu: trying seed %llu, %llu of --catch-within %llu)\n",
+                  static_cast<unsigned long long>(o.seed),
+                  static_cast<unsigned long long>(s + extra),
+                  static_cast<unsigned long long>(extra + 1),
+                  static_cast<unsigned long long>(catch_within));
+      if (!keep) {
+        std::error_code ec;
+        std::filesystem::remove_all(r.run_dir, ec);
+      }
+      o.seed = s + extra;
+      r = kvc::chaos::run_chaos(o);
+      std::fputs(r.report.c_str(), stdout);
+    }
     if (expect_violation && r.violation && !keep) {
       // The expected outcome of a broken build: its run directory is not evidence of anything.
       std::error_code ec;
