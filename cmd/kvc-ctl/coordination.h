@@ -41,7 +41,8 @@ struct ElectArgs {
 int run_elect(const Env& env, const ElectArgs& a);
 
 // Parses etcdctl's txn text (compares, blank line, success ops, blank line, failure ops) into
-// a txn request; exposed for the tests. Errors name the line.
+// a txn request, with the parser HTTP's POST /v1/txn shares (common/txn_parse.h). Errors name
+// the line.
 Result<wire::Request> parse_txn_text(const std::string& text);
 // The JSON form: {"compares":[...],"success":[...],"failure":[...]} (kvc-ctl(1), "txn").
 Result<wire::Request> parse_txn_json(const std::string& text);

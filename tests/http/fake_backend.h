@@ -1,11 +1,13 @@
 // A Backend for the HTTP tests: an in-memory key-value map with the client protocol's semantics
-// (revisions, compare-and-set on the mod revision, ranges under a prefix with `more`), health
+// (revisions, compare-and-set and compare-and-delete on the mod revision, ranges under a prefix
+// with `more`, leases with their keys, a small txn evaluator), health
 // and readiness the test sets, a metrics registry, and knobs to fail the next call or to hold
 // answers back until the test releases them (answers that come later, out of order), and
 // watches the test feeds by hand through the sink the routes hand over.
 // Single-threaded, like the loop it serves.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "kvc/common/metrics.h"
+#include "kvc/common/text.h"
 #include "kvc/http/kv_routes.h"
 
 namespace kvc::http::testing {
@@ -97,7 +100,12 @@ class FakeBackend : public Backend {
         break;
       }
       case wire::Op::kPut:
-        put(q.key, q.value);
+        if (q.lease != 0 && leases.count(q.lease) == 0) {
+          r.code = Code::kNotFound;
+          r.message = "lease " + id_hex(q.lease) + " not found";
+          return r;
+        }
+        put(q.key, q.value, q.lease);
         break;
       case wire::Op::kLeader:
         r.member_id = member_id;
@@ -110,12 +118,72 @@ class FakeBackend : public Backend {
         }
         break;
       case wire::Op::kDelete:
+        if (q.expect_revision != 0) {  // compare-and-delete, as the member answers it
+          auto it = kvs.find(q.key);
+          const std::uint64_t current = it == kvs.end() ? 0 : it->second.mod_revision;
+          if (current != q.expect_revision) {
+            r.code = Code::kCompareFailed;
+            r.revision = current;
+            r.message = "the key's mod revision is " + std::to_string(current) + ", not " +
+                        std::to_string(q.expect_revision);
+            return r;
+          }
+        }
         if (kvs.erase(q.key) != 0) {
           ++revision;
           r.found = true;
           r.count = 1;
         }
         break;
+      case wire::Op::kLeaseGrant:
+        if (leases.count(q.lease) != 0) {
+          r.code = Code::kAlreadyExists;
+          r.message = "lease " + id_hex(q.lease) + " exists already";
+          return r;
+        }
+        r.lease = q.lease != 0 ? q.lease : 0xabc0 + leases.size();
+        r.ttl = q.ttl;
+        leases[r.lease] = q.ttl;
+        ++revision;
+        break;
+      case wire::Op::kLeaseRevoke:
+      case wire::Op::kLeaseKeepAlive:
+      case wire::Op::kLeaseTtl: {
+        auto it = leases.find(q.lease);
+        if (it == leases.end()) {
+          r.code = Code::kNotFound;
+          r.message = "lease " + id_hex(q.lease) + " not found";
+          return r;
+        }
+        r.ttl = it->second;
+        if (q.op == wire::Op::kLeaseTtl) {
+          wire::LeaseInfo l{.id = q.lease, .ttl = it->second, .remaining_ms = it->second * 900};
+          for (const auto& [k, kv] : kvs) {
+            if (kv.lease == q.lease && q.keys_only) l.keys.push_back(k);
+          }
+          r.leases.push_back(std::move(l));
+        }
+        if (q.op == wire::Op::kLeaseRevoke) {
+          leases.erase(it);
+          ++revision;
+          for (auto k = kvs.begin(); k != kvs.end();) {
+            if (k->second.lease == q.lease) {
+              k = kvs.erase(k);
+              ++r.count;
+            } else {
+              ++k;
+            }
+          }
+        }
+        break;
+      }
+      case wire::Op::kLeaseList:
+        for (const auto& [id, ttl] : leases) {
+          r.leases.push_back({.id = id, .ttl = ttl, .remaining_ms = ttl * 900});
+        }
+        break;
+      case wire::Op::kTxn:
+        return txn(q);
       default:
         r.code = Code::kInvalidArgument;
         r.message = "unsupported op";
@@ -125,13 +193,59 @@ class FakeBackend : public Backend {
     return r;
   }
 
-  void put(const std::string& key, const std::string& value) {
+  // A txn of mod-revision and value compares and put/get/delete ops (not prefixes), at one
+  // revision; over --max-txn-ops (max_txn_ops) refused as the member refuses it.
+  wire::Response txn(const wire::Request& q) {
+    wire::Response r;
+    if (std::max({q.compares.size(), q.then_ops.size(), q.else_ops.size()}) > max_txn_ops) {
+      r.code = Code::kInvalidArgument;
+      r.message = "txn exceeds --max-txn-ops " + std::to_string(max_txn_ops);
+      return r;
+    }
+    r.succeeded = true;
+    for (const Compare& c : q.compares) {
+      auto it = kvs.find(c.key);
+      bool holds = false;
+      if (c.target == CompareTarget::kValue) {
+        holds = it != kvs.end() && it->second.value == c.value;
+      } else if (c.target == CompareTarget::kModRevision) {
+        holds = (it == kvs.end() ? 0 : it->second.mod_revision) == c.number;
+      }
+      if (c.op == CompareOp::kNotEqual) holds = !holds;
+      r.succeeded = r.succeeded && holds;
+    }
+    const std::uint64_t at = revision + 1;
+    bool wrote = false;
+    for (const TxnOp& op : r.succeeded ? q.then_ops : q.else_ops) {
+      wire::TxnResult t;
+      t.type = op.type;
+      if (op.type == TxnOpType::kPut) {
+        revision = at - 1;
+        put(op.key, op.value, op.lease);
+        t.revision = at;
+        wrote = true;
+      } else if (op.type == TxnOpType::kDelete) {
+        t.deleted = kvs.erase(op.key);
+        if (t.deleted != 0) t.revision = at;
+        wrote = wrote || t.deleted != 0;
+      } else if (auto it = kvs.find(op.key); it != kvs.end()) {
+        t.kvs.push_back(it->second);
+      }
+      r.txn_results.push_back(std::move(t));
+    }
+    revision = wrote ? at : revision;
+    r.revision = revision;
+    return r;
+  }
+
+  void put(const std::string& key, const std::string& value, std::uint64_t lease = 0) {
     ++revision;
     wire::KeyValue& kv = kvs[key];
     if (kv.create_revision == 0) {
       kv.key = key;
       kv.create_revision = revision;
     }
+    kv.lease = lease;
     kv.value = value;
     kv.mod_revision = revision;
     ++kv.version;
@@ -158,6 +272,8 @@ class FakeBackend : public Backend {
   }
 
   std::map<std::string, wire::KeyValue> kvs;
+  std::map<std::uint64_t, std::uint64_t> leases;  // id -> ttl
+  std::uint64_t max_txn_ops = 128;
   std::uint64_t revision = 0;
   Status health_status;
   Readiness readiness{true, ""};

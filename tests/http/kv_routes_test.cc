@@ -8,6 +8,7 @@
 
 #include "fake_backend.h"
 #include "kvc/common/text.h"
+#include "kvc/common/txn_parse.h"
 #include "kvc/http/json.h"
 
 namespace kvc::http {
@@ -617,6 +618,298 @@ TEST_F(WatchRouteTest, LeaderNamesTheLeaderAndThisMember) {
   EXPECT_EQ(none.status, 503) << none.body;
   EXPECT_EQ(error_code(none), "unavailable");
   EXPECT_NE(header(none, "Retry-After"), nullptr);
+}
+
+// Leases and txns (/v1/lease*, /v1/txn, and the lease and expect_revision forms of /v1/kv).
+class CoordinationRouteTest : public KvRoutesTest {
+ protected:
+  std::string grant(std::string_view body) {
+    HttpResponse r = run("POST", "/v1/lease/grant", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    const JsonValue v = this->body(r);
+    const JsonValue* id = v.find("lease");
+    return id != nullptr ? id->text : "";
+  }
+};
+
+TEST_F(CoordinationRouteTest, LeaseGrantAttachTtlKeepAliveListAndRevoke) {
+  HttpResponse g = run("POST", "/v1/lease/grant", R"({"ttl":30})");
+  ASSERT_EQ(g.status, 200) << g.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseGrant);
+  EXPECT_EQ(backend_.calls.back().ttl, 30u);
+  EXPECT_EQ(backend_.calls.back().lease, 0u);  // the leader picks
+  const JsonValue gv = body(g);
+  const std::string id = gv.find("lease")->text;
+  EXPECT_EQ(id.size(), 16u) << g.body;
+  EXPECT_EQ(gv.find("ttl")->as_uint64(), 30u);
+  EXPECT_EQ(gv.find("revision")->as_uint64(), backend_.revision);
+  // A caller may choose the id (what the docs' runnable examples do); twice is a conflict.
+  EXPECT_EQ(grant(R"({"ttl":5,"lease":"1234abcd"})"), "000000001234abcd");
+  EXPECT_EQ(backend_.calls.back().lease, 0x1234abcdu);
+  HttpResponse again = run("POST", "/v1/lease/grant", R"({"lease":"1234abcd","ttl":5})");
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_EQ(error_code(again), "already_exists");
+
+  // put ?lease= attaches; the key's JSON names its lease.
+  ASSERT_EQ(run("PUT", "/v1/kv/svc%2Fa?lease=" + id, "x").status, 200);
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kPut);
+  EXPECT_EQ(backend_.calls.back().lease, *parse_hex_u64(id));
+  ASSERT_EQ(run("PUT", "/v1/kv/plain", "y").status, 200);
+  EXPECT_EQ(body(run("GET", "/v1/kv/svc/a")).find("kv")->find("lease")->text, id);
+  EXPECT_EQ(body(run("GET", "/v1/kv/plain")).find("kv")->find("lease"), nullptr);
+
+  HttpResponse ttl = run("GET", "/v1/lease/" + id + "?keys=true");
+  ASSERT_EQ(ttl.status, 200) << ttl.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseTtl);
+  EXPECT_TRUE(backend_.calls.back().keys_only);
+  EXPECT_EQ(ttl.body, R"({"lease":")" + id +
+                          R"(","ttl":30,"remaining_ms":27000,"keys":[{"key":"svc/a"}]})"
+                          "\n");
+  HttpResponse bare = run("GET", "/v1/lease/" + id);
+  EXPECT_FALSE(backend_.calls.back().keys_only);
+  EXPECT_EQ(body(bare).find("keys"), nullptr) << bare.body;
+
+  HttpResponse ka = run("POST", "/v1/lease/keepalive", R"({"lease":")" + id + R"("})");
+  ASSERT_EQ(ka.status, 200) << ka.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseKeepAlive);
+  EXPECT_EQ(ka.body, R"({"lease":")" + id +
+                         R"(","ttl":30})"
+                         "\n");
+
+  HttpResponse list = run("GET", "/v1/lease");
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseList);
+  const JsonValue lv = body(list);
+  ASSERT_EQ(lv.find("leases")->array.size(), 2u) << list.body;
+  for (const JsonValue& l : lv.find("leases")->array) {
+    EXPECT_EQ(l.find("lease")->text.size(), 16u);
+    EXPECT_NE(l.find("ttl"), nullptr);
+    EXPECT_NE(l.find("remaining_ms"), nullptr);
+  }
+
+  // Revoking deletes the lease's keys; both forms.
+  HttpResponse rv = run("POST", "/v1/lease/revoke", R"({"lease":")" + id + R"("})");
+  ASSERT_EQ(rv.status, 200) << rv.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseRevoke);
+  EXPECT_EQ(body(rv).find("deleted")->as_uint64(), 1u);
+  EXPECT_EQ(body(rv).find("revision")->as_uint64(), backend_.revision);
+  EXPECT_EQ(run("GET", "/v1/kv/svc/a").status, 404);
+  EXPECT_EQ(run("GET", "/v1/kv/plain").status, 200);
+  HttpResponse del = run("DELETE", "/v1/lease/1234abcd");
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kLeaseRevoke);
+  EXPECT_EQ(body(del).find("deleted")->as_uint64(), 0u);
+
+  // Gone: every lease route answers 404.
+  EXPECT_EQ(error_code(run("GET", "/v1/lease/" + id)), "not_found");
+  EXPECT_EQ(run("GET", "/v1/lease/" + id).status, 404);
+  EXPECT_EQ(run("POST", "/v1/lease/keepalive", R"({"lease":")" + id + R"("})").status, 404);
+  EXPECT_EQ(run("DELETE", "/v1/lease/" + id).status, 404);
+  EXPECT_EQ(run("PUT", "/v1/kv/k?lease=" + id, "v").status, 404);
+  EXPECT_EQ(body(run("GET", "/v1/lease")).find("leases")->array.size(), 0u);
+}
+
+TEST_F(CoordinationRouteTest, MalformedLeaseRequestsAreRefusedBeforeTheBackend) {
+  const struct {
+    const char* method;
+    const char* target;
+    const char* body;
+  } bad[] = {
+      {"POST", "/v1/lease/grant", ""},
+      {"POST", "/v1/lease/grant", "{"},
+      {"POST", "/v1/lease/grant", "[]"},
+      {"POST", "/v1/lease/grant", "{}"},
+      {"POST", "/v1/lease/grant", R"({"ttl":0})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":-1})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":1.5})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":"5"})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":5,"tll":5})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":5,"ttl":6})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":5,"lease":"xyz"})"},
+      {"POST", "/v1/lease/grant", R"({"ttl":5,"lease":5})"},
+      {"POST", "/v1/lease/grant?ttl=5", R"({"ttl":5})"},
+      {"POST", "/v1/lease/revoke", "{}"},
+      {"POST", "/v1/lease/revoke", R"({"lease":"0"})"},
+      {"POST", "/v1/lease/revoke", R"({"lease":"12345678901234567"})"},
+      {"POST", "/v1/lease/keepalive", R"({"lease":"g"})"},
+      {"POST", "/v1/lease/keepalive", R"({"lease":"1","ttl":5})"},
+      {"GET", "/v1/lease/zz", ""},
+      {"GET", "/v1/lease/", ""},
+      {"GET", "/v1/lease/1?keys=maybe", ""},
+      {"GET", "/v1/lease/1?key=true", ""},
+      {"DELETE", "/v1/lease/1?keys=true", ""},
+      {"GET", "/v1/lease?limit=1", ""},
+      {"PUT", "/v1/kv/k?lease=", ""},
+      {"PUT", "/v1/kv/k?lease=0", ""},
+      {"PUT", "/v1/kv/k?lease=nothex", ""},
+      {"PUT", "/v1/kv/k?lease=1&lease=2", ""},
+  };
+  for (const auto& c : bad) {
+    SCOPED_TRACE(std::string(c.method) + " " + c.target + " " + c.body);
+    HttpResponse r = run(c.method, c.target, c.body);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+  }
+  EXPECT_TRUE(backend_.calls.empty()) << "nothing reached the backend";
+
+  const struct {
+    const char* method;
+    const char* target;
+    const char* allow;
+  } methods[] = {
+      {"GET", "/v1/lease/grant", "POST"},
+      {"DELETE", "/v1/lease/revoke", "POST"},
+      {"PUT", "/v1/lease/keepalive", "POST"},
+      {"POST", "/v1/lease", "GET, HEAD"},
+      {"PUT", "/v1/lease/1", "GET, HEAD, DELETE"},
+      {"GET", "/v1/txn", "POST"},
+      {"PUT", "/v1/txn", "POST"},
+  };
+  for (const auto& m : methods) {
+    SCOPED_TRACE(std::string(m.method) + " " + m.target);
+    HttpResponse r = run(m.method, m.target);
+    EXPECT_EQ(r.status, 405) << r.body;
+    ASSERT_NE(header(r, "Allow"), nullptr);
+    EXPECT_EQ(*header(r, "Allow"), m.allow);
+  }
+}
+
+TEST_F(CoordinationRouteTest, ConditionalPutWithALeaseIsOneCas) {
+  const std::string id = grant(R"({"ttl":10})");
+  HttpResponse r = run("PUT", "/v1/kv/lock?expect_revision=0&lease=" + id, "me");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kCas);
+  EXPECT_EQ(backend_.calls.back().expect_revision, 0u);
+  EXPECT_EQ(backend_.calls.back().lease, *parse_hex_u64(id));
+}
+
+TEST_F(CoordinationRouteTest, DeleteWithExpectRevisionIsCompareAndDelete) {
+  ASSERT_EQ(run("PUT", "/v1/kv/d", "v").status, 200);
+  const std::uint64_t rev = backend_.kvs["d"].mod_revision;
+  HttpResponse stale = run("DELETE", "/v1/kv/d?expect_revision=" + std::to_string(rev + 5));
+  EXPECT_EQ(stale.status, 409) << stale.body;
+  EXPECT_EQ(error_code(stale), "compare_failed");
+  EXPECT_EQ(body(stale).find("error")->find("mod_revision")->as_uint64(), rev);
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kDelete);
+  EXPECT_EQ(backend_.calls.back().expect_revision, rev + 5);
+  EXPECT_EQ(backend_.kvs.count("d"), 1u);
+
+  for (const char* bad : {"0", "abc", "", "-1", "1&expect_revision=2"}) {
+    SCOPED_TRACE(bad);
+    HttpResponse r = run("DELETE", std::string("/v1/kv/d?expect_revision=") + bad);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+  }
+  EXPECT_EQ(run("DELETE", "/v1/kv/d?expected_revision=1").status, 400);
+  EXPECT_EQ(backend_.kvs.count("d"), 1u);
+
+  HttpResponse ok = run("DELETE", "/v1/kv/d?expect_revision=" + std::to_string(rev));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(body(ok).find("deleted")->as_uint64(), 1u);
+  EXPECT_EQ(backend_.kvs.count("d"), 0u);
+  // A key that is gone: the compare fails, naming mod revision 0.
+  HttpResponse gone = run("DELETE", "/v1/kv/d?expect_revision=" + std::to_string(rev));
+  EXPECT_EQ(gone.status, 409) << gone.body;
+  EXPECT_EQ(body(gone).find("error")->find("mod_revision")->as_uint64(), 0u);
+}
+
+TEST_F(CoordinationRouteTest, TxnTakesKvcCtlsJsonAndAnswersEachOpsResult) {
+  ASSERT_EQ(run("PUT", "/v1/kv/cfg", "v1").status, 200);
+  const std::string txn =
+      R"({"compares":[{"target":"value","key":"cfg","op":"=","value":"v1"}],)"
+      R"("success":[{"op":"put","key":"cfg","value":"v2"},{"op":"get","key":"cfg"},)"
+      R"({"op":"del","key":"nothing"},{"op":"put","key_base64":"AP8=","value_base64":"AAE="}],)"
+      R"("failure":[{"op":"get","key":"cfg"}]})";
+  HttpResponse r = run("POST", "/v1/txn", txn);
+  ASSERT_EQ(r.status, 200) << r.body;
+  // The request is what the one parser (kvc-ctl txn --json's) makes of the body.
+  Result<TxnSpec> spec = parse_txn_json(txn);
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  const wire::Request& q = backend_.calls.back();
+  EXPECT_EQ(q.op, wire::Op::kTxn);
+  EXPECT_EQ(q.compares, spec->compares);
+  EXPECT_EQ(q.then_ops, spec->then_ops);
+  EXPECT_EQ(q.else_ops, spec->else_ops);
+  ASSERT_EQ(q.then_ops.size(), 4u);
+  EXPECT_EQ(q.then_ops[3].key, "\0\xff"s);
+  EXPECT_EQ(q.then_ops[3].value, "\0\1"s);
+
+  const std::uint64_t rev = backend_.revision;
+  EXPECT_EQ(r.body, R"({"succeeded":true,"revision":)" + std::to_string(rev) +
+                        R"(,"results":[{"op":"put","revision":)" + std::to_string(rev) +
+                        R"(},{"op":"get","kvs":[{"key":"cfg","value":"v2","create_revision":1,)"
+                        R"("mod_revision":)" +
+                        std::to_string(rev) +
+                        R"(,"version":2}],"more":false},{"op":"delete","deleted":0},)"
+                        R"({"op":"put","revision":)" +
+                        std::to_string(rev) + "}]}\n");
+  EXPECT_EQ(backend_.kvs["\0\xff"s].value, "\0\1"s);
+
+  // The compare no longer holds: the failure branch runs, and the answer says so (still 200).
+  HttpResponse f = run("POST", "/v1/txn", txn);
+  ASSERT_EQ(f.status, 200) << f.body;
+  const JsonValue fv = body(f);
+  EXPECT_FALSE(fv.find("succeeded")->boolean);
+  ASSERT_EQ(fv.find("results")->array.size(), 1u);
+  const JsonValue& got = fv.find("results")->array[0];
+  EXPECT_EQ(got.find("op")->text, "get");
+  EXPECT_EQ(value_of(got.find("kvs")->array.at(0)), "v2");
+  // An empty txn is a txn.
+  EXPECT_EQ(run("POST", "/v1/txn", "{}").status, 200);
+}
+
+TEST_F(CoordinationRouteTest, TxnRefusalsAndLimits) {
+  const char* bad[] = {
+      "",
+      "{",
+      "[]",
+      R"({"compare":[]})",
+      R"({"compares":{}})",
+      R"({"compares":[{"key":"k","op":"=","value":"1"}]})",
+      R"({"compares":[{"target":"mod","key":"k","op":"~","value":"1"}]})",
+      R"({"compares":[{"target":"mod","key":"k","op":"=","value":"x"}]})",
+      R"({"success":[{"op":"put","key":"k"}]})",
+      R"({"success":[{"op":"rename","key":"k"}]})",
+      R"({"success":[{"op":"put","key":"k","value":"v","lease":"zz"}]})",
+      R"({"success":[{"op":"get","key_base64":"***"}]})",
+      R"({"failure":[{"op":"get","key":"k","limit":-1}]})",
+  };
+  for (const char* b : bad) {
+    SCOPED_TRACE(b);
+    HttpResponse r = run("POST", "/v1/txn", b);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(error_code(r), "invalid_argument");
+    EXPECT_TRUE(body(r).find("error")->find("message")->text.starts_with("txn: ")) << r.body;
+  }
+  EXPECT_EQ(run("POST", "/v1/txn?dry_run=1", "{}").status, 400);
+  EXPECT_TRUE(backend_.calls.empty()) << "nothing reached the backend";
+
+  // --max-request-bytes (1024 here) counts every key and value, as the member does: 413.
+  const std::string big = R"({"success":[{"op":"put","key":"k","value":")" +
+                          std::string(1020, 'x') + R"("},{"op":"get","key":"abcd"}]})";
+  HttpResponse r = run("POST", "/v1/txn", big);
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_TRUE(backend_.calls.empty());
+  // --max-txn-ops is the member's: its refusal is a 400.
+  backend_.max_txn_ops = 2;
+  HttpResponse many = run("POST", "/v1/txn",
+                          R"({"success":[{"op":"get","key":"a"},{"op":"get","key":"b"},)"
+                          R"({"op":"get","key":"c"}]})");
+  EXPECT_EQ(many.status, 400) << many.body;
+  EXPECT_EQ(error_code(many), "invalid_argument");
+  // Not the leader, and no way to reach it: 503 naming the leader, as for /v1/kv.
+  wire::Response e;
+  e.code = Code::kNotLeader;
+  e.message = "member n2 is not the leader";
+  e.leader_id = 0xabc;
+  e.leader_client_addr = "127.0.0.1:2379";
+  backend_.next_error = e;
+  HttpResponse nl = run("POST", "/v1/txn", "{}");
+  EXPECT_EQ(nl.status, 503) << nl.body;
+  EXPECT_EQ(error_code(nl), "not_leader");
+  EXPECT_NE(header(nl, "X-Kvc-Leader-Id"), nullptr);
+  backend_.next_error = e;
+  EXPECT_EQ(run("GET", "/v1/lease").status, 503);
 }
 
 }  // namespace

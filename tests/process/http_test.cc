@@ -2,7 +2,8 @@
 // readiness as the cluster loses and regains its quorum, the JSON key-value API across members
 // (a write on a follower goes to the leader), agreement with the client protocol, a malformed
 // request that must not hurt the member, /metrics read by a Prometheus text-format parser,
-// watch streams (JSON lines and Server-Sent Events) read over plain sockets, and /v1/leader.
+// watch streams (JSON lines and Server-Sent Events) read over plain sockets, /v1/leader, and
+// leases and txns sent to a follower.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -481,6 +482,115 @@ TEST(HttpProcessTest, AWatchFromACompactedRevisionIsGone) {
   EXPECT_EQ(s.status(), 200);
   // (Revisions are log indexes: the oldest one may hold no event of these keys.)
   EXPECT_GE(json_lines(s.body())[0].find("revision")->as_uint64().value_or(0), oldest);
+}
+
+// Leases and txns over HTTP, every request sent to a follower: the writes and the lease ops
+// (which only the leader's clock answers) go on to the leader, and the client protocol sees
+// the same leases, keys and txn effects. The member's limits are answered 4xx.
+TEST(HttpProcessTest, LeasesAndTxnsThroughAFollower) {
+  HttpCluster hc("http-coord",
+                 {.extra_flags = {"--max-txn-ops", "4", "--max-request-bytes", "4096"}});
+  ProcessCluster& cluster = hc.cluster();
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok());
+  const int follower = (*leader + 1) % 3;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(wait_status(hc.http(i), "/ready", 200)) << i;
+  const std::string fh = hc.http(follower);
+  auto json_of = [](const HttpAnswer& a) {
+    Result<JsonValue> v = parse_json(a.body);
+    return v.ok() ? *v : JsonValue{};
+  };
+  auto post = [&](const std::string& path, const std::string& body) {
+    return curl({"-X", "POST", "--data-binary", body, url(fh, path)});
+  };
+
+  HttpAnswer g = post("/v1/lease/grant", R"({"ttl":30})");
+  ASSERT_EQ(g.status, 200) << g.body;
+  const std::string id = json_of(g).find("lease")->text;
+  ASSERT_EQ(id.size(), 16u) << g.body;
+  EXPECT_EQ(json_of(g).find("ttl")->as_uint64(), 30u);
+
+  HttpAnswer put =
+      curl({"-X", "PUT", "--data-binary", "n1", url(fh, "/v1/kv/nodes%2Fn1?lease=" + id)});
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto c = cluster.client();
+  wire::Response got = c->get("nodes/n1");
+  ASSERT_EQ(got.code, Code::kOk) << got.message;
+  ASSERT_TRUE(got.found);
+  EXPECT_EQ(id_hex(got.kvs[0].lease), id);
+  EXPECT_EQ(json_of(curl({url(fh, "/v1/kv/nodes/n1")})).find("kv")->find("lease")->text, id);
+
+  HttpAnswer ttl = curl({url(fh, "/v1/lease/" + id + "?keys=true")});
+  ASSERT_EQ(ttl.status, 200) << ttl.body;
+  const JsonValue tv = json_of(ttl);
+  EXPECT_EQ(tv.find("ttl")->as_uint64(), 30u);
+  // At most the ttl, plus the grace a new leader's clock adds (an election timeout, well below
+  // 10 s here) when the grant was applied before that clock started.
+  EXPECT_GT(tv.find("remaining_ms")->as_uint64().value_or(0), 0u);
+  EXPECT_LE(tv.find("remaining_ms")->as_uint64().value_or(UINT64_MAX), 40000u);
+  ASSERT_EQ(tv.find("keys")->array.size(), 1u) << ttl.body;
+  EXPECT_EQ(tv.find("keys")->array[0].find("key")->text, "nodes/n1");
+
+  HttpAnswer ka = post("/v1/lease/keepalive", R"({"lease":")" + id + R"("})");
+  ASSERT_EQ(ka.status, 200) << ka.body;
+  EXPECT_EQ(json_of(ka).find("ttl")->as_uint64(), 30u);
+  HttpAnswer list = curl({url(fh, "/v1/lease")});
+  ASSERT_EQ(list.status, 200) << list.body;
+  ASSERT_EQ(json_of(list).find("leases")->array.size(), 1u) << list.body;
+  EXPECT_EQ(json_of(list).find("leases")->array[0].find("lease")->text, id);
+
+  // A txn: create-if-absent plus a read, then the same again fails and reads the failure branch.
+  const std::string txn = R"({"compares":[{"target":"create","key":"cfg","op":"=","value":"0"}],)"
+                          R"("success":[{"op":"put","key":"cfg","value":"v1","lease":")" +
+                          id +
+                          R"("},{"op":"get","key":"nodes/","prefix":true}],)"
+                          R"("failure":[{"op":"get","key":"cfg"}]})";
+  HttpAnswer t1 = post("/v1/txn", txn);
+  ASSERT_EQ(t1.status, 200) << t1.body;
+  const JsonValue t1v = json_of(t1);
+  EXPECT_TRUE(t1v.find("succeeded")->boolean) << t1.body;
+  ASSERT_EQ(t1v.find("results")->array.size(), 2u) << t1.body;
+  EXPECT_EQ(t1v.find("results")->array[1].find("kvs")->array.size(), 1u) << t1.body;
+  EXPECT_EQ(c->get("cfg").kvs.at(0).value, "v1");
+  HttpAnswer t2 = post("/v1/txn", txn);
+  ASSERT_EQ(t2.status, 200) << t2.body;
+  EXPECT_FALSE(json_of(t2).find("succeeded")->boolean) << t2.body;
+  EXPECT_NE(t2.body.find(R"("value":"v1")"), std::string::npos) << t2.body;
+
+  // Compare-and-delete: a stale revision is 409 naming the current one; the right one deletes.
+  const std::uint64_t mod = c->get("cfg").kvs.at(0).mod_revision;
+  HttpAnswer stale =
+      curl({"-X", "DELETE", url(fh, "/v1/kv/cfg?expect_revision=" + std::to_string(mod + 100))});
+  EXPECT_EQ(stale.status, 409) << stale.body;
+  EXPECT_EQ(json_of(stale).find("error")->find("mod_revision")->as_uint64(), mod) << stale.body;
+  EXPECT_TRUE(c->get("cfg").found);
+  HttpAnswer cad =
+      curl({"-X", "DELETE", url(fh, "/v1/kv/cfg?expect_revision=" + std::to_string(mod))});
+  EXPECT_EQ(cad.status, 200) << cad.body;
+  EXPECT_FALSE(c->get("cfg").found);
+
+  // Limits: too many ops (the member's --max-txn-ops) and too many bytes are 4xx, nothing applied.
+  HttpAnswer many = post(
+      "/v1/txn", R"({"success":[{"op":"put","key":"m1","value":"1"},)"
+                 R"({"op":"put","key":"m2","value":"1"},{"op":"put","key":"m3","value":"1"},)"
+                 R"({"op":"put","key":"m4","value":"1"},{"op":"put","key":"m5","value":"1"}]})");
+  EXPECT_EQ(many.status, 400) << many.body;
+  EXPECT_NE(many.body.find("--max-txn-ops"), std::string::npos) << many.body;
+  HttpAnswer big = post("/v1/txn", R"({"success":[{"op":"put","key":"big","value":")" +
+                                       std::string(5000, 'x') + R"("}]})");
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_FALSE(c->get("m1").found);
+  EXPECT_FALSE(c->get("big").found);
+
+  // Revoking deletes the lease's keys at once, for both protocols.
+  HttpAnswer rv = curl({"-X", "DELETE", url(fh, "/v1/lease/" + id)});
+  ASSERT_EQ(rv.status, 200) << rv.body;
+  EXPECT_EQ(json_of(rv).find("deleted")->as_uint64(), 1u) << rv.body;
+  EXPECT_FALSE(c->get("nodes/n1").found);
+  EXPECT_EQ(curl({url(fh, "/v1/lease/" + id)}).status, 404);
+  EXPECT_EQ(post("/v1/lease/keepalive", R"({"lease":")" + id + R"("})").status, 404);
+  EXPECT_EQ(post("/v1/lease/revoke", R"({"lease":")" + id + R"("})").status, 404);
 }
 
 // Every curl line of docs/http.md, in order, against a real member: each answers 2xx (the

@@ -9,6 +9,7 @@
 
 #include "kvc/common/log.h"
 #include "kvc/common/text.h"
+#include "kvc/common/txn_parse.h"
 #include "kvc/http/json.h"
 
 namespace kvc::http {
@@ -16,6 +17,7 @@ namespace {
 
 constexpr std::string_view kKvPrefix = "/v1/kv/";
 constexpr std::string_view kWatchPrefix = "/v1/watch/";
+constexpr std::string_view kLeasePrefix = "/v1/lease/";
 constexpr std::string_view kSseKeepalive = ": keep-alive\n\n";
 constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -90,6 +92,7 @@ std::string kv_json(const wire::KeyValue& kv, bool keys_only) {
   o.num("create_revision", kv.create_revision)
       .num("mod_revision", kv.mod_revision)
       .num("version", kv.version);
+  if (kv.lease != 0) o.str("lease", id_hex(kv.lease));
   return o.done();
 }
 
@@ -148,6 +151,77 @@ Result<std::string> put_value(const HttpRequest& r) {
   Result<std::string> decoded = base64_decode(found->text);
   if (!decoded.ok()) return decoded.status().with_context("value_base64");
   return decoded;
+}
+
+// The body of a lease request: a JSON object with only the fields named in `known` (any
+// Content-Type: curl -d sends form encoding by default).
+Result<JsonValue> json_body(const HttpRequest& r, std::initializer_list<std::string_view> known) {
+  Result<JsonValue> doc = parse_json(r.body);
+  if (!doc.ok()) return doc.status();
+  if (doc->type != JsonValue::Type::kObject) {
+    return Status::invalid_argument("the body must be a JSON object");
+  }
+  for (std::size_t i = 0; i < doc->object.size(); ++i) {
+    const std::string& k = doc->object[i].key;
+    bool ok = false;
+    for (std::string_view n : known) ok = ok || n == k;
+    if (!ok) return Status::invalid_argument("unknown field '" + k + "' in the json body");
+    for (std::size_t j = 0; j < i; ++j) {
+      if (doc->object[j].key == k) {
+        return Status::invalid_argument("field '" + k + "' given twice in the json body");
+      }
+    }
+  }
+  return doc;
+}
+
+// A lease id field ("lease": "<hex>"): `required` or 0 when absent.
+Result<std::uint64_t> lease_field(const JsonValue& o, bool required) {
+  const JsonValue* v = o.find("lease");
+  if (v == nullptr) {
+    if (required) return Status::invalid_argument("missing \"lease\" (its hex id)");
+    return std::uint64_t{0};
+  }
+  if (v->type != JsonValue::Type::kString) {
+    return Status::invalid_argument("\"lease\" must be a string of hex digits");
+  }
+  return parse_lease_id(v->text);
+}
+
+// The bytes of a txn that count against --max-request-bytes, as the member counts them
+// (server/kv_service.cc): every key and value it names.
+std::uint64_t txn_bytes(const TxnSpec& t) {
+  std::uint64_t n = 0;
+  for (const Compare& c : t.compares) n += c.key.size() + c.value.size();
+  for (const auto* ops : {&t.then_ops, &t.else_ops}) {
+    for (const TxnOp& op : *ops) n += op.key.size() + op.value.size();
+  }
+  return n;
+}
+
+// One op's result in a txn answer, shaped as `kvc-ctl txn -o json` prints it.
+std::string txn_result_json(const wire::TxnResult& t) {
+  JsonObject o;
+  switch (t.type) {
+    case TxnOpType::kPut:
+      o.str("op", "put").num("revision", t.revision);
+      break;
+    case TxnOpType::kDelete:
+    case TxnOpType::kDeletePrefix:
+      o.str("op", "delete").num("deleted", t.deleted);
+      break;
+    case TxnOpType::kGet:
+    case TxnOpType::kGetPrefix: {
+      std::string kvs = "[";
+      for (const wire::KeyValue& kv : t.kvs) {
+        if (kvs.size() > 1) kvs += ',';
+        kvs += kv_json(kv, false);
+      }
+      o.str("op", "get").raw("kvs", kvs + "]").boolean("more", t.more);
+      break;
+    }
+  }
+  return o.done();
 }
 
 // An error answer for a failed wire::Response, with the leader hint for not-leader and
@@ -339,6 +413,13 @@ void KvRoutes::handle(const HttpRequest& r, Respond respond) {
     if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
     return watch(r, r.path.substr(kWatchPrefix.size()), std::move(respond));
   }
+  if (r.path == "/v1/lease" || r.path.starts_with(kLeasePrefix)) {
+    return lease(r, std::move(respond));
+  }
+  if (r.path == "/v1/txn") {
+    if (r.method != Method::kPost) return respond(method_not_allowed(r, "POST"));
+    return txn(r, std::move(respond));
+  }
   if (r.path == "/v1/leader") {
     if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
     if (Status s = check_params(r, {}); !s.ok()) {
@@ -370,7 +451,7 @@ void KvRoutes::kv_key(const HttpRequest& r, std::string key, Respond respond) {
       break;
     }
     case Method::kPut: {
-      if (Status s = check_params(r, {"expect_revision"}); !s.ok()) return bad(s);
+      if (Status s = check_params(r, {"expect_revision", "lease"}); !s.ok()) return bad(s);
       Result<std::string> value = put_value(r);
       if (!value.ok()) return bad(value.status());
       if (options_.max_request_bytes != 0 &&
@@ -388,11 +469,26 @@ void KvRoutes::kv_key(const HttpRequest& r, std::string key, Respond respond) {
         w.op = wire::Op::kCas;
         w.expect_revision = *rev;
       }
+      if (const std::string* lease = r.query_param("lease"); lease != nullptr) {
+        Result<std::uint64_t> id = parse_lease_id(*lease);
+        if (!id.ok()) return bad(id.status().with_context("lease"));
+        w.lease = *id;
+      }
       break;
     }
     case Method::kDelete:
-      if (Status s = check_params(r, {}); !s.ok()) return bad(s);
+      if (Status s = check_params(r, {"expect_revision"}); !s.ok()) return bad(s);
       w.op = wire::Op::kDelete;
+      if (r.query_param("expect_revision") != nullptr) {
+        Result<std::uint64_t> rev = uint_param(r, "expect_revision", 0);
+        if (!rev.ok()) return bad(rev.status());
+        // On the wire 0 means "no compare"; a key that does not exist has nothing to delete.
+        if (*rev == 0) {
+          return bad(Status::invalid_argument(
+              "expect_revision=0 on a delete: a key that does not exist cannot be deleted"));
+        }
+        w.expect_revision = *rev;
+      }
       break;
     case Method::kPost:
       break;  // refused above
@@ -567,6 +663,152 @@ void KvRoutes::leader(Respond respond) {
                   if (resp.member_id != 0) o.str("member_id", id_hex(resp.member_id));
                   respond(json(200, o.done()));
                 });
+}
+
+}  // namespace kvc::http
+
+namespace kvc::http {
+
+// /v1/lease (list), /v1/lease/grant, /v1/lease/revoke, /v1/lease/keepalive (POST with a JSON
+// body) and /v1/lease/{id} (GET: its ttl; DELETE: revoke it).
+void KvRoutes::lease(const HttpRequest& r, Respond respond) {
+  auto bad = [&respond](const Status& s) {
+    respond(error(400, Code::kInvalidArgument, s.message()));
+  };
+  const bool read = allowed(r.method, {Method::kGet, Method::kHead});
+  wire::Request w;
+  if (r.path == "/v1/lease") {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    if (Status s = check_params(r, {}); !s.ok()) return bad(s);
+    w.op = wire::Op::kLeaseList;
+  } else {
+    const std::string what = r.path.substr(kLeasePrefix.size());
+    if (what == "grant" || what == "revoke" || what == "keepalive") {
+      if (r.method != Method::kPost) return respond(method_not_allowed(r, "POST"));
+      if (Status s = check_params(r, {}); !s.ok()) return bad(s);
+      Result<JsonValue> body =
+          what == "grant" ? json_body(r, {"ttl", "lease"}) : json_body(r, {"lease"});
+      if (!body.ok()) return bad(body.status());
+      Result<std::uint64_t> id = lease_field(*body, what != "grant");
+      if (!id.ok()) return bad(id.status());
+      w.lease = *id;
+      if (what == "grant") {
+        const JsonValue* ttl = body->find("ttl");
+        std::optional<std::uint64_t> n;
+        if (ttl != nullptr) n = ttl->as_uint64();
+        if (!n || *n == 0) {
+          return bad(
+              Status::invalid_argument("\"ttl\" must be a whole number of seconds, 1 or more"));
+        }
+        w.op = wire::Op::kLeaseGrant;
+        w.ttl = *n;
+      } else {
+        w.op = what == "revoke" ? wire::Op::kLeaseRevoke : wire::Op::kLeaseKeepAlive;
+      }
+    } else {
+      if (!allowed(r.method, {Method::kGet, Method::kHead, Method::kDelete})) {
+        return respond(method_not_allowed(r, "GET, HEAD, DELETE"));
+      }
+      Result<std::uint64_t> id = parse_lease_id(what);
+      if (!id.ok()) return bad(id.status());
+      w.lease = *id;
+      if (read) {
+        if (Status s = check_params(r, {"keys"}); !s.ok()) return bad(s);
+        Result<bool> keys = bool_param(r, "keys");
+        if (!keys.ok()) return bad(keys.status());
+        w.op = wire::Op::kLeaseTtl;
+        w.keys_only = *keys;  // the wire's "with its keys"
+      } else {
+        if (Status s = check_params(r, {}); !s.ok()) return bad(s);
+        w.op = wire::Op::kLeaseRevoke;
+      }
+    }
+  }
+  const wire::Op op = w.op;
+  const bool keys = w.keys_only;
+  const std::uint64_t id = w.lease;
+  backend_.call(std::move(w), [&backend = backend_, op, keys, id, target = r.target,
+                               respond = std::move(respond)](wire::Response resp) {
+    if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
+    JsonObject o;
+    switch (op) {
+      case wire::Op::kLeaseGrant:
+        o.str("lease", id_hex(resp.lease)).num("ttl", resp.ttl).num("revision", resp.revision);
+        break;
+      case wire::Op::kLeaseRevoke:
+        o.str("lease", id_hex(id)).num("deleted", resp.count).num("revision", resp.revision);
+        break;
+      case wire::Op::kLeaseKeepAlive:
+        o.str("lease", id_hex(id)).num("ttl", resp.ttl);
+        break;
+      case wire::Op::kLeaseTtl: {
+        if (resp.leases.empty()) {
+          return respond(error(500, Code::kInternal, "the member answered without the lease"));
+        }
+        const wire::LeaseInfo& l = resp.leases.front();
+        o.str("lease", id_hex(l.id)).num("ttl", l.ttl).num("remaining_ms", l.remaining_ms);
+        if (keys) {
+          std::string ks = "[";
+          for (const std::string& k : l.keys) {
+            if (ks.size() > 1) ks += ',';
+            ks += JsonObject().bytes("key", k).done();
+          }
+          o.raw("keys", ks + "]");
+        }
+        break;
+      }
+      default: {  // kLeaseList
+        std::string ls = "[";
+        for (const wire::LeaseInfo& l : resp.leases) {
+          if (ls.size() > 1) ls += ',';
+          ls += JsonObject()
+                    .str("lease", id_hex(l.id))
+                    .num("ttl", l.ttl)
+                    .num("remaining_ms", l.remaining_ms)
+                    .done();
+        }
+        o.raw("leases", ls + "]");
+        break;
+      }
+    }
+    respond(json(200, o.done()));
+  });
+}
+
+// POST /v1/txn: the JSON txn of `kvc-ctl txn --json` (common/txn_parse.h), one kTxn request.
+void KvRoutes::txn(const HttpRequest& r, Respond respond) {
+  if (Status s = check_params(r, {}); !s.ok()) {
+    return respond(error(400, Code::kInvalidArgument, s.message()));
+  }
+  Result<TxnSpec> spec = parse_txn_json(r.body);
+  if (!spec.ok()) {
+    return respond(error(400, Code::kInvalidArgument, "txn: " + spec.status().message()));
+  }
+  if (const std::uint64_t bytes = txn_bytes(*spec);
+      options_.max_request_bytes != 0 && bytes > options_.max_request_bytes) {
+    return respond(error(413, Code::kInvalidArgument,
+                         "txn of " + std::to_string(bytes) + " bytes exceeds --max-request-bytes " +
+                             std::to_string(options_.max_request_bytes)));
+  }
+  wire::Request w;
+  w.op = wire::Op::kTxn;
+  w.compares = std::move(spec->compares);
+  w.then_ops = std::move(spec->then_ops);
+  w.else_ops = std::move(spec->else_ops);
+  backend_.call(std::move(w), [&backend = backend_, target = r.target,
+                               respond = std::move(respond)](wire::Response resp) {
+    if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
+    std::string results = "[";
+    for (const wire::TxnResult& t : resp.txn_results) {
+      if (results.size() > 1) results += ',';
+      results += txn_result_json(t);
+    }
+    respond(json(200, JsonObject()
+                          .boolean("succeeded", resp.succeeded)
+                          .num("revision", resp.revision)
+                          .raw("results", results + "]")
+                          .done()));
+  });
 }
 
 }  // namespace kvc::http

@@ -1,7 +1,8 @@
 // The member's HTTP routes, mapped onto a small Backend interface that the server layer
 // implements with its Engine (and tests with a fake): GET /health, GET /ready, GET /metrics and
 // the JSON key-value API (GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv?prefix=&limit=&after=), watches
-// streamed as JSON lines or Server-Sent Events (GET /v1/watch/{key}) and GET /v1/leader.
+// streamed as JSON lines or Server-Sent Events (GET /v1/watch/{key}), GET /v1/leader, leases
+// (/v1/lease, /v1/lease/{grant,revoke,keepalive}, /v1/lease/{id}) and POST /v1/txn.
 // KvRoutes turns each HTTP request into a wire::Request with the client protocol's semantics,
 // and each wire::Response into JSON; it does no I/O itself, so the fuzz target drives it too.
 //
@@ -63,8 +64,9 @@ class Backend {
   virtual Readiness ready() = 0;
   // The Prometheus text exposition (metrics::Registry::expose()).
   virtual std::string metrics_text() = 0;
-  // A client-protocol request (kGet, kRange, kPut, kCas, kDelete), answered as the client
-  // protocol answers it.
+  // A client-protocol request (kGet, kRange, kPut, kCas, kDelete, kLeader, the lease ops and
+  // kTxn), answered as the client protocol answers it; one that only the leader answers
+  // (writes, the lease ops) goes on to the leader when this member is not it.
   virtual void call(wire::Request request, std::function<void(wire::Response)> done) = 0;
   // The HTTP address ("host:port") of the member with that id, if known; used for the Location
   // header of a not-leader answer. Empty: no Location header.
@@ -122,6 +124,8 @@ class KvRoutes {
   void kv_list(const HttpRequest& r, Respond respond);
   void watch(const HttpRequest& r, std::string key, Respond respond);
   void leader(Respond respond);
+  void lease(const HttpRequest& r, Respond respond);
+  void txn(const HttpRequest& r, Respond respond);
 
   Backend& backend_;
   KvRoutesOptions options_;

@@ -1,6 +1,6 @@
 // The member's side of the HTTP endpoint (--listen-http): /health, /ready, /metrics, the JSON
-// key-value API and /v1/leader, answered through the same request path as the client protocol,
-// and HTTP watch streams, served by the same watch hub as client-protocol watches.
+// key-value API, leases, txns and /v1/leader, answered through the same request path as the client
+// protocol, and HTTP watch streams, served by the same watch hub as client-protocol watches.
 #include "kvc/server/http_backend.h"
 
 #include <chrono>
@@ -35,6 +35,17 @@ http::Backend::Readiness EngineHttpBackend::ready() {
 
 std::string EngineHttpBackend::metrics_text() { return impl_.metrics_->registry.expose(); }
 
+namespace {
+
+// What only the leader answers: writes, and the lease ops, since the leader's clock keeps the
+// leases (a follower answers them not_leader).
+bool leader_only(wire::Op op) {
+  return client::is_write(op) || op == wire::Op::kLeaseKeepAlive || op == wire::Op::kLeaseTtl ||
+         op == wire::Op::kLeaseList;
+}
+
+}  // namespace
+
 void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Response)> done) {
   const auto start = std::chrono::steady_clock::now();
   const wire::Op op = request.op;
@@ -46,8 +57,8 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
   impl_.handle_request(std::move(request), [this, copy = std::move(copy),
                                             finish = std::move(finish)](wire::Response r) mutable {
     // Like an embedded caller, an HTTP client does not follow the client protocol's redirects:
-    // a write that reached a follower goes on to the leader from here.
-    if (r.code != Code::kNotLeader || r.leader_client_addr.empty() || !client::is_write(copy.op)) {
+    // a write (or lease op) that reached a follower goes on to the leader from here.
+    if (r.code != Code::kNotLeader || r.leader_client_addr.empty() || !leader_only(copy.op)) {
       finish(std::move(r));
       return;
     }
