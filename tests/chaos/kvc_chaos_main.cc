@@ -219,11 +219,11 @@ int main(int argc, char** argv) {
     std::fputs(r.report.c_str(), stdout);
     for (std::uint64_t extra = 1; expect_violation && !r.violation && extra < catch_within;
          ++extra) {
-      std::printf("  (no violation with seed %llu: trying seed %llu, %llu of --catch-within %llu)\n",
-                  static_cast<unsigned long long>(o.seed),
-                  static_cast<unsigned long long>(s + extra),
-                  static_cast<unsigned long long>(extra + 1),
-                  static_cast<unsigned long long>(catch_within));
+      std::printf(
+          "  (no violation with seed %llu: trying seed %llu, %llu of --catch-within %llu)\n",
+          static_cast<unsigned long long>(o.seed), static_cast<unsigned long long>(s + extra),
+          static_cast<unsigned long long>(extra + 1),
+          static_cast<unsigned long long>(catch_within));
       if (!keep) {
         std::error_code ec;
         std::filesystem::remove_all(r.run_dir, ec);
