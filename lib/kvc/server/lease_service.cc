@@ -55,6 +55,8 @@ void Engine::Impl::handle_lease_read(wire::Request req, Reply reply) {
 }
 
 void Engine::Impl::serve_lease(const wire::Request& req, wire::Response& r) {
+  // A new leader's clock starts at its first tick; a lease request before it starts it now.
+  if (node_->role() == raft::Role::kLeader && !lease_clock_running_) lease_tick();
   // The ReadIndex round confirmed leadership when it was sent; a leader change since then
   // means another member keeps the clock now.
   if (node_->role() != raft::Role::kLeader || !lease_clock_running_) {
