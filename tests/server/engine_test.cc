@@ -281,6 +281,29 @@ TEST_F(EngineTest, LeasesTxnsAndALockThroughTheEmbeddedApi) {
   Result<std::uint64_t> t2 = m2.lock(5000);
   ASSERT_TRUE(t2.ok()) << t2.status().to_string();
   EXPECT_GT(*t2, *t1);
+  // The same recipes inside the member, through its own channel (no client): an election.
+  {
+    Result<std::unique_ptr<client::Session>> es1 =
+        client::Session::open(e->channel(), {.ttl_s = 5});
+    Result<std::unique_ptr<client::Session>> es2 =
+        client::Session::open(e->channel(), {.ttl_s = 5});
+    ASSERT_TRUE(es1.ok() && es2.ok()) << es1.status().to_string();
+    client::Election a(e->channel(), **es1, "/el/");
+    client::Election b(e->channel(), **es2, "/el/");
+    ASSERT_TRUE(a.campaign("node-a", 5000).ok());
+    EXPECT_EQ(b.campaign("node-b", 300).status().code(), Code::kTimeout);
+    Result<client::Election::Leader> lead = client::Election::leader(e->channel(), "/el/");
+    ASSERT_TRUE(lead.ok());
+    EXPECT_EQ(lead->proposal, "node-a");
+    std::thread resign([&] {
+      std::this_thread::sleep_for(200ms);
+      (void)a.resign();
+    });
+    Result<std::uint64_t> rb = b.campaign("node-b", 5000);  // waits on a watch of the member's
+    resign.join();
+    ASSERT_TRUE(rb.ok()) << rb.status().to_string();
+    EXPECT_EQ(client::Election::leader(e->channel(), "/el/")->proposal, "node-b");
+  }
   // Closing a session revokes its lease: the lock's key goes with it.
   EXPECT_TRUE((*s2)->close().ok());
   EXPECT_FALSE(e->exists(m2.key()).value_or(true));

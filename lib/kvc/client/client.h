@@ -64,6 +64,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvc/client/channel.h"
 #include "kvc/common/status.h"
 #include "kvc/net/address.h"
 #include "kvc/wire/messages.h"
@@ -97,7 +98,7 @@ struct CallOptions {
   std::string leader_hint;
 };
 
-class Client {
+class Client final : public Channel {
  public:
   using Callback = std::function<void(wire::Response)>;
   // Called for each response of a stream; return false to stop (the client then cancels it).
@@ -129,6 +130,17 @@ class Client {
 
   // The member currently believed to lead ("" when unknown).
   std::string leader_address() const;
+
+  // Channel (channel.h), for the coordination recipes.
+  // A request's timeout_ms, when set, is also the call's deadline here.
+  wire::Response channel_call(wire::Request req) override {
+    const std::uint64_t t = req.timeout_ms;
+    return call_sync(std::move(req), {.timeout_ms = t});
+  }
+  std::uint64_t channel_stream(wire::Request req, StreamFn fn) override {
+    return stream(std::move(req), std::move(fn));
+  }
+  void channel_cancel(std::uint64_t id) override { cancel(id); }
 
  private:
   class Impl;

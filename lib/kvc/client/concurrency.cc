@@ -16,17 +16,17 @@ Status status_of(const wire::Response& r) {
 }
 
 // Every key under `prefix` (paged), and the revision the first page was read at.
-Result<std::vector<wire::KeyValue>> list_prefix(Client& c, const std::string& prefix,
+Result<std::vector<wire::KeyValue>> list_prefix(Channel& c, const std::string& prefix,
                                                 std::uint64_t* revision) {
   std::vector<wire::KeyValue> out;
   std::string start = prefix;
   for (;;) {
-    wire::Response r = c.call_sync({.op = wire::Op::kRange,
-                                    .key = start,
-                                    .value = prefix,
-                                    .prefix = true,
-                                    .limit = 1000,
-                                    .keys_only = false});
+    wire::Response r = c.channel_call({.op = wire::Op::kRange,
+                                       .key = start,
+                                       .value = prefix,
+                                       .prefix = true,
+                                       .limit = 1000,
+                                       .keys_only = false});
     if (r.code != Code::kOk) return status_of(r);
     if (revision != nullptr && out.empty() && start == prefix) *revision = r.revision;
     for (wire::KeyValue& kv : r.kvs) out.push_back(std::move(kv));
@@ -37,13 +37,13 @@ Result<std::vector<wire::KeyValue>> list_prefix(Client& c, const std::string& pr
 }
 
 // Creates `key` on the lease unless it exists; its create revision either way.
-Result<std::uint64_t> acquire_key(Client& c, const std::string& key, const std::string& value,
+Result<std::uint64_t> acquire_key(Channel& c, const std::string& key, const std::string& value,
                                   std::uint64_t lease) {
   wire::Request t{.op = wire::Op::kTxn};
   t.compares = {{.target = CompareTarget::kCreateRevision, .op = CompareOp::kEqual, .key = key}};
   t.then_ops = {{.type = TxnOpType::kPut, .key = key, .value = value, .lease = lease}};
   t.else_ops = {{.type = TxnOpType::kGet, .key = key}};
-  wire::Response r = c.call_sync(std::move(t));
+  wire::Response r = c.channel_call(std::move(t));
   if (r.code != Code::kOk) return status_of(r);
   if (r.succeeded) return r.revision;
   if (r.txn_results.empty() || r.txn_results[0].kvs.empty()) {
@@ -62,7 +62,7 @@ std::uint64_t remaining_ms(Clock::time_point deadline) {
 
 // Waits until `key` is deleted (watching from `from_revision`), the deadline passes
 // (kTimeout) or the session is lost.
-Status wait_delete(Client& c, const std::string& key, std::uint64_t from_revision,
+Status wait_delete(Channel& c, const std::string& key, std::uint64_t from_revision,
                    Clock::time_point deadline, const Session& session,
                    const std::atomic<bool>* cancel) {
   struct State {
@@ -73,23 +73,23 @@ Status wait_delete(Client& c, const std::string& key, std::uint64_t from_revisio
   };
   auto st = std::make_shared<State>();
   const std::uint64_t id =
-      c.stream({.op = wire::Op::kWatch, .key = key, .start_revision = from_revision},
-               [st](const wire::Response& r) {
-                 bool finish = r.code != Code::kOk || r.done;
-                 Status s = status_of(r);
-                 for (const wire::Event& e : r.events) {
-                   if (e.type == wire::EventType::kDelete) finish = true;
-                 }
-                 if (finish) {
-                   std::lock_guard<std::mutex> lock(st->mu);
-                   if (!st->done) {
-                     st->done = true;
-                     st->status = s;
-                   }
-                   st->cv.notify_all();
-                 }
-                 return !finish;
-               });
+      c.channel_stream({.op = wire::Op::kWatch, .key = key, .start_revision = from_revision},
+                       [st](const wire::Response& r) {
+                         bool finish = r.code != Code::kOk || r.done;
+                         Status s = status_of(r);
+                         for (const wire::Event& e : r.events) {
+                           if (e.type == wire::EventType::kDelete) finish = true;
+                         }
+                         if (finish) {
+                           std::lock_guard<std::mutex> lock(st->mu);
+                           if (!st->done) {
+                             st->done = true;
+                             st->status = s;
+                           }
+                           st->cv.notify_all();
+                         }
+                         return !finish;
+                       });
   std::unique_lock<std::mutex> lock(st->mu);
   for (;;) {
     if (st->done) break;
@@ -108,10 +108,9 @@ Status wait_delete(Client& c, const std::string& key, std::uint64_t from_revisio
     }
     st->cv.wait_for(lock, std::chrono::milliseconds(std::min<std::uint64_t>(left, 200)));
   }
-  const bool finished = st->done;
   Status s = st->status;
   lock.unlock();
-  if (!finished) c.cancel(id);
+  c.channel_cancel(id);  // also after it finished (idempotent; an Engine watch needs it)
   // A broken watch (a member went away) is no answer: the caller looks at the keys again.
   if (!s.ok() && (s.code() == Code::kUnavailable || s.code() == Code::kShuttingDown)) {
     return Status();
@@ -121,7 +120,7 @@ Status wait_delete(Client& c, const std::string& key, std::uint64_t from_revisio
 
 // Waits until no key under `prefix` is older than ours (create revision `mine`): etcd's
 // waitDeletes. kNotFound when our own key is gone (the lease expired).
-Status wait_turn(Client& c, const std::string& prefix, const std::string& key, std::uint64_t mine,
+Status wait_turn(Channel& c, const std::string& prefix, const std::string& key, std::uint64_t mine,
                  Clock::time_point deadline, const Session& session,
                  const std::atomic<bool>* cancel) {
   for (;;) {
@@ -163,17 +162,17 @@ std::string session_key(const std::string& prefix, std::uint64_t lease) {
 
 // ---- Session ----
 
-Result<std::unique_ptr<Session>> Session::open(Client& client, SessionOptions options,
+Result<std::unique_ptr<Session>> Session::open(Channel& client, SessionOptions options,
                                                std::function<void(const Status&)> on_lost) {
   std::uint64_t lease = options.lease;
   std::uint64_t ttl = options.ttl_s;
   if (lease == 0) {
-    wire::Response r = client.call_sync({.op = wire::Op::kLeaseGrant, .ttl = options.ttl_s});
+    wire::Response r = client.channel_call({.op = wire::Op::kLeaseGrant, .ttl = options.ttl_s});
     if (r.code != Code::kOk) return status_of(r);
     lease = r.lease;
     ttl = r.ttl;
   } else {
-    wire::Response r = client.call_sync({.op = wire::Op::kLeaseKeepAlive, .lease = lease});
+    wire::Response r = client.channel_call({.op = wire::Op::kLeaseKeepAlive, .lease = lease});
     if (r.code != Code::kOk) return status_of(r);
     ttl = r.ttl;
   }
@@ -182,7 +181,7 @@ Result<std::unique_ptr<Session>> Session::open(Client& client, SessionOptions op
   return s;
 }
 
-Session::Session(Client& client, std::uint64_t lease, std::uint64_t ttl_s,
+Session::Session(Channel& client, std::uint64_t lease, std::uint64_t ttl_s,
                  std::function<void(const Status&)> on_lost)
     : client_(client),
       lease_(lease),
@@ -209,7 +208,7 @@ Status Session::close() {
   const bool was_running = thread_.joinable();
   stop();
   if (!was_running) return Status();
-  wire::Response r = client_.call_sync({.op = wire::Op::kLeaseRevoke, .lease = lease_});
+  wire::Response r = client_.channel_call({.op = wire::Op::kLeaseRevoke, .lease = lease_});
   if (r.code == Code::kNotFound) return Status();  // gone already
   return status_of(r);
 }
@@ -230,8 +229,9 @@ void Session::run() {
     lock.unlock();
     const auto sent = Clock::now();
     wire::Response r =
-        client_.call_sync({.op = wire::Op::kLeaseKeepAlive, .lease = lease_},
-                          {.timeout_ms = std::max<std::uint64_t>(ttl_s_ * 1000 / 3, 500)});
+        client_.channel_call({.op = wire::Op::kLeaseKeepAlive,
+                              .timeout_ms = std::max<std::uint64_t>(ttl_s_ * 1000 / 3, 500),
+                              .lease = lease_});
     lock.lock();
     Status lost;
     if (r.code == Code::kOk) {
@@ -258,7 +258,7 @@ void Session::run() {
 
 // ---- Mutex ----
 
-Mutex::Mutex(Client& client, Session& session, std::string prefix)
+Mutex::Mutex(Channel& client, Session& session, std::string prefix)
     : client_(client),
       session_(session),
       prefix_(std::move(prefix)),
@@ -279,13 +279,13 @@ Result<std::uint64_t> Mutex::lock(std::uint64_t timeout_ms, const std::atomic<bo
 
 Status Mutex::unlock() {
   token_ = 0;
-  wire::Response r = client_.call_sync({.op = wire::Op::kDelete, .key = key_});
+  wire::Response r = client_.channel_call({.op = wire::Op::kDelete, .key = key_});
   return status_of(r);
 }
 
 // ---- Election ----
 
-Election::Election(Client& client, Session& session, std::string prefix)
+Election::Election(Channel& client, Session& session, std::string prefix)
     : client_(client),
       session_(session),
       prefix_(std::move(prefix)),
@@ -317,7 +317,7 @@ Status Election::proclaim(const std::string& proposal) {
                  .number = revision_}};
   t.then_ops = {
       {.type = TxnOpType::kPut, .key = key_, .value = proposal, .lease = session_.lease()}};
-  wire::Response r = client_.call_sync(std::move(t));
+  wire::Response r = client_.channel_call(std::move(t));
   if (r.code != Code::kOk) return status_of(r);
   if (!r.succeeded) {
     return Status::failed_precondition("the election key " + key_ + " is gone (lease expired)");
@@ -327,11 +327,11 @@ Status Election::proclaim(const std::string& proposal) {
 
 Status Election::resign() {
   revision_ = 0;
-  wire::Response r = client_.call_sync({.op = wire::Op::kDelete, .key = key_});
+  wire::Response r = client_.channel_call({.op = wire::Op::kDelete, .key = key_});
   return status_of(r);
 }
 
-Result<Election::Leader> Election::leader(Client& client, const std::string& prefix) {
+Result<Election::Leader> Election::leader(Channel& client, const std::string& prefix) {
   Result<std::vector<wire::KeyValue>> kvs = list_prefix(client, prefix, nullptr);
   if (!kvs.ok()) return kvs.status();
   const wire::KeyValue* first = nullptr;
@@ -342,7 +342,7 @@ Result<Election::Leader> Election::leader(Client& client, const std::string& pre
   return Leader{first->key, first->value, first->create_revision};
 }
 
-Status Election::observe(Client& client, const std::string& prefix,
+Status Election::observe(Channel& client, const std::string& prefix,
                          const std::function<bool(const Leader&)>& fn,
                          const std::atomic<bool>* stop) {
   Leader last;
@@ -371,7 +371,7 @@ Status Election::observe(Client& client, const std::string& prefix,
       Status status;
     };
     auto st = std::make_shared<State>();
-    const std::uint64_t id = client.stream(
+    const std::uint64_t id = client.channel_stream(
         {.op = wire::Op::kWatch, .key = prefix, .prefix = true, .start_revision = rev + 1},
         [st](const wire::Response& r) {
           const bool finish = r.code != Code::kOk || r.done || !r.events.empty();
@@ -387,10 +387,9 @@ Status Election::observe(Client& client, const std::string& prefix,
     while (!st->changed && (stop == nullptr || !stop->load())) {
       st->cv.wait_for(lock, std::chrono::milliseconds(200));
     }
-    const bool changed = st->changed;
     const Status s = st->status;
     lock.unlock();
-    if (!changed) client.cancel(id);
+    client.channel_cancel(id);
     if (!s.ok() && s.code() != Code::kUnavailable && s.code() != Code::kShuttingDown) return s;
   }
 }

@@ -13,9 +13,11 @@
 // does, if the protected resource checks it: it must refuse any write whose token is lower
 // than one it has already seen. See docs/coordination.md.
 //
+// The recipes work over a Channel (channel.h): a Client, or Engine::channel() inside a member.
+//
 // Thread-safety: a Session is safe from any thread; its keep-alives run on a thread of its
 // own. A Mutex or an Election is used by one thread at a time. The Client and the Session must
-// outlive the recipes built on them.
+// outlive the recipes built on them (the channel too).
 #pragma once
 
 #include <atomic>
@@ -26,6 +28,7 @@
 #include <string>
 #include <thread>
 
+#include "kvc/client/channel.h"
 #include "kvc/client/client.h"
 
 namespace kvc::client {
@@ -40,7 +43,7 @@ class Session {
   // Grants (or adopts) the lease, then keeps it alive every ttl/3 from a background thread.
   // `on_lost` (optional) is called once, on that thread, when the lease is gone (expired or
   // revoked) or no keep-alive succeeded for a whole ttl, with the reason.
-  static Result<std::unique_ptr<Session>> open(Client& client, SessionOptions options = {},
+  static Result<std::unique_ptr<Session>> open(Channel& client, SessionOptions options = {},
                                                std::function<void(const Status&)> on_lost = {});
   // Stops the keep-alives and revokes the lease (its keys are deleted), unless orphan() ran.
   ~Session();
@@ -57,12 +60,12 @@ class Session {
   void orphan();
 
  private:
-  Session(Client& client, std::uint64_t lease, std::uint64_t ttl_s,
+  Session(Channel& client, std::uint64_t lease, std::uint64_t ttl_s,
           std::function<void(const Status&)> on_lost);
   void run();
   void stop();
 
-  Client& client_;
+  Channel& client_;
   const std::uint64_t lease_;
   const std::uint64_t ttl_s_;
   std::function<void(const Status&)> on_lost_;
@@ -80,7 +83,7 @@ std::string session_key(const std::string& prefix, std::uint64_t lease);
 class Mutex {
  public:
   // `prefix` ends in "/" by convention ("locks/db/"); kvc-ctl lock NAME uses NAME + "/".
-  Mutex(Client& client, Session& session, std::string prefix);
+  Mutex(Channel& client, Session& session, std::string prefix);
 
   // Waits until this session holds the lock, at most `timeout_ms` (0: forever), and returns the
   // fencing token: the create revision of its key. On timeout (kTimeout) or failure the key is
@@ -94,7 +97,7 @@ class Mutex {
   std::uint64_t token() const { return token_; }
 
  private:
-  Client& client_;
+  Channel& client_;
   Session& session_;
   std::string prefix_;
   std::string key_;
@@ -104,7 +107,7 @@ class Mutex {
 // Leader election: the oldest key under the prefix is the leader; its value is its proposal.
 class Election {
  public:
-  Election(Client& client, Session& session, std::string prefix);
+  Election(Channel& client, Session& session, std::string prefix);
 
   // Waits until this session leads with `proposal` (at most timeout_ms; 0: forever); returns
   // the leadership's revision (a fencing token like Mutex::lock's).
@@ -121,15 +124,15 @@ class Election {
     std::uint64_t revision = 0;  // its create revision
   };
   // The current leader of the election under `prefix` (kNotFound when none).
-  static Result<Leader> leader(Client& client, const std::string& prefix);
+  static Result<Leader> leader(Channel& client, const std::string& prefix);
   // Calls `fn` with each new leader (and once with the current one), until `fn` returns false
   // or `stop` becomes true; a leaderless moment is reported as a Leader with an empty key.
-  static Status observe(Client& client, const std::string& prefix,
+  static Status observe(Channel& client, const std::string& prefix,
                         const std::function<bool(const Leader&)>& fn,
                         const std::atomic<bool>* stop = nullptr);
 
  private:
-  Client& client_;
+  Channel& client_;
   Session& session_;
   std::string prefix_;
   std::string key_;

@@ -434,7 +434,81 @@ void Engine::Impl::collect_metrics() {
 // ---------------------------------------------------------------------------------------------
 // Engine
 
-Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+namespace {
+
+// Engine::channel(): requests through Impl::call, watches through Engine::watch (one response
+// per event).
+class EngineChannel final : public client::Channel {
+ public:
+  explicit EngineChannel(Engine& engine, Engine::Impl& impl) : engine_(engine), impl_(impl) {}
+
+  wire::Response channel_call(wire::Request req) override { return impl_.call(std::move(req)); }
+
+  std::uint64_t channel_stream(wire::Request req, StreamFn fn) override {
+    wire::Response failed;
+    if (req.op != wire::Op::kWatch) {
+      failed.code = Code::kInvalidArgument;
+      failed.message = "an Engine channel streams watches only";
+      fn(failed);
+      return 0;
+    }
+    struct State {
+      std::mutex mu;
+      StreamFn fn;
+      bool stopped = false;
+    };
+    auto st = std::make_shared<State>();
+    st->fn = std::move(fn);
+    Result<std::uint64_t> handle =
+        engine_.watch(req.key, req.prefix, req.start_revision, [st](const WatchEvent& ev) {
+          std::lock_guard<std::mutex> lock(st->mu);
+          if (st->stopped) return;
+          wire::Response r;
+          r.events.push_back(
+              {ev.type == WatchEvent::Type::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
+               {ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.kv.mod_revision, ev.kv.version}});
+          r.revision = ev.kv.mod_revision;
+          if (!st->fn(r)) st->stopped = true;
+        });
+    if (!handle.ok()) {
+      failed.code = handle.status().code();
+      failed.message = handle.status().message();
+      std::lock_guard<std::mutex> lock(st->mu);
+      st->fn(failed);
+      return 0;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::uint64_t id = ++next_id_;
+    streams_[id] = *handle;
+    return id;
+  }
+
+  void channel_cancel(std::uint64_t id) override {
+    std::uint64_t handle = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = streams_.find(id);
+      if (it == streams_.end()) return;
+      handle = it->second;
+      streams_.erase(it);
+    }
+    engine_.unwatch(handle);
+  }
+
+ private:
+  Engine& engine_;
+  Engine::Impl& impl_;
+  std::mutex mu_;
+  std::uint64_t next_id_ = 0;                       // guarded by mu_
+  std::map<std::uint64_t, std::uint64_t> streams_;  // id -> watch handle; guarded by mu_
+};
+
+}  // namespace
+
+Engine::Engine(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), channel_(std::make_unique<EngineChannel>(*this, *impl_)) {}
+
+client::Channel& Engine::channel() { return *channel_; }
 Engine::~Engine() { (void)close(); }
 
 Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "kvc/client/channel.h"
 #include "kvc/common/status.h"
 #include "kvc/common/txn.h"
 #include "kvc/server/options.h"
@@ -137,6 +138,11 @@ class Engine {
   // A transaction (kInvalidArgument when two ops of a list write one key, or over
   // --max-txn-ops; kNotFound when a put names a lease that is gone: nothing applied).
   Result<TxnResult> txn(const Txn& txn);
+  // This member as a client::Channel, for the coordination recipes of kvc/client/concurrency.h
+  // (client::Session, client::Mutex, client::Election) inside the embedding program: requests
+  // go through the member (forwarded to the leader when needed), watches are this member's.
+  // Valid until the Engine is destroyed.
+  client::Channel& channel();
 
   // The client address this member's listener is bound to (useful with port 0).
   std::string client_address() const;
@@ -157,6 +163,7 @@ class Engine {
  private:
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  std::unique_ptr<client::Channel> channel_;  // destroyed before impl_
 };
 
 }  // namespace kvc::server
