@@ -232,6 +232,19 @@ struct DelArgs {
   bool prefix = false;
   std::uint64_t expect = 0;  // --expect-revision: delete only at this mod revision
 };
+// A cas or compare-and-delete whose expected revision did not match: the key's current one
+// (0: absent) goes to stdout in JSON, the reason to stderr; exit 4.
+int compare_failed(const wire::Response& r) {
+  std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
+  if (g.format == Format::kJson) {
+    std::string o = "{";
+    json_bool(o, "succeeded", false);
+    json_uint(o, "mod_revision", r.revision);
+    std::printf("%s}\n", o.c_str());
+  }
+  return kExitCompareFailed;
+}
+
 int run_del(const DelArgs& a) {
   if (a.prefix && a.expect != 0) {
     return fail(Status::invalid_argument("--expect-revision deletes one key, not a --prefix"));
@@ -240,16 +253,7 @@ int run_del(const DelArgs& a) {
   if (!c.ok()) return fail(c.status());
   wire::Response r = (*c)->call_sync(
       {.op = wire::Op::kDelete, .key = a.key, .prefix = a.prefix, .expect_revision = a.expect});
-  if (r.code == Code::kCompareFailed) {
-    std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
-    if (g.format == Format::kJson) {
-      std::string o = "{";
-      json_bool(o, "succeeded", false);
-      json_uint(o, "mod_revision", r.revision);
-      std::printf("%s}\n", o.c_str());
-    }
-    return kExitCompareFailed;
-  }
+  if (r.code == Code::kCompareFailed) return compare_failed(r);
   if (int rc = check(r); rc != 0) return rc;
   const std::uint64_t n = a.prefix ? r.count : (r.found ? 1 : 0);
   if (n == 0 && !a.prefix) return fail(Status::not_found("key not found: " + printable(a.key)));
@@ -329,16 +333,7 @@ int run_cas(const CasArgs& a) {
                                       .value = value,
                                       .expect_revision = a.expect,
                                       .lease = lease});
-  if (r.code == Code::kCompareFailed) {
-    std::fprintf(stderr, "kvc-ctl: compare failed: %s\n", r.message.c_str());
-    if (g.format == Format::kJson) {
-      std::string o = "{";
-      json_bool(o, "succeeded", false);
-      json_uint(o, "mod_revision", r.revision);
-      std::printf("%s}\n", o.c_str());
-    }
-    return kExitCompareFailed;
-  }
+  if (r.code == Code::kCompareFailed) return compare_failed(r);
   if (int rc = check(r); rc != 0) return rc;
   switch (g.format) {
     case Format::kSimple:

@@ -67,6 +67,25 @@ Status StateMachine::damaged(StateDb db, std::string_view key, RecordProblem pro
                             " (the stored record is damaged; it is not served)");
 }
 
+Status StateMachine::for_each_stored_lease(MDB_txn* txn,
+                                           const std::function<Status(Lease&)>& fn) const {
+  Cursor c;
+  KVC_MDB(c.open(txn, dbs_->leases), "open leases cursor");
+  MDB_val k, v;
+  Lease lease;
+  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
+        p != RecordProblem::kNone) {
+      return damaged(StateDb::kLeases, view_of(k), p);
+    }
+    KVC_RETURN_IF_ERROR(fn(lease));
+    rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "read leases");
+  return Status();
+}
+
 std::vector<std::string> StateMachine::damaged_keys() const {
   std::lock_guard<std::mutex> lock(damage_mu_);
   return damaged_;
@@ -308,16 +327,7 @@ Status StateMachine::load_leases() {
   ++lease_epoch_;
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
-  Cursor c;
-  KVC_MDB(c.open(txn.get(), dbs_->leases), "open leases cursor");
-  MDB_val k, v;
-  Lease lease;
-  int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
-  while (rc == 0) {
-    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
-        p != RecordProblem::kNone) {
-      return damaged(StateDb::kLeases, view_of(k), p);
-    }
+  KVC_RETURN_IF_ERROR(for_each_stored_lease(txn.get(), [this](Lease& lease) {
     LeaseSlot& slot = leases_[lease.id];
     slot.ttl = lease.ttl;
     slot.granted_index = lease.granted_index;
@@ -325,9 +335,8 @@ Status StateMachine::load_leases() {
       key_lease_[key] = lease.id;
       slot.keys.insert(std::move(key));
     }
-    rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
-  }
-  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "read leases");
+    return Status();
+  }));
   return Status();
 }
 

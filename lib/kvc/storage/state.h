@@ -323,6 +323,9 @@ class StateMachine {
   Status upgrade_from_v1(MDB_txn* txn);
   // Records a damaged record and returns the kCorruption a read fails with.
   Status damaged(StateDb db, std::string_view key, RecordProblem problem) const;
+  // Calls `fn` with every lease record LMDB holds in `txn`, in id order, each checked (a
+  // damaged one ends the walk with damaged()'s kCorruption); `fn`'s error ends it too.
+  Status for_each_stored_lease(MDB_txn* txn, const std::function<Status(Lease&)>& fn) const;
   // The owning thread's read transaction, renewed first when it is stale.
   Result<MDB_txn*> read_txn();
   // Ends it: after LMDB failed inside it (a damaged page), it refuses every later call.

@@ -177,19 +177,10 @@ Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");
-  Cursor lc;
-  KVC_MDB(lc.open(txn.get(), dbs_->leases), "open leases cursor");
-  Lease lease;
-  rc = mdb_cursor_get(lc.get(), &k, &v, MDB_FIRST);
-  while (rc == 0) {
-    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
-        p != RecordProblem::kNone) {
-      return damaged(StateDb::kLeases, view_of(k), p);
-    }
+  KVC_RETURN_IF_ERROR(for_each_stored_lease(txn.get(), [&h](Lease& lease) {
     h.add_lease(lease);
-    rc = mdb_cursor_get(lc.get(), &k, &v, MDB_NEXT);
-  }
-  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read leases");
+    return Status();
+  }));
   return IndexedHash{meta.applied_index, h.finish(meta.applied_index)};
 }
 

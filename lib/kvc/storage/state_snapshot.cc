@@ -75,19 +75,8 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read");
-  Cursor lc;
-  KVC_MDB(lc.open(txn.get(), dbs_->leases), "open leases cursor");
-  Lease lease;
-  rc = mdb_cursor_get(lc.get(), &k, &v, MDB_FIRST);
-  while (rc == 0) {
-    if (const RecordProblem p = decode_lease_record(view_of(k), view_of(v), lease);
-        p != RecordProblem::kNone) {
-      return damaged(StateDb::kLeases, view_of(k), p);
-    }
-    KVC_RETURN_IF_ERROR((*w)->add_lease(lease));
-    rc = mdb_cursor_get(lc.get(), &k, &v, MDB_NEXT);
-  }
-  if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read leases");
+  KVC_RETURN_IF_ERROR(
+      for_each_stored_lease(txn.get(), [&w](Lease& lease) { return (*w)->add_lease(lease); }));
   Result<SnapshotInfo> info = (*w)->finish();
   if (info.ok() && progress) progress(st.ms_entries, st.ms_entries);
   return info;
