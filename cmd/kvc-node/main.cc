@@ -25,6 +25,7 @@ struct Durations {
   std::string heartbeat_interval = "100ms";
   std::string flush_interval = "1s";
   std::string request_timeout = "5s";
+  std::string handshake_timeout = "5s";
 };
 
 kvc::Status apply_durations(const Durations& d, kvc::server::EngineOptions& o) {
@@ -44,12 +45,15 @@ kvc::Status apply_durations(const Durations& d, kvc::server::EngineOptions& o) {
   if (!flush.ok()) return flush.status();
   auto request = parse("--request-timeout", d.request_timeout);
   if (!request.ok()) return request.status();
+  auto handshake = parse("--handshake-timeout", d.handshake_timeout);
+  if (!handshake.ok()) return handshake.status();
   o.tick_ms = *tick;
   o.election_ticks = static_cast<int>(*election / *tick);
   o.heartbeat_ticks = static_cast<int>(*heartbeat / *tick);
   if (o.heartbeat_ticks < 1) o.heartbeat_ticks = 1;
   o.flush_interval_ms = *flush;
   o.request_timeout_ms = *request;
+  o.handshake_timeout_ms = *handshake;
   return kvc::Status();
 }
 
@@ -151,6 +155,11 @@ int main(int argc, char** argv) {
   tuning
       ->add_option("--request-timeout", d.request_timeout,
                    "Default deadline of a client request that names none")
+      ->capture_default_str();
+  tuning
+      ->add_option("--handshake-timeout", d.handshake_timeout,
+                   "A client or peer connection that has not completed its handshake this long "
+                   "after it was accepted is closed")
       ->capture_default_str();
   tuning
       ->add_option("--max-request-bytes", o.max_request_bytes,

@@ -33,6 +33,7 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l flush-interval -r -F -d
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l flush-bytes -r -F -d ''
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l retained-entries -r -F -d 'Log entries kept for lagging members before they need a snapshot'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l request-timeout -r -F -d 'Default deadline of a client request that names none'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l handshake-timeout -r -F -d ''
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-request-bytes -r -F -d 'The largest key plus value accepted'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-txn-ops -r -F -d 'The most ops in each branch of a txn (and compares in one)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-frame-bytes -r -F -d 'The largest wire frame accepted from a peer or client'

@@ -450,7 +450,7 @@ TEST_F(WatchRouteTest, StreamsNdjsonOneCompleteRevisionPerLine) {
   // written until both have come (the position passed it).
   const std::vector<wire::Event> first = {put_event("svc/a", "1", 5, 5, 1),
                                           delete_event("svc/a", 6)};
-  sink().deliver(first, 6, 1);
+  sink().deliver(first, {}, 6, 1);
   std::vector<JsonValue> got = lines(sink_.take());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].find("revision")->as_uint64(), 5u);
@@ -462,11 +462,11 @@ TEST_F(WatchRouteTest, StreamsNdjsonOneCompleteRevisionPerLine) {
   EXPECT_EQ(e.find("mod_revision")->as_uint64(), 5u);
   EXPECT_EQ(e.find("version")->as_uint64(), 1u);
 
-  sink().deliver({}, 6, 1);  // a visit with nothing new changes nothing
+  sink().deliver({}, {}, 6, 1);  // a visit with nothing new changes nothing
   EXPECT_EQ(sink_.out, "");
   const std::vector<wire::Event> second = {delete_event("svc/b", 6),
                                            put_event("svc/\xff", "\x00\xfe"s, 7, 7, 1)};
-  sink().deliver(second, 8, 0);
+  sink().deliver(second, {}, 8, 0);
   got = lines(sink_.take());
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].find("revision")->as_uint64(), 6u);
@@ -492,13 +492,43 @@ TEST_F(WatchRouteTest, ServerSentEventsCarryTheRevisionAsTheirId) {
   EXPECT_EQ(backend_.watches.at(1).request.start_revision, 0u);  // from now
   const std::vector<wire::Event> events = {put_event("k", "a", 3, 3, 1),
                                            put_event("k", "b", 4, 3, 2)};
-  sink().deliver(events, 5, 0);
+  sink().deliver(events, {}, 5, 0);
   EXPECT_EQ(
       sink_.take(),
       "id: 3\ndata: {\"revision\":3,\"events\":[{\"type\":\"put\",\"key\":\"k\",\"value\":\"a\","
       "\"create_revision\":3,\"mod_revision\":3,\"version\":1}]}\n\n"
       "id: 4\ndata: {\"revision\":4,\"events\":[{\"type\":\"put\",\"key\":\"k\",\"value\":\"b\","
       "\"create_revision\":3,\"mod_revision\":4,\"version\":2}]}\n\n");
+}
+
+TEST_F(WatchRouteTest, PrevKvAddsTheKeyAsItWasBeforeEachEvent) {
+  ASSERT_EQ(start("/v1/watch/k?prev_kv=true").status, 200);
+  EXPECT_TRUE(backend_.watches.at(1).request.prev_kv);
+  const std::vector<wire::Event> events = {put_event("k", "a", 3, 3, 1),
+                                           put_event("k", "b", 4, 3, 2), delete_event("k", 5)};
+  // The first put made the key (nothing before it: mod_revision 0).
+  const std::vector<wire::KeyValue> prevs = {{}, {"k", "a", 3, 3, 1}, {"k", "b", 3, 4, 2}};
+  sink().deliver(events, prevs, 6, 0);
+  std::vector<JsonValue> got = lines(sink_.take());
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].find("events")->array.at(0).find("prev_kv"), nullptr);
+  const JsonValue* p = got[1].find("events")->array.at(0).find("prev_kv");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->find("value")->text, "a");
+  EXPECT_EQ(p->find("mod_revision")->as_uint64(), 3u);
+  p = got[2].find("events")->array.at(0).find("prev_kv");
+  ASSERT_NE(p, nullptr);  // a delete says what it removed, whole
+  EXPECT_EQ(p->find("key")->text, "k");
+  EXPECT_EQ(p->find("value")->text, "b");
+  EXPECT_EQ(p->find("create_revision")->as_uint64(), 3u);
+  EXPECT_EQ(p->find("mod_revision")->as_uint64(), 4u);
+  EXPECT_EQ(p->find("version")->as_uint64(), 2u);
+
+  // Without it the request does not ask, and a bad value is a 400.
+  ASSERT_EQ(start("/v1/watch/k").status, 200);
+  EXPECT_FALSE(backend_.watches.at(2).request.prev_kv);
+  HttpResponse bad = start("/v1/watch/k?prev_kv=maybe");
+  EXPECT_EQ(bad.status, 400) << bad.body;
 }
 
 TEST_F(WatchRouteTest, LastEventIdResumesAfterIt) {

@@ -296,6 +296,10 @@ TEST(CoordinationProcessTest, WatchWithPrevKvShowsWhatEachChangeReplaced) {
   const JsonValue* p2 = json_of(lines[2]).find("prev_kv");
   ASSERT_NE(p2, nullptr) << lines[2];
   EXPECT_EQ(str_field(*p2, "value"), "two");
+  // The delete's previous key-value is whole: created at `rev`, at its second version.
+  EXPECT_EQ(num_field(*p2, "create_revision"), rev);
+  EXPECT_EQ(num_field(*p2, "mod_revision"), rev + 1);
+  EXPECT_EQ(num_field(*p2, "version"), 2u);
   // Simple format: etcdctl's order (type, previous key and value, then the event's).
   RunResult simple = cluster.ctl_run(
       {"watch", "/p", "--rev", std::to_string(rev + 1), "--count", "1", "--prev-kv"});

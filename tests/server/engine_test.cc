@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "kvc/client/concurrency.h"
+#include "kvc/client/kv.h"
 #include "kvc/common/json.h"
 #include "kvc/net/address.h"
 #include "kvc/wire/auth.h"
@@ -87,6 +89,16 @@ class RawConn {
       decoder_.feed(buf, static_cast<std::size_t>(n));
     }
   }
+  // Reads until the member closes the connection (true) or 5 s pass without it (false); any
+  // frames on the way are dropped.
+  bool closed_by_member() {
+    for (;;) {
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+      if (n < 0) return false;  // the receive timeout
+    }
+  }
   std::optional<wire::HelloReply> hello_reply() {
     return next_of<wire::HelloReply>(wire::FrameKind::kHelloReply, wire::decode_hello_reply);
   }
@@ -132,6 +144,7 @@ class EngineTest : public ::testing::Test {
     o.initial_cluster = "a=" + peer;
     o.tick_ms = 10;
     o.secret = secret;
+    o.handshake_timeout_ms = handshake_timeout_ms_;
     if (http) o.listen_http = "127.0.0.1:0";
     Result<std::unique_ptr<Engine>> e = Engine::open(o);
     EXPECT_TRUE(e.ok()) << e.status().to_string();
@@ -139,6 +152,7 @@ class EngineTest : public ::testing::Test {
     wait_until([&] { return (*e)->is_ready(); }, 10s, "the member to lead and be ready");
     return std::move(*e);
   }
+  std::uint64_t handshake_timeout_ms_ = 5000;
   kvc::test::ScopedTempDir dir_{"kvc-engine-test"};
 };
 
@@ -209,6 +223,64 @@ TEST_F(EngineTest, ALinearizableReadSeesEveryWriteAcknowledgedBeforeIt) {
   }
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(checked.load(), 120);
+}
+
+// The client library's typed calls (client::Kv over a Client) are the Engine's: the same
+// results and error codes over the network as inside the member.
+TEST_F(EngineTest, TheClientLibraryHasTheEnginesTypedCalls) {
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  client::ClientOptions co;
+  co.endpoints = {*net::parse_address(e->client_address())};
+  Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
+  ASSERT_TRUE(c.ok());
+  client::Kv kv(**c);
+  Result<LeaseInfo> l = kv.lease_grant(30);
+  ASSERT_TRUE(l.ok()) << l.status().to_string();
+  Result<std::uint64_t> rev = kv.set("/t/a", "1", l->id);
+  ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+  EXPECT_EQ(kv.set("/t/b", "1", l->id + 1).status().code(), Code::kNotFound);
+  ASSERT_TRUE(kv.set("/t/b", "2").ok());
+  Result<std::optional<KeyValue>> got = kv.get("/t/a");
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->mod_revision, *rev);
+  EXPECT_EQ((*got)->lease, l->id);
+  EXPECT_EQ(**got, **e->get("/t/a"));  // the same KeyValue either way
+  EXPECT_TRUE(*kv.exists("/t/b"));
+  EXPECT_FALSE(*kv.exists("/t/c", {.serializable = true}));
+  Result<std::vector<KeyValue>> all = kv.list("/t/");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[1].value, "2");
+  EXPECT_EQ(kv.list("/t/", 1)->size(), 1u);
+  EXPECT_EQ(kv.lease_ttl(l->id, true)->keys, std::vector<std::string>{"/t/a"});
+  EXPECT_EQ(*kv.lease_keep_alive(l->id), 30u);
+  ASSERT_EQ(kv.leases()->size(), 1u);
+
+  Txn t;
+  t.compares = {{.target = CompareTarget::kModRevision,
+                 .op = CompareOp::kEqual,
+                 .key = "/t/a",
+                 .number = *rev}};
+  t.success = {{.type = TxnOpType::kDelete, .key = "/t/b"},
+               {.type = TxnOpType::kGetPrefix, .key = "/t/"}};
+  t.failure = {{.type = TxnOpType::kGet, .key = "/t/a"}};
+  Result<TxnResult> r = kv.txn(t);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(r->succeeded);
+  ASSERT_EQ(r->results.size(), 2u);
+  EXPECT_EQ(r->results[0].deleted, 1u);
+  ASSERT_EQ(r->results[1].kvs.size(), 1u);  // read after the delete, at the txn's revision
+  EXPECT_EQ(r->results[1].kvs[0].key, "/t/a");
+
+  EXPECT_EQ(kv.cas("/t/a", "x", *rev + 100).status().code(), Code::kCompareFailed);
+  EXPECT_EQ(kv.del("/t/a", *rev + 100).status().code(), Code::kCompareFailed);
+  EXPECT_EQ(*kv.lease_revoke(l->id), 1u);
+  EXPECT_FALSE(kv.get("/t/a")->has_value());
+  EXPECT_EQ(kv.lease_ttl(l->id).status().code(), Code::kNotFound);
+  EXPECT_FALSE(*kv.del("/t/a"));
+  c->reset();
+  EXPECT_TRUE(e->close().ok());
 }
 
 // The embedded API's leases and txns (docs/coordination.md): typed results, a lease that ends
@@ -310,6 +382,35 @@ TEST_F(EngineTest, LeasesTxnsAndALockThroughTheEmbeddedApi) {
   s1->reset();
   s2->reset();
   EXPECT_TRUE(e->close().ok());
+}
+
+// Slow-loris: connections on the client and peer ports that send nothing, or half a hello,
+// are closed once the handshake deadline passes; one that completed its hello stays.
+TEST_F(EngineTest, AConnectionThatCompletesNoHandshakeIsClosedOnBothPorts) {
+  handshake_timeout_ms_ = 300;
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  std::string hello;
+  wire::append_hello(hello, {});
+  RawConn silent(e->client_address());
+  RawConn partial(e->client_address());
+  RawConn done(e->client_address());
+  RawConn peer_silent(e->peer_address());
+  RawConn peer_partial(e->peer_address());
+  ASSERT_TRUE(silent.ok() && partial.ok() && done.ok() && peer_silent.ok() && peer_partial.ok());
+  partial.send(hello.substr(0, hello.size() / 2));
+  peer_partial.send(hello.substr(0, 3));
+  done.hello();
+  ASSERT_TRUE(done.hello_reply().has_value());
+  EXPECT_TRUE(silent.closed_by_member());
+  EXPECT_TRUE(partial.closed_by_member());
+  EXPECT_TRUE(peer_silent.closed_by_member());
+  EXPECT_TRUE(peer_partial.closed_by_member());
+  // Well past the deadline, the connection that completed its hello is still served.
+  done.request({.id = 7, .op = wire::Op::kPut, .key = "/x", .value = "1"});
+  std::optional<wire::Response> r = done.response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, Code::kOk);
 }
 
 TEST_F(EngineTest, NothingButAHelloIsHandledFirst) {
@@ -472,6 +573,68 @@ TEST_F(EngineTest, AWatchClientThatStopsReadingGetsEveryEventOnceItReadsAgain) {
   }
   ASSERT_EQ(seen.size(), static_cast<std::size_t>(kWatches));
   for (const auto& [id, revs] : seen) EXPECT_EQ(revs, written) << "watch " << id;
+}
+
+// Every watcher can learn what an event replaced: an embedded callback always gets it
+// (WatchEvent::prev_kv), an HTTP stream with prev_kv=true; a delete's is the whole key.
+TEST_F(EngineTest, WatchersLearnWhatEachEventReplacedEmbeddedAndOverHttp) {
+  std::unique_ptr<Engine> e = open("", /*http=*/true);
+  ASSERT_NE(e, nullptr);
+  Result<std::uint64_t> first = e->set("/p", "one");
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  ASSERT_TRUE(e->set("/p", "two").ok());
+  ASSERT_TRUE(e->del("/p").ok());
+  std::mutex mu;
+  std::vector<WatchEvent> seen;
+  Result<std::uint64_t> w = e->watch("/p", false, *first, [&](const WatchEvent& ev) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(ev);
+  });
+  ASSERT_TRUE(w.ok()) << w.status().to_string();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return seen.size() >= 3;
+      },
+      10s, "the three events"));
+  e->unwatch(*w);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_FALSE(seen[0].prev_kv.has_value());  // the key was new
+    ASSERT_TRUE(seen[1].prev_kv.has_value());
+    EXPECT_EQ(seen[1].prev_kv->value, "one");
+    EXPECT_EQ(seen[1].prev_kv->mod_revision, *first);
+    EXPECT_EQ(seen[2].type, WatchEvent::Type::kDelete);
+    ASSERT_TRUE(seen[2].prev_kv.has_value());
+    EXPECT_EQ(seen[2].prev_kv->value, "two");
+    EXPECT_EQ(seen[2].prev_kv->create_revision, *first);
+    EXPECT_EQ(seen[2].prev_kv->version, 2u);
+  }
+
+  kvc::test::HttpStream s(e->http_address(),
+                          "/v1/watch/%2Fp?prev_kv=true&start_revision=" + std::to_string(*first));
+  ASSERT_TRUE(s.head_read());
+  ASSERT_EQ(s.status(), 200) << s.head();
+  ASSERT_TRUE(s.read_until([](const std::string& b) {
+    return std::count(b.begin(), b.end(), '\n') >= 3;
+  })) << s.body();
+  std::vector<JsonValue> msgs;
+  std::size_t at = 0;
+  for (std::size_t nl; (nl = s.body().find('\n', at)) != std::string::npos; at = nl + 1) {
+    Result<JsonValue> v = parse_json(std::string_view(s.body()).substr(at, nl - at));
+    ASSERT_TRUE(v.ok()) << s.body();
+    msgs.push_back(std::move(*v));
+  }
+  ASSERT_EQ(msgs.size(), 3u);
+  EXPECT_EQ(msgs[0].find("events")->array.at(0).find("prev_kv"), nullptr);
+  const JsonValue* p = msgs[2].find("events")->array.at(0).find("prev_kv");
+  ASSERT_NE(p, nullptr) << s.body();
+  EXPECT_EQ(p->find("value")->text, "two");
+  EXPECT_EQ(p->find("create_revision")->as_uint64(), *first);
+  EXPECT_EQ(p->find("mod_revision")->as_uint64(), *first + 1);
+  EXPECT_EQ(p->find("version")->as_uint64(), 2u);
+  EXPECT_TRUE(e->close().ok());
 }
 
 // The same for a watch over HTTP (http_backend.cc): a reader that stops reading pauses its

@@ -90,6 +90,58 @@ TEST(LeaseTest, RevokeDeletesEveryKeyOfTheLeaseInOneRevision) {
   EXPECT_EQ(ev->events[0].prev_mod_revision, at - 3);  // n/a was put at index 6
 }
 
+// watch --prev-kv: every event says what the key was before it (value, create revision, mod
+// revision, version), a delete's included, the same from the overlay and once flushed to LMDB;
+// a delete event's own create revision and version stay 0.
+TEST(LeaseTest, EveryEventCarriesTheWholePreviousKeyValueBeforeAndAfterTheFlush) {
+  auto sm = open_state(fresh_dir());
+  ASSERT_NE(sm, nullptr);
+  const std::uint64_t i1 = sm->applied_index() + 1;
+  apply(*sm, {.op = CommandOp::kPut, .key = "p/a", .value = "1"});
+  apply(*sm, {.op = CommandOp::kPut, .key = "p/a", .value = "2"});
+  apply(*sm, {.op = CommandOp::kDelete, .key = "p/a"});
+  apply(*sm, {.op = CommandOp::kPut, .key = "p/a", .value = "3"});
+  apply(*sm, {.op = CommandOp::kPut, .key = "p/b", .value = "4"});
+  apply(*sm, {.op = CommandOp::kDeletePrefix, .key = "p/"});
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    Result<EventPage> ev = sm->events_since({.from_revision = i1, .key = "p/", .prefix = true});
+    ASSERT_TRUE(ev.ok()) << ev.status().to_string();
+    ASSERT_EQ(ev->events.size(), 7u);
+    const std::vector<Event>& e = ev->events;
+    EXPECT_EQ(e[0].prev_mod_revision, 0u);  // p/a was new
+    EXPECT_EQ(e[0].prev_create_revision, 0u);
+    EXPECT_EQ(e[0].prev_version, 0u);
+    EXPECT_EQ(e[1].prev_value, "1");  // the second put: p/a as the first one left it
+    EXPECT_EQ(e[1].prev_create_revision, i1);
+    EXPECT_EQ(e[1].prev_mod_revision, i1);
+    EXPECT_EQ(e[1].prev_version, 1u);
+    EXPECT_EQ(e[2].type, EventType::kDelete);  // the delete: p/a at version 2
+    EXPECT_EQ(e[2].create_revision, 0u);
+    EXPECT_EQ(e[2].version, 0u);
+    EXPECT_EQ(e[2].prev_value, "2");
+    EXPECT_EQ(e[2].prev_create_revision, i1);
+    EXPECT_EQ(e[2].prev_mod_revision, i1 + 1);
+    EXPECT_EQ(e[2].prev_version, 2u);
+    EXPECT_EQ(e[3].prev_mod_revision, 0u);  // recreated: nothing before it
+    EXPECT_EQ(e[3].create_revision, i1 + 3);
+    // The prefix delete removes p/a (recreated at i1+3) and p/b, each with its own past.
+    EXPECT_EQ(e[5].key, "p/a");
+    EXPECT_EQ(e[5].prev_value, "3");
+    EXPECT_EQ(e[5].prev_create_revision, i1 + 3);
+    EXPECT_EQ(e[5].prev_version, 1u);
+    EXPECT_EQ(e[6].key, "p/b");
+    EXPECT_EQ(e[6].prev_value, "4");
+    EXPECT_EQ(e[6].prev_create_revision, i1 + 4);
+    EXPECT_EQ(e[6].prev_mod_revision, i1 + 4);
+    EXPECT_EQ(e[6].prev_version, 1u);
+    EXPECT_EQ(e[6].create_revision, 0u);
+  };
+  check("in the overlay");
+  ASSERT_TRUE(sm->flush_all().ok());
+  check("flushed to LMDB");
+}
+
 TEST(LeaseTest, APutWithoutALeaseOrADeleteDetachesTheKey) {
   auto sm = open_state(fresh_dir());
   ASSERT_NE(sm, nullptr);

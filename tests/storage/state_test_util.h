@@ -266,7 +266,9 @@ class Model {
       kv.version = it->second.version + 1;
     }
     events.push_back({index, seq++, EventType::kPut, key, value, kv.create_revision, kv.version,
-                      cur, it != kvs.end() ? it->second.value : std::string()});
+                      cur, it != kvs.end() ? it->second.value : std::string(),
+                      it != kvs.end() ? it->second.create_revision : 0,
+                      it != kvs.end() ? it->second.version : 0});
     kvs[key] = kv;
     detach(key);
     if (lease != 0) {
@@ -275,8 +277,9 @@ class Model {
     }
   }
   void erase(std::uint64_t index, std::uint32_t& seq, const std::string& key) {
-    events.push_back({index, seq++, EventType::kDelete, key, "", 0, 0, kvs.at(key).mod_revision,
-                      kvs.at(key).value});
+    const KeyValue& was = kvs.at(key);
+    events.push_back({index, seq++, EventType::kDelete, key, "", 0, 0, was.mod_revision, was.value,
+                      was.create_revision, was.version});
     kvs.erase(key);
     detach(key);
   }

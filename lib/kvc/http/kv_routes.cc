@@ -4,9 +4,11 @@
 #include <cstdio>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "kvc/common/check.h"
 #include "kvc/common/log.h"
 #include "kvc/common/text.h"
 #include "kvc/common/txn_parse.h"
@@ -260,8 +262,9 @@ HttpResponse wire_error(const wire::Response& w, std::string_view target, Backen
 }
 
 // The JSON of one watch event: the key-value form of /v1/kv answers plus its type (a delete
-// has no value, and create_revision and version 0).
-std::string event_json(const wire::Event& e) {
+// has no value, and create_revision and version 0), and with prev_kv=true the key as it was
+// before ("prev_kv", left out when the key did not exist).
+std::string event_json(const wire::Event& e, const wire::KeyValue* prev) {
   const bool put = e.type == wire::EventType::kPut;
   JsonObject o;
   o.str("type", put ? "put" : "delete");
@@ -270,6 +273,15 @@ std::string event_json(const wire::Event& e) {
   o.num("create_revision", e.kv.create_revision)
       .num("mod_revision", e.kv.mod_revision)
       .num("version", e.kv.version);
+  if (prev != nullptr && prev->mod_revision != 0) {
+    JsonObject p;
+    p.bytes("key", prev->key)
+        .bytes("value", prev->value)
+        .num("create_revision", prev->create_revision)
+        .num("mod_revision", prev->mod_revision)
+        .num("version", prev->version);
+    o.raw("prev_kv", p.done());
+  }
   return o.done();
 }
 
@@ -297,19 +309,24 @@ class StreamWatchSink final : public WatchSink {
   StreamWatchSink(std::shared_ptr<ResponseStream> stream, bool sse, std::size_t max_unsent)
       : stream_(std::move(stream)), sse_(sse), max_unsent_(max_unsent) {}
 
-  void deliver(std::span<const wire::Event> events, std::uint64_t next_revision,
-               std::uint32_t next_sequence) override {
+  void deliver(std::span<const wire::Event> events, std::span<const wire::KeyValue> prev_kvs,
+               std::uint64_t next_revision, std::uint32_t next_sequence) override {
     (void)next_sequence;  // the events of next_revision are not all here yet when it is > 0
     if (stream_->closed()) return;
-    held_.insert(held_.end(), events.begin(), events.end());
+    KVC_CHECK(prev_kvs.empty() || prev_kvs.size() == events.size(),
+              "a watch's prev_kvs do not match its events");
+    for (std::size_t j = 0; j < events.size(); ++j) {
+      held_.push_back({events[j], prev_kvs.empty() ? std::nullopt
+                                                   : std::optional<wire::KeyValue>(prev_kvs[j])});
+    }
     std::string out;
     std::size_t i = 0;
-    while (i < held_.size() && held_[i].kv.mod_revision < next_revision) {
-      const std::uint64_t rev = held_[i].kv.mod_revision;
+    while (i < held_.size() && held_[i].event.kv.mod_revision < next_revision) {
+      const std::uint64_t rev = held_[i].event.kv.mod_revision;
       std::string list = "[";
-      for (; i < held_.size() && held_[i].kv.mod_revision == rev; ++i) {
+      for (; i < held_.size() && held_[i].event.kv.mod_revision == rev; ++i) {
         if (list.size() > 1) list += ',';
-        list += event_json(held_[i]);
+        list += event_json(held_[i].event, held_[i].prev ? &*held_[i].prev : nullptr);
       }
       list += ']';
       const std::string msg = JsonObject().num("revision", rev).raw("events", list).done();
@@ -339,7 +356,11 @@ class StreamWatchSink final : public WatchSink {
   std::shared_ptr<ResponseStream> stream_;
   bool sse_;
   std::size_t max_unsent_;
-  std::vector<wire::Event> held_;  // events of a revision not yet complete
+  struct Held {
+    wire::Event event;
+    std::optional<wire::KeyValue> prev;  // with prev_kv only
+  };
+  std::vector<Held> held_;  // events of a revision not yet complete
 };
 
 }  // namespace
@@ -579,9 +600,11 @@ void KvRoutes::watch(const HttpRequest& r, std::string key, Respond respond) {
   auto bad = [&respond](const Status& s) {
     respond(error(400, Code::kInvalidArgument, s.message()));
   };
-  if (Status s = check_params(r, {"prefix", "start_revision"}); !s.ok()) return bad(s);
+  if (Status s = check_params(r, {"prefix", "start_revision", "prev_kv"}); !s.ok()) return bad(s);
   Result<bool> prefix = bool_param(r, "prefix");
   if (!prefix.ok()) return bad(prefix.status());
+  Result<bool> prev_kv = bool_param(r, "prev_kv");
+  if (!prev_kv.ok()) return bad(prev_kv.status());
   Result<std::uint64_t> start = uint_param(r, "start_revision", 0);
   if (!start.ok()) return bad(start.status());
   if (key.empty() && !*prefix) {
@@ -609,6 +632,7 @@ void KvRoutes::watch(const HttpRequest& r, std::string key, Respond respond) {
   w.key = std::move(key);
   w.prefix = *prefix;
   w.start_revision = *start;
+  w.prev_kv = *prev_kv;
   backend_.watch(
       std::move(w), sink,
       [&backend = backend_, stream, sse, target = r.target, respond = std::move(respond)](

@@ -35,8 +35,11 @@ class WatchSink {
   virtual ~WatchSink() = default;
   // Events in (revision, sequence) order, then where the watch stands: every event before
   // position (next_revision, next_sequence) has now been handed over (next_sequence > 0: the
-  // events of next_revision before that sequence were). May come with no events.
-  virtual void deliver(std::span<const wire::Event> events, std::uint64_t next_revision,
+  // events of next_revision before that sequence were). May come with no events. `prev_kvs`:
+  // for a watch with prev_kv, one per event, the key as it was before it (mod_revision 0: it
+  // did not exist); otherwise empty.
+  virtual void deliver(std::span<const wire::Event> events,
+                       std::span<const wire::KeyValue> prev_kvs, std::uint64_t next_revision,
                        std::uint32_t next_sequence) = 0;
   // The watch ended on the member's side: `why` holds the code, message and, for history that
   // was compacted, compact_revision. Nothing follows.

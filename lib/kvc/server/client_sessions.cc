@@ -101,6 +101,7 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
   po.token_digest = join_token_digest(options_.cluster_token);
   po.secret = options_.secret;
   po.max_incoming = options_.max_peer_connections;
+  po.handshake_timeout_ms = options_.handshake_timeout_ms;
   peer_transport_ = std::make_unique<PeerTransport>(
       &loop_, po, [this](raft::Message m) { on_peer_message(std::move(m)); },
       [this](std::uint64_t id, bool snapshot) {
@@ -215,6 +216,7 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   conn->tag = id;
   ClientConn& cc = clients_[id];
   cc.conn = conn;
+  cc.handshake_deadline = now_ms() + options_.handshake_timeout_ms;
   cc.handshake = std::make_unique<wire::MemberHandshake>(
       options_.secret,
       wire::HelloReply{.cluster_id = identity_.cluster_id,

@@ -459,14 +459,18 @@ class EngineChannel final : public client::Channel {
     };
     auto st = std::make_shared<State>();
     st->fn = std::move(fn);
-    Result<std::uint64_t> handle =
-        engine_.watch(req.key, req.prefix, req.start_revision, [st](const WatchEvent& ev) {
+    Result<std::uint64_t> handle = engine_.watch(
+        req.key, req.prefix, req.start_revision, [st, prev_kv = req.prev_kv](const WatchEvent& ev) {
           std::lock_guard<std::mutex> lock(st->mu);
           if (st->stopped) return;
           wire::Response r;
           r.events.push_back(
               {ev.type == WatchEvent::Type::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
                {ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.kv.mod_revision, ev.kv.version}});
+          if (prev_kv) {
+            const KeyValue p = ev.prev_kv.value_or(KeyValue{});
+            r.prev_kvs.push_back({p.key, p.value, p.create_revision, p.mod_revision, p.version});
+          }
           r.revision = ev.kv.mod_revision;
           if (!st->fn(r)) st->stopped = true;
         });
@@ -531,126 +535,42 @@ Status Engine::close() { return impl_->close(); }
 Status Engine::failure() const { return impl_->failure(); }
 void Engine::wait() { impl_->wait(); }
 
-namespace {
-KeyValue from_wire(const wire::KeyValue& kv) {
-  return {kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease};
-}
-Status to_status(const wire::Response& r) { return Status(r.code, r.message); }
-}  // namespace
-
+// The typed calls are the client library's over this member's channel (Impl::call).
 Result<std::optional<KeyValue>> Engine::get(const std::string& key, ReadOptions options) {
-  wire::Response r =
-      impl_->call({.op = wire::Op::kGet, .key = key, .serializable = options.serializable});
-  if (r.code != Code::kOk) return to_status(r);
-  if (!r.found || r.kvs.empty()) return std::optional<KeyValue>();
-  return std::optional<KeyValue>(from_wire(r.kvs.front()));
+  return client::Kv(*channel_).get(key, options);
 }
-
 Result<bool> Engine::exists(const std::string& key, ReadOptions options) {
-  wire::Response r = impl_->call(
-      {.op = wire::Op::kGet, .key = key, .serializable = options.serializable, .keys_only = true});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.found;
+  return client::Kv(*channel_).exists(key, options);
 }
-
 Result<std::uint64_t> Engine::set(const std::string& key, const std::string& value,
                                   std::uint64_t lease) {
-  wire::Response r =
-      impl_->call({.op = wire::Op::kPut, .key = key, .value = value, .lease = lease});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.revision;
+  return client::Kv(*channel_).set(key, value, lease);
 }
-
 Result<bool> Engine::del(const std::string& key, std::uint64_t expect_revision) {
-  wire::Response r =
-      impl_->call({.op = wire::Op::kDelete, .key = key, .expect_revision = expect_revision});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.found;
+  return client::Kv(*channel_).del(key, expect_revision);
 }
-
-namespace {
-LeaseInfo from_wire(const wire::LeaseInfo& l) { return {l.id, l.ttl, l.remaining_ms, l.keys}; }
-}  // namespace
-
-Result<LeaseInfo> Engine::lease_grant(std::uint64_t ttl_s) {
-  wire::Response r = impl_->call({.op = wire::Op::kLeaseGrant, .ttl = ttl_s});
-  if (r.code != Code::kOk) return to_status(r);
-  return LeaseInfo{r.lease, r.ttl, r.ttl * 1000, {}};
-}
-
-Result<std::uint64_t> Engine::lease_revoke(std::uint64_t id) {
-  wire::Response r = impl_->call({.op = wire::Op::kLeaseRevoke, .lease = id});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.count;
-}
-
-Result<std::uint64_t> Engine::lease_keep_alive(std::uint64_t id) {
-  wire::Response r = impl_->call({.op = wire::Op::kLeaseKeepAlive, .lease = id});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.ttl;
-}
-
-Result<LeaseInfo> Engine::lease_ttl(std::uint64_t id, bool with_keys) {
-  wire::Response r = impl_->call({.op = wire::Op::kLeaseTtl, .keys_only = with_keys, .lease = id});
-  if (r.code != Code::kOk) return to_status(r);
-  if (r.leases.empty()) return Status::internal("lease_ttl answered without the lease");
-  return from_wire(r.leases[0]);
-}
-
-Result<std::vector<LeaseInfo>> Engine::leases() {
-  wire::Response r = impl_->call({.op = wire::Op::kLeaseList});
-  if (r.code != Code::kOk) return to_status(r);
-  std::vector<LeaseInfo> out;
-  for (const wire::LeaseInfo& l : r.leases) out.push_back(from_wire(l));
-  return out;
-}
-
-Result<TxnResult> Engine::txn(const Txn& t) {
-  wire::Request req{.op = wire::Op::kTxn};
-  req.compares = t.compares;
-  req.then_ops = t.success;
-  req.else_ops = t.failure;
-  wire::Response r = impl_->call(std::move(req));
-  if (r.code != Code::kOk) return to_status(r);
-  TxnResult out;
-  out.succeeded = r.succeeded;
-  out.revision = r.revision;
-  for (const wire::TxnResult& w : r.txn_results) {
-    TxnOpResult o{w.type, w.revision, w.deleted, {}, w.more};
-    for (const wire::KeyValue& kv : w.kvs) o.kvs.push_back(from_wire(kv));
-    out.results.push_back(std::move(o));
-  }
-  return out;
-}
-
 Result<std::uint64_t> Engine::cas(const std::string& key, const std::string& value,
                                   std::uint64_t expect_revision) {
-  wire::Response r = impl_->call(
-      {.op = wire::Op::kCas, .key = key, .value = value, .expect_revision = expect_revision});
-  if (r.code != Code::kOk) return to_status(r);
-  return r.revision;
+  return client::Kv(*channel_).cas(key, value, expect_revision);
 }
-
 Result<std::vector<KeyValue>> Engine::list(const std::string& prefix, std::uint64_t limit,
                                            ReadOptions options) {
-  std::vector<KeyValue> out;
-  std::string start = prefix;
-  for (;;) {
-    std::uint64_t want = limit == 0 ? 0 : limit - out.size();
-    wire::Response r = impl_->call({.op = wire::Op::kRange,
-                                    .key = start,
-                                    .value = prefix,
-                                    .prefix = true,
-                                    .limit = want,
-                                    .serializable = options.serializable});
-    if (r.code != Code::kOk) return to_status(r);
-    for (const wire::KeyValue& kv : r.kvs) out.push_back(from_wire(kv));
-    if (!r.more || r.kvs.empty() || (limit != 0 && out.size() >= limit)) break;
-    start = r.kvs.back().key;
-    start.push_back('\0');
-  }
-  return out;
+  return client::Kv(*channel_).list(prefix, limit, options);
 }
+Result<LeaseInfo> Engine::lease_grant(std::uint64_t ttl_s) {
+  return client::Kv(*channel_).lease_grant(ttl_s);
+}
+Result<std::uint64_t> Engine::lease_revoke(std::uint64_t id) {
+  return client::Kv(*channel_).lease_revoke(id);
+}
+Result<std::uint64_t> Engine::lease_keep_alive(std::uint64_t id) {
+  return client::Kv(*channel_).lease_keep_alive(id);
+}
+Result<LeaseInfo> Engine::lease_ttl(std::uint64_t id, bool with_keys) {
+  return client::Kv(*channel_).lease_ttl(id, with_keys);
+}
+Result<std::vector<LeaseInfo>> Engine::leases() { return client::Kv(*channel_).leases(); }
+Result<TxnResult> Engine::txn(const Txn& t) { return client::Kv(*channel_).txn(t); }
 
 Result<std::uint64_t> Engine::watch(const std::string& key, bool prefix,
                                     std::uint64_t start_revision,

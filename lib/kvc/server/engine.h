@@ -22,48 +22,22 @@
 #include <vector>
 
 #include "kvc/client/channel.h"
+#include "kvc/client/kv.h"
 #include "kvc/common/status.h"
 #include "kvc/common/txn.h"
 #include "kvc/server/options.h"
 
 namespace kvc::server {
 
-struct KeyValue {
-  std::string key;
-  std::string value;
-  std::uint64_t create_revision = 0;
-  std::uint64_t mod_revision = 0;
-  std::uint64_t version = 0;
-  std::uint64_t lease = 0;  // the lease the key is attached to, 0: none
-};
-
-// A lease as the leader sees it (docs/coordination.md).
-struct LeaseInfo {
-  std::uint64_t id = 0;
-  std::uint64_t ttl_s = 0;         // as granted (the leader may raise a ttl to its minimum)
-  std::uint64_t remaining_ms = 0;  // lease_ttl, leases: time left on the leader's clock
-  std::vector<std::string> keys;   // lease_ttl with keys
-};
-
-// A transaction: when every compare holds the success ops run, else the failure ops, applied
-// atomically at one revision (kvc/common/txn.h for Compare and TxnOp).
-struct Txn {
-  std::vector<Compare> compares;
-  std::vector<TxnOp> success;
-  std::vector<TxnOp> failure;
-};
-struct TxnOpResult {
-  TxnOpType type = TxnOpType::kGet;
-  std::uint64_t revision = 0;  // put, deletes that removed keys
-  std::uint64_t deleted = 0;   // delete, delete_prefix
-  std::vector<KeyValue> kvs;   // get, get_prefix
-  bool more = false;           // get_prefix: keys past its limit
-};
-struct TxnResult {
-  bool succeeded = false;  // the compares held: the success ops ran
-  std::uint64_t revision = 0;
-  std::vector<TxnOpResult> results;  // one per op of the list that ran
-};
+// The typed values of the key-value, lease and txn calls are the client library's
+// (kvc/client/kv.h): a program moving between embedding a member and talking to a cluster over
+// the network keeps its code.
+using client::KeyValue;
+using client::LeaseInfo;
+using client::ReadOptions;
+using client::Txn;
+using client::TxnOpResult;
+using client::TxnResult;
 
 struct LeaderInfo {
   std::uint64_t id = 0;  // 0: no leader known
@@ -72,13 +46,12 @@ struct LeaderInfo {
   std::uint64_t term = 0;
 };
 
-struct ReadOptions {
-  bool serializable = false;  // read this member's state without a quorum round
-};
-
 struct WatchEvent {
   enum class Type { kPut, kDelete } type = Type::kPut;
   KeyValue kv;  // delete: key and mod_revision (the delete's revision)
+  // The key as it was before this event; absent when it did not exist (or the event was
+  // written by a version before state format 3, which did not keep it).
+  std::optional<KeyValue> prev_kv;
 };
 
 class Engine {

@@ -138,6 +138,7 @@ class Engine::Impl {
     // only on a connection without one. A refused connection keeps its (kRefused) machine
     // while the refusal is flushed, so later frames are dropped.
     std::unique_ptr<wire::MemberHandshake> handshake;
+    std::uint64_t handshake_deadline = 0;  // now_ms(): closed if the handshake is not done by then
     std::uint64_t inflight = 0;
     bool paused = false;
   };

@@ -97,6 +97,7 @@ void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::Watch
   w.key = std::move(request.key);
   w.prefix = request.prefix;
   w.next_revision = request.start_revision;
+  w.prev_kv = request.prev_kv;
   w.sink = std::move(sink);
   // add_watcher answers before it delivers anything, and keys the watcher by the next number.
   const std::uint64_t handle = impl_.watcher_seq_ + 1;

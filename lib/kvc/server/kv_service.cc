@@ -483,6 +483,25 @@ void Engine::Impl::sweep_deadlines() {
     if (r.second <= now) linger_over.push_back(r.first);
   }
   for (auto& c : linger_over) c->close(Status::resource_exhausted("refused connection"));
+  // Slow-loris: a client connection still in its handshake past the deadline goes (a refused
+  // one is being flushed and closes by itself).
+  std::vector<std::shared_ptr<net::Connection>> late;
+  for (const auto& [id, cc] : clients_) {
+    if (cc.handshake != nullptr && cc.handshake_deadline <= now &&
+        cc.handshake->state() != wire::MemberHandshake::State::kRefused) {
+      late.push_back(cc.conn);
+    }
+  }
+  if (!late.empty()) {
+    spdlog::warn(
+        "closing {} client connection(s) from={}... reason=no handshake within {} ms "
+        "(--handshake-timeout)",
+        late.size(), late.front()->peer(), options_.handshake_timeout_ms);
+  }
+  for (auto& c : late) {
+    c->close(Status::timeout("no handshake within " +
+                             std::to_string(options_.handshake_timeout_ms) + " ms"));
+  }
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (it->second.deadline > now) {
       ++it;

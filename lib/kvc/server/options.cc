@@ -58,6 +58,9 @@ Status EngineOptions::validate() const {
   if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
+  if (handshake_timeout_ms == 0) {
+    return Status::invalid_argument("--handshake-timeout must be positive");
+  }
   if (history_revisions == 0) {
     return Status::invalid_argument("--history-revisions must be positive");
   }

@@ -36,7 +36,11 @@ struct EngineOptions {
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;
   std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
-  std::uint64_t request_timeout_ms = 5000;   // the default when a request names none
+  // A connection on the client or peer port that has not completed its handshake (hello and,
+  // with a secret, the proofs) this long after it was accepted is closed: a client or peer
+  // that connects and sends nothing, or a byte at a time, cannot hold a connection slot.
+  std::uint64_t handshake_timeout_ms = 5000;
+  std::uint64_t request_timeout_ms = 5000;  // the default when a request names none
   std::uint64_t wal_segment_bytes = 64ull << 20;
   std::uint64_t state_map_size = 8ull << 30;
   std::uint64_t snapshots_kept = 3;

@@ -161,14 +161,50 @@ PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
 PeerTransport::~PeerTransport() { close(); }
 
 Status PeerTransport::listen(const net::Address& address) {
-  return listener_.listen(
-      address, [this](std::shared_ptr<net::Connection> c) { on_incoming(std::move(c)); });
+  KVC_RETURN_IF_ERROR(listener_.listen(
+      address, [this](std::shared_ptr<net::Connection> c) { on_incoming(std::move(c)); }));
+  if (handshake_timer_ == nullptr) {
+    handshake_timer_ = new uv_timer_t();  // closed and freed in close()
+    uv_timer_init(loop_, handshake_timer_);
+    handshake_timer_->data = this;
+    const std::uint64_t every = std::max<std::uint64_t>(options_.handshake_timeout_ms / 4, 10);
+    uv_timer_start(
+        handshake_timer_,
+        [](uv_timer_t* t) { static_cast<PeerTransport*>(t->data)->sweep_handshakes(); }, every,
+        every);
+  }
+  return Status();
+}
+
+void PeerTransport::sweep_handshakes() {
+  const std::uint64_t now = uv_now(loop_);
+  std::vector<std::shared_ptr<net::Connection>> late;
+  for (const auto& [ptr, deadline] : handshake_deadline_) {
+    if (deadline > now) continue;
+    auto c = incoming_.find(ptr);
+    if (c != incoming_.end()) late.push_back(c->second);
+  }
+  for (const std::shared_ptr<net::Connection>& c : late) {
+    handshake_deadline_.erase(c.get());
+    log_refusal("handshake-timeout",
+                "closing peer connection from=" + c->peer() + " reason=no handshake within " +
+                    std::to_string(options_.handshake_timeout_ms) + " ms (--handshake-timeout)");
+    c->close(Status::timeout("no handshake within " +
+                             std::to_string(options_.handshake_timeout_ms) + " ms"));
+  }
 }
 
 void PeerTransport::close() {
   if (closed_) return;
   closed_ = true;
   listener_.close();
+  if (handshake_timer_ != nullptr) {
+    uv_timer_stop(handshake_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(handshake_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    handshake_timer_ = nullptr;
+  }
+  handshake_deadline_.clear();
   for (auto& [id, link] : links_) {
     if (link.retry != nullptr) {
       uv_timer_stop(link.retry);
@@ -403,6 +439,7 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
   }
   net::Connection* key = conn.get();
   incoming_[key] = conn;
+  handshake_deadline_[key] = uv_now(loop_) + options_.handshake_timeout_ms;
   incoming_handshake_[key] = std::make_unique<wire::MemberHandshake>(
       options_.secret, identity_reply(), [this](const wire::Hello& hello, wire::HelloReply* reply) {
         return admit_peer(hello, reply);
@@ -411,12 +448,14 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
       [this](net::Connection& c, std::string_view p) { on_incoming_frame(c, p); },
       [this](net::Connection& c, const Status& why) {
         incoming_handshake_.erase(&c);
+        handshake_deadline_.erase(&c);
         auto peer = incoming_peer_.find(&c);
         if (peer != incoming_peer_.end()) {
           spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
           incoming_peer_.erase(peer);
         } else if (!closed_ && why.code() != Code::kUnavailable &&
-                   why.code() != Code::kFailedPrecondition) {  // refusals are logged already
+                   why.code() != Code::kFailedPrecondition &&
+                   why.code() != Code::kTimeout) {  // refusals and timeouts are logged already
           spdlog::warn("peer connection closed before handshake from={} reason={}", c.peer(),
                        why.message());
         }
@@ -513,6 +552,7 @@ void PeerTransport::on_incoming_handshake(net::Connection& conn, wire::MemberHan
   }
   const wire::Hello opened = hello;
   incoming_handshake_.erase(&conn);  // destroys `handshake` and `hello`
+  handshake_deadline_.erase(&conn);
   if (is_join(opened)) {
     answer_join(conn, opened);
     return;

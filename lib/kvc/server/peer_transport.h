@@ -36,6 +36,9 @@ struct PeerTransportOptions {
   // Incoming connections on the peer port (handshaking or established) beyond this are
   // refused with a hello reply saying so.
   std::size_t max_incoming = 256;
+  // An incoming connection whose handshake is not complete this long after it was accepted is
+  // closed (EngineOptions::handshake_timeout_ms).
+  std::uint64_t handshake_timeout_ms = 5000;
   // A member being added to the cluster dials a peer with member id 0 and this digest of the
   // cluster token (join_token_digest) to learn its id; see PeerTransport::JoinHandler.
   std::string token_digest;
@@ -136,6 +139,10 @@ class PeerTransport final : public Transport {
   std::map<net::Connection*, std::uint64_t> incoming_peer_;  // handshake done: who it is
   // Handshakes not yet complete (or refused and being flushed): nothing else is handled.
   std::map<net::Connection*, std::unique_ptr<wire::MemberHandshake>> incoming_handshake_;
+  // When each of them must be done (uv_now), and the timer that closes the late ones.
+  std::map<net::Connection*, std::uint64_t> handshake_deadline_;
+  uv_timer_t* handshake_timer_ = nullptr;
+  void sweep_handshakes();
   struct AuthLog {
     std::uint64_t last_ms = 0;
     std::uint64_t suppressed = 0;

@@ -166,20 +166,38 @@ bool Engine::Impl::refresh_feed(std::size_t& work) {
   return true;
 }
 
+namespace {
+
+wire::Event wire_event(const storage::Event& e) {
+  return {e.type == storage::EventType::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
+          {e.key, e.value, e.create_revision, e.revision, e.version}};
+}
+
+// The key as it was before the event (watch prev_kv); an empty KeyValue (mod_revision 0) when
+// it was absent. Events written before state format 3 carry no previous value, create revision
+// or version.
+wire::KeyValue prev_of(const storage::Event& e) {
+  if (e.prev_mod_revision == 0) return {};
+  return {e.key, e.prev_value, e.prev_create_revision, e.prev_mod_revision, e.prev_version};
+}
+
+}  // namespace
+
 void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first,
                                   const storage::Event* const* last) {
   if (w.sink) {
     // Called after every visit, events or not: the position tells the stream which revisions
     // are complete.
+    const auto n = static_cast<std::size_t>(last - first);
     std::vector<wire::Event> events;
-    events.reserve(static_cast<std::size_t>(last - first));
+    std::vector<wire::KeyValue> prevs;
+    events.reserve(n);
+    if (w.prev_kv) prevs.reserve(n);
     for (auto p = first; p != last; ++p) {
-      const storage::Event& e = **p;
-      events.push_back(
-          {e.type == storage::EventType::kPut ? wire::EventType::kPut : wire::EventType::kDelete,
-           {e.key, e.value, e.create_revision, e.revision, e.version}});
+      events.push_back(wire_event(**p));
+      if (w.prev_kv) prevs.push_back(prev_of(**p));
     }
-    w.sink->deliver(events, w.next_revision, w.next_sequence);
+    w.sink->deliver(events, prevs, w.next_revision, w.next_sequence);
     return;
   }
   if (first == last) return;
@@ -190,6 +208,10 @@ void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first
       we.type =
           e.type == storage::EventType::kPut ? WatchEvent::Type::kPut : WatchEvent::Type::kDelete;
       we.kv = {e.key, e.value, e.create_revision, e.revision, e.version};
+      if (e.prev_mod_revision != 0) {
+        we.prev_kv = KeyValue{e.key, e.prev_value, e.prev_create_revision, e.prev_mod_revision,
+                              e.prev_version};
+      }
       w.callback(we);
     }
     return;
@@ -203,19 +225,8 @@ void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first
     r.events.reserve(static_cast<std::size_t>(n));
     if (w.prev_kv) r.prev_kvs.reserve(static_cast<std::size_t>(n));
     for (auto p = first; p != first + n; ++p) {
-      const storage::Event& e = **p;
-      const bool put = e.type == storage::EventType::kPut;
-      r.events.push_back({put ? wire::EventType::kPut : wire::EventType::kDelete,
-                          {e.key, e.value, e.create_revision, e.revision, e.version}});
-      if (!w.prev_kv) continue;
-      wire::KeyValue prev;
-      if (e.prev_mod_revision != 0) {
-        // A put keeps the key's create revision and adds one to its version; a delete event
-        // does not carry them.
-        prev = {e.key, e.prev_value, put ? e.create_revision : 0, e.prev_mod_revision,
-                put && e.version > 0 ? e.version - 1 : 0};
-      }
-      r.prev_kvs.push_back(std::move(prev));
+      r.events.push_back(wire_event(**p));
+      if (w.prev_kv) r.prev_kvs.push_back(prev_of(**p));
     }
     wire::append_response(out, r);
     first += n;

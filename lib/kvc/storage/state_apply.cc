@@ -153,7 +153,9 @@ Result<TxnOpResult> StateMachine::put_key(std::uint64_t index, std::uint32_t& se
                       .create_revision = kv.create_revision,
                       .version = kv.version,
                       .prev_mod_revision = cur_mod,
-                      .prev_value = cur->has_value() ? (*cur)->value : std::string()});
+                      .prev_value = cur->has_value() ? (*cur)->value : std::string(),
+                      .prev_create_revision = cur->has_value() ? (*cur)->create_revision : 0,
+                      .prev_version = cur->has_value() ? (*cur)->version : 0});
   active_->put(kv);
   // A put without a lease detaches the key from the one it had (etcd's rule).
   if (lease == 0) {
@@ -179,7 +181,9 @@ Result<TxnOpResult> StateMachine::delete_key(std::uint64_t index, std::uint32_t&
                       .type = EventType::kDelete,
                       .key = key,
                       .prev_mod_revision = (*cur)->mod_revision,
-                      .prev_value = (*cur)->value});
+                      .prev_value = (*cur)->value,
+                      .prev_create_revision = (*cur)->create_revision,
+                      .prev_version = (*cur)->version});
   active_->erase(key);
   detach_key(key);
   r.revision = index;
@@ -209,7 +213,9 @@ Result<TxnOpResult> StateMachine::delete_prefix(std::uint64_t index, std::uint32
                         .type = EventType::kDelete,
                         .key = std::move(d.key),
                         .prev_mod_revision = d.mod_revision,
-                        .prev_value = std::move(d.value)});
+                        .prev_value = std::move(d.value),
+                        .prev_create_revision = d.create_revision,
+                        .prev_version = d.version});
   }
   TxnOpResult r;
   r.type = TxnOpType::kDeletePrefix;

@@ -128,8 +128,10 @@ void encode_event_record(std::string& out, std::string_view key, const Event& e)
   // prev_mod_revision 0 says).
   const bool prev = e.prev_mod_revision != 0;
   out += static_cast<char>(static_cast<std::uint8_t>(e.type) | (prev ? 0x80 : 0));
-  put_varint(out, e.create_revision);
-  put_varint(out, e.version);
+  // A delete's own create revision and version are 0: its slots hold the deleted key's instead.
+  const bool del = e.type == EventType::kDelete;
+  put_varint(out, del ? e.prev_create_revision : e.create_revision);
+  put_varint(out, del ? e.prev_version : e.version);
   put_varint(out, e.prev_mod_revision);
   put_varint(out, e.key.size());
   out += e.key;
@@ -159,6 +161,15 @@ RecordProblem decode_event_record(std::string_view key, std::string_view stored,
   e.prev_value.clear();
   if (has_prev && !get_string(in, e.prev_value)) return RecordProblem::kMalformed;
   e.value.assign(in.data(), in.size());
+  if (e.type == EventType::kDelete) {
+    e.prev_create_revision = has_prev ? e.create_revision : 0;
+    e.prev_version = has_prev ? e.version : 0;
+    e.create_revision = 0;
+    e.version = 0;
+  } else {
+    e.prev_create_revision = has_prev ? e.create_revision : 0;
+    e.prev_version = has_prev && e.version > 0 ? e.version - 1 : 0;
+  }
   return RecordProblem::kNone;
 }
 

@@ -58,7 +58,9 @@ RecordProblem decode_kv_record(std::string_view key, std::string_view stored, Ke
 // events database: key = u64 revision, u32 sequence, both big-endian (so LMDB's byte order is
 // the history's order); body = u8 type (1 put, 2 delete; plus 0x80 when the previous value
 // follows the key), varint create_revision, version, prev_mod_revision, varint key length, key,
-// [varint previous value length, previous value,] then the value's bytes.
+// [varint previous value length, previous value,] then the value's bytes. A delete's
+// create_revision and version slots hold the deleted key's (its own are 0; written as 0 before
+// format 3, where the previous value was not stored either).
 inline constexpr std::size_t kEventKeyBytes = 12;
 std::string event_key(std::uint64_t revision, std::uint32_t sequence);
 bool parse_event_key(std::string_view key, std::uint64_t& revision, std::uint32_t& sequence);

@@ -60,9 +60,13 @@ struct Event {
   std::uint64_t create_revision = 0;    // put: the key's create revision; delete: 0
   std::uint64_t version = 0;            // put: the key's version after the put; delete: 0
   std::uint64_t prev_mod_revision = 0;  // the key's mod revision before, 0 if it was absent
-  // The key's value before (watch --prev-kv); empty when it was absent. Stored from state
-  // format 3 on: events written by an older version read back without it.
+  // The key as it was before (watch --prev-kv), when prev_mod_revision != 0: its value, create
+  // revision and version. Stored from state format 3 on: events written by an older version read
+  // back without them (empty, 0, 0). A put's are implied by its own fields (same create
+  // revision, version - 1); a delete's are stored in its record's create/version slots.
   std::string prev_value;
+  std::uint64_t prev_create_revision = 0;
+  std::uint64_t prev_version = 0;
 
   friend bool operator==(const Event&, const Event&) = default;
 };

@@ -257,8 +257,8 @@ struct Response {
   std::vector<LeaseInfo> leases;       // lease_ttl (one), lease_list
   bool succeeded = false;              // txn: every compare held
   std::vector<TxnResult> txn_results;  // txn: one per op of the branch that ran
-  // A watch with prev_kv: one per event, the key as it was before it (key, value, mod_revision;
-  // for a put also create_revision and version); an empty key when it did not exist.
+  // A watch with prev_kv: one per event, the key as it was before it (key, value,
+  // create_revision, mod_revision, version); an empty key when it did not exist.
   std::vector<KeyValue> prev_kvs;
 
   friend bool operator==(const Response&, const Response&) = default;
