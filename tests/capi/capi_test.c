@@ -15,35 +15,35 @@
 
 static int failures = 0;
 
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                        \
-    }                                                                    \
+      ++failures;                                                              \
+    }                                                                          \
   } while (0)
 
 /* Checks a call's code; on an unexpected one prints its error. Frees the error. */
-#define EXPECT_CODE(want, call)                                                          \
-  do {                                                                                   \
-    kvc_error* e_ = NULL;                                                                \
-    kvc_error** err = &e_;                                                               \
-    const kvc_code got_ = (call);                                                        \
-    if (got_ != (want)) {                                                                \
-      fprintf(stderr, "%s:%d: %s: got %d, want %d: %s\n", __FILE__, __LINE__, #call,     \
-              (int)got_, (int)(want), e_ ? kvc_error_message(e_) : "(no error)");        \
-      ++failures;                                                                        \
-    } else if (got_ != KVC_OK && (e_ == NULL || kvc_error_code(e_) != got_ ||            \
-                                  kvc_error_message(e_)[0] == '\0')) {                  \
-      fprintf(stderr, "%s:%d: %s: the error does not say %d with a message\n", __FILE__, \
-              __LINE__, #call, (int)got_);                                               \
-      ++failures;                                                                        \
-    } else if (got_ == KVC_OK && e_ != NULL) {                                           \
-      fprintf(stderr, "%s:%d: %s: an error with KVC_OK\n", __FILE__, __LINE__, #call);   \
-      ++failures;                                                                        \
-    }                                                                                    \
-    kvc_error_free(e_);                                                                  \
-    (void)err;                                                                           \
+#define EXPECT_CODE(want, call)                                                                    \
+  do {                                                                                             \
+    kvc_error* e_ = NULL;                                                                          \
+    kvc_error** err = &e_;                                                                         \
+    const kvc_code got_ = (call);                                                                  \
+    if (got_ != (want)) {                                                                          \
+      fprintf(stderr, "%s:%d: %s: got %d, want %d: %s\n", __FILE__, __LINE__, #call, (int)got_,    \
+              (int)(want), e_ ? kvc_error_message(e_) : "(no error)");                             \
+      ++failures;                                                                                  \
+    } else if (got_ != KVC_OK &&                                                                   \
+               (e_ == NULL || kvc_error_code(e_) != got_ || kvc_error_message(e_)[0] == '\0')) {   \
+      fprintf(stderr, "%s:%d: %s: the error does not say %d with a message\n", __FILE__, __LINE__, \
+              #call, (int)got_);                                                                   \
+      ++failures;                                                                                  \
+    } else if (got_ == KVC_OK && e_ != NULL) {                                                     \
+      fprintf(stderr, "%s:%d: %s: an error with KVC_OK\n", __FILE__, __LINE__, #call);             \
+      ++failures;                                                                                  \
+    }                                                                                              \
+    kvc_error_free(e_);                                                                            \
+    (void)err;                                                                                     \
   } while (0)
 
 static void sleep_ms(long ms) {
@@ -162,7 +162,8 @@ static void exercise(kvc_db* db, const char* p) {
   EXPECT_CODE(KVC_OK, kvc_list(db, prefix, strlen(prefix), NULL, 0, 2, 0, &page, err));
   CHECK(page != NULL && page->count == 2 && page->more);
   if (page != NULL && page->count == 2) {
-    CHECK(page->items[0].key_len == strlen(key) && memcmp(page->items[0].key, key, strlen(key)) == 0);
+    CHECK(page->items[0].key_len == strlen(key) &&
+          memcmp(page->items[0].key, key, strlen(key)) == 0);
     CHECK(page->items[0].value_len == 3 && memcmp(page->items[0].value, "two", 3) == 0);
     kvc_kv_list* next = NULL;
     EXPECT_CODE(KVC_OK, kvc_list(db, prefix, strlen(prefix), page->items[1].key,
@@ -193,13 +194,14 @@ static void exercise(kvc_db* db, const char* p) {
   pthread_mutex_init(&s.mu, NULL);
   uint64_t w = 0;
   EXPECT_CODE(KVC_OK, kvc_watch(db, prefix, strlen(prefix), 1, rev, on_event, &s, &w, err));
-  CHECK(wait_count(&s, &s.puts, 4)); /* a, a again, b, the binary key */
+  CHECK(wait_count(&s, &s.puts, 5));    /* a, a again, b, the binary key, the lease's key */
   CHECK(wait_count(&s, &s.deletes, 1)); /* the lease's key */
   EXPECT_CODE(KVC_OK, kvc_delete(db, other, strlen(other), 0, err));
   CHECK(wait_count(&s, &s.deletes, 2));
   EXPECT_CODE(KVC_OK, kvc_set(db, key, strlen(key), "three", 5, 0, &rev, err));
-  CHECK(wait_count(&s, &s.puts, 5));
+  CHECK(wait_count(&s, &s.puts, 6));
   pthread_mutex_lock(&s.mu);
+  CHECK(s.puts == 6 && s.deletes == 2 && s.ends == 0);
   CHECK(strcmp(s.last_value, "three") == 0 && s.last_revision == rev);
   pthread_mutex_unlock(&s.mu);
   kvc_unwatch(db, w);
@@ -247,7 +249,8 @@ int main(int argc, char** argv) {
   EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "listen-client", "127.0.0.1:0", err));
   EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "initial-cluster", cluster, err));
   EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "tick", "10ms", err));
-  EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "election-timeout", "100ms", err));
+  EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "election-timeout", "200ms", err));
+  EXPECT_CODE(KVC_OK, kvc_engine_options_set(o, "heartbeat-interval", "20ms", err));
   EXPECT_CODE(KVC_OK, kvc_engine_open(o, &engine, err));
   kvc_engine_options_free(o);
   if (engine == NULL) return 1;

@@ -60,7 +60,9 @@ kvc_code guarded(kvc_error** err, Fn&& fn) {
   }
 }
 
-std::string bytes(const char* p, std::size_t n) { return p == nullptr ? std::string() : std::string(p, n); }
+std::string bytes(const char* p, std::size_t n) {
+  return p == nullptr ? std::string() : std::string(p, n);
+}
 
 // A copy of `s` in malloc'd memory with a NUL after it (values may hold NULs: the length is
 // what counts).
@@ -140,6 +142,10 @@ struct kvc_db {
 
 struct kvc_engine_options {
   kvc::server::EngineOptions o;
+  // kvc-node's durations, turned into ticks at open (as kvc-node does), whatever their order.
+  std::uint64_t tick_ms = 100;
+  std::uint64_t election_ms = 1000;
+  std::uint64_t heartbeat_ms = 100;
 };
 
 struct kvc_engine {
@@ -187,7 +193,8 @@ kvc_code kvc_get(kvc_db* db, const char* key, size_t key_len, int serializable, 
         db->kv.get(bytes(key, key_len), {.serializable = serializable != 0});
     if (!r.ok()) return fail(err, r.status());
     if (!r->has_value()) {
-      return fail(err, KVC_NOT_FOUND, "key not found: " + kvc::client::client_internal::printable(bytes(key, key_len)));
+      return fail(err, KVC_NOT_FOUND,
+                  "key not found: " + kvc::client::client_internal::printable(bytes(key, key_len)));
     }
     auto* kv = static_cast<kvc_kv*>(std::calloc(1, sizeof(kvc_kv)));
     if (kv == nullptr) throw std::bad_alloc();
@@ -220,15 +227,15 @@ kvc_code kvc_delete(kvc_db* db, const char* key, size_t key_len, uint64_t expect
     kvc::Result<bool> r = db->kv.del(bytes(key, key_len), expect_revision);
     if (!r.ok()) return fail(err, r.status());
     if (!*r) {
-      return fail(err, KVC_NOT_FOUND, "key not found: " + kvc::client::client_internal::printable(bytes(key, key_len)));
+      return fail(err, KVC_NOT_FOUND,
+                  "key not found: " + kvc::client::client_internal::printable(bytes(key, key_len)));
     }
     return KVC_OK;
   });
 }
 
-kvc_code kvc_cas(kvc_db* db, const char* key, size_t key_len, const char* value,
-                 size_t value_len, uint64_t expect_revision, uint64_t* revision,
-                 kvc_error** err) {
+kvc_code kvc_cas(kvc_db* db, const char* key, size_t key_len, const char* value, size_t value_len,
+                 uint64_t expect_revision, uint64_t* revision, kvc_error** err) {
   if (db == nullptr) return usage(err, "kvc_cas: NULL db");
   return guarded(err, [&] {
     kvc::Result<std::uint64_t> r =
@@ -308,9 +315,8 @@ kvc_code kvc_lease_revoke(kvc_db* db, uint64_t id, kvc_error** err) {
   });
 }
 
-kvc_code kvc_watch(kvc_db* db, const char* key, size_t key_len, int prefix,
-                   uint64_t start_revision, kvc_watch_fn callback, void* ctx, uint64_t* watch_id,
-                   kvc_error** err) {
+kvc_code kvc_watch(kvc_db* db, const char* key, size_t key_len, int prefix, uint64_t start_revision,
+                   kvc_watch_fn callback, void* ctx, uint64_t* watch_id, kvc_error** err) {
   if (db == nullptr || callback == nullptr) return usage(err, "kvc_watch: NULL db or callback");
   return guarded(err, [&] {
     auto w = std::make_shared<kvc_db::Watch>();
@@ -349,8 +355,7 @@ kvc_code kvc_watch(kvc_db* db, const char* key, size_t key_len, int prefix,
             kv.mod_revision = e.kv.mod_revision;
             kv.version = e.kv.version;
             kv.lease = e.kv.lease;
-            callback(ctx,
-                     e.type == kvc::wire::EventType::kPut ? KVC_EVENT_PUT : KVC_EVENT_DELETE,
+            callback(ctx, e.type == kvc::wire::EventType::kPut ? KVC_EVENT_PUT : KVC_EVENT_DELETE,
                      &kv);
           }
           if (r.code != kvc::Code::kOk || r.done) {
@@ -400,9 +405,7 @@ void kvc_unwatch(kvc_db* db, uint64_t watch_id) {
   }
 }
 
-kvc_engine_options* kvc_engine_options_new(void) {
-  return new (std::nothrow) kvc_engine_options();
-}
+kvc_engine_options* kvc_engine_options_new(void) { return new (std::nothrow) kvc_engine_options(); }
 
 void kvc_engine_options_free(kvc_engine_options* options) { delete options; }
 
@@ -415,17 +418,16 @@ kvc_code kvc_engine_options_set(kvc_engine_options* options, const char* name, c
     kvc::server::EngineOptions& o = options->o;
     const std::string n = name;
     const std::string v = value;
-    std::map<std::string, std::string*> text = {
-        {"name", &o.name},
-        {"data-dir", &o.data_dir},
-        {"listen-peer", &o.listen_peer},
-        {"listen-client", &o.listen_client},
-        {"listen-http", &o.listen_http},
-        {"advertise-client", &o.advertise_client},
-        {"initial-cluster", &o.initial_cluster},
-        {"initial-cluster-state", &o.initial_cluster_state},
-        {"cluster-token", &o.cluster_token},
-        {"secret-file", &o.secret_file}};
+    std::map<std::string, std::string*> text = {{"name", &o.name},
+                                                {"data-dir", &o.data_dir},
+                                                {"listen-peer", &o.listen_peer},
+                                                {"listen-client", &o.listen_client},
+                                                {"listen-http", &o.listen_http},
+                                                {"advertise-client", &o.advertise_client},
+                                                {"initial-cluster", &o.initial_cluster},
+                                                {"initial-cluster-state", &o.initial_cluster_state},
+                                                {"cluster-token", &o.cluster_token},
+                                                {"secret-file", &o.secret_file}};
     if (auto it = text.find(n); it != text.end()) {
       *it->second = v;
       return KVC_OK;
@@ -435,19 +437,12 @@ kvc_code kvc_engine_options_set(kvc_engine_options* options, const char* name, c
       kvc::Result<std::uint64_t> ms = kvc::parse_duration_ms(v);
       if (!ms.ok()) return usage(err, n + ": " + ms.status().message());
       if (*ms == 0) return usage(err, n + " must be positive");
-      // Ticks are counted from the tick in force when the timeouts are set, as kvc-node does;
-      // set "tick" first.
       if (n == "tick") {
-        const std::uint64_t election_ms = o.tick_ms * static_cast<std::uint64_t>(o.election_ticks);
-        const std::uint64_t heartbeat_ms =
-            o.tick_ms * static_cast<std::uint64_t>(o.heartbeat_ticks);
-        o.tick_ms = *ms;
-        o.election_ticks = static_cast<int>(std::max<std::uint64_t>(election_ms / *ms, 1));
-        o.heartbeat_ticks = static_cast<int>(std::max<std::uint64_t>(heartbeat_ms / *ms, 1));
+        options->tick_ms = *ms;
       } else if (n == "election-timeout") {
-        o.election_ticks = static_cast<int>(std::max<std::uint64_t>(*ms / o.tick_ms, 1));
+        options->election_ms = *ms;
       } else if (n == "heartbeat-interval") {
-        o.heartbeat_ticks = static_cast<int>(std::max<std::uint64_t>(*ms / o.tick_ms, 1));
+        options->heartbeat_ms = *ms;
       } else {
         o.request_timeout_ms = *ms;
       }
@@ -461,7 +456,12 @@ kvc_code kvc_engine_open(const kvc_engine_options* options, kvc_engine** out, kv
   if (out != nullptr) *out = nullptr;
   if (options == nullptr || out == nullptr) return usage(err, "kvc_engine_open: NULL argument");
   return guarded(err, [&] {
-    kvc::Result<std::unique_ptr<kvc::server::Engine>> e = kvc::server::Engine::open(options->o);
+    kvc::server::EngineOptions o = options->o;
+    o.tick_ms = options->tick_ms;
+    o.election_ticks = static_cast<int>(options->election_ms / options->tick_ms);
+    o.heartbeat_ticks =
+        static_cast<int>(std::max<std::uint64_t>(options->heartbeat_ms / options->tick_ms, 1));
+    kvc::Result<std::unique_ptr<kvc::server::Engine>> e = kvc::server::Engine::open(o);
     if (!e.ok()) return fail(err, e.status());
     auto h = std::make_unique<kvc_engine>();
     h->engine = std::move(*e);

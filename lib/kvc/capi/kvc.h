@@ -87,9 +87,8 @@ kvc_code kvc_delete(kvc_db* db, const char* key, size_t key_len, uint64_t expect
                     kvc_error** err);
 /* Writes only if the key's mod revision is `expect_revision` (0: the key must not exist);
  * KVC_COMPARE_FAILED otherwise. */
-kvc_code kvc_cas(kvc_db* db, const char* key, size_t key_len, const char* value,
-                 size_t value_len, uint64_t expect_revision, uint64_t* revision,
-                 kvc_error** err);
+kvc_code kvc_cas(kvc_db* db, const char* key, size_t key_len, const char* value, size_t value_len,
+                 uint64_t expect_revision, uint64_t* revision, kvc_error** err);
 /* One page of the keys under `prefix`, in order, after the key `after` (NULL: from the first),
  * at most `limit` (0: the member's page size). *out is set (free with kvc_kv_list_free);
  * out->more says whether to ask again with `after` = the last key. */
@@ -114,9 +113,8 @@ typedef enum kvc_event_type {
   KVC_EVENT_END = 3
 } kvc_event_type;
 typedef void (*kvc_watch_fn)(void* ctx, kvc_event_type type, const kvc_kv* kv);
-kvc_code kvc_watch(kvc_db* db, const char* key, size_t key_len, int prefix,
-                   uint64_t start_revision, kvc_watch_fn callback, void* ctx, uint64_t* watch_id,
-                   kvc_error** err);
+kvc_code kvc_watch(kvc_db* db, const char* key, size_t key_len, int prefix, uint64_t start_revision,
+                   kvc_watch_fn callback, void* ctx, uint64_t* watch_id, kvc_error** err);
 /* Stops a watch; when it returns the callback is not running and will not run again. Never
  * from inside the callback. Unknown ids are ignored. */
 void kvc_unwatch(kvc_db* db, uint64_t watch_id);
