@@ -47,6 +47,9 @@ struct ServerSimOptions {
   // a lease, keep some alive and let others lapse, revoke), and the lease checker runs. Off, the
   // clients draw exactly the random numbers they drew before leases existed (pinned traces).
   bool coordination = true;
+  // The txn checker (server_sim_txns.cc). Off, txns are checked only as per-key operations by
+  // the linearizability checker (tests show what that alone misses).
+  bool txn_model = true;
 };
 
 struct ServerSimStats {
