@@ -219,7 +219,8 @@ int main(int argc, char** argv) {
                  "TEST BUILD ONLY: break a promise on purpose (ack-before-commit, local-reads, "
                  "diverge-apply, unverified-reads, ack-before-apply, read-before-applied, "
                  "skip-wal-replay, persist-without-fsync, marker-before-flush, "
-                 "follower-lease-clock, no-lease-grace, txn-applies-half)");
+                 "follower-lease-clock, no-lease-grace, txn-applies-half, txn-wrong-branch, "
+                 "txn-torn-read)");
 #endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"

@@ -140,6 +140,7 @@ int run_server_mode(const ServerModeArgs& a) {
     t.elections += r.stats.elections;
     t.txns += r.stats.txns;
     t.txns_ok += r.stats.txns_ok;
+    t.txns_checked += r.stats.txns_checked;
     t.lease_grants += r.stats.lease_grants;
     t.keep_alives += r.stats.keep_alives;
     t.lease_expiries += r.stats.lease_expiries;
@@ -180,6 +181,7 @@ int run_server_mode(const ServerModeArgs& a) {
       {"torn_writes", t.torn_writes},
       {"txns", t.txns},
       {"txns_ok", t.txns_ok},
+      {"txns_checked", t.txns_checked},
       {"lease_grants", t.lease_grants},
       {"keep_alives", t.keep_alives},
       {"lease_expiries", t.lease_expiries},

@@ -1,7 +1,8 @@
 // The server simulation's txn and lease workload (ServerSimOptions::coordination) reaches what
 // its checks are about: txns that commit, keep-alives that are answered, leases that expire on
-// their own and whose liveness deadline a run reaches. Without these, the lease checker and the
-// txn part of the linearizability check would pass vacuously.
+// their own and whose liveness deadline a run reaches, and every answered txn is matched to its
+// committed entry and checked by the txn model. Without these, the lease checker, the txn model
+// and the txn part of the linearizability check would pass vacuously.
 #include <gtest/gtest.h>
 
 #include "kvc/sim/server_sim.h"
@@ -19,6 +20,7 @@ TEST(ServerSimCoordinationTest, WorkloadReachesTxnsAndLeases) {
     ASSERT_TRUE(r.ok) << "seed " << seed << ": " << r.violation;
     EXPECT_TRUE(r.stats.linearizability_checked) << "seed " << seed;
     total.txns_ok += r.stats.txns_ok;
+    EXPECT_EQ(r.stats.txns_checked, r.stats.txns_ok) << "seed " << seed;
     total.keep_alives += r.stats.keep_alives;
     total.lease_expiries += r.stats.lease_expiries;
     total.lease_liveness_checked += r.stats.lease_liveness_checked;

@@ -52,6 +52,12 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   if (options_.test_mutation == "txn-applies-half") {
     storage::g_state_mutation = storage::StateMutation::kTxnAppliesHalf;
   }
+  if (options_.test_mutation == "txn-wrong-branch") {
+    storage::g_state_mutation = storage::StateMutation::kTxnFirstCompareOnly;
+  }
+  if (options_.test_mutation == "txn-torn-read") {
+    storage::g_state_mutation = storage::StateMutation::kTxnReadsAfterWrites;
+  }
 #endif
 }
 

@@ -228,7 +228,8 @@ const std::vector<std::string>& EngineOptions::test_mutations() {
   static const std::vector<std::string> kNames = {
       "ack-before-commit",   "local-reads",          "diverge-apply",   "unverified-reads",
       "ack-before-apply",    "read-before-applied",  "skip-wal-replay", "persist-without-fsync",
-      "marker-before-flush", "follower-lease-clock", "no-lease-grace",  "txn-applies-half"};
+      "marker-before-flush", "follower-lease-clock", "no-lease-grace",  "txn-applies-half",
+      "txn-wrong-branch",    "txn-torn-read"};
   return kNames;
 }
 

@@ -15,7 +15,8 @@ const std::vector<std::string>& server_mutations() {
   static const std::vector<std::string> kMutations = {
       "ack-before-commit",    "ack-before-apply", "read-before-applied",   "local-reads",
       "skip-wal-replay",      "unverified-reads", "persist-without-fsync", "marker-before-flush",
-      "follower-lease-clock", "no-lease-grace",   "txn-applies-half",
+      "follower-lease-clock", "no-lease-grace",   "txn-applies-half",      "txn-wrong-branch",
+      "txn-torn-read",
   };
 #else
   // A build without the planted bugs (the sanitizer build) runs the real server only.
@@ -362,7 +363,10 @@ void ServerSim::check_member(Slot& s) {
     const raft::Entry& e = log.at(i);
     const std::pair<std::uint64_t, std::size_t> mine{e.term, std::hash<std::string>{}(e.data)};
     auto [it, fresh] = committed_.try_emplace(i, mine);
-    if (fresh) committed_entry(e);
+    if (fresh) {
+      if (e.type == raft::EntryType::kNormal && !e.data.empty()) committed_data_[i] = e.data;
+      committed_entry(e);
+    }
     if (!fresh && it->second != mine) {
       violation("committed entry " + std::to_string(i) + " differs on " + s.name + " (term " +
                 std::to_string(e.term) + ", first seen with term " +
@@ -501,6 +505,7 @@ ServerSimResult ServerSim::run() {
     op.response_time = check::kNever;
   }
   if (o_.record) result_.history = history_;
+  if (result_.ok) check_txns();
   if (result_.ok) {
     HistoryCheck hc = check_history_linearizable(history_);
     result_.stats.linearizability_checked = hc.checked;

@@ -9,8 +9,9 @@
 // leader per term, committed entries never change, a member that crashed can restart, and,
 // after the faults heal, a leader and a committed write within a bound; leases never expire
 // before ttl after their holder's last acknowledged keep-alive was sent, and do expire in time
-// once the cluster is healthy; at the end the client history goes to the linearizability
-// checker. Everything is a function of the seed.
+// once the cluster is healthy; at the end every acknowledged txn's answer is what a model of the
+// store replaying the committed log computes for it, and the client history goes to the
+// linearizability checker. Everything is a function of the seed.
 //
 // The members' data directories live under a temporary directory on tmpfs (/dev/shm when it
 // exists), removed at the end. Test tooling: one simulation per thread.
@@ -46,6 +47,9 @@ struct ServerSimOptions {
   // a lease, keep some alive and let others lapse, revoke), and the lease checker runs. Off, the
   // clients draw exactly the random numbers they drew before leases existed (pinned traces).
   bool coordination = true;
+  // The txn checker (server_sim_txns.cc). Off, txns are checked only as per-key operations by
+  // the linearizability checker (tests show what that alone misses).
+  bool txn_model = true;
 };
 
 struct ServerSimStats {
@@ -75,6 +79,7 @@ struct ServerSimStats {
   // The coordination workload (ServerSimOptions::coordination).
   std::uint64_t txns = 0;            // txns sent (counted in `operations` too, once each)
   std::uint64_t txns_ok = 0;         // txns answered (either branch)
+  std::uint64_t txns_checked = 0;    // of those, matched to their entry and checked by the model
   std::uint64_t lease_grants = 0;    // grants acknowledged
   std::uint64_t keep_alives = 0;     // keep-alives acknowledged
   std::uint64_t lease_expiries = 0;  // revokes committed that no client asked for

@@ -2,8 +2,9 @@
 // and delete four keys through the members, recording the history the linearizability checker
 // reads; an operation whose member crashed or timed out has an unknown outcome. With the
 // coordination workload they also run multi-key txns (recorded as one op per key, all at the
-// txn's revision: docs/checker.md says why that is sound) and hold leases on keys of their own,
-// which the lease checker (server_sim_leases.cc) follows instead of the linearizability checker.
+// txn's revision: docs/checker.md says why that is sound; each answered txn is also kept whole
+// for the txn checker, server_sim_txns.cc) and hold leases on keys of their own, which the lease
+// checker (server_sim_leases.cc) follows instead of the linearizability checker.
 #include "kvc/sim/server_sim_internal.h"
 
 namespace kvc::sim::server_cluster {
@@ -157,7 +158,7 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
   if (r.code == Code::kOk || (r.code == Code::kCompareFailed && op.kind == check::OpKind::kCas)) {
     check::record_answer(op, r);
     ++result_.stats.operations_ok;
-    if (op.revision > seen_revision_[op.key]) seen_revision_[op.key] = op.revision;
+    note_seen(op);
   } else if (write && r.code != Code::kNotLeader && r.code != Code::kUnavailable &&
              r.code != Code::kShuttingDown && r.code != Code::kResourceExhausted &&
              r.code != Code::kInvalidArgument) {
@@ -172,12 +173,57 @@ void ServerSim::finish_op(std::size_t f, const wire::Response& r) {
   at(now_us_ + rand(5000), [this, id] { next_op(clients_[static_cast<std::size_t>(id)]); });
 }
 
+Compare ServerSim::random_compare(const std::string& key) {
+  Compare c;
+  c.key = key;
+  c.op = static_cast<CompareOp>(1 + rand(4));
+  const std::uint64_t seen = seen_revision_[key];
+  switch (rand(4)) {
+    case 0: {
+      c.target = CompareTarget::kValue;
+      auto it = seen_value_.find(key);
+      c.value = it != seen_value_.end() && chance(60) ? it->second
+                                                      : "v" + std::to_string(rand(value_seq_ + 1));
+      break;
+    }
+    case 1:
+      c.target = CompareTarget::kVersion;
+      c.number = rand(4);
+      break;
+    case 2:
+      c.target = CompareTarget::kModRevision;
+      c.number = seen + rand(2);
+      break;
+    default:
+      c.target = CompareTarget::kCreateRevision;
+      c.number = chance(50) ? 0 : seen;
+      break;
+  }
+  return c;
+}
+
+void ServerSim::note_seen(const check::Operation& op) {
+  std::uint64_t& seen = seen_revision_[op.key];
+  if (op.revision <= seen) return;
+  seen = op.revision;
+  // The key's value at that revision, when the answer tells it (txn compares on values use it).
+  if ((op.kind == check::OpKind::kGet && op.found) || op.kind == check::OpKind::kPut ||
+      (op.kind == check::OpKind::kCas && op.found)) {
+    seen_value_[op.key] = op.kind == check::OpKind::kGet ? op.read_value : op.value;
+  } else {
+    seen_value_.erase(op.key);
+  }
+}
+
 bool ServerSim::coordination_op(ClientState& c, wire::Request& req, InFlightOp::Kind& kind) {
   const std::uint64_t k = rand(100);
   if (k < 12) {
-    // A txn over two or three distinct keys: compares on the first one's mod revision (the one
-    // last seen, mostly: either branch runs), then a put, delete or get per key; the else
-    // branch reads every key, or writes one.
+    // A txn over two or three distinct keys. It compares the first key's mod revision (the one
+    // last seen, mostly: either branch runs) and, half the time, one or two of the other keys on
+    // a target drawn from value, version, mod and create, so the branch depends on several keys
+    // (it fails if any compare fails). The then branch puts, deletes, gets or gets by prefix
+    // each key, and now and then reads a key first that it writes later (the read must see the
+    // key as it was before the txn); the else branch reads every key, or writes one.
     kind = InFlightOp::Kind::kTxn;
     req.op = wire::Op::kTxn;
     std::vector<std::string> keys(std::begin(kKeys), std::end(kKeys));
@@ -189,21 +235,30 @@ bool ServerSim::coordination_op(ClientState& c, wire::Request& req, InFlightOp::
                             .op = CompareOp::kEqual,
                             .key = keys[0],
                             .number = chance(70) ? seen : seen + 1 + rand(3)});
-    if (chance(30)) {
-      req.compares.push_back({.target = CompareTarget::kCreateRevision,
-                              .op = chance(50) ? CompareOp::kEqual : CompareOp::kGreater,
-                              .key = keys[1],
-                              .number = 0});
+    if (chance(50)) {
+      const std::size_t more = 1 + rand(n - 1);
+      for (std::size_t i = 1; i <= more; ++i) req.compares.push_back(random_compare(keys[i]));
     }
     for (const std::string& key : keys) {
       const std::uint64_t w = rand(100);
-      if (w < 55) {
+      if (w < 45) {
         req.then_ops.push_back(
             {.type = TxnOpType::kPut, .key = key, .value = "v" + std::to_string(++value_seq_)});
-      } else if (w < 70) {
+      } else if (w < 60) {
         req.then_ops.push_back({.type = TxnOpType::kDelete, .key = key});
-      } else {
+      } else if (w < 85) {
         req.then_ops.push_back({.type = TxnOpType::kGet, .key = key});
+      } else {
+        req.then_ops.push_back({.type = TxnOpType::kGetPrefix, .key = chance(30) ? "" : key});
+      }
+    }
+    if (chance(40)) {
+      for (std::size_t i = 0; i < req.then_ops.size(); ++i) {
+        const TxnOp& op = req.then_ops[i];
+        if (op.type != TxnOpType::kPut && op.type != TxnOpType::kDelete) continue;
+        const TxnOpType read = chance(75) ? TxnOpType::kGet : TxnOpType::kGetPrefix;
+        req.then_ops.insert(req.then_ops.begin(), TxnOp{.type = read, .key = op.key});
+        break;
       }
     }
     const bool else_writes = chance(30);
@@ -266,14 +321,44 @@ void ServerSim::finish_txn(const InFlightOp& in, const wire::Response* r) {
                        r->code != Code::kShuttingDown && r->code != Code::kResourceExhausted &&
                        r->code != Code::kInvalidArgument);
   if (!ok && !unknown) return;  // definitely not applied
-  if (ok) ++result_.stats.txns_ok;
-  auto record = [&](const TxnOp& t, const wire::TxnResult* res, bool optional) {
+  if (ok) {
+    ++result_.stats.txns_ok;
+    acked_txns_.push_back({in.client, in.req, *r});  // for the txn checker (server_sim_txns.cc)
+  }
+  auto base = [&](const std::string& key) {
     check::Operation op;
     op.client = static_cast<std::uint64_t>(in.client);
-    op.key = t.key;
+    op.key = key;
     op.invoke_time = in.invoke;
+    op.outcome = check::Outcome::kOk;
+    op.response_time = now_us_;
+    return op;
+  };
+  auto push = [&](check::Operation op) {
+    if (op.outcome == check::Outcome::kOk) note_seen(op);
+    history_.push_back(std::move(op));
+  };
+  // One get of `key` that found `kv` (or nothing).
+  auto read = [&](const std::string& key, const wire::KeyValue* kv) {
+    check::Operation op = base(key);
+    op.kind = check::OpKind::kGet;
+    if (kv != nullptr) {
+      op.found = true;
+      op.read_value = kv->value;
+      op.revision = kv->mod_revision;
+      // A txn's reads see the state at its own revision, never a later write.
+      if (op.revision > r->revision) {
+        violation("txn at revision " + std::to_string(r->revision) + " read " + key +
+                  " at mod revision " + std::to_string(op.revision));
+      }
+    }
+    push(std::move(op));
+  };
+  auto record = [&](const TxnOp& t, const wire::TxnResult* res, bool optional) {
+    const bool write = t.type == TxnOpType::kPut || t.type == TxnOpType::kDelete;
     if (optional) {
-      if (t.type == TxnOpType::kGet) return;  // a read that may not have happened says nothing
+      if (!write) return;  // a read that may not have happened says nothing
+      check::Operation op = base(t.key);
       op.kind = t.type == TxnOpType::kPut ? check::OpKind::kPut : check::OpKind::kDelete;
       op.value = t.value;
       op.outcome = check::Outcome::kUnknown;
@@ -281,8 +366,8 @@ void ServerSim::finish_txn(const InFlightOp& in, const wire::Response* r) {
       history_.push_back(std::move(op));
       return;
     }
-    op.outcome = check::Outcome::kOk;
-    op.response_time = now_us_;
+    if (!write && res == nullptr) return;
+    check::Operation op = base(t.key);
     switch (t.type) {
       case TxnOpType::kPut:
         // Every write of a txn has the txn's revision: what the client learns from its answer.
@@ -300,25 +385,26 @@ void ServerSim::finish_txn(const InFlightOp& in, const wire::Response* r) {
         op.found = res->deleted > 0;
         op.revision = op.found ? r->revision : 0;
         break;
-      default:  // kGet
-        if (res == nullptr) return;
-        op.kind = check::OpKind::kGet;
-        if (!res->kvs.empty()) {
-          op.found = true;
-          op.read_value = res->kvs.front().value;
-          op.revision = res->kvs.front().mod_revision;
-          // A txn's reads see the state at its own revision, never a later write.
-          if (op.revision > r->revision) {
-            violation("txn at revision " + std::to_string(r->revision) + " read " + t.key +
-                      " at mod revision " + std::to_string(op.revision));
-          }
+      case TxnOpType::kGetPrefix:
+        // A get of each checked key under the prefix (leased keys stay out of the history):
+        // found iff the answer lists it.
+        for (const char* key : kKeys) {
+          if (std::string_view(key).substr(0, t.key.size()) != t.key) continue;
+          const wire::KeyValue* kv = nullptr;
+          for (const wire::KeyValue& x : res->kvs) kv = x.key == key ? &x : kv;
+          read(key, kv);
         }
-        break;
+        if (std::string_view(kColdKey).substr(0, t.key.size()) == t.key) {
+          const wire::KeyValue* kv = nullptr;
+          for (const wire::KeyValue& x : res->kvs) kv = x.key == kColdKey ? &x : kv;
+          read(kColdKey, kv);
+        }
+        return;
+      default:  // kGet
+        read(t.key, res->kvs.empty() ? nullptr : &res->kvs.front());
+        return;
     }
-    if (op.outcome == check::Outcome::kOk && op.revision > seen_revision_[op.key]) {
-      seen_revision_[op.key] = op.revision;
-    }
-    history_.push_back(std::move(op));
+    push(std::move(op));
   };
   if (ok) {
     const std::vector<TxnOp>& ops = r->succeeded ? in.req.then_ops : in.req.else_ops;

@@ -5,6 +5,7 @@
 //                          transfers, damaged values, disk faults, healing and the liveness probe
 //   server_sim_clients.cc  the simulated clients and their history (kv ops, txns, lease ops)
 //   server_sim_leases.cc   the lease checker (safety and liveness of expiry)
+//   server_sim_txns.cc     the txn checker (answers against a model replaying the committed log)
 // Not public API: namespace kvc::sim::server_cluster.
 #pragma once
 
@@ -147,6 +148,13 @@ struct InFlightOp {
   std::uint64_t invoke = 0;  // kTxn, kLease: simulated time it was sent
 };
 
+// An acknowledged txn, for the txn checker (server_sim_txns.cc): what was sent and answered.
+struct AckedTxn {
+  int client = 0;
+  wire::Request req;
+  wire::Response resp;
+};
+
 // What the lease checker knows of one lease (ids are chosen by the clients, unique in a run).
 // Times are the simulation's global clock (microseconds).
 struct LeaseRecord {
@@ -251,9 +259,12 @@ class ServerSim {
   void heal();
   void next_op(ClientState& c);
   bool coordination_op(ClientState& c, wire::Request& req, InFlightOp::Kind& kind);
+  Compare random_compare(const std::string& key);
+  void note_seen(const check::Operation& op);
   void finish_op(std::size_t inflight, const wire::Response& r);
   void finish_txn(const InFlightOp& in, const wire::Response* r);
   void finish_lease(const InFlightOp& in, const wire::Response& r);
+  void check_txns();
   void committed_entry(const raft::Entry& e);
   void check_lease_safety(std::uint64_t id);
   std::uint64_t lease_liveness_deadline(const LeaseRecord& l) const;
@@ -312,6 +323,8 @@ class ServerSim {
   check::History history_;
   std::vector<InFlightOp> inflight_;
   std::map<std::string, std::uint64_t> seen_revision_;  // a key's newest revision a client saw
+  std::map<std::string, std::string> seen_value_;       // the value of that revision (if present)
+  std::vector<AckedTxn> acked_txns_;
   std::uint64_t value_seq_ = 0;
   std::uint64_t lease_seq_ = 0;
   std::map<std::uint64_t, LeaseRecord> leases_;  // by id
@@ -321,6 +334,9 @@ class ServerSim {
   // Checks.
   std::map<std::uint64_t, std::uint64_t> leader_of_term_;
   std::map<std::uint64_t, std::pair<std::uint64_t, std::size_t>> committed_;  // index -> term, hash
+  // The data of every committed normal entry that carries a command, by index (the txn checker
+  // replays them; no-ops and membership changes leave the key-value state alone).
+  std::map<std::uint64_t, std::string> committed_data_;
   // The last damaged value: reads are steered to it for a while (server_sim_clients.cc).
   int damaged_slot_ = 0;
   std::string damaged_key_;

@@ -285,6 +285,8 @@ Result<ApplyResult> StateMachine::apply_txn(std::uint64_t index, const Command& 
       holds = false;
       break;
     }
+    // Broken on purpose (test builds only): the compares after the first are ignored.
+    if (KVC_STATE_MUTATED(kTxnFirstCompareOnly)) break;
   }
   const std::vector<TxnOp>& ops = holds ? c.then_ops : c.else_ops;
   for (const TxnOp& op : ops) {
@@ -301,8 +303,19 @@ Result<ApplyResult> StateMachine::apply_txn(std::uint64_t index, const Command& 
   }
   r.succeeded = holds;
   std::uint32_t seq = 0;
-  for (std::size_t i = 0; i < ops.size(); ++i) {
-    const TxnOp& op = ops[i];
+  // Broken on purpose (test builds only): the gets run after every write of the branch, in
+  // this order of op positions; their results are put back in place below.
+  std::vector<std::size_t> order;
+  if (KVC_STATE_MUTATED(kTxnReadsAfterWrites)) {
+    for (int reads = 0; reads < 2; ++reads) {
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        const bool read = ops[i].type == TxnOpType::kGet || ops[i].type == TxnOpType::kGetPrefix;
+        if (read == (reads == 1)) order.push_back(i);
+      }
+    }
+  }
+  for (std::size_t k = 0; k < ops.size(); ++k) {
+    const TxnOp& op = ops[order.empty() ? k : order[k]];
     // Broken on purpose (test builds only): a txn stops after its first write.
     if (KVC_STATE_MUTATED(kTxnAppliesHalf) && changed) break;
     Result<TxnOpResult> res = TxnOpResult{};
@@ -339,6 +352,11 @@ Result<ApplyResult> StateMachine::apply_txn(std::uint64_t index, const Command& 
     if (!res.ok()) return res.status();
     if (res->revision != 0) changed = true;
     r.ops.push_back(std::move(*res));
+  }
+  if (!order.empty()) {
+    std::vector<TxnOpResult> in_place(r.ops.size());
+    for (std::size_t k = 0; k < r.ops.size(); ++k) in_place[order[k]] = std::move(r.ops[k]);
+    r.ops = std::move(in_place);
   }
   r.revision = changed ? index : 0;
   return r;

@@ -23,6 +23,11 @@ enum class StateMutation : std::uint8_t {
   kReadsSkipChecksum,
   // A txn stops after its first write: the rest of its branch is silently dropped (not atomic).
   kTxnAppliesHalf,
+  // A txn evaluates only its first compare: the others never send it to the else branch.
+  kTxnFirstCompareOnly,
+  // A txn's gets run after all of its writes: a get placed before a write of the same key sees
+  // that write (it reads the state at the txn's revision, not at its own place in the txn).
+  kTxnReadsAfterWrites,
 };
 
 #ifdef KVC_MUTATIONS
