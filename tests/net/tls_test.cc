@@ -545,6 +545,39 @@ TEST_F(TlsTest, CloseNotifyReachesThePeer) {
   EXPECT_TRUE(client->peer_closed());
 }
 
+TEST_F(TlsTest, GarbageBeforeOrAfterTheHandshakeIsAnErrorNotACrash) {
+  for (unsigned seed = 0; seed < 50; ++seed) {
+    SCOPED_TRACE(seed);
+    // Before: a plausible record header, then noise.
+    auto fresh = session(context(TlsRole::kServer, server_config()));
+    (void)fresh->feed(std::string("\x16\x03\x01", 3) + random_bytes(1 + seed * 37, seed));
+    EXPECT_FALSE(fresh->handshake_done());
+    (void)fresh->take_output();
+    // After: noise where records should be, on either side.
+    auto server = session(context(TlsRole::kServer, server_config()));
+    auto client = session(context(TlsRole::kClient, client_config()), "127.0.0.1");
+    pump(*client, *server);
+    ASSERT_TRUE(server->handshake_done());
+    TlsSession& victim = seed % 2 == 0 ? *server : *client;
+    EXPECT_FALSE(victim.feed(random_bytes(5 + seed * 101, seed + 1000)).ok());
+    EXPECT_FALSE(victim.error().ok());
+    std::string got;
+    EXPECT_EQ(victim.read_plaintext(got), 0u);
+    pump(*client, *server);  // the alert reaches the other side, which stops too
+  }
+}
+
+TEST_F(TlsTest, CloseBeforeTheHandshakeDropsBufferedWrites) {
+  auto server = session(context(TlsRole::kServer, server_config()));
+  auto client = session(context(TlsRole::kClient, client_config()), "127.0.0.1");
+  ASSERT_TRUE(client->write("never sent").ok());
+  client->close_notify();
+  pump(*client, *server);
+  EXPECT_TRUE(client->error().ok()) << client->error().to_string();
+  std::string got;
+  EXPECT_EQ(server->read_plaintext(got), 0u);
+}
+
 TEST_F(TlsTest, SessionsKeepTheirContextAfterItIsReplaced) {
   auto server_ctx = context(TlsRole::kServer, server_config());
   auto server = session(server_ctx);

@@ -549,7 +549,11 @@ std::size_t TlsSession::read_plaintext(std::string& out) {
 void TlsSession::close_notify() {
   if (closing_ || !error_.ok()) return;
   closing_ = true;
-  if (!handshake_done_) return;
+  if (!handshake_done_) {
+    // Nothing was sent yet: the caller closes the connection, and buffered writes go nowhere.
+    pending_write_.clear();
+    return;
+  }
   ERR_clear_error();
   SSL_shutdown(ssl_);  // queues the alert; we do not wait for the peer's
   ERR_clear_error();

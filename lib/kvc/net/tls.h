@@ -125,7 +125,8 @@ class TlsSession {
   std::string take_output();
   // Appends the plaintext received so far to `out`; returns how many bytes it appended.
   std::size_t read_plaintext(std::string& out);
-  // Queues a close_notify alert (take_output()); no write() may follow.
+  // Queues a close_notify alert (take_output()); no write() may follow. Before the handshake
+  // is done there is nothing to close: writes buffered so far are dropped.
   void close_notify();
   // The connection ended (EOF) before the other side's close_notify: during the handshake this
   // sets and returns an error that says so (no hang, no "outcome unknown"); after it, a
