@@ -72,12 +72,11 @@ bool contains(std::string_view haystack, std::string_view needle) {
 }
 
 std::string describe_plaintext(std::string_view bytes) {
+  // A request's method or a response's "HTTP/", as far as the bytes go (at least three).
   for (std::string_view word :
        {"GET ", "PUT ", "POST ", "HEAD ", "DELETE ", "OPTIONS ", "PATCH ", "HTTP/"}) {
-    if (bytes.substr(0, word.size()) == word.substr(0, std::min(word.size(), bytes.size())) &&
-        bytes.size() >= 3) {
-      return "HTTP";
-    }
+    const std::size_t n = std::min(word.size(), bytes.size());
+    if (n >= 3 && bytes.substr(0, n) == word.substr(0, n)) return "HTTP";
   }
   // A kvc frame begins with its 4-byte big-endian length; any frame under 16 MiB starts with 0.
   if (!bytes.empty() && bytes[0] == '\0') return "a kvc frame";
