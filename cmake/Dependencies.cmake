@@ -11,6 +11,9 @@ endif()
 
 pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 
+# libcrypto for SHA-256/HMAC (common/sha256.cc), libssl for TLS (net/tls.cc). Debian 12: 3.0.
+find_package(OpenSSL 3 REQUIRED)
+
 find_package(msgpack CONFIG REQUIRED NAMES msgpack msgpackc-cxx)
 # msgpack-c can use Boost for a few optional adaptors; kvc does not, which keeps compiles fast.
 add_library(kvc_msgpack INTERFACE)

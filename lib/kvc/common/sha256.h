@@ -1,14 +1,19 @@
-// SHA-256 (FIPS 180-4) and HMAC-SHA-256 (RFC 2104), written here so that kvc's shared-secret
-// authentication (wire/auth.h) needs no crypto library, plus a constant-time comparison for
-// checking MACs. Not meant for bulk hashing speed (a plain portable implementation) and not a
-// general crypto toolkit: only what the handshake needs. Values and pure functions; thread-safe.
+// SHA-256 and HMAC-SHA-256 for kvc's shared-secret authentication (wire/auth.h), plus a
+// constant-time comparison for checking MACs. A thin layer over OpenSSL's EVP functions (libcrypto)
+// so that callers need not handle OpenSSL's contexts or error queue; kvc keeps no cryptographic
+// code of its own. Not a general crypto toolkit: only what the handshake and tests need. Values
+// and pure functions; a Hasher is single-threaded, everything else is thread-safe.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+
+// OpenSSL's digest context, kept opaque here so that this header does not pull in OpenSSL's.
+struct evp_md_ctx_st;
 
 namespace kvc::sha256 {
 
@@ -20,18 +25,19 @@ using Digest = std::array<std::uint8_t, kDigestBytes>;
 class Hasher {
  public:
   Hasher();
+  ~Hasher();
+  Hasher(Hasher&&) noexcept;
+  Hasher& operator=(Hasher&&) noexcept;
+
   void update(const void* data, std::size_t n);
   void update(std::string_view s) { update(s.data(), s.size()); }
   Digest finish();
 
  private:
-  void compress(const std::uint8_t* block);
-
-  std::array<std::uint32_t, 8> state_;
-  std::array<std::uint8_t, kBlockBytes> buffer_{};
-  // Invariant: buffered_ < kBlockBytes between calls; total_bytes_ counts every byte fed.
-  std::size_t buffered_ = 0;
-  std::uint64_t total_bytes_ = 0;
+  struct FreeCtx {
+    void operator()(evp_md_ctx_st* ctx) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, FreeCtx> ctx_;
   bool finished_ = false;
 };
 
