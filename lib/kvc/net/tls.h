@@ -16,7 +16,8 @@
 // new sessions while open sessions keep theirs.
 //
 // What is not here yet (docs/security.md): no listener, connection or client uses this; flags,
-// SIGHUP reload, handshake time limits and permissions come with that integration.
+// SIGHUP reload and permissions come with that integration (the listeners' handshake time limit,
+// --handshake-timeout, already covers the kvc handshake and will cover TLS's).
 //
 // Thread-safety: a TlsContext may be shared by sessions on any threads; a TlsSession is used by
 // one thread at a time.
