@@ -1,5 +1,5 @@
 /* The C interface (kvc.h) from C11: an embedded member and a client of it, every call and its
- * error codes, ownership (run it under ASan too: docs/capi.md), and watches. Exits 0 when
+ * error codes, ownership (CI runs it under ASan too: docs/capi.md), and watches. Exits 0 when
  * every check passed, 1 after printing the checks that failed. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
