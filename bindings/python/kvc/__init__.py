@@ -26,11 +26,14 @@ import threading
 import time
 
 from . import _wire as w
-from ._errors import (AlreadyExists, CompareFailed, Corruption, FailedPrecondition,  # noqa: F401
+from ._errors import (AlreadyExists, CompareFailed, Corruption, FailedPrecondition,
                       Internal, InvalidArgument, IOError_, KvcError, NotFound, NotLeader,
                       ResourceExhausted, ShuttingDown, Timeout, Unavailable, error_for)
 
 __version__ = "0.1.0"
+__all__ = ["Client", "Watch", "KeyValue", "Event", "KvcError", "InvalidArgument", "NotFound",
+           "AlreadyExists", "CompareFailed", "FailedPrecondition", "Unavailable", "NotLeader",
+           "Timeout", "ShuttingDown", "ResourceExhausted", "Corruption", "IOError_", "Internal"]
 
 KeyValue = collections.namedtuple(
     "KeyValue", "key value create_revision mod_revision version lease")
