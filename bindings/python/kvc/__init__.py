@@ -71,14 +71,17 @@ def _kv(item):
 def _load_secret_file(path):
     import os
     import stat
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InvalidArgument("secret file %s: %s" % (path, e.strerror)) from None
     if not stat.S_ISREG(st.st_mode):
         raise InvalidArgument("secret file %s: not a regular file" % path)
     if st.st_mode & 0o077:
         raise InvalidArgument("secret file %s: accessible by group or others (mode %04o); run "
                               "chmod 600 %s" % (path, st.st_mode & 0o7777, path))
     with open(path, "rb") as f:
-        secret = f.read(64 << 10 + 1)
+        secret = f.read((64 << 10) + 1)
     if len(secret) > 64 << 10:
         raise InvalidArgument("secret file %s: larger than 65536 bytes" % path)
     if secret.endswith(b"\n"):

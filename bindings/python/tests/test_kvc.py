@@ -270,6 +270,8 @@ def test_shared_secret():
                 with pytest.raises(kvc.FailedPrecondition) as e:
                     none.get("/s/k")
                 assert "secret" in e.value.message, e.value.message
+            with pytest.raises(kvc.InvalidArgument, match="no-such-file"):
+                kvc.Client(c.endpoints(), secret_file=os.path.join(tmp, "no-such-file"))
             os.chmod(wrong, 0o644)
             with pytest.raises(kvc.InvalidArgument, match="chmod 600"):
                 kvc.Client(c.endpoints(), secret_file=wrong)
