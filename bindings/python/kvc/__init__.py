@@ -363,36 +363,55 @@ class Client:
 
 class Watch:
     """A watch on its own connection. Iterating yields Events in revision order and blocks for
-    the next one; the iteration ends when the watch is cancelled. A member that ends the watch
-    with an error (e.g. the history from start_revision was compacted) raises it; a broken
-    connection raises Unavailable (resume with start_revision=last event's revision + 1)."""
+    the next one; the iteration ends when the watch is cancelled.
+
+    When its member fails (the connection breaks, or it answers unavailable or shutting down),
+    the watch resumes on another member from where it was, within the client's timeout, with
+    no event lost or repeated; only when no member takes it does it raise Unavailable. A member
+    that ends the watch with another error raises it (e.g. the history from start_revision was
+    compacted: the exception's compact_revision is the oldest revision still kept)."""
 
     def __init__(self, client, key, prefix, start_revision):
+        self._client = client
+        self._key = key
+        self._prefix = prefix
         self._events = collections.deque()
         self._done = False
-        self.last_revision = 0
-        deadline = time.monotonic() + client.timeout
-        last = None
         self._conn = None
-        # Any member serves a watch; try each once, then again until the timeout.
-        for attempt in range(1000):
-            addr = client.endpoints[attempt % len(client.endpoints)]
+        self._member = 0  # index in client.endpoints of the member serving the watch
+        self.last_revision = 0  # of the last event taken
+        # Where a resumed watch starts: the revision of the last event received, skipping the
+        # events of that revision already received (a revision with many events may arrive
+        # split over several responses), or the start the watch had.
+        self._resume_revision = start_revision
+        self._received_at_resume = 0
+        self._open(time.monotonic() + client.timeout, None)
+
+    def _open(self, deadline, why):
+        """Starts the watch at self._resume_revision on the first member that takes it."""
+        client = self._client
+        n = len(client.endpoints)
+        last = why
+        # Any member serves a watch: each in turn (the one that failed last), until the deadline.
+        for attempt in range(1, 10000):
             if time.monotonic() >= deadline:
-                raise Unavailable("no member accepted the watch: %s" % last)
+                break
+            self._member = (self._member + (1 if last is not None else 0)) % n
+            addr = client.endpoints[self._member]
             try:
                 conn = client._connect(addr, deadline)
             except FailedPrecondition:
                 raise
             except KvcError as e:
                 last = e
-                if attempt % len(client.endpoints) == len(client.endpoints) - 1:
+                if attempt % n == 0:
                     time.sleep(0.1)
                 continue
-            req = {w.REQ_ID: 1, w.REQ_OP: w.OP_WATCH, w.REQ_KEY: key}
-            if prefix:
+            req = {w.REQ_ID: 1, w.REQ_OP: w.OP_WATCH, w.REQ_KEY: self._key}
+            if self._prefix:
                 req[w.REQ_PREFIX] = True
-            if start_revision:
-                req[w.REQ_START_REVISION] = start_revision
+            if self._resume_revision:
+                req[w.REQ_START_REVISION] = self._resume_revision
             try:
                 conn.send(w.encode_frame(w.K_REQUEST, req))
                 ack = self._read(conn, deadline)
@@ -403,16 +422,22 @@ class Watch:
             code = ack.get(w.RESP_CODE, 0)
             if code != w.CODE_OK:
                 conn.close()
-                if code in (w.CODE_UNAVAILABLE, w.CODE_SHUTTING_DOWN):
+                if code in (w.CODE_UNAVAILABLE, w.CODE_SHUTTING_DOWN, w.CODE_NOT_LEADER):
                     last = ack.get(w.RESP_MESSAGE, "")
+                    time.sleep(0.05)
                     continue
                 err = error_for(code, ack.get(w.RESP_MESSAGE, ""))
                 err.compact_revision = ack.get(w.RESP_COMPACT_REVISION, 0)
                 raise err
+            if not self._resume_revision:
+                # From now: nothing after the member's revision at the ack was missed.
+                self._resume_revision = ack.get(w.RESP_REVISION, 0) + 1
+                self._received_at_resume = 0
+            self._skip = self._received_at_resume
             self._conn = conn
             self._take(ack)
             return
-        raise Unavailable("no member accepted the watch: %s" % last)
+        raise Unavailable("no member took the watch: %s" % last)
 
     @staticmethod
     def _read(conn, deadline):
@@ -424,9 +449,22 @@ class Watch:
     def _take(self, r):
         for ev in r.get(w.RESP_EVENTS) or []:
             kv = _kv(ev[1])
+            if kv.mod_revision == self._resume_revision and self._skip > 0:
+                self._skip -= 1  # received before the watch resumed
+                continue
+            if kv.mod_revision != self._resume_revision:
+                self._resume_revision = kv.mod_revision
+                self._received_at_resume = 0
+            self._received_at_resume += 1
             self._events.append(Event("put" if ev[0] == 1 else "delete", kv))
         if r.get(w.RESP_DONE):
             self._done = True
+
+    def _resume(self, why):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._open(time.monotonic() + self._client.timeout, why)
 
     def next_event(self, timeout=None):
         """The next Event; None when none arrives within `timeout` seconds (None: wait) or
@@ -440,11 +478,12 @@ class Watch:
             except socket.timeout:
                 return None
             except w.BrokenConnection as e:
-                self._conn.close()
-                self._conn = None
-                raise Unavailable("watch ended: %s (resume from revision %d)"
-                                  % (e, self.last_revision + 1)) from None
+                self._resume(e)
+                continue
             code = r.get(w.RESP_CODE, 0)
+            if code in (w.CODE_UNAVAILABLE, w.CODE_SHUTTING_DOWN):
+                self._resume(r.get(w.RESP_MESSAGE, ""))
+                continue
             if code != w.CODE_OK:
                 self._done = True
                 self._conn.close()

@@ -326,6 +326,34 @@ def test_kill_leader_while_writing():
             c.stop()
 
 
+def test_watch_resumes_when_its_member_dies():
+    """A watch whose member is killed goes on at another member: no event lost or repeated."""
+    with tempfile.TemporaryDirectory(prefix="kvc-py-watch-") as tmp:
+        c = Cluster(tmp, 3, "py-watch")
+        try:
+            with kvc.Client(c.endpoints(), timeout=5) as writer:
+                c.wait_ready(writer)
+                # The watch's member: a follower, so the writes go on at the same leader.
+                leader = c.name_of(writer.leader)
+                order = [n for n in c.names if n != leader] + [leader]
+                with kvc.Client(c.endpoints(order), timeout=5) as watcher:
+                    wch = watcher.watch("/res/", prefix=True)
+                    revs = [writer.put("/res/%03d" % i, "v") for i in range(50)]
+                    got = [wch.next_event(timeout=5).revision for _ in range(20)]
+                    c.kill(order[0])
+                    revs += [writer.put("/res/%03d" % i, "v") for i in range(50, 100)]
+                    for _ in range(80):
+                        e = wch.next_event(timeout=10)
+                        assert e is not None, "watch stalled after %d events" % len(got)
+                        got.append(e.revision)
+                    assert got == revs
+                    assert wch._member != 0  # it moved to another member
+                    assert wch.next_event(timeout=0.2) is None
+                    wch.cancel()
+        finally:
+            c.stop()
+
+
 def test_concurrent_calls_share_a_client(client):
     errors = []
 
