@@ -224,7 +224,8 @@ class Client:
             body[w.REQ_ID] = rid
             body[w.REQ_TIMEOUT_MS] = max(int((deadline - time.monotonic()) * 1000), 1)
             try:
-                conn.send(w.encode_frame(w.K_REQUEST, body))
+                conn.send(w.encode_frame(w.K_REQUEST, body),
+                          max(deadline - time.monotonic(), 0.001))
             except OSError as e:
                 # The frame did not get onto the wire whole: the member cannot have applied it.
                 last = Unavailable("%s: %s" % (addr, e))
@@ -413,7 +414,8 @@ class Watch:
             if self._resume_revision:
                 req[w.REQ_START_REVISION] = self._resume_revision
             try:
-                conn.send(w.encode_frame(w.K_REQUEST, req))
+                conn.send(w.encode_frame(w.K_REQUEST, req),
+                          max(deadline - time.monotonic(), 0.001))
                 ack = self._read(conn, deadline)
             except (OSError, w.BrokenConnection, socket.timeout) as e:
                 conn.close()
@@ -513,7 +515,7 @@ class Watch:
             return
         try:
             conn.send(w.encode_frame(w.K_REQUEST, {w.REQ_ID: 2, w.REQ_OP: w.OP_WATCH_CANCEL,
-                                                   w.REQ_WATCH_ID: 1}))
+                                                   w.REQ_WATCH_ID: 1}), 1.0)
             deadline = time.monotonic() + 1.0
             while not self._read(conn, deadline).get(w.RESP_DONE):
                 pass

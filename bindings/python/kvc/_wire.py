@@ -169,8 +169,10 @@ class Connection:
         self._buf += data  # an unsolicited frame (e.g. a refusal of an oversized frame)
         return True
 
-    def send(self, data):
-        """Raises OSError; the frame is then incomplete on the wire, so it was not applied."""
+    def send(self, data, timeout=None):
+        """Raises OSError (socket.timeout after `timeout` seconds); the frame is then incomplete
+        on the wire, so it was not applied."""
+        self.sock.settimeout(timeout)
         self.sock.sendall(data)
 
     def read_frame(self, deadline):
