@@ -75,42 +75,31 @@ class Engine {
   // of it (it is caught up).
   bool is_ready() const;
 
+  // The key-value, lease and transaction calls are client::Kv's (kvc/client/kv.h, which says
+  // what each returns and refuses) over this member's channel(): on a follower, writes, lease
+  // calls and linearizable reads are carried out through the leader.
   Result<std::optional<KeyValue>> get(const std::string& key, ReadOptions options = {});
   Result<bool> exists(const std::string& key, ReadOptions options = {});
-  // Returns the write's revision. With `lease`, the key is attached to it and deleted when the
-  // lease ends (kNotFound when the lease does not exist).
   Result<std::uint64_t> set(const std::string& key, const std::string& value,
                             std::uint64_t lease = 0);
-  // Returns whether the key existed. With `expect_revision`, deletes only when that is the
-  // key's mod revision (kCompareFailed otherwise).
   Result<bool> del(const std::string& key, std::uint64_t expect_revision = 0);
-  // Writes only if the key's mod revision is `expect_revision` (0: the key must not exist);
-  // kCompareFailed otherwise. Returns the new revision.
   Result<std::uint64_t> cas(const std::string& key, const std::string& value,
                             std::uint64_t expect_revision);
-  // Every key under `prefix`, in order (at most `limit`; 0: all).
   Result<std::vector<KeyValue>> list(const std::string& prefix, std::uint64_t limit = 0,
                                      ReadOptions options = {});
+  Result<LeaseInfo> lease_grant(std::uint64_t ttl_s);
+  Result<std::uint64_t> lease_revoke(std::uint64_t id);
+  Result<std::uint64_t> lease_keep_alive(std::uint64_t id);
+  Result<LeaseInfo> lease_ttl(std::uint64_t id, bool with_keys = false);
+  Result<std::vector<LeaseInfo>> leases();
+  Result<TxnResult> txn(const Txn& txn);
+
   // Calls `callback` (on the Engine's thread) for each change under `prefix` (or to `key`
   // when prefix is false) from `start_revision` on (0: from now). Returns a handle for
   // unwatch().
   Result<std::uint64_t> watch(const std::string& key, bool prefix, std::uint64_t start_revision,
                               std::function<void(const WatchEvent&)> callback);
   void unwatch(std::uint64_t handle);
-
-  // Leases (docs/coordination.md). The leader keeps their clock; on a follower these calls are
-  // carried out by the leader. kNotFound for a lease that expired or was revoked.
-  Result<LeaseInfo> lease_grant(std::uint64_t ttl_s);
-  // Returns how many keys went with it.
-  Result<std::uint64_t> lease_revoke(std::uint64_t id);
-  // Restarts the lease's countdown; returns its ttl. Call it every ttl/3 or so. Locks and
-  // elections: open a client::Client to client_address() and use kvc/client/concurrency.h.
-  Result<std::uint64_t> lease_keep_alive(std::uint64_t id);
-  Result<LeaseInfo> lease_ttl(std::uint64_t id, bool with_keys = false);
-  Result<std::vector<LeaseInfo>> leases();
-  // A transaction (kInvalidArgument when two ops of a list write one key, or over
-  // --max-txn-ops; kNotFound when a put names a lease that is gone: nothing applied).
-  Result<TxnResult> txn(const Txn& txn);
   // This member as a client::Channel, for the coordination recipes of kvc/client/concurrency.h
   // (client::Session, client::Mutex, client::Election) inside the embedding program: requests
   // go through the member (forwarded to the leader when needed), watches are this member's.
