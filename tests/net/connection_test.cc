@@ -4,6 +4,9 @@
 
 #include <vector>
 
+#include "support/temp_dir.h"
+#include "support/test_pki.h"
+
 namespace kvc::net {
 namespace {
 
@@ -275,6 +278,212 @@ TEST_F(LoopTest, SlowReaderPausesThenClosesTheWriterSide) {
   EXPECT_EQ(server_close.code(), Code::kResourceExhausted);
   client->close(Status());
   listener.close();
+}
+
+// ---- TLS under the frames (ConnectionOptions::tls) ----
+
+struct ConnPki {
+  test::ScopedTempDir dir{"kvc-conn-tls"};
+  std::string ca, server_cert, server_key, client_cert, client_key, other_ca;
+  ConnPki() {
+    test::Issued ca_i = test::issue("conn CA", nullptr, "", 1, 3650);
+    test::Issued server_i = test::issue("member", &ca_i, "IP:127.0.0.1", 2);
+    test::Issued client_i = test::issue("client", &ca_i, "DNS:client.example", 3);
+    test::Issued other_i = test::issue("other CA", nullptr, "", 4, 3650);
+    ca = dir.file("ca.pem");
+    test::write_cert(ca, ca_i);
+    other_ca = dir.file("other-ca.pem");
+    test::write_cert(other_ca, other_i);
+    server_cert = dir.file("s.pem");
+    server_key = dir.file("s-key.pem");
+    test::write_cert(server_cert, server_i);
+    test::write_key(server_key, server_i);
+    client_cert = dir.file("c.pem");
+    client_key = dir.file("c-key.pem");
+    test::write_cert(client_cert, client_i);
+    test::write_key(client_key, client_i);
+  }
+};
+
+std::shared_ptr<const TlsContext> tls_context(TlsRole role, const TlsConfig& config) {
+  auto ctx = TlsContext::create(role, config);
+  KVC_CHECK(ctx.ok(), ctx.status().to_string());
+  return *ctx;
+}
+
+class TlsConnectionTest : public LoopTest {
+ protected:
+  // An echo server with `server` options; a client with `client` options sends `count` frames.
+  // Returns what the client got back, and how each side closed (if it did).
+  struct Outcome {
+    std::vector<std::string> got;
+    Status client_closed, server_closed;
+    bool client_done = false, server_done = false;
+    std::string server_saw_peer;
+  };
+  Outcome exchange(ConnectionOptions server, ConnectionOptions client, int count,
+                   bool wait_for_close) {
+    Outcome out;
+    Listener listener(&loop_, std::move(server));
+    std::vector<std::shared_ptr<Connection>> accepted;
+    KVC_CHECK(listener
+                  .listen(*parse_address("127.0.0.1:0"),
+                          [&](std::shared_ptr<Connection> c) {
+                            c->start(
+                                [&](Connection& self, std::string_view p) {
+                                  if (self.tls() != nullptr) {
+                                    out.server_saw_peer = self.tls()->peer().describe();
+                                  }
+                                  self.send(framed("echo:" + std::string(p)));
+                                },
+                                [&](Connection&, const Status& s) {
+                                  out.server_closed = s;
+                                  out.server_done = true;
+                                });
+                            accepted.push_back(std::move(c));
+                          })
+                  .ok(),
+              "listen");
+    std::shared_ptr<Connection> conn;
+    connect(&loop_, listener.bound(), client, 1000, [&](Result<std::shared_ptr<Connection>> r) {
+      KVC_CHECK(r.ok(), r.status().to_string());
+      conn = *r;
+      conn->start([&](Connection&, std::string_view p) { out.got.emplace_back(p); },
+                  [&](Connection&, const Status& s) {
+                    out.client_closed = s;
+                    out.client_done = true;
+                  });
+      for (int i = 0; i < count; ++i) conn->send(framed("m" + std::to_string(i)));
+    });
+    if (wait_for_close) {
+      run_until([&] { return out.client_done && out.server_done; });
+    } else {
+      run_until([&] { return out.got.size() == static_cast<std::size_t>(count); });
+    }
+    if (conn) conn->close(Status::shutting_down("done"));
+    for (auto& c : accepted) c->close(Status::shutting_down("done"));
+    listener.close();
+    run_until([&] { return out.client_done && out.server_done; });
+    return out;
+  }
+  static ConnPki& pki() {
+    static ConnPki* p = new ConnPki();
+    return *p;
+  }
+  static ConnectionOptions server_tls(bool client_cert_auth) {
+    ConnectionOptions o;
+    o.tls = tls_context(TlsRole::kServer, {.cert_file = pki().server_cert,
+                                           .key_file = pki().server_key,
+                                           .trusted_ca_file = pki().ca,
+                                           .client_cert_auth = client_cert_auth});
+    return o;
+  }
+  static ConnectionOptions client_tls(bool with_cert, const std::string& ca = {}) {
+    ConnectionOptions o;
+    TlsConfig c{.trusted_ca_file = ca.empty() ? pki().ca : ca};
+    if (with_cert) {
+      c.cert_file = pki().client_cert;
+      c.key_file = pki().client_key;
+    }
+    o.tls = tls_context(TlsRole::kClient, c);
+    return o;
+  }
+};
+
+::testing::AssertionResult has(const Status& s, const std::string& part) {
+  if (s.message().find(part) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << s.to_string() << "\" lacks \"" << part << "\"";
+}
+
+TEST_F(TlsConnectionTest, MutualTlsCarriesFramesAndNamesThePeer) {
+  Outcome o = exchange(server_tls(true), client_tls(true), 300, false);
+  ASSERT_EQ(o.got.size(), 300u);
+  EXPECT_EQ(o.got.front(), "echo:m0");
+  EXPECT_EQ(o.got.back(), "echo:m299");
+  EXPECT_EQ(o.server_saw_peer, "CN=client,O=kvc test");
+}
+
+TEST_F(TlsConnectionTest, LargeFramesCrossInManyRecords) {
+  Listener listener(&loop_, server_tls(false));
+  std::vector<std::shared_ptr<Connection>> accepted;
+  ASSERT_TRUE(listener
+                  .listen(*parse_address("127.0.0.1:0"),
+                          [&](std::shared_ptr<Connection> c) {
+                            c->start([](Connection& self,
+                                        std::string_view p) { self.send(framed(std::string(p))); },
+                                     [](Connection&, const Status&) {});
+                            accepted.push_back(std::move(c));
+                          })
+                  .ok());
+  std::shared_ptr<Connection> conn;
+  std::vector<std::string> got;
+  const std::string big(3u << 20, 'x');
+  connect(&loop_, listener.bound(), client_tls(false), 1000,
+          [&](Result<std::shared_ptr<Connection>> r) {
+            ASSERT_TRUE(r.ok());
+            conn = *r;
+            conn->start([&](Connection&, std::string_view p) { got.emplace_back(p); },
+                        [](Connection&, const Status&) {});
+            conn->send(framed(big));
+            conn->send(framed(big));
+          });
+  ASSERT_TRUE(run_until([&] { return got.size() == 2; }));
+  EXPECT_EQ(got[0], big);
+  EXPECT_EQ(got[1], big);
+  conn->close(Status::shutting_down("done"));
+  for (auto& c : accepted) c->close(Status::shutting_down("done"));
+  listener.close();
+}
+
+TEST_F(TlsConnectionTest, ClientWithoutCertificateIsRefusedWithTheReason) {
+  Outcome o = exchange(server_tls(true), client_tls(false), 1, true);
+  EXPECT_TRUE(o.got.empty());
+  EXPECT_TRUE(has(o.client_closed, "the server requires a client certificate: give --cert"));
+  EXPECT_TRUE(has(o.server_closed, "the client sent no certificate"));
+}
+
+TEST_F(TlsConnectionTest, ServerFromAnotherCaIsRefusedByTheClient) {
+  Outcome o = exchange(server_tls(false), client_tls(false, pki().other_ca), 1, true);
+  EXPECT_TRUE(o.got.empty());
+  EXPECT_TRUE(has(o.client_closed, "not signed by a CA we trust"));
+  EXPECT_TRUE(has(o.server_closed, "the client does not trust the CA"));
+}
+
+TEST_F(TlsConnectionTest, WrongNameIsRefusedByTheClient) {
+  ConnectionOptions client = client_tls(false);
+  client.tls_expected_name = "db.example";
+  Outcome o = exchange(server_tls(false), client, 1, true);
+  EXPECT_TRUE(has(o.client_closed, "hostname mismatch"));
+}
+
+TEST_F(TlsConnectionTest, PlaintextClientAtATlsPortLearnsWhy) {
+  Outcome o = exchange(server_tls(false), {}, 1, true);
+  EXPECT_TRUE(o.got.empty());
+  EXPECT_TRUE(has(o.server_closed, "tls: this port speaks TLS: the client sent plaintext"));
+  EXPECT_TRUE(has(o.client_closed, "tls: the server speaks TLS and this side sent plaintext"));
+}
+
+TEST_F(TlsConnectionTest, TlsClientAtAPlaintextPortLearnsWhy) {
+  Outcome o = exchange({}, client_tls(false), 1, true);
+  EXPECT_TRUE(o.got.empty());
+  EXPECT_TRUE(has(o.server_closed, "tls: this port does not speak TLS"));
+  EXPECT_TRUE(has(o.client_closed, "tls: the server closed the connection during the TLS"));
+}
+
+TEST_F(TlsConnectionTest, SharedSecretCarriesFramesAndADifferentOneIsRefused) {
+  const std::string secret = "3f5c0d9a8e7b6a5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c";
+  ConnectionOptions server, client;
+  server.tls = tls_context(TlsRole::kServer, {.secret = secret});
+  client.tls = tls_context(TlsRole::kClient, {.secret = secret});
+  Outcome o = exchange(server, client, 10, false);
+  EXPECT_EQ(o.got.size(), 10u);
+  EXPECT_EQ(o.server_saw_peer, "psk:kvc-psk-v1");
+  ConnectionOptions other;
+  other.tls = tls_context(TlsRole::kClient, {.secret = "a" + secret.substr(1)});
+  Outcome bad = exchange(server, other, 1, true);
+  EXPECT_TRUE(bad.got.empty());
+  EXPECT_TRUE(has(bad.client_closed, "the server refused our shared secret"));
+  EXPECT_TRUE(has(bad.server_closed, "the client's shared secret differs"));
 }
 
 }  // namespace

@@ -24,6 +24,11 @@ void release_if_large(std::string& s) {
   if (s.empty() && s.capacity() > kKeepCapacity) std::string().swap(s);
 }
 
+// A fatal unexpected_message alert (TLS 1.2 record framing, which TLS 1.3 keeps for alerts): what
+// a TLS port answers a plaintext client with, so that the client can tell why it was refused
+// rather than seeing a bare hang-up.
+constexpr std::string_view kPlaintextRefusedAlert{"\x15\x03\x03\x00\x02\x02\x0a", 7};
+
 Status uv_status(const std::string& what, int err) {
   return Status::unavailable(what + ": " + uv_strerror(err));
 }
@@ -48,6 +53,19 @@ Connection::~Connection() { KVC_CHECK(!self_, "connection destroyed while its ha
 std::shared_ptr<Connection> Connection::make(uv_loop_t* loop, const ConnectionOptions& options) {
   std::shared_ptr<Connection> c(new Connection(loop, options));
   c->self_ = c;
+  if (options.tls != nullptr) {
+    std::string name;
+    if (options.tls->role() == TlsRole::kClient && options.tls_expected_name != "-") {
+      name = options.tls_expected_name;
+    }
+    Result<std::unique_ptr<TlsSession>> session = TlsSession::create(options.tls, name);
+    if (session.ok()) {
+      c->tls_ = std::move(*session);
+      c->pending_.append(c->tls_->take_output());  // a client's ClientHello, sent by start()
+    } else {
+      c->tls_error_ = session.status();
+    }
+  }
   return c;
 }
 
@@ -59,6 +77,10 @@ void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
   if (peer_.empty()) peer_ = peer_name(&tcp_);
   uv_tcp_nodelay(&tcp_, 1);
   if (closing_) return;
+  if (!tls_error_.ok()) {
+    close(tls_error_);
+    return;
+  }
   update_reading();
   flush();
 }
@@ -85,6 +107,13 @@ void Connection::update_reading() {
 
 void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
   if (n == UV_EOF) {
+    if (tls_ != nullptr) {
+      // During the handshake the session says what a hang-up there most likely means.
+      if (Status s = tls_->on_eof(); !s.ok()) {
+        close(s);
+        return;
+      }
+    }
     close(Status::unavailable("connection closed by " + peer_));
     return;
   }
@@ -97,8 +126,65 @@ void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
     first_bytes_.append(buf->base,
                         std::min(kFirstBytes - first_bytes_.size(), static_cast<std::size_t>(n)));
   }
+  if (tls_ != nullptr) {
+    const Status s = tls_->feed(std::string_view(buf->base, static_cast<std::size_t>(n)));
+    plaintext_.clear();
+    tls_->read_plaintext(plaintext_);
+    if (!s.ok()) {
+      std::string out = tls_->take_output();  // the alert for the peer, if OpenSSL made one
+      if (out.empty() && tls_->role() == TlsRole::kServer &&
+          looks_like_tls(first_bytes_) == TlsSniff::kPlaintext) {
+        out = kPlaintextRefusedAlert;
+      }
+      pending_.append(out);
+      close_after_flush(s);
+      return;
+    }
+    if (!take_tls_output()) return;
+    if (!plaintext_.empty()) decoder_.feed(plaintext_.data(), plaintext_.size());
+    release_if_large(plaintext_);
+    deliver();
+    if (!closing_ && tls_->peer_closed())
+      close(Status::unavailable("connection closed by " + peer_));
+    return;
+  }
+  if (!delivered_) {
+    if (Status s = check_plaintext_mismatch(); !s.ok()) {
+      close(s);
+      return;
+    }
+  }
   decoder_.feed(buf->base, static_cast<std::size_t>(n));
   deliver();
+}
+
+Status Connection::check_plaintext_mismatch() {
+  if (looks_like_tls(first_bytes_) != TlsSniff::kTls) return Status();
+  if (dialled_) {
+    return Status::failed_precondition(
+        "tls: the server speaks TLS and this side sent plaintext: give --cacert (with --cert "
+        "and --key if it requires client certificates), or the cluster's secret");
+  }
+  return Status::failed_precondition(
+      "tls: this port does not speak TLS: the client sent a TLS handshake; is it a member "
+      "without --cert-file (or a secret) and a client set up for TLS?");
+}
+
+bool Connection::take_tls_output() {
+  std::string out = tls_->take_output();
+  if (out.empty()) return true;
+  pending_.append(out);
+  if (output_bytes() > options_.close_above) {
+    close(Status::resource_exhausted(
+        "peer " + peer_ + " is not reading: " + std::to_string(output_bytes()) + " bytes queued"));
+    return false;
+  }
+  if (!paused_by_output_ && output_bytes() > options_.pause_reading_above) {
+    paused_by_output_ = true;
+    update_reading();
+  }
+  flush();
+  return true;
 }
 
 void Connection::deliver() {
@@ -120,12 +206,22 @@ void Connection::deliver() {
       decoder_.release_consumed(kKeepCapacity);
       return;
     }
+    delivered_ = true;
     on_frame_(*this, payload);
   }
 }
 
 void Connection::send(std::string_view framed) {
   if (closing_ || close_after_flush_) return;
+  if (options_.tls != nullptr) {
+    if (tls_ == nullptr) return;  // the session could not be made: start() closes
+    if (Status s = tls_->write(framed); !s.ok()) {
+      close(s);
+      return;
+    }
+    take_tls_output();
+    return;
+  }
   pending_.append(framed);
   if (output_bytes() > options_.close_above) {
     close(Status::resource_exhausted(
@@ -194,6 +290,10 @@ void Connection::resume_reading() {
 
 void Connection::close_after_flush(const Status& reason) {
   if (closing_) return;
+  if (tls_ != nullptr && tls_->handshake_done() && tls_->error().ok()) {
+    tls_->close_notify();
+    pending_.append(tls_->take_output());
+  }
   if (pending_.empty() && !writing_) {
     close(reason);
     return;
@@ -332,6 +432,7 @@ struct ConnectAttempt {
     sockaddr_storage ss = addrs[next++];
     conn = Connection::make(loop, options);
     conn->peer_ = target;
+    conn->dialled_ = true;
     req.data = this;
     ++pending;
     const int rc = uv_tcp_connect(&req, &conn->tcp_, reinterpret_cast<sockaddr*>(&ss),
@@ -372,6 +473,9 @@ void connect(uv_loop_t* loop, const Address& address, const ConnectionOptions& o
   auto* a = new ConnectAttempt();  // deletes itself (release) once every callback ran
   a->loop = loop;
   a->options = options;
+  if (a->options.tls != nullptr && a->options.tls_expected_name.empty()) {
+    a->options.tls_expected_name = address.host;
+  }
   a->address = address;
   a->target = address.to_string();
   a->timeout_ms = timeout_ms;

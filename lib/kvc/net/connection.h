@@ -10,6 +10,14 @@
 // why may set ConnectionOptions::on_oversized: the frame is then skipped (read and dropped, never
 // buffered) instead, and the connection goes on with the next frame.
 //
+// TLS: with ConnectionOptions::tls set, the connection runs a TlsSession (net/tls.h) under the
+// frames: bytes read are fed to it and only its plaintext reaches the frame decoder; send()
+// encrypts (queued inside the session until its handshake is done). A failed handshake closes
+// the connection with the session's error as the reason (its alert, if any, is sent first).
+// The owner's own handshake time limit covers the TLS handshake, since no frame (so no hello)
+// arrives before it completes. Back-pressure counts ciphertext. A connection without TLS that
+// receives a TLS record before any frame closes with a reason naming the mismatch.
+//
 // Thread-safety: every method must be called on the loop's thread. Lifetime: the libuv handle
 // keeps the Connection alive until its close completes, after which the close handler runs
 // exactly once.
@@ -25,6 +33,7 @@
 
 #include "kvc/common/status.h"
 #include "kvc/net/address.h"
+#include "kvc/net/tls.h"
 #include "kvc/wire/frame.h"
 
 namespace kvc::net {
@@ -40,6 +49,12 @@ struct ConnectionOptions {
   // payload length). Return true to skip that frame and keep the connection (the handler
   // usually sends the peer a refusal), false to close it. Unset: close.
   std::function<bool(Connection&, std::size_t frame_bytes)> on_oversized;
+  // Set: the connection speaks TLS with this context (its role says which side we are).
+  std::shared_ptr<const TlsContext> tls;
+  // A client context: the host name or IP address the server's certificate must name. connect()
+  // fills it with the host dialled when it is empty; set it to "-" to check the chain only
+  // (the owner then checks tls()->peer() itself).
+  std::string tls_expected_name;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -74,6 +89,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The first bytes the peer sent (up to 8), for diagnosing a peer that does not speak kvc's
   // framing, e.g. "HTTP/1.1" from an HTTP server.
   const std::string& first_bytes() const { return first_bytes_; }
+  // The TLS session, when the connection speaks TLS (null otherwise). Its peer() is the other
+  // side's verified identity once handshake_done().
+  const TlsSession* tls() const { return tls_.get(); }
   // Free for the owner: which member or client this is.
   std::uint64_t tag = 0;
 
@@ -88,6 +106,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_read(ssize_t n, const uv_buf_t* buf);
   void deliver();  // hands buffered whole frames to the handler
   void on_written(int status);
+  // TLS: moves the session's ciphertext into pending_ and closes on its error.
+  bool take_tls_output();
+  Status check_plaintext_mismatch();
 
   uv_tcp_t tcp_{};
   ConnectionOptions options_;
@@ -96,8 +117,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CloseHandler on_close_;
   std::string peer_;
   std::string first_bytes_;
-  std::string pending_;   // queued, not yet handed to libuv
-  std::string inflight_;  // handed to libuv, not yet written
+  std::unique_ptr<TlsSession> tls_;
+  Status tls_error_;        // the session could not be made: start() closes with this
+  std::string plaintext_;   // TLS: decrypted bytes on their way to the decoder
+  bool dialled_ = false;    // made by connect(): this side is the client
+  bool delivered_ = false;  // a frame reached the handler (the peer speaks kvc framing)
+  std::string pending_;     // queued, not yet handed to libuv
+  std::string inflight_;    // handed to libuv, not yet written
   std::size_t inflight_bytes_ = 0;
   uv_write_t write_req_{};
   bool writing_ = false;
