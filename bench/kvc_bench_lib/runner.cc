@@ -179,6 +179,11 @@ class Runner {
 
  private:
   Result<IdleConnections> open_idle() {
+    // Idle connections speak the hello over plain sockets (idle.h): no TLS.
+    if (!o_.secret_file.empty() || !o_.tls.trusted_ca_file.empty() || !o_.tls.cert_file.empty()) {
+      return Status::invalid_argument(
+          "--idle-conns cannot go with TLS yet (--secret-file, --cacert, --cert)");
+    }
     std::string secret;
     if (!o_.secret_file.empty()) {
       Result<std::string> s = wire::load_secret_file(o_.secret_file);
@@ -203,6 +208,7 @@ class Runner {
     co.connections_per_member = o_.conns;
     co.name = "kvc-bench";
     co.secret_file = o_.secret_file;
+    co.tls = o_.tls;
     if (o_.target_leader) {
       Result<std::unique_ptr<client::Client>> probe = client::Client::open(co);
       if (!probe.ok()) return probe.status();

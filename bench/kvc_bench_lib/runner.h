@@ -18,6 +18,7 @@
 #include "idle.h"
 #include "kvc/common/status.h"
 #include "kvc/net/address.h"
+#include "kvc/net/tls.h"
 
 namespace kvc::bench {
 
@@ -41,6 +42,7 @@ struct BenchOptions {
   std::uint64_t timeout_ms = 5000;   // per request
   std::uint64_t seed = 1;            // key and read/write choices
   std::string secret_file;           // the cluster's shared secret, when it has one
+  net::TlsConfig tls;                // --cacert (trusted_ca_file), --cert, --key
   // get, range, mixed
   bool serializable = false;
   std::optional<std::string> key;  // get: always this key instead of the key space

@@ -56,6 +56,13 @@ int main(int argc, char** argv) {
   app.add_option("--secret-file", o.secret_file,
                  "File holding the cluster's shared secret (mode 600), when the members have one")
       ->envname("KVC_SECRET_FILE");
+  app.add_option("--cacert", o.tls.trusted_ca_file,
+                 "TLS: verify the members' certificates with these CA certificates (PEM)")
+      ->envname("KVC_CACERT");
+  app.add_option("--cert", o.tls.cert_file,
+                 "TLS: this client's certificate (PEM), for members with --client-cert-auth")
+      ->envname("KVC_CERT");
+  app.add_option("--key", o.tls.key_file, "TLS: the key of --cert")->envname("KVC_KEY");
   app.add_option("--clients", o.clients, "Requests in flight at once (closed loop)")
       ->capture_default_str();
   app.add_option("--conns", o.conns, "TCP connections to each member")->capture_default_str();

@@ -26,6 +26,7 @@ constexpr const char* kDefaultEndpoint = "127.0.0.1:2379";
 struct Globals {
   std::string endpoints;
   std::string secret_file;
+  std::string cacert, cert, key;  // --cacert, --cert, --key: TLS with certificates
   std::string output = "simple";
   std::string timeout = "5s";
   LogOptions log;
@@ -57,6 +58,9 @@ Result<std::unique_ptr<client::Client>> connect() {
   o.connect_timeout_ms = std::min<std::uint64_t>(g.timeout_ms, 2000);
   o.name = "kvc-ctl";
   o.secret_file = g.secret_file;
+  o.tls.trusted_ca_file = g.cacert;
+  o.tls.cert_file = g.cert;
+  o.tls.key_file = g.key;
   return client::Client::open(std::move(o));
 }
 
@@ -551,6 +555,14 @@ int main(int argc, char** argv) {
   app.add_option("--secret-file", g.secret_file,
                  "File holding the cluster's shared secret (mode 600), when the members have one")
       ->envname("KVC_SECRET_FILE");
+  app.add_option("--cacert", g.cacert,
+                 "TLS: verify the members' certificates with these CA certificates (PEM); they "
+                 "must name the endpoint dialled")
+      ->envname("KVC_CACERT");
+  app.add_option("--cert", g.cert,
+                 "TLS: this client's certificate (PEM), for members with --client-cert-auth")
+      ->envname("KVC_CERT");
+  app.add_option("--key", g.key, "TLS: the key of --cert")->envname("KVC_KEY");
   app.add_option("-o,--output", g.output, "Output format: simple, json or table")
       ->check(CLI::IsMember({"simple", "json", "table"}))
       ->capture_default_str();

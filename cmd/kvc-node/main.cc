@@ -125,8 +125,26 @@ int main(int argc, char** argv) {
                  "Names the cluster; members of clusters with other tokens are refused")
       ->capture_default_str();
   app.add_option("--secret-file", o.secret_file,
-                 "File holding the cluster's shared secret (mode 600): peers, joining members "
-                 "and clients must prove they know it");
+                 "File holding the cluster's shared secret (mode 600; `openssl rand -hex 32`): "
+                 "the key of TLS on both ports for peers, joining members and clients (a port "
+                 "with certificates uses those instead)");
+  auto* tls = app.add_option_group("TLS (certificates; flags named as etcd's)");
+  tls->add_option("--cert-file", o.client_tls.cert_file,
+                  "Client port: this member's certificate (PEM; leaf, then intermediates)");
+  tls->add_option("--key-file", o.client_tls.key_file, "Client port: the key of --cert-file");
+  tls->add_option("--trusted-ca-file", o.client_tls.trusted_ca_file,
+                  "Client port: CA certificates that sign the client certificates to accept");
+  tls->add_flag("--client-cert-auth", o.client_tls.client_cert_auth,
+                "Client port: require a client certificate signed by --trusted-ca-file");
+  tls->add_option("--peer-cert-file", o.peer_tls.cert_file,
+                  "Peer port: this member's certificate, presented to peers both ways; it must "
+                  "name the member's peer address (subjectAltName IP or DNS)");
+  tls->add_option("--peer-key-file", o.peer_tls.key_file, "Peer port: the key of --peer-cert-file");
+  tls->add_option("--peer-trusted-ca-file", o.peer_tls.trusted_ca_file,
+                  "Peer port: CA certificates that sign the other members' certificates");
+  tls->add_flag("--peer-client-cert-auth", o.peer_tls.client_cert_auth,
+                "Peer port: require a certificate of every connecting peer (mutual TLS), "
+                "naming the peer address it claims");
   app.add_flag("--force-new-cluster", o.force_new_cluster,
                "Disaster recovery: restart this member as the only member of its cluster, "
                "keeping its data (use once, then grow with kvc-ctl member add)");
@@ -263,6 +281,13 @@ int main(int argc, char** argv) {
   } else {
     o.secret = std::move(*secret);
     o.secret_file.clear();
+  }
+  // A weak secret would let one recorded handshake be guessed offline.
+  if (!o.secret.empty()) {
+    if (kvc::Status s = kvc::net::check_secret_strength(o.secret); !s.ok()) {
+      std::fprintf(stderr, "kvc-node: --secret-file: %s\n", s.message().c_str());
+      return kvc::kExitUsage;
+    }
   }
 
   // Signals are taken synchronously by this thread; every thread the Engine starts inherits

@@ -700,7 +700,7 @@ TEST(ClientTest, ParsesEndpointsTheWayOperatorsWriteThem) {
     const char* in;
     const char* want;
   } bad[] = {
-      {"https://127.0.0.1:2379", "no TLS"},
+      {"https://127.0.0.1:2379", "--cacert"},
       {"unix:///tmp/kvc.sock", "unknown scheme"},
       {"127.0.0.1:1,,127.0.0.1:2", "expected HOST:PORT"},
       {"::1:2379", "brackets"},

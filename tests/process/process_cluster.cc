@@ -263,6 +263,7 @@ std::unique_ptr<client::Client> ProcessCluster::client_for(int i, std::uint64_t 
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 1000;
   o.secret_file = options_.secret_file;
+  o.tls = options_.client_tls;
   return std::move(*client::Client::open(std::move(o)));
 }
 
@@ -272,6 +273,7 @@ std::unique_ptr<client::Client> ProcessCluster::client(std::uint64_t timeout_ms)
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 1000;
   o.secret_file = options_.secret_file;
+  o.tls = options_.client_tls;
   return std::move(*client::Client::open(std::move(o)));
 }
 

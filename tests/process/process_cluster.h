@@ -49,6 +49,9 @@ struct ClusterOptions {
   // The cluster's shared secret: members get --secret-file, client()/client_for() use it.
   // ctl() does not: tests pass kvc-ctl's --secret-file themselves.
   std::string secret_file;
+  // TLS with certificates for client()/client_for() (and so wait_for_leader, status): the CA
+  // to trust and a client certificate. ctl() does not use it either.
+  net::TlsConfig client_tls;
 };
 
 // Writes `secret` to `path` with mode 600 (a secret file kvc accepts).

@@ -101,8 +101,8 @@ Result<std::vector<net::Address>> parse_endpoints(std::string_view text) {
     } else if (item.substr(0, 8) == "https://") {
       return Status::invalid_argument(
           "endpoint '" + given +
-          "': kvc's client protocol has no TLS yet; give HOST:PORT of a member's "
-          "--listen-client (authenticate with --secret-file)");
+          "': give HOST:PORT of a member's --listen-client; TLS is not chosen by a scheme "
+          "but by --cacert/--cert/--key, or a --secret-file (kvc(7), SECURITY)");
     } else if (const std::size_t s = item.find("://"); s != std::string_view::npos) {
       return Status::invalid_argument("endpoint '" + given + "': unknown scheme '" +
                                       std::string(item.substr(0, s)) + "'; give HOST:PORT");
@@ -124,6 +124,26 @@ Status Client::Impl::start() {
     Result<std::string> secret = wire::load_secret_file(options_.secret_file);
     if (!secret.ok()) return secret.status();
     options_.secret = std::move(*secret);
+  }
+  const net::TlsConfig& t = options_.tls;
+  const bool certificates =
+      !t.trusted_ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty();
+  if (certificates && !options_.secret.empty()) {
+    return Status::invalid_argument(
+        "give certificates (--cacert, --cert, --key) or a secret, not both: the members use one "
+        "or the other");
+  }
+  if (t.cert_file.empty() != t.key_file.empty()) {
+    return Status::invalid_argument("--cert and --key go together");
+  }
+  if (certificates || !options_.secret.empty()) {
+    net::TlsConfig config = t;
+    config.client_cert_auth = false;
+    if (!certificates) config = net::TlsConfig{.secret = options_.secret};
+    Result<std::shared_ptr<const net::TlsContext>> ctx =
+        net::TlsContext::create(net::TlsRole::kClient, config);
+    if (!ctx.ok()) return ctx.status();
+    tls_ = std::move(*ctx);
   }
   for (const net::Address& a : options_.endpoints) {
     const std::string key = a.to_string();

@@ -67,6 +67,7 @@
 #include "kvc/client/channel.h"
 #include "kvc/common/status.h"
 #include "kvc/net/address.h"
+#include "kvc/net/tls.h"
 #include "kvc/wire/messages.h"
 
 namespace kvc::client {
@@ -81,13 +82,19 @@ struct ClientOptions {
   std::uint64_t cluster_id = 0;  // 0: the first member to answer fixes it; else refuse others
   std::string name = "kvc-client";
   std::size_t max_frame_bytes = 64u << 20;
-  // The cluster's shared secret (kvc(7), "SECURITY"): the client and each member prove to each
-  // other that they know it before any request is sent. `secret` is the secret itself;
-  // `secret_file` names a file holding it (mode 600; open() fails with a message naming the
-  // file when it cannot be used). At most one; neither: no authentication. It costs one round
-  // trip per new connection.
+  // The cluster's shared secret (kvc(7), "SECURITY"), used as a TLS 1.3 pre-shared key: the
+  // client and each member prove to each other that they know it, and every frame is
+  // encrypted. `secret` is the secret itself; `secret_file` names a file holding it (mode 600;
+  // open() fails with a message naming the file when it cannot be used). At most one; neither
+  // (and no `tls` below): plaintext, no authentication.
   std::string secret;
   std::string secret_file;
+  // TLS with certificates (kvc-ctl --cacert, --cert, --key): `trusted_ca_file` verifies the
+  // members' certificates (empty: the system's roots) and the address dialled must be named by
+  // them; `cert_file` and `key_file` are this client's certificate, for members with
+  // --client-cert-auth. Any of the three turns TLS on; a secret (above) is used as a TLS 1.3
+  // pre-shared key instead. Not both.
+  net::TlsConfig tls;
 };
 
 struct CallOptions {
@@ -159,7 +166,8 @@ std::uint64_t read_attempt_ms(std::uint64_t call_timeout_ms);
 // Parses an endpoint list as kvc-ctl and kvc-bench take it (--endpoints, KVC_ENDPOINTS):
 // comma-separated HOST:PORT, where HOST is an IPv4 address, [IPv6] or a host name. An etcd-style
 // "http://HOST:PORT" (optionally with a trailing '/') is taken as HOST:PORT; "https://" is
-// refused (kvc's client protocol has no TLS yet), as is any other scheme. Fails with
+// refused (TLS is chosen by ClientOptions::tls or a secret, not by a scheme), as is any other
+// scheme. Fails with
 // kInvalidArgument naming the bad item.
 Result<std::vector<net::Address>> parse_endpoints(std::string_view text);
 

@@ -22,7 +22,8 @@ void Client::Impl::start_handshake(Member& m) {
   net::connect(&loop_, m.address,
                {.max_frame_bytes = options_.max_frame_bytes,
                 .pause_reading_above = 64u << 20,
-                .close_above = 1u << 30},
+                .close_above = 1u << 30,
+                .tls = tls_},
                options_.connect_timeout_ms,
                [this, key, started](Result<std::shared_ptr<net::Connection>> r) {
                  on_connected(key, started, std::move(r));
@@ -45,11 +46,12 @@ void Client::Impl::on_connected(const std::string& key, std::uint64_t started,
   conn->start(
       [this, key](net::Connection& c, std::string_view payload) { on_frame(key, c, payload); },
       [this, key](net::Connection& c, const Status& why) { on_closed(key, c, why); });
-  auto machine = std::make_unique<wire::DialerHandshake>(
-      options_.secret, wire::Hello{.role = wire::Role::kClient,
-                                   .cluster_id = options_.cluster_id,
-                                   .name = options_.name,
-                                   .software_version = kvc::version()});
+  // A secret is a TLS pre-shared key (tls_): the hello carries no proofs of it.
+  auto machine =
+      std::make_unique<wire::DialerHandshake>("", wire::Hello{.role = wire::Role::kClient,
+                                                              .cluster_id = options_.cluster_id,
+                                                              .name = options_.name,
+                                                              .software_version = kvc::version()});
   wire::HandshakeStep hello = machine->start();
   if (hello.action != wire::HandshakeAction::kContinue) {
     conn->close(hello.why);
@@ -340,6 +342,12 @@ void Client::Impl::cancel_now(Call* c) {
 void Client::Impl::on_closed(const std::string& key, net::Connection& conn, const Status& why) {
   if (stopping_loop_) return;
   if (handshakes_.count(&conn) != 0) {
+    // A TLS failure says what is wrong (net/tls.h; another CA, no client certificate, another
+    // secret, plaintext against TLS): final, since retrying cannot change the credentials.
+    if (why.message().rfind("tls", 0) == 0) {
+      fail_handshake(conn, why, why.code() == Code::kFailedPrecondition);
+      return;
+    }
     // An answer we cannot decode as a frame: not a kvc member. Otherwise it hung up.
     const bool garbage = why.code() == Code::kResourceExhausted || why.code() == Code::kCorruption;
     fail_handshake(conn,

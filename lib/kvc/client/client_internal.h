@@ -319,6 +319,7 @@ class Client::Impl {
   void shutdown();
 
   ClientOptions options_;
+  std::shared_ptr<const net::TlsContext> tls_;  // null: plaintext (start() builds it)
   uv_loop_t loop_{};
   uv_async_t wake_{};
   std::thread thread_;

@@ -28,6 +28,48 @@
 
 namespace kvc::server {
 
+Status Engine::Impl::build_tls() {
+  using net::TlsRole;
+  auto make = [](TlsRole role, const net::TlsConfig& config, const char* flags,
+                 std::shared_ptr<const net::TlsContext>* out) -> Status {
+    Result<std::shared_ptr<const net::TlsContext>> ctx = net::TlsContext::create(role, config);
+    if (!ctx.ok()) return ctx.status().with_context(flags);
+    *out = std::move(*ctx);
+    return Status();
+  };
+  const net::TlsConfig psk{.secret = options_.secret};
+  const net::TlsConfig& c = options_.client_tls;
+  const net::TlsConfig& p = options_.peer_tls;
+  if (!c.cert_file.empty()) {
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, c, "--cert-file", &client_port_tls_));
+  } else if (!psk.secret.empty()) {
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &client_port_tls_));
+  }
+  if (!p.cert_file.empty()) {
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, p, "--peer-cert-file", &peer_port_tls_));
+    // Dialling a peer, this member is a TLS client that presents its peer certificate and
+    // verifies the other's against the peer CA and the address it dialled.
+    const net::TlsConfig dial{
+        .cert_file = p.cert_file, .key_file = p.key_file, .trusted_ca_file = p.trusted_ca_file};
+    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, dial, "--peer-cert-file", &peer_dial_tls_));
+  } else if (!psk.secret.empty()) {
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &peer_port_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, psk, "--secret-file", &peer_dial_tls_));
+  }
+  return Status();
+}
+
+void Engine::Impl::secure_internal_client(client::ClientOptions& o) const {
+  const net::TlsConfig& c = options_.client_tls;
+  if (c.cert_file.empty()) {
+    o.secret = options_.secret;
+    return;
+  }
+  // The member's own certificate is its client certificate too (a port with
+  // --client-cert-auth requires one): it must allow client authentication.
+  o.tls = {.cert_file = c.cert_file, .key_file = c.key_file, .trusted_ca_file = c.trusted_ca_file};
+}
+
 // The listeners, clients first: with port 0 the bound address is what peers must be told.
 Status Engine::Impl::bind_listeners() {
   metrics_ = std::make_unique<EngineMetrics>(identity_.name, hex(identity_.member_id));
@@ -75,6 +117,7 @@ Status Engine::Impl::listen_clients() {
   net::ConnectionOptions client_options{.max_frame_bytes = options_.max_frame_bytes,
                                         .pause_reading_above = 8u << 20,
                                         .close_above = 256u << 20};
+  client_options.tls = client_port_tls_;
   client_options.on_oversized = std::move(refuse_oversized);
   client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
   if (Status s = client_listener_->listen(
@@ -99,7 +142,8 @@ Status Engine::Impl::listen_peers(const net::Address& peer) {
       self != nullptr && !self->peer_addr.empty() ? self->peer_addr : options_.listen_peer;
   po.client_addr = advertise_client;
   po.token_digest = join_token_digest(options_.cluster_token);
-  po.secret = options_.secret;
+  po.server_tls = peer_port_tls_;
+  po.dial_tls = peer_dial_tls_;
   po.max_incoming = options_.max_peer_connections;
   po.handshake_timeout_ms = options_.handshake_timeout_ms;
   peer_transport_ = std::make_unique<PeerTransport>(
@@ -217,8 +261,9 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   ClientConn& cc = clients_[id];
   cc.conn = conn;
   cc.handshake_deadline = now_ms() + options_.handshake_timeout_ms;
+  // A secret is a TLS pre-shared key (build_tls): the hello carries no proofs of it.
   cc.handshake = std::make_unique<wire::MemberHandshake>(
-      options_.secret,
+      "",
       wire::HelloReply{.cluster_id = identity_.cluster_id,
                        .member_id = identity_.member_id,
                        .name = identity_.name,

@@ -69,8 +69,10 @@ Status Engine::Impl::start() {
     Result<std::string> secret = options_.load_secret();
     if (!secret.ok()) return secret.status();
     options_.secret = std::move(*secret);
+    if (!options_.secret.empty()) KVC_RETURN_IF_ERROR(net::check_secret_strength(options_.secret));
     for (const std::string& w : options_.exposure_warnings()) spdlog::warn("{}", w);
   }
+  KVC_RETURN_IF_ERROR(build_tls());
   KVC_RETURN_IF_ERROR(open_data_dir());
   KVC_RETURN_IF_ERROR(open_storage());
 
@@ -402,7 +404,7 @@ client::Client* Engine::Impl::forwarder(const std::string& leader_addr) {
     o.cluster_id = identity_.cluster_id;
     o.timeout_ms = options_.request_timeout_ms;
     o.name = "kvc-engine-" + identity_.name;
-    o.secret = options_.secret;
+    secure_internal_client(o);
     Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
     if (!c.ok()) return nullptr;
     forwarder_ = std::move(*c);

@@ -43,7 +43,8 @@
 
 namespace kvc::client {
 class Client;
-}
+struct ClientOptions;
+}  // namespace kvc::client
 
 namespace kvc::server {
 
@@ -175,6 +176,11 @@ class Engine::Impl {
   Status open_storage();
   Status make_node(storage::RecoveredLog log);
   Status bootstrap_log(storage::RecoveredLog& log);
+  // The TLS contexts of both ports (certificates, else the secret as a pre-shared key, else
+  // none: plaintext), built once at start; errors name the flag and the file.
+  Status build_tls();
+  // How this member's own clients (forwarding, hash checks) authenticate to a client port.
+  void secure_internal_client(client::ClientOptions& o) const;
   Status bind_listeners();
   Status listen_clients();
   Status listen_peers(const net::Address& peer);
@@ -436,6 +442,10 @@ class Engine::Impl {
   std::uint64_t hash_check_index_ = 0;
   std::string hash_check_result_;
   std::unique_ptr<client::Client> hash_client_;  // loop thread creates it; calls from any
+  // Null where the port speaks plaintext (build_tls).
+  std::shared_ptr<const net::TlsContext> client_port_tls_;  // the client port's server side
+  std::shared_ptr<const net::TlsContext> peer_port_tls_;    // the peer port's server side
+  std::shared_ptr<const net::TlsContext> peer_dial_tls_;    // this member dialling a peer
   std::uint64_t watcher_seq_ = 0;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
   // Connections refused (too many clients), kept open briefly so the refusal is read.

@@ -150,7 +150,7 @@ bool Engine::Impl::ensure_hash_client(
   o.cluster_id = identity_.cluster_id;
   o.timeout_ms = options_.request_timeout_ms;
   o.name = "kvc-hash-check-" + identity_.name;
-  o.secret = options_.secret;
+  secure_internal_client(o);
   Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
   if (!c.ok()) {
     spdlog::warn("hash check: cannot make a client error={}", c.status().message());

@@ -55,6 +55,18 @@ Status EngineOptions::validate() const {
   if (!secret.empty() && !secret_file.empty()) {
     return Status::invalid_argument("give the shared secret or a secret file, not both");
   }
+  KVC_RETURN_IF_ERROR(check_tls_flags(client_tls, ""));
+  KVC_RETURN_IF_ERROR(check_tls_flags(peer_tls, "peer-"));
+  if (!peer_tls.cert_file.empty() && peer_tls.trusted_ca_file.empty()) {
+    return Status::invalid_argument(
+        "--peer-cert-file needs --peer-trusted-ca-file: members verify each other's "
+        "certificates against it");
+  }
+  if (!client_tls.cert_file.empty() && !peer_tls.cert_file.empty() &&
+      (!secret.empty() || !secret_file.empty())) {
+    return Status::invalid_argument(
+        "--secret-file has no use when both ports have certificates: give one or the other");
+  }
   if (max_inflight_requests == 0 || max_client_connections == 0 || max_peer_connections == 0) {
     return Status::invalid_argument("connection limits must be positive");
   }
@@ -65,6 +77,23 @@ Status EngineOptions::validate() const {
     return Status::invalid_argument("--history-revisions must be positive");
   }
   if (history_bytes == 0) return Status::invalid_argument("--history-bytes must be positive");
+  return Status();
+}
+
+Status check_tls_flags(const net::TlsConfig& c, const std::string& prefix) {
+  const std::string p = "--" + prefix;
+  if (c.cert_file.empty() != c.key_file.empty()) {
+    return Status::invalid_argument(p + "cert-file and " + p + "key-file go together");
+  }
+  if (c.cert_file.empty() && (!c.trusted_ca_file.empty() || c.client_cert_auth)) {
+    return Status::invalid_argument(p + "trusted-ca-file and " + p + "client-cert-auth need " + p +
+                                    "cert-file and " + p + "key-file");
+  }
+  if (c.client_cert_auth && c.trusted_ca_file.empty()) {
+    return Status::invalid_argument(
+        p + "client-cert-auth needs " + p +
+        "trusted-ca-file: the CA that signs the certificates to accept");
+  }
   return Status();
 }
 
@@ -115,9 +144,11 @@ std::vector<std::string> EngineOptions::exposure_warnings() const {
   const struct {
     const char* flag;
     const std::string& value;
-  } listeners[] = {{"--listen-peer", listen_peer}, {"--listen-client", listen_client}};
+    bool authenticated;  // it requires client certificates
+  } listeners[] = {{"--listen-peer", listen_peer, peer_tls.client_cert_auth},
+                   {"--listen-client", listen_client, client_tls.client_cert_auth}};
   for (const auto& l : listeners) {
-    if (l.value.empty()) continue;
+    if (l.value.empty() || l.authenticated) continue;
     Result<net::Address> a = net::parse_address(l.value);
     if (!a.ok()) continue;
     bool loopback = a->is_loopback();
@@ -135,9 +166,11 @@ std::vector<std::string> EngineOptions::exposure_warnings() const {
     }
     if (!loopback) {
       out.push_back(
-          "listening on a non-loopback address without a shared secret: anyone who "
-          "can reach " +
-          a->to_string() + " (" + l.flag + ") can act as a member or client; set --secret-file");
+          "listening on a non-loopback address without a shared secret or client "
+          "certificates: anyone who can reach " +
+          a->to_string() + " (" + l.flag +
+          ") can act as a member or client; set --secret-file or --client-cert-auth "
+          "(--peer-client-cert-auth)");
     }
   }
   return out;

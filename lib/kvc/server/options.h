@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvc/common/status.h"
+#include "kvc/net/tls.h"
 
 namespace kvc::server {
 
@@ -63,6 +64,14 @@ struct EngineOptions {
   // newline stripped). At most one may be set; neither means no authentication.
   std::string secret;
   std::string secret_file;
+  // TLS with certificates (docs/security.md), flags named as etcd's. `client_tls`: the client
+  // port (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth). `peer_tls`: the
+  // peer port (--peer-cert-file, ...), and the certificate this member presents when it dials
+  // a peer, which it verifies against --peer-trusted-ca-file and the peer address it dialled.
+  // A port without certificates uses the shared secret, when there is one, as a TLS 1.3
+  // pre-shared key; with neither it speaks plaintext.
+  net::TlsConfig client_tls;
+  net::TlsConfig peer_tls;
   // Disaster recovery: restart this member as the only member of its cluster, keeping every
   // entry its log holds (see kvc-node(1), "DISASTER RECOVERY").
   bool force_new_cluster = false;
@@ -107,6 +116,11 @@ struct EngineOptions {
   // The names test_mutation accepts.
   static const std::vector<std::string>& test_mutations();
 };
+
+// Checks one port's certificate flags fit together (`prefix`: "" for the client port, "peer-"
+// for the peer port, as the flags are named): a cert file needs its key file, a trusted CA file
+// and client-cert-auth need both, and client-cert-auth needs a trusted CA file.
+Status check_tls_flags(const net::TlsConfig& config, const std::string& prefix);
 
 // Checks the setting names of a kvc-node --config file: `text` is the file's contents, `path`
 // its name for messages, `known` the long option names (without "--"). The file is CLI11's

@@ -41,10 +41,12 @@ std::string join_token_digest(const std::string& cluster_token) {
 
 namespace {
 
-// One join attempt over a blocking socket with timeouts. With a secret: hello (with a nonce),
-// the member's challenge reply, this side's Auth frame, then the member's answer.
+// One join attempt over a blocking socket with timeouts: hello, then the member's answer. With
+// `tls`, both go through a TLS session (its handshake first; the member's certificate must name
+// the host dialled).
 Result<wire::HelloReply> ask_for_id(const std::string& address, const std::string& name,
-                                    const std::string& digest, const std::string& secret) {
+                                    const std::string& digest,
+                                    const std::shared_ptr<const net::TlsContext>& tls) {
   Result<net::Address> a = net::parse_address(address);
   if (!a.ok()) return a.status();
   sockaddr_storage ss{};
@@ -58,13 +60,26 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return Status::unavailable("connect to " + address + ": " + std::strerror(errno));
   }
-  wire::DialerHandshake handshake(secret, {.role = wire::Role::kPeer,
-                                           .name = name,
-                                           .software_version = kvc::version(),
-                                           .proof = digest});
+  std::unique_ptr<net::TlsSession> session;
+  if (tls != nullptr) {
+    Result<std::unique_ptr<net::TlsSession>> s = net::TlsSession::create(tls, a->host);
+    if (!s.ok()) return s.status();
+    session = std::move(*s);
+  }
+  // Plaintext goes out through the session when there is one (with whatever it has to send).
+  auto send = [&](std::string_view plain) -> Status {
+    if (session == nullptr) return storage::write_all(fd.get(), plain, address);
+    KVC_RETURN_IF_ERROR(session->write(plain));
+    const std::string out = session->take_output();
+    return out.empty() ? Status() : storage::write_all(fd.get(), out, address);
+  };
+  wire::DialerHandshake handshake("", {.role = wire::Role::kPeer,
+                                       .name = name,
+                                       .software_version = kvc::version(),
+                                       .proof = digest});
   wire::HandshakeStep hello = handshake.start();
   if (hello.action != wire::HandshakeAction::kContinue) return hello.why;
-  KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), hello.frames, address));
+  KVC_RETURN_IF_ERROR(send(hello.frames));
   wire::FrameDecoder decoder(1 << 20);
   auto read_frame = [&]() -> Result<wire::Envelope> {
     char buf[4096];
@@ -74,17 +89,28 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
       KVC_RETURN_IF_ERROR(decoder.next(&payload, &has));
       if (has) return wire::open_envelope(payload);
       const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (session != nullptr && n == 0) return session->on_eof().with_context(address);
       if (n <= 0) return Status::unavailable("no answer from " + address);
-      decoder.feed(buf, static_cast<std::size_t>(n));
+      if (session == nullptr) {
+        decoder.feed(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      const Status fed = session->feed(std::string_view(buf, static_cast<std::size_t>(n)));
+      if (const std::string out = session->take_output(); !out.empty()) {
+        (void)storage::write_all(fd.get(), out,
+                                 address);  // the handshake's next flight, or an alert
+      }
+      if (!fed.ok()) return fed.with_context(address);
+      std::string plain;
+      session->read_plaintext(plain);
+      if (!plain.empty()) decoder.feed(plain.data(), plain.size());
     }
     return Status::corruption("no complete answer from " + address);
   };
   Result<wire::Envelope> frame = read_frame();
   if (!frame.ok()) return frame.status();
   wire::HandshakeStep step = handshake.on_frame(*frame);
-  if (!step.frames.empty()) {
-    KVC_RETURN_IF_ERROR(storage::write_all(fd.get(), step.frames, address));
-  }
+  if (!step.frames.empty()) KVC_RETURN_IF_ERROR(send(step.frames));
   switch (step.action) {
     case wire::HandshakeAction::kContinue:
     case wire::HandshakeAction::kClose:
@@ -100,20 +126,14 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
     case wire::HandshakeAction::kOpen:
       break;
   }
-  // Without a secret the reply is the answer; with one, the answer follows the proofs.
-  if (secret.empty()) return handshake.reply();
-  frame = read_frame();
-  if (!frame.ok()) return frame.status();
-  if (frame->kind != wire::FrameKind::kHelloReply) {
-    return Status::corruption("unexpected answer from " + address);
-  }
-  return wire::decode_hello_reply(*frame->body);
+  return handshake.reply();
 }
 
 }  // namespace
 
 Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
-                                const std::string& cluster_token, const std::string& secret,
+                                const std::string& cluster_token,
+                                std::shared_ptr<const net::TlsContext> tls,
                                 std::uint64_t timeout_ms) {
   if (peer_addrs.empty()) return Status::invalid_argument("no peer to ask for this member's id");
   const std::string digest = join_token_digest(cluster_token);
@@ -121,7 +141,7 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, cons
   Status last;
   for (std::size_t round = 0;; ++round) {
     for (const std::string& addr : peer_addrs) {
-      Result<wire::HelloReply> r = ask_for_id(addr, name, digest, secret);
+      Result<wire::HelloReply> r = ask_for_id(addr, name, digest, tls);
       if (r.ok() && r->code == Code::kOk && r->assigned_member_id != 0) {
         JoinAnswer a;
         a.member_id = r->assigned_member_id;
@@ -130,8 +150,9 @@ Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, cons
         return a;
       }
       last = r.ok() ? Status(r->code, addr + ": " + r->message) : r.status();
-      // Wrong token or secret: final.
+      // Wrong token, or a TLS refusal (another secret, an untrusted certificate): final.
       if (r.ok() && r->code == Code::kFailedPrecondition) return last;
+      if (!r.ok() && r.status().code() == Code::kFailedPrecondition) return last;
     }
     if (std::chrono::steady_clock::now() >= deadline) break;
     if (round == 0)
@@ -156,7 +177,8 @@ PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
       on_removed_(std::move(on_removed)),
       listener_(loop, {.max_frame_bytes = options_.max_frame_bytes,
                        .pause_reading_above = options_.max_queued_bytes,
-                       .close_above = options_.max_queued_bytes * 4}) {}
+                       .close_above = options_.max_queued_bytes * 4,
+                       .tls = options_.server_tls}) {}
 
 PeerTransport::~PeerTransport() { close(); }
 
@@ -265,7 +287,8 @@ void PeerTransport::dial(Link& link) {
       loop_, *addr,
       {.max_frame_bytes = options_.max_frame_bytes,
        .pause_reading_above = options_.max_queued_bytes,
-       .close_above = options_.max_queued_bytes * 4},
+       .close_above = options_.max_queued_bytes * 4,
+       .tls = options_.dial_tls},
       options_.connect_timeout_ms, [this, id](Result<std::shared_ptr<net::Connection>> r) {
         auto it = links_.find(id);
         if (closed_ || it == links_.end()) {
@@ -291,20 +314,26 @@ void PeerTransport::dial(Link& link) {
               auto lt = links_.find(id);
               if (closed_ || lt == links_.end() || lt->second.conn.get() != &c) return;
               lt->second.conn.reset();
-              if (!lt->second.reported_down) {
+              if (why.message().rfind("tls", 0) == 0) {
+                // A TLS refusal says what to fix (the peer's certificate, another secret): said
+                // once a second while it lasts, even when the link was already reported down.
+                log_refusal("tls " + hex(id), "cannot link to peer peer=" + hex(id) + " address=" +
+                                                  lt->second.address + " reason=" + why.message());
+                lt->second.reported_down = true;
+              } else if (!lt->second.reported_down) {
                 spdlog::warn("lost link to peer peer={} reason={}", hex(id), why.message());
                 lt->second.reported_down = true;
               }
               schedule_redial(id);
             });
         l.handshake = std::make_unique<wire::DialerHandshake>(
-            options_.secret, wire::Hello{.role = wire::Role::kPeer,
-                                         .cluster_id = options_.cluster_id,
-                                         .member_id = options_.self_id,
-                                         .name = options_.name,
-                                         .software_version = kvc::version(),
-                                         .peer_addr = options_.peer_addr,
-                                         .client_addr = options_.client_addr});
+            "", wire::Hello{.role = wire::Role::kPeer,
+                            .cluster_id = options_.cluster_id,
+                            .member_id = options_.self_id,
+                            .name = options_.name,
+                            .software_version = kvc::version(),
+                            .peer_addr = options_.peer_addr,
+                            .client_addr = options_.client_addr});
         wire::HandshakeStep hello = l.handshake->start();
         if (hello.action != wire::HandshakeAction::kContinue) {
           spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
@@ -312,9 +341,9 @@ void PeerTransport::dial(Link& link) {
           l.conn->close(hello.why);
           return;
         }
-        // Without a secret, messages may follow the hello at once (the peer refuses the whole
-        // link if the hello is bad); with one, only after the proofs.
-        l.ready = options_.secret.empty();
+        // Messages may follow the hello at once (the peer refuses the whole link if the hello
+        // is bad); with TLS, the connection buffers them until its handshake is done.
+        l.ready = true;
         l.conn->send(hello.frames);
       });
 }
@@ -441,7 +470,8 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
   incoming_[key] = conn;
   handshake_deadline_[key] = uv_now(loop_) + options_.handshake_timeout_ms;
   incoming_handshake_[key] = std::make_unique<wire::MemberHandshake>(
-      options_.secret, identity_reply(), [this](const wire::Hello& hello, wire::HelloReply* reply) {
+      "", identity_reply(), [this, key](const wire::Hello& hello, wire::HelloReply* reply) {
+        KVC_RETURN_IF_ERROR(check_peer_certificate(*key, hello));
         return admit_peer(hello, reply);
       });
   conn->start(
@@ -453,6 +483,10 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
         if (peer != incoming_peer_.end()) {
           spdlog::debug("peer link closed peer={} reason={}", hex(peer->second), why.message());
           incoming_peer_.erase(peer);
+        } else if (!closed_ && why.message().rfind("tls", 0) == 0) {
+          // A TLS refusal (untrusted or expired certificate, another secret, plaintext): the
+          // peer redials, so one line a second is enough.
+          log_refusal("tls", "refusing peer from=" + c.peer() + " reason=" + why.message());
         } else if (!closed_ && why.code() != Code::kUnavailable &&
                    why.code() != Code::kFailedPrecondition &&
                    why.code() != Code::kTimeout) {  // refusals and timeouts are logged already
@@ -528,8 +562,7 @@ void PeerTransport::on_incoming_handshake(net::Connection& conn, wire::MemberHan
                                           const wire::Envelope& env) {
   wire::HandshakeStep step = handshake.on_frame(env);
   const wire::Hello& hello = handshake.hello();
-  // A join is answered by one reply carrying its id (answer_join): without a secret that reply
-  // takes the place of the opening one; with a secret it follows the proofs.
+  // A join is answered by one reply carrying its id (answer_join), in place of the opening one.
   const bool join_opened = step.action == wire::HandshakeAction::kOpen && is_join(hello);
   if (!step.frames.empty() && !join_opened) conn.send(step.frames);
   switch (step.action) {
@@ -562,6 +595,19 @@ void PeerTransport::on_incoming_handshake(net::Connection& conn, wire::MemberHan
                  .name = opened.name,
                  .peer_addr = opened.peer_addr,
                  .client_addr = opened.client_addr});
+}
+
+Status PeerTransport::check_peer_certificate(const net::Connection& conn,
+                                             const wire::Hello& hello) const {
+  const net::TlsSession* tls = conn.tls();
+  if (tls == nullptr || !tls->peer().has_certificate || !tls->peer().verified) return Status();
+  if (hello.peer_addr.empty()) return Status();  // a join: no address claimed
+  Result<net::Address> a = net::parse_address(hello.peer_addr);
+  if (!a.ok()) return Status::failed_precondition("bad peer address " + hello.peer_addr);
+  if (tls->peer_certificate_names(a->host)) return Status();
+  return Status::failed_precondition("the peer's certificate (" + tls->peer().describe() +
+                                     ") does not name its peer address " + a->host +
+                                     " (a subjectAltName IP or DNS entry)");
 }
 
 Status PeerTransport::admit_peer(const wire::Hello& hello, wire::HelloReply* reply) const {

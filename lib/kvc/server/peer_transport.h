@@ -42,8 +42,13 @@ struct PeerTransportOptions {
   // A member being added to the cluster dials a peer with member id 0 and this digest of the
   // cluster token (join_token_digest) to learn its id; see PeerTransport::JoinHandler.
   std::string token_digest;
-  // The cluster's shared secret ("" = none): peers must prove they know the same one.
-  std::string secret;
+  // TLS (EngineOptions::peer_tls, or the shared secret as a pre-shared key); null: plaintext.
+  // `server_tls` serves the peer port; `dial_tls` is used when this member dials a peer, which
+  // must present a certificate naming the address dialled. With certificates required of
+  // incoming peers (--peer-client-cert-auth), a peer's certificate must name the peer address
+  // its hello claims.
+  std::shared_ptr<const net::TlsContext> server_tls;
+  std::shared_ptr<const net::TlsContext> dial_tls;
 };
 
 // The token digest a joining member presents: 8 bytes, derived from the cluster token.
@@ -51,10 +56,11 @@ std::string join_token_digest(const std::string& cluster_token);
 
 // Blocking, before the member's loop starts: asks the members at `peer_addrs`, in turn and
 // repeatedly until `timeout_ms`, which id the cluster assigned to `name` (kvc-ctl member add
-// must have been run first). Fails with the last answer's reason. With a non-empty `secret`
-// the members must prove it (and this member proves it to them) before they answer.
+// must have been run first). Fails with the last answer's reason. With `tls` (the peer dialling
+// context) the question goes over TLS.
 Result<JoinAnswer> join_cluster(const std::vector<std::string>& peer_addrs, const std::string& name,
-                                const std::string& cluster_token, const std::string& secret,
+                                const std::string& cluster_token,
+                                std::shared_ptr<const net::TlsContext> tls,
                                 std::uint64_t timeout_ms);
 
 class PeerTransport final : public Transport {
@@ -115,6 +121,8 @@ class PeerTransport final : public Transport {
   // The peer port's own checks of a hello (the protocol version and the secret are the
   // handshake's); sets reply->removed for a removed member. A join passes.
   Status admit_peer(const wire::Hello& hello, wire::HelloReply* reply) const;
+  // With TLS and a verified client certificate: it must name the peer address the hello claims.
+  Status check_peer_certificate(const net::Connection& conn, const wire::Hello& hello) const;
   void on_incoming_raft(net::Connection& conn, std::uint64_t peer, const wire::Envelope& env);
   void on_outgoing_frame(std::uint64_t id, net::Connection& conn, std::string_view payload);
   void answer_join(net::Connection& conn, const wire::Hello& hello);

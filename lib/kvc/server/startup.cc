@@ -105,7 +105,7 @@ Status Engine::Impl::join_existing_cluster(const storage::Membership& initial) {
   Result<JoinAnswer> join = sim_ != nullptr && sim_->join
                                 ? sim_->join(options_.name)
                                 : join_cluster(peers, options_.name, options_.cluster_token,
-                                               options_.secret, options_.join_timeout_ms);
+                                               peer_dial_tls_, options_.join_timeout_ms);
   if (!join.ok()) {
     return join.status().with_context("joining the cluster as '" + options_.name + "'");
   }

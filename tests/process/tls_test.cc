@@ -1,0 +1,281 @@
+// TLS on the client and peer ports with real kvc-node processes (docs/security.md): a mutual-TLS
+// cluster serves kvc-ctl with a certificate; a client without one, a plaintext client and a
+// client that trusts another CA are refused with the documented messages; a member whose peer
+// certificate is from another CA, expired or names another address is refused and the other
+// two keep serving; a TLS client at a plaintext member learns why; the shared secret as a TLS
+// pre-shared key; a weak secret refused at start-up. Certificates are made at test time.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "process_cluster.h"
+#include "support/test_pki.h"
+#include "support/wait.h"
+
+namespace kvc::test {
+namespace {
+
+using kvc::test::issue;
+using kvc::test::Issued;
+using kvc::test::write_cert;
+using kvc::test::write_key;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// A CA, a member certificate naming 127.0.0.1 (every member's peer and client address), a
+// client certificate; a second CA with a member certificate; an expired member certificate;
+// a member certificate that names another address.
+struct Certificates {
+  ScopedTempDir dir{"kvc-tls-pki"};
+  std::string ca, member, member_key, client, client_key;
+  std::string other_ca, other_member, other_member_key;
+  std::string expired, expired_key, wrong_san, wrong_san_key;
+
+  Certificates() {
+    Issued ca_i = issue("kvc test CA", nullptr, "", 1, 3650);
+    Issued member_i = issue("member", &ca_i, "IP:127.0.0.1,DNS:localhost", 2);
+    Issued client_i = issue("operator", &ca_i, "DNS:operator.example", 3);
+    Issued other_ca_i = issue("other CA", nullptr, "", 4, 3650);
+    Issued other_i = issue("impostor", &other_ca_i, "IP:127.0.0.1", 5);
+    Issued expired_i = issue("old member", &ca_i, "IP:127.0.0.1", 6, -2);
+    Issued wrong_i = issue("elsewhere", &ca_i, "IP:10.9.9.9", 7);
+    auto both = [this](const Issued& i, const std::string& name, std::string* cert,
+                       std::string* key) {
+      *cert = dir.file(name + ".pem");
+      *key = dir.file(name + "-key.pem");
+      write_cert(*cert, i);
+      write_key(*key, i);
+    };
+    ca = dir.file("ca.pem");
+    write_cert(ca, ca_i);
+    other_ca = dir.file("other-ca.pem");
+    write_cert(other_ca, other_ca_i);
+    both(member_i, "member", &member, &member_key);
+    both(client_i, "client", &client, &client_key);
+    both(other_i, "other-member", &other_member, &other_member_key);
+    both(expired_i, "expired", &expired, &expired_key);
+    both(wrong_i, "wrong-san", &wrong_san, &wrong_san_key);
+  }
+
+  // A member's flags: mutual TLS on both ports with `cert`/`key`, trusting `trusted`.
+  std::vector<std::string> member_flags(const std::string& cert, const std::string& key,
+                                        const std::string& trusted = {}) const {
+    const std::string& t = trusted.empty() ? ca : trusted;
+    return {"--cert-file",
+            cert,
+            "--key-file",
+            key,
+            "--trusted-ca-file",
+            t,
+            "--client-cert-auth",
+            "--peer-cert-file",
+            cert,
+            "--peer-key-file",
+            key,
+            "--peer-trusted-ca-file",
+            t,
+            "--peer-client-cert-auth"};
+  }
+  std::vector<std::string> ctl_flags() const {
+    return {"--cacert", ca, "--cert", client, "--key", client_key};
+  }
+};
+
+const Certificates& pki() {
+  static const Certificates* c = new Certificates();
+  return *c;
+}
+
+// The cluster's own clients (wait_for_leader, status) use the client certificate. Each member
+// gets its flags in its spec (give_certificates), so that one can differ.
+ClusterOptions tls_cluster() {
+  ClusterOptions o;
+  o.client_tls = {
+      .cert_file = pki().client, .key_file = pki().client_key, .trusted_ca_file = pki().ca};
+  return o;
+}
+
+void give_certificates(ProcessCluster& cluster) {
+  for (int i = 0; i < cluster.size(); ++i) {
+    cluster.mutable_spec(i).extra_flags = pki().member_flags(pki().member, pki().member_key);
+  }
+}
+
+std::vector<std::string> with(std::vector<std::string> flags,
+                              const std::vector<std::string>& args) {
+  flags.insert(flags.end(), args.begin(), args.end());
+  return flags;
+}
+
+TEST(TlsProcessTest, MutualTlsClusterServesClientsWithCertificatesOnly) {
+  ProcessCluster cluster("tls-mutual", tls_cluster());
+  give_certificates(cluster);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());  // the peers linked over mutual TLS
+
+  ProcessCluster::CtlResult put =
+      cluster.ctl_with(cluster.client_addr(0), with(pki().ctl_flags(), {"put", "/tls/a", "1"}));
+  ASSERT_EQ(put.status, 0) << put.out;
+  for (int i : {1, 2}) {
+    ProcessCluster::CtlResult get =
+        cluster.ctl_with(cluster.client_addr(i), with(pki().ctl_flags(), {"get", "/tls/a"}));
+    EXPECT_EQ(get.status, 0) << get.out;
+    EXPECT_EQ(get.out, "1");
+  }
+
+  // No client certificate: refused by the member, and kvc-ctl says what to give.
+  ProcessCluster::CtlResult no_cert = cluster.ctl_with(
+      cluster.client_addr(0), {"--timeout", "2s", "--cacert", pki().ca, "get", "/tls/a"});
+  EXPECT_EQ(no_cert.status, 1) << no_cert.out;
+  EXPECT_TRUE(contains(no_cert.out,
+                       "tls: tlsv13 alert certificate required: the server requires a client "
+                       "certificate: give --cert and --key"))
+      << no_cert.out;
+
+  // Plaintext at a TLS port.
+  ProcessCluster::CtlResult plain =
+      cluster.ctl_with(cluster.client_addr(0), {"--timeout", "2s", "get", "/tls/a"});
+  EXPECT_EQ(plain.status, 1) << plain.out;
+  EXPECT_TRUE(contains(plain.out, "tls: the server speaks TLS and this side sent plaintext"))
+      << plain.out;
+
+  // A client that trusts another CA refuses the member.
+  ProcessCluster::CtlResult other = cluster.ctl_with(
+      cluster.client_addr(0), {"--timeout", "2s", "--cacert", pki().other_ca, "--cert",
+                               pki().client, "--key", pki().client_key, "get", "/tls/a"});
+  EXPECT_EQ(other.status, 1) << other.out;
+  EXPECT_TRUE(contains(other.out, "the server's certificate is not signed by a CA we trust"))
+      << other.out;
+
+  // The member logged the refusals with their reasons.
+  const std::string log = read_file(cluster.log_path(0));
+  EXPECT_TRUE(contains(log, "this port speaks TLS: the client sent plaintext (a kvc frame)"));
+  EXPECT_TRUE(contains(log, "the client sent no certificate and this side requires one"));
+}
+
+// Member 2 presents a bad peer certificate: the other two refuse it, log why, and serve.
+void expect_refused_peer(const std::string& name, const std::string& cert, const std::string& key,
+                         const std::string& trusted, const std::string& logged) {
+  SCOPED_TRACE(name);
+  ProcessCluster cluster("tls-" + name, tls_cluster());
+  give_certificates(cluster);
+  cluster.mutable_spec(2).extra_flags = pki().member_flags(cert, key, trusted);
+  ASSERT_TRUE(cluster.start_all().ok());
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return contains(read_file(cluster.log_path(0)), logged) ||
+                           contains(read_file(cluster.log_path(1)), logged);
+                  },
+                  std::chrono::milliseconds(5000), "the refusal in a log")
+                  .ok())
+      << "no log line with: " << logged << "\n"
+      << read_file(cluster.log_path(0));
+  // The other two elect a leader between them and serve (wait_for_leader would wait for
+  // member 2 to agree, which it cannot).
+  const std::string two = cluster.client_addr(0) + "," + cluster.client_addr(1);
+  ProcessCluster::CtlResult put =
+      cluster.ctl_with(two, with(pki().ctl_flags(), {"--timeout", "8s", "put", "/tls/k", "v"}));
+  EXPECT_EQ(put.status, 0) << put.out;
+  ProcessCluster::CtlResult get =
+      cluster.ctl_with(cluster.client_addr(1), with(pki().ctl_flags(), {"get", "/tls/k"}));
+  EXPECT_EQ(get.status, 0) << get.out;
+  EXPECT_EQ(get.out, "v");
+}
+
+TEST(TlsProcessTest, PeerWithCertificateFromAnotherCaIsRefused) {
+  expect_refused_peer("other-ca", pki().other_member, pki().other_member_key, pki().other_ca,
+                      "the server's certificate is not signed by a CA we trust");
+}
+
+TEST(TlsProcessTest, PeerWithExpiredCertificateIsRefused) {
+  expect_refused_peer("expired", pki().expired, pki().expired_key, "",
+                      "certificate verify failed (certificate has expired)");
+}
+
+TEST(TlsProcessTest, PeerWhoseCertificateNamesAnotherAddressIsRefused) {
+  expect_refused_peer("wrong-san", pki().wrong_san, pki().wrong_san_key, "", "IP address mismatch");
+}
+
+TEST(TlsProcessTest, TlsClientAtAPlaintextMemberLearnsWhy) {
+  ClusterOptions o;
+  o.members = 1;
+  ProcessCluster cluster("tls-plain-member", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  ProcessCluster::CtlResult r = cluster.ctl_with(
+      cluster.client_addr(0), {"--timeout", "2s", "--cacert", pki().ca, "get", "/tls/a"});
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.status, 6) << r.out;  // never "outcome unknown"
+  EXPECT_TRUE(contains(r.out,
+                       "tls: the server closed the connection during the TLS handshake: does "
+                       "this port speak TLS, and does it accept our credentials?"))
+      << r.out;
+  EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
+                       "tls: this port does not speak TLS: the client sent a TLS handshake"));
+}
+
+constexpr const char* kSecret = "9c1e4f7a2b8d3e6f0a5c9b2d7e4f1a8c3b6d9e2f5a8c1b4d7e0f3a6c9b2e5d8f";
+constexpr const char* kOtherSecret =
+    "1f4a7c0e3b6d9f2a5c8e1b4d7f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b8d1f4a";
+
+TEST(TlsProcessTest, SharedSecretIsAPreSharedKeyOnBothPorts) {
+  ScopedTempDir dir("kvc-tls-psk");
+  const std::string good = dir.file("secret"), other = dir.file("other");
+  ASSERT_TRUE(write_secret_file(good, std::string(kSecret) + "\n").ok());
+  ASSERT_TRUE(write_secret_file(other, std::string(kOtherSecret) + "\n").ok());
+  ClusterOptions o;
+  o.secret_file = good;
+  ProcessCluster cluster("tls-psk", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  ProcessCluster::CtlResult put = cluster.ctl({"--secret-file", good, "put", "/psk/a", "1"});
+  ASSERT_EQ(put.status, 0) << put.out;
+  ProcessCluster::CtlResult get =
+      cluster.ctl_with(cluster.client_addr(2), {"--secret-file", good, "get", "/psk/a"});
+  EXPECT_EQ(get.status, 0) << get.out;
+  EXPECT_EQ(get.out, "1");
+
+  ProcessCluster::CtlResult wrong =
+      cluster.ctl({"--timeout", "2s", "--secret-file", other, "get", "/psk/a"});
+  EXPECT_EQ(wrong.status, 1) << wrong.out;
+  EXPECT_TRUE(contains(wrong.out,
+                       "tls handshake failed: sslv3 alert illegal parameter: the server refused "
+                       "our shared secret: both sides must have the same secret"))
+      << wrong.out;
+  ProcessCluster::CtlResult none = cluster.ctl({"--timeout", "2s", "get", "/psk/a"});
+  EXPECT_EQ(none.status, 1) << none.out;
+  EXPECT_TRUE(contains(none.out, "tls: the server speaks TLS and this side sent plaintext"))
+      << none.out;
+  EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
+                       "binder does not verify: the client's shared secret differs"));
+}
+
+TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
+  ScopedTempDir dir("kvc-tls-weak");
+  const std::string weak = dir.file("secret");
+  ASSERT_TRUE(write_secret_file(weak, "password123\n").ok());
+  ClusterOptions o;
+  o.members = 1;
+  o.secret_file = weak;
+  ProcessCluster cluster("tls-weak", o);
+  ASSERT_TRUE(cluster.start(0).ok());
+  Result<int> rc = cluster.wait_exit(0, 5000);
+  ASSERT_TRUE(rc.ok()) << rc.status().to_string();
+  EXPECT_EQ(*rc, 2);
+  const std::string log = read_file(cluster.log_path(0));
+  EXPECT_TRUE(contains(log, "the shared secret is too weak")) << log;
+  EXPECT_TRUE(contains(log, "openssl rand -hex 32")) << log;
+}
+
+}  // namespace
+}  // namespace kvc::test
