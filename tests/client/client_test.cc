@@ -34,7 +34,7 @@ wire::Response no_answer() {
 struct FakeMember {
   Script script;
   std::string refuse;  // refuse every hello with this message
-  std::string secret;  // answer a hello's challenge with a proof of this secret
+  std::string secret;  // speak TLS with this secret as the pre-shared key
   std::uint64_t cluster_id = 0;
   // Told in the hello reply (0: not told, as an older member).
   std::uint64_t max_frame_bytes = 0;
@@ -70,7 +70,7 @@ class FakeCluster {
   }
 
   // Adds a member (before start()); returns its address. `refuse` makes its handshake fail;
-  // with `secret` it answers a hello's challenge with a proof of that secret.
+  // with `secret` it speaks TLS with that secret as the pre-shared key.
   std::string add(Script script, std::string refuse = "", std::string secret = "") {
     return add(FakeMember{
         .script = std::move(script), .refuse = std::move(refuse), .secret = std::move(secret)});
@@ -79,6 +79,11 @@ class FakeCluster {
     auto counts = std::make_shared<Counts>();
     net::ConnectionOptions options;
     if (spec.frame_limit != 0) options.max_frame_bytes = spec.frame_limit;
+    if (!spec.secret.empty()) {
+      auto ctx = net::TlsContext::create(net::TlsRole::kServer, {.secret = spec.secret});
+      EXPECT_TRUE(ctx.ok()) << ctx.status().to_string();
+      if (ctx.ok()) options.tls = *ctx;
+    }
     if (spec.refuse_oversized) {
       const std::size_t limit = options.max_frame_bytes;
       options.on_oversized = [limit](net::Connection& c, std::size_t bytes) {
@@ -148,9 +153,6 @@ class FakeCluster {
             }
             Result<wire::Hello> hello = wire::decode_hello(*env->body);
             ASSERT_TRUE(hello.ok());
-            if (!spec->secret.empty() && !hello->nonce.empty()) {
-              ASSERT_TRUE(wire::answer_challenge(spec->secret, *hello, &reply).ok());
-            }
             wire::append_hello_reply(out, reply);
             conn.send(out);
             return;
@@ -340,7 +342,7 @@ TEST(ClientTest, RefusedHandshakeReportsWhy) {
   EXPECT_NE(r.message.find("cluster id mismatch"), std::string::npos) << r.message;
 }
 
-TEST(ClientTest, WithASecretRequestsFollowTheMembersProof) {
+TEST(ClientTest, WithASecretRequestsGoOverTls) {
   FakeCluster cluster;
   std::string m =
       cluster.add([](const wire::Request&) { return ok_with_revision(7); }, "", "shared");
@@ -350,7 +352,7 @@ TEST(ClientTest, WithASecretRequestsFollowTheMembersProof) {
   EXPECT_EQ(r.code, Code::kOk) << r.message;
   EXPECT_EQ(r.revision, 7u);
   EXPECT_EQ(client->get("k").code, Code::kOk);
-  EXPECT_EQ(cluster.auth_frames_seen(), 1);  // one connection, one proof
+  EXPECT_EQ(cluster.auth_frames_seen(), 0);  // the secret is TLS's key: no proof frames
   EXPECT_EQ(cluster.requests_seen(), 2);
 }
 
@@ -358,10 +360,11 @@ TEST(ClientTest, FakeMemberWithoutTheSecretCollectsNoRequests) {
   const struct {
     const char* name;
     std::string member_secret;
+    Code code;
     const char* want;
   } cases[] = {
-      {"no secret", "", "sent no proof"},
-      {"other secret", "other", "proof of the shared secret is wrong"},
+      {"no secret", "", Code::kUnavailable, "tls: the server closed the connection during the TLS"},
+      {"other secret", "other", Code::kFailedPrecondition, "the server refused our shared secret"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -371,7 +374,7 @@ TEST(ClientTest, FakeMemberWithoutTheSecretCollectsNoRequests) {
     cluster.start();
     auto client = open_client({m}, 2000, "shared");
     wire::Response r = client->put("k", "v");
-    EXPECT_EQ(r.code, Code::kFailedPrecondition) << r.message;
+    EXPECT_EQ(r.code, c.code) << r.message;
     EXPECT_NE(r.message.find(c.want), std::string::npos) << r.message;
     EXPECT_EQ(cluster.requests_seen(), 0);
   }

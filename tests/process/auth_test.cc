@@ -1,7 +1,7 @@
 // Shared-secret authentication and connection limits with real kvc-node processes: a cluster
-// with a secret serves kvc-ctl only when it proves the same secret; a member with the wrong
-// secret cannot join; a member refuses connections beyond --max-client-connections with a
-// message and keeps serving.
+// with a secret (a TLS pre-shared key on both ports) serves kvc-ctl only when it has the same
+// secret; a member with the wrong secret cannot join; a member refuses connections beyond
+// --max-client-connections with a message and keeps serving.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -66,8 +66,13 @@ class SecretFiles {
  public:
   explicit SecretFiles(const std::string& name)
       : dir_("kvc-secret-" + name), good_(dir_.file("good")), wrong_(dir_.file("wrong")) {
-    EXPECT_TRUE(write_secret_file(good_, "the cluster's secret\n").ok());
-    EXPECT_TRUE(write_secret_file(wrong_, "not the cluster's secret\n").ok());
+    // As `openssl rand -hex 32` makes them (a weak secret is refused at start-up).
+    EXPECT_TRUE(write_secret_file(
+                    good_, "5d2b8e1f4a7c0d3e6b9f2a5c8d1e4b7a0f3c6e9d2b5a8f1c4e7d0a3b6c9f2e5a\n")
+                    .ok());
+    EXPECT_TRUE(write_secret_file(
+                    wrong_, "e8a1d4c7b0f3e6a9d2c5b8f1a4e7d0c3b6a9f2e5d8c1b4a7f0e3d6c9b2a5f8e1\n")
+                    .ok());
   }
   const std::string& good() const { return good_; }
   const std::string& wrong() const { return wrong_; }
@@ -129,23 +134,24 @@ TEST(AuthProcessTest, ClusterWithSecretServesOnlyClientsThatProveIt) {
 
   ProcessCluster::CtlResult none = cluster.ctl({"--timeout", "2s", "get", "/auth/a"});
   EXPECT_NE(none.status, 0) << none.out;
-  EXPECT_TRUE(contains(none.out, "authentication required")) << none.out;
+  EXPECT_TRUE(contains(none.out, "tls: the server speaks TLS and this side sent plaintext"))
+      << none.out;
   EXPECT_FALSE(contains(none.out, "/auth/a\n1")) << none.out;
 
   ProcessCluster::CtlResult wrong =
       cluster.ctl({"--timeout", "2s", "--secret-file", secrets.wrong(), "put", "/auth/b", "2"});
   EXPECT_NE(wrong.status, 0) << wrong.out;
-  EXPECT_TRUE(contains(wrong.out, "proof of the shared secret is wrong")) << wrong.out;
+  EXPECT_TRUE(contains(wrong.out, "the server refused our shared secret")) << wrong.out;
 
   // The refusals are logged with the remote address; the cluster keeps serving and the
   // refused write was not applied.
   std::string logs;
   for (int i = 0; i < cluster.size(); ++i) logs += read_file(cluster.log_path(i));
-  EXPECT_TRUE(
-      line_with(logs, {"refusing client from=127.0.0.1:", " reason=authentication required"}))
+  EXPECT_TRUE(line_with(logs, {"client connection closed from=127.0.0.1:",
+                               " reason=tls: this port speaks TLS: the client sent plaintext"}))
       << logs;
-  EXPECT_TRUE(line_with(
-      logs, {"refusing client from=127.0.0.1:", " name=kvc-ctl reason=authentication failed"}))
+  EXPECT_TRUE(line_with(logs, {"client connection closed from=127.0.0.1:",
+                               " reason=tls handshake failed: binder does not verify"}))
       << logs;
   auto c = cluster.client();
   wire::Response after = c->get("/auth/b");
@@ -174,11 +180,11 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   ASSERT_TRUE(wait_until([&] { return !cluster.running(m4); }, 20s, "m4 to exit").ok())
       << read_file(cluster.log_path(m4));
   const std::string m4_log = read_file(cluster.log_path(m4));
-  EXPECT_TRUE(contains(m4_log, "proof of the shared secret is wrong")) << m4_log;
+  EXPECT_TRUE(contains(m4_log, "the server refused our shared secret")) << m4_log;
   std::string logs;
   for (int i = 0; i < 3; ++i) logs += read_file(cluster.log_path(i));
-  EXPECT_TRUE(
-      line_with(logs, {"refusing peer from=127.0.0.1:", " name=m4 reason=authentication failed"}))
+  EXPECT_TRUE(line_with(logs, {"refusing peer from=127.0.0.1:",
+                               " reason=tls handshake failed: binder does not verify"}))
       << logs;
   EXPECT_FALSE(contains(logs, "told joining member its id")) << logs;
 
@@ -193,8 +199,8 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   ASSERT_TRUE(wait_until(
                   [&] {
                     std::string l = read_file(cluster.log_path(0)) + read_file(cluster.log_path(1));
-                    return contains(l, "peer failed authentication") &&
-                           contains(l, "name=m3 reason=authentication failed");
+                    return contains(l, "cannot link to peer") &&
+                           contains(l, "the client's shared secret differs");
                   },
                   10s, "the refusal in the logs")
                   .ok())
@@ -209,7 +215,7 @@ TEST(AuthProcessTest, MemberWithWrongSecretCannotJoinAndClusterKeepsServing) {
   bool counted = false;
   std::istringstream lines(window);
   for (std::string line; std::getline(lines, line);) {
-    if (!contains(line, "authentication failed")) continue;
+    if (!contains(line, "shared secret")) continue;
     ++refusals;
     const std::size_t at = line.find("suppressed=");
     counted = counted || (at != std::string::npos && line.compare(at, 12, "suppressed=0") != 0);

@@ -449,38 +449,33 @@ TEST_F(EngineTest, AfterTheHelloRequestsAreAnsweredByTheirIds) {
   }
 }
 
-TEST_F(EngineTest, WithASecretARequestInsteadOfTheProofIsRefused) {
-  const std::string secret(64, 'a');
+TEST_F(EngineTest, WithASecretPlaintextIsRefusedAndNothingApplied) {
+  // The secret is a TLS pre-shared key: a plaintext hello and request get a TLS alert (no kvc
+  // frame) and a closed connection.
+  const std::string secret = "0b7e2d5a8c1f4e7b0a3d6c9f2e5b8a1d4c7f0e3b6a9d2c5f8e1b4a7d0c3f6e9b";
   std::unique_ptr<Engine> e = open(secret);
   ASSERT_NE(e, nullptr);
-  // No nonce: the member wants the challenge exchange.
-  {
-    RawConn c(e->client_address());
-    ASSERT_TRUE(c.ok());
-    c.hello();
-    std::optional<wire::HelloReply> hr = c.hello_reply();
-    ASSERT_TRUE(hr.has_value());
-    EXPECT_NE(hr->code, Code::kOk);
-    EXPECT_FALSE(c.next_frame().has_value()) << "the connection stays open after a refusal";
-  }
-  // A nonce, then a request where the proof belongs: refused, and nothing applied.
   RawConn c(e->client_address());
   ASSERT_TRUE(c.ok());
-  Result<std::string> nonce = wire::make_nonce();
-  ASSERT_TRUE(nonce.ok());
-  c.hello({.nonce = *nonce});
-  std::optional<wire::HelloReply> hr = c.hello_reply();
-  ASSERT_TRUE(hr.has_value());
-  EXPECT_EQ(hr->code, Code::kOk);
+  c.hello();
   c.request({.id = 1, .op = wire::Op::kPut, .key = "/x", .value = "1"});
-  std::optional<wire::HelloReply> refusal = c.hello_reply();
-  ASSERT_TRUE(refusal.has_value());
-  EXPECT_EQ(refusal->code, Code::kFailedPrecondition);
-  EXPECT_NE(refusal->message.find("expected the proof"), std::string::npos) << refusal->message;
   EXPECT_FALSE(c.next_frame().has_value());
   Result<std::optional<KeyValue>> got = e->get("/x");
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->has_value());
+}
+
+TEST_F(EngineTest, AWeakSecretIsRefusedAtOpen) {
+  EngineOptions o;
+  o.name = "a";
+  o.data_dir = dir_.path() + "/weak";
+  o.listen_peer = "127.0.0.1:0";
+  o.initial_cluster = "a=127.0.0.1:1";
+  o.secret = std::string(64, 'a');
+  Result<std::unique_ptr<Engine>> e = Engine::open(o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("the shared secret is too weak"), std::string::npos)
+      << e.status().to_string();
 }
 
 TEST_F(EngineTest, AWatchIsNamedByItsRequestIdAndEndsWithDoneWhenCancelled) {
