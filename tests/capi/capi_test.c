@@ -277,6 +277,12 @@ int main(int argc, char** argv) {
   kvc_client* client = (kvc_client*)1;
   EXPECT_CODE(KVC_USAGE, kvc_client_open("not an endpoint list", NULL, 0, &client, err));
   CHECK(client == NULL);
+  /* TLS: certificates are needed, and a CA file that does not exist is named. */
+  EXPECT_CODE(KVC_USAGE, kvc_client_open_tls(address, NULL, NULL, NULL, 0, &client, err));
+  CHECK(client == NULL);
+  CHECK(kvc_client_open_tls(address, "/nonexistent/ca.pem", NULL, NULL, 0, &client, NULL) !=
+        KVC_OK);
+  CHECK(client == NULL);
   EXPECT_CODE(KVC_OK, kvc_client_open(address, NULL, 5000, &client, err));
   if (client != NULL) {
     exercise(kvc_client_db(client), "/remote");

@@ -22,6 +22,7 @@ has its own connection.
 
 import collections
 import socket
+import ssl
 import threading
 import time
 
@@ -97,16 +98,39 @@ class Client:
     """A client of a kvc cluster.
 
     endpoints: "HOST:PORT,HOST:PORT,..." (or a list) of members' client addresses.
-    secret_file: the cluster's shared secret (kvc(7), "SECURITY"), mode 600; secret: the
-    secret itself (str or bytes). At most one. timeout: seconds per call.
+    cacert, cert, key: TLS with certificates (kvc-ctl --cacert, --cert, --key): the CA file
+    that signs the members' certificates (None: the system's roots), and this client's
+    certificate and key for members with --client-cert-auth. timeout: seconds per call.
+    secret_file, secret: the cluster's shared secret is a TLS 1.3 external pre-shared key,
+    which this client cannot use (Python's ssl module has external PSKs only from 3.13): giving
+    one fails with InvalidArgument saying so.
     """
 
-    def __init__(self, endpoints, secret_file=None, timeout=5.0, secret=None, name="kvc-python"):
+    def __init__(self, endpoints, secret_file=None, timeout=5.0, secret=None, name="kvc-python",
+                 cacert=None, cert=None, key=None):
         self.endpoints = w.parse_endpoints(endpoints)
         if secret_file is not None and secret is not None:
             raise InvalidArgument("give secret or secret_file, not both")
-        self._secret = (_load_secret_file(secret_file) if secret_file is not None
-                        else None if secret is None else _bytes(secret, "secret"))
+        loaded = (_load_secret_file(secret_file) if secret_file is not None
+                  else None if secret is None else _bytes(secret, "secret"))
+        if loaded is not None:
+            raise InvalidArgument(
+                "the Python client cannot use a shared secret: kvc uses it as a TLS 1.3 external "
+                "pre-shared key, which Python's ssl module supports only from 3.13; give the "
+                "members certificates and this client cacert=, cert=, key= (or use kvc-ctl or "
+                "the C interface)")
+        self._secret = None
+        self._tls = None
+        if (cert is None) != (key is None):
+            raise InvalidArgument("give cert and key together")
+        if cacert is not None or cert is not None:
+            try:
+                ctx = ssl.create_default_context(cafile=cacert)
+                if cert is not None:
+                    ctx.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument("tls: %s" % e) from None
+            self._tls = ctx
         self.timeout = float(timeout)
         self._name = name
         self._lock = threading.RLock()
@@ -139,7 +163,7 @@ class Client:
         # skipped (nothing was sent to it), as the C++ client does.
         budget = min(max(self.timeout / 10, 0.25), 1.0, max(deadline - time.monotonic(), 0.01))
         conn = w.Connection(addr, self._secret, self._cluster_id, budget, self._name,
-                            __version__)
+                            __version__, tls=self._tls)
         if not self._cluster_id:
             self._cluster_id = conn.cluster_id
         return conn

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import select
 import socket
+import ssl
 import struct
 import time
 
@@ -77,7 +78,7 @@ class BrokenConnection(Exception):
 class Connection:
     """One handshaken connection to the member at `addr` ("HOST:PORT")."""
 
-    def __init__(self, addr, secret, cluster_id, timeout, client_name, software):
+    def __init__(self, addr, secret, cluster_id, timeout, client_name, software, tls=None):
         self.addr = addr
         self.sock = None
         self._buf = bytearray()
@@ -88,6 +89,25 @@ class Connection:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as e:
             raise Unavailable("cannot connect to %s: %s" % (addr, e.strerror or e)) from None
+        if tls is not None:
+            # The member's certificate must name the host dialled, as kvc-ctl --cacert checks.
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except ssl.SSLCertVerificationError as e:
+                self.close()
+                raise FailedPrecondition("%s: tls handshake failed: certificate verify failed (%s)"
+                                         % (addr, e.verify_message)) from None
+            except ssl.SSLError as e:
+                self.close()
+                hint = (": the server requires a client certificate: give cert= and key="
+                        if "CERTIFICATE_REQUIRED" in str(e) else "")
+                raise FailedPrecondition("%s: tls handshake failed: %s%s"
+                                         % (addr, e.reason or e, hint)) from None
+            except OSError as e:
+                self.close()
+                raise Unavailable("%s: tls: the server closed the connection during the TLS "
+                                  "handshake: does this port speak TLS, and does it accept our "
+                                  "credentials? (%s)" % (addr, e)) from None
         try:
             self._handshake(secret, cluster_id, deadline, client_name, software)
         except BaseException:
@@ -107,6 +127,10 @@ class Connection:
             self.sock.sendall(encode_frame(K_HELLO, hello))
             kind, reply = self.read_frame(deadline)
         except (BrokenConnection, socket.timeout, OSError) as e:
+            if self._buf[:2] == b"\x15\x03":  # a TLS alert: the member speaks TLS
+                raise FailedPrecondition(
+                    "%s: tls: the server speaks TLS and this side sent plaintext: give cacert= "
+                    "(with cert= and key= if it requires client certificates)" % self.addr) from None
             raise Unavailable("%s: no answer to the hello (%s)" % (self.addr, e)) from None
         if kind != K_HELLO_REPLY or not isinstance(reply, dict):
             raise Unavailable("%s is not a kvc member's client port (answered a frame of kind %s)"

@@ -32,7 +32,7 @@ def free_port():
 class Cluster:
     """kvc-node members started from one --initial-cluster; stopped by PID."""
 
-    def __init__(self, tmp, size, token, secret_file=None):
+    def __init__(self, tmp, size, token, secret_file=None, extra=()):
         if not os.access(KVC_NODE, os.X_OK):
             pytest.fail("no kvc-node binary at %s (set KVC_NODE)" % KVC_NODE)
         self.dir = tmp
@@ -41,6 +41,7 @@ class Cluster:
         self.client = {n: "127.0.0.1:%d" % free_port() for n in self.names}
         self.token = token
         self.secret_file = secret_file
+        self.extra = list(extra)
         self.procs = {}
         for n in self.names:
             self.start(n)
@@ -53,6 +54,7 @@ class Cluster:
                 "--log-file", os.path.join(self.dir, name + ".log")]
         if self.secret_file:
             args += ["--secret-file", self.secret_file]
+        args += self.extra
         self.procs[name] = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -251,30 +253,66 @@ def write_secret(path, secret):
     os.close(fd)
 
 
-def test_shared_secret():
+def test_shared_secret_is_refused_clearly():
+    # The secret is a TLS 1.3 external pre-shared key, which Python's ssl cannot use before 3.13.
     with tempfile.TemporaryDirectory(prefix="kvc-py-secret-") as tmp:
         right, wrong = os.path.join(tmp, "secret"), os.path.join(tmp, "wrong")
-        write_secret(right, b"correct horse battery staple\n")
+        write_secret(right, b"6f1c8a3e0d5b2f7a9c4e1b8d3a6f0c5e2b7d9a4c1f6e3b8a0d5c2f7e4b9a1d6c\n")
         write_secret(wrong, b"something else\n")
         c = Cluster(tmp, 1, "py-secret", secret_file=right)
         try:
-            with kvc.Client(c.endpoints(), secret_file=right) as good:
-                c.wait_ready(good)
-                rev = good.put("/s/k", "v")
-                assert good.get("/s/k").mod_revision == rev
-            with kvc.Client(c.endpoints(), secret_file=wrong, timeout=2) as bad:
-                with pytest.raises(kvc.FailedPrecondition) as e:
-                    bad.get("/s/k")
-                assert "secret" in e.value.message, e.value.message
+            with pytest.raises(kvc.InvalidArgument, match="cannot use a shared secret"):
+                kvc.Client(c.endpoints(), secret_file=right)
             with kvc.Client(c.endpoints(), timeout=2) as none:
                 with pytest.raises(kvc.FailedPrecondition) as e:
                     none.get("/s/k")
-                assert "secret" in e.value.message, e.value.message
+                assert "speaks TLS" in e.value.message, e.value.message
             with pytest.raises(kvc.InvalidArgument, match="no-such-file"):
                 kvc.Client(c.endpoints(), secret_file=os.path.join(tmp, "no-such-file"))
             os.chmod(wrong, 0o644)
             with pytest.raises(kvc.InvalidArgument, match="chmod 600"):
                 kvc.Client(c.endpoints(), secret_file=wrong)
+        finally:
+            c.stop()
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def test_certificates():
+    with tempfile.TemporaryDirectory(prefix="kvc-py-tls-") as tmp:
+        f = lambda n: os.path.join(tmp, n)  # noqa: E731
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        openssl("req", "-x509", *ec, "-days", "30", "-subj", "/CN=py CA", "-keyout",
+                f("ca-key.pem"), "-out", f("ca.pem"))
+        ext = f("ext")
+        with open(ext, "w") as e:
+            e.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+        for n in ("member", "client"):
+            openssl("req", *ec, "-subj", "/CN=" + n, "-keyout", f(n + "-key.pem"), "-out",
+                    f(n + ".csr"))
+            openssl("x509", "-req", "-in", f(n + ".csr"), "-CA", f("ca.pem"), "-CAkey",
+                    f("ca-key.pem"), "-CAcreateserial", "-days", "30", "-out", f(n + ".pem"),
+                    "-extfile", ext)
+        c = Cluster(tmp, 1, "py-tls", extra=[
+            "--cert-file", f("member.pem"), "--key-file", f("member-key.pem"),
+            "--trusted-ca-file", f("ca.pem"), "--client-cert-auth"])
+        try:
+            with kvc.Client(c.endpoints(), cacert=f("ca.pem"), cert=f("client.pem"),
+                            key=f("client-key.pem")) as good:
+                c.wait_ready(good)
+                rev = good.put("/t/k", "v")
+                assert good.get("/t/k").mod_revision == rev
+            with kvc.Client(c.endpoints(), cacert=f("ca.pem"), timeout=2) as no_cert:
+                with pytest.raises(kvc.KvcError) as e:
+                    no_cert.get("/t/k")
+                assert "certificate" in e.value.message, e.value.message
+            with kvc.Client(c.endpoints(), timeout=2) as plain:
+                with pytest.raises(kvc.FailedPrecondition) as e:
+                    plain.get("/t/k")
+                assert "speaks TLS" in e.value.message, e.value.message
         finally:
             c.stop()
 

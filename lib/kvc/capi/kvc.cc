@@ -538,17 +538,15 @@ void kvc_engine_client_address(const kvc_engine* engine, char* buf, size_t size)
   }
 }
 
-kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_t timeout_ms,
-                         kvc_client** out, kvc_error** err) {
-  if (out != nullptr) *out = nullptr;
-  if (endpoints == nullptr || out == nullptr) return usage(err, "kvc_client_open: NULL argument");
+namespace {
+
+kvc_code open_client(const char* endpoints, kvc::client::ClientOptions co, uint64_t timeout_ms,
+                     kvc_client** out, kvc_error** err) {
   return guarded(err, [&] {
     kvc::Result<std::vector<kvc::net::Address>> eps = kvc::client::parse_endpoints(endpoints);
     if (!eps.ok()) return usage(err, eps.status().message());
-    kvc::client::ClientOptions co;
     co.endpoints = std::move(*eps);
     if (timeout_ms != 0) co.timeout_ms = timeout_ms;
-    if (secret_file != nullptr) co.secret_file = secret_file;
     co.name = "libkvc-c";
     kvc::Result<std::unique_ptr<kvc::client::Client>> c = kvc::client::Client::open(co);
     if (!c.ok()) return fail(err, c.status());
@@ -558,6 +556,34 @@ kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_
     *out = h.release();
     return KVC_OK;
   });
+}
+
+}  // namespace
+
+kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_t timeout_ms,
+                         kvc_client** out, kvc_error** err) {
+  if (out != nullptr) *out = nullptr;
+  if (endpoints == nullptr || out == nullptr) return usage(err, "kvc_client_open: NULL argument");
+  kvc::client::ClientOptions co;
+  if (secret_file != nullptr) co.secret_file = secret_file;
+  return open_client(endpoints, std::move(co), timeout_ms, out, err);
+}
+
+kvc_code kvc_client_open_tls(const char* endpoints, const char* cacert, const char* cert,
+                             const char* key, uint64_t timeout_ms, kvc_client** out,
+                             kvc_error** err) {
+  if (out != nullptr) *out = nullptr;
+  if (endpoints == nullptr || out == nullptr) {
+    return usage(err, "kvc_client_open_tls: NULL argument");
+  }
+  kvc::client::ClientOptions co;
+  if (cacert != nullptr) co.tls.trusted_ca_file = cacert;
+  if (cert != nullptr) co.tls.cert_file = cert;
+  if (key != nullptr) co.tls.key_file = key;
+  if (co.tls.trusted_ca_file.empty() && co.tls.cert_file.empty()) {
+    return usage(err, "kvc_client_open_tls: give a CA file or a certificate");
+  }
+  return open_client(endpoints, std::move(co), timeout_ms, out, err);
 }
 
 void kvc_client_close(kvc_client* client) {

@@ -164,6 +164,13 @@ typedef struct kvc_client kvc_client;
  * cluster's secret file. `timeout_ms`: each call's deadline (0: 5000). */
 kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_t timeout_ms,
                          kvc_client** out, kvc_error** err);
+/* The same with TLS certificates (kvc-ctl --cacert, --cert, --key; docs/security.md): `cacert`
+ * verifies the members' certificates (NULL: the system's roots), `cert` and `key` are this
+ * client's, for members with --client-cert-auth (both or neither). A secret file and
+ * certificates do not go together. */
+kvc_code kvc_client_open_tls(const char* endpoints, const char* cacert, const char* cert,
+                             const char* key, uint64_t timeout_ms, kvc_client** out,
+                             kvc_error** err);
 /* Ends every watch and frees the handle. NULL is ignored. */
 void kvc_client_close(kvc_client* client);
 kvc_db* kvc_client_db(kvc_client* client);
