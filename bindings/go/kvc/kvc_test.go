@@ -237,3 +237,50 @@ func TestEngineAndClient(t *testing.T) {
 		t.Fatal("closed engine ready")
 	}
 }
+
+// A context that ends while a C call blocks abandons it: the call returns at once with an error
+// matching both ErrTimeout (outcome unknown) and the context's error. The client's endpoint
+// accepts connections and never answers, so its calls block until the client's own timeout.
+func TestContextEndsDuringCall(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	c, err := Dial(l.Addr().String(), ClientOptions{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Set(ctx, "/k", []byte("v"))
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Set: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the call returned after %v, not when its context ended", d)
+	}
+	// Without a context deadline the client's own timeout bounds the call: outcome unknown
+	// or, when the request was never sent, unavailable.
+	_, err = c.Get(context.Background(), "/k")
+	if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get: %v", err)
+	}
+	// Close waits for the abandoned call, then later calls are usage errors.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(context.Background(), "/k"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("after Close: %v", err)
+	}
+}

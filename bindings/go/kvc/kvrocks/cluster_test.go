@@ -59,8 +59,10 @@ func runMember(name string) int {
 		f := strings.Fields(in.Text())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		switch f[0] {
-		case "leader":
-			say("reply leader %s ready=%v", s.Leader(), s.IsReady(ctx))
+		case "leader": // IsReady waits up to 1 s for a leader
+			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			say("reply leader %s ready=%v", s.Leader(), s.IsReady(rctx))
+			rcancel()
 		case "set":
 			if err := s.Set(ctx, f[1], []byte(f[2])); err != nil {
 				say("reply error %v", err)
@@ -239,8 +241,9 @@ func nextEvent(t *testing.T, m *member) bool {
 }
 
 // Three members in three processes: election and LeaderChange, a write on one read on the
-// others, List's first level, the host's not-found error, a remote Client, and the leader's
-// process killed: another takes over (LeaderChange true there) and the cluster still serves.
+// others, List's first level, the host's not-found error, a remote Client; the leader's
+// process killed: another takes over (LeaderChange true there) and the cluster still serves;
+// then the last follower's killed: the new leader steps down (LeaderChange false).
 func TestClusterOfThreeProcesses(t *testing.T) {
 	names := []string{"c1", "c2", "c3"}
 	peers := make([]string, 3)
@@ -335,18 +338,28 @@ func TestClusterOfThreeProcesses(t *testing.T) {
 		kv, err := c.Get(ctx, "/t/ns/c")
 		return err == nil && string(kv.Value) == "5"
 	})
-	// The survivors close cleanly (stdin's end).
-	for _, m := range followers {
-		m.stdin.Close()
-		done := make(chan error, 1)
-		go func(m *member) { done <- m.cmd.Wait() }(m)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("%s: %v", m.name, err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not exit", m.name)
+	// The other follower's process killed too: the new leader has lost its quorum and steps
+	// down (CheckQuorum), so its LeaderChange says false.
+	if err := other.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	other.cmd.Wait()
+	if nextEvent(t, next) {
+		t.Fatalf("%s: LeaderChange true again, want false", next.name)
+	}
+	if r := next.reply(t, "leader"); !strings.HasPrefix(r, "leader  ready=") {
+		t.Fatalf("%s after losing its quorum: %s", next.name, r)
+	}
+	// The last member closes cleanly (stdin's end) without a quorum.
+	next.stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- next.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", next.name, err)
 		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not exit", next.name)
 	}
 }
