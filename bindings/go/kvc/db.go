@@ -22,6 +22,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"runtime/cgo"
 	"sync"
 	"time"
@@ -410,7 +411,9 @@ func (d *db) Watch(ctx context.Context, key string, opts ...Option) (*Watcher, e
 		stopped: make(chan struct{}), done: make(chan struct{})}
 	w.handle = cgo.NewHandle(w)
 	go w.forward()
+	ran := make(chan struct{}) // closed once the C call below has returned
 	_, err := call(ctx, d, "Watch", func(h *C.kvc_db) (struct{}, error) {
+		defer close(ran)
 		k, kn := cbytes(key)
 		defer C.free(unsafe.Pointer(k))
 		var id C.uint64_t
@@ -430,9 +433,17 @@ func (d *db) Watch(ctx context.Context, key string, opts ...Option) (*Watcher, e
 		return struct{}{}, nil
 	})
 	if err != nil {
-		// Also when the context abandoned the call, which may still start the watch: Close
-		// then waits for it (d.mu) and stops it.
-		go w.Close()
+		var e *Error
+		if errors.As(err, &e) && e.ctxErr != nil {
+			// Abandoned by its context: the C call may still start the watch, so it is
+			// stopped (and its handle freed) only once that call has returned.
+			go func() {
+				<-ran
+				w.Close()
+			}()
+		} else {
+			w.Close()
+		}
 		return nil, err
 	}
 	return w, nil

@@ -270,6 +270,12 @@ func TestContextEndsDuringCall(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("the call returned after %v, not when its context ended", d)
 	}
+	// A watch abandoned the same way is stopped once its C call returns.
+	wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer wcancel()
+	if _, err := c.Watch(wctx, "/k"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Watch: %v", err)
+	}
 	// Without a context deadline the client's own timeout bounds the call: outcome unknown
 	// or, when the request was never sent, unavailable.
 	_, err = c.Get(context.Background(), "/k")
