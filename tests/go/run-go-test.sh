@@ -22,7 +22,8 @@ cd "$src/bindings/go/kvc"
 cd "$src/examples/go-controller"
 "$go" build -o "$work/go-controller" .
 "$go" vet .
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
 rm -rf "$work/example-data"
 "$work/go-controller" --name c1 --data-dir "$work/example-data" \
   --listen-peer "127.0.0.1:$port" --initial-cluster "c1=127.0.0.1:$port" --run-for 2s \

@@ -280,7 +280,8 @@ func (d *db) Delete(ctx context.Context, key string, opts ...Option) error {
 	return err
 }
 
-func (d *db) CAS(ctx context.Context, key string, value []byte, expectRevision uint64) (uint64, error) {
+func (d *db) CAS(ctx context.Context, key string, value []byte,
+	expectRevision uint64) (uint64, error) {
 	return call(ctx, d, "CAS", func(h *C.kvc_db) (uint64, error) {
 		k, kn := cbytes(key)
 		defer C.free(unsafe.Pointer(k))
@@ -293,7 +294,8 @@ func (d *db) CAS(ctx context.Context, key string, value []byte, expectRevision u
 	})
 }
 
-func (d *db) ListPage(ctx context.Context, prefix, after string, limit uint64, opts ...Option) (Page, error) {
+func (d *db) ListPage(ctx context.Context, prefix, after string, limit uint64,
+	opts ...Option) (Page, error) {
 	o := options(opts)
 	return call(ctx, d, "List", func(h *C.kvc_db) (Page, error) {
 		p, pn := cbytes(prefix)

@@ -94,7 +94,8 @@ func exercise(t *testing.T, kv KV, p string) {
 	if _, err := kv.Set(ctx, bin, []byte{0, 1, 0}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := kv.Get(ctx, bin); err != nil || got.Key != bin || string(got.Value) != "\x00\x01\x00" {
+	got, err = kv.Get(ctx, bin)
+	if err != nil || got.Key != bin || string(got.Value) != "\x00\x01\x00" {
 		t.Fatalf("binary: %q %v", got.Key, err)
 	}
 	page, err := kv.ListPage(ctx, p+"/", "", 2)
@@ -202,7 +203,8 @@ func TestEngineAndClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	exercise(t, c, "/remote")
-	if got, err := e.Get(context.Background(), "/remote/a"); err != nil || string(got.Value) != "three" {
+	got, err := e.Get(context.Background(), "/remote/a")
+	if err != nil || string(got.Value) != "three" {
 		t.Fatalf("what the client wrote: %+v %v", got, err)
 	}
 	// A watch left open ends with the close, its channel closed.

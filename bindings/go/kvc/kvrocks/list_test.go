@@ -49,8 +49,9 @@ func TestFirstLevel(t *testing.T) {
 		t.Fatalf("with a trailing /: %q, without: %q", a, b)
 	}
 	// The root: the first level of absolute keys.
-	if got := keys(FirstLevel("", kvs("/a", "/a/b", "/c"))); !reflect.DeepEqual(got, []string{"a", "c"}) {
-		t.Fatalf("root: %q", got)
+	root := keys(FirstLevel("", kvs("/a", "/a/b", "/c")))
+	if !reflect.DeepEqual(root, []string{"a", "c"}) {
+		t.Fatalf("root: %q", root)
 	}
 	if got := FirstLevel("/none", nil); got == nil || len(got) != 0 {
 		t.Fatalf("nothing listed: %#v, want an empty slice", got)
