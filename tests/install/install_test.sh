@@ -20,7 +20,7 @@ fail() { echo "install_test: $*" >&2; exit 1; }
 
 # 1. Install the two components a program needs (not the binaries: the test uses the build's).
 prefix=$tmp/prefix
-for c in library development; do
+for c in library development python; do
   cmake --install "$build" --prefix "$prefix" --component "$c" >/dev/null
 done
 libdir=$(dirname "$(find "$prefix" -name 'libkvc.so.*.*.*' | head -1)")
@@ -126,4 +126,16 @@ for prog in "$tmp/cmake-shared/embedded-controller/embedded-controller" \
   wait "$cpid" || rc=$?
   [ "$rc" -eq 0 ] || { cat "$tmp/c$n.log" >&2; fail "$prog exited $rc on SIGTERM"; }
 done
+# The Python client as installed (component python), from outside the tree: the five lines.
+pydir=$(dirname "$(find "$prefix" -path '*/kvc/__init__.py' | head -1)")
+[ -n "$pydir" ] && [ "$pydir" != . ] || fail "the Python package kvc was not installed"
+out=$(cd "$tmp" && PYTHONPATH=$(dirname "$pydir") PYTHONDONTWRITEBYTECODE=1 python3 -c "
+import kvc
+c = kvc.Client('$client')
+rev = c.put('/py/a', '1')
+c.cas('/py/a', '2', expect_revision=rev)
+print(kvc.__file__, [(kv.key, kv.value) for kv in c.list('/py/')])") ||
+  fail "the installed Python client failed: $out"
+grep -qF "$pydir/__init__.py [(b'/py/a', b'2')]" <<<"$out" ||
+  fail "the installed Python client: $out"
 echo "install_test: ok (libkvc $version, SONAME $soname, $(wc -l <<<"$exports") exported symbols)"
