@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kvc/capi/kvc.h"
+#include "kvc/kvc.h"
 
 static int failures = 0;
 

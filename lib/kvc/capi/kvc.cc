@@ -1,6 +1,6 @@
 // The C interface (kvc.h) over kvc::server::Engine and kvc::client::{Client, Kv}. Every entry
 // point catches what the C++ side may throw (std::bad_alloc) so that nothing crosses into C.
-#include "kvc/capi/kvc.h"
+#include "kvc/kvc.h"
 
 #include <algorithm>
 #include <condition_variable>

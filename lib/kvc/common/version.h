@@ -1,5 +1,6 @@
-// The build's version string: `git describe` of the source when built from git, else the
-// project version. One value for every binary and for the wire handshake's software field.
+// The build's version: "MAJOR.MINOR.PATCH (commit)" when built from a git checkout, else
+// "MAJOR.MINOR.PATCH" (cmake/Version.cmake). One value for every binary, the library (kvc_version)
+// and the wire handshake's software field.
 #pragma once
 
 namespace kvc {
