@@ -296,15 +296,20 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGHUP reloads the TLS certificates, keys and CAs (Engine::reload_tls); it never stops.
+  sigset_t taken = stop_signals;
+  sigaddset(&taken, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &taken, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   kvc::Result<std::unique_ptr<kvc::server::Engine>> engine = kvc::server::Engine::open(o);
   if (!engine.ok()) return kvc::cli::fail("kvc-node", engine.status());
   for (;;) {
     timespec wait{0, 100 * 1000 * 1000};
-    const int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    const int sig = sigtimedwait(&taken, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) break;
+    // The Engine logs what it reloaded, or which file failed (and keeps the old certificates).
+    if (sig == SIGHUP) (void)(*engine)->reload_tls();
     if (!(*engine)->failure().ok()) break;
   }
   // Stopping is bounded: close() runs on its own thread while this one keeps listening. A

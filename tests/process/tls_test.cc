@@ -3,9 +3,13 @@
 // client that trusts another CA are refused with the documented messages; a member whose peer
 // certificate is from another CA, expired or names another address is refused and the other
 // two keep serving; a TLS client at a plaintext member learns why; the shared secret as a TLS
-// pre-shared key; a weak secret refused at start-up. Certificates are made at test time.
+// pre-shared key; a weak secret refused at start-up; SIGHUP reloads certificates for new
+// connections and keeps the old ones when a file does not load. Certificates are made at test
+// time.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -275,6 +279,101 @@ TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
   const std::string log = read_file(cluster.log_path(0));
   EXPECT_TRUE(contains(log, "the shared secret is too weak")) << log;
   EXPECT_TRUE(contains(log, "openssl rand -hex 32")) << log;
+}
+
+std::size_t count(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (std::size_t at = haystack.find(needle); at != std::string::npos;
+       at = haystack.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Member 0's client port serves a certificate from files the test then replaces: SIGHUP makes
+// new connections see the new one (a client trusting the new CA gets in, one trusting only the
+// old is refused), a SIGHUP with a file that does not load changes nothing and is logged, and
+// the cluster never stops serving (its peer links use the unchanged peer certificate).
+TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluster) {
+  ScopedTempDir dir("kvc-tls-reload");
+  const std::string cert = dir.file("client-port.pem"), key = dir.file("client-port-key.pem");
+  auto install = [](const std::string& from, const std::string& to) {
+    std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
+  };
+  install(pki().member, cert);
+  install(pki().member_key, key);
+  ProcessCluster cluster("tls-reload", tls_cluster());
+  give_certificates(cluster);
+  cluster.mutable_spec(0).extra_flags = {"--cert-file",
+                                         cert,
+                                         "--key-file",
+                                         key,
+                                         "--trusted-ca-file",
+                                         pki().ca,
+                                         "--client-cert-auth",
+                                         "--peer-cert-file",
+                                         pki().member,
+                                         "--peer-key-file",
+                                         pki().member_key,
+                                         "--peer-trusted-ca-file",
+                                         pki().ca,
+                                         "--peer-client-cert-auth"};
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  const std::vector<std::string> trust_old = pki().ctl_flags();
+  const std::vector<std::string> trust_new = {"--cacert",   pki().other_ca, "--cert",
+                                              pki().client, "--key",        pki().client_key};
+  ProcessCluster::CtlResult put =
+      cluster.ctl_with(cluster.client_addr(0), with(trust_old, {"put", "/reload/a", "1"}));
+  ASSERT_EQ(put.status, 0) << put.out;
+
+  // Waits (bounded) until member 0's log holds `n` copies of `line`.
+  auto logged = [&](const std::string& line, std::size_t n) {
+    return wait_until([&] { return count(read_file(cluster.log_path(0)), line) >= n; },
+                      std::chrono::seconds(10), "member 0 to log: " + line)
+        .ok();
+  };
+
+  // A certificate file that does not load: the member says so and keeps the old certificate.
+  {
+    std::ofstream garbage(cert, std::ios::trunc);
+    garbage << "not a certificate\n";
+  }
+  ASSERT_EQ(kill(cluster.pid(0), SIGHUP), 0);
+  ASSERT_TRUE(logged("tls reload failed, the old certificates stay in use", 1))
+      << read_file(cluster.log_path(0));
+  EXPECT_TRUE(contains(read_file(cluster.log_path(0)), "--cert-file"));
+  ProcessCluster::CtlResult still =
+      cluster.ctl_with(cluster.client_addr(0), with(trust_old, {"get", "/reload/a"}));
+  EXPECT_EQ(still.status, 0) << still.out;
+
+  // The new certificate (another CA), not yet loaded: new connections still get the old one.
+  install(pki().other_member, cert);
+  install(pki().other_member_key, key);
+  ProcessCluster::CtlResult before =
+      cluster.ctl_with(cluster.client_addr(0), with(trust_old, {"get", "/reload/a"}));
+  EXPECT_EQ(before.status, 0) << before.out;
+
+  ASSERT_EQ(kill(cluster.pid(0), SIGHUP), 0);
+  ASSERT_TRUE(logged("tls reloaded cert_file=", 1)) << read_file(cluster.log_path(0));
+  ProcessCluster::CtlResult after_new =
+      cluster.ctl_with(cluster.client_addr(0), with(trust_new, {"get", "/reload/a"}));
+  EXPECT_EQ(after_new.status, 0) << after_new.out;
+  EXPECT_EQ(after_new.out, "1");
+  ProcessCluster::CtlResult after_old = cluster.ctl_with(
+      cluster.client_addr(0), with(trust_old, {"--timeout", "2s", "get", "/reload/a"}));
+  EXPECT_EQ(after_old.status, 1) << after_old.out;
+  EXPECT_TRUE(contains(after_old.out, "the server's certificate is not signed by a CA we trust"))
+      << after_old.out;
+
+  // The member is still in its cluster: a write through another member reaches it.
+  ProcessCluster::CtlResult put2 =
+      cluster.ctl_with(cluster.client_addr(1), with(trust_old, {"put", "/reload/b", "2"}));
+  ASSERT_EQ(put2.status, 0) << put2.out;
+  ProcessCluster::CtlResult get2 =
+      cluster.ctl_with(cluster.client_addr(0), with(trust_new, {"get", "/reload/b"}));
+  EXPECT_EQ(get2.status, 0) << get2.out;
+  EXPECT_EQ(get2.out, "2");
 }
 
 }  // namespace

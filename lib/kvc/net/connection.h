@@ -152,6 +152,9 @@ class Listener {
   const Address& bound() const { return bound_; }
   // Stops accepting. Existing connections are not affected.
   void close();
+  // Connections accepted from now on use `tls` (a reloaded context; null: plaintext); those
+  // already open keep theirs.
+  void set_tls(std::shared_ptr<const TlsContext> tls) { options_.tls = std::move(tls); }
 
  private:
   struct Handle;

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <future>
 
 #include "kvc/client/client.h"
 #include "kvc/common/version.h"
@@ -28,8 +29,9 @@
 
 namespace kvc::server {
 
-Status Engine::Impl::build_tls() {
+Result<Engine::Impl::TlsContexts> Engine::Impl::make_tls() const {
   using net::TlsRole;
+  TlsContexts t;
   auto make = [](TlsRole role, const net::TlsConfig& config, const char* flags,
                  std::shared_ptr<const net::TlsContext>* out) -> Status {
     Result<std::shared_ptr<const net::TlsContext>> ctx = net::TlsContext::create(role, config);
@@ -41,21 +43,62 @@ Status Engine::Impl::build_tls() {
   const net::TlsConfig& c = options_.client_tls;
   const net::TlsConfig& p = options_.peer_tls;
   if (!c.cert_file.empty()) {
-    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, c, "--cert-file", &client_port_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, c, "--cert-file", &t.client_port));
   } else if (!psk.secret.empty()) {
-    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &client_port_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &t.client_port));
   }
   if (!p.cert_file.empty()) {
-    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, p, "--peer-cert-file", &peer_port_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, p, "--peer-cert-file", &t.peer_port));
     // Dialling a peer, this member is a TLS client that presents its peer certificate and
     // verifies the other's against the peer CA and the address it dialled.
     const net::TlsConfig dial{
         .cert_file = p.cert_file, .key_file = p.key_file, .trusted_ca_file = p.trusted_ca_file};
-    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, dial, "--peer-cert-file", &peer_dial_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, dial, "--peer-cert-file", &t.peer_dial));
   } else if (!psk.secret.empty()) {
-    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &peer_port_tls_));
-    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, psk, "--secret-file", &peer_dial_tls_));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &t.peer_port));
+    KVC_RETURN_IF_ERROR(make(TlsRole::kClient, psk, "--secret-file", &t.peer_dial));
   }
+  return t;
+}
+
+Status Engine::Impl::build_tls() {
+  Result<TlsContexts> t = make_tls();
+  if (!t.ok()) return t.status();
+  client_port_tls_ = t->client_port;
+  peer_port_tls_ = t->peer_port;
+  peer_dial_tls_ = t->peer_dial;
+  return Status();
+}
+
+// SIGHUP (kvc-node) or Engine::reload_tls: the certificate, key and CA files are read again and
+// new contexts made; only when all of them load are they swapped in, on the loop thread, for
+// connections made from then on (open ones keep theirs, so the cluster never drops a link).
+// A file that does not load leaves every port as it was and says which file and why.
+Status Engine::Impl::reload_tls() {
+  Result<TlsContexts> t = make_tls();
+  if (!t.ok()) {
+    spdlog::error("tls reload failed, the old certificates stay in use: {}",
+                  t.status().to_string());
+    return t.status();
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> swapped = done->get_future();
+  post_loop([this, t = std::move(*t), done] {
+    client_port_tls_ = t.client_port;
+    peer_port_tls_ = t.peer_port;
+    peer_dial_tls_ = t.peer_dial;
+    if (client_listener_ != nullptr) client_listener_->set_tls(client_port_tls_);
+    if (peer_transport_ != nullptr) peer_transport_->set_tls(peer_port_tls_, peer_dial_tls_);
+    done->set_value();
+  });
+  if (swapped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return Status(Code::kUnavailable,
+                  "tls reload: the member's loop did not take the new "
+                  "certificates in time (is it stopping?)");
+  }
+  const net::TlsConfig& c = options_.client_tls;
+  const net::TlsConfig& p = options_.peer_tls;
+  spdlog::info("tls reloaded cert_file={} peer_cert_file={}", c.cert_file, p.cert_file);
   return Status();
 }
 

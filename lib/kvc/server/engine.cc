@@ -540,6 +540,7 @@ std::string Engine::client_address() const { return impl_->client_address(); }
 std::string Engine::peer_address() const { return impl_->peer_address(); }
 std::string Engine::http_address() const { return impl_->http_address(); }
 Status Engine::close() { return impl_->close(); }
+Status Engine::reload_tls() { return impl_->reload_tls(); }
 Status Engine::failure() const { return impl_->failure(); }
 void Engine::wait() { impl_->wait(); }
 

@@ -112,6 +112,12 @@ class Engine {
   // The HTTP endpoint's bound address (empty without EngineOptions::listen_http).
   std::string http_address() const;
 
+  // Reads the certificate, key and CA files (EngineOptions::client_tls, peer_tls) again and
+  // uses them for connections made from now on; open connections keep theirs. When a file does
+  // not load, nothing changes and the error names it. kvc-node does this on SIGHUP. The shared
+  // secret is not reloaded.
+  Status reload_tls();
+
   // Stops: refuses new requests, lets in-flight ones finish briefly, flushes the state, syncs
   // the WAL and stops the threads. Idempotent.
   Status close();

@@ -66,6 +66,7 @@ class Engine::Impl {
   // simulator drives the loop through SimMember (sim_member.h).
   Status start_simulated(const SimEnvironment& env);
   Status close();
+  Status reload_tls();  // Engine::reload_tls (client_sessions.cc)
   void wait();
 
   // Any thread: runs a request on the loop and calls `reply` there.
@@ -178,6 +179,12 @@ class Engine::Impl {
   Status bootstrap_log(storage::RecoveredLog& log);
   // The TLS contexts of both ports (certificates, else the secret as a pre-shared key, else
   // none: plaintext), built once at start; errors name the flag and the file.
+  // The TLS contexts of the three roles, made from the options' files (null where a port speaks
+  // plaintext).
+  struct TlsContexts {
+    std::shared_ptr<const net::TlsContext> client_port, peer_port, peer_dial;
+  };
+  Result<TlsContexts> make_tls() const;
   Status build_tls();
   // How this member's own clients (forwarding, hash checks) authenticate to a client port.
   void secure_internal_client(client::ClientOptions& o) const;

@@ -180,6 +180,13 @@ PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
                        .close_above = options_.max_queued_bytes * 4,
                        .tls = options_.server_tls}) {}
 
+void PeerTransport::set_tls(std::shared_ptr<const net::TlsContext> server_tls,
+                            std::shared_ptr<const net::TlsContext> dial_tls) {
+  listener_.set_tls(server_tls);
+  options_.server_tls = std::move(server_tls);
+  options_.dial_tls = std::move(dial_tls);
+}
+
 PeerTransport::~PeerTransport() { close(); }
 
 Status PeerTransport::listen(const net::Address& address) {

@@ -77,6 +77,10 @@ class PeerTransport final : public Transport {
                 UnreachableHandler on_unreachable, PeerInfoHandler on_peer_info,
                 JoinHandler on_join, RemovedHandler on_removed);
   ~PeerTransport();
+  // Reloaded TLS contexts (Engine::reload_tls): new incoming links and new dials use them; the
+  // links already up keep theirs. Loop thread.
+  void set_tls(std::shared_ptr<const net::TlsContext> server_tls,
+               std::shared_ptr<const net::TlsContext> dial_tls);
 
   Status listen(const net::Address& address);
   const net::Address& bound() const { return listener_.bound(); }
