@@ -196,6 +196,11 @@ int main(int argc, char** argv) {
                    "Client connections beyond this are refused")
       ->capture_default_str();
   tuning
+      ->add_option("--max-client-connections-per-address", o.max_client_connections_per_address,
+                   "Client connections from one IP address beyond this are refused (0: no limit "
+                   "but --max-client-connections)")
+      ->capture_default_str();
+  tuning
       ->add_option("--max-peer-connections", o.max_peer_connections,
                    "Incoming connections on the peer port beyond this are refused")
       ->capture_default_str();

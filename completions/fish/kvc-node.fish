@@ -46,6 +46,7 @@ complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-request-bytes -r -F
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-txn-ops -r -F -d 'The most ops in each branch of a txn (and compares in one)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-frame-bytes -r -F -d 'The largest wire frame accepted from a peer or client'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-client-connections -r -F -d 'Client connections beyond this are refused'
+complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-client-connections-per-address -r -F -d 'Client connections from one IP address beyond this are refused (0: no limit but --max-client-connections)'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-peer-connections -r -F -d 'Incoming connections on the peer port beyond this are refused'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l max-inflight-requests -r -F -d 'Per client connection; beyond it the member stops reading that client'
 complete -c kvc-node -n "test (__kvc_node_path) = ''" -l wal-segment-bytes -r -F -d 'Size WAL segments are preallocated to'

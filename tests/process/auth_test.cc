@@ -263,6 +263,42 @@ TEST(AuthProcessTest, ConnectionLimitRefusesPolitelyAndMemberKeepsServing) {
   EXPECT_TRUE(cluster.running(0));
 }
 
+// Every client here connects from 127.0.0.1: past --max-client-connections-per-address the
+// next is refused naming the address and the flag, while the total limit is far away.
+TEST(AuthProcessTest, PerAddressConnectionLimitRefusesTheAddressPolitely) {
+  ClusterOptions o;
+  o.members = 1;
+  o.extra_flags = {"--max-client-connections-per-address", "2"};
+  ProcessCluster cluster("conn-limit-address", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto hold1 = cluster.client_for(0);
+  auto hold2 = cluster.client_for(0);
+  ASSERT_TRUE(wait_until([&] { return hold1->put("/hold/1", "x").code == Code::kOk; }, 5s,
+                         "a write through the first client")
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return hold2->put("/hold/2", "x").code == Code::kOk; }, 5s,
+                         "a write through the second client")
+                  .ok());
+  ProcessCluster::CtlResult third = cluster.ctl({"--timeout", "10s", "get", "/hold/1"});
+  EXPECT_NE(third.status, 0) << third.out;
+  EXPECT_TRUE(contains(third.out,
+                       "too many client connections from 127.0.0.1 "
+                       "(--max-client-connections-per-address 2)"))
+      << third.out;
+  EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
+                       "reason=too many connections from its address limit=2"));
+  // A closed connection frees its address's slot.
+  EXPECT_EQ(hold1->get("/hold/2").code, Code::kOk);
+  hold2.reset();
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return cluster.ctl({"--timeout", "1s", "get", "/hold/1"}).status == 0;
+                  },
+                  5s, "a read after the refusal")
+                  .ok());
+}
+
 TEST(AuthProcessTest, PeerConnectionLimitRefusesPolitely) {
   ClusterOptions o;
   o.members = 1;

@@ -355,6 +355,8 @@ Status Listener::listen(const Address& address, AcceptHandler on_accept) {
           c->close(Status::unavailable("accept failed"));
           return;
         }
+        // Known before start(), so that an owner refusing the connection can name it.
+        c->peer_ = peer_name(&c->tcp_);
         h->on_accept(std::move(c));
       });
   if (rc != 0) return fail(rc);

@@ -275,13 +275,25 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
     conn->close(Status::shutting_down("member stopping"));
     return;
   }
+  // The IP address without the port ("[::1]:5000" -> "[::1]", "10.0.0.1:5000" -> "10.0.0.1").
+  const std::string& peer = conn->peer();
+  const std::string address = peer.substr(0, std::min(peer.rfind(':'), peer.size()));
+  const std::uint64_t per_address_limit = options_.max_client_connections_per_address;
+  std::string refusal;
   if (clients_.size() >= options_.max_client_connections) {
-    spdlog::warn("refusing client from={} reason=too many connections limit={}", conn->peer(),
+    spdlog::warn("refusing client from={} reason=too many connections limit={}", peer,
                  options_.max_client_connections);
+    refusal = "too many client connections (--max-client-connections " +
+              std::to_string(options_.max_client_connections) + ")";
+  } else if (per_address_limit != 0 && clients_per_address_[address] >= per_address_limit) {
+    spdlog::warn("refusing client from={} reason=too many connections from its address limit={}",
+                 peer, per_address_limit);
+    refusal = "too many client connections from " + address +
+              " (--max-client-connections-per-address " + std::to_string(per_address_limit) + ")";
+  }
+  if (!refusal.empty()) {
     // Politely: the client reads the refusal as its hello reply (nothing was handled).
-    const Status why =
-        Status::resource_exhausted("too many client connections (--max-client-connections " +
-                                   std::to_string(options_.max_client_connections) + ")");
+    const Status why = Status::resource_exhausted(refusal);
     // The connection stays open (what the client sends is read and dropped) until the client
     // closes it or a second has passed: closing at once, with the client's hello unread, would
     // reset the connection and could destroy the refusal before the client reads it.
@@ -303,6 +315,8 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   conn->tag = id;
   ClientConn& cc = clients_[id];
   cc.conn = conn;
+  cc.address = address;
+  ++clients_per_address_[address];
   cc.handshake_deadline = now_ms() + options_.handshake_timeout_ms;
   // A secret is a TLS pre-shared key (build_tls): the hello carries no proofs of it.
   cc.handshake = std::make_unique<wire::MemberHandshake>(
@@ -458,6 +472,10 @@ void Engine::Impl::send_to_client(std::uint64_t conn_id, const wire::Response& r
 }
 
 void Engine::Impl::on_client_closed(std::uint64_t conn_id) {
+  if (auto c = clients_.find(conn_id); c != clients_.end()) {
+    auto n = clients_per_address_.find(c->second.address);
+    if (n != clients_per_address_.end() && --n->second == 0) clients_per_address_.erase(n);
+  }
   clients_.erase(conn_id);
   for (auto it = leader_watchers_.begin(); it != leader_watchers_.end();) {
     it = it->second.conn == conn_id ? leader_watchers_.erase(it) : std::next(it);

@@ -253,6 +253,7 @@ void Engine::Impl::finish_shutdown() {
   peers_->close();
   for (auto& [id, cc] : clients_) cc.conn->close(Status::shutting_down("member stopping"));
   clients_.clear();
+  clients_per_address_.clear();
   std::vector<std::shared_ptr<net::Connection>> refused;
   for (const auto& [key, r] : refused_) refused.push_back(r.first);
   for (auto& c : refused) c->close(Status::shutting_down("member stopping"));

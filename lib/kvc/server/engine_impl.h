@@ -136,6 +136,7 @@ class Engine::Impl {
   };
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
+    std::string address;  // the client's IP address, for clients_per_address_
     // The handshake (wire/handshake.h) until it completes, then null: requests are handled
     // only on a connection without one. A refused connection keeps its (kRefused) machine
     // while the refusal is flushed, so later frames are dropped.
@@ -380,6 +381,8 @@ class Engine::Impl {
   std::unique_ptr<Worker> flush_thread_;
   std::unique_ptr<Worker> scrub_thread_;
   std::unique_ptr<PeerTransport> peer_transport_;
+  // Open client connections by IP address (--max-client-connections-per-address).
+  std::unordered_map<std::string, std::uint64_t> clients_per_address_;
   std::unique_ptr<net::Listener> client_listener_;
   std::string client_bound_;
   std::string peer_bound_;

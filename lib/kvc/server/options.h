@@ -36,6 +36,8 @@ struct EngineOptions {
   std::uint64_t max_frame_bytes = 16ull << 20;
   std::uint64_t max_inflight_requests = 4096;  // per client connection, then reads pause
   std::uint64_t max_client_connections = 4096;
+  // From one IP address (all ports), on the client port; 0: no limit but the one above.
+  std::uint64_t max_client_connections_per_address = 0;
   std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
   // A connection on the client or peer port that has not completed its handshake (hello and,
   // with a secret, the proofs) this long after it was accepted is closed: a client or peer
