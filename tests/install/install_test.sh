@@ -20,7 +20,7 @@ fail() { echo "install_test: $*" >&2; exit 1; }
 
 # 1. Install the two components a program needs (not the binaries: the test uses the build's).
 prefix=$tmp/prefix
-for c in library development python; do
+for c in library development python go; do
   cmake --install "$build" --prefix "$prefix" --component "$c" >/dev/null
 done
 libdir=$(dirname "$(find "$prefix" -name 'libkvc.so.*.*.*' | head -1)")
@@ -126,6 +126,38 @@ for prog in "$tmp/cmake-shared/embedded-controller/embedded-controller" \
   wait "$cpid" || rc=$?
   [ "$rc" -eq 0 ] || { cat "$tmp/c$n.log" >&2; fail "$prog exited $rc on SIGTERM"; }
 done
+# The Go example (examples/go-controller) copied out of the tree, its go.mod pointing at the
+# installed Go package, cgo at the installed libkvc through pkg-config (docs/go.md): a one-member
+# cluster that runs its job. Only when a `go` is there (KVC_GO, from CMake).
+if [ -n "${KVC_GO:-}" ]; then
+  gosrc=$prefix/share/gocode/src/kvc.dev/kvc
+  [ -f "$gosrc/kvrocks/kvrocks.go" ] || fail "the Go package was not installed in $gosrc"
+  ! find "$gosrc" -name '*_test.go' | grep -q . || fail "the Go package's tests were installed"
+  mkdir "$tmp/go-controller"
+  cp "$src/examples/go-controller/main.go" "$tmp/go-controller/"
+  printf 'module example.com/controller\n\ngo 1.19\n\nrequire kvc.dev/kvc v0.0.0\n\nreplace kvc.dev/kvc => %s\n' \
+    "$gosrc" > "$tmp/go-controller/go.mod"
+  (cd "$tmp/go-controller" &&
+    CGO_CFLAGS="$(pkg-config --cflags kvc)" \
+    CGO_LDFLAGS="$(pkg-config --libs kvc) -Wl,-rpath,$(pkg-config --variable=libdir kvc)" \
+    GOPROXY=off GOFLAGS="-mod=mod -buildvcs=false" GO111MODULE=on GOPATH="$tmp/gopath" \
+    "$KVC_GO" build -o "$tmp/go-controller/go-controller" .) ||
+    fail "the Go example does not build against the installed kvc"
+  grep -qF "libkvc.so.${version%.*} => $libdir/" <<<"$(ldd "$tmp/go-controller/go-controller")" ||
+    fail "the Go example does not load the installed libkvc.so"
+  gpeer=127.0.0.1:$(port) gclient=127.0.0.1:$(port)
+  "$tmp/go-controller/go-controller" --name g1 --data-dir "$tmp/g1" --listen-peer "$gpeer" \
+    --listen-client "$gclient" --initial-cluster "g1=$gpeer" >"$tmp/g1.log" 2>&1 &
+  gpid=$!
+  pids+=($gpid)
+  wait_for "the Go example to write its heartbeat" \
+    bash -c "'$ctl' --endpoints '$gclient' --timeout 1s get /kvrocks/controller/heartbeat | grep -q '^g1 '"
+  kill -TERM "$gpid"
+  rc=0
+  wait "$gpid" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$tmp/g1.log" >&2; fail "the Go example exited $rc on SIGTERM"; }
+  gonote=", Go example"
+fi
 # The Python client as installed (component python), from outside the tree: the five lines.
 pydir=$(dirname "$(find "$prefix" -path '*/kvc/__init__.py' | head -1)")
 [ -n "$pydir" ] && [ "$pydir" != . ] || fail "the Python package kvc was not installed"
@@ -138,4 +170,4 @@ print(kvc.__file__, [(kv.key, kv.value) for kv in c.list('/py/')])") ||
   fail "the installed Python client failed: $out"
 grep -qF "$pydir/__init__.py [(b'/py/a', b'2')]" <<<"$out" ||
   fail "the installed Python client: $out"
-echo "install_test: ok (libkvc $version, SONAME $soname, $(wc -l <<<"$exports") exported symbols)"
+echo "install_test: ok (libkvc $version, SONAME $soname, $(wc -l <<<"$exports") exported symbols${gonote:-})"
