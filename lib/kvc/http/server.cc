@@ -350,9 +350,9 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
       return;
     }
     if (tls_handshaking() && now - accepted_at_ >= o.tls_handshake_timeout_ms) {
-      server_->tls_failed(kTlsTimeout, peer_name(&tcp_),
-                          "no TLS handshake within " + std::to_string(o.tls_handshake_timeout_ms) +
-                              " ms");
+      server_->tls_failed(
+          kTlsTimeout, peer_name(&tcp_),
+          "no TLS handshake within " + std::to_string(o.tls_handshake_timeout_ms) + " ms");
       close();
       return;
     }
@@ -488,7 +488,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     close_after_write_ = true;
     pending_.clear();
     if (looks_like_plain_http(first_bytes_)) {
-      server_->tls_failed(kTlsPlainHttp, peer_name(&tcp_), why.message());
+      server_->tls_failed(kTlsPlainHttp, peer_name(&tcp_), std::string(kPlainHttpAtTlsPort));
       count_response(400);
       wire_ += format_response(
           error_response(400, code_name(Code::kInvalidArgument), kPlainHttpAtTlsPort), false, true,
@@ -1035,10 +1035,10 @@ void HttpServer::tls_failed(int kind, const std::string& from, const std::string
     return;
   }
   if (tls_log_skipped_ == 0) {
-    spdlog::warn("http tls handshake failed from={} reason={}", from, why);
+    spdlog::warn("https connection refused from={} reason={}", from, why);
   } else {
-    spdlog::warn("http tls handshake failed from={} reason={} (and {} more not logged)", from,
-                 why, tls_log_skipped_);
+    spdlog::warn("https connection refused from={} reason={} (and {} more not logged)", from, why,
+                 tls_log_skipped_);
   }
   tls_log_at_ = std::max<std::uint64_t>(now, 1);
   tls_log_skipped_ = 0;

@@ -222,8 +222,8 @@ class HttpServer {
   std::unique_ptr<Metrics> metrics_;
   std::string date_;
   std::int64_t date_second_ = -1;
-  std::uint64_t tls_log_at_ = 0;        // loop time (ms) of the last TLS failure logged
-  std::uint64_t tls_log_skipped_ = 0;   // failures not logged since (one line a second)
+  std::uint64_t tls_log_at_ = 0;       // loop time (ms) of the last TLS failure logged
+  std::uint64_t tls_log_skipped_ = 0;  // failures not logged since (one line a second)
 };
 
 }  // namespace kvc::http
