@@ -37,8 +37,7 @@ bool contains(std::string_view haystack, std::string_view needle) {
 // with a server certificate of its own.
 struct Pki {
   test::ScopedTempDir dir{"kvc-https-test"};
-  std::string ca, server, server_key, client, client_key, other_ca, other_server,
-      other_server_key;
+  std::string ca, server, server_key, client, client_key, other_ca, other_server, other_server_key;
 
   Pki() {
     test::Issued ca_i = test::issue("kvc test CA", nullptr, "", 1, 3650);
@@ -158,8 +157,8 @@ class HttpsServerTest : public ::testing::Test {
     o.address = {"127.0.0.1", 0};
     o.metrics = &backend_.registry;
     if (o.tls == nullptr) o.tls = server_context(client_cert_auth);
-    server_ = std::make_unique<HttpServer>(
-        loop_.get(), o, [this](const HttpRequest& r, Respond respond) {
+    server_ =
+        std::make_unique<HttpServer>(loop_.get(), o, [this](const HttpRequest& r, Respond respond) {
           peers_.push_back(r.tls_peer);
           if (r.path == "/whoami") {
             HttpResponse a;
@@ -195,8 +194,8 @@ class HttpsServerTest : public ::testing::Test {
     ProcessResult r = run_curl(std::move(args));
     EXPECT_EQ(r.exit_status, 0) << r.err;
     std::vector<HttpAnswer> a = parse_answers(r.out);
-    KVC_CHECK(a.size() == 1, "expected one answer, got " + std::to_string(a.size()) + ": " +
-                                 r.out + r.err);
+    KVC_CHECK(a.size() == 1,
+              "expected one answer, got " + std::to_string(a.size()) + ": " + r.out + r.err);
     return a[0];
   }
   std::unique_ptr<TlsClient> tls_client(bool with_certificate = false) {
@@ -232,8 +231,8 @@ TEST_F(HttpsServerTest, CurlWithTheCaUsesTheApiOverHttps) {
   EXPECT_TRUE(contains(get.body, R"("value":"v1")")) << get.body;
   EXPECT_EQ(curl_one({"--cacert", pki().ca, base_ + "/health"}).status, 200);
   // Several requests on one connection (keep-alive through TLS).
-  ProcessResult three = run_curl({"--cacert", pki().ca, base_ + "/health", base_ + "/ready",
-                                  base_ + "/v1/kv/missing"});
+  ProcessResult three = run_curl(
+      {"--cacert", pki().ca, base_ + "/health", base_ + "/ready", base_ + "/v1/kv/missing"});
   ASSERT_EQ(three.exit_status, 0) << three.err;
   std::vector<HttpAnswer> a = parse_answers(three.out);
   ASSERT_EQ(a.size(), 3u);
@@ -464,8 +463,8 @@ TEST_F(HttpsServerTest, SetTlsAppliesToNewConnectionsOnly) {
   std::unique_ptr<TlsClient> old = tls_client();
   ASSERT_TRUE(loop_.run_until([&] { return old->handshake_done(); }));
   // A certificate from another CA from now on (a reload).
-  server_->set_tls(context(net::TlsRole::kServer, {.cert_file = pki().other_server,
-                                                   .key_file = pki().other_server_key}));
+  server_->set_tls(context(net::TlsRole::kServer,
+                           {.cert_file = pki().other_server, .key_file = pki().other_server_key}));
   std::unique_ptr<TlsClient> fresh = tls_client();
   ASSERT_TRUE(loop_.run_until([&] { return !fresh->error().ok(); }));
   EXPECT_TRUE(contains(fresh->error().message(), "certificate verify failed"))
