@@ -308,7 +308,7 @@ TEST_F(HttpsServerTest, AHandshakeNotDoneInTimeIsCutOff) {
   ASSERT_TRUE(loop_.run_until([&] { return silent->peer_closed() && partial->peer_closed(); }));
   EXPECT_GE(silent->peer_closed_at() - t0, 200u);
   EXPECT_GE(partial->peer_closed_at() - t0, 200u);
-  EXPECT_LT(partial->peer_closed_at() - t0, 5'000u);
+  EXPECT_LT(partial->peer_closed_at() - t0, 1'000u) << "the deadline sweep runs often enough";
   EXPECT_EQ(server_->stats().tls_handshake_timeouts, 2u);
   EXPECT_EQ(server_->open_connections(), 0u);
   EXPECT_TRUE(

@@ -33,7 +33,7 @@ std::string peer_name(uv_tcp_t* tcp) {
 // Whether the first bytes a TLS port received are a plain HTTP request: not a TLS record, and
 // begun by a method's capital letters ("GET /", "PUT /"...).
 bool looks_like_plain_http(std::string_view first) {
-  if (net::looks_like_tls(first) != net::TlsSniff::kPlaintext || first.size() < 2) return false;
+  if (first.empty() || net::looks_like_tls(first) != net::TlsSniff::kPlaintext) return false;
   const std::size_t n = std::min<std::size_t>(first.size(), 3);
   for (std::size_t i = 0; i < n; ++i) {
     if (first[i] < 'A' || first[i] > 'Z') return false;
@@ -981,7 +981,8 @@ Status HttpServer::listen() {
   // One timer checks every connection's deadlines, often enough for the shortest of them.
   std::uint64_t shortest =
       std::min({options_.idle_timeout_ms, options_.request_timeout_ms, options_.response_timeout_ms,
-                options_.write_timeout_ms, options_.linger_ms, options_.stream_keepalive_ms});
+                options_.write_timeout_ms, options_.linger_ms, options_.stream_keepalive_ms,
+                options_.tls_handshake_timeout_ms});
   const std::uint64_t tick = std::clamp<std::uint64_t>(shortest / 4, 5, 1000);
   uv_timer_start(
       &handles_->timer,
