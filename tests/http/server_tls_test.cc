@@ -325,6 +325,29 @@ TEST_F(HttpsServerTest, AHandshakeNotDoneInTimeIsCutOff) {
   EXPECT_EQ(parse_answers(c->received())[0].status, 200);
 }
 
+TEST_F(HttpsServerTest, RequestAndIdleDeadlinesHoldOverTls) {
+  HttpServerOptions o;
+  o.request_timeout_ms = 200;
+  o.idle_timeout_ms = 300;
+  start(o);
+  // Half a request, then nothing: 408 (enciphered), close_notify, close.
+  std::unique_ptr<TlsClient> slow = tls_client();
+  slow->send("GET /health HTTP/1.1\r\nHo");
+  ASSERT_TRUE(loop_.run_until([&] { return slow->closed(); }));
+  std::vector<HttpAnswer> a = parse_answers(slow->received());
+  ASSERT_EQ(a.size(), 1u) << slow->received();
+  EXPECT_EQ(a[0].status, 408);
+  EXPECT_TRUE(slow->tls_closed());
+  EXPECT_EQ(server_->stats().request_timeouts, 1u);
+  // An answered keep-alive connection left idle is closed.
+  std::unique_ptr<TlsClient> idle = tls_client();
+  idle->send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(loop_.run_until([&] { return parse_answers(idle->received()).size() == 1; }));
+  ASSERT_TRUE(loop_.run_until([&] { return idle->closed(); }));
+  EXPECT_EQ(server_->stats().idle_timeouts, 1u);
+  EXPECT_EQ(server_->stats().tls_handshake_failures, 0u);
+}
+
 TEST_F(HttpsServerTest, PipelinedAnswersKeepRequestOrderOverTls) {
   start();
   backend_.kvs["fast"] = {"fast", "f", 1, 1, 1};
