@@ -35,6 +35,7 @@ class FakeBackend : public Backend {
   std::string http_address_of(std::uint64_t id) override {
     return id == leader_with_http ? leader_http_address : std::string();
   }
+  std::string http_scheme() override { return leader_http_scheme; }
 
   void call(wire::Request q, std::function<void(wire::Response)> done) override {
     calls.push_back(q);
@@ -285,6 +286,7 @@ class FakeBackend : public Backend {
   int health_calls = 0;
   std::uint64_t leader_with_http = 0;
   std::string leader_http_address;
+  std::string leader_http_scheme = "http";
   // kLeader answers.
   std::uint64_t member_id = 0x11, leader_id = 0x22;
   std::string leader_name = "n2", leader_client_addr = "127.0.0.1:2379";

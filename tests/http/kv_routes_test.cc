@@ -310,6 +310,12 @@ TEST_F(KvRoutesTest, NotLeaderAnswersNameTheLeader) {
   HttpResponse again = run("PUT", "/v1/kv/k?expect_revision=0", "v");
   ASSERT_NE(header(again, "Location"), nullptr);
   EXPECT_EQ(*header(again, "Location"), "http://127.0.0.1:8080/v1/kv/k?expect_revision=0");
+  // A member whose HTTP port speaks TLS points at https.
+  backend_.leader_http_scheme = "https";
+  backend_.next_error = e;
+  HttpResponse tls = run("PUT", "/v1/kv/k?expect_revision=0", "v");
+  ASSERT_NE(header(tls, "Location"), nullptr);
+  EXPECT_EQ(*header(tls, "Location"), "https://127.0.0.1:8080/v1/kv/k?expect_revision=0");
 }
 
 TEST_F(KvRoutesTest, HealthReadyAndMetrics) {

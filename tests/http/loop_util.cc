@@ -178,14 +178,14 @@ struct RawClient::State {
   }
 };
 
-RawClient::RawClient(TestLoop& loop, const net::Address& to, bool read)
+RawClient::RawClient(TestLoop& loop, const net::Address& to, bool read, bool small_window)
     : s_(std::make_shared<State>()) {
   s_->self = s_;
   s_->read = read;
   sockaddr_storage ss{};
   KVC_CHECK(net::to_sockaddr(to, &ss).ok(), "bad address");
   KVC_CHECK(uv_tcp_init_ex(loop.get(), &s_->tcp, ss.ss_family) == 0, "socket");
-  if (!read) {
+  if (!read || small_window) {
     // A client that never reads gets the smallest receive buffer the kernel allows, set before
     // the connection exists so its window never grows: what the server can hand to the kernel
     // is then bounded by its own send buffer, whatever tcp_rmem allows (32 MiB on Debian).
@@ -213,6 +213,10 @@ RawClient::RawClient(TestLoop& loop, const net::Address& to, bool read)
 RawClient::~RawClient() { close(); }
 
 bool RawClient::connected() const { return s_->connected; }
+
+void RawClient::stop_reading() {
+  if (s_->connected && !s_->closing) uv_read_stop(reinterpret_cast<uv_stream_t*>(&s_->tcp));
+}
 
 void RawClient::send(std::string bytes) {
   if (!s_->connected || s_->closing) return;

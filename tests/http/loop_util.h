@@ -69,7 +69,10 @@ ProcessResult run_process(TestLoop& loop, const std::vector<std::string>& argv,
 // A raw TCP client on the loop: connect, write bytes, collect everything the server sends.
 class RawClient {
  public:
-  RawClient(TestLoop& loop, const net::Address& to, bool read = true);
+  // `read` false: never reads. `small_window`: the smallest receive buffer the kernel allows
+  // (always so without reading), so that a client that stops reading (stop_reading) soon
+  // pushes back on the server.
+  RawClient(TestLoop& loop, const net::Address& to, bool read = true, bool small_window = false);
   ~RawClient();
   RawClient(const RawClient&) = delete;
   RawClient& operator=(const RawClient&) = delete;
@@ -77,6 +80,8 @@ class RawClient {
   bool connected() const;
   void send(std::string bytes);
   void shutdown_write();
+  // Stops reading from the socket (what the server sends then waits in the kernel's buffers).
+  void stop_reading();
   void close();
 
   const std::string& received() const;

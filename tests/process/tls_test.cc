@@ -4,16 +4,21 @@
 // certificate is from another CA, expired or names another address is refused and the other
 // two keep serving; a TLS client at a plaintext member learns why; the shared secret as a TLS
 // pre-shared key; a weak secret refused at start-up; SIGHUP reloads certificates for new
-// connections and keeps the old ones when a file does not load. Certificates are made at test
-// time.
+// connections and keeps the old ones when a file does not load; the HTTP port speaks HTTPS with
+// the client port's certificates (curl --cacert, forwarded writes, plain HTTP refused with 400).
+// Certificates are made at test time.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "process_cluster.h"
+#include "support/child_process.h"
+#include "support/ports.h"
 #include "support/test_pki.h"
 #include "support/wait.h"
 
@@ -98,6 +103,48 @@ struct Certificates {
 const Certificates& pki() {
   static const Certificates* c = new Certificates();
   return *c;
+}
+
+// curl's path (run_command takes one), or empty when it is not installed.
+std::string curl_path() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string d; std::getline(dirs, d, ':');) {
+    const std::string candidate = d + "/curl";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return {};
+}
+
+struct CurlAnswer {
+  int exit_status = -1;
+  int status = 0;  // HTTP status; 0 when curl got none
+  std::string body;
+  std::string err;
+};
+
+// curl with `args`, bounded in time; the HTTP status is appended by -w after a marker line.
+CurlAnswer curl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {curl_path(),  "-sS", "--noproxy", "*",
+                                   "--max-time", "10",  "-w",        "\n@@%{http_code}"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r = run_command(argv, 20'000);
+  CurlAnswer a;
+  a.exit_status = r.status;
+  a.err = r.err;
+  const std::size_t at = r.out.rfind("\n@@");
+  if (at == std::string::npos) return a;
+  a.status = std::atoi(r.out.c_str() + at + 3);
+  a.body = r.out.substr(0, at);
+  return a;
+}
+
+// curl as an operator with the CA and the client certificate.
+CurlAnswer curl_tls(std::vector<std::string> args) {
+  std::vector<std::string> all = {"--cacert",   pki().ca, "--cert",
+                                  pki().client, "--key",  pki().client_key};
+  all.insert(all.end(), args.begin(), args.end());
+  return curl(all);
 }
 
 // The cluster's own clients (wait_for_leader, status) use the client certificate. Each member
@@ -228,6 +275,67 @@ TEST(TlsProcessTest, TlsClientAtAPlaintextMemberLearnsWhy) {
                        "tls: this port does not speak TLS: the client sent a TLS handshake"));
 }
 
+// The HTTP port of a mutual-TLS cluster speaks HTTPS with the client port's certificates and
+// requires a client certificate too: curl --cacert --cert --key writes on the leader and on a
+// follower (which forwards to the leader through its own TLS client), reads everywhere, /health;
+// curl without a certificate is refused; plain HTTP at the port gets 400 naming the mismatch.
+TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
+  if (curl_path().empty()) GTEST_SKIP() << "curl is not installed";
+  ProcessCluster cluster("tls-https", tls_cluster());
+  give_certificates(cluster);
+  std::vector<std::string> http;
+  for (int i = 0; i < cluster.size(); ++i) {
+    http.push_back("127.0.0.1:" + std::to_string(free_port()));
+    cluster.mutable_spec(i).extra_flags.push_back("--listen-http");
+    cluster.mutable_spec(i).extra_flags.push_back(http.back());
+  }
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok()) << leader.status().to_string();
+  const int follower = (*leader + 1) % cluster.size();
+  auto url = [&](int i, const std::string& path) { return "https://" + http[i] + path; };
+
+  CurlAnswer put = curl_tls({"-X", "PUT", "--data-binary", "v1", url(*leader, "/v1/kv/x")});
+  ASSERT_EQ(put.status, 200) << put.body << put.err;
+  // Through a follower: forwarded to the leader (the follower's client presents its member
+  // certificate to the leader's --client-cert-auth client port).
+  CurlAnswer fput = curl_tls({"-X", "PUT", "--data-binary", "v2", url(follower, "/v1/kv/y")});
+  ASSERT_EQ(fput.status, 200) << fput.body << fput.err;
+  for (int i = 0; i < cluster.size(); ++i) {
+    CurlAnswer x = curl_tls({url(i, "/v1/kv/x")});
+    EXPECT_EQ(x.status, 200) << x.body << x.err;
+    EXPECT_TRUE(contains(x.body, R"("value":"v1")")) << x.body;
+    CurlAnswer y = curl_tls({url(i, "/v1/kv/y")});
+    EXPECT_EQ(y.status, 200) << y.body << y.err;
+    EXPECT_TRUE(contains(y.body, R"("value":"v2")")) << y.body;
+    CurlAnswer health = curl_tls({url(i, "/health")});
+    EXPECT_EQ(health.status, 200) << health.body << health.err;
+  }
+
+  // --client-cert-auth holds on the HTTP port too: no certificate, no answer.
+  CurlAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
+  EXPECT_NE(anonymous.exit_status, 0);
+  EXPECT_EQ(anonymous.status, 0) << anonymous.body;
+  // Plain HTTP at the HTTPS port: answered in plain HTTP, naming the mismatch.
+  CurlAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
+  EXPECT_EQ(plain.status, 400) << plain.body << plain.err;
+  EXPECT_TRUE(contains(plain.body,
+                       "this port speaks HTTPS: the request was sent in plain HTTP; "
+                       "use https://"))
+      << plain.body;
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return contains(read_file(cluster.log_path(follower)),
+                                    "https connection refused from=127.0.0.1:");
+                  },
+                  std::chrono::seconds(10), "the refusal in the follower's log")
+                  .ok());
+  CurlAnswer metrics = curl_tls({url(follower, "/metrics")});
+  EXPECT_TRUE(
+      contains(metrics.body, R"(kvc_http_tls_handshake_failures_total{reason="plain_http"} 1)"))
+      << metrics.body;
+}
+
 constexpr const char* kSecret = "9c1e4f7a2b8d3e6f0a5c9b2d7e4f1a8c3b6d9e2f5a8c1b4d7e0f3a6c9b2e5d8f";
 constexpr const char* kOtherSecret =
     "1f4a7c0e3b6d9f2a5c8e1b4d7f0a3c6e9b2d5f8a1c4e7b0d3f6a9c2e5b8d1f4a";
@@ -240,6 +348,9 @@ TEST(TlsProcessTest, SharedSecretIsAPreSharedKeyOnBothPorts) {
   ClusterOptions o;
   o.secret_file = good;
   ProcessCluster cluster("tls-psk", o);
+  // A secret and no certificates: the HTTP port stays plain HTTP, and says so at start-up.
+  const std::string http0 = "127.0.0.1:" + std::to_string(free_port());
+  cluster.mutable_spec(0).extra_flags = {"--listen-http", http0};
   ASSERT_TRUE(cluster.start_all().ok());
   ASSERT_TRUE(cluster.wait_for_leader().ok());
   ProcessCluster::CtlResult put = cluster.ctl({"--secret-file", good, "put", "/psk/a", "1"});
@@ -262,6 +373,12 @@ TEST(TlsProcessTest, SharedSecretIsAPreSharedKeyOnBothPorts) {
       << none.out;
   EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
                        "binder does not verify: the client's shared secret differs"));
+  EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
+                       "(--listen-http) speaks plain HTTP: the shared secret cannot protect it"));
+  if (!curl_path().empty()) {
+    CurlAnswer health = curl({"http://" + http0 + "/ready"});
+    EXPECT_EQ(health.status, 200) << health.body << health.err;
+  }
 }
 
 TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
@@ -304,7 +421,10 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
   install(pki().member_key, key);
   ProcessCluster cluster("tls-reload", tls_cluster());
   give_certificates(cluster);
-  cluster.mutable_spec(0).extra_flags = {"--cert-file",
+  const std::string http0 = "127.0.0.1:" + std::to_string(free_port());
+  cluster.mutable_spec(0).extra_flags = {"--listen-http",
+                                         http0,
+                                         "--cert-file",
                                          cert,
                                          "--key-file",
                                          key,
@@ -365,6 +485,14 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
   EXPECT_EQ(after_old.status, 1) << after_old.out;
   EXPECT_TRUE(contains(after_old.out, "the server's certificate is not signed by a CA we trust"))
       << after_old.out;
+  // The HTTP port follows the client port's certificates.
+  if (!curl_path().empty()) {
+    CurlAnswer https_new = curl({"--cacert", pki().other_ca, "--cert", pki().client, "--key",
+                                 pki().client_key, "https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+    EXPECT_EQ(https_new.status, 200) << https_new.body << https_new.err;
+    CurlAnswer https_old = curl_tls({"https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+    EXPECT_EQ(https_old.exit_status, 60) << https_old.err;  // the server is not trusted
+  }
 
   // The member is still in its cluster: a write through the leader reaches member 0. Whichever
   // leads: each member is asked with the CA its client port now needs (members 1 and 2 kept the

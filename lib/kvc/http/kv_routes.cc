@@ -250,7 +250,8 @@ HttpResponse wire_error(const wire::Response& w, std::string_view target, Backen
       if (w.code == Code::kNotLeader) {
         const std::string http = backend.http_address_of(w.leader_id);
         if (!http.empty())
-          resp.headers.push_back({"Location", "http://" + http + std::string(target)});
+          resp.headers.push_back(
+              {"Location", backend.http_scheme() + "://" + http + std::string(target)});
       }
     }
   }

@@ -77,6 +77,8 @@ class Backend {
     (void)member_id;
     return {};
   }
+  // The scheme of those addresses: "https" when the members' HTTP ports speak TLS.
+  virtual std::string http_scheme() { return "http"; }
   // Starts a watch of request.key (every key under it with request.prefix) from
   // request.start_revision (0: from now) that feeds `sink`. `started` is called once, before
   // any event: with an ok response and the handle that cancel_watch() takes, or with the error

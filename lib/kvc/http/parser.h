@@ -47,6 +47,9 @@ struct HttpRequest {
   std::string body;                                        // de-chunked
   int version_minor = 1;                                   // HTTP/1.x
   bool keep_alive = true;  // the client may send another request on this connection
+  // Set by HttpServer on a TLS port: the subject of the client's verified certificate (RFC 2253,
+  // "CN=operator,O=kvc", as net::TlsPeerIdentity::subject has it); empty without one.
+  std::string tls_peer;
 
   // The first header / query parameter of that name, or null.
   const std::string* header(std::string_view lowercase_name) const;

@@ -1,5 +1,7 @@
 #include "kvc/http/server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -16,6 +18,28 @@ namespace {
 constexpr std::size_t kReadChunk = 64u << 10;
 constexpr std::size_t kMaxLingerBytes = 1u << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// A failed TLS handshake's kind: the metric's `reason` label, and the index of its counter.
+enum TlsFailure { kTlsFailed = 0, kTlsTimeout = 1, kTlsPlainHttp = 2 };
+constexpr const char* kTlsFailureNames[] = {"failed", "timeout", "plain_http"};
+
+std::string peer_name(uv_tcp_t* tcp) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  return net::sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss));
+}
+
+// Whether the first bytes a TLS port received are a plain HTTP request: not a TLS record, and
+// begun by a method's capital letters ("GET /", "PUT /"...).
+bool looks_like_plain_http(std::string_view first) {
+  if (first.empty() || net::looks_like_tls(first) != net::TlsSniff::kPlaintext) return false;
+  const std::size_t n = std::min<std::size_t>(first.size(), 3);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (first[i] < 'A' || first[i] > 'Z') return false;
+  }
+  return true;
+}
 
 bool header_safe(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
@@ -221,6 +245,13 @@ struct HttpServer::Metrics {
                                     "HTTP connections or requests cut off by a deadline.",
                                     {{"kind", kind}}));
     }
+    for (const char* reason : kTlsFailureNames) {
+      tls_failures.push_back(&r.counter(
+          "kvc_http_tls_handshake_failures_total",
+          "HTTPS connections closed without a TLS handshake: failed, not done in time, or a "
+          "plain HTTP request (answered 400).",
+          {{"reason", reason}}));
+    }
   }
   metrics::Gauge& connections;
   metrics::Counter& rejected;
@@ -228,7 +259,8 @@ struct HttpServer::Metrics {
   metrics::Gauge& streams;
   metrics::Histogram& duration;
   metrics::Counter* responses[5] = {};
-  std::vector<metrics::Counter*> timeouts;  // idle, request, response, write
+  std::vector<metrics::Counter*> timeouts;      // idle, request, response, write
+  std::vector<metrics::Counter*> tls_failures;  // by TlsFailure
 };
 
 // One accepted connection. Lives while its libuv handle is open (self_), so answers that arrive
@@ -247,12 +279,15 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
   void start() {
     counted_ = true;
     uv_tcp_nodelay(&tcp_, 1);
+    if (!begin_tls()) return;
     update_reading();
   }
 
-  // Over capacity: answer 503 and close.
+  // Over capacity: answer 503 and close (over TLS: once the handshake is done, which the
+  // handshake deadline bounds).
   void refuse() {
     uv_tcp_nodelay(&tcp_, 1);
+    if (!begin_tls()) return;
     no_more_requests_ = true;
     close_after_write_ = true;
     count_response(503);
@@ -260,6 +295,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
         error_response(503, code_name(Code::kUnavailable), "too many HTTP connections"), false,
         true, server_->date());
     flush();
+    update_reading();
   }
 
   void close() {
@@ -311,6 +347,13 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     const HttpServerOptions& o = server_->options_;
     if (lingering_) {
       if (now >= linger_deadline_) close();
+      return;
+    }
+    if (tls_handshaking() && now - accepted_at_ >= o.tls_handshake_timeout_ms) {
+      server_->tls_failed(
+          kTlsTimeout, peer_name(&tcp_),
+          "no TLS handshake within " + std::to_string(o.tls_handshake_timeout_ms) + " ms");
+      close();
       return;
     }
     if (streaming_ && !stream_keepalive_.empty() && now - stream_last_ >= o.stream_keepalive_ms) {
@@ -375,13 +418,88 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     uv_tcp_init(server->loop_, &tcp_);
     tcp_.data = this;
     idle_since_ = uv_now(server->loop_);
+    accepted_at_ = idle_since_;
   }
 
   std::uint64_t now() const { return uv_now(tcp_.loop); }
-  std::size_t output_bytes() const { return pending_.size() + inflight_.size(); }
+  // Plaintext queued (over TLS: until the handshake is done), ciphertext queued, and in flight.
+  std::size_t output_bytes() const { return pending_.size() + wire_.size() + inflight_.size(); }
   bool is_idle() const {
     return slots_.empty() && !parser_.in_progress() && !writing_ && pending_.empty() &&
-           in_off_ == in_.size() && !close_after_write_ && !streaming_;
+           wire_.empty() && in_off_ == in_.size() && !close_after_write_ && !streaming_;
+  }
+
+  // With a TLS context, the session for this connection; false (and closed) when none can be
+  // made, which only running out of memory does.
+  bool begin_tls() {
+    if (server_->options_.tls == nullptr) return true;
+    Result<std::unique_ptr<net::TlsSession>> s = net::TlsSession::create(server_->options_.tls);
+    if (!s.ok()) {
+      spdlog::error("http: no TLS session for a connection: {}", s.status().message());
+      close();
+      return false;
+    }
+    tls_ = std::move(*s);
+    return true;
+  }
+  // A TLS handshake under way (not done, not failed).
+  bool tls_handshaking() const {
+    return tls_ != nullptr && !tls_->handshake_done() && tls_->error().ok();
+  }
+
+  // Ciphertext from the client: the handshake, then requests (deciphered for the parser).
+  void on_tls_read(std::string_view data) {
+    if (first_bytes_.size() < 8) {
+      first_bytes_.append(data.substr(0, std::min(8 - first_bytes_.size(), data.size())));
+    }
+    if (!tls_->error().ok()) return;  // failed: its alert or answer is on its way, then close
+    const bool was_done = tls_->handshake_done();
+    const Status s = tls_->feed(data);
+    std::string plain;
+    tls_->read_plaintext(plain);
+    if (!s.ok()) {
+      tls_error(s, was_done);
+      return;
+    }
+    if (!was_done && tls_->handshake_done()) {
+      ++server_->stats_.tls_handshakes;
+      const net::TlsPeerIdentity& peer = tls_->peer();
+      if (peer.has_certificate && peer.verified) tls_peer_ = peer.subject;
+    }
+    wire_ += tls_->take_output();
+    // After the last request (a stream, a close) what the client sends is read and dropped,
+    // as without TLS; the session still deciphers it, to see the client's close_notify.
+    if (!no_more_requests_) in_ += plain;
+    if (tls_->peer_closed()) eof_ = true;
+    flush();
+    pump();
+  }
+
+  // The session failed: during the handshake, answer a plain HTTP request in plain HTTP (400),
+  // anything else with the session's alert, and close after it; later, just close.
+  void tls_error(const Status& why, bool after_handshake) {
+    if (after_handshake) {
+      spdlog::debug("http: closing a TLS connection from={} reason={}", peer_name(&tcp_),
+                    why.message());
+      close();
+      return;
+    }
+    no_more_requests_ = true;
+    close_after_write_ = true;
+    pending_.clear();
+    if (looks_like_plain_http(first_bytes_)) {
+      server_->tls_failed(kTlsPlainHttp, peer_name(&tcp_), std::string(kPlainHttpAtTlsPort));
+      count_response(400);
+      wire_ += format_response(
+          error_response(400, code_name(Code::kInvalidArgument), kPlainHttpAtTlsPort), false, true,
+          server_->date());
+    } else {
+      server_->tls_failed(kTlsFailed, peer_name(&tcp_), why.message());
+      wire_ += tls_->take_output();  // the alert that tells the client why, if there is one
+    }
+    flush();
+    update_reading();
+    maybe_finish();
   }
 
   // One chunk of a streaming answer's body (unframed for HTTP/1.0).
@@ -442,7 +560,10 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     if (closing_ || server_ == nullptr) return;
     const HttpServerOptions& o = server_->options_;
     bool want;
-    if (lingering_ || streaming_) {
+    if (tls_handshaking()) {
+      // The handshake is read to its end whatever else waits (a refused connection's 503).
+      want = !eof_;
+    } else if (lingering_ || streaming_) {
       // A stream reads (and drops) what the client sends, to see it close.
       want = !eof_;
     } else {
@@ -478,6 +599,15 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
         close();
         return;
       }
+      if (tls_handshaking()) {
+        // A client that sent part of a handshake and left failed it; one that sent nothing
+        // (a port probe, a load balancer's TCP check) is not counted.
+        if (!first_bytes_.empty()) {
+          server_->tls_failed(kTlsFailed, peer_name(&tcp_), tls_->on_eof().message());
+        }
+        close();
+        return;
+      }
       update_reading();
       pump();
       return;
@@ -490,6 +620,10 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     if (lingering_) {
       linger_bytes_ += static_cast<std::size_t>(n);
       if (linger_bytes_ > kMaxLingerBytes) close();
+      return;
+    }
+    if (tls_ != nullptr) {
+      on_tls_read(std::string_view(buf->base, static_cast<std::size_t>(n)));
       return;
     }
     if (no_more_requests_) return;
@@ -565,6 +699,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     s.deadline = now() + o.response_timeout_ms;
     s.started = std::chrono::steady_clock::now();
     if (s.close_after) no_more_requests_ = true;
+    req.tls_peer = tls_peer_;
     const std::uint64_t id = s.id;
     slots_.push_back(std::move(s));
     ++server_->stats_.requests;
@@ -672,10 +807,23 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
     refuse_request(r);
   }
 
+  // Over TLS, enciphers what is queued (once the handshake is done); then writes.
   void flush() {
-    if (writing_ || pending_.empty() || closing_) return;
-    inflight_.swap(pending_);
-    pending_.clear();
+    if (closing_) return;
+    if (tls_ != nullptr && !pending_.empty() && tls_->handshake_done() && tls_->error().ok() &&
+        !tls_notified_) {
+      const Status s = tls_->write(pending_);
+      pending_.clear();
+      wire_ += tls_->take_output();
+      if (!s.ok()) {
+        close();
+        return;
+      }
+    }
+    std::string& out = tls_ != nullptr ? wire_ : pending_;
+    if (writing_ || out.empty()) return;
+    inflight_.swap(out);
+    out.clear();
     uv_buf_t buf = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
     write_req_.data = this;
     writing_ = true;
@@ -699,7 +847,7 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
       close();
       return;
     }
-    if (slots_.empty() && pending_.empty()) idle_since_ = now();
+    if (slots_.empty() && pending_.empty() && wire_.empty()) idle_since_ = now();
     flush();
     pump();
     update_reading();
@@ -709,11 +857,19 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
   // Closes once everything owed is written: after an answer that closes the connection
   // (half-close, then drain briefly), or when the client half-closed and all is answered.
   void maybe_finish() {
-    if (closing_ || shutting_down_ || writing_ || !pending_.empty()) return;
+    if (closing_ || shutting_down_ || writing_ || !pending_.empty() || !wire_.empty()) return;
     if (close_after_write_) {
       if (eof_ || server_ == nullptr) {
         close();
         return;
+      }
+      if (tls_ != nullptr && !tls_notified_ && tls_->handshake_done() && tls_->error().ok()) {
+        // TLS's end of data first, so the client can tell the end from a truncation.
+        tls_notified_ = true;
+        tls_->close_notify();
+        wire_ += tls_->take_output();
+        flush();
+        if (writing_ || closing_) return;  // on_written comes back here
       }
       shutting_down_ = true;
       shutdown_req_.data = this;
@@ -744,7 +900,8 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
   // order, at most max_pipelined of them (plus one refusal); ids increase by one.
   std::deque<Slot> slots_;
   std::uint64_t next_slot_ = 0;
-  std::string pending_;   // answers queued, not yet handed to libuv
+  std::string pending_;   // answers queued, not yet handed to libuv (TLS: not yet enciphered)
+  std::string wire_;      // TLS: ciphertext (or the plain-HTTP refusal) not yet handed to libuv
   std::string inflight_;  // handed to libuv, not yet written
   uv_write_t write_req_{};
   uv_shutdown_t shutdown_req_{};
@@ -771,7 +928,14 @@ class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public Respo
   bool stream_chunked_ = true;
   std::string stream_keepalive_;
   std::uint64_t stream_last_ = 0;  // loop time (ms) of the stream's last output
-  std::shared_ptr<Conn> self_;     // held while the libuv handle is open
+  std::uint64_t accepted_at_ = 0;  // loop time (ms): the TLS handshake's deadline counts from it
+  // TLS (HttpServerOptions::tls when accepted): the session, the first bytes received (to tell
+  // a plain HTTP request), the verified client certificate's subject, close_notify queued.
+  std::unique_ptr<net::TlsSession> tls_;
+  std::string first_bytes_;
+  std::string tls_peer_;
+  bool tls_notified_ = false;
+  std::shared_ptr<Conn> self_;  // held while the libuv handle is open
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -817,7 +981,8 @@ Status HttpServer::listen() {
   // One timer checks every connection's deadlines, often enough for the shortest of them.
   std::uint64_t shortest =
       std::min({options_.idle_timeout_ms, options_.request_timeout_ms, options_.response_timeout_ms,
-                options_.write_timeout_ms, options_.linger_ms, options_.stream_keepalive_ms});
+                options_.write_timeout_ms, options_.linger_ms, options_.stream_keepalive_ms,
+                options_.tls_handshake_timeout_ms});
   const std::uint64_t tick = std::clamp<std::uint64_t>(shortest / 4, 5, 1000);
   uv_timer_start(
       &handles_->timer,
@@ -857,6 +1022,28 @@ void HttpServer::sweep() {
 }
 
 void HttpServer::forget(Conn* c) { conns_.erase(c); }
+
+// Counted always; logged at most once a second (a scanner or a misconfigured client can fail
+// many handshakes), with how many were not logged. TLS's messages carry no secrets.
+void HttpServer::tls_failed(int kind, const std::string& from, const std::string& why) {
+  ++stats_.tls_handshake_failures;
+  if (kind == kTlsTimeout) ++stats_.tls_handshake_timeouts;
+  if (kind == kTlsPlainHttp) ++stats_.tls_plain_http;
+  if (metrics_) metrics_->tls_failures[static_cast<std::size_t>(kind)]->inc();
+  const std::uint64_t now = uv_now(loop_);
+  if (tls_log_at_ != 0 && now - tls_log_at_ < 1000) {
+    ++tls_log_skipped_;
+    return;
+  }
+  if (tls_log_skipped_ == 0) {
+    spdlog::warn("https connection refused from={} reason={}", from, why);
+  } else {
+    spdlog::warn("https connection refused from={} reason={} (and {} more not logged)", from, why,
+                 tls_log_skipped_);
+  }
+  tls_log_at_ = std::max<std::uint64_t>(now, 1);
+  tls_log_skipped_ = 0;
+}
 
 void HttpServer::close() {
   if (handles_ != nullptr) {

@@ -24,6 +24,16 @@
 // closed. When the server closes a connection after an answer, it half-closes and drains what
 // the client still sends for a short while, so the client reads the answer instead of a reset.
 //
+// TLS (HttpServerOptions::tls, or set_tls() for connections accepted from then on): each
+// connection runs a net::TlsSession; what is read is deciphered before the parser sees it and
+// everything written (answers, stream chunks, keep-alive text) is enciphered, so back-pressure
+// and the write deadline count ciphertext. A handshake that does not finish within
+// `tls_handshake_timeout_ms` of the accept is cut off (slow-loris), one that fails closes the
+// connection (both counted, and logged without secrets); a client that speaks plain HTTP to the
+// TLS port is answered, in plain HTTP, 400 with kPlainHttpAtTlsPort, and the connection closes.
+// A verified client certificate's subject reaches the handler as HttpRequest::tls_peer. Closing
+// a connection after an answer sends TLS's close_notify before the half-close.
+//
 // Thread-safety: construct, call and destroy on the loop's thread; Respond must be called on the
 // loop's thread too (it may be called after the connection or the server is gone: the answer is
 // then dropped). Calling one Respond twice is a bug (KVC_CHECK).
@@ -43,6 +53,7 @@
 #include "kvc/common/status.h"
 #include "kvc/http/parser.h"
 #include "kvc/net/address.h"
+#include "kvc/net/tls.h"
 
 namespace kvc::http {
 
@@ -117,6 +128,11 @@ std::string_view status_reason(int status);
 std::string format_response(const HttpResponse& r, bool head_only, bool close,
                             std::string_view date = {}, bool chunked = true);
 
+// The message of the 400 a TLS port answers a plain-HTTP request with (docs/http.md), as nginx
+// answers "The plain HTTP request was sent to HTTPS port".
+inline constexpr std::string_view kPlainHttpAtTlsPort =
+    "this port speaks HTTPS: the request was sent in plain HTTP; use https://";
+
 using Respond = std::function<void(HttpResponse)>;
 // `request` is valid only during the call; copy what an asynchronous answer needs.
 using Handler = std::function<void(const HttpRequest& request, Respond respond)>;
@@ -137,6 +153,10 @@ struct HttpServerOptions {
   std::uint64_t stream_keepalive_ms = 5'000;
   // Optional: kvc_http_* metrics are registered here and kept current.
   metrics::Registry* metrics = nullptr;
+  // A server context (net::TlsRole::kServer): every connection speaks TLS; null: plain HTTP.
+  std::shared_ptr<const net::TlsContext> tls;
+  // A TLS connection whose handshake is not done this long after its accept is closed.
+  std::uint64_t tls_handshake_timeout_ms = 5'000;
 };
 
 class HttpServer {
@@ -151,6 +171,12 @@ class HttpServer {
     std::uint64_t response_timeouts = 0;
     std::uint64_t write_timeouts = 0;
     std::uint64_t streams = 0;  // streaming answers started
+    // TLS: handshakes completed; failed (including the two below); not done in time; plain
+    // HTTP requests answered with 400.
+    std::uint64_t tls_handshakes = 0;
+    std::uint64_t tls_handshake_failures = 0;
+    std::uint64_t tls_handshake_timeouts = 0;
+    std::uint64_t tls_plain_http = 0;
   };
 
   HttpServer(uv_loop_t* loop, HttpServerOptions options, Handler handler);
@@ -164,6 +190,9 @@ class HttpServer {
   const net::Address& bound() const { return bound_; }
   // Stops accepting and closes every connection; answers not yet given are dropped. Idempotent.
   void close();
+  // The TLS context for connections accepted from now on (a certificate reload); open ones keep
+  // theirs. Null turns TLS off for new connections.
+  void set_tls(std::shared_ptr<const net::TlsContext> tls) { options_.tls = std::move(tls); }
 
   std::size_t open_connections() const { return active_; }
   // Streaming answers being written now.
@@ -178,6 +207,8 @@ class HttpServer {
   void sweep();
   const std::string& date();
   void forget(Conn* c);
+  // A TLS handshake failed (kind: see server.cc): counted, and logged (at most once a second).
+  void tls_failed(int kind, const std::string& from, const std::string& why);
 
   uv_loop_t* loop_;
   HttpServerOptions options_;
@@ -191,6 +222,8 @@ class HttpServer {
   std::unique_ptr<Metrics> metrics_;
   std::string date_;
   std::int64_t date_second_ = -1;
+  std::uint64_t tls_log_at_ = 0;       // loop time (ms) of the last TLS failure logged
+  std::uint64_t tls_log_skipped_ = 0;  // failures not logged since (one line a second)
 };
 
 }  // namespace kvc::http

@@ -89,6 +89,7 @@ Status Engine::Impl::reload_tls() {
     peer_dial_tls_ = t.peer_dial;
     if (client_listener_ != nullptr) client_listener_->set_tls(client_port_tls_);
     if (peer_transport_ != nullptr) peer_transport_->set_tls(peer_port_tls_, peer_dial_tls_);
+    if (http_ != nullptr && http_tls()) http_->set_tls(client_port_tls_);
     done->set_value();
   });
   if (swapped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
@@ -101,6 +102,10 @@ Status Engine::Impl::reload_tls() {
   spdlog::info("tls reloaded cert_file={} peer_cert_file={}", c.cert_file, p.cert_file);
   return Status();
 }
+
+// The HTTP port speaks TLS with the client port's certificates, never with the secret: curl,
+// browsers and Prometheus have no TLS pre-shared keys (docs/security.md).
+bool Engine::Impl::http_tls() const { return !options_.client_tls.cert_file.empty(); }
 
 void Engine::Impl::secure_internal_client(client::ClientOptions& o) const {
   const net::TlsConfig& c = options_.client_tls;
@@ -255,14 +260,23 @@ Status Engine::Impl::listen_http() {
   // Room for a value sent base64-encoded in a JSON body.
   ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
   ho.metrics = &metrics_->registry;
+  if (http_tls()) ho.tls = client_port_tls_;
+  ho.tls_handshake_timeout_ms = options_.handshake_timeout_ms;
   http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
   if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
   http_bound_ = http_->bound().to_string();
-  if (!h->is_loopback()) {
+  if (!http_tls() && !options_.secret.empty()) {
     spdlog::warn(
-        "serving HTTP on {}, which is not a loopback address: anyone who can reach "
-        "it can read and write keys",
+        "the HTTP port {} (--listen-http) speaks plain HTTP: the shared secret cannot protect "
+        "it (HTTP clients have no TLS pre-shared keys), so its requests and answers travel in "
+        "clear; give the client port certificates (--cert-file, --key-file) to serve HTTPS",
         h->to_string());
+  }
+  if (!h->is_loopback() && !options_.client_tls.client_cert_auth) {
+    spdlog::warn(
+        "serving {} on {}, which is not a loopback address, without --client-cert-auth: anyone "
+        "who can reach it can read and write keys",
+        http_tls() ? "HTTPS" : "HTTP", h->to_string());
   }
   return Status();
 }

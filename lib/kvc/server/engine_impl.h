@@ -187,6 +187,7 @@ class Engine::Impl {
   };
   Result<TlsContexts> make_tls() const;
   Status build_tls();
+  bool http_tls() const;
   // How this member's own clients (forwarding, hash checks) authenticate to a client port.
   void secure_internal_client(client::ClientOptions& o) const;
   Status bind_listeners();

@@ -84,6 +84,10 @@ std::string EngineHttpBackend::http_address_of(std::uint64_t member_id) {
   return member_id == impl_.identity_.member_id ? impl_.http_bound_ : std::string();
 }
 
+std::string EngineHttpBackend::http_scheme() {
+  return impl_.options_.client_tls.cert_file.empty() ? "http" : "https";
+}
+
 void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
                               std::function<void(wire::Response, std::uint64_t)> started) {
   if (impl_.stopping_) {

@@ -14,6 +14,7 @@ class EngineHttpBackend final : public http::Backend {
   std::string metrics_text() override;
   void call(wire::Request request, std::function<void(wire::Response)> done) override;
   std::string http_address_of(std::uint64_t member_id) override;
+  std::string http_scheme() override;
   // HTTP watches are watchers of the member's watch hub (watch_hub.cc) that feed a sink.
   void watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
              std::function<void(wire::Response ack, std::uint64_t handle)> started) override;
