@@ -11,7 +11,7 @@ endif()
 
 pkg_check_modules(LIBUV REQUIRED IMPORTED_TARGET libuv)
 
-# libcrypto for SHA-256/HMAC (common/sha256.cc), libssl for TLS (net/tls.cc). Debian 12: 3.0.
+# libssl for TLS, libcrypto for the PSK derivation (HMAC-SHA-256): net/tls.cc. Debian 12: 3.0.
 find_package(OpenSSL 3 REQUIRED)
 
 find_package(msgpack CONFIG REQUIRED NAMES msgpack msgpackc-cxx)

@@ -34,11 +34,10 @@ Status write_all(int fd, std::string_view data, const std::string& where) {
   return Status();
 }
 
-// One idle connection: connect, hello, the member's reply (and the proof with a secret). Returns
+// One idle connection: connect, hello, the member's reply. Returns
 // the open socket, or kFailedPrecondition/the member's code for a refusal (`*refused` set), or
 // another error.
-Result<int> open_one(const net::Address& a, const std::string& secret, std::uint64_t timeout_ms,
-                     bool* refused) {
+Result<int> open_one(const net::Address& a, std::uint64_t timeout_ms, bool* refused) {
   *refused = false;
   const std::string where = a.to_string();
   sockaddr_storage ss{};
@@ -59,7 +58,6 @@ Result<int> open_one(const net::Address& a, const std::string& secret, std::uint
     return fail(Status::unavailable("connect to " + where + ": " + std::strerror(errno)));
   }
   wire::DialerHandshake handshake(
-      secret,
       {.role = wire::Role::kClient, .name = "kvc-bench-idle", .software_version = kvc::version()});
   wire::HandshakeStep hello = handshake.start();
   if (hello.action != wire::HandshakeAction::kContinue) return fail(hello.why);
@@ -129,8 +127,7 @@ void IdleConnections::close_all() {
 }
 
 Result<IdleConnections> IdleConnections::open(const std::vector<net::Address>& endpoints,
-                                              std::size_t n, const std::string& secret,
-                                              std::uint64_t step_timeout_ms) {
+                                              std::size_t n, std::uint64_t step_timeout_ms) {
   if (endpoints.empty()) return Status::invalid_argument("idle connections: no endpoint given");
   IdleConnections out;
   IdleSummary& s = out.summary_;
@@ -146,7 +143,7 @@ Result<IdleConnections> IdleConnections::open(const std::vector<net::Address>& e
     }
     const std::size_t e = i % endpoints.size();
     bool refused = false;
-    Result<int> fd = open_one(endpoints[e], secret, step_timeout_ms, &refused);
+    Result<int> fd = open_one(endpoints[e], step_timeout_ms, &refused);
     if (fd.ok()) {
       out.fds_.push_back(*fd);
       ++s.opened;

@@ -1,6 +1,7 @@
 // Idle client connections for kvc-bench --idle-conns: N TCP connections to the members, spread
-// over the endpoints in turn, each of which completes the client handshake (hello, and the
-// shared-secret proof when there is one) and then sends nothing more while it is held. They show
+// over the endpoints in turn, each of which completes the client handshake (the hello, in plain
+// TCP: no TLS, so not against members with certificates or a secret) and then sends nothing more
+// while it is held. They show
 // what an open but quiet connection costs a member (memory, accept limits, and the effect on the
 // throughput of the real clients beside them).
 //
@@ -42,10 +43,10 @@ class IdleConnections {
   IdleConnections& operator=(const IdleConnections&) = delete;
 
   // Opens `n` connections over `endpoints` in turn (connection i goes to endpoint i mod size).
-  // `secret` is the cluster's shared secret ("" for none). Fails only when no endpoint is given;
-  // connections that could not be opened are counted in the summary.
+  // Fails only when no endpoint is given; connections that could not be opened are counted in
+  // the summary.
   static Result<IdleConnections> open(const std::vector<net::Address>& endpoints, std::size_t n,
-                                      const std::string& secret, std::uint64_t step_timeout_ms);
+                                      std::uint64_t step_timeout_ms);
 
   // How many of the held connections are still open: not closed by the member and with nothing
   // unread from it (an idle connection receives nothing). Does not block. Also records the

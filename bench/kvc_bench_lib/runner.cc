@@ -12,7 +12,6 @@
 #include <thread>
 
 #include "kvc/client/client.h"
-#include "kvc/wire/auth.h"
 
 namespace kvc::bench {
 
@@ -112,6 +111,14 @@ Status validate(const BenchOptions& o) {
   if (o.workload == Workload::kCas && o.rate > 0) {
     return Status::invalid_argument("cas: --rate is not supported (each client owns one key)");
   }
+  // Idle connections speak the hello over plain sockets (idle.h): a TLS member would close
+  // each at its handshake deadline, which measures nothing. Refused before anything runs.
+  if (o.idle_conns > 0 &&
+      (!o.secret_file.empty() || !o.tls.trusted_ca_file.empty() || !o.tls.cert_file.empty())) {
+    return Status::invalid_argument(
+        "--idle-conns does not support TLS (--secret-file, --cacert, --cert): the idle "
+        "connections are plain TCP; run it against members without TLS");
+  }
   return Status();
 }
 
@@ -179,19 +186,9 @@ class Runner {
 
  private:
   Result<IdleConnections> open_idle() {
-    // Idle connections speak the hello over plain sockets (idle.h): no TLS.
-    if (!o_.secret_file.empty() || !o_.tls.trusted_ca_file.empty() || !o_.tls.cert_file.empty()) {
-      return Status::invalid_argument(
-          "--idle-conns cannot go with TLS yet (--secret-file, --cacert, --cert)");
-    }
-    std::string secret;
-    if (!o_.secret_file.empty()) {
-      Result<std::string> s = wire::load_secret_file(o_.secret_file);
-      if (!s.ok()) return s.status();
-      secret = std::move(*s);
-    }
+    // Plain sockets only: validate() refused TLS flags with --idle-conns.
     Result<IdleConnections> idle = IdleConnections::open(
-        o_.endpoints, o_.idle_conns, secret, std::min<std::uint64_t>(o_.timeout_ms, 2000));
+        o_.endpoints, o_.idle_conns, std::min<std::uint64_t>(o_.timeout_ms, 2000));
     if (!idle.ok()) return idle.status();
     if (o_.on_idle_open) o_.on_idle_open(idle->summary());
     if (o_.idle_hold_ms > 0) {

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "kvc/common/text.h"
+#include "kvc/net/secret.h"
 #include "kvc/server/engine.h"
 
 namespace {
@@ -308,6 +309,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   kvc::Result<std::unique_ptr<kvc::server::Engine>> engine = kvc::server::Engine::open(o);
+  // The Engine keeps its own copy, out of core dumps; this one is not needed again.
+  kvc::net::wipe(o.secret);
   if (!engine.ok()) return kvc::cli::fail("kvc-node", engine.status());
   for (;;) {
     timespec wait{0, 100 * 1000 * 1000};

@@ -180,7 +180,7 @@ TEST_F(BenchProcessTest, DurationBoundsTheRun) {
 TEST_F(BenchProcessTest, IdleConnectionsOpenSpreadAndStayOpen) {
   Result<std::vector<net::Address>> eps = client::parse_endpoints(cluster_->endpoints());
   ASSERT_TRUE(eps.ok());
-  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 30, "", 2000);
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 30, 2000);
   ASSERT_TRUE(idle.ok()) << idle.status().message();
   const bench::IdleSummary& s = idle->summary();
   EXPECT_EQ(s.requested, 30u);
@@ -230,7 +230,7 @@ TEST(BenchIdleTest, RefusedConnectionsAreCountedAndBounded) {
   ASSERT_TRUE(cluster.wait_for_leader(20000).ok());
   Result<std::vector<net::Address>> eps = client::parse_endpoints(cluster.endpoints());
   ASSERT_TRUE(eps.ok());
-  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 100, "", 2000);
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 100, 2000);
   ASSERT_TRUE(idle.ok()) << idle.status().message();
   const bench::IdleSummary& s = idle->summary();
   EXPECT_EQ(s.opened, 5u) << s.first_error;
@@ -245,14 +245,14 @@ TEST(BenchIdleTest, UnreachableEndpointFailsBounded) {
   Result<std::vector<net::Address>> eps =
       client::parse_endpoints("127.0.0.1:" + std::to_string(free_port()));
   ASSERT_TRUE(eps.ok());
-  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 1000, "", 500);
+  Result<bench::IdleConnections> idle = bench::IdleConnections::open(*eps, 1000, 500);
   ASSERT_TRUE(idle.ok());
   EXPECT_EQ(idle->summary().opened, 0u);
   EXPECT_EQ(idle->summary().failed, 16u);
   EXPECT_EQ(idle->summary().not_tried, 1000u - 16u);
   EXPECT_NE(idle->summary().first_error.find("connect to 127.0.0.1:"), std::string::npos)
       << idle->summary().first_error;
-  EXPECT_FALSE(bench::IdleConnections::open({}, 1, "", 500).ok());
+  EXPECT_FALSE(bench::IdleConnections::open({}, 1, 500).ok());
 }
 
 TEST(BenchToolTest, UnreachableClusterExitsUnavailable) {

@@ -143,6 +143,23 @@ TEST(ValidateTest, RejectsImpossibleOptions) {
          o.workload = Workload::kCas;
          o.rate = 10;
        }},
+      // Idle connections are plain TCP (idle.h): refused with any TLS flag.
+      {"idle conns with a secret",
+       [](BenchOptions& o) {
+         o.idle_conns = 3;
+         o.secret_file = "secret";
+       }},
+      {"idle conns with a CA",
+       [](BenchOptions& o) {
+         o.idle_conns = 3;
+         o.tls.trusted_ca_file = "ca.pem";
+       }},
+      {"idle conns with a client certificate",
+       [](BenchOptions& o) {
+         o.idle_conns = 3;
+         o.tls.cert_file = "c.pem";
+         o.tls.key_file = "k.pem";
+       }},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -150,6 +167,11 @@ TEST(ValidateTest, RejectsImpossibleOptions) {
     c.change(o);
     EXPECT_EQ(validate(o).code(), Code::kInvalidArgument);
   }
+  BenchOptions idle_tls = good;
+  idle_tls.idle_conns = 1;
+  idle_tls.tls.trusted_ca_file = "ca.pem";
+  EXPECT_NE(validate(idle_tls).message().find("--idle-conns does not support TLS"),
+            std::string::npos);
 }
 
 TEST(ReportTest, JsonCarriesTheContractKeys) {

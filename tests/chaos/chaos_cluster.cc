@@ -32,7 +32,8 @@ MemberProcess ChaosCluster::make_member(int i) const {
 }
 
 ChaosCluster::ChaosCluster(ClusterConfig config)
-    : config_(std::move(config)), proxy_(std::make_unique<FaultProxy>(config_.seed)) {
+    : config_(std::move(config)),
+      proxy_(std::make_unique<FaultProxy>(config_.seed, !config_.secret_file.empty())) {
   // The harness's clients write to members that are killed under them: a write to a closed
   // connection must fail with EPIPE, not kill the harness with SIGPIPE (kvc-chaos died so once,
   // seed 2, a second and a half into the run). The members are started with the default back.
@@ -69,6 +70,7 @@ Status ChaosCluster::start_all() {
     o.timeout_ms = 2000;
     o.connect_timeout_ms = 500;
     o.name = "kvc-chaos-admin";
+    secure(o);
     Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
     if (!c.ok()) return c.status();
     admin_ = std::move(*c);
@@ -94,6 +96,10 @@ std::vector<std::string> ChaosCluster::command_line(int i) const {
   if (!config_.test_mutation.empty()) {
     extra.push_back("--test-mutation");
     extra.push_back(config_.test_mutation);
+  }
+  if (!config_.secret_file.empty()) {
+    extra.push_back("--secret-file");
+    extra.push_back(config_.secret_file);
   }
   return test::node_command_line({.binary = config_.node_binary,
                                   .name = m.name,

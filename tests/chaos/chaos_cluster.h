@@ -38,6 +38,10 @@ struct ClusterConfig {
   std::string token = "chaos";
   std::vector<std::string> extra_flags;  // for every member (timing, retention)
   std::uint64_t seed = 1;                // for the proxy's loss and jitter choices
+  // The cluster's shared secret (mode 600), or empty: with it every member gets --secret-file,
+  // so both ports speak TLS (the secret as a TLS 1.3 pre-shared key), and every client the
+  // harness makes goes through secure().
+  std::string secret_file;
 };
 
 // A member: its slot (name, ports, data dir, log; tests/support/node_member.h), the proxy port
@@ -67,6 +71,8 @@ class ChaosCluster {
 
   // Creates the directory, starts the proxy and every member.
   Status start_all();
+  // Gives a client of this cluster its credentials (the secret, when the cluster has one).
+  void secure(client::ClientOptions& o) const { o.secret_file = config_.secret_file; }
   Status start(int i);
   Status kill(int i);  // SIGKILL, then reap (bounded)
   // SIGTERM, then reap; the exit status (0 for a clean stop, 128+signal when killed).

@@ -1,5 +1,6 @@
 #include "chaos_run.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -44,6 +46,7 @@ std::unique_ptr<client::Client> leader_client(const ChaosCluster& cluster,
   o.timeout_ms = timeout_ms;
   o.connect_timeout_ms = 500;
   o.name = "kvc-chaos-check";
+  cluster.secure(o);
   Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
   KVC_CHECK(c.ok(), "opening a client with endpoints cannot fail");
   return std::move(*c);
@@ -121,6 +124,7 @@ Result<std::vector<wire::Event>> member_history(ChaosCluster& cluster, int i,
   o.endpoints.push_back({"127.0.0.1", cluster.member(i).client_port});
   o.timeout_ms = 5000;
   o.name = "kvc-chaos-watch";
+  cluster.secure(o);
   Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
   if (!c.ok()) return c.status();
   std::uint64_t from = 1;
@@ -304,6 +308,26 @@ ChaosResult run_chaos(const ChaosOptions& o) {
   cc.test_mutation = o.test_mutation;
   cc.slowfs_library = o.slowfs_library;
   cc.seed = o.seed;
+  if (o.tls) {
+    // A secret as `openssl rand -hex 32` makes one (a weak one is refused), from the seed.
+    std::mt19937_64 gen(o.seed * 0x9e3779b97f4a7c15ull + 1);
+    std::string secret;
+    for (int i = 0; i < 4; ++i) {
+      char part[17];
+      std::snprintf(part, sizeof part, "%016llx", static_cast<unsigned long long>(gen()));
+      secret += part;
+    }
+    cc.secret_file = result.run_dir + "/secret";
+    secret += "\n";
+    const int fd = ::open(cc.secret_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 ||
+        ::write(fd, secret.data(), secret.size()) != static_cast<ssize_t>(secret.size())) {
+      fail("cannot write the secret file " + cc.secret_file, false);
+      if (fd >= 0) ::close(fd);
+      return result;
+    }
+    ::close(fd);
+  }
   cc.extra_flags = {"--log-level", "info", "--tick", "50ms", "--election-timeout", "1s",
                     "--heartbeat-interval", "100ms", "--retained-entries", "400",
                     "--wal-segment-bytes", "1048576", "--state-map-size", "268435456",
@@ -381,6 +405,20 @@ ChaosResult run_chaos(const ChaosOptions& o) {
       nemesis.run(schedule, o.duration_ms, stop);
       if (Status s = nemesis.heal_all(); !s.ok()) fail("harness: healing: " + s.to_string(), false);
       progress("healed" + std::string(early ? " (stopped early: anomaly found)" : ""));
+      if (o.tls) {
+        // The faults reach TLS links only when the proxy learns who dialled each of them.
+        const ProxyStats ps = cluster.proxy().stats();
+        progress("tls: proxy learned the sender of " + std::to_string(ps.senders_found) +
+                 " peer connections (" + std::to_string(ps.senders_unknown) + " unknown), cut " +
+                 std::to_string(ps.connections_cut) + ", dropped " +
+                 std::to_string(ps.frames_dropped) + " records");
+        if (ps.senders_found == 0) {
+          fail(
+              "harness: with --tls the proxy learned no connection's sender: no link fault "
+              "was applied",
+              false);
+        }
+      }
       // Two more seconds of load on the healed cluster (not a wait for a condition: the
       // clients keep recording while the members recover), then the clients finish.
       if (!early) std::this_thread::sleep_for(std::chrono::seconds(2));

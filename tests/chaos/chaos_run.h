@@ -33,6 +33,9 @@ struct ChaosOptions {
   std::string node_binary;         // path of kvc-node (or kvc-node-unsafe)
   std::string test_mutation;       // --test-mutation for every member (kvc-node-unsafe only)
   std::string slowfs_library;      // the slow-disk shim; empty: no slow-disk faults
+  // Both ports speak TLS: the cluster has a shared secret (a TLS 1.3 pre-shared key), made
+  // for the run, and every client of the harness uses it.
+  bool tls = false;
   std::vector<FaultKind> faults = all_fault_kinds();
   std::string work_dir;  // parent of the run directory ($TMPDIR or /tmp when empty)
   bool keep = false;     // keep the run directory even when every check passed

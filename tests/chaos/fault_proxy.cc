@@ -1,6 +1,7 @@
 #include "fault_proxy.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,7 +12,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <deque>
+#include <fstream>
 #include <list>
 #include <mutex>
 #include <random>
@@ -68,6 +71,76 @@ bool read_some(int fd, std::string& buf) {
   return true;
 }
 
+// The inode of the TCP socket whose local end is 127.0.0.1:`local_port` and remote end
+// 127.0.0.1:`remote_port` (/proc/net/tcp), or 0.
+unsigned long socket_inode(std::uint16_t local_port, std::uint16_t remote_port) {
+  std::ifstream tcp("/proc/net/tcp");
+  char local[32], remote[32];
+  std::snprintf(local, sizeof local, "0100007F:%04X", local_port);
+  std::snprintf(remote, sizeof remote, "0100007F:%04X", remote_port);
+  std::string line;
+  std::getline(tcp, line);  // the header
+  while (std::getline(tcp, line)) {
+    char l[64], r[64];
+    unsigned long inode = 0;
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+    if (std::sscanf(line.c_str(), "%*s %63s %63s %*s %*s %*s %*s %*s %*s %lu", l, r, &inode) == 3 &&
+        std::string(l) == local && std::string(r) == remote) {
+      return inode;
+    }
+  }
+  return 0;
+}
+
+// The --name of the kvc-node process that holds socket `inode`, or "".
+std::string kvc_node_holding(unsigned long inode) {
+  const std::string want = "socket:[" + std::to_string(inode) + "]";
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return "";
+  std::string found;
+  while (dirent* e = ::readdir(proc)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + e->d_name;
+    std::string comm;
+    std::getline(std::ifstream(dir + "/comm"), comm);
+    if (comm.rfind("kvc-node", 0) != 0) continue;
+    DIR* fds = ::opendir((dir + "/fd").c_str());
+    if (fds == nullptr) continue;
+    bool holds = false;
+    while (dirent* f = ::readdir(fds)) {
+      char target[64];
+      const std::string link = dir + "/fd/" + f->d_name;
+      const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+      if (n > 0 && std::string_view(target, static_cast<std::size_t>(n)) == want) {
+        holds = true;
+        break;
+      }
+    }
+    ::closedir(fds);
+    if (!holds) continue;
+    std::ifstream cmdline(dir + "/cmdline", std::ios::binary);
+    std::vector<std::string> args;
+    for (std::string a; std::getline(cmdline, a, '\0');) args.push_back(a);
+    for (std::size_t i = 0; i + 1 < args.size(); ++i) {
+      if (args[i] == "--name") found = args[i + 1];
+    }
+    break;
+  }
+  ::closedir(proc);
+  return found;
+}
+
+// The member (its --name) that dialled the proxy connection `fd`, found through the kernel.
+std::string dialler_of(int fd) {
+  sockaddr_in peer{}, self{};
+  socklen_t len = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return "";
+  len = sizeof self;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) != 0) return "";
+  const unsigned long inode = socket_inode(ntohs(peer.sin_port), ntohs(self.sin_port));
+  return inode == 0 ? "" : kvc_node_holding(inode);
+}
+
 }  // namespace
 
 std::string LinkFault::to_string() const {
@@ -89,7 +162,7 @@ std::string LinkFault::to_string() const {
 
 class FaultProxy::Impl {
  public:
-  explicit Impl(std::uint64_t seed) : rng_(seed) {}
+  Impl(std::uint64_t seed, bool tls) : rng_(seed), tls_(tls) {}
 
   ~Impl() {
     {
@@ -259,10 +332,24 @@ class FaultProxy::Impl {
     }
   }
 
-  // Cuts complete frames off c.in_buf and routes each by its link's fault.
+  // Cuts complete frames (TLS records with tls_) off c.in_buf and routes each by its link's
+  // fault.
   void take_frames(Conn& c, std::uint64_t now) {
     std::size_t pos = 0;
-    while (!c.dead && c.in_buf.size() - pos >= 4) {
+    while (tls_ && !c.dead && c.in_buf.size() - pos >= 5) {
+      const auto* h = reinterpret_cast<const unsigned char*>(c.in_buf.data() + pos);
+      // Content types 20..23 (change_cipher_spec, alert, handshake, application_data), 3.x.
+      if (h[0] < 20 || h[0] > 23 || h[1] != 3) {
+        c.dead = true;  // not TLS: let the member's own checks see nothing more
+        break;
+      }
+      const std::size_t len = (std::size_t{h[3]} << 8) | std::size_t{h[4]};
+      if (c.in_buf.size() - pos < 5 + len) break;
+      std::string record = c.in_buf.substr(pos, 5 + len);
+      pos += 5 + len;
+      route(c, std::move(record), now);
+    }
+    while (!tls_ && !c.dead && c.in_buf.size() - pos >= 4) {
       const auto* h = reinterpret_cast<const unsigned char*>(c.in_buf.data() + pos);
       const std::size_t len = (std::size_t{h[0]} << 24) | (std::size_t{h[1]} << 16) |
                               (std::size_t{h[2]} << 8) | std::size_t{h[3]};
@@ -279,6 +366,17 @@ class FaultProxy::Impl {
   }
 
   void route(Conn& c, std::string frame, std::uint64_t now) {
+    if (!c.hello_done && tls_) {
+      c.hello_done = true;
+      auto it = names_.find(dialler_of(c.in_fd));
+      if (it != names_.end()) c.from = it->second;
+      ++(c.from >= 0 ? stats_.senders_found : stats_.senders_unknown);
+      if (c.from >= 0 && fault_locked(c.from, c.to).cut) {
+        c.dead = true;
+        ++stats_.connections_cut;
+        return;
+      }
+    }
     if (!c.hello_done) {
       c.hello_done = true;
       Result<wire::Envelope> env =
@@ -454,11 +552,12 @@ class FaultProxy::Impl {
   std::list<Conn> conns_;                            // guarded by mu_ (the loop's)
   ProxyStats stats_;                                 // guarded by mu_
   std::mt19937_64 rng_;                              // guarded by mu_
+  const bool tls_;                                   // records, not frames (see the header)
   int wake_[2] = {-1, -1};
   std::thread thread_;
 };
 
-FaultProxy::FaultProxy(std::uint64_t seed) : impl_(std::make_unique<Impl>(seed)) {}
+FaultProxy::FaultProxy(std::uint64_t seed, bool tls) : impl_(std::make_unique<Impl>(seed, tls)) {}
 FaultProxy::~FaultProxy() = default;
 Status FaultProxy::start() { return impl_->start(); }
 Result<std::uint16_t> FaultProxy::add_member(int index, const std::string& name,

@@ -8,6 +8,13 @@
 // whole messages and the stream stays well-framed. What comes back on a connection (only the
 // HelloReply) is forwarded as is. Client connections do not pass through the proxy.
 //
+// With TLS on the peer ports (a cluster with a secret or certificates) the stream is TLS records,
+// not frames: the proxy cuts records (5-byte header) instead, and learns the sender from the
+// kernel instead of the Hello (the dialling socket's inode in /proc/net/tcp, the kvc-node
+// process that holds it, that process's --name). Loss and delay then act on records: a lost
+// record breaks the TLS stream, so the receiving member closes the link and the sender redials
+// (loss becomes connection churn rather than silent gaps; a black hole stays a black hole).
+//
 // The proxy runs its own thread (a poll loop); every public method is thread-safe.
 #pragma once
 
@@ -41,12 +48,16 @@ struct ProxyStats {
   std::uint64_t frames_dropped = 0;
   std::uint64_t frames_delayed = 0;
   std::uint64_t bytes_forwarded = 0;
+  // TLS: connections whose sender was learned from the kernel, and those it could not be (no
+  // fault applies to them).
+  std::uint64_t senders_found = 0;
+  std::uint64_t senders_unknown = 0;
 };
 
 class FaultProxy {
  public:
-  // `seed` drives the loss and jitter choices.
-  explicit FaultProxy(std::uint64_t seed);
+  // `seed` drives the loss and jitter choices; `tls`: the peer ports speak TLS (see above).
+  explicit FaultProxy(std::uint64_t seed, bool tls = false);
   // Stops the thread and closes every socket.
   ~FaultProxy();
   FaultProxy(const FaultProxy&) = delete;

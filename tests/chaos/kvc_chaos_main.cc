@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   std::string faults = "all";
   std::string work_dir;
   bool keep = false;
+  bool tls = false;
   std::string op_timeout = "1500ms";
   std::string check_interval = "4s";
   app.add_option("--seed", seed, "The first seed")->capture_default_str();
@@ -125,6 +126,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--work-dir", work_dir, "Where run directories go (default $TMPDIR or /tmp)");
   app.add_flag("--keep", keep, "Keep the run directory (logs, data) even when a run passes");
+  app.add_flag("--tls", tls,
+               "Run the cluster with a shared secret: TLS (a pre-shared key) on the peer and "
+               "client ports, for the members and the harness's clients");
   app.add_option("--op-timeout", op_timeout, "Client deadline of each operation")
       ->capture_default_str();
   app.add_option("--check-interval", check_interval,
@@ -150,6 +154,7 @@ int main(int argc, char** argv) {
   o.test_mutation = mutation;
   o.work_dir = work_dir;
   o.keep = keep;
+  o.tls = tls;
   o.progress = &std::cerr;
   o.slowfs_library = KVC_SLOWFS_LIBRARY;
   if (binary == "kvc-node") {

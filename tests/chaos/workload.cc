@@ -97,6 +97,7 @@ Status Workload::start() {
     o.timeout_ms = options_.op_timeout_ms;
     o.connect_timeout_ms = 500;
     o.name = "kvc-chaos-" + std::to_string(first);
+    cluster_.secure(o);
     Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
     if (!c.ok()) return c.status();
     clients_.push_back(std::move(*c));

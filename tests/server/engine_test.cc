@@ -28,7 +28,6 @@
 #include "kvc/client/kv.h"
 #include "kvc/common/json.h"
 #include "kvc/net/address.h"
-#include "kvc/wire/auth.h"
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "support/http_stream.h"

@@ -1,9 +1,8 @@
 // The connection handshake's two state machines (wire/handshake.h), run against each other in
 // memory: every state and transition of the member's side (client and peer ports share it) and
-// the dialer's side (client library, peer links, joins), with and without a shared secret, and
-// the refusals: secret on one side only, wrong secret on either side, a replayed proof, a first
-// frame that is not a hello, an unknown protocol version, the port's own refusal, and frames
-// that arrive after a refusal.
+// the dialer's side (client library, peer links, joins), and the refusals: a first frame that is
+// not a hello, an unknown protocol version, the port's own refusal, and frames that arrive after
+// a refusal. Authentication is TLS's (tests/net/tls_test.cc), below these machines.
 #include "kvc/wire/handshake.h"
 
 #include <gtest/gtest.h>
@@ -11,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "kvc/wire/auth.h"
 #include "kvc/wire/frame.h"
 
 namespace kvc::wire {
@@ -72,24 +70,22 @@ struct Pair {
   DialerHandshake dialer;
   int admitted = 0;
 
-  Pair(std::string member_secret, std::string dialer_secret, Hello hello = client_hello(),
-       MemberHandshake::Admit admit = nullptr)
-      : member(std::move(member_secret), identity(),
+  explicit Pair(Hello hello = client_hello(), MemberHandshake::Admit admit = nullptr)
+      : member(identity(),
                [this, admit](const Hello& h, HelloReply* r) {
                  ++admitted;
                  return admit ? admit(h, r) : Status();
                }),
-        dialer(std::move(dialer_secret), std::move(hello)) {}
+        dialer(std::move(hello)) {}
 };
 
-TEST(HandshakeTest, WithoutASecretBothSidesOpenAfterOneRoundTrip) {
-  Pair p("", "");
+TEST(HandshakeTest, BothSidesOpenAfterOneRoundTrip) {
+  Pair p;
   HandshakeStep hello = p.dialer.start();
   ASSERT_EQ(hello.action, HandshakeAction::kContinue);
   EXPECT_EQ(p.dialer.state(), DialerHandshake::State::kReply);
   Envelope h = only_frame(hello.frames);
   ASSERT_EQ(h.kind, FrameKind::kHello);
-  EXPECT_TRUE(decode_hello(*h.body)->nonce.empty());
 
   HandshakeStep answer = p.member.on_frame(h);
   EXPECT_EQ(answer.action, HandshakeAction::kOpen);
@@ -100,129 +96,16 @@ TEST(HandshakeTest, WithoutASecretBothSidesOpenAfterOneRoundTrip) {
   EXPECT_EQ(r.code, Code::kOk);
   EXPECT_EQ(r.member_id, kMember);
   EXPECT_EQ(r.max_frame_bytes, 1000u);
-  EXPECT_TRUE(r.nonce.empty());
-  EXPECT_TRUE(r.proof.empty());
 
   HandshakeStep opened = p.dialer.on_frame(only_frame(answer.frames));
   EXPECT_EQ(opened.action, HandshakeAction::kOpen);
-  EXPECT_TRUE(opened.frames.empty()) << "no Auth frame without a secret";
+  EXPECT_TRUE(opened.frames.empty()) << "nothing more to send";
   EXPECT_EQ(p.dialer.state(), DialerHandshake::State::kOpen);
   EXPECT_EQ(p.dialer.reply().name, "m1");
 }
 
-TEST(HandshakeTest, WithASecretTheMemberOpensOnlyAfterTheDialersProof) {
-  Pair p("s3cret", "s3cret");
-  HandshakeStep hello = p.dialer.start();
-  Envelope h = only_frame(hello.frames);
-  EXPECT_EQ(decode_hello(*h.body)->nonce.size(), kNonceBytes);
-
-  HandshakeStep challenge = p.member.on_frame(h);
-  EXPECT_EQ(challenge.action, HandshakeAction::kContinue);
-  EXPECT_EQ(p.member.state(), MemberHandshake::State::kAuth);
-  const HelloReply r = reply_in(challenge.frames);
-  EXPECT_EQ(r.code, Code::kOk);
-  EXPECT_EQ(r.nonce.size(), kNonceBytes);
-  EXPECT_EQ(r.proof.size(), kProofBytes);
-
-  HandshakeStep proof = p.dialer.on_frame(only_frame(challenge.frames));
-  EXPECT_EQ(proof.action, HandshakeAction::kOpen) << proof.why.message();
-  EXPECT_EQ(p.dialer.state(), DialerHandshake::State::kOpen);
-  Envelope auth = only_frame(proof.frames);
-  ASSERT_EQ(auth.kind, FrameKind::kAuth);
-
-  HandshakeStep opened = p.member.on_frame(auth);
-  EXPECT_EQ(opened.action, HandshakeAction::kOpen) << opened.why.message();
-  EXPECT_TRUE(opened.frames.empty());
-  EXPECT_TRUE(p.member.open());
-}
-
-TEST(HandshakeTest, ARequestInPlaceOfTheProofIsRefusedAndNothingMoreIsHandled) {
-  Pair p("s3cret", "s3cret");
-  (void)p.member.on_frame(only_frame(p.dialer.start().frames));
-  ASSERT_EQ(p.member.state(), MemberHandshake::State::kAuth);
-  std::string request;
-  append_request(request, Request{.id = 7, .op = Op::kPut, .key = "k", .value = "v"});
-  HandshakeStep refused = p.member.on_frame(only_frame(request));
-  EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
-  EXPECT_EQ(p.member.state(), MemberHandshake::State::kRefused);
-  const HelloReply r = reply_in(refused.frames);
-  EXPECT_EQ(r.code, Code::kFailedPrecondition);
-  EXPECT_NE(r.message.find("expected the proof"), std::string::npos) << r.message;
-  EXPECT_TRUE(r.nonce.empty());
-  EXPECT_TRUE(r.proof.empty());
-  // Frames behind it (the request again) are dropped while the refusal is flushed.
-  HandshakeStep after = p.member.on_frame(only_frame(request));
-  EXPECT_EQ(after.action, HandshakeAction::kContinue);
-  EXPECT_TRUE(after.frames.empty());
-}
-
-TEST(HandshakeTest, ADialerWithAnotherSecretGivesUpAndTheMemberLogsWhy) {
-  Pair p("s3cret", "other");
-  HandshakeStep challenge = p.member.on_frame(only_frame(p.dialer.start().frames));
-  HandshakeStep give_up = p.dialer.on_frame(only_frame(challenge.frames));
-  EXPECT_EQ(give_up.action, HandshakeAction::kRefuse);
-  EXPECT_EQ(p.dialer.failure(), DialerHandshake::Failure::kAuth);
-  EXPECT_EQ(p.dialer.state(), DialerHandshake::State::kFailed);
-  EXPECT_NE(give_up.why.message().find("proof of the shared secret is wrong"), std::string::npos)
-      << give_up.why.message();
-  Envelope auth = only_frame(give_up.frames);
-  ASSERT_EQ(auth.kind, FrameKind::kAuth);
-  EXPECT_TRUE(decode_auth_proof(*auth.body)->proof.empty()) << "a give-up carries no proof";
-
-  HandshakeStep refused = p.member.on_frame(auth);
-  EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
-  EXPECT_NE(refused.why.message().find("gave up"), std::string::npos) << refused.why.message();
-  // Once failed, the dialer ignores whatever else arrives.
-  EXPECT_EQ(p.dialer.on_frame(only_frame(challenge.frames)).action, HandshakeAction::kContinue);
-}
-
-TEST(HandshakeTest, AMemberWithAnotherSecretIsCaughtByTheDialerBeforeItsProofIsSent) {
-  // The member's proof is checked first: a dialer never proves itself to a member that could
-  // not prove itself.
-  Pair p("other", "s3cret");
-  HandshakeStep challenge = p.member.on_frame(only_frame(p.dialer.start().frames));
-  HandshakeStep give_up = p.dialer.on_frame(only_frame(challenge.frames));
-  EXPECT_EQ(p.dialer.failure(), DialerHandshake::Failure::kAuth);
-  EXPECT_TRUE(decode_auth_proof(*only_frame(give_up.frames).body)->proof.empty());
-}
-
-TEST(HandshakeTest, AProofFromAnotherConnectionIsRefused) {
-  Pair first("s3cret", "s3cret");
-  HandshakeStep c1 = first.member.on_frame(only_frame(first.dialer.start().frames));
-  HandshakeStep proof1 = first.dialer.on_frame(only_frame(c1.frames));
-  ASSERT_EQ(proof1.action, HandshakeAction::kOpen);
-
-  // A second connection: the member's fresh nonce makes the recorded proof useless.
-  Pair second("s3cret", "s3cret");
-  (void)second.member.on_frame(only_frame(second.dialer.start().frames));
-  HandshakeStep replayed = second.member.on_frame(only_frame(proof1.frames));
-  EXPECT_EQ(replayed.action, HandshakeAction::kRefuse);
-  EXPECT_NE(replayed.why.message().find("wrong proof"), std::string::npos)
-      << replayed.why.message();
-}
-
-TEST(HandshakeTest, ASecretOnOneSideOnlyIsRefusedAtTheHelloWithTheRemedy) {
-  {
-    Pair p("s3cret", "");
-    HandshakeStep refused = p.member.on_frame(only_frame(p.dialer.start().frames));
-    EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
-    EXPECT_EQ(p.admitted, 0) << "the port's check sees only hellos that passed the common ones";
-    HandshakeStep seen = p.dialer.on_frame(only_frame(refused.frames));
-    EXPECT_EQ(seen.action, HandshakeAction::kRefuse);
-    EXPECT_EQ(p.dialer.failure(), DialerHandshake::Failure::kRefused);
-    EXPECT_EQ(p.dialer.reply().code, Code::kFailedPrecondition);
-    EXPECT_NE(seen.why.message().find("--secret-file"), std::string::npos) << seen.why.message();
-  }
-  {
-    Pair p("", "s3cret");
-    HandshakeStep refused = p.member.on_frame(only_frame(p.dialer.start().frames));
-    EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
-    EXPECT_NE(refused.why.message().find("authentication mismatch"), std::string::npos);
-  }
-}
-
 TEST(HandshakeTest, AFirstFrameThatIsNotAHelloClosesWithoutAnAnswer) {
-  Pair p("", "");
+  Pair p;
   std::string request;
   append_request(request, Request{.id = 1, .op = Op::kGet, .key = "k"});
   HandshakeStep closed = p.member.on_frame(only_frame(request));
@@ -235,7 +118,7 @@ TEST(HandshakeTest, AFirstFrameThatIsNotAHelloClosesWithoutAnAnswer) {
 TEST(HandshakeTest, AnUnknownProtocolVersionIsRefusedNamingBoth) {
   Hello future = client_hello();
   future.protocol_version = kProtocolVersion + 1;
-  Pair p("", "", future);
+  Pair p(future);
   HandshakeStep refused = p.member.on_frame(only_frame(p.dialer.start().frames));
   EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
   EXPECT_EQ(p.admitted, 0);
@@ -244,9 +127,9 @@ TEST(HandshakeTest, AnUnknownProtocolVersionIsRefusedNamingBoth) {
   EXPECT_NE(msg.find("speaks " + std::to_string(kProtocolVersion)), std::string::npos) << msg;
 }
 
-TEST(HandshakeTest, ThePortsRefusalKeepsWhatItSetAndCarriesNoChallenge) {
-  // The peer port tells a removed member so (HelloReply::removed), even with a secret.
-  Pair p("s3cret", "s3cret", client_hello(), [](const Hello&, HelloReply* r) {
+TEST(HandshakeTest, ThePortsRefusalKeepsWhatItSet) {
+  // The peer port tells a removed member so (HelloReply::removed).
+  Pair p(client_hello(), [](const Hello&, HelloReply* r) {
     r->removed = true;
     return Status::failed_precondition("member 7 was removed from the cluster");
   });
@@ -254,8 +137,6 @@ TEST(HandshakeTest, ThePortsRefusalKeepsWhatItSetAndCarriesNoChallenge) {
   EXPECT_EQ(refused.action, HandshakeAction::kRefuse);
   const HelloReply r = reply_in(refused.frames);
   EXPECT_TRUE(r.removed);
-  EXPECT_TRUE(r.nonce.empty());
-  EXPECT_TRUE(r.proof.empty());
   HandshakeStep seen = p.dialer.on_frame(only_frame(refused.frames));
   EXPECT_EQ(p.dialer.failure(), DialerHandshake::Failure::kRefused);
   EXPECT_TRUE(p.dialer.reply().removed);
@@ -263,7 +144,7 @@ TEST(HandshakeTest, ThePortsRefusalKeepsWhatItSetAndCarriesNoChallenge) {
 }
 
 TEST(HandshakeTest, TheDialerTakesOnlyAHelloReplyAsTheAnswer) {
-  DialerHandshake d("", client_hello());
+  DialerHandshake d(client_hello());
   (void)d.start();
   std::string request;
   append_request(request, Request{.id = 1, .op = Op::kGet, .key = "k"});
@@ -273,26 +154,11 @@ TEST(HandshakeTest, TheDialerTakesOnlyAHelloReplyAsTheAnswer) {
   EXPECT_NE(closed.why.message().find("another kind of message"), std::string::npos);
 }
 
-TEST(HandshakeTest, AnOkReplyWithoutAProofIsNotEnoughForADialerWithASecret) {
-  // An older member, or one without a secret that answers anyway: the dialer must not open.
-  DialerHandshake d("s3cret", client_hello());
-  (void)d.start();
-  std::string reply;
-  append_hello_reply(reply, identity());
-  HandshakeStep step = d.on_frame(only_frame(reply));
-  EXPECT_EQ(step.action, HandshakeAction::kRefuse);
-  EXPECT_EQ(d.failure(), DialerHandshake::Failure::kAuth);
-  EXPECT_NE(d.state(), DialerHandshake::State::kOpen);
-}
-
-TEST(HandshakeTest, EachConnectionGetsAFreshNonce) {
-  DialerHandshake a("s3cret", client_hello());
-  DialerHandshake b("s3cret", client_hello());
-  (void)a.start();
-  (void)b.start();
-  EXPECT_EQ(a.hello().nonce.size(), kNonceBytes);
-  EXPECT_NE(a.hello().nonce, b.hello().nonce);
-  EXPECT_EQ(a.start().action, HandshakeAction::kClose) << "a handshake starts once";
+TEST(HandshakeTest, AHandshakeStartsOnceAndARefusedMemberIgnoresTheRest) {
+  DialerHandshake d(client_hello());
+  EXPECT_EQ(d.start().action, HandshakeAction::kContinue);
+  EXPECT_EQ(d.start().action, HandshakeAction::kClose) << "a handshake starts once";
+  EXPECT_EQ(d.failure(), DialerHandshake::Failure::kLocal);
 }
 
 }  // namespace

@@ -16,7 +16,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!env.ok()) continue;
     (void)kvc::wire::decode_hello(*env->body);
     (void)kvc::wire::decode_hello_reply(*env->body);
-    (void)kvc::wire::decode_auth_proof(*env->body);
     (void)kvc::wire::decode_request(*env->body);
     (void)kvc::wire::decode_response(*env->body);
   }

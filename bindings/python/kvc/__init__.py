@@ -119,7 +119,6 @@ class Client:
                 "pre-shared key, which Python's ssl module supports only from 3.13; give the "
                 "members certificates and this client cacert=, cert=, key= (or use kvc-ctl or "
                 "the C interface)")
-        self._secret = None
         self._tls = None
         if (cert is None) != (key is None):
             raise InvalidArgument("give cert and key together")
@@ -162,7 +161,7 @@ class Client:
         # A member that does not answer its hello in a tenth of the timeout (0.25 s to 1 s) is
         # skipped (nothing was sent to it), as the C++ client does.
         budget = min(max(self.timeout / 10, 0.25), 1.0, max(deadline - time.monotonic(), 0.01))
-        conn = w.Connection(addr, self._secret, self._cluster_id, budget, self._name,
+        conn = w.Connection(addr, self._cluster_id, budget, self._name,
                             __version__, tls=self._tls)
         if not self._cluster_id:
             self._cluster_id = conn.cluster_id

@@ -2,13 +2,10 @@
 
 A frame is a 4-byte big-endian payload length and one msgpack value [kind, body]; bodies are
 maps from small integer field ids to values (a field at its default is left out, unknown ids
-are skipped). One Connection is one TCP connection that has passed the handshake (hello, hello
-reply and, with a shared secret, the auth frame). Blocking sockets; not thread-safe.
+are skipped). One Connection is one TCP connection (TLS inside it with certificates) that has
+passed the handshake: the hello and its reply. Blocking sockets; not thread-safe.
 """
 
-import hashlib
-import hmac
-import secrets
 import select
 import socket
 import ssl
@@ -21,10 +18,9 @@ from ._errors import error_for, FailedPrecondition, InvalidArgument, Unavailable
 PROTOCOL_VERSION = 1
 ROLE_CLIENT = 2
 MAX_FRAME_BYTES = 64 << 20  # what this client accepts from a member (the C++ client's default)
-NONCE_BYTES = 32
 
-# Frame kinds.
-K_HELLO, K_HELLO_REPLY, K_RAFT, K_REQUEST, K_RESPONSE, K_AUTH = 1, 2, 3, 4, 5, 6
+# Frame kinds (6, the auth frame of the retired HMAC challenge, is gone).
+K_HELLO, K_HELLO_REPLY, K_RAFT, K_REQUEST, K_RESPONSE = 1, 2, 3, 4, 5
 
 # Ops (wire::Op).
 OP_GET, OP_RANGE, OP_PUT, OP_DELETE, OP_CAS, OP_WATCH, OP_WATCH_CANCEL = 1, 2, 3, 4, 5, 6, 7
@@ -32,14 +28,10 @@ OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_KEEP_ALIVE = 20, 21, 22
 WRITE_OPS = frozenset({OP_PUT, OP_DELETE, OP_CAS, OP_LEASE_GRANT, OP_LEASE_REVOKE})
 
 # Hello fields.
-HELLO_VERSION, HELLO_ROLE, HELLO_CLUSTER_ID, HELLO_NAME, HELLO_SOFTWARE, HELLO_NONCE = (
-    1, 2, 3, 5, 6, 7)
+HELLO_VERSION, HELLO_ROLE, HELLO_CLUSTER_ID, HELLO_NAME, HELLO_SOFTWARE = 1, 2, 3, 5, 6
 # Hello reply fields.
-REPLY_CODE, REPLY_MESSAGE, REPLY_CLUSTER_ID, REPLY_NAME, REPLY_NONCE, REPLY_PROOF = (
-    1, 2, 3, 5, 7, 8)
+REPLY_CODE, REPLY_MESSAGE, REPLY_CLUSTER_ID, REPLY_NAME = 1, 2, 3, 5
 REPLY_CLIENT_ADDR, REPLY_MAX_FRAME, REPLY_MAX_REQUEST, REPLY_REFUSED_FRAME = 9, 12, 13, 14
-# Auth fields.
-AUTH_PROOF, AUTH_MESSAGE = 1, 2
 # Request fields.
 REQ_ID, REQ_OP, REQ_KEY, REQ_VALUE, REQ_PREFIX, REQ_LIMIT, REQ_EXPECT_REVISION = (
     1, 2, 3, 4, 5, 6, 7)
@@ -60,17 +52,6 @@ def encode_frame(kind, body):
     return struct.pack(">I", len(payload)) + payload
 
 
-def _proof(secret, prover, cluster_id, dialer_nonce, member_nonce):
-    # HMAC-SHA-256(secret, "kvc-auth-v1" | prover | role | cluster id | both nonces), every
-    # variable-length part prefixed with its 8-byte length (lib/kvc/wire/auth.cc).
-    def with_len(b):
-        return struct.pack(">Q", len(b)) + b
-
-    msg = (with_len(b"kvc-auth-v1") + bytes([prover, ROLE_CLIENT]) + struct.pack(">Q", cluster_id)
-           + with_len(dialer_nonce) + with_len(member_nonce))
-    return hmac.new(secret, msg, hashlib.sha256).digest()
-
-
 class BrokenConnection(Exception):
     """The connection closed or failed after the handshake (whatever was sent may be applied)."""
 
@@ -78,7 +59,7 @@ class BrokenConnection(Exception):
 class Connection:
     """One handshaken connection to the member at `addr` ("HOST:PORT")."""
 
-    def __init__(self, addr, secret, cluster_id, timeout, client_name, software, tls=None):
+    def __init__(self, addr, cluster_id, timeout, client_name, software, tls=None):
         self.addr = addr
         self.sock = None
         self._buf = bytearray()
@@ -109,20 +90,16 @@ class Connection:
                                   "handshake: does this port speak TLS, and does it accept our "
                                   "credentials? (%s)" % (addr, e)) from None
         try:
-            self._handshake(secret, cluster_id, deadline, client_name, software)
+            self._handshake(cluster_id, deadline, client_name, software)
         except BaseException:
             self.close()
             raise
 
-    def _handshake(self, secret, cluster_id, deadline, client_name, software):
+    def _handshake(self, cluster_id, deadline, client_name, software):
         hello = {HELLO_VERSION: PROTOCOL_VERSION, HELLO_ROLE: ROLE_CLIENT,
                  HELLO_NAME: client_name, HELLO_SOFTWARE: software}
         if cluster_id:
             hello[HELLO_CLUSTER_ID] = cluster_id
-        nonce = b""
-        if secret is not None:
-            nonce = secrets.token_bytes(NONCE_BYTES)
-            hello[HELLO_NONCE] = nonce
         try:
             self.sock.sendall(encode_frame(K_HELLO, hello))
             kind, reply = self.read_frame(deadline)
@@ -147,25 +124,6 @@ class Connection:
         if cluster_id and self.cluster_id != cluster_id:
             raise FailedPrecondition("%s belongs to cluster %x, not %x" %
                                      (self.addr, self.cluster_id, cluster_id))
-        if secret is None:
-            return
-        member_nonce = reply.get(REPLY_NONCE, b"")
-        proof = reply.get(REPLY_PROOF, b"")
-        expected = _proof(secret, 1, self.cluster_id, nonce, member_nonce)
-        if (not proof or len(member_nonce) != NONCE_BYTES or member_nonce == nonce
-                or not hmac.compare_digest(proof, expected)):
-            why = ("the member sent no proof of the shared secret (it has no --secret-file)"
-                   if not proof else
-                   "the member's proof of the shared secret is wrong (different --secret-file?)")
-            try:  # a give-up frame, so the member's log says why
-                self.sock.sendall(encode_frame(
-                    K_AUTH, {AUTH_MESSAGE: "the member's proof did not match this side's secret"}))
-            except OSError:
-                pass
-            raise FailedPrecondition("%s: authentication failed: %s" % (self.addr, why))
-        self.sock.sendall(
-            encode_frame(K_AUTH, {AUTH_PROOF: _proof(secret, 2, self.cluster_id, nonce,
-                                                     member_nonce)}))
 
     def close(self):
         if self.sock is not None:

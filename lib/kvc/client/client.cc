@@ -21,7 +21,7 @@
 #include "kvc/common/text.h"
 #include "kvc/common/version.h"
 #include "kvc/net/connection.h"
-#include "kvc/wire/auth.h"
+#include "kvc/net/secret.h"
 
 namespace kvc::client {
 
@@ -121,7 +121,7 @@ Status Client::Impl::start() {
     return Status::invalid_argument("give the shared secret or a secret file, not both");
   }
   if (!options_.secret_file.empty()) {
-    Result<std::string> secret = wire::load_secret_file(options_.secret_file);
+    Result<std::string> secret = net::load_secret_file(options_.secret_file);
     if (!secret.ok()) return secret.status();
     options_.secret = std::move(*secret);
   }
@@ -142,6 +142,10 @@ Status Client::Impl::start() {
     if (!certificates) config = net::TlsConfig{.secret = options_.secret};
     Result<std::shared_ptr<const net::TlsContext>> ctx =
         net::TlsContext::create(net::TlsRole::kClient, config);
+    // The context holds the derived key (out of core dumps); the secret itself is not needed
+    // again, so no copy of it stays in this client.
+    net::wipe(config.secret);
+    net::wipe(options_.secret);
     if (!ctx.ok()) return ctx.status();
     tls_ = std::move(*ctx);
   }

@@ -48,10 +48,10 @@ void Client::Impl::on_connected(const std::string& key, std::uint64_t started,
       [this, key](net::Connection& c, const Status& why) { on_closed(key, c, why); });
   // A secret is a TLS pre-shared key (tls_): the hello carries no proofs of it.
   auto machine =
-      std::make_unique<wire::DialerHandshake>("", wire::Hello{.role = wire::Role::kClient,
-                                                              .cluster_id = options_.cluster_id,
-                                                              .name = options_.name,
-                                                              .software_version = kvc::version()});
+      std::make_unique<wire::DialerHandshake>(wire::Hello{.role = wire::Role::kClient,
+                                                          .cluster_id = options_.cluster_id,
+                                                          .name = options_.name,
+                                                          .software_version = kvc::version()});
   wire::HandshakeStep hello = machine->start();
   if (hello.action != wire::HandshakeAction::kContinue) {
     conn->close(hello.why);
@@ -182,10 +182,6 @@ void Client::Impl::on_handshake_frame(Handshake& h, net::Connection& conn,
       fail_handshake(conn, not_kvc(key, conn, step.why.message()), true);
       return;
     case wire::HandshakeAction::kRefuse: {
-      if (h.machine->failure() == wire::DialerHandshake::Failure::kAuth) {
-        fail_handshake(conn, Status(step.why.code(), key + ": " + step.why.message()), true);
-        return;
-      }
       // Refusals of this client for good (auth, cluster, the peer port) against passing ones
       // (too many connections, shutting down).
       const bool final = hr->code == Code::kFailedPrecondition;

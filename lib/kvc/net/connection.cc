@@ -170,10 +170,7 @@ Status Connection::check_plaintext_mismatch() {
       "without --cert-file (or a secret) and a client set up for TLS?");
 }
 
-bool Connection::take_tls_output() {
-  std::string out = tls_->take_output();
-  if (out.empty()) return true;
-  pending_.append(out);
+bool Connection::check_output_limits() {
   if (output_bytes() > options_.close_above) {
     close(Status::resource_exhausted(
         "peer " + peer_ + " is not reading: " + std::to_string(output_bytes()) + " bytes queued"));
@@ -183,8 +180,28 @@ bool Connection::take_tls_output() {
     paused_by_output_ = true;
     update_reading();
   }
+  return true;
+}
+
+bool Connection::take_tls_output() {
+  std::string out = tls_->take_output();
+  if (out.empty()) return true;
+  pending_.append(out);
+  if (!check_output_limits()) return false;
   flush();
   return true;
+}
+
+bool Connection::encrypt_plain() {
+  if (tls_plain_.empty()) return true;
+  const Status s = tls_->write(tls_plain_);
+  tls_plain_.clear();
+  release_if_large(tls_plain_);
+  if (!s.ok()) {
+    close(s);
+    return false;
+  }
+  return take_tls_output();
 }
 
 void Connection::deliver() {
@@ -215,23 +232,18 @@ void Connection::send(std::string_view framed) {
   if (closing_ || close_after_flush_) return;
   if (options_.tls != nullptr) {
     if (tls_ == nullptr) return;  // the session could not be made: start() closes
-    if (Status s = tls_->write(framed); !s.ok()) {
-      close(s);
+    // While a write is in flight the frame waits as plaintext (on_written encrypts what
+    // gathered in one go); otherwise it goes at once, so a lone request is not delayed.
+    tls_plain_.append(framed);
+    if (writing_) {
+      (void)check_output_limits();
       return;
     }
-    take_tls_output();
+    (void)encrypt_plain();
     return;
   }
   pending_.append(framed);
-  if (output_bytes() > options_.close_above) {
-    close(Status::resource_exhausted(
-        "peer " + peer_ + " is not reading: " + std::to_string(output_bytes()) + " bytes queued"));
-    return;
-  }
-  if (!paused_by_output_ && output_bytes() > options_.pause_reading_above) {
-    paused_by_output_ = true;
-    update_reading();
-  }
+  if (!check_output_limits()) return;
   flush();
 }
 
@@ -264,7 +276,8 @@ void Connection::on_written(int status) {
     close(uv_status("write to " + peer_, status));
     return;
   }
-  if (close_after_flush_ && pending_.empty()) {
+  if (tls_ != nullptr && !tls_plain_.empty() && !encrypt_plain()) return;
+  if (close_after_flush_ && pending_.empty() && !writing_) {
     close(close_reason_);
     return;
   }
@@ -290,6 +303,16 @@ void Connection::resume_reading() {
 
 void Connection::close_after_flush(const Status& reason) {
   if (closing_) return;
+  if (tls_ != nullptr && !tls_plain_.empty() && tls_->error().ok()) {
+    // Frames sent before the close go out before the close_notify.
+    const Status s = tls_->write(tls_plain_);
+    tls_plain_.clear();
+    if (!s.ok()) {
+      close(s);
+      return;
+    }
+    pending_.append(tls_->take_output());
+  }
   if (tls_ != nullptr && tls_->handshake_done() && tls_->error().ok()) {
     tls_->close_notify();
     pending_.append(tls_->take_output());

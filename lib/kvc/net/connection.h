@@ -72,7 +72,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Queues already framed bytes. A closed connection drops them.
   void send(std::string_view framed);
   // Unsent output, in bytes.
-  std::size_t output_bytes() const { return pending_.size() + inflight_bytes_; }
+  std::size_t output_bytes() const { return tls_plain_.size() + pending_.size() + inflight_bytes_; }
 
   // Stops / resumes reading on the caller's behalf (e.g. too many requests in flight).
   void pause_reading();
@@ -108,6 +108,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_written(int status);
   // TLS: moves the session's ciphertext into pending_ and closes on its error.
   bool take_tls_output();
+  // TLS: encrypts tls_plain_ (one write: as few records as its size allows) and queues it.
+  bool encrypt_plain();
+  // Closes when more than close_above bytes wait; pauses reading above pause_reading_above.
+  // False when it closed.
+  bool check_output_limits();
   Status check_plaintext_mismatch();
 
   uv_tcp_t tcp_{};
@@ -118,8 +123,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string peer_;
   std::string first_bytes_;
   std::unique_ptr<TlsSession> tls_;
-  Status tls_error_;        // the session could not be made: start() closes with this
-  std::string plaintext_;   // TLS: decrypted bytes on their way to the decoder
+  Status tls_error_;       // the session could not be made: start() closes with this
+  std::string plaintext_;  // TLS: decrypted bytes on their way to the decoder
+  // TLS: frames sent while a write was in flight, encrypted together when it completes, so
+  // that many small frames become one record and one pass through OpenSSL (each record costs
+  // OpenSSL's per-call work and 22 bytes, whatever its size).
+  std::string tls_plain_;
   bool dialled_ = false;    // made by connect(): this side is the client
   bool delivered_ = false;  // a frame reached the handler (the peer speaks kvc framing)
   std::string pending_;     // queued, not yet handed to libuv

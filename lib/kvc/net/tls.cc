@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -17,7 +18,6 @@
 #include <utility>
 
 #include "kvc/common/check.h"
-#include "kvc/common/sha256.h"
 
 namespace kvc::net {
 namespace {
@@ -25,8 +25,8 @@ namespace {
 // The cipher suite an external PSK is bound to (RFC 8446, B.4): its hash (SHA-256) is the one
 // the PSK binder uses, so both sides must name the same suite.
 constexpr unsigned char kPskCipher[2] = {0x13, 0x01};  // TLS_AES_128_GCM_SHA256
-// A separate label, so that the TLS key differs from any other use of the secret (the plaintext
-// handshake's HMAC proofs in wire/auth.cc use the secret itself).
+// The message the secret MACs into the key: a label of its own, so that the key differs from
+// any other use of the secret, and versioned with kPskIdentity.
 constexpr std::string_view kPskLabel = "kvc tls external psk v1";
 constexpr std::size_t kSniffBytes = 3;
 constexpr std::size_t kReadChunk = 16384;
@@ -106,7 +106,25 @@ std::string x509_common_name(X509_NAME* name) {
   return out;
 }
 
-SSL_SESSION* make_psk_session(const std::string& psk, const SSL_CIPHER* cipher) {
+// The external PSK: HMAC-SHA-256(secret, kPskLabel), by OpenSSL's EVP_Q_mac, straight into a
+// SecretBytes (no other copy of the key is made).
+Result<SecretBytes> psk_from_secret(std::string_view secret) {
+  unsigned char key[32];
+  std::size_t n = 0;
+  ERR_clear_error();
+  if (EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, secret.data(), secret.size(),
+                reinterpret_cast<const unsigned char*>(kPskLabel.data()), kPskLabel.size(), key,
+                sizeof key, &n) == nullptr ||
+      n != sizeof key) {
+    OPENSSL_cleanse(key, sizeof key);
+    return Status::internal("tls: deriving the pre-shared key (HMAC-SHA-256): " + openssl_errors());
+  }
+  SecretBytes out(std::string_view(reinterpret_cast<const char*>(key), n));
+  OPENSSL_cleanse(key, sizeof key);
+  return out;
+}
+
+SSL_SESSION* make_psk_session(std::string_view psk, const SSL_CIPHER* cipher) {
   SSL_SESSION* s = SSL_SESSION_new();
   if (s == nullptr) return nullptr;
   if (SSL_SESSION_set1_master_key(s, reinterpret_cast<const unsigned char*>(psk.data()),
@@ -198,7 +216,7 @@ struct TlsCallbacks {
       *idlen = 0;
       return 1;
     }
-    *sess = make_psk_session(ctx.psk_, cipher);  // OpenSSL takes ownership
+    *sess = make_psk_session(ctx.psk_.view(), cipher);  // OpenSSL takes ownership
     if (*sess == nullptr) return 0;
     *id = reinterpret_cast<const unsigned char*>(kPskIdentity.data());
     *idlen = kPskIdentity.size();
@@ -220,7 +238,7 @@ struct TlsCallbacks {
     if (offered != kPskIdentity) return 1;
     const SSL_CIPHER* cipher = SSL_CIPHER_find(ssl, kPskCipher);
     if (cipher == nullptr) return 0;
-    *sess = make_psk_session(ctx.psk_, cipher);  // OpenSSL takes ownership
+    *sess = make_psk_session(ctx.psk_.view(), cipher);  // OpenSSL takes ownership
     return *sess != nullptr ? 1 : 0;
   }
 };
@@ -269,7 +287,9 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(TlsRole role,
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 
   if (psk) {
-    ctx->psk_ = sha256::to_bytes(sha256::hmac(config.secret, kPskLabel));
+    Result<SecretBytes> key = psk_from_secret(config.secret);
+    if (!key.ok()) return key.status();
+    ctx->psk_ = std::move(*key);
     // A server drops a PSK whose hash differs from the suite it picks, and OpenSSL's default
     // order puts TLS_AES_256_GCM_SHA384 first: offer only the SHA-256 suites.
     if (SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256") != 1) {
@@ -331,7 +351,7 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(TlsRole role,
   return std::shared_ptr<const TlsContext>(std::move(ctx));
 }
 
-TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }  // psk_ wipes itself
 
 std::string TlsPeerIdentity::describe() const {
   if (!psk_identity.empty()) return "psk:" + psk_identity;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "kvc/common/status.h"
+#include "kvc/net/secret.h"
 
 // OpenSSL's types, opaque here so that this header does not pull in OpenSSL's headers.
 struct ssl_st;
@@ -76,8 +77,9 @@ class TlsContext {
 
   TlsRole role_ = TlsRole::kClient;
   ssl_ctx_st* ctx_ = nullptr;  // owned
-  // The 32-byte key derived from the secret; empty when certificates are used.
-  std::string psk_;
+  // The 32-byte key derived from the secret (kept out of core dumps, wiped when the context
+  // goes); empty when certificates are used.
+  SecretBytes psk_;
   bool client_cert_auth_ = false;
 };
 

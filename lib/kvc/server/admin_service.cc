@@ -22,7 +22,6 @@
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_mutation.h"
-#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 

@@ -39,7 +39,12 @@ Result<Engine::Impl::TlsContexts> Engine::Impl::make_tls() const {
     *out = std::move(*ctx);
     return Status();
   };
-  const net::TlsConfig psk{.secret = options_.secret};
+  // The config's copy of the secret lives only while the contexts are made.
+  net::TlsConfig psk{.secret = std::string(secret_.view())};
+  struct WipeOnExit {
+    std::string& s;
+    ~WipeOnExit() { net::wipe(s); }
+  } wipe_psk{psk.secret};
   const net::TlsConfig& c = options_.client_tls;
   const net::TlsConfig& p = options_.peer_tls;
   if (!c.cert_file.empty()) {
@@ -110,7 +115,7 @@ bool Engine::Impl::http_tls() const { return !options_.client_tls.cert_file.empt
 void Engine::Impl::secure_internal_client(client::ClientOptions& o) const {
   const net::TlsConfig& c = options_.client_tls;
   if (c.cert_file.empty()) {
-    o.secret = options_.secret;
+    o.secret = std::string(secret_.view());  // the client wipes it once its context is made
     return;
   }
   // The member's own certificate is its client certificate too (a port with
@@ -334,7 +339,6 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
   cc.handshake_deadline = now_ms() + options_.handshake_timeout_ms;
   // A secret is a TLS pre-shared key (build_tls): the hello carries no proofs of it.
   cc.handshake = std::make_unique<wire::MemberHandshake>(
-      "",
       wire::HelloReply{.cluster_id = identity_.cluster_id,
                        .member_id = identity_.member_id,
                        .name = identity_.name,

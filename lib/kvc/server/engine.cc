@@ -19,7 +19,6 @@
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/state_mutation.h"
-#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 
@@ -66,11 +65,16 @@ Engine::Impl::~Impl() { (void)close(); }
 Status Engine::Impl::start() {
   KVC_RETURN_IF_ERROR(options_.validate());
   {
-    Result<std::string> secret = options_.load_secret();
-    if (!secret.ok()) return secret.status();
-    options_.secret = std::move(*secret);
-    if (!options_.secret.empty()) KVC_RETURN_IF_ERROR(net::check_secret_strength(options_.secret));
     for (const std::string& w : options_.exposure_warnings()) spdlog::warn("{}", w);
+    // The secret moves out of the options into memory kept out of core dumps (secret_); every
+    // other copy is wiped (docs/security.md, "Secrets").
+    Result<std::string> secret = options_.load_secret();
+    net::wipe(options_.secret);
+    if (!secret.ok()) return secret.status();
+    const Status strong = secret->empty() ? Status() : net::check_secret_strength(*secret);
+    if (strong.ok() && !secret->empty()) secret_ = net::SecretBytes(*secret);
+    net::wipe(*secret);
+    KVC_RETURN_IF_ERROR(strong);
   }
   KVC_RETURN_IF_ERROR(build_tls());
   KVC_RETURN_IF_ERROR(open_data_dir());

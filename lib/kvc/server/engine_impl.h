@@ -186,6 +186,8 @@ class Engine::Impl {
     std::shared_ptr<const net::TlsContext> client_port, peer_port, peer_dial;
   };
   Result<TlsContexts> make_tls() const;
+  // The shared secret, moved here from options_.secret (then wiped) at start; empty without.
+  net::SecretBytes secret_;
   Status build_tls();
   bool http_tls() const;
   // How this member's own clients (forwarding, hash checks) authenticate to a client port.

@@ -6,10 +6,10 @@
 
 #include "kvc/common/text.h"
 #include "kvc/net/address.h"
+#include "kvc/net/secret.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/fs.h"
 #include "kvc/storage/membership.h"
-#include "kvc/wire/auth.h"
 
 namespace kvc::server {
 
@@ -135,7 +135,7 @@ Status EngineOptions::check_host_names() const {
 Result<std::string> EngineOptions::load_secret() const {
   if (!secret.empty()) return secret;
   if (secret_file.empty()) return std::string();
-  return wire::load_secret_file(secret_file);
+  return net::load_secret_file(secret_file);
 }
 
 std::vector<std::string> EngineOptions::exposure_warnings() const {

@@ -39,8 +39,8 @@ struct EngineOptions {
   // From one IP address (all ports), on the client port; 0: no limit but the one above.
   std::uint64_t max_client_connections_per_address = 0;
   std::uint64_t max_peer_connections = 256;  // incoming, on the peer port
-  // A connection on the client or peer port that has not completed its handshake (hello and,
-  // with a secret, the proofs) this long after it was accepted is closed: a client or peer
+  // A connection on the client or peer port that has not completed its handshake (TLS, when
+  // the port speaks it, and the hello) this long after it was accepted is closed: a client or peer
   // that connects and sends nothing, or a byte at a time, cannot hold a connection slot.
   std::uint64_t handshake_timeout_ms = 5000;
   std::uint64_t request_timeout_ms = 5000;  // the default when a request names none
@@ -61,9 +61,10 @@ struct EngineOptions {
   // makes a member whose state disagrees with the majority repair itself (0: off).
   std::uint64_t hash_check_interval_ms = 5 * 60 * 1000;
   // Shared-secret authentication of peers, joining members and clients (kvc(7), "SECURITY"):
-  // every one of them must prove it knows the same secret. `secret` is the secret itself (for
-  // an embedding application); `secret_file` names a file holding it (mode 600, one trailing
-  // newline stripped). At most one may be set; neither means no authentication.
+  // the secret keys TLS 1.3 (an external pre-shared key) on every port without certificates.
+  // Engine::start moves it out of these options into memory kept out of core dumps. `secret` is the
+  // secret itself (for an embedding application); `secret_file` names a file holding it (mode 600,
+  // one trailing newline stripped). At most one may be set; neither means no authentication.
   std::string secret;
   std::string secret_file;
   // TLS with certificates (docs/security.md), flags named as etcd's. `client_tls`: the client
@@ -102,7 +103,7 @@ struct EngineOptions {
 
   Status validate() const;
   // The effective secret: `secret`, else the contents of `secret_file`, else "". Fails with a
-  // message naming the file when it cannot be used (see wire::load_secret_file).
+  // message naming the file when it cannot be used (see net::load_secret_file).
   Result<std::string> load_secret() const;
   // Resolves (blocking) every host name the member needs at start: --listen-peer,
   // --listen-client, --listen-http, --advertise-client and, when DATA_DIR holds no member yet

@@ -11,7 +11,6 @@
 
 #include "kvc/common/version.h"
 #include "kvc/storage/data_dir.h"
-#include "kvc/wire/auth.h"
 #include "kvc/wire/messages.h"
 #include "kvc/wire/raft_codec.h"
 
@@ -73,10 +72,10 @@ Result<wire::HelloReply> ask_for_id(const std::string& address, const std::strin
     const std::string out = session->take_output();
     return out.empty() ? Status() : storage::write_all(fd.get(), out, address);
   };
-  wire::DialerHandshake handshake("", {.role = wire::Role::kPeer,
-                                       .name = name,
-                                       .software_version = kvc::version(),
-                                       .proof = digest});
+  wire::DialerHandshake handshake({.role = wire::Role::kPeer,
+                                   .name = name,
+                                   .software_version = kvc::version(),
+                                   .proof = digest});
   wire::HandshakeStep hello = handshake.start();
   if (hello.action != wire::HandshakeAction::kContinue) return hello.why;
   KVC_RETURN_IF_ERROR(send(hello.frames));
@@ -334,13 +333,13 @@ void PeerTransport::dial(Link& link) {
               schedule_redial(id);
             });
         l.handshake = std::make_unique<wire::DialerHandshake>(
-            "", wire::Hello{.role = wire::Role::kPeer,
-                            .cluster_id = options_.cluster_id,
-                            .member_id = options_.self_id,
-                            .name = options_.name,
-                            .software_version = kvc::version(),
-                            .peer_addr = options_.peer_addr,
-                            .client_addr = options_.client_addr});
+            wire::Hello{.role = wire::Role::kPeer,
+                        .cluster_id = options_.cluster_id,
+                        .member_id = options_.self_id,
+                        .name = options_.name,
+                        .software_version = kvc::version(),
+                        .peer_addr = options_.peer_addr,
+                        .client_addr = options_.client_addr});
         wire::HandshakeStep hello = l.handshake->start();
         if (hello.action != wire::HandshakeAction::kContinue) {
           spdlog::error("cannot authenticate to peer peer={} error={}", hex(id),
@@ -409,13 +408,6 @@ void PeerTransport::on_outgoing_frame(std::uint64_t id, net::Connection& conn,
       conn.close(Status::corruption("peer " + hex(id) + ": " + step.why.message()));
       return;
     case wire::HandshakeAction::kRefuse:
-      if (link.handshake->failure() == wire::DialerHandshake::Failure::kAuth) {
-        log_refusal("out " + hex(id), "peer failed authentication peer=" + hex(id) + " address=" +
-                                          link.address + " reason=" + step.why.message());
-        link.reported_down = true;
-        conn.close_after_flush(step.why);  // the give-up frame still goes out
-        return;
-      }
       log_refusal("refused " + hex(id), "peer refused our link peer=" + hex(id) + " address=" +
                                             link.address + " reason=" + reply.message);
       conn.close(step.why);
@@ -477,7 +469,7 @@ void PeerTransport::on_incoming(std::shared_ptr<net::Connection> conn) {
   incoming_[key] = conn;
   handshake_deadline_[key] = uv_now(loop_) + options_.handshake_timeout_ms;
   incoming_handshake_[key] = std::make_unique<wire::MemberHandshake>(
-      "", identity_reply(), [this, key](const wire::Hello& hello, wire::HelloReply* reply) {
+      identity_reply(), [this, key](const wire::Hello& hello, wire::HelloReply* reply) {
         KVC_RETURN_IF_ERROR(check_peer_certificate(*key, hello));
         return admit_peer(hello, reply);
       });

@@ -4,9 +4,10 @@
 // library run too) naming the protocol version, cluster id and member id; a
 // peer of another cluster, or an unknown message, closes the link with a logged reason. Lost
 // links are redialled with back-off; messages to an unreachable peer are dropped (Raft resends)
-// and reported so the leader stops pipelining to it. With a shared secret every link, in both
-// directions, and the join handshake are authenticated (wire/auth.h): no Raft message is sent
-// or accepted on a link before both proofs checked out. Loop thread only.
+// and reported so the leader stops pipelining to it. With a shared secret or certificates every
+// link, in both directions, and the join handshake run inside TLS (net/tls.h): no Raft message
+// is sent or accepted on a link before its TLS handshake authenticated the other side. Loop
+// thread only.
 #pragma once
 
 #include <cstdint>

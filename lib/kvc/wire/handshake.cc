@@ -2,43 +2,28 @@
 
 #include <utility>
 
-#include "kvc/wire/auth.h"
-
 namespace kvc::wire {
 
 // ---------------------------------------------------------------------------------------------
 // MemberHandshake
 
-MemberHandshake::MemberHandshake(std::string secret, HelloReply identity, Admit admit)
-    : secret_(std::move(secret)), identity_(std::move(identity)), admit_(std::move(admit)) {
+MemberHandshake::MemberHandshake(HelloReply identity, Admit admit)
+    : identity_(std::move(identity)), admit_(std::move(admit)) {
   identity_.code = Code::kOk;
   identity_.message.clear();
-  identity_.nonce.clear();
-  identity_.proof.clear();
 }
 
 HandshakeStep MemberHandshake::on_frame(const Envelope& frame) {
-  switch (state_) {
-    case State::kHello:
-      return on_hello(frame);
-    case State::kAuth:
-      return on_auth(frame);
-    case State::kOpen:
-    case State::kRefused:
-      break;
-  }
-  return {};
+  if (state_ != State::kHello) return {};
+  return on_hello(frame);
 }
 
 HandshakeStep MemberHandshake::refuse(const Status& why, HelloReply reply) {
   reply.code = why.code();
   reply.message = why.message();
-  reply.nonce.clear();
-  reply.proof.clear();
   HandshakeStep step{.action = HandshakeAction::kRefuse, .why = why};
   append_hello_reply(step.frames, reply);
   state_ = State::kRefused;
-  challenge_ = {};
   return step;
 }
 
@@ -58,64 +43,32 @@ HandshakeStep MemberHandshake::on_hello(const Envelope& frame) {
                                     std::to_string(kProtocolVersion) + ")"),
         identity_);
   }
-  if (Status s = check_hello_auth(!secret_.empty(), hello_); !s.ok()) return refuse(s, identity_);
-  challenge_ = identity_;
+  HelloReply reply = identity_;
   // A refusal from the port's check keeps what it set in the reply (a removed peer is told so).
   if (admit_) {
-    if (Status s = admit_(hello_, &challenge_); !s.ok()) return refuse(s, std::move(challenge_));
+    if (Status s = admit_(hello_, &reply); !s.ok()) return refuse(s, std::move(reply));
   }
-  if (!secret_.empty()) {
-    if (Status s = answer_challenge(secret_, hello_, &challenge_); !s.ok()) {
-      return refuse(s, std::move(challenge_));
-    }
-  }
-  HandshakeStep step;
-  append_hello_reply(step.frames, challenge_);
-  if (secret_.empty()) {
-    state_ = State::kOpen;
-    step.action = HandshakeAction::kOpen;
-    challenge_ = {};
-  } else {
-    // The reply is kept until the dialer's proof checks out; nothing else is handled before.
-    state_ = State::kAuth;
-  }
-  return step;
-}
-
-HandshakeStep MemberHandshake::on_auth(const Envelope& frame) {
-  const Status proved = check_auth_frame(secret_, hello_, challenge_, frame);
-  if (!proved.ok()) return refuse(proved, identity_);
+  HandshakeStep step{.action = HandshakeAction::kOpen};
+  append_hello_reply(step.frames, reply);
   state_ = State::kOpen;
-  challenge_ = {};
-  hello_.nonce.clear();
-  hello_.proof.clear();
-  return {.action = HandshakeAction::kOpen};
+  return step;
 }
 
 // ---------------------------------------------------------------------------------------------
 // DialerHandshake
 
-DialerHandshake::DialerHandshake(std::string secret, Hello hello)
-    : secret_(std::move(secret)), hello_(std::move(hello)) {
-  hello_.nonce.clear();
-}
+DialerHandshake::DialerHandshake(Hello hello) : hello_(std::move(hello)) {}
 
-HandshakeStep DialerHandshake::fail(Failure f, HandshakeAction action, Status why,
-                                    std::string frames) {
+HandshakeStep DialerHandshake::fail(Failure f, HandshakeAction action, Status why) {
   state_ = State::kFailed;
   failure_ = f;
-  return {.action = action, .frames = std::move(frames), .why = std::move(why)};
+  return {.action = action, .why = std::move(why)};
 }
 
 HandshakeStep DialerHandshake::start() {
   if (state_ != State::kStart) {
     return fail(Failure::kLocal, HandshakeAction::kClose,
                 Status::internal("handshake started twice"));
-  }
-  if (!secret_.empty()) {
-    Result<std::string> nonce = make_nonce();
-    if (!nonce.ok()) return fail(Failure::kLocal, HandshakeAction::kClose, nonce.status());
-    hello_.nonce = std::move(*nonce);
   }
   HandshakeStep step;
   append_hello(step.frames, hello_);
@@ -138,17 +91,8 @@ HandshakeStep DialerHandshake::on_frame(const Envelope& frame) {
   if (reply_.code != Code::kOk) {
     return fail(Failure::kRefused, HandshakeAction::kRefuse, Status(reply_.code, reply_.message));
   }
-  HandshakeStep step{.action = HandshakeAction::kOpen};
-  if (!secret_.empty()) {
-    AuthProof answer;
-    Status proved = check_member_proof(secret_, hello_.role, hello_.nonce, reply_, &answer);
-    append_auth_proof(step.frames, answer);
-    if (!proved.ok()) {
-      return fail(Failure::kAuth, HandshakeAction::kRefuse, proved, std::move(step.frames));
-    }
-  }
   state_ = State::kOpen;
-  return step;
+  return {.action = HandshakeAction::kOpen};
 }
 
 }  // namespace kvc::wire

@@ -5,29 +5,23 @@
 // own no socket, timer or log, so the same code runs under libuv, over a blocking socket and in
 // tests (tests/server/handshake_test.cc walks every transition).
 //
-// The exchange (kvc-node(1), "WIRE PROTOCOL"; the proofs are in auth.h):
+// The exchange (kvc-node(1), "WIRE PROTOCOL"):
 //
 //   dialer                                   member
-//   Hello [nonce]            ------------->  kHello: decode, protocol version, secret agreement,
-//                                            the port's own admission check (cluster, role, ...)
-//                            <-------------  HelloReply ok [nonce, proof]   or a refusal
-//   kReply: refusal -> kFailed;
-//   with a secret: check the member's proof
-//   Auth (proof, or a give-up)  ---------->  kAuth: the proof checks out -> kOpen, else refusal
-//   kOpen: requests may follow at once       kOpen: requests are handled
+//   Hello                    ------------->  kHello: decode, protocol version, the port's own
+//                                            admission check (cluster, role, ...)
+//                            <-------------  HelloReply ok   or a refusal
+//   kReply: refusal -> kFailed, else kOpen   kOpen: requests are handled
 //
-// Without a secret there are no nonces, no proofs and no Auth frame: both sides are open after
-// the hello reply. States never go back; kRefused and kFailed are final.
+// Authentication is not here: with a shared secret or certificates the connection speaks TLS
+// (net/tls.h) and the hello travels inside it, so both sides are authenticated before the first
+// frame. States never go back; kRefused and kFailed are final.
 //
 // Invariants:
-// - A member handles nothing but a hello (then, with a secret, an Auth frame) before kOpen; a
-//   refused connection handles nothing more (frames that arrive while the refusal is flushed are
-//   dropped).
+// - A member handles nothing but a hello before kOpen; a refused connection handles nothing
+//   more (frames that arrive while the refusal is flushed are dropped).
 // - A refusal always goes out as a HelloReply with a non-ok code and a message the other side
-//   can show, and never carries a nonce or a proof; frames that are not kvc messages at all get
-//   no answer (kClose).
-// - A dialer never treats a connection as open without checking the member's proof when it has a
-//   secret, and it answers a wrong proof with a give-up Auth frame so the member's log says why.
+//   can show; frames that are not kvc messages at all get no answer (kClose).
 #pragma once
 
 #include <cstdint>
@@ -57,15 +51,15 @@ struct HandshakeStep {
 // The member's side: one per accepted connection, on the client and peer ports alike.
 class MemberHandshake {
  public:
-  enum class State : std::uint8_t { kHello, kAuth, kOpen, kRefused };
+  enum class State : std::uint8_t { kHello, kOpen, kRefused };
 
-  // The port's own check of a decoded hello (after the protocol version and the secret agreement
-  // passed): a refusal, or ok after filling the port's fields of *reply.
+  // The port's own check of a decoded hello (after the protocol version passed): a refusal, or
+  // ok after filling the port's fields of *reply.
   using Admit = std::function<Status(const Hello& hello, HelloReply* reply)>;
 
-  // `secret` empty: no authentication. `identity` fills every reply this side sends (cluster id,
-  // member id, name, version, addresses, limits); its code, message, nonce and proof are ignored.
-  MemberHandshake(std::string secret, HelloReply identity, Admit admit);
+  // `identity` fills every reply this side sends (cluster id, member id, name, version,
+  // addresses, limits); its code and message are ignored.
+  MemberHandshake(HelloReply identity, Admit admit);
 
   // Feeds the next frame of the connection. In kOpen the caller handles frames itself and must not
   // call this; in kRefused every frame is dropped (kContinue, nothing to send).
@@ -73,20 +67,17 @@ class MemberHandshake {
 
   State state() const { return state_; }
   bool open() const { return state_ == State::kOpen; }
-  // The dialer's hello, once decoded (kAuth, kOpen; in kRefused when it could be decoded).
+  // The dialer's hello, once decoded (kOpen; in kRefused when it could be decoded).
   const Hello& hello() const { return hello_; }
 
  private:
   HandshakeStep on_hello(const Envelope& frame);
-  HandshakeStep on_auth(const Envelope& frame);
   HandshakeStep refuse(const Status& why, HelloReply reply);
 
-  std::string secret_;
   HelloReply identity_;
   Admit admit_;
   State state_ = State::kHello;
   Hello hello_;
-  HelloReply challenge_;  // kAuth: the reply sent, whose nonce the dialer's proof must cover
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -98,19 +89,16 @@ class DialerHandshake {
   enum class Failure : std::uint8_t {
     kNone,
     kNotKvc,   // the answer is not a hello reply (another protocol, garbage, another frame)
-    kRefused,  // the member refused the hello or the proof: reply() says how (code, removed, ...)
-    kAuth,     // the member's proof of the secret is missing or wrong (a give-up Auth is sent)
-    kLocal,    // this side could not start (no randomness for the nonce)
+    kRefused,  // the member refused the hello: reply() says how (code, removed, ...)
+    kLocal,    // this side misused the machine (start() twice)
   };
 
-  // `secret` empty: no authentication. The hello's nonce is filled by start().
-  DialerHandshake(std::string secret, Hello hello);
+  explicit DialerHandshake(Hello hello);
 
-  // kStart -> kReply: the hello frame to send first, with a fresh nonce when there is a secret.
-  // A failure (getrandom) is kLocal and final.
+  // kStart -> kReply: the hello frame to send first.
   HandshakeStep start();
-  // kReply: the member's answer. kOpen with the Auth frame to send (secret), kRefuse (the
-  // connection failed: send `frames`, if any, then close), or kClose (not kvc).
+  // kReply: the member's answer. kOpen, kRefuse (the member refused: close), or kClose (not
+  // kvc).
   HandshakeStep on_frame(const Envelope& frame);
 
   State state() const { return state_; }
@@ -120,9 +108,8 @@ class DialerHandshake {
   const HelloReply& reply() const { return reply_; }
 
  private:
-  HandshakeStep fail(Failure f, HandshakeAction action, Status why, std::string frames = {});
+  HandshakeStep fail(Failure f, HandshakeAction action, Status why);
 
-  std::string secret_;
   Hello hello_;
   HelloReply reply_;
   State state_ = State::kStart;

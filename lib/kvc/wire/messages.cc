@@ -14,7 +14,7 @@ enum : std::uint32_t {
   kMemberId,
   kName,
   kSoftware,
-  kNonce,
+  kNonce,  // retired (the HMAC challenge): not read or written, never reused
   kProof,
   kPeerAddr,
   kClientAddr
@@ -28,7 +28,7 @@ enum : std::uint32_t {
   kMemberId,
   kName,
   kSoftware,
-  kNonce,
+  kNonce,  // retired with kProof (the HMAC challenge): not read or written, never reused
   kProof,
   kClientAddr,
   kAssignedMemberId,
@@ -37,9 +37,6 @@ enum : std::uint32_t {
   kMaxRequestBytes,
   kRefusedFrameBytes
 };
-}
-namespace auth_f {
-enum : std::uint32_t { kProof = 1, kMessage };
 }
 namespace req_f {
 enum : std::uint32_t {
@@ -286,7 +283,6 @@ constexpr auto hello_fields = [](auto& io, auto& m) {
   io.uint(hello_f::kMemberId, "hello.member_id", m.member_id);
   io.str(hello_f::kName, "hello.name", m.name);
   io.str(hello_f::kSoftware, "hello.software", m.software_version);
-  io.bin(hello_f::kNonce, "hello.nonce", m.nonce);
   io.bin(hello_f::kProof, "hello.proof", m.proof);
   io.str(hello_f::kPeerAddr, "hello.peer_addr", m.peer_addr);
   io.str(hello_f::kClientAddr, "hello.client_addr", m.client_addr);
@@ -299,8 +295,6 @@ constexpr auto hello_reply_fields = [](auto& io, auto& m) {
   io.uint(reply_f::kMemberId, "hello_reply.member_id", m.member_id);
   io.str(reply_f::kName, "hello_reply.name", m.name);
   io.str(reply_f::kSoftware, "hello_reply.software", m.software_version);
-  io.bin(reply_f::kNonce, "hello_reply.nonce", m.nonce);
-  io.bin(reply_f::kProof, "hello_reply.proof", m.proof);
   io.str(reply_f::kClientAddr, "hello_reply.client_addr", m.client_addr);
   io.uint(reply_f::kAssignedMemberId, "hello_reply.assigned_member_id", m.assigned_member_id);
   io.boolean(reply_f::kRemoved, "hello_reply.removed", m.removed);
@@ -308,11 +302,6 @@ constexpr auto hello_reply_fields = [](auto& io, auto& m) {
   io.uint(reply_f::kMaxFrameBytes, "hello_reply.max_frame_bytes", m.max_frame_bytes);
   io.uint(reply_f::kMaxRequestBytes, "hello_reply.max_request_bytes", m.max_request_bytes);
   io.uint(reply_f::kRefusedFrameBytes, "hello_reply.refused_frame_bytes", m.refused_frame_bytes);
-};
-
-constexpr auto auth_fields = [](auto& io, auto& m) {
-  io.bin(auth_f::kProof, "auth.proof", m.proof);
-  io.str(auth_f::kMessage, "auth.message", m.message);
 };
 
 constexpr auto request_fields = [](auto& io, auto& m) {
@@ -444,10 +433,6 @@ void append_hello_reply(std::string& out, const HelloReply& m) {
   append_map_frame(out, FrameKind::kHelloReply, m, hello_reply_fields);
 }
 
-void append_auth_proof(std::string& out, const AuthProof& m) {
-  append_map_frame(out, FrameKind::kAuth, m, auth_fields);
-}
-
 void append_request(std::string& out, const Request& m) {
   append_map_frame(out, FrameKind::kRequest, m, request_fields);
 }
@@ -468,7 +453,7 @@ Result<Envelope> open_envelope(std::string_view payload) {
                               " elements");
   std::uint64_t kind = 0;
   KVC_RETURN_IF_ERROR(get_uint(items[0], &kind, "frame.kind"));
-  if (kind < 1 || kind > static_cast<std::uint64_t>(FrameKind::kAuth)) {
+  if (kind < 1 || kind > static_cast<std::uint64_t>(FrameKind::kResponse)) {
     return Status::corruption("frame: unknown message kind " + std::to_string(kind));
   }
   env.kind = static_cast<FrameKind>(kind);
@@ -482,10 +467,6 @@ Result<Hello> decode_hello(const msgpack::object& body) {
   KVC_RETURN_IF_ERROR(decode_map(body, "hello", &m, hello_fields));
   if (m.role == Role{}) return Status::corruption("hello: unknown role 0");
   return m;
-}
-
-Result<AuthProof> decode_auth_proof(const msgpack::object& body) {
-  return decode_map_as(body, "auth", AuthProof{}, auth_fields);
 }
 
 Result<HelloReply> decode_hello_reply(const msgpack::object& body) {

@@ -25,10 +25,8 @@ enum class FrameKind : std::uint8_t {
   kRaft = 3,        // a Raft message between members (raft_codec.h)
   kRequest = 4,     // client -> member
   kResponse = 5,    // member -> client (also each watch event batch and snapshot chunk)
-  // Only with a shared secret (wire/auth.h): the connecting side's answer to the member's
-  // challenge, sent right after it checked the member's proof in the hello reply. A member
-  // without a secret never receives one (it refuses a hello that carries a nonce).
-  kAuth = 6,
+  // 6 was the auth frame of the retired HMAC challenge (the shared secret is a TLS pre-shared
+  // key now): never reuse it; a frame of kind 6 is refused as unknown.
 };
 
 enum class Role : std::uint8_t { kPeer = 1, kClient = 2 };
@@ -40,8 +38,8 @@ struct Hello {
   std::uint64_t member_id = 0;   // the connecting member (peers only)
   std::string name;              // the connecting member's name, or a client's label
   std::string software_version;
-  std::string nonce;        // challenge for the other side (shared-secret auth)
-  std::string proof;        // answer to the other side's challenge
+  // Field 7 (the retired HMAC challenge's nonce) is gone; its id is not reused.
+  std::string proof;        // a joining member's cluster-token digest (join_token_digest)
   std::string peer_addr;    // peers: where the sender listens for peers
   std::string client_addr;  // peers: where the sender listens for clients
 
@@ -55,8 +53,7 @@ struct HelloReply {
   std::uint64_t member_id = 0;
   std::string name;
   std::string software_version;
-  std::string nonce;
-  std::string proof;
+  // Fields 7 and 8 (the retired HMAC challenge's nonce and proof) are gone; ids not reused.
   std::string client_addr;  // where the answering member listens for clients
   // Answer to a join (a peer hello with member id 0 from a member being added): the id the
   // cluster assigned to that name.
@@ -74,16 +71,6 @@ struct HelloReply {
   std::uint64_t refused_frame_bytes = 0;
 
   friend bool operator==(const HelloReply&, const HelloReply&) = default;
-};
-
-// The connecting side's proof of the shared secret (FrameKind::kAuth). An empty proof means the
-// connecting side gave up (the member's proof was wrong); `message` then says why, for the
-// member's log.
-struct AuthProof {
-  std::string proof;
-  std::string message;
-
-  friend bool operator==(const AuthProof&, const AuthProof&) = default;
 };
 
 enum class Op : std::uint8_t {
@@ -267,7 +254,6 @@ struct Response {
 // Append one complete frame to `out`.
 void append_hello(std::string& out, const Hello& m);
 void append_hello_reply(std::string& out, const HelloReply& m);
-void append_auth_proof(std::string& out, const AuthProof& m);
 void append_request(std::string& out, const Request& m);
 void append_response(std::string& out, const Response& m);
 
@@ -281,7 +267,6 @@ Result<Envelope> open_envelope(std::string_view payload);
 
 Result<Hello> decode_hello(const msgpack::object& body);
 Result<HelloReply> decode_hello_reply(const msgpack::object& body);
-Result<AuthProof> decode_auth_proof(const msgpack::object& body);
 Result<Request> decode_request(const msgpack::object& body);
 Result<Response> decode_response(const msgpack::object& body);
 
