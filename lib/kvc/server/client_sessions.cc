@@ -270,7 +270,7 @@ Status Engine::Impl::listen_http() {
   http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
   if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");
   http_bound_ = http_->bound().to_string();
-  if (!http_tls() && !options_.secret.empty()) {
+  if (!http_tls() && !secret_.empty()) {
     spdlog::warn(
         "the HTTP port {} (--listen-http) speaks plain HTTP: the shared secret cannot protect "
         "it (HTTP clients have no TLS pre-shared keys), so its requests and answers travel in "
