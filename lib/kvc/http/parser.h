@@ -47,6 +47,9 @@ struct HttpRequest {
   std::string body;                                        // de-chunked
   int version_minor = 1;                                   // HTTP/1.x
   bool keep_alive = true;  // the client may send another request on this connection
+  // The subject (RFC 2253) of the client certificate the connection's TLS verified; empty:
+  // none (plaintext, or no certificate). Set by the server, never parsed from the request.
+  std::string tls_peer;
 
   // The first header / query parameter of that name, or null.
   const std::string* header(std::string_view lowercase_name) const;
