@@ -778,6 +778,10 @@ int main(int argc, char** argv) {
 
   auto* auth_cmd = app.add_subcommand("auth", "Identities and permissions (kvc-permissions(5))");
   auth_cmd->require_subcommand(1);
+  auth_cmd->footer(
+      "Examples:\n"
+      "  KVC_TOKEN=$(cat ctl.token) kvc-ctl auth whoami\n"
+      "  openssl rand -hex 32 | tee ctl.token | kvc-ctl auth hash-token ctl >> permissions");
   auto* auth_whoami_cmd = auth_cmd->add_subcommand(
       "whoami", "Print the identity the member sees and what the permissions file grants it");
   auth_whoami_cmd->footer(example("KVC_TOKEN=$(cat ~/.kvc-token) kvc-ctl auth whoami"));
