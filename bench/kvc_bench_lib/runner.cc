@@ -206,6 +206,7 @@ class Runner {
     co.name = "kvc-bench";
     co.secret_file = o_.secret_file;
     co.tls = o_.tls;
+    co.token = o_.token;
     if (o_.target_leader) {
       Result<std::unique_ptr<client::Client>> probe = client::Client::open(co);
       if (!probe.ok()) return probe.status();

@@ -43,6 +43,7 @@ struct BenchOptions {
   std::uint64_t seed = 1;            // key and read/write choices
   std::string secret_file;           // the cluster's shared secret, when it has one
   net::TlsConfig tls;                // --cacert (trusted_ca_file), --cert, --key
+  std::string token;                 // --token: a named token (kvc-permissions(5))
   // get, range, mixed
   bool serializable = false;
   std::optional<std::string> key;  // get: always this key instead of the key space

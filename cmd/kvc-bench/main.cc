@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
                  "TLS: this client's certificate (PEM), for members with --client-cert-auth")
       ->envname("KVC_CERT");
   app.add_option("--key", o.tls.key_file, "TLS: the key of --cert")->envname("KVC_KEY");
+  app.add_option("--token", o.token,
+                 "A named token of the members' --permissions-file (kvc-permissions(5))")
+      ->envname("KVC_TOKEN");
   app.add_option("--clients", o.clients, "Requests in flight at once (closed loop)")
       ->capture_default_str();
   app.add_option("--conns", o.conns, "TCP connections to each member")->capture_default_str();

@@ -15,7 +15,9 @@
 #include "cli.h"
 #include "coordination.h"
 #include "kvc/client/client.h"
+#include "kvc/common/json.h"
 #include "kvc/common/text.h"
+#include "kvc/server/permissions.h"
 #include "output.h"
 
 namespace kvc::ctl {
@@ -27,6 +29,7 @@ struct Globals {
   std::string endpoints;
   std::string secret_file;
   std::string cacert, cert, key;  // --cacert, --cert, --key: TLS with certificates
+  std::string token;              // --token, KVC_TOKEN: a named token (kvc-permissions(5))
   std::string output = "simple";
   std::string timeout = "5s";
   LogOptions log;
@@ -61,6 +64,7 @@ Result<std::unique_ptr<client::Client>> connect() {
   o.tls.trusted_ca_file = g.cacert;
   o.tls.cert_file = g.cert;
   o.tls.key_file = g.key;
+  o.token = g.token;
   return client::Client::open(std::move(o));
 }
 
@@ -472,6 +476,57 @@ int with_env(const std::function<int(const Env&)>& fn) {
   return fn(env);
 }
 
+// --- auth ----------------------------------------------------------------------------------
+// whoami: the identity the member sees on this connection and what the permissions file
+// grants it.
+int run_auth_whoami() {
+  auto c = connect();
+  if (!c.ok()) return fail(c.status());
+  wire::Response r = (*c)->call_sync({.op = wire::Op::kWhoami});
+  if (int rc = check(r); rc != 0) return rc;
+  switch (g.format) {
+    case Format::kSimple:
+      std::printf("%s\n", r.identity.c_str());
+      if (!r.permissions) {
+        std::printf("(no permissions file: may do everything)\n");
+      } else if (r.grants.empty()) {
+        std::printf("(no grants)\n");
+      }
+      for (const std::string& line : r.grants) std::printf("%s\n", line.c_str());
+      break;
+    case Format::kJson: {
+      std::string grants = "[";
+      for (const std::string& line : r.grants) {
+        grants += (grants.size() > 1 ? "," : "") + json_quote(line);
+      }
+      grants += "]";
+      std::printf("{\"identity\":%s,\"permissions\":%s,\"grants\":%s}\n",
+                  json_quote(r.identity).c_str(), r.permissions ? "true" : "false", grants.c_str());
+      break;
+    }
+    case Format::kTable: {
+      Table t({"IDENTITY", "GRANT"});
+      if (r.grants.empty()) t.add({r.identity, r.permissions ? "" : "(everything)"});
+      for (const std::string& line : r.grants) t.add({r.identity, line});
+      t.print();
+      break;
+    }
+  }
+  return kExitOk;
+}
+
+// hash-token: the line a permissions file needs for a token, from its value on stdin (so the
+// value is not in the shell's history or the process list).
+int run_auth_hash_token(const std::string& name) {
+  Result<std::string> in = read_stdin();
+  if (!in.ok()) return fail(in.status());
+  std::string token = std::move(*in);
+  if (!token.empty() && token.back() == '\n') token.pop_back();
+  if (token.empty()) return fail(Status::invalid_argument("empty token on standard input"));
+  std::printf("token %s %s\n", name.c_str(), server::token_digest(token).c_str());
+  return kExitOk;
+}
+
 // --- leader --------------------------------------------------------------------------------
 int run_leader(bool watch, std::uint64_t count) {
   if (watch) return with_env([&](const Env& env) { return run_leader_watch(env, count); });
@@ -563,6 +618,10 @@ int main(int argc, char** argv) {
                  "TLS: this client's certificate (PEM), for members with --client-cert-auth")
       ->envname("KVC_CERT");
   app.add_option("--key", g.key, "TLS: the key of --cert")->envname("KVC_KEY");
+  app.add_option("--token", g.token,
+                 "A named token of the members' --permissions-file: the identity requests are "
+                 "checked as (prefer KVC_TOKEN: a flag shows in the process list)")
+      ->envname("KVC_TOKEN");
   app.add_option("-o,--output", g.output, "Output format: simple, json or table")
       ->check(CLI::IsMember({"simple", "json", "table"}))
       ->capture_default_str();
@@ -717,6 +776,22 @@ int main(int argc, char** argv) {
   health_cmd->add_flag("--cluster", health_cluster, "Check every member; exit 0 only if all are");
   health_cmd->footer(example("kvc-ctl health --cluster"));
 
+  auto* auth_cmd = app.add_subcommand("auth", "Identities and permissions (kvc-permissions(5))");
+  auth_cmd->require_subcommand(1);
+  auth_cmd->footer(
+      "Examples:\n"
+      "  KVC_TOKEN=$(cat ctl.token) kvc-ctl auth whoami\n"
+      "  openssl rand -hex 32 | tee ctl.token | kvc-ctl auth hash-token ctl >> permissions");
+  auto* auth_whoami_cmd = auth_cmd->add_subcommand(
+      "whoami", "Print the identity the member sees and what the permissions file grants it");
+  auth_whoami_cmd->footer(example("KVC_TOKEN=$(cat ~/.kvc-token) kvc-ctl auth whoami"));
+  std::string token_name;
+  auto* auth_hash_cmd = auth_cmd->add_subcommand(
+      "hash-token", "Read a token's value on standard input, print its permissions-file line");
+  auth_hash_cmd->add_option("name", token_name, "The token's name in the file")->required();
+  auth_hash_cmd->footer(
+      example("openssl rand -hex 32 | tee ctl.token | kvc-ctl auth hash-token ctl"));
+
   auto* snapshot_cmd = app.add_subcommand("snapshot", "Snapshots of the cluster's state");
   snapshot_cmd->require_subcommand(1);
   snapshot_cmd->footer(
@@ -831,6 +906,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvc-ctl: %s\n", s.message().c_str());
     return kExitUsage;
   }
+  if (auth_whoami_cmd->parsed()) rc = run_auth_whoami();
+  if (auth_hash_cmd->parsed()) rc = run_auth_hash_token(token_name);
   if (put_cmd->parsed()) rc = run_put(put);
   if (get_cmd->parsed()) rc = run_get(get);
   if (del_cmd->parsed()) rc = run_del(del);

@@ -17,6 +17,7 @@
 #include "kvc/common/text.h"
 #include "kvc/net/secret.h"
 #include "kvc/server/engine.h"
+#include "kvc/server/permissions.h"
 
 namespace {
 
@@ -146,6 +147,14 @@ int main(int argc, char** argv) {
   tls->add_flag("--peer-client-cert-auth", o.peer_tls.client_cert_auth,
                 "Peer port: require a certificate of every connecting peer (mutual TLS), "
                 "naming the peer address it claims");
+  app.add_option("--permissions-file", o.permissions_file,
+                 "Identities and what they may do (kvc-permissions(5)): tokens, read/readwrite "
+                 "grants on key prefixes, admin; without it everyone admitted may do "
+                 "everything. Reloaded on SIGHUP");
+  app.add_option("--http-open-paths", o.http_open_paths,
+                 "HTTP paths served without authentication when the HTTP API requires it (a "
+                 "secret or --client-cert-auth); comma-separated, empty: none")
+      ->capture_default_str();
   app.add_flag("--force-new-cluster", o.force_new_cluster,
                "Disaster recovery: restart this member as the only member of its cluster, "
                "keeping its data (use once, then grow with kvc-ctl member add)");
@@ -296,13 +305,24 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A permissions file that does not parse is a usage error, before anything opens.
+  if (!o.permissions_file.empty()) {
+    if (kvc::Result<kvc::server::Permissions> p =
+            kvc::server::Permissions::load(o.permissions_file);
+        !p.ok()) {
+      std::fprintf(stderr, "kvc-node: --permissions-file: %s\n", p.status().message().c_str());
+      return kvc::kExitUsage;
+    }
+  }
+
   // Signals are taken synchronously by this thread; every thread the Engine starts inherits
   // the blocked mask.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
-  // SIGHUP reloads the TLS certificates, keys and CAs (Engine::reload_tls); it never stops.
+  // SIGHUP reloads the TLS certificates, keys and CAs (Engine::reload_tls) and the permissions
+  // file (Engine::reload_permissions); it never stops.
   sigset_t taken = stop_signals;
   sigaddset(&taken, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &taken, nullptr);
@@ -317,7 +337,10 @@ int main(int argc, char** argv) {
     const int sig = sigtimedwait(&taken, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) break;
     // The Engine logs what it reloaded, or which file failed (and keeps the old certificates).
-    if (sig == SIGHUP) (void)(*engine)->reload_tls();
+    if (sig == SIGHUP) {
+      (void)(*engine)->reload_tls();
+      (void)(*engine)->reload_permissions();
+    }
     if (!(*engine)->failure().ok()) break;
   }
   // Stopping is bounded: close() runs on its own thread while this one keeps listening. A

@@ -37,6 +37,7 @@ complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l secret-file -r -F -d 
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l cacert -r -F -d 'TLS: verify the members\' certificates with these CA certificates (PEM)'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l cert -r -F -d 'TLS: this client\'s certificate (PEM), for members with --client-cert-auth'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l key -r -F -d 'TLS: the key of --cert'
+complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l token -r -F -d 'A named token of the members\' --permissions-file (kvc-permissions(5))'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l clients -r -F -d 'Requests in flight at once (closed loop)'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l conns -r -F -d 'TCP connections to each member'
 complete -c kvc-bench -n "test (__kvc_bench_path) = ''" -l total -r -F -d 'Operations to run (puts, for watch)'

@@ -125,8 +125,9 @@ typedef struct kvc_engine kvc_engine;
 
 /* Options are kvc-node's settings by their flag names without the dashes (kvc-node(1)):
  * "name", "data-dir", "listen-peer", "listen-client", "listen-http", "advertise-client",
- * "initial-cluster", "initial-cluster-state", "cluster-token", "secret-file", and the durations
- * "tick", "election-timeout", "heartbeat-interval", "request-timeout" ("100ms", "1s"). */
+ * "initial-cluster", "initial-cluster-state", "cluster-token", "secret-file",
+ * "permissions-file", "http-open-paths", and the durations "tick", "election-timeout",
+ * "heartbeat-interval", "request-timeout" ("100ms", "1s"). */
 typedef struct kvc_engine_options kvc_engine_options;
 kvc_engine_options* kvc_engine_options_new(void);
 kvc_code kvc_engine_options_set(kvc_engine_options* options, const char* name, const char* value,

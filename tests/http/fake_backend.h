@@ -37,6 +37,12 @@ class FakeBackend : public Backend {
   }
   std::string http_scheme() override { return leader_http_scheme; }
 
+  Result<std::string> authenticate(const HttpRequest& r) override {
+    (void)r;
+    if (!authentication.ok()) return authentication;
+    return identity;
+  }
+
   void call(wire::Request q, std::function<void(wire::Response)> done) override {
     calls.push_back(q);
     wire::Response r = answer(q);
@@ -107,6 +113,9 @@ class FakeBackend : public Backend {
           return r;
         }
         put(q.key, q.value, q.lease);
+        break;
+      case wire::Op::kWhoami:
+        r.identity = q.on_behalf_of;
         break;
       case wire::Op::kLeader:
         r.member_id = member_id;
@@ -283,6 +292,8 @@ class FakeBackend : public Backend {
   std::set<std::string> held_keys;  // calls on these keys are answered only by release_all()
   std::deque<std::function<void()>> held;
   std::vector<wire::Request> calls;
+  Status authentication;  // not ok: authenticate() refuses with it
+  std::string identity = "anonymous";
   int health_calls = 0;
   std::uint64_t leader_with_http = 0;
   std::string leader_http_address;

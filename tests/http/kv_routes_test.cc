@@ -369,6 +369,35 @@ TEST_F(KvRoutesTest, UnknownPathsAndMethods) {
   EXPECT_TRUE(backend_.calls.empty());
 }
 
+TEST_F(KvRoutesTest, AuthenticationComesFirstAndTheIdentityGoesWithEachRequest) {
+  backend_.identity = "ctl";
+  EXPECT_EQ(run("PUT", "/v1/kv/k", "v").status, 200);
+  EXPECT_EQ(run("GET", "/v1/kv?prefix=k").status, 200);
+  EXPECT_EQ(run("GET", "/v1/auth/whoami").status, 200);
+  ASSERT_EQ(backend_.calls.size(), 3u);
+  for (const wire::Request& q : backend_.calls) EXPECT_EQ(q.on_behalf_of, "ctl");
+  EXPECT_EQ(backend_.calls.back().op, wire::Op::kWhoami);
+
+  backend_.authentication = Status::unauthenticated("authentication required: send a token");
+  HttpResponse r = run("GET", "/v1/kv/k");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(error_code(r), "unauthenticated");
+  ASSERT_NE(header(r, "WWW-Authenticate"), nullptr);
+  EXPECT_EQ(*header(r, "WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(run("GET", "/health").status, 401);  // the backend decides which paths are open
+  EXPECT_EQ(backend_.calls.size(), 3u);          // nothing reached the member
+
+  backend_.authentication = Status();
+  wire::Response denied;
+  denied.code = Code::kPermissionDenied;
+  denied.message = "permission denied: ctl may not put k";
+  backend_.next_error = denied;
+  r = run("PUT", "/v1/kv/k", "v");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(error_code(r), "permission_denied");
+  EXPECT_NE(r.body.find("permission denied: ctl may not put k"), std::string::npos) << r.body;
+}
+
 TEST_F(KvRoutesTest, AnswersLaterWhenTheBackendDoes) {
   backend_.held_keys.insert("slow");
   std::optional<HttpResponse> got;

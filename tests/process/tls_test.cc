@@ -5,8 +5,9 @@
 // two keep serving; a TLS client at a plaintext member learns why; the shared secret as a TLS
 // pre-shared key; a weak secret refused at start-up; SIGHUP reloads certificates for new
 // connections and keeps the old ones when a file does not load; the HTTP port speaks HTTPS with
-// the client port's certificates (curl --cacert, forwarded writes, plain HTTP refused with 400).
-// Certificates are made at test time.
+// the client port's certificates (curl --cacert, forwarded writes, plain HTTP refused with 400);
+// a client certificate's subject is the identity a permissions file grants to. Certificates are
+// made at test time.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -16,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "curl.h"
+#include "kvc/server/permissions.h"
 #include "process_cluster.h"
 #include "support/child_process.h"
 #include "support/ports.h"
@@ -519,6 +522,63 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
                   std::chrono::seconds(10), "member 0 to apply /reload/b")
                   .ok())
       << get2.out;
+}
+
+// The verified client certificate's subject is the identity (kvc-permissions(5)); a member's
+// certificate (it names a member's peer address) lets a follower forward an HTTP write with the
+// caller's identity, which the leader honours.
+TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
+  ProcessCluster cluster("tls-perms", tls_cluster());
+  give_certificates(cluster);
+  ScopedTempDir dir("kvc-tls-perms");
+  const std::string perms = dir.file("perms");
+  const std::string token = "f00dfeedc0ffee00112233445566778899";
+  {
+    std::ofstream out(perms);
+    out << "token web " << server::token_digest(token) << "\n"
+        << "grant \"CN=operator,O=kvc test\" readwrite /tls/\n"
+        << "grant web readwrite /web/\n";
+  }
+  std::vector<std::string> http;
+  for (int i = 0; i < cluster.size(); ++i) {
+    http.push_back("127.0.0.1:" + std::to_string(free_port()));
+    std::vector<std::string>& f = cluster.mutable_spec(i).extra_flags;
+    f.insert(f.end(), {"--permissions-file", perms, "--listen-http", http.back()});
+  }
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok()) << leader.status().to_string();
+
+  ProcessCluster::CtlResult r =
+      cluster.ctl_with(cluster.endpoints(), with(pki().ctl_flags(), {"auth", "whoami"}));
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out, "CN=operator,O=kvc test\nreadwrite \"/tls/\"\n");
+  r = cluster.ctl_with(cluster.endpoints(), with(pki().ctl_flags(), {"put", "/tls/a", "1"}));
+  EXPECT_EQ(r.status, 0) << r.out;
+  r = cluster.ctl_with(cluster.endpoints(), with(pki().ctl_flags(), {"put", "/x", "1"}));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "permission denied: CN=operator,O=kvc test may not put /x")) << r.out;
+  // Another certificate is another identity, with no grants here.
+  const std::vector<std::string> as_member = {"--cacert",   pki().ca, "--cert",
+                                              pki().member, "--key",  pki().member_key};
+  r = cluster.ctl_with(cluster.endpoints(), with(as_member, {"get", "/tls/a"}));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.out, "permission denied: CN=member,O=kvc test may not get /tls/a"))
+      << r.out;
+
+  // HTTP (plaintext here) needs the token; a follower forwards the write over its client
+  // connection, authenticated by its member certificate, and the leader checks `web`.
+  const std::string fh = http[static_cast<std::size_t>((*leader + 1) % 3)];
+  EXPECT_EQ(curl({url(fh, "/v1/kv/%2Fweb%2Fa")}).status, 401);
+  HttpAnswer a = curl({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
+                       url(fh, "/v1/kv/%2Fweb%2Fa")});
+  EXPECT_EQ(a.status, 200) << a.body;
+  a = curl({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
+            url(fh, "/v1/kv/%2Ftls%2Fb")});
+  EXPECT_EQ(a.status, 403);
+  EXPECT_TRUE(contains(a.body, "permission denied: web may not put /tls/b")) << a.body;
+  a = curl({"-H", "Authorization: Bearer " + token, url(fh, "/v1/kv/%2Fweb%2Fa")});
+  EXPECT_EQ(a.status, 200) << a.body;
 }
 
 }  // namespace

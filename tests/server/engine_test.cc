@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "kvc/client/kv.h"
 #include "kvc/common/json.h"
 #include "kvc/net/address.h"
+#include "kvc/server/permissions.h"
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "support/http_stream.h"
@@ -144,6 +146,7 @@ class EngineTest : public ::testing::Test {
     o.tick_ms = 10;
     o.secret = secret;
     o.handshake_timeout_ms = handshake_timeout_ms_;
+    o.permissions_file = permissions_file_;
     if (http) o.listen_http = "127.0.0.1:0";
     Result<std::unique_ptr<Engine>> e = Engine::open(o);
     EXPECT_TRUE(e.ok()) << e.status().to_string();
@@ -152,6 +155,7 @@ class EngineTest : public ::testing::Test {
     return std::move(*e);
   }
   std::uint64_t handshake_timeout_ms_ = 5000;
+  std::string permissions_file_;
   kvc::test::ScopedTempDir dir_{"kvc-engine-test"};
 };
 
@@ -462,6 +466,54 @@ TEST_F(EngineTest, WithASecretPlaintextIsRefusedAndNothingApplied) {
   Result<std::optional<KeyValue>> got = e->get("/x");
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->has_value());
+}
+
+// The leader's guard for forwarded requests (docs/security.md, "Who checks what"): a member's
+// connection (the secret, no token) may name the caller, whose identity is then checked; any
+// other connection that tries is refused; the embedding program is never checked.
+TEST_F(EngineTest, OnBehalfOfIsHonouredOnlyFromAMembersConnection) {
+  const std::string secret = "0b7e2d5a8c1f4e7b0a3d6c9f2e5b8a1d4c7f0e3b6a9d2c5f8e1b4a7d0c3f6e9b";
+  permissions_file_ = dir_.path() + "/perms";
+  {
+    std::ofstream out(permissions_file_);
+    out << "token ctl " << token_digest("ctl-token") << "\n"
+        << "grant ctl readwrite /a/\n";
+  }
+  std::unique_ptr<Engine> e = open(secret);
+  ASSERT_NE(e, nullptr);
+  auto connect = [&](const std::string& token) {
+    client::ClientOptions co;
+    co.endpoints = {*net::parse_address(e->client_address())};
+    co.secret = secret;
+    co.token = token;
+    Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
+    EXPECT_TRUE(c.ok()) << c.status().to_string();
+    return c.ok() ? std::move(*c) : nullptr;
+  };
+  std::unique_ptr<client::Client> member = connect("");
+  ASSERT_NE(member, nullptr);
+  wire::Response r =
+      member->call_sync({.op = wire::Op::kPut, .key = "/a/x", .value = "1", .on_behalf_of = "ctl"});
+  EXPECT_EQ(r.code, Code::kOk) << r.message;
+  r = member->call_sync({.op = wire::Op::kPut, .key = "/b", .value = "1", .on_behalf_of = "ctl"});
+  EXPECT_EQ(r.code, Code::kPermissionDenied);
+  EXPECT_EQ(r.message, "permission denied: ctl may not put /b");
+  r = member->call_sync({.op = wire::Op::kPut, .key = "/b", .value = "1"});
+  EXPECT_EQ(r.message, "permission denied: secret may not put /b");
+
+  std::unique_ptr<client::Client> ctl = connect("ctl-token");
+  ASSERT_NE(ctl, nullptr);
+  r = ctl->call_sync(
+      {.op = wire::Op::kPut, .key = "/b", .value = "1", .on_behalf_of = std::string("embedded")});
+  EXPECT_EQ(r.code, Code::kPermissionDenied);
+  EXPECT_NE(r.message.find("permission denied: ctl may not act on behalf of embedded"),
+            std::string::npos)
+      << r.message;
+  EXPECT_FALSE(e->get("/b")->has_value());     // nothing applied
+  EXPECT_TRUE(e->set("/b", "embedded").ok());  // the embedding program is not checked
+  r = ctl->call_sync({.op = wire::Op::kWhoami});
+  EXPECT_EQ(r.identity, "ctl");
+  EXPECT_EQ(r.grants, std::vector<std::string>{"readwrite \"/a/\""});
 }
 
 TEST_F(EngineTest, AWeakSecretIsRefusedAtOpen) {

@@ -427,7 +427,9 @@ kvc_code kvc_engine_options_set(kvc_engine_options* options, const char* name, c
                                                 {"initial-cluster", &o.initial_cluster},
                                                 {"initial-cluster-state", &o.initial_cluster_state},
                                                 {"cluster-token", &o.cluster_token},
-                                                {"secret-file", &o.secret_file}};
+                                                {"secret-file", &o.secret_file},
+                                                {"permissions-file", &o.permissions_file},
+                                                {"http-open-paths", &o.http_open_paths}};
     if (auto it = text.find(n); it != text.end()) {
       *it->second = v;
       return KVC_OK;

@@ -95,6 +95,11 @@ struct ClientOptions {
   // --client-cert-auth. Any of the three turns TLS on; a secret (above) is used as a TLS 1.3
   // pre-shared key instead. Not both.
   net::TlsConfig tls;
+  // A named token (kvc-ctl --token, KVC_TOKEN; kvc-permissions(5)) sent in the hello: the
+  // identity the members check this client's requests against. Empty: none (the identity is
+  // the client certificate's subject, `secret` or `anonymous`). A member that does not know
+  // the token refuses the connection (kUnauthenticated).
+  std::string token;
 };
 
 struct CallOptions {

@@ -51,7 +51,8 @@ void Client::Impl::on_connected(const std::string& key, std::uint64_t started,
       std::make_unique<wire::DialerHandshake>(wire::Hello{.role = wire::Role::kClient,
                                                           .cluster_id = options_.cluster_id,
                                                           .name = options_.name,
-                                                          .software_version = kvc::version()});
+                                                          .software_version = kvc::version(),
+                                                          .token = options_.token});
   wire::HandshakeStep hello = machine->start();
   if (hello.action != wire::HandshakeAction::kContinue) {
     conn->close(hello.why);
@@ -184,7 +185,8 @@ void Client::Impl::on_handshake_frame(Handshake& h, net::Connection& conn,
     case wire::HandshakeAction::kRefuse: {
       // Refusals of this client for good (auth, cluster, the peer port) against passing ones
       // (too many connections, shutting down).
-      const bool final = hr->code == Code::kFailedPrecondition;
+      const bool final =
+          hr->code == Code::kFailedPrecondition || hr->code == Code::kUnauthenticated;
       const bool other = final && hr->cluster_id != 0 && options_.cluster_id != 0 &&
                          hr->cluster_id != options_.cluster_id;
       members_[key].cluster_id = hr->cluster_id;

@@ -252,7 +252,10 @@ Status Client::Impl::hopeless() {
   for (const std::string& k : endpoint_keys_) {
     Member& m = members_[k];
     if (!refused_now(m)) return Status();
-    if (m.refused.code() == Code::kFailedPrecondition) code = Code::kFailedPrecondition;
+    if (m.refused.code() == Code::kFailedPrecondition ||
+        m.refused.code() == Code::kUnauthenticated) {
+      code = m.refused.code();
+    }
     msg += (msg.empty() ? "" : "; ") + m.refused.message();
   }
   if (endpoint_keys_.size() > 1) msg = "no endpoint can serve this client: " + msg;
@@ -260,7 +263,10 @@ Status Client::Impl::hopeless() {
 }
 
 Code Client::Impl::final_code(Code refusal) {
-  return refusal == Code::kFailedPrecondition ? Code::kFailedPrecondition : Code::kUnavailable;
+  // Refusals that retrying cannot change: another cluster, the port, an unknown token.
+  return refusal == Code::kFailedPrecondition || refusal == Code::kUnauthenticated
+             ? refusal
+             : Code::kUnavailable;
 }
 
 void Client::Impl::retry_later(Call* c) {

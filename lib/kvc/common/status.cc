@@ -35,6 +35,10 @@ std::string_view code_name(Code code) {
       return "io_error";
     case Code::kInternal:
       return "internal";
+    case Code::kPermissionDenied:
+      return "permission_denied";
+    case Code::kUnauthenticated:
+      return "unauthenticated";
   }
   return "unknown";
 }

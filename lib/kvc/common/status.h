@@ -30,6 +30,8 @@ enum class Code : std::uint8_t {
   kCorruption,          // bytes on disk or on the wire failed a check
   kIOError,             // the operating system reported an I/O error
   kInternal,            // a bug in kvc
+  kPermissionDenied,    // the identity may not do this (kvc-permissions(5)); nothing was applied
+  kUnauthenticated,     // no identity, or credentials (a token) the member does not know
 };
 
 // The name of a code as used in logs and JSON ("not_found").
@@ -59,6 +61,8 @@ class [[nodiscard]] Status {
   // An I/O error from errno: "<what>: <strerror(err)>".
   static Status from_errno(std::string_view what, int err);
   static Status internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+  static Status permission_denied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }
+  static Status unauthenticated(std::string m) { return {Code::kUnauthenticated, std::move(m)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -385,6 +385,10 @@ int http_status(Code code) {
       return 503;
     case Code::kTimeout:
       return 504;
+    case Code::kPermissionDenied:
+      return 403;
+    case Code::kUnauthenticated:
+      return 401;
     case Code::kCorruption:
     case Code::kIOError:
     case Code::kInternal:
@@ -397,6 +401,16 @@ KvRoutes::KvRoutes(Backend& backend, KvRoutesOptions options)
     : backend_(backend), options_(options) {}
 
 void KvRoutes::handle(const HttpRequest& r, Respond respond) {
+  Result<std::string> who = backend_.authenticate(r);
+  if (!who.ok()) {
+    HttpResponse e =
+        error(http_status(who.status().code()), who.status().code(), who.status().message());
+    if (who.status().code() == Code::kUnauthenticated) {
+      e.headers.push_back({"WWW-Authenticate", "Bearer"});
+    }
+    return respond(std::move(e));
+  }
+  caller_ = std::move(*who);
   const bool read = allowed(r.method, {Method::kGet, Method::kHead});
   if (r.path == "/health" || r.path == "/ready" || r.path == "/metrics") {
     if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
@@ -448,6 +462,13 @@ void KvRoutes::handle(const HttpRequest& r, Respond respond) {
       return respond(error(400, Code::kInvalidArgument, s.message()));
     }
     return leader(std::move(respond));
+  }
+  if (r.path == "/v1/auth/whoami") {
+    if (!read) return respond(method_not_allowed(r, "GET, HEAD"));
+    if (Status st = check_params(r, {}); !st.ok()) {
+      return respond(error(400, Code::kInvalidArgument, st.message()));
+    }
+    return whoami(std::move(respond));
   }
   respond(error(404, Code::kNotFound, "no such endpoint: " + printable(r.path)));
 }
@@ -518,6 +539,7 @@ void KvRoutes::kv_key(const HttpRequest& r, std::string key, Respond respond) {
   const wire::Op op = w.op;
   const std::string shown = printable(w.key);
   // The callback may run after this KvRoutes is gone; it holds only the backend, which runs it.
+  w.on_behalf_of = caller_;
   backend_.call(std::move(w), [&backend = backend_, op, shown, target = r.target,
                                respond = std::move(respond)](wire::Response resp) {
     if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
@@ -574,6 +596,7 @@ void KvRoutes::kv_list(const HttpRequest& r, Respond respond) {
   w.serializable = *serializable;
   w.keys_only = *keys_only;
   const bool ko = *keys_only;
+  w.on_behalf_of = caller_;
   backend_.call(std::move(w), [&backend = backend_, ko, target = r.target,
                                respond = std::move(respond)](wire::Response resp) {
     if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
@@ -634,6 +657,7 @@ void KvRoutes::watch(const HttpRequest& r, std::string key, Respond respond) {
   w.prefix = *prefix;
   w.start_revision = *start;
   w.prev_kv = *prev_kv;
+  w.on_behalf_of = caller_;
   backend_.watch(
       std::move(w), sink,
       [&backend = backend_, stream, sse, target = r.target, respond = std::move(respond)](
@@ -663,9 +687,28 @@ void KvRoutes::watch(const HttpRequest& r, std::string key, Respond respond) {
       });
 }
 
+void KvRoutes::whoami(Respond respond) {
+  wire::Request w;
+  w.op = wire::Op::kWhoami;
+  w.on_behalf_of = caller_;
+  backend_.call(std::move(w), [&backend = backend_,
+                               respond = std::move(respond)](wire::Response resp) {
+    if (resp.code != Code::kOk) return respond(wire_error(resp, "/v1/auth/whoami", backend));
+    std::string grants = "[";
+    for (const std::string& g : resp.grants) {
+      grants += (grants.size() > 1 ? "," : "") + json_quote(g);
+    }
+    grants += "]";
+    JsonObject o;
+    o.str("identity", resp.identity).boolean("permissions", resp.permissions).raw("grants", grants);
+    respond(json(200, o.done()));
+  });
+}
+
 void KvRoutes::leader(Respond respond) {
   wire::Request w;
   w.op = wire::Op::kLeader;
+  w.on_behalf_of = caller_;
   backend_.call(std::move(w),
                 [&backend = backend_, respond = std::move(respond)](wire::Response resp) {
                   if (resp.code == Code::kOk && resp.leader_id == 0) {
@@ -752,6 +795,7 @@ void KvRoutes::lease(const HttpRequest& r, Respond respond) {
   const wire::Op op = w.op;
   const bool keys = w.keys_only;
   const std::uint64_t id = w.lease;
+  w.on_behalf_of = caller_;
   backend_.call(std::move(w), [&backend = backend_, op, keys, id, target = r.target,
                                respond = std::move(respond)](wire::Response resp) {
     if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));
@@ -820,6 +864,7 @@ void KvRoutes::txn(const HttpRequest& r, Respond respond) {
   w.compares = std::move(spec->compares);
   w.then_ops = std::move(spec->then_ops);
   w.else_ops = std::move(spec->else_ops);
+  w.on_behalf_of = caller_;
   backend_.call(std::move(w), [&backend = backend_, target = r.target,
                                respond = std::move(respond)](wire::Response resp) {
     if (resp.code != Code::kOk) return respond(wire_error(resp, target, backend));

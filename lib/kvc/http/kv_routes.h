@@ -2,7 +2,10 @@
 // implements with its Engine (and tests with a fake): GET /health, GET /ready, GET /metrics and
 // the JSON key-value API (GET/PUT/DELETE /v1/kv/{key}, GET /v1/kv?prefix=&limit=&after=), watches
 // streamed as JSON lines or Server-Sent Events (GET /v1/watch/{key}), GET /v1/leader, leases
-// (/v1/lease, /v1/lease/{grant,revoke,keepalive}, /v1/lease/{id}) and POST /v1/txn.
+// (/v1/lease, /v1/lease/{grant,revoke,keepalive}, /v1/lease/{id}), POST /v1/txn and
+// GET /v1/auth/whoami. Every request is authenticated first (Backend::authenticate: 401 when it
+// fails); the identity travels in each wire::Request's on_behalf_of and the backend checks it
+// (403 "permission denied: ...").
 // KvRoutes turns each HTTP request into a wire::Request with the client protocol's semantics,
 // and each wire::Response into JSON; it does no I/O itself, so the fuzz target drives it too.
 //
@@ -95,6 +98,13 @@ class Backend {
   }
   // Stops feeding the watch `handle` (the HTTP connection closed). Unknown handles are ignored.
   virtual void cancel_watch(std::uint64_t handle) { (void)handle; }
+  // Who sent `request` (any path): the identity its /v1 requests are made as, which the routes
+  // pass in wire::Request::on_behalf_of for the backend to check, or kUnauthenticated with why
+  // (answered 401 with `WWW-Authenticate: Bearer`). Without an override: anonymous.
+  virtual Result<std::string> authenticate(const HttpRequest& request) {
+    (void)request;
+    return std::string("anonymous");
+  }
 };
 
 struct KvRoutesOptions {
@@ -131,8 +141,12 @@ class KvRoutes {
   void leader(Respond respond);
   void lease(const HttpRequest& r, Respond respond);
   void txn(const HttpRequest& r, Respond respond);
+  void whoami(Respond respond);
 
   Backend& backend_;
+  // The identity of the request handle() is dispatching (Backend::authenticate); valid only
+  // during handle(), where every route builds its wire::Request.
+  std::string caller_;
   KvRoutesOptions options_;
 };
 

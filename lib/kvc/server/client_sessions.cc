@@ -22,6 +22,7 @@
 #include "kvc/raft/conf_change.h"
 #include "kvc/server/engine_impl.h"
 #include "kvc/server/engine_util.h"
+#include "kvc/server/permissions.h"
 #include "kvc/storage/command.h"
 #include "kvc/storage/consistency.h"
 #include "kvc/storage/fs.h"
@@ -273,14 +274,16 @@ Status Engine::Impl::listen_http() {
   if (!http_tls() && !secret_.empty()) {
     spdlog::warn(
         "the HTTP port {} (--listen-http) speaks plain HTTP: the shared secret cannot protect "
-        "it (HTTP clients have no TLS pre-shared keys), so its requests and answers travel in "
-        "clear; give the client port certificates (--cert-file, --key-file) to serve HTTPS",
+        "it (HTTP clients have no TLS pre-shared keys), so its requests, answers and bearer "
+        "tokens travel in clear; give the client port certificates (--cert-file, --key-file) "
+        "to serve HTTPS",
         h->to_string());
   }
-  if (!h->is_loopback() && !options_.client_tls.client_cert_auth) {
+  if (!h->is_loopback() && secret_.empty() && !options_.client_tls.client_cert_auth) {
+    // Without a secret or client certificates /v1 needs no authentication (docs/security.md).
     spdlog::warn(
-        "serving {} on {}, which is not a loopback address, without --client-cert-auth: anyone "
-        "who can reach it can read and write keys",
+        "serving {} on {}, which is not a loopback address, without a secret or "
+        "--client-cert-auth: anyone who can reach it can read and write keys",
         http_tls() ? "HTTPS" : "HTTP", h->to_string());
   }
   return Status();
@@ -346,7 +349,7 @@ void Engine::Impl::on_client_accept(std::shared_ptr<net::Connection> conn) {
                        .client_addr = client_bound_,
                        .max_frame_bytes = options_.max_frame_bytes,
                        .max_request_bytes = options_.max_request_bytes},
-      [this](const wire::Hello& hello, wire::HelloReply*) { return admit_client(hello); });
+      [this, id](const wire::Hello& hello, wire::HelloReply*) { return admit_client(id, hello); });
   conn->start([this, id](net::Connection& c, std::string_view p) { on_client_frame(id, c, p); },
               [this, id](net::Connection& c, const Status& why) {
                 if (why.code() != Code::kUnavailable && why.code() != Code::kShuttingDown) {
@@ -378,14 +381,102 @@ void Engine::Impl::on_client_frame(std::uint64_t conn_id, net::Connection& conn,
   on_client_request(conn_id, cc, conn, *env);
 }
 
-// The client port's own checks of a hello (the protocol version and the secret are the
-// handshake's): a client that names a cluster must name this one.
-Status Engine::Impl::admit_client(const wire::Hello& hello) const {
+// The client port's own checks of a hello (the protocol version is the handshake's; the secret
+// or the certificates were checked by TLS before it): a client that names a cluster must name
+// this one, and a token must be one the permissions file names. Fixes the connection's identity.
+Status Engine::Impl::admit_client(std::uint64_t conn_id, const wire::Hello& hello) {
   if (hello.cluster_id != 0 && hello.cluster_id != identity_.cluster_id) {
     return Status::failed_precondition("this member belongs to cluster " +
                                        hex(identity_.cluster_id) + ", not " +
                                        hex(hello.cluster_id));
   }
+  auto it = clients_.find(conn_id);
+  if (it == clients_.end()) return Status::unavailable("connection closed");
+  ClientConn& cc = it->second;
+  const net::TlsSession* tls = cc.conn->tls();
+  std::string token_name;
+  if (!hello.token.empty()) {
+    // Never anonymous instead: a client that sends a token means to be someone.
+    if (permissions_ == nullptr) {
+      return Status::unauthenticated(
+          "unknown token: this member has no --permissions-file, so it knows no tokens");
+    }
+    Result<std::string> name = permissions_->token_name(hello.token);
+    if (!name.ok()) {
+      return Status::unauthenticated(
+          "unknown token: no token in this member's --permissions-file has that value");
+    }
+    token_name = std::move(*name);
+  }
+  cc.member = false;
+  if (tls != nullptr && tls->peer().has_certificate && tls->peer().verified) {
+    cc.identity = tls->peer().subject;
+    cc.member = token_name.empty() && certificate_of_member(*tls);
+  } else if (!token_name.empty()) {
+    cc.identity = token_name;
+  } else if (tls != nullptr && !tls->peer().psk_identity.empty()) {
+    cc.identity = std::string(kIdentitySecret);
+    cc.member = true;
+  } else {
+    cc.identity = std::string(kIdentityAnonymous);
+  }
+  return Status();
+}
+
+bool Engine::Impl::certificate_of_member(const net::TlsSession& tls) const {
+  for (const auto& [id, m] : learned_) {
+    (void)id;
+    Result<net::Address> a = net::parse_address(m.peer_addr);
+    if (a.ok() && tls.peer_certificate_names(a->host)) return true;
+  }
+  return false;
+}
+
+Status Engine::Impl::authorize(const std::string& identity, const wire::Request& req) const {
+  if (permissions_ == nullptr || identity == kIdentityEmbedded) return Status();
+  std::vector<AccessCheck> checks = required_access(req);
+  if (req.op == wire::Op::kLeaseRevoke) {
+    // Revoking deletes the lease's keys: readwrite on each of them, as this member knows them.
+    if (std::optional<storage::Lease> l = state_->lease(req.lease)) {
+      for (AccessCheck& c : lease_revoke_checks(l->keys)) checks.push_back(std::move(c));
+    }
+  }
+  for (const AccessCheck& c : checks) {
+    if (!permissions_->allows(identity, c)) return permission_denied(identity, c);
+  }
+  return Status();
+}
+
+wire::Response Engine::Impl::whoami(const wire::Request& req, const std::string& identity) const {
+  wire::Response r = base_response(req.id);
+  r.identity = identity;
+  r.permissions = permissions_ != nullptr;
+  if (permissions_ != nullptr) r.grants = permissions_->describe(identity);
+  return r;
+}
+
+// SIGHUP (kvc-node) or Engine::reload_permissions: the file is read and parsed on the calling
+// thread, and swapped in on the loop only when it parses; requests checked from then on use it.
+Status Engine::Impl::reload_permissions() {
+  if (options_.permissions_file.empty()) return Status();
+  Result<Permissions> p = Permissions::load(options_.permissions_file);
+  if (!p.ok()) {
+    spdlog::error("permissions reload failed, the old permissions stay in use: {}",
+                  p.status().message());
+    return p.status();
+  }
+  auto fresh = std::make_shared<const Permissions>(std::move(*p));
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> swapped = done->get_future();
+  post_loop([this, fresh, done] {
+    permissions_ = fresh;
+    done->set_value();
+  });
+  if (swapped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    return Status(Code::kUnavailable,
+                  "permissions reload: the member's loop did not take the new file in time");
+  }
+  spdlog::info("permissions reloaded path={}", options_.permissions_file);
   return Status();
 }
 
@@ -427,6 +518,34 @@ void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net:
     return;
   }
   if (req->op == wire::Op::kWatchCancel) return cancel_watch(conn_id, req->watch_id);
+  // Whose request it is: the connection's identity, or the caller a member forwards for.
+  std::string identity = cc.identity;
+  Status allowed;
+  if (!req->on_behalf_of.empty()) {
+    if (cc.member) {
+      identity = req->on_behalf_of;
+    } else if (permissions_ != nullptr) {
+      allowed = Status::permission_denied(
+          "permission denied: " + cc.identity + " may not act on behalf of " + req->on_behalf_of +
+          " (only a cluster member's connection may: the secret, or a certificate naming its "
+          "peer address)");
+    }
+  }
+  if (allowed.ok()) allowed = authorize(identity, *req);
+  if (!allowed.ok() || req->op == wire::Op::kWhoami) {
+    // Answered here, before anything is read or proposed.
+    wire::Response r = allowed.ok() ? whoami(*req, identity) : base_response(req->id);
+    if (!allowed.ok()) {
+      spdlog::info("permission denied from={} identity={} op={}", conn.peer(), identity,
+                   wire::op_name(req->op));
+      r.code = allowed.code();
+      r.message = allowed.message();
+      r.done = true;
+    }
+    ++cc.inflight;
+    send_to_client(conn_id, r, true);
+    return;
+  }
   ++cc.inflight;
   if (cc.inflight >= options_.max_inflight_requests && !cc.paused) {
     cc.paused = true;

@@ -77,6 +77,11 @@ Status Engine::Impl::start() {
     KVC_RETURN_IF_ERROR(strong);
   }
   KVC_RETURN_IF_ERROR(build_tls());
+  if (!options_.permissions_file.empty()) {
+    Result<Permissions> p = Permissions::load(options_.permissions_file);
+    if (!p.ok()) return p.status().with_context("--permissions-file");
+    permissions_ = std::make_shared<const Permissions>(std::move(*p));
+  }
   KVC_RETURN_IF_ERROR(open_data_dir());
   KVC_RETURN_IF_ERROR(open_storage());
 
@@ -393,6 +398,8 @@ wire::Response Engine::Impl::call(wire::Request req) {
     // Embedded callers do not follow redirects: forward the write (or the lease query, which
     // only the leader's clock answers) to the leader.
     if (client::Client* fwd = forwarder(r.leader_client_addr)) {
+      // The embedding program is trusted: the leader honours this from a member's connection.
+      req.on_behalf_of = std::string(kIdentityEmbedded);
       return fwd->call_sync(std::move(req), {.leader_hint = r.leader_client_addr});
     }
   }
@@ -546,6 +553,7 @@ std::string Engine::peer_address() const { return impl_->peer_address(); }
 std::string Engine::http_address() const { return impl_->http_address(); }
 Status Engine::close() { return impl_->close(); }
 Status Engine::reload_tls() { return impl_->reload_tls(); }
+Status Engine::reload_permissions() { return impl_->reload_permissions(); }
 Status Engine::failure() const { return impl_->failure(); }
 void Engine::wait() { impl_->wait(); }
 

@@ -117,6 +117,10 @@ class Engine {
   // not load, nothing changes and the error names it. kvc-node does this on SIGHUP. The shared
   // secret is not reloaded.
   Status reload_tls();
+  // Reads EngineOptions::permissions_file again and checks requests against it from now on
+  // (kvc-node does this on SIGHUP, with reload_tls). A file that does not parse changes
+  // nothing: the error names the file and line, and is logged. Ok without a file.
+  Status reload_permissions();
 
   // Stops: refuses new requests, lets in-flight ones finish briefly, flushes the state, syncs
   // the WAL and stops the threads. Idempotent.

@@ -33,6 +33,7 @@
 #include "kvc/server/http_backend.h"
 #include "kvc/server/loop_util.h"
 #include "kvc/server/peer_transport.h"
+#include "kvc/server/permissions.h"
 #include "kvc/storage/data_dir.h"
 #include "kvc/storage/membership.h"
 #include "kvc/storage/repair_file.h"
@@ -66,7 +67,8 @@ class Engine::Impl {
   // simulator drives the loop through SimMember (sim_member.h).
   Status start_simulated(const SimEnvironment& env);
   Status close();
-  Status reload_tls();  // Engine::reload_tls (client_sessions.cc)
+  Status reload_tls();          // Engine::reload_tls (client_sessions.cc)
+  Status reload_permissions();  // Engine::reload_permissions (client_sessions.cc)
   void wait();
 
   // Any thread: runs a request on the loop and calls `reply` there.
@@ -142,6 +144,12 @@ class Engine::Impl {
     // while the refusal is flushed, so later frames are dropped.
     std::unique_ptr<wire::MemberHandshake> handshake;
     std::uint64_t handshake_deadline = 0;  // now_ms(): closed if the handshake is not done by then
+    // Who the client is (permissions.h), fixed at the hello: the certificate's subject, the
+    // token's name, `secret` or `anonymous`.
+    std::string identity;
+    // Authenticated as a cluster member (the secret without a token, or a certificate that
+    // names a member's peer address): may act on behalf of a caller (Request::on_behalf_of).
+    bool member = false;
     std::uint64_t inflight = 0;
     bool paused = false;
   };
@@ -331,7 +339,14 @@ class Engine::Impl {
   void on_client_frame(std::uint64_t conn_id, net::Connection& conn, std::string_view payload);
   void on_client_closed(std::uint64_t conn_id);
   void on_client_handshake(ClientConn& cc, net::Connection& conn, const wire::Envelope& env);
-  Status admit_client(const wire::Hello& hello) const;
+  Status admit_client(std::uint64_t conn_id, const wire::Hello& hello);
+  // Whether `identity` may make request `req` (ok without a permissions file); the refusal
+  // names the identity, the operation and the key (permissions.h). Loop thread.
+  Status authorize(const std::string& identity, const wire::Request& req) const;
+  // whoami: the identity and, with a permissions file, its grants.
+  wire::Response whoami(const wire::Request& req, const std::string& identity) const;
+  // Whether a verified certificate names the peer address of a member this one knows.
+  bool certificate_of_member(const net::TlsSession& tls) const;
   void on_client_request(std::uint64_t conn_id, ClientConn& cc, net::Connection& conn,
                          const wire::Envelope& env);
   void send_to_client(std::uint64_t conn_id, const wire::Response& r, bool final);
@@ -459,6 +474,9 @@ class Engine::Impl {
   std::shared_ptr<const net::TlsContext> client_port_tls_;  // the client port's server side
   std::shared_ptr<const net::TlsContext> peer_port_tls_;    // the peer port's server side
   std::shared_ptr<const net::TlsContext> peer_dial_tls_;    // this member dialling a peer
+  // The permissions file (EngineOptions::permissions_file) as last loaded; null: none, every
+  // identity may do everything. Loop thread (swapped by reload_permissions()).
+  std::shared_ptr<const Permissions> permissions_;
   std::uint64_t watcher_seq_ = 0;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
   // Connections refused (too many clients), kept open briefly so the refusal is read.

@@ -46,7 +46,50 @@ bool leader_only(wire::Op op) {
 
 }  // namespace
 
+Result<std::string> EngineHttpBackend::authenticate(const http::HttpRequest& r) {
+  if (const std::string* auth = r.header("authorization")) {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (!auth->starts_with(kBearer) || auth->size() == kBearer.size()) {
+      return Status::unauthenticated("the Authorization header must be `Bearer TOKEN`");
+    }
+    if (impl_.permissions_ == nullptr) {
+      return Status::unauthenticated(
+          "unknown token: this member has no --permissions-file, so it knows no tokens");
+    }
+    Result<std::string> name = impl_.permissions_->token_name(auth->substr(kBearer.size()));
+    if (!name.ok()) {
+      return Status::unauthenticated(
+          "unknown token: no token in this member's --permissions-file has that value");
+    }
+    return name;
+  }
+  if (!r.tls_peer.empty()) return r.tls_peer;
+  const EngineOptions& o = impl_.options_;
+  const bool required = !impl_.secret_.empty() || o.client_tls.client_cert_auth;
+  if (!required) return std::string(kIdentityAnonymous);
+  // The open paths (probes, metrics) are served to anyone; /v1 never is.
+  if (!r.path.starts_with("/v1/") && r.path != "/v1") {
+    for (std::string_view rest = o.http_open_paths; !rest.empty();) {
+      const std::size_t comma = rest.find(',');
+      if (rest.substr(0, comma) == r.path) return std::string(kIdentityAnonymous);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+  }
+  return Status::unauthenticated(
+      "authentication required: send `Authorization: Bearer TOKEN` (a token of the member's "
+      "--permissions-file) or a client certificate");
+}
+
 void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Response)> done) {
+  // The caller's identity (KvRoutes put it in on_behalf_of) is checked here, before anything is
+  // read or proposed, and goes with a forwarded request for the leader to check again.
+  if (request.op == wire::Op::kWhoami) return done(impl_.whoami(request, request.on_behalf_of));
+  if (Status s = impl_.authorize(request.on_behalf_of, request); !s.ok()) {
+    wire::Response r = impl_.base_response(request.id);
+    r.code = s.code();
+    r.message = s.message();
+    return done(std::move(r));
+  }
   const auto start = std::chrono::steady_clock::now();
   const wire::Op op = request.op;
   auto finish = [this, op, start, done = std::move(done)](wire::Response r) {
@@ -90,6 +133,13 @@ std::string EngineHttpBackend::http_scheme() {
 
 void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
                               std::function<void(wire::Response, std::uint64_t)> started) {
+  if (Status s = impl_.authorize(request.on_behalf_of, request); !s.ok()) {
+    wire::Response r = impl_.base_response(0);
+    r.code = s.code();
+    r.message = s.message();
+    started(std::move(r), 0);
+    return;
+  }
   if (impl_.stopping_) {
     wire::Response r = impl_.base_response(0);
     r.code = Code::kShuttingDown;

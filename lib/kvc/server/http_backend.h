@@ -19,6 +19,10 @@ class EngineHttpBackend final : public http::Backend {
   void watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
              std::function<void(wire::Response ack, std::uint64_t handle)> started) override;
   void cancel_watch(std::uint64_t handle) override;
+  // A Bearer token (the permissions file's), else the verified client certificate's subject;
+  // with a secret or --client-cert-auth, a request with neither is refused unless its path is
+  // one of --http-open-paths. Without them, such a request is `anonymous`.
+  Result<std::string> authenticate(const http::HttpRequest& request) override;
 
  private:
   Engine::Impl& impl_;

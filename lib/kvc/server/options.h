@@ -75,6 +75,13 @@ struct EngineOptions {
   // pre-shared key; with neither it speaks plaintext.
   net::TlsConfig client_tls;
   net::TlsConfig peer_tls;
+  // Identities and what they may do (kvc-permissions(5)): named tokens, read/readwrite grants
+  // on key prefixes, admin. Empty: every identity the ports accept may do everything. Read at
+  // start (a bad file fails the start) and again by reload_permissions() (kvc-node: SIGHUP).
+  std::string permissions_file;
+  // HTTP paths served without authentication when the HTTP API requires it (a secret or
+  // --client-cert-auth): comma-separated; empty closes every path.
+  std::string http_open_paths = "/health,/ready,/metrics";
   // Disaster recovery: restart this member as the only member of its cluster, keeping every
   // entry its log holds (see kvc-node(1), "DISASTER RECOVERY").
   bool force_new_cluster = false;

@@ -17,7 +17,8 @@ enum : std::uint32_t {
   kNonce,  // retired (the HMAC challenge): not read or written, never reused
   kProof,
   kPeerAddr,
-  kClientAddr
+  kClientAddr,
+  kToken
 };
 }
 namespace reply_f {
@@ -64,7 +65,8 @@ enum : std::uint32_t {
   kCompares,
   kThenOps,
   kElseOps,
-  kPrevKv
+  kPrevKv,
+  kOnBehalfOf
 };
 }
 namespace resp_f {
@@ -94,7 +96,10 @@ enum : std::uint32_t {
   kLeases,
   kSucceeded,
   kTxnResults,
-  kPrevKvs
+  kPrevKvs,
+  kIdentity,
+  kGrants,
+  kPermissions
 };
 }
 namespace status_f {
@@ -156,8 +161,8 @@ struct CodeCodec : UintCodec {
   static Status read(const msgpack::object& o, Code* code, const char* what) {
     std::uint64_t c = 0;
     KVC_RETURN_IF_ERROR(get_uint(o, &c, what));
-    *code =
-        c > static_cast<std::uint64_t>(Code::kInternal) ? Code::kInternal : static_cast<Code>(c);
+    *code = c > static_cast<std::uint64_t>(Code::kUnauthenticated) ? Code::kInternal
+                                                                   : static_cast<Code>(c);
     return Status();
   }
 };
@@ -169,7 +174,7 @@ struct OpCodec : UintCodec {
   static Status read(const msgpack::object& o, Op* op, const char* what) {
     std::uint64_t v = 0;
     KVC_RETURN_IF_ERROR(get_uint(o, &v, what));
-    if (v < static_cast<std::uint64_t>(Op::kGet) || v > static_cast<std::uint64_t>(Op::kTxn)) {
+    if (v < static_cast<std::uint64_t>(Op::kGet) || v > static_cast<std::uint64_t>(Op::kWhoami)) {
       return Status::invalid_argument("request: unknown op " + std::to_string(v));
     }
     *op = static_cast<Op>(v);
@@ -286,6 +291,7 @@ constexpr auto hello_fields = [](auto& io, auto& m) {
   io.bin(hello_f::kProof, "hello.proof", m.proof);
   io.str(hello_f::kPeerAddr, "hello.peer_addr", m.peer_addr);
   io.str(hello_f::kClientAddr, "hello.client_addr", m.client_addr);
+  io.bin(hello_f::kToken, "hello.token", m.token);
 };
 
 constexpr auto hello_reply_fields = [](auto& io, auto& m) {
@@ -330,6 +336,7 @@ constexpr auto request_fields = [](auto& io, auto& m) {
   io.field(req_f::kThenOps, "request.then_ops", m.then_ops, ListCodec<TxnOpCodec>{});
   io.field(req_f::kElseOps, "request.else_ops", m.else_ops, ListCodec<TxnOpCodec>{});
   io.boolean(req_f::kPrevKv, "request.prev_kv", m.prev_kv);
+  io.str(req_f::kOnBehalfOf, "request.on_behalf_of", m.on_behalf_of);
 };
 
 // Long on purpose: one line per field of the response map, in the order wire/messages.h lists
@@ -365,6 +372,9 @@ constexpr auto response_fields = [](auto& io, auto& m) {
   io.field(resp_f::kTxnResults, "response.txn_results", m.txn_results,
            ListCodec<ArrayCodec<decltype(txn_result_fields), 5>>{});
   io.field(resp_f::kPrevKvs, "response.prev_kvs", m.prev_kvs, ListCodec<KvCodec>{});
+  io.str(resp_f::kIdentity, "response.identity", m.identity);
+  io.field(resp_f::kGrants, "response.grants", m.grants, ListCodec<StrCodec>{});
+  io.boolean(resp_f::kPermissions, "response.permissions", m.permissions);
 };
 
 }  // namespace
@@ -421,6 +431,8 @@ std::string_view op_name(Op op) {
       return "lease_list";
     case Op::kTxn:
       return "txn";
+    case Op::kWhoami:
+      return "whoami";
   }
   return "unknown";
 }

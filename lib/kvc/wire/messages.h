@@ -42,6 +42,8 @@ struct Hello {
   std::string proof;        // a joining member's cluster-token digest (join_token_digest)
   std::string peer_addr;    // peers: where the sender listens for peers
   std::string client_addr;  // peers: where the sender listens for clients
+  // Clients: a named token (kvc-permissions(5)); the member knows only its SHA-256. Empty: none.
+  std::string token;
 
   friend bool operator==(const Hello&, const Hello&) = default;
 };
@@ -100,6 +102,7 @@ enum class Op : std::uint8_t {
   kLeaseTtl = 23,        // lease, keys_only (true: with its keys) -> leases (one)
   kLeaseList = 24,       // -> leases (without keys)
   kTxn = 25,             // compares, then_ops, else_ops -> succeeded, txn_results, revision
+  kWhoami = 26,          // -> identity, grants: who the member sees on this connection
 };
 std::string_view op_name(Op op);
 
@@ -212,6 +215,9 @@ struct Request {
   std::vector<TxnOp> then_ops;    // txn: when every compare holds
   std::vector<TxnOp> else_ops;    // txn: otherwise
   bool prev_kv = false;           // watch: send each event's previous key-value (prev_kvs)
+  // A member forwarding a caller's request (HTTP through a follower): the caller's identity,
+  // honoured only from a connection authenticated as a cluster member (docs/security.md).
+  std::string on_behalf_of;
 
   friend bool operator==(const Request&, const Request&) = default;
 };
@@ -247,6 +253,11 @@ struct Response {
   // A watch with prev_kv: one per event, the key as it was before it (key, value,
   // create_revision, mod_revision, version); an empty key when it did not exist.
   std::vector<KeyValue> prev_kvs;
+  // whoami: the identity the member sees, and what the permissions file grants it ("read /",
+  // "admin"; empty without a file, where every identity may do everything: permissions false).
+  std::string identity;
+  std::vector<std::string> grants;
+  bool permissions = false;
 
   friend bool operator==(const Response&, const Response&) = default;
 };
