@@ -17,7 +17,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "curl.h"
 #include "kvc/server/permissions.h"
 #include "process_cluster.h"
 #include "support/child_process.h"
@@ -566,19 +565,22 @@ TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
   EXPECT_TRUE(contains(r.out, "permission denied: CN=member,O=kvc test may not get /tls/a"))
       << r.out;
 
-  // HTTP (plaintext here) needs the token; a follower forwards the write over its client
-  // connection, authenticated by its member certificate, and the leader checks `web`.
+  // HTTPS (the client port's certificates, --client-cert-auth too): the certificate is the
+  // identity there as well, whatever token comes with it; a follower forwards the write over its
+  // client connection, authenticated by its member certificate, and the leader checks the
+  // caller's identity, not the follower's.
   const std::string fh = http[static_cast<std::size_t>((*leader + 1) % 3)];
-  EXPECT_EQ(curl({url(fh, "/v1/kv/%2Fweb%2Fa")}).status, 401);
-  HttpAnswer a = curl({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
-                       url(fh, "/v1/kv/%2Fweb%2Fa")});
-  EXPECT_EQ(a.status, 200) << a.body;
-  a = curl({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
-            url(fh, "/v1/kv/%2Ftls%2Fb")});
-  EXPECT_EQ(a.status, 403);
-  EXPECT_TRUE(contains(a.body, "permission denied: web may not put /tls/b")) << a.body;
-  a = curl({"-H", "Authorization: Bearer " + token, url(fh, "/v1/kv/%2Fweb%2Fa")});
-  EXPECT_EQ(a.status, 200) << a.body;
+  auto https = [&](const std::string& path) { return "https://" + fh + path; };
+  CurlAnswer a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary",
+                           "w", https("/v1/kv/%2Ftls%2Fh")});
+  EXPECT_EQ(a.status, 200) << a.body << a.err;
+  a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
+                https("/v1/kv/%2Fweb%2Fa")});
+  EXPECT_EQ(a.status, 403) << a.body << a.err;
+  EXPECT_TRUE(contains(a.body, "permission denied: CN=operator,O=kvc test may not put /web/a"))
+      << a.body;
+  a = curl_tls({https("/v1/kv/%2Ftls%2Fh")});
+  EXPECT_EQ(a.status, 200) << a.body << a.err;
 }
 
 }  // namespace

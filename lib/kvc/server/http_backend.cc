@@ -61,6 +61,9 @@ Result<std::string> EngineHttpBackend::authenticate(const http::HttpRequest& r) 
       return Status::unauthenticated(
           "unknown token: no token in this member's --permissions-file has that value");
     }
+    // A verified client certificate outranks a token, as on the client port (the token is
+    // still checked: a wrong one is refused, never ignored).
+    if (!r.tls_peer.empty()) return r.tls_peer;
     return name;
   }
   if (!r.tls_peer.empty()) return r.tls_peer;
