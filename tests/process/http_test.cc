@@ -449,8 +449,7 @@ TEST(HttpProcessTest, AWatchFromACompactedRevisionIsGone) {
   // nothing is written any more).
   bool replayed = false;
   for (int attempt = 0; attempt < 5 && !replayed; ++attempt) {
-    HttpStream s(hc.http(0),
-                 "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(oldest));
+    HttpStream s(hc.http(0), "/v1/watch/g%2F?prefix=true&start_revision=" + std::to_string(oldest));
     ASSERT_TRUE(s.read_until([](const std::string& b) { return json_lines(b).size() >= 1; }))
         << s.head() << s.body();
     if (s.status() == 410) {
