@@ -80,7 +80,6 @@ Operation cas(std::uint64_t c, std::string k, std::string v, std::uint64_t expec
   op.response_time = resp;
   return op;
 }
-constexpr std::uint64_t kInf = kNever;
 
 struct Case {
   const char* name;

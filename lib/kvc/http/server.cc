@@ -269,7 +269,8 @@ struct HttpServer::Metrics {
 
 // One accepted connection. Lives while its libuv handle is open (self_), so answers that arrive
 // after the server closed it find it closing and are dropped.
-class HttpServer::Conn : public std::enable_shared_from_this<Conn>, public ResponseStream::Sink {
+class HttpServer::Conn final : public std::enable_shared_from_this<Conn>,
+                               public ResponseStream::Sink {
  public:
   static std::shared_ptr<Conn> make(HttpServer* server) {
     std::shared_ptr<Conn> c(new Conn(server));

@@ -1,5 +1,7 @@
 #include "kvc/wire/msgpack_io.h"
 
+#include <msgpack/unpack.hpp>
+
 namespace kvc::wire {
 namespace {
 
