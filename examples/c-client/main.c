@@ -7,8 +7,10 @@
  *   cc -std=c11 main.c $(pkg-config --cflags --libs kvc) -o c-client
  * or with CMake (examples/CMakeLists.txt, find_package(kvc)); run against any cluster:
  *   c-client 127.0.0.1:2379 [SECRET_FILE]
+ * With KVC_TOKEN set, as kvc-ctl takes it, the client sends that token (kvc-permissions(5)).
  * Exit status: 0, or the kvc_code of the call that failed (kvc-ctl(1), EXIT STATUS). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kvc/kvc.h"
@@ -28,7 +30,16 @@ int main(int argc, char** argv) {
   printf("libkvc %s\n", kvc_version());
   kvc_error* err = NULL;
   kvc_client* client = NULL;
-  kvc_code rc = kvc_client_open(argv[1], argc == 3 ? argv[2] : NULL, 5000, &client, &err);
+  /* Settings by kvc-ctl's flag names: an unknown name fails here, naming it. */
+  kvc_client_options* options = kvc_client_options_new();
+  if (options == NULL) return fail("open", KVC_ERROR, NULL);
+  const char* token = getenv("KVC_TOKEN");
+  kvc_code rc = kvc_client_options_set(options, "endpoints", argv[1], &err);
+  if (rc == KVC_OK && argc == 3) rc = kvc_client_options_set(options, "secret-file", argv[2], &err);
+  if (rc == KVC_OK && token != NULL) rc = kvc_client_options_set(options, "token", token, &err);
+  if (rc == KVC_OK) rc = kvc_client_options_set(options, "timeout", "5s", &err);
+  if (rc == KVC_OK) rc = kvc_client_open_with(options, &client, &err);
+  kvc_client_options_free(options); /* zeroes its copy of the token */
   if (rc != KVC_OK) return fail("open", rc, err);
   kvc_db* db = kvc_client_db(client);
 

@@ -43,6 +43,11 @@ typedef enum kvc_code {
 typedef struct kvc_error kvc_error;
 kvc_code kvc_error_code(const kvc_error* err);
 const char* kvc_error_message(const kvc_error* err); /* valid until kvc_error_free */
+/* The status behind the error, named as kvc's logs and HTTP answers name it: finer than the
+ * code, e.g. KVC_ERROR is "permission_denied" (the identity may not do this), "unauthenticated"
+ * (the member does not know the token), "failed_precondition", "invalid_argument", ... ("ok"
+ * for NULL). Valid until kvc_error_free. */
+const char* kvc_error_status(const kvc_error* err);
 void kvc_error_free(kvc_error* err);
 
 /* The library's version, "MAJOR.MINOR.PATCH (commit)". Static storage. */
@@ -161,11 +166,29 @@ void kvc_engine_client_address(const kvc_engine* engine, char* buf, size_t size)
 
 typedef struct kvc_client kvc_client;
 
-/* `endpoints`: "HOST:PORT,HOST:PORT" (kvc-ctl --endpoints). `secret_file`: NULL or the
- * cluster's secret file. `timeout_ms`: each call's deadline (0: 5000). */
+/* Options are kvc-ctl's flag names without the dashes (kvc-ctl(1)), so new settings need no
+ * new open function: "endpoints" ("HOST:PORT,HOST:PORT", required), "secret-file" (the cluster's
+ * secret file), "cacert", "cert", "key" (TLS certificates, as kvc_client_open_tls takes them),
+ * "token" (a named token of the members' permissions file, sent in the hello: the identity
+ * this client's requests are checked as; kvc-permissions(5)), "token-file" (a file holding
+ * the token: mode 600, one trailing newline stripped, read at open) and "timeout" (each call's
+ * deadline, "500ms", "5s"; default 5s). Setting one again replaces it; "" unsets it. The token
+ * is zeroed in the options' memory when it is replaced and when the options are freed. */
+typedef struct kvc_client_options kvc_client_options;
+kvc_client_options* kvc_client_options_new(void);
+kvc_code kvc_client_options_set(kvc_client_options* options, const char* name, const char* value,
+                                kvc_error** err);
+void kvc_client_options_free(kvc_client_options* options);
+/* Opens a client with these options (they may be freed or reused after the call). Connections
+ * are made on first use: an unknown token is refused at the first call (KVC_ERROR, status
+ * "unauthenticated"), not here. */
+kvc_code kvc_client_open_with(const kvc_client_options* options, kvc_client** out, kvc_error** err);
+
+/* The same as options "endpoints", "secret-file" (NULL: none) and "timeout" in milliseconds
+ * (0: 5000). */
 kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_t timeout_ms,
                          kvc_client** out, kvc_error** err);
-/* The same with TLS certificates (kvc-ctl --cacert, --cert, --key; docs/security.md): `cacert`
+/* With TLS certificates (kvc-ctl --cacert, --cert, --key; docs/security.md): `cacert`
  * verifies the members' certificates (NULL: the system's roots), `cert` and `key` are this
  * client's, for members with --client-cert-auth (both or neither). A secret file and
  * certificates do not go together. */

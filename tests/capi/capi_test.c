@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -220,6 +221,146 @@ static void exercise(kvc_db* db, const char* p) {
   pthread_mutex_destroy(&s.mu);
 }
 
+/* Expects `call` to fail with `want`, its error's status named `status` and its message holding
+ * `text`. Frees the error. */
+#define EXPECT_REFUSED(want, status, text, call)                                          \
+  do {                                                                                    \
+    kvc_error* e_ = NULL;                                                                 \
+    kvc_error** err = &e_;                                                                \
+    const kvc_code got_ = (call);                                                         \
+    if (got_ != (want) || e_ == NULL || strcmp(kvc_error_status(e_), (status)) != 0 ||    \
+        strstr(kvc_error_message(e_), (text)) == NULL) {                                  \
+      fprintf(stderr, "%s:%d: %s: got %d %s \"%s\", want %d %s \"...%s...\"\n", __FILE__, \
+              __LINE__, #call, (int)got_, e_ ? kvc_error_status(e_) : "-",                \
+              e_ ? kvc_error_message(e_) : "(no error)", (int)(want), (status), (text));  \
+      ++failures;                                                                         \
+    }                                                                                     \
+    kvc_error_free(e_);                                                                   \
+    (void)err;                                                                            \
+  } while (0)
+
+/* The token, and its permissions-file line as `kvc-ctl auth hash-token ctl` prints it (the
+ * SHA-256 of the value: printf %s TOKEN | sha256sum). */
+#define TOKEN "capi-test-token-5b0e1f7c9a2d4e6f8a1b3c5d7e9f0a2b"
+#define TOKEN_LINE "token ctl 2d6692cdb0917053c4a0f6cf7144826e4e306d448fccc024c36cec3c9292f4ad\n"
+
+static void write_file(const char* path, const char* text, int mode) {
+  FILE* f = fopen(path, "w");
+  if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0 || chmod(path, (mode_t)mode) != 0) {
+    perror(path);
+    exit(1);
+  }
+}
+
+/* A client of `address` with these options (name, value pairs, NULL-terminated); NULL when
+ * kvc_client_open_with failed (reported). */
+static kvc_client* open_with(const char* address, const char* const* settings) {
+  kvc_client_options* o = kvc_client_options_new();
+  CHECK(o != NULL);
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "endpoints", address, err));
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "timeout", "2s", err));
+  for (; settings != NULL && settings[0] != NULL; settings += 2) {
+    EXPECT_CODE(KVC_OK, kvc_client_options_set(o, settings[0], settings[1], err));
+  }
+  kvc_client* c = NULL;
+  EXPECT_CODE(KVC_OK, kvc_client_open_with(o, &c, err));
+  kvc_client_options_free(o);
+  return c;
+}
+
+/* Tokens (kvc-permissions(5)): a member with a permissions file granting token `ctl` readwrite
+ * on /app/; a client that sends the token is `ctl` and may write there only; an unknown token
+ * and no token are refused with what the member says. */
+static void tokens(const char* dir) {
+  char data[256], perms[256], token_file[256], loose[256], peer[64], cluster[96];
+  snprintf(data, sizeof data, "%s/t", dir);
+  snprintf(perms, sizeof perms, "%s/permissions", dir);
+  snprintf(token_file, sizeof token_file, "%s/ctl.token", dir);
+  snprintf(loose, sizeof loose, "%s/loose.token", dir);
+  snprintf(peer, sizeof peer, "127.0.0.1:%u", free_port());
+  snprintf(cluster, sizeof cluster, "t=%s", peer);
+  write_file(perms, TOKEN_LINE "grant ctl readwrite /app/\n", 0600);
+  write_file(token_file, TOKEN "\n", 0600);
+  write_file(loose, TOKEN "\n", 0644);
+  kvc_engine_options* eo = kvc_engine_options_new();
+  const char* const engine_settings[] = {
+      "name",          "t",           "data-dir",         data,    "listen-peer",        peer,
+      "listen-client", "127.0.0.1:0", "initial-cluster",  cluster, "permissions-file",   perms,
+      "tick",          "10ms",        "election-timeout", "200ms", "heartbeat-interval", "20ms"};
+  for (size_t i = 0; i < sizeof engine_settings / sizeof *engine_settings; i += 2) {
+    EXPECT_CODE(KVC_OK,
+                kvc_engine_options_set(eo, engine_settings[i], engine_settings[i + 1], err));
+  }
+  kvc_engine* engine = NULL;
+  EXPECT_CODE(KVC_OK, kvc_engine_open(eo, &engine, err));
+  kvc_engine_options_free(eo);
+  if (engine == NULL) return;
+  for (int i = 0; i < 1000 && !kvc_engine_is_ready(engine); ++i) sleep_ms(10);
+  CHECK(kvc_engine_is_ready(engine));
+  char address[64];
+  kvc_engine_client_address(engine, address, sizeof address);
+
+  /* Option errors: an unknown name is named; a bad duration; no endpoints; both token kinds. */
+  kvc_client_options* o = kvc_client_options_new();
+  EXPECT_REFUSED(KVC_USAGE, "invalid_argument", "unknown client option 'tokn'",
+                 kvc_client_options_set(o, "tokn", TOKEN, err));
+  EXPECT_REFUSED(KVC_USAGE, "invalid_argument", "timeout",
+                 kvc_client_options_set(o, "timeout", "soon", err));
+  EXPECT_CODE(KVC_USAGE, kvc_client_options_set(NULL, "token", TOKEN, err));
+  kvc_client* c = (kvc_client*)1;
+  EXPECT_REFUSED(KVC_USAGE, "invalid_argument", "no endpoints", kvc_client_open_with(o, &c, err));
+  CHECK(c == NULL);
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "endpoints", address, err));
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "token", TOKEN, err));
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "token-file", token_file, err));
+  EXPECT_REFUSED(KVC_USAGE, "invalid_argument", "not both", kvc_client_open_with(o, &c, err));
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "token", "", err));
+  EXPECT_CODE(KVC_OK, kvc_client_options_set(o, "token-file", loose, err));
+  EXPECT_REFUSED(KVC_ERROR, "invalid_argument", "token file", kvc_client_open_with(o, &c, err));
+  EXPECT_REFUSED(KVC_ERROR, "invalid_argument", "chmod 600", kvc_client_open_with(o, &c, err));
+  kvc_client_options_free(o);
+  kvc_client_options_free(NULL);
+
+  /* The token's identity may write under its grant; elsewhere the refusal names it. */
+  const char* const with_token[] = {"token", TOKEN, NULL};
+  const char* const with_file[] = {"token-file", token_file, NULL};
+  const char* const* good[] = {with_token, with_file};
+  for (int i = 0; i < 2; ++i) {
+    kvc_client* ctl = open_with(address, good[i]);
+    if (ctl == NULL) continue;
+    uint64_t rev = 0;
+    EXPECT_CODE(KVC_OK, kvc_set(kvc_client_db(ctl), "/app/k", 6, "v", 1, 0, &rev, err));
+    CHECK(rev > 0);
+    kvc_kv* kv = NULL;
+    EXPECT_CODE(KVC_OK, kvc_get(kvc_client_db(ctl), "/app/k", 6, 0, &kv, err));
+    CHECK(kv != NULL && kv->mod_revision == rev);
+    kvc_kv_free(kv);
+    EXPECT_REFUSED(KVC_ERROR, "permission_denied", "permission denied: ctl may not put /other",
+                   kvc_set(kvc_client_db(ctl), "/other", 6, "v", 1, 0, NULL, err));
+    kvc_client_close(ctl);
+  }
+  /* No token: anonymous, which the file grants nothing. */
+  kvc_client* anon = open_with(address, NULL);
+  if (anon != NULL) {
+    EXPECT_REFUSED(KVC_ERROR, "permission_denied", "permission denied: anonymous may not put",
+                   kvc_set(kvc_client_db(anon), "/app/k", 6, "v", 1, 0, NULL, err));
+    kvc_client_close(anon);
+  }
+  /* A token the member does not know: the connection is refused, never taken as anonymous. */
+  const char* const unknown[] = {"token", "not-a-token", NULL};
+  kvc_client* stranger = open_with(address, unknown);
+  if (stranger != NULL) {
+    kvc_kv* kv = NULL;
+    EXPECT_REFUSED(KVC_ERROR, "unauthenticated",
+                   "refused the connection: unknown token: no token in this member's "
+                   "--permissions-file has that value",
+                   kvc_get(kvc_client_db(stranger), "/app/k", 6, 0, &kv, err));
+    CHECK(kv == NULL);
+    kvc_client_close(stranger);
+  }
+  EXPECT_CODE(KVC_OK, kvc_engine_close(engine, err));
+}
+
 int main(int argc, char** argv) {
   (void)argc;
   (void)argv;
@@ -317,6 +458,7 @@ int main(int argc, char** argv) {
     pthread_mutex_destroy(&s.mu);
   }
   pthread_mutex_destroy(&l.mu);
+  tokens(dir);
   char rm[300];
   snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -28,7 +28,7 @@ func kvcGoWatchEvent(ctx unsafe.Pointer, typ C.int, kv *C.kvc_kv) {
 		}
 		w.push(ev)
 	default: // KVC_EVENT_END: the history it needed was compacted, or the member stops
-		w.finish(&Error{Code: int(C.KVC_UNAVAILABLE), Op: "Watch",
+		w.finish(&Error{Code: int(C.KVC_UNAVAILABLE), Status: "unavailable", Op: "Watch",
 			Message: "the watch ended (its history was compacted, or the member stopped)"})
 	}
 }

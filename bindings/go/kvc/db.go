@@ -189,7 +189,7 @@ func call[T any](ctx context.Context, d *db, op string, f func(h *C.kvc_db) (T, 
 	case r := <-done:
 		return r.v, r.err
 	case <-ctx.Done():
-		return zero, &Error{Code: int(C.KVC_TIMEOUT), Op: op, ctxErr: ctx.Err(),
+		return zero, &Error{Code: int(C.KVC_TIMEOUT), Status: "timeout", Op: op, ctxErr: ctx.Err(),
 			Message: "the context ended during the call (" + ctx.Err().Error() +
 				"): its outcome is unknown"}
 	}

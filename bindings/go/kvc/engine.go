@@ -265,26 +265,62 @@ type Client struct {
 
 var _ KV = (*Client)(nil)
 
-// ClientOptions are Dial's settings.
+// ClientOptions are Dial's settings (kvc-ctl's flags of the same names; docs/security.md).
 type ClientOptions struct {
 	SecretFile string        // the cluster's secret file, if it has one
 	Timeout    time.Duration // each call's deadline (0: 5 s)
+	// TLS with certificates (kvc-ctl --cacert, --cert, --key): CACert verifies the members'
+	// certificates (empty: the system's roots); Cert and Key are this client's, for members
+	// with --client-cert-auth. Not with SecretFile.
+	CACert, Cert, Key string
+	// A named token of the members' permissions file (kvc-permissions(5)), sent when the client
+	// connects: the identity its requests are checked as. A member that does not know it
+	// refuses the connection, so every call fails with ErrUnauthenticated. TokenFile names a
+	// file holding it instead (mode 600, read by Dial). Not both.
+	Token, TokenFile string
+}
+
+func (o ClientOptions) settings(endpoints string) [][2]string {
+	s := [][2]string{{"endpoints", endpoints}}
+	add := func(name, value string) {
+		if value != "" {
+			s = append(s, [2]string{name, value})
+		}
+	}
+	add("secret-file", o.SecretFile)
+	add("cacert", o.CACert)
+	add("cert", o.Cert)
+	add("key", o.Key)
+	add("token", o.Token)
+	add("token-file", o.TokenFile)
+	if o.Timeout > 0 {
+		add("timeout", fmt.Sprintf("%dms", (o.Timeout+time.Millisecond-1)/time.Millisecond))
+	}
+	return s
 }
 
 // Dial opens a client of the members at endpoints ("HOST:PORT,HOST:PORT", kvc-ctl
-// --endpoints).
+// --endpoints). It connects on the first call, so an unreachable member or a refused token
+// shows there.
 func Dial(endpoints string, opts ClientOptions) (*Client, error) {
-	ep := C.CString(endpoints)
-	defer C.free(unsafe.Pointer(ep))
-	var secret *C.char
-	if opts.SecretFile != "" {
-		secret = C.CString(opts.SecretFile)
-		defer C.free(unsafe.Pointer(secret))
+	o := C.kvc_client_options_new()
+	if o == nil {
+		return nil, usageError("Dial", "out of memory")
+	}
+	defer C.kvc_client_options_free(o) // zeroes the C copy of the token
+	for _, s := range opts.settings(endpoints) {
+		name, value := C.CString(s[0]), C.CString(s[1])
+		var cerr *C.kvc_error
+		code := C.kvc_client_options_set(o, name, value, &cerr)
+		C.free(unsafe.Pointer(name))
+		C.free(unsafe.Pointer(value))
+		if err := toError("Dial", code, cerr); err != nil {
+			return nil, err
+		}
 	}
 	var h *C.kvc_client
 	var cerr *C.kvc_error
-	ms := C.uint64_t(opts.Timeout / time.Millisecond)
-	if err := toError("Dial", C.kvc_client_open(ep, secret, ms, &h, &cerr), cerr); err != nil {
+	if err := toError("Dial", C.kvc_client_open_with(o, &h, &cerr), cerr); err != nil {
 		return nil, err
 	}
 	c := &Client{c: h}

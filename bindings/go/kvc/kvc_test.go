@@ -2,10 +2,14 @@ package kvc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,13 +24,18 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// openSingle opens a one-member cluster in this process, ready.
-func openSingle(t *testing.T) *Engine {
+// openSingle opens a one-member cluster in this process, ready; extra: more kvc-node settings.
+func openSingle(t *testing.T, extra ...string) *Engine {
 	t.Helper()
 	peer := freePort(t)
+	more := map[string]string{}
+	for i := 0; i+1 < len(extra); i += 2 {
+		more[extra[i]] = extra[i+1]
+	}
 	e, err := Open(Options{Name: "a", DataDir: filepath.Join(t.TempDir(), "a"), ListenPeer: peer,
 		ListenClient: "127.0.0.1:0", InitialCluster: "a=" + peer, Tick: 10 * time.Millisecond,
-		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond})
+		ElectionTimeout: 200 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond,
+		Extra: more})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,5 +299,81 @@ func TestContextEndsDuringCall(t *testing.T) {
 	}
 	if _, err := c.Get(context.Background(), "/k"); !errors.Is(err, ErrUsage) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// Tokens (kvc-permissions(5)): a member whose permissions file grants token `ctl` readwrite on
+// /app/. A client with the token (Token or TokenFile) is `ctl`: it writes there and is refused
+// elsewhere, the refusal naming it; without a token it is `anonymous`; an unknown token is
+// refused when the client connects, never taken as anonymous.
+func TestTokens(t *testing.T) {
+	const token = "go-test-token-8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"
+	dir := t.TempDir()
+	digest := sha256.Sum256([]byte(token)) // what `kvc-ctl auth hash-token ctl` prints
+	perms := filepath.Join(dir, "permissions")
+	file := "token ctl " + hex.EncodeToString(digest[:]) + "\ngrant ctl readwrite /app/\n"
+	if err := os.WriteFile(perms, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "ctl.token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := openSingle(t, "permissions-file", perms)
+	ctx := context.Background()
+	dial := func(opts ClientOptions) *Client {
+		t.Helper()
+		opts.Timeout = 2 * time.Second
+		c, err := Dial(e.ClientAddress(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	refused := func(err error, sentinel error, status, text string) {
+		t.Helper()
+		var ke *Error
+		if !errors.Is(err, sentinel) || !errors.Is(err, ErrFailed) || !errors.As(err, &ke) ||
+			ke.Status != status || !strings.Contains(ke.Message, text) {
+			t.Fatalf("got %v, want %v (%s) with %q", err, sentinel, status, text)
+		}
+	}
+	for _, opts := range []ClientOptions{{Token: token}, {TokenFile: tokenFile}} {
+		c := dial(opts)
+		rev, err := c.Set(ctx, "/app/k", []byte("v"))
+		if err != nil || rev == 0 {
+			t.Fatalf("%+v: Set under the grant: %v", opts, err)
+		}
+		if got, err := c.Get(ctx, "/app/k"); err != nil || got.ModRevision != rev {
+			t.Fatalf("%+v: Get: %+v %v", opts, got, err)
+		}
+		_, err = c.Set(ctx, "/other", []byte("v"))
+		refused(err, ErrPermissionDenied, "permission_denied",
+			"permission denied: ctl may not put /other")
+	}
+	_, err := dial(ClientOptions{}).Set(ctx, "/app/k", []byte("v"))
+	refused(err, ErrPermissionDenied, "permission_denied", "permission denied: anonymous may not put")
+	_, err = dial(ClientOptions{Token: "not-a-token"}).Get(ctx, "/app/k")
+	refused(err, ErrUnauthenticated, "unauthenticated", "refused the connection: unknown token: "+
+		"no token in this member's --permissions-file has that value")
+	// Dial's own refusals: both kinds of token, a token file others may read, a CA file that
+	// does not exist.
+	_, err = Dial(e.ClientAddress(), ClientOptions{Token: token, TokenFile: tokenFile})
+	if !errors.Is(err, ErrUsage) {
+		t.Fatalf("Token and TokenFile: %v", err)
+	}
+	loose := filepath.Join(dir, "loose.token")
+	if err := os.WriteFile(loose, []byte(token), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Dial(e.ClientAddress(), ClientOptions{TokenFile: loose})
+	if err == nil || !strings.Contains(err.Error(), "token file "+loose) ||
+		!strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a token file others may read: %v", err)
+	}
+	_, err = Dial(e.ClientAddress(), ClientOptions{CACert: filepath.Join(dir, "no-ca.pem")})
+	if err == nil || !strings.Contains(err.Error(), "no-ca.pem") {
+		t.Fatalf("a CA file that does not exist: %v", err)
 	}
 }

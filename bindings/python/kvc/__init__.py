@@ -29,12 +29,14 @@ import time
 from . import _wire as w
 from ._errors import (AlreadyExists, CompareFailed, Corruption, FailedPrecondition,
                       Internal, InvalidArgument, IOError_, KvcError, NotFound, NotLeader,
-                      ResourceExhausted, ShuttingDown, Timeout, Unavailable, error_for)
+                      PermissionDenied, ResourceExhausted, ShuttingDown, Timeout,
+                      Unauthenticated, Unavailable, error_for)
 
 __version__ = "0.1.0"
 __all__ = ["Client", "Watch", "KeyValue", "Event", "KvcError", "InvalidArgument", "NotFound",
            "AlreadyExists", "CompareFailed", "FailedPrecondition", "Unavailable", "NotLeader",
-           "Timeout", "ShuttingDown", "ResourceExhausted", "Corruption", "IOError_", "Internal"]
+           "Timeout", "ShuttingDown", "ResourceExhausted", "Corruption", "IOError_", "Internal",
+           "PermissionDenied", "Unauthenticated"]
 
 KeyValue = collections.namedtuple(
     "KeyValue", "key value create_revision mod_revision version lease")
@@ -69,28 +71,30 @@ def _kv(item):
                     item[2], item[3], item[4], item[5])
 
 
-def _load_secret_file(path):
+def _load_secret_file(path, what="secret file"):
+    """A secret or token file's contents, by the C++ library's rules (net::load_secret_file):
+    a regular file, mode 600, at most 64 KiB, one trailing newline stripped, not empty."""
     import os
     import stat
     try:
         st = os.stat(path)
     except OSError as e:
-        raise InvalidArgument("secret file %s: %s" % (path, e.strerror)) from None
+        raise InvalidArgument("%s %s: %s" % (what, path, e.strerror)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise InvalidArgument("secret file %s: not a regular file" % path)
+        raise InvalidArgument("%s %s: not a regular file" % (what, path))
     if st.st_mode & 0o077:
-        raise InvalidArgument("secret file %s: accessible by group or others (mode %04o); run "
-                              "chmod 600 %s" % (path, st.st_mode & 0o7777, path))
+        raise InvalidArgument("%s %s: accessible by group or others (mode %04o); run "
+                              "chmod 600 %s" % (what, path, st.st_mode & 0o7777, path))
     with open(path, "rb") as f:
         secret = f.read((64 << 10) + 1)
     if len(secret) > 64 << 10:
-        raise InvalidArgument("secret file %s: larger than 65536 bytes" % path)
+        raise InvalidArgument("%s %s: larger than 65536 bytes" % (what, path))
     if secret.endswith(b"\n"):
         secret = secret[:-1]
         if secret.endswith(b"\r"):
             secret = secret[:-1]
     if not secret:
-        raise InvalidArgument("secret file %s: empty" % path)
+        raise InvalidArgument("%s %s: empty" % (what, path))
     return secret
 
 
@@ -104,11 +108,20 @@ class Client:
     secret_file, secret: the cluster's shared secret is a TLS 1.3 external pre-shared key,
     which this client cannot use (Python's ssl module has external PSKs only from 3.13): giving
     one fails with InvalidArgument saying so.
+    token, token_file: a named token of the members' permissions file (kvc-permissions(5); str
+    or bytes), or a file holding it (mode 600, one trailing newline stripped), as kvc-ctl
+    --token: sent in the hello of every connection, it is the identity the members check this
+    client's requests against. A member that does not know it refuses the connection
+    (Unauthenticated); a request the identity may not make raises PermissionDenied.
     """
 
     def __init__(self, endpoints, secret_file=None, timeout=5.0, secret=None, name="kvc-python",
-                 cacert=None, cert=None, key=None):
+                 cacert=None, cert=None, key=None, token=None, token_file=None):
         self.endpoints = w.parse_endpoints(endpoints)
+        if token is not None and token_file is not None:
+            raise InvalidArgument("give token or token_file, not both")
+        self._token = (_load_secret_file(token_file, "token file") if token_file is not None
+                       else b"" if token is None else _bytes(token, "token"))
         if secret_file is not None and secret is not None:
             raise InvalidArgument("give secret or secret_file, not both")
         loaded = (_load_secret_file(secret_file) if secret_file is not None
@@ -162,7 +175,7 @@ class Client:
         # skipped (nothing was sent to it), as the C++ client does.
         budget = min(max(self.timeout / 10, 0.25), 1.0, max(deadline - time.monotonic(), 0.01))
         conn = w.Connection(addr, self._cluster_id, budget, self._name,
-                            __version__, tls=self._tls)
+                            __version__, tls=self._tls, token=self._token)
         if not self._cluster_id:
             self._cluster_id = conn.cluster_id
         return conn
@@ -222,8 +235,8 @@ class Client:
             tried.add(addr)
             try:
                 conn = self._connection(addr, deadline)
-            except FailedPrecondition:
-                raise  # refused: a wrong secret or another cluster; retrying cannot help
+            except (FailedPrecondition, Unauthenticated):
+                raise  # refused: another cluster, an unknown token; retrying cannot help
             except KvcError as e:
                 last = e
                 if self._leader == addr:
@@ -424,7 +437,7 @@ class Watch:
             addr = client.endpoints[self._member]
             try:
                 conn = client._connect(addr, deadline)
-            except FailedPrecondition:
+            except (FailedPrecondition, Unauthenticated):
                 raise
             except KvcError as e:
                 last = e

@@ -72,9 +72,22 @@ class Internal(KvcError):
     code = 13
 
 
+class PermissionDenied(KvcError):
+    """The identity (a token's name, a certificate subject, "anonymous") may not do this
+    (kvc-permissions(5)): nothing was applied."""
+    code = 14
+
+
+class Unauthenticated(KvcError):
+    """The member refused the credentials: a token its permissions file does not name. Final:
+    retrying or another member cannot change it."""
+    code = 15
+
+
 _BY_CODE = {c.code: c for c in (InvalidArgument, NotFound, AlreadyExists, CompareFailed,
                                 FailedPrecondition, Unavailable, NotLeader, Timeout,
-                                ShuttingDown, ResourceExhausted, Corruption, IOError_, Internal)}
+                                ShuttingDown, ResourceExhausted, Corruption, IOError_, Internal,
+                                PermissionDenied, Unauthenticated)}
 
 
 def error_for(code, message):

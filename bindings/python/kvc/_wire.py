@@ -27,8 +27,9 @@ OP_GET, OP_RANGE, OP_PUT, OP_DELETE, OP_CAS, OP_WATCH, OP_WATCH_CANCEL = 1, 2, 3
 OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_KEEP_ALIVE = 20, 21, 22
 WRITE_OPS = frozenset({OP_PUT, OP_DELETE, OP_CAS, OP_LEASE_GRANT, OP_LEASE_REVOKE})
 
-# Hello fields.
+# Hello fields (11: a named token, kvc-permissions(5)).
 HELLO_VERSION, HELLO_ROLE, HELLO_CLUSTER_ID, HELLO_NAME, HELLO_SOFTWARE = 1, 2, 3, 5, 6
+HELLO_TOKEN = 11
 # Hello reply fields.
 REPLY_CODE, REPLY_MESSAGE, REPLY_CLUSTER_ID, REPLY_NAME = 1, 2, 3, 5
 REPLY_CLIENT_ADDR, REPLY_MAX_FRAME, REPLY_MAX_REQUEST, REPLY_REFUSED_FRAME = 9, 12, 13, 14
@@ -52,6 +53,20 @@ def encode_frame(kind, body):
     return struct.pack(">I", len(payload)) + payload
 
 
+def encode_hello(cluster_id, name, software, token=b""):
+    """A client's hello frame, byte for byte as the C++ client writes it (wire::append_hello):
+    the body a map32 of the fields in id order, those at their default left out, the token as
+    msgpack bin (it is bytes to the member, which compares its SHA-256)."""
+    fields = [(HELLO_VERSION, PROTOCOL_VERSION), (HELLO_ROLE, ROLE_CLIENT),
+              (HELLO_CLUSTER_ID, cluster_id), (HELLO_NAME, name), (HELLO_SOFTWARE, software),
+              (HELLO_TOKEN, bytes(token))]
+    fields = [(k, v) for k, v in fields if v]
+    body = bytearray(b"\x92" + _msgpack.pack(K_HELLO) + struct.pack(">BI", 0xDF, len(fields)))
+    for k, v in fields:
+        body += _msgpack.pack(k) + _msgpack.pack(v)
+    return struct.pack(">I", len(body)) + bytes(body)
+
+
 class BrokenConnection(Exception):
     """The connection closed or failed after the handshake (whatever was sent may be applied)."""
 
@@ -59,7 +74,7 @@ class BrokenConnection(Exception):
 class Connection:
     """One handshaken connection to the member at `addr` ("HOST:PORT")."""
 
-    def __init__(self, addr, cluster_id, timeout, client_name, software, tls=None):
+    def __init__(self, addr, cluster_id, timeout, client_name, software, tls=None, token=b""):
         self.addr = addr
         self.sock = None
         self._buf = bytearray()
@@ -90,18 +105,14 @@ class Connection:
                                   "handshake: does this port speak TLS, and does it accept our "
                                   "credentials? (%s)" % (addr, e)) from None
         try:
-            self._handshake(cluster_id, deadline, client_name, software)
+            self._handshake(cluster_id, deadline, client_name, software, token)
         except BaseException:
             self.close()
             raise
 
-    def _handshake(self, cluster_id, deadline, client_name, software):
-        hello = {HELLO_VERSION: PROTOCOL_VERSION, HELLO_ROLE: ROLE_CLIENT,
-                 HELLO_NAME: client_name, HELLO_SOFTWARE: software}
-        if cluster_id:
-            hello[HELLO_CLUSTER_ID] = cluster_id
+    def _handshake(self, cluster_id, deadline, client_name, software, token):
         try:
-            self.sock.sendall(encode_frame(K_HELLO, hello))
+            self.sock.sendall(encode_hello(cluster_id, client_name, software, token))
             kind, reply = self.read_frame(deadline)
         except (BrokenConnection, socket.timeout, OSError) as e:
             if self._buf[:2] == b"\x15\x03":  # a TLS alert: the member speaks TLS
@@ -114,7 +125,9 @@ class Connection:
                               % (self.addr, kind))
         code = reply.get(REPLY_CODE, 0)
         if code != CODE_OK:
-            raise error_for(code, "%s refused this client: %s"
+            # The C++ client's words: an unknown token reads "... refused the connection:
+            # unknown token: ..." from every client.
+            raise error_for(code, "%s refused the connection: %s"
                             % (self.addr, reply.get(REPLY_MESSAGE, "")))
         self.cluster_id = reply.get(REPLY_CLUSTER_ID, 0)
         self.name = reply.get(REPLY_NAME, "")

@@ -4,6 +4,7 @@ KVC_NODE names the kvc-node binary (ctest sets it; default: build/cmd/kvc-node/k
 Every member is started in a temporary directory on free ports and stopped by its PID.
 """
 
+import hashlib
 import os
 import signal
 import socket
@@ -272,6 +273,66 @@ def test_shared_secret_is_refused_clearly():
             os.chmod(wrong, 0o644)
             with pytest.raises(kvc.InvalidArgument, match="chmod 600"):
                 kvc.Client(c.endpoints(), secret_file=wrong)
+        finally:
+            c.stop()
+
+
+def test_hello_is_the_cpp_clients_byte_for_byte():
+    # What wire::append_hello (lib/kvc/wire/messages.cc) writes for these hellos, printed by a
+    # C++ program linking kvc_wire: a map32 body, fields in id order, the token (11) as bin.
+    assert kvc._wire.encode_hello(0x1234abcd5678ef01, "kvc-python", "0.1.0").hex() == (
+        "000000289201df000000050101020203cf1234abcd5678ef0105aa6b76632d707974686f6e06a5302e31"
+        "2e30")
+    assert kvc._wire.encode_hello(0, "kvc-python", "0.1.0", b"py-token-\x01\xff").hex() == (
+        "0000002c9201df000000050101020205aa6b76632d707974686f6e06a5302e312e300bc40b70792d746f"
+        "6b656e2d01ff")
+
+
+def test_tokens():
+    """A member whose permissions file grants token `ctl` readwrite on /app/: a client with the
+    token (token= or token_file=) is `ctl`, writes there and is refused elsewhere; without a
+    token it is `anonymous`; an unknown token is refused at the hello, never anonymous."""
+    token = "py-test-token-3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c"
+    with tempfile.TemporaryDirectory(prefix="kvc-py-token-") as tmp:
+        perms = os.path.join(tmp, "permissions")
+        with open(perms, "w") as f:  # the line `kvc-ctl auth hash-token ctl` prints
+            f.write("token ctl %s\ngrant ctl readwrite /app/\n"
+                    % hashlib.sha256(token.encode()).hexdigest())
+        token_file = os.path.join(tmp, "ctl.token")
+        write_secret(token_file, token.encode() + b"\n")
+        c = Cluster(tmp, 1, "py-token", extra=["--permissions-file", perms])
+        try:
+            for opts in ({"token": token}, {"token": token.encode()}, {"token_file": token_file}):
+                with kvc.Client(c.endpoints(), timeout=5, **opts) as ctl:
+                    deadline = time.monotonic() + 30
+                    while True:  # until the member leads
+                        try:
+                            rev = ctl.put("/app/k", "v")
+                            break
+                        except kvc.Unavailable:
+                            assert time.monotonic() < deadline
+                    assert ctl.get("/app/k").mod_revision == rev
+                    with pytest.raises(kvc.PermissionDenied) as e:
+                        ctl.put("/other", "v")
+                    assert e.value.message == "permission denied: ctl may not put /other"
+                    assert e.value.exit_code == 1
+            with kvc.Client(c.endpoints(), timeout=5) as anonymous:
+                with pytest.raises(kvc.PermissionDenied) as e:
+                    anonymous.put("/app/k", "v")
+                assert e.value.message == "permission denied: anonymous may not put /app/k"
+            with kvc.Client(c.endpoints(), timeout=5, token="not-a-token") as stranger:
+                start = time.monotonic()
+                with pytest.raises(kvc.Unauthenticated) as e:
+                    stranger.get("/app/k")
+                assert time.monotonic() - start < 2  # final: not retried until the timeout
+                assert e.value.message == (
+                    "%s refused the connection: unknown token: no token in this member's "
+                    "--permissions-file has that value" % c.endpoints())
+            with pytest.raises(kvc.InvalidArgument, match="not both"):
+                kvc.Client(c.endpoints(), token=token, token_file=token_file)
+            os.chmod(token_file, 0o644)
+            with pytest.raises(kvc.InvalidArgument, match="token file .*chmod 600"):
+                kvc.Client(c.endpoints(), token_file=token_file)
         finally:
             c.stop()
 

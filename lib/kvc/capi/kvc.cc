@@ -24,24 +24,52 @@
 #include "kvc/common/status.h"
 #include "kvc/common/text.h"
 #include "kvc/common/version.h"
+#include "kvc/net/secret.h"
 #include "kvc/server/engine.h"
 
 struct kvc_error {
   kvc_code code = KVC_ERROR;
   std::string message;
+  std::string status;  // kvc::code_name of the Status behind it (kvc_error_status)
 };
 
 namespace {
 
-kvc_code fail(kvc_error** err, kvc_code code, std::string message) {
+kvc_code fail(kvc_error** err, kvc_code code, std::string message, kvc::Code status) {
   if (err != nullptr) {
-    *err = new (std::nothrow) kvc_error{code, std::move(message)};
+    *err =
+        new (std::nothrow) kvc_error{code, std::move(message), std::string(kvc::code_name(status))};
   }
   return code;
 }
 
+// An error of this interface's own (no Status behind it): the status its code implies.
+kvc_code fail(kvc_error** err, kvc_code code, std::string message) {
+  kvc::Code status = kvc::Code::kInternal;
+  switch (code) {
+    case KVC_USAGE:
+      status = kvc::Code::kInvalidArgument;
+      break;
+    case KVC_NOT_FOUND:
+      status = kvc::Code::kNotFound;
+      break;
+    case KVC_COMPARE_FAILED:
+      status = kvc::Code::kCompareFailed;
+      break;
+    case KVC_UNAVAILABLE:
+      status = kvc::Code::kUnavailable;
+      break;
+    case KVC_TIMEOUT:
+      status = kvc::Code::kTimeout;
+      break;
+    default:
+      break;
+  }
+  return fail(err, code, std::move(message), status);
+}
+
 kvc_code fail(kvc_error** err, const kvc::Status& s) {
-  return fail(err, static_cast<kvc_code>(kvc::exit_code(s)), s.to_string());
+  return fail(err, static_cast<kvc_code>(kvc::exit_code(s)), s.to_string(), s.code());
 }
 
 kvc_code usage(kvc_error** err, std::string message) {
@@ -161,11 +189,28 @@ struct kvc_client {
   std::unique_ptr<kvc_db> db;
 };
 
+struct kvc_client_options {
+  kvc_client_options() = default;
+  kvc_client_options(const kvc_client_options&) = delete;
+  kvc_client_options& operator=(const kvc_client_options&) = delete;
+  // The token is a credential: no copy of it stays in freed memory (docs/security.md,
+  // "Secrets").
+  ~kvc_client_options() { kvc::net::wipe(o.token); }
+
+  kvc::client::ClientOptions o;  // all but the endpoints, which are parsed at open
+  std::string endpoints;
+  std::string token_file;  // read at open, as the secret file is
+  std::uint64_t timeout_ms = 0;
+};
+
 extern "C" {
 
 kvc_code kvc_error_code(const kvc_error* err) { return err == nullptr ? KVC_OK : err->code; }
 const char* kvc_error_message(const kvc_error* err) {
   return err == nullptr ? "" : err->message.c_str();
+}
+const char* kvc_error_status(const kvc_error* err) {
+  return err == nullptr ? "ok" : err->status.c_str();
 }
 void kvc_error_free(kvc_error* err) { delete err; }
 
@@ -542,7 +587,8 @@ void kvc_engine_client_address(const kvc_engine* engine, char* buf, size_t size)
 
 namespace {
 
-kvc_code open_client(const char* endpoints, kvc::client::ClientOptions co, uint64_t timeout_ms,
+// `co` is left as it was but for its endpoints, name and timeout: the caller wipes its token.
+kvc_code open_client(const char* endpoints, kvc::client::ClientOptions& co, uint64_t timeout_ms,
                      kvc_client** out, kvc_error** err) {
   return guarded(err, [&] {
     kvc::Result<std::vector<kvc::net::Address>> eps = kvc::client::parse_endpoints(endpoints);
@@ -562,13 +608,83 @@ kvc_code open_client(const char* endpoints, kvc::client::ClientOptions co, uint6
 
 }  // namespace
 
+kvc_client_options* kvc_client_options_new(void) { return new (std::nothrow) kvc_client_options(); }
+
+void kvc_client_options_free(kvc_client_options* options) { delete options; }
+
+kvc_code kvc_client_options_set(kvc_client_options* options, const char* name, const char* value,
+                                kvc_error** err) {
+  if (options == nullptr || name == nullptr || value == nullptr) {
+    return usage(err, "kvc_client_options_set: NULL argument");
+  }
+  return guarded(err, [&] {
+    kvc::client::ClientOptions& o = options->o;
+    const std::string n = name;
+    if (n == "token") {
+      kvc::net::wipe(o.token);  // the old value first: assigning may reuse its buffer or not
+      o.token = value;
+      return KVC_OK;
+    }
+    std::map<std::string, std::string*> text = {
+        {"endpoints", &options->endpoints}, {"secret-file", &o.secret_file},
+        {"cacert", &o.tls.trusted_ca_file}, {"cert", &o.tls.cert_file},
+        {"key", &o.tls.key_file},           {"token-file", &options->token_file}};
+    if (auto it = text.find(n); it != text.end()) {
+      *it->second = value;
+      return KVC_OK;
+    }
+    if (n == "timeout") {
+      kvc::Result<std::uint64_t> ms = kvc::parse_duration_ms(value);
+      if (!ms.ok()) return usage(err, n + ": " + ms.status().message());
+      if (*ms == 0) return usage(err, n + " must be positive");
+      options->timeout_ms = *ms;
+      return KVC_OK;
+    }
+    return usage(err, "unknown client option '" + n + "' (see kvc.h)");
+  });
+}
+
+kvc_code kvc_client_open_with(const kvc_client_options* options, kvc_client** out,
+                              kvc_error** err) {
+  if (out != nullptr) *out = nullptr;
+  if (options == nullptr || out == nullptr) {
+    return usage(err, "kvc_client_open_with: NULL argument");
+  }
+  if (options->endpoints.empty()) {
+    return usage(err, "kvc_client_open_with: no endpoints (set \"endpoints\")");
+  }
+  if (!options->o.token.empty() && !options->token_file.empty()) {
+    return usage(err, "kvc_client_open_with: give token or token-file, not both");
+  }
+  return guarded(err, [&] {
+    kvc::client::ClientOptions co = options->o;
+    if (!options->token_file.empty()) {
+      // The secret file's rules (a regular file, mode 600, one trailing newline stripped); its
+      // messages say "secret file", which would mislead here.
+      kvc::Result<std::string> t = kvc::net::load_secret_file(options->token_file);
+      if (!t.ok()) {
+        std::string m = t.status().message();
+        if (constexpr std::string_view kWhat = "secret file "; m.starts_with(kWhat)) {
+          m.replace(0, kWhat.size(), "token file ");
+        }
+        return fail(err, kvc::Status(t.status().code(), std::move(m)));
+      }
+      co.token = std::move(*t);
+    }
+    const kvc_code code =
+        open_client(options->endpoints.c_str(), co, options->timeout_ms, out, err);
+    kvc::net::wipe(co.token);  // the client holds its own copy (for its hellos)
+    return code;
+  });
+}
+
 kvc_code kvc_client_open(const char* endpoints, const char* secret_file, uint64_t timeout_ms,
                          kvc_client** out, kvc_error** err) {
   if (out != nullptr) *out = nullptr;
   if (endpoints == nullptr || out == nullptr) return usage(err, "kvc_client_open: NULL argument");
   kvc::client::ClientOptions co;
   if (secret_file != nullptr) co.secret_file = secret_file;
-  return open_client(endpoints, std::move(co), timeout_ms, out, err);
+  return open_client(endpoints, co, timeout_ms, out, err);
 }
 
 kvc_code kvc_client_open_tls(const char* endpoints, const char* cacert, const char* cert,
@@ -585,7 +701,7 @@ kvc_code kvc_client_open_tls(const char* endpoints, const char* cacert, const ch
   if (co.tls.trusted_ca_file.empty() && co.tls.cert_file.empty()) {
     return usage(err, "kvc_client_open_tls: give a CA file or a certificate");
   }
-  return open_client(endpoints, std::move(co), timeout_ms, out, err);
+  return open_client(endpoints, co, timeout_ms, out, err);
 }
 
 void kvc_client_close(kvc_client* client) {
