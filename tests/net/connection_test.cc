@@ -486,5 +486,177 @@ TEST_F(TlsConnectionTest, SharedSecretCarriesFramesAndADifferentOneIsRefused) {
   EXPECT_TRUE(has(bad.server_closed, "the client's shared secret differs"));
 }
 
+// ---- Corking: what a connection is given in one loop turn goes out together ----
+
+// A TLS server written by hand on a raw socket, so the test sees the ciphertext the client
+// sends: it drives a TlsSession itself and counts the TLS records that arrive.
+struct RawTlsServer {
+  uv_tcp_t listen_tcp{}, tcp{};
+  bool accepted = false;
+  std::unique_ptr<TlsSession> session;
+  std::string ciphertext;  // received, not yet split into records
+  std::size_t records = 0;
+  std::string plaintext;  // everything decrypted so far
+  Status error;
+
+  void start(uv_loop_t* loop, std::shared_ptr<const TlsContext> ctx, Address* bound) {
+    session = std::move(*TlsSession::create(std::move(ctx)));
+    uv_tcp_init(loop, &listen_tcp);
+    uv_tcp_init(loop, &tcp);
+    listen_tcp.data = this;
+    tcp.data = this;
+    sockaddr_storage ss{};
+    KVC_CHECK(to_sockaddr(*parse_address("127.0.0.1:0"), &ss).ok(), "address");
+    KVC_CHECK(uv_tcp_bind(&listen_tcp, reinterpret_cast<sockaddr*>(&ss), 0) == 0, "bind");
+    KVC_CHECK(uv_listen(reinterpret_cast<uv_stream_t*>(&listen_tcp), 1,
+                        [](uv_stream_t* l, int) {
+                          auto* self = static_cast<RawTlsServer*>(l->data);
+                          KVC_CHECK(uv_accept(l, reinterpret_cast<uv_stream_t*>(&self->tcp)) == 0,
+                                    "accept");
+                          self->accepted = true;
+                          self->read();
+                        }) == 0,
+              "listen");
+    int len = sizeof ss;
+    uv_tcp_getsockname(&listen_tcp, reinterpret_cast<sockaddr*>(&ss), &len);
+    *bound = *parse_address(sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss)));
+  }
+  void read() {
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&tcp),
+        [](uv_handle_t*, std::size_t, uv_buf_t* buf) {
+          static char chunk[64 << 10];
+          *buf = uv_buf_init(chunk, sizeof chunk);
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+          auto* self = static_cast<RawTlsServer*>(s->data);
+          if (n <= 0) return;
+          self->on_bytes(std::string_view(buf->base, static_cast<std::size_t>(n)));
+        });
+  }
+  void on_bytes(std::string_view bytes) {
+    ciphertext.append(bytes);
+    // A record: type (1 byte), version (2), length (2), then that many bytes.
+    while (ciphertext.size() >= 5) {
+      const std::size_t len = (static_cast<unsigned char>(ciphertext[3]) << 8) |
+                              static_cast<unsigned char>(ciphertext[4]);
+      if (ciphertext.size() < 5 + len) break;
+      ++records;
+      ciphertext.erase(0, 5 + len);
+    }
+    if (Status s = session->feed(bytes); !s.ok()) error = s;
+    session->read_plaintext(plaintext);
+    send_output();
+  }
+  void send(std::string_view plain) {
+    KVC_CHECK(session->write(plain).ok(), "write");
+    send_output();
+  }
+  void send_output() {
+    std::string out = session->take_output();
+    if (out.empty()) return;
+    // Small and the socket is fresh: the kernel takes it all at once.
+    uv_buf_t buf = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
+    KVC_CHECK(
+        uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp), &buf, 1) == static_cast<int>(out.size()),
+        "short write");
+  }
+  // The handles live in this object: run the loop until `open` is 0 before it goes.
+  void close() {
+    const uv_close_cb done = [](uv_handle_t* h) { --static_cast<RawTlsServer*>(h->data)->open; };
+    uv_close(reinterpret_cast<uv_handle_t*>(&listen_tcp), done);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), done);
+  }
+  int open = 2;
+};
+
+TEST_F(TlsConnectionTest, FramesSentInOneLoopTurnTravelInOneRecord) {
+  RawTlsServer server;
+  Address bound;
+  server.start(&loop_, server_tls(false).tls, &bound);
+  std::shared_ptr<Connection> conn;
+  std::vector<std::string> got;
+  constexpr int kFrames = 100;
+  std::string expected = framed("hello");
+  for (int i = 0; i < kFrames; ++i) expected += framed("m" + std::to_string(i));
+  connect(&loop_, bound, client_tls(false), 1000, [&](Result<std::shared_ptr<Connection>> r) {
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    conn = *r;
+    conn->start(
+        [&](Connection& self, std::string_view p) {
+          got.emplace_back(p);
+          // One turn, 100 small frames: one SSL_write, one record (they fit in 16 KiB).
+          for (int i = 0; i < kFrames; ++i) self.send(framed("m" + std::to_string(i)));
+        },
+        [](Connection&, const Status&) {});
+    conn->send(framed("hello"));
+  });
+  // The handshake is done and "hello" is in: from here on the client sends only the 100.
+  ASSERT_TRUE(run_until([&] { return server.plaintext == framed("hello"); }));
+  const std::size_t records_before = server.records;
+  server.send(framed("go"));
+  ASSERT_TRUE(run_until([&] { return server.plaintext.size() >= expected.size(); }));
+  EXPECT_TRUE(server.error.ok()) << server.error.to_string();
+  EXPECT_EQ(server.plaintext, expected);  // all of them, in order
+  EXPECT_EQ(server.records - records_before, 1u);
+  EXPECT_EQ(got, std::vector<std::string>{"go"});
+  conn->close(Status::shutting_down("done"));
+  server.close();
+  ASSERT_TRUE(run_until([&] { return server.open == 0; }));
+}
+
+// A server that answers and hangs up in the same callback: the answer, corked when close() or
+// close_after_flush() is called, still reaches the client before the end of the connection.
+TEST_F(TlsConnectionTest, AnAnswerCorkedWhenTheConnectionClosesStillArrives) {
+  for (const bool tls : {false, true}) {
+    for (const bool after_flush : {false, true}) {
+      SCOPED_TRACE(std::string(tls ? "tls" : "plaintext") +
+                   (after_flush ? ", close_after_flush" : ", close"));
+      Listener listener(&loop_, tls ? server_tls(false) : ConnectionOptions{});
+      std::vector<std::shared_ptr<Connection>> accepted;
+      bool server_done = false;
+      ASSERT_TRUE(listener
+                      .listen(*parse_address("127.0.0.1:0"),
+                              [&](std::shared_ptr<Connection> c) {
+                                c->start(
+                                    [&, after_flush](Connection& self, std::string_view) {
+                                      self.send(framed("last-1"));
+                                      self.send(framed("last-2"));
+                                      const Status bye = Status::shutting_down("bye");
+                                      if (after_flush) {
+                                        self.close_after_flush(bye);
+                                      } else {
+                                        self.close(bye);
+                                      }
+                                      // The owner lets go at once: the handles keep it alive.
+                                      accepted.clear();
+                                    },
+                                    [&](Connection&, const Status&) { server_done = true; });
+                                accepted.push_back(std::move(c));
+                              })
+                      .ok());
+      std::shared_ptr<Connection> conn;
+      std::vector<std::string> got;
+      Status client_closed;
+      bool client_done = false;
+      connect(&loop_, listener.bound(), tls ? client_tls(false) : ConnectionOptions{}, 1000,
+              [&](Result<std::shared_ptr<Connection>> r) {
+                ASSERT_TRUE(r.ok()) << r.status().to_string();
+                conn = *r;
+                conn->start([&](Connection&, std::string_view p) { got.emplace_back(p); },
+                            [&](Connection&, const Status& s) {
+                              client_closed = s;
+                              client_done = true;
+                            });
+                conn->send(framed("question"));
+              });
+      ASSERT_TRUE(run_until([&] { return client_done && server_done; }));
+      EXPECT_EQ(got, (std::vector<std::string>{"last-1", "last-2"}));
+      EXPECT_EQ(client_closed.code(), Code::kUnavailable) << client_closed.to_string();
+      listener.close();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvc::net

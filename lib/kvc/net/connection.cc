@@ -46,6 +46,8 @@ Connection::Connection(uv_loop_t* loop, ConnectionOptions options)
     : options_(options), decoder_(options.max_frame_bytes) {
   uv_tcp_init(loop, &tcp_);
   tcp_.data = this;
+  uv_prepare_init(loop, &cork_);
+  cork_.data = this;
 }
 
 Connection::~Connection() { KVC_CHECK(!self_, "connection destroyed while its handle is open"); }
@@ -232,19 +234,42 @@ void Connection::send(std::string_view framed) {
   if (closing_ || close_after_flush_) return;
   if (options_.tls != nullptr) {
     if (tls_ == nullptr) return;  // the session could not be made: start() closes
-    // While a write is in flight the frame waits as plaintext (on_written encrypts what
-    // gathered in one go); otherwise it goes at once, so a lone request is not delayed.
+    // The frame waits as plaintext until uncork() encrypts what gathered in one go.
     tls_plain_.append(framed);
-    if (writing_) {
-      (void)check_output_limits();
-      return;
-    }
-    (void)encrypt_plain();
-    return;
+  } else {
+    pending_.append(framed);
   }
-  pending_.append(framed);
   if (!check_output_limits()) return;
+  cork();
+}
+
+void Connection::cork() {
+  if (corked_ || closing_) return;
+  corked_ = true;
+  uv_prepare_start(&cork_, [](uv_prepare_t* p) { static_cast<Connection*>(p->data)->uncork(); });
+}
+
+void Connection::uncork() {
+  corked_ = false;
+  uv_prepare_stop(&cork_);
+  if (closing_ || writing_) return;  // on_written corks again once the write is done
+  if (tls_ != nullptr && !encrypt_plain()) return;
   flush();
+}
+
+void Connection::write_corked_now() {
+  if (!corked_ || writing_ || write_failed_ || !started_) return;
+  if (tls_ != nullptr) {
+    if (!tls_->error().ok() || tls_plain_.empty()) return;
+    if (!tls_->write(tls_plain_).ok()) return;
+    tls_plain_.clear();
+    pending_.append(tls_->take_output());
+  }
+  // What the socket takes now, as the immediate uv_write before corking would have; the rest
+  // is dropped with the connection.
+  if (pending_.empty()) return;
+  uv_buf_t buf = uv_buf_init(pending_.data(), static_cast<unsigned>(pending_.size()));
+  (void)uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
 }
 
 void Connection::flush() {
@@ -260,6 +285,7 @@ void Connection::flush() {
       [](uv_write_t* req, int status) { static_cast<Connection*>(req->data)->on_written(status); });
   if (rc != 0) {
     writing_ = false;
+    write_failed_ = true;
     close(uv_status("write to " + peer_, rc));
   }
 }
@@ -273,19 +299,25 @@ void Connection::on_written(int status) {
   inflight_bytes_ = 0;
   if (closing_) return;
   if (status != 0) {
+    write_failed_ = true;
     close(uv_status("write to " + peer_, status));
     return;
   }
-  if (tls_ != nullptr && !tls_plain_.empty() && !encrypt_plain()) return;
-  if (close_after_flush_ && pending_.empty() && !writing_) {
-    close(close_reason_);
+  if (close_after_flush_) {
+    // send() takes nothing more, and close_after_flush() encrypted what it had: pending_ is all.
+    if (pending_.empty()) {
+      close(close_reason_);
+      return;
+    }
+    flush();
     return;
   }
   if (paused_by_output_ && output_bytes() < options_.pause_reading_above / 2) {
     paused_by_output_ = false;
     update_reading();
   }
-  flush();
+  // What gathered during the write goes in this turn's uncork(), with whatever this turn adds.
+  if (!pending_.empty() || !tls_plain_.empty()) cork();
 }
 
 void Connection::pause_reading() {
@@ -329,19 +361,26 @@ void Connection::close_after_flush(const Status& reason) {
 
 void Connection::close(const Status& reason) {
   if (closing_) return;
+  write_corked_now();
   closing_ = true;
   close_reason_ = reason;
   pending_.clear();
+  tls_plain_.clear();
+  corked_ = false;
   reading_ = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) {
+  const uv_close_cb on_closed = [](uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
+    if (--c->open_handles_ > 0) return;
     std::shared_ptr<Connection> last = std::move(c->self_);
     if (c->on_close_) {
       CloseHandler handler = std::move(c->on_close_);
       c->on_frame_ = nullptr;
       handler(*c, c->close_reason_);
     }
-  });
+  };
+  open_handles_ = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&cork_), on_closed);
 }
 
 struct Listener::Handle {

@@ -2,6 +2,17 @@
 // creates or runs a loop, and never starts a thread). A Connection reads frames and hands each
 // payload to its handler; send() queues framed bytes and coalesces them into few writes.
 //
+// Corking: send() does not write. The frames a connection is given during one turn of the loop
+// gather in memory, and a uv_prepare handle (it runs once per turn, after every callback of the
+// turn, just before the loop waits for I/O) hands them to the socket in one uv_write; with TLS
+// they are also encrypted in one go there (one SSL_write: as few records as their size allows).
+// So the loop never waits for I/O with output corked, and a lone request is not delayed. While
+// a write is in flight, output keeps gathering and goes in the first turn after it completes.
+// Why: per write, a connection pays a syscall, and with TLS OpenSSL's per-record work (more
+// than the cipher on ~50-byte frames; docs/performance.md). close() still offers the socket
+// what was corked (what an immediate write would have sent), unless a write failed or one is
+// in flight.
+//
 // Back-pressure: when a connection's unsent output passes `pause_reading_above`, it stops
 // reading from that peer until the output drains below half of it, so a client that does not
 // read its answers cannot make the member buffer without bound; past `close_above` the
@@ -79,7 +90,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void resume_reading();
 
   // Closes the connection; the close handler runs later with `reason`. Idempotent: the first
-  // reason wins. Queued output is dropped.
+  // reason wins. Output still queued behind a write in flight is dropped; output corked in this
+  // turn is offered to the socket once (uv_try_write) first.
   void close(const Status& reason);
   // Sends what is queued, then closes (used to deliver a refusal before hanging up).
   void close_after_flush(const Status& reason);
@@ -103,6 +115,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> make(uv_loop_t* loop, const ConnectionOptions& options);
   void update_reading();
   void flush();
+  // Arms the cork: uncork() runs in this turn's prepare phase.
+  void cork();
+  // The prepare callback: encrypts what gathered (TLS) and writes it, unless a write is in
+  // flight (on_written corks again when it completes).
+  void uncork();
+  // close(): offers corked output to the socket once, without a request or a callback.
+  void write_corked_now();
   void on_read(ssize_t n, const uv_buf_t* buf);
   void deliver();  // hands buffered whole frames to the handler
   void on_written(int status);
@@ -125,14 +144,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<TlsSession> tls_;
   Status tls_error_;       // the session could not be made: start() closes with this
   std::string plaintext_;  // TLS: decrypted bytes on their way to the decoder
-  // TLS: frames sent while a write was in flight, encrypted together when it completes, so
-  // that many small frames become one record and one pass through OpenSSL (each record costs
-  // OpenSSL's per-call work and 22 bytes, whatever its size).
+  // TLS: frames sent since the last encryption (this turn, or while a write was in flight),
+  // encrypted together by uncork(), so that many small frames become one record and one pass
+  // through OpenSSL (each record costs OpenSSL's per-call work and 22 bytes, whatever its size).
   std::string tls_plain_;
-  bool dialled_ = false;    // made by connect(): this side is the client
-  bool delivered_ = false;  // a frame reached the handler (the peer speaks kvc framing)
-  std::string pending_;     // queued, not yet handed to libuv
-  std::string inflight_;    // handed to libuv, not yet written
+  // Runs uncork() once per loop turn while armed (corked_). Closed with tcp_: the close handler
+  // runs when both have closed (open_handles_ counts them down).
+  uv_prepare_t cork_{};
+  bool corked_ = false;
+  int open_handles_ = 0;
+  bool write_failed_ = false;  // a write failed: close() offers nothing more to the socket
+  bool dialled_ = false;       // made by connect(): this side is the client
+  bool delivered_ = false;     // a frame reached the handler (the peer speaks kvc framing)
+  std::string pending_;        // queued, not yet handed to libuv
+  std::string inflight_;       // handed to libuv, not yet written
   std::size_t inflight_bytes_ = 0;
   uv_write_t write_req_{};
   bool writing_ = false;
