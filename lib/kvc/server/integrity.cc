@@ -201,7 +201,11 @@ void Engine::Impl::start_hash_check() {
       finish_hash_check(round->index, std::move(round->hashes), {});
       return;
     }
-    for (const auto& [id, addr] : others) {
+    for (const auto& other : others) {
+      // Named copies, not structured bindings: lambdas below capture them (clang 14 cannot
+      // capture a structured binding).
+      const std::uint64_t id = other.first;
+      const std::string& addr = other.second;
       const storage::Member* m = member(id);
       const std::string name = m != nullptr && !m->name.empty() ? m->name : hex(id);
       Result<net::Address> a = net::parse_address(addr);
