@@ -14,6 +14,7 @@
 
 #include "curl.h"
 #include "process_cluster.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -25,17 +26,6 @@ const std::string kSecret = "5d2b8e1f4a7c0d3e6b9f2a5c8d1e4b7a0f3c6e9d2b5a8f1c4e7
 const std::string kCtlToken = "c3f1d0a9e8b7c6d5e4f3a2b1c0d9e8f7";
 const std::string kRoToken = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6";
 const std::string kAdmToken = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class PermissionsCluster {
  public:

@@ -17,11 +17,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "curl.h"
 #include "kvc/server/permissions.h"
 #include "process_cluster.h"
 #include "support/child_process.h"
 #include "support/ports.h"
 #include "support/test_pki.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -31,17 +33,6 @@ using kvc::test::issue;
 using kvc::test::Issued;
 using kvc::test::write_cert;
 using kvc::test::write_key;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // A CA, a member certificate naming 127.0.0.1 (every member's peer and client address), a
 // client certificate; a second CA with a member certificate; an expired member certificate;
@@ -107,42 +98,8 @@ const Certificates& pki() {
   return *c;
 }
 
-// curl's path (run_command takes one), or empty when it is not installed.
-std::string curl_path() {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  for (std::string d; std::getline(dirs, d, ':');) {
-    const std::string candidate = d + "/curl";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-struct CurlAnswer {
-  int exit_status = -1;
-  int status = 0;  // HTTP status; 0 when curl got none
-  std::string body;
-  std::string err;
-};
-
-// curl with `args`, bounded in time; the HTTP status is appended by -w after a marker line.
-CurlAnswer curl(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {curl_path(),  "-sS", "--noproxy", "*",
-                                   "--max-time", "10",  "-w",        "\n@@%{http_code}"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  RunResult r = run_command(argv, 20'000);
-  CurlAnswer a;
-  a.exit_status = r.status;
-  a.err = r.err;
-  const std::size_t at = r.out.rfind("\n@@");
-  if (at == std::string::npos) return a;
-  a.status = std::atoi(r.out.c_str() + at + 3);
-  a.body = r.out.substr(0, at);
-  return a;
-}
-
 // curl as an operator with the CA and the client certificate.
-CurlAnswer curl_tls(std::vector<std::string> args) {
+HttpAnswer curl_tls(std::vector<std::string> args) {
   std::vector<std::string> all = {"--cacert",   pki().ca, "--cert",
                                   pki().client, "--key",  pki().client_key};
   all.insert(all.end(), args.begin(), args.end());
@@ -282,7 +239,7 @@ TEST(TlsProcessTest, TlsClientAtAPlaintextMemberLearnsWhy) {
 // follower (which forwards to the leader through its own TLS client), reads everywhere, /health;
 // curl without a certificate is refused; plain HTTP at the port gets 400 naming the mismatch.
 TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
-  if (curl_path().empty()) GTEST_SKIP() << "curl is not installed";
+  ASSERT_FALSE(curl_path().empty()) << "curl is not installed (scripts/install-deps installs it)";
   ProcessCluster cluster("tls-https", tls_cluster());
   give_certificates(cluster);
   std::vector<std::string> http;
@@ -297,29 +254,29 @@ TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
   const int follower = (*leader + 1) % cluster.size();
   auto url = [&](int i, const std::string& path) { return "https://" + http[i] + path; };
 
-  CurlAnswer put = curl_tls({"-X", "PUT", "--data-binary", "v1", url(*leader, "/v1/kv/x")});
+  HttpAnswer put = curl_tls({"-X", "PUT", "--data-binary", "v1", url(*leader, "/v1/kv/x")});
   ASSERT_EQ(put.status, 200) << put.body << put.err;
   // Through a follower: forwarded to the leader (the follower's client presents its member
   // certificate to the leader's --client-cert-auth client port).
-  CurlAnswer fput = curl_tls({"-X", "PUT", "--data-binary", "v2", url(follower, "/v1/kv/y")});
+  HttpAnswer fput = curl_tls({"-X", "PUT", "--data-binary", "v2", url(follower, "/v1/kv/y")});
   ASSERT_EQ(fput.status, 200) << fput.body << fput.err;
   for (int i = 0; i < cluster.size(); ++i) {
-    CurlAnswer x = curl_tls({url(i, "/v1/kv/x")});
+    HttpAnswer x = curl_tls({url(i, "/v1/kv/x")});
     EXPECT_EQ(x.status, 200) << x.body << x.err;
     EXPECT_TRUE(contains(x.body, R"("value":"v1")")) << x.body;
-    CurlAnswer y = curl_tls({url(i, "/v1/kv/y")});
+    HttpAnswer y = curl_tls({url(i, "/v1/kv/y")});
     EXPECT_EQ(y.status, 200) << y.body << y.err;
     EXPECT_TRUE(contains(y.body, R"("value":"v2")")) << y.body;
-    CurlAnswer health = curl_tls({url(i, "/health")});
+    HttpAnswer health = curl_tls({url(i, "/health")});
     EXPECT_EQ(health.status, 200) << health.body << health.err;
   }
 
   // --client-cert-auth holds on the HTTP port too: no certificate, no answer.
-  CurlAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
+  HttpAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
   EXPECT_NE(anonymous.exit_status, 0);
   EXPECT_EQ(anonymous.status, 0) << anonymous.body;
   // Plain HTTP at the HTTPS port: answered in plain HTTP, naming the mismatch.
-  CurlAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
+  HttpAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
   EXPECT_EQ(plain.status, 400) << plain.body << plain.err;
   EXPECT_TRUE(contains(plain.body,
                        "this port speaks HTTPS: the request was sent in plain HTTP; "
@@ -332,7 +289,7 @@ TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
                   },
                   std::chrono::seconds(10), "the refusal in the follower's log")
                   .ok());
-  CurlAnswer metrics = curl_tls({url(follower, "/metrics")});
+  HttpAnswer metrics = curl_tls({url(follower, "/metrics")});
   EXPECT_TRUE(
       contains(metrics.body, R"(kvc_http_tls_handshake_failures_total{reason="plain_http"} 1)"))
       << metrics.body;
@@ -377,10 +334,8 @@ TEST(TlsProcessTest, SharedSecretIsAPreSharedKeyOnBothPorts) {
                        "binder does not verify: the client's shared secret differs"));
   EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
                        "(--listen-http) speaks plain HTTP: the shared secret cannot protect it"));
-  if (!curl_path().empty()) {
-    CurlAnswer health = curl({"http://" + http0 + "/ready"});
-    EXPECT_EQ(health.status, 200) << health.body << health.err;
-  }
+  HttpAnswer health = curl({"http://" + http0 + "/ready"});
+  EXPECT_EQ(health.status, 200) << health.body << health.err;
 }
 
 TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
@@ -398,15 +353,6 @@ TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
   const std::string log = read_file(cluster.log_path(0));
   EXPECT_TRUE(contains(log, "the shared secret is too weak")) << log;
   EXPECT_TRUE(contains(log, "openssl rand -hex 32")) << log;
-}
-
-std::size_t count(const std::string& haystack, const std::string& needle) {
-  std::size_t n = 0;
-  for (std::size_t at = haystack.find(needle); at != std::string::npos;
-       at = haystack.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
 }
 
 // Member 0's client port serves a certificate from files the test then replaces: SIGHUP makes
@@ -451,7 +397,7 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
 
   // Waits (bounded) until member 0's log holds `n` copies of `line`.
   auto logged = [&](const std::string& line, std::size_t n) {
-    return wait_until([&] { return count(read_file(cluster.log_path(0)), line) >= n; },
+    return wait_until([&] { return count_of(read_file(cluster.log_path(0)), line) >= n; },
                       std::chrono::seconds(10), "member 0 to log: " + line)
         .ok();
   };
@@ -488,13 +434,11 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
   EXPECT_TRUE(contains(after_old.out, "the server's certificate is not signed by a CA we trust"))
       << after_old.out;
   // The HTTP port follows the client port's certificates.
-  if (!curl_path().empty()) {
-    CurlAnswer https_new = curl({"--cacert", pki().other_ca, "--cert", pki().client, "--key",
-                                 pki().client_key, "https://" + http0 + "/v1/kv/%2Freload%2Fa"});
-    EXPECT_EQ(https_new.status, 200) << https_new.body << https_new.err;
-    CurlAnswer https_old = curl_tls({"https://" + http0 + "/v1/kv/%2Freload%2Fa"});
-    EXPECT_EQ(https_old.exit_status, 60) << https_old.err;  // the server is not trusted
-  }
+  HttpAnswer https_new = curl({"--cacert", pki().other_ca, "--cert", pki().client, "--key",
+                               pki().client_key, "https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+  EXPECT_EQ(https_new.status, 200) << https_new.body << https_new.err;
+  HttpAnswer https_old = curl_tls({"https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+  EXPECT_EQ(https_old.exit_status, 60) << https_old.err;  // the server is not trusted
 
   // The member is still in its cluster: a write through the leader reaches member 0. Whichever
   // leads: each member is asked with the CA its client port now needs (members 1 and 2 kept the
@@ -571,7 +515,7 @@ TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
   // caller's identity, not the follower's.
   const std::string fh = http[static_cast<std::size_t>((*leader + 1) % 3)];
   auto https = [&](const std::string& path) { return "https://" + fh + path; };
-  CurlAnswer a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary",
+  HttpAnswer a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary",
                            "w", https("/v1/kv/%2Ftls%2Fh")});
   EXPECT_EQ(a.status, 200) << a.body << a.err;
   a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
