@@ -527,5 +527,73 @@ TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
   EXPECT_EQ(a.status, 200) << a.body << a.err;
 }
 
+// Every member's certificates (client, peer and HTTP ports) and the client's are replaced with
+// ones from a new CA and every member gets SIGHUP; the leader then moves, so the follower whose
+// HTTP port forwards writes must dial a leader that now presents the new certificate and
+// trusts only the new CA. The forwarder made before the reload would dial with the old files
+// and be refused; it is made again after the reload, so the write goes through.
+TEST(TlsProcessTest, WritesForwardedByAFollowerSurviveACertificateRotationOnEveryMember) {
+  ScopedTempDir dir("kvc-tls-rotate");
+  const std::string ca = dir.file("ca.pem"), cert = dir.file("member.pem"),
+                    key = dir.file("member-key.pem");
+  auto install = [&](const std::string& from_ca, const std::string& from_cert,
+                     const std::string& from_key) {
+    const auto over = std::filesystem::copy_options::overwrite_existing;
+    std::filesystem::copy_file(from_ca, ca, over);
+    std::filesystem::copy_file(from_cert, cert, over);
+    std::filesystem::copy_file(from_key, key, over);
+  };
+  install(pki().ca, pki().member, pki().member_key);
+  // The test's own clients use the member certificate too (it allows client authentication),
+  // so that replacing the three files moves them to the new CA with the members.
+  ClusterOptions o;
+  o.client_tls = {.cert_file = cert, .key_file = key, .trusted_ca_file = ca};
+  ProcessCluster cluster("tls-rotate", o);
+  std::vector<std::string> http;
+  for (int i = 0; i < cluster.size(); ++i) {
+    http.push_back("127.0.0.1:" + std::to_string(free_port()));
+    cluster.mutable_spec(i).extra_flags =
+        with(pki().member_flags(cert, key, ca), {"--listen-http", http.back()});
+  }
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok()) << leader.status().to_string();
+  const int follower = (*leader + 1) % cluster.size();
+  const int next_leader = (*leader + 2) % cluster.size();
+  const std::vector<std::string> as_member = {"--cacert", ca, "--cert", cert, "--key", key};
+  auto put_via_follower = [&](const std::string& key_path, const std::string& value) {
+    return curl(with(as_member, {"-X", "PUT", "--data-binary", value,
+                                 "https://" + http[follower] + "/v1/kv/" + key_path}));
+  };
+  // The follower's forwarder is made now, with the old certificates.
+  HttpAnswer before = put_via_follower("%2Frotate%2Fa", "1");
+  ASSERT_EQ(before.status, 200) << before.body << before.err;
+
+  install(pki().other_ca, pki().other_member, pki().other_member_key);
+  for (int i = 0; i < cluster.size(); ++i) ASSERT_EQ(kill(cluster.pid(i), SIGHUP), 0);
+  for (int i = 0; i < cluster.size(); ++i) {
+    EXPECT_TRUE(wait_until([&] { return contains(read_file(cluster.log_path(i)), "tls reloaded"); },
+                           std::chrono::seconds(10), "member " + std::to_string(i) + " reloaded")
+                    .ok())
+        << read_file(cluster.log_path(i));
+  }
+  // A new leader: peer links and the forwarder's connection are made afresh, with the new CA.
+  ProcessCluster::CtlResult t = cluster.ctl_with(
+      cluster.client_addr(next_leader),
+      with(as_member, {"--timeout", "8s", "transfer-leader", cluster.spec(next_leader).name}));
+  ASSERT_EQ(t.status, 0) << t.out;
+  Result<int> now = cluster.wait_for_leader();
+  ASSERT_TRUE(now.ok()) << now.status().to_string();
+  ASSERT_EQ(*now, next_leader);
+
+  HttpAnswer after = put_via_follower("%2Frotate%2Fb", "2");
+  EXPECT_EQ(after.status, 200) << after.body << after.err;
+  EXPECT_TRUE(contains(read_file(cluster.log_path(follower)), "write forwarder made"))
+      << read_file(cluster.log_path(follower));
+  HttpAnswer get = curl(with(as_member, {"https://" + http[next_leader] + "/v1/kv/%2Frotate%2Fb"}));
+  EXPECT_EQ(get.status, 200) << get.body << get.err;
+  EXPECT_TRUE(contains(get.body, R"("value":"2")")) << get.body;
+}
+
 }  // namespace
 }  // namespace kvc::test
