@@ -17,23 +17,13 @@
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "process_cluster.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // Whether some line of `text` contains every one of `parts`, in order (plain search: GCC 12
 // warns inside <regex> in the sanitizer build).

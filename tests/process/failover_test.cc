@@ -20,6 +20,7 @@
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "process_cluster.h"
+#include "support/text.h"
 
 namespace kvc::test {
 namespace {
@@ -29,10 +30,6 @@ using Clock = std::chrono::steady_clock;
 std::uint64_t ms_since(Clock::time_point t0) {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 // The other members' client addresses, in index order.

@@ -8,12 +8,17 @@
 
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "curl.h"
+#include "kvc/client/client.h"
 #include "process_cluster.h"
+#include "support/http_stream.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -25,17 +30,6 @@ const std::string kSecret = "5d2b8e1f4a7c0d3e6b9f2a5c8d1e4b7a0f3c6e9d2b5a8f1c4e7
 const std::string kCtlToken = "c3f1d0a9e8b7c6d5e4f3a2b1c0d9e8f7";
 const std::string kRoToken = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6";
 const std::string kAdmToken = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class PermissionsCluster {
  public:
@@ -83,6 +77,7 @@ class PermissionsCluster {
   ProcessCluster& cluster() { return cluster_; }
   const std::string& http(int i) const { return http_[static_cast<std::size_t>(i)]; }
   const std::string& perms() const { return perms_; }
+  const std::string& secret() const { return secret_; }
 
  private:
   ScopedTempDir dir_;
@@ -249,6 +244,210 @@ TEST(PermissionsProcessTest, SighupReloadsTheFileAndABadFileKeepsTheOldOne) {
   r = pc.ctl(kRoToken, {"put", "/other", "y"});
   EXPECT_EQ(r.status, 1);
   EXPECT_TRUE(contains(r.err, "permission denied: ro may not put /other")) << r.err;
+}
+
+// Watches are checked when they start and again when the file is reloaded: a SIGHUP that takes
+// away `ro`'s read grant ends its open watches, on the client port (a final permission_denied
+// answer) and over HTTP (an error line, then the stream ends), and the member logs each one; a
+// watch the new file still allows (`ctl`'s) goes on. Nothing written after the reload reaches
+// `ro`.
+TEST(PermissionsProcessTest, AReloadThatRemovesAGrantEndsTheOpenWatches) {
+  PermissionsCluster pc("perms-watch");
+  pc.write_perms(PermissionsCluster::default_grants());
+  ProcessCluster& c = pc.cluster();
+  ASSERT_TRUE(c.start_all().ok());
+  ASSERT_TRUE(c.wait_for_leader(20000).ok());
+
+  struct Seen {
+    std::mutex mu;
+    bool started = false;  // the member's first answer (the watch is registered)
+    std::vector<std::string> keys;
+    std::vector<wire::Response> finals;  // done or an error
+  };
+  auto watch = [&](const std::string& token, Seen& seen) {
+    client::ClientOptions o;
+    o.endpoints.push_back(*net::parse_address(c.client_addr(0)));
+    o.timeout_ms = 5000;
+    o.secret_file = pc.secret();
+    o.token = token;
+    Result<std::unique_ptr<client::Client>> cl = client::Client::open(std::move(o));
+    EXPECT_TRUE(cl.ok()) << cl.status().to_string();
+    (*cl)->stream({.op = wire::Op::kWatch, .key = "/clusters/", .prefix = true},
+                  [&seen](const wire::Response& r) {
+                    std::lock_guard<std::mutex> lock(seen.mu);
+                    seen.started = true;
+                    for (const wire::Event& e : r.events) seen.keys.push_back(e.kv.key);
+                    if (r.done || r.code != Code::kOk) seen.finals.push_back(r);
+                    return true;
+                  });
+    return std::move(*cl);
+  };
+  auto keys_of = [](Seen& seen) {
+    std::lock_guard<std::mutex> lock(seen.mu);
+    return seen.keys;
+  };
+  Seen ro, ctl;
+  std::unique_ptr<client::Client> ro_client = watch(kRoToken, ro);
+  std::unique_ptr<client::Client> ctl_client = watch(kCtlToken, ctl);
+  for (Seen* seen : {&ro, &ctl}) {
+    ASSERT_TRUE(wait_until(
+                    [seen] {
+                      std::lock_guard<std::mutex> lock(seen->mu);
+                      return seen->started;
+                    },
+                    10s, "the watch to start")
+                    .ok());
+  }
+  HttpStream ro_http(pc.http(0), "/v1/watch/%2Fclusters%2F?prefix=true",
+                     {"Authorization: Bearer " + kRoToken});
+  ASSERT_TRUE(ro_http.head_read());
+  ASSERT_EQ(ro_http.status(), 200) << ro_http.head();
+
+  // Every watch is live: each sees the first write.
+  ASSERT_EQ(pc.ctl(kCtlToken, {"put", "/clusters/a", "1"}).status, 0);
+  const std::vector<std::string> just_a = {"/clusters/a"};
+  ASSERT_TRUE(wait_until([&] { return keys_of(ro) == just_a && keys_of(ctl) == just_a; }, 10s,
+                         "both client-port watches to see /clusters/a")
+                  .ok());
+  ASSERT_TRUE(ro_http.read_until([](const std::string& b) {
+    return contains(b, R"("key":"/clusters/a")");
+  })) << ro_http.body();
+
+  // The grant goes; ctl keeps its own.
+  pc.write_perms("grant ctl readwrite /clusters/\nadmin adm\n");
+  for (int i = 0; i < c.size(); ++i) ASSERT_TRUE(c.kill(i, SIGHUP).ok());
+  ASSERT_TRUE(wait_until(
+                  [&] {
+                    std::lock_guard<std::mutex> lock(ro.mu);
+                    return !ro.finals.empty();
+                  },
+                  10s, "ro's client-port watch to end")
+                  .ok());
+  {
+    std::lock_guard<std::mutex> lock(ro.mu);
+    ASSERT_EQ(ro.finals.size(), 1u);
+    EXPECT_EQ(ro.finals[0].code, Code::kPermissionDenied) << ro.finals[0].message;
+    EXPECT_TRUE(contains(ro.finals[0].message, "permission denied: ro may not"))
+        << ro.finals[0].message;
+  }
+  EXPECT_TRUE(ro_http.read_until([](const std::string& b) {
+    return contains(b, R"("code":"permission_denied")");
+  })) << ro_http.body();
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return count_of(
+                               read_file(c.log_path(0)),
+                               "watch ended by a permissions reload identity=ro key=/clusters/ "
+                               "prefix=true") == 2;
+                  },
+                  10s, "one log line per ended watch")
+                  .ok())
+      << read_file(c.log_path(0));
+  EXPECT_FALSE(contains(read_file(c.log_path(0)), "permissions reload identity=ctl"));
+
+  // After the reload: ctl's watch sees the next write, ro's two saw nothing more.
+  ASSERT_EQ(pc.ctl(kCtlToken, {"put", "/clusters/b", "2"}).status, 0);
+  const std::vector<std::string> a_b = {"/clusters/a", "/clusters/b"};
+  EXPECT_TRUE(
+      wait_until([&] { return keys_of(ctl) == a_b; }, 10s, "ctl's watch to see /clusters/b").ok());
+  EXPECT_EQ(keys_of(ro), just_a);
+  // The HTTP stream's last line is the error: nothing came after it.
+  (void)ro_http.read_until([](const std::string&) { return false; }, 1s);
+  EXPECT_FALSE(contains(ro_http.body(), "/clusters/b")) << ro_http.body();
+  const std::string& body = ro_http.body();
+  const std::size_t error = body.rfind(R"({"error")");
+  ASSERT_NE(error, std::string::npos) << body;
+  EXPECT_EQ(body.find('\n', error), body.size() - 1) << body;
+  {
+    std::lock_guard<std::mutex> lock(ctl.mu);
+    EXPECT_TRUE(ctl.finals.empty());
+  }
+}
+
+// Refusals are logged at info, naming the code, identity, operation, key and address, at most
+// one line a second per code (the next line counts the ones left out), and counted in /metrics
+// by code and operation, on the client port and over HTTP.
+TEST(PermissionsProcessTest, RefusalsAreLoggedRateLimitedAndCounted) {
+  PermissionsCluster pc("perms-refusals");
+  pc.write_perms(PermissionsCluster::default_grants());
+  ProcessCluster& c = pc.cluster();
+  ASSERT_TRUE(c.start_all().ok());
+  ASSERT_TRUE(c.wait_for_leader(20000).ok());
+  client::ClientOptions o;
+  o.endpoints.push_back(*net::parse_address(c.client_addr(0)));
+  o.timeout_ms = 5000;
+  o.secret_file = pc.secret();
+  o.token = kRoToken;
+  Result<std::unique_ptr<client::Client>> ro = client::Client::open(std::move(o));
+  ASSERT_TRUE(ro.ok()) << ro.status().to_string();
+
+  // Every put goes to member 0 (the client would send writes to the leader by itself).
+  auto refused_put = [&] {
+    return (*ro)->call_sync({.op = wire::Op::kPut, .key = "/clusters/denied", .value = "x"},
+                            {.target = *net::parse_address(c.client_addr(0))});
+  };
+  // A burst of 20 refused puts on one connection: one line now, the rest suppressed...
+  constexpr int kBurst = 20;
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < kBurst; ++i) {
+    wire::Response r = refused_put();
+    ASSERT_EQ(r.code, Code::kPermissionDenied) << r.message;
+  }
+  const auto burst = std::chrono::steady_clock::now() - started;
+  const std::string line =
+      "access refused code=permission_denied identity=ro op=put key=/clusters/denied "
+      "from=127.0.0.1:";
+  ASSERT_TRUE(wait_until([&] { return contains(read_file(c.log_path(0)), line); }, 10s,
+                         "the refusal in the log")
+                  .ok())
+      << read_file(c.log_path(0));
+  // At most one line per started second of the burst.
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(burst).count();
+  EXPECT_LE(count_of(read_file(c.log_path(0)), line), static_cast<std::size_t>(seconds + 1))
+      << read_file(c.log_path(0));
+  // ...and every refusal of the burst is either logged or counted by a later line's
+  // suppressed=N: one more refusal after the window is logged and counts the rest.
+  std::this_thread::sleep_for(1100ms);  // the rate limit's window, on the member's clock
+  ASSERT_EQ(refused_put().code, Code::kPermissionDenied);
+  auto accounted = [&] {
+    const std::string log = read_file(c.log_path(0));
+    std::size_t total = 0;
+    for (std::size_t at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) {
+      const std::size_t end = log.find('\n', at);
+      const std::size_t n = log.find("suppressed=", at);
+      if (n == std::string::npos || n > end) return std::size_t{0};
+      total += 1 + std::stoul(log.substr(n + 11, end - n - 11));
+    }
+    return total;
+  };
+  EXPECT_TRUE(wait_until([&] { return accounted() == std::size_t{kBurst} + 1; }, 10s,
+                         "every refusal logged or counted as suppressed")
+                  .ok())
+      << accounted() << "\n"
+      << read_file(c.log_path(0));
+
+  // HTTP: an unknown token, and a refused write.
+  HttpAnswer a = curl_as("not-a-token", {url(pc.http(0), "/v1/kv/%2Fclusters%2Fa")});
+  EXPECT_EQ(a.status, 401) << a.body;
+  a = curl_as(kRoToken, {"-X", "PUT", "--data-binary", "x", url(pc.http(0), "/v1/kv/%2Fhttp")});
+  EXPECT_EQ(a.status, 403) << a.body;
+  EXPECT_TRUE(wait_until(
+                  [&] {
+                    return contains(read_file(c.log_path(0)),
+                                    "access refused code=unauthenticated identity=- op=http "
+                                    "key=/v1/kv//clusters/a from=127.0.0.1:");
+                  },
+                  10s, "the unauthenticated request in the log")
+                  .ok())
+      << read_file(c.log_path(0));
+
+  HttpAnswer m = curl({url(pc.http(0), "/metrics")});
+  ASSERT_EQ(m.status, 200);
+  EXPECT_TRUE(contains(m.body, "kvc_access_refused_total{code=\"permission_denied\",op=\"put\"} " +
+                                   std::to_string(kBurst + 2)))
+      << m.body;
+  EXPECT_TRUE(contains(m.body, R"(kvc_access_refused_total{code="unauthenticated",op="http"} 1)"))
+      << m.body;
 }
 
 TEST(PermissionsProcessTest, BadFileRefusesStartWithFileAndLine) {

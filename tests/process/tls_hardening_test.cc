@@ -28,6 +28,7 @@
 #include "kvc/wire/messages.h"
 #include "process_cluster.h"
 #include "support/ports.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -38,17 +39,6 @@ using Clock = std::chrono::steady_clock;
 
 // As `openssl rand -hex 32` makes one (a weak secret is refused at start-up).
 constexpr const char* kSecret = "3f9a1c7e5b2d8f4a6c0e9b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // The local "127.0.0.1:PORT" of a connected socket: the from= a member logs for it.
 std::string local_address(int fd) {

@@ -17,11 +17,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "curl.h"
 #include "kvc/server/permissions.h"
 #include "process_cluster.h"
 #include "support/child_process.h"
 #include "support/ports.h"
 #include "support/test_pki.h"
+#include "support/text.h"
 #include "support/wait.h"
 
 namespace kvc::test {
@@ -31,17 +33,6 @@ using kvc::test::issue;
 using kvc::test::Issued;
 using kvc::test::write_cert;
 using kvc::test::write_key;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 // A CA, a member certificate naming 127.0.0.1 (every member's peer and client address), a
 // client certificate; a second CA with a member certificate; an expired member certificate;
@@ -107,42 +98,8 @@ const Certificates& pki() {
   return *c;
 }
 
-// curl's path (run_command takes one), or empty when it is not installed.
-std::string curl_path() {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
-  for (std::string d; std::getline(dirs, d, ':');) {
-    const std::string candidate = d + "/curl";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-struct CurlAnswer {
-  int exit_status = -1;
-  int status = 0;  // HTTP status; 0 when curl got none
-  std::string body;
-  std::string err;
-};
-
-// curl with `args`, bounded in time; the HTTP status is appended by -w after a marker line.
-CurlAnswer curl(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {curl_path(),  "-sS", "--noproxy", "*",
-                                   "--max-time", "10",  "-w",        "\n@@%{http_code}"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  RunResult r = run_command(argv, 20'000);
-  CurlAnswer a;
-  a.exit_status = r.status;
-  a.err = r.err;
-  const std::size_t at = r.out.rfind("\n@@");
-  if (at == std::string::npos) return a;
-  a.status = std::atoi(r.out.c_str() + at + 3);
-  a.body = r.out.substr(0, at);
-  return a;
-}
-
 // curl as an operator with the CA and the client certificate.
-CurlAnswer curl_tls(std::vector<std::string> args) {
+HttpAnswer curl_tls(std::vector<std::string> args) {
   std::vector<std::string> all = {"--cacert",   pki().ca, "--cert",
                                   pki().client, "--key",  pki().client_key};
   all.insert(all.end(), args.begin(), args.end());
@@ -282,7 +239,7 @@ TEST(TlsProcessTest, TlsClientAtAPlaintextMemberLearnsWhy) {
 // follower (which forwards to the leader through its own TLS client), reads everywhere, /health;
 // curl without a certificate is refused; plain HTTP at the port gets 400 naming the mismatch.
 TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
-  if (curl_path().empty()) GTEST_SKIP() << "curl is not installed";
+  ASSERT_FALSE(curl_path().empty()) << "curl is not installed (scripts/install-deps installs it)";
   ProcessCluster cluster("tls-https", tls_cluster());
   give_certificates(cluster);
   std::vector<std::string> http;
@@ -297,29 +254,29 @@ TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
   const int follower = (*leader + 1) % cluster.size();
   auto url = [&](int i, const std::string& path) { return "https://" + http[i] + path; };
 
-  CurlAnswer put = curl_tls({"-X", "PUT", "--data-binary", "v1", url(*leader, "/v1/kv/x")});
+  HttpAnswer put = curl_tls({"-X", "PUT", "--data-binary", "v1", url(*leader, "/v1/kv/x")});
   ASSERT_EQ(put.status, 200) << put.body << put.err;
   // Through a follower: forwarded to the leader (the follower's client presents its member
   // certificate to the leader's --client-cert-auth client port).
-  CurlAnswer fput = curl_tls({"-X", "PUT", "--data-binary", "v2", url(follower, "/v1/kv/y")});
+  HttpAnswer fput = curl_tls({"-X", "PUT", "--data-binary", "v2", url(follower, "/v1/kv/y")});
   ASSERT_EQ(fput.status, 200) << fput.body << fput.err;
   for (int i = 0; i < cluster.size(); ++i) {
-    CurlAnswer x = curl_tls({url(i, "/v1/kv/x")});
+    HttpAnswer x = curl_tls({url(i, "/v1/kv/x")});
     EXPECT_EQ(x.status, 200) << x.body << x.err;
     EXPECT_TRUE(contains(x.body, R"("value":"v1")")) << x.body;
-    CurlAnswer y = curl_tls({url(i, "/v1/kv/y")});
+    HttpAnswer y = curl_tls({url(i, "/v1/kv/y")});
     EXPECT_EQ(y.status, 200) << y.body << y.err;
     EXPECT_TRUE(contains(y.body, R"("value":"v2")")) << y.body;
-    CurlAnswer health = curl_tls({url(i, "/health")});
+    HttpAnswer health = curl_tls({url(i, "/health")});
     EXPECT_EQ(health.status, 200) << health.body << health.err;
   }
 
   // --client-cert-auth holds on the HTTP port too: no certificate, no answer.
-  CurlAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
+  HttpAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
   EXPECT_NE(anonymous.exit_status, 0);
   EXPECT_EQ(anonymous.status, 0) << anonymous.body;
   // Plain HTTP at the HTTPS port: answered in plain HTTP, naming the mismatch.
-  CurlAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
+  HttpAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
   EXPECT_EQ(plain.status, 400) << plain.body << plain.err;
   EXPECT_TRUE(contains(plain.body,
                        "this port speaks HTTPS: the request was sent in plain HTTP; "
@@ -332,7 +289,7 @@ TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
                   },
                   std::chrono::seconds(10), "the refusal in the follower's log")
                   .ok());
-  CurlAnswer metrics = curl_tls({url(follower, "/metrics")});
+  HttpAnswer metrics = curl_tls({url(follower, "/metrics")});
   EXPECT_TRUE(
       contains(metrics.body, R"(kvc_http_tls_handshake_failures_total{reason="plain_http"} 1)"))
       << metrics.body;
@@ -377,10 +334,8 @@ TEST(TlsProcessTest, SharedSecretIsAPreSharedKeyOnBothPorts) {
                        "binder does not verify: the client's shared secret differs"));
   EXPECT_TRUE(contains(read_file(cluster.log_path(0)),
                        "(--listen-http) speaks plain HTTP: the shared secret cannot protect it"));
-  if (!curl_path().empty()) {
-    CurlAnswer health = curl({"http://" + http0 + "/ready"});
-    EXPECT_EQ(health.status, 200) << health.body << health.err;
-  }
+  HttpAnswer health = curl({"http://" + http0 + "/ready"});
+  EXPECT_EQ(health.status, 200) << health.body << health.err;
 }
 
 TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
@@ -398,15 +353,6 @@ TEST(TlsProcessTest, WeakSecretIsRefusedAtStartUp) {
   const std::string log = read_file(cluster.log_path(0));
   EXPECT_TRUE(contains(log, "the shared secret is too weak")) << log;
   EXPECT_TRUE(contains(log, "openssl rand -hex 32")) << log;
-}
-
-std::size_t count(const std::string& haystack, const std::string& needle) {
-  std::size_t n = 0;
-  for (std::size_t at = haystack.find(needle); at != std::string::npos;
-       at = haystack.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
 }
 
 // Member 0's client port serves a certificate from files the test then replaces: SIGHUP makes
@@ -451,7 +397,7 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
 
   // Waits (bounded) until member 0's log holds `n` copies of `line`.
   auto logged = [&](const std::string& line, std::size_t n) {
-    return wait_until([&] { return count(read_file(cluster.log_path(0)), line) >= n; },
+    return wait_until([&] { return count_of(read_file(cluster.log_path(0)), line) >= n; },
                       std::chrono::seconds(10), "member 0 to log: " + line)
         .ok();
   };
@@ -488,13 +434,11 @@ TEST(TlsProcessTest, SighupReloadsCertificatesForNewConnectionsAndKeepsTheCluste
   EXPECT_TRUE(contains(after_old.out, "the server's certificate is not signed by a CA we trust"))
       << after_old.out;
   // The HTTP port follows the client port's certificates.
-  if (!curl_path().empty()) {
-    CurlAnswer https_new = curl({"--cacert", pki().other_ca, "--cert", pki().client, "--key",
-                                 pki().client_key, "https://" + http0 + "/v1/kv/%2Freload%2Fa"});
-    EXPECT_EQ(https_new.status, 200) << https_new.body << https_new.err;
-    CurlAnswer https_old = curl_tls({"https://" + http0 + "/v1/kv/%2Freload%2Fa"});
-    EXPECT_EQ(https_old.exit_status, 60) << https_old.err;  // the server is not trusted
-  }
+  HttpAnswer https_new = curl({"--cacert", pki().other_ca, "--cert", pki().client, "--key",
+                               pki().client_key, "https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+  EXPECT_EQ(https_new.status, 200) << https_new.body << https_new.err;
+  HttpAnswer https_old = curl_tls({"https://" + http0 + "/v1/kv/%2Freload%2Fa"});
+  EXPECT_EQ(https_old.exit_status, 60) << https_old.err;  // the server is not trusted
 
   // The member is still in its cluster: a write through the leader reaches member 0. Whichever
   // leads: each member is asked with the CA its client port now needs (members 1 and 2 kept the
@@ -571,7 +515,7 @@ TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
   // caller's identity, not the follower's.
   const std::string fh = http[static_cast<std::size_t>((*leader + 1) % 3)];
   auto https = [&](const std::string& path) { return "https://" + fh + path; };
-  CurlAnswer a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary",
+  HttpAnswer a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary",
                            "w", https("/v1/kv/%2Ftls%2Fh")});
   EXPECT_EQ(a.status, 200) << a.body << a.err;
   a = curl_tls({"-H", "Authorization: Bearer " + token, "-X", "PUT", "--data-binary", "w",
@@ -581,6 +525,74 @@ TEST(TlsProcessTest, ClientCertificateSubjectIsTheIdentityForPermissions) {
       << a.body;
   a = curl_tls({https("/v1/kv/%2Ftls%2Fh")});
   EXPECT_EQ(a.status, 200) << a.body << a.err;
+}
+
+// Every member's certificates (client, peer and HTTP ports) and the client's are replaced with
+// ones from a new CA and every member gets SIGHUP; the leader then moves, so the follower whose
+// HTTP port forwards writes must dial a leader that now presents the new certificate and
+// trusts only the new CA. The forwarder made before the reload would dial with the old files
+// and be refused; it is made again after the reload, so the write goes through.
+TEST(TlsProcessTest, WritesForwardedByAFollowerSurviveACertificateRotationOnEveryMember) {
+  ScopedTempDir dir("kvc-tls-rotate");
+  const std::string ca = dir.file("ca.pem"), cert = dir.file("member.pem"),
+                    key = dir.file("member-key.pem");
+  auto install = [&](const std::string& from_ca, const std::string& from_cert,
+                     const std::string& from_key) {
+    const auto over = std::filesystem::copy_options::overwrite_existing;
+    std::filesystem::copy_file(from_ca, ca, over);
+    std::filesystem::copy_file(from_cert, cert, over);
+    std::filesystem::copy_file(from_key, key, over);
+  };
+  install(pki().ca, pki().member, pki().member_key);
+  // The test's own clients use the member certificate too (it allows client authentication),
+  // so that replacing the three files moves them to the new CA with the members.
+  ClusterOptions o;
+  o.client_tls = {.cert_file = cert, .key_file = key, .trusted_ca_file = ca};
+  ProcessCluster cluster("tls-rotate", o);
+  std::vector<std::string> http;
+  for (int i = 0; i < cluster.size(); ++i) {
+    http.push_back("127.0.0.1:" + std::to_string(free_port()));
+    cluster.mutable_spec(i).extra_flags =
+        with(pki().member_flags(cert, key, ca), {"--listen-http", http.back()});
+  }
+  ASSERT_TRUE(cluster.start_all().ok());
+  Result<int> leader = cluster.wait_for_leader();
+  ASSERT_TRUE(leader.ok()) << leader.status().to_string();
+  const int follower = (*leader + 1) % cluster.size();
+  const int next_leader = (*leader + 2) % cluster.size();
+  const std::vector<std::string> as_member = {"--cacert", ca, "--cert", cert, "--key", key};
+  auto put_via_follower = [&](const std::string& key_path, const std::string& value) {
+    return curl(with(as_member, {"-X", "PUT", "--data-binary", value,
+                                 "https://" + http[follower] + "/v1/kv/" + key_path}));
+  };
+  // The follower's forwarder is made now, with the old certificates.
+  HttpAnswer before = put_via_follower("%2Frotate%2Fa", "1");
+  ASSERT_EQ(before.status, 200) << before.body << before.err;
+
+  install(pki().other_ca, pki().other_member, pki().other_member_key);
+  for (int i = 0; i < cluster.size(); ++i) ASSERT_EQ(kill(cluster.pid(i), SIGHUP), 0);
+  for (int i = 0; i < cluster.size(); ++i) {
+    EXPECT_TRUE(wait_until([&] { return contains(read_file(cluster.log_path(i)), "tls reloaded"); },
+                           std::chrono::seconds(10), "member " + std::to_string(i) + " reloaded")
+                    .ok())
+        << read_file(cluster.log_path(i));
+  }
+  // A new leader: peer links and the forwarder's connection are made afresh, with the new CA.
+  ProcessCluster::CtlResult t = cluster.ctl_with(
+      cluster.client_addr(next_leader),
+      with(as_member, {"--timeout", "8s", "transfer-leader", cluster.spec(next_leader).name}));
+  ASSERT_EQ(t.status, 0) << t.out;
+  Result<int> now = cluster.wait_for_leader();
+  ASSERT_TRUE(now.ok()) << now.status().to_string();
+  ASSERT_EQ(*now, next_leader);
+
+  HttpAnswer after = put_via_follower("%2Frotate%2Fb", "2");
+  EXPECT_EQ(after.status, 200) << after.body << after.err;
+  EXPECT_TRUE(contains(read_file(cluster.log_path(follower)), "write forwarder made"))
+      << read_file(cluster.log_path(follower));
+  HttpAnswer get = curl(with(as_member, {"https://" + http[next_leader] + "/v1/kv/%2Frotate%2Fb"}));
+  EXPECT_EQ(get.status, 200) << get.body << get.err;
+  EXPECT_TRUE(contains(get.body, R"("value":"2")")) << get.body;
 }
 
 }  // namespace

@@ -516,6 +516,116 @@ TEST_F(EngineTest, OnBehalfOfIsHonouredOnlyFromAMembersConnection) {
   EXPECT_EQ(r.grants, std::vector<std::string>{"readwrite \"/a/\""});
 }
 
+// A permissions reload that takes away a read grant ends the identity's open watches on the
+// client port (a final permission_denied answer) and over HTTP (an error line ends the stream)
+// in the same loop turn as the swap, so nothing written after the reload reaches them; a watch
+// the new file still allows, and the embedding program's, go on.
+TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
+  const std::string secret = "4c7f0e3b6a9d2c5f8e1b4a7d0c3f6e9b0b7e2d5a8c1f4e7b0a3d6c9f2e5b8a1d";
+  permissions_file_ = dir_.path() + "/perms";
+  auto write_perms = [&](bool ro_may_read) {
+    std::ofstream out(permissions_file_);
+    out << "token ro " << token_digest("ro-token") << "\n"
+        << "token ctl " << token_digest("ctl-token") << "\n"
+        << "grant ctl readwrite /a/\n";
+    if (ro_may_read) out << "grant ro read /a/\n";
+  };
+  write_perms(true);
+  std::unique_ptr<Engine> e = open(secret, /*http=*/true);
+  ASSERT_NE(e, nullptr);
+  struct Seen {
+    std::mutex mu;
+    bool started = false;  // the member's first answer (the watch is registered)
+    std::vector<std::string> keys;
+    std::vector<wire::Response> finals;
+  };
+  std::vector<std::unique_ptr<client::Client>> clients;
+  auto watch = [&](const std::string& token, Seen& seen) {
+    client::ClientOptions co;
+    co.endpoints = {*net::parse_address(e->client_address())};
+    co.secret = secret;
+    co.token = token;
+    Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    (*c)->stream({.op = wire::Op::kWatch, .key = "/a/", .prefix = true},
+                 [&seen](const wire::Response& r) {
+                   std::lock_guard<std::mutex> lock(seen.mu);
+                   seen.started = true;
+                   for (const wire::Event& ev : r.events) seen.keys.push_back(ev.kv.key);
+                   if (r.done || r.code != Code::kOk) seen.finals.push_back(r);
+                   return true;
+                 });
+    clients.push_back(std::move(*c));
+  };
+  auto keys = [](Seen& seen) {
+    std::lock_guard<std::mutex> lock(seen.mu);
+    return seen.keys;
+  };
+  Seen ro, ctl;
+  watch("ro-token", ro);
+  watch("ctl-token", ctl);
+  for (Seen* seen : {&ro, &ctl}) {
+    ASSERT_TRUE(wait_until(
+        [seen] {
+          std::lock_guard<std::mutex> lock(seen->mu);
+          return seen->started;
+        },
+        10s, "the watch to start"));
+  }
+  std::mutex emu;
+  std::vector<std::string> embedded;
+  ASSERT_TRUE(e->watch("/a/", true, 0, [&](const WatchEvent& ev) {
+                 std::lock_guard<std::mutex> lock(emu);
+                 embedded.push_back(ev.kv.key);
+               }).ok());
+  kvc::test::HttpStream http(e->http_address(), "/v1/watch/%2Fa%2F?prefix=true",
+                             {"Authorization: Bearer ro-token"});
+  ASSERT_TRUE(http.head_read());
+  ASSERT_EQ(http.status(), 200) << http.head();
+
+  ASSERT_TRUE(e->set("/a/1", "x").ok());
+  const std::vector<std::string> one = {"/a/1"};
+  ASSERT_TRUE(wait_until([&] { return keys(ro) == one && keys(ctl) == one; }, 10s,
+                         "both watches to see /a/1"));
+  ASSERT_TRUE(http.read_until([](const std::string& b) {
+    return b.find(R"("key":"/a/1")") != std::string::npos;
+  })) << http.body();
+
+  write_perms(false);
+  ASSERT_TRUE(e->reload_permissions().ok());
+  // Ended in the reload's own loop turn: by now the answer is on its way.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard<std::mutex> lock(ro.mu);
+        return !ro.finals.empty();
+      },
+      10s, "ro's watch to end"));
+  {
+    std::lock_guard<std::mutex> lock(ro.mu);
+    ASSERT_EQ(ro.finals.size(), 1u);
+    EXPECT_EQ(ro.finals[0].code, Code::kPermissionDenied);
+    EXPECT_EQ(ro.finals[0].message, "permission denied: ro may not watch prefix /a/");
+  }
+  ASSERT_TRUE(http.read_until([](const std::string& b) {
+    return b.find(R"({"error":{"code":"permission_denied","message":"permission denied: ro may )"
+                  R"(not watch prefix /a/"}})") != std::string::npos;
+  })) << http.body();
+
+  ASSERT_TRUE(e->set("/a/2", "y").ok());
+  const std::vector<std::string> both = {"/a/1", "/a/2"};
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard<std::mutex> lock(emu);
+        return keys(ctl) == both && embedded == both;
+      },
+      10s, "ctl's and the embedded watch to see /a/2"));
+  EXPECT_EQ(keys(ro), one);
+  (void)http.read_until([](const std::string&) { return false; }, 200ms);
+  EXPECT_EQ(http.body().find("/a/2"), std::string::npos) << http.body();
+  std::lock_guard<std::mutex> lock(ctl.mu);
+  EXPECT_TRUE(ctl.finals.empty());
+}
+
 TEST_F(EngineTest, AWeakSecretIsRefusedAtOpen) {
   EngineOptions o;
   o.name = "a";

@@ -50,6 +50,8 @@ struct HttpRequest {
   // Set by HttpServer on a TLS port: the subject of the client's verified certificate (RFC 2253,
   // "CN=operator,O=kvc", as net::TlsPeerIdentity::subject has it); empty without one.
   std::string tls_peer;
+  // Set by HttpServer: the client's address ("127.0.0.1:50312"), for logs.
+  std::string peer;
 
   // The first header / query parameter of that name, or null.
   const std::string* header(std::string_view lowercase_name) const;

@@ -705,6 +705,7 @@ class HttpServer::Conn final : public std::enable_shared_from_this<Conn>,
     s.started = std::chrono::steady_clock::now();
     if (s.close_after) no_more_requests_ = true;
     req.tls_peer = tls_peer_;
+    req.peer = peer_name(&tcp_);
     const std::uint64_t id = s.id;
     slots_.push_back(std::move(s));
     ++server_->stats_.requests;

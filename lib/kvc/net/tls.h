@@ -1,4 +1,4 @@
-// The TLS engine that kvc's listeners (peer, client, HTTP) and the client library are to share:
+// The TLS engine that kvc's listeners (peer, client, HTTP) and the client library share:
 // OpenSSL driven through memory BIOs, so it does no I/O of its own and runs on a libuv loop like
 // the rest of net/. The caller moves bytes: what arrives from the network goes into feed(), what
 // take_output() returns goes out, and plaintext goes in through write() and out through
@@ -15,9 +15,10 @@
 // A TlsContext is immutable and shared (shared_ptr): reloading certificates builds a new one for
 // new sessions while open sessions keep theirs.
 //
-// What is not here yet (docs/security.md): no listener, connection or client uses this; flags,
-// SIGHUP reload and permissions come with that integration (the listeners' handshake time limit,
-// --handshake-timeout, already covers the kvc handshake and will cover TLS's).
+// Who uses it: net::Connection (client and peer ports, the client library) and the HTTP server
+// drive a TlsSession each; the server builds the contexts from its flags and swaps in new ones
+// on SIGHUP (server/client_sessions.cc, reload_tls). The listeners' handshake time limit
+// (--handshake-timeout) covers the TLS handshake with the kvc one (docs/security.md).
 //
 // Thread-safety: a TlsContext may be shared by sessions on any threads; a TlsSession is used by
 // one thread at a time.

@@ -98,6 +98,11 @@ Status Engine::Impl::reload_tls() {
     if (http_ != nullptr && http_tls()) http_->set_tls(client_port_tls_);
     done->set_value();
   });
+  {
+    // The write forwarder is made again on its next use, with the new files.
+    std::lock_guard<std::mutex> lock(mu_);
+    forwarder_stale_ = true;
+  }
   if (swapped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
     return Status(Code::kUnavailable,
                   "tls reload: the member's loop did not take the new "
@@ -447,6 +452,27 @@ Status Engine::Impl::authorize(const std::string& identity, const wire::Request&
   return Status();
 }
 
+void Engine::Impl::note_refusal(const Status& why, std::string_view identity, std::string_view op,
+                                std::string_view key, std::string_view from) {
+  metrics_->access_refused(why.code(), op).inc();
+  RefusalLog& l = refusal_logs_[why.code()];
+  const std::uint64_t now = now_ms();
+  if (l.last_ms != 0 && now < l.last_ms + 1000) {
+    ++l.suppressed;
+    return;
+  }
+  l.last_ms = now;
+  // Keys are the client's bytes: bounded, and no control character reaches the log.
+  std::string shown(key.substr(0, 256));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  spdlog::info("access refused code={} identity={} op={} key={} from={} suppressed={}",
+               code_name(why.code()), identity.empty() ? "-" : identity, op,
+               shown.empty() ? "-" : shown, from, l.suppressed);
+  l.suppressed = 0;
+}
+
 wire::Response Engine::Impl::whoami(const wire::Request& req, const std::string& identity) const {
   wire::Response r = base_response(req.id);
   r.identity = identity;
@@ -456,7 +482,8 @@ wire::Response Engine::Impl::whoami(const wire::Request& req, const std::string&
 }
 
 // SIGHUP (kvc-node) or Engine::reload_permissions: the file is read and parsed on the calling
-// thread, and swapped in on the loop only when it parses; requests checked from then on use it.
+// thread, and swapped in on the loop only when it parses; requests checked from then on use it,
+// and open watches whose identity may no longer read their range end then (permission denied).
 Status Engine::Impl::reload_permissions() {
   if (options_.permissions_file.empty()) return Status();
   Result<Permissions> p = Permissions::load(options_.permissions_file);
@@ -470,6 +497,8 @@ Status Engine::Impl::reload_permissions() {
   std::future<void> swapped = done->get_future();
   post_loop([this, fresh, done] {
     permissions_ = fresh;
+    // In the same loop turn: no event is delivered to a watch the new file no longer allows.
+    end_unreadable_watches();
     done->set_value();
   });
   if (swapped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
@@ -491,8 +520,12 @@ void Engine::Impl::on_client_handshake(ClientConn& cc, net::Connection& conn,
       cc.handshake.reset();
       return;
     case wire::HandshakeAction::kRefuse:
-      spdlog::warn("refusing client from={} name={} reason={}", conn.peer(),
-                   cc.handshake->hello().name, step.why.message());
+      if (step.why.code() == Code::kUnauthenticated) {
+        note_refusal(step.why, "", "hello", "", conn.peer());  // an unknown token
+      } else {
+        spdlog::warn("refusing client from={} name={} reason={}", conn.peer(),
+                     cc.handshake->hello().name, step.why.message());
+      }
       conn.close_after_flush(step.why);
       return;
     case wire::HandshakeAction::kClose:
@@ -536,8 +569,7 @@ void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net:
     // Answered here, before anything is read or proposed.
     wire::Response r = allowed.ok() ? whoami(*req, identity) : base_response(req->id);
     if (!allowed.ok()) {
-      spdlog::info("permission denied from={} identity={} op={}", conn.peer(), identity,
-                   wire::op_name(req->op));
+      note_refusal(allowed, identity, wire::op_name(req->op), req->key, conn.peer());
       r.code = allowed.code();
       r.message = allowed.message();
       r.done = true;
@@ -577,6 +609,7 @@ void Engine::Impl::on_client_request(std::uint64_t conn_id, ClientConn& cc, net:
       w.prefix = req->prefix;
       w.next_revision = req->start_revision;
       w.prev_kv = req->prev_kv;
+      w.identity = identity;
       add_watcher(std::move(w),
                   [this, conn_id](wire::Response r) { send_to_client(conn_id, r, true); });
       return;

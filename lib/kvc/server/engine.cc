@@ -330,11 +330,16 @@ Status Engine::Impl::close() {
   if (flush_thread_) flush_thread_->stop();
   if (scrub_thread_) scrub_thread_->stop();
   uv_loop_close(&loop_);
+  std::unique_ptr<ForwarderSlot> forwarder;  // destroyed after the lock: it joins its thread
+  std::vector<std::unique_ptr<ForwarderSlot>> retired;
   {
     std::lock_guard<std::mutex> lock(mu_);
     finished_ = true;
-    forwarder_.reset();
+    forwarder = std::move(forwarder_);
+    retired.swap(retired_forwarders_);
   }
+  forwarder.reset();
+  retired.clear();
   hash_client_.reset();  // its callbacks post to the closed inbox: dropped
   finished_cv_.notify_all();
   spdlog::info("member stopped name={}", identity_.name);
@@ -397,7 +402,7 @@ wire::Response Engine::Impl::call(wire::Request req) {
   if (r.code == Code::kNotLeader && !r.leader_client_addr.empty() && leader_only) {
     // Embedded callers do not follow redirects: forward the write (or the lease query, which
     // only the leader's clock answers) to the leader.
-    if (client::Client* fwd = forwarder(r.leader_client_addr)) {
+    if (std::shared_ptr<client::Client> fwd = forwarder(r.leader_client_addr)) {
       // The embedding program is trusted: the leader honours this from a member's connection.
       req.on_behalf_of = std::string(kIdentityEmbedded);
       return fwd->call_sync(std::move(req), {.leader_hint = r.leader_client_addr});
@@ -406,22 +411,48 @@ wire::Response Engine::Impl::call(wire::Request req) {
   return r;
 }
 
-client::Client* Engine::Impl::forwarder(const std::string& leader_addr) {
+std::shared_ptr<client::Client> Engine::Impl::forwarder(const std::string& leader_addr) {
+  // Destroyed after the lock is released: a client's destructor joins its thread.
+  std::vector<std::unique_ptr<ForwarderSlot>> unused;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!forwarder_) {
-    Result<net::Address> a = net::parse_address(leader_addr);
-    if (!a.ok()) return nullptr;
-    client::ClientOptions o;
-    o.endpoints.push_back(*a);
-    o.cluster_id = identity_.cluster_id;
-    o.timeout_ms = options_.request_timeout_ms;
-    o.name = "kvc-engine-" + identity_.name;
-    secure_internal_client(o);
-    Result<std::unique_ptr<client::Client>> c = client::Client::open(std::move(o));
-    if (!c.ok()) return nullptr;
-    forwarder_ = std::move(*c);
+  if (finished_) return nullptr;
+  for (auto it = retired_forwarders_.begin(); it != retired_forwarders_.end();) {
+    if ((*it)->users.use_count() == 1) {
+      unused.push_back(std::move(*it));
+      it = retired_forwarders_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  return forwarder_.get();
+  if (!forwarder_ || forwarder_stale_ || forwarder_addr_ != leader_addr) {
+    // A client opened now reads the TLS files as they are now (secure_internal_client).
+    const char* why = !forwarder_ ? "first use" : forwarder_stale_ ? "tls reloaded" : "new leader";
+    Result<std::unique_ptr<client::Client>> c = [&]() -> Result<std::unique_ptr<client::Client>> {
+      Result<net::Address> a = net::parse_address(leader_addr);
+      if (!a.ok()) return a.status();
+      client::ClientOptions o;
+      o.endpoints.push_back(*a);
+      o.cluster_id = identity_.cluster_id;
+      o.timeout_ms = options_.request_timeout_ms;
+      o.name = "kvc-engine-" + identity_.name;
+      secure_internal_client(o);
+      return client::Client::open(std::move(o));
+    }();
+    if (!c.ok()) {
+      // The old one (if any) is still tried: its open connection may still serve.
+      spdlog::warn("cannot make the write forwarder leader={} reason={} error={}", leader_addr, why,
+                   c.status().message());
+      if (!forwarder_) return nullptr;
+    } else {
+      if (forwarder_) retired_forwarders_.push_back(std::move(forwarder_));
+      forwarder_ = std::make_unique<ForwarderSlot>();
+      forwarder_->client = std::move(*c);
+      forwarder_addr_ = leader_addr;
+      forwarder_stale_ = false;
+      spdlog::info("write forwarder made leader={} reason={}", leader_addr, why);
+    }
+  }
+  return std::shared_ptr<client::Client>(forwarder_->users, forwarder_->client.get());
 }
 
 void Engine::Impl::count_request(wire::Op op, std::chrono::steady_clock::time_point start,

@@ -133,6 +133,9 @@ class Engine::Impl {
     std::uint64_t next_revision = 0;
     std::uint32_t next_sequence = 0;
     bool prev_kv = false;  // client watchers: send each event's previous key-value
+    // Whose watch it is (client port and HTTP; empty for an embedded watcher, never checked):
+    // a permissions reload ends the watch when this identity may no longer read its range.
+    std::string identity;
     std::function<void(const WatchEvent&)> callback;  // embedded watchers
     std::shared_ptr<http::WatchSink> sink;            // HTTP watch streams (http_backend.cc)
   };
@@ -312,6 +315,9 @@ class Engine::Impl {
   void serve_read(const wire::Request& req, const Reply& reply);
   void sweep_deadlines();
   void add_watcher(Watcher w, const Reply& reply);
+  // After a permissions reload: ends, with permission_denied, every watch whose identity may no
+  // longer read its key or prefix (watch_hub.cc).
+  void end_unreadable_watches();
   void cancel_watch(std::uint64_t conn_id, std::uint64_t watch_id);
   // Runs a bounded slice of watch delivery now, unless a continuation is already posted (it
   // will see what was applied since). See watch_hub.cc.
@@ -343,6 +349,13 @@ class Engine::Impl {
   // Whether `identity` may make request `req` (ok without a permissions file); the refusal
   // names the identity, the operation and the key (permissions.h). Loop thread.
   Status authorize(const std::string& identity, const wire::Request& req) const;
+  // A request refused by authentication or the permissions file (loop thread): counted in
+  // kvc_access_refused_total by code and operation, and logged at info naming the identity, the
+  // operation, the key and the client's address, at most one line a second per code (the next
+  // line says how many were suppressed), so a misconfigured or hostile client cannot flood the
+  // log.
+  void note_refusal(const Status& why, std::string_view identity, std::string_view op,
+                    std::string_view key, std::string_view from);
   // whoami: the identity and, with a permissions file, its grants.
   wire::Response whoami(const wire::Request& req, const std::string& identity) const;
   // Whether a verified certificate names the peer address of a member this one knows.
@@ -354,9 +367,13 @@ class Engine::Impl {
   // Metrics: a request answered (any thread), and the gauges read at scrape time (loop).
   void count_request(wire::Op op, std::chrono::steady_clock::time_point start, Code code);
   void collect_metrics();
-  // The client that forwards writes to the leader at `leader_addr` (any thread; created on
-  // first use, then it follows the leader itself). nullptr when it cannot be made.
-  client::Client* forwarder(const std::string& leader_addr);
+  // The client that forwards writes to the leader at `leader_addr` (any thread); null when it
+  // cannot be made. Made on first use with the TLS files as they are then, and made again
+  // (lazily, here) after reload_tls() and when the leader's address changes, so it never dials
+  // with certificates the cluster no longer trusts. The caller holds the pointer for as long as
+  // its call runs: a replaced forwarder lives on (retired_forwarders_) until no caller holds it,
+  // so a call in flight is never cut off.
+  std::shared_ptr<client::Client> forwarder(const std::string& leader_addr);
 
   // Loop: shutdown.
   void begin_shutdown();
@@ -478,6 +495,11 @@ class Engine::Impl {
   // identity may do everything. Loop thread (swapped by reload_permissions()).
   std::shared_ptr<const Permissions> permissions_;
   std::uint64_t watcher_seq_ = 0;
+  struct RefusalLog {  // note_refusal's rate limit, per code
+    std::uint64_t last_ms = 0;
+    std::uint64_t suppressed = 0;
+  };
+  std::map<Code, RefusalLog> refusal_logs_;
   std::unordered_map<std::uint64_t, ClientConn> clients_;
   // Connections refused (too many clients), kept open briefly so the refusal is read.
   std::map<net::Connection*, std::pair<std::shared_ptr<net::Connection>, std::uint64_t>> refused_;
@@ -509,7 +531,19 @@ class Engine::Impl {
   bool finished_ = false;                                                 // guarded by mu_
   std::condition_variable finished_cv_;
   std::atomic<bool> ready_{false};
-  std::unique_ptr<client::Client> forwarder_;  // guarded by mu_; created on first use
+  // The forwarder (forwarder()), made for forwarder_addr_, stale after a TLS reload; replaced
+  // ones wait in retired_forwarders_ until their last caller is done. All guarded by mu_.
+  struct ForwarderSlot {
+    std::unique_ptr<client::Client> client;
+    // Callers hold the client through pointers that share this count (the aliasing
+    // shared_ptr constructor), not the client itself: dropping one on any thread (the
+    // client's own included) never destroys the client, which only forwarder() and close() do.
+    std::shared_ptr<int> users = std::make_shared<int>(0);
+  };
+  std::unique_ptr<ForwarderSlot> forwarder_;
+  std::string forwarder_addr_;
+  bool forwarder_stale_ = false;
+  std::vector<std::unique_ptr<ForwarderSlot>> retired_forwarders_;
 };
 
 }  // namespace kvc::server

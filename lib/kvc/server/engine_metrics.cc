@@ -146,6 +146,18 @@ metrics::Counter& EngineMetrics::request_error(wire::Op op, Code code) {
   return *c;
 }
 
+metrics::Counter& EngineMetrics::access_refused(Code code, std::string_view op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  metrics::Counter*& c = access_refused_[{static_cast<int>(code), std::string(op)}];
+  if (c == nullptr) {
+    c = &registry.counter(
+        "kvc_access_refused_total",
+        "Requests refused by authentication or the permissions file, by code and operation.",
+        {{"code", std::string(code_name(code))}, {"op", std::string(op)}});
+  }
+  return *c;
+}
+
 metrics::Histogram& EngineMetrics::peer_round_trip(const std::string& peer_name) {
   std::lock_guard<std::mutex> lock(mu_);
   metrics::Histogram*& h = peer_rtt_[peer_name];

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "kvc/common/metrics.h"
 #include "kvc/wire/messages.h"
@@ -76,6 +77,10 @@ class EngineMetrics {
   // Client requests (client protocol and HTTP key-value API), by operation.
   metrics::Histogram& request(wire::Op op);
   metrics::Counter& request_error(wire::Op op, Code code);
+  // Requests refused by authentication or the permissions file (client port and HTTP), by
+  // code (permission_denied, unauthenticated) and operation ("hello" and "http" for a refused
+  // client-port hello and HTTP request).
+  metrics::Counter& access_refused(Code code, std::string_view op);
   // Heartbeat round trip to a peer (leader only), labelled with the peer's name.
   metrics::Histogram& peer_round_trip(const std::string& peer_name);
 
@@ -84,6 +89,7 @@ class EngineMetrics {
   std::mutex mu_;  // guards the lazily registered series below
   std::map<std::pair<int, int>, metrics::Counter*> request_errors_;
   std::map<std::string, metrics::Histogram*> peer_rtt_;
+  std::map<std::pair<int, std::string>, metrics::Counter*, std::less<>> access_refused_;
 };
 
 }  // namespace kvc::server

@@ -47,6 +47,13 @@ bool leader_only(wire::Op op) {
 }  // namespace
 
 Result<std::string> EngineHttpBackend::authenticate(const http::HttpRequest& r) {
+  peer_ = r.peer;
+  Result<std::string> who = identify(r);
+  if (!who.ok()) impl_.note_refusal(who.status(), "", "http", r.path, r.peer);
+  return who;
+}
+
+Result<std::string> EngineHttpBackend::identify(const http::HttpRequest& r) {
   if (const std::string* auth = r.header("authorization")) {
     constexpr std::string_view kBearer = "Bearer ";
     if (!auth->starts_with(kBearer) || auth->size() == kBearer.size()) {
@@ -88,6 +95,7 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
   // read or proposed, and goes with a forwarded request for the leader to check again.
   if (request.op == wire::Op::kWhoami) return done(impl_.whoami(request, request.on_behalf_of));
   if (Status s = impl_.authorize(request.on_behalf_of, request); !s.ok()) {
+    impl_.note_refusal(s, request.on_behalf_of, wire::op_name(request.op), request.key, peer_);
     wire::Response r = impl_.base_response(request.id);
     r.code = s.code();
     r.message = s.message();
@@ -108,7 +116,8 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
       finish(std::move(r));
       return;
     }
-    client::Client* fwd = impl_.forwarder(r.leader_client_addr);
+    // Held until the answer: a forwarder replaced meanwhile (a TLS reload) lives until then.
+    std::shared_ptr<client::Client> fwd = impl_.forwarder(r.leader_client_addr);
     if (fwd == nullptr) {
       finish(std::move(r));
       return;
@@ -116,7 +125,7 @@ void EngineHttpBackend::call(wire::Request request, std::function<void(wire::Res
     if (copy.timeout_ms == 0) copy.timeout_ms = impl_.options_.request_timeout_ms;
     const std::string leader = r.leader_client_addr;
     fwd->call(std::move(copy),
-              [this, finish = std::move(finish)](wire::Response answer) mutable {
+              [this, fwd, finish = std::move(finish)](wire::Response answer) mutable {
                 impl_.post_loop([finish = std::move(finish), answer = std::move(answer)]() mutable {
                   finish(std::move(answer));
                 });
@@ -137,6 +146,7 @@ std::string EngineHttpBackend::http_scheme() {
 void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::WatchSink> sink,
                               std::function<void(wire::Response, std::uint64_t)> started) {
   if (Status s = impl_.authorize(request.on_behalf_of, request); !s.ok()) {
+    impl_.note_refusal(s, request.on_behalf_of, wire::op_name(request.op), request.key, peer_);
     wire::Response r = impl_.base_response(0);
     r.code = s.code();
     r.message = s.message();
@@ -155,6 +165,7 @@ void EngineHttpBackend::watch(wire::Request request, std::shared_ptr<http::Watch
   w.prefix = request.prefix;
   w.next_revision = request.start_revision;
   w.prev_kv = request.prev_kv;
+  w.identity = std::move(request.on_behalf_of);
   w.sink = std::move(sink);
   // add_watcher answers before it delivers anything, and keys the watcher by the next number.
   const std::uint64_t handle = impl_.watcher_seq_ + 1;

@@ -22,10 +22,15 @@ class EngineHttpBackend final : public http::Backend {
   // A Bearer token (the permissions file's), else the verified client certificate's subject;
   // with a secret or --client-cert-auth, a request with neither is refused unless its path is
   // one of --http-open-paths. Without them, such a request is `anonymous`.
+  // A refusal is counted and logged (Engine::Impl::note_refusal).
   Result<std::string> authenticate(const http::HttpRequest& request) override;
 
  private:
   Engine::Impl& impl_;
+  // The address of the client whose request is being handled, for refusal logs: KvRoutes calls
+  // authenticate() and then, in the same turn, call() or watch() (as it keeps the caller).
+  std::string peer_;
+  Result<std::string> identify(const http::HttpRequest& request);  // authenticate's decision
 };
 
 }  // namespace kvc::server

@@ -67,6 +67,42 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
   if (behind) notify_watchers();  // one that starts now has nothing to catch up
 }
 
+void Engine::Impl::end_unreadable_watches() {
+  if (permissions_ == nullptr) return;
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    Watcher& w = it->second;
+    if (w.identity.empty() || w.identity == kIdentityEmbedded) {
+      ++it;
+      continue;
+    }
+    wire::Request probe{.op = wire::Op::kWatch, .key = w.key, .prefix = w.prefix};
+    const Status allowed = authorize(w.identity, probe);
+    if (allowed.ok()) {
+      ++it;
+      continue;
+    }
+    std::string from = "http";
+    if (w.conn != 0) {
+      auto c = clients_.find(w.conn);
+      from = c != clients_.end() ? c->second.conn->peer() : "closed";
+    }
+    spdlog::info("watch ended by a permissions reload identity={} key={} prefix={} from={}",
+                 w.identity, w.key, w.prefix, from);
+    wire::Response r = base_response(w.id);
+    r.code = allowed.code();
+    r.message = allowed.message();
+    r.watch_id = w.id;
+    r.done = true;
+    if (w.sink) {
+      w.sink->end(r);
+    } else if (w.conn != 0) {
+      flush_watch_outbox(w.conn);  // what it was sent before comes first
+      send_to_client(w.conn, r, true);
+    }
+    it = watchers_.erase(it);
+  }
+}
+
 // Delivery runs on the loop thread, so it must never hold it for long: with thousands of
 // watchers a pass over all of them after every apply batch starved ticks and heartbeats until
 // the leader lost its leadership. So:
