@@ -96,6 +96,7 @@ Status Engine::Impl::reload_tls() {
     if (client_listener_ != nullptr) client_listener_->set_tls(client_port_tls_);
     if (peer_transport_ != nullptr) peer_transport_->set_tls(peer_port_tls_, peer_dial_tls_);
     if (http_ != nullptr && http_tls()) http_->set_tls(client_port_tls_);
+    hash_client_stale_ = true;  // the hash check's client is made again before its next round
     done->set_value();
   });
   {

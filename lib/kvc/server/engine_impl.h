@@ -486,7 +486,8 @@ class Engine::Impl {
   bool hash_checking_ = false;
   std::uint64_t hash_check_index_ = 0;
   std::string hash_check_result_;
-  std::unique_ptr<client::Client> hash_client_;  // loop thread creates it; calls from any
+  std::unique_ptr<client::Client> hash_client_;  // the loop thread makes, uses and replaces it
+  bool hash_client_stale_ = false;  // loop thread: TLS reloaded since hash_client_ was made
   // Null where the port speaks plaintext (build_tls).
   std::shared_ptr<const net::TlsContext> client_port_tls_;  // the client port's server side
   std::shared_ptr<const net::TlsContext> peer_port_tls_;    // the peer port's server side

@@ -137,7 +137,11 @@ void Engine::Impl::scrub_tick() {
 // members itself afterwards). False when there is no member to ask or it cannot be made.
 bool Engine::Impl::ensure_hash_client(
     const std::vector<std::pair<std::uint64_t, std::string>>& others) {
-  if (hash_client_) return true;
+  if (hash_client_ && !hash_client_stale_) return true;
+  // After a TLS reload it is made again with the new files (start_hash_check calls this only
+  // between rounds, so no call of the old one is in flight).
+  hash_client_.reset();
+  hash_client_stale_ = false;
   client::ClientOptions o;
   for (const auto& [id, addr] : others) {
     if (Result<net::Address> a = net::parse_address(addr); a.ok()) o.endpoints.push_back(*a);
