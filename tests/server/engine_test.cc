@@ -30,6 +30,7 @@
 #include "kvc/common/json.h"
 #include "kvc/net/address.h"
 #include "kvc/server/permissions.h"
+#include "kvc/storage/wal.h"
 #include "kvc/wire/frame.h"
 #include "kvc/wire/messages.h"
 #include "support/http_stream.h"
@@ -203,6 +204,28 @@ TEST_F(EngineTest, WritesApplyInOrderAndAWatcherSeesEachRevisionOnce) {
   }
   e->unwatch(*w);
   EXPECT_TRUE(e->close().ok());
+}
+
+// A Ready that only moves the commit index gets no disk write of its own (replica.cc): the
+// index rides with the next write of entries, and a clean stop writes the last one. So the log
+// of a member stopped cleanly says that everything in it was committed.
+TEST_F(EngineTest, TheLastCommitIndexReachesTheLogAtACleanStop) {
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  for (int i = 0; i < 10; ++i) {
+    Result<std::uint64_t> rev = e->set("/c/" + std::to_string(i), "v");
+    ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+  }
+  ASSERT_TRUE(e->close().ok());
+  e.reset();
+  Result<storage::OpenedWal> w = storage::Wal::open(dir_.path() + "/a/wal");
+  ASSERT_TRUE(w.ok()) << w.status().to_string();
+  const storage::RecoveredLog& log = w->log;
+  ASSERT_TRUE(log.hard_state.has_value());
+  ASSERT_TRUE(!log.entries.empty() || log.snapshot.has_value());
+  const std::uint64_t last = log.entries.empty() ? log.snapshot->index : log.entries.back().index;
+  EXPECT_GE(last, 10u);
+  EXPECT_EQ(log.hard_state->commit, last);
 }
 
 TEST_F(EngineTest, ALinearizableReadSeesEveryWriteAcknowledgedBeforeIt) {

@@ -1,7 +1,7 @@
 // Fault minimization of a failing server-simulation seed (the real Engine under the simulator):
 // a planted server bug (skip-wal-replay: a restart forgets the WAL tail after the flushed index)
-// caught by a known seed is minimized to strictly fewer faults, the minimized run replays and
-// fails the same way, and with no fault suppressed a run is exactly the run of before.
+// caught by the first seed that catches it is minimized to strictly fewer faults, the minimized run
+// replays and fails the same way, and with no fault suppressed a run is exactly the run of before.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -25,13 +25,14 @@ std::vector<std::uint64_t> applied(const ServerSimResult& r) {
 using trace_testing::trace_hash;
 
 TEST(ServerSimFaultFilterTest, NoFaultSuppressedIsTheRunOfBefore) {
-  // Seed 5 (3 members) as kvc-sim --server --trace printed it once a leader sent appends
-  // during its own write (1,388 lines; first pinned at commit 3c6a14a, before faults were
+  // Seed 5 (3 members) as kvc-sim --server --trace printed it once a commit index alone no
+  // longer got a disk write of its own (1,330 lines; 1,388 before, when a leader started to
+  // send appends during its own write; first pinned at commit 3c6a14a, before faults were
   // numbered); the numbered run without its "fault #N" lines is the same. (Re-pin when the
   // schedule or the server's own log lines change on purpose.)
   // Two parts of the text differ between runs of the same seed and are masked: the temporary
   // directory's name (mkdtemp) and the wall-clock durations the members log (dur_ms=).
-  constexpr std::uint64_t kHashBefore = 0xe912afbeb79ec704ull;
+  constexpr std::uint64_t kHashBefore = 0x614c2bce6c6a8d7dull;
   for (bool record : {false, true}) {
     SCOPED_TRACE(record ? "recording" : "plain");
     ServerSimOptions o;
@@ -58,27 +59,31 @@ TEST(ServerSimFaultFilterTest, NoFaultSuppressedIsTheRunOfBefore) {
     const ServerSimResult r = run_server_simulation(o);
     ASSERT_TRUE(r.ok) << r.violation;
     EXPECT_GT(r.fault_decisions, 10u);
-    EXPECT_EQ(lines.size(), 1388u);
+    EXPECT_EQ(lines.size(), 1330u);
     EXPECT_EQ(trace_hash(lines), kHashBefore);
   }
 }
 
 TEST(ServerSimMinimizeTest, SkipWalReplaySeedNeedsFewerFaults) {
-  // The first seed from 1 that catches skip-wal-replay (kvc-sim --server --mutation
-  // skip-wal-replay --start-seed 1 --expect-violation; seed 12 since a leader sends appends
-  // during its own write), with the kv-only workload (the txn and lease workload changes the
-  // schedule; kvc-sim's own test, sim.minimize.server-skip-wal-replay, uses its seed 2): a
-  // non-linearizable history.
+  // The first seed from 1 that catches skip-wal-replay (seed 2: a txn answered with values the
+  // model does not have; kvc-sim's own test, sim.minimize.server-skip-wal-replay, minimizes it
+  // too). Searched rather than pinned, since every deliberate change of the schedule moves it.
+  // With the txn and lease workload: since a commit index alone gets no disk write of its own,
+  // a restart replays less of the log, and the kv-only workload no longer catches this bug in
+  // its first 50 seeds (it did at seed 12); this one still does within a few (kvc-sim --server
+  // --mutation skip-wal-replay --start-seed random: after 1-18 seeds in 5 runs).
   ServerSimOptions opt;
-  opt.seed = 12;
   opt.members = 3;
-  opt.coordination = false;
   opt.mutation = "skip-wal-replay";
   opt.record = true;
-  const ServerSimResult failed = run_server_simulation(opt);
-  ASSERT_FALSE(failed.ok);
+  ServerSimResult failed;
+  for (opt.seed = 1; opt.seed <= 50; ++opt.seed) {
+    failed = run_server_simulation(opt);
+    if (!failed.ok) break;
+  }
+  ASSERT_FALSE(failed.ok) << "no seed in 1..50 caught skip-wal-replay";
   const std::string kind = violation_kind(failed.violation);
-  ASSERT_EQ(kind, "history not linearizable") << failed.violation;
+  std::cout << "skip-wal-replay: caught by seed " << opt.seed << "\n";
   const std::vector<std::uint64_t> all = applied(failed);
   ASSERT_GT(all.size(), 10u);
 
@@ -96,7 +101,7 @@ TEST(ServerSimMinimizeTest, SkipWalReplaySeedNeedsFewerFaults) {
   const MinimizeOutcome m = minimize_faults(all, fault_groups(failed.fault_log),
                                             message_faults(failed.fault_log), rerun, limits);
   EXPECT_LT(m.kept.size(), all.size());
-  std::cout << "skip-wal-replay seed 12: " << m.kept.size() << " of " << all.size()
+  std::cout << "skip-wal-replay seed " << opt.seed << ": " << m.kept.size() << " of " << all.size()
             << " faults needed (" << m.runs << " reruns, " << m.seconds << " s)\n";
 
   ServerSimOptions replay = opt;

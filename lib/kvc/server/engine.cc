@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <utility>
 
 #include "kvc/client/client.h"
 #include "kvc/common/version.h"
@@ -249,8 +250,10 @@ void Engine::Impl::finish_shutdown() {
     const std::uint64_t index = state_->durable_index();
     const std::uint64_t term = state_->applied_term();
     raft::ConfState conf = current_membership().to_conf_state();
-    disk_->post([this, &synced, index, term, conf] {
-      Status s = wal_->sync();
+    const std::optional<raft::HardState> commit = std::exchange(unwritten_commit_, std::nullopt);
+    disk_->post([this, &synced, index, term, conf, commit] {
+      Status s = commit ? wal_->append(commit, {}) : Status();
+      if (s.ok()) s = wal_->sync();
       if (s.ok() && index > 0) s = wal_->save_snapshot({index, term, conf});
       if (s.ok()) s = wal_->sync();
       synced.set_value(s);
@@ -297,6 +300,8 @@ void Engine::Impl::finish_simulated_shutdown() {
   if (failure().ok()) {
     Status s = state_->flush_all();
     const std::uint64_t index = state_->durable_index();
+    if (s.ok() && unwritten_commit_) s = wal_->append(unwritten_commit_, {});
+    unwritten_commit_.reset();
     if (s.ok()) s = wal_->sync();
     if (s.ok() && index > 0) {
       s = wal_->save_snapshot(

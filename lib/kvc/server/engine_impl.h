@@ -178,6 +178,9 @@ class Engine::Impl {
   struct PersistJob {
     raft::Ready rd;
     bool sync = false;
+    // A newer commit index held back from earlier Readys (unwritten_commit_), written with this
+    // job's entries when rd has no hard state of its own.
+    std::optional<raft::HardState> held_commit;
     Status status;
     std::optional<storage::StagedInstall> staged;
     std::optional<storage::RepairRecord> repair;  // the repair file to write (rd.repair)
@@ -438,6 +441,10 @@ class Engine::Impl {
   bool failed_ = false;                          // fatal() ran: no more writes; shutdown follows
   std::shared_ptr<PersistJob> install_waiting_;  // waits for a flush to finish
   raft::HardState synced_hard_state_;
+  // The hard state of Readys that changed only the commit index: not written by a disk job of
+  // its own (the commit index needs no fsync: it is recomputed after a crash, and never below
+  // the state's flushed index), but with the next job that writes entries, or at a clean stop.
+  std::optional<raft::HardState> unwritten_commit_;
   std::map<std::uint64_t, Waiter> waiters_;  // by log index
   std::uint64_t request_seq_ = 0;
   std::vector<PendingRead> unsent_reads_;
