@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -149,6 +150,7 @@ class EngineTest : public ::testing::Test {
     o.handshake_timeout_ms = handshake_timeout_ms_;
     o.permissions_file = permissions_file_;
     if (http) o.listen_http = "127.0.0.1:0";
+    if (adjust_) adjust_(o);
     Result<std::unique_ptr<Engine>> e = Engine::open(o);
     EXPECT_TRUE(e.ok()) << e.status().to_string();
     if (!e.ok()) return nullptr;
@@ -157,6 +159,7 @@ class EngineTest : public ::testing::Test {
   }
   std::uint64_t handshake_timeout_ms_ = 5000;
   std::string permissions_file_;
+  std::function<void(EngineOptions&)> adjust_;  // last changes to the options open() uses
   kvc::test::ScopedTempDir dir_{"kvc-engine-test"};
 };
 
@@ -226,6 +229,61 @@ TEST_F(EngineTest, TheLastCommitIndexReachesTheLogAtACleanStop) {
   const std::uint64_t last = log.entries.empty() ? log.snapshot->index : log.entries.back().index;
   EXPECT_GE(last, 10u);
   EXPECT_EQ(log.hard_state->commit, last);
+}
+
+// A barrier's hash (the periodic hash check, kvc-ctl check hash) scans the whole state. It runs
+// on its own thread, beside the flushes, so what is applied meanwhile still reaches LMDB and the
+// overlay in memory does not grow for as long as the scan takes (at 10M keys, tens of seconds of
+// writes). Here the scan is held at its start while writes go on.
+TEST_F(EngineTest, TheStateFlushesGoOnWhileABarrierHashScansTheState) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool scanning = false, release = false;
+  std::atomic<int> flushes{0};
+  adjust_ = [&](EngineOptions& o) {
+    o.hash_check_interval_ms = 50;
+    o.flush_interval_ms = 20;
+    o.state_test_hook = [&](std::string_view point) {
+      if (point == "flush.after_commit") flushes.fetch_add(1);
+      if (point != "hash.scan") return;
+      std::unique_lock<std::mutex> lock(mu);
+      scanning = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+    };
+  };
+  std::unique_ptr<Engine> e = open();
+  ASSERT_NE(e, nullptr);
+  struct Release {  // on every way out, before the Engine closes (it waits for the scan)
+    std::function<void()> fn;
+    ~Release() { fn(); }
+  } releaser{[&] {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+    cv.notify_all();
+  }};
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return scanning;
+      },
+      10s, "a barrier hash to start its scan"));
+  // Three rounds of writes, each flushed while the scan is still held.
+  for (int round = 0; round < 3; ++round) {
+    const int before = flushes.load();
+    for (int i = 0; i < 5; ++i) {
+      Result<std::uint64_t> rev = e->set("/scan/" + std::to_string(round * 5 + i), "v");
+      ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+    }
+    ASSERT_TRUE(wait_until([&] { return flushes.load() > before; }, 10s,
+                           "a flush while the barrier's scan is held"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_FALSE(release) << "the scan was held throughout";
+  }
+  releaser.fn();
+  EXPECT_TRUE(e->close().ok());
 }
 
 TEST_F(EngineTest, ALinearizableReadSeesEveryWriteAcknowledgedBeforeIt) {

@@ -69,8 +69,9 @@ bool is_barrier(const raft::Entry& e) {
 }  // namespace
 
 // Applies queued committed entries in order. A barrier (kvc-ctl check hash) must be hashed at
-// exactly its index, which takes a flush of everything up to it: while another flush is still
-// running, applying stops at the barrier and after_flush() resumes it.
+// exactly its index, which takes a flush of everything up to it: while another flush or the
+// previous barrier's hash is still running, applying stops at the barrier, and after_flush() or
+// finish_barrier_hash() resumes it.
 void Engine::Impl::drain_apply() {
   // A damaged state applies nothing: the entries wait in the queue for the repair snapshot
   // (the ones it covers are then skipped, the rest applied on top of it).
@@ -81,7 +82,7 @@ void Engine::Impl::drain_apply() {
   while (!apply_queue_.empty() && !stopped_ && !damaged_) {
     const raft::Entry& e = apply_queue_.front();
     const bool barrier = is_barrier(e) && e.index > state_->applied_index();
-    if (barrier && flushing_) break;
+    if (barrier && (flushing_ || pending_barrier_ != 0)) break;
     if (!apply_one(e)) return;
     if (barrier) take_barrier_hash(e.index);
     bytes += e.data.size();
@@ -229,10 +230,12 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
   return true;
 }
 
-// Freezes the state exactly at a barrier's index, flushes it, and hashes LMDB at that index on
-// the flush thread (the owning thread never blocks on a whole-state scan).
+// Freezes the state exactly at a barrier's index and flushes it; the flush thread then pins a
+// read of LMDB at that index, and the scan thread hashes it while later flushes go on (the owning
+// thread never blocks on a whole-state scan, and the applied overlay never waits for one).
 void Engine::Impl::take_barrier_hash(std::uint64_t index) {
-  KVC_CHECK(!flushing_, "a barrier hash needs the flush thread to itself");
+  KVC_CHECK(!flushing_, "a barrier hash needs the flush after the barrier");
+  KVC_CHECK_EQ(pending_barrier_, 0u);
   KVC_CHECK_EQ(state_->applied_index(), index);
   const bool frozen = state_->freeze();
   KVC_CHECK(frozen, "the barrier was just applied, so there is something to freeze");
@@ -243,46 +246,74 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
   const raft::ConfState conf = current_membership().to_conf_state();
   flush_->post([this, index, term, conf] {
     Status s = flush_state();
-    Result<storage::StateMachine::IndexedHash> h =
-        s.ok() ? state_->durable_hash() : Result<storage::StateMachine::IndexedHash>(s);
-    post_loop([this, s, h, index, term, conf] {
+    Result<std::shared_ptr<storage::StateMachine::DurableRead>> pin =
+        s.ok() ? state_->pin_durable()
+               : Result<std::shared_ptr<storage::StateMachine::DurableRead>>(s);
+    post_loop([this, s, pin, index, term, conf] {
       flushing_ = false;
-      pending_barrier_ = 0;
       if (!s.ok()) {
+        pending_barrier_ = 0;
         fatal(s.with_context("flushing the state"));
         return;
       }
       state_->retire_frozen();
-      std::uint64_t hash = 0;
-      Status hs = h.ok() ? Status() : h.status();
-      if (h.ok() && h->index != index) {
-        hs = Status::internal("hashed index " + std::to_string(h->index) + " instead of " +
-                              std::to_string(index));
-      }
-      if (hs.ok()) {
-        hash = h->hash;
-        barrier_hashes_[index] = hash;
-        while (barrier_hashes_.size() > 32) barrier_hashes_.erase(barrier_hashes_.begin());
-        spdlog::info("state hash at barrier index={} hash={:016x}", index, hash);
-      } else if (damage(hs, "hashing the state at index " + std::to_string(index))) {
-        hs = Status::unavailable(damaged_message());
+      if (!pin.ok()) {
+        finish_barrier_hash(index, pin.status());
       } else {
-        spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
-      }
-      auto waiting = hash_waiters_.find(index);
-      if (waiting != hash_waiters_.end()) {
-        for (PendingRead& pr : waiting->second) {
-          wire::Response r = base_response(pr.req.id);
-          r.revision = index;
-          r.hash = hash;
-          if (!hs.ok()) set_error(r, hs);
-          pr.reply(std::move(r));
-        }
-        hash_waiters_.erase(waiting);
+        std::shared_ptr<storage::StateMachine::DurableRead> read = *pin;
+        scan_->post([this, read, index]() mutable {
+          const auto t0 = std::chrono::steady_clock::now();
+          Result<storage::StateMachine::IndexedHash> h = read->hash();
+          const double ms =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
+          read.reset();  // the read transaction ends before the loop hears of it
+          post_loop([this, h, index, ms] { finish_barrier_hash(index, h, ms); });
+        });
       }
       after_flush(index, term, conf);
     });
   });
+}
+
+// Loop: the barrier's hash is taken (or failed); answers kvc-ctl check hash and lets applying
+// go past the next barrier.
+void Engine::Impl::finish_barrier_hash(std::uint64_t index,
+                                       const Result<storage::StateMachine::IndexedHash>& h,
+                                       double scan_ms) {
+  KVC_CHECK_EQ(pending_barrier_, index);
+  pending_barrier_ = 0;
+  std::uint64_t hash = 0;
+  Status hs = h.ok() ? Status() : h.status();
+  if (h.ok() && h->index != index) {
+    hs = Status::internal("hashed index " + std::to_string(h->index) + " instead of " +
+                          std::to_string(index));
+  }
+  if (hs.ok()) {
+    hash = h->hash;
+    barrier_hashes_[index] = hash;
+    while (barrier_hashes_.size() > 32) barrier_hashes_.erase(barrier_hashes_.begin());
+    spdlog::info("state hash at barrier index={} hash={:016x} scan_ms={:.0f}", index, hash,
+                 scan_ms);
+  } else if (damage(hs, "hashing the state at index " + std::to_string(index))) {
+    hs = Status::unavailable(damaged_message());
+  } else {
+    spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
+  }
+  auto waiting = hash_waiters_.find(index);
+  if (waiting != hash_waiters_.end()) {
+    for (PendingRead& pr : waiting->second) {
+      wire::Response r = base_response(pr.req.id);
+      r.revision = index;
+      r.hash = hash;
+      if (!hs.ok()) set_error(r, hs);
+      pr.reply(std::move(r));
+    }
+    hash_waiters_.erase(waiting);
+  }
+  resume_install();
+  // Applying may have stopped at the next barrier, waiting for this one's hash.
+  if (!apply_queue_.empty()) drain_apply();
 }
 
 void Engine::Impl::finish_waiter(std::uint64_t index, const raft::Entry& e,

@@ -131,8 +131,10 @@ Status Engine::Impl::start() {
 
   disk_thread_ = std::make_unique<Worker>("kvc-disk");
   flush_thread_ = std::make_unique<Worker>("kvc-flush");
+  scan_thread_ = std::make_unique<Worker>("kvc-scan");
   disk_ = disk_thread_.get();
   flush_ = flush_thread_.get();
+  scan_ = scan_thread_.get();
   update_peers();
   last_flush_ms_ = now_ms();
   storage_written_at_start_ = metrics::storage_bytes_written(false).value_or(0);
@@ -158,6 +160,7 @@ Status Engine::Impl::start_simulated(const SimEnvironment& env) {
   loop_exec_ = env.loop;
   disk_ = env.disk;
   flush_ = env.flush;
+  scan_ = env.scan != nullptr ? env.scan : env.flush;
   scrub_ = options_.scrub_bytes_per_second > 0 ? env.scrub : nullptr;
   peers_ = env.transport;
   KVC_RETURN_IF_ERROR(open_data_dir());
@@ -220,7 +223,7 @@ void Engine::Impl::finish_shutdown() {
     return;
   }
   // Wait for the disk and flush threads' work in flight to land before the last flush.
-  if (persisting_ || flushing_ || snapshotting_ || scrubbing_) {
+  if (persisting_ || state_in_use()) {
     uv_timer_t* t = new uv_timer_t();
     uv_timer_init(&loop_, t);
     t->data = this;
@@ -292,7 +295,7 @@ void Engine::Impl::finish_shutdown() {
 // waited for by posting again, and the last flush and sync run here (nothing else runs
 // concurrently on the simulator's one thread).
 void Engine::Impl::finish_simulated_shutdown() {
-  if (persisting_ || flushing_ || snapshotting_ || scrubbing_) {
+  if (persisting_ || state_in_use()) {
     post_loop([this] { finish_shutdown(); });
     return;
   }
@@ -334,6 +337,7 @@ Status Engine::Impl::close() {
   if (disk_thread_) disk_thread_->stop();
   if (flush_thread_) flush_thread_->stop();
   if (scrub_thread_) scrub_thread_->stop();
+  if (scan_thread_) scan_thread_->stop();
   uv_loop_close(&loop_);
   std::unique_ptr<ForwarderSlot> forwarder;  // destroyed after the lock: it joins its thread
   std::vector<std::unique_ptr<ForwarderSlot>> retired;

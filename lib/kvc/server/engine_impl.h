@@ -1,8 +1,9 @@
 // Engine::Impl: the machinery behind server::Engine. Internal to server/; split from engine.cc
 // only to keep the files readable. Threads: the loop thread runs libuv (network, ticks), the
 // Raft core and the state machine's owning side; `disk_` runs WAL writes and fsyncs; `flush_`
-// runs state flushes and snapshot creation. Everything below marked "loop" is touched only on
-// the loop thread.
+// runs state flushes; `scan_` the scans of the whole state (barrier hashes, snapshot creation),
+// beside the flushes so that the applied overlay never waits a whole scan for its flush. Everything
+// below marked "loop" is touched only on the loop thread.
 #pragma once
 
 #include <uv.h>
@@ -95,6 +96,11 @@ class Engine::Impl {
   friend class SimMember;
 
   // Runs `fn` on the loop (from any thread, or from a job of another executor).
+  // Loop: a worker thread is using the state machine (commit_install and the last flush at a
+  // stop wait until none is).
+  bool state_in_use() const {
+    return flushing_ || snapshotting_ || scrubbing_ || pending_barrier_ != 0 || snapshot_saves_ > 0;
+  }
   void post_loop(std::function<void()> fn) { loop_exec_->post(std::move(fn)); }
   // The loop's clock (ms) and randomness: the environment's when simulated.
   std::uint64_t now_ms() const {
@@ -232,6 +238,8 @@ class Engine::Impl {
   bool apply_one(const raft::Entry& e);
   void apply_conf_entry(const raft::Entry& e);
   void take_barrier_hash(std::uint64_t index);
+  void finish_barrier_hash(std::uint64_t index, const Result<storage::StateMachine::IndexedHash>& h,
+                           double scan_ms = 0);
   void finish_waiter(std::uint64_t index, const raft::Entry& e,
                      const std::optional<storage::Command>& cmd,
                      const storage::ApplyResult* result);
@@ -412,12 +420,14 @@ class Engine::Impl {
   Executor* disk_ = nullptr;
   Executor* flush_ = nullptr;
   Executor* scrub_ = nullptr;
+  Executor* scan_ = nullptr;
   Transport* peers_ = nullptr;
   const SimEnvironment* sim_ = nullptr;  // &sim_env_ when simulated
   SimEnvironment sim_env_;
   std::unique_ptr<Worker> disk_thread_;
   std::unique_ptr<Worker> flush_thread_;
   std::unique_ptr<Worker> scrub_thread_;
+  std::unique_ptr<Worker> scan_thread_;
   std::unique_ptr<PeerTransport> peer_transport_;
   // Open client connections by IP address (--max-client-connections-per-address).
   std::unordered_map<std::string, std::uint64_t> clients_per_address_;
@@ -436,6 +446,7 @@ class Engine::Impl {
   bool persisting_ = false;
   bool flushing_ = false;
   bool snapshotting_ = false;
+  std::uint64_t snapshot_saves_ = 0;  // kvc-ctl snapshot save jobs on the worker threads
   bool stopping_ = false;
   bool stopped_ = false;
   bool failed_ = false;                          // fatal() ran: no more writes; shutdown follows
@@ -471,7 +482,7 @@ class Engine::Impl {
   std::deque<raft::Entry> apply_queue_;  // committed, not yet applied (a barrier may hold it)
   std::map<std::uint64_t, std::uint64_t> barrier_hashes_;           // barrier index -> state hash
   std::map<std::uint64_t, std::vector<PendingRead>> hash_waiters_;  // by barrier index
-  std::uint64_t pending_barrier_ = 0;  // a barrier whose hash the flush thread is computing
+  std::uint64_t pending_barrier_ = 0;  // a barrier whose hash is being taken (flush, then scan)
   std::vector<PendingTransfer> transfers_;
   std::map<std::uint64_t, Transfer> snapshot_sends_;  // by conn id
   bool removed_ = false;

@@ -1,6 +1,6 @@
 // What a member needs from the world besides its data directory: a place to run work (its loop
-// and its disk, flush and scrub threads), the peer network, time and randomness. kvc-node runs
-// the real ones: a libuv loop, worker threads, TCP peer links (peer_transport.h), uv_now and
+// and its disk, flush, scrub and scan threads), the peer network, time and randomness. kvc-node
+// runs the real ones: a libuv loop, worker threads, TCP peer links (peer_transport.h), uv_now and
 // getrandom. The deterministic simulator (lib/kvc/sim/server_sim.h) runs the same Engine code on
 // simulated ones: every executor is a queue its seeded scheduler runs on one thread, the
 // network delivers, drops, delays and partitions, and the clock is the scheduler's.
@@ -66,6 +66,7 @@ struct SimEnvironment {
   Executor* disk = nullptr;
   Executor* flush = nullptr;
   Executor* scrub = nullptr;
+  Executor* scan = nullptr;  // whole-state scans (barrier hashes, snapshots); null: flush
   Transport* transport = nullptr;
   std::function<std::uint64_t()> now_ms;  // monotonic milliseconds
   std::function<std::uint64_t()> random;  // seeded: ids, boot ids, the core's randomness

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -107,6 +108,8 @@ struct EngineOptions {
   // All but diverge-apply and unverified-reads are caught by kvc-sim --server
   // (docs/simulator.md, "The server simulation").
   std::string test_mutation;
+  // Tests only: storage::StateOptions::test_hook of the member's state machine.
+  std::function<void(std::string_view point)> state_test_hook;
 
   Status validate() const;
   // The effective secret: `secret`, else the contents of `secret_file`, else "". Fails with a

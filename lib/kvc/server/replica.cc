@@ -490,8 +490,8 @@ std::uint64_t Engine::Impl::record_flush_in_wal(std::uint64_t index, std::uint64
 
 // A received snapshot waits until the flush thread is idle (commit_install needs it to be).
 void Engine::Impl::resume_install() {
-  // commit_install needs the state to itself: no flush, snapshot or scrub on a worker.
-  if (!install_waiting_ || flushing_ || snapshotting_ || scrubbing_) return;
+  // commit_install needs the state to itself: no flush, snapshot, hash or scrub on a worker.
+  if (!install_waiting_ || state_in_use()) return;
   std::shared_ptr<PersistJob> job = std::move(install_waiting_);
   install_waiting_.reset();
   Status s = state_->commit_install(std::move(*job->staged), damaged_);

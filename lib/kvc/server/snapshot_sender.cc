@@ -36,7 +36,7 @@ void Engine::Impl::make_snapshot_for_followers() {
   snapshotting_ = true;
   const std::string dir = data_dir_->snap_dir();
   const std::size_t keep = options_.snapshots_kept;
-  flush_->post([this, dir, keep] {
+  scan_->post([this, dir, keep] {
     const auto t0 = std::chrono::steady_clock::now();
     Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep);
     if (info.ok()) {
@@ -81,48 +81,54 @@ Status Engine::Impl::fill_snapshot_chunk(raft::Message& m) {
   return Status();
 }
 
-// kvc-ctl snapshot save: flush, write a snapshot file on the flush thread, then stream it to
-// the client in chunks, no faster than the client reads.
+// kvc-ctl snapshot save: flush, write a snapshot file on the scan thread once that flush is
+// done, then stream it to the client in chunks, no faster than the client reads.
 void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
   maybe_flush(true);
   const std::string path =
       data_dir_->snap_dir() + "/send-" + std::to_string(conn) + "-" + std::to_string(id) + ".tmp";
+  // Through the flush thread's queue, so the snapshot starts after the flush above is done.
+  ++snapshot_saves_;
   flush_->post([this, conn, id, path] {
-    Result<storage::SnapshotInfo> info = state_->write_snapshot(path);
-    post_loop([this, conn, id, path, info] {
-      if (!info.ok()) {
-        wire::Response r = base_response(id);
-        set_error(r, info.status());
-        if (damage(info.status(), "writing a snapshot for a client")) {
-          r.code = Code::kUnavailable;
-          r.message = damaged_message() + " (" + info.status().message() + ")";
+    scan_->post([this, conn, id, path] {
+      Result<storage::SnapshotInfo> info = state_->write_snapshot(path);
+      post_loop([this, conn, id, path, info] {
+        --snapshot_saves_;
+        resume_install();
+        if (!info.ok()) {
+          wire::Response r = base_response(id);
+          set_error(r, info.status());
+          if (damage(info.status(), "writing a snapshot for a client")) {
+            r.code = Code::kUnavailable;
+            r.message = damaged_message() + " (" + info.status().message() + ")";
+          }
+          r.done = true;
+          send_to_client(conn, r, true);
+          return;
         }
-        r.done = true;
-        send_to_client(conn, r, true);
-        return;
-      }
-      Result<storage::UniqueFd> fd = storage::open_file(path, O_RDONLY);
-      // Unlinked at once: the open descriptor keeps the data until the transfer ends.
-      (void)storage::remove_file(path);
-      if (!fd.ok() || clients_.count(conn) == 0) {
-        if (fd.ok()) return;
-        wire::Response r = base_response(id);
-        set_error(r, fd.status());
-        r.done = true;
-        send_to_client(conn, r, true);
-        return;
-      }
-      Transfer t;
-      t.conn = conn;
-      t.id = id;
-      t.path = path;
-      t.fd = std::move(*fd);
-      t.size = info->size_bytes;
-      t.index = info->header.index;
-      snapshot_sends_[++watcher_seq_] = std::move(t);
-      spdlog::info("streaming a snapshot to a client index={} bytes={}", info->header.index,
-                   info->size_bytes);
-      pump_transfers();
+        Result<storage::UniqueFd> fd = storage::open_file(path, O_RDONLY);
+        // Unlinked at once: the open descriptor keeps the data until the transfer ends.
+        (void)storage::remove_file(path);
+        if (!fd.ok() || clients_.count(conn) == 0) {
+          if (fd.ok()) return;
+          wire::Response r = base_response(id);
+          set_error(r, fd.status());
+          r.done = true;
+          send_to_client(conn, r, true);
+          return;
+        }
+        Transfer t;
+        t.conn = conn;
+        t.id = id;
+        t.path = path;
+        t.fd = std::move(*fd);
+        t.size = info->size_bytes;
+        t.index = info->header.index;
+        snapshot_sends_[++watcher_seq_] = std::move(t);
+        spdlog::info("streaming a snapshot to a client index={} bytes={}", info->header.index,
+                     info->size_bytes);
+        pump_transfers();
+      });
     });
   });
 }

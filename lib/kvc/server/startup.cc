@@ -131,7 +131,8 @@ Status Engine::Impl::open_storage() {
   Result<std::unique_ptr<storage::StateMachine>> st = storage::StateMachine::open(
       data_dir_->state_dir(), {.map_size = options_.state_map_size,
                                .history_revisions = options_.history_revisions,
-                               .history_bytes = options_.history_bytes});
+                               .history_bytes = options_.history_bytes,
+                               .test_hook = options_.state_test_hook});
   if (!st.ok()) return with_rebuild_advice(st.status());
   state_ = std::move(*st);
   // The state and the log must agree before the Raft core sees either (consistency.h): a

@@ -94,11 +94,13 @@ void ServerSim::make_slots() {
     s.disk = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kDisk);
     s.flush = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
     s.scrub = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
+    s.scan = std::make_unique<SimExecutor>(this, i, SimExecutor::Kind::kFlush);
     s.net = std::make_unique<SimNet>(this, i);
     s.env.loop = s.loop.get();
     s.env.disk = s.disk.get();
     s.env.flush = s.flush.get();
     s.env.scrub = s.scrub.get();
+    s.env.scan = s.scan.get();
     s.env.transport = s.net.get();
     s.env.now_ms = [this] { return now_us_ / 1000; };
     s.env.random = [this] { return rng_.next_u64(); };
@@ -222,6 +224,7 @@ void ServerSim::crash_member(Slot& s, bool count) {
   s.disk->clear();
   s.flush->clear();
   s.scrub->clear();
+  s.scan->clear();
   s.member.reset();
   if (fs_) fs_->crash(s.dir);  // writes it did not sync are lost, kept, or torn
   ++s.incarnation;             // timers and deliveries of the old incarnation do nothing

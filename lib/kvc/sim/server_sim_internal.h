@@ -108,7 +108,7 @@ struct Slot {
   std::string name;
   std::string dir;
   std::uint64_t id = 0;
-  std::unique_ptr<SimExecutor> loop, disk, flush, scrub;
+  std::unique_ptr<SimExecutor> loop, disk, flush, scrub, scan;
   std::unique_ptr<SimNet> net;
   server::SimEnvironment env;
   server::EngineOptions options;

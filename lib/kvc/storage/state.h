@@ -19,7 +19,8 @@
 //                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
 //   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
 //                         write_snapshot, save_snapshot, stage_install (one at a time),
-//                         durable_index, durable_hash, compact_revision, scrub, facts,
+//                         durable_index, durable_hash, pin_durable (and its DurableRead),
+//                         compact_revision, scrub, facts,
 //                         damaged_keys, damage_count
 // They combine safely: while a worker runs flush() the owning thread may go on applying to the
 // new active overlay and reading, and a read sees active, then frozen, then LMDB consistently
@@ -76,7 +77,8 @@ struct StateOptions {
   std::uint64_t history_bytes = 64ull << 20;
   // Test seam for crash tests: called at named points ("flush.before_commit",
   // "flush.after_commit", "stage.before_sync", "stage.before_rename",
-  // "install.before_current", "install.after_current") on the thread doing the work.
+  // "install.before_current", "install.after_current", "hash.scan") on the thread doing the
+  // work.
   std::function<void(std::string_view point)> test_hook;
 };
 
@@ -217,6 +219,15 @@ class StateMachine {
     std::uint64_t hash = 0;
   };
   Result<IndexedHash> durable_hash() const;
+  // durable_hash() in two steps, so that its scan of the whole state need not hold up flushes.
+  // pin_durable() (any thread, cheap) starts a read transaction on LMDB as it is at that
+  // moment; call it on the flush thread right after the flush that reached the wanted index.
+  // DurableRead::hash() then scans that view on any thread while later flushes commit beside
+  // it. A pinned read keeps LMDB from reusing the pages it sees, so the state file grows by what
+  // is written meanwhile: drop it once done. It counts as a worker (commit_install and
+  // destruction check that none is alive).
+  class DurableRead;
+  Result<std::shared_ptr<DurableRead>> pin_durable() const;
 
   std::uint64_t applied_index() const { return active_->last_index(); }
   std::uint64_t applied_term() const { return active_->last_term(); }
@@ -326,6 +337,8 @@ class StateMachine {
   // Calls `fn` with every lease record LMDB holds in `txn`, in id order, each checked (a
   // damaged one ends the walk with damaged()'s kCorruption); `fn`'s error ends it too.
   Status for_each_stored_lease(MDB_txn* txn, const std::function<Status(Lease&)>& fn) const;
+  // StateHasher over the kv and lease records `txn` sees, at `index` (durable_hash's scan).
+  Result<IndexedHash> hash_in(MDB_txn* txn, std::uint64_t index) const;
   // The owning thread's read transaction, renewed first when it is stale.
   Result<MDB_txn*> read_txn();
   // Ends it: after LMDB failed inside it (a damaged page), it refuses every later call.
@@ -398,7 +411,8 @@ class StateMachine {
   std::set<std::uint64_t> dirty_leases_;
   std::uint64_t lease_epoch_ = 0;
   std::atomic<std::uint64_t> durable_index_{0};
-  // Workers inside flush, write_snapshot, stage_install, durable_hash or scrub.
+  // Workers inside flush, write_snapshot, stage_install, durable_hash or scrub, and pinned
+  // DurableReads.
   mutable std::atomic<int> busy_{0};
 
   DamageFn damage_fn_;  // damaged(), for the merged cursor
@@ -411,6 +425,26 @@ class StateMachine {
   // the flush writes.
   std::uint64_t log_durable_ = 0;
   std::uint64_t frozen_log_durable_ = 0;
+};
+
+// A read of LMDB's durable state pinned at one index (StateMachine::pin_durable). Used by one
+// thread at a time; must not outlive its StateMachine.
+class StateMachine::DurableRead {
+ public:
+  ~DurableRead();
+  DurableRead(const DurableRead&) = delete;
+  DurableRead& operator=(const DurableRead&) = delete;
+  // The durable index the view is at.
+  std::uint64_t index() const { return index_; }
+  // StateHasher over the view's keys and leases, and its index: durable_hash() of that moment.
+  Result<IndexedHash> hash() const;
+
+ private:
+  friend class StateMachine;
+  struct Impl;
+  explicit DurableRead(std::unique_ptr<Impl> impl, std::uint64_t index);
+  std::unique_ptr<Impl> impl_;
+  std::uint64_t index_ = 0;
 };
 
 }  // namespace kvc::storage

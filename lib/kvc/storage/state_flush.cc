@@ -156,14 +156,34 @@ Result<std::uint64_t> StateMachine::compact_revision() const {
   return meta.compact_revision;
 }
 
-Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
-  BusyGuard busy(busy_);
+struct StateMachine::DurableRead::Impl {
+  explicit Impl(const StateMachine* s) : sm(s), busy(s->busy_) {}
+  const StateMachine* sm;
+  BusyGuard busy;  // before txn: the transaction ends first
   Txn txn;
-  KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin read");
+};
+
+StateMachine::DurableRead::DurableRead(std::unique_ptr<Impl> impl, std::uint64_t index)
+    : impl_(std::move(impl)), index_(index) {}
+
+StateMachine::DurableRead::~DurableRead() = default;
+
+Result<std::shared_ptr<StateMachine::DurableRead>> StateMachine::pin_durable() const {
+  auto impl = std::make_unique<DurableRead::Impl>(this);
+  KVC_MDB(impl->txn.begin(env_, MDB_RDONLY), "begin read");
   StateMeta meta;
-  KVC_RETURN_IF_ERROR(read_state_meta(txn.get(), dbs_->meta, meta, state_dir_));
+  KVC_RETURN_IF_ERROR(read_state_meta(impl->txn.get(), dbs_->meta, meta, state_dir_));
+  return std::shared_ptr<DurableRead>(new DurableRead(std::move(impl), meta.applied_index));
+}
+
+Result<StateMachine::IndexedHash> StateMachine::DurableRead::hash() const {
+  return impl_->sm->hash_in(impl_->txn.get(), index_);
+}
+
+Result<StateMachine::IndexedHash> StateMachine::hash_in(MDB_txn* txn, std::uint64_t index) const {
+  hook("hash.scan");
   Cursor c;
-  KVC_MDB(c.open(txn.get(), dbs_->kv), "open kv cursor");
+  KVC_MDB(c.open(txn, dbs_->kv), "open kv cursor");
   StateHasher h;
   KeyValue kv;
   MDB_val k, v;
@@ -177,11 +197,17 @@ Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");
-  KVC_RETURN_IF_ERROR(for_each_stored_lease(txn.get(), [&h](Lease& lease) {
+  KVC_RETURN_IF_ERROR(for_each_stored_lease(txn, [&h](Lease& lease) {
     h.add_lease(lease);
     return Status();
   }));
-  return IndexedHash{meta.applied_index, h.finish(meta.applied_index)};
+  return IndexedHash{index, h.finish(index)};
+}
+
+Result<StateMachine::IndexedHash> StateMachine::durable_hash() const {
+  Result<std::shared_ptr<DurableRead>> pin = pin_durable();
+  if (!pin.ok()) return pin.status();
+  return (*pin)->hash();
 }
 
 }  // namespace kvc::storage
