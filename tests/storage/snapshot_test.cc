@@ -393,6 +393,54 @@ TEST(SnapshotTest, InstallRefusesBadAndStaleSnapshotsAndKeepsTheState) {
 
 // A snapshot written on a worker while the owning thread applies and flushes is consistent
 // at the durable index its read transaction saw.
+// save_snapshot of a state whose snapshot (same index and term) is already in the directory
+// keeps that file, but only once it reads back whole: one damaged at rest since it was written
+// (before a restart, or installed from a leader) is written again, never handed to a follower.
+TEST(SnapshotTest, SaveRewritesAnExistingSnapshotOfTheSameStateThatIsDamaged) {
+  const std::string dir = fresh_dir();
+  auto sm = StateMachine::open(dir + "/state");
+  ASSERT_TRUE(sm.ok());
+  for (std::uint64_t i = 1; i <= 200; ++i) {
+    ASSERT_TRUE((*sm)
+                    ->apply(i, 1,
+                            {.op = CommandOp::kPut,
+                             .key = "k" + std::to_string(i),
+                             .value = std::string(100, 'v')})
+                    .ok());
+  }
+  ASSERT_TRUE((*sm)->flush_all().ok());
+  const std::string snap = dir + "/snap";
+  Result<SnapshotInfo> first = (*sm)->save_snapshot(snap);
+  ASSERT_TRUE(first.ok()) << first.status().to_string();
+  const std::string good = slurp(first->path);
+
+  // Intact: kept as it is (the same bytes, creation time included).
+  Result<SnapshotInfo> again = (*sm)->save_snapshot(snap);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->path, first->path);
+  EXPECT_EQ(slurp(first->path), good);
+
+  // One bit flipped in the middle of the records: written again, and whole.
+  std::string bad = good;
+  bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x10);
+  spit(first->path, bad);
+  ASSERT_NE(verify_snapshot(first->path)->problem, SnapshotProblem::kNone);
+  Result<SnapshotInfo> remade = (*sm)->save_snapshot(snap);
+  ASSERT_TRUE(remade.ok()) << remade.status().to_string();
+  EXPECT_EQ(remade->path, first->path);
+  EXPECT_EQ(remade->header.index, 200u);
+  Result<VerifyReport> rep = verify_snapshot(remade->path);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(rep->problem, SnapshotProblem::kNone) << rep->message;
+  EXPECT_EQ(rep->info.record_count, 200u);
+
+  // Cut short: the same.
+  spit(first->path, good.substr(0, good.size() - 7));
+  remade = (*sm)->save_snapshot(snap);
+  ASSERT_TRUE(remade.ok()) << remade.status().to_string();
+  EXPECT_EQ(verify_snapshot(remade->path)->problem, SnapshotProblem::kNone);
+}
+
 TEST(SnapshotTest, SnapshotOnAWorkerIsConsistentWhileTheStateMoves) {
   const std::string dir = fresh_dir();
   auto sm = StateMachine::open(dir + "/state");

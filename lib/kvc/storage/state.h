@@ -277,9 +277,9 @@ class StateMachine {
   // read transaction.
   Result<SnapshotInfo> write_snapshot(const std::string& path,
                                       const ProgressFn& progress = {}) const;
-  // Any thread: write_snapshot into `snap_dir` under its canonical name (unless a valid file of
-  // that name, the same index and term, is there already), then keep the newest `keep`
-  // snapshot files there.
+  // Any thread: write_snapshot into `snap_dir` under its canonical name (unless a file of that
+  // name, the same index and term, is there already and reads back whole: a damaged one is
+  // written again), then keep the newest `keep` snapshot files there.
   Result<SnapshotInfo> save_snapshot(const std::string& snap_dir,
                                      std::size_t keep = kDefaultSnapshotsKept,
                                      const ProgressFn& progress = {}) const;

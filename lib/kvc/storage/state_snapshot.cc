@@ -50,9 +50,14 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
   const std::string path = path_for(h);
   if (keep_existing && path_exists(path)) {
     // A snapshot of this very state (same index and term) is there already: rewriting it
-    // would only change its creation time, under a reader that may be shipping it.
-    Result<SnapshotInfo> existing = read_snapshot_info(path);
-    if (existing.ok()) return existing;
+    // would only change its creation time, under a reader that may be shipping it. It may be
+    // from before a restart, or one this member installed, and may have been damaged at rest
+    // since: it is read back whole first, and a damaged one is replaced, never handed out.
+    Result<VerifyReport> rep = verify_snapshot(path);
+    if (rep.ok() && rep->problem == SnapshotProblem::kNone) return rep->info;
+    // The new one replaces it by a rename once complete (SnapshotWriter::finish).
+    spdlog::error("snapshot file damaged, writing it again path={} problem={}", path,
+                  rep.ok() ? rep->message : rep.status().message());
   }
   MDB_stat st{};
   KVC_MDB(mdb_stat(txn.get(), dbs_->kv, &st), "stat kv");
