@@ -215,13 +215,15 @@ TEST(HttpProcessTest, MetricsParseAndReflectTheWork) {
       auto it = fams->find(fam);
       return it == fams->end() ? std::nan("") : it->second.value(sample, labels);
     };
-    // Scraped until a timed flush (--flush-interval, 1s by default) holds the 20 puts.
+    // Scraped until a timed flush (--flush-interval, 1s by default) holds the 20 puts, and
+    // nothing applied is left in memory only.
     ASSERT_TRUE(wait_until(
                     [&] {
                       m = curl({url(hc.http(i), "/metrics")});
                       fams = http::testing::parse_prometheus_text(m.body);
                       return m.status == 200 && fams.ok() &&
-                             value("kvc_state_flushed_index", "kvc_state_flushed_index") >= 20;
+                             value("kvc_state_flushed_index", "kvc_state_flushed_index") >= 20 &&
+                             value("kvc_state_unflushed_bytes", "kvc_state_unflushed_bytes") == 0;
                     },
                     std::chrono::seconds(15), "a state flush of the 20 puts",
                     std::chrono::milliseconds(100))

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "state_test_util.h"
@@ -439,6 +441,37 @@ TEST(StateMachineTest, HashIsEqualForEqualStatesAndSeesEveryField) {
   StateHasher h3;
   h3.add(kv("k", "v", 1, 1, 2));
   EXPECT_NE(h1.finish(5), h3.finish(5));
+}
+
+// pin_durable: the view a barrier's hash scans on another thread stays at the index it was
+// pinned at while later flushes commit (so the hash is of exactly the barrier's state), and a
+// stop cancels a long scan.
+TEST(StateMachineTest, APinnedDurableReadHashesItsIndexWhileLaterFlushesCommit) {
+  auto sm = open_state(fresh_dir());
+  std::uint64_t i = 0;
+  for (; i < 5000; ++i) ASSERT_TRUE(sm->apply(i + 1, 1, put("k" + std::to_string(i), "a")).ok());
+  ASSERT_TRUE(sm->flush_all().ok());
+  const std::uint64_t at_pin = *sm->hash();
+  Result<std::shared_ptr<StateMachine::DurableRead>> pin = sm->pin_durable();
+  ASSERT_TRUE(pin.ok()) << pin.status().to_string();
+  EXPECT_EQ((*pin)->index(), 5000u);
+  // Later writes overwrite half the keys and add more, and are flushed.
+  for (std::uint64_t k = 0; k < 3000; ++k, ++i) {
+    ASSERT_TRUE(sm->apply(i + 1, 1, put("k" + std::to_string(k * 2), "b")).ok());
+  }
+  ASSERT_TRUE(sm->flush_all().ok());
+  ASSERT_EQ(sm->durable_index(), 8000u);
+  Result<StateMachine::IndexedHash> h = (*pin)->hash();
+  ASSERT_TRUE(h.ok()) << h.status().to_string();
+  EXPECT_EQ(h->index, 5000u);
+  EXPECT_EQ(h->hash, at_pin);
+  EXPECT_NE(sm->durable_hash()->hash, at_pin);
+  // A cancelled scan stops with kShuttingDown.
+  std::atomic<bool> cancel{true};
+  EXPECT_EQ((*pin)->hash(&cancel).status().code(), Code::kShuttingDown);
+  cancel = false;
+  EXPECT_EQ((*pin)->hash(&cancel)->hash, at_pin);
+  pin->reset();
 }
 
 TEST(StateMachineTest, FullMapIsResourceExhaustedAndNamesTheFlag) {

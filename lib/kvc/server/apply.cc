@@ -93,6 +93,7 @@ void Engine::Impl::drain_apply() {
   metrics_->entries_applied.inc(state_->applied_index() - before);
   metrics_->entry_bytes_applied.inc(bytes);
   node_->applied_to(state_->applied_index());
+  metrics_->state_unflushed_bytes.set(static_cast<double>(state_->unflushed_bytes()));
   notify_watchers();
   if (state_->active_stats().bytes >= options_.flush_bytes) maybe_flush(true);
 }
@@ -257,13 +258,14 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
         return;
       }
       state_->retire_frozen();
+      metrics_->state_unflushed_bytes.set(static_cast<double>(state_->unflushed_bytes()));
       if (!pin.ok()) {
         finish_barrier_hash(index, pin.status());
       } else {
         std::shared_ptr<storage::StateMachine::DurableRead> read = *pin;
         scan_->post([this, read, index]() mutable {
           const auto t0 = std::chrono::steady_clock::now();
-          Result<storage::StateMachine::IndexedHash> h = read->hash();
+          Result<storage::StateMachine::IndexedHash> h = read->hash(&cancel_scans_);
           const double ms =
               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
                   .count();
@@ -297,6 +299,8 @@ void Engine::Impl::finish_barrier_hash(std::uint64_t index,
                  scan_ms);
   } else if (damage(hs, "hashing the state at index " + std::to_string(index))) {
     hs = Status::unavailable(damaged_message());
+  } else if (hs.code() == Code::kShuttingDown) {
+    spdlog::info("state hash at barrier cancelled index={} reason={}", index, hs.message());
   } else {
     spdlog::error("state hash at barrier failed index={} error={}", index, hs.message());
   }

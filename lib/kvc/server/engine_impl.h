@@ -446,7 +446,8 @@ class Engine::Impl {
   bool persisting_ = false;
   bool flushing_ = false;
   bool snapshotting_ = false;
-  std::uint64_t snapshot_saves_ = 0;  // kvc-ctl snapshot save jobs on the worker threads
+  std::atomic<bool> cancel_scans_{false};  // any thread reads: the member is stopping
+  std::uint64_t snapshot_saves_ = 0;       // kvc-ctl snapshot save jobs on the worker threads
   bool stopping_ = false;
   bool stopped_ = false;
   bool failed_ = false;                          // fatal() ran: no more writes; shutdown follows

@@ -54,6 +54,10 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "kvc_state_flushed_index",
           "The highest applied index the state database holds durably (the WAL replays the "
           "rest after a restart).")),
+      state_unflushed_bytes(registry.gauge(
+          "kvc_state_unflushed_bytes",
+          "Approximate memory held by what is applied and not yet flushed into the state "
+          "database (the overlay being filled and the one a flush is writing).")),
       storage_bytes_written(registry.gauge(
           "kvc_storage_written_bytes",
           "Bytes this member has caused to be written to storage since it started (WAL, state, "

@@ -409,6 +409,7 @@ bool Engine::Impl::maybe_flush(bool force) {
         return;
       }
       state_->retire_frozen();
+      metrics_->state_unflushed_bytes.set(static_cast<double>(state_->unflushed_bytes()));
       after_flush(index, term, conf);
     });
   });

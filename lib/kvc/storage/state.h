@@ -15,7 +15,8 @@
 // Threads. The "owning thread" is the one that opened the state machine (or any one thread the
 // server hands it to); the "worker" is any other single thread at a time.
 //   owning thread only:   apply*, get, exists, range, events_since, hash, applied_index,
-//                         applied_term, revision, membership, active_stats, freeze,
+//                         applied_term, revision, membership, active_stats,
+//                         unflushed_bytes, freeze,
 //                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
 //   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
 //                         write_snapshot, save_snapshot, stage_install (one at a time),
@@ -235,6 +236,9 @@ class StateMachine {
   std::uint64_t revision() const { return revision_; }
   const Membership& membership() const { return membership_; }
   OverlayStats active_stats() const;
+  // Approximate memory of what is applied and not yet in LMDB: the active overlay and the
+  // frozen one a flush is writing.
+  std::uint64_t unflushed_bytes() const;
 
   // ---- leases (owning thread): the live table, as of applied_index() ----
   // The whole table is kept in memory (a controller holds tens to thousands of leases); each
@@ -338,7 +342,8 @@ class StateMachine {
   // damaged one ends the walk with damaged()'s kCorruption); `fn`'s error ends it too.
   Status for_each_stored_lease(MDB_txn* txn, const std::function<Status(Lease&)>& fn) const;
   // StateHasher over the kv and lease records `txn` sees, at `index` (durable_hash's scan).
-  Result<IndexedHash> hash_in(MDB_txn* txn, std::uint64_t index) const;
+  Result<IndexedHash> hash_in(MDB_txn* txn, std::uint64_t index,
+                              const std::atomic<bool>* cancel = nullptr) const;
   // The owning thread's read transaction, renewed first when it is stale.
   Result<MDB_txn*> read_txn();
   // Ends it: after LMDB failed inside it (a damaged page), it refuses every later call.
@@ -437,7 +442,8 @@ class StateMachine::DurableRead {
   // The durable index the view is at.
   std::uint64_t index() const { return index_; }
   // StateHasher over the view's keys and leases, and its index: durable_hash() of that moment.
-  Result<IndexedHash> hash() const;
+  // When `cancel` becomes true the scan stops early with kShuttingDown.
+  Result<IndexedHash> hash(const std::atomic<bool>* cancel = nullptr) const;
 
  private:
   friend class StateMachine;

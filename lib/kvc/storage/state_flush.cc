@@ -176,17 +176,20 @@ Result<std::shared_ptr<StateMachine::DurableRead>> StateMachine::pin_durable() c
   return std::shared_ptr<DurableRead>(new DurableRead(std::move(impl), meta.applied_index));
 }
 
-Result<StateMachine::IndexedHash> StateMachine::DurableRead::hash() const {
-  return impl_->sm->hash_in(impl_->txn.get(), index_);
+Result<StateMachine::IndexedHash> StateMachine::DurableRead::hash(
+    const std::atomic<bool>* cancel) const {
+  return impl_->sm->hash_in(impl_->txn.get(), index_, cancel);
 }
 
-Result<StateMachine::IndexedHash> StateMachine::hash_in(MDB_txn* txn, std::uint64_t index) const {
+Result<StateMachine::IndexedHash> StateMachine::hash_in(MDB_txn* txn, std::uint64_t index,
+                                                        const std::atomic<bool>* cancel) const {
   hook("hash.scan");
   Cursor c;
   KVC_MDB(c.open(txn, dbs_->kv), "open kv cursor");
   StateHasher h;
   KeyValue kv;
   MDB_val k, v;
+  std::uint64_t n = 0;
   int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST);
   while (rc == 0) {
     if (const RecordProblem p = decode_kv_record(view_of(k), view_of(v), kv, true);
@@ -194,6 +197,10 @@ Result<StateMachine::IndexedHash> StateMachine::hash_in(MDB_txn* txn, std::uint6
       return damaged(StateDb::kKv, view_of(k), p);
     }
     h.add(kv);
+    if (cancel != nullptr && (++n % 4096) == 0 && cancel->load(std::memory_order_relaxed)) {
+      return Status::shutting_down("the state hash was cancelled after " + std::to_string(n) +
+                                   " keys: the member is stopping");
+    }
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "hash read");

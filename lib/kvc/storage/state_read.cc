@@ -199,4 +199,8 @@ OverlayStats StateMachine::active_stats() const {
   return s;
 }
 
+std::uint64_t StateMachine::unflushed_bytes() const {
+  return active_->bytes() + (frozen_ != nullptr ? frozen_->bytes() : 0);
+}
+
 }  // namespace kvc::storage
