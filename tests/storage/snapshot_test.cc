@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -439,6 +440,34 @@ TEST(SnapshotTest, SaveRewritesAnExistingSnapshotOfTheSameStateThatIsDamaged) {
   remade = (*sm)->save_snapshot(snap);
   ASSERT_TRUE(remade.ok()) << remade.status().to_string();
   EXPECT_EQ(verify_snapshot(remade->path)->problem, SnapshotProblem::kNone);
+}
+
+// A stopping member cancels a snapshot in progress (write_snapshot's and save_snapshot's
+// `cancel`): it ends with kShuttingDown and leaves neither the file nor its temporary.
+TEST(SnapshotTest, ACancelledSnapshotEndsEarlyAndLeavesNoFile) {
+  const std::string dir = fresh_dir();
+  auto sm = StateMachine::open(dir + "/state");
+  ASSERT_TRUE(sm.ok());
+  for (std::uint64_t i = 1; i <= 5000; ++i) {
+    ASSERT_TRUE(
+        (*sm)
+            ->apply(i, 1, {.op = CommandOp::kPut, .key = "k" + std::to_string(i), .value = "v"})
+            .ok());
+  }
+  ASSERT_TRUE((*sm)->flush_all().ok());
+  std::atomic<bool> cancel{true};
+  Result<SnapshotInfo> w = (*sm)->write_snapshot(dir + "/one.snap", {}, &cancel);
+  EXPECT_EQ(w.status().code(), Code::kShuttingDown) << w.status().to_string();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/one.snap"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/one.snap.tmp"));
+  Result<SnapshotInfo> s = (*sm)->save_snapshot(dir + "/snap", 2, {}, &cancel);
+  EXPECT_EQ(s.status().code(), Code::kShuttingDown) << s.status().to_string();
+  EXPECT_TRUE(list_snapshots(dir + "/snap")->empty());
+  EXPECT_TRUE(std::filesystem::is_empty(dir + "/snap"));
+  cancel = false;
+  s = (*sm)->save_snapshot(dir + "/snap", 2, {}, &cancel);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->record_count, 5000u);
 }
 
 TEST(SnapshotTest, SnapshotOnAWorkerIsConsistentWhileTheStateMoves) {

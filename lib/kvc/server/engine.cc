@@ -190,7 +190,7 @@ std::uint64_t Engine::Impl::next_random() const { return sim_ ? sim_->random() :
 void Engine::Impl::begin_shutdown() {
   if (stopping_) return;
   stopping_ = true;
-  cancel_scans_.store(true);  // a barrier's hash in progress ends early
+  cancel_scans_.store(true);  // a barrier's hash or a snapshot in progress ends early
   spdlog::info("stopping member name={}", identity_.name);
   if (client_listener_) client_listener_->close();
   if (http_) http_->close();

@@ -446,7 +446,7 @@ class Engine::Impl {
   bool persisting_ = false;
   bool flushing_ = false;
   bool snapshotting_ = false;
-  std::atomic<bool> cancel_scans_{false};  // any thread reads: the member is stopping
+  std::atomic<bool> cancel_scans_{false};  // any thread reads: stopping, so scans end early
   std::uint64_t snapshot_saves_ = 0;       // kvc-ctl snapshot save jobs on the worker threads
   bool stopping_ = false;
   bool stopped_ = false;

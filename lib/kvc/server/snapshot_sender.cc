@@ -38,7 +38,7 @@ void Engine::Impl::make_snapshot_for_followers() {
   const std::size_t keep = options_.snapshots_kept;
   scan_->post([this, dir, keep] {
     const auto t0 = std::chrono::steady_clock::now();
-    Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep);
+    Result<storage::SnapshotInfo> info = state_->save_snapshot(dir, keep, {}, &cancel_scans_);
     if (info.ok()) {
       metrics_->snapshot_create.observe_since(t0);
       metrics_->snapshots_created.inc();
@@ -47,7 +47,9 @@ void Engine::Impl::make_snapshot_for_followers() {
       snapshotting_ = false;
       resume_install();
       if (!info.ok()) {
-        if (!damage(info.status(), "making a snapshot for a lagging member")) {
+        if (info.status().code() == Code::kShuttingDown) {
+          spdlog::info("snapshot for lagging members cancelled reason={}", info.status().message());
+        } else if (!damage(info.status(), "making a snapshot for a lagging member")) {
           spdlog::error("cannot make a snapshot for a lagging member error={}",
                         info.status().message());
         }
@@ -91,7 +93,7 @@ void Engine::Impl::start_snapshot_save(std::uint64_t conn, std::uint64_t id) {
   ++snapshot_saves_;
   flush_->post([this, conn, id, path] {
     scan_->post([this, conn, id, path] {
-      Result<storage::SnapshotInfo> info = state_->write_snapshot(path);
+      Result<storage::SnapshotInfo> info = state_->write_snapshot(path, {}, &cancel_scans_);
       post_loop([this, conn, id, path, info] {
         --snapshot_saves_;
         resume_install();

@@ -278,15 +278,17 @@ class StateMachine {
   // ---- snapshots ----
   // Any thread: writes a snapshot of LMDB's state (as of durable_index(): flush first for a
   // recent one) to `path` (via path.tmp, fsync, rename, directory fsync), streaming from one
-  // read transaction.
-  Result<SnapshotInfo> write_snapshot(const std::string& path,
-                                      const ProgressFn& progress = {}) const;
+  // read transaction. When `cancel` becomes true it stops early with kShuttingDown and leaves
+  // no file (checked every 4,096 keys).
+  Result<SnapshotInfo> write_snapshot(const std::string& path, const ProgressFn& progress = {},
+                                      const std::atomic<bool>* cancel = nullptr) const;
   // Any thread: write_snapshot into `snap_dir` under its canonical name (unless a file of that
   // name, the same index and term, is there already and reads back whole: a damaged one is
   // written again), then keep the newest `keep` snapshot files there.
   Result<SnapshotInfo> save_snapshot(const std::string& snap_dir,
                                      std::size_t keep = kDefaultSnapshotsKept,
-                                     const ProgressFn& progress = {}) const;
+                                     const ProgressFn& progress = {},
+                                     const std::atomic<bool>* cancel = nullptr) const;
   // Any thread: loads a snapshot file into a new LMDB directory beside the live one and syncs
   // it; the live state is untouched. `membership` replaces the snapshot's (kvc-snap restore).
   // A file that fails verification gives kCorruption (`problem` says which kind).
@@ -383,7 +385,7 @@ class StateMachine {
   }
   Result<SnapshotInfo> write_snapshot_with(
       const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
-      bool keep_existing) const;
+      bool keep_existing, const std::atomic<bool>* cancel) const;
 
   std::string state_dir_;
   StateOptions options_;

@@ -32,7 +32,7 @@ std::uint64_t now_unix_ms() {
 
 Result<SnapshotInfo> StateMachine::write_snapshot_with(
     const std::function<std::string(const SnapshotHeader&)>& path_for, const ProgressFn& progress,
-    bool keep_existing) const {
+    bool keep_existing, const std::atomic<bool>* cancel) const {
   BusyGuard busy(busy_);
   Txn txn;
   KVC_MDB(txn.begin(env_, MDB_RDONLY), "begin snapshot read");
@@ -76,7 +76,14 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
       return damaged(StateDb::kKv, view_of(k), p);
     }
     KVC_RETURN_IF_ERROR((*w)->add(kv));
-    if (progress && (++n % 4096) == 0) progress(n, st.ms_entries);
+    if ((++n % 4096) == 0) {
+      if (progress) progress(n, st.ms_entries);
+      if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+        // The writer's destructor removes its temporary file.
+        return Status::shutting_down("the snapshot was cancelled after " + std::to_string(n) +
+                                     " keys: the member is stopping");
+      }
+    }
     rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND) return lmdb_error(rc, "snapshot read");
@@ -88,16 +95,18 @@ Result<SnapshotInfo> StateMachine::write_snapshot_with(
 }
 
 Result<SnapshotInfo> StateMachine::write_snapshot(const std::string& path,
-                                                  const ProgressFn& progress) const {
-  return write_snapshot_with([&](const SnapshotHeader&) { return path; }, progress, false);
+                                                  const ProgressFn& progress,
+                                                  const std::atomic<bool>* cancel) const {
+  return write_snapshot_with([&](const SnapshotHeader&) { return path; }, progress, false, cancel);
 }
 
 Result<SnapshotInfo> StateMachine::save_snapshot(const std::string& snap_dir, std::size_t keep,
-                                                 const ProgressFn& progress) const {
+                                                 const ProgressFn& progress,
+                                                 const std::atomic<bool>* cancel) const {
   KVC_RETURN_IF_ERROR(make_dirs(snap_dir, 0700));
   Result<SnapshotInfo> info = write_snapshot_with(
       [&](const SnapshotHeader& h) { return snap_dir + "/" + snapshot_file_name(h.index, h.term); },
-      progress, true);
+      progress, true, cancel);
   if (!info.ok()) return info;
   KVC_RETURN_IF_ERROR(prune_snapshots(snap_dir, keep));
   spdlog::info("snapshot saved path={} index={} term={} keys={} bytes={}", info->path,
