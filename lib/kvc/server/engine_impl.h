@@ -1,9 +1,9 @@
 // Engine::Impl: the machinery behind server::Engine. Internal to server/; split from engine.cc
 // only to keep the files readable. Threads: the loop thread runs libuv (network, ticks), the
 // Raft core and the state machine's owning side; `disk_` runs WAL writes and fsyncs; `flush_`
-// runs state flushes; `scan_` the scans of the whole state (barrier hashes, snapshot creation),
-// beside the flushes so that the applied overlay never waits a whole scan for its flush. Everything
-// below marked "loop" is touched only on the loop thread.
+// runs state flushes; `scan_` the scans of the whole state (barrier hashes, snapshot
+// creation), beside the flushes so that the applied overlay never waits a whole scan for its
+// flush. Everything below marked "loop" is touched only on the loop thread.
 #pragma once
 
 #include <uv.h>
@@ -95,12 +95,12 @@ class Engine::Impl {
   friend class EngineHttpBackend;
   friend class SimMember;
 
-  // Runs `fn` on the loop (from any thread, or from a job of another executor).
   // Loop: a worker thread is using the state machine (commit_install and the last flush at a
   // stop wait until none is).
   bool state_in_use() const {
     return flushing_ || snapshotting_ || scrubbing_ || pending_barrier_ != 0 || snapshot_saves_ > 0;
   }
+  // Runs `fn` on the loop (from any thread, or from a job of another executor).
   void post_loop(std::function<void()> fn) { loop_exec_->post(std::move(fn)); }
   // The loop's clock (ms) and randomness: the environment's when simulated.
   std::uint64_t now_ms() const {
