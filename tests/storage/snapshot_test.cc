@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -30,6 +31,18 @@ std::string slurp(const std::string& path) {
 void spit(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << bytes;
+}
+
+// Puts keys "k1".."kN" as entries 1..N of `term`, the value of key i being value(i), and
+// flushes them, so that a snapshot sees them all.
+void put_and_flush(StateMachine& sm, std::uint64_t n, std::uint64_t term,
+                   const std::function<std::string(std::uint64_t)>& value) {
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    ASSERT_TRUE(sm.apply(i, term,
+                         {.op = CommandOp::kPut, .key = "k" + std::to_string(i), .value = value(i)})
+                    .ok());
+  }
+  ASSERT_TRUE(sm.flush_all().ok());
 }
 
 // Reads bytes as a snapshot to the end and says what, if anything, is wrong.
@@ -277,15 +290,7 @@ TEST(SnapshotTest, ChunkedTransferReassemblesAndIsAdopted) {
   const std::string dir = fresh_dir();
   auto src = StateMachine::open(dir + "/src");
   ASSERT_TRUE(src.ok());
-  for (std::uint64_t i = 1; i <= 2000; ++i) {
-    ASSERT_TRUE((*src)
-                    ->apply(i, 2,
-                            {.op = CommandOp::kPut,
-                             .key = "k" + std::to_string(i),
-                             .value = std::string(i % 300, 'x')})
-                    .ok());
-  }
-  ASSERT_TRUE((*src)->flush_all().ok());
+  put_and_flush(**src, 2000, 2, [](std::uint64_t i) { return std::string(i % 300, 'x'); });
   Result<SnapshotInfo> info = (*src)->save_snapshot(dir + "/snap");
   ASSERT_TRUE(info.ok());
   Result<SnapshotReader> r = SnapshotReader::open(info->path);
@@ -401,15 +406,7 @@ TEST(SnapshotTest, SaveRewritesAnExistingSnapshotOfTheSameStateThatIsDamaged) {
   const std::string dir = fresh_dir();
   auto sm = StateMachine::open(dir + "/state");
   ASSERT_TRUE(sm.ok());
-  for (std::uint64_t i = 1; i <= 200; ++i) {
-    ASSERT_TRUE((*sm)
-                    ->apply(i, 1,
-                            {.op = CommandOp::kPut,
-                             .key = "k" + std::to_string(i),
-                             .value = std::string(100, 'v')})
-                    .ok());
-  }
-  ASSERT_TRUE((*sm)->flush_all().ok());
+  put_and_flush(**sm, 200, 1, [](std::uint64_t) { return std::string(100, 'v'); });
   const std::string snap = dir + "/snap";
   Result<SnapshotInfo> first = (*sm)->save_snapshot(snap);
   ASSERT_TRUE(first.ok()) << first.status().to_string();
@@ -448,13 +445,7 @@ TEST(SnapshotTest, ACancelledSnapshotEndsEarlyAndLeavesNoFile) {
   const std::string dir = fresh_dir();
   auto sm = StateMachine::open(dir + "/state");
   ASSERT_TRUE(sm.ok());
-  for (std::uint64_t i = 1; i <= 5000; ++i) {
-    ASSERT_TRUE(
-        (*sm)
-            ->apply(i, 1, {.op = CommandOp::kPut, .key = "k" + std::to_string(i), .value = "v"})
-            .ok());
-  }
-  ASSERT_TRUE((*sm)->flush_all().ok());
+  put_and_flush(**sm, 5000, 1, [](std::uint64_t) { return std::string("v"); });
   std::atomic<bool> cancel{true};
   Result<SnapshotInfo> w = (*sm)->write_snapshot(dir + "/one.snap", {}, &cancel);
   EXPECT_EQ(w.status().code(), Code::kShuttingDown) << w.status().to_string();
