@@ -439,6 +439,51 @@ TEST(SnapshotTest, SaveRewritesAnExistingSnapshotOfTheSameStateThatIsDamaged) {
   EXPECT_EQ(verify_snapshot(remade->path)->problem, SnapshotProblem::kNone);
 }
 
+// A transfer reads one descriptor from its first chunk to its last: the file written again
+// under the same name in between (as save_snapshot does with a damaged one), or removed, does
+// not change the bytes of the transfer in progress; a transfer that starts again (offset 0)
+// reads the file that is there now.
+TEST(SnapshotTest, ATransferReadsTheFileItStartedWithToItsLastChunk) {
+  const std::string dir = fresh_dir();
+  const std::string path = dir + "/0000000000000001-0000000000000001.snap";
+  const std::string old_bytes(3000, 'a');
+  const std::string new_bytes(3000, 'b');
+  spit(path, old_bytes);
+  SnapshotChunkSource src;
+  Result<std::string> c = src.read(7, path, 0, 1000, 3000);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(*c, old_bytes.substr(0, 1000));
+  // Another receiver's transfer of the same file, one chunk in.
+  ASSERT_TRUE(src.read(8, path, 0, 1000, 3000).ok());
+  EXPECT_EQ(src.open_transfers(), 2u);
+
+  // The file is replaced by rename, as a rewrite does.
+  spit(path + ".tmp", new_bytes);
+  std::filesystem::rename(path + ".tmp", path);
+  c = src.read(7, path, 1000, 1000, 3000);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(*c, old_bytes.substr(1000, 1000));
+  // The last chunk ends the transfer (its descriptor is closed).
+  c = src.read(7, path, 2000, 1000, 3000);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, old_bytes.substr(2000, 1000));
+  EXPECT_EQ(src.open_transfers(), 1u);
+
+  // Receiver 8 starts again: the new file.
+  c = src.read(8, path, 0, 1000, 3000);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, new_bytes.substr(0, 1000));
+  // Removed (pruned) under it: the transfer still reads what it opened.
+  std::filesystem::remove(path);
+  c = src.read(8, path, 1000, 1000, 3000);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(*c, new_bytes.substr(1000, 1000));
+  // A read past the end is an error and ends the transfer; a new one finds no file.
+  EXPECT_FALSE(src.read(8, path, 2500, 1000, 3000).ok());
+  EXPECT_EQ(src.open_transfers(), 0u);
+  EXPECT_EQ(src.read(8, path, 0, 1000, 3000).status().code(), Code::kNotFound);
+}
+
 // A stopping member cancels a snapshot in progress (write_snapshot's and save_snapshot's
 // `cancel`): it ends with kShuttingDown and leaves neither the file nor its temporary.
 TEST(SnapshotTest, ACancelledSnapshotEndsEarlyAndLeavesNoFile) {

@@ -526,6 +526,7 @@ class Engine::Impl {
   std::uint64_t conn_seq_ = 0;
   std::map<std::uint64_t, storage::Member> learned_;     // from handshakes and conf entries
   std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
+  storage::SnapshotChunkSource snapshot_chunks_;         // transfers to followers in progress
   std::uint64_t last_leader_ = 0;
   std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
   std::uint64_t replay_to_ = 0;        // the commit index restored at start (WAL replay)

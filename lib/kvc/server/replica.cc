@@ -354,6 +354,7 @@ void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
   last_leader_ = ss.leader;
   metrics_->leader_changes.inc();
   heartbeat_sent_.clear();
+  snapshot_chunks_.end_all();  // transfers of a former term are over
   LeaderInfo info;
   info.id = ss.leader;
   info.term = ss.term;

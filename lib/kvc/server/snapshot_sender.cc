@@ -4,7 +4,8 @@
 //
 // Invariants kept here:
 // - A snapshot sent is of LMDB's durable state (flushed first), and carries its checksum.
-// - A snapshot file being sent is not deleted until the transfer ends.
+// - A transfer to a follower reads one open descriptor from its first chunk to its last
+//   (storage::SnapshotChunkSource): a file pruned or written again meanwhile does not change it.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -71,14 +72,12 @@ void Engine::Impl::make_snapshot_for_followers() {
 Status Engine::Impl::fill_snapshot_chunk(raft::Message& m) {
   auto it = snapshot_files_.find(m.snapshot.index);
   if (it == snapshot_files_.end()) {
+    snapshot_chunks_.end(m.to);
     return Status::not_found("no snapshot file at index " + std::to_string(m.snapshot.index));
   }
-  Result<storage::UniqueFd> fd = storage::open_file(it->second, O_RDONLY);
-  if (!fd.ok()) return fd.status();
   Result<std::string> chunk =
-      storage::pread_up_to(fd->get(), m.chunk_length, m.snapshot_offset, it->second);
+      snapshot_chunks_.read(m.to, it->second, m.snapshot_offset, m.chunk_length, m.snapshot_size);
   if (!chunk.ok()) return chunk.status();
-  if (chunk->size() != m.chunk_length) return Status::corruption(it->second + ": short read");
   m.chunk = std::move(*chunk);
   return Status();
 }

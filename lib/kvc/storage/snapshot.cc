@@ -653,4 +653,23 @@ Result<SnapshotInfo> adopt_snapshot(const std::string& file, const std::string& 
   return info;
 }
 
+Result<std::string> SnapshotChunkSource::read(std::uint64_t receiver, const std::string& path,
+                                              std::uint64_t offset, std::uint64_t length,
+                                              std::uint64_t size) {
+  auto it = open_.find(receiver);
+  if (it == open_.end() || offset == 0 || it->second.path != path) {
+    Result<UniqueFd> fd = open_file(path, O_RDONLY);
+    if (!fd.ok()) {
+      open_.erase(receiver);
+      return fd.status();
+    }
+    it = open_.insert_or_assign(receiver, Open{path, std::move(*fd)}).first;
+  }
+  Result<std::string> chunk = pread_up_to(it->second.fd.get(), length, offset, path);
+  if (!chunk.ok() || chunk->size() != length || offset + length >= size) open_.erase(it);
+  if (!chunk.ok()) return chunk.status();
+  if (chunk->size() != length) return Status::corruption(path + ": short read");
+  return chunk;
+}
+
 }  // namespace kvc::storage

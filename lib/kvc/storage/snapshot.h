@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -229,5 +230,29 @@ Status remove_temp_snapshots(const std::string& dir);
 // fsyncs it and renames it into `dir` under its canonical name, then fsyncs `dir`. On a
 // problem the file is left where it was and the Status is kCorruption.
 Result<SnapshotInfo> adopt_snapshot(const std::string& file, const std::string& dir);
+
+// The chunks of snapshot files sent to followers. Each transfer (one per receiver) reads one
+// open descriptor from its first chunk to its last, so a file replaced meanwhile (a damaged one
+// written again under the same name) or pruned never mixes two files' bytes into one transfer.
+// A transfer takes a new descriptor when it starts again (offset 0) or moves to another file.
+class SnapshotChunkSource {
+ public:
+  // Bytes [offset, offset + length) of the snapshot file `path` (`size` bytes in all) for
+  // `receiver`; exactly `length` bytes or an error. The descriptor is closed after the chunk
+  // that reaches `size`, and after an error.
+  Result<std::string> read(std::uint64_t receiver, const std::string& path, std::uint64_t offset,
+                           std::uint64_t length, std::uint64_t size);
+  // Forgets the receiver's transfer (it ended without its last chunk).
+  void end(std::uint64_t receiver) { open_.erase(receiver); }
+  void end_all() { open_.clear(); }
+  std::size_t open_transfers() const { return open_.size(); }
+
+ private:
+  struct Open {
+    std::string path;
+    UniqueFd fd;
+  };
+  std::map<std::uint64_t, Open> open_;
+};
 
 }  // namespace kvc::storage
