@@ -44,6 +44,35 @@ TEST(OverlayTest, BytesFollowWhatIsHeld) {
   EXPECT_GE(o.bytes(), one - 1000 + 503);
 }
 
+// find() asks a filter of the layer's keys before it walks the map; the filter grows with the
+// layer (from all its keys) and must never hide a key the layer has: every key put or erased
+// is found after every growth, and keys never put are not.
+TEST(OverlayTest, EveryKeyIsFoundAsTheLayerGrows) {
+  Overlay o(0, 0);
+  const auto key = [](int i) { return "key/" + std::to_string(i * 7919 % 100003); };
+  std::uint64_t rev = 0;
+  for (int i = 0; i < 40000; ++i) {
+    ++rev;
+    if (i % 5 == 4) {
+      o.erase(key(i));
+    } else {
+      o.put({key(i), "v" + std::to_string(i), rev, rev, 1});
+    }
+    if ((i & (i + 1)) == 0 || i == 39999) {  // after each power of two, where it grows
+      for (int j = 0; j <= i; ++j) {
+        const OverlaySlot* s = o.find(key(j));
+        ASSERT_NE(s, nullptr) << "key " << key(j) << " lost after " << i + 1 << " keys";
+        EXPECT_EQ(s->deleted, j % 5 == 4);
+        if (j % 5 != 4) {
+          EXPECT_EQ(s->value, "v" + std::to_string(j));
+        }
+      }
+    }
+  }
+  for (int i = 0; i < 40000; ++i) EXPECT_EQ(o.find("absent/" + std::to_string(i)), nullptr);
+  EXPECT_EQ(o.entries().size(), 40000u);
+}
+
 TEST(OverlayDeathTest, EventsAndIndexesMustAdvanceInOrder) {
   Overlay o(5, 1);
   o.add_event({.revision = 6, .sequence = 0});

@@ -66,12 +66,21 @@ class Overlay {
   std::size_t bytes() const { return bytes_; }
 
  private:
+  static std::uint64_t hash(std::string_view key);
+  bool may_contain(std::uint64_t h) const;
+  void remember(std::uint64_t h);
+  Map::iterator slot_for(std::string_view key);
+
   // Invariant: base_index_ <= revision_ <= last_index_ when revision_ != 0; events_ are in
   // (revision, sequence) order with revisions in (base_index_, last_index_].
   Map entries_;
   std::vector<Event> events_;
   std::optional<Membership> membership_;
   LeaseChanges lease_changes_;
+  // A Bloom filter of the keys in entries_ (two bits of one hash per key, at least 16 bits per
+  // key): most keys a put or get looks up are in no layer, and the filter answers that without
+  // walking the map. Keys are never removed from a layer, so it never needs to forget one.
+  std::vector<std::uint64_t> filter_;
   std::uint64_t base_index_;
   std::uint64_t last_index_;
   std::uint64_t last_term_;
