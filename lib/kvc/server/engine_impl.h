@@ -460,6 +460,9 @@ class Engine::Impl {
   std::map<std::uint64_t, Waiter> waiters_;  // by log index
   std::uint64_t request_seq_ = 0;
   std::vector<PendingRead> unsent_reads_;
+  // Storage of a served batch, kept for the next one (up to kSpareReadsMax reads).
+  std::vector<PendingRead> spare_reads_;
+  static constexpr std::size_t kSpareReadsMax = 4096;
   std::deque<ReadBatch> read_batches_;
   std::uint64_t read_seq_ = 0;
   std::map<std::uint64_t, Watcher> watchers_;  // by watcher key

@@ -383,6 +383,7 @@ void Engine::Impl::start_read_batch() {
   b.started = now_ms();
   b.reads = std::move(unsent_reads_);
   unsent_reads_.clear();
+  unsent_reads_.swap(spare_reads_);  // a served batch's storage: no regrowth from empty
   Status s = node_->read_index(b.context);
   if (!s.ok()) {
     for (PendingRead& pr : b.reads) {
@@ -408,6 +409,10 @@ void Engine::Impl::serve_reads() {
     ReadBatch b = std::move(read_batches_.front());
     read_batches_.pop_front();
     for (PendingRead& pr : b.reads) serve_read(pr.req, pr.reply);
+    b.reads.clear();
+    if (b.reads.capacity() > spare_reads_.capacity() && b.reads.capacity() <= kSpareReadsMax) {
+      spare_reads_ = std::move(b.reads);
+    }
   }
 }
 

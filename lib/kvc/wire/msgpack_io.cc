@@ -1,6 +1,8 @@
 #include "kvc/wire/msgpack_io.h"
 
+#include <memory>
 #include <msgpack/unpack.hpp>
+#include <vector>
 
 namespace kvc::wire {
 namespace {
@@ -9,7 +11,52 @@ Status type_error(const char* what, const char* want) {
   return Status::corruption(std::string(what) + ": expected " + want);
 }
 
+// Cleared zones kept for reuse by this thread. A zone's clear() keeps its first chunk and
+// frees those a large message added, so a pooled zone holds 8 KiB.
+// Under AddressSanitizer none is kept, so an object used after its Parsed is gone is reported
+// (in a reused zone it would read another message's bytes unnoticed).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t kPooledZones = 0;
+#else
+constexpr std::size_t kPooledZones = 16;
+#endif
+
+// True once this thread's pool is destroyed at thread exit: a parse or a zone returned after
+// that (by an object destroyed later in the exit) does without the pool.
+thread_local bool zone_pool_gone = false;
+
+struct ZonePool {
+  ~ZonePool() { zone_pool_gone = true; }
+  std::vector<std::unique_ptr<msgpack::zone>> free;
+};
+
+ZonePool& zone_pool() {
+  thread_local ZonePool pool;
+  return pool;
+}
+
+PooledZone take_zone() {
+  if (zone_pool_gone) return PooledZone(new msgpack::zone());
+  ZonePool& pool = zone_pool();
+  if (pool.free.empty()) return PooledZone(new msgpack::zone());
+  PooledZone z(pool.free.back().release());
+  pool.free.pop_back();
+  return z;
+}
+
 }  // namespace
+
+void ZoneReturn::operator()(msgpack::zone* z) const noexcept {
+  std::unique_ptr<msgpack::zone> owned(z);
+  if (zone_pool_gone) return;
+  ZonePool& pool = zone_pool();
+  if (pool.free.size() >= kPooledZones) return;
+  try {
+    owned->clear();
+    pool.free.push_back(std::move(owned));
+  } catch (...) {  // push_back's allocation: the zone is freed instead
+  }
+}
 
 Result<Parsed> parse(std::string_view payload) {
   // Every array element and map entry takes at least one byte of input, so limits derived from
@@ -19,7 +66,9 @@ Result<Parsed> parse(std::string_view payload) {
                                     /*ext=*/0, /*depth=*/16);
   try {
     std::size_t offset = 0;
-    Parsed p{msgpack::unpack(payload.data(), payload.size(), offset, nullptr, nullptr, limit)};
+    Parsed p{.object = {}, .zone = take_zone()};
+    p.object =
+        msgpack::unpack(*p.zone, payload.data(), payload.size(), offset, nullptr, nullptr, limit);
     if (offset != payload.size()) {
       return Status::corruption("msgpack: " + std::to_string(payload.size() - offset) +
                                 " trailing bytes after the message");
