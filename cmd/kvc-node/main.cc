@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
                  "diverge-apply, unverified-reads, ack-before-apply, read-before-applied, "
                  "skip-wal-replay, persist-without-fsync, marker-before-flush, "
                  "follower-lease-clock, no-lease-grace, txn-applies-half, txn-wrong-branch, "
-                 "txn-torn-read)");
+                 "txn-torn-read, diverge-every-put)");
 #endif
   app.footer(kvc::cli::exit_code_footer(
       "  kvc-node --name m1 --data-dir /var/lib/kvc/m1 \\\n"

@@ -146,6 +146,8 @@ int run_server_mode(const ServerModeArgs& a) {
     t.lease_expiries += r.stats.lease_expiries;
     t.lease_liveness_checked += r.stats.lease_liveness_checked;
     t.lease_max_late_ms = std::max(t.lease_max_late_ms, r.stats.lease_max_late_ms);
+    t.hash_audits += r.stats.hash_audits;
+    t.hashes_compared += r.stats.hashes_compared;
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
     ++failed;
@@ -187,6 +189,8 @@ int run_server_mode(const ServerModeArgs& a) {
       {"lease_expiries", t.lease_expiries},
       {"lease_liveness_checked", t.lease_liveness_checked},
       {"lease_max_late_ms", t.lease_max_late_ms},
+      {"hash_audits", t.hash_audits},
+      {"hashes_compared", t.hashes_compared},
       {"events", t.events},
       {"messages", t.messages}};
   const bool json = a.output == "json";

@@ -206,6 +206,9 @@ bool Engine::Impl::apply_one(const raft::Entry& e) {
     // Broken on purpose (test builds only): this member's state silently differs.
     cmd->value += "-diverged";
   }
+  if (options_.test_mutation == "diverge-every-put" && cmd->op == storage::CommandOp::kPut) {
+    cmd->value += "-diverged";  // the same, for every put (the simulator plants it in one member)
+  }
 #endif
 #ifdef KVC_MUTATIONS
   if (options_.test_mutation == "skip-wal-replay" && e.index <= replay_to_) {

@@ -259,10 +259,10 @@ bool EngineOptions::mutations_compiled_in() {
 
 const std::vector<std::string>& EngineOptions::test_mutations() {
   static const std::vector<std::string> kNames = {
-      "ack-before-commit",   "local-reads",          "diverge-apply",   "unverified-reads",
-      "ack-before-apply",    "read-before-applied",  "skip-wal-replay", "persist-without-fsync",
-      "marker-before-flush", "follower-lease-clock", "no-lease-grace",  "txn-applies-half",
-      "txn-wrong-branch",    "txn-torn-read"};
+      "ack-before-commit",   "local-reads",          "diverge-apply",    "unverified-reads",
+      "ack-before-apply",    "read-before-applied",  "skip-wal-replay",  "persist-without-fsync",
+      "marker-before-flush", "follower-lease-clock", "no-lease-grace",   "txn-applies-half",
+      "txn-wrong-branch",    "txn-torn-read",        "diverge-every-put"};
   return kNames;
 }
 

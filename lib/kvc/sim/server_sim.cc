@@ -13,10 +13,10 @@ namespace kvc::sim {
 const std::vector<std::string>& server_mutations() {
 #ifdef KVC_MUTATIONS
   static const std::vector<std::string> kMutations = {
-      "ack-before-commit",    "ack-before-apply", "read-before-applied",   "local-reads",
-      "skip-wal-replay",      "unverified-reads", "persist-without-fsync", "marker-before-flush",
-      "follower-lease-clock", "no-lease-grace",   "txn-applies-half",      "txn-wrong-branch",
-      "txn-torn-read",
+      "ack-before-commit",    "ack-before-apply",  "read-before-applied",   "local-reads",
+      "skip-wal-replay",      "unverified-reads",  "persist-without-fsync", "marker-before-flush",
+      "follower-lease-clock", "no-lease-grace",    "txn-applies-half",      "txn-wrong-branch",
+      "txn-torn-read",        "diverge-every-put",
   };
 #else
   // A build without the planted bugs (the sanitizer build) runs the real server only.
@@ -145,7 +145,8 @@ void ServerSim::name_slot(Slot& s, const std::string& name, const std::string& s
   eo.history_bytes = 1 << 20;
   eo.scrub_bytes_per_second = 256 << 10;  // finds damage nobody reads
   eo.hash_check_interval_ms = 0;
-  eo.test_mutation = o_.mutation;
+  // "diverge-every-put" is planted in one member only (its state must differ from the others').
+  eo.test_mutation = o_.mutation == "diverge-every-put" && s.index != 1 ? "" : o_.mutation;
 }
 
 // A joining member asks the members it can reach which id the cluster gave it.
@@ -469,6 +470,7 @@ ServerSimResult ServerSim::run() {
   }
   at(200'000 + rand(300'000), [this] { fault(); });
   at(300'000 + rand(300'000), [this] { membership_tick(); });
+  if (o_.hash_audits) at(400'000 + rand(400'000), [this] { hash_audit_tick(); });
   const std::uint64_t heal_at = o_.fault_ms * 1000;
   const std::uint64_t end_at = heal_at + o_.liveness_ms * 1000;
   heal_at_ = heal_at;

@@ -50,6 +50,11 @@ struct ServerSimOptions {
   // The txn checker (server_sim_txns.cc). Off, txns are checked only as per-key operations by
   // the linearizability checker (tests show what that alone misses).
   bool txn_model = true;
+  // Hash audits: now and then the leader is asked for a state hash at a barrier (as kvc-ctl
+  // check hash does) and every other running member for its hash at that index; members that
+  // differ are a violation. Off, the run draws the random numbers it drew before audits existed
+  // (pinned traces).
+  bool hash_audits = true;
 };
 
 struct ServerSimStats {
@@ -87,6 +92,10 @@ struct ServerSimStats {
   // revoke past its lease's ttl.
   std::uint64_t lease_liveness_checked = 0;
   std::uint64_t lease_max_late_ms = 0;
+  // Hash audits (ServerSimOptions::hash_audits): barrier hashes the leader answered, and other
+  // members' hashes at those indexes compared with it (all equal, or the run fails).
+  std::uint64_t hash_audits = 0;
+  std::uint64_t hashes_compared = 0;
   bool linearizability_checked = false;
 };
 

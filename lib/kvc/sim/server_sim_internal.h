@@ -271,6 +271,9 @@ class ServerSim {
   bool lease_liveness_pending() const;
   void check_lease_liveness();
   void probe();
+  void hash_audit_tick();
+  void start_hash_audit();
+  void compare_hashes(std::uint64_t seq, int leader, std::uint64_t index, std::uint64_t hash);
   void check_member(Slot& s);
   void violation(const std::string& what) {
     if (!result_.ok) return;
@@ -344,6 +347,8 @@ class ServerSim {
   bool cold_written_ = false;
   bool probe_ok_ = false;
   bool probe_inflight_ = false;
+  bool audit_inflight_ = false;
+  std::uint64_t audit_seq_ = 0;
   std::uint64_t probe_seq_ = 0;
   ServerSimResult result_;
 };
