@@ -20,6 +20,7 @@
 #include "support/http_stream.h"
 #include "support/text.h"
 #include "support/wait.h"
+#include "support/watch_seen.h"
 
 namespace kvc::test {
 namespace {
@@ -258,12 +259,7 @@ TEST(PermissionsProcessTest, AReloadThatRemovesAGrantEndsTheOpenWatches) {
   ASSERT_TRUE(c.start_all().ok());
   ASSERT_TRUE(c.wait_for_leader(20000).ok());
 
-  struct Seen {
-    std::mutex mu;
-    bool started = false;  // the member's first answer (the watch is registered)
-    std::vector<std::string> keys;
-    std::vector<wire::Response> finals;  // done or an error
-  };
+  using Seen = kvc::test::WatchSeen;
   auto watch = [&](const std::string& token, Seen& seen) {
     client::ClientOptions o;
     o.endpoints.push_back(*net::parse_address(c.client_addr(0)));
@@ -272,20 +268,10 @@ TEST(PermissionsProcessTest, AReloadThatRemovesAGrantEndsTheOpenWatches) {
     o.token = token;
     Result<std::unique_ptr<client::Client>> cl = client::Client::open(std::move(o));
     EXPECT_TRUE(cl.ok()) << cl.status().to_string();
-    (*cl)->stream({.op = wire::Op::kWatch, .key = "/clusters/", .prefix = true},
-                  [&seen](const wire::Response& r) {
-                    std::lock_guard<std::mutex> lock(seen.mu);
-                    seen.started = true;
-                    for (const wire::Event& e : r.events) seen.keys.push_back(e.kv.key);
-                    if (r.done || r.code != Code::kOk) seen.finals.push_back(r);
-                    return true;
-                  });
+    (*cl)->stream({.op = wire::Op::kWatch, .key = "/clusters/", .prefix = true}, seen.recorder());
     return std::move(*cl);
   };
-  auto keys_of = [](Seen& seen) {
-    std::lock_guard<std::mutex> lock(seen.mu);
-    return seen.keys;
-  };
+  auto keys_of = [](Seen& seen) { return seen.keys_so_far(); };
   Seen ro, ctl;
   std::unique_ptr<client::Client> ro_client = watch(kRoToken, ro);
   std::unique_ptr<client::Client> ctl_client = watch(kCtlToken, ctl);

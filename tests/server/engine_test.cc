@@ -38,6 +38,7 @@
 #include "support/ports.h"
 #include "support/temp_dir.h"
 #include "support/wait.h"
+#include "support/watch_seen.h"
 
 namespace kvc::server {
 namespace {
@@ -614,12 +615,7 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
   write_perms(true);
   std::unique_ptr<Engine> e = open(secret, /*http=*/true);
   ASSERT_NE(e, nullptr);
-  struct Seen {
-    std::mutex mu;
-    bool started = false;  // the member's first answer (the watch is registered)
-    std::vector<std::string> keys;
-    std::vector<wire::Response> finals;
-  };
+  using Seen = kvc::test::WatchSeen;
   std::vector<std::unique_ptr<client::Client>> clients;
   auto watch = [&](const std::string& token, Seen& seen) {
     client::ClientOptions co;
@@ -628,20 +624,10 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
     co.token = token;
     Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
     ASSERT_TRUE(c.ok()) << c.status().to_string();
-    (*c)->stream({.op = wire::Op::kWatch, .key = "/a/", .prefix = true},
-                 [&seen](const wire::Response& r) {
-                   std::lock_guard<std::mutex> lock(seen.mu);
-                   seen.started = true;
-                   for (const wire::Event& ev : r.events) seen.keys.push_back(ev.kv.key);
-                   if (r.done || r.code != Code::kOk) seen.finals.push_back(r);
-                   return true;
-                 });
+    (*c)->stream({.op = wire::Op::kWatch, .key = "/a/", .prefix = true}, seen.recorder());
     clients.push_back(std::move(*c));
   };
-  auto keys = [](Seen& seen) {
-    std::lock_guard<std::mutex> lock(seen.mu);
-    return seen.keys;
-  };
+  auto keys = [](Seen& seen) { return seen.keys_so_far(); };
   Seen ro, ctl;
   watch("ro-token", ro);
   watch("ctl-token", ctl);

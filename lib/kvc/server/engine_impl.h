@@ -187,6 +187,10 @@ class Engine::Impl {
     // A newer commit index held back from earlier Readys (unwritten_commit_), written with this
     // job's entries when rd has no hard state of its own.
     std::optional<raft::HardState> held_commit;
+    // What the WAL records as the hard state: the Ready's own, else the held-back commit.
+    const std::optional<raft::HardState>& hard_state_to_write() const {
+      return rd.hard_state ? rd.hard_state : held_commit;
+    }
     Status status;
     std::optional<storage::StagedInstall> staged;
     std::optional<storage::RepairRecord> repair;  // the repair file to write (rd.repair)

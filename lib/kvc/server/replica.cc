@@ -236,7 +236,7 @@ Status Engine::Impl::persist(PersistJob& job) {
   // The repair state first: it is what keeps this member from voting after a restart.
   Status s = job.repair ? storage::save_repair_file(repair_path_, *job.repair) : Status();
   if (s.ok()) {
-    s = wal_->append(job.rd.hard_state ? job.rd.hard_state : job.held_commit, job.rd.entries);
+    s = wal_->append(job.hard_state_to_write(), job.rd.entries);
   }
   if (s.ok()) s = write_snapshot_chunks(job.rd.snapshot_chunks);
   if (s.ok() && job.sync) {
@@ -520,10 +520,7 @@ void Engine::Impl::resume_install() {
   disk_->post([this, job] {
     Status s3 = job->repair ? storage::save_repair_file(repair_path_, *job->repair) : Status();
     if (s3.ok()) s3 = wal_->save_snapshot(*job->rd.snapshot);
-    if (s3.ok()) {
-      s3 =
-          wal_->append(job->rd.hard_state ? job->rd.hard_state : job->held_commit, job->rd.entries);
-    }
+    if (s3.ok()) s3 = wal_->append(job->hard_state_to_write(), job->rd.entries);
     if (s3.ok()) s3 = wal_->sync();
     job->status = s3;
     post_loop([this, job] { on_persisted(job); });
