@@ -148,6 +148,8 @@ int run_server_mode(const ServerModeArgs& a) {
     t.lease_max_late_ms = std::max(t.lease_max_late_ms, r.stats.lease_max_late_ms);
     t.hash_audits += r.stats.hash_audits;
     t.hashes_compared += r.stats.hashes_compared;
+    t.snapshot_chunks_damaged += r.stats.snapshot_chunks_damaged;
+    t.snapshots_refused += r.stats.snapshots_refused;
     linearizability = linearizability && (r.stats.linearizability_checked || !r.ok);
     if (r.ok) continue;
     ++failed;
@@ -191,6 +193,8 @@ int run_server_mode(const ServerModeArgs& a) {
       {"lease_max_late_ms", t.lease_max_late_ms},
       {"hash_audits", t.hash_audits},
       {"hashes_compared", t.hashes_compared},
+      {"snapshot_chunks_damaged", t.snapshot_chunks_damaged},
+      {"snapshots_refused", t.snapshots_refused},
       {"events", t.events},
       {"messages", t.messages}};
   const bool json = a.output == "json";

@@ -124,6 +124,12 @@ class TestCluster {
     if (down_.count(m.to) || down_.count(m.from) || cut_.count({m.from, m.to})) return;
     if (drop_ && drop_(m)) return;
     if (!nodes_.count(m.to)) return;
+    if (change_) {
+      Message changed = m;
+      change_(changed);
+      EXPECT_TRUE(nodes_.at(m.to)->step(changed).ok());
+      return;
+    }
     EXPECT_TRUE(nodes_.at(m.to)->step(m).ok());
   }
 
@@ -156,6 +162,9 @@ class TestCluster {
   void heal() { cut_.clear(); }
   // Messages for which `drop` is true are lost (until set to nullptr).
   void drop_if(std::function<bool(const Message&)> drop) { drop_ = std::move(drop); }
+  // Every delivered message passes through `change` first, as a receiving caller may change
+  // it before stepping it (until set to nullptr).
+  void change_before_step(std::function<void(Message&)> change) { change_ = std::move(change); }
 
   std::deque<Message>& queue() { return queue_; }
   std::vector<Entry>& applied(NodeId id) { return applied_[id]; }
@@ -194,6 +203,7 @@ class TestCluster {
   std::set<NodeId> frozen_;
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::function<bool(const Message&)> drop_;
+  std::function<void(Message&)> change_;
   std::map<NodeId, std::vector<Entry>> applied_;
   std::map<NodeId, std::vector<SnapshotChunk>> chunks_;
   std::map<NodeId, std::vector<SnapshotMeta>> installed_;
@@ -322,6 +332,55 @@ TEST(NodeTest, SnapshotWhoseAcknowledgementWasLostDoesNotStallTheFollower) {
   ASSERT_EQ(c.installed(3).size(), 2u);
   EXPECT_EQ(c.installed(3)[1].index, second);
   EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+}
+
+TEST(NodeTest, AFollowerRefusesADamagedSnapshotAndTheLeaderMakesANewOne) {
+  // The caller of a follower checks the whole file a snapshot's last chunk completes
+  // (completes_snapshot) and steps that chunk with snapshot_damaged when the file fails its
+  // checks: nothing is installed, the follower tells the leader, the leader drops that snapshot
+  // and asks its caller for a new one, and the transfer starts again with it.
+  TestCluster c(3);
+  c.elect(1);
+  c.down().insert(3);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("a" + std::to_string(i)).ok());
+  c.settle();
+  c.tick_all(1);
+  const std::uint64_t index = c.n(1).applied();
+  const SnapshotMeta meta{index, *c.n(1).log().term(index), *c.n(1).conf_state_at(index)};
+  c.give_snapshot(1, meta, std::string(10, 'a'));  // three chunks of 4, 4 and 2 bytes
+  ASSERT_TRUE(c.n(1).compact(index).ok());
+  int completing = 0, not_completing = 0, damaged_left = 1, refusals = 0;
+  c.change_before_step([&](Message& m) {
+    if (m.type == MessageType::kSnapshotResp && m.snapshot_damaged && m.reject) ++refusals;
+    if (m.type != MessageType::kSnapshot || m.to != 3) return;
+    if (!c.n(3).completes_snapshot(m)) {
+      ++not_completing;
+      return;
+    }
+    EXPECT_EQ(m.snapshot_offset + m.chunk_length, m.snapshot_size);
+    ++completing;
+    if (damaged_left > 0) {
+      --damaged_left;
+      m.snapshot_damaged = true;
+    }
+  });
+  const int wanted_before = c.snapshots_wanted(1);
+  c.down().erase(3);
+  c.tick_all(15);
+  EXPECT_EQ(completing, 1);
+  EXPECT_GE(not_completing, 2);  // the first two chunks
+  EXPECT_EQ(refusals, 1);
+  EXPECT_TRUE(c.installed(3).empty()) << "a damaged snapshot was installed";
+  EXPECT_LT(c.n(3).commit(), index);
+  EXPECT_GT(c.snapshots_wanted(1), wanted_before) << "the leader must ask for a new snapshot";
+
+  c.give_snapshot(1, meta, std::string(10, 'a'));  // its caller's new file, at the same index
+  c.tick_all(15);
+  EXPECT_EQ(completing, 2);
+  ASSERT_EQ(c.installed(3).size(), 1u);
+  EXPECT_EQ(c.installed(3)[0], meta);
+  EXPECT_EQ(c.n(3).commit(), c.n(1).commit());
+  c.change_before_step(nullptr);
 }
 
 TEST(NodeTest, TruncatedConfChangeIsRolledBack) {

@@ -32,6 +32,7 @@ raft::Message full_message() {
   m.repairing = true;
   m.snapshot_from = 9;
   m.repair_to = 10;
+  m.snapshot_damaged = true;
   return m;
 }
 
@@ -58,12 +59,12 @@ TEST(RaftCodecTest, EncodingIsPinned) {
   std::string f;
   append_raft_message(f, full_message());
   EXPECT_EQ(hex_encode(f),
-            "0000003b9203dc001506010203040506c3079294050300c4016194060301c400c4087472616e7366"
-            "6572940402930102039104640a02c3c402636808c3090a");
+            "0000003c9203dc001606010203040506c3079294050300c4016194060301c400c4087472616e7366"
+            "6572940402930102039104640a02c3c402636808c3090ac3");
   f.clear();
   append_raft_message(f, raft::Message{});
   EXPECT_EQ(hex_encode(f),
-            "000000209203dc001500000000000000c20090c4009400009090000000c2c40000c20000");
+            "000000219203dc001600000000000000c20090c4009400009090000000c2c40000c20000c2");
 }
 
 TEST(RaftCodecTest, OlderMembersMessagesDecode) {

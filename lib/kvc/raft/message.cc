@@ -75,7 +75,8 @@ std::string describe(const Message& m) {
       break;
     case MessageType::kSnapshotResp:
       os << " snap_index=" << m.snapshot.index << " offset=" << m.snapshot_offset
-         << (m.snapshot_done ? " done" : "") << (m.reject ? " reject" : "");
+         << (m.snapshot_done ? " done" : "") << (m.reject ? " reject" : "")
+         << (m.snapshot_damaged ? " damaged" : "");
       break;
     case MessageType::kReadIndexResp:
       os << " index=" << m.index << (m.reject ? " reject" : "");

@@ -29,7 +29,8 @@ enum class MessageType : std::uint8_t {
   // last chunk. The core leaves `chunk` empty: the caller fills it before sending (see node.h).
   kSnapshot = 8,
   // Follower -> leader: snapshot_offset = the next byte it expects; snapshot_done = installed
-  // (or not needed); reject = wrong offset, restart from snapshot_offset.
+  // (or not needed); reject = wrong offset, restart from snapshot_offset; reject with
+  // snapshot_damaged = the whole file failed its checks: make a new snapshot and start again.
   kSnapshotResp = 9,
   kTimeoutNow = 10,      // leader -> transfer target: campaign now
   kReadIndex = 11,       // follower -> leader: context = the caller's read context
@@ -75,6 +76,11 @@ struct Message {
   bool repairing = false;
   std::uint64_t snapshot_from = 0;
   std::uint64_t repair_to = 0;
+
+  // kSnapshotResp: the receiver refused the snapshot it had received whole, as damaged. On a
+  // kSnapshot a follower steps, set by its caller (never sent): the caller checked the file this
+  // last chunk completes and found it damaged (Node::completes_snapshot).
+  bool snapshot_damaged = false;
 
   friend bool operator==(const Message&, const Message&) = default;
 };

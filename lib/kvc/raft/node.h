@@ -243,6 +243,11 @@ class Node {
   // are not contiguous, an acknowledgement beyond our log, a chunk outside its snapshot...) is
   // refused with kInvalidArgument and changes nothing.
   Status step(const Message& m);
+  // True when stepping `m` now would complete the snapshot this follower is receiving (it is
+  // the next chunk of the current leader's transfer, and the last). The caller may check the
+  // whole file first and step `m` with snapshot_damaged set when it fails its checks: the core
+  // then installs nothing and the leader makes a new snapshot and starts again.
+  bool completes_snapshot(const Message& m) const;
   // Appends `data` as a normal entry. kNotLeader ("leader=N" in the message, N = leader()) when
   // not leader; kUnavailable during leadership transfer; kResourceExhausted when too much is
   // uncommitted. On success returns the entry's index (it may still be lost if leadership is).

@@ -142,6 +142,19 @@ void Node::handle_snapshot(const Message& m) {
     send(std::move(r));
     return;
   }
+  if (m.snapshot_damaged && m.snapshot_offset + m.chunk_length == m.snapshot_size) {
+    // The caller checked the whole file this chunk completes (completes_snapshot) and it is
+    // damaged: none of it is installed; the leader makes a new snapshot and starts again.
+    logf(LogLevel::kWarn, "refusing a damaged snapshot from=" + kvc::id_hex(m.from) +
+                              " index=" + std::to_string(m.snapshot.index) +
+                              " size=" + std::to_string(m.snapshot_size));
+    receiving_.reset();
+    r.reject = true;
+    r.snapshot_offset = 0;
+    r.snapshot_damaged = true;
+    send(std::move(r));
+    return;
+  }
   chunks_.push_back({m.snapshot, m.snapshot_size, m.snapshot_offset, m.chunk});
   receiving_->next_offset += m.chunk_length;
   r.snapshot_offset = receiving_->next_offset;
@@ -584,8 +597,36 @@ void Node::handle_heartbeat_resp(const Message& m, Progress& pr) {
   }
 }
 
+bool Node::completes_snapshot(const Message& m) const {
+  // From the leader of our term, or of a newer one (stepping it makes us its follower).
+  const bool from_leader = m.term > term_ || (m.term == term_ && role_ != Role::kLeader &&
+                                              (leader_ == m.from || leader_ == kNoNode));
+  if (m.type != MessageType::kSnapshot || !from_leader || m.chunk.size() != m.chunk_length ||
+      m.snapshot_offset > m.snapshot_size ||
+      m.snapshot_offset + m.chunk_length != m.snapshot_size) {
+    return false;
+  }
+  const bool repair = repair_.needs_snapshot && m.snapshot.index >= repair_.snapshot_from;
+  if ((repair && snapshot_received_) || (m.snapshot.index <= commit_ && !repair)) return false;
+  if (m.snapshot_offset == 0) return true;  // a snapshot in one chunk
+  return receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size &&
+         receiving_->next_offset == m.snapshot_offset;
+}
+
 void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
   if (pr.state != ProgressState::kSnapshot || !(m.snapshot == pr.snap)) return;
+  if (m.reject && m.snapshot_damaged) {
+    // The follower received this snapshot whole and it failed its checks (damaged in transit,
+    // or our file is): not this file again. The caller makes a new snapshot (one at the same
+    // index replaces this file if the file is the damaged one) and offers it with
+    // snapshot_available(); the transfer starts again with that one.
+    logf(LogLevel::kWarn, "snapshot refused as damaged by=" + kvc::id_hex(m.from) +
+                              " index=" + std::to_string(pr.snap.index) + "; asking for a new one");
+    if (local_snapshot_ && *local_snapshot_ == pr.snap) local_snapshot_.reset();
+    become_probe(pr);
+    send_append(m.from, true);
+    return;
+  }
   if (m.snapshot_done && !m.reject) {
     logf(LogLevel::kInfo,
          "snapshot sent to=" + kvc::id_hex(m.from) + " index=" + std::to_string(pr.snap.index));

@@ -249,6 +249,15 @@ void Engine::Impl::on_peer_message(raft::Message m) {
       heartbeat_sent_.erase(sent);
     }
   }
+  if (m.type == raft::MessageType::kSnapshot && !m.snapshot_damaged &&
+      node_->completes_snapshot(m)) {
+    check_received_snapshot(std::move(m));
+    return;
+  }
+  step_peer_message(m);
+}
+
+void Engine::Impl::step_peer_message(const raft::Message& m) {
   Status s = node_->step(m);
   if (!s.ok()) spdlog::warn("dropped raft message from={} error={}", hex(m.from), s.message());
 }

@@ -271,6 +271,8 @@ class Engine::Impl {
   void make_snapshot_for_followers();
   void resume_install();
   Status fill_snapshot_chunk(raft::Message& m);
+  void check_received_snapshot(raft::Message m);
+  void step_peer_message(const raft::Message& m);
 
   // Loop: requests.
   void handle_request(wire::Request req, Reply reply);

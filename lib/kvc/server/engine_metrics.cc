@@ -77,6 +77,10 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "Time from receiving a whole snapshot to its state being live.", kLong)),
       snapshots_sent(
           registry.counter("kvc_snapshots_sent_total", "Snapshots sent completely to a follower.")),
+      snapshots_refused(registry.counter(
+          "kvc_snapshots_refused_total",
+          "Snapshots received whole from a leader that failed their checks and were refused "
+          "(the leader makes a new one).")),
       state_damaged(registry.gauge(
           "kvc_state_damaged",
           "1 while this member's state is damaged: it serves no reads, does not vote, and is "

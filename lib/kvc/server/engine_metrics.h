@@ -55,6 +55,7 @@ class EngineMetrics {
   metrics::Counter& snapshots_installed;
   metrics::Histogram& snapshot_install;  // seconds from the first chunk to the state live
   metrics::Counter& snapshots_sent;      // to a follower, complete
+  metrics::Counter& snapshots_refused;   // received whole from a leader, damaged, refused
 
   // Integrity (issue 14): damage found, repairs, the scrubber, cross-member hash checks.
   metrics::Gauge& state_damaged;          // 1 while the state is damaged and being repaired

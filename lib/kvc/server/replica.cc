@@ -258,6 +258,41 @@ Status Engine::Impl::write_snapshot_chunks(const std::vector<raft::SnapshotChunk
   return Status();
 }
 
+// The last chunk of a snapshot from the leader: before the core takes it (and installs on it),
+// the chunk is written (disk thread, after the earlier chunks' writes) and the whole file is
+// checked (scan thread). A damaged file (cut or flipped in transit, or damaged in the leader's
+// file) is refused through the core, which tells the leader to make a new snapshot; this
+// member goes on as it was. A file that cannot be written or read is left to the install, which
+// stops the member as before.
+void Engine::Impl::check_received_snapshot(raft::Message m) {
+  auto msg = std::make_shared<raft::Message>(std::move(m));
+  disk_->post([this, msg] {
+    const std::vector<raft::SnapshotChunk> last = {
+        {msg->snapshot, msg->snapshot_size, msg->snapshot_offset, msg->chunk}};
+    const Status written = write_snapshot_chunks(last);
+    scan_->post([this, msg, written] {
+      std::string problem;
+      if (written.ok()) {
+        Result<storage::VerifyReport> rep = storage::verify_snapshot(incoming_snapshot_path_);
+        if (rep.ok() && rep->problem != storage::SnapshotProblem::kNone) problem = rep->message;
+      }
+      post_loop([this, msg, problem] {
+        if (stopped_) return;
+        if (!problem.empty()) {
+          metrics_->snapshots_refused.inc();
+          spdlog::error(
+              "refusing a damaged snapshot from the leader leader={} index={} bytes={} "
+              "problem={}; the leader makes a new one",
+              hex(msg->from), msg->snapshot.index, msg->snapshot_size, problem);
+          msg->snapshot_damaged = true;
+        }
+        step_peer_message(*msg);
+        process_ready();
+      });
+    });
+  });
+}
+
 // A received snapshot: the chunks are written, the state is staged from the file (disk
 // thread), made live (loop thread, once no flush runs), and only then does the WAL record the
 // snapshot marker and the Ready's entries, so a crash never leaves the WAL ahead of the state.

@@ -383,6 +383,9 @@ void ServerSim::check_member(Slot& s) {
 void ServerSim::send(int from, const raft::Message& m) {
   ++result_.stats.messages;
   if (m.type == raft::MessageType::kSnapshot) ++result_.stats.snapshot_chunks;
+  if (m.type == raft::MessageType::kSnapshotResp && m.snapshot_damaged) {
+    ++result_.stats.snapshots_refused;
+  }
   auto to_it = slot_of_id_.find(m.to);
   if (to_it == slot_of_id_.end()) return;
   const int to = to_it->second;
@@ -416,6 +419,17 @@ void ServerSim::send(int from, const raft::Message& m) {
     return;
   }
   const std::uint64_t inc = target.incarnation;
+  raft::Message delivered = m;
+  if (o_.snapshot_damage && m.type == raft::MessageType::kSnapshot && !m.chunk.empty() &&
+      chance(3)) {
+    // A chunk damaged in transit (a fault): one bit flipped.
+    const std::size_t byte = rand(m.chunk.size());
+    const int bit = static_cast<int>(rand(8));
+    if (take_fault("damaged snapshot chunk", [&] { return describe(m); })) {
+      delivered.chunk[byte] = static_cast<char>(delivered.chunk[byte] ^ (1 << bit));
+      ++result_.stats.snapshot_chunks_damaged;
+    }
+  }
   // A duplicate and a delay spike are faults (numbered, sim_minimize.h); suppressed, they draw
   // the same numbers and the message goes once, at a usual latency.
   const int copies = chance(2) ? 2 : 1;
@@ -433,11 +447,11 @@ void ServerSim::send(int from, const raft::Message& m) {
       latency = 100 + rand(1500);
     }
     if (!sent) break;
-    at(now_us_ + latency, [this, to, inc, m] {
+    at(now_us_ + latency, [this, to, inc, delivered] {
       Slot& sl = slots_[static_cast<std::size_t>(to)];
       if (sl.incarnation != inc || !sl.member || sl.member->stopped()) return;
       enter(to);
-      sl.member->deliver(m);
+      sl.member->deliver(delivered);
       after_event(to);
     });
   }

@@ -55,6 +55,10 @@ struct ServerSimOptions {
   // differ are a violation. Off, the run draws the random numbers it drew before audits existed
   // (pinned traces).
   bool hash_audits = true;
+  // Snapshot chunks damaged in transit (a fault: one bit flipped in about 3 % of them): the
+  // receiver must refuse the file they complete and get a new snapshot, never install it or
+  // stop. Off, as hash_audits.
+  bool snapshot_damage = true;
 };
 
 struct ServerSimStats {
@@ -96,6 +100,8 @@ struct ServerSimStats {
   // members' hashes at those indexes compared with it (all equal, or the run fails).
   std::uint64_t hash_audits = 0;
   std::uint64_t hashes_compared = 0;
+  std::uint64_t snapshot_chunks_damaged = 0;  // chunks with a bit flipped in transit
+  std::uint64_t snapshots_refused = 0;        // whole snapshots refused by their receiver
   bool linearizability_checked = false;
 };
 

@@ -53,6 +53,7 @@ constexpr auto message_fields = [](auto& io, auto& m) {
   io.boolean(18, "raft.repairing", m.repairing);
   io.uint(19, "raft.snapshot_from", m.snapshot_from);
   io.uint(20, "raft.repair_to", m.repair_to);
+  io.boolean(21, "raft.snapshot_damaged", m.snapshot_damaged);
 };
 
 }  // namespace
