@@ -175,6 +175,20 @@ class TestCluster {
   std::set<NodeId>& frozen() { return frozen_; }
   int snapshots_wanted(NodeId id) { return wanted_[id]; }
 
+  // `lagging` is down while `leader` commits five entries; then `leader` has a snapshot (of
+  // `data`) at its applied index and compacts its log to it, so `lagging` will need it.
+  SnapshotMeta snapshot_past(NodeId leader, NodeId lagging, std::string data) {
+    down_.insert(lagging);
+    for (int i = 0; i < 5; ++i) EXPECT_TRUE(n(leader).propose("a" + std::to_string(i)).ok());
+    settle();
+    tick_all(1);
+    const std::uint64_t index = n(leader).applied();
+    const SnapshotMeta meta{index, *n(leader).log().term(index), *n(leader).conf_state_at(index)};
+    give_snapshot(leader, meta, std::move(data));
+    EXPECT_TRUE(n(leader).compact(index).ok());
+    return meta;
+  }
+
   // The snapshot a member "has": its data is a fixed string of `size` bytes.
   void give_snapshot(NodeId id, SnapshotMeta meta, std::string data) {
     snapshots_[id] = {meta, std::move(data)};
@@ -296,14 +310,7 @@ TEST(NodeTest, SnapshotWhoseAcknowledgementWasLostDoesNotStallTheFollower) {
   // was never sent anything again. A member that has the snapshot being sent is done with it.
   TestCluster c(3);
   c.elect(1);
-  c.down().insert(3);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("a" + std::to_string(i)).ok());
-  c.settle();
-  c.tick_all(1);
-  const std::uint64_t first = c.n(1).applied();
-  c.give_snapshot(1, {first, *c.n(1).log().term(first), *c.n(1).conf_state_at(first)},
-                  std::string(10, 'a'));
-  ASSERT_TRUE(c.n(1).compact(first).ok());
+  const std::uint64_t first = c.snapshot_past(1, 3, std::string(10, 'a')).index;
   // It comes back and is sent the snapshot; it installs it, but its acknowledgement is lost,
   // and so is everything it sends the leader from then on, for a while.
   c.drop_if([&c](const Message& m) {
@@ -341,14 +348,9 @@ TEST(NodeTest, AFollowerRefusesADamagedSnapshotAndTheLeaderMakesANewOne) {
   // and asks its caller for a new one, and the transfer starts again with it.
   TestCluster c(3);
   c.elect(1);
-  c.down().insert(3);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(c.n(1).propose("a" + std::to_string(i)).ok());
-  c.settle();
-  c.tick_all(1);
-  const std::uint64_t index = c.n(1).applied();
-  const SnapshotMeta meta{index, *c.n(1).log().term(index), *c.n(1).conf_state_at(index)};
-  c.give_snapshot(1, meta, std::string(10, 'a'));  // three chunks of 4, 4 and 2 bytes
-  ASSERT_TRUE(c.n(1).compact(index).ok());
+  // Three chunks of 4, 4 and 2 bytes.
+  const SnapshotMeta meta = c.snapshot_past(1, 3, std::string(10, 'a'));
+  const std::uint64_t index = meta.index;
   int completing = 0, not_completing = 0, damaged_left = 1, refusals = 0;
   c.change_before_step([&](Message& m) {
     if (m.type == MessageType::kSnapshotResp && m.snapshot_damaged && m.reject) ++refusals;
