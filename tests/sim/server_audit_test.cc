@@ -68,10 +68,10 @@ TEST(ServerSimSnapshotDamageTest, ADamagedSnapshotIsRefusedAndSentAgain) {
   const Counts c = run_seeds(120);
   EXPECT_GT(c.chunks, 100u);
   EXPECT_GE(c.damaged, 3u);
-  // Each damaged chunk's transfer is refused once its last chunk arrives (unless the member
-  // crashed, or the leader moved on, before that).
+  // A damaged chunk's transfer is refused once its last chunk arrives (unless the member
+  // crashed, or the leader moved on, before that; a damaged last chunk the network delivered
+  // twice is refused twice).
   EXPECT_GE(c.refused, 3u);
-  EXPECT_LE(c.refused, c.damaged);
 }
 
 }  // namespace

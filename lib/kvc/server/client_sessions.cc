@@ -249,6 +249,13 @@ void Engine::Impl::on_peer_message(raft::Message m) {
       heartbeat_sent_.erase(sent);
     }
   }
+  if (m.type == raft::MessageType::kSnapshot && snapshot_check_running_) {
+    // Held until the check in progress ends: stepped now, a chunk could be written into the
+    // file being checked (check_received_snapshot). The leader resends what is dropped.
+    if (held_snapshot_chunks_.size() >= kHeldSnapshotChunksMax) held_snapshot_chunks_.pop_front();
+    held_snapshot_chunks_.push_back(std::move(m));
+    return;
+  }
   if (m.type == raft::MessageType::kSnapshot && !m.snapshot_damaged &&
       node_->completes_snapshot(m)) {
     check_received_snapshot(std::move(m));

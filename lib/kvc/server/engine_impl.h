@@ -536,6 +536,11 @@ class Engine::Impl {
   std::map<std::uint64_t, storage::Member> learned_;     // from handshakes and conf entries
   std::map<std::uint64_t, std::string> snapshot_files_;  // snapshot index -> path
   storage::SnapshotChunkSource snapshot_chunks_;         // transfers to followers in progress
+  // A received snapshot's file being checked before its last chunk is stepped, and the
+  // snapshot chunks that arrived meanwhile (check_received_snapshot).
+  bool snapshot_check_running_ = false;
+  std::deque<raft::Message> held_snapshot_chunks_;
+  static constexpr std::size_t kHeldSnapshotChunksMax = 8;
   std::uint64_t last_leader_ = 0;
   std::uint64_t ready_at_commit_ = 0;  // caught up once applied reaches this
   std::uint64_t replay_to_ = 0;        // the commit index restored at start (WAL replay)

@@ -263,8 +263,12 @@ Status Engine::Impl::write_snapshot_chunks(const std::vector<raft::SnapshotChunk
 // checked (scan thread). A damaged file (cut or flipped in transit, or damaged in the leader's
 // file) is refused through the core, which tells the leader to make a new snapshot; this
 // member goes on as it was. A file that cannot be written or read is left to the install, which
-// stops the member as before.
+// stops the member as before. One check at a time, and no snapshot chunk reaches the core
+// meanwhile (on_peer_message holds them), so the file checked is exactly what the core would
+// install: the chunks it took before (their writes were queued on the disk thread before this
+// one) and this last one.
 void Engine::Impl::check_received_snapshot(raft::Message m) {
+  snapshot_check_running_ = true;
   auto msg = std::make_shared<raft::Message>(std::move(m));
   disk_->post([this, msg] {
     const std::vector<raft::SnapshotChunk> last = {
@@ -277,6 +281,7 @@ void Engine::Impl::check_received_snapshot(raft::Message m) {
         if (rep.ok() && rep->problem != storage::SnapshotProblem::kNone) problem = rep->message;
       }
       post_loop([this, msg, problem] {
+        snapshot_check_running_ = false;
         if (stopped_) return;
         if (!problem.empty()) {
           metrics_->snapshots_refused.inc();
@@ -287,6 +292,11 @@ void Engine::Impl::check_received_snapshot(raft::Message m) {
           msg->snapshot_damaged = true;
         }
         step_peer_message(*msg);
+        // The chunks that arrived meanwhile, in order (one may start the next check, which
+        // holds the rest again).
+        std::deque<raft::Message> held = std::move(held_snapshot_chunks_);
+        held_snapshot_chunks_.clear();
+        for (raft::Message& h : held) on_peer_message(std::move(h));
         process_ready();
       });
     });
