@@ -384,6 +384,20 @@ class Node {
   void handle_append(const Message& m);
   void handle_heartbeat(const Message& m);
   void handle_snapshot(const Message& m);
+  // What handle_snapshot does with a snapshot chunk from the leader, by its rules in their order
+  // (completes_snapshot asks the same): `repair` is whether the chunk's snapshot would repair a
+  // damaged state.
+  enum class ChunkFate {
+    kRepairPending,  // a repair snapshot already awaits its install
+    kHaveIt,         // the log is committed at or past the snapshot
+    kDuplicate,      // a chunk of this transfer that arrived before
+    kNext,           // the next chunk of this transfer
+    kFirst,          // the first chunk of a new transfer
+    kOutOfPlace,     // neither: the sender is told where this transfer stands
+    kBadLength,      // its length does not fit its snapshot
+  };
+  ChunkFate chunk_fate(const Message& m, bool repair) const;
+  bool receiving_same(const Message& m) const;
   void handle_append_resp(const Message& m, Progress& pr);
   void handle_heartbeat_resp(const Message& m, Progress& pr);
   void handle_snapshot_resp(const Message& m, Progress& pr);

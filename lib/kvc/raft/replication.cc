@@ -82,9 +82,26 @@ void Node::handle_heartbeat(const Message& m) {
   send(std::move(r));
 }
 
-// Long (about 95 lines) on purpose: a snapshot chunk's checks (term, sender, offset, size,
-// repair state) and the install decision read in order, as one rule; split, the order that
-// makes it safe would be spread over helpers.
+bool Node::receiving_same(const Message& m) const {
+  return receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size;
+}
+
+Node::ChunkFate Node::chunk_fate(const Message& m, bool repair) const {
+  if (repair && snapshot_received_) return ChunkFate::kRepairPending;
+  if (m.snapshot.index <= commit_ && !repair) return ChunkFate::kHaveIt;
+  const bool same = receiving_same(m);
+  if (same && m.snapshot_offset < receiving_->next_offset) return ChunkFate::kDuplicate;
+  const bool next = same && m.snapshot_offset == receiving_->next_offset;
+  if (!next && m.snapshot_offset != 0) return ChunkFate::kOutOfPlace;
+  if (m.chunk.size() != m.chunk_length || m.snapshot_offset + m.chunk_length > m.snapshot_size) {
+    return ChunkFate::kBadLength;
+  }
+  return next ? ChunkFate::kNext : ChunkFate::kFirst;
+}
+
+// Long (about 90 lines) on purpose: a snapshot chunk's fate (chunk_fate: term, offset, size,
+// repair state) and the install decision read in order, as one rule; split further, the order
+// that makes it safe would be spread over helpers.
 void Node::handle_snapshot(const Message& m) {
   Message r;
   r.type = MessageType::kSnapshotResp;
@@ -93,54 +110,51 @@ void Node::handle_snapshot(const Message& m) {
   // A damaged state machine takes a snapshot at or above its applied index even when the log
   // already holds that index (REPAIR).
   const bool repair = repair_.needs_snapshot && m.snapshot.index >= repair_.snapshot_from;
-  if (repair && snapshot_received_) {
-    // A repair snapshot already awaits its install by the caller: a new incoming file (offset
-    // 0 starts one) would replace the file being installed. The same snapshot is done
-    // (acknowledged after persist, like the first); another one is dropped (the leader resends
-    // it, and then it is not needed any more).
-    if (m.snapshot.index == install_pending_index_) {
+  switch (chunk_fate(m, repair)) {
+    case ChunkFate::kRepairPending:
+      // A repair snapshot already awaits its install by the caller: a new incoming file
+      // (offset 0 starts one) would replace the file being installed. The same snapshot is
+      // done (acknowledged after persist, like the first); another one is dropped (the leader
+      // resends it, and then it is not needed any more).
+      if (m.snapshot.index == install_pending_index_) {
+        receiving_.reset();
+        r.snapshot_offset = m.snapshot_size;
+        r.snapshot_done = true;
+        send(std::move(r));
+      }
+      return;
+    case ChunkFate::kHaveIt: {
+      // We have all of it already: tell the leader where our log stands.
       receiving_.reset();
-      r.snapshot_offset = m.snapshot_size;
-      r.snapshot_done = true;
-      send(std::move(r));
+      Message a;
+      a.type = MessageType::kAppendResp;
+      a.to = m.from;
+      a.index = commit_;
+      send(std::move(a));
+      return;
     }
-    return;
-  }
-  if (m.snapshot.index <= commit_ && !repair) {
-    // We have all of it already: tell the leader where our log stands.
-    receiving_.reset();
-    Message a;
-    a.type = MessageType::kAppendResp;
-    a.to = m.from;
-    a.index = commit_;
-    send(std::move(a));
-    return;
-  }
-  const bool same =
-      receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size;
-  if (same && m.snapshot_offset < receiving_->next_offset) {
-    // A duplicate of a chunk we have: acknowledge again what we have.
-    r.snapshot_offset = receiving_->next_offset;
-    send(std::move(r));
-    return;
-  }
-  if (same && m.snapshot_offset == receiving_->next_offset) {
-    // The next chunk.
-  } else if (m.snapshot_offset == 0) {
-    receiving_ = Receiving{m.snapshot, m.snapshot_size, 0};
-  } else {
-    r.reject = true;
-    r.snapshot_offset = same ? receiving_->next_offset : 0;
-    send(std::move(r));
-    return;
-  }
-  if (m.chunk.size() != m.chunk_length || m.snapshot_offset + m.chunk_length > m.snapshot_size) {
-    logf(LogLevel::kWarn, "snapshot chunk with a bad length from=" + kvc::id_hex(m.from));
-    receiving_.reset();
-    r.reject = true;
-    r.snapshot_offset = 0;
-    send(std::move(r));
-    return;
+    case ChunkFate::kDuplicate:
+      // A duplicate of a chunk we have: acknowledge again what we have.
+      r.snapshot_offset = receiving_->next_offset;
+      send(std::move(r));
+      return;
+    case ChunkFate::kOutOfPlace:
+      r.reject = true;
+      r.snapshot_offset = receiving_same(m) ? receiving_->next_offset : 0;
+      send(std::move(r));
+      return;
+    case ChunkFate::kBadLength:
+      logf(LogLevel::kWarn, "snapshot chunk with a bad length from=" + kvc::id_hex(m.from));
+      receiving_.reset();
+      r.reject = true;
+      r.snapshot_offset = 0;
+      send(std::move(r));
+      return;
+    case ChunkFate::kFirst:
+      receiving_ = Receiving{m.snapshot, m.snapshot_size, 0};
+      break;
+    case ChunkFate::kNext:
+      break;
   }
   if (m.snapshot_damaged && m.snapshot_offset + m.chunk_length == m.snapshot_size) {
     // The caller checked the whole file this chunk completes (completes_snapshot) and it is
@@ -601,16 +615,14 @@ bool Node::completes_snapshot(const Message& m) const {
   // From the leader of our term, or of a newer one (stepping it makes us its follower).
   const bool from_leader = m.term > term_ || (m.term == term_ && role_ != Role::kLeader &&
                                               (leader_ == m.from || leader_ == kNoNode));
-  if (m.type != MessageType::kSnapshot || !from_leader || m.chunk.size() != m.chunk_length ||
-      m.snapshot_offset > m.snapshot_size ||
+  if (m.type != MessageType::kSnapshot || !from_leader || m.snapshot_offset > m.snapshot_size ||
       m.snapshot_offset + m.chunk_length != m.snapshot_size) {
     return false;
   }
+  // Taken by handle_snapshot's rules (the first or next chunk), and the last.
   const bool repair = repair_.needs_snapshot && m.snapshot.index >= repair_.snapshot_from;
-  if ((repair && snapshot_received_) || (m.snapshot.index <= commit_ && !repair)) return false;
-  if (m.snapshot_offset == 0) return true;  // a snapshot in one chunk
-  return receiving_ && receiving_->meta == m.snapshot && receiving_->size == m.snapshot_size &&
-         receiving_->next_offset == m.snapshot_offset;
+  const ChunkFate fate = chunk_fate(m, repair);
+  return fate == ChunkFate::kFirst || fate == ChunkFate::kNext;
 }
 
 void Node::handle_snapshot_resp(const Message& m, Progress& pr) {
