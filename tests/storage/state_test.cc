@@ -4,10 +4,13 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <limits>
 #include <memory>
 #include <thread>
 
+#include "state_damage.h"
 #include "state_test_util.h"
 
 namespace kvc::storage {
@@ -526,6 +529,73 @@ TEST(StateMachineBarrierTest, BarrierAdvancesTheIndexAndChangesNoKey) {
   Result<RangePage> all = (*st)->range({});
   ASSERT_TRUE(all.ok());
   EXPECT_TRUE(all->kvs.empty());
+}
+
+// Resident bytes of this process's mappings of the file `path` (the Rss of its VMAs in
+// /proc/self/smaps): what a read of the file through the mapping finds without a page fault.
+std::uint64_t mapped_resident_bytes(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool ours = false;
+  std::uint64_t kib = 0;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find(' ') < line.find(':')) {  // a VMA's header line: "start-end perms ... path"
+      ours = line.size() >= path.size() &&
+             line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (ours && line.rfind("Rss:", 0) == 0) {
+      kib += std::stoull(line.substr(4));
+    }
+  }
+  return kib * 1024;
+}
+
+// After a start the LMDB file is in the page cache but not in this process's page tables, so
+// every first read of a page would fault; map_in maps it in, in steps, and again after the file
+// grows.
+TEST(StateMachineTest, MapInMapsTheWholeStateFileInStepsAndAgainAfterItGrows) {
+  const std::string dir = fresh_dir();
+  {
+    auto sm = open_state(dir);
+    ASSERT_NE(sm, nullptr);
+    for (int i = 0; i < 4000; ++i) {
+      ASSERT_TRUE(
+          sm->apply(i + 1, 1, put("key/" + std::to_string(i), std::string(1000, 'v'))).ok());
+    }
+    ASSERT_TRUE(sm->flush_all().ok());
+  }
+  auto sm = open_state(dir);  // a fresh mapping
+  ASSERT_NE(sm, nullptr);
+  const std::string file = std::filesystem::canonical(testing::live_data_file(dir)).string();
+  const auto file_bytes = [&] { return std::filesystem::file_size(file); };
+  ASSERT_GT(file_bytes(), 4000u * 1000);
+  EXPECT_LT(mapped_resident_bytes(file), file_bytes() / 4) << "mapped in before map_in";
+  EXPECT_TRUE(sm->map_in_pending());
+
+  std::uint64_t steps = 0, total = 0;
+  while (const std::uint64_t n = sm->map_in(1 << 20)) {
+    EXPECT_LE(n, 1u << 20);
+    total += n;
+    ++steps;
+  }
+  EXPECT_EQ(total, file_bytes());
+  EXPECT_EQ(sm->mapped_in_bytes(), file_bytes());
+  EXPECT_GT(steps, 3u);
+  EXPECT_FALSE(sm->map_in_pending());
+  EXPECT_GE(mapped_resident_bytes(file), file_bytes());
+
+  // The file grows with a flush: only the new part is left to map in.
+  const std::uint64_t before = file_bytes();
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(
+        sm->apply(4001 + i, 1, put("more/" + std::to_string(i), std::string(1000, 'w'))).ok());
+  }
+  ASSERT_TRUE(sm->flush_all().ok());
+  ASSERT_GT(file_bytes(), before);
+  EXPECT_TRUE(sm->map_in_pending());
+  EXPECT_EQ(sm->map_in(std::numeric_limits<std::uint64_t>::max()), file_bytes() - before);
+  EXPECT_FALSE(sm->map_in_pending());
+  EXPECT_GE(mapped_resident_bytes(file), file_bytes());
 }
 
 }  // namespace

@@ -107,7 +107,7 @@ Status Engine::Impl::start() {
   flush_timer_.data = this;
   const std::uint64_t flush_every = std::max<std::uint64_t>(options_.flush_interval_ms / 2, 5);
   uv_timer_start(
-      &flush_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->maybe_flush(false); },
+      &flush_timer_, [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_flush_timer(); },
       flush_every, flush_every);
   uv_timer_init(&loop_, &scrub_timer_);
   scrub_timer_.data = this;

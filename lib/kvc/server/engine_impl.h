@@ -98,7 +98,8 @@ class Engine::Impl {
   // Loop: a worker thread is using the state machine (commit_install and the last flush at a
   // stop wait until none is).
   bool state_in_use() const {
-    return flushing_ || snapshotting_ || scrubbing_ || pending_barrier_ != 0 || snapshot_saves_ > 0;
+    return flushing_ || snapshotting_ || scrubbing_ || mapping_in_ || pending_barrier_ != 0 ||
+           snapshot_saves_ > 0;
   }
   // Runs `fn` on the loop (from any thread, or from a job of another executor).
   void post_loop(std::function<void()> fn) { loop_exec_->post(std::move(fn)); }
@@ -264,6 +265,11 @@ class Engine::Impl {
   void apply_hash_verdict(std::uint64_t index, std::uint64_t hash);
   // Loop: state flushing and snapshots.
   bool maybe_flush(bool force);
+  // The flush timer: maybe_flush, then maybe_map_in.
+  void on_flush_timer();
+  // Maps more of the state file into the page tables on the scan thread, while part of it is
+  // not (StateMachine::map_in): reads after a start, an install or growth take no page fault.
+  void maybe_map_in();
   Status flush_state();
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
   std::uint64_t record_flush_in_wal(std::uint64_t index, std::uint64_t term,
@@ -452,6 +458,7 @@ class Engine::Impl {
   bool persisting_ = false;
   bool flushing_ = false;
   bool snapshotting_ = false;
+  bool mapping_in_ = false;                // a map_in job is on the scan thread
   std::atomic<bool> cancel_scans_{false};  // any thread reads: stopping, so scans end early
   std::uint64_t snapshot_saves_ = 0;       // kvc-ctl snapshot save jobs on the worker threads
   bool stopping_ = false;

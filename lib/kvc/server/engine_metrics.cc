@@ -58,6 +58,10 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "kvc_state_unflushed_bytes",
           "Approximate memory held by what is applied and not yet flushed into the state "
           "database (the overlay being filled and the one a flush is writing).")),
+      state_mapped_bytes(registry.gauge(
+          "kvc_state_mapped_bytes",
+          "Bytes of the state database file mapped into the member's page tables ahead of the "
+          "reads (it catches up with the file after a start, an install or growth).")),
       storage_bytes_written(registry.gauge(
           "kvc_storage_written_bytes",
           "Bytes this member has caused to be written to storage since it started (WAL, state, "

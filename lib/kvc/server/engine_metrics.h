@@ -48,6 +48,7 @@ class EngineMetrics {
   metrics::Counter& state_flush_pages;
   metrics::Gauge& state_flushed_index;
   metrics::Gauge& state_unflushed_bytes;
+  metrics::Gauge& state_mapped_bytes;
   metrics::Gauge& storage_bytes_written;
   metrics::Gauge& write_amplification;
   metrics::Counter& snapshots_created;

@@ -17,6 +17,8 @@
 namespace kvc::server {
 
 inline constexpr std::uint64_t kScrubTickMs = 100;
+// How long one job that maps the state file in (Engine::Impl::maybe_map_in) goes on taking steps.
+inline constexpr std::chrono::milliseconds kMapInJobTime{50};
 
 inline std::string hex(std::uint64_t id) { return storage::member_id_hex(id); }
 

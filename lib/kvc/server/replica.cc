@@ -429,6 +429,35 @@ void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
 // ---------------------------------------------------------------------------------------------
 // Flushing the state and snapshots
 
+void Engine::Impl::on_flush_timer() {
+  maybe_flush(false);
+  maybe_map_in();
+}
+
+void Engine::Impl::maybe_map_in() {
+  // Not in a simulation: it changes nothing a simulated run can observe (page tables), and its
+  // jobs, timed by the real clock, would make a seed's schedule depend on it.
+  if (sim_ != nullptr || mapping_in_ || stopping_ || stopped_ || install_waiting_ ||
+      !state_->map_in_pending()) {
+    return;
+  }
+  mapping_in_ = true;
+  // Steps of 64 MiB for up to about 50 ms a job: a page-cached file maps in at several GB a
+  // second; one that must be read from disk goes at the disk's pace, a step a tick.
+  scan_->post([this] {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      const std::uint64_t n = state_->map_in(64ull << 20);
+      if (n == 0 || std::chrono::steady_clock::now() - start > kMapInJobTime) break;
+    }
+    post_loop([this] {
+      mapping_in_ = false;
+      metrics_->state_mapped_bytes.set(static_cast<double>(state_->mapped_in_bytes()));
+      resume_install();
+    });
+  });
+}
+
 bool Engine::Impl::maybe_flush(bool force) {
   if (stopped_ || flushing_) return false;
   const std::uint64_t now = now_ms();

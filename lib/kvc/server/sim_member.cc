@@ -22,7 +22,7 @@ void SimMember::tick() {
 }
 
 void SimMember::flush_timer() {
-  if (!impl_->stopping_) impl_->maybe_flush(false);
+  if (!impl_->stopping_) impl_->on_flush_timer();
 }
 
 void SimMember::scrub_timer() {

@@ -256,6 +256,8 @@ Status StateMachine::open_env(const std::string& dir) {
     return Status();
   }();
   if (!init.ok()) return fail(init);
+  map_in_off_.store(false, std::memory_order_relaxed);
+  find_map();
   return Status();
 }
 

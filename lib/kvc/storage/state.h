@@ -16,13 +16,13 @@
 // server hands it to); the "worker" is any other single thread at a time.
 //   owning thread only:   apply*, get, exists, range, events_since, hash, applied_index,
 //                         applied_term, revision, membership, active_stats,
-//                         unflushed_bytes, freeze,
+//                         unflushed_bytes, freeze, map_in_pending,
 //                         has_frozen, retire_frozen, flush_all, commit_install, install_snapshot
 //   any thread (worker):  flush (between freeze and retire_frozen; one at a time),
 //                         write_snapshot, save_snapshot, stage_install (one at a time),
 //                         durable_index, durable_hash, pin_durable (and its DurableRead),
 //                         compact_revision, scrub, facts,
-//                         damaged_keys, damage_count
+//                         damaged_keys, damage_count, map_in
 // They combine safely: while a worker runs flush() the owning thread may go on applying to the
 // new active overlay and reading, and a read sees active, then frozen, then LMDB consistently
 // even while the flush commits (the frozen overlay hides exactly what the flush adds to LMDB,
@@ -305,6 +305,17 @@ class StateMachine {
   // stage_install + commit_install on the owning thread.
   Status install_snapshot(const std::string& snapshot_path);
 
+  // Worker, one call at a time: maps up to `max_bytes` more of the LMDB file into this
+  // process's page tables, where the last call stopped (state_map.cc), so the reads that serve
+  // clients after a start, a failover or an install take no page fault. Returns the bytes this
+  // call mapped in: 0 when the whole file is, or when the kernel cannot (then never again for
+  // this file). Owning thread: map_in_pending() is true while part of the file is not mapped in
+  // (the file grew, or a new one was opened).
+  std::uint64_t map_in(std::uint64_t max_bytes);
+  bool map_in_pending() const;
+  // Any thread: the bytes of the file map_in has mapped in.
+  std::uint64_t mapped_in_bytes() const { return mapped_in_.load(std::memory_order_relaxed); }
+
   const std::string& state_dir() const { return state_dir_; }
 
   // ---- integrity ----
@@ -335,6 +346,10 @@ class StateMachine {
   StateMachine(std::string state_dir, StateOptions options);
 
   Status open_env(const std::string& dir);
+  // state_map.cc: finds the LMDB mapping (map_base_) of the environment just opened; the size
+  // of the file, whole pages.
+  void find_map();
+  std::uint64_t map_file_bytes() const;
   void close_env();
   Status load_meta();
   Status upgrade_from_v1(MDB_txn* txn);
@@ -418,6 +433,11 @@ class StateMachine {
   std::set<std::uint64_t> dirty_leases_;
   std::uint64_t lease_epoch_ = 0;
   std::atomic<std::uint64_t> durable_index_{0};
+  // map_in's view of the LMDB mapping: its start (set by open_env, nullptr when it was not
+  // found), how much of the file is mapped in, and whether the kernel refused.
+  char* map_base_ = nullptr;
+  std::atomic<std::uint64_t> mapped_in_{0};
+  std::atomic<bool> map_in_off_{false};
   // Workers inside flush, write_snapshot, stage_install, durable_hash or scrub, and pinned
   // DurableReads.
   mutable std::atomic<int> busy_{0};

@@ -5,7 +5,8 @@
 // state_apply.cc (commands applied into the active overlay), state_read.cc (reads, ranges,
 // events, the neighbour checks), state_flush.cc (freezing, flushing overlays into LMDB,
 // compaction), state_integrity.cc (durable facts and the scrub), state_snapshot.cc (writing and
-// installing snapshots). Thread-safety is StateMachine's (state.h).
+// installing snapshots), state_map.cc (mapping the LMDB file in ahead of reads). Thread-safety is
+// StateMachine's (state.h).
 #pragma once
 
 #include <atomic>
