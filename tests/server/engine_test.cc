@@ -933,6 +933,43 @@ TEST_F(EngineTest, AnHttpWatchThatStopsReadingGetsEveryEventOnceItReadsAgain) {
   EXPECT_TRUE(open_at_stop.ended());
 }
 
+// Once the writes stop, the member gives back the memory its flushed writes held (a heap trim),
+// and the state file is mapped into its page tables ahead of reads (StateMachine::map_in).
+TEST_F(EngineTest, TheHeapIsTrimmedOnceTheWritesStopAndTheStateFileIsMappedIn) {
+  std::unique_ptr<Engine> e = open("", true);
+  ASSERT_NE(e, nullptr);
+  auto metric = [&](const std::string& name) {
+    kvc::test::HttpStream m(e->http_address(), "/metrics");
+    const std::string line = "\n" + name + " ";
+    m.read_until([&](const std::string& b) { return b.find(line) != std::string::npos; }, 5s);
+    const std::size_t at = m.body().find(line);
+    return at == std::string::npos ? -1.0 : std::atof(m.body().c_str() + at + line.size());
+  };
+  EXPECT_EQ(metric("kvc_heap_trims_total"), 0);
+  // About 22 MiB of values from 8 writers: more than the 16 MiB of flushed writes after which an
+  // idle member trims.
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 8; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < 700; ++i) {
+        Result<std::uint64_t> rev =
+            e->set("/t/" + std::to_string(t) + "/" + std::to_string(i), std::string(4096, 'v'));
+        ASSERT_TRUE(rev.ok()) << rev.status().to_string();
+      }
+    });
+  }
+  for (std::thread& w : writers) w.join();
+  EXPECT_TRUE(wait_until([&] { return metric("kvc_heap_trims_total") >= 1; }, 20s,
+                         "a heap trim after the writes stopped"));
+  EXPECT_GE(metric("kvc_heap_trim_released_bytes"), 1 << 20);
+  EXPECT_TRUE(wait_until([&] { return metric("kvc_state_mapped_bytes") >= 22 << 20; }, 20s,
+                         "the state file mapped in"));
+  // Idle from here on: no more trims.
+  const double trims = metric("kvc_heap_trims_total");
+  std::this_thread::sleep_for(1500ms);  // three flush ticks
+  EXPECT_EQ(metric("kvc_heap_trims_total"), trims);
+}
+
 // A watcher from an old revision reads the history itself, a page at a time, and then joins the
 // shared feed that watchers from "now" take their events from (watch_hub.cc): across the
 // switch, and for a watcher of one key among other keys' writes, every matching write arrives

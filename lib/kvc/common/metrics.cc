@@ -273,4 +273,13 @@ std::optional<std::uint64_t> storage_bytes_written(bool thread) {
   return std::nullopt;
 }
 
+std::optional<std::uint64_t> anonymous_memory_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("RssAnon:", 0) == 0) return std::stoull(line.substr(8)) * 1024;  // "... kB"
+  }
+  return std::nullopt;
+}
+
 }  // namespace kvc::metrics

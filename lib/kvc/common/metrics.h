@@ -136,6 +136,10 @@ class Registry {
 // account it (no task I/O accounting, or no /proc).
 std::optional<std::uint64_t> storage_bytes_written(bool thread);
 
+// This process's anonymous resident memory (RssAnon of /proc/self/status), in bytes; nullopt
+// where the kernel does not report it.
+std::optional<std::uint64_t> anonymous_memory_bytes();
+
 // Prometheus text-format escaping: label values escape backslash, double quote and newline;
 // HELP text escapes backslash and newline.
 std::string escape_label_value(std::string_view v);

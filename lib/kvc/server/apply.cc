@@ -260,8 +260,7 @@ void Engine::Impl::take_barrier_hash(std::uint64_t index) {
         fatal(s.with_context("flushing the state"));
         return;
       }
-      state_->retire_frozen();
-      metrics_->state_unflushed_bytes.set(static_cast<double>(state_->unflushed_bytes()));
+      retire_flushed();
       if (!pin.ok()) {
         finish_barrier_hash(index, pin.status());
       } else {

@@ -270,6 +270,12 @@ class Engine::Impl {
   // Maps more of the state file into the page tables on the scan thread, while part of it is
   // not (StateMachine::map_in): reads after a start, an install or growth take no page fault.
   void maybe_map_in();
+  // After a burst of writes, once nothing applied waits for a flush: gives the memory the
+  // flushed overlays held back to the system (malloc_trim on the flush thread), so a member's
+  // resident memory falls back when the writes stop instead of staying at the burst's peak.
+  void maybe_trim_heap();
+  // A flush's end (loop): retires the frozen overlay, counts what it held for maybe_trim_heap.
+  void retire_flushed();
   Status flush_state();
   void after_flush(std::uint64_t index, std::uint64_t term, raft::ConfState conf);
   std::uint64_t record_flush_in_wal(std::uint64_t index, std::uint64_t term,
@@ -459,6 +465,7 @@ class Engine::Impl {
   bool flushing_ = false;
   bool snapshotting_ = false;
   bool mapping_in_ = false;                // a map_in job is on the scan thread
+  std::uint64_t freed_since_trim_ = 0;     // overlay bytes retired since the last heap trim
   std::atomic<bool> cancel_scans_{false};  // any thread reads: stopping, so scans end early
   std::uint64_t snapshot_saves_ = 0;       // kvc-ctl snapshot save jobs on the worker threads
   bool stopping_ = false;

@@ -62,6 +62,13 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "kvc_state_mapped_bytes",
           "Bytes of the state database file mapped into the member's page tables ahead of the "
           "reads (it catches up with the file after a start, an install or growth).")),
+      heap_trims(registry.counter(
+          "kvc_heap_trims_total",
+          "Times the member gave the memory of flushed writes back to the system once the "
+          "writes stopped (malloc_trim).")),
+      heap_trim_released(registry.gauge(
+          "kvc_heap_trim_released_bytes",
+          "How much the last of those trims lowered the member's anonymous resident memory.")),
       storage_bytes_written(registry.gauge(
           "kvc_storage_written_bytes",
           "Bytes this member has caused to be written to storage since it started (WAL, state, "

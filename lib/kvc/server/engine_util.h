@@ -19,6 +19,8 @@ namespace kvc::server {
 inline constexpr std::uint64_t kScrubTickMs = 100;
 // How long one job that maps the state file in (Engine::Impl::maybe_map_in) goes on taking steps.
 inline constexpr std::chrono::milliseconds kMapInJobTime{50};
+// Overlay bytes retired by flushes after which an idle member trims its heap (maybe_trim_heap).
+inline constexpr std::uint64_t kTrimAfterBytes = 16ull << 20;
 
 inline std::string hex(std::uint64_t id) { return storage::member_id_hex(id); }
 

@@ -12,6 +12,7 @@
 // - A received snapshot is installed into the state only once the flush thread is idle, and
 //   the WAL is told of it after the state holds it.
 #include <fcntl.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -432,6 +433,37 @@ void Engine::Impl::on_soft_state(const raft::SoftState& ss) {
 void Engine::Impl::on_flush_timer() {
   maybe_flush(false);
   maybe_map_in();
+  maybe_trim_heap();
+}
+
+void Engine::Impl::retire_flushed() {
+  const std::uint64_t held = state_->unflushed_bytes();
+  state_->retire_frozen();
+  const std::uint64_t left = state_->unflushed_bytes();
+  freed_since_trim_ += held - std::min(held, left);
+  metrics_->state_unflushed_bytes.set(static_cast<double>(left));
+}
+
+void Engine::Impl::maybe_trim_heap() {
+  // Not in a simulation (a job on the flush thread would move every seed's schedule), and only
+  // once the writes have stopped: nothing applied is waiting for a flush.
+  if (sim_ != nullptr || freed_since_trim_ < kTrimAfterBytes || flushing_ || stopping_ ||
+      state_->unflushed_bytes() != 0) {
+    return;
+  }
+  freed_since_trim_ = 0;
+  flush_->post([this] {
+    const std::uint64_t before = metrics::anonymous_memory_bytes().value_or(0);
+#ifdef __GLIBC__
+    ::malloc_trim(0);
+#endif
+    const std::uint64_t after = metrics::anonymous_memory_bytes().value_or(before);
+    post_loop([this, released = before - std::min(before, after)] {
+      metrics_->heap_trims.inc();
+      metrics_->heap_trim_released.set(static_cast<double>(released));
+      spdlog::debug("heap trimmed after the writes stopped released_bytes={}", released);
+    });
+  });
 }
 
 void Engine::Impl::maybe_map_in() {
@@ -483,8 +515,7 @@ bool Engine::Impl::maybe_flush(bool force) {
         fatal(s.with_context("flushing the state"));
         return;
       }
-      state_->retire_frozen();
-      metrics_->state_unflushed_bytes.set(static_cast<double>(state_->unflushed_bytes()));
+      retire_flushed();
       after_flush(index, term, conf);
     });
   });

@@ -10,11 +10,10 @@
 // instead of by the reads that serve clients. Pages not in the page cache are read from disk
 // on the worker's time. Nothing here changes what is stored or read.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cinttypes>
