@@ -207,6 +207,7 @@ class Runner {
     co.secret_file = o_.secret_file;
     co.tls = o_.tls;
     co.token = o_.token;
+    co.shared_watches = !o_.per_watch_responses;
     if (o_.target_leader) {
       Result<std::unique_ptr<client::Client>> probe = client::Client::open(co);
       if (!probe.ok()) return probe.status();
@@ -471,21 +472,37 @@ class Runner {
     const Clock::time_point now = Clock::now();
     const auto now_ns = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+    std::uint64_t counted = 0;
     for (const wire::Event& e : r.events) {
       if (e.type != wire::EventType::kPut || e.kv.value.size() < 16) continue;
-      std::uint64_t sent = 0;
-      bool ok = true;
-      for (std::size_t i = 0; i < 16 && ok; ++i) {
-        const char c = e.kv.value[i];
-        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        ok = d >= 0;
-        sent = sent * 16 + static_cast<std::uint64_t>(d < 0 ? 0 : d);
-      }
-      if (!ok || sent > now_ns) continue;
+      const std::uint64_t sent = sent_time(e);
+      if (sent == 0 || sent > now_ns) continue;
       result_.latency.record((now_ns - sent) / 1000);
-      last_done_ = std::max(last_done_, now);
-      events_.fetch_add(1);
+      ++counted;
     }
+    if (counted != 0) {
+      last_done_ = std::max(last_done_, now);
+      events_.fetch_add(counted);
+    }
+  }
+
+  // The send time a put wrote into its value (16 hex digits), 0 when it has none. The watches
+  // of one group are handed the same event one after another (shared watch responses): the
+  // last event's time is kept, so each is read once.
+  static std::uint64_t sent_time(const wire::Event& e) {
+    thread_local std::uint64_t last_revision = 0;
+    thread_local std::uint64_t last_sent = 0;
+    if (e.kv.mod_revision == last_revision && last_revision != 0) return last_sent;
+    std::uint64_t sent = 0;
+    for (std::size_t i = 0; i < 16; ++i) {
+      const char c = e.kv.value[i];
+      const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return 0;
+      sent = sent * 16 + static_cast<std::uint64_t>(d);
+    }
+    last_revision = e.kv.mod_revision;
+    last_sent = sent;
+    return sent;
   }
 
   void finish_watchers() {

@@ -46,12 +46,13 @@ struct BenchOptions {
   std::string token;                 // --token: a named token (kvc-permissions(5))
   // get, range, mixed
   bool serializable = false;
-  std::optional<std::string> key;  // get: always this key instead of the key space
-  std::string prefix;              // range: keys that start with this
-  std::uint64_t limit = 100;       // range: at most this many keys per request
-  double read_ratio = 0.5;         // mixed: fraction of operations that are gets
-  std::size_t watchers = 1;        // watch: streams on the watched prefix
-  std::string watch_prefix;        // watch, lease-expiry: the prefix watched (and put under)
+  std::optional<std::string> key;    // get: always this key instead of the key space
+  std::string prefix;                // range: keys that start with this
+  std::uint64_t limit = 100;         // range: at most this many keys per request
+  double read_ratio = 0.5;           // mixed: fraction of operations that are gets
+  std::size_t watchers = 1;          // watch: streams on the watched prefix
+  bool per_watch_responses = false;  // watch: no shared watch responses (Hello::shared_watches)
+  std::string watch_prefix;          // watch, lease-expiry: the prefix watched (and put under)
   // lease-expiry: `total` leases of this ttl, each with one key, never renewed; latency is from
   // the end of the ttl (counted from the grant's answer) to the key's delete event.
   std::uint64_t lease_ttl_s = 2;

@@ -139,6 +139,9 @@ int main(int argc, char** argv) {
   watch->add_option("--watchers", o.watchers, "Watch streams on the prefix")->capture_default_str();
   watch->add_option("--watch-prefix", o.watch_prefix, "Prefix that is watched and put under")
       ->capture_default_str();
+  watch->add_flag("--per-watch-responses", o.per_watch_responses,
+                  "Ask for one response per watcher (as older clients get) instead of shared "
+                  "watch responses, to compare the two");
   watch->footer(example("kvc-bench --clients 4 --val-size 64 watch --watchers 100 --total 2000"));
 
   auto* lease_expiry = app.add_subcommand(

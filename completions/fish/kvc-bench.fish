@@ -74,6 +74,7 @@ complete -c kvc-bench -n "test (__kvc_bench_path) = 'cas'" -F
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l watchers -r -F -d 'Watch streams on the prefix'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l watch-prefix -r -F -d 'Prefix that is watched and put under'
+complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -l per-watch-responses -d 'Ask for one response per watcher (as older clients get) instead of shared watch responses, to compare the two'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'watch'" -F
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'lease-expiry'" -l help -s h -d 'Print this help and exit'
 complete -c kvc-bench -n "test (__kvc_bench_path) = 'lease-expiry'" -l lease-ttl -r -F -d 'Each lease\'s ttl, seconds'

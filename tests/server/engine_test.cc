@@ -617,21 +617,25 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
   ASSERT_NE(e, nullptr);
   using Seen = kvc::test::WatchSeen;
   std::vector<std::unique_ptr<client::Client>> clients;
-  auto watch = [&](const std::string& token, Seen& seen) {
+  // Each client's watches of one prefix share their responses (one group): the reload ends
+  // each watch of the group.
+  auto watch = [&](const std::string& token, std::vector<Seen*> seens) {
     client::ClientOptions co;
     co.endpoints = {*net::parse_address(e->client_address())};
     co.secret = secret;
     co.token = token;
     Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
     ASSERT_TRUE(c.ok()) << c.status().to_string();
-    (*c)->stream({.op = wire::Op::kWatch, .key = "/a/", .prefix = true}, seen.recorder());
+    for (Seen* seen : seens) {
+      (*c)->stream({.op = wire::Op::kWatch, .key = "/a/", .prefix = true}, seen->recorder());
+    }
     clients.push_back(std::move(*c));
   };
   auto keys = [](Seen& seen) { return seen.keys_so_far(); };
-  Seen ro, ctl;
-  watch("ro-token", ro);
-  watch("ctl-token", ctl);
-  for (Seen* seen : {&ro, &ctl}) {
+  Seen ro, ro2, ctl;
+  watch("ro-token", {&ro, &ro2});
+  watch("ctl-token", {&ctl});
+  for (Seen* seen : {&ro, &ro2, &ctl}) {
     ASSERT_TRUE(wait_until(
         [seen] {
           std::lock_guard<std::mutex> lock(seen->mu);
@@ -652,8 +656,8 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
 
   ASSERT_TRUE(e->set("/a/1", "x").ok());
   const std::vector<std::string> one = {"/a/1"};
-  ASSERT_TRUE(wait_until([&] { return keys(ro) == one && keys(ctl) == one; }, 10s,
-                         "both watches to see /a/1"));
+  ASSERT_TRUE(wait_until([&] { return keys(ro) == one && keys(ro2) == one && keys(ctl) == one; },
+                         10s, "the watches to see /a/1"));
   ASSERT_TRUE(http.read_until([](const std::string& b) {
     return b.find(R"("key":"/a/1")") != std::string::npos;
   })) << http.body();
@@ -661,17 +665,17 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
   write_perms(false);
   ASSERT_TRUE(e->reload_permissions().ok());
   // Ended in the reload's own loop turn: by now the answer is on its way.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        std::lock_guard<std::mutex> lock(ro.mu);
-        return !ro.finals.empty();
-      },
-      10s, "ro's watch to end"));
-  {
-    std::lock_guard<std::mutex> lock(ro.mu);
-    ASSERT_EQ(ro.finals.size(), 1u);
-    EXPECT_EQ(ro.finals[0].code, Code::kPermissionDenied);
-    EXPECT_EQ(ro.finals[0].message, "permission denied: ro may not watch prefix /a/");
+  for (Seen* seen : {&ro, &ro2}) {
+    ASSERT_TRUE(wait_until(
+        [&] {
+          std::lock_guard<std::mutex> lock(seen->mu);
+          return !seen->finals.empty();
+        },
+        10s, "ro's watches to end"));
+    std::lock_guard<std::mutex> lock(seen->mu);
+    ASSERT_EQ(seen->finals.size(), 1u);
+    EXPECT_EQ(seen->finals[0].code, Code::kPermissionDenied);
+    EXPECT_EQ(seen->finals[0].message, "permission denied: ro may not watch prefix /a/");
   }
   ASSERT_TRUE(http.read_until([](const std::string& b) {
     return b.find(R"({"error":{"code":"permission_denied","message":"permission denied: ro may )"
@@ -687,6 +691,7 @@ TEST_F(EngineTest, APermissionsReloadEndsTheWatchesItNoLongerAllows) {
       },
       10s, "ctl's and the embedded watch to see /a/2"));
   EXPECT_EQ(keys(ro), one);
+  EXPECT_EQ(keys(ro2), one);
   (void)http.read_until([](const std::string&) { return false; }, 200ms);
   EXPECT_EQ(http.body().find("/a/2"), std::string::npos) << http.body();
   std::lock_guard<std::mutex> lock(ctl.mu);
@@ -742,6 +747,227 @@ TEST_F(EngineTest, AWatchIsNamedByItsRequestIdAndEndsWithDoneWhenCancelled) {
   EXPECT_EQ(r->watch_id, 9u);
   ASSERT_EQ(r->events.size(), 1u);
   EXPECT_EQ(r->events[0].kv.key, "/w/b");
+}
+
+// A gauge's value from the member's /metrics (-1 when it is missing).
+double scrape_gauge(Engine& e, const std::string& name) {
+  kvc::test::HttpStream m(e.http_address(), "/metrics");
+  const std::string line = "\n" + name + " ";
+  m.read_until([&](const std::string& b) { return b.find(line) != std::string::npos; }, 5s);
+  const std::size_t at = m.body().find(line);
+  return at == std::string::npos ? -1 : std::atof(m.body().c_str() + at + line.size());
+}
+
+// Shared watch responses (kvc-node(1), "WIRE PROTOCOL"): a client that says so in its hello
+// gets one response per batch for the watches of one connection with the same key and options
+// at the same position. Each acknowledgement names the watch's group; a watch that starts
+// elsewhere (another key, other options, a past revision) gets a group of its own, which later
+// watches may join once it is where they start; a cancel ends one watch of a group, the group
+// goes on (under its first watch's name) until its last watch ends.
+TEST_F(EngineTest, WatchesThatSeeTheSameEventsShareOneResponsePerBatch) {
+  std::unique_ptr<Engine> e = open("", /*http=*/true);
+  ASSERT_NE(e, nullptr);
+  RawConn c(e->client_address());
+  ASSERT_TRUE(c.ok());
+  c.hello({.shared_watches = true});
+  ASSERT_TRUE(c.hello_reply().has_value());
+  auto watch = [&](wire::Request r) {
+    r.op = wire::Op::kWatch;
+    c.request(r);
+    std::optional<wire::Response> ack = c.response();
+    EXPECT_TRUE(ack.has_value());
+    if (!ack) return std::uint64_t{0};
+    EXPECT_EQ(ack->code, Code::kOk) << ack->message;
+    EXPECT_EQ(ack->watch_id, r.id);
+    EXPECT_TRUE(ack->events.empty());
+    EXPECT_FALSE(ack->group_events);
+    return ack->watch_group;
+  };
+  EXPECT_EQ(watch({.id = 1, .key = "/g/", .prefix = true}), 1u);
+  EXPECT_EQ(watch({.id = 2, .key = "/g/", .prefix = true}), 1u);
+  EXPECT_EQ(watch({.id = 3, .key = "/g/", .prefix = true}), 1u);
+  EXPECT_EQ(watch({.id = 4, .key = "/h/", .prefix = true}), 4u);                   // another key
+  EXPECT_EQ(watch({.id = 5, .key = "/g/", .prefix = true, .prev_kv = true}), 5u);  // options
+  EXPECT_EQ(watch({.id = 6, .key = "/g/"}), 6u);  // the key itself, not the prefix
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watchers"), 6.0);
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 4.0);
+
+  // One response for group 1, one for group 5 (with the previous value), none for 4 and 6.
+  Result<std::uint64_t> r1 = e->set("/g/x", "1");
+  ASSERT_TRUE(r1.ok());
+  std::map<std::uint64_t, wire::Response> got;
+  for (int i = 0; i < 2; ++i) {
+    std::optional<wire::Response> r = c.response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(r->group_events);
+    EXPECT_EQ(r->id, r->watch_group);
+    EXPECT_EQ(r->watch_id, r->watch_group);
+    got[r->watch_group] = *r;
+  }
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_EQ(got[1].events.size(), 1u);
+  EXPECT_EQ(got[1].events[0].kv.key, "/g/x");
+  EXPECT_EQ(got[1].events[0].kv.mod_revision, *r1);
+  EXPECT_TRUE(got[1].prev_kvs.empty());
+  ASSERT_EQ(got[5].events.size(), 1u);
+  ASSERT_EQ(got[5].prev_kvs.size(), 1u);
+  EXPECT_EQ(got[5].prev_kvs[0].mod_revision, 0u);  // /g/x did not exist before
+
+  // Cancelling one watch of the group ends only that one; cancelling the watch whose id names
+  // the group does not end the group.
+  c.request({.id = 100, .op = wire::Op::kWatchCancel, .watch_id = 2});
+  std::optional<wire::Response> r = c.response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->watch_id, 2u);
+  EXPECT_TRUE(r->done);
+  EXPECT_FALSE(r->group_events);
+  c.request({.id = 101, .op = wire::Op::kWatchCancel, .watch_id = 1});
+  r = c.response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->watch_id, 1u);
+  EXPECT_TRUE(r->done);
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watchers"), 4.0);
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 4.0);
+  c.request({.id = 102, .op = wire::Op::kWatchCancel, .watch_id = 5});
+  r = c.response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->watch_id, 5u);
+  EXPECT_TRUE(r->done);
+  ASSERT_TRUE(e->set("/h/y", "2").ok());
+  Result<std::uint64_t> r3 = e->set("/g/z", "3");
+  ASSERT_TRUE(r3.ok());
+  got.clear();
+  for (int i = 0; i < 2; ++i) {
+    r = c.response();
+    ASSERT_TRUE(r.has_value());
+    got[r->watch_group] = *r;
+  }
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_EQ(got[4].events.size(), 1u);
+  EXPECT_EQ(got[4].events[0].kv.key, "/h/y");
+  ASSERT_EQ(got[1].events.size(), 1u);  // watch 3 is all that is left of group 1
+  EXPECT_EQ(got[1].events[0].kv.key, "/g/z");
+
+  // A watch from a past revision starts behind: a group of its own, served from the history.
+  EXPECT_EQ(watch({.id = 7, .key = "/g/", .prefix = true, .start_revision = *r1}), 7u);
+  std::vector<std::string> keys;
+  while (keys.size() < 2) {
+    r = c.response();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->watch_group, 7u);
+    for (const wire::Event& ev : r->events) keys.push_back(ev.kv.key);
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"/g/x", "/g/z"}));
+  // Caught up, it is where a watch from now starts: the next one joins it (the newest group
+  // of that key and options).
+  EXPECT_EQ(watch({.id = 8, .key = "/g/", .prefix = true}), 7u);
+  ASSERT_TRUE(e->set("/g/w", "4").ok());
+  std::set<std::uint64_t> groups;
+  for (int i = 0; i < 2; ++i) {
+    r = c.response();
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->events.size(), 1u);
+    EXPECT_EQ(r->events[0].kv.key, "/g/w");
+    groups.insert(r->watch_group);
+  }
+  EXPECT_EQ(groups, (std::set<std::uint64_t>{1, 7}));
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watchers"), 5.0);  // 3, 4, 6, 7, 8
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 4.0);
+
+  // The group's last watch ends it.
+  c.request({.id = 103, .op = wire::Op::kWatchCancel, .watch_id = 3});
+  r = c.response();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->watch_id, 3u);
+  EXPECT_TRUE(r->done);
+  EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 3.0);
+}
+
+// Through the client library, shared or not: every watch of a prefix gets every event once
+// and in order under its own id, and a watch whose callback says stop gets nothing more while
+// the others go on. Shared, the member serves the connection's watches as one group.
+TEST_F(EngineTest, EveryWatchOfAClientGetsEveryEventWhetherOrNotTheyShareResponses) {
+  std::unique_ptr<Engine> e = open("", /*http=*/true);
+  ASSERT_NE(e, nullptr);
+  for (const bool shared : {true, false}) {
+    SCOPED_TRACE(shared ? "shared" : "one response per watch");
+    const std::string prefix = shared ? "/fs/" : "/fo/";
+    client::ClientOptions co;
+    co.endpoints = {*net::parse_address(e->client_address())};
+    co.shared_watches = shared;
+    Result<std::unique_ptr<client::Client>> c = client::Client::open(co);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    constexpr std::size_t kWatches = 20;
+    constexpr std::size_t kKeeps = 10;  // watches 0-9 never stop; watch i >= 10 stops after
+                                        // 2 * (i - 9) events
+    struct Seen {
+      std::uint64_t id = 0;
+      std::vector<std::string> keys;
+      bool started = false;
+      bool stopped = false;
+      bool called_after_stop = false;
+      std::vector<std::uint64_t> ids;  // the id each call carried
+    };
+    std::mutex mu;
+    std::vector<Seen> seen(kWatches);
+    for (std::size_t i = 0; i < kWatches; ++i) {
+      seen[i].id = (*c)->stream({.op = wire::Op::kWatch, .key = prefix, .prefix = true},
+                                [&, i](const wire::Response& r) {
+                                  std::lock_guard<std::mutex> lock(mu);
+                                  Seen& s = seen[i];
+                                  if (s.stopped) s.called_after_stop = true;
+                                  s.started = true;
+                                  s.ids.push_back(r.watch_id);
+                                  for (const wire::Event& ev : r.events)
+                                    s.keys.push_back(ev.kv.key);
+                                  if (i >= kKeeps && s.keys.size() >= 2 * (i - kKeeps + 1))
+                                    s.stopped = true;
+                                  return !s.stopped;
+                                });
+    }
+    ASSERT_TRUE(wait_until(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          return std::all_of(seen.begin(), seen.end(), [](const Seen& s) { return s.started; });
+        },
+        10s, "every watch to start"));
+    EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), shared ? 1.0 : double(kWatches));
+    std::vector<std::string> written;
+    for (int k = 0; k < 30; ++k) {
+      written.push_back(prefix + std::to_string(100 + k));
+      ASSERT_TRUE(e->set(written.back(), "v").ok());
+    }
+    ASSERT_TRUE(wait_until(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu);
+          for (std::size_t i = 0; i < kKeeps; ++i) {
+            if (seen[i].keys.size() < written.size()) return false;
+          }
+          return true;
+        },
+        10s, "the watches to see every write"));
+    // The stopped watches were cancelled: the member serves the ten left.
+    ASSERT_TRUE(wait_until([&] { return scrape_gauge(*e, "kvc_watchers") == double(kKeeps); }, 10s,
+                           "the stopped watches to be cancelled"));
+    EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), shared ? 1.0 : double(kKeeps));
+    std::lock_guard<std::mutex> lock(mu);
+    for (std::size_t i = 0; i < kWatches; ++i) {
+      const Seen& s = seen[i];
+      for (std::uint64_t id : s.ids) EXPECT_EQ(id, s.id) << "watch " << i;
+      EXPECT_FALSE(s.called_after_stop) << "watch " << i;
+      if (i < kKeeps) {
+        EXPECT_EQ(s.keys, written) << "watch " << i;
+      } else {
+        const std::size_t want = 2 * (i - kKeeps + 1);
+        ASSERT_GE(s.keys.size(), want) << "watch " << i;
+        EXPECT_TRUE(std::equal(s.keys.begin(), s.keys.end(), written.begin())) << "watch " << i;
+      }
+    }
+    // Kept open until here: the next round's client is a new connection.
+    for (std::size_t i = 0; i < kKeeps; ++i) (*c)->cancel(seen[i].id);
+    ASSERT_TRUE(wait_until([&] { return scrape_gauge(*e, "kvc_watchers") == 0.0; }, 10s,
+                           "the watches to be cancelled"));
+  }
 }
 
 // A client that stops reading its watch stream is not sent more than a bounded backlog: its

@@ -201,6 +201,23 @@ TEST(MessagesTest, EncodingIsPinned) {
   EXPECT_EQ(hex_encode(f), "000000079205df00000000");
 }
 
+// Shared watch responses (kvc-node(1), "WIRE PROTOCOL"): hello field 12, response fields 30
+// and 31.
+TEST(MessagesTest, SharedWatchFieldsRoundTripAndArePinned) {
+  const Hello hello{.shared_watches = true};
+  expect_round_trip(append_hello, decode_hello, FrameKind::kHello, hello);
+  Response r;
+  r.watch_group = 7;
+  r.group_events = true;
+  expect_round_trip(append_response, decode_response, FrameKind::kResponse, r);
+  std::string f;
+  append_hello(f, hello);
+  EXPECT_EQ(hex_encode(f), "0000000d9201df00000003010102020cc3");
+  f.clear();
+  append_response(f, r);
+  EXPECT_EQ(hex_encode(f), "0000000b9205df000000021e071fc3");
+}
+
 TEST(MessagesTest, EveryTruncationFailsCleanly) {
   std::string f;
   append_response(f, full_response());

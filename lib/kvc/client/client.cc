@@ -341,6 +341,7 @@ void Client::Impl::expire(Call* c) {
 }
 
 void Client::Impl::leave_stage(Call* c) {
+  leave_group(c);
   switch (c->stage) {
     case Stage::kWaiting: {
       auto m = members_.find(c->member);

@@ -100,6 +100,11 @@ struct ClientOptions {
   // the client certificate's subject, `secret` or `anonymous`). A member that does not know
   // the token refuses the connection (kUnauthenticated).
   std::string token;
+  // Take shared watch responses (kvc-node(1), "WIRE PROTOCOL"): a member sends one response
+  // for all of this client's watches on a connection that see the same events, and the client
+  // hands it to each watch's callback (with the watch's own id). Streams behave the same either
+  // way; false asks for one response per watch.
+  bool shared_watches = true;
 };
 
 struct CallOptions {

@@ -47,12 +47,13 @@ void Client::Impl::on_connected(const std::string& key, std::uint64_t started,
       [this, key](net::Connection& c, std::string_view payload) { on_frame(key, c, payload); },
       [this, key](net::Connection& c, const Status& why) { on_closed(key, c, why); });
   // A secret is a TLS pre-shared key (tls_): the hello carries no proofs of it.
-  auto machine =
-      std::make_unique<wire::DialerHandshake>(wire::Hello{.role = wire::Role::kClient,
-                                                          .cluster_id = options_.cluster_id,
-                                                          .name = options_.name,
-                                                          .software_version = kvc::version(),
-                                                          .token = options_.token});
+  auto machine = std::make_unique<wire::DialerHandshake>(
+      wire::Hello{.role = wire::Role::kClient,
+                  .cluster_id = options_.cluster_id,
+                  .name = options_.name,
+                  .software_version = kvc::version(),
+                  .token = options_.token,
+                  .shared_watches = options_.shared_watches});
   wire::HandshakeStep hello = machine->start();
   if (hello.action != wire::HandshakeAction::kContinue) {
     conn->close(hello.why);
@@ -259,11 +260,66 @@ void Client::Impl::on_frame(const std::string& key, net::Connection& conn,
     // Any answer naming a leader refreshes our guess.
     set_leader(r->leader_client_addr);
   }
+  if (r->group_events) {
+    on_group_events(conn, *r);
+    return;
+  }
   auto on = sent_on_.find(&conn);
   if (on == sent_on_.end()) return;
   auto it = on->second.find(r->id);
   if (it == on->second.end()) return;  // late: the call timed out or moved on
-  on_response(key, it->second, std::move(*r));
+  Call* c = it->second;
+  if (r->watch_group != 0 && r->code == Code::kOk && !r->done && c->on_item &&
+      c->group == nullptr) {
+    // The acknowledgement of a watch that the member serves in a group: the group's responses
+    // carry its events from now on.
+    std::vector<Call*>& members = watch_groups_[&conn][r->watch_group];
+    members.push_back(c);
+    c->group = &members;
+    c->group_conn = &conn;
+    c->group_id = r->watch_group;
+  }
+  on_response(key, c, std::move(*r));
+}
+
+// Events for every watch of a group (shared watch responses): handed to each, under its own
+// id. A callback may end only its own watch here (returning false); that takes it out of the
+// group, so the loop stays on the same index.
+void Client::Impl::on_group_events(net::Connection& conn, wire::Response& r) {
+  auto g = watch_groups_.find(&conn);
+  if (g == watch_groups_.end()) return;
+  auto m = g->second.find(r.watch_group);
+  if (m == g->second.end()) return;  // every watch of it ended here
+  std::vector<Call*>& members = m->second;
+  dispatching_group_ = &members;
+  for (std::size_t i = 0; i < members.size();) {
+    Call* c = members[i];
+    r.id = r.watch_id = c->req.id;
+    if (c->on_item && !c->on_item(r)) {
+      cancel_now(c);  // leaves the group: members[i] is the next one now
+      if (i < members.size() && members[i] == c) ++i;
+      continue;
+    }
+    ++i;
+  }
+  dispatching_group_ = nullptr;
+  if (members.empty()) g->second.erase(m);
+}
+
+void Client::Impl::leave_group(Call* c) {
+  if (c->group == nullptr) return;
+  std::vector<Call*>& members = *c->group;
+  members.erase(std::remove(members.begin(), members.end(), c), members.end());
+  if (members.empty() && &members != dispatching_group_) {
+    auto g = watch_groups_.find(c->group_conn);
+    if (g != watch_groups_.end()) {
+      g->second.erase(c->group_id);
+      if (g->second.empty()) watch_groups_.erase(g);
+    }
+  }
+  c->group = nullptr;
+  c->group_conn = nullptr;
+  c->group_id = 0;
 }
 
 void Client::Impl::on_refusal(Member& m, net::Connection& conn, const wire::HelloReply& hr) {

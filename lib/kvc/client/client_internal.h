@@ -147,6 +147,11 @@ class Client::Impl {
     // the round starts again after a back-off.
     std::set<std::string> skip;
     std::map<std::string, std::string> why;
+    // A watch the member serves in a group (shared watch responses): the group's members on
+    // its connection, which lists this call, while it is open there.
+    std::vector<Call*>* group = nullptr;
+    const net::Connection* group_conn = nullptr;
+    std::uint64_t group_id = 0;
   };
 
   struct Member {
@@ -310,6 +315,11 @@ class Client::Impl {
 
   void on_response(const std::string& key, Call* c, wire::Response r);
 
+  void on_group_events(net::Connection& conn, wire::Response& r);
+
+  // Takes a watch out of its group (shared watch responses), if it is in one.
+  void leave_group(Call* c);
+
   void cancel_now(Call* c);
 
   void on_closed(const std::string& key, net::Connection& conn, const Status& why);
@@ -340,6 +350,12 @@ class Client::Impl {
   // waiting list while kWaiting, and in probing_ while kProbing.
   std::unordered_map<const net::Connection*, std::map<std::uint64_t, Call*>> sent_on_;
   std::unordered_map<const net::Connection*, Handshake> handshakes_;
+  // Shared watch responses: each connection's groups, by the group's name, and their watches.
+  // A group's vector stays where it is while it has members (std::unordered_map keeps its
+  // elements in place), so a Call may point at it.
+  std::unordered_map<const net::Connection*, std::unordered_map<std::uint64_t, std::vector<Call*>>>
+      watch_groups_;
+  const std::vector<Call*>* dispatching_group_ = nullptr;  // on_group_events' loop
   std::vector<Call*> probing_;
   std::string leader_;
   std::string sticky_;

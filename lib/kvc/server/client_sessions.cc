@@ -431,6 +431,7 @@ Status Engine::Impl::admit_client(std::uint64_t conn_id, const wire::Hello& hell
     token_name = std::move(*name);
   }
   cc.member = false;
+  cc.shared_watches = hello.shared_watches;
   if (tls != nullptr && tls->peer().has_certificate && tls->peer().verified) {
     cc.identity = tls->peer().subject;
     cc.member = token_name.empty() && certificate_of_member(*tls);
@@ -669,6 +670,10 @@ void Engine::Impl::on_client_closed(std::uint64_t conn_id) {
   }
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     it = it->second.conn == conn_id ? watchers_.erase(it) : std::next(it);
+  }
+  for (auto it = watch_groups_.lower_bound(WatchGroupKey{conn_id, "", false, false, ""});
+       it != watch_groups_.end() && std::get<0>(it->first) == conn_id;) {
+    it = watch_groups_.erase(it);
   }
 }
 

@@ -274,6 +274,7 @@ void Engine::Impl::finish_shutdown() {
   for (const auto& [key, r] : refused_) refused.push_back(r.first);
   for (auto& c : refused) c->close(Status::shutting_down("member stopping"));
   watchers_.clear();
+  watch_groups_.clear();
   uv_timer_stop(&tick_timer_);
   uv_timer_stop(&flush_timer_);
   uv_timer_stop(&hash_timer_);
@@ -318,6 +319,7 @@ void Engine::Impl::finish_simulated_shutdown() {
     }
   }
   watchers_.clear();
+  watch_groups_.clear();
   {
     std::lock_guard<std::mutex> lock(mu_);
     leader_info_ = {};
@@ -481,7 +483,8 @@ void Engine::Impl::collect_metrics() {
   m.last_index.set(static_cast<double>(node_->log().last_index()));
   m.proposals_pending.set(static_cast<double>(waiters_.size()));
   m.client_connections.set(static_cast<double>(clients_.size()));
-  m.watchers.set(static_cast<double>(watchers_.size()));
+  m.watchers.set(static_cast<double>(watch_count()));
+  m.watch_groups.set(static_cast<double>(watchers_.size()));
   m.peers_connected.set(static_cast<double>(peers_ ? peers_->connected_peers() : 0));
   m.raft_repairing.set(node_->repair().active() ? 1 : 0);
   m.lost_entries_detected.set(static_cast<double>(node_->lost_entries_detected()));

@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -145,7 +146,15 @@ class Engine::Impl {
     std::string identity;
     std::function<void(const WatchEvent&)> callback;  // embedded watchers
     std::shared_ptr<http::WatchSink> sink;            // HTTP watch streams (http_backend.cc)
+    // Shared watch responses (watch_hub.cc): on a connection whose client understands them,
+    // the ids of every watch this watcher serves, its group (named by `id`, the first, which
+    // may since have been cancelled). Empty: a watcher of its own, answered under `id`.
+    std::vector<std::uint64_t> group;
   };
+  // What makes watches of one connection see the same events: joined into one group when
+  // their positions are equal too (watch_hub.cc).
+  using WatchGroupKey = std::tuple<std::uint64_t /*conn*/, std::string /*key*/, bool /*prefix*/,
+                                   bool /*prev_kv*/, std::string /*identity*/>;
   struct ClientConn {
     std::shared_ptr<net::Connection> conn;
     std::string address;  // the client's IP address, for clients_per_address_
@@ -162,6 +171,8 @@ class Engine::Impl {
     bool member = false;
     std::uint64_t inflight = 0;
     bool paused = false;
+    // Its hello said it understands shared watch responses (Hello::shared_watches).
+    bool shared_watches = false;
   };
   struct LeaderWatcher {
     std::uint64_t conn = 0;
@@ -344,6 +355,13 @@ class Engine::Impl {
   void serve_read(const wire::Request& req, const Reply& reply);
   void sweep_deadlines();
   void add_watcher(Watcher w, const Reply& reply);
+  // Shared watch responses: puts a new watch of a client that understands them into a group
+  // (an existing one at the same position, else its own). Returns true when it joined one.
+  bool join_watch_group(Watcher& w, wire::Response& ack);
+  // Ends every watch that `w` serves (its own, or each of its group) with `r` (id and
+  // watch_id set per watch).
+  void end_watches(const Watcher& w, wire::Response r);
+  std::size_t watch_count() const;  // watches open (a group counts each of its watches)
   // After a permissions reload: ends, with permission_denied, every watch whose identity may no
   // longer read its key or prefix (watch_hub.cc).
   void end_unreadable_watches();
@@ -486,6 +504,9 @@ class Engine::Impl {
   std::deque<ReadBatch> read_batches_;
   std::uint64_t read_seq_ = 0;
   std::map<std::uint64_t, Watcher> watchers_;  // by watcher key
+  // The newest group (its watcher key) of each connection, key and options, for joining; an
+  // entry may name a watcher since erased (checked at use, dropped with its connection).
+  std::map<WatchGroupKey, std::uint64_t> watch_groups_;
   // The shared watch feed (watch_hub.cc): every event at positions [feed_from_, feed_end_),
   // in order, read once for all watchers.
   struct FeedPos {

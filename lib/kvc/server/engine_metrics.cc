@@ -130,7 +130,10 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           registry.gauge("kvc_client_connections", "Open client-protocol connections.")),
       peers_connected(registry.gauge("kvc_peers_connected", "Peers with a live outgoing link.")),
       watchers(registry.gauge("kvc_watchers",
-                              "Key and prefix watches served (client protocol, HTTP, embedded).")) {
+                              "Key and prefix watches served (client protocol, HTTP, embedded).")),
+      watch_groups(registry.gauge("kvc_watch_groups",
+                                  "Watches served as one (shared watch responses) or alone: "
+                                  "what each applied batch is matched against.")) {
   registry
       .gauge("kvc_member_info", "Constant 1, labelled with this member's identity.",
              {{"name", name}, {"id", id_hex}, {"version", std::string(kvc::version())}})

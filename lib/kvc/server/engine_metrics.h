@@ -77,7 +77,8 @@ class EngineMetrics {
   // Network.
   metrics::Gauge& client_connections;
   metrics::Gauge& peers_connected;
-  metrics::Gauge& watchers;  // key and prefix watches: client protocol, HTTP, embedded
+  metrics::Gauge& watchers;      // key and prefix watches: client protocol, HTTP, embedded
+  metrics::Gauge& watch_groups;  // watchers_: a shared group counts once
 
   // Client requests (client protocol and HTTP key-value API), by operation.
   metrics::Histogram& request(wire::Op op);

@@ -27,19 +27,80 @@ namespace kvc::server {
 // ---------------------------------------------------------------------------------------------
 // Watches
 
-// A client cancels its watch `watch_id`: the watcher ends with a final "done" response.
+// A client cancels its watch `watch_id`: the watch ends with a final "done" response (a
+// group goes on without it, and ends with its last watch).
 void Engine::Impl::cancel_watch(std::uint64_t conn_id, std::uint64_t watch_id) {
   for (auto w = watchers_.begin(); w != watchers_.end();) {
-    if (w->second.conn == conn_id && w->second.id == watch_id) {
-      wire::Response done = base_response(w->second.id);
-      done.watch_id = w->second.id;
-      done.done = true;
-      send_to_client(conn_id, done, true);
-      w = watchers_.erase(w);
-    } else {
+    Watcher& x = w->second;
+    if (x.conn != conn_id) {
       ++w;
+      continue;
+    }
+    if (x.group.empty()) {
+      if (x.id != watch_id) {
+        ++w;
+        continue;
+      }
+    } else {
+      auto m = std::find(x.group.begin(), x.group.end(), watch_id);
+      if (m == x.group.end()) {
+        ++w;
+        continue;
+      }
+      x.group.erase(m);
+    }
+    wire::Response done = base_response(watch_id);
+    done.watch_id = watch_id;
+    done.done = true;
+    send_to_client(conn_id, done, true);
+    w = x.group.empty() ? watchers_.erase(w) : std::next(w);
+  }
+}
+
+// Shared watch responses. A client that says in its hello that it understands them gets one
+// response per batch of events for all its watches on one connection that would each get the
+// same one: the same key, prefix, prev_kv and identity, at the same position. They are one
+// Watcher whose `group` lists their ids, served (positions, feed, slices, backlog) as one; the
+// client library hands each response to every watch of the group. A watch joins a group only
+// when it starts exactly where the group is (a watch "from now" while the group has been served
+// everything applied); otherwise it starts a group of its own, which later watches may join.
+// Groups never split or merge: every watch of one is always at the same position. Ordering: the
+// acknowledgement that names the group is sent after every response the group was sent before
+// (nothing is held back between slices), so the client hands a watch only what came after its
+// start.
+bool Engine::Impl::join_watch_group(Watcher& w, wire::Response& ack) {
+  const WatchGroupKey gk{w.conn, w.key, w.prefix, w.prev_kv, w.identity};
+  if (auto g = watch_groups_.find(gk); g != watch_groups_.end()) {
+    auto it = watchers_.find(g->second);
+    if (it != watchers_.end() && !it->second.group.empty() &&
+        it->second.next_revision == w.next_revision &&
+        it->second.next_sequence == w.next_sequence) {
+      it->second.group.push_back(w.id);
+      ack.watch_group = it->second.id;
+      return true;
     }
   }
+  w.group.push_back(w.id);
+  ack.watch_group = w.id;
+  return false;
+}
+
+void Engine::Impl::end_watches(const Watcher& w, wire::Response r) {
+  if (w.group.empty()) {
+    r.id = r.watch_id = w.id;
+    send_to_client(w.conn, r, true);
+    return;
+  }
+  for (std::uint64_t id : w.group) {
+    r.id = r.watch_id = id;
+    send_to_client(w.conn, r, true);
+  }
+}
+
+std::size_t Engine::Impl::watch_count() const {
+  std::size_t n = 0;
+  for (const auto& [key, w] : watchers_) n += w.group.empty() ? 1 : w.group.size();
+  return n;
 }
 
 void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
@@ -60,8 +121,18 @@ void Engine::Impl::add_watcher(Watcher w, const Reply& reply) {
       return;
     }
   }
+  if (w.conn != 0) {
+    auto c = clients_.find(w.conn);
+    if (c != clients_.end() && c->second.shared_watches && join_watch_group(w, ack)) {
+      reply(std::move(ack));
+      return;
+    }
+  }
   const std::uint64_t key = ++watcher_seq_;
   const bool behind = w.next_revision < now_rev;
+  if (!w.group.empty()) {
+    watch_groups_[WatchGroupKey{w.conn, w.key, w.prefix, w.prev_kv, w.identity}] = key;
+  }
   watchers_[key] = std::move(w);
   reply(std::move(ack));
   if (behind) notify_watchers();  // one that starts now has nothing to catch up
@@ -97,7 +168,7 @@ void Engine::Impl::end_unreadable_watches() {
       w.sink->end(r);
     } else if (w.conn != 0) {
       flush_watch_outbox(w.conn);  // what it was sent before comes first
-      send_to_client(w.conn, r, true);
+      end_watches(w, r);
     }
     it = watchers_.erase(it);
   }
@@ -257,6 +328,10 @@ void Engine::Impl::deliver_events(Watcher& w, const storage::Event* const* first
     wire::Response r = watch_base_;
     r.id = w.id;
     r.watch_id = w.id;
+    if (!w.group.empty()) {
+      r.watch_group = w.id;
+      r.group_events = true;
+    }
     r.events.reserve(static_cast<std::size_t>(n));
     if (w.prev_kv) r.prev_kvs.reserve(static_cast<std::size_t>(n));
     for (auto p = first; p != first + n; ++p) {
@@ -339,7 +414,7 @@ bool Engine::Impl::serve_watcher(Watcher& w, std::size_t& work) {
     r.done = true;
     if (w.conn != 0) {
       flush_watch_outbox(w.conn);  // what it was sent before comes first
-      send_to_client(w.conn, r, true);
+      end_watches(w, r);
     } else if (w.sink) {
       if (Result<std::uint64_t> compact = state_->compact_revision(); compact.ok()) {
         r.compact_revision = *compact;

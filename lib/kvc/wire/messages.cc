@@ -18,7 +18,8 @@ enum : std::uint32_t {
   kProof,
   kPeerAddr,
   kClientAddr,
-  kToken
+  kToken,
+  kSharedWatches
 };
 }
 namespace reply_f {
@@ -99,7 +100,9 @@ enum : std::uint32_t {
   kPrevKvs,
   kIdentity,
   kGrants,
-  kPermissions
+  kPermissions,
+  kWatchGroup,
+  kGroupEvents
 };
 }
 namespace status_f {
@@ -292,6 +295,7 @@ constexpr auto hello_fields = [](auto& io, auto& m) {
   io.str(hello_f::kPeerAddr, "hello.peer_addr", m.peer_addr);
   io.str(hello_f::kClientAddr, "hello.client_addr", m.client_addr);
   io.bin(hello_f::kToken, "hello.token", m.token);
+  io.boolean(hello_f::kSharedWatches, "hello.shared_watches", m.shared_watches);
 };
 
 constexpr auto hello_reply_fields = [](auto& io, auto& m) {
@@ -375,6 +379,8 @@ constexpr auto response_fields = [](auto& io, auto& m) {
   io.str(resp_f::kIdentity, "response.identity", m.identity);
   io.field(resp_f::kGrants, "response.grants", m.grants, ListCodec<StrCodec>{});
   io.boolean(resp_f::kPermissions, "response.permissions", m.permissions);
+  io.uint(resp_f::kWatchGroup, "response.watch_group", m.watch_group);
+  io.boolean(resp_f::kGroupEvents, "response.group_events", m.group_events);
 };
 
 }  // namespace

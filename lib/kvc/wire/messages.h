@@ -44,6 +44,11 @@ struct Hello {
   std::string client_addr;  // peers: where the sender listens for clients
   // Clients: a named token (kvc-permissions(5)); the member knows only its SHA-256. Empty: none.
   std::string token;
+  // Clients: this client understands shared watch responses (Response::watch_group): the
+  // member may answer the watches of one connection that see the same events (same key,
+  // options and position) with one response for all of them. False (older clients): one
+  // response per watch.
+  bool shared_watches = false;
 
   friend bool operator==(const Hello&, const Hello&) = default;
 };
@@ -258,6 +263,14 @@ struct Response {
   std::string identity;
   std::vector<std::string> grants;
   bool permissions = false;
+  // Shared watch responses (only to a client whose hello set shared_watches). On a watch's
+  // acknowledgement (its first response, no events): the group the watch belongs to from now
+  // on, named by the id of the group's first watch (possibly itself). With group_events: this
+  // response's events are for every watch of that group still open on the connection (id and
+  // watch_id are the group's name); the client hands them to each. A watch's own end (done,
+  // an error) always comes in a response of its own.
+  std::uint64_t watch_group = 0;
+  bool group_events = false;
 
   friend bool operator==(const Response&, const Response&) = default;
 };
