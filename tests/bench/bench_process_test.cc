@@ -148,12 +148,17 @@ TEST_F(BenchProcessTest, RangeCasAndMixed) {
   EXPECT_GT(json_number(out, "reads"), json_number(out, "writes")) << out;
 }
 
+// Shared watch responses (the default) and one response per watcher alike.
 TEST_F(BenchProcessTest, WatchDeliversEveryPutToEveryWatcher) {
-  const std::string out = run_ok(
-      {"--clients", "2", "--val-size", "32", "watch", "--watchers", "3", "--total", "100"}, 300);
-  const std::size_t put = out.find("\"put_latency_ms\":");
-  ASSERT_NE(put, std::string::npos) << out;
-  EXPECT_EQ(json_number(out.substr(put), "count"), 100) << out;
+  for (const bool shared : {true, false}) {
+    std::vector<std::string> args = {"--clients",  "2",   "--val-size", "32", "watch",
+                                     "--watchers", "3",   "--total",    "100"};
+    if (!shared) args.push_back("--per-watch-responses");
+    const std::string out = run_ok(args, 300);  // every put's event, to each watcher
+    const std::size_t put = out.find("\"put_latency_ms\":");
+    ASSERT_NE(put, std::string::npos) << out;
+    EXPECT_EQ(json_number(out.substr(put), "count"), 100) << out;
+  }
 }
 
 TEST_F(BenchProcessTest, OpenLoopRunsOnItsSchedule) {
