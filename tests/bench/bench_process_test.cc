@@ -151,8 +151,8 @@ TEST_F(BenchProcessTest, RangeCasAndMixed) {
 // Shared watch responses (the default) and one response per watcher alike.
 TEST_F(BenchProcessTest, WatchDeliversEveryPutToEveryWatcher) {
   for (const bool shared : {true, false}) {
-    std::vector<std::string> args = {"--clients",  "2",   "--val-size", "32", "watch",
-                                     "--watchers", "3",   "--total",    "100"};
+    std::vector<std::string> args = {"--clients",  "2", "--val-size", "32", "watch",
+                                     "--watchers", "3", "--total",    "100"};
     if (!shared) args.push_back("--per-watch-responses");
     const std::string out = run_ok(args, 300);  // every put's event, to each watcher
     const std::size_t put = out.find("\"put_latency_ms\":");
