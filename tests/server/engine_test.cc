@@ -783,6 +783,16 @@ TEST_F(EngineTest, WatchesThatSeeTheSameEventsShareOneResponsePerBatch) {
     EXPECT_FALSE(ack->group_events);
     return ack->watch_group;
   };
+  // Cancels watch `id`: its own final response, done, for it alone.
+  std::uint64_t next_id = 100;
+  auto cancel = [&](std::uint64_t id) {
+    c.request({.id = next_id++, .op = wire::Op::kWatchCancel, .watch_id = id});
+    std::optional<wire::Response> done = c.response();
+    ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->watch_id, id);
+    EXPECT_TRUE(done->done);
+    EXPECT_FALSE(done->group_events);
+  };
   EXPECT_EQ(watch({.id = 1, .key = "/g/", .prefix = true}), 1u);
   EXPECT_EQ(watch({.id = 2, .key = "/g/", .prefix = true}), 1u);
   EXPECT_EQ(watch({.id = 3, .key = "/g/", .prefix = true}), 1u);
@@ -815,24 +825,12 @@ TEST_F(EngineTest, WatchesThatSeeTheSameEventsShareOneResponsePerBatch) {
 
   // Cancelling one watch of the group ends only that one; cancelling the watch whose id names
   // the group does not end the group.
-  c.request({.id = 100, .op = wire::Op::kWatchCancel, .watch_id = 2});
-  std::optional<wire::Response> r = c.response();
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->watch_id, 2u);
-  EXPECT_TRUE(r->done);
-  EXPECT_FALSE(r->group_events);
-  c.request({.id = 101, .op = wire::Op::kWatchCancel, .watch_id = 1});
-  r = c.response();
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->watch_id, 1u);
-  EXPECT_TRUE(r->done);
+  cancel(2);
+  cancel(1);
   EXPECT_EQ(scrape_gauge(*e, "kvc_watchers"), 4.0);
   EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 4.0);
-  c.request({.id = 102, .op = wire::Op::kWatchCancel, .watch_id = 5});
-  r = c.response();
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->watch_id, 5u);
-  EXPECT_TRUE(r->done);
+  cancel(5);
+  std::optional<wire::Response> r;
   ASSERT_TRUE(e->set("/h/y", "2").ok());
   Result<std::uint64_t> r3 = e->set("/g/z", "3");
   ASSERT_TRUE(r3.ok());
@@ -875,11 +873,7 @@ TEST_F(EngineTest, WatchesThatSeeTheSameEventsShareOneResponsePerBatch) {
   EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 4.0);
 
   // The group's last watch ends it.
-  c.request({.id = 103, .op = wire::Op::kWatchCancel, .watch_id = 3});
-  r = c.response();
-  ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(r->watch_id, 3u);
-  EXPECT_TRUE(r->done);
+  cancel(3);
   EXPECT_EQ(scrape_gauge(*e, "kvc_watch_groups"), 3.0);
 }
 
