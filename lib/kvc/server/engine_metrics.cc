@@ -62,6 +62,10 @@ EngineMetrics::EngineMetrics(const std::string& name, const std::string& id_hex)
           "kvc_state_mapped_bytes",
           "Bytes of the state database file mapped into the member's page tables ahead of the "
           "reads (it catches up with the file after a start, an install or growth).")),
+      flush_ticks(registry.counter(
+          "kvc_flush_ticks_total",
+          "Flush-timer ticks (every half --flush-interval): each may start a state flush, a "
+          "map-in step or a heap trim.")),
       heap_trims(registry.counter(
           "kvc_heap_trims_total",
           "Times the member gave the memory of flushed writes back to the system once the "

@@ -49,6 +49,7 @@ class EngineMetrics {
   metrics::Gauge& state_flushed_index;
   metrics::Gauge& state_unflushed_bytes;
   metrics::Gauge& state_mapped_bytes;
+  metrics::Counter& flush_ticks;  // flush-timer ticks (on_flush_timer)
   metrics::Counter& heap_trims;
   metrics::Gauge& heap_trim_released;
   metrics::Gauge& storage_bytes_written;

@@ -434,6 +434,7 @@ void Engine::Impl::on_flush_timer() {
   maybe_flush(false);
   maybe_map_in();
   maybe_trim_heap();
+  metrics_->flush_ticks.inc();  // after this tick's decisions: tests wait on it
 }
 
 void Engine::Impl::retire_flushed() {
