@@ -1,6 +1,7 @@
 #include "kvc/net/tls.h"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -235,6 +236,49 @@ TEST_F(TlsTest, ByteByByteFeedingCompletesTheHandshakeAndData) {
   std::string got;
   server->read_plaintext(got);
   EXPECT_TRUE(got == data) << got.size();
+}
+
+// The session reads fed bytes in place and keeps only what OpenSSL has not taken: many records
+// in one feed, records cut anywhere across feeds, and output appended to a buffer that already
+// holds bytes all arrive whole and in order. A stale error left in OpenSSL's error queue by
+// other code on the thread does not turn a read that merely wants more into a failure.
+TEST_F(TlsTest, RecordsSplitAndJoinedAnyWayArriveWholeAndInOrder) {
+  const std::string secret = "5b0c8e1f9a7d3c2e4f6a8b0c1d2e3f40a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4";
+  auto server = session(context(TlsRole::kServer, psk_config(secret)));
+  auto client = session(context(TlsRole::kClient, psk_config(secret)));
+  pump(*client, *server);
+  ASSERT_TRUE(client->handshake_done() && server->handshake_done());
+  std::string sent;
+  std::string wire = "already queued";  // as net::Connection's pending output may be
+  for (int i = 0; i < 40; ++i) {
+    const std::string frame = random_bytes(1 + (i * 37) % 300, 100 + i);
+    sent += frame;
+    ASSERT_TRUE(client->write(frame).ok());
+    EXPECT_GT(client->append_output(wire), frame.size());  // one record each, appended
+  }
+  EXPECT_EQ(client->append_output(wire), 0u);
+  wire.erase(0, std::string("already queued").size());
+  ERR_raise(ERR_LIB_SSL, ERR_R_INTERNAL_ERROR);  // someone else's error, never cleared
+  std::string got;
+  std::size_t at = 0;
+  for (std::size_t cut : {1, 2, 4, 5, 9, 200, 7, 1000, 3, 64}) {  // then the rest at once
+    const std::size_t n = std::min(cut, wire.size() - at);
+    ASSERT_TRUE(server->feed(std::string_view(wire).substr(at, n)).ok())
+        << server->error().to_string();
+    at += n;
+    server->read_plaintext(got);
+  }
+  ASSERT_TRUE(server->feed(std::string_view(wire).substr(at)).ok());
+  server->read_plaintext(got);
+  EXPECT_TRUE(got == sent) << got.size() << " of " << sent.size();
+  // The other way, everything in one feed.
+  ASSERT_TRUE(server->write(got).ok());
+  std::string back;
+  ASSERT_GT(server->append_output(back), got.size());
+  ASSERT_TRUE(client->feed(back).ok());
+  std::string echoed;
+  client->read_plaintext(echoed);
+  EXPECT_TRUE(echoed == sent);
 }
 
 TEST_F(TlsTest, MutualTlsGivesTheServerTheClientsIdentity) {

@@ -186,9 +186,7 @@ bool Connection::check_output_limits() {
 }
 
 bool Connection::take_tls_output() {
-  std::string out = tls_->take_output();
-  if (out.empty()) return true;
-  pending_.append(out);
+  if (tls_->append_output(pending_) == 0) return true;
   if (!check_output_limits()) return false;
   flush();
   return true;
@@ -263,7 +261,7 @@ void Connection::write_corked_now() {
     if (!tls_->error().ok() || tls_plain_.empty()) return;
     if (!tls_->write(tls_plain_).ok()) return;
     tls_plain_.clear();
-    pending_.append(tls_->take_output());
+    tls_->append_output(pending_);
   }
   // What the socket takes now, as the immediate uv_write before corking would have; the rest
   // is dropped with the connection.
@@ -343,11 +341,11 @@ void Connection::close_after_flush(const Status& reason) {
       close(s);
       return;
     }
-    pending_.append(tls_->take_output());
+    tls_->append_output(pending_);
   }
   if (tls_ != nullptr && tls_->handshake_done() && tls_->error().ok()) {
     tls_->close_notify();
-    pending_.append(tls_->take_output());
+    tls_->append_output(pending_);
   }
   if (pending_.empty() && !writing_) {
     close(reason);

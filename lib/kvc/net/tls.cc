@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <utility>
 
@@ -30,6 +31,14 @@ constexpr unsigned char kPskCipher[2] = {0x13, 0x01};  // TLS_AES_128_GCM_SHA256
 constexpr std::string_view kPskLabel = "kvc tls external psk v1";
 constexpr std::size_t kSniffBytes = 3;
 constexpr std::size_t kReadChunk = 16384;
+
+// Empties OpenSSL's (thread-local) error queue before a call whose failure is read from it (or
+// from SSL_get_error, which looks at it first). ERR_clear_error itself costs about 800
+// instructions (it clears every slot of the queue), a fifth of what a small record costs, and
+// the queue is almost always empty already: looking first is about a tenth of that.
+void clear_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
 
 // Drains OpenSSL's (thread-local) error queue into "reason; reason". Every call below clears the
 // queue first, so what is here belongs to the call that failed.
@@ -198,6 +207,62 @@ std::string hint(const TlsContext& ctx, std::string_view reasons, std::string_vi
 
 // OpenSSL's callbacks; a struct so that it can be the classes' friend.
 struct TlsCallbacks {
+  static int bio_write(BIO* bio, const char* data, std::size_t n, std::size_t* written) {
+    auto* s = static_cast<TlsSession*>(BIO_get_data(bio));
+    BIO_clear_retry_flags(bio);
+    s->out_.append(data, n);
+    *written = n;
+    return 1;
+  }
+
+  static int bio_read(BIO* bio, char* data, std::size_t n, std::size_t* read) {
+    auto* s = static_cast<TlsSession*>(BIO_get_data(bio));
+    BIO_clear_retry_flags(bio);
+    if (s->in_.empty()) {
+      BIO_set_retry_read(bio);  // more may come: SSL_ERROR_WANT_READ
+      *read = 0;
+      return 0;
+    }
+    const std::size_t k = std::min(n, s->in_.size());
+    std::memcpy(data, s->in_.data(), k);
+    s->in_.remove_prefix(k);
+    *read = k;
+    return 1;
+  }
+
+  static long bio_ctrl(BIO* bio, int cmd, long, void*) {
+    auto* s = static_cast<TlsSession*>(BIO_get_data(bio));
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(s->in_.size());
+      case BIO_CTRL_WPENDING:
+        return static_cast<long>(s->out_.size());
+      default:
+        return 0;  // no EOF, no push/pop, no kTLS: OpenSSL asks and takes 0 for "not so"
+    }
+  }
+
+  // The BIO method of every session (TlsSession::bio_, its data the session): reads come from
+  // the session's in_, writes are appended to its out_; "no input yet" is a retry, never end of
+  // stream (on_eof() says when the connection ended).
+  static const BIO_METHOD* bio_method() {
+    static BIO_METHOD* const method = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kvc tls session");
+      KVC_CHECK(m != nullptr, "BIO_meth_new failed");
+      BIO_meth_set_write_ex(m, &TlsCallbacks::bio_write);
+      BIO_meth_set_read_ex(m, &TlsCallbacks::bio_read);
+      BIO_meth_set_ctrl(m, &TlsCallbacks::bio_ctrl);
+      BIO_meth_set_create(m, [](BIO* b) {
+        BIO_set_init(b, 1);
+        return 1;
+      });
+      return m;
+    }();
+    return method;
+  }
+
   static const TlsContext& context_of(SSL* ssl) {
     return *static_cast<const TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   }
@@ -384,16 +449,10 @@ Result<std::unique_ptr<TlsSession>> TlsSession::create(std::shared_ptr<const Tls
   s->ssl_ = SSL_new(s->context_->ctx_);
   if (s->ssl_ == nullptr) return Status::internal("tls: SSL_new: " + openssl_errors());
   SSL_set_app_data(s->ssl_, s.get());
-  s->rbio_ = BIO_new(BIO_s_mem());
-  s->wbio_ = BIO_new(BIO_s_mem());
-  if (s->rbio_ == nullptr || s->wbio_ == nullptr) {
-    BIO_free(s->rbio_);
-    BIO_free(s->wbio_);
-    return Status::internal("tls: BIO_new: " + openssl_errors());
-  }
-  // An empty input BIO means "more may come", not end of stream: on_eof() says when it ends.
-  BIO_set_mem_eof_return(s->rbio_, -1);
-  SSL_set_bio(s->ssl_, s->rbio_, s->wbio_);  // the SSL owns both now
+  s->bio_ = BIO_new(TlsCallbacks::bio_method());
+  if (s->bio_ == nullptr) return Status::internal("tls: BIO_new: " + openssl_errors());
+  BIO_set_data(s->bio_, s.get());
+  SSL_set_bio(s->ssl_, s->bio_, s->bio_);  // one reference for both directions: the SSL owns it
 
   if (s->role() == TlsRole::kServer) {
     SSL_set_accept_state(s->ssl_);
@@ -447,7 +506,7 @@ Status TlsSession::handshake_error(int ssl_error) {
 Status TlsSession::drive() {
   if (!error_.ok()) return error_;
   if (!handshake_done_) {
-    ERR_clear_error();
+    clear_errors();
     const int rc = SSL_do_handshake(ssl_);
     if (rc != 1) {
       const int e = SSL_get_error(ssl_, rc);
@@ -465,11 +524,14 @@ Status TlsSession::drive() {
   }
   char buf[kReadChunk];
   for (;;) {
-    ERR_clear_error();
+    clear_errors();
     std::size_t n = 0;
     const int rc = SSL_read_ex(ssl_, buf, sizeof(buf), &n);
     if (rc == 1) {
       plaintext_.append(buf, n);
+      // Nothing left to read, in the input or in OpenSSL: the call that would say WANT_READ
+      // (a pass through the record layer) is not made.
+      if (in_.empty() && SSL_has_pending(ssl_) == 0) break;
       continue;
     }
     const int e = SSL_get_error(ssl_, rc);
@@ -515,14 +577,28 @@ Status TlsSession::feed(std::string_view ciphertext) {
     }
     sniffed_ = sniff == TlsSniff::kTls;
   }
-  std::size_t written = 0;
-  ERR_clear_error();
-  if (BIO_write_ex(rbio_, ciphertext.data(), ciphertext.size(), &written) != 1 ||
-      written != ciphertext.size()) {
-    return fail(Status::internal("tls: buffering input: " + openssl_errors()));
+  const bool from_kept = !in_kept_.empty();
+  if (from_kept) {
+    in_kept_.append(ciphertext);
+    in_ = in_kept_;
+  } else {
+    in_ = ciphertext;  // read in place: nothing is waiting before it
   }
-  if (!sniffed_) return Status();  // too few bytes to tell TLS from plaintext yet
-  return drive();
+  // Too few bytes to tell TLS from plaintext yet: they wait (in in_kept_) for more.
+  const Status s = sniffed_ ? drive() : Status();
+  // OpenSSL takes every byte it is offered while it waits for more (it keeps a partial record
+  // itself), so normally nothing is left; after a close_notify or an error there may be.
+  // (The BIO only ever takes from the front: what is left is a suffix of what was offered.)
+  if (in_.empty()) {
+    in_kept_.clear();
+  } else if (from_kept) {
+    in_kept_.erase(0, in_kept_.size() - in_.size());
+  } else {
+    in_kept_.assign(in_);
+  }
+  if (in_kept_.capacity() > kReadChunk && in_kept_.empty()) std::string().swap(in_kept_);
+  in_ = {};
+  return s;
 }
 
 Status TlsSession::write(std::string_view plaintext) {
@@ -533,9 +609,9 @@ Status TlsSession::write(std::string_view plaintext) {
     pending_write_.append(plaintext);
     return Status();
   }
-  ERR_clear_error();
+  clear_errors();
   std::size_t written = 0;
-  // A memory BIO takes everything, so SSL_write_ex writes all of it (as many records as needed).
+  // The BIO takes everything, so SSL_write_ex writes all of it (as many records as needed).
   if (SSL_write_ex(ssl_, plaintext.data(), plaintext.size(), &written) != 1 ||
       written != plaintext.size()) {
     return fail(Status::failed_precondition("tls: write: " + openssl_errors()));
@@ -545,13 +621,20 @@ Status TlsSession::write(std::string_view plaintext) {
 
 std::string TlsSession::take_output() {
   std::string out;
-  const std::size_t pending = BIO_ctrl_pending(wbio_);
-  if (pending == 0) return out;
-  out.resize(pending);
-  std::size_t n = 0;
-  if (BIO_read_ex(wbio_, out.data(), out.size(), &n) != 1) n = 0;
-  out.resize(n);
+  out.swap(out_);
   return out;
+}
+
+std::size_t TlsSession::append_output(std::string& out) {
+  const std::size_t n = out_.size();
+  if (n == 0) return 0;
+  if (out.empty()) {
+    out.swap(out_);  // out_ keeps out's old buffer, if it had one, for the next records
+  } else {
+    out.append(out_);
+  }
+  out_.clear();
+  return n;
 }
 
 std::size_t TlsSession::read_plaintext(std::string& out) {

@@ -1,8 +1,9 @@
 // The TLS engine that kvc's listeners (peer, client, HTTP) and the client library share:
-// OpenSSL driven through memory BIOs, so it does no I/O of its own and runs on a libuv loop like
-// the rest of net/. The caller moves bytes: what arrives from the network goes into feed(), what
-// take_output() returns goes out, and plaintext goes in through write() and out through
-// read_plaintext(). Nothing here opens a socket, reads a clock or starts a thread.
+// OpenSSL driven through a BIO that reads from and writes to memory, so it does no I/O of its own
+// and runs on a libuv loop like the rest of net/. The caller moves bytes: what arrives from the
+// network goes into feed(), what take_output() returns goes out, and plaintext goes in through
+// write() and out through read_plaintext(). Nothing here opens a socket, reads a clock or starts a
+// thread.
 //
 // Two ways to authenticate, chosen by TlsConfig (never both in one context):
 // - certificates (TLS 1.2 at least): the server presents --cert-file/--key-file; a client checks
@@ -127,6 +128,9 @@ class TlsSession {
   Status write(std::string_view plaintext);
   // The ciphertext to send, emptied by the call.
   std::string take_output();
+  // The same, appended to `out` (moved in whole when `out` is empty): no buffer per record.
+  // Returns how many bytes it appended.
+  std::size_t append_output(std::string& out);
   // Appends the plaintext received so far to `out`; returns how many bytes it appended.
   std::size_t read_plaintext(std::string& out);
   // Queues a close_notify alert (take_output()); no write() may follow. Before the handshake
@@ -161,9 +165,14 @@ class TlsSession {
   void collect_identity();
 
   std::shared_ptr<const TlsContext> context_;
-  ssl_st* ssl_ = nullptr;   // owned; owns both BIOs
-  bio_st* rbio_ = nullptr;  // network -> OpenSSL
-  bio_st* wbio_ = nullptr;  // OpenSSL -> network
+  ssl_st* ssl_ = nullptr;  // owned; owns bio_
+  // OpenSSL's only BIO, both ways (tls.cc, the BIO method): it reads from in_ and appends what
+  // OpenSSL writes to out_. Unlike a pair of memory BIOs, no byte is copied through OpenSSL's
+  // buffers on its way in or out, and no BIO_ctrl call is made per record to find the output.
+  bio_st* bio_ = nullptr;
+  std::string_view in_;  // what OpenSSL reads next: the bytes feed() was given, or in_kept_
+  std::string in_kept_;  // bytes fed but not yet read by OpenSSL (kept across feed() calls)
+  std::string out_;      // ciphertext for take_output()
   std::string expected_name_;
   std::string head_;  // the first bytes received, until looks_like_tls() decides
   bool sniffed_ = false;
