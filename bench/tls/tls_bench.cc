@@ -97,9 +97,8 @@ class RawPair : public Pair {
     for (std::size_t i = 0; i < secret.size(); ++i) key_[i % 32] ^= secret[i];
     client_ = make(false);
     server_ = make(true);
-    for (int i = 0; i < 10 && !(SSL_is_init_finished(client_.ssl) &&
-                                SSL_is_init_finished(server_.ssl));
-         ++i) {
+    for (int i = 0;
+         i < 10 && !(SSL_is_init_finished(client_.ssl) && SSL_is_init_finished(server_.ssl)); ++i) {
       SSL_do_handshake(client_.ssl);
       move(client_, server_);
       SSL_do_handshake(server_.ssl);

@@ -341,7 +341,11 @@ TEST_F(TlsTest, ClientFromAnotherCaIsRefusedByTheServer) {
   pump(*client, *server);
   EXPECT_FALSE(server->handshake_done());
   EXPECT_TRUE(contains(server->error().message(), "certificate verify failed"));
+  EXPECT_TRUE(contains(server->error().message(), "the client's certificate did not verify"));
   EXPECT_FALSE(client->error().ok());
+  EXPECT_TRUE(contains(client->error().message(),
+                       "the server does not trust the CA that signed our certificate (--cert)"))
+      << client->error().to_string();
 }
 
 TEST_F(TlsTest, ExpiredServerCertificateIsRefused) {

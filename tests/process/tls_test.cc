@@ -271,10 +271,26 @@ TEST(TlsProcessTest, HttpPortSpeaksHttpsWithTheClientPortCertificates) {
     EXPECT_EQ(health.status, 200) << health.body << health.err;
   }
 
-  // --client-cert-auth holds on the HTTP port too: no certificate, no answer.
+  // --client-cert-auth on the HTTP port: a client certificate is asked for and verified when
+  // sent; /v1 needs one (or a Bearer token), the open paths (the probes, /metrics) need none.
   HttpAnswer anonymous = curl({"--cacert", pki().ca, url(follower, "/v1/kv/x")});
-  EXPECT_NE(anonymous.exit_status, 0);
-  EXPECT_EQ(anonymous.status, 0) << anonymous.body;
+  EXPECT_EQ(anonymous.status, 401) << anonymous.body << anonymous.err;
+  EXPECT_TRUE(contains(anonymous.body, "authentication required")) << anonymous.body;
+  for (const char* open : {"/health", "/ready", "/metrics"}) {
+    HttpAnswer probe = curl({"--cacert", pki().ca, url(follower, open)});
+    EXPECT_EQ(probe.status, 200) << open << ": " << probe.body << probe.err;
+  }
+  // A token on a member without a permissions file names no one: 401, nothing read.
+  HttpAnswer token =
+      curl({"--cacert", pki().ca, "-H", "Authorization: Bearer abc", url(follower, "/v1/kv/x")});
+  EXPECT_EQ(token.status, 401) << token.body << token.err;
+  // A certificate that does not verify ends the handshake: no answer at all, on any path.
+  for (const char* path : {"/health", "/v1/kv/x"}) {
+    HttpAnswer other = curl({"--cacert", pki().ca, "--cert", pki().other_member, "--key",
+                             pki().other_member_key, url(follower, path)});
+    EXPECT_NE(other.exit_status, 0) << path;
+    EXPECT_EQ(other.status, 0) << path << ": " << other.body;
+  }
   // Plain HTTP at the HTTPS port: answered in plain HTTP, naming the mismatch.
   HttpAnswer plain = curl({"http://" + http[follower] + "/v1/kv/x"});
   EXPECT_EQ(plain.status, 400) << plain.body << plain.err;

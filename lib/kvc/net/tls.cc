@@ -182,8 +182,19 @@ std::string hint(const TlsContext& ctx, std::string_view reasons, std::string_vi
       return "the server refused the handshake: does it use certificates rather than a secret?";
     }
   } else {
+    if (server && contains(reasons, "certificate verify failed")) {
+      return "the client's certificate did not verify against this side's trusted CAs "
+             "(--trusted-ca-file; --peer-trusted-ca-file on the peer port)";
+    }
     if (server && contains(reasons, "alert unknown ca")) {
       return "the client does not trust the CA that signed this side's certificate";
+    }
+    if (!server && contains(reasons, "alert unknown ca")) {
+      return "the server does not trust the CA that signed our certificate (--cert): it needs "
+             "one signed by a CA it trusts (its --trusted-ca-file, or --peer-trusted-ca-file)";
+    }
+    if (!server && contains(reasons, "alert certificate expired")) {
+      return "the server says our certificate (--cert) has expired";
     }
     if (!server && (contains(reasons, "unable to get local issuer certificate") ||
                     contains(reasons, "self-signed certificate"))) {
@@ -406,7 +417,11 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::create(TlsRole role,
   if (!server) {
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
   } else if (config.client_cert_auth) {
-    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(c,
+                       config.client_cert_optional
+                           ? SSL_VERIFY_PEER
+                           : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       nullptr);
     // Tells clients which CAs are accepted, so one with several certificates picks right.
     if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(config.trusted_ca_file.c_str())) {
       SSL_CTX_set_client_CA_list(c, names);

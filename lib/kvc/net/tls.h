@@ -57,6 +57,11 @@ struct TlsConfig {
   // Non-empty: authenticate by this shared secret as a TLS 1.3 external PSK instead of
   // certificates. The key is derived from it (HMAC-SHA-256), never the secret itself.
   std::string secret;
+  // Server, with client_cert_auth: ask for a client certificate and verify one that is sent, but
+  // let a client without one finish the handshake (peer() then has no certificate, and the
+  // owner decides what it may do): the HTTP port, whose open paths need no credentials and
+  // whose /v1 takes a Bearer token as well as a certificate.
+  bool client_cert_optional = false;
 };
 
 class TlsContext {

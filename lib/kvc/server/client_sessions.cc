@@ -50,6 +50,9 @@ Result<Engine::Impl::TlsContexts> Engine::Impl::make_tls() const {
   const net::TlsConfig& p = options_.peer_tls;
   if (!c.cert_file.empty()) {
     KVC_RETURN_IF_ERROR(make(TlsRole::kServer, c, "--cert-file", &t.client_port));
+    net::TlsConfig http = c;
+    http.client_cert_optional = true;
+    KVC_RETURN_IF_ERROR(make(TlsRole::kServer, http, "--cert-file", &t.http_port));
   } else if (!psk.secret.empty()) {
     KVC_RETURN_IF_ERROR(make(TlsRole::kServer, psk, "--secret-file", &t.client_port));
   }
@@ -71,6 +74,7 @@ Status Engine::Impl::build_tls() {
   Result<TlsContexts> t = make_tls();
   if (!t.ok()) return t.status();
   client_port_tls_ = t->client_port;
+  http_port_tls_ = t->http_port;
   peer_port_tls_ = t->peer_port;
   peer_dial_tls_ = t->peer_dial;
   return Status();
@@ -91,11 +95,12 @@ Status Engine::Impl::reload_tls() {
   std::future<void> swapped = done->get_future();
   post_loop([this, t = std::move(*t), done] {
     client_port_tls_ = t.client_port;
+    http_port_tls_ = t.http_port;
     peer_port_tls_ = t.peer_port;
     peer_dial_tls_ = t.peer_dial;
     if (client_listener_ != nullptr) client_listener_->set_tls(client_port_tls_);
     if (peer_transport_ != nullptr) peer_transport_->set_tls(peer_port_tls_, peer_dial_tls_);
-    if (http_ != nullptr && http_tls()) http_->set_tls(client_port_tls_);
+    if (http_ != nullptr && http_tls()) http_->set_tls(http_port_tls_);
     hash_client_stale_ = true;  // the hash check's client is made again before its next round
     done->set_value();
   });
@@ -288,7 +293,7 @@ Status Engine::Impl::listen_http() {
   // Room for a value sent base64-encoded in a JSON body.
   ho.limits.max_body_bytes = options_.max_request_bytes / 3 * 4 + (16u << 10);
   ho.metrics = &metrics_->registry;
-  if (http_tls()) ho.tls = client_port_tls_;
+  if (http_tls()) ho.tls = http_port_tls_;
   ho.tls_handshake_timeout_ms = options_.handshake_timeout_ms;
   http_ = std::make_unique<http::HttpServer>(&loop_, ho, http_routes_->handler());
   if (Status s = http_->listen(); !s.ok()) return s.with_context("--listen-http");

@@ -220,6 +220,9 @@ class Engine::Impl {
   // plaintext).
   struct TlsContexts {
     std::shared_ptr<const net::TlsContext> client_port, peer_port, peer_dial;
+    // The HTTP port's: the client port's certificates, a client certificate optional (the
+    // open paths need none; /v1 takes a verified certificate or a Bearer token).
+    std::shared_ptr<const net::TlsContext> http_port;
   };
   Result<TlsContexts> make_tls() const;
   // The shared secret, moved here from options_.secret (then wiped) at start; empty without.
@@ -553,6 +556,7 @@ class Engine::Impl {
   bool hash_client_stale_ = false;  // loop thread: TLS reloaded since hash_client_ was made
   // Null where the port speaks plaintext (build_tls).
   std::shared_ptr<const net::TlsContext> client_port_tls_;  // the client port's server side
+  std::shared_ptr<const net::TlsContext> http_port_tls_;    // the HTTP port's (https)
   std::shared_ptr<const net::TlsContext> peer_port_tls_;    // the peer port's server side
   std::shared_ptr<const net::TlsContext> peer_dial_tls_;    // this member dialling a peer
   // The permissions file (EngineOptions::permissions_file) as last loaded; null: none, every
