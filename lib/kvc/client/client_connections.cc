@@ -303,7 +303,9 @@ void Client::Impl::on_group_events(net::Connection& conn, wire::Response& r) {
     ++i;
   }
   dispatching_group_ = nullptr;
-  if (members.empty()) g->second.erase(m);
+  if (!members.empty()) return;
+  g->second.erase(m);
+  if (g->second.empty()) watch_groups_.erase(g);  // as leave_group does outside a dispatch
 }
 
 void Client::Impl::leave_group(Call* c) {
