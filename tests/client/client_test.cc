@@ -11,6 +11,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "kvc/net/connection.h"
@@ -115,6 +116,11 @@ class FakeCluster {
   int requests_seen() const { return requests_.load(); }
   int requests_at(const std::string& addr) const { return counts_.at(addr)->requests.load(); }
   int hellos_at(const std::string& addr) const { return counts_.at(addr)->hellos.load(); }
+  // The connection (numbered in the order they were accepted) each request came on, in order.
+  std::vector<int> request_connections() const {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    return request_connections_;
+  }
 
  private:
   struct Counts {
@@ -124,9 +130,10 @@ class FakeCluster {
 
   void serve(std::shared_ptr<net::Connection> c, std::shared_ptr<FakeMember> spec,
              std::shared_ptr<Counts> counts) {
+    const int index = static_cast<int>(conns_.size());
     conns_.push_back(c);
     c->start(
-        [this, spec, counts](net::Connection& conn, std::string_view payload) {
+        [this, spec, counts, index](net::Connection& conn, std::string_view payload) {
           Result<wire::Envelope> env = wire::open_envelope(payload);
           ASSERT_TRUE(env.ok());
           std::string out;
@@ -157,6 +164,10 @@ class FakeCluster {
           }
           Result<wire::Request> req = wire::decode_request(*env->body);
           ASSERT_TRUE(req.ok());
+          {
+            std::lock_guard<std::mutex> lock(log_mu_);
+            request_connections_.push_back(index);
+          }
           ++requests_;
           ++counts->requests;
           std::optional<wire::Response> r = spec->script(*req);
@@ -203,6 +214,8 @@ class FakeCluster {
   std::vector<std::shared_ptr<net::Connection>> conns_;
   std::map<std::string, std::shared_ptr<Counts>> counts_;  // written before start() only
   std::atomic<int> requests_{0};
+  mutable std::mutex log_mu_;
+  std::vector<int> request_connections_;
 };
 
 std::unique_ptr<Client> open_client(const std::vector<std::string>& endpoints,
@@ -249,6 +262,61 @@ TEST(ClientTest, FollowsTheLeaderHint) {
   const int before = cluster.requests_seen();
   EXPECT_EQ(client->put("k", "v2").code, Code::kOk);
   EXPECT_EQ(cluster.requests_seen(), before + 1);
+}
+
+// With several connections to a member, what one turn of the client's loop sends goes out on
+// one of them (one write, one TLS record each way), and the next turn's on another.
+TEST(ClientTest, RequestsOfOneTurnGoTogetherOnOneOfSeveralConnections) {
+  FakeCluster cluster;
+  std::string m = cluster.add([](const wire::Request&) { return ok_with_revision(7); });
+  cluster.start();
+  ClientOptions o;
+  o.endpoints.push_back(*net::parse_address(m));
+  o.connections_per_member = 4;
+  Result<std::unique_ptr<Client>> opened = Client::open(std::move(o));
+  ASSERT_TRUE(opened.ok());
+  Client& client = **opened;
+  // Connections are added as requests are sent, each once it answers its hello.
+  for (int i = 0; i < 200 && cluster.hellos_at(m) < 4; ++i) {
+    ASSERT_EQ(client.get("warm").code, Code::kOk);
+  }
+  ASSERT_EQ(cluster.hellos_at(m), 4);
+  ASSERT_EQ(client.get("warm").code, Code::kOk);  // the fourth has answered and takes requests
+
+  constexpr int kBursts = 6;
+  constexpr int kBurst = 40;
+  std::set<int> used;
+  for (int b = 0; b < kBursts; ++b) {
+    const std::size_t before = cluster.request_connections().size();
+    std::promise<void> all_done;
+    std::atomic<int> left{kBurst};
+    std::atomic<int> failed{0};
+    // From inside a callback, on the client's thread: kBurst calls made in one turn.
+    wire::Request first;
+    first.op = wire::Op::kGet;
+    first.key = "first";
+    client.call(std::move(first), [&](wire::Response) {
+      for (int i = 0; i < kBurst; ++i) {
+        wire::Request req;
+        req.op = wire::Op::kGet;
+        req.key = "k" + std::to_string(i);
+        client.call(std::move(req), [&](wire::Response r) {
+          if (r.code != Code::kOk) ++failed;
+          if (--left == 0) all_done.set_value();
+        });
+      }
+    });
+    ASSERT_EQ(all_done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_EQ(failed.load(), 0);
+    const std::vector<int> log = cluster.request_connections();
+    ASSERT_EQ(log.size(), before + 1 + kBurst);
+    const std::vector<int> burst(log.begin() + static_cast<std::ptrdiff_t>(before + 1), log.end());
+    EXPECT_EQ(std::set<int>(burst.begin(), burst.end()).size(), 1u)
+        << "burst " << b << " was spread over several connections";
+    used.insert(burst.front());
+  }
+  // The turns rotate over the connections rather than keeping to one.
+  EXPECT_GE(used.size(), 2u);
 }
 
 TEST(ClientTest, WriteOnABrokenConnectionHasUnknownOutcome) {

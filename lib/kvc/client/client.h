@@ -78,7 +78,9 @@ struct ClientOptions {
   // The longest one connection attempt may take (name lookup, TCP connect, hello and auth); a
   // call stops waiting for it much sooner (its hello budget) and the attempt goes on alone.
   std::uint64_t connect_timeout_ms = 2000;
-  std::size_t connections_per_member = 1;  // more spreads load over several sockets (bench)
+  // More spreads load over several sockets (bench): the requests sent in one turn of the
+  // client's loop go together on one of them (up to 64 KiB), the next turn's on the next.
+  std::size_t connections_per_member = 1;
   std::uint64_t cluster_id = 0;  // 0: the first member to answer fixes it; else refuse others
   std::string name = "kvc-client";
   std::size_t max_frame_bytes = 64u << 20;

@@ -47,6 +47,9 @@ inline constexpr std::uint64_t kMaxHelloMs = 1000;
 inline constexpr std::uint64_t kMinReadAttemptMs = 250;
 inline constexpr std::uint64_t kMaxReadAttemptMs = 2000;
 inline constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
+// With several connections to a member, requests sent in one loop turn join the connection
+// the turn began with until its unsent output reaches this (pick_connection).
+inline constexpr std::size_t kGatherOnOneConnectionBytes = 64u << 10;
 
 bool is_stream_op(wire::Op op);
 
@@ -169,6 +172,7 @@ class Client::Impl {
     std::string last_error;
     std::vector<Call*> waiting;  // kWaiting calls for this member
     std::size_t round_robin = 0;
+    std::size_t last_pick = 0;     // index in conns of the connection picked last
     std::uint64_t last_heard = 0;  // uv_now() of the last frame from it
     // A liveness check (a second connection) after a read went unanswered: decided at its
     // timer unless a hello reply or any frame from the member comes first.

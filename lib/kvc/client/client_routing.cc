@@ -284,7 +284,15 @@ std::shared_ptr<net::Connection> Client::Impl::pick_connection(Member& m) {
                                [](const auto& conn) { return conn->closed(); }),
                 m.conns.end());
   if (m.conns.empty()) return nullptr;
-  return m.conns[m.round_robin++ % m.conns.size()];
+  // What one loop turn sends goes on one connection, the next turn's on the next: requests
+  // gathered in one write (one TLS record) each way cost the client, the member and, for
+  // linearizable reads, the ReadIndex round far less than the same spread over every socket.
+  if (m.last_pick < m.conns.size()) {
+    const std::shared_ptr<net::Connection>& last = m.conns[m.last_pick];
+    if (last->gathering() && last->output_bytes() < kGatherOnOneConnectionBytes) return last;
+  }
+  m.last_pick = m.round_robin++ % m.conns.size();
+  return m.conns[m.last_pick];
 }
 
 void Client::Impl::send_on(Call* c, Member& m) {

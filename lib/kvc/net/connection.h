@@ -84,6 +84,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void send(std::string_view framed);
   // Unsent output, in bytes.
   std::size_t output_bytes() const { return tls_plain_.size() + pending_.size() + inflight_bytes_; }
+  // True while output sent in this loop turn waits to go out together at the turn's end.
+  bool gathering() const { return corked_ && !closing_; }
 
   // Stops / resumes reading on the caller's behalf (e.g. too many requests in flight).
   void pause_reading();
