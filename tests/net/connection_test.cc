@@ -470,6 +470,19 @@ TEST_F(TlsConnectionTest, TlsClientAtAPlaintextPortLearnsWhy) {
   EXPECT_TRUE(has(o.client_closed, "tls: the server closed the connection during the TLS"));
 }
 
+// A plaintext port that answers a TLS client (as kvc-node's client and peer ports do) makes
+// the client name the mismatch from the answer itself, not guess from a hang-up.
+TEST_F(TlsConnectionTest, TlsClientAtAPlaintextPortThatAnswersIsToldItIsPlaintext) {
+  ConnectionOptions server;
+  server.answer_to_tls_client = framed("no TLS here");
+  Outcome o = exchange(server, client_tls(false), 1, true);
+  EXPECT_TRUE(o.got.empty());
+  EXPECT_TRUE(has(o.server_closed, "tls: this port does not speak TLS"));
+  EXPECT_TRUE(has(o.client_closed,
+                  "tls: the server does not speak TLS: it sent plaintext (a kvc "
+                  "frame); is it a member without TLS, or another port?"));
+}
+
 TEST_F(TlsConnectionTest, SharedSecretCarriesFramesAndADifferentOneIsRefused) {
   const std::string secret = "3f5c0d9a8e7b6a5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c";
   ConnectionOptions server, client;

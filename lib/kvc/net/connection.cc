@@ -152,7 +152,12 @@ void Connection::on_read(ssize_t n, const uv_buf_t* buf) {
   }
   if (!delivered_) {
     if (Status s = check_plaintext_mismatch(); !s.ok()) {
-      close(s);
+      if (dialled_ || options_.answer_to_tls_client.empty()) {
+        close(s);
+        return;
+      }
+      pending_.append(options_.answer_to_tls_client);
+      close_after_flush(s);
       return;
     }
   }

@@ -66,6 +66,11 @@ struct ConnectionOptions {
   // fills it with the host dialled when it is empty; set it to "-" to check the chain only
   // (the owner then checks tls()->peer() itself).
   std::string tls_expected_name;
+  // Without `tls`: bytes a listener's connection sends a client that began a TLS handshake,
+  // before it closes. Any plaintext answer makes that client fail at once, naming the mismatch
+  // ("the server does not speak TLS"), rather than take the hang-up for a network fault and
+  // retry until its deadline. Empty: it only closes.
+  std::string answer_to_tls_client;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

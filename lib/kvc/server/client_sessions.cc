@@ -184,6 +184,10 @@ Status Engine::Impl::listen_clients() {
                                         .close_above = 256u << 20};
   client_options.tls = client_port_tls_;
   client_options.on_oversized = std::move(refuse_oversized);
+  wire::append_hello_reply(
+      client_options.answer_to_tls_client,
+      {.code = Code::kFailedPrecondition,
+       .message = "this port does not speak TLS (the member has no --cert-file or secret)"});
   client_listener_ = std::make_unique<net::Listener>(&loop_, std::move(client_options));
   if (Status s = client_listener_->listen(
           *c, [this](std::shared_ptr<net::Connection> conn) { on_client_accept(conn); });

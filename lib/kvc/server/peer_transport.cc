@@ -29,6 +29,16 @@ std::string hex(std::uint64_t id) {
   return buf;
 }
 
+// What the peer port answers a member that dials it with TLS when this member has none.
+std::string plaintext_answer_to_tls() {
+  std::string out;
+  wire::append_hello_reply(
+      out, {.code = Code::kFailedPrecondition,
+            .message = "this peer port does not speak TLS (the member has no --peer-cert-file "
+                       "or secret)"});
+  return out;
+}
+
 }  // namespace
 
 std::string join_token_digest(const std::string& cluster_token) {
@@ -177,7 +187,8 @@ PeerTransport::PeerTransport(uv_loop_t* loop, PeerTransportOptions options,
       listener_(loop, {.max_frame_bytes = options_.max_frame_bytes,
                        .pause_reading_above = options_.max_queued_bytes,
                        .close_above = options_.max_queued_bytes * 4,
-                       .tls = options_.server_tls}) {}
+                       .tls = options_.server_tls,
+                       .answer_to_tls_client = plaintext_answer_to_tls()}) {}
 
 void PeerTransport::set_tls(std::shared_ptr<const net::TlsContext> server_tls,
                             std::shared_ptr<const net::TlsContext> dial_tls) {
