@@ -17,6 +17,7 @@
 
 #include "data_dir_faults.h"
 #include "process_cluster.h"
+#include "support/text.h"
 
 namespace kvc::test {
 namespace {
@@ -223,6 +224,24 @@ TEST(IntegrityProcessTest, ScrubberFindsDamageInAKeyNobodyReadsAndTheMemberRepai
       << log_of(cluster, f);
   EXPECT_EQ(status_of(cluster, f).scrub_damaged, found);
   expect_every_member_serves(cluster, acked);
+}
+
+// A small state is scrubbed whole every tick (100 ms): the passes are counted, but the log says
+// so at info only for the first one (then after damage, or every 10 minutes), not ten times a
+// second.
+TEST(IntegrityProcessTest, ScrubPassesOfASmallStateDoNotFloodTheLog) {
+  ClusterOptions o;
+  o.members = 1;
+  ProcessCluster cluster("integrity-scrub-log", o);
+  ASSERT_TRUE(cluster.start_all().ok());
+  ASSERT_TRUE(cluster.wait_for_leader().ok());
+  auto c = cluster.client(5000);
+  write_keys(*c, 0, 5);
+  EXPECT_TRUE(wait_until([&] { return status_of(cluster, 0).scrub_passes >= 20; }, 30s,
+                         "20 scrub passes", kPollEvery)
+                  .ok())
+      << log_of(cluster, 0);
+  EXPECT_EQ(count_of(log_of(cluster, 0), "scrub pass complete"), 1u) << log_of(cluster, 0);
 }
 
 TEST(IntegrityProcessTest, FollowerRestartedOnAnOlderCopyOfItsDataIsRepairedByTheSameLeader) {

@@ -544,6 +544,10 @@ class Engine::Impl {
   bool scrubbing_ = false;
   std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
   std::chrono::steady_clock::time_point scrub_pass_started_{};
+  // A small state is scrubbed whole many times a second: completed passes are logged at info
+  // only the first time, after damage, and then at most every kScrubLogEveryMinutes.
+  std::optional<std::chrono::steady_clock::time_point> scrub_logged_at_;
+  std::uint64_t scrub_logged_damaged_ = 0;
   storage::ScrubCursor scrub_cursor_;
   double scrub_allowance_ = 0;       // bytes the scrubber may still read (token bucket)
   std::uint64_t scrub_last_ms_ = 0;  // uv_now of the last refill

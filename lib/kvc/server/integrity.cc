@@ -68,6 +68,9 @@ void Engine::Impl::note_repair_progress() {
   drain_apply();
 }
 
+// Completed scrub passes are logged at info at most this often (each one at debug).
+constexpr int kScrubLogEveryMinutes = 10;
+
 // The scrubber: every kScrubTickMs, verify a batch of stored records on the scrub thread, at
 // about --scrub-rate bytes a second (a token bucket refilled by elapsed time, never more than a
 // second's worth), so damage in keys nobody reads is found and repaired before a snapshot or a
@@ -122,11 +125,20 @@ void Engine::Impl::scrub_tick() {
       if (scrub_cursor_.done()) {
         ++scrub_passes_;
         metrics_->scrub_passes.inc();
-        spdlog::info("scrub pass complete passes={} records={} damaged={} dur_ms={}", scrub_passes_,
-                     scrub_records_, scrub_damaged_,
-                     std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::steady_clock::now() - scrub_pass_started_)
-                         .count());
+        const auto done = std::chrono::steady_clock::now();
+        const bool log_info =
+            !scrub_logged_at_ || scrub_damaged_ != scrub_logged_damaged_ ||
+            done - *scrub_logged_at_ >= std::chrono::minutes(kScrubLogEveryMinutes);
+        if (log_info) {
+          scrub_logged_at_ = done;
+          scrub_logged_damaged_ = scrub_damaged_;
+        }
+        spdlog::log(
+            log_info ? spdlog::level::info : spdlog::level::debug,
+            "scrub pass complete passes={} records={} damaged={} dur_ms={}", scrub_passes_,
+            scrub_records_, scrub_damaged_,
+            std::chrono::duration_cast<std::chrono::milliseconds>(done - scrub_pass_started_)
+                .count());
         scrub_cursor_ = {};
       }
     });
