@@ -67,6 +67,16 @@ def encode_hello(cluster_id, name, software, token=b""):
     return struct.pack(">I", len(body)) + bytes(body)
 
 
+
+# What an OpenSSL reason seen in a failed handshake most likely means, as kvc-ctl says it.
+_TLS_HINTS = (
+    ("CERTIFICATE_REQUIRED", ": the server requires a client certificate: give cert= and key="),
+    ("WRONG_VERSION_NUMBER", ": the server does not speak TLS (it answered in plaintext): is it a "
+                             "member without TLS, or another port?"),
+    ("UNKNOWN_CA", ": the server does not trust the CA that signed our certificate (cert=)"),
+)
+
+
 class BrokenConnection(Exception):
     """The connection closed or failed after the handshake (whatever was sent may be applied)."""
 
@@ -95,8 +105,7 @@ class Connection:
                                          % (addr, e.verify_message)) from None
             except ssl.SSLError as e:
                 self.close()
-                hint = (": the server requires a client certificate: give cert= and key="
-                        if "CERTIFICATE_REQUIRED" in str(e) else "")
+                hint = next((h for k, h in _TLS_HINTS if k in str(e)), "")
                 raise FailedPrecondition("%s: tls handshake failed: %s%s"
                                          % (addr, e.reason or e, hint)) from None
             except OSError as e:

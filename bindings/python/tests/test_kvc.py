@@ -342,7 +342,7 @@ def openssl(*args):
                    stderr=subprocess.DEVNULL)
 
 
-def test_certificates():
+def test_certificates(cluster):
     with tempfile.TemporaryDirectory(prefix="kvc-py-tls-") as tmp:
         f = lambda n: os.path.join(tmp, n)  # noqa: E731
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -374,6 +374,11 @@ def test_certificates():
                 with pytest.raises(kvc.FailedPrecondition) as e:
                     plain.get("/t/k")
                 assert "speaks TLS" in e.value.message, e.value.message
+            # The reverse: TLS at a member without it fails at once, saying so.
+            with kvc.Client(cluster.endpoints(), cacert=f("ca.pem"), timeout=10) as tls:
+                with pytest.raises(kvc.FailedPrecondition) as e:
+                    tls.get("/t/k")
+                assert "does not speak TLS" in e.value.message, e.value.message
         finally:
             c.stop()
 
