@@ -230,9 +230,7 @@ TEST(IntegrityProcessTest, ScrubberFindsDamageInAKeyNobodyReadsAndTheMemberRepai
 // so at info only for the first one (then after damage, or every 10 minutes), not ten times a
 // second.
 TEST(IntegrityProcessTest, ScrubPassesOfASmallStateDoNotFloodTheLog) {
-  ClusterOptions o;
-  o.members = 1;
-  ProcessCluster cluster("integrity-scrub-log", o);
+  ProcessCluster cluster("integrity-scrub-log", {.members = 1});
   ASSERT_TRUE(cluster.start_all().ok());
   ASSERT_TRUE(cluster.wait_for_leader().ok());
   auto c = cluster.client(5000);
