@@ -545,8 +545,8 @@ class Engine::Impl {
   std::uint64_t scrub_passes_ = 0, scrub_records_ = 0, scrub_damaged_ = 0;
   std::chrono::steady_clock::time_point scrub_pass_started_{};
   // A small state is scrubbed whole many times a second: completed passes are logged at info
-  // only the first time, after damage, and then at most every kScrubLogEveryMinutes.
-  std::optional<std::chrono::steady_clock::time_point> scrub_logged_at_;
+  // only the first time, after damage, and then at most every kScrubLogEveryMs.
+  std::optional<std::uint64_t> scrub_logged_at_ms_;  // now_ms(): simulated time under kvc-sim
   std::uint64_t scrub_logged_damaged_ = 0;
   storage::ScrubCursor scrub_cursor_;
   double scrub_allowance_ = 0;       // bytes the scrubber may still read (token bucket)

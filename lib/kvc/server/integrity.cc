@@ -69,7 +69,7 @@ void Engine::Impl::note_repair_progress() {
 }
 
 // Completed scrub passes are logged at info at most this often (each one at debug).
-constexpr int kScrubLogEveryMinutes = 10;
+constexpr std::uint64_t kScrubLogEveryMs = 10 * 60 * 1000;
 
 // The scrubber: every kScrubTickMs, verify a batch of stored records on the scrub thread, at
 // about --scrub-rate bytes a second (a token bucket refilled by elapsed time, never more than a
@@ -125,20 +125,19 @@ void Engine::Impl::scrub_tick() {
       if (scrub_cursor_.done()) {
         ++scrub_passes_;
         metrics_->scrub_passes.inc();
-        const auto done = std::chrono::steady_clock::now();
-        const bool log_info =
-            !scrub_logged_at_ || scrub_damaged_ != scrub_logged_damaged_ ||
-            done - *scrub_logged_at_ >= std::chrono::minutes(kScrubLogEveryMinutes);
+        const std::uint64_t at = now_ms();
+        const bool log_info = !scrub_logged_at_ms_ || scrub_damaged_ != scrub_logged_damaged_ ||
+                              at - *scrub_logged_at_ms_ >= kScrubLogEveryMs;
         if (log_info) {
-          scrub_logged_at_ = done;
+          scrub_logged_at_ms_ = at;
           scrub_logged_damaged_ = scrub_damaged_;
         }
-        spdlog::log(
-            log_info ? spdlog::level::info : spdlog::level::debug,
-            "scrub pass complete passes={} records={} damaged={} dur_ms={}", scrub_passes_,
-            scrub_records_, scrub_damaged_,
-            std::chrono::duration_cast<std::chrono::milliseconds>(done - scrub_pass_started_)
-                .count());
+        spdlog::log(log_info ? spdlog::level::info : spdlog::level::debug,
+                    "scrub pass complete passes={} records={} damaged={} dur_ms={}", scrub_passes_,
+                    scrub_records_, scrub_damaged_,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - scrub_pass_started_)
+                        .count());
         scrub_cursor_ = {};
       }
     });
